@@ -1,0 +1,38 @@
+# medic — see README.md. Every target installs what is missing first (scripts/setup.sh).
+BUILD_DIR ?= build
+ASAN_DIR ?= build-asan
+JOBS ?= $(shell nproc)
+CMAKE_FLAGS ?= -DCMAKE_BUILD_TYPE=RelWithDebInfo
+
+.PHONY: setup build test test-unit test-asan demo clean format
+
+setup:
+	@bash scripts/setup.sh
+
+build: setup
+	@cmake -S . -B $(BUILD_DIR) $(CMAKE_FLAGS) >/dev/null
+	@cmake --build $(BUILD_DIR) -j $(JOBS)
+
+# Every suite: unit, integration and e2e on the regular build, then the unit tests once more
+# under AddressSanitizer and UndefinedBehaviorSanitizer.
+test: build
+	@cd $(BUILD_DIR) && ctest --output-on-failure --timeout 600 -j $(JOBS)
+	@$(MAKE) --no-print-directory test-asan
+
+test-unit: build
+	@cd $(BUILD_DIR) && ctest --output-on-failure -L unit -j $(JOBS)
+
+test-asan: setup
+	@cmake -S . -B $(ASAN_DIR) -DCMAKE_BUILD_TYPE=Debug -DMEDIC_SANITIZE=ON >/dev/null
+	@cmake --build $(ASAN_DIR) -j $(JOBS)
+	@cd $(ASAN_DIR) && ASAN_OPTIONS=detect_leaks=1 UBSAN_OPTIONS=print_stacktrace=1 \
+		ctest --output-on-failure -L unit -j $(JOBS)
+
+demo: build
+	@$(BUILD_DIR)/bin/medic demo $(DEMO_ARGS)
+
+format:
+	@find src apps tests bench -name '*.cc' -o -name '*.h' | xargs clang-format -i
+
+clean:
+	rm -rf $(BUILD_DIR) $(ASAN_DIR)

@@ -1,0 +1,312 @@
+#include "protocol/actions.h"
+
+#include <csignal>
+
+#include "core/clock.h"
+
+namespace medic::protocol {
+
+namespace {
+
+bool HasControlChars(std::string_view s) {
+  for (unsigned char c : s) {
+    if (c < 0x20 || c == 0x7f) {
+      return true;
+    }
+  }
+  return false;
+}
+
+bool HasShellMeta(std::string_view s) {
+  return s.find_first_of(";|&$`<>(){}[]!*?~\\\"'#\n\r\t") != std::string_view::npos;
+}
+
+Status CheckString(const ParamSpec& spec, const Json& v) {
+  if (!v.is_string()) {
+    return InvalidArgument("parameter '" + spec.name + "' must be a string");
+  }
+  const std::string s = v.get<std::string>();
+  auto bad = [&](std::string why) {
+    return InvalidArgument("parameter '" + spec.name + "' " + why);
+  };
+  if (s.empty()) {
+    return bad("must not be empty");
+  }
+  if (s.size() > 4096) {
+    return bad("is too long");
+  }
+  if (spec.kind != ParamKind::kShellCommand && HasControlChars(s)) {
+    return bad("contains control characters");
+  }
+  switch (spec.kind) {
+    case ParamKind::kServiceName:
+      if (s.size() > 64 || s[0] == '-' || s[0] == '.') {
+        return bad("is not a service name");
+      }
+      for (char c : s) {
+        const bool ok = (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') ||
+                        (c >= '0' && c <= '9') || c == '@' || c == '.' || c == '_' || c == '-';
+        if (!ok) {
+          return bad("is not a service name");
+        }
+      }
+      return OkStatus();
+    case ParamKind::kAbsPath: {
+      if (s[0] != '/') {
+        return bad("must be an absolute path");
+      }
+      if (HasShellMeta(s) || s.find(' ') != std::string::npos) {
+        return bad("contains characters not allowed in a path");
+      }
+      size_t pos = 0;
+      while (pos <= s.size()) {
+        size_t next = s.find('/', pos);
+        if (next == std::string::npos) {
+          next = s.size();
+        }
+        const std::string_view part = std::string_view(s).substr(pos, next - pos);
+        if (part == ".." || part == ".") {
+          return bad("must not contain '.' or '..' components");
+        }
+        pos = next + 1;
+      }
+      return OkStatus();
+    }
+    case ParamKind::kSignal:
+      if (SignalNumber(s) < 0) {
+        return bad("is not an allowed signal (TERM, KILL, HUP, INT, QUIT, USR1, USR2)");
+      }
+      return OkStatus();
+    case ParamKind::kPattern:
+      if (s[0] == '-' || HasShellMeta(s) || s.size() > 256) {
+        return bad("is not a safe process pattern");
+      }
+      return OkStatus();
+    case ParamKind::kDuration: {
+      std::string d = s;
+      if (!d.empty() && d.back() == 'd') {
+        d.pop_back();
+        if (d.empty() || d.find_first_not_of("0123456789") != std::string::npos) {
+          return bad("is not a duration");
+        }
+        return OkStatus();
+      }
+      if (!ParseDuration(d)) {
+        return bad("is not a duration");
+      }
+      return OkStatus();
+    }
+    case ParamKind::kChaosMode:
+      if (s != "disk-fill" && s != "oom" && s != "nginx-crash") {
+        return bad("must be one of disk-fill, oom, nginx-crash");
+      }
+      return OkStatus();
+    case ParamKind::kShellCommand:
+      return OkStatus();
+    default:
+      return bad("has an unexpected type");
+  }
+}
+
+Status CheckParam(const ParamSpec& spec, const Json& v) {
+  switch (spec.kind) {
+    case ParamKind::kPid:
+    case ParamKind::kCount: {
+      if (!v.is_number_integer()) {
+        return InvalidArgument("parameter '" + spec.name + "' must be an integer");
+      }
+      const int64_t n = v.get<int64_t>();
+      const int64_t lo = spec.kind == ParamKind::kPid ? 2 : 1;
+      const int64_t hi = spec.kind == ParamKind::kPid ? 4'194'304 : 100'000;
+      if (n < lo || n > hi) {
+        return InvalidArgument("parameter '" + spec.name + "' is out of range");
+      }
+      return OkStatus();
+    }
+    case ParamKind::kPercent: {
+      if (!v.is_number()) {
+        return InvalidArgument("parameter '" + spec.name + "' must be a number");
+      }
+      const double p = v.get<double>();
+      if (!(p >= 1 && p <= 99)) {
+        return InvalidArgument("parameter '" + spec.name + "' must be between 1 and 99");
+      }
+      return OkStatus();
+    }
+    case ParamKind::kJsonObject:
+      if (!v.is_object()) {
+        return InvalidArgument("parameter '" + spec.name + "' must be an object");
+      }
+      return OkStatus();
+    default:
+      return CheckString(spec, v);
+  }
+}
+
+std::string Quote(const std::string& s) {
+  bool plain = !s.empty();
+  for (char c : s) {
+    const bool ok = (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
+                    c == '/' || c == '.' || c == '_' || c == '-' || c == '@' || c == ':' ||
+                    c == '%' || c == '+' || c == '=' || c == ',';
+    if (!ok) {
+      plain = false;
+      break;
+    }
+  }
+  if (plain) {
+    return s;
+  }
+  std::string out = "'";
+  for (char c : s) {
+    if (c == '\'') {
+      out += "'\\''";
+    } else if (c == '\n') {
+      out += "\\n";
+    } else {
+      out += c;
+    }
+  }
+  out += "'";
+  return out;
+}
+
+}  // namespace
+
+std::string_view RiskName(Risk r) {
+  switch (r) {
+    case Risk::kNone: return "none";
+    case Risk::kLow: return "low";
+    case Risk::kMedium: return "medium";
+    case Risk::kHigh: return "high";
+  }
+  return "unknown";
+}
+
+const std::vector<ActionSpec>& ActionCatalog() {
+  static const std::vector<ActionSpec> kCatalog = {
+      {"service.status", {{"service", ParamKind::kServiceName, true}}, Risk::kNone, true,
+       "report whether a service runs, and its pid"},
+      {"service.start", {{"service", ParamKind::kServiceName, true}}, Risk::kLow, false,
+       "start a service"},
+      {"service.stop", {{"service", ParamKind::kServiceName, true}}, Risk::kMedium, false,
+       "stop a service"},
+      {"service.restart", {{"service", ParamKind::kServiceName, true}}, Risk::kLow, false,
+       "stop a service (and anything left of it) and start it again"},
+      {"service.logs",
+       {{"service", ParamKind::kServiceName, true}, {"lines", ParamKind::kCount, false}},
+       Risk::kNone, true, "the last lines of the log files a host configures for a service"},
+      {"log.tail",
+       {{"path", ParamKind::kAbsPath, true}, {"lines", ParamKind::kCount, false}},
+       Risk::kNone, true, "the last lines of a log file"},
+      {"disk.usage", {}, Risk::kNone, true, "usage of every mounted file system (df -h)"},
+      {"memory.usage", {}, Risk::kNone, true, "memory usage (free -m)"},
+      {"process.top", {{"lines", ParamKind::kCount, false}}, Risk::kNone, true,
+       "processes by resident memory (ps aux)"},
+      {"dir.list", {{"path", ParamKind::kAbsPath, true}}, Risk::kNone, true,
+       "files of a directory, largest first (ls -lS)"},
+      {"process.kill",
+       {{"pattern", ParamKind::kPattern, false},
+        {"pid", ParamKind::kPid, false},
+        {"signal", ParamKind::kSignal, false}},
+       Risk::kMedium, false, "send a signal to processes matching a name pattern, or to a pid"},
+      {"file.truncate", {{"path", ParamKind::kAbsPath, true}}, Risk::kMedium, false,
+       "truncate a file to zero bytes"},
+      {"log.archive_truncate", {{"path", ParamKind::kAbsPath, true}}, Risk::kLow, false,
+       "copy a log file to the archive, verify its checksum, then truncate it"},
+      {"disk.cleanup",
+       {{"path", ParamKind::kAbsPath, true}, {"older_than", ParamKind::kDuration, true}},
+       Risk::kMedium, false, "delete files under a directory older than a duration"},
+      {"chaos.start",
+       {{"mode", ParamKind::kChaosMode, true}, {"params", ParamKind::kJsonObject, false}},
+       Risk::kHigh, false, "start a chaos experiment on this host"},
+      {"chaos.stop", {}, Risk::kLow, false, "undo every chaos experiment on this host"},
+      {"shell", {{"command", ParamKind::kShellCommand, true}}, Risk::kHigh, false,
+       "run a shell command as the agent's user (off unless the host allows it)"},
+  };
+  return kCatalog;
+}
+
+const ActionSpec* FindAction(std::string_view name) {
+  for (const auto& spec : ActionCatalog()) {
+    if (spec.name == name) {
+      return &spec;
+    }
+  }
+  return nullptr;
+}
+
+Result<Action> ValidateAction(std::string_view name, const Json& params) {
+  const ActionSpec* spec = FindAction(name);
+  if (spec == nullptr) {
+    return InvalidArgument("unknown action '" + std::string(name) + "'");
+  }
+  if (!params.is_null() && !params.is_object()) {
+    return InvalidArgument("parameters of " + spec->name + " must be an object");
+  }
+  Action out{spec->name, Json::object()};
+  if (params.is_object()) {
+    for (const auto& [key, value] : params.items()) {
+      const ParamSpec* ps = nullptr;
+      for (const auto& p : spec->params) {
+        if (p.name == key) {
+          ps = &p;
+        }
+      }
+      if (ps == nullptr) {
+        return InvalidArgument(spec->name + " has no parameter '" + key + "'");
+      }
+      if (Status s = CheckParam(*ps, value); !s) {
+        return InvalidArgument(spec->name + ": " + s.error().message);
+      }
+      out.params[key] = value;
+    }
+  }
+  for (const auto& p : spec->params) {
+    if (p.required && !out.params.contains(p.name)) {
+      return InvalidArgument(spec->name + " needs parameter '" + p.name + "'");
+    }
+  }
+  if (spec->name == "process.kill" &&
+      (out.params.contains("pattern") == out.params.contains("pid"))) {
+    return InvalidArgument("process.kill needs exactly one of 'pattern' or 'pid'");
+  }
+  return out;
+}
+
+std::string RenderCommandLine(const Action& action) {
+  std::string line = action.name;
+  const ActionSpec* spec = FindAction(action.name);
+  if (spec == nullptr) {
+    return line;
+  }
+  for (const auto& p : spec->params) {
+    auto it = action.params.find(p.name);
+    if (it == action.params.end()) {
+      continue;
+    }
+    line += " " + p.name + "=";
+    if (it->is_string()) {
+      line += Quote(it->get<std::string>());
+    } else {
+      line += Quote(DumpJson(*it));
+    }
+  }
+  return line;
+}
+
+int SignalNumber(std::string_view name) {
+  if (name.substr(0, 3) == "SIG") {
+    name.remove_prefix(3);
+  }
+  if (name == "TERM") return SIGTERM;
+  if (name == "KILL") return SIGKILL;
+  if (name == "HUP") return SIGHUP;
+  if (name == "INT") return SIGINT;
+  if (name == "QUIT") return SIGQUIT;
+  if (name == "USR1") return SIGUSR1;
+  if (name == "USR2") return SIGUSR2;
+  return -1;
+}
+
+}  // namespace medic::protocol

@@ -1,0 +1,69 @@
+#pragma once
+
+// The action catalog: every operation medic can ask a host to perform, with typed parameters.
+// Linked into agent and server alike: the server validates runbooks, operator input and (later)
+// AI answers with it; the agent validates every command again before its local policy decides.
+// See docs/ACTIONS.md.
+
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "core/json.h"
+#include "core/result.h"
+
+namespace medic::protocol {
+
+enum class Risk { kNone, kLow, kMedium, kHigh };
+std::string_view RiskName(Risk r);
+
+enum class ParamKind {
+  kServiceName,  // [A-Za-z0-9@._-]{1,64}, not starting with '-'
+  kAbsPath,      // absolute, no "..", no control or shell metacharacters
+  kSignal,       // TERM KILL HUP INT QUIT USR1 USR2 (with or without SIG)
+  kPattern,      // process name pattern: printable, no shell metacharacters, no leading '-'
+  kPid,          // integer > 1
+  kCount,        // integer 1..100000
+  kDuration,     // "30s", "7d"... parsed by ParseDuration, or days with a 'd' suffix
+  kChaosMode,    // disk-fill | oom | nginx-crash
+  kPercent,      // number 1..99
+  kShellCommand, // free text; only the shell action takes it
+  kJsonObject,   // nested parameters (chaos params), values checked by the consumer
+};
+
+struct ParamSpec {
+  std::string name;
+  ParamKind kind;
+  bool required;
+};
+
+struct ActionSpec {
+  std::string name;
+  std::vector<ParamSpec> params;
+  Risk risk;
+  bool read_only;  // diagnostics: changes nothing on the host
+  std::string summary;
+};
+
+// The whole catalog, in a stable order.
+const std::vector<ActionSpec>& ActionCatalog();
+const ActionSpec* FindAction(std::string_view name);
+
+// A validated action. Params hold only known keys with checked values.
+struct Action {
+  std::string name;
+  Json params = Json::object();
+};
+
+// Checks the name is in the catalog and every parameter is known, present when required, of
+// the right type and free of anything a shell or option parser could misread. Never throws.
+Result<Action> ValidateAction(std::string_view name, const Json& params);
+
+// The exact, human-readable line an operator sees for an action, e.g.
+// "service.restart service=nginx". Values are single-quoted when not plain.
+std::string RenderCommandLine(const Action& action);
+
+// Signal name ("TERM", "SIGKILL") -> number, or -1.
+int SignalNumber(std::string_view name);
+
+}  // namespace medic::protocol

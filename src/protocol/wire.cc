@@ -1,0 +1,235 @@
+#include "protocol/wire.h"
+
+namespace medic::protocol {
+
+namespace {
+
+Result<WallTime> TimeField(const Json& j, std::string_view key) {
+  auto it = j.find(key);
+  if (it == j.end() || !it->is_number_integer()) {
+    return InvalidArgument("field '" + std::string(key) + "' must be unix milliseconds");
+  }
+  return FromUnixMillis(it->get<int64_t>());
+}
+
+Result<bool> BoolOr(const Json& j, std::string_view key, bool fallback) {
+  ASSIGN_OR_RETURN(auto v, OptionalBool(j, key));
+  return v.value_or(fallback);
+}
+
+Result<int64_t> IntOr(const Json& j, std::string_view key, int64_t fallback) {
+  ASSIGN_OR_RETURN(auto v, OptionalInt(j, key));
+  return v.value_or(fallback);
+}
+
+Result<std::string> StringOr(const Json& j, std::string_view key, std::string fallback) {
+  ASSIGN_OR_RETURN(auto v, OptionalString(j, key));
+  return v.value_or(std::move(fallback));
+}
+
+Status RequireObject(const Json& j, std::string_view what) {
+  if (!j.is_object()) {
+    return InvalidArgument(std::string(what) + " must be a JSON object");
+  }
+  return OkStatus();
+}
+
+}  // namespace
+
+bool IsValidHostName(std::string_view name) {
+  if (name.empty() || name.size() > 64 || name[0] == '.' || name[0] == '-') {
+    return false;
+  }
+  for (char c : name) {
+    const bool ok = (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
+                    c == '.' || c == '_' || c == '-';
+    if (!ok) {
+      return false;
+    }
+  }
+  return true;
+}
+
+Json ToJson(const RegisterRequest& r) {
+  return Json{{"name", r.name},
+              {"hostname", r.hostname},
+              {"version", r.version},
+              {"services", r.services},
+              {"chaos_allowed", r.chaos_allowed}};
+}
+
+Result<RegisterRequest> RegisterRequestFromJson(const Json& j) {
+  RETURN_IF_ERROR(RequireObject(j, "register request"));
+  RegisterRequest r;
+  ASSIGN_OR_RETURN(r.name, RequireString(j, "name"));
+  if (!IsValidHostName(r.name)) {
+    return InvalidArgument("invalid host name '" + r.name + "'");
+  }
+  ASSIGN_OR_RETURN(r.hostname, StringOr(j, "hostname", ""));
+  ASSIGN_OR_RETURN(r.version, StringOr(j, "version", ""));
+  ASSIGN_OR_RETURN(r.chaos_allowed, BoolOr(j, "chaos_allowed", false));
+  if (auto it = j.find("services"); it != j.end()) {
+    if (!it->is_array()) {
+      return InvalidArgument("field 'services' must be a list of strings");
+    }
+    for (const auto& s : *it) {
+      if (!s.is_string()) {
+        return InvalidArgument("field 'services' must be a list of strings");
+      }
+      r.services.push_back(s.get<std::string>());
+    }
+  }
+  return r;
+}
+
+Json ToJson(const RegisterResponse& r) { return Json{{"interval_ms", r.interval_ms}}; }
+
+Result<RegisterResponse> RegisterResponseFromJson(const Json& j) {
+  RETURN_IF_ERROR(RequireObject(j, "register response"));
+  RegisterResponse r;
+  ASSIGN_OR_RETURN(r.interval_ms, IntOr(j, "interval_ms", 1000));
+  return r;
+}
+
+Json ToJson(const Report& r) {
+  Json samples = Json::array();
+  for (const auto& s : r.samples) {
+    samples.push_back(Json{{"t", ToUnixMillis(s.t)}, {"metrics", s.metrics}});
+  }
+  Json checks = Json::array();
+  for (const auto& c : r.checks) {
+    checks.push_back(Json{{"name", c.name},
+                          {"healthy", c.healthy},
+                          {"detail", c.detail},
+                          {"t", ToUnixMillis(c.t)}});
+  }
+  return Json{{"host", r.host}, {"samples", samples}, {"checks", checks}};
+}
+
+Result<Report> ReportFromJson(const Json& j) {
+  RETURN_IF_ERROR(RequireObject(j, "report"));
+  Report r;
+  ASSIGN_OR_RETURN(r.host, RequireString(j, "host"));
+  if (auto it = j.find("samples"); it != j.end()) {
+    if (!it->is_array()) {
+      return InvalidArgument("field 'samples' must be a list");
+    }
+    for (const auto& s : *it) {
+      RETURN_IF_ERROR(RequireObject(s, "sample"));
+      MetricSample m;
+      ASSIGN_OR_RETURN(m.t, TimeField(s, "t"));
+      auto mit = s.find("metrics");
+      if (mit == s.end() || !mit->is_object()) {
+        return InvalidArgument("sample field 'metrics' must be an object");
+      }
+      for (const auto& [k, v] : mit->items()) {
+        if (!v.is_number()) {
+          return InvalidArgument("metric '" + k + "' must be a number");
+        }
+        m.metrics[k] = v.get<double>();
+      }
+      r.samples.push_back(std::move(m));
+    }
+  }
+  if (auto it = j.find("checks"); it != j.end()) {
+    if (!it->is_array()) {
+      return InvalidArgument("field 'checks' must be a list");
+    }
+    for (const auto& c : *it) {
+      RETURN_IF_ERROR(RequireObject(c, "check"));
+      CheckResult cr;
+      ASSIGN_OR_RETURN(cr.name, RequireString(c, "name"));
+      auto h = c.find("healthy");
+      if (h == c.end() || !h->is_boolean()) {
+        return InvalidArgument("check field 'healthy' must be true or false");
+      }
+      cr.healthy = h->get<bool>();
+      ASSIGN_OR_RETURN(cr.detail, StringOr(c, "detail", ""));
+      ASSIGN_OR_RETURN(cr.t, TimeField(c, "t"));
+      r.checks.push_back(std::move(cr));
+    }
+  }
+  return r;
+}
+
+Json ToJson(const Command& c) {
+  return Json{{"id", c.id},
+              {"action", c.action},
+              {"params", c.params},
+              {"timeout_ms", c.timeout_ms},
+              {"expires_at", ToUnixMillis(c.expires_at)}};
+}
+
+Result<Command> CommandFromJson(const Json& j) {
+  RETURN_IF_ERROR(RequireObject(j, "command"));
+  Command c;
+  ASSIGN_OR_RETURN(c.id, RequireString(j, "id"));
+  ASSIGN_OR_RETURN(c.action, RequireString(j, "action"));
+  if (auto it = j.find("params"); it != j.end() && !it->is_null()) {
+    if (!it->is_object()) {
+      return InvalidArgument("command field 'params' must be an object");
+    }
+    c.params = *it;
+  }
+  ASSIGN_OR_RETURN(c.timeout_ms, IntOr(j, "timeout_ms", 30'000));
+  if (c.timeout_ms <= 0 || c.timeout_ms > 3'600'000) {
+    return InvalidArgument("command timeout_ms out of range");
+  }
+  ASSIGN_OR_RETURN(c.expires_at, TimeField(j, "expires_at"));
+  return c;
+}
+
+Json ToJson(const CommandBatch& b) {
+  Json cmds = Json::array();
+  for (const auto& c : b.commands) {
+    cmds.push_back(ToJson(c));
+  }
+  return Json{{"commands", cmds}};
+}
+
+Result<CommandBatch> CommandBatchFromJson(const Json& j) {
+  RETURN_IF_ERROR(RequireObject(j, "command batch"));
+  CommandBatch b;
+  auto it = j.find("commands");
+  if (it == j.end() || !it->is_array()) {
+    return InvalidArgument("field 'commands' must be a list");
+  }
+  for (const auto& c : *it) {
+    ASSIGN_OR_RETURN(Command cmd, CommandFromJson(c));
+    b.commands.push_back(std::move(cmd));
+  }
+  return b;
+}
+
+Json ToJson(const CommandResult& r) {
+  return Json{{"id", r.id},
+              {"host", r.host},
+              {"ran", r.ran},
+              {"exit_code", r.exit_code},
+              {"signal", r.signal},
+              {"timed_out", r.timed_out},
+              {"output", r.output},
+              {"truncated", r.truncated},
+              {"error", r.error},
+              {"duration_ms", r.duration_ms}};
+}
+
+Result<CommandResult> CommandResultFromJson(const Json& j) {
+  RETURN_IF_ERROR(RequireObject(j, "command result"));
+  CommandResult r;
+  ASSIGN_OR_RETURN(r.id, RequireString(j, "id"));
+  ASSIGN_OR_RETURN(r.host, RequireString(j, "host"));
+  ASSIGN_OR_RETURN(r.ran, BoolOr(j, "ran", false));
+  ASSIGN_OR_RETURN(int64_t code, IntOr(j, "exit_code", -1));
+  r.exit_code = static_cast<int>(code);
+  ASSIGN_OR_RETURN(int64_t sig, IntOr(j, "signal", 0));
+  r.signal = static_cast<int>(sig);
+  ASSIGN_OR_RETURN(r.timed_out, BoolOr(j, "timed_out", false));
+  ASSIGN_OR_RETURN(r.output, StringOr(j, "output", ""));
+  ASSIGN_OR_RETURN(r.truncated, BoolOr(j, "truncated", false));
+  ASSIGN_OR_RETURN(r.error, StringOr(j, "error", ""));
+  ASSIGN_OR_RETURN(r.duration_ms, IntOr(j, "duration_ms", 0));
+  return r;
+}
+
+}  // namespace medic::protocol

@@ -1,0 +1,96 @@
+#pragma once
+
+// The agent <-> server wire protocol (JSON over HTTP/1.1; the agent opens every connection).
+// See docs/PROTOCOL.md. Every type has ToJson and a FromJson that validates.
+//
+//   POST /agent/v1/register   RegisterRequest          -> RegisterResponse
+//   POST /agent/v1/report     Report                   -> {}
+//   GET  /agent/v1/commands?host=NAME&wait_ms=N        -> CommandBatch (long poll)
+//   POST /agent/v1/results    CommandResult            -> {}
+//
+// All carry `Authorization: Bearer <agent enrolment token>`.
+
+#include <map>
+#include <string>
+#include <vector>
+
+#include "core/clock.h"
+#include "core/json.h"
+#include "core/result.h"
+
+namespace medic::protocol {
+
+struct RegisterRequest {
+  std::string name;      // host name in medic ("web-1"); [A-Za-z0-9._-], 1..64 chars
+  std::string hostname;  // the kernel's hostname, informational
+  std::string version;
+  std::vector<std::string> services;  // services this agent manages
+  bool chaos_allowed = false;
+};
+
+struct RegisterResponse {
+  int64_t interval_ms = 1000;
+};
+
+struct MetricSample {
+  WallTime t;
+  std::map<std::string, double> metrics;  // "disk_used_percent" -> 42.5
+};
+
+struct CheckResult {
+  std::string name;  // health check name; the check named "web" feeds the `web` target group
+  bool healthy = false;
+  std::string detail;  // "HTTP 200 in 3 ms", "connection refused"
+  WallTime t;
+};
+
+struct Report {
+  std::string host;
+  std::vector<MetricSample> samples;  // oldest first
+  std::vector<CheckResult> checks;    // latest state of every check, plus changes since last report
+};
+
+struct Command {
+  std::string id;      // unique; the agent runs an id at most once
+  std::string action;  // from the action catalog, e.g. "service.restart"
+  Json params = Json::object();
+  int64_t timeout_ms = 30'000;
+  WallTime expires_at;  // the agent refuses a command received after this
+};
+
+struct CommandBatch {
+  std::vector<Command> commands;
+};
+
+struct CommandResult {
+  std::string id;
+  std::string host;
+  bool ran = false;           // false: refused (policy, expired, unknown action) — see error
+  int exit_code = -1;         // valid when ran && signal == 0
+  int signal = 0;             // the signal that ended it, if any
+  bool timed_out = false;
+  std::string output;         // stdout then stderr, capped
+  bool truncated = false;
+  std::string error;          // why it did not run or failed to start
+  int64_t duration_ms = 0;
+
+  bool Succeeded() const { return ran && !timed_out && signal == 0 && exit_code == 0; }
+};
+
+// Host names: 1..64 of [A-Za-z0-9._-], not starting with '.' or '-'.
+bool IsValidHostName(std::string_view name);
+
+Json ToJson(const RegisterRequest& r);
+Result<RegisterRequest> RegisterRequestFromJson(const Json& j);
+Json ToJson(const RegisterResponse& r);
+Result<RegisterResponse> RegisterResponseFromJson(const Json& j);
+Json ToJson(const Report& r);
+Result<Report> ReportFromJson(const Json& j);
+Json ToJson(const Command& c);
+Result<Command> CommandFromJson(const Json& j);
+Json ToJson(const CommandBatch& b);
+Result<CommandBatch> CommandBatchFromJson(const Json& j);
+Json ToJson(const CommandResult& r);
+Result<CommandResult> CommandResultFromJson(const Json& j);
+
+}  // namespace medic::protocol

@@ -1,0 +1,60 @@
+#pragma once
+
+// The incident record: the reference schema's fields under their reference names, plus what
+// medic needs to drive the lifecycle. The transition table lives in incident_state.h.
+
+#include <optional>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "core/clock.h"
+#include "core/json.h"
+#include "core/result.h"
+
+namespace medic::server {
+
+enum class IncidentStatus {
+  kDiagnosing,
+  kPendingApproval,
+  kExecuting,
+  kCompleted,
+  kFailed,
+  kTimeout,
+  kRejected,
+};
+
+std::string_view StatusName(IncidentStatus s);
+Result<IncidentStatus> ParseStatus(std::string_view name);
+// diagnosing, pending_approval, executing: the incident still needs something to happen.
+bool IsOpen(IncidentStatus s);
+
+struct TimelineEntry {
+  std::string event;  // created, diagnosed, suggested, approved, ...
+  WallTime timestamp;
+  std::string actor;   // "medic" for the system, a token name for operators, "agent:web-1"
+  std::string detail;  // one human-readable line (may be empty)
+};
+
+struct Incident {
+  std::string incident_id;
+  std::string alarm_name;
+  std::string alarm_description;
+  std::string instance_id;  // the host's name
+  IncidentStatus status = IncidentStatus::kDiagnosing;
+  std::string diagnostics;
+  std::string ai_suggestion;  // the exact command line of the chosen action
+  std::string ai_reasoning;
+  std::string remediation_output;
+  Json action = Json::object();  // {"name": "...", "params": {...}}: what approval will run
+  std::string reason;            // why it failed, timed out or was rejected
+  WallTime created_at;
+  WallTime updated_at;
+  std::optional<WallTime> resolved_at;
+  std::vector<TimelineEntry> timeline;  // append-only, oldest first
+};
+
+// The API's representation (CONTRACT.md's field names; timestamps RFC 3339 UTC).
+Json IncidentToJson(const Incident& incident);
+
+}  // namespace medic::server

@@ -1,0 +1,110 @@
+#include <curl/curl.h>
+
+#include <mutex>
+
+#include "transport/http_client.h"
+
+namespace medic {
+
+namespace {
+
+constexpr size_t kMaxResponseBytes = 64 * 1024 * 1024;
+
+size_t WriteBody(char* ptr, size_t size, size_t nmemb, void* userdata) {
+  auto* out = static_cast<std::string*>(userdata);
+  const size_t n = size * nmemb;
+  if (out->size() + n > kMaxResponseBytes) {
+    return 0;  // aborts the transfer with CURLE_WRITE_ERROR
+  }
+  out->append(ptr, n);
+  return n;
+}
+
+class CurlHttpClient : public HttpClient {
+ public:
+  explicit CurlHttpClient(TlsOptions tls) : tls_(std::move(tls)), curl_(curl_easy_init()) {}
+  ~CurlHttpClient() override {
+    if (curl_ != nullptr) {
+      curl_easy_cleanup(curl_);
+    }
+  }
+
+  Result<HttpResponse> Do(const HttpRequest& req) override {
+    if (curl_ == nullptr) {
+      return Internal("curl_easy_init failed");
+    }
+    curl_easy_reset(curl_);
+    HttpResponse resp;
+    curl_easy_setopt(curl_, CURLOPT_URL, req.url.c_str());
+    curl_easy_setopt(curl_, CURLOPT_NOSIGNAL, 1L);
+    curl_easy_setopt(curl_, CURLOPT_TIMEOUT_MS, static_cast<long>(req.timeout.count()));
+    curl_easy_setopt(curl_, CURLOPT_CONNECTTIMEOUT_MS,
+                     static_cast<long>(req.connect_timeout.count()));
+    curl_easy_setopt(curl_, CURLOPT_WRITEFUNCTION, &WriteBody);
+    curl_easy_setopt(curl_, CURLOPT_WRITEDATA, &resp.body);
+    curl_easy_setopt(curl_, CURLOPT_PROTOCOLS_STR, "http,https");
+    curl_easy_setopt(curl_, CURLOPT_FOLLOWLOCATION, 0L);
+    if (!tls_.ca_file.empty()) {
+      curl_easy_setopt(curl_, CURLOPT_CAINFO, tls_.ca_file.c_str());
+    }
+    if (!tls_.cert_file.empty()) {
+      curl_easy_setopt(curl_, CURLOPT_SSLCERT, tls_.cert_file.c_str());
+    }
+    if (!tls_.key_file.empty()) {
+      curl_easy_setopt(curl_, CURLOPT_SSLKEY, tls_.key_file.c_str());
+    }
+    curl_slist* headers = nullptr;
+    for (const auto& [k, v] : req.headers) {
+      headers = curl_slist_append(headers, (k + ": " + v).c_str());
+    }
+    if (req.method == "GET") {
+      curl_easy_setopt(curl_, CURLOPT_HTTPGET, 1L);
+    } else {
+      if (req.method != "POST") {
+        curl_easy_setopt(curl_, CURLOPT_CUSTOMREQUEST, req.method.c_str());
+      }
+      curl_easy_setopt(curl_, CURLOPT_POST, 1L);
+      curl_easy_setopt(curl_, CURLOPT_POSTFIELDS, req.body.data());
+      curl_easy_setopt(curl_, CURLOPT_POSTFIELDSIZE_LARGE,
+                       static_cast<curl_off_t>(req.body.size()));
+      headers = curl_slist_append(headers, "Expect:");
+    }
+    curl_easy_setopt(curl_, CURLOPT_HTTPHEADER, headers);
+    const CURLcode rc = curl_easy_perform(curl_);
+    curl_slist_free_all(headers);
+    if (rc != CURLE_OK) {
+      std::string msg = req.method + " " + req.url + ": " + curl_easy_strerror(rc);
+      if (rc == CURLE_OPERATION_TIMEDOUT) {
+        return DeadlineExceeded(msg);
+      }
+      return Unavailable(msg);
+    }
+    long code = 0;
+    curl_easy_getinfo(curl_, CURLINFO_RESPONSE_CODE, &code);
+    resp.status = static_cast<int>(code);
+    char* ct = nullptr;
+    curl_easy_getinfo(curl_, CURLINFO_CONTENT_TYPE, &ct);
+    if (ct != nullptr) {
+      resp.content_type = ct;
+    }
+    return resp;
+  }
+
+ private:
+  TlsOptions tls_;
+  CURL* curl_;
+};
+
+}  // namespace
+
+std::unique_ptr<HttpClient> NewCurlHttpClient(const TlsOptions& tls) {
+  InitHttpClientLibrary();
+  return std::make_unique<CurlHttpClient>(tls);
+}
+
+void InitHttpClientLibrary() {
+  static std::once_flag once;
+  std::call_once(once, [] { curl_global_init(CURL_GLOBAL_DEFAULT); });
+}
+
+}  // namespace medic

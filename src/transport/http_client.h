@@ -1,0 +1,51 @@
+#pragma once
+
+// Outbound HTTP. Every outbound call medic makes (agent -> server, CLI -> server, and later AI
+// providers and webhooks) goes through HttpClient; CurlHttpClient is the real one.
+
+#include <memory>
+#include <string>
+#include <utility>
+#include <vector>
+
+#include "core/clock.h"
+#include "core/result.h"
+
+namespace medic {
+
+struct HttpRequest {
+  std::string method = "GET";
+  std::string url;
+  std::vector<std::pair<std::string, std::string>> headers;
+  std::string body;
+  Millis timeout{10'000};
+  Millis connect_timeout{3'000};
+};
+
+struct HttpResponse {
+  int status = 0;
+  std::string body;
+  std::string content_type;
+};
+
+// Transport failures (refused, DNS, timeout) are errors; any HTTP status is a response.
+class HttpClient {
+ public:
+  virtual ~HttpClient() = default;
+  virtual Result<HttpResponse> Do(const HttpRequest& request) = 0;
+};
+
+struct TlsOptions {
+  std::string ca_file;    // verify the server against this CA bundle (empty: system default)
+  std::string cert_file;  // client certificate, optional
+  std::string key_file;
+};
+
+// libcurl-backed client. Keeps its connection alive between calls.
+// Not thread-safe: one instance per thread.
+std::unique_ptr<HttpClient> NewCurlHttpClient(const TlsOptions& tls = {});
+
+// Must be called once before threads start (curl_global_init).
+void InitHttpClientLibrary();
+
+}  // namespace medic

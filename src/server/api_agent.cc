@@ -1,0 +1,106 @@
+// Routes the agents call (docs/PROTOCOL.md): register, report, long-poll commands, results.
+
+#include <algorithm>
+
+#include "core/log.h"
+#include "server/context.h"
+
+namespace medic::server {
+
+namespace {
+
+// Feeds a report's datapoints to the alarm engine and its transitions to the incidents.
+void Evaluate(ServerContext& ctx, const protocol::Report& report) {
+  std::vector<AlarmTransition> transitions;
+  auto add = [&](std::vector<AlarmTransition> t) {
+    transitions.insert(transitions.end(), t.begin(), t.end());
+  };
+  for (const auto& s : report.samples) {
+    for (const auto& [metric, value] : s.metrics) {
+      add(ctx.alarms.Observe(report.host, metric, value, s.t));
+    }
+  }
+  for (const auto& c : report.checks) {
+    add(ctx.alarms.Observe(report.host, "unhealthy:" + c.name, c.healthy ? 0 : 1, c.t));
+  }
+  for (const auto& t : transitions) {
+    LogInfo("alarm " + t.rule + " on " + t.host + ": " + std::string(AlarmStateName(t.from)) +
+            " -> " + std::string(AlarmStateName(t.to)) + " (" + t.reason + ")");
+    ctx.incidents.OnAlarmTransition(t);
+  }
+}
+
+}  // namespace
+
+void AddAgentRoutes(Router& router, ServerContext& ctx) {
+  router.Add({"POST", "/agent/v1/register", Role::kAgent, "an agent announces its host",
+              [&ctx](ApiRequest& req, Responder respond) {
+                auto body = ParseBody(req, false);
+                if (!body) {
+                  return respond(ErrorResponse(body.error()));
+                }
+                auto r = protocol::RegisterRequestFromJson(*body);
+                if (!r) {
+                  return respond(ErrorResponse(r.error()));
+                }
+                ctx.hosts.Register(*r, ctx.clock.Now());
+                LogInfo("host " + r->name + " registered (agent " + r->version + ")");
+                protocol::RegisterResponse out;
+                out.interval_ms = ctx.agent_interval_ms;
+                respond(JsonResponse(200, protocol::ToJson(out)));
+              }});
+  router.Add({"POST", "/agent/v1/report", Role::kAgent, "metric samples and check results",
+              [&ctx](ApiRequest& req, Responder respond) {
+                auto body = ParseBody(req, false);
+                if (!body) {
+                  return respond(ErrorResponse(body.error()));
+                }
+                auto r = protocol::ReportFromJson(*body);
+                if (!r) {
+                  return respond(ErrorResponse(r.error()));
+                }
+                if (Status s = ctx.hosts.ApplyReport(*r, ctx.clock.Now()); !s) {
+                  return respond(ErrorResponse(s.error()));  // 404: register again
+                }
+                Evaluate(ctx, *r);
+                respond(JsonResponse(200, Json::object()));
+              }});
+  router.Add({"GET", "/agent/v1/commands", Role::kAgent,
+              "long poll for commands (?host=NAME&wait_ms=N, N <= 60000)",
+              [&ctx](ApiRequest& req, Responder respond) {
+                const std::string host = req.query["host"];
+                if (!protocol::IsValidHostName(host)) {
+                  return respond(ErrorResponse(400, "query parameter 'host' must be a host name"));
+                }
+                int64_t wait_ms = 25'000;
+                if (auto it = req.query.find("wait_ms"); it != req.query.end()) {
+                  const std::string& s = it->second;
+                  if (s.empty() || s.size() > 6 ||
+                      s.find_first_not_of("0123456789") != std::string::npos) {
+                    return respond(ErrorResponse(400, "wait_ms must be an integer"));
+                  }
+                  wait_ms = std::min<int64_t>(std::stoll(s), 60'000);
+                }
+                ctx.commands.Poll(host, ctx.clock.SteadyNow() + Millis(wait_ms),
+                                  [respond](std::vector<protocol::Command> cmds) {
+                                    protocol::CommandBatch b{std::move(cmds)};
+                                    respond(JsonResponse(200, protocol::ToJson(b)));
+                                  });
+              }});
+  router.Add({"POST", "/agent/v1/results", Role::kAgent, "the outcome of a command",
+              [&ctx](ApiRequest& req, Responder respond) {
+                auto body = ParseBody(req, false);
+                if (!body) {
+                  return respond(ErrorResponse(body.error()));
+                }
+                auto r = protocol::CommandResultFromJson(*body);
+                if (!r) {
+                  return respond(ErrorResponse(r.error()));
+                }
+                ctx.commands.Complete(r->host, r->id);
+                ctx.incidents.OnCommandResult(*r);
+                respond(JsonResponse(200, Json::object()));
+              }});
+}
+
+}  // namespace medic::server

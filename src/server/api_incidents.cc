@@ -1,0 +1,109 @@
+// Operator routes for incidents: list, show, approve, reject.
+
+#include "core/files.h"
+#include "server/context.h"
+
+namespace medic::server {
+
+Result<Json> ParseBody(const ApiRequest& req, bool allow_empty) {
+  if (Trim(req.body).empty()) {
+    if (allow_empty) {
+      return Json::object();
+    }
+    return InvalidArgument("request body is empty; expected a JSON object");
+  }
+  return ParseJsonObject(req.body);
+}
+
+namespace {
+
+struct DecisionRequest {
+  std::string comment;
+};
+
+Result<DecisionRequest> ParseDecision(const ApiRequest& req) {
+  ASSIGN_OR_RETURN(Json body, ParseBody(req, true));
+  DecisionRequest d;
+  ASSIGN_OR_RETURN(auto comment, OptionalString(body, "comment"));
+  d.comment = comment.value_or("");
+  if (d.comment.size() > 4096) {
+    return InvalidArgument("comment is longer than 4096 bytes");
+  }
+  for (const auto& [k, v] : body.items()) {
+    if (k != "comment") {
+      return InvalidArgument("unknown field '" + k + "' (only 'comment' is accepted)");
+    }
+  }
+  return d;
+}
+
+}  // namespace
+
+void AddIncidentRoutes(Router& router, ServerContext& ctx) {
+  router.Add({"GET", "/api/v1/incidents", Role::kViewer,
+              "list incidents, newest first (?status=S&limit=N)",
+              [&ctx](ApiRequest& req, Responder respond) {
+                IncidentQuery q;
+                if (auto it = req.query.find("status"); it != req.query.end() && !it->second.empty()) {
+                  auto st = ParseStatus(it->second);
+                  if (!st) {
+                    return respond(ErrorResponse(st.error()));
+                  }
+                  q.status = *st;
+                }
+                if (auto it = req.query.find("limit"); it != req.query.end()) {
+                  const std::string& s = it->second;
+                  if (s.empty() || s.size() > 4 ||
+                      s.find_first_not_of("0123456789") != std::string::npos ||
+                      std::stoi(s) < 1 || std::stoi(s) > 1000) {
+                    return respond(ErrorResponse(400, "limit must be an integer from 1 to 1000"));
+                  }
+                  q.limit = std::stoi(s);
+                }
+                auto list = ctx.store.ListIncidents(q);
+                if (!list) {
+                  return respond(ErrorResponse(list.error()));
+                }
+                Json out = Json::array();
+                for (const auto& inc : *list) {
+                  out.push_back(IncidentToJson(inc));
+                }
+                respond(JsonResponse(200, Json{{"incidents", out}}));
+              }});
+  router.Add({"GET", "/api/v1/incidents/{id}", Role::kViewer, "one incident with its timeline",
+              [&ctx](ApiRequest& req, Responder respond) {
+                auto inc = ctx.store.GetIncident(req.path_params["id"]);
+                if (!inc) {
+                  return respond(ErrorResponse(inc.error()));
+                }
+                respond(JsonResponse(200, IncidentToJson(*inc)));
+              }});
+  router.Add({"POST", "/api/v1/incidents/{id}/approve", Role::kOperator,
+              "approve the suggested fix of a pending_approval incident ({\"comment\":\"...\"})",
+              [&ctx](ApiRequest& req, Responder respond) {
+                auto d = ParseDecision(req);
+                if (!d) {
+                  return respond(ErrorResponse(d.error()));
+                }
+                auto inc = ctx.incidents.Approve(req.path_params["id"], req.principal, d->comment);
+                if (!inc) {
+                  return respond(ErrorResponse(inc.error()));
+                }
+                respond(JsonResponse(200, IncidentToJson(*inc)));
+              }});
+  router.Add({"POST", "/api/v1/incidents/{id}/reject", Role::kOperator,
+              "reject the suggested fix of a pending_approval incident ({\"comment\":\"...\"})",
+              [&ctx](ApiRequest& req, Responder respond) {
+                auto d = ParseDecision(req);
+                if (!d) {
+                  return respond(ErrorResponse(d.error()));
+                }
+                auto inc = ctx.incidents.Reject(req.path_params["id"], req.principal, d->comment);
+                if (!inc) {
+                  return respond(ErrorResponse(inc.error()));
+                }
+                respond(JsonResponse(200, IncidentToJson(*inc)));
+              }});
+}
+
+}  // namespace medic::server

@@ -1,0 +1,73 @@
+#pragma once
+
+// Commands waiting for their hosts, and the hosts' long polls waiting for commands. A command
+// enqueued for a host whose agent is parked in a long poll is handed over at once (no polling
+// delay). Delivery is at-least-once — a command delivered but not answered within
+// `redeliver_after` goes out again on the next poll — and the agent runs each id at most once.
+// Thread-safe.
+
+#include <functional>
+#include <map>
+#include <mutex>
+#include <string>
+#include <vector>
+
+#include "core/clock.h"
+#include "protocol/wire.h"
+
+namespace medic::server {
+
+// Where the incident manager sends commands. An interface so tests can record them.
+class CommandSink {
+ public:
+  virtual ~CommandSink() = default;
+  virtual void Send(const std::string& host, protocol::Command command) = 0;
+};
+
+class CommandQueue : public CommandSink {
+ public:
+  using Deliver = std::function<void(std::vector<protocol::Command>)>;
+
+  CommandQueue(const Clock& clock, Millis redeliver_after = Millis(15'000))
+      : clock_(clock), redeliver_after_(redeliver_after) {}
+
+  void Send(const std::string& host, protocol::Command command) override;
+
+  // Answers `deliver` now if commands are due for the host, else at the next Send for it or at
+  // `deadline` (with an empty list), whichever is first. A newer poll from the same host
+  // answers the older one with an empty list.
+  void Poll(const std::string& host, SteadyTime deadline, Deliver deliver);
+
+  // The host answered this command: it is not delivered again.
+  void Complete(const std::string& host, const std::string& command_id);
+
+  // Answers expired polls and drops commands past their expiry. Call periodically.
+  void RunOnce();
+
+  // Answers every parked poll with an empty list (server shutdown).
+  void Shutdown();
+
+  size_t pending(const std::string& host) const;
+  size_t parked_polls() const;
+
+ private:
+  struct Entry {
+    protocol::Command command;
+    bool delivered = false;
+    SteadyTime delivered_at;
+  };
+  struct Waiter {
+    SteadyTime deadline;
+    Deliver deliver;
+  };
+  // REQUIRES: mu_ held. Takes the commands due for delivery and marks them delivered.
+  std::vector<protocol::Command> TakeDueLocked(const std::string& host, SteadyTime now);
+
+  const Clock& clock_;
+  const Millis redeliver_after_;
+  mutable std::mutex mu_;
+  std::map<std::string, std::vector<Entry>> queues_;  // Guarded by mu_.
+  std::map<std::string, Waiter> waiters_;             // Guarded by mu_.
+};
+
+}  // namespace medic::server

@@ -1,0 +1,40 @@
+#pragma once
+
+// The services request handlers use, wired once by ServerApp. Handlers get a reference.
+
+#include "core/clock.h"
+#include "server/alarms.h"
+#include "server/command_queue.h"
+#include "server/hosts.h"
+#include "server/incident_manager.h"
+#include "server/router.h"
+#include "server/settings.h"
+#include "server/store.h"
+
+namespace medic::server {
+
+struct ServerContext {
+  const Clock& clock;
+  Store& store;
+  SettingsService& settings;
+  HostRegistry& hosts;
+  AlarmEngine& alarms;
+  CommandQueue& commands;
+  IncidentManager& incidents;
+  TokenRegistry& tokens;
+  int64_t agent_interval_ms = 1000;
+};
+
+// Route families, one file each (api_*.cc).
+void AddIncidentRoutes(Router& router, ServerContext& ctx);
+void AddHostRoutes(Router& router, ServerContext& ctx);  // hosts, alarms, chaos
+void AddAgentRoutes(Router& router, ServerContext& ctx);
+void AddMetaRoutes(Router& router, ServerContext& ctx);  // healthz, metrics, settings, index
+
+// Every route of the server, including GET /api/v1 (the listing of the router's own table).
+void AddAllRoutes(Router& router, ServerContext& ctx);
+
+// Parses a request body as a JSON object; an empty body is {} when allow_empty.
+Result<Json> ParseBody(const ApiRequest& request, bool allow_empty);
+
+}  // namespace medic::server

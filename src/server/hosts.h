@@ -1,0 +1,66 @@
+#pragma once
+
+// What the control plane knows about each host: registration facts, the latest metrics and
+// health-check results, and a bounded metric history. In memory; hosts re-register after a
+// server restart (the agent does so when /report answers 404). Thread-safe.
+
+#include <deque>
+#include <map>
+#include <mutex>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "core/clock.h"
+#include "core/json.h"
+#include "protocol/wire.h"
+
+namespace medic::server {
+
+struct HostView {
+  std::string name;
+  std::string status;  // healthy | unhealthy | stale
+  WallTime registered_at;
+  WallTime last_seen;
+  protocol::RegisterRequest facts;
+  std::map<std::string, double> metrics;
+  std::map<std::string, protocol::CheckResult> checks;
+};
+
+Json HostToJson(const HostView& host);
+
+class HostRegistry {
+ public:
+  // A host is stale when not seen for this long.
+  explicit HostRegistry(Millis stale_after = Millis(10'000), size_t history_points = 3600)
+      : stale_after_(stale_after), history_points_(history_points) {}
+
+  void Register(const protocol::RegisterRequest& request, WallTime now);
+  // NotFound if the host never registered (since this server started).
+  Status ApplyReport(const protocol::Report& report, WallTime now);
+
+  std::vector<HostView> List(WallTime now) const;
+  std::optional<HostView> Get(const std::string& name, WallTime now) const;
+
+  struct Point {
+    WallTime t;
+    double v;
+  };
+  // Points of one metric at or after `since`, oldest first. NotFound for an unknown host.
+  Result<std::vector<Point>> History(const std::string& name, const std::string& metric,
+                                     WallTime since) const;
+
+ private:
+  struct Host {
+    HostView view;
+    std::map<std::string, std::deque<Point>> history;
+  };
+  HostView ViewOf(const Host& h, WallTime now) const;
+
+  const Millis stale_after_;
+  const size_t history_points_;
+  mutable std::mutex mu_;
+  std::map<std::string, Host> hosts_;  // Guarded by mu_.
+};
+
+}  // namespace medic::server

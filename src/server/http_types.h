@@ -1,0 +1,52 @@
+#pragma once
+
+// Socket-free request and response types: handlers and the router see only these, so that
+// request handling is a function tests call without a network.
+
+#include <functional>
+#include <map>
+#include <string>
+#include <utility>
+#include <vector>
+
+#include "core/json.h"
+#include "core/result.h"
+
+namespace medic::server {
+
+struct ApiRequest {
+  std::string method;  // "GET", "POST", ...
+  std::string target;  // as sent: "/api/v1/incidents?status=failed"
+  std::string path;    // decoded path without query: "/api/v1/incidents"
+  std::map<std::string, std::string> query;  // decoded query parameters
+  std::string authorization;                 // the Authorization header, as sent
+  std::string content_type;
+  std::string body;
+  std::string peer;  // "127.0.0.1:5555", informational
+  // Filled by the router:
+  std::map<std::string, std::string> path_params;  // {id} -> "inc-42"
+  std::string principal;                           // token name of the caller
+};
+
+struct ApiResponse {
+  int status = 200;
+  std::string content_type = "application/json";
+  std::string body;
+  std::vector<std::pair<std::string, std::string>> headers;
+};
+
+// Completes a request. May be called from any thread, exactly once.
+using Responder = std::function<void(ApiResponse)>;
+
+ApiResponse JsonResponse(int status, const Json& body);
+// {"error": message} with the HTTP status that matches the error code.
+ApiResponse ErrorResponse(const Error& error);
+ApiResponse ErrorResponse(int status, std::string message);
+// The one mapping from error codes to HTTP statuses.
+int HttpStatusFor(ErrorCode code);
+
+// Splits "a=1&b=x%20y" into decoded pairs. Malformed escapes are kept literally.
+std::map<std::string, std::string> ParseQuery(std::string_view query);
+std::string UrlDecode(std::string_view s);
+
+}  // namespace medic::server

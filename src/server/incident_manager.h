@@ -1,0 +1,96 @@
+#pragma once
+
+// Drives every incident through its lifecycle (docs/INCIDENTS.md):
+//
+//   alarm -> diagnosing -> (suggested) -> pending_approval -> executing -> completed
+//                                      \-> auto_approved --/           \-> failed | timeout
+//                                          pending_approval -> rejected
+//
+// Events come from the alarm engine, the agents' command results, operators and the clock
+// (RunOnce). Every transition is written to the store before anything else learns of it.
+// Thread-safe: one mutex serialises all transitions.
+
+#include <map>
+#include <mutex>
+#include <string>
+#include <vector>
+
+#include "core/clock.h"
+#include "protocol/wire.h"
+#include "server/alarms.h"
+#include "server/command_queue.h"
+#include "server/incident.h"
+#include "server/runbooks.h"
+#include "server/settings.h"
+#include "server/store.h"
+
+namespace medic::server {
+
+class IncidentManager {
+ public:
+  IncidentManager(Store& store, const Clock& clock, CommandSink& commands,
+                  const AlarmStateView& alarms, SettingsService& settings,
+                  std::vector<AlarmRule> rules, std::vector<Runbook> runbooks);
+
+  // At start: picks up what a previous run left open. diagnosing restarts its diagnostics;
+  // pending_approval waits again; executing is judged by its alarm after the verification
+  // window (the fix is never sent twice).
+  Status Recover();
+
+  void OnAlarmTransition(const AlarmTransition& transition);
+  void OnCommandResult(const protocol::CommandResult& result);
+
+  // Operator decisions. FailedPrecondition unless the incident is pending_approval.
+  Result<Incident> Approve(const std::string& incident_id, const std::string& actor,
+                           const std::string& comment);
+  Result<Incident> Reject(const std::string& incident_id, const std::string& actor,
+                          const std::string& comment);
+
+  // Enforces deadlines (diagnostics, execution, verification). Call periodically.
+  void RunOnce();
+
+  // Number of incidents this manager is driving (not terminal).
+  size_t active_count() const;
+
+ private:
+  enum class Phase { kDiagnosing, kAwaitingApproval, kExecuting, kVerifying };
+  struct Active {
+    Phase phase = Phase::kDiagnosing;
+    std::string alarm;
+    std::string host;
+    std::vector<std::string> diag_ids;                // in runbook order
+    std::vector<std::string> diag_lines;              // the rendered action of each
+    std::map<std::string, std::string> diag_results;  // id -> formatted output
+    std::string fix_id;
+    SteadyTime deadline;
+  };
+
+  // All REQUIRE mu_ held. `inc` is the stored record, updated and written by each step.
+  const Runbook* RunbookFor(const std::string& alarm) const;
+  Status Save(Incident& inc);
+  void AddEvent(Incident& inc, std::string event, std::string detail = "",
+                std::string actor = "medic");
+  void OpenIncident(const AlarmTransition& t);
+  void StartDiagnostics(Incident& inc, Active& a);
+  void FinishDiagnostics(Incident& inc, Active& a, bool deadline_passed);
+  void Decide(Incident& inc, Active& a);
+  void Execute(Incident& inc, Active& a);
+  void FinishExecution(Incident& inc, Active& a, const protocol::CommandResult& r);
+  void Close(Incident& inc, IncidentStatus status, std::string event, std::string reason);
+  std::string NewCommandId();
+  protocol::Command MakeCommand(const protocol::Action& action, Millis timeout);
+
+  Store& store_;
+  const Clock& clock_;
+  CommandSink& commands_;
+  const AlarmStateView& alarms_;
+  SettingsService& settings_;
+  const std::vector<AlarmRule> rules_;
+  const std::vector<Runbook> runbooks_;
+
+  mutable std::mutex mu_;
+  std::map<std::string, Active> active_;             // incident id -> state. Guarded by mu_.
+  std::map<std::string, std::string> command_owner_;  // command id -> incident id. Guarded.
+};
+
+}  // namespace medic::server

@@ -1,0 +1,203 @@
+// The server over real HTTP on loopback, in process: error handling, auth, and the agent
+// protocol driving one incident from alarm to completed, then a restart on the same data.
+
+#include <sys/stat.h>
+
+#include <gtest/gtest.h>
+
+#include "core/files.h"
+#include "protocol/wire.h"
+#include "server/server_app.h"
+#include "tests/fakes/temp_dir.h"
+#include "transport/http_client.h"
+
+namespace medic::server {
+namespace {
+
+class HttpApiTest : public ::testing::Test {
+ protected:
+  void SetUp() override { StartServer(); }
+  void TearDown() override {
+    if (app_) {
+      app_->Stop();
+    }
+  }
+  void StartServer() {
+    ServerConfig config;
+    config.listen = "127.0.0.1:0";
+    config.data_dir = dir_.File("data");
+    auto app = ServerApp::Create(config, clock_);
+    ASSERT_TRUE(app.has_value()) << app.error().ToString();
+    app_ = std::move(*app);
+    ASSERT_TRUE(app_->Start().has_value());
+    base_ = "http://127.0.0.1:" + std::to_string(app_->port());
+    admin_ = std::string(Trim(ReadFile(dir_.File("data/admin.token")).value()));
+    agent_ = std::string(Trim(ReadFile(dir_.File("data/agent.token")).value()));
+  }
+  HttpResponse Call(const std::string& method, const std::string& path, const std::string& token,
+                    const std::string& body = "") {
+    HttpRequest req;
+    req.method = method;
+    req.url = base_ + path;
+    if (!token.empty()) {
+      req.headers.emplace_back("Authorization", "Bearer " + token);
+    }
+    req.body = body;
+    auto r = client_->Do(req);
+    EXPECT_TRUE(r.has_value()) << (r ? "" : r.error().ToString());
+    return r.value_or(HttpResponse{});
+  }
+  Json JsonOf(const HttpResponse& r) {
+    auto j = ParseJson(r.body);
+    EXPECT_TRUE(j.has_value()) << r.body;
+    return j.value_or(Json());
+  }
+  void ExpectJsonError(const HttpResponse& r, int status) {
+    EXPECT_EQ(r.status, status) << r.body;
+    EXPECT_NE(r.content_type.find("application/json"), std::string::npos);
+    Json j = JsonOf(r);
+    ASSERT_TRUE(j.is_object());
+    EXPECT_TRUE(j.contains("error") && j["error"].is_string() && !j["error"].get<std::string>().empty())
+        << r.body;
+  }
+  std::vector<protocol::Command> PollCommands() {
+    HttpResponse r = Call("GET", "/agent/v1/commands?host=web-1&wait_ms=2000", agent_);
+    EXPECT_EQ(r.status, 200);
+    auto b = protocol::CommandBatchFromJson(JsonOf(r));
+    EXPECT_TRUE(b.has_value());
+    return b ? b->commands : std::vector<protocol::Command>{};
+  }
+  void Report(bool web_healthy) {
+    protocol::Report rep;
+    rep.host = "web-1";
+    rep.samples.push_back({clock_.Now(), {{"disk_used_percent", 40}, {"mem_used_percent", 30}}});
+    rep.checks.push_back({"web", web_healthy, web_healthy ? "HTTP 200" : "refused", clock_.Now()});
+    EXPECT_EQ(Call("POST", "/agent/v1/report", agent_, DumpJson(protocol::ToJson(rep))).status,
+              200);
+  }
+  void Answer(const protocol::Command& c, std::string output) {
+    protocol::CommandResult r;
+    r.id = c.id;
+    r.host = "web-1";
+    r.ran = true;
+    r.exit_code = 0;
+    r.output = std::move(output);
+    EXPECT_EQ(Call("POST", "/agent/v1/results", agent_, DumpJson(protocol::ToJson(r))).status,
+              200);
+  }
+
+  test::TempDir dir_;
+  SystemClock clock_;
+  std::unique_ptr<ServerApp> app_;
+  std::unique_ptr<HttpClient> client_ = NewCurlHttpClient();
+  std::string base_, admin_, agent_;
+};
+
+TEST_F(HttpApiTest, TokensAreWrittenPrivate) {
+  struct stat st {};
+  ASSERT_EQ(stat(dir_.File("data/admin.token").c_str(), &st), 0);
+  EXPECT_EQ(st.st_mode & 0777, 0600u);
+  ASSERT_EQ(stat(dir_.File("data/agent.token").c_str(), &st), 0);
+  EXPECT_EQ(st.st_mode & 0777, 0600u);
+  EXPECT_NE(admin_, agent_);
+}
+
+TEST_F(HttpApiTest, HealthzAndMetricsArePublic) {
+  EXPECT_EQ(Call("GET", "/healthz", "").status, 200);
+  HttpResponse m = Call("GET", "/metrics", "");
+  EXPECT_EQ(m.status, 200);
+  EXPECT_NE(m.body.find("medic_hosts{status=\"healthy\"}"), std::string::npos);
+}
+
+TEST_F(HttpApiTest, BadRequestsGetJsonErrorsAndTheServerKeepsServing) {
+  ExpectJsonError(Call("GET", "/api/v1/incidents", ""), 401);
+  ExpectJsonError(Call("GET", "/api/v1/incidents", "not-the-token"), 401);
+  ExpectJsonError(Call("GET", "/api/v1/incidents/inc-doesnotexist", admin_), 404);
+  ExpectJsonError(Call("POST", "/api/v1/incidents/inc-x/approve", admin_, "{not json"), 400);
+  ExpectJsonError(Call("POST", "/api/v1/incidents/inc-x/approve", admin_, "[1,2]"), 400);
+  ExpectJsonError(Call("POST", "/api/v1/incidents/inc-x/approve", admin_, "{\"comment\":5}"),
+                  400);
+  ExpectJsonError(Call("POST", "/api/v1/incidents/inc-x/approve", admin_, "{}"), 404);
+  ExpectJsonError(Call("DELETE", "/api/v1/incidents", admin_), 405);
+  ExpectJsonError(Call("GET", "/api/v1/nothing-here", admin_), 404);
+  ExpectJsonError(Call("GET", "/api/v1/incidents?status=bogus", admin_), 400);
+  ExpectJsonError(Call("GET", "/api/v1/incidents?limit=0", admin_), 400);
+  ExpectJsonError(Call("PUT", "/api/v1/settings", admin_, "{\"approval_mode\":\"yes\"}"), 400);
+  ExpectJsonError(Call("PUT", "/api/v1/settings", admin_, "{\"colour\":true}"), 400);
+  ExpectJsonError(Call("POST", "/agent/v1/report", agent_, "{\"host\":\"web-9\"}"), 404);
+  ExpectJsonError(Call("POST", "/agent/v1/register", agent_, "{\"name\":\"bad name;rm\"}"), 400);
+  ExpectJsonError(Call("GET", "/api/v1/incidents", agent_), 403);
+  ExpectJsonError(Call("POST", "/agent/v1/report", admin_, "{}"), 403);
+  ExpectJsonError(Call("POST", "/api/v1/incidents/inc-x/approve", admin_,
+                       std::string(2 << 20, 'x')),
+                  413);
+  EXPECT_EQ(Call("GET", "/healthz", "").status, 200);
+  EXPECT_EQ(Call("GET", "/api/v1/incidents", admin_).status, 200);
+}
+
+TEST_F(HttpApiTest, SettingsRoundTrip) {
+  Json s = JsonOf(Call("GET", "/api/v1/settings", admin_));
+  EXPECT_EQ(s["approval_mode"], true);
+  EXPECT_EQ(s["automation_paused"], false);
+  HttpResponse r = Call("PUT", "/api/v1/settings", admin_, "{\"approval_mode\":false}");
+  EXPECT_EQ(r.status, 200);
+  EXPECT_EQ(JsonOf(Call("GET", "/api/v1/settings", admin_))["approval_mode"], false);
+}
+
+TEST_F(HttpApiTest, AgentProtocolDrivesAnIncidentToCompletedAndItSurvivesARestart) {
+  protocol::RegisterRequest reg;
+  reg.name = "web-1";
+  reg.services = {"nginx"};
+  ASSERT_EQ(Call("POST", "/agent/v1/register", agent_, DumpJson(protocol::ToJson(reg))).status,
+            200);
+  Report(true);
+  Json hosts = JsonOf(Call("GET", "/api/v1/hosts", admin_));
+  ASSERT_EQ(hosts["hosts"].size(), 1u);
+  EXPECT_EQ(hosts["hosts"][0]["status"], "healthy");
+  EXPECT_EQ(hosts["hosts"][0]["metrics"]["disk_used_percent"], 40);
+
+  Report(false);  // nginx down
+  auto diag = PollCommands();
+  ASSERT_EQ(diag.size(), 2u);
+  for (const auto& c : diag) {
+    Answer(c, "diag " + c.action);
+  }
+  Json list = JsonOf(Call("GET", "/api/v1/incidents?status=pending_approval", admin_));
+  ASSERT_EQ(list["incidents"].size(), 1u);
+  const std::string id = list["incidents"][0]["incident_id"];
+  EXPECT_EQ(list["incidents"][0]["alarm_name"], "Nginx-Down-ALB");
+  EXPECT_EQ(list["incidents"][0]["ai_suggestion"], "service.restart service=nginx");
+
+  Json approved =
+      JsonOf(Call("POST", "/api/v1/incidents/" + id + "/approve", admin_, "{\"comment\":\"ok\"}"));
+  EXPECT_EQ(approved["status"], "executing");
+  ExpectJsonError(Call("POST", "/api/v1/incidents/" + id + "/approve", admin_), 409);
+  auto fix = PollCommands();
+  ASSERT_EQ(fix.size(), 1u);
+  EXPECT_EQ(fix[0].action, "service.restart");
+  Answer(fix[0], "nginx restarted");
+  Report(true);
+  Json done = JsonOf(Call("GET", "/api/v1/incidents/" + id, admin_));
+  EXPECT_EQ(done["status"], "completed");
+  EXPECT_NE(done["remediation_output"].get<std::string>().find("nginx restarted"),
+            std::string::npos);
+  std::vector<std::string> events;
+  for (const auto& e : done["timeline"]) {
+    events.push_back(e["event"]);
+    EXPECT_TRUE(ParseRfc3339(e["timestamp"].get<std::string>()).has_value());
+  }
+  const std::vector<std::string> want = {"created",  "diagnosed", "suggested", "awaiting_approval",
+                                         "approved", "executing", "executed",  "verifying", "verified",
+                                         "completed"};
+  EXPECT_EQ(events, want);
+
+  app_->Stop();
+  app_.reset();
+  StartServer();
+  Json again = JsonOf(Call("GET", "/api/v1/incidents/" + id, admin_));
+  EXPECT_EQ(again, done);
+
+}
+
+}  // namespace
+}  // namespace medic::server

@@ -1,0 +1,281 @@
+#include "server/incident_manager.h"
+
+#include <gtest/gtest.h>
+
+#include "tests/fakes/temp_dir.h"
+
+namespace medic::server {
+namespace {
+
+class RecordingSink : public CommandSink {
+ public:
+  void Send(const std::string& host, protocol::Command c) override {
+    sent.push_back({host, std::move(c)});
+  }
+  std::vector<std::pair<std::string, protocol::Command>> sent;
+};
+
+class FakeAlarms : public AlarmStateView {
+ public:
+  AlarmState StateOf(const std::string&, const std::string&) const override { return state; }
+  AlarmState state = AlarmState::kAlarm;
+};
+
+protocol::CommandResult Ok(const std::string& id, std::string output = "fine") {
+  protocol::CommandResult r;
+  r.id = id;
+  r.host = "web-1";
+  r.ran = true;
+  r.exit_code = 0;
+  r.output = std::move(output);
+  return r;
+}
+
+AlarmTransition ToAlarm() {
+  return {"Nginx-Down-ALB", "web-1", AlarmState::kOk, AlarmState::kAlarm, WallTime{}, "1 of 1"};
+}
+AlarmTransition ToOk() {
+  return {"Nginx-Down-ALB", "web-1", AlarmState::kAlarm, AlarmState::kOk, WallTime{}, "0 of 1"};
+}
+
+class IncidentManagerTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    store_ = std::move(OpenSqliteStore(dir_.File("medic.db")).value());
+    settings_ = std::move(SettingsService::Load(*store_, Settings{}).value());
+    Rebuild();
+  }
+  void Rebuild() {
+    manager_ = std::make_unique<IncidentManager>(*store_, clock_, sink_, alarms_, *settings_,
+                                                 DefaultAlarmRules(), DefaultRunbooks());
+  }
+  Incident Only() {
+    auto list = store_->ListIncidents({});
+    EXPECT_TRUE(list.has_value());
+    EXPECT_EQ(list->size(), 1u);
+    return list->empty() ? Incident{} : list->front();
+  }
+  std::vector<std::string> Events(const Incident& inc) {
+    std::vector<std::string> out;
+    for (const auto& e : inc.timeline) {
+      out.push_back(e.event);
+    }
+    return out;
+  }
+  // Opens the incident and answers both diagnostics.
+  Incident OpenAndDiagnose() {
+    manager_->OnAlarmTransition(ToAlarm());
+    EXPECT_EQ(sink_.sent.size(), 2u);
+    for (const auto& [host, c] : sink_.sent) {
+      manager_->OnCommandResult(Ok(c.id, "output of " + c.action));
+    }
+    return Only();
+  }
+
+  test::TempDir dir_;
+  ManualClock clock_;
+  RecordingSink sink_;
+  FakeAlarms alarms_;
+  std::unique_ptr<Store> store_;
+  std::unique_ptr<SettingsService> settings_;
+  std::unique_ptr<IncidentManager> manager_;
+};
+
+TEST_F(IncidentManagerTest, AlarmOpensIncidentAndSendsRunbookDiagnostics) {
+  manager_->OnAlarmTransition(ToAlarm());
+  Incident inc = Only();
+  EXPECT_EQ(inc.status, IncidentStatus::kDiagnosing);
+  EXPECT_EQ(inc.alarm_name, "Nginx-Down-ALB");
+  EXPECT_EQ(inc.instance_id, "web-1");
+  ASSERT_EQ(sink_.sent.size(), 2u);
+  EXPECT_EQ(sink_.sent[0].first, "web-1");
+  EXPECT_EQ(sink_.sent[0].second.action, "service.status");
+  EXPECT_EQ(sink_.sent[1].second.action, "service.logs");
+  EXPECT_EQ(Events(inc), std::vector<std::string>{"created"});
+}
+
+TEST_F(IncidentManagerTest, DiagnosticsThenPendingApprovalWithFallbackFix) {
+  Incident inc = OpenAndDiagnose();
+  EXPECT_EQ(inc.status, IncidentStatus::kPendingApproval);
+  EXPECT_NE(inc.diagnostics.find("output of service.status"), std::string::npos);
+  EXPECT_NE(inc.diagnostics.find("output of service.logs"), std::string::npos);
+  EXPECT_EQ(inc.ai_suggestion, "service.restart service=nginx");
+  EXPECT_NE(inc.ai_reasoning.find("runbook"), std::string::npos);
+  EXPECT_EQ(Events(inc),
+            (std::vector<std::string>{"created", "diagnosed", "suggested", "awaiting_approval"}));
+}
+
+TEST_F(IncidentManagerTest, RepeatedAlarmAppendsInsteadOfOpeningAnother) {
+  manager_->OnAlarmTransition(ToAlarm());
+  manager_->OnAlarmTransition(ToAlarm());
+  Incident inc = Only();
+  EXPECT_EQ(Events(inc), (std::vector<std::string>{"created", "alarm_repeated"}));
+}
+
+TEST_F(IncidentManagerTest, ApproveExecutesAndVerifiedAlarmCompletes) {
+  Incident inc = OpenAndDiagnose();
+  auto approved = manager_->Approve(inc.incident_id, "alice", "go");
+  ASSERT_TRUE(approved.has_value());
+  EXPECT_EQ(approved->status, IncidentStatus::kExecuting);
+  ASSERT_EQ(sink_.sent.size(), 3u);
+  EXPECT_EQ(sink_.sent[2].second.action, "service.restart");
+  EXPECT_EQ(sink_.sent[2].second.params, (Json{{"service", "nginx"}}));
+  manager_->OnCommandResult(Ok(sink_.sent[2].second.id, "restarted"));
+  EXPECT_EQ(Only().status, IncidentStatus::kExecuting);  // verifying: alarm still ALARM
+  alarms_.state = AlarmState::kOk;
+  manager_->OnAlarmTransition(ToOk());
+  inc = Only();
+  EXPECT_EQ(inc.status, IncidentStatus::kCompleted);
+  EXPECT_NE(inc.remediation_output.find("restarted"), std::string::npos);
+  EXPECT_TRUE(inc.resolved_at.has_value());
+  EXPECT_EQ(Events(inc), (std::vector<std::string>{"created", "diagnosed", "suggested",
+                                                   "awaiting_approval", "approved", "executing",
+                                                   "executed", "verifying", "verified",
+                                                   "completed"}));
+  EXPECT_EQ(inc.timeline[4].actor, "alice");
+  EXPECT_EQ(inc.timeline[4].detail, "go");
+}
+
+TEST_F(IncidentManagerTest, FixResultAfterAlarmClearedCompletesAtOnce) {
+  Incident inc = OpenAndDiagnose();
+  ASSERT_TRUE(manager_->Approve(inc.incident_id, "alice", "").has_value());
+  alarms_.state = AlarmState::kOk;
+  manager_->OnCommandResult(Ok(sink_.sent[2].second.id));
+  EXPECT_EQ(Only().status, IncidentStatus::kCompleted);
+}
+
+TEST_F(IncidentManagerTest, RejectCloses) {
+  Incident inc = OpenAndDiagnose();
+  auto rejected = manager_->Reject(inc.incident_id, "bob", "not now");
+  ASSERT_TRUE(rejected.has_value());
+  EXPECT_EQ(rejected->status, IncidentStatus::kRejected);
+  EXPECT_EQ(sink_.sent.size(), 2u);  // nothing executed
+  EXPECT_EQ(Events(*rejected).back(), "rejected");
+}
+
+TEST_F(IncidentManagerTest, ApproveOrRejectOutsidePendingIsRefused) {
+  manager_->OnAlarmTransition(ToAlarm());
+  Incident inc = Only();
+  auto a = manager_->Approve(inc.incident_id, "alice", "");
+  ASSERT_FALSE(a.has_value());
+  EXPECT_EQ(a.error().code, ErrorCode::kFailedPrecondition);
+  auto r = manager_->Reject("inc-nope", "alice", "");
+  ASSERT_FALSE(r.has_value());
+  EXPECT_EQ(r.error().code, ErrorCode::kNotFound);
+}
+
+TEST_F(IncidentManagerTest, AutomaticModeExecutesWithoutApproval) {
+  ASSERT_TRUE(settings_->Update(Json{{"approval_mode", false}}).has_value());
+  Incident inc = OpenAndDiagnose();
+  EXPECT_EQ(inc.status, IncidentStatus::kExecuting);
+  EXPECT_EQ(Events(inc), (std::vector<std::string>{"created", "diagnosed", "suggested",
+                                                   "auto_approved", "executing"}));
+}
+
+TEST_F(IncidentManagerTest, PausedAutomationWaitsForAHumanEvenInAutomaticMode) {
+  ASSERT_TRUE(
+      settings_->Update(Json{{"approval_mode", false}, {"automation_paused", true}}).has_value());
+  Incident inc = OpenAndDiagnose();
+  EXPECT_EQ(inc.status, IncidentStatus::kPendingApproval);
+  EXPECT_EQ(inc.timeline.back().detail, "automation is paused");
+}
+
+TEST_F(IncidentManagerTest, FailedFixFails) {
+  Incident inc = OpenAndDiagnose();
+  ASSERT_TRUE(manager_->Approve(inc.incident_id, "alice", "").has_value());
+  protocol::CommandResult r = Ok(sink_.sent[2].second.id, "nginx: [emerg] bind() failed");
+  r.exit_code = 1;
+  manager_->OnCommandResult(r);
+  inc = Only();
+  EXPECT_EQ(inc.status, IncidentStatus::kFailed);
+  EXPECT_NE(inc.reason.find("exit code 1"), std::string::npos);
+}
+
+TEST_F(IncidentManagerTest, RefusedFixFailsWithTheHostsReason) {
+  Incident inc = OpenAndDiagnose();
+  ASSERT_TRUE(manager_->Approve(inc.incident_id, "alice", "").has_value());
+  protocol::CommandResult r;
+  r.id = sink_.sent[2].second.id;
+  r.host = "web-1";
+  r.ran = false;
+  r.error = "refused by local policy: service nginx not allowed";
+  manager_->OnCommandResult(r);
+  inc = Only();
+  EXPECT_EQ(inc.status, IncidentStatus::kFailed);
+  EXPECT_NE(inc.reason.find("refused by local policy"), std::string::npos);
+}
+
+TEST_F(IncidentManagerTest, VerificationWindowPassingFails) {
+  Incident inc = OpenAndDiagnose();
+  ASSERT_TRUE(manager_->Approve(inc.incident_id, "alice", "").has_value());
+  manager_->OnCommandResult(Ok(sink_.sent[2].second.id));
+  clock_.Advance(std::chrono::seconds(29));
+  manager_->RunOnce();
+  EXPECT_EQ(Only().status, IncidentStatus::kExecuting);
+  clock_.Advance(std::chrono::seconds(2));
+  manager_->RunOnce();
+  inc = Only();
+  EXPECT_EQ(inc.status, IncidentStatus::kFailed);
+  EXPECT_NE(inc.reason.find("verification window"), std::string::npos);
+}
+
+TEST_F(IncidentManagerTest, NoFixResultTimesOut) {
+  Incident inc = OpenAndDiagnose();
+  ASSERT_TRUE(manager_->Approve(inc.incident_id, "alice", "").has_value());
+  clock_.Advance(std::chrono::seconds(70));
+  manager_->RunOnce();
+  EXPECT_EQ(Only().status, IncidentStatus::kTimeout);
+}
+
+TEST_F(IncidentManagerTest, SilentHostTimesOutDiagnosis) {
+  manager_->OnAlarmTransition(ToAlarm());
+  clock_.Advance(std::chrono::seconds(11));
+  manager_->RunOnce();
+  Incident inc = Only();
+  EXPECT_EQ(inc.status, IncidentStatus::kTimeout);
+  EXPECT_NE(inc.reason.find("did not answer"), std::string::npos);
+}
+
+TEST_F(IncidentManagerTest, PartialDiagnosticsProceedAtDeadline) {
+  manager_->OnAlarmTransition(ToAlarm());
+  manager_->OnCommandResult(Ok(sink_.sent[0].second.id, "nginx: stopped"));
+  clock_.Advance(std::chrono::seconds(11));
+  manager_->RunOnce();
+  Incident inc = Only();
+  EXPECT_EQ(inc.status, IncidentStatus::kPendingApproval);
+  EXPECT_NE(inc.diagnostics.find("no answer from the host in time"), std::string::npos);
+}
+
+TEST_F(IncidentManagerTest, RestartResumesExecutingIncidentWithoutResendingTheFix) {
+  Incident inc = OpenAndDiagnose();
+  ASSERT_TRUE(manager_->Approve(inc.incident_id, "alice", "").has_value());
+  const size_t sent_before = sink_.sent.size();
+  Rebuild();  // a new server process on the same store
+  ASSERT_TRUE(manager_->Recover().has_value());
+  EXPECT_EQ(sink_.sent.size(), sent_before);
+  alarms_.state = AlarmState::kOk;
+  manager_->OnAlarmTransition(ToOk());
+  inc = Only();
+  EXPECT_EQ(inc.status, IncidentStatus::kCompleted);
+  EXPECT_EQ(Events(inc)[6], "resumed");
+}
+
+TEST_F(IncidentManagerTest, RestartKeepsPendingApprovalApprovable) {
+  Incident inc = OpenAndDiagnose();
+  Rebuild();
+  ASSERT_TRUE(manager_->Recover().has_value());
+  auto approved = manager_->Approve(inc.incident_id, "alice", "");
+  ASSERT_TRUE(approved.has_value());
+  EXPECT_EQ(approved->status, IncidentStatus::kExecuting);
+}
+
+TEST_F(IncidentManagerTest, LateAndUnknownResultsAreIgnored) {
+  manager_->OnCommandResult(Ok("cmd-unknown"));
+  EXPECT_TRUE(store_->ListIncidents({})->empty());
+  Incident inc = OpenAndDiagnose();
+  manager_->OnCommandResult(Ok(sink_.sent[0].second.id, "again"));  // delivered twice
+  EXPECT_EQ(Only().timeline.size(), inc.timeline.size());
+}
+
+}  // namespace
+}  // namespace medic::server

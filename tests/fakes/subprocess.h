@@ -1,0 +1,180 @@
+#pragma once
+
+// Real child processes for integration tests: started in their own process group, stdout read
+// through a pipe, and killed (the whole group) when the object dies, so a failing test leaves
+// nothing running.
+
+#include <arpa/inet.h>
+#include <fcntl.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
+#include <poll.h>
+#include <signal.h>
+#include <sys/prctl.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <chrono>
+#include <optional>
+#include <string>
+#include <vector>
+
+namespace medic::test {
+
+class Subprocess {
+ public:
+  // stderr goes to stderr_path ("" = inherit).
+  explicit Subprocess(const std::vector<std::string>& argv, const std::string& stderr_path = "") {
+    int fds[2];
+    if (pipe2(fds, O_CLOEXEC) != 0) {
+      return;
+    }
+    pid_ = fork();
+    if (pid_ == 0) {
+      setpgid(0, 0);
+      prctl(PR_SET_PDEATHSIG, SIGKILL);
+      dup2(fds[1], 1);
+      if (!stderr_path.empty()) {
+        int e = open(stderr_path.c_str(), O_WRONLY | O_CREAT | O_APPEND, 0644);
+        if (e >= 0) {
+          dup2(e, 2);
+        }
+      }
+      std::vector<char*> args;
+      for (const auto& a : argv) {
+        args.push_back(const_cast<char*>(a.c_str()));
+      }
+      args.push_back(nullptr);
+      execv(args[0], args.data());
+      _exit(127);
+    }
+    setpgid(pid_, pid_);
+    close(fds[1]);
+    out_ = fds[0];
+  }
+  ~Subprocess() {
+    if (pid_ > 0 && !exited_) {
+      kill(-pid_, SIGKILL);
+      waitpid(pid_, nullptr, 0);
+    }
+    if (out_ >= 0) {
+      close(out_);
+    }
+  }
+  Subprocess(const Subprocess&) = delete;
+  Subprocess& operator=(const Subprocess&) = delete;
+
+  pid_t pid() const { return pid_; }
+
+  // The next line of stdout, or nullopt on EOF or timeout.
+  std::optional<std::string> ReadLine(std::chrono::milliseconds timeout) {
+    const auto deadline = std::chrono::steady_clock::now() + timeout;
+    for (;;) {
+      const size_t nl = buffer_.find('\n');
+      if (nl != std::string::npos) {
+        std::string line = buffer_.substr(0, nl);
+        buffer_.erase(0, nl + 1);
+        return line;
+      }
+      const auto left = std::chrono::duration_cast<std::chrono::milliseconds>(
+          deadline - std::chrono::steady_clock::now());
+      if (left.count() <= 0) {
+        return std::nullopt;
+      }
+      pollfd p{out_, POLLIN, 0};
+      if (poll(&p, 1, static_cast<int>(left.count())) <= 0) {
+        continue;
+      }
+      char buf[4096];
+      const ssize_t n = read(out_, buf, sizeof(buf));
+      if (n <= 0) {
+        return std::nullopt;
+      }
+      buffer_.append(buf, static_cast<size_t>(n));
+    }
+  }
+
+  // Sends sig to the child only (not its group) and waits up to timeout for it to exit.
+  // Returns the wait status, or nullopt on timeout.
+  std::optional<int> SignalAndWait(int sig, std::chrono::milliseconds timeout) {
+    kill(pid_, sig);
+    return Wait(timeout);
+  }
+
+  std::optional<int> Wait(std::chrono::milliseconds timeout) {
+    const auto deadline = std::chrono::steady_clock::now() + timeout;
+    while (std::chrono::steady_clock::now() < deadline) {
+      int status = 0;
+      if (waitpid(pid_, &status, WNOHANG) == pid_) {
+        exited_ = true;
+        return status;
+      }
+      usleep(20'000);
+    }
+    return std::nullopt;
+  }
+
+ private:
+  pid_t pid_ = -1;
+  int out_ = -1;
+  bool exited_ = false;
+  std::string buffer_;
+};
+
+// Runs a command to completion (bounded), returning exit status and stdout.
+struct RunResult {
+  int exit_code = -1;
+  std::string out;
+};
+inline RunResult Run(const std::vector<std::string>& argv,
+                     std::chrono::milliseconds timeout = std::chrono::seconds(30)) {
+  Subprocess p(argv);
+  RunResult r;
+  while (auto line = p.ReadLine(timeout)) {
+    r.out += *line + "\n";
+  }
+  auto st = p.Wait(timeout);
+  if (st && WIFEXITED(*st)) {
+    r.exit_code = WEXITSTATUS(*st);
+  }
+  return r;
+}
+
+// True if a process with this pid exists and is not a zombie.
+inline bool ProcessAlive(pid_t pid) {
+  if (kill(pid, 0) != 0) {
+    return false;
+  }
+  char path[64];
+  snprintf(path, sizeof(path), "/proc/%d/stat", pid);
+  FILE* f = fopen(path, "r");
+  if (f == nullptr) {
+    return false;
+  }
+  char buf[512] = {0};
+  size_t n = fread(buf, 1, sizeof(buf) - 1, f);
+  fclose(f);
+  std::string s(buf, n);
+  const size_t close_paren = s.rfind(')');
+  return close_paren == std::string::npos || close_paren + 2 >= s.size() ||
+         s[close_paren + 2] != 'Z';
+}
+
+// A free loopback port (bound to port 0, read back, released).
+inline int FreePort() {
+  int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  sockaddr_in addr{};
+  addr.sin_family = AF_INET;
+  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  addr.sin_port = 0;
+  socklen_t len = sizeof(addr);
+  int port = -1;
+  if (bind(fd, reinterpret_cast<sockaddr*>(&addr), sizeof(addr)) == 0 &&
+      getsockname(fd, reinterpret_cast<sockaddr*>(&addr), &len) == 0) {
+    port = ntohs(addr.sin_port);
+  }
+  close(fd);
+  return port;
+}
+
+}  // namespace medic::test

@@ -1,0 +1,241 @@
+// The walking skeleton, end to end with real processes on loopback: `medic demo` (server, agent,
+// Debian's nginx, the health app), nginx killed with SIGKILL (master and workers, as a real
+// crash), the incident diagnosed on the host, approved through the CLI, nginx restarted by the
+// agent, verified, completed; then the demo stopped and the server restarted on the same data.
+
+#include <dirent.h>
+#include <signal.h>
+
+#include <fstream>
+#include <gtest/gtest.h>
+#include <regex>
+#include <thread>
+
+#include "core/clock.h"
+#include "core/files.h"
+#include "core/json.h"
+#include "tests/fakes/subprocess.h"
+#include "tests/fakes/temp_dir.h"
+#include "transport/http_client.h"
+
+namespace medic {
+namespace {
+
+using namespace std::chrono_literals;
+
+std::string Bin(const std::string& name) {
+  const char* dir = std::getenv("MEDIC_BIN_DIR");
+  return std::string(dir != nullptr ? dir : "build/bin") + "/" + name;
+}
+
+std::vector<pid_t> ChildrenOf(pid_t pid) {
+  std::vector<pid_t> out;
+  const std::string task_dir = "/proc/" + std::to_string(pid) + "/task";
+  DIR* d = opendir(task_dir.c_str());
+  if (d == nullptr) {
+    return out;
+  }
+  while (dirent* e = readdir(d)) {
+    if (e->d_name[0] == '.') {
+      continue;
+    }
+    auto text = ReadFile(task_dir + "/" + e->d_name + "/children");
+    if (!text) {
+      continue;
+    }
+    std::istringstream in(*text);
+    pid_t child;
+    while (in >> child) {
+      out.push_back(child);
+    }
+  }
+  closedir(d);
+  return out;
+}
+
+pid_t ReadPid(const std::string& path) {
+  auto text = ReadFile(path);
+  return text ? static_cast<pid_t>(std::atoi(std::string(Trim(*text)).c_str())) : -1;
+}
+
+int NginxPort(const std::string& conf_path) {
+  auto conf = ReadFile(conf_path);
+  std::smatch m;
+  std::string text = conf.value_or("");
+  if (std::regex_search(text, m, std::regex(R"(listen\s+127\.0\.0\.1:(\d+))"))) {
+    return std::stoi(m[1]);
+  }
+  return -1;
+}
+
+int HttpStatus(const std::string& url) {
+  auto client = NewCurlHttpClient();
+  HttpRequest req;
+  req.url = url;
+  req.timeout = 2s;
+  auto r = client->Do(req);
+  return r ? r->status : 0;
+}
+
+// Polls fn until it returns true or the deadline passes.
+template <typename Fn>
+bool Eventually(std::chrono::milliseconds timeout, Fn fn) {
+  const auto deadline = std::chrono::steady_clock::now() + timeout;
+  while (std::chrono::steady_clock::now() < deadline) {
+    if (fn()) {
+      return true;
+    }
+    std::this_thread::sleep_for(100ms);
+  }
+  return fn();
+}
+
+class NginxIncidentTest : public ::testing::Test {
+ protected:
+  std::vector<std::string> Cli(std::vector<std::string> args) {
+    std::vector<std::string> argv = {Bin("medic"), "--server", url_, "--token-file", token_file_};
+    argv.insert(argv.end(), args.begin(), args.end());
+    return argv;
+  }
+  Json CliJson(std::vector<std::string> args) {
+    args.insert(args.begin(), "--json");
+    test::RunResult r = test::Run(Cli(args));
+    EXPECT_EQ(r.exit_code, 0) << r.out;
+    return ParseJson(r.out).value_or(Json());
+  }
+
+  test::TempDir dir_;
+  std::string url_;
+  std::string token_file_;
+};
+
+TEST_F(NginxIncidentTest, CrashDiagnoseApproveRestartVerifyAndSurviveRestart) {
+  const std::string data = dir_.File("demo");
+  const int port = test::FreePort();
+  auto demo = std::make_unique<test::Subprocess>(
+      std::vector<std::string>{Bin("medic"), "demo", "--listen",
+                               "127.0.0.1:" + std::to_string(port), "--data-dir", data},
+      dir_.File("demo.stderr"));
+  auto ready = demo->ReadLine(90s);
+  ASSERT_TRUE(ready.has_value()) << "demo never became ready: "
+                                 << ReadFileTail(dir_.File("demo.stderr"), 4000).value_or("");
+  std::smatch m;
+  ASSERT_TRUE(std::regex_match(*ready, m,
+                               std::regex(R"(medic demo ready: (http://\S+) token-file (\S+))")))
+      << *ready;
+  url_ = m[1];
+  token_file_ = m[2];
+  EXPECT_EQ(token_file_, data + "/server/admin.token");
+
+  Json hosts = CliJson({"hosts"});
+  ASSERT_EQ(hosts["hosts"].size(), 1u) << hosts;
+  EXPECT_EQ(hosts["hosts"][0]["name"], "web-1");
+  EXPECT_EQ(hosts["hosts"][0]["status"], "healthy");
+  EXPECT_TRUE(hosts["hosts"][0]["metrics"].contains("disk_used_percent"));
+  EXPECT_TRUE(hosts["hosts"][0]["metrics"].contains("mem_used_percent"));
+
+  const std::string host_dir = data + "/hosts/web-1";
+  const int nginx_port = NginxPort(host_dir + "/nginx.conf");
+  ASSERT_GT(nginx_port, 0);
+  const std::string health_url = "http://127.0.0.1:" + std::to_string(nginx_port) + "/health";
+  ASSERT_EQ(HttpStatus(health_url), 200);
+
+  // A real crash: SIGKILL to nginx's master and every worker.
+  const pid_t master = ReadPid(host_dir + "/run/nginx.pid");
+  ASSERT_GT(master, 1);
+  std::vector<pid_t> victims = ChildrenOf(master);
+  ASSERT_FALSE(victims.empty()) << "nginx has no workers?";
+  victims.push_back(master);
+  for (pid_t p : victims) {
+    ASSERT_EQ(kill(p, SIGKILL), 0);
+  }
+  ASSERT_TRUE(Eventually(5s, [&] { return HttpStatus(health_url) != 200; }));
+
+  // The incident appears, diagnosed, with the fallback fix proposed.
+  Json incident;
+  ASSERT_TRUE(Eventually(30s, [&] {
+    Json list = CliJson({"incidents", "--status", "pending_approval"});
+    if (!list.contains("incidents") || list["incidents"].empty()) {
+      return false;
+    }
+    incident = list["incidents"][0];
+    return true;
+  })) << CliJson({"incidents"});
+  const std::string id = incident["incident_id"];
+  EXPECT_EQ(incident["alarm_name"], "Nginx-Down-ALB");
+  EXPECT_EQ(incident["instance_id"], "web-1");
+  EXPECT_FALSE(incident["alarm_description"].get<std::string>().empty());
+  const std::string diagnostics = incident["diagnostics"];
+  EXPECT_NE(diagnostics.find("service.status service=nginx"), std::string::npos) << diagnostics;
+  EXPECT_NE(diagnostics.find("service.logs service=nginx"), std::string::npos) << diagnostics;
+  EXPECT_EQ(diagnostics.find("(not run"), std::string::npos) << diagnostics;
+  EXPECT_EQ(incident["ai_suggestion"], "service.restart service=nginx");
+  EXPECT_FALSE(incident["ai_reasoning"].get<std::string>().empty());
+  EXPECT_EQ(HttpStatus(health_url), 0) << "nothing may heal nginx before approval";
+
+  // Approved through the CLI.
+  test::RunResult approve = test::Run(Cli({"approve", id, "--comment", "approved by the test"}));
+  ASSERT_EQ(approve.exit_code, 0) << approve.out;
+
+  Json done;
+  ASSERT_TRUE(Eventually(30s, [&] {
+    done = CliJson({"show", id});
+    return done.value("status", "") == "completed" || done.value("status", "") == "failed";
+  })) << done.dump(2);
+  ASSERT_EQ(done["status"], "completed") << done.dump(2);
+  EXPECT_EQ(HttpStatus(health_url), 200);
+  const pid_t new_master = ReadPid(host_dir + "/run/nginx.pid");
+  EXPECT_NE(new_master, master);
+  EXPECT_TRUE(test::ProcessAlive(new_master));
+  EXPECT_NE(done["remediation_output"].get<std::string>().find("[exit 0"), std::string::npos)
+      << done["remediation_output"];
+
+  // Every step is on the timeline, in order, with RFC 3339 UTC timestamps.
+  std::vector<std::string> events;
+  WallTime previous{};
+  for (const auto& e : done["timeline"]) {
+    events.push_back(e["event"]);
+    auto t = ParseRfc3339(e["timestamp"].get<std::string>());
+    ASSERT_TRUE(t.has_value()) << e;
+    EXPECT_EQ(e["timestamp"].get<std::string>().back(), 'Z');
+    EXPECT_GE(*t, previous);
+    previous = *t;
+  }
+  const std::vector<std::string> required = {"created",  "diagnosed", "suggested",
+                                             "awaiting_approval", "approved", "executing",
+                                             "executed", "verified",  "completed"};
+  size_t next = 0;
+  for (const auto& e : events) {
+    if (next < required.size() && e == required[next]) {
+      ++next;
+    }
+  }
+  EXPECT_EQ(next, required.size()) << done["timeline"].dump(2);
+  for (const auto& e : done["timeline"]) {
+    if (e["event"] == "approved") {
+      EXPECT_EQ(e["actor"], "admin");
+      EXPECT_EQ(e["detail"], "approved by the test");
+    }
+  }
+
+  // The demo stops everything it started.
+  auto status = demo->SignalAndWait(SIGTERM, 30s);
+  ASSERT_TRUE(status.has_value()) << "demo did not stop";
+  EXPECT_TRUE(WIFEXITED(*status) && WEXITSTATUS(*status) == 0);
+  EXPECT_TRUE(Eventually(5s, [&] { return !test::ProcessAlive(new_master); }));
+  EXPECT_NE(HttpStatus(health_url), 200);
+
+  // A new server on the same data directory finds the incident and its whole timeline.
+  const int port2 = test::FreePort();
+  test::Subprocess server({Bin("medic-server"), "--data-dir", data + "/server", "--listen",
+                           "127.0.0.1:" + std::to_string(port2)},
+                          dir_.File("server2.stderr"));
+  url_ = "http://127.0.0.1:" + std::to_string(port2);
+  ASSERT_TRUE(Eventually(10s, [&] { return HttpStatus(url_ + "/healthz") == 200; }));
+  Json again = CliJson({"show", id});
+  EXPECT_EQ(again, done);
+  server.SignalAndWait(SIGTERM, 10s);
+}
+
+}  // namespace
+}  // namespace medic

@@ -1,5 +1,6 @@
 #include "core/clock.h"
 
+#include <algorithm>
 #include <cctype>
 #include <charconv>
 #include <cmath>
@@ -43,6 +44,19 @@ bool ReadInt(std::string_view s, size_t pos, size_t len, int* out) {
   return true;
 }
 
+bool IsLeapYear(int y) { return (y % 4 == 0 && y % 100 != 0) || y % 400 == 0; }
+
+int DaysInMonth(int year, int month) {
+  static constexpr int kDays[] = {31, 28, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31};
+  return month == 2 && IsLeapYear(year) ? 29 : kDays[month - 1];
+}
+
+// The unix milliseconds a WallTime (nanoseconds in int64) can hold: years 1677..2262.
+constexpr int64_t kMinUnixMillis =
+    std::chrono::duration_cast<std::chrono::milliseconds>(WallTime::duration::min()).count();
+constexpr int64_t kMaxUnixMillis =
+    std::chrono::duration_cast<std::chrono::milliseconds>(WallTime::duration::max()).count();
+
 }  // namespace
 
 Result<WallTime> ParseRfc3339(std::string_view s) {
@@ -54,7 +68,8 @@ Result<WallTime> ParseRfc3339(std::string_view s) {
       !ReadInt(s, 17, 2, &sec)) {
     return bad();
   }
-  if (mon < 1 || mon > 12 || day < 1 || day > 31 || hour > 23 || min > 59 || sec > 60) {
+  if (mon < 1 || mon > 12 || day < 1 || day > DaysInMonth(year, mon) || hour > 23 || min > 59 ||
+      sec > 60) {
     return bad();
   }
   size_t pos = 19;
@@ -80,7 +95,7 @@ Result<WallTime> ParseRfc3339(std::string_view s) {
     offset_s = 0;
   } else if (pos + 6 == s.size() && (s[pos] == '+' || s[pos] == '-') && s[pos + 3] == ':') {
     int oh, om;
-    if (!ReadInt(s, pos + 1, 2, &oh) || !ReadInt(s, pos + 4, 2, &om)) {
+    if (!ReadInt(s, pos + 1, 2, &oh) || !ReadInt(s, pos + 4, 2, &om) || oh > 23 || om > 59) {
       return bad();
     }
     offset_s = (oh * 3600 + om * 60) * (s[pos] == '+' ? 1 : -1);
@@ -95,7 +110,11 @@ Result<WallTime> ParseRfc3339(std::string_view s) {
   tm.tm_min = min;
   tm.tm_sec = sec;
   const int64_t secs = static_cast<int64_t>(timegm(&tm)) - offset_s;
-  return FromUnixMillis(secs * 1000 + frac_ms);
+  const int64_t ms = secs * 1000 + frac_ms;
+  if (ms < kMinUnixMillis || ms > kMaxUnixMillis) {
+    return bad();
+  }
+  return FromUnixMillis(ms);
 }
 
 int64_t ToUnixMillis(WallTime t) {
@@ -103,6 +122,8 @@ int64_t ToUnixMillis(WallTime t) {
 }
 
 WallTime FromUnixMillis(int64_t ms) {
+  // Saturate: converting a larger count to nanoseconds would overflow int64 (undefined).
+  ms = std::clamp(ms, kMinUnixMillis, kMaxUnixMillis);
   return WallTime(std::chrono::duration_cast<WallTime::duration>(std::chrono::milliseconds(ms)));
 }
 

@@ -83,7 +83,8 @@ Result<std::string> ReadFileTail(const std::string& path, size_t max_bytes) {
 }
 
 Status WriteFileAtomic(const std::string& path, std::string_view content, int mode) {
-  const std::string tmp = path + ".tmp." + std::to_string(::getpid());
+  // Unique per call, so two threads writing the same path never share a temporary file.
+  const std::string tmp = path + ".tmp." + std::to_string(::getpid()) + "." + RandomHex(4);
   const int fd = ::open(tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, mode);
   if (fd < 0) {
     return ErrnoError("cannot create " + tmp, errno);
@@ -114,6 +115,14 @@ Status WriteFileAtomic(const std::string& path, std::string_view content, int mo
     const int err = errno;
     ::unlink(tmp.c_str());
     return ErrnoError("cannot rename " + tmp + " to " + path, err);
+  }
+  // Make the rename itself durable.
+  const size_t slash = path.rfind('/');
+  const std::string dir = slash == std::string::npos ? "." : (slash == 0 ? "/" : path.substr(0, slash));
+  const int dfd = ::open(dir.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+  if (dfd >= 0) {
+    ::fsync(dfd);
+    ::close(dfd);
   }
   return OkStatus();
 }

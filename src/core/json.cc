@@ -1,8 +1,15 @@
 #include "core/json.h"
 
+#include <cstdint>
+#include <limits>
+
 namespace medic {
 
 Result<Json> ParseJson(std::string_view text) {
+  // nlohmann's lexer takes a NUL byte for the end of input and would ignore what follows.
+  if (const size_t nul = text.find('\0'); nul != std::string_view::npos) {
+    return InvalidArgument("malformed JSON: NUL byte at offset " + std::to_string(nul));
+  }
   try {
     return Json::parse(text.begin(), text.end());
   } catch (const Json::parse_error& e) {
@@ -58,6 +65,11 @@ Result<std::optional<int64_t>> OptionalInt(const Json& obj, std::string_view key
   }
   if (!it->is_number_integer()) {
     return InvalidArgument("field '" + std::string(key) + "' must be an integer");
+  }
+  // Unsigned values above INT64_MAX would wrap to negative numbers.
+  if (it->is_number_unsigned() &&
+      it->get<uint64_t>() > static_cast<uint64_t>(std::numeric_limits<int64_t>::max())) {
+    return InvalidArgument("field '" + std::string(key) + "' is out of range");
   }
   return std::optional<int64_t>(it->get<int64_t>());
 }

@@ -8,6 +8,8 @@ namespace medic::protocol {
 
 namespace {
 
+constexpr int64_t kMaxDurationDays = 11'574;
+
 bool HasControlChars(std::string_view s) {
   for (unsigned char c : s) {
     if (c < 0x20 || c == 0x7f) {
@@ -86,7 +88,15 @@ Status CheckString(const ParamSpec& spec, const Json& v) {
       std::string d = s;
       if (!d.empty() && d.back() == 'd') {
         d.pop_back();
-        if (d.empty() || d.find_first_not_of("0123456789") != std::string::npos) {
+        if (d.empty() || d.size() > 6 || d.find_first_not_of("0123456789") != std::string::npos) {
+          return bad("is not a duration");
+        }
+        // The same ceiling as ParseDuration (1e12 ms, about 31 years): 11574 days.
+        int64_t days = 0;
+        for (char c : d) {
+          days = days * 10 + (c - '0');
+        }
+        if (days > kMaxDurationDays) {
           return bad("is not a duration");
         }
         return OkStatus();
@@ -157,14 +167,31 @@ std::string Quote(const std::string& s) {
   if (plain) {
     return s;
   }
+  // Control characters (C0, DEL, and C1 as UTF-8) are shown escaped: the line is what an
+  // operator approves, and a raw CR or escape sequence could hide part of it on screen.
+  static const char* kHex = "0123456789abcdef";
+  auto hex = [&](unsigned char c) {
+    return std::string("\\x") + kHex[c >> 4] + kHex[c & 15];
+  };
   std::string out = "'";
-  for (char c : s) {
+  for (size_t i = 0; i < s.size(); ++i) {
+    const unsigned char c = static_cast<unsigned char>(s[i]);
     if (c == '\'') {
       out += "'\\''";
     } else if (c == '\n') {
       out += "\\n";
+    } else if (c == '\t') {
+      out += "\\t";
+    } else if (c == '\r') {
+      out += "\\r";
+    } else if (c < 0x20 || c == 0x7f) {
+      out += hex(c);
+    } else if (c == 0xc2 && i + 1 < s.size() && static_cast<unsigned char>(s[i + 1]) >= 0x80 &&
+               static_cast<unsigned char>(s[i + 1]) <= 0x9f) {
+      out += hex(c) + hex(static_cast<unsigned char>(s[i + 1]));
+      ++i;
     } else {
-      out += c;
+      out += static_cast<char>(c);
     }
   }
   out += "'";

@@ -1,15 +1,39 @@
 #include "protocol/wire.h"
 
+#include <chrono>
+#include <limits>
+#include <optional>
+
 namespace medic::protocol {
 
 namespace {
+
+// The latest unix millisecond a WallTime (int64 nanoseconds) holds: 2262-04-11.
+constexpr int64_t kMaxUnixMillis =
+    std::chrono::duration_cast<std::chrono::milliseconds>(WallTime::duration::max()).count();
 
 Result<WallTime> TimeField(const Json& j, std::string_view key) {
   auto it = j.find(key);
   if (it == j.end() || !it->is_number_integer()) {
     return InvalidArgument("field '" + std::string(key) + "' must be unix milliseconds");
   }
-  return FromUnixMillis(it->get<int64_t>());
+  ASSIGN_OR_RETURN(std::optional<int64_t> ms, OptionalInt(j, key));
+  if (!ms.has_value() || *ms < 0 || *ms > kMaxUnixMillis) {
+    return InvalidArgument("field '" + std::string(key) + "' is out of range");
+  }
+  return FromUnixMillis(*ms);
+}
+
+Result<int> IntFieldOr(const Json& j, std::string_view key, int fallback) {
+  ASSIGN_OR_RETURN(std::optional<int64_t> v, OptionalInt(j, key));
+  if (!v.has_value()) {
+    return fallback;
+  }
+  // Truncating would turn e.g. exit code 2^32 into 0, a success.
+  if (*v < std::numeric_limits<int>::min() || *v > std::numeric_limits<int>::max()) {
+    return InvalidArgument("field '" + std::string(key) + "' is out of range");
+  }
+  return static_cast<int>(*v);
 }
 
 Result<bool> BoolOr(const Json& j, std::string_view key, bool fallback) {
@@ -88,6 +112,9 @@ Result<RegisterResponse> RegisterResponseFromJson(const Json& j) {
   RETURN_IF_ERROR(RequireObject(j, "register response"));
   RegisterResponse r;
   ASSIGN_OR_RETURN(r.interval_ms, IntOr(j, "interval_ms", 1000));
+  if (r.interval_ms < 100 || r.interval_ms > 3'600'000) {
+    return InvalidArgument("interval_ms must be between 100 and 3600000");
+  }
   return r;
 }
 
@@ -110,6 +137,9 @@ Result<Report> ReportFromJson(const Json& j) {
   RETURN_IF_ERROR(RequireObject(j, "report"));
   Report r;
   ASSIGN_OR_RETURN(r.host, RequireString(j, "host"));
+  if (!IsValidHostName(r.host)) {
+    return InvalidArgument("invalid host name '" + r.host + "'");
+  }
   if (auto it = j.find("samples"); it != j.end()) {
     if (!it->is_array()) {
       return InvalidArgument("field 'samples' must be a list");
@@ -219,11 +249,12 @@ Result<CommandResult> CommandResultFromJson(const Json& j) {
   CommandResult r;
   ASSIGN_OR_RETURN(r.id, RequireString(j, "id"));
   ASSIGN_OR_RETURN(r.host, RequireString(j, "host"));
+  if (!IsValidHostName(r.host)) {
+    return InvalidArgument("invalid host name '" + r.host + "'");
+  }
   ASSIGN_OR_RETURN(r.ran, BoolOr(j, "ran", false));
-  ASSIGN_OR_RETURN(int64_t code, IntOr(j, "exit_code", -1));
-  r.exit_code = static_cast<int>(code);
-  ASSIGN_OR_RETURN(int64_t sig, IntOr(j, "signal", 0));
-  r.signal = static_cast<int>(sig);
+  ASSIGN_OR_RETURN(r.exit_code, IntFieldOr(j, "exit_code", -1));
+  ASSIGN_OR_RETURN(r.signal, IntFieldOr(j, "signal", 0));
   ASSIGN_OR_RETURN(r.timed_out, BoolOr(j, "timed_out", false));
   ASSIGN_OR_RETURN(r.output, StringOr(j, "output", ""));
   ASSIGN_OR_RETURN(r.truncated, BoolOr(j, "truncated", false));

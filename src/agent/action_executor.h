@@ -1,0 +1,61 @@
+#pragma once
+
+// Runs validated, policy-approved actions on this host. Diagnostics that exist as programs
+// (df, free, ps, ls) go through the CommandRunner with argv, never a shell; the rest is done in
+// C++ (log tails, truncation, signals, the service manager).
+
+#include <sys/types.h>
+
+#include <functional>
+#include <map>
+#include <string>
+#include <vector>
+
+#include "agent/command_runner.h"
+#include "agent/policy.h"
+#include "agent/proc_fs.h"
+#include "agent/service_manager.h"
+#include "core/clock.h"
+#include "protocol/actions.h"
+#include "protocol/wire.h"
+
+namespace medic::agent {
+
+struct ExecutorOptions {
+  size_t output_cap = 64 * 1024;
+  // service name -> the log files service.logs shows
+  std::map<std::string, std::vector<std::string>> service_log_files;
+  pid_t self_pid = 0;
+  // How process.kill signals a pid; ::kill when empty (tests inject a recorder).
+  std::function<int(pid_t, int)> send_signal;
+};
+
+class ActionExecutor {
+ public:
+  ActionExecutor(ExecutorOptions options, const Policy& policy, CommandRunner& runner,
+                 ServiceManager& services, ProcFs& procfs);
+
+  // REQUIRES: `action` passed protocol::ValidateAction and Policy::Check.
+  // Fills ran, exit_code, signal, timed_out, output, truncated and error (not id, host or
+  // duration). exit_code 0 on success; non-zero with the reason in output and error otherwise.
+  protocol::CommandResult Execute(const protocol::Action& action, Millis timeout);
+
+ private:
+  protocol::CommandResult Run(std::vector<std::string> argv, Millis timeout, size_t head_lines = 0);
+  protocol::CommandResult ServiceLogs(const std::string& service, size_t lines);
+  protocol::CommandResult LogTail(const std::string& path, size_t lines);
+  protocol::CommandResult DirList(const std::string& path, Millis timeout);
+  protocol::CommandResult ProcessKill(const Json& params);
+  protocol::CommandResult FileTruncate(const std::string& path);
+  protocol::CommandResult ChaosStart(const std::string& mode);
+  // Resolves symlinks and checks the real path against the policy too.
+  Result<std::string> AllowedRealPath(const std::string& path) const;
+
+  ExecutorOptions options_;
+  const Policy& policy_;
+  CommandRunner& runner_;
+  ServiceManager& services_;
+  ProcFs& procfs_;
+};
+
+}  // namespace medic::agent

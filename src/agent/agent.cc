@@ -1,0 +1,128 @@
+#include "agent/agent.h"
+
+#include <unistd.h>
+
+#include "core/log.h"
+
+namespace medic::agent {
+
+namespace {
+
+pid_t SelfPid(const AgentTuning& t) { return t.self_pid != 0 ? t.self_pid : ::getpid(); }
+
+}  // namespace
+
+protocol::RegisterRequest MakeRegisterRequest(const AgentConfig& config) {
+  protocol::RegisterRequest r;
+  r.name = config.name;
+  char host[256] = {};
+  if (::gethostname(host, sizeof(host) - 1) == 0) {
+    r.hostname = host;
+  }
+  r.version = std::string(kAgentVersion);
+  for (const auto& s : config.services) {
+    r.services.push_back(s.name);
+  }
+  r.chaos_allowed = config.chaos_allowed;
+  return r;
+}
+
+ExecutorOptions MakeExecutorOptions(const AgentConfig& config, pid_t self_pid) {
+  ExecutorOptions o;
+  o.self_pid = self_pid;
+  for (const auto& s : config.services) {
+    o.service_log_files[s.name] = s.log_files;
+  }
+  return o;
+}
+
+Agent::Agent(const AgentConfig& config, std::string token, AgentDeps deps, AgentTuning tuning)
+    : deps_(std::move(deps)),
+      policy_(PolicyRulesFromConfig(config, SelfPid(tuning))),
+      api_(config.server, std::move(token)),
+      registration_(api_, MakeRegisterRequest(config), tuning.register_backoff_base,
+                    tuning.register_backoff_cap),
+      metrics_(deps_.procfs, config.mounts),
+      reporter_(ReporterOptions{config.name, config.interval, config.buffer_samples}, api_,
+                registration_, metrics_, checks_, deps_.clock),
+      checker_(config.checks, checks_, deps_.clock,
+               [this] {
+                 reporter_.RequestReport();
+                 report_waiter_.Notify();
+               }),
+      executor_(MakeExecutorOptions(config, SelfPid(tuning)), policy_, deps_.runner, deps_.services,
+                deps_.procfs),
+      processor_(config.name, policy_, executor_, deps_.clock),
+      poller_(PollerOptions{config.name, tuning.poll_wait}, api_, registration_, processor_,
+              [this](Millis d) { return poll_waiter_.WaitFor(d); }) {
+  registration_.SetListener([this] { poll_waiter_.Notify(); });
+}
+
+Agent::~Agent() { Stop(Millis::max()); }
+
+void Agent::Start() {
+  if (started_) {
+    return;
+  }
+  started_ = true;
+  reporter_thread_ = std::thread([this] { ReporterLoop(); });
+  if (!checker_.empty()) {
+    checker_thread_ = std::thread([this] { CheckerLoop(); });
+  }
+  poller_thread_ = std::thread([this] {
+    PollerLoop();
+    poller_done_.set_value();
+  });
+}
+
+bool Agent::Stop(Millis grace) {
+  if (!started_ || stopped_) {
+    return true;
+  }
+  stopped_ = true;
+  report_waiter_.Stop();
+  check_waiter_.Stop();
+  poll_waiter_.Stop();
+  if (reporter_thread_.joinable()) {
+    reporter_thread_.join();
+  }
+  if (checker_thread_.joinable()) {
+    checker_thread_.join();
+  }
+  auto done = poller_done_.get_future();
+  if (grace == Millis::max()) {
+    done.wait();
+  } else if (done.wait_for(grace) != std::future_status::ready) {
+    LogWarn("a long poll is still in flight; not waiting for it");
+    poller_thread_.detach();
+    return false;
+  }
+  poller_thread_.join();
+  return true;
+}
+
+void Agent::ReporterLoop() {
+  auto http = deps_.new_http_client();
+  while (!report_waiter_.stopped()) {
+    const SteadyTime next = reporter_.RunOnce(*http, deps_.clock.SteadyNow());
+    report_waiter_.WaitFor(std::chrono::duration_cast<Millis>(next - deps_.clock.SteadyNow()));
+  }
+}
+
+void Agent::CheckerLoop() {
+  auto http = deps_.new_http_client();
+  while (!check_waiter_.stopped()) {
+    const SteadyTime next = checker_.RunOnce(*http, deps_.clock.SteadyNow());
+    check_waiter_.WaitFor(std::chrono::duration_cast<Millis>(next - deps_.clock.SteadyNow()));
+  }
+}
+
+void Agent::PollerLoop() {
+  auto http = deps_.new_http_client();
+  while (!poll_waiter_.stopped()) {
+    const Millis delay = poller_.RunOnce(*http);
+    poll_waiter_.WaitFor(delay);
+  }
+}
+
+}  // namespace medic::agent

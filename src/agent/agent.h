@@ -1,0 +1,99 @@
+#pragma once
+
+// Agent: wires the agent's components and runs its three loops, each on its own thread with
+// its own HttpClient:
+//   reporter  — samples metrics every interval, registers, sends reports (buffering meanwhile)
+//   checker   — runs the health checks; a health change triggers an immediate report
+//   poller    — long-polls for commands and runs them (expiry, validation, policy, execution)
+// Services and the child reaper live outside (see apps/medic_agent_main.cc): the Agent only
+// uses the ServiceManager.
+
+#include <functional>
+#include <future>
+#include <memory>
+#include <string>
+#include <string_view>
+#include <thread>
+
+#include "agent/action_executor.h"
+#include "agent/command_poller.h"
+#include "agent/command_processor.h"
+#include "agent/config.h"
+#include "agent/health_check.h"
+#include "agent/metrics.h"
+#include "agent/policy.h"
+#include "agent/proc_fs.h"
+#include "agent/reporter.h"
+#include "agent/server_api.h"
+#include "agent/service_manager.h"
+#include "agent/waiter.h"
+#include "core/clock.h"
+#include "transport/http_client.h"
+
+namespace medic::agent {
+
+inline constexpr std::string_view kAgentVersion = "0.1.0";
+
+// What the agent runs on. Everything must outlive the Agent.
+struct AgentDeps {
+  Clock& clock;
+  ProcFs& procfs;
+  CommandRunner& runner;
+  ServiceManager& services;
+  // One HttpClient per loop thread (curl handles are not shared between threads).
+  std::function<std::unique_ptr<HttpClient>()> new_http_client;
+};
+
+struct AgentTuning {
+  Millis poll_wait{25'000};
+  Millis register_backoff_base{250};
+  Millis register_backoff_cap{5'000};
+  pid_t self_pid = 0;  // 0: getpid()
+};
+
+class Agent {
+ public:
+  Agent(const AgentConfig& config, std::string token, AgentDeps deps, AgentTuning tuning = {});
+  ~Agent();
+  Agent(const Agent&) = delete;
+  Agent& operator=(const Agent&) = delete;
+
+  void Start();
+  // Stops the loops. A long poll in flight cannot be interrupted: if the poller has not
+  // finished within `grace`, its thread is detached and Stop returns false; the caller must
+  // then end the process (std::_Exit) instead of destroying the Agent.
+  bool Stop(Millis grace = Millis(1'500));
+
+  Registration& registration() { return registration_; }
+  CheckStates& checks() { return checks_; }
+  const Policy& policy() const { return policy_; }
+
+ private:
+  void ReporterLoop();
+  void CheckerLoop();
+  void PollerLoop();
+
+  AgentDeps deps_;
+  Policy policy_;
+  ServerApi api_;
+  Registration registration_;
+  CheckStates checks_;
+  ProcMetricsCollector metrics_;
+  Reporter reporter_;
+  HealthChecker checker_;
+  ActionExecutor executor_;
+  CommandProcessor processor_;
+  Waiter report_waiter_, check_waiter_, poll_waiter_;
+  CommandPoller poller_;
+  std::thread reporter_thread_, checker_thread_, poller_thread_;
+  std::promise<void> poller_done_;
+  bool started_ = false;
+  bool stopped_ = false;
+};
+
+// The RegisterRequest this config produces.
+protocol::RegisterRequest MakeRegisterRequest(const AgentConfig& config);
+// The executor options this config produces.
+ExecutorOptions MakeExecutorOptions(const AgentConfig& config, pid_t self_pid);
+
+}  // namespace medic::agent

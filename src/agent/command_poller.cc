@@ -1,0 +1,80 @@
+#include "agent/command_poller.h"
+
+#include "core/log.h"
+
+namespace medic::agent {
+
+CommandPoller::CommandPoller(PollerOptions options, const ServerApi& api,
+                             Registration& registration, CommandProcessor& processor,
+                             std::function<bool(Millis)> sleep)
+    : options_(std::move(options)),
+      api_(api),
+      registration_(registration),
+      processor_(processor),
+      sleep_(std::move(sleep)) {}
+
+Millis CommandPoller::RunOnce(HttpClient& http) {
+  if (!registration_.registered()) {
+    return Millis(5'000);  // the registration listener wakes the loop earlier
+  }
+  auto polled = api_.PollCommands(http, options_.host, options_.wait);
+  if (!polled) {
+    if (NeedsRegistration(polled.error())) {
+      registration_.Invalidate();
+    }
+    if (poll_failures_ == 0) {
+      LogWarn("polling for commands failed (retrying with backoff): " + polled.error().message);
+    }
+    const double jitter = std::uniform_real_distribution<>(0, 1)(rng_);
+    return BackoffDelay(poll_failures_++, Millis(250), Millis(5'000), jitter);
+  }
+  poll_failures_ = 0;
+  for (const PolledCommand& pc : *polled) {
+    if (pc.id.empty()) {
+      LogWarn("ignoring a command without an id: " + pc.parse_error);
+      continue;
+    }
+    protocol::CommandResult result;
+    if (const protocol::CommandResult* seen = history_.Find(pc.id)) {
+      LogInfo("command " + pc.id + " was delivered again; sending its result again");
+      result = *seen;
+    } else {
+      if (pc.command) {
+        result = processor_.Process(*pc.command);
+        ++executed_;
+      } else {
+        result.id = pc.id;
+        result.host = options_.host;
+        result.ran = false;
+        result.error = "invalid command: " + pc.parse_error;
+      }
+      history_.Remember(result);
+    }
+    PostWithRetry(http, result);
+  }
+  return Millis(0);
+}
+
+void CommandPoller::PostWithRetry(HttpClient& http, const protocol::CommandResult& result) {
+  for (int attempt = 0; attempt < options_.result_attempts; ++attempt) {
+    const Status s = api_.PostResult(http, result);
+    if (s) {
+      return;
+    }
+    const bool transient =
+        s.error().code == ErrorCode::kUnavailable || s.error().code == ErrorCode::kDeadlineExceeded;
+    if (!transient || attempt + 1 == options_.result_attempts) {
+      LogWarn("could not deliver the result of command " + result.id + ": " + s.error().message);
+      if (NeedsRegistration(s.error())) {
+        registration_.Invalidate();
+      }
+      return;
+    }
+    const double jitter = std::uniform_real_distribution<>(0, 1)(rng_);
+    if (!sleep_(BackoffDelay(attempt, options_.retry_base, Millis(5'000), jitter))) {
+      return;
+    }
+  }
+}
+
+}  // namespace medic::agent

@@ -1,0 +1,49 @@
+#pragma once
+
+// The command loop: long-polls the server for commands, runs each once (by id), and posts
+// every result back, retrying a few times when the server cannot be reached.
+
+#include <functional>
+#include <random>
+#include <string>
+
+#include "agent/command_processor.h"
+#include "agent/server_api.h"
+#include "transport/http_client.h"
+
+namespace medic::agent {
+
+struct PollerOptions {
+  std::string host;
+  Millis wait{25'000};      // long-poll wait the server may hold the request
+  int result_attempts = 4;  // tries per result on transport failure
+  Millis retry_base{250};
+};
+
+// Driven by one thread through RunOnce.
+class CommandPoller {
+ public:
+  // `sleep` waits between result retries; it returns false when the agent is stopping.
+  CommandPoller(PollerOptions options, const ServerApi& api, Registration& registration,
+                CommandProcessor& processor, std::function<bool(Millis)> sleep);
+
+  // One poll and the commands it brought. Returns how long to wait before the next poll.
+  Millis RunOnce(HttpClient& http);
+
+  uint64_t executed() const { return executed_; }
+
+ private:
+  void PostWithRetry(HttpClient& http, const protocol::CommandResult& result);
+
+  PollerOptions options_;
+  const ServerApi& api_;
+  Registration& registration_;
+  CommandProcessor& processor_;
+  std::function<bool(Millis)> sleep_;
+  CommandHistory history_;
+  int poll_failures_ = 0;
+  uint64_t executed_ = 0;
+  std::mt19937 rng_{std::random_device{}()};
+};
+
+}  // namespace medic::agent

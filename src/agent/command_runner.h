@@ -1,0 +1,57 @@
+#pragma once
+
+// CommandRunner: runs one program to completion with bounded output and a deadline. No shell is
+// ever involved: argv goes to execve as it is.
+
+#include <sys/types.h>
+
+#include <string>
+#include <vector>
+
+#include "agent/child_reaper.h"
+#include "core/clock.h"
+
+namespace medic::agent {
+
+struct CommandSpec {
+  std::vector<std::string> argv;  // argv[0] is looked up in kSafePath unless it holds a '/'
+  Millis timeout{30'000};         // then SIGTERM to the process group
+  Millis kill_grace{2'000};       // then SIGKILL to the process group
+  size_t output_cap = 64 * 1024;  // stdout + stderr bytes kept; the rest is read and dropped
+};
+
+struct CommandOutcome {
+  bool started = false;  // false: it could not be started; see error
+  std::string error;
+  int exit_code = -1;  // valid when started && signal == 0
+  int signal = 0;
+  bool timed_out = false;
+  std::string output;  // stdout, then stderr
+  bool truncated = false;
+  Millis duration{0};
+  pid_t pid = 0;  // also the process group id
+
+  bool Succeeded() const { return started && !timed_out && signal == 0 && exit_code == 0; }
+};
+
+class CommandRunner {
+ public:
+  virtual ~CommandRunner() = default;
+  virtual CommandOutcome Run(const CommandSpec& spec) = 0;
+};
+
+// fork + execve in a new session and process group, stdin from /dev/null, stdout and stderr
+// through pipes, environment scrubbed to PATH and LANG=C. When the program exits, whatever is
+// left of its process group gets SIGKILL shortly after (a diagnostic leaves nothing behind); on
+// the deadline the whole group gets SIGTERM, then SIGKILL after the grace period. Run returns
+// once the group is gone (reaped by the ChildReaper; the agent is a subreaper). Thread-safe.
+class ForkExecCommandRunner : public CommandRunner {
+ public:
+  explicit ForkExecCommandRunner(ChildReaper& reaper) : reaper_(reaper) {}
+  CommandOutcome Run(const CommandSpec& spec) override;
+
+ private:
+  ChildReaper& reaper_;
+};
+
+}  // namespace medic::agent

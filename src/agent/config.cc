@@ -1,0 +1,500 @@
+#include "agent/config.h"
+
+#include <unistd.h>
+#include <yaml-cpp/yaml.h>
+
+#include <charconv>
+#include <set>
+
+#include "core/files.h"
+#include "core/log.h"
+#include "protocol/actions.h"
+#include "protocol/wire.h"
+
+namespace medic::agent {
+
+namespace {
+
+using Keys = std::vector<std::string_view>;
+
+bool IsHttpUrl(std::string_view url) {
+  return (url.substr(0, 7) == "http://" && url.size() > 7) ||
+         (url.substr(0, 8) == "https://" && url.size() > 8);
+}
+
+std::string JoinKeys(const Keys& keys) {
+  std::string out;
+  for (auto k : keys) {
+    out += (out.empty() ? "" : ", ") + std::string(k);
+  }
+  return out;
+}
+
+// Turns YAML nodes into typed values; every error carries file:line:column.
+class Reader {
+ public:
+  explicit Reader(std::string source) : source_(std::move(source)) {}
+
+  Error At(const YAML::Node& node, const std::string& message) const {
+    return AtMark(node.Mark(), message);
+  }
+  Error AtMark(const YAML::Mark& m, const std::string& message) const {
+    if (m.is_null()) {
+      return InvalidArgument(source_ + ": " + message);
+    }
+    return InvalidArgument(source_ + ":" + std::to_string(m.line + 1) + ":" +
+                           std::to_string(m.column + 1) + ": " + message);
+  }
+
+  Status RequireMap(const YAML::Node& n, std::string_view what) const {
+    if (!n.IsMap()) {
+      return At(n, std::string(what) + " must be a mapping of keys to values");
+    }
+    return OkStatus();
+  }
+
+  // Every key of map `n` must be in `known`.
+  Status CheckKeys(const YAML::Node& n, std::string_view what, const Keys& known) const {
+    for (auto it = n.begin(); it != n.end(); ++it) {
+      const std::string key = it->first.IsScalar() ? it->first.Scalar() : "?";
+      bool ok = false;
+      for (auto k : known) {
+        ok = ok || k == key;
+      }
+      if (!ok) {
+        return At(it->first, "unknown key '" + key + "' in " + std::string(what) +
+                                 " (known keys: " + JoinKeys(known) + ")");
+      }
+    }
+    return OkStatus();
+  }
+
+  Result<std::string> String(const YAML::Node& n, std::string_view what) const {
+    if (!n.IsScalar()) {
+      return At(n, std::string(what) + " must be a string");
+    }
+    return n.Scalar();
+  }
+
+  Result<std::string> NonEmptyString(const YAML::Node& n, std::string_view what) const {
+    ASSIGN_OR_RETURN(std::string s, String(n, what));
+    if (s.empty()) {
+      return At(n, std::string(what) + " must not be empty");
+    }
+    return s;
+  }
+
+  Result<std::string> AbsPath(const YAML::Node& n, std::string_view what) const {
+    ASSIGN_OR_RETURN(std::string s, NonEmptyString(n, what));
+    if (s[0] != '/') {
+      return At(n, std::string(what) + " must be an absolute path, got '" + s + "'");
+    }
+    return s;
+  }
+
+  Result<bool> Bool(const YAML::Node& n, std::string_view what) const {
+    if (n.IsScalar()) {
+      const std::string& s = n.Scalar();
+      if (s == "true" || s == "yes" || s == "on") {
+        return true;
+      }
+      if (s == "false" || s == "no" || s == "off") {
+        return false;
+      }
+    }
+    return At(n, std::string(what) + " must be true or false");
+  }
+
+  Result<Millis> Duration(const YAML::Node& n, std::string_view what) const {
+    ASSIGN_OR_RETURN(std::string s, String(n, what));
+    auto d = ParseDuration(s);
+    if (!d) {
+      return At(n, std::string(what) + ": " + d.error().message);
+    }
+    return *d;
+  }
+
+  Result<int64_t> Integer(const YAML::Node& n, std::string_view what, int64_t lo,
+                          int64_t hi) const {
+    ASSIGN_OR_RETURN(std::string s, String(n, what));
+    int64_t v = 0;
+    auto [ptr, ec] = std::from_chars(s.data(), s.data() + s.size(), v);
+    if (ec != std::errc() || ptr != s.data() + s.size() || v < lo || v > hi) {
+      return At(n, std::string(what) + " must be an integer from " + std::to_string(lo) + " to " +
+                       std::to_string(hi) + ", got '" + s + "'");
+    }
+    return v;
+  }
+
+  Result<std::vector<std::string>> StringList(const YAML::Node& n, std::string_view what) const {
+    if (!n.IsSequence()) {
+      return At(n, std::string(what) + " must be a list of strings");
+    }
+    std::vector<std::string> out;
+    for (const auto& item : n) {
+      ASSIGN_OR_RETURN(std::string s, NonEmptyString(item, std::string(what) + " entry"));
+      out.push_back(std::move(s));
+    }
+    return out;
+  }
+
+  Result<std::vector<std::string>> AbsPathList(const YAML::Node& n, std::string_view what) const {
+    if (!n.IsSequence()) {
+      return At(n, std::string(what) + " must be a list of absolute paths");
+    }
+    std::vector<std::string> out;
+    for (const auto& item : n) {
+      ASSIGN_OR_RETURN(std::string s, AbsPath(item, std::string(what) + " entry"));
+      out.push_back(std::move(s));
+    }
+    return out;
+  }
+
+ private:
+  std::string source_;
+};
+
+Result<ServiceConfig> ParseService(const Reader& r, const YAML::Node& key, const YAML::Node& n) {
+  ServiceConfig s;
+  ASSIGN_OR_RETURN(s.name, r.NonEmptyString(key, "service name"));
+  if (!protocol::ValidateAction("service.status", Json{{"service", s.name}})) {
+    return r.At(key, "'" + s.name + "' is not a valid service name ([A-Za-z0-9@._-], 1-64)");
+  }
+  const std::string what = "services." + s.name;
+  RETURN_IF_ERROR(r.RequireMap(n, what));
+  RETURN_IF_ERROR(r.CheckKeys(
+      n, what, {"start", "stop_signal", "stop_timeout", "log", "log_files", "autostart", "env"}));
+  if (!n["start"]) {
+    return r.At(n, what + ": 'start' (the command as a list) is required");
+  }
+  ASSIGN_OR_RETURN(s.start, r.StringList(n["start"], what + ".start"));
+  if (s.start.empty()) {
+    return r.At(n["start"], what + ".start must not be empty");
+  }
+  if (auto v = n["stop_signal"]) {
+    ASSIGN_OR_RETURN(s.stop_signal, r.String(v, what + ".stop_signal"));
+    if (protocol::SignalNumber(s.stop_signal) < 0) {
+      return r.At(v, what + ".stop_signal must be one of TERM, KILL, HUP, INT, QUIT, USR1, USR2");
+    }
+  }
+  if (auto v = n["stop_timeout"]) {
+    ASSIGN_OR_RETURN(s.stop_timeout, r.Duration(v, what + ".stop_timeout"));
+  }
+  if (auto v = n["log"]) {
+    ASSIGN_OR_RETURN(s.log, r.AbsPath(v, what + ".log"));
+  }
+  if (auto v = n["log_files"]) {
+    ASSIGN_OR_RETURN(s.log_files, r.AbsPathList(v, what + ".log_files"));
+  }
+  if (auto v = n["autostart"]) {
+    ASSIGN_OR_RETURN(s.autostart, r.Bool(v, what + ".autostart"));
+  }
+  if (auto v = n["env"]) {
+    RETURN_IF_ERROR(r.RequireMap(v, what + ".env"));
+    for (auto it = v.begin(); it != v.end(); ++it) {
+      ASSIGN_OR_RETURN(std::string key, r.NonEmptyString(it->first, what + ".env key"));
+      if (key.find('=') != std::string::npos || key == "PATH") {
+        return r.At(it->first, what + ".env: '" + key + "' cannot be set");
+      }
+      ASSIGN_OR_RETURN(std::string value, r.String(it->second, what + ".env." + key));
+      s.env[key] = value;
+    }
+  }
+  return s;
+}
+
+Result<CheckConfig> ParseCheck(const Reader& r, const YAML::Node& n) {
+  CheckConfig c;
+  RETURN_IF_ERROR(r.RequireMap(n, "a check"));
+  RETURN_IF_ERROR(
+      r.CheckKeys(n, "a check", {"name", "type", "url", "interval", "timeout", "expected_status"}));
+  if (!n["name"]) {
+    return r.At(n, "a check needs a 'name'");
+  }
+  ASSIGN_OR_RETURN(c.name, r.NonEmptyString(n["name"], "check name"));
+  if (!protocol::IsValidHostName(c.name)) {
+    return r.At(n["name"], "check name '" + c.name + "' must be 1-64 of [A-Za-z0-9._-]");
+  }
+  const std::string what = "check '" + c.name + "'";
+  if (auto v = n["type"]) {
+    ASSIGN_OR_RETURN(c.type, r.String(v, what + " type"));
+    if (c.type != "http") {
+      return r.At(v, what + ": type '" + c.type + "' is not supported (supported: http)");
+    }
+  }
+  if (!n["url"]) {
+    return r.At(n, what + " needs a 'url'");
+  }
+  ASSIGN_OR_RETURN(c.url, r.String(n["url"], what + " url"));
+  if (!IsHttpUrl(c.url)) {
+    return r.At(n["url"], what + ": url must start with http:// or https://");
+  }
+  if (auto v = n["interval"]) {
+    ASSIGN_OR_RETURN(c.interval, r.Duration(v, what + " interval"));
+    if (c.interval < Millis(100)) {
+      return r.At(v, what + ": interval must be at least 100ms");
+    }
+  }
+  if (auto v = n["timeout"]) {
+    ASSIGN_OR_RETURN(c.timeout, r.Duration(v, what + " timeout"));
+    if (c.timeout < Millis(10) || c.timeout > Millis(60'000)) {
+      return r.At(v, what + ": timeout must be between 10ms and 60s");
+    }
+  }
+  if (auto v = n["expected_status"]) {
+    ASSIGN_OR_RETURN(std::string s, r.String(v, what + " expected_status"));
+    int lo = 0, hi = 0;
+    const size_t dash = s.find('-');
+    const std::string a = s.substr(0, dash);
+    const std::string b = dash == std::string::npos ? a : s.substr(dash + 1);
+    auto num = [](const std::string& t, int* out) {
+      auto [p, ec] = std::from_chars(t.data(), t.data() + t.size(), *out);
+      return ec == std::errc() && p == t.data() + t.size() && *out >= 100 && *out <= 599;
+    };
+    if (!num(a, &lo) || !num(b, &hi) || lo > hi) {
+      return r.At(v, what + ": expected_status must be a code or a range like 200-399");
+    }
+    c.status_min = lo;
+    c.status_max = hi;
+  }
+  return c;
+}
+
+Result<PolicySettings> ParsePolicy(const Reader& r, const YAML::Node& n) {
+  PolicySettings p;
+  RETURN_IF_ERROR(r.RequireMap(n, "policy"));
+  RETURN_IF_ERROR(r.CheckKeys(n, "policy", {"actions", "services", "paths", "shell"}));
+  if (auto v = n["actions"]) {
+    ASSIGN_OR_RETURN(auto actions, r.StringList(v, "policy.actions"));
+    for (size_t i = 0; i < actions.size(); ++i) {
+      if (protocol::FindAction(actions[i]) == nullptr) {
+        return r.At(v[i], "policy.actions: unknown action '" + actions[i] + "'");
+      }
+    }
+    p.actions = std::move(actions);
+  }
+  if (auto v = n["services"]) {
+    ASSIGN_OR_RETURN(auto services, r.StringList(v, "policy.services"));
+    p.services = std::move(services);
+  }
+  if (auto v = n["paths"]) {
+    ASSIGN_OR_RETURN(auto paths, r.AbsPathList(v, "policy.paths"));
+    for (size_t i = 0; i < paths.size(); ++i) {
+      if (paths[i].find("/..") != std::string::npos || paths[i].find("/./") != std::string::npos) {
+        return r.At(v[i], "policy.paths entries must not contain '.' or '..' components");
+      }
+    }
+    p.paths = std::move(paths);
+  }
+  if (auto v = n["shell"]) {
+    ASSIGN_OR_RETURN(p.shell, r.Bool(v, "policy.shell"));
+  }
+  return p;
+}
+
+Result<AgentConfig> ParseRoot(const Reader& r, const YAML::Node& root) {
+  AgentConfig c;
+  if (root.IsNull()) {
+    return c;  // an empty file
+  }
+  RETURN_IF_ERROR(r.RequireMap(root, "the top level"));
+  RETURN_IF_ERROR(r.CheckKeys(root, "the top level",
+                              {"server", "name", "token_file", "interval", "log_level", "chaos",
+                               "mounts", "buffer_samples", "services", "checks", "policy"}));
+  if (auto v = root["server"]) {
+    ASSIGN_OR_RETURN(c.server, r.String(v, "server"));
+    if (!IsHttpUrl(c.server)) {
+      return r.At(v, "server must be a URL starting with http:// or https://");
+    }
+  }
+  if (auto v = root["name"]) {
+    ASSIGN_OR_RETURN(c.name, r.String(v, "name"));
+    if (!protocol::IsValidHostName(c.name)) {
+      return r.At(v, "name '" + c.name + "' must be 1-64 of [A-Za-z0-9._-]");
+    }
+  }
+  if (auto v = root["token_file"]) {
+    ASSIGN_OR_RETURN(c.token_file, r.NonEmptyString(v, "token_file"));
+  }
+  if (auto v = root["interval"]) {
+    ASSIGN_OR_RETURN(c.interval, r.Duration(v, "interval"));
+    if (c.interval < Millis(100)) {
+      return r.At(v, "interval must be at least 100ms");
+    }
+  }
+  if (auto v = root["log_level"]) {
+    ASSIGN_OR_RETURN(c.log_level, r.String(v, "log_level"));
+    if (c.log_level != "debug" && c.log_level != "info" && c.log_level != "warn" &&
+        c.log_level != "error") {
+      return r.At(v, "log_level must be debug, info, warn or error");
+    }
+  }
+  if (auto v = root["chaos"]) {
+    RETURN_IF_ERROR(r.RequireMap(v, "chaos"));
+    RETURN_IF_ERROR(r.CheckKeys(v, "chaos", {"allowed"}));
+    if (auto a = v["allowed"]) {
+      ASSIGN_OR_RETURN(c.chaos_allowed, r.Bool(a, "chaos.allowed"));
+    }
+  }
+  if (auto v = root["mounts"]) {
+    ASSIGN_OR_RETURN(c.mounts, r.AbsPathList(v, "mounts"));
+  }
+  if (auto v = root["buffer_samples"]) {
+    ASSIGN_OR_RETURN(int64_t n, r.Integer(v, "buffer_samples", 1, 1'000'000));
+    c.buffer_samples = static_cast<size_t>(n);
+  }
+  if (auto v = root["services"]) {
+    if (!v.IsNull()) {
+      RETURN_IF_ERROR(r.RequireMap(v, "services"));
+      for (auto it = v.begin(); it != v.end(); ++it) {
+        ASSIGN_OR_RETURN(ServiceConfig s, ParseService(r, it->first, it->second));
+        if (c.FindService(s.name) != nullptr) {
+          return r.At(it->first, "service '" + s.name + "' is defined twice");
+        }
+        c.services.push_back(std::move(s));
+      }
+    }
+  }
+  if (auto v = root["checks"]) {
+    if (!v.IsNull()) {
+      if (!v.IsSequence()) {
+        return r.At(v, "checks must be a list");
+      }
+      std::set<std::string> names;
+      for (const auto& item : v) {
+        ASSIGN_OR_RETURN(CheckConfig check, ParseCheck(r, item));
+        if (!names.insert(check.name).second) {
+          return r.At(item, "check '" + check.name + "' is defined twice");
+        }
+        c.checks.push_back(std::move(check));
+      }
+    }
+  }
+  if (auto v = root["policy"]) {
+    ASSIGN_OR_RETURN(c.policy, ParsePolicy(r, v));
+  }
+  return c;
+}
+
+std::string TrimTrailingSlashes(std::string s) {
+  while (s.size() > 1 && s.back() == '/') {
+    s.pop_back();
+  }
+  return s;
+}
+
+}  // namespace
+
+const ServiceConfig* AgentConfig::FindService(std::string_view service) const {
+  for (const auto& s : services) {
+    if (s.name == service) {
+      return &s;
+    }
+  }
+  return nullptr;
+}
+
+Result<AgentConfig> ParseAgentConfig(std::string_view yaml, std::string_view source) {
+  const Reader reader{std::string(source)};
+  YAML::Node root;
+  try {
+    root = YAML::Load(std::string(yaml));
+  } catch (const YAML::Exception& e) {
+    return reader.AtMark(e.mark, "invalid YAML: " + e.msg);
+  }
+  try {
+    ASSIGN_OR_RETURN(AgentConfig c, ParseRoot(reader, root));
+    c.source = std::string(source);
+    c.server = TrimTrailingSlashes(c.server);
+    return c;
+  } catch (const YAML::Exception& e) {
+    return reader.AtMark(e.mark, e.msg);
+  }
+}
+
+Result<AgentConfig> LoadAgentConfigFile(const std::string& path) {
+  auto text = ReadFile(path);
+  if (!text) {
+    return InvalidArgument("cannot read config: " + text.error().message);
+  }
+  return ParseAgentConfig(*text, path);
+}
+
+Status FinalizeAgentConfig(const ConfigOverrides& o, AgentConfig* c) {
+  const std::string where = c->source.empty() ? "command line" : c->source;
+  if (o.server) {
+    if (!IsHttpUrl(*o.server)) {
+      return InvalidArgument("--server must be a URL starting with http:// or https://");
+    }
+    c->server = TrimTrailingSlashes(*o.server);
+  }
+  if (o.name) {
+    if (!protocol::IsValidHostName(*o.name)) {
+      return InvalidArgument("--name '" + *o.name + "' must be 1-64 of [A-Za-z0-9._-]");
+    }
+    c->name = *o.name;
+  }
+  if (o.token_file) {
+    if (o.token_file->empty()) {
+      return InvalidArgument("--token-file must not be empty");
+    }
+    c->token_file = *o.token_file;
+  }
+  if (o.interval) {
+    auto d = ParseDuration(*o.interval);
+    if (!d) {
+      return InvalidArgument("--interval: " + d.error().message);
+    }
+    if (*d < Millis(100)) {
+      return InvalidArgument("--interval must be at least 100ms");
+    }
+    c->interval = *d;
+  }
+  if (c->server.empty()) {
+    return InvalidArgument(where + ": 'server' is required (in the file or as --server)");
+  }
+  if (c->token_file.empty()) {
+    return InvalidArgument(where + ": 'token_file' is required (in the file or as --token-file)");
+  }
+  if (c->name.empty()) {
+    char host[256] = {};
+    if (::gethostname(host, sizeof(host) - 1) != 0 || !protocol::IsValidHostName(host)) {
+      return InvalidArgument(where + ": the hostname '" + std::string(host) +
+                             "' is not a valid medic host name; set 'name' or --name");
+    }
+    c->name = host;
+  }
+  if (c->policy.services) {
+    for (const auto& s : *c->policy.services) {
+      if (c->FindService(s) == nullptr) {
+        return InvalidArgument(where + ": policy.services names '" + s +
+                               "', which is not a configured service");
+      }
+    }
+  }
+  return OkStatus();
+}
+
+Result<AgentConfig> LoadAgentConfig(const std::string& config_file,
+                                    const ConfigOverrides& overrides) {
+  AgentConfig c;
+  if (!config_file.empty()) {
+    ASSIGN_OR_RETURN(c, LoadAgentConfigFile(config_file));
+  }
+  RETURN_IF_ERROR(FinalizeAgentConfig(overrides, &c));
+  return c;
+}
+
+Result<std::string> ReadToken(const std::string& token_file) {
+  auto text = ReadFile(token_file);
+  if (!text) {
+    return Unauthenticated("cannot read the token file: " + text.error().message);
+  }
+  const std::string token(Trim(*text));
+  if (token.empty()) {
+    return Unauthenticated("the token file " + token_file + " is empty");
+  }
+  return token;
+}
+
+}  // namespace medic::agent

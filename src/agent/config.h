@@ -1,0 +1,88 @@
+#pragma once
+
+// The agent's configuration: a YAML file (config/agent.yaml documents every key) overridden by
+// command-line flags. Loading is all-or-nothing: any problem is an error naming the file, the
+// line and the key; unknown keys are errors too.
+
+#include <map>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "core/clock.h"
+#include "core/result.h"
+
+namespace medic::agent {
+
+// A service the built-in supervisor manages.
+struct ServiceConfig {
+  std::string name;
+  std::vector<std::string> start;  // argv, no shell; argv[0] absolute or found in the safe PATH
+  std::string stop_signal = "TERM";
+  Millis stop_timeout{5'000};
+  std::string log;                     // stdout and stderr are appended here ("" = /dev/null)
+  std::vector<std::string> log_files;  // what service.logs shows
+  bool autostart = true;
+  std::map<std::string, std::string> env;  // added to the scrubbed environment
+};
+
+struct CheckConfig {
+  std::string name;  // the check named "web" feeds the server's `web` target group
+  std::string type = "http";
+  std::string url;
+  Millis interval{1'000};
+  Millis timeout{1'000};
+  int status_min = 200;  // healthy when status_min <= HTTP status <= status_max
+  int status_max = 399;
+};
+
+// The local policy as written in the file; unset lists take their defaults (see policy.h).
+struct PolicySettings {
+  std::optional<std::vector<std::string>> actions;
+  std::optional<std::vector<std::string>> services;
+  std::optional<std::vector<std::string>> paths;
+  bool shell = false;
+};
+
+struct AgentConfig {
+  std::string source;  // the file it came from, for messages ("" when there is none)
+  std::string server;  // base URL, e.g. http://127.0.0.1:8080 (no trailing slash)
+  std::string name;    // host name in medic; defaults to the kernel's hostname
+  std::string token_file;
+  Millis interval{1'000};
+  std::string log_level = "info";
+  bool chaos_allowed = false;
+  std::vector<std::string> mounts;  // extra mount points for disk_used_percent:<mount>
+  size_t buffer_samples = 600;      // samples kept while the server is away
+  std::vector<ServiceConfig> services;
+  std::vector<CheckConfig> checks;
+  PolicySettings policy;
+
+  const ServiceConfig* FindService(std::string_view name) const;
+};
+
+// Command-line overrides; unset ones leave the file's value.
+struct ConfigOverrides {
+  std::optional<std::string> server;
+  std::optional<std::string> name;
+  std::optional<std::string> token_file;
+  std::optional<std::string> interval;  // a duration, "1s"
+};
+
+// Parses YAML text; `source` names it in messages. Does not check required keys (see
+// FinalizeAgentConfig), since flags may still supply them.
+Result<AgentConfig> ParseAgentConfig(std::string_view yaml, std::string_view source);
+Result<AgentConfig> LoadAgentConfigFile(const std::string& path);
+
+// Applies overrides, fills defaults (name from the hostname) and checks what is required.
+Status FinalizeAgentConfig(const ConfigOverrides& overrides, AgentConfig* config);
+
+// The whole sequence for the command line: file (if any) + overrides + checks.
+Result<AgentConfig> LoadAgentConfig(const std::string& config_file,
+                                    const ConfigOverrides& overrides);
+
+// Reads the token file and trims it; an empty token is an error.
+Result<std::string> ReadToken(const std::string& token_file);
+
+}  // namespace medic::agent

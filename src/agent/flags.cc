@@ -1,0 +1,49 @@
+#include "agent/flags.h"
+
+#include <CLI/CLI.hpp>
+
+namespace medic::agent {
+
+namespace {
+
+// CLI11 fills plain strings; these become optionals only when the flag was given.
+void Take(const CLI::Option* opt, const std::string& value, std::optional<std::string>* out) {
+  if (opt->count() > 0) {
+    *out = value;
+  }
+}
+
+}  // namespace
+
+Result<AgentFlags> ParseAgentFlags(int argc, const char* const* argv) {
+  AgentFlags flags;
+  CLI::App app{
+      "medic-agent: collects host metrics, runs health checks and executes the "
+      "medic server's commands within this host's local policy",
+      "medic-agent"};
+  std::string server, name, token_file, interval, metrics_listen;
+  app.add_option("--config", flags.config_file, "YAML config file (see config/agent.yaml)");
+  auto* o_server = app.add_option("--server", server, "server URL, e.g. http://127.0.0.1:8080");
+  auto* o_name = app.add_option("--name", name, "host name in medic (default: hostname)");
+  auto* o_token = app.add_option("--token-file", token_file, "file holding the agent token");
+  auto* o_interval = app.add_option("--interval", interval, "report interval, e.g. 1s, 500ms");
+  auto* o_metrics =
+      app.add_option("--metrics-listen", metrics_listen, "HOST:PORT for /metrics (later)");
+  app.add_flag("--check-config", flags.check_config, "validate the configuration and exit");
+  try {
+    app.parse(argc, argv);
+  } catch (const CLI::CallForHelp&) {
+    flags.help = app.help();
+    return flags;
+  } catch (const CLI::ParseError& e) {
+    return InvalidArgument(e.what());
+  }
+  Take(o_server, server, &flags.overrides.server);
+  Take(o_name, name, &flags.overrides.name);
+  Take(o_token, token_file, &flags.overrides.token_file);
+  Take(o_interval, interval, &flags.overrides.interval);
+  Take(o_metrics, metrics_listen, &flags.metrics_listen);
+  return flags;
+}
+
+}  // namespace medic::agent

@@ -1,0 +1,84 @@
+#pragma once
+
+// Health checks (HTTP for now) and the shared record of their states.
+
+#include <cstdint>
+#include <deque>
+#include <functional>
+#include <map>
+#include <mutex>
+#include <string>
+#include <vector>
+
+#include "agent/config.h"
+#include "core/clock.h"
+#include "protocol/wire.h"
+#include "transport/http_client.h"
+
+namespace medic::agent {
+
+struct CheckOutcome {
+  bool healthy = false;
+  std::string detail;  // "HTTP 200 in 2 ms", "connection refused", "timeout after 1000 ms"
+};
+
+// Pure: judges one HTTP attempt. `elapsed` is how long it took.
+CheckOutcome ClassifyHttpCheck(const Result<HttpResponse>& response, Millis elapsed,
+                               const CheckConfig& check);
+
+// Runs one HTTP check through `http`, timing it with `clock`.
+protocol::CheckResult ProbeHttp(HttpClient& http, Clock& clock, const CheckConfig& check);
+
+// The latest state of every check plus the health transitions not yet delivered to the server.
+// Thread-safe: the checker writes, the reporter reads.
+class CheckStates {
+ public:
+  explicit CheckStates(size_t max_pending_transitions = 100)
+      : max_pending_(max_pending_transitions) {}
+
+  // Records a result. Returns true when the check's health changed (its first result counts).
+  bool Update(const protocol::CheckResult& result);
+
+  // What a report carries: the pending transitions, oldest first, then the current state of
+  // every check not already among them (so the last entry per name is the current one).
+  // `*token` goes to MarkSent.
+  std::vector<protocol::CheckResult> ForReport(uint64_t* token) const;
+  // The server has the report built with `token`: drop the transitions it carried.
+  void MarkSent(uint64_t token);
+  bool has_pending() const;
+
+ private:
+  struct Transition {
+    uint64_t seq;
+    protocol::CheckResult result;
+  };
+  const size_t max_pending_;
+  mutable std::mutex mu_;
+  std::map<std::string, protocol::CheckResult> current_;  // Guarded by mu_.
+  std::deque<Transition> pending_;                        // Guarded by mu_.
+  uint64_t next_seq_ = 1;                                 // Guarded by mu_.
+};
+
+// Runs every check on its own interval. Not thread-safe: driven by one checker thread through
+// RunOnce; `on_change` runs (on that thread) when a check's health changes.
+class HealthChecker {
+ public:
+  HealthChecker(std::vector<CheckConfig> checks, CheckStates& states, Clock& clock,
+                std::function<void()> on_change);
+
+  // Runs the checks that are due at `now`; returns when the next one is due.
+  SteadyTime RunOnce(HttpClient& http, SteadyTime now);
+  bool empty() const { return checks_.empty(); }
+
+ private:
+  struct Entry {
+    CheckConfig config;
+    SteadyTime next{};
+  };
+  std::vector<Entry> checks_;
+  CheckStates& states_;
+  Clock& clock_;
+  std::function<void()> on_change_;
+};
+
+}  // namespace medic::agent

@@ -1,0 +1,158 @@
+#include "agent/policy.h"
+
+namespace medic::agent {
+
+namespace {
+
+std::string DirName(const std::string& path) {
+  const size_t slash = path.rfind('/');
+  if (slash == std::string::npos || slash == 0) {
+    return "/";
+  }
+  return path.substr(0, slash);
+}
+
+bool HasDotComponent(std::string_view path) {
+  size_t pos = 0;
+  while (pos <= path.size()) {
+    size_t next = path.find('/', pos);
+    if (next == std::string_view::npos) {
+      next = path.size();
+    }
+    const std::string_view part = path.substr(pos, next - pos);
+    if (part == "." || part == "..") {
+      return true;
+    }
+    pos = next + 1;
+  }
+  return false;
+}
+
+// True when `path` is `prefix` or below it, component-wise ("/var/log" covers "/var/log/x" but
+// not "/var/logs").
+bool UnderPrefix(std::string_view path, std::string_view prefix) {
+  while (prefix.size() > 1 && prefix.back() == '/') {
+    prefix.remove_suffix(1);
+  }
+  if (prefix == "/") {
+    return true;
+  }
+  if (path.substr(0, prefix.size()) != prefix) {
+    return false;
+  }
+  return path.size() == prefix.size() || path[prefix.size()] == '/';
+}
+
+std::string Refused(const std::string& why) { return "refused by local policy: " + why; }
+
+}  // namespace
+
+PolicyRules PolicyRulesFromConfig(const AgentConfig& config, pid_t self_pid) {
+  PolicyRules r;
+  r.self_pid = self_pid;
+  r.chaos_allowed = config.chaos_allowed;
+  r.shell = config.policy.shell;
+  if (config.policy.actions) {
+    r.actions.insert(config.policy.actions->begin(), config.policy.actions->end());
+  } else {
+    for (const auto& spec : protocol::ActionCatalog()) {
+      if (spec.read_only) {
+        r.actions.insert(spec.name);
+      }
+    }
+    r.actions.insert({"service.start", "service.stop", "service.restart"});
+    if (config.chaos_allowed) {
+      r.actions.insert({"chaos.start", "chaos.stop"});
+    }
+  }
+  if (config.policy.services) {
+    r.services.insert(config.policy.services->begin(), config.policy.services->end());
+  } else {
+    for (const auto& s : config.services) {
+      r.services.insert(s.name);
+    }
+  }
+  if (config.policy.paths) {
+    r.paths = *config.policy.paths;
+  } else {
+    r.paths.push_back("/var/log");
+    for (const auto& s : config.services) {
+      for (const auto& f : s.log_files) {
+        const std::string dir = DirName(f);
+        bool seen = false;
+        for (const auto& p : r.paths) {
+          seen = seen || p == dir;
+        }
+        if (!seen) {
+          r.paths.push_back(dir);
+        }
+      }
+    }
+  }
+  return r;
+}
+
+Status Policy::CheckPath(std::string_view path) const {
+  if (path.empty() || path[0] != '/') {
+    return PermissionDenied(Refused("path '" + std::string(path) + "' is not absolute"));
+  }
+  if (path.find('\0') != std::string_view::npos || HasDotComponent(path)) {
+    return PermissionDenied(Refused("path '" + std::string(path) + "' is not a clean path"));
+  }
+  for (const auto& prefix : rules_.paths) {
+    if (UnderPrefix(path, prefix)) {
+      return OkStatus();
+    }
+  }
+  std::string allowed;
+  for (const auto& p : rules_.paths) {
+    allowed += (allowed.empty() ? "" : ", ") + p;
+  }
+  return PermissionDenied(
+      Refused("path '" + std::string(path) + "' is outside the allowed paths (" + allowed + ")"));
+}
+
+Status Policy::Check(const protocol::Action& action) const {
+  if (rules_.actions.count(action.name) == 0) {
+    return PermissionDenied(Refused("action '" + action.name + "' is not allowed on this host"));
+  }
+  if (action.name == "shell" && !rules_.shell) {
+    return PermissionDenied(Refused("shell commands are disabled on this host"));
+  }
+  if (action.name.rfind("chaos.", 0) == 0 && !rules_.chaos_allowed) {
+    return PermissionDenied(Refused("chaos is not allowed on this host"));
+  }
+  if (!action.params.is_object() && !action.params.is_null()) {
+    return PermissionDenied(Refused("parameters must be an object"));
+  }
+  if (action.params.is_object()) {
+    if (auto it = action.params.find("service"); it != action.params.end()) {
+      if (!it->is_string() || rules_.services.count(it->get<std::string>()) == 0) {
+        return PermissionDenied(Refused("service '" +
+                                        (it->is_string() ? it->get<std::string>() : it->dump()) +
+                                        "' is not managed by this agent"));
+      }
+    }
+    if (auto it = action.params.find("path"); it != action.params.end()) {
+      if (!it->is_string()) {
+        return PermissionDenied(Refused("path must be a string"));
+      }
+      RETURN_IF_ERROR(CheckPath(it->get<std::string>()));
+    }
+    if (auto it = action.params.find("pid"); it != action.params.end()) {
+      if (!it->is_number_integer()) {
+        return PermissionDenied(Refused("pid must be an integer"));
+      }
+      const int64_t pid = it->get<int64_t>();
+      if (pid <= 1) {
+        return PermissionDenied(Refused("pid " + std::to_string(pid) + " is never signalled"));
+      }
+      if (pid == rules_.self_pid) {
+        return PermissionDenied(Refused("the agent does not signal itself"));
+      }
+    }
+  }
+  return OkStatus();
+}
+
+}  // namespace medic::agent

@@ -1,0 +1,124 @@
+#include "agent/reporter.h"
+
+#include "core/log.h"
+
+namespace medic::agent {
+
+void SampleBuffer::Push(protocol::MetricSample sample) {
+  samples_.push_back(std::move(sample));
+  while (samples_.size() > capacity_) {
+    samples_.pop_front();
+    ++dropped_;
+  }
+}
+
+std::vector<protocol::MetricSample> SampleBuffer::Front(size_t n) const {
+  std::vector<protocol::MetricSample> out;
+  for (size_t i = 0; i < n && i < samples_.size(); ++i) {
+    out.push_back(samples_[i]);
+  }
+  return out;
+}
+
+void SampleBuffer::PopFront(size_t n) {
+  for (size_t i = 0; i < n && !samples_.empty(); ++i) {
+    samples_.pop_front();
+  }
+}
+
+Reporter::Reporter(ReporterOptions options, const ServerApi& api, Registration& registration,
+                   MetricsSource& metrics, CheckStates& checks, Clock& clock)
+    : options_(std::move(options)),
+      api_(api),
+      registration_(registration),
+      metrics_(metrics),
+      checks_(checks),
+      clock_(clock),
+      buffer_(options_.buffer_samples) {}
+
+SteadyTime Reporter::RunOnce(HttpClient& http, SteadyTime now) {
+  if (!started_) {
+    started_ = true;
+    next_sample_ = now;
+  }
+  const bool requested = requested_.exchange(false);
+  const bool due = now >= next_sample_;
+  if (due || requested) {
+    protocol::MetricSample sample;
+    sample.t = clock_.Now();
+    sample.metrics = metrics_.Collect();
+    buffer_.Push(std::move(sample));
+    if (buffer_.dropped() > 0) {
+      buffer_.back().metrics["agent_dropped_samples"] = static_cast<double>(buffer_.dropped());
+    }
+  }
+  if (due) {
+    next_sample_ += options_.interval;
+    if (next_sample_ <= now) {
+      next_sample_ = now + options_.interval;  // fell behind: skip, do not burst
+    }
+  }
+  if (!registration_.registered()) {
+    if (!registration_.Due(now) || !registration_.Attempt(http, now)) {
+      return std::min(next_sample_, registration_.next_attempt());
+    }
+    flush_ = true;  // registered just now: deliver what waited
+  }
+  const bool want_send = (due || requested || flush_) && now >= next_send_;
+  flush_ = false;
+  if (want_send && (buffer_.size() > 0 || checks_.has_pending())) {
+    const bool sent = SendOne(http);
+    if (!registration_.registered()) {
+      return now;  // the server forgot us: register again at once
+    }
+    if (!sent) {
+      // Unreachable: retry with backoff rather than serialise the buffer every interval.
+      const double jitter = std::uniform_real_distribution<>(0, 1)(rng_);
+      next_send_ = now + BackoffDelay(send_failures_++, options_.interval,
+                                      options_.send_backoff_cap, jitter);
+      return std::min(next_sample_, next_send_);
+    }
+    send_failures_ = 0;
+    next_send_ = SteadyTime{};
+    if (buffer_.size() > 0) {
+      flush_ = true;  // a catch-up batch left more: send on at once
+      return now;
+    }
+  }
+  if (buffer_.size() > 0 && next_send_ > now) {
+    flush_ = true;  // deliver the backlog as soon as the backoff allows
+    return std::min(next_sample_, next_send_);
+  }
+  return next_sample_;
+}
+
+bool Reporter::SendOne(HttpClient& http) {
+  protocol::Report report;
+  report.host = options_.host;
+  const size_t n = std::min(options_.max_batch, buffer_.size());
+  report.samples = buffer_.Front(n);
+  uint64_t token = 0;
+  report.checks = checks_.ForReport(&token);
+  const Status s = api_.SendReport(http, report);
+  if (s) {
+    buffer_.PopFront(n);
+    checks_.MarkSent(token);
+    return true;
+  }
+  if (NeedsRegistration(s.error())) {
+    registration_.Invalidate();
+  } else if (s.error().code == ErrorCode::kInvalidArgument) {
+    // The server refuses this content; resending it would block everything after it.
+    LogError("the server rejected a report; dropping its " + std::to_string(n) +
+             " samples: " + s.error().message);
+    buffer_.PopFront(n);
+    checks_.MarkSent(token);
+    return true;  // consumed, so the loop goes on
+  } else {
+    LogDebug("report not delivered, keeping " + std::to_string(buffer_.size()) +
+             " samples: " + s.error().message);
+  }
+  return false;
+}
+
+}  // namespace medic::agent

@@ -1,0 +1,199 @@
+#include "agent/server_api.h"
+
+#include <algorithm>
+#include <cmath>
+
+#include "core/files.h"
+#include "core/log.h"
+
+namespace medic::agent {
+
+namespace {
+
+// Maps an HTTP answer that is not a success onto an Error; the body's {"error": ...} is quoted.
+Error HttpError(const std::string& what, const HttpResponse& resp) {
+  std::string detail;
+  if (auto j = ParseJsonObject(resp.body); j && j->contains("error") && (*j)["error"].is_string()) {
+    detail = (*j)["error"].get<std::string>();
+  } else {
+    detail = resp.body.substr(0, 200);
+  }
+  const std::string msg =
+      what + ": HTTP " + std::to_string(resp.status) + (detail.empty() ? "" : " " + detail);
+  switch (resp.status) {
+    case 401:
+      return Unauthenticated(msg);
+    case 403:
+      return PermissionDenied(msg);
+    case 404:
+      return NotFound(msg);
+    case 400:
+    case 409:
+    case 413:
+    case 422:
+      return InvalidArgument(msg);
+    default:
+      return Unavailable(msg);
+  }
+}
+
+Result<HttpResponse> Expect2xx(const std::string& what, Result<HttpResponse> resp) {
+  if (!resp) {
+    return resp.error();
+  }
+  if (resp->status < 200 || resp->status > 299) {
+    return HttpError(what, *resp);
+  }
+  return resp;
+}
+
+}  // namespace
+
+Millis BackoffDelay(int attempt, Millis base, Millis cap, double jitter) {
+  const double raw = static_cast<double>(base.count()) * std::pow(2.0, std::min(attempt, 30));
+  const double capped = std::min(raw, static_cast<double>(cap.count()));
+  const double j = std::clamp(jitter, 0.0, 1.0);
+  return Millis(static_cast<int64_t>(capped * (0.5 + 0.5 * j)));
+}
+
+bool NeedsRegistration(const Error& e) {
+  return e.code == ErrorCode::kUnauthenticated || e.code == ErrorCode::kNotFound;
+}
+
+ServerApi::ServerApi(std::string server_url, std::string token)
+    : base_(std::move(server_url)), token_(std::move(token)) {}
+
+HttpRequest ServerApi::NewRequest(const std::string& method, const std::string& path) const {
+  HttpRequest req;
+  req.method = method;
+  req.url = base_ + path;
+  req.headers.emplace_back("Authorization", "Bearer " + token_);
+  req.headers.emplace_back("Accept", "application/json");
+  if (method != "GET") {
+    req.headers.emplace_back("Content-Type", "application/json");
+  }
+  req.timeout = Millis(5'000);
+  req.connect_timeout = Millis(2'000);
+  return req;
+}
+
+Result<protocol::RegisterResponse> ServerApi::Register(
+    HttpClient& http, const protocol::RegisterRequest& request) const {
+  HttpRequest req = NewRequest("POST", "/agent/v1/register");
+  req.body = DumpJson(protocol::ToJson(request));
+  ASSIGN_OR_RETURN(HttpResponse resp, Expect2xx("register", http.Do(req)));
+  if (Trim(resp.body).empty()) {
+    return protocol::RegisterResponse{};
+  }
+  ASSIGN_OR_RETURN(Json j, ParseJsonObject(resp.body));
+  return protocol::RegisterResponseFromJson(j);
+}
+
+Status ServerApi::SendReport(HttpClient& http, const protocol::Report& report) const {
+  HttpRequest req = NewRequest("POST", "/agent/v1/report");
+  req.body = DumpJson(protocol::ToJson(report));
+  ASSIGN_OR_RETURN(HttpResponse resp, Expect2xx("report", http.Do(req)));
+  (void)resp;
+  return OkStatus();
+}
+
+Result<std::vector<PolledCommand>> ServerApi::PollCommands(HttpClient& http,
+                                                           const std::string& host,
+                                                           Millis wait) const {
+  HttpRequest req = NewRequest(
+      "GET", "/agent/v1/commands?host=" + host + "&wait_ms=" + std::to_string(wait.count()));
+  req.timeout = wait + Millis(5'000);
+  ASSIGN_OR_RETURN(HttpResponse resp, Expect2xx("poll commands", http.Do(req)));
+  std::vector<PolledCommand> out;
+  if (resp.status == 204 || Trim(resp.body).empty()) {
+    return out;
+  }
+  ASSIGN_OR_RETURN(Json j, ParseJsonObject(resp.body));
+  auto it = j.find("commands");
+  if (it == j.end() || !it->is_array()) {
+    return InvalidArgument("poll commands: field 'commands' must be a list");
+  }
+  // Commands are parsed one by one, so one malformed command is answered, not fatal.
+  for (const auto& c : *it) {
+    PolledCommand pc;
+    if (c.is_object() && c.contains("id") && c["id"].is_string()) {
+      pc.id = c["id"].get<std::string>();
+    }
+    auto cmd = protocol::CommandFromJson(c);
+    if (cmd) {
+      pc.command = std::move(*cmd);
+    } else {
+      pc.parse_error = cmd.error().message;
+    }
+    out.push_back(std::move(pc));
+  }
+  return out;
+}
+
+Status ServerApi::PostResult(HttpClient& http, const protocol::CommandResult& result) const {
+  HttpRequest req = NewRequest("POST", "/agent/v1/results");
+  req.body = DumpJson(protocol::ToJson(result));
+  ASSIGN_OR_RETURN(HttpResponse resp, Expect2xx("post result", http.Do(req)));
+  (void)resp;
+  return OkStatus();
+}
+
+Registration::Registration(const ServerApi& api, protocol::RegisterRequest request,
+                           Millis backoff_base, Millis backoff_cap)
+    : api_(api), request_(std::move(request)), base_(backoff_base), cap_(backoff_cap) {}
+
+bool Registration::registered() const {
+  std::lock_guard<std::mutex> lock(mu_);
+  return registered_;
+}
+
+bool Registration::Due(SteadyTime now) const {
+  std::lock_guard<std::mutex> lock(mu_);
+  return !registered_ && now >= next_attempt_;
+}
+
+SteadyTime Registration::next_attempt() const {
+  std::lock_guard<std::mutex> lock(mu_);
+  return next_attempt_;
+}
+
+void Registration::SetListener(std::function<void()> listener) {
+  std::lock_guard<std::mutex> lock(mu_);
+  listener_ = std::move(listener);
+}
+
+void Registration::Invalidate() {
+  std::lock_guard<std::mutex> lock(mu_);
+  if (registered_) {
+    LogWarn("the server no longer knows this host; registering again");
+  }
+  registered_ = false;
+}
+
+Status Registration::Attempt(HttpClient& http, SteadyTime now) {
+  auto resp = api_.Register(http, request_);
+  std::function<void()> listener;
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    if (!resp) {
+      const Millis delay =
+          BackoffDelay(failures_, base_, cap_, std::uniform_real_distribution<>(0, 1)(rng_));
+      if (failures_ == 0 || failures_ % 20 == 0) {
+        LogWarn("registration failed (retrying with backoff): " + resp.error().message);
+      }
+      ++failures_;
+      next_attempt_ = now + delay;
+      return resp.error();
+    }
+    LogInfo("registered with the server as " + request_.name);
+    registered_ = true;
+    failures_ = 0;
+    listener = listener_;
+  }
+  if (listener) {
+    listener();
+  }
+  return OkStatus();
+}
+
+}  // namespace medic::agent

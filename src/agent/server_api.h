@@ -1,0 +1,86 @@
+#pragma once
+
+// The agent's side of the agent <-> server protocol (protocol/wire.h): four endpoints, each
+// request carrying `Authorization: Bearer <token>`. Transport-agnostic: every call takes the
+// HttpClient of the calling thread.
+
+#include <functional>
+#include <mutex>
+#include <optional>
+#include <random>
+#include <string>
+#include <vector>
+
+#include "core/clock.h"
+#include "core/result.h"
+#include "protocol/wire.h"
+#include "transport/http_client.h"
+
+namespace medic::agent {
+
+// Exponential backoff with jitter: min(cap, base * 2^attempt), scaled into [50 %, 100 %] by
+// `jitter` in [0, 1). Pure.
+Millis BackoffDelay(int attempt, Millis base, Millis cap, double jitter);
+
+// True for the errors that mean "the server does not know this host (any more)": HTTP 401 and
+// 404, e.g. after a server restart. The agent registers again.
+bool NeedsRegistration(const Error& e);
+
+// One polled command: parsed, or the reason it could not be (with its id when it had one).
+struct PolledCommand {
+  std::string id;
+  std::optional<protocol::Command> command;
+  std::string parse_error;
+};
+
+class ServerApi {
+ public:
+  // `server_url` without a trailing slash.
+  ServerApi(std::string server_url, std::string token);
+
+  Result<protocol::RegisterResponse> Register(HttpClient& http,
+                                              const protocol::RegisterRequest& request) const;
+  Status SendReport(HttpClient& http, const protocol::Report& report) const;
+  // Long poll: the server answers when it has commands or after `wait`.
+  Result<std::vector<PolledCommand>> PollCommands(HttpClient& http, const std::string& host,
+                                                  Millis wait) const;
+  Status PostResult(HttpClient& http, const protocol::CommandResult& result) const;
+
+ private:
+  HttpRequest NewRequest(const std::string& method, const std::string& path) const;
+
+  std::string base_;
+  std::string token_;
+};
+
+// Registration state shared by the reporter (which registers) and the command poller (which
+// waits for it). Thread-safe.
+class Registration {
+ public:
+  Registration(const ServerApi& api, protocol::RegisterRequest request, Millis backoff_base,
+               Millis backoff_cap);
+
+  bool registered() const;
+  // True when not registered and the backoff since the last failure has passed.
+  bool Due(SteadyTime now) const;
+  SteadyTime next_attempt() const;
+  // One registration attempt; on failure the next one is scheduled with backoff.
+  Status Attempt(HttpClient& http, SteadyTime now);
+  // The server forgot us (401/404): register again at once.
+  void Invalidate();
+  // Runs (on the registering thread) after every successful registration.
+  void SetListener(std::function<void()> listener);
+
+ private:
+  const ServerApi& api_;
+  const protocol::RegisterRequest request_;
+  const Millis base_, cap_;
+  mutable std::mutex mu_;
+  bool registered_ = false;                   // Guarded by mu_.
+  int failures_ = 0;                          // Guarded by mu_.
+  SteadyTime next_attempt_{};                 // Guarded by mu_.
+  std::function<void()> listener_;            // Guarded by mu_.
+  std::mt19937 rng_{std::random_device{}()};  // Guarded by mu_.
+};
+
+}  // namespace medic::agent

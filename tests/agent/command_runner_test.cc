@@ -1,0 +1,180 @@
+// ForkExecCommandRunner with real processes (integration): exit codes, signals, the output
+// cap, deadlines with process-group kill, and nothing left behind.
+
+#include "agent/command_runner.h"
+
+#include <gtest/gtest.h>
+#include <signal.h>
+#include <stdlib.h>
+
+#include <fstream>
+#include <sstream>
+#include <thread>
+
+#include "agent/proc_fs.h"
+#include "core/files.h"
+
+namespace medic::agent {
+namespace {
+
+class CommandRunnerTest : public ::testing::Test {
+ protected:
+  void SetUp() override { ASSERT_TRUE(reaper_.Start().has_value()); }
+  void TearDown() override { reaper_.Stop(); }
+
+  CommandOutcome Run(std::vector<std::string> argv, Millis timeout = Millis(10'000),
+                     Millis grace = Millis(2'000)) {
+    CommandSpec spec;
+    spec.argv = std::move(argv);
+    spec.timeout = timeout;
+    spec.kill_grace = grace;
+    return runner_.Run(spec);
+  }
+
+  ChildReaper reaper_;
+  ForkExecCommandRunner runner_{reaper_};
+};
+
+bool PidGone(pid_t pid) { return ::kill(pid, 0) != 0 && errno == ESRCH; }
+
+// Processes (not zombies) still in process group `pgid`.
+int GroupSize(pid_t pgid) {
+  LinuxProcFs procfs;
+  int n = 0;
+  for (const auto& p : ListProcesses(procfs)) {
+    if (p.pgrp == pgid) {
+      ++n;
+    }
+  }
+  return n;
+}
+
+int64_t StatusKb(const std::string& field) {
+  auto text = ReadFile("/proc/self/status");
+  std::istringstream in(text.value_or(""));
+  std::string line;
+  while (std::getline(in, line)) {
+    if (line.rfind(field + ":", 0) == 0) {
+      return std::stoll(line.substr(field.size() + 1));
+    }
+  }
+  return -1;
+}
+
+TEST_F(CommandRunnerTest, ExitCodesAndSignals) {
+  struct Case {
+    std::vector<std::string> argv;
+    int exit_code;
+    int signal;
+  };
+  const Case cases[] = {
+      {{"true"}, 0, 0},
+      {{"false"}, 1, 0},
+      {{"sh", "-c", "exit 3"}, 3, 0},
+      {{"sh", "-c", "kill -9 $$"}, -1, SIGKILL},
+      {{"/bin/sh", "-c", "kill -SEGV $$"}, -1, SIGSEGV},
+  };
+  for (const Case& c : cases) {
+    SCOPED_TRACE(c.argv.back());
+    const CommandOutcome o = Run(c.argv);
+    EXPECT_TRUE(o.started) << o.error;
+    EXPECT_EQ(o.exit_code, c.exit_code);
+    EXPECT_EQ(o.signal, c.signal);
+    EXPECT_FALSE(o.timed_out);
+    EXPECT_EQ(o.Succeeded(), c.exit_code == 0 && c.signal == 0);
+  }
+}
+
+TEST_F(CommandRunnerTest, MissingProgramIsNotStarted) {
+  const CommandOutcome o = Run({"medic-no-such-program"});
+  EXPECT_FALSE(o.started);
+  EXPECT_NE(o.error.find("not found"), std::string::npos) << o.error;
+  EXPECT_FALSE(Run({}).started);
+}
+
+TEST_F(CommandRunnerTest, StdoutThenStderrAndArgvIsNotAShell) {
+  CommandOutcome o = Run({"sh", "-c", "echo err >&2; echo out"});
+  EXPECT_EQ(o.output, "out\nerr\n");
+  // Metacharacters in an argument are just bytes.
+  o = Run({"echo", "a; touch /tmp/medic-agent-canary-should-not-exist $(id)"});
+  EXPECT_EQ(o.output, "a; touch /tmp/medic-agent-canary-should-not-exist $(id)\n");
+  EXPECT_FALSE(PathExists("/tmp/medic-agent-canary-should-not-exist"));
+}
+
+TEST_F(CommandRunnerTest, EnvironmentIsScrubbed) {
+  ::setenv("MEDIC_TEST_SECRET", "hunter2", 1);
+  const CommandOutcome o = Run({"env"});
+  ::unsetenv("MEDIC_TEST_SECRET");
+  EXPECT_EQ(o.output, "PATH=/usr/sbin:/usr/bin:/sbin:/bin\nLANG=C\n");
+}
+
+TEST_F(CommandRunnerTest, OutputIsCappedWhileTheChildIsDrained) {
+  // Reset the peak-RSS counter, then push 50 MB through the pipe.
+  {
+    std::ofstream clear("/proc/self/clear_refs");
+    clear << "5";
+  }
+  const int64_t hwm_before = StatusKb("VmHWM");
+  const CommandOutcome o = Run({"head", "-c", "50000000", "/dev/zero"});
+  const int64_t hwm_after = StatusKb("VmHWM");
+  EXPECT_TRUE(o.Succeeded()) << o.error;  // head was never blocked on a full pipe
+  EXPECT_TRUE(o.truncated);
+  EXPECT_EQ(o.output.size(), 64u * 1024);
+  EXPECT_LT(hwm_after - hwm_before, 8 * 1024)
+      << "peak RSS grew by " << hwm_after - hwm_before << " KiB";
+}
+
+TEST_F(CommandRunnerTest, DeadlineKillsTheWholeGroupEvenWhenTermIsIgnored) {
+  // The shell and both sleeps ignore SIGTERM; only SIGKILL to the group ends them.
+  const auto start = std::chrono::steady_clock::now();
+  const CommandOutcome o =
+      Run({"sh", "-c", "trap '' TERM; sleep 1000 & echo $!; sleep 1000"}, Millis(300), Millis(500));
+  const auto took = std::chrono::steady_clock::now() - start;
+  EXPECT_TRUE(o.started);
+  EXPECT_TRUE(o.timed_out);
+  EXPECT_EQ(o.signal, SIGKILL);
+  EXPECT_GE(took, Millis(800));
+  EXPECT_LT(took, Millis(800 + 2000));
+  const pid_t background = static_cast<pid_t>(std::stol(o.output));
+  EXPECT_TRUE(PidGone(background));
+  EXPECT_TRUE(PidGone(o.pid));
+  EXPECT_EQ(GroupSize(o.pid), 0);
+}
+
+TEST_F(CommandRunnerTest, DeadlineSendsTermFirst) {
+  const CommandOutcome o = Run({"sleep", "1000"}, Millis(200));
+  EXPECT_TRUE(o.timed_out);
+  EXPECT_EQ(o.signal, SIGTERM);
+  EXPECT_LT(o.duration, Millis(1500));
+}
+
+TEST_F(CommandRunnerTest, NothingOfTheGroupOutlivesTheCommand) {
+  const auto before = reaper_.orphans_reaped();
+  const CommandOutcome o = Run({"sh", "-c", "sleep 1000 >/dev/null 2>&1 & echo $!"});
+  EXPECT_TRUE(o.Succeeded());
+  EXPECT_LT(o.duration, Millis(2000));
+  const pid_t background = static_cast<pid_t>(std::stol(o.output));
+  EXPECT_TRUE(PidGone(background));
+  EXPECT_EQ(GroupSize(o.pid), 0);
+  EXPECT_GT(reaper_.orphans_reaped(), before);  // the adopted sleep was reaped by the agent
+}
+
+TEST_F(CommandRunnerTest, ConcurrentRunsGetTheirOwnResults) {
+  std::vector<std::thread> threads;
+  std::vector<CommandOutcome> outcomes(6);
+  for (int i = 0; i < 6; ++i) {
+    threads.emplace_back([&, i] {
+      outcomes[i] = Run({"sh", "-c", "echo " + std::to_string(i) + "; exit " + std::to_string(i)});
+    });
+  }
+  for (auto& t : threads) {
+    t.join();
+  }
+  for (int i = 0; i < 6; ++i) {
+    EXPECT_EQ(outcomes[i].exit_code, i);
+    EXPECT_EQ(outcomes[i].output, std::to_string(i) + "\n");
+  }
+}
+
+}  // namespace
+}  // namespace medic::agent

@@ -1,0 +1,391 @@
+// The command path with fakes: CommandProcessor (expiry, validation, policy), ActionExecutor
+// (each action) and CommandPoller (long poll, at-most-once by id, result delivery).
+
+#include <fcntl.h>
+#include <gtest/gtest.h>
+#include <signal.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "agent/command_poller.h"
+#include "agent/command_processor.h"
+#include "tests/agent/fakes.h"
+
+namespace medic::agent {
+namespace {
+
+using testing::FakeCommandRunner;
+using testing::FakeProcFs;
+using testing::FakeServer;
+using testing::FakeServiceManager;
+using testing::JsonResponse;
+
+constexpr pid_t kSelf = 5000;
+
+// A scratch directory that the policy allows, removed afterwards.
+class TempDir {
+ public:
+  TempDir() {
+    char tmpl[] = "/tmp/medic-agent-test-XXXXXX";
+    path_ = ::mkdtemp(tmpl);
+  }
+  ~TempDir() {
+    for (const char* f : {"/app.log", "/link.log", "/big.log", "/sub"}) {
+      ::unlink((path_ + f).c_str());
+      ::rmdir((path_ + f).c_str());
+    }
+    ::rmdir(path_.c_str());
+  }
+  const std::string& path() const { return path_; }
+
+ private:
+  std::string path_;
+};
+
+struct Harness {
+  explicit Harness(const std::string& allowed_dir = "/var/log") {
+    PolicyRules rules = PolicyRulesFromConfig(AgentConfig{}, kSelf);
+    rules.actions.insert({"process.kill", "file.truncate", "chaos.start", "chaos.stop",
+                          "log.archive_truncate", "disk.cleanup"});
+    rules.services = {"nginx", "healthapp"};
+    rules.paths = {allowed_dir};
+    rules.chaos_allowed = true;
+    policy = std::make_unique<Policy>(rules);
+    ExecutorOptions o;
+    o.self_pid = kSelf;
+    o.output_cap = 1024;
+    o.service_log_files["nginx"] = {allowed_dir + "/app.log", allowed_dir + "/missing.log"};
+    o.send_signal = [this](pid_t pid, int sig) {
+      signals.emplace_back(pid, sig);
+      return 0;
+    };
+    executor = std::make_unique<ActionExecutor>(o, *policy, runner, services, procfs);
+    processor = std::make_unique<CommandProcessor>("web-1", *policy, *executor, clock);
+  }
+
+  protocol::Command Cmd(std::string id, std::string action, Json params = Json::object()) {
+    protocol::Command c;
+    c.id = std::move(id);
+    c.action = std::move(action);
+    c.params = std::move(params);
+    c.timeout_ms = 5000;
+    c.expires_at = clock.Now() + std::chrono::seconds(60);
+    return c;
+  }
+  protocol::CommandResult Run(const std::string& action, Json params = Json::object()) {
+    return processor->Process(Cmd("c-" + action, action, std::move(params)));
+  }
+
+  ManualClock clock;
+  FakeCommandRunner runner;
+  FakeServiceManager services;
+  FakeProcFs procfs;
+  std::vector<std::pair<pid_t, int>> signals;
+  std::unique_ptr<Policy> policy;
+  std::unique_ptr<ActionExecutor> executor;
+  std::unique_ptr<CommandProcessor> processor;
+};
+
+TEST(CommandProcessor, ExpiredInvalidAndRefusedNeverRun) {
+  Harness h;
+  auto expired = h.Cmd("c1", "service.restart", {{"service", "nginx"}});
+  expired.expires_at = h.clock.Now() - Millis(1);
+  auto r = h.processor->Process(expired);
+  EXPECT_FALSE(r.ran);
+  EXPECT_EQ(r.error, "expired");
+  EXPECT_EQ(r.id, "c1");
+  EXPECT_EQ(r.host, "web-1");
+
+  r = h.Run("service.restart", {{"service", "nginx; reboot"}});
+  EXPECT_FALSE(r.ran);
+  EXPECT_EQ(r.error.rfind("invalid command: ", 0), 0u) << r.error;
+
+  r = h.Run("service.restart", {{"service", "sshd"}});
+  EXPECT_FALSE(r.ran);
+  EXPECT_EQ(r.error, "refused by local policy: service 'sshd' is not managed by this agent");
+
+  r = h.Run("shell", {{"command", "touch /tmp/pwned"}});
+  EXPECT_FALSE(r.ran);
+  EXPECT_EQ(r.error.rfind("refused by local policy: ", 0), 0u);
+
+  EXPECT_TRUE(h.services.calls().empty());
+  EXPECT_TRUE(h.runner.commands_ran().empty());
+}
+
+TEST(ActionExecutor, ServiceActionsGoToTheServiceManager) {
+  Harness h;
+  auto r = h.Run("service.restart", {{"service", "nginx"}});
+  EXPECT_TRUE(r.Succeeded());
+  EXPECT_EQ(r.output, "restart nginx done\n");
+  r = h.Run("service.status", {{"service", "healthapp"}});
+  EXPECT_TRUE(r.Succeeded());
+  EXPECT_EQ(r.output.rfind("healthapp: running, pid 4242 since ", 0), 0u) << r.output;
+  r = h.Run("chaos.start", {{"mode", "nginx-crash"}});
+  EXPECT_TRUE(r.Succeeded());
+  r = h.Run("chaos.stop");
+  EXPECT_EQ(r.output, "no chaos running\n");
+  EXPECT_EQ(h.services.calls(),
+            (std::vector<std::string>{"restart nginx", "status healthapp",
+                                      "kill" + std::to_string(SIGKILL) + " nginx"}));
+}
+
+TEST(ActionExecutor, DiagnosticsRunProgramsWithoutAShell) {
+  Harness h;
+  CommandOutcome ps;
+  ps.started = true;
+  ps.exit_code = 0;
+  ps.output = "USER PID\nroot 1\nroot 2\nroot 3\nroot 4\n";
+  h.runner.SetOutcome(ps);
+  auto r = h.Run("process.top", {{"lines", 2}});
+  EXPECT_TRUE(r.Succeeded());
+  EXPECT_EQ(r.output, "USER PID\nroot 1\nroot 2\n");  // header + 2 lines, cut in C++
+  h.Run("disk.usage");
+  h.Run("memory.usage");
+  EXPECT_EQ(h.runner.commands_ran(),
+            (std::vector<std::vector<std::string>>{
+                {"ps", "aux", "--sort=-rss"}, {"df", "-h"}, {"free", "-m"}}));
+
+  CommandOutcome failed;
+  failed.started = true;
+  failed.exit_code = 2;
+  failed.output = "df: oops\n";
+  h.runner.SetOutcome(failed);
+  r = h.Run("disk.usage");
+  EXPECT_TRUE(r.ran);
+  EXPECT_EQ(r.exit_code, 2);
+  EXPECT_EQ(r.error, "df failed with exit code 2");
+}
+
+TEST(ActionExecutor, UnsupportedActionsAndModesAreRefusedClearly) {
+  Harness h;
+  for (const auto& [action, params] :
+       std::vector<std::pair<std::string, Json>>{{"log.archive_truncate", {{"path", "/var/log/x"}}},
+                                                 {"disk.cleanup",
+                                                  {{
+                                                       "path",
+                                                       "/var/log",
+                                                   },
+                                                   {"older_than", "7d"}}},
+                                                 {"chaos.start", {{"mode", "disk-fill"}}}}) {
+    SCOPED_TRACE(action);
+    auto r = h.Run(action, params);
+    EXPECT_FALSE(r.ran);
+    EXPECT_NE(r.error.find("not supported by this agent yet"), std::string::npos) << r.error;
+  }
+}
+
+TEST(ActionExecutor, ProcessKillMatchesCommExactlyAndSparesPid1AndSelf) {
+  Harness h;
+  h.procfs.AddProcess(1, "nginx");      // never pid 1
+  h.procfs.AddProcess(kSelf, "nginx");  // never the agent
+  h.procfs.AddProcess(100, "nginx");
+  h.procfs.AddProcess(101, "nginx", 100);
+  h.procfs.AddProcess(102, "nginx-debug");
+  h.procfs.AddProcess(103, "nginx", 0, 'Z');
+  auto r = h.Run("process.kill", {{"pattern", "nginx"}, {"signal", "KILL"}});
+  EXPECT_TRUE(r.Succeeded()) << r.output;
+  EXPECT_EQ(h.signals, (std::vector<std::pair<pid_t, int>>{{100, SIGKILL}, {101, SIGKILL}}));
+
+  h.signals.clear();
+  r = h.Run("process.kill", {{"pid", 102}});
+  EXPECT_TRUE(r.Succeeded());
+  EXPECT_EQ(h.signals, (std::vector<std::pair<pid_t, int>>{{102, SIGTERM}}));
+
+  h.signals.clear();
+  r = h.Run("process.kill", {{"pattern", "sshd"}});
+  EXPECT_EQ(r.exit_code, 1);
+  EXPECT_EQ(r.error, "no process named 'sshd'");
+  r = h.Run("process.kill", {{"pid", 1}});
+  EXPECT_FALSE(r.ran);  // ValidateAction: pid must be > 1
+  r = h.Run("process.kill", {{"pid", kSelf}});
+  EXPECT_FALSE(r.ran);  // policy
+  EXPECT_TRUE(h.signals.empty());
+}
+
+TEST(ActionExecutor, FilesStayInsideAllowedPathsEvenThroughSymlinks) {
+  TempDir dir;
+  Harness h(dir.path());
+  const std::string log = dir.path() + "/app.log";
+  std::string content;
+  for (int i = 1; i <= 100; ++i) {
+    content += "line " + std::to_string(i) + "\n";
+  }
+  ASSERT_TRUE(WriteFileAtomic(log, content).has_value());
+
+  auto r = h.Run("log.tail", {{"path", log}, {"lines", 3}});
+  EXPECT_TRUE(r.Succeeded()) << r.error;
+  EXPECT_EQ(r.output, "line 98\nline 99\nline 100\n");
+
+  r = h.Run("service.logs", {{"service", "nginx"}, {"lines", 2}});
+  EXPECT_TRUE(r.Succeeded());
+  EXPECT_EQ(r.output.rfind("==> " + log + " <==\nline 99\nline 100\n==> ", 0), 0u) << r.output;
+  EXPECT_NE(r.output.find("missing.log <==\n(cannot read: "), std::string::npos);
+
+  // A symlink inside the allowed directory pointing outside it is refused.
+  const std::string link = dir.path() + "/link.log";
+  ASSERT_EQ(::symlink("/etc/passwd", link.c_str()), 0);
+  r = h.Run("log.tail", {{"path", link}});
+  EXPECT_EQ(r.exit_code, 1);
+  EXPECT_NE(r.error.find("outside the allowed paths"), std::string::npos) << r.error;
+  r = h.Run("file.truncate", {{"path", link}});
+  EXPECT_EQ(r.exit_code, 1);
+
+  r = h.Run("file.truncate", {{"path", log}});
+  EXPECT_TRUE(r.Succeeded()) << r.error;
+  struct stat st {};
+  ASSERT_EQ(::stat(log.c_str(), &st), 0);
+  EXPECT_EQ(st.st_size, 0);
+  struct stat passwd {};
+  ASSERT_EQ(::stat("/etc/passwd", &passwd), 0);
+  EXPECT_GT(passwd.st_size, 0);
+
+  // Directories are not truncated.
+  ASSERT_EQ(::mkdir((dir.path() + "/sub").c_str(), 0755), 0);
+  r = h.Run("file.truncate", {{"path", dir.path() + "/sub"}});
+  EXPECT_EQ(r.exit_code, 1);
+}
+
+TEST(ActionExecutor, OutputIsCapped) {
+  TempDir dir;
+  Harness h(dir.path());
+  ASSERT_TRUE(WriteFileAtomic(dir.path() + "/big.log", std::string(5000, 'x') + "\n").has_value());
+  auto r = h.Run("log.tail", {{"path", dir.path() + "/big.log"}, {"lines", 10}});
+  EXPECT_TRUE(r.Succeeded());
+  EXPECT_LE(r.output.size(), 1024u);
+  EXPECT_TRUE(r.truncated);
+}
+
+TEST(CommandHistory, ForgetsTheOldestBeyondCapacity) {
+  CommandHistory history(3);
+  for (int i = 0; i < 5; ++i) {
+    protocol::CommandResult r;
+    r.id = "c" + std::to_string(i);
+    history.Remember(r);
+  }
+  EXPECT_EQ(history.size(), 3u);
+  EXPECT_EQ(history.Find("c1"), nullptr);
+  EXPECT_NE(history.Find("c2"), nullptr);
+  EXPECT_NE(history.Find("c4"), nullptr);
+}
+
+// The poller against a fake server that delivers a scripted batch per poll.
+struct PollHarness {
+  PollHarness()
+      : api("http://server", "tok"),
+        registration(api, protocol::RegisterRequest{"web-1"}, Millis(1), Millis(1)),
+        poller(PollerOptions{"web-1", Millis(25000), 3, Millis(1)}, api, registration, *h.processor,
+               [this](Millis d) {
+                 slept.push_back(d);
+                 return true;
+               }) {
+    server.SetHandler([this](const HttpRequest& req) -> Result<HttpResponse> {
+      if (req.url.find("/register") != std::string::npos) {
+        return JsonResponse(200, "{}");
+      }
+      if (req.url.find("/commands") != std::string::npos) {
+        if (batches.empty()) {
+          return JsonResponse(200, R"({"commands":[]})");
+        }
+        std::string b = batches.front();
+        batches.erase(batches.begin());
+        return JsonResponse(200, b);
+      }
+      if (result_failures > 0) {
+        --result_failures;
+        return Unavailable("connection reset");
+      }
+      return JsonResponse(200, "{}");
+    });
+    EXPECT_TRUE(registration.Attempt(*http, SteadyTime{}).has_value());
+  }
+  std::string Batch(const std::vector<protocol::Command>& cmds) {
+    protocol::CommandBatch b{cmds};
+    return DumpJson(protocol::ToJson(b));
+  }
+  std::vector<protocol::CommandResult> Results() {
+    std::vector<protocol::CommandResult> out;
+    for (const auto& r : server.RequestsTo("/agent/v1/results")) {
+      out.push_back(*protocol::CommandResultFromJson(*ParseJsonObject(r.body)));
+    }
+    return out;
+  }
+
+  Harness h;
+  FakeServer server;
+  std::unique_ptr<HttpClient> http = server.NewClient();
+  ServerApi api;
+  Registration registration;
+  std::vector<std::string> batches;
+  int result_failures = 0;
+  std::vector<Millis> slept;
+  CommandPoller poller;
+};
+
+TEST(CommandPoller, LongPollsWithHostAndWait) {
+  PollHarness p;
+  EXPECT_EQ(p.poller.RunOnce(*p.http), Millis(0));
+  auto polls = p.server.RequestsTo("/agent/v1/commands");
+  ASSERT_EQ(polls.size(), 1u);
+  EXPECT_EQ(polls[0].method, "GET");
+  EXPECT_EQ(polls[0].url, "http://server/agent/v1/commands?host=web-1&wait_ms=25000");
+  EXPECT_EQ(polls[0].timeout, Millis(30000));  // wait + 5 s
+}
+
+TEST(CommandPoller, CommandDeliveredTwiceRunsOnce) {
+  PollHarness p;
+  const auto cmd = p.h.Cmd("cmd-42", "service.restart", {{"service", "nginx"}});
+  p.batches = {p.Batch({cmd}), p.Batch({cmd})};
+  p.poller.RunOnce(*p.http);
+  p.poller.RunOnce(*p.http);
+  EXPECT_EQ(p.h.services.calls(), std::vector<std::string>{"restart nginx"});
+  EXPECT_EQ(p.poller.executed(), 1u);
+  auto results = p.Results();
+  ASSERT_EQ(results.size(), 2u);  // the stored result is posted again
+  for (const auto& r : results) {
+    EXPECT_EQ(r.id, "cmd-42");
+    EXPECT_EQ(r.host, "web-1");
+    EXPECT_TRUE(r.Succeeded());
+    EXPECT_EQ(r.output, "restart nginx done\n");
+  }
+}
+
+TEST(CommandPoller, ResultPostIsRetriedOnTransportFailure) {
+  PollHarness p;
+  p.batches = {p.Batch({p.h.Cmd("c1", "disk.usage")})};
+  p.result_failures = 2;
+  p.poller.RunOnce(*p.http);
+  EXPECT_EQ(p.server.RequestsTo("/results").size(), 3u);
+  EXPECT_EQ(p.slept.size(), 2u);
+  EXPECT_EQ(p.h.runner.commands_ran().size(), 1u);  // retried posting, not running
+}
+
+TEST(CommandPoller, MalformedCommandIsAnsweredNotFatal) {
+  PollHarness p;
+  p.batches = {R"({"commands":[{"id":"bad-1","action":"disk.usage"},)"
+               R"({"id":"ok-1","action":"disk.usage","expires_at":4102444800000}]})"};
+  p.poller.RunOnce(*p.http);
+  auto results = p.Results();
+  ASSERT_EQ(results.size(), 2u);
+  EXPECT_EQ(results[0].id, "bad-1");
+  EXPECT_FALSE(results[0].ran);
+  EXPECT_NE(results[0].error.find("expires_at"), std::string::npos);
+  EXPECT_EQ(results[1].id, "ok-1");
+  EXPECT_TRUE(results[1].ran);
+}
+
+TEST(CommandPoller, UnknownHostMeansRegisterAgain) {
+  PollHarness p;
+  p.server.SetHandler([](const HttpRequest&) -> Result<HttpResponse> {
+    return JsonResponse(404, R"({"error":"unknown host"})");
+  });
+  const Millis delay = p.poller.RunOnce(*p.http);
+  EXPECT_FALSE(p.registration.registered());
+  EXPECT_GT(delay, Millis(0));
+  // Until registered again, it does not poll.
+  const size_t polls = p.server.RequestsTo("/commands").size();
+  p.poller.RunOnce(*p.http);
+  EXPECT_EQ(p.server.RequestsTo("/commands").size(), polls);
+}
+
+}  // namespace
+}  // namespace medic::agent

@@ -1,0 +1,196 @@
+#include "agent/config.h"
+
+#include <gtest/gtest.h>
+
+#include "agent/flags.h"
+#include "tests/agent/fakes.h"
+
+namespace medic::agent {
+namespace {
+
+using testing::FixturePath;
+
+TEST(AgentConfig, ParsesEveryKey) {
+  auto c = LoadAgentConfigFile(FixturePath("agent_full.yaml"));
+  ASSERT_TRUE(c.has_value()) << c.error().message;
+  EXPECT_EQ(c->server, "http://127.0.0.1:8080");  // trailing slash dropped
+  EXPECT_EQ(c->name, "web-1");
+  EXPECT_EQ(c->token_file, "/etc/medic/agent.token");
+  EXPECT_EQ(c->interval, Millis(500));
+  EXPECT_EQ(c->log_level, "debug");
+  EXPECT_TRUE(c->chaos_allowed);
+  EXPECT_EQ(c->mounts, (std::vector<std::string>{"/", "/data"}));
+  EXPECT_EQ(c->buffer_samples, 120u);
+  ASSERT_EQ(c->services.size(), 2u);
+  const ServiceConfig& nginx = c->services[0];
+  EXPECT_EQ(nginx.name, "nginx");
+  EXPECT_EQ(nginx.start, (std::vector<std::string>{"/usr/sbin/nginx", "-c", "/x/nginx.conf", "-g",
+                                                   "daemon off;"}));
+  EXPECT_EQ(nginx.log, "/x/nginx.out.log");
+  EXPECT_EQ(nginx.log_files.size(), 2u);
+  EXPECT_EQ(nginx.stop_signal, "QUIT");
+  EXPECT_EQ(nginx.stop_timeout, Millis(3000));
+  EXPECT_TRUE(nginx.autostart);
+  const ServiceConfig* app = c->FindService("healthapp");
+  ASSERT_NE(app, nullptr);
+  EXPECT_FALSE(app->autostart);
+  EXPECT_EQ(app->stop_signal, "TERM");
+  EXPECT_EQ(app->stop_timeout, Millis(5000));
+  EXPECT_EQ(app->env.at("MEDIC_MODE"), "demo");
+  ASSERT_EQ(c->checks.size(), 1u);
+  EXPECT_EQ(c->checks[0].name, "web");
+  EXPECT_EQ(c->checks[0].url, "http://127.0.0.1:18080/health");
+  EXPECT_EQ(c->checks[0].interval, Millis(2000));
+  EXPECT_EQ(c->checks[0].timeout, Millis(250));
+  EXPECT_EQ(c->checks[0].status_min, 200);
+  EXPECT_EQ(c->checks[0].status_max, 299);
+  ASSERT_TRUE(c->policy.actions.has_value());
+  EXPECT_EQ(c->policy.actions->size(), 4u);
+  EXPECT_EQ(*c->policy.services, std::vector<std::string>{"nginx"});
+  EXPECT_FALSE(c->policy.shell);
+  EXPECT_TRUE(FinalizeAgentConfig({}, &*c).has_value());
+}
+
+// config/agent.yaml documents every option; it must stay a valid config.
+TEST(AgentConfig, DocumentedExampleIsValid) {
+  auto c = LoadAgentConfigFile(MEDIC_AGENT_EXAMPLE_CONFIG);
+  ASSERT_TRUE(c.has_value()) << c.error().message;
+  ASSERT_TRUE(FinalizeAgentConfig({}, &*c).has_value());
+  EXPECT_EQ(c->services.size(), 2u);
+  EXPECT_EQ(c->checks.size(), 1u);
+  EXPECT_EQ(c->policy.actions->size(), 10u);
+}
+
+TEST(AgentConfig, DefaultsFromAMinimalFile) {
+  auto c = ParseAgentConfig("server: http://s:1\ntoken_file: /t\n", "min.yaml");
+  ASSERT_TRUE(c.has_value());
+  EXPECT_EQ(c->interval, Millis(1000));
+  EXPECT_EQ(c->log_level, "info");
+  EXPECT_FALSE(c->chaos_allowed);
+  EXPECT_TRUE(c->services.empty());
+  EXPECT_FALSE(c->policy.actions.has_value());
+  ASSERT_TRUE(FinalizeAgentConfig({}, &*c).has_value());
+  EXPECT_FALSE(c->name.empty());  // the hostname
+}
+
+struct ErrorCase {
+  std::string_view name;
+  std::string yaml;
+  std::string want;  // a substring of the message, including file:line
+};
+
+TEST(AgentConfig, ErrorsNameFileLineAndProblem) {
+  const ErrorCase cases[] = {
+      {"bad YAML", "server: http://s\nservices: [unclosed\n", "a.yaml:3:"},
+      {"bad YAML indentation", "server: http://s\n  name: x\n bad: 1\n", "a.yaml:2:"},
+      {"unknown top-level key", "server: http://s\nsevrer: x\n",
+       "a.yaml:2:1: unknown key 'sevrer'"},
+      {"unknown service key", "services:\n  nginx:\n    start: [/bin/true]\n    restart: always\n",
+       "a.yaml:4:5: unknown key 'restart' in services.nginx"},
+      {"unknown check key", "checks:\n  - name: web\n    url: http://x/\n    every: 1s\n",
+       "a.yaml:4:5: unknown key 'every'"},
+      {"wrong type: interval", "interval: [1, 2]\n", "a.yaml:1:11: interval must be a string"},
+      {"wrong type: bad duration", "interval: soon\n", "a.yaml:1:11: interval: not a duration"},
+      {"wrong type: chaos.allowed", "chaos: {allowed: maybe}\n",
+       "a.yaml:1:18: chaos.allowed must be true or false"},
+      {"wrong type: start", "services:\n  nginx:\n    start: /usr/sbin/nginx\n",
+       "a.yaml:3:12: services.nginx.start must be a list"},
+      {"missing start", "services:\n  nginx:\n    log: /x\n",
+       "a.yaml:3:5: services.nginx: 'start'"},
+      {"relative log", "services:\n  n:\n    start: [x]\n    log: out.log\n",
+       "a.yaml:4:10: services.n.log must be an absolute path"},
+      {"bad stop signal", "services:\n  n:\n    start: [x]\n    stop_signal: STOP\n",
+       "a.yaml:4:18: services.n.stop_signal"},
+      {"bad service name", "services:\n  'ng inx':\n    start: [x]\n", "a.yaml:2:3: 'ng inx'"},
+      {"unknown policy action", "policy:\n  actions: [service.status, rm.rf]\n",
+       "a.yaml:2:29: policy.actions: unknown action 'rm.rf'"},
+      {"check without url", "checks:\n  - name: web\n", "a.yaml:2:5: check 'web' needs a 'url'"},
+      {"check type", "checks:\n  - {name: w, type: tcp, url: http://x}\n",
+       "check 'w': type 'tcp' is not supported"},
+      {"server not a URL", "server: 127.0.0.1:8080\n", "a.yaml:1:9: server must be a URL"},
+      {"top level not a map", "- a\n- b\n", "a.yaml:1:1: the top level must be a mapping"},
+      {"duplicate check", "checks:\n  - {name: w, url: http://x}\n  - {name: w, url: http://y}\n",
+       "a.yaml:3:5: check 'w' is defined twice"},
+  };
+  for (const ErrorCase& c : cases) {
+    SCOPED_TRACE(std::string(c.name));
+    auto r = ParseAgentConfig(c.yaml, "a.yaml");
+    ASSERT_FALSE(r.has_value());
+    EXPECT_EQ(r.error().code, ErrorCode::kInvalidArgument);
+    EXPECT_NE(r.error().message.find(c.want), std::string::npos) << r.error().message;
+  }
+}
+
+TEST(AgentConfig, MissingServerOrTokenFile) {
+  auto c = ParseAgentConfig("token_file: /t\n", "a.yaml");
+  ASSERT_TRUE(c.has_value());
+  Status s = FinalizeAgentConfig({}, &*c);
+  ASSERT_FALSE(s.has_value());
+  EXPECT_NE(s.error().message.find("a.yaml: 'server' is required"), std::string::npos);
+
+  auto d = ParseAgentConfig("server: http://s\n", "a.yaml");
+  ASSERT_TRUE(d.has_value());
+  s = FinalizeAgentConfig({}, &*d);
+  ASSERT_FALSE(s.has_value());
+  EXPECT_NE(s.error().message.find("'token_file' is required"), std::string::npos);
+}
+
+TEST(AgentConfig, FlagsOverrideTheFile) {
+  const char* argv[] = {"medic-agent", "--config", "x.yaml",       "--server", "http://other:9/",
+                        "--name",      "web-9",    "--token-file", "/tok",     "--interval",
+                        "250ms"};
+  auto flags = ParseAgentFlags(11, argv);
+  ASSERT_TRUE(flags.has_value()) << flags.error().message;
+  EXPECT_EQ(flags->config_file, "x.yaml");
+  EXPECT_FALSE(flags->check_config);
+  auto c = ParseAgentConfig("server: http://s:1\nname: web-1\ntoken_file: /t\n", "x.yaml");
+  ASSERT_TRUE(c.has_value());
+  ASSERT_TRUE(FinalizeAgentConfig(flags->overrides, &*c).has_value());
+  EXPECT_EQ(c->server, "http://other:9");
+  EXPECT_EQ(c->name, "web-9");
+  EXPECT_EQ(c->token_file, "/tok");
+  EXPECT_EQ(c->interval, Millis(250));
+}
+
+TEST(AgentConfig, FlagsAloneAreEnough) {
+  const char* argv[] = {"medic-agent",  "--server", "http://127.0.0.1:8080",
+                        "--token-file", "/t",       "--check-config"};
+  auto flags = ParseAgentFlags(6, argv);
+  ASSERT_TRUE(flags.has_value());
+  EXPECT_TRUE(flags->check_config);
+  auto c = LoadAgentConfig(flags->config_file, flags->overrides);
+  ASSERT_TRUE(c.has_value()) << c.error().message;
+  EXPECT_EQ(c->server, "http://127.0.0.1:8080");
+}
+
+TEST(AgentConfig, BadFlags) {
+  const char* unknown[] = {"medic-agent", "--bogus"};
+  EXPECT_FALSE(ParseAgentFlags(2, unknown).has_value());
+  const char* interval[] = {"medic-agent", "--server",   "http://s", "--token-file",
+                            "/t",          "--interval", "fast"};
+  auto flags = ParseAgentFlags(7, interval);
+  ASSERT_TRUE(flags.has_value());
+  EXPECT_FALSE(LoadAgentConfig("", flags->overrides).has_value());
+  const char* help[] = {"medic-agent", "--help"};
+  auto h = ParseAgentFlags(2, help);
+  ASSERT_TRUE(h.has_value());
+  EXPECT_NE(h->help.find("--token-file"), std::string::npos);
+}
+
+TEST(AgentConfig, TokenIsTrimmedAndRequired) {
+  char dir[] = "/tmp/medic-agent-token-XXXXXX";
+  ASSERT_NE(::mkdtemp(dir), nullptr);
+  const std::string path = std::string(dir) + "/agent.token";
+  ASSERT_TRUE(WriteFileAtomic(path, "  s3cret\n").has_value());
+  auto t = ReadToken(path);
+  ASSERT_TRUE(t.has_value());
+  EXPECT_EQ(*t, "s3cret");
+  ASSERT_TRUE(WriteFileAtomic(path, "\n").has_value());
+  EXPECT_FALSE(ReadToken(path).has_value());
+  EXPECT_FALSE(ReadToken(std::string(dir) + "/missing").has_value());
+  ::unlink(path.c_str());
+  ::rmdir(dir);
+}
+
+}  // namespace
+}  // namespace medic::agent

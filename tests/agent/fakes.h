@@ -1,0 +1,209 @@
+#pragma once
+
+// Recording fakes for the agent's interfaces. Thread-safe where the agent uses them from
+// several threads (HTTP, services).
+
+#include <functional>
+#include <map>
+#include <memory>
+#include <mutex>
+#include <string>
+#include <vector>
+
+#include "agent/command_runner.h"
+#include "agent/proc_fs.h"
+#include "agent/service_manager.h"
+#include "core/files.h"
+#include "transport/http_client.h"
+
+namespace medic::agent::testing {
+
+// The path of a fixture file under tests/fixtures/agent: from MEDIC_SOURCE_DIR when the test
+// runner sets it, else from the source tree this test was built from.
+inline std::string FixturePath(const std::string& name) {
+  const char* src = std::getenv("MEDIC_SOURCE_DIR");
+  const std::string dir = src != nullptr ? std::string(src) + "/tests/fixtures/agent"
+                                         : std::string(MEDIC_AGENT_FIXTURES);
+  return dir + "/" + name;
+}
+
+inline std::string Fixture(const std::string& name) {
+  auto text = ReadFile(FixturePath(name));
+  return text ? *text : "";
+}
+
+class FakeProcFs : public ProcFs {
+ public:
+  Result<std::string> Read(const std::string& path) override {
+    std::lock_guard<std::mutex> lock(mu_);
+    auto it = files_.find(path);
+    if (it == files_.end()) {
+      return NotFound("no fake file " + path);
+    }
+    return it->second;
+  }
+  Result<FsStats> StatFs(const std::string& mount) override {
+    std::lock_guard<std::mutex> lock(mu_);
+    auto it = mounts_.find(mount);
+    if (it == mounts_.end()) {
+      return NotFound("no fake mount " + mount);
+    }
+    return it->second;
+  }
+  Result<std::vector<int>> ListPids() override {
+    std::lock_guard<std::mutex> lock(mu_);
+    std::vector<int> pids;
+    for (const auto& [path, text] : files_) {
+      const size_t slash = path.find("/stat");
+      if (slash != std::string::npos && path.substr(slash) == "/stat") {
+        pids.push_back(std::stoi(path.substr(0, slash)));
+      }
+    }
+    return pids;
+  }
+
+  void SetFile(const std::string& path, std::string text) {
+    std::lock_guard<std::mutex> lock(mu_);
+    files_[path] = std::move(text);
+  }
+  void SetMount(const std::string& mount, FsStats stats) {
+    std::lock_guard<std::mutex> lock(mu_);
+    mounts_[mount] = stats;
+  }
+  // Adds /proc/PID/stat and /proc/PID/comm for a process.
+  void AddProcess(int pid, const std::string& comm, int pgrp = 0, char state = 'S') {
+    SetFile(std::to_string(pid) + "/stat", std::to_string(pid) + " (" + comm + ") " + state +
+                                               " 1 " + std::to_string(pgrp ? pgrp : pid) +
+                                               " 1 0 -1 0 0 0 0 0 0 0");
+    SetFile(std::to_string(pid) + "/comm", comm + "\n");
+  }
+
+ private:
+  std::mutex mu_;
+  std::map<std::string, std::string> files_;
+  std::map<std::string, FsStats> mounts_;
+};
+
+// A fake server: every HttpClient it hands out forwards to one handler and records requests.
+class FakeServer {
+ public:
+  using Handler = std::function<Result<HttpResponse>(const HttpRequest&)>;
+
+  void SetHandler(Handler h) {
+    std::lock_guard<std::mutex> lock(mu_);
+    handler_ = std::move(h);
+  }
+  std::vector<HttpRequest> requests() const {
+    std::lock_guard<std::mutex> lock(mu_);
+    return requests_;
+  }
+  // Requests whose URL contains `part`.
+  std::vector<HttpRequest> RequestsTo(const std::string& part) const {
+    std::vector<HttpRequest> out;
+    for (auto& r : requests()) {
+      if (r.url.find(part) != std::string::npos) {
+        out.push_back(r);
+      }
+    }
+    return out;
+  }
+  Result<HttpResponse> Handle(const HttpRequest& req) {
+    Handler h;
+    {
+      std::lock_guard<std::mutex> lock(mu_);
+      requests_.push_back(req);
+      h = handler_;
+    }
+    if (!h) {
+      return Unavailable("fake server: no handler");
+    }
+    return h(req);
+  }
+  std::unique_ptr<HttpClient> NewClient();
+
+ private:
+  mutable std::mutex mu_;
+  Handler handler_;
+  std::vector<HttpRequest> requests_;
+};
+
+class FakeHttpClient : public HttpClient {
+ public:
+  explicit FakeHttpClient(FakeServer& server) : server_(server) {}
+  Result<HttpResponse> Do(const HttpRequest& req) override { return server_.Handle(req); }
+
+ private:
+  FakeServer& server_;
+};
+
+inline std::unique_ptr<HttpClient> FakeServer::NewClient() {
+  return std::make_unique<FakeHttpClient>(*this);
+}
+
+inline HttpResponse JsonResponse(int status, const std::string& body) {
+  HttpResponse r;
+  r.status = status;
+  r.body = body;
+  r.content_type = "application/json";
+  return r;
+}
+
+class FakeCommandRunner : public CommandRunner {
+ public:
+  CommandOutcome Run(const CommandSpec& spec) override {
+    std::lock_guard<std::mutex> lock(mu_);
+    ran_.push_back(spec.argv);
+    return outcome_;
+  }
+  void SetOutcome(CommandOutcome o) {
+    std::lock_guard<std::mutex> lock(mu_);
+    outcome_ = std::move(o);
+  }
+  std::vector<std::vector<std::string>> commands_ran() const {
+    std::lock_guard<std::mutex> lock(mu_);
+    return ran_;
+  }
+
+ private:
+  mutable std::mutex mu_;
+  CommandOutcome outcome_{.started = true, .exit_code = 0, .output = "ok\n"};
+  std::vector<std::vector<std::string>> ran_;
+};
+
+class FakeServiceManager : public ServiceManager {
+ public:
+  explicit FakeServiceManager(std::vector<std::string> names = {"nginx", "healthapp"})
+      : names_(std::move(names)) {}
+  Result<std::string> Start(std::string_view n) override { return Record("start", n); }
+  Result<std::string> Stop(std::string_view n) override { return Record("stop", n); }
+  Result<std::string> Restart(std::string_view n) override { return Record("restart", n); }
+  Result<ServiceStatus> GetStatus(std::string_view n) override {
+    (void)Record("status", n);
+    ServiceStatus s;
+    s.name = std::string(n);
+    s.running = true;
+    s.pid = 4242;
+    return s;
+  }
+  Result<std::string> Kill(std::string_view n, int signal) override {
+    return Record("kill" + std::to_string(signal), n);
+  }
+  std::vector<std::string> Names() const override { return names_; }
+
+  std::vector<std::string> calls() const {
+    std::lock_guard<std::mutex> lock(mu_);
+    return calls_;
+  }
+
+ private:
+  Result<std::string> Record(const std::string& what, std::string_view n) {
+    std::lock_guard<std::mutex> lock(mu_);
+    calls_.push_back(what + " " + std::string(n));
+    return what + " " + std::string(n) + " done";
+  }
+  std::vector<std::string> names_;
+  mutable std::mutex mu_;
+  std::vector<std::string> calls_;
+};
+
+}  // namespace medic::agent::testing

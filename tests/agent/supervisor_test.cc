@@ -1,0 +1,321 @@
+// The built-in supervisor with real processes and a real nginx (integration).
+
+#include "agent/supervisor.h"
+
+#include <arpa/inet.h>
+#include <gtest/gtest.h>
+#include <netinet/in.h>
+#include <signal.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <future>
+#include <thread>
+
+#include "agent/health_check.h"
+#include "core/files.h"
+
+namespace medic::agent {
+namespace {
+
+using Steady = std::chrono::steady_clock;
+
+template <typename Pred>
+bool WaitUntil(Pred pred, Millis limit = Millis(5000)) {
+  const auto deadline = Steady::now() + limit;
+  while (!pred()) {
+    if (Steady::now() > deadline) {
+      return false;
+    }
+    std::this_thread::sleep_for(Millis(10));
+  }
+  return true;
+}
+
+// A port nobody listens on right now: bind port 0, read it back, close.
+int PickFreePort() {
+  const int fd = ::socket(AF_INET, SOCK_STREAM, 0);
+  sockaddr_in addr{};
+  addr.sin_family = AF_INET;
+  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  addr.sin_port = 0;
+  EXPECT_EQ(::bind(fd, reinterpret_cast<sockaddr*>(&addr), sizeof(addr)), 0);
+  socklen_t len = sizeof(addr);
+  ::getsockname(fd, reinterpret_cast<sockaddr*>(&addr), &len);
+  ::close(fd);
+  return ntohs(addr.sin_port);
+}
+
+bool PidGone(pid_t pid) { return ::kill(pid, 0) != 0 && errno == ESRCH; }
+
+class SupervisorTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    char tmpl[] = "/tmp/medic-supervisor-test-XXXXXX";
+    ASSERT_NE(::mkdtemp(tmpl), nullptr);
+    dir_ = tmpl;
+    ASSERT_TRUE(reaper_.Start().has_value());
+  }
+  void TearDown() override {
+    if (supervisor_) {
+      supervisor_->StopAll();  // also on failure: leave no process behind
+    }
+    supervisor_.reset();
+    reaper_.Stop();
+    const std::string rm = dir_;
+    // Only files this test created, inside its own temp dir.
+    for (const char* f :
+         {"/nginx.conf", "/error.log", "/access.log", "/nginx.pid", "/out.log", "/svc.log"}) {
+      ::unlink((rm + f).c_str());
+    }
+    for (const char* d : {"/client_body", "/proxy", "/fastcgi", "/uwsgi", "/scgi"}) {
+      ::rmdir((rm + d).c_str());
+    }
+    ::rmdir(rm.c_str());
+  }
+
+  SupervisorServiceManager& Make(std::vector<ServiceConfig> services) {
+    supervisor_ =
+        std::make_unique<SupervisorServiceManager>(std::move(services), reaper_, procfs_, clock_);
+    supervisor_->SetExitListener([this](const std::string& name, const ServiceExit& exit) {
+      std::lock_guard<std::mutex> lock(mu_);
+      exits_.emplace_back(name, exit);
+      exit_cv_.notify_all();
+    });
+    return *supervisor_;
+  }
+
+  // Waits for the n-th exit event (1-based); returns how long it took from `since`.
+  std::optional<Millis> WaitForExit(size_t n, Steady::time_point since) {
+    std::unique_lock<std::mutex> lock(mu_);
+    if (!exit_cv_.wait_for(lock, Millis(5000), [&] { return exits_.size() >= n; })) {
+      return std::nullopt;
+    }
+    return std::chrono::duration_cast<Millis>(Steady::now() - since);
+  }
+
+  ServiceConfig Nginx(int port) {
+    const std::string conf =
+        "worker_processes 1;\n"
+        "daemon off;\n"
+        "pid " +
+        dir_ +
+        "/nginx.pid;\n"
+        "error_log " +
+        dir_ +
+        "/error.log;\n"
+        "events { worker_connections 64; }\n"
+        "http {\n"
+        "  access_log " +
+        dir_ +
+        "/access.log;\n"
+        "  client_body_temp_path " +
+        dir_ +
+        "/client_body;\n"
+        "  proxy_temp_path " +
+        dir_ +
+        "/proxy;\n"
+        "  fastcgi_temp_path " +
+        dir_ +
+        "/fastcgi;\n"
+        "  uwsgi_temp_path " +
+        dir_ +
+        "/uwsgi;\n"
+        "  scgi_temp_path " +
+        dir_ +
+        "/scgi;\n"
+        "  server {\n"
+        "    listen 127.0.0.1:" +
+        std::to_string(port) +
+        ";\n"
+        "    location /health { return 200 \"ok\\n\"; }\n"
+        "  }\n"
+        "}\n";
+    EXPECT_TRUE(WriteFileAtomic(dir_ + "/nginx.conf", conf).has_value());
+    ServiceConfig s;
+    s.name = "nginx";
+    s.start = {"/usr/sbin/nginx",   "-p", dir_ + "/",          "-e",
+               dir_ + "/error.log", "-c", dir_ + "/nginx.conf"};
+    s.log = dir_ + "/out.log";
+    s.log_files = {dir_ + "/error.log"};
+    s.stop_timeout = Millis(3000);
+    return s;
+  }
+
+  ServiceConfig Simple(std::string name, std::vector<std::string> argv) {
+    ServiceConfig s;
+    s.name = std::move(name);
+    s.start = std::move(argv);
+    s.log = dir_ + "/svc.log";
+    return s;
+  }
+
+  bool Healthy(int port) {
+    CheckConfig check;
+    check.name = "web";
+    check.url = "http://127.0.0.1:" + std::to_string(port) + "/health";
+    check.timeout = Millis(500);
+    auto http = NewCurlHttpClient();
+    return ProbeHttp(*http, clock_, check).healthy;
+  }
+
+  // The processes of process group `pgid` other than `except`.
+  std::vector<PidStat> Group(pid_t pgid, pid_t except = 0) {
+    std::vector<PidStat> out;
+    for (auto& p : ListProcesses(procfs_)) {
+      if (p.pgrp == pgid && p.pid != except && p.state != 'Z') {
+        out.push_back(p);
+      }
+    }
+    return out;
+  }
+
+  std::string dir_;
+  SystemClock clock_;
+  LinuxProcFs procfs_;
+  ChildReaper reaper_;
+  std::unique_ptr<SupervisorServiceManager> supervisor_;
+  std::mutex mu_;
+  std::condition_variable exit_cv_;
+  std::vector<std::pair<std::string, ServiceExit>> exits_;
+};
+
+TEST_F(SupervisorTest, StartStatusStopOfASimpleService) {
+  auto& sup = Make({Simple("sleeper", {"sleep", "1000"})});
+  EXPECT_EQ(sup.Names(), std::vector<std::string>{"sleeper"});
+  auto started = sup.Start("sleeper");
+  ASSERT_TRUE(started.has_value()) << started.error().message;
+  auto st = sup.GetStatus("sleeper");
+  ASSERT_TRUE(st.has_value());
+  EXPECT_TRUE(st->running);
+  const pid_t pid = st->pid;
+  EXPECT_GT(pid, 1);
+  EXPECT_EQ(Group(pid).size(), 1u);  // its own process group
+  EXPECT_EQ(*sup.Start("sleeper"), "sleeper is already running (pid " + std::to_string(pid) + ")");
+
+  auto stopped = sup.Stop("sleeper");
+  ASSERT_TRUE(stopped.has_value());
+  EXPECT_NE(stopped->find("with SIGTERM"), std::string::npos) << *stopped;
+  st = sup.GetStatus("sleeper");
+  EXPECT_FALSE(st->running);
+  ASSERT_TRUE(st->last_exit.has_value());
+  EXPECT_EQ(st->last_exit->status.signal, SIGTERM);
+  EXPECT_TRUE(PidGone(pid));
+  EXPECT_NE(FormatServiceStatus(*st).find("sleeper: stopped; last exit: pid " +
+                                          std::to_string(pid) + " killed by signal 15"),
+            std::string::npos);
+  EXPECT_EQ(sup.GetStatus("nope").error().code, ErrorCode::kNotFound);
+}
+
+TEST_F(SupervisorTest, ExitIsNoticedByEventAndNotRestarted) {
+  auto& sup = Make({Simple("sleeper", {"sleep", "1000"})});
+  ASSERT_TRUE(sup.Start("sleeper").has_value());
+  const pid_t pid = sup.GetStatus("sleeper")->pid;
+  const auto killed_at = Steady::now();
+  ASSERT_EQ(::kill(pid, SIGKILL), 0);
+  auto took = WaitForExit(1, killed_at);
+  ASSERT_TRUE(took.has_value());
+  EXPECT_LT(*took, Millis(500));
+  EXPECT_EQ(exits_[0].second.status.signal, SIGKILL);
+  EXPECT_FALSE(sup.GetStatus("sleeper")->running);
+  std::this_thread::sleep_for(Millis(300));
+  EXPECT_FALSE(sup.GetStatus("sleeper")->running);  // healing is the server's call
+}
+
+TEST_F(SupervisorTest, StartFailureReportsTheLogTail) {
+  auto& sup = Make({Simple("broken", {"sh", "-c", "echo boom-from-service; exit 3"}),
+                    Simple("missing", {"/nonexistent/medic-binary"})});
+  auto r = sup.Start("broken");
+  ASSERT_FALSE(r.has_value());
+  EXPECT_NE(r.error().message.find("exited right after start (exit code 3)"), std::string::npos)
+      << r.error().message;
+  EXPECT_NE(r.error().message.find("boom-from-service"), std::string::npos);
+  r = sup.Start("missing");
+  ASSERT_FALSE(r.has_value());
+  EXPECT_NE(r.error().message.find("/nonexistent/medic-binary"), std::string::npos);
+}
+
+TEST_F(SupervisorTest, StopEscalatesToSigkillForTheWholeGroup) {
+  ServiceConfig s = Simple("stubborn", {"sh", "-c", "trap '' TERM; sleep 1000 & sleep 1000"});
+  s.stop_timeout = Millis(300);
+  auto& sup = Make({s});
+  ASSERT_TRUE(sup.Start("stubborn").has_value());
+  const pid_t pgid = sup.GetStatus("stubborn")->pid;
+  ASSERT_TRUE(WaitUntil([&] { return Group(pgid).size() == 3; }));
+  auto r = sup.Stop("stubborn");
+  ASSERT_TRUE(r.has_value()) << r.error().message;
+  EXPECT_NE(r->find("then SIGKILL"), std::string::npos) << *r;
+  EXPECT_TRUE(Group(pgid).empty());
+}
+
+TEST_F(SupervisorTest, NginxCrashIsNoticedAndRestartBringsItBack) {
+  const int port = PickFreePort();
+  auto& sup = Make({Nginx(port)});
+  auto started = sup.Start("nginx");
+  ASSERT_TRUE(started.has_value()) << started.error().message;
+  ASSERT_TRUE(WaitUntil([&] { return Healthy(port); }));
+  const pid_t master = sup.GetStatus("nginx")->pid;
+  ASSERT_TRUE(WaitUntil([&] { return Group(master, master).size() == 1; }));  // the worker
+
+  // The crash: master and worker together (what chaos nginx-crash does).
+  const auto killed_at = Steady::now();
+  ASSERT_TRUE(sup.Kill("nginx", SIGKILL).has_value());
+  auto took = WaitForExit(1, killed_at);
+  ASSERT_TRUE(took.has_value());
+  EXPECT_LT(*took, Millis(500));
+  EXPECT_EQ(exits_[0].second.status.signal, SIGKILL);
+  ASSERT_TRUE(WaitUntil([&] { return Group(master).empty(); }));
+  EXPECT_FALSE(Healthy(port));
+
+  auto restarted = sup.Restart("nginx");
+  ASSERT_TRUE(restarted.has_value()) << restarted.error().message;
+  EXPECT_TRUE(WaitUntil([&] { return Healthy(port); }));
+  EXPECT_NE(sup.GetStatus("nginx")->pid, master);
+}
+
+TEST_F(SupervisorTest, RestartCopesWithALeftoverNginxWorker) {
+  const int port = PickFreePort();
+  auto& sup = Make({Nginx(port)});
+  ASSERT_TRUE(sup.Start("nginx").has_value());
+  ASSERT_TRUE(WaitUntil([&] { return Healthy(port); }));
+  const pid_t master = sup.GetStatus("nginx")->pid;
+  ASSERT_TRUE(WaitUntil([&] { return Group(master, master).size() == 1; }));
+  const pid_t worker = Group(master, master)[0].pid;
+
+  // Only the master dies: the orphaned worker keeps the port (the trap in DESIGN.md).
+  ASSERT_EQ(::kill(master, SIGKILL), 0);
+  ASSERT_TRUE(WaitForExit(1, Steady::now()).has_value());
+  auto st = sup.GetStatus("nginx");
+  EXPECT_FALSE(st->running);
+  ASSERT_EQ(st->leftovers.size(), 1u);
+  EXPECT_EQ(st->leftovers[0], std::to_string(worker) + " (nginx)");
+  EXPECT_NE(FormatServiceStatus(*st).find("leftover processes in its process group: " +
+                                          std::to_string(worker)),
+            std::string::npos);
+  EXPECT_TRUE(Healthy(port));  // the worker still answers
+
+  auto restarted = sup.Restart("nginx");
+  ASSERT_TRUE(restarted.has_value()) << restarted.error().message;
+  EXPECT_NE(restarted->find("leftover processes of nginx"), std::string::npos) << *restarted;
+  EXPECT_TRUE(PidGone(worker));
+  const pid_t new_master = sup.GetStatus("nginx")->pid;
+  EXPECT_NE(new_master, master);
+  EXPECT_TRUE(WaitUntil([&] { return Healthy(port); }));
+  EXPECT_TRUE(sup.GetStatus("nginx")->running);
+}
+
+TEST_F(SupervisorTest, StopAllLeavesNothingBehind) {
+  const int port = PickFreePort();
+  auto& sup = Make({Nginx(port), Simple("sleeper", {"sleep", "1000"})});
+  sup.StartAutostart();
+  ASSERT_TRUE(WaitUntil([&] { return Healthy(port); }));
+  const pid_t nginx = sup.GetStatus("nginx")->pid;
+  const pid_t sleeper = sup.GetStatus("sleeper")->pid;
+  sup.StopAll();
+  EXPECT_TRUE(Group(nginx).empty());
+  EXPECT_TRUE(Group(sleeper).empty());
+  EXPECT_FALSE(Healthy(port));
+}
+
+}  // namespace
+}  // namespace medic::agent

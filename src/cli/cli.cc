@@ -1,0 +1,307 @@
+#include "cli/cli.h"
+
+#include <unistd.h>
+
+#include <CLI/CLI.hpp>
+#include <algorithm>
+#include <cstdlib>
+#include <iostream>
+
+#include "cli/api.h"
+#include "cli/commands.h"
+#include "cli/healthapp.h"
+#include "core/files.h"
+
+#ifndef MEDIC_VERSION
+#define MEDIC_VERSION "dev"
+#endif
+
+namespace medic::cli {
+
+namespace {
+
+constexpr char kDefaultServer[] = "http://127.0.0.1:8080";
+constexpr char kDefaultPidfile[] = "/run/nginx.pid";
+
+int Fail(CliEnv& env, const std::string& message) {
+  env.Err() << "medic: " << message << std::endl;
+  return 1;
+}
+
+struct ApiTarget {
+  std::string server;
+  std::string token;
+};
+
+Result<ApiTarget> ResolveTarget(const std::string& server_flag, const std::string& token_file,
+                                CliEnv& env) {
+  ApiTarget t;
+  t.server = server_flag;
+  if (t.server.empty()) {
+    t.server = env.GetEnv("MEDIC_SERVER").value_or("");
+  }
+  if (t.server.empty()) {
+    t.server = kDefaultServer;
+  }
+  if (t.server.rfind("http://", 0) != 0 && t.server.rfind("https://", 0) != 0) {
+    return InvalidArgument("--server '" + t.server + "' is not an http:// or https:// URL");
+  }
+  if (!token_file.empty()) {
+    Result<std::string> text = ReadFile(token_file);
+    if (!text.has_value()) {
+      return Error{text.error().code, "cannot read token file: " + text.error().message};
+    }
+    t.token = std::string(Trim(*text));
+    if (t.token.empty()) {
+      return InvalidArgument("token file " + token_file + " is empty");
+    }
+    return t;
+  }
+  t.token = std::string(Trim(env.GetEnv("MEDIC_TOKEN").value_or("")));
+  if (t.token.empty()) {
+    return Unauthenticated(
+        "no API token: pass --token-file FILE or set MEDIC_TOKEN (medic demo prints its "
+        "token file)");
+  }
+  return t;
+}
+
+// One-line text of a CLI11 parse error.
+std::string UsageMessage(const CLI::ParseError& e) {
+  std::string msg = e.what();
+  std::replace(msg.begin(), msg.end(), '\n', ' ');
+  while (!msg.empty() && msg.back() == ' ') {
+    msg.pop_back();
+  }
+  return msg;
+}
+
+class RealCliEnv : public CliEnv {
+ public:
+  std::ostream& Out() override { return std::cout; }
+  std::ostream& Err() override { return std::cerr; }
+  std::optional<std::string> GetEnv(const std::string& name) override {
+    const char* v = std::getenv(name.c_str());
+    if (v == nullptr) {
+      return std::nullopt;
+    }
+    return std::string(v);
+  }
+  HttpClient& Http() override {
+    if (explaining_ == nullptr) {
+      curl_ = NewCurlHttpClient();
+      explaining_ = NewExplainingHttpClient(*curl_);
+    }
+    return *explaining_;
+  }
+  const Clock& GetClock() override { return clock_; }
+  ProcessTable& Procs() override {
+    if (procs_ == nullptr) {
+      procs_ = NewLinuxProcessTable();
+    }
+    return *procs_;
+  }
+  Status RunHealthApp(const std::string& listen) override {
+    return cli::RunHealthApp(listen, std::cout);
+  }
+  int RunDemo(const DemoOptions& in) override {
+    DemoOptions options = in;
+    char self[4096] = {};
+    const ssize_t n = ::readlink("/proc/self/exe", self, sizeof(self) - 1);
+    if (n <= 0) {
+      return Fail(*this, "demo: cannot find this executable (/proc/self/exe)");
+    }
+    if (Status s = FindDemoPrograms(std::string(self, static_cast<size_t>(n)), options);
+        !s.has_value()) {
+      return Fail(*this, "demo: " + s.error().message);
+    }
+    // Before anything else: the demo env blocks the stop signals for this process.
+    std::unique_ptr<DemoEnv> env = NewPosixDemoEnv();
+    std::unique_ptr<ProcessLauncher> launcher = NewPosixProcessLauncher();
+    Demo demo(std::move(options), *launcher, *env, Procs(), std::cout, std::cerr);
+    return demo.Run();
+  }
+
+ private:
+  SystemClock clock_;
+  std::unique_ptr<HttpClient> curl_;
+  std::unique_ptr<HttpClient> explaining_;
+  std::unique_ptr<ProcessTable> procs_;
+};
+
+}  // namespace
+
+int RunCli(const std::vector<std::string>& args, CliEnv& env) {
+  CLI::App app{"medic: the operator CLI of medic, a self-healing infrastructure platform", "medic"};
+  app.fallthrough();
+  app.require_subcommand(1);
+  app.set_version_flag("--version", std::string("medic ") + MEDIC_VERSION);
+  app.footer("Errors exit non-zero with one line on standard error.\n");
+
+  std::string server;
+  std::string token_file;
+  bool json = false;
+  app.add_option("--server", server,
+                 "medic-server URL (default: $MEDIC_SERVER, else http://127.0.0.1:8080)");
+  app.add_option("--token-file", token_file,
+                 "file holding the API token (default: the token in $MEDIC_TOKEN)");
+  app.add_flag("--json", json, "print the API's JSON instead of tables");
+
+  const std::vector<std::string> statuses = {
+      "diagnosing", "pending_approval", "executing", "completed", "failed", "timeout", "rejected"};
+  std::optional<std::string> status;
+  std::optional<int> limit;
+  CLI::App* incidents = app.add_subcommand("incidents", "list incidents, newest first");
+  incidents->add_option("--status", status, "only incidents in this status")
+      ->check(CLI::IsMember(statuses));
+  incidents->add_option("--limit", limit, "at most N incidents")->check(CLI::Range(1, 1000));
+
+  std::string id;
+  CLI::App* show = app.add_subcommand("show", "show one incident and its timeline");
+  show->add_option("ID", id, "incident id")->required();
+
+  std::optional<std::string> comment;
+  CLI::App* approve = app.add_subcommand("approve", "approve the fix an incident proposes");
+  approve->add_option("ID", id, "incident id")->required();
+  approve->add_option("--comment", comment, "recorded in the timeline");
+  CLI::App* reject = app.add_subcommand("reject", "reject the fix an incident proposes");
+  reject->add_option("ID", id, "incident id")->required();
+  reject->add_option("--comment", comment, "recorded in the timeline");
+
+  std::string format = "md";
+  CLI::App* report = app.add_subcommand("report", "print an incident's report");
+  report->add_option("ID", id, "incident id")->required();
+  report->add_option("--format", format, "md or html (default md)")
+      ->check(CLI::IsMember({"md", "html"}));
+
+  CLI::App* hosts = app.add_subcommand("hosts", "list hosts with health and metrics");
+  CLI::App* alarms = app.add_subcommand("alarms", "list the state of every alarm on every host");
+
+  CLI::App* token = app.add_subcommand("token", "create or revoke API tokens (admin)");
+  token->fallthrough();
+  token->require_subcommand(1);
+  std::string token_name;
+  std::string role;
+  CLI::App* token_create = token->add_subcommand("create", "create a token and print it");
+  token_create->fallthrough();
+  token_create->add_option("NAME", token_name, "token name")->required();
+  token_create->add_option("--role", role, "viewer, operator or admin")
+      ->required()
+      ->check(CLI::IsMember({"viewer", "operator", "admin"}));
+  CLI::App* token_revoke = token->add_subcommand("revoke", "revoke a token at once");
+  token_revoke->fallthrough();
+  token_revoke->add_option("NAME", token_name, "token name")->required();
+
+  std::string mode;
+  std::string chaos_host;
+  std::string pidfile = kDefaultPidfile;
+  std::vector<std::string> chaos_params;
+  CLI::App* chaos = app.add_subcommand("chaos", "break something on purpose: " + ChaosModeList() +
+                                                    " (without --host: on this machine)");
+  chaos->add_option("MODE", mode, ChaosModeList())->required();
+  CLI::Option* host_opt =
+      chaos->add_option("--host", chaos_host, "run it on this host, through its agent");
+  chaos
+      ->add_option(
+          "--pidfile", pidfile,
+          "local nginx-crash: nginx's pid file (default " + std::string(kDefaultPidfile) + ")")
+      ->excludes(host_opt);
+  chaos->add_option("PARAMS", chaos_params, "KEY=VALUE parameters for the mode");
+
+  std::string health_listen = "127.0.0.1:8000";
+  CLI::App* healthapp = app.add_subcommand("healthapp", "run the demo health app");
+  healthapp->add_option("--listen", health_listen,
+                        "HOST:PORT (default 127.0.0.1:8000; port 0 picks one)");
+
+  DemoOptions demo_options;
+  CLI::App* demo = app.add_subcommand("demo", "run a local demo fleet until Ctrl-C");
+  demo->add_option("--listen", demo_options.listen, "server HOST:PORT (default 127.0.0.1:8080)");
+  demo->add_option("--data-dir", demo_options.data_dir, "data directory (default ./medic-demo)");
+  demo->add_option("--hosts", demo_options.hosts, "number of demo hosts (default 1)")
+      ->check(CLI::Range(1, 50));
+  demo->add_flag("--auto", demo_options.auto_approve, "turn approval mode off");
+
+  std::vector<std::string> reversed(args.rbegin(), args.rend());
+  try {
+    app.parse(reversed);
+  } catch (const CLI::Success& e) {  // --help, --version
+    return app.exit(e, env.Out(), env.Err());
+  } catch (const CLI::ParseError& e) {
+    env.Err() << "medic: " << UsageMessage(e) << " (see medic --help)" << std::endl;
+    return 2;
+  }
+
+  if (*healthapp) {
+    if (Status s = env.RunHealthApp(health_listen); !s.has_value()) {
+      return Fail(env, s.error().message);
+    }
+    return 0;
+  }
+  if (*demo) {
+    return env.RunDemo(demo_options);
+  }
+  if (*chaos) {
+    if (std::find(ChaosModes().begin(), ChaosModes().end(), mode) == ChaosModes().end()) {
+      return Fail(env, "chaos: unknown mode '" + mode + "' (valid: " + ChaosModeList() + ")");
+    }
+    if (chaos_host.empty()) {
+      if (!chaos_params.empty()) {
+        return Fail(env, "chaos " + mode + ": parameters apply only with --host");
+      }
+      if (mode == "stop") {
+        env.Out() << "no chaos running" << std::endl;
+        return 0;
+      }
+      if (mode != "nginx-crash") {
+        return Fail(env, "chaos " + mode +
+                             ": not available on this machine in this version (local modes: "
+                             "nginx-crash, stop); use --host NAME to ask a host's agent");
+      }
+      Result<NginxKill> k = CrashNginx(env.Procs(), pidfile);
+      if (!k.has_value()) {
+        return Fail(env, "chaos nginx-crash: " + k.error().message);
+      }
+      env.Out() << DescribeNginxKill(*k) << std::endl;
+      return 0;
+    }
+  }
+
+  Result<ApiTarget> target = ResolveTarget(server, token_file, env);
+  if (!target.has_value()) {
+    return Fail(env, target.error().message);
+  }
+  ApiClient api(env.Http(), target->server, target->token);
+  Commands commands(api, env.GetClock(), env.Out(), json);
+  Status s = OkStatus();
+  if (*incidents) {
+    s = commands.Incidents(status, limit);
+  } else if (*show) {
+    s = commands.Show(id);
+  } else if (*approve) {
+    s = commands.Approve(id, comment);
+  } else if (*reject) {
+    s = commands.Reject(id, comment);
+  } else if (*report) {
+    s = commands.Report(id, format);
+  } else if (*hosts) {
+    s = commands.Hosts();
+  } else if (*alarms) {
+    s = commands.Alarms();
+  } else if (*token_create) {
+    s = commands.TokenCreate(token_name, role);
+  } else if (*token_revoke) {
+    s = commands.TokenRevoke(token_name);
+  } else if (*chaos) {
+    Result<Json> params = ParseChaosParams(chaos_params);
+    s = params.has_value() ? commands.Chaos(chaos_host, mode, *params) : Status(params.error());
+  }
+  if (!s.has_value()) {
+    return Fail(env, s.error().message);
+  }
+  env.Out().flush();
+  return 0;
+}
+
+std::unique_ptr<CliEnv> NewRealCliEnv() { return std::make_unique<RealCliEnv>(); }
+
+}  // namespace medic::cli

@@ -1,0 +1,193 @@
+#include "cli/commands.h"
+
+#include <charconv>
+#include <vector>
+
+#include "cli/format.h"
+#include "cli/net.h"
+
+namespace medic::cli {
+
+Commands::Commands(ApiClient& api, const Clock& clock, std::ostream& out, bool json)
+    : api_(api), clock_(clock), out_(out), json_(json) {}
+
+void Commands::PrintJson(const Json& j) { out_ << DumpJson(j, 2) << "\n"; }
+
+Status Commands::Incidents(const std::optional<std::string>& status, std::optional<int> limit) {
+  std::string path = "/api/v1/incidents";
+  std::string sep = "?";
+  if (status.has_value()) {
+    path += sep + "status=" + UrlEncode(*status);
+    sep = "&";
+  }
+  if (limit.has_value()) {
+    path += sep + "limit=" + std::to_string(*limit);
+  }
+  ASSIGN_OR_RETURN(Json body, api_.Call("GET", path, nullptr, "incidents"));
+  if (json_) {
+    PrintJson(body);
+    return OkStatus();
+  }
+  Result<std::string> text = FormatIncidentList(body, clock_.Now());
+  if (!text.has_value()) {
+    return Internal("incidents: " + text.error().message);
+  }
+  out_ << *text;
+  return OkStatus();
+}
+
+Status Commands::Show(const std::string& id) {
+  const std::string what = "show " + id;
+  ASSIGN_OR_RETURN(Json body,
+                   api_.Call("GET", "/api/v1/incidents/" + UrlEncode(id), nullptr, what));
+  if (json_) {
+    PrintJson(body);
+    return OkStatus();
+  }
+  Result<std::string> text = FormatIncident(body, clock_.Now());
+  if (!text.has_value()) {
+    return Internal(what + ": " + text.error().message);
+  }
+  out_ << *text;
+  return OkStatus();
+}
+
+Status Commands::Decide(const std::string& verb, const std::string& id,
+                        const std::optional<std::string>& comment) {
+  Json body = Json::object();
+  if (comment.has_value()) {
+    body["comment"] = *comment;
+  }
+  ASSIGN_OR_RETURN(Json inc, api_.Call("POST", "/api/v1/incidents/" + UrlEncode(id) + "/" + verb,
+                                       &body, verb + " " + id));
+  if (json_) {
+    PrintJson(inc);
+    return OkStatus();
+  }
+  const std::string status = inc.is_object() && inc.contains("status") && inc["status"].is_string()
+                                 ? inc["status"].get<std::string>()
+                                 : "unknown";
+  out_ << (verb == "approve" ? "approved " : "rejected ") << id << ": status " << status << "\n";
+  return OkStatus();
+}
+
+Status Commands::Approve(const std::string& id, const std::optional<std::string>& comment) {
+  return Decide("approve", id, comment);
+}
+
+Status Commands::Reject(const std::string& id, const std::optional<std::string>& comment) {
+  return Decide("reject", id, comment);
+}
+
+Status Commands::Report(const std::string& id, const std::string& format) {
+  if (format != "md" && format != "html") {
+    return InvalidArgument("report " + id + ": --format must be md or html");
+  }
+  ASSIGN_OR_RETURN(
+      HttpResponse resp,
+      api_.Send("GET", "/api/v1/incidents/" + UrlEncode(id) + "/report?format=" + format, nullptr,
+                "report " + id));
+  out_ << resp.body;
+  if (!resp.body.empty() && resp.body.back() != '\n') {
+    out_ << "\n";
+  }
+  return OkStatus();
+}
+
+Status Commands::Hosts() {
+  ASSIGN_OR_RETURN(Json body, api_.Call("GET", "/api/v1/hosts", nullptr, "hosts"));
+  if (json_) {
+    PrintJson(body);
+    return OkStatus();
+  }
+  Result<std::string> text = FormatHostList(body, clock_.Now());
+  if (!text.has_value()) {
+    return Internal("hosts: " + text.error().message);
+  }
+  out_ << *text;
+  return OkStatus();
+}
+
+Status Commands::Alarms() {
+  ASSIGN_OR_RETURN(Json body, api_.Call("GET", "/api/v1/alarms", nullptr, "alarms"));
+  if (json_) {
+    PrintJson(body);
+    return OkStatus();
+  }
+  Result<std::string> text = FormatAlarmList(body, clock_.Now());
+  if (!text.has_value()) {
+    return Internal("alarms: " + text.error().message);
+  }
+  out_ << *text;
+  return OkStatus();
+}
+
+Status Commands::Chaos(const std::string& host, const std::string& mode, const Json& params) {
+  const Json body = {{"host", host}, {"mode", mode}, {"params", params}};
+  ASSIGN_OR_RETURN(Json resp,
+                   api_.Call("POST", "/api/v1/chaos", &body, "chaos " + mode + " on " + host));
+  if (json_) {
+    PrintJson(resp);
+    return OkStatus();
+  }
+  std::string id = "-";
+  if (resp.is_object() && resp.contains("command_id") && resp["command_id"].is_string()) {
+    id = resp["command_id"].get<std::string>();
+  }
+  out_ << "chaos " << mode << " sent to " << host << ": command " << id << "\n";
+  return OkStatus();
+}
+
+Status Commands::TokenCreate(const std::string& name, const std::string& role) {
+  const Json body = {{"name", name}, {"role", role}};
+  ASSIGN_OR_RETURN(Json resp, api_.Call("POST", "/api/v1/tokens", &body, "token create " + name));
+  if (json_) {
+    PrintJson(resp);
+    return OkStatus();
+  }
+  if (!resp.is_object() || !resp.contains("token") || !resp["token"].is_string()) {
+    return Internal("token create " + name + ": the server's answer carries no token");
+  }
+  out_ << resp["token"].get<std::string>() << "\n";
+  return OkStatus();
+}
+
+Status Commands::TokenRevoke(const std::string& name) {
+  ASSIGN_OR_RETURN(Json resp, api_.Call("DELETE", "/api/v1/tokens/" + UrlEncode(name), nullptr,
+                                        "token revoke " + name));
+  if (json_) {
+    PrintJson(resp);
+    return OkStatus();
+  }
+  out_ << "revoked token " << name << "\n";
+  return OkStatus();
+}
+
+Result<Json> ParseChaosParams(const std::vector<std::string>& words) {
+  Json params = Json::object();
+  for (const std::string& w : words) {
+    const size_t eq = w.find('=');
+    if (eq == std::string::npos || eq == 0) {
+      return InvalidArgument("chaos parameter '" + w + "' is not KEY=VALUE");
+    }
+    const std::string key = w.substr(0, eq);
+    const std::string value = w.substr(eq + 1);
+    double number = 0;
+    const auto [ptr, ec] = std::from_chars(value.data(), value.data() + value.size(), number);
+    if (!value.empty() && ec == std::errc() && ptr == value.data() + value.size()) {
+      params[key] = number;
+      int64_t integer = 0;
+      const auto [iptr, iec] = std::from_chars(value.data(), value.data() + value.size(), integer);
+      if (iec == std::errc() && iptr == value.data() + value.size()) {
+        params[key] = integer;
+      }
+    } else if (value == "true" || value == "false") {
+      params[key] = value == "true";
+    } else {
+      params[key] = value;
+    }
+  }
+  return params;
+}
+
+}  // namespace medic::cli

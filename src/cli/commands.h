@@ -1,0 +1,51 @@
+#pragma once
+
+// The commands that talk to medic-server, one method each. They print on `out` and return an
+// error worded for "medic: <message>". With `json`, listings and shows print the API's JSON,
+// pretty-printed.
+
+#include <optional>
+#include <ostream>
+#include <string>
+
+#include "cli/api.h"
+#include "core/clock.h"
+#include "core/json.h"
+#include "core/result.h"
+
+namespace medic::cli {
+
+class Commands {
+ public:
+  // All references must outlive the Commands.
+  Commands(ApiClient& api, const Clock& clock, std::ostream& out, bool json);
+
+  Status Incidents(const std::optional<std::string>& status, std::optional<int> limit);
+  Status Show(const std::string& id);
+  Status Approve(const std::string& id, const std::optional<std::string>& comment);
+  Status Reject(const std::string& id, const std::optional<std::string>& comment);
+  // Prints the report body as the server sends it (Markdown or HTML).
+  Status Report(const std::string& id, const std::string& format);
+  Status Hosts();
+  Status Alarms();
+  // POST /api/v1/chaos through the host's agent; prints the command id.
+  Status Chaos(const std::string& host, const std::string& mode, const Json& params);
+  Status TokenCreate(const std::string& name, const std::string& role);
+  Status TokenRevoke(const std::string& name);
+
+ private:
+  Status Decide(const std::string& verb, const std::string& id,
+                const std::optional<std::string>& comment);
+  void PrintJson(const Json& j);
+
+  ApiClient& api_;
+  const Clock& clock_;
+  std::ostream& out_;
+  bool json_;
+};
+
+// Parses chaos parameters given as KEY=VALUE words into a JSON object; values that read as a
+// number or true/false become one, the rest stay strings.
+Result<Json> ParseChaosParams(const std::vector<std::string>& words);
+
+}  // namespace medic::cli

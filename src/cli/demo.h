@@ -1,0 +1,125 @@
+#pragma once
+
+// `medic demo`: starts medic-server and N demo hosts (each a medic-agent supervising a real nginx
+// reverse proxy in front of `medic healthapp`), waits until every host is healthy, prints the
+// ready line and runs until SIGINT/SIGTERM. It kills only the processes it started.
+
+#include <memory>
+#include <ostream>
+#include <string>
+#include <vector>
+
+#include "cli/chaos.h"
+#include "cli/demo_config.h"
+#include "cli/net.h"
+#include "cli/process.h"
+#include "core/clock.h"
+#include "core/json.h"
+#include "core/result.h"
+#include "transport/http_client.h"
+
+namespace medic::cli {
+
+struct DemoOptions {
+  std::string listen = "127.0.0.1:8080";
+  std::string data_dir = "medic-demo";
+  int hosts = 1;
+  bool auto_approve = false;  // PUT /api/v1/settings {"approval_mode":false}
+
+  // Programs (absolute paths), found by FindDemoPrograms in the real binary.
+  std::string server_bin;
+  std::string agent_bin;
+  std::string medic_bin;
+  std::string nginx_bin;
+
+  Millis server_start_timeout{20'000};
+  Millis healthy_timeout{30'000};  // plus 5 s per host beyond the first
+  Millis stop_timeout{10'000};
+  Millis poll_interval{250};
+};
+
+// Fills the *_bin fields: medic-server and medic-agent next to `self_exe`, nginx from
+// /usr/sbin or PATH.
+Status FindDemoPrograms(const std::string& self_exe, DemoOptions& options);
+
+// What the demo needs from its surroundings besides processes.
+class DemoEnv {
+ public:
+  virtual ~DemoEnv() = default;
+  virtual HttpClient& Http() = 0;
+  virtual Result<int> FreeLoopbackPort() = 0;
+  virtual Status CheckCanListen(const HostPort& addr) = 0;
+  virtual SteadyTime Now() = 0;
+  // Waits up to `d` for SIGINT, SIGTERM or SIGHUP; true once one has arrived (then at once).
+  virtual bool WaitForStop(Millis d) = 0;
+};
+
+// Blocks SIGINT, SIGTERM and SIGHUP in this process (children unblock them) and waits for them
+// with sigtimedwait. Create it before any thread starts.
+std::unique_ptr<DemoEnv> NewPosixDemoEnv();
+
+// Names in `names` whose entry in a GET /api/v1/hosts body is missing or not "healthy", each as
+// "web-1 (unhealthy: web FAIL (connection refused))" or "web-1 (not registered)".
+std::vector<std::string> HostsNotHealthy(const Json& hosts_body,
+                                         const std::vector<std::string>& names);
+
+class Demo {
+ public:
+  // Everything passed by reference must outlive the Demo.
+  Demo(DemoOptions options, ProcessLauncher& launcher, DemoEnv& env, ProcessTable& procs,
+       std::ostream& out, std::ostream& err);
+
+  // Starts the server and the hosts and prints the ready line on `out`. On error, or when a
+  // stop signal arrives first, returns an error; the caller then calls Stop().
+  Status Start();
+  // Runs until a stop signal (OK) or until the server dies (error).
+  Status Wait();
+  // Stops what Start started: agents (SIGTERM, then SIGKILL to their process group after
+  // stop_timeout), any nginx still named by a host's pidfile, then the server; removes the
+  // hosts' run/ files. Idempotent.
+  void Stop();
+  // Start, Wait, Stop. Returns the exit status; errors go to `err` as "medic demo: ...".
+  int Run();
+
+  bool stop_requested() const { return stop_requested_; }
+  const std::vector<DemoHost>& hosts() const { return hosts_; }
+  // "http://127.0.0.1:8080"
+  const std::string& server_url() const { return server_url_; }
+  const std::string& admin_token_path() const { return admin_token_path_; }
+
+ private:
+  Status PrepareServer();
+  Status WaitForServer();
+  Status StartHost(int index);
+  Status WaitForHealthyHosts();
+  // Sleeps one poll interval; false when a stop signal arrived.
+  bool Pause();
+  void StopProcess(int pid, const std::string& what);
+  void PrintHint();
+
+  DemoOptions options_;
+  ProcessLauncher& launcher_;
+  DemoEnv& env_;
+  ProcessTable& procs_;
+  std::ostream& out_;
+  std::ostream& err_;
+
+  std::string data_dir_;  // absolute
+  std::string server_dir_;
+  std::string server_log_;
+  std::string server_url_;
+  std::string admin_token_path_;
+  std::string admin_token_;
+  HostPort listen_;
+  int server_pid_ = 0;
+  std::vector<DemoHost> hosts_;
+  std::vector<int> agent_pids_;  // parallel to hosts_ (0: not started)
+  std::vector<bool> agent_exit_reported_;
+  bool stop_requested_ = false;
+  bool stopped_ = false;
+};
+
+// The last `lines` lines of a log file, each indented by two spaces, or "" if unreadable.
+std::string LogTail(const std::string& path, size_t lines = 12);
+
+}  // namespace medic::cli

@@ -1,0 +1,266 @@
+#include "cli/format.h"
+
+#include <algorithm>
+#include <cmath>
+#include <cstdio>
+#include <sstream>
+
+#include "core/files.h"
+
+namespace medic::cli {
+
+namespace {
+
+constexpr std::string_view kMissing = "-";
+
+// A field as display text: strings as they are, numbers and booleans printed, null/missing "-".
+std::string Text(const Json& obj, std::string_view key) {
+  if (!obj.is_object()) {
+    return std::string(kMissing);
+  }
+  const auto it = obj.find(key);
+  if (it == obj.end() || it->is_null()) {
+    return std::string(kMissing);
+  }
+  if (it->is_string()) {
+    const auto& s = it->get_ref<const std::string&>();
+    return s.empty() ? std::string(kMissing) : s;
+  }
+  return DumpJson(*it);
+}
+
+// Long text for the "show" view: strings verbatim, structured values pretty-printed, or "".
+std::string LongText(const Json& obj, std::string_view key) {
+  const auto it = obj.find(key);
+  if (it == obj.end() || it->is_null()) {
+    return "";
+  }
+  if (it->is_string()) {
+    return it->get<std::string>();
+  }
+  if ((it->is_object() || it->is_array()) && it->empty()) {
+    return "";
+  }
+  return DumpJson(*it, 2);
+}
+
+std::string OneLine(std::string s) {
+  std::replace(s.begin(), s.end(), '\n', ' ');
+  std::replace(s.begin(), s.end(), '\r', ' ');
+  std::replace(s.begin(), s.end(), '\t', ' ');
+  return s;
+}
+
+std::string Percent(const Json& metrics, std::string_view key) {
+  if (!metrics.is_object()) {
+    return std::string(kMissing);
+  }
+  const auto it = metrics.find(key);
+  if (it == metrics.end() || !it->is_number()) {
+    return std::string(kMissing);
+  }
+  char buf[32];
+  std::snprintf(buf, sizeof(buf), "%.1f%%", it->get<double>());
+  return buf;
+}
+
+std::string Checks(const Json& host) {
+  const auto it = host.find("checks");
+  if (it == host.end() || !it->is_array() || it->empty()) {
+    return std::string(kMissing);
+  }
+  std::string out;
+  for (const Json& c : *it) {
+    if (!out.empty()) {
+      out += ", ";
+    }
+    const bool healthy = c.is_object() && c.value("healthy", false);
+    out += Text(c, "name") + (healthy ? " ok" : " FAIL");
+    const std::string detail = Text(c, "detail");
+    if (!healthy && detail != kMissing) {
+      out += " (" + OneLine(detail) + ")";
+    }
+  }
+  return out;
+}
+
+Result<const Json*> ListField(const Json& body, std::string_view key) {
+  if (!body.is_object()) {
+    return Internal("unexpected answer from the server: not a JSON object");
+  }
+  const auto it = body.find(key);
+  if (it == body.end() || !it->is_array()) {
+    return Internal("unexpected answer from the server: no \"" + std::string(key) + "\" list");
+  }
+  return &*it;
+}
+
+void AppendBlock(std::string& out, std::string_view title, const std::string& text) {
+  if (text.empty()) {
+    return;
+  }
+  out += "\n";
+  out += title;
+  out += ":\n";
+  for (const std::string& line : SplitLines(text)) {
+    out += "  " + line + "\n";
+  }
+}
+
+}  // namespace
+
+std::string FormatTable(const std::vector<std::string>& header,
+                        const std::vector<std::vector<std::string>>& rows, int indent) {
+  std::vector<size_t> width(header.size(), 0);
+  auto measure = [&](const std::vector<std::string>& row) {
+    for (size_t i = 0; i < row.size() && i < width.size(); ++i) {
+      width[i] = std::max(width[i], row[i].size());
+    }
+  };
+  measure(header);
+  for (const auto& row : rows) {
+    measure(row);
+  }
+  std::string out;
+  auto emit = [&](const std::vector<std::string>& row) {
+    std::string line(static_cast<size_t>(std::max(indent, 0)), ' ');
+    for (size_t i = 0; i < width.size(); ++i) {
+      const std::string& cell = i < row.size() ? row[i] : std::string();
+      line += cell;
+      if (i + 1 < width.size()) {
+        line.append(width[i] - cell.size() + 2, ' ');
+      }
+    }
+    while (!line.empty() && line.back() == ' ') {
+      line.pop_back();
+    }
+    out += line + "\n";
+  };
+  emit(header);
+  for (const auto& row : rows) {
+    emit(row);
+  }
+  return out;
+}
+
+std::string FormatAge(WallTime then, WallTime now) {
+  const int64_t s =
+      std::max<int64_t>(0, std::chrono::duration_cast<std::chrono::seconds>(now - then).count());
+  if (s < 60) {
+    return std::to_string(s) + "s";
+  }
+  if (s < 3600) {
+    return std::to_string(s / 60) + "m";
+  }
+  if (s < 86400) {
+    return std::to_string(s / 3600) + "h";
+  }
+  return std::to_string(s / 86400) + "d";
+}
+
+std::string FormatAgeOf(const Json& value, WallTime now) {
+  if (!value.is_string()) {
+    return std::string(kMissing);
+  }
+  const auto& text = value.get_ref<const std::string&>();
+  Result<WallTime> t = ParseRfc3339(text);
+  if (!t.has_value()) {
+    return text.empty() ? std::string(kMissing) : text;
+  }
+  return FormatAge(*t, now) + " ago";
+}
+
+Result<std::string> FormatIncidentList(const Json& body, WallTime now) {
+  ASSIGN_OR_RETURN(const Json* list, ListField(body, "incidents"));
+  if (list->empty()) {
+    return std::string("no incidents\n");
+  }
+  std::vector<std::vector<std::string>> rows;
+  for (const Json& inc : *list) {
+    const Json created = inc.is_object() ? inc.value("created_at", Json()) : Json();
+    rows.push_back({Text(inc, "incident_id"), Text(inc, "status"), Text(inc, "alarm_name"),
+                    Text(inc, "instance_id"), FormatAgeOf(created, now)});
+  }
+  return FormatTable({"ID", "STATUS", "ALARM", "HOST", "CREATED"}, rows);
+}
+
+Result<std::string> FormatIncident(const Json& inc, WallTime now) {
+  if (!inc.is_object()) {
+    return Internal("unexpected answer from the server: not a JSON object");
+  }
+  std::vector<std::vector<std::string>> fields;
+  auto field = [&](std::string label, std::string value) {
+    fields.push_back({std::move(label), OneLine(std::move(value))});
+  };
+  field("Incident:", Text(inc, "incident_id"));
+  field("Status:", Text(inc, "status"));
+  std::string alarm = Text(inc, "alarm_name");
+  if (const std::string d = Text(inc, "alarm_description"); d != kMissing) {
+    alarm += " (" + d + ")";
+  }
+  field("Alarm:", alarm);
+  field("Host:", Text(inc, "instance_id"));
+  const std::string created = Text(inc, "created_at");
+  field("Created:", created == kMissing
+                        ? created
+                        : created + " (" + FormatAgeOf(inc.value("created_at", Json()), now) + ")");
+  field("Updated:", Text(inc, "updated_at"));
+  if (const std::string r = Text(inc, "reason"); r != kMissing) {
+    field("Reason:", r);
+  }
+  // Two-column table without a header: drop the header line FormatTable emits for it.
+  std::string table = FormatTable({"", ""}, fields);
+  std::string out = table.substr(table.find('\n') + 1);
+
+  AppendBlock(out, "AI suggestion", LongText(inc, "ai_suggestion"));
+  AppendBlock(out, "AI reasoning", LongText(inc, "ai_reasoning"));
+  AppendBlock(out, "Diagnostics", LongText(inc, "diagnostics"));
+  AppendBlock(out, "Remediation output", LongText(inc, "remediation_output"));
+
+  const auto tl = inc.find("timeline");
+  if (tl != inc.end() && tl->is_array() && !tl->empty()) {
+    std::vector<std::vector<std::string>> rows;
+    for (const Json& e : *tl) {
+      rows.push_back({Text(e, "timestamp"), Text(e, "event"), Text(e, "actor"),
+                      OneLine(e.is_object() && e.contains("detail") ? Text(e, "detail") : "")});
+      if (rows.back()[3] == kMissing) {
+        rows.back()[3].clear();
+      }
+    }
+    out += "\nTimeline:\n";
+    out += FormatTable({"TIME", "EVENT", "ACTOR", "DETAIL"}, rows, 2);
+  }
+  return out;
+}
+
+Result<std::string> FormatHostList(const Json& body, WallTime now) {
+  ASSIGN_OR_RETURN(const Json* list, ListField(body, "hosts"));
+  if (list->empty()) {
+    return std::string("no hosts\n");
+  }
+  std::vector<std::vector<std::string>> rows;
+  for (const Json& h : *list) {
+    const Json metrics = h.is_object() ? h.value("metrics", Json()) : Json();
+    const Json seen = h.is_object() ? h.value("last_seen", Json()) : Json();
+    rows.push_back({Text(h, "name"), Text(h, "status"), FormatAgeOf(seen, now),
+                    Percent(metrics, "disk_used_percent"), Percent(metrics, "mem_used_percent"),
+                    h.is_object() ? Checks(h) : std::string(kMissing)});
+  }
+  return FormatTable({"NAME", "STATUS", "LAST SEEN", "DISK", "MEM", "CHECKS"}, rows);
+}
+
+Result<std::string> FormatAlarmList(const Json& body, WallTime now) {
+  ASSIGN_OR_RETURN(const Json* list, ListField(body, "alarms"));
+  if (list->empty()) {
+    return std::string("no alarms\n");
+  }
+  std::vector<std::vector<std::string>> rows;
+  for (const Json& a : *list) {
+    const Json since = a.is_object() ? a.value("since", Json()) : Json();
+    rows.push_back(
+        {Text(a, "alarm_name"), Text(a, "host"), Text(a, "state"), FormatAgeOf(since, now)});
+  }
+  return FormatTable({"ALARM", "HOST", "STATE", "SINCE"}, rows);
+}
+
+}  // namespace medic::cli

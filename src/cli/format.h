@@ -1,0 +1,35 @@
+#pragma once
+
+// Human-readable output of the CLI: pure functions from the API's JSON (and the current time)
+// to text. Missing or odd fields print as "-" rather than failing; only a body without the
+// expected top-level shape is an error.
+
+#include <string>
+#include <vector>
+
+#include "core/clock.h"
+#include "core/json.h"
+#include "core/result.h"
+
+namespace medic::cli {
+
+// Left-aligned columns separated by two spaces; the last column is not padded. `indent` spaces
+// precede every line. Each line ends with '\n'.
+std::string FormatTable(const std::vector<std::string>& header,
+                        const std::vector<std::vector<std::string>>& rows, int indent = 0);
+
+// Compact age: "12s", "5m", "3h", "2d". Times in the future count as "0s".
+std::string FormatAge(WallTime then, WallTime now);
+// FormatAge of an RFC 3339 string with " ago", or the text itself when it does not parse.
+std::string FormatAgeOf(const Json& rfc3339, WallTime now);
+
+// {"incidents":[...]} -> ID STATUS ALARM HOST AGE table (or "no incidents").
+Result<std::string> FormatIncidentList(const Json& body, WallTime now);
+// One INCIDENT: its fields, then the timeline.
+Result<std::string> FormatIncident(const Json& incident, WallTime now);
+// {"hosts":[...]} -> NAME STATUS LAST SEEN DISK MEM CHECKS table.
+Result<std::string> FormatHostList(const Json& body, WallTime now);
+// {"alarms":[...]} -> ALARM HOST STATE SINCE table.
+Result<std::string> FormatAlarmList(const Json& body, WallTime now);
+
+}  // namespace medic::cli

@@ -1,0 +1,472 @@
+// The real `medic` binary: the health app on a real socket, and local nginx-crash against a
+// real nginx started here. Processes are tracked by pid; everything is cleaned up on failure.
+
+#include <arpa/inet.h>
+#include <fcntl.h>
+#include <gtest/gtest.h>
+#include <netinet/in.h>
+#include <poll.h>
+#include <signal.h>
+#include <stdlib.h>
+#include <sys/prctl.h>
+#include <sys/socket.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <chrono>
+#include <cstring>
+#include <filesystem>
+#include <fstream>
+#include <optional>
+#include <set>
+#include <thread>
+
+#include "cli/chaos.h"
+#include "cli/demo_config.h"
+#include "cli/net.h"
+#include "core/files.h"
+#include "core/json.h"
+#include "transport/http_client.h"
+
+namespace medic::cli {
+namespace {
+
+namespace fs = std::filesystem;
+using std::chrono::steady_clock;
+
+constexpr auto kDeadline = std::chrono::seconds(15);
+constexpr char kNginx[] = "/usr/sbin/nginx";
+
+// $MEDIC_BIN_DIR/medic, else bin/medic next to this test's directory (build/tests -> build/bin).
+std::string MedicBin() {
+  if (const char* dir = std::getenv("MEDIC_BIN_DIR"); dir != nullptr && *dir != '\0') {
+    return std::string(dir) + "/medic";
+  }
+  return (fs::read_symlink("/proc/self/exe").parent_path().parent_path() / "bin" / "medic")
+      .string();
+}
+
+class TempDir {
+ public:
+  TempDir() {
+    std::string tmpl = ::testing::TempDir() + "/medic-cli-it-XXXXXX";
+    if (::mkdtemp(tmpl.data()) != nullptr) {
+      path_ = tmpl;
+    }
+  }
+  ~TempDir() {
+    if (!path_.empty()) {
+      std::error_code ec;
+      fs::remove_all(path_, ec);
+    }
+  }
+  const std::string& path() const { return path_; }
+
+ private:
+  std::string path_;
+};
+
+// A child process that is killed (SIGKILL to its pid) and reaped if the test ends early.
+class Child {
+ public:
+  // Starts argv; with `capture`, its stdout is readable through ReadLine/ReadAll.
+  // With `own_group`, it leads a new process group.
+  Child(const std::vector<std::string>& argv, bool capture, bool own_group) {
+    int fds[2] = {-1, -1};
+    if (capture && ::pipe2(fds, O_CLOEXEC) != 0) {
+      return;
+    }
+    std::vector<char*> cargv;
+    for (const auto& a : argv) {
+      cargv.push_back(const_cast<char*>(a.c_str()));
+    }
+    cargv.push_back(nullptr);
+    pid_ = ::fork();
+    if (pid_ == 0) {
+      if (own_group) {
+        ::setpgid(0, 0);
+      }
+      if (capture) {
+        ::dup2(fds[1], 1);
+      }
+      ::execv(cargv[0], cargv.data());
+      ::_exit(127);
+    }
+    if (capture) {
+      ::close(fds[1]);
+      out_fd_ = fds[0];
+    }
+  }
+  ~Child() {
+    if (pid_ > 0 && !status_.has_value()) {
+      ::kill(pid_, SIGKILL);
+      int st = 0;
+      ::waitpid(pid_, &st, 0);
+    }
+    if (out_fd_ >= 0) {
+      ::close(out_fd_);
+    }
+  }
+
+  int pid() const { return pid_; }
+
+  // The exit status once it ended within `timeout`.
+  std::optional<int> Wait(std::chrono::milliseconds timeout = kDeadline) {
+    const auto deadline = steady_clock::now() + timeout;
+    while (!status_.has_value()) {
+      int st = 0;
+      if (::waitpid(pid_, &st, WNOHANG) == pid_) {
+        status_ = st;
+        break;
+      }
+      if (steady_clock::now() >= deadline) {
+        break;
+      }
+      std::this_thread::sleep_for(std::chrono::milliseconds(10));
+    }
+    return status_;
+  }
+
+  // One line of stdout (without '\n'), or nullopt on EOF or timeout.
+  std::optional<std::string> ReadLine() {
+    const auto deadline = steady_clock::now() + kDeadline;
+    for (;;) {
+      if (const size_t nl = buf_.find('\n'); nl != std::string::npos) {
+        std::string line = buf_.substr(0, nl);
+        buf_.erase(0, nl + 1);
+        return line;
+      }
+      const auto left =
+          std::chrono::duration_cast<std::chrono::milliseconds>(deadline - steady_clock::now());
+      pollfd p{out_fd_, POLLIN, 0};
+      if (left.count() <= 0 || ::poll(&p, 1, static_cast<int>(left.count())) <= 0) {
+        return std::nullopt;
+      }
+      char chunk[512];
+      const ssize_t n = ::read(out_fd_, chunk, sizeof(chunk));
+      if (n <= 0) {
+        return std::nullopt;
+      }
+      buf_.append(chunk, static_cast<size_t>(n));
+    }
+  }
+
+  std::string ReadAll() {
+    std::string all;
+    while (auto line = ReadLine()) {
+      all += *line + "\n";
+    }
+    return all + buf_;
+  }
+
+ private:
+  pid_t pid_ = -1;
+  int out_fd_ = -1;
+  std::string buf_;
+  std::optional<int> status_;
+};
+
+std::string LogTailForTest(const std::string& path) {
+  return ReadFileTail(path, 2000).value_or("(no log)");
+}
+
+std::optional<ProcStat> Stat(int pid) {
+  Result<std::string> text = ReadFile("/proc/" + std::to_string(pid) + "/stat");
+  if (!text.has_value()) {
+    return std::nullopt;
+  }
+  Result<ProcStat> st = ParseProcStat(*text);
+  return st.has_value() ? std::optional<ProcStat>(*st) : std::nullopt;
+}
+
+bool AliveNotZombie(int pid) {
+  const auto st = Stat(pid);
+  return st.has_value() && st->state != 'Z' && st->state != 'X';
+}
+
+std::set<int> LiveChildrenOf(int parent) {
+  std::set<int> out;
+  for (const auto& e : fs::directory_iterator("/proc")) {
+    const std::string name = e.path().filename().string();
+    if (name.find_first_not_of("0123456789") != std::string::npos) {
+      continue;
+    }
+    const auto st = Stat(std::stoi(name));
+    if (st.has_value() && st->ppid == parent && st->state != 'Z') {
+      out.insert(st->pid);
+    }
+  }
+  return out;
+}
+
+// Kills an nginx this test started, master and workers, when the test ends (also on failure):
+// SIGKILL to its process group, which the master leads in both ways the tests start it. The
+// group id is the master's pid, read from the pid file at the end.
+class NginxGroupGuard {
+ public:
+  explicit NginxGroupGuard(std::string pidfile) : pidfile_(std::move(pidfile)) {}
+  ~NginxGroupGuard() {
+    int pgid = 0;
+    if (Result<std::string> text = ReadFile(pidfile_); text.has_value()) {
+      pgid = std::atoi(std::string(Trim(*text)).c_str());
+    }
+    if (pgid <= 1) {
+      return;
+    }
+    bool live_member = false;
+    for (const auto& e : fs::directory_iterator("/proc")) {
+      const std::string name = e.path().filename().string();
+      if (name.find_first_not_of("0123456789") != std::string::npos) {
+        continue;
+      }
+      const auto st = Stat(std::stoi(name));
+      live_member |= st.has_value() && st->pgid == pgid && st->comm == "nginx" && st->state != 'Z';
+    }
+    if (live_member) {
+      ::kill(-pgid, SIGKILL);
+    }
+    // Reap whatever of it came to us; the rest is PID 1's.
+    const auto deadline = steady_clock::now() + std::chrono::seconds(2);
+    int st = 0;
+    while (steady_clock::now() < deadline && ::waitpid(-pgid, &st, WNOHANG) >= 0) {
+      std::this_thread::sleep_for(std::chrono::milliseconds(10));
+    }
+  }
+
+ private:
+  std::string pidfile_;
+};
+
+// Reaps `pid` once it is our child (orphans come to us: we are a subreaper) and returns how it
+// ended; nullopt if it is still running at the deadline. -1: gone without us reaping it.
+std::optional<int> ReapOrphan(int pid) {
+  const auto deadline = steady_clock::now() + kDeadline;
+  while (steady_clock::now() < deadline) {
+    int st = 0;
+    const pid_t r = ::waitpid(pid, &st, WNOHANG);
+    if (r == pid) {
+      return st;
+    }
+    if (r < 0 && !fs::exists("/proc/" + std::to_string(pid))) {
+      return -1;
+    }
+    std::this_thread::sleep_for(std::chrono::milliseconds(10));
+  }
+  return std::nullopt;
+}
+
+// Waits until `pidfile` holds a pid with `workers` live children; returns that pid.
+int WaitForNginx(const std::string& pidfile, size_t workers) {
+  const auto deadline = steady_clock::now() + kDeadline;
+  while (steady_clock::now() < deadline) {
+    if (Result<std::string> text = ReadFile(pidfile); text.has_value()) {
+      const std::string_view t = Trim(*text);
+      if (!t.empty()) {
+        const int pid = std::stoi(std::string(t));
+        if (AliveNotZombie(pid) && LiveChildrenOf(pid).size() == workers) {
+          return pid;
+        }
+      }
+    }
+    std::this_thread::sleep_for(std::chrono::milliseconds(20));
+  }
+  return 0;
+}
+
+std::string WriteNginxConfig(const std::string& dir, int port, int workers) {
+  const std::string conf = dir + "/nginx.conf";
+  std::ofstream(conf) << "worker_processes " << workers << ";\n"
+                      << "pid " << dir << "/nginx.pid;\n"
+                      << "error_log " << dir << "/error.log;\n"
+                      << "events {}\n"
+                      << "http {\n  access_log off;\n"
+                      << "  client_body_temp_path " << dir << "/cb;\n"
+                      << "  proxy_temp_path " << dir << "/px;\n"
+                      << "  fastcgi_temp_path " << dir << "/fc;\n"
+                      << "  uwsgi_temp_path " << dir << "/uw;\n"
+                      << "  scgi_temp_path " << dir << "/sc;\n"
+                      << "  server { listen 127.0.0.1:" << port << "; return 200 \"ok\\n\"; }\n}\n";
+  return conf;
+}
+
+class CliIntegrationTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    // nginx workers orphaned by the crash come to this process, which reaps them.
+    ASSERT_EQ(::prctl(PR_SET_CHILD_SUBREAPER, 1), 0);
+    ASSERT_FALSE(tmp_.path().empty());
+    ASSERT_EQ(::access(MedicBin().c_str(), X_OK), 0) << MedicBin() << " is not built";
+  }
+  TempDir tmp_;
+};
+
+TEST_F(CliIntegrationTest, HealthAppServesHealthKeepsAliveAndStopsOnSigterm) {
+  Child app({MedicBin(), "healthapp", "--listen", "127.0.0.1:0"}, true, false);
+  const std::optional<std::string> line = app.ReadLine();
+  ASSERT_TRUE(line.has_value());
+  const std::string prefix = "healthapp listening on 127.0.0.1:";
+  ASSERT_EQ(line->rfind(prefix, 0), 0u) << *line;
+  const int port = std::stoi(line->substr(prefix.size()));
+  ASSERT_GT(port, 0);
+
+  std::unique_ptr<HttpClient> http = NewCurlHttpClient();
+  HttpRequest req;
+  req.url = "http://127.0.0.1:" + std::to_string(port) + "/health";
+  Result<HttpResponse> ok = http->Do(req);
+  ASSERT_TRUE(ok.has_value()) << ok.error().message;
+  EXPECT_EQ(ok->status, 200);
+  EXPECT_EQ(ok->content_type, "application/json");
+  char host[256] = {};
+  ::gethostname(host, sizeof(host) - 1);
+  EXPECT_EQ(ParseJson(ok->body).value(), Json({{"status", "ok"}, {"host", host}}));
+
+  req.url = "http://127.0.0.1:" + std::to_string(port) + "/nope";
+  Result<HttpResponse> missing = http->Do(req);
+  ASSERT_TRUE(missing.has_value());
+  EXPECT_EQ(missing->status, 404);
+  EXPECT_TRUE(ParseJson(missing->body).value().contains("error"));
+
+  // Two pipelined requests on one connection get two answers: keep-alive works.
+  const int fd = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  sockaddr_in addr{};
+  addr.sin_family = AF_INET;
+  addr.sin_port = htons(static_cast<uint16_t>(port));
+  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  ASSERT_EQ(::connect(fd, reinterpret_cast<sockaddr*>(&addr), sizeof(addr)), 0);
+  const std::string two =
+      "GET /health HTTP/1.1\r\nHost: x\r\n\r\nGET /nope HTTP/1.1\r\nHost: x\r\n\r\n";
+  ASSERT_EQ(::write(fd, two.data(), two.size()), static_cast<ssize_t>(two.size()));
+  std::string answers;
+  const auto deadline = steady_clock::now() + kDeadline;
+  while (answers.find("HTTP/1.1 404") == std::string::npos && steady_clock::now() < deadline) {
+    pollfd p{fd, POLLIN, 0};
+    if (::poll(&p, 1, 1000) > 0) {
+      char buf[1024];
+      const ssize_t n = ::read(fd, buf, sizeof(buf));
+      if (n <= 0) {
+        break;
+      }
+      answers.append(buf, static_cast<size_t>(n));
+    }
+  }
+  ::close(fd);
+  EXPECT_EQ(answers.rfind("HTTP/1.1 200", 0), 0u) << answers;
+  EXPECT_NE(answers.find("HTTP/1.1 404"), std::string::npos) << answers;
+
+  ASSERT_EQ(::kill(app.pid(), SIGTERM), 0);
+  const std::optional<int> status = app.Wait();
+  ASSERT_TRUE(status.has_value()) << "healthapp did not exit on SIGTERM";
+  EXPECT_TRUE(WIFEXITED(*status));
+  EXPECT_EQ(WEXITSTATUS(*status), 0);
+}
+
+TEST_F(CliIntegrationTest, HealthAppReportsABusyPort) {
+  const int port = FreeLoopbackPort().value();
+  Child first({MedicBin(), "healthapp", "--listen", "127.0.0.1:" + std::to_string(port)}, true,
+              false);
+  ASSERT_TRUE(first.ReadLine().has_value());
+  Child second({MedicBin(), "healthapp", "--listen", "127.0.0.1:" + std::to_string(port)}, true,
+               false);
+  const std::optional<int> status = second.Wait();
+  ASSERT_TRUE(status.has_value());
+  EXPECT_TRUE(WIFEXITED(*status));
+  EXPECT_EQ(WEXITSTATUS(*status), 1);
+}
+
+TEST_F(CliIntegrationTest, NginxCrashKillsForegroundMasterAndWorkers) {
+  const int port = FreeLoopbackPort().value();
+  const std::string conf = WriteNginxConfig(tmp_.path(), port, 2);
+  // Declared first, so it runs last: after the Child has reaped the master.
+  const NginxGroupGuard guard(tmp_.path() + "/nginx.pid");
+  Child nginx({kNginx, "-p", tmp_.path() + "/", "-e", tmp_.path() + "/error.log", "-c", conf, "-g",
+               "daemon off;"},
+              false, true);
+  const int master = WaitForNginx(tmp_.path() + "/nginx.pid", 2);
+  ASSERT_EQ(master, nginx.pid()) << LogTailForTest(tmp_.path() + "/error.log");
+  const std::set<int> workers = LiveChildrenOf(master);
+
+  Child chaos({MedicBin(), "chaos", "nginx-crash", "--pidfile", tmp_.path() + "/nginx.pid"}, true,
+              false);
+  const std::string out = chaos.ReadAll();
+  const std::optional<int> chaos_status = chaos.Wait();
+  ASSERT_TRUE(chaos_status.has_value());
+  EXPECT_EQ(WEXITSTATUS(*chaos_status), 0) << out;
+  EXPECT_EQ(out.rfind("killed nginx master " + std::to_string(master) + " and 2 workers", 0), 0u)
+      << out;
+
+  const std::optional<int> master_status = nginx.Wait();
+  ASSERT_TRUE(master_status.has_value()) << "nginx master still running";
+  EXPECT_TRUE(WIFSIGNALED(*master_status));
+  EXPECT_EQ(WTERMSIG(*master_status), SIGKILL);
+  for (const int w : workers) {
+    SCOPED_TRACE(w);
+    const std::optional<int> st = ReapOrphan(w);
+    ASSERT_TRUE(st.has_value()) << "worker still running";
+    if (*st != -1) {
+      EXPECT_TRUE(WIFSIGNALED(*st));
+      EXPECT_EQ(WTERMSIG(*st), SIGKILL);
+    }
+    EXPECT_FALSE(AliveNotZombie(w));
+  }
+}
+
+TEST_F(CliIntegrationTest, NginxCrashKillsADaemonizedNginxAndItsGroup) {
+  const int port = FreeLoopbackPort().value();
+  const std::string conf = WriteNginxConfig(tmp_.path(), port, 1);
+  // Without "daemon off;" nginx forks a master that leads its own session and group; the master
+  // is orphaned to us.
+  const NginxGroupGuard guard(tmp_.path() + "/nginx.pid");
+  Child launcher({kNginx, "-p", tmp_.path() + "/", "-e", tmp_.path() + "/error.log", "-c", conf},
+                 false, false);
+  ASSERT_TRUE(launcher.Wait().has_value());
+  const int master = WaitForNginx(tmp_.path() + "/nginx.pid", 1);
+  ASSERT_GT(master, 0) << LogTailForTest(tmp_.path() + "/error.log");
+  const std::set<int> workers = LiveChildrenOf(master);
+  ASSERT_EQ(Stat(master)->pgid, master);
+
+  Child chaos({MedicBin(), "chaos", "nginx-crash", "--pidfile", tmp_.path() + "/nginx.pid"}, true,
+              false);
+  const std::string out = chaos.ReadAll();
+  ASSERT_TRUE(chaos.Wait().has_value());
+  EXPECT_NE(out.find("and its process group"), std::string::npos) << out;
+  for (const int pid : std::set<int>{master, *workers.begin()}) {
+    SCOPED_TRACE(pid);
+    const std::optional<int> st = ReapOrphan(pid);
+    ASSERT_TRUE(st.has_value()) << "still running";
+    EXPECT_FALSE(AliveNotZombie(pid));
+  }
+}
+
+TEST_F(CliIntegrationTest, NginxCrashRefusesAPidThatIsNotNginx) {
+  // A canary: a harmless process whose pid sits in the pid file must survive.
+  Child canary({"/bin/sleep", "30"}, false, false);
+  std::ofstream(tmp_.path() + "/nginx.pid") << canary.pid() << "\n";
+  Child chaos({MedicBin(), "chaos", "nginx-crash", "--pidfile", tmp_.path() + "/nginx.pid"}, true,
+              false);
+  chaos.ReadAll();
+  const std::optional<int> st = chaos.Wait();
+  ASSERT_TRUE(st.has_value());
+  EXPECT_EQ(WEXITSTATUS(*st), 1);
+  EXPECT_TRUE(AliveNotZombie(canary.pid()));
+  EXPECT_FALSE(canary.Wait(std::chrono::milliseconds(0)).has_value());
+}
+
+TEST_F(CliIntegrationTest, DemoNginxConfigPassesNginxTest) {
+  DemoHost host = MakeDemoHost(tmp_.path(), 1);
+  host.nginx_port = FreeLoopbackPort().value();
+  host.app_port = FreeLoopbackPort().value();
+  ASSERT_TRUE(MakeDirs(host.LogDir()).has_value());
+  ASSERT_TRUE(MakeDirs(host.RunDir()).has_value());
+  ASSERT_TRUE(MakeDirs(host.TmpDir()).has_value());
+  ASSERT_TRUE(WriteFileAtomic(host.NginxConfPath(), NginxConfig(host)).has_value());
+  Child check({kNginx, "-t", "-q", "-p", host.dir + "/", "-e", host.LogDir() + "/error.log", "-c",
+               host.NginxConfPath(), "-g", "daemon off;"},
+              false, false);
+  const std::optional<int> st = check.Wait();
+  ASSERT_TRUE(st.has_value());
+  EXPECT_TRUE(WIFEXITED(*st));
+  EXPECT_EQ(WEXITSTATUS(*st), 0) << ReadFile(host.LogDir() + "/error.log").value_or("");
+}
+
+}  // namespace
+}  // namespace medic::cli

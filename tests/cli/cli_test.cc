@@ -1,0 +1,347 @@
+// The medic command line against a recording fake HttpClient and fake process table: the
+// right request for each command, the output, and one-line errors with non-zero exit codes.
+
+#include "cli/cli.h"
+
+#include <gtest/gtest.h>
+
+#include <algorithm>
+#include <cstdio>
+#include <fstream>
+#include <map>
+#include <sstream>
+
+#include "cli/commands.h"
+#include "fake_http_client.h"
+
+namespace medic::cli {
+namespace {
+
+class NoProcesses : public ProcessTable {
+ public:
+  Result<std::string> ReadFile(const std::string& path) override {
+    return NotFound("cannot open " + path + ": No such file or directory");
+  }
+  std::vector<int> ListPids() override { return {}; }
+  Status Signal(int pid, int) override {
+    signalled.push_back(pid);
+    return OkStatus();
+  }
+  std::vector<int> signalled;
+};
+
+class FakeCliEnv : public CliEnv {
+ public:
+  std::ostream& Out() override { return out; }
+  std::ostream& Err() override { return err; }
+  std::optional<std::string> GetEnv(const std::string& name) override {
+    auto it = env.find(name);
+    if (it == env.end()) {
+      return std::nullopt;
+    }
+    return it->second;
+  }
+  HttpClient& Http() override { return http; }
+  const Clock& GetClock() override { return clock; }
+  ProcessTable& Procs() override { return procs; }
+  Status RunHealthApp(const std::string& listen) override {
+    healthapp_listen = listen;
+    return OkStatus();
+  }
+  int RunDemo(const DemoOptions& options) override {
+    demo_options = options;
+    return 0;
+  }
+
+  std::ostringstream out;
+  std::ostringstream err;
+  std::map<std::string, std::string> env = {{"MEDIC_TOKEN", "tok-123"}};
+  FakeHttpClient http;
+  ManualClock clock{ParseRfc3339("2026-11-29T21:13:16Z").value()};
+  NoProcesses procs;
+  std::optional<std::string> healthapp_listen;
+  std::optional<DemoOptions> demo_options;
+};
+
+class CliTest : public ::testing::Test {
+ protected:
+  int Run(std::vector<std::string> args) { return RunCli(args, env_); }
+  FakeCliEnv env_;
+};
+
+TEST_F(CliTest, IncidentsSendsGetWithQueryAndBearerToken) {
+  env_.http.Answer(200, R"j({"incidents":[{"incident_id":"inc-1","status":"completed",
+      "alarm_name":"Disk-Critical-ASG","instance_id":"web-1","created_at":"2026-11-29T21:13:06Z"}]})j");
+  ASSERT_EQ(Run({"incidents", "--status", "pending_approval", "--limit", "5"}), 0)
+      << env_.err.str();
+  ASSERT_EQ(env_.http.requests().size(), 1u);
+  const HttpRequest& r = env_.http.last();
+  EXPECT_EQ(r.method, "GET");
+  EXPECT_EQ(r.url, "http://127.0.0.1:8080/api/v1/incidents?status=pending_approval&limit=5");
+  EXPECT_EQ(FakeHttpClient::Header(r, "Authorization"), "Bearer tok-123");
+  EXPECT_EQ(env_.out.str(),
+            "ID     STATUS     ALARM              HOST   CREATED\n"
+            "inc-1  completed  Disk-Critical-ASG  web-1  10s ago\n");
+  EXPECT_EQ(env_.err.str(), "");
+}
+
+TEST_F(CliTest, JsonFlagPrintsTheApiJsonBeforeOrAfterTheCommand) {
+  const std::string body = R"j({"incidents":[{"incident_id":"inc-1"}]})j";
+  for (const auto& args :
+       std::vector<std::vector<std::string>>{{"--json", "incidents"}, {"incidents", "--json"}}) {
+    env_.out.str("");
+    env_.http.Answer(200, body);
+    ASSERT_EQ(Run(args), 0) << env_.err.str();
+    EXPECT_EQ(env_.out.str(), DumpJson(ParseJson(body).value(), 2) + "\n");
+  }
+}
+
+TEST_F(CliTest, ServerAndTokenFromFlagsOverrideEnvironment) {
+  env_.env["MEDIC_SERVER"] = "http://10.0.0.1:9000/";
+  env_.http.Answer(200, R"j({"hosts":[]})j");
+  ASSERT_EQ(Run({"hosts"}), 0);
+  EXPECT_EQ(env_.http.last().url, "http://10.0.0.1:9000/api/v1/hosts");
+
+  const std::string token_file = ::testing::TempDir() + "/cli_test_token";
+  {
+    std::ofstream f(token_file);
+    f << "from-file\n";
+  }
+  env_.http.Answer(200, R"j({"hosts":[]})j");
+  ASSERT_EQ(Run({"--server", "http://127.0.0.2:1234", "hosts", "--token-file", token_file}), 0)
+      << env_.err.str();
+  EXPECT_EQ(env_.http.last().url, "http://127.0.0.2:1234/api/v1/hosts");
+  EXPECT_EQ(FakeHttpClient::Header(env_.http.last(), "Authorization"), "Bearer from-file");
+  std::remove(token_file.c_str());
+}
+
+TEST_F(CliTest, ShowEncodesTheIdAndPrintsTheIncident) {
+  env_.http.Answer(200, R"j({"incident_id":"a b/c","status":"rejected","timeline":[]})j");
+  ASSERT_EQ(Run({"show", "a b/c"}), 0) << env_.err.str();
+  EXPECT_EQ(env_.http.last().url, "http://127.0.0.1:8080/api/v1/incidents/a%20b%2Fc");
+  EXPECT_NE(env_.out.str().find("Status:    rejected"), std::string::npos) << env_.out.str();
+}
+
+TEST_F(CliTest, ApproveAndRejectPostTheComment) {
+  struct Case {
+    std::vector<std::string> args;
+    std::string url;
+    std::string body;
+    std::string out;
+  };
+  const Case cases[] = {
+      {{"approve", "inc-42", "--comment", "go ahead"},
+       "http://127.0.0.1:8080/api/v1/incidents/inc-42/approve",
+       R"j({"comment":"go ahead"})j",
+       "approved inc-42: status executing\n"},
+      {{"approve", "inc-42"},
+       "http://127.0.0.1:8080/api/v1/incidents/inc-42/approve",
+       "{}",
+       "approved inc-42: status executing\n"},
+      {{"reject", "inc-42", "--comment", "not now"},
+       "http://127.0.0.1:8080/api/v1/incidents/inc-42/reject",
+       R"j({"comment":"not now"})j",
+       "rejected inc-42: status executing\n"},
+  };
+  for (const Case& c : cases) {
+    SCOPED_TRACE(c.url + " " + c.body);
+    env_.out.str("");
+    env_.http.Answer(200, R"j({"incident_id":"inc-42","status":"executing"})j");
+    ASSERT_EQ(Run(c.args), 0) << env_.err.str();
+    const HttpRequest& r = env_.http.last();
+    EXPECT_EQ(r.method, "POST");
+    EXPECT_EQ(r.url, c.url);
+    EXPECT_EQ(r.body, c.body);
+    EXPECT_EQ(FakeHttpClient::Header(r, "Content-Type"), "application/json");
+    EXPECT_EQ(env_.out.str(), c.out);
+  }
+}
+
+TEST_F(CliTest, ServerErrorIsOneLineWithTheServersMessage) {
+  env_.http.Answer(404, R"j({"error":"incident inc-42 not found"})j");
+  EXPECT_EQ(Run({"approve", "inc-42"}), 1);
+  EXPECT_EQ(env_.err.str(), "medic: approve inc-42: 404 incident inc-42 not found\n");
+  EXPECT_EQ(env_.out.str(), "");
+}
+
+TEST_F(CliTest, ServerErrorWithoutJsonUsesTheReasonPhrase) {
+  env_.http.Answer(502, "<html>\nbad gateway\n</html>");
+  EXPECT_EQ(Run({"hosts"}), 1);
+  EXPECT_EQ(env_.err.str(), "medic: hosts: 502 bad gateway\n");
+}
+
+TEST_F(CliTest, UnreachableServer) {
+  env_.http.AnswerError(Unavailable("connection refused"));
+  EXPECT_EQ(Run({"incidents"}), 1);
+  EXPECT_EQ(env_.err.str(), "medic: cannot reach http://127.0.0.1:8080: connection refused\n");
+
+  env_.err.str("");
+  env_.http.AnswerError(
+      Unavailable("GET http://127.0.0.1:8080/api/v1/alarms: Couldn't connect to server"));
+  EXPECT_EQ(Run({"alarms"}), 1);
+  EXPECT_EQ(env_.err.str(),
+            "medic: cannot reach http://127.0.0.1:8080: couldn't connect to server\n");
+}
+
+TEST_F(CliTest, NonJsonSuccessIsAnError) {
+  env_.http.Answer(200, "not json");
+  EXPECT_EQ(Run({"alarms"}), 1);
+  EXPECT_EQ(env_.err.str().rfind("medic: alarms: the server's answer is not JSON", 0), 0u)
+      << env_.err.str();
+}
+
+TEST_F(CliTest, MissingTokenIsAnErrorAndSendsNothing) {
+  env_.env.clear();
+  EXPECT_EQ(Run({"incidents"}), 1);
+  EXPECT_EQ(env_.err.str(),
+            "medic: no API token: pass --token-file FILE or set MEDIC_TOKEN (medic demo prints "
+            "its token file)\n");
+  EXPECT_TRUE(env_.http.requests().empty());
+
+  env_.err.str("");
+  EXPECT_EQ(Run({"incidents", "--token-file", "/nonexistent/medic/token"}), 1);
+  EXPECT_EQ(env_.err.str().rfind("medic: cannot read token file: ", 0), 0u) << env_.err.str();
+}
+
+TEST_F(CliTest, BadServerUrl) {
+  EXPECT_EQ(Run({"--server", "127.0.0.1:8080", "hosts"}), 1);
+  EXPECT_EQ(env_.err.str(), "medic: --server '127.0.0.1:8080' is not an http:// or https:// URL\n");
+}
+
+TEST_F(CliTest, UsageErrorsExitTwoWithOneLine) {
+  const std::vector<std::vector<std::string>> cases = {
+      {},
+      {"frobnicate"},
+      {"incidents", "--bogus"},
+      {"incidents", "--status", "sleeping"},
+      {"incidents", "--limit", "zero"},
+      {"show"},
+      {"approve"},
+      {"report", "inc-1", "--format", "pdf"},
+      {"token", "create", "ci"},
+      {"chaos"},
+      {"chaos", "nginx-crash", "--host", "web-1", "--pidfile", "/x"},
+      {"demo", "--hosts", "0"},
+  };
+  for (const auto& args : cases) {
+    std::string joined;
+    for (const auto& a : args) {
+      joined += a + " ";
+    }
+    SCOPED_TRACE(joined);
+    env_.err.str("");
+    EXPECT_EQ(Run(args), 2);
+    const std::string err = env_.err.str();
+    EXPECT_EQ(err.rfind("medic: ", 0), 0u) << err;
+    EXPECT_EQ(std::count(err.begin(), err.end(), '\n'), 1) << err;
+  }
+  EXPECT_TRUE(env_.http.requests().empty());
+}
+
+TEST_F(CliTest, HelpExitsZero) {
+  EXPECT_EQ(Run({"--help"}), 0);
+  EXPECT_NE(env_.out.str().find("incidents"), std::string::npos);
+  env_.out.str("");
+  EXPECT_EQ(Run({"approve", "--help"}), 0);
+  EXPECT_NE(env_.out.str().find("--comment"), std::string::npos) << env_.out.str();
+}
+
+TEST_F(CliTest, ReportPrintsTheBodyVerbatim) {
+  env_.http.Answer(200, "# Incident inc-1\n\nresolved");
+  ASSERT_EQ(Run({"report", "inc-1", "--format", "html"}), 0) << env_.err.str();
+  EXPECT_EQ(env_.http.last().url,
+            "http://127.0.0.1:8080/api/v1/incidents/inc-1/report?format=html");
+  EXPECT_EQ(env_.out.str(), "# Incident inc-1\n\nresolved\n");
+}
+
+TEST_F(CliTest, TokenCreateAndRevoke) {
+  env_.http.Answer(200, R"j({"token":"secret-1"})j");
+  ASSERT_EQ(Run({"token", "create", "ci", "--role", "operator"}), 0) << env_.err.str();
+  EXPECT_EQ(env_.http.last().method, "POST");
+  EXPECT_EQ(env_.http.last().url, "http://127.0.0.1:8080/api/v1/tokens");
+  EXPECT_EQ(ParseJson(env_.http.last().body).value(), Json({{"name", "ci"}, {"role", "operator"}}));
+  EXPECT_EQ(env_.out.str(), "secret-1\n");
+
+  env_.out.str("");
+  env_.http.Answer(200, "{}");
+  ASSERT_EQ(Run({"token", "revoke", "ci"}), 0) << env_.err.str();
+  EXPECT_EQ(env_.http.last().method, "DELETE");
+  EXPECT_EQ(env_.http.last().url, "http://127.0.0.1:8080/api/v1/tokens/ci");
+  EXPECT_EQ(env_.out.str(), "revoked token ci\n");
+}
+
+TEST_F(CliTest, RemoteChaosPostsToTheServer) {
+  env_.http.Answer(202, R"j({"command_id":"cmd-9"})j");
+  ASSERT_EQ(Run({"chaos", "disk-fill", "--host", "web-2", "percent=90", "path=/tmp/x"}), 0)
+      << env_.err.str();
+  const HttpRequest& r = env_.http.last();
+  EXPECT_EQ(r.method, "POST");
+  EXPECT_EQ(r.url, "http://127.0.0.1:8080/api/v1/chaos");
+  EXPECT_EQ(
+      ParseJson(r.body).value(),
+      ParseJson(R"j({"host":"web-2","mode":"disk-fill","params":{"percent":90,"path":"/tmp/x"}})j")
+          .value());
+  EXPECT_EQ(env_.out.str(), "chaos disk-fill sent to web-2: command cmd-9\n");
+}
+
+TEST_F(CliTest, ChaosUnknownModeListsTheValidOnes) {
+  EXPECT_EQ(Run({"chaos", "meteor", "--host", "web-1"}), 1);
+  EXPECT_EQ(env_.err.str(),
+            "medic: chaos: unknown mode 'meteor' (valid: disk-fill, oom, nginx-crash, stop)\n");
+  EXPECT_TRUE(env_.http.requests().empty());
+}
+
+TEST_F(CliTest, LocalChaosStopWithNothingRunning) {
+  ASSERT_EQ(Run({"chaos", "stop"}), 0);
+  EXPECT_EQ(env_.out.str(), "no chaos running\n");
+}
+
+TEST_F(CliTest, LocalChaosModesNotInThisVersionSaySo) {
+  EXPECT_EQ(Run({"chaos", "oom"}), 1);
+  EXPECT_NE(env_.err.str().find("not available on this machine in this version"), std::string::npos)
+      << env_.err.str();
+  EXPECT_TRUE(env_.procs.signalled.empty());
+}
+
+TEST_F(CliTest, LocalNginxCrashWithoutPidfileFailsCleanly) {
+  EXPECT_EQ(Run({"chaos", "nginx-crash", "--pidfile", "/nonexistent/nginx.pid"}), 1);
+  const std::string err = env_.err.str();
+  EXPECT_EQ(
+      err.rfind("medic: chaos nginx-crash: cannot read nginx pidfile /nonexistent/nginx.pid", 0),
+      0u)
+      << err;
+  EXPECT_EQ(std::count(err.begin(), err.end(), '\n'), 1);
+  EXPECT_TRUE(env_.procs.signalled.empty());
+  EXPECT_TRUE(env_.http.requests().empty());
+}
+
+TEST_F(CliTest, HealthAppAndDemoAreDispatchedWithTheirOptions) {
+  ASSERT_EQ(Run({"healthapp", "--listen", "127.0.0.1:0"}), 0);
+  EXPECT_EQ(env_.healthapp_listen, "127.0.0.1:0");
+
+  ASSERT_EQ(
+      Run({"demo", "--listen", "127.0.0.1:9090", "--data-dir", "/tmp/d", "--hosts", "2", "--auto"}),
+      0);
+  ASSERT_TRUE(env_.demo_options.has_value());
+  EXPECT_EQ(env_.demo_options->listen, "127.0.0.1:9090");
+  EXPECT_EQ(env_.demo_options->data_dir, "/tmp/d");
+  EXPECT_EQ(env_.demo_options->hosts, 2);
+  EXPECT_TRUE(env_.demo_options->auto_approve);
+
+  ASSERT_EQ(Run({"demo"}), 0);
+  EXPECT_EQ(env_.demo_options->listen, "127.0.0.1:8080");
+  EXPECT_EQ(env_.demo_options->data_dir, "medic-demo");
+  EXPECT_EQ(env_.demo_options->hosts, 1);
+  EXPECT_FALSE(env_.demo_options->auto_approve);
+  EXPECT_TRUE(env_.http.requests().empty());
+}
+
+TEST(ParseChaosParamsTest, TypesAndErrors) {
+  EXPECT_EQ(ParseChaosParams({"a=1", "b=2.5", "c=true", "d=x y", "e="}).value(),
+            ParseJson(R"j({"a":1,"b":2.5,"c":true,"d":"x y","e":""})j").value());
+  EXPECT_FALSE(ParseChaosParams({"novalue"}).has_value());
+  EXPECT_FALSE(ParseChaosParams({"=1"}).has_value());
+}
+
+}  // namespace
+}  // namespace medic::cli

@@ -1,0 +1,134 @@
+#include "cli/format.h"
+
+#include <gtest/gtest.h>
+
+namespace medic::cli {
+namespace {
+
+const WallTime kNow = ParseRfc3339("2026-11-29T21:13:16Z").value();
+
+Json J(std::string_view text) { return ParseJson(text).value(); }
+
+TEST(FormatTableTest, AlignsColumnsAndTrimsTrailingSpace) {
+  EXPECT_EQ(
+      FormatTable({"ID", "STATUS", "X"}, {{"inc-1", "ok", ""}, {"i", "pending_approval", "y"}}),
+      "ID     STATUS            X\n"
+      "inc-1  ok\n"
+      "i      pending_approval  y\n");
+  EXPECT_EQ(FormatTable({"A", "B"}, {{"1", "2"}}, 2), "  A  B\n  1  2\n");
+}
+
+TEST(FormatAgeTest, CompactUnits) {
+  struct Case {
+    int64_t seconds;
+    std::string_view want;
+  };
+  const Case cases[] = {{0, "0s"},      {59, "59s"},   {60, "1m"}, {3599, "59m"},      {3600, "1h"},
+                        {86399, "23h"}, {86400, "1d"}, {-5, "0s"}, {10 * 86400, "10d"}};
+  for (const Case& c : cases) {
+    SCOPED_TRACE(c.seconds);
+    EXPECT_EQ(FormatAge(kNow - std::chrono::seconds(c.seconds), kNow), c.want);
+  }
+}
+
+TEST(FormatAgeTest, OfRfc3339) {
+  EXPECT_EQ(FormatAgeOf(Json("2026-11-29T21:08:16Z"), kNow), "5m ago");
+  EXPECT_EQ(FormatAgeOf(Json("yesterday"), kNow), "yesterday");
+  EXPECT_EQ(FormatAgeOf(Json(), kNow), "-");
+}
+
+TEST(FormatIncidentListTest, Table) {
+  const Json body = J(R"j({"incidents":[
+    {"incident_id":"inc-42","status":"pending_approval","alarm_name":"Nginx-Down-ALB",
+     "instance_id":"web-1","created_at":"2026-11-29T21:13:04Z"},
+    {"incident_id":"inc-7","status":"completed","alarm_name":"Disk-Critical-ASG",
+     "instance_id":"web-2","created_at":"2026-11-27T09:00:00.123Z"}]})j");
+  EXPECT_EQ(FormatIncidentList(body, kNow).value(),
+            "ID      STATUS            ALARM              HOST   CREATED\n"
+            "inc-42  pending_approval  Nginx-Down-ALB     web-1  12s ago\n"
+            "inc-7   completed         Disk-Critical-ASG  web-2  2d ago\n");
+}
+
+TEST(FormatIncidentListTest, MissingFieldsPrintAsDash) {
+  EXPECT_EQ(FormatIncidentList(J(R"j({"incidents":[{"incident_id":"inc-1"}]})j"), kNow).value(),
+            "ID     STATUS  ALARM  HOST  CREATED\n"
+            "inc-1  -       -      -     -\n");
+}
+
+TEST(FormatIncidentListTest, EmptyAndMalformed) {
+  EXPECT_EQ(FormatIncidentList(J(R"j({"incidents":[]})j"), kNow).value(), "no incidents\n");
+  EXPECT_FALSE(FormatIncidentList(J(R"j({"hosts":[]})j"), kNow).has_value());
+  EXPECT_FALSE(FormatIncidentList(J(R"j([1,2])j"), kNow).has_value());
+}
+
+TEST(FormatIncidentTest, FieldsBlocksAndTimeline) {
+  const Json inc = J(R"j({
+    "incident_id":"inc-42","status":"pending_approval","alarm_name":"Nginx-Down-ALB",
+    "alarm_description":"unhealthy hosts > 0","instance_id":"web-1",
+    "created_at":"2026-11-29T21:12:16Z","updated_at":"2026-11-29T21:12:18Z",
+    "diagnostics":"$ systemctl status nginx\ninactive (dead)","ai_suggestion":"service.restart service=nginx",
+    "ai_reasoning":"nginx is down","remediation_output":"","reason":"",
+    "timeline":[
+      {"event":"created","timestamp":"2026-11-29T21:12:16Z","actor":"medic"},
+      {"event":"suggested","timestamp":"2026-11-29T21:12:18Z","actor":"medic","detail":"runbook fallback\nsecond line"}]})j");
+  EXPECT_EQ(FormatIncident(inc, kNow).value(),
+            "Incident:  inc-42\n"
+            "Status:    pending_approval\n"
+            "Alarm:     Nginx-Down-ALB (unhealthy hosts > 0)\n"
+            "Host:      web-1\n"
+            "Created:   2026-11-29T21:12:16Z (1m ago)\n"
+            "Updated:   2026-11-29T21:12:18Z\n"
+            "\n"
+            "AI suggestion:\n"
+            "  service.restart service=nginx\n"
+            "\n"
+            "AI reasoning:\n"
+            "  nginx is down\n"
+            "\n"
+            "Diagnostics:\n"
+            "  $ systemctl status nginx\n"
+            "  inactive (dead)\n"
+            "\n"
+            "Timeline:\n"
+            "  TIME                  EVENT      ACTOR  DETAIL\n"
+            "  2026-11-29T21:12:16Z  created    medic\n"
+            "  2026-11-29T21:12:18Z  suggested  medic  runbook fallback second line\n");
+}
+
+TEST(FormatIncidentTest, ReasonShownAndStructuredDiagnosticsPretty) {
+  const Json inc = J(R"j({"incident_id":"inc-1","status":"failed","reason":"alarm did not clear",
+                         "diagnostics":{"df":"100%"}})j");
+  const std::string text = FormatIncident(inc, kNow).value();
+  EXPECT_NE(text.find("Reason:    alarm did not clear\n"), std::string::npos) << text;
+  EXPECT_NE(text.find("Diagnostics:\n  {\n    \"df\": \"100%\"\n  }\n"), std::string::npos) << text;
+  EXPECT_EQ(text.find("Timeline"), std::string::npos);
+  EXPECT_FALSE(FormatIncident(J("[]"), kNow).has_value());
+}
+
+TEST(FormatHostListTest, Table) {
+  const Json body = J(R"j({"hosts":[
+    {"name":"web-1","status":"healthy","last_seen":"2026-11-29T21:13:15Z",
+     "metrics":{"disk_used_percent":42.25,"mem_used_percent":30},
+     "checks":[{"name":"web","healthy":true,"detail":"HTTP 200 in 3 ms"}]},
+    {"name":"web-2","status":"unhealthy","last_seen":"2026-11-29T21:10:16Z","metrics":{},
+     "checks":[{"name":"web","healthy":false,"detail":"connection refused"}]}]})j");
+  EXPECT_EQ(FormatHostList(body, kNow).value(),
+            "NAME   STATUS     LAST SEEN  DISK   MEM    CHECKS\n"
+            "web-1  healthy    1s ago     42.2%  30.0%  web ok\n"
+            "web-2  unhealthy  3m ago     -      -      web FAIL (connection refused)\n");
+  EXPECT_EQ(FormatHostList(J(R"j({"hosts":[]})j"), kNow).value(), "no hosts\n");
+}
+
+TEST(FormatAlarmListTest, Table) {
+  const Json body = J(R"j({"alarms":[
+    {"alarm_name":"Nginx-Down-ALB","host":"web-1","state":"ALARM","since":"2026-11-29T21:13:06Z"},
+    {"alarm_name":"Disk-Critical-ASG","host":"web-1","state":"OK","since":"2026-11-29T20:13:16Z"}]})j");
+  EXPECT_EQ(FormatAlarmList(body, kNow).value(),
+            "ALARM              HOST   STATE  SINCE\n"
+            "Nginx-Down-ALB     web-1  ALARM  10s ago\n"
+            "Disk-Critical-ASG  web-1  OK     1h ago\n");
+  EXPECT_FALSE(FormatAlarmList(J("{}"), kNow).has_value());
+}
+
+}  // namespace
+}  // namespace medic::cli

@@ -44,6 +44,8 @@ Result<std::unique_ptr<RealAgent>> BuildAgent(const AgentConfig& config) {
       config, token,
       AgentDeps{a->clock, a->procfs, *a->runner, *a->services, [] { return NewCurlHttpClient(); }});
   a->agent->Start();
+  Agent* agent = a->agent.get();
+  a->services->SetExitListener([agent](const std::string&, const ServiceExit&) { agent->CheckNow(); });
   return a;
 }
 
@@ -72,6 +74,7 @@ int RunAgent(const AgentConfig& config) {
   int sig = 0;
   sigwait(&stop_signals, &sig);
   LogInfo(std::string("received ") + (sig == SIGINT ? "SIGINT" : "SIGTERM") + ", stopping");
+  a.services->SetExitListener(nullptr);
   const bool clean = a.agent->Stop();
   a.services->StopAll();
   a.reaper.Stop();

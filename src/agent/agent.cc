@@ -117,10 +117,19 @@ void Agent::CheckerLoop() {
   }
 }
 
+void Agent::CheckNow() {
+  checker_.RequestRunNow();
+  check_waiter_.Notify();
+}
+
 void Agent::PollerLoop() {
   auto http = deps_.new_http_client();
   while (!poll_waiter_.stopped()) {
+    const uint64_t executed = poller_.executed();
     const Millis delay = poller_.RunOnce(*http);
+    if (poller_.executed() != executed) {
+      CheckNow();
+    }
     poll_waiter_.WaitFor(delay);
   }
 }

@@ -64,6 +64,10 @@ class Agent {
   // then end the process (std::_Exit) instead of destroying the Agent.
   bool Stop(Millis grace = Millis(1'500));
 
+  // Thread-safe: runs every health check now (and reports at once if one changed), instead of
+  // at its next interval. Called when a supervised service exits and after each command.
+  void CheckNow();
+
   Registration& registration() { return registration_; }
   CheckStates& checks() { return checks_; }
   const Policy& policy() const { return policy_; }

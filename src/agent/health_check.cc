@@ -109,8 +109,9 @@ HealthChecker::HealthChecker(std::vector<CheckConfig> checks, CheckStates& state
 
 SteadyTime HealthChecker::RunOnce(HttpClient& http, SteadyTime now) {
   SteadyTime next = now + Millis(60'000);
+  const bool all = run_now_.exchange(false);
   for (auto& e : checks_) {
-    if (now >= e.next) {
+    if (all || now >= e.next) {
       const protocol::CheckResult r = ProbeHttp(http, clock_, e.config);
       if (states_.Update(r)) {
         LogInfo("check " + r.name + " is now " + (r.healthy ? "healthy" : "unhealthy") + ": " +

@@ -1,5 +1,7 @@
 #pragma once
 
+#include <atomic>
+
 // Health checks (HTTP for now) and the shared record of their states.
 
 #include <cstdint>
@@ -66,8 +68,12 @@ class HealthChecker {
   HealthChecker(std::vector<CheckConfig> checks, CheckStates& states, Clock& clock,
                 std::function<void()> on_change);
 
-  // Runs the checks that are due at `now`; returns when the next one is due.
+  // Runs the checks that are due at `now` (all of them after RequestRunNow); returns when the
+  // next one is due.
   SteadyTime RunOnce(HttpClient& http, SteadyTime now);
+  // Thread-safe: the next RunOnce runs every check, due or not (a supervised service exited,
+  // or an action may have changed the host's health).
+  void RequestRunNow() { run_now_ = true; }
   bool empty() const { return checks_.empty(); }
 
  private:
@@ -79,6 +85,7 @@ class HealthChecker {
   CheckStates& states_;
   Clock& clock_;
   std::function<void()> on_change_;
+  std::atomic<bool> run_now_{false};
 };
 
 }  // namespace medic::agent

@@ -38,12 +38,15 @@ std::string FormatResult(const std::string& line, const protocol::CommandResult&
 
 IncidentManager::IncidentManager(Store& store, const Clock& clock, CommandSink& commands,
                                  const AlarmStateView& alarms, SettingsService& settings,
-                                 std::vector<AlarmRule> rules, std::vector<Runbook> runbooks)
+                                 Brain& brain, Offload offload, std::vector<AlarmRule> rules,
+                                 std::vector<Runbook> runbooks)
     : store_(store),
       clock_(clock),
       commands_(commands),
       alarms_(alarms),
       settings_(settings),
+      brain_(brain),
+      offload_(std::move(offload)),
       rules_(std::move(rules)),
       runbooks_(std::move(runbooks)) {}
 
@@ -85,6 +88,12 @@ protocol::Command IncidentManager::MakeCommand(const protocol::Action& action, M
 }
 
 Status IncidentManager::Recover() {
+  Status s = RecoverLocked();
+  DispatchDecisions();
+  return s;
+}
+
+Status IncidentManager::RecoverLocked() {
   std::lock_guard<std::mutex> lock(mu_);
   for (IncidentStatus st : {IncidentStatus::kDiagnosing, IncidentStatus::kPendingApproval,
                             IncidentStatus::kExecuting}) {
@@ -120,6 +129,11 @@ Status IncidentManager::Recover() {
 }
 
 void IncidentManager::OnAlarmTransition(const AlarmTransition& t) {
+  HandleAlarmTransition(t);
+  DispatchDecisions();
+}
+
+void IncidentManager::HandleAlarmTransition(const AlarmTransition& t) {
   std::lock_guard<std::mutex> lock(mu_);
   if (t.to == AlarmState::kAlarm) {
     OpenIncident(t);
@@ -252,18 +266,54 @@ void IncidentManager::Decide(Incident& inc, Active& a) {
     active_.erase(inc.incident_id);
     return;
   }
-  // AI provider "none": the runbook's fix, said plainly.
-  inc.action = Json{{"name", rb->fix.name}, {"params", rb->fix.params}};
-  inc.ai_suggestion = protocol::RenderCommandLine(rb->fix);
-  inc.ai_reasoning = "AI provider is 'none': the runbook's fix for " + inc.alarm_name +
-                     ". " + rb->fix_reasoning;
+  a.phase = Phase::kDeciding;
+  (void)Save(inc);
+  pending_decisions_.push_back(DecisionRequest{inc, *rb});
+}
+
+void IncidentManager::DispatchDecisions() {
+  std::vector<DecisionRequest> work;
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    work.swap(pending_decisions_);
+  }
+  for (auto& req : work) {
+    offload_([this, req = std::move(req)] {
+      const Decision d = brain_.Decide(req);
+      ApplyDecision(req.incident.incident_id, d);
+    });
+  }
+}
+
+void IncidentManager::ApplyDecision(const std::string& incident_id, const Decision& d) {
+  std::lock_guard<std::mutex> lock(mu_);
+  auto ait = active_.find(incident_id);
+  if (ait == active_.end() || ait->second.phase != Phase::kDeciding) {
+    return;
+  }
+  Active& a = ait->second;
+  auto stored = store_.GetIncident(incident_id);
+  if (!stored) {
+    LogError("cannot load incident " + incident_id + ": " + stored.error().ToString());
+    return;
+  }
+  Incident& inc = *stored;
+  const Runbook* rb = RunbookFor(inc.alarm_name);
+  for (const auto& [event, detail] : d.notes) {
+    AddEvent(inc, event, detail);
+  }
+  inc.action = Json{{"name", d.action.name}, {"params", d.action.params}};
+  inc.ai_suggestion = protocol::RenderCommandLine(d.action);
+  inc.ai_reasoning = d.reasoning;
   AddEvent(inc, "suggested", inc.ai_suggestion);
 
   const Settings s = settings_.Get();
   std::string why;
   if (s.automation_paused) {
     why = "automation is paused";
-  } else if (rb->approval_required.has_value()) {
+  } else if (d.requires_approval) {
+    why = d.approval_reason.empty() ? "the proposed action needs approval" : d.approval_reason;
+  } else if (rb != nullptr && rb->approval_required.has_value()) {
     if (*rb->approval_required) {
       why = "the runbook requires approval";
     }
@@ -278,8 +328,9 @@ void IncidentManager::Decide(Incident& inc, Active& a) {
     return;
   }
   AddEvent(inc, "auto_approved",
-           rb->approval_required.has_value() ? "the runbook allows automatic fixes"
-                                             : "approval mode is off");
+           rb != nullptr && rb->approval_required.has_value()
+               ? "the runbook allows automatic fixes"
+               : "approval mode is off");
   Execute(inc, a);
 }
 
@@ -309,6 +360,11 @@ void IncidentManager::Execute(Incident& inc, Active& a) {
 }
 
 void IncidentManager::OnCommandResult(const protocol::CommandResult& r) {
+  HandleCommandResult(r);
+  DispatchDecisions();
+}
+
+void IncidentManager::HandleCommandResult(const protocol::CommandResult& r) {
   std::lock_guard<std::mutex> lock(mu_);
   auto owner = command_owner_.find(r.id);
   if (owner == command_owner_.end()) {
@@ -426,11 +482,17 @@ Result<Incident> IncidentManager::Reject(const std::string& id, const std::strin
 }
 
 void IncidentManager::RunOnce() {
+  HandleDeadlines();
+  DispatchDecisions();
+}
+
+void IncidentManager::HandleDeadlines() {
   std::lock_guard<std::mutex> lock(mu_);
   const SteadyTime now = clock_.SteadyNow();
   std::vector<std::string> due;
   for (const auto& [id, a] : active_) {
-    if (a.phase != Phase::kAwaitingApproval && a.deadline <= now) {
+    if (a.phase != Phase::kAwaitingApproval && a.phase != Phase::kDeciding &&
+        a.deadline <= now) {
       due.push_back(id);
     }
   }
@@ -462,6 +524,7 @@ void IncidentManager::RunOnce() {
         active_.erase(id);
         break;
       case Phase::kAwaitingApproval:
+      case Phase::kDeciding:
         break;
     }
   }

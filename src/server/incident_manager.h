@@ -10,6 +10,7 @@
 // (RunOnce). Every transition is written to the store before anything else learns of it.
 // Thread-safe: one mutex serialises all transitions.
 
+#include <functional>
 #include <map>
 #include <mutex>
 #include <string>
@@ -18,6 +19,7 @@
 #include "core/clock.h"
 #include "protocol/wire.h"
 #include "server/alarms.h"
+#include "server/brain.h"
 #include "server/command_queue.h"
 #include "server/incident.h"
 #include "server/runbooks.h"
@@ -28,9 +30,13 @@ namespace medic::server {
 
 class IncidentManager {
  public:
+  // Runs a task off the caller's thread (the brain may block on the network). Tests pass one
+  // that runs the task at once.
+  using Offload = std::function<void(std::function<void()>)>;
+
   IncidentManager(Store& store, const Clock& clock, CommandSink& commands,
-                  const AlarmStateView& alarms, SettingsService& settings,
-                  std::vector<AlarmRule> rules, std::vector<Runbook> runbooks);
+                  const AlarmStateView& alarms, SettingsService& settings, Brain& brain,
+                  Offload offload, std::vector<AlarmRule> rules, std::vector<Runbook> runbooks);
 
   // At start: picks up what a previous run left open. diagnosing restarts its diagnostics;
   // pending_approval waits again; executing is judged by its alarm after the verification
@@ -53,7 +59,7 @@ class IncidentManager {
   size_t active_count() const;
 
  private:
-  enum class Phase { kDiagnosing, kAwaitingApproval, kExecuting, kVerifying };
+  enum class Phase { kDiagnosing, kDeciding, kAwaitingApproval, kExecuting, kVerifying };
   struct Active {
     Phase phase = Phase::kDiagnosing;
     std::string alarm;
@@ -65,6 +71,12 @@ class IncidentManager {
     SteadyTime deadline;
   };
 
+  // The public entry points: each takes mu_, then DispatchDecisions() runs without it.
+  Status RecoverLocked();
+  void HandleAlarmTransition(const AlarmTransition& t);
+  void HandleCommandResult(const protocol::CommandResult& r);
+  void HandleDeadlines();
+
   // All REQUIRE mu_ held. `inc` is the stored record, updated and written by each step.
   const Runbook* RunbookFor(const std::string& alarm) const;
   Status Save(Incident& inc);
@@ -73,7 +85,10 @@ class IncidentManager {
   void OpenIncident(const AlarmTransition& t);
   void StartDiagnostics(Incident& inc, Active& a);
   void FinishDiagnostics(Incident& inc, Active& a, bool deadline_passed);
+  // Queues the brain's work; DispatchDecisions() hands it to `offload_` once mu_ is released.
   void Decide(Incident& inc, Active& a);
+  void DispatchDecisions();  // REQUIRES: mu_ NOT held.
+  void ApplyDecision(const std::string& incident_id, const Decision& d);
   void Execute(Incident& inc, Active& a);
   void FinishExecution(Incident& inc, Active& a, const protocol::CommandResult& r);
   void Close(Incident& inc, IncidentStatus status, std::string event, std::string reason);
@@ -85,12 +100,15 @@ class IncidentManager {
   CommandSink& commands_;
   const AlarmStateView& alarms_;
   SettingsService& settings_;
+  Brain& brain_;
+  Offload offload_;
   const std::vector<AlarmRule> rules_;
   const std::vector<Runbook> runbooks_;
 
   mutable std::mutex mu_;
   std::map<std::string, Active> active_;             // incident id -> state. Guarded by mu_.
   std::map<std::string, std::string> command_owner_;  // command id -> incident id. Guarded.
+  std::vector<DecisionRequest> pending_decisions_;     // Guarded by mu_.
 };
 
 }  // namespace medic::server

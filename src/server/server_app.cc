@@ -2,6 +2,9 @@
 
 #include <yaml-cpp/yaml.h>
 
+#include <deque>
+#include <functional>
+
 #include "core/files.h"
 #include "core/log.h"
 #include "server/context.h"
@@ -65,6 +68,56 @@ void AddAllRoutes(Router& router, ServerContext& ctx) {
               }});
 }
 
+namespace {
+
+// One background thread running queued tasks in order (the brain's decisions).
+class TaskThread {
+ public:
+  TaskThread() : thread_([this] { Loop(); }) {}
+  ~TaskThread() { Stop(); }
+  void Post(std::function<void()> task) {
+    std::lock_guard<std::mutex> lock(mu_);
+    if (!stopping_) {
+      tasks_.push_back(std::move(task));
+      cv_.notify_one();
+    }
+  }
+  // Finishes the queued tasks, then joins.
+  void Stop() {
+    {
+      std::lock_guard<std::mutex> lock(mu_);
+      stopping_ = true;
+      cv_.notify_one();
+    }
+    if (thread_.joinable()) {
+      thread_.join();
+    }
+  }
+
+ private:
+  void Loop() {
+    std::unique_lock<std::mutex> lock(mu_);
+    for (;;) {
+      cv_.wait(lock, [&] { return stopping_ || !tasks_.empty(); });
+      if (tasks_.empty()) {
+        return;
+      }
+      auto task = std::move(tasks_.front());
+      tasks_.pop_front();
+      lock.unlock();
+      task();
+      lock.lock();
+    }
+  }
+  std::mutex mu_;
+  std::condition_variable cv_;
+  std::deque<std::function<void()>> tasks_;  // Guarded by mu_.
+  bool stopping_ = false;                    // Guarded by mu_.
+  std::thread thread_;
+};
+
+}  // namespace
+
 struct ServerApp::Parts {
   ServerConfig config;
   const Clock* clock = nullptr;
@@ -73,6 +126,8 @@ struct ServerApp::Parts {
   std::unique_ptr<HostRegistry> hosts;
   std::unique_ptr<AlarmEngine> alarms;
   std::unique_ptr<CommandQueue> commands;
+  std::unique_ptr<Brain> brain;
+  std::unique_ptr<TaskThread> decisions;  // joined by ServerApp::Stop before Parts dies
   std::unique_ptr<IncidentManager> incidents;
   TokenRegistry tokens;
   std::unique_ptr<ServerContext> ctx;
@@ -120,9 +175,13 @@ Result<std::unique_ptr<ServerApp>> ServerApp::Create(const ServerConfig& config,
       Millis(std::max<int64_t>(10'000, config.agent_interval_ms * 5)));
   p->alarms = std::make_unique<AlarmEngine>(DefaultAlarmRules());
   p->commands = std::make_unique<CommandQueue>(clock);
-  p->incidents = std::make_unique<IncidentManager>(*p->store, clock, *p->commands, *p->alarms,
-                                                   *p->settings, DefaultAlarmRules(),
-                                                   DefaultRunbooks());
+  p->brain = std::make_unique<RunbookBrain>();
+  p->decisions = std::make_unique<TaskThread>();
+  TaskThread* decisions = p->decisions.get();
+  p->incidents = std::make_unique<IncidentManager>(
+      *p->store, clock, *p->commands, *p->alarms, *p->settings, *p->brain,
+      [decisions](std::function<void()> task) { decisions->Post(std::move(task)); },
+      DefaultAlarmRules(), DefaultRunbooks());
   RETURN_IF_ERROR(p->incidents->Recover());
 
   p->ctx = std::unique_ptr<ServerContext>(new ServerContext{
@@ -183,6 +242,7 @@ void ServerApp::Stop() {
   }
   parts_->commands->Shutdown();
   parts_->http->Stop();
+  parts_->decisions->Stop();
 }
 
 uint16_t ServerApp::port() const { return parts_->http->port(); }

@@ -5,6 +5,8 @@
 
 #include <gtest/gtest.h>
 
+#include <thread>
+
 #include "core/files.h"
 #include "protocol/wire.h"
 #include "server/server_app.h"
@@ -162,7 +164,15 @@ TEST_F(HttpApiTest, AgentProtocolDrivesAnIncidentToCompletedAndItSurvivesARestar
   for (const auto& c : diag) {
     Answer(c, "diag " + c.action);
   }
-  Json list = JsonOf(Call("GET", "/api/v1/incidents?status=pending_approval", admin_));
+  // The decision is taken off the request thread: wait for it (bounded).
+  Json list;
+  for (int i = 0; i < 100; ++i) {
+    list = JsonOf(Call("GET", "/api/v1/incidents?status=pending_approval", admin_));
+    if (!list["incidents"].empty()) {
+      break;
+    }
+    std::this_thread::sleep_for(std::chrono::milliseconds(20));
+  }
   ASSERT_EQ(list["incidents"].size(), 1u);
   const std::string id = list["incidents"][0]["incident_id"];
   EXPECT_EQ(list["incidents"][0]["alarm_name"], "Nginx-Down-ALB");

@@ -46,8 +46,9 @@ class IncidentManagerTest : public ::testing::Test {
     Rebuild();
   }
   void Rebuild() {
-    manager_ = std::make_unique<IncidentManager>(*store_, clock_, sink_, alarms_, *settings_,
-                                                 DefaultAlarmRules(), DefaultRunbooks());
+    manager_ = std::make_unique<IncidentManager>(
+        *store_, clock_, sink_, alarms_, *settings_, brain_,
+        [](std::function<void()> task) { task(); }, DefaultAlarmRules(), DefaultRunbooks());
   }
   Incident Only() {
     auto list = store_->ListIncidents({});
@@ -76,6 +77,7 @@ class IncidentManagerTest : public ::testing::Test {
   ManualClock clock_;
   RecordingSink sink_;
   FakeAlarms alarms_;
+  RunbookBrain brain_;
   std::unique_ptr<Store> store_;
   std::unique_ptr<SettingsService> settings_;
   std::unique_ptr<IncidentManager> manager_;

@@ -68,7 +68,9 @@ TEST(RouterTest, AuthorizationMatrixOverEveryRoute) {
   HostRegistry hosts;
   AlarmEngine alarms(DefaultAlarmRules());
   CommandQueue commands(clock);
-  IncidentManager incidents(*store, clock, commands, alarms, *settings, DefaultAlarmRules(),
+  RunbookBrain brain;
+  IncidentManager incidents(*store, clock, commands, alarms, *settings, brain,
+                            [](std::function<void()> task) { task(); }, DefaultAlarmRules(),
                             DefaultRunbooks());
   TokenRegistry tokens;
   tokens.Add("tok-agent-0000000000", {"agent", Role::kAgent});

@@ -1,0 +1,14 @@
+#include "server/brain.h"
+
+namespace medic::server {
+
+Decision RunbookBrain::Decide(const DecisionRequest& request) {
+  Decision d;
+  d.action = request.runbook.fix;
+  d.source = "runbook";
+  d.reasoning = "AI provider is 'none': the runbook's fix for " + request.incident.alarm_name +
+                ". " + request.runbook.fix_reasoning;
+  return d;
+}
+
+}  // namespace medic::server

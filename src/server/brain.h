@@ -1,0 +1,52 @@
+#pragma once
+
+// The brain: given a diagnosed incident and its runbook, decides which action to propose.
+// The runbook brain (AI provider "none") proposes the runbook's fix. AI brains (src/server/ai/)
+// ask a model and fall back to the runbook's fix whenever the answer is missing, late, invalid
+// or unsafe; the model chooses, the policy decides.
+//
+// Decide may block (network calls): the incident manager calls it off its lock, on a thread
+// of its own, and applies the decision afterwards.
+
+#include <string>
+#include <vector>
+
+#include "core/json.h"
+#include "protocol/actions.h"
+#include "server/incident.h"
+#include "server/runbooks.h"
+
+namespace medic::server {
+
+struct DecisionRequest {
+  Incident incident;  // as diagnosed: alarm, host, diagnostics
+  Runbook runbook;
+};
+
+struct Decision {
+  protocol::Action action;  // always valid per the catalog
+  std::string reasoning;    // becomes ai_reasoning
+  std::string source;       // "runbook", "gemini", "openai"
+  // Timeline entries to add before `suggested`, as {event, detail}: e.g. {"ai_fallback",
+  // "the model proposed 'rm -rf /' (not an action); using the runbook's fix"}.
+  std::vector<std::pair<std::string, std::string>> notes;
+  // When set, the fix waits for a human even in automatic mode (high risk, raw shell).
+  bool requires_approval = false;
+  std::string approval_reason;
+  Json usage = Json::object();  // provider, model, tokens, latency_ms
+};
+
+class Brain {
+ public:
+  virtual ~Brain() = default;
+  // Never fails: any trouble ends in the runbook's fix, with notes saying why.
+  virtual Decision Decide(const DecisionRequest& request) = 0;
+};
+
+// AI provider "none".
+class RunbookBrain : public Brain {
+ public:
+  Decision Decide(const DecisionRequest& request) override;
+};
+
+}  // namespace medic::server

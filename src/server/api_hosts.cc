@@ -102,7 +102,7 @@ void AddHostRoutes(Router& router, ServerContext& ctx) {
          c.params = action->params;
          c.timeout_ms = 30'000;
          c.expires_at = ctx.clock.Now() + std::chrono::seconds(30);
-         LogInfo(req.principal + " started chaos " + *mode + " on " + *host + " (" + c.id + ")");
+         Audit(ctx, req.principal, "chaos", *mode + " on " + *host + " (" + c.id + ")");
          const std::string id = c.id;
          ctx.commands.Send(*host, std::move(c));
          respond(JsonResponse(202, Json{{"command_id", id},

@@ -54,6 +54,7 @@ void AddMetaRoutes(Router& router, ServerContext& ctx) {
                 if (!s) {
                   return respond(ErrorResponse(s.error()));
                 }
+                Audit(ctx, req.principal, "settings.update", DumpJson(*body));
                 respond(JsonResponse(200, SettingsToJson(*s)));
               }});
   router.Add({"GET", "/", Role::kPublic, "the dashboard",

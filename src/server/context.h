@@ -30,6 +30,11 @@ void AddIncidentRoutes(Router& router, ServerContext& ctx);
 void AddHostRoutes(Router& router, ServerContext& ctx);  // hosts, alarms, chaos
 void AddAgentRoutes(Router& router, ServerContext& ctx);
 void AddMetaRoutes(Router& router, ServerContext& ctx);  // healthz, metrics, settings, index
+void AddTokenRoutes(Router& router, ServerContext& ctx);  // tokens, audit
+
+// Records an operator action in the audit log (and the server log).
+void Audit(ServerContext& ctx, const std::string& actor, const std::string& action,
+           const std::string& detail);
 
 // Every route of the server, including GET /api/v1 (the listing of the router's own table).
 void AddAllRoutes(Router& router, ServerContext& ctx);

@@ -3,6 +3,7 @@
 #include <exception>
 
 #include "core/log.h"
+#include "core/sha256.h"
 
 namespace medic::server {
 
@@ -50,8 +51,12 @@ bool ConstantTimeEquals(std::string_view a, std::string_view b) {
 }  // namespace
 
 void TokenRegistry::Add(const std::string& token, Principal principal) {
+  AddHashed(Sha256Hex(token), std::move(principal));
+}
+
+void TokenRegistry::AddHashed(const std::string& token_hash, Principal principal) {
   std::lock_guard<std::mutex> lock(mu_);
-  tokens_.emplace_back(token, std::move(principal));
+  tokens_.emplace_back(token_hash, std::move(principal));
 }
 
 int TokenRegistry::RemoveByName(const std::string& name) {
@@ -70,11 +75,11 @@ Result<Principal> TokenRegistry::Authenticate(std::string_view authorization) co
       authorization.substr(0, kBearer.size()) != kBearer) {
     return Unauthenticated("Authorization header must be 'Bearer TOKEN'");
   }
-  const std::string_view token = authorization.substr(kBearer.size());
+  const std::string hash = Sha256Hex(authorization.substr(kBearer.size()));
   std::lock_guard<std::mutex> lock(mu_);
   const Principal* found = nullptr;
   for (const auto& [t, p] : tokens_) {
-    if (ConstantTimeEquals(t, token)) {
+    if (ConstantTimeEquals(t, hash)) {
       found = &p;
     }
   }

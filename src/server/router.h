@@ -24,10 +24,12 @@ struct Principal {
   Role role = Role::kPublic;
 };
 
-// Bearer tokens -> principals. Thread-safe. Tokens are compared in constant time.
+// Bearer tokens -> principals. Thread-safe. Only SHA-256 hashes of tokens are kept, and they
+// are compared in constant time.
 class TokenRegistry {
  public:
   void Add(const std::string& token, Principal principal);
+  void AddHashed(const std::string& token_hash, Principal principal);
   // Removes every token of that principal name; returns how many.
   int RemoveByName(const std::string& name);
   // From an "Authorization: Bearer X" header value.

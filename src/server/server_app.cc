@@ -7,6 +7,8 @@
 
 #include "core/files.h"
 #include "core/log.h"
+#include "server/ai/ai_brain.h"
+#include "server/ai/ai_config.h"
 #include "server/context.h"
 
 namespace medic::server {
@@ -36,6 +38,8 @@ Result<ServerConfig> LoadServerConfig(const std::string& path) {
         c.listen = v.as<std::string>();
       } else if (key == "data_dir") {
         c.data_dir = v.as<std::string>();
+      } else if (key == "ai") {
+        RETURN_IF_ERROR(ai::ParseAiYaml(v, path, c.ai));
       } else if (key == "approval_mode") {
         c.approval_mode = v.as<bool>();
       } else if (key == "log_level") {
@@ -61,6 +65,7 @@ void AddAllRoutes(Router& router, ServerContext& ctx) {
   AddIncidentRoutes(router, ctx);
   AddHostRoutes(router, ctx);
   AddAgentRoutes(router, ctx);
+  AddTokenRoutes(router, ctx);
   Router* self = &router;
   router.Add({"GET", "/api/v1", Role::kViewer, "this listing of every route",
               [self](ApiRequest&, Responder respond) {
@@ -168,6 +173,11 @@ Result<std::unique_ptr<ServerApp>> ServerApp::Create(const ServerConfig& config,
   p->tokens.Add(agent, Principal{"agent", Role::kAgent});
 
   ASSIGN_OR_RETURN(p->store, OpenSqliteStore(config.data_dir + "/medic.db"));
+  ASSIGN_OR_RETURN(auto stored_tokens, p->store->ListTokens());
+  for (const auto& t : stored_tokens) {
+    ASSIGN_OR_RETURN(Role role, ParseRole(t.role));
+    p->tokens.AddHashed(t.token_hash, Principal{t.name, role});
+  }
   Settings defaults;
   defaults.approval_mode = config.approval_mode;
   ASSIGN_OR_RETURN(p->settings, SettingsService::Load(*p->store, defaults));
@@ -175,7 +185,9 @@ Result<std::unique_ptr<ServerApp>> ServerApp::Create(const ServerConfig& config,
       Millis(std::max<int64_t>(10'000, config.agent_interval_ms * 5)));
   p->alarms = std::make_unique<AlarmEngine>(DefaultAlarmRules());
   p->commands = std::make_unique<CommandQueue>(clock);
-  p->brain = std::make_unique<RunbookBrain>();
+  ai::AiConfig ai_config = config.ai;
+  RETURN_IF_ERROR(ai::ApplyAiEnvironment(ai_config));
+  ASSIGN_OR_RETURN(p->brain, ai::MakeBrain(ai_config, clock));
   p->decisions = std::make_unique<TaskThread>();
   TaskThread* decisions = p->decisions.get();
   p->incidents = std::make_unique<IncidentManager>(

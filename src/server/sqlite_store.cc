@@ -67,6 +67,23 @@ CREATE TABLE settings (
   value TEXT NOT NULL
 );
 )sql",
+      // 2: operator tokens (hashed) and the audit log of operator actions.
+      R"sql(
+CREATE TABLE tokens (
+  name       TEXT    NOT NULL PRIMARY KEY,
+  role       TEXT    NOT NULL CHECK (role IN ('viewer', 'operator', 'admin')),
+  token_hash TEXT    NOT NULL UNIQUE,
+  created_at INTEGER NOT NULL,
+  created_by TEXT    NOT NULL
+);
+CREATE TABLE audit (
+  id        INTEGER PRIMARY KEY AUTOINCREMENT,
+  timestamp INTEGER NOT NULL,
+  actor     TEXT    NOT NULL,
+  action    TEXT    NOT NULL,
+  detail    TEXT    NOT NULL
+);
+)sql",
   };
   return kMigrations;
 }
@@ -224,6 +241,11 @@ class SqliteStore : public Store {
                                                    const std::string& instance_id) override;
   Result<std::optional<std::string>> GetSetting(const std::string& key) override;
   Status PutSetting(const std::string& key, const std::string& value) override;
+  Status CreateToken(const TokenRecord& token) override;
+  Status DeleteToken(const std::string& name) override;
+  Result<std::vector<TokenRecord>> ListTokens() override;
+  Status AppendAudit(const AuditEntry& entry) override;
+  Result<std::vector<AuditEntry>> ListAudit(int limit) override;
 
  private:
   // Rolls back an open transaction unless Commit() succeeded.
@@ -659,6 +681,113 @@ Status SqliteStore::PutSetting(const std::string& key, const std::string& value)
     return Describe(s.error(), "put setting " + key);
   }
   return OkStatus();
+}
+
+Status SqliteStore::CreateToken(const TokenRecord& t) {
+  std::lock_guard<std::mutex> lock(mu_);
+  auto run = [&]() -> Status {
+    ASSIGN_OR_RETURN(StmtRef stmt,
+                     Prepare("INSERT INTO tokens (name, role, token_hash, created_at, created_by) "
+                             "VALUES (?1, ?2, ?3, ?4, ?5)"));
+    RETURN_IF_ERROR(stmt.BindText(1, t.name));
+    RETURN_IF_ERROR(stmt.BindText(2, t.role));
+    RETURN_IF_ERROR(stmt.BindText(3, t.token_hash));
+    RETURN_IF_ERROR(stmt.BindInt(4, ToUnixMillis(t.created_at)));
+    RETURN_IF_ERROR(stmt.BindText(5, t.created_by));
+    return stmt.Run();
+  };
+  if (Status s = run(); !s) {
+    if (s.error().code == ErrorCode::kAlreadyExists) {
+      return AlreadyExists("a token named '" + t.name + "' exists");
+    }
+    return Describe(s.error(), "create token " + t.name);
+  }
+  return OkStatus();
+}
+
+Status SqliteStore::DeleteToken(const std::string& name) {
+  std::lock_guard<std::mutex> lock(mu_);
+  auto run = [&]() -> Status {
+    ASSIGN_OR_RETURN(StmtRef stmt, Prepare("DELETE FROM tokens WHERE name = ?1"));
+    RETURN_IF_ERROR(stmt.BindText(1, name));
+    RETURN_IF_ERROR(stmt.Run());
+    if (sqlite3_changes(db_) == 0) {
+      return NotFound("no token named '" + name + "'");
+    }
+    return OkStatus();
+  };
+  if (Status s = run(); !s) {
+    if (s.error().code == ErrorCode::kNotFound) {
+      return s;
+    }
+    return Describe(s.error(), "delete token " + name);
+  }
+  return OkStatus();
+}
+
+Result<std::vector<TokenRecord>> SqliteStore::ListTokens() {
+  std::lock_guard<std::mutex> lock(mu_);
+  auto run = [&]() -> Result<std::vector<TokenRecord>> {
+    ASSIGN_OR_RETURN(StmtRef stmt, Prepare("SELECT name, role, token_hash, created_at, "
+                                           "created_by FROM tokens ORDER BY name"));
+    std::vector<TokenRecord> out;
+    for (;;) {
+      ASSIGN_OR_RETURN(bool row, stmt.Step());
+      if (!row) {
+        break;
+      }
+      out.push_back(TokenRecord{stmt.Text(0), stmt.Text(1), stmt.Text(2),
+                                FromUnixMillis(stmt.Int(3)), stmt.Text(4)});
+    }
+    return out;
+  };
+  auto r = run();
+  if (!r) {
+    return Describe(r.error(), "list tokens");
+  }
+  return r;
+}
+
+Status SqliteStore::AppendAudit(const AuditEntry& e) {
+  std::lock_guard<std::mutex> lock(mu_);
+  auto run = [&]() -> Status {
+    ASSIGN_OR_RETURN(StmtRef stmt, Prepare("INSERT INTO audit (timestamp, actor, action, detail) "
+                                           "VALUES (?1, ?2, ?3, ?4)"));
+    RETURN_IF_ERROR(stmt.BindInt(1, ToUnixMillis(e.timestamp)));
+    RETURN_IF_ERROR(stmt.BindText(2, e.actor));
+    RETURN_IF_ERROR(stmt.BindText(3, e.action));
+    RETURN_IF_ERROR(stmt.BindText(4, e.detail));
+    return stmt.Run();
+  };
+  if (Status s = run(); !s) {
+    return Describe(s.error(), "append audit entry");
+  }
+  return OkStatus();
+}
+
+Result<std::vector<AuditEntry>> SqliteStore::ListAudit(int limit) {
+  std::lock_guard<std::mutex> lock(mu_);
+  limit = std::clamp(limit, 1, kMaxListLimit);
+  auto run = [&]() -> Result<std::vector<AuditEntry>> {
+    ASSIGN_OR_RETURN(StmtRef stmt, Prepare("SELECT timestamp, actor, action, detail FROM audit "
+                                           "ORDER BY id DESC LIMIT ?1"));
+    RETURN_IF_ERROR(stmt.BindInt(1, limit));
+    std::vector<AuditEntry> out;
+    for (;;) {
+      ASSIGN_OR_RETURN(bool row, stmt.Step());
+      if (!row) {
+        break;
+      }
+      out.push_back(AuditEntry{FromUnixMillis(stmt.Int(0)), stmt.Text(1), stmt.Text(2),
+                               stmt.Text(3)});
+    }
+    return out;
+  };
+  auto r = run();
+  if (!r) {
+    return Describe(r.error(), "list audit entries");
+  }
+  return r;
 }
 
 }  // namespace

@@ -20,6 +20,23 @@ struct IncidentQuery {
   int limit = 100;  // 1..1000
 };
 
+// An operator API token. Only a hash of the secret is stored.
+struct TokenRecord {
+  std::string name;        // unique; [A-Za-z0-9._-]{1,64}
+  std::string role;        // viewer | operator | admin
+  std::string token_hash;  // lowercase hex SHA-256 of the token
+  WallTime created_at;
+  std::string created_by;
+};
+
+// One operator action (settings change, chaos, token created or revoked, ...).
+struct AuditEntry {
+  WallTime timestamp;
+  std::string actor;   // the token's name
+  std::string action;  // "settings.update", "chaos.start", "token.create", ...
+  std::string detail;  // one line
+};
+
 class Store {
  public:
   virtual ~Store() = default;
@@ -44,6 +61,16 @@ class Store {
   // Small key/value settings (approval_mode, automation_paused, ...), values as JSON text.
   virtual Result<std::optional<std::string>> GetSetting(const std::string& key) = 0;
   virtual Status PutSetting(const std::string& key, const std::string& value) = 0;
+
+  // AlreadyExists if the name is taken.
+  virtual Status CreateToken(const TokenRecord& token) = 0;
+  // NotFound if no token has that name.
+  virtual Status DeleteToken(const std::string& name) = 0;
+  virtual Result<std::vector<TokenRecord>> ListTokens() = 0;
+
+  virtual Status AppendAudit(const AuditEntry& entry) = 0;
+  // Newest first, at most limit (1..1000).
+  virtual Result<std::vector<AuditEntry>> ListAudit(int limit) = 0;
 };
 
 // Opens (creating if needed) the SQLite database at path, in WAL mode with synchronous=FULL,

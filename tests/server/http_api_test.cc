@@ -209,5 +209,65 @@ TEST_F(HttpApiTest, AgentProtocolDrivesAnIncidentToCompletedAndItSurvivesARestar
 
 }
 
+TEST_F(HttpApiTest, TokensAreCreatedUsedRevokedAtOnceAndSurviveRestart) {
+  HttpResponse created =
+      Call("POST", "/api/v1/tokens", admin_, "{\"name\":\"vera\",\"role\":\"viewer\"}");
+  ASSERT_EQ(created.status, 201) << created.body;
+  const std::string viewer = JsonOf(created)["token"];
+  ASSERT_GE(viewer.size(), 32u);
+  HttpResponse op =
+      Call("POST", "/api/v1/tokens", admin_, "{\"name\":\"otto\",\"role\":\"operator\"}");
+  ASSERT_EQ(op.status, 201);
+  const std::string operator_token = JsonOf(op)["token"];
+
+  EXPECT_EQ(Call("GET", "/api/v1/incidents", viewer).status, 200);
+  ExpectJsonError(Call("POST", "/api/v1/incidents/inc-x/approve", viewer, "{}"), 403);
+  ExpectJsonError(Call("PUT", "/api/v1/settings", operator_token, "{\"approval_mode\":false}"),
+                  403);
+  ExpectJsonError(Call("POST", "/api/v1/tokens", operator_token,
+                       "{\"name\":\"x\",\"role\":\"admin\"}"),
+                  403);
+  ExpectJsonError(Call("POST", "/api/v1/incidents/inc-x/approve", operator_token, "{}"), 404);
+
+  ExpectJsonError(
+      Call("POST", "/api/v1/tokens", admin_, "{\"name\":\"vera\",\"role\":\"viewer\"}"), 409);
+  ExpectJsonError(
+      Call("POST", "/api/v1/tokens", admin_, "{\"name\":\"admin\",\"role\":\"viewer\"}"), 409);
+  ExpectJsonError(
+      Call("POST", "/api/v1/tokens", admin_, "{\"name\":\"x y\",\"role\":\"viewer\"}"), 400);
+  ExpectJsonError(
+      Call("POST", "/api/v1/tokens", admin_, "{\"name\":\"z\",\"role\":\"root\"}"), 400);
+  ExpectJsonError(Call("DELETE", "/api/v1/tokens/nobody", admin_), 404);
+
+  // Only a hash is on disk.
+  auto db = ReadFile(dir_.File("data/medic.db"));
+  ASSERT_TRUE(db.has_value());
+  EXPECT_EQ(db->find(viewer), std::string::npos);
+
+  // The tokens and the audit trail survive a restart.
+  app_->Stop();
+  app_.reset();
+  StartServer();
+  EXPECT_EQ(Call("GET", "/api/v1/incidents", viewer).status, 200);
+  EXPECT_EQ(Call("DELETE", "/api/v1/tokens/vera", admin_).status, 200);
+  ExpectJsonError(Call("GET", "/api/v1/incidents", viewer), 401);
+  EXPECT_EQ(Call("GET", "/api/v1/incidents", operator_token).status, 200);
+
+  Json audit = JsonOf(Call("GET", "/api/v1/audit", admin_));
+  ASSERT_GE(audit["audit"].size(), 3u);
+  EXPECT_EQ(audit["audit"][0]["action"], "token.revoke");
+  EXPECT_EQ(audit["audit"][0]["actor"], "admin");
+  EXPECT_EQ(audit["audit"][0]["detail"], "vera");
+}
+
+TEST_F(HttpApiTest, SettingsChangesAreAudited) {
+  ASSERT_EQ(Call("PUT", "/api/v1/settings", admin_, "{\"automation_paused\":true}").status, 200);
+  Json audit = JsonOf(Call("GET", "/api/v1/audit?limit=1", admin_));
+  ASSERT_EQ(audit["audit"].size(), 1u);
+  EXPECT_EQ(audit["audit"][0]["action"], "settings.update");
+  EXPECT_NE(audit["audit"][0]["detail"].get<std::string>().find("automation_paused"),
+            std::string::npos);
+}
+
 }  // namespace
 }  // namespace medic::server

@@ -729,4 +729,40 @@ TEST_P(StoreConformanceTest, ConcurrentUpdatesOnDifferentIncidentsAllLand) {
   }
 }
 
+TEST_P(StoreConformanceTest, TokensCreateListDelete) {
+  const WallTime t = FromUnixMillis(1'800'000'000'000);
+  MEDIC_ASSERT_OK(store().CreateToken({"vera", "viewer", std::string(64, 'a'), t, "admin"}));
+  MEDIC_ASSERT_OK(store().CreateToken({"otto", "operator", std::string(64, 'b'), t, "admin"}));
+  Status dup = store().CreateToken({"vera", "admin", std::string(64, 'c'), t, "admin"});
+  ASSERT_FALSE(dup.has_value());
+  EXPECT_EQ(dup.error().code, ErrorCode::kAlreadyExists);
+  auto list = store().ListTokens();
+  MEDIC_ASSERT_OK(list);
+  ASSERT_EQ(list->size(), 2u);
+  EXPECT_EQ((*list)[0].name, "otto");
+  EXPECT_EQ((*list)[0].role, "operator");
+  EXPECT_EQ((*list)[0].token_hash, std::string(64, 'b'));
+  EXPECT_EQ(ToUnixMillis((*list)[0].created_at), ToUnixMillis(t));
+  EXPECT_EQ((*list)[1].created_by, "admin");
+  MEDIC_ASSERT_OK(store().DeleteToken("vera"));
+  Status again = store().DeleteToken("vera");
+  ASSERT_FALSE(again.has_value());
+  EXPECT_EQ(again.error().code, ErrorCode::kNotFound);
+  EXPECT_EQ(store().ListTokens()->size(), 1u);
+}
+
+TEST_P(StoreConformanceTest, AuditIsNewestFirstAndLimited) {
+  for (int i = 0; i < 5; ++i) {
+    MEDIC_ASSERT_OK(store().AppendAudit(
+        {FromUnixMillis(1'800'000'000'000 + i), "ada", "settings.update", std::to_string(i)}));
+  }
+  auto list = store().ListAudit(3);
+  MEDIC_ASSERT_OK(list);
+  ASSERT_EQ(list->size(), 3u);
+  EXPECT_EQ((*list)[0].detail, "4");
+  EXPECT_EQ((*list)[2].detail, "2");
+  EXPECT_EQ((*list)[0].actor, "ada");
+  EXPECT_EQ((*list)[0].action, "settings.update");
+}
+
 }  // namespace medic::server::conformance

@@ -320,6 +320,16 @@ void IncidentManager::ApplyDecision(const std::string& incident_id, const Decisi
   } else if (s.approval_mode) {
     why = "approval mode is on";
   }
+  if (why.empty()) {
+    const int recent = RecentAutomaticFixes(inc);
+    if (recent >= breaker_max_fixes_) {
+      why = "restart-loop breaker: " + std::to_string(recent) + " automatic fixes of " +
+            inc.alarm_name + " on " + inc.instance_id + " in the last " +
+            std::to_string(breaker_window_.count() / 60'000) +
+            " min; automation is stopped for this pair until a human decides";
+      AddEvent(inc, "breaker_open", why);
+    }
+  }
   if (!why.empty()) {
     inc.status = IncidentStatus::kPendingApproval;
     a.phase = Phase::kAwaitingApproval;
@@ -446,6 +456,31 @@ void IncidentManager::Close(Incident& inc, IncidentStatus status, std::string ev
   AddEvent(inc, std::move(event), std::move(reason));
   (void)Save(inc);
   LogInfo("incident " + inc.incident_id + " " + std::string(StatusName(status)));
+}
+
+int IncidentManager::RecentAutomaticFixes(const Incident& inc) {
+  IncidentQuery q;
+  q.limit = 1000;
+  auto list = store_.ListIncidents(q);
+  if (!list) {
+    LogError("breaker: cannot list incidents: " + list.error().ToString());
+    return 0;
+  }
+  const WallTime since = clock_.Now() - breaker_window_;
+  int count = 0;
+  for (const auto& other : *list) {
+    if (other.incident_id == inc.incident_id || other.alarm_name != inc.alarm_name ||
+        other.instance_id != inc.instance_id) {
+      continue;
+    }
+    for (const auto& e : other.timeline) {
+      if (e.event == "auto_approved" && e.timestamp >= since) {
+        ++count;
+        break;
+      }
+    }
+  }
+  return count;
 }
 
 Result<Incident> IncidentManager::Approve(const std::string& id, const std::string& actor,

@@ -52,6 +52,14 @@ class IncidentManager {
   Result<Incident> Reject(const std::string& incident_id, const std::string& actor,
                           const std::string& comment);
 
+  // The restart-loop breaker: more than `max_fixes` automatic fixes of the same alarm on the
+  // same host within `window` stop automation for that pair; the next incident waits for a
+  // human and its timeline says why. Default 3 per hour. REQUIRES: before any event.
+  void SetBreaker(int max_fixes, Millis window) {
+    breaker_max_fixes_ = max_fixes;
+    breaker_window_ = window;
+  }
+
   // Enforces deadlines (diagnostics, execution, verification). Call periodically.
   void RunOnce();
 
@@ -92,6 +100,10 @@ class IncidentManager {
   void Execute(Incident& inc, Active& a);
   void FinishExecution(Incident& inc, Active& a, const protocol::CommandResult& r);
   void Close(Incident& inc, IncidentStatus status, std::string event, std::string reason);
+  // How many incidents of (alarm, host), other than `except_id`, were fixed automatically
+  // (an auto_approved entry) within the breaker window. Counted from the store, so it
+  // survives restarts.
+  int RecentAutomaticFixes(const Incident& inc);
   std::string NewCommandId();
   protocol::Command MakeCommand(const protocol::Action& action, Millis timeout);
 
@@ -104,6 +116,8 @@ class IncidentManager {
   Offload offload_;
   const std::vector<AlarmRule> rules_;
   const std::vector<Runbook> runbooks_;
+  int breaker_max_fixes_ = 3;
+  Millis breaker_window_{3'600'000};
 
   mutable std::mutex mu_;
   std::map<std::string, Active> active_;             // incident id -> state. Guarded by mu_.

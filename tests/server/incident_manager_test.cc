@@ -279,5 +279,58 @@ TEST_F(IncidentManagerTest, LateAndUnknownResultsAreIgnored) {
   EXPECT_EQ(Only().timeline.size(), inc.timeline.size());
 }
 
+// A service that crashes again after every restart: at most 3 automatic fixes per hour, then
+// the next incident waits for a human and says why.
+TEST_F(IncidentManagerTest, RestartLoopBreakerStopsAutomationAfterThreeFixes) {
+  ASSERT_TRUE(settings_->Update(Json{{"approval_mode", false}}).has_value());
+  for (int round = 0; round < 4; ++round) {
+    SCOPED_TRACE("round " + std::to_string(round));
+    sink_.sent.clear();
+    alarms_.state = AlarmState::kAlarm;
+    manager_->OnAlarmTransition(ToAlarm());
+    ASSERT_EQ(sink_.sent.size(), 2u);
+    for (const auto& [host, c] : std::vector(sink_.sent)) {
+      manager_->OnCommandResult(Ok(c.id));
+    }
+    auto open = store_->FindOpenIncident("Nginx-Down-ALB", "web-1");
+    ASSERT_TRUE(open.has_value() && open->has_value());
+    Incident inc = **open;
+    if (round < 3) {
+      ASSERT_EQ(inc.status, IncidentStatus::kExecuting);
+      ASSERT_EQ(sink_.sent.size(), 3u);
+      alarms_.state = AlarmState::kOk;
+      manager_->OnCommandResult(Ok(sink_.sent[2].second.id));
+      EXPECT_EQ(store_->GetIncident(inc.incident_id)->status, IncidentStatus::kCompleted);
+      clock_.Advance(std::chrono::minutes(5));
+    } else {
+      EXPECT_EQ(inc.status, IncidentStatus::kPendingApproval);
+      EXPECT_EQ(sink_.sent.size(), 2u);  // the fix was not sent
+      EXPECT_EQ(Events(inc)[Events(inc).size() - 2], "breaker_open");
+      EXPECT_NE(inc.timeline.back().detail.find("restart-loop breaker: 3 automatic fixes"),
+                std::string::npos)
+          << inc.timeline.back().detail;
+    }
+  }
+}
+
+TEST_F(IncidentManagerTest, BreakerForgetsFixesOutsideItsWindow) {
+  ASSERT_TRUE(settings_->Update(Json{{"approval_mode", false}}).has_value());
+  manager_->SetBreaker(1, std::chrono::minutes(10));
+  for (int round = 0; round < 2; ++round) {
+    sink_.sent.clear();
+    alarms_.state = AlarmState::kAlarm;
+    manager_->OnAlarmTransition(ToAlarm());
+    for (const auto& [host, c] : std::vector(sink_.sent)) {
+      manager_->OnCommandResult(Ok(c.id));
+    }
+    auto open = store_->FindOpenIncident("Nginx-Down-ALB", "web-1");
+    ASSERT_TRUE(open.has_value() && open->has_value());
+    EXPECT_EQ((*open)->status, IncidentStatus::kExecuting) << "round " << round;
+    alarms_.state = AlarmState::kOk;
+    manager_->OnCommandResult(Ok(sink_.sent[2].second.id));
+    clock_.Advance(std::chrono::minutes(11));
+  }
+}
+
 }  // namespace
 }  // namespace medic::server

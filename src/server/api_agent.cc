@@ -26,6 +26,14 @@ void Evaluate(ServerContext& ctx, const protocol::Report& report) {
   for (const auto& t : transitions) {
     LogInfo("alarm " + t.rule + " on " + t.host + ": " + std::string(AlarmStateName(t.from)) +
             " -> " + std::string(AlarmStateName(t.to)) + " (" + t.reason + ")");
+    if (ctx.events != nullptr) {
+      ctx.events->Publish("alarm", Json{{"alarm_name", t.rule},
+                                        {"host", t.host},
+                                        {"from", AlarmStateName(t.from)},
+                                        {"state", AlarmStateName(t.to)},
+                                        {"since", FormatRfc3339(t.at)},
+                                        {"reason", t.reason}});
+    }
     ctx.incidents.OnAlarmTransition(t);
   }
 }
@@ -44,6 +52,11 @@ void AddAgentRoutes(Router& router, ServerContext& ctx) {
                   return respond(ErrorResponse(r.error()));
                 }
                 ctx.hosts.Register(*r, ctx.clock.Now());
+                if (ctx.events != nullptr) {
+                  if (auto view = ctx.hosts.Get(r->name, ctx.clock.Now())) {
+                    ctx.events->Publish("host", HostToJson(*view));
+                  }
+                }
                 LogInfo("host " + r->name + " registered (agent " + r->version + ")");
                 protocol::RegisterResponse out;
                 out.interval_ms = ctx.agent_interval_ms;

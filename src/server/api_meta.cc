@@ -4,6 +4,23 @@
 
 namespace medic::server {
 
+void AddEventRoutes(Router& router, ServerContext& ctx) {
+  router.Add({"GET", "/api/v1/events", Role::kViewer,
+              "server-sent events: incident (every change), alarm (state changes), host "
+              "(registrations)",
+              [&ctx](ApiRequest&, Responder respond) {
+                if (ctx.events == nullptr) {
+                  return respond(ErrorResponse(503, "events are not available"));
+                }
+                ApiResponse r;
+                r.content_type = "text/event-stream";
+                r.body = ": connected to medic\n\n";
+                EventHub* hub = ctx.events;
+                r.on_stream = [hub](StreamWriter writer) { hub->Subscribe(std::move(writer)); };
+                respond(std::move(r));
+              }});
+}
+
 void AddMetaRoutes(Router& router, ServerContext& ctx) {
   router.Add({"GET", "/healthz", Role::kPublic, "200 while the server is serving",
               [](ApiRequest&, Responder respond) {

@@ -5,6 +5,7 @@
 #include "core/clock.h"
 #include "server/alarms.h"
 #include "server/command_queue.h"
+#include "server/event_hub.h"
 #include "server/hosts.h"
 #include "server/incident_manager.h"
 #include "server/router.h"
@@ -23,6 +24,7 @@ struct ServerContext {
   IncidentManager& incidents;
   TokenRegistry& tokens;
   int64_t agent_interval_ms = 1000;
+  EventHub* events = nullptr;  // server-sent events; may be null in tests
 };
 
 // Route families, one file each (api_*.cc).
@@ -31,6 +33,7 @@ void AddHostRoutes(Router& router, ServerContext& ctx);  // hosts, alarms, chaos
 void AddAgentRoutes(Router& router, ServerContext& ctx);
 void AddMetaRoutes(Router& router, ServerContext& ctx);  // healthz, metrics, settings, index
 void AddTokenRoutes(Router& router, ServerContext& ctx);  // tokens, audit
+void AddEventRoutes(Router& router, ServerContext& ctx);  // server-sent events
 
 // Records an operator action in the audit log (and the server log).
 void Audit(ServerContext& ctx, const std::string& actor, const std::string& action,

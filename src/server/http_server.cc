@@ -11,6 +11,7 @@
 #include <boost/beast/core.hpp>
 #include <boost/beast/http.hpp>
 #include <boost/beast/version.hpp>
+#include <deque>
 #include <optional>
 #include <thread>
 #include <vector>
@@ -110,7 +111,79 @@ class HttpSession : public std::enable_shared_from_this<HttpSession> {
     Write(ErrorResponse(status, std::move(message)));
   }
 
+  // A streamed response: the header (no length: the body ends when the connection does), the
+  // first body bytes, then whatever the writer is given, in order, until a write fails.
+  void WriteStream(ApiResponse r) {
+    keep_alive_ = false;
+    std::string head = "HTTP/1.1 " + std::to_string(r.status) + " OK\r\nServer: medic\r\n" +
+                       "Content-Type: " + r.content_type +
+                       "\r\nCache-Control: no-store\r\nConnection: close\r\n";
+    for (auto& [k, v] : r.headers) {
+      head += k + ": " + v + "\r\n";
+    }
+    head += "\r\n" + r.body;
+    stream_.expires_never();
+    Enqueue(std::move(head));
+    auto self = shared_from_this();
+    StreamWriter writer = [weak = std::weak_ptr<HttpSession>(self)](std::string chunk) {
+      auto s = weak.lock();
+      if (!s || s->stream_failed_) {
+        return false;
+      }
+      asio::post(s->stream_.get_executor(),
+                 [s, chunk = std::move(chunk)]() mutable { s->Enqueue(std::move(chunk)); });
+      return true;
+    };
+    // Keeps the session alive while the stream is open: the reader below holds it.
+    DetectClose();
+    r.on_stream(std::move(writer));
+  }
+
+  // Waits for the peer to close (or send anything) while streaming; ends the stream then.
+  void DetectClose() {
+    auto self = shared_from_this();
+    stream_.async_read_some(asio::buffer(sink_),
+                            [self](beast::error_code ec, std::size_t) {
+                              if (ec) {
+                                self->stream_failed_ = true;
+                                beast::error_code ignored;
+                                self->stream_.socket().close(ignored);
+                                return;
+                              }
+                              self->DetectClose();
+                            });
+  }
+
+  void Enqueue(std::string chunk) {
+    if (stream_failed_) {
+      return;
+    }
+    pending_.push_back(std::move(chunk));
+    if (pending_.size() == 1) {
+      WriteNextChunk();
+    }
+  }
+
+  void WriteNextChunk() {
+    auto self = shared_from_this();
+    asio::async_write(stream_.socket(), asio::buffer(pending_.front()),
+                      [self](beast::error_code ec, std::size_t) {
+                        if (ec) {
+                          self->stream_failed_ = true;
+                          self->pending_.clear();
+                          return;
+                        }
+                        self->pending_.pop_front();
+                        if (!self->pending_.empty()) {
+                          self->WriteNextChunk();
+                        }
+                      });
+  }
+
   void Write(ApiResponse r) {
+    if (r.on_stream) {
+      return WriteStream(std::move(r));
+    }
     auto res = std::make_shared<http::response<http::string_body>>();
     res->version(11);
     res->result(static_cast<http::status>(r.status));
@@ -151,6 +224,10 @@ class HttpSession : public std::enable_shared_from_this<HttpSession> {
   std::optional<http::request_parser<http::string_body>> parser_;
   std::shared_ptr<void> response_;
   bool keep_alive_ = true;
+  // Streaming state, used only on the session's strand.
+  std::deque<std::string> pending_;
+  bool stream_failed_ = false;
+  char sink_[512];
   const HttpServer::Handler& handler_;
   asio::thread_pool& workers_;
   const HttpServerOptions& options_;

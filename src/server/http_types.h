@@ -28,11 +28,18 @@ struct ApiRequest {
   std::string principal;                           // token name of the caller
 };
 
+// Writes one chunk of a streamed response; returns false once the connection is gone.
+// Thread-safe; never blocks.
+using StreamWriter = std::function<bool(std::string)>;
+
 struct ApiResponse {
   int status = 200;
   std::string content_type = "application/json";
   std::string body;
   std::vector<std::pair<std::string, std::string>> headers;
+  // When set, the response is a stream (server-sent events): the headers and `body` are sent,
+  // the connection stays open, and on_stream receives the writer for everything after.
+  std::function<void(StreamWriter)> on_stream;
 };
 
 // Completes a request. May be called from any thread, exactly once.

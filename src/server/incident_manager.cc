@@ -64,6 +64,8 @@ Status IncidentManager::Save(Incident& inc) {
   Status s = store_.UpdateIncident(inc);
   if (!s) {
     LogError("cannot save incident " + inc.incident_id + ": " + s.error().ToString());
+  } else if (listener_) {
+    listener_(inc);
   }
   return s;
 }
@@ -198,6 +200,9 @@ void IncidentManager::OpenIncident(const AlarmTransition& t) {
     return;
   }
   LogInfo("incident " + inc.incident_id + " opened: " + t.rule + " on " + t.host);
+  if (listener_) {
+    listener_(inc);
+  }
   Active a;
   a.alarm = t.rule;
   a.host = t.host;

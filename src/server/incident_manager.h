@@ -60,6 +60,13 @@ class IncidentManager {
     breaker_window_ = window;
   }
 
+  // Called with every incident after each durable change (for server-sent events). Runs under
+  // the manager's lock: it must not block or call back into the manager.
+  // REQUIRES: before any event.
+  void SetListener(std::function<void(const Incident&)> listener) {
+    listener_ = std::move(listener);
+  }
+
   // Enforces deadlines (diagnostics, execution, verification). Call periodically.
   void RunOnce();
 
@@ -116,6 +123,7 @@ class IncidentManager {
   Offload offload_;
   const std::vector<AlarmRule> rules_;
   const std::vector<Runbook> runbooks_;
+  std::function<void(const Incident&)> listener_;
   int breaker_max_fixes_ = 3;
   Millis breaker_window_{3'600'000};
 

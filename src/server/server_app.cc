@@ -66,6 +66,7 @@ void AddAllRoutes(Router& router, ServerContext& ctx) {
   AddHostRoutes(router, ctx);
   AddAgentRoutes(router, ctx);
   AddTokenRoutes(router, ctx);
+  AddEventRoutes(router, ctx);
   Router* self = &router;
   router.Add({"GET", "/api/v1", Role::kViewer, "this listing of every route",
               [self](ApiRequest&, Responder respond) {
@@ -135,6 +136,7 @@ struct ServerApp::Parts {
   std::unique_ptr<TaskThread> decisions;  // joined by ServerApp::Stop before Parts dies
   std::unique_ptr<IncidentManager> incidents;
   TokenRegistry tokens;
+  std::unique_ptr<EventHub> events;
   std::unique_ptr<ServerContext> ctx;
   std::unique_ptr<Router> router;
   std::unique_ptr<HttpServer> http;
@@ -194,11 +196,15 @@ Result<std::unique_ptr<ServerApp>> ServerApp::Create(const ServerConfig& config,
       *p->store, clock, *p->commands, *p->alarms, *p->settings, *p->brain,
       [decisions](std::function<void()> task) { decisions->Post(std::move(task)); },
       DefaultAlarmRules(), DefaultRunbooks());
+  p->events = std::make_unique<EventHub>(clock);
+  EventHub* events = p->events.get();
+  p->incidents->SetListener(
+      [events](const Incident& inc) { events->Publish("incident", IncidentToJson(inc)); });
   RETURN_IF_ERROR(p->incidents->Recover());
 
   p->ctx = std::unique_ptr<ServerContext>(new ServerContext{
       clock, *p->store, *p->settings, *p->hosts, *p->alarms, *p->commands, *p->incidents,
-      p->tokens, config.agent_interval_ms});
+      p->tokens, config.agent_interval_ms, p->events.get()});
   p->router = std::make_unique<Router>(p->tokens);
   AddAllRoutes(*p->router, *p->ctx);
   Router* router = p->router.get();
@@ -236,6 +242,7 @@ void ServerApp::TickLoop() {
     lock.unlock();
     parts_->commands->RunOnce();
     parts_->incidents->RunOnce();
+    parts_->events->RunOnce();
     lock.lock();
   }
 }

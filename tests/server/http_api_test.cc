@@ -1,7 +1,12 @@
 // The server over real HTTP on loopback, in process: error handling, auth, and the agent
 // protocol driving one incident from alarm to completed, then a restart on the same data.
 
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <poll.h>
+#include <sys/socket.h>
 #include <sys/stat.h>
+#include <unistd.h>
 
 #include <gtest/gtest.h>
 
@@ -267,6 +272,62 @@ TEST_F(HttpApiTest, SettingsChangesAreAudited) {
   EXPECT_EQ(audit["audit"][0]["action"], "settings.update");
   EXPECT_NE(audit["audit"][0]["detail"].get<std::string>().find("automation_paused"),
             std::string::npos);
+}
+
+// Reads from a raw connection until `needle` shows up or the deadline passes.
+bool ReadUntil(int fd, std::string& got, const std::string& needle,
+               std::chrono::milliseconds timeout) {
+  const auto deadline = std::chrono::steady_clock::now() + timeout;
+  while (got.find(needle) == std::string::npos) {
+    const auto left = std::chrono::duration_cast<std::chrono::milliseconds>(
+        deadline - std::chrono::steady_clock::now());
+    if (left.count() <= 0) {
+      return false;
+    }
+    pollfd p{fd, POLLIN, 0};
+    if (poll(&p, 1, static_cast<int>(left.count())) <= 0) {
+      continue;
+    }
+    char buf[4096];
+    const ssize_t n = read(fd, buf, sizeof(buf));
+    if (n <= 0) {
+      return false;
+    }
+    got.append(buf, static_cast<size_t>(n));
+  }
+  return true;
+}
+
+TEST_F(HttpApiTest, ServerSentEventsCarryIncidentAndAlarmChanges) {
+  const int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  ASSERT_GE(fd, 0);
+  sockaddr_in addr{};
+  addr.sin_family = AF_INET;
+  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  addr.sin_port = htons(app_->port());
+  ASSERT_EQ(connect(fd, reinterpret_cast<sockaddr*>(&addr), sizeof(addr)), 0);
+  const std::string req = "GET /api/v1/events HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer " +
+                          admin_ + "\r\n\r\n";
+  ASSERT_EQ(write(fd, req.data(), req.size()), static_cast<ssize_t>(req.size()));
+  std::string got;
+  ASSERT_TRUE(ReadUntil(fd, got, ": connected", std::chrono::seconds(5))) << got;
+  EXPECT_NE(got.find("HTTP/1.1 200"), std::string::npos);
+  EXPECT_NE(got.find("Content-Type: text/event-stream"), std::string::npos);
+
+  protocol::RegisterRequest reg;
+  reg.name = "web-1";
+  ASSERT_EQ(Call("POST", "/agent/v1/register", agent_, DumpJson(protocol::ToJson(reg))).status,
+            200);
+  Report(false);
+  ASSERT_TRUE(ReadUntil(fd, got, "event: incident", std::chrono::seconds(5))) << got;
+  EXPECT_NE(got.find("event: host\ndata: {"), std::string::npos) << got;
+  EXPECT_NE(got.find("event: alarm\ndata: {"), std::string::npos) << got;
+  EXPECT_NE(got.find("\"alarm_name\":\"Nginx-Down-ALB\""), std::string::npos) << got;
+  EXPECT_NE(got.find("\"status\":\"diagnosing\""), std::string::npos) << got;
+  close(fd);
+  // The server keeps serving after the subscriber left.
+  EXPECT_EQ(Call("GET", "/healthz", "").status, 200);
+  ExpectJsonError(Call("GET", "/api/v1/events", ""), 401);
 }
 
 }  // namespace

@@ -7,6 +7,7 @@
 #include <cstdlib>
 #include <iostream>
 
+#include "cli/ai_check.h"
 #include "cli/api.h"
 #include "cli/commands.h"
 #include "cli/healthapp.h"
@@ -221,6 +222,21 @@ int RunCli(const std::vector<std::string>& args, CliEnv& env) {
       ->check(CLI::Range(1, 50));
   demo->add_flag("--auto", demo_options.auto_approve, "turn approval mode off");
 
+  AiCheckOptions ai_options;
+  CLI::App* ai = app.add_subcommand("ai", "the AI provider");
+  ai->fallthrough();
+  ai->require_subcommand(1);
+  CLI::App* ai_check = ai->add_subcommand(
+      "check", "send one tiny request to the AI provider; print model, latency and whether "
+               "the answer parsed");
+  ai_check->fallthrough();
+  ai_check->add_option("--config", ai_options.config_file,
+                       "medic-server's config file (its ai: section)");
+  ai_check->add_option("--provider", ai_options.provider, "gemini or openai")
+      ->check(CLI::IsMember({"gemini", "openai"}));
+  ai_check->add_option("--base-url", ai_options.base_url, "override the provider's base URL");
+  ai_check->add_option("--model", ai_options.model, "override the model");
+
   std::vector<std::string> reversed(args.rbegin(), args.rend());
   try {
     app.parse(reversed);
@@ -264,6 +280,19 @@ int RunCli(const std::vector<std::string>& args, CliEnv& env) {
       env.Out() << DescribeNginxKill(*k) << std::endl;
       return 0;
     }
+  }
+
+  if (*ai_check) {
+    Result<server::ai::AiConfig> config = ResolveAiCheckConfig(
+        ai_options, [&env](const std::string& name) { return env.GetEnv(name); });
+    if (!config.has_value()) {
+      return Fail(env, "ai check: " + config.error().message);
+    }
+    if (Status s = RunAiCheck(*config, env.Http(), env.GetClock(), json, env.Out());
+        !s.has_value()) {
+      return Fail(env, "ai check: " + s.error().message);
+    }
+    return 0;
   }
 
   Result<ApiTarget> target = ResolveTarget(server, token_file, env);

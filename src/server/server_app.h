@@ -10,6 +10,7 @@
 #include <thread>
 
 #include "core/clock.h"
+#include "server/ai/llm_client.h"
 #include "server/http_server.h"
 #include "server/store.h"
 
@@ -22,6 +23,8 @@ struct ServerConfig {
   std::string log_level = "info";
   int64_t agent_interval_ms = 1000;
   HttpServerOptions http;
+  // The `ai:` section; MEDIC_AI_* / GEMINI_API_KEY override it in Create (docs/AI.md).
+  ai::AiConfig ai;
 };
 
 // Reads a YAML config file. Unknown keys and wrong types are errors naming file and line.

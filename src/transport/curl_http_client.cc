@@ -20,6 +20,29 @@ size_t WriteBody(char* ptr, size_t size, size_t nmemb, void* userdata) {
   return n;
 }
 
+// Collects "Name: value" header lines; a new status line (after a redirect or 100) resets them.
+size_t WriteHeader(char* ptr, size_t size, size_t nmemb, void* userdata) {
+  auto* out = static_cast<std::vector<std::pair<std::string, std::string>>*>(userdata);
+  const size_t n = size * nmemb;
+  std::string_view line(ptr, n);
+  while (!line.empty() && (line.back() == '\r' || line.back() == '\n')) {
+    line.remove_suffix(1);
+  }
+  if (line.substr(0, 5) == "HTTP/") {
+    out->clear();
+    return n;
+  }
+  const size_t colon = line.find(':');
+  if (colon != std::string_view::npos && out->size() < 256) {
+    std::string_view value = line.substr(colon + 1);
+    while (!value.empty() && (value.front() == ' ' || value.front() == '\t')) {
+      value.remove_prefix(1);
+    }
+    out->emplace_back(std::string(line.substr(0, colon)), std::string(value));
+  }
+  return n;
+}
+
 class CurlHttpClient : public HttpClient {
  public:
   explicit CurlHttpClient(TlsOptions tls) : tls_(std::move(tls)), curl_(curl_easy_init()) {}
@@ -42,6 +65,8 @@ class CurlHttpClient : public HttpClient {
                      static_cast<long>(req.connect_timeout.count()));
     curl_easy_setopt(curl_, CURLOPT_WRITEFUNCTION, &WriteBody);
     curl_easy_setopt(curl_, CURLOPT_WRITEDATA, &resp.body);
+    curl_easy_setopt(curl_, CURLOPT_HEADERFUNCTION, &WriteHeader);
+    curl_easy_setopt(curl_, CURLOPT_HEADERDATA, &resp.headers);
     curl_easy_setopt(curl_, CURLOPT_PROTOCOLS_STR, "http,https");
     curl_easy_setopt(curl_, CURLOPT_FOLLOWLOCATION, 0L);
     if (!tls_.ca_file.empty()) {

@@ -26,6 +26,8 @@ struct HttpResponse {
   int status = 0;
   std::string body;
   std::string content_type;
+  // Response header fields as received (names in their original case), e.g. Retry-After.
+  std::vector<std::pair<std::string, std::string>> headers;
 };
 
 // Transport failures (refused, DNS, timeout) are errors; any HTTP status is a response.

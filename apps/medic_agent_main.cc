@@ -8,12 +8,17 @@
 #include <cstdio>
 #include <cstdlib>
 #include <memory>
+#include <optional>
+#include <string>
 
 #include "agent/agent.h"
 #include "agent/child_reaper.h"
 #include "agent/command_runner.h"
 #include "agent/flags.h"
+#include "agent/prometheus.h"
 #include "agent/supervisor.h"
+#include "agent/systemd.h"
+#include "core/files.h"
 #include "core/log.h"
 
 namespace {
@@ -27,29 +32,62 @@ struct RealAgent {
   LinuxProcFs procfs;
   ChildReaper reaper;
   std::unique_ptr<ForkExecCommandRunner> runner;
-  std::unique_ptr<SupervisorServiceManager> services;
+  std::unique_ptr<SupervisorServiceManager> services;  // empty when systemd manages them
+  std::unique_ptr<SystemdServiceManager> systemd;
   std::unique_ptr<Agent> agent;
+  std::unique_ptr<MetricsHttpServer> metrics_server;
 };
 
 // The factory: everything the agent runs on, started. REQUIRES: signals already blocked.
-Result<std::unique_ptr<RealAgent>> BuildAgent(const AgentConfig& config) {
+Result<std::unique_ptr<RealAgent>> BuildAgent(const AgentConfig& config,
+                                              const std::optional<std::string>& metrics_listen) {
   ASSIGN_OR_RETURN(std::string token, ReadToken(config.token_file));
   auto a = std::make_unique<RealAgent>();
   RETURN_IF_ERROR(a->reaper.Start());
-  a->runner = std::make_unique<ForkExecCommandRunner>(a->reaper);
-  a->services =
-      std::make_unique<SupervisorServiceManager>(config.services, a->reaper, a->procfs, a->clock);
-  a->services->StartAutostart();
+  a->runner = std::make_unique<ForkExecCommandRunner>(a->reaper, config.exec_max_concurrent);
+  ASSIGN_OR_RETURN(
+      ServiceManagerKind kind,
+      ChooseServiceManager(config.service_manager, ReadFile("/proc/1/comm").value_or("")));
+  ServiceManager* manager = nullptr;
+  if (kind == ServiceManagerKind::kSystemd) {
+    std::vector<std::string> names;
+    for (const auto& s : config.services) {
+      names.push_back(s.name);
+    }
+    a->systemd = std::make_unique<SystemdServiceManager>(std::move(names), *a->runner);
+    a->services = std::make_unique<SupervisorServiceManager>(std::vector<ServiceConfig>{},
+                                                             a->reaper, a->procfs, a->clock);
+    manager = a->systemd.get();
+    LogInfo("services are managed by systemd");
+  } else {
+    a->services =
+        std::make_unique<SupervisorServiceManager>(config.services, a->reaper, a->procfs, a->clock);
+    a->services->StartAutostart();
+    manager = a->services.get();
+  }
   a->agent = std::make_unique<Agent>(
       config, token,
-      AgentDeps{a->clock, a->procfs, *a->runner, *a->services, [] { return NewCurlHttpClient(); }});
-  a->agent->Start();
+      AgentDeps{a->clock, a->procfs, *a->runner, *manager,
+                [tls = TlsOptions{config.tls_ca_file, config.tls_cert_file, config.tls_key_file}] {
+                  return NewCurlHttpClient(tls);
+                }});
   Agent* agent = a->agent.get();
-  a->services->SetExitListener([agent](const std::string&, const ServiceExit&) { agent->CheckNow(); });
+  if (metrics_listen) {
+    a->metrics_server =
+        std::make_unique<MetricsHttpServer>([agent] { return agent->PrometheusText(); });
+    if (auto s = a->metrics_server->Start(*metrics_listen); !s) {
+      a->services->StopAll();
+      return s.error();
+    }
+    LogInfo("serving /metrics on port " + std::to_string(a->metrics_server->port()));
+  }
+  a->agent->Start();
+  a->services->SetExitListener(
+      [agent](const std::string&, const ServiceExit&) { agent->CheckNow(); });
   return a;
 }
 
-int RunAgent(const AgentConfig& config) {
+int RunAgent(const AgentConfig& config, const std::optional<std::string>& metrics_listen) {
   for (int fd = 0; fd <= 2; ++fd) {  // children must never inherit a pipe as fd 0-2
     if (::fcntl(fd, F_GETFD) < 0) {
       ::open("/dev/null", O_RDWR);
@@ -63,7 +101,7 @@ int RunAgent(const AgentConfig& config) {
   pthread_sigmask(SIG_BLOCK, &stop_signals, nullptr);  // before any thread exists
   ::signal(SIGPIPE, SIG_IGN);
   InitHttpClientLibrary();
-  auto built = BuildAgent(config);
+  auto built = BuildAgent(config, metrics_listen);
   if (!built) {
     LogError(built.error().message);
     return 1;
@@ -75,6 +113,9 @@ int RunAgent(const AgentConfig& config) {
   sigwait(&stop_signals, &sig);
   LogInfo(std::string("received ") + (sig == SIGINT ? "SIGINT" : "SIGTERM") + ", stopping");
   a.services->SetExitListener(nullptr);
+  if (a.metrics_server) {
+    a.metrics_server->Stop();
+  }
   const bool clean = a.agent->Stop();
   a.services->StopAll();
   a.reaper.Stop();
@@ -108,8 +149,10 @@ int main(int argc, char** argv) {
     return 1;
   }
   if (flags->metrics_listen) {
-    std::fprintf(stderr, "medic-agent: --metrics-listen is not supported yet\n");
-    return 1;
+    if (auto hp = ParseListenAddress(*flags->metrics_listen); !hp) {
+      std::fprintf(stderr, "medic-agent: %s\n", hp.error().message.c_str());
+      return 1;
+    }
   }
-  return RunAgent(*config);
+  return RunAgent(*config, flags->metrics_listen);
 }

@@ -9,6 +9,7 @@ PACKAGES=(
   nlohmann-json3-dev libyaml-cpp-dev libsqlite3-dev sqlite3 libcli11-dev
   libgtest-dev libgmock-dev libbenchmark-dev
   nginx curl procps iproute2 util-linux
+  prometheus monit prometheus-node-exporter openssl
 )
 
 missing=()

@@ -118,6 +118,8 @@ protocol::CommandResult ActionExecutor::Run(std::vector<std::string> argv, Milli
   spec.argv = std::move(argv);
   spec.timeout = timeout;
   spec.output_cap = options_.output_cap;
+  spec.run_as = options_.run_as;
+  spec.working_dir = options_.working_dir;
   const CommandOutcome o = runner_.Run(spec);
   protocol::CommandResult r;
   if (!o.started) {

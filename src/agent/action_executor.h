@@ -23,6 +23,8 @@ namespace medic::agent {
 
 struct ExecutorOptions {
   size_t output_cap = 64 * 1024;
+  std::string run_as;       // diagnostics run as this user ("" = the agent's)
+  std::string working_dir;  // and in this directory ("" = /)
   // service name -> the log files service.logs shows
   std::map<std::string, std::vector<std::string>> service_log_files;
   pid_t self_pid = 0;

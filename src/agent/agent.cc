@@ -2,6 +2,7 @@
 
 #include <unistd.h>
 
+#include "agent/prometheus.h"
 #include "core/log.h"
 
 namespace medic::agent {
@@ -30,6 +31,8 @@ protocol::RegisterRequest MakeRegisterRequest(const AgentConfig& config) {
 ExecutorOptions MakeExecutorOptions(const AgentConfig& config, pid_t self_pid) {
   ExecutorOptions o;
   o.self_pid = self_pid;
+  o.run_as = config.exec_run_as;
+  o.working_dir = config.exec_working_dir;
   for (const auto& s : config.services) {
     o.service_log_files[s.name] = s.log_files;
   }
@@ -43,13 +46,16 @@ Agent::Agent(const AgentConfig& config, std::string token, AgentDeps deps, Agent
       registration_(api_, MakeRegisterRequest(config), tuning.register_backoff_base,
                     tuning.register_backoff_cap),
       metrics_(deps_.procfs, config.mounts),
+      recorded_metrics_(metrics_),
       reporter_(ReporterOptions{config.name, config.interval, config.buffer_samples}, api_,
-                registration_, metrics_, checks_, deps_.clock),
-      checker_(config.checks, checks_, deps_.clock,
-               [this] {
-                 reporter_.RequestReport();
-                 report_waiter_.Notify();
-               }),
+                registration_, recorded_metrics_, checks_, deps_.clock),
+      checker_(
+          config.checks, checks_, deps_.clock,
+          [this] {
+            reporter_.RequestReport();
+            report_waiter_.Notify();
+          },
+          &deps_.procfs),
       executor_(MakeExecutorOptions(config, SelfPid(tuning)), policy_, deps_.runner, deps_.services,
                 deps_.procfs),
       processor_(config.name, policy_, executor_, deps_.clock),
@@ -115,6 +121,10 @@ void Agent::CheckerLoop() {
     const SteadyTime next = checker_.RunOnce(*http, deps_.clock.SteadyNow());
     check_waiter_.WaitFor(std::chrono::duration_cast<Millis>(next - deps_.clock.SteadyNow()));
   }
+}
+
+std::string Agent::PrometheusText() const {
+  return FormatPrometheus(recorded_metrics_.Latest(), checks_.Current(), reporter_.dropped());
 }
 
 void Agent::CheckNow() {

@@ -68,6 +68,9 @@ class Agent {
   // at its next interval. Called when a supervised service exits and after each command.
   void CheckNow();
 
+  // The latest sample and the check states in the Prometheus text format. Thread-safe.
+  std::string PrometheusText() const;
+
   Registration& registration() { return registration_; }
   CheckStates& checks() { return checks_; }
   const Policy& policy() const { return policy_; }
@@ -83,6 +86,7 @@ class Agent {
   Registration registration_;
   CheckStates checks_;
   ProcMetricsCollector metrics_;
+  RecordingMetricsSource recorded_metrics_;
   Reporter reporter_;
   HealthChecker checker_;
   ActionExecutor executor_;

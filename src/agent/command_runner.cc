@@ -1,19 +1,25 @@
 #include "agent/command_runner.h"
 
 #include <fcntl.h>
+#include <grp.h>
 #include <poll.h>
+#include <pwd.h>
 #include <signal.h>
 #include <sys/eventfd.h>
 #include <unistd.h>
 
 #include <algorithm>
+#include <atomic>
 #include <cerrno>
 #include <chrono>
+#include <condition_variable>
 #include <cstring>
 #include <memory>
 #include <mutex>
 #include <optional>
 #include <thread>
+
+#include "agent/cgroup.h"
 
 namespace medic::agent {
 
@@ -35,11 +41,41 @@ struct ExitSignal {
   UniqueFd event;                    // eventfd, written once on exit
 };
 
+std::atomic<uint64_t> g_command_counter{0};
+
 void SetNonBlocking(int fd) { ::fcntl(fd, F_SETFL, ::fcntl(fd, F_GETFL) | O_NONBLOCK); }
 
 }  // namespace
 
+struct ForkExecCommandRunner::Slots {
+  std::mutex mu;
+  std::condition_variable cv;
+  int free = 0;  // Guarded by mu.
+};
+
+ForkExecCommandRunner::ForkExecCommandRunner(ChildReaper& reaper, int max_concurrent)
+    : reaper_(reaper), slots_(std::make_unique<Slots>()) {
+  slots_->free = std::max(1, max_concurrent);
+}
+
+ForkExecCommandRunner::~ForkExecCommandRunner() = default;
+
 CommandOutcome ForkExecCommandRunner::Run(const CommandSpec& spec) {
+  {
+    std::unique_lock<std::mutex> lock(slots_->mu);
+    slots_->cv.wait(lock, [&] { return slots_->free > 0; });
+    --slots_->free;
+  }
+  CommandOutcome out = RunNow(spec);
+  {
+    std::lock_guard<std::mutex> lock(slots_->mu);
+    ++slots_->free;
+  }
+  slots_->cv.notify_one();
+  return out;
+}
+
+CommandOutcome ForkExecCommandRunner::RunNow(const CommandSpec& spec) {
   CommandOutcome out;
   const auto start = Steady::now();
   auto finish = [&] {
@@ -56,6 +92,24 @@ CommandOutcome ForkExecCommandRunner::Run(const CommandSpec& spec) {
     return finish();
   }
   const ExecArgs args(*exe, spec.argv, ScrubbedEnvironment());
+  // Everything the child needs is resolved here: after fork only async-signal-safe calls.
+  bool switch_user = false;
+  uid_t uid = 0;
+  gid_t gid = 0;
+  if (!spec.run_as.empty()) {
+    passwd pw{};
+    passwd* found = nullptr;
+    std::vector<char> pwbuf(16 * 1024);
+    if (::getpwnam_r(spec.run_as.c_str(), &pw, pwbuf.data(), pwbuf.size(), &found) != 0 ||
+        found == nullptr) {
+      out.error = "unknown user '" + spec.run_as + "'";
+      return finish();
+    }
+    switch_user = true;
+    uid = pw.pw_uid;
+    gid = pw.pw_gid;
+  }
+  const std::string work_dir = spec.working_dir.empty() ? "/" : spec.working_dir;
 
   UniqueFd out_r, out_w, err_r, err_w;
   if (auto s = MakePipe(&out_r, &out_w); !s) {
@@ -73,16 +127,39 @@ CommandOutcome ForkExecCommandRunner::Run(const CommandSpec& spec) {
     out.error = std::string("cannot set up the child: ") + std::strerror(errno);
     return finish();
   }
+  std::unique_ptr<CommandCgroup> cgroup;
+  if (spec.use_cgroup) {
+    auto cg = CommandCgroup::Create("cmd-" + std::to_string(::getpid()) + "-" +
+                                    std::to_string(g_command_counter.fetch_add(1)));
+    if (cg) {
+      cgroup = std::move(*cg);
+    }
+  }
+  const int cg_fd = cgroup ? cgroup->procs_fd() : -1;
   const int in_fd = devnull.get();
   const int out_fd = out_w.get();
   const int err_fd = err_w.get();
   auto pid = reaper_.Spawn(
       [&] {
         ::setsid();
+        if (cg_fd >= 0) {
+          [[maybe_unused]] ssize_t w = ::write(cg_fd, "0", 1);  // join the command's cgroup
+        }
         ::dup2(in_fd, 0);
         ::dup2(out_fd, 1);
         ::dup2(err_fd, 2);
         PrepareChildProcess();
+        if (::chdir(work_dir.c_str()) != 0) {
+          static const char kMsg[] = "medic-agent: cannot enter the working directory\n";
+          [[maybe_unused]] ssize_t n = ::write(2, kMsg, sizeof(kMsg) - 1);
+          ::_exit(126);
+        }
+        if (switch_user &&
+            (::setgroups(1, &gid) != 0 || ::setgid(gid) != 0 || ::setuid(uid) != 0)) {
+          static const char kMsg[] = "medic-agent: cannot switch user\n";
+          [[maybe_unused]] ssize_t n = ::write(2, kMsg, sizeof(kMsg) - 1);
+          ::_exit(126);
+        }
         ::execve(args.path(), args.argv(), args.envp());
         static const char kMsg[] = "medic-agent: exec failed\n";
         [[maybe_unused]] ssize_t n = ::write(2, kMsg, sizeof(kMsg) - 1);
@@ -103,6 +180,7 @@ CommandOutcome ForkExecCommandRunner::Run(const CommandSpec& spec) {
   }
   out.started = true;
   out.pid = *pid;
+  out.in_cgroup = cgroup != nullptr;
   const pid_t pgid = *pid;
   SetNonBlocking(out_r.get());
   SetNonBlocking(err_r.get());
@@ -112,6 +190,17 @@ CommandOutcome ForkExecCommandRunner::Run(const CommandSpec& spec) {
   std::optional<Steady::time_point> term_sent, kill_sent, exited_at, group_killed_at;
   bool exited = false;
   char buf[64 * 1024];
+  // The process group, and every process of the cgroup (descendants that left the group).
+  auto signal_all = [&](int sig) {
+    ::kill(-pgid, sig);  // ESRCH when the group is empty
+    if (cgroup) {
+      if (sig == SIGKILL) {
+        cgroup->KillAll();
+      } else {
+        cgroup->SignalAll(sig);
+      }
+    }
+  };
 
   auto read_pipe = [&](UniqueFd& fd, std::string& sink) {
     for (;;) {
@@ -141,16 +230,16 @@ CommandOutcome ForkExecCommandRunner::Run(const CommandSpec& spec) {
     const auto now = Steady::now();
     if (!exited && !term_sent && now >= deadline) {
       out.timed_out = true;
-      ::kill(-pgid, SIGTERM);
+      signal_all(SIGTERM);
       term_sent = now;
     }
     if (!exited && term_sent && !kill_sent && now >= *term_sent + spec.kill_grace) {
-      ::kill(-pgid, SIGKILL);
+      signal_all(SIGKILL);
       kill_sent = now;
     }
     const bool pipes_open = out_r.valid() || err_r.valid();
     if (exited && !group_killed_at && (!pipes_open || now >= *exited_at + kAfterExitGrace)) {
-      ::kill(-pgid, SIGKILL);  // leftovers of the group; ESRCH when there are none
+      signal_all(SIGKILL);  // leftovers of the group and the cgroup
       group_killed_at = now;
     }
     if (exited && !pipes_open) {
@@ -188,7 +277,7 @@ CommandOutcome ForkExecCommandRunner::Run(const CommandSpec& spec) {
     const int rc = ::poll(fds, nfds, static_cast<int>(wait_ms));
     if (rc < 0 && errno != EINTR) {
       out.error = std::string("poll: ") + std::strerror(errno);
-      ::kill(-pgid, SIGKILL);
+      signal_all(SIGKILL);
       break;
     }
     if (rc <= 0) {
@@ -210,9 +299,14 @@ CommandOutcome ForkExecCommandRunner::Run(const CommandSpec& spec) {
 
   // Wait (bounded) for the whole group to be reaped, so nothing of it outlives Run.
   const auto gone_deadline = Steady::now() + kGroupGoneWait;
-  while (ProcessGroupExists(pgid) && Steady::now() < gone_deadline) {
+  while ((ProcessGroupExists(pgid) || (cgroup && !cgroup->Empty())) &&
+         Steady::now() < gone_deadline) {
+    if (cgroup) {
+      cgroup->KillAll(1);
+    }
     std::this_thread::sleep_for(Millis(5));
   }
+  cgroup.reset();  // removes the cgroup directory
   {
     std::lock_guard<std::mutex> lock(exit_signal->mu);
     if (exit_signal->status) {

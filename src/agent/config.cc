@@ -206,8 +206,9 @@ Result<ServiceConfig> ParseService(const Reader& r, const YAML::Node& key, const
 Result<CheckConfig> ParseCheck(const Reader& r, const YAML::Node& n) {
   CheckConfig c;
   RETURN_IF_ERROR(r.RequireMap(n, "a check"));
-  RETURN_IF_ERROR(
-      r.CheckKeys(n, "a check", {"name", "type", "url", "interval", "timeout", "expected_status"}));
+  RETURN_IF_ERROR(r.CheckKeys(n, "a check",
+                              {"name", "type", "url", "interval", "timeout", "expected_status",
+                               "body_contains", "host", "port", "pidfile", "process", "exe"}));
   if (!n["name"]) {
     return r.At(n, "a check needs a 'name'");
   }
@@ -218,16 +219,71 @@ Result<CheckConfig> ParseCheck(const Reader& r, const YAML::Node& n) {
   const std::string what = "check '" + c.name + "'";
   if (auto v = n["type"]) {
     ASSIGN_OR_RETURN(c.type, r.String(v, what + " type"));
-    if (c.type != "http") {
-      return r.At(v, what + ": type '" + c.type + "' is not supported (supported: http)");
+    if (c.type != "http" && c.type != "tcp" && c.type != "process") {
+      return r.At(v, what + ": type '" + c.type + "' is not supported (http, tcp, process)");
     }
   }
-  if (!n["url"]) {
-    return r.At(n, what + " needs a 'url'");
+  // Keys that belong to another type are mistakes, not silently ignored.
+  const std::map<std::string, std::vector<std::string>> kKeysOf = {
+      {"http", {"url", "expected_status", "body_contains"}},
+      {"tcp", {"host", "port"}},
+      {"process", {"pidfile", "process", "exe"}}};
+  for (const auto& [type, keys] : kKeysOf) {
+    if (type == c.type) {
+      continue;
+    }
+    for (const auto& key : keys) {
+      if (n[key]) {
+        return r.At(n[key], what + ": '" + key + "' does not apply to a " + c.type + " check");
+      }
+    }
   }
-  ASSIGN_OR_RETURN(c.url, r.String(n["url"], what + " url"));
-  if (!IsHttpUrl(c.url)) {
-    return r.At(n["url"], what + ": url must start with http:// or https://");
+  if (c.type == "http") {
+    if (!n["url"]) {
+      return r.At(n, what + " needs a 'url'");
+    }
+    ASSIGN_OR_RETURN(c.url, r.String(n["url"], what + " url"));
+    if (!IsHttpUrl(c.url)) {
+      return r.At(n["url"], what + ": url must start with http:// or https://");
+    }
+    if (auto v = n["body_contains"]) {
+      ASSIGN_OR_RETURN(c.body_contains, r.NonEmptyString(v, what + " body_contains"));
+    }
+  } else if (c.type == "tcp") {
+    if (auto v = n["host"]) {
+      ASSIGN_OR_RETURN(c.host, r.NonEmptyString(v, what + " host"));
+    }
+    if (!n["port"]) {
+      return r.At(n, what + " needs a 'port'");
+    }
+    ASSIGN_OR_RETURN(int64_t port, r.Integer(n["port"], what + " port", 1, 65535));
+    c.port = static_cast<int>(port);
+  } else {
+    int given = 0;
+    if (auto v = n["pidfile"]) {
+      ASSIGN_OR_RETURN(c.pidfile, r.NonEmptyString(v, what + " pidfile"));
+      if (c.pidfile[0] != '/') {
+        return r.At(v, what + ": pidfile must be an absolute path");
+      }
+      ++given;
+    }
+    if (auto v = n["process"]) {
+      ASSIGN_OR_RETURN(c.process_name, r.NonEmptyString(v, what + " process"));
+      if (c.process_name.size() > 15) {
+        return r.At(v, what + ": process names are at most 15 characters (/proc/PID/comm)");
+      }
+      ++given;
+    }
+    if (auto v = n["exe"]) {
+      ASSIGN_OR_RETURN(c.exe, r.NonEmptyString(v, what + " exe"));
+      if (c.exe[0] != '/') {
+        return r.At(v, what + ": exe must be an absolute path");
+      }
+      ++given;
+    }
+    if (given != 1) {
+      return r.At(n, what + " needs exactly one of 'pidfile', 'process' or 'exe'");
+    }
   }
   if (auto v = n["interval"]) {
     ASSIGN_OR_RETURN(c.interval, r.Duration(v, what + " interval"));
@@ -298,9 +354,10 @@ Result<AgentConfig> ParseRoot(const Reader& r, const YAML::Node& root) {
     return c;  // an empty file
   }
   RETURN_IF_ERROR(r.RequireMap(root, "the top level"));
-  RETURN_IF_ERROR(r.CheckKeys(root, "the top level",
-                              {"server", "name", "token_file", "interval", "log_level", "chaos",
-                               "mounts", "buffer_samples", "services", "checks", "policy"}));
+  RETURN_IF_ERROR(r.CheckKeys(
+      root, "the top level",
+      {"server", "name", "token_file", "interval", "log_level", "chaos", "mounts", "buffer_samples",
+       "services", "checks", "policy", "service_manager", "executor", "tls"}));
   if (auto v = root["server"]) {
     ASSIGN_OR_RETURN(c.server, r.String(v, "server"));
     if (!IsHttpUrl(c.server)) {
@@ -338,6 +395,43 @@ Result<AgentConfig> ParseRoot(const Reader& r, const YAML::Node& root) {
   }
   if (auto v = root["mounts"]) {
     ASSIGN_OR_RETURN(c.mounts, r.AbsPathList(v, "mounts"));
+  }
+  if (auto v = root["tls"]) {
+    RETURN_IF_ERROR(r.RequireMap(v, "tls"));
+    RETURN_IF_ERROR(r.CheckKeys(v, "tls", {"ca_file", "cert_file", "key_file"}));
+    if (auto a = v["ca_file"]) {
+      ASSIGN_OR_RETURN(c.tls_ca_file, r.AbsPath(a, "tls.ca_file"));
+    }
+    if (auto a = v["cert_file"]) {
+      ASSIGN_OR_RETURN(c.tls_cert_file, r.AbsPath(a, "tls.cert_file"));
+    }
+    if (auto a = v["key_file"]) {
+      ASSIGN_OR_RETURN(c.tls_key_file, r.AbsPath(a, "tls.key_file"));
+    }
+    if (c.tls_cert_file.empty() != c.tls_key_file.empty()) {
+      return r.At(v, "tls: cert_file and key_file go together");
+    }
+  }
+  if (auto v = root["executor"]) {
+    RETURN_IF_ERROR(r.RequireMap(v, "executor"));
+    RETURN_IF_ERROR(r.CheckKeys(v, "executor", {"run_as", "working_dir", "max_concurrent"}));
+    if (auto a = v["run_as"]) {
+      ASSIGN_OR_RETURN(c.exec_run_as, r.NonEmptyString(a, "executor.run_as"));
+    }
+    if (auto a = v["working_dir"]) {
+      ASSIGN_OR_RETURN(c.exec_working_dir, r.AbsPath(a, "executor.working_dir"));
+    }
+    if (auto a = v["max_concurrent"]) {
+      ASSIGN_OR_RETURN(int64_t n, r.Integer(a, "executor.max_concurrent", 1, 64));
+      c.exec_max_concurrent = static_cast<int>(n);
+    }
+  }
+  if (auto v = root["service_manager"]) {
+    ASSIGN_OR_RETURN(c.service_manager, r.String(v, "service_manager"));
+    if (c.service_manager != "auto" && c.service_manager != "supervisor" &&
+        c.service_manager != "systemd") {
+      return r.At(v, "service_manager must be auto, supervisor or systemd");
+    }
   }
   if (auto v = root["buffer_samples"]) {
     ASSIGN_OR_RETURN(int64_t n, r.Integer(v, "buffer_samples", 1, 1'000'000));

@@ -28,13 +28,22 @@ struct ServiceConfig {
 };
 
 struct CheckConfig {
-  std::string name;  // the check named "web" feeds the server's `web` target group
-  std::string type = "http";
-  std::string url;
+  std::string name;           // the check named "web" feeds the server's `web` target group
+  std::string type = "http";  // http | tcp | process
   Millis interval{1'000};
   Millis timeout{1'000};
+  // http
+  std::string url;
   int status_min = 200;  // healthy when status_min <= HTTP status <= status_max
   int status_max = 399;
+  std::string body_contains;  // when set, the body must contain it too
+  // tcp: healthy when a connection to host:port opens within timeout
+  std::string host = "127.0.0.1";
+  int port = 0;
+  // process: exactly one of these
+  std::string pidfile;       // the pid in this file is alive (not a zombie)
+  std::string process_name;  // some process has this comm (/proc/PID/comm, 15 chars max)
+  std::string exe;           // some process runs this executable (/proc/PID/exe)
 };
 
 // The local policy as written in the file; unset lists take their defaults (see policy.h).
@@ -50,11 +59,21 @@ struct AgentConfig {
   std::string server;  // base URL, e.g. http://127.0.0.1:8080 (no trailing slash)
   std::string name;    // host name in medic; defaults to the kernel's hostname
   std::string token_file;
+  // TLS for an https server URL (tls:): verify the server against ca_file (empty: the system's
+  // CA bundle); present cert_file + key_file as a client certificate (both or neither).
+  std::string tls_ca_file;
+  std::string tls_cert_file;
+  std::string tls_key_file;
   Millis interval{1'000};
   std::string log_level = "info";
   bool chaos_allowed = false;
-  std::vector<std::string> mounts;  // extra mount points for disk_used_percent:<mount>
-  size_t buffer_samples = 600;      // samples kept while the server is away
+  std::vector<std::string> mounts;       // empty: every real mount; else "/" and these
+  size_t buffer_samples = 600;           // samples kept while the server is away
+  std::string service_manager = "auto";  // auto | supervisor | systemd
+  // How diagnostic commands run (executor:).
+  std::string exec_run_as;  // "" = the agent's user
+  std::string exec_working_dir = "/";
+  int exec_max_concurrent = 4;
   std::vector<ServiceConfig> services;
   std::vector<CheckConfig> checks;
   PolicySettings policy;

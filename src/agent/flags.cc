@@ -28,7 +28,8 @@ Result<AgentFlags> ParseAgentFlags(int argc, const char* const* argv) {
   auto* o_token = app.add_option("--token-file", token_file, "file holding the agent token");
   auto* o_interval = app.add_option("--interval", interval, "report interval, e.g. 1s, 500ms");
   auto* o_metrics =
-      app.add_option("--metrics-listen", metrics_listen, "HOST:PORT for /metrics (later)");
+      app.add_option("--metrics-listen", metrics_listen,
+                     "HOST:PORT to serve Prometheus /metrics on (port 0: any free port)");
   app.add_flag("--check-config", flags.check_config, "validate the configuration and exit");
   try {
     app.parse(argc, argv);

@@ -1,5 +1,18 @@
 #include "agent/health_check.h"
 
+#include <arpa/inet.h>
+#include <fcntl.h>
+#include <netdb.h>
+#include <netinet/in.h>
+#include <poll.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <charconv>
+#include <cstring>
+
+#include "core/files.h"
 #include "core/log.h"
 
 namespace medic::agent {
@@ -15,6 +28,10 @@ CheckOutcome ClassifyHttpCheck(const Result<HttpResponse>& response, Millis elap
     if (!out.healthy) {
       out.detail += " (expected " + std::to_string(check.status_min) + "-" +
                     std::to_string(check.status_max) + ")";
+    } else if (!check.body_contains.empty() &&
+               response->body.find(check.body_contains) == std::string::npos) {
+      out.healthy = false;
+      out.detail += ", body lacks \"" + check.body_contains + "\"";
     }
     return out;
   }
@@ -100,8 +117,12 @@ bool CheckStates::has_pending() const {
 }
 
 HealthChecker::HealthChecker(std::vector<CheckConfig> checks, CheckStates& states, Clock& clock,
-                             std::function<void()> on_change)
-    : states_(states), clock_(clock), on_change_(std::move(on_change)) {
+                             std::function<void()> on_change, ProcFs* procfs)
+    : states_(states), clock_(clock), on_change_(std::move(on_change)), procfs_(procfs) {
+  if (procfs_ == nullptr) {
+    own_procfs_ = std::make_unique<LinuxProcFs>();
+    procfs_ = own_procfs_.get();
+  }
   for (auto& c : checks) {
     checks_.push_back({std::move(c), SteadyTime{}});
   }
@@ -112,7 +133,7 @@ SteadyTime HealthChecker::RunOnce(HttpClient& http, SteadyTime now) {
   const bool all = run_now_.exchange(false);
   for (auto& e : checks_) {
     if (all || now >= e.next) {
-      const protocol::CheckResult r = ProbeHttp(http, clock_, e.config);
+      const protocol::CheckResult r = ProbeCheck(http, *procfs_, clock_, e.config);
       if (states_.Update(r)) {
         LogInfo("check " + r.name + " is now " + (r.healthy ? "healthy" : "unhealthy") + ": " +
                 r.detail);
@@ -125,6 +146,156 @@ SteadyTime HealthChecker::RunOnce(HttpClient& http, SteadyTime now) {
     next = std::min(next, e.next);
   }
   return next;
+}
+
+}  // namespace medic::agent
+
+namespace medic::agent {
+
+std::vector<protocol::CheckResult> CheckStates::Current() const {
+  std::lock_guard<std::mutex> lock(mu_);
+  std::vector<protocol::CheckResult> out;
+  for (const auto& [name, result] : current_) {
+    out.push_back(result);
+  }
+  return out;
+}
+
+}  // namespace medic::agent
+
+namespace medic::agent {
+
+namespace {
+
+std::string Plural(size_t n, const char* one, const char* many) {
+  return std::to_string(n) + " " + (n == 1 ? one : many);
+}
+
+bool Alive(ProcFs& procfs, int pid, std::string* comm) {
+  auto stat = procfs.Read(std::to_string(pid) + "/stat");
+  if (!stat) {
+    return false;
+  }
+  auto parsed = ParsePidStat(*stat);
+  if (!parsed || parsed->state == 'Z' || parsed->state == 'X') {
+    return false;
+  }
+  *comm = parsed->comm;
+  return true;
+}
+
+}  // namespace
+
+CheckOutcome ProbeTcp(const CheckConfig& check) {
+  CheckOutcome out;
+  const auto start = std::chrono::steady_clock::now();
+  addrinfo hints{};
+  hints.ai_family = AF_UNSPEC;
+  hints.ai_socktype = SOCK_STREAM;
+  hints.ai_flags = AI_NUMERICSERV;
+  addrinfo* res = nullptr;
+  const std::string port = std::to_string(check.port);
+  if (const int rc = ::getaddrinfo(check.host.c_str(), port.c_str(), &hints, &res); rc != 0) {
+    out.detail = "cannot resolve " + check.host + ": " + ::gai_strerror(rc);
+    return out;
+  }
+  const int fd = ::socket(res->ai_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+  if (fd < 0) {
+    ::freeaddrinfo(res);
+    out.detail = std::string("socket: ") + std::strerror(errno);
+    return out;
+  }
+  int err = 0;
+  if (::connect(fd, res->ai_addr, res->ai_addrlen) != 0) {
+    err = errno;
+  }
+  ::freeaddrinfo(res);
+  if (err == EINPROGRESS) {
+    pollfd p{fd, POLLOUT, 0};
+    const int rc = ::poll(&p, 1, static_cast<int>(check.timeout.count()));
+    if (rc == 0) {
+      ::close(fd);
+      out.detail = "timeout after " + std::to_string(check.timeout.count()) + " ms";
+      return out;
+    }
+    socklen_t len = sizeof(err);
+    err = 0;
+    ::getsockopt(fd, SOL_SOCKET, SO_ERROR, &err, &len);
+  }
+  ::close(fd);
+  const auto took = std::chrono::duration_cast<Millis>(std::chrono::steady_clock::now() - start);
+  if (err == 0) {
+    out.healthy = true;
+    out.detail = "connected in " + std::to_string(took.count()) + " ms";
+  } else if (err == ECONNREFUSED) {
+    out.detail = "connection refused";
+  } else {
+    out.detail = std::string("connect: ") + std::strerror(err);
+  }
+  return out;
+}
+
+CheckOutcome ProbeProcess(ProcFs& procfs, const CheckConfig& check) {
+  CheckOutcome out;
+  if (!check.pidfile.empty()) {
+    auto text = procfs.Read(check.pidfile);
+    if (!text) {
+      out.detail = "cannot read " + check.pidfile;
+      return out;
+    }
+    const std::string trimmed(Trim(*text));
+    int pid = 0;
+    auto [p, ec] = std::from_chars(trimmed.data(), trimmed.data() + trimmed.size(), pid);
+    if (ec != std::errc() || p != trimmed.data() + trimmed.size() || pid <= 0) {
+      out.detail = check.pidfile + " holds no pid";
+      return out;
+    }
+    std::string comm;
+    out.healthy = Alive(procfs, pid, &comm);
+    out.detail = out.healthy
+                     ? "pid " + std::to_string(pid) + " (" + comm + ") is running"
+                     : "pid " + std::to_string(pid) + " from " + check.pidfile + " is not running";
+    return out;
+  }
+  size_t n = 0;
+  auto pids = procfs.ListPids();
+  for (int pid : pids.value_or(std::vector<int>{})) {
+    std::string comm;
+    if (!Alive(procfs, pid, &comm)) {
+      continue;
+    }
+    if (!check.process_name.empty()) {
+      auto c = procfs.Read(std::to_string(pid) + "/comm");
+      if (c && ParseComm(*c) == check.process_name) {
+        ++n;
+      }
+    } else if (auto exe = procfs.ReadLink(std::to_string(pid) + "/exe"); exe && *exe == check.exe) {
+      ++n;
+    }
+  }
+  out.healthy = n > 0;
+  if (!check.process_name.empty()) {
+    out.detail = n > 0 ? Plural(n, "process", "processes") + " named " + check.process_name
+                       : "no process named " + check.process_name;
+  } else {
+    out.detail = n > 0 ? Plural(n, "process runs", "processes run") + " " + check.exe
+                       : "no process runs " + check.exe;
+  }
+  return out;
+}
+
+protocol::CheckResult ProbeCheck(HttpClient& http, ProcFs& procfs, Clock& clock,
+                                 const CheckConfig& check) {
+  if (check.type == "http") {
+    return ProbeHttp(http, clock, check);
+  }
+  const CheckOutcome o = check.type == "tcp" ? ProbeTcp(check) : ProbeProcess(procfs, check);
+  protocol::CheckResult r;
+  r.name = check.name;
+  r.healthy = o.healthy;
+  r.detail = o.detail;
+  r.t = clock.Now();
+  return r;
 }
 
 }  // namespace medic::agent

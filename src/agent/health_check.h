@@ -2,17 +2,19 @@
 
 #include <atomic>
 
-// Health checks (HTTP for now) and the shared record of their states.
+// Health checks (HTTP, TCP, process) and the shared record of their states.
 
 #include <cstdint>
 #include <deque>
 #include <functional>
 #include <map>
+#include <memory>
 #include <mutex>
 #include <string>
 #include <vector>
 
 #include "agent/config.h"
+#include "agent/proc_fs.h"
 #include "core/clock.h"
 #include "protocol/wire.h"
 #include "transport/http_client.h"
@@ -31,6 +33,19 @@ CheckOutcome ClassifyHttpCheck(const Result<HttpResponse>& response, Millis elap
 // Runs one HTTP check through `http`, timing it with `clock`.
 protocol::CheckResult ProbeHttp(HttpClient& http, Clock& clock, const CheckConfig& check);
 
+// TCP: a non-blocking connect to check.host:check.port within check.timeout.
+// "connected in 1 ms", "connection refused", "timeout after 1000 ms".
+CheckOutcome ProbeTcp(const CheckConfig& check);
+
+// Process: pure over ProcFs (the pidfile is read through it too, by absolute path).
+// "pid 42 (nginx) is running", "pid 42 from /run/x.pid is not running", "2 processes named
+// nginx", "no process named nginx", "1 process runs /usr/sbin/nginx".
+CheckOutcome ProbeProcess(ProcFs& procfs, const CheckConfig& check);
+
+// Any check, by type.
+protocol::CheckResult ProbeCheck(HttpClient& http, ProcFs& procfs, Clock& clock,
+                                 const CheckConfig& check);
+
 // The latest state of every check plus the health transitions not yet delivered to the server.
 // Thread-safe: the checker writes, the reporter reads.
 class CheckStates {
@@ -48,6 +63,8 @@ class CheckStates {
   // The server has the report built with `token`: drop the transitions it carried.
   void MarkSent(uint64_t token);
   bool has_pending() const;
+  // The current state of every check, by name.
+  std::vector<protocol::CheckResult> Current() const;
 
  private:
   struct Transition {
@@ -65,8 +82,9 @@ class CheckStates {
 // RunOnce; `on_change` runs (on that thread) when a check's health changes.
 class HealthChecker {
  public:
+  // `procfs` (for process checks) may be null: the live /proc is used then.
   HealthChecker(std::vector<CheckConfig> checks, CheckStates& states, Clock& clock,
-                std::function<void()> on_change);
+                std::function<void()> on_change, ProcFs* procfs = nullptr);
 
   // Runs the checks that are due at `now` (all of them after RequestRunNow); returns when the
   // next one is due.
@@ -85,6 +103,8 @@ class HealthChecker {
   CheckStates& states_;
   Clock& clock_;
   std::function<void()> on_change_;
+  ProcFs* procfs_;
+  std::unique_ptr<ProcFs> own_procfs_;
   std::atomic<bool> run_now_{false};
 };
 

@@ -2,44 +2,135 @@
 
 namespace medic::agent {
 
-ProcMetricsCollector::ProcMetricsCollector(ProcFs& procfs, std::vector<std::string> extra_mounts)
-    : procfs_(procfs), extra_mounts_(std::move(extra_mounts)) {
+namespace {
+
+constexpr int kMountsRefresh = 30;  // samples between re-reads of /proc/self/mounts
+
+std::string StripTrailingSlash(std::string path) {
+  while (path.size() > 1 && path.back() == '/') {
+    path.pop_back();
+  }
+  return path;
+}
+
+}  // namespace
+
+ProcMetricsCollector::ProcMetricsCollector(ProcFs& procfs, std::vector<std::string> mounts)
+    : procfs_(procfs), configured_mounts_(std::move(mounts)) {
   if (auto stat = procfs_.Read("stat")) {
     if (auto cpu = ParseProcStatCpu(*stat)) {
       last_cpu_ = *cpu;
     }
   }
+  FindMemoryCgroup();
+}
+
+void ProcMetricsCollector::FindMemoryCgroup() {
+  auto text = procfs_.Read("self/cgroup");
+  if (!text) {
+    return;
+  }
+  // v1: the memory hierarchy. Inside a cgroup namespace the path is "/" and the files sit at
+  // the hierarchy's root; outside, below it.
+  if (auto path = ParseProcCgroup(*text, "memory")) {
+    for (const std::string& dir : {StripTrailingSlash("/sys/fs/cgroup/memory" + *path),
+                                   std::string("/sys/fs/cgroup/memory")}) {
+      if (procfs_.Read(dir + "/memory.limit_in_bytes")) {
+        memory_cgroup_ = "v1:" + dir;
+        return;
+      }
+    }
+  }
+  if (auto path = ParseProcCgroup(*text, "")) {
+    const std::string dir = StripTrailingSlash("/sys/fs/cgroup" + *path);
+    if (procfs_.Read(dir + "/memory.max")) {
+      memory_cgroup_ = "v2:" + dir;
+    }
+  }
+}
+
+void ProcMetricsCollector::CollectDisk(Metrics& m) {
+  if (mounts_age_ <= 0 || mounts_.empty()) {
+    mounts_age_ = kMountsRefresh;
+    if (configured_mounts_.empty()) {
+      auto text = procfs_.Read("self/mounts");
+      mounts_ = text ? RealMountPoints(*text) : std::vector<std::string>{"/"};
+    } else {
+      mounts_ = {"/"};
+      for (const auto& mount : configured_mounts_) {
+        if (mount != "/") {
+          mounts_.push_back(mount);
+        }
+      }
+    }
+  }
+  --mounts_age_;
+  for (const auto& mount : mounts_) {
+    auto fs = procfs_.StatFs(mount);
+    if (!fs) {
+      continue;  // unmounted or unreadable: left out
+    }
+    if (auto p = DiskUsedPercent(*fs)) {
+      m[MountMetricKey("disk_used_percent", mount)] = *p;
+    }
+    if (auto p = InodeUsedPercent(*fs)) {
+      m[MountMetricKey("inode_used_percent", mount)] = *p;
+    }
+  }
+}
+
+void ProcMetricsCollector::CollectMemory(Metrics& m) {
+  auto text = procfs_.Read("meminfo");
+  if (!text) {
+    return;
+  }
+  auto mem = ParseMeminfo(*text);
+  if (!mem) {
+    return;
+  }
+  m["mem_used_percent"] = MemUsedPercent(*mem);
+  if (auto swap = SwapUsedPercent(*mem)) {
+    m["swap_used_percent"] = *swap;
+  }
+  if (memory_cgroup_.empty()) {
+    return;
+  }
+  const uint64_t host_total = mem->total_kb * 1024;
+  const std::string dir = memory_cgroup_.substr(3);
+  std::optional<CgroupMemory> cg;
+  if (memory_cgroup_.rfind("v1:", 0) == 0) {
+    auto limit = procfs_.Read(dir + "/memory.limit_in_bytes");
+    auto usage = procfs_.Read(dir + "/memory.usage_in_bytes");
+    auto stat = procfs_.Read(dir + "/memory.stat");
+    if (limit && usage) {
+      cg = CgroupMemoryV1(*limit, *usage, stat.value_or(""), host_total);
+    }
+  } else {
+    auto max = procfs_.Read(dir + "/memory.max");
+    auto current = procfs_.Read(dir + "/memory.current");
+    auto stat = procfs_.Read(dir + "/memory.stat");
+    if (max && current) {
+      cg = CgroupMemoryV2(*max, *current, stat.value_or(""), host_total);
+    }
+  }
+  if (cg) {
+    m["mem_used_percent"] = CgroupMemUsedPercent(*cg);
+  }
 }
 
 Metrics ProcMetricsCollector::Collect() {
   Metrics m;
-  if (auto fs = procfs_.StatFs("/")) {
-    if (auto p = DiskUsedPercent(*fs)) {
-      m["disk_used_percent"] = *p;
-    }
-    if (auto p = InodeUsedPercent(*fs)) {
-      m["inode_used_percent"] = *p;
-    }
-  }
-  for (const auto& mount : extra_mounts_) {
-    if (mount == "/") {
-      continue;
-    }
-    if (auto fs = procfs_.StatFs(mount)) {
-      if (auto p = DiskUsedPercent(*fs)) {
-        m["disk_used_percent:" + mount] = *p;
-      }
-    }
-  }
-  if (auto text = procfs_.Read("meminfo")) {
-    if (auto mem = ParseMeminfo(*text)) {
-      m["mem_used_percent"] = MemUsedPercent(*mem);
-    }
-  }
+  CollectDisk(m);
+  CollectMemory(m);
   if (auto text = procfs_.Read("loadavg")) {
-    if (auto load = ParseLoadavg1(*text)) {
-      m["load1"] = *load;
+    if (auto load = ParseLoadavg(*text)) {
+      m["load1"] = load->load1;
+      m["load5"] = load->load5;
+      m["load15"] = load->load15;
     }
+  }
+  if (auto pids = procfs_.ListPids(); pids && !pids->empty()) {
+    m["processes"] = static_cast<double>(pids->size());
   }
   if (auto text = procfs_.Read("stat")) {
     if (auto cpu = ParseProcStatCpu(*text)) {

@@ -2,6 +2,7 @@
 
 #include <dirent.h>
 #include <sys/statvfs.h>
+#include <unistd.h>
 
 #include <algorithm>
 #include <cerrno>
@@ -12,7 +13,20 @@
 namespace medic::agent {
 
 Result<std::string> LinuxProcFs::Read(const std::string& relative_path) {
+  if (!relative_path.empty() && relative_path[0] == '/') {
+    return ReadFile(relative_path);  // an absolute path, e.g. below /sys/fs/cgroup
+  }
   return ReadFile(root_ + "/" + relative_path);
+}
+
+Result<std::string> LinuxProcFs::ReadLink(const std::string& relative_path) {
+  char buf[4096];
+  const std::string path = root_ + "/" + relative_path;
+  const ssize_t n = ::readlink(path.c_str(), buf, sizeof(buf));
+  if (n < 0) {
+    return NotFound("readlink " + path + ": " + std::strerror(errno));
+  }
+  return std::string(buf, static_cast<size_t>(n));
 }
 
 Result<FsStats> LinuxProcFs::StatFs(const std::string& mount_point) {

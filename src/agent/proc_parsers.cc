@@ -1,7 +1,9 @@
 #include "agent/proc_parsers.h"
 
+#include <algorithm>
 #include <charconv>
 #include <cstdlib>
+#include <set>
 #include <vector>
 
 #include "core/files.h"
@@ -45,7 +47,7 @@ std::vector<std::string_view> SplitWords(std::string_view s) {
 }  // namespace
 
 Result<MemInfo> ParseMeminfo(std::string_view text) {
-  std::optional<uint64_t> total, available, free, buffers, cached;
+  std::optional<uint64_t> total, available, free, buffers, cached, swap_total, swap_free;
   size_t pos = 0;
   while (pos < text.size()) {
     size_t nl = text.find('\n', pos);
@@ -77,6 +79,10 @@ Result<MemInfo> ParseMeminfo(std::string_view text) {
       buffers = v;
     } else if (key == "Cached") {
       cached = v;
+    } else if (key == "SwapTotal") {
+      swap_total = v;
+    } else if (key == "SwapFree") {
+      swap_free = v;
     }
   }
   if (!total || *total == 0) {
@@ -94,6 +100,8 @@ Result<MemInfo> ParseMeminfo(std::string_view text) {
   if (m.available_kb > m.total_kb) {
     m.available_kb = m.total_kb;
   }
+  m.swap_total_kb = swap_total.value_or(0);
+  m.swap_free_kb = std::min(swap_free.value_or(0), m.swap_total_kb);
   return m;
 }
 
@@ -161,6 +169,23 @@ Result<double> ParseLoadavg1(std::string_view text) {
   return v;
 }
 
+Result<LoadAvg> ParseLoadavg(std::string_view text) {
+  const auto words = SplitWords(Trim(text));
+  if (words.size() < 3) {
+    return InvalidArgument("/proc/loadavg: fewer than three loads");
+  }
+  double v[3] = {};
+  for (int i = 0; i < 3; ++i) {
+    const std::string w(words[i]);
+    char* end = nullptr;
+    v[i] = std::strtod(w.c_str(), &end);
+    if (end == w.c_str() || *end != '\0' || v[i] < 0) {
+      return InvalidArgument("/proc/loadavg: bad load '" + w + "'");
+    }
+  }
+  return LoadAvg{v[0], v[1], v[2]};
+}
+
 std::optional<double> DiskUsedPercent(const FsStats& s) {
   if (s.blocks == 0 || s.bfree > s.blocks) {
     return std::nullopt;
@@ -210,6 +235,199 @@ std::string_view ParseComm(std::string_view text) {
     text.remove_suffix(1);
   }
   return text;
+}
+
+}  // namespace medic::agent
+
+namespace medic::agent {
+
+namespace {
+
+// The value of `key` in a "key value" per line file (memory.stat).
+std::optional<uint64_t> StatValue(std::string_view text, std::string_view key) {
+  size_t pos = 0;
+  while (pos < text.size()) {
+    size_t nl = text.find('\n', pos);
+    if (nl == std::string_view::npos) {
+      nl = text.size();
+    }
+    const std::string_view line = text.substr(pos, nl - pos);
+    pos = nl + 1;
+    const auto words = SplitWords(line);
+    uint64_t v = 0;
+    if (words.size() == 2 && words[0] == key && ParseU64(words[1], &v)) {
+      return v;
+    }
+  }
+  return std::nullopt;
+}
+
+std::optional<CgroupMemory> MakeCgroupMemory(uint64_t limit, uint64_t usage,
+                                             std::optional<uint64_t> inactive,
+                                             uint64_t host_total_bytes) {
+  if (limit == 0 || (host_total_bytes > 0 && limit >= host_total_bytes)) {
+    return std::nullopt;  // not limited below the host's memory
+  }
+  CgroupMemory m;
+  m.limit_bytes = limit;
+  const uint64_t cache = inactive.value_or(0);
+  m.used_bytes = usage > cache ? usage - cache : 0;
+  return m;
+}
+
+std::string DecodeOctalEscapes(std::string_view s) {
+  std::string out;
+  for (size_t i = 0; i < s.size(); ++i) {
+    if (s[i] == '\\' && i + 3 < s.size() && s[i + 1] >= '0' && s[i + 1] <= '3' && s[i + 2] >= '0' &&
+        s[i + 2] <= '7' && s[i + 3] >= '0' && s[i + 3] <= '7') {
+      out.push_back(
+          static_cast<char>((s[i + 1] - '0') * 64 + (s[i + 2] - '0') * 8 + (s[i + 3] - '0')));
+      i += 3;
+    } else {
+      out.push_back(s[i]);
+    }
+  }
+  return out;
+}
+
+bool UnderPseudoTree(const std::string& mount) {
+  for (const char* prefix : {"/proc", "/sys", "/dev", "/run/credentials"}) {
+    const std::string p(prefix);
+    if (mount == p || mount.rfind(p + "/", 0) == 0) {
+      return true;
+    }
+  }
+  return false;
+}
+
+}  // namespace
+
+std::optional<double> SwapUsedPercent(const MemInfo& m) {
+  if (m.swap_total_kb == 0) {
+    return std::nullopt;
+  }
+  return static_cast<double>(m.swap_total_kb - m.swap_free_kb) * 100.0 /
+         static_cast<double>(m.swap_total_kb);
+}
+
+std::optional<CgroupMemory> CgroupMemoryV1(std::string_view limit, std::string_view usage,
+                                           std::string_view stat, uint64_t host_total_bytes) {
+  uint64_t l = 0, u = 0;
+  if (!ParseU64(limit, &l) || !ParseU64(usage, &u)) {
+    return std::nullopt;
+  }
+  auto inactive = StatValue(stat, "total_inactive_file");
+  if (!inactive) {
+    inactive = StatValue(stat, "inactive_file");
+  }
+  return MakeCgroupMemory(l, u, inactive, host_total_bytes);
+}
+
+std::optional<CgroupMemory> CgroupMemoryV2(std::string_view max, std::string_view current,
+                                           std::string_view stat, uint64_t host_total_bytes) {
+  uint64_t l = 0, u = 0;
+  if (Trim(max) == "max" || !ParseU64(max, &l) || !ParseU64(current, &u)) {
+    return std::nullopt;
+  }
+  return MakeCgroupMemory(l, u, StatValue(stat, "inactive_file"), host_total_bytes);
+}
+
+double CgroupMemUsedPercent(const CgroupMemory& m) {
+  if (m.limit_bytes == 0) {
+    return 0;
+  }
+  return std::min(100.0,
+                  static_cast<double>(m.used_bytes) * 100.0 / static_cast<double>(m.limit_bytes));
+}
+
+std::optional<std::string> ParseProcCgroup(std::string_view text, std::string_view controller) {
+  size_t pos = 0;
+  while (pos < text.size()) {
+    size_t nl = text.find('\n', pos);
+    if (nl == std::string_view::npos) {
+      nl = text.size();
+    }
+    const std::string_view line = text.substr(pos, nl - pos);
+    pos = nl + 1;
+    const size_t a = line.find(':');
+    const size_t b = a == std::string_view::npos ? a : line.find(':', a + 1);
+    if (b == std::string_view::npos) {
+      continue;
+    }
+    const std::string_view id = line.substr(0, a);
+    const std::string_view controllers = line.substr(a + 1, b - a - 1);
+    const std::string_view path = line.substr(b + 1);
+    if (controller.empty()) {
+      if (id == "0" && controllers.empty()) {
+        return std::string(path);
+      }
+      continue;
+    }
+    size_t c = 0;
+    while (c <= controllers.size()) {
+      size_t comma = controllers.find(',', c);
+      if (comma == std::string_view::npos) {
+        comma = controllers.size();
+      }
+      if (controllers.substr(c, comma - c) == controller) {
+        return std::string(path);
+      }
+      c = comma + 1;
+    }
+  }
+  return std::nullopt;
+}
+
+std::vector<MountEntry> ParseMounts(std::string_view text) {
+  std::vector<MountEntry> out;
+  size_t pos = 0;
+  while (pos < text.size()) {
+    size_t nl = text.find('\n', pos);
+    if (nl == std::string_view::npos) {
+      nl = text.size();
+    }
+    const auto words = SplitWords(text.substr(pos, nl - pos));
+    pos = nl + 1;
+    if (words.size() < 3) {
+      continue;
+    }
+    out.push_back(MountEntry{DecodeOctalEscapes(words[0]), DecodeOctalEscapes(words[1]),
+                             std::string(words[2])});
+  }
+  return out;
+}
+
+std::vector<std::string> RealMountPoints(std::string_view mounts_text) {
+  static const std::set<std::string, std::less<>> kPseudo = {
+      "autofs",   "binfmt_misc", "bpf",      "cgroup",  "cgroup2",    "configfs",   "debugfs",
+      "devpts",   "devtmpfs",    "efivarfs", "fusectl", "hugetlbfs",  "mqueue",     "nsfs",
+      "overlay",  "proc",        "pstore",   "ramfs",   "rpc_pipefs", "securityfs", "selinuxfs",
+      "squashfs", "sysfs",       "tmpfs",    "tracefs", "iso9660",    "fuse.lxcfs"};
+  std::set<std::string> points = {"/"};
+  for (const auto& m : ParseMounts(mounts_text)) {
+    if (m.mount_point.empty() || m.mount_point[0] != '/' || kPseudo.count(m.fs_type) > 0 ||
+        UnderPseudoTree(m.mount_point)) {
+      continue;
+    }
+    points.insert(m.mount_point);
+  }
+  return {points.begin(), points.end()};
+}
+
+std::string MountMetricKey(std::string_view name, std::string_view mount) {
+  std::string key(name);
+  if (mount == "/") {
+    return key;
+  }
+  key += "{mount=\"";
+  for (char c : mount) {
+    if (c == '"' || c == '\\') {
+      key.push_back('\\');
+    }
+    key.push_back(c == '\n' ? ' ' : c);
+  }
+  key += "\"}";
+  return key;
 }
 
 }  // namespace medic::agent

@@ -2,9 +2,12 @@
 // (integration): registration, reports, health checks, commands run once, local policy, and a
 // clean SIGTERM that stops the supervised services.
 
+#include <arpa/inet.h>
 #include <fcntl.h>
 #include <gtest/gtest.h>
+#include <netinet/in.h>
 #include <signal.h>
+#include <sys/socket.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -17,6 +20,7 @@
 #include "core/json.h"
 #include "protocol/wire.h"
 #include "tests/agent/tiny_http_server.h"
+#include "transport/http_client.h"
 
 namespace medic::agent {
 namespace {
@@ -264,6 +268,201 @@ TEST_F(AgentBinaryTest, ServesTheProtocolAndStopsServicesOnSigterm) {
   ASSERT_EQ(::kill(pid_, SIGTERM), 0);
   EXPECT_EQ(WaitExit(Millis(8000)), 0) << Log();
   EXPECT_TRUE(::kill(sleeper, 0) != 0 && errno == ESRCH);
+}
+
+// --metrics-listen: the real agent's /metrics output passes `promtool check metrics`, carries
+// the latest sample and the check state, and nothing but GET /metrics is served.
+TEST_F(AgentBinaryTest, MetricsEndpointIsValidPrometheusText) {
+  const std::string promtool = "/usr/bin/promtool";
+  if (::access(promtool.c_str(), X_OK) != 0) {
+    FAIL() << "promtool not installed (Debian package prometheus; run scripts/setup.sh)";
+  }
+  FakeMedicServer medic;
+  TinyHttpServer http([&](const TinyRequest& r) { return medic.Handle(r); });
+  WriteConfig(http.url(),
+              "checks:\n"
+              "  - name: web\n"
+              "    url: " +
+                  http.url() +
+                  "/health\n"
+                  "    interval: 200ms\n"
+                  "  - name: api\n"
+                  "    url: http://127.0.0.1:1/nothing\n"
+                  "    interval: 200ms\n");
+  StartAgent({"--config", dir_ + "/agent.yaml", "--metrics-listen", "127.0.0.1:0"});
+  std::smatch m;
+  std::string log;
+  const auto deadline = Steady::now() + Millis(10'000);
+  while (Steady::now() < deadline) {
+    log = Log();
+    if (std::regex_search(log, m, std::regex("serving /metrics on port (\\d+)"))) {
+      break;
+    }
+    std::this_thread::sleep_for(Millis(20));
+  }
+  ASSERT_FALSE(m.empty()) << log;
+  const std::string url = "http://127.0.0.1:" + m[1].str();
+  // Wait for a sample with cpu_percent (the second one) and both check states.
+  InitHttpClientLibrary();
+  auto client = NewCurlHttpClient();
+  std::string body;
+  while (Steady::now() < deadline) {
+    HttpRequest req;
+    req.url = url + "/metrics";
+    auto r = client->Do(req);
+    ASSERT_TRUE(r.has_value()) << r.error().message;
+    ASSERT_EQ(r->status, 200);
+    body = r->body;
+    if (body.find("medic_cpu_percent ") != std::string::npos &&
+        body.find("check=\"api\"") != std::string::npos &&
+        body.find("check=\"web\"") != std::string::npos) {
+      break;
+    }
+    std::this_thread::sleep_for(Millis(50));
+  }
+  EXPECT_NE(body.find("medic_check_healthy{check=\"web\"} 1\n"), std::string::npos) << body;
+  EXPECT_NE(body.find("medic_check_healthy{check=\"api\"} 0\n"), std::string::npos) << body;
+  EXPECT_NE(body.find("\nmedic_disk_used_percent "), std::string::npos) << body;
+  EXPECT_NE(body.find("\nmedic_mem_used_percent "), std::string::npos) << body;
+  EXPECT_NE(body.find("# TYPE medic_load15 gauge\n"), std::string::npos) << body;
+
+  ASSERT_TRUE(WriteFileAtomic(dir_ + "/metrics.txt", body).has_value());
+  const std::string cmd =
+      promtool + " check metrics < " + dir_ + "/metrics.txt > " + dir_ + "/promtool.out 2>&1";
+  const int rc = std::system(cmd.c_str());
+  const std::string promtool_out = ReadFile(dir_ + "/promtool.out").value_or("");
+  ::unlink((dir_ + "/metrics.txt").c_str());
+  ::unlink((dir_ + "/promtool.out").c_str());
+  EXPECT_EQ(rc, 0) << promtool_out << "\n" << body;
+  EXPECT_EQ(promtool_out, "") << body;  // not even lint warnings
+
+  HttpRequest other;
+  other.url = url + "/";
+  auto r = client->Do(other);
+  ASSERT_TRUE(r.has_value());
+  EXPECT_EQ(r->status, 404);
+  other.url = url + "/metrics";
+  other.method = "POST";
+  r = client->Do(other);
+  ASSERT_TRUE(r.has_value());
+  EXPECT_EQ(r->status, 405);
+
+  ASSERT_EQ(::kill(pid_, SIGTERM), 0);
+  EXPECT_EQ(WaitExit(Millis(8000)), 0) << Log();
+}
+
+TEST_F(AgentBinaryTest, BadMetricsListenIsRefusedAtStart) {
+  WriteConfig("http://127.0.0.1:1");
+  StartAgent({"--config", dir_ + "/agent.yaml", "--metrics-listen", "localhost-ish"});
+  EXPECT_EQ(WaitExit(Millis(5000)), 1);
+  EXPECT_NE(Log().find("HOST:PORT"), std::string::npos) << Log();
+}
+
+// TLS: an https server URL with a CA file and a client certificate. The server is
+// `openssl s_server` on loopback, demanding a client certificate signed by the test CA; the
+// certificates are made with `openssl` here. With the right CA the handshake completes both
+// ways (s_server logs the agent's verified certificate); with another CA the agent refuses the
+// server and says why.
+TEST_F(AgentBinaryTest, HttpsServerWithCaFileAndClientCertificate) {
+  auto sh = [&](const std::string& cmd) {
+    return std::system(("cd " + dir_ + " && " + cmd + " >>openssl.log 2>&1").c_str());
+  };
+  ASSERT_EQ(sh("openssl req -x509 -newkey rsa:2048 -nodes -keyout ca.key -out ca.pem -days 2 "
+               "-subj /CN=medic-test-ca"),
+            0);
+  ASSERT_EQ(sh("openssl req -x509 -newkey rsa:2048 -nodes -keyout other-ca.key -out other-ca.pem "
+               "-days 2 -subj /CN=medic-other-ca"),
+            0);
+  ASSERT_EQ(sh("openssl req -newkey rsa:2048 -nodes -keyout server.key -out server.csr "
+               "-subj /CN=127.0.0.1"),
+            0);
+  ASSERT_EQ(sh("printf 'subjectAltName=IP:127.0.0.1\n' > san.ext && openssl x509 -req -in "
+               "server.csr -CA ca.pem -CAkey ca.key -CAcreateserial -out server.pem -days 2 "
+               "-extfile san.ext"),
+            0);
+  ASSERT_EQ(sh("openssl req -newkey rsa:2048 -nodes -keyout client.key -out client.csr "
+               "-subj /CN=medic-agent-client"),
+            0);
+  ASSERT_EQ(sh("openssl x509 -req -in client.csr -CA ca.pem -CAkey ca.key -CAcreateserial "
+               "-out client.pem -days 2"),
+            0);
+
+  // s_server wants a port; take a free one.
+  const int fd = ::socket(AF_INET, SOCK_STREAM, 0);
+  sockaddr_in addr{};
+  addr.sin_family = AF_INET;
+  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  ASSERT_EQ(::bind(fd, reinterpret_cast<sockaddr*>(&addr), sizeof(addr)), 0);
+  socklen_t len = sizeof(addr);
+  ::getsockname(fd, reinterpret_cast<sockaddr*>(&addr), &len);
+  ::close(fd);
+  const std::string port = std::to_string(ntohs(addr.sin_port));
+  const pid_t server = ::fork();
+  ASSERT_GE(server, 0);
+  if (server == 0) {
+    const std::string log = dir_ + "/s_server.log";
+    const int out = ::open(log.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0644);
+    ::dup2(out, 1);
+    ::dup2(out, 2);
+    if (::chdir(dir_.c_str()) != 0) {
+      ::_exit(126);
+    }
+    ::execlp("openssl", "openssl", "s_server", "-accept", ("127.0.0.1:" + port).c_str(), "-cert",
+             "server.pem", "-key", "server.key", "-CAfile", "ca.pem", "-Verify", "1", "-www",
+             static_cast<char*>(nullptr));
+    ::_exit(127);
+  }
+  auto cleanup = [&] {
+    ::kill(server, SIGKILL);
+    ::waitpid(server, nullptr, 0);
+    [[maybe_unused]] const int rc =
+        std::system(("cd " + dir_ + " && rm -f ca.* other-ca.* server.* client.* san.ext *.srl " +
+                     "openssl.log s_server.log")
+                        .c_str());
+  };
+  // Wait until it listens.
+  bool listening = false;
+  for (int i = 0; i < 200 && !listening; ++i) {
+    listening = ReadFile(dir_ + "/s_server.log").value_or("").find("ACCEPT") != std::string::npos;
+    std::this_thread::sleep_for(Millis(20));
+  }
+  if (!listening) {
+    cleanup();
+    FAIL() << "openssl s_server did not start";
+  }
+
+  const std::string url = "https://127.0.0.1:" + port;
+  WriteConfig(url, "tls:\n  ca_file: " + dir_ + "/ca.pem\n  cert_file: " + dir_ +
+                       "/client.pem\n  key_file: " + dir_ + "/client.key\n");
+  StartAgent({"--config", dir_ + "/agent.yaml"});
+  bool verified = false;
+  const auto deadline = Steady::now() + Millis(10'000);
+  while (!verified && Steady::now() < deadline) {
+    const std::string log = ReadFile(dir_ + "/s_server.log").value_or("");
+    verified = log.find("CN = medic-agent-client") != std::string::npos &&
+               log.find("verify return:1") != std::string::npos;
+    std::this_thread::sleep_for(Millis(50));
+  }
+  const std::string server_log = ReadFile(dir_ + "/s_server.log").value_or("");
+  EXPECT_TRUE(verified) << server_log << "\n" << Log();
+  EXPECT_EQ(Log().find("SSL certificate problem"), std::string::npos) << Log();
+  ::kill(pid_, SIGTERM);
+  EXPECT_EQ(WaitExit(Millis(8000)), 0);
+
+  // The wrong CA: the agent does not trust the server, and says so.
+  WriteConfig(url, "tls:\n  ca_file: " + dir_ + "/other-ca.pem\n");
+  StartAgent({"--config", dir_ + "/agent.yaml"});
+  bool refused = false;
+  const auto deadline2 = Steady::now() + Millis(10'000);
+  while (!refused && Steady::now() < deadline2) {
+    refused = Log().find("registration failed") != std::string::npos &&
+              Log().find("certificate") != std::string::npos;
+    std::this_thread::sleep_for(Millis(50));
+  }
+  EXPECT_TRUE(refused) << Log();
+  ::kill(pid_, SIGTERM);
+  EXPECT_EQ(WaitExit(Millis(8000)), 0);
+  cleanup();
 }
 
 }  // namespace

@@ -8,6 +8,7 @@
 #include <stdlib.h>
 
 #include <fstream>
+#include <map>
 #include <sstream>
 #include <thread>
 
@@ -141,6 +142,115 @@ TEST_F(CommandRunnerTest, DeadlineKillsTheWholeGroupEvenWhenTermIsIgnored) {
   EXPECT_EQ(GroupSize(o.pid), 0);
 }
 
+// Issue 3 acceptance: a command that sleeps forever, ignores SIGTERM and double-forks (children
+// that call setsid, leaving the command's session and process group) is gone with all its
+// descendants by deadline + grace. Every descendant writes its pid; none may survive.
+TEST_F(CommandRunnerTest, SetsidAndDoubleForkedDescendantsAreGoneByDeadlinePlusGrace) {
+  char tmpl[] = "/tmp/medic-runner-test-XXXXXX";
+  ASSERT_NE(::mkdtemp(tmpl), nullptr);
+  const std::string dir = tmpl;
+  const std::string pids = dir + "/pids";
+  const std::string script =
+      "trap '' TERM\n"  // ignored signals are inherited: every descendant ignores TERM too
+      // double fork: the middle shell exits at once, its sleep is orphaned (stays in the group)
+      "sh -c 'sleep 1000 >/dev/null 2>&1 & echo $! >> " +
+      pids +
+      "' \n"
+      // setsid -f: fork, setsid, exec; the forking parent exits (a classic daemon)
+      "setsid -f sh -c 'echo $$ >> " +
+      pids +
+      "; exec sleep 1000' >/dev/null 2>&1\n"
+      // double fork whose grandchild starts its own session and then forks again
+      "sh -c \"setsid sh -c 'sleep 1000 & echo \\$! >> " +
+      pids + "; echo \\$\\$ >> " + pids +
+      "; exec sleep 1000' >/dev/null 2>&1 &\"\n"
+      "echo $$ >> " +
+      pids +
+      "\n"
+      "sleep 1000\n";
+  ASSERT_TRUE(WriteFileAtomic(dir + "/forever.sh", script).has_value());
+
+  const Millis deadline(1'000), grace(500);
+  const auto start = std::chrono::steady_clock::now();
+  CommandOutcome o;
+  std::chrono::steady_clock::duration took{};
+  std::thread run([&] {
+    o = Run({"sh", dir + "/forever.sh"}, deadline, grace);
+    took = std::chrono::steady_clock::now() - start;
+  });
+  // While it runs: which process group and session is each descendant in? The test only means
+  // something if some of them really left the command's group and session.
+  std::map<pid_t, PidStat> seen;
+  LinuxProcFs procfs;
+  while (std::chrono::steady_clock::now() - start < Millis(900) && seen.size() < 5) {
+    std::istringstream in(ReadFile(pids).value_or(""));
+    long pid = 0;
+    while (in >> pid) {
+      if (auto text = procfs.Read(std::to_string(pid) + "/stat")) {
+        if (auto st = ParsePidStat(*text)) {
+          seen[static_cast<pid_t>(pid)] = *st;
+        }
+      }
+    }
+    std::this_thread::sleep_for(Millis(20));
+  }
+  run.join();
+  int escaped = 0;
+  for (const auto& [pid, st] : seen) {
+    if (st.pgrp != o.pid && st.session != o.pid) {
+      ++escaped;
+    }
+  }
+  EXPECT_GE(escaped, 2) << "the setsid descendants did not leave the command's group";
+
+  std::vector<pid_t> descendants;
+  {
+    std::istringstream in(ReadFile(pids).value_or(""));
+    long pid = 0;
+    while (in >> pid) {
+      descendants.push_back(static_cast<pid_t>(pid));
+    }
+  }
+  ::unlink(pids.c_str());
+  ::unlink((dir + "/forever.sh").c_str());
+  ::rmdir(dir.c_str());
+
+  EXPECT_TRUE(o.started) << o.error;
+  EXPECT_TRUE(o.in_cgroup) << "no writable cgroup v1 hierarchy: setsid children could escape";
+  EXPECT_TRUE(o.timed_out);
+  EXPECT_EQ(o.signal, SIGKILL);  // TERM was ignored
+  EXPECT_LT(took, deadline + grace + Millis(300));
+  // The script itself, the orphaned sleep, the setsid -f shell, the setsid shell and its sleep.
+  ASSERT_EQ(descendants.size(), 5u);
+  for (pid_t pid : descendants) {
+    EXPECT_TRUE(PidGone(pid)) << "pid " << pid << " survived";
+    if (!PidGone(pid)) {
+      ::kill(pid, SIGKILL);  // leave nothing behind on this shared machine
+    }
+  }
+}
+
+// Issue 3 acceptance: 1 GiB on stdout leaves the agent's memory flat (peak RSS of this process,
+// which is the runner, grows by less than 4 MiB) and the output is cut at the cap, marked.
+TEST_F(CommandRunnerTest, OneGibOfStdoutLeavesMemoryFlatAndIsTruncatedAtTheCap) {
+  {
+    std::ofstream clear("/proc/self/clear_refs");
+    clear << "5";  // reset VmHWM to the current RSS
+  }
+  const int64_t hwm_before = StatusKb("VmHWM");
+  CommandSpec spec;
+  spec.argv = {"head", "-c", "1073741824", "/dev/zero"};
+  spec.timeout = Millis(60'000);
+  const CommandOutcome o = runner_.Run(spec);
+  const int64_t hwm_after = StatusKb("VmHWM");
+  EXPECT_TRUE(o.Succeeded()) << o.error;
+  EXPECT_TRUE(o.truncated);
+  EXPECT_EQ(o.output.size(), spec.output_cap);
+  EXPECT_EQ(o.output, std::string(spec.output_cap, '\0'));
+  EXPECT_LT(hwm_after - hwm_before, 4 * 1024)
+      << "peak RSS grew by " << hwm_after - hwm_before << " KiB";
+}
+
 TEST_F(CommandRunnerTest, DeadlineSendsTermFirst) {
   const CommandOutcome o = Run({"sleep", "1000"}, Millis(200));
   EXPECT_TRUE(o.timed_out);
@@ -174,6 +284,46 @@ TEST_F(CommandRunnerTest, ConcurrentRunsGetTheirOwnResults) {
     EXPECT_EQ(outcomes[i].exit_code, i);
     EXPECT_EQ(outcomes[i].output, std::to_string(i) + "\n");
   }
+}
+
+TEST_F(CommandRunnerTest, RunAsUserAndWorkingDirectory) {
+  if (::getuid() != 0) {
+    FAIL() << "switching users needs root: the test suite runs as root (see README)";
+  }
+  CommandSpec spec;
+  spec.argv = {"sh", "-c", "id -u; id -g; pwd"};
+  spec.run_as = "nobody";
+  spec.working_dir = "/tmp";
+  const CommandOutcome o = runner_.Run(spec);
+  EXPECT_TRUE(o.Succeeded()) << o.error << o.output;
+  EXPECT_EQ(o.output, "65534\n65534\n/tmp\n");
+  spec.run_as = "medic-no-such-user";
+  EXPECT_FALSE(runner_.Run(spec).started);
+  spec.run_as.clear();
+  spec.working_dir = "/medic-no-such-dir";
+  const CommandOutcome bad_dir = runner_.Run(spec);
+  EXPECT_EQ(bad_dir.exit_code, 126);
+  EXPECT_NE(bad_dir.output.find("working directory"), std::string::npos);
+  spec.working_dir.clear();
+  EXPECT_EQ(runner_.Run(spec).output.substr(4), "/\n");  // "0\n0\n/\n": root, in /
+}
+
+TEST_F(CommandRunnerTest, ConcurrencyIsLimited) {
+  ForkExecCommandRunner limited(reaper_, /*max_concurrent=*/2);
+  const auto start = std::chrono::steady_clock::now();
+  std::vector<std::thread> threads;
+  for (int i = 0; i < 4; ++i) {
+    threads.emplace_back([&] {
+      CommandSpec spec;
+      spec.argv = {"sleep", "0.3"};
+      EXPECT_TRUE(limited.Run(spec).Succeeded());
+    });
+  }
+  for (auto& t : threads) {
+    t.join();
+  }
+  // Four 300 ms commands, two at a time: two rounds.
+  EXPECT_GE(std::chrono::steady_clock::now() - start, Millis(600));
 }
 
 }  // namespace

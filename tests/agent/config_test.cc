@@ -57,8 +57,12 @@ TEST(AgentConfig, DocumentedExampleIsValid) {
   ASSERT_TRUE(c.has_value()) << c.error().message;
   ASSERT_TRUE(FinalizeAgentConfig({}, &*c).has_value());
   EXPECT_EQ(c->services.size(), 2u);
-  EXPECT_EQ(c->checks.size(), 1u);
+  EXPECT_EQ(c->checks.size(), 5u);
   EXPECT_EQ(c->policy.actions->size(), 10u);
+  EXPECT_EQ(c->service_manager, "auto");
+  EXPECT_EQ(c->exec_working_dir, "/");
+  EXPECT_EQ(c->exec_max_concurrent, 4);
+  EXPECT_TRUE(c->mounts.empty());  // every real mount
 }
 
 TEST(AgentConfig, DefaultsFromAMinimalFile) {
@@ -105,8 +109,10 @@ TEST(AgentConfig, ErrorsNameFileLineAndProblem) {
       {"unknown policy action", "policy:\n  actions: [service.status, rm.rf]\n",
        "a.yaml:2:29: policy.actions: unknown action 'rm.rf'"},
       {"check without url", "checks:\n  - name: web\n", "a.yaml:2:5: check 'web' needs a 'url'"},
-      {"check type", "checks:\n  - {name: w, type: tcp, url: http://x}\n",
-       "check 'w': type 'tcp' is not supported"},
+      {"check type", "checks:\n  - {name: w, type: icmp, url: http://x}\n",
+       "a.yaml:2:21: check 'w': type 'icmp' is not supported"},
+      {"key of another check type", "checks:\n  - {name: w, type: tcp, url: http://x}\n",
+       "a.yaml:2:31: check 'w': 'url' does not apply to a tcp check"},
       {"server not a URL", "server: 127.0.0.1:8080\n", "a.yaml:1:9: server must be a URL"},
       {"top level not a map", "- a\n- b\n", "a.yaml:1:1: the top level must be a mapping"},
       {"duplicate check", "checks:\n  - {name: w, url: http://x}\n  - {name: w, url: http://y}\n",
@@ -190,6 +196,64 @@ TEST(AgentConfig, TokenIsTrimmedAndRequired) {
   EXPECT_FALSE(ReadToken(std::string(dir) + "/missing").has_value());
   ::unlink(path.c_str());
   ::rmdir(dir);
+}
+
+TEST(AgentConfig, TcpAndProcessChecks) {
+  auto c = ParseAgentConfig(R"(server: http://s
+checks:
+  - {name: db, type: tcp, port: 5432}
+  - {name: nginx-proc, type: process, pidfile: /run/nginx.pid}
+  - {name: cron, type: process, process: cron, interval: 5s}
+  - {name: web, url: "http://127.0.0.1/health", body_contains: ok}
+)",
+                            "agent.yaml");
+  ASSERT_TRUE(c.has_value()) << c.error().message;
+  ASSERT_EQ(c->checks.size(), 4u);
+  EXPECT_EQ(c->checks[0].type, "tcp");
+  EXPECT_EQ(c->checks[0].host, "127.0.0.1");
+  EXPECT_EQ(c->checks[0].port, 5432);
+  EXPECT_EQ(c->checks[1].pidfile, "/run/nginx.pid");
+  EXPECT_EQ(c->checks[2].process_name, "cron");
+  EXPECT_EQ(c->checks[2].interval, Millis(5000));
+  EXPECT_EQ(c->checks[3].body_contains, "ok");
+
+  const std::pair<std::string, std::string> bad[] = {
+      {"checks: [{name: db, type: tcp}]", "needs a 'port'"},
+      {"checks: [{name: db, type: tcp, port: 70000}]", "port"},
+      {"checks: [{name: db, type: tcp, port: 1, url: 'http://x'}]",
+       "'url' does not apply to a tcp check"},
+      {"checks: [{name: p, type: process}]", "exactly one of"},
+      {"checks: [{name: p, type: process, process: a, exe: /b}]", "exactly one of"},
+      {"checks: [{name: p, type: process, pidfile: run/x.pid}]", "absolute"},
+      {"checks: [{name: p, type: process, process: a-very-long-process-name}]", "15 characters"},
+      {"checks: [{name: p, type: ping}]", "not supported"},
+  };
+  for (const auto& [yaml, message] : bad) {
+    SCOPED_TRACE(yaml);
+    auto r = ParseAgentConfig("server: http://s\n" + yaml + "\n", "agent.yaml");
+    ASSERT_FALSE(r.has_value());
+    EXPECT_NE(r.error().message.find(message), std::string::npos) << r.error().message;
+    EXPECT_NE(r.error().message.find("agent.yaml:2"), std::string::npos) << r.error().message;
+  }
+}
+
+TEST(AgentConfig, ServiceManagerAndExecutor) {
+  auto c = ParseAgentConfig(
+      "service_manager: systemd\nexecutor: {run_as: nobody, working_dir: /tmp, "
+      "max_concurrent: 2}\n",
+      "a.yaml");
+  ASSERT_TRUE(c.has_value()) << c.error().message;
+  EXPECT_EQ(c->service_manager, "systemd");
+  EXPECT_EQ(c->exec_run_as, "nobody");
+  EXPECT_EQ(c->exec_working_dir, "/tmp");
+  EXPECT_EQ(c->exec_max_concurrent, 2);
+  for (const char* bad : {"service_manager: upstart\n", "executor: {max_concurrent: 0}\n",
+                          "executor: {working_dir: tmp}\n", "executor: {user: x}\n"}) {
+    SCOPED_TRACE(bad);
+    auto r = ParseAgentConfig(bad, "a.yaml");
+    ASSERT_FALSE(r.has_value());
+    EXPECT_EQ(r.error().message.rfind("a.yaml:1:", 0), 0u) << r.error().message;
+  }
 }
 
 }  // namespace

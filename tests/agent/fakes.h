@@ -62,9 +62,22 @@ class FakeProcFs : public ProcFs {
     return pids;
   }
 
+  Result<std::string> ReadLink(const std::string& path) override {
+    std::lock_guard<std::mutex> lock(mu_);
+    auto it = links_.find(path);
+    if (it == links_.end()) {
+      return NotFound("no fake link " + path);
+    }
+    return it->second;
+  }
+
   void SetFile(const std::string& path, std::string text) {
     std::lock_guard<std::mutex> lock(mu_);
     files_[path] = std::move(text);
+  }
+  void SetLink(const std::string& path, std::string target) {
+    std::lock_guard<std::mutex> lock(mu_);
+    links_[path] = std::move(target);
   }
   void SetMount(const std::string& mount, FsStats stats) {
     std::lock_guard<std::mutex> lock(mu_);
@@ -82,6 +95,7 @@ class FakeProcFs : public ProcFs {
   std::mutex mu_;
   std::map<std::string, std::string> files_;
   std::map<std::string, FsStats> mounts_;
+  std::map<std::string, std::string> links_;
 };
 
 // A fake server: every HttpClient it hands out forwards to one handler and records requests.

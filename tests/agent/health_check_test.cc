@@ -1,12 +1,18 @@
 #include "agent/health_check.h"
 
+#include <arpa/inet.h>
 #include <gtest/gtest.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
+#include <unistd.h>
 
+#include "core/files.h"
 #include "tests/agent/fakes.h"
 
 namespace medic::agent {
 namespace {
 
+using testing::FakeProcFs;
 using testing::FakeServer;
 using testing::JsonResponse;
 
@@ -121,6 +127,131 @@ TEST(HealthChecker, RunsDueChecksAndReportsChanges) {
   EXPECT_FALSE(report.back().healthy);
   EXPECT_EQ(report.back().detail, "connection refused");
   EXPECT_EQ(report.back().t, clock.Now());
+}
+
+TEST(ClassifyHttpCheck, BodySubstring) {
+  CheckConfig c = WebCheck();
+  c.body_contains = "\"status\":\"ok\"";
+  HttpResponse ok = JsonResponse(200, R"({"status":"ok"})");
+  EXPECT_TRUE(ClassifyHttpCheck(ok, Millis(1), c).healthy);
+  const CheckOutcome bad =
+      ClassifyHttpCheck(JsonResponse(200, R"({"status":"degraded"})"), Millis(1), c);
+  EXPECT_FALSE(bad.healthy);
+  EXPECT_EQ(bad.detail, "HTTP 200 in 1 ms, body lacks \"\"status\":\"ok\"\"");
+}
+
+TEST(ProbeProcess, PidfileNameAndExeAgainstFakeProc) {
+  FakeProcFs procfs;
+  procfs.AddProcess(42, "nginx");
+  procfs.AddProcess(43, "nginx");
+  procfs.AddProcess(50, "zombie", 0, 'Z');
+  procfs.SetLink("42/exe", "/usr/sbin/nginx");
+  procfs.SetLink("43/exe", "/usr/sbin/nginx");
+  procfs.SetFile("/run/nginx.pid", "42\n");
+  procfs.SetFile("/run/zombie.pid", "50\n");
+  procfs.SetFile("/run/gone.pid", "77\n");
+  procfs.SetFile("/run/garbage.pid", "x\n");
+  CheckConfig c;
+  c.name = "p";
+  c.type = "process";
+  struct Case {
+    std::string pidfile, name, exe;
+    bool healthy;
+    std::string detail;
+  };
+  const Case cases[] = {
+      {"/run/nginx.pid", "", "", true, "pid 42 (nginx) is running"},
+      {"/run/zombie.pid", "", "", false, "pid 50 from /run/zombie.pid is not running"},
+      {"/run/gone.pid", "", "", false, "pid 77 from /run/gone.pid is not running"},
+      {"/run/garbage.pid", "", "", false, "/run/garbage.pid holds no pid"},
+      {"/run/missing.pid", "", "", false, "cannot read /run/missing.pid"},
+      {"", "nginx", "", true, "2 processes named nginx"},
+      {"", "zombie", "", false, "no process named zombie"},
+      {"", "", "/usr/sbin/nginx", true, "2 processes run /usr/sbin/nginx"},
+      {"", "", "/usr/sbin/apache2", false, "no process runs /usr/sbin/apache2"},
+  };
+  for (const Case& k : cases) {
+    SCOPED_TRACE(k.detail);
+    c.pidfile = k.pidfile;
+    c.process_name = k.name;
+    c.exe = k.exe;
+    const CheckOutcome o = ProbeProcess(procfs, c);
+    EXPECT_EQ(o.healthy, k.healthy);
+    EXPECT_EQ(o.detail, k.detail);
+  }
+}
+
+TEST(ProbeProcess, TheLiveSystem) {
+  LinuxProcFs procfs;
+  CheckConfig c;
+  c.name = "self";
+  c.type = "process";
+  auto exe = procfs.ReadLink("self/exe");
+  ASSERT_TRUE(exe.has_value());
+  c.exe = *exe;
+  EXPECT_TRUE(ProbeProcess(procfs, c).healthy) << ProbeProcess(procfs, c).detail;
+  c.exe.clear();
+  char tmpl[] = "/tmp/medic-pidfile-XXXXXX";
+  const int fd = ::mkstemp(tmpl);
+  ASSERT_GE(fd, 0);
+  ::close(fd);
+  ASSERT_TRUE(WriteFileAtomic(tmpl, std::to_string(::getpid()) + "\n").has_value());
+  c.pidfile = tmpl;
+  const CheckOutcome o = ProbeProcess(procfs, c);
+  ::unlink(tmpl);
+  EXPECT_TRUE(o.healthy) << o.detail;
+}
+
+TEST(ProbeTcp, ListeningAndClosedPorts) {
+  const int fd = ::socket(AF_INET, SOCK_STREAM, 0);
+  sockaddr_in addr{};
+  addr.sin_family = AF_INET;
+  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  ASSERT_EQ(::bind(fd, reinterpret_cast<sockaddr*>(&addr), sizeof(addr)), 0);
+  ASSERT_EQ(::listen(fd, 4), 0);
+  socklen_t len = sizeof(addr);
+  ::getsockname(fd, reinterpret_cast<sockaddr*>(&addr), &len);
+  CheckConfig c;
+  c.name = "db";
+  c.type = "tcp";
+  c.port = ntohs(addr.sin_port);
+  const CheckOutcome up = ProbeTcp(c);
+  EXPECT_TRUE(up.healthy) << up.detail;
+  EXPECT_EQ(up.detail.rfind("connected in ", 0), 0u) << up.detail;
+  ::close(fd);  // nothing listens there any more
+  const CheckOutcome down = ProbeTcp(c);
+  EXPECT_FALSE(down.healthy);
+  EXPECT_EQ(down.detail, "connection refused");
+  c.host = "no-such-host.invalid";
+  EXPECT_FALSE(ProbeTcp(c).healthy);
+}
+
+TEST(HealthChecker, FailingProcessCheckIsReportedAtOnce) {
+  FakeProcFs procfs;
+  procfs.AddProcess(42, "nginx");
+  CheckStates states;
+  ManualClock clock;
+  int changes = 0;
+  CheckConfig c;
+  c.name = "nginx";
+  c.type = "process";
+  c.process_name = "nginx";
+  c.interval = Millis(10'000);
+  HealthChecker checker(
+      {c}, states, clock, [&] { ++changes; }, &procfs);
+  FakeServer server;
+  auto http = server.NewClient();
+  checker.RunOnce(*http, clock.SteadyNow());
+  EXPECT_EQ(changes, 1);                   // the first result counts as a change
+  procfs.AddProcess(42, "nginx", 0, 'Z');  // it died
+  // Not due for 10 s, but a run requested now (as on a service exit) sees it and reports.
+  checker.RequestRunNow();
+  checker.RunOnce(*http, clock.SteadyNow());
+  EXPECT_EQ(changes, 2);
+  auto current = states.Current();
+  ASSERT_EQ(current.size(), 1u);
+  EXPECT_FALSE(current[0].healthy);
+  EXPECT_EQ(current[0].detail, "no process named nginx");
 }
 
 }  // namespace

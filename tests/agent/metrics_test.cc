@@ -2,6 +2,7 @@
 
 #include <gtest/gtest.h>
 
+#include "agent/prometheus.h"
 #include "tests/agent/fakes.h"
 
 namespace medic::agent {
@@ -23,9 +24,10 @@ TEST(ProcMetricsCollector, EveryMetricFromFixtures) {
   const Metrics m = collector.Collect();
   EXPECT_NEAR(m.at("disk_used_percent"), 600.0 * 100 / 900, 1e-9);
   EXPECT_NEAR(m.at("inode_used_percent"), 75.0, 1e-9);
-  EXPECT_NEAR(m.at("disk_used_percent:/data"), 90.0, 1e-9);
-  EXPECT_EQ(m.count("disk_used_percent:/"), 0u);         // root is reported once
-  EXPECT_EQ(m.count("disk_used_percent:/missing"), 0u);  // unreadable mounts are left out
+  EXPECT_NEAR(m.at("disk_used_percent{mount=\"/data\"}"), 90.0, 1e-9);
+  EXPECT_EQ(m.count("disk_used_percent{mount=\"/\"}"), 0u);  // root is reported once
+  EXPECT_EQ(m.count("disk_used_percent{mount=\"/missing\"}"),
+            0u);  // unreadable mounts are left out
   EXPECT_NEAR(m.at("mem_used_percent"), 3.8043, 0.001);
   EXPECT_DOUBLE_EQ(m.at("load1"), 5.91);
   EXPECT_NEAR(m.at("cpu_percent"), 25.0, 1e-9);  // delta since construction
@@ -43,6 +45,64 @@ TEST(ProcMetricsCollector, UnreadableSourcesAreLeftOut) {
   EXPECT_TRUE(collector.Collect().empty());
 }
 
+TEST(ProcMetricsCollector, EveryRealMountLoadsSwapProcesses) {
+  FakeProcFs procfs;
+  procfs.SetFile("meminfo",
+                 "MemTotal: 1000 kB\nMemAvailable: 250 kB\nSwapTotal: 100 kB\n"
+                 "SwapFree: 90 kB\n");
+  procfs.SetFile("loadavg", Fixture("loadavg.txt"));
+  procfs.SetFile("self/mounts", Fixture("mounts.txt"));
+  procfs.SetMount("/", FsStats{1000, 500, 500, 100, 50});
+  procfs.SetMount("/var/log", FsStats{100, 20, 20, 10, 1});
+  procfs.SetMount("/boot", FsStats{100, 50, 50, 0, 0});
+  procfs.AddProcess(1, "init");
+  procfs.AddProcess(42, "nginx");
+  ProcMetricsCollector collector(procfs, {});
+  const Metrics m = collector.Collect();
+  EXPECT_DOUBLE_EQ(m.at("disk_used_percent"), 50.0);
+  EXPECT_DOUBLE_EQ(m.at("inode_used_percent"), 50.0);
+  EXPECT_DOUBLE_EQ(m.at("disk_used_percent{mount=\"/var/log\"}"), 80.0);
+  EXPECT_DOUBLE_EQ(m.at("inode_used_percent{mount=\"/var/log\"}"), 90.0);
+  EXPECT_DOUBLE_EQ(m.at("disk_used_percent{mount=\"/boot\"}"), 50.0);
+  EXPECT_EQ(m.count("inode_used_percent{mount=\"/boot\"}"), 0u);  // no inode count
+  EXPECT_EQ(m.count("disk_used_percent{mount=\"/proc\"}"), 0u);
+  EXPECT_EQ(m.count("disk_used_percent{mount=\"/mnt/backup\"}"), 0u);  // statvfs failed
+  EXPECT_DOUBLE_EQ(m.at("mem_used_percent"), 75.0);
+  EXPECT_DOUBLE_EQ(m.at("swap_used_percent"), 10.0);
+  EXPECT_DOUBLE_EQ(m.at("load5"), 5.35);
+  EXPECT_DOUBLE_EQ(m.at("load15"), 2.93);
+  EXPECT_DOUBLE_EQ(m.at("processes"), 2.0);
+}
+
+TEST(ProcMetricsCollector, MemoryAgainstTheCgroupLimitV1) {
+  FakeProcFs procfs;
+  procfs.SetFile("meminfo", Fixture("meminfo.txt"));
+  procfs.SetFile("self/cgroup", Fixture("proc_cgroup_v1.txt"));
+  const std::string dir = "/sys/fs/cgroup/memory/process_api/4846c22942be51dab15ea0728562a2c8";
+  procfs.SetFile(dir + "/memory.limit_in_bytes", "1073741824\n");
+  procfs.SetFile(dir + "/memory.usage_in_bytes", "957108224\n");
+  procfs.SetFile(dir + "/memory.stat", Fixture("memory_stat_v1.txt"));
+  ProcMetricsCollector collector(procfs, {});
+  EXPECT_EQ(collector.memory_cgroup(), "v1:" + dir);
+  // (957108224 - 420237312) / 1073741824
+  EXPECT_NEAR(collector.Collect().at("mem_used_percent"), 50.0, 1e-6);
+}
+
+TEST(ProcMetricsCollector, MemoryAgainstTheCgroupLimitV2AndUnlimited) {
+  FakeProcFs procfs;
+  procfs.SetFile("meminfo", "MemTotal: 8000000 kB\nMemAvailable: 6000000 kB\n");
+  procfs.SetFile("self/cgroup", Fixture("proc_cgroup_v2.txt"));
+  const std::string dir = "/sys/fs/cgroup/system.slice/medic-agent.service";
+  procfs.SetFile(dir + "/memory.max", "536870912\n");
+  procfs.SetFile(dir + "/memory.current", "125829120\n");
+  procfs.SetFile(dir + "/memory.stat", Fixture("memory_stat_v2.txt"));
+  ProcMetricsCollector collector(procfs, {});
+  EXPECT_EQ(collector.memory_cgroup(), "v2:" + dir);
+  EXPECT_NEAR(collector.Collect().at("mem_used_percent"), 7.8125, 1e-6);
+  procfs.SetFile(dir + "/memory.max", "max\n");  // limit lifted: the host's memory counts
+  EXPECT_NEAR(collector.Collect().at("mem_used_percent"), 25.0, 1e-6);
+}
+
 TEST(LinuxProcFs, ReadsTheLiveSystem) {
   LinuxProcFs procfs;
   ProcMetricsCollector collector(procfs, {});
@@ -58,6 +118,49 @@ TEST(LinuxProcFs, ReadsTheLiveSystem) {
     found_self = found_self || p.pid == ::getpid();
   }
   EXPECT_TRUE(found_self);
+}
+
+TEST(FormatPrometheus, FamiliesOnceWithTheirSamplesTogether) {
+  Metrics m = {{"disk_used_percent", 41.5},
+               {"disk_used_percent_x", 1},  // sorts between the two disk samples
+               {"disk_used_percent{mount=\"/var/log\"}", 80},
+               {"load1", 0.25},
+               {"agent_dropped_samples", 7}};
+  protocol::CheckResult web{"web", false, "connection refused", {}};
+  protocol::CheckResult web_now{"web", true, "HTTP 200", {}};
+  protocol::CheckResult odd{"a\"b", true, "", {}};
+  const std::string text = FormatPrometheus(m, {web, odd, web_now}, 7);
+  EXPECT_EQ(text,
+            "# HELP medic_agent_up 1 while the agent is running.\n"
+            "# TYPE medic_agent_up gauge\n"
+            "medic_agent_up 1\n"
+            "# HELP medic_agent_dropped_samples_total Samples dropped from the outage buffer "
+            "(oldest first).\n"
+            "# TYPE medic_agent_dropped_samples_total counter\n"
+            "medic_agent_dropped_samples_total 7\n"
+            "# HELP medic_disk_used_percent medic-agent metric disk_used_percent.\n"
+            "# TYPE medic_disk_used_percent gauge\n"
+            "medic_disk_used_percent 41.5\n"
+            "medic_disk_used_percent{mount=\"/var/log\"} 80\n"
+            "# HELP medic_disk_used_percent_x medic-agent metric disk_used_percent_x.\n"
+            "# TYPE medic_disk_used_percent_x gauge\n"
+            "medic_disk_used_percent_x 1\n"
+            "# HELP medic_load1 medic-agent metric load1.\n"
+            "# TYPE medic_load1 gauge\n"
+            "medic_load1 0.25\n"
+            "# HELP medic_check_healthy 1 when the health check passes, 0 when it fails.\n"
+            "# TYPE medic_check_healthy gauge\n"
+            "medic_check_healthy{check=\"a\\\"b\"} 1\n"
+            "medic_check_healthy{check=\"web\"} 1\n");
+}
+
+TEST(ParseListenAddress, HostAndPort) {
+  EXPECT_EQ(*ParseListenAddress("127.0.0.1:9100"), std::make_pair(std::string("127.0.0.1"), 9100));
+  EXPECT_EQ(ParseListenAddress("127.0.0.1:0")->second, 0);
+  EXPECT_FALSE(ParseListenAddress("127.0.0.1").has_value());
+  EXPECT_FALSE(ParseListenAddress(":80").has_value());
+  EXPECT_FALSE(ParseListenAddress("127.0.0.1:99999").has_value());
+  EXPECT_FALSE(ParseListenAddress("localhost:80").has_value());
 }
 
 }  // namespace

@@ -127,5 +127,84 @@ TEST(Text, TailHeadCap) {
   EXPECT_FALSE(CapText(&s, 4, true));
 }
 
+TEST(ParseMeminfo, Swap) {
+  auto m = ParseMeminfo(
+      "MemTotal: 1000 kB\nMemAvailable: 500 kB\nSwapTotal: 2000 kB\n"
+      "SwapFree: 1500 kB\n");
+  ASSERT_TRUE(m.has_value());
+  EXPECT_DOUBLE_EQ(*SwapUsedPercent(*m), 25.0);
+  auto no_swap = ParseMeminfo(Fixture("meminfo_no_available.txt"));
+  ASSERT_TRUE(no_swap.has_value());
+  auto fixture = ParseMeminfo(Fixture("meminfo.txt"));
+  ASSERT_TRUE(fixture.has_value());
+  EXPECT_FALSE(SwapUsedPercent(MemInfo{1000, 500, 0, 0}).has_value());
+}
+
+TEST(ParseLoadavg, AllThreeLoads) {
+  auto l = ParseLoadavg(Fixture("loadavg.txt"));
+  ASSERT_TRUE(l.has_value());
+  EXPECT_DOUBLE_EQ(l->load1, 5.91);
+  EXPECT_DOUBLE_EQ(l->load5, 5.35);
+  EXPECT_DOUBLE_EQ(l->load15, 2.93);
+  EXPECT_FALSE(ParseLoadavg("1.0 2.0").has_value());
+  EXPECT_FALSE(ParseLoadavg("1.0 x 3.0 1/2 3").has_value());
+}
+
+TEST(RealMountPoints, CapturedMountsWithoutPseudoFileSystems) {
+  EXPECT_EQ(RealMountPoints(Fixture("mounts.txt")),
+            (std::vector<std::string>{"/", "/boot", "/mnt/backup", "/srv/my data", "/var/log"}));
+  // Root is always there, even from nothing.
+  EXPECT_EQ(RealMountPoints(""), std::vector<std::string>{"/"});
+  auto entries = ParseMounts(Fixture("mounts.txt"));
+  ASSERT_GE(entries.size(), 17u);
+  EXPECT_EQ(entries[16].mount_point, "/srv/my data");
+  EXPECT_EQ(entries[16].fs_type, "ext4");
+}
+
+TEST(MountMetricKey, RootPlainOthersLabelled) {
+  EXPECT_EQ(MountMetricKey("disk_used_percent", "/"), "disk_used_percent");
+  EXPECT_EQ(MountMetricKey("disk_used_percent", "/var/log"),
+            "disk_used_percent{mount=\"/var/log\"}");
+  EXPECT_EQ(MountMetricKey("inode_used_percent", "/a\"b\\c"),
+            "inode_used_percent{mount=\"/a\\\"b\\\\c\"}");
+}
+
+TEST(ParseProcCgroup, V1AndV2) {
+  EXPECT_EQ(ParseProcCgroup(Fixture("proc_cgroup_v1.txt"), "memory"),
+            "/process_api/4846c22942be51dab15ea0728562a2c8");
+  EXPECT_EQ(ParseProcCgroup(Fixture("proc_cgroup_v1.txt"), "pids"), "/");
+  EXPECT_EQ(ParseProcCgroup(Fixture("proc_cgroup_v1.txt"), ""), "/");
+  EXPECT_EQ(ParseProcCgroup("3:cpu,cpuacct:/a\n", "cpuacct"), "/a");
+  EXPECT_EQ(ParseProcCgroup(Fixture("proc_cgroup_v2.txt"), ""),
+            "/system.slice/medic-agent.service");
+  EXPECT_FALSE(ParseProcCgroup(Fixture("proc_cgroup_v2.txt"), "memory").has_value());
+}
+
+TEST(CgroupMemory, V1UsageMinusInactiveFileAgainstTheLimit) {
+  const uint64_t host = 8ull << 30;
+  // memory_stat_v1.txt was captured from a cgroup: total_inactive_file 420237312.
+  auto m = CgroupMemoryV1("1073741824\n", "620237312\n", Fixture("memory_stat_v1.txt"), host);
+  ASSERT_TRUE(m.has_value());
+  EXPECT_EQ(m->limit_bytes, 1073741824u);
+  EXPECT_EQ(m->used_bytes, 200000000u);
+  EXPECT_NEAR(CgroupMemUsedPercent(*m), 200000000.0 * 100 / 1073741824, 1e-9);
+  // v1 says "no limit" with a huge number: the host's memory counts instead.
+  EXPECT_FALSE(CgroupMemoryV1("9223372036854771712\n", "1000\n", "", host).has_value());
+  EXPECT_FALSE(CgroupMemoryV1("garbage", "1000", "", host).has_value());
+  // Inactive cache larger than usage (racy reads) does not underflow.
+  auto small = CgroupMemoryV1("1000", "10", "inactive_file 50\n", host);
+  ASSERT_TRUE(small.has_value());
+  EXPECT_EQ(small->used_bytes, 0u);
+}
+
+TEST(CgroupMemory, V2MaxCurrentAndStat) {
+  const uint64_t host = 8ull << 30;
+  auto m = CgroupMemoryV2("536870912\n", "125829120\n", Fixture("memory_stat_v2.txt"), host);
+  ASSERT_TRUE(m.has_value());
+  EXPECT_EQ(m->used_bytes, 125829120u - 83886080u);
+  EXPECT_NEAR(CgroupMemUsedPercent(*m), 41943040.0 * 100 / 536870912, 1e-9);
+  EXPECT_FALSE(CgroupMemoryV2("max\n", "125829120\n", "", host).has_value());
+}
+
 }  // namespace
 }  // namespace medic::agent

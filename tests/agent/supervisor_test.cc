@@ -10,6 +10,7 @@
 #include <unistd.h>
 
 #include <future>
+#include <iostream>
 #include <thread>
 
 #include "agent/health_check.h"
@@ -271,6 +272,40 @@ TEST_F(SupervisorTest, NginxCrashIsNoticedAndRestartBringsItBack) {
   ASSERT_TRUE(restarted.has_value()) << restarted.error().message;
   EXPECT_TRUE(WaitUntil([&] { return Healthy(port); }));
   EXPECT_NE(sup.GetStatus("nginx")->pid, master);
+}
+
+// Issue 3 acceptance: a supervised nginx killed with SIGKILL from outside is noticed within
+// 50 ms: the exit time the supervisor records minus the time of the kill. Five crashes.
+TEST_F(SupervisorTest, NginxKilledWithSigkillIsNoticedWithin50ms) {
+  const int port = PickFreePort();
+  auto& sup = Make({Nginx(port)});
+  for (size_t round = 1; round <= 5; ++round) {
+    SCOPED_TRACE(round);
+    auto started = sup.Start("nginx");
+    ASSERT_TRUE(started.has_value()) << started.error().message;
+    ASSERT_TRUE(WaitUntil([&] { return Healthy(port); }));
+    const pid_t master = sup.GetStatus("nginx")->pid;
+    const WallTime killed_at = clock_.Now();
+    ASSERT_EQ(::kill(master, SIGKILL), 0);
+    ASSERT_TRUE(WaitForExit(round, Steady::now()).has_value());
+    std::pair<std::string, ServiceExit> exit;
+    {
+      std::lock_guard<std::mutex> lock(mu_);
+      exit = exits_.back();
+    }
+    EXPECT_EQ(exit.first, "nginx");
+    EXPECT_EQ(exit.second.pid, master);
+    EXPECT_EQ(exit.second.status.signal, SIGKILL);
+    const auto noticed =
+        std::chrono::duration_cast<std::chrono::microseconds>(exit.second.at - killed_at);
+    EXPECT_GE(noticed.count(), 0);
+    EXPECT_LT(noticed, Millis(50)) << "noticed after " << noticed.count() << " us";
+    std::cout << "nginx SIGKILL noticed after " << noticed.count() << " us\n";
+    auto status = sup.GetStatus("nginx");
+    ASSERT_TRUE(status.has_value());
+    EXPECT_FALSE(status->running);
+    ASSERT_TRUE(sup.Stop("nginx").has_value());  // the orphaned worker goes too
+  }
 }
 
 TEST_F(SupervisorTest, RestartCopesWithALeftoverNginxWorker) {

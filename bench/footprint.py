@@ -1,0 +1,234 @@
+#!/usr/bin/env python3
+"""Side-by-side footprint of medic-agent, monit and prometheus-node-exporter (not a test).
+
+Starts, on loopback only and in a temp dir: a medic-server (the agent's peer; not measured), an
+nginx (the checked service), then the three measured daemons, each with equivalent work:
+
+  medic-agent   interval 1s; 5 checks at 1s: http nginx /health, http nginx /health with a body
+                substring, tcp nginx port, process by pidfile, process by name
+  monit         `set daemon 1`; the same five checks (host/http, host/http content, host/tcp,
+                process pidfile, process matching)
+  node-exporter scraped once a second over HTTP (it only works when scraped)
+
+Every second for DURATION seconds it reads VmRSS from /proc/PID/status and utime+stime from
+/proc/PID/stat of each, then prints medians of RSS and of per-second CPU %, and the whole-run
+CPU %, as a Markdown table. Usage:
+
+  bench/footprint.py [--bin-dir build/bin] [--duration 60]
+
+Stops everything it started (by pid) and removes its temp dir, also on Ctrl-C.
+"""
+
+import argparse
+import os
+import shutil
+import signal
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+
+TICK = os.sysconf("SC_CLK_TCK")
+
+
+def free_port():
+    s = socket.socket()
+    s.bind(("127.0.0.1", 0))
+    port = s.getsockname()[1]
+    s.close()
+    return port
+
+
+def wait_http(url, limit=10.0, headers=None):
+    deadline = time.time() + limit
+    while time.time() < deadline:
+        try:
+            req = urllib.request.Request(url, headers=headers or {})
+            with urllib.request.urlopen(req, timeout=1) as r:
+                if r.status < 500:
+                    return True
+        except Exception:
+            time.sleep(0.05)
+    return False
+
+
+def rss_kib(pid):
+    with open(f"/proc/{pid}/status") as f:
+        for line in f:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1])
+    return 0
+
+
+def pss_kib(pid):
+    """Proportional set size: shared library pages divided among the processes mapping them."""
+    try:
+        with open(f"/proc/{pid}/smaps_rollup") as f:
+            for line in f:
+                if line.startswith("Pss:"):
+                    return int(line.split()[1])
+    except OSError:
+        pass
+    return 0
+
+
+def cpu_ticks(pid):
+    with open(f"/proc/{pid}/stat") as f:
+        text = f.read()
+    fields = text[text.rfind(")") + 2:].split()
+    return int(fields[11]) + int(fields[12])  # utime, stime
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--bin-dir", default=os.path.join(os.path.dirname(__file__), "..", "build", "bin"))
+    ap.add_argument("--duration", type=int, default=60)
+    args = ap.parse_args()
+    bin_dir = os.path.abspath(args.bin_dir)
+    tmp = tempfile.mkdtemp(prefix="medic-bench-")
+    procs = {}
+
+    def spawn(name, argv, **kw):
+        log = open(os.path.join(tmp, name + ".log"), "ab")
+        procs[name] = subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT,
+                                       stdin=subprocess.DEVNULL, **kw)
+        return procs[name]
+
+    try:
+        # medic-server, the agent's peer.
+        server_port = free_port()
+        os.mkdir(os.path.join(tmp, "data"))
+        spawn("server", [os.path.join(bin_dir, "medic-server"), "--listen",
+                         f"127.0.0.1:{server_port}", "--data-dir", os.path.join(tmp, "data")])
+        deadline = time.time() + 10
+        while not os.path.exists(os.path.join(tmp, "data", "agent.token")) and time.time() < deadline:
+            time.sleep(0.05)
+
+        # nginx, the checked service.
+        web_port = free_port()
+        for d in ("client_body", "proxy", "fastcgi", "uwsgi", "scgi"):
+            os.mkdir(os.path.join(tmp, d))
+        with open(os.path.join(tmp, "nginx.conf"), "w") as f:
+            f.write(f"""worker_processes 1; daemon off; pid {tmp}/nginx.pid; error_log {tmp}/error.log;
+events {{ worker_connections 64; }}
+http {{ access_log off; client_body_temp_path {tmp}/client_body; proxy_temp_path {tmp}/proxy;
+  fastcgi_temp_path {tmp}/fastcgi; uwsgi_temp_path {tmp}/uwsgi; scgi_temp_path {tmp}/scgi;
+  server {{ listen 127.0.0.1:{web_port}; location /health {{ return 200 "ok\\n"; }} }} }}
+""")
+        spawn("nginx", ["/usr/sbin/nginx", "-p", tmp + "/", "-e", tmp + "/error.log", "-c",
+                        tmp + "/nginx.conf"], start_new_session=True)
+        if not wait_http(f"http://127.0.0.1:{web_port}/health"):
+            sys.exit("nginx did not come up")
+
+        # medic-agent.
+        with open(os.path.join(tmp, "agent.yaml"), "w") as f:
+            f.write(f"""server: http://127.0.0.1:{server_port}
+name: bench-1
+token_file: {tmp}/data/agent.token
+interval: 1s
+checks:
+  - {{name: web, url: "http://127.0.0.1:{web_port}/health", interval: 1s}}
+  - {{name: web-body, url: "http://127.0.0.1:{web_port}/health", body_contains: ok, interval: 1s}}
+  - {{name: web-tcp, type: tcp, port: {web_port}, interval: 1s}}
+  - {{name: nginx-pid, type: process, pidfile: {tmp}/nginx.pid, interval: 1s}}
+  - {{name: nginx-name, type: process, process: nginx, interval: 1s}}
+""")
+        spawn("medic-agent", [os.path.join(bin_dir, "medic-agent"), "--config", tmp + "/agent.yaml"])
+
+        # monit, the same checks.
+        monitrc = os.path.join(tmp, "monitrc")
+        with open(monitrc, "w") as f:
+            f.write(f"""set daemon 1
+set logfile {tmp}/monit.log
+set idfile {tmp}/monit.id
+set statefile {tmp}/monit.state
+set pidfile {tmp}/monit.pid
+check host web with address 127.0.0.1
+  if failed port {web_port} protocol http request "/health" then alert
+check host web-body with address 127.0.0.1
+  if failed port {web_port} protocol http request "/health" content = "ok" then alert
+check host web-tcp with address 127.0.0.1
+  if failed port {web_port} type tcp then alert
+check process nginx-pid with pidfile {tmp}/nginx.pid
+check process nginx-name matching "^nginx"
+""")
+        os.chmod(monitrc, 0o600)
+        spawn("monit", ["/usr/bin/monit", "-I", "-c", monitrc])
+
+        # node-exporter, scraped every second.
+        ne_port = free_port()
+        spawn("node-exporter", ["/usr/bin/prometheus-node-exporter",
+                                f"--web.listen-address=127.0.0.1:{ne_port}"])
+        if not wait_http(f"http://127.0.0.1:{ne_port}/metrics"):
+            sys.exit("node-exporter did not come up")
+
+        time.sleep(3)  # everyone past start-up
+        measured = ["medic-agent", "monit", "node-exporter"]
+        for name in measured:
+            if procs[name].poll() is not None:
+                sys.exit(f"{name} exited early; see {tmp}/{name}.log")
+        rss = {n: [] for n in measured}
+        pss = {n: [] for n in measured}
+        cpu = {n: [] for n in measured}
+        first = {n: cpu_ticks(procs[n].pid) for n in measured}
+        last = dict(first)
+        start = time.time()
+        prev_t = start
+        for _ in range(args.duration):
+            next_t = prev_t + 1.0
+            try:
+                urllib.request.urlopen(f"http://127.0.0.1:{ne_port}/metrics", timeout=1).read()
+            except Exception:
+                pass
+            time.sleep(max(0.0, next_t - time.time()))
+            now = time.time()
+            for n in measured:
+                pid = procs[n].pid
+                rss[n].append(rss_kib(pid))
+                pss[n].append(pss_kib(pid))
+                t = cpu_ticks(pid)
+                cpu[n].append((t - last[n]) / TICK / (now - prev_t) * 100)
+                last[n] = t
+            prev_t = now
+        elapsed = time.time() - start
+        uname = os.uname()
+        with open("/proc/cpuinfo") as f:
+            model = next((l.split(":", 1)[1].strip() for l in f if l.startswith("model name")), "?")
+        print(f"Machine: {model}, {os.cpu_count()} CPUs, {uname.sysname} {uname.release}; "
+              f"{args.duration} samples over {elapsed:.0f} s, one run, side by side.\n")
+        print("| daemon | median RSS (MiB) | max RSS (MiB) | median PSS (MiB) | median CPU % of a core (per 1 s) | CPU % over the run |")
+        print("|---|---|---|---|---|---|")
+        for n in measured:
+            total = (last[n] - first[n]) / TICK / elapsed * 100
+            print(f"| {n} | {statistics.median(rss[n]) / 1024:.2f} | {max(rss[n]) / 1024:.2f} | "
+                  f"{statistics.median(pss[n]) / 1024:.2f} | "
+                  f"{statistics.median(cpu[n]):.2f} | {total:.3f} |")
+        # The agent really did its work: the server has its samples.
+        token = open(os.path.join(tmp, "data", "admin.token")).read().strip()
+        req = urllib.request.Request(f"http://127.0.0.1:{server_port}/api/v1/hosts",
+                                     headers={"Authorization": "Bearer " + token})
+        body = urllib.request.urlopen(req, timeout=2).read().decode()
+        print("\nserver sees bench-1:", "bench-1" in body)
+    finally:
+        for name, p in reversed(list(procs.items())):
+            if p.poll() is None:
+                p.send_signal(signal.SIGTERM)
+                try:
+                    p.wait(timeout=5)
+                except subprocess.TimeoutExpired:
+                    p.kill()
+                    p.wait()
+        # nginx's worker is in nginx's own session/group: stop the group we created.
+        if "nginx" in procs:
+            try:
+                os.killpg(procs["nginx"].pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,229 @@
+// Issue 3 acceptance (integration, ~45 s): the real medic-agent against the real medic-server.
+// The server is stopped for 30 s and started again on the same port and data directory; every
+// sample the agent took during the outage must arrive afterwards, in order, with the timestamp
+// it was taken at (the restarted server starts with an empty metric history, so whatever it holds
+// from the outage came from the agent's buffer).
+
+#include <arpa/inet.h>
+#include <fcntl.h>
+#include <gtest/gtest.h>
+#include <netinet/in.h>
+#include <signal.h>
+#include <sys/socket.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <thread>
+
+#include "core/files.h"
+#include "core/json.h"
+#include "transport/http_client.h"
+
+namespace medic::agent {
+namespace {
+
+using Steady = std::chrono::steady_clock;
+
+std::string Binary(const std::string& name, const char* built) {
+  const char* dir = std::getenv("MEDIC_BIN_DIR");
+  return dir != nullptr ? std::string(dir) + "/" + name : std::string(built);
+}
+
+int PickFreePort() {
+  const int fd = ::socket(AF_INET, SOCK_STREAM, 0);
+  sockaddr_in addr{};
+  addr.sin_family = AF_INET;
+  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  EXPECT_EQ(::bind(fd, reinterpret_cast<sockaddr*>(&addr), sizeof(addr)), 0);
+  socklen_t len = sizeof(addr);
+  ::getsockname(fd, reinterpret_cast<sockaddr*>(&addr), &len);
+  ::close(fd);
+  return ntohs(addr.sin_port);
+}
+
+pid_t Spawn(std::vector<std::string> argv, const std::string& log) {
+  std::vector<char*> ptrs;
+  for (auto& a : argv) {
+    ptrs.push_back(a.data());
+  }
+  ptrs.push_back(nullptr);
+  const pid_t pid = ::fork();
+  if (pid == 0) {
+    const int fd = ::open(log.c_str(), O_WRONLY | O_CREAT | O_APPEND, 0644);
+    ::dup2(fd, 1);
+    ::dup2(fd, 2);
+    ::execv(ptrs[0], ptrs.data());
+    ::_exit(127);
+  }
+  return pid;
+}
+
+void StopProcess(pid_t& pid) {
+  if (pid <= 0) {
+    return;
+  }
+  ::kill(pid, SIGTERM);
+  for (int i = 0; i < 500; ++i) {
+    if (::waitpid(pid, nullptr, WNOHANG) == pid) {
+      pid = 0;
+      return;
+    }
+    std::this_thread::sleep_for(Millis(10));
+  }
+  ::kill(pid, SIGKILL);
+  ::waitpid(pid, nullptr, 0);
+  pid = 0;
+}
+
+struct Point {
+  WallTime t;
+  double v;
+};
+
+class SurviveTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    InitHttpClientLibrary();
+    char tmpl[] = "/tmp/medic-survive-test-XXXXXX";
+    ASSERT_NE(::mkdtemp(tmpl), nullptr);
+    dir_ = tmpl;
+    ASSERT_EQ(::mkdir((dir_ + "/data").c_str(), 0700), 0);
+    port_ = PickFreePort();
+    http_ = NewCurlHttpClient();
+  }
+  void TearDown() override {
+    StopProcess(agent_);
+    StopProcess(server_);
+    if (!HasFailure()) {
+      ASSERT_EQ(::system(("rm -rf -- '" + dir_ + "'").c_str()), 0);
+    } else {
+      std::cerr << "logs kept in " << dir_ << "\n";
+    }
+  }
+
+  void StartServer() {
+    server_ = Spawn({Binary("medic-server", MEDIC_SERVER_BINARY), "--listen",
+                     "127.0.0.1:" + std::to_string(port_), "--data-dir", dir_ + "/data"},
+                    dir_ + "/server.log");
+    ASSERT_GT(server_, 0);
+    const auto deadline = Steady::now() + Millis(10'000);
+    while (Steady::now() < deadline) {
+      if (PathExists(dir_ + "/data/admin.token")) {
+        HttpRequest req;
+        req.url = Url("/api/v1/hosts");
+        req.headers = {{"Authorization", "Bearer " + AdminToken()}};
+        req.timeout = Millis(1000);
+        auto r = http_->Do(req);
+        if (r && r->status == 200) {
+          return;
+        }
+      }
+      std::this_thread::sleep_for(Millis(20));
+    }
+    FAIL() << "medic-server did not come up: " << ReadFile(dir_ + "/server.log").value_or("");
+  }
+
+  std::string Url(const std::string& path) const {
+    return "http://127.0.0.1:" + std::to_string(port_) + path;
+  }
+  std::string AdminToken() const {
+    std::string t = ReadFile(dir_ + "/data/admin.token").value_or("");
+    while (!t.empty() && (t.back() == '\n' || t.back() == ' ')) {
+      t.pop_back();
+    }
+    return t;
+  }
+
+  // The server's mem_used_percent history of host survive-1 since `since`.
+  std::vector<Point> History(WallTime since) {
+    HttpRequest req;
+    req.url = Url("/api/v1/hosts/survive-1/metrics?metric=mem_used_percent&since=" +
+                  FormatRfc3339(since));
+    req.headers = {{"Authorization", "Bearer " + AdminToken()}};
+    auto r = http_->Do(req);
+    std::vector<Point> out;
+    if (!r || r->status != 200) {
+      return out;
+    }
+    auto j = ParseJsonObject(r->body);
+    if (!j) {
+      return out;
+    }
+    for (const auto& p : (*j)["points"]) {
+      auto t = ParseRfc3339(p["t"].get<std::string>());
+      if (t) {
+        out.push_back({*t, p["v"].get<double>()});
+      }
+    }
+    return out;
+  }
+
+  std::string dir_;
+  int port_ = 0;
+  pid_t server_ = 0;
+  pid_t agent_ = 0;
+  std::unique_ptr<HttpClient> http_;
+};
+
+TEST_F(SurviveTest, EverySampleOfA30sOutageArrivesLaterWithItsOriginalTimestamp) {
+  StartServer();
+  ASSERT_FALSE(HasFatalFailure());
+  const std::string yaml = "server: " + Url("") + "\nname: survive-1\ntoken_file: " + dir_ +
+                           "/data/agent.token\ninterval: 1s\n";
+  ASSERT_TRUE(WriteFileAtomic(dir_ + "/agent.yaml", yaml).has_value());
+  agent_ = Spawn({Binary("medic-agent", MEDIC_AGENT_BINARY), "--config", dir_ + "/agent.yaml"},
+                 dir_ + "/agent.log");
+  ASSERT_GT(agent_, 0);
+
+  const WallTime test_start = std::chrono::system_clock::now() - std::chrono::seconds(5);
+  const auto up_deadline = Steady::now() + Millis(15'000);
+  while (History(test_start).size() < 3 && Steady::now() < up_deadline) {
+    std::this_thread::sleep_for(Millis(100));
+  }
+  ASSERT_GE(History(test_start).size(), 3u) << ReadFile(dir_ + "/agent.log").value_or("");
+
+  // The outage: the scenario itself is 30 s of wall time.
+  StopProcess(server_);
+  const WallTime down_at = std::chrono::system_clock::now();
+  std::this_thread::sleep_for(std::chrono::seconds(30));
+  const WallTime up_at = std::chrono::system_clock::now();
+  StartServer();
+  ASSERT_FALSE(HasFatalFailure());
+
+  // Wait until the replay has reached a sample taken after the restart.
+  std::vector<Point> points;
+  const auto replay_deadline = Steady::now() + Millis(20'000);
+  while (Steady::now() < replay_deadline) {
+    points = History(down_at - std::chrono::seconds(5));
+    if (!points.empty() && points.back().t > up_at) {
+      break;
+    }
+    std::this_thread::sleep_for(Millis(200));
+  }
+  ASSERT_FALSE(points.empty());
+  ASSERT_GT(points.back().t, up_at) << "the replay did not finish";
+
+  std::vector<Point> outage;
+  for (const auto& p : points) {
+    if (p.t >= down_at && p.t < up_at) {
+      outage.push_back(p);
+    }
+  }
+  // One sample a second for 30 s: at least 29 of them (the edges may fall either side).
+  EXPECT_GE(outage.size(), 29u);
+  ASSERT_FALSE(outage.empty());
+  EXPECT_LT(outage.front().t - down_at, Millis(1500));
+  EXPECT_LT(up_at - outage.back().t, Millis(1500));
+  for (size_t i = 1; i < points.size(); ++i) {
+    const auto gap = std::chrono::duration_cast<Millis>(points[i].t - points[i - 1].t);
+    EXPECT_GT(gap, Millis(0)) << "out of order or repeated at " << i;
+    EXPECT_LT(gap, Millis(1500)) << "a sample is missing before " << FormatRfc3339(points[i].t);
+  }
+  for (const auto& p : outage) {
+    EXPECT_GT(p.v, 0.0);
+    EXPECT_LE(p.v, 100.0);
+  }
+}
+
+}  // namespace
+}  // namespace medic::agent

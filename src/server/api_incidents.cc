@@ -15,6 +15,19 @@ Result<Json> ParseBody(const ApiRequest& req, bool allow_empty) {
   return ParseJsonObject(req.body);
 }
 
+Result<int> ParseLimit(const ApiRequest& req, int fallback) {
+  auto it = req.query.find("limit");
+  if (it == req.query.end()) {
+    return fallback;
+  }
+  const std::string& s = it->second;
+  if (s.empty() || s.size() > 4 || s.find_first_not_of("0123456789") != std::string::npos ||
+      std::stoi(s) < 1 || std::stoi(s) > 1000) {
+    return InvalidArgument("limit must be an integer from 1 to 1000");
+  }
+  return std::stoi(s);
+}
+
 namespace {
 
 struct DecisionRequest {
@@ -51,15 +64,11 @@ void AddIncidentRoutes(Router& router, ServerContext& ctx) {
                   }
                   q.status = *st;
                 }
-                if (auto it = req.query.find("limit"); it != req.query.end()) {
-                  const std::string& s = it->second;
-                  if (s.empty() || s.size() > 4 ||
-                      s.find_first_not_of("0123456789") != std::string::npos ||
-                      std::stoi(s) < 1 || std::stoi(s) > 1000) {
-                    return respond(ErrorResponse(400, "limit must be an integer from 1 to 1000"));
-                  }
-                  q.limit = std::stoi(s);
+                auto limit = ParseLimit(req, 100);
+                if (!limit) {
+                  return respond(ErrorResponse(limit.error()));
                 }
+                q.limit = *limit;
                 auto list = ctx.store.ListIncidents(q);
                 if (!list) {
                   return respond(ErrorResponse(list.error()));

@@ -98,17 +98,11 @@ void AddTokenRoutes(Router& router, ServerContext& ctx) {
   router.Add({"GET", "/api/v1/audit", Role::kAdmin,
               "operator actions, newest first (?limit=N, 1-1000)",
               [&ctx](ApiRequest& req, Responder respond) {
-                int limit = 100;
-                if (auto it = req.query.find("limit"); it != req.query.end()) {
-                  const std::string& s = it->second;
-                  if (s.empty() || s.size() > 4 ||
-                      s.find_first_not_of("0123456789") != std::string::npos ||
-                      std::stoi(s) < 1 || std::stoi(s) > 1000) {
-                    return respond(ErrorResponse(400, "limit must be an integer from 1 to 1000"));
-                  }
-                  limit = std::stoi(s);
+                auto limit = ParseLimit(req, 100);
+                if (!limit) {
+                  return respond(ErrorResponse(limit.error()));
                 }
-                auto list = ctx.store.ListAudit(limit);
+                auto list = ctx.store.ListAudit(*limit);
                 if (!list) {
                   return respond(ErrorResponse(list.error()));
                 }

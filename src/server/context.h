@@ -42,6 +42,9 @@ void Audit(ServerContext& ctx, const std::string& actor, const std::string& acti
 // Every route of the server, including GET /api/v1 (the listing of the router's own table).
 void AddAllRoutes(Router& router, ServerContext& ctx);
 
+// The `limit` query parameter: an integer 1..1000, or `fallback` when absent.
+Result<int> ParseLimit(const ApiRequest& request, int fallback);
+
 // Parses a request body as a JSON object; an empty body is {} when allow_empty.
 Result<Json> ParseBody(const ApiRequest& request, bool allow_empty);
 

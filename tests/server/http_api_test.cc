@@ -129,6 +129,8 @@ TEST_F(HttpApiTest, BadRequestsGetJsonErrorsAndTheServerKeepsServing) {
   ExpectJsonError(Call("GET", "/api/v1/nothing-here", admin_), 404);
   ExpectJsonError(Call("GET", "/api/v1/incidents?status=bogus", admin_), 400);
   ExpectJsonError(Call("GET", "/api/v1/incidents?limit=0", admin_), 400);
+  ExpectJsonError(Call("GET", "/api/v1/audit?limit=abc", admin_), 400);
+  ExpectJsonError(Call("GET", "/api/v1/audit?limit=1001", admin_), 400);
   ExpectJsonError(Call("PUT", "/api/v1/settings", admin_, "{\"approval_mode\":\"yes\"}"), 400);
   ExpectJsonError(Call("PUT", "/api/v1/settings", admin_, "{\"colour\":true}"), 400);
   ExpectJsonError(Call("POST", "/agent/v1/report", agent_, "{\"host\":\"web-9\"}"), 404);

@@ -2,24 +2,14 @@
 
 #include <gtest/gtest.h>
 
+#include "tests/fakes/incident_fakes.h"
 #include "tests/fakes/temp_dir.h"
 
 namespace medic::server {
 namespace {
 
-class RecordingSink : public CommandSink {
- public:
-  void Send(const std::string& host, protocol::Command c) override {
-    sent.push_back({host, std::move(c)});
-  }
-  std::vector<std::pair<std::string, protocol::Command>> sent;
-};
-
-class FakeAlarms : public AlarmStateView {
- public:
-  AlarmState StateOf(const std::string&, const std::string&) const override { return state; }
-  AlarmState state = AlarmState::kAlarm;
-};
+using test::FakeAlarms;
+using test::RecordingSink;
 
 protocol::CommandResult Ok(const std::string& id, std::string output = "fine") {
   protocol::CommandResult r;

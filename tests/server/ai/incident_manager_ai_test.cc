@@ -5,6 +5,7 @@
 
 #include "server/ai/ai_brain.h"
 #include "server/incident_manager.h"
+#include "tests/fakes/incident_fakes.h"
 #include "tests/fakes/temp_dir.h"
 #include "tests/server/ai/ai_test_util.h"
 #include "tests/server/ai/fake_http_server.h"
@@ -12,19 +13,8 @@
 namespace medic::server {
 namespace {
 
-class RecordingSink : public CommandSink {
- public:
-  void Send(const std::string& host, protocol::Command c) override {
-    sent.push_back({host, std::move(c)});
-  }
-  std::vector<std::pair<std::string, protocol::Command>> sent;
-};
-
-class FakeAlarms : public AlarmStateView {
- public:
-  AlarmState StateOf(const std::string&, const std::string&) const override { return state; }
-  AlarmState state = AlarmState::kAlarm;
-};
+using test::FakeAlarms;
+using test::RecordingSink;
 
 class IncidentManagerAiTest : public ::testing::Test {
  protected:

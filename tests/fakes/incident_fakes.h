@@ -1,0 +1,31 @@
+#pragma once
+
+// Recording fakes for IncidentManager tests: a command sink that records what would have been
+// sent to hosts (nothing runs), and alarm states set by the test.
+
+#include <string>
+#include <utility>
+#include <vector>
+
+#include "server/alarms.h"
+#include "server/command_queue.h"
+
+namespace medic::test {
+
+class RecordingSink : public server::CommandSink {
+ public:
+  void Send(const std::string& host, protocol::Command c) override {
+    sent.push_back({host, std::move(c)});
+  }
+  std::vector<std::pair<std::string, protocol::Command>> sent;
+};
+
+class FakeAlarms : public server::AlarmStateView {
+ public:
+  server::AlarmState StateOf(const std::string&, const std::string&) const override {
+    return state;
+  }
+  server::AlarmState state = server::AlarmState::kAlarm;
+};
+
+}  // namespace medic::test

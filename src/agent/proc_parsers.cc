@@ -3,9 +3,11 @@
 #include <algorithm>
 #include <charconv>
 #include <cstdlib>
+#include <optional>
 #include <set>
 #include <vector>
 
+#include "agent/text.h"
 #include "core/files.h"
 
 namespace medic::agent {
@@ -48,14 +50,9 @@ std::vector<std::string_view> SplitWords(std::string_view s) {
 
 Result<MemInfo> ParseMeminfo(std::string_view text) {
   std::optional<uint64_t> total, available, free, buffers, cached, swap_total, swap_free;
-  size_t pos = 0;
-  while (pos < text.size()) {
-    size_t nl = text.find('\n', pos);
-    if (nl == std::string_view::npos) {
-      nl = text.size();
-    }
-    const std::string_view line = text.substr(pos, nl - pos);
-    pos = nl + 1;
+  LineReader lines(text);
+  while (const std::optional<std::string_view> next = lines.Next()) {
+    const std::string_view line = *next;
     const size_t colon = line.find(':');
     if (colon == std::string_view::npos) {
       continue;
@@ -113,14 +110,9 @@ double MemUsedPercent(const MemInfo& m) {
 }
 
 Result<CpuTimes> ParseProcStatCpu(std::string_view text) {
-  size_t pos = 0;
-  while (pos < text.size()) {
-    size_t nl = text.find('\n', pos);
-    if (nl == std::string_view::npos) {
-      nl = text.size();
-    }
-    const std::string_view line = text.substr(pos, nl - pos);
-    pos = nl + 1;
+  LineReader lines(text);
+  while (const std::optional<std::string_view> next = lines.Next()) {
+    const std::string_view line = *next;
     if (line.substr(0, 4) != "cpu ") {
       continue;
     }
@@ -245,14 +237,9 @@ namespace {
 
 // The value of `key` in a "key value" per line file (memory.stat).
 std::optional<uint64_t> StatValue(std::string_view text, std::string_view key) {
-  size_t pos = 0;
-  while (pos < text.size()) {
-    size_t nl = text.find('\n', pos);
-    if (nl == std::string_view::npos) {
-      nl = text.size();
-    }
-    const std::string_view line = text.substr(pos, nl - pos);
-    pos = nl + 1;
+  LineReader lines(text);
+  while (const std::optional<std::string_view> next = lines.Next()) {
+    const std::string_view line = *next;
     const auto words = SplitWords(line);
     uint64_t v = 0;
     if (words.size() == 2 && words[0] == key && ParseU64(words[1], &v)) {
@@ -341,14 +328,9 @@ double CgroupMemUsedPercent(const CgroupMemory& m) {
 }
 
 std::optional<std::string> ParseProcCgroup(std::string_view text, std::string_view controller) {
-  size_t pos = 0;
-  while (pos < text.size()) {
-    size_t nl = text.find('\n', pos);
-    if (nl == std::string_view::npos) {
-      nl = text.size();
-    }
-    const std::string_view line = text.substr(pos, nl - pos);
-    pos = nl + 1;
+  LineReader lines(text);
+  while (const std::optional<std::string_view> next = lines.Next()) {
+    const std::string_view line = *next;
     const size_t a = line.find(':');
     const size_t b = a == std::string_view::npos ? a : line.find(':', a + 1);
     if (b == std::string_view::npos) {

@@ -2,9 +2,11 @@
 
 #include <algorithm>
 #include <charconv>
+#include <optional>
 
 #include "agent/process_util.h"
 #include "core/files.h"
+#include "agent/text.h"
 
 namespace medic::agent {
 
@@ -37,14 +39,9 @@ std::string SystemdUnitName(std::string_view service) {
 ServiceStatus ParseSystemctlShow(std::string_view name, std::string_view text) {
   ServiceStatus s;
   s.name = std::string(name);
-  size_t pos = 0;
-  while (pos < text.size()) {
-    size_t nl = text.find('\n', pos);
-    if (nl == std::string_view::npos) {
-      nl = text.size();
-    }
-    const std::string_view line = text.substr(pos, nl - pos);
-    pos = nl + 1;
+  LineReader lines(text);
+  while (const std::optional<std::string_view> next = lines.Next()) {
+    const std::string_view line = *next;
     const size_t eq = line.find('=');
     if (eq == std::string_view::npos) {
       continue;

@@ -20,6 +20,7 @@
 #include "agent/systemd.h"
 #include "core/files.h"
 #include "core/log.h"
+#include "transport/plain_http_client.h"
 
 namespace {
 
@@ -69,7 +70,10 @@ Result<std::unique_ptr<RealAgent>> BuildAgent(const AgentConfig& config,
       config, token,
       AgentDeps{a->clock, a->procfs, *a->runner, *manager,
                 [tls = TlsOptions{config.tls_ca_file, config.tls_cert_file, config.tls_key_file}] {
-                  return NewCurlHttpClient(tls);
+                  // http:// over plain sockets; libcurl (and its ~30 libraries) is loaded
+                  // only when an https:// URL is first used. See docs/BENCHMARKS.md.
+                  return NewSchemeRoutingHttpClient(NewPlainHttpClient(),
+                                                    [tls] { return NewCurlHttpClient(tls); });
                 }});
   Agent* agent = a->agent.get();
   if (metrics_listen) {
@@ -100,7 +104,9 @@ int RunAgent(const AgentConfig& config, const std::optional<std::string>& metric
   sigaddset(&stop_signals, SIGINT);
   pthread_sigmask(SIG_BLOCK, &stop_signals, nullptr);  // before any thread exists
   ::signal(SIGPIPE, SIG_IGN);
-  InitHttpClientLibrary();
+  // No InitHttpClientLibrary() here: it would load libcurl at start-up. NewCurlHttpClient calls
+  // it (once, under std::call_once) when the first https:// request needs libcurl; libcurl 7.84+
+  // makes curl_global_init thread-safe, and no other thread uses libcurl before it returns.
   auto built = BuildAgent(config, metrics_listen);
   if (!built) {
     LogError(built.error().message);

@@ -75,6 +75,22 @@ def pss_kib(pid):
     return 0
 
 
+def rss_by_mapping(pid):
+    """KiB of RSS per mapped file (anonymous memory as "[anon]") from /proc/PID/smaps."""
+    out = {}
+    name = "[anon]"
+    with open(f"/proc/{pid}/smaps") as f:
+        for line in f:
+            head = line.split()
+            if not head:
+                continue
+            if "-" in head[0] and not head[0].endswith(":"):
+                name = os.path.basename(head[5]) if len(head) > 5 and head[5].startswith("/") else "[anon]"
+            elif head[0] == "Rss:":
+                out[name] = out.get(name, 0) + int(head[1])
+    return out
+
+
 def cpu_ticks(pid):
     with open(f"/proc/{pid}/stat") as f:
         text = f.read()
@@ -86,6 +102,8 @@ def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--bin-dir", default=os.path.join(os.path.dirname(__file__), "..", "build", "bin"))
     ap.add_argument("--duration", type=int, default=60)
+    ap.add_argument("--smaps", action="store_true",
+                    help="also print medic-agent's RSS per mapping at the end")
     args = ap.parse_args()
     bin_dir = os.path.abspath(args.bin_dir)
     tmp = tempfile.mkdtemp(prefix="medic-bench-")
@@ -206,6 +224,13 @@ check process nginx-name matching "^nginx"
             print(f"| {n} | {statistics.median(rss[n]) / 1024:.2f} | {max(rss[n]) / 1024:.2f} | "
                   f"{statistics.median(pss[n]) / 1024:.2f} | "
                   f"{statistics.median(cpu[n]):.2f} | {total:.3f} |")
+        if args.smaps:
+            by = rss_by_mapping(procs["medic-agent"].pid)
+            print("\n| medic-agent mapping | RSS KiB |\n|---|---|")
+            for name, kib in sorted(by.items(), key=lambda kv: -kv[1]):
+                if kib > 0:
+                    print(f"| {name} | {kib} |")
+            print(f"| total | {sum(by.values())} |")
         # The agent really did its work: the server has its samples.
         token = open(os.path.join(tmp, "data", "admin.token")).read().strip()
         req = urllib.request.Request(f"http://127.0.0.1:{server_port}/api/v1/hosts",

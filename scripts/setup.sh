@@ -8,7 +8,7 @@ PACKAGES=(
   libboost-dev libssl-dev libcurl4-openssl-dev
   nlohmann-json3-dev libyaml-cpp-dev libsqlite3-dev sqlite3 libcli11-dev
   libgtest-dev libgmock-dev libbenchmark-dev
-  nginx curl procps iproute2 util-linux
+  nginx curl procps iproute2 util-linux stress-ng
   prometheus monit prometheus-node-exporter openssl
 )
 

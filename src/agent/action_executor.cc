@@ -5,6 +5,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <climits>
 #include <cstdlib>
@@ -64,7 +65,8 @@ ActionExecutor::ActionExecutor(ExecutorOptions options, const Policy& policy, Co
       policy_(policy),
       runner_(runner),
       services_(services),
-      procfs_(procfs) {
+      procfs_(procfs),
+      chaos_(procfs, "", options_.spawn_child) {
   if (!options_.send_signal) {
     options_.send_signal = [](pid_t pid, int sig) { return ::kill(pid, sig); };
   }
@@ -99,10 +101,14 @@ protocol::CommandResult ActionExecutor::Execute(const protocol::Action& action, 
     r = ProcessKill(p);
   } else if (name == "file.truncate") {
     r = FileTruncate(StringParam(p, "path"));
+  } else if (name == "log.archive_truncate") {
+    r = ArchiveTruncate(StringParam(p, "path"), timeout);
+  } else if (name == "disk.cleanup") {
+    r = DiskCleanup(StringParam(p, "path"), StringParam(p, "older_than"));
   } else if (name == "chaos.start") {
-    r = ChaosStart(StringParam(p, "mode"));
+    r = ChaosStart(p, timeout);
   } else if (name == "chaos.stop") {
-    r = Ok("no chaos running\n");
+    r = ChaosStop();
   } else {
     r = NotRun(name + " is not supported by this agent yet");
   }
@@ -219,6 +225,16 @@ protocol::CommandResult ActionExecutor::ProcessKill(const Json& params) {
     return Fail("unknown signal '" + signal_name + "'");
   }
   std::vector<std::pair<pid_t, std::string>> targets;
+  // process_scope cgroup: only processes in the agent's own memory cgroup.
+  const bool scoped = policy_.rules().process_scope == ProcessScope::kCgroup;
+  const std::string own_cgroup = scoped ? MemoryCgroupOf("self") : "";
+  if (scoped && own_cgroup.empty()) {
+    return Fail("process_scope cgroup: cannot read this agent's memory cgroup; signalling nothing");
+  }
+  auto in_scope = [&](pid_t pid) {
+    return !scoped || MemoryCgroupOf(std::to_string(pid)) == own_cgroup;
+  };
+  size_t skipped = 0;
   if (auto it = params.find("pid"); it != params.end() && it->is_number_integer()) {
     const pid_t pid = static_cast<pid_t>(it->get<int64_t>());
     if (pid <= 1 || pid == options_.self_pid) {
@@ -229,19 +245,35 @@ protocol::CommandResult ActionExecutor::ProcessKill(const Json& params) {
     if (!parsed) {
       return Fail("no process with pid " + std::to_string(pid));
     }
+    if (!in_scope(pid)) {
+      return Fail("refusing to signal pid " + std::to_string(pid) + " (" + parsed->comm +
+                  "): outside this agent's memory cgroup (process_scope: cgroup)");
+    }
     targets.emplace_back(pid, parsed->comm);
   } else {
     const std::string pattern = StringParam(params, "pattern");
     for (const auto& p : ListProcesses(procfs_)) {
       if (p.comm == pattern && p.pid > 1 && p.pid != options_.self_pid && p.state != 'Z') {
-        targets.emplace_back(p.pid, p.comm);
+        if (in_scope(p.pid)) {
+          targets.emplace_back(p.pid, p.comm);
+        } else {
+          ++skipped;
+        }
       }
     }
     if (targets.empty()) {
-      return Fail("no process named '" + pattern + "'");
+      return Fail("no process named '" + pattern + "'" +
+                  (skipped > 0 ? " in this agent's memory cgroup (skipped " +
+                                     std::to_string(skipped) + " outside it: process_scope cgroup)"
+                               : ""));
     }
   }
   std::string out;
+  if (skipped > 0) {
+    out += "skipped " + std::to_string(skipped) + " process(es) named '" +
+           StringParam(params, "pattern") +
+           "' outside this agent's memory cgroup (process_scope: cgroup)\n";
+  }
   bool all_ok = true;
   for (const auto& [pid, comm] : targets) {
     if (options_.send_signal(pid, sig) == 0) {
@@ -279,16 +311,127 @@ protocol::CommandResult ActionExecutor::FileTruncate(const std::string& path) {
   return Ok("truncated " + *real + " (" + std::to_string(st.st_size) + " bytes freed)\n");
 }
 
-protocol::CommandResult ActionExecutor::ChaosStart(const std::string& mode) {
-  if (mode != "nginx-crash") {
-    return NotRun("chaos mode '" + mode + "' is not supported by this agent yet");
+protocol::CommandResult ActionExecutor::ArchiveTruncate(const std::string& path,
+                                                        Millis timeout) {
+  if (options_.archive == nullptr) {
+    return Fail("log.archive_truncate: this agent has no archive to upload to");
   }
-  // A real crash takes the master and its workers together.
-  auto done = services_.Kill("nginx", SIGKILL);
+  auto real = AllowedRealPath(path);
+  if (!real) {
+    return Fail(real.error().message);
+  }
+  struct stat lst {};
+  if (::lstat(path.c_str(), &lst) == 0 && S_ISLNK(lst.st_mode)) {
+    return Fail(path + " is a symbolic link; archive the file it points to by its own path");
+  }
+  ArchiveLimits limits;
+  limits.deadline = std::chrono::steady_clock::now() + timeout;
+  auto out = ArchiveAndTruncate(*real, *options_.archive, limits);
+  if (!out) {
+    LogWarn("log.archive_truncate: " + out.error().message);
+    return Fail(out.error().message);
+  }
+  return Ok(*out);
+}
+
+protocol::CommandResult ActionExecutor::DiskCleanup(const std::string& path,
+                                                    const std::string& older_than) {
+  auto real = AllowedRealPath(path);
+  if (!real) {
+    return Fail(real.error().message);
+  }
+  auto age = ParseAge(older_than);
+  if (!age) {
+    return Fail(age.error().message);
+  }
+  const CleanupLimits limits;
+  auto report = CleanupOldFiles(*real, std::chrono::system_clock::now() - *age, limits);
+  if (!report) {
+    return Fail(report.error().message);
+  }
+  return Ok(FormatCleanupReport(*real, older_than, *report, limits.list_cap));
+}
+
+protocol::CommandResult ActionExecutor::ChaosStart(const Json& params, Millis timeout) {
+  const std::string mode = StringParam(params, "mode");
+  const Json nested = params.contains("params") ? params["params"] : Json();
+  // Long modes stop (and report) a little before the command's deadline.
+  const Millis budget = std::max(Millis(1'000), timeout - Millis(3'000));
+  if (mode == "nginx-crash") {
+    // A real crash takes the master and its workers together.
+    auto done = services_.Kill("nginx", SIGKILL);
+    if (!done) {
+      return Fail("nginx-crash: " + done.error().message);
+    }
+    return Ok("nginx-crash: " + *done + "\n");
+  }
+  if (mode == "disk-fill") {
+    auto request = DiskFillRequestFromParams(nested, options_.chaos_default_dir);
+    if (request && request->dir.empty()) {
+      request = InvalidArgument("params.path is required (this agent has no default log_dir)");
+    }
+    if (!request) {
+      return Fail("disk-fill: " + request.error().message);
+    }
+    auto real = AllowedRealPath(request->dir);
+    if (!real) {
+      return Fail("disk-fill: " + real.error().message);
+    }
+    request->dir = *real;
+    request->max_bytes = policy_.rules().chaos_max_fill_bytes;
+    request->max_time = budget;
+    auto done = chaos_.FillDisk(*request, nullptr);
+    if (!done) {
+      return Fail(done.error().message);
+    }
+    auto r = Ok(DescribeDiskFill(*done, request->percent));
+    if (!done->reached) {
+      r.exit_code = 1;
+      r.error = "disk-fill stopped before the target: " + done->stopped_because;
+    }
+    return r;
+  }
+  if (mode == "oom") {
+    auto request = OomRequestFromParams(nested);
+    if (!request) {
+      return Fail("oom: " + request.error().message);
+    }
+    request->max_bytes = policy_.rules().chaos_max_oom_bytes;
+    request->wait = std::min(options_.chaos_oom_wait, budget);
+    auto done = chaos_.StartOom(*request, nullptr);
+    if (!done) {
+      return Fail(done.error().message);
+    }
+    auto r = Ok(DescribeOom(*done, request->percent));
+    if (!done->reached) {
+      r.exit_code = 1;
+      r.error = "oom: the measured memory did not reach the target in time";
+    }
+    return r;
+  }
+  return NotRun("chaos mode '" + mode + "' is not supported by this agent");
+}
+
+protocol::CommandResult ActionExecutor::ChaosStop() {
+  auto done = chaos_.Stop();
   if (!done) {
-    return Fail("nginx-crash: " + done.error().message);
+    return Fail("chaos.stop: " + done.error().message);
   }
-  return Ok("nginx-crash: " + *done + "\n");
+  return Ok(*done);
+}
+
+std::string ActionExecutor::MemoryCgroupOf(const std::string& proc_entry) {
+  auto text = procfs_.Read(proc_entry + "/cgroup");
+  if (!text) {
+    return "";
+  }
+  if (auto v1 = ParseProcCgroup(*text, "memory")) {
+    return "memory:" + *v1;
+  }
+  if (auto v2 = ParseProcCgroup(*text, "")) {
+    return "0::" + *v2;
+  }
+  return "";
 }
 
 }  // namespace medic::agent

@@ -11,6 +11,8 @@
 #include <string>
 #include <vector>
 
+#include "agent/archiver.h"
+#include "agent/chaos.h"
 #include "agent/command_runner.h"
 #include "agent/policy.h"
 #include "agent/proc_fs.h"
@@ -28,8 +30,18 @@ struct ExecutorOptions {
   // service name -> the log files service.logs shows
   std::map<std::string, std::vector<std::string>> service_log_files;
   pid_t self_pid = 0;
+  // chaos.start disk-fill writes here when its params name no path (the agent's log_dir; the
+  // agent sets it). Empty: disk-fill needs a path.
+  std::string chaos_default_dir;
+  // chaos.start oom waits at most this long (and never past the command's deadline) for the
+  // measured memory to reach the target.
+  Millis chaos_oom_wait{30'000};
+  // How chaos oom forks its stress-ng: the agent passes its ChildReaper's Spawn; empty: fork().
+  ChaosKeeper::SpawnFn spawn_child;
   // How process.kill signals a pid; ::kill when empty (tests inject a recorder).
   std::function<int(pid_t, int)> send_signal;
+  // Where log.archive_truncate uploads (the server's archive); null: that action fails.
+  ArchiveSink* archive = nullptr;
 };
 
 class ActionExecutor {
@@ -49,7 +61,12 @@ class ActionExecutor {
   protocol::CommandResult DirList(const std::string& path, Millis timeout);
   protocol::CommandResult ProcessKill(const Json& params);
   protocol::CommandResult FileTruncate(const std::string& path);
-  protocol::CommandResult ChaosStart(const std::string& mode);
+  protocol::CommandResult ArchiveTruncate(const std::string& path, Millis timeout);
+  protocol::CommandResult DiskCleanup(const std::string& path, const std::string& older_than);
+  protocol::CommandResult ChaosStart(const Json& params, Millis timeout);
+  protocol::CommandResult ChaosStop();
+  // process_scope cgroup: the memory cgroup of "self" or of a pid ("" when unreadable).
+  std::string MemoryCgroupOf(const std::string& proc_entry);
   // Resolves symlinks and checks the real path against the policy too.
   Result<std::string> AllowedRealPath(const std::string& path) const;
 
@@ -58,6 +75,7 @@ class ActionExecutor {
   CommandRunner& runner_;
   ServiceManager& services_;
   ProcFs& procfs_;
+  ChaosKeeper chaos_;  // what chaos.start started and chaos.stop undoes (in memory)
 };
 
 }  // namespace medic::agent

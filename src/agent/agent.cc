@@ -11,6 +11,11 @@ namespace {
 
 pid_t SelfPid(const AgentTuning& t) { return t.self_pid != 0 ? t.self_pid : ::getpid(); }
 
+ExecutorOptions WithArchive(ExecutorOptions o, ArchiveSink* archive) {
+  o.archive = archive;
+  return o;
+}
+
 }  // namespace
 
 protocol::RegisterRequest MakeRegisterRequest(const AgentConfig& config) {
@@ -25,6 +30,10 @@ protocol::RegisterRequest MakeRegisterRequest(const AgentConfig& config) {
     r.services.push_back(s.name);
   }
   r.chaos_allowed = config.chaos_allowed;
+  r.log_dir = config.log_dir;
+  for (const auto& t : config.targets) {
+    r.targets.push_back({t.group, t.url});
+  }
   return r;
 }
 
@@ -33,6 +42,8 @@ ExecutorOptions MakeExecutorOptions(const AgentConfig& config, pid_t self_pid) {
   o.self_pid = self_pid;
   o.run_as = config.exec_run_as;
   o.working_dir = config.exec_working_dir;
+  // disk-fill without a path fills the host's log directory (the policy still decides).
+  o.chaos_default_dir = config.log_dir;
   for (const auto& s : config.services) {
     o.service_log_files[s.name] = s.log_files;
   }
@@ -45,7 +56,7 @@ Agent::Agent(const AgentConfig& config, std::string token, AgentDeps deps, Agent
       api_(config.server, std::move(token)),
       registration_(api_, MakeRegisterRequest(config), tuning.register_backoff_base,
                     tuning.register_backoff_cap),
-      metrics_(deps_.procfs, config.mounts),
+      metrics_(deps_.procfs, config.mounts, config.disk_primary_mount),
       recorded_metrics_(metrics_),
       reporter_(ReporterOptions{config.name, config.interval, config.buffer_samples}, api_,
                 registration_, recorded_metrics_, checks_, deps_.clock),
@@ -56,8 +67,9 @@ Agent::Agent(const AgentConfig& config, std::string token, AgentDeps deps, Agent
             report_waiter_.Notify();
           },
           &deps_.procfs),
-      executor_(MakeExecutorOptions(config, SelfPid(tuning)), policy_, deps_.runner, deps_.services,
-                deps_.procfs),
+      archive_sink_(api_, config.name, deps_.new_http_client),
+      executor_(WithArchive(MakeExecutorOptions(config, SelfPid(tuning)), &archive_sink_), policy_,
+                deps_.runner, deps_.services, deps_.procfs),
       processor_(config.name, policy_, executor_, deps_.clock),
       poller_(PollerOptions{config.name, tuning.poll_wait}, api_, registration_, processor_,
               [this](Millis d) { return poll_waiter_.WaitFor(d); }) {

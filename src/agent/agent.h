@@ -89,6 +89,7 @@ class Agent {
   RecordingMetricsSource recorded_metrics_;
   Reporter reporter_;
   HealthChecker checker_;
+  ServerArchiveSink archive_sink_;  // log.archive_truncate uploads through it
   ActionExecutor executor_;
   CommandProcessor processor_;
   Waiter report_waiter_, check_waiter_, poll_waiter_;

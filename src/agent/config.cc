@@ -6,6 +6,7 @@
 #include <charconv>
 #include <set>
 
+#include "agent/policy.h"
 #include "core/files.h"
 #include "core/log.h"
 #include "protocol/actions.h"
@@ -319,7 +320,9 @@ Result<CheckConfig> ParseCheck(const Reader& r, const YAML::Node& n) {
 Result<PolicySettings> ParsePolicy(const Reader& r, const YAML::Node& n) {
   PolicySettings p;
   RETURN_IF_ERROR(r.RequireMap(n, "policy"));
-  RETURN_IF_ERROR(r.CheckKeys(n, "policy", {"actions", "services", "paths", "shell"}));
+  RETURN_IF_ERROR(r.CheckKeys(n, "policy",
+                              {"actions", "services", "paths", "shell", "process_scope",
+                               "chaos_max_fill_bytes", "chaos_max_oom_bytes"}));
   if (auto v = n["actions"]) {
     ASSIGN_OR_RETURN(auto actions, r.StringList(v, "policy.actions"));
     for (size_t i = 0; i < actions.size(); ++i) {
@@ -345,6 +348,24 @@ Result<PolicySettings> ParsePolicy(const Reader& r, const YAML::Node& n) {
   if (auto v = n["shell"]) {
     ASSIGN_OR_RETURN(p.shell, r.Bool(v, "policy.shell"));
   }
+  if (auto v = n["process_scope"]) {
+    ASSIGN_OR_RETURN(p.process_scope, r.String(v, "policy.process_scope"));
+    if (!ParseProcessScope(p.process_scope)) {
+      return r.At(v, "policy.process_scope must be all or cgroup, got '" + p.process_scope + "'");
+    }
+  }
+  for (const char* key : {"chaos_max_fill_bytes", "chaos_max_oom_bytes"}) {
+    if (auto v = n[key]) {
+      ASSIGN_OR_RETURN(std::string s, r.String(v, std::string("policy.") + key));
+      auto bytes = ParseByteSize(s);
+      if (!bytes || *bytes == 0) {
+        return r.At(v, std::string("policy.") + key +
+                           " must be a positive byte size like 1GiB or 512MiB, got '" + s + "'");
+      }
+      (std::string_view(key) == "chaos_max_fill_bytes" ? p.chaos_max_fill_bytes
+                                                       : p.chaos_max_oom_bytes) = *bytes;
+    }
+  }
   return p;
 }
 
@@ -357,7 +378,8 @@ Result<AgentConfig> ParseRoot(const Reader& r, const YAML::Node& root) {
   RETURN_IF_ERROR(r.CheckKeys(
       root, "the top level",
       {"server", "name", "token_file", "interval", "log_level", "chaos", "mounts", "buffer_samples",
-       "services", "checks", "policy", "service_manager", "executor", "tls"}));
+       "services", "checks", "policy", "service_manager", "executor", "tls", "log_dir",
+       "targets", "disk_primary_mount"}));
   if (auto v = root["server"]) {
     ASSIGN_OR_RETURN(c.server, r.String(v, "server"));
     if (!IsHttpUrl(c.server)) {
@@ -395,6 +417,51 @@ Result<AgentConfig> ParseRoot(const Reader& r, const YAML::Node& root) {
   }
   if (auto v = root["mounts"]) {
     ASSIGN_OR_RETURN(c.mounts, r.AbsPathList(v, "mounts"));
+  }
+  if (auto v = root["disk_primary_mount"]) {
+    ASSIGN_OR_RETURN(c.disk_primary_mount, r.AbsPath(v, "disk_primary_mount"));
+    while (c.disk_primary_mount.size() > 1 && c.disk_primary_mount.back() == '/') {
+      c.disk_primary_mount.pop_back();
+    }
+  }
+  if (auto v = root["log_dir"]) {
+    ASSIGN_OR_RETURN(c.log_dir, r.AbsPath(v, "log_dir"));
+    while (c.log_dir.size() > 1 && c.log_dir.back() == '/') {
+      c.log_dir.pop_back();
+    }
+    if (c.log_dir == "/" || c.log_dir.find("/..") != std::string::npos ||
+        c.log_dir.find("/./") != std::string::npos || c.log_dir.size() > 4096) {
+      return r.At(v, "log_dir must be a clean absolute directory other than /, got '" +
+                         c.log_dir + "'");
+    }
+  }
+  if (auto v = root["targets"]) {
+    if (!v.IsNull()) {
+      if (!v.IsSequence()) {
+        return r.At(v, "targets must be a list of {group, url}");
+      }
+      if (v.size() > 32) {
+        return r.At(v, "targets: at most 32 entries");
+      }
+      for (const auto& item : v) {
+        RETURN_IF_ERROR(r.RequireMap(item, "a target"));
+        RETURN_IF_ERROR(r.CheckKeys(item, "a target", {"group", "url"}));
+        if (!item["group"] || !item["url"]) {
+          return r.At(item, "a target needs a 'group' and a 'url'");
+        }
+        AgentConfig::Target t;
+        ASSIGN_OR_RETURN(t.group, r.NonEmptyString(item["group"], "target group"));
+        if (!protocol::IsValidHostName(t.group)) {
+          return r.At(item["group"],
+                      "target group '" + t.group + "' must be 1-64 of [A-Za-z0-9._-]");
+        }
+        ASSIGN_OR_RETURN(t.url, r.String(item["url"], "target url"));
+        if (!IsHttpUrl(t.url)) {
+          return r.At(item["url"], "target url must start with http:// or https://");
+        }
+        c.targets.push_back(std::move(t));
+      }
+    }
   }
   if (auto v = root["tls"]) {
     RETURN_IF_ERROR(r.RequireMap(v, "tls"));

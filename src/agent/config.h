@@ -52,6 +52,9 @@ struct PolicySettings {
   std::optional<std::vector<std::string>> services;
   std::optional<std::vector<std::string>> paths;
   bool shell = false;
+  std::string process_scope = "all";             // all | cgroup (see ProcessScope in policy.h)
+  std::optional<uint64_t> chaos_max_fill_bytes;  // unset: 1 GiB
+  std::optional<uint64_t> chaos_max_oom_bytes;   // unset: 4 GiB
 };
 
 struct AgentConfig {
@@ -68,6 +71,18 @@ struct AgentConfig {
   std::string log_level = "info";
   bool chaos_allowed = false;
   std::vector<std::string> mounts;       // empty: every real mount; else "/" and these
+  // The mount reported as the unlabelled disk_used_percent / inode_used_percent (the others,
+  // "/" included when it is not this one, carry a mount label).
+  std::string disk_primary_mount = "/";
+  // This host's log directory: sent to the server at registration (the disk runbook lists it
+  // and archives its largest file) and allowed by the default policy paths.
+  std::string log_dir = "/var/log";
+  // Load-balancer targets this host serves; the server health-checks them (targets:).
+  struct Target {
+    std::string group;  // e.g. "web"
+    std::string url;    // http://HOST:PORT/PATH
+  };
+  std::vector<Target> targets;
   size_t buffer_samples = 600;           // samples kept while the server is away
   std::string service_manager = "auto";  // auto | supervisor | systemd
   // How diagnostic commands run (executor:).

@@ -8,6 +8,7 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <charconv>
 #include <cstring>
@@ -133,7 +134,7 @@ SteadyTime HealthChecker::RunOnce(HttpClient& http, SteadyTime now) {
   const bool all = run_now_.exchange(false);
   for (auto& e : checks_) {
     if (all || now >= e.next) {
-      const protocol::CheckResult r = ProbeCheck(http, *procfs_, clock_, e.config);
+      const protocol::CheckResult r = ProbeCheck(http, *procfs_, clock_, e.config, &e.scan);
       if (states_.Update(r)) {
         LogInfo("check " + r.name + " is now " + (r.healthy ? "healthy" : "unhealthy") + ": " +
                 r.detail);
@@ -236,6 +237,10 @@ CheckOutcome ProbeTcp(const CheckConfig& check) {
 }
 
 CheckOutcome ProbeProcess(ProcFs& procfs, const CheckConfig& check) {
+  return ProbeProcess(procfs, check, nullptr);
+}
+
+CheckOutcome ProbeProcess(ProcFs& procfs, const CheckConfig& check, ProcessScanCache* cache) {
   CheckOutcome out;
   if (!check.pidfile.empty()) {
     auto text = procfs.Read(check.pidfile);
@@ -257,22 +262,43 @@ CheckOutcome ProbeProcess(ProcFs& procfs, const CheckConfig& check) {
                      : "pid " + std::to_string(pid) + " from " + check.pidfile + " is not running";
     return out;
   }
-  size_t n = 0;
-  auto pids = procfs.ListPids();
-  for (int pid : pids.value_or(std::vector<int>{})) {
+  std::vector<int> pids = procfs.ListPids().value_or(std::vector<int>{});
+  std::sort(pids.begin(), pids.end());
+  const auto matches = [&](int pid) {
     std::string comm;
     if (!Alive(procfs, pid, &comm)) {
-      continue;
+      return false;
     }
     if (!check.process_name.empty()) {
-      auto c = procfs.Read(std::to_string(pid) + "/comm");
-      if (c && ParseComm(*c) == check.process_name) {
-        ++n;
-      }
-    } else if (auto exe = procfs.ReadLink(std::to_string(pid) + "/exe"); exe && *exe == check.exe) {
-      ++n;
+      return comm == check.process_name;  // the comm of /proc/PID/stat is /proc/PID/comm
     }
+    auto exe = procfs.ReadLink(std::to_string(pid) + "/exe");
+    return exe && *exe == check.exe;
+  };
+  const auto scan = [&](bool full, std::vector<int>* matched) {
+    for (int pid : pids) {
+      if (!full && std::binary_search(cache->seen.begin(), cache->seen.end(), pid) &&
+          !std::binary_search(cache->matched.begin(), cache->matched.end(), pid)) {
+        continue;  // known last time and did not match
+      }
+      if (matches(pid)) {
+        matched->push_back(pid);
+      }
+    }
+  };
+  std::vector<int> matched;
+  bool full = cache == nullptr || cache->runs_since_full >= ProcessScanCache::kFullScanEvery;
+  scan(full, &matched);
+  if (matched.empty() && !full) {
+    full = true;  // before calling it unhealthy, look at every process
+    scan(true, &matched);
   }
+  if (cache != nullptr) {
+    cache->seen = pids;
+    cache->matched = matched;
+    cache->runs_since_full = full ? 0 : cache->runs_since_full + 1;
+  }
+  const size_t n = matched.size();
   out.healthy = n > 0;
   if (!check.process_name.empty()) {
     out.detail = n > 0 ? Plural(n, "process", "processes") + " named " + check.process_name
@@ -285,11 +311,11 @@ CheckOutcome ProbeProcess(ProcFs& procfs, const CheckConfig& check) {
 }
 
 protocol::CheckResult ProbeCheck(HttpClient& http, ProcFs& procfs, Clock& clock,
-                                 const CheckConfig& check) {
+                                 const CheckConfig& check, ProcessScanCache* cache) {
   if (check.type == "http") {
     return ProbeHttp(http, clock, check);
   }
-  const CheckOutcome o = check.type == "tcp" ? ProbeTcp(check) : ProbeProcess(procfs, check);
+  const CheckOutcome o = check.type == "tcp" ? ProbeTcp(check) : ProbeProcess(procfs, check, cache);
   protocol::CheckResult r;
   r.name = check.name;
   r.healthy = o.healthy;

@@ -15,8 +15,11 @@ std::string StripTrailingSlash(std::string path) {
 
 }  // namespace
 
-ProcMetricsCollector::ProcMetricsCollector(ProcFs& procfs, std::vector<std::string> mounts)
-    : procfs_(procfs), configured_mounts_(std::move(mounts)) {
+ProcMetricsCollector::ProcMetricsCollector(ProcFs& procfs, std::vector<std::string> mounts,
+                                           std::string primary_mount)
+    : procfs_(procfs),
+      configured_mounts_(std::move(mounts)),
+      primary_mount_(StripTrailingSlash(primary_mount.empty() ? "/" : std::move(primary_mount))) {
   if (auto stat = procfs_.Read("stat")) {
     if (auto cpu = ParseProcStatCpu(*stat)) {
       last_cpu_ = *cpu;
@@ -65,16 +68,31 @@ void ProcMetricsCollector::CollectDisk(Metrics& m) {
     }
   }
   --mounts_age_;
+  // The primary mount is unlabelled; "/" gets a label like the others when it is not primary.
+  auto key = [&](const char* name, const std::string& mount) {
+    if (mount == primary_mount_) {
+      return std::string(name);
+    }
+    return mount == "/" ? std::string(name) + "{mount=\"/\"}" : MountMetricKey(name, mount);
+  };
+  bool primary_seen = false;
   for (const auto& mount : mounts_) {
+    primary_seen = primary_seen || mount == primary_mount_;
+  }
+  std::vector<std::string> mounts = mounts_;
+  if (!primary_seen) {
+    mounts.push_back(primary_mount_);
+  }
+  for (const auto& mount : mounts) {
     auto fs = procfs_.StatFs(mount);
     if (!fs) {
       continue;  // unmounted or unreadable: left out
     }
     if (auto p = DiskUsedPercent(*fs)) {
-      m[MountMetricKey("disk_used_percent", mount)] = *p;
+      m[key("disk_used_percent", mount)] = *p;
     }
     if (auto p = InodeUsedPercent(*fs)) {
-      m[MountMetricKey("inode_used_percent", mount)] = *p;
+      m[key("inode_used_percent", mount)] = *p;
     }
   }
 }

@@ -1,8 +1,9 @@
 #pragma once
 
 // Host metrics for one sample:
-//   disk_used_percent, inode_used_percent                  the root file system
+//   disk_used_percent, inode_used_percent                  the primary mount ("/" by default)
 //   disk_used_percent{mount="/var/log"}, inode_used_percent{mount="/var/log"}   other mounts
+//     ("/" among them when another mount is primary)
 //   mem_used_percent   against MemTotal, or against the limit of a memory-limited cgroup
 //   swap_used_percent (hosts with swap), cpu_percent, load1, load5, load15, processes
 
@@ -30,8 +31,10 @@ class MetricsSource {
 class ProcMetricsCollector : public MetricsSource {
  public:
   // `mounts` empty: every real mount of /proc/self/mounts (re-read every 30 samples);
-  // otherwise "/" and these.
-  ProcMetricsCollector(ProcFs& procfs, std::vector<std::string> mounts);
+  // otherwise "/" and these. `primary_mount` (config disk_primary_mount) is always read and
+  // reported without a label.
+  ProcMetricsCollector(ProcFs& procfs, std::vector<std::string> mounts,
+                       std::string primary_mount = "/");
   Metrics Collect() override;
 
   // The memory-limited cgroup the agent runs in, found at construction ("" when none):
@@ -45,6 +48,7 @@ class ProcMetricsCollector : public MetricsSource {
 
   ProcFs& procfs_;
   std::vector<std::string> configured_mounts_;
+  std::string primary_mount_;
   std::vector<std::string> mounts_;
   int mounts_age_ = 0;
   std::optional<CpuTimes> last_cpu_;

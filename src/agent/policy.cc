@@ -1,5 +1,7 @@
 #include "agent/policy.h"
 
+#include <charconv>
+
 namespace medic::agent {
 
 namespace {
@@ -47,11 +49,50 @@ std::string Refused(const std::string& why) { return "refused by local policy: "
 
 }  // namespace
 
+Result<uint64_t> ParseByteSize(std::string_view text) {
+  uint64_t value = 0;
+  const auto [ptr, ec] = std::from_chars(text.data(), text.data() + text.size(), value);
+  if (ec != std::errc() || ptr == text.data()) {
+    return InvalidArgument("'" + std::string(text) + "' is not a byte size");
+  }
+  std::string_view unit = text.substr(static_cast<size_t>(ptr - text.data()));
+  struct Unit {
+    std::string_view name;
+    int shift;
+  };
+  static constexpr Unit kUnits[] = {{"", 0},     {"B", 0},   {"K", 10},   {"KiB", 10}, {"M", 20},
+                                    {"MiB", 20}, {"G", 30},  {"GiB", 30}, {"T", 40},   {"TiB", 40},
+                                    {"KB", 10},  {"MB", 20}, {"GB", 30},  {"TB", 40}};
+  for (const Unit& u : kUnits) {
+    if (unit == u.name) {
+      if (u.shift > 0 && value > (UINT64_MAX >> u.shift)) {
+        return InvalidArgument("'" + std::string(text) + "' is too large");
+      }
+      return value << u.shift;
+    }
+  }
+  return InvalidArgument("'" + std::string(text) +
+                         "' has an unknown unit (use B, KiB, MiB, GiB, TiB)");
+}
+
+Result<ProcessScope> ParseProcessScope(std::string_view text) {
+  if (text == "all") {
+    return ProcessScope::kAll;
+  }
+  if (text == "cgroup") {
+    return ProcessScope::kCgroup;
+  }
+  return InvalidArgument("process_scope must be all or cgroup, got '" + std::string(text) + "'");
+}
+
 PolicyRules PolicyRulesFromConfig(const AgentConfig& config, pid_t self_pid) {
   PolicyRules r;
   r.self_pid = self_pid;
   r.chaos_allowed = config.chaos_allowed;
   r.shell = config.policy.shell;
+  r.process_scope = ParseProcessScope(config.policy.process_scope).value_or(ProcessScope::kAll);
+  r.chaos_max_fill_bytes = config.policy.chaos_max_fill_bytes.value_or(kDefaultChaosMaxFillBytes);
+  r.chaos_max_oom_bytes = config.policy.chaos_max_oom_bytes.value_or(kDefaultChaosMaxOomBytes);
   if (config.policy.actions) {
     r.actions.insert(config.policy.actions->begin(), config.policy.actions->end());
   } else {
@@ -76,6 +117,9 @@ PolicyRules PolicyRulesFromConfig(const AgentConfig& config, pid_t self_pid) {
     r.paths = *config.policy.paths;
   } else {
     r.paths.push_back("/var/log");
+    if (!config.log_dir.empty() && config.log_dir != "/var/log") {
+      r.paths.push_back(config.log_dir);  // the configured log_dir
+    }
     for (const auto& s : config.services) {
       for (const auto& f : s.log_files) {
         const std::string dir = DirName(f);
@@ -138,6 +182,15 @@ Status Policy::Check(const protocol::Action& action) const {
         return PermissionDenied(Refused("path must be a string"));
       }
       RETURN_IF_ERROR(CheckPath(it->get<std::string>()));
+    }
+    // chaos.start{mode, params{path}}: the nested path is checked like any other.
+    if (auto it = action.params.find("params"); it != action.params.end() && it->is_object()) {
+      if (auto path = it->find("path"); path != it->end()) {
+        if (!path->is_string()) {
+          return PermissionDenied(Refused("path must be a string"));
+        }
+        RETURN_IF_ERROR(CheckPath(path->get<std::string>()));
+      }
     }
     if (auto it = action.params.find("pid"); it != action.params.end()) {
       if (!it->is_number_integer()) {

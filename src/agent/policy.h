@@ -8,6 +8,7 @@
 
 #include <sys/types.h>
 
+#include <cstdint>
 #include <set>
 #include <string>
 #include <string_view>
@@ -19,6 +20,13 @@
 
 namespace medic::agent {
 
+// Which processes process.kill may signal: any (kAll) or only those whose memory cgroup is the
+// agent's own (kCgroup; a demo host or a test then never touches the machine's processes).
+enum class ProcessScope { kAll, kCgroup };
+
+inline constexpr uint64_t kDefaultChaosMaxFillBytes = uint64_t{1} << 30;  // 1 GiB
+inline constexpr uint64_t kDefaultChaosMaxOomBytes = uint64_t{4} << 30;   // 4 GiB
+
 struct PolicyRules {
   std::set<std::string> actions;   // allowed action names
   std::set<std::string> services;  // allowed service names
@@ -26,12 +34,22 @@ struct PolicyRules {
   bool shell = false;              // the shell action, even when listed, needs this
   bool chaos_allowed = false;      // chaos.*, even when listed, needs this
   pid_t self_pid = 0;              // process.kill never targets the agent
+  ProcessScope process_scope = ProcessScope::kAll;
+  // chaos disk-fill / oom refuse experiments that need more bytes than these.
+  uint64_t chaos_max_fill_bytes = kDefaultChaosMaxFillBytes;
+  uint64_t chaos_max_oom_bytes = kDefaultChaosMaxOomBytes;
 };
+
+// A byte size: "1073741824", "512MiB", "1GiB", "64KiB", "2G" (K/M/G/T and KiB/MiB/GiB/TiB are
+// powers of 1024; "B" optional). InvalidArgument otherwise.
+Result<uint64_t> ParseByteSize(std::string_view text);
+// "process_scope" values: "all", "cgroup".
+Result<ProcessScope> ParseProcessScope(std::string_view text);
 
 // The rules a config gives, with defaults for what it leaves out:
 //   actions:  every read-only action + service.start/stop/restart (+ chaos.* if chaos.allowed)
 //   services: the configured services
-//   paths:    /var/log + the directories of every configured log_files entry
+//   paths:    /var/log + log_dir + the directories of every configured log_files entry
 PolicyRules PolicyRulesFromConfig(const AgentConfig& config, pid_t self_pid);
 
 class Policy {

@@ -138,6 +138,63 @@ Status ServerApi::PostResult(HttpClient& http, const protocol::CommandResult& re
   return OkStatus();
 }
 
+Result<std::string> ServerApi::StartArchive(HttpClient& http, const std::string& host,
+                                            const std::string& path, int64_t size) const {
+  HttpRequest req = NewRequest("POST", "/agent/v1/archive");
+  req.body = DumpJson(Json{{"host", host}, {"path", path}, {"size", size}});
+  ASSIGN_OR_RETURN(HttpResponse resp, Expect2xx("archive start", http.Do(req)));
+  ASSIGN_OR_RETURN(Json j, ParseJsonObject(resp.body));
+  ASSIGN_OR_RETURN(std::string id, RequireString(j, "upload_id"));
+  if (id.empty() || id.size() > 128 ||
+      id.find_first_not_of("0123456789abcdef") != std::string::npos) {
+    return InvalidArgument("archive start: the server sent an invalid upload id");
+  }
+  return id;
+}
+
+Result<int64_t> ServerApi::AppendArchive(HttpClient& http, const std::string& upload_id,
+                                         int64_t offset, std::string_view bytes) const {
+  HttpRequest req =
+      NewRequest("PUT", "/agent/v1/archive/" + upload_id + "?offset=" + std::to_string(offset));
+  for (auto& [name, value] : req.headers) {
+    if (name == "Content-Type") {
+      value = "application/octet-stream";
+    }
+  }
+  req.body = std::string(bytes);
+  req.timeout = Millis(30'000);
+  ASSIGN_OR_RETURN(HttpResponse resp, Expect2xx("archive append", http.Do(req)));
+  ASSIGN_OR_RETURN(Json j, ParseJsonObject(resp.body));
+  ASSIGN_OR_RETURN(auto received, OptionalInt(j, "received"));
+  if (!received) {
+    return InvalidArgument("archive append: the answer has no 'received'");
+  }
+  return *received;
+}
+
+Result<ArchiveReceipt> ServerApi::FinishArchive(HttpClient& http, const std::string& upload_id,
+                                                const std::string& sha256, int64_t bytes) const {
+  HttpRequest req = NewRequest("POST", "/agent/v1/archive/" + upload_id + "/finish");
+  req.body = DumpJson(Json{{"sha256", sha256}, {"bytes", bytes}});
+  req.timeout = Millis(300'000);  // the server reads the whole copy back
+  auto resp = http.Do(req);
+  if (resp && resp->status == 409) {
+    Error e = HttpError("archive finish", *resp);
+    return FailedPrecondition(e.message);
+  }
+  ASSIGN_OR_RETURN(HttpResponse ok, Expect2xx("archive finish", std::move(resp)));
+  ASSIGN_OR_RETURN(Json j, ParseJsonObject(ok.body));
+  ArchiveReceipt r;
+  ASSIGN_OR_RETURN(r.sha256, RequireString(j, "sha256"));
+  ASSIGN_OR_RETURN(r.location, RequireString(j, "location"));
+  ASSIGN_OR_RETURN(auto n, OptionalInt(j, "bytes"));
+  if (!n) {
+    return InvalidArgument("archive finish: the answer has no 'bytes'");
+  }
+  r.bytes = *n;
+  return r;
+}
+
 Registration::Registration(const ServerApi& api, protocol::RegisterRequest request,
                            Millis backoff_base, Millis backoff_cap)
     : api_(api), request_(std::move(request)), base_(backoff_base), cap_(backoff_cap) {}

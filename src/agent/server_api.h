@@ -9,6 +9,7 @@
 #include <optional>
 #include <random>
 #include <string>
+#include <string_view>
 #include <vector>
 
 #include "core/clock.h"
@@ -25,6 +26,13 @@ Millis BackoffDelay(int attempt, Millis base, Millis cap, double jitter);
 // True for the errors that mean "the server does not know this host (any more)": HTTP 401 and
 // 404, e.g. after a server restart. The agent registers again.
 bool NeedsRegistration(const Error& e);
+
+// What the server answers when an archive upload is finished and verified.
+struct ArchiveReceipt {
+  std::string sha256;    // of the copy the server stored, lowercase hex
+  int64_t bytes = 0;
+  std::string location;  // where the server keeps it
+};
 
 // One polled command: parsed, or the reason it could not be (with its id when it had one).
 struct PolledCommand {
@@ -45,6 +53,16 @@ class ServerApi {
   Result<std::vector<PolledCommand>> PollCommands(HttpClient& http, const std::string& host,
                                                   Millis wait) const;
   Status PostResult(HttpClient& http, const protocol::CommandResult& result) const;
+
+  // The archive upload (docs/PROTOCOL.md, "Archive"): start -> upload id; append raw bytes at
+  // `offset` (the bytes sent so far) -> bytes received; finish -> the server's receipt, or an
+  // error (FailedPrecondition for a 409: the stored copy differs and was deleted).
+  Result<std::string> StartArchive(HttpClient& http, const std::string& host,
+                                   const std::string& path, int64_t size) const;
+  Result<int64_t> AppendArchive(HttpClient& http, const std::string& upload_id, int64_t offset,
+                                std::string_view bytes) const;
+  Result<ArchiveReceipt> FinishArchive(HttpClient& http, const std::string& upload_id,
+                                       const std::string& sha256, int64_t bytes) const;
 
  private:
   HttpRequest NewRequest(const std::string& method, const std::string& path) const;

@@ -3,15 +3,23 @@
 #include <dirent.h>
 #include <signal.h>
 #include <sys/types.h>
+#include <unistd.h>
 
 #include <algorithm>
 #include <cerrno>
 #include <charconv>
+#include <climits>
+#include <cmath>
+#include <cstdio>
+#include <cstdlib>
 #include <cstring>
 #include <map>
 #include <optional>
 #include <set>
 
+#include "agent/chaos.h"
+#include "agent/policy.h"
+#include "agent/proc_fs.h"
 #include "core/files.h"
 
 namespace medic::cli {
@@ -187,6 +195,101 @@ std::string DescribeNginxKill(const NginxKill& kill) {
 
 std::unique_ptr<ProcessTable> NewLinuxProcessTable() {
   return std::make_unique<LinuxProcessTable>();
+}
+
+std::string DefaultChaosStateFile(
+    const std::function<std::optional<std::string>(const std::string&)>& getenv) {
+  if (auto v = getenv("MEDIC_CHAOS_STATE"); v.has_value() && !v->empty()) {
+    return *v;
+  }
+  if (::geteuid() == 0) {
+    return "/run/medic-chaos.json";
+  }
+  if (auto v = getenv("XDG_RUNTIME_DIR"); v.has_value() && !v->empty()) {
+    return *v + "/medic-chaos.json";
+  }
+  return "/tmp/medic-chaos-" + std::to_string(::geteuid()) + ".json";
+}
+
+namespace {
+
+// Progress lines on `err` each time the used percent passes another whole percent.
+agent::ChaosProgress PercentPrinter(std::ostream& err, const std::string& mode) {
+  auto last = std::make_shared<int>(-1);
+  return [&err, mode, last](double percent, uint64_t bytes) {
+    const int whole = static_cast<int>(std::floor(percent));
+    if (whole <= *last) {
+      return;
+    }
+    *last = whole;
+    char line[128];
+    if (mode == "disk-fill") {
+      std::snprintf(line, sizeof(line), "disk-fill: %.1f%% used, %.1f MiB written", percent,
+                    static_cast<double>(bytes) / (1 << 20));
+    } else {
+      std::snprintf(line, sizeof(line), "oom: memory at %.1f%%", percent);
+    }
+    err << line << std::endl;
+  };
+}
+
+}  // namespace
+
+Status RunLocalChaos(const LocalChaosOptions& options, std::ostream& out, std::ostream& err) {
+  agent::LinuxProcFs procfs;
+  agent::ChaosKeeper keeper(procfs, options.state_file);
+  if (options.mode == "stop") {
+    ASSIGN_OR_RETURN(std::string done, keeper.Stop());
+    out << done;
+    return OkStatus();
+  }
+  Json params = Json::object();
+  if (!options.path.empty()) {
+    params["path"] = options.path;
+  }
+  if (options.percent.has_value()) {
+    params["percent"] = *options.percent;
+  }
+  if (!options.duration.empty()) {
+    params["duration"] = options.duration;
+  }
+  if (options.mode == "disk-fill") {
+    if (!options.duration.empty()) {
+      return InvalidArgument("--duration applies to oom only");
+    }
+    ASSIGN_OR_RETURN(agent::DiskFillRequest request,
+                     agent::DiskFillRequestFromParams(params, "/var/log"));
+    char real[PATH_MAX];
+    if (::realpath(request.dir.c_str(), real) == nullptr) {
+      return NotFound("cannot resolve " + request.dir + ": " + std::strerror(errno));
+    }
+    request.dir = real;
+    request.max_bytes = agent::kDefaultChaosMaxFillBytes;
+    request.max_time = Millis(30 * 60 * 1000);
+    ASSIGN_OR_RETURN(agent::DiskFillResult done,
+                     keeper.FillDisk(request, PercentPrinter(err, options.mode)));
+    out << agent::DescribeDiskFill(done, request.percent);
+    if (!done.reached) {
+      return Unavailable("stopped before the target: " + done.stopped_because);
+    }
+    return OkStatus();
+  }
+  if (options.mode == "oom") {
+    if (!options.path.empty()) {
+      return InvalidArgument("--path applies to disk-fill only");
+    }
+    ASSIGN_OR_RETURN(agent::OomRequest request, agent::OomRequestFromParams(params));
+    request.max_bytes = agent::kDefaultChaosMaxOomBytes;
+    ASSIGN_OR_RETURN(agent::OomResult done,
+                     keeper.StartOom(request, PercentPrinter(err, options.mode)));
+    out << agent::DescribeOom(done, request.percent);
+    out << "undo with: medic chaos stop" << std::endl;
+    if (!done.reached) {
+      return Unavailable("the measured memory did not reach the target in time");
+    }
+    return OkStatus();
+  }
+  return InvalidArgument("unknown local chaos mode '" + options.mode + "'");
 }
 
 }  // namespace medic::cli

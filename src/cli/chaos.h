@@ -1,11 +1,18 @@
 #pragma once
 
-// Host-local chaos (`medic chaos MODE` without --host). This slice implements nginx-crash: kill
-// nginx's master and its workers together with SIGKILL, as a real crash would (killing only the
-// master leaves an orphaned worker serving; see DESIGN.md, "Test environment facts").
-// Processes are found by pid (the pidfile) and parentage, never by name.
+// Host-local chaos (`medic chaos MODE` without --host).
+//   nginx-crash  kill nginx's master and its workers together with SIGKILL, as a real crash
+//                would (killing only the master leaves an orphaned worker serving; see DESIGN.md,
+//                "Test environment facts"). Processes are found by pid (the pidfile) and
+//                parentage, never by name.
+//   disk-fill, oom, stop  the agent's chaos code (agent/chaos.h) run in this process, with the
+//                default caps (1 GiB to write, 4 GiB to hold); what they started is kept in a
+//                small state file so that a later `medic chaos stop` can undo it.
 
+#include <functional>
 #include <memory>
+#include <optional>
+#include <ostream>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -58,5 +65,23 @@ Result<NginxKill> CrashNginx(ProcessTable& procs, const std::string& pidfile);
 
 // "killed nginx master 1234 and 2 workers (1235, 1236)".
 std::string DescribeNginxKill(const NginxKill& kill);
+
+// `medic chaos disk-fill|oom|stop` on this machine.
+struct LocalChaosOptions {
+  std::string mode;               // disk-fill | oom | stop
+  std::string path;               // disk-fill: the directory ("" = /var/log)
+  std::optional<double> percent;  // default 90 (disk-fill), 95 (oom)
+  std::string duration;           // oom: "600s" (default), "10m", ...
+  std::string state_file;         // where local chaos is recorded
+};
+
+// The state file when --state-file is not given: $MEDIC_CHAOS_STATE, else
+// /run/medic-chaos.json for root, else $XDG_RUNTIME_DIR/medic-chaos.json or
+// /tmp/medic-chaos-UID.json.
+std::string DefaultChaosStateFile(
+    const std::function<std::optional<std::string>(const std::string&)>& getenv);
+
+// Runs one local mode: the result on `out`, progress (the used percent as it grows) on `err`.
+Status RunLocalChaos(const LocalChaosOptions& options, std::ostream& out, std::ostream& err);
 
 }  // namespace medic::cli

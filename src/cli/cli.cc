@@ -105,6 +105,9 @@ class RealCliEnv : public CliEnv {
   Status RunHealthApp(const std::string& listen) override {
     return cli::RunHealthApp(listen, std::cout);
   }
+  Status RunLocalChaos(const LocalChaosOptions& options) override {
+    return cli::RunLocalChaos(options, std::cout, std::cerr);
+  }
   int RunDemo(const DemoOptions& in) override {
     DemoOptions options = in;
     char self[4096] = {};
@@ -207,7 +210,20 @@ int RunCli(const std::vector<std::string>& args, CliEnv& env) {
           "--pidfile", pidfile,
           "local nginx-crash: nginx's pid file (default " + std::string(kDefaultPidfile) + ")")
       ->excludes(host_opt);
-  chaos->add_option("PARAMS", chaos_params, "KEY=VALUE parameters for the mode");
+  chaos->add_option("PARAMS", chaos_params, "KEY=VALUE parameters for the mode (with --host)");
+  LocalChaosOptions local_chaos;
+  double chaos_percent = 0;
+  CLI::Option* percent_opt = chaos->add_option(
+      "--percent", chaos_percent, "disk-fill, oom: target used percent (default 90, 95)");
+  percent_opt->check(CLI::Range(1.0, 99.0));
+  chaos->add_option("--path", local_chaos.path,
+                    "disk-fill: directory to fill, on the mount to fill (default /var/log)");
+  chaos->add_option("--duration", local_chaos.duration, "oom: how long to hold (default 600s)");
+  chaos
+      ->add_option("--state-file", local_chaos.state_file,
+                   "local: where local chaos is recorded for `chaos stop` (default "
+                   "/run/medic-chaos.json as root)")
+      ->excludes(host_opt);
 
   std::string health_listen = "127.0.0.1:8000";
   CLI::App* healthapp = app.add_subcommand("healthapp", "run the demo health app");
@@ -260,18 +276,23 @@ int RunCli(const std::vector<std::string>& args, CliEnv& env) {
     if (std::find(ChaosModes().begin(), ChaosModes().end(), mode) == ChaosModes().end()) {
       return Fail(env, "chaos: unknown mode '" + mode + "' (valid: " + ChaosModeList() + ")");
     }
+    if (*percent_opt) {
+      local_chaos.percent = chaos_percent;
+    }
     if (chaos_host.empty()) {
       if (!chaos_params.empty()) {
-        return Fail(env, "chaos " + mode + ": parameters apply only with --host");
-      }
-      if (mode == "stop") {
-        env.Out() << "no chaos running" << std::endl;
-        return 0;
+        return Fail(env, "chaos " + mode + ": KEY=VALUE parameters apply only with --host");
       }
       if (mode != "nginx-crash") {
-        return Fail(env, "chaos " + mode +
-                             ": not available on this machine in this version (local modes: "
-                             "nginx-crash, stop); use --host NAME to ask a host's agent");
+        local_chaos.mode = mode;
+        if (local_chaos.state_file.empty()) {
+          local_chaos.state_file =
+              DefaultChaosStateFile([&env](const std::string& name) { return env.GetEnv(name); });
+        }
+        if (Status s = env.RunLocalChaos(local_chaos); !s.has_value()) {
+          return Fail(env, "chaos " + mode + ": " + s.error().message);
+        }
+        return 0;
       }
       Result<NginxKill> k = CrashNginx(env.Procs(), pidfile);
       if (!k.has_value()) {
@@ -322,6 +343,18 @@ int RunCli(const std::vector<std::string>& args, CliEnv& env) {
     s = commands.TokenRevoke(token_name);
   } else if (*chaos) {
     Result<Json> params = ParseChaosParams(chaos_params);
+    if (params.has_value()) {
+      // --path/--percent/--duration are the same parameters, spelled as flags.
+      if (!local_chaos.path.empty()) {
+        (*params)["path"] = local_chaos.path;
+      }
+      if (local_chaos.percent.has_value()) {
+        (*params)["percent"] = *local_chaos.percent;
+      }
+      if (!local_chaos.duration.empty()) {
+        (*params)["duration"] = local_chaos.duration;
+      }
+    }
     s = params.has_value() ? commands.Chaos(chaos_host, mode, *params) : Status(params.error());
   }
   if (!s.has_value()) {

@@ -30,6 +30,8 @@ class CliEnv {
   // The long-running commands: real in the binary, recorded by test fakes.
   virtual Status RunHealthApp(const std::string& listen) = 0;
   virtual int RunDemo(const DemoOptions& options) = 0;
+  // Local disk-fill, oom and stop (real in the binary; test fakes record the options).
+  virtual Status RunLocalChaos(const LocalChaosOptions& options) = 0;
 };
 
 // Runs one command line (`args` without the program name) and returns the exit status:

@@ -1,13 +1,20 @@
 #include "cli/demo.h"
 
+#include <fcntl.h>
 #include <signal.h>
+#include <sys/mount.h>
+#include <sys/stat.h>
+#include <sys/syscall.h>
 #include <unistd.h>
 
 #include <cerrno>
 #include <cstdlib>
 #include <cstring>
 #include <filesystem>
+#include <iostream>
+#include <sstream>
 #include <system_error>
+#include <thread>
 
 #include "cli/api.h"
 #include "core/files.h"
@@ -20,6 +27,193 @@ namespace fs = std::filesystem;
 
 constexpr Millis kKillGrace{2'000};
 constexpr Millis kHealthzTimeout{1'000};
+constexpr Millis kCgroupDrainTimeout{5'000};
+constexpr char kMemoryHierarchy[] = "/sys/fs/cgroup/memory";
+
+std::string ErrnoText(int e) { return std::strerror(e); }
+
+// Writes `text` to an existing file (a cgroup control file) with one write(2).
+Status WriteControlFile(const std::string& path, const std::string& text) {
+  const int fd = ::open(path.c_str(), O_WRONLY | O_CLOEXEC);
+  if (fd < 0) {
+    return Internal("open " + path + ": " + ErrnoText(errno));
+  }
+  const ssize_t n = ::write(fd, text.data(), text.size());
+  const int e = errno;
+  ::close(fd);
+  if (n != static_cast<ssize_t>(text.size())) {
+    return Internal("write " + path + ": " + (n < 0 ? ErrnoText(e) : "short write"));
+  }
+  return OkStatus();
+}
+
+// Decodes the octal escapes of /proc/self/mounts ("\040" for a space).
+std::string DecodeMountField(std::string_view s) {
+  auto octal = [](char c) { return c >= '0' && c <= '7'; };
+  std::string out;
+  for (size_t i = 0; i < s.size(); ++i) {
+    if (s[i] == '\\' && i + 3 < s.size() && octal(s[i + 1]) && octal(s[i + 2]) && octal(s[i + 3])) {
+      out.push_back(
+          static_cast<char>((s[i + 1] - '0') * 64 + (s[i + 2] - '0') * 8 + (s[i + 3] - '0')));
+      i += 3;
+    } else {
+      out.push_back(s[i]);
+    }
+  }
+  return out;
+}
+
+std::string AbsolutePath(const std::string& path);
+
+class PosixHostIsolation : public HostIsolation {
+ public:
+  Status MountTmpfs(const std::string& dir, uint64_t size_bytes) override {
+    if (::geteuid() != 0) {
+      return PermissionDenied("mounting a tmpfs needs root");
+    }
+    // A volume left by a demo that was killed: detach it rather than stack another on it.
+    for (int i = 0; i < 4 && IsMountPoint(dir); ++i) {
+      ::umount2(dir.c_str(), MNT_DETACH);
+    }
+    const std::string data = "size=" + std::to_string(size_bytes) + ",mode=0755";
+    if (::mount("medic-demo", dir.c_str(), "tmpfs", MS_NOSUID | MS_NODEV, data.c_str()) != 0) {
+      return Internal("mount tmpfs (" + data + ") on " + dir + ": " + ErrnoText(errno));
+    }
+    return OkStatus();
+  }
+
+  Status Unmount(const std::string& dir) override {
+    if (::umount2(dir.c_str(), 0) == 0) {
+      return OkStatus();
+    }
+    if (errno == EBUSY && ::umount2(dir.c_str(), MNT_DETACH) == 0) {
+      return OkStatus();
+    }
+    return Internal("unmount " + dir + ": " + ErrnoText(errno));
+  }
+
+  Result<std::string> CreateMemoryCgroup(const std::string& name, uint64_t limit_bytes) override {
+    ASSIGN_OR_RETURN(const std::string parent, OwnMemoryCgroup("/proc/self/cgroup"));
+    RemoveStaleSiblings(parent);
+    const std::string dir = parent + "/" + name;
+    if (::mkdir(dir.c_str(), 0755) != 0) {
+      return Internal("create memory cgroup " + dir + ": " + ErrnoText(errno));
+    }
+    if (Status s = WriteControlFile(dir + "/memory.limit_in_bytes", std::to_string(limit_bytes));
+        !s.has_value()) {
+      ::rmdir(dir.c_str());
+      return s.error();
+    }
+    return dir;
+  }
+
+  Result<int> StartInCgroup(const std::string& dir,
+                            const std::function<Result<int>()>& start) override {
+    ASSIGN_OR_RETURN(const std::string home, OwnMemoryCgroup("/proc/thread-self/cgroup"));
+    const std::string tid = std::to_string(::syscall(SYS_gettid));
+    RETURN_IF_ERROR(WriteControlFile(dir + "/tasks", tid));
+    Result<int> started = start();
+    if (Status back = WriteControlFile(home + "/tasks", tid); !back.has_value()) {
+      // The started process is fine (and must stay tracked); what the demo starts later would
+      // share this host's limit.
+      std::cerr << "medic demo: warning: cannot move back to " << home << ": "
+                << back.error().message << std::endl;
+    }
+    return started;
+  }
+
+  Status RemoveCgroup(const std::string& dir) override {
+    std::error_code ec;
+    std::vector<std::string> children;
+    for (fs::directory_iterator it(dir, ec), end; !ec && it != end; it.increment(ec)) {
+      std::error_code dir_ec;
+      if (it->is_directory(dir_ec)) {
+        children.push_back(it->path().string());
+      }
+    }
+    Status first = OkStatus();
+    for (const std::string& child : children) {
+      if (Status s = RemoveCgroup(child); !s.has_value() && first.has_value()) {
+        first = s;
+      }
+    }
+    const auto deadline = std::chrono::steady_clock::now() + kCgroupDrainTimeout;
+    for (;;) {
+      for (const int pid : Pids(dir)) {
+        ::kill(pid, SIGKILL);
+      }
+      if (::rmdir(dir.c_str()) == 0 || errno == ENOENT) {
+        return first;
+      }
+      if (errno != EBUSY || std::chrono::steady_clock::now() >= deadline) {
+        return Internal("remove memory cgroup " + dir + ": " + ErrnoText(errno));
+      }
+      std::this_thread::sleep_for(std::chrono::milliseconds(20));
+    }
+  }
+
+ private:
+  static bool IsMountPoint(const std::string& path) {
+    const std::string dir = AbsolutePath(path);
+    Result<std::string> mounts = ReadFile("/proc/self/mounts");
+    if (!mounts.has_value()) {
+      return false;
+    }
+    for (const std::string& line : SplitLines(*mounts)) {
+      std::istringstream in(line);
+      std::string device;
+      std::string point;
+      if (in >> device >> point && DecodeMountField(point) == dir) {
+        return true;
+      }
+    }
+    return false;
+  }
+
+  static Result<std::string> OwnMemoryCgroup(const std::string& proc_file) {
+    ASSIGN_OR_RETURN(const std::string text, ReadFile(proc_file));
+    std::optional<std::string> dir = MemoryCgroupDir(text, kMemoryHierarchy);
+    if (!dir.has_value()) {
+      return NotFound("no cgroup v1 memory controller in " + proc_file);
+    }
+    if (!PathExists(*dir + "/memory.limit_in_bytes")) {
+      return NotFound("memory cgroup " + *dir + " is not mounted here");
+    }
+    return *dir;
+  }
+
+  static std::vector<int> Pids(const std::string& dir) {
+    std::vector<int> pids;
+    Result<std::string> text = ReadFile(dir + "/cgroup.procs");
+    if (!text.has_value()) {
+      return pids;
+    }
+    std::istringstream in(*text);
+    int pid = 0;
+    while (in >> pid) {
+      if (pid > 1) {
+        pids.push_back(pid);
+      }
+    }
+    return pids;
+  }
+
+  // Empty cgroups of demos that were killed (medic-demo-PID-* whose PID is gone). rmdir(2)
+  // removes only empty cgroups, so nothing running is touched.
+  static void RemoveStaleSiblings(const std::string& parent) {
+    std::error_code ec;
+    for (fs::directory_iterator it(parent, ec), end; !ec && it != end; it.increment(ec)) {
+      const std::string name = it->path().filename().string();
+      if (name.rfind(kDemoCgroupPrefix, 0) != 0) {
+        continue;
+      }
+      const int pid = std::atoi(name.c_str() + std::strlen(kDemoCgroupPrefix));
+      if (pid > 0 && ::kill(pid, 0) != 0 && errno == ESRCH) {
+        ::rmdir(it->path().c_str());
+      }
+    }
+  }
+};
 
 bool IsExecutable(const std::string& path) {
   return !path.empty() && ::access(path.c_str(), X_OK) == 0 && fs::is_regular_file(path);
@@ -64,7 +258,10 @@ void ClearRunDir(const std::string& dir) {
 
 class PosixDemoEnv : public DemoEnv {
  public:
-  PosixDemoEnv() : http_(NewCurlHttpClient()), explaining_(NewExplainingHttpClient(*http_)) {
+  PosixDemoEnv()
+      : http_(NewCurlHttpClient()),
+        explaining_(NewExplainingHttpClient(*http_)),
+        isolation_(NewPosixHostIsolation()) {
     sigemptyset(&set_);
     sigaddset(&set_, SIGINT);
     sigaddset(&set_, SIGTERM);
@@ -76,6 +273,7 @@ class PosixDemoEnv : public DemoEnv {
   Result<int> FreeLoopbackPort() override { return cli::FreeLoopbackPort(); }
   Status CheckCanListen(const HostPort& addr) override { return cli::CheckCanListen(addr); }
   SteadyTime Now() override { return std::chrono::steady_clock::now(); }
+  HostIsolation& Isolation() override { return *isolation_; }
 
   bool WaitForStop(Millis d) override {
     if (stopped_) {
@@ -103,6 +301,7 @@ class PosixDemoEnv : public DemoEnv {
   sigset_t set_;
   std::unique_ptr<HttpClient> http_;
   std::unique_ptr<HttpClient> explaining_;
+  std::unique_ptr<HostIsolation> isolation_;
   bool stopped_ = false;
 };
 
@@ -158,6 +357,33 @@ Status FindDemoPrograms(const std::string& self_exe, DemoOptions& options) {
 }
 
 std::unique_ptr<DemoEnv> NewPosixDemoEnv() { return std::make_unique<PosixDemoEnv>(); }
+
+std::unique_ptr<HostIsolation> NewPosixHostIsolation() {
+  return std::make_unique<PosixHostIsolation>();
+}
+
+std::optional<std::string> MemoryCgroupDir(std::string_view proc_cgroup,
+                                           std::string_view hierarchy) {
+  for (const std::string& line : SplitLines(proc_cgroup)) {
+    const size_t a = line.find(':');
+    const size_t b = a == std::string::npos ? a : line.find(':', a + 1);
+    if (b == std::string::npos) {
+      continue;
+    }
+    std::istringstream controllers(line.substr(a + 1, b - a - 1));
+    std::string c;
+    while (std::getline(controllers, c, ',')) {
+      if (c == "memory") {
+        std::string path = line.substr(b + 1);
+        while (!path.empty() && path.back() == '/') {
+          path.pop_back();
+        }
+        return std::string(hierarchy) + path;
+      }
+    }
+  }
+  return std::nullopt;
+}
 
 std::vector<std::string> HostsNotHealthy(const Json& body, const std::vector<std::string>& names) {
   std::vector<std::string> out;
@@ -280,6 +506,24 @@ Status Demo::WaitForServer() {
   }
 }
 
+Status Demo::IsolateHost(DemoHost& host) {
+  HostIsolation& iso = env_.Isolation();
+  RETURN_IF_ERROR(iso.MountTmpfs(host.LogDir(), kDemoLogVolumeBytes));
+  mounts_.push_back(host.LogDir());
+  Result<std::string> cgroup = iso.CreateMemoryCgroup(
+      kDemoCgroupPrefix + std::to_string(::getpid()) + "-" + host.name, kDemoMemoryLimitBytes);
+  if (!cgroup.has_value()) {
+    if (iso.Unmount(host.LogDir()).has_value()) {
+      mounts_.pop_back();
+    }
+    return cgroup.error();
+  }
+  cgroups_.push_back(*cgroup);
+  host.cgroup = *cgroup;
+  host.isolated = true;
+  return OkStatus();
+}
+
 Status Demo::StartHost(int index) {
   DemoHost host = MakeDemoHost(data_dir_, index);
   ASSIGN_OR_RETURN(host.nginx_port, env_.FreeLoopbackPort());
@@ -290,20 +534,35 @@ Status Demo::StartHost(int index) {
   for (const std::string& d : {host.dir, host.LogDir(), host.RunDir(), host.TmpDir()}) {
     RETURN_IF_ERROR(MakeDirs(d));
   }
+  if (Status isolated = IsolateHost(host); !isolated.has_value() && !isolation_warned_) {
+    isolation_warned_ = true;
+    err_ << "medic demo: warning: cannot give the demo hosts a tmpfs log volume and a memory "
+            "cgroup ("
+         << isolated.error().message
+         << "); they use plain directories and no memory limit, so only nginx-crash chaos is "
+            "allowed on them"
+         << std::endl;
+  }
   ClearRunDir(host.RunDir());
   RETURN_IF_ERROR(WriteFileAtomic(host.NginxConfPath(), NginxConfig(host)));
   const AgentYamlInputs inputs{server_url_, server_dir_ + "/agent.token", options_.nginx_bin,
                                options_.medic_bin};
   RETURN_IF_ERROR(WriteFileAtomic(host.AgentConfigPath(), AgentYaml(host, inputs), 0600));
   err_ << "medic demo: starting " << host.name << " (nginx 127.0.0.1:" << host.nginx_port
-       << " -> healthapp 127.0.0.1:" << host.app_port << ", log " << host.AgentLogPath() << ")"
-       << std::endl;
+       << " -> healthapp 127.0.0.1:" << host.app_port << ", log " << host.AgentLogPath();
+  if (host.isolated) {
+    err_ << "; log volume " << host.LogDir() << " (tmpfs " << (kDemoLogVolumeBytes >> 20)
+         << " MiB), memory cgroup " << host.cgroup << " (" << (kDemoMemoryLimitBytes >> 20)
+         << " MiB)";
+  }
+  err_ << ")" << std::endl;
   hosts_.push_back(host);
   agent_pids_.push_back(0);
   agent_exit_reported_.push_back(false);
+  const std::vector<std::string> argv = {options_.agent_bin, "--config", host.AgentConfigPath()};
+  auto start = [&]() { return launcher_.Start(argv, host.AgentLogPath()); };
   ASSIGN_OR_RETURN(agent_pids_.back(),
-                   launcher_.Start({options_.agent_bin, "--config", host.AgentConfigPath()},
-                                   host.AgentLogPath()));
+                   host.isolated ? env_.Isolation().StartInCgroup(host.cgroup, start) : start());
   return OkStatus();
 }
 
@@ -448,6 +707,7 @@ void Demo::Stop() {
       }
     }
   }
+  RemoveCgroups();
   if (server_pid_ > 0 && !launcher_.WaitExit(server_pid_, Millis(0))) {
     launcher_.Signal(server_pid_, SIGTERM, false);
     StopProcess(server_pid_, "medic-server");
@@ -455,6 +715,25 @@ void Demo::Stop() {
   for (const DemoHost& h : hosts_) {
     ClearRunDir(h.RunDir());
   }
+  Unmount();
+}
+
+void Demo::RemoveCgroups() {
+  for (const std::string& cgroup : cgroups_) {
+    if (Status s = env_.Isolation().RemoveCgroup(cgroup); !s.has_value()) {
+      err_ << "medic demo: " << s.error().message << std::endl;
+    }
+  }
+  cgroups_.clear();
+}
+
+void Demo::Unmount() {
+  for (const std::string& dir : mounts_) {
+    if (Status s = env_.Isolation().Unmount(dir); !s.has_value()) {
+      err_ << "medic demo: " << s.error().message << std::endl;
+    }
+  }
+  mounts_.clear();
 }
 
 int Demo::Run() {

@@ -2,11 +2,18 @@
 
 // `medic demo`: starts medic-server and N demo hosts (each a medic-agent supervising a real nginx
 // reverse proxy in front of `medic healthapp`), waits until every host is healthy, prints the
-// ready line and runs until SIGINT/SIGTERM. It kills only the processes it started.
+// ready line and runs until SIGINT/SIGTERM. Each host gets a small tmpfs as its log volume and a
+// memory cgroup as its memory limit, so that disk-fill and oom chaos are real on the host and
+// harmless to the machine. It stops and removes every process, mount and cgroup it started, and
+// kills only the processes it started.
 
+#include <cstdint>
+#include <functional>
 #include <memory>
+#include <optional>
 #include <ostream>
 #include <string>
+#include <string_view>
 #include <vector>
 
 #include "cli/chaos.h"
@@ -42,6 +49,40 @@ struct DemoOptions {
 // /usr/sbin or PATH.
 Status FindDemoPrograms(const std::string& self_exe, DemoOptions& options);
 
+// What isolates a demo host: mounts and memory cgroups (cgroup v1).
+class HostIsolation {
+ public:
+  virtual ~HostIsolation() = default;
+  // Mounts a tmpfs of `size_bytes`, mode 0755, on the existing directory `dir`. A mount left on
+  // `dir` by a demo that was killed is detached first.
+  virtual Status MountTmpfs(const std::string& dir, uint64_t size_bytes) = 0;
+  // Unmounts `dir`; lazily (MNT_DETACH) when it is busy.
+  virtual Status Unmount(const std::string& dir) = 0;
+  // Creates the memory cgroup `name` as a child of this process's own memory cgroup, with
+  // memory.limit_in_bytes = limit_bytes, and returns its directory.
+  virtual Result<std::string> CreateMemoryCgroup(const std::string& name, uint64_t limit_bytes) = 0;
+  // Calls `start` with the calling thread inside the cgroup `dir`, so that the processes it
+  // forks start there, and moves the thread back afterwards.
+  virtual Result<int> StartInCgroup(const std::string& dir,
+                                    const std::function<Result<int>()>& start) = 0;
+  // SIGKILLs every process still in the cgroup `dir` or below it (all of them descend from the
+  // agent the demo started there), waits (bounded) until they are gone and removes `dir` and its
+  // child cgroups.
+  virtual Status RemoveCgroup(const std::string& dir) = 0;
+};
+
+// The demo's memory cgroups are named medic-demo-<pid of medic demo>-<host>.
+inline constexpr char kDemoCgroupPrefix[] = "medic-demo-";
+
+// The directory of the memory cgroup named in /proc/<pid>/cgroup text (the v1 line whose
+// controllers include "memory") below `hierarchy`: "4:memory:/a/b" -> hierarchy + "/a/b".
+std::optional<std::string> MemoryCgroupDir(std::string_view proc_cgroup,
+                                           std::string_view hierarchy);
+
+// mount(2)/umount2(2) and /sys/fs/cgroup/memory. Needs root; otherwise its calls fail and the
+// demo falls back to plain directories.
+std::unique_ptr<HostIsolation> NewPosixHostIsolation();
+
 // What the demo needs from its surroundings besides processes.
 class DemoEnv {
  public:
@@ -52,6 +93,7 @@ class DemoEnv {
   virtual SteadyTime Now() = 0;
   // Waits up to `d` for SIGINT, SIGTERM or SIGHUP; true once one has arrived (then at once).
   virtual bool WaitForStop(Millis d) = 0;
+  virtual HostIsolation& Isolation() = 0;
 };
 
 // Blocks SIGINT, SIGTERM and SIGHUP in this process (children unblock them) and waits for them
@@ -75,8 +117,9 @@ class Demo {
   // Runs until a stop signal (OK) or until the server dies (error).
   Status Wait();
   // Stops what Start started: agents (SIGTERM, then SIGKILL to their process group after
-  // stop_timeout), any nginx still named by a host's pidfile, then the server; removes the
-  // hosts' run/ files. Idempotent.
+  // stop_timeout), any nginx still named by a host's pidfile, whatever is left in the hosts'
+  // memory cgroups, then the server; removes the cgroups, unmounts the log volumes and removes
+  // the hosts' run/ files. Idempotent.
   void Stop();
   // Start, Wait, Stop. Returns the exit status; errors go to `err` as "medic demo: ...".
   int Run();
@@ -91,6 +134,11 @@ class Demo {
   Status PrepareServer();
   Status WaitForServer();
   Status StartHost(int index);
+  // Mounts the host's log volume and creates its memory cgroup (host.cgroup, host.isolated);
+  // on failure undoes what it did.
+  Status IsolateHost(DemoHost& host);
+  void RemoveCgroups();
+  void Unmount();
   Status WaitForHealthyHosts();
   // Sleeps one poll interval; false when a stop signal arrived.
   bool Pause();
@@ -115,6 +163,9 @@ class Demo {
   std::vector<DemoHost> hosts_;
   std::vector<int> agent_pids_;  // parallel to hosts_ (0: not started)
   std::vector<bool> agent_exit_reported_;
+  std::vector<std::string> mounts_;   // log volumes this demo mounted
+  std::vector<std::string> cgroups_;  // memory cgroups this demo created
+  bool isolation_warned_ = false;
   bool stop_requested_ = false;
   bool stopped_ = false;
 };

@@ -4,6 +4,8 @@
 
 #include <vector>
 
+#include "protocol/actions.h"
+
 namespace medic::cli {
 
 namespace {
@@ -26,6 +28,28 @@ void EmitStringList(YAML::Emitter& y, const std::vector<std::string>& items) {
     y << YAML::DoubleQuoted << s;
   }
   y << YAML::EndSeq;
+}
+
+// What the agent may run: every read-only action, the services, the three runbooks' fixes and
+// chaos. process.kill only on an isolated host: its process_scope (the agent's own memory
+// cgroup) is then the host's cgroup, not the one medic demo itself runs in.
+std::vector<std::string> PolicyActions(bool isolated) {
+  std::vector<std::string> out;
+  for (const protocol::ActionSpec& spec : protocol::ActionCatalog()) {
+    if (spec.read_only) {
+      out.push_back(spec.name);
+    }
+  }
+  for (const char* name : {"service.start", "service.stop", "service.restart", "file.truncate",
+                           "log.archive_truncate", "disk.cleanup"}) {
+    out.push_back(name);
+  }
+  if (isolated) {
+    out.push_back("process.kill");
+  }
+  out.push_back("chaos.start");
+  out.push_back("chaos.stop");
+  return out;
 }
 
 }  // namespace
@@ -68,29 +92,39 @@ std::string NginxConfig(const DemoHost& h) {
 }
 
 std::string AgentYaml(const DemoHost& h, const AgentYamlInputs& in) {
+  const std::string log_dir = h.LogDir();
   YAML::Emitter y;
   y << YAML::BeginMap;
   y << YAML::Key << "server" << YAML::Value << YAML::DoubleQuoted << in.server_url;
   y << YAML::Key << "name" << YAML::Value << YAML::DoubleQuoted << h.name;
   y << YAML::Key << "token_file" << YAML::Value << YAML::DoubleQuoted << in.token_file;
   y << YAML::Key << "interval" << YAML::Value << "1s";
+  y << YAML::Key << "log_dir" << YAML::Value << YAML::DoubleQuoted << log_dir;
+  y << YAML::Key << "disk_primary_mount" << YAML::Value << YAML::DoubleQuoted << log_dir;
+  y << YAML::Key << "targets" << YAML::Value << YAML::BeginSeq;
+  y << YAML::Flow << YAML::BeginMap;
+  y << YAML::Key << "group" << YAML::Value << "web";
+  y << YAML::Key << "url" << YAML::Value << YAML::DoubleQuoted
+    << "http://127.0.0.1:" + std::to_string(h.nginx_port) + "/health";
+  y << YAML::EndMap;
+  y << YAML::EndSeq;
   y << YAML::Key << "chaos" << YAML::Value << YAML::Flow << YAML::BeginMap << YAML::Key << "allowed"
     << YAML::Value << true << YAML::EndMap;
 
   y << YAML::Key << "services" << YAML::Value << YAML::BeginMap;
   y << YAML::Key << "nginx" << YAML::Value << YAML::BeginMap;
   y << YAML::Key << "start" << YAML::Value;
-  EmitStringList(y, {in.nginx_bin, "-p", h.dir + "/", "-e", h.LogDir() + "/error.log", "-c",
+  EmitStringList(y, {in.nginx_bin, "-p", h.dir + "/", "-e", log_dir + "/error.log", "-c",
                      h.NginxConfPath(), "-g", "daemon off;"});
-  y << YAML::Key << "log" << YAML::Value << YAML::DoubleQuoted << h.LogDir() + "/nginx.out.log";
+  y << YAML::Key << "log" << YAML::Value << YAML::DoubleQuoted << log_dir + "/nginx.out.log";
   y << YAML::Key << "log_files" << YAML::Value;
-  EmitStringList(y, {h.LogDir() + "/error.log", h.LogDir() + "/access.log"});
+  EmitStringList(y, {log_dir + "/error.log", log_dir + "/access.log"});
   y << YAML::EndMap;
   y << YAML::Key << "healthapp" << YAML::Value << YAML::BeginMap;
   y << YAML::Key << "start" << YAML::Value;
   EmitStringList(
       y, {in.medic_bin, "healthapp", "--listen", "127.0.0.1:" + std::to_string(h.app_port)});
-  y << YAML::Key << "log" << YAML::Value << YAML::DoubleQuoted << h.LogDir() + "/healthapp.log";
+  y << YAML::Key << "log" << YAML::Value << YAML::DoubleQuoted << log_dir + "/healthapp.log";
   y << YAML::EndMap;
   y << YAML::EndMap;
 
@@ -106,8 +140,23 @@ std::string AgentYaml(const DemoHost& h, const AgentYamlInputs& in) {
   y << YAML::EndSeq;
 
   y << YAML::Key << "policy" << YAML::Value << YAML::BeginMap;
+  y << YAML::Key << "actions" << YAML::Value;
+  EmitStringList(y, PolicyActions(h.isolated));
   y << YAML::Key << "paths" << YAML::Value;
-  EmitStringList(y, {h.LogDir()});
+  EmitStringList(y, {log_dir});
+  // process.kill (the memory runbook's fix) never reaches beyond this host's processes.
+  y << YAML::Key << "process_scope" << YAML::Value << "cgroup";
+  if (h.isolated) {
+    // Bounded by the host's tmpfs and memory cgroup.
+    y << YAML::Key << "chaos_max_fill_bytes" << YAML::Value << kDemoLogVolumeBytes;
+    y << YAML::Key << "chaos_max_oom_bytes" << YAML::Value << kDemoMemoryLimitBytes;
+  } else {
+    // No tmpfs and no memory limit: disk-fill and oom would fill the machine's real disk and
+    // memory, so their budgets are one byte (they refuse any real experiment); nginx-crash only.
+    y << YAML::Comment("no log volume and no memory limit: only nginx-crash chaos");
+    y << YAML::Key << "chaos_max_fill_bytes" << YAML::Value << kNoChaosBudget;
+    y << YAML::Key << "chaos_max_oom_bytes" << YAML::Value << kNoChaosBudget;
+  }
   y << YAML::EndMap;
   y << YAML::EndMap;
   return "# Written by `medic demo` for " + h.name + "; rewritten at every start.\n" +

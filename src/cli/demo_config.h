@@ -3,20 +3,34 @@
 // The files `medic demo` writes for each demo host: pure functions of the host's layout.
 //
 //   DATA_DIR/server/            the server's data dir (admin.token, agent.token, server.log)
-//   DATA_DIR/hosts/web-N/       nginx.conf, agent.yaml
-//                        log/   error.log, access.log, nginx.out.log, healthapp.log, agent.log
+//   DATA_DIR/hosts/web-N/       nginx.conf, agent.yaml, agent.log
+//                        log/   error.log, access.log, nginx.out.log, healthapp.log: the host's
+//                               log volume (a 32 MiB tmpfs while the demo runs, when isolated)
 //                        run/   nginx.pid (removed when the demo stops)
 //                        tmp/   nginx's temp dirs
 
+#include <cstdint>
 #include <string>
 
 namespace medic::cli {
+
+// The size of an isolated host's log volume (a tmpfs) and its memory limit (a memory cgroup).
+inline constexpr uint64_t kDemoLogVolumeBytes = 32ull << 20;
+inline constexpr uint64_t kDemoMemoryLimitBytes = 256ull << 20;
+// The chaos budgets (policy chaos_max_fill_bytes, chaos_max_oom_bytes) of a host that is not
+// isolated: disk-fill and oom refuse any experiment that needs more (the agent wants them > 0).
+inline constexpr uint64_t kNoChaosBudget = 1;
 
 struct DemoHost {
   std::string name;  // "web-1"
   std::string dir;   // absolute: DATA_DIR/hosts/web-1
   int nginx_port = 0;
   int app_port = 0;
+  // True when LogDir() is a tmpfs of kDemoLogVolumeBytes and the agent runs in a memory cgroup
+  // of its own (kDemoMemoryLimitBytes): then disk-fill and oom chaos are real on this host and
+  // harmless to the machine. False: plain directories, no limit, only nginx-crash chaos.
+  bool isolated = false;
+  std::string cgroup;  // its memory cgroup's directory, when isolated
 
   std::string LogDir() const { return dir + "/log"; }
   std::string RunDir() const { return dir + "/run"; }
@@ -24,7 +38,8 @@ struct DemoHost {
   std::string NginxConfPath() const { return dir + "/nginx.conf"; }
   std::string NginxPidPath() const { return RunDir() + "/nginx.pid"; }
   std::string AgentConfigPath() const { return dir + "/agent.yaml"; }
-  std::string AgentLogPath() const { return LogDir() + "/agent.log"; }
+  // Outside the log volume, so that it survives the demo.
+  std::string AgentLogPath() const { return dir + "/agent.log"; }
 };
 
 // Name and directory of host `index` (1-based) under `data_dir` (absolute).
@@ -42,8 +57,11 @@ struct AgentYamlInputs {
   std::string medic_bin;   // this executable, for `medic healthapp`
 };
 
-// agent.yaml: services nginx and healthapp, check "web" through nginx, chaos allowed, policy
-// paths = the host's log dir.
+// agent.yaml: services nginx and healthapp, check "web" through nginx, the host's log dir as its
+// log_dir and primary disk, its nginx as a target of the `web` group; policy paths = the log dir,
+// process.kill limited to the agent's own cgroup; chaos allowed: when the host is isolated every
+// mode, disk-fill and oom bounded by its log volume and memory limit; otherwise chaos budgets of
+// one byte, so that only nginx-crash can run.
 std::string AgentYaml(const DemoHost& host, const AgentYamlInputs& in);
 
 }  // namespace medic::cli

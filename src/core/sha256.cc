@@ -1,21 +1,132 @@
+// SHA-256 (FIPS 180-4) without OpenSSL: medic-agent hashes archived logs with it, and mapping
+// libcrypto for that alone would cost the agent 1.4 MiB of resident memory (docs/BENCHMARKS.md).
+// tests/core/sha256_test.cc checks it against the standard vectors and OpenSSL.
 #include "core/sha256.h"
 
-#include <openssl/evp.h>
+#include <algorithm>
+#include <cstdint>
+#include <cstring>
 
 namespace medic {
 
-std::string Sha256Hex(std::string_view data) {
-  unsigned char digest[EVP_MAX_MD_SIZE];
-  unsigned int len = 0;
-  EVP_Digest(data.data(), data.size(), digest, &len, EVP_sha256(), nullptr);
+namespace {
+
+constexpr uint32_t kK[64] = {
+    0x428a2f98, 0x71374491, 0xb5c0fbcf, 0xe9b5dba5, 0x3956c25b, 0x59f111f1, 0x923f82a4, 0xab1c5ed5,
+    0xd807aa98, 0x12835b01, 0x243185be, 0x550c7dc3, 0x72be5d74, 0x80deb1fe, 0x9bdc06a7, 0xc19bf174,
+    0xe49b69c1, 0xefbe4786, 0x0fc19dc6, 0x240ca1cc, 0x2de92c6f, 0x4a7484aa, 0x5cb0a9dc, 0x76f988da,
+    0x983e5152, 0xa831c66d, 0xb00327c8, 0xbf597fc7, 0xc6e00bf3, 0xd5a79147, 0x06ca6351, 0x14292967,
+    0x27b70a85, 0x2e1b2138, 0x4d2c6dfc, 0x53380d13, 0x650a7354, 0x766a0abb, 0x81c2c92e, 0x92722c85,
+    0xa2bfe8a1, 0xa81a664b, 0xc24b8b70, 0xc76c51a3, 0xd192e819, 0xd6990624, 0xf40e3585, 0x106aa070,
+    0x19a4c116, 0x1e376c08, 0x2748774c, 0x34b0bcb5, 0x391c0cb3, 0x4ed8aa4a, 0x5b9cca4f, 0x682e6ff3,
+    0x748f82ee, 0x78a5636f, 0x84c87814, 0x8cc70208, 0x90befffa, 0xa4506ceb, 0xbef9a3f7, 0xc67178f2};
+
+struct State {
+  uint32_t h[8] = {0x6a09e667, 0xbb67ae85, 0x3c6ef372, 0xa54ff53a,
+                   0x510e527f, 0x9b05688c, 0x1f83d9ab, 0x5be0cd19};
+  unsigned char block[64];
+  size_t used = 0;     // bytes in block
+  uint64_t total = 0;  // bytes hashed
+};
+
+uint32_t Rotr(uint32_t x, int n) { return (x >> n) | (x << (32 - n)); }
+
+void Compress(State& s, const unsigned char* p) {
+  uint32_t w[64];
+  for (int i = 0; i < 16; ++i) {
+    w[i] = (uint32_t{p[4 * i]} << 24) | (uint32_t{p[4 * i + 1]} << 16) |
+           (uint32_t{p[4 * i + 2]} << 8) | uint32_t{p[4 * i + 3]};
+  }
+  for (int i = 16; i < 64; ++i) {
+    const uint32_t s0 = Rotr(w[i - 15], 7) ^ Rotr(w[i - 15], 18) ^ (w[i - 15] >> 3);
+    const uint32_t s1 = Rotr(w[i - 2], 17) ^ Rotr(w[i - 2], 19) ^ (w[i - 2] >> 10);
+    w[i] = w[i - 16] + s0 + w[i - 7] + s1;
+  }
+  uint32_t a = s.h[0], b = s.h[1], c = s.h[2], d = s.h[3];
+  uint32_t e = s.h[4], f = s.h[5], g = s.h[6], h = s.h[7];
+  for (int i = 0; i < 64; ++i) {
+    const uint32_t t1 = h + (Rotr(e, 6) ^ Rotr(e, 11) ^ Rotr(e, 25)) + ((e & f) ^ (~e & g)) +
+                        kK[i] + w[i];
+    const uint32_t t2 = (Rotr(a, 2) ^ Rotr(a, 13) ^ Rotr(a, 22)) + ((a & b) ^ (a & c) ^ (b & c));
+    h = g;
+    g = f;
+    f = e;
+    e = d + t1;
+    d = c;
+    c = b;
+    b = a;
+    a = t1 + t2;
+  }
+  s.h[0] += a;
+  s.h[1] += b;
+  s.h[2] += c;
+  s.h[3] += d;
+  s.h[4] += e;
+  s.h[5] += f;
+  s.h[6] += g;
+  s.h[7] += h;
+}
+
+void Update(State& s, std::string_view data) {
+  const auto* p = reinterpret_cast<const unsigned char*>(data.data());
+  size_t n = data.size();
+  s.total += n;
+  if (s.used > 0) {
+    const size_t take = std::min(n, 64 - s.used);
+    std::memcpy(s.block + s.used, p, take);
+    s.used += take;
+    p += take;
+    n -= take;
+    if (s.used < 64) {
+      return;
+    }
+    Compress(s, s.block);
+    s.used = 0;
+  }
+  for (; n >= 64; p += 64, n -= 64) {
+    Compress(s, p);
+  }
+  std::memcpy(s.block, p, n);
+  s.used = n;
+}
+
+std::string Finish(State& s) {
+  const uint64_t bits = s.total * 8;
+  const unsigned char pad = 0x80;
+  Update(s, std::string_view(reinterpret_cast<const char*>(&pad), 1));
+  const unsigned char zero[64] = {};
+  const size_t fill = s.used <= 56 ? 56 - s.used : 120 - s.used;
+  Update(s, std::string_view(reinterpret_cast<const char*>(zero), fill));
+  unsigned char len[8];
+  for (int i = 0; i < 8; ++i) {
+    len[i] = static_cast<unsigned char>(bits >> (56 - 8 * i));
+  }
+  Update(s, std::string_view(reinterpret_cast<const char*>(len), 8));
   static const char* kHex = "0123456789abcdef";
   std::string out;
-  out.reserve(len * 2);
-  for (unsigned int i = 0; i < len; ++i) {
-    out.push_back(kHex[digest[i] >> 4]);
-    out.push_back(kHex[digest[i] & 15]);
+  out.reserve(64);
+  for (uint32_t word : s.h) {
+    for (int shift = 28; shift >= 0; shift -= 4) {
+      out.push_back(kHex[(word >> shift) & 15]);
+    }
   }
   return out;
 }
+
+}  // namespace
+
+std::string Sha256Hex(std::string_view data) {
+  State s;
+  Update(s, data);
+  return Finish(s);
+}
+
+Sha256::Sha256() : ctx_(new State) {}
+
+Sha256::~Sha256() { delete static_cast<State*>(ctx_); }
+
+void Sha256::Update(std::string_view data) { medic::Update(*static_cast<State*>(ctx_), data); }
+
+std::string Sha256::HexDigest() { return Finish(*static_cast<State*>(ctx_)); }
 
 }  // namespace medic

@@ -5,7 +5,24 @@
 
 namespace medic {
 
-// Lowercase hex SHA-256 of data (OpenSSL).
+// Lowercase hex SHA-256 of data.
 std::string Sha256Hex(std::string_view data);
+
+// Incremental SHA-256 for data that arrives in pieces (files streamed in chunks).
+// Not thread-safe; one object per stream.
+class Sha256 {
+ public:
+  Sha256();
+  ~Sha256();
+  Sha256(const Sha256&) = delete;
+  Sha256& operator=(const Sha256&) = delete;
+
+  void Update(std::string_view data);
+  // Lowercase hex digest of everything given so far; the object must not be used afterwards.
+  std::string HexDigest();
+
+ private:
+  void* ctx_;  // the hash state (sha256.cc)
+};
 
 }  // namespace medic

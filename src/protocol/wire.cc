@@ -75,11 +75,22 @@ bool IsValidHostName(std::string_view name) {
 }
 
 Json ToJson(const RegisterRequest& r) {
-  return Json{{"name", r.name},
+  Json j{{"name", r.name},
               {"hostname", r.hostname},
               {"version", r.version},
               {"services", r.services},
               {"chaos_allowed", r.chaos_allowed}};
+  if (!r.log_dir.empty()) {
+    j["log_dir"] = r.log_dir;
+  }
+  if (!r.targets.empty()) {
+    Json targets = Json::array();
+    for (const auto& t : r.targets) {
+      targets.push_back({{"group", t.group}, {"url", t.url}});
+    }
+    j["targets"] = std::move(targets);
+  }
+  return j;
 }
 
 Result<RegisterRequest> RegisterRequestFromJson(const Json& j) {
@@ -101,6 +112,28 @@ Result<RegisterRequest> RegisterRequestFromJson(const Json& j) {
         return InvalidArgument("field 'services' must be a list of strings");
       }
       r.services.push_back(s.get<std::string>());
+    }
+  }
+  ASSIGN_OR_RETURN(r.log_dir, StringOr(j, "log_dir", ""));
+  if (!r.log_dir.empty() && (r.log_dir[0] != '/' || r.log_dir.size() > 4096)) {
+    return InvalidArgument("field 'log_dir' must be an absolute path");
+  }
+  if (auto it = j.find("targets"); it != j.end()) {
+    if (!it->is_array() || it->size() > 32) {
+      return InvalidArgument("field 'targets' must be a list of at most 32 {group, url}");
+    }
+    for (const auto& t : *it) {
+      RETURN_IF_ERROR(RequireObject(t, "target"));
+      RegisterRequest::Target target;
+      ASSIGN_OR_RETURN(target.group, RequireString(t, "group"));
+      ASSIGN_OR_RETURN(target.url, RequireString(t, "url"));
+      if (!IsValidHostName(target.group)) {
+        return InvalidArgument("invalid target group name '" + target.group + "'");
+      }
+      if (target.url.rfind("http://", 0) != 0 && target.url.rfind("https://", 0) != 0) {
+        return InvalidArgument("target url must start with http:// or https://");
+      }
+      r.targets.push_back(std::move(target));
     }
   }
   return r;

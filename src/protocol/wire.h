@@ -26,6 +26,16 @@ struct RegisterRequest {
   std::string version;
   std::vector<std::string> services;  // services this agent manages
   bool chaos_allowed = false;
+  // Where this host keeps its logs: the disk runbook lists it and archives its largest file.
+  // Empty: the server assumes /var/log.
+  std::string log_dir;
+  // Load-balancer style targets this host serves: the server health-checks `url` as a member of
+  // target group `group` ("web"). See docs/ALARMS.md.
+  struct Target {
+    std::string group;
+    std::string url;  // http://HOST:PORT/PATH
+  };
+  std::vector<Target> targets;
 };
 
 struct RegisterResponse {

@@ -1,6 +1,7 @@
 // Routes the agents call (docs/PROTOCOL.md): register, report, long-poll commands, results.
 
 #include <algorithm>
+#include <optional>
 
 #include "core/log.h"
 #include "server/context.h"
@@ -10,35 +11,59 @@ namespace medic::server {
 namespace {
 
 // Feeds a report's datapoints to the alarm engine and its transitions to the incidents.
+// Datapoints are placed on the server's clock: the report's newest sample counts as received
+// now and older samples keep their spacing (agent clock skew cannot shift them out of the
+// alarm window). Check results count at once; a check named like a target group the host
+// belongs to feeds the group's combined health (docs/ALARMS.md). Every report is a heartbeat.
 void Evaluate(ServerContext& ctx, const protocol::Report& report) {
+  const WallTime now = ctx.clock.Now();
   std::vector<AlarmTransition> transitions;
   auto add = [&](std::vector<AlarmTransition> t) {
     transitions.insert(transitions.end(), t.begin(), t.end());
   };
+  std::optional<WallTime> newest;
   for (const auto& s : report.samples) {
+    if (!newest || s.t > *newest) {
+      newest = s.t;
+    }
+  }
+  for (const auto& s : report.samples) {
+    const WallTime t = now - (*newest - s.t);
     for (const auto& [metric, value] : s.metrics) {
-      add(ctx.alarms.Observe(report.host, metric, value, s.t));
+      add(ctx.alarms.Observe(report.host, metric, value, t));
     }
   }
   for (const auto& c : report.checks) {
-    add(ctx.alarms.Observe(report.host, "unhealthy:" + c.name, c.healthy ? 0 : 1, c.t));
+    if (ctx.target_groups != nullptr) {
+      TargetFeed f = ctx.target_groups->OnAgentCheck(report.host, c.name, c.healthy, now);
+      add(ctx.alarms.Observe(f.host, f.series, f.value, f.t));
+    } else {
+      add(ctx.alarms.Observe(report.host, "unhealthy:" + c.name, c.healthy ? 0 : 1, now));
+    }
   }
+  add(ctx.alarms.Observe(report.host, "heartbeat", 1, now));
+  PublishAlarmTransitions(ctx, transitions);
+}
+
+}  // namespace
+
+void PublishAlarmTransitions(ServerContext& ctx, const std::vector<AlarmTransition>& transitions) {
   for (const auto& t : transitions) {
     LogInfo("alarm " + t.rule + " on " + t.host + ": " + std::string(AlarmStateName(t.from)) +
-            " -> " + std::string(AlarmStateName(t.to)) + " (" + t.reason + ")");
+            " -> " + std::string(AlarmStateName(t.to)) + " (" + t.reason + ")" +
+            (t.remediating ? " [remediating]" : ""));
     if (ctx.events != nullptr) {
       ctx.events->Publish("alarm", Json{{"alarm_name", t.rule},
                                         {"host", t.host},
                                         {"from", AlarmStateName(t.from)},
                                         {"state", AlarmStateName(t.to)},
                                         {"since", FormatRfc3339(t.at)},
-                                        {"reason", t.reason}});
+                                        {"reason", t.reason},
+                                        {"remediating", t.remediating}});
     }
     ctx.incidents.OnAlarmTransition(t);
   }
 }
-
-}  // namespace
 
 void AddAgentRoutes(Router& router, ServerContext& ctx) {
   router.Add({"POST", "/agent/v1/register", Role::kAgent, "an agent announces its host",
@@ -52,6 +77,9 @@ void AddAgentRoutes(Router& router, ServerContext& ctx) {
                   return respond(ErrorResponse(r.error()));
                 }
                 ctx.hosts.Register(*r, ctx.clock.Now());
+                if (ctx.target_groups != nullptr) {
+                  ctx.target_groups->Register(r->name, r->targets, ctx.clock.Now());
+                }
                 if (ctx.events != nullptr) {
                   if (auto view = ctx.hosts.Get(r->name, ctx.clock.Now())) {
                     ctx.events->Publish("host", HostToJson(*view));

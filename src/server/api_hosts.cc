@@ -43,7 +43,7 @@ void AddHostRoutes(Router& router, ServerContext& ctx) {
                 respond(JsonResponse(200, Json{{"points", out}}));
               }});
   router.Add({"GET", "/api/v1/alarms", Role::kViewer,
-              "the state of every alarm on every host",
+              "the state of every alarm on every host, and the rules",
               [&ctx](ApiRequest&, Responder respond) {
                 Json out = Json::array();
                 for (const auto& a : ctx.alarms.All()) {
@@ -53,19 +53,67 @@ void AddHostRoutes(Router& router, ServerContext& ctx) {
                                      {"state", AlarmStateName(a.state)},
                                      {"since", FormatRfc3339(a.since)},
                                      {"last_value", a.last_value},
+                                     {"reason", a.reason},
+                                     {"remediating", a.remediating},
                                      {"description", rule ? rule->description : ""}});
                 }
                 Json rules = Json::array();
                 for (const auto& r : ctx.alarms.rules()) {
-                  rules.push_back(Json{{"alarm_name", r.name},
-                                       {"metric", r.metric},
-                                       {"comparison", ComparisonSymbol(r.comparison)},
-                                       {"threshold", r.threshold},
-                                       {"evaluation_periods", r.evaluation_periods},
-                                       {"datapoints_to_alarm", r.datapoints_to_alarm},
-                                       {"description", r.description}});
+                  Json rule{{"alarm_name", r.name},
+                            {"metric", r.metric},
+                            {"series", SeriesName(r.metric, r.labels)},
+                            {"comparison", ComparisonSymbol(r.comparison)},
+                            {"threshold", r.threshold},
+                            {"period_ms", r.period.count()},
+                            {"evaluation_periods", r.evaluation_periods},
+                            {"datapoints_to_alarm", r.datapoints_to_alarm},
+                            {"treat_missing_data", MissingDataName(r.treat_missing_data)},
+                            {"description", r.description}};
+                  if (!r.labels.empty()) {
+                    rule["labels"] = r.labels;
+                  }
+                  if (r.clear_threshold) {
+                    rule["clear_threshold"] = *r.clear_threshold;
+                  }
+                  rules.push_back(std::move(rule));
                 }
                 respond(JsonResponse(200, Json{{"alarms", out}, {"rules", rules}}));
+              }});
+  router.Add({"GET", "/api/v1/target-groups", Role::kViewer,
+              "every target group: settings, unhealthy count, per-host target health",
+              [&ctx](ApiRequest&, Responder respond) {
+                Json out = Json::array();
+                if (ctx.target_groups != nullptr) {
+                  for (const auto& g : ctx.target_groups->Snapshot()) {
+                    Json members = Json::array();
+                    for (const auto& m : g.members) {
+                      Json j{{"host", m.host},
+                             {"url", m.url},
+                             {"health", TargetHealthName(m.health)},
+                             {"active", TargetHealthName(m.active)},
+                             {"agent", m.agent_healthy ? (*m.agent_healthy ? "healthy"
+                                                                            : "unhealthy")
+                                                       : "unknown"},
+                             {"detail", m.detail},
+                             {"since", FormatRfc3339(m.since)}};
+                      if (m.last_probe) {
+                        j["last_probe"] = FormatRfc3339(*m.last_probe);
+                      }
+                      members.push_back(std::move(j));
+                    }
+                    out.push_back(Json{{"name", g.config.name},
+                                       {"interval_ms", g.config.interval.count()},
+                                       {"timeout_ms", g.config.timeout.count()},
+                                       {"healthy_threshold", g.config.healthy_threshold},
+                                       {"unhealthy_threshold", g.config.unhealthy_threshold},
+                                       {"matcher", g.config.matcher},
+                                       {"path", g.config.path},
+                                       {"healthy_count", g.healthy_count},
+                                       {"unhealthy_count", g.unhealthy_count},
+                                       {"members", members}});
+                  }
+                }
+                respond(JsonResponse(200, Json{{"target_groups", out}}));
               }});
   router.Add(
       {"POST", "/api/v1/chaos", Role::kOperator,

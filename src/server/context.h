@@ -4,6 +4,7 @@
 
 #include "core/clock.h"
 #include "server/alarms.h"
+#include "server/archive.h"
 #include "server/command_queue.h"
 #include "server/event_hub.h"
 #include "server/hosts.h"
@@ -11,6 +12,7 @@
 #include "server/router.h"
 #include "server/settings.h"
 #include "server/store.h"
+#include "server/target_groups.h"
 
 namespace medic::server {
 
@@ -25,6 +27,8 @@ struct ServerContext {
   TokenRegistry& tokens;
   int64_t agent_interval_ms = 1000;
   EventHub* events = nullptr;  // server-sent events; may be null in tests
+  Archive* archive = nullptr;  // log archive (api_archive.cc); null: those routes answer 503
+  TargetGroups* target_groups = nullptr;  // load-balancer health; may be null in tests
 };
 
 // Route families, one file each (api_*.cc).
@@ -34,6 +38,11 @@ void AddAgentRoutes(Router& router, ServerContext& ctx);
 void AddMetaRoutes(Router& router, ServerContext& ctx);  // healthz, metrics, settings, index
 void AddTokenRoutes(Router& router, ServerContext& ctx);  // tokens, audit
 void AddEventRoutes(Router& router, ServerContext& ctx);  // server-sent events
+void AddArchiveRoutes(Router& router, ServerContext& ctx);  // log archive uploads, listing
+
+// Hands alarm transitions on: the server log, the `alarm` server-sent event, the incident
+// manager. Every source of transitions (reports, target-group probes, the tick) uses this.
+void PublishAlarmTransitions(ServerContext& ctx, const std::vector<AlarmTransition>& transitions);
 
 // Records an operator action in the audit log (and the server log).
 void Audit(ServerContext& ctx, const std::string& actor, const std::string& action,

@@ -56,6 +56,7 @@ Json IncidentToJson(const Incident& inc) {
          {"remediation_output", inc.remediation_output},
          {"action", inc.action},
          {"reason", inc.reason},
+         {"ai_usage", inc.ai_usage},
          {"created_at", FormatRfc3339(inc.created_at)},
          {"updated_at", FormatRfc3339(inc.updated_at)},
          {"resolved_at", inc.resolved_at ? Json(FormatRfc3339(*inc.resolved_at)) : Json()},

@@ -48,6 +48,9 @@ struct Incident {
   std::string remediation_output;
   Json action = Json::object();  // {"name": "...", "params": {...}}: what approval will run
   std::string reason;            // why it failed, timed out or was rejected
+  // What consulting the AI cost: {provider, model, input_tokens, output_tokens, tokens,
+  // latency_ms, attempts}; {} when no model was asked.
+  Json ai_usage = Json::object();
   WallTime created_at;
   WallTime updated_at;
   std::optional<WallTime> resolved_at;

@@ -37,7 +37,7 @@ std::string FormatResult(const std::string& line, const protocol::CommandResult&
 }  // namespace
 
 IncidentManager::IncidentManager(Store& store, const Clock& clock, CommandSink& commands,
-                                 const AlarmStateView& alarms, SettingsService& settings,
+                                 AlarmStateView& alarms, SettingsService& settings,
                                  Brain& brain, Offload offload, std::vector<AlarmRule> rules,
                                  std::vector<Runbook> runbooks)
     : store_(store),
@@ -57,6 +57,15 @@ const Runbook* IncidentManager::RunbookFor(const std::string& alarm) const {
     }
   }
   return nullptr;
+}
+
+std::optional<Runbook> IncidentManager::HostRunbook(const std::string& alarm,
+                                                    const std::string& host) const {
+  const Runbook* rb = RunbookFor(alarm);
+  if (rb == nullptr) {
+    return std::nullopt;
+  }
+  return ForHost(*rb, log_dir_of_ ? log_dir_of_(host) : std::string());
 }
 
 Status IncidentManager::Save(Incident& inc) {
@@ -89,6 +98,27 @@ protocol::Command IncidentManager::MakeCommand(const protocol::Action& action, M
   return c;
 }
 
+std::optional<protocol::Command> IncidentManager::PendingFix(const Incident& inc) const {
+  const std::string id = inc.action.value("command_id", "");
+  auto expires = ParseRfc3339(inc.action.value("expires_at", ""));
+  if (id.empty() || !expires || *expires <= clock_.Now()) {
+    return std::nullopt;
+  }
+  auto action = protocol::ValidateAction(inc.action.value("name", ""),
+                                         inc.action.value("params", Json::object()));
+  if (!action) {
+    return std::nullopt;
+  }
+  protocol::Command c;
+  c.id = id;
+  c.action = action->name;
+  c.params = action->params;
+  c.expires_at = *expires;
+  const Runbook* rb = RunbookFor(inc.alarm_name);
+  c.timeout_ms = (rb != nullptr ? rb->execution_timeout : Millis(60'000)).count();
+  return c;
+}
+
 Status IncidentManager::Recover() {
   Status s = RecoverLocked();
   DispatchDecisions();
@@ -115,14 +145,31 @@ Status IncidentManager::RecoverLocked() {
       } else if (st == IncidentStatus::kPendingApproval) {
         a.phase = Phase::kAwaitingApproval;
         active_[inc.incident_id] = a;
+      } else if (auto resend = PendingFix(inc); resend.has_value()) {
+        // The fix may not have reached the host: send the same command again. The agent runs
+        // a command id at most once and answers a repeat with the stored result.
+        a.phase = Phase::kExecuting;
+        a.fix_id = resend->id;
+        const Millis timeout = rb != nullptr ? rb->execution_timeout : Millis(60'000);
+        a.deadline = clock_.SteadyNow() + timeout + Millis(5'000);
+        AddEvent(inc, "resumed",
+                 "server restarted while the fix was executing; command " + resend->id +
+                     " is offered to " + a.host + " again (it runs at most once)");
+        (void)Save(inc);
+        command_owner_[resend->id] = inc.incident_id;
+        alarms_.SetRemediating(inc.alarm_name, a.host, true);
+        active_[inc.incident_id] = a;
+        commands_.Send(a.host, std::move(*resend));
       } else {
         a.phase = Phase::kVerifying;
         const Millis window = rb != nullptr ? rb->verification_window : Millis(30'000);
         a.deadline = clock_.SteadyNow() + window;
         AddEvent(inc, "resumed",
-                 "server restarted while the fix was executing; it is not sent again, the "
-                 "alarm decides within " + std::to_string(window.count() / 1000) + " s");
+                 "server restarted while the fix was executing and its command has expired; "
+                 "it is not sent again, the alarm decides within " +
+                     std::to_string(window.count() / 1000) + " s");
         (void)Save(inc);
+        alarms_.SetRemediating(inc.alarm_name, a.host, true);
         active_[inc.incident_id] = a;
       }
     }
@@ -138,6 +185,7 @@ void IncidentManager::OnAlarmTransition(const AlarmTransition& t) {
 void IncidentManager::HandleAlarmTransition(const AlarmTransition& t) {
   std::lock_guard<std::mutex> lock(mu_);
   if (t.to == AlarmState::kAlarm) {
+    // Held as remediating: the open incident records it (OpenIncident appends to it).
     OpenIncident(t);
     return;
   }
@@ -155,6 +203,11 @@ void IncidentManager::HandleAlarmTransition(const AlarmTransition& t) {
     if (a.phase == Phase::kVerifying) {
       AddEvent(*inc, "verified", "alarm " + t.rule + " is back to OK (" + t.reason + ")");
       Close(*inc, IncidentStatus::kCompleted, "completed", "");
+      active_.erase(id);
+    } else if (a.phase == Phase::kAwaitingApproval && inc->action.value("name", "").empty()) {
+      AddEvent(*inc, "alarm_cleared", "alarm " + t.rule + " returned to OK (" + t.reason + ")");
+      Close(*inc, IncidentStatus::kCompleted, "completed",
+            "the alarm cleared; there was nothing to run");
       active_.erase(id);
     } else {
       AddEvent(*inc, "alarm_cleared", "alarm " + t.rule + " returned to OK on its own (" +
@@ -215,8 +268,9 @@ void IncidentManager::StartDiagnostics(Incident& inc, Active& a) {
   a.diag_ids.clear();
   a.diag_lines.clear();
   a.diag_results.clear();
-  const Runbook* rb = RunbookFor(inc.alarm_name);
-  if (rb == nullptr || rb->diagnostics.empty()) {
+  a.diag_output.clear();
+  const std::optional<Runbook> rb = HostRunbook(inc.alarm_name, a.host);
+  if (!rb || rb->diagnostics.empty()) {
     FinishDiagnostics(inc, a, false);
     return;
   }
@@ -264,12 +318,39 @@ void IncidentManager::FinishDiagnostics(Incident& inc, Active& a, bool deadline_
 }
 
 void IncidentManager::Decide(Incident& inc, Active& a) {
-  const Runbook* rb = RunbookFor(inc.alarm_name);
-  if (rb == nullptr) {
+  std::optional<Runbook> rb = HostRunbook(inc.alarm_name, a.host);
+  if (!rb) {
     inc.ai_reasoning = "no runbook for alarm " + inc.alarm_name + "; nothing to run";
     Close(inc, IncidentStatus::kFailed, "failed", "no runbook for alarm " + inc.alarm_name);
     active_.erase(inc.incident_id);
     return;
+  }
+  if (!rb->has_fix) {
+    // Nothing can run on the host (its agent is away): a human decides; the incident closes
+    // by itself when the alarm clears.
+    inc.ai_reasoning = rb->fix_reasoning;
+    inc.status = IncidentStatus::kPendingApproval;
+    a.phase = Phase::kAwaitingApproval;
+    AddEvent(inc, "awaiting_approval",
+             "no automatic fix for " + inc.alarm_name + ": " + rb->fix_reasoning);
+    (void)Save(inc);
+    return;
+  }
+  if (rb->fix_target == FixTarget::kLargestLogFile) {
+    std::string dir;
+    std::string listing;
+    for (size_t i = 0; i < rb->diagnostics.size() && i < a.diag_ids.size(); ++i) {
+      if (rb->diagnostics[i].name == "dir.list") {
+        dir = rb->diagnostics[i].params.value("path", "");
+        auto it = a.diag_output.find(a.diag_ids[i]);
+        if (it != a.diag_output.end()) {
+          listing = it->second;
+        }
+      }
+    }
+    std::string note;
+    rb->fix = ResolveFix(*rb, dir, listing, &note);
+    AddEvent(inc, "fix_target", note);
   }
   a.phase = Phase::kDeciding;
   (void)Save(inc);
@@ -310,6 +391,7 @@ void IncidentManager::ApplyDecision(const std::string& incident_id, const Decisi
   inc.action = Json{{"name", d.action.name}, {"params", d.action.params}};
   inc.ai_suggestion = protocol::RenderCommandLine(d.action);
   inc.ai_reasoning = d.reasoning;
+  inc.ai_usage = d.usage.is_object() ? d.usage : Json::object();
   AddEvent(inc, "suggested", inc.ai_suggestion);
 
   const Settings s = settings_.Get();
@@ -346,10 +428,13 @@ void IncidentManager::ApplyDecision(const std::string& incident_id, const Decisi
            rb != nullptr && rb->approval_required.has_value()
                ? "the runbook allows automatic fixes"
                : "approval mode is off");
-  Execute(inc, a);
+  if (Status st = Execute(inc, a); !st) {
+    LogError("cannot start the fix of " + inc.incident_id + ": " + st.error().ToString());
+    a.phase = Phase::kAwaitingApproval;  // a human can approve once the store is back
+  }
 }
 
-void IncidentManager::Execute(Incident& inc, Active& a) {
+Status IncidentManager::Execute(Incident& inc, Active& a) {
   const Runbook* rb = RunbookFor(inc.alarm_name);
   const Millis timeout = rb != nullptr ? rb->execution_timeout : Millis(60'000);
   auto action = protocol::ValidateAction(inc.action.value("name", ""),
@@ -358,20 +443,29 @@ void IncidentManager::Execute(Incident& inc, Active& a) {
     Close(inc, IncidentStatus::kFailed, "failed",
           "the chosen action is invalid: " + action.error().message);
     active_.erase(inc.incident_id);
-    return;
+    return OkStatus();
   }
   protocol::Command c = MakeCommand(*action, timeout);
+  const Incident before = inc;
+  // The command's id and expiry are stored with the action: after a server crash the same
+  // command is sent again (the agent runs an id at most once) until it expires.
+  inc.action["command_id"] = c.id;
+  inc.action["expires_at"] = FormatRfc3339(c.expires_at);
+  inc.status = IncidentStatus::kExecuting;
+  AddEvent(inc, "executing", inc.ai_suggestion + " on " + a.host);
+  if (Status s = Save(inc); !s) {
+    inc = before;
+    return s;
+  }
   a.phase = Phase::kExecuting;
   a.fix_id = c.id;
   // The agent enforces the timeout itself; a little grace covers the trip back.
   a.deadline = clock_.SteadyNow() + timeout + Millis(5'000);
   command_owner_[c.id] = inc.incident_id;
-  inc.status = IncidentStatus::kExecuting;
-  AddEvent(inc, "executing", inc.ai_suggestion + " on " + a.host);
-  if (!Save(inc)) {
-    return;
-  }
+  // While the fix runs and is verified the alarm is held: its changes open no new incident.
+  alarms_.SetRemediating(inc.alarm_name, a.host, true);
   commands_.Send(a.host, std::move(c));
+  return OkStatus();
 }
 
 void IncidentManager::OnCommandResult(const protocol::CommandResult& r) {
@@ -401,6 +495,9 @@ void IncidentManager::HandleCommandResult(const protocol::CommandResult& r) {
     for (size_t i = 0; i < a.diag_ids.size(); ++i) {
       if (a.diag_ids[i] == r.id) {
         a.diag_results[r.id] = FormatResult(a.diag_lines[i], r);
+        if (r.ran) {
+          a.diag_output[r.id] = r.output;
+        }
       }
     }
     if (a.diag_results.size() == a.diag_ids.size()) {
@@ -458,6 +555,7 @@ void IncidentManager::Close(Incident& inc, IncidentStatus status, std::string ev
   inc.status = status;
   inc.reason = reason;
   inc.resolved_at = clock_.Now();
+  alarms_.SetRemediating(inc.alarm_name, inc.instance_id, false);
   AddEvent(inc, std::move(event), std::move(reason));
   (void)Save(inc);
   LogInfo("incident " + inc.incident_id + " " + std::string(StatusName(status)));
@@ -496,11 +594,19 @@ Result<Incident> IncidentManager::Approve(const std::string& id, const std::stri
     return FailedPrecondition("incident " + id + " is " + std::string(StatusName(inc.status)) +
                               ", not pending_approval");
   }
+  if (inc.action.value("name", "").empty()) {
+    return FailedPrecondition("incident " + id +
+                              " has no fix to run; reject it to close it, or wait for its "
+                              "alarm to clear");
+  }
   Active& a = active_[id];
   a.alarm = inc.alarm_name;
   a.host = inc.instance_id;
   AddEvent(inc, "approved", comment, actor);
-  Execute(inc, a);
+  if (Status s = Execute(inc, a); !s) {
+    a.phase = Phase::kAwaitingApproval;  // nothing was sent; the approval is not acknowledged
+    return s.error();
+  }
   return store_.GetIncident(id);
 }
 

@@ -13,6 +13,7 @@
 #include <functional>
 #include <map>
 #include <mutex>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -35,7 +36,7 @@ class IncidentManager {
   using Offload = std::function<void(std::function<void()>)>;
 
   IncidentManager(Store& store, const Clock& clock, CommandSink& commands,
-                  const AlarmStateView& alarms, SettingsService& settings, Brain& brain,
+                  AlarmStateView& alarms, SettingsService& settings, Brain& brain,
                   Offload offload, std::vector<AlarmRule> rules, std::vector<Runbook> runbooks);
 
   // At start: picks up what a previous run left open. diagnosing restarts its diagnostics;
@@ -60,6 +61,13 @@ class IncidentManager {
     breaker_window_ = window;
   }
 
+  // Where each host keeps its logs (its registered log_dir; "" when unknown): runbooks written
+  // against /var/log are moved there (runbooks.h, ForHost). REQUIRES: before any event; must
+  // not call back into the manager.
+  void SetLogDirLookup(std::function<std::string(const std::string& host)> lookup) {
+    log_dir_of_ = std::move(lookup);
+  }
+
   // Called with every incident after each durable change (for server-sent events). Runs under
   // the manager's lock: it must not block or call back into the manager.
   // REQUIRES: before any event.
@@ -82,6 +90,7 @@ class IncidentManager {
     std::vector<std::string> diag_ids;                // in runbook order
     std::vector<std::string> diag_lines;              // the rendered action of each
     std::map<std::string, std::string> diag_results;  // id -> formatted output
+    std::map<std::string, std::string> diag_output;   // id -> raw output, when it ran
     std::string fix_id;
     SteadyTime deadline;
   };
@@ -94,6 +103,8 @@ class IncidentManager {
 
   // All REQUIRE mu_ held. `inc` is the stored record, updated and written by each step.
   const Runbook* RunbookFor(const std::string& alarm) const;
+  // The alarm's runbook as it applies to `host` (its log directory); nullopt without one.
+  std::optional<Runbook> HostRunbook(const std::string& alarm, const std::string& host) const;
   Status Save(Incident& inc);
   void AddEvent(Incident& inc, std::string event, std::string detail = "",
                 std::string actor = "medic");
@@ -104,26 +115,31 @@ class IncidentManager {
   void Decide(Incident& inc, Active& a);
   void DispatchDecisions();  // REQUIRES: mu_ NOT held.
   void ApplyDecision(const std::string& incident_id, const Decision& d);
-  void Execute(Incident& inc, Active& a);
+  // Sends the fix. An error means nothing was sent and nothing was saved; the incident
+  // stays as it was (Approve then does not acknowledge the approval).
+  Status Execute(Incident& inc, Active& a);
   void FinishExecution(Incident& inc, Active& a, const protocol::CommandResult& r);
   void Close(Incident& inc, IncidentStatus status, std::string event, std::string reason);
   // How many incidents of (alarm, host), other than `except_id`, were fixed automatically
   // (an auto_approved entry) within the breaker window. Counted from the store, so it
   // survives restarts.
   int RecentAutomaticFixes(const Incident& inc);
+  // The fix command of an executing incident, when it has not expired yet.
+  std::optional<protocol::Command> PendingFix(const Incident& inc) const;
   std::string NewCommandId();
   protocol::Command MakeCommand(const protocol::Action& action, Millis timeout);
 
   Store& store_;
   const Clock& clock_;
   CommandSink& commands_;
-  const AlarmStateView& alarms_;
+  AlarmStateView& alarms_;
   SettingsService& settings_;
   Brain& brain_;
   Offload offload_;
   const std::vector<AlarmRule> rules_;
   const std::vector<Runbook> runbooks_;
   std::function<void(const Incident&)> listener_;
+  std::function<std::string(const std::string&)> log_dir_of_;
   int breaker_max_fixes_ = 3;
   Millis breaker_window_{3'600'000};
 

@@ -9,6 +9,7 @@
 #include "core/log.h"
 #include "server/ai/ai_brain.h"
 #include "server/ai/ai_config.h"
+#include "server/alarm_config.h"
 #include "server/context.h"
 
 namespace medic::server {
@@ -40,6 +41,14 @@ Result<ServerConfig> LoadServerConfig(const std::string& path) {
         c.data_dir = v.as<std::string>();
       } else if (key == "ai") {
         RETURN_IF_ERROR(ai::ParseAiYaml(v, path, c.ai));
+      } else if (key == "alarms") {
+        RETURN_IF_ERROR(ParseAlarmsYaml(v, path, c.alarm_rules));
+      } else if (key == "target_groups") {
+        RETURN_IF_ERROR(ParseTargetGroupsYaml(v, path, c.target_groups));
+      } else if (key == "runbooks") {
+        RETURN_IF_ERROR(ParseRunbooksYaml(v, path, c.runbooks));
+      } else if (key == "breaker") {
+        RETURN_IF_ERROR(ParseBreakerYaml(v, path, c.breaker));
       } else if (key == "approval_mode") {
         c.approval_mode = v.as<bool>();
       } else if (key == "log_level") {
@@ -67,6 +76,7 @@ void AddAllRoutes(Router& router, ServerContext& ctx) {
   AddAgentRoutes(router, ctx);
   AddTokenRoutes(router, ctx);
   AddEventRoutes(router, ctx);
+  AddArchiveRoutes(router, ctx);
   Router* self = &router;
   router.Add({"GET", "/api/v1", Role::kViewer, "this listing of every route",
               [self](ApiRequest&, Responder respond) {
@@ -137,7 +147,10 @@ struct ServerApp::Parts {
   std::unique_ptr<IncidentManager> incidents;
   TokenRegistry tokens;
   std::unique_ptr<EventHub> events;
+  std::unique_ptr<Archive> archive;
   std::unique_ptr<ServerContext> ctx;
+  std::unique_ptr<TargetGroups> target_groups;
+  std::unique_ptr<TargetGroupChecker> checker;  // stopped by ServerApp::Stop
   std::unique_ptr<Router> router;
   std::unique_ptr<HttpServer> http;
 };
@@ -185,7 +198,8 @@ Result<std::unique_ptr<ServerApp>> ServerApp::Create(const ServerConfig& config,
   ASSIGN_OR_RETURN(p->settings, SettingsService::Load(*p->store, defaults));
   p->hosts = std::make_unique<HostRegistry>(
       Millis(std::max<int64_t>(10'000, config.agent_interval_ms * 5)));
-  p->alarms = std::make_unique<AlarmEngine>(DefaultAlarmRules());
+  p->alarms =
+      std::make_unique<AlarmEngine>(config.alarm_rules, Millis(config.agent_interval_ms));
   p->commands = std::make_unique<CommandQueue>(clock);
   ai::AiConfig ai_config = config.ai;
   RETURN_IF_ERROR(ai::ApplyAiEnvironment(ai_config));
@@ -195,16 +209,34 @@ Result<std::unique_ptr<ServerApp>> ServerApp::Create(const ServerConfig& config,
   p->incidents = std::make_unique<IncidentManager>(
       *p->store, clock, *p->commands, *p->alarms, *p->settings, *p->brain,
       [decisions](std::function<void()> task) { decisions->Post(std::move(task)); },
-      DefaultAlarmRules(), DefaultRunbooks());
+      p->alarms->rules(), config.runbooks);
+  p->incidents->SetBreaker(config.breaker.max_fixes, config.breaker.window);
+  HostRegistry* hosts = p->hosts.get();
+  p->incidents->SetLogDirLookup([hosts, &clock](const std::string& host) {
+    auto view = hosts->Get(host, clock.Now());
+    return view ? view->facts.log_dir : std::string();
+  });
   p->events = std::make_unique<EventHub>(clock);
   EventHub* events = p->events.get();
   p->incidents->SetListener(
       [events](const Incident& inc) { events->Publish("incident", IncidentToJson(inc)); });
   RETURN_IF_ERROR(p->incidents->Recover());
+  p->archive = std::make_unique<Archive>(config.data_dir + "/archive", clock);
+  RETURN_IF_ERROR(p->archive->Init());
 
   p->ctx = std::unique_ptr<ServerContext>(new ServerContext{
       clock, *p->store, *p->settings, *p->hosts, *p->alarms, *p->commands, *p->incidents,
-      p->tokens, config.agent_interval_ms, p->events.get()});
+      p->tokens, config.agent_interval_ms, p->events.get(), p->archive.get()});
+  p->target_groups = std::make_unique<TargetGroups>(config.target_groups);
+  p->ctx->target_groups = p->target_groups.get();
+  ServerContext* ctx = p->ctx.get();
+  p->checker = std::make_unique<TargetGroupChecker>(
+      *p->target_groups, clock, [] { return NewHttpProber(); },
+      [ctx](const std::vector<TargetFeed>& feeds) {
+        for (const auto& f : feeds) {
+          PublishAlarmTransitions(*ctx, ctx->alarms.Observe(f.host, f.series, f.value, f.t));
+        }
+      });
   p->router = std::make_unique<Router>(p->tokens);
   AddAllRoutes(*p->router, *p->ctx);
   Router* router = p->router.get();
@@ -227,6 +259,7 @@ Status ServerApp::Start() {
   RETURN_IF_ERROR(parts_->http->Listen(host, port));
   parts_->http->Start();
   ticker_ = std::thread([this] { TickLoop(); });
+  parts_->checker->Start();
   LogInfo("serving on " + host + ":" + std::to_string(parts_->http->port()) + ", data in " +
           parts_->config.data_dir);
   return OkStatus();
@@ -240,6 +273,7 @@ void ServerApp::TickLoop() {
       break;
     }
     lock.unlock();
+    PublishAlarmTransitions(*parts_->ctx, parts_->alarms->Tick(parts_->clock->Now()));
     parts_->commands->RunOnce();
     parts_->incidents->RunOnce();
     parts_->events->RunOnce();
@@ -259,6 +293,7 @@ void ServerApp::Stop() {
   if (ticker_.joinable()) {
     ticker_.join();
   }
+  parts_->checker->Stop();
   parts_->commands->Shutdown();
   parts_->http->Stop();
   parts_->decisions->Stop();

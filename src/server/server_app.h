@@ -11,8 +11,11 @@
 
 #include "core/clock.h"
 #include "server/ai/llm_client.h"
+#include "server/alarms.h"
 #include "server/http_server.h"
+#include "server/runbooks.h"
 #include "server/store.h"
+#include "server/target_groups.h"
 
 namespace medic::server {
 
@@ -25,6 +28,13 @@ struct ServerConfig {
   HttpServerOptions http;
   // The `ai:` section; MEDIC_AI_* / GEMINI_API_KEY override it in Create (docs/AI.md).
   ai::AiConfig ai;
+  // The runbooks (defaults, then the `runbooks:` section) and the restart-loop breaker.
+  std::vector<Runbook> runbooks = DefaultRunbooks();
+  BreakerConfig breaker;
+  // The alarm rules (defaults, then the `alarms:` section) and the target groups (`web`, then
+  // the `target_groups:` section). docs/ALARMS.md.
+  std::vector<AlarmRule> alarm_rules = DefaultAlarmRules();
+  std::vector<TargetGroupConfig> target_groups = DefaultTargetGroups();
 };
 
 // Reads a YAML config file. Unknown keys and wrong types are errors naming file and line.

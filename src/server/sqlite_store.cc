@@ -84,6 +84,10 @@ CREATE TABLE audit (
   detail    TEXT    NOT NULL
 );
 )sql",
+      // 3: AI usage per incident (provider, model, tokens, latency), as JSON.
+      R"sql(
+ALTER TABLE incidents ADD COLUMN ai_usage TEXT NOT NULL DEFAULT '{}';
+)sql",
   };
   return kMigrations;
 }
@@ -99,7 +103,7 @@ constexpr int64_t kMaxUnixMillis =
 constexpr const char* kIncidentColumns =
     "incident_id, alarm_name, alarm_description, instance_id, status, diagnostics, "
     "ai_suggestion, ai_reasoning, remediation_output, action, reason, created_at, updated_at, "
-    "resolved_at";
+    "resolved_at, ai_usage";
 
 // Maps a SQLite result code (extended codes are on) to an Error carrying SQLite's message.
 Error SqliteError(int rc, std::string_view context, std::string_view sqlite_message) {
@@ -394,7 +398,7 @@ Status SqliteStore::WriteTimeline(const Incident& incident, size_t from) {
   return OkStatus();
 }
 
-// Binds the scalar fields at ?1..?14 in kIncidentColumns order.
+// Binds the scalar fields at ?1..?15 in kIncidentColumns order.
 Status BindIncident(StmtRef& stmt, const Incident& inc) {
   RETURN_IF_ERROR(stmt.BindText(1, inc.incident_id));
   RETURN_IF_ERROR(stmt.BindText(2, inc.alarm_name));
@@ -414,6 +418,7 @@ Status BindIncident(StmtRef& stmt, const Incident& inc) {
   } else {
     RETURN_IF_ERROR(stmt.BindNull(14));
   }
+  RETURN_IF_ERROR(stmt.BindText(15, DumpJson(inc.ai_usage)));
   return OkStatus();
 }
 
@@ -426,7 +431,7 @@ Status SqliteStore::CreateIncident(const Incident& incident) {
     {
       static const std::string kSql = std::string("INSERT INTO incidents (") + kIncidentColumns +
                                       ") VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, "
-                                      "?12, ?13, ?14)";
+                                      "?12, ?13, ?14, ?15)";
       ASSIGN_OR_RETURN(StmtRef stmt, Prepare(kSql.c_str()));
       RETURN_IF_ERROR(BindIncident(stmt, incident));
       RETURN_IF_ERROR(stmt.Run());
@@ -452,7 +457,7 @@ Status SqliteStore::UpdateIncident(const Incident& incident) {
           Prepare("UPDATE incidents SET alarm_name = ?2, alarm_description = ?3, "
                   "instance_id = ?4, status = ?5, diagnostics = ?6, ai_suggestion = ?7, "
                   "ai_reasoning = ?8, remediation_output = ?9, action = ?10, reason = ?11, "
-                  "created_at = ?12, updated_at = ?13, resolved_at = ?14 "
+                  "created_at = ?12, updated_at = ?13, resolved_at = ?14, ai_usage = ?15 "
                   "WHERE incident_id = ?1"));
       RETURN_IF_ERROR(BindIncident(stmt, incident));
       RETURN_IF_ERROR(stmt.Run());
@@ -534,6 +539,11 @@ Result<Incident> SqliteStore::ReadIncidentRow(const StmtRef& stmt) {
   if (!stmt.IsNull(13)) {
     ASSIGN_OR_RETURN(inc.resolved_at, TimeFromMillis(stmt.Int(13), "incident " + inc.incident_id));
   }
+  Result<Json> usage = ParseJson(stmt.Text(14));
+  if (!usage || !usage->is_object()) {
+    return Internal("incident " + inc.incident_id + " has corrupt ai_usage in the database");
+  }
+  inc.ai_usage = std::move(*usage);
   return inc;
 }
 

@@ -156,22 +156,19 @@ TEST(ActionExecutor, DiagnosticsRunProgramsWithoutAShell) {
   EXPECT_EQ(r.error, "df failed with exit code 2");
 }
 
-TEST(ActionExecutor, UnsupportedActionsAndModesAreRefusedClearly) {
+TEST(ActionExecutor, ChaosFillOutsidePolicyOrWithoutPathNeverRuns) {
+  // disk-fill and oom run for real in tests/agent/chaos_test.cc (tmpfs, memory cgroup); here
+  // they must be refused before touching anything: never fill the real /var/log.
   Harness h;
-  for (const auto& [action, params] :
-       std::vector<std::pair<std::string, Json>>{{"log.archive_truncate", {{"path", "/var/log/x"}}},
-                                                 {"disk.cleanup",
-                                                  {{
-                                                       "path",
-                                                       "/var/log",
-                                                   },
-                                                   {"older_than", "7d"}}},
-                                                 {"chaos.start", {{"mode", "disk-fill"}}}}) {
-    SCOPED_TRACE(action);
-    auto r = h.Run(action, params);
-    EXPECT_FALSE(r.ran);
-    EXPECT_NE(r.error.find("not supported by this agent yet"), std::string::npos) << r.error;
-  }
+  auto r = h.Run("chaos.start", {{"mode", "disk-fill"}, {"params", {{"path", "/etc"}}}});
+  EXPECT_FALSE(r.ran);
+  EXPECT_NE(r.error.find("outside the allowed paths"), std::string::npos) << r.error;
+  r = h.Run("chaos.start", {{"mode", "disk-fill"}});  // no path, no default log_dir
+  EXPECT_EQ(r.exit_code, 1);
+  EXPECT_NE(r.error.find("params.path is required"), std::string::npos) << r.error;
+  r = h.Run("chaos.start", {{"mode", "oom"}, {"params", {{"percent", 120}}}});
+  EXPECT_EQ(r.exit_code, 1);
+  EXPECT_NE(r.error.find("percent must be from 1 to 99"), std::string::npos) << r.error;
 }
 
 TEST(ActionExecutor, ProcessKillMatchesCommExactlyAndSparesPid1AndSelf) {

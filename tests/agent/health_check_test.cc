@@ -181,6 +181,49 @@ TEST(ProbeProcess, PidfileNameAndExeAgainstFakeProc) {
   }
 }
 
+// Counts the /proc/PID/stat reads.
+class CountingProcFs : public FakeProcFs {
+ public:
+  Result<std::string> Read(const std::string& path) override {
+    if (path.size() > 5 && path.compare(path.size() - 5, 5, "/stat") == 0) {
+      ++stat_reads;
+    }
+    return FakeProcFs::Read(path);
+  }
+  int stat_reads = 0;
+};
+
+TEST(ProbeProcess, ScanCacheReadsOnlyMatchesAndNewPidsYetHealthStaysExact) {
+  CountingProcFs procfs;
+  for (int pid = 100; pid < 200; ++pid) {
+    procfs.AddProcess(pid, "other");
+  }
+  procfs.AddProcess(42, "nginx");
+  CheckConfig c;
+  c.name = "n";
+  c.type = "process";
+  c.process_name = "nginx";
+  ProcessScanCache cache;
+  EXPECT_EQ(ProbeProcess(procfs, c, &cache).detail, "1 process named nginx");
+  EXPECT_EQ(procfs.stat_reads, 101) << "the first run reads every process";
+  procfs.stat_reads = 0;
+  procfs.AddProcess(300, "nginx");
+  EXPECT_EQ(ProbeProcess(procfs, c, &cache).detail, "2 processes named nginx");
+  EXPECT_EQ(procfs.stat_reads, 2) << "then only the last match (42) and the new pid (300)";
+  // Both die while a known process exec()s into nginx: the full scan before calling the check
+  // unhealthy finds it.
+  procfs.AddProcess(42, "nginx", 0, 'Z');
+  procfs.AddProcess(300, "nginx", 0, 'Z');
+  procfs.AddProcess(150, "nginx");
+  CheckOutcome o = ProbeProcess(procfs, c, &cache);
+  EXPECT_TRUE(o.healthy);
+  EXPECT_EQ(o.detail, "1 process named nginx");
+  procfs.AddProcess(150, "other");
+  o = ProbeProcess(procfs, c, &cache);
+  EXPECT_FALSE(o.healthy);
+  EXPECT_EQ(o.detail, "no process named nginx");
+}
+
 TEST(ProbeProcess, TheLiveSystem) {
   LinuxProcFs procfs;
   CheckConfig c;

@@ -52,6 +52,10 @@ class FakeCliEnv : public CliEnv {
     demo_options = options;
     return 0;
   }
+  Status RunLocalChaos(const LocalChaosOptions& options) override {
+    local_chaos = options;
+    return local_chaos_status;
+  }
 
   std::ostringstream out;
   std::ostringstream err;
@@ -61,6 +65,8 @@ class FakeCliEnv : public CliEnv {
   NoProcesses procs;
   std::optional<std::string> healthapp_listen;
   std::optional<DemoOptions> demo_options;
+  std::optional<LocalChaosOptions> local_chaos;
+  Status local_chaos_status = OkStatus();
 };
 
 class CliTest : public ::testing::Test {
@@ -291,16 +297,43 @@ TEST_F(CliTest, ChaosUnknownModeListsTheValidOnes) {
   EXPECT_TRUE(env_.http.requests().empty());
 }
 
-TEST_F(CliTest, LocalChaosStopWithNothingRunning) {
-  ASSERT_EQ(Run({"chaos", "stop"}), 0);
-  EXPECT_EQ(env_.out.str(), "no chaos running\n");
+TEST_F(CliTest, LocalChaosStopUsesTheStateFile) {
+  env_.env["MEDIC_CHAOS_STATE"] = "/tmp/x/chaos.json";
+  ASSERT_EQ(Run({"chaos", "stop"}), 0) << env_.err.str();
+  ASSERT_TRUE(env_.local_chaos.has_value());
+  EXPECT_EQ(env_.local_chaos->mode, "stop");
+  EXPECT_EQ(env_.local_chaos->state_file, "/tmp/x/chaos.json");
+  EXPECT_TRUE(env_.http.requests().empty());
 }
 
-TEST_F(CliTest, LocalChaosModesNotInThisVersionSaySo) {
-  EXPECT_EQ(Run({"chaos", "oom"}), 1);
-  EXPECT_NE(env_.err.str().find("not available on this machine in this version"), std::string::npos)
+TEST_F(CliTest, LocalChaosPassesItsOptions) {
+  ASSERT_EQ(Run({"chaos", "oom", "--percent", "80", "--duration", "2m", "--state-file", "/s"}), 0)
       << env_.err.str();
+  ASSERT_TRUE(env_.local_chaos.has_value());
+  EXPECT_EQ(env_.local_chaos->mode, "oom");
+  EXPECT_EQ(env_.local_chaos->percent, 80);
+  EXPECT_EQ(env_.local_chaos->duration, "2m");
+  EXPECT_EQ(env_.local_chaos->state_file, "/s");
   EXPECT_TRUE(env_.procs.signalled.empty());
+
+  env_.local_chaos_status = ResourceExhausted("needs more than the cap");
+  EXPECT_EQ(Run({"chaos", "disk-fill", "--path", "/mnt/x"}), 1);
+  EXPECT_EQ(env_.local_chaos->path, "/mnt/x");
+  EXPECT_FALSE(env_.local_chaos->percent.has_value());
+  EXPECT_NE(env_.err.str().find("medic: chaos disk-fill: needs more than the cap"),
+            std::string::npos)
+      << env_.err.str();
+  EXPECT_EQ(Run({"chaos", "oom", "--percent", "100"}), 2);  // 1..99
+}
+
+TEST_F(CliTest, RemoteChaosTakesTheFlagsAsParams) {
+  env_.http.Answer(200, R"({"command_id":"cmd-9"})");
+  ASSERT_EQ(Run({"chaos", "oom", "--host", "web-2", "--percent", "90", "--duration", "60s"}), 0)
+      << env_.err.str();
+  const Json body = ParseJson(env_.http.last().body).value();
+  EXPECT_EQ(body["params"]["percent"], 90);
+  EXPECT_EQ(body["params"]["duration"], "60s");
+  EXPECT_FALSE(env_.local_chaos.has_value());
 }
 
 TEST_F(CliTest, LocalNginxCrashWithoutPidfileFailsCleanly) {

@@ -3,6 +3,8 @@
 #include <gtest/gtest.h>
 #include <yaml-cpp/yaml.h>
 
+#include <algorithm>
+
 namespace medic::cli {
 namespace {
 
@@ -19,7 +21,9 @@ TEST(MakeDemoHostTest, NamesAndPaths) {
   EXPECT_EQ(h.dir, "/data/demo/hosts/web-2");
   EXPECT_EQ(h.NginxPidPath(), "/data/demo/hosts/web-2/run/nginx.pid");
   EXPECT_EQ(h.AgentConfigPath(), "/data/demo/hosts/web-2/agent.yaml");
-  EXPECT_EQ(h.AgentLogPath(), "/data/demo/hosts/web-2/log/agent.log");
+  EXPECT_EQ(h.LogDir(), "/data/demo/hosts/web-2/log");
+  EXPECT_EQ(h.AgentLogPath(), "/data/demo/hosts/web-2/agent.log");  // outside the log volume
+  EXPECT_FALSE(h.isolated);
 }
 
 TEST(NginxConfigTest, ProxiesToTheHealthAppWithEverythingInsideTheHostDir) {
@@ -91,6 +95,54 @@ TEST(AgentYamlTest, ParsesBackWithEveryField) {
 
   EXPECT_EQ(y["policy"]["paths"].as<std::vector<std::string>>(),
             (std::vector<std::string>{"/data/demo/hosts/web-2/log"}));
+  EXPECT_EQ(y["policy"]["process_scope"].as<std::string>(), "cgroup");
+
+  // The log dir is the host's log directory for the server's runbooks and its primary disk.
+  EXPECT_EQ(y["log_dir"].as<std::string>(), "/data/demo/hosts/web-2/log");
+  EXPECT_EQ(y["disk_primary_mount"].as<std::string>(), "/data/demo/hosts/web-2/log");
+  ASSERT_TRUE(y["targets"].IsSequence());
+  ASSERT_EQ(y["targets"].size(), 1u);
+  EXPECT_EQ(y["targets"][0]["group"].as<std::string>(), "web");
+  EXPECT_EQ(y["targets"][0]["url"].as<std::string>(), "http://127.0.0.1:41001/health");
+}
+
+TEST(AgentYamlTest, IsolatedHostAllowsChaosBoundedByItsVolumeAndMemoryLimit) {
+  DemoHost h = Host();
+  h.isolated = true;
+  const AgentYamlInputs in{"http://127.0.0.1:8080", "/t", "/usr/sbin/nginx", "/o/medic"};
+  const YAML::Node y = YAML::Load(AgentYaml(h, in));
+  EXPECT_TRUE(y["chaos"]["allowed"].as<bool>());
+  EXPECT_EQ(y["policy"]["chaos_max_fill_bytes"].as<uint64_t>(), 33554432u);
+  EXPECT_EQ(y["policy"]["chaos_max_fill_bytes"].as<uint64_t>(), kDemoLogVolumeBytes);
+  EXPECT_EQ(y["policy"]["chaos_max_oom_bytes"].as<uint64_t>(), 268435456u);
+  EXPECT_EQ(y["policy"]["process_scope"].as<std::string>(), "cgroup");
+  const auto actions = y["policy"]["actions"].as<std::vector<std::string>>();
+  for (const std::string want :
+       {"service.status", "service.logs", "disk.usage", "dir.list", "memory.usage", "process.top",
+        "service.restart", "log.archive_truncate", "disk.cleanup", "process.kill", "chaos.start",
+        "chaos.stop"}) {
+    EXPECT_NE(std::find(actions.begin(), actions.end(), want), actions.end()) << want;
+  }
+  EXPECT_EQ(std::find(actions.begin(), actions.end(), "shell"), actions.end());
+}
+
+TEST(AgentYamlTest, HostWithoutIsolationGetsOneByteChaosBudgetsSoOnlyNginxCrashRuns) {
+  DemoHost h = Host();
+  h.isolated = false;
+  const AgentYamlInputs in{"http://127.0.0.1:8080", "/t", "/usr/sbin/nginx", "/o/medic"};
+  const std::string text = AgentYaml(h, in);
+  const YAML::Node y = YAML::Load(text);
+  EXPECT_TRUE(y["chaos"]["allowed"].as<bool>());
+  EXPECT_EQ(y["policy"]["chaos_max_fill_bytes"].as<uint64_t>(), 1u);
+  EXPECT_EQ(y["policy"]["chaos_max_oom_bytes"].as<uint64_t>(), 1u);
+  // Its agent's cgroup is medic demo's own: process.kill could reach beyond the host.
+  const auto actions = y["policy"]["actions"].as<std::vector<std::string>>();
+  EXPECT_EQ(std::find(actions.begin(), actions.end(), "process.kill"), actions.end());
+  EXPECT_NE(std::find(actions.begin(), actions.end(), "service.restart"), actions.end());
+  EXPECT_NE(std::find(actions.begin(), actions.end(), "chaos.start"), actions.end());
+  EXPECT_NE(text.find("# no log volume and no memory limit: only nginx-crash chaos"),
+            std::string::npos)
+      << text;
 }
 
 TEST(AgentYamlTest, OddPathsSurviveTheRoundTrip) {

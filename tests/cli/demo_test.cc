@@ -3,13 +3,19 @@
 
 #include "cli/demo.h"
 
+#include <fcntl.h>
 #include <gtest/gtest.h>
 #include <signal.h>
 #include <stdlib.h>
+#include <sys/mount.h>
+#include <sys/stat.h>
+#include <sys/statvfs.h>
+#include <unistd.h>
 
 #include <filesystem>
 #include <fstream>
 #include <map>
+#include <set>
 #include <sstream>
 
 #include "core/files.h"
@@ -54,6 +60,9 @@ class FakeLauncher : public ProcessLauncher {
   }
   bool WaitExit(int pid, Millis) override { return procs_.at(pid).exited; }
 
+  // Records an event of something else (the fake isolation) on the same timeline.
+  void Note(const std::string& event) { events_.push_back(event); }
+
   std::function<void(int pid, Proc& proc)> on_start;
   const std::vector<std::string>& events() const { return events_; }
   std::vector<Proc> procs() const {
@@ -77,8 +86,66 @@ class FakeLauncher : public ProcessLauncher {
   std::vector<std::string> events_;
 };
 
+// Mounts and cgroups that exist only as events on the launcher's timeline, named by host:
+// "mount web-1", "cgroup web-1", "enter cgroup web-1", "remove cgroup web-1", "unmount web-1".
+class FakeIsolation : public HostIsolation {
+ public:
+  explicit FakeIsolation(FakeLauncher& launcher) : launcher_(launcher) {}
+
+  Status MountTmpfs(const std::string& dir, uint64_t size_bytes) override {
+    if (!mount_result.has_value()) {
+      return mount_result;
+    }
+    launcher_.Note("mount " + Host(dir) + " " + std::to_string(size_bytes >> 20) + "M");
+    mounted.insert(dir);
+    return OkStatus();
+  }
+  Status Unmount(const std::string& dir) override {
+    launcher_.Note("unmount " + Host(dir));
+    mounted.erase(dir);
+    return OkStatus();
+  }
+  Result<std::string> CreateMemoryCgroup(const std::string& name, uint64_t limit) override {
+    if (!cgroup_result.has_value()) {
+      return cgroup_result.error();
+    }
+    const std::string dir = "/sys/fs/cgroup/memory/medic/" + name;
+    launcher_.Note("cgroup " + Host(dir) + " " + std::to_string(limit >> 20) + "M");
+    cgroups.insert(dir);
+    return dir;
+  }
+  Result<int> StartInCgroup(const std::string& dir,
+                            const std::function<Result<int>()>& start) override {
+    launcher_.Note("enter cgroup " + Host(dir));
+    Result<int> r = start();
+    launcher_.Note("leave cgroup " + Host(dir));
+    return r;
+  }
+  Status RemoveCgroup(const std::string& dir) override {
+    launcher_.Note("remove cgroup " + Host(dir));
+    cgroups.erase(dir);
+    return OkStatus();
+  }
+
+  Status mount_result = OkStatus();
+  Status cgroup_result = OkStatus();
+  std::set<std::string> mounted;
+  std::set<std::string> cgroups;
+
+ private:
+  // ".../hosts/web-1/log" -> "web-1"; ".../medic-demo-123-web-1" -> "web-1"
+  static std::string Host(const std::string& path) {
+    const size_t web = path.rfind("web-");
+    const std::string rest = path.substr(web);
+    return rest.substr(0, rest.find('/'));
+  }
+  FakeLauncher& launcher_;
+};
+
 class FakeDemoEnv : public DemoEnv {
  public:
+  explicit FakeDemoEnv(FakeLauncher& launcher) : isolation(launcher) {}
+
   HttpClient& Http() override { return http; }
   Result<int> FreeLoopbackPort() override { return next_port++; }
   Status CheckCanListen(const HostPort& addr) override {
@@ -86,6 +153,7 @@ class FakeDemoEnv : public DemoEnv {
     return can_listen;
   }
   SteadyTime Now() override { return now; }
+  HostIsolation& Isolation() override { return isolation; }
   bool WaitForStop(Millis d) override {
     now += d;
     ++waits;
@@ -96,6 +164,7 @@ class FakeDemoEnv : public DemoEnv {
   }
 
   FakeHttpClient http;
+  FakeIsolation isolation;
   int next_port = 40001;
   Status can_listen = OkStatus();
   std::vector<std::string> checked_listen;
@@ -104,6 +173,26 @@ class FakeDemoEnv : public DemoEnv {
   bool stop = false;
   std::function<bool()> stop_when;
 };
+
+// `events` without those that start with one of `prefixes`.
+std::vector<std::string> Without(const std::vector<std::string>& events,
+                                 std::initializer_list<std::string_view> prefixes) {
+  std::vector<std::string> out;
+  for (const std::string& e : events) {
+    bool drop = false;
+    for (const std::string_view p : prefixes) {
+      drop = drop || e.rfind(p, 0) == 0;
+    }
+    if (!drop) {
+      out.push_back(e);
+    }
+  }
+  return out;
+}
+template <typename... P>
+std::vector<std::string> Without(const std::vector<std::string>& events, P... prefixes) {
+  return Without(events, {std::string_view(prefixes)...});
+}
 
 class DemoTest : public ::testing::Test {
  protected:
@@ -157,7 +246,7 @@ class DemoTest : public ::testing::Test {
   std::string dir_;
   DemoOptions options_;
   FakeLauncher launcher_;
-  FakeDemoEnv env_;
+  FakeDemoEnv env_{launcher_};
   FakeProcessTable procs_;
   std::ostringstream out_;
   std::ostringstream err_;
@@ -175,9 +264,17 @@ TEST_F(DemoTest, StartsServerThenHostsPrintsReadyAndStopsInReverse) {
 
   EXPECT_EQ(out_.str(), "medic demo ready: http://127.0.0.1:18080/ token-file " + Data() +
                             "/server/admin.token\n");
+  // Each agent starts inside its host's memory cgroup, with the host's log volume mounted; the
+  // cgroups go once the agents have stopped, the volumes last.
   EXPECT_EQ(launcher_.events(),
-            (std::vector<std::string>{"start server", "start agent web-1", "start agent web-2",
-                                      "TERM agent web-1", "TERM agent web-2", "TERM server"}));
+            (std::vector<std::string>{
+                "start server", "mount web-1 32M", "cgroup web-1 256M", "enter cgroup web-1",
+                "start agent web-1", "leave cgroup web-1", "mount web-2 32M", "cgroup web-2 256M",
+                "enter cgroup web-2", "start agent web-2", "leave cgroup web-2", "TERM agent web-1",
+                "TERM agent web-2", "remove cgroup web-1", "remove cgroup web-2", "TERM server",
+                "unmount web-1", "unmount web-2"}));
+  EXPECT_TRUE(env_.isolation.mounted.empty());
+  EXPECT_TRUE(env_.isolation.cgroups.empty());
   const auto procs = launcher_.procs();
   ASSERT_EQ(procs.size(), 3u);
   EXPECT_EQ(procs[0].argv,
@@ -186,7 +283,7 @@ TEST_F(DemoTest, StartsServerThenHostsPrintsReadyAndStopsInReverse) {
   EXPECT_EQ(procs[0].log, Data() + "/server/server.log");
   EXPECT_EQ(procs[1].argv, (std::vector<std::string>{"/opt/medic/bin/medic-agent", "--config",
                                                      Data() + "/hosts/web-1/agent.yaml"}));
-  EXPECT_EQ(procs[1].log, Data() + "/hosts/web-1/log/agent.log");
+  EXPECT_EQ(procs[1].log, Data() + "/hosts/web-1/agent.log");
   EXPECT_EQ(procs[2].argv[2], Data() + "/hosts/web-2/agent.yaml");
 
   // Each host has its own ports in its nginx.conf and agent.yaml.
@@ -294,13 +391,16 @@ TEST_F(DemoTest, HostNeverHealthyTimesOutNamingItAndStopsEverything) {
             std::string::npos)
       << err;
   EXPECT_NE(err.find("last lines of " + Data() +
-                     "/hosts/web-1/log/agent.log:\n  nginx: [emerg] "
+                     "/hosts/web-1/agent.log:\n  nginx: [emerg] "
                      "bind() failed\n"),
             std::string::npos)
       << err;
-  EXPECT_EQ(launcher_.events(),
-            (std::vector<std::string>{"start server", "start agent web-1", "start agent web-2",
-                                      "TERM agent web-1", "TERM agent web-2", "TERM server"}));
+  EXPECT_EQ(Without(launcher_.events(), "enter cgroup", "leave cgroup"),
+            (std::vector<std::string>{"start server", "mount web-1 32M", "cgroup web-1 256M",
+                                      "start agent web-1", "mount web-2 32M", "cgroup web-2 256M",
+                                      "start agent web-2", "TERM agent web-1", "TERM agent web-2",
+                                      "remove cgroup web-1", "remove cgroup web-2", "TERM server",
+                                      "unmount web-1", "unmount web-2"}));
   EXPECT_EQ(out_.str(), "");
 }
 
@@ -326,8 +426,12 @@ TEST_F(DemoTest, InterruptDuringStartStopsWhatWasStarted) {
   env_.stop_when = [this] { return env_.waits >= 3; };
   Demo demo = MakeDemo();
   EXPECT_EQ(demo.Run(), 130);
-  EXPECT_EQ(launcher_.events(), (std::vector<std::string>{"start server", "start agent web-1",
-                                                          "TERM agent web-1", "TERM server"}));
+  EXPECT_EQ(Without(launcher_.events(), "enter cgroup", "leave cgroup"),
+            (std::vector<std::string>{"start server", "mount web-1 32M", "cgroup web-1 256M",
+                                      "start agent web-1", "TERM agent web-1",
+                                      "remove cgroup web-1", "TERM server", "unmount web-1"}));
+  EXPECT_TRUE(env_.isolation.mounted.empty());
+  EXPECT_TRUE(env_.isolation.cgroups.empty());
   EXPECT_EQ(out_.str(), "");
 }
 
@@ -339,9 +443,10 @@ TEST_F(DemoTest, StragglersGetTheirProcessGroupKilled) {
   };
   Demo demo = MakeDemo();
   EXPECT_EQ(demo.Run(), 0) << err_.str();
-  EXPECT_EQ(launcher_.events(), (std::vector<std::string>{
-                                    "start server", "start agent web-1", "TERM agent web-1",
-                                    "KILL group agent web-1", "TERM server", "KILL group server"}));
+  EXPECT_EQ(
+      Without(launcher_.events(), "mount", "cgroup", "enter", "leave", "remove", "unmount"),
+      (std::vector<std::string>{"start server", "start agent web-1", "TERM agent web-1",
+                                "KILL group agent web-1", "TERM server", "KILL group server"}));
 }
 
 TEST_F(DemoTest, ServerDyingWhileRunningEndsTheDemoWithAnError) {
@@ -354,7 +459,10 @@ TEST_F(DemoTest, ServerDyingWhileRunningEndsTheDemoWithAnError) {
   ASSERT_FALSE(waited.has_value());
   EXPECT_NE(waited.error().message.find("medic-server exited unexpectedly"), std::string::npos);
   demo.Stop();
-  EXPECT_EQ(launcher_.events().back(), "TERM agent web-1");
+  const std::vector<std::string> events = launcher_.events();
+  ASSERT_GE(events.size(), 3u);
+  EXPECT_EQ(std::vector<std::string>(events.end() - 3, events.end()),
+            (std::vector<std::string>{"TERM agent web-1", "remove cgroup web-1", "unmount web-1"}));
 }
 
 TEST_F(DemoTest, LeftoverNginxIsKilledAndRunFilesRemoved) {
@@ -390,6 +498,199 @@ TEST_F(DemoTest, StaleRunFilesAreClearedAtStart) {
   EXPECT_EQ(demo.Run(), 0) << err_.str();
   EXPECT_TRUE(procs_.signals().empty());  // a stale pid file never leads to a kill
   EXPECT_FALSE(fs::exists(run + "/nginx.pid"));
+}
+
+TEST_F(DemoTest, IsolatedHostsAllowEveryChaosModeBoundedByTheirLogVolume) {
+  Demo demo = MakeDemo();
+  EXPECT_EQ(demo.Run(), 0) << err_.str();
+  ASSERT_EQ(demo.hosts().size(), 1u);
+  const DemoHost& h = demo.hosts()[0];
+  EXPECT_TRUE(h.isolated);
+  EXPECT_EQ(h.cgroup,
+            "/sys/fs/cgroup/memory/medic/medic-demo-" + std::to_string(::getpid()) + "-web-1");
+  const std::string yaml = ReadFile(Data() + "/hosts/web-1/agent.yaml").value();
+  EXPECT_NE(yaml.find("chaos_max_fill_bytes: 33554432"), std::string::npos) << yaml;
+  EXPECT_NE(yaml.find("chaos_max_oom_bytes: 268435456"), std::string::npos) << yaml;
+  EXPECT_NE(err_.str().find("log volume " + Data() +
+                            "/hosts/web-1/log (tmpfs 32 MiB), memory "
+                            "cgroup " +
+                            h.cgroup + " (256 MiB)"),
+            std::string::npos)
+      << err_.str();
+  EXPECT_EQ(err_.str().find("warning"), std::string::npos) << err_.str();
+}
+
+TEST_F(DemoTest, WithoutMountsHostsFallBackToPlainDirsWithOneWarningAndOnlyNginxCrash) {
+  options_.hosts = 2;
+  env_.isolation.mount_result = PermissionDenied("mounting a tmpfs needs root");
+  Demo demo = MakeDemo();
+  EXPECT_EQ(demo.Run(), 0) << err_.str();
+  EXPECT_EQ(launcher_.events(),
+            (std::vector<std::string>{"start server", "start agent web-1", "start agent web-2",
+                                      "TERM agent web-1", "TERM agent web-2", "TERM server"}));
+  const std::string err = err_.str();
+  const std::string warning =
+      "medic demo: warning: cannot give the demo hosts a tmpfs log volume and a memory cgroup "
+      "(mounting a tmpfs needs root); they use plain directories and no memory limit, so only "
+      "nginx-crash chaos is allowed on them\n";
+  EXPECT_NE(err.find(warning), std::string::npos) << err;
+  EXPECT_EQ(err.find("warning", err.find(warning) + warning.size()), std::string::npos) << err;
+  for (const std::string host : {"web-1", "web-2"}) {
+    const std::string yaml = ReadFile(Data() + "/hosts/" + host + "/agent.yaml").value();
+    EXPECT_NE(yaml.find("chaos_max_fill_bytes: 1\n"), std::string::npos) << yaml;
+    EXPECT_NE(yaml.find("chaos_max_oom_bytes: 1\n"), std::string::npos) << yaml;
+  }
+  EXPECT_FALSE(demo.hosts()[0].isolated);
+}
+
+TEST_F(DemoTest, CgroupFailureUndoesTheMountAndFallsBack) {
+  env_.isolation.cgroup_result = NotFound("no cgroup v1 memory controller in /proc/self/cgroup");
+  Demo demo = MakeDemo();
+  EXPECT_EQ(demo.Run(), 0) << err_.str();
+  EXPECT_EQ(launcher_.events(),
+            (std::vector<std::string>{"start server", "mount web-1 32M", "unmount web-1",
+                                      "start agent web-1", "TERM agent web-1", "TERM server"}));
+  EXPECT_NE(err_.str().find("(no cgroup v1 memory controller in /proc/self/cgroup); they use "
+                            "plain directories"),
+            std::string::npos)
+      << err_.str();
+  const std::string yaml = ReadFile(Data() + "/hosts/web-1/agent.yaml").value();
+  EXPECT_NE(yaml.find("chaos_max_fill_bytes: 1\n"), std::string::npos) << yaml;
+}
+
+TEST_F(DemoTest, AgentFailingToStartStillLeavesNoMountOrCgroup) {
+  const auto start_server = launcher_.on_start;
+  launcher_.on_start = [&](int pid, FakeLauncher::Proc& p) {
+    start_server(pid, p);
+    if (p.label != "server") {
+      p.exited = true;
+    }
+  };
+  host_status_ = "unhealthy";
+  Demo demo = MakeDemo();
+  EXPECT_EQ(demo.Run(), 1);
+  EXPECT_TRUE(env_.isolation.mounted.empty());
+  EXPECT_TRUE(env_.isolation.cgroups.empty());
+  EXPECT_EQ(launcher_.events().back(), "unmount web-1");
+}
+
+TEST(MemoryCgroupDirTest, FindsTheV1MemoryLine) {
+  struct Case {
+    std::string_view text;
+    std::optional<std::string> want;
+  };
+  const Case cases[] = {
+      {"9:name=systemd:/\n4:memory:/process_api/8f7f\n0::/\n",
+       "/sys/fs/cgroup/memory/process_api/8f7f"},
+      {"5:cpu,memory:/a/b/\n", "/sys/fs/cgroup/memory/a/b"},
+      {"4:memory:/\n", "/sys/fs/cgroup/memory"},
+      {"4:memoryx:/a\n3:pids:/b\n", std::nullopt},
+      {"0::/user.slice\n", std::nullopt},
+      {"", std::nullopt},
+  };
+  for (const Case& c : cases) {
+    SCOPED_TRACE(c.text);
+    EXPECT_EQ(MemoryCgroupDir(c.text, "/sys/fs/cgroup/memory"), c.want);
+  }
+}
+
+// The real thing, as root (tests run as root on the build machine): a tmpfs and a memory
+// cgroup, created and removed; without root, the refusal the demo falls back on.
+class PosixHostIsolationTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    std::string tmpl = ::testing::TempDir() + "/medic-isolation-test-XXXXXX";
+    ASSERT_NE(::mkdtemp(tmpl.data()), nullptr);
+    dir_ = fs::path(tmpl).lexically_normal().string();  // as /proc/self/mounts spells it
+  }
+  void TearDown() override {
+    for (int i = 0; i < 4 && IsMounted(dir_ + "/log"); ++i) {
+      ::umount2((dir_ + "/log").c_str(), MNT_DETACH);
+    }
+    if (!cgroup_.empty()) {
+      (void)iso_->RemoveCgroup(cgroup_);
+    }
+    std::error_code ec;
+    fs::remove_all(dir_, ec);
+  }
+  static bool IsMounted(const std::string& dir) {
+    const std::string mounts = ReadFile("/proc/self/mounts").value_or("");
+    return mounts.find(" " + dir + " ") != std::string::npos;
+  }
+
+  std::string dir_;
+  std::string cgroup_;
+  std::unique_ptr<HostIsolation> iso_ = NewPosixHostIsolation();
+};
+
+TEST_F(PosixHostIsolationTest, MountsATmpfsOfTheGivenSizeAndUnmountsItEvenWhenBusy) {
+  const std::string log = dir_ + "/log";
+  ASSERT_TRUE(MakeDirs(log).has_value());
+  Status mounted = iso_->MountTmpfs(log, 32ull << 20);
+  if (::geteuid() != 0) {
+    ASSERT_FALSE(mounted.has_value());
+    EXPECT_EQ(mounted.error().message, "mounting a tmpfs needs root");
+    return;
+  }
+  ASSERT_TRUE(mounted.has_value()) << mounted.error().message;
+  ASSERT_TRUE(IsMounted(log));
+  struct statvfs st {};
+  ASSERT_EQ(::statvfs(log.c_str(), &st), 0);
+  EXPECT_EQ(static_cast<uint64_t>(st.f_blocks) * st.f_frsize, 32ull << 20);
+  struct stat root {};
+  ASSERT_EQ(::stat(log.c_str(), &root), 0);
+  EXPECT_EQ(root.st_mode & 07777, 0755u);
+
+  // A second mount on the same dir (a killed demo's leftover) replaces rather than stacks.
+  ASSERT_TRUE(iso_->MountTmpfs(log, 16ull << 20).has_value());
+  const std::string mounts = ReadFile("/proc/self/mounts").value();
+  size_t count = 0;
+  for (size_t at = mounts.find(" " + log + " "); at != std::string::npos;
+       at = mounts.find(" " + log + " ", at + 1)) {
+    ++count;
+  }
+  EXPECT_EQ(count, 1u) << mounts;
+
+  // Busy: a file held open inside it.
+  const int fd = ::open((log + "/held.log").c_str(), O_CREAT | O_WRONLY, 0644);
+  ASSERT_GE(fd, 0);
+  EXPECT_TRUE(iso_->Unmount(log).has_value());
+  EXPECT_FALSE(IsMounted(log));
+  ::close(fd);
+  EXPECT_FALSE(fs::exists(log + "/held.log"));  // it was on the tmpfs
+}
+
+TEST_F(PosixHostIsolationTest, CgroupLimitsWhatStartsInItAndIsRemovedWithItsProcesses) {
+  const std::string name = std::string(kDemoCgroupPrefix) + std::to_string(::getpid()) + "-test";
+  Result<std::string> cg = iso_->CreateMemoryCgroup(name, 256ull << 20);
+  if (::geteuid() != 0) {
+    EXPECT_FALSE(cg.has_value());
+    return;
+  }
+  ASSERT_TRUE(cg.has_value()) << cg.error().message;
+  cgroup_ = *cg;
+  const std::string own =
+      MemoryCgroupDir(ReadFile("/proc/self/cgroup").value(), "/sys/fs/cgroup/memory").value();
+  EXPECT_EQ(*cg, own + "/" + name);
+  EXPECT_EQ(Trim(ReadFile(*cg + "/memory.limit_in_bytes").value()), "268435456");
+
+  std::unique_ptr<ProcessLauncher> launcher = NewPosixProcessLauncher();
+  Result<int> pid = iso_->StartInCgroup(*cg, [&] {
+    return launcher->Start({"/bin/sleep", "60"}, dir_ + "/sleep.log");
+  });
+  ASSERT_TRUE(pid.has_value()) << pid.error().message;
+  const std::string child = ReadFile("/proc/" + std::to_string(*pid) + "/cgroup").value();
+  EXPECT_EQ(MemoryCgroupDir(child, "/sys/fs/cgroup/memory"), *cg) << child;
+  // The test itself is back where it was.
+  EXPECT_EQ(MemoryCgroupDir(ReadFile("/proc/thread-self/cgroup").value(), "/sys/fs/cgroup/memory"),
+            own);
+  // A child cgroup inside (as the agent may create) goes too.
+  ASSERT_EQ(::mkdir((*cg + "/inner").c_str(), 0755), 0);
+
+  EXPECT_TRUE(iso_->RemoveCgroup(*cg).has_value());
+  EXPECT_TRUE(launcher->WaitExit(*pid, Millis(5'000)));  // SIGKILLed by RemoveCgroup
+  EXPECT_FALSE(fs::exists(*cg));
+  cgroup_.clear();
 }
 
 TEST(HostsNotHealthyTest, NamesWhatIsMissingOrUnhealthy) {

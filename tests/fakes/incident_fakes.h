@@ -3,6 +3,7 @@
 // Recording fakes for IncidentManager tests: a command sink that records what would have been
 // sent to hosts (nothing runs), and alarm states set by the test.
 
+#include <map>
 #include <string>
 #include <utility>
 #include <vector>
@@ -25,7 +26,11 @@ class FakeAlarms : public server::AlarmStateView {
   server::AlarmState StateOf(const std::string&, const std::string&) const override {
     return state;
   }
+  void SetRemediating(const std::string& rule, const std::string& host, bool on) override {
+    remediating[{rule, host}] = on;
+  }
   server::AlarmState state = server::AlarmState::kAlarm;
+  std::map<std::pair<std::string, std::string>, bool> remediating;  // last hold per pair
 };
 
 }  // namespace medic::test

@@ -3,92 +3,20 @@
 // crash), the incident diagnosed on the host, approved through the CLI, nginx restarted by the
 // agent, verified, completed; then the demo stopped and the server restarted on the same data.
 
-#include <dirent.h>
+#include <gtest/gtest.h>
 #include <signal.h>
 
-#include <fstream>
-#include <gtest/gtest.h>
-#include <regex>
-#include <thread>
-
-#include "core/clock.h"
-#include "core/files.h"
-#include "core/json.h"
-#include "tests/fakes/subprocess.h"
-#include "tests/fakes/temp_dir.h"
-#include "transport/http_client.h"
+#include "tests/integration/demo_fixture.h"
 
 namespace medic {
 namespace {
 
 using namespace std::chrono_literals;
-
-std::string Bin(const std::string& name) {
-  const char* dir = std::getenv("MEDIC_BIN_DIR");
-  return std::string(dir != nullptr ? dir : "build/bin") + "/" + name;
-}
-
-std::vector<pid_t> ChildrenOf(pid_t pid) {
-  std::vector<pid_t> out;
-  const std::string task_dir = "/proc/" + std::to_string(pid) + "/task";
-  DIR* d = opendir(task_dir.c_str());
-  if (d == nullptr) {
-    return out;
-  }
-  while (dirent* e = readdir(d)) {
-    if (e->d_name[0] == '.') {
-      continue;
-    }
-    auto text = ReadFile(task_dir + "/" + e->d_name + "/children");
-    if (!text) {
-      continue;
-    }
-    std::istringstream in(*text);
-    pid_t child;
-    while (in >> child) {
-      out.push_back(child);
-    }
-  }
-  closedir(d);
-  return out;
-}
-
-pid_t ReadPid(const std::string& path) {
-  auto text = ReadFile(path);
-  return text ? static_cast<pid_t>(std::atoi(std::string(Trim(*text)).c_str())) : -1;
-}
-
-int NginxPort(const std::string& conf_path) {
-  auto conf = ReadFile(conf_path);
-  std::smatch m;
-  std::string text = conf.value_or("");
-  if (std::regex_search(text, m, std::regex(R"(listen\s+127\.0\.0\.1:(\d+))"))) {
-    return std::stoi(m[1]);
-  }
-  return -1;
-}
-
-int HttpStatus(const std::string& url) {
-  auto client = NewCurlHttpClient();
-  HttpRequest req;
-  req.url = url;
-  req.timeout = 2s;
-  auto r = client->Do(req);
-  return r ? r->status : 0;
-}
-
-// Polls fn until it returns true or the deadline passes.
-template <typename Fn>
-bool Eventually(std::chrono::milliseconds timeout, Fn fn) {
-  const auto deadline = std::chrono::steady_clock::now() + timeout;
-  while (std::chrono::steady_clock::now() < deadline) {
-    if (fn()) {
-      return true;
-    }
-    std::this_thread::sleep_for(100ms);
-  }
-  return fn();
-}
+using test::Bin;
+using test::ChildrenOf;
+using test::Eventually;
+using test::HttpStatus;
+using test::ReadPid;
 
 class NginxIncidentTest : public ::testing::Test {
  protected:
@@ -105,26 +33,17 @@ class NginxIncidentTest : public ::testing::Test {
   }
 
   test::TempDir dir_;
+  test::DemoFixture demo_{dir_};  // stops the demo and removes what it left, even on failure
   std::string url_;
   std::string token_file_;
 };
 
 TEST_F(NginxIncidentTest, CrashDiagnoseApproveRestartVerifyAndSurviveRestart) {
-  const std::string data = dir_.File("demo");
-  const int port = test::FreePort();
-  auto demo = std::make_unique<test::Subprocess>(
-      std::vector<std::string>{Bin("medic"), "demo", "--listen",
-                               "127.0.0.1:" + std::to_string(port), "--data-dir", data},
-      dir_.File("demo.stderr"));
-  auto ready = demo->ReadLine(90s);
-  ASSERT_TRUE(ready.has_value()) << "demo never became ready: "
-                                 << ReadFileTail(dir_.File("demo.stderr"), 4000).value_or("");
-  std::smatch m;
-  ASSERT_TRUE(std::regex_match(*ready, m,
-                               std::regex(R"(medic demo ready: (http://\S+) token-file (\S+))")))
-      << *ready;
-  url_ = m[1];
-  token_file_ = m[2];
+  const std::string data = demo_.data();
+  const std::string error = demo_.Start(/*auto_approve=*/false);
+  ASSERT_EQ(error, "") << demo_.Logs();
+  url_ = demo_.url();
+  token_file_ = demo_.token_file();
   EXPECT_EQ(token_file_, data + "/server/admin.token");
 
   Json hosts = CliJson({"hosts"});
@@ -135,9 +54,9 @@ TEST_F(NginxIncidentTest, CrashDiagnoseApproveRestartVerifyAndSurviveRestart) {
   EXPECT_TRUE(hosts["hosts"][0]["metrics"].contains("mem_used_percent"));
 
   const std::string host_dir = data + "/hosts/web-1";
-  const int nginx_port = NginxPort(host_dir + "/nginx.conf");
+  const int nginx_port = demo_.nginx_port();
   ASSERT_GT(nginx_port, 0);
-  const std::string health_url = "http://127.0.0.1:" + std::to_string(nginx_port) + "/health";
+  const std::string health_url = demo_.health_url();
   ASSERT_EQ(HttpStatus(health_url), 200);
 
   // A real crash: SIGKILL to nginx's master and every worker.
@@ -201,9 +120,9 @@ TEST_F(NginxIncidentTest, CrashDiagnoseApproveRestartVerifyAndSurviveRestart) {
     EXPECT_GE(*t, previous);
     previous = *t;
   }
-  const std::vector<std::string> required = {"created",  "diagnosed", "suggested",
-                                             "awaiting_approval", "approved", "executing",
-                                             "executed", "verified",  "completed"};
+  const std::vector<std::string> required = {"created",           "diagnosed", "suggested",
+                                             "awaiting_approval", "approved",  "executing",
+                                             "executed",          "verified",  "completed"};
   size_t next = 0;
   for (const auto& e : events) {
     if (next < required.size() && e == required[next]) {
@@ -219,11 +138,13 @@ TEST_F(NginxIncidentTest, CrashDiagnoseApproveRestartVerifyAndSurviveRestart) {
   }
 
   // The demo stops everything it started.
-  auto status = demo->SignalAndWait(SIGTERM, 30s);
+  auto status = demo_.Stop(30s);
   ASSERT_TRUE(status.has_value()) << "demo did not stop";
   EXPECT_TRUE(WIFEXITED(*status) && WEXITSTATUS(*status) == 0);
   EXPECT_TRUE(Eventually(5s, [&] { return !test::ProcessAlive(new_master); }));
   EXPECT_NE(HttpStatus(health_url), 200);
+  EXPECT_TRUE(test::MountsUnder(data).empty());
+  EXPECT_TRUE(test::DemoCgroups(demo_.demo_pid()).empty());
 
   // A new server on the same data directory finds the incident and its whole timeline.
   const int port2 = test::FreePort();

@@ -43,6 +43,42 @@ TEST(WireTest, RegisterRequestDefaults) {
   EXPECT_FALSE(got->chaos_allowed);
 }
 
+TEST(WireTest, RegisterRequestLogDirAndTargetsRoundTrip) {
+  RegisterRequest r;
+  r.name = "web-1";
+  r.log_dir = "/srv/web-1/log";
+  r.targets = {{"web", "http://127.0.0.1:8081/"}, {"api", "https://127.0.0.1:8443/health"}};
+  Result<RegisterRequest> got = RegisterRequestFromJson(ThroughText(ToJson(r)));
+  ASSERT_TRUE(got.has_value()) << got.error().ToString();
+  EXPECT_EQ(got->log_dir, "/srv/web-1/log");
+  ASSERT_EQ(got->targets.size(), 2u);
+  EXPECT_EQ(got->targets[0].group, "web");
+  EXPECT_EQ(got->targets[0].url, "http://127.0.0.1:8081/");
+  EXPECT_EQ(got->targets[1].group, "api");
+  EXPECT_EQ(got->targets[1].url, "https://127.0.0.1:8443/health");
+
+  // Absent: empty (the server assumes /var/log), and nothing is sent for empty values.
+  RegisterRequest plain;
+  plain.name = "web-2";
+  EXPECT_FALSE(ToJson(plain).contains("log_dir"));
+  EXPECT_FALSE(ToJson(plain).contains("targets"));
+  got = RegisterRequestFromJson(ThroughText(ToJson(plain)));
+  ASSERT_TRUE(got.has_value());
+  EXPECT_EQ(got->log_dir, "");
+  EXPECT_TRUE(got->targets.empty());
+
+  for (const char* bad : {R"({"name":"w","log_dir":"var/log"})",
+                          R"({"name":"w","log_dir":7})",
+                          R"({"name":"w","targets":{"group":"web"}})",
+                          R"({"name":"w","targets":[{"group":"web"}]})",
+                          R"({"name":"w","targets":[{"group":"a b","url":"http://x/"}]})",
+                          R"({"name":"w","targets":[{"group":"web","url":"ftp://x/"}]})",
+                          R"({"name":"w","targets":["web"]})"}) {
+    SCOPED_TRACE(bad);
+    EXPECT_FALSE(RegisterRequestFromJson(P(bad)).has_value());
+  }
+}
+
 TEST(WireTest, RegisterResponseRoundTrips) {
   RegisterResponse r;
   r.interval_ms = 2'500;

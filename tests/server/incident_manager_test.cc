@@ -239,11 +239,35 @@ TEST_F(IncidentManagerTest, PartialDiagnosticsProceedAtDeadline) {
   EXPECT_NE(inc.diagnostics.find("no answer from the host in time"), std::string::npos);
 }
 
-TEST_F(IncidentManagerTest, RestartResumesExecutingIncidentWithoutResendingTheFix) {
+// The fix may not have reached the host before the crash: the same command id is offered
+// again (the agent runs an id once and answers a repeat with the stored result).
+TEST_F(IncidentManagerTest, RestartOffersTheSameFixCommandAgainWhileUnexpired) {
   Incident inc = OpenAndDiagnose();
   ASSERT_TRUE(manager_->Approve(inc.incident_id, "alice", "").has_value());
   const size_t sent_before = sink_.sent.size();
+  const protocol::Command fix = sink_.sent.back().second;
   Rebuild();  // a new server process on the same store
+  ASSERT_TRUE(manager_->Recover().has_value());
+  ASSERT_EQ(sink_.sent.size(), sent_before + 1);
+  EXPECT_EQ(sink_.sent.back().second.id, fix.id);
+  EXPECT_EQ(sink_.sent.back().second.action, fix.action);
+  EXPECT_EQ(sink_.sent.back().second.params, fix.params);
+  EXPECT_EQ(ToUnixMillis(sink_.sent.back().second.expires_at), ToUnixMillis(fix.expires_at));
+  // The stored result comes back for that id, and is matched to the incident.
+  alarms_.state = AlarmState::kOk;
+  manager_->OnCommandResult(Ok(fix.id, "restarted"));
+  inc = Only();
+  EXPECT_EQ(inc.status, IncidentStatus::kCompleted);
+  EXPECT_NE(inc.remediation_output.find("restarted"), std::string::npos);
+  EXPECT_EQ(Events(inc)[6], "resumed");
+}
+
+TEST_F(IncidentManagerTest, RestartAfterTheFixExpiredDoesNotResendAndJudgesByTheAlarm) {
+  Incident inc = OpenAndDiagnose();
+  ASSERT_TRUE(manager_->Approve(inc.incident_id, "alice", "").has_value());
+  const size_t sent_before = sink_.sent.size();
+  clock_.Advance(Millis(120'000));  // past the fix's 60 s expiry
+  Rebuild();
   ASSERT_TRUE(manager_->Recover().has_value());
   EXPECT_EQ(sink_.sent.size(), sent_before);
   alarms_.state = AlarmState::kOk;
@@ -251,6 +275,20 @@ TEST_F(IncidentManagerTest, RestartResumesExecutingIncidentWithoutResendingTheFi
   inc = Only();
   EXPECT_EQ(inc.status, IncidentStatus::kCompleted);
   EXPECT_EQ(Events(inc)[6], "resumed");
+}
+
+TEST_F(IncidentManagerTest, AlarmIsHeldAsRemediatingFromTheFixUntilTheIncidentCloses) {
+  Incident inc = OpenAndDiagnose();
+  const std::pair<std::string, std::string> pair{"Nginx-Down-ALB", "web-1"};
+  EXPECT_EQ(alarms_.remediating.count(pair), 0u);  // diagnosing and waiting: no hold
+  ASSERT_TRUE(manager_->Approve(inc.incident_id, "alice", "").has_value());
+  EXPECT_TRUE(alarms_.remediating[pair]);
+  manager_->OnAlarmTransition(ToAlarm());  // flapping while held: recorded, nothing new opens
+  EXPECT_EQ(store_->ListIncidents({})->size(), 1u);
+  alarms_.state = AlarmState::kOk;
+  manager_->OnCommandResult(Ok(sink_.sent.back().second.id, "restarted"));
+  EXPECT_EQ(Only().status, IncidentStatus::kCompleted);
+  EXPECT_FALSE(alarms_.remediating[pair]);
 }
 
 TEST_F(IncidentManagerTest, RestartKeepsPendingApprovalApprovable) {

@@ -17,6 +17,7 @@
 #include <condition_variable>
 #include <cstdlib>
 #include <deque>
+#include <functional>
 #include <mutex>
 #include <string>
 #include <thread>
@@ -98,6 +99,12 @@ class FakeHttpServer {
     r.body = std::move(body);
     Reply(std::move(r));
   }
+  // Answers every request with `responder(request)` instead of the queue (a fake model that
+  // reads the prompt). Called on the server's thread, without the lock held.
+  void Respond(std::function<CannedReply(const RecordedRequest&)> responder) {
+    std::lock_guard<std::mutex> lock(mu_);
+    responder_ = std::move(responder);
+  }
   std::vector<RecordedRequest> requests() const {
     std::lock_guard<std::mutex> lock(mu_);
     return requests_;
@@ -175,10 +182,20 @@ class FakeHttpServer {
     }
     req.body = body;
     CannedReply reply;
+    std::function<CannedReply(const RecordedRequest&)> responder;
+    {
+      std::lock_guard<std::mutex> lock(mu_);
+      responder = responder_;
+    }
+    if (responder) {
+      reply = responder(req);
+    }
     {
       std::unique_lock<std::mutex> lock(mu_);
       requests_.push_back(req);
-      if (!replies_.empty()) {
+      if (responder) {
+        // answered above
+      } else if (!replies_.empty()) {
         reply = replies_.front();
         if (replies_.size() > 1) {
           replies_.pop_front();
@@ -216,6 +233,7 @@ class FakeHttpServer {
   std::condition_variable cv_;
   bool stopping_ = false;                  // Guarded by mu_.
   std::deque<CannedReply> replies_;        // Guarded by mu_.
+  std::function<CannedReply(const RecordedRequest&)> responder_;  // Guarded by mu_.
   std::vector<RecordedRequest> requests_;  // Guarded by mu_.
 };
 

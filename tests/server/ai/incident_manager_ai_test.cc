@@ -101,10 +101,16 @@ TEST_F(IncidentManagerAiTest, TheAisChoiceRunsInAutomaticModeAndCompletes) {
   EXPECT_EQ(inc.ai_suggestion, "log.archive_truncate path=/var/log/app/huge.log");
   EXPECT_EQ(inc.ai_reasoning, "/var/log/app/huge.log holds 17G of the 18G used; archive it.");
   EXPECT_EQ(Events(inc),
-            (std::vector<std::string>{"created", "diagnosed", "ai_consulted", "ai_decision",
-                                      "suggested", "auto_approved", "executing"}));
+            (std::vector<std::string>{"created", "diagnosed", "fix_target", "ai_consulted",
+                                      "ai_decision", "suggested", "auto_approved", "executing"}));
   EXPECT_NE(Detail(inc, "ai_consulted").find("openai gpt-test: 410 input + 41 output tokens"),
             std::string::npos);
+  // Token use and latency are a field of the incident too.
+  EXPECT_EQ(inc.ai_usage.value("provider", ""), "openai") << inc.ai_usage;
+  EXPECT_EQ(inc.ai_usage.value("input_tokens", 0), 410) << inc.ai_usage;
+  EXPECT_EQ(inc.ai_usage.value("output_tokens", 0), 41) << inc.ai_usage;
+  EXPECT_TRUE(inc.ai_usage.contains("latency_ms")) << inc.ai_usage;
+  EXPECT_EQ(IncidentToJson(inc)["ai_usage"], inc.ai_usage);
   // The model saw the diagnostics (as data).
   ASSERT_EQ(server_.requests().size(), 1u);
   EXPECT_NE(server_.requests()[0].body.find("huge.log"), std::string::npos);
@@ -215,8 +221,8 @@ TEST_F(IncidentManagerAiTest, AHostileAnswerEndsInTheRunbookFixWithAFallbackEntr
   EXPECT_NE(why.find("raw shell actions are disabled"), std::string::npos) << why;
   EXPECT_NE(why.find("using the runbook's fix disk.cleanup"), std::string::npos) << why;
   EXPECT_EQ(Events(inc),
-            (std::vector<std::string>{"created", "diagnosed", "ai_consulted", "ai_fallback",
-                                      "suggested", "auto_approved", "executing"}));
+            (std::vector<std::string>{"created", "diagnosed", "fix_target", "ai_consulted",
+                                      "ai_fallback", "suggested", "auto_approved", "executing"}));
   for (const auto& [host, c] : sink_.sent) {
     EXPECT_NE(c.action, "shell");
   }

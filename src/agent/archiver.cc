@@ -1,0 +1,312 @@
+#include "agent/archiver.h"
+
+#include <dirent.h>
+#include <fcntl.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <cerrno>
+#include <cstring>
+
+#include "agent/process_util.h"
+#include "core/log.h"
+#include "core/sha256.h"
+
+namespace medic::agent {
+
+namespace {
+
+std::string Errno(const std::string& what) { return what + ": " + std::strerror(errno); }
+
+struct Piece {
+  int64_t bytes = 0;
+  std::string sha256;
+  std::string location;
+};
+
+// Uploads bytes [from, to) of `fd` as one archive upload and checks the receipt.
+Result<Piece> UploadRange(int fd, const std::string& path, int64_t from, int64_t to,
+                          ArchiveSink& sink, const ArchiveLimits& limits) {
+  const int64_t size = to - from;
+  ASSIGN_OR_RETURN(std::string id, sink.Start(path, size));
+  Sha256 hash;
+  std::string buf(limits.chunk_bytes, '\0');
+  int64_t sent = 0;
+  while (sent < size) {
+    if (std::chrono::steady_clock::now() > limits.deadline) {
+      return DeadlineExceeded("ran out of time after uploading " + std::to_string(sent) + " of " +
+                              std::to_string(size) + " bytes");
+    }
+    const size_t want = static_cast<size_t>(std::min<int64_t>(size - sent, buf.size()));
+    const ssize_t n = ::pread(fd, buf.data(), want, from + sent);
+    if (n < 0 && errno == EINTR) {
+      continue;
+    }
+    if (n < 0) {
+      return Internal(Errno("cannot read " + path));
+    }
+    if (n == 0) {
+      return FailedPrecondition(path +
+                                " shrank while it was being archived (someone else "
+                                "truncated or rewrote it)");
+    }
+    const std::string_view chunk(buf.data(), static_cast<size_t>(n));
+    hash.Update(chunk);
+    ASSIGN_OR_RETURN(int64_t received, sink.Append(id, sent, chunk));
+    sent += n;
+    if (received != sent) {
+      return FailedPrecondition("the archive received " + std::to_string(received) + " bytes, " +
+                                std::to_string(sent) + " were sent");
+    }
+  }
+  Piece p;
+  p.bytes = size;
+  p.sha256 = hash.HexDigest();
+  ASSIGN_OR_RETURN(ArchiveReceipt receipt, sink.Finish(id, p.sha256, size));
+  if (receipt.sha256 != p.sha256 || receipt.bytes != size) {
+    return FailedPrecondition("checksum mismatch: the archive stored " +
+                              std::to_string(receipt.bytes) + " bytes with sha256 " +
+                              receipt.sha256 + ", the agent sent " + std::to_string(size) +
+                              " bytes with sha256 " + p.sha256);
+  }
+  p.location = receipt.location;
+  return p;
+}
+
+}  // namespace
+
+ServerArchiveSink::ServerArchiveSink(const ServerApi& api, std::string host,
+                                     std::function<std::unique_ptr<HttpClient>()> new_http_client)
+    : api_(api), host_(std::move(host)), new_http_client_(std::move(new_http_client)) {}
+
+HttpClient& ServerArchiveSink::Client() {
+  if (!http_) {
+    http_ = new_http_client_();
+  }
+  return *http_;
+}
+
+Result<std::string> ServerArchiveSink::Start(const std::string& path, int64_t size) {
+  std::lock_guard<std::mutex> lock(mu_);
+  return api_.StartArchive(Client(), host_, path, size);
+}
+
+Result<int64_t> ServerArchiveSink::Append(const std::string& upload_id, int64_t offset,
+                                          std::string_view bytes) {
+  std::lock_guard<std::mutex> lock(mu_);
+  return api_.AppendArchive(Client(), upload_id, offset, bytes);
+}
+
+Result<ArchiveReceipt> ServerArchiveSink::Finish(const std::string& upload_id,
+                                                 const std::string& sha256, int64_t bytes) {
+  std::lock_guard<std::mutex> lock(mu_);
+  return api_.FinishArchive(Client(), upload_id, sha256, bytes);
+}
+
+Result<std::string> ArchiveAndTruncate(const std::string& path, ArchiveSink& sink,
+                                       const ArchiveLimits& limits) {
+  // O_NOFOLLOW: the policy checked the resolved path; a symlink swapped in since is refused.
+  // O_NONBLOCK: a FIFO swapped in must not hang the open.
+  UniqueFd fd(::open(path.c_str(), O_RDWR | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC));
+  if (!fd.valid()) {
+    return FailedPrecondition(Errno("cannot open " + path));
+  }
+  struct stat st {};
+  if (::fstat(fd.get(), &st) != 0 || !S_ISREG(st.st_mode)) {
+    return FailedPrecondition(path + " is not a regular file");
+  }
+  if (st.st_size == 0) {
+    return std::string(path + " is empty; nothing to archive or truncate\n");
+  }
+  std::string out;
+  auto failed = [&](const Error& e) {
+    return Error{e.code, out + e.message + "; " + path + " was not truncated"};
+  };
+  int64_t done = 0;
+  int64_t target = st.st_size;
+  for (int piece = 0;; ++piece) {
+    auto p = UploadRange(fd.get(), path, done, target, sink, limits);
+    if (!p) {
+      return failed(p.error());
+    }
+    out += "archived " + path +
+           (piece == 0 ? "" : " bytes " + std::to_string(done) + "-" + std::to_string(target)) +
+           " (" + std::to_string(p->bytes) + " bytes) to " + p->location + "\n";
+    out += "sha256 " + p->sha256 + "\n";
+    done = target;
+    if (::fstat(fd.get(), &st) != 0) {
+      return failed(Internal(Errno("cannot stat " + path)));
+    }
+    if (st.st_size == done) {
+      break;
+    }
+    if (st.st_size < done) {
+      return failed(FailedPrecondition(path + " shrank while it was being archived"));
+    }
+    if (piece + 1 >= limits.max_pieces) {
+      return failed(FailedPrecondition(path + " keeps growing (" + std::to_string(st.st_size) +
+                                       " bytes now)"));
+    }
+    target = st.st_size;  // written while we uploaded: archive that too before truncating
+  }
+  // Only bytes written between the fstat above and this call are lost.
+  if (::ftruncate(fd.get(), 0) != 0) {
+    return failed(Internal(Errno("cannot truncate " + path)));
+  }
+  out += "truncated " + path + "\n";
+  LogInfo("log.archive_truncate: archived and truncated " + path + " (" + std::to_string(done) +
+          " bytes)");
+  return out;
+}
+
+Result<Millis> ParseAge(std::string_view text) {
+  if (!text.empty() && text.back() == 'd') {
+    const std::string_view digits = text.substr(0, text.size() - 1);
+    if (digits.empty() || digits.size() > 5 ||
+        digits.find_first_not_of("0123456789") != std::string_view::npos) {
+      return InvalidArgument("not an age: '" + std::string(text) + "' (use e.g. 7d, 12h, 90m)");
+    }
+    return Millis(std::stoll(std::string(digits)) * 86'400'000);
+  }
+  return ParseDuration(text);
+}
+
+namespace {
+
+class Cleaner {
+ public:
+  Cleaner(dev_t dev, WallTime cutoff, const CleanupLimits& limits, CleanupReport* report)
+      : dev_(dev), cutoff_(cutoff), limits_(limits), report_(report) {}
+
+  // Takes ownership of dirfd.
+  void Walk(int dirfd, const std::string& where, int depth) {
+    DIR* d = ::fdopendir(dirfd);
+    if (d == nullptr) {
+      ::close(dirfd);
+      Problem(Errno("cannot read " + where));
+      return;
+    }
+    // Names first, then act: unlinking while readdir runs is allowed but makes order murky.
+    std::vector<std::string> names;
+    while (dirent* e = ::readdir(d)) {
+      const std::string name = e->d_name;
+      if (name == "." || name == "..") {
+        continue;
+      }
+      if (++seen_ > limits_.max_entries) {
+        report_->stopped_early = true;
+        break;
+      }
+      names.push_back(name);
+    }
+    for (const auto& name : names) {
+      const std::string path = where + "/" + name;
+      struct stat st {};
+      if (::fstatat(dirfd, name.c_str(), &st, AT_SYMLINK_NOFOLLOW) != 0) {
+        if (errno != ENOENT) {
+          Problem(Errno("cannot stat " + path));
+        }
+        continue;
+      }
+      if (st.st_dev != dev_) {
+        continue;  // a mount point (or a file on another file system): never crossed
+      }
+      if (S_ISDIR(st.st_mode)) {
+        if (depth + 1 > limits_.max_depth) {
+          Problem(path + " is nested too deep; not examined");
+          continue;
+        }
+        const int sub =
+            ::openat(dirfd, name.c_str(), O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+        if (sub < 0) {
+          Problem(Errno("cannot open " + path));
+          continue;
+        }
+        struct stat again {};
+        if (::fstat(sub, &again) != 0 || again.st_dev != st.st_dev || again.st_ino != st.st_ino) {
+          ::close(sub);  // swapped between fstatat and openat
+          Problem(path + " changed while it was examined");
+          continue;
+        }
+        Walk(sub, path, depth + 1);
+        continue;
+      }
+      if (!S_ISREG(st.st_mode)) {
+        continue;  // symlinks, sockets, FIFOs, devices: never touched
+      }
+      const WallTime mtime = std::chrono::system_clock::from_time_t(st.st_mtim.tv_sec);
+      if (mtime >= cutoff_) {
+        continue;
+      }
+      // unlinkat never follows a symlink: if one was swapped in, the link itself goes.
+      if (::unlinkat(dirfd, name.c_str(), 0) != 0) {
+        Problem(Errno("cannot remove " + path));
+        continue;
+      }
+      ++report_->files;
+      report_->bytes += st.st_size;
+      if (report_->removed.size() < limits_.list_cap) {
+        report_->removed.push_back(path);
+      }
+    }
+    ::closedir(d);  // closes dirfd
+  }
+
+ private:
+  void Problem(std::string what) {
+    if (report_->problems.size() < limits_.list_cap) {
+      report_->problems.push_back(std::move(what));
+    }
+  }
+
+  const dev_t dev_;
+  const WallTime cutoff_;
+  const CleanupLimits& limits_;
+  CleanupReport* report_;
+  size_t seen_ = 0;
+};
+
+}  // namespace
+
+Result<CleanupReport> CleanupOldFiles(const std::string& dir, WallTime cutoff,
+                                      const CleanupLimits& limits) {
+  const int fd = ::open(dir.c_str(), O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+  if (fd < 0) {
+    return FailedPrecondition(Errno("cannot open directory " + dir));
+  }
+  struct stat st {};
+  if (::fstat(fd, &st) != 0) {
+    const Error e = Internal(Errno("cannot stat " + dir));
+    ::close(fd);
+    return e;
+  }
+  CleanupReport report;
+  Cleaner(st.st_dev, cutoff, limits, &report).Walk(fd, dir == "/" ? "" : dir, 0);
+  LogInfo("disk.cleanup: removed " + std::to_string(report.files) + " files (" +
+          std::to_string(report.bytes) + " bytes) under " + dir);
+  return report;
+}
+
+std::string FormatCleanupReport(const std::string& dir, std::string_view age,
+                                const CleanupReport& report, size_t list_cap) {
+  std::string out = "removed " + std::to_string(report.files) + " files (" +
+                    std::to_string(report.bytes) + " bytes) under " + dir + " older than " +
+                    std::string(age) + "\n";
+  for (const auto& p : report.removed) {
+    out += "removed " + p + "\n";
+  }
+  if (report.files > static_cast<int64_t>(report.removed.size())) {
+    out += "(" + std::to_string(report.files - static_cast<int64_t>(report.removed.size())) +
+           " more not listed; at most " + std::to_string(list_cap) + " are)\n";
+  }
+  for (const auto& p : report.problems) {
+    out += "skipped: " + p + "\n";
+  }
+  if (report.stopped_early) {
+    out += "stopped early: too many entries; run it again to continue\n";
+  }
+  return out;
+}
+
+}  // namespace medic::agent

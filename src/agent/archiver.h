@@ -1,0 +1,107 @@
+#pragma once
+
+// The disk actions: log.archive_truncate (copy a log file to the server's archive, verify the
+// checksum, then truncate it) and disk.cleanup (delete old regular files below a directory).
+// See docs/ACTIONS.md. Both take policy-checked real paths; the executor does the checking.
+
+#include <functional>
+#include <memory>
+#include <mutex>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "agent/server_api.h"
+#include "core/clock.h"
+#include "core/result.h"
+#include "transport/http_client.h"
+
+namespace medic::agent {
+
+// Where archived files go: the server's archive routes, or a fake in tests.
+class ArchiveSink {
+ public:
+  virtual ~ArchiveSink() = default;
+  // Announces an upload of `size` bytes of `path`; returns its id.
+  virtual Result<std::string> Start(const std::string& path, int64_t size) = 0;
+  // Sends bytes at `offset` (the bytes sent so far); returns the bytes received so far.
+  virtual Result<int64_t> Append(const std::string& upload_id, int64_t offset,
+                                 std::string_view bytes) = 0;
+  // Ends the upload; the receipt carries the sha256 of the copy the archive stored.
+  virtual Result<ArchiveReceipt> Finish(const std::string& upload_id, const std::string& sha256,
+                                        int64_t bytes) = 0;
+};
+
+// ArchiveSink over ServerApi. Makes its HttpClient on first use (curl handles belong to one
+// thread at a time: calls are serialized by a mutex). `api` must outlive it.
+class ServerArchiveSink : public ArchiveSink {
+ public:
+  ServerArchiveSink(const ServerApi& api, std::string host,
+                    std::function<std::unique_ptr<HttpClient>()> new_http_client);
+
+  Result<std::string> Start(const std::string& path, int64_t size) override;
+  Result<int64_t> Append(const std::string& upload_id, int64_t offset,
+                         std::string_view bytes) override;
+  Result<ArchiveReceipt> Finish(const std::string& upload_id, const std::string& sha256,
+                                int64_t bytes) override;
+
+ private:
+  HttpClient& Client();  // REQUIRES: mu_ held.
+
+  const ServerApi& api_;
+  const std::string host_;
+  std::function<std::unique_ptr<HttpClient>()> new_http_client_;
+  std::mutex mu_;
+  std::unique_ptr<HttpClient> http_;  // Guarded by mu_.
+};
+
+struct ArchiveLimits {
+  size_t chunk_bytes = 512 * 1024;  // the server accepts bodies up to 1 MiB
+  // After the upload, bytes the file gained meanwhile are uploaded as a further piece; this many
+  // pieces at most, then the action fails without truncating (the file grows too fast).
+  int max_pieces = 5;
+  SteadyTime deadline = SteadyTime::max();  // steady_clock; past it the action fails
+};
+
+// Streams the regular file `path` to `sink` in chunks while hashing it, finishes the upload,
+// and truncates the file only when the archive's sha256 and byte count equal the agent's.
+// Bytes appended while uploading are uploaded too (a further piece) before the truncation; only
+// what is written between the last size check and ftruncate(2) — microseconds — can be lost.
+// Returns the output:
+//   archived PATH (N bytes) to LOCATION
+//   sha256 HEX
+//   [archived PATH bytes A-B (N bytes) to LOCATION2 / sha256 HEX2 ...]
+//   truncated PATH
+// On any failure the file is left as it was and the error says why.
+// REQUIRES: `path` is an absolute path the local policy allows, symlinks resolved.
+Result<std::string> ArchiveAndTruncate(const std::string& path, ArchiveSink& sink,
+                                       const ArchiveLimits& limits = {});
+
+// disk.cleanup's older_than: a ParseDuration duration ("12h", "90m") or whole days ("7d").
+Result<Millis> ParseAge(std::string_view text);
+
+struct CleanupLimits {
+  size_t max_entries = 100'000;  // directory entries examined, at most
+  int max_depth = 32;
+  size_t list_cap = 50;  // removed paths listed in the output
+};
+
+struct CleanupReport {
+  int64_t files = 0;
+  int64_t bytes = 0;
+  std::vector<std::string> removed;   // at most list_cap paths
+  std::vector<std::string> problems;  // entries that could not be examined or removed
+  bool stopped_early = false;         // max_entries reached
+};
+
+// Deletes the regular files below `dir` whose mtime is before `cutoff`. Never follows a
+// symbolic link (symlinks are neither followed nor removed), never leaves dir's file system,
+// never removes directories.
+// REQUIRES: `dir` is an absolute path the local policy allows, symlinks resolved.
+Result<CleanupReport> CleanupOldFiles(const std::string& dir, WallTime cutoff,
+                                      const CleanupLimits& limits = {});
+// "removed N files (B bytes) under DIR older than AGE" and the list.
+std::string FormatCleanupReport(const std::string& dir, std::string_view age,
+                                const CleanupReport& report, size_t list_cap);
+
+}  // namespace medic::agent

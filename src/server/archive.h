@@ -1,0 +1,93 @@
+#pragma once
+
+// The server's log archive: agents stream a file in chunks (log.archive_truncate), the server
+// keeps it under DIR/HOST/<UTC time>-<basename> once the SHA-256 of what it stored equals the
+// agent's. docs/PROTOCOL.md ("Archive") describes the three agent routes on top of this.
+//
+// Layout: DIR/.partial/ID holds an upload in progress; DIR/HOST/NAME the archived files. An
+// upload lives in memory only: it expires `upload_ttl` after its last chunk (its partial file is
+// deleted), and a server restart forgets every upload (Init deletes leftover partial files).
+//
+// Thread-safe: uploads may proceed concurrently; one upload's calls are serialized.
+
+#include <sys/types.h>
+
+#include <map>
+#include <memory>
+#include <mutex>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "core/clock.h"
+#include "core/result.h"
+
+namespace medic::server {
+
+struct ArchiveOptions {
+  Millis upload_ttl{10 * 60 * 1000};           // an upload without a chunk this long is dropped
+  int64_t max_file_bytes = int64_t{16} << 30;  // largest announced size accepted
+  size_t max_uploads = 16;                     // uploads in progress at once
+  // Start refuses an upload that would leave less than this free on the archive's file system.
+  uint64_t min_free_bytes = uint64_t{64} << 20;
+};
+
+struct ArchivedFile {
+  std::string host;
+  std::string name;      // <UTC time>-<basename>
+  std::string location;  // DIR/HOST/NAME on the server
+  int64_t bytes = 0;
+  std::string sha256;  // lowercase hex; known for files archived since this server started
+  WallTime archived_at{};
+};
+
+// True for a basename the archive stores: 1-200 bytes, no '/', no "..", not ".", no control
+// characters.
+bool IsValidArchiveBasename(std::string_view name);
+
+class Archive {
+ public:
+  Archive(std::string dir, const Clock& clock, ArchiveOptions options = {});
+  ~Archive();
+  Archive(const Archive&) = delete;
+  Archive& operator=(const Archive&) = delete;
+
+  // Creates DIR and DIR/.partial (mode 0700) and deletes partial files left by a previous run.
+  Status Init();
+
+  // Announces an upload of at most `size` bytes of `path` (the agent's absolute path; only its
+  // basename is kept) from `host`. Returns the upload id.
+  Result<std::string> Start(const std::string& host, const std::string& path, int64_t size);
+  // Appends bytes at `offset`, which must equal the bytes received so far (FailedPrecondition
+  // otherwise, naming the expected offset); the total may not exceed the announced size
+  // (ResourceExhausted). Returns the bytes received so far.
+  Result<int64_t> Append(const std::string& id, int64_t offset, std::string_view bytes);
+  // Ends an upload: fsyncs, re-reads the stored file and compares its SHA-256 and length with
+  // the agent's. On a match the file moves to DIR/HOST/NAME (the directory fsynced too); on a
+  // mismatch it is deleted and FailedPrecondition says why. The upload is over either way.
+  Result<ArchivedFile> Finish(const std::string& id, const std::string& sha256, int64_t bytes);
+
+  // Drops uploads idle longer than upload_ttl. Start, Append and Finish call it too.
+  void ExpireIdle();
+  size_t uploads_in_progress() const;
+
+  // Every archived file, newest first, at most `limit`. sha256 is filled for files finished by
+  // this process.
+  Result<std::vector<ArchivedFile>> List(size_t limit) const;
+
+  const std::string& dir() const { return dir_; }
+
+ private:
+  struct Upload;
+  std::shared_ptr<Upload> Find(const std::string& id);
+  void Drop(const std::string& id);
+
+  const std::string dir_;
+  const Clock& clock_;
+  const ArchiveOptions options_;
+  mutable std::mutex mu_;
+  std::map<std::string, std::shared_ptr<Upload>> uploads_;  // Guarded by mu_.
+  std::map<std::string, std::string> sha_of_;               // location -> sha256. Guarded by mu_.
+};
+
+}  // namespace medic::server

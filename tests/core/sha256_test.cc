@@ -1,0 +1,56 @@
+#include "core/sha256.h"
+
+#include <gtest/gtest.h>
+#include <openssl/evp.h>
+
+#include <random>
+
+namespace medic {
+namespace {
+
+// FIPS 180-4 / NIST CAVP examples.
+TEST(Sha256Test, StandardVectors) {
+  EXPECT_EQ(Sha256Hex(""), "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855");
+  EXPECT_EQ(Sha256Hex("abc"), "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad");
+  EXPECT_EQ(Sha256Hex("abcdbcdecdefdefgefghfghighijhijkijkljklmklmnlmnomnopnopq"),
+            "248d6a61d20638b8e5c026930c3e6039a33ce45964ff2167f6ecedd419db06c1");
+  EXPECT_EQ(Sha256Hex(std::string(1'000'000, 'a')),
+            "cdc76e5c9914fb9281a1c7e284d73e67f1809a48a497200e046d39ccc7112cd0");
+}
+
+std::string OpenSslHex(std::string_view data) {
+  unsigned char md[EVP_MAX_MD_SIZE];
+  unsigned int len = 0;
+  EVP_Digest(data.data(), data.size(), md, &len, EVP_sha256(), nullptr);
+  static const char* kHex = "0123456789abcdef";
+  std::string out;
+  for (unsigned int i = 0; i < len; ++i) {
+    out += kHex[md[i] >> 4];
+    out += kHex[md[i] & 15];
+  }
+  return out;
+}
+
+// Every length around the 64-byte block and the 56-byte padding edge, whole and in pieces.
+TEST(Sha256Test, MatchesOpenSslWholeAndIncremental) {
+  std::mt19937 rng(42);
+  for (size_t len = 0; len < 300; ++len) {
+    std::string data(len, '\0');
+    for (char& c : data) {
+      c = static_cast<char>(rng());
+    }
+    const std::string want = OpenSslHex(data);
+    ASSERT_EQ(Sha256Hex(data), want) << "length " << len;
+    Sha256 h;
+    size_t pos = 0;
+    while (pos < data.size()) {
+      const size_t n = std::min<size_t>(1 + rng() % 70, data.size() - pos);
+      h.Update(std::string_view(data).substr(pos, n));
+      pos += n;
+    }
+    ASSERT_EQ(h.HexDigest(), want) << "length " << len << " in pieces";
+  }
+}
+
+}  // namespace
+}  // namespace medic

@@ -10,6 +10,7 @@
 #include <sstream>
 #include <thread>
 
+#include "agent/proc_parsers.h"
 #include "core/files.h"
 
 namespace medic::agent {
@@ -23,23 +24,7 @@ std::string OwnCgroup(const std::string& controller) {
   if (!text) {
     return "/";
   }
-  std::istringstream in(*text);
-  std::string line;
-  while (std::getline(in, line)) {
-    const size_t a = line.find(':');
-    const size_t b = a == std::string::npos ? a : line.find(':', a + 1);
-    if (b == std::string::npos) {
-      continue;
-    }
-    std::istringstream controllers(line.substr(a + 1, b - a - 1));
-    std::string c;
-    while (std::getline(controllers, c, ',')) {
-      if (c == controller) {
-        return line.substr(b + 1);
-      }
-    }
-  }
-  return "/";
+  return ParseProcCgroup(*text, controller).value_or("/");
 }
 
 bool IsDir(const std::string& path) {

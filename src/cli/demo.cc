@@ -16,6 +16,7 @@
 #include <system_error>
 #include <thread>
 
+#include "agent/proc_parsers.h"
 #include "cli/api.h"
 #include "core/files.h"
 
@@ -364,25 +365,14 @@ std::unique_ptr<HostIsolation> NewPosixHostIsolation() {
 
 std::optional<std::string> MemoryCgroupDir(std::string_view proc_cgroup,
                                            std::string_view hierarchy) {
-  for (const std::string& line : SplitLines(proc_cgroup)) {
-    const size_t a = line.find(':');
-    const size_t b = a == std::string::npos ? a : line.find(':', a + 1);
-    if (b == std::string::npos) {
-      continue;
-    }
-    std::istringstream controllers(line.substr(a + 1, b - a - 1));
-    std::string c;
-    while (std::getline(controllers, c, ',')) {
-      if (c == "memory") {
-        std::string path = line.substr(b + 1);
-        while (!path.empty() && path.back() == '/') {
-          path.pop_back();
-        }
-        return std::string(hierarchy) + path;
-      }
-    }
+  std::optional<std::string> path = agent::ParseProcCgroup(proc_cgroup, "memory");
+  if (!path.has_value()) {
+    return std::nullopt;
   }
-  return std::nullopt;
+  while (!path->empty() && path->back() == '/') {
+    path->pop_back();
+  }
+  return std::string(hierarchy) + *path;
 }
 
 std::vector<std::string> HostsNotHealthy(const Json& body, const std::vector<std::string>& names) {

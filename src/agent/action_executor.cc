@@ -112,7 +112,7 @@ protocol::CommandResult ActionExecutor::Execute(const protocol::Action& action, 
   } else {
     r = NotRun(name + " is not supported by this agent yet");
   }
-  if (CapText(&r.output, options_.output_cap, /*keep_tail=*/false)) {
+  if (CapText(&r.output, 2 * options_.output_cap, /*keep_tail=*/false)) {
     r.truncated = true;
   }
   return r;

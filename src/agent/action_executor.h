@@ -24,7 +24,7 @@
 namespace medic::agent {
 
 struct ExecutorOptions {
-  size_t output_cap = 64 * 1024;
+  size_t output_cap = 64 * 1024;  // per stream of a command (stdout, stderr); twice this in all
   std::string run_as;       // diagnostics run as this user ("" = the agent's)
   std::string working_dir;  // and in this directory ("" = /)
   // service name -> the log files service.logs shows

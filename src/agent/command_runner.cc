@@ -206,7 +206,8 @@ CommandOutcome ForkExecCommandRunner::RunNow(const CommandSpec& spec) {
     for (;;) {
       const ssize_t n = ::read(fd.get(), buf, sizeof(buf));
       if (n > 0) {
-        const size_t used = stdout_text.size() + stderr_text.size();
+        // Each stream keeps up to output_cap bytes; the rest is read and dropped.
+        const size_t used = sink.size();
         const size_t room = used < spec.output_cap ? spec.output_cap - used : 0;
         const size_t take = std::min(room, static_cast<size_t>(n));
         sink.append(buf, take);

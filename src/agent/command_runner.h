@@ -18,7 +18,7 @@ struct CommandSpec {
   std::vector<std::string> argv;  // argv[0] is looked up in kSafePath unless it holds a '/'
   Millis timeout{30'000};         // then SIGTERM to the process group
   Millis kill_grace{2'000};       // then SIGKILL to the process group
-  size_t output_cap = 64 * 1024;  // stdout + stderr bytes kept; the rest is read and dropped
+  size_t output_cap = 64 * 1024;  // bytes kept of stdout, and of stderr; the rest is dropped
   // Put the command in a cgroup (v1) of its own when one can be made, so that descendants which
   // left its process group (double fork + setsid) are found and killed too.
   bool use_cgroup = true;

@@ -109,6 +109,16 @@ TEST_F(CommandRunnerTest, EnvironmentIsScrubbed) {
   EXPECT_EQ(o.output, "PATH=/usr/sbin:/usr/bin:/sbin:/bin\nLANG=C\n");
 }
 
+// 64 KiB each: a flood on stdout does not hide what the command said on stderr.
+TEST_F(CommandRunnerTest, EachStreamKeepsItsOwnCap) {
+  const CommandOutcome o =
+      Run({"/bin/sh", "-c", "head -c 200000 /dev/zero | tr '\\0' o; echo the-error >&2"});
+  EXPECT_TRUE(o.Succeeded()) << o.error;
+  EXPECT_TRUE(o.truncated);
+  EXPECT_EQ(o.output.size(), 64u * 1024 + std::string("the-error\n").size());
+  EXPECT_EQ(o.output.substr(o.output.size() - 10), "the-error\n");
+}
+
 TEST_F(CommandRunnerTest, OutputIsCappedWhileTheChildIsDrained) {
   // Reset the peak-RSS counter, then push 50 MB through the pipe.
   {

@@ -7,6 +7,7 @@
 #include "core/files.h"
 #include "server/server_app.h"
 #include "tests/fakes/temp_dir.h"
+#include "tests/server/config_errors.h"
 
 namespace medic::server {
 namespace {
@@ -404,11 +405,7 @@ TEST(AlarmConfigTest, AlarmsSectionOverridesDefaultsByNameAndAddsRules) {
 }
 
 TEST(AlarmConfigTest, ErrorsNameFileLineAndProblem) {
-  struct Case {
-    std::string text;
-    std::string want;
-  };
-  const std::vector<Case> cases = {
+  test::ExpectConfigErrors({
       {"alarms:\n  Disk-Critical-ASG:\n    colour: red\n", ":3: unknown alarm key 'colour'"},
       {"alarms:\n  New-One: {threshold: 5}\n", ":2: new alarm 'New-One' needs 'metric'"},
       {"alarms:\n  X: {metric: m, threshold: 1, comparison: '=='}\n", ":2: comparison must be"},
@@ -424,16 +421,7 @@ TEST(AlarmConfigTest, ErrorsNameFileLineAndProblem) {
       {"target_groups:\n  web: {timeout: 9s}\n", ":2: target group 'web': timeout"},
       {"target_groups:\n  web: {matcher: 2xx}\n", ":2: target group 'web': matcher"},
       {"target_groups:\n  web:\n    port: 80\n", ":3: unknown target group key 'port'"},
-  };
-  test::TempDir dir;
-  for (const auto& c : cases) {
-    SCOPED_TRACE(c.text);
-    ASSERT_TRUE(WriteFileAtomic(dir.File("s.yaml"), c.text).has_value());
-    auto r = LoadServerConfig(dir.File("s.yaml"));
-    ASSERT_FALSE(r.has_value());
-    EXPECT_NE(r.error().message.find(c.want), std::string::npos) << r.error().message;
-    EXPECT_NE(r.error().message.find("s.yaml"), std::string::npos) << r.error().message;
-  }
+  });
 }
 
 }  // namespace

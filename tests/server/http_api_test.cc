@@ -16,44 +16,15 @@
 #include "protocol/wire.h"
 #include "server/server_app.h"
 #include "tests/fakes/temp_dir.h"
+#include "tests/server/server_fixture.h"
 #include "transport/http_client.h"
 
 namespace medic::server {
 namespace {
 
-class HttpApiTest : public ::testing::Test {
+class HttpApiTest : public test::ServerFixture {
  protected:
   void SetUp() override { StartServer(); }
-  void TearDown() override {
-    if (app_) {
-      app_->Stop();
-    }
-  }
-  void StartServer() {
-    ServerConfig config;
-    config.listen = "127.0.0.1:0";
-    config.data_dir = dir_.File("data");
-    auto app = ServerApp::Create(config, clock_);
-    ASSERT_TRUE(app.has_value()) << app.error().ToString();
-    app_ = std::move(*app);
-    ASSERT_TRUE(app_->Start().has_value());
-    base_ = "http://127.0.0.1:" + std::to_string(app_->port());
-    admin_ = std::string(Trim(ReadFile(dir_.File("data/admin.token")).value()));
-    agent_ = std::string(Trim(ReadFile(dir_.File("data/agent.token")).value()));
-  }
-  HttpResponse Call(const std::string& method, const std::string& path, const std::string& token,
-                    const std::string& body = "") {
-    HttpRequest req;
-    req.method = method;
-    req.url = base_ + path;
-    if (!token.empty()) {
-      req.headers.emplace_back("Authorization", "Bearer " + token);
-    }
-    req.body = body;
-    auto r = client_->Do(req);
-    EXPECT_TRUE(r.has_value()) << (r ? "" : r.error().ToString());
-    return r.value_or(HttpResponse{});
-  }
   Json JsonOf(const HttpResponse& r) {
     auto j = ParseJson(r.body);
     EXPECT_TRUE(j.has_value()) << r.body;
@@ -93,11 +64,6 @@ class HttpApiTest : public ::testing::Test {
               200);
   }
 
-  test::TempDir dir_;
-  SystemClock clock_;
-  std::unique_ptr<ServerApp> app_;
-  std::unique_ptr<HttpClient> client_ = NewCurlHttpClient();
-  std::string base_, admin_, agent_;
 };
 
 TEST_F(HttpApiTest, TokensAreWrittenPrivate) {

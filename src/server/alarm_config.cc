@@ -2,21 +2,11 @@
 
 #include <yaml-cpp/yaml.h>
 
+#include "server/yaml_util.h"
+
 namespace medic::server {
 
 namespace {
-
-std::string Where(const std::string& file, const YAML::Node& node) {
-  return file + ":" + std::to_string(node.Mark().line + 1) + ": ";
-}
-
-Result<Millis> DurationOf(const YAML::Node& v, const std::string& file, const std::string& key) {
-  auto d = ParseDuration(v.as<std::string>(""));
-  if (!d || d->count() <= 0) {
-    return InvalidArgument(Where(file, v) + key + " must be a positive duration like 5s");
-  }
-  return *d;
-}
 
 Status ApplyAlarmField(const std::string& key, const YAML::Node& v, const std::string& file,
                        AlarmRule& r) {
@@ -26,7 +16,7 @@ Status ApplyAlarmField(const std::string& key, const YAML::Node& v, const std::s
     r.metric = v.as<std::string>();
   } else if (key == "labels") {
     if (!v.IsMap()) {
-      return InvalidArgument(Where(file, v) + "labels must map label names to values");
+      return InvalidArgument(YamlWhere(file, v) + "labels must map label names to values");
     }
     r.labels.clear();
     for (const auto& l : v) {
@@ -35,7 +25,7 @@ Status ApplyAlarmField(const std::string& key, const YAML::Node& v, const std::s
   } else if (key == "comparison") {
     auto c = ParseComparison(v.as<std::string>());
     if (!c) {
-      return InvalidArgument(Where(file, v) + c.error().message);
+      return InvalidArgument(YamlWhere(file, v) + c.error().message);
     }
     r.comparison = *c;
   } else if (key == "threshold") {
@@ -47,7 +37,7 @@ Status ApplyAlarmField(const std::string& key, const YAML::Node& v, const std::s
       r.clear_threshold = v.as<double>();
     }
   } else if (key == "period") {
-    ASSIGN_OR_RETURN(r.period, DurationOf(v, file, "period"));
+    ASSIGN_OR_RETURN(r.period, YamlPositiveDuration(v, file, "period"));
   } else if (key == "evaluation_periods") {
     r.evaluation_periods = v.as<int>();
   } else if (key == "datapoints_to_alarm") {
@@ -55,11 +45,11 @@ Status ApplyAlarmField(const std::string& key, const YAML::Node& v, const std::s
   } else if (key == "treat_missing_data") {
     auto m = ParseMissingData(v.as<std::string>());
     if (!m) {
-      return InvalidArgument(Where(file, v) + m.error().message);
+      return InvalidArgument(YamlWhere(file, v) + m.error().message);
     }
     r.treat_missing_data = *m;
   } else {
-    return InvalidArgument(Where(file, v) + "unknown alarm key '" + key + "'");
+    return InvalidArgument(YamlWhere(file, v) + "unknown alarm key '" + key + "'");
   }
   return OkStatus();
 }
@@ -67,9 +57,9 @@ Status ApplyAlarmField(const std::string& key, const YAML::Node& v, const std::s
 Status ApplyGroupField(const std::string& key, const YAML::Node& v, const std::string& file,
                        TargetGroupConfig& g) {
   if (key == "interval") {
-    ASSIGN_OR_RETURN(g.interval, DurationOf(v, file, "interval"));
+    ASSIGN_OR_RETURN(g.interval, YamlPositiveDuration(v, file, "interval"));
   } else if (key == "timeout") {
-    ASSIGN_OR_RETURN(g.timeout, DurationOf(v, file, "timeout"));
+    ASSIGN_OR_RETURN(g.timeout, YamlPositiveDuration(v, file, "timeout"));
   } else if (key == "healthy_threshold") {
     g.healthy_threshold = v.as<int>();
   } else if (key == "unhealthy_threshold") {
@@ -79,7 +69,7 @@ Status ApplyGroupField(const std::string& key, const YAML::Node& v, const std::s
   } else if (key == "path") {
     g.path = v.as<std::string>();
   } else {
-    return InvalidArgument(Where(file, v) + "unknown target group key '" + key + "'");
+    return InvalidArgument(YamlWhere(file, v) + "unknown target group key '" + key + "'");
   }
   return OkStatus();
 }
@@ -92,12 +82,12 @@ Status ParseAlarmsYaml(const YAML::Node& node, const std::string& file,
     return OkStatus();
   }
   if (!node.IsMap()) {
-    return InvalidArgument(Where(file, node) + "alarms must map alarm names to rules");
+    return InvalidArgument(YamlWhere(file, node) + "alarms must map alarm names to rules");
   }
   for (const auto& entry : node) {
     const std::string name = entry.first.as<std::string>("");
     if (!entry.second.IsMap()) {
-      return InvalidArgument(Where(file, entry.first) + "alarm '" + name + "' must be a mapping");
+      return InvalidArgument(YamlWhere(file, entry.first) + "alarm '" + name + "' must be a mapping");
     }
     AlarmRule* existing = nullptr;
     for (auto& r : rules) {
@@ -112,7 +102,7 @@ Status ParseAlarmsYaml(const YAML::Node& node, const std::string& file,
       rule.name = name;
       for (const char* required : {"metric", "threshold"}) {
         if (!entry.second[required]) {
-          return InvalidArgument(Where(file, entry.first) + "new alarm '" + name + "' needs '" +
+          return InvalidArgument(YamlWhere(file, entry.first) + "new alarm '" + name + "' needs '" +
                                  required + "'");
         }
       }
@@ -122,11 +112,11 @@ Status ParseAlarmsYaml(const YAML::Node& node, const std::string& file,
       try {
         RETURN_IF_ERROR(ApplyAlarmField(key, kv.second, file, rule));
       } catch (const YAML::Exception&) {
-        return InvalidArgument(Where(file, kv.first) + "wrong type for '" + key + "'");
+        return InvalidArgument(YamlWhere(file, kv.first) + "wrong type for '" + key + "'");
       }
     }
     if (Status s = ValidateAlarmRule(rule); !s) {
-      return InvalidArgument(Where(file, entry.first) + s.error().message);
+      return InvalidArgument(YamlWhere(file, entry.first) + s.error().message);
     }
     if (existing != nullptr) {
       *existing = std::move(rule);
@@ -143,12 +133,12 @@ Status ParseTargetGroupsYaml(const YAML::Node& node, const std::string& file,
     return OkStatus();
   }
   if (!node.IsMap()) {
-    return InvalidArgument(Where(file, node) + "target_groups must map group names to settings");
+    return InvalidArgument(YamlWhere(file, node) + "target_groups must map group names to settings");
   }
   for (const auto& entry : node) {
     const std::string name = entry.first.as<std::string>("");
     if (!entry.second.IsMap()) {
-      return InvalidArgument(Where(file, entry.first) + "target group '" + name +
+      return InvalidArgument(YamlWhere(file, entry.first) + "target group '" + name +
                              "' must be a mapping");
     }
     TargetGroupConfig* existing = nullptr;
@@ -167,11 +157,11 @@ Status ParseTargetGroupsYaml(const YAML::Node& node, const std::string& file,
       try {
         RETURN_IF_ERROR(ApplyGroupField(key, kv.second, file, group));
       } catch (const YAML::Exception&) {
-        return InvalidArgument(Where(file, kv.first) + "wrong type for '" + key + "'");
+        return InvalidArgument(YamlWhere(file, kv.first) + "wrong type for '" + key + "'");
       }
     }
     if (Status s = ValidateTargetGroup(group); !s) {
-      return InvalidArgument(Where(file, entry.first) + s.error().message);
+      return InvalidArgument(YamlWhere(file, entry.first) + s.error().message);
     }
     if (existing != nullptr) {
       *existing = std::move(group);

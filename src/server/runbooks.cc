@@ -5,6 +5,7 @@
 #include <cstdlib>
 
 #include "core/files.h"
+#include "server/yaml_util.h"
 
 namespace medic::server {
 
@@ -160,10 +161,6 @@ protocol::Action ResolveFix(const Runbook& rb, const std::string& dir, std::stri
 
 namespace {
 
-std::string Where(const std::string& file, const YAML::Node& node) {
-  return file + ":" + std::to_string(node.Mark().line + 1) + ": ";
-}
-
 Result<Json> YamlToJson(const YAML::Node& node, const std::string& file) {
   switch (node.Type()) {
     case YAML::NodeType::Null:
@@ -204,12 +201,12 @@ Result<Json> YamlToJson(const YAML::Node& node, const std::string& file) {
       return out;
     }
   }
-  return InvalidArgument(Where(file, node) + "unsupported YAML value");
+  return InvalidArgument(YamlWhere(file, node) + "unsupported YAML value");
 }
 
 Result<protocol::Action> ParseAction(const YAML::Node& node, const std::string& file) {
   if (!node.IsMap()) {
-    return InvalidArgument(Where(file, node) + "an action is {action: NAME, params: {...}}");
+    return InvalidArgument(YamlWhere(file, node) + "an action is {action: NAME, params: {...}}");
   }
   std::string name;
   Json params = Json::object();
@@ -220,30 +217,21 @@ Result<protocol::Action> ParseAction(const YAML::Node& node, const std::string& 
     } else if (key == "params") {
       ASSIGN_OR_RETURN(params, YamlToJson(kv.second, file));
       if (!params.is_object()) {
-        return InvalidArgument(Where(file, kv.second) + "params must be a mapping");
+        return InvalidArgument(YamlWhere(file, kv.second) + "params must be a mapping");
       }
     } else {
-      return InvalidArgument(Where(file, kv.first) + "unknown key '" + key +
+      return InvalidArgument(YamlWhere(file, kv.first) + "unknown key '" + key +
                              "' in an action (action, params)");
     }
   }
   if (name.empty()) {
-    return InvalidArgument(Where(file, node) + "the action has no name");
+    return InvalidArgument(YamlWhere(file, node) + "the action has no name");
   }
   auto action = protocol::ValidateAction(name, params);
   if (!action) {
-    return InvalidArgument(Where(file, node) + action.error().message);
+    return InvalidArgument(YamlWhere(file, node) + action.error().message);
   }
   return *action;
-}
-
-Result<Millis> ParseDurationNode(const YAML::Node& node, const std::string& file,
-                                 const std::string& key) {
-  auto d = ParseDuration(node.as<std::string>(""));
-  if (!d || d->count() <= 0) {
-    return InvalidArgument(Where(file, node) + key + " must be a positive duration like 30s");
-  }
-  return *d;
 }
 
 }  // namespace
@@ -254,15 +242,15 @@ Status ParseRunbooksYaml(const YAML::Node& node, const std::string& file,
     return OkStatus();
   }
   if (!node.IsMap()) {
-    return InvalidArgument(Where(file, node) + "runbooks must map alarm names to runbooks");
+    return InvalidArgument(YamlWhere(file, node) + "runbooks must map alarm names to runbooks");
   }
   for (const auto& entry : node) {
     const std::string alarm = entry.first.as<std::string>("");
     if (alarm.empty() || alarm.size() > 128) {
-      return InvalidArgument(Where(file, entry.first) + "a runbook needs an alarm name");
+      return InvalidArgument(YamlWhere(file, entry.first) + "a runbook needs an alarm name");
     }
     if (!entry.second.IsMap()) {
-      return InvalidArgument(Where(file, entry.second) + "runbook '" + alarm +
+      return InvalidArgument(YamlWhere(file, entry.second) + "runbook '" + alarm +
                              "' must be a mapping");
     }
     Runbook* rb = nullptr;
@@ -285,13 +273,13 @@ Status ParseRunbooksYaml(const YAML::Node& node, const std::string& file,
           rb->approval_required = v.as<bool>();
         } else if (key == "diagnostics") {
           if (!v.IsSequence()) {
-            return InvalidArgument(Where(file, v) + "diagnostics must be a list of actions");
+            return InvalidArgument(YamlWhere(file, v) + "diagnostics must be a list of actions");
           }
           rb->diagnostics.clear();
           for (const auto& item : v) {
             ASSIGN_OR_RETURN(protocol::Action a, ParseAction(item, file));
             if (!protocol::FindAction(a.name)->read_only) {
-              return InvalidArgument(Where(file, item) + "diagnostic '" + a.name +
+              return InvalidArgument(YamlWhere(file, item) + "diagnostic '" + a.name +
                                      "' changes the host; diagnostics must be read-only");
             }
             rb->diagnostics.push_back(std::move(a));
@@ -307,16 +295,16 @@ Status ParseRunbooksYaml(const YAML::Node& node, const std::string& file,
         } else if (key == "reasoning") {
           rb->fix_reasoning = v.as<std::string>();
         } else if (key == "diagnostics_timeout") {
-          ASSIGN_OR_RETURN(rb->diagnostics_timeout, ParseDurationNode(v, file, key));
+          ASSIGN_OR_RETURN(rb->diagnostics_timeout, YamlPositiveDuration(v, file, key));
         } else if (key == "execution_timeout") {
-          ASSIGN_OR_RETURN(rb->execution_timeout, ParseDurationNode(v, file, key));
+          ASSIGN_OR_RETURN(rb->execution_timeout, YamlPositiveDuration(v, file, key));
         } else if (key == "verification_window") {
-          ASSIGN_OR_RETURN(rb->verification_window, ParseDurationNode(v, file, key));
+          ASSIGN_OR_RETURN(rb->verification_window, YamlPositiveDuration(v, file, key));
         } else {
-          return InvalidArgument(Where(file, kv.first) + "unknown runbook key '" + key + "'");
+          return InvalidArgument(YamlWhere(file, kv.first) + "unknown runbook key '" + key + "'");
         }
       } catch (const YAML::Exception&) {
-        return InvalidArgument(Where(file, kv.first) + "wrong type for '" + key + "'");
+        return InvalidArgument(YamlWhere(file, kv.first) + "wrong type for '" + key + "'");
       }
     }
     if (rb == &fresh) {
@@ -328,7 +316,7 @@ Status ParseRunbooksYaml(const YAML::Node& node, const std::string& file,
 
 Status ParseBreakerYaml(const YAML::Node& node, const std::string& file, BreakerConfig& breaker) {
   if (!node.IsMap()) {
-    return InvalidArgument(Where(file, node) + "breaker must be {max_fixes: N, window: 1h}");
+    return InvalidArgument(YamlWhere(file, node) + "breaker must be {max_fixes: N, window: 1h}");
   }
   for (const auto& kv : node) {
     const std::string key = kv.first.as<std::string>("");
@@ -336,16 +324,16 @@ Status ParseBreakerYaml(const YAML::Node& node, const std::string& file, Breaker
       if (key == "max_fixes") {
         const int n = kv.second.as<int>();
         if (n < 0 || n > 1000) {
-          return InvalidArgument(Where(file, kv.second) + "max_fixes must be 0..1000");
+          return InvalidArgument(YamlWhere(file, kv.second) + "max_fixes must be 0..1000");
         }
         breaker.max_fixes = n;
       } else if (key == "window") {
-        ASSIGN_OR_RETURN(breaker.window, ParseDurationNode(kv.second, file, key));
+        ASSIGN_OR_RETURN(breaker.window, YamlPositiveDuration(kv.second, file, key));
       } else {
-        return InvalidArgument(Where(file, kv.first) + "unknown breaker key '" + key + "'");
+        return InvalidArgument(YamlWhere(file, kv.first) + "unknown breaker key '" + key + "'");
       }
     } catch (const YAML::Exception&) {
-      return InvalidArgument(Where(file, kv.first) + "wrong type for '" + key + "'");
+      return InvalidArgument(YamlWhere(file, kv.first) + "wrong type for '" + key + "'");
     }
   }
   return OkStatus();

@@ -11,6 +11,7 @@
 #include "server/ai/ai_config.h"
 #include "server/alarm_config.h"
 #include "server/context.h"
+#include "server/yaml_util.h"
 
 namespace medic::server {
 
@@ -33,7 +34,7 @@ Result<ServerConfig> LoadServerConfig(const std::string& path) {
   for (const auto& kv : root) {
     const std::string key = kv.first.as<std::string>("");
     const YAML::Node& v = kv.second;
-    auto where = [&] { return path + ":" + std::to_string(kv.first.Mark().line + 1) + ": "; };
+    auto where = [&] { return YamlWhere(path, kv.first); };
     try {
       if (key == "listen") {
         c.listen = v.as<std::string>();

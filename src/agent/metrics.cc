@@ -152,12 +152,18 @@ Metrics ProcMetricsCollector::Collect() {
   }
   if (auto text = procfs_.Read("stat")) {
     if (auto cpu = ParseProcStatCpu(*text)) {
+      // Two readings within one clock tick (a check failure triggers a sample right after the
+      // periodic one) show no progress: repeat the share measured over the last window that had
+      // any, so that no sample after the first lacks cpu_percent.
       if (last_cpu_) {
         if (auto p = CpuPercent(*last_cpu_, *cpu)) {
-          m["cpu_percent"] = *p;
+          last_cpu_percent_ = *p;
         }
       }
       last_cpu_ = *cpu;
+      if (last_cpu_percent_) {
+        m["cpu_percent"] = *last_cpu_percent_;
+      }
     }
   }
   return m;

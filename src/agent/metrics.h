@@ -52,6 +52,7 @@ class ProcMetricsCollector : public MetricsSource {
   std::vector<std::string> mounts_;
   int mounts_age_ = 0;
   std::optional<CpuTimes> last_cpu_;
+  std::optional<double> last_cpu_percent_;
   std::string memory_cgroup_;
 };
 

@@ -132,7 +132,7 @@ Status IncidentManager::RecoverLocked() {
     IncidentQuery q;
     q.status = st;
     q.limit = 1000;
-    ASSIGN_OR_RETURN(auto list, store_.ListIncidents(q));
+    ASSIGN_OR_RETURN(auto list, ListAllIncidents(store_, q));
     for (Incident& inc : list) {
       Active a;
       a.alarm = inc.alarm_name;
@@ -517,12 +517,14 @@ void IncidentManager::FinishExecution(Incident& inc, Active& a,
     AddEvent(inc, "executed", "not run by " + a.host + ": " + r.error);
     Close(inc, IncidentStatus::kFailed, "failed", "the host did not run the fix: " + r.error);
     active_.erase(inc.incident_id);
+    Rejudge(inc);
     return;
   }
   if (r.timed_out) {
     AddEvent(inc, "executed", "timed out after " + std::to_string(r.duration_ms) + " ms");
     Close(inc, IncidentStatus::kTimeout, "timeout", "the fix did not finish in time");
     active_.erase(inc.incident_id);
+    Rejudge(inc);
     return;
   }
   if (!r.Succeeded()) {
@@ -531,6 +533,7 @@ void IncidentManager::FinishExecution(Incident& inc, Active& a,
     AddEvent(inc, "executed", "the fix failed: " + how);
     Close(inc, IncidentStatus::kFailed, "failed", "the fix failed on the host (" + how + ")");
     active_.erase(inc.incident_id);
+    Rejudge(inc);
     return;
   }
   AddEvent(inc, "executed", "exit 0 in " + std::to_string(r.duration_ms) + " ms");
@@ -561,19 +564,34 @@ void IncidentManager::Close(Incident& inc, IncidentStatus status, std::string ev
   LogInfo("incident " + inc.incident_id + " " + std::string(StatusName(status)));
 }
 
+void IncidentManager::Rejudge(const Incident& closed) {
+  if (alarms_.StateOf(closed.alarm_name, closed.instance_id) != AlarmState::kAlarm) {
+    return;
+  }
+  OpenIncident(AlarmTransition{closed.alarm_name, closed.instance_id, AlarmState::kAlarm,
+                               AlarmState::kAlarm, clock_.Now(),
+                               "still in ALARM after " + closed.incident_id + " ended " +
+                                   std::string(StatusName(closed.status)) + " (" +
+                                   closed.reason + "); judged again",
+                               false});
+}
+
 int IncidentManager::RecentAutomaticFixes(const Incident& inc) {
+  const WallTime since = clock_.Now() - breaker_window_;
+  // An incident auto-approved within the window was updated within it.
   IncidentQuery q;
+  q.alarm_name = inc.alarm_name;
+  q.instance_id = inc.instance_id;
+  q.updated_since = since;
   q.limit = 1000;
-  auto list = store_.ListIncidents(q);
+  auto list = ListAllIncidents(store_, q);
   if (!list) {
     LogError("breaker: cannot list incidents: " + list.error().ToString());
     return 0;
   }
-  const WallTime since = clock_.Now() - breaker_window_;
   int count = 0;
   for (const auto& other : *list) {
-    if (other.incident_id == inc.incident_id || other.alarm_name != inc.alarm_name ||
-        other.instance_id != inc.instance_id) {
+    if (other.incident_id == inc.incident_id) {
       continue;
     }
     for (const auto& e : other.timeline) {
@@ -661,6 +679,7 @@ void IncidentManager::HandleDeadlines() {
         Close(*inc, IncidentStatus::kTimeout, "timeout",
               "no result for the fix from " + a.host + " in time");
         active_.erase(id);
+        Rejudge(*inc);
         break;
       case Phase::kVerifying:
         Close(*inc, IncidentStatus::kFailed, "failed",
@@ -668,6 +687,7 @@ void IncidentManager::HandleDeadlines() {
                   std::string(AlarmStateName(alarms_.StateOf(a.alarm, a.host))) +
                   " at the end of the verification window");
         active_.erase(id);
+        Rejudge(*inc);
         break;
       case Phase::kAwaitingApproval:
       case Phase::kDeciding:

@@ -120,6 +120,11 @@ class IncidentManager {
   Status Execute(Incident& inc, Active& a);
   void FinishExecution(Incident& inc, Active& a, const protocol::CommandResult& r);
   void Close(Incident& inc, IncidentStatus status, std::string event, std::string reason);
+  // After a fix that failed, timed out or did not verify: an alarm still in ALARM is judged
+  // again at once and opens a fresh incident (the alarm does not fire again by itself, as it
+  // never left ALARM). Automatic fixes stay bounded by the breaker; in approval mode each new
+  // attempt waits for a human.
+  void Rejudge(const Incident& closed);
   // How many incidents of (alarm, host), other than `except_id`, were fixed automatically
   // (an auto_approved entry) within the breaker window. Counted from the store, so it
   // survives restarts.

@@ -591,18 +591,43 @@ Result<std::vector<Incident>> SqliteStore::ListIncidents(const IncidentQuery& qu
     RETURN_IF_ERROR(tx.Begin(/*immediate=*/false));
     std::vector<Incident> out;
     {
-      // Two statements so that each has an index matching its filter and order.
-      static const std::string kAll = std::string("SELECT ") + kIncidentColumns +
-                                      " FROM incidents ORDER BY created_at DESC, "
-                                      "incident_id DESC LIMIT ?1";
-      static const std::string kByStatus = std::string("SELECT ") + kIncidentColumns +
-                                           " FROM incidents WHERE status = ?2 ORDER BY "
-                                           "created_at DESC, incident_id DESC LIMIT ?1";
-      ASSIGN_OR_RETURN(StmtRef stmt,
-                       Prepare(query.status.has_value() ? kByStatus.c_str() : kAll.c_str()));
+      // One statement per combination of filters (each prepared once and cached by its text),
+      // so that SQLite can use the index that matches: incidents_by_status_created for a status,
+      // incidents_by_created otherwise. The cursor is a row-value comparison in the same order.
+      std::string sql = std::string("SELECT ") + kIncidentColumns + " FROM incidents WHERE 1";
+      if (query.status.has_value()) {
+        sql += " AND status = ?2";
+      }
+      if (query.alarm_name.has_value()) {
+        sql += " AND alarm_name = ?3";
+      }
+      if (query.instance_id.has_value()) {
+        sql += " AND instance_id = ?4";
+      }
+      if (query.updated_since.has_value()) {
+        sql += " AND updated_at >= ?5";
+      }
+      if (query.before.has_value()) {
+        sql += " AND (created_at, incident_id) < (?6, ?7)";
+      }
+      sql += " ORDER BY created_at DESC, incident_id DESC LIMIT ?1";
+      ASSIGN_OR_RETURN(StmtRef stmt, Prepare(sql.c_str()));
       RETURN_IF_ERROR(stmt.BindInt(1, limit));
       if (query.status.has_value()) {
         RETURN_IF_ERROR(stmt.BindText(2, StatusName(*query.status)));
+      }
+      if (query.alarm_name.has_value()) {
+        RETURN_IF_ERROR(stmt.BindText(3, *query.alarm_name));
+      }
+      if (query.instance_id.has_value()) {
+        RETURN_IF_ERROR(stmt.BindText(4, *query.instance_id));
+      }
+      if (query.updated_since.has_value()) {
+        RETURN_IF_ERROR(stmt.BindInt(5, ToUnixMillis(*query.updated_since)));
+      }
+      if (query.before.has_value()) {
+        RETURN_IF_ERROR(stmt.BindInt(6, ToUnixMillis(query.before->created_at)));
+        RETURN_IF_ERROR(stmt.BindText(7, query.before->incident_id));
       }
       for (;;) {
         ASSIGN_OR_RETURN(bool row, stmt.Step());

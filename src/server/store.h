@@ -17,6 +17,17 @@ namespace medic::server {
 
 struct IncidentQuery {
   std::optional<IncidentStatus> status;
+  std::optional<std::string> alarm_name;
+  std::optional<std::string> instance_id;
+  // Only incidents changed at or after this time (updated_at >= it).
+  std::optional<WallTime> updated_since;
+  // Paging: only incidents older than this one in the listing's order (created_at, then id).
+  // Pass the last incident of a page to get the next page.
+  struct Cursor {
+    WallTime created_at;
+    std::string incident_id;
+  };
+  std::optional<Cursor> before;
   int limit = 100;  // 1..1000
 };
 
@@ -72,6 +83,21 @@ class Store {
   // Newest first, at most limit (1..1000).
   virtual Result<std::vector<AuditEntry>> ListAudit(int limit) = 0;
 };
+
+// Every incident that matches `query` (its limit is the page size), page by page, newest first.
+inline Result<std::vector<Incident>> ListAllIncidents(Store& store, IncidentQuery query) {
+  std::vector<Incident> all;
+  for (;;) {
+    ASSIGN_OR_RETURN(std::vector<Incident> page, store.ListIncidents(query));
+    if (page.empty()) {
+      return all;
+    }
+    query.before = IncidentQuery::Cursor{page.back().created_at, page.back().incident_id};
+    for (Incident& inc : page) {
+      all.push_back(std::move(inc));
+    }
+  }
+}
 
 // Opens (creating if needed) the SQLite database at path, in WAL mode with synchronous=FULL,
 // and runs pending schema migrations.

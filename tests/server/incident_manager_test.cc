@@ -53,6 +53,23 @@ class IncidentManagerTest : public ::testing::Test {
     }
     return out;
   }
+  // The alarm is still in ALARM after `closed` failed: a fresh incident is open for it, diagnosing
+  // again, and its first entry names the one that failed.
+  void ExpectJudgedAgain(const Incident& closed) {
+    auto open = store_->FindOpenIncident("Nginx-Down-ALB", "web-1");
+    ASSERT_TRUE(open.has_value() && open->has_value());
+    const Incident& next = **open;
+    EXPECT_NE(next.incident_id, closed.incident_id);
+    EXPECT_EQ(next.status, IncidentStatus::kDiagnosing);
+    ASSERT_FALSE(next.timeline.empty());
+    EXPECT_EQ(next.timeline.front().event, "created");
+    EXPECT_NE(next.timeline.front().detail.find("still in ALARM after " + closed.incident_id +
+                                                " ended " +
+                                                std::string(StatusName(closed.status))),
+              std::string::npos)
+        << next.timeline.front().detail;
+    EXPECT_EQ(store_->ListIncidents({})->size(), 2u);
+  }
   // Opens the incident and answers both diagnostics.
   Incident OpenAndDiagnose() {
     manager_->OnAlarmTransition(ToAlarm());
@@ -179,9 +196,21 @@ TEST_F(IncidentManagerTest, FailedFixFails) {
   protocol::CommandResult r = Ok(sink_.sent[2].second.id, "nginx: [emerg] bind() failed");
   r.exit_code = 1;
   manager_->OnCommandResult(r);
-  inc = Only();
+  inc = *store_->GetIncident(inc.incident_id);
   EXPECT_EQ(inc.status, IncidentStatus::kFailed);
   EXPECT_NE(inc.reason.find("exit code 1"), std::string::npos);
+  ExpectJudgedAgain(inc);
+}
+
+TEST_F(IncidentManagerTest, FailedFixWithTheAlarmAlreadyOkOpensNothingMore) {
+  Incident inc = OpenAndDiagnose();
+  ASSERT_TRUE(manager_->Approve(inc.incident_id, "alice", "").has_value());
+  protocol::CommandResult r = Ok(sink_.sent[2].second.id, "nginx: [emerg] bind() failed");
+  r.exit_code = 1;
+  alarms_.state = AlarmState::kOk;
+  manager_->OnCommandResult(r);
+  EXPECT_EQ(Only().status, IncidentStatus::kFailed);
+  EXPECT_EQ(sink_.sent.size(), 3u);  // no new diagnostics
 }
 
 TEST_F(IncidentManagerTest, RefusedFixFailsWithTheHostsReason) {
@@ -193,9 +222,10 @@ TEST_F(IncidentManagerTest, RefusedFixFailsWithTheHostsReason) {
   r.ran = false;
   r.error = "refused by local policy: service nginx not allowed";
   manager_->OnCommandResult(r);
-  inc = Only();
+  inc = *store_->GetIncident(inc.incident_id);
   EXPECT_EQ(inc.status, IncidentStatus::kFailed);
   EXPECT_NE(inc.reason.find("refused by local policy"), std::string::npos);
+  ExpectJudgedAgain(inc);
 }
 
 TEST_F(IncidentManagerTest, VerificationWindowPassingFails) {
@@ -207,9 +237,11 @@ TEST_F(IncidentManagerTest, VerificationWindowPassingFails) {
   EXPECT_EQ(Only().status, IncidentStatus::kExecuting);
   clock_.Advance(std::chrono::seconds(2));
   manager_->RunOnce();
-  inc = Only();
+  inc = *store_->GetIncident(inc.incident_id);
   EXPECT_EQ(inc.status, IncidentStatus::kFailed);
   EXPECT_NE(inc.reason.find("verification window"), std::string::npos);
+  ExpectJudgedAgain(inc);
+  EXPECT_EQ(sink_.sent.size(), 5u);  // the new incident's two diagnostics
 }
 
 TEST_F(IncidentManagerTest, NoFixResultTimesOut) {
@@ -217,7 +249,47 @@ TEST_F(IncidentManagerTest, NoFixResultTimesOut) {
   ASSERT_TRUE(manager_->Approve(inc.incident_id, "alice", "").has_value());
   clock_.Advance(std::chrono::seconds(70));
   manager_->RunOnce();
-  EXPECT_EQ(Only().status, IncidentStatus::kTimeout);
+  inc = *store_->GetIncident(inc.incident_id);
+  EXPECT_EQ(inc.status, IncidentStatus::kTimeout);
+  ExpectJudgedAgain(inc);
+}
+
+TEST_F(IncidentManagerTest, UnansweredDiagnosticsAreNotJudgedAgain) {
+  manager_->OnAlarmTransition(ToAlarm());
+  clock_.Advance(std::chrono::seconds(11));
+  manager_->RunOnce();
+  EXPECT_EQ(Only().status, IncidentStatus::kTimeout);  // a silent host opens nothing more
+  EXPECT_EQ(sink_.sent.size(), 2u);
+}
+
+TEST_F(IncidentManagerTest, AFixThatNeverWorksGetsThreeAutomaticTriesThenWaitsForAHuman) {
+  ASSERT_TRUE(settings_->Update(Json{{"approval_mode", false}}).has_value());
+  manager_->OnAlarmTransition(ToAlarm());
+  int fixes = 0;
+  for (size_t next = 0; next < sink_.sent.size(); ++next) {
+    const protocol::Command c = sink_.sent[next].second;
+    if (c.action == "service.restart") {
+      ++fixes;
+      manager_->OnCommandResult(Ok(c.id));  // runs, but the alarm stays in ALARM
+      clock_.Advance(std::chrono::seconds(31));
+      manager_->RunOnce();  // verification fails; judged again
+    } else {
+      manager_->OnCommandResult(Ok(c.id));
+    }
+    ASSERT_LT(next, 100u) << "no end to the retries";
+  }
+  EXPECT_EQ(fixes, 3);
+  auto list = store_->ListIncidents({});
+  ASSERT_TRUE(list.has_value());
+  EXPECT_EQ(list->size(), 4u);
+  auto open = store_->FindOpenIncident("Nginx-Down-ALB", "web-1");
+  ASSERT_TRUE(open.has_value() && open->has_value());
+  EXPECT_EQ((*open)->status, IncidentStatus::kPendingApproval);
+  bool breaker = false;
+  for (const auto& e : (*open)->timeline) {
+    breaker = breaker || e.event == "breaker_open";
+  }
+  EXPECT_TRUE(breaker);
 }
 
 TEST_F(IncidentManagerTest, SilentHostTimesOutDiagnosis) {
@@ -298,6 +370,25 @@ TEST_F(IncidentManagerTest, RestartKeepsPendingApprovalApprovable) {
   auto approved = manager_->Approve(inc.incident_id, "alice", "");
   ASSERT_TRUE(approved.has_value());
   EXPECT_EQ(approved->status, IncidentStatus::kExecuting);
+}
+
+TEST_F(IncidentManagerTest, RestartResumesMoreOpenIncidentsThanOneStorePage) {
+  // The store lists at most 1000 per call: recovery must page through all of them.
+  const int kOpen = 1003;
+  for (int i = 0; i < kOpen; ++i) {
+    Incident inc;
+    inc.incident_id = "inc-" + std::to_string(10000 + i);
+    inc.alarm_name = "Nginx-Down-ALB";
+    inc.alarm_description = "nginx down";
+    inc.instance_id = "web-" + std::to_string(i);
+    inc.status = IncidentStatus::kPendingApproval;
+    inc.created_at = inc.updated_at = clock_.Now();
+    inc.timeline.push_back({"created", clock_.Now(), "medic", ""});
+    ASSERT_TRUE(store_->CreateIncident(inc).has_value());
+  }
+  Rebuild();
+  ASSERT_TRUE(manager_->Recover().has_value());
+  EXPECT_EQ(manager_->active_count(), static_cast<size_t>(kOpen));
 }
 
 TEST_F(IncidentManagerTest, LateAndUnknownResultsAreIgnored) {

@@ -615,6 +615,86 @@ TEST_P(StoreConformanceTest, ListHonoursAndClampsLimit) {
   }
 }
 
+TEST_P(StoreConformanceTest, ListFiltersByAlarmHostAndUpdateTime) {
+  // updated_at = created_at + 5 (MakeIncident).
+  MEDIC_ASSERT_OK(store().CreateIncident(MakeIncident("a1", "disk", "h1", IncidentStatus::kFailed, 1)));
+  MEDIC_ASSERT_OK(store().CreateIncident(MakeIncident("a2", "disk", "h1", IncidentStatus::kFailed, 20)));
+  MEDIC_ASSERT_OK(store().CreateIncident(MakeIncident("b1", "disk", "h2", IncidentStatus::kFailed, 3)));
+  MEDIC_ASSERT_OK(store().CreateIncident(MakeIncident("c1", "mem", "h1", IncidentStatus::kFailed, 4)));
+  MEDIC_ASSERT_OK(store().CreateIncident(
+      MakeIncident("c2", "mem", "h1", IncidentStatus::kPendingApproval, 30)));
+  struct Case {
+    std::string name;
+    IncidentQuery query;
+    std::vector<std::string> want;
+  };
+  auto q = [](std::optional<std::string> alarm, std::optional<std::string> host,
+              std::optional<int64_t> updated_since_offset,
+              std::optional<IncidentStatus> status = std::nullopt) {
+    IncidentQuery out;
+    out.alarm_name = std::move(alarm);
+    out.instance_id = std::move(host);
+    if (updated_since_offset) {
+      out.updated_since = Ms(kT0 + *updated_since_offset);
+    }
+    out.status = status;
+    return out;
+  };
+  const Case kCases[] = {
+      {"alarm", q("disk", std::nullopt, std::nullopt), {"a2", "b1", "a1"}},
+      {"host", q(std::nullopt, "h1", std::nullopt), {"c2", "a2", "c1", "a1"}},
+      {"pair", q("disk", "h1", std::nullopt), {"a2", "a1"}},
+      {"updated since, inclusive", q(std::nullopt, std::nullopt, 9), {"c2", "a2", "c1"}},
+      {"pair and updated since", q("disk", "h1", 7), {"a2"}},
+      {"pair and status", q("mem", "h1", std::nullopt, IncidentStatus::kFailed), {"c1"}},
+      {"nothing matches", q("disk", "h9", std::nullopt), {}},
+  };
+  for (const Case& c : kCases) {
+    SCOPED_TRACE(c.name);
+    Result<std::vector<Incident>> got = store().ListIncidents(c.query);
+    MEDIC_ASSERT_OK(got);
+    EXPECT_EQ(Ids(*got), c.want);
+  }
+}
+
+TEST_P(StoreConformanceTest, PagesWithACursorVisitEveryIncidentOnce) {
+  // 25 incidents, several created in the same millisecond: the cursor orders by id within one.
+  std::vector<std::string> want;
+  for (int i = 0; i < 25; ++i) {
+    const std::string id = "inc-" + std::to_string(100 + i);
+    MEDIC_ASSERT_OK(store().CreateIncident(
+        MakeIncident(id, "disk", "h" + std::to_string(i), IncidentStatus::kPendingApproval, i / 4)));
+    want.insert(want.begin(), id);
+  }
+  for (int page_size : {1, 4, 7, 25, 100}) {
+    SCOPED_TRACE("page size " + std::to_string(page_size));
+    IncidentQuery q;
+    q.status = IncidentStatus::kPendingApproval;
+    q.limit = page_size;
+    std::vector<std::string> seen;
+    for (int pages = 0;; ++pages) {
+      ASSERT_LE(pages, 26) << "paging does not end";
+      Result<std::vector<Incident>> page = store().ListIncidents(q);
+      MEDIC_ASSERT_OK(page);
+      if (page->empty()) {
+        break;
+      }
+      ASSERT_LE(page->size(), static_cast<size_t>(page_size));
+      for (const auto& inc : *page) {
+        seen.push_back(inc.incident_id);
+      }
+      q.before = IncidentQuery::Cursor{page->back().created_at, page->back().incident_id};
+    }
+    EXPECT_EQ(seen, want);
+    IncidentQuery all;
+    all.status = IncidentStatus::kPendingApproval;
+    all.limit = page_size;
+    Result<std::vector<Incident>> listed = ListAllIncidents(store(), all);
+    MEDIC_ASSERT_OK(listed);
+    EXPECT_EQ(Ids(*listed), want);
+  }
+}
+
 TEST_P(StoreConformanceTest, ListCarriesFullIncidentsWithTimelines) {
   Incident a = MakeIncident("a", "x", "h1", IncidentStatus::kDiagnosing, 1);
   a.timeline.push_back({"diagnosed", Ms(kT0 + 2), "medic", "d"});

@@ -1,7 +1,8 @@
-// Operator routes for incidents: list, show, approve, reject.
+// Operator routes for incidents: list, show, report, approve, reject.
 
 #include "core/files.h"
 #include "server/context.h"
+#include "server/report.h"
 
 namespace medic::server {
 
@@ -86,6 +87,30 @@ void AddIncidentRoutes(Router& router, ServerContext& ctx) {
                   return respond(ErrorResponse(inc.error()));
                 }
                 respond(JsonResponse(200, IncidentToJson(*inc)));
+              }});
+  router.Add({"GET", "/api/v1/incidents/{id}/report", Role::kViewer,
+              "an incident's postmortem report (?format=md|html, default md)",
+              [&ctx](ApiRequest& req, Responder respond) {
+                auto it = req.query.find("format");
+                const std::string format = it == req.query.end() ? "md" : it->second;
+                if (format != "md" && format != "html") {
+                  return respond(ErrorResponse(400, "format must be md or html"));
+                }
+                auto inc = ctx.store.GetIncident(req.path_params["id"]);
+                if (!inc) {
+                  return respond(ErrorResponse(inc.error()));
+                }
+                ApiResponse r;
+                if (format == "html") {
+                  r.content_type = "text/html; charset=utf-8";
+                  r.body = IncidentReportHtml(*inc);
+                } else {
+                  r.content_type = "text/markdown; charset=utf-8";
+                  r.body = IncidentReportMarkdown(*inc);
+                }
+                r.headers = {{"Content-Security-Policy", kReportContentSecurityPolicy},
+                             {"X-Content-Type-Options", "nosniff"}};
+                respond(std::move(r));
               }});
   router.Add({"POST", "/api/v1/incidents/{id}/approve", Role::kOperator,
               "approve the suggested fix of a pending_approval incident ({\"comment\":\"...\"})",

@@ -179,6 +179,13 @@ int RunCli(const std::vector<std::string>& args, CliEnv& env) {
       ->check(CLI::IsMember({"md", "html"}));
 
   CLI::App* hosts = app.add_subcommand("hosts", "list hosts with health and metrics");
+  hosts->fallthrough();
+  hosts->require_subcommand(0, 1);
+  std::string host_name;
+  CLI::App* hosts_remove =
+      hosts->add_subcommand("remove", "forget a retired host: facts, alarms, memberships (admin)");
+  hosts_remove->fallthrough();
+  hosts_remove->add_option("NAME", host_name, "host name")->required();
   CLI::App* alarms = app.add_subcommand("alarms", "list the state of every alarm on every host");
 
   CLI::App* token = app.add_subcommand("token", "create or revoke API tokens (admin)");
@@ -333,6 +340,8 @@ int RunCli(const std::vector<std::string>& args, CliEnv& env) {
     s = commands.Reject(id, comment);
   } else if (*report) {
     s = commands.Report(id, format);
+  } else if (*hosts_remove) {
+    s = commands.HostRemove(host_name);
   } else if (*hosts) {
     s = commands.Hosts();
   } else if (*alarms) {

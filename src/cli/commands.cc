@@ -108,6 +108,17 @@ Status Commands::Hosts() {
   return OkStatus();
 }
 
+Status Commands::HostRemove(const std::string& name) {
+  ASSIGN_OR_RETURN(Json resp, api_.Call("DELETE", "/api/v1/hosts/" + UrlEncode(name), nullptr,
+                                        "hosts remove " + name));
+  if (json_) {
+    PrintJson(resp);
+    return OkStatus();
+  }
+  out_ << "removed host " << name << "\n";
+  return OkStatus();
+}
+
 Status Commands::Alarms() {
   ASSIGN_OR_RETURN(Json body, api_.Call("GET", "/api/v1/alarms", nullptr, "alarms"));
   if (json_) {

@@ -27,6 +27,7 @@ class Commands {
   // Prints the report body as the server sends it (Markdown or HTML).
   Status Report(const std::string& id, const std::string& format);
   Status Hosts();
+  Status HostRemove(const std::string& name);
   Status Alarms();
   // POST /api/v1/chaos through the host's agent; prints the command id.
   Status Chaos(const std::string& host, const std::string& mode, const Json& params);

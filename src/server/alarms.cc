@@ -334,6 +334,33 @@ std::vector<AlarmTransition> AlarmEngine::Observe(const std::string& host,
   return out;
 }
 
+void AlarmEngine::Expect(const std::string& host, const std::string& series, WallTime now) {
+  auto parsed = ParseSeriesName(series);
+  auto rules = rules_by_series_.find(SeriesName(parsed.first, parsed.second));
+  if (rules == rules_by_series_.end()) {
+    return;
+  }
+  std::lock_guard<std::mutex> lock(mu_);
+  for (size_t i : rules->second) {
+    // The period `now` falls in is partly gone: judging starts with the next, whole one.
+    const int64_t k = PeriodIndex(now, rules_[i].period) + 1;
+    auto [it, created] = series_.try_emplace({i, host});
+    if (created) {
+      it->second.first_period = k;
+      it->second.newest_period = k - 1;
+      it->second.since = now;
+      it->second.last_eval = now;
+      it->second.reason = "expected, no datapoint yet";
+    }
+  }
+}
+
+void AlarmEngine::Forget(const std::string& host) {
+  std::lock_guard<std::mutex> lock(mu_);
+  std::erase_if(series_, [&](const auto& entry) { return entry.first.second == host; });
+  std::erase_if(remediating_, [&](const auto& key) { return key.second == host; });
+}
+
 std::vector<AlarmTransition> AlarmEngine::Tick(WallTime now) {
   std::vector<AlarmTransition> out;
   std::lock_guard<std::mutex> lock(mu_);

@@ -112,6 +112,16 @@ class AlarmEngine : public AlarmStateView {
   std::vector<AlarmTransition> Observe(const std::string& host, const std::string& series,
                                        double value, WallTime t);
 
+  // Starts watching `series` of `host` without a datapoint: every rule on that series gets a
+  // state (INSUFFICIENT_DATA) from the period after `now`'s, so periods that then close empty
+  // count as missing. The server expects a heartbeat from every host it knew before a restart:
+  // one that never reports again raises Host-Unreachable. No-op where a state exists.
+  void Expect(const std::string& host, const std::string& series, WallTime now);
+
+  // Drops every state of `host` (a host removed from the fleet): no alarm is judged for it until
+  // it reports again.
+  void Forget(const std::string& host);
+
   // Evaluates every (rule, host) at `now`: periods that closed without a datapoint count as
   // missing. Call periodically (the server does every 100 ms).
   std::vector<AlarmTransition> Tick(WallTime now);

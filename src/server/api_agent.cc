@@ -45,6 +45,22 @@ void Evaluate(ServerContext& ctx, const protocol::Report& report) {
   PublishAlarmTransitions(ctx, transitions);
 }
 
+// How often a reporting host's last-seen time is written to the store.
+constexpr Millis kLastSeenWriteEvery{60'000};
+
+// Keeps the host's facts in the store. A failed write is logged: the host works from memory,
+// and a server restart would only forget it until it registers again.
+void WriteHost(ServerContext& ctx, const std::string& name) {
+  auto view = ctx.hosts.Get(name, ctx.clock.Now());
+  if (!view) {
+    return;
+  }
+  HostRecord rec{view->name, protocol::ToJson(view->facts), view->registered_at, view->last_seen};
+  if (Status s = ctx.store.PutHost(rec); !s) {
+    LogError("cannot store host " + name + ": " + s.error().ToString());
+  }
+}
+
 }  // namespace
 
 void PublishAlarmTransitions(ServerContext& ctx, const std::vector<AlarmTransition>& transitions) {
@@ -77,6 +93,7 @@ void AddAgentRoutes(Router& router, ServerContext& ctx) {
                   return respond(ErrorResponse(r.error()));
                 }
                 ctx.hosts.Register(*r, ctx.clock.Now());
+                WriteHost(ctx, r->name);
                 if (ctx.target_groups != nullptr) {
                   ctx.target_groups->Register(r->name, r->targets, ctx.clock.Now());
                 }
@@ -104,6 +121,9 @@ void AddAgentRoutes(Router& router, ServerContext& ctx) {
                   return respond(ErrorResponse(s.error()));  // 404: register again
                 }
                 Evaluate(ctx, *r);
+                if (ctx.hosts.TakeWriteTurn(r->host, ctx.clock.Now(), kLastSeenWriteEvery)) {
+                  WriteHost(ctx, r->host);
+                }
                 respond(JsonResponse(200, Json::object()));
               }});
   router.Add({"GET", "/agent/v1/commands", Role::kAgent,

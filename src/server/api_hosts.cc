@@ -17,6 +17,28 @@ void AddHostRoutes(Router& router, ServerContext& ctx) {
                 }
                 respond(JsonResponse(200, Json{{"hosts", out}}));
               }});
+  router.Add({"DELETE", "/api/v1/hosts/{name}", Role::kAdmin,
+              "remove a retired host: its stored facts, alarm states and target memberships",
+              [&ctx](ApiRequest& req, Responder respond) {
+                const std::string name = req.path_params["name"];
+                const bool known = ctx.hosts.Remove(name);
+                Status stored = ctx.store.DeleteHost(name);
+                if (!stored && stored.error().code != ErrorCode::kNotFound) {
+                  return respond(ErrorResponse(stored.error()));
+                }
+                if (!known && !stored) {
+                  return respond(ErrorResponse(404, "host '" + name + "' not found"));
+                }
+                ctx.alarms.Forget(name);
+                if (ctx.target_groups != nullptr) {
+                  ctx.target_groups->Register(name, {}, ctx.clock.Now());
+                }
+                Audit(ctx, req.principal, "host.remove", name);
+                if (ctx.events != nullptr) {
+                  ctx.events->Publish("host_removed", Json{{"name", name}});
+                }
+                respond(JsonResponse(200, Json{{"removed", name}}));
+              }});
   router.Add({"GET", "/api/v1/hosts/{name}/metrics", Role::kViewer,
               "history of one metric (?metric=M&since=RFC3339)",
               [&ctx](ApiRequest& req, Responder respond) {

@@ -29,6 +29,34 @@ void HostRegistry::Register(const protocol::RegisterRequest& request, WallTime n
   h.view.facts = request;
   h.view.registered_at = now;
   h.view.last_seen = now;
+  h.written = now;
+}
+
+void HostRegistry::Restore(const protocol::RegisterRequest& facts, WallTime registered_at,
+                           WallTime last_seen) {
+  std::lock_guard<std::mutex> lock(mu_);
+  Host& h = hosts_[facts.name];
+  h.view.name = facts.name;
+  h.view.facts = facts;
+  h.view.registered_at = registered_at;
+  h.view.last_seen = last_seen;
+  h.written = last_seen;
+  h.awaiting_report = true;
+}
+
+bool HostRegistry::TakeWriteTurn(const std::string& name, WallTime now, Millis every) {
+  std::lock_guard<std::mutex> lock(mu_);
+  auto it = hosts_.find(name);
+  if (it == hosts_.end() || now - it->second.written < every) {
+    return false;
+  }
+  it->second.written = now;
+  return true;
+}
+
+bool HostRegistry::Remove(const std::string& name) {
+  std::lock_guard<std::mutex> lock(mu_);
+  return hosts_.erase(name) > 0;
 }
 
 Status HostRegistry::ApplyReport(const protocol::Report& report, WallTime now) {
@@ -39,6 +67,7 @@ Status HostRegistry::ApplyReport(const protocol::Report& report, WallTime now) {
   }
   Host& h = it->second;
   h.view.last_seen = now;
+  h.awaiting_report = false;
   for (const auto& s : report.samples) {
     for (const auto& [k, v] : s.metrics) {
       h.view.metrics[k] = v;
@@ -57,7 +86,7 @@ Status HostRegistry::ApplyReport(const protocol::Report& report, WallTime now) {
 
 HostView HostRegistry::ViewOf(const Host& h, WallTime now) const {
   HostView v = h.view;
-  if (now - v.last_seen > stale_after_) {
+  if (h.awaiting_report || now - v.last_seen > stale_after_) {
     v.status = "stale";
   } else {
     v.status = "healthy";

@@ -1,8 +1,9 @@
 #pragma once
 
 // What the control plane knows about each host: registration facts, the latest metrics and
-// health-check results, and a bounded metric history. In memory; hosts re-register after a
-// server restart (the agent does so when /report answers 404). Thread-safe.
+// health-check results, and a bounded metric history. Metrics and checks live in memory; the
+// registration facts and last-seen time are also kept in the store (server_app.cc restores
+// them at start, api_agent.cc writes them). Thread-safe.
 
 #include <deque>
 #include <map>
@@ -36,6 +37,16 @@ class HostRegistry {
       : stale_after_(stale_after), history_points_(history_points) {}
 
   void Register(const protocol::RegisterRequest& request, WallTime now);
+  // A host known from before a server restart: its facts, no metrics yet (stale until it
+  // reports). Reports are accepted without registering again.
+  void Restore(const protocol::RegisterRequest& facts, WallTime registered_at,
+               WallTime last_seen);
+  // True, once per `every`, when the host's last-seen time should be written to the store now
+  // (the write is the caller's). False for an unknown host.
+  bool TakeWriteTurn(const std::string& name, WallTime now, Millis every);
+  // Forgets the host (a retired machine). False if it was not known. If its agent is still
+  // running, its next report gets 404 and it registers again.
+  bool Remove(const std::string& name);
   // NotFound if the host never registered (since this server started).
   Status ApplyReport(const protocol::Report& report, WallTime now);
 
@@ -54,6 +65,8 @@ class HostRegistry {
   struct Host {
     HostView view;
     std::map<std::string, std::deque<Point>> history;
+    WallTime written;             // the last TakeWriteTurn that returned true
+    bool awaiting_report = false;  // restored, and no report since: stale whatever last_seen says
   };
   HostView ViewOf(const Host& h, WallTime now) const;
 

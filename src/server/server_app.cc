@@ -221,6 +221,24 @@ Result<std::unique_ptr<ServerApp>> ServerApp::Create(const ServerConfig& config,
   EventHub* events = p->events.get();
   p->incidents->SetListener(
       [events](const Incident& inc) { events->Publish("incident", IncidentToJson(inc)); });
+  p->target_groups = std::make_unique<TargetGroups>(config.target_groups);
+  // The fleet from before a restart, before incidents resume (their runbooks need each host's
+  // log directory): every known host is expected to report, or raises Host-Unreachable.
+  ASSIGN_OR_RETURN(auto known_hosts, p->store->ListHosts());
+  for (const HostRecord& rec : known_hosts) {
+    auto facts = protocol::RegisterRequestFromJson(rec.facts);
+    if (!facts || facts->name != rec.name) {
+      LogError("stored host " + rec.name + " is unreadable and is left out: " +
+               (facts ? "name mismatch" : facts.error().ToString()));
+      continue;
+    }
+    p->hosts->Restore(*facts, rec.registered_at, rec.last_seen);
+    p->target_groups->Register(rec.name, facts->targets, clock.Now());
+    p->alarms->Expect(rec.name, "heartbeat", clock.Now());
+  }
+  if (!known_hosts.empty()) {
+    LogInfo("known hosts: " + std::to_string(known_hosts.size()) + " (expected to report)");
+  }
   RETURN_IF_ERROR(p->incidents->Recover());
   p->archive = std::make_unique<Archive>(config.data_dir + "/archive", clock);
   RETURN_IF_ERROR(p->archive->Init());
@@ -228,7 +246,6 @@ Result<std::unique_ptr<ServerApp>> ServerApp::Create(const ServerConfig& config,
   p->ctx = std::unique_ptr<ServerContext>(new ServerContext{
       clock, *p->store, *p->settings, *p->hosts, *p->alarms, *p->commands, *p->incidents,
       p->tokens, config.agent_interval_ms, p->events.get(), p->archive.get()});
-  p->target_groups = std::make_unique<TargetGroups>(config.target_groups);
   p->ctx->target_groups = p->target_groups.get();
   ServerContext* ctx = p->ctx.get();
   p->checker = std::make_unique<TargetGroupChecker>(

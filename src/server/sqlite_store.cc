@@ -88,6 +88,15 @@ CREATE TABLE audit (
       R"sql(
 ALTER TABLE incidents ADD COLUMN ai_usage TEXT NOT NULL DEFAULT '{}';
 )sql",
+      // 4: the fleet: each host's registration facts and when it was last seen.
+      R"sql(
+CREATE TABLE hosts (
+  name          TEXT    NOT NULL PRIMARY KEY,
+  facts         TEXT    NOT NULL,
+  registered_at INTEGER NOT NULL,
+  last_seen     INTEGER NOT NULL
+);
+)sql",
   };
   return kMigrations;
 }
@@ -248,6 +257,9 @@ class SqliteStore : public Store {
   Status CreateToken(const TokenRecord& token) override;
   Status DeleteToken(const std::string& name) override;
   Result<std::vector<TokenRecord>> ListTokens() override;
+  Status PutHost(const HostRecord& host) override;
+  Status DeleteHost(const std::string& name) override;
+  Result<std::vector<HostRecord>> ListHosts() override;
   Status AppendAudit(const AuditEntry& entry) override;
   Result<std::vector<AuditEntry>> ListAudit(int limit) override;
 
@@ -779,6 +791,71 @@ Result<std::vector<TokenRecord>> SqliteStore::ListTokens() {
   auto r = run();
   if (!r) {
     return Describe(r.error(), "list tokens");
+  }
+  return r;
+}
+
+Status SqliteStore::PutHost(const HostRecord& h) {
+  std::lock_guard<std::mutex> lock(mu_);
+  auto run = [&]() -> Status {
+    ASSIGN_OR_RETURN(StmtRef stmt,
+                     Prepare("INSERT OR REPLACE INTO hosts (name, facts, registered_at, "
+                             "last_seen) VALUES (?1, ?2, ?3, ?4)"));
+    RETURN_IF_ERROR(stmt.BindText(1, h.name));
+    RETURN_IF_ERROR(stmt.BindText(2, DumpJson(h.facts)));
+    RETURN_IF_ERROR(stmt.BindInt(3, ToUnixMillis(h.registered_at)));
+    RETURN_IF_ERROR(stmt.BindInt(4, ToUnixMillis(h.last_seen)));
+    return stmt.Run();
+  };
+  if (Status s = run(); !s) {
+    return Describe(s.error(), "store host " + h.name);
+  }
+  return OkStatus();
+}
+
+Status SqliteStore::DeleteHost(const std::string& name) {
+  std::lock_guard<std::mutex> lock(mu_);
+  auto run = [&]() -> Status {
+    ASSIGN_OR_RETURN(StmtRef stmt, Prepare("DELETE FROM hosts WHERE name = ?1"));
+    RETURN_IF_ERROR(stmt.BindText(1, name));
+    RETURN_IF_ERROR(stmt.Run());
+    if (sqlite3_changes(db_) == 0) {
+      return NotFound("no host named '" + name + "'");
+    }
+    return OkStatus();
+  };
+  if (Status s = run(); !s) {
+    if (s.error().code == ErrorCode::kNotFound) {
+      return s;
+    }
+    return Describe(s.error(), "delete host " + name);
+  }
+  return OkStatus();
+}
+
+Result<std::vector<HostRecord>> SqliteStore::ListHosts() {
+  std::lock_guard<std::mutex> lock(mu_);
+  auto run = [&]() -> Result<std::vector<HostRecord>> {
+    ASSIGN_OR_RETURN(StmtRef stmt, Prepare("SELECT name, facts, registered_at, last_seen "
+                                           "FROM hosts ORDER BY name"));
+    std::vector<HostRecord> out;
+    for (;;) {
+      ASSIGN_OR_RETURN(bool row, stmt.Step());
+      if (!row) {
+        break;
+      }
+      HostRecord h;
+      h.name = stmt.Text(0);
+      ASSIGN_OR_RETURN(h.facts, ParseJsonObject(stmt.Text(1)));
+      ASSIGN_OR_RETURN(h.registered_at, TimeFromMillis(stmt.Int(2), "hosts.registered_at"));
+      ASSIGN_OR_RETURN(h.last_seen, TimeFromMillis(stmt.Int(3), "hosts.last_seen"));
+      out.push_back(std::move(h));
+    }
+    return out;
+  };
+  auto r = run();
+  if (!r) {
+    return Describe(r.error(), "list hosts");
   }
   return r;
 }

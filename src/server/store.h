@@ -48,6 +48,15 @@ struct AuditEntry {
   std::string detail;  // one line
 };
 
+// A host as it last registered, so that a restarted server knows its fleet before any agent
+// speaks again (and raises Host-Unreachable for a host that never does).
+struct HostRecord {
+  std::string name;
+  Json facts = Json::object();  // the agent's registration (protocol::RegisterRequest as JSON)
+  WallTime registered_at;
+  WallTime last_seen;
+};
+
 class Store {
  public:
   virtual ~Store() = default;
@@ -78,6 +87,13 @@ class Store {
   // NotFound if no token has that name.
   virtual Status DeleteToken(const std::string& name) = 0;
   virtual Result<std::vector<TokenRecord>> ListTokens() = 0;
+
+  // Inserts the host or replaces what is stored under its name.
+  virtual Status PutHost(const HostRecord& host) = 0;
+  // NotFound if no host has that name.
+  virtual Status DeleteHost(const std::string& name) = 0;
+  // By name.
+  virtual Result<std::vector<HostRecord>> ListHosts() = 0;
 
   virtual Status AppendAudit(const AuditEntry& entry) = 0;
   // Newest first, at most limit (1..1000).

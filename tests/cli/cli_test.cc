@@ -276,6 +276,23 @@ TEST_F(CliTest, TokenCreateAndRevoke) {
   EXPECT_EQ(env_.out.str(), "revoked token ci\n");
 }
 
+TEST_F(CliTest, HostsRemoveSendsDeleteAndHostsStillLists) {
+  env_.http.Answer(200, R"j({"removed":"web-2"})j");
+  ASSERT_EQ(Run({"hosts", "remove", "web-2"}), 0) << env_.err.str();
+  EXPECT_EQ(env_.http.last().method, "DELETE");
+  EXPECT_EQ(env_.http.last().url, "http://127.0.0.1:8080/api/v1/hosts/web-2");
+  EXPECT_EQ(env_.out.str(), "removed host web-2\n");
+
+  env_.http.Answer(404, R"j({"error":"host 'web-9' not found"})j");
+  EXPECT_EQ(Run({"hosts", "remove", "web-9"}), 1);
+  EXPECT_NE(env_.err.str().find("host 'web-9' not found"), std::string::npos) << env_.err.str();
+
+  EXPECT_NE(Run({"hosts", "remove"}), 0) << "the name is required";
+  env_.http.Answer(200, R"j({"hosts":[]})j");
+  ASSERT_EQ(Run({"hosts"}), 0) << env_.err.str();
+  EXPECT_EQ(env_.http.last().method, "GET");
+}
+
 TEST_F(CliTest, RemoteChaosPostsToTheServer) {
   env_.http.Answer(202, R"j({"command_id":"cmd-9"})j");
   ASSERT_EQ(Run({"chaos", "disk-fill", "--host", "web-2", "percent=90", "path=/tmp/x"}), 0)

@@ -277,6 +277,27 @@ TEST(AlarmEngineTest, HostUnreachableAfterThreeSilentPeriodsAndBackOnReport) {
   EXPECT_EQ(t[0].to, O);
 }
 
+TEST(AlarmEngineTest, AnExpectedHostThatNeverReportsBecomesUnreachable) {
+  // After a server restart the hosts it knew are expected: no datapoint needed to judge them.
+  AlarmEngine engine(DefaultAlarmRules(), Millis(1000));
+  engine.Expect("web-1", "heartbeat", At(12));  // judging starts with period [15,20)
+  engine.Expect("web-2", "heartbeat", At(12));
+  engine.Expect("web-1", "no_rule_watches_this", At(12));
+  EXPECT_EQ(engine.StateOf("Host-Unreachable", "web-1"), I);
+  EXPECT_EQ(engine.All().size(), 2u);
+  EXPECT_TRUE(engine.Tick(At(20)).empty()) << "the partial period [10,15) is not held against it";
+  engine.Observe("web-2", "heartbeat", 1, At(21));  // web-2 is back
+  EXPECT_TRUE(engine.Tick(At(30.4)).empty());
+  auto t = engine.Tick(At(30.5));  // [15,20) [20,25) [25,30) silent for web-1
+  ASSERT_EQ(t.size(), 1u);
+  EXPECT_EQ(t[0].host, "web-1");
+  EXPECT_EQ(t[0].to, A);
+  EXPECT_EQ(engine.StateOf("Host-Unreachable", "web-2"), O);
+  // Expecting a host that has a state changes nothing.
+  engine.Expect("web-1", "heartbeat", At(31));
+  EXPECT_EQ(engine.StateOf("Host-Unreachable", "web-1"), A);
+}
+
 TEST(AlarmEngineTest, RemediatingFlagsTransitionsAndShowsInStatus) {
   AlarmEngine engine(DefaultAlarmRules());
   engine.Observe("web-1", "unhealthy:web", 1, At(1));

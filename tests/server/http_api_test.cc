@@ -307,5 +307,117 @@ TEST_F(HttpApiTest, ServerSentEventsCarryIncidentAndAlarmChanges) {
   ExpectJsonError(Call("GET", "/api/v1/events", ""), 401);
 }
 
+// The fleet survives a restart: hosts known before it are listed at once, report without
+// registering again, and one that never comes back raises Host-Unreachable.
+class FleetRestartTest : public test::ServerFixture {
+ protected:
+  const Clock& ServerClock() const override { return manual_; }
+  void Register(const std::string& name) {
+    protocol::RegisterRequest reg;
+    reg.name = name;
+    reg.hostname = name + ".example";
+    reg.version = "test";
+    reg.services = {"nginx"};
+    reg.log_dir = "/srv/" + name + "/logs";
+    ASSERT_EQ(Call("POST", "/agent/v1/register", agent_, DumpJson(protocol::ToJson(reg))).status,
+              200);
+  }
+  int Report(const std::string& name) {
+    protocol::Report rep;
+    rep.host = name;
+    rep.samples.push_back({manual_.Now(), {{"disk_used_percent", 40}}});
+    return Call("POST", "/agent/v1/report", agent_, DumpJson(protocol::ToJson(rep))).status;
+  }
+  Json Get(const std::string& path) {
+    HttpResponse r = Call("GET", path, admin_);
+    EXPECT_EQ(r.status, 200) << r.body;
+    return ParseJson(r.body).value_or(Json());
+  }
+  std::string UnreachableState(const std::string& host) {
+    const Json all = Get("/api/v1/alarms");  // named: a loop over a temporary's member dangles
+    for (const auto& a : all["alarms"]) {
+      if (a["alarm_name"] == "Host-Unreachable" && a["host"] == host) {
+        return a["state"];
+      }
+    }
+    return "none";
+  }
+
+  ManualClock manual_;
+};
+
+TEST_F(FleetRestartTest, KnownHostsAreExpectedAfterARestartAndASilentOneIsUnreachable) {
+  StartServer();
+  Register("web-1");
+  Register("web-2");
+  ASSERT_EQ(Report("web-1"), 200);
+  ASSERT_EQ(Report("web-2"), 200);
+  app_->Stop();
+  manual_.Advance(std::chrono::seconds(3));
+
+  StartServer();
+  Json hosts = Get("/api/v1/hosts")["hosts"];
+  ASSERT_EQ(hosts.size(), 2u) << hosts.dump();
+  for (const auto& h : hosts) {
+    EXPECT_EQ(h["status"], "stale") << "no data since the restart: " << h.dump();
+    EXPECT_EQ(h["services"], Json::array({"nginx"}));
+    EXPECT_EQ(h["hostname"], h["name"].get<std::string>() + ".example");
+  }
+  EXPECT_EQ(UnreachableState("web-1"), "INSUFFICIENT_DATA");
+  // web-2 reports without registering again; web-1 stays silent for 20 s.
+  for (int s = 0; s < 20; ++s) {
+    ASSERT_EQ(Report("web-2"), 200);
+    manual_.Advance(std::chrono::seconds(1));
+  }
+  ASSERT_EQ(Report("web-2"), 200);
+  const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(10);
+  while (UnreachableState("web-1") != "ALARM" && std::chrono::steady_clock::now() < deadline) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(50));
+  }
+  EXPECT_EQ(UnreachableState("web-1"), "ALARM");
+  EXPECT_EQ(UnreachableState("web-2"), "OK");
+  bool incident = false;
+  const Json incidents = Get("/api/v1/incidents");
+  for (const auto& inc : incidents["incidents"]) {
+    incident = incident ||
+               (inc["alarm_name"] == "Host-Unreachable" && inc["instance_id"] == "web-1");
+    EXPECT_NE(inc["instance_id"], "web-2") << inc.dump();
+  }
+  EXPECT_TRUE(incident) << "no Host-Unreachable incident for web-1";
+}
+
+TEST_F(FleetRestartTest, ARemovedHostIsForgottenAcrossRestarts) {
+  StartServer();
+  Register("web-1");
+  Register("web-2");
+  ASSERT_EQ(Report("web-1"), 200);
+  HttpResponse r = Call("DELETE", "/api/v1/hosts/web-1", admin_);
+  ASSERT_EQ(r.status, 200) << r.body;
+  EXPECT_EQ(ParseJson(r.body).value(), (Json{{"removed", "web-1"}}));
+  EXPECT_EQ(Call("DELETE", "/api/v1/hosts/web-1", admin_).status, 404);
+  EXPECT_EQ(Call("DELETE", "/api/v1/hosts/nobody", admin_).status, 404);
+  Json hosts = Get("/api/v1/hosts")["hosts"];
+  ASSERT_EQ(hosts.size(), 1u);
+  EXPECT_EQ(hosts[0]["name"], "web-2");
+  EXPECT_EQ(UnreachableState("web-1"), "none");
+  // Recorded with who did it.
+  const Json audit = Get("/api/v1/audit");
+  ASSERT_FALSE(audit["audit"].empty()) << audit.dump();
+  EXPECT_EQ(audit["audit"][0]["action"], "host.remove");
+  EXPECT_EQ(audit["audit"][0]["detail"], "web-1");
+
+  app_->Stop();
+  StartServer();
+  hosts = Get("/api/v1/hosts")["hosts"];
+  ASSERT_EQ(hosts.size(), 1u) << hosts.dump();
+  EXPECT_EQ(hosts[0]["name"], "web-2");
+  EXPECT_EQ(UnreachableState("web-1"), "none");
+  EXPECT_EQ(UnreachableState("web-2"), "INSUFFICIENT_DATA");
+  // A removed host whose agent still runs comes back: its report is refused, it registers.
+  EXPECT_EQ(Report("web-1"), 404);
+  Register("web-1");
+  EXPECT_EQ(Report("web-1"), 200);
+}
+
 }  // namespace
 }  // namespace medic::server

@@ -27,7 +27,7 @@ class ServerFixture : public ::testing::Test {
     server::ServerConfig config;
     config.listen = "127.0.0.1:0";
     config.data_dir = dir_.File("data");
-    auto app = server::ServerApp::Create(config, clock_);
+    auto app = server::ServerApp::Create(config, ServerClock());
     ASSERT_TRUE(app.has_value()) << app.error().ToString();
     app_ = std::move(*app);
     ASSERT_TRUE(app_->Start().has_value());
@@ -35,6 +35,8 @@ class ServerFixture : public ::testing::Test {
     admin_ = std::string(Trim(ReadFile(dir_.File("data/admin.token")).value()));
     agent_ = std::string(Trim(ReadFile(dir_.File("data/agent.token")).value()));
   }
+  // The server's clock: real time unless a test overrides it (e.g. with a ManualClock).
+  virtual const Clock& ServerClock() const { return clock_; }
   // Without a token, no Authorization header is sent.
   HttpResponse Call(const std::string& method, const std::string& path, const std::string& token,
                     const std::string& body = "") {

@@ -216,8 +216,8 @@ TEST_F(SqliteStoreTest, MigrationsRunOnceAndReopenIsIdempotent) {
   RawDb raw(DbPath());
   EXPECT_EQ(raw.Query("SELECT version, applied_at FROM schema_migrations ORDER BY version"), first);
   EXPECT_EQ(raw.Query("SELECT name FROM sqlite_master WHERE type = 'table' ORDER BY name"),
-            (std::vector<std::string>{"audit", "incidents", "schema_migrations", "settings",
-                                      "sqlite_sequence", "timeline", "tokens"}));
+            (std::vector<std::string>{"audit", "hosts", "incidents", "schema_migrations",
+                                      "settings", "sqlite_sequence", "timeline", "tokens"}));
 }
 
 TEST_F(SqliteStoreTest, DatabaseFromANewerMedicIsRefused) {

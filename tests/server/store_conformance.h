@@ -714,6 +714,42 @@ TEST_P(StoreConformanceTest, ListOfEmptyStoreIsEmpty) {
   EXPECT_TRUE(all->empty());
 }
 
+// --- hosts ----------------------------------------------------------------------------------
+
+TEST_P(StoreConformanceTest, HostsArePutReplacedListedByNameAndDeleted) {
+  Result<std::vector<HostRecord>> none = store().ListHosts();
+  MEDIC_ASSERT_OK(none);
+  EXPECT_TRUE(none->empty());
+  HostRecord web2{"web-2", Json{{"name", "web-2"}, {"log_dir", "/srv/logs"}}, Ms(kT0), Ms(kT0 + 7)};
+  HostRecord web1{"web-1", Json{{"name", "web-1"}, {"services", {"nginx"}}}, Ms(kT0 + 1),
+                  Ms(kT0 + 2)};
+  MEDIC_ASSERT_OK(store().PutHost(web2));
+  MEDIC_ASSERT_OK(store().PutHost(web1));
+  web2.last_seen = Ms(kT0 + 60'000);
+  web2.facts["log_dir"] = "/var/log/web";
+  MEDIC_ASSERT_OK(store().PutHost(web2));  // replaces
+
+  Result<std::vector<HostRecord>> all = store().ListHosts();
+  MEDIC_ASSERT_OK(all);
+  ASSERT_EQ(all->size(), 2u);
+  EXPECT_EQ((*all)[0].name, "web-1");
+  EXPECT_EQ((*all)[0].facts, web1.facts);
+  EXPECT_EQ((*all)[0].registered_at, Ms(kT0 + 1));
+  EXPECT_EQ((*all)[0].last_seen, Ms(kT0 + 2));
+  EXPECT_EQ((*all)[1].name, "web-2");
+  EXPECT_EQ((*all)[1].facts["log_dir"], "/var/log/web");
+  EXPECT_EQ((*all)[1].last_seen, Ms(kT0 + 60'000));
+
+  MEDIC_ASSERT_OK(store().DeleteHost("web-2"));
+  Status again = store().DeleteHost("web-2");
+  ASSERT_FALSE(again.has_value());
+  EXPECT_EQ(again.error().code, ErrorCode::kNotFound);
+  all = store().ListHosts();
+  MEDIC_ASSERT_OK(all);
+  ASSERT_EQ(all->size(), 1u);
+  EXPECT_EQ((*all)[0].name, "web-1");
+}
+
 // --- settings -------------------------------------------------------------------------------
 
 TEST_P(StoreConformanceTest, SettingsGetPutOverwrite) {

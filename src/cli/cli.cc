@@ -10,6 +10,7 @@
 #include "cli/ai_check.h"
 #include "cli/api.h"
 #include "cli/commands.h"
+#include "core/display.h"
 #include "cli/healthapp.h"
 #include "core/files.h"
 
@@ -25,7 +26,7 @@ constexpr char kDefaultServer[] = "http://127.0.0.1:8080";
 constexpr char kDefaultPidfile[] = "/run/nginx.pid";
 
 int Fail(CliEnv& env, const std::string& message) {
-  env.Err() << "medic: " << message << std::endl;
+  env.Err() << "medic: " << SanitizeForDisplay(message) << std::endl;  // may quote the server
   return 1;
 }
 

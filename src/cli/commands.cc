@@ -4,6 +4,7 @@
 #include <vector>
 
 #include "cli/format.h"
+#include "core/display.h"
 #include "cli/net.h"
 
 namespace medic::cli {
@@ -87,8 +88,10 @@ Status Commands::Report(const std::string& id, const std::string& format) {
       HttpResponse resp,
       api_.Send("GET", "/api/v1/incidents/" + UrlEncode(id) + "/report?format=" + format, nullptr,
                 "report " + id));
-  out_ << resp.body;
-  if (!resp.body.empty() && resp.body.back() != '\n') {
+  // The server escapes the report; a compromised one must not reach the terminal either.
+  const std::string body = SanitizeForDisplay(resp.body);
+  out_ << body;
+  if (!body.empty() && body.back() != '\n') {
     out_ << "\n";
   }
   return OkStatus();

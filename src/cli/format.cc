@@ -5,6 +5,7 @@
 #include <cstdio>
 #include <sstream>
 
+#include "core/display.h"
 #include "core/files.h"
 
 namespace medic::cli {
@@ -24,7 +25,7 @@ std::string Text(const Json& obj, std::string_view key) {
   }
   if (it->is_string()) {
     const auto& s = it->get_ref<const std::string&>();
-    return s.empty() ? std::string(kMissing) : s;
+    return s.empty() ? std::string(kMissing) : SanitizeForDisplay(s);
   }
   return DumpJson(*it);
 }
@@ -36,7 +37,7 @@ std::string LongText(const Json& obj, std::string_view key) {
     return "";
   }
   if (it->is_string()) {
-    return it->get<std::string>();
+    return SanitizeForDisplay(it->get<std::string>());  // host output: no terminal escapes
   }
   if ((it->is_object() || it->is_array()) && it->empty()) {
     return "";

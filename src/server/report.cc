@@ -8,6 +8,8 @@
 #include <utility>
 #include <vector>
 
+#include "core/display.h"
+
 namespace medic::server {
 namespace {
 
@@ -31,62 +33,6 @@ struct Document {
   Table summary;
   std::vector<Section> sections;
 };
-
-constexpr char kHex[] = "0123456789abcdef";
-
-void AppendEscapedByte(std::string& out, std::string_view prefix, unsigned v) {
-  out += prefix;
-  out += kHex[(v >> 4) & 0xf];
-  out += kHex[v & 0xf];
-}
-
-// Valid UTF-8 without control characters: C0 controls (but \n and \t) and DEL become "\xNN",
-// C1 controls "\u00NN", invalid bytes U+FFFD; CR LF becomes LF.
-std::string Sanitize(std::string_view s) {
-  std::string out;
-  out.reserve(s.size());
-  for (size_t i = 0; i < s.size();) {
-    const auto c = static_cast<unsigned char>(s[i]);
-    if (c < 0x80) {
-      if (c == '\r' && i + 1 < s.size() && s[i + 1] == '\n') {
-        // dropped: the \n follows
-      } else if (c == '\n' || c == '\t' || (c >= 0x20 && c != 0x7f)) {
-        out += static_cast<char>(c);
-      } else {
-        AppendEscapedByte(out, "\\x", c);
-      }
-      ++i;
-      continue;
-    }
-    size_t len = 0;
-    uint32_t cp = 0, min = 0;
-    if (c >= 0xc2 && c <= 0xdf) {
-      len = 2, cp = c & 0x1f, min = 0x80;
-    } else if (c >= 0xe0 && c <= 0xef) {
-      len = 3, cp = c & 0x0f, min = 0x800;
-    } else if (c >= 0xf0 && c <= 0xf4) {
-      len = 4, cp = c & 0x07, min = 0x10000;
-    }
-    bool valid = len != 0 && i + len <= s.size();
-    for (size_t k = 1; valid && k < len; ++k) {
-      const auto cc = static_cast<unsigned char>(s[i + k]);
-      valid = (cc & 0xc0) == 0x80;
-      cp = (cp << 6) | (cc & 0x3f);
-    }
-    valid = valid && cp >= min && cp <= 0x10ffff && (cp < 0xd800 || cp > 0xdfff);
-    if (!valid) {
-      out += "\xef\xbf\xbd";
-      ++i;
-    } else if (cp <= 0x9f) {
-      AppendEscapedByte(out, "\\u00", cp);
-      i += len;
-    } else {
-      out.append(s.substr(i, len));
-      i += len;
-    }
-  }
-  return out;
-}
 
 // "850 ms", "12s", "4m 05s", "1h 02m 03s".
 std::string FormatDuration(WallTime::duration d) {
@@ -202,7 +148,7 @@ Document BuildDocument(const Incident& inc) {
 // or a code span.
 std::string MdInline(std::string_view raw) {
   std::string out;
-  for (char c : Sanitize(raw)) {
+  for (char c : SanitizeForDisplay(raw)) {
     if (c == '\n') {
       out += "<br>";
     } else if (std::string_view("\\`|[]<>&").find(c) != std::string_view::npos) {
@@ -217,7 +163,7 @@ std::string MdInline(std::string_view raw) {
 
 // A fenced code block that no line of the text can close.
 std::string MdFence(std::string_view raw) {
-  std::string text = Sanitize(raw);
+  std::string text = SanitizeForDisplay(raw);
   size_t longest = 0, run = 0;
   for (char c : text) {
     run = c == '`' ? run + 1 : 0;
@@ -268,7 +214,7 @@ std::string RenderMarkdown(const Document& doc) {
 
 std::string HtmlText(std::string_view raw) {
   std::string out;
-  for (char c : Sanitize(raw)) {
+  for (char c : SanitizeForDisplay(raw)) {
     switch (c) {
       case '&':
         out += "&amp;";

@@ -260,6 +260,16 @@ TEST_F(CliTest, ReportPrintsTheBodyVerbatim) {
   EXPECT_EQ(env_.out.str(), "# Incident inc-1\n\nresolved\n");
 }
 
+TEST_F(CliTest, ServerTextReachesTheTerminalWithoutEscapeSequences) {
+  env_.http.Answer(200, "# report\n\x1b[2J\x1b]0;pwned\x07" "done\n");
+  ASSERT_EQ(Run({"report", "inc-1"}), 0) << env_.err.str();
+  EXPECT_EQ(env_.out.str(), "# report\n\\x1b[2J\\x1b]0;pwned\\x07done\n");
+  env_.http.Answer(404, "{\"error\":\"host 'a\\u001b[2Jb' not found\"}");
+  EXPECT_EQ(Run({"hosts", "remove", "a"}), 1);
+  EXPECT_EQ(env_.err.str().find('\x1b'), std::string::npos) << env_.err.str();
+  EXPECT_NE(env_.err.str().find("a\\x1b[2Jb"), std::string::npos) << env_.err.str();
+}
+
 TEST_F(CliTest, TokenCreateAndRevoke) {
   env_.http.Answer(200, R"j({"token":"secret-1"})j");
   ASSERT_EQ(Run({"token", "create", "ci", "--role", "operator"}), 0) << env_.err.str();

@@ -105,6 +105,20 @@ TEST(FormatIncidentTest, ReasonShownAndStructuredDiagnosticsPretty) {
   EXPECT_FALSE(FormatIncident(J("[]"), kNow).has_value());
 }
 
+TEST(FormatIncidentTest, HostOutputCannotSendTerminalEscapes) {
+  Json inc = J(R"j({"incident_id":"inc-1","status":"failed"})j");
+  inc["diagnostics"] = "$ df -h\n\x1b]52;c;cm0gLXJmIC8=\x07\x1b[2J100%\n";
+  inc["reason"] = "bad \x1b[31mred";
+  inc["timeline"] = Json::array({Json{{"timestamp", "t"}, {"event", "created"}, {"actor", "medic"},
+                                      {"detail", "\xc2\x9b" "2J"}}});
+  const std::string text = FormatIncident(inc, kNow).value();
+  EXPECT_EQ(text.find('\x1b'), std::string::npos) << text;
+  EXPECT_EQ(text.find('\x07'), std::string::npos) << text;
+  EXPECT_EQ(text.find("\xc2\x9b"), std::string::npos) << text;
+  EXPECT_NE(text.find("\\x1b]52;c;cm0gLXJmIC8=\\x07\\x1b[2J100%"), std::string::npos) << text;
+  EXPECT_NE(text.find("Reason:    bad \\x1b[31mred"), std::string::npos) << text;
+}
+
 TEST(FormatHostListTest, Table) {
   const Json body = J(R"j({"hosts":[
     {"name":"web-1","status":"healthy","last_seen":"2026-11-29T21:13:15Z",

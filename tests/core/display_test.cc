@@ -1,0 +1,36 @@
+#include "core/display.h"
+
+#include <gtest/gtest.h>
+
+namespace medic {
+namespace {
+
+TEST(SanitizeForDisplayTest, Table) {
+  struct Case {
+    const char* name;
+    std::string in;
+    std::string want;
+  };
+  const Case kCases[] = {
+      {"plain text", "nginx: stopped\n\tpid 12", "nginx: stopped\n\tpid 12"},
+      {"utf-8 kept", "disk \xc3\xa9t\xc3\xa9 \xe2\x80\x94 95 %", "disk \xc3\xa9t\xc3\xa9 \xe2\x80\x94 95 %"},
+      {"four-byte utf-8 kept", "\xf0\x9f\x94\xa5", "\xf0\x9f\x94\xa5"},
+      {"clear screen", "a\x1b[2Jb", "a\\x1b[2Jb"},
+      {"OSC 52 clipboard write", "\x1b]52;c;cm0gLXJmIC8=\x07", "\\x1b]52;c;cm0gLXJmIC8=\\x07"},
+      {"C1 CSI", "a\xc2\x9b" "2Jb", "a\\u009b2Jb"},
+      {"NUL and DEL", std::string("a\0b\x7f", 4), "a\\x00b\\x7f"},
+      {"CR LF to LF, lone CR escaped", "a\r\nb\rc", "a\nb\\x0dc"},
+      {"invalid byte", "a\xff" "b", "a\xef\xbf\xbd" "b"},
+      {"overlong encoding", "\xc0\xaf", "\xef\xbf\xbd\xef\xbf\xbd"},
+      {"truncated sequence", "a\xe2\x80", "a\xef\xbf\xbd\xef\xbf\xbd"},
+      {"surrogate", "\xed\xa0\x80", "\xef\xbf\xbd\xef\xbf\xbd\xef\xbf\xbd"},
+      {"empty", "", ""},
+  };
+  for (const Case& c : kCases) {
+    SCOPED_TRACE(c.name);
+    EXPECT_EQ(SanitizeForDisplay(c.in), c.want);
+  }
+}
+
+}  // namespace
+}  // namespace medic

@@ -22,18 +22,8 @@ Json HostToJson(const HostView& h) {
               {"checks", checks}};
 }
 
-void HostRegistry::Register(const protocol::RegisterRequest& request, WallTime now) {
-  std::lock_guard<std::mutex> lock(mu_);
-  Host& h = hosts_[request.name];
-  h.view.name = request.name;
-  h.view.facts = request;
-  h.view.registered_at = now;
-  h.view.last_seen = now;
-  h.written = now;
-}
-
-void HostRegistry::Restore(const protocol::RegisterRequest& facts, WallTime registered_at,
-                           WallTime last_seen) {
+void HostRegistry::Put(const protocol::RegisterRequest& facts, WallTime registered_at,
+                       WallTime last_seen, bool awaiting_report) {
   std::lock_guard<std::mutex> lock(mu_);
   Host& h = hosts_[facts.name];
   h.view.name = facts.name;
@@ -41,7 +31,16 @@ void HostRegistry::Restore(const protocol::RegisterRequest& facts, WallTime regi
   h.view.registered_at = registered_at;
   h.view.last_seen = last_seen;
   h.written = last_seen;
-  h.awaiting_report = true;
+  h.awaiting_report = awaiting_report;
+}
+
+void HostRegistry::Register(const protocol::RegisterRequest& request, WallTime now) {
+  Put(request, now, now, false);
+}
+
+void HostRegistry::Restore(const protocol::RegisterRequest& facts, WallTime registered_at,
+                           WallTime last_seen) {
+  Put(facts, registered_at, last_seen, true);
 }
 
 bool HostRegistry::TakeWriteTurn(const std::string& name, WallTime now, Millis every) {

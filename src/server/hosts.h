@@ -69,6 +69,8 @@ class HostRegistry {
     bool awaiting_report = false;  // restored, and no report since: stale whatever last_seen says
   };
   HostView ViewOf(const Host& h, WallTime now) const;
+  void Put(const protocol::RegisterRequest& facts, WallTime registered_at, WallTime last_seen,
+           bool awaiting_report);
 
   const Millis stale_after_;
   const size_t history_points_;

@@ -154,12 +154,16 @@ int RunCli(const std::vector<std::string>& args, CliEnv& env) {
 
   const std::vector<std::string> statuses = {
       "diagnosing", "pending_approval", "executing", "completed", "failed", "timeout", "rejected"};
-  std::optional<std::string> status;
-  std::optional<int> limit;
+  Commands::IncidentFilter filter;
   CLI::App* incidents = app.add_subcommand("incidents", "list incidents, newest first");
-  incidents->add_option("--status", status, "only incidents in this status")
+  incidents->add_option("--status", filter.status, "only incidents in this status")
       ->check(CLI::IsMember(statuses));
-  incidents->add_option("--limit", limit, "at most N incidents")->check(CLI::Range(1, 1000));
+  incidents->add_option("--alarm", filter.alarm, "only incidents of this alarm");
+  incidents->add_option("--host", filter.host, "only incidents on this host");
+  incidents->add_option("--before", filter.before,
+                        "only incidents older than this incident id (the next page)");
+  incidents->add_option("--limit", filter.limit, "at most N incidents")
+      ->check(CLI::Range(1, 1000));
 
   std::string id;
   CLI::App* show = app.add_subcommand("show", "show one incident and its timeline");
@@ -332,7 +336,7 @@ int RunCli(const std::vector<std::string>& args, CliEnv& env) {
   Commands commands(api, env.GetClock(), env.Out(), json);
   Status s = OkStatus();
   if (*incidents) {
-    s = commands.Incidents(status, limit);
+    s = commands.Incidents(filter);
   } else if (*show) {
     s = commands.Show(id);
   } else if (*approve) {

@@ -14,15 +14,21 @@ Commands::Commands(ApiClient& api, const Clock& clock, std::ostream& out, bool j
 
 void Commands::PrintJson(const Json& j) { out_ << DumpJson(j, 2) << "\n"; }
 
-Status Commands::Incidents(const std::optional<std::string>& status, std::optional<int> limit) {
+Status Commands::Incidents(const IncidentFilter& filter) {
   std::string path = "/api/v1/incidents";
   std::string sep = "?";
-  if (status.has_value()) {
-    path += sep + "status=" + UrlEncode(*status);
-    sep = "&";
-  }
-  if (limit.has_value()) {
-    path += sep + "limit=" + std::to_string(*limit);
+  auto add = [&](const char* key, const std::optional<std::string>& value) {
+    if (value.has_value()) {
+      path += sep + key + "=" + UrlEncode(*value);
+      sep = "&";
+    }
+  };
+  add("status", filter.status);
+  add("alarm", filter.alarm);
+  add("host", filter.host);
+  add("before", filter.before);
+  if (filter.limit.has_value()) {
+    path += sep + "limit=" + std::to_string(*filter.limit);
   }
   ASSIGN_OR_RETURN(Json body, api_.Call("GET", path, nullptr, "incidents"));
   if (json_) {

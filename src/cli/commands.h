@@ -20,7 +20,11 @@ class Commands {
   // All references must outlive the Commands.
   Commands(ApiClient& api, const Clock& clock, std::ostream& out, bool json);
 
-  Status Incidents(const std::optional<std::string>& status, std::optional<int> limit);
+  struct IncidentFilter {
+    std::optional<std::string> status, alarm, host, before;
+    std::optional<int> limit;
+  };
+  Status Incidents(const IncidentFilter& filter);
   Status Show(const std::string& id);
   Status Approve(const std::string& id, const std::optional<std::string>& comment);
   Status Reject(const std::string& id, const std::optional<std::string>& comment);

@@ -55,7 +55,7 @@ Result<DecisionRequest> ParseDecision(const ApiRequest& req) {
 
 void AddIncidentRoutes(Router& router, ServerContext& ctx) {
   router.Add({"GET", "/api/v1/incidents", Role::kViewer,
-              "list incidents, newest first (?status=S&limit=N)",
+              "list incidents, newest first (?status=S&alarm=A&host=H&before=ID&limit=N)",
               [&ctx](ApiRequest& req, Responder respond) {
                 IncidentQuery q;
                 if (auto it = req.query.find("status"); it != req.query.end() && !it->second.empty()) {
@@ -64,6 +64,23 @@ void AddIncidentRoutes(Router& router, ServerContext& ctx) {
                     return respond(ErrorResponse(st.error()));
                   }
                   q.status = *st;
+                }
+                if (auto it = req.query.find("alarm"); it != req.query.end() && !it->second.empty()) {
+                  q.alarm_name = it->second;
+                }
+                if (auto it = req.query.find("host"); it != req.query.end() && !it->second.empty()) {
+                  q.instance_id = it->second;
+                }
+                // The next page: incidents older than this one (the last of the previous page).
+                if (auto it = req.query.find("before"); it != req.query.end() && !it->second.empty()) {
+                  auto last = ctx.store.GetIncident(it->second);
+                  if (!last) {
+                    return respond(ErrorResponse(
+                        last.error().code == ErrorCode::kNotFound
+                            ? InvalidArgument("before: no incident '" + it->second + "'")
+                            : last.error()));
+                  }
+                  q.before = IncidentQuery::Cursor{last->created_at, last->incident_id};
                 }
                 auto limit = ParseLimit(req, 100);
                 if (!limit) {

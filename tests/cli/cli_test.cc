@@ -89,6 +89,15 @@ TEST_F(CliTest, IncidentsSendsGetWithQueryAndBearerToken) {
             "ID     STATUS     ALARM              HOST   CREATED\n"
             "inc-1  completed  Disk-Critical-ASG  web-1  10s ago\n");
   EXPECT_EQ(env_.err.str(), "");
+
+  env_.http.Answer(200, R"j({"incidents":[]})j");
+  ASSERT_EQ(Run({"incidents", "--alarm", "Nginx-Down-ALB", "--host", "web 2", "--before",
+                 "inc-9", "--limit", "2"}),
+            0)
+      << env_.err.str();
+  EXPECT_EQ(env_.http.last().url,
+            "http://127.0.0.1:8080/api/v1/incidents?alarm=Nginx-Down-ALB&host=web%202&before=inc-9"
+            "&limit=2");
 }
 
 TEST_F(CliTest, JsonFlagPrintsTheApiJsonBeforeOrAfterTheCommand) {

@@ -15,6 +15,7 @@
 #include "core/files.h"
 #include "protocol/wire.h"
 #include "server/server_app.h"
+#include "server/store.h"
 #include "tests/fakes/temp_dir.h"
 #include "tests/server/server_fixture.h"
 #include "transport/http_client.h"
@@ -305,6 +306,53 @@ TEST_F(HttpApiTest, ServerSentEventsCarryIncidentAndAlarmChanges) {
   // The server keeps serving after the subscriber left.
   EXPECT_EQ(Call("GET", "/healthz", "").status, 200);
   ExpectJsonError(Call("GET", "/api/v1/events", ""), 401);
+}
+
+TEST_F(HttpApiTest, IncidentsFilterByAlarmAndHostAndPageWithBefore) {
+  app_->Stop();
+  {
+    ASSERT_TRUE(MakeDirs(dir_.File("data"), 0700).has_value());
+    auto store = OpenSqliteStore(dir_.File("data/medic.db"));
+    ASSERT_TRUE(store.has_value()) << store.error().ToString();
+    const std::pair<const char*, const char*> kMade[] = {
+        {"Disk-Critical-ASG", "web-1"}, {"Nginx-Down-ALB", "web-1"}, {"Disk-Critical-ASG", "web-2"},
+        {"Disk-Critical-ASG", "web-1"}, {"Nginx-Down-ALB", "web-2"}};
+    for (int i = 0; i < 5; ++i) {
+      Incident inc;
+      inc.incident_id = "inc-" + std::to_string(i);
+      inc.alarm_name = kMade[i].first;
+      inc.instance_id = kMade[i].second;
+      inc.status = IncidentStatus::kFailed;
+      inc.created_at = inc.updated_at = WallTime(std::chrono::seconds(1'800'000'000 + i));
+      inc.resolved_at = inc.created_at;
+      inc.timeline.push_back({"created", inc.created_at, "medic", ""});
+      ASSERT_TRUE((*store)->CreateIncident(inc).has_value());
+    }
+  }
+  StartServer();
+  auto ids = [&](const std::string& query) {
+    HttpResponse r = Call("GET", "/api/v1/incidents" + query, admin_);
+    EXPECT_EQ(r.status, 200) << query << ": " << r.body;
+    std::vector<std::string> out;
+    const Json body = JsonOf(r);
+    for (const auto& inc : body["incidents"]) {
+      out.push_back(inc["incident_id"]);
+    }
+    return out;
+  };
+  using V = std::vector<std::string>;
+  EXPECT_EQ(ids(""), (V{"inc-4", "inc-3", "inc-2", "inc-1", "inc-0"}));
+  EXPECT_EQ(ids("?alarm=Disk-Critical-ASG"), (V{"inc-3", "inc-2", "inc-0"}));
+  EXPECT_EQ(ids("?host=web-1"), (V{"inc-3", "inc-1", "inc-0"}));
+  EXPECT_EQ(ids("?alarm=Disk-Critical-ASG&host=web-1&status=failed"), (V{"inc-3", "inc-0"}));
+  EXPECT_EQ(ids("?host=web-9"), V{});
+  // Pages of two, each asked for with the last id of the one before.
+  EXPECT_EQ(ids("?limit=2"), (V{"inc-4", "inc-3"}));
+  EXPECT_EQ(ids("?limit=2&before=inc-3"), (V{"inc-2", "inc-1"}));
+  EXPECT_EQ(ids("?limit=2&before=inc-1"), (V{"inc-0"}));
+  EXPECT_EQ(ids("?limit=2&before=inc-0"), V{});
+  EXPECT_EQ(ids("?host=web-1&before=inc-3"), (V{"inc-1", "inc-0"}));
+  ExpectJsonError(Call("GET", "/api/v1/incidents?before=inc-nope", admin_), 400);
 }
 
 // The fleet survives a restart: hosts known before it are listed at once, report without

@@ -54,6 +54,12 @@ std::string SanitizeForDisplay(std::string_view s) {
     } else if (cp <= 0x9f) {
       AppendEscapedByte(out, "\\u00", cp);
       i += len;
+    } else if (cp == 0x200e || cp == 0x200f || (cp >= 0x202a && cp <= 0x202e) ||
+               (cp >= 0x2066 && cp <= 0x2069)) {
+      // Direction marks and overrides reorder what follows ("Trojan Source"): shown, not obeyed.
+      AppendEscapedByte(out, "\\u", cp >> 8);
+      AppendEscapedByte(out, "", cp & 0xff);
+      i += len;
     } else {
       out.append(s.substr(i, len));
       i += len;

@@ -2,7 +2,8 @@
 
 // Text from hosts, models or a server, made safe to show on a terminal or in a page: valid
 // UTF-8 without control characters. C0 controls other than \n and \t, and DEL, become "\xNN";
-// C1 controls (which terminals also obey) "\u00NN"; invalid bytes U+FFFD; CR LF becomes LF.
+// C1 controls (which terminals also obey) "\u00NN"; bidirectional marks and overrides, which
+// reorder the text around them, "\uNNNN"; invalid bytes U+FFFD; CR LF becomes LF.
 // Printable text, including multi-byte UTF-8, is unchanged.
 
 #include <string>

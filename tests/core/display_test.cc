@@ -24,6 +24,9 @@ TEST(SanitizeForDisplayTest, Table) {
       {"overlong encoding", "\xc0\xaf", "\xef\xbf\xbd\xef\xbf\xbd"},
       {"truncated sequence", "a\xe2\x80", "a\xef\xbf\xbd\xef\xbf\xbd"},
       {"surrogate", "\xed\xa0\x80", "\xef\xbf\xbd\xef\xbf\xbd\xef\xbf\xbd"},
+      {"right-to-left override", "rm -rf \xe2\x80\xae/ tsil", "rm -rf \\u202e/ tsil"},
+      {"isolates and marks", "\xe2\x81\xa6x\xe2\x81\xa9\xe2\x80\x8f", "\\u2066x\\u2069\\u200f"},
+      {"other punctuation kept", "\xe2\x80\x94\xe2\x80\xa6", "\xe2\x80\x94\xe2\x80\xa6"},
       {"empty", "", ""},
   };
   for (const Case& c : kCases) {

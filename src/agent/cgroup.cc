@@ -67,13 +67,24 @@ Result<std::unique_ptr<CommandCgroup>> CommandCgroup::Create(const std::string& 
       own += '/';
     }
     const std::string parent = root + own + "medic-agent";
-    if (::mkdir(parent.c_str(), 0755) != 0 && errno != EEXIST) {
-      last_error = "mkdir " + parent + ": " + std::strerror(errno);
-      continue;
-    }
     const std::string path = parent + "/" + name;
-    if (::mkdir(path.c_str(), 0755) != 0 && errno != EEXIST) {
-      last_error = "mkdir " + path + ": " + std::strerror(errno);
+    // The parent is removed when its last command's cgroup goes (~CommandCgroup): if that
+    // happens between the two mkdirs, create it again.
+    bool made = false;
+    for (int attempt = 0; attempt < 3 && !made; ++attempt) {
+      if (::mkdir(parent.c_str(), 0755) != 0 && errno != EEXIST) {
+        last_error = "mkdir " + parent + ": " + std::strerror(errno);
+        break;
+      }
+      made = ::mkdir(path.c_str(), 0755) == 0 || errno == EEXIST;
+      if (!made) {
+        last_error = "mkdir " + path + ": " + std::strerror(errno);
+        if (errno != ENOENT) {
+          break;
+        }
+      }
+    }
+    if (!made) {
       continue;
     }
     const int fd = ::open((path + "/cgroup.procs").c_str(), O_WRONLY | O_CLOEXEC);
@@ -93,7 +104,12 @@ CommandCgroup::~CommandCgroup() {
   }
   // Exited processes may take a moment to leave; try a few times, bounded.
   for (int i = 0; i < 100; ++i) {
-    if (::rmdir(path_.c_str()) == 0 || errno != EBUSY) {
+    if (::rmdir(path_.c_str()) == 0) {
+      // The shared parent too, when this was its last command (else EBUSY: it stays).
+      ::rmdir(path_.substr(0, path_.rfind('/')).c_str());
+      return;
+    }
+    if (errno != EBUSY) {
       return;
     }
     std::this_thread::sleep_for(std::chrono::milliseconds(2));

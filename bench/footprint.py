@@ -98,6 +98,14 @@ def cpu_ticks(pid):
     return int(fields[11]) + int(fields[12])  # utime, stime
 
 
+def machine():
+    """'AMD EPYC, 2 CPUs, Linux 6.18...': what a result was measured on."""
+    uname = os.uname()
+    with open("/proc/cpuinfo") as f:
+        model = next((l.split(":", 1)[1].strip() for l in f if l.startswith("model name")), "?")
+    return f"{model}, {os.cpu_count()} CPUs, {uname.sysname} {uname.release}"
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--bin-dir", default=os.path.join(os.path.dirname(__file__), "..", "build", "bin"))
@@ -212,10 +220,7 @@ check process nginx-name matching "^nginx"
                 last[n] = t
             prev_t = now
         elapsed = time.time() - start
-        uname = os.uname()
-        with open("/proc/cpuinfo") as f:
-            model = next((l.split(":", 1)[1].strip() for l in f if l.startswith("model name")), "?")
-        print(f"Machine: {model}, {os.cpu_count()} CPUs, {uname.sysname} {uname.release}; "
+        print(f"Machine: {machine()}; "
               f"{args.duration} samples over {elapsed:.0f} s, one run, side by side.\n")
         print("| daemon | median RSS (MiB) | max RSS (MiB) | median PSS (MiB) | median CPU % of a core (per 1 s) | CPU % over the run |")
         print("|---|---|---|---|---|---|")

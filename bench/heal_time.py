@@ -42,7 +42,7 @@ import urllib.error
 import urllib.request
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from footprint import free_port  # noqa: E402
+from footprint import free_port, machine  # noqa: E402
 
 
 def answers(url):
@@ -232,12 +232,8 @@ def main():
                 sys.exit("monit did not restart nginx within 30 s")
             samples["monit"].append(t)
             time.sleep(1.5)
-        # Every medic crash is a completed incident with the automatic fix.
         done = [i for i in demo.incidents() if i["alarm_name"] == "Nginx-Down-ALB"]
-        uname = os.uname()
-        with open("/proc/cpuinfo") as f:
-            model = next((l.split(":", 1)[1].strip() for l in f if l.startswith("model name")), "?")
-        print(f"Machine: {model}, {os.cpu_count()} CPUs, {uname.sysname} {uname.release}; "
+        print(f"Machine: {machine()}; "
               f"{args.crashes} crashes each, alternating, one run.\n")
         print("| supervisor | median heal time (s) | min | max | samples (s) |")
         print("|---|---|---|---|---|")

@@ -10,8 +10,8 @@
 #include "cli/ai_check.h"
 #include "cli/api.h"
 #include "cli/commands.h"
-#include "core/display.h"
 #include "cli/healthapp.h"
+#include "core/display.h"
 #include "core/files.h"
 
 #ifndef MEDIC_VERSION

@@ -4,8 +4,8 @@
 #include <vector>
 
 #include "cli/format.h"
-#include "core/display.h"
 #include "cli/net.h"
+#include "core/display.h"
 
 namespace medic::cli {
 

@@ -9,9 +9,22 @@
 #include <vector>
 
 #include "server/alarms.h"
+#include "protocol/wire.h"
 #include "server/command_queue.h"
 
 namespace medic::test {
+
+// A command result as an agent posts it when the command ran and exited 0.
+inline protocol::CommandResult OkResult(const std::string& id, std::string output = "fine",
+                                        const std::string& host = "web-1") {
+  protocol::CommandResult r;
+  r.id = id;
+  r.host = host;
+  r.ran = true;
+  r.exit_code = 0;
+  r.output = std::move(output);
+  return r;
+}
 
 class RecordingSink : public server::CommandSink {
  public:

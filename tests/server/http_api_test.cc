@@ -16,6 +16,7 @@
 #include "protocol/wire.h"
 #include "server/server_app.h"
 #include "server/store.h"
+#include "tests/fakes/incident_fakes.h"
 #include "tests/fakes/temp_dir.h"
 #include "tests/server/server_fixture.h"
 #include "transport/http_client.h"
@@ -55,12 +56,7 @@ class HttpApiTest : public test::ServerFixture {
               200);
   }
   void Answer(const protocol::Command& c, std::string output) {
-    protocol::CommandResult r;
-    r.id = c.id;
-    r.host = "web-1";
-    r.ran = true;
-    r.exit_code = 0;
-    r.output = std::move(output);
+    const protocol::CommandResult r = test::OkResult(c.id, std::move(output));
     EXPECT_EQ(Call("POST", "/agent/v1/results", agent_, DumpJson(protocol::ToJson(r))).status,
               200);
   }

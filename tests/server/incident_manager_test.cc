@@ -12,13 +12,7 @@ using test::FakeAlarms;
 using test::RecordingSink;
 
 protocol::CommandResult Ok(const std::string& id, std::string output = "fine") {
-  protocol::CommandResult r;
-  r.id = id;
-  r.host = "web-1";
-  r.ran = true;
-  r.exit_code = 0;
-  r.output = std::move(output);
-  return r;
+  return test::OkResult(id, std::move(output));
 }
 
 AlarmTransition ToAlarm() {

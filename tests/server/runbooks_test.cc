@@ -193,13 +193,7 @@ class RunbookIncidentTest : public ::testing::Test {
     return list->empty() ? Incident{} : list->front();
   }
   void Answer(const protocol::Command& c, std::string output) {
-    protocol::CommandResult r;
-    r.id = c.id;
-    r.host = "web-1";
-    r.ran = true;
-    r.exit_code = 0;
-    r.output = std::move(output);
-    manager_->OnCommandResult(r);
+    manager_->OnCommandResult(test::OkResult(c.id, std::move(output)));
   }
   static AlarmTransition Transition(const std::string& rule, AlarmState to) {
     return {rule, "web-1", to == AlarmState::kAlarm ? AlarmState::kOk : AlarmState::kAlarm, to,

@@ -64,13 +64,7 @@ class IncidentManagerAiTest : public ::testing::Test {
     EXPECT_EQ(sink_.sent.size(), 2u);
     const auto diagnostics = sink_.sent;  // answering them appends the fix to sink_.sent
     for (const auto& [host, c] : diagnostics) {
-      protocol::CommandResult r;
-      r.id = c.id;
-      r.host = "web-1";
-      r.ran = true;
-      r.exit_code = 0;
-      r.output = output;
-      manager_->OnCommandResult(r);
+      manager_->OnCommandResult(test::OkResult(c.id, output));
     }
     return Only();
   }
@@ -179,13 +173,7 @@ TEST(IncidentManagerAiScenariosTest, EachReferenceAlarmRunsTheAisChoice) {
         {sc.alarm, "web-1", AlarmState::kOk, AlarmState::kAlarm, WallTime{}, "1 of 1"});
     ASSERT_EQ(sink.sent.size(), 2u);
     for (const auto& [host, c] : std::vector(sink.sent)) {
-      protocol::CommandResult r;
-      r.id = c.id;
-      r.host = "web-1";
-      r.ran = true;
-      r.exit_code = 0;
-      r.output = sc.diagnostics;
-      manager.OnCommandResult(r);
+      manager.OnCommandResult(test::OkResult(c.id, sc.diagnostics));
     }
     ASSERT_EQ(sink.sent.size(), 3u);
     EXPECT_EQ(sink.sent[2].second.action, sc.action);

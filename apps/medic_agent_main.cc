@@ -30,7 +30,7 @@ using namespace medic::agent;
 // The real dependencies, in construction order (destroyed in reverse).
 struct RealAgent {
   SystemClock clock;
-  LinuxProcFs procfs;
+  host::LinuxProcFs procfs;
   ChildReaper reaper;
   std::unique_ptr<ForkExecCommandRunner> runner;
   std::unique_ptr<SupervisorServiceManager> services;  // empty when systemd manages them

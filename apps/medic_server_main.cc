@@ -6,7 +6,7 @@
 #include <CLI/CLI.hpp>
 
 #include "core/log.h"
-#include "server/server_app.h"
+#include "server/app/server_app.h"
 
 int main(int argc, char** argv) {
   CLI::App cli{"medic-server: the medic control plane"};

@@ -11,7 +11,7 @@
 #include <cstdlib>
 #include <cstring>
 
-#include "agent/text.h"
+#include "host/text.h"
 #include "core/files.h"
 #include "core/log.h"
 
@@ -60,7 +60,7 @@ std::string StringParam(const Json& params, const char* key) {
 }  // namespace
 
 ActionExecutor::ActionExecutor(ExecutorOptions options, const Policy& policy, CommandRunner& runner,
-                               ServiceManager& services, ProcFs& procfs)
+                               ServiceManager& services, host::ProcFs& procfs)
     : options_(std::move(options)),
       policy_(policy),
       runner_(runner),
@@ -112,7 +112,7 @@ protocol::CommandResult ActionExecutor::Execute(const protocol::Action& action, 
   } else {
     r = NotRun(name + " is not supported by this agent yet");
   }
-  if (CapText(&r.output, 2 * options_.output_cap, /*keep_tail=*/false)) {
+  if (host::CapText(&r.output, 2 * options_.output_cap, /*keep_tail=*/false)) {
     r.truncated = true;
   }
   return r;
@@ -138,11 +138,11 @@ protocol::CommandResult ActionExecutor::Run(std::vector<std::string> argv, Milli
   r.signal = o.signal;
   r.timed_out = o.timed_out;
   r.truncated = o.truncated;
-  r.output = head_lines > 0 ? HeadLines(o.output, head_lines) : o.output;
+  r.output = head_lines > 0 ? host::HeadLines(o.output, head_lines) : o.output;
   if (o.timed_out) {
     r.error = spec.argv[0] + " timed out after " + std::to_string(timeout.count()) + " ms";
   } else if (o.signal != 0) {
-    r.error = spec.argv[0] + " was " + DescribeExit({-1, o.signal, false});
+    r.error = spec.argv[0] + " was " + host::DescribeExit({-1, o.signal, false});
   } else if (o.exit_code != 0) {
     r.error = spec.argv[0] + " failed with exit code " + std::to_string(o.exit_code);
   }
@@ -177,7 +177,7 @@ protocol::CommandResult ActionExecutor::ServiceLogs(const std::string& service, 
       out += "(cannot read: " + text.error().message + ")\n";
       continue;
     }
-    std::string tail = TailLines(*text, lines);
+    std::string tail = host::TailLines(*text, lines);
     if (tail.size() == text->size() && tail.size() >= per_file) {
       truncated = true;
     }
@@ -204,7 +204,7 @@ protocol::CommandResult ActionExecutor::LogTail(const std::string& path, size_t 
   if (!text) {
     return Fail(text.error().message);
   }
-  std::string tail = TailLines(*text, lines);
+  std::string tail = host::TailLines(*text, lines);
   auto r = Ok(tail);
   r.truncated = tail.size() == text->size() && static_cast<size_t>(st.st_size) > text->size();
   return r;
@@ -241,7 +241,7 @@ protocol::CommandResult ActionExecutor::ProcessKill(const Json& params) {
       return Fail("refusing to signal pid " + std::to_string(pid));
     }
     auto stat = procfs_.Read(std::to_string(pid) + "/stat");
-    auto parsed = stat ? ParsePidStat(*stat) : Result<PidStat>(stat.error());
+    auto parsed = stat ? host::ParsePidStat(*stat) : Result<host::PidStat>(stat.error());
     if (!parsed) {
       return Fail("no process with pid " + std::to_string(pid));
     }
@@ -277,7 +277,7 @@ protocol::CommandResult ActionExecutor::ProcessKill(const Json& params) {
   bool all_ok = true;
   for (const auto& [pid, comm] : targets) {
     if (options_.send_signal(pid, sig) == 0) {
-      out += "sent " + SignalName(sig) + " to " + std::to_string(pid) + " (" + comm + ")\n";
+      out += "sent " + host::SignalName(sig) + " to " + std::to_string(pid) + " (" + comm + ")\n";
     } else {
       all_ok = false;
       out += "could not signal " + std::to_string(pid) + " (" + comm +
@@ -296,7 +296,7 @@ protocol::CommandResult ActionExecutor::FileTruncate(const std::string& path) {
   if (!real) {
     return Fail(real.error().message);
   }
-  UniqueFd fd(::open(real->c_str(), O_WRONLY | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC));
+  host::UniqueFd fd(::open(real->c_str(), O_WRONLY | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC));
   if (!fd.valid()) {
     return Fail("cannot open " + *real + ": " + std::strerror(errno));
   }
@@ -366,7 +366,7 @@ protocol::CommandResult ActionExecutor::ChaosStart(const Json& params, Millis ti
     return Ok("nginx-crash: " + *done + "\n");
   }
   if (mode == "disk-fill") {
-    auto request = DiskFillRequestFromParams(nested, options_.chaos_default_dir);
+    auto request = host::DiskFillRequestFromParams(nested, options_.chaos_default_dir);
     if (request && request->dir.empty()) {
       request = InvalidArgument("params.path is required (this agent has no default log_dir)");
     }
@@ -384,7 +384,7 @@ protocol::CommandResult ActionExecutor::ChaosStart(const Json& params, Millis ti
     if (!done) {
       return Fail(done.error().message);
     }
-    auto r = Ok(DescribeDiskFill(*done, request->percent));
+    auto r = Ok(host::DescribeDiskFill(*done, request->percent));
     if (!done->reached) {
       r.exit_code = 1;
       r.error = "disk-fill stopped before the target: " + done->stopped_because;
@@ -392,7 +392,7 @@ protocol::CommandResult ActionExecutor::ChaosStart(const Json& params, Millis ti
     return r;
   }
   if (mode == "oom") {
-    auto request = OomRequestFromParams(nested);
+    auto request = host::OomRequestFromParams(nested);
     if (!request) {
       return Fail("oom: " + request.error().message);
     }
@@ -402,7 +402,7 @@ protocol::CommandResult ActionExecutor::ChaosStart(const Json& params, Millis ti
     if (!done) {
       return Fail(done.error().message);
     }
-    auto r = Ok(DescribeOom(*done, request->percent));
+    auto r = Ok(host::DescribeOom(*done, request->percent));
     if (!done->reached) {
       r.exit_code = 1;
       r.error = "oom: the measured memory did not reach the target in time";
@@ -425,10 +425,10 @@ std::string ActionExecutor::MemoryCgroupOf(const std::string& proc_entry) {
   if (!text) {
     return "";
   }
-  if (auto v1 = ParseProcCgroup(*text, "memory")) {
+  if (auto v1 = host::ParseProcCgroup(*text, "memory")) {
     return "memory:" + *v1;
   }
-  if (auto v2 = ParseProcCgroup(*text, "")) {
+  if (auto v2 = host::ParseProcCgroup(*text, "")) {
     return "0::" + *v2;
   }
   return "";

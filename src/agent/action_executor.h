@@ -12,10 +12,10 @@
 #include <vector>
 
 #include "agent/archiver.h"
-#include "agent/chaos.h"
+#include "host/chaos.h"
 #include "agent/command_runner.h"
 #include "agent/policy.h"
-#include "agent/proc_fs.h"
+#include "host/proc_fs.h"
 #include "agent/service_manager.h"
 #include "core/clock.h"
 #include "protocol/actions.h"
@@ -37,7 +37,7 @@ struct ExecutorOptions {
   // measured memory to reach the target.
   Millis chaos_oom_wait{30'000};
   // How chaos oom forks its stress-ng: the agent passes its ChildReaper's Spawn; empty: fork().
-  ChaosKeeper::SpawnFn spawn_child;
+  host::ChaosKeeper::SpawnFn spawn_child;
   // How process.kill signals a pid; ::kill when empty (tests inject a recorder).
   std::function<int(pid_t, int)> send_signal;
   // Where log.archive_truncate uploads (the server's archive); null: that action fails.
@@ -47,7 +47,7 @@ struct ExecutorOptions {
 class ActionExecutor {
  public:
   ActionExecutor(ExecutorOptions options, const Policy& policy, CommandRunner& runner,
-                 ServiceManager& services, ProcFs& procfs);
+                 ServiceManager& services, host::ProcFs& procfs);
 
   // REQUIRES: `action` passed protocol::ValidateAction and Policy::Check.
   // Fills ran, exit_code, signal, timed_out, output, truncated and error (not id, host or
@@ -74,8 +74,8 @@ class ActionExecutor {
   const Policy& policy_;
   CommandRunner& runner_;
   ServiceManager& services_;
-  ProcFs& procfs_;
-  ChaosKeeper chaos_;  // what chaos.start started and chaos.stop undoes (in memory)
+  host::ProcFs& procfs_;
+  host::ChaosKeeper chaos_;  // what chaos.start started and chaos.stop undoes (in memory)
 };
 
 }  // namespace medic::agent

@@ -20,9 +20,9 @@
 #include "agent/command_processor.h"
 #include "agent/config.h"
 #include "agent/health_check.h"
-#include "agent/metrics.h"
+#include "host/metrics.h"
 #include "agent/policy.h"
-#include "agent/proc_fs.h"
+#include "host/proc_fs.h"
 #include "agent/reporter.h"
 #include "agent/server_api.h"
 #include "agent/service_manager.h"
@@ -37,7 +37,7 @@ inline constexpr std::string_view kAgentVersion = "0.1.0";
 // What the agent runs on. Everything must outlive the Agent.
 struct AgentDeps {
   Clock& clock;
-  ProcFs& procfs;
+  host::ProcFs& procfs;
   CommandRunner& runner;
   ServiceManager& services;
   // One HttpClient per loop thread (curl handles are not shared between threads).
@@ -85,8 +85,8 @@ class Agent {
   ServerApi api_;
   Registration registration_;
   CheckStates checks_;
-  ProcMetricsCollector metrics_;
-  RecordingMetricsSource recorded_metrics_;
+  host::ProcMetricsCollector metrics_;
+  host::RecordingMetricsSource recorded_metrics_;
   Reporter reporter_;
   HealthChecker checker_;
   ServerArchiveSink archive_sink_;  // log.archive_truncate uploads through it

@@ -9,7 +9,7 @@
 #include <cerrno>
 #include <cstring>
 
-#include "agent/process_util.h"
+#include "host/process_util.h"
 #include "core/log.h"
 #include "core/sha256.h"
 
@@ -108,7 +108,7 @@ Result<std::string> ArchiveAndTruncate(const std::string& path, ArchiveSink& sin
                                        const ArchiveLimits& limits) {
   // O_NOFOLLOW: the policy checked the resolved path; a symlink swapped in since is refused.
   // O_NONBLOCK: a FIFO swapped in must not hang the open.
-  UniqueFd fd(::open(path.c_str(), O_RDWR | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC));
+  host::UniqueFd fd(::open(path.c_str(), O_RDWR | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC));
   if (!fd.valid()) {
     return FailedPrecondition(Errno("cannot open " + path));
   }

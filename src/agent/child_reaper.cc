@@ -12,8 +12,8 @@ namespace medic::agent {
 
 namespace {
 
-ExitStatus FromSiginfo(const siginfo_t& info) {
-  ExitStatus s;
+host::ExitStatus FromSiginfo(const siginfo_t& info) {
+  host::ExitStatus s;
   if (info.si_code == CLD_EXITED) {
     s.exit_code = info.si_status;
   } else {
@@ -74,7 +74,7 @@ Result<pid_t> ChildReaper::Spawn(const std::function<void()>& child_main, ExitCa
     child_main();
     ::_exit(127);
   }
-  owned_[pid] = on_exit ? std::move(on_exit) : ExitCallback([](pid_t, const ExitStatus&) {});
+  owned_[pid] = on_exit ? std::move(on_exit) : ExitCallback([](pid_t, const host::ExitStatus&) {});
   ++spawn_generation_;
   cv_.notify_all();
   return pid;

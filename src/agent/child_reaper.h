@@ -22,7 +22,7 @@
 #include <mutex>
 #include <thread>
 
-#include "agent/process_util.h"
+#include "host/process_util.h"
 #include "core/result.h"
 
 namespace medic::agent {
@@ -30,7 +30,7 @@ namespace medic::agent {
 class ChildReaper {
  public:
   // Runs on the reaper thread, once, after the child has been reaped. Must not block long.
-  using ExitCallback = std::function<void(pid_t pid, const ExitStatus& status)>;
+  using ExitCallback = std::function<void(pid_t pid, const host::ExitStatus& status)>;
 
   ChildReaper() = default;
   ~ChildReaper();

@@ -19,7 +19,7 @@
 #include <optional>
 #include <thread>
 
-#include "agent/cgroup.h"
+#include "host/cgroup.h"
 
 namespace medic::agent {
 
@@ -37,8 +37,8 @@ constexpr Millis kStuckAfterKill{5'000};
 // Shared between Run and the reaper's callback, which may outlive Run in pathological cases.
 struct ExitSignal {
   std::mutex mu;
-  std::optional<ExitStatus> status;  // Guarded by mu.
-  UniqueFd event;                    // eventfd, written once on exit
+  std::optional<host::ExitStatus> status;  // Guarded by mu.
+  host::UniqueFd event;                    // eventfd, written once on exit
 };
 
 std::atomic<uint64_t> g_command_counter{0};
@@ -86,12 +86,12 @@ CommandOutcome ForkExecCommandRunner::RunNow(const CommandSpec& spec) {
     out.error = "empty command";
     return finish();
   }
-  auto exe = FindExecutable(spec.argv[0]);
+  auto exe = host::FindExecutable(spec.argv[0]);
   if (!exe) {
     out.error = exe.error().message;
     return finish();
   }
-  const ExecArgs args(*exe, spec.argv, ScrubbedEnvironment());
+  const host::ExecArgs args(*exe, spec.argv, host::ScrubbedEnvironment());
   // Everything the child needs is resolved here: after fork only async-signal-safe calls.
   bool switch_user = false;
   uid_t uid = 0;
@@ -111,25 +111,25 @@ CommandOutcome ForkExecCommandRunner::RunNow(const CommandSpec& spec) {
   }
   const std::string work_dir = spec.working_dir.empty() ? "/" : spec.working_dir;
 
-  UniqueFd out_r, out_w, err_r, err_w;
-  if (auto s = MakePipe(&out_r, &out_w); !s) {
+  host::UniqueFd out_r, out_w, err_r, err_w;
+  if (auto s = host::MakePipe(&out_r, &out_w); !s) {
     out.error = s.error().message;
     return finish();
   }
-  if (auto s = MakePipe(&err_r, &err_w); !s) {
+  if (auto s = host::MakePipe(&err_r, &err_w); !s) {
     out.error = s.error().message;
     return finish();
   }
-  UniqueFd devnull(::open("/dev/null", O_RDONLY | O_CLOEXEC));
+  host::UniqueFd devnull(::open("/dev/null", O_RDONLY | O_CLOEXEC));
   auto exit_signal = std::make_shared<ExitSignal>();
   exit_signal->event.reset(::eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK));
   if (!devnull.valid() || !exit_signal->event.valid()) {
     out.error = std::string("cannot set up the child: ") + std::strerror(errno);
     return finish();
   }
-  std::unique_ptr<CommandCgroup> cgroup;
+  std::unique_ptr<host::CommandCgroup> cgroup;
   if (spec.use_cgroup) {
-    auto cg = CommandCgroup::Create("cmd-" + std::to_string(::getpid()) + "-" +
+    auto cg = host::CommandCgroup::Create("cmd-" + std::to_string(::getpid()) + "-" +
                                     std::to_string(g_command_counter.fetch_add(1)));
     if (cg) {
       cgroup = std::move(*cg);
@@ -148,7 +148,7 @@ CommandOutcome ForkExecCommandRunner::RunNow(const CommandSpec& spec) {
         ::dup2(in_fd, 0);
         ::dup2(out_fd, 1);
         ::dup2(err_fd, 2);
-        PrepareChildProcess();
+        host::PrepareChildProcess();
         if (::chdir(work_dir.c_str()) != 0) {
           static const char kMsg[] = "medic-agent: cannot enter the working directory\n";
           [[maybe_unused]] ssize_t n = ::write(2, kMsg, sizeof(kMsg) - 1);
@@ -165,7 +165,7 @@ CommandOutcome ForkExecCommandRunner::RunNow(const CommandSpec& spec) {
         [[maybe_unused]] ssize_t n = ::write(2, kMsg, sizeof(kMsg) - 1);
         ::_exit(127);
       },
-      [exit_signal](pid_t, const ExitStatus& status) {
+      [exit_signal](pid_t, const host::ExitStatus& status) {
         std::lock_guard<std::mutex> lock(exit_signal->mu);
         exit_signal->status = status;
         const uint64_t one = 1;
@@ -202,7 +202,7 @@ CommandOutcome ForkExecCommandRunner::RunNow(const CommandSpec& spec) {
     }
   };
 
-  auto read_pipe = [&](UniqueFd& fd, std::string& sink) {
+  auto read_pipe = [&](host::UniqueFd& fd, std::string& sink) {
     for (;;) {
       const ssize_t n = ::read(fd.get(), buf, sizeof(buf));
       if (n > 0) {
@@ -300,7 +300,7 @@ CommandOutcome ForkExecCommandRunner::RunNow(const CommandSpec& spec) {
 
   // Wait (bounded) for the whole group to be reaped, so nothing of it outlives Run.
   const auto gone_deadline = Steady::now() + kGroupGoneWait;
-  while ((ProcessGroupExists(pgid) || (cgroup && !cgroup->Empty())) &&
+  while ((host::ProcessGroupExists(pgid) || (cgroup && !cgroup->Empty())) &&
          Steady::now() < gone_deadline) {
     if (cgroup) {
       cgroup->KillAll(1);

@@ -15,7 +15,7 @@
 namespace medic::agent {
 
 struct CommandSpec {
-  std::vector<std::string> argv;  // argv[0] is looked up in kSafePath unless it holds a '/'
+  std::vector<std::string> argv;  // argv[0] is looked up in host::kSafePath unless it holds a '/'
   Millis timeout{30'000};         // then SIGTERM to the process group
   Millis kill_grace{2'000};       // then SIGKILL to the process group
   size_t output_cap = 64 * 1024;  // bytes kept of stdout, and of stderr; the rest is dropped

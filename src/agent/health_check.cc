@@ -118,10 +118,10 @@ bool CheckStates::has_pending() const {
 }
 
 HealthChecker::HealthChecker(std::vector<CheckConfig> checks, CheckStates& states, Clock& clock,
-                             std::function<void()> on_change, ProcFs* procfs)
+                             std::function<void()> on_change, host::ProcFs* procfs)
     : states_(states), clock_(clock), on_change_(std::move(on_change)), procfs_(procfs) {
   if (procfs_ == nullptr) {
-    own_procfs_ = std::make_unique<LinuxProcFs>();
+    own_procfs_ = std::make_unique<host::LinuxProcFs>();
     procfs_ = own_procfs_.get();
   }
   for (auto& c : checks) {
@@ -172,12 +172,12 @@ std::string Plural(size_t n, const char* one, const char* many) {
   return std::to_string(n) + " " + (n == 1 ? one : many);
 }
 
-bool Alive(ProcFs& procfs, int pid, std::string* comm) {
+bool Alive(host::ProcFs& procfs, int pid, std::string* comm) {
   auto stat = procfs.Read(std::to_string(pid) + "/stat");
   if (!stat) {
     return false;
   }
-  auto parsed = ParsePidStat(*stat);
+  auto parsed = host::ParsePidStat(*stat);
   if (!parsed || parsed->state == 'Z' || parsed->state == 'X') {
     return false;
   }
@@ -236,11 +236,11 @@ CheckOutcome ProbeTcp(const CheckConfig& check) {
   return out;
 }
 
-CheckOutcome ProbeProcess(ProcFs& procfs, const CheckConfig& check) {
+CheckOutcome ProbeProcess(host::ProcFs& procfs, const CheckConfig& check) {
   return ProbeProcess(procfs, check, nullptr);
 }
 
-CheckOutcome ProbeProcess(ProcFs& procfs, const CheckConfig& check, ProcessScanCache* cache) {
+CheckOutcome ProbeProcess(host::ProcFs& procfs, const CheckConfig& check, ProcessScanCache* cache) {
   CheckOutcome out;
   if (!check.pidfile.empty()) {
     auto text = procfs.Read(check.pidfile);
@@ -310,7 +310,7 @@ CheckOutcome ProbeProcess(ProcFs& procfs, const CheckConfig& check, ProcessScanC
   return out;
 }
 
-protocol::CheckResult ProbeCheck(HttpClient& http, ProcFs& procfs, Clock& clock,
+protocol::CheckResult ProbeCheck(HttpClient& http, host::ProcFs& procfs, Clock& clock,
                                  const CheckConfig& check, ProcessScanCache* cache) {
   if (check.type == "http") {
     return ProbeHttp(http, clock, check);

@@ -14,7 +14,7 @@
 #include <vector>
 
 #include "agent/config.h"
-#include "agent/proc_fs.h"
+#include "host/proc_fs.h"
 #include "core/clock.h"
 #include "protocol/wire.h"
 #include "transport/http_client.h"
@@ -40,7 +40,7 @@ CheckOutcome ProbeTcp(const CheckConfig& check);
 // Process: pure over ProcFs (the pidfile is read through it too, by absolute path).
 // "pid 42 (nginx) is running", "pid 42 from /run/x.pid is not running", "2 processes named
 // nginx", "no process named nginx", "1 process runs /usr/sbin/nginx".
-CheckOutcome ProbeProcess(ProcFs& procfs, const CheckConfig& check);
+CheckOutcome ProbeProcess(host::ProcFs& procfs, const CheckConfig& check);
 
 // What a process check by name or exe remembers between runs, so that it need not read
 // /proc/PID/stat of every process every second (that scan was 2/3 of the agent's CPU on a host
@@ -54,10 +54,10 @@ struct ProcessScanCache {
   std::vector<int> matched;  // sorted pids that matched then
   int runs_since_full = kFullScanEvery;
 };
-CheckOutcome ProbeProcess(ProcFs& procfs, const CheckConfig& check, ProcessScanCache* cache);
+CheckOutcome ProbeProcess(host::ProcFs& procfs, const CheckConfig& check, ProcessScanCache* cache);
 
 // Any check, by type.
-protocol::CheckResult ProbeCheck(HttpClient& http, ProcFs& procfs, Clock& clock,
+protocol::CheckResult ProbeCheck(HttpClient& http, host::ProcFs& procfs, Clock& clock,
                                  const CheckConfig& check, ProcessScanCache* cache = nullptr);
 
 // The latest state of every check plus the health transitions not yet delivered to the server.
@@ -98,7 +98,7 @@ class HealthChecker {
  public:
   // `procfs` (for process checks) may be null: the live /proc is used then.
   HealthChecker(std::vector<CheckConfig> checks, CheckStates& states, Clock& clock,
-                std::function<void()> on_change, ProcFs* procfs = nullptr);
+                std::function<void()> on_change, host::ProcFs* procfs = nullptr);
 
   // Runs the checks that are due at `now` (all of them after RequestRunNow); returns when the
   // next one is due.
@@ -118,8 +118,8 @@ class HealthChecker {
   CheckStates& states_;
   Clock& clock_;
   std::function<void()> on_change_;
-  ProcFs* procfs_;
-  std::unique_ptr<ProcFs> own_procfs_;
+  host::ProcFs* procfs_;
+  std::unique_ptr<host::ProcFs> own_procfs_;
   std::atomic<bool> run_now_{false};
 };
 

@@ -91,8 +91,8 @@ PolicyRules PolicyRulesFromConfig(const AgentConfig& config, pid_t self_pid) {
   r.chaos_allowed = config.chaos_allowed;
   r.shell = config.policy.shell;
   r.process_scope = ParseProcessScope(config.policy.process_scope).value_or(ProcessScope::kAll);
-  r.chaos_max_fill_bytes = config.policy.chaos_max_fill_bytes.value_or(kDefaultChaosMaxFillBytes);
-  r.chaos_max_oom_bytes = config.policy.chaos_max_oom_bytes.value_or(kDefaultChaosMaxOomBytes);
+  r.chaos_max_fill_bytes = config.policy.chaos_max_fill_bytes.value_or(host::kDefaultChaosMaxFillBytes);
+  r.chaos_max_oom_bytes = config.policy.chaos_max_oom_bytes.value_or(host::kDefaultChaosMaxOomBytes);
   if (config.policy.actions) {
     r.actions.insert(config.policy.actions->begin(), config.policy.actions->end());
   } else {

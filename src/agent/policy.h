@@ -16,6 +16,7 @@
 
 #include "agent/config.h"
 #include "core/result.h"
+#include "host/chaos.h"
 #include "protocol/actions.h"
 
 namespace medic::agent {
@@ -24,8 +25,6 @@ namespace medic::agent {
 // agent's own (kCgroup; a demo host or a test then never touches the machine's processes).
 enum class ProcessScope { kAll, kCgroup };
 
-inline constexpr uint64_t kDefaultChaosMaxFillBytes = uint64_t{1} << 30;  // 1 GiB
-inline constexpr uint64_t kDefaultChaosMaxOomBytes = uint64_t{4} << 30;   // 4 GiB
 
 struct PolicyRules {
   std::set<std::string> actions;   // allowed action names
@@ -36,8 +35,8 @@ struct PolicyRules {
   pid_t self_pid = 0;              // process.kill never targets the agent
   ProcessScope process_scope = ProcessScope::kAll;
   // chaos disk-fill / oom refuse experiments that need more bytes than these.
-  uint64_t chaos_max_fill_bytes = kDefaultChaosMaxFillBytes;
-  uint64_t chaos_max_oom_bytes = kDefaultChaosMaxOomBytes;
+  uint64_t chaos_max_fill_bytes = host::kDefaultChaosMaxFillBytes;
+  uint64_t chaos_max_oom_bytes = host::kDefaultChaosMaxOomBytes;
 };
 
 // A byte size: "1073741824", "512MiB", "1GiB", "64KiB", "2G" (K/M/G/T and KiB/MiB/GiB/TiB are

@@ -63,7 +63,7 @@ void Family(std::string& out, const std::string& name, const char* type, const s
 
 }  // namespace
 
-std::string FormatPrometheus(const Metrics& latest,
+std::string FormatPrometheus(const host::Metrics& latest,
                              const std::vector<protocol::CheckResult>& checks,
                              uint64_t dropped_samples) {
   // family name -> (label part including braces, or "") -> value

@@ -11,7 +11,7 @@
 #include <thread>
 #include <vector>
 
-#include "agent/metrics.h"
+#include "host/metrics.h"
 #include "core/result.h"
 #include "protocol/wire.h"
 
@@ -21,7 +21,7 @@ namespace medic::agent {
 // disk_used_percent{mount="/var/log"}, are kept); each family once, with HELP and TYPE, its
 // samples together. Checks become medic_check_healthy{check="NAME"} 1|0; plus
 // medic_agent_dropped_samples_total (counter) and medic_agent_up 1.
-std::string FormatPrometheus(const Metrics& latest,
+std::string FormatPrometheus(const host::Metrics& latest,
                              const std::vector<protocol::CheckResult>& checks,
                              uint64_t dropped_samples);
 

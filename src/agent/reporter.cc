@@ -27,7 +27,7 @@ void SampleBuffer::PopFront(size_t n) {
 }
 
 Reporter::Reporter(ReporterOptions options, const ServerApi& api, Registration& registration,
-                   MetricsSource& metrics, CheckStates& checks, Clock& clock)
+                   host::MetricsSource& metrics, CheckStates& checks, Clock& clock)
     : options_(std::move(options)),
       api_(api),
       registration_(registration),

@@ -11,7 +11,7 @@
 #include <string>
 
 #include "agent/health_check.h"
-#include "agent/metrics.h"
+#include "host/metrics.h"
 #include "agent/server_api.h"
 #include "core/clock.h"
 #include "protocol/wire.h"
@@ -51,7 +51,7 @@ struct ReporterOptions {
 class Reporter {
  public:
   Reporter(ReporterOptions options, const ServerApi& api, Registration& registration,
-           MetricsSource& metrics, CheckStates& checks, Clock& clock);
+           host::MetricsSource& metrics, CheckStates& checks, Clock& clock);
 
   // Samples if due (or requested), registers if needed, sends what is pending. Returns when it
   // wants to run next.
@@ -70,7 +70,7 @@ class Reporter {
   const ReporterOptions options_;
   const ServerApi& api_;
   Registration& registration_;
-  MetricsSource& metrics_;
+  host::MetricsSource& metrics_;
   CheckStates& checks_;
   Clock& clock_;
   SampleBuffer buffer_;

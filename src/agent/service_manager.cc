@@ -11,7 +11,7 @@ std::string FormatServiceStatus(const ServiceStatus& s) {
   }
   if (s.last_exit) {
     out += "; last exit: pid " + std::to_string(s.last_exit->pid) + " " +
-           DescribeExit(s.last_exit->status) + " at " + FormatRfc3339(s.last_exit->at);
+           host::DescribeExit(s.last_exit->status) + " at " + FormatRfc3339(s.last_exit->at);
   } else if (!s.running) {
     out += "; not started since the agent started";
   }

@@ -10,7 +10,7 @@
 #include <string_view>
 #include <vector>
 
-#include "agent/process_util.h"
+#include "host/process_util.h"
 #include "core/clock.h"
 #include "core/result.h"
 
@@ -18,7 +18,7 @@ namespace medic::agent {
 
 struct ServiceExit {
   pid_t pid = 0;
-  ExitStatus status;
+  host::ExitStatus status;
   WallTime at;
 };
 

@@ -9,7 +9,7 @@
 #include <cstring>
 #include <thread>
 
-#include "agent/text.h"
+#include "host/text.h"
 #include "core/files.h"
 #include "core/log.h"
 #include "protocol/actions.h"
@@ -28,14 +28,14 @@ std::string LogTail(const std::string& log_path) {
   if (!text) {
     return "(cannot read " + log_path + ": " + text.error().message + ")";
   }
-  const std::string tail = TailLines(*text, 10);
+  const std::string tail = host::TailLines(*text, 10);
   return tail.empty() ? "(" + log_path + " is empty)" : tail;
 }
 
 }  // namespace
 
 SupervisorServiceManager::SupervisorServiceManager(std::vector<ServiceConfig> services,
-                                                   ChildReaper& reaper, ProcFs& procfs,
+                                                   ChildReaper& reaper, host::ProcFs& procfs,
                                                    Clock& clock, SupervisorOptions options)
     : reaper_(reaper), procfs_(procfs), options_(options), shared_(std::make_shared<Shared>()) {
   shared_->clock = &clock;
@@ -70,8 +70,8 @@ Result<std::string> SupervisorServiceManager::Known(std::string_view name) const
   return it->first;
 }
 
-std::vector<PidStat> SupervisorServiceManager::GroupMembers(pid_t pgid, pid_t except_pid) {
-  std::vector<PidStat> out;
+std::vector<host::PidStat> SupervisorServiceManager::GroupMembers(pid_t pgid, pid_t except_pid) {
+  std::vector<host::PidStat> out;
   if (pgid <= 1) {
     return out;
   }
@@ -93,7 +93,7 @@ bool SupervisorServiceManager::WaitGone(const std::string& name, pid_t pgid, Mil
     }
   }
   // The main process is gone (an event); the rest of its group has no event of its own.
-  while (ProcessGroupExists(pgid)) {
+  while (host::ProcessGroupExists(pgid)) {
     if (Steady::now() >= deadline) {
       return false;
     }
@@ -130,15 +130,15 @@ Result<std::string> SupervisorServiceManager::Kill(std::string_view name, int si
     std::lock_guard<std::mutex> lock(shared_->mu);
     pgid = shared_->services.find(n)->second.pgid;
   }
-  if (pgid == 0 || !ProcessGroupExists(pgid)) {
+  if (pgid == 0 || !host::ProcessGroupExists(pgid)) {
     return FailedPrecondition(n + " is not running");
   }
   if (::kill(-pgid, signal) != 0) {
-    return Internal("kill(-" + std::to_string(pgid) + ", " + SignalName(signal) +
+    return Internal("kill(-" + std::to_string(pgid) + ", " + host::SignalName(signal) +
                     "): " + std::strerror(errno));
   }
-  LogInfo("sent " + SignalName(signal) + " to the process group of " + n);
-  return "sent " + SignalName(signal) + " to the process group of " + n + " (pgid " +
+  LogInfo("sent " + host::SignalName(signal) + " to the process group of " + n);
+  return "sent " + host::SignalName(signal) + " to the process group of " + n + " (pgid " +
          std::to_string(pgid) + ")";
 }
 
@@ -174,14 +174,14 @@ Result<std::string> SupervisorServiceManager::StopLocked(const std::string& name
     pgid = svc.pgid;
     cfg = svc.config;
   }
-  if (!running && (pgid == 0 || !ProcessGroupExists(pgid))) {
+  if (!running && (pgid == 0 || !host::ProcessGroupExists(pgid))) {
     return name + " was not running";
   }
   const int sig = protocol::SignalNumber(cfg.stop_signal);
   std::string what =
       running ? name + " (pid " + std::to_string(pid) + ")" : "the leftover processes of " + name;
   ::kill(-pgid, sig);
-  std::string how = "with " + SignalName(sig);
+  std::string how = "with " + host::SignalName(sig);
   bool gone = WaitGone(name, pgid, cfg.stop_timeout);
   if (!gone) {
     ::kill(-pgid, SIGKILL);
@@ -217,19 +217,19 @@ Result<std::string> SupervisorServiceManager::StartLocked(const std::string& nam
   }
   // A dead instance may have left processes behind (an nginx worker holding the port).
   std::string prefix;
-  if (old_pgid != 0 && ProcessGroupExists(old_pgid)) {
+  if (old_pgid != 0 && host::ProcessGroupExists(old_pgid)) {
     ASSIGN_OR_RETURN(std::string cleaned, StopLocked(name));
     prefix = cleaned + "; ";
   }
 
-  ASSIGN_OR_RETURN(std::string exe, FindExecutable(cfg.start[0]));
-  std::vector<std::string> env = ScrubbedEnvironment();
+  ASSIGN_OR_RETURN(std::string exe, host::FindExecutable(cfg.start[0]));
+  std::vector<std::string> env = host::ScrubbedEnvironment();
   for (const auto& [k, v] : cfg.env) {
     env.push_back(k + "=" + v);
   }
-  const ExecArgs args(exe, cfg.start, std::move(env));
-  UniqueFd in_fd(::open("/dev/null", O_RDONLY | O_CLOEXEC));
-  UniqueFd out_fd(cfg.log.empty()
+  const host::ExecArgs args(exe, cfg.start, std::move(env));
+  host::UniqueFd in_fd(::open("/dev/null", O_RDONLY | O_CLOEXEC));
+  host::UniqueFd out_fd(cfg.log.empty()
                       ? ::open("/dev/null", O_WRONLY | O_CLOEXEC)
                       : ::open(cfg.log.c_str(), O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0640));
   if (!in_fd.valid() || !out_fd.valid()) {
@@ -237,8 +237,8 @@ Result<std::string> SupervisorServiceManager::StartLocked(const std::string& nam
                               (cfg.log.empty() ? "/dev/null" : cfg.log) + ": " +
                               std::strerror(errno));
   }
-  UniqueFd err_r, err_w;
-  RETURN_IF_ERROR(MakePipe(&err_r, &err_w));
+  host::UniqueFd err_r, err_w;
+  RETURN_IF_ERROR(host::MakePipe(&err_r, &err_w));
 
   uint64_t generation = 0;
   {
@@ -246,7 +246,7 @@ Result<std::string> SupervisorServiceManager::StartLocked(const std::string& nam
     generation = ++shared_->services.find(name)->second.generation;
   }
   std::shared_ptr<Shared> shared = shared_;
-  auto on_exit = [shared, name, generation](pid_t pid, const ExitStatus& status) {
+  auto on_exit = [shared, name, generation](pid_t pid, const host::ExitStatus& status) {
     ExitListener listener;
     const ServiceExit exit{pid, status, shared->clock->Now()};
     {
@@ -262,7 +262,7 @@ Result<std::string> SupervisorServiceManager::StartLocked(const std::string& nam
     }
     shared->cv.notify_all();
     LogInfo("service " + name + " (pid " + std::to_string(pid) +
-            ") exited: " + DescribeExit(status));
+            ") exited: " + host::DescribeExit(status));
     if (listener) {
       listener(name, exit);
     }
@@ -274,7 +274,7 @@ Result<std::string> SupervisorServiceManager::StartLocked(const std::string& nam
         ::dup2(in, 0);
         ::dup2(out, 1);
         ::dup2(out, 2);
-        const int report_fd = PrepareChildProcess(errw);
+        const int report_fd = host::PrepareChildProcess(errw);
         ::execve(args.path(), args.argv(), args.envp());
         const int err = errno;
         [[maybe_unused]] ssize_t n = ::write(report_fd, &err, sizeof(err));
@@ -316,7 +316,7 @@ Result<std::string> SupervisorServiceManager::StartLocked(const std::string& nam
   }
   if (early_exit) {
     return FailedPrecondition(name + " exited right after start (" +
-                              DescribeExit(early_exit->status) + "); last lines of its log:\n" +
+                              host::DescribeExit(early_exit->status) + "); last lines of its log:\n" +
                               LogTail(cfg.log));
   }
   LogInfo("started " + name + " (pid " + std::to_string(*pid) + ")");

@@ -20,7 +20,7 @@
 
 #include "agent/child_reaper.h"
 #include "agent/config.h"
-#include "agent/proc_fs.h"
+#include "host/proc_fs.h"
 #include "agent/service_manager.h"
 #include "core/clock.h"
 
@@ -36,7 +36,7 @@ class SupervisorServiceManager : public ServiceManager {
   using ExitListener = std::function<void(const std::string& name, const ServiceExit& exit)>;
 
   // `reaper` (started), `procfs` and `clock` must outlive this object.
-  SupervisorServiceManager(std::vector<ServiceConfig> services, ChildReaper& reaper, ProcFs& procfs,
+  SupervisorServiceManager(std::vector<ServiceConfig> services, ChildReaper& reaper, host::ProcFs& procfs,
                            Clock& clock, SupervisorOptions options = {});
   // Leaves running services running; call StopAll() first to stop them.
   ~SupervisorServiceManager() override = default;
@@ -80,11 +80,11 @@ class SupervisorServiceManager : public ServiceManager {
   Result<std::string> StopLocked(const std::string& name);
   // Waits until the service's main process has exited and group `pgid` is empty.
   bool WaitGone(const std::string& name, pid_t pgid, Millis timeout);
-  std::vector<PidStat> GroupMembers(pid_t pgid, pid_t except_pid);
+  std::vector<host::PidStat> GroupMembers(pid_t pgid, pid_t except_pid);
   Result<std::string> Known(std::string_view name) const;
 
   ChildReaper& reaper_;
-  ProcFs& procfs_;
+  host::ProcFs& procfs_;
   SupervisorOptions options_;
   std::shared_ptr<Shared> shared_;
   std::mutex op_mu_;  // serializes Start/Stop/Restart/Kill

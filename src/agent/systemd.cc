@@ -4,9 +4,9 @@
 #include <charconv>
 #include <optional>
 
-#include "agent/process_util.h"
+#include "host/process_util.h"
 #include "core/files.h"
-#include "agent/text.h"
+#include "host/text.h"
 
 namespace medic::agent {
 
@@ -39,7 +39,7 @@ std::string SystemdUnitName(std::string_view service) {
 ServiceStatus ParseSystemctlShow(std::string_view name, std::string_view text) {
   ServiceStatus s;
   s.name = std::string(name);
-  LineReader lines(text);
+  host::LineReader lines(text);
   while (const std::optional<std::string_view> next = lines.Next()) {
     const std::string_view line = *next;
     const size_t eq = line.find('=');
@@ -87,7 +87,7 @@ Result<std::string> SystemdServiceManager::Systemctl(std::string_view name,
   if (!o.Succeeded()) {
     std::string why = !o.started    ? o.error
                       : o.timed_out ? "timed out"
-                                    : DescribeExit(ExitStatus{o.exit_code, o.signal, false});
+                                    : host::DescribeExit(host::ExitStatus{o.exit_code, o.signal, false});
     std::string out = o.output;
     while (!out.empty() && out.back() == '\n') {
       out.pop_back();
@@ -112,7 +112,7 @@ Result<std::string> SystemdServiceManager::Restart(std::string_view name) {
 
 Result<std::string> SystemdServiceManager::Kill(std::string_view name, int signal) {
   return Systemctl(name, {"kill", "--signal=" + std::to_string(signal)},
-                   "sent " + SignalName(signal) + " to " + SystemdUnitName(name));
+                   "sent " + host::SignalName(signal) + " to " + SystemdUnitName(name));
 }
 
 Result<ServiceStatus> SystemdServiceManager::GetStatus(std::string_view name) {

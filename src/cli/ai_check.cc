@@ -3,22 +3,21 @@
 #include <map>
 
 #include "protocol/actions.h"
-#include "server/ai/ai_brain.h"
-#include "server/ai/answer.h"
-#include "server/ai/prompt.h"
-#include "server/server_app.h"
+#include "ai/ai_brain.h"
+#include "ai/ai_config.h"
+#include "ai/answer.h"
+#include "ai/prompt.h"
 
 namespace medic::cli {
 
-Result<server::ai::AiConfig> ResolveAiCheckConfig(const AiCheckOptions& options,
+Result<ai::AiConfig> ResolveAiCheckConfig(const AiCheckOptions& options,
                                                   const GetEnvFn& getenv) {
-  server::ai::AiConfig config;
+  ai::AiConfig config;
   if (!options.config_file.empty()) {
-    ASSIGN_OR_RETURN(server::ServerConfig sc, server::LoadServerConfig(options.config_file));
-    config = sc.ai;
+    ASSIGN_OR_RETURN(config, ai::LoadAiConfigFile(options.config_file));
   }
   std::map<std::string, std::string> held;  // keeps the strings alive for the const char*s
-  RETURN_IF_ERROR(server::ai::ApplyAiEnvironment(config, [&](const char* name) -> const char* {
+  RETURN_IF_ERROR(ai::ApplyAiEnvironment(config, [&](const char* name) -> const char* {
     std::optional<std::string> v = getenv(name);
     if (!v.has_value()) {
       return nullptr;
@@ -51,9 +50,9 @@ Result<server::ai::AiConfig> ResolveAiCheckConfig(const AiCheckOptions& options,
   return config;
 }
 
-Status RunAiCheck(const server::ai::AiConfig& config, HttpClient& http, const Clock& clock,
+Status RunAiCheck(const ai::AiConfig& config, HttpClient& http, const Clock& clock,
                   bool json, std::ostream& out) {
-  using namespace server::ai;  // NOLINT: the check is all AI types
+  using namespace ai;  // NOLINT: the check is all AI types
   std::unique_ptr<LlmClient> client = config.provider == "gemini"
                                           ? NewGeminiClient(config, http, clock, RealSleep())
                                           : NewOpenAiClient(config, http, clock, RealSleep());

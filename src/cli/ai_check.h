@@ -12,7 +12,7 @@
 
 #include "core/clock.h"
 #include "core/result.h"
-#include "server/ai/llm_client.h"
+#include "ai/llm_client.h"
 #include "transport/http_client.h"
 
 namespace medic::cli {
@@ -26,12 +26,12 @@ struct AiCheckOptions {
 
 using GetEnvFn = std::function<std::optional<std::string>(const std::string&)>;
 
-Result<server::ai::AiConfig> ResolveAiCheckConfig(const AiCheckOptions& options,
+Result<ai::AiConfig> ResolveAiCheckConfig(const AiCheckOptions& options,
                                                   const GetEnvFn& getenv);
 
 // Prints one line (or a JSON object with `json`); OK only when the provider answered and the
 // answer parsed into a valid catalog action.
-Status RunAiCheck(const server::ai::AiConfig& config, HttpClient& http, const Clock& clock,
+Status RunAiCheck(const ai::AiConfig& config, HttpClient& http, const Clock& clock,
                   bool json, std::ostream& out);
 
 }  // namespace medic::cli

@@ -17,9 +17,8 @@
 #include <optional>
 #include <set>
 
-#include "agent/chaos.h"
-#include "agent/policy.h"
-#include "agent/proc_fs.h"
+#include "host/chaos.h"
+#include "host/proc_fs.h"
 #include "core/files.h"
 
 namespace medic::cli {
@@ -214,7 +213,7 @@ std::string DefaultChaosStateFile(
 namespace {
 
 // Progress lines on `err` each time the used percent passes another whole percent.
-agent::ChaosProgress PercentPrinter(std::ostream& err, const std::string& mode) {
+host::ChaosProgress PercentPrinter(std::ostream& err, const std::string& mode) {
   auto last = std::make_shared<int>(-1);
   return [&err, mode, last](double percent, uint64_t bytes) {
     const int whole = static_cast<int>(std::floor(percent));
@@ -236,8 +235,8 @@ agent::ChaosProgress PercentPrinter(std::ostream& err, const std::string& mode) 
 }  // namespace
 
 Status RunLocalChaos(const LocalChaosOptions& options, std::ostream& out, std::ostream& err) {
-  agent::LinuxProcFs procfs;
-  agent::ChaosKeeper keeper(procfs, options.state_file);
+  host::LinuxProcFs procfs;
+  host::ChaosKeeper keeper(procfs, options.state_file);
   if (options.mode == "stop") {
     ASSIGN_OR_RETURN(std::string done, keeper.Stop());
     out << done;
@@ -257,18 +256,18 @@ Status RunLocalChaos(const LocalChaosOptions& options, std::ostream& out, std::o
     if (!options.duration.empty()) {
       return InvalidArgument("--duration applies to oom only");
     }
-    ASSIGN_OR_RETURN(agent::DiskFillRequest request,
-                     agent::DiskFillRequestFromParams(params, "/var/log"));
+    ASSIGN_OR_RETURN(host::DiskFillRequest request,
+                     host::DiskFillRequestFromParams(params, "/var/log"));
     char real[PATH_MAX];
     if (::realpath(request.dir.c_str(), real) == nullptr) {
       return NotFound("cannot resolve " + request.dir + ": " + std::strerror(errno));
     }
     request.dir = real;
-    request.max_bytes = agent::kDefaultChaosMaxFillBytes;
+    request.max_bytes = host::kDefaultChaosMaxFillBytes;
     request.max_time = Millis(30 * 60 * 1000);
-    ASSIGN_OR_RETURN(agent::DiskFillResult done,
+    ASSIGN_OR_RETURN(host::DiskFillResult done,
                      keeper.FillDisk(request, PercentPrinter(err, options.mode)));
-    out << agent::DescribeDiskFill(done, request.percent);
+    out << host::DescribeDiskFill(done, request.percent);
     if (!done.reached) {
       return Unavailable("stopped before the target: " + done.stopped_because);
     }
@@ -278,11 +277,11 @@ Status RunLocalChaos(const LocalChaosOptions& options, std::ostream& out, std::o
     if (!options.path.empty()) {
       return InvalidArgument("--path applies to disk-fill only");
     }
-    ASSIGN_OR_RETURN(agent::OomRequest request, agent::OomRequestFromParams(params));
-    request.max_bytes = agent::kDefaultChaosMaxOomBytes;
-    ASSIGN_OR_RETURN(agent::OomResult done,
+    ASSIGN_OR_RETURN(host::OomRequest request, host::OomRequestFromParams(params));
+    request.max_bytes = host::kDefaultChaosMaxOomBytes;
+    ASSIGN_OR_RETURN(host::OomResult done,
                      keeper.StartOom(request, PercentPrinter(err, options.mode)));
-    out << agent::DescribeOom(done, request.percent);
+    out << host::DescribeOom(done, request.percent);
     out << "undo with: medic chaos stop" << std::endl;
     if (!done.reached) {
       return Unavailable("the measured memory did not reach the target in time");

@@ -316,7 +316,7 @@ int RunCli(const std::vector<std::string>& args, CliEnv& env) {
   }
 
   if (*ai_check) {
-    Result<server::ai::AiConfig> config = ResolveAiCheckConfig(
+    Result<ai::AiConfig> config = ResolveAiCheckConfig(
         ai_options, [&env](const std::string& name) { return env.GetEnv(name); });
     if (!config.has_value()) {
       return Fail(env, "ai check: " + config.error().message);

@@ -16,7 +16,7 @@
 #include <system_error>
 #include <thread>
 
-#include "agent/proc_parsers.h"
+#include "host/proc_parsers.h"
 #include "cli/api.h"
 #include "core/files.h"
 
@@ -365,7 +365,7 @@ std::unique_ptr<HostIsolation> NewPosixHostIsolation() {
 
 std::optional<std::string> MemoryCgroupDir(std::string_view proc_cgroup,
                                            std::string_view hierarchy) {
-  std::optional<std::string> path = agent::ParseProcCgroup(proc_cgroup, "memory");
+  std::optional<std::string> path = host::ParseProcCgroup(proc_cgroup, "memory");
   if (!path.has_value()) {
     return std::nullopt;
   }

@@ -37,7 +37,7 @@ TEST(Agent, RegistersReportsRunsCommandsAndReportsCheckChangesAtOnce) {
   FakeProcFs procfs;
   procfs.SetFile("meminfo", Fixture("meminfo.txt"));
   procfs.SetFile("loadavg", Fixture("loadavg.txt"));
-  procfs.SetMount("/", FsStats{1000, 400, 300, 100, 25});
+  procfs.SetMount("/", host::FsStats{1000, 400, 300, 100, 25});
   FakeCommandRunner runner;
   FakeServiceManager services;
   FakeServer server;

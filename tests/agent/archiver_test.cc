@@ -398,19 +398,19 @@ TEST(AgentConfigDiskKeys, BadValuesNameFileAndLine) {
 
 TEST(AgentMetricsPrimaryMount, PrimaryIsUnlabelledAndRootGetsALabel) {
   FakeProcFs procfs;
-  procfs.SetMount("/", FsStats{1000, 500, 500, 100, 50});
-  procfs.SetMount("/srv/web-1", FsStats{100, 10, 10, 10, 5});
-  procfs.SetMount("/data", FsStats{100, 50, 50, 0, 0});
-  ProcMetricsCollector collector(procfs, {"/data"}, "/srv/web-1");
-  const Metrics m = collector.Collect();
+  procfs.SetMount("/", host::FsStats{1000, 500, 500, 100, 50});
+  procfs.SetMount("/srv/web-1", host::FsStats{100, 10, 10, 10, 5});
+  procfs.SetMount("/data", host::FsStats{100, 50, 50, 0, 0});
+  host::ProcMetricsCollector collector(procfs, {"/data"}, "/srv/web-1");
+  const host::Metrics m = collector.Collect();
   EXPECT_DOUBLE_EQ(m.at("disk_used_percent"), 90.0);
   EXPECT_DOUBLE_EQ(m.at("inode_used_percent"), 50.0);
   EXPECT_DOUBLE_EQ(m.at("disk_used_percent{mount=\"/\"}"), 50.0);
   EXPECT_DOUBLE_EQ(m.at("disk_used_percent{mount=\"/data\"}"), 50.0);
   EXPECT_EQ(m.count("disk_used_percent{mount=\"/srv/web-1\"}"), 0u);
 
-  ProcMetricsCollector plain(procfs, {"/data"});
-  const Metrics p = plain.Collect();
+  host::ProcMetricsCollector plain(procfs, {"/data"});
+  const host::Metrics p = plain.Collect();
   EXPECT_DOUBLE_EQ(p.at("disk_used_percent"), 50.0);
   EXPECT_EQ(p.count("disk_used_percent{mount=\"/\"}"), 0u);
 }

@@ -12,10 +12,10 @@
 #include "agent/child_reaper.h"
 #include "agent/config.h"
 #include "agent/policy.h"
-#include "agent/proc_fs.h"
+#include "host/proc_fs.h"
 #include "core/files.h"
 #include "core/json.h"
-#include "fakes.h"
+#include "tests/agent/fakes.h"
 #include "protocol/actions.h"
 
 int main(int argc, char** argv) {
@@ -37,7 +37,7 @@ int main(int argc, char** argv) {
     return 2;
   }
   const Policy policy(PolicyRulesFromConfig(*config, ::getpid()));
-  LinuxProcFs procfs;
+  host::LinuxProcFs procfs;
   testing::FakeCommandRunner runner;
   testing::FakeServiceManager services;
   ExecutorOptions options;

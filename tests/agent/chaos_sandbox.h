@@ -26,8 +26,8 @@
 #include <thread>
 #include <vector>
 
-#include "agent/cgroup.h"
-#include "agent/proc_parsers.h"
+#include "host/cgroup.h"
+#include "host/proc_parsers.h"
 #include "core/files.h"
 
 namespace medic::chaos_testing {
@@ -37,11 +37,11 @@ inline double UsedPercent(const std::string& dir) {
   if (::statvfs(dir.c_str(), &sv) != 0) {
     return -1;
   }
-  agent::FsStats s;
+  host::FsStats s;
   s.blocks = sv.f_blocks;
   s.bfree = sv.f_bfree;
   s.bavail = sv.f_bavail;
-  return agent::DiskUsedPercent(s).value_or(-1);
+  return host::DiskUsedPercent(s).value_or(-1);
 }
 
 class TmpfsDir {
@@ -90,7 +90,7 @@ class MemoryCgroup {
  public:
   explicit MemoryCgroup(uint64_t limit_bytes) {
     auto self = ReadFile("/proc/self/cgroup");
-    std::optional<std::string> own = self ? agent::ParseProcCgroup(*self, "memory") : std::nullopt;
+    std::optional<std::string> own = self ? host::ParseProcCgroup(*self, "memory") : std::nullopt;
     if (!own) {
       error_ = "no memory cgroup v1 hierarchy for this process";
       return;
@@ -144,7 +144,7 @@ class MemoryCgroup {
 
   std::vector<pid_t> Pids() const {
     auto text = ReadFile(path_ + "/cgroup.procs");
-    return text ? agent::ParseCgroupProcs(*text) : std::vector<pid_t>{};
+    return text ? host::ParseCgroupProcs(*text) : std::vector<pid_t>{};
   }
   // The cgroup's memory as the agent's mem_used_percent counts it.
   double UsedPercent() const {
@@ -155,12 +155,12 @@ class MemoryCgroup {
     if (!limit || !usage || !meminfo) {
       return -1;
     }
-    auto mem = agent::ParseMeminfo(*meminfo);
+    auto mem = host::ParseMeminfo(*meminfo);
     if (!mem) {
       return -1;
     }
-    auto cg = agent::CgroupMemoryV1(*limit, *usage, stat.value_or(""), mem->total_kb * 1024);
-    return cg ? agent::CgroupMemUsedPercent(*cg) : -1;
+    auto cg = host::CgroupMemoryV1(*limit, *usage, stat.value_or(""), mem->total_kb * 1024);
+    return cg ? host::CgroupMemUsedPercent(*cg) : -1;
   }
 
  private:
@@ -187,7 +187,7 @@ inline bool ProcessAlive(pid_t pid) {
   if (!text) {
     return false;
   }
-  auto st = agent::ParsePidStat(*text);
+  auto st = host::ParsePidStat(*text);
   return st && st->state != 'Z' && st->state != 'X';
 }
 

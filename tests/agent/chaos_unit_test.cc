@@ -5,10 +5,10 @@
 #include <signal.h>
 
 #include "agent/action_executor.h"
-#include "agent/chaos.h"
+#include "host/chaos.h"
 #include "agent/config.h"
 #include "agent/policy.h"
-#include "fakes.h"
+#include "tests/agent/fakes.h"
 
 namespace medic::agent {
 namespace {
@@ -16,7 +16,7 @@ namespace {
 TEST(FillBytesNeededTest, Table) {
   struct Case {
     const char* name;
-    FsStats fs;
+    host::FsStats fs;
     uint64_t block;
     double percent;
     uint64_t want;
@@ -32,85 +32,85 @@ TEST(FillBytesNeededTest, Table) {
   };
   for (const Case& c : cases) {
     SCOPED_TRACE(c.name);
-    EXPECT_EQ(FillBytesNeeded(c.fs, c.block, c.percent), c.want);
+    EXPECT_EQ(host::FillBytesNeeded(c.fs, c.block, c.percent), c.want);
   }
 }
 
 TEST(OomBytesNeededTest, AgainstTheView) {
-  MemoryView v;
+  host::MemoryView v;
   v.limit_bytes = 128ull << 20;
   v.used_bytes = 8ull << 20;
-  EXPECT_EQ(OomBytesNeeded(v, 50), (64ll << 20) - (8ll << 20));
+  EXPECT_EQ(host::OomBytesNeeded(v, 50), (64ll << 20) - (8ll << 20));
   v.used_bytes = 100ull << 20;
-  EXPECT_LT(OomBytesNeeded(v, 50), 0);
-  EXPECT_EQ(HogBytesFor(-5), 0u);
-  EXPECT_EQ(HogBytesFor(40ll << 20), (40ull << 20) - (3ull << 20));  // stress-ng's own ~3 MiB
-  EXPECT_EQ(HogBytesFor(4 << 20), 3u << 20);                         // at most a quarter off
+  EXPECT_LT(host::OomBytesNeeded(v, 50), 0);
+  EXPECT_EQ(host::HogBytesFor(-5), 0u);
+  EXPECT_EQ(host::HogBytesFor(40ll << 20), (40ull << 20) - (3ull << 20));  // stress-ng's own ~3 MiB
+  EXPECT_EQ(host::HogBytesFor(4 << 20), 3u << 20);                         // at most a quarter off
 }
 
 TEST(HogArgvTest, StressNgFlags) {
-  EXPECT_EQ(HogArgv("/usr/bin/stress-ng", 1048576, 600),
+  EXPECT_EQ(host::HogArgv("/usr/bin/stress-ng", 1048576, 600),
             (std::vector<std::string>{"/usr/bin/stress-ng", "--vm", "1", "--vm-bytes", "1048576b",
                                       "--vm-keep", "--vm-hang", "0", "--oomable", "--timeout",
                                       "600s", "--quiet"}));
 }
 
 TEST(ChaosParamsTest, DiskFill) {
-  auto r = DiskFillRequestFromParams(Json(), "/var/log");
+  auto r = host::DiskFillRequestFromParams(Json(), "/var/log");
   ASSERT_TRUE(r.has_value());
   EXPECT_EQ(r->dir, "/var/log");
   EXPECT_EQ(r->percent, 90);
-  r = DiskFillRequestFromParams({{"path", "/mnt/x"}, {"percent", 75.5}}, "/var/log");
+  r = host::DiskFillRequestFromParams({{"path", "/mnt/x"}, {"percent", 75.5}}, "/var/log");
   ASSERT_TRUE(r.has_value());
   EXPECT_EQ(r->dir, "/mnt/x");
   EXPECT_EQ(r->percent, 75.5);
   for (const Json& bad : {Json{{"percent", 0}}, Json{{"percent", 100}}, Json{{"percent", "9"}},
                           Json{{"path", "rel"}}, Json{{"size", 1}}}) {
     SCOPED_TRACE(bad.dump());
-    EXPECT_FALSE(DiskFillRequestFromParams(bad, "/var/log").has_value());
+    EXPECT_FALSE(host::DiskFillRequestFromParams(bad, "/var/log").has_value());
   }
 }
 
 TEST(ChaosParamsTest, Oom) {
-  auto r = OomRequestFromParams(Json::object());
+  auto r = host::OomRequestFromParams(Json::object());
   ASSERT_TRUE(r.has_value());
   EXPECT_EQ(r->percent, 95);
   EXPECT_EQ(r->duration_seconds, 600);
-  r = OomRequestFromParams({{"percent", 80}, {"duration", "2m"}});
+  r = host::OomRequestFromParams({{"percent", 80}, {"duration", "2m"}});
   ASSERT_TRUE(r.has_value());
   EXPECT_EQ(r->duration_seconds, 120);
-  r = OomRequestFromParams({{"duration", 30}});
+  r = host::OomRequestFromParams({{"duration", 30}});
   ASSERT_TRUE(r.has_value());
   EXPECT_EQ(r->duration_seconds, 30);
   for (const Json& bad : {Json{{"duration", "0s"}}, Json{{"duration", "2h"}},
                           Json{{"duration", true}}, Json{{"percent", -1}}, Json{{"path", "/x"}}}) {
     SCOPED_TRACE(bad.dump());
-    EXPECT_FALSE(OomRequestFromParams(bad).has_value());
+    EXPECT_FALSE(host::OomRequestFromParams(bad).has_value());
   }
 }
 
 TEST(ChaosStateTest, JsonRoundTrip) {
-  ChaosState s;
+  host::ChaosState s;
   s.fill_files = {"/mnt/x/medic-chaos-fill.log"};
   s.hogs = {1234};
-  auto back = ChaosStateFromJson(ChaosStateToJson(s));
+  auto back = host::ChaosStateFromJson(host::ChaosStateToJson(s));
   ASSERT_TRUE(back.has_value());
   EXPECT_EQ(back->fill_files, s.fill_files);
   EXPECT_EQ(back->hogs, s.hogs);
-  EXPECT_FALSE(ChaosStateFromJson(Json{{"hogs", "x"}}).has_value());
-  EXPECT_TRUE(ChaosStateFromJson(Json::object())->empty());
+  EXPECT_FALSE(host::ChaosStateFromJson(Json{{"hogs", "x"}}).has_value());
+  EXPECT_TRUE(host::ChaosStateFromJson(Json::object())->empty());
 }
 
 TEST(ChaosKeeperTest, StopWithNothingRecorded) {
   testing::FakeProcFs procfs;
-  ChaosKeeper keeper(procfs);
+  host::ChaosKeeper keeper(procfs);
   EXPECT_EQ(keeper.Stop().value(), "no chaos running\n");
 }
 
 TEST(ReadMemoryViewTest, UsesTheCgroupLimitLikeTheMetrics) {
   testing::FakeProcFs procfs;
   procfs.SetFile("meminfo", "MemTotal: 1048576 kB\nMemAvailable: 524288 kB\n");
-  MemoryView host = ReadMemoryView(procfs).value();
+  host::MemoryView host = host::ReadMemoryView(procfs).value();
   EXPECT_EQ(host.scope, "host");
   EXPECT_EQ(host.limit_bytes, 1ull << 30);
   EXPECT_DOUBLE_EQ(host.percent, 50);
@@ -118,7 +118,7 @@ TEST(ReadMemoryViewTest, UsesTheCgroupLimitLikeTheMetrics) {
   procfs.SetFile("/sys/fs/cgroup/memory/demo/memory.limit_in_bytes", "134217728\n");
   procfs.SetFile("/sys/fs/cgroup/memory/demo/memory.usage_in_bytes", "33554432\n");
   procfs.SetFile("/sys/fs/cgroup/memory/demo/memory.stat", "total_inactive_file 0\n");
-  MemoryView cg = ReadMemoryView(procfs).value();
+  host::MemoryView cg = host::ReadMemoryView(procfs).value();
   EXPECT_EQ(cg.scope, "cgroup v1:/sys/fs/cgroup/memory/demo");
   EXPECT_EQ(cg.limit_bytes, 128ull << 20);
   EXPECT_DOUBLE_EQ(cg.percent, 25);

@@ -122,7 +122,7 @@ class CommandAcceptanceTest : public ::testing::Test {
 
   std::string dir_;
   SystemClock clock_;
-  LinuxProcFs procfs_;
+  host::LinuxProcFs procfs_;
   ChildReaper reaper_;
   ForkExecCommandRunner runner_{reaper_};
   std::unique_ptr<SupervisorServiceManager> supervisor_;

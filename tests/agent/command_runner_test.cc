@@ -12,7 +12,7 @@
 #include <sstream>
 #include <thread>
 
-#include "agent/proc_fs.h"
+#include "host/proc_fs.h"
 #include "core/files.h"
 
 namespace medic::agent {
@@ -40,7 +40,7 @@ bool PidGone(pid_t pid) { return ::kill(pid, 0) != 0 && errno == ESRCH; }
 
 // Processes (not zombies) still in process group `pgid`.
 int GroupSize(pid_t pgid) {
-  LinuxProcFs procfs;
+  host::LinuxProcFs procfs;
   int n = 0;
   for (const auto& p : ListProcesses(procfs)) {
     if (p.pgrp == pgid) {
@@ -190,14 +190,14 @@ TEST_F(CommandRunnerTest, SetsidAndDoubleForkedDescendantsAreGoneByDeadlinePlusG
   });
   // While it runs: which process group and session is each descendant in? The test only means
   // something if some of them really left the command's group and session.
-  std::map<pid_t, PidStat> seen;
-  LinuxProcFs procfs;
+  std::map<pid_t, host::PidStat> seen;
+  host::LinuxProcFs procfs;
   while (std::chrono::steady_clock::now() - start < Millis(900) && seen.size() < 5) {
     std::istringstream in(ReadFile(pids).value_or(""));
     long pid = 0;
     while (in >> pid) {
       if (auto text = procfs.Read(std::to_string(pid) + "/stat")) {
-        if (auto st = ParsePidStat(*text)) {
+        if (auto st = host::ParsePidStat(*text)) {
           seen[static_cast<pid_t>(pid)] = *st;
         }
       }

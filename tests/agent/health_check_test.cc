@@ -225,7 +225,7 @@ TEST(ProbeProcess, ScanCacheReadsOnlyMatchesAndNewPidsYetHealthStaysExact) {
 }
 
 TEST(ProbeProcess, TheLiveSystem) {
-  LinuxProcFs procfs;
+  host::LinuxProcFs procfs;
   CheckConfig c;
   c.name = "self";
   c.type = "process";

@@ -1,4 +1,4 @@
-#include "agent/metrics.h"
+#include "host/metrics.h"
 
 #include <gtest/gtest.h>
 
@@ -16,12 +16,12 @@ TEST(ProcMetricsCollector, EveryMetricFromFixtures) {
   procfs.SetFile("meminfo", Fixture("meminfo.txt"));
   procfs.SetFile("loadavg", Fixture("loadavg.txt"));
   procfs.SetFile("stat", Fixture("stat_1.txt"));
-  procfs.SetMount("/", FsStats{1000, 400, 300, 100, 25});
-  procfs.SetMount("/data", FsStats{100, 10, 10, 0, 0});
-  ProcMetricsCollector collector(procfs, {"/", "/data", "/missing"});
+  procfs.SetMount("/", host::FsStats{1000, 400, 300, 100, 25});
+  procfs.SetMount("/data", host::FsStats{100, 10, 10, 0, 0});
+  host::ProcMetricsCollector collector(procfs, {"/", "/data", "/missing"});
 
   procfs.SetFile("stat", Fixture("stat_2.txt"));
-  const Metrics m = collector.Collect();
+  const host::Metrics m = collector.Collect();
   EXPECT_NEAR(m.at("disk_used_percent"), 600.0 * 100 / 900, 1e-9);
   EXPECT_NEAR(m.at("inode_used_percent"), 75.0, 1e-9);
   EXPECT_NEAR(m.at("disk_used_percent{mount=\"/data\"}"), 90.0, 1e-9);
@@ -34,7 +34,7 @@ TEST(ProcMetricsCollector, EveryMetricFromFixtures) {
 
   // No CPU progress between two readings (both within one tick): the share of the last window
   // that had progress is repeated rather than left out.
-  const Metrics again = collector.Collect();
+  const host::Metrics again = collector.Collect();
   EXPECT_NEAR(again.at("cpu_percent"), 25.0, 1e-9);
   EXPECT_EQ(again.count("mem_used_percent"), 1u);
 }
@@ -42,7 +42,7 @@ TEST(ProcMetricsCollector, EveryMetricFromFixtures) {
 TEST(ProcMetricsCollector, UnreadableSourcesAreLeftOut) {
   FakeProcFs procfs;
   procfs.SetFile("meminfo", "garbage");
-  ProcMetricsCollector collector(procfs, {});
+  host::ProcMetricsCollector collector(procfs, {});
   EXPECT_TRUE(collector.Collect().empty());
 }
 
@@ -53,13 +53,13 @@ TEST(ProcMetricsCollector, EveryRealMountLoadsSwapProcesses) {
                  "SwapFree: 90 kB\n");
   procfs.SetFile("loadavg", Fixture("loadavg.txt"));
   procfs.SetFile("self/mounts", Fixture("mounts.txt"));
-  procfs.SetMount("/", FsStats{1000, 500, 500, 100, 50});
-  procfs.SetMount("/var/log", FsStats{100, 20, 20, 10, 1});
-  procfs.SetMount("/boot", FsStats{100, 50, 50, 0, 0});
+  procfs.SetMount("/", host::FsStats{1000, 500, 500, 100, 50});
+  procfs.SetMount("/var/log", host::FsStats{100, 20, 20, 10, 1});
+  procfs.SetMount("/boot", host::FsStats{100, 50, 50, 0, 0});
   procfs.AddProcess(1, "init");
   procfs.AddProcess(42, "nginx");
-  ProcMetricsCollector collector(procfs, {});
-  const Metrics m = collector.Collect();
+  host::ProcMetricsCollector collector(procfs, {});
+  const host::Metrics m = collector.Collect();
   EXPECT_DOUBLE_EQ(m.at("disk_used_percent"), 50.0);
   EXPECT_DOUBLE_EQ(m.at("inode_used_percent"), 50.0);
   EXPECT_DOUBLE_EQ(m.at("disk_used_percent{mount=\"/var/log\"}"), 80.0);
@@ -83,7 +83,7 @@ TEST(ProcMetricsCollector, MemoryAgainstTheCgroupLimitV1) {
   procfs.SetFile(dir + "/memory.limit_in_bytes", "1073741824\n");
   procfs.SetFile(dir + "/memory.usage_in_bytes", "957108224\n");
   procfs.SetFile(dir + "/memory.stat", Fixture("memory_stat_v1.txt"));
-  ProcMetricsCollector collector(procfs, {});
+  host::ProcMetricsCollector collector(procfs, {});
   EXPECT_EQ(collector.memory_cgroup(), "v1:" + dir);
   // (957108224 - 420237312) / 1073741824
   EXPECT_NEAR(collector.Collect().at("mem_used_percent"), 50.0, 1e-6);
@@ -97,7 +97,7 @@ TEST(ProcMetricsCollector, MemoryAgainstTheCgroupLimitV2AndUnlimited) {
   procfs.SetFile(dir + "/memory.max", "536870912\n");
   procfs.SetFile(dir + "/memory.current", "125829120\n");
   procfs.SetFile(dir + "/memory.stat", Fixture("memory_stat_v2.txt"));
-  ProcMetricsCollector collector(procfs, {});
+  host::ProcMetricsCollector collector(procfs, {});
   EXPECT_EQ(collector.memory_cgroup(), "v2:" + dir);
   EXPECT_NEAR(collector.Collect().at("mem_used_percent"), 7.8125, 1e-6);
   procfs.SetFile(dir + "/memory.max", "max\n");  // limit lifted: the host's memory counts
@@ -105,9 +105,9 @@ TEST(ProcMetricsCollector, MemoryAgainstTheCgroupLimitV2AndUnlimited) {
 }
 
 TEST(LinuxProcFs, ReadsTheLiveSystem) {
-  LinuxProcFs procfs;
-  ProcMetricsCollector collector(procfs, {});
-  const Metrics m = collector.Collect();
+  host::LinuxProcFs procfs;
+  host::ProcMetricsCollector collector(procfs, {});
+  const host::Metrics m = collector.Collect();
   EXPECT_EQ(m.count("disk_used_percent"), 1u);
   EXPECT_EQ(m.count("mem_used_percent"), 1u);
   EXPECT_EQ(m.count("load1"), 1u);
@@ -122,7 +122,7 @@ TEST(LinuxProcFs, ReadsTheLiveSystem) {
 }
 
 TEST(FormatPrometheus, FamiliesOnceWithTheirSamplesTogether) {
-  Metrics m = {{"disk_used_percent", 41.5},
+  host::Metrics m = {{"disk_used_percent", 41.5},
                {"disk_used_percent_x", 1},  // sorts between the two disk samples
                {"disk_used_percent{mount=\"/var/log\"}", 80},
                {"load1", 0.25},

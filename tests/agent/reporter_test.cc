@@ -11,9 +11,9 @@ using testing::FakeServer;
 using testing::JsonResponse;
 
 // Each sample carries a sequence number, so order and loss are visible.
-class CountingMetrics : public MetricsSource {
+class CountingMetrics : public host::MetricsSource {
  public:
-  Metrics Collect() override { return {{"seq", static_cast<double>(++n_)}}; }
+  host::Metrics Collect() override { return {{"seq", static_cast<double>(++n_)}}; }
 
  private:
   int n_ = 0;

@@ -161,8 +161,8 @@ class SupervisorTest : public ::testing::Test {
   }
 
   // The processes of process group `pgid` other than `except`.
-  std::vector<PidStat> Group(pid_t pgid, pid_t except = 0) {
-    std::vector<PidStat> out;
+  std::vector<host::PidStat> Group(pid_t pgid, pid_t except = 0) {
+    std::vector<host::PidStat> out;
     for (auto& p : ListProcesses(procfs_)) {
       if (p.pgrp == pgid && p.pid != except && p.state != 'Z') {
         out.push_back(p);
@@ -173,7 +173,7 @@ class SupervisorTest : public ::testing::Test {
 
   std::string dir_;
   SystemClock clock_;
-  LinuxProcFs procfs_;
+  host::LinuxProcFs procfs_;
   ChildReaper reaper_;
   std::unique_ptr<SupervisorServiceManager> supervisor_;
   std::mutex mu_;

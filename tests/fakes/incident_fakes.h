@@ -8,9 +8,9 @@
 #include <utility>
 #include <vector>
 
-#include "server/alarms.h"
+#include "server/alarms/alarms.h"
 #include "protocol/wire.h"
-#include "server/command_queue.h"
+#include "server/commands/command_queue.h"
 
 namespace medic::test {
 

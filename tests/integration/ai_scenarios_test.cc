@@ -7,10 +7,10 @@
 #include <gtest/gtest.h>
 #include <stdlib.h>
 
-#include "server/runbooks.h"
+#include "ai/runbooks.h"
 #include "tests/integration/demo_fixture.h"
-#include "tests/server/ai/ai_test_util.h"
-#include "tests/server/ai/fake_http_server.h"
+#include "tests/ai/ai_test_util.h"
+#include "tests/ai/fake_http_server.h"
 
 namespace medic {
 namespace {
@@ -61,22 +61,22 @@ test::CannedReply Model(const test::RecordedRequest& request) {
     if (at != std::string::npos) {
       const size_t eol = prompt.find('\n', at);
       dir = prompt.substr(at + marker.size(), eol - at - marker.size());
-      file = server::LargestFileInListing(prompt.substr(eol + 1));
+      file = ai::LargestFileInListing(prompt.substr(eol + 1));
     }
-    answer = server::ai::test::Answer(
+    answer = ai::test::Answer(
         "log.archive_truncate", {{"path", dir + "/" + file.value_or("none")}},
         "fake-model: " + file.value_or("?") + " is the largest file in " + dir +
             "; archive it, then truncate it");
   } else if (prompt.find("Memory-Exhaustion-ASG") != std::string::npos) {
-    answer = server::ai::test::Answer("process.kill", {{"pattern", "stress-ng"}, {"signal", "TERM"}},
+    answer = ai::test::Answer("process.kill", {{"pattern", "stress-ng"}, {"signal", "TERM"}},
                                       "fake-model: stress-ng holds most of the memory");
   } else if (prompt.find("Nginx-Down-ALB") != std::string::npos) {
-    answer = server::ai::test::Answer("service.restart", {{"service", "nginx"}},
+    answer = ai::test::Answer("service.restart", {{"service", "nginx"}},
                                       "fake-model: nginx is not running; restart it");
   } else {
     answer = "I do not know this alarm.";
   }
-  reply.body = server::ai::test::OpenAiBody(answer);
+  reply.body = ai::test::OpenAiBody(answer);
   return reply;
 }
 

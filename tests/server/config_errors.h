@@ -9,7 +9,7 @@
 #include <vector>
 
 #include "core/files.h"
-#include "server/server_app.h"
+#include "server/app/server_app.h"
 #include "tests/fakes/temp_dir.h"
 
 namespace medic::test {

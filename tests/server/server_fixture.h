@@ -9,7 +9,7 @@
 #include <string>
 
 #include "core/files.h"
-#include "server/server_app.h"
+#include "server/app/server_app.h"
 #include "tests/fakes/temp_dir.h"
 #include "transport/http_client.h"
 

@@ -1,0 +1,172 @@
+#include "host/metrics.h"
+
+namespace medic::host {
+
+namespace {
+
+constexpr int kMountsRefresh = 30;  // samples between re-reads of /proc/self/mounts
+
+std::string StripTrailingSlash(std::string path) {
+  while (path.size() > 1 && path.back() == '/') {
+    path.pop_back();
+  }
+  return path;
+}
+
+}  // namespace
+
+ProcMetricsCollector::ProcMetricsCollector(ProcFs& procfs, std::vector<std::string> mounts,
+                                           std::string primary_mount)
+    : procfs_(procfs),
+      configured_mounts_(std::move(mounts)),
+      primary_mount_(StripTrailingSlash(primary_mount.empty() ? "/" : std::move(primary_mount))) {
+  if (auto stat = procfs_.Read("stat")) {
+    if (auto cpu = ParseProcStatCpu(*stat)) {
+      last_cpu_ = *cpu;
+    }
+  }
+  FindMemoryCgroup();
+}
+
+void ProcMetricsCollector::FindMemoryCgroup() {
+  auto text = procfs_.Read("self/cgroup");
+  if (!text) {
+    return;
+  }
+  // v1: the memory hierarchy. Inside a cgroup namespace the path is "/" and the files sit at
+  // the hierarchy's root; outside, below it.
+  if (auto path = ParseProcCgroup(*text, "memory")) {
+    for (const std::string& dir : {StripTrailingSlash("/sys/fs/cgroup/memory" + *path),
+                                   std::string("/sys/fs/cgroup/memory")}) {
+      if (procfs_.Read(dir + "/memory.limit_in_bytes")) {
+        memory_cgroup_ = "v1:" + dir;
+        return;
+      }
+    }
+  }
+  if (auto path = ParseProcCgroup(*text, "")) {
+    const std::string dir = StripTrailingSlash("/sys/fs/cgroup" + *path);
+    if (procfs_.Read(dir + "/memory.max")) {
+      memory_cgroup_ = "v2:" + dir;
+    }
+  }
+}
+
+void ProcMetricsCollector::CollectDisk(Metrics& m) {
+  if (mounts_age_ <= 0 || mounts_.empty()) {
+    mounts_age_ = kMountsRefresh;
+    if (configured_mounts_.empty()) {
+      auto text = procfs_.Read("self/mounts");
+      mounts_ = text ? RealMountPoints(*text) : std::vector<std::string>{"/"};
+    } else {
+      mounts_ = {"/"};
+      for (const auto& mount : configured_mounts_) {
+        if (mount != "/") {
+          mounts_.push_back(mount);
+        }
+      }
+    }
+  }
+  --mounts_age_;
+  // The primary mount is unlabelled; "/" gets a label like the others when it is not primary.
+  auto key = [&](const char* name, const std::string& mount) {
+    if (mount == primary_mount_) {
+      return std::string(name);
+    }
+    return mount == "/" ? std::string(name) + "{mount=\"/\"}" : MountMetricKey(name, mount);
+  };
+  bool primary_seen = false;
+  for (const auto& mount : mounts_) {
+    primary_seen = primary_seen || mount == primary_mount_;
+  }
+  std::vector<std::string> mounts = mounts_;
+  if (!primary_seen) {
+    mounts.push_back(primary_mount_);
+  }
+  for (const auto& mount : mounts) {
+    auto fs = procfs_.StatFs(mount);
+    if (!fs) {
+      continue;  // unmounted or unreadable: left out
+    }
+    if (auto p = DiskUsedPercent(*fs)) {
+      m[key("disk_used_percent", mount)] = *p;
+    }
+    if (auto p = InodeUsedPercent(*fs)) {
+      m[key("inode_used_percent", mount)] = *p;
+    }
+  }
+}
+
+void ProcMetricsCollector::CollectMemory(Metrics& m) {
+  auto text = procfs_.Read("meminfo");
+  if (!text) {
+    return;
+  }
+  auto mem = ParseMeminfo(*text);
+  if (!mem) {
+    return;
+  }
+  m["mem_used_percent"] = MemUsedPercent(*mem);
+  if (auto swap = SwapUsedPercent(*mem)) {
+    m["swap_used_percent"] = *swap;
+  }
+  if (memory_cgroup_.empty()) {
+    return;
+  }
+  const uint64_t host_total = mem->total_kb * 1024;
+  const std::string dir = memory_cgroup_.substr(3);
+  std::optional<CgroupMemory> cg;
+  if (memory_cgroup_.rfind("v1:", 0) == 0) {
+    auto limit = procfs_.Read(dir + "/memory.limit_in_bytes");
+    auto usage = procfs_.Read(dir + "/memory.usage_in_bytes");
+    auto stat = procfs_.Read(dir + "/memory.stat");
+    if (limit && usage) {
+      cg = CgroupMemoryV1(*limit, *usage, stat.value_or(""), host_total);
+    }
+  } else {
+    auto max = procfs_.Read(dir + "/memory.max");
+    auto current = procfs_.Read(dir + "/memory.current");
+    auto stat = procfs_.Read(dir + "/memory.stat");
+    if (max && current) {
+      cg = CgroupMemoryV2(*max, *current, stat.value_or(""), host_total);
+    }
+  }
+  if (cg) {
+    m["mem_used_percent"] = CgroupMemUsedPercent(*cg);
+  }
+}
+
+Metrics ProcMetricsCollector::Collect() {
+  Metrics m;
+  CollectDisk(m);
+  CollectMemory(m);
+  if (auto text = procfs_.Read("loadavg")) {
+    if (auto load = ParseLoadavg(*text)) {
+      m["load1"] = load->load1;
+      m["load5"] = load->load5;
+      m["load15"] = load->load15;
+    }
+  }
+  if (auto pids = procfs_.ListPids(); pids && !pids->empty()) {
+    m["processes"] = static_cast<double>(pids->size());
+  }
+  if (auto text = procfs_.Read("stat")) {
+    if (auto cpu = ParseProcStatCpu(*text)) {
+      // Two readings within one clock tick (a check failure triggers a sample right after the
+      // periodic one) show no progress: repeat the share measured over the last window that had
+      // any, so that no sample after the first lacks cpu_percent.
+      if (last_cpu_) {
+        if (auto p = CpuPercent(*last_cpu_, *cpu)) {
+          last_cpu_percent_ = *p;
+        }
+      }
+      last_cpu_ = *cpu;
+      if (last_cpu_percent_) {
+        m["cpu_percent"] = *last_cpu_percent_;
+      }
+    }
+  }
+  return m;
+}
+
+}  // namespace medic::host

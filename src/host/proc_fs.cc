@@ -1,0 +1,89 @@
+#include "host/proc_fs.h"
+
+#include <dirent.h>
+#include <sys/statvfs.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <cerrno>
+#include <cstring>
+
+#include "core/files.h"
+
+namespace medic::host {
+
+Result<std::string> LinuxProcFs::Read(const std::string& relative_path) {
+  if (!relative_path.empty() && relative_path[0] == '/') {
+    return ReadFile(relative_path);  // an absolute path, e.g. below /sys/fs/cgroup
+  }
+  return ReadFile(root_ + "/" + relative_path);
+}
+
+Result<std::string> LinuxProcFs::ReadLink(const std::string& relative_path) {
+  char buf[4096];
+  const std::string path = root_ + "/" + relative_path;
+  const ssize_t n = ::readlink(path.c_str(), buf, sizeof(buf));
+  if (n < 0) {
+    return NotFound("readlink " + path + ": " + std::strerror(errno));
+  }
+  return std::string(buf, static_cast<size_t>(n));
+}
+
+Result<FsStats> LinuxProcFs::StatFs(const std::string& mount_point) {
+  struct statvfs sv {};
+  if (::statvfs(mount_point.c_str(), &sv) != 0) {
+    const int err = errno;
+    std::string msg = "statvfs " + mount_point + ": " + std::strerror(err);
+    return err == ENOENT ? NotFound(msg) : Unavailable(msg);
+  }
+  FsStats s;
+  s.blocks = sv.f_blocks;
+  s.bfree = sv.f_bfree;
+  s.bavail = sv.f_bavail;
+  s.files = sv.f_files;
+  s.ffree = sv.f_ffree;
+  return s;
+}
+
+Result<std::vector<int>> LinuxProcFs::ListPids() {
+  DIR* dir = ::opendir(root_.c_str());
+  if (dir == nullptr) {
+    return Unavailable("cannot list " + root_ + ": " + std::strerror(errno));
+  }
+  std::vector<int> pids;
+  while (dirent* e = ::readdir(dir)) {
+    const char* n = e->d_name;
+    if (*n < '1' || *n > '9') {
+      continue;
+    }
+    char* end = nullptr;
+    const long pid = std::strtol(n, &end, 10);
+    if (*end == '\0' && pid > 0) {
+      pids.push_back(static_cast<int>(pid));
+    }
+  }
+  ::closedir(dir);
+  std::sort(pids.begin(), pids.end());
+  return pids;
+}
+
+std::vector<PidStat> ListProcesses(ProcFs& procfs) {
+  std::vector<PidStat> out;
+  auto pids = procfs.ListPids();
+  if (!pids) {
+    return out;
+  }
+  for (int pid : *pids) {
+    auto text = procfs.Read(std::to_string(pid) + "/stat");
+    if (!text) {
+      continue;  // exited meanwhile
+    }
+    auto st = ParsePidStat(*text);
+    if (st) {
+      out.push_back(std::move(*st));
+    }
+  }
+  return out;
+}
+
+}  // namespace medic::host

@@ -1,0 +1,360 @@
+#include "server/app/server_app.h"
+
+#include <yaml-cpp/yaml.h>
+
+#include <deque>
+#include <functional>
+
+#include "core/files.h"
+#include "core/log.h"
+#include "ai/ai_brain.h"
+#include "ai/ai_config.h"
+#include "server/alarms/alarm_config.h"
+#include "server/http/context.h"
+#include "core/yaml_util.h"
+
+namespace medic::server {
+
+Result<ServerConfig> LoadServerConfig(const std::string& path) {
+  ServerConfig c;
+  YAML::Node root;
+  try {
+    root = YAML::LoadFile(path);
+  } catch (const YAML::BadFile&) {
+    return NotFound("cannot read config file " + path);
+  } catch (const YAML::Exception& e) {
+    return InvalidArgument(path + ":" + std::to_string(e.mark.line + 1) + ": " + e.msg);
+  }
+  if (root.IsNull()) {
+    return c;
+  }
+  if (!root.IsMap()) {
+    return InvalidArgument(path + ": the top level must be a mapping");
+  }
+  for (const auto& kv : root) {
+    const std::string key = kv.first.as<std::string>("");
+    const YAML::Node& v = kv.second;
+    auto where = [&] { return YamlWhere(path, kv.first); };
+    try {
+      if (key == "listen") {
+        c.listen = v.as<std::string>();
+      } else if (key == "data_dir") {
+        c.data_dir = v.as<std::string>();
+      } else if (key == "ai") {
+        RETURN_IF_ERROR(ai::ParseAiYaml(v, path, c.ai));
+      } else if (key == "alarms") {
+        RETURN_IF_ERROR(ParseAlarmsYaml(v, path, c.alarm_rules));
+      } else if (key == "target_groups") {
+        RETURN_IF_ERROR(ParseTargetGroupsYaml(v, path, c.target_groups));
+      } else if (key == "runbooks") {
+        RETURN_IF_ERROR(ai::ParseRunbooksYaml(v, path, c.runbooks));
+      } else if (key == "breaker") {
+        RETURN_IF_ERROR(ai::ParseBreakerYaml(v, path, c.breaker));
+      } else if (key == "approval_mode") {
+        c.approval_mode = v.as<bool>();
+      } else if (key == "log_level") {
+        c.log_level = v.as<std::string>();
+      } else if (key == "agent_interval") {
+        auto d = ParseDuration(v.as<std::string>());
+        if (!d) {
+          return InvalidArgument(where() + d.error().message);
+        }
+        c.agent_interval_ms = d->count();
+      } else {
+        return InvalidArgument(where() + "unknown key '" + key + "'");
+      }
+    } catch (const YAML::Exception&) {
+      return InvalidArgument(where() + "wrong type for '" + key + "'");
+    }
+  }
+  return c;
+}
+
+void AddAllRoutes(Router& router, ServerContext& ctx) {
+  AddMetaRoutes(router, ctx);
+  AddIncidentRoutes(router, ctx);
+  AddHostRoutes(router, ctx);
+  AddAgentRoutes(router, ctx);
+  AddTokenRoutes(router, ctx);
+  AddEventRoutes(router, ctx);
+  AddArchiveRoutes(router, ctx);
+  Router* self = &router;
+  router.Add({"GET", "/api/v1", Role::kViewer, "this listing of every route",
+              [self](ApiRequest&, Responder respond) {
+                respond(JsonResponse(200, Json{{"routes", self->Listing()}}));
+              }});
+}
+
+namespace {
+
+// One background thread running queued tasks in order (the brain's decisions).
+class TaskThread {
+ public:
+  TaskThread() : thread_([this] { Loop(); }) {}
+  ~TaskThread() { Stop(); }
+  void Post(std::function<void()> task) {
+    std::lock_guard<std::mutex> lock(mu_);
+    if (!stopping_) {
+      tasks_.push_back(std::move(task));
+      cv_.notify_one();
+    }
+  }
+  // Finishes the queued tasks, then joins.
+  void Stop() {
+    {
+      std::lock_guard<std::mutex> lock(mu_);
+      stopping_ = true;
+      cv_.notify_one();
+    }
+    if (thread_.joinable()) {
+      thread_.join();
+    }
+  }
+
+ private:
+  void Loop() {
+    std::unique_lock<std::mutex> lock(mu_);
+    for (;;) {
+      cv_.wait(lock, [&] { return stopping_ || !tasks_.empty(); });
+      if (tasks_.empty()) {
+        return;
+      }
+      auto task = std::move(tasks_.front());
+      tasks_.pop_front();
+      lock.unlock();
+      task();
+      lock.lock();
+    }
+  }
+  std::mutex mu_;
+  std::condition_variable cv_;
+  std::deque<std::function<void()>> tasks_;  // Guarded by mu_.
+  bool stopping_ = false;                    // Guarded by mu_.
+  std::thread thread_;
+};
+
+}  // namespace
+
+struct ServerApp::Parts {
+  ServerConfig config;
+  const Clock* clock = nullptr;
+  std::unique_ptr<Store> store;
+  std::unique_ptr<SettingsService> settings;
+  std::unique_ptr<HostRegistry> hosts;
+  std::unique_ptr<AlarmEngine> alarms;
+  std::unique_ptr<CommandQueue> commands;
+  std::unique_ptr<ai::Brain> brain;
+  std::unique_ptr<TaskThread> decisions;  // joined by ServerApp::Stop before Parts dies
+  std::unique_ptr<IncidentManager> incidents;
+  TokenRegistry tokens;
+  std::unique_ptr<EventHub> events;
+  std::unique_ptr<Archive> archive;
+  std::unique_ptr<ServerContext> ctx;
+  std::unique_ptr<TargetGroups> target_groups;
+  std::unique_ptr<TargetGroupChecker> checker;  // stopped by ServerApp::Stop
+  std::unique_ptr<Router> router;
+  std::unique_ptr<HttpServer> http;
+};
+
+namespace {
+
+// Reads DIR/NAME, or creates it with a fresh random token (mode 0600).
+Result<std::string> EnsureToken(const std::string& dir, const std::string& name) {
+  const std::string path = dir + "/" + name;
+  if (PathExists(path)) {
+    ASSIGN_OR_RETURN(std::string text, ReadFile(path));
+    const std::string token(Trim(text));
+    if (token.size() < 16) {
+      return InvalidArgument(path + " holds a token shorter than 16 characters");
+    }
+    return token;
+  }
+  const std::string token = RandomHex(24);
+  RETURN_IF_ERROR(WriteFileAtomic(path, token + "\n", 0600));
+  LogInfo("wrote " + path);
+  return token;
+}
+
+}  // namespace
+
+Result<std::unique_ptr<ServerApp>> ServerApp::Create(const ServerConfig& config,
+                                                     const Clock& clock) {
+  auto p = std::make_unique<Parts>();
+  p->config = config;
+  p->clock = &clock;
+  RETURN_IF_ERROR(MakeDirs(config.data_dir, 0700));
+  ASSIGN_OR_RETURN(std::string admin, EnsureToken(config.data_dir, "admin.token"));
+  ASSIGN_OR_RETURN(std::string agent, EnsureToken(config.data_dir, "agent.token"));
+  p->tokens.Add(admin, Principal{"admin", Role::kAdmin});
+  p->tokens.Add(agent, Principal{"agent", Role::kAgent});
+
+  ASSIGN_OR_RETURN(p->store, OpenSqliteStore(config.data_dir + "/medic.db"));
+  ASSIGN_OR_RETURN(auto stored_tokens, p->store->ListTokens());
+  for (const auto& t : stored_tokens) {
+    ASSIGN_OR_RETURN(Role role, ParseRole(t.role));
+    p->tokens.AddHashed(t.token_hash, Principal{t.name, role});
+  }
+  Settings defaults;
+  defaults.approval_mode = config.approval_mode;
+  ASSIGN_OR_RETURN(p->settings, SettingsService::Load(*p->store, defaults));
+  p->hosts = std::make_unique<HostRegistry>(
+      Millis(std::max<int64_t>(10'000, config.agent_interval_ms * 5)));
+  p->alarms =
+      std::make_unique<AlarmEngine>(config.alarm_rules, Millis(config.agent_interval_ms));
+  p->commands = std::make_unique<CommandQueue>(clock);
+  ai::AiConfig ai_config = config.ai;
+  RETURN_IF_ERROR(ai::ApplyAiEnvironment(ai_config));
+  ASSIGN_OR_RETURN(p->brain, ai::MakeBrain(ai_config, clock));
+  p->decisions = std::make_unique<TaskThread>();
+  TaskThread* decisions = p->decisions.get();
+  p->incidents = std::make_unique<IncidentManager>(
+      *p->store, clock, *p->commands, *p->alarms, *p->settings, *p->brain,
+      [decisions](std::function<void()> task) { decisions->Post(std::move(task)); },
+      p->alarms->rules(), config.runbooks);
+  p->incidents->SetBreaker(config.breaker.max_fixes, config.breaker.window);
+  HostRegistry* hosts = p->hosts.get();
+  p->incidents->SetLogDirLookup([hosts, &clock](const std::string& host) {
+    auto view = hosts->Get(host, clock.Now());
+    return view ? view->facts.log_dir : std::string();
+  });
+  p->events = std::make_unique<EventHub>(clock);
+  EventHub* events = p->events.get();
+  p->incidents->SetListener(
+      [events](const Incident& inc) { events->Publish("incident", IncidentToJson(inc)); });
+  p->target_groups = std::make_unique<TargetGroups>(config.target_groups);
+  // The fleet from before a restart, before incidents resume (their runbooks need each host's
+  // log directory): every known host is expected to report, or raises Host-Unreachable.
+  ASSIGN_OR_RETURN(auto known_hosts, p->store->ListHosts());
+  for (const HostRecord& rec : known_hosts) {
+    auto facts = protocol::RegisterRequestFromJson(rec.facts);
+    if (!facts || facts->name != rec.name) {
+      LogError("stored host " + rec.name + " is unreadable and is left out: " +
+               (facts ? "name mismatch" : facts.error().ToString()));
+      continue;
+    }
+    p->hosts->Restore(*facts, rec.registered_at, rec.last_seen);
+    p->target_groups->Register(rec.name, facts->targets, clock.Now());
+    p->alarms->Expect(rec.name, "heartbeat", clock.Now());
+  }
+  if (!known_hosts.empty()) {
+    LogInfo("known hosts: " + std::to_string(known_hosts.size()) + " (expected to report)");
+  }
+  RETURN_IF_ERROR(p->incidents->Recover());
+  p->archive = std::make_unique<Archive>(config.data_dir + "/archive", clock);
+  RETURN_IF_ERROR(p->archive->Init());
+
+  p->ctx = std::unique_ptr<ServerContext>(new ServerContext{
+      clock, *p->store, *p->settings, *p->hosts, *p->alarms, *p->commands, *p->incidents,
+      p->tokens, config.agent_interval_ms, p->events.get(), p->archive.get()});
+  p->ctx->target_groups = p->target_groups.get();
+  ServerContext* ctx = p->ctx.get();
+  p->checker = std::make_unique<TargetGroupChecker>(
+      *p->target_groups, clock, [] { return NewHttpProber(); },
+      [ctx](const std::vector<TargetFeed>& feeds) {
+        for (const auto& f : feeds) {
+          PublishAlarmTransitions(*ctx, ctx->alarms.Observe(f.host, f.series, f.value, f.t));
+        }
+      });
+  p->router = std::make_unique<Router>(p->tokens);
+  AddAllRoutes(*p->router, *p->ctx);
+  Router* router = p->router.get();
+  p->http = std::make_unique<HttpServer>(
+      [router](ApiRequest req, Responder respond) {
+        router->Handle(std::move(req), std::move(respond));
+      },
+      config.http);
+  return std::unique_ptr<ServerApp>(new ServerApp(std::move(p)));
+}
+
+ServerApp::ServerApp(std::unique_ptr<Parts> parts) : parts_(std::move(parts)) {}
+
+ServerApp::~ServerApp() { Stop(); }
+
+Status ServerApp::Start() {
+  std::string host;
+  uint16_t port = 0;
+  RETURN_IF_ERROR(ParseHostPort(parts_->config.listen, &host, &port));
+  RETURN_IF_ERROR(parts_->http->Listen(host, port));
+  parts_->http->Start();
+  ticker_ = std::thread([this] { TickLoop(); });
+  parts_->checker->Start();
+  LogInfo("serving on " + host + ":" + std::to_string(parts_->http->port()) + ", data in " +
+          parts_->config.data_dir);
+  return OkStatus();
+}
+
+void ServerApp::TickLoop() {
+  std::unique_lock<std::mutex> lock(tick_mu_);
+  while (!stopping_) {
+    tick_cv_.wait_for(lock, std::chrono::milliseconds(100));
+    if (stopping_) {
+      break;
+    }
+    lock.unlock();
+    PublishAlarmTransitions(*parts_->ctx, parts_->alarms->Tick(parts_->clock->Now()));
+    parts_->commands->RunOnce();
+    parts_->incidents->RunOnce();
+    parts_->events->RunOnce();
+    lock.lock();
+  }
+}
+
+void ServerApp::Stop() {
+  {
+    std::lock_guard<std::mutex> lock(tick_mu_);
+    if (stopping_) {
+      return;
+    }
+    stopping_ = true;
+  }
+  tick_cv_.notify_all();
+  if (ticker_.joinable()) {
+    ticker_.join();
+  }
+  parts_->checker->Stop();
+  parts_->commands->Shutdown();
+  parts_->http->Stop();
+  parts_->decisions->Stop();
+}
+
+uint16_t ServerApp::port() const { return parts_->http->port(); }
+
+}  // namespace medic::server
+
+#include <signal.h>
+#include <sys/resource.h>
+
+#include <cstdio>
+
+namespace medic::server {
+
+int RunServerUntilSignal(const ServerConfig& config) {
+  sigset_t set;
+  sigemptyset(&set);
+  sigaddset(&set, SIGINT);
+  sigaddset(&set, SIGTERM);
+  pthread_sigmask(SIG_BLOCK, &set, nullptr);  // every thread created below inherits this
+  signal(SIGPIPE, SIG_IGN);
+  rlimit lim{};
+  if (getrlimit(RLIMIT_NOFILE, &lim) == 0 && lim.rlim_cur < lim.rlim_max) {
+    lim.rlim_cur = lim.rlim_max;
+    setrlimit(RLIMIT_NOFILE, &lim);
+  }
+  SystemClock clock;
+  auto app = ServerApp::Create(config, clock);
+  if (!app) {
+    std::fprintf(stderr, "medic-server: %s\n", app.error().message.c_str());
+    return 1;
+  }
+  if (Status s = (*app)->Start(); !s) {
+    std::fprintf(stderr, "medic-server: %s\n", s.error().message.c_str());
+    return 1;
+  }
+  int sig = 0;
+  sigwait(&set, &sig);
+  LogInfo(std::string("stopping on signal ") + (sig == SIGINT ? "SIGINT" : "SIGTERM"));
+  (*app)->Stop();
+  return 0;
+}
+
+}  // namespace medic::server

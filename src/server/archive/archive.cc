@@ -1,0 +1,433 @@
+#include "server/archive/archive.h"
+
+#include <dirent.h>
+#include <fcntl.h>
+#include <sys/stat.h>
+#include <sys/statvfs.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <cctype>
+#include <cerrno>
+#include <cstring>
+#include <ctime>
+
+#include "core/files.h"
+#include "core/log.h"
+#include "core/sha256.h"
+#include "protocol/wire.h"
+
+namespace medic::server {
+
+namespace {
+
+constexpr size_t kReadChunk = 1 << 20;
+
+std::string Errno(const std::string& what) { return what + ": " + std::strerror(errno); }
+
+// 20261130T001131Z
+std::string CompactUtc(WallTime t) {
+  const std::time_t secs = std::chrono::system_clock::to_time_t(t);
+  std::tm tm{};
+  gmtime_r(&secs, &tm);
+  char buf[32];
+  std::strftime(buf, sizeof(buf), "%Y%m%dT%H%M%SZ", &tm);
+  return buf;
+}
+
+Status FsyncDir(const std::string& dir) {
+  const int fd = ::open(dir.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+  if (fd < 0) {
+    return Internal(Errno("cannot open " + dir));
+  }
+  const int rc = ::fsync(fd);
+  const int saved = errno;
+  ::close(fd);
+  if (rc != 0) {
+    errno = saved;
+    return Internal(Errno("cannot fsync " + dir));
+  }
+  return OkStatus();
+}
+
+// SHA-256 and length of a whole file, read back from disk.
+Status HashFile(const std::string& path, std::string* sha, int64_t* bytes) {
+  const int fd = ::open(path.c_str(), O_RDONLY | O_NOFOLLOW | O_CLOEXEC);
+  if (fd < 0) {
+    return Internal(Errno("cannot reopen " + path));
+  }
+  Sha256 h;
+  std::string buf(kReadChunk, '\0');
+  int64_t total = 0;
+  for (;;) {
+    const ssize_t n = ::read(fd, buf.data(), buf.size());
+    if (n < 0 && errno == EINTR) {
+      continue;
+    }
+    if (n < 0) {
+      const Error e = Internal(Errno("cannot read " + path));
+      ::close(fd);
+      return e;
+    }
+    if (n == 0) {
+      break;
+    }
+    h.Update(std::string_view(buf.data(), static_cast<size_t>(n)));
+    total += n;
+  }
+  ::close(fd);
+  *sha = h.HexDigest();
+  *bytes = total;
+  return OkStatus();
+}
+
+bool IsValidArchiveHost(const std::string& host) {
+  return protocol::IsValidHostName(host) && host != "." && host != ".." && host[0] != '.';
+}
+
+std::string LowerHex(std::string s) {
+  for (char& c : s) {
+    c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
+  }
+  return s;
+}
+
+}  // namespace
+
+bool IsValidArchiveBasename(std::string_view name) {
+  if (name.empty() || name.size() > 200 || name == "." ||
+      name.find("..") != std::string_view::npos || name.find('/') != std::string_view::npos) {
+    return false;
+  }
+  for (char c : name) {
+    const auto u = static_cast<unsigned char>(c);
+    if (u < 0x20 || u == 0x7f) {
+      return false;
+    }
+  }
+  return true;
+}
+
+struct Archive::Upload {
+  std::mutex mu;  // serializes this upload's calls
+  std::string id;
+  std::string host;
+  std::string basename;
+  std::string partial;         // DIR/.partial/ID
+  int64_t size = 0;            // announced maximum
+  int fd = -1;                 // Guarded by mu.
+  int64_t received = 0;        // Guarded by mu.
+  bool done = false;           // finished, failed or expired. Guarded by mu.
+  SteadyTime last_activity{};  // Guarded by Archive::mu_.
+
+  // Closes and deletes the partial file. REQUIRES: mu held.
+  void Discard() {
+    if (fd >= 0) {
+      ::close(fd);
+      fd = -1;
+    }
+    ::unlink(partial.c_str());
+    done = true;
+  }
+};
+
+Archive::Archive(std::string dir, const Clock& clock, ArchiveOptions options)
+    : dir_(std::move(dir)), clock_(clock), options_(options) {}
+
+Archive::~Archive() {
+  std::map<std::string, std::shared_ptr<Upload>> left;
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    left.swap(uploads_);
+  }
+  for (auto& [id, u] : left) {
+    std::lock_guard<std::mutex> ul(u->mu);
+    u->Discard();
+  }
+}
+
+Status Archive::Init() {
+  RETURN_IF_ERROR(MakeDirs(dir_, 0700));
+  const std::string partial = dir_ + "/.partial";
+  RETURN_IF_ERROR(MakeDirs(partial, 0700));
+  if (DIR* d = ::opendir(partial.c_str())) {
+    int removed = 0;
+    while (dirent* e = ::readdir(d)) {
+      const std::string name = e->d_name;
+      if (name != "." && name != ".." && ::unlink((partial + "/" + name).c_str()) == 0) {
+        ++removed;
+      }
+    }
+    ::closedir(d);
+    if (removed > 0) {
+      LogInfo("archive: removed " + std::to_string(removed) + " unfinished upload(s)");
+    }
+  }
+  return OkStatus();
+}
+
+std::shared_ptr<Archive::Upload> Archive::Find(const std::string& id) {
+  std::lock_guard<std::mutex> lock(mu_);
+  auto it = uploads_.find(id);
+  if (it == uploads_.end()) {
+    return nullptr;
+  }
+  it->second->last_activity = clock_.SteadyNow();
+  return it->second;
+}
+
+void Archive::Drop(const std::string& id) {
+  std::lock_guard<std::mutex> lock(mu_);
+  uploads_.erase(id);
+}
+
+size_t Archive::uploads_in_progress() const {
+  std::lock_guard<std::mutex> lock(mu_);
+  return uploads_.size();
+}
+
+void Archive::ExpireIdle() {
+  std::vector<std::shared_ptr<Upload>> expired;
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    const SteadyTime now = clock_.SteadyNow();
+    for (auto it = uploads_.begin(); it != uploads_.end();) {
+      if (now - it->second->last_activity >= options_.upload_ttl) {
+        expired.push_back(it->second);
+        it = uploads_.erase(it);
+      } else {
+        ++it;
+      }
+    }
+  }
+  for (auto& u : expired) {
+    std::lock_guard<std::mutex> ul(u->mu);
+    if (!u->done) {
+      LogWarn("archive: upload " + u->id + " of " + u->host + ":" + u->basename +
+              " expired after " + std::to_string(u->received) + " bytes");
+      u->Discard();
+    }
+  }
+}
+
+Result<std::string> Archive::Start(const std::string& host, const std::string& path, int64_t size) {
+  ExpireIdle();
+  if (!IsValidArchiveHost(host)) {
+    return InvalidArgument("invalid host name '" + host + "'");
+  }
+  if (path.empty() || path[0] != '/' || path.back() == '/') {
+    return InvalidArgument("path must be the absolute path of a file");
+  }
+  const std::string basename = path.substr(path.rfind('/') + 1);
+  if (!IsValidArchiveBasename(basename)) {
+    return InvalidArgument("file name '" + basename + "' cannot be archived");
+  }
+  if (size < 0 || size > options_.max_file_bytes) {
+    return ResourceExhausted("size must be 0.." + std::to_string(options_.max_file_bytes) +
+                             " bytes");
+  }
+  struct statvfs vfs {};
+  if (::statvfs(dir_.c_str(), &vfs) != 0) {
+    return Internal(Errno("cannot statvfs " + dir_));
+  }
+  const uint64_t free_bytes = static_cast<uint64_t>(vfs.f_bavail) * vfs.f_frsize;
+  if (free_bytes < static_cast<uint64_t>(size) + options_.min_free_bytes) {
+    return ResourceExhausted("the archive has " + std::to_string(free_bytes) +
+                             " bytes free, not enough for " + std::to_string(size) + " bytes");
+  }
+  auto u = std::make_shared<Upload>();
+  u->id = RandomHex(16);
+  u->host = host;
+  u->basename = basename;
+  u->size = size;
+  u->partial = dir_ + "/.partial/" + u->id;
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    if (uploads_.size() >= options_.max_uploads) {
+      return ResourceExhausted("too many uploads in progress (" + std::to_string(uploads_.size()) +
+                               ")");
+    }
+    u->fd = ::open(u->partial.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0600);
+    if (u->fd < 0) {
+      return Internal(Errno("cannot create " + u->partial));
+    }
+    u->last_activity = clock_.SteadyNow();
+    uploads_[u->id] = u;
+  }
+  LogInfo("archive: upload " + u->id + " of " + host + ":" + path + " (" + std::to_string(size) +
+          " bytes) started");
+  return u->id;
+}
+
+Result<int64_t> Archive::Append(const std::string& id, int64_t offset, std::string_view bytes) {
+  ExpireIdle();
+  auto u = Find(id);
+  if (u == nullptr) {
+    return NotFound("no upload " + id + " (finished, failed or expired)");
+  }
+  std::lock_guard<std::mutex> ul(u->mu);
+  if (u->done) {
+    return NotFound("no upload " + id + " (finished, failed or expired)");
+  }
+  if (offset != u->received) {
+    return FailedPrecondition("offset " + std::to_string(offset) + " is wrong: " +
+                              std::to_string(u->received) + " bytes received so far");
+  }
+  if (static_cast<int64_t>(bytes.size()) > u->size - u->received) {
+    return ResourceExhausted("upload " + id + " would exceed its announced size of " +
+                             std::to_string(u->size) + " bytes");
+  }
+  size_t done = 0;
+  while (done < bytes.size()) {
+    const ssize_t n = ::write(u->fd, bytes.data() + done, bytes.size() - done);
+    if (n < 0 && errno == EINTR) {
+      continue;
+    }
+    if (n <= 0) {
+      const Error e = n < 0 && errno == ENOSPC
+                          ? ResourceExhausted(Errno("archive: cannot write " + u->partial))
+                          : Internal(Errno("archive: cannot write " + u->partial));
+      u->Discard();
+      Drop(id);
+      LogWarn(e.message);
+      return e;
+    }
+    done += static_cast<size_t>(n);
+  }
+  u->received += static_cast<int64_t>(bytes.size());
+  return u->received;
+}
+
+Result<ArchivedFile> Archive::Finish(const std::string& id, const std::string& sha256,
+                                     int64_t bytes) {
+  ExpireIdle();
+  auto u = Find(id);
+  if (u == nullptr) {
+    return NotFound("no upload " + id + " (finished, failed or expired)");
+  }
+  std::lock_guard<std::mutex> ul(u->mu);
+  if (u->done) {
+    return NotFound("no upload " + id + " (finished, failed or expired)");
+  }
+  auto fail = [&](Error e) {
+    u->Discard();
+    Drop(id);
+    LogWarn("archive: upload " + id + " of " + u->host + ":" + u->basename +
+            " failed: " + e.message);
+    return e;
+  };
+  if (::fsync(u->fd) != 0) {
+    return fail(Internal(Errno("cannot fsync " + u->partial)));
+  }
+  ::close(u->fd);
+  u->fd = -1;
+  std::string stored_sha;
+  int64_t stored_bytes = 0;
+  if (Status s = HashFile(u->partial, &stored_sha, &stored_bytes); !s) {
+    return fail(s.error());
+  }
+  const std::string want = LowerHex(sha256);
+  if (stored_bytes != bytes || stored_sha != want) {
+    return fail(FailedPrecondition("checksum mismatch: the server stored " +
+                                   std::to_string(stored_bytes) + " bytes with sha256 " +
+                                   stored_sha + ", the agent sent " + std::to_string(bytes) +
+                                   " bytes with sha256 " + want + "; the copy was deleted"));
+  }
+  const std::string host_dir = dir_ + "/" + u->host;
+  const bool new_dir = !PathExists(host_dir);
+  if (Status s = MakeDirs(host_dir, 0700); !s) {
+    return fail(s.error());
+  }
+  const WallTime now = clock_.Now();
+  const std::string stamp = CompactUtc(now);
+  std::string name;
+  for (int n = 0;; ++n) {
+    name = stamp + (n == 0 ? "" : "-" + std::to_string(n)) + "-" + u->basename;
+    // link() never replaces an existing file, unlike rename().
+    if (::link(u->partial.c_str(), (host_dir + "/" + name).c_str()) == 0) {
+      break;
+    }
+    if (errno != EEXIST || n >= 1000) {
+      return fail(Internal(Errno("cannot store " + host_dir + "/" + name)));
+    }
+  }
+  ::unlink(u->partial.c_str());
+  u->done = true;
+  Drop(id);
+  Status synced = FsyncDir(host_dir);
+  if (synced && new_dir) {
+    synced = FsyncDir(dir_);
+  }
+  if (!synced) {
+    return synced.error();  // the file is there; its directory entry may not survive a crash
+  }
+  ArchivedFile f;
+  f.host = u->host;
+  f.name = name;
+  f.location = host_dir + "/" + name;
+  f.bytes = stored_bytes;
+  f.sha256 = stored_sha;
+  f.archived_at = now;
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    sha_of_[f.location] = f.sha256;
+  }
+  LogInfo("archive: stored " + f.location + " (" + std::to_string(f.bytes) + " bytes, sha256 " +
+          f.sha256 + ")");
+  return f;
+}
+
+Result<std::vector<ArchivedFile>> Archive::List(size_t limit) const {
+  std::vector<ArchivedFile> out;
+  DIR* d = ::opendir(dir_.c_str());
+  if (d == nullptr) {
+    return errno == ENOENT ? Result<std::vector<ArchivedFile>>(out)
+                           : Internal(Errno("cannot list " + dir_));
+  }
+  std::vector<std::string> hosts;
+  while (dirent* e = ::readdir(d)) {
+    const std::string name = e->d_name;
+    if (!name.empty() && name[0] != '.') {
+      hosts.push_back(name);
+    }
+  }
+  ::closedir(d);
+  for (const auto& host : hosts) {
+    const std::string host_dir = dir_ + "/" + host;
+    DIR* hd = ::opendir(host_dir.c_str());
+    if (hd == nullptr) {
+      continue;
+    }
+    while (dirent* e = ::readdir(hd)) {
+      const std::string name = e->d_name;
+      struct stat st {};
+      if (name.empty() || name[0] == '.' || ::lstat((host_dir + "/" + name).c_str(), &st) != 0 ||
+          !S_ISREG(st.st_mode)) {
+        continue;
+      }
+      ArchivedFile f;
+      f.host = host;
+      f.name = name;
+      f.location = host_dir + "/" + name;
+      f.bytes = st.st_size;
+      f.archived_at = std::chrono::system_clock::from_time_t(st.st_mtime);
+      out.push_back(std::move(f));
+    }
+    ::closedir(hd);
+  }
+  std::sort(out.begin(), out.end(), [](const ArchivedFile& a, const ArchivedFile& b) {
+    return a.name != b.name ? a.name > b.name : a.host < b.host;  // names start with the time
+  });
+  if (out.size() > limit) {
+    out.resize(limit);
+  }
+  std::lock_guard<std::mutex> lock(mu_);
+  for (auto& f : out) {
+    if (auto it = sha_of_.find(f.location); it != sha_of_.end()) {
+      f.sha256 = it->second;
+    }
+  }
+  return out;
+}
+
+}  // namespace medic::server

@@ -1,0 +1,120 @@
+#include "server/commands/command_queue.h"
+
+namespace medic::server {
+
+std::vector<protocol::Command> CommandQueue::TakeDueLocked(const std::string& host,
+                                                           SteadyTime now) {
+  std::vector<protocol::Command> out;
+  auto it = queues_.find(host);
+  if (it == queues_.end()) {
+    return out;
+  }
+  for (auto& e : it->second) {
+    if (!e.delivered || now - e.delivered_at >= redeliver_after_) {
+      e.delivered = true;
+      e.delivered_at = now;
+      out.push_back(e.command);
+    }
+  }
+  return out;
+}
+
+void CommandQueue::Send(const std::string& host, protocol::Command command) {
+  Deliver deliver;
+  std::vector<protocol::Command> due;
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    queues_[host].push_back(Entry{std::move(command)});
+    auto w = waiters_.find(host);
+    if (w != waiters_.end()) {
+      due = TakeDueLocked(host, clock_.SteadyNow());
+      deliver = std::move(w->second.deliver);
+      waiters_.erase(w);
+    }
+  }
+  if (deliver) {
+    deliver(std::move(due));
+  }
+}
+
+void CommandQueue::Poll(const std::string& host, SteadyTime deadline, Deliver deliver) {
+  Deliver previous;
+  std::vector<protocol::Command> due;
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    due = TakeDueLocked(host, clock_.SteadyNow());
+    auto w = waiters_.find(host);
+    if (w != waiters_.end()) {
+      previous = std::move(w->second.deliver);
+      waiters_.erase(w);
+    }
+    if (due.empty()) {
+      waiters_[host] = Waiter{deadline, std::move(deliver)};
+    }
+  }
+  if (previous) {
+    previous({});
+  }
+  if (!due.empty()) {
+    deliver(std::move(due));
+  }
+}
+
+void CommandQueue::Complete(const std::string& host, const std::string& command_id) {
+  std::lock_guard<std::mutex> lock(mu_);
+  auto it = queues_.find(host);
+  if (it == queues_.end()) {
+    return;
+  }
+  std::erase_if(it->second, [&](const Entry& e) { return e.command.id == command_id; });
+}
+
+void CommandQueue::RunOnce() {
+  std::vector<Deliver> expired;
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    const SteadyTime now = clock_.SteadyNow();
+    const WallTime wall = clock_.Now();
+    for (auto it = waiters_.begin(); it != waiters_.end();) {
+      if (it->second.deadline <= now) {
+        expired.push_back(std::move(it->second.deliver));
+        it = waiters_.erase(it);
+      } else {
+        ++it;
+      }
+    }
+    for (auto& [host, q] : queues_) {
+      std::erase_if(q, [&](const Entry& e) { return e.command.expires_at < wall; });
+    }
+  }
+  for (auto& d : expired) {
+    d({});
+  }
+}
+
+void CommandQueue::Shutdown() {
+  std::vector<Deliver> all;
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    for (auto& [host, w] : waiters_) {
+      all.push_back(std::move(w.deliver));
+    }
+    waiters_.clear();
+  }
+  for (auto& d : all) {
+    d({});
+  }
+}
+
+size_t CommandQueue::pending(const std::string& host) const {
+  std::lock_guard<std::mutex> lock(mu_);
+  auto it = queues_.find(host);
+  return it == queues_.end() ? 0 : it->second.size();
+}
+
+size_t CommandQueue::parked_polls() const {
+  std::lock_guard<std::mutex> lock(mu_);
+  return waiters_.size();
+}
+
+}  // namespace medic::server

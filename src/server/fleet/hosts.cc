@@ -1,0 +1,139 @@
+#include "server/fleet/hosts.h"
+
+namespace medic::server {
+
+Json HostToJson(const HostView& h) {
+  Json checks = Json::array();
+  for (const auto& [name, c] : h.checks) {
+    checks.push_back(Json{{"name", name},
+                          {"healthy", c.healthy},
+                          {"detail", c.detail},
+                          {"timestamp", FormatRfc3339(c.t)}});
+  }
+  return Json{{"name", h.name},
+              {"status", h.status},
+              {"last_seen", FormatRfc3339(h.last_seen)},
+              {"registered_at", FormatRfc3339(h.registered_at)},
+              {"hostname", h.facts.hostname},
+              {"version", h.facts.version},
+              {"services", h.facts.services},
+              {"chaos_allowed", h.facts.chaos_allowed},
+              {"metrics", h.metrics},
+              {"checks", checks}};
+}
+
+void HostRegistry::Put(const protocol::RegisterRequest& facts, WallTime registered_at,
+                       WallTime last_seen, bool awaiting_report) {
+  std::lock_guard<std::mutex> lock(mu_);
+  Host& h = hosts_[facts.name];
+  h.view.name = facts.name;
+  h.view.facts = facts;
+  h.view.registered_at = registered_at;
+  h.view.last_seen = last_seen;
+  h.written = last_seen;
+  h.awaiting_report = awaiting_report;
+}
+
+void HostRegistry::Register(const protocol::RegisterRequest& request, WallTime now) {
+  Put(request, now, now, false);
+}
+
+void HostRegistry::Restore(const protocol::RegisterRequest& facts, WallTime registered_at,
+                           WallTime last_seen) {
+  Put(facts, registered_at, last_seen, true);
+}
+
+bool HostRegistry::TakeWriteTurn(const std::string& name, WallTime now, Millis every) {
+  std::lock_guard<std::mutex> lock(mu_);
+  auto it = hosts_.find(name);
+  if (it == hosts_.end() || now - it->second.written < every) {
+    return false;
+  }
+  it->second.written = now;
+  return true;
+}
+
+bool HostRegistry::Remove(const std::string& name) {
+  std::lock_guard<std::mutex> lock(mu_);
+  return hosts_.erase(name) > 0;
+}
+
+Status HostRegistry::ApplyReport(const protocol::Report& report, WallTime now) {
+  std::lock_guard<std::mutex> lock(mu_);
+  auto it = hosts_.find(report.host);
+  if (it == hosts_.end()) {
+    return NotFound("host '" + report.host + "' is not registered");
+  }
+  Host& h = it->second;
+  h.view.last_seen = now;
+  h.awaiting_report = false;
+  for (const auto& s : report.samples) {
+    for (const auto& [k, v] : s.metrics) {
+      h.view.metrics[k] = v;
+      auto& series = h.history[k];
+      series.push_back(Point{s.t, v});
+      while (series.size() > history_points_) {
+        series.pop_front();
+      }
+    }
+  }
+  for (const auto& c : report.checks) {
+    h.view.checks[c.name] = c;
+  }
+  return OkStatus();
+}
+
+HostView HostRegistry::ViewOf(const Host& h, WallTime now) const {
+  HostView v = h.view;
+  if (h.awaiting_report || now - v.last_seen > stale_after_) {
+    v.status = "stale";
+  } else {
+    v.status = "healthy";
+    for (const auto& [name, c] : v.checks) {
+      if (!c.healthy) {
+        v.status = "unhealthy";
+      }
+    }
+  }
+  return v;
+}
+
+std::vector<HostView> HostRegistry::List(WallTime now) const {
+  std::lock_guard<std::mutex> lock(mu_);
+  std::vector<HostView> out;
+  for (const auto& [name, h] : hosts_) {
+    out.push_back(ViewOf(h, now));
+  }
+  return out;
+}
+
+std::optional<HostView> HostRegistry::Get(const std::string& name, WallTime now) const {
+  std::lock_guard<std::mutex> lock(mu_);
+  auto it = hosts_.find(name);
+  if (it == hosts_.end()) {
+    return std::nullopt;
+  }
+  return ViewOf(it->second, now);
+}
+
+Result<std::vector<HostRegistry::Point>> HostRegistry::History(const std::string& name,
+                                                               const std::string& metric,
+                                                               WallTime since) const {
+  std::lock_guard<std::mutex> lock(mu_);
+  auto it = hosts_.find(name);
+  if (it == hosts_.end()) {
+    return NotFound("host '" + name + "' not found");
+  }
+  std::vector<Point> out;
+  auto mit = it->second.history.find(metric);
+  if (mit != it->second.history.end()) {
+    for (const auto& p : mit->second) {
+      if (p.t >= since) {
+        out.push_back(p);
+      }
+    }
+  }
+  return out;
+}
+
+}  // namespace medic::server

@@ -1,0 +1,155 @@
+// The archive routes (docs/PROTOCOL.md, "Archive"): agents upload a log file in chunks before
+// truncating it (log.archive_truncate); operators list what was archived.
+
+#include "core/log.h"
+#include "server/archive/archive.h"
+#include "server/http/context.h"
+
+namespace medic::server {
+
+namespace {
+
+struct StartRequest {
+  std::string host;
+  std::string path;
+  int64_t size = 0;
+};
+
+Result<StartRequest> ParseStart(const ApiRequest& req) {
+  ASSIGN_OR_RETURN(Json body, ParseBody(req, false));
+  StartRequest r;
+  ASSIGN_OR_RETURN(r.host, RequireString(body, "host"));
+  ASSIGN_OR_RETURN(r.path, RequireString(body, "path"));
+  ASSIGN_OR_RETURN(auto size, OptionalInt(body, "size"));
+  if (!size) {
+    return InvalidArgument("field 'size' (bytes, an integer) is required");
+  }
+  r.size = *size;
+  return r;
+}
+
+struct FinishRequest {
+  std::string sha256;
+  int64_t bytes = 0;
+};
+
+Result<FinishRequest> ParseFinish(const ApiRequest& req) {
+  ASSIGN_OR_RETURN(Json body, ParseBody(req, false));
+  FinishRequest r;
+  ASSIGN_OR_RETURN(r.sha256, RequireString(body, "sha256"));
+  if (r.sha256.size() != 64 ||
+      r.sha256.find_first_not_of("0123456789abcdefABCDEF") != std::string::npos) {
+    return InvalidArgument("field 'sha256' must be 64 hex digits");
+  }
+  ASSIGN_OR_RETURN(auto bytes, OptionalInt(body, "bytes"));
+  if (!bytes || *bytes < 0) {
+    return InvalidArgument("field 'bytes' (a non-negative integer) is required");
+  }
+  r.bytes = *bytes;
+  return r;
+}
+
+Result<int64_t> ParseOffset(const ApiRequest& req) {
+  auto it = req.query.find("offset");
+  if (it == req.query.end()) {
+    return InvalidArgument("query parameter 'offset' is required");
+  }
+  const std::string& s = it->second;
+  if (s.empty() || s.size() > 15 || s.find_first_not_of("0123456789") != std::string::npos) {
+    return InvalidArgument("offset must be a non-negative integer");
+  }
+  return std::stoll(s);
+}
+
+Json ArchivedFileToJson(const ArchivedFile& f) {
+  Json j{{"host", f.host},
+         {"name", f.name},
+         {"location", f.location},
+         {"bytes", f.bytes},
+         {"archived_at", FormatRfc3339(f.archived_at)}};
+  if (!f.sha256.empty()) {
+    j["sha256"] = f.sha256;
+  }
+  return j;
+}
+
+ApiResponse NoArchive() { return ErrorResponse(503, "this server keeps no archive"); }
+
+}  // namespace
+
+void AddArchiveRoutes(Router& router, ServerContext& ctx) {
+  router.Add({"POST", "/agent/v1/archive", Role::kAgent,
+              "start uploading a file to the archive ({host, path, size}) -> {upload_id}",
+              [&ctx](ApiRequest& req, Responder respond) {
+                if (ctx.archive == nullptr) {
+                  return respond(NoArchive());
+                }
+                auto r = ParseStart(req);
+                if (!r) {
+                  return respond(ErrorResponse(r.error()));
+                }
+                auto id = ctx.archive->Start(r->host, r->path, r->size);
+                if (!id) {
+                  return respond(ErrorResponse(id.error()));
+                }
+                respond(JsonResponse(200, Json{{"upload_id", *id}}));
+              }});
+  router.Add({"PUT", "/agent/v1/archive/{id}", Role::kAgent,
+              "append raw bytes to an upload (?offset=N, N = bytes received so far; "
+              "at most 512 KiB per chunk) -> {received}",
+              [&ctx](ApiRequest& req, Responder respond) {
+                if (ctx.archive == nullptr) {
+                  return respond(NoArchive());
+                }
+                auto offset = ParseOffset(req);
+                if (!offset) {
+                  return respond(ErrorResponse(offset.error()));
+                }
+                auto received = ctx.archive->Append(req.path_params["id"], *offset, req.body);
+                if (!received) {
+                  return respond(ErrorResponse(received.error()));
+                }
+                respond(JsonResponse(200, Json{{"received", *received}}));
+              }});
+  router.Add(
+      {"POST", "/agent/v1/archive/{id}/finish", Role::kAgent,
+       "end an upload ({sha256, bytes}); 409 when the stored copy differs "
+       "-> {sha256, bytes, location}",
+       [&ctx](ApiRequest& req, Responder respond) {
+         if (ctx.archive == nullptr) {
+           return respond(NoArchive());
+         }
+         auto r = ParseFinish(req);
+         if (!r) {
+           return respond(ErrorResponse(r.error()));
+         }
+         auto f = ctx.archive->Finish(req.path_params["id"], r->sha256, r->bytes);
+         if (!f) {
+           return respond(ErrorResponse(f.error()));
+         }
+         respond(JsonResponse(
+             200, Json{{"sha256", f->sha256}, {"bytes", f->bytes}, {"location", f->location}}));
+       }});
+  router.Add({"GET", "/api/v1/archive", Role::kViewer,
+              "archived log files, newest first (?limit=N)",
+              [&ctx](ApiRequest& req, Responder respond) {
+                if (ctx.archive == nullptr) {
+                  return respond(NoArchive());
+                }
+                auto limit = ParseLimit(req, 100);
+                if (!limit) {
+                  return respond(ErrorResponse(limit.error()));
+                }
+                auto files = ctx.archive->List(static_cast<size_t>(*limit));
+                if (!files) {
+                  return respond(ErrorResponse(files.error()));
+                }
+                Json out = Json::array();
+                for (const auto& f : *files) {
+                  out.push_back(ArchivedFileToJson(f));
+                }
+                respond(JsonResponse(200, Json{{"files", std::move(out)}}));
+              }});
+}
+
+}  // namespace medic::server

@@ -1,0 +1,184 @@
+// Operator routes for hosts, alarm states and chaos.
+
+#include "core/files.h"
+#include "core/log.h"
+#include "protocol/actions.h"
+#include "server/http/context.h"
+
+namespace medic::server {
+
+void AddHostRoutes(Router& router, ServerContext& ctx) {
+  router.Add({"GET", "/api/v1/hosts", Role::kViewer,
+              "every known host with status, last_seen, latest metrics and checks",
+              [&ctx](ApiRequest&, Responder respond) {
+                Json out = Json::array();
+                for (const auto& h : ctx.hosts.List(ctx.clock.Now())) {
+                  out.push_back(HostToJson(h));
+                }
+                respond(JsonResponse(200, Json{{"hosts", out}}));
+              }});
+  router.Add({"DELETE", "/api/v1/hosts/{name}", Role::kAdmin,
+              "remove a retired host: its stored facts, alarm states and target memberships",
+              [&ctx](ApiRequest& req, Responder respond) {
+                const std::string name = req.path_params["name"];
+                const bool known = ctx.hosts.Remove(name);
+                Status stored = ctx.store.DeleteHost(name);
+                if (!stored && stored.error().code != ErrorCode::kNotFound) {
+                  return respond(ErrorResponse(stored.error()));
+                }
+                if (!known && !stored) {
+                  return respond(ErrorResponse(404, "host '" + name + "' not found"));
+                }
+                ctx.alarms.Forget(name);
+                if (ctx.target_groups != nullptr) {
+                  ctx.target_groups->Register(name, {}, ctx.clock.Now());
+                }
+                Audit(ctx, req.principal, "host.remove", name);
+                if (ctx.events != nullptr) {
+                  ctx.events->Publish("host_removed", Json{{"name", name}});
+                }
+                respond(JsonResponse(200, Json{{"removed", name}}));
+              }});
+  router.Add({"GET", "/api/v1/hosts/{name}/metrics", Role::kViewer,
+              "history of one metric (?metric=M&since=RFC3339)",
+              [&ctx](ApiRequest& req, Responder respond) {
+                auto m = req.query.find("metric");
+                if (m == req.query.end() || m->second.empty()) {
+                  return respond(ErrorResponse(400, "query parameter 'metric' is required"));
+                }
+                WallTime since = ctx.clock.Now() - std::chrono::hours(1);
+                if (auto s = req.query.find("since"); s != req.query.end()) {
+                  auto t = ParseRfc3339(s->second);
+                  if (!t) {
+                    return respond(ErrorResponse(t.error()));
+                  }
+                  since = *t;
+                }
+                auto points = ctx.hosts.History(req.path_params["name"], m->second, since);
+                if (!points) {
+                  return respond(ErrorResponse(points.error()));
+                }
+                Json out = Json::array();
+                for (const auto& p : *points) {
+                  out.push_back(Json{{"t", FormatRfc3339(p.t)}, {"v", p.v}});
+                }
+                respond(JsonResponse(200, Json{{"points", out}}));
+              }});
+  router.Add({"GET", "/api/v1/alarms", Role::kViewer,
+              "the state of every alarm on every host, and the rules",
+              [&ctx](ApiRequest&, Responder respond) {
+                Json out = Json::array();
+                for (const auto& a : ctx.alarms.All()) {
+                  const AlarmRule* rule = ctx.alarms.FindRule(a.rule);
+                  out.push_back(Json{{"alarm_name", a.rule},
+                                     {"host", a.host},
+                                     {"state", AlarmStateName(a.state)},
+                                     {"since", FormatRfc3339(a.since)},
+                                     {"last_value", a.last_value},
+                                     {"reason", a.reason},
+                                     {"remediating", a.remediating},
+                                     {"description", rule ? rule->description : ""}});
+                }
+                Json rules = Json::array();
+                for (const auto& r : ctx.alarms.rules()) {
+                  Json rule{{"alarm_name", r.name},
+                            {"metric", r.metric},
+                            {"series", SeriesName(r.metric, r.labels)},
+                            {"comparison", ComparisonSymbol(r.comparison)},
+                            {"threshold", r.threshold},
+                            {"period_ms", r.period.count()},
+                            {"evaluation_periods", r.evaluation_periods},
+                            {"datapoints_to_alarm", r.datapoints_to_alarm},
+                            {"treat_missing_data", MissingDataName(r.treat_missing_data)},
+                            {"description", r.description}};
+                  if (!r.labels.empty()) {
+                    rule["labels"] = r.labels;
+                  }
+                  if (r.clear_threshold) {
+                    rule["clear_threshold"] = *r.clear_threshold;
+                  }
+                  rules.push_back(std::move(rule));
+                }
+                respond(JsonResponse(200, Json{{"alarms", out}, {"rules", rules}}));
+              }});
+  router.Add({"GET", "/api/v1/target-groups", Role::kViewer,
+              "every target group: settings, unhealthy count, per-host target health",
+              [&ctx](ApiRequest&, Responder respond) {
+                Json out = Json::array();
+                if (ctx.target_groups != nullptr) {
+                  for (const auto& g : ctx.target_groups->Snapshot()) {
+                    Json members = Json::array();
+                    for (const auto& m : g.members) {
+                      Json j{{"host", m.host},
+                             {"url", m.url},
+                             {"health", TargetHealthName(m.health)},
+                             {"active", TargetHealthName(m.active)},
+                             {"agent", m.agent_healthy ? (*m.agent_healthy ? "healthy"
+                                                                            : "unhealthy")
+                                                       : "unknown"},
+                             {"detail", m.detail},
+                             {"since", FormatRfc3339(m.since)}};
+                      if (m.last_probe) {
+                        j["last_probe"] = FormatRfc3339(*m.last_probe);
+                      }
+                      members.push_back(std::move(j));
+                    }
+                    out.push_back(Json{{"name", g.config.name},
+                                       {"interval_ms", g.config.interval.count()},
+                                       {"timeout_ms", g.config.timeout.count()},
+                                       {"healthy_threshold", g.config.healthy_threshold},
+                                       {"unhealthy_threshold", g.config.unhealthy_threshold},
+                                       {"matcher", g.config.matcher},
+                                       {"path", g.config.path},
+                                       {"healthy_count", g.healthy_count},
+                                       {"unhealthy_count", g.unhealthy_count},
+                                       {"members", members}});
+                  }
+                }
+                respond(JsonResponse(200, Json{{"target_groups", out}}));
+              }});
+  router.Add(
+      {"POST", "/api/v1/chaos", Role::kOperator,
+       "start a chaos experiment on a host that allows it ({\"host\",\"mode\",\"params\"})",
+       [&ctx](ApiRequest& req, Responder respond) {
+         auto body = ParseBody(req, false);
+         if (!body) {
+           return respond(ErrorResponse(body.error()));
+         }
+         auto host = RequireString(*body, "host");
+         auto mode = RequireString(*body, "mode");
+         if (!host || !mode) {
+           return respond(ErrorResponse(!host ? host.error() : mode.error()));
+         }
+         Json params = body->value("params", Json::object());
+         const bool stop = *mode == "stop";
+         auto action = stop ? protocol::ValidateAction("chaos.stop", Json::object())
+                            : protocol::ValidateAction(
+                                  "chaos.start", Json{{"mode", *mode}, {"params", params}});
+         if (!action) {
+           return respond(ErrorResponse(action.error()));
+         }
+         auto view = ctx.hosts.Get(*host, ctx.clock.Now());
+         if (!view) {
+           return respond(ErrorResponse(404, "host '" + *host + "' not found"));
+         }
+         if (!view->facts.chaos_allowed) {
+           return respond(ErrorResponse(
+               403, "host '" + *host + "' does not allow chaos (chaos.allowed in its agent config)"));
+         }
+         protocol::Command c;
+         c.id = "cmd-" + RandomHex(8);
+         c.action = action->name;
+         c.params = action->params;
+         c.timeout_ms = 30'000;
+         c.expires_at = ctx.clock.Now() + std::chrono::seconds(30);
+         Audit(ctx, req.principal, "chaos", *mode + " on " + *host + " (" + c.id + ")");
+         const std::string id = c.id;
+         ctx.commands.Send(*host, std::move(c));
+         respond(JsonResponse(202, Json{{"command_id", id},
+                                        {"host", *host},
+                                        {"action", protocol::RenderCommandLine(*action)}}));
+       }});
+}
+
+}  // namespace medic::server

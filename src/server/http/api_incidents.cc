@@ -1,0 +1,160 @@
+// Operator routes for incidents: list, show, report, approve, reject.
+
+#include "core/files.h"
+#include "server/http/context.h"
+#include "server/incidents/report.h"
+
+namespace medic::server {
+
+Result<Json> ParseBody(const ApiRequest& req, bool allow_empty) {
+  if (Trim(req.body).empty()) {
+    if (allow_empty) {
+      return Json::object();
+    }
+    return InvalidArgument("request body is empty; expected a JSON object");
+  }
+  return ParseJsonObject(req.body);
+}
+
+Result<int> ParseLimit(const ApiRequest& req, int fallback) {
+  auto it = req.query.find("limit");
+  if (it == req.query.end()) {
+    return fallback;
+  }
+  const std::string& s = it->second;
+  if (s.empty() || s.size() > 4 || s.find_first_not_of("0123456789") != std::string::npos ||
+      std::stoi(s) < 1 || std::stoi(s) > 1000) {
+    return InvalidArgument("limit must be an integer from 1 to 1000");
+  }
+  return std::stoi(s);
+}
+
+namespace {
+
+struct DecisionRequest {
+  std::string comment;
+};
+
+Result<DecisionRequest> ParseDecision(const ApiRequest& req) {
+  ASSIGN_OR_RETURN(Json body, ParseBody(req, true));
+  DecisionRequest d;
+  ASSIGN_OR_RETURN(auto comment, OptionalString(body, "comment"));
+  d.comment = comment.value_or("");
+  if (d.comment.size() > 4096) {
+    return InvalidArgument("comment is longer than 4096 bytes");
+  }
+  for (const auto& [k, v] : body.items()) {
+    if (k != "comment") {
+      return InvalidArgument("unknown field '" + k + "' (only 'comment' is accepted)");
+    }
+  }
+  return d;
+}
+
+}  // namespace
+
+void AddIncidentRoutes(Router& router, ServerContext& ctx) {
+  router.Add({"GET", "/api/v1/incidents", Role::kViewer,
+              "list incidents, newest first (?status=S&alarm=A&host=H&before=ID&limit=N)",
+              [&ctx](ApiRequest& req, Responder respond) {
+                IncidentQuery q;
+                if (auto it = req.query.find("status"); it != req.query.end() && !it->second.empty()) {
+                  auto st = ParseStatus(it->second);
+                  if (!st) {
+                    return respond(ErrorResponse(st.error()));
+                  }
+                  q.status = *st;
+                }
+                if (auto it = req.query.find("alarm"); it != req.query.end() && !it->second.empty()) {
+                  q.alarm_name = it->second;
+                }
+                if (auto it = req.query.find("host"); it != req.query.end() && !it->second.empty()) {
+                  q.instance_id = it->second;
+                }
+                // The next page: incidents older than this one (the last of the previous page).
+                if (auto it = req.query.find("before"); it != req.query.end() && !it->second.empty()) {
+                  auto last = ctx.store.GetIncident(it->second);
+                  if (!last) {
+                    return respond(ErrorResponse(
+                        last.error().code == ErrorCode::kNotFound
+                            ? InvalidArgument("before: no incident '" + it->second + "'")
+                            : last.error()));
+                  }
+                  q.before = IncidentQuery::Cursor{last->created_at, last->incident_id};
+                }
+                auto limit = ParseLimit(req, 100);
+                if (!limit) {
+                  return respond(ErrorResponse(limit.error()));
+                }
+                q.limit = *limit;
+                auto list = ctx.store.ListIncidents(q);
+                if (!list) {
+                  return respond(ErrorResponse(list.error()));
+                }
+                Json out = Json::array();
+                for (const auto& inc : *list) {
+                  out.push_back(IncidentToJson(inc));
+                }
+                respond(JsonResponse(200, Json{{"incidents", out}}));
+              }});
+  router.Add({"GET", "/api/v1/incidents/{id}", Role::kViewer, "one incident with its timeline",
+              [&ctx](ApiRequest& req, Responder respond) {
+                auto inc = ctx.store.GetIncident(req.path_params["id"]);
+                if (!inc) {
+                  return respond(ErrorResponse(inc.error()));
+                }
+                respond(JsonResponse(200, IncidentToJson(*inc)));
+              }});
+  router.Add({"GET", "/api/v1/incidents/{id}/report", Role::kViewer,
+              "an incident's postmortem report (?format=md|html, default md)",
+              [&ctx](ApiRequest& req, Responder respond) {
+                auto it = req.query.find("format");
+                const std::string format = it == req.query.end() ? "md" : it->second;
+                if (format != "md" && format != "html") {
+                  return respond(ErrorResponse(400, "format must be md or html"));
+                }
+                auto inc = ctx.store.GetIncident(req.path_params["id"]);
+                if (!inc) {
+                  return respond(ErrorResponse(inc.error()));
+                }
+                ApiResponse r;
+                if (format == "html") {
+                  r.content_type = "text/html; charset=utf-8";
+                  r.body = IncidentReportHtml(*inc);
+                } else {
+                  r.content_type = "text/markdown; charset=utf-8";
+                  r.body = IncidentReportMarkdown(*inc);
+                }
+                r.headers = {{"Content-Security-Policy", kReportContentSecurityPolicy},
+                             {"X-Content-Type-Options", "nosniff"}};
+                respond(std::move(r));
+              }});
+  router.Add({"POST", "/api/v1/incidents/{id}/approve", Role::kOperator,
+              "approve the suggested fix of a pending_approval incident ({\"comment\":\"...\"})",
+              [&ctx](ApiRequest& req, Responder respond) {
+                auto d = ParseDecision(req);
+                if (!d) {
+                  return respond(ErrorResponse(d.error()));
+                }
+                auto inc = ctx.incidents.Approve(req.path_params["id"], req.principal, d->comment);
+                if (!inc) {
+                  return respond(ErrorResponse(inc.error()));
+                }
+                respond(JsonResponse(200, IncidentToJson(*inc)));
+              }});
+  router.Add({"POST", "/api/v1/incidents/{id}/reject", Role::kOperator,
+              "reject the suggested fix of a pending_approval incident ({\"comment\":\"...\"})",
+              [&ctx](ApiRequest& req, Responder respond) {
+                auto d = ParseDecision(req);
+                if (!d) {
+                  return respond(ErrorResponse(d.error()));
+                }
+                auto inc = ctx.incidents.Reject(req.path_params["id"], req.principal, d->comment);
+                if (!inc) {
+                  return respond(ErrorResponse(inc.error()));
+                }
+                respond(JsonResponse(200, IncidentToJson(*inc)));
+              }});
+}
+
+}  // namespace medic::server

@@ -1,0 +1,84 @@
+#include "server/http/http_types.h"
+
+namespace medic::server {
+
+ApiResponse JsonResponse(int status, const Json& body) {
+  ApiResponse r;
+  r.status = status;
+  r.body = DumpJson(body);
+  return r;
+}
+
+int HttpStatusFor(ErrorCode code) {
+  switch (code) {
+    case ErrorCode::kInvalidArgument: return 400;
+    case ErrorCode::kUnauthenticated: return 401;
+    case ErrorCode::kPermissionDenied: return 403;
+    case ErrorCode::kNotFound: return 404;
+    case ErrorCode::kAlreadyExists: return 409;
+    case ErrorCode::kFailedPrecondition: return 409;
+    case ErrorCode::kResourceExhausted: return 413;
+    case ErrorCode::kUnavailable: return 503;
+    case ErrorCode::kDeadlineExceeded: return 504;
+    case ErrorCode::kInternal: return 500;
+  }
+  return 500;
+}
+
+ApiResponse ErrorResponse(int status, std::string message) {
+  ApiResponse r = JsonResponse(status, Json{{"error", std::move(message)}});
+  if (status == 401) {
+    r.headers.emplace_back("WWW-Authenticate", "Bearer");
+  }
+  return r;
+}
+
+ApiResponse ErrorResponse(const Error& error) {
+  return ErrorResponse(HttpStatusFor(error.code), error.message);
+}
+
+std::string UrlDecode(std::string_view s) {
+  std::string out;
+  out.reserve(s.size());
+  auto hex = [](char c) -> int {
+    if (c >= '0' && c <= '9') return c - '0';
+    if (c >= 'a' && c <= 'f') return c - 'a' + 10;
+    if (c >= 'A' && c <= 'F') return c - 'A' + 10;
+    return -1;
+  };
+  for (size_t i = 0; i < s.size(); ++i) {
+    if (s[i] == '%' && i + 2 < s.size() && hex(s[i + 1]) >= 0 && hex(s[i + 2]) >= 0) {
+      out.push_back(static_cast<char>(hex(s[i + 1]) * 16 + hex(s[i + 2])));
+      i += 2;
+    } else if (s[i] == '+') {
+      out.push_back(' ');
+    } else {
+      out.push_back(s[i]);
+    }
+  }
+  return out;
+}
+
+std::map<std::string, std::string> ParseQuery(std::string_view q) {
+  std::map<std::string, std::string> out;
+  size_t pos = 0;
+  while (pos <= q.size()) {
+    size_t amp = q.find('&', pos);
+    if (amp == std::string_view::npos) {
+      amp = q.size();
+    }
+    const std::string_view part = q.substr(pos, amp - pos);
+    if (!part.empty()) {
+      const size_t eq = part.find('=');
+      if (eq == std::string_view::npos) {
+        out[UrlDecode(part)] = "";
+      } else {
+        out[UrlDecode(part.substr(0, eq))] = UrlDecode(part.substr(eq + 1));
+      }
+    }
+    pos = amp + 1;
+  }
+  return out;
+}
+
+}  // namespace medic::server

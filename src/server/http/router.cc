@@ -1,0 +1,187 @@
+#include "server/http/router.h"
+
+#include <exception>
+
+#include "core/log.h"
+#include "core/sha256.h"
+
+namespace medic::server {
+
+std::string_view RoleName(Role r) {
+  switch (r) {
+    case Role::kPublic: return "public";
+    case Role::kAgent: return "agent";
+    case Role::kViewer: return "viewer";
+    case Role::kOperator: return "operator";
+    case Role::kAdmin: return "admin";
+  }
+  return "unknown";
+}
+
+Result<Role> ParseRole(std::string_view name) {
+  if (name == "viewer") return Role::kViewer;
+  if (name == "operator") return Role::kOperator;
+  if (name == "admin") return Role::kAdmin;
+  return InvalidArgument("unknown role '" + std::string(name) + "' (viewer, operator, admin)");
+}
+
+bool Allows(Role have, Role need) {
+  if (need == Role::kPublic) {
+    return true;
+  }
+  if (need == Role::kAgent || have == Role::kAgent) {
+    return have == need;
+  }
+  return static_cast<int>(have) >= static_cast<int>(need);
+}
+
+namespace {
+
+bool ConstantTimeEquals(std::string_view a, std::string_view b) {
+  unsigned char diff = a.size() == b.size() ? 0 : 1;
+  const size_t n = std::max(a.size(), b.size());
+  for (size_t i = 0; i < n; ++i) {
+    const unsigned char x = i < a.size() ? static_cast<unsigned char>(a[i]) : 0;
+    const unsigned char y = i < b.size() ? static_cast<unsigned char>(b[i]) : 0;
+    diff |= static_cast<unsigned char>(x ^ y);
+  }
+  return diff == 0;
+}
+
+}  // namespace
+
+void TokenRegistry::Add(const std::string& token, Principal principal) {
+  AddHashed(Sha256Hex(token), std::move(principal));
+}
+
+void TokenRegistry::AddHashed(const std::string& token_hash, Principal principal) {
+  std::lock_guard<std::mutex> lock(mu_);
+  tokens_.emplace_back(token_hash, std::move(principal));
+}
+
+int TokenRegistry::RemoveByName(const std::string& name) {
+  std::lock_guard<std::mutex> lock(mu_);
+  const size_t before = tokens_.size();
+  std::erase_if(tokens_, [&](const auto& t) { return t.second.name == name; });
+  return static_cast<int>(before - tokens_.size());
+}
+
+Result<Principal> TokenRegistry::Authenticate(std::string_view authorization) const {
+  constexpr std::string_view kBearer = "Bearer ";
+  if (authorization.empty()) {
+    return Unauthenticated("missing Authorization: Bearer token");
+  }
+  if (authorization.size() <= kBearer.size() ||
+      authorization.substr(0, kBearer.size()) != kBearer) {
+    return Unauthenticated("Authorization header must be 'Bearer TOKEN'");
+  }
+  const std::string hash = Sha256Hex(authorization.substr(kBearer.size()));
+  std::lock_guard<std::mutex> lock(mu_);
+  const Principal* found = nullptr;
+  for (const auto& [t, p] : tokens_) {
+    if (ConstantTimeEquals(t, hash)) {
+      found = &p;
+    }
+  }
+  if (found == nullptr) {
+    return Unauthenticated("invalid token");
+  }
+  return *found;
+}
+
+bool MatchPattern(std::string_view pattern, std::string_view path,
+                  std::map<std::string, std::string>* params) {
+  std::map<std::string, std::string> out;
+  size_t pi = 0;
+  size_t si = 0;
+  while (pi < pattern.size() && si < path.size()) {
+    if (pattern[pi] == '{') {
+      const size_t close = pattern.find('}', pi);
+      const std::string name(pattern.substr(pi + 1, close - pi - 1));
+      size_t end = path.find('/', si);
+      if (end == std::string_view::npos) {
+        end = path.size();
+      }
+      if (end == si) {
+        return false;
+      }
+      out[name] = std::string(path.substr(si, end - si));
+      pi = close + 1;
+      si = end;
+    } else if (pattern[pi] == path[si]) {
+      ++pi;
+      ++si;
+    } else {
+      return false;
+    }
+  }
+  if (pi != pattern.size() || si != path.size()) {
+    return false;
+  }
+  if (params != nullptr) {
+    *params = std::move(out);
+  }
+  return true;
+}
+
+void Router::Add(Route route) { routes_.push_back(std::move(route)); }
+
+void Router::Handle(ApiRequest request, Responder respond) const {
+  const Route* match = nullptr;
+  std::string allowed;
+  for (const auto& r : routes_) {
+    std::map<std::string, std::string> params;
+    if (!MatchPattern(r.pattern, request.path, &params)) {
+      continue;
+    }
+    if (r.method != request.method) {
+      allowed += (allowed.empty() ? "" : ", ") + r.method;
+      continue;
+    }
+    match = &r;
+    request.path_params = std::move(params);
+    break;
+  }
+  if (match == nullptr) {
+    if (!allowed.empty()) {
+      ApiResponse res =
+          ErrorResponse(405, "method " + request.method + " not allowed on " + request.path);
+      res.headers.emplace_back("Allow", allowed);
+      return respond(std::move(res));
+    }
+    return respond(ErrorResponse(404, "no such endpoint: " + request.path));
+  }
+  if (match->role != Role::kPublic) {
+    auto principal = tokens_.Authenticate(request.authorization);
+    if (!principal) {
+      return respond(ErrorResponse(principal.error()));
+    }
+    if (!Allows(principal->role, match->role)) {
+      return respond(ErrorResponse(403, std::string(RoleName(principal->role)) + " '" +
+                                            principal->name + "' may not " + match->method +
+                                            " " + match->pattern + " (needs " +
+                                            std::string(RoleName(match->role)) + ")"));
+    }
+    request.principal = principal->name;
+  }
+  try {
+    match->handler(request, respond);
+  } catch (const std::exception& e) {
+    // Handlers return errors as values; an exception here is a bug, reported without a crash.
+    LogError(std::string("handler for ") + match->pattern + " threw: " + e.what());
+    respond(ErrorResponse(500, "internal error"));
+  }
+}
+
+Json Router::Listing() const {
+  Json out = Json::array();
+  for (const auto& r : routes_) {
+    out.push_back(Json{{"method", r.method},
+                       {"path", r.pattern},
+                       {"role", RoleName(r.role)},
+                       {"help", r.help}});
+  }
+  return out;
+}
+
+}  // namespace medic::server

@@ -1,0 +1,79 @@
+#pragma once
+
+// The route table: {method, pattern, required role, handler, one-line help}. It authenticates,
+// authorizes, extracts {path} parameters and answers 404/405/401/403 itself, so every rule about
+// who may call what lives in one table that tests can walk (tests/server/router_test.cc).
+
+#include <functional>
+#include <map>
+#include <mutex>
+#include <string>
+#include <vector>
+
+#include "core/json.h"
+#include "server/http/http_types.h"
+
+namespace medic::server {
+
+enum class Role { kPublic, kAgent, kViewer, kOperator, kAdmin };
+std::string_view RoleName(Role r);
+Result<Role> ParseRole(std::string_view name);  // viewer, operator, admin
+
+struct Principal {
+  std::string name;
+  Role role = Role::kPublic;
+};
+
+// Bearer tokens -> principals. Thread-safe. Only SHA-256 hashes of tokens are kept, and they
+// are compared in constant time.
+class TokenRegistry {
+ public:
+  void Add(const std::string& token, Principal principal);
+  void AddHashed(const std::string& token_hash, Principal principal);
+  // Removes every token of that principal name; returns how many.
+  int RemoveByName(const std::string& name);
+  // From an "Authorization: Bearer X" header value.
+  Result<Principal> Authenticate(std::string_view authorization) const;
+
+ private:
+  mutable std::mutex mu_;
+  std::vector<std::pair<std::string, Principal>> tokens_;  // Guarded by mu_.
+};
+
+// May `have` call a route that requires `need`? Operator roles are ordered viewer < operator <
+// admin; the agent role is separate (agents call only agent routes, operators never).
+bool Allows(Role have, Role need);
+
+using RouteHandler = std::function<void(ApiRequest&, Responder)>;
+
+struct Route {
+  std::string method;
+  std::string pattern;  // "/api/v1/incidents/{id}/approve"
+  Role role;
+  std::string help;
+  RouteHandler handler;
+};
+
+class Router {
+ public:
+  explicit Router(const TokenRegistry& tokens) : tokens_(tokens) {}
+
+  // REQUIRES: called before the server starts (not thread-safe against Handle).
+  void Add(Route route);
+  // Thread-safe. Answers exactly once through respond.
+  void Handle(ApiRequest request, Responder respond) const;
+
+  const std::vector<Route>& routes() const { return routes_; }
+  // [{"method","path","role","help"}], for GET /api/v1 and docs.
+  Json Listing() const;
+
+ private:
+  const TokenRegistry& tokens_;
+  std::vector<Route> routes_;
+};
+
+// Matches "/a/{x}/b" against "/a/42/b"; fills params. Segments never match empty strings.
+bool MatchPattern(std::string_view pattern, std::string_view path,
+                  std::map<std::string, std::string>* params);
+
+}  // namespace medic::server

@@ -1,0 +1,67 @@
+#include "server/incidents/incident.h"
+
+namespace medic::server {
+
+std::string_view StatusName(IncidentStatus s) {
+  switch (s) {
+    case IncidentStatus::kDiagnosing: return "diagnosing";
+    case IncidentStatus::kPendingApproval: return "pending_approval";
+    case IncidentStatus::kExecuting: return "executing";
+    case IncidentStatus::kCompleted: return "completed";
+    case IncidentStatus::kFailed: return "failed";
+    case IncidentStatus::kTimeout: return "timeout";
+    case IncidentStatus::kRejected: return "rejected";
+  }
+  return "unknown";
+}
+
+Result<IncidentStatus> ParseStatus(std::string_view name) {
+  for (auto s : {IncidentStatus::kDiagnosing, IncidentStatus::kPendingApproval,
+                 IncidentStatus::kExecuting, IncidentStatus::kCompleted, IncidentStatus::kFailed,
+                 IncidentStatus::kTimeout, IncidentStatus::kRejected}) {
+    if (StatusName(s) == name) {
+      return s;
+    }
+  }
+  return InvalidArgument("unknown status '" + std::string(name) +
+                         "' (diagnosing, pending_approval, executing, completed, failed, "
+                         "timeout, rejected)");
+}
+
+bool IsOpen(IncidentStatus s) {
+  return s == IncidentStatus::kDiagnosing || s == IncidentStatus::kPendingApproval ||
+         s == IncidentStatus::kExecuting;
+}
+
+Json IncidentToJson(const Incident& inc) {
+  Json timeline = Json::array();
+  for (const auto& e : inc.timeline) {
+    Json j{{"event", e.event}, {"timestamp", FormatRfc3339(e.timestamp)}};
+    if (!e.actor.empty()) {
+      j["actor"] = e.actor;
+    }
+    if (!e.detail.empty()) {
+      j["detail"] = e.detail;
+    }
+    timeline.push_back(std::move(j));
+  }
+  Json j{{"incident_id", inc.incident_id},
+         {"alarm_name", inc.alarm_name},
+         {"alarm_description", inc.alarm_description},
+         {"instance_id", inc.instance_id},
+         {"status", StatusName(inc.status)},
+         {"diagnostics", inc.diagnostics},
+         {"ai_suggestion", inc.ai_suggestion},
+         {"ai_reasoning", inc.ai_reasoning},
+         {"remediation_output", inc.remediation_output},
+         {"action", inc.action},
+         {"reason", inc.reason},
+         {"ai_usage", inc.ai_usage},
+         {"created_at", FormatRfc3339(inc.created_at)},
+         {"updated_at", FormatRfc3339(inc.updated_at)},
+         {"resolved_at", inc.resolved_at ? Json(FormatRfc3339(*inc.resolved_at)) : Json()},
+         {"timeline", std::move(timeline)}};
+  return j;
+}
+
+}  // namespace medic::server

@@ -1,0 +1,742 @@
+#include "server/incidents/incident_manager.h"
+
+#include "core/files.h"
+#include "core/log.h"
+
+namespace medic::server {
+
+namespace {
+
+std::string FormatResult(const std::string& line, const protocol::CommandResult& r) {
+  std::string out = "$ " + line + "\n";
+  if (!r.ran) {
+    out += "(not run: " + r.error + ")\n";
+    return out;
+  }
+  out += r.output;
+  if (!r.output.empty() && r.output.back() != '\n') {
+    out += "\n";
+  }
+  if (r.truncated) {
+    out += "[output truncated]\n";
+  }
+  if (r.timed_out) {
+    out += "[timed out after " + std::to_string(r.duration_ms) + " ms]\n";
+  } else if (r.signal != 0) {
+    out += "[killed by signal " + std::to_string(r.signal) + "]\n";
+  } else {
+    out += "[exit " + std::to_string(r.exit_code) + ", " + std::to_string(r.duration_ms) +
+           " ms]\n";
+  }
+  if (!r.error.empty()) {
+    out += "[" + r.error + "]\n";
+  }
+  return out;
+}
+
+}  // namespace
+
+IncidentManager::IncidentManager(Store& store, const Clock& clock, CommandSink& commands,
+                                 AlarmStateView& alarms, SettingsService& settings,
+                                 ai::Brain& brain, Offload offload, std::vector<AlarmRule> rules,
+                                 std::vector<ai::Runbook> runbooks)
+    : store_(store),
+      clock_(clock),
+      commands_(commands),
+      alarms_(alarms),
+      settings_(settings),
+      brain_(brain),
+      offload_(std::move(offload)),
+      rules_(std::move(rules)),
+      runbooks_(std::move(runbooks)) {}
+
+const ai::Runbook* IncidentManager::RunbookFor(const std::string& alarm) const {
+  for (const auto& r : runbooks_) {
+    if (r.alarm == alarm) {
+      return &r;
+    }
+  }
+  return nullptr;
+}
+
+std::optional<ai::Runbook> IncidentManager::HostRunbook(const std::string& alarm,
+                                                        const std::string& host) const {
+  const ai::Runbook* rb = RunbookFor(alarm);
+  if (rb == nullptr) {
+    return std::nullopt;
+  }
+  return ai::ForHost(*rb, log_dir_of_ ? log_dir_of_(host) : std::string());
+}
+
+TimelineEntry IncidentManager::Entry(std::string event, std::string detail, std::string actor) {
+  return TimelineEntry{std::move(event), clock_.Now(), std::move(actor), std::move(detail)};
+}
+
+Status IncidentManager::Save(Incident& inc, Incident next) {
+  next.updated_at = clock_.Now();
+  if (Status s = store_.UpdateIncident(next); !s) {
+    ++store_errors_;
+    LogError("cannot save incident " + next.incident_id + ": " + s.error().ToString());
+    return s;
+  }
+  inc = std::move(next);
+  if (listener_) {
+    listener_(inc);
+  }
+  return OkStatus();
+}
+
+Status IncidentManager::Commit(Active& a, Incident next, IncidentEvent event, std::string detail,
+                               std::string actor) {
+  ASSIGN_OR_RETURN(const IncidentTransition t, NextTransition(a.inc.status, event));
+  next.status = t.to;
+  next.timeline.push_back(Entry(std::string(t.timeline_event), std::move(detail), std::move(actor)));
+  if (t.effects & kEffectResolve) {
+    next.resolved_at = clock_.Now();
+  }
+  // The command a fix sends is made before the write: its id and expiry are stored with the
+  // action, so that after a crash the same command is offered again (the agent runs an id at
+  // most once) until it expires.
+  std::optional<protocol::Command> fix;
+  if (t.effects & kEffectSendFix) {
+    fix = PendingFix(next);
+    if (!fix) {
+      return Internal("incident " + next.incident_id + " has no command to send");
+    }
+  }
+  RETURN_IF_ERROR(Save(a.inc, std::move(next)));
+  const Incident& inc = a.inc;
+  if (t.effects & kEffectHoldAlarm) {
+    // While the fix runs and is verified the alarm is held: its changes open no new incident.
+    alarms_.SetRemediating(inc.alarm_name, inc.instance_id, true);
+  }
+  if (t.effects & kEffectReleaseAlarm) {
+    alarms_.SetRemediating(inc.alarm_name, inc.instance_id, false);
+  }
+  if (fix) {
+    SendFix(a, std::move(*fix));
+  }
+  if (IsOpen(inc.status)) {
+    return OkStatus();
+  }
+  LogInfo("incident " + inc.incident_id + " " + std::string(StatusName(inc.status)));
+  const Incident closed = inc;
+  active_.erase(closed.incident_id);  // `a` is gone from here on
+  if (t.effects & kEffectRejudge) {
+    Rejudge(closed);
+  }
+  return OkStatus();
+}
+
+std::string IncidentManager::NewCommandId() { return "cmd-" + RandomHex(8); }
+
+protocol::Command IncidentManager::MakeCommand(const protocol::Action& action, Millis timeout) {
+  protocol::Command c;
+  c.id = NewCommandId();
+  c.action = action.name;
+  c.params = action.params;
+  c.timeout_ms = timeout.count();
+  // The agent must start it within the timeout, or not at all.
+  c.expires_at = clock_.Now() + timeout;
+  return c;
+}
+
+std::optional<protocol::Command> IncidentManager::PendingFix(const Incident& inc) const {
+  const std::string id = inc.action.value("command_id", "");
+  auto expires = ParseRfc3339(inc.action.value("expires_at", ""));
+  if (id.empty() || !expires || *expires <= clock_.Now()) {
+    return std::nullopt;
+  }
+  auto action = protocol::ValidateAction(inc.action.value("name", ""),
+                                         inc.action.value("params", Json::object()));
+  if (!action) {
+    return std::nullopt;
+  }
+  protocol::Command c;
+  c.id = id;
+  c.action = action->name;
+  c.params = action->params;
+  c.expires_at = *expires;
+  const ai::Runbook* rb = RunbookFor(inc.alarm_name);
+  c.timeout_ms = (rb != nullptr ? rb->execution_timeout : Millis(60'000)).count();
+  return c;
+}
+
+void IncidentManager::SendFix(Active& a, protocol::Command fix) {
+  a.phase = Phase::kExecuting;
+  a.fix_id = fix.id;
+  // The agent enforces the timeout itself; a little grace covers the trip back.
+  a.deadline = clock_.SteadyNow() + Millis(fix.timeout_ms) + Millis(5'000);
+  command_owner_[fix.id] = a.inc.incident_id;
+  commands_.Send(a.inc.instance_id, std::move(fix));
+}
+
+Status IncidentManager::Recover() {
+  Status s = RecoverLocked();
+  DispatchDecisions();
+  return s;
+}
+
+Status IncidentManager::RecoverLocked() {
+  std::lock_guard<std::mutex> lock(mu_);
+  for (IncidentStatus st : {IncidentStatus::kDiagnosing, IncidentStatus::kPendingApproval,
+                            IncidentStatus::kExecuting}) {
+    IncidentQuery q;
+    q.status = st;
+    q.limit = 1000;
+    ASSIGN_OR_RETURN(auto list, ListAllIncidents(store_, q));
+    for (Incident& stored : list) {
+      const std::string id = stored.incident_id;
+      Active& a = active_[id];
+      a.inc = stored;
+      const std::string& host = a.inc.instance_id;
+      Incident next = a.inc;
+      if (st == IncidentStatus::kDiagnosing) {
+        next.timeline.push_back(
+            Entry("resumed", "server restarted during diagnosis; gathering diagnostics again"));
+        a.inc = std::move(next);  // written by StartDiagnostics
+        StartDiagnostics(a);
+      } else if (st == IncidentStatus::kPendingApproval) {
+        a.phase = Phase::kAwaitingApproval;
+      } else if (auto resend = PendingFix(a.inc); resend.has_value()) {
+        // The fix may not have reached the host: send the same command again. The agent runs
+        // a command id at most once and answers a repeat with the stored result.
+        next.timeline.push_back(
+            Entry("resumed", "server restarted while the fix was executing; command " +
+                                 resend->id + " is offered to " + host +
+                                 " again (it runs at most once)"));
+        (void)Save(a.inc, std::move(next));
+        alarms_.SetRemediating(a.inc.alarm_name, host, true);
+        SendFix(a, std::move(*resend));
+      } else {
+        const ai::Runbook* rb = RunbookFor(a.inc.alarm_name);
+        const Millis window = rb != nullptr ? rb->verification_window : Millis(30'000);
+        a.phase = Phase::kVerifying;
+        a.deadline = clock_.SteadyNow() + window;
+        next.timeline.push_back(
+            Entry("resumed",
+                  "server restarted while the fix was executing and its command has expired; "
+                  "it is not sent again, the alarm decides within " +
+                      std::to_string(window.count() / 1000) + " s"));
+        (void)Save(a.inc, std::move(next));
+        alarms_.SetRemediating(a.inc.alarm_name, host, true);
+      }
+    }
+  }
+  return OkStatus();
+}
+
+void IncidentManager::OnAlarmTransition(const AlarmTransition& t) {
+  HandleAlarmTransition(t);
+  DispatchDecisions();
+}
+
+void IncidentManager::HandleAlarmTransition(const AlarmTransition& t) {
+  std::lock_guard<std::mutex> lock(mu_);
+  if (t.to == AlarmState::kAlarm) {
+    // Held as remediating: the open incident records it (OpenIncident appends to it).
+    OpenIncident(t);
+    return;
+  }
+  if (t.to != AlarmState::kOk) {
+    return;
+  }
+  for (auto& [id, a] : active_) {
+    if (a.inc.alarm_name != t.rule || a.inc.instance_id != t.host) {
+      continue;
+    }
+    Incident next = a.inc;
+    if (a.phase == Phase::kVerifying) {
+      next.timeline.push_back(
+          Entry("verified", "alarm " + t.rule + " is back to OK (" + t.reason + ")"));
+      next.reason = "";
+      (void)Commit(a, std::move(next), IncidentEvent::kVerified, "");
+    } else if (a.phase == Phase::kAwaitingApproval && a.inc.action.value("name", "").empty()) {
+      next.timeline.push_back(
+          Entry("alarm_cleared", "alarm " + t.rule + " returned to OK (" + t.reason + ")"));
+      next.reason = "the alarm cleared; there was nothing to run";
+      std::string reason = next.reason;
+      (void)Commit(a, std::move(next), IncidentEvent::kNothingToRunCleared, std::move(reason));
+    } else {
+      next.timeline.push_back(Entry(
+          "alarm_cleared", "alarm " + t.rule + " returned to OK on its own (" + t.reason + ")"));
+      (void)Save(a.inc, std::move(next));
+    }
+    return;
+  }
+}
+
+void IncidentManager::OpenIncident(const AlarmTransition& t) {
+  auto open = store_.FindOpenIncident(t.rule, t.host);
+  if (!open) {
+    ++store_errors_;
+    LogError("cannot look up open incidents: " + open.error().ToString());
+    return;
+  }
+  if (open->has_value()) {
+    const std::string id = (*open)->incident_id;
+    auto it = active_.find(id);
+    Incident none;
+    Incident& inc = it != active_.end() ? it->second.inc : none;
+    if (it == active_.end()) {
+      inc = **open;  // open in the store but not driven here: only its timeline grows
+    }
+    Incident next = inc;
+    next.timeline.push_back(Entry("alarm_repeated", t.rule + " in ALARM again: " + t.reason));
+    (void)Save(inc, std::move(next));
+    return;
+  }
+  const AlarmRule* rule = nullptr;
+  for (const auto& r : rules_) {
+    if (r.name == t.rule) {
+      rule = &r;
+    }
+  }
+  Incident inc;
+  inc.incident_id = "inc-" + RandomHex(6);
+  inc.alarm_name = t.rule;
+  inc.alarm_description = rule != nullptr ? rule->description : t.rule;
+  inc.instance_id = t.host;
+  inc.status = IncidentStatus::kDiagnosing;
+  inc.created_at = inc.updated_at = clock_.Now();
+  inc.timeline.push_back(Entry("created", t.rule + " " + std::string(AlarmStateName(t.from)) +
+                                              " -> ALARM on " + t.host + ": " + t.reason));
+  if (Status s = store_.CreateIncident(inc); !s) {
+    ++store_errors_;
+    LogError("cannot create incident for " + t.rule + " on " + t.host + ": " +
+             s.error().ToString());
+    return;
+  }
+  LogInfo("incident " + inc.incident_id + " opened: " + t.rule + " on " + t.host);
+  if (listener_) {
+    listener_(inc);
+  }
+  Active& a = active_[inc.incident_id];
+  a.inc = std::move(inc);
+  StartDiagnostics(a);
+}
+
+void IncidentManager::StartDiagnostics(Active& a) {
+  a.phase = Phase::kDiagnosing;
+  a.diag_ids.clear();
+  a.diag_lines.clear();
+  a.diag_results.clear();
+  a.diag_output.clear();
+  const std::string host = a.inc.instance_id;
+  const std::optional<ai::Runbook> rb = HostRunbook(a.inc.alarm_name, host);
+  if (!rb || rb->diagnostics.empty()) {
+    FinishDiagnostics(a, false);
+    return;
+  }
+  a.deadline = clock_.SteadyNow() + rb->diagnostics_timeout;
+  std::vector<protocol::Command> cmds;
+  for (const auto& action : rb->diagnostics) {
+    protocol::Command c = MakeCommand(action, rb->diagnostics_timeout);
+    a.diag_ids.push_back(c.id);
+    a.diag_lines.push_back(protocol::RenderCommandLine(action));
+    command_owner_[c.id] = a.inc.incident_id;
+    cmds.push_back(std::move(c));
+  }
+  (void)Save(a.inc, a.inc);
+  for (auto& c : cmds) {
+    commands_.Send(host, std::move(c));
+  }
+}
+
+void IncidentManager::FinishDiagnostics(Active& a, bool deadline_passed) {
+  std::string text;
+  int got = 0;
+  for (size_t i = 0; i < a.diag_ids.size(); ++i) {
+    auto it = a.diag_results.find(a.diag_ids[i]);
+    if (it != a.diag_results.end()) {
+      text += it->second;
+      ++got;
+    } else {
+      text += "$ " + a.diag_lines[i] + "\n(no answer from the host in time)\n";
+      command_owner_.erase(a.diag_ids[i]);
+    }
+    text += "\n";
+  }
+  const std::string host = a.inc.instance_id;
+  Incident next = a.inc;
+  next.diagnostics = text;
+  const int total = static_cast<int>(a.diag_ids.size());
+  if (total > 0 && got == 0 && deadline_passed) {
+    next.timeline.push_back(Entry("diagnosed", "no diagnostics arrived from " + host + " in time"));
+    next.reason = "host " + host + " did not answer the diagnostics in time";
+    std::string reason = next.reason;
+    (void)Commit(a, std::move(next), IncidentEvent::kDiagnosticsTimedOut, std::move(reason));
+    return;
+  }
+  next.timeline.push_back(Entry(
+      "diagnosed", std::to_string(got) + " of " + std::to_string(total) + " diagnostics gathered"));
+  a.inc = std::move(next);  // written by Decide
+  Decide(a);
+}
+
+void IncidentManager::Decide(Active& a) {
+  Incident next = a.inc;
+  std::optional<ai::Runbook> rb = HostRunbook(next.alarm_name, next.instance_id);
+  if (!rb) {
+    next.ai_reasoning = "no runbook for alarm " + next.alarm_name + "; nothing to run";
+    next.reason = "no runbook for alarm " + next.alarm_name;
+    std::string reason = next.reason;
+    (void)Commit(a, std::move(next), IncidentEvent::kNoRunbook, std::move(reason));
+    return;
+  }
+  if (!rb->has_fix) {
+    // Nothing can run on the host (its agent is away): a human decides; the incident closes
+    // by itself when the alarm clears.
+    next.ai_reasoning = rb->fix_reasoning;
+    std::string why = "no automatic fix for " + next.alarm_name + ": " + rb->fix_reasoning;
+    if (Commit(a, std::move(next), IncidentEvent::kNeedsApproval, std::move(why))) {
+      a.phase = Phase::kAwaitingApproval;
+    }
+    return;
+  }
+  if (rb->fix_target == ai::FixTarget::kLargestLogFile) {
+    std::string dir;
+    std::string listing;
+    for (size_t i = 0; i < rb->diagnostics.size() && i < a.diag_ids.size(); ++i) {
+      if (rb->diagnostics[i].name == "dir.list") {
+        dir = rb->diagnostics[i].params.value("path", "");
+        auto it = a.diag_output.find(a.diag_ids[i]);
+        if (it != a.diag_output.end()) {
+          listing = it->second;
+        }
+      }
+    }
+    std::string note;
+    rb->fix = ai::ResolveFix(*rb, dir, listing, &note);
+    next.timeline.push_back(Entry("fix_target", note));
+  }
+  a.phase = Phase::kDeciding;
+  (void)Save(a.inc, std::move(next));
+  const Incident& inc = a.inc;
+  pending_decisions_.push_back(ai::DecisionRequest{
+      ai::IncidentFacts{inc.incident_id, inc.alarm_name, inc.alarm_description, inc.instance_id,
+                        inc.diagnostics},
+      *rb});
+}
+
+void IncidentManager::DispatchDecisions() {
+  std::vector<ai::DecisionRequest> work;
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    work.swap(pending_decisions_);
+  }
+  for (auto& req : work) {
+    offload_([this, req = std::move(req)] {
+      const ai::Decision d = brain_.Decide(req);
+      ApplyDecision(req.incident.incident_id, d);
+    });
+  }
+}
+
+void IncidentManager::ApplyDecision(const std::string& incident_id, const ai::Decision& d) {
+  std::lock_guard<std::mutex> lock(mu_);
+  auto ait = active_.find(incident_id);
+  if (ait == active_.end() || ait->second.phase != Phase::kDeciding) {
+    return;
+  }
+  Active& a = ait->second;
+  Incident next = a.inc;
+  const ai::Runbook* rb = RunbookFor(next.alarm_name);
+  for (const auto& [event, detail] : d.notes) {
+    next.timeline.push_back(Entry(event, detail));
+  }
+  next.action = Json{{"name", d.action.name}, {"params", d.action.params}};
+  next.ai_suggestion = protocol::RenderCommandLine(d.action);
+  next.ai_reasoning = d.reasoning;
+  next.ai_usage = d.usage.is_object() ? d.usage : Json::object();
+  next.timeline.push_back(Entry("suggested", next.ai_suggestion));
+
+  const Settings s = settings_.Get();
+  std::string why;
+  if (s.automation_paused) {
+    why = "automation is paused";
+  } else if (d.requires_approval) {
+    why = d.approval_reason.empty() ? "the proposed action needs approval" : d.approval_reason;
+  } else if (rb != nullptr && rb->approval_required.has_value()) {
+    if (*rb->approval_required) {
+      why = "the runbook requires approval";
+    }
+  } else if (s.approval_mode) {
+    why = "approval mode is on";
+  }
+  if (why.empty()) {
+    const int recent = RecentAutomaticFixes(next);
+    if (recent >= breaker_max_fixes_) {
+      why = "restart-loop breaker: " + std::to_string(recent) + " automatic fixes of " +
+            next.alarm_name + " on " + next.instance_id + " in the last " +
+            std::to_string(breaker_window_.count() / 60'000) +
+            " min; automation is stopped for this pair until a human decides";
+      next.timeline.push_back(Entry("breaker_open", why));
+    }
+  }
+  if (!why.empty()) {
+    if (Commit(a, std::move(next), IncidentEvent::kNeedsApproval, why)) {
+      a.phase = Phase::kAwaitingApproval;
+    }
+    return;
+  }
+  next.timeline.push_back(Entry("auto_approved", rb != nullptr && rb->approval_required.has_value()
+                                                     ? "the runbook allows automatic fixes"
+                                                     : "approval mode is off"));
+  if (Status st = Execute(a, std::move(next), IncidentEvent::kAutoApproved); !st) {
+    LogError("cannot start the fix of " + incident_id + ": " + st.error().ToString());
+    // Nothing was sent and nothing was recorded; the decision is applied again no sooner than
+    // a human asks (the store may be back by then).
+    if (auto it = active_.find(incident_id); it != active_.end()) {
+      it->second.phase = Phase::kAwaitingApproval;
+    }
+  }
+}
+
+Status IncidentManager::Execute(Active& a, Incident next, IncidentEvent event) {
+  const ai::Runbook* rb = RunbookFor(next.alarm_name);
+  const Millis timeout = rb != nullptr ? rb->execution_timeout : Millis(60'000);
+  auto action = protocol::ValidateAction(next.action.value("name", ""),
+                                         next.action.value("params", Json::object()));
+  if (!action) {
+    next.reason = "the chosen action is invalid: " + action.error().message;
+    std::string reason = next.reason;
+    return Commit(a, std::move(next), IncidentEvent::kActionInvalid, std::move(reason));
+  }
+  protocol::Command c = MakeCommand(*action, timeout);
+  next.action["command_id"] = c.id;
+  next.action["expires_at"] = FormatRfc3339(c.expires_at);
+  const std::string line = next.ai_suggestion + " on " + next.instance_id;
+  return Commit(a, std::move(next), event, line);
+}
+
+void IncidentManager::OnCommandResult(const protocol::CommandResult& r) {
+  HandleCommandResult(r);
+  DispatchDecisions();
+}
+
+void IncidentManager::HandleCommandResult(const protocol::CommandResult& r) {
+  std::lock_guard<std::mutex> lock(mu_);
+  auto owner = command_owner_.find(r.id);
+  if (owner == command_owner_.end()) {
+    return;  // a late or repeated answer: already accounted for
+  }
+  const std::string incident_id = owner->second;
+  command_owner_.erase(owner);
+  auto ait = active_.find(incident_id);
+  if (ait == active_.end()) {
+    return;
+  }
+  Active& a = ait->second;
+  if (a.phase == Phase::kDiagnosing) {
+    for (size_t i = 0; i < a.diag_ids.size(); ++i) {
+      if (a.diag_ids[i] == r.id) {
+        a.diag_results[r.id] = FormatResult(a.diag_lines[i], r);
+        if (r.ran) {
+          a.diag_output[r.id] = r.output;
+        }
+      }
+    }
+    if (a.diag_results.size() == a.diag_ids.size()) {
+      FinishDiagnostics(a, false);
+    }
+    return;
+  }
+  if (a.phase == Phase::kExecuting && r.id == a.fix_id) {
+    FinishExecution(a, r);
+  }
+}
+
+void IncidentManager::FinishExecution(Active& a, const protocol::CommandResult& r) {
+  Incident next = a.inc;
+  next.remediation_output = FormatResult(next.ai_suggestion, r);
+  const std::string host = next.instance_id;
+  if (!r.ran) {
+    next.timeline.push_back(Entry("executed", "not run by " + host + ": " + r.error));
+    next.reason = "the host did not run the fix: " + r.error;
+    std::string reason = next.reason;
+    (void)Commit(a, std::move(next), IncidentEvent::kFixNotRun, std::move(reason));
+    return;
+  }
+  if (r.timed_out) {
+    next.timeline.push_back(
+        Entry("executed", "timed out after " + std::to_string(r.duration_ms) + " ms"));
+    next.reason = "the fix did not finish in time";
+    std::string reason = next.reason;
+    (void)Commit(a, std::move(next), IncidentEvent::kFixTimedOut, std::move(reason));
+    return;
+  }
+  if (!r.Succeeded()) {
+    const std::string how = r.signal != 0 ? "killed by signal " + std::to_string(r.signal)
+                                          : "exit code " + std::to_string(r.exit_code);
+    next.timeline.push_back(Entry("executed", "the fix failed: " + how));
+    next.reason = "the fix failed on the host (" + how + ")";
+    std::string reason = next.reason;
+    (void)Commit(a, std::move(next), IncidentEvent::kFixFailed, std::move(reason));
+    return;
+  }
+  next.timeline.push_back(
+      Entry("executed", "exit 0 in " + std::to_string(r.duration_ms) + " ms"));
+  if (alarms_.StateOf(next.alarm_name, host) == AlarmState::kOk) {
+    next.timeline.push_back(Entry("verified", "alarm " + next.alarm_name + " is OK"));
+    next.reason = "";
+    (void)Commit(a, std::move(next), IncidentEvent::kVerified, "");
+    return;
+  }
+  const ai::Runbook* rb = RunbookFor(next.alarm_name);
+  const Millis window = rb != nullptr ? rb->verification_window : Millis(30'000);
+  next.timeline.push_back(Entry("verifying", "waiting up to " +
+                                                 std::to_string(window.count() / 1000) +
+                                                 " s for " + next.alarm_name +
+                                                 " to return to OK"));
+  a.phase = Phase::kVerifying;
+  a.deadline = clock_.SteadyNow() + window;
+  (void)Save(a.inc, std::move(next));
+}
+
+void IncidentManager::Rejudge(const Incident& closed) {
+  if (alarms_.StateOf(closed.alarm_name, closed.instance_id) != AlarmState::kAlarm) {
+    return;
+  }
+  OpenIncident(AlarmTransition{closed.alarm_name, closed.instance_id, AlarmState::kAlarm,
+                               AlarmState::kAlarm, clock_.Now(),
+                               "still in ALARM after " + closed.incident_id + " ended " +
+                                   std::string(StatusName(closed.status)) + " (" +
+                                   closed.reason + "); judged again",
+                               false});
+}
+
+int IncidentManager::RecentAutomaticFixes(const Incident& inc) {
+  const WallTime since = clock_.Now() - breaker_window_;
+  // An incident auto-approved within the window was updated within it.
+  IncidentQuery q;
+  q.alarm_name = inc.alarm_name;
+  q.instance_id = inc.instance_id;
+  q.updated_since = since;
+  q.limit = 1000;
+  auto list = ListAllIncidents(store_, q);
+  if (!list) {
+    ++store_errors_;
+    LogError("breaker: cannot list incidents: " + list.error().ToString());
+    return 0;
+  }
+  int count = 0;
+  for (const auto& other : *list) {
+    if (other.incident_id == inc.incident_id) {
+      continue;
+    }
+    for (const auto& e : other.timeline) {
+      if (e.event == "auto_approved" && e.timestamp >= since) {
+        ++count;
+        break;
+      }
+    }
+  }
+  return count;
+}
+
+Result<Incident> IncidentManager::Lookup(const std::string& id) {
+  if (auto it = active_.find(id); it != active_.end()) {
+    return it->second.inc;
+  }
+  return store_.GetIncident(id);
+}
+
+Result<Incident> IncidentManager::Approve(const std::string& id, const std::string& actor,
+                                          const std::string& comment) {
+  std::lock_guard<std::mutex> lock(mu_);
+  ASSIGN_OR_RETURN(Incident inc, Lookup(id));
+  if (inc.status != IncidentStatus::kPendingApproval) {
+    return FailedPrecondition("incident " + id + " is " + std::string(StatusName(inc.status)) +
+                              ", not pending_approval");
+  }
+  if (inc.action.value("name", "").empty()) {
+    return FailedPrecondition("incident " + id +
+                              " has no fix to run; reject it to close it, or wait for its "
+                              "alarm to clear");
+  }
+  Active& a = active_[id];
+  a.inc = inc;
+  a.phase = Phase::kAwaitingApproval;
+  inc.timeline.push_back(Entry("approved", comment, actor));
+  // On an error nothing was sent and the approval is not acknowledged.
+  RETURN_IF_ERROR(Execute(a, std::move(inc), IncidentEvent::kApproved));
+  return Lookup(id);
+}
+
+Result<Incident> IncidentManager::Reject(const std::string& id, const std::string& actor,
+                                         const std::string& comment) {
+  std::lock_guard<std::mutex> lock(mu_);
+  ASSIGN_OR_RETURN(Incident inc, Lookup(id));
+  if (inc.status != IncidentStatus::kPendingApproval) {
+    return FailedPrecondition("incident " + id + " is " + std::string(StatusName(inc.status)) +
+                              ", not pending_approval");
+  }
+  Active& a = active_[id];
+  a.inc = inc;
+  a.phase = Phase::kAwaitingApproval;
+  inc.reason = comment.empty() ? "rejected by " + actor : "rejected by " + actor + ": " + comment;
+  RETURN_IF_ERROR(Commit(a, inc, IncidentEvent::kRejected, comment, actor));
+  return inc.status == IncidentStatus::kPendingApproval ? Lookup(id) : Result<Incident>(inc);
+}
+
+void IncidentManager::RunOnce() {
+  HandleDeadlines();
+  DispatchDecisions();
+}
+
+void IncidentManager::HandleDeadlines() {
+  std::lock_guard<std::mutex> lock(mu_);
+  const SteadyTime now = clock_.SteadyNow();
+  std::vector<std::string> due;
+  for (const auto& [id, a] : active_) {
+    if (a.phase != Phase::kAwaitingApproval && a.phase != Phase::kDeciding &&
+        a.deadline <= now) {
+      due.push_back(id);
+    }
+  }
+  for (const auto& id : due) {
+    auto ait = active_.find(id);
+    if (ait == active_.end()) {
+      continue;
+    }
+    Active& a = ait->second;
+    Incident next = a.inc;
+    switch (a.phase) {
+      case Phase::kDiagnosing:
+        FinishDiagnostics(a, true);
+        break;
+      case Phase::kExecuting: {
+        command_owner_.erase(a.fix_id);
+        next.reason = "no result for the fix from " + next.instance_id + " in time";
+        std::string reason = next.reason;
+        (void)Commit(a, std::move(next), IncidentEvent::kFixTimedOut, std::move(reason));
+        break;
+      }
+      case Phase::kVerifying: {
+        next.reason = "alarm " + next.alarm_name + " still " +
+                      std::string(AlarmStateName(alarms_.StateOf(next.alarm_name,
+                                                                 next.instance_id))) +
+                      " at the end of the verification window";
+        std::string reason = next.reason;
+        (void)Commit(a, std::move(next), IncidentEvent::kVerificationFailed, std::move(reason));
+        break;
+      }
+      case Phase::kAwaitingApproval:
+      case Phase::kDeciding:
+        break;
+    }
+  }
+}
+
+size_t IncidentManager::active_count() const {
+  std::lock_guard<std::mutex> lock(mu_);
+  return active_.size();
+}
+
+uint64_t IncidentManager::store_errors() const {
+  std::lock_guard<std::mutex> lock(mu_);
+  return store_errors_;
+}
+
+}  // namespace medic::server

@@ -1,0 +1,175 @@
+#pragma once
+
+// Drives every incident through its lifecycle (docs/INCIDENTS.md):
+//
+//   alarm -> diagnosing -> (suggested) -> pending_approval -> executing -> completed
+//                                      \-> auto_approved --/           \-> failed | timeout
+//                                          pending_approval -> rejected
+//
+// Events come from the alarm engine, the agents' command results, operators and the clock
+// (RunOnce). Status changes follow the table in incident_state.h and are applied by Commit
+// alone: written to the store first, and only then announced (listener), acted on (effects)
+// and kept in memory. A failed store write changes nothing, is logged and counted
+// (store_errors()), and is returned to an operator who asked for the change.
+// Thread-safe: one mutex serialises all transitions.
+
+#include <functional>
+#include <map>
+#include <mutex>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "core/clock.h"
+#include "protocol/wire.h"
+#include "server/alarms/alarms.h"
+#include "ai/brain.h"
+#include "server/commands/command_queue.h"
+#include "server/incidents/incident.h"
+#include "server/incidents/incident_state.h"
+#include "ai/runbooks.h"
+#include "server/incidents/settings.h"
+#include "server/store/store.h"
+
+namespace medic::server {
+
+class IncidentManager {
+ public:
+  // Runs a task off the caller's thread (the brain may block on the network). Tests pass one
+  // that runs the task at once.
+  using Offload = std::function<void(std::function<void()>)>;
+
+  IncidentManager(Store& store, const Clock& clock, CommandSink& commands,
+                  AlarmStateView& alarms, SettingsService& settings, ai::Brain& brain,
+                  Offload offload, std::vector<AlarmRule> rules, std::vector<ai::Runbook> runbooks);
+
+  // At start: picks up what a previous run left open. diagnosing restarts its diagnostics;
+  // pending_approval waits again; executing is judged by its alarm after the verification
+  // window (the fix is never sent twice).
+  Status Recover();
+
+  void OnAlarmTransition(const AlarmTransition& transition);
+  void OnCommandResult(const protocol::CommandResult& result);
+
+  // Operator decisions. FailedPrecondition unless the incident is pending_approval.
+  Result<Incident> Approve(const std::string& incident_id, const std::string& actor,
+                           const std::string& comment);
+  Result<Incident> Reject(const std::string& incident_id, const std::string& actor,
+                          const std::string& comment);
+
+  // The restart-loop breaker: more than `max_fixes` automatic fixes of the same alarm on the
+  // same host within `window` stop automation for that pair; the next incident waits for a
+  // human and its timeline says why. Default 3 per hour. REQUIRES: before any event.
+  void SetBreaker(int max_fixes, Millis window) {
+    breaker_max_fixes_ = max_fixes;
+    breaker_window_ = window;
+  }
+
+  // Where each host keeps its logs (its registered log_dir; "" when unknown): runbooks written
+  // against /var/log are moved there (runbooks.h, ForHost). REQUIRES: before any event; must
+  // not call back into the manager.
+  void SetLogDirLookup(std::function<std::string(const std::string& host)> lookup) {
+    log_dir_of_ = std::move(lookup);
+  }
+
+  // Called with every incident after each durable change (for server-sent events). Runs under
+  // the manager's lock: it must not block or call back into the manager.
+  // REQUIRES: before any event.
+  void SetListener(std::function<void(const Incident&)> listener) {
+    listener_ = std::move(listener);
+  }
+
+  // Enforces deadlines (diagnostics, execution, verification). Call periodically.
+  void RunOnce();
+
+  // Number of incidents this manager is driving (not terminal).
+  size_t active_count() const;
+
+  // Store writes that failed since start (each one logged; nothing was announced for it).
+  uint64_t store_errors() const;
+
+ private:
+  enum class Phase { kDiagnosing, kDeciding, kAwaitingApproval, kExecuting, kVerifying };
+  struct Active {
+    Incident inc;  // the stored record as last written: no step reads it back from the store
+    Phase phase = Phase::kDiagnosing;
+    std::vector<std::string> diag_ids;                // in runbook order
+    std::vector<std::string> diag_lines;              // the rendered action of each
+    std::map<std::string, std::string> diag_results;  // id -> formatted output
+    std::map<std::string, std::string> diag_output;   // id -> raw output, when it ran
+    std::string fix_id;
+    SteadyTime deadline;
+  };
+
+  // The public entry points: each takes mu_, then DispatchDecisions() runs without it.
+  Status RecoverLocked();
+  void HandleAlarmTransition(const AlarmTransition& t);
+  void HandleCommandResult(const protocol::CommandResult& r);
+  void HandleDeadlines();
+
+  // All REQUIRE mu_ held.
+  const ai::Runbook* RunbookFor(const std::string& alarm) const;
+  // The alarm's runbook as it applies to `host` (its log directory); nullopt without one.
+  std::optional<ai::Runbook> HostRunbook(const std::string& alarm, const std::string& host) const;
+  TimelineEntry Entry(std::string event, std::string detail = "", std::string actor = "medic");
+  // Writes `next` (same status as `inc`), then makes it `inc` and announces it. On a store
+  // error `inc` is left as it was.
+  Status Save(Incident& inc, Incident next);
+  // Applies `event` from the table to `next` (a changed copy of `inc`): the new status, the
+  // transition's timeline entry (detail, actor), resolved_at; writes it; then makes it `inc`,
+  // announces it and carries out the effects. On a refused transition or a store error `inc`
+  // and everything else are left as they were. `a` is inc's slot in active_ and is erased when
+  // the incident ends (so it must not be used after a terminal transition).
+  Status Commit(Active& a, Incident next, IncidentEvent event, std::string detail,
+                std::string actor = "medic");
+  void OpenIncident(const AlarmTransition& t);
+  void StartDiagnostics(Active& a);
+  void FinishDiagnostics(Active& a, bool deadline_passed);
+  // Queues the brain's work; DispatchDecisions() hands it to `offload_` once mu_ is released.
+  void Decide(Active& a);
+  void DispatchDecisions();  // REQUIRES: mu_ NOT held.
+  void ApplyDecision(const std::string& incident_id, const ai::Decision& d);
+  // Sends the fix of `next` (a copy of a.inc with the notes that lead to it) by `event`
+  // (kAutoApproved or kApproved). An error means nothing was sent and nothing was saved.
+  Status Execute(Active& a, Incident next, IncidentEvent event);
+  void FinishExecution(Active& a, const protocol::CommandResult& r);
+  // After a fix that failed, timed out or did not verify: an alarm still in ALARM is judged
+  // again at once and opens a fresh incident (the alarm does not fire again by itself, as it
+  // never left ALARM). Automatic fixes stay bounded by the breaker; in approval mode each new
+  // attempt waits for a human.
+  void Rejudge(const Incident& closed);
+  // How many incidents of (alarm, host), other than `except_id`, were fixed automatically
+  // (an auto_approved entry) within the breaker window. Counted from the store, so it
+  // survives restarts.
+  int RecentAutomaticFixes(const Incident& inc);
+  // The fix command of an executing incident, when it has not expired yet.
+  std::optional<protocol::Command> PendingFix(const Incident& inc) const;
+  // Starts waiting for the result of `fix` and sends it to the incident's host.
+  void SendFix(Active& a, protocol::Command fix);
+  std::string NewCommandId();
+  protocol::Command MakeCommand(const protocol::Action& action, Millis timeout);
+  // The stored incident `id` for an operator: the driven copy when active, else the store's.
+  Result<Incident> Lookup(const std::string& id);
+
+  Store& store_;
+  const Clock& clock_;
+  CommandSink& commands_;
+  AlarmStateView& alarms_;
+  SettingsService& settings_;
+  ai::Brain& brain_;
+  Offload offload_;
+  const std::vector<AlarmRule> rules_;
+  const std::vector<ai::Runbook> runbooks_;
+  std::function<void(const Incident&)> listener_;
+  std::function<std::string(const std::string&)> log_dir_of_;
+  int breaker_max_fixes_ = 3;
+  Millis breaker_window_{3'600'000};
+
+  mutable std::mutex mu_;
+  std::map<std::string, Active> active_;             // incident id -> state. Guarded by mu_.
+  std::map<std::string, std::string> command_owner_;  // command id -> incident id. Guarded.
+  std::vector<ai::DecisionRequest> pending_decisions_;     // Guarded by mu_.
+  uint64_t store_errors_ = 0;                                // Guarded by mu_.
+};
+
+}  // namespace medic::server

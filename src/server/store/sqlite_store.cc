@@ -1,0 +1,938 @@
+// SqliteStore: the embedded default Store backend, on the sqlite3 C API. See docs/STORE.md.
+
+#include <sqlite3.h>
+
+#include <algorithm>
+#include <chrono>
+#include <cstring>
+#include <map>
+#include <memory>
+#include <mutex>
+#include <string>
+#include <string_view>
+#include <utility>
+#include <vector>
+
+#include "core/clock.h"
+#include "core/json.h"
+#include "core/result.h"
+#include "server/incidents/incident.h"
+#include "server/store/store.h"
+
+namespace medic::server {
+
+namespace {
+
+// Schema migrations, oldest first. Version N is kMigrations[N - 1]. Append only: never edit or
+// reorder an entry that has shipped; a change is a new entry. Each runs in its own transaction
+// together with its row in schema_migrations.
+const std::vector<const char*>& Migrations() {
+  static const std::vector<const char*> kMigrations = {
+      // 1: incidents, their timelines, settings.
+      R"sql(
+CREATE TABLE incidents (
+  incident_id        TEXT    NOT NULL PRIMARY KEY,
+  alarm_name         TEXT    NOT NULL,
+  alarm_description  TEXT    NOT NULL,
+  instance_id        TEXT    NOT NULL,
+  status             TEXT    NOT NULL CHECK (status IN ('diagnosing', 'pending_approval',
+                             'executing', 'completed', 'failed', 'timeout', 'rejected')),
+  diagnostics        TEXT    NOT NULL,
+  ai_suggestion      TEXT    NOT NULL,
+  ai_reasoning       TEXT    NOT NULL,
+  remediation_output TEXT    NOT NULL,
+  action             TEXT    NOT NULL,
+  reason             TEXT    NOT NULL,
+  created_at         INTEGER NOT NULL,
+  updated_at         INTEGER NOT NULL,
+  resolved_at        INTEGER
+);
+CREATE UNIQUE INDEX incidents_one_open_per_alarm_instance
+  ON incidents (alarm_name, instance_id)
+  WHERE status IN ('diagnosing', 'pending_approval', 'executing');
+CREATE INDEX incidents_by_created ON incidents (created_at DESC, incident_id DESC);
+CREATE INDEX incidents_by_status_created
+  ON incidents (status, created_at DESC, incident_id DESC);
+CREATE TABLE timeline (
+  incident_id TEXT    NOT NULL REFERENCES incidents (incident_id) ON DELETE CASCADE,
+  seq         INTEGER NOT NULL,
+  event       TEXT    NOT NULL,
+  timestamp   INTEGER NOT NULL,
+  actor       TEXT    NOT NULL,
+  detail      TEXT    NOT NULL,
+  PRIMARY KEY (incident_id, seq)
+);
+CREATE TABLE settings (
+  key   TEXT NOT NULL PRIMARY KEY,
+  value TEXT NOT NULL
+);
+)sql",
+      // 2: operator tokens (hashed) and the audit log of operator actions.
+      R"sql(
+CREATE TABLE tokens (
+  name       TEXT    NOT NULL PRIMARY KEY,
+  role       TEXT    NOT NULL CHECK (role IN ('viewer', 'operator', 'admin')),
+  token_hash TEXT    NOT NULL UNIQUE,
+  created_at INTEGER NOT NULL,
+  created_by TEXT    NOT NULL
+);
+CREATE TABLE audit (
+  id        INTEGER PRIMARY KEY AUTOINCREMENT,
+  timestamp INTEGER NOT NULL,
+  actor     TEXT    NOT NULL,
+  action    TEXT    NOT NULL,
+  detail    TEXT    NOT NULL
+);
+)sql",
+      // 3: AI usage per incident (provider, model, tokens, latency), as JSON.
+      R"sql(
+ALTER TABLE incidents ADD COLUMN ai_usage TEXT NOT NULL DEFAULT '{}';
+)sql",
+      // 4: the fleet: each host's registration facts and when it was last seen.
+      R"sql(
+CREATE TABLE hosts (
+  name          TEXT    NOT NULL PRIMARY KEY,
+  facts         TEXT    NOT NULL,
+  registered_at INTEGER NOT NULL,
+  last_seen     INTEGER NOT NULL
+);
+)sql",
+  };
+  return kMigrations;
+}
+
+constexpr int kBusyTimeoutMs = 5000;
+constexpr int kMaxListLimit = 1000;
+// A stored time outside what a WallTime holds (years 1677..2262) was not written by us.
+constexpr int64_t kMinUnixMillis =
+    std::chrono::duration_cast<std::chrono::milliseconds>(WallTime::duration::min()).count();
+constexpr int64_t kMaxUnixMillis =
+    std::chrono::duration_cast<std::chrono::milliseconds>(WallTime::duration::max()).count();
+
+constexpr const char* kIncidentColumns =
+    "incident_id, alarm_name, alarm_description, instance_id, status, diagnostics, "
+    "ai_suggestion, ai_reasoning, remediation_output, action, reason, created_at, updated_at, "
+    "resolved_at, ai_usage";
+
+// Maps a SQLite result code (extended codes are on) to an Error carrying SQLite's message.
+Error SqliteError(int rc, std::string_view context, std::string_view sqlite_message) {
+  std::string msg = std::string(context) + ": " + std::string(sqlite_message);
+  switch (rc & 0xff) {
+    case SQLITE_FULL:
+    case SQLITE_TOOBIG:
+    case SQLITE_NOMEM:
+      return ResourceExhausted(std::move(msg));
+    case SQLITE_BUSY:
+    case SQLITE_LOCKED:
+      return Unavailable(std::move(msg));
+    case SQLITE_CONSTRAINT:
+      if (rc == SQLITE_CONSTRAINT_UNIQUE || rc == SQLITE_CONSTRAINT_PRIMARYKEY) {
+        return AlreadyExists(std::move(msg));
+      }
+      // CHECK, NOT NULL and FOREIGN KEY failures mean this code broke its own schema.
+      return Internal(std::move(msg));
+    default:
+      return Internal(std::move(msg));
+  }
+}
+
+// Names the open-incident rule when the partial unique index rejected a write.
+Error ExplainConflict(Error error, const Incident& inc) {
+  if (error.code == ErrorCode::kAlreadyExists &&
+      error.message.find("incidents.alarm_name") != std::string::npos) {
+    error.message = "an open incident already exists for alarm '" + inc.alarm_name +
+                    "' on instance '" + inc.instance_id + "' (" + error.message + ")";
+  }
+  return error;
+}
+
+Error DbError(sqlite3* db, int rc, std::string_view context) {
+  return SqliteError(rc, context, db != nullptr ? sqlite3_errmsg(db) : sqlite3_errstr(rc));
+}
+
+// A prepared statement owned by the cache; resets itself and drops its bindings when the scope
+// that borrowed it ends, so the next user starts clean.
+class StmtRef {
+ public:
+  StmtRef(sqlite3* db, sqlite3_stmt* stmt) : db_(db), stmt_(stmt) {}
+  StmtRef(const StmtRef&) = delete;
+  StmtRef& operator=(const StmtRef&) = delete;
+  StmtRef(StmtRef&& other) noexcept : db_(other.db_), stmt_(std::exchange(other.stmt_, nullptr)) {}
+  ~StmtRef() {
+    if (stmt_ != nullptr) {
+      sqlite3_reset(stmt_);
+      sqlite3_clear_bindings(stmt_);
+    }
+  }
+
+  Status BindText(int index, std::string_view value) {
+    // SQLITE_TRANSIENT copies: the bytes need not outlive this call. The explicit length makes
+    // arbitrary bytes round-trip (SQLite does not validate UTF-8).
+    return Check(sqlite3_bind_text64(stmt_, index, value.data(), value.size(), SQLITE_TRANSIENT,
+                                     SQLITE_UTF8));
+  }
+  Status BindInt(int index, int64_t value) {
+    return Check(sqlite3_bind_int64(stmt_, index, value));
+  }
+  Status BindNull(int index) { return Check(sqlite3_bind_null(stmt_, index)); }
+
+  // True when a row is ready, false when done.
+  Result<bool> Step() {
+    const int rc = sqlite3_step(stmt_);
+    if (rc == SQLITE_ROW) {
+      return true;
+    }
+    if (rc == SQLITE_DONE) {
+      return false;
+    }
+    return DbError(db_, rc, "sqlite step");
+  }
+  // Runs a statement that returns no rows.
+  Status Run() {
+    ASSIGN_OR_RETURN(bool row, Step());
+    (void)row;
+    return OkStatus();
+  }
+
+  std::string Text(int col) const {
+    const unsigned char* p = sqlite3_column_text(stmt_, col);
+    const int n = sqlite3_column_bytes(stmt_, col);
+    if (p == nullptr || n <= 0) {
+      return std::string();
+    }
+    return std::string(reinterpret_cast<const char*>(p), static_cast<size_t>(n));
+  }
+  int64_t Int(int col) const { return sqlite3_column_int64(stmt_, col); }
+  bool IsNull(int col) const { return sqlite3_column_type(stmt_, col) == SQLITE_NULL; }
+
+ private:
+  Status Check(int rc) {
+    if (rc != SQLITE_OK) {
+      return DbError(db_, rc, "sqlite bind");
+    }
+    return OkStatus();
+  }
+
+  sqlite3* db_;
+  sqlite3_stmt* stmt_;
+};
+
+Result<WallTime> TimeFromMillis(int64_t ms, std::string_view what) {
+  if (ms < kMinUnixMillis || ms > kMaxUnixMillis) {
+    return Internal("corrupt timestamp in " + std::string(what) + ": " + std::to_string(ms));
+  }
+  return FromUnixMillis(ms);
+}
+
+// The SQLite-backed Store. Thread-safety: every public method takes mu_, which serialises all
+// use of the single connection and its statement cache; concurrent callers queue on it. Other
+// processes may open the same file: they wait up to kBusyTimeoutMs for the write lock, then get
+// Unavailable.
+class SqliteStore : public Store {
+ public:
+  SqliteStore(std::string path, sqlite3* db) : path_(std::move(path)), db_(db) {}
+  SqliteStore(const SqliteStore&) = delete;
+  SqliteStore& operator=(const SqliteStore&) = delete;
+
+  ~SqliteStore() override {
+    std::lock_guard<std::mutex> lock(mu_);
+    for (auto& [sql, stmt] : stmts_) {
+      sqlite3_finalize(stmt);
+    }
+    stmts_.clear();
+    sqlite3_close_v2(db_);
+  }
+
+  // Sets the pragmas and runs pending migrations. Called once, before the store is shared.
+  Status Init();
+
+  Status CreateIncident(const Incident& incident) override;
+  Status UpdateIncident(const Incident& incident) override;
+  Result<Incident> GetIncident(const std::string& incident_id) override;
+  Result<std::vector<Incident>> ListIncidents(const IncidentQuery& query) override;
+  Result<std::optional<Incident>> FindOpenIncident(const std::string& alarm_name,
+                                                   const std::string& instance_id) override;
+  Result<std::optional<std::string>> GetSetting(const std::string& key) override;
+  Status PutSetting(const std::string& key, const std::string& value) override;
+  Status CreateToken(const TokenRecord& token) override;
+  Status DeleteToken(const std::string& name) override;
+  Result<std::vector<TokenRecord>> ListTokens() override;
+  Status PutHost(const HostRecord& host) override;
+  Status DeleteHost(const std::string& name) override;
+  Result<std::vector<HostRecord>> ListHosts() override;
+  Status AppendAudit(const AuditEntry& entry) override;
+  Result<std::vector<AuditEntry>> ListAudit(int limit) override;
+
+ private:
+  // Rolls back an open transaction unless Commit() succeeded.
+  class Transaction {
+   public:
+    explicit Transaction(SqliteStore* store) : store_(store) {}
+    Transaction(const Transaction&) = delete;
+    Transaction& operator=(const Transaction&) = delete;
+    ~Transaction() {
+      if (open_) {
+        // Best effort: on failure SQLite has already rolled back or will on the next BEGIN.
+        sqlite3_exec(store_->db_, "ROLLBACK", nullptr, nullptr, nullptr);
+      }
+    }
+    // immediate: take the write lock now (writers), instead of on the first write, so that
+    // a read-then-write transaction never fails with SQLITE_BUSY halfway.
+    Status Begin(bool immediate) {
+      RETURN_IF_ERROR(store_->Exec(immediate ? "BEGIN IMMEDIATE" : "BEGIN DEFERRED"));
+      open_ = true;
+      return OkStatus();
+    }
+    Status Commit() {
+      RETURN_IF_ERROR(store_->Exec("COMMIT"));
+      open_ = false;
+      return OkStatus();
+    }
+
+   private:
+    SqliteStore* store_;
+    bool open_ = false;
+  };
+
+  // REQUIRES: mu_ held (or the store not yet shared).
+  Status Exec(const char* sql);
+  Result<StmtRef> Prepare(const char* sql);
+  Status WriteTimeline(const Incident& incident, size_t from);
+  Result<std::vector<TimelineEntry>> ReadTimeline(const std::string& incident_id);
+  Result<Incident> ReadIncidentRow(const StmtRef& stmt);
+  Result<std::optional<Incident>> LoadIncident(const std::string& incident_id);
+  Error Describe(const Error& error, std::string_view what) const;
+
+  const std::string path_;
+  std::mutex mu_;
+  sqlite3* const db_;                           // Guarded by mu_.
+  std::map<std::string, sqlite3_stmt*> stmts_;  // Guarded by mu_.
+};
+
+Status SqliteStore::Exec(const char* sql) {
+  char* err = nullptr;
+  const int rc = sqlite3_exec(db_, sql, nullptr, nullptr, &err);
+  if (rc != SQLITE_OK) {
+    std::string message = err != nullptr ? err : sqlite3_errstr(rc);
+    sqlite3_free(err);
+    return SqliteError(rc, path_, message);
+  }
+  return OkStatus();
+}
+
+Result<StmtRef> SqliteStore::Prepare(const char* sql) {
+  auto it = stmts_.find(sql);
+  if (it == stmts_.end()) {
+    sqlite3_stmt* stmt = nullptr;
+    const int rc = sqlite3_prepare_v3(db_, sql, -1, SQLITE_PREPARE_PERSISTENT, &stmt, nullptr);
+    if (rc != SQLITE_OK) {
+      sqlite3_finalize(stmt);
+      return DbError(db_, rc, path_ + ": prepare");
+    }
+    it = stmts_.emplace(sql, stmt).first;
+  }
+  return StmtRef(db_, it->second);
+}
+
+Error SqliteStore::Describe(const Error& error, std::string_view what) const {
+  return Error{error.code, std::string(what) + ": " + error.message};
+}
+
+Status SqliteStore::Init() {
+  RETURN_IF_ERROR(Exec("PRAGMA foreign_keys = ON"));
+  RETURN_IF_ERROR(Exec("PRAGMA synchronous = FULL"));
+  {
+    // The first statement that reads the file: a corrupt or foreign file fails here.
+    ASSIGN_OR_RETURN(StmtRef stmt, Prepare("PRAGMA journal_mode = WAL"));
+    ASSIGN_OR_RETURN(bool row, stmt.Step());
+    const std::string mode = row ? stmt.Text(0) : "";
+    const bool in_memory = path_ == ":memory:" && mode == "memory";
+    if (mode != "wal" && !in_memory) {
+      return FailedPrecondition(path_ + ": cannot switch SQLite to WAL mode (journal_mode is '" +
+                                mode + "')");
+    }
+  }
+  RETURN_IF_ERROR(
+      Exec("CREATE TABLE IF NOT EXISTS schema_migrations ("
+           " version INTEGER PRIMARY KEY, applied_at TEXT NOT NULL)"));
+
+  const auto& migrations = Migrations();
+  const int64_t known = static_cast<int64_t>(migrations.size());
+  for (;;) {
+    // Re-read the version inside the write transaction: another process may be migrating too.
+    Transaction tx(this);
+    RETURN_IF_ERROR(tx.Begin(/*immediate=*/true));
+    int64_t version = 0;
+    {
+      ASSIGN_OR_RETURN(StmtRef stmt,
+                       Prepare("SELECT COALESCE(MAX(version), 0) FROM schema_migrations"));
+      ASSIGN_OR_RETURN(bool row, stmt.Step());
+      version = row ? stmt.Int(0) : 0;
+    }
+    if (version > known) {
+      return FailedPrecondition(path_ + ": database schema version " + std::to_string(version) +
+                                " is newer than this medic knows (" + std::to_string(known) +
+                                "); upgrade medic or restore a matching backup");
+    }
+    if (version == known) {
+      return tx.Commit();
+    }
+    const int64_t next = version + 1;
+    if (Status s = Exec(migrations[static_cast<size_t>(version)]); !s) {
+      return Describe(s.error(), "schema migration " + std::to_string(next));
+    }
+    {
+      ASSIGN_OR_RETURN(
+          StmtRef stmt,
+          Prepare("INSERT INTO schema_migrations (version, applied_at) VALUES (?1, ?2)"));
+      RETURN_IF_ERROR(stmt.BindInt(1, next));
+      RETURN_IF_ERROR(stmt.BindText(2, FormatRfc3339(std::chrono::system_clock::now())));
+      RETURN_IF_ERROR(stmt.Run());
+    }
+    RETURN_IF_ERROR(tx.Commit());
+  }
+}
+
+Status SqliteStore::WriteTimeline(const Incident& incident, size_t from) {
+  for (size_t i = from; i < incident.timeline.size(); ++i) {
+    const TimelineEntry& e = incident.timeline[i];
+    ASSIGN_OR_RETURN(StmtRef stmt,
+                     Prepare("INSERT INTO timeline (incident_id, seq, event, timestamp, actor, "
+                             "detail) VALUES (?1, ?2, ?3, ?4, ?5, ?6)"));
+    RETURN_IF_ERROR(stmt.BindText(1, incident.incident_id));
+    RETURN_IF_ERROR(stmt.BindInt(2, static_cast<int64_t>(i)));
+    RETURN_IF_ERROR(stmt.BindText(3, e.event));
+    RETURN_IF_ERROR(stmt.BindInt(4, ToUnixMillis(e.timestamp)));
+    RETURN_IF_ERROR(stmt.BindText(5, e.actor));
+    RETURN_IF_ERROR(stmt.BindText(6, e.detail));
+    RETURN_IF_ERROR(stmt.Run());
+  }
+  return OkStatus();
+}
+
+// Binds the scalar fields at ?1..?15 in kIncidentColumns order.
+Status BindIncident(StmtRef& stmt, const Incident& inc) {
+  RETURN_IF_ERROR(stmt.BindText(1, inc.incident_id));
+  RETURN_IF_ERROR(stmt.BindText(2, inc.alarm_name));
+  RETURN_IF_ERROR(stmt.BindText(3, inc.alarm_description));
+  RETURN_IF_ERROR(stmt.BindText(4, inc.instance_id));
+  RETURN_IF_ERROR(stmt.BindText(5, StatusName(inc.status)));
+  RETURN_IF_ERROR(stmt.BindText(6, inc.diagnostics));
+  RETURN_IF_ERROR(stmt.BindText(7, inc.ai_suggestion));
+  RETURN_IF_ERROR(stmt.BindText(8, inc.ai_reasoning));
+  RETURN_IF_ERROR(stmt.BindText(9, inc.remediation_output));
+  RETURN_IF_ERROR(stmt.BindText(10, DumpJson(inc.action)));
+  RETURN_IF_ERROR(stmt.BindText(11, inc.reason));
+  RETURN_IF_ERROR(stmt.BindInt(12, ToUnixMillis(inc.created_at)));
+  RETURN_IF_ERROR(stmt.BindInt(13, ToUnixMillis(inc.updated_at)));
+  if (inc.resolved_at.has_value()) {
+    RETURN_IF_ERROR(stmt.BindInt(14, ToUnixMillis(*inc.resolved_at)));
+  } else {
+    RETURN_IF_ERROR(stmt.BindNull(14));
+  }
+  RETURN_IF_ERROR(stmt.BindText(15, DumpJson(inc.ai_usage)));
+  return OkStatus();
+}
+
+Status SqliteStore::CreateIncident(const Incident& incident) {
+  std::lock_guard<std::mutex> lock(mu_);
+  const std::string what = "create incident " + incident.incident_id;
+  auto run = [&]() -> Status {
+    Transaction tx(this);
+    RETURN_IF_ERROR(tx.Begin(/*immediate=*/true));
+    {
+      static const std::string kSql = std::string("INSERT INTO incidents (") + kIncidentColumns +
+                                      ") VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, "
+                                      "?12, ?13, ?14, ?15)";
+      ASSIGN_OR_RETURN(StmtRef stmt, Prepare(kSql.c_str()));
+      RETURN_IF_ERROR(BindIncident(stmt, incident));
+      RETURN_IF_ERROR(stmt.Run());
+    }
+    RETURN_IF_ERROR(WriteTimeline(incident, 0));
+    return tx.Commit();
+  };
+  if (Status s = run(); !s) {
+    return Describe(ExplainConflict(s.error(), incident), what);
+  }
+  return OkStatus();
+}
+
+Status SqliteStore::UpdateIncident(const Incident& incident) {
+  std::lock_guard<std::mutex> lock(mu_);
+  const std::string what = "update incident " + incident.incident_id;
+  auto run = [&]() -> Status {
+    Transaction tx(this);
+    RETURN_IF_ERROR(tx.Begin(/*immediate=*/true));
+    {
+      ASSIGN_OR_RETURN(
+          StmtRef stmt,
+          Prepare("UPDATE incidents SET alarm_name = ?2, alarm_description = ?3, "
+                  "instance_id = ?4, status = ?5, diagnostics = ?6, ai_suggestion = ?7, "
+                  "ai_reasoning = ?8, remediation_output = ?9, action = ?10, reason = ?11, "
+                  "created_at = ?12, updated_at = ?13, resolved_at = ?14, ai_usage = ?15 "
+                  "WHERE incident_id = ?1"));
+      RETURN_IF_ERROR(BindIncident(stmt, incident));
+      RETURN_IF_ERROR(stmt.Run());
+      if (sqlite3_changes64(db_) == 0) {
+        return NotFound("incident " + incident.incident_id);
+      }
+    }
+    size_t stored = 0;
+    {
+      ASSIGN_OR_RETURN(StmtRef stmt,
+                       Prepare("SELECT COUNT(*) FROM timeline WHERE incident_id = ?1"));
+      RETURN_IF_ERROR(stmt.BindText(1, incident.incident_id));
+      ASSIGN_OR_RETURN(bool row, stmt.Step());
+      stored = row ? static_cast<size_t>(stmt.Int(0)) : 0;
+    }
+    if (incident.timeline.size() < stored) {
+      return InvalidArgument("timeline has " + std::to_string(incident.timeline.size()) +
+                             " entries but the store has " + std::to_string(stored) +
+                             "; the timeline is append-only");
+    }
+    RETURN_IF_ERROR(WriteTimeline(incident, stored));
+    return tx.Commit();
+  };
+  if (Status s = run(); !s) {
+    if (s.error().code == ErrorCode::kNotFound) {
+      return s.error();
+    }
+    return Describe(ExplainConflict(s.error(), incident), what);
+  }
+  return OkStatus();
+}
+
+Result<std::vector<TimelineEntry>> SqliteStore::ReadTimeline(const std::string& incident_id) {
+  ASSIGN_OR_RETURN(StmtRef stmt, Prepare("SELECT event, timestamp, actor, detail FROM timeline "
+                                         "WHERE incident_id = ?1 ORDER BY seq"));
+  RETURN_IF_ERROR(stmt.BindText(1, incident_id));
+  std::vector<TimelineEntry> out;
+  for (;;) {
+    ASSIGN_OR_RETURN(bool row, stmt.Step());
+    if (!row) {
+      break;
+    }
+    TimelineEntry e;
+    e.event = stmt.Text(0);
+    ASSIGN_OR_RETURN(e.timestamp, TimeFromMillis(stmt.Int(1), "timeline of " + incident_id));
+    e.actor = stmt.Text(2);
+    e.detail = stmt.Text(3);
+    out.push_back(std::move(e));
+  }
+  return out;
+}
+
+Result<Incident> SqliteStore::ReadIncidentRow(const StmtRef& stmt) {
+  Incident inc;
+  inc.incident_id = stmt.Text(0);
+  inc.alarm_name = stmt.Text(1);
+  inc.alarm_description = stmt.Text(2);
+  inc.instance_id = stmt.Text(3);
+  const std::string status = stmt.Text(4);
+  Result<IncidentStatus> parsed = ParseStatus(status);
+  if (!parsed) {
+    return Internal("incident " + inc.incident_id +
+                    " has an unknown status in the database: " + parsed.error().message);
+  }
+  inc.status = *parsed;
+  inc.diagnostics = stmt.Text(5);
+  inc.ai_suggestion = stmt.Text(6);
+  inc.ai_reasoning = stmt.Text(7);
+  inc.remediation_output = stmt.Text(8);
+  Result<Json> action = ParseJson(stmt.Text(9));
+  if (!action) {
+    return Internal("incident " + inc.incident_id +
+                    " has a corrupt action in the database: " + action.error().message);
+  }
+  inc.action = std::move(*action);
+  inc.reason = stmt.Text(10);
+  ASSIGN_OR_RETURN(inc.created_at, TimeFromMillis(stmt.Int(11), "incident " + inc.incident_id));
+  ASSIGN_OR_RETURN(inc.updated_at, TimeFromMillis(stmt.Int(12), "incident " + inc.incident_id));
+  if (!stmt.IsNull(13)) {
+    ASSIGN_OR_RETURN(inc.resolved_at, TimeFromMillis(stmt.Int(13), "incident " + inc.incident_id));
+  }
+  Result<Json> usage = ParseJson(stmt.Text(14));
+  if (!usage || !usage->is_object()) {
+    return Internal("incident " + inc.incident_id + " has corrupt ai_usage in the database");
+  }
+  inc.ai_usage = std::move(*usage);
+  return inc;
+}
+
+Result<std::optional<Incident>> SqliteStore::LoadIncident(const std::string& incident_id) {
+  std::optional<Incident> out;
+  {
+    static const std::string kSql =
+        std::string("SELECT ") + kIncidentColumns + " FROM incidents WHERE incident_id = ?1";
+    ASSIGN_OR_RETURN(StmtRef stmt, Prepare(kSql.c_str()));
+    RETURN_IF_ERROR(stmt.BindText(1, incident_id));
+    ASSIGN_OR_RETURN(bool row, stmt.Step());
+    if (!row) {
+      return out;
+    }
+    ASSIGN_OR_RETURN(out, ReadIncidentRow(stmt));
+  }
+  ASSIGN_OR_RETURN(out->timeline, ReadTimeline(incident_id));
+  return out;
+}
+
+Result<Incident> SqliteStore::GetIncident(const std::string& incident_id) {
+  std::lock_guard<std::mutex> lock(mu_);
+  auto run = [&]() -> Result<Incident> {
+    Transaction tx(this);  // one snapshot for the row and its timeline
+    RETURN_IF_ERROR(tx.Begin(/*immediate=*/false));
+    ASSIGN_OR_RETURN(std::optional<Incident> inc, LoadIncident(incident_id));
+    RETURN_IF_ERROR(tx.Commit());
+    if (!inc.has_value()) {
+      return NotFound("incident " + incident_id);
+    }
+    return std::move(*inc);
+  };
+  Result<Incident> r = run();
+  if (!r && r.error().code != ErrorCode::kNotFound) {
+    return Describe(r.error(), "get incident " + incident_id);
+  }
+  return r;
+}
+
+Result<std::vector<Incident>> SqliteStore::ListIncidents(const IncidentQuery& query) {
+  std::lock_guard<std::mutex> lock(mu_);
+  const int limit = std::clamp(query.limit, 1, kMaxListLimit);
+  auto run = [&]() -> Result<std::vector<Incident>> {
+    Transaction tx(this);
+    RETURN_IF_ERROR(tx.Begin(/*immediate=*/false));
+    std::vector<Incident> out;
+    {
+      // One statement per combination of filters (each prepared once and cached by its text),
+      // so that SQLite can use the index that matches: incidents_by_status_created for a status,
+      // incidents_by_created otherwise. The cursor is a row-value comparison in the same order.
+      std::string sql = std::string("SELECT ") + kIncidentColumns + " FROM incidents WHERE 1";
+      if (query.status.has_value()) {
+        sql += " AND status = ?2";
+      }
+      if (query.alarm_name.has_value()) {
+        sql += " AND alarm_name = ?3";
+      }
+      if (query.instance_id.has_value()) {
+        sql += " AND instance_id = ?4";
+      }
+      if (query.updated_since.has_value()) {
+        sql += " AND updated_at >= ?5";
+      }
+      if (query.before.has_value()) {
+        sql += " AND (created_at, incident_id) < (?6, ?7)";
+      }
+      sql += " ORDER BY created_at DESC, incident_id DESC LIMIT ?1";
+      ASSIGN_OR_RETURN(StmtRef stmt, Prepare(sql.c_str()));
+      RETURN_IF_ERROR(stmt.BindInt(1, limit));
+      if (query.status.has_value()) {
+        RETURN_IF_ERROR(stmt.BindText(2, StatusName(*query.status)));
+      }
+      if (query.alarm_name.has_value()) {
+        RETURN_IF_ERROR(stmt.BindText(3, *query.alarm_name));
+      }
+      if (query.instance_id.has_value()) {
+        RETURN_IF_ERROR(stmt.BindText(4, *query.instance_id));
+      }
+      if (query.updated_since.has_value()) {
+        RETURN_IF_ERROR(stmt.BindInt(5, ToUnixMillis(*query.updated_since)));
+      }
+      if (query.before.has_value()) {
+        RETURN_IF_ERROR(stmt.BindInt(6, ToUnixMillis(query.before->created_at)));
+        RETURN_IF_ERROR(stmt.BindText(7, query.before->incident_id));
+      }
+      for (;;) {
+        ASSIGN_OR_RETURN(bool row, stmt.Step());
+        if (!row) {
+          break;
+        }
+        ASSIGN_OR_RETURN(Incident inc, ReadIncidentRow(stmt));
+        out.push_back(std::move(inc));
+      }
+    }
+    for (Incident& inc : out) {
+      ASSIGN_OR_RETURN(inc.timeline, ReadTimeline(inc.incident_id));
+    }
+    RETURN_IF_ERROR(tx.Commit());
+    return out;
+  };
+  Result<std::vector<Incident>> r = run();
+  if (!r) {
+    return Describe(r.error(), "list incidents");
+  }
+  return r;
+}
+
+Result<std::optional<Incident>> SqliteStore::FindOpenIncident(const std::string& alarm_name,
+                                                              const std::string& instance_id) {
+  std::lock_guard<std::mutex> lock(mu_);
+  auto run = [&]() -> Result<std::optional<Incident>> {
+    Transaction tx(this);
+    RETURN_IF_ERROR(tx.Begin(/*immediate=*/false));
+    std::string id;
+    {
+      // The WHERE clause repeats the partial index's, so SQLite answers from that index.
+      ASSIGN_OR_RETURN(StmtRef stmt,
+                       Prepare("SELECT incident_id FROM incidents WHERE alarm_name = ?1 AND "
+                               "instance_id = ?2 AND status IN ('diagnosing', "
+                               "'pending_approval', 'executing')"));
+      RETURN_IF_ERROR(stmt.BindText(1, alarm_name));
+      RETURN_IF_ERROR(stmt.BindText(2, instance_id));
+      ASSIGN_OR_RETURN(bool row, stmt.Step());
+      if (!row) {
+        RETURN_IF_ERROR(tx.Commit());
+        return std::optional<Incident>();
+      }
+      id = stmt.Text(0);
+    }
+    ASSIGN_OR_RETURN(std::optional<Incident> inc, LoadIncident(id));
+    RETURN_IF_ERROR(tx.Commit());
+    return inc;
+  };
+  Result<std::optional<Incident>> r = run();
+  if (!r) {
+    return Describe(r.error(), "find open incident for " + alarm_name + " on " + instance_id);
+  }
+  return r;
+}
+
+Result<std::optional<std::string>> SqliteStore::GetSetting(const std::string& key) {
+  std::lock_guard<std::mutex> lock(mu_);
+  auto run = [&]() -> Result<std::optional<std::string>> {
+    ASSIGN_OR_RETURN(StmtRef stmt, Prepare("SELECT value FROM settings WHERE key = ?1"));
+    RETURN_IF_ERROR(stmt.BindText(1, key));
+    ASSIGN_OR_RETURN(bool row, stmt.Step());
+    if (!row) {
+      return std::optional<std::string>();
+    }
+    return std::optional<std::string>(stmt.Text(0));
+  };
+  Result<std::optional<std::string>> r = run();
+  if (!r) {
+    return Describe(r.error(), "get setting " + key);
+  }
+  return r;
+}
+
+Status SqliteStore::PutSetting(const std::string& key, const std::string& value) {
+  std::lock_guard<std::mutex> lock(mu_);
+  auto run = [&]() -> Status {
+    ASSIGN_OR_RETURN(StmtRef stmt,
+                     Prepare("INSERT INTO settings (key, value) VALUES (?1, ?2) "
+                             "ON CONFLICT (key) DO UPDATE SET value = excluded.value"));
+    RETURN_IF_ERROR(stmt.BindText(1, key));
+    RETURN_IF_ERROR(stmt.BindText(2, value));
+    return stmt.Run();
+  };
+  if (Status s = run(); !s) {
+    return Describe(s.error(), "put setting " + key);
+  }
+  return OkStatus();
+}
+
+Status SqliteStore::CreateToken(const TokenRecord& t) {
+  std::lock_guard<std::mutex> lock(mu_);
+  auto run = [&]() -> Status {
+    ASSIGN_OR_RETURN(StmtRef stmt,
+                     Prepare("INSERT INTO tokens (name, role, token_hash, created_at, created_by) "
+                             "VALUES (?1, ?2, ?3, ?4, ?5)"));
+    RETURN_IF_ERROR(stmt.BindText(1, t.name));
+    RETURN_IF_ERROR(stmt.BindText(2, t.role));
+    RETURN_IF_ERROR(stmt.BindText(3, t.token_hash));
+    RETURN_IF_ERROR(stmt.BindInt(4, ToUnixMillis(t.created_at)));
+    RETURN_IF_ERROR(stmt.BindText(5, t.created_by));
+    return stmt.Run();
+  };
+  if (Status s = run(); !s) {
+    if (s.error().code == ErrorCode::kAlreadyExists) {
+      return AlreadyExists("a token named '" + t.name + "' exists");
+    }
+    return Describe(s.error(), "create token " + t.name);
+  }
+  return OkStatus();
+}
+
+Status SqliteStore::DeleteToken(const std::string& name) {
+  std::lock_guard<std::mutex> lock(mu_);
+  auto run = [&]() -> Status {
+    ASSIGN_OR_RETURN(StmtRef stmt, Prepare("DELETE FROM tokens WHERE name = ?1"));
+    RETURN_IF_ERROR(stmt.BindText(1, name));
+    RETURN_IF_ERROR(stmt.Run());
+    if (sqlite3_changes(db_) == 0) {
+      return NotFound("no token named '" + name + "'");
+    }
+    return OkStatus();
+  };
+  if (Status s = run(); !s) {
+    if (s.error().code == ErrorCode::kNotFound) {
+      return s;
+    }
+    return Describe(s.error(), "delete token " + name);
+  }
+  return OkStatus();
+}
+
+Result<std::vector<TokenRecord>> SqliteStore::ListTokens() {
+  std::lock_guard<std::mutex> lock(mu_);
+  auto run = [&]() -> Result<std::vector<TokenRecord>> {
+    ASSIGN_OR_RETURN(StmtRef stmt, Prepare("SELECT name, role, token_hash, created_at, "
+                                           "created_by FROM tokens ORDER BY name"));
+    std::vector<TokenRecord> out;
+    for (;;) {
+      ASSIGN_OR_RETURN(bool row, stmt.Step());
+      if (!row) {
+        break;
+      }
+      out.push_back(TokenRecord{stmt.Text(0), stmt.Text(1), stmt.Text(2),
+                                FromUnixMillis(stmt.Int(3)), stmt.Text(4)});
+    }
+    return out;
+  };
+  auto r = run();
+  if (!r) {
+    return Describe(r.error(), "list tokens");
+  }
+  return r;
+}
+
+Status SqliteStore::PutHost(const HostRecord& h) {
+  std::lock_guard<std::mutex> lock(mu_);
+  auto run = [&]() -> Status {
+    ASSIGN_OR_RETURN(StmtRef stmt,
+                     Prepare("INSERT OR REPLACE INTO hosts (name, facts, registered_at, "
+                             "last_seen) VALUES (?1, ?2, ?3, ?4)"));
+    RETURN_IF_ERROR(stmt.BindText(1, h.name));
+    RETURN_IF_ERROR(stmt.BindText(2, DumpJson(h.facts)));
+    RETURN_IF_ERROR(stmt.BindInt(3, ToUnixMillis(h.registered_at)));
+    RETURN_IF_ERROR(stmt.BindInt(4, ToUnixMillis(h.last_seen)));
+    return stmt.Run();
+  };
+  if (Status s = run(); !s) {
+    return Describe(s.error(), "store host " + h.name);
+  }
+  return OkStatus();
+}
+
+Status SqliteStore::DeleteHost(const std::string& name) {
+  std::lock_guard<std::mutex> lock(mu_);
+  auto run = [&]() -> Status {
+    ASSIGN_OR_RETURN(StmtRef stmt, Prepare("DELETE FROM hosts WHERE name = ?1"));
+    RETURN_IF_ERROR(stmt.BindText(1, name));
+    RETURN_IF_ERROR(stmt.Run());
+    if (sqlite3_changes(db_) == 0) {
+      return NotFound("no host named '" + name + "'");
+    }
+    return OkStatus();
+  };
+  if (Status s = run(); !s) {
+    if (s.error().code == ErrorCode::kNotFound) {
+      return s;
+    }
+    return Describe(s.error(), "delete host " + name);
+  }
+  return OkStatus();
+}
+
+Result<std::vector<HostRecord>> SqliteStore::ListHosts() {
+  std::lock_guard<std::mutex> lock(mu_);
+  auto run = [&]() -> Result<std::vector<HostRecord>> {
+    ASSIGN_OR_RETURN(StmtRef stmt, Prepare("SELECT name, facts, registered_at, last_seen "
+                                           "FROM hosts ORDER BY name"));
+    std::vector<HostRecord> out;
+    for (;;) {
+      ASSIGN_OR_RETURN(bool row, stmt.Step());
+      if (!row) {
+        break;
+      }
+      HostRecord h;
+      h.name = stmt.Text(0);
+      ASSIGN_OR_RETURN(h.facts, ParseJsonObject(stmt.Text(1)));
+      ASSIGN_OR_RETURN(h.registered_at, TimeFromMillis(stmt.Int(2), "hosts.registered_at"));
+      ASSIGN_OR_RETURN(h.last_seen, TimeFromMillis(stmt.Int(3), "hosts.last_seen"));
+      out.push_back(std::move(h));
+    }
+    return out;
+  };
+  auto r = run();
+  if (!r) {
+    return Describe(r.error(), "list hosts");
+  }
+  return r;
+}
+
+Status SqliteStore::AppendAudit(const AuditEntry& e) {
+  std::lock_guard<std::mutex> lock(mu_);
+  auto run = [&]() -> Status {
+    ASSIGN_OR_RETURN(StmtRef stmt, Prepare("INSERT INTO audit (timestamp, actor, action, detail) "
+                                           "VALUES (?1, ?2, ?3, ?4)"));
+    RETURN_IF_ERROR(stmt.BindInt(1, ToUnixMillis(e.timestamp)));
+    RETURN_IF_ERROR(stmt.BindText(2, e.actor));
+    RETURN_IF_ERROR(stmt.BindText(3, e.action));
+    RETURN_IF_ERROR(stmt.BindText(4, e.detail));
+    return stmt.Run();
+  };
+  if (Status s = run(); !s) {
+    return Describe(s.error(), "append audit entry");
+  }
+  return OkStatus();
+}
+
+Result<std::vector<AuditEntry>> SqliteStore::ListAudit(int limit) {
+  std::lock_guard<std::mutex> lock(mu_);
+  limit = std::clamp(limit, 1, kMaxListLimit);
+  auto run = [&]() -> Result<std::vector<AuditEntry>> {
+    ASSIGN_OR_RETURN(StmtRef stmt, Prepare("SELECT timestamp, actor, action, detail FROM audit "
+                                           "ORDER BY id DESC LIMIT ?1"));
+    RETURN_IF_ERROR(stmt.BindInt(1, limit));
+    std::vector<AuditEntry> out;
+    for (;;) {
+      ASSIGN_OR_RETURN(bool row, stmt.Step());
+      if (!row) {
+        break;
+      }
+      out.push_back(AuditEntry{FromUnixMillis(stmt.Int(0)), stmt.Text(1), stmt.Text(2),
+                               stmt.Text(3)});
+    }
+    return out;
+  };
+  auto r = run();
+  if (!r) {
+    return Describe(r.error(), "list audit entries");
+  }
+  return r;
+}
+
+}  // namespace
+
+Result<std::unique_ptr<Store>> OpenSqliteStore(const std::string& path) {
+  sqlite3* db = nullptr;
+  const int rc = sqlite3_open_v2(
+      path.c_str(), &db, SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_NOMUTEX, nullptr);
+  if (rc != SQLITE_OK) {
+    std::string message = db != nullptr ? sqlite3_errmsg(db) : sqlite3_errstr(rc);
+    if (db != nullptr && sqlite3_system_errno(db) != 0) {
+      message += std::string(" (") + std::strerror(sqlite3_system_errno(db)) + ")";
+    }
+    Error error = SqliteError(rc, "cannot open SQLite database " + path, message);
+    sqlite3_close_v2(db);
+    return error;
+  }
+  sqlite3_extended_result_codes(db, 1);
+  sqlite3_busy_timeout(db, kBusyTimeoutMs);
+  // The store owns db from here on and closes it on every path.
+  auto store = std::make_unique<SqliteStore>(path, db);
+  if (Status s = store->Init(); !s) {
+    Error e = s.error();
+    if (e.message.rfind(path + ": ", 0) == 0) {
+      e.message = "cannot open SQLite database " + e.message;
+    } else if (e.message.find(path) != std::string::npos) {
+      e.message = "cannot open SQLite database: " + e.message;
+    } else {
+      e.message = "cannot open SQLite database " + path + ": " + e.message;
+    }
+    return e;
+  }
+  return std::unique_ptr<Store>(std::move(store));
+}
+
+}  // namespace medic::server

@@ -1,0 +1,122 @@
+#pragma once
+
+// Durable state of the control plane. One interface, one conformance suite
+// (tests/server/store_conformance.h) that every backend passes. SqliteStore is the default.
+//
+// Thread-safety: implementations are safe to call from several threads.
+
+#include <memory>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "core/result.h"
+#include "server/incidents/incident.h"
+
+namespace medic::server {
+
+struct IncidentQuery {
+  std::optional<IncidentStatus> status;
+  std::optional<std::string> alarm_name;
+  std::optional<std::string> instance_id;
+  // Only incidents changed at or after this time (updated_at >= it).
+  std::optional<WallTime> updated_since;
+  // Paging: only incidents older than this one in the listing's order (created_at, then id).
+  // Pass the last incident of a page to get the next page.
+  struct Cursor {
+    WallTime created_at;
+    std::string incident_id;
+  };
+  std::optional<Cursor> before;
+  int limit = 100;  // 1..1000
+};
+
+// An operator API token. Only a hash of the secret is stored.
+struct TokenRecord {
+  std::string name;        // unique; [A-Za-z0-9._-]{1,64}
+  std::string role;        // viewer | operator | admin
+  std::string token_hash;  // lowercase hex SHA-256 of the token
+  WallTime created_at;
+  std::string created_by;
+};
+
+// One operator action (settings change, chaos, token created or revoked, ...).
+struct AuditEntry {
+  WallTime timestamp;
+  std::string actor;   // the token's name
+  std::string action;  // "settings.update", "chaos.start", "token.create", ...
+  std::string detail;  // one line
+};
+
+// A host as it last registered, so that a restarted server knows its fleet before any agent
+// speaks again (and raises Host-Unreachable for a host that never does).
+struct HostRecord {
+  std::string name;
+  Json facts = Json::object();  // the agent's registration (protocol::RegisterRequest as JSON)
+  WallTime registered_at;
+  WallTime last_seen;
+};
+
+class Store {
+ public:
+  virtual ~Store() = default;
+
+  // Inserts a new incident with its timeline. AlreadyExists if the id is taken, or if an open
+  // incident (diagnosing, pending_approval, executing) exists for the same (alarm_name,
+  // instance_id): that rule is a database constraint, not a check-then-insert.
+  virtual Status CreateIncident(const Incident& incident) = 0;
+
+  // Writes every field of an existing incident and appends the timeline entries the store does
+  // not have yet (the timeline is append-only), in one durable transaction.
+  // NotFound if the id is unknown.
+  virtual Status UpdateIncident(const Incident& incident) = 0;
+
+  virtual Result<Incident> GetIncident(const std::string& incident_id) = 0;
+  // Newest first (by created_at, then id).
+  virtual Result<std::vector<Incident>> ListIncidents(const IncidentQuery& query) = 0;
+  // The open incident for (alarm, instance), if any.
+  virtual Result<std::optional<Incident>> FindOpenIncident(const std::string& alarm_name,
+                                                           const std::string& instance_id) = 0;
+
+  // Small key/value settings (approval_mode, automation_paused, ...), values as JSON text.
+  virtual Result<std::optional<std::string>> GetSetting(const std::string& key) = 0;
+  virtual Status PutSetting(const std::string& key, const std::string& value) = 0;
+
+  // AlreadyExists if the name is taken.
+  virtual Status CreateToken(const TokenRecord& token) = 0;
+  // NotFound if no token has that name.
+  virtual Status DeleteToken(const std::string& name) = 0;
+  virtual Result<std::vector<TokenRecord>> ListTokens() = 0;
+
+  // Inserts the host or replaces what is stored under its name.
+  virtual Status PutHost(const HostRecord& host) = 0;
+  // NotFound if no host has that name.
+  virtual Status DeleteHost(const std::string& name) = 0;
+  // By name.
+  virtual Result<std::vector<HostRecord>> ListHosts() = 0;
+
+  virtual Status AppendAudit(const AuditEntry& entry) = 0;
+  // Newest first, at most limit (1..1000).
+  virtual Result<std::vector<AuditEntry>> ListAudit(int limit) = 0;
+};
+
+// Every incident that matches `query` (its limit is the page size), page by page, newest first.
+inline Result<std::vector<Incident>> ListAllIncidents(Store& store, IncidentQuery query) {
+  std::vector<Incident> all;
+  for (;;) {
+    ASSIGN_OR_RETURN(std::vector<Incident> page, store.ListIncidents(query));
+    if (page.empty()) {
+      return all;
+    }
+    query.before = IncidentQuery::Cursor{page.back().created_at, page.back().incident_id};
+    for (Incident& inc : page) {
+      all.push_back(std::move(inc));
+    }
+  }
+}
+
+// Opens (creating if needed) the SQLite database at path, in WAL mode with synchronous=FULL,
+// and runs pending schema migrations.
+Result<std::unique_ptr<Store>> OpenSqliteStore(const std::string& path);
+
+}  // namespace medic::server

@@ -1,0 +1,93 @@
+#include <gtest/gtest.h>
+
+#include "core/files.h"
+#include "server/app/server_app.h"
+#include "tests/fakes/temp_dir.h"
+#include "tests/server/config_errors.h"
+
+namespace medic::server {
+namespace {
+
+TEST(LoadServerConfigTest, ReadsEveryKey) {
+  test::TempDir dir;
+  ASSERT_TRUE(WriteFileAtomic(dir.File("s.yaml"),
+                              "listen: 127.0.0.1:9999\ndata_dir: /tmp/x\napproval_mode: false\n"
+                              "log_level: debug\nagent_interval: 2s\n")
+                  .has_value());
+  auto c = LoadServerConfig(dir.File("s.yaml"));
+  ASSERT_TRUE(c.has_value()) << c.error().ToString();
+  EXPECT_EQ(c->listen, "127.0.0.1:9999");
+  EXPECT_EQ(c->data_dir, "/tmp/x");
+  EXPECT_FALSE(c->approval_mode);
+  EXPECT_EQ(c->log_level, "debug");
+  EXPECT_EQ(c->agent_interval_ms, 2000);
+}
+
+TEST(LoadServerConfigTest, ErrorsNameFileAndLine) {
+  test::ExpectConfigErrors({
+      {"listen: 127.0.0.1:1\ncolour: blue\n", ":2: unknown key 'colour'"},
+      {"approval_mode: sometimes\n", ":1: wrong type for 'approval_mode'"},
+      {"agent_interval: soon\n", ":1: not a duration"},
+      {"listen: [unclosed\n", ":"},
+      {"- a\n- b\n", "top level must be a mapping"},
+  });
+  test::TempDir dir;
+  auto missing = LoadServerConfig(dir.File("nope.yaml"));
+  ASSERT_FALSE(missing.has_value());
+  EXPECT_EQ(missing.error().code, ErrorCode::kNotFound);
+}
+
+TEST(ParseHostPortTest, Table) {
+  struct Case {
+    std::string in;
+    bool ok;
+    std::string host;
+    int port;
+  };
+  const std::vector<Case> cases = {
+      {"127.0.0.1:8080", true, "127.0.0.1", 8080}, {":8080", true, "0.0.0.0", 8080},
+      {"[::1]:0", true, "::1", 0},                 {"127.0.0.1", false, "", 0},
+      {"127.0.0.1:99999", false, "", 0},           {"127.0.0.1:http", false, "", 0},
+      {"127.0.0.1:", false, "", 0},
+  };
+  for (const auto& c : cases) {
+    SCOPED_TRACE(c.in);
+    std::string host;
+    uint16_t port = 0;
+    Status s = ParseHostPort(c.in, &host, &port);
+    EXPECT_EQ(s.has_value(), c.ok);
+    if (c.ok) {
+      EXPECT_EQ(host, c.host);
+      EXPECT_EQ(port, c.port);
+    }
+  }
+}
+
+}  // namespace
+}  // namespace medic::server
+
+namespace medic::server {
+namespace {
+
+TEST(ServerConfigAiTest, LoadServerConfigReadsTheAiSection) {
+  medic::test::TempDir dir;
+  ASSERT_TRUE(WriteFileAtomic(dir.File("server.yaml"),
+                              "listen: 127.0.0.1:0\nai:\n  provider: gemini\n  model: gemini-x\n"
+                              "  timeout: 5s\n  max_tokens_per_hour: 1000\n")
+                  .has_value());
+  auto c = LoadServerConfig(dir.File("server.yaml"));
+  ASSERT_TRUE(c.has_value()) << c.error().message;
+  EXPECT_EQ(c->ai.provider, "gemini");
+  EXPECT_EQ(c->ai.model, "gemini-x");
+  EXPECT_EQ(c->ai.timeout, Millis(5'000));
+  EXPECT_EQ(c->ai.max_tokens_per_hour, 1000);
+  ASSERT_TRUE(WriteFileAtomic(dir.File("bad.yaml"), "ai:\n  provider: gemini\n  colour: red\n")
+                  .has_value());
+  auto bad = LoadServerConfig(dir.File("bad.yaml"));
+  ASSERT_FALSE(bad.has_value());
+  EXPECT_NE(bad.error().message.find("bad.yaml:3: unknown key 'ai.colour'"), std::string::npos)
+      << bad.error().message;
+}
+
+}  // namespace
+}  // namespace medic::server

@@ -1,0 +1,318 @@
+// The log archive: Archive on a temporary directory (chunks, offsets, sizes, checksums, names,
+// expiry), its routes over real HTTP on loopback, and the agent's log.archive_truncate code
+// (ServerArchiveSink + ArchiveAndTruncate) against the real server.
+
+#include "server/archive/archive.h"
+
+#include <dirent.h>
+#include <gtest/gtest.h>
+#include <sys/stat.h>
+
+#include "agent/archiver.h"
+#include "agent/server_api.h"
+#include "core/files.h"
+#include "core/sha256.h"
+#include "server/app/server_app.h"
+#include "tests/fakes/temp_dir.h"
+#include "tests/server/server_fixture.h"
+#include "transport/http_client.h"
+
+namespace medic::server {
+namespace {
+
+std::vector<std::string> Entries(const std::string& dir) {
+  std::vector<std::string> out;
+  if (DIR* d = ::opendir(dir.c_str())) {
+    while (dirent* e = ::readdir(d)) {
+      const std::string n = e->d_name;
+      if (n != "." && n != "..") {
+        out.push_back(n);
+      }
+    }
+    ::closedir(d);
+  }
+  return out;
+}
+
+class ArchiveTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    ArchiveOptions o;
+    o.min_free_bytes = 0;
+    o.max_file_bytes = 1 << 20;
+    archive_ = std::make_unique<Archive>(dir_.File("archive"), clock_, o);
+    ASSERT_TRUE(archive_->Init().has_value());
+  }
+  std::string Partial() const { return dir_.File("archive/.partial"); }
+
+  test::TempDir dir_;
+  ManualClock clock_;
+  std::unique_ptr<Archive> archive_;
+};
+
+TEST_F(ArchiveTest, ChunksAreStoredVerifiedAndListed) {
+  const std::string a(1000, 'a'), b = "second chunk\n", c = "third\n";
+  auto id = archive_->Start("web-1", "/var/log/app.log", a.size() + b.size() + c.size());
+  ASSERT_TRUE(id.has_value()) << id.error().message;
+  EXPECT_EQ(archive_->Append(*id, 0, a).value_or(-1), 1000);
+  EXPECT_EQ(archive_->Append(*id, 1000, b).value_or(-1), 1013);
+  EXPECT_EQ(archive_->Append(*id, 1013, c).value_or(-1), 1019);
+  auto f = archive_->Finish(*id, Sha256Hex(a + b + c), 1019);
+  ASSERT_TRUE(f.has_value()) << f.error().message;
+  EXPECT_EQ(f->sha256, Sha256Hex(a + b + c));
+  EXPECT_EQ(f->bytes, 1019);
+  EXPECT_EQ(f->location, dir_.File("archive/web-1/") + f->name);
+  // 1'800'000'000 s since the epoch = 2027-01-15T08:00:00Z (ManualClock's start).
+  EXPECT_EQ(f->name, "20270115T080000Z-app.log");
+  EXPECT_EQ(ReadFile(f->location).value_or(""), a + b + c);
+  EXPECT_TRUE(Entries(Partial()).empty());
+  EXPECT_EQ(archive_->uploads_in_progress(), 0u);
+  // The upload is over: further calls do not find it.
+  EXPECT_EQ(archive_->Append(*id, 1019, "x").error().code, ErrorCode::kNotFound);
+
+  auto listed = archive_->List(10);
+  ASSERT_TRUE(listed.has_value());
+  ASSERT_EQ(listed->size(), 1u);
+  EXPECT_EQ((*listed)[0].host, "web-1");
+  EXPECT_EQ((*listed)[0].bytes, 1019);
+  EXPECT_EQ((*listed)[0].sha256, f->sha256);
+}
+
+TEST_F(ArchiveTest, SameNameInTheSameSecondKeepsBoth) {
+  std::vector<std::string> names;
+  for (const std::string content : {"one\n", "two\n"}) {
+    auto id = archive_->Start("web-1", "/var/log/app.log", content.size());
+    ASSERT_TRUE(id.has_value());
+    ASSERT_TRUE(archive_->Append(*id, 0, content).has_value());
+    auto f = archive_->Finish(*id, Sha256Hex(content), content.size());
+    ASSERT_TRUE(f.has_value()) << f.error().message;
+    EXPECT_EQ(ReadFile(f->location).value_or(""), content);
+    names.push_back(f->name);
+  }
+  EXPECT_NE(names[0], names[1]);
+  EXPECT_EQ(Entries(dir_.File("archive/web-1")).size(), 2u);
+}
+
+TEST_F(ArchiveTest, WrongOffsetIsAConflictAndChangesNothing) {
+  auto id = archive_->Start("web-1", "/var/log/app.log", 10);
+  ASSERT_TRUE(id.has_value());
+  auto r = archive_->Append(*id, 5, "abcde");
+  ASSERT_FALSE(r.has_value());
+  EXPECT_EQ(r.error().code, ErrorCode::kFailedPrecondition);
+  EXPECT_NE(r.error().message.find("0 bytes received"), std::string::npos) << r.error().message;
+  ASSERT_TRUE(archive_->Append(*id, 0, "abcde").has_value());
+  EXPECT_EQ(archive_->Append(*id, 0, "abcde").error().code, ErrorCode::kFailedPrecondition);
+  ASSERT_TRUE(archive_->Append(*id, 5, "fghij").has_value());
+  auto f = archive_->Finish(*id, Sha256Hex("abcdefghij"), 10);
+  ASSERT_TRUE(f.has_value()) << f.error().message;
+  EXPECT_EQ(ReadFile(f->location).value_or(""), "abcdefghij");
+}
+
+TEST_F(ArchiveTest, MoreThanTheAnnouncedSizeIsRefused) {
+  auto id = archive_->Start("web-1", "/var/log/app.log", 4);
+  ASSERT_TRUE(id.has_value());
+  auto r = archive_->Append(*id, 0, "12345");
+  ASSERT_FALSE(r.has_value());
+  EXPECT_EQ(r.error().code, ErrorCode::kResourceExhausted);
+  ASSERT_TRUE(archive_->Append(*id, 0, "1234").has_value());
+  EXPECT_EQ(archive_->Append(*id, 4, "5").error().code, ErrorCode::kResourceExhausted);
+  // Larger than the archive accepts at all, or negative.
+  EXPECT_EQ(archive_->Start("web-1", "/var/log/big.log", (1 << 20) + 1).error().code,
+            ErrorCode::kResourceExhausted);
+  EXPECT_FALSE(archive_->Start("web-1", "/var/log/big.log", -1).has_value());
+}
+
+TEST_F(ArchiveTest, ChecksumOrLengthMismatchDeletesTheCopy) {
+  for (const auto& [sha, bytes] : std::vector<std::pair<std::string, int64_t>>{
+           {Sha256Hex("other"), 5}, {Sha256Hex("hello"), 4}}) {
+    auto id = archive_->Start("web-1", "/var/log/app.log", 5);
+    ASSERT_TRUE(id.has_value());
+    ASSERT_TRUE(archive_->Append(*id, 0, "hello").has_value());
+    auto f = archive_->Finish(*id, sha, bytes);
+    ASSERT_FALSE(f.has_value());
+    EXPECT_EQ(f.error().code, ErrorCode::kFailedPrecondition);
+    EXPECT_NE(f.error().message.find("mismatch"), std::string::npos);
+    EXPECT_TRUE(Entries(Partial()).empty());
+    EXPECT_TRUE(Entries(dir_.File("archive/web-1")).empty());
+    EXPECT_EQ(archive_->Finish(*id, Sha256Hex("hello"), 5).error().code, ErrorCode::kNotFound);
+  }
+  // Uppercase hex from an agent is the same checksum.
+  auto id = archive_->Start("web-1", "/var/log/app.log", 5);
+  ASSERT_TRUE(archive_->Append(*id, 0, "hello").has_value());
+  std::string upper = Sha256Hex("hello");
+  for (char& c : upper) {
+    c = static_cast<char>(std::toupper(static_cast<unsigned char>(c)));
+  }
+  EXPECT_TRUE(archive_->Finish(*id, upper, 5).has_value());
+}
+
+TEST_F(ArchiveTest, BadHostsAndNamesAreRefused) {
+  struct Case {
+    std::string host, path;
+  };
+  for (const Case& c : std::vector<Case>{{"..", "/var/log/app.log"},
+                                         {".", "/var/log/app.log"},
+                                         {"a/b", "/var/log/app.log"},
+                                         {"", "/var/log/app.log"},
+                                         {".hidden", "/var/log/app.log"},
+                                         {"web-1", "app.log"},
+                                         {"web-1", "/var/log/"},
+                                         {"web-1", "/var/log/.."},
+                                         {"web-1", "/var/log/a..b"},
+                                         {"web-1", "/var/log/."},
+                                         {"web-1", "/var/log/bad\nname"},
+                                         {"web-1", "/var/log/" + std::string(201, 'x')},
+                                         {"web-1", ""}}) {
+    SCOPED_TRACE(c.host + " " + c.path);
+    auto id = archive_->Start(c.host, c.path, 1);
+    ASSERT_FALSE(id.has_value());
+    EXPECT_EQ(id.error().code, ErrorCode::kInvalidArgument);
+  }
+  EXPECT_TRUE(Entries(Partial()).empty());
+  EXPECT_EQ(Entries(dir_.File("archive")), std::vector<std::string>{".partial"});
+  EXPECT_TRUE(IsValidArchiveBasename("access.log.1"));
+  EXPECT_TRUE(IsValidArchiveBasename("app log (old).txt"));
+}
+
+TEST_F(ArchiveTest, IdleUploadsExpireAndTheirPartialFilesGo) {
+  auto idle = archive_->Start("web-1", "/var/log/app.log", 10);
+  ASSERT_TRUE(idle.has_value());
+  ASSERT_TRUE(archive_->Append(*idle, 0, "12345").has_value());
+  clock_.Advance(std::chrono::minutes(6));
+  auto busy = archive_->Start("web-1", "/var/log/other.log", 10);
+  ASSERT_TRUE(busy.has_value());
+  EXPECT_EQ(Entries(Partial()).size(), 2u);
+  clock_.Advance(std::chrono::minutes(5));  // idle: 11 min since its last chunk; busy: 5
+  archive_->ExpireIdle();
+  EXPECT_EQ(archive_->uploads_in_progress(), 1u);
+  EXPECT_EQ(Entries(Partial()), std::vector<std::string>{*busy});
+  EXPECT_EQ(archive_->Append(*idle, 5, "67890").error().code, ErrorCode::kNotFound);
+  EXPECT_TRUE(archive_->Append(*busy, 0, "0123456789").has_value());
+  EXPECT_EQ(archive_->Append("nonexistent", 0, "x").error().code, ErrorCode::kNotFound);
+}
+
+TEST_F(ArchiveTest, TooManyUploadsAndAFullDiskAreRefused) {
+  ArchiveOptions o;
+  o.max_uploads = 2;
+  o.min_free_bytes = 0;
+  Archive small(dir_.File("small"), clock_, o);
+  ASSERT_TRUE(small.Init().has_value());
+  ASSERT_TRUE(small.Start("web-1", "/var/log/a.log", 1).has_value());
+  ASSERT_TRUE(small.Start("web-1", "/var/log/b.log", 1).has_value());
+  EXPECT_EQ(small.Start("web-1", "/var/log/c.log", 1).error().code, ErrorCode::kResourceExhausted);
+
+  ArchiveOptions full;
+  full.min_free_bytes = uint64_t{1} << 62;  // more than any disk has free
+  Archive tight(dir_.File("tight"), clock_, full);
+  ASSERT_TRUE(tight.Init().has_value());
+  EXPECT_EQ(tight.Start("web-1", "/var/log/a.log", 1).error().code, ErrorCode::kResourceExhausted);
+}
+
+TEST_F(ArchiveTest, InitRemovesPartialFilesOfAPreviousRun) {
+  auto id = archive_->Start("web-1", "/var/log/app.log", 10);
+  ASSERT_TRUE(id.has_value());
+  ASSERT_TRUE(archive_->Append(*id, 0, "12345").has_value());
+  ASSERT_EQ(Entries(Partial()).size(), 1u);
+  Archive again(dir_.File("archive"), clock_);
+  ASSERT_TRUE(again.Init().has_value());
+  EXPECT_TRUE(Entries(Partial()).empty());
+}
+
+// --- over HTTP -----------------------------------------------------------------------------
+
+class ArchiveHttpTest : public test::ServerFixture {
+ protected:
+  void SetUp() override { StartServer(); }
+  Json JsonOf(const HttpResponse& r) { return ParseJson(r.body).value_or(Json()); }
+};
+
+TEST_F(ArchiveHttpTest, UploadInChunksThenListed) {
+  std::string content;
+  for (int i = 0; content.size() < 1'300'000; ++i) {
+    content += "line " + std::to_string(i) + " of a busy log\n";
+  }
+  HttpResponse r = Call(
+      "POST", "/agent/v1/archive", agent_,
+      DumpJson(Json{{"host", "web-1"}, {"path", "/var/log/app.log"}, {"size", content.size()}}));
+  ASSERT_EQ(r.status, 200) << r.body;
+  const std::string id = JsonOf(r)["upload_id"].get<std::string>();
+  const size_t kChunk = 512 * 1024;
+  for (size_t off = 0; off < content.size(); off += kChunk) {
+    r = Call("PUT", "/agent/v1/archive/" + id + "?offset=" + std::to_string(off), agent_,
+             content.substr(off, kChunk));
+    ASSERT_EQ(r.status, 200) << r.body;
+    EXPECT_EQ(JsonOf(r)["received"], std::min(content.size(), off + kChunk));
+  }
+  // A repeated chunk is a conflict, not a duplicate.
+  EXPECT_EQ(Call("PUT", "/agent/v1/archive/" + id + "?offset=0", agent_, "x").status, 409);
+  EXPECT_EQ(Call("PUT", "/agent/v1/archive/" + id, agent_, "x").status, 400);  // no offset
+  r = Call("POST", "/agent/v1/archive/" + id + "/finish", agent_,
+           DumpJson(Json{{"sha256", Sha256Hex(content)}, {"bytes", content.size()}}));
+  ASSERT_EQ(r.status, 200) << r.body;
+  Json done = JsonOf(r);
+  EXPECT_EQ(done["sha256"], Sha256Hex(content));
+  EXPECT_EQ(done["bytes"], content.size());
+  const std::string location = done["location"].get<std::string>();
+  EXPECT_EQ(location.rfind(dir_.File("data/archive/web-1/"), 0), 0u) << location;
+  EXPECT_EQ(ReadFile(location).value_or(""), content);
+
+  r = Call("GET", "/api/v1/archive", admin_);
+  ASSERT_EQ(r.status, 200) << r.body;
+  Json files = JsonOf(r)["files"];
+  ASSERT_EQ(files.size(), 1u);
+  EXPECT_EQ(files[0]["host"], "web-1");
+  EXPECT_EQ(files[0]["location"], location);
+  EXPECT_EQ(files[0]["sha256"], Sha256Hex(content));
+  // Roles: operators do not upload, agents do not list.
+  EXPECT_EQ(Call("POST", "/agent/v1/archive", admin_, "{}").status, 403);
+  EXPECT_EQ(Call("GET", "/api/v1/archive", agent_).status, 403);
+}
+
+TEST_F(ArchiveHttpTest, MismatchIs409AndBadRequestsAre4xx) {
+  HttpResponse r = Call("POST", "/agent/v1/archive", agent_,
+                        DumpJson(Json{{"host", "web-1"}, {"path", "/var/log/a.log"}, {"size", 5}}));
+  ASSERT_EQ(r.status, 200) << r.body;
+  const std::string id = JsonOf(r)["upload_id"].get<std::string>();
+  ASSERT_EQ(Call("PUT", "/agent/v1/archive/" + id + "?offset=0", agent_, "hello").status, 200);
+  r = Call("POST", "/agent/v1/archive/" + id + "/finish", agent_,
+           DumpJson(Json{{"sha256", Sha256Hex("jello")}, {"bytes", 5}}));
+  EXPECT_EQ(r.status, 409) << r.body;
+  EXPECT_TRUE(Entries(dir_.File("data/archive/web-1")).empty());
+  EXPECT_EQ(Call("PUT", "/agent/v1/archive/" + id + "?offset=5", agent_, "x").status, 404);
+
+  EXPECT_EQ(Call("POST", "/agent/v1/archive", agent_,
+                 DumpJson(Json{{"host", ".."}, {"path", "/var/log/a.log"}, {"size", 5}}))
+                .status,
+            400);
+  EXPECT_EQ(Call("POST", "/agent/v1/archive", agent_,
+                 DumpJson(Json{{"host", "web-1"}, {"path", "/var/log/a.log"}}))
+                .status,
+            400);
+  EXPECT_EQ(Call("POST", "/agent/v1/archive/" + id + "/finish", agent_,
+                 DumpJson(Json{{"sha256", "nothex"}, {"bytes", 5}}))
+                .status,
+            400);
+}
+
+// The agent's side against the real server: what log.archive_truncate does, end to end.
+TEST_F(ArchiveHttpTest, AgentArchivesAndTruncatesThroughTheServer) {
+  std::string content;
+  for (int i = 0; content.size() < 1'100'000; ++i) {
+    content += "GET /index.html 200 " + std::to_string(i) + "\n";
+  }
+  const std::string log = dir_.File("app.log");
+  ASSERT_TRUE(WriteFileAtomic(log, content).has_value());
+  agent::ServerApi api(base_, agent_);
+  agent::ServerArchiveSink sink(api, "web-1", [] { return NewCurlHttpClient(); });
+  auto out = agent::ArchiveAndTruncate(log, sink);
+  ASSERT_TRUE(out.has_value()) << out.error().message;
+  EXPECT_NE(out->find("sha256 " + Sha256Hex(content) + "\n"), std::string::npos) << *out;
+  EXPECT_NE(out->find("truncated " + log + "\n"), std::string::npos) << *out;
+  EXPECT_EQ(ReadFile(log).value_or("x"), "");
+  auto files = Entries(dir_.File("data/archive/web-1"));
+  ASSERT_EQ(files.size(), 1u);
+  EXPECT_EQ(ReadFile(dir_.File("data/archive/web-1/" + files[0])).value_or(""), content);
+}
+
+}  // namespace
+}  // namespace medic::server

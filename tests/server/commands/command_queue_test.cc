@@ -1,0 +1,107 @@
+#include "server/commands/command_queue.h"
+
+#include <gtest/gtest.h>
+
+namespace medic::server {
+namespace {
+
+protocol::Command Cmd(const std::string& id, const Clock& clock) {
+  protocol::Command c;
+  c.id = id;
+  c.action = "service.status";
+  c.params = Json{{"service", "nginx"}};
+  c.expires_at = clock.Now() + std::chrono::seconds(60);
+  return c;
+}
+
+struct Recorder {
+  int calls = 0;
+  std::vector<std::string> ids;
+  CommandQueue::Deliver Fn() {
+    return [this](std::vector<protocol::Command> cmds) {
+      ++calls;
+      for (auto& c : cmds) {
+        ids.push_back(c.id);
+      }
+    };
+  }
+};
+
+TEST(CommandQueueTest, ParkedPollIsAnsweredAtOnceBySend) {
+  ManualClock clock;
+  CommandQueue q(clock);
+  Recorder r;
+  q.Poll("web-1", clock.SteadyNow() + std::chrono::seconds(25), r.Fn());
+  EXPECT_EQ(r.calls, 0);
+  EXPECT_EQ(q.parked_polls(), 1u);
+  q.Send("web-1", Cmd("c1", clock));
+  EXPECT_EQ(r.calls, 1);
+  EXPECT_EQ(r.ids, std::vector<std::string>{"c1"});
+  EXPECT_EQ(q.parked_polls(), 0u);
+}
+
+TEST(CommandQueueTest, QueuedCommandIsDeliveredOnNextPoll) {
+  ManualClock clock;
+  CommandQueue q(clock);
+  q.Send("web-1", Cmd("c1", clock));
+  q.Send("web-2", Cmd("c2", clock));
+  Recorder r;
+  q.Poll("web-1", clock.SteadyNow(), r.Fn());
+  EXPECT_EQ(r.ids, std::vector<std::string>{"c1"});
+}
+
+TEST(CommandQueueTest, PollTimesOutEmpty) {
+  ManualClock clock;
+  CommandQueue q(clock);
+  Recorder r;
+  q.Poll("web-1", clock.SteadyNow() + std::chrono::seconds(25), r.Fn());
+  clock.Advance(std::chrono::seconds(24));
+  q.RunOnce();
+  EXPECT_EQ(r.calls, 0);
+  clock.Advance(std::chrono::seconds(1));
+  q.RunOnce();
+  EXPECT_EQ(r.calls, 1);
+  EXPECT_TRUE(r.ids.empty());
+}
+
+TEST(CommandQueueTest, UnansweredCommandIsRedeliveredCompletedOneIsNot) {
+  ManualClock clock;
+  CommandQueue q(clock, std::chrono::seconds(15));
+  q.Send("web-1", Cmd("c1", clock));
+  q.Send("web-1", Cmd("c2", clock));
+  Recorder first;
+  q.Poll("web-1", clock.SteadyNow(), first.Fn());
+  EXPECT_EQ(first.ids.size(), 2u);
+  q.Complete("web-1", "c1");
+  Recorder soon;
+  q.Poll("web-1", clock.SteadyNow() + std::chrono::seconds(1), soon.Fn());
+  EXPECT_EQ(soon.calls, 0);  // nothing due yet: parked
+  clock.Advance(std::chrono::seconds(16));
+  Recorder later;
+  q.Poll("web-1", clock.SteadyNow(), later.Fn());
+  EXPECT_EQ(soon.calls, 1);  // replaced by the newer poll
+  EXPECT_EQ(later.ids, std::vector<std::string>{"c2"});
+}
+
+TEST(CommandQueueTest, ExpiredCommandsAreDropped) {
+  ManualClock clock;
+  CommandQueue q(clock);
+  q.Send("web-1", Cmd("c1", clock));
+  clock.Advance(std::chrono::seconds(61));
+  q.RunOnce();
+  EXPECT_EQ(q.pending("web-1"), 0u);
+}
+
+TEST(CommandQueueTest, ShutdownAnswersEveryPoll) {
+  ManualClock clock;
+  CommandQueue q(clock);
+  Recorder a, b;
+  q.Poll("web-1", clock.SteadyNow() + std::chrono::seconds(25), a.Fn());
+  q.Poll("web-2", clock.SteadyNow() + std::chrono::seconds(25), b.Fn());
+  q.Shutdown();
+  EXPECT_EQ(a.calls, 1);
+  EXPECT_EQ(b.calls, 1);
+}
+
+}  // namespace
+}  // namespace medic::server

@@ -1,0 +1,450 @@
+#include "server/incidents/incident_manager.h"
+
+#include <gtest/gtest.h>
+
+#include "tests/fakes/incident_fakes.h"
+#include "tests/fakes/temp_dir.h"
+
+namespace medic::server {
+namespace {
+
+using test::FakeAlarms;
+using test::RecordingSink;
+
+protocol::CommandResult Ok(const std::string& id, std::string output = "fine") {
+  return test::OkResult(id, std::move(output));
+}
+
+AlarmTransition ToAlarm() {
+  return {"Nginx-Down-ALB", "web-1", AlarmState::kOk, AlarmState::kAlarm, WallTime{}, "1 of 1"};
+}
+AlarmTransition ToOk() {
+  return {"Nginx-Down-ALB", "web-1", AlarmState::kAlarm, AlarmState::kOk, WallTime{}, "0 of 1"};
+}
+
+class IncidentManagerTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    store_ = std::move(OpenSqliteStore(dir_.File("medic.db")).value());
+    settings_ = std::move(SettingsService::Load(*store_, Settings{}).value());
+    Rebuild();
+  }
+  void Rebuild() {
+    manager_ = std::make_unique<IncidentManager>(
+        *store_, clock_, sink_, alarms_, *settings_, brain_,
+        [](std::function<void()> task) { task(); }, DefaultAlarmRules(), ai::DefaultRunbooks());
+  }
+  Incident Only() {
+    auto list = store_->ListIncidents({});
+    EXPECT_TRUE(list.has_value());
+    EXPECT_EQ(list->size(), 1u);
+    return list->empty() ? Incident{} : list->front();
+  }
+  std::vector<std::string> Events(const Incident& inc) {
+    std::vector<std::string> out;
+    for (const auto& e : inc.timeline) {
+      out.push_back(e.event);
+    }
+    return out;
+  }
+  // The alarm is still in ALARM after `closed` failed: a fresh incident is open for it, diagnosing
+  // again, and its first entry names the one that failed.
+  void ExpectJudgedAgain(const Incident& closed) {
+    auto open = store_->FindOpenIncident("Nginx-Down-ALB", "web-1");
+    ASSERT_TRUE(open.has_value() && open->has_value());
+    const Incident& next = **open;
+    EXPECT_NE(next.incident_id, closed.incident_id);
+    EXPECT_EQ(next.status, IncidentStatus::kDiagnosing);
+    ASSERT_FALSE(next.timeline.empty());
+    EXPECT_EQ(next.timeline.front().event, "created");
+    EXPECT_NE(next.timeline.front().detail.find("still in ALARM after " + closed.incident_id +
+                                                " ended " +
+                                                std::string(StatusName(closed.status))),
+              std::string::npos)
+        << next.timeline.front().detail;
+    EXPECT_EQ(store_->ListIncidents({})->size(), 2u);
+  }
+  // Opens the incident and answers both diagnostics.
+  Incident OpenAndDiagnose() {
+    manager_->OnAlarmTransition(ToAlarm());
+    EXPECT_EQ(sink_.sent.size(), 2u);
+    // A copy: answering may send the fix (automatic mode), which appends to sink_.sent.
+    for (const auto& [host, c] : std::vector(sink_.sent)) {
+      manager_->OnCommandResult(Ok(c.id, "output of " + c.action));
+    }
+    return Only();
+  }
+
+  test::TempDir dir_;
+  ManualClock clock_;
+  RecordingSink sink_;
+  FakeAlarms alarms_;
+  ai::RunbookBrain brain_;
+  std::unique_ptr<Store> store_;
+  std::unique_ptr<SettingsService> settings_;
+  std::unique_ptr<IncidentManager> manager_;
+};
+
+TEST_F(IncidentManagerTest, AlarmOpensIncidentAndSendsRunbookDiagnostics) {
+  manager_->OnAlarmTransition(ToAlarm());
+  Incident inc = Only();
+  EXPECT_EQ(inc.status, IncidentStatus::kDiagnosing);
+  EXPECT_EQ(inc.alarm_name, "Nginx-Down-ALB");
+  EXPECT_EQ(inc.instance_id, "web-1");
+  ASSERT_EQ(sink_.sent.size(), 2u);
+  EXPECT_EQ(sink_.sent[0].first, "web-1");
+  EXPECT_EQ(sink_.sent[0].second.action, "service.status");
+  EXPECT_EQ(sink_.sent[1].second.action, "service.logs");
+  EXPECT_EQ(Events(inc), std::vector<std::string>{"created"});
+}
+
+TEST_F(IncidentManagerTest, DiagnosticsThenPendingApprovalWithFallbackFix) {
+  Incident inc = OpenAndDiagnose();
+  EXPECT_EQ(inc.status, IncidentStatus::kPendingApproval);
+  EXPECT_NE(inc.diagnostics.find("output of service.status"), std::string::npos);
+  EXPECT_NE(inc.diagnostics.find("output of service.logs"), std::string::npos);
+  EXPECT_EQ(inc.ai_suggestion, "service.restart service=nginx");
+  EXPECT_NE(inc.ai_reasoning.find("runbook"), std::string::npos);
+  EXPECT_EQ(Events(inc),
+            (std::vector<std::string>{"created", "diagnosed", "suggested", "awaiting_approval"}));
+}
+
+TEST_F(IncidentManagerTest, RepeatedAlarmAppendsInsteadOfOpeningAnother) {
+  manager_->OnAlarmTransition(ToAlarm());
+  manager_->OnAlarmTransition(ToAlarm());
+  Incident inc = Only();
+  EXPECT_EQ(Events(inc), (std::vector<std::string>{"created", "alarm_repeated"}));
+}
+
+TEST_F(IncidentManagerTest, ApproveExecutesAndVerifiedAlarmCompletes) {
+  Incident inc = OpenAndDiagnose();
+  auto approved = manager_->Approve(inc.incident_id, "alice", "go");
+  ASSERT_TRUE(approved.has_value());
+  EXPECT_EQ(approved->status, IncidentStatus::kExecuting);
+  ASSERT_EQ(sink_.sent.size(), 3u);
+  EXPECT_EQ(sink_.sent[2].second.action, "service.restart");
+  EXPECT_EQ(sink_.sent[2].second.params, (Json{{"service", "nginx"}}));
+  manager_->OnCommandResult(Ok(sink_.sent[2].second.id, "restarted"));
+  EXPECT_EQ(Only().status, IncidentStatus::kExecuting);  // verifying: alarm still ALARM
+  alarms_.state = AlarmState::kOk;
+  manager_->OnAlarmTransition(ToOk());
+  inc = Only();
+  EXPECT_EQ(inc.status, IncidentStatus::kCompleted);
+  EXPECT_NE(inc.remediation_output.find("restarted"), std::string::npos);
+  EXPECT_TRUE(inc.resolved_at.has_value());
+  EXPECT_EQ(Events(inc), (std::vector<std::string>{"created", "diagnosed", "suggested",
+                                                   "awaiting_approval", "approved", "executing",
+                                                   "executed", "verifying", "verified",
+                                                   "completed"}));
+  EXPECT_EQ(inc.timeline[4].actor, "alice");
+  EXPECT_EQ(inc.timeline[4].detail, "go");
+}
+
+TEST_F(IncidentManagerTest, FixResultAfterAlarmClearedCompletesAtOnce) {
+  Incident inc = OpenAndDiagnose();
+  ASSERT_TRUE(manager_->Approve(inc.incident_id, "alice", "").has_value());
+  alarms_.state = AlarmState::kOk;
+  manager_->OnCommandResult(Ok(sink_.sent[2].second.id));
+  EXPECT_EQ(Only().status, IncidentStatus::kCompleted);
+}
+
+TEST_F(IncidentManagerTest, RejectCloses) {
+  Incident inc = OpenAndDiagnose();
+  auto rejected = manager_->Reject(inc.incident_id, "bob", "not now");
+  ASSERT_TRUE(rejected.has_value());
+  EXPECT_EQ(rejected->status, IncidentStatus::kRejected);
+  EXPECT_EQ(sink_.sent.size(), 2u);  // nothing executed
+  EXPECT_EQ(Events(*rejected).back(), "rejected");
+}
+
+TEST_F(IncidentManagerTest, ApproveOrRejectOutsidePendingIsRefused) {
+  manager_->OnAlarmTransition(ToAlarm());
+  Incident inc = Only();
+  auto a = manager_->Approve(inc.incident_id, "alice", "");
+  ASSERT_FALSE(a.has_value());
+  EXPECT_EQ(a.error().code, ErrorCode::kFailedPrecondition);
+  auto r = manager_->Reject("inc-nope", "alice", "");
+  ASSERT_FALSE(r.has_value());
+  EXPECT_EQ(r.error().code, ErrorCode::kNotFound);
+}
+
+TEST_F(IncidentManagerTest, AutomaticModeExecutesWithoutApproval) {
+  ASSERT_TRUE(settings_->Update(Json{{"approval_mode", false}}).has_value());
+  Incident inc = OpenAndDiagnose();
+  EXPECT_EQ(inc.status, IncidentStatus::kExecuting);
+  EXPECT_EQ(Events(inc), (std::vector<std::string>{"created", "diagnosed", "suggested",
+                                                   "auto_approved", "executing"}));
+}
+
+TEST_F(IncidentManagerTest, PausedAutomationWaitsForAHumanEvenInAutomaticMode) {
+  ASSERT_TRUE(
+      settings_->Update(Json{{"approval_mode", false}, {"automation_paused", true}}).has_value());
+  Incident inc = OpenAndDiagnose();
+  EXPECT_EQ(inc.status, IncidentStatus::kPendingApproval);
+  EXPECT_EQ(inc.timeline.back().detail, "automation is paused");
+}
+
+TEST_F(IncidentManagerTest, FailedFixFails) {
+  Incident inc = OpenAndDiagnose();
+  ASSERT_TRUE(manager_->Approve(inc.incident_id, "alice", "").has_value());
+  protocol::CommandResult r = Ok(sink_.sent[2].second.id, "nginx: [emerg] bind() failed");
+  r.exit_code = 1;
+  manager_->OnCommandResult(r);
+  inc = *store_->GetIncident(inc.incident_id);
+  EXPECT_EQ(inc.status, IncidentStatus::kFailed);
+  EXPECT_NE(inc.reason.find("exit code 1"), std::string::npos);
+  ExpectJudgedAgain(inc);
+}
+
+TEST_F(IncidentManagerTest, FailedFixWithTheAlarmAlreadyOkOpensNothingMore) {
+  Incident inc = OpenAndDiagnose();
+  ASSERT_TRUE(manager_->Approve(inc.incident_id, "alice", "").has_value());
+  protocol::CommandResult r = Ok(sink_.sent[2].second.id, "nginx: [emerg] bind() failed");
+  r.exit_code = 1;
+  alarms_.state = AlarmState::kOk;
+  manager_->OnCommandResult(r);
+  EXPECT_EQ(Only().status, IncidentStatus::kFailed);
+  EXPECT_EQ(sink_.sent.size(), 3u);  // no new diagnostics
+}
+
+TEST_F(IncidentManagerTest, RefusedFixFailsWithTheHostsReason) {
+  Incident inc = OpenAndDiagnose();
+  ASSERT_TRUE(manager_->Approve(inc.incident_id, "alice", "").has_value());
+  protocol::CommandResult r;
+  r.id = sink_.sent[2].second.id;
+  r.host = "web-1";
+  r.ran = false;
+  r.error = "refused by local policy: service nginx not allowed";
+  manager_->OnCommandResult(r);
+  inc = *store_->GetIncident(inc.incident_id);
+  EXPECT_EQ(inc.status, IncidentStatus::kFailed);
+  EXPECT_NE(inc.reason.find("refused by local policy"), std::string::npos);
+  ExpectJudgedAgain(inc);
+}
+
+TEST_F(IncidentManagerTest, VerificationWindowPassingFails) {
+  Incident inc = OpenAndDiagnose();
+  ASSERT_TRUE(manager_->Approve(inc.incident_id, "alice", "").has_value());
+  manager_->OnCommandResult(Ok(sink_.sent[2].second.id));
+  clock_.Advance(std::chrono::seconds(29));
+  manager_->RunOnce();
+  EXPECT_EQ(Only().status, IncidentStatus::kExecuting);
+  clock_.Advance(std::chrono::seconds(2));
+  manager_->RunOnce();
+  inc = *store_->GetIncident(inc.incident_id);
+  EXPECT_EQ(inc.status, IncidentStatus::kFailed);
+  EXPECT_NE(inc.reason.find("verification window"), std::string::npos);
+  ExpectJudgedAgain(inc);
+  EXPECT_EQ(sink_.sent.size(), 5u);  // the new incident's two diagnostics
+}
+
+TEST_F(IncidentManagerTest, NoFixResultTimesOut) {
+  Incident inc = OpenAndDiagnose();
+  ASSERT_TRUE(manager_->Approve(inc.incident_id, "alice", "").has_value());
+  clock_.Advance(std::chrono::seconds(70));
+  manager_->RunOnce();
+  inc = *store_->GetIncident(inc.incident_id);
+  EXPECT_EQ(inc.status, IncidentStatus::kTimeout);
+  ExpectJudgedAgain(inc);
+}
+
+TEST_F(IncidentManagerTest, UnansweredDiagnosticsAreNotJudgedAgain) {
+  manager_->OnAlarmTransition(ToAlarm());
+  clock_.Advance(std::chrono::seconds(11));
+  manager_->RunOnce();
+  EXPECT_EQ(Only().status, IncidentStatus::kTimeout);  // a silent host opens nothing more
+  EXPECT_EQ(sink_.sent.size(), 2u);
+}
+
+TEST_F(IncidentManagerTest, AFixThatNeverWorksGetsThreeAutomaticTriesThenWaitsForAHuman) {
+  ASSERT_TRUE(settings_->Update(Json{{"approval_mode", false}}).has_value());
+  manager_->OnAlarmTransition(ToAlarm());
+  int fixes = 0;
+  for (size_t next = 0; next < sink_.sent.size(); ++next) {
+    const protocol::Command c = sink_.sent[next].second;
+    if (c.action == "service.restart") {
+      ++fixes;
+      manager_->OnCommandResult(Ok(c.id));  // runs, but the alarm stays in ALARM
+      clock_.Advance(std::chrono::seconds(31));
+      manager_->RunOnce();  // verification fails; judged again
+    } else {
+      manager_->OnCommandResult(Ok(c.id));
+    }
+    ASSERT_LT(next, 100u) << "no end to the retries";
+  }
+  EXPECT_EQ(fixes, 3);
+  auto list = store_->ListIncidents({});
+  ASSERT_TRUE(list.has_value());
+  EXPECT_EQ(list->size(), 4u);
+  auto open = store_->FindOpenIncident("Nginx-Down-ALB", "web-1");
+  ASSERT_TRUE(open.has_value() && open->has_value());
+  EXPECT_EQ((*open)->status, IncidentStatus::kPendingApproval);
+  bool breaker = false;
+  for (const auto& e : (*open)->timeline) {
+    breaker = breaker || e.event == "breaker_open";
+  }
+  EXPECT_TRUE(breaker);
+}
+
+TEST_F(IncidentManagerTest, SilentHostTimesOutDiagnosis) {
+  manager_->OnAlarmTransition(ToAlarm());
+  clock_.Advance(std::chrono::seconds(11));
+  manager_->RunOnce();
+  Incident inc = Only();
+  EXPECT_EQ(inc.status, IncidentStatus::kTimeout);
+  EXPECT_NE(inc.reason.find("did not answer"), std::string::npos);
+}
+
+TEST_F(IncidentManagerTest, PartialDiagnosticsProceedAtDeadline) {
+  manager_->OnAlarmTransition(ToAlarm());
+  manager_->OnCommandResult(Ok(sink_.sent[0].second.id, "nginx: stopped"));
+  clock_.Advance(std::chrono::seconds(11));
+  manager_->RunOnce();
+  Incident inc = Only();
+  EXPECT_EQ(inc.status, IncidentStatus::kPendingApproval);
+  EXPECT_NE(inc.diagnostics.find("no answer from the host in time"), std::string::npos);
+}
+
+// The fix may not have reached the host before the crash: the same command id is offered
+// again (the agent runs an id once and answers a repeat with the stored result).
+TEST_F(IncidentManagerTest, RestartOffersTheSameFixCommandAgainWhileUnexpired) {
+  Incident inc = OpenAndDiagnose();
+  ASSERT_TRUE(manager_->Approve(inc.incident_id, "alice", "").has_value());
+  const size_t sent_before = sink_.sent.size();
+  const protocol::Command fix = sink_.sent.back().second;
+  Rebuild();  // a new server process on the same store
+  ASSERT_TRUE(manager_->Recover().has_value());
+  ASSERT_EQ(sink_.sent.size(), sent_before + 1);
+  EXPECT_EQ(sink_.sent.back().second.id, fix.id);
+  EXPECT_EQ(sink_.sent.back().second.action, fix.action);
+  EXPECT_EQ(sink_.sent.back().second.params, fix.params);
+  EXPECT_EQ(ToUnixMillis(sink_.sent.back().second.expires_at), ToUnixMillis(fix.expires_at));
+  // The stored result comes back for that id, and is matched to the incident.
+  alarms_.state = AlarmState::kOk;
+  manager_->OnCommandResult(Ok(fix.id, "restarted"));
+  inc = Only();
+  EXPECT_EQ(inc.status, IncidentStatus::kCompleted);
+  EXPECT_NE(inc.remediation_output.find("restarted"), std::string::npos);
+  EXPECT_EQ(Events(inc)[6], "resumed");
+}
+
+TEST_F(IncidentManagerTest, RestartAfterTheFixExpiredDoesNotResendAndJudgesByTheAlarm) {
+  Incident inc = OpenAndDiagnose();
+  ASSERT_TRUE(manager_->Approve(inc.incident_id, "alice", "").has_value());
+  const size_t sent_before = sink_.sent.size();
+  clock_.Advance(Millis(120'000));  // past the fix's 60 s expiry
+  Rebuild();
+  ASSERT_TRUE(manager_->Recover().has_value());
+  EXPECT_EQ(sink_.sent.size(), sent_before);
+  alarms_.state = AlarmState::kOk;
+  manager_->OnAlarmTransition(ToOk());
+  inc = Only();
+  EXPECT_EQ(inc.status, IncidentStatus::kCompleted);
+  EXPECT_EQ(Events(inc)[6], "resumed");
+}
+
+TEST_F(IncidentManagerTest, AlarmIsHeldAsRemediatingFromTheFixUntilTheIncidentCloses) {
+  Incident inc = OpenAndDiagnose();
+  const std::pair<std::string, std::string> pair{"Nginx-Down-ALB", "web-1"};
+  EXPECT_EQ(alarms_.remediating.count(pair), 0u);  // diagnosing and waiting: no hold
+  ASSERT_TRUE(manager_->Approve(inc.incident_id, "alice", "").has_value());
+  EXPECT_TRUE(alarms_.remediating[pair]);
+  manager_->OnAlarmTransition(ToAlarm());  // flapping while held: recorded, nothing new opens
+  EXPECT_EQ(store_->ListIncidents({})->size(), 1u);
+  alarms_.state = AlarmState::kOk;
+  manager_->OnCommandResult(Ok(sink_.sent.back().second.id, "restarted"));
+  EXPECT_EQ(Only().status, IncidentStatus::kCompleted);
+  EXPECT_FALSE(alarms_.remediating[pair]);
+}
+
+TEST_F(IncidentManagerTest, RestartKeepsPendingApprovalApprovable) {
+  Incident inc = OpenAndDiagnose();
+  Rebuild();
+  ASSERT_TRUE(manager_->Recover().has_value());
+  auto approved = manager_->Approve(inc.incident_id, "alice", "");
+  ASSERT_TRUE(approved.has_value());
+  EXPECT_EQ(approved->status, IncidentStatus::kExecuting);
+}
+
+TEST_F(IncidentManagerTest, RestartResumesMoreOpenIncidentsThanOneStorePage) {
+  // The store lists at most 1000 per call: recovery must page through all of them.
+  const int kOpen = 1003;
+  for (int i = 0; i < kOpen; ++i) {
+    Incident inc;
+    inc.incident_id = "inc-" + std::to_string(10000 + i);
+    inc.alarm_name = "Nginx-Down-ALB";
+    inc.alarm_description = "nginx down";
+    inc.instance_id = "web-" + std::to_string(i);
+    inc.status = IncidentStatus::kPendingApproval;
+    inc.created_at = inc.updated_at = clock_.Now();
+    inc.timeline.push_back({"created", clock_.Now(), "medic", ""});
+    ASSERT_TRUE(store_->CreateIncident(inc).has_value());
+  }
+  Rebuild();
+  ASSERT_TRUE(manager_->Recover().has_value());
+  EXPECT_EQ(manager_->active_count(), static_cast<size_t>(kOpen));
+}
+
+TEST_F(IncidentManagerTest, LateAndUnknownResultsAreIgnored) {
+  manager_->OnCommandResult(Ok("cmd-unknown"));
+  EXPECT_TRUE(store_->ListIncidents({})->empty());
+  Incident inc = OpenAndDiagnose();
+  manager_->OnCommandResult(Ok(sink_.sent[0].second.id, "again"));  // delivered twice
+  EXPECT_EQ(Only().timeline.size(), inc.timeline.size());
+}
+
+// A service that crashes again after every restart: at most 3 automatic fixes per hour, then
+// the next incident waits for a human and says why.
+TEST_F(IncidentManagerTest, RestartLoopBreakerStopsAutomationAfterThreeFixes) {
+  ASSERT_TRUE(settings_->Update(Json{{"approval_mode", false}}).has_value());
+  for (int round = 0; round < 4; ++round) {
+    SCOPED_TRACE("round " + std::to_string(round));
+    sink_.sent.clear();
+    alarms_.state = AlarmState::kAlarm;
+    manager_->OnAlarmTransition(ToAlarm());
+    ASSERT_EQ(sink_.sent.size(), 2u);
+    for (const auto& [host, c] : std::vector(sink_.sent)) {
+      manager_->OnCommandResult(Ok(c.id));
+    }
+    auto open = store_->FindOpenIncident("Nginx-Down-ALB", "web-1");
+    ASSERT_TRUE(open.has_value() && open->has_value());
+    Incident inc = **open;
+    if (round < 3) {
+      ASSERT_EQ(inc.status, IncidentStatus::kExecuting);
+      ASSERT_EQ(sink_.sent.size(), 3u);
+      alarms_.state = AlarmState::kOk;
+      manager_->OnCommandResult(Ok(sink_.sent[2].second.id));
+      EXPECT_EQ(store_->GetIncident(inc.incident_id)->status, IncidentStatus::kCompleted);
+      clock_.Advance(std::chrono::minutes(5));
+    } else {
+      EXPECT_EQ(inc.status, IncidentStatus::kPendingApproval);
+      EXPECT_EQ(sink_.sent.size(), 2u);  // the fix was not sent
+      EXPECT_EQ(Events(inc)[Events(inc).size() - 2], "breaker_open");
+      EXPECT_NE(inc.timeline.back().detail.find("restart-loop breaker: 3 automatic fixes"),
+                std::string::npos)
+          << inc.timeline.back().detail;
+    }
+  }
+}
+
+TEST_F(IncidentManagerTest, BreakerForgetsFixesOutsideItsWindow) {
+  ASSERT_TRUE(settings_->Update(Json{{"approval_mode", false}}).has_value());
+  manager_->SetBreaker(1, std::chrono::minutes(10));
+  for (int round = 0; round < 2; ++round) {
+    sink_.sent.clear();
+    alarms_.state = AlarmState::kAlarm;
+    manager_->OnAlarmTransition(ToAlarm());
+    for (const auto& [host, c] : std::vector(sink_.sent)) {
+      manager_->OnCommandResult(Ok(c.id));
+    }
+    auto open = store_->FindOpenIncident("Nginx-Down-ALB", "web-1");
+    ASSERT_TRUE(open.has_value() && open->has_value());
+    EXPECT_EQ((*open)->status, IncidentStatus::kExecuting) << "round " << round;
+    alarms_.state = AlarmState::kOk;
+    manager_->OnCommandResult(Ok(sink_.sent[2].second.id));
+    clock_.Advance(std::chrono::minutes(11));
+  }
+}
+
+}  // namespace
+}  // namespace medic::server

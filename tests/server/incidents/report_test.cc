@@ -1,0 +1,346 @@
+// The incident report: every section of a finished incident, an open one, hostile text from a
+// host or a model neutralised in both formats, and the route over real HTTP.
+
+#include "server/incidents/report.h"
+
+#include <gtest/gtest.h>
+
+#include <algorithm>
+#include <filesystem>
+
+#include "server/store/store.h"
+#include "tests/server/server_fixture.h"
+
+namespace medic::server {
+namespace {
+
+const WallTime kT0 = FromUnixMillis(1'800'000'000'000);  // 2027-01-15T08:00:00.000Z
+
+WallTime At(int64_t seconds) { return kT0 + std::chrono::seconds(seconds); }
+
+bool Contains(const std::string& haystack, std::string_view needle) {
+  return haystack.find(needle) != std::string::npos;
+}
+
+// The Nginx-Down-ALB story: diagnosed, suggested by a model, approved by alice, fixed.
+Incident Completed() {
+  Incident inc;
+  inc.incident_id = "inc-0123abcd";
+  inc.alarm_name = "Nginx-Down-ALB";
+  inc.alarm_description = "Unhealthy hosts in the web target group";
+  inc.instance_id = "web-1";
+  inc.status = IncidentStatus::kCompleted;
+  inc.diagnostics = "$ service.status service=nginx\nnginx: stopped\n[exit 0, 1 ms]\n";
+  inc.ai_suggestion = "service.restart service=nginx";
+  inc.ai_reasoning = "nginx is stopped and its log shows no crash loop; a restart is safe.";
+  inc.remediation_output = "$ service.restart service=nginx\nstarted nginx (pid 4242)\n";
+  inc.ai_usage =
+      Json{{"provider", "openai"}, {"model", "gpt-test"}, {"tokens", 1234}, {"input_tokens", 1000},
+           {"output_tokens", 234}, {"latency_ms", 850},   {"attempts", 1}};
+  inc.created_at = At(0);
+  inc.updated_at = At(252);
+  inc.resolved_at = At(252);
+  inc.timeline = {
+      {"created", At(0), "medic", "Nginx-Down-ALB in ALARM on web-1"},
+      {"diagnosed", At(2), "medic", "2 diagnostics from web-1"},
+      {"suggested", At(3), "medic", "service.restart service=nginx"},
+      {"awaiting_approval", At(3), "medic", "approval mode is on"},
+      {"approved", At(240), "alice", "go ahead"},
+      {"executing", At(240), "medic", "service.restart service=nginx on web-1"},
+      {"executed", At(245), "medic", "exit 0 in 212 ms"},
+      {"verified", At(252), "medic", "alarm Nginx-Down-ALB is OK"},
+      {"completed", At(252), "medic", ""},
+  };
+  return inc;
+}
+
+Incident Open() {
+  Incident inc = Completed();
+  inc.status = IncidentStatus::kPendingApproval;
+  inc.resolved_at.reset();
+  inc.remediation_output.clear();
+  inc.ai_usage = Json::object();
+  inc.timeline.resize(4);
+  return inc;
+}
+
+// The text between the line "## heading" and the next "## " line.
+std::string MdSection(const std::string& md, const std::string& heading) {
+  const size_t start = md.find("\n## " + heading + "\n");
+  if (start == std::string::npos) {
+    return "";
+  }
+  const size_t body = start + heading.size() + 6;  // "\n## ", heading, "\n\n"
+  const size_t end = md.find("\n## ", body);
+  return md.substr(body, end == std::string::npos ? std::string::npos : end - body);
+}
+
+size_t Count(const std::string& haystack, std::string_view needle) {
+  size_t n = 0;
+  for (size_t p = haystack.find(needle); p != std::string::npos; p = haystack.find(needle, p + 1)) {
+    ++n;
+  }
+  return n;
+}
+
+size_t LongestBacktickRun(std::string_view s) {
+  size_t longest = 0, run = 0;
+  for (char c : s) {
+    run = c == '`' ? run + 1 : 0;
+    longest = std::max(longest, run);
+  }
+  return longest;
+}
+
+TEST(ReportMarkdownTest, CompletedIncidentHasEverySectionWithItsValues) {
+  const std::string md = IncidentReportMarkdown(Completed());
+  SCOPED_TRACE(md);
+  EXPECT_EQ(md.rfind("# Nginx-Down-ALB on web-1 — completed\n", 0), 0u);
+  for (const char* row : {
+           "| Incident | inc-0123abcd |",
+           "| Alarm | Nginx-Down-ALB — Unhealthy hosts in the web target group |",
+           "| Host | web-1 |",
+           "| Status | completed |",
+           "| Created | 2027-01-15T08:00:00.000Z |",
+           "| Resolved | 2027-01-15T08:04:12.000Z |",
+           "| Duration | 4m 12s |",
+           "| Time to fix | 5s (executing → executed) |",
+       }) {
+    EXPECT_TRUE(Contains(md, row)) << row;
+  }
+  EXPECT_FALSE(Contains(md, "| Reason |"));  // no reason set
+  EXPECT_EQ(MdSection(md, "Suggested fix"), "```\nservice.restart service=nginx\n```\n");
+  EXPECT_TRUE(Contains(MdSection(md, "AI reasoning"), "a restart is safe."));
+  const std::string usage = MdSection(md, "AI usage");
+  for (const char* row : {"| Provider | openai |", "| Model | gpt-test |", "| Tokens | 1234 |",
+                          "| Input tokens | 1000 |", "| Output tokens | 234 |",
+                          "| Latency | 850 ms |", "| Attempts | 1 |"}) {
+    EXPECT_TRUE(Contains(usage, row)) << row;
+  }
+  EXPECT_TRUE(Contains(MdSection(md, "ai::Decision"),
+                       "| approved | alice | 2027-01-15T08:04:00.000Z | go ahead |"));
+  EXPECT_EQ(MdSection(md, "Diagnostics"),
+            "```\n$ service.status service=nginx\nnginx: stopped\n[exit 0, 1 ms]\n```\n");
+  EXPECT_TRUE(Contains(MdSection(md, "Remediation output"), "started nginx (pid 4242)\n```"));
+  const std::string timeline = MdSection(md, "Timeline");
+  EXPECT_TRUE(Contains(timeline, "| Time | Event | Actor | Detail |\n|---|---|---|---|\n"));
+  EXPECT_TRUE(Contains(timeline,
+                       "| 2027-01-15T08:00:00.000Z | created | medic | "
+                       "Nginx-Down-ALB in ALARM on web-1 |"));
+  EXPECT_TRUE(
+      Contains(timeline, "| 2027-01-15T08:04:05.000Z | executed | medic | exit 0 in 212 ms |"));
+  EXPECT_EQ(std::count(timeline.begin(), timeline.end(), '\n'), 2 + 9);  // header + 9 entries
+}
+
+TEST(ReportMarkdownTest, OpenIncidentSaysSoAndLeavesOutWhatDidNotHappen) {
+  const std::string md = IncidentReportMarkdown(Open());
+  SCOPED_TRACE(md);
+  EXPECT_EQ(md.rfind("# Nginx-Down-ALB on web-1 — pending_approval\n", 0), 0u);
+  EXPECT_TRUE(Contains(md, "| Duration | open |"));
+  EXPECT_TRUE(Contains(md, "| Resolved | not yet |"));
+  EXPECT_FALSE(Contains(md, "Time to fix"));
+  EXPECT_FALSE(Contains(md, "## AI usage"));  // ai_usage is {}
+  EXPECT_EQ(MdSection(md, "ai::Decision"), "_No approval or rejection was recorded._\n");
+  EXPECT_EQ(MdSection(md, "Remediation output"), "_No fix was run._\n");
+}
+
+TEST(ReportMarkdownTest, RejectionShowsWhoAndWhy) {
+  Incident inc = Open();
+  inc.status = IncidentStatus::kRejected;
+  inc.reason = "rejected by bob: maintenance window";
+  inc.resolved_at = At(90);
+  inc.timeline.push_back({"rejected", At(90), "bob", "maintenance window"});
+  const std::string md = IncidentReportMarkdown(inc);
+  EXPECT_TRUE(Contains(md, "| Reason | rejected by bob: maintenance window |"));
+  EXPECT_TRUE(Contains(md, "| Duration | 1m 30s |"));
+  EXPECT_TRUE(Contains(MdSection(md, "ai::Decision"),
+                       "| rejected | bob | 2027-01-15T08:01:30.000Z | maintenance window |"));
+}
+
+TEST(ReportHtmlTest, CompletedIncidentHasEverySectionAndIsSelfContained) {
+  const std::string html = IncidentReportHtml(Completed());
+  SCOPED_TRACE(html);
+  EXPECT_EQ(html.rfind("<!DOCTYPE html>\n", 0), 0u);
+  EXPECT_TRUE(Contains(html, "<h1>Nginx-Down-ALB on web-1 — completed</h1>"));
+  for (const char* s :
+       {"<td>Incident</td><td>inc-0123abcd</td>", "<td>Duration</td><td>4m 12s</td>",
+        "<td>Time to fix</td><td>5s (executing → executed)</td>",
+        "<h2>Suggested fix</h2>\n<pre>service.restart service=nginx</pre>",
+        "<td>Model</td><td>gpt-test</td>", "<td>Latency</td><td>850 ms</td>",
+        "<td>approved</td><td>alice</td><td>2027-01-15T08:04:00.000Z</td><td>go ahead</td>",
+        "<h2>Diagnostics</h2>\n<pre>$ service.status service=nginx\nnginx: stopped\n",
+        "<h2>Remediation output</h2>", "<h2>Timeline</h2>",
+        "<meta http-equiv=\"Content-Security-Policy\" content=\"default-src 'none'; "
+        "style-src 'unsafe-inline'\">"}) {
+    EXPECT_TRUE(Contains(html, s)) << s;
+  }
+  // Nothing that runs or loads: no script, no external reference.
+  for (const char* banned : {"<script", "src=", "href=", "url(", "@import", "<link"}) {
+    EXPECT_FALSE(Contains(html, banned)) << banned;
+  }
+}
+
+// What a compromised host or a misled model might write.
+Incident Hostile() {
+  Incident inc = Completed();
+  inc.diagnostics =
+      "<script>alert(1)</script>\n"
+      "\"><img src=x onerror=alert(2)>\n"
+      "```\n"
+      "# injected heading\n"
+      "`````` six backticks\n"
+      "| col |\n"
+      "\x1b[2J\x1b]0;pwned\x07 clear screen\n"
+      "bad utf-8 \xff\xc3 and C1 \xc2\x9b"
+      "31m\n";
+  inc.remediation_output = "done\r\nover\rwrite\n";
+  inc.ai_reasoning = "</pre><script>steal()</script> [click](http://evil.example)";
+  inc.ai_suggestion = "service.restart service=nginx";
+  inc.timeline.push_back({"note", At(300), "eve'\"<b>",
+                          "| col |\n# two\n<img src=x onerror=y>"
+                          "\x1b[31m [x](javascript:y) `tick`"});
+  inc.reason = "it broke | badly";
+  return inc;
+}
+
+TEST(ReportSecurityTest, MarkdownKeepsHostTextInsideFencesAndCellsIntact) {
+  const std::string md = IncidentReportMarkdown(Hostile());
+  SCOPED_TRACE(md);
+  // No control character leaves the report but \n (and \t).
+  for (char c : md) {
+    const auto u = static_cast<unsigned char>(c);
+    EXPECT_TRUE(u >= 0x20 || c == '\n' || c == '\t') << "control byte " << int(u);
+    EXPECT_NE(u, 0x7f);
+  }
+  EXPECT_FALSE(Contains(md, "\xc2\x9b"));  // C1 CSI
+  EXPECT_TRUE(Contains(md, "\\x1b[2J"));
+
+  // The diagnostics: one fenced block, its fence longer than any backtick run inside, and the
+  // injected heading and the ``` line inside it.
+  const std::string diag = MdSection(md, "Diagnostics");
+  const std::string fence(7, '`');  // the text has a run of 6
+  ASSERT_EQ(diag.rfind(fence + "\n", 0), 0u) << diag;
+  ASSERT_GE(diag.size(), fence.size() + 2);
+  EXPECT_EQ(diag.substr(diag.size() - fence.size() - 1), fence + "\n");
+  const std::string inside = diag.substr(fence.size() + 1, diag.size() - 2 * fence.size() - 2);
+  EXPECT_LT(LongestBacktickRun(inside), fence.size());
+  EXPECT_TRUE(Contains(inside, "\n```\n# injected heading\n"));
+  EXPECT_TRUE(Contains(inside, "<script>alert(1)</script>"));  // verbatim: code is not markup
+  EXPECT_EQ(Count(md, "# injected heading"), 1u);              // and that one is inside the block
+  EXPECT_TRUE(Contains(inside, "bad utf-8 \xef\xbf\xbd\xef\xbf\xbd and C1 \\u009b31m"));
+
+  EXPECT_TRUE(Contains(MdSection(md, "Remediation output"), "```\ndone\nover\\x0dwrite\n```"));
+
+  // Cells: | and newlines cannot end the cell or the row; no tag, link or code span survives.
+  EXPECT_TRUE(Contains(md, "| Reason | it broke \\| badly |"));
+  EXPECT_TRUE(Contains(md,
+                       "| eve'\"\\<b\\> | \\| col \\|<br># two<br>\\<img src=x onerror=y\\>"
+                       "\\\\x1b\\[31m \\[x\\](javascript:y) \\`tick\\` |"));
+  // The reasoning is a block too: its </pre> and link are just text.
+  EXPECT_TRUE(Contains(MdSection(md, "AI reasoning"),
+                       "```\n</pre><script>steal()</script> [click](http://evil.example)\n```"));
+}
+
+TEST(ReportSecurityTest, HtmlEscapesEverythingFromHostsAndModels) {
+  const std::string html = IncidentReportHtml(Hostile());
+  SCOPED_TRACE(html);
+  EXPECT_FALSE(Contains(html, "<script"));
+  EXPECT_FALSE(Contains(html, "<img"));
+  EXPECT_FALSE(Contains(html, "<b>"));
+  EXPECT_TRUE(Contains(html, "&lt;script&gt;alert(1)&lt;/script&gt;"));
+  EXPECT_TRUE(Contains(html, "&quot;&gt;&lt;img src=x onerror=alert(2)&gt;"));
+  EXPECT_TRUE(Contains(html, "&lt;/pre&gt;&lt;script&gt;steal()&lt;/script&gt;"));
+  EXPECT_TRUE(Contains(html, "<td>eve&#39;&quot;&lt;b&gt;</td>"));
+  EXPECT_TRUE(Contains(html, "\\x1b[2J\\x1b]0;pwned\\x07 clear screen"));
+  for (char c : html) {
+    const auto u = static_cast<unsigned char>(c);
+    EXPECT_TRUE(u >= 0x20 || c == '\n' || c == '\t') << "control byte " << int(u);
+  }
+  // Every < in the page is one of the report's own tags.
+  for (size_t p = html.find('<'); p != std::string::npos; p = html.find('<', p + 1)) {
+    const std::string_view tag(html.data() + p + 1, std::min<size_t>(8, html.size() - p - 1));
+    bool ours = false;
+    for (const char* t :
+         {"!DOCTYPE", "html",   "/html", "head",   "/head", "meta",   "title", "/title",
+          "style",    "/style", "body",  "/body",  "h1",    "/h1",    "h2",    "/h2",
+          "table",    "/table", "thead", "/thead", "tbody", "/tbody", "tr",    "/tr",
+          "th",       "/th",    "td",    "/td",    "pre",   "/pre",   "p ",    "/p>"}) {
+      if (tag.substr(0, std::string_view(t).size()) == t) {
+        ours = true;
+      }
+    }
+    EXPECT_TRUE(ours) << "unexpected tag at " << p << ": " << html.substr(p, 20);
+  }
+}
+
+// ---- over HTTP ----
+
+class ReportHttpTest : public test::ServerFixture {
+ protected:
+  void SetUp() override {
+    // The incident goes into the server's own database before the server opens it.
+    std::filesystem::create_directories(dir_.File("data"));
+    {
+      auto store = OpenSqliteStore(dir_.File("data/medic.db"));
+      ASSERT_TRUE(store.has_value()) << store.error().ToString();
+      ASSERT_TRUE((*store)->CreateIncident(Hostile()).has_value());
+    }
+    StartServer();
+  }
+  static std::string Header(const HttpResponse& r, std::string name) {
+    std::transform(name.begin(), name.end(), name.begin(), ::tolower);
+    for (const auto& [k, v] : r.headers) {
+      std::string lk = k;
+      std::transform(lk.begin(), lk.end(), lk.begin(), ::tolower);
+      if (lk == name) {
+        return v;
+      }
+    }
+    return "";
+  }
+};
+
+TEST_F(ReportHttpTest, ServesMarkdownByDefaultAndHtmlWithSecurityHeaders) {
+  const std::string path = "/api/v1/incidents/inc-0123abcd/report";
+  HttpResponse md = Call("GET", path, admin_);
+  ASSERT_EQ(md.status, 200) << md.body;
+  EXPECT_EQ(md.content_type, "text/markdown; charset=utf-8");
+  EXPECT_EQ(md.body, IncidentReportMarkdown(Hostile()));
+  EXPECT_EQ(Header(md, "X-Content-Type-Options"), "nosniff");
+  EXPECT_EQ(Call("GET", path + "?format=md", admin_).body, md.body);
+
+  HttpResponse html = Call("GET", path + "?format=html", admin_);
+  ASSERT_EQ(html.status, 200) << html.body;
+  EXPECT_EQ(html.content_type, "text/html; charset=utf-8");
+  EXPECT_EQ(Header(html, "Content-Security-Policy"),
+            "default-src 'none'; style-src 'unsafe-inline'");
+  EXPECT_EQ(Header(html, "X-Content-Type-Options"), "nosniff");
+  EXPECT_TRUE(Contains(html.body, "&lt;script&gt;alert(1)&lt;/script&gt;"));
+  EXPECT_FALSE(Contains(html.body, "<script"));
+}
+
+TEST_F(ReportHttpTest, BadFormatIs400AndUnknownIdIs404) {
+  HttpResponse pdf = Call("GET", "/api/v1/incidents/inc-0123abcd/report?format=pdf", admin_);
+  EXPECT_EQ(pdf.status, 400);
+  EXPECT_EQ(ParseJson(pdf.body).value_or(Json()), Json({{"error", "format must be md or html"}}));
+  HttpResponse missing = Call("GET", "/api/v1/incidents/inc-nope/report", admin_);
+  EXPECT_EQ(missing.status, 404);
+  EXPECT_NE(missing.content_type.find("application/json"), std::string::npos);
+  auto err = ParseJson(missing.body);
+  ASSERT_TRUE(err.has_value()) << missing.body;
+  EXPECT_TRUE((*err)["error"].is_string());
+  EXPECT_EQ(Call("GET", "/api/v1/incidents/inc-0123abcd/report", "").status, 401);
+}
+
+TEST_F(ReportHttpTest, AViewerMayReadIt) {
+  HttpResponse created =
+      Call("POST", "/api/v1/tokens", admin_, "{\"name\":\"vera\",\"role\":\"viewer\"}");
+  ASSERT_EQ(created.status, 201) << created.body;
+  const std::string viewer = ParseJson(created.body).value()["token"];
+  HttpResponse r = Call("GET", "/api/v1/incidents/inc-0123abcd/report?format=html", viewer);
+  EXPECT_EQ(r.status, 200) << r.body;
+  EXPECT_EQ(Call("POST", "/api/v1/incidents/inc-0123abcd/approve", viewer).status, 403);
+}
+
+}  // namespace
+}  // namespace medic::server

@@ -1,0 +1,422 @@
+// SqliteStore: the Store conformance suite, plus what only SQLite has (files, pragmas,
+// migrations, corruption).
+
+#include <gtest/gtest.h>
+#include <sqlite3.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <atomic>
+#include <cstdlib>
+#include <filesystem>
+#include <fstream>
+#include <functional>
+#include <memory>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "core/files.h"
+#include "server/store/store.h"
+#include "tests/server/store/store_conformance.h"
+
+namespace medic::server {
+namespace {
+
+using conformance::kT0;
+using conformance::MakeIncident;
+using conformance::Ms;
+using conformance::StoreConformanceTest;
+
+// A fresh directory under $TMPDIR (or /tmp), removed with everything in it on destruction.
+class TempDir {
+ public:
+  TempDir() {
+    const char* base = std::getenv("TMPDIR");
+    std::string tmpl =
+        std::string(base != nullptr && *base != '\0' ? base : "/tmp") + "/medic-store-test-XXXXXX";
+    if (::mkdtemp(tmpl.data()) == nullptr) {
+      ADD_FAILURE() << "mkdtemp failed for " << tmpl;
+    }
+    path_ = tmpl;
+  }
+  TempDir(const TempDir&) = delete;
+  TempDir& operator=(const TempDir&) = delete;
+  ~TempDir() {
+    std::error_code ec;
+    std::filesystem::remove_all(path_, ec);
+  }
+  const std::string& path() const { return path_; }
+
+ private:
+  std::string path_;
+};
+
+class SqliteBackend : public conformance::StoreBackend {
+ public:
+  Result<std::unique_ptr<Store>> Open() override {
+    return OpenSqliteStore(dir_.path() + "/medic.db");
+  }
+
+ private:
+  TempDir dir_;
+};
+
+INSTANTIATE_TEST_SUITE_P(Sqlite, StoreConformanceTest,
+                         ::testing::Values(conformance::StoreBackendFactory{
+                             "sqlite", [] { return std::make_unique<SqliteBackend>(); }}),
+                         conformance::StoreBackendName);
+
+// A second, raw connection to inspect or tamper with the file behind the store's back.
+class RawDb {
+ public:
+  explicit RawDb(const std::string& path) {
+    if (sqlite3_open_v2(path.c_str(), &db_, SQLITE_OPEN_READWRITE, nullptr) != SQLITE_OK) {
+      ADD_FAILURE() << "cannot open " << path << ": " << sqlite3_errmsg(db_);
+    }
+    sqlite3_busy_timeout(db_, 5000);
+  }
+  RawDb(const RawDb&) = delete;
+  RawDb& operator=(const RawDb&) = delete;
+  ~RawDb() { sqlite3_close_v2(db_); }
+
+  // The SQLite result code of running sql.
+  int Exec(const std::string& sql) {
+    return sqlite3_exec(db_, sql.c_str(), nullptr, nullptr, nullptr);
+  }
+  // Every row of sql, columns joined with '|'.
+  std::vector<std::string> Query(const std::string& sql) {
+    std::vector<std::string> rows;
+    sqlite3_stmt* stmt = nullptr;
+    if (sqlite3_prepare_v2(db_, sql.c_str(), -1, &stmt, nullptr) != SQLITE_OK) {
+      ADD_FAILURE() << sql << ": " << sqlite3_errmsg(db_);
+      return rows;
+    }
+    while (sqlite3_step(stmt) == SQLITE_ROW) {
+      std::string row;
+      for (int i = 0; i < sqlite3_column_count(stmt); ++i) {
+        if (i > 0) {
+          row += "|";
+        }
+        const unsigned char* text = sqlite3_column_text(stmt, i);
+        row += text != nullptr ? reinterpret_cast<const char*>(text) : "NULL";
+      }
+      rows.push_back(row);
+    }
+    sqlite3_finalize(stmt);
+    return rows;
+  }
+  const char* LastError() { return sqlite3_errmsg(db_); }
+
+ private:
+  sqlite3* db_ = nullptr;
+};
+
+class SqliteStoreTest : public ::testing::Test {
+ protected:
+  std::string DbPath() const { return dir_.path() + "/medic.db"; }
+
+  std::unique_ptr<Store> MustOpen() {
+    Result<std::unique_ptr<Store>> store = OpenSqliteStore(DbPath());
+    EXPECT_TRUE(store.has_value()) << store.error().ToString();
+    return store.has_value() ? std::move(*store) : nullptr;
+  }
+
+  // Overwrites length bytes at offset with deterministic junk.
+  void Scribble(size_t offset, size_t length) {
+    std::fstream f(DbPath(), std::ios::in | std::ios::out | std::ios::binary);
+    ASSERT_TRUE(f.is_open());
+    f.seekp(static_cast<std::streamoff>(offset));
+    uint32_t x = 0xC0FFEE;
+    for (size_t i = 0; i < length; ++i) {
+      x = x * 1664525u + 1013904223u;
+      f.put(static_cast<char>(x >> 24));
+    }
+    ASSERT_TRUE(f.good());
+  }
+
+  TempDir dir_;
+};
+
+TEST_F(SqliteStoreTest, DataSurvivesCloseAndReopen) {
+  Incident inc = MakeIncident("inc-1");
+  {
+    std::unique_ptr<Store> store = MustOpen();
+    ASSERT_NE(store, nullptr);
+    ASSERT_TRUE(store->CreateIncident(inc).has_value());
+    inc.status = IncidentStatus::kPendingApproval;
+    inc.timeline.push_back({"diagnosed", Ms(kT0 + 1), "medic", "x"});
+    ASSERT_TRUE(store->UpdateIncident(inc).has_value());
+    ASSERT_TRUE(store->PutSetting("approval_mode", "\"manual\"").has_value());
+  }
+  std::unique_ptr<Store> store = MustOpen();
+  ASSERT_NE(store, nullptr);
+  Result<Incident> got = store->GetIncident("inc-1");
+  ASSERT_TRUE(got.has_value()) << got.error().ToString();
+  conformance::ExpectSameIncident(*got, inc);
+  Result<std::optional<std::string>> setting = store->GetSetting("approval_mode");
+  ASSERT_TRUE(setting.has_value());
+  EXPECT_EQ(setting->value_or(""), "\"manual\"");
+}
+
+// A committed write is on disk when the call returns: a process that dies without closing the
+// store (no checkpoint, WAL left behind) loses nothing.
+TEST_F(SqliteStoreTest, CommittedWritesSurviveAProcessThatNeverCloses) {
+  const pid_t pid = ::fork();
+  ASSERT_GE(pid, 0);
+  if (pid == 0) {
+    Result<std::unique_ptr<Store>> store = OpenSqliteStore(DbPath());
+    if (!store.has_value()) {
+      ::_exit(2);
+    }
+    Incident inc = MakeIncident("from-child");
+    inc.timeline.push_back({"diagnosed", Ms(kT0 + 1), "medic", "child"});
+    if (!(*store)->CreateIncident(inc).has_value()) {
+      ::_exit(3);
+    }
+    // Leak the store: no sqlite3_close, no checkpoint.
+    (void)store->release();
+    ::_exit(0);
+  }
+  int status = 0;
+  ASSERT_EQ(::waitpid(pid, &status, 0), pid);
+  ASSERT_TRUE(WIFEXITED(status));
+  ASSERT_EQ(WEXITSTATUS(status), 0);
+  EXPECT_TRUE(PathExists(DbPath() + "-wal"));
+
+  std::unique_ptr<Store> store = MustOpen();
+  ASSERT_NE(store, nullptr);
+  Result<Incident> got = store->GetIncident("from-child");
+  ASSERT_TRUE(got.has_value()) << got.error().ToString();
+  ASSERT_EQ(got->timeline.size(), 2u);
+  EXPECT_EQ(got->timeline[1].detail, "child");
+}
+
+TEST_F(SqliteStoreTest, MigrationsRunOnceAndReopenIsIdempotent) {
+  {
+    std::unique_ptr<Store> store = MustOpen();
+    ASSERT_NE(store, nullptr);
+    ASSERT_TRUE(store->CreateIncident(MakeIncident("inc-1")).has_value());
+  }
+  std::vector<std::string> first;
+  {
+    RawDb raw(DbPath());
+    first = raw.Query("SELECT version, applied_at FROM schema_migrations ORDER BY version");
+    ASSERT_FALSE(first.empty());
+    for (size_t i = 0; i < first.size(); ++i) {
+      EXPECT_EQ(first[i].substr(0, first[i].find('|')), std::to_string(i + 1));
+    }
+  }
+  for (int reopen = 0; reopen < 3; ++reopen) {
+    std::unique_ptr<Store> store = MustOpen();
+    ASSERT_NE(store, nullptr);
+    EXPECT_TRUE(store->GetIncident("inc-1").has_value());
+  }
+  RawDb raw(DbPath());
+  EXPECT_EQ(raw.Query("SELECT version, applied_at FROM schema_migrations ORDER BY version"), first);
+  EXPECT_EQ(raw.Query("SELECT name FROM sqlite_master WHERE type = 'table' ORDER BY name"),
+            (std::vector<std::string>{"audit", "hosts", "incidents", "schema_migrations",
+                                      "settings", "sqlite_sequence", "timeline", "tokens"}));
+}
+
+TEST_F(SqliteStoreTest, DatabaseFromANewerMedicIsRefused) {
+  { ASSERT_NE(MustOpen(), nullptr); }
+  {
+    RawDb raw(DbPath());
+    ASSERT_EQ(raw.Exec("INSERT INTO schema_migrations (version, applied_at) "
+                       "VALUES (999, '2030-01-01T00:00:00.000Z')"),
+              SQLITE_OK)
+        << raw.LastError();
+  }
+  Result<std::unique_ptr<Store>> store = OpenSqliteStore(DbPath());
+  ASSERT_FALSE(store.has_value());
+  EXPECT_EQ(store.error().code, ErrorCode::kFailedPrecondition);
+  EXPECT_NE(store.error().message.find(DbPath()), std::string::npos) << store.error().message;
+  EXPECT_NE(store.error().message.find("999"), std::string::npos) << store.error().message;
+  // Refusing did not alter the recorded version.
+  RawDb raw(DbPath());
+  EXPECT_EQ(raw.Query("SELECT MAX(version) FROM schema_migrations"),
+            std::vector<std::string>{"999"});
+}
+
+TEST_F(SqliteStoreTest, WalModeIsOn) {
+  std::unique_ptr<Store> store = MustOpen();
+  ASSERT_NE(store, nullptr);
+  ASSERT_TRUE(store->PutSetting("k", "v").has_value());
+  RawDb raw(DbPath());
+  EXPECT_EQ(raw.Query("PRAGMA journal_mode"), std::vector<std::string>{"wal"});
+  EXPECT_TRUE(PathExists(DbPath() + "-wal"));
+}
+
+TEST_F(SqliteStoreTest, OpenIncidentRuleIsEnforcedByTheDatabaseItself) {
+  {
+    std::unique_ptr<Store> store = MustOpen();
+    ASSERT_NE(store, nullptr);
+    ASSERT_TRUE(store->CreateIncident(MakeIncident("inc-1", "disk_full", "web-1")).has_value());
+  }
+  RawDb raw(DbPath());
+  // A writer that bypasses the store still cannot insert a second open incident.
+  const std::string insert =
+      "INSERT INTO incidents (incident_id, alarm_name, alarm_description, instance_id, status, "
+      "diagnostics, ai_suggestion, ai_reasoning, remediation_output, action, reason, created_at, "
+      "updated_at) VALUES ('inc-2', 'disk_full', '', 'web-1', '%s', '', '', '', '', '{}', '', 1, "
+      "1)";
+  struct Case {
+    std::string status;
+    int want_rc;
+  };
+  const Case kCases[] = {{"executing", SQLITE_CONSTRAINT},
+                         {"pending_approval", SQLITE_CONSTRAINT},
+                         {"diagnosing", SQLITE_CONSTRAINT},
+                         {"completed", SQLITE_OK}};
+  for (const Case& c : kCases) {
+    SCOPED_TRACE(c.status);
+    std::string sql = insert;
+    sql.replace(sql.find("%s"), 2, c.status);
+    EXPECT_EQ(raw.Exec(sql), c.want_rc) << raw.LastError();
+  }
+}
+
+TEST_F(SqliteStoreTest, TimelineRowsAreNumberedInOrder) {
+  std::unique_ptr<Store> store = MustOpen();
+  ASSERT_NE(store, nullptr);
+  Incident inc = MakeIncident("inc-1");
+  ASSERT_TRUE(store->CreateIncident(inc).has_value());
+  inc.timeline.push_back({"diagnosed", Ms(kT0 + 1), "medic", ""});
+  inc.timeline.push_back({"suggested", Ms(kT0 + 2), "medic", ""});
+  ASSERT_TRUE(store->UpdateIncident(inc).has_value());
+  RawDb raw(DbPath());
+  EXPECT_EQ(raw.Query("SELECT seq, event, timestamp FROM timeline WHERE incident_id = 'inc-1' "
+                      "ORDER BY seq"),
+            (std::vector<std::string>{"0|created|" + std::to_string(kT0),
+                                      "1|diagnosed|" + std::to_string(kT0 + 1),
+                                      "2|suggested|" + std::to_string(kT0 + 2)}));
+  EXPECT_EQ(raw.Query("SELECT action FROM incidents"),
+            std::vector<std::string>{DumpJson(inc.action)});
+}
+
+TEST_F(SqliteStoreTest, TwoStoresOnOneFileShareData) {
+  std::unique_ptr<Store> a = MustOpen();
+  std::unique_ptr<Store> b = MustOpen();
+  ASSERT_NE(a, nullptr);
+  ASSERT_NE(b, nullptr);
+  ASSERT_TRUE(a->CreateIncident(MakeIncident("inc-a", "x", "h1")).has_value());
+  EXPECT_TRUE(b->GetIncident("inc-a").has_value());
+  // The constraint holds across connections too.
+  Status s = b->CreateIncident(MakeIncident("inc-b", "x", "h1"));
+  ASSERT_FALSE(s.has_value());
+  EXPECT_EQ(s.error().code, ErrorCode::kAlreadyExists);
+
+  // Concurrent writers on two connections wait for each other instead of failing.
+  std::atomic<int> failures{0};
+  auto writer = [&](Store* store, const std::string& prefix) {
+    for (int i = 0; i < 30; ++i) {
+      if (!store
+               ->CreateIncident(MakeIncident(prefix + std::to_string(i), "y",
+                                             prefix + std::to_string(i),
+                                             IncidentStatus::kDiagnosing, i))
+               .has_value()) {
+        ++failures;
+      }
+    }
+  };
+  std::thread ta(writer, a.get(), "a-");
+  std::thread tb(writer, b.get(), "b-");
+  ta.join();
+  tb.join();
+  EXPECT_EQ(failures.load(), 0);
+  IncidentQuery q;
+  q.limit = 1000;
+  Result<std::vector<Incident>> all = a->ListIncidents(q);
+  ASSERT_TRUE(all.has_value());
+  EXPECT_EQ(all->size(), 61u);
+}
+
+TEST_F(SqliteStoreTest, EmptyFileIsANewDatabase) {
+  ASSERT_TRUE(WriteFileAtomic(DbPath(), "", 0600).has_value());
+  std::unique_ptr<Store> store = MustOpen();
+  ASSERT_NE(store, nullptr);
+  EXPECT_TRUE(store->CreateIncident(MakeIncident("inc-1")).has_value());
+}
+
+TEST_F(SqliteStoreTest, UnusablePathsAreClearErrorsNamingThePath) {
+  ASSERT_TRUE(MakeDirs(dir_.path() + "/a-directory").has_value());
+  struct Case {
+    std::string name;
+    std::string path;
+  };
+  const Case kCases[] = {
+      {"missing directory", dir_.path() + "/no/such/dir/medic.db"},
+      {"a directory", dir_.path() + "/a-directory"},
+      {"file as a directory", DbPath() + "-not-a-dir/medic.db"},
+  };
+  ASSERT_TRUE(WriteFileAtomic(DbPath() + "-not-a-dir", "x").has_value());
+  for (const Case& c : kCases) {
+    SCOPED_TRACE(c.name);
+    Result<std::unique_ptr<Store>> store = OpenSqliteStore(c.path);
+    ASSERT_FALSE(store.has_value());
+    EXPECT_NE(store.error().message.find(c.path), std::string::npos) << store.error().message;
+  }
+  EXPECT_FALSE(PathExists(dir_.path() + "/no"));
+}
+
+TEST_F(SqliteStoreTest, CorruptFilesAreErrorsNotCrashes) {
+  struct Case {
+    std::string name;
+    // Writes the damaged file at DbPath().
+    std::function<void()> damage;
+  };
+  const Case kCases[] = {
+      {"garbage from the first byte",
+       [&] {
+         ASSERT_TRUE(WriteFileAtomic(DbPath(), std::string(64 * 1024, 'x')).has_value());
+         Scribble(0, 64 * 1024);
+       }},
+      {"sqlite header followed by garbage",
+       [&] {
+         ASSERT_TRUE(WriteFileAtomic(DbPath(), std::string(64 * 1024, 'x')).has_value());
+         Scribble(16, 64 * 1024 - 16);
+         std::fstream f(DbPath(), std::ios::in | std::ios::out | std::ios::binary);
+         f.write("SQLite format 3\0", 16);
+       }},
+      {"real database with its header overwritten",
+       [&] {
+         {
+           std::unique_ptr<Store> store = MustOpen();
+           ASSERT_NE(store, nullptr);
+           ASSERT_TRUE(store->CreateIncident(MakeIncident("inc-1")).has_value());
+         }
+         Scribble(0, 100);
+       }},
+      {"real database with every page after the first overwritten",
+       [&] {
+         {
+           std::unique_ptr<Store> store = MustOpen();
+           ASSERT_NE(store, nullptr);
+           for (int i = 0; i < 50; ++i) {
+             ASSERT_TRUE(store
+                             ->CreateIncident(MakeIncident("inc-" + std::to_string(i), "x",
+                                                           "h" + std::to_string(i)))
+                             .has_value());
+           }
+         }
+         const auto size = std::filesystem::file_size(DbPath());
+         ASSERT_GT(size, 4096u);
+         Scribble(4096, size - 4096);
+       }},
+  };
+  for (const Case& c : kCases) {
+    SCOPED_TRACE(c.name);
+    std::filesystem::remove(DbPath());
+    std::filesystem::remove(DbPath() + "-wal");
+    std::filesystem::remove(DbPath() + "-shm");
+    c.damage();
+    Result<std::unique_ptr<Store>> store = OpenSqliteStore(DbPath());
+    ASSERT_FALSE(store.has_value()) << "opened a corrupt database";
+    EXPECT_NE(store.error().message.find(DbPath()), std::string::npos) << store.error().message;
+  }
+}
+
+}  // namespace
+}  // namespace medic::server

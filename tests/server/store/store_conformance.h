@@ -1,0 +1,884 @@
+#pragma once
+
+// The Store conformance suite: the contract of src/server/store.h as tests. Every backend
+// instantiates it once, in exactly one test source of its test binary (this header defines
+// TEST_P bodies):
+//
+//   class MyBackend : public StoreBackend { ... };
+//   INSTANTIATE_TEST_SUITE_P(MyStore, StoreConformanceTest,
+//                            ::testing::Values(StoreBackendFactory{"my", [] { ... }}),
+//                            StoreBackendName);
+//
+// Each test gets a fresh backend (e.g. a temporary directory or database) and an empty store.
+// Times are compared at millisecond precision, the precision every backend must keep.
+
+#include <gtest/gtest.h>
+
+#include <atomic>
+#include <chrono>
+#include <functional>
+#include <memory>
+#include <optional>
+#include <string>
+#include <thread>
+#include <tuple>
+#include <vector>
+
+#include "core/clock.h"
+#include "core/json.h"
+#include "core/result.h"
+#include "server/incidents/incident.h"
+#include "server/store/store.h"
+
+namespace medic::server::conformance {
+
+// One backend instance under test: owns whatever the store lives in and removes it when
+// destroyed (after every store it opened is gone).
+class StoreBackend {
+ public:
+  virtual ~StoreBackend() = default;
+  // Opens a store on this backend's (initially empty) storage. May be called more than once;
+  // every call sees the same data.
+  virtual Result<std::unique_ptr<Store>> Open() = 0;
+};
+
+struct StoreBackendFactory {
+  std::string name;  // a gtest name suffix: [A-Za-z0-9_]
+  std::function<std::unique_ptr<StoreBackend>()> make;
+};
+
+inline std::string StoreBackendName(const ::testing::TestParamInfo<StoreBackendFactory>& info) {
+  return info.param.name;
+}
+
+inline WallTime Ms(int64_t ms) { return FromUnixMillis(ms); }
+
+constexpr int64_t kT0 = 1'800'000'000'000;  // 2027-01-15, unix ms
+
+// A valid incident with every field filled. created_at = kT0 + created_offset_ms.
+inline Incident MakeIncident(const std::string& id, const std::string& alarm = "disk_full",
+                             const std::string& instance = "web-1",
+                             IncidentStatus status = IncidentStatus::kDiagnosing,
+                             int64_t created_offset_ms = 0) {
+  Incident inc;
+  inc.incident_id = id;
+  inc.alarm_name = alarm;
+  inc.alarm_description = "disk usage above 90% on " + instance;
+  inc.instance_id = instance;
+  inc.status = status;
+  inc.diagnostics = "df -h\n/dev/vda 100G 95G 5G 95% /";
+  inc.ai_suggestion = "log.archive_truncate path=/var/log/app.log";
+  inc.ai_reasoning = "the log file is 60 GB";
+  inc.remediation_output = "";
+  inc.action = Json{{"name", "log.archive_truncate"}, {"params", {{"path", "/var/log/app.log"}}}};
+  inc.reason = "";
+  inc.created_at = Ms(kT0 + created_offset_ms);
+  inc.updated_at = Ms(kT0 + created_offset_ms + 5);
+  if (!IsOpen(status)) {
+    inc.resolved_at = Ms(kT0 + created_offset_ms + 10);
+  }
+  inc.timeline.push_back({"created", Ms(kT0 + created_offset_ms), "medic", "alarm fired"});
+  return inc;
+}
+
+inline void ExpectSameTimeline(const std::vector<TimelineEntry>& got,
+                               const std::vector<TimelineEntry>& want) {
+  ASSERT_EQ(got.size(), want.size());
+  for (size_t i = 0; i < want.size(); ++i) {
+    SCOPED_TRACE("timeline entry " + std::to_string(i));
+    EXPECT_EQ(got[i].event, want[i].event);
+    EXPECT_EQ(ToUnixMillis(got[i].timestamp), ToUnixMillis(want[i].timestamp));
+    EXPECT_EQ(got[i].actor, want[i].actor);
+    EXPECT_EQ(got[i].detail, want[i].detail);
+  }
+}
+
+// Field by field, so that a failure names the field (and does not print megabytes twice).
+inline void ExpectSameIncident(const Incident& got, const Incident& want) {
+  SCOPED_TRACE("incident " + want.incident_id);
+  EXPECT_EQ(got.incident_id, want.incident_id);
+  EXPECT_EQ(got.alarm_name, want.alarm_name);
+  EXPECT_EQ(got.alarm_description, want.alarm_description);
+  EXPECT_EQ(got.instance_id, want.instance_id);
+  EXPECT_EQ(StatusName(got.status), StatusName(want.status));
+  EXPECT_TRUE(got.diagnostics == want.diagnostics)
+      << "diagnostics differ: " << got.diagnostics.size() << " vs " << want.diagnostics.size()
+      << " bytes";
+  EXPECT_EQ(got.ai_suggestion, want.ai_suggestion);
+  EXPECT_EQ(got.ai_reasoning, want.ai_reasoning);
+  EXPECT_TRUE(got.remediation_output == want.remediation_output)
+      << "remediation_output differs: " << got.remediation_output.size() << " vs "
+      << want.remediation_output.size() << " bytes";
+  EXPECT_EQ(got.action, want.action);
+  EXPECT_EQ(got.reason, want.reason);
+  EXPECT_EQ(ToUnixMillis(got.created_at), ToUnixMillis(want.created_at));
+  EXPECT_EQ(ToUnixMillis(got.updated_at), ToUnixMillis(want.updated_at));
+  ASSERT_EQ(got.resolved_at.has_value(), want.resolved_at.has_value());
+  if (want.resolved_at.has_value()) {
+    EXPECT_EQ(ToUnixMillis(*got.resolved_at), ToUnixMillis(*want.resolved_at));
+  }
+  ExpectSameTimeline(got.timeline, want.timeline);
+}
+
+inline std::vector<std::string> Ids(const std::vector<Incident>& incidents) {
+  std::vector<std::string> out;
+  for (const auto& inc : incidents) {
+    out.push_back(inc.incident_id);
+  }
+  return out;
+}
+
+#define MEDIC_ASSERT_OK(expr)                                                          \
+  do {                                                                                 \
+    const auto& medic_r_ = (expr);                                                     \
+    ASSERT_TRUE(medic_r_.has_value()) << #expr << ": " << medic_r_.error().ToString(); \
+  } while (0)
+
+class StoreConformanceTest : public ::testing::TestWithParam<StoreBackendFactory> {
+ protected:
+  void SetUp() override {
+    backend_ = GetParam().make();
+    ASSERT_NE(backend_, nullptr);
+    Result<std::unique_ptr<Store>> store = backend_->Open();
+    ASSERT_TRUE(store.has_value()) << store.error().ToString();
+    store_ = std::move(*store);
+  }
+  void TearDown() override {
+    store_.reset();
+    backend_.reset();
+  }
+
+  Store& store() { return *store_; }
+
+  Incident MustGet(const std::string& id) {
+    Result<Incident> r = store_->GetIncident(id);
+    EXPECT_TRUE(r.has_value()) << r.error().ToString();
+    return r.has_value() ? *r : Incident{};
+  }
+
+  // The error code of a failed Status or Result, or nullopt if it succeeded.
+  template <typename R>
+  static std::optional<ErrorCode> CodeOf(const R& r) {
+    if (r.has_value()) {
+      return std::nullopt;
+    }
+    return r.error().code;
+  }
+
+  std::unique_ptr<StoreBackend> backend_;
+  std::unique_ptr<Store> store_;
+};
+
+// --- round trips ----------------------------------------------------------------------------
+
+TEST_P(StoreConformanceTest, CreateGetRoundTripsEveryField) {
+  Incident inc = MakeIncident("inc-1");
+  inc.alarm_name = "nginx_down";
+  inc.alarm_description = "nginx is down — « ça ne répond plus » 🔥";
+  inc.instance_id = "web-ü-1";
+  inc.status = IncidentStatus::kCompleted;
+  inc.diagnostics = "línea 1\nзаписи 2\n日本語 3\n\ttab 'single' \"double\" `back` $(x) ; | & \\";
+  inc.ai_suggestion = "service.restart service=nginx";
+  inc.ai_reasoning = "nginx exited with status 1; Ελληνικά";
+  inc.remediation_output = "restarted\n";
+  inc.action = Json{{"name", "service.restart"},
+                    {"params", {{"service", "nginx"}, {"nested", {{"list", {1, 2.5, "x"}}}}}}};
+  inc.reason = "résolu";
+  inc.created_at = Ms(kT0 + 1);
+  inc.updated_at = Ms(kT0 + 2'001);
+  inc.resolved_at = Ms(kT0 + 3'456);
+  inc.timeline = {
+      {"created", Ms(kT0 + 1), "medic", "alarm fired"},
+      {"diagnosed", Ms(kT0 + 500), "agent:web-ü-1", ""},
+      {"approved", Ms(kT0 + 1'000), "", "opérateur 👍"},
+      {"completed", Ms(kT0 + 3'456), "medic", "exit 0"},
+  };
+  MEDIC_ASSERT_OK(store().CreateIncident(inc));
+  ExpectSameIncident(MustGet("inc-1"), inc);
+}
+
+TEST_P(StoreConformanceTest, OptionalAndEmptyFieldsRoundTrip) {
+  Incident inc = MakeIncident("inc-empty");
+  inc.alarm_description.clear();
+  inc.diagnostics.clear();
+  inc.ai_suggestion.clear();
+  inc.ai_reasoning.clear();
+  inc.action = Json::object();
+  inc.resolved_at.reset();
+  inc.timeline.clear();
+  MEDIC_ASSERT_OK(store().CreateIncident(inc));
+  ExpectSameIncident(MustGet("inc-empty"), inc);
+}
+
+TEST_P(StoreConformanceTest, EveryStatusRoundTrips) {
+  const IncidentStatus kAll[] = {IncidentStatus::kDiagnosing, IncidentStatus::kPendingApproval,
+                                 IncidentStatus::kExecuting,  IncidentStatus::kCompleted,
+                                 IncidentStatus::kFailed,     IncidentStatus::kTimeout,
+                                 IncidentStatus::kRejected};
+  int n = 0;
+  for (IncidentStatus s : kAll) {
+    SCOPED_TRACE(std::string(StatusName(s)));
+    // A host per incident so that the open ones do not collide.
+    Incident inc = MakeIncident("inc-" + std::to_string(n), "a", "h" + std::to_string(n), s);
+    ++n;
+    MEDIC_ASSERT_OK(store().CreateIncident(inc));
+    EXPECT_EQ(MustGet(inc.incident_id).status, s);
+  }
+}
+
+TEST_P(StoreConformanceTest, ArbitraryBytesAndLargeTextRoundTripExactly) {
+  Incident inc = MakeIncident("inc-bytes");
+  // Every byte value except NUL, including invalid UTF-8 sequences and control characters.
+  std::string junk;
+  for (int round = 0; round < 4; ++round) {
+    for (int b = 1; b < 256; ++b) {
+      junk.push_back(static_cast<char>(b));
+    }
+  }
+  junk += "\xff\xfe\xc3\x28\xa0\xa1\xe2\x82\xf0\x28\x8c\xbc";  // malformed UTF-8
+  inc.diagnostics = junk;
+  inc.ai_reasoning = std::string("\x80\x81 trailing continuation bytes \xc0\xaf");
+  // Several megabytes, not a repeating pattern of period 1.
+  std::string big;
+  big.reserve(4 << 20);
+  uint32_t x = 12345;
+  while (big.size() < (4u << 20)) {
+    x = x * 1103515245u + 12345u;
+    big.push_back(static_cast<char>('!' + (x >> 16) % 90));
+    if (big.size() % 97 == 0) {
+      big.push_back('\n');
+    }
+  }
+  inc.remediation_output = big;
+  inc.timeline.push_back({"output", Ms(kT0 + 7), "agent:web-1", junk});
+  MEDIC_ASSERT_OK(store().CreateIncident(inc));
+  ExpectSameIncident(MustGet("inc-bytes"), inc);
+
+  // And through an update as well.
+  inc.diagnostics = big + junk;
+  inc.timeline.push_back({"more", Ms(kT0 + 8), "", big});
+  MEDIC_ASSERT_OK(store().UpdateIncident(inc));
+  ExpectSameIncident(MustGet("inc-bytes"), inc);
+}
+
+TEST_P(StoreConformanceTest, HostileLookingIdsAreJustData) {
+  const std::string kIds[] = {
+      "x'; DROP TABLE incidents; --", "\"quoted\"", "%_*", "a\nb", "🔥", "  spaced  "};
+  for (const auto& id : kIds) {
+    SCOPED_TRACE(id);
+    Incident inc = MakeIncident(id, "alarm " + id, "host " + id);
+    MEDIC_ASSERT_OK(store().CreateIncident(inc));
+    ExpectSameIncident(MustGet(id), inc);
+  }
+  EXPECT_EQ(CodeOf(store().GetIncident("%")), ErrorCode::kNotFound);
+  Result<std::vector<Incident>> all = store().ListIncidents({});
+  MEDIC_ASSERT_OK(all);
+  EXPECT_EQ(all->size(), std::size(kIds));
+}
+
+// --- not found ------------------------------------------------------------------------------
+
+TEST_P(StoreConformanceTest, GetUnknownIdIsNotFound) {
+  MEDIC_ASSERT_OK(store().CreateIncident(MakeIncident("inc-1")));
+  Result<Incident> r = store().GetIncident("inc-404");
+  ASSERT_FALSE(r.has_value());
+  EXPECT_EQ(r.error().code, ErrorCode::kNotFound);
+  EXPECT_NE(r.error().message.find("inc-404"), std::string::npos) << r.error().message;
+  EXPECT_EQ(CodeOf(store().GetIncident("")), ErrorCode::kNotFound);
+}
+
+TEST_P(StoreConformanceTest, UpdateUnknownIdIsNotFoundAndCreatesNothing) {
+  Incident inc = MakeIncident("inc-404");
+  EXPECT_EQ(CodeOf(store().UpdateIncident(inc)), ErrorCode::kNotFound);
+  EXPECT_EQ(CodeOf(store().GetIncident("inc-404")), ErrorCode::kNotFound);
+  Result<std::vector<Incident>> all = store().ListIncidents({});
+  MEDIC_ASSERT_OK(all);
+  EXPECT_TRUE(all->empty());
+}
+
+TEST_P(StoreConformanceTest, FindOpenIncidentWithNoneIsEmpty) {
+  Result<std::optional<Incident>> r = store().FindOpenIncident("disk_full", "web-1");
+  MEDIC_ASSERT_OK(r);
+  EXPECT_FALSE(r->has_value());
+  MEDIC_ASSERT_OK(store().CreateIncident(
+      MakeIncident("done", "disk_full", "web-1", IncidentStatus::kCompleted)));
+  r = store().FindOpenIncident("disk_full", "web-1");
+  MEDIC_ASSERT_OK(r);
+  EXPECT_FALSE(r->has_value());
+}
+
+// --- uniqueness -----------------------------------------------------------------------------
+
+TEST_P(StoreConformanceTest, DuplicateIdIsAlreadyExists) {
+  MEDIC_ASSERT_OK(store().CreateIncident(
+      MakeIncident("inc-1", "disk_full", "web-1", IncidentStatus::kCompleted)));
+  // Different pair and status: only the id collides.
+  Incident dup = MakeIncident("inc-1", "nginx_down", "web-2", IncidentStatus::kFailed);
+  EXPECT_EQ(CodeOf(store().CreateIncident(dup)), ErrorCode::kAlreadyExists);
+  EXPECT_EQ(MustGet("inc-1").alarm_name, "disk_full");
+}
+
+TEST_P(StoreConformanceTest, SecondOpenIncidentForSamePairIsRejected) {
+  struct Case {
+    IncidentStatus first;
+    IncidentStatus second;
+  };
+  const Case kCases[] = {
+      {IncidentStatus::kDiagnosing, IncidentStatus::kDiagnosing},
+      {IncidentStatus::kDiagnosing, IncidentStatus::kExecuting},
+      {IncidentStatus::kPendingApproval, IncidentStatus::kDiagnosing},
+      {IncidentStatus::kPendingApproval, IncidentStatus::kPendingApproval},
+      {IncidentStatus::kExecuting, IncidentStatus::kDiagnosing},
+      {IncidentStatus::kExecuting, IncidentStatus::kPendingApproval},
+  };
+  int n = 0;
+  for (const Case& c : kCases) {
+    SCOPED_TRACE(std::string(StatusName(c.first)) + " then " + std::string(StatusName(c.second)));
+    const std::string host = "web-" + std::to_string(n++);
+    Incident first = MakeIncident("first-" + host, "disk_full", host, c.first);
+    MEDIC_ASSERT_OK(store().CreateIncident(first));
+    Incident second = MakeIncident("second-" + host, "disk_full", host, c.second);
+    second.timeline.push_back({"extra", Ms(kT0 + 1), "medic", ""});
+    Status s = store().CreateIncident(second);
+    EXPECT_EQ(CodeOf(s), ErrorCode::kAlreadyExists);
+    // Nothing of the rejected incident is left behind.
+    EXPECT_EQ(CodeOf(store().GetIncident(second.incident_id)), ErrorCode::kNotFound);
+    Result<std::optional<Incident>> open = store().FindOpenIncident("disk_full", host);
+    MEDIC_ASSERT_OK(open);
+    ASSERT_TRUE(open->has_value());
+    EXPECT_EQ((*open)->incident_id, first.incident_id);
+    ExpectSameIncident(**open, first);
+  }
+}
+
+TEST_P(StoreConformanceTest, NewOpenIncidentAllowedOnceTheFirstIsClosed) {
+  Incident first = MakeIncident("first");
+  MEDIC_ASSERT_OK(store().CreateIncident(first));
+  first.status = IncidentStatus::kCompleted;
+  first.resolved_at = Ms(kT0 + 100);
+  first.timeline.push_back({"completed", Ms(kT0 + 100), "medic", ""});
+  MEDIC_ASSERT_OK(store().UpdateIncident(first));
+
+  Incident second = MakeIncident("second", "disk_full", "web-1", IncidentStatus::kDiagnosing, 200);
+  MEDIC_ASSERT_OK(store().CreateIncident(second));
+  Result<std::optional<Incident>> open = store().FindOpenIncident("disk_full", "web-1");
+  MEDIC_ASSERT_OK(open);
+  ASSERT_TRUE(open->has_value());
+  EXPECT_EQ((*open)->incident_id, "second");
+
+  // Closed incidents of the same pair, in every closed status, coexist freely.
+  const IncidentStatus kClosed[] = {IncidentStatus::kCompleted, IncidentStatus::kFailed,
+                                    IncidentStatus::kTimeout, IncidentStatus::kRejected,
+                                    IncidentStatus::kCompleted};
+  int n = 0;
+  for (IncidentStatus s : kClosed) {
+    SCOPED_TRACE(std::string(StatusName(s)));
+    MEDIC_ASSERT_OK(store().CreateIncident(
+        MakeIncident("closed-" + std::to_string(n++), "disk_full", "web-1", s)));
+  }
+}
+
+TEST_P(StoreConformanceTest, OtherHostOrOtherAlarmIsAllowed) {
+  MEDIC_ASSERT_OK(store().CreateIncident(MakeIncident("a", "disk_full", "web-1")));
+  MEDIC_ASSERT_OK(store().CreateIncident(MakeIncident("b", "disk_full", "web-2")));
+  MEDIC_ASSERT_OK(store().CreateIncident(MakeIncident("c", "nginx_down", "web-1")));
+  // Pairs must not be compared by concatenation.
+  MEDIC_ASSERT_OK(store().CreateIncident(MakeIncident("d", "disk_full", "web-1x")));
+  MEDIC_ASSERT_OK(store().CreateIncident(MakeIncident("e", "disk_fullweb-", "1")));
+  for (const auto& [alarm, host, id] :
+       std::vector<std::tuple<std::string, std::string, std::string>>{
+           {"disk_full", "web-1", "a"},
+           {"disk_full", "web-2", "b"},
+           {"nginx_down", "web-1", "c"}}) {
+    Result<std::optional<Incident>> open = store().FindOpenIncident(alarm, host);
+    MEDIC_ASSERT_OK(open);
+    ASSERT_TRUE(open->has_value());
+    EXPECT_EQ((*open)->incident_id, id);
+  }
+}
+
+TEST_P(StoreConformanceTest, UpdateThatWouldOpenASecondIncidentIsRejectedAtomically) {
+  Incident old = MakeIncident("old", "disk_full", "web-1", IncidentStatus::kCompleted);
+  MEDIC_ASSERT_OK(store().CreateIncident(old));
+  MEDIC_ASSERT_OK(store().CreateIncident(MakeIncident("new", "disk_full", "web-1")));
+
+  Incident reopened = old;
+  reopened.status = IncidentStatus::kExecuting;
+  reopened.resolved_at.reset();
+  reopened.reason = "should not be written";
+  reopened.timeline.push_back({"reopened", Ms(kT0 + 50), "medic", ""});
+  EXPECT_EQ(CodeOf(store().UpdateIncident(reopened)), ErrorCode::kAlreadyExists);
+  // Neither the fields nor the timeline entry of the rejected update were written.
+  ExpectSameIncident(MustGet("old"), old);
+
+  // Moving an incident onto an occupied pair is the same violation.
+  Incident moved = MakeIncident("other", "disk_full", "web-2");
+  MEDIC_ASSERT_OK(store().CreateIncident(moved));
+  moved.instance_id = "web-1";
+  EXPECT_EQ(CodeOf(store().UpdateIncident(moved)), ErrorCode::kAlreadyExists);
+  EXPECT_EQ(MustGet("other").instance_id, "web-2");
+}
+
+TEST_P(StoreConformanceTest, ConcurrentCreatesOfTheSamePairLetExactlyOneWin) {
+  constexpr int kThreads = 8;
+  std::atomic<int> ok{0};
+  std::atomic<int> conflicts{0};
+  std::atomic<int> other{0};
+  std::vector<std::thread> threads;
+  for (int t = 0; t < kThreads; ++t) {
+    threads.emplace_back([&, t] {
+      Status s = store().CreateIncident(MakeIncident("race-" + std::to_string(t)));
+      if (s.has_value()) {
+        ++ok;
+      } else if (s.error().code == ErrorCode::kAlreadyExists) {
+        ++conflicts;
+      } else {
+        ++other;
+      }
+    });
+  }
+  for (auto& th : threads) {
+    th.join();
+  }
+  EXPECT_EQ(ok.load(), 1);
+  EXPECT_EQ(conflicts.load(), kThreads - 1);
+  EXPECT_EQ(other.load(), 0);
+}
+
+// --- updates and the timeline ---------------------------------------------------------------
+
+TEST_P(StoreConformanceTest, UpdateWritesEveryScalarField) {
+  Incident inc = MakeIncident("inc-1");
+  MEDIC_ASSERT_OK(store().CreateIncident(inc));
+  inc.alarm_name = "disk_full_v2";
+  inc.alarm_description = "changed";
+  inc.instance_id = "web-9";
+  inc.status = IncidentStatus::kFailed;
+  inc.diagnostics = "new diagnostics";
+  inc.ai_suggestion = "disk.cleanup path=/tmp older_than=7d";
+  inc.ai_reasoning = "tmp is full";
+  inc.remediation_output = "deleted 3 files";
+  inc.action = Json{{"name", "disk.cleanup"}, {"params", {{"path", "/tmp"}, {"older_than", "7d"}}}};
+  inc.reason = "exit status 1";
+  inc.created_at = Ms(kT0 - 1);
+  inc.updated_at = Ms(kT0 + 9'999);
+  inc.resolved_at = Ms(kT0 + 9'999);
+  MEDIC_ASSERT_OK(store().UpdateIncident(inc));
+  ExpectSameIncident(MustGet("inc-1"), inc);
+
+  // And back: resolved_at can be cleared again.
+  inc.status = IncidentStatus::kDiagnosing;
+  inc.resolved_at.reset();
+  MEDIC_ASSERT_OK(store().UpdateIncident(inc));
+  ExpectSameIncident(MustGet("inc-1"), inc);
+}
+
+TEST_P(StoreConformanceTest, TimelineIsAppendOnlyAndOrdered) {
+  Incident inc = MakeIncident("inc-1");
+  inc.timeline.push_back({"diagnosed", Ms(kT0 + 10), "agent:web-1", "df output"});
+  MEDIC_ASSERT_OK(store().CreateIncident(inc));
+  const std::vector<TimelineEntry> original = inc.timeline;
+
+  // An update that rewrites stored entries and adds two: only the new ones are written.
+  Incident update = inc;
+  update.timeline[0].detail = "rewritten history";
+  update.timeline[1].event = "forged";
+  update.timeline.push_back({"suggested", Ms(kT0 + 20), "medic", "restart"});
+  // Out of time order on purpose: the store keeps insertion order, it does not sort.
+  update.timeline.push_back({"approved", Ms(kT0 + 15), "admin", ""});
+  MEDIC_ASSERT_OK(store().UpdateIncident(update));
+
+  std::vector<TimelineEntry> want = original;
+  want.push_back(update.timeline[2]);
+  want.push_back(update.timeline[3]);
+  ExpectSameTimeline(MustGet("inc-1").timeline, want);
+
+  // The same timeline again appends nothing.
+  MEDIC_ASSERT_OK(store().UpdateIncident(update));
+  ExpectSameTimeline(MustGet("inc-1").timeline, want);
+}
+
+TEST_P(StoreConformanceTest, UpdateWithFewerTimelineEntriesIsInvalidArgument) {
+  Incident inc = MakeIncident("inc-1");
+  inc.timeline.push_back({"diagnosed", Ms(kT0 + 10), "medic", ""});
+  inc.timeline.push_back({"suggested", Ms(kT0 + 20), "medic", ""});
+  MEDIC_ASSERT_OK(store().CreateIncident(inc));
+
+  struct Case {
+    size_t keep;
+  };
+  for (const Case& c : {Case{0}, Case{1}, Case{2}}) {
+    SCOPED_TRACE("keep " + std::to_string(c.keep));
+    Incident shorter = inc;
+    shorter.timeline.resize(c.keep);
+    shorter.reason = "should not be written";
+    shorter.status = IncidentStatus::kFailed;
+    EXPECT_EQ(CodeOf(store().UpdateIncident(shorter)), ErrorCode::kInvalidArgument);
+    ExpectSameIncident(MustGet("inc-1"), inc);
+  }
+}
+
+TEST_P(StoreConformanceTest, LongTimelineBuiltOverManyUpdatesKeepsOrder) {
+  Incident inc = MakeIncident("inc-1");
+  MEDIC_ASSERT_OK(store().CreateIncident(inc));
+  for (int i = 1; i <= 60; ++i) {
+    // 1, 2 or 3 entries per update.
+    for (int k = 0; k <= i % 3; ++k) {
+      inc.timeline.push_back({"event-" + std::to_string(inc.timeline.size()),
+                              Ms(kT0 + static_cast<int64_t>(inc.timeline.size())), "medic",
+                              std::to_string(i)});
+    }
+    inc.updated_at = Ms(kT0 + i);
+    MEDIC_ASSERT_OK(store().UpdateIncident(inc));
+  }
+  ExpectSameIncident(MustGet("inc-1"), inc);
+}
+
+// --- listing --------------------------------------------------------------------------------
+
+TEST_P(StoreConformanceTest, ListIsNewestFirstWithIdBreakingTies) {
+  // Inserted in scrambled order; "b" and "c" share created_at.
+  MEDIC_ASSERT_OK(
+      store().CreateIncident(MakeIncident("b", "x", "h1", IncidentStatus::kFailed, 200)));
+  MEDIC_ASSERT_OK(
+      store().CreateIncident(MakeIncident("a", "x", "h2", IncidentStatus::kFailed, 300)));
+  MEDIC_ASSERT_OK(
+      store().CreateIncident(MakeIncident("d", "x", "h3", IncidentStatus::kFailed, 100)));
+  MEDIC_ASSERT_OK(
+      store().CreateIncident(MakeIncident("c", "x", "h4", IncidentStatus::kFailed, 200)));
+  MEDIC_ASSERT_OK(
+      store().CreateIncident(MakeIncident("e", "x", "h5", IncidentStatus::kFailed, -5'000)));
+  Result<std::vector<Incident>> all = store().ListIncidents({});
+  MEDIC_ASSERT_OK(all);
+  EXPECT_EQ(Ids(*all), (std::vector<std::string>{"a", "c", "b", "d", "e"}));
+}
+
+TEST_P(StoreConformanceTest, ListFiltersByStatus) {
+  MEDIC_ASSERT_OK(store().CreateIncident(
+      MakeIncident("open-1", "x", "h1", IncidentStatus::kPendingApproval, 1)));
+  MEDIC_ASSERT_OK(
+      store().CreateIncident(MakeIncident("done-1", "x", "h1", IncidentStatus::kCompleted, 2)));
+  MEDIC_ASSERT_OK(store().CreateIncident(
+      MakeIncident("open-2", "x", "h2", IncidentStatus::kPendingApproval, 3)));
+  MEDIC_ASSERT_OK(
+      store().CreateIncident(MakeIncident("fail-1", "x", "h3", IncidentStatus::kFailed, 4)));
+
+  struct Case {
+    std::optional<IncidentStatus> status;
+    std::vector<std::string> want;
+  };
+  const Case kCases[] = {
+      {std::nullopt, {"fail-1", "open-2", "done-1", "open-1"}},
+      {IncidentStatus::kPendingApproval, {"open-2", "open-1"}},
+      {IncidentStatus::kCompleted, {"done-1"}},
+      {IncidentStatus::kFailed, {"fail-1"}},
+      {IncidentStatus::kExecuting, {}},
+      {IncidentStatus::kRejected, {}},
+  };
+  for (const Case& c : kCases) {
+    SCOPED_TRACE(c.status ? std::string(StatusName(*c.status)) : "any");
+    IncidentQuery q;
+    q.status = c.status;
+    Result<std::vector<Incident>> got = store().ListIncidents(q);
+    MEDIC_ASSERT_OK(got);
+    EXPECT_EQ(Ids(*got), c.want);
+    for (const auto& inc : *got) {
+      if (c.status) {
+        EXPECT_EQ(inc.status, *c.status);
+      }
+    }
+  }
+}
+
+TEST_P(StoreConformanceTest, ListHonoursAndClampsLimit) {
+  for (int i = 0; i < 12; ++i) {
+    MEDIC_ASSERT_OK(store().CreateIncident(MakeIncident("inc-" + std::to_string(100 + i), "x",
+                                                        "h" + std::to_string(i),
+                                                        IncidentStatus::kCompleted, i)));
+  }
+  struct Case {
+    int limit;
+    size_t want;
+  };
+  const Case kCases[] = {{1, 1},     {5, 5},     {12, 12}, {13, 12}, {100, 12},
+                         {1000, 12}, {5000, 12}, {0, 1},   {-7, 1}};
+  for (const Case& c : kCases) {
+    SCOPED_TRACE("limit " + std::to_string(c.limit));
+    IncidentQuery q;
+    q.limit = c.limit;
+    Result<std::vector<Incident>> got = store().ListIncidents(q);
+    MEDIC_ASSERT_OK(got);
+    ASSERT_EQ(got->size(), c.want);
+    // The newest ones.
+    EXPECT_EQ(got->front().incident_id, "inc-111");
+    EXPECT_EQ(got->back().incident_id, "inc-" + std::to_string(111 - c.want + 1));
+  }
+}
+
+TEST_P(StoreConformanceTest, ListFiltersByAlarmHostAndUpdateTime) {
+  // updated_at = created_at + 5 (MakeIncident).
+  MEDIC_ASSERT_OK(store().CreateIncident(MakeIncident("a1", "disk", "h1", IncidentStatus::kFailed, 1)));
+  MEDIC_ASSERT_OK(store().CreateIncident(MakeIncident("a2", "disk", "h1", IncidentStatus::kFailed, 20)));
+  MEDIC_ASSERT_OK(store().CreateIncident(MakeIncident("b1", "disk", "h2", IncidentStatus::kFailed, 3)));
+  MEDIC_ASSERT_OK(store().CreateIncident(MakeIncident("c1", "mem", "h1", IncidentStatus::kFailed, 4)));
+  MEDIC_ASSERT_OK(store().CreateIncident(
+      MakeIncident("c2", "mem", "h1", IncidentStatus::kPendingApproval, 30)));
+  struct Case {
+    std::string name;
+    IncidentQuery query;
+    std::vector<std::string> want;
+  };
+  auto q = [](std::optional<std::string> alarm, std::optional<std::string> host,
+              std::optional<int64_t> updated_since_offset,
+              std::optional<IncidentStatus> status = std::nullopt) {
+    IncidentQuery out;
+    out.alarm_name = std::move(alarm);
+    out.instance_id = std::move(host);
+    if (updated_since_offset) {
+      out.updated_since = Ms(kT0 + *updated_since_offset);
+    }
+    out.status = status;
+    return out;
+  };
+  const Case kCases[] = {
+      {"alarm", q("disk", std::nullopt, std::nullopt), {"a2", "b1", "a1"}},
+      {"host", q(std::nullopt, "h1", std::nullopt), {"c2", "a2", "c1", "a1"}},
+      {"pair", q("disk", "h1", std::nullopt), {"a2", "a1"}},
+      {"updated since, inclusive", q(std::nullopt, std::nullopt, 9), {"c2", "a2", "c1"}},
+      {"pair and updated since", q("disk", "h1", 7), {"a2"}},
+      {"pair and status", q("mem", "h1", std::nullopt, IncidentStatus::kFailed), {"c1"}},
+      {"nothing matches", q("disk", "h9", std::nullopt), {}},
+  };
+  for (const Case& c : kCases) {
+    SCOPED_TRACE(c.name);
+    Result<std::vector<Incident>> got = store().ListIncidents(c.query);
+    MEDIC_ASSERT_OK(got);
+    EXPECT_EQ(Ids(*got), c.want);
+  }
+}
+
+TEST_P(StoreConformanceTest, PagesWithACursorVisitEveryIncidentOnce) {
+  // 25 incidents, several created in the same millisecond: the cursor orders by id within one.
+  std::vector<std::string> want;
+  for (int i = 0; i < 25; ++i) {
+    const std::string id = "inc-" + std::to_string(100 + i);
+    MEDIC_ASSERT_OK(store().CreateIncident(
+        MakeIncident(id, "disk", "h" + std::to_string(i), IncidentStatus::kPendingApproval, i / 4)));
+    want.insert(want.begin(), id);
+  }
+  for (int page_size : {1, 4, 7, 25, 100}) {
+    SCOPED_TRACE("page size " + std::to_string(page_size));
+    IncidentQuery q;
+    q.status = IncidentStatus::kPendingApproval;
+    q.limit = page_size;
+    std::vector<std::string> seen;
+    for (int pages = 0;; ++pages) {
+      ASSERT_LE(pages, 26) << "paging does not end";
+      Result<std::vector<Incident>> page = store().ListIncidents(q);
+      MEDIC_ASSERT_OK(page);
+      if (page->empty()) {
+        break;
+      }
+      ASSERT_LE(page->size(), static_cast<size_t>(page_size));
+      for (const auto& inc : *page) {
+        seen.push_back(inc.incident_id);
+      }
+      q.before = IncidentQuery::Cursor{page->back().created_at, page->back().incident_id};
+    }
+    EXPECT_EQ(seen, want);
+    IncidentQuery all;
+    all.status = IncidentStatus::kPendingApproval;
+    all.limit = page_size;
+    Result<std::vector<Incident>> listed = ListAllIncidents(store(), all);
+    MEDIC_ASSERT_OK(listed);
+    EXPECT_EQ(Ids(*listed), want);
+  }
+}
+
+TEST_P(StoreConformanceTest, ListCarriesFullIncidentsWithTimelines) {
+  Incident a = MakeIncident("a", "x", "h1", IncidentStatus::kDiagnosing, 1);
+  a.timeline.push_back({"diagnosed", Ms(kT0 + 2), "medic", "d"});
+  Incident b = MakeIncident("b", "x", "h2", IncidentStatus::kDiagnosing, 2);
+  MEDIC_ASSERT_OK(store().CreateIncident(a));
+  MEDIC_ASSERT_OK(store().CreateIncident(b));
+  Result<std::vector<Incident>> all = store().ListIncidents({});
+  MEDIC_ASSERT_OK(all);
+  ASSERT_EQ(all->size(), 2u);
+  ExpectSameIncident((*all)[0], b);
+  ExpectSameIncident((*all)[1], a);
+}
+
+TEST_P(StoreConformanceTest, ListOfEmptyStoreIsEmpty) {
+  Result<std::vector<Incident>> all = store().ListIncidents({});
+  MEDIC_ASSERT_OK(all);
+  EXPECT_TRUE(all->empty());
+}
+
+// --- hosts ----------------------------------------------------------------------------------
+
+TEST_P(StoreConformanceTest, HostsArePutReplacedListedByNameAndDeleted) {
+  Result<std::vector<HostRecord>> none = store().ListHosts();
+  MEDIC_ASSERT_OK(none);
+  EXPECT_TRUE(none->empty());
+  HostRecord web2{"web-2", Json{{"name", "web-2"}, {"log_dir", "/srv/logs"}}, Ms(kT0), Ms(kT0 + 7)};
+  HostRecord web1{"web-1", Json{{"name", "web-1"}, {"services", {"nginx"}}}, Ms(kT0 + 1),
+                  Ms(kT0 + 2)};
+  MEDIC_ASSERT_OK(store().PutHost(web2));
+  MEDIC_ASSERT_OK(store().PutHost(web1));
+  web2.last_seen = Ms(kT0 + 60'000);
+  web2.facts["log_dir"] = "/var/log/web";
+  MEDIC_ASSERT_OK(store().PutHost(web2));  // replaces
+
+  Result<std::vector<HostRecord>> all = store().ListHosts();
+  MEDIC_ASSERT_OK(all);
+  ASSERT_EQ(all->size(), 2u);
+  EXPECT_EQ((*all)[0].name, "web-1");
+  EXPECT_EQ((*all)[0].facts, web1.facts);
+  EXPECT_EQ((*all)[0].registered_at, Ms(kT0 + 1));
+  EXPECT_EQ((*all)[0].last_seen, Ms(kT0 + 2));
+  EXPECT_EQ((*all)[1].name, "web-2");
+  EXPECT_EQ((*all)[1].facts["log_dir"], "/var/log/web");
+  EXPECT_EQ((*all)[1].last_seen, Ms(kT0 + 60'000));
+
+  MEDIC_ASSERT_OK(store().DeleteHost("web-2"));
+  Status again = store().DeleteHost("web-2");
+  ASSERT_FALSE(again.has_value());
+  EXPECT_EQ(again.error().code, ErrorCode::kNotFound);
+  all = store().ListHosts();
+  MEDIC_ASSERT_OK(all);
+  ASSERT_EQ(all->size(), 1u);
+  EXPECT_EQ((*all)[0].name, "web-1");
+}
+
+// --- settings -------------------------------------------------------------------------------
+
+TEST_P(StoreConformanceTest, SettingsGetPutOverwrite) {
+  Result<std::optional<std::string>> missing = store().GetSetting("approval_mode");
+  MEDIC_ASSERT_OK(missing);
+  EXPECT_FALSE(missing->has_value());
+
+  struct Case {
+    std::string key;
+    std::string value;
+  };
+  const Case kCases[] = {
+      {"approval_mode", "\"manual\""},
+      {"automation_paused", "false"},
+      {"empty", ""},
+      {"unicode-ключ-🔑", "{\"note\":\"żółć\"}"},
+      {"x'; DROP TABLE settings; --", "[1,2,3]"},
+  };
+  for (const Case& c : kCases) {
+    SCOPED_TRACE(c.key);
+    MEDIC_ASSERT_OK(store().PutSetting(c.key, c.value));
+  }
+  for (const Case& c : kCases) {
+    SCOPED_TRACE(c.key);
+    Result<std::optional<std::string>> got = store().GetSetting(c.key);
+    MEDIC_ASSERT_OK(got);
+    ASSERT_TRUE(got->has_value());
+    EXPECT_EQ(**got, c.value);
+  }
+
+  MEDIC_ASSERT_OK(store().PutSetting("approval_mode", "\"auto\""));
+  Result<std::optional<std::string>> got = store().GetSetting("approval_mode");
+  MEDIC_ASSERT_OK(got);
+  ASSERT_TRUE(got->has_value());
+  EXPECT_EQ(**got, "\"auto\"");
+  // Other keys are untouched by the overwrite.
+  got = store().GetSetting("automation_paused");
+  MEDIC_ASSERT_OK(got);
+  ASSERT_TRUE(got->has_value());
+  EXPECT_EQ(**got, "false");
+}
+
+// --- concurrency ----------------------------------------------------------------------------
+
+TEST_P(StoreConformanceTest, ConcurrentUpdatesOnDifferentIncidentsAllLand) {
+  constexpr int kThreads = 8;
+  constexpr int kUpdates = 25;
+  for (int t = 0; t < kThreads; ++t) {
+    MEDIC_ASSERT_OK(store().CreateIncident(
+        MakeIncident("inc-" + std::to_string(t), "x", "h" + std::to_string(t))));
+  }
+  std::atomic<int> failures{0};
+  std::vector<std::thread> threads;
+  for (int t = 0; t < kThreads; ++t) {
+    threads.emplace_back([&, t] {
+      Incident inc = MakeIncident("inc-" + std::to_string(t), "x", "h" + std::to_string(t));
+      for (int u = 0; u < kUpdates; ++u) {
+        inc.diagnostics = "thread " + std::to_string(t) + " update " + std::to_string(u);
+        inc.updated_at = Ms(kT0 + u);
+        inc.timeline.push_back(
+            {"update", Ms(kT0 + u), "thread-" + std::to_string(t), std::to_string(u)});
+        if (!store().UpdateIncident(inc).has_value()) {
+          ++failures;
+        }
+        // Readers interleave with writers.
+        if (!store().GetIncident("inc-" + std::to_string((t + 1) % kThreads)).has_value()) {
+          ++failures;
+        }
+      }
+      if (!store().PutSetting("thread-" + std::to_string(t), std::to_string(t)).has_value()) {
+        ++failures;
+      }
+    });
+  }
+  for (auto& th : threads) {
+    th.join();
+  }
+  EXPECT_EQ(failures.load(), 0);
+  for (int t = 0; t < kThreads; ++t) {
+    SCOPED_TRACE("thread " + std::to_string(t));
+    Incident got = MustGet("inc-" + std::to_string(t));
+    EXPECT_EQ(got.diagnostics,
+              "thread " + std::to_string(t) + " update " + std::to_string(kUpdates - 1));
+    ASSERT_EQ(got.timeline.size(), 1u + kUpdates);
+    for (int u = 0; u < kUpdates; ++u) {
+      EXPECT_EQ(got.timeline[1 + u].detail, std::to_string(u));
+      EXPECT_EQ(got.timeline[1 + u].actor, "thread-" + std::to_string(t));
+    }
+    Result<std::optional<std::string>> setting = store().GetSetting("thread-" + std::to_string(t));
+    MEDIC_ASSERT_OK(setting);
+    ASSERT_TRUE(setting->has_value());
+    EXPECT_EQ(**setting, std::to_string(t));
+  }
+}
+
+TEST_P(StoreConformanceTest, TokensCreateListDelete) {
+  const WallTime t = FromUnixMillis(1'800'000'000'000);
+  MEDIC_ASSERT_OK(store().CreateToken({"vera", "viewer", std::string(64, 'a'), t, "admin"}));
+  MEDIC_ASSERT_OK(store().CreateToken({"otto", "operator", std::string(64, 'b'), t, "admin"}));
+  Status dup = store().CreateToken({"vera", "admin", std::string(64, 'c'), t, "admin"});
+  ASSERT_FALSE(dup.has_value());
+  EXPECT_EQ(dup.error().code, ErrorCode::kAlreadyExists);
+  auto list = store().ListTokens();
+  MEDIC_ASSERT_OK(list);
+  ASSERT_EQ(list->size(), 2u);
+  EXPECT_EQ((*list)[0].name, "otto");
+  EXPECT_EQ((*list)[0].role, "operator");
+  EXPECT_EQ((*list)[0].token_hash, std::string(64, 'b'));
+  EXPECT_EQ(ToUnixMillis((*list)[0].created_at), ToUnixMillis(t));
+  EXPECT_EQ((*list)[1].created_by, "admin");
+  MEDIC_ASSERT_OK(store().DeleteToken("vera"));
+  Status again = store().DeleteToken("vera");
+  ASSERT_FALSE(again.has_value());
+  EXPECT_EQ(again.error().code, ErrorCode::kNotFound);
+  EXPECT_EQ(store().ListTokens()->size(), 1u);
+}
+
+TEST_P(StoreConformanceTest, AuditIsNewestFirstAndLimited) {
+  for (int i = 0; i < 5; ++i) {
+    MEDIC_ASSERT_OK(store().AppendAudit(
+        {FromUnixMillis(1'800'000'000'000 + i), "ada", "settings.update", std::to_string(i)}));
+  }
+  auto list = store().ListAudit(3);
+  MEDIC_ASSERT_OK(list);
+  ASSERT_EQ(list->size(), 3u);
+  EXPECT_EQ((*list)[0].detail, "4");
+  EXPECT_EQ((*list)[2].detail, "2");
+  EXPECT_EQ((*list)[0].actor, "ada");
+  EXPECT_EQ((*list)[0].action, "settings.update");
+}
+
+}  // namespace medic::server::conformance

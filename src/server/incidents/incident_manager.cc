@@ -274,13 +274,11 @@ void IncidentManager::OpenIncident(const AlarmTransition& t) {
     return;
   }
   if (open->has_value()) {
-    const std::string id = (*open)->incident_id;
-    auto it = active_.find(id);
-    Incident none;
-    Incident& inc = it != active_.end() ? it->second.inc : none;
-    if (it == active_.end()) {
-      inc = **open;  // open in the store but not driven here: only its timeline grows
-    }
+    // Open in the store but not driven here (a failed write at its start): only its timeline
+    // grows.
+    Incident stored = **open;
+    auto it = active_.find(stored.incident_id);
+    Incident& inc = it != active_.end() ? it->second.inc : stored;
     Incident next = inc;
     next.timeline.push_back(Entry("alarm_repeated", t.rule + " in ALARM again: " + t.reason));
     (void)Save(inc, std::move(next));
@@ -676,8 +674,8 @@ Result<Incident> IncidentManager::Reject(const std::string& id, const std::strin
   a.inc = inc;
   a.phase = Phase::kAwaitingApproval;
   inc.reason = comment.empty() ? "rejected by " + actor : "rejected by " + actor + ": " + comment;
-  RETURN_IF_ERROR(Commit(a, inc, IncidentEvent::kRejected, comment, actor));
-  return inc.status == IncidentStatus::kPendingApproval ? Lookup(id) : Result<Incident>(inc);
+  RETURN_IF_ERROR(Commit(a, std::move(inc), IncidentEvent::kRejected, comment, actor));
+  return Lookup(id);
 }
 
 void IncidentManager::RunOnce() {

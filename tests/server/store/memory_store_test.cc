@@ -1,4 +1,5 @@
-// MemoryStore (tests/fakes/memory_store.h): the Store conformance suite; rules beyond
+// MemoryStore (tests/fakes/memory_store.h): the Store conformance suite, run against it alone
+// and through a FaultyStore with no faults planned (which must then be invisible); rules beyond
 // the suite run against MemoryStore and SqliteStore side by side, so that their agreement is
 // tested; and what only MemoryStore has (Share()).
 //
@@ -18,6 +19,7 @@
 #include <vector>
 
 #include "server/store/store.h"
+#include "tests/fakes/faulty_store.h"
 #include "tests/fakes/temp_dir.h"
 #include "tests/server/store/store_conformance.h"
 
@@ -28,6 +30,7 @@ using conformance::kT0;
 using conformance::MakeIncident;
 using conformance::Ms;
 using conformance::StoreConformanceTest;
+using test::FaultyStore;
 using test::MemoryStore;
 
 // Every Open() is another MemoryStore on the same data, as every OpenSqliteStore of one path is
@@ -40,9 +43,24 @@ class MemoryBackend : public conformance::StoreBackend {
   MemoryStore data_;
 };
 
+// A FaultyStore that was never told to fail, over a MemoryStore.
+class UnfaultedBackend : public conformance::StoreBackend {
+ public:
+  Result<std::unique_ptr<Store>> Open() override {
+    return std::unique_ptr<Store>(std::make_unique<FaultyStore>(base_));
+  }
+
+ private:
+  MemoryStore base_;
+};
+
 INSTANTIATE_TEST_SUITE_P(Memory, StoreConformanceTest,
-                         ::testing::Values(conformance::StoreBackendFactory{
-                             "memory", [] { return std::make_unique<MemoryBackend>(); }}),
+                         ::testing::Values(
+                             conformance::StoreBackendFactory{
+                                 "memory", [] { return std::make_unique<MemoryBackend>(); }},
+                             conformance::StoreBackendFactory{
+                                 "faulty_memory_without_faults",
+                                 [] { return std::make_unique<UnfaultedBackend>(); }}),
                          conformance::StoreBackendName);
 
 TEST(MemoryStoreTest, SharedStoresSeeOneDataSetAndOutliveEachOther) {

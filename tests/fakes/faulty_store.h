@@ -1,0 +1,250 @@
+#pragma once
+
+// FaultyStore: a Store that forwards every call to another Store and fails the operations a
+// test chooses, for the reliability tests (what does the server do when the database is away?).
+//
+//   MemoryStore base;
+//   FaultyStore store(base);
+//   store.FailNext(StoreOp::kUpdateIncident, 2);  // the next two updates fail, then pass
+//   store.FailAlways(StoreOp::kCreateIncident);   // every create fails ...
+//   store.Heal(StoreOp::kCreateIncident);         // ... until healed
+//   store.FailEverything();                       // an outage: every operation, until HealAll()
+//   EXPECT_EQ(store.failed(StoreOp::kUpdateIncident), 2);
+//
+// A failed call does not reach the base store (nothing is written) and returns
+// Unavailable("store unavailable (injected)"), or the error given to SetError().
+//
+// Thread-safety: safe to call from several threads; the fault plan and the counters are
+// guarded by one mutex, which is not held while the base store works. The base store must
+// outlive this one.
+
+#include <array>
+#include <cstddef>
+#include <mutex>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <utility>
+#include <vector>
+
+#include "core/result.h"
+#include "server/incidents/incident.h"
+#include "server/store/store.h"
+
+namespace medic::test {
+
+// One per method of server::Store.
+enum class StoreOp {
+  kCreateIncident,
+  kUpdateIncident,
+  kGetIncident,
+  kListIncidents,
+  kFindOpenIncident,
+  kGetSetting,
+  kPutSetting,
+  kCreateToken,
+  kDeleteToken,
+  kListTokens,
+  kPutHost,
+  kDeleteHost,
+  kListHosts,
+  kAppendAudit,
+  kListAudit,
+};
+inline constexpr size_t kStoreOpCount = static_cast<size_t>(StoreOp::kListAudit) + 1;
+
+inline std::string_view StoreOpName(StoreOp op) {
+  static constexpr std::array<std::string_view, kStoreOpCount> kNames = {
+      "CreateIncident", "UpdateIncident", "GetIncident", "ListIncidents", "FindOpenIncident",
+      "GetSetting",     "PutSetting",     "CreateToken", "DeleteToken",   "ListTokens",
+      "PutHost",        "DeleteHost",     "ListHosts",   "AppendAudit",   "ListAudit"};
+  return kNames[static_cast<size_t>(op)];
+}
+
+class FaultyStore : public server::Store {
+ public:
+  explicit FaultyStore(server::Store& base) : base_(base) {}
+  FaultyStore(const FaultyStore&) = delete;
+  FaultyStore& operator=(const FaultyStore&) = delete;
+
+  // Every call of op fails from now until Heal(op) or HealAll().
+  void FailAlways(StoreOp op) {
+    std::lock_guard<std::mutex> lock(mu_);
+    plan_[Index(op)].always = true;
+  }
+  // The next n calls of op fail (added to any not yet used), then calls pass again.
+  // REQUIRES: n >= 0.
+  void FailNext(StoreOp op, int n) {
+    std::lock_guard<std::mutex> lock(mu_);
+    plan_[Index(op)].next += n;
+  }
+  // Every call of every operation fails until HealAll(): the database is away.
+  void FailEverything() {
+    std::lock_guard<std::mutex> lock(mu_);
+    for (Plan& p : plan_) {
+      p.always = true;
+    }
+  }
+  // Ends FailAlways(op) and drops what is left of FailNext(op, n).
+  void Heal(StoreOp op) {
+    std::lock_guard<std::mutex> lock(mu_);
+    plan_[Index(op)].always = false;
+    plan_[Index(op)].next = 0;
+  }
+  void HealAll() {
+    std::lock_guard<std::mutex> lock(mu_);
+    for (Plan& p : plan_) {
+      p.always = false;
+      p.next = 0;
+    }
+  }
+  // The error injected failures return from now on.
+  void SetError(Error error) {
+    std::lock_guard<std::mutex> lock(mu_);
+    error_ = std::move(error);
+  }
+
+  // How many calls of op were failed on purpose.
+  int failed(StoreOp op) const {
+    std::lock_guard<std::mutex> lock(mu_);
+    return plan_[Index(op)].failed;
+  }
+  // How many calls of op were made, failed or forwarded.
+  int calls(StoreOp op) const {
+    std::lock_guard<std::mutex> lock(mu_);
+    return plan_[Index(op)].calls;
+  }
+  // Failed calls of every operation.
+  int total_failed() const {
+    std::lock_guard<std::mutex> lock(mu_);
+    int n = 0;
+    for (const Plan& p : plan_) {
+      n += p.failed;
+    }
+    return n;
+  }
+
+  Status CreateIncident(const server::Incident& incident) override {
+    if (auto e = Inject(StoreOp::kCreateIncident)) {
+      return *e;
+    }
+    return base_.CreateIncident(incident);
+  }
+  Status UpdateIncident(const server::Incident& incident) override {
+    if (auto e = Inject(StoreOp::kUpdateIncident)) {
+      return *e;
+    }
+    return base_.UpdateIncident(incident);
+  }
+  Result<server::Incident> GetIncident(const std::string& incident_id) override {
+    if (auto e = Inject(StoreOp::kGetIncident)) {
+      return *e;
+    }
+    return base_.GetIncident(incident_id);
+  }
+  Result<std::vector<server::Incident>> ListIncidents(const server::IncidentQuery& query) override {
+    if (auto e = Inject(StoreOp::kListIncidents)) {
+      return *e;
+    }
+    return base_.ListIncidents(query);
+  }
+  Result<std::optional<server::Incident>> FindOpenIncident(
+      const std::string& alarm_name, const std::string& instance_id) override {
+    if (auto e = Inject(StoreOp::kFindOpenIncident)) {
+      return *e;
+    }
+    return base_.FindOpenIncident(alarm_name, instance_id);
+  }
+  Result<std::optional<std::string>> GetSetting(const std::string& key) override {
+    if (auto e = Inject(StoreOp::kGetSetting)) {
+      return *e;
+    }
+    return base_.GetSetting(key);
+  }
+  Status PutSetting(const std::string& key, const std::string& value) override {
+    if (auto e = Inject(StoreOp::kPutSetting)) {
+      return *e;
+    }
+    return base_.PutSetting(key, value);
+  }
+  Status CreateToken(const server::TokenRecord& token) override {
+    if (auto e = Inject(StoreOp::kCreateToken)) {
+      return *e;
+    }
+    return base_.CreateToken(token);
+  }
+  Status DeleteToken(const std::string& name) override {
+    if (auto e = Inject(StoreOp::kDeleteToken)) {
+      return *e;
+    }
+    return base_.DeleteToken(name);
+  }
+  Result<std::vector<server::TokenRecord>> ListTokens() override {
+    if (auto e = Inject(StoreOp::kListTokens)) {
+      return *e;
+    }
+    return base_.ListTokens();
+  }
+  Status PutHost(const server::HostRecord& host) override {
+    if (auto e = Inject(StoreOp::kPutHost)) {
+      return *e;
+    }
+    return base_.PutHost(host);
+  }
+  Status DeleteHost(const std::string& name) override {
+    if (auto e = Inject(StoreOp::kDeleteHost)) {
+      return *e;
+    }
+    return base_.DeleteHost(name);
+  }
+  Result<std::vector<server::HostRecord>> ListHosts() override {
+    if (auto e = Inject(StoreOp::kListHosts)) {
+      return *e;
+    }
+    return base_.ListHosts();
+  }
+  Status AppendAudit(const server::AuditEntry& entry) override {
+    if (auto e = Inject(StoreOp::kAppendAudit)) {
+      return *e;
+    }
+    return base_.AppendAudit(entry);
+  }
+  Result<std::vector<server::AuditEntry>> ListAudit(int limit) override {
+    if (auto e = Inject(StoreOp::kListAudit)) {
+      return *e;
+    }
+    return base_.ListAudit(limit);
+  }
+
+ private:
+  struct Plan {
+    bool always = false;
+    int next = 0;  // calls still to fail
+    int calls = 0;
+    int failed = 0;
+  };
+
+  static size_t Index(StoreOp op) { return static_cast<size_t>(op); }
+
+  // Counts the call; the error to return if this call is to fail.
+  std::optional<Error> Inject(StoreOp op) {
+    std::lock_guard<std::mutex> lock(mu_);
+    Plan& p = plan_[Index(op)];
+    ++p.calls;
+    if (!p.always && p.next <= 0) {
+      return std::nullopt;
+    }
+    if (!p.always) {
+      --p.next;
+    }
+    ++p.failed;
+    return error_;
+  }
+
+  server::Store& base_;
+  mutable std::mutex mu_;
+  std::array<Plan, kStoreOpCount> plan_{};                     // Guarded by mu_.
+  Error error_ = Unavailable("store unavailable (injected)");  // Guarded by mu_.
+};
+
+}  // namespace medic::test

@@ -1,0 +1,320 @@
+#pragma once
+
+// MemoryStore: a complete Store held in memory, for tests that need a store but not a file.
+// It passes the Store conformance suite (tests/server/store/memory_store_test.cc), so a test
+// that runs against it learns what it would learn against SqliteStore, minus durability.
+//
+// It keeps what SqliteStore keeps and nothing more: times at millisecond precision, the
+// one-open-incident-per-(alarm, instance) rule, an append-only timeline, token names and token
+// hashes unique and roles checked, audit entries in insertion order.
+//
+// Thread-safety: every method takes the one mutex of the data it works on, so each call is
+// atomic. Share() gives another MemoryStore on the same data (like a second connection to one
+// database), e.g. for a "restarted server" that must see what the first one wrote.
+
+#include <algorithm>
+#include <cstdint>
+#include <map>
+#include <memory>
+#include <mutex>
+#include <optional>
+#include <string>
+#include <tuple>
+#include <utility>
+#include <vector>
+
+#include "core/clock.h"
+#include "core/json.h"
+#include "core/result.h"
+#include "server/incidents/incident.h"
+#include "server/store/store.h"
+
+namespace medic::test {
+
+class MemoryStore : public server::Store {
+ public:
+  MemoryStore() : data_(std::make_shared<Data>()) {}
+  // Sharing is explicit (Share()), never a side effect of a copy.
+  MemoryStore(const MemoryStore&) = delete;
+  MemoryStore& operator=(const MemoryStore&) = delete;
+
+  // Another store on the same data. Either may be destroyed first.
+  std::unique_ptr<MemoryStore> Share() const {
+    return std::unique_ptr<MemoryStore>(new MemoryStore(data_));
+  }
+
+  Status CreateIncident(const server::Incident& incident) override {
+    std::lock_guard<std::mutex> lock(data_->mu);
+    if (data_->incidents.count(incident.incident_id) != 0) {
+      return AlreadyExists("create incident " + incident.incident_id +
+                           ": an incident with this id exists");
+    }
+    if (server::IsOpen(incident.status)) {
+      if (const std::string* open = OpenIdLocked(incident.alarm_name, incident.instance_id)) {
+        return AlreadyExists(ConflictMessage("create", incident, *open));
+      }
+    }
+    data_->incidents.emplace(incident.incident_id, Stored(incident));
+    return OkStatus();
+  }
+
+  Status UpdateIncident(const server::Incident& incident) override {
+    std::lock_guard<std::mutex> lock(data_->mu);
+    auto it = data_->incidents.find(incident.incident_id);
+    if (it == data_->incidents.end()) {
+      return NotFound("incident " + incident.incident_id);
+    }
+    if (server::IsOpen(incident.status)) {
+      const std::string* open = OpenIdLocked(incident.alarm_name, incident.instance_id);
+      if (open != nullptr && *open != incident.incident_id) {
+        return AlreadyExists(ConflictMessage("update", incident, *open));
+      }
+    }
+    server::Incident& stored = it->second;
+    const size_t have = stored.timeline.size();
+    if (incident.timeline.size() < have) {
+      return InvalidArgument("update incident " + incident.incident_id + ": timeline has " +
+                             std::to_string(incident.timeline.size()) +
+                             " entries but the store has " + std::to_string(have) +
+                             "; the timeline is append-only");
+    }
+    // Every field from the caller; of the timeline, only the entries the store lacks.
+    std::vector<server::TimelineEntry> timeline = std::move(stored.timeline);
+    for (size_t i = have; i < incident.timeline.size(); ++i) {
+      timeline.push_back(Stored(incident.timeline[i]));
+    }
+    server::Incident next = incident;
+    next.timeline.clear();
+    stored = Stored(next);
+    stored.timeline = std::move(timeline);
+    return OkStatus();
+  }
+
+  Result<server::Incident> GetIncident(const std::string& incident_id) override {
+    std::lock_guard<std::mutex> lock(data_->mu);
+    auto it = data_->incidents.find(incident_id);
+    if (it == data_->incidents.end()) {
+      return NotFound("incident " + incident_id);
+    }
+    return it->second;
+  }
+
+  Result<std::vector<server::Incident>> ListIncidents(const server::IncidentQuery& query) override {
+    const size_t limit = static_cast<size_t>(std::clamp(query.limit, 1, kMaxListLimit));
+    std::lock_guard<std::mutex> lock(data_->mu);
+    std::vector<const server::Incident*> matches;
+    for (const auto& [id, inc] : data_->incidents) {
+      if (Matches(inc, query)) {
+        matches.push_back(&inc);
+      }
+    }
+    // Newest first: created_at descending, then incident_id descending (bytewise, as SQLite's
+    // BINARY collation compares).
+    std::sort(matches.begin(), matches.end(),
+              [](const server::Incident* a, const server::Incident* b) {
+                return ListKey(*a) > ListKey(*b);
+              });
+    std::vector<server::Incident> out;
+    for (size_t i = 0; i < matches.size() && i < limit; ++i) {
+      out.push_back(*matches[i]);
+    }
+    return out;
+  }
+
+  Result<std::optional<server::Incident>> FindOpenIncident(
+      const std::string& alarm_name, const std::string& instance_id) override {
+    std::lock_guard<std::mutex> lock(data_->mu);
+    const std::string* id = OpenIdLocked(alarm_name, instance_id);
+    if (id == nullptr) {
+      return std::optional<server::Incident>();
+    }
+    return std::optional<server::Incident>(data_->incidents.at(*id));
+  }
+
+  Result<std::optional<std::string>> GetSetting(const std::string& key) override {
+    std::lock_guard<std::mutex> lock(data_->mu);
+    auto it = data_->settings.find(key);
+    if (it == data_->settings.end()) {
+      return std::optional<std::string>();
+    }
+    return std::optional<std::string>(it->second);
+  }
+
+  Status PutSetting(const std::string& key, const std::string& value) override {
+    std::lock_guard<std::mutex> lock(data_->mu);
+    data_->settings[key] = value;
+    return OkStatus();
+  }
+
+  Status CreateToken(const server::TokenRecord& token) override {
+    std::lock_guard<std::mutex> lock(data_->mu);
+    if (data_->tokens.count(token.name) != 0) {
+      return AlreadyExists("a token named '" + token.name + "' exists");
+    }
+    // SqliteStore's schema CHECKs the role (and reports a violation as Internal: the caller
+    // broke the store's schema, not the operator's input, which the API validates).
+    if (token.role != "viewer" && token.role != "operator" && token.role != "admin") {
+      return Internal("create token " + token.name + ": role '" + token.role +
+                      "' is not viewer, operator or admin");
+    }
+    // SqliteStore's schema holds token_hash UNIQUE too: two names for one secret would make
+    // authentication ambiguous.
+    for (const auto& [name, t] : data_->tokens) {
+      if (t.token_hash == token.token_hash) {
+        return AlreadyExists("create token " + token.name + ": token '" + name +
+                             "' has the same hash");
+      }
+    }
+    server::TokenRecord stored = token;
+    stored.created_at = Truncate(stored.created_at);
+    data_->tokens.emplace(token.name, std::move(stored));
+    return OkStatus();
+  }
+
+  Status DeleteToken(const std::string& name) override {
+    std::lock_guard<std::mutex> lock(data_->mu);
+    if (data_->tokens.erase(name) == 0) {
+      return NotFound("no token named '" + name + "'");
+    }
+    return OkStatus();
+  }
+
+  Result<std::vector<server::TokenRecord>> ListTokens() override {
+    std::lock_guard<std::mutex> lock(data_->mu);
+    std::vector<server::TokenRecord> out;
+    for (const auto& [name, t] : data_->tokens) {  // by name
+      out.push_back(t);
+    }
+    return out;
+  }
+
+  Status PutHost(const server::HostRecord& host) override {
+    std::lock_guard<std::mutex> lock(data_->mu);
+    server::HostRecord stored = host;
+    stored.registered_at = Truncate(stored.registered_at);
+    stored.last_seen = Truncate(stored.last_seen);
+    data_->hosts[host.name] = std::move(stored);
+    return OkStatus();
+  }
+
+  Status DeleteHost(const std::string& name) override {
+    std::lock_guard<std::mutex> lock(data_->mu);
+    if (data_->hosts.erase(name) == 0) {
+      return NotFound("no host named '" + name + "'");
+    }
+    return OkStatus();
+  }
+
+  Result<std::vector<server::HostRecord>> ListHosts() override {
+    std::lock_guard<std::mutex> lock(data_->mu);
+    std::vector<server::HostRecord> out;
+    for (const auto& [name, h] : data_->hosts) {  // by name
+      out.push_back(h);
+    }
+    return out;
+  }
+
+  Status AppendAudit(const server::AuditEntry& entry) override {
+    std::lock_guard<std::mutex> lock(data_->mu);
+    server::AuditEntry stored = entry;
+    stored.timestamp = Truncate(stored.timestamp);
+    data_->audit.push_back(std::move(stored));
+    return OkStatus();
+  }
+
+  Result<std::vector<server::AuditEntry>> ListAudit(int limit) override {
+    const size_t n = static_cast<size_t>(std::clamp(limit, 1, kMaxListLimit));
+    std::lock_guard<std::mutex> lock(data_->mu);
+    // Newest first means last appended first, whatever the entries' timestamps say.
+    std::vector<server::AuditEntry> out;
+    for (auto it = data_->audit.rbegin(); it != data_->audit.rend() && out.size() < n; ++it) {
+      out.push_back(*it);
+    }
+    return out;
+  }
+
+ private:
+  static constexpr int kMaxListLimit = 1000;
+
+  struct Data {
+    std::mutex mu;
+    std::map<std::string, server::Incident> incidents;  // Guarded by mu. By incident_id.
+    std::map<std::string, std::string> settings;        // Guarded by mu.
+    std::map<std::string, server::TokenRecord> tokens;  // Guarded by mu. By name.
+    std::map<std::string, server::HostRecord> hosts;    // Guarded by mu. By name.
+    std::vector<server::AuditEntry> audit;              // Guarded by mu. Oldest first.
+  };
+
+  explicit MemoryStore(std::shared_ptr<Data> data) : data_(std::move(data)) {}
+
+  // The precision every backend keeps (and SqliteStore stores).
+  static WallTime Truncate(WallTime t) { return FromUnixMillis(ToUnixMillis(t)); }
+
+  static server::TimelineEntry Stored(server::TimelineEntry e) {
+    e.timestamp = Truncate(e.timestamp);
+    return e;
+  }
+
+  static server::Incident Stored(server::Incident inc) {
+    inc.created_at = Truncate(inc.created_at);
+    inc.updated_at = Truncate(inc.updated_at);
+    if (inc.resolved_at.has_value()) {
+      inc.resolved_at = Truncate(*inc.resolved_at);
+    }
+    for (server::TimelineEntry& e : inc.timeline) {
+      e.timestamp = Truncate(e.timestamp);
+    }
+    return inc;
+  }
+
+  static std::tuple<int64_t, const std::string&> ListKey(const server::Incident& inc) {
+    return {ToUnixMillis(inc.created_at), inc.incident_id};
+  }
+
+  static bool Matches(const server::Incident& inc, const server::IncidentQuery& q) {
+    if (q.status.has_value() && inc.status != *q.status) {
+      return false;
+    }
+    if (q.alarm_name.has_value() && inc.alarm_name != *q.alarm_name) {
+      return false;
+    }
+    if (q.instance_id.has_value() && inc.instance_id != *q.instance_id) {
+      return false;
+    }
+    if (q.updated_since.has_value() &&
+        ToUnixMillis(inc.updated_at) < ToUnixMillis(*q.updated_since)) {
+      return false;
+    }
+    if (q.before.has_value()) {
+      const std::tuple<int64_t, const std::string&> cursor{ToUnixMillis(q.before->created_at),
+                                                           q.before->incident_id};
+      if (!(ListKey(inc) < cursor)) {
+        return false;
+      }
+    }
+    return true;
+  }
+
+  // The id of the open incident of (alarm, instance), or nullptr. REQUIRES: data_->mu held.
+  const std::string* OpenIdLocked(const std::string& alarm_name,
+                                  const std::string& instance_id) const {
+    for (const auto& [id, inc] : data_->incidents) {
+      if (server::IsOpen(inc.status) && inc.alarm_name == alarm_name &&
+          inc.instance_id == instance_id) {
+        return &id;
+      }
+    }
+    return nullptr;
+  }
+
+  static std::string ConflictMessage(const char* verb, const server::Incident& inc,
+                                     const std::string& open_id) {
+    return std::string(verb) + " incident " + inc.incident_id +
+           ": an open incident already exists for alarm '" + inc.alarm_name + "' on instance '" +
+           inc.instance_id + "' (" + open_id + ")";
+  }
+
+  std::shared_ptr<Data> data_;
+};
+
+}  // namespace medic::test

@@ -19,15 +19,15 @@
 #include "core/files.h"
 #include "core/json.h"
 #include "protocol/wire.h"
-#include "tests/agent/tiny_http_server.h"
+#include "tests/fakes/http_server.h"
 #include "transport/http_client.h"
 
 namespace medic::agent {
 namespace {
 
-using testing::TinyHttpServer;
-using testing::TinyRequest;
-using testing::TinyResponse;
+using test::CannedReply;
+using test::FakeHttpServer;
+using test::RecordedRequest;
 using Steady = std::chrono::steady_clock;
 
 // From MEDIC_BIN_DIR when the test runner sets it, else the binary this test was built with.
@@ -39,7 +39,7 @@ std::string AgentBinary() {
 // What the fake medic server saw, and the commands it will hand out.
 class FakeMedicServer {
  public:
-  TinyResponse Handle(const TinyRequest& req) {
+  CannedReply Handle(const RecordedRequest& req) {
     if (req.target == "/health") {
       return {200, "ok"};  // the health-checked app, not the agent API
     }
@@ -192,7 +192,7 @@ TEST_F(AgentBinaryTest, CheckConfig) {
 
 TEST_F(AgentBinaryTest, ServesTheProtocolAndStopsServicesOnSigterm) {
   FakeMedicServer medic;
-  TinyHttpServer http([&](const TinyRequest& r) { return medic.Handle(r); });
+  FakeHttpServer http([&](const RecordedRequest& r) { return medic.Handle(r); });
   WriteConfig(http.url(),
               "services:\n"
               "  sleeper:\n"
@@ -278,7 +278,7 @@ TEST_F(AgentBinaryTest, MetricsEndpointIsValidPrometheusText) {
     FAIL() << "promtool not installed (Debian package prometheus; run scripts/setup.sh)";
   }
   FakeMedicServer medic;
-  TinyHttpServer http([&](const TinyRequest& r) { return medic.Handle(r); });
+  FakeHttpServer http([&](const RecordedRequest& r) { return medic.Handle(r); });
   WriteConfig(http.url(),
               "checks:\n"
               "  - name: web\n"

@@ -6,7 +6,7 @@
 
 #include "ai/ai_brain.h"
 #include "tests/ai/ai_test_util.h"
-#include "tests/ai/fake_http_server.h"
+#include "tests/fakes/http_server.h"
 
 namespace medic::ai {
 namespace {

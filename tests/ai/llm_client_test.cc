@@ -3,13 +3,16 @@
 
 #include "ai/llm_client.h"
 
+#include <arpa/inet.h>
 #include <gtest/gtest.h>
+#include <netinet/in.h>
 #include <sys/socket.h>
+#include <unistd.h>
 
 #include "ai/ai_brain.h"
 #include "ai/prompt.h"
 #include "tests/ai/ai_test_util.h"
-#include "tests/ai/fake_http_server.h"
+#include "tests/fakes/http_server.h"
 
 namespace medic::ai {
 namespace {

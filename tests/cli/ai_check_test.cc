@@ -8,7 +8,7 @@
 #include <sstream>
 
 #include "tests/ai/ai_test_util.h"
-#include "tests/ai/fake_http_server.h"
+#include "tests/fakes/http_server.h"
 
 namespace medic::cli {
 namespace {

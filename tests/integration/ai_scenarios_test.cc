@@ -8,9 +8,9 @@
 #include <stdlib.h>
 
 #include "ai/runbooks.h"
-#include "tests/integration/demo_fixture.h"
 #include "tests/ai/ai_test_util.h"
-#include "tests/ai/fake_http_server.h"
+#include "tests/fakes/http_server.h"
+#include "tests/integration/demo_fixture.h"
 
 namespace medic {
 namespace {
@@ -119,12 +119,11 @@ class AiScenariosTest : public ::testing::Test {
   }
 
   test::TempDir dir_;
-  test::FakeHttpServer provider_;
+  test::FakeHttpServer provider_{Model};
   test::DemoFixture demo_{dir_};
 };
 
 TEST_F(AiScenariosTest, ThreeScenariosCompleteWithTheAisChoiceInAutomaticMode) {
-  provider_.Respond(Model);
   ScopedEnv env;
   env.Set("MEDIC_AI_PROVIDER", "openai");
   env.Set("MEDIC_AI_BASE_URL", provider_.url() + "/v1");

@@ -7,152 +7,23 @@
 
 #include <atomic>
 #include <chrono>
-#include <functional>
-#include <mutex>
 #include <string>
-#include <thread>
-#include <vector>
 
 #include "gtest/gtest.h"
-#include "tests/agent/tiny_http_server.h"
+#include "tests/fakes/http_server.h"
 
 namespace medic {
 namespace {
 
-using agent::testing::TinyHttpServer;
-using agent::testing::TinyRequest;
-using agent::testing::TinyResponse;
+using test::CannedReply;
+using test::FakeHttpServer;
+using test::RecordedRequest;
+using Then = CannedReply::Then;
 
-// A loopback server on an ephemeral port that hands every accepted connection to `handler` on
-// its own thread and closes it when the handler returns. For answers TinyHttpServer cannot give:
-// chunked, closing, silent, garbage.
-class RawServer {
- public:
-  using Handler = std::function<void(int fd)>;
-
-  explicit RawServer(Handler handler, int family = AF_INET) : handler_(std::move(handler)) {
-    listen_fd_ = ::socket(family, SOCK_STREAM | SOCK_CLOEXEC, 0);
-    sockaddr_storage ss{};
-    socklen_t len;
-    if (family == AF_INET6) {
-      auto* a = reinterpret_cast<sockaddr_in6*>(&ss);
-      a->sin6_family = AF_INET6;
-      a->sin6_addr = in6addr_loopback;
-      len = sizeof(*a);
-    } else {
-      auto* a = reinterpret_cast<sockaddr_in*>(&ss);
-      a->sin_family = AF_INET;
-      a->sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-      len = sizeof(*a);
-    }
-    if (listen_fd_ < 0 || ::bind(listen_fd_, reinterpret_cast<sockaddr*>(&ss), len) != 0 ||
-        ::listen(listen_fd_, 16) != 0) {
-      ok_ = false;
-      return;
-    }
-    ::getsockname(listen_fd_, reinterpret_cast<sockaddr*>(&ss), &len);
-    port_ = family == AF_INET6 ? ntohs(reinterpret_cast<sockaddr_in6*>(&ss)->sin6_port)
-                               : ntohs(reinterpret_cast<sockaddr_in*>(&ss)->sin_port);
-    accept_thread_ = std::thread([this] { AcceptLoop(); });
-  }
-
-  ~RawServer() {
-    stopping_ = true;
-    if (listen_fd_ >= 0) {
-      ::shutdown(listen_fd_, SHUT_RDWR);
-    }
-    if (accept_thread_.joinable()) {
-      accept_thread_.join();
-    }
-    {
-      std::lock_guard<std::mutex> lock(mu_);
-      for (int fd : open_fds_) {
-        ::shutdown(fd, SHUT_RDWR);
-      }
-    }
-    for (auto& t : threads_) {
-      t.join();
-    }
-    if (listen_fd_ >= 0) {
-      ::close(listen_fd_);
-    }
-  }
-
-  bool ok() const { return ok_; }
-  int port() const { return port_; }
-  int accepted() const { return accepted_; }
-  std::string url(const std::string& path = "/") const {
-    return "http://127.0.0.1:" + std::to_string(port_) + path;
-  }
-
- private:
-  void AcceptLoop() {
-    for (;;) {
-      const int fd = ::accept4(listen_fd_, nullptr, nullptr, SOCK_CLOEXEC);
-      if (fd < 0) {
-        if (stopping_) {
-          return;
-        }
-        continue;
-      }
-      ++accepted_;
-      std::lock_guard<std::mutex> lock(mu_);
-      open_fds_.push_back(fd);
-      threads_.emplace_back([this, fd] {
-        handler_(fd);
-        std::lock_guard<std::mutex> l(mu_);
-        open_fds_.erase(std::find(open_fds_.begin(), open_fds_.end(), fd));
-        ::close(fd);
-      });
-    }
-  }
-
-  Handler handler_;
-  bool ok_ = true;
-  int listen_fd_ = -1;
-  int port_ = 0;
-  std::atomic<bool> stopping_{false};
-  std::atomic<int> accepted_{0};
-  std::thread accept_thread_;
-  std::mutex mu_;
-  std::vector<int> open_fds_;         // Guarded by mu_.
-  std::vector<std::thread> threads_;  // Guarded by mu_ until accept stops.
-};
-
-// Reads one request head (and a Content-Length body) from fd into *head; false at end of stream.
-bool ReadRequest(int fd, std::string* buf, std::string* head) {
-  char chunk[4096];
-  size_t end;
-  while ((end = buf->find("\r\n\r\n")) == std::string::npos) {
-    const ssize_t n = ::read(fd, chunk, sizeof(chunk));
-    if (n <= 0) {
-      return false;
-    }
-    buf->append(chunk, static_cast<size_t>(n));
-  }
-  *head = buf->substr(0, end + 4);
-  size_t body = 0;
-  if (const size_t cl = head->find("Content-Length: "); cl != std::string::npos) {
-    body = std::stoul(head->substr(cl + 16));
-  }
-  while (buf->size() < end + 4 + body) {
-    const ssize_t n = ::read(fd, chunk, sizeof(chunk));
-    if (n <= 0) {
-      return false;
-    }
-    buf->append(chunk, static_cast<size_t>(n));
-  }
-  buf->erase(0, end + 4 + body);
-  return true;
-}
-
-void Send(int fd, const std::string& s) { ::send(fd, s.data(), s.size(), MSG_NOSIGNAL); }
-
-// Waits until the peer closes (or the server shuts the socket down at the end of the test).
-void DrainUntilClosed(int fd) {
-  char chunk[4096];
-  while (::read(fd, chunk, sizeof(chunk)) > 0) {
-  }
+// Bytes sent as they are: for answers a well-formed reply cannot give (chunked, HTTP/1.0,
+// interim, garbage, cut short), then what the server does next.
+CannedReply Raw(std::string bytes, Then then = Then::kStall) {
+  return {.raw = std::move(bytes), .then = then};
 }
 
 HttpRequest Get(const std::string& url, int timeout_ms = 3000) {
@@ -205,12 +76,12 @@ TEST(ParseHttpUrlTest, RejectsWhatItCannotHandle) {
 }
 
 TEST(PlainHttpClientTest, GetReturnsStatusHeadersAndBody) {
-  TinyHttpServer server([](const TinyRequest& req) {
+  FakeHttpServer server([](const RecordedRequest& req) {
     if (req.target == "/missing") {
-      return TinyResponse{404, R"({"error":"no"})"};
+      return CannedReply{404, R"({"error":"no"})"};
     }
-    return TinyResponse{200, "{\"host\":\"" + req.Header("host") + "\",\"ua\":\"" +
-                                 req.Header("user-agent") + "\"}"};
+    return CannedReply{200, "{\"host\":\"" + req.Header("host") + "\",\"ua\":\"" +
+                                req.Header("user-agent") + "\"}"};
   });
   auto client = NewPlainHttpClient();
   HttpRequest req = Get(server.url() + "/health");
@@ -230,8 +101,8 @@ TEST(PlainHttpClientTest, GetReturnsStatusHeadersAndBody) {
 }
 
 TEST(PlainHttpClientTest, PostAndPutSendTheBodyWithContentLength) {
-  TinyHttpServer server([](const TinyRequest& req) {
-    return TinyResponse{
+  FakeHttpServer server([](const RecordedRequest& req) {
+    return CannedReply{
         201, req.method + " " + req.target + " " + req.Header("content-type") + " " + req.body};
   });
   auto client = NewPlainHttpClient();
@@ -253,15 +124,9 @@ TEST(PlainHttpClientTest, PostAndPutSendTheBodyWithContentLength) {
 }
 
 TEST(PlainHttpClientTest, ReusesOneKeepAliveConnection) {
-  RawServer server([](int fd) {
-    std::string buf;
-    std::string head;
-    int n = 0;
-    while (ReadRequest(fd, &buf, &head)) {
-      const std::string body = "answer " + std::to_string(++n);
-      Send(fd,
-           "HTTP/1.1 200 OK\r\nContent-Length: " + std::to_string(body.size()) + "\r\n\r\n" + body);
-    }
+  std::atomic<int> answered{0};
+  FakeHttpServer server([&answered](const RecordedRequest&) {
+    return CannedReply{200, "answer " + std::to_string(++answered)};
   });
   auto client = NewPlainHttpClient();
   for (int i = 1; i <= 5; ++i) {
@@ -269,40 +134,32 @@ TEST(PlainHttpClientTest, ReusesOneKeepAliveConnection) {
     ASSERT_TRUE(resp) << resp.error().message;
     EXPECT_EQ(resp->body, "answer " + std::to_string(i));
   }
-  EXPECT_EQ(server.accepted(), 1);
+  EXPECT_EQ(server.connections(), 1);
 }
 
 TEST(PlainHttpClientTest, ReadsChunkedBodiesWithExtensionsAndTrailers) {
-  RawServer server([](int fd) {
-    std::string buf;
-    std::string head;
-    while (ReadRequest(fd, &buf, &head)) {
-      Send(fd,
-           "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\nX-Test: yes\r\n\r\n"
-           "5\r\nhello\r\n1;ext=1\r\n \r\nA\r\n0123456789\r\n0\r\nX-Trailer: t\r\n\r\n");
-    }
+  FakeHttpServer server([](const RecordedRequest&) {
+    return Raw(
+        "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\nX-Test: yes\r\n\r\n"
+        "5\r\nhello\r\n1;ext=1\r\n \r\nA\r\n0123456789\r\n0\r\nX-Trailer: t\r\n\r\n",
+        Then::kKeepAlive);
   });
   auto client = NewPlainHttpClient();
   for (int i = 0; i < 2; ++i) {  // the connection is still usable after a chunked body
-    auto resp = client->Do(Get(server.url()));
+    auto resp = client->Do(Get(server.url("/")));
     ASSERT_TRUE(resp) << resp.error().message;
     EXPECT_EQ(resp->body, "hello 0123456789");
     EXPECT_EQ(HeaderOf(*resp, "X-Test"), "yes");
   }
-  EXPECT_EQ(server.accepted(), 1);
+  EXPECT_EQ(server.connections(), 1);
 }
 
 TEST(PlainHttpClientTest, BodyUntilCloseAndConnectionCloseOpenANewConnectionNextTime) {
-  RawServer server([](int fd) {
-    std::string buf;
-    std::string head;
-    if (ReadRequest(fd, &buf, &head)) {
-      if (head.find("GET /eof") == 0) {
-        Send(fd, "HTTP/1.0 200 OK\r\n\r\nuntil the end");
-      } else {
-        Send(fd, "HTTP/1.1 200 OK\r\nConnection: close\r\nContent-Length: 2\r\n\r\nok");
-      }
+  FakeHttpServer server([](const RecordedRequest& req) {
+    if (req.target == "/eof") {
+      return Raw("HTTP/1.0 200 OK\r\n\r\nuntil the end", Then::kClose);
     }
+    return CannedReply{.body = "ok", .headers = {{"Connection", "close"}}, .then = Then::kClose};
   });
   auto client = NewPlainHttpClient();
   auto a = client->Do(Get(server.url("/eof")));
@@ -313,33 +170,28 @@ TEST(PlainHttpClientTest, BodyUntilCloseAndConnectionCloseOpenANewConnectionNext
   EXPECT_EQ(b->body, "ok");
   auto c = client->Do(Get(server.url("/close")));
   ASSERT_TRUE(c) << c.error().message;
-  EXPECT_EQ(server.accepted(), 3);
+  EXPECT_EQ(server.connections(), 3);
 }
 
 TEST(PlainHttpClientTest, ServerClosingAnIdleConnectionIsNotAnError) {
   // Answers one request per connection, keep-alive advertised, then closes: the client finds
   // its idle connection dead and opens a new one.
-  RawServer server([](int fd) {
-    std::string buf;
-    std::string head;
-    if (ReadRequest(fd, &buf, &head)) {
-      Send(fd, "HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok");
-    }
-  });
+  FakeHttpServer server(
+      [](const RecordedRequest&) { return CannedReply{.body = "ok", .then = Then::kClose}; });
   auto client = NewPlainHttpClient();
   for (int i = 0; i < 3; ++i) {
-    auto resp = client->Do(Get(server.url()));
+    auto resp = client->Do(Get(server.url("/")));
     ASSERT_TRUE(resp) << i << ": " << resp.error().message;
     EXPECT_EQ(resp->body, "ok");
   }
-  EXPECT_EQ(server.accepted(), 3);
+  EXPECT_EQ(server.connections(), 3);
 }
 
 TEST(PlainHttpClientTest, ServerThatNeverAnswersTimesOutWithinTheDeadline) {
-  RawServer server([](int fd) { DrainUntilClosed(fd); });
+  FakeHttpServer server([](const RecordedRequest&) { return Raw(""); });
   auto client = NewPlainHttpClient();
   const auto start = std::chrono::steady_clock::now();
-  auto resp = client->Do(Get(server.url(), 300));
+  auto resp = client->Do(Get(server.url("/"), 300));
   const auto took = std::chrono::steady_clock::now() - start;
   ASSERT_FALSE(resp);
   EXPECT_EQ(resp.error().code, ErrorCode::kDeadlineExceeded) << resp.error().message;
@@ -348,16 +200,11 @@ TEST(PlainHttpClientTest, ServerThatNeverAnswersTimesOutWithinTheDeadline) {
 }
 
 TEST(PlainHttpClientTest, ServerThatStallsInTheBodyTimesOut) {
-  RawServer server([](int fd) {
-    std::string buf;
-    std::string head;
-    if (ReadRequest(fd, &buf, &head)) {
-      Send(fd, "HTTP/1.1 200 OK\r\nContent-Length: 100\r\n\r\nonly a part");
-      DrainUntilClosed(fd);
-    }
+  FakeHttpServer server([](const RecordedRequest&) {
+    return Raw("HTTP/1.1 200 OK\r\nContent-Length: 100\r\n\r\nonly a part");
   });
   auto client = NewPlainHttpClient();
-  auto resp = client->Do(Get(server.url(), 300));
+  auto resp = client->Do(Get(server.url("/"), 300));
   ASSERT_FALSE(resp);
   EXPECT_EQ(resp.error().code, ErrorCode::kDeadlineExceeded) << resp.error().message;
 }
@@ -382,37 +229,31 @@ TEST(PlainHttpClientTest, ConnectionRefusedIsUnavailable) {
 }
 
 TEST(PlainHttpClientTest, EmptyReplyIsUnavailable) {
-  RawServer server([](int fd) {
-    std::string buf;
-    std::string head;
-    ReadRequest(fd, &buf, &head);  // and close without a word
+  FakeHttpServer server([](const RecordedRequest&) {
+    return Raw("", Then::kClose);  // without a word
   });
   auto client = NewPlainHttpClient();
-  auto resp = client->Do(Get(server.url()));
+  auto resp = client->Do(Get(server.url("/")));
   ASSERT_FALSE(resp);
   EXPECT_EQ(resp.error().code, ErrorCode::kUnavailable);
   EXPECT_NE(resp.error().message.find("Empty reply"), std::string::npos) << resp.error().message;
 }
 
 TEST(PlainHttpClientTest, GarbageAndOversizedResponsesAreErrors) {
-  RawServer server([](int fd) {
-    std::string buf;
-    std::string head;
-    if (!ReadRequest(fd, &buf, &head)) {
-      return;
+  FakeHttpServer server([](const RecordedRequest& req) {
+    if (req.target == "/garbage") {
+      return Raw("SSH-2.0-OpenSSH_9.2\r\n\r\n");
     }
-    if (head.find("GET /garbage") == 0) {
-      Send(fd, "SSH-2.0-OpenSSH_9.2\r\n\r\n");
-    } else if (head.find("GET /bad-length") == 0) {
-      Send(fd, "HTTP/1.1 200 OK\r\nContent-Length: -5\r\n\r\n");
-    } else if (head.find("GET /bad-chunk") == 0) {
-      Send(fd, "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\n");
-    } else if (head.find("GET /huge-header") == 0) {
-      Send(fd, "HTTP/1.1 200 OK\r\nX-Big: " + std::string(200'000, 'a') + "\r\n\r\n");
-    } else {
-      Send(fd, "HTTP/1.1 200 OK\r\nContent-Length: 5000\r\n\r\n" + std::string(5000, 'b'));
+    if (req.target == "/bad-length") {
+      return Raw("HTTP/1.1 200 OK\r\nContent-Length: -5\r\n\r\n");
     }
-    DrainUntilClosed(fd);
+    if (req.target == "/bad-chunk") {
+      return Raw("HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\n");
+    }
+    if (req.target == "/huge-header") {
+      return Raw("HTTP/1.1 200 OK\r\nX-Big: " + std::string(200'000, 'a') + "\r\n\r\n");
+    }
+    return Raw("HTTP/1.1 200 OK\r\nContent-Length: 5000\r\n\r\n" + std::string(5000, 'b'));
   });
   PlainHttpOptions options;
   options.max_body_bytes = 4096;
@@ -425,16 +266,11 @@ TEST(PlainHttpClientTest, GarbageAndOversizedResponsesAreErrors) {
 }
 
 TEST(PlainHttpClientTest, SkipsInterimAnswers) {
-  RawServer server([](int fd) {
-    std::string buf;
-    std::string head;
-    if (ReadRequest(fd, &buf, &head)) {
-      Send(fd, "HTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 204 No Content\r\nX-A: b\r\n\r\n");
-      DrainUntilClosed(fd);
-    }
+  FakeHttpServer server([](const RecordedRequest&) {
+    return Raw("HTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 204 No Content\r\nX-A: b\r\n\r\n");
   });
   auto client = NewPlainHttpClient();
-  HttpRequest req = Get(server.url());
+  HttpRequest req = Get(server.url("/"));
   req.method = "POST";
   req.body = "{}";
   auto resp = client->Do(req);
@@ -454,18 +290,13 @@ TEST(PlainHttpClientTest, RejectsHeaderInjection) {
 }
 
 TEST(PlainHttpClientTest, WorksOverIpv6Loopback) {
-  RawServer server(
-      [](int fd) {
-        std::string buf;
-        std::string head;
-        if (ReadRequest(fd, &buf, &head)) {
-          const bool host_ok = head.find("Host: [::1]:") != std::string::npos;
-          Send(fd, std::string("HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\n") +
-                       (host_ok ? "v6" : "no"));
-        }
+  FakeHttpServer server(
+      [](const RecordedRequest& req) {
+        const bool host_ok = req.Header("Host").rfind("[::1]:", 0) == 0;
+        return CannedReply{200, host_ok ? "v6" : "no"};
       },
-      AF_INET6);
-  if (!server.ok()) {
+      FakeHttpServer::Loopback::kIpv6);
+  if (!server.listening()) {
     GTEST_SKIP() << "no IPv6 loopback here";
   }
   auto client = NewPlainHttpClient();
@@ -485,7 +316,7 @@ class FakeClient : public HttpClient {
 };
 
 TEST(SchemeRoutingHttpClientTest, HttpsGoesToTheOtherClientCreatedOnFirstUse) {
-  TinyHttpServer server([](const TinyRequest&) { return TinyResponse{200, "plain"}; });
+  FakeHttpServer server([](const RecordedRequest&) { return CannedReply{200, "plain"}; });
   int created = 0;
   auto client = NewSchemeRoutingHttpClient(NewPlainHttpClient(), [&created] {
     ++created;

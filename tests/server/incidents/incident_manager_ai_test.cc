@@ -5,10 +5,10 @@
 
 #include "ai/ai_brain.h"
 #include "server/incidents/incident_manager.h"
+#include "tests/ai/ai_test_util.h"
+#include "tests/fakes/http_server.h"
 #include "tests/fakes/incident_fakes.h"
 #include "tests/fakes/temp_dir.h"
-#include "tests/ai/ai_test_util.h"
-#include "tests/ai/fake_http_server.h"
 
 namespace medic::server {
 namespace {

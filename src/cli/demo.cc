@@ -417,12 +417,13 @@ std::vector<std::string> HostsNotHealthy(const Json& body, const std::vector<std
   return out;
 }
 
-Demo::Demo(DemoOptions options, ProcessLauncher& launcher, DemoEnv& env, ProcessTable& procs,
-           std::ostream& out, std::ostream& err)
+Demo::Demo(DemoOptions options, ProcessLauncher& launcher, DemoEnv& env, host::ProcFs& procfs,
+           SignalFn signal, std::ostream& out, std::ostream& err)
     : options_(std::move(options)),
       launcher_(launcher),
       env_(env),
-      procs_(procs),
+      procfs_(procfs),
+      signal_(std::move(signal)),
       out_(out),
       err_(err) {}
 
@@ -691,7 +692,7 @@ void Demo::Stop() {
   // run/ names it (CrashNginx checks it is a running nginx before it kills anything).
   for (const DemoHost& h : hosts_) {
     if (PathExists(h.NginxPidPath())) {
-      if (Result<NginxKill> k = CrashNginx(procs_, h.NginxPidPath()); k.has_value()) {
+      if (Result<NginxKill> k = CrashNginx(procfs_, signal_, h.NginxPidPath()); k.has_value()) {
         err_ << "medic demo: " << h.name << ": nginx was still running; " << DescribeNginxKill(*k)
              << std::endl;
       }

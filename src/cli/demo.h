@@ -23,6 +23,7 @@
 #include "core/clock.h"
 #include "core/json.h"
 #include "core/result.h"
+#include "host/proc_fs.h"
 #include "transport/http_client.h"
 
 namespace medic::cli {
@@ -108,8 +109,9 @@ std::vector<std::string> HostsNotHealthy(const Json& hosts_body,
 class Demo {
  public:
   // Everything passed by reference must outlive the Demo.
-  Demo(DemoOptions options, ProcessLauncher& launcher, DemoEnv& env, ProcessTable& procs,
-       std::ostream& out, std::ostream& err);
+  // `procfs` and `signal` serve CrashNginx on a leftover nginx when the demo stops.
+  Demo(DemoOptions options, ProcessLauncher& launcher, DemoEnv& env, host::ProcFs& procfs,
+       SignalFn signal, std::ostream& out, std::ostream& err);
 
   // Starts the server and the hosts and prints the ready line on `out`. On error, or when a
   // stop signal arrives first, returns an error; the caller then calls Stop().
@@ -148,7 +150,8 @@ class Demo {
   DemoOptions options_;
   ProcessLauncher& launcher_;
   DemoEnv& env_;
-  ProcessTable& procs_;
+  host::ProcFs& procfs_;
+  SignalFn signal_;
   std::ostream& out_;
   std::ostream& err_;
 

@@ -20,7 +20,7 @@
 
 #include "core/files.h"
 #include "fake_http_client.h"
-#include "fake_process_table.h"
+#include "tests/fakes/proc_fs.h"
 
 namespace medic::cli {
 namespace {
@@ -240,14 +240,22 @@ class DemoTest : public ::testing::Test {
   }
   void TearDown() override { fs::remove_all(dir_); }
 
-  Demo MakeDemo() { return Demo(options_, launcher_, env_, procs_, out_, err_); }
+  Demo MakeDemo() {
+    return Demo(options_, launcher_, env_, procfs_,
+                [this](int pid, int sig) {
+                  signals_.emplace_back(pid, sig);
+                  return OkStatus();
+                },
+                out_, err_);
+  }
   std::string Data() const { return fs::path(options_.data_dir).lexically_normal().string(); }
 
   std::string dir_;
   DemoOptions options_;
   FakeLauncher launcher_;
   FakeDemoEnv env_{launcher_};
-  FakeProcessTable procs_;
+  host::testing::FakeProcFs procfs_;
+  std::vector<std::pair<int, int>> signals_;  // what CrashNginx sent: {pid, signal}
   std::ostringstream out_;
   std::ostringstream err_;
   int server_pid_ = 0;
@@ -473,14 +481,14 @@ TEST_F(DemoTest, LeftoverNginxIsKilledAndRunFilesRemoved) {
       // The "agent" started nginx, which wrote its pid file.
       const std::string pidfile = fs::path(p.argv[2]).parent_path().string() + "/run/nginx.pid";
       std::ofstream(pidfile) << "500\n";
-      procs_.SetFile(pidfile, "500\n");
-      procs_.AddProcess(500, "nginx", 'S', 1, 500);
-      procs_.AddProcess(501, "nginx", 'S', 500, 500);
+      procfs_.SetFile(pidfile, "500\n");
+      procfs_.AddProcess({.pid = 500, .comm = "nginx", .state = 'S', .ppid = 1, .pgrp = 500});
+      procfs_.AddProcess({.pid = 501, .comm = "nginx", .state = 'S', .ppid = 500, .pgrp = 500});
     }
   };
   Demo demo = MakeDemo();
   EXPECT_EQ(demo.Run(), 0) << err_.str();
-  EXPECT_EQ(procs_.signals(),
+  EXPECT_EQ(signals_,
             (std::vector<std::pair<int, int>>{
                 {500, SIGSTOP}, {501, SIGKILL}, {500, SIGKILL}, {-500, SIGKILL}}));
   EXPECT_FALSE(fs::exists(Data() + "/hosts/web-1/run/nginx.pid"));
@@ -493,10 +501,10 @@ TEST_F(DemoTest, StaleRunFilesAreClearedAtStart) {
   const std::string run = Data() + "/hosts/web-1/run";
   ASSERT_TRUE(MakeDirs(run).has_value());
   std::ofstream(run + "/nginx.pid") << "12345\n";
-  procs_.AddProcess(12345, "nginx", 'S', 1, 12345);
+  procfs_.AddProcess({.pid = 12345, .comm = "nginx", .state = 'S', .ppid = 1, .pgrp = 12345});
   Demo demo = MakeDemo();
   EXPECT_EQ(demo.Run(), 0) << err_.str();
-  EXPECT_TRUE(procs_.signals().empty());  // a stale pid file never leads to a kill
+  EXPECT_TRUE(signals_.empty());  // a stale pid file never leads to a kill
   EXPECT_FALSE(fs::exists(run + "/nginx.pid"));
 }
 

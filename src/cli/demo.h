@@ -10,10 +10,8 @@
 #include <cstdint>
 #include <functional>
 #include <memory>
-#include <optional>
 #include <ostream>
 #include <string>
-#include <string_view>
 #include <vector>
 
 #include "cli/chaos.h"
@@ -74,11 +72,6 @@ class HostIsolation {
 
 // The demo's memory cgroups are named medic-demo-<pid of medic demo>-<host>.
 inline constexpr char kDemoCgroupPrefix[] = "medic-demo-";
-
-// The directory of the memory cgroup named in /proc/<pid>/cgroup text (the v1 line whose
-// controllers include "memory") below `hierarchy`: "4:memory:/a/b" -> hierarchy + "/a/b".
-std::optional<std::string> MemoryCgroupDir(std::string_view proc_cgroup,
-                                           std::string_view hierarchy);
 
 // mount(2)/umount2(2) and /sys/fs/cgroup/memory. Needs root; otherwise its calls fail and the
 // demo falls back to plain directories.

@@ -20,6 +20,7 @@
 
 #include "core/files.h"
 #include "fake_http_client.h"
+#include "host/proc_parsers.h"
 #include "tests/fakes/proc_fs.h"
 
 namespace medic::cli {
@@ -582,25 +583,7 @@ TEST_F(DemoTest, AgentFailingToStartStillLeavesNoMountOrCgroup) {
   EXPECT_EQ(launcher_.events().back(), "unmount web-1");
 }
 
-TEST(MemoryCgroupDirTest, FindsTheV1MemoryLine) {
-  struct Case {
-    std::string_view text;
-    std::optional<std::string> want;
-  };
-  const Case cases[] = {
-      {"9:name=systemd:/\n4:memory:/process_api/8f7f\n0::/\n",
-       "/sys/fs/cgroup/memory/process_api/8f7f"},
-      {"5:cpu,memory:/a/b/\n", "/sys/fs/cgroup/memory/a/b"},
-      {"4:memory:/\n", "/sys/fs/cgroup/memory"},
-      {"4:memoryx:/a\n3:pids:/b\n", std::nullopt},
-      {"0::/user.slice\n", std::nullopt},
-      {"", std::nullopt},
-  };
-  for (const Case& c : cases) {
-    SCOPED_TRACE(c.text);
-    EXPECT_EQ(MemoryCgroupDir(c.text, "/sys/fs/cgroup/memory"), c.want);
-  }
-}
+constexpr char kMemoryHierarchy[] = "/sys/fs/cgroup/memory";
 
 // The real thing, as root (tests run as root on the build machine): a tmpfs and a memory
 // cgroup, created and removed; without root, the refusal the demo falls back on.
@@ -678,7 +661,7 @@ TEST_F(PosixHostIsolationTest, CgroupLimitsWhatStartsInItAndIsRemovedWithItsProc
   ASSERT_TRUE(cg.has_value()) << cg.error().message;
   cgroup_ = *cg;
   const std::string own =
-      MemoryCgroupDir(ReadFile("/proc/self/cgroup").value(), "/sys/fs/cgroup/memory").value();
+      host::CgroupDir(ReadFile("/proc/self/cgroup").value(), "memory", kMemoryHierarchy).value();
   EXPECT_EQ(*cg, own + "/" + name);
   EXPECT_EQ(Trim(ReadFile(*cg + "/memory.limit_in_bytes").value()), "268435456");
 
@@ -688,10 +671,11 @@ TEST_F(PosixHostIsolationTest, CgroupLimitsWhatStartsInItAndIsRemovedWithItsProc
   });
   ASSERT_TRUE(pid.has_value()) << pid.error().message;
   const std::string child = ReadFile("/proc/" + std::to_string(*pid) + "/cgroup").value();
-  EXPECT_EQ(MemoryCgroupDir(child, "/sys/fs/cgroup/memory"), *cg) << child;
+  EXPECT_EQ(host::CgroupDir(child, "memory", kMemoryHierarchy), *cg) << child;
   // The test itself is back where it was.
-  EXPECT_EQ(MemoryCgroupDir(ReadFile("/proc/thread-self/cgroup").value(), "/sys/fs/cgroup/memory"),
-            own);
+  EXPECT_EQ(
+      host::CgroupDir(ReadFile("/proc/thread-self/cgroup").value(), "memory", kMemoryHierarchy),
+      own);
   // A child cgroup inside (as the agent may create) goes too.
   ASSERT_EQ(::mkdir((*cg + "/inner").c_str(), 0755), 0);
 

@@ -54,11 +54,11 @@ TEST_F(CrashNginxTest, FreezesMasterThenKillsDescendantsMasterAndGroup) {
   EXPECT_EQ(k.workers, (std::vector<int>{101, 102, 103}));
   EXPECT_TRUE(k.group_killed);
   EXPECT_EQ(signals_, (Signals{{100, SIGSTOP},
-                                {101, SIGKILL},
-                                {102, SIGKILL},
-                                {103, SIGKILL},
-                                {100, SIGKILL},
-                                {-100, SIGKILL}}));
+                               {101, SIGKILL},
+                               {102, SIGKILL},
+                               {103, SIGKILL},
+                               {100, SIGKILL},
+                               {-100, SIGKILL}}));
   EXPECT_EQ(DescribeNginxKill(k),
             "killed nginx master 100 and 3 workers (101, 102, 103), and its process group with "
             "SIGKILL");

@@ -242,12 +242,13 @@ class DemoTest : public ::testing::Test {
   void TearDown() override { fs::remove_all(dir_); }
 
   Demo MakeDemo() {
-    return Demo(options_, launcher_, env_, procfs_,
-                [this](int pid, int sig) {
-                  signals_.emplace_back(pid, sig);
-                  return OkStatus();
-                },
-                out_, err_);
+    return Demo(
+        options_, launcher_, env_, procfs_,
+        [this](int pid, int sig) {
+          signals_.emplace_back(pid, sig);
+          return OkStatus();
+        },
+        out_, err_);
   }
   std::string Data() const { return fs::path(options_.data_dir).lexically_normal().string(); }
 
@@ -489,9 +490,8 @@ TEST_F(DemoTest, LeftoverNginxIsKilledAndRunFilesRemoved) {
   };
   Demo demo = MakeDemo();
   EXPECT_EQ(demo.Run(), 0) << err_.str();
-  EXPECT_EQ(signals_,
-            (std::vector<std::pair<int, int>>{
-                {500, SIGSTOP}, {501, SIGKILL}, {500, SIGKILL}, {-500, SIGKILL}}));
+  EXPECT_EQ(signals_, (std::vector<std::pair<int, int>>{
+                          {500, SIGSTOP}, {501, SIGKILL}, {500, SIGKILL}, {-500, SIGKILL}}));
   EXPECT_FALSE(fs::exists(Data() + "/hosts/web-1/run/nginx.pid"));
   EXPECT_TRUE(fs::is_directory(Data() + "/hosts/web-1/run"));
   EXPECT_TRUE(fs::exists(Data() + "/hosts/web-1/agent.yaml"));

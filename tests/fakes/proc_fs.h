@@ -89,9 +89,8 @@ class FakeProcFs : public ProcFs {
   // Adds (or replaces) /proc/PID/stat and /proc/PID/comm for a process.
   void AddProcess(const Process& p) {
     SetFile(std::to_string(p.pid) + "/stat",
-            std::to_string(p.pid) + " (" + p.comm + ") " + p.state + " " +
-                std::to_string(p.ppid) + " " + std::to_string(p.pgrp ? p.pgrp : p.pid) +
-                " 1 0 -1 0 0 0 0 0 0 0");
+            std::to_string(p.pid) + " (" + p.comm + ") " + p.state + " " + std::to_string(p.ppid) +
+                " " + std::to_string(p.pgrp ? p.pgrp : p.pid) + " 1 0 -1 0 0 0 0 0 0 0");
     SetFile(std::to_string(p.pid) + "/comm", p.comm + "\n");
   }
   void AddProcess(int pid, const std::string& comm, int pgrp = 0, char state = 'S') {

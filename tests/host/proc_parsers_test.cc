@@ -150,7 +150,7 @@ TEST(IsLive, ZombieAndDeadAreNot) {
     char state;
     bool live;
   };
-  const Case cases[] = {{'R', true}, {'S', true}, {'D', true}, {'T', true},
+  const Case cases[] = {{'R', true}, {'S', true},  {'D', true}, {'T', true},
                         {'t', true}, {'Z', false}, {'X', false}};
   for (const Case& c : cases) {
     SCOPED_TRACE(c.state);
@@ -172,8 +172,8 @@ TEST(LiveProcess, ReadsAndParsesTheStatOfARunningProcess) {
     std::optional<std::string> comm;  // nullopt: not a live process
   };
   const Case cases[] = {
-      {9473, "cat"}, {100, "nginx"}, {101, std::nullopt}, {102, std::nullopt},
-      {103, std::nullopt}, {999, std::nullopt},
+      {9473, "cat"},       {100, "nginx"},      {101, std::nullopt},
+      {102, std::nullopt}, {103, std::nullopt}, {999, std::nullopt},
   };
   for (const Case& c : cases) {
     SCOPED_TRACE(c.pid);
@@ -192,10 +192,17 @@ TEST(ParsePidFile, OnePositivePid) {
     std::optional<int> pid;
   };
   const Case cases[] = {
-      {"100\n", 100}, {"  4242 \n", 4242}, {"1", 1},
-      {"", std::nullopt}, {"\n", std::nullopt}, {"abc\n", std::nullopt},
-      {"0\n", std::nullopt}, {"-100\n", std::nullopt}, {"12 13\n", std::nullopt},
-      {"12x", std::nullopt}, {"99999999999999999999", std::nullopt},
+      {"100\n", 100},
+      {"  4242 \n", 4242},
+      {"1", 1},
+      {"", std::nullopt},
+      {"\n", std::nullopt},
+      {"abc\n", std::nullopt},
+      {"0\n", std::nullopt},
+      {"-100\n", std::nullopt},
+      {"12 13\n", std::nullopt},
+      {"12x", std::nullopt},
+      {"99999999999999999999", std::nullopt},
   };
   for (const Case& c : cases) {
     SCOPED_TRACE(c.text);

@@ -1,79 +1,36 @@
 #include "cli/chaos.h"
 
-#include <dirent.h>
 #include <signal.h>
-#include <sys/types.h>
 #include <unistd.h>
 
-#include <algorithm>
 #include <cerrno>
-#include <charconv>
 #include <climits>
 #include <cmath>
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
+#include <filesystem>
 #include <map>
-#include <optional>
+#include <memory>
 #include <set>
+#include <system_error>
 
 #include "host/chaos.h"
-#include "host/proc_fs.h"
-#include "core/files.h"
+#include "host/proc_parsers.h"
 
 namespace medic::cli {
 
 namespace {
 
-bool ParseInt(std::string_view s, int& out) {
-  s = Trim(s);
-  const auto [ptr, ec] = std::from_chars(s.data(), s.data() + s.size(), out);
-  return !s.empty() && ec == std::errc() && ptr == s.data() + s.size();
-}
-
-class LinuxProcessTable : public ProcessTable {
- public:
-  Result<std::string> ReadFile(const std::string& path) override { return medic::ReadFile(path); }
-
-  std::vector<int> ListPids() override {
-    std::vector<int> pids;
-    DIR* dir = ::opendir("/proc");
-    if (dir == nullptr) {
-      return pids;
-    }
-    while (const dirent* e = ::readdir(dir)) {
-      int pid = 0;
-      if (ParseInt(e->d_name, pid) && pid > 0) {
-        pids.push_back(pid);
-      }
-    }
-    ::closedir(dir);
-    return pids;
+// The text of a pid file through `procfs`, which reads relative paths below /proc: a relative
+// pidfile is taken against the working directory, as a plain read would.
+Result<std::string> ReadPidfile(host::ProcFs& procfs, const std::string& pidfile) {
+  std::error_code ec;
+  const std::filesystem::path path = std::filesystem::absolute(pidfile, ec);
+  if (ec) {
+    return NotFound("cannot open " + pidfile + ": " + ec.message());
   }
-
-  Status Signal(int pid, int sig) override {
-    if (::kill(pid, sig) != 0) {
-      const int err = errno;
-      if (err == ESRCH) {
-        return NotFound("no process " + std::to_string(pid));
-      }
-      return PermissionDenied("kill " + std::to_string(pid) + ": " + std::strerror(err));
-    }
-    return OkStatus();
-  }
-};
-
-// A process as /proc shows it now, or nullopt when it is gone or a zombie.
-std::optional<ProcStat> LiveStat(ProcessTable& procs, int pid) {
-  Result<std::string> text = procs.ReadFile("/proc/" + std::to_string(pid) + "/stat");
-  if (!text.has_value()) {
-    return std::nullopt;
-  }
-  Result<ProcStat> st = ParseProcStat(*text);
-  if (!st.has_value() || st->state == 'Z' || st->state == 'X') {
-    return std::nullopt;
-  }
-  return *st;
+  return procfs.Read(path.string());
 }
 
 }  // namespace
@@ -91,48 +48,30 @@ std::string ChaosModeList() {
   return out;
 }
 
-Result<ProcStat> ParseProcStat(std::string_view text) {
-  // "PID (COMM) STATE PPID PGRP ..."; COMM may hold anything, so split at the LAST ')'.
-  const size_t open = text.find(" (");
-  const size_t close = text.rfind(')');
-  if (open == std::string_view::npos || close == std::string_view::npos || close < open) {
-    return InvalidArgument("malformed /proc stat line");
-  }
-  ProcStat st;
-  if (!ParseInt(text.substr(0, open), st.pid)) {
-    return InvalidArgument("malformed pid in /proc stat line");
-  }
-  st.comm = std::string(text.substr(open + 2, close - open - 2));
-  std::string_view rest = text.substr(close + 1);
-  std::vector<std::string_view> fields;
-  while (!rest.empty() && fields.size() < 3) {
-    while (!rest.empty() && rest.front() == ' ') {
-      rest.remove_prefix(1);
+Status SendSignal(int pid, int sig) {
+  if (::kill(pid, sig) != 0) {
+    const int err = errno;
+    if (err == ESRCH) {
+      return NotFound("no process " + std::to_string(pid));
     }
-    const size_t sp = rest.find(' ');
-    fields.push_back(rest.substr(0, sp));
-    rest = sp == std::string_view::npos ? std::string_view() : rest.substr(sp);
+    return PermissionDenied("kill " + std::to_string(pid) + ": " + std::strerror(err));
   }
-  if (fields.size() < 3 || fields[0].size() != 1 || !ParseInt(fields[1], st.ppid) ||
-      !ParseInt(fields[2], st.pgid)) {
-    return InvalidArgument("malformed fields in /proc stat line");
-  }
-  st.state = fields[0][0];
-  return st;
+  return OkStatus();
 }
 
-Result<NginxKill> CrashNginx(ProcessTable& procs, const std::string& pidfile) {
-  Result<std::string> text = procs.ReadFile(pidfile);
+Result<NginxKill> CrashNginx(host::ProcFs& procfs, const SignalFn& signal,
+                             const std::string& pidfile) {
+  Result<std::string> text = ReadPidfile(procfs, pidfile);
   if (!text.has_value()) {
     return NotFound("cannot read nginx pidfile " + pidfile + " (" + text.error().message +
                     "); is nginx running? pass --pidfile FILE");
   }
-  NginxKill result;
-  if (!ParseInt(*text, result.master) || result.master <= 1) {
+  const std::optional<int> master_pid = host::ParsePidFile(*text);
+  if (!master_pid.has_value() || *master_pid <= 1) {
     return InvalidArgument("nginx pidfile " + pidfile + " does not hold a pid");
   }
-  const int master = result.master;
-  const std::optional<ProcStat> st = LiveStat(procs, master);
+  const int master = *master_pid;
+  const std::optional<host::PidStat> st = host::LiveProcess(procfs, master);
   if (!st.has_value()) {
     return NotFound("nginx master " + std::to_string(master) + " (from " + pidfile +
                     ") is not running");
@@ -142,12 +81,12 @@ Result<NginxKill> CrashNginx(ProcessTable& procs, const std::string& pidfile) {
                               st->comm + "', not nginx; refusing to kill it");
   }
   // Frozen, the master can neither reap nor respawn workers while we collect them.
-  RETURN_IF_ERROR(procs.Signal(master, SIGSTOP));
+  RETURN_IF_ERROR(signal(master, SIGSTOP));
 
   std::multimap<int, int> children;  // ppid -> pid, live processes only
-  for (const int pid : procs.ListPids()) {
-    if (const auto s = LiveStat(procs, pid); s.has_value() && pid != master) {
-      children.emplace(s->ppid, pid);
+  for (const host::PidStat& p : host::ListProcesses(procfs)) {
+    if (p.pid != master && host::IsLive(p)) {
+      children.emplace(p.ppid, p.pid);
     }
   }
   std::set<int> descendants;
@@ -164,11 +103,13 @@ Result<NginxKill> CrashNginx(ProcessTable& procs, const std::string& pidfile) {
   }
   for (const int pid : descendants) {
     // A worker that died meanwhile is fine; anything else is reported after the master is dead.
-    (void)procs.Signal(pid, SIGKILL);
+    (void)signal(pid, SIGKILL);
   }
-  RETURN_IF_ERROR(procs.Signal(master, SIGKILL));
-  if (st->pgid == master) {
-    result.group_killed = procs.Signal(-master, SIGKILL).has_value();
+  RETURN_IF_ERROR(signal(master, SIGKILL));
+  NginxKill result;
+  result.master = master;
+  if (st->pgrp == master) {
+    result.group_killed = signal(-master, SIGKILL).has_value();
   }
   result.workers.assign(descendants.begin(), descendants.end());
   return result;
@@ -190,10 +131,6 @@ std::string DescribeNginxKill(const NginxKill& kill) {
     out += ", and its process group";
   }
   return out + " with SIGKILL";
-}
-
-std::unique_ptr<ProcessTable> NewLinuxProcessTable() {
-  return std::make_unique<LinuxProcessTable>();
 }
 
 std::string DefaultChaosStateFile(

@@ -10,14 +10,13 @@
 //                small state file so that a later `medic chaos stop` can undo it.
 
 #include <functional>
-#include <memory>
 #include <optional>
 #include <ostream>
 #include <string>
-#include <string_view>
 #include <vector>
 
 #include "core/result.h"
+#include "host/proc_fs.h"
 
 namespace medic::cli {
 
@@ -26,31 +25,11 @@ const std::vector<std::string>& ChaosModes();
 // "disk-fill, oom, nginx-crash, stop".
 std::string ChaosModeList();
 
-// The fields of /proc/PID/stat that chaos needs.
-struct ProcStat {
-  int pid = 0;
-  std::string comm;  // without parentheses; may contain spaces and ')'
-  char state = '?';  // R S D Z T ...
-  int ppid = 0;
-  int pgid = 0;
-};
-
-// Parses the text of /proc/PID/stat.
-Result<ProcStat> ParseProcStat(std::string_view text);
-
-// The process table and kill(2): the narrow boundary local chaos acts through.
-class ProcessTable {
- public:
-  virtual ~ProcessTable() = default;
-  virtual Result<std::string> ReadFile(const std::string& path) = 0;
-  // The numeric entries of /proc.
-  virtual std::vector<int> ListPids() = 0;
-  // kill(pid, sig); a negative pid signals that process group.
-  virtual Status Signal(int pid, int sig) = 0;
-};
-
-// /proc and kill(2) of this machine.
-std::unique_ptr<ProcessTable> NewLinuxProcessTable();
+// kill(2): `sig` to `pid`, or to the process group -pid when pid is negative. NotFound when there
+// is no such process, PermissionDenied when it may not be signalled.
+using SignalFn = std::function<Status(int pid, int sig)>;
+// kill(2) of this machine.
+Status SendSignal(int pid, int sig);
 
 struct NginxKill {
   int master = 0;
@@ -60,8 +39,11 @@ struct NginxKill {
 
 // Reads the master pid from `pidfile`, checks that process is nginx (comm "nginx"), freezes it
 // with SIGSTOP so it cannot respawn workers, then SIGKILLs its descendants, itself and (when it
-// leads it) its process group. Refuses anything that is not a running nginx.
-Result<NginxKill> CrashNginx(ProcessTable& procs, const std::string& pidfile);
+// leads it) its process group. Refuses anything that is not a running nginx. The pidfile (a
+// relative one against the working directory) and /proc are read through `procfs`; every
+// signal goes through `signal`.
+Result<NginxKill> CrashNginx(host::ProcFs& procfs, const SignalFn& signal,
+                             const std::string& pidfile);
 
 // "killed nginx master 1234 and 2 workers (1235, 1236)".
 std::string DescribeNginxKill(const NginxKill& kill);

@@ -97,12 +97,8 @@ class RealCliEnv : public CliEnv {
     return *explaining_;
   }
   const Clock& GetClock() override { return clock_; }
-  ProcessTable& Procs() override {
-    if (procs_ == nullptr) {
-      procs_ = NewLinuxProcessTable();
-    }
-    return *procs_;
-  }
+  host::ProcFs& Procs() override { return procfs_; }
+  Status Signal(int pid, int sig) override { return SendSignal(pid, sig); }
   Status RunHealthApp(const std::string& listen) override {
     return cli::RunHealthApp(listen, std::cout);
   }
@@ -123,7 +119,7 @@ class RealCliEnv : public CliEnv {
     // Before anything else: the demo env blocks the stop signals for this process.
     std::unique_ptr<DemoEnv> env = NewPosixDemoEnv();
     std::unique_ptr<ProcessLauncher> launcher = NewPosixProcessLauncher();
-    Demo demo(std::move(options), *launcher, *env, Procs(), std::cout, std::cerr);
+    Demo demo(std::move(options), *launcher, *env, procfs_, SendSignal, std::cout, std::cerr);
     return demo.Run();
   }
 
@@ -131,7 +127,7 @@ class RealCliEnv : public CliEnv {
   SystemClock clock_;
   std::unique_ptr<HttpClient> curl_;
   std::unique_ptr<HttpClient> explaining_;
-  std::unique_ptr<ProcessTable> procs_;
+  host::LinuxProcFs procfs_;
 };
 
 }  // namespace
@@ -306,7 +302,8 @@ int RunCli(const std::vector<std::string>& args, CliEnv& env) {
         }
         return 0;
       }
-      Result<NginxKill> k = CrashNginx(env.Procs(), pidfile);
+      Result<NginxKill> k = CrashNginx(
+          env.Procs(), [&env](int pid, int sig) { return env.Signal(pid, sig); }, pidfile);
       if (!k.has_value()) {
         return Fail(env, "chaos nginx-crash: " + k.error().message);
       }

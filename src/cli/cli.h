@@ -14,6 +14,7 @@
 #include "cli/demo.h"
 #include "core/clock.h"
 #include "core/result.h"
+#include "host/proc_fs.h"
 #include "transport/http_client.h"
 
 namespace medic::cli {
@@ -26,7 +27,10 @@ class CliEnv {
   virtual std::optional<std::string> GetEnv(const std::string& name) = 0;
   virtual HttpClient& Http() = 0;
   virtual const Clock& GetClock() = 0;
-  virtual ProcessTable& Procs() = 0;
+  // /proc of this machine (and nginx's pidfile), read by `chaos nginx-crash`.
+  virtual host::ProcFs& Procs() = 0;
+  // kill(2), as SendSignal; `chaos nginx-crash` signals through it.
+  virtual Status Signal(int pid, int sig) = 0;
   // The long-running commands: real in the binary, recorded by test fakes.
   virtual Status RunHealthApp(const std::string& listen) = 0;
   virtual int RunDemo(const DemoOptions& options) = 0;

@@ -12,13 +12,13 @@
 #include <cstring>
 #include <filesystem>
 #include <iostream>
-#include <sstream>
 #include <system_error>
 #include <thread>
 
-#include "host/proc_parsers.h"
 #include "cli/api.h"
 #include "core/files.h"
+#include "host/cgroup.h"
+#include "host/proc_parsers.h"
 
 namespace medic::cli {
 
@@ -46,22 +46,6 @@ Status WriteControlFile(const std::string& path, const std::string& text) {
     return Internal("write " + path + ": " + (n < 0 ? ErrnoText(e) : "short write"));
   }
   return OkStatus();
-}
-
-// Decodes the octal escapes of /proc/self/mounts ("\040" for a space).
-std::string DecodeMountField(std::string_view s) {
-  auto octal = [](char c) { return c >= '0' && c <= '7'; };
-  std::string out;
-  for (size_t i = 0; i < s.size(); ++i) {
-    if (s[i] == '\\' && i + 3 < s.size() && octal(s[i + 1]) && octal(s[i + 2]) && octal(s[i + 3])) {
-      out.push_back(
-          static_cast<char>((s[i + 1] - '0') * 64 + (s[i + 2] - '0') * 8 + (s[i + 3] - '0')));
-      i += 3;
-    } else {
-      out.push_back(s[i]);
-    }
-  }
-  return out;
 }
 
 std::string AbsolutePath(const std::string& path);
@@ -94,7 +78,7 @@ class PosixHostIsolation : public HostIsolation {
   }
 
   Result<std::string> CreateMemoryCgroup(const std::string& name, uint64_t limit_bytes) override {
-    ASSIGN_OR_RETURN(const std::string parent, OwnMemoryCgroup("/proc/self/cgroup"));
+    ASSIGN_OR_RETURN(const std::string parent, OwnMemoryCgroup("self/cgroup"));
     RemoveStaleSiblings(parent);
     const std::string dir = parent + "/" + name;
     if (::mkdir(dir.c_str(), 0755) != 0) {
@@ -110,7 +94,7 @@ class PosixHostIsolation : public HostIsolation {
 
   Result<int> StartInCgroup(const std::string& dir,
                             const std::function<Result<int>()>& start) override {
-    ASSIGN_OR_RETURN(const std::string home, OwnMemoryCgroup("/proc/thread-self/cgroup"));
+    ASSIGN_OR_RETURN(const std::string home, OwnMemoryCgroup("thread-self/cgroup"));
     const std::string tid = std::to_string(::syscall(SYS_gettid));
     RETURN_IF_ERROR(WriteControlFile(dir + "/tasks", tid));
     Result<int> started = start();
@@ -154,28 +138,26 @@ class PosixHostIsolation : public HostIsolation {
   }
 
  private:
-  static bool IsMountPoint(const std::string& path) {
+  bool IsMountPoint(const std::string& path) {
     const std::string dir = AbsolutePath(path);
-    Result<std::string> mounts = ReadFile("/proc/self/mounts");
+    Result<std::string> mounts = procfs_.Read("self/mounts");
     if (!mounts.has_value()) {
       return false;
     }
-    for (const std::string& line : SplitLines(*mounts)) {
-      std::istringstream in(line);
-      std::string device;
-      std::string point;
-      if (in >> device >> point && DecodeMountField(point) == dir) {
+    for (const host::MountEntry& m : host::ParseMounts(*mounts)) {
+      if (m.mount_point == dir) {
         return true;
       }
     }
     return false;
   }
 
-  static Result<std::string> OwnMemoryCgroup(const std::string& proc_file) {
-    ASSIGN_OR_RETURN(const std::string text, ReadFile(proc_file));
-    std::optional<std::string> dir = MemoryCgroupDir(text, kMemoryHierarchy);
+  // `proc_file`: "self/cgroup" or "thread-self/cgroup".
+  Result<std::string> OwnMemoryCgroup(const std::string& proc_file) {
+    ASSIGN_OR_RETURN(const std::string text, procfs_.Read(proc_file));
+    std::optional<std::string> dir = host::CgroupDir(text, "memory", kMemoryHierarchy);
     if (!dir.has_value()) {
-      return NotFound("no cgroup v1 memory controller in " + proc_file);
+      return NotFound("no cgroup v1 memory controller in /proc/" + proc_file);
     }
     if (!PathExists(*dir + "/memory.limit_in_bytes")) {
       return NotFound("memory cgroup " + *dir + " is not mounted here");
@@ -183,15 +165,11 @@ class PosixHostIsolation : public HostIsolation {
     return *dir;
   }
 
-  static std::vector<int> Pids(const std::string& dir) {
+  // The processes in the cgroup `dir`, never init.
+  std::vector<int> Pids(const std::string& dir) {
     std::vector<int> pids;
-    Result<std::string> text = ReadFile(dir + "/cgroup.procs");
-    if (!text.has_value()) {
-      return pids;
-    }
-    std::istringstream in(*text);
-    int pid = 0;
-    while (in >> pid) {
+    const std::string procs = procfs_.Read(dir + "/cgroup.procs").value_or("");
+    for (const pid_t pid : host::ParseCgroupProcs(procs)) {
       if (pid > 1) {
         pids.push_back(pid);
       }
@@ -214,6 +192,8 @@ class PosixHostIsolation : public HostIsolation {
       }
     }
   }
+
+  host::LinuxProcFs procfs_;
 };
 
 bool IsExecutable(const std::string& path) {
@@ -363,18 +343,6 @@ std::unique_ptr<HostIsolation> NewPosixHostIsolation() {
   return std::make_unique<PosixHostIsolation>();
 }
 
-std::optional<std::string> MemoryCgroupDir(std::string_view proc_cgroup,
-                                           std::string_view hierarchy) {
-  std::optional<std::string> path = host::ParseProcCgroup(proc_cgroup, "memory");
-  if (!path.has_value()) {
-    return std::nullopt;
-  }
-  while (!path->empty() && path->back() == '/') {
-    path->pop_back();
-  }
-  return std::string(hierarchy) + *path;
-}
-
 std::vector<std::string> HostsNotHealthy(const Json& body, const std::vector<std::string>& names) {
   std::vector<std::string> out;
   const Json* list = nullptr;
@@ -417,12 +385,13 @@ std::vector<std::string> HostsNotHealthy(const Json& body, const std::vector<std
   return out;
 }
 
-Demo::Demo(DemoOptions options, ProcessLauncher& launcher, DemoEnv& env, ProcessTable& procs,
-           std::ostream& out, std::ostream& err)
+Demo::Demo(DemoOptions options, ProcessLauncher& launcher, DemoEnv& env, host::ProcFs& procfs,
+           SignalFn signal, std::ostream& out, std::ostream& err)
     : options_(std::move(options)),
       launcher_(launcher),
       env_(env),
-      procs_(procs),
+      procfs_(procfs),
+      signal_(std::move(signal)),
       out_(out),
       err_(err) {}
 
@@ -691,7 +660,7 @@ void Demo::Stop() {
   // run/ names it (CrashNginx checks it is a running nginx before it kills anything).
   for (const DemoHost& h : hosts_) {
     if (PathExists(h.NginxPidPath())) {
-      if (Result<NginxKill> k = CrashNginx(procs_, h.NginxPidPath()); k.has_value()) {
+      if (Result<NginxKill> k = CrashNginx(procfs_, signal_, h.NginxPidPath()); k.has_value()) {
         err_ << "medic demo: " << h.name << ": nginx was still running; " << DescribeNginxKill(*k)
              << std::endl;
       }

@@ -10,10 +10,8 @@
 #include <cstdint>
 #include <functional>
 #include <memory>
-#include <optional>
 #include <ostream>
 #include <string>
-#include <string_view>
 #include <vector>
 
 #include "cli/chaos.h"
@@ -23,6 +21,7 @@
 #include "core/clock.h"
 #include "core/json.h"
 #include "core/result.h"
+#include "host/proc_fs.h"
 #include "transport/http_client.h"
 
 namespace medic::cli {
@@ -74,11 +73,6 @@ class HostIsolation {
 // The demo's memory cgroups are named medic-demo-<pid of medic demo>-<host>.
 inline constexpr char kDemoCgroupPrefix[] = "medic-demo-";
 
-// The directory of the memory cgroup named in /proc/<pid>/cgroup text (the v1 line whose
-// controllers include "memory") below `hierarchy`: "4:memory:/a/b" -> hierarchy + "/a/b".
-std::optional<std::string> MemoryCgroupDir(std::string_view proc_cgroup,
-                                           std::string_view hierarchy);
-
 // mount(2)/umount2(2) and /sys/fs/cgroup/memory. Needs root; otherwise its calls fail and the
 // demo falls back to plain directories.
 std::unique_ptr<HostIsolation> NewPosixHostIsolation();
@@ -108,8 +102,9 @@ std::vector<std::string> HostsNotHealthy(const Json& hosts_body,
 class Demo {
  public:
   // Everything passed by reference must outlive the Demo.
-  Demo(DemoOptions options, ProcessLauncher& launcher, DemoEnv& env, ProcessTable& procs,
-       std::ostream& out, std::ostream& err);
+  // `procfs` and `signal` serve CrashNginx on a leftover nginx when the demo stops.
+  Demo(DemoOptions options, ProcessLauncher& launcher, DemoEnv& env, host::ProcFs& procfs,
+       SignalFn signal, std::ostream& out, std::ostream& err);
 
   // Starts the server and the hosts and prints the ready line on `out`. On error, or when a
   // stop signal arrives first, returns an error; the caller then calls Stop().
@@ -148,7 +143,8 @@ class Demo {
   DemoOptions options_;
   ProcessLauncher& launcher_;
   DemoEnv& env_;
-  ProcessTable& procs_;
+  host::ProcFs& procfs_;
+  SignalFn signal_;
   std::ostream& out_;
   std::ostream& err_;
 

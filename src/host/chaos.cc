@@ -124,7 +124,7 @@ std::string FillChunk(size_t size, uint64_t* line_no) {
 std::vector<PidStat> GroupMembers(ProcFs& procfs, int pgid) {
   std::vector<PidStat> out;
   for (PidStat& p : ListProcesses(procfs)) {
-    if (p.pgrp == pgid && p.state != 'Z' && p.state != 'X') {
+    if (p.pgrp == pgid && IsLive(p)) {
       out.push_back(std::move(p));
     }
   }
@@ -140,15 +140,6 @@ bool WaitGroupGone(ProcFs& procfs, int pgid, Millis limit) {
     std::this_thread::sleep_for(Millis(50));
   }
   return true;
-}
-
-bool Alive(ProcFs& procfs, int pid) {
-  auto text = procfs.Read(std::to_string(pid) + "/stat");
-  if (!text) {
-    return false;
-  }
-  auto st = ParsePidStat(*text);
-  return st && st->state != 'Z' && st->state != 'X';
 }
 
 Result<double> PercentParam(const Json& params, double fallback) {
@@ -588,7 +579,7 @@ Result<OomResult> ChaosKeeper::StartOom(const OomRequest& request, const ChaosPr
   const auto deadline = std::chrono::steady_clock::now() + request.wait;
   r.after = r.before;
   while (true) {
-    if (!Alive(procfs_, pid)) {
+    if (!LiveProcess(procfs_, pid).has_value()) {
       state.hogs.erase(std::remove(state.hogs.begin(), state.hogs.end(), pid), state.hogs.end());
       (void)Save(state);
       return Internal("oom: stress-ng (pid " + std::to_string(pid) +

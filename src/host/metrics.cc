@@ -35,19 +35,17 @@ void ProcMetricsCollector::FindMemoryCgroup() {
   }
   // v1: the memory hierarchy. Inside a cgroup namespace the path is "/" and the files sit at
   // the hierarchy's root; outside, below it.
-  if (auto path = ParseProcCgroup(*text, "memory")) {
-    for (const std::string& dir : {StripTrailingSlash("/sys/fs/cgroup/memory" + *path),
-                                   std::string("/sys/fs/cgroup/memory")}) {
+  if (auto own = CgroupDir(*text, "memory", "/sys/fs/cgroup/memory")) {
+    for (const std::string& dir : {*own, std::string("/sys/fs/cgroup/memory")}) {
       if (procfs_.Read(dir + "/memory.limit_in_bytes")) {
         memory_cgroup_ = "v1:" + dir;
         return;
       }
     }
   }
-  if (auto path = ParseProcCgroup(*text, "")) {
-    const std::string dir = StripTrailingSlash("/sys/fs/cgroup" + *path);
-    if (procfs_.Read(dir + "/memory.max")) {
-      memory_cgroup_ = "v2:" + dir;
+  if (auto dir = CgroupDir(*text, "", "/sys/fs/cgroup")) {
+    if (procfs_.Read(*dir + "/memory.max")) {
+      memory_cgroup_ = "v2:" + *dir;
     }
   }
 }

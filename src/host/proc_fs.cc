@@ -86,4 +86,16 @@ std::vector<PidStat> ListProcesses(ProcFs& procfs) {
   return out;
 }
 
+std::optional<PidStat> LiveProcess(ProcFs& procfs, int pid) {
+  Result<std::string> text = procfs.Read(std::to_string(pid) + "/stat");
+  if (!text.has_value()) {
+    return std::nullopt;
+  }
+  Result<PidStat> st = ParsePidStat(*text);
+  if (!st.has_value() || !IsLive(*st)) {
+    return std::nullopt;
+  }
+  return std::move(st).value();
+}
+
 }  // namespace medic::host

@@ -4,6 +4,7 @@
 // the live system; tests use a fake holding captured fixtures.
 
 #include <memory>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -43,5 +44,8 @@ class LinuxProcFs : public ProcFs {
 
 // Convenience over a ProcFs: the parsed stat of every live process (vanished ones skipped).
 std::vector<PidStat> ListProcesses(ProcFs& procfs);
+// The parsed stat of `pid` while it runs; nullopt when it is gone, has exited (!IsLive) or its
+// stat does not parse.
+std::optional<PidStat> LiveProcess(ProcFs& procfs, int pid);
 
 }  // namespace medic::host

@@ -222,6 +222,16 @@ Result<PidStat> ParsePidStat(std::string_view text) {
   return st;
 }
 
+bool IsLive(const PidStat& st) { return st.state != 'Z' && st.state != 'X'; }
+
+std::optional<int> ParsePidFile(std::string_view text) {
+  int pid = 0;
+  if (!ParseInt(Trim(text), &pid) || pid <= 0) {
+    return std::nullopt;
+  }
+  return pid;
+}
+
 std::string_view ParseComm(std::string_view text) {
   while (!text.empty() && (text.back() == '\n' || text.back() == '\r')) {
     text.remove_suffix(1);
@@ -358,6 +368,18 @@ std::optional<std::string> ParseProcCgroup(std::string_view text, std::string_vi
     }
   }
   return std::nullopt;
+}
+
+std::optional<std::string> CgroupDir(std::string_view proc_cgroup, std::string_view controller,
+                                     std::string_view hierarchy) {
+  std::optional<std::string> path = ParseProcCgroup(proc_cgroup, controller);
+  if (!path.has_value()) {
+    return std::nullopt;
+  }
+  while (!path->empty() && path->back() == '/') {
+    path->pop_back();
+  }
+  return std::string(hierarchy) + *path;
 }
 
 std::vector<MountEntry> ParseMounts(std::string_view text) {

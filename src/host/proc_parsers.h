@@ -46,6 +46,11 @@ double CgroupMemUsedPercent(const CgroupMemory& m);
 // The path of this process's cgroup from /proc/self/cgroup: in the v1 hierarchy holding
 // `controller` ("memory"), or, with controller "", the v2 path ("0::/path"). nullopt if absent.
 std::optional<std::string> ParseProcCgroup(std::string_view text, std::string_view controller);
+// The directory of that cgroup below the mounted `hierarchy` (no trailing '/'):
+// ("4:memory:/a/b/\n", "memory", "/sys/fs/cgroup/memory") -> "/sys/fs/cgroup/memory/a/b", and
+// the hierarchy itself for "/". nullopt when ParseProcCgroup finds no such line.
+std::optional<std::string> CgroupDir(std::string_view proc_cgroup, std::string_view controller,
+                                     std::string_view hierarchy);
 
 // One line of /proc/self/mounts.
 struct MountEntry {
@@ -104,6 +109,11 @@ struct PidStat {
   int session = 0;
 };
 Result<PidStat> ParsePidStat(std::string_view text);
+// False for a process that has exited and waits to be reaped: state Z (zombie) or X (dead).
+bool IsLive(const PidStat& st);
+
+// The pid in a pid file: one positive decimal number, white space around it allowed.
+std::optional<int> ParsePidFile(std::string_view text);
 
 // /proc/PID/comm without its trailing newline.
 std::string_view ParseComm(std::string_view text);

@@ -26,6 +26,8 @@
 #include "cli/net.h"
 #include "core/files.h"
 #include "core/json.h"
+#include "host/proc_fs.h"
+#include "host/proc_parsers.h"
 #include "transport/http_client.h"
 
 namespace medic::cli {
@@ -170,30 +172,17 @@ std::string LogTailForTest(const std::string& path) {
   return ReadFileTail(path, 2000).value_or("(no log)");
 }
 
-std::optional<ProcStat> Stat(int pid) {
-  Result<std::string> text = ReadFile("/proc/" + std::to_string(pid) + "/stat");
-  if (!text.has_value()) {
-    return std::nullopt;
-  }
-  Result<ProcStat> st = ParseProcStat(*text);
-  return st.has_value() ? std::optional<ProcStat>(*st) : std::nullopt;
-}
-
 bool AliveNotZombie(int pid) {
-  const auto st = Stat(pid);
-  return st.has_value() && st->state != 'Z' && st->state != 'X';
+  host::LinuxProcFs procfs;
+  return host::LiveProcess(procfs, pid).has_value();
 }
 
 std::set<int> LiveChildrenOf(int parent) {
+  host::LinuxProcFs procfs;
   std::set<int> out;
-  for (const auto& e : fs::directory_iterator("/proc")) {
-    const std::string name = e.path().filename().string();
-    if (name.find_first_not_of("0123456789") != std::string::npos) {
-      continue;
-    }
-    const auto st = Stat(std::stoi(name));
-    if (st.has_value() && st->ppid == parent && st->state != 'Z') {
-      out.insert(st->pid);
+  for (const host::PidStat& st : host::ListProcesses(procfs)) {
+    if (st.ppid == parent && host::IsLive(st)) {
+      out.insert(st.pid);
     }
   }
   return out;
@@ -214,13 +203,9 @@ class NginxGroupGuard {
       return;
     }
     bool live_member = false;
-    for (const auto& e : fs::directory_iterator("/proc")) {
-      const std::string name = e.path().filename().string();
-      if (name.find_first_not_of("0123456789") != std::string::npos) {
-        continue;
-      }
-      const auto st = Stat(std::stoi(name));
-      live_member |= st.has_value() && st->pgid == pgid && st->comm == "nginx" && st->state != 'Z';
+    host::LinuxProcFs procfs;
+    for (const host::PidStat& st : host::ListProcesses(procfs)) {
+      live_member |= st.pgrp == pgid && st.comm == "nginx" && host::IsLive(st);
     }
     if (live_member) {
       ::kill(-pgid, SIGKILL);
@@ -422,7 +407,10 @@ TEST_F(CliIntegrationTest, NginxCrashKillsADaemonizedNginxAndItsGroup) {
   const int master = WaitForNginx(tmp_.path() + "/nginx.pid", 1);
   ASSERT_GT(master, 0) << LogTailForTest(tmp_.path() + "/error.log");
   const std::set<int> workers = LiveChildrenOf(master);
-  ASSERT_EQ(Stat(master)->pgid, master);
+  host::LinuxProcFs procfs;
+  const std::optional<host::PidStat> master_stat = host::LiveProcess(procfs, master);
+  ASSERT_TRUE(master_stat.has_value());
+  ASSERT_EQ(master_stat->pgrp, master);
 
   Child chaos({MedicBin(), "chaos", "nginx-crash", "--pidfile", tmp_.path() + "/nginx.pid"}, true,
               false);

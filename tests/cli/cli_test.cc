@@ -1,5 +1,5 @@
-// The medic command line against a recording fake HttpClient and fake process table: the
-// right request for each command, the output, and one-line errors with non-zero exit codes.
+// The medic command line against a recording fake HttpClient, a fake /proc and recorded signals:
+// the right request for each command, the output, and one-line errors with non-zero exit codes.
 
 #include "cli/cli.h"
 
@@ -13,22 +13,10 @@
 
 #include "cli/commands.h"
 #include "fake_http_client.h"
+#include "tests/fakes/proc_fs.h"
 
 namespace medic::cli {
 namespace {
-
-class NoProcesses : public ProcessTable {
- public:
-  Result<std::string> ReadFile(const std::string& path) override {
-    return NotFound("cannot open " + path + ": No such file or directory");
-  }
-  std::vector<int> ListPids() override { return {}; }
-  Status Signal(int pid, int) override {
-    signalled.push_back(pid);
-    return OkStatus();
-  }
-  std::vector<int> signalled;
-};
 
 class FakeCliEnv : public CliEnv {
  public:
@@ -43,7 +31,11 @@ class FakeCliEnv : public CliEnv {
   }
   HttpClient& Http() override { return http; }
   const Clock& GetClock() override { return clock; }
-  ProcessTable& Procs() override { return procs; }
+  host::ProcFs& Procs() override { return procfs; }
+  Status Signal(int pid, int) override {
+    signalled.push_back(pid);
+    return OkStatus();
+  }
   Status RunHealthApp(const std::string& listen) override {
     healthapp_listen = listen;
     return OkStatus();
@@ -62,7 +54,8 @@ class FakeCliEnv : public CliEnv {
   std::map<std::string, std::string> env = {{"MEDIC_TOKEN", "tok-123"}};
   FakeHttpClient http;
   ManualClock clock{ParseRfc3339("2026-11-29T21:13:16Z").value()};
-  NoProcesses procs;
+  host::testing::FakeProcFs procfs;  // no processes, no files
+  std::vector<int> signalled;
   std::optional<std::string> healthapp_listen;
   std::optional<DemoOptions> demo_options;
   std::optional<LocalChaosOptions> local_chaos;
@@ -350,7 +343,7 @@ TEST_F(CliTest, LocalChaosPassesItsOptions) {
   EXPECT_EQ(env_.local_chaos->percent, 80);
   EXPECT_EQ(env_.local_chaos->duration, "2m");
   EXPECT_EQ(env_.local_chaos->state_file, "/s");
-  EXPECT_TRUE(env_.procs.signalled.empty());
+  EXPECT_TRUE(env_.signalled.empty());
 
   env_.local_chaos_status = ResourceExhausted("needs more than the cap");
   EXPECT_EQ(Run({"chaos", "disk-fill", "--path", "/mnt/x"}), 1);
@@ -380,7 +373,7 @@ TEST_F(CliTest, LocalNginxCrashWithoutPidfileFailsCleanly) {
       0u)
       << err;
   EXPECT_EQ(std::count(err.begin(), err.end(), '\n'), 1);
-  EXPECT_TRUE(env_.procs.signalled.empty());
+  EXPECT_TRUE(env_.signalled.empty());
   EXPECT_TRUE(env_.http.requests().empty());
 }
 

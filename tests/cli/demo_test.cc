@@ -20,7 +20,8 @@
 
 #include "core/files.h"
 #include "fake_http_client.h"
-#include "fake_process_table.h"
+#include "host/proc_parsers.h"
+#include "tests/fakes/proc_fs.h"
 
 namespace medic::cli {
 namespace {
@@ -240,14 +241,23 @@ class DemoTest : public ::testing::Test {
   }
   void TearDown() override { fs::remove_all(dir_); }
 
-  Demo MakeDemo() { return Demo(options_, launcher_, env_, procs_, out_, err_); }
+  Demo MakeDemo() {
+    return Demo(
+        options_, launcher_, env_, procfs_,
+        [this](int pid, int sig) {
+          signals_.emplace_back(pid, sig);
+          return OkStatus();
+        },
+        out_, err_);
+  }
   std::string Data() const { return fs::path(options_.data_dir).lexically_normal().string(); }
 
   std::string dir_;
   DemoOptions options_;
   FakeLauncher launcher_;
   FakeDemoEnv env_{launcher_};
-  FakeProcessTable procs_;
+  host::testing::FakeProcFs procfs_;
+  std::vector<std::pair<int, int>> signals_;  // what CrashNginx sent: {pid, signal}
   std::ostringstream out_;
   std::ostringstream err_;
   int server_pid_ = 0;
@@ -473,16 +483,15 @@ TEST_F(DemoTest, LeftoverNginxIsKilledAndRunFilesRemoved) {
       // The "agent" started nginx, which wrote its pid file.
       const std::string pidfile = fs::path(p.argv[2]).parent_path().string() + "/run/nginx.pid";
       std::ofstream(pidfile) << "500\n";
-      procs_.SetFile(pidfile, "500\n");
-      procs_.AddProcess(500, "nginx", 'S', 1, 500);
-      procs_.AddProcess(501, "nginx", 'S', 500, 500);
+      procfs_.SetFile(pidfile, "500\n");
+      procfs_.AddProcess({.pid = 500, .comm = "nginx", .state = 'S', .ppid = 1, .pgrp = 500});
+      procfs_.AddProcess({.pid = 501, .comm = "nginx", .state = 'S', .ppid = 500, .pgrp = 500});
     }
   };
   Demo demo = MakeDemo();
   EXPECT_EQ(demo.Run(), 0) << err_.str();
-  EXPECT_EQ(procs_.signals(),
-            (std::vector<std::pair<int, int>>{
-                {500, SIGSTOP}, {501, SIGKILL}, {500, SIGKILL}, {-500, SIGKILL}}));
+  EXPECT_EQ(signals_, (std::vector<std::pair<int, int>>{
+                          {500, SIGSTOP}, {501, SIGKILL}, {500, SIGKILL}, {-500, SIGKILL}}));
   EXPECT_FALSE(fs::exists(Data() + "/hosts/web-1/run/nginx.pid"));
   EXPECT_TRUE(fs::is_directory(Data() + "/hosts/web-1/run"));
   EXPECT_TRUE(fs::exists(Data() + "/hosts/web-1/agent.yaml"));
@@ -493,10 +502,10 @@ TEST_F(DemoTest, StaleRunFilesAreClearedAtStart) {
   const std::string run = Data() + "/hosts/web-1/run";
   ASSERT_TRUE(MakeDirs(run).has_value());
   std::ofstream(run + "/nginx.pid") << "12345\n";
-  procs_.AddProcess(12345, "nginx", 'S', 1, 12345);
+  procfs_.AddProcess({.pid = 12345, .comm = "nginx", .state = 'S', .ppid = 1, .pgrp = 12345});
   Demo demo = MakeDemo();
   EXPECT_EQ(demo.Run(), 0) << err_.str();
-  EXPECT_TRUE(procs_.signals().empty());  // a stale pid file never leads to a kill
+  EXPECT_TRUE(signals_.empty());  // a stale pid file never leads to a kill
   EXPECT_FALSE(fs::exists(run + "/nginx.pid"));
 }
 
@@ -574,25 +583,7 @@ TEST_F(DemoTest, AgentFailingToStartStillLeavesNoMountOrCgroup) {
   EXPECT_EQ(launcher_.events().back(), "unmount web-1");
 }
 
-TEST(MemoryCgroupDirTest, FindsTheV1MemoryLine) {
-  struct Case {
-    std::string_view text;
-    std::optional<std::string> want;
-  };
-  const Case cases[] = {
-      {"9:name=systemd:/\n4:memory:/process_api/8f7f\n0::/\n",
-       "/sys/fs/cgroup/memory/process_api/8f7f"},
-      {"5:cpu,memory:/a/b/\n", "/sys/fs/cgroup/memory/a/b"},
-      {"4:memory:/\n", "/sys/fs/cgroup/memory"},
-      {"4:memoryx:/a\n3:pids:/b\n", std::nullopt},
-      {"0::/user.slice\n", std::nullopt},
-      {"", std::nullopt},
-  };
-  for (const Case& c : cases) {
-    SCOPED_TRACE(c.text);
-    EXPECT_EQ(MemoryCgroupDir(c.text, "/sys/fs/cgroup/memory"), c.want);
-  }
-}
+constexpr char kMemoryHierarchy[] = "/sys/fs/cgroup/memory";
 
 // The real thing, as root (tests run as root on the build machine): a tmpfs and a memory
 // cgroup, created and removed; without root, the refusal the demo falls back on.
@@ -670,7 +661,7 @@ TEST_F(PosixHostIsolationTest, CgroupLimitsWhatStartsInItAndIsRemovedWithItsProc
   ASSERT_TRUE(cg.has_value()) << cg.error().message;
   cgroup_ = *cg;
   const std::string own =
-      MemoryCgroupDir(ReadFile("/proc/self/cgroup").value(), "/sys/fs/cgroup/memory").value();
+      host::CgroupDir(ReadFile("/proc/self/cgroup").value(), "memory", kMemoryHierarchy).value();
   EXPECT_EQ(*cg, own + "/" + name);
   EXPECT_EQ(Trim(ReadFile(*cg + "/memory.limit_in_bytes").value()), "268435456");
 
@@ -680,10 +671,11 @@ TEST_F(PosixHostIsolationTest, CgroupLimitsWhatStartsInItAndIsRemovedWithItsProc
   });
   ASSERT_TRUE(pid.has_value()) << pid.error().message;
   const std::string child = ReadFile("/proc/" + std::to_string(*pid) + "/cgroup").value();
-  EXPECT_EQ(MemoryCgroupDir(child, "/sys/fs/cgroup/memory"), *cg) << child;
+  EXPECT_EQ(host::CgroupDir(child, "memory", kMemoryHierarchy), *cg) << child;
   // The test itself is back where it was.
-  EXPECT_EQ(MemoryCgroupDir(ReadFile("/proc/thread-self/cgroup").value(), "/sys/fs/cgroup/memory"),
-            own);
+  EXPECT_EQ(
+      host::CgroupDir(ReadFile("/proc/thread-self/cgroup").value(), "memory", kMemoryHierarchy),
+      own);
   // A child cgroup inside (as the agent may create) goes too.
   ASSERT_EQ(::mkdir((*cg + "/inner").c_str(), 0755), 0);
 

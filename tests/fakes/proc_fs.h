@@ -78,12 +78,23 @@ class FakeProcFs : public ProcFs {
     std::lock_guard<std::mutex> lock(mu_);
     mounts_[mount] = stats;
   }
-  // Adds /proc/PID/stat and /proc/PID/comm for a process.
+  // The /proc/PID/stat fields a fake process has.
+  struct Process {
+    int pid = 0;
+    std::string comm;
+    char state = 'S';
+    int ppid = 1;
+    int pgrp = 0;  // 0: the process leads its own group (pgrp = pid)
+  };
+  // Adds (or replaces) /proc/PID/stat and /proc/PID/comm for a process.
+  void AddProcess(const Process& p) {
+    SetFile(std::to_string(p.pid) + "/stat",
+            std::to_string(p.pid) + " (" + p.comm + ") " + p.state + " " + std::to_string(p.ppid) +
+                " " + std::to_string(p.pgrp ? p.pgrp : p.pid) + " 1 0 -1 0 0 0 0 0 0 0");
+    SetFile(std::to_string(p.pid) + "/comm", p.comm + "\n");
+  }
   void AddProcess(int pid, const std::string& comm, int pgrp = 0, char state = 'S') {
-    SetFile(std::to_string(pid) + "/stat", std::to_string(pid) + " (" + comm + ") " + state +
-                                               " 1 " + std::to_string(pgrp ? pgrp : pid) +
-                                               " 1 0 -1 0 0 0 0 0 0 0");
-    SetFile(std::to_string(pid) + "/comm", comm + "\n");
+    AddProcess(Process{.pid = pid, .comm = comm, .state = state, .pgrp = pgrp});
   }
 
  private:

@@ -111,6 +111,105 @@ TEST(ParsePidStat, CapturedAndOddComm) {
   EXPECT_EQ(ParseComm("nginx\n"), "nginx");
 }
 
+TEST(ParsePidStat, Fields) {
+  struct Case {
+    std::string text;
+    int pid;
+    std::string comm;
+    char state;
+    int ppid;
+    int pgrp;
+  };
+  const Case cases[] = {
+      {"1234 (nginx) S 1 1234 1234 0 -1 4194560", 1234, "nginx", 'S', 1, 1234},
+      {"77 (my (odd) prog) R 5 6 6 0", 77, "my (odd) prog", 'R', 5, 6},
+      {"9 (a b) Z 1 9 9 0 -1\n", 9, "a b", 'Z', 1, 9},
+      {Fixture("pid_stat.txt"), 9473, "cat", 'R', 9465, 9465},
+  };
+  for (const Case& c : cases) {
+    SCOPED_TRACE(c.text);
+    const PidStat st = ParsePidStat(c.text).value();
+    EXPECT_EQ(st.pid, c.pid);
+    EXPECT_EQ(st.comm, c.comm);
+    EXPECT_EQ(st.state, c.state);
+    EXPECT_EQ(st.ppid, c.ppid);
+    EXPECT_EQ(st.pgrp, c.pgrp);
+  }
+}
+
+TEST(ParsePidStat, Malformed) {
+  for (std::string_view text : {"", "garbage", "12 (x)", "12 (x) S", "x (y) S 1 2", "12 (x) SS 1 2",
+                                "12 (x) SS 1 2 3", "12 (x) S 1 y 3"}) {
+    SCOPED_TRACE(text);
+    EXPECT_FALSE(ParsePidStat(text).has_value());
+  }
+}
+
+TEST(IsLive, ZombieAndDeadAreNot) {
+  struct Case {
+    char state;
+    bool live;
+  };
+  const Case cases[] = {{'R', true}, {'S', true},  {'D', true}, {'T', true},
+                        {'t', true}, {'Z', false}, {'X', false}};
+  for (const Case& c : cases) {
+    SCOPED_TRACE(c.state);
+    PidStat st;
+    st.state = c.state;
+    EXPECT_EQ(IsLive(st), c.live);
+  }
+}
+
+TEST(LiveProcess, ReadsAndParsesTheStatOfARunningProcess) {
+  testing::FakeProcFs procfs;
+  procfs.SetFile("9473/stat", Fixture("pid_stat.txt"));
+  procfs.AddProcess({.pid = 100, .comm = "nginx", .state = 'S', .ppid = 1, .pgrp = 100});
+  procfs.AddProcess({.pid = 101, .comm = "nginx", .state = 'Z', .ppid = 100, .pgrp = 100});
+  procfs.AddProcess({.pid = 102, .comm = "nginx", .state = 'X', .ppid = 100, .pgrp = 100});
+  procfs.SetFile("103/stat", "garbage");
+  struct Case {
+    int pid;
+    std::optional<std::string> comm;  // nullopt: not a live process
+  };
+  const Case cases[] = {
+      {9473, "cat"},       {100, "nginx"},      {101, std::nullopt},
+      {102, std::nullopt}, {103, std::nullopt}, {999, std::nullopt},
+  };
+  for (const Case& c : cases) {
+    SCOPED_TRACE(c.pid);
+    const std::optional<PidStat> st = LiveProcess(procfs, c.pid);
+    ASSERT_EQ(st.has_value(), c.comm.has_value());
+    if (st.has_value()) {
+      EXPECT_EQ(st->pid, c.pid);
+      EXPECT_EQ(st->comm, *c.comm);
+    }
+  }
+}
+
+TEST(ParsePidFile, OnePositivePid) {
+  struct Case {
+    std::string_view text;
+    std::optional<int> pid;
+  };
+  const Case cases[] = {
+      {"100\n", 100},
+      {"  4242 \n", 4242},
+      {"1", 1},
+      {"", std::nullopt},
+      {"\n", std::nullopt},
+      {"abc\n", std::nullopt},
+      {"0\n", std::nullopt},
+      {"-100\n", std::nullopt},
+      {"12 13\n", std::nullopt},
+      {"12x", std::nullopt},
+      {"99999999999999999999", std::nullopt},
+  };
+  for (const Case& c : cases) {
+    SCOPED_TRACE(c.text);
+    EXPECT_EQ(ParsePidFile(c.text), c.pid);
+  }
+}
+
 TEST(Text, TailHeadCap) {
   EXPECT_EQ(TailLines("a\nb\nc\n", 2), "b\nc\n");
   EXPECT_EQ(TailLines("a\nb\nc", 2), "b\nc");
@@ -178,6 +277,34 @@ TEST(ParseProcCgroup, V1AndV2) {
   EXPECT_EQ(ParseProcCgroup(Fixture("proc_cgroup_v2.txt"), ""),
             "/system.slice/medic-agent.service");
   EXPECT_FALSE(ParseProcCgroup(Fixture("proc_cgroup_v2.txt"), "memory").has_value());
+}
+
+TEST(CgroupDir, TheCgroupsDirectoryBelowItsHierarchy) {
+  struct Case {
+    std::string text;
+    std::string_view controller;
+    std::string_view hierarchy;
+    std::optional<std::string> want;
+  };
+  const Case cases[] = {
+      {"9:name=systemd:/\n4:memory:/process_api/8f7f\n0::/\n", "memory", "/sys/fs/cgroup/memory",
+       "/sys/fs/cgroup/memory/process_api/8f7f"},
+      {"5:cpu,memory:/a/b/\n", "memory", "/sys/fs/cgroup/memory", "/sys/fs/cgroup/memory/a/b"},
+      {"4:memory:/\n", "memory", "/sys/fs/cgroup/memory", "/sys/fs/cgroup/memory"},
+      {"4:memoryx:/a\n3:pids:/b\n", "memory", "/sys/fs/cgroup/memory", std::nullopt},
+      {"0::/user.slice\n", "memory", "/sys/fs/cgroup/memory", std::nullopt},
+      {"", "memory", "/sys/fs/cgroup/memory", std::nullopt},
+      {Fixture("proc_cgroup_v1.txt"), "memory", "/sys/fs/cgroup/memory",
+       "/sys/fs/cgroup/memory/process_api/4846c22942be51dab15ea0728562a2c8"},
+      {Fixture("proc_cgroup_v1.txt"), "pids", "/sys/fs/cgroup/pids", "/sys/fs/cgroup/pids"},
+      {Fixture("proc_cgroup_v2.txt"), "", "/sys/fs/cgroup",
+       "/sys/fs/cgroup/system.slice/medic-agent.service"},
+      {Fixture("proc_cgroup_v2.txt"), "memory", "/sys/fs/cgroup/memory", std::nullopt},
+  };
+  for (const Case& c : cases) {
+    SCOPED_TRACE(c.text);
+    EXPECT_EQ(CgroupDir(c.text, c.controller, c.hierarchy), c.want);
+  }
 }
 
 TEST(CgroupMemory, V1UsageMinusInactiveFileAgainstTheLimit) {

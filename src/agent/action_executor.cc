@@ -253,7 +253,7 @@ protocol::CommandResult ActionExecutor::ProcessKill(const Json& params) {
   } else {
     const std::string pattern = StringParam(params, "pattern");
     for (const auto& p : ListProcesses(procfs_)) {
-      if (p.comm == pattern && p.pid > 1 && p.pid != options_.self_pid && p.state != 'Z') {
+      if (p.comm == pattern && p.pid > 1 && p.pid != options_.self_pid && host::IsLive(p)) {
         if (in_scope(p.pid)) {
           targets.emplace_back(p.pid, p.comm);
         } else {

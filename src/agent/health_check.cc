@@ -10,7 +10,6 @@
 
 #include <algorithm>
 #include <cerrno>
-#include <charconv>
 #include <cstring>
 
 #include "core/files.h"
@@ -172,16 +171,13 @@ std::string Plural(size_t n, const char* one, const char* many) {
   return std::to_string(n) + " " + (n == 1 ? one : many);
 }
 
+// True while `pid` runs (not a zombie); its comm then goes to *comm.
 bool Alive(host::ProcFs& procfs, int pid, std::string* comm) {
-  auto stat = procfs.Read(std::to_string(pid) + "/stat");
-  if (!stat) {
+  std::optional<host::PidStat> st = host::LiveProcess(procfs, pid);
+  if (!st) {
     return false;
   }
-  auto parsed = host::ParsePidStat(*stat);
-  if (!parsed || parsed->state == 'Z' || parsed->state == 'X') {
-    return false;
-  }
-  *comm = parsed->comm;
+  *comm = st->comm;
   return true;
 }
 
@@ -248,13 +244,12 @@ CheckOutcome ProbeProcess(host::ProcFs& procfs, const CheckConfig& check, Proces
       out.detail = "cannot read " + check.pidfile;
       return out;
     }
-    const std::string trimmed(Trim(*text));
-    int pid = 0;
-    auto [p, ec] = std::from_chars(trimmed.data(), trimmed.data() + trimmed.size(), pid);
-    if (ec != std::errc() || p != trimmed.data() + trimmed.size() || pid <= 0) {
+    const std::optional<int> parsed = host::ParsePidFile(*text);
+    if (!parsed) {
       out.detail = check.pidfile + " holds no pid";
       return out;
     }
+    const int pid = *parsed;
     std::string comm;
     out.healthy = Alive(procfs, pid, &comm);
     out.detail = out.healthy

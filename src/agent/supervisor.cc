@@ -76,7 +76,7 @@ std::vector<host::PidStat> SupervisorServiceManager::GroupMembers(pid_t pgid, pi
     return out;
   }
   for (auto& p : ListProcesses(procfs_)) {
-    if (p.pgrp == pgid && p.pid != except_pid && p.state != 'Z') {
+    if (p.pgrp == pgid && p.pid != except_pid && host::IsLive(p)) {
       out.push_back(std::move(p));
     }
   }

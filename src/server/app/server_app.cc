@@ -10,6 +10,7 @@
 #include "ai/ai_brain.h"
 #include "ai/ai_config.h"
 #include "server/alarms/alarm_config.h"
+#include "server/fleet/target_group_config.h"
 #include "server/http/context.h"
 #include "core/yaml_util.h"
 

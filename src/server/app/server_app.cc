@@ -5,14 +5,14 @@
 #include <deque>
 #include <functional>
 
-#include "core/files.h"
-#include "core/log.h"
 #include "ai/ai_brain.h"
 #include "ai/ai_config.h"
+#include "core/files.h"
+#include "core/log.h"
+#include "core/yaml_util.h"
 #include "server/alarms/alarm_config.h"
 #include "server/fleet/target_group_config.h"
 #include "server/http/context.h"
-#include "core/yaml_util.h"
 
 namespace medic::server {
 
@@ -178,18 +178,33 @@ Result<std::string> EnsureToken(const std::string& dir, const std::string& name)
 
 }  // namespace
 
-Result<std::unique_ptr<ServerApp>> ServerApp::Create(const ServerConfig& config,
-                                                     const Clock& clock) {
+Result<ServerDeps> MakeRealServerDeps(const ServerConfig& config, const Clock& clock) {
+  ServerDeps deps;
+  deps.clock = &clock;
+  RETURN_IF_ERROR(MakeDirs(config.data_dir, 0700));
+  ASSIGN_OR_RETURN(deps.store, OpenSqliteStore(config.data_dir + "/medic.db"));
+  ai::AiConfig ai_config = config.ai;
+  RETURN_IF_ERROR(ai::ApplyAiEnvironment(ai_config));
+  ASSIGN_OR_RETURN(deps.brain, ai::MakeBrain(ai_config, clock));
+  return deps;
+}
+
+Result<std::unique_ptr<ServerApp>> ServerApp::Create(const ServerConfig& config, ServerDeps deps) {
+  if (deps.clock == nullptr || deps.store == nullptr || deps.brain == nullptr) {
+    return InvalidArgument("the server needs a clock, a store and a brain");
+  }
+  const Clock& clock = *deps.clock;
   auto p = std::make_unique<Parts>();
   p->config = config;
   p->clock = &clock;
+  p->store = std::move(deps.store);
+  p->brain = std::move(deps.brain);
   RETURN_IF_ERROR(MakeDirs(config.data_dir, 0700));
   ASSIGN_OR_RETURN(std::string admin, EnsureToken(config.data_dir, "admin.token"));
   ASSIGN_OR_RETURN(std::string agent, EnsureToken(config.data_dir, "agent.token"));
   p->tokens.Add(admin, Principal{"admin", Role::kAdmin});
   p->tokens.Add(agent, Principal{"agent", Role::kAgent});
 
-  ASSIGN_OR_RETURN(p->store, OpenSqliteStore(config.data_dir + "/medic.db"));
   ASSIGN_OR_RETURN(auto stored_tokens, p->store->ListTokens());
   for (const auto& t : stored_tokens) {
     ASSIGN_OR_RETURN(Role role, ParseRole(t.role));
@@ -203,9 +218,6 @@ Result<std::unique_ptr<ServerApp>> ServerApp::Create(const ServerConfig& config,
   p->alarms =
       std::make_unique<AlarmEngine>(config.alarm_rules, Millis(config.agent_interval_ms));
   p->commands = std::make_unique<CommandQueue>(clock);
-  ai::AiConfig ai_config = config.ai;
-  RETURN_IF_ERROR(ai::ApplyAiEnvironment(ai_config));
-  ASSIGN_OR_RETURN(p->brain, ai::MakeBrain(ai_config, clock));
   p->decisions = std::make_unique<TaskThread>();
   TaskThread* decisions = p->decisions.get();
   p->incidents = std::make_unique<IncidentManager>(
@@ -292,13 +304,19 @@ void ServerApp::TickLoop() {
       break;
     }
     lock.unlock();
-    PublishAlarmTransitions(*parts_->ctx, parts_->alarms->Tick(parts_->clock->Now()));
-    parts_->commands->RunOnce();
-    parts_->incidents->RunOnce();
-    parts_->events->RunOnce();
+    RunOnce();
     lock.lock();
   }
 }
+
+void ServerApp::RunOnce() {
+  PublishAlarmTransitions(*parts_->ctx, parts_->alarms->Tick(parts_->clock->Now()));
+  parts_->commands->RunOnce();
+  parts_->incidents->RunOnce();
+  parts_->events->RunOnce();
+}
+
+const Router& ServerApp::router() const { return *parts_->router; }
 
 void ServerApp::Stop() {
   {
@@ -342,7 +360,12 @@ int RunServerUntilSignal(const ServerConfig& config) {
     setrlimit(RLIMIT_NOFILE, &lim);
   }
   SystemClock clock;
-  auto app = ServerApp::Create(config, clock);
+  auto deps = MakeRealServerDeps(config, clock);
+  if (!deps) {
+    std::fprintf(stderr, "medic-server: %s\n", deps.error().message.c_str());
+    return 1;
+  }
+  auto app = ServerApp::Create(config, std::move(*deps));
   if (!app) {
     std::fprintf(stderr, "medic-server: %s\n", app.error().message.c_str());
     return 1;

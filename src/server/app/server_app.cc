@@ -338,6 +338,10 @@ uint16_t ServerApp::port() const { return parts_->http->port(); }
 namespace medic::server {
 
 int RunServerUntilSignal(const ServerConfig& config) {
+  if (!SetLogLevelByName(config.log_level)) {
+    std::fprintf(stderr, "medic-server: unknown log_level '%s'\n", config.log_level.c_str());
+    return 2;
+  }
   sigset_t set;
   sigemptyset(&set);
   sigaddset(&set, SIGINT);

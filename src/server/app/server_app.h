@@ -91,9 +91,9 @@ class ServerApp {
 
 namespace medic::server {
 
-// Blocks SIGINT/SIGTERM, raises the open-files limit, creates the server on the real
-// dependencies (MakeRealServerDeps) and starts it, waits for a signal, stops. Returns the process
-// exit code (prints the error when start fails).
+// Sets the log level, blocks SIGINT/SIGTERM, raises the open-files limit, creates the server on
+// the real dependencies (MakeRealServerDeps) and starts it, waits for a signal, stops. Returns
+// the process exit code (prints the error when the config or the start fails).
 int RunServerUntilSignal(const ServerConfig& config);
 
 }  // namespace medic::server

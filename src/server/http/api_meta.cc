@@ -48,6 +48,11 @@ void AddHealthRoutes(Router& router, MetricsSources metrics) {
                 text += "# HELP medic_agent_polls_parked Agent long polls waiting.\n"
                         "# TYPE medic_agent_polls_parked gauge\nmedic_agent_polls_parked " +
                         std::to_string(m.commands.parked_polls()) + "\n";
+                text += "# HELP medic_incident_store_errors_total Incident store reads and writes "
+                        "that failed (each one is logged).\n"
+                        "# TYPE medic_incident_store_errors_total counter\n"
+                        "medic_incident_store_errors_total " +
+                        std::to_string(m.incidents.store_errors()) + "\n";
                 ApiResponse r;
                 r.content_type = "text/plain; version=0.0.4";
                 r.body = std::move(text);

@@ -1,36 +1,22 @@
-// medic-server: the control plane. See docs/ARCHITECTURE.md.
+// medic-server: parse flags, load config, run on the real dependencies (MakeRealServerDeps)
+// until SIGTERM/SIGINT. See docs/ARCHITECTURE.md.
 
-#include <csignal>
 #include <cstdio>
 
-#include <CLI/CLI.hpp>
-
 #include "core/log.h"
+#include "server/app/flags.h"
 #include "server/app/server_app.h"
 
 int main(int argc, char** argv) {
-  CLI::App cli{"medic-server: the medic control plane"};
-  std::string config_file, listen, data_dir;
-  cli.add_option("--config", config_file, "YAML config file");
-  cli.add_option("--listen", listen, "HOST:PORT to serve on (default 127.0.0.1:8080)");
-  cli.add_option("--data-dir", data_dir, "state directory (default /var/lib/medic)");
-  CLI11_PARSE(cli, argc, argv);
-
   medic::SetLogPrefix("medic-server");
-  medic::server::ServerConfig config;
-  if (!config_file.empty()) {
-    auto loaded = medic::server::LoadServerConfig(config_file);
-    if (!loaded) {
-      std::fprintf(stderr, "medic-server: %s\n", loaded.error().message.c_str());
-      return 2;
-    }
-    config = *loaded;
+  const medic::server::ServerFlags flags = medic::server::ParseServerFlags(argc, argv);
+  if (flags.exit_code) {
+    return *flags.exit_code;  // --help, or a bad flag
   }
-  if (!listen.empty()) config.listen = listen;
-  if (!data_dir.empty()) config.data_dir = data_dir;
-  if (!medic::SetLogLevelByName(config.log_level)) {
-    std::fprintf(stderr, "medic-server: unknown log_level '%s'\n", config.log_level.c_str());
+  auto config = medic::server::LoadServerConfig(flags);
+  if (!config) {
+    std::fprintf(stderr, "medic-server: %s\n", config.error().message.c_str());
     return 2;
   }
-  return medic::server::RunServerUntilSignal(config);
+  return medic::server::RunServerUntilSignal(*config);
 }

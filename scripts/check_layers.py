@@ -3,7 +3,7 @@
 
   check_layers.py includes SRC_DIR
       Every `#include "x/..."` in SRC_DIR/<layer>/ must name a layer that <layer> may use, and
-      inside src/server/ every `#include "server/<part>/..."` a part below its own.
+      inside src/server/ every `#include "server/<part>/..."` a part its own part may use.
   check_layers.py binary BINARY [--forbid NAMESPACE]...
       The binary defines no symbol in any forbidden namespace (e.g. medic::server): the code of
       that library is not linked into it.
@@ -31,24 +31,19 @@ LAYERS = {
     "cli": {"core", "protocol", "transport", "host", "ai"},
 }
 
-# The parts of src/server/, lowest first: a part may include from parts of a lower rank only
-# (and from itself). src/server/README.md draws the same order.
-SERVER_RANKS = {
-    "store": 0,
-    "alarms": 1,
-    "archive": 1,
-    "commands": 1,
-    "events": 1,
-    "incidents": 2,
-    "fleet": 3,
-    "http": 4,
-    "app": 5,
-}
-# Single files a lower part may include from a higher one, each with the reason.
-SERVER_EXCEPTIONS = {
-    # The incident record (fields, statuses, JSON) is what the store persists; the lifecycle
-    # that drives it stays above the store.
-    ("store", "server/incidents/incident.h"),
+# The parts of src/server/ and the other parts each may include from (itself always), as each
+# folder's README.md says; lowest first. The order has no cycle: a part names only parts above it
+# in this list.
+SERVER_PARTS = {
+    "store": set(),
+    "alarms": set(),
+    "archive": set(),
+    "commands": set(),
+    "events": set(),
+    "incidents": {"store", "alarms", "commands", "events"},
+    "fleet": {"store", "alarms", "events", "commands", "incidents"},
+    "http": {"store", "alarms", "archive", "commands", "events", "incidents", "fleet"},
+    "app": {"store", "alarms", "archive", "commands", "events", "incidents", "fleet", "http"},
 }
 
 INCLUDE = re.compile(r'^\s*#\s*include\s+"([^"]+)"')
@@ -75,8 +70,8 @@ def include_violations(src_dir):
                 if layer == "server":
                     sub = os.path.relpath(root, layer_dir).split(os.sep)[0]
                     part = sub if sub != "." else None
-                    if part is not None and part not in SERVER_RANKS:
-                        out.append(f"{rel}: src/server/{part}/ is not in SERVER_RANKS")
+                    if part is not None and part not in SERVER_PARTS:
+                        out.append(f"{rel}: src/server/{part}/ is not in SERVER_PARTS")
                         part = None
                 with open(path, encoding="utf-8", errors="replace") as f:
                     for lineno, line in enumerate(f, 1):
@@ -102,13 +97,14 @@ def include_violations(src_dir):
                                        f"src/server/")
                             continue
                         other = pieces[1]
-                        if other == part or (part, target) in SERVER_EXCEPTIONS:
+                        if other == part:
                             continue
-                        if other not in SERVER_RANKS:
-                            out.append(f"{rel}:{lineno}: src/server/{other}/ is not in SERVER_RANKS")
-                        elif SERVER_RANKS[other] >= SERVER_RANKS[part]:
+                        if other not in SERVER_PARTS:
+                            out.append(f"{rel}:{lineno}: src/server/{other}/ is not in SERVER_PARTS")
+                        elif other not in SERVER_PARTS[part]:
                             out.append(f"{rel}:{lineno}: server/{part} must not include {target} "
-                                       f"(server/{other} is not below server/{part})")
+                                       f"(server/{part} may use: "
+                                       f"{', '.join(sorted(SERVER_PARTS[part])) or 'no other part'})")
     return out
 
 

@@ -28,7 +28,7 @@
 #include <vector>
 
 #include "core/result.h"
-#include "server/incidents/incident.h"
+#include "server/store/incident.h"
 #include "server/store/store.h"
 
 namespace medic::test {

@@ -26,7 +26,7 @@
 #include "core/clock.h"
 #include "core/json.h"
 #include "core/result.h"
-#include "server/incidents/incident.h"
+#include "server/store/incident.h"
 #include "server/store/store.h"
 
 namespace medic::test {

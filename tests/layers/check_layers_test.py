@@ -19,9 +19,10 @@ want = sorted([
     "src/agent/bad.cc:4",              # agent -> server
     "src/host/bad.h:3",                # host -> agent
     "src/host/bad.h:4",                # host -> cli
-    "src/server/store/bad.cc:3",       # store -> incidents (not the record)
+    "src/server/store/bad.cc:3",       # store -> incidents
     "src/server/store/bad.cc:4",       # store -> http
     "src/server/incidents/bad.cc:1",   # incidents -> http
+    "src/server/alarms/bad.cc:2",      # alarms -> events (a sibling, not below)
     "src/server/incidents/bad.cc:2",   # server -> host
     "src/cli/bad.cc:3",                # cli -> server
     "src/cli/bad.cc:4",                # cli -> agent

@@ -27,7 +27,9 @@ class ServerFixture : public ::testing::Test {
     server::ServerConfig config;
     config.listen = "127.0.0.1:0";
     config.data_dir = dir_.File("data");
-    auto app = server::ServerApp::Create(config, ServerClock());
+    auto deps = server::MakeRealServerDeps(config, ServerClock());
+    ASSERT_TRUE(deps.has_value()) << deps.error().ToString();
+    auto app = server::ServerApp::Create(config, std::move(*deps));
     ASSERT_TRUE(app.has_value()) << app.error().ToString();
     app_ = std::move(*app);
     ASSERT_TRUE(app_->Start().has_value());

@@ -1,6 +1,7 @@
 #pragma once
 
-// The `alarms:` and `target_groups:` sections of the server config (docs/ALARMS.md).
+// The `alarms:` section of the server config (docs/ALARMS.md). The `target_groups:` section is
+// fleet/target_group_config.h.
 //
 //   alarms:
 //     Disk-Critical-ASG: {threshold: 80, clear_threshold: 75}   # overrides a default by name
@@ -13,16 +14,12 @@
 //       evaluation_periods: 3
 //       datapoints_to_alarm: 2
 //       treat_missing_data: notBreaching
-//   target_groups:
-//     web: {interval: 5s, timeout: 2s, healthy_threshold: 2, unhealthy_threshold: 2,
-//           matcher: "200-399", path: /healthz}
 
 #include <string>
 #include <vector>
 
 #include "core/result.h"
 #include "server/alarms/alarms.h"
-#include "server/fleet/target_groups.h"
 
 namespace YAML {
 class Node;
@@ -35,9 +32,5 @@ namespace medic::server {
 // and problem.
 Status ParseAlarmsYaml(const YAML::Node& node, const std::string& file,
                        std::vector<AlarmRule>& rules);
-
-// Applies the `target_groups:` mapping (group name -> fields) to `groups` likewise.
-Status ParseTargetGroupsYaml(const YAML::Node& node, const std::string& file,
-                             std::vector<TargetGroupConfig>& groups);
 
 }  // namespace medic::server

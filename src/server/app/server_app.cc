@@ -5,13 +5,21 @@
 #include <deque>
 #include <functional>
 
-#include "core/files.h"
-#include "core/log.h"
 #include "ai/ai_brain.h"
 #include "ai/ai_config.h"
-#include "server/alarms/alarm_config.h"
-#include "server/http/context.h"
+#include "core/files.h"
+#include "core/log.h"
 #include "core/yaml_util.h"
+#include "server/alarms/alarm_config.h"
+#include "server/archive/archive.h"
+#include "server/commands/command_queue.h"
+#include "server/events/event_hub.h"
+#include "server/fleet/fleet.h"
+#include "server/fleet/hosts.h"
+#include "server/fleet/target_group_config.h"
+#include "server/http/routes.h"
+#include "server/incidents/incident_manager.h"
+#include "server/incidents/settings.h"
 
 namespace medic::server {
 
@@ -68,21 +76,6 @@ Result<ServerConfig> LoadServerConfig(const std::string& path) {
     }
   }
   return c;
-}
-
-void AddAllRoutes(Router& router, ServerContext& ctx) {
-  AddMetaRoutes(router, ctx);
-  AddIncidentRoutes(router, ctx);
-  AddHostRoutes(router, ctx);
-  AddAgentRoutes(router, ctx);
-  AddTokenRoutes(router, ctx);
-  AddEventRoutes(router, ctx);
-  AddArchiveRoutes(router, ctx);
-  Router* self = &router;
-  router.Add({"GET", "/api/v1", Role::kViewer, "this listing of every route",
-              [self](ApiRequest&, Responder respond) {
-                respond(JsonResponse(200, Json{{"routes", self->Listing()}}));
-              }});
 }
 
 namespace {
@@ -149,8 +142,8 @@ struct ServerApp::Parts {
   TokenRegistry tokens;
   std::unique_ptr<EventHub> events;
   std::unique_ptr<Archive> archive;
-  std::unique_ptr<ServerContext> ctx;
   std::unique_ptr<TargetGroups> target_groups;
+  std::unique_ptr<Fleet> fleet;
   std::unique_ptr<TargetGroupChecker> checker;  // stopped by ServerApp::Stop
   std::unique_ptr<Router> router;
   std::unique_ptr<HttpServer> http;
@@ -177,18 +170,33 @@ Result<std::string> EnsureToken(const std::string& dir, const std::string& name)
 
 }  // namespace
 
-Result<std::unique_ptr<ServerApp>> ServerApp::Create(const ServerConfig& config,
-                                                     const Clock& clock) {
+Result<ServerDeps> MakeRealServerDeps(const ServerConfig& config, const Clock& clock) {
+  ServerDeps deps;
+  deps.clock = &clock;
+  RETURN_IF_ERROR(MakeDirs(config.data_dir, 0700));
+  ASSIGN_OR_RETURN(deps.store, OpenSqliteStore(config.data_dir + "/medic.db"));
+  ai::AiConfig ai_config = config.ai;
+  RETURN_IF_ERROR(ai::ApplyAiEnvironment(ai_config));
+  ASSIGN_OR_RETURN(deps.brain, ai::MakeBrain(ai_config, clock));
+  return deps;
+}
+
+Result<std::unique_ptr<ServerApp>> ServerApp::Create(const ServerConfig& config, ServerDeps deps) {
+  if (deps.clock == nullptr || deps.store == nullptr || deps.brain == nullptr) {
+    return InvalidArgument("the server needs a clock, a store and a brain");
+  }
+  const Clock& clock = *deps.clock;
   auto p = std::make_unique<Parts>();
   p->config = config;
   p->clock = &clock;
+  p->store = std::move(deps.store);
+  p->brain = std::move(deps.brain);
   RETURN_IF_ERROR(MakeDirs(config.data_dir, 0700));
   ASSIGN_OR_RETURN(std::string admin, EnsureToken(config.data_dir, "admin.token"));
   ASSIGN_OR_RETURN(std::string agent, EnsureToken(config.data_dir, "agent.token"));
   p->tokens.Add(admin, Principal{"admin", Role::kAdmin});
   p->tokens.Add(agent, Principal{"agent", Role::kAgent});
 
-  ASSIGN_OR_RETURN(p->store, OpenSqliteStore(config.data_dir + "/medic.db"));
   ASSIGN_OR_RETURN(auto stored_tokens, p->store->ListTokens());
   for (const auto& t : stored_tokens) {
     ASSIGN_OR_RETURN(Role role, ParseRole(t.role));
@@ -202,9 +210,6 @@ Result<std::unique_ptr<ServerApp>> ServerApp::Create(const ServerConfig& config,
   p->alarms =
       std::make_unique<AlarmEngine>(config.alarm_rules, Millis(config.agent_interval_ms));
   p->commands = std::make_unique<CommandQueue>(clock);
-  ai::AiConfig ai_config = config.ai;
-  RETURN_IF_ERROR(ai::ApplyAiEnvironment(ai_config));
-  ASSIGN_OR_RETURN(p->brain, ai::MakeBrain(ai_config, clock));
   p->decisions = std::make_unique<TaskThread>();
   TaskThread* decisions = p->decisions.get();
   p->incidents = std::make_unique<IncidentManager>(
@@ -222,41 +227,39 @@ Result<std::unique_ptr<ServerApp>> ServerApp::Create(const ServerConfig& config,
   p->incidents->SetListener(
       [events](const Incident& inc) { events->Publish("incident", IncidentToJson(inc)); });
   p->target_groups = std::make_unique<TargetGroups>(config.target_groups);
+  IncidentManager* incidents = p->incidents.get();
+  p->fleet = std::make_unique<Fleet>(
+      FleetDeps{clock, *p->store, *p->hosts, *p->target_groups, *p->alarms, *p->events,
+                [incidents](const AlarmTransition& t) { incidents->OnAlarmTransition(t); },
+                Millis(config.agent_interval_ms)});
   // The fleet from before a restart, before incidents resume (their runbooks need each host's
-  // log directory): every known host is expected to report, or raises Host-Unreachable.
-  ASSIGN_OR_RETURN(auto known_hosts, p->store->ListHosts());
-  for (const HostRecord& rec : known_hosts) {
-    auto facts = protocol::RegisterRequestFromJson(rec.facts);
-    if (!facts || facts->name != rec.name) {
-      LogError("stored host " + rec.name + " is unreadable and is left out: " +
-               (facts ? "name mismatch" : facts.error().ToString()));
-      continue;
-    }
-    p->hosts->Restore(*facts, rec.registered_at, rec.last_seen);
-    p->target_groups->Register(rec.name, facts->targets, clock.Now());
-    p->alarms->Expect(rec.name, "heartbeat", clock.Now());
-  }
-  if (!known_hosts.empty()) {
-    LogInfo("known hosts: " + std::to_string(known_hosts.size()) + " (expected to report)");
-  }
+  // log directory).
+  RETURN_IF_ERROR(p->fleet->Restore());
   RETURN_IF_ERROR(p->incidents->Recover());
   p->archive = std::make_unique<Archive>(config.data_dir + "/archive", clock);
   RETURN_IF_ERROR(p->archive->Init());
 
-  p->ctx = std::unique_ptr<ServerContext>(new ServerContext{
-      clock, *p->store, *p->settings, *p->hosts, *p->alarms, *p->commands, *p->incidents,
-      p->tokens, config.agent_interval_ms, p->events.get(), p->archive.get()});
-  p->ctx->target_groups = p->target_groups.get();
-  ServerContext* ctx = p->ctx.get();
+  Fleet* fleet = p->fleet.get();
   p->checker = std::make_unique<TargetGroupChecker>(
       *p->target_groups, clock, [] { return NewHttpProber(); },
-      [ctx](const std::vector<TargetFeed>& feeds) {
-        for (const auto& f : feeds) {
-          PublishAlarmTransitions(*ctx, ctx->alarms.Observe(f.host, f.series, f.value, f.t));
-        }
-      });
+      [fleet](const std::vector<TargetFeed>& feeds) { fleet->OnTargetFeeds(feeds); });
+
+  // Every route, in the order of the API listing.
   p->router = std::make_unique<Router>(p->tokens);
-  AddAllRoutes(*p->router, *p->ctx);
+  Router& r = *p->router;
+  AddHealthRoutes(r, {clock, *p->hosts, *p->alarms, *p->incidents, *p->commands});
+  AddSettingsRoutes(r, *p->settings, *p->store, clock);
+  AddIndexRoute(r);
+  AddIncidentRoutes(r, *p->store, *p->incidents);
+  AddHostRoutes(r, {clock, *p->hosts, *p->fleet, *p->store});
+  AddAlarmRoutes(r, *p->alarms, *p->target_groups);
+  AddChaosRoutes(r, {clock, *p->hosts, *p->commands, *p->store});
+  AddAgentRoutes(r, {clock, *p->fleet, *p->commands, *p->incidents});
+  AddTokenRoutes(r, *p->store, p->tokens, clock);
+  AddEventRoutes(r, *p->events);
+  AddArchiveRoutes(r, *p->archive);
+  AddListingRoute(r);
+
   Router* router = p->router.get();
   p->http = std::make_unique<HttpServer>(
       [router](ApiRequest req, Responder respond) {
@@ -291,13 +294,19 @@ void ServerApp::TickLoop() {
       break;
     }
     lock.unlock();
-    PublishAlarmTransitions(*parts_->ctx, parts_->alarms->Tick(parts_->clock->Now()));
-    parts_->commands->RunOnce();
-    parts_->incidents->RunOnce();
-    parts_->events->RunOnce();
+    RunOnce();
     lock.lock();
   }
 }
+
+void ServerApp::RunOnce() {
+  parts_->fleet->Tick(parts_->clock->Now());
+  parts_->commands->RunOnce();
+  parts_->incidents->RunOnce();
+  parts_->events->RunOnce();
+}
+
+const Router& ServerApp::router() const { return *parts_->router; }
 
 void ServerApp::Stop() {
   {
@@ -329,6 +338,10 @@ uint16_t ServerApp::port() const { return parts_->http->port(); }
 namespace medic::server {
 
 int RunServerUntilSignal(const ServerConfig& config) {
+  if (!SetLogLevelByName(config.log_level)) {
+    std::fprintf(stderr, "medic-server: unknown log_level '%s'\n", config.log_level.c_str());
+    return 2;
+  }
   sigset_t set;
   sigemptyset(&set);
   sigaddset(&set, SIGINT);
@@ -341,7 +354,12 @@ int RunServerUntilSignal(const ServerConfig& config) {
     setrlimit(RLIMIT_NOFILE, &lim);
   }
   SystemClock clock;
-  auto app = ServerApp::Create(config, clock);
+  auto deps = MakeRealServerDeps(config, clock);
+  if (!deps) {
+    std::fprintf(stderr, "medic-server: %s\n", deps.error().message.c_str());
+    return 1;
+  }
+  auto app = ServerApp::Create(config, std::move(*deps));
   if (!app) {
     std::fprintf(stderr, "medic-server: %s\n", app.error().message.c_str());
     return 1;

@@ -1,21 +1,24 @@
 #pragma once
 
-// medic-server as an object: config in, every dependency built in one place (Create), then
-// Start/Stop. main() and the tests build the same thing.
+// medic-server as an object: the config and a few dependencies in (ServerDeps), every part
+// wired in one place (Create), then Start/Stop. main() hands it the real store and brain
+// (MakeRealServerDeps); tests hand it the same or their own.
 
-#include <atomic>
 #include <condition_variable>
 #include <memory>
+#include <mutex>
 #include <string>
 #include <thread>
 
-#include "core/clock.h"
+#include "ai/brain.h"
 #include "ai/llm_client.h"
-#include "server/alarms/alarms.h"
-#include "server/http/http_server.h"
 #include "ai/runbooks.h"
-#include "server/store/store.h"
+#include "core/clock.h"
+#include "server/alarms/alarms.h"
 #include "server/fleet/target_groups.h"
+#include "server/http/http_server.h"
+#include "server/http/router.h"
+#include "server/store/store.h"
 
 namespace medic::server {
 
@@ -26,7 +29,8 @@ struct ServerConfig {
   std::string log_level = "info";
   int64_t agent_interval_ms = 1000;
   HttpServerOptions http;
-  // The `ai:` section; MEDIC_AI_* / GEMINI_API_KEY override it in Create (docs/AI.md).
+  // The `ai:` section; MEDIC_AI_* / GEMINI_API_KEY override it in MakeRealServerDeps
+  // (docs/AI.md).
   ai::AiConfig ai;
   // The runbooks (defaults, then the `runbooks:` section) and the restart-loop breaker.
   std::vector<ai::Runbook> runbooks = ai::DefaultRunbooks();
@@ -40,12 +44,23 @@ struct ServerConfig {
 // Reads a YAML config file. Unknown keys and wrong types are errors naming file and line.
 Result<ServerConfig> LoadServerConfig(const std::string& path);
 
+// What the server runs on but does not make itself.
+struct ServerDeps {
+  const Clock* clock = nullptr;      // required; must outlive the app
+  std::unique_ptr<Store> store;      // required
+  std::unique_ptr<ai::Brain> brain;  // required
+};
+
+// The real store and brain for `config`: creates the data directory, opens SQLite at
+// DATA_DIR/medic.db, applies MEDIC_AI_*/GEMINI_API_KEY to the ai section and makes the brain.
+Result<ServerDeps> MakeRealServerDeps(const ServerConfig& config, const Clock& clock);
+
 class ServerApp {
  public:
-  // Creates the data directory, the tokens (admin.token, agent.token, mode 0600, unless they
-  // exist), opens the store and recovers open incidents.
-  static Result<std::unique_ptr<ServerApp>> Create(const ServerConfig& config,
-                                                   const Clock& clock);
+  // Creates the data directory and the tokens (admin.token, agent.token, mode 0600, unless they
+  // exist), loads the settings and operator tokens from the store, restores the fleet and
+  // recovers open incidents. InvalidArgument if a required dependency is missing.
+  static Result<std::unique_ptr<ServerApp>> Create(const ServerConfig& config, ServerDeps deps);
   ~ServerApp();
 
   // Binds and starts serving; returns at once.
@@ -53,6 +68,12 @@ class ServerApp {
   // Stops serving and joins every thread. Idempotent.
   void Stop();
   uint16_t port() const;
+
+  // For tests that drive the app without sockets or threads (Start is not needed): the route
+  // table, whose Handle() serves one request as the HTTP server would; and one turn of the
+  // 100 ms tick (alarm periods, expired long polls, incident deadlines, event keep-alives).
+  const Router& router() const;
+  void RunOnce();
 
  private:
   struct Parts;
@@ -70,8 +91,9 @@ class ServerApp {
 
 namespace medic::server {
 
-// Blocks SIGINT/SIGTERM, raises the open-files limit, creates and starts the server, waits for
-// a signal, stops. Returns the process exit code (prints the error when start fails).
+// Sets the log level, blocks SIGINT/SIGTERM, raises the open-files limit, creates the server on
+// the real dependencies (MakeRealServerDeps) and starts it, waits for a signal, stops. Returns
+// the process exit code (prints the error when the config or the start fails).
 int RunServerUntilSignal(const ServerConfig& config);
 
 }  // namespace medic::server

@@ -6,7 +6,7 @@ std::string EventHub::Frame(const std::string& event, const Json& data) {
   return "event: " + event + "\ndata: " + DumpJson(data) + "\n\n";
 }
 
-void EventHub::Subscribe(StreamWriter writer) {
+void EventHub::Subscribe(EventWriter writer) {
   std::lock_guard<std::mutex> lock(mu_);
   writers_.push_back(std::move(writer));
 }
@@ -14,7 +14,7 @@ void EventHub::Subscribe(StreamWriter writer) {
 void EventHub::Publish(const std::string& event, const Json& data) {
   const std::string frame = Frame(event, data);
   std::lock_guard<std::mutex> lock(mu_);
-  std::erase_if(writers_, [&](const StreamWriter& w) { return !w(frame); });
+  std::erase_if(writers_, [&](const EventWriter& w) { return !w(frame); });
 }
 
 void EventHub::RunOnce() {
@@ -24,7 +24,7 @@ void EventHub::RunOnce() {
     return;
   }
   last_ping_ = now;
-  std::erase_if(writers_, [&](const StreamWriter& w) { return !w(": keep-alive\n\n"); });
+  std::erase_if(writers_, [&](const EventWriter& w) { return !w(": keep-alive\n\n"); });
 }
 
 size_t EventHub::subscribers() const {

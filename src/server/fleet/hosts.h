@@ -2,8 +2,8 @@
 
 // What the control plane knows about each host: registration facts, the latest metrics and
 // health-check results, and a bounded metric history. Metrics and checks live in memory; the
-// registration facts and last-seen time are also kept in the store (server_app.cc restores
-// them at start, api_agent.cc writes them). Thread-safe.
+// registration facts and last-seen time are also kept in the store (Fleet, fleet.h, writes them
+// and restores them at start). Thread-safe.
 
 #include <deque>
 #include <map>

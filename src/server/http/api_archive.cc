@@ -1,9 +1,9 @@
 // The archive routes (docs/PROTOCOL.md, "Archive"): agents upload a log file in chunks before
 // truncating it (log.archive_truncate); operators list what was archived.
 
-#include "core/log.h"
 #include "server/archive/archive.h"
-#include "server/http/context.h"
+#include "server/http/api_util.h"
+#include "server/http/routes.h"
 
 namespace medic::server {
 
@@ -73,22 +73,17 @@ Json ArchivedFileToJson(const ArchivedFile& f) {
   return j;
 }
 
-ApiResponse NoArchive() { return ErrorResponse(503, "this server keeps no archive"); }
-
 }  // namespace
 
-void AddArchiveRoutes(Router& router, ServerContext& ctx) {
+void AddArchiveRoutes(Router& router, Archive& archive) {
   router.Add({"POST", "/agent/v1/archive", Role::kAgent,
               "start uploading a file to the archive ({host, path, size}) -> {upload_id}",
-              [&ctx](ApiRequest& req, Responder respond) {
-                if (ctx.archive == nullptr) {
-                  return respond(NoArchive());
-                }
+              [&archive](ApiRequest& req, Responder respond) {
                 auto r = ParseStart(req);
                 if (!r) {
                   return respond(ErrorResponse(r.error()));
                 }
-                auto id = ctx.archive->Start(r->host, r->path, r->size);
+                auto id = archive.Start(r->host, r->path, r->size);
                 if (!id) {
                   return respond(ErrorResponse(id.error()));
                 }
@@ -97,15 +92,12 @@ void AddArchiveRoutes(Router& router, ServerContext& ctx) {
   router.Add({"PUT", "/agent/v1/archive/{id}", Role::kAgent,
               "append raw bytes to an upload (?offset=N, N = bytes received so far; "
               "at most 512 KiB per chunk) -> {received}",
-              [&ctx](ApiRequest& req, Responder respond) {
-                if (ctx.archive == nullptr) {
-                  return respond(NoArchive());
-                }
+              [&archive](ApiRequest& req, Responder respond) {
                 auto offset = ParseOffset(req);
                 if (!offset) {
                   return respond(ErrorResponse(offset.error()));
                 }
-                auto received = ctx.archive->Append(req.path_params["id"], *offset, req.body);
+                auto received = archive.Append(req.path_params["id"], *offset, req.body);
                 if (!received) {
                   return respond(ErrorResponse(received.error()));
                 }
@@ -115,15 +107,12 @@ void AddArchiveRoutes(Router& router, ServerContext& ctx) {
       {"POST", "/agent/v1/archive/{id}/finish", Role::kAgent,
        "end an upload ({sha256, bytes}); 409 when the stored copy differs "
        "-> {sha256, bytes, location}",
-       [&ctx](ApiRequest& req, Responder respond) {
-         if (ctx.archive == nullptr) {
-           return respond(NoArchive());
-         }
+       [&archive](ApiRequest& req, Responder respond) {
          auto r = ParseFinish(req);
          if (!r) {
            return respond(ErrorResponse(r.error()));
          }
-         auto f = ctx.archive->Finish(req.path_params["id"], r->sha256, r->bytes);
+         auto f = archive.Finish(req.path_params["id"], r->sha256, r->bytes);
          if (!f) {
            return respond(ErrorResponse(f.error()));
          }
@@ -132,15 +121,12 @@ void AddArchiveRoutes(Router& router, ServerContext& ctx) {
        }});
   router.Add({"GET", "/api/v1/archive", Role::kViewer,
               "archived log files, newest first (?limit=N)",
-              [&ctx](ApiRequest& req, Responder respond) {
-                if (ctx.archive == nullptr) {
-                  return respond(NoArchive());
-                }
+              [&archive](ApiRequest& req, Responder respond) {
                 auto limit = ParseLimit(req, 100);
                 if (!limit) {
                   return respond(ErrorResponse(limit.error()));
                 }
-                auto files = ctx.archive->List(static_cast<size_t>(*limit));
+                auto files = archive.List(static_cast<size_t>(*limit));
                 if (!files) {
                   return respond(ErrorResponse(files.error()));
                 }

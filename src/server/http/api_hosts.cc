@@ -1,52 +1,40 @@
-// Operator routes for hosts, alarm states and chaos.
+// Operator routes for hosts, alarm states, target groups and chaos.
 
 #include "core/files.h"
-#include "core/log.h"
 #include "protocol/actions.h"
-#include "server/http/context.h"
+#include "server/http/api_util.h"
+#include "server/http/routes.h"
 
 namespace medic::server {
 
-void AddHostRoutes(Router& router, ServerContext& ctx) {
+void AddHostRoutes(Router& router, HostRoutesDeps deps) {
   router.Add({"GET", "/api/v1/hosts", Role::kViewer,
               "every known host with status, last_seen, latest metrics and checks",
-              [&ctx](ApiRequest&, Responder respond) {
+              [deps](ApiRequest&, Responder respond) {
                 Json out = Json::array();
-                for (const auto& h : ctx.hosts.List(ctx.clock.Now())) {
+                for (const auto& h : deps.hosts.List(deps.clock.Now())) {
                   out.push_back(HostToJson(h));
                 }
                 respond(JsonResponse(200, Json{{"hosts", out}}));
               }});
   router.Add({"DELETE", "/api/v1/hosts/{name}", Role::kAdmin,
               "remove a retired host: its stored facts, alarm states and target memberships",
-              [&ctx](ApiRequest& req, Responder respond) {
+              [deps](ApiRequest& req, Responder respond) {
                 const std::string name = req.path_params["name"];
-                const bool known = ctx.hosts.Remove(name);
-                Status stored = ctx.store.DeleteHost(name);
-                if (!stored && stored.error().code != ErrorCode::kNotFound) {
-                  return respond(ErrorResponse(stored.error()));
+                if (Status s = deps.fleet.Remove(name); !s) {
+                  return respond(ErrorResponse(s.error()));
                 }
-                if (!known && !stored) {
-                  return respond(ErrorResponse(404, "host '" + name + "' not found"));
-                }
-                ctx.alarms.Forget(name);
-                if (ctx.target_groups != nullptr) {
-                  ctx.target_groups->Register(name, {}, ctx.clock.Now());
-                }
-                Audit(ctx, req.principal, "host.remove", name);
-                if (ctx.events != nullptr) {
-                  ctx.events->Publish("host_removed", Json{{"name", name}});
-                }
+                Audit(deps.store, deps.clock, req.principal, "host.remove", name);
                 respond(JsonResponse(200, Json{{"removed", name}}));
               }});
   router.Add({"GET", "/api/v1/hosts/{name}/metrics", Role::kViewer,
               "history of one metric (?metric=M&since=RFC3339)",
-              [&ctx](ApiRequest& req, Responder respond) {
+              [deps](ApiRequest& req, Responder respond) {
                 auto m = req.query.find("metric");
                 if (m == req.query.end() || m->second.empty()) {
                   return respond(ErrorResponse(400, "query parameter 'metric' is required"));
                 }
-                WallTime since = ctx.clock.Now() - std::chrono::hours(1);
+                WallTime since = deps.clock.Now() - std::chrono::hours(1);
                 if (auto s = req.query.find("since"); s != req.query.end()) {
                   auto t = ParseRfc3339(s->second);
                   if (!t) {
@@ -54,7 +42,7 @@ void AddHostRoutes(Router& router, ServerContext& ctx) {
                   }
                   since = *t;
                 }
-                auto points = ctx.hosts.History(req.path_params["name"], m->second, since);
+                auto points = deps.hosts.History(req.path_params["name"], m->second, since);
                 if (!points) {
                   return respond(ErrorResponse(points.error()));
                 }
@@ -64,12 +52,15 @@ void AddHostRoutes(Router& router, ServerContext& ctx) {
                 }
                 respond(JsonResponse(200, Json{{"points", out}}));
               }});
+}
+
+void AddAlarmRoutes(Router& router, const AlarmEngine& alarms, const TargetGroups& target_groups) {
   router.Add({"GET", "/api/v1/alarms", Role::kViewer,
               "the state of every alarm on every host, and the rules",
-              [&ctx](ApiRequest&, Responder respond) {
+              [&alarms](ApiRequest&, Responder respond) {
                 Json out = Json::array();
-                for (const auto& a : ctx.alarms.All()) {
-                  const AlarmRule* rule = ctx.alarms.FindRule(a.rule);
+                for (const auto& a : alarms.All()) {
+                  const AlarmRule* rule = alarms.FindRule(a.rule);
                   out.push_back(Json{{"alarm_name", a.rule},
                                      {"host", a.host},
                                      {"state", AlarmStateName(a.state)},
@@ -80,7 +71,7 @@ void AddHostRoutes(Router& router, ServerContext& ctx) {
                                      {"description", rule ? rule->description : ""}});
                 }
                 Json rules = Json::array();
-                for (const auto& r : ctx.alarms.rules()) {
+                for (const auto& r : alarms.rules()) {
                   Json rule{{"alarm_name", r.name},
                             {"metric", r.metric},
                             {"series", SeriesName(r.metric, r.labels)},
@@ -103,44 +94,44 @@ void AddHostRoutes(Router& router, ServerContext& ctx) {
               }});
   router.Add({"GET", "/api/v1/target-groups", Role::kViewer,
               "every target group: settings, unhealthy count, per-host target health",
-              [&ctx](ApiRequest&, Responder respond) {
+              [&target_groups](ApiRequest&, Responder respond) {
                 Json out = Json::array();
-                if (ctx.target_groups != nullptr) {
-                  for (const auto& g : ctx.target_groups->Snapshot()) {
-                    Json members = Json::array();
-                    for (const auto& m : g.members) {
-                      Json j{{"host", m.host},
-                             {"url", m.url},
-                             {"health", TargetHealthName(m.health)},
-                             {"active", TargetHealthName(m.active)},
-                             {"agent", m.agent_healthy ? (*m.agent_healthy ? "healthy"
-                                                                            : "unhealthy")
-                                                       : "unknown"},
-                             {"detail", m.detail},
-                             {"since", FormatRfc3339(m.since)}};
-                      if (m.last_probe) {
-                        j["last_probe"] = FormatRfc3339(*m.last_probe);
-                      }
-                      members.push_back(std::move(j));
+                for (const auto& g : target_groups.Snapshot()) {
+                  Json members = Json::array();
+                  for (const auto& m : g.members) {
+                    Json j{{"host", m.host},
+                           {"url", m.url},
+                           {"health", TargetHealthName(m.health)},
+                           {"active", TargetHealthName(m.active)},
+                           {"agent", m.agent_healthy ? (*m.agent_healthy ? "healthy" : "unhealthy")
+                                                     : "unknown"},
+                           {"detail", m.detail},
+                           {"since", FormatRfc3339(m.since)}};
+                    if (m.last_probe) {
+                      j["last_probe"] = FormatRfc3339(*m.last_probe);
                     }
-                    out.push_back(Json{{"name", g.config.name},
-                                       {"interval_ms", g.config.interval.count()},
-                                       {"timeout_ms", g.config.timeout.count()},
-                                       {"healthy_threshold", g.config.healthy_threshold},
-                                       {"unhealthy_threshold", g.config.unhealthy_threshold},
-                                       {"matcher", g.config.matcher},
-                                       {"path", g.config.path},
-                                       {"healthy_count", g.healthy_count},
-                                       {"unhealthy_count", g.unhealthy_count},
-                                       {"members", members}});
+                    members.push_back(std::move(j));
                   }
+                  out.push_back(Json{{"name", g.config.name},
+                                     {"interval_ms", g.config.interval.count()},
+                                     {"timeout_ms", g.config.timeout.count()},
+                                     {"healthy_threshold", g.config.healthy_threshold},
+                                     {"unhealthy_threshold", g.config.unhealthy_threshold},
+                                     {"matcher", g.config.matcher},
+                                     {"path", g.config.path},
+                                     {"healthy_count", g.healthy_count},
+                                     {"unhealthy_count", g.unhealthy_count},
+                                     {"members", members}});
                 }
                 respond(JsonResponse(200, Json{{"target_groups", out}}));
               }});
+}
+
+void AddChaosRoutes(Router& router, ChaosRoutesDeps deps) {
   router.Add(
       {"POST", "/api/v1/chaos", Role::kOperator,
        "start a chaos experiment on a host that allows it ({\"host\",\"mode\",\"params\"})",
-       [&ctx](ApiRequest& req, Responder respond) {
+       [deps](ApiRequest& req, Responder respond) {
          auto body = ParseBody(req, false);
          if (!body) {
            return respond(ErrorResponse(body.error()));
@@ -158,7 +149,7 @@ void AddHostRoutes(Router& router, ServerContext& ctx) {
          if (!action) {
            return respond(ErrorResponse(action.error()));
          }
-         auto view = ctx.hosts.Get(*host, ctx.clock.Now());
+         auto view = deps.hosts.Get(*host, deps.clock.Now());
          if (!view) {
            return respond(ErrorResponse(404, "host '" + *host + "' not found"));
          }
@@ -171,10 +162,11 @@ void AddHostRoutes(Router& router, ServerContext& ctx) {
          c.action = action->name;
          c.params = action->params;
          c.timeout_ms = 30'000;
-         c.expires_at = ctx.clock.Now() + std::chrono::seconds(30);
-         Audit(ctx, req.principal, "chaos", *mode + " on " + *host + " (" + c.id + ")");
+         c.expires_at = deps.clock.Now() + std::chrono::seconds(30);
+         Audit(deps.store, deps.clock, req.principal, "chaos",
+               *mode + " on " + *host + " (" + c.id + ")");
          const std::string id = c.id;
-         ctx.commands.Send(*host, std::move(c));
+         deps.commands.Send(*host, std::move(c));
          respond(JsonResponse(202, Json{{"command_id", id},
                                         {"host", *host},
                                         {"action", protocol::RenderCommandLine(*action)}}));

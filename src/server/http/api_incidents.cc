@@ -1,33 +1,10 @@
 // Operator routes for incidents: list, show, report, approve, reject.
 
-#include "core/files.h"
-#include "server/http/context.h"
+#include "server/http/api_util.h"
+#include "server/http/routes.h"
 #include "server/incidents/report.h"
 
 namespace medic::server {
-
-Result<Json> ParseBody(const ApiRequest& req, bool allow_empty) {
-  if (Trim(req.body).empty()) {
-    if (allow_empty) {
-      return Json::object();
-    }
-    return InvalidArgument("request body is empty; expected a JSON object");
-  }
-  return ParseJsonObject(req.body);
-}
-
-Result<int> ParseLimit(const ApiRequest& req, int fallback) {
-  auto it = req.query.find("limit");
-  if (it == req.query.end()) {
-    return fallback;
-  }
-  const std::string& s = it->second;
-  if (s.empty() || s.size() > 4 || s.find_first_not_of("0123456789") != std::string::npos ||
-      std::stoi(s) < 1 || std::stoi(s) > 1000) {
-    return InvalidArgument("limit must be an integer from 1 to 1000");
-  }
-  return std::stoi(s);
-}
 
 namespace {
 
@@ -53,10 +30,10 @@ Result<DecisionRequest> ParseDecision(const ApiRequest& req) {
 
 }  // namespace
 
-void AddIncidentRoutes(Router& router, ServerContext& ctx) {
+void AddIncidentRoutes(Router& router, Store& store, IncidentManager& incidents) {
   router.Add({"GET", "/api/v1/incidents", Role::kViewer,
               "list incidents, newest first (?status=S&alarm=A&host=H&before=ID&limit=N)",
-              [&ctx](ApiRequest& req, Responder respond) {
+              [&store](ApiRequest& req, Responder respond) {
                 IncidentQuery q;
                 if (auto it = req.query.find("status"); it != req.query.end() && !it->second.empty()) {
                   auto st = ParseStatus(it->second);
@@ -73,7 +50,7 @@ void AddIncidentRoutes(Router& router, ServerContext& ctx) {
                 }
                 // The next page: incidents older than this one (the last of the previous page).
                 if (auto it = req.query.find("before"); it != req.query.end() && !it->second.empty()) {
-                  auto last = ctx.store.GetIncident(it->second);
+                  auto last = store.GetIncident(it->second);
                   if (!last) {
                     return respond(ErrorResponse(
                         last.error().code == ErrorCode::kNotFound
@@ -87,7 +64,7 @@ void AddIncidentRoutes(Router& router, ServerContext& ctx) {
                   return respond(ErrorResponse(limit.error()));
                 }
                 q.limit = *limit;
-                auto list = ctx.store.ListIncidents(q);
+                auto list = store.ListIncidents(q);
                 if (!list) {
                   return respond(ErrorResponse(list.error()));
                 }
@@ -98,8 +75,8 @@ void AddIncidentRoutes(Router& router, ServerContext& ctx) {
                 respond(JsonResponse(200, Json{{"incidents", out}}));
               }});
   router.Add({"GET", "/api/v1/incidents/{id}", Role::kViewer, "one incident with its timeline",
-              [&ctx](ApiRequest& req, Responder respond) {
-                auto inc = ctx.store.GetIncident(req.path_params["id"]);
+              [&store](ApiRequest& req, Responder respond) {
+                auto inc = store.GetIncident(req.path_params["id"]);
                 if (!inc) {
                   return respond(ErrorResponse(inc.error()));
                 }
@@ -107,13 +84,13 @@ void AddIncidentRoutes(Router& router, ServerContext& ctx) {
               }});
   router.Add({"GET", "/api/v1/incidents/{id}/report", Role::kViewer,
               "an incident's postmortem report (?format=md|html, default md)",
-              [&ctx](ApiRequest& req, Responder respond) {
+              [&store](ApiRequest& req, Responder respond) {
                 auto it = req.query.find("format");
                 const std::string format = it == req.query.end() ? "md" : it->second;
                 if (format != "md" && format != "html") {
                   return respond(ErrorResponse(400, "format must be md or html"));
                 }
-                auto inc = ctx.store.GetIncident(req.path_params["id"]);
+                auto inc = store.GetIncident(req.path_params["id"]);
                 if (!inc) {
                   return respond(ErrorResponse(inc.error()));
                 }
@@ -131,12 +108,12 @@ void AddIncidentRoutes(Router& router, ServerContext& ctx) {
               }});
   router.Add({"POST", "/api/v1/incidents/{id}/approve", Role::kOperator,
               "approve the suggested fix of a pending_approval incident ({\"comment\":\"...\"})",
-              [&ctx](ApiRequest& req, Responder respond) {
+              [&incidents](ApiRequest& req, Responder respond) {
                 auto d = ParseDecision(req);
                 if (!d) {
                   return respond(ErrorResponse(d.error()));
                 }
-                auto inc = ctx.incidents.Approve(req.path_params["id"], req.principal, d->comment);
+                auto inc = incidents.Approve(req.path_params["id"], req.principal, d->comment);
                 if (!inc) {
                   return respond(ErrorResponse(inc.error()));
                 }
@@ -144,12 +121,12 @@ void AddIncidentRoutes(Router& router, ServerContext& ctx) {
               }});
   router.Add({"POST", "/api/v1/incidents/{id}/reject", Role::kOperator,
               "reject the suggested fix of a pending_approval incident ({\"comment\":\"...\"})",
-              [&ctx](ApiRequest& req, Responder respond) {
+              [&incidents](ApiRequest& req, Responder respond) {
                 auto d = ParseDecision(req);
                 if (!d) {
                   return respond(ErrorResponse(d.error()));
                 }
-                auto inc = ctx.incidents.Reject(req.path_params["id"], req.principal, d->comment);
+                auto inc = incidents.Reject(req.path_params["id"], req.principal, d->comment);
                 if (!inc) {
                   return respond(ErrorResponse(inc.error()));
                 }

@@ -1,39 +1,36 @@
-// Health, metrics, settings, the route listing and the index page.
+// Health, metrics, settings, the index page, server-sent events and the route listing.
 
-#include "server/http/context.h"
+#include "server/http/api_util.h"
+#include "server/http/routes.h"
 
 namespace medic::server {
 
-void AddEventRoutes(Router& router, ServerContext& ctx) {
+void AddEventRoutes(Router& router, EventHub& events) {
   router.Add({"GET", "/api/v1/events", Role::kViewer,
               "server-sent events: incident (every change), alarm (state changes), host "
               "(registrations)",
-              [&ctx](ApiRequest&, Responder respond) {
-                if (ctx.events == nullptr) {
-                  return respond(ErrorResponse(503, "events are not available"));
-                }
+              [hub = &events](ApiRequest&, Responder respond) {
                 ApiResponse r;
                 r.content_type = "text/event-stream";
                 r.body = ": connected to medic\n\n";
-                EventHub* hub = ctx.events;
                 r.on_stream = [hub](StreamWriter writer) { hub->Subscribe(std::move(writer)); };
                 respond(std::move(r));
               }});
 }
 
-void AddMetaRoutes(Router& router, ServerContext& ctx) {
+void AddHealthRoutes(Router& router, MetricsSources metrics) {
   router.Add({"GET", "/healthz", Role::kPublic, "200 while the server is serving",
               [](ApiRequest&, Responder respond) {
                 respond(JsonResponse(200, Json{{"status", "ok"}}));
               }});
   router.Add({"GET", "/metrics", Role::kPublic, "Prometheus text format",
-              [&ctx](ApiRequest&, Responder respond) {
+              [m = metrics](ApiRequest&, Responder respond) {
                 std::map<std::string, int> by_status;
-                for (const auto& h : ctx.hosts.List(ctx.clock.Now())) {
+                for (const auto& h : m.hosts.List(m.clock.Now())) {
                   by_status[h.status]++;
                 }
                 int alarming = 0;
-                for (const auto& a : ctx.alarms.All()) {
+                for (const auto& a : m.alarms.All()) {
                   alarming += a.state == AlarmState::kAlarm ? 1 : 0;
                 }
                 std::string text;
@@ -47,33 +44,45 @@ void AddMetaRoutes(Router& router, ServerContext& ctx) {
                         std::to_string(alarming) + "\n";
                 text += "# HELP medic_incidents_active Incidents being driven.\n"
                         "# TYPE medic_incidents_active gauge\nmedic_incidents_active " +
-                        std::to_string(ctx.incidents.active_count()) + "\n";
+                        std::to_string(m.incidents.active_count()) + "\n";
                 text += "# HELP medic_agent_polls_parked Agent long polls waiting.\n"
                         "# TYPE medic_agent_polls_parked gauge\nmedic_agent_polls_parked " +
-                        std::to_string(ctx.commands.parked_polls()) + "\n";
+                        std::to_string(m.commands.parked_polls()) + "\n";
+                text += "# HELP medic_incident_store_errors_total Incident store reads and writes "
+                        "that failed (each one is logged).\n"
+                        "# TYPE medic_incident_store_errors_total counter\n"
+                        "medic_incident_store_errors_total " +
+                        std::to_string(m.incidents.store_errors()) + "\n";
                 ApiResponse r;
                 r.content_type = "text/plain; version=0.0.4";
                 r.body = std::move(text);
                 respond(std::move(r));
               }});
+}
+
+void AddSettingsRoutes(Router& router, SettingsService& settings, Store& store,
+                       const Clock& clock) {
   router.Add({"GET", "/api/v1/settings", Role::kViewer, "global settings",
-              [&ctx](ApiRequest&, Responder respond) {
-                respond(JsonResponse(200, SettingsToJson(ctx.settings.Get())));
+              [&settings](ApiRequest&, Responder respond) {
+                respond(JsonResponse(200, SettingsToJson(settings.Get())));
               }});
   router.Add({"PUT", "/api/v1/settings", Role::kAdmin,
               "change settings ({\"approval_mode\":bool,\"automation_paused\":bool})",
-              [&ctx](ApiRequest& req, Responder respond) {
+              [&settings, &store, &clock](ApiRequest& req, Responder respond) {
                 auto body = ParseBody(req, false);
                 if (!body) {
                   return respond(ErrorResponse(body.error()));
                 }
-                auto s = ctx.settings.Update(*body);
+                auto s = settings.Update(*body);
                 if (!s) {
                   return respond(ErrorResponse(s.error()));
                 }
-                Audit(ctx, req.principal, "settings.update", DumpJson(*body));
+                Audit(store, clock, req.principal, "settings.update", DumpJson(*body));
                 respond(JsonResponse(200, SettingsToJson(*s)));
               }});
+}
+
+void AddIndexRoute(Router& router) {
   router.Add({"GET", "/", Role::kPublic, "the dashboard",
               [](ApiRequest&, Responder respond) {
                 ApiResponse r;
@@ -84,6 +93,14 @@ void AddMetaRoutes(Router& router, ServerContext& ctx) {
                     "</code> CLI or the API under <code>/api/v1</code> (GET /api/v1 lists every "
                     "route).</p></body></html>";
                 respond(std::move(r));
+              }});
+}
+
+void AddListingRoute(Router& router) {
+  const Router* self = &router;
+  router.Add({"GET", "/api/v1", Role::kViewer, "this listing of every route",
+              [self](ApiRequest&, Responder respond) {
+                respond(JsonResponse(200, Json{{"routes", self->Listing()}}));
               }});
 }
 

@@ -1,20 +1,12 @@
 // Admin routes: operator tokens (create, list, revoke) and the audit log.
 
 #include "core/files.h"
-#include "core/log.h"
 #include "core/sha256.h"
 #include "protocol/wire.h"
-#include "server/http/context.h"
+#include "server/http/api_util.h"
+#include "server/http/routes.h"
 
 namespace medic::server {
-
-void Audit(ServerContext& ctx, const std::string& actor, const std::string& action,
-           const std::string& detail) {
-  if (Status s = ctx.store.AppendAudit({ctx.clock.Now(), actor, action, detail}); !s) {
-    LogError("cannot write audit entry: " + s.error().ToString());
-  }
-  LogInfo("audit: " + actor + " " + action + " " + detail);
-}
 
 namespace {
 
@@ -23,10 +15,10 @@ bool IsReservedTokenName(const std::string& name) { return name == "admin" || na
 
 }  // namespace
 
-void AddTokenRoutes(Router& router, ServerContext& ctx) {
+void AddTokenRoutes(Router& router, Store& store, TokenRegistry& tokens, const Clock& clock) {
   router.Add({"GET", "/api/v1/tokens", Role::kAdmin, "operator tokens (names and roles only)",
-              [&ctx](ApiRequest&, Responder respond) {
-                auto list = ctx.store.ListTokens();
+              [&store](ApiRequest&, Responder respond) {
+                auto list = store.ListTokens();
                 if (!list) {
                   return respond(ErrorResponse(list.error()));
                 }
@@ -43,7 +35,7 @@ void AddTokenRoutes(Router& router, ServerContext& ctx) {
       {"POST", "/api/v1/tokens", Role::kAdmin,
        "create a token ({\"name\":\"…\",\"role\":\"viewer|operator|admin\"}); the secret is shown "
        "once",
-       [&ctx](ApiRequest& req, Responder respond) {
+       [&store, &tokens, &clock](ApiRequest& req, Responder respond) {
          auto body = ParseBody(req, false);
          if (!body) {
            return respond(ErrorResponse(body.error()));
@@ -72,37 +64,37 @@ void AddTokenRoutes(Router& router, ServerContext& ctx) {
            return respond(ErrorResponse(409, "the name '" + *name + "' is reserved"));
          }
          const std::string token = RandomHex(24);
-         TokenRecord rec{*name, *role_name, Sha256Hex(token), ctx.clock.Now(), req.principal};
-         if (Status s = ctx.store.CreateToken(rec); !s) {
+         TokenRecord rec{*name, *role_name, Sha256Hex(token), clock.Now(), req.principal};
+         if (Status s = store.CreateToken(rec); !s) {
            return respond(ErrorResponse(s.error()));
          }
-         ctx.tokens.AddHashed(rec.token_hash, Principal{*name, *role});
-         Audit(ctx, req.principal, "token.create", *name + " (" + *role_name + ")");
+         tokens.AddHashed(rec.token_hash, Principal{*name, *role});
+         Audit(store, clock, req.principal, "token.create", *name + " (" + *role_name + ")");
          respond(JsonResponse(201, Json{{"name", *name}, {"role", *role_name}, {"token", token}}));
        }});
   router.Add({"DELETE", "/api/v1/tokens/{name}", Role::kAdmin, "revoke a token at once",
-              [&ctx](ApiRequest& req, Responder respond) {
+              [&store, &tokens, &clock](ApiRequest& req, Responder respond) {
                 const std::string name = req.path_params["name"];
                 if (IsReservedTokenName(name)) {
                   return respond(ErrorResponse(
                       409, "the '" + name + "' token is the server's own; replace its file "
                                             "and restart to rotate it"));
                 }
-                if (Status s = ctx.store.DeleteToken(name); !s) {
+                if (Status s = store.DeleteToken(name); !s) {
                   return respond(ErrorResponse(s.error()));
                 }
-                ctx.tokens.RemoveByName(name);
-                Audit(ctx, req.principal, "token.revoke", name);
+                tokens.RemoveByName(name);
+                Audit(store, clock, req.principal, "token.revoke", name);
                 respond(JsonResponse(200, Json{{"revoked", name}}));
               }});
   router.Add({"GET", "/api/v1/audit", Role::kAdmin,
               "operator actions, newest first (?limit=N, 1-1000)",
-              [&ctx](ApiRequest& req, Responder respond) {
+              [&store](ApiRequest& req, Responder respond) {
                 auto limit = ParseLimit(req, 100);
                 if (!limit) {
                   return respond(ErrorResponse(limit.error()));
                 }
-                auto list = ctx.store.ListAudit(*limit);
+                auto list = store.ListAudit(*limit);
                 if (!list) {
                   return respond(ErrorResponse(list.error()));
                 }

@@ -25,7 +25,7 @@
 #include "server/alarms/alarms.h"
 #include "ai/brain.h"
 #include "server/commands/command_queue.h"
-#include "server/incidents/incident.h"
+#include "server/store/incident.h"
 #include "server/incidents/incident_state.h"
 #include "ai/runbooks.h"
 #include "server/incidents/settings.h"

@@ -20,7 +20,7 @@
 #include <string_view>
 
 #include "core/result.h"
-#include "server/incidents/incident.h"
+#include "server/store/incident.h"
 
 namespace medic::server {
 

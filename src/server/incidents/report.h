@@ -12,7 +12,7 @@
 
 #include <string>
 
-#include "server/incidents/incident.h"
+#include "server/store/incident.h"
 
 namespace medic::server {
 

@@ -11,7 +11,7 @@
 #include <vector>
 
 #include "core/result.h"
-#include "server/incidents/incident.h"
+#include "server/store/incident.h"
 
 namespace medic::server {
 

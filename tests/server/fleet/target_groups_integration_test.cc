@@ -109,7 +109,9 @@ TEST(TargetGroupIntegrationTest, ServerAppChecksRegisteredTargetsAndShowsThemInT
   config.data_dir = dir.File("data");
   config.agent_interval_ms = 200;
   config.target_groups = {FastWeb()};
-  auto app = ServerApp::Create(config, clock);
+  auto deps = MakeRealServerDeps(config, clock);
+  ASSERT_TRUE(deps.has_value()) << deps.error().ToString();
+  auto app = ServerApp::Create(config, std::move(*deps));
   ASSERT_TRUE(app.has_value()) << app.error().ToString();
   ASSERT_TRUE((*app)->Start().has_value());
   const std::string base = "http://127.0.0.1:" + std::to_string((*app)->port());

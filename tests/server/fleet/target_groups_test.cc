@@ -3,8 +3,8 @@
 #include <gtest/gtest.h>
 #include <yaml-cpp/yaml.h>
 
-#include "server/alarms/alarm_config.h"
 #include "server/alarms/alarms.h"
+#include "server/fleet/target_group_config.h"
 
 namespace medic::server {
 namespace {

@@ -2,7 +2,10 @@
 
 #include <gtest/gtest.h>
 
-#include "server/http/context.h"
+#include "ai/brain.h"
+#include "core/files.h"
+#include "core/sha256.h"
+#include "server/app/server_app.h"
 #include "tests/fakes/temp_dir.h"
 
 namespace medic::server {
@@ -63,23 +66,22 @@ TEST(TokenRegistryTest, AuthenticateAndRevoke) {
 TEST(RouterTest, AuthorizationMatrixOverEveryRoute) {
   test::TempDir dir;
   SystemClock clock;
+  ServerConfig config;
+  config.data_dir = dir.File("data");
+  ASSERT_TRUE(MakeDirs(config.data_dir, 0700).has_value());
+  ASSERT_TRUE(
+      WriteFileAtomic(dir.File("data/agent.token"), "tok-agent-0000000000\n", 0600).has_value());
+  ASSERT_TRUE(
+      WriteFileAtomic(dir.File("data/admin.token"), "tok-admin-0000000000\n", 0600).has_value());
   auto store = std::move(OpenSqliteStore(dir.File("medic.db")).value());
-  auto settings = std::move(SettingsService::Load(*store, Settings{}).value());
-  HostRegistry hosts;
-  AlarmEngine alarms(DefaultAlarmRules());
-  CommandQueue commands(clock);
-  ai::RunbookBrain brain;
-  IncidentManager incidents(*store, clock, commands, alarms, *settings, brain,
-                            [](std::function<void()> task) { task(); }, DefaultAlarmRules(),
-                            ai::DefaultRunbooks());
-  TokenRegistry tokens;
-  tokens.Add("tok-agent-0000000000", {"agent", Role::kAgent});
-  tokens.Add("tok-viewer-000000000", {"vera", Role::kViewer});
-  tokens.Add("tok-operator-0000000", {"otto", Role::kOperator});
-  tokens.Add("tok-admin-0000000000", {"ada", Role::kAdmin});
-  ServerContext ctx{clock, *store, *settings, hosts, alarms, commands, incidents, tokens};
-  Router router(tokens);
-  AddAllRoutes(router, ctx);
+  const TokenRecord vera{"vera", "viewer", Sha256Hex("tok-viewer-000000000"), clock.Now(), ""};
+  const TokenRecord otto{"otto", "operator", Sha256Hex("tok-operator-0000000"), clock.Now(), ""};
+  ASSERT_TRUE(store->CreateToken(vera).has_value());
+  ASSERT_TRUE(store->CreateToken(otto).has_value());
+  auto app = ServerApp::Create(
+      config, ServerDeps{&clock, std::move(store), std::make_unique<ai::RunbookBrain>()});
+  ASSERT_TRUE(app.has_value()) << app.error().ToString();
+  const Router& router = (*app)->router();
   ASSERT_GE(router.routes().size(), 15u);
 
   struct Caller {
@@ -113,7 +115,7 @@ TEST(RouterTest, AuthorizationMatrixOverEveryRoute) {
       int status = 0;
       router.Handle(req, [&](ApiResponse r) { status = r.status; });
       if (route.pattern == "/agent/v1/commands" && status == 0) {
-        commands.Shutdown();  // answer the parked long poll
+        (*app)->RunOnce();  // answers the parked long poll (wait_ms=0)
       }
       ASSERT_NE(status, 0) << "no answer";
       if (route.role == Role::kPublic) {

@@ -1,4 +1,4 @@
-#include "server/incidents/incident.h"
+#include "server/store/incident.h"
 
 namespace medic::server {
 

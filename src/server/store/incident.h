@@ -1,7 +1,8 @@
 #pragma once
 
 // The incident record: the reference schema's fields under their reference names, plus what
-// medic needs to drive the lifecycle. The transition table lives in incident_state.h.
+// medic needs to drive the lifecycle. It lives with the store that keeps it; the lifecycle
+// (the transition table, incidents/incident_state.h) lives in incidents/.
 
 #include <optional>
 #include <string>

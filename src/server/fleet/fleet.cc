@@ -1,0 +1,140 @@
+#include "server/fleet/fleet.h"
+
+#include <optional>
+#include <utility>
+
+#include "core/log.h"
+
+namespace medic::server {
+
+namespace {
+
+// How often a reporting host's last-seen time is written to the store.
+constexpr Millis kLastSeenWriteEvery{60'000};
+
+}  // namespace
+
+Fleet::Fleet(FleetDeps deps) : d_(std::move(deps)) {}
+
+Status Fleet::Restore() {
+  ASSIGN_OR_RETURN(auto known_hosts, d_.store.ListHosts());
+  for (const HostRecord& rec : known_hosts) {
+    auto facts = protocol::RegisterRequestFromJson(rec.facts);
+    if (!facts || facts->name != rec.name) {
+      LogError("stored host " + rec.name + " is unreadable and is left out: " +
+               (facts ? "name mismatch" : facts.error().ToString()));
+      continue;
+    }
+    d_.hosts.Restore(*facts, rec.registered_at, rec.last_seen);
+    d_.target_groups.Register(rec.name, facts->targets, d_.clock.Now());
+    d_.alarms.Expect(rec.name, "heartbeat", d_.clock.Now());
+  }
+  if (!known_hosts.empty()) {
+    LogInfo("known hosts: " + std::to_string(known_hosts.size()) + " (expected to report)");
+  }
+  return OkStatus();
+}
+
+protocol::RegisterResponse Fleet::Register(const protocol::RegisterRequest& request) {
+  d_.hosts.Register(request, d_.clock.Now());
+  WriteHost(request.name);
+  d_.target_groups.Register(request.name, request.targets, d_.clock.Now());
+  if (auto view = d_.hosts.Get(request.name, d_.clock.Now())) {
+    d_.events.Publish("host", HostToJson(*view));
+  }
+  LogInfo("host " + request.name + " registered (agent " + request.version + ")");
+  protocol::RegisterResponse out;
+  out.interval_ms = d_.agent_interval.count();
+  return out;
+}
+
+Status Fleet::Report(const protocol::Report& report) {
+  RETURN_IF_ERROR(d_.hosts.ApplyReport(report, d_.clock.Now()));
+  Evaluate(report);
+  if (d_.hosts.TakeWriteTurn(report.host, d_.clock.Now(), kLastSeenWriteEvery)) {
+    WriteHost(report.host);
+  }
+  return OkStatus();
+}
+
+Status Fleet::Remove(const std::string& name) {
+  const bool known = d_.hosts.Remove(name);
+  Status stored = d_.store.DeleteHost(name);
+  if (!stored && stored.error().code != ErrorCode::kNotFound) {
+    return stored;
+  }
+  if (!known && !stored) {
+    return NotFound("host '" + name + "' not found");
+  }
+  d_.alarms.Forget(name);
+  d_.target_groups.Register(name, {}, d_.clock.Now());
+  d_.events.Publish("host_removed", Json{{"name", name}});
+  return OkStatus();
+}
+
+void Fleet::OnTargetFeeds(const std::vector<TargetFeed>& feeds) {
+  for (const auto& f : feeds) {
+    Publish(d_.alarms.Observe(f.host, f.series, f.value, f.t));
+  }
+}
+
+void Fleet::Tick(WallTime now) { Publish(d_.alarms.Tick(now)); }
+
+// Datapoints are placed on the server's clock: the report's newest sample counts as received
+// now and older samples keep their spacing (agent clock skew cannot shift them out of the alarm
+// window). Check results count at once; a check named like a target group the host belongs to
+// feeds the group's combined health (docs/ALARMS.md). Every report is a heartbeat.
+void Fleet::Evaluate(const protocol::Report& report) {
+  const WallTime now = d_.clock.Now();
+  std::vector<AlarmTransition> transitions;
+  auto add = [&](std::vector<AlarmTransition> t) {
+    transitions.insert(transitions.end(), t.begin(), t.end());
+  };
+  std::optional<WallTime> newest;
+  for (const auto& s : report.samples) {
+    if (!newest || s.t > *newest) {
+      newest = s.t;
+    }
+  }
+  for (const auto& s : report.samples) {
+    const WallTime t = now - (*newest - s.t);
+    for (const auto& [metric, value] : s.metrics) {
+      add(d_.alarms.Observe(report.host, metric, value, t));
+    }
+  }
+  for (const auto& c : report.checks) {
+    TargetFeed f = d_.target_groups.OnAgentCheck(report.host, c.name, c.healthy, now);
+    add(d_.alarms.Observe(f.host, f.series, f.value, f.t));
+  }
+  add(d_.alarms.Observe(report.host, "heartbeat", 1, now));
+  Publish(transitions);
+}
+
+void Fleet::Publish(const std::vector<AlarmTransition>& transitions) {
+  for (const auto& t : transitions) {
+    LogInfo("alarm " + t.rule + " on " + t.host + ": " + std::string(AlarmStateName(t.from)) +
+            " -> " + std::string(AlarmStateName(t.to)) + " (" + t.reason + ")" +
+            (t.remediating ? " [remediating]" : ""));
+    d_.events.Publish("alarm", Json{{"alarm_name", t.rule},
+                                    {"host", t.host},
+                                    {"from", AlarmStateName(t.from)},
+                                    {"state", AlarmStateName(t.to)},
+                                    {"since", FormatRfc3339(t.at)},
+                                    {"reason", t.reason},
+                                    {"remediating", t.remediating}});
+    d_.on_alarm(t);
+  }
+}
+
+void Fleet::WriteHost(const std::string& name) {
+  auto view = d_.hosts.Get(name, d_.clock.Now());
+  if (!view) {
+    return;
+  }
+  HostRecord rec{view->name, protocol::ToJson(view->facts), view->registered_at, view->last_seen};
+  if (Status s = d_.store.PutHost(rec); !s) {
+    LogError("cannot store host " + name + ": " + s.error().ToString());
+  }
+}
+
+}  // namespace medic::server

@@ -1,0 +1,83 @@
+#pragma once
+
+// The route families, one file per resource family (api_*.cc). Each is handed only the services
+// it uses, by reference; each reference must outlive the router. ServerApp adds them all, in
+// the order of the API listing (app/server_app.cc). Handlers parse the request, make the call
+// and reply: what a request means for the fleet or an incident is decided there, not here.
+
+#include "core/clock.h"
+#include "server/alarms/alarms.h"
+#include "server/archive/archive.h"
+#include "server/commands/command_queue.h"
+#include "server/events/event_hub.h"
+#include "server/fleet/fleet.h"
+#include "server/fleet/hosts.h"
+#include "server/fleet/target_groups.h"
+#include "server/http/router.h"
+#include "server/incidents/incident_manager.h"
+#include "server/incidents/settings.h"
+#include "server/store/store.h"
+
+namespace medic::server {
+
+// api_meta.cc
+
+// What GET /metrics reads.
+struct MetricsSources {
+  const Clock& clock;
+  const HostRegistry& hosts;
+  const AlarmEngine& alarms;
+  const IncidentManager& incidents;
+  const CommandQueue& commands;
+};
+// GET /healthz, GET /metrics (Prometheus text).
+void AddHealthRoutes(Router& router, MetricsSources metrics);
+// GET and PUT /api/v1/settings; a change is audited (`store`, `clock`).
+void AddSettingsRoutes(Router& router, SettingsService& settings, Store& store, const Clock& clock);
+// GET /, the dashboard.
+void AddIndexRoute(Router& router);
+// GET /api/v1/events, server-sent events.
+void AddEventRoutes(Router& router, EventHub& events);
+// GET /api/v1, the listing of every route the router has: add it last.
+void AddListingRoute(Router& router);
+
+// api_incidents.cc: list, show, report (from the store); approve, reject.
+void AddIncidentRoutes(Router& router, Store& store, IncidentManager& incidents);
+
+// api_hosts.cc
+
+// GET /api/v1/hosts, DELETE /api/v1/hosts/{name} (audited), GET /api/v1/hosts/{name}/metrics.
+struct HostRoutesDeps {
+  const Clock& clock;
+  const HostRegistry& hosts;  // the list and the metric history
+  Fleet& fleet;               // removal
+  Store& store;               // the audit log
+};
+void AddHostRoutes(Router& router, HostRoutesDeps deps);
+// GET /api/v1/alarms (states and rules), GET /api/v1/target-groups.
+void AddAlarmRoutes(Router& router, const AlarmEngine& alarms, const TargetGroups& target_groups);
+// POST /api/v1/chaos: a chaos command for a host that allows it (audited).
+struct ChaosRoutesDeps {
+  const Clock& clock;
+  const HostRegistry& hosts;  // who allows chaos
+  CommandSink& commands;
+  Store& store;  // the audit log
+};
+void AddChaosRoutes(Router& router, ChaosRoutesDeps deps);
+
+// api_agent.cc: what agents call (docs/PROTOCOL.md).
+struct AgentRoutesDeps {
+  const Clock& clock;
+  Fleet& fleet;                // register, report
+  CommandQueue& commands;      // long polls, results
+  IncidentManager& incidents;  // results
+};
+void AddAgentRoutes(Router& router, AgentRoutesDeps deps);
+
+// api_tokens.cc: operator tokens (kept in `store`, live in `tokens`) and the audit log.
+void AddTokenRoutes(Router& router, Store& store, TokenRegistry& tokens, const Clock& clock);
+
+// api_archive.cc: log archive uploads (agents) and the listing (operators).
+void AddArchiveRoutes(Router& router, Archive& archive);
+
+}  // namespace medic::server

@@ -1,0 +1,168 @@
+#include "server/fleet/fleet.h"
+
+#include <gtest/gtest.h>
+
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "tests/fakes/temp_dir.h"
+
+namespace medic::server {
+namespace {
+
+// A Fleet on its real parts (SQLite in a temp dir, the default alarm rules) with a manual clock,
+// a subscriber that records every server-sent event, and an incident side that records every
+// alarm transition handed to it.
+class FleetTest : public ::testing::Test {
+ protected:
+  FleetTest() {
+    events_.Subscribe([this](std::string frame) {
+      frames_.push_back(std::move(frame));
+      return true;
+    });
+  }
+
+  static protocol::RegisterRequest Web1() {
+    protocol::RegisterRequest r;
+    r.name = "web-1";
+    r.version = "1.0";
+    r.log_dir = "/srv/log";
+    r.targets = {{"web", "http://127.0.0.1:1/"}};
+    return r;
+  }
+
+  protocol::Report DiskReport(double percent) const {
+    protocol::Report r;
+    r.host = "web-1";
+    r.samples = {{clock_.Now(), {{"disk_used_percent", percent}}}};
+    return r;
+  }
+
+  // The names of the events published so far, oldest first.
+  std::vector<std::string> EventNames() const {
+    std::vector<std::string> names;
+    for (const auto& f : frames_) {
+      names.push_back(f.substr(7, f.find('\n') - 7));  // "event: NAME\n..."
+    }
+    return names;
+  }
+
+  size_t Members(const std::string& group) const {
+    for (const auto& g : target_groups_.Snapshot()) {
+      if (g.config.name == group) {
+        return g.members.size();
+      }
+    }
+    return 0;
+  }
+
+  test::TempDir dir_;
+  ManualClock clock_;
+  std::unique_ptr<Store> store_ = std::move(OpenSqliteStore(dir_.File("medic.db")).value());
+  HostRegistry hosts_;
+  TargetGroups target_groups_;
+  AlarmEngine alarms_{DefaultAlarmRules()};
+  EventHub events_{clock_};
+  std::vector<std::string> frames_;
+  std::vector<AlarmTransition> to_incidents_;
+  Fleet fleet_{FleetDeps{clock_, *store_, hosts_, target_groups_, alarms_, events_,
+                         [this](const AlarmTransition& t) { to_incidents_.push_back(t); },
+                         Millis(2000)}};
+};
+
+TEST_F(FleetTest, RegisterKeepsTheHostInMemoryAndInTheStoreAndAnnouncesIt) {
+  const protocol::RegisterResponse out = fleet_.Register(Web1());
+
+  EXPECT_EQ(out.interval_ms, 2000);
+  auto view = hosts_.Get("web-1", clock_.Now());
+  ASSERT_TRUE(view.has_value());
+  EXPECT_EQ(view->facts.log_dir, "/srv/log");
+  auto stored = store_->ListHosts();
+  ASSERT_TRUE(stored.has_value());
+  ASSERT_EQ(stored->size(), 1u);
+  EXPECT_EQ((*stored)[0].name, "web-1");
+  EXPECT_EQ(Members("web"), 1u);
+  EXPECT_EQ(EventNames(), std::vector<std::string>{"host"});
+}
+
+TEST_F(FleetTest, AReportOfAHostThatNeverRegisteredIsNotFound) {
+  const Status s = fleet_.Report(DiskReport(97));
+
+  ASSERT_FALSE(s.has_value());
+  EXPECT_EQ(s.error().code, ErrorCode::kNotFound);
+  EXPECT_TRUE(to_incidents_.empty());
+}
+
+TEST_F(FleetTest, EveryTransitionOfAReportIsPublishedAndHandedToTheIncidents) {
+  fleet_.Register(Web1());
+  frames_.clear();
+
+  ASSERT_TRUE(fleet_.Report(DiskReport(97)).has_value());
+
+  bool disk_alarm = false;
+  for (const auto& t : to_incidents_) {
+    disk_alarm |= t.rule == "Disk-Critical-ASG" && t.host == "web-1" && t.to == AlarmState::kAlarm;
+  }
+  EXPECT_TRUE(disk_alarm);
+  EXPECT_EQ(EventNames(), std::vector<std::string>(to_incidents_.size(), "alarm"));
+}
+
+TEST_F(FleetTest, AKnownHostThatNeverReportsAfterARestartRaisesHostUnreachable) {
+  ASSERT_TRUE(
+      store_->PutHost({"web-1", protocol::ToJson(Web1()), clock_.Now(), clock_.Now()}).has_value());
+  ASSERT_TRUE(fleet_.Restore().has_value());
+  ASSERT_TRUE(hosts_.Get("web-1", clock_.Now()).has_value());
+  EXPECT_EQ(Members("web"), 1u);
+
+  for (int i = 0; i < 25; ++i) {
+    clock_.Advance(std::chrono::seconds(1));
+    fleet_.Tick(clock_.Now());
+  }
+
+  ASSERT_FALSE(to_incidents_.empty());
+  EXPECT_EQ(to_incidents_.back().rule, "Host-Unreachable");
+  EXPECT_EQ(to_incidents_.back().to, AlarmState::kAlarm);
+  EXPECT_EQ(EventNames().back(), "alarm");
+}
+
+TEST_F(FleetTest, RestoreLeavesOutARecordThatDoesNotMatchItsName) {
+  ASSERT_TRUE(
+      store_->PutHost({"web-1", protocol::ToJson(Web1()), clock_.Now(), clock_.Now()}).has_value());
+  ASSERT_TRUE(
+      store_->PutHost({"web-2", protocol::ToJson(Web1()), clock_.Now(), clock_.Now()}).has_value());
+
+  ASSERT_TRUE(fleet_.Restore().has_value());
+
+  const auto hosts = hosts_.List(clock_.Now());
+  ASSERT_EQ(hosts.size(), 1u);
+  EXPECT_EQ(hosts[0].name, "web-1");
+}
+
+TEST_F(FleetTest, RemoveForgetsTheHostEverywhereAndAnnouncesIt) {
+  fleet_.Register(Web1());
+  ASSERT_TRUE(fleet_.Report(DiskReport(97)).has_value());
+
+  ASSERT_TRUE(fleet_.Remove("web-1").has_value());
+
+  EXPECT_FALSE(hosts_.Get("web-1", clock_.Now()).has_value());
+  EXPECT_TRUE(store_->ListHosts().value().empty());
+  EXPECT_TRUE(alarms_.All().empty());
+  EXPECT_EQ(Members("web"), 0u);
+  EXPECT_EQ(EventNames().back(), "host_removed");
+  const Status again = fleet_.Remove("web-1");
+  ASSERT_FALSE(again.has_value());
+  EXPECT_EQ(again.error().code, ErrorCode::kNotFound);
+}
+
+TEST_F(FleetTest, RemoveForgetsAHostOnlyTheStoreKnows) {
+  ASSERT_TRUE(
+      store_->PutHost({"web-1", protocol::ToJson(Web1()), clock_.Now(), clock_.Now()}).has_value());
+
+  ASSERT_TRUE(fleet_.Remove("web-1").has_value());
+
+  EXPECT_TRUE(store_->ListHosts().value().empty());
+}
+
+}  // namespace
+}  // namespace medic::server

@@ -5,50 +5,23 @@
 
 #include <gtest/gtest.h>
 
+#include <chrono>
+#include <map>
 #include <memory>
 #include <string>
+#include <thread>
 
 #include "ai/brain.h"
 #include "core/files.h"
+#include "protocol/actions.h"
 #include "protocol/wire.h"
+#include "tests/fakes/fake_brain.h"
+#include "tests/fakes/faulty_store.h"
+#include "tests/fakes/memory_store.h"
 #include "tests/fakes/temp_dir.h"
 
 namespace medic::server {
 namespace {
-
-// The real store, except that no new incident can be written (a full disk, say).
-class NoNewIncidentsStore : public Store {
- public:
-  explicit NoNewIncidentsStore(std::unique_ptr<Store> base) : base_(std::move(base)) {}
-
-  Status CreateIncident(const Incident&) override { return Unavailable("disk full"); }
-  Status UpdateIncident(const Incident& i) override { return base_->UpdateIncident(i); }
-  Result<Incident> GetIncident(const std::string& id) override { return base_->GetIncident(id); }
-  Result<std::vector<Incident>> ListIncidents(const IncidentQuery& q) override {
-    return base_->ListIncidents(q);
-  }
-  Result<std::optional<Incident>> FindOpenIncident(const std::string& alarm,
-                                                   const std::string& host) override {
-    return base_->FindOpenIncident(alarm, host);
-  }
-  Result<std::optional<std::string>> GetSetting(const std::string& key) override {
-    return base_->GetSetting(key);
-  }
-  Status PutSetting(const std::string& key, const std::string& value) override {
-    return base_->PutSetting(key, value);
-  }
-  Status CreateToken(const TokenRecord& t) override { return base_->CreateToken(t); }
-  Status DeleteToken(const std::string& name) override { return base_->DeleteToken(name); }
-  Result<std::vector<TokenRecord>> ListTokens() override { return base_->ListTokens(); }
-  Status PutHost(const HostRecord& h) override { return base_->PutHost(h); }
-  Status DeleteHost(const std::string& name) override { return base_->DeleteHost(name); }
-  Result<std::vector<HostRecord>> ListHosts() override { return base_->ListHosts(); }
-  Status AppendAudit(const AuditEntry& e) override { return base_->AppendAudit(e); }
-  Result<std::vector<AuditEntry>> ListAudit(int limit) override { return base_->ListAudit(limit); }
-
- private:
-  std::unique_ptr<Store> base_;
-};
 
 class ServerAppTest : public ::testing::Test {
  protected:
@@ -58,19 +31,21 @@ class ServerAppTest : public ::testing::Test {
     return std::move(OpenSqliteStore(dir_.File("medic.db")).value());
   }
 
-  void Create(std::unique_ptr<Store> store) {
-    auto app = ServerApp::Create(
-        config_, ServerDeps{&clock_, std::move(store), std::make_unique<ai::RunbookBrain>()});
+  void Create(std::unique_ptr<Store> store,
+              std::unique_ptr<ai::Brain> brain = std::make_unique<ai::RunbookBrain>()) {
+    auto app = ServerApp::Create(config_, ServerDeps{&clock_, std::move(store), std::move(brain)});
     ASSERT_TRUE(app.has_value()) << app.error().ToString();
     app_ = std::move(*app);
   }
 
   // One request through the app's route table, as its HTTP server would hand it over.
   ApiResponse Call(const std::string& method, const std::string& path, const std::string& token,
-                   const Json& body = Json::object()) {
+                   const Json& body = Json::object(),
+                   std::map<std::string, std::string> query = {}) {
     ApiRequest req;
     req.method = method;
     req.path = path;
+    req.query = std::move(query);
     req.authorization = token.empty() ? "" : "Bearer " + token;
     req.body = DumpJson(body);
     ApiResponse out;
@@ -117,7 +92,12 @@ TEST_F(ServerAppTest, CreateRefusesMissingDependencies) {
 }
 
 TEST_F(ServerAppTest, MetricsCountIncidentsTheStoreCouldNotKeep) {
-  Create(std::make_unique<NoNewIncidentsStore>(SqliteStore()));
+  test::MemoryStore memory;
+  auto faulty = std::make_unique<test::FaultyStore>(memory);
+  faulty->FailAlways(test::StoreOp::kCreateIncident);  // a full disk, say
+  test::FaultyStore* store = faulty.get();
+  // FaultyStore forwards to `memory`, which this test keeps alive past the app.
+  Create(std::move(faulty));
   const std::string agent = Token("agent.token");
   protocol::RegisterRequest reg;
   reg.name = "web-1";
@@ -129,12 +109,144 @@ TEST_F(ServerAppTest, MetricsCountIncidentsTheStoreCouldNotKeep) {
   ASSERT_EQ(Call("POST", "/agent/v1/report", agent, protocol::ToJson(report)).status, 200);
   app_->RunOnce();
 
+  EXPECT_EQ(store->failed(test::StoreOp::kCreateIncident), 1);
   const ApiResponse metrics = Call("GET", "/metrics", "");
   EXPECT_EQ(metrics.status, 200);
   EXPECT_NE(metrics.body.find("# TYPE medic_incident_store_errors_total counter\n"
                               "medic_incident_store_errors_total 1\n"),
             std::string::npos)
       << metrics.body;
+  app_.reset();
+}
+
+// One incident from the first report to its verified end, with the store and the brain the test
+// gave the app: the agent's side is played through the agent routes, the operator's through the
+// API, the brain's answer is the fake's, and every record lands in the in-memory store.
+class ServerAppIncidentTest : public ServerAppTest {
+ protected:
+  // The commands queued for web-1 (the long poll answers at once when there are some).
+  std::vector<protocol::Command> Poll() {
+    const ApiResponse r = Call("GET", "/agent/v1/commands", Token("agent.token"), Json::object(),
+                               {{"host", "web-1"}, {"wait_ms", "0"}});
+    EXPECT_EQ(r.status, 200) << r.body;
+    auto batch = protocol::CommandBatchFromJson(ParseJson(r.body).value());
+    EXPECT_TRUE(batch.has_value());
+    return batch ? batch->commands : std::vector<protocol::Command>{};
+  }
+  void PostResult(const protocol::Command& c, const std::string& output) {
+    protocol::CommandResult r;
+    r.id = c.id;
+    r.host = "web-1";
+    r.ran = true;
+    r.exit_code = 0;
+    r.output = output;
+    ASSERT_EQ(
+        Call("POST", "/agent/v1/results", Token("agent.token"), protocol::ToJson(r)).status, 200);
+  }
+  void ReportMemory(double percent) {
+    protocol::Report report;
+    report.host = "web-1";
+    report.samples = {{clock_.Now(), {{"mem_used_percent", percent}}}};
+    ASSERT_EQ(
+        Call("POST", "/agent/v1/report", Token("agent.token"), protocol::ToJson(report)).status,
+        200);
+  }
+  // The only incident in the store, once it has `status` (decisions are applied on the app's
+  // decision thread: waited for, bounded).
+  Incident WaitForStatus(IncidentStatus status) {
+    const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(10);
+    Incident last;
+    while (std::chrono::steady_clock::now() < deadline) {
+      auto list = view_->ListIncidents({});
+      if (list && list->size() == 1) {
+        last = list->front();
+        if (last.status == status) {
+          return last;
+        }
+      }
+      std::this_thread::sleep_for(std::chrono::milliseconds(1));
+    }
+    ADD_FAILURE() << "no incident reached " << StatusName(status) << "; last seen "
+                  << StatusName(last.status);
+    return last;
+  }
+
+  test::MemoryStore memory_;
+  std::unique_ptr<test::MemoryStore> view_ = memory_.Share();
+};
+
+TEST_F(ServerAppIncidentTest, FromReportToVerifiedFixWithTheInjectedStoreAndBrain) {
+  auto brain = std::make_unique<test::FakeBrain>();
+  test::FakeBrain* fake = brain.get();
+  ai::Decision decision;
+  decision.action = protocol::ValidateAction(
+                        "process.kill", {{"pattern", "memhog"}, {"signal", "TERM"}})
+                        .value();
+  decision.reasoning = "memhog holds 6 GiB (fake brain)";
+  decision.source = "fake";
+  fake->AnswerAlways(decision);
+  Create(memory_.Share(), std::move(brain));
+
+  protocol::RegisterRequest reg;
+  reg.name = "web-1";
+  ASSERT_EQ(Call("POST", "/agent/v1/register", Token("agent.token"), protocol::ToJson(reg)).status,
+            200);
+  ReportMemory(97);
+
+  // diagnosing: the runbook's diagnostics go to the host; the agent answers them.
+  const Incident opened = WaitForStatus(IncidentStatus::kDiagnosing);
+  EXPECT_EQ(opened.alarm_name, "Memory-Exhaustion-ASG");
+  EXPECT_EQ(opened.instance_id, "web-1");
+  const std::vector<protocol::Command> diagnostics = Poll();
+  ASSERT_EQ(diagnostics.size(), 2u);
+  EXPECT_EQ(diagnostics[0].action, "memory.usage");
+  EXPECT_EQ(diagnostics[1].action, "process.top");
+  for (const auto& c : diagnostics) {
+    PostResult(c, "output of " + c.action);
+  }
+
+  // The fake brain decided (on the app's decision thread); approval mode is on by default.
+  const Incident pending = WaitForStatus(IncidentStatus::kPendingApproval);
+  ASSERT_EQ(fake->calls(), 1u);
+  const ai::DecisionRequest asked = fake->requests().front();
+  EXPECT_EQ(asked.incident.incident_id, opened.incident_id);
+  EXPECT_EQ(asked.incident.alarm_name, "Memory-Exhaustion-ASG");
+  EXPECT_NE(asked.incident.diagnostics.find("output of process.top"), std::string::npos);
+  EXPECT_EQ(asked.runbook.alarm, "Memory-Exhaustion-ASG");
+  EXPECT_EQ(pending.ai_suggestion, "process.kill pattern=memhog signal=TERM");
+  EXPECT_EQ(pending.ai_reasoning, "memhog holds 6 GiB (fake brain)");
+
+  // An operator approves: the brain's action goes to the host.
+  const ApiResponse approved = Call("POST", "/api/v1/incidents/" + opened.incident_id + "/approve",
+                                    Token("admin.token"), Json{{"comment", "go"}});
+  ASSERT_EQ(approved.status, 200) << approved.body;
+  EXPECT_EQ(WaitForStatus(IncidentStatus::kExecuting).incident_id, opened.incident_id);
+  const std::vector<protocol::Command> fix = Poll();
+  ASSERT_EQ(fix.size(), 1u);
+  EXPECT_EQ(fix[0].action, "process.kill");
+  EXPECT_EQ(fix[0].params.value("pattern", ""), "memhog");
+  PostResult(fix[0], "killed 1 process");
+
+  // Memory back under the threshold: verified.
+  clock_.Advance(Millis(1'000));
+  ReportMemory(40);
+  app_->RunOnce();
+  const Incident done = WaitForStatus(IncidentStatus::kCompleted);
+  EXPECT_TRUE(done.resolved_at.has_value());
+  EXPECT_NE(done.remediation_output.find("killed 1 process"), std::string::npos);
+  std::vector<std::string> events;
+  for (const auto& e : done.timeline) {
+    events.push_back(e.event);
+  }
+  EXPECT_EQ(events, (std::vector<std::string>{"created", "diagnosed", "suggested",
+                                              "awaiting_approval", "approved", "executing",
+                                              "executed", "verifying", "verified", "completed"}));
+  // The host's registration went to the injected store as well.
+  auto hosts = view_->ListHosts();
+  ASSERT_TRUE(hosts.has_value());
+  ASSERT_EQ(hosts->size(), 1u);
+  EXPECT_EQ(hosts->front().name, "web-1");
+  app_.reset();
 }
 
 }  // namespace

@@ -1,0 +1,138 @@
+// The agent's one factory of real dependencies and its run loop (apps/medic_agent_main.cc).
+
+#include "agent/run_agent.h"
+
+#include <fcntl.h>
+#include <signal.h>
+#include <unistd.h>
+
+#include <cstdio>
+#include <cstdlib>
+#include <memory>
+#include <optional>
+#include <string>
+
+#include "agent/agent.h"
+#include "agent/child_reaper.h"
+#include "agent/command_runner.h"
+#include "agent/prometheus.h"
+#include "agent/supervisor.h"
+#include "agent/systemd.h"
+#include "core/files.h"
+#include "core/log.h"
+#include "transport/plain_http_client.h"
+
+namespace medic::agent {
+
+namespace {
+
+
+// The real dependencies, in construction order (destroyed in reverse).
+struct RealAgent {
+  SystemClock clock;
+  host::LinuxProcFs procfs;
+  ChildReaper reaper;
+  std::unique_ptr<ForkExecCommandRunner> runner;
+  std::unique_ptr<SupervisorServiceManager> services;  // empty when systemd manages them
+  std::unique_ptr<SystemdServiceManager> systemd;
+  std::unique_ptr<Agent> agent;
+  std::unique_ptr<MetricsHttpServer> metrics_server;
+};
+
+// The factory: everything the agent runs on, started. REQUIRES: signals already blocked.
+Result<std::unique_ptr<RealAgent>> BuildAgent(const AgentConfig& config,
+                                              const std::optional<std::string>& metrics_listen) {
+  ASSIGN_OR_RETURN(std::string token, ReadToken(config.token_file));
+  auto a = std::make_unique<RealAgent>();
+  RETURN_IF_ERROR(a->reaper.Start());
+  a->runner = std::make_unique<ForkExecCommandRunner>(a->reaper, config.exec_max_concurrent);
+  ASSIGN_OR_RETURN(
+      ServiceManagerKind kind,
+      ChooseServiceManager(config.service_manager, ReadFile("/proc/1/comm").value_or("")));
+  ServiceManager* manager = nullptr;
+  if (kind == ServiceManagerKind::kSystemd) {
+    std::vector<std::string> names;
+    for (const auto& s : config.services) {
+      names.push_back(s.name);
+    }
+    a->systemd = std::make_unique<SystemdServiceManager>(std::move(names), *a->runner);
+    a->services = std::make_unique<SupervisorServiceManager>(std::vector<ServiceConfig>{},
+                                                             a->reaper, a->procfs, a->clock);
+    manager = a->systemd.get();
+    LogInfo("services are managed by systemd");
+  } else {
+    a->services =
+        std::make_unique<SupervisorServiceManager>(config.services, a->reaper, a->procfs, a->clock);
+    a->services->StartAutostart();
+    manager = a->services.get();
+  }
+  a->agent = std::make_unique<Agent>(
+      config, token,
+      AgentDeps{a->clock, a->procfs, *a->runner, *manager,
+                [tls = TlsOptions{config.tls_ca_file, config.tls_cert_file, config.tls_key_file}] {
+                  // http:// over plain sockets; libcurl (and its ~30 libraries) is loaded
+                  // only when an https:// URL is first used. See docs/BENCHMARKS.md.
+                  return NewSchemeRoutingHttpClient(NewPlainHttpClient(),
+                                                    [tls] { return NewCurlHttpClient(tls); });
+                }});
+  Agent* agent = a->agent.get();
+  if (metrics_listen) {
+    a->metrics_server =
+        std::make_unique<MetricsHttpServer>([agent] { return agent->PrometheusText(); });
+    if (auto s = a->metrics_server->Start(*metrics_listen); !s) {
+      a->services->StopAll();
+      return s.error();
+    }
+    LogInfo("serving /metrics on port " + std::to_string(a->metrics_server->port()));
+  }
+  a->agent->Start();
+  a->services->SetExitListener(
+      [agent](const std::string&, const ServiceExit&) { agent->CheckNow(); });
+  return a;
+}
+
+}  // namespace
+
+int RunAgentUntilSignal(const AgentConfig& config,
+                        const std::optional<std::string>& metrics_listen) {
+  for (int fd = 0; fd <= 2; ++fd) {  // children must never inherit a pipe as fd 0-2
+    if (::fcntl(fd, F_GETFD) < 0) {
+      ::open("/dev/null", O_RDWR);
+    }
+  }
+  SetLogLevelByName(config.log_level);
+  sigset_t stop_signals;
+  sigemptyset(&stop_signals);
+  sigaddset(&stop_signals, SIGTERM);
+  sigaddset(&stop_signals, SIGINT);
+  pthread_sigmask(SIG_BLOCK, &stop_signals, nullptr);  // before any thread exists
+  ::signal(SIGPIPE, SIG_IGN);
+  // No InitHttpClientLibrary() here: it would load libcurl at start-up. NewCurlHttpClient calls
+  // it (once, under std::call_once) when the first https:// request needs libcurl; libcurl 7.84+
+  // makes curl_global_init thread-safe, and no other thread uses libcurl before it returns.
+  auto built = BuildAgent(config, metrics_listen);
+  if (!built) {
+    LogError(built.error().message);
+    return 1;
+  }
+  RealAgent& a = **built;
+  LogInfo("medic-agent " + config.name + " reporting to " + config.server + " every " +
+          std::to_string(config.interval.count()) + " ms");
+  int sig = 0;
+  sigwait(&stop_signals, &sig);
+  LogInfo(std::string("received ") + (sig == SIGINT ? "SIGINT" : "SIGTERM") + ", stopping");
+  a.services->SetExitListener(nullptr);
+  if (a.metrics_server) {
+    a.metrics_server->Stop();
+  }
+  const bool clean = a.agent->Stop();
+  a.services->StopAll();
+  a.reaper.Stop();
+  if (!clean) {
+    std::_Exit(0);  // a long poll is in flight on a detached thread
+  }
+  built->reset();
+  return 0;
+}
+
+}  // namespace medic::agent

@@ -10,6 +10,7 @@ PACKAGES=(
   libgtest-dev libgmock-dev libbenchmark-dev
   nginx curl procps iproute2 util-linux stress-ng
   prometheus monit prometheus-node-exporter openssl
+  python3 binutils
 )
 
 missing=()

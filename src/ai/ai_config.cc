@@ -2,6 +2,8 @@
 
 #include <yaml-cpp/yaml.h>
 
+#include "core/yaml_util.h"
+
 namespace medic::ai {
 
 namespace {
@@ -70,19 +72,9 @@ Status ParseAiYaml(const YAML::Node& node, const std::string& where, AiConfig& o
 
 Result<AiConfig> LoadAiConfigFile(const std::string& path) {
   AiConfig config;
-  YAML::Node root;
-  try {
-    root = YAML::LoadFile(path);
-  } catch (const YAML::BadFile&) {
-    return NotFound("cannot read config file " + path);
-  } catch (const YAML::Exception& e) {
-    return InvalidArgument(path + ":" + std::to_string(e.mark.line + 1) + ": " + e.msg);
-  }
+  ASSIGN_OR_RETURN(const YAML::Node root, LoadYamlConfigFile(path));
   if (root.IsNull()) {
     return config;
-  }
-  if (!root.IsMap()) {
-    return InvalidArgument(path + ": the top level must be a mapping");
   }
   if (const YAML::Node ai = root["ai"]; ai) {
     RETURN_IF_ERROR(ParseAiYaml(ai, path, config));

@@ -26,6 +26,16 @@ inline protocol::CommandResult OkResult(const std::string& id, std::string outpu
   return r;
 }
 
+// Nginx-Down-ALB on web-1 going into ALARM, and back to OK.
+inline server::AlarmTransition ToAlarm() {
+  return {"Nginx-Down-ALB", "web-1",     server::AlarmState::kOk,
+          server::AlarmState::kAlarm, WallTime{}, "1 of 1"};
+}
+inline server::AlarmTransition ToOk() {
+  return {"Nginx-Down-ALB", "web-1",        server::AlarmState::kAlarm,
+          server::AlarmState::kOk, WallTime{}, "0 of 1"};
+}
+
 class RecordingSink : public server::CommandSink {
  public:
   void Send(const std::string& host, protocol::Command c) override {

@@ -25,19 +25,9 @@ namespace medic::server {
 
 Result<ServerConfig> LoadServerConfig(const std::string& path) {
   ServerConfig c;
-  YAML::Node root;
-  try {
-    root = YAML::LoadFile(path);
-  } catch (const YAML::BadFile&) {
-    return NotFound("cannot read config file " + path);
-  } catch (const YAML::Exception& e) {
-    return InvalidArgument(path + ":" + std::to_string(e.mark.line + 1) + ": " + e.msg);
-  }
+  ASSIGN_OR_RETURN(const YAML::Node root, LoadYamlConfigFile(path));
   if (root.IsNull()) {
     return c;
-  }
-  if (!root.IsMap()) {
-    return InvalidArgument(path + ": the top level must be a mapping");
   }
   for (const auto& kv : root) {
     const std::string key = kv.first.as<std::string>("");

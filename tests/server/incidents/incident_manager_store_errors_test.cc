@@ -18,12 +18,8 @@ using test::MemoryStore;
 using test::RecordingSink;
 using test::StoreOp;
 
-AlarmTransition ToAlarm() {
-  return {"Nginx-Down-ALB", "web-1", AlarmState::kOk, AlarmState::kAlarm, WallTime{}, "1 of 1"};
-}
-AlarmTransition ToOk() {
-  return {"Nginx-Down-ALB", "web-1", AlarmState::kAlarm, AlarmState::kOk, WallTime{}, "0 of 1"};
-}
+using test::ToAlarm;
+using test::ToOk;
 
 class IncidentManagerStoreErrorsTest : public ::testing::Test {
  protected:

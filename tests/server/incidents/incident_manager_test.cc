@@ -15,12 +15,8 @@ protocol::CommandResult Ok(const std::string& id, std::string output = "fine") {
   return test::OkResult(id, std::move(output));
 }
 
-AlarmTransition ToAlarm() {
-  return {"Nginx-Down-ALB", "web-1", AlarmState::kOk, AlarmState::kAlarm, WallTime{}, "1 of 1"};
-}
-AlarmTransition ToOk() {
-  return {"Nginx-Down-ALB", "web-1", AlarmState::kAlarm, AlarmState::kOk, WallTime{}, "0 of 1"};
-}
+using test::ToAlarm;
+using test::ToOk;
 
 class IncidentManagerTest : public ::testing::Test {
  protected:

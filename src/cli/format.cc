@@ -3,7 +3,9 @@
 #include <algorithm>
 #include <cmath>
 #include <cstdio>
+#include <iterator>
 #include <sstream>
+#include <utility>
 
 #include "core/display.h"
 #include "core/files.h"
@@ -262,6 +264,71 @@ Result<std::string> FormatAlarmList(const Json& body, WallTime now) {
         {Text(a, "alarm_name"), Text(a, "host"), Text(a, "state"), FormatAgeOf(since, now)});
   }
   return FormatTable({"ALARM", "HOST", "STATE", "SINCE"}, rows);
+}
+
+Result<std::string> FormatSettings(const Json& settings) {
+  if (!settings.is_object()) {
+    return Internal("unexpected answer from the server: not a JSON object");
+  }
+  std::vector<std::pair<std::string, std::string>> lines;
+  auto add = [&lines](const std::string& name, const Json& value) {
+    std::string text;
+    if (value.is_boolean()) {
+      text = value.get<bool>() ? "on" : "off";
+    } else if (value.is_string()) {
+      text = OneLine(SanitizeForDisplay(value.get<std::string>()));
+    } else {
+      text = SanitizeForDisplay(DumpJson(value));
+    }
+    lines.emplace_back(OneLine(SanitizeForDisplay(name)), text);
+  };
+  constexpr std::string_view kFirst[] = {"approval_mode", "automation_paused"};
+  for (std::string_view key : kFirst) {
+    if (const auto it = settings.find(key); it != settings.end()) {
+      add(std::string(key), *it);
+    }
+  }
+  for (const auto& [key, value] : settings.items()) {
+    if (std::find(std::begin(kFirst), std::end(kFirst), key) == std::end(kFirst)) {
+      add(key, value);
+    }
+  }
+  if (lines.empty()) {
+    return std::string("no settings\n");
+  }
+  size_t width = 0;
+  for (const auto& line : lines) {
+    width = std::max(width, line.first.size());
+  }
+  std::string out;
+  for (const auto& [name, value] : lines) {
+    out += name + std::string(width - name.size() + 2, ' ') + value + "\n";
+  }
+  return out;
+}
+
+Result<std::string> FormatAutomationState(const Json& settings) {
+  const auto paused = settings.is_object() ? settings.find("automation_paused") : settings.end();
+  if (!settings.is_object() || paused == settings.end() || !paused->is_boolean()) {
+    return Internal("unexpected answer from the server: no boolean \"automation_paused\"");
+  }
+  if (paused->get<bool>()) {
+    return std::string(
+        "automation paused: no fix runs on its own; incidents still open and wait for "
+        "approval\n");
+  }
+  const auto approval = settings.find("approval_mode");
+  if (approval == settings.end() || !approval->is_boolean()) {
+    return std::string("automation resumed\n");
+  }
+  if (approval->get<bool>()) {
+    return std::string(
+        "automation resumed (approval mode on: fixes still wait for approval unless their "
+        "runbook says otherwise)\n");
+  }
+  return std::string(
+      "automation resumed (approval mode off: fixes run on their own unless their runbook or "
+      "action needs approval)\n");
 }
 
 }  // namespace medic::cli

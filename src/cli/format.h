@@ -32,4 +32,12 @@ Result<std::string> FormatHostList(const Json& body, WallTime now);
 // {"alarms":[...]} -> ALARM HOST STATE SINCE table.
 Result<std::string> FormatAlarmList(const Json& body, WallTime now);
 
+// GET /api/v1/settings -> one "NAME  VALUE" line per setting, names as the API spells them,
+// booleans as on/off, approval_mode and automation_paused first.
+Result<std::string> FormatSettings(const Json& settings);
+// The one line `medic pause` and `medic resume` print, read from the server's settings:
+// "automation paused: ..." or "automation resumed (approval mode on: ...)". An error when
+// automation_paused is missing or not a boolean.
+Result<std::string> FormatAutomationState(const Json& settings);
+
 }  // namespace medic::cli

@@ -144,5 +144,64 @@ TEST(FormatAlarmListTest, Table) {
   EXPECT_FALSE(FormatAlarmList(J("{}"), kNow).has_value());
 }
 
+TEST(FormatSettingsTest, KnownSettingsFirstThenTheRestAsTheServerSpellsThem) {
+  struct Case {
+    std::string_view body;
+    std::string_view want;
+  };
+  const Case cases[] = {
+      {R"j({"automation_paused":false,"approval_mode":true})j",
+       "approval_mode      on\n"
+       "automation_paused  off\n"},
+      {R"j({"approval_mode":false,"automation_paused":true})j",
+       "approval_mode      off\n"
+       "automation_paused  on\n"},
+      {R"j({"approval_mode":true,"automation_paused":false,"breaker_max_fixes":3,
+           "ai_provider":"none","x":null})j",
+       "approval_mode      on\n"
+       "automation_paused  off\n"
+       "ai_provider        none\n"
+       "breaker_max_fixes  3\n"
+       "x                  null\n"},
+      {R"j({"note":"a\nb\u001b[2J"})j", "note  a b\\x1b[2J\n"},
+      {"{}", "no settings\n"},
+  };
+  for (const Case& c : cases) {
+    SCOPED_TRACE(c.body);
+    EXPECT_EQ(FormatSettings(J(c.body)).value(), c.want);
+  }
+  EXPECT_FALSE(FormatSettings(J("[]")).has_value());
+}
+
+TEST(FormatAutomationStateTest, OneLineFromTheServersAnswer) {
+  struct Case {
+    std::string_view body;
+    std::string_view want;  // "" = an error
+  };
+  const Case cases[] = {
+      {R"j({"approval_mode":false,"automation_paused":true})j",
+       "automation paused: no fix runs on its own; incidents still open and wait for approval\n"},
+      {R"j({"approval_mode":true,"automation_paused":false})j",
+       "automation resumed (approval mode on: fixes still wait for approval unless their runbook "
+       "says otherwise)\n"},
+      {R"j({"approval_mode":false,"automation_paused":false})j",
+       "automation resumed (approval mode off: fixes run on their own unless their runbook or "
+       "action needs approval)\n"},
+      {R"j({"automation_paused":false})j", "automation resumed\n"},
+      {R"j({"approval_mode":true})j", ""},
+      {R"j({"automation_paused":"yes"})j", ""},
+      {"[]", ""},
+  };
+  for (const Case& c : cases) {
+    SCOPED_TRACE(c.body);
+    const Result<std::string> got = FormatAutomationState(J(c.body));
+    if (c.want.empty()) {
+      EXPECT_FALSE(got.has_value());
+    } else {
+      EXPECT_EQ(got.value(), c.want);
+    }
+  }
+}
+
 }  // namespace
 }  // namespace medic::cli

@@ -204,6 +204,13 @@ int RunCli(const std::vector<std::string>& args, CliEnv& env) {
   token_revoke->fallthrough();
   token_revoke->add_option("NAME", token_name, "token name")->required();
 
+  CLI::App* settings = app.add_subcommand(
+      "settings", "show the global settings: approval mode and the automation kill switch");
+  CLI::App* pause = app.add_subcommand(
+      "pause", "the kill switch: no fix runs on its own; incidents wait for approval (admin)");
+  CLI::App* resume = app.add_subcommand(
+      "resume", "undo pause: fixes run as approval mode and the runbooks allow (admin)");
+
   std::string mode;
   std::string chaos_host;
   std::string pidfile = kDefaultPidfile;
@@ -352,6 +359,12 @@ int RunCli(const std::vector<std::string>& args, CliEnv& env) {
     s = commands.TokenCreate(token_name, role);
   } else if (*token_revoke) {
     s = commands.TokenRevoke(token_name);
+  } else if (*settings) {
+    s = commands.Settings();
+  } else if (*pause) {
+    s = commands.SetAutomationPaused(true);
+  } else if (*resume) {
+    s = commands.SetAutomationPaused(false);
   } else if (*chaos) {
     Result<Json> params = ParseChaosParams(chaos_params);
     if (params.has_value()) {

@@ -183,6 +183,41 @@ Status Commands::TokenRevoke(const std::string& name) {
   return OkStatus();
 }
 
+Status Commands::Settings() {
+  ASSIGN_OR_RETURN(Json body, api_.Call("GET", "/api/v1/settings", nullptr, "settings"));
+  if (json_) {
+    PrintJson(body);
+    return OkStatus();
+  }
+  Result<std::string> text = FormatSettings(body);
+  if (!text.has_value()) {
+    return Internal("settings: " + text.error().message);
+  }
+  out_ << *text;
+  return OkStatus();
+}
+
+Status Commands::SetAutomationPaused(bool paused) {
+  const std::string what = paused ? "pause" : "resume";
+  const Json patch = {{"automation_paused", paused}};
+  ASSIGN_OR_RETURN(Json body, api_.Call("PUT", "/api/v1/settings", &patch, what));
+  Result<std::string> line = FormatAutomationState(body);
+  if (!line.has_value()) {
+    return Internal(what + ": " + line.error().message);
+  }
+  // A kill switch that did not switch must not exit 0.
+  if (body["automation_paused"].get<bool>() != paused) {
+    return Internal(what + ": the server answered automation_paused " +
+                    (paused ? "false" : "true") + ", not " + (paused ? "true" : "false"));
+  }
+  if (json_) {
+    PrintJson(body);
+    return OkStatus();
+  }
+  out_ << *line;
+  return OkStatus();
+}
+
 Result<Json> ParseChaosParams(const std::vector<std::string>& words) {
   Json params = Json::object();
   for (const std::string& w : words) {

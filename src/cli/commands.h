@@ -37,6 +37,11 @@ class Commands {
   Status Chaos(const std::string& host, const std::string& mode, const Json& params);
   Status TokenCreate(const std::string& name, const std::string& role);
   Status TokenRevoke(const std::string& name);
+  // GET /api/v1/settings, one setting a line.
+  Status Settings();
+  // The automation kill switch (admin): PUT /api/v1/settings {"automation_paused":paused}.
+  // Prints the state the server answered; an answer in another state is an error.
+  Status SetAutomationPaused(bool paused);
 
  private:
   Status Decide(const std::string& verb, const std::string& id,

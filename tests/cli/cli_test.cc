@@ -230,6 +230,10 @@ TEST_F(CliTest, UsageErrorsExitTwoWithOneLine) {
       {"chaos"},
       {"chaos", "nginx-crash", "--host", "web-1", "--pidfile", "/x"},
       {"demo", "--hosts", "0"},
+      {"settings", "extra"},
+      {"pause", "now"},
+      {"resume", "--bogus"},
+      {"pause", "--json", "resume"},
   };
   for (const auto& args : cases) {
     std::string joined;
@@ -396,6 +400,147 @@ TEST_F(CliTest, HealthAppAndDemoAreDispatchedWithTheirOptions) {
   EXPECT_EQ(env_.demo_options->hosts, 1);
   EXPECT_FALSE(env_.demo_options->auto_approve);
   EXPECT_TRUE(env_.http.requests().empty());
+}
+
+TEST_F(CliTest, SettingsPrintsOneSettingALineInBothStates) {
+  struct Case {
+    std::string body;
+    std::string out;
+  };
+  const Case cases[] = {
+      {R"j({"approval_mode":true,"automation_paused":false})j",
+       "approval_mode      on\n"
+       "automation_paused  off\n"},
+      {R"j({"approval_mode":false,"automation_paused":true})j",
+       "approval_mode      off\n"
+       "automation_paused  on\n"},
+  };
+  for (const Case& c : cases) {
+    SCOPED_TRACE(c.body);
+    env_.out.str("");
+    env_.http.Answer(200, c.body);
+    ASSERT_EQ(Run({"settings"}), 0) << env_.err.str();
+    const HttpRequest& r = env_.http.last();
+    EXPECT_EQ(r.method, "GET");
+    EXPECT_EQ(r.url, "http://127.0.0.1:8080/api/v1/settings");
+    EXPECT_EQ(r.body, "");
+    EXPECT_EQ(FakeHttpClient::Header(r, "Authorization"), "Bearer tok-123");
+    EXPECT_EQ(env_.out.str(), c.out);
+    EXPECT_EQ(env_.err.str(), "");
+  }
+}
+
+TEST_F(CliTest, PauseAndResumePutTheKillSwitchAndPrintTheServersState) {
+  struct Case {
+    std::string command;
+    std::string sent;
+    std::string answer;
+    std::string out;
+  };
+  const Case cases[] = {
+      {"pause", R"j({"automation_paused":true})j",
+       R"j({"approval_mode":true,"automation_paused":true})j",
+       "automation paused: no fix runs on its own; incidents still open and wait for approval\n"},
+      {"resume", R"j({"automation_paused":false})j",
+       R"j({"approval_mode":true,"automation_paused":false})j",
+       "automation resumed (approval mode on: fixes still wait for approval unless their runbook "
+       "says otherwise)\n"},
+      {"resume", R"j({"automation_paused":false})j",
+       R"j({"approval_mode":false,"automation_paused":false})j",
+       "automation resumed (approval mode off: fixes run on their own unless their runbook or "
+       "action needs approval)\n"},
+  };
+  for (const Case& c : cases) {
+    SCOPED_TRACE(c.command + " " + c.answer);
+    env_.out.str("");
+    const size_t sent_before = env_.http.requests().size();
+    env_.http.Answer(200, c.answer);
+    ASSERT_EQ(Run({c.command}), 0) << env_.err.str();
+    ASSERT_EQ(env_.http.requests().size(), sent_before + 1);
+    const HttpRequest& r = env_.http.last();
+    EXPECT_EQ(r.method, "PUT");
+    EXPECT_EQ(r.url, "http://127.0.0.1:8080/api/v1/settings");
+    EXPECT_EQ(r.body, c.sent);
+    EXPECT_EQ(FakeHttpClient::Header(r, "Authorization"), "Bearer tok-123");
+    EXPECT_EQ(FakeHttpClient::Header(r, "Content-Type"), "application/json");
+    EXPECT_EQ(env_.out.str(), c.out);
+    EXPECT_EQ(env_.err.str(), "");
+  }
+}
+
+TEST_F(CliTest, SettingsPauseAndResumeJsonPrintTheServersAnswer) {
+  struct Case {
+    std::vector<std::string> args;
+    std::string answer;
+  };
+  const Case cases[] = {
+      {{"settings", "--json"}, R"j({"approval_mode":true,"automation_paused":false})j"},
+      {{"--json", "settings"}, R"j({"approval_mode":false,"automation_paused":true})j"},
+      {{"pause", "--json"}, R"j({"approval_mode":true,"automation_paused":true})j"},
+      {{"--json", "resume"}, R"j({"approval_mode":false,"automation_paused":false})j"},
+  };
+  for (const Case& c : cases) {
+    SCOPED_TRACE(c.args[0] + " " + c.args[1]);
+    env_.out.str("");
+    env_.http.Answer(200, c.answer);
+    ASSERT_EQ(Run(c.args), 0) << env_.err.str();
+    EXPECT_EQ(env_.out.str(), DumpJson(ParseJson(c.answer).value(), 2) + "\n");
+  }
+}
+
+TEST_F(CliTest, PauseWithoutAdminRoleIsTheServers403OnOneLine) {
+  const std::string forbidden =
+      R"j({"error":"viewer 'vera' may not PUT /api/v1/settings (needs admin)"})j";
+  for (const std::string command : {"pause", "resume"}) {
+    SCOPED_TRACE(command);
+    env_.err.str("");
+    env_.http.Answer(403, forbidden);
+    EXPECT_EQ(Run({command}), 1);
+    EXPECT_EQ(
+        env_.err.str(),
+        "medic: " + command + ": 403 viewer 'vera' may not PUT /api/v1/settings (needs admin)\n");
+    EXPECT_EQ(env_.out.str(), "");
+  }
+}
+
+TEST_F(CliTest, SettingsPauseAndResumeWithTheServerDown) {
+  for (const std::string command : {"settings", "pause", "resume"}) {
+    SCOPED_TRACE(command);
+    env_.err.str("");
+    const std::string method = command == "settings" ? "GET" : "PUT";
+    env_.http.AnswerError(
+        Unavailable(method + " http://127.0.0.1:8080/api/v1/settings: Couldn't connect to server"));
+    EXPECT_EQ(Run({command}), 1);
+    EXPECT_EQ(env_.err.str(),
+              "medic: cannot reach http://127.0.0.1:8080: couldn't connect to server\n");
+    EXPECT_EQ(env_.out.str(), "");
+  }
+}
+
+TEST_F(CliTest, PauseFailsWhenTheServerAnswersAnotherState) {
+  struct Case {
+    std::string command;
+    std::string answer;
+    std::string err;
+  };
+  const Case cases[] = {
+      {"pause", R"j({"approval_mode":true,"automation_paused":false})j",
+       "medic: pause: the server answered automation_paused false, not true\n"},
+      {"resume", R"j({"approval_mode":true,"automation_paused":true})j",
+       "medic: resume: the server answered automation_paused true, not false\n"},
+      {"pause", R"j({"approval_mode":true})j",
+       "medic: pause: unexpected answer from the server: no boolean \"automation_paused\"\n"},
+      {"settings", R"j(["approval_mode"])j",
+       "medic: settings: unexpected answer from the server: not a JSON object\n"},
+  };
+  for (const Case& c : cases) {
+    SCOPED_TRACE(c.command + " " + c.answer);
+    env_.err.str("");
+    env_.http.Answer(200, c.answer);
+    EXPECT_EQ(Run({c.command}), 1);
+    EXPECT_EQ(env_.err.str(), c.err);
+    EXPECT_EQ(env_.out.str(), "");
+  }
 }
 
 TEST(ParseChaosParamsTest, TypesAndErrors) {

@@ -48,6 +48,10 @@ std::string MedicBin() {
       .string();
 }
 
+std::string MedicServerBin() {
+  return (fs::path(MedicBin()).parent_path() / "medic-server").string();
+}
+
 class TempDir {
  public:
   TempDir() {
@@ -72,8 +76,10 @@ class TempDir {
 class Child {
  public:
   // Starts argv; with `capture`, its stdout is readable through ReadLine/ReadAll.
-  // With `own_group`, it leads a new process group.
-  Child(const std::vector<std::string>& argv, bool capture, bool own_group) {
+  // With `own_group`, it leads a new process group. A non-empty `stderr_path` receives its
+  // standard error.
+  Child(const std::vector<std::string>& argv, bool capture, bool own_group,
+        const std::string& stderr_path = "") {
     int fds[2] = {-1, -1};
     if (capture && ::pipe2(fds, O_CLOEXEC) != 0) {
       return;
@@ -90,6 +96,12 @@ class Child {
       }
       if (capture) {
         ::dup2(fds[1], 1);
+      }
+      if (!stderr_path.empty()) {
+        const int fd = ::open(stderr_path.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+        if (fd >= 0) {
+          ::dup2(fd, 2);
+        }
       }
       ::execv(cargv[0], cargv.data());
       ::_exit(127);
@@ -454,6 +466,117 @@ TEST_F(CliIntegrationTest, DemoNginxConfigPassesNginxTest) {
   ASSERT_TRUE(st.has_value());
   EXPECT_TRUE(WIFEXITED(*st));
   EXPECT_EQ(WEXITSTATUS(*st), 0) << ReadFile(host.LogDir() + "/error.log").value_or("");
+}
+
+// What one run of the real `medic` printed and how it ended.
+struct MedicRun {
+  int exit_code = -1;  // -1: did not exit normally within the deadline
+  std::string out;
+  std::string err;
+};
+
+MedicRun RunMedic(const std::string& dir, const std::vector<std::string>& args) {
+  std::vector<std::string> argv = {MedicBin()};
+  argv.insert(argv.end(), args.begin(), args.end());
+  const std::string err_path = dir + "/medic.err";
+  Child medic(argv, true, false, err_path);
+  MedicRun run;
+  run.out = medic.ReadAll();
+  if (const std::optional<int> st = medic.Wait(); st.has_value() && WIFEXITED(*st)) {
+    run.exit_code = WEXITSTATUS(*st);
+  }
+  run.err = ReadFile(err_path).value_or("");
+  return run;
+}
+
+// The port of "serving on 127.0.0.1:PORT" in medic-server's log, once it is there; 0 if the
+// server exits or the deadline passes first.
+int WaitForServerPort(Child& server, const std::string& log) {
+  const std::string marker = "serving on 127.0.0.1:";
+  const auto deadline = steady_clock::now() + kDeadline;
+  while (steady_clock::now() < deadline) {
+    const std::string text = ReadFile(log).value_or("");
+    if (const size_t at = text.find(marker); at != std::string::npos) {
+      return std::atoi(text.c_str() + at + marker.size());
+    }
+    if (server.Wait(std::chrono::milliseconds(0)).has_value()) {
+      return 0;
+    }
+    std::this_thread::sleep_for(std::chrono::milliseconds(20));
+  }
+  return 0;
+}
+
+// The kill switch end to end: the real medic-server on a port of its choosing, the real `medic`
+// with the server's admin token, and a viewer token that may read but not switch.
+TEST_F(CliIntegrationTest, PauseAndResumeAsAdminAndAViewerCannotSwitch) {
+  const std::string data = tmp_.path() + "/server";
+  const std::string log = tmp_.path() + "/server.log";
+  Child server({MedicServerBin(), "--listen", "127.0.0.1:0", "--data-dir", data}, false, true, log);
+  const int port = WaitForServerPort(server, log);
+  ASSERT_GT(port, 0) << LogTailForTest(log);
+  const std::string url = "http://127.0.0.1:" + std::to_string(port);
+  const std::string admin_token = data + "/admin.token";
+  ASSERT_TRUE(ReadFile(admin_token).has_value()) << LogTailForTest(log);
+  const std::vector<std::string> as_admin = {"--server", url, "--token-file", admin_token};
+  auto admin = [&](std::vector<std::string> args) {
+    args.insert(args.begin(), as_admin.begin(), as_admin.end());
+    return RunMedic(tmp_.path(), args);
+  };
+  // automation_paused as GET /api/v1/settings answers it (through `medic settings --json`).
+  auto paused = [&]() -> std::optional<bool> {
+    const MedicRun run = admin({"settings", "--json"});
+    EXPECT_EQ(run.exit_code, 0) << run.err;
+    Result<Json> j = ParseJson(run.out);
+    if (!j.has_value() || !j->is_object() || !j->contains("automation_paused") ||
+        !(*j)["automation_paused"].is_boolean()) {
+      ADD_FAILURE() << "not settings: " << run.out;
+      return std::nullopt;
+    }
+    return (*j)["automation_paused"].get<bool>();
+  };
+
+  ASSERT_EQ(paused(), false);
+  MedicRun run = admin({"pause"});
+  EXPECT_EQ(run.exit_code, 0) << run.err;
+  EXPECT_EQ(run.out,
+            "automation paused: no fix runs on its own; incidents still open and wait for "
+            "approval\n");
+  EXPECT_EQ(paused(), true);
+  run = admin({"settings"});
+  EXPECT_EQ(run.exit_code, 0) << run.err;
+  EXPECT_EQ(run.out, "approval_mode      on\nautomation_paused  on\n");
+
+  run = admin({"token", "create", "vera", "--role", "viewer"});
+  ASSERT_EQ(run.exit_code, 0) << run.err;
+  const std::string viewer_token = tmp_.path() + "/viewer.token";
+  std::ofstream(viewer_token) << run.out;
+  auto viewer = [&](const std::string& command) {
+    return RunMedic(tmp_.path(), {"--server", url, "--token-file", viewer_token, command});
+  };
+
+  run = viewer("resume");
+  EXPECT_EQ(run.exit_code, 1);
+  EXPECT_EQ(run.out, "");
+  EXPECT_EQ(run.err,
+            "medic: resume: 403 viewer 'vera' may not PUT /api/v1/settings (needs admin)\n");
+  EXPECT_EQ(paused(), true) << "a viewer's resume changed the settings";
+  run = viewer("settings");  // reading is a viewer's right
+  EXPECT_EQ(run.exit_code, 0) << run.err;
+  EXPECT_EQ(run.out, "approval_mode      on\nautomation_paused  on\n");
+
+  run = admin({"resume"});
+  EXPECT_EQ(run.exit_code, 0) << run.err;
+  EXPECT_EQ(run.out,
+            "automation resumed (approval mode on: fixes still wait for approval unless their "
+            "runbook says otherwise)\n");
+  EXPECT_EQ(paused(), false);
+
+  run = viewer("pause");
+  EXPECT_EQ(run.exit_code, 1);
+  EXPECT_EQ(run.err,
+            "medic: pause: 403 viewer 'vera' may not PUT /api/v1/settings (needs admin)\n");
+  EXPECT_EQ(paused(), false) << "a viewer's pause changed the settings";
 }
 
 }  // namespace

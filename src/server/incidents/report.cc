@@ -3,6 +3,9 @@
 #include <algorithm>
 #include <chrono>
 #include <cstdint>
+#include <cstdio>
+#include <initializer_list>
+#include <iterator>
 #include <optional>
 #include <string_view>
 #include <utility>
@@ -53,20 +56,148 @@ std::string FormatDuration(WallTime::duration d) {
 
 std::string JsonText(const Json& v) { return v.is_string() ? v.get<std::string>() : DumpJson(v); }
 
-// How long the fix ran: the first `executing` entry to the `executed` entry after it.
-std::optional<WallTime::duration> TimeToFix(const std::vector<TimelineEntry>& timeline) {
-  auto is = [](const char* event) {
-    return [event](const TimelineEntry& e) { return e.event == event; };
-  };
-  auto start = std::find_if(timeline.begin(), timeline.end(), is("executing"));
-  if (start == timeline.end()) {
-    return std::nullopt;
+constexpr char kNone[] = "—";
+
+const TimelineEntry* Find(const std::vector<TimelineEntry>& timeline,
+                          std::initializer_list<std::string_view> events, size_t from = 0) {
+  for (size_t i = from; i < timeline.size(); ++i) {
+    for (std::string_view e : events) {
+      if (timeline[i].event == e) {
+        return &timeline[i];
+      }
+    }
   }
-  auto end = std::find_if(start, timeline.end(), is("executed"));
-  if (end == timeline.end()) {
-    return std::nullopt;
+  return nullptr;
+}
+
+std::string FormatValue(double v) {
+  char buf[32];
+  std::snprintf(buf, sizeof buf, "%.6g", v);
+  return buf;
+}
+
+// "> 85"
+std::string Condition(const AlarmMetric& m) {
+  return std::string(ComparisonSymbol(m.comparison)) + " " + FormatValue(m.threshold);
+}
+
+// ", reason" when the incident has one.
+std::string WithReason(const Incident& inc) {
+  return inc.reason.empty() ? std::string() : ": " + inc.reason;
+}
+
+// A row of the response-time table: what is measured, the duration or "—", and from what to what
+// (or why there is no number).
+std::vector<std::string> Measured(std::string name, std::optional<WallTime::duration> d,
+                                  std::string how) {
+  return {std::move(name), d ? FormatDuration(*d) : kNone, std::move(how)};
+}
+
+// Time to detect: from the first datapoint of the breach that raised the alarm (the run of
+// breaching datapoints that ends with the last one at or before `created`) to `created`.
+std::vector<std::string> TimeToDetect(const Incident& inc, const ReportMetric& metric) {
+  const std::string name = "Time to detect";
+  if (!metric) {
+    return Measured(name, std::nullopt,
+                    "the alarm's rule is no longer configured: its metric is unknown");
   }
-  return end->timestamp - start->timestamp;
+  const auto& pts = metric->points;
+  size_t last = pts.size();
+  for (size_t i = 0; i < pts.size() && pts[i].t <= inc.created_at; ++i) {
+    last = i;
+  }
+  if (last == pts.size()) {
+    return Measured(name, std::nullopt,
+                    "no datapoint of " + metric->series + " before created in the server's " +
+                        "metric history (kept in memory only: lost at a restart, and old " +
+                        "points fall out of it)");
+  }
+  if (!Breaches(metric->comparison, metric->threshold, pts[last].v)) {
+    return Measured(name, std::nullopt,
+                    "the last datapoint before created (" + FormatValue(pts[last].v) + " at " +
+                        FormatRfc3339(pts[last].t) + ") is not " + Condition(*metric) +
+                        ": the alarm counts periods, and there is no breach start to measure " +
+                        "from");
+  }
+  size_t first = last;
+  while (first > 0 && Breaches(metric->comparison, metric->threshold, pts[first - 1].v)) {
+    --first;
+  }
+  if (first == 0) {
+    return Measured(name, std::nullopt,
+                    "every datapoint kept before created is " + Condition(*metric) +
+                        " (the first at " + FormatRfc3339(pts[0].t) +
+                        "): the breach began before the history starts");
+  }
+  return Measured(name, inc.created_at - pts[first].t,
+                  "first datapoint " + Condition(*metric) + " (" + FormatValue(pts[first].v) +
+                      " at " + FormatRfc3339(pts[first].t) + ") → created");
+}
+
+// Time to decide: `created` → medic's decision, `auto_approved` (the fix is sent) or
+// `awaiting_approval` (a human must decide).
+std::vector<std::string> TimeToDecide(const Incident& inc) {
+  const std::string name = "Time to decide";
+  if (const TimelineEntry* d = Find(inc.timeline, {"auto_approved", "awaiting_approval"})) {
+    return Measured(name, d->timestamp - inc.created_at,
+                    "created → " + d->event +
+                        (d->event == "awaiting_approval" ? " (then a human decides)"
+                                                         : " (the fix is sent at once)"));
+  }
+  if (IsOpen(inc.status)) {
+    return Measured(name, std::nullopt,
+                    "not decided yet (" + std::string(StatusName(inc.status)) + ")");
+  }
+  return Measured(name, std::nullopt,
+                  "no decision was made: " + std::string(StatusName(inc.status)) +
+                      " before one" + WithReason(inc));
+}
+
+// Time to recover: `created` → the alarm back to OK after the fix (`verified`), or, when there
+// was nothing to run and the alarm cleared on its own, → `completed`.
+std::vector<std::string> TimeToRecover(const Incident& inc) {
+  const std::string name = "Time to recover";
+  if (inc.status == IncidentStatus::kCompleted) {
+    if (const TimelineEntry* v = Find(inc.timeline, {"verified"})) {
+      return Measured(name, v->timestamp - inc.created_at,
+                      "created → verified (the alarm back to OK after the fix)");
+    }
+    if (const TimelineEntry* c = Find(inc.timeline, {"completed"})) {
+      return Measured(name, c->timestamp - inc.created_at,
+                      "created → completed (the alarm cleared on its own; no fix ran)");
+    }
+  }
+  if (IsOpen(inc.status)) {
+    return Measured(name, std::nullopt,
+                    "not recovered yet (" + std::string(StatusName(inc.status)) + ")");
+  }
+  if (inc.status == IncidentStatus::kRejected) {
+    return Measured(name, std::nullopt,
+                    "rejected: no fix ran, so medic saw no recovery" + WithReason(inc));
+  }
+  return Measured(name, std::nullopt,
+                  "no recovery: " + std::string(StatusName(inc.status)) + WithReason(inc));
+}
+
+// How long the fix's command ran: the first `executing` entry to the `executed` entry after it.
+std::vector<std::string> FixRunTime(const Incident& inc) {
+  const std::string name = "Fix run time";
+  const auto& tl = inc.timeline;
+  auto start = std::find_if(tl.begin(), tl.end(),
+                            [](const TimelineEntry& e) { return e.event == "executing"; });
+  if (start == tl.end()) {
+    return Measured(name, std::nullopt, "no fix was sent");
+  }
+  const TimelineEntry* end =
+      Find(tl, {"executed"}, static_cast<size_t>(std::distance(tl.begin(), start)));
+  if (end == nullptr) {
+    return Measured(name, std::nullopt,
+                    IsOpen(inc.status) ? "the fix has not answered yet"
+                                       : "no result of the fix was recorded");
+  }
+  return Measured(name, end->timestamp - start->timestamp,
+                  "executing → executed: how long the fix's command took on the host, not the "
+                  "time to recover");
 }
 
 Table AiUsageTable(const Json& usage) {
@@ -92,7 +223,7 @@ Table AiUsageTable(const Json& usage) {
   return t;
 }
 
-Document BuildDocument(const Incident& inc) {
+Document BuildDocument(const Incident& inc, const ReportMetric& metric) {
   const std::string status(StatusName(inc.status));
   Document doc;
   doc.title = inc.alarm_name + " on " + inc.instance_id + " — " + status;
@@ -116,9 +247,10 @@ Document BuildDocument(const Incident& inc) {
     s.rows.push_back({"Resolved", "not yet"});
     s.rows.push_back({"Duration", "open"});
   }
-  if (auto fix = TimeToFix(inc.timeline)) {
-    s.rows.push_back({"Time to fix", FormatDuration(*fix) + " (executing → executed)"});
-  }
+
+  Table times{{"Measure", "Time", "From → to"},
+              {TimeToDetect(inc, metric), TimeToDecide(inc), TimeToRecover(inc), FixRunTime(inc)}};
+  doc.sections.push_back({"Response times", times, "", ""});
 
   doc.sections.push_back({"Suggested fix", {}, inc.ai_suggestion, "No fix was suggested."});
   doc.sections.push_back({"AI reasoning", {}, inc.ai_reasoning, "No reasoning was recorded."});
@@ -287,12 +419,17 @@ std::string RenderHtml(const Document& doc) {
 
 }  // namespace
 
-std::string IncidentReportMarkdown(const Incident& incident) {
-  return RenderMarkdown(BuildDocument(incident));
+MetricWindow ReportMetricWindow(const Incident& incident, WallTime now) {
+  return {incident.created_at - kReportChartMargin,
+          incident.resolved_at ? *incident.resolved_at + kReportChartMargin : now};
 }
 
-std::string IncidentReportHtml(const Incident& incident) {
-  return RenderHtml(BuildDocument(incident));
+std::string IncidentReportMarkdown(const Incident& incident, const ReportMetric& metric) {
+  return RenderMarkdown(BuildDocument(incident, metric));
+}
+
+std::string IncidentReportHtml(const Incident& incident, const ReportMetric& metric) {
+  return RenderHtml(BuildDocument(incident, metric));
 }
 
 }  // namespace medic::server

@@ -7,6 +7,9 @@
 
 #include <algorithm>
 #include <filesystem>
+#include <optional>
+#include <utility>
+#include <vector>
 
 #include "server/store/store.h"
 #include "tests/server/server_fixture.h"
@@ -17,6 +20,9 @@ namespace {
 const WallTime kT0 = FromUnixMillis(1'800'000'000'000);  // 2027-01-15T08:00:00.000Z
 
 WallTime At(int64_t seconds) { return kT0 + std::chrono::seconds(seconds); }
+
+// Most tests are about other sections: the alarm's rule is unknown, so there is no chart.
+const ReportMetric kNoRule = std::nullopt;
 
 bool Contains(const std::string& haystack, std::string_view needle) {
   return haystack.find(needle) != std::string::npos;
@@ -93,7 +99,7 @@ size_t LongestBacktickRun(std::string_view s) {
 }
 
 TEST(ReportMarkdownTest, CompletedIncidentHasEverySectionWithItsValues) {
-  const std::string md = IncidentReportMarkdown(Completed());
+  const std::string md = IncidentReportMarkdown(Completed(), kNoRule);
   SCOPED_TRACE(md);
   EXPECT_EQ(md.rfind("# Nginx-Down-ALB on web-1 — completed\n", 0), 0u);
   for (const char* row : {
@@ -104,7 +110,6 @@ TEST(ReportMarkdownTest, CompletedIncidentHasEverySectionWithItsValues) {
            "| Created | 2027-01-15T08:00:00.000Z |",
            "| Resolved | 2027-01-15T08:04:12.000Z |",
            "| Duration | 4m 12s |",
-           "| Time to fix | 5s (executing → executed) |",
        }) {
     EXPECT_TRUE(Contains(md, row)) << row;
   }
@@ -133,12 +138,12 @@ TEST(ReportMarkdownTest, CompletedIncidentHasEverySectionWithItsValues) {
 }
 
 TEST(ReportMarkdownTest, OpenIncidentSaysSoAndLeavesOutWhatDidNotHappen) {
-  const std::string md = IncidentReportMarkdown(Open());
+  const std::string md = IncidentReportMarkdown(Open(), kNoRule);
   SCOPED_TRACE(md);
   EXPECT_EQ(md.rfind("# Nginx-Down-ALB on web-1 — pending_approval\n", 0), 0u);
   EXPECT_TRUE(Contains(md, "| Duration | open |"));
   EXPECT_TRUE(Contains(md, "| Resolved | not yet |"));
-  EXPECT_FALSE(Contains(md, "Time to fix"));
+  EXPECT_TRUE(Contains(md, "| Fix run time | — | no fix was sent |"));
   EXPECT_FALSE(Contains(md, "## AI usage"));  // ai_usage is {}
   EXPECT_EQ(MdSection(md, "ai::Decision"), "_No approval or rejection was recorded._\n");
   EXPECT_EQ(MdSection(md, "Remediation output"), "_No fix was run._\n");
@@ -150,7 +155,7 @@ TEST(ReportMarkdownTest, RejectionShowsWhoAndWhy) {
   inc.reason = "rejected by bob: maintenance window";
   inc.resolved_at = At(90);
   inc.timeline.push_back({"rejected", At(90), "bob", "maintenance window"});
-  const std::string md = IncidentReportMarkdown(inc);
+  const std::string md = IncidentReportMarkdown(inc, kNoRule);
   EXPECT_TRUE(Contains(md, "| Reason | rejected by bob: maintenance window |"));
   EXPECT_TRUE(Contains(md, "| Duration | 1m 30s |"));
   EXPECT_TRUE(Contains(MdSection(md, "ai::Decision"),
@@ -158,13 +163,13 @@ TEST(ReportMarkdownTest, RejectionShowsWhoAndWhy) {
 }
 
 TEST(ReportHtmlTest, CompletedIncidentHasEverySectionAndIsSelfContained) {
-  const std::string html = IncidentReportHtml(Completed());
+  const std::string html = IncidentReportHtml(Completed(), kNoRule);
   SCOPED_TRACE(html);
   EXPECT_EQ(html.rfind("<!DOCTYPE html>\n", 0), 0u);
   EXPECT_TRUE(Contains(html, "<h1>Nginx-Down-ALB on web-1 — completed</h1>"));
   for (const char* s :
        {"<td>Incident</td><td>inc-0123abcd</td>", "<td>Duration</td><td>4m 12s</td>",
-        "<td>Time to fix</td><td>5s (executing → executed)</td>",
+        "<td>Fix run time</td><td>5s</td>",
         "<h2>Suggested fix</h2>\n<pre>service.restart service=nginx</pre>",
         "<td>Model</td><td>gpt-test</td>", "<td>Latency</td><td>850 ms</td>",
         "<td>approved</td><td>alice</td><td>2027-01-15T08:04:00.000Z</td><td>go ahead</td>",
@@ -178,6 +183,194 @@ TEST(ReportHtmlTest, CompletedIncidentHasEverySectionAndIsSelfContained) {
   for (const char* banned : {"<script", "src=", "href=", "url(", "@import", "<link"}) {
     EXPECT_FALSE(Contains(html, banned)) << banned;
   }
+}
+
+// ---- response times ----
+
+// The cells of the response-time row `name`: {name, time, from → to}.
+std::vector<std::string> TimesRow(const std::string& md, const std::string& name) {
+  const std::string section = MdSection(md, "Response times");
+  const size_t start = section.find("| " + name + " | ");
+  if (start == std::string::npos) {
+    return {};
+  }
+  const std::string line = section.substr(start, section.find('\n', start) - start);
+  std::vector<std::string> cells;
+  for (size_t p = 2; p < line.size();) {
+    const size_t end = line.find(" |", p);
+    cells.push_back(line.substr(p, end - p));
+    p = end + 3;
+  }
+  return cells;
+}
+
+// disk_used_percent > 85, a point every 5 s: `values` from At(-5 * (values.size() - 1)) to At(0).
+AlarmMetric DiskMetric(std::vector<double> values) {
+  AlarmMetric m;
+  m.series = "disk_used_percent";
+  m.comparison = Comparison::kGreater;
+  m.threshold = 85;
+  m.from = At(-300);
+  m.to = At(600);
+  for (size_t i = 0; i < values.size(); ++i) {
+    m.points.push_back({At(-5 * static_cast<int64_t>(values.size() - 1 - i)), values[i]});
+  }
+  return m;
+}
+
+Incident WithTimeline(IncidentStatus status, std::string reason,
+                      std::vector<TimelineEntry> timeline) {
+  Incident inc = Completed();
+  inc.status = status;
+  inc.reason = std::move(reason);
+  inc.timeline = std::move(timeline);
+  inc.resolved_at = IsOpen(status) ? std::nullopt : std::optional(inc.timeline.back().timestamp);
+  return inc;
+}
+
+TEST(ReportTimesTest, DecideAndRecoverFromTheTimelineAndADashWithWhyForStepsThatDidNotHappen) {
+  struct Want {
+    std::string time;
+    std::string how;  // a part of the "From → to" cell
+  };
+  struct Case {
+    std::string name;
+    Incident incident;
+    Want decide, recover, fix;
+  };
+  auto e = [](const char* event, int64_t s, const char* actor = "medic") {
+    return TimelineEntry{event, At(s), actor, ""};
+  };
+  const std::vector<Case> cases = {
+      {"completed automatically",
+       WithTimeline(IncidentStatus::kCompleted, "",
+                    {e("created", 0), e("diagnosed", 2), e("suggested", 4), e("auto_approved", 4),
+                     e("executing", 4), e("executed", 5), e("verifying", 5), e("verified", 13),
+                     e("completed", 13)}),
+       {"4s", "created → auto_approved (the fix is sent at once)"},
+       {"13s", "created → verified (the alarm back to OK after the fix)"},
+       {"1s", "executing → executed: how long the fix's command took on the host, not the "
+              "time to recover"}},
+      {"completed after approval", Completed(),
+       {"3s", "created → awaiting_approval (then a human decides)"},
+       {"4m 12s", "created → verified"},
+       {"5s", "executing → executed"}},
+      {"completed with nothing to run: the alarm cleared",
+       WithTimeline(IncidentStatus::kCompleted, "the alarm cleared; there was nothing to run",
+                    {e("created", 0), e("suggested", 3), e("awaiting_approval", 3),
+                     e("alarm_cleared", 50), e("completed", 50)}),
+       {"3s", "created → awaiting_approval"},
+       {"50s", "created → completed (the alarm cleared on its own; no fix ran)"},
+       {"—", "no fix was sent"}},
+      {"rejected",
+       WithTimeline(IncidentStatus::kRejected, "maintenance window",
+                    {e("created", 0), e("suggested", 3), e("awaiting_approval", 3),
+                     e("rejected", 90, "bob"), }),
+       {"3s", "created → awaiting_approval"},
+       {"—", "rejected: no fix ran, so medic saw no recovery: maintenance window"},
+       {"—", "no fix was sent"}},
+      {"failed: the fix failed",
+       WithTimeline(IncidentStatus::kFailed, "the fix failed on the host (exit code 1)",
+                    {e("created", 0), e("suggested", 3), e("auto_approved", 3),
+                     e("executing", 3), e("executed", 9), e("failed", 9)}),
+       {"3s", "created → auto_approved"},
+       {"—", "no recovery: failed: the fix failed on the host (exit code 1)"},
+       {"6s", "executing → executed"}},
+      {"failed: no runbook, nothing decided",
+       WithTimeline(IncidentStatus::kFailed, "no runbook for Nginx-Down-ALB",
+                    {e("created", 0), e("diagnosed", 2), e("failed", 2)}),
+       {"—", "no decision was made: failed before one: no runbook for Nginx-Down-ALB"},
+       {"—", "no recovery: failed: no runbook"},
+       {"—", "no fix was sent"}},
+      {"timeout: no diagnostics",
+       WithTimeline(IncidentStatus::kTimeout, "no diagnostics arrived in time",
+                    {e("created", 0), e("diagnosed", 30), e("timeout", 30)}),
+       {"—", "no decision was made: timeout before one: no diagnostics arrived in time"},
+       {"—", "no recovery: timeout: no diagnostics arrived in time"},
+       {"—", "no fix was sent"}},
+      {"timeout: the fix did not answer",
+       WithTimeline(IncidentStatus::kTimeout, "the fix did not finish in time",
+                    {e("created", 0), e("auto_approved", 3), e("executing", 3),
+                     e("executed", 63), e("timeout", 63)}),
+       {"3s", "created → auto_approved"},
+       {"—", "no recovery: timeout: the fix did not finish in time"},
+       {"1m 00s", "executing → executed"}},
+      {"open: waiting for approval", Open(),
+       {"3s", "created → awaiting_approval"},
+       {"—", "not recovered yet (pending_approval)"},
+       {"—", "no fix was sent"}},
+      {"open: diagnosing",
+       WithTimeline(IncidentStatus::kDiagnosing, "", {e("created", 0)}),
+       {"—", "not decided yet (diagnosing)"},
+       {"—", "not recovered yet (diagnosing)"},
+       {"—", "no fix was sent"}},
+      {"open: the fix runs",
+       WithTimeline(IncidentStatus::kExecuting, "",
+                    {e("created", 0), e("auto_approved", 3), e("executing", 3)}),
+       {"3s", "created → auto_approved"},
+       {"—", "not recovered yet (executing)"},
+       {"—", "the fix has not answered yet"}},
+  };
+  for (const Case& c : cases) {
+    SCOPED_TRACE(c.name);
+    const std::string md = IncidentReportMarkdown(c.incident, kNoRule);
+    SCOPED_TRACE(MdSection(md, "Response times"));
+    for (const auto& [row, want] : {std::pair{"Time to decide", c.decide},
+                                    std::pair{"Time to recover", c.recover},
+                                    std::pair{"Fix run time", c.fix}}) {
+      const std::vector<std::string> cells = TimesRow(md, row);
+      ASSERT_EQ(cells.size(), 3u) << row;
+      EXPECT_EQ(cells[1], want.time) << row;
+      EXPECT_TRUE(Contains(cells[2], want.how)) << row << ": " << cells[2];
+    }
+    EXPECT_FALSE(Contains(md, "Time to fix"));  // the old label, read as time to recover
+  }
+}
+
+TEST(ReportTimesTest, DetectFromTheFirstDatapointOfTheBreachThatRaisedTheAlarm) {
+  struct Case {
+    std::string name;
+    ReportMetric metric;
+    std::string time;
+    std::string how;
+  };
+  AlarmMetric after = DiskMetric({40, 90, 95});
+  after.points.push_back({At(5), 99});  // after created: not part of the detection
+  AlarmMetric below = DiskMetric({90, 45, 40});
+  below.comparison = Comparison::kLess;
+  below.threshold = 50;
+  const std::vector<Case> cases = {
+      {"three breaching points", DiskMetric({40, 50, 90, 95, 97}), "10s",
+       "first datapoint \\> 85 (90 at 2027-01-15T07:59:50.000Z) → created"},
+      {"an earlier breach that ended does not count", DiskMetric({90, 40, 91, 95}), "5s",
+       "(91 at 2027-01-15T07:59:55.000Z)"},
+      {"points after created are ignored", after, "5s", "(90 at"},
+      {"a < alarm", below, "5s", "first datapoint \\< 50 (45 at"},
+      {"the breach began before the history", DiskMetric({90, 95}), "—",
+       "the breach began before the history starts"},
+      {"the last point before created does not breach", DiskMetric({90, 40}), "—",
+       "is not \\> 85"},
+      {"no points: a restart", DiskMetric({}), "—",
+       "no datapoint of disk_used_percent before created in the server's metric history"},
+      {"the rule is gone", kNoRule, "—", "the alarm's rule is no longer configured"},
+  };
+  for (const Case& c : cases) {
+    SCOPED_TRACE(c.name);
+    const std::vector<std::string> cells =
+        TimesRow(IncidentReportMarkdown(Completed(), c.metric), "Time to detect");
+    ASSERT_EQ(cells.size(), 3u);
+    EXPECT_EQ(cells[1], c.time);
+    EXPECT_TRUE(Contains(cells[2], c.how)) << cells[2];
+  }
+}
+
+TEST(ReportTimesTest, HtmlShowsTheSameTable) {
+  const std::string html = IncidentReportHtml(Completed(), DiskMetric({40, 90, 95}));
+  EXPECT_TRUE(Contains(html, "<h2>Response times</h2>\n<table>\n<thead><tr><th>Measure</th>"
+                             "<th>Time</th><th>From → to</th></tr></thead>"));
+  EXPECT_TRUE(Contains(html, "<tr><td>Time to detect</td><td>5s</td><td>first datapoint &gt; 85 "
+                             "(90 at 2027-01-15T07:59:55.000Z) → created</td></tr>"));
+  EXPECT_TRUE(Contains(html, "<tr><td>Time to recover</td><td>4m 12s</td>"));
 }
 
 // What a compromised host or a misled model might write.
@@ -204,7 +397,7 @@ Incident Hostile() {
 }
 
 TEST(ReportSecurityTest, MarkdownKeepsHostTextInsideFencesAndCellsIntact) {
-  const std::string md = IncidentReportMarkdown(Hostile());
+  const std::string md = IncidentReportMarkdown(Hostile(), kNoRule);
   SCOPED_TRACE(md);
   // No control character leaves the report but \n (and \t).
   for (char c : md) {
@@ -242,7 +435,7 @@ TEST(ReportSecurityTest, MarkdownKeepsHostTextInsideFencesAndCellsIntact) {
 }
 
 TEST(ReportSecurityTest, HtmlEscapesEverythingFromHostsAndModels) {
-  const std::string html = IncidentReportHtml(Hostile());
+  const std::string html = IncidentReportHtml(Hostile(), kNoRule);
   SCOPED_TRACE(html);
   EXPECT_FALSE(Contains(html, "<script"));
   EXPECT_FALSE(Contains(html, "<img"));
@@ -305,7 +498,19 @@ TEST_F(ReportHttpTest, ServesMarkdownByDefaultAndHtmlWithSecurityHeaders) {
   HttpResponse md = Call("GET", path, admin_);
   ASSERT_EQ(md.status, 200) << md.body;
   EXPECT_EQ(md.content_type, "text/markdown; charset=utf-8");
-  EXPECT_EQ(md.body, IncidentReportMarkdown(Hostile()));
+  // The server knows the alarm's rule but has no history of a host it never heard from.
+  const AlarmRule* rule = nullptr;
+  const std::vector<AlarmRule> rules = DefaultAlarmRules();
+  for (const auto& r : rules) {
+    if (r.name == "Nginx-Down-ALB") {
+      rule = &r;
+    }
+  }
+  ASSERT_NE(rule, nullptr);
+  const MetricWindow window = ReportMetricWindow(Hostile(), WallTime());  // resolved: fixed
+  const AlarmMetric no_points{SeriesName(rule->metric, rule->labels), rule->comparison,
+                              rule->threshold, window.from, window.to, {}};
+  EXPECT_EQ(md.body, IncidentReportMarkdown(Hostile(), no_points));
   EXPECT_EQ(Header(md, "X-Content-Type-Options"), "nosniff");
   EXPECT_EQ(Call("GET", path + "?format=md", admin_).body, md.body);
 

@@ -23,12 +23,22 @@ struct Table {
   std::vector<std::vector<std::string>> rows;
 };
 
-// A table, or else a block of verbatim text, or else (when both are empty) a note.
+// The alarm's metric around the incident: its points (at least one), the incident's span.
+struct Chart {
+  AlarmMetric metric;
+  std::string host;
+  WallTime span_from;  // created
+  WallTime span_to;    // resolved, or the end of the window while open
+};
+
+// A chart (then its table), or else a table, or else a block of verbatim text, or else (when all
+// are empty) a note.
 struct Section {
   std::string heading;
   Table table;
   std::string block;
   std::string note;
+  std::optional<Chart> chart = std::nullopt;
 };
 
 struct Document {
@@ -200,6 +210,45 @@ std::vector<std::string> FixRunTime(const Incident& inc) {
                   "time to recover");
 }
 
+// The alarm's metric section: a chart of the points and a table of what it shows, or a note
+// saying why there is nothing to draw.
+Section MetricSection(const Incident& inc, const ReportMetric& metric) {
+  Section s{"Alarm metric", {}, "", "", std::nullopt};
+  if (!metric) {
+    s.note = "The alarm " + inc.alarm_name +
+             " is no longer configured on this server: its metric and threshold are unknown.";
+    return s;
+  }
+  AlarmMetric m = *metric;
+  std::erase_if(m.points, [&](const MetricPoint& p) { return p.t < m.from || p.t > m.to; });
+  const std::string window = FormatRfc3339(m.from) + " → " + FormatRfc3339(m.to);
+  if (m.points.empty()) {
+    s.note = "No datapoints of " + m.series + " on " + inc.instance_id + " from " + window +
+             ": the server keeps metric history in memory only (lost at a restart, and old "
+             "points fall out of it), and alarms on target-group health and heartbeats have "
+             "no history.";
+    return s;
+  }
+  double lo = m.points.front().v, hi = lo;
+  for (const auto& p : m.points) {
+    lo = std::min(lo, p.v);
+    hi = std::max(hi, p.v);
+  }
+  const WallTime span_to = inc.resolved_at ? std::min(*inc.resolved_at, m.to) : m.to;
+  s.table = {{"Field", "Value"},
+             {{"Series", m.series},
+              {"Host", inc.instance_id},
+              {"Alarm when", Condition(m)},
+              {"Window", window},
+              {"Datapoints", std::to_string(m.points.size())},
+              {"Lowest", FormatValue(lo)},
+              {"Highest", FormatValue(hi)},
+              {"Incident", FormatRfc3339(inc.created_at) + " → " +
+                               (inc.resolved_at ? FormatRfc3339(*inc.resolved_at) : "open")}}};
+  s.chart = Chart{std::move(m), inc.instance_id, inc.created_at, span_to};
+  return s;
+}
+
 Table AiUsageTable(const Json& usage) {
   static const std::vector<std::pair<std::string, std::string>> kKnown = {
       {"provider", "Provider"},
@@ -251,6 +300,7 @@ Document BuildDocument(const Incident& inc, const ReportMetric& metric) {
   Table times{{"Measure", "Time", "From → to"},
               {TimeToDetect(inc, metric), TimeToDecide(inc), TimeToRecover(inc), FixRunTime(inc)}};
   doc.sections.push_back({"Response times", times, "", ""});
+  doc.sections.push_back(MetricSection(inc, metric));
 
   doc.sections.push_back({"Suggested fix", {}, inc.ai_suggestion, "No fix was suggested."});
   doc.sections.push_back({"AI reasoning", {}, inc.ai_reasoning, "No reasoning was recorded."});
@@ -327,10 +377,60 @@ std::string MdTable(const Table& t) {
   return out;
 }
 
+// The chart as text: one column per slice of the window (kSparkColumns), each the slice's
+// worst datapoint (max for > and >=, min for < and <=, as the alarm aggregates a period) drawn
+// as one of 8 block heights between the lowest and highest of the points and the threshold; a
+// blank column has no datapoint. Under it, ^ marks columns over the threshold and = the incident.
+constexpr size_t kSparkColumns = 60;
+
+std::string MdChart(const Chart& c) {
+  const AlarmMetric& m = c.metric;
+  const bool upward = m.comparison == Comparison::kGreater ||
+                      m.comparison == Comparison::kGreaterOrEqual;
+  const double span_ms = std::max<double>(
+      1, static_cast<double>(std::chrono::duration_cast<Millis>(m.to - m.from).count()));
+  auto column = [&](WallTime t) {
+    const double f =
+        static_cast<double>(std::chrono::duration_cast<Millis>(t - m.from).count()) / span_ms;
+    return std::min(kSparkColumns - 1, static_cast<size_t>(std::max(0.0, f) * kSparkColumns));
+  };
+  std::vector<std::optional<double>> cols(kSparkColumns);
+  double lo = m.threshold, hi = m.threshold;
+  for (const auto& p : m.points) {
+    auto& v = cols[column(p.t)];
+    v = !v ? p.v : (upward ? std::max(*v, p.v) : std::min(*v, p.v));
+    lo = std::min(lo, p.v);
+    hi = std::max(hi, p.v);
+  }
+  static const char* const kBlocks[] = {"▁", "▂", "▃", "▄", "▅", "▆", "▇", "█"};
+  std::string spark, breach, incident;
+  const size_t from = column(c.span_from), to = column(c.span_to);
+  for (size_t i = 0; i < kSparkColumns; ++i) {
+    if (!cols[i]) {
+      spark += ' ';
+    } else {
+      const double f = hi > lo ? (*cols[i] - lo) / (hi - lo) : 0.5;
+      spark += kBlocks[std::clamp(static_cast<int>(f * 7 + 0.5), 0, 7)];
+    }
+    breach += cols[i] && Breaches(m.comparison, m.threshold, *cols[i]) ? '^' : ' ';
+    incident += i >= from && i <= to ? '=' : ' ';
+  }
+  return "```\n" + spark + "  " + FormatValue(lo) + " … " + FormatValue(hi) + "\n" + breach +
+         "  " + Condition(m) + "\n" + incident + "  the incident\n```\n\n" +
+         "_One column per " + FormatDuration(std::chrono::duration_cast<Millis>(m.to - m.from) /
+                                             static_cast<int64_t>(kSparkColumns)) +
+         " from " + FormatRfc3339(m.from) + " to " + FormatRfc3339(m.to) + ": the slice's " +
+         (upward ? "highest" : "lowest") +
+         " datapoint; ^ over the threshold, = while the incident was open._\n\n";
+}
+
 std::string RenderMarkdown(const Document& doc) {
   std::string out = "# " + MdInline(doc.title) + "\n\n" + MdTable(doc.summary);
   for (const auto& s : doc.sections) {
     out += "\n## " + s.heading + "\n\n";
+    if (s.chart) {
+      out += MdChart(*s.chart);
+    }
     if (!s.table.rows.empty()) {
       out += MdTable(s.table);
     } else if (!s.block.empty()) {
@@ -386,6 +486,82 @@ std::string HtmlTable(const Table& t) {
   return out + "</tbody>\n</table>\n";
 }
 
+// The chart as inline SVG: presentation attributes only (no style attribute, no script, no
+// external reference), every text escaped. The plot's x is time over the window, its y the
+// values between the lowest and highest of the points and the threshold; the incident's span is
+// a shaded band (class "incident"), the threshold a dashed line (class "threshold"), the points
+// one polyline (class "metric").
+constexpr double kSvgWidth = 720, kSvgHeight = 240;
+constexpr double kPlotLeft = 56, kPlotRight = 704, kPlotTop = 12, kPlotBottom = 212;
+
+std::string Num(double v) {
+  char buf[32];
+  std::snprintf(buf, sizeof buf, "%.1f", v);
+  return buf;
+}
+
+std::string SvgChart(const Chart& c) {
+  const AlarmMetric& m = c.metric;
+  double lo = m.threshold, hi = m.threshold;
+  for (const auto& p : m.points) {
+    lo = std::min(lo, p.v);
+    hi = std::max(hi, p.v);
+  }
+  if (hi <= lo) {
+    lo -= 1;
+    hi += 1;
+  }
+  const double span_ms = std::max<double>(
+      1, static_cast<double>(std::chrono::duration_cast<Millis>(m.to - m.from).count()));
+  auto x = [&](WallTime t) {
+    const double f =
+        static_cast<double>(std::chrono::duration_cast<Millis>(t - m.from).count()) / span_ms;
+    return kPlotLeft + std::clamp(f, 0.0, 1.0) * (kPlotRight - kPlotLeft);
+  };
+  auto y = [&](double v) { return kPlotBottom - (v - lo) / (hi - lo) * (kPlotBottom - kPlotTop); };
+  auto hms = [](WallTime t) { return FormatRfc3339(t).substr(11, 8); };  // "08:04:12"
+  const std::string label = m.series + " on " + c.host;
+
+  std::string out = "<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"" + Num(kSvgWidth) +
+                    "\" height=\"" + Num(kSvgHeight) + "\" viewBox=\"0 0 " + Num(kSvgWidth) +
+                    " " + Num(kSvgHeight) + "\" role=\"img\" aria-label=\"" + HtmlText(label) +
+                    "\">\n<title>" + HtmlText(label + ", alarm when " + Condition(m)) +
+                    "</title>\n";
+  out += "<rect class=\"incident\" x=\"" + Num(x(c.span_from)) + "\" y=\"" + Num(kPlotTop) +
+         "\" width=\"" + Num(std::max(1.0, x(c.span_to) - x(c.span_from))) + "\" height=\"" +
+         Num(kPlotBottom - kPlotTop) + "\" fill=\"#f9d6d5\"/>\n";
+  out += "<rect class=\"frame\" x=\"" + Num(kPlotLeft) + "\" y=\"" + Num(kPlotTop) +
+         "\" width=\"" + Num(kPlotRight - kPlotLeft) + "\" height=\"" +
+         Num(kPlotBottom - kPlotTop) + "\" fill=\"none\" stroke=\"#999\" stroke-width=\"1\"/>\n";
+  const std::string ty = Num(y(m.threshold));
+  out += "<line class=\"threshold\" x1=\"" + Num(kPlotLeft) + "\" y1=\"" + ty + "\" x2=\"" +
+         Num(kPlotRight) + "\" y2=\"" + ty +
+         "\" stroke=\"#c62828\" stroke-width=\"1\" stroke-dasharray=\"6 4\"/>\n";
+  out += "<polyline class=\"metric\" fill=\"none\" stroke=\"#1565c0\" stroke-width=\"1.5\" "
+         "points=\"";
+  for (size_t i = 0; i < m.points.size(); ++i) {
+    out += (i == 0 ? "" : " ") + Num(x(m.points[i].t)) + "," + Num(y(m.points[i].v));
+  }
+  out += "\"/>\n";
+  if (m.points.size() == 1) {  // a polyline of one point draws nothing
+    out += "<circle class=\"metric\" cx=\"" + Num(x(m.points[0].t)) + "\" cy=\"" +
+           Num(y(m.points[0].v)) + "\" r=\"2\" fill=\"#1565c0\"/>\n";
+  }
+  auto text = [&](double tx, double tyy, const char* anchor, const std::string& s,
+                  const char* fill) {
+    out += "<text x=\"" + Num(tx) + "\" y=\"" + Num(tyy) + "\" font-size=\"11\" " +
+           "font-family=\"sans-serif\" text-anchor=\"" + anchor + "\" fill=\"" + fill + "\">" +
+           HtmlText(s) + "</text>\n";
+  };
+  text(kPlotLeft - 4, kPlotTop + 4, "end", FormatValue(hi), "#444");
+  text(kPlotLeft - 4, kPlotBottom, "end", FormatValue(lo), "#444");
+  text(kPlotRight - 2, y(m.threshold) - 3, "end", Condition(m), "#c62828");
+  text(kPlotLeft, kPlotBottom + 16, "start", hms(m.from), "#444");
+  text(kPlotRight, kPlotBottom + 16, "end", hms(m.to), "#444");
+  text((kPlotLeft + kPlotRight) / 2, kPlotBottom + 16, "middle", label + " (UTC)", "#444");
+  return out + "</svg>\n";
+}
+
 constexpr char kCss[] =
     "body{font:14px/1.45 system-ui,sans-serif;max-width:64rem;margin:2rem auto;padding:0 1rem;"
     "color:#222}"
@@ -406,6 +582,9 @@ std::string RenderHtml(const Document& doc) {
                     HtmlText(doc.title) + "</h1>\n" + HtmlTable(doc.summary);
   for (const auto& s : doc.sections) {
     out += "<h2>" + HtmlText(s.heading) + "</h2>\n";
+    if (s.chart) {
+      out += SvgChart(*s.chart);
+    }
     if (!s.table.rows.empty()) {
       out += HtmlTable(s.table);
     } else if (!s.block.empty()) {

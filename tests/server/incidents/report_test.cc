@@ -8,6 +8,8 @@
 #include <algorithm>
 #include <filesystem>
 #include <optional>
+#include <regex>
+#include <sstream>
 #include <utility>
 #include <vector>
 
@@ -371,6 +373,237 @@ TEST(ReportTimesTest, HtmlShowsTheSameTable) {
   EXPECT_TRUE(Contains(html, "<tr><td>Time to detect</td><td>5s</td><td>first datapoint &gt; 85 "
                              "(90 at 2027-01-15T07:59:55.000Z) → created</td></tr>"));
   EXPECT_TRUE(Contains(html, "<tr><td>Time to recover</td><td>4m 12s</td>"));
+}
+
+// ---- the alarm metric's chart ----
+
+// The one <svg>…</svg> of a page.
+std::string Svg(const std::string& html) {
+  const size_t start = html.find("<svg");
+  const size_t end = html.find("</svg>");
+  if (start == std::string::npos || end == std::string::npos) {
+    return "";
+  }
+  return html.substr(start, end + 6 - start);
+}
+
+// A small XML check: tags nest and close, attributes are quoted, and no text or attribute holds
+// a raw < or an & that does not start one of the five entities. Empty when well-formed.
+std::string XmlProblem(const std::string& xml) {
+  std::vector<std::string> open;
+  auto entity_ok = [&](size_t p) {
+    for (const char* e : {"&amp;", "&lt;", "&gt;", "&quot;", "&#39;"}) {
+      if (xml.compare(p, std::string_view(e).size(), e) == 0) {
+        return true;
+      }
+    }
+    return false;
+  };
+  for (size_t p = 0; p < xml.size();) {
+    if (xml[p] == '&') {
+      if (!entity_ok(p)) {
+        return "bad & at " + std::to_string(p);
+      }
+      ++p;
+      continue;
+    }
+    if (xml[p] != '<') {
+      ++p;
+      continue;
+    }
+    const bool closing = xml.compare(p, 2, "</") == 0;
+    size_t q = p + (closing ? 2 : 1);
+    const size_t name_end = xml.find_first_of(" />\n", q);
+    const std::string name = xml.substr(q, name_end - q);
+    if (name.empty()) {
+      return "empty tag name at " + std::to_string(p);
+    }
+    // Attributes: name="value" with no < or raw & in the value.
+    q = name_end;
+    while (q < xml.size() && xml[q] != '>' && xml.compare(q, 2, "/>") != 0) {
+      if (xml[q] == ' ' || xml[q] == '\n') {
+        ++q;
+        continue;
+      }
+      const size_t eq = xml.find('=', q);
+      if (eq == std::string::npos || xml[eq + 1] != '"') {
+        return "unquoted attribute in <" + name + ">";
+      }
+      const size_t close = xml.find('"', eq + 2);
+      for (size_t i = eq + 2; i < close; ++i) {
+        if (xml[i] == '<' || (xml[i] == '&' && !entity_ok(i))) {
+          return "raw < or & in an attribute of <" + name + ">";
+        }
+      }
+      q = close + 1;
+    }
+    if (q >= xml.size()) {
+      return "unterminated <" + name + ">";
+    }
+    if (closing) {
+      if (open.empty() || open.back() != name) {
+        return "</" + name + "> closes " + (open.empty() ? "nothing" : "<" + open.back() + ">");
+      }
+      open.pop_back();
+    } else if (xml.compare(q, 2, "/>") != 0) {
+      open.push_back(name);
+    }
+    p = xml[q] == '>' ? q + 1 : q + 2;
+  }
+  return open.empty() ? "" : "<" + open.back() + "> is never closed";
+}
+
+// The value of attribute `name` in the first element `<tag … class="cls"`.
+std::string Attr(const std::string& svg, const std::string& tag, const std::string& cls,
+                 const std::string& name) {
+  const size_t start = svg.find("<" + tag + " class=\"" + cls + "\"");
+  if (start == std::string::npos) {
+    return "";
+  }
+  const size_t end = svg.find('>', start);
+  const size_t a = svg.find(" " + name + "=\"", start);
+  if (a == std::string::npos || a > end) {
+    return "";
+  }
+  const size_t v = a + name.size() + 3;
+  return svg.substr(v, svg.find('"', v) - v);
+}
+
+std::vector<std::pair<double, double>> PolylinePoints(const std::string& svg) {
+  std::vector<std::pair<double, double>> out;
+  std::istringstream in(Attr(svg, "polyline", "metric", "points"));
+  std::string xy;
+  while (in >> xy) {
+    const size_t comma = xy.find(',');
+    out.push_back({std::stod(xy.substr(0, comma)), std::stod(xy.substr(comma + 1))});
+  }
+  return out;
+}
+
+// Completed() with disk_used_percent > 85 around it: quiet, a breach from At(-20) (one point
+// exactly at the threshold, at At(-25)), quiet again after the fix.
+AlarmMetric AroundCompleted() {
+  AlarmMetric m = DiskMetric({40, 41, 85, 90, 95, 96, 97, 97});  // At(-35) … At(0)
+  m.from = At(-300);
+  m.to = At(552);
+  for (int64_t t = 60; t <= 540; t += 60) {
+    m.points.push_back({At(t), t < 252 ? 97.0 : 42.0});
+  }
+  return m;
+}
+
+TEST(ReportChartTest, HtmlHasOneWellFormedSvgWithEveryPointTheThresholdAndTheSpan) {
+  const AlarmMetric m = AroundCompleted();
+  const std::string html = IncidentReportHtml(Completed(), m);
+  const std::string svg = Svg(html);
+  SCOPED_TRACE(svg);
+  ASSERT_FALSE(svg.empty());
+  EXPECT_EQ(Count(html, "<svg"), 1u);
+  EXPECT_EQ(XmlProblem(svg), "");
+  EXPECT_TRUE(Contains(html, "<h2>Alarm metric</h2>\n<svg xmlns=\"http://www.w3.org/2000/svg\""));
+  for (const char* banned : {"style=", "<script", "href", "url(", "<foreignObject"}) {
+    EXPECT_FALSE(Contains(svg, banned)) << banned;
+  }
+  EXPECT_FALSE(std::regex_search(svg, std::regex(" on[a-z]+=")));  // no event handler
+
+  const auto pts = PolylinePoints(svg);
+  ASSERT_EQ(pts.size(), m.points.size());
+  for (size_t i = 1; i < pts.size(); ++i) {
+    EXPECT_LT(pts[i - 1].first, pts[i].first);  // oldest first, left to right
+  }
+  // The threshold line is at the height of the point whose value is the threshold (85, the
+  // third); higher values are drawn above it (smaller y), lower ones below.
+  const double threshold_y = std::stod(Attr(svg, "line", "threshold", "y1"));
+  EXPECT_EQ(Attr(svg, "line", "threshold", "y2"), Attr(svg, "line", "threshold", "y1"));
+  EXPECT_DOUBLE_EQ(pts[2].second, threshold_y);
+  for (size_t i = 0; i < pts.size(); ++i) {
+    if (m.points[i].v > 85) {
+      EXPECT_LT(pts[i].second, threshold_y) << i;
+    } else if (m.points[i].v < 85) {
+      EXPECT_GT(pts[i].second, threshold_y) << i;
+    }
+  }
+  // The incident's band spans created (the point at At(0)) to resolved (At(252)), inside the
+  // window's 852 s.
+  const double band_x = std::stod(Attr(svg, "rect", "incident", "x"));
+  const double band_w = std::stod(Attr(svg, "rect", "incident", "width"));
+  EXPECT_NEAR(band_x, pts[7].first, 0.1);
+  const double plot_w = std::stod(Attr(svg, "rect", "frame", "width"));
+  EXPECT_NEAR(band_w, plot_w * 252 / 852, 0.2);
+  EXPECT_TRUE(Contains(svg, "&gt; 85</text>"));
+  EXPECT_TRUE(Contains(html, "<td>Datapoints</td><td>17</td>"));
+}
+
+TEST(ReportChartTest, EveryTextInTheSvgIsEscaped) {
+  Incident inc = Completed();
+  inc.instance_id = "web<1>&\"x\"";
+  AlarmMetric m = AroundCompleted();
+  m.series = "disk_used_percent{mount=\"/a&b<c>\"}";
+  const std::string html = IncidentReportHtml(inc, m);
+  const std::string svg = Svg(html);
+  SCOPED_TRACE(svg);
+  EXPECT_EQ(XmlProblem(svg), "");
+  EXPECT_TRUE(Contains(svg, "aria-label=\"disk_used_percent{mount=&quot;/a&amp;b&lt;c&gt;&quot;} "
+                            "on web&lt;1&gt;&amp;&quot;x&quot;\""));
+  EXPECT_TRUE(Contains(svg, "<title>disk_used_percent{mount=&quot;/a&amp;b&lt;c&gt;&quot;} on "
+                            "web&lt;1&gt;&amp;&quot;x&quot;, alarm when &gt; 85</title>"));
+  EXPECT_FALSE(Contains(html, "<c>"));
+  EXPECT_FALSE(Contains(html, "<1>"));
+  // And the Markdown keeps them inside its fence and cells.
+  const std::string md = IncidentReportMarkdown(inc, m);
+  EXPECT_TRUE(Contains(md, "| Host | web\\<1\\>\\&\"x\" |"));
+}
+
+TEST(ReportChartTest, MarkdownDrawsASparklineWithTheBreachAndTheIncidentMarked) {
+  const std::string section = MdSection(IncidentReportMarkdown(Completed(), AroundCompleted()),
+                                        "Alarm metric");
+  SCOPED_TRACE(section);
+  ASSERT_EQ(section.rfind("```\n", 0), 0u);
+  std::istringstream in(section.substr(4));
+  std::string spark, breach, incident;
+  std::getline(in, spark);
+  std::getline(in, breach);
+  std::getline(in, incident);
+  // 60 columns (block characters are 3 bytes each, blanks 1), then the legend.
+  const std::string spark_cols = spark.substr(0, spark.find("  40 … 97"));
+  size_t columns = 0;
+  for (unsigned char ch : spark_cols) {
+    columns += (ch & 0xC0) != 0x80;
+  }
+  EXPECT_EQ(columns, 60u);
+  EXPECT_TRUE(Contains(spark, "█"));
+  EXPECT_TRUE(Contains(spark, "▁"));
+  EXPECT_EQ(breach.substr(60), "  > 85");
+  EXPECT_EQ(incident.substr(60), "  the incident");
+  // The window is 852 s: created (At(0)) is at column 300/852*60 = 21.1, resolved (At(252)) at
+  // 552/852*60 = 38.9.
+  EXPECT_EQ(incident.find('='), 21u);
+  EXPECT_EQ(incident.rfind('='), 38u);
+  EXPECT_EQ(breach.find('^'), 19u);  // the breach from At(-20)
+  EXPECT_TRUE(Contains(section, "| Alarm when | \\> 85 |"));
+  EXPECT_TRUE(Contains(section, "| Datapoints | 17 |"));
+}
+
+TEST(ReportChartTest, NoPointsOrNoRuleSaysSoInsteadOfAnEmptyChart) {
+  struct Case {
+    std::string name;
+    ReportMetric metric;
+    std::string note;
+  };
+  const std::vector<Case> cases = {
+      {"no history", DiskMetric({}),
+       "No datapoints of disk_used_percent on web-1 from 2027-01-15T07:55:00.000Z → "
+       "2027-01-15T08:10:00.000Z: the server keeps metric history in memory only"},
+      {"no rule", kNoRule, "The alarm Nginx-Down-ALB is no longer configured on this server"},
+  };
+  for (const Case& c : cases) {
+    SCOPED_TRACE(c.name);
+    const std::string md = IncidentReportMarkdown(Completed(), c.metric);
+    EXPECT_TRUE(Contains(MdSection(md, "Alarm metric"), "_" + c.note)) << md;
+    const std::string html = IncidentReportHtml(Completed(), c.metric);
+    EXPECT_FALSE(Contains(html, "<svg"));
+    EXPECT_TRUE(Contains(html, "<h2>Alarm metric</h2>\n<p class=\"note\">" + c.note)) << html;
+  }
 }
 
 // What a compromised host or a misled model might write.

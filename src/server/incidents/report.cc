@@ -307,13 +307,13 @@ Document BuildDocument(const Incident& inc, const ReportMetric& metric) {
   if (inc.ai_usage.is_object() && !inc.ai_usage.empty()) {
     doc.sections.push_back({"AI usage", AiUsageTable(inc.ai_usage), "", ""});
   }
-  Table decisions{{"ai::Decision", "By", "At", "Comment"}, {}};
+  Table decisions{{"Decision", "By", "At", "Comment"}, {}};
   for (const auto& e : inc.timeline) {
     if (e.event == "approved" || e.event == "rejected" || e.event == "auto_approved") {
       decisions.rows.push_back({e.event, e.actor, FormatRfc3339(e.timestamp), e.detail});
     }
   }
-  doc.sections.push_back({"ai::Decision", decisions, "", "No approval or rejection was recorded."});
+  doc.sections.push_back({"Decision", decisions, "", "No approval or rejection was recorded."});
   doc.sections.push_back({"Diagnostics", {}, inc.diagnostics, "No diagnostics were collected."});
   doc.sections.push_back({"Remediation output", {}, inc.remediation_output, "No fix was run."});
   Table timeline{{"Time", "Event", "Actor", "Detail"}, {}};

@@ -124,7 +124,7 @@ TEST(ReportMarkdownTest, CompletedIncidentHasEverySectionWithItsValues) {
                           "| Latency | 850 ms |", "| Attempts | 1 |"}) {
     EXPECT_TRUE(Contains(usage, row)) << row;
   }
-  EXPECT_TRUE(Contains(MdSection(md, "ai::Decision"),
+  EXPECT_TRUE(Contains(MdSection(md, "Decision"),
                        "| approved | alice | 2027-01-15T08:04:00.000Z | go ahead |"));
   EXPECT_EQ(MdSection(md, "Diagnostics"),
             "```\n$ service.status service=nginx\nnginx: stopped\n[exit 0, 1 ms]\n```\n");
@@ -147,7 +147,7 @@ TEST(ReportMarkdownTest, OpenIncidentSaysSoAndLeavesOutWhatDidNotHappen) {
   EXPECT_TRUE(Contains(md, "| Resolved | not yet |"));
   EXPECT_TRUE(Contains(md, "| Fix run time | — | no fix was sent |"));
   EXPECT_FALSE(Contains(md, "## AI usage"));  // ai_usage is {}
-  EXPECT_EQ(MdSection(md, "ai::Decision"), "_No approval or rejection was recorded._\n");
+  EXPECT_EQ(MdSection(md, "Decision"), "_No approval or rejection was recorded._\n");
   EXPECT_EQ(MdSection(md, "Remediation output"), "_No fix was run._\n");
 }
 
@@ -160,7 +160,7 @@ TEST(ReportMarkdownTest, RejectionShowsWhoAndWhy) {
   const std::string md = IncidentReportMarkdown(inc, kNoRule);
   EXPECT_TRUE(Contains(md, "| Reason | rejected by bob: maintenance window |"));
   EXPECT_TRUE(Contains(md, "| Duration | 1m 30s |"));
-  EXPECT_TRUE(Contains(MdSection(md, "ai::Decision"),
+  EXPECT_TRUE(Contains(MdSection(md, "Decision"),
                        "| rejected | bob | 2027-01-15T08:01:30.000Z | maintenance window |"));
 }
 
@@ -176,6 +176,7 @@ TEST(ReportHtmlTest, CompletedIncidentHasEverySectionAndIsSelfContained) {
         "<td>Model</td><td>gpt-test</td>", "<td>Latency</td><td>850 ms</td>",
         "<td>approved</td><td>alice</td><td>2027-01-15T08:04:00.000Z</td><td>go ahead</td>",
         "<h2>Diagnostics</h2>\n<pre>$ service.status service=nginx\nnginx: stopped\n",
+        "<h2>Decision</h2>\n<table>\n<thead><tr><th>Decision</th><th>By</th>",
         "<h2>Remediation output</h2>", "<h2>Timeline</h2>",
         "<meta http-equiv=\"Content-Security-Policy\" content=\"default-src 'none'; "
         "style-src 'unsafe-inline'\">"}) {

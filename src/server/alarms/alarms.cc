@@ -186,8 +186,6 @@ std::pair<std::string, std::map<std::string, std::string>> ParseSeriesName(
   return {std::string(series.substr(0, brace)), labels};
 }
 
-namespace {
-
 bool Breaches(Comparison c, double threshold, double v) {
   switch (c) {
     case Comparison::kGreater: return v > threshold;
@@ -197,6 +195,8 @@ bool Breaches(Comparison c, double threshold, double v) {
   }
   return false;
 }
+
+namespace {
 
 bool Upward(Comparison c) { return c == Comparison::kGreater || c == Comparison::kGreaterOrEqual; }
 

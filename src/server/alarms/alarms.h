@@ -26,6 +26,8 @@ std::string_view AlarmStateName(AlarmState s);
 enum class Comparison { kGreater, kGreaterOrEqual, kLess, kLessOrEqual };
 std::string_view ComparisonSymbol(Comparison c);
 Result<Comparison> ParseComparison(std::string_view symbol);
+// True when `v` is on the alarming side of `threshold`: v > threshold for kGreater, and so on.
+bool Breaches(Comparison c, double threshold, double v);
 
 // How a period without any datapoint counts (CloudWatch's TreatMissingData).
 enum class MissingData { kMissing, kNotBreaching, kBreaching, kIgnore };

@@ -240,7 +240,7 @@ Result<std::unique_ptr<ServerApp>> ServerApp::Create(const ServerConfig& config,
   AddHealthRoutes(r, {clock, *p->hosts, *p->alarms, *p->incidents, *p->commands});
   AddSettingsRoutes(r, *p->settings, *p->store, clock);
   AddIndexRoute(r);
-  AddIncidentRoutes(r, *p->store, *p->incidents);
+  AddIncidentRoutes(r, {clock, *p->store, *p->incidents, *p->hosts, *p->alarms});
   AddHostRoutes(r, {clock, *p->hosts, *p->fleet, *p->store});
   AddAlarmRoutes(r, *p->alarms, *p->target_groups);
   AddChaosRoutes(r, {clock, *p->hosts, *p->commands, *p->store});

@@ -28,12 +28,34 @@ Result<DecisionRequest> ParseDecision(const ApiRequest& req) {
   return d;
 }
 
+// The alarm's metric on the incident's host around the incident, for the report: nullopt when
+// the alarm's rule is no longer configured; no points when the host or its history is gone.
+ReportMetric MetricForReport(const Incident& inc, const HostRegistry& hosts,
+                             const AlarmEngine& alarms, WallTime now) {
+  const AlarmRule* rule = alarms.FindRule(inc.alarm_name);
+  if (rule == nullptr) {
+    return std::nullopt;
+  }
+  const MetricWindow window = ReportMetricWindow(inc, now);
+  AlarmMetric m{SeriesName(rule->metric, rule->labels), rule->comparison, rule->threshold,
+                window.from, window.to, {}};
+  if (auto points = hosts.History(inc.instance_id, m.series, window.from)) {
+    for (const auto& p : *points) {
+      if (p.t <= window.to) {
+        m.points.push_back({p.t, p.v});
+      }
+    }
+  }
+  return m;
+}
+
 }  // namespace
 
-void AddIncidentRoutes(Router& router, Store& store, IncidentManager& incidents) {
+void AddIncidentRoutes(Router& router, IncidentRoutesDeps deps) {
+
   router.Add({"GET", "/api/v1/incidents", Role::kViewer,
               "list incidents, newest first (?status=S&alarm=A&host=H&before=ID&limit=N)",
-              [&store](ApiRequest& req, Responder respond) {
+              [&store = deps.store](ApiRequest& req, Responder respond) {
                 IncidentQuery q;
                 if (auto it = req.query.find("status"); it != req.query.end() && !it->second.empty()) {
                   auto st = ParseStatus(it->second);
@@ -75,7 +97,7 @@ void AddIncidentRoutes(Router& router, Store& store, IncidentManager& incidents)
                 respond(JsonResponse(200, Json{{"incidents", out}}));
               }});
   router.Add({"GET", "/api/v1/incidents/{id}", Role::kViewer, "one incident with its timeline",
-              [&store](ApiRequest& req, Responder respond) {
+              [&store = deps.store](ApiRequest& req, Responder respond) {
                 auto inc = store.GetIncident(req.path_params["id"]);
                 if (!inc) {
                   return respond(ErrorResponse(inc.error()));
@@ -84,23 +106,25 @@ void AddIncidentRoutes(Router& router, Store& store, IncidentManager& incidents)
               }});
   router.Add({"GET", "/api/v1/incidents/{id}/report", Role::kViewer,
               "an incident's postmortem report (?format=md|html, default md)",
-              [&store](ApiRequest& req, Responder respond) {
+              [deps](ApiRequest& req, Responder respond) {
                 auto it = req.query.find("format");
                 const std::string format = it == req.query.end() ? "md" : it->second;
                 if (format != "md" && format != "html") {
                   return respond(ErrorResponse(400, "format must be md or html"));
                 }
-                auto inc = store.GetIncident(req.path_params["id"]);
+                auto inc = deps.store.GetIncident(req.path_params["id"]);
                 if (!inc) {
                   return respond(ErrorResponse(inc.error()));
                 }
+                const ReportMetric metric =
+                    MetricForReport(*inc, deps.hosts, deps.alarms, deps.clock.Now());
                 ApiResponse r;
                 if (format == "html") {
                   r.content_type = "text/html; charset=utf-8";
-                  r.body = IncidentReportHtml(*inc);
+                  r.body = IncidentReportHtml(*inc, metric);
                 } else {
                   r.content_type = "text/markdown; charset=utf-8";
-                  r.body = IncidentReportMarkdown(*inc);
+                  r.body = IncidentReportMarkdown(*inc, metric);
                 }
                 r.headers = {{"Content-Security-Policy", kReportContentSecurityPolicy},
                              {"X-Content-Type-Options", "nosniff"}};
@@ -108,7 +132,7 @@ void AddIncidentRoutes(Router& router, Store& store, IncidentManager& incidents)
               }});
   router.Add({"POST", "/api/v1/incidents/{id}/approve", Role::kOperator,
               "approve the suggested fix of a pending_approval incident ({\"comment\":\"...\"})",
-              [&incidents](ApiRequest& req, Responder respond) {
+              [&incidents = deps.incidents](ApiRequest& req, Responder respond) {
                 auto d = ParseDecision(req);
                 if (!d) {
                   return respond(ErrorResponse(d.error()));
@@ -121,7 +145,7 @@ void AddIncidentRoutes(Router& router, Store& store, IncidentManager& incidents)
               }});
   router.Add({"POST", "/api/v1/incidents/{id}/reject", Role::kOperator,
               "reject the suggested fix of a pending_approval incident ({\"comment\":\"...\"})",
-              [&incidents](ApiRequest& req, Responder respond) {
+              [&incidents = deps.incidents](ApiRequest& req, Responder respond) {
                 auto d = ParseDecision(req);
                 if (!d) {
                   return respond(ErrorResponse(d.error()));

@@ -42,7 +42,14 @@ void AddEventRoutes(Router& router, EventHub& events);
 void AddListingRoute(Router& router);
 
 // api_incidents.cc: list, show, report (from the store); approve, reject.
-void AddIncidentRoutes(Router& router, Store& store, IncidentManager& incidents);
+struct IncidentRoutesDeps {
+  const Clock& clock;          // the report's chart window of an open incident
+  Store& store;                // list, show, report
+  IncidentManager& incidents;  // approve, reject
+  const HostRegistry& hosts;   // the report's chart: the metric history
+  const AlarmEngine& alarms;   // the report's chart: the alarm's rule
+};
+void AddIncidentRoutes(Router& router, IncidentRoutesDeps deps);
 
 // api_hosts.cc
 

@@ -3,6 +3,9 @@
 #include <algorithm>
 #include <chrono>
 #include <cstdint>
+#include <cstdio>
+#include <initializer_list>
+#include <iterator>
 #include <optional>
 #include <string_view>
 #include <utility>
@@ -20,12 +23,22 @@ struct Table {
   std::vector<std::vector<std::string>> rows;
 };
 
-// A table, or else a block of verbatim text, or else (when both are empty) a note.
+// The alarm's metric around the incident: its points (at least one), the incident's span.
+struct Chart {
+  AlarmMetric metric;
+  std::string host;
+  WallTime span_from;  // created
+  WallTime span_to;    // resolved, or the end of the window while open
+};
+
+// A chart (then its table), or else a table, or else a block of verbatim text, or else (when all
+// are empty) a note.
 struct Section {
   std::string heading;
   Table table;
   std::string block;
   std::string note;
+  std::optional<Chart> chart = std::nullopt;
 };
 
 struct Document {
@@ -53,20 +66,187 @@ std::string FormatDuration(WallTime::duration d) {
 
 std::string JsonText(const Json& v) { return v.is_string() ? v.get<std::string>() : DumpJson(v); }
 
-// How long the fix ran: the first `executing` entry to the `executed` entry after it.
-std::optional<WallTime::duration> TimeToFix(const std::vector<TimelineEntry>& timeline) {
-  auto is = [](const char* event) {
-    return [event](const TimelineEntry& e) { return e.event == event; };
-  };
-  auto start = std::find_if(timeline.begin(), timeline.end(), is("executing"));
-  if (start == timeline.end()) {
-    return std::nullopt;
+constexpr char kNone[] = "—";
+
+const TimelineEntry* Find(const std::vector<TimelineEntry>& timeline,
+                          std::initializer_list<std::string_view> events, size_t from = 0) {
+  for (size_t i = from; i < timeline.size(); ++i) {
+    for (std::string_view e : events) {
+      if (timeline[i].event == e) {
+        return &timeline[i];
+      }
+    }
   }
-  auto end = std::find_if(start, timeline.end(), is("executed"));
-  if (end == timeline.end()) {
-    return std::nullopt;
+  return nullptr;
+}
+
+std::string FormatValue(double v) {
+  char buf[32];
+  std::snprintf(buf, sizeof buf, "%.6g", v);
+  return buf;
+}
+
+// "> 85"
+std::string Condition(const AlarmMetric& m) {
+  return std::string(ComparisonSymbol(m.comparison)) + " " + FormatValue(m.threshold);
+}
+
+// ", reason" when the incident has one.
+std::string WithReason(const Incident& inc) {
+  return inc.reason.empty() ? std::string() : ": " + inc.reason;
+}
+
+// A row of the response-time table: what is measured, the duration or "—", and from what to what
+// (or why there is no number).
+std::vector<std::string> Measured(std::string name, std::optional<WallTime::duration> d,
+                                  std::string how) {
+  return {std::move(name), d ? FormatDuration(*d) : kNone, std::move(how)};
+}
+
+// Time to detect: from the first datapoint of the breach that raised the alarm (the run of
+// breaching datapoints that ends with the last one at or before `created`) to `created`.
+std::vector<std::string> TimeToDetect(const Incident& inc, const ReportMetric& metric) {
+  const std::string name = "Time to detect";
+  if (!metric) {
+    return Measured(name, std::nullopt,
+                    "the alarm's rule is no longer configured: its metric is unknown");
   }
-  return end->timestamp - start->timestamp;
+  const auto& pts = metric->points;
+  size_t last = pts.size();
+  for (size_t i = 0; i < pts.size() && pts[i].t <= inc.created_at; ++i) {
+    last = i;
+  }
+  if (last == pts.size()) {
+    return Measured(name, std::nullopt,
+                    "no datapoint of " + metric->series + " before created in the server's " +
+                        "metric history (kept in memory only: lost at a restart, and old " +
+                        "points fall out of it)");
+  }
+  if (!Breaches(metric->comparison, metric->threshold, pts[last].v)) {
+    return Measured(name, std::nullopt,
+                    "the last datapoint before created (" + FormatValue(pts[last].v) + " at " +
+                        FormatRfc3339(pts[last].t) + ") is not " + Condition(*metric) +
+                        ": the alarm counts periods, and there is no breach start to measure " +
+                        "from");
+  }
+  size_t first = last;
+  while (first > 0 && Breaches(metric->comparison, metric->threshold, pts[first - 1].v)) {
+    --first;
+  }
+  if (first == 0) {
+    return Measured(name, std::nullopt,
+                    "every datapoint kept before created is " + Condition(*metric) +
+                        " (the first at " + FormatRfc3339(pts[0].t) +
+                        "): the breach began before the history starts");
+  }
+  return Measured(name, inc.created_at - pts[first].t,
+                  "first datapoint " + Condition(*metric) + " (" + FormatValue(pts[first].v) +
+                      " at " + FormatRfc3339(pts[first].t) + ") → created");
+}
+
+// Time to decide: `created` → medic's decision, `auto_approved` (the fix is sent) or
+// `awaiting_approval` (a human must decide).
+std::vector<std::string> TimeToDecide(const Incident& inc) {
+  const std::string name = "Time to decide";
+  if (const TimelineEntry* d = Find(inc.timeline, {"auto_approved", "awaiting_approval"})) {
+    return Measured(name, d->timestamp - inc.created_at,
+                    "created → " + d->event +
+                        (d->event == "awaiting_approval" ? " (then a human decides)"
+                                                         : " (the fix is sent at once)"));
+  }
+  if (IsOpen(inc.status)) {
+    return Measured(name, std::nullopt,
+                    "not decided yet (" + std::string(StatusName(inc.status)) + ")");
+  }
+  return Measured(name, std::nullopt,
+                  "no decision was made: " + std::string(StatusName(inc.status)) +
+                      " before one" + WithReason(inc));
+}
+
+// Time to recover: `created` → the alarm back to OK after the fix (`verified`), or, when there
+// was nothing to run and the alarm cleared on its own, → `completed`.
+std::vector<std::string> TimeToRecover(const Incident& inc) {
+  const std::string name = "Time to recover";
+  if (inc.status == IncidentStatus::kCompleted) {
+    if (const TimelineEntry* v = Find(inc.timeline, {"verified"})) {
+      return Measured(name, v->timestamp - inc.created_at,
+                      "created → verified (the alarm back to OK after the fix)");
+    }
+    if (const TimelineEntry* c = Find(inc.timeline, {"completed"})) {
+      return Measured(name, c->timestamp - inc.created_at,
+                      "created → completed (the alarm cleared on its own; no fix ran)");
+    }
+  }
+  if (IsOpen(inc.status)) {
+    return Measured(name, std::nullopt,
+                    "not recovered yet (" + std::string(StatusName(inc.status)) + ")");
+  }
+  if (inc.status == IncidentStatus::kRejected) {
+    return Measured(name, std::nullopt,
+                    "rejected: no fix ran, so medic saw no recovery" + WithReason(inc));
+  }
+  return Measured(name, std::nullopt,
+                  "no recovery: " + std::string(StatusName(inc.status)) + WithReason(inc));
+}
+
+// How long the fix's command ran: the first `executing` entry to the `executed` entry after it.
+std::vector<std::string> FixRunTime(const Incident& inc) {
+  const std::string name = "Fix run time";
+  const auto& tl = inc.timeline;
+  auto start = std::find_if(tl.begin(), tl.end(),
+                            [](const TimelineEntry& e) { return e.event == "executing"; });
+  if (start == tl.end()) {
+    return Measured(name, std::nullopt, "no fix was sent");
+  }
+  const TimelineEntry* end =
+      Find(tl, {"executed"}, static_cast<size_t>(std::distance(tl.begin(), start)));
+  if (end == nullptr) {
+    return Measured(name, std::nullopt,
+                    IsOpen(inc.status) ? "the fix has not answered yet"
+                                       : "no result of the fix was recorded");
+  }
+  return Measured(name, end->timestamp - start->timestamp,
+                  "executing → executed: how long the fix's command took on the host, not the "
+                  "time to recover");
+}
+
+// The alarm's metric section: a chart of the points and a table of what it shows, or a note
+// saying why there is nothing to draw.
+Section MetricSection(const Incident& inc, const ReportMetric& metric) {
+  Section s{"Alarm metric", {}, "", "", std::nullopt};
+  if (!metric) {
+    s.note = "The alarm " + inc.alarm_name +
+             " is no longer configured on this server: its metric and threshold are unknown.";
+    return s;
+  }
+  AlarmMetric m = *metric;
+  std::erase_if(m.points, [&](const MetricPoint& p) { return p.t < m.from || p.t > m.to; });
+  const std::string window = FormatRfc3339(m.from) + " → " + FormatRfc3339(m.to);
+  if (m.points.empty()) {
+    s.note = "No datapoints of " + m.series + " on " + inc.instance_id + " from " + window +
+             ": the server keeps metric history in memory only (lost at a restart, and old "
+             "points fall out of it), and alarms on target-group health and heartbeats have "
+             "no history.";
+    return s;
+  }
+  double lo = m.points.front().v, hi = lo;
+  for (const auto& p : m.points) {
+    lo = std::min(lo, p.v);
+    hi = std::max(hi, p.v);
+  }
+  const WallTime span_to = inc.resolved_at ? std::min(*inc.resolved_at, m.to) : m.to;
+  s.table = {{"Field", "Value"},
+             {{"Series", m.series},
+              {"Host", inc.instance_id},
+              {"Alarm when", Condition(m)},
+              {"Window", window},
+              {"Datapoints", std::to_string(m.points.size())},
+              {"Lowest", FormatValue(lo)},
+              {"Highest", FormatValue(hi)},
+              {"Incident", FormatRfc3339(inc.created_at) + " → " +
+                               (inc.resolved_at ? FormatRfc3339(*inc.resolved_at) : "open")}}};
+  s.chart = Chart{std::move(m), inc.instance_id, inc.created_at, span_to};
+  return s;
 }
 
 Table AiUsageTable(const Json& usage) {
@@ -92,7 +272,7 @@ Table AiUsageTable(const Json& usage) {
   return t;
 }
 
-Document BuildDocument(const Incident& inc) {
+Document BuildDocument(const Incident& inc, const ReportMetric& metric) {
   const std::string status(StatusName(inc.status));
   Document doc;
   doc.title = inc.alarm_name + " on " + inc.instance_id + " — " + status;
@@ -116,22 +296,24 @@ Document BuildDocument(const Incident& inc) {
     s.rows.push_back({"Resolved", "not yet"});
     s.rows.push_back({"Duration", "open"});
   }
-  if (auto fix = TimeToFix(inc.timeline)) {
-    s.rows.push_back({"Time to fix", FormatDuration(*fix) + " (executing → executed)"});
-  }
+
+  Table times{{"Measure", "Time", "From → to"},
+              {TimeToDetect(inc, metric), TimeToDecide(inc), TimeToRecover(inc), FixRunTime(inc)}};
+  doc.sections.push_back({"Response times", times, "", ""});
+  doc.sections.push_back(MetricSection(inc, metric));
 
   doc.sections.push_back({"Suggested fix", {}, inc.ai_suggestion, "No fix was suggested."});
   doc.sections.push_back({"AI reasoning", {}, inc.ai_reasoning, "No reasoning was recorded."});
   if (inc.ai_usage.is_object() && !inc.ai_usage.empty()) {
     doc.sections.push_back({"AI usage", AiUsageTable(inc.ai_usage), "", ""});
   }
-  Table decisions{{"ai::Decision", "By", "At", "Comment"}, {}};
+  Table decisions{{"Decision", "By", "At", "Comment"}, {}};
   for (const auto& e : inc.timeline) {
     if (e.event == "approved" || e.event == "rejected" || e.event == "auto_approved") {
       decisions.rows.push_back({e.event, e.actor, FormatRfc3339(e.timestamp), e.detail});
     }
   }
-  doc.sections.push_back({"ai::Decision", decisions, "", "No approval or rejection was recorded."});
+  doc.sections.push_back({"Decision", decisions, "", "No approval or rejection was recorded."});
   doc.sections.push_back({"Diagnostics", {}, inc.diagnostics, "No diagnostics were collected."});
   doc.sections.push_back({"Remediation output", {}, inc.remediation_output, "No fix was run."});
   Table timeline{{"Time", "Event", "Actor", "Detail"}, {}};
@@ -195,10 +377,60 @@ std::string MdTable(const Table& t) {
   return out;
 }
 
+// The chart as text: one column per slice of the window (kSparkColumns), each the slice's
+// worst datapoint (max for > and >=, min for < and <=, as the alarm aggregates a period) drawn
+// as one of 8 block heights between the lowest and highest of the points and the threshold; a
+// blank column has no datapoint. Under it, ^ marks columns over the threshold and = the incident.
+constexpr size_t kSparkColumns = 60;
+
+std::string MdChart(const Chart& c) {
+  const AlarmMetric& m = c.metric;
+  const bool upward = m.comparison == Comparison::kGreater ||
+                      m.comparison == Comparison::kGreaterOrEqual;
+  const double span_ms = std::max<double>(
+      1, static_cast<double>(std::chrono::duration_cast<Millis>(m.to - m.from).count()));
+  auto column = [&](WallTime t) {
+    const double f =
+        static_cast<double>(std::chrono::duration_cast<Millis>(t - m.from).count()) / span_ms;
+    return std::min(kSparkColumns - 1, static_cast<size_t>(std::max(0.0, f) * kSparkColumns));
+  };
+  std::vector<std::optional<double>> cols(kSparkColumns);
+  double lo = m.threshold, hi = m.threshold;
+  for (const auto& p : m.points) {
+    auto& v = cols[column(p.t)];
+    v = !v ? p.v : (upward ? std::max(*v, p.v) : std::min(*v, p.v));
+    lo = std::min(lo, p.v);
+    hi = std::max(hi, p.v);
+  }
+  static const char* const kBlocks[] = {"▁", "▂", "▃", "▄", "▅", "▆", "▇", "█"};
+  std::string spark, breach, incident;
+  const size_t from = column(c.span_from), to = column(c.span_to);
+  for (size_t i = 0; i < kSparkColumns; ++i) {
+    if (!cols[i]) {
+      spark += ' ';
+    } else {
+      const double f = hi > lo ? (*cols[i] - lo) / (hi - lo) : 0.5;
+      spark += kBlocks[std::clamp(static_cast<int>(f * 7 + 0.5), 0, 7)];
+    }
+    breach += cols[i] && Breaches(m.comparison, m.threshold, *cols[i]) ? '^' : ' ';
+    incident += i >= from && i <= to ? '=' : ' ';
+  }
+  return "```\n" + spark + "  " + FormatValue(lo) + " … " + FormatValue(hi) + "\n" + breach +
+         "  " + Condition(m) + "\n" + incident + "  the incident\n```\n\n" +
+         "_One column per " + FormatDuration(std::chrono::duration_cast<Millis>(m.to - m.from) /
+                                             static_cast<int64_t>(kSparkColumns)) +
+         " from " + FormatRfc3339(m.from) + " to " + FormatRfc3339(m.to) + ": the slice's " +
+         (upward ? "highest" : "lowest") +
+         " datapoint; ^ over the threshold, = while the incident was open._\n\n";
+}
+
 std::string RenderMarkdown(const Document& doc) {
   std::string out = "# " + MdInline(doc.title) + "\n\n" + MdTable(doc.summary);
   for (const auto& s : doc.sections) {
     out += "\n## " + s.heading + "\n\n";
+    if (s.chart) {
+      out += MdChart(*s.chart);
+    }
     if (!s.table.rows.empty()) {
       out += MdTable(s.table);
     } else if (!s.block.empty()) {
@@ -254,6 +486,82 @@ std::string HtmlTable(const Table& t) {
   return out + "</tbody>\n</table>\n";
 }
 
+// The chart as inline SVG: presentation attributes only (no style attribute, no script, no
+// external reference), every text escaped. The plot's x is time over the window, its y the
+// values between the lowest and highest of the points and the threshold; the incident's span is
+// a shaded band (class "incident"), the threshold a dashed line (class "threshold"), the points
+// one polyline (class "metric").
+constexpr double kSvgWidth = 720, kSvgHeight = 240;
+constexpr double kPlotLeft = 56, kPlotRight = 704, kPlotTop = 12, kPlotBottom = 212;
+
+std::string Num(double v) {
+  char buf[32];
+  std::snprintf(buf, sizeof buf, "%.1f", v);
+  return buf;
+}
+
+std::string SvgChart(const Chart& c) {
+  const AlarmMetric& m = c.metric;
+  double lo = m.threshold, hi = m.threshold;
+  for (const auto& p : m.points) {
+    lo = std::min(lo, p.v);
+    hi = std::max(hi, p.v);
+  }
+  if (hi <= lo) {
+    lo -= 1;
+    hi += 1;
+  }
+  const double span_ms = std::max<double>(
+      1, static_cast<double>(std::chrono::duration_cast<Millis>(m.to - m.from).count()));
+  auto x = [&](WallTime t) {
+    const double f =
+        static_cast<double>(std::chrono::duration_cast<Millis>(t - m.from).count()) / span_ms;
+    return kPlotLeft + std::clamp(f, 0.0, 1.0) * (kPlotRight - kPlotLeft);
+  };
+  auto y = [&](double v) { return kPlotBottom - (v - lo) / (hi - lo) * (kPlotBottom - kPlotTop); };
+  auto hms = [](WallTime t) { return FormatRfc3339(t).substr(11, 8); };  // "08:04:12"
+  const std::string label = m.series + " on " + c.host;
+
+  std::string out = "<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"" + Num(kSvgWidth) +
+                    "\" height=\"" + Num(kSvgHeight) + "\" viewBox=\"0 0 " + Num(kSvgWidth) +
+                    " " + Num(kSvgHeight) + "\" role=\"img\" aria-label=\"" + HtmlText(label) +
+                    "\">\n<title>" + HtmlText(label + ", alarm when " + Condition(m)) +
+                    "</title>\n";
+  out += "<rect class=\"incident\" x=\"" + Num(x(c.span_from)) + "\" y=\"" + Num(kPlotTop) +
+         "\" width=\"" + Num(std::max(1.0, x(c.span_to) - x(c.span_from))) + "\" height=\"" +
+         Num(kPlotBottom - kPlotTop) + "\" fill=\"#f9d6d5\"/>\n";
+  out += "<rect class=\"frame\" x=\"" + Num(kPlotLeft) + "\" y=\"" + Num(kPlotTop) +
+         "\" width=\"" + Num(kPlotRight - kPlotLeft) + "\" height=\"" +
+         Num(kPlotBottom - kPlotTop) + "\" fill=\"none\" stroke=\"#999\" stroke-width=\"1\"/>\n";
+  const std::string ty = Num(y(m.threshold));
+  out += "<line class=\"threshold\" x1=\"" + Num(kPlotLeft) + "\" y1=\"" + ty + "\" x2=\"" +
+         Num(kPlotRight) + "\" y2=\"" + ty +
+         "\" stroke=\"#c62828\" stroke-width=\"1\" stroke-dasharray=\"6 4\"/>\n";
+  out += "<polyline class=\"metric\" fill=\"none\" stroke=\"#1565c0\" stroke-width=\"1.5\" "
+         "points=\"";
+  for (size_t i = 0; i < m.points.size(); ++i) {
+    out += (i == 0 ? "" : " ") + Num(x(m.points[i].t)) + "," + Num(y(m.points[i].v));
+  }
+  out += "\"/>\n";
+  if (m.points.size() == 1) {  // a polyline of one point draws nothing
+    out += "<circle class=\"metric\" cx=\"" + Num(x(m.points[0].t)) + "\" cy=\"" +
+           Num(y(m.points[0].v)) + "\" r=\"2\" fill=\"#1565c0\"/>\n";
+  }
+  auto text = [&](double tx, double tyy, const char* anchor, const std::string& s,
+                  const char* fill) {
+    out += "<text x=\"" + Num(tx) + "\" y=\"" + Num(tyy) + "\" font-size=\"11\" " +
+           "font-family=\"sans-serif\" text-anchor=\"" + anchor + "\" fill=\"" + fill + "\">" +
+           HtmlText(s) + "</text>\n";
+  };
+  text(kPlotLeft - 4, kPlotTop + 4, "end", FormatValue(hi), "#444");
+  text(kPlotLeft - 4, kPlotBottom, "end", FormatValue(lo), "#444");
+  text(kPlotRight - 2, y(m.threshold) - 3, "end", Condition(m), "#c62828");
+  text(kPlotLeft, kPlotBottom + 16, "start", hms(m.from), "#444");
+  text(kPlotRight, kPlotBottom + 16, "end", hms(m.to), "#444");
+  text((kPlotLeft + kPlotRight) / 2, kPlotBottom + 16, "middle", label + " (UTC)", "#444");
+  return out + "</svg>\n";
+}
+
 constexpr char kCss[] =
     "body{font:14px/1.45 system-ui,sans-serif;max-width:64rem;margin:2rem auto;padding:0 1rem;"
     "color:#222}"
@@ -274,6 +582,9 @@ std::string RenderHtml(const Document& doc) {
                     HtmlText(doc.title) + "</h1>\n" + HtmlTable(doc.summary);
   for (const auto& s : doc.sections) {
     out += "<h2>" + HtmlText(s.heading) + "</h2>\n";
+    if (s.chart) {
+      out += SvgChart(*s.chart);
+    }
     if (!s.table.rows.empty()) {
       out += HtmlTable(s.table);
     } else if (!s.block.empty()) {
@@ -287,12 +598,17 @@ std::string RenderHtml(const Document& doc) {
 
 }  // namespace
 
-std::string IncidentReportMarkdown(const Incident& incident) {
-  return RenderMarkdown(BuildDocument(incident));
+MetricWindow ReportMetricWindow(const Incident& incident, WallTime now) {
+  return {incident.created_at - kReportChartMargin,
+          incident.resolved_at ? *incident.resolved_at + kReportChartMargin : now};
 }
 
-std::string IncidentReportHtml(const Incident& incident) {
-  return RenderHtml(BuildDocument(incident));
+std::string IncidentReportMarkdown(const Incident& incident, const ReportMetric& metric) {
+  return RenderMarkdown(BuildDocument(incident, metric));
+}
+
+std::string IncidentReportHtml(const Incident& incident, const ReportMetric& metric) {
+  return RenderHtml(BuildDocument(incident, metric));
 }
 
 }  // namespace medic::server

@@ -5,6 +5,7 @@
 
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <chrono>
 #include <map>
 #include <memory>
@@ -246,6 +247,47 @@ TEST_F(ServerAppIncidentTest, FromReportToVerifiedFixWithTheInjectedStoreAndBrai
   ASSERT_TRUE(hosts.has_value());
   ASSERT_EQ(hosts->size(), 1u);
   EXPECT_EQ(hosts->front().name, "web-1");
+  app_.reset();
+}
+
+// The report of a real incident through the real route: the chart shows the points the host
+// reported, read from the app's metric history, with the alarm's threshold.
+TEST_F(ServerAppIncidentTest, ReportChartsTheAlarmMetricTheHostReported) {
+  Create(memory_.Share());
+  protocol::RegisterRequest reg;
+  reg.name = "web-1";
+  ASSERT_EQ(Call("POST", "/agent/v1/register", Token("agent.token"), protocol::ToJson(reg)).status,
+            200);
+  for (double percent : {40.0, 55.0, 93.0, 97.0}) {  // Memory-Exhaustion-ASG: > 90
+    ReportMemory(percent);
+    clock_.Advance(Millis(1'000));
+  }
+  const Incident inc = WaitForStatus(IncidentStatus::kDiagnosing);
+  const std::string path = "/api/v1/incidents/" + inc.incident_id + "/report";
+
+  const ApiResponse html = Call("GET", path, Token("admin.token"), Json::object(),
+                                {{"format", "html"}});
+  ASSERT_EQ(html.status, 200) << html.body;
+  const size_t svg = html.body.find("<svg");
+  ASSERT_NE(svg, std::string::npos) << html.body;
+  const std::string chart = html.body.substr(svg, html.body.find("</svg>") - svg);
+  const size_t points_at = chart.find("<polyline class=\"metric\"");
+  ASSERT_NE(points_at, std::string::npos) << chart;
+  const size_t values = chart.find("points=\"", points_at) + 8;
+  const std::string points = chart.substr(values, chart.find('"', values) - values);
+  // Every point reported (the 97 came after the incident opened on the 93; an open incident's
+  // window runs to now): one "x,y" each.
+  EXPECT_EQ(std::count(points.begin(), points.end(), ','), 4) << points;
+  EXPECT_NE(chart.find("&gt; 90</text>"), std::string::npos) << chart;
+  EXPECT_NE(chart.find("mem_used_percent on web-1"), std::string::npos);
+  EXPECT_NE(html.body.find("<td>Time to detect</td><td>0 ms</td><td>first datapoint &gt; 90 (93 at"),
+            std::string::npos)
+      << html.body;
+
+  const ApiResponse md = Call("GET", path, Token("admin.token"));
+  ASSERT_EQ(md.status, 200) << md.body;
+  EXPECT_NE(md.body.find("## Alarm metric\n\n```\n"), std::string::npos) << md.body;
+  EXPECT_NE(md.body.find("| Series | mem_used_percent |"), std::string::npos) << md.body;
   app_.reset();
 }
 

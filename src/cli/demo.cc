@@ -594,6 +594,22 @@ void Demo::PrintHint() {
        << std::flush;
 }
 
+void Demo::PrintSignInLink() {
+  // A single-use code (5 minutes) in the URL's fragment: browsers never send a fragment to a
+  // server or in a Referer, and the token itself never appears in a URL.
+  ApiClient api(env_.Http(), server_url_, admin_token_);
+  auto answer = api.Call("POST", "/api/v1/session/codes", nullptr, "get a sign-in code");
+  if (!answer || !answer->is_object() || !answer->contains("code") ||
+      !(*answer)["code"].is_string()) {
+    err_ << "medic demo: no sign-in link ("
+         << (answer ? std::string("the server answered no code") : answer.error().message)
+         << "); sign in with the token file" << std::endl;
+    return;
+  }
+  out_ << "sign in: " << server_url_ << "/#code=" << (*answer)["code"].get<std::string>()
+       << std::endl;
+}
+
 Status Demo::Start() {
   RETURN_IF_ERROR(PrepareServer());
   RETURN_IF_ERROR(WaitForServer());
@@ -608,6 +624,7 @@ Status Demo::Start() {
   }
   RETURN_IF_ERROR(WaitForHealthyHosts());
   out_ << "medic demo ready: " << server_url_ << "/ token-file " << admin_token_path_ << std::endl;
+  PrintSignInLink();
   PrintHint();
   return OkStatus();
 }

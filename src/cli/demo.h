@@ -139,6 +139,9 @@ class Demo {
   bool Pause();
   void StopProcess(int pid, const std::string& what);
   void PrintHint();
+  // After the ready line: "sign in: URL/#code=CODE", a single-use code from the server (admin
+  // token); on failure a note on standard error, and the demo goes on.
+  void PrintSignInLink();
 
   DemoOptions options_;
   ProcessLauncher& launcher_;

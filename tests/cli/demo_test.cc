@@ -12,6 +12,7 @@
 #include <sys/statvfs.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <filesystem>
 #include <fstream>
 #include <map>
@@ -228,6 +229,14 @@ class DemoTest : public ::testing::Test {
       if (r.url == "http://127.0.0.1:18080/api/v1/settings" && r.method == "PUT") {
         return HttpResponse{200, R"j({"approval_mode":false})j", "application/json"};
       }
+      if (r.url == "http://127.0.0.1:18080/api/v1/session/codes" && r.method == "POST") {
+        sign_in_requests_.push_back(r);
+        if (!codes_available_) {
+          return HttpResponse{404, R"j({"error":"no route"})j", "application/json"};
+        }
+        return HttpResponse{201, R"j({"code":"c0de","expires_at":"2026-12-06T12:00:00.000Z"})j",
+                            "application/json"};
+      }
       if (r.url == "http://127.0.0.1:18080/api/v1/hosts") {
         Json hosts = Json::array();
         for (const std::string& name : registered_) {
@@ -261,10 +270,21 @@ class DemoTest : public ::testing::Test {
   std::ostringstream out_;
   std::ostringstream err_;
   int server_pid_ = 0;
+  std::vector<HttpRequest> sign_in_requests_;
+  bool codes_available_ = true;
   std::vector<std::string> registered_;
   std::string host_status_ = "healthy";
   Json host_checks_ = Json::array({{{"name", "web"}, {"healthy", true}}});
 };
+
+TEST_F(DemoTest, WithoutASignInCodeTheReadyLineStandsAlone) {
+  codes_available_ = false;
+  Demo demo = MakeDemo();
+  EXPECT_EQ(demo.Run(), 0) << err_.str();
+  EXPECT_EQ(out_.str(), "medic demo ready: http://127.0.0.1:18080/ token-file " + Data() +
+                            "/server/admin.token\n");
+  EXPECT_NE(err_.str().find("no sign-in link"), std::string::npos) << err_.str();
+}
 
 TEST_F(DemoTest, StartsServerThenHostsPrintsReadyAndStopsInReverse) {
   options_.hosts = 2;
@@ -273,7 +293,13 @@ TEST_F(DemoTest, StartsServerThenHostsPrintsReadyAndStopsInReverse) {
   EXPECT_EQ(demo.Run(), 0) << err_.str();
 
   EXPECT_EQ(out_.str(), "medic demo ready: http://127.0.0.1:18080/ token-file " + Data() +
-                            "/server/admin.token\n");
+                            "/server/admin.token\nsign in: http://127.0.0.1:18080/#code=c0de\n");
+  // The code was asked for with the admin token; the token is in no URL.
+  ASSERT_EQ(sign_in_requests_.size(), 1u);
+  EXPECT_NE(std::find(sign_in_requests_[0].headers.begin(), sign_in_requests_[0].headers.end(),
+                      std::pair<std::string, std::string>{"Authorization", "Bearer admin-secret"}),
+            sign_in_requests_[0].headers.end());
+  EXPECT_EQ(out_.str().find("admin-secret"), std::string::npos);
   // Each agent starts inside its host's memory cgroup, with the host's log volume mounted; the
   // cgroups go once the agents have stopped, the volumes last.
   EXPECT_EQ(launcher_.events(),

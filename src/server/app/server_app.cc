@@ -50,6 +50,20 @@ Result<ServerConfig> LoadServerConfig(const std::string& path) {
         RETURN_IF_ERROR(ai::ParseBreakerYaml(v, path, c.breaker));
       } else if (key == "approval_mode") {
         c.approval_mode = v.as<bool>();
+      } else if (key == "session_lifetime") {
+        auto d = ParseDuration(v.as<std::string>());
+        if (!d || *d < std::chrono::minutes(1) || *d > std::chrono::hours(24 * 30)) {
+          return InvalidArgument(where() + "session_lifetime must be a duration from 1m to 720h");
+        }
+        c.sessions.lifetime = *d;
+      } else if (key == "max_sessions") {
+        const int n = v.as<int>();
+        if (n < 1 || n > 100'000) {
+          return InvalidArgument(where() + "max_sessions must be from 1 to 100000");
+        }
+        c.sessions.max_sessions = static_cast<size_t>(n);
+      } else if (key == "cookie_secure") {
+        c.cookie_secure = v.as<bool>();
       } else if (key == "log_level") {
         c.log_level = v.as<std::string>();
       } else if (key == "agent_interval") {
@@ -130,6 +144,7 @@ struct ServerApp::Parts {
   std::unique_ptr<TaskThread> decisions;  // joined by ServerApp::Stop before Parts dies
   std::unique_ptr<IncidentManager> incidents;
   TokenRegistry tokens;
+  std::unique_ptr<SessionRegistry> sessions;  // in memory: a restart signs browsers out
   std::unique_ptr<EventHub> events;
   std::unique_ptr<Archive> archive;
   std::unique_ptr<TargetGroups> target_groups;
@@ -234,8 +249,10 @@ Result<std::unique_ptr<ServerApp>> ServerApp::Create(const ServerConfig& config,
       *p->target_groups, clock, [] { return NewHttpProber(); },
       [fleet](const std::vector<TargetFeed>& feeds) { fleet->OnTargetFeeds(feeds); });
 
+  p->sessions = std::make_unique<SessionRegistry>(clock, config.sessions);
+
   // Every route, in the order of the API listing.
-  p->router = std::make_unique<Router>(p->tokens);
+  p->router = std::make_unique<Router>(p->tokens, p->sessions.get());
   Router& r = *p->router;
   AddHealthRoutes(r, {clock, *p->hosts, *p->alarms, *p->incidents, *p->commands});
   AddSettingsRoutes(r, *p->settings, *p->store, clock);
@@ -245,7 +262,8 @@ Result<std::unique_ptr<ServerApp>> ServerApp::Create(const ServerConfig& config,
   AddAlarmRoutes(r, *p->alarms, *p->target_groups);
   AddChaosRoutes(r, {clock, *p->hosts, *p->commands, *p->store});
   AddAgentRoutes(r, {clock, *p->fleet, *p->commands, *p->incidents});
-  AddTokenRoutes(r, *p->store, p->tokens, clock);
+  AddTokenRoutes(r, *p->store, p->tokens, *p->sessions, clock);
+  AddSessionRoutes(r, {p->tokens, *p->sessions, config.cookie_secure});
   AddEventRoutes(r, *p->events);
   AddArchiveRoutes(r, *p->archive);
   AddListingRoute(r);

@@ -18,6 +18,7 @@
 #include "server/fleet/target_groups.h"
 #include "server/http/http_server.h"
 #include "server/http/router.h"
+#include "server/http/sessions.h"
 #include "server/store/store.h"
 
 namespace medic::server {
@@ -29,6 +30,11 @@ struct ServerConfig {
   std::string log_level = "info";
   int64_t agent_interval_ms = 1000;
   HttpServerOptions http;
+  // Dashboard sessions (in memory): `session_lifetime` (default 12h) and `max_sessions` (1000,
+  // the oldest gives way). `cookie_secure`: the server is reached over TLS (a proxy today), so
+  // the session cookie gets the Secure attribute. docs/API.md, "Dashboard sessions".
+  SessionOptions sessions;
+  bool cookie_secure = false;
   // The `ai:` section; MEDIC_AI_* / GEMINI_API_KEY override it in MakeRealServerDeps
   // (docs/AI.md).
   ai::AiConfig ai;

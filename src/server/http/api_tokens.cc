@@ -15,7 +15,8 @@ bool IsReservedTokenName(const std::string& name) { return name == "admin" || na
 
 }  // namespace
 
-void AddTokenRoutes(Router& router, Store& store, TokenRegistry& tokens, const Clock& clock) {
+void AddTokenRoutes(Router& router, Store& store, TokenRegistry& tokens, SessionRegistry& sessions,
+                    const Clock& clock) {
   router.Add({"GET", "/api/v1/tokens", Role::kAdmin, "operator tokens (names and roles only)",
               [&store](ApiRequest&, Responder respond) {
                 auto list = store.ListTokens();
@@ -73,7 +74,7 @@ void AddTokenRoutes(Router& router, Store& store, TokenRegistry& tokens, const C
          respond(JsonResponse(201, Json{{"name", *name}, {"role", *role_name}, {"token", token}}));
        }});
   router.Add({"DELETE", "/api/v1/tokens/{name}", Role::kAdmin, "revoke a token at once",
-              [&store, &tokens, &clock](ApiRequest& req, Responder respond) {
+              [&store, &tokens, &sessions, &clock](ApiRequest& req, Responder respond) {
                 const std::string name = req.path_params["name"];
                 if (IsReservedTokenName(name)) {
                   return respond(ErrorResponse(
@@ -84,6 +85,7 @@ void AddTokenRoutes(Router& router, Store& store, TokenRegistry& tokens, const C
                   return respond(ErrorResponse(s.error()));
                 }
                 tokens.RemoveByName(name);
+                sessions.RemoveByName(name);
                 Audit(store, clock, req.principal, "token.revoke", name);
                 respond(JsonResponse(200, Json{{"revoked", name}}));
               }});

@@ -86,6 +86,8 @@ class HttpSession : public std::enable_shared_from_this<HttpSession> {
       api.query = ParseQuery(std::string_view(api.target).substr(q + 1));
     }
     api.authorization = std::string(req[http::field::authorization]);
+    api.cookie = std::string(req[http::field::cookie]);
+    api.csrf_token = std::string(req["X-CSRF-Token"]);
     api.content_type = std::string(req[http::field::content_type]);
     api.body = std::move(req.body());
     beast::error_code pec;
@@ -116,8 +118,10 @@ class HttpSession : public std::enable_shared_from_this<HttpSession> {
   void WriteStream(ApiResponse r) {
     keep_alive_ = false;
     std::string head = "HTTP/1.1 " + std::to_string(r.status) + " OK\r\nServer: medic\r\n" +
-                       "Content-Type: " + r.content_type +
-                       "\r\nCache-Control: no-store\r\nConnection: close\r\n";
+                       "Content-Type: " + r.content_type + "\r\nConnection: close\r\n";
+    for (const auto& [k, v] : SecurityHeaders()) {
+      head += k + ": " + v + "\r\n";
+    }
     for (auto& [k, v] : r.headers) {
       head += k + ": " + v + "\r\n";
     }
@@ -189,7 +193,9 @@ class HttpSession : public std::enable_shared_from_this<HttpSession> {
     res->result(static_cast<http::status>(r.status));
     res->set(http::field::server, "medic");
     res->set(http::field::content_type, r.content_type);
-    res->set(http::field::cache_control, "no-store");
+    for (const auto& [k, v] : SecurityHeaders()) {
+      res->set(k, v);
+    }
     for (auto& [k, v] : r.headers) {
       res->set(k, v);
     }

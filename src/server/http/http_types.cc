@@ -82,3 +82,52 @@ std::map<std::string, std::string> ParseQuery(std::string_view q) {
 }
 
 }  // namespace medic::server
+
+namespace medic::server {
+
+std::string FindCookie(std::string_view header, std::string_view name) {
+  auto trim = [](std::string_view s) {
+    while (!s.empty() && (s.front() == ' ' || s.front() == '\t')) {
+      s.remove_prefix(1);
+    }
+    while (!s.empty() && (s.back() == ' ' || s.back() == '\t')) {
+      s.remove_suffix(1);
+    }
+    return s;
+  };
+  size_t pos = 0;
+  while (pos <= header.size()) {
+    size_t semi = header.find(';', pos);
+    if (semi == std::string_view::npos) {
+      semi = header.size();
+    }
+    const std::string_view pair = header.substr(pos, semi - pos);
+    pos = semi + 1;
+    const size_t eq = pair.find('=');
+    if (eq == std::string_view::npos) {
+      continue;
+    }
+    if (trim(pair.substr(0, eq)) != name) {
+      continue;
+    }
+    std::string_view value = trim(pair.substr(eq + 1));
+    if (value.size() >= 2 && value.front() == '"' && value.back() == '"') {
+      value = value.substr(1, value.size() - 2);
+    }
+    return std::string(value);
+  }
+  return "";
+}
+
+const std::vector<std::pair<std::string, std::string>>& SecurityHeaders() {
+  static const auto* const kHeaders = new std::vector<std::pair<std::string, std::string>>{
+      {"X-Content-Type-Options", "nosniff"},
+      {"X-Frame-Options", "DENY"},
+      {"Content-Security-Policy", "default-src 'self'; frame-ancestors 'none'"},
+      {"Referrer-Policy", "no-referrer"},
+      {"Cache-Control", "no-store"},
+  };
+  return *kHeaders;
+}
+
+}  // namespace medic::server

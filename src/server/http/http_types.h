@@ -14,18 +14,25 @@
 
 namespace medic::server {
 
+// Who may call a route (router.h: RoleName, ParseRole, Allows).
+enum class Role { kPublic, kAgent, kViewer, kOperator, kAdmin };
+
 struct ApiRequest {
   std::string method;  // "GET", "POST", ...
   std::string target;  // as sent: "/api/v1/incidents?status=failed"
   std::string path;    // decoded path without query: "/api/v1/incidents"
   std::map<std::string, std::string> query;  // decoded query parameters
   std::string authorization;                 // the Authorization header, as sent
+  std::string cookie;                        // the Cookie header, as sent
+  std::string csrf_token;                    // the X-CSRF-Token header, as sent
   std::string content_type;
   std::string body;
   std::string peer;  // "127.0.0.1:5555", informational
   // Filled by the router:
   std::map<std::string, std::string> path_params;  // {id} -> "inc-42"
   std::string principal;                           // token name of the caller
+  Role principal_role = Role::kPublic;             // the caller's role
+  std::string session_id;  // when the caller came with a session cookie (not a bearer token)
 };
 
 // Writes one chunk of a streamed response; returns false once the connection is gone.
@@ -55,5 +62,15 @@ int HttpStatusFor(ErrorCode code);
 // Splits "a=1&b=x%20y" into decoded pairs. Malformed escapes are kept literally.
 std::map<std::string, std::string> ParseQuery(std::string_view query);
 std::string UrlDecode(std::string_view s);
+
+// The value of cookie `name` in a Cookie header ("a=1; medic_session=x"), or "" when absent.
+// Tolerates spaces, tabs, empty or malformed pairs and double-quoted values; the first
+// occurrence wins.
+std::string FindCookie(std::string_view header, std::string_view name);
+
+// The headers every response of the server carries (nosniff, no framing, the content security
+// policy, no referrer, no caching). HttpServer sets them before the route's own headers, so a
+// route may override one (none does today).
+const std::vector<std::pair<std::string, std::string>>& SecurityHeaders();
 
 }  // namespace medic::server

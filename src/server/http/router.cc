@@ -4,6 +4,7 @@
 
 #include "core/log.h"
 #include "core/sha256.h"
+#include "server/http/sessions.h"
 
 namespace medic::server {
 
@@ -34,21 +35,6 @@ bool Allows(Role have, Role need) {
   }
   return static_cast<int>(have) >= static_cast<int>(need);
 }
-
-namespace {
-
-bool ConstantTimeEquals(std::string_view a, std::string_view b) {
-  unsigned char diff = a.size() == b.size() ? 0 : 1;
-  const size_t n = std::max(a.size(), b.size());
-  for (size_t i = 0; i < n; ++i) {
-    const unsigned char x = i < a.size() ? static_cast<unsigned char>(a[i]) : 0;
-    const unsigned char y = i < b.size() ? static_cast<unsigned char>(b[i]) : 0;
-    diff |= static_cast<unsigned char>(x ^ y);
-  }
-  return diff == 0;
-}
-
-}  // namespace
 
 void TokenRegistry::Add(const std::string& token, Principal principal) {
   AddHashed(Sha256Hex(token), std::move(principal));
@@ -152,7 +138,7 @@ void Router::Handle(ApiRequest request, Responder respond) const {
     return respond(ErrorResponse(404, "no such endpoint: " + request.path));
   }
   if (match->role != Role::kPublic) {
-    auto principal = tokens_.Authenticate(request.authorization);
+    auto principal = Authenticate(request);
     if (!principal) {
       return respond(ErrorResponse(principal.error()));
     }
@@ -163,6 +149,7 @@ void Router::Handle(ApiRequest request, Responder respond) const {
                                             std::string(RoleName(match->role)) + ")"));
     }
     request.principal = principal->name;
+    request.principal_role = principal->role;
   }
   try {
     match->handler(request, respond);
@@ -171,6 +158,31 @@ void Router::Handle(ApiRequest request, Responder respond) const {
     LogError(std::string("handler for ") + match->pattern + " threw: " + e.what());
     respond(ErrorResponse(500, "internal error"));
   }
+}
+
+namespace {
+
+bool IsStateChanging(std::string_view method) {
+  return method != "GET" && method != "HEAD" && method != "OPTIONS";
+}
+
+}  // namespace
+
+Result<Principal> Router::Authenticate(ApiRequest& request) const {
+  if (!request.authorization.empty() || sessions_ == nullptr) {
+    return tokens_.Authenticate(request.authorization);
+  }
+  const std::string id = FindCookie(request.cookie, kSessionCookie);
+  if (id.empty()) {
+    return tokens_.Authenticate(request.authorization);  // "missing Authorization: Bearer"
+  }
+  ASSIGN_OR_RETURN(SessionInfo session, sessions_->Find(id));
+  if (IsStateChanging(request.method) &&
+      (request.csrf_token.empty() || !ConstantTimeEquals(session.csrf, request.csrf_token))) {
+    return PermissionDenied("missing or wrong X-CSRF-Token");
+  }
+  request.session_id = id;
+  return session.principal;
 }
 
 Json Router::Listing() const {

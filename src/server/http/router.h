@@ -15,7 +15,7 @@
 
 namespace medic::server {
 
-enum class Role { kPublic, kAgent, kViewer, kOperator, kAdmin };
+// enum class Role is in http_types.h (ApiRequest carries the caller's).
 std::string_view RoleName(Role r);
 Result<Role> ParseRole(std::string_view name);  // viewer, operator, admin
 
@@ -54,9 +54,20 @@ struct Route {
   RouteHandler handler;
 };
 
+class SessionRegistry;
+
+// The cookie that carries a dashboard session's id (api_session.cc sets it).
+inline constexpr std::string_view kSessionCookie = "medic_session";
+
+// Authentication: an Authorization header is a bearer token, as the API and the CLI send it.
+// Without one, the session cookie (when `sessions` is given) authenticates as the session's
+// principal, and then every state-changing method (POST, PUT, DELETE, PATCH) must carry the
+// session's CSRF token in X-CSRF-Token, else 403. Role checks are the same either way.
 class Router {
  public:
-  explicit Router(const TokenRegistry& tokens) : tokens_(tokens) {}
+  // `tokens` and `sessions` (may be null: bearer tokens only) must outlive the router.
+  explicit Router(const TokenRegistry& tokens, const SessionRegistry* sessions = nullptr)
+      : tokens_(tokens), sessions_(sessions) {}
 
   // REQUIRES: called before the server starts (not thread-safe against Handle).
   void Add(Route route);
@@ -68,7 +79,11 @@ class Router {
   Json Listing() const;
 
  private:
+  // The caller of a non-public route, or the 401/403 to answer. Fills request.session_id.
+  Result<Principal> Authenticate(ApiRequest& request) const;
+
   const TokenRegistry& tokens_;
+  const SessionRegistry* sessions_;
   std::vector<Route> routes_;
 };
 

@@ -14,6 +14,7 @@
 #include "server/fleet/hosts.h"
 #include "server/fleet/target_groups.h"
 #include "server/http/router.h"
+#include "server/http/sessions.h"
 #include "server/incidents/incident_manager.h"
 #include "server/incidents/settings.h"
 #include "server/store/store.h"
@@ -81,8 +82,19 @@ struct AgentRoutesDeps {
 };
 void AddAgentRoutes(Router& router, AgentRoutesDeps deps);
 
-// api_tokens.cc: operator tokens (kept in `store`, live in `tokens`) and the audit log.
-void AddTokenRoutes(Router& router, Store& store, TokenRegistry& tokens, const Clock& clock);
+// api_tokens.cc: operator tokens (kept in `store`, live in `tokens`) and the audit log. Revoking
+// a token also ends its principal's dashboard sessions and sign-in codes (`sessions`).
+void AddTokenRoutes(Router& router, Store& store, TokenRegistry& tokens, SessionRegistry& sessions,
+                    const Clock& clock);
+
+// api_session.cc: POST, GET, DELETE /api/v1/session (dashboard sign-in with a token or a
+// single-use code, who am I, sign-out) and POST /api/v1/session/codes (admin).
+struct SessionRoutesDeps {
+  const TokenRegistry& tokens;  // sign-in with a token
+  SessionRegistry& sessions;
+  bool secure_cookie;  // the server is reached over TLS: the cookie gets Secure
+};
+void AddSessionRoutes(Router& router, SessionRoutesDeps deps);
 
 // api_archive.cc: log archive uploads (agents) and the listing (operators).
 void AddArchiveRoutes(Router& router, Archive& archive);

@@ -6,6 +6,7 @@
 #include "core/files.h"
 #include "core/sha256.h"
 #include "server/app/server_app.h"
+#include "server/http/sessions.h"
 #include "tests/fakes/temp_dir.h"
 
 namespace medic::server {
@@ -84,10 +85,14 @@ TEST(RouterTest, AuthorizationMatrixOverEveryRoute) {
   const Router& router = (*app)->router();
   ASSERT_GE(router.routes().size(), 15u);
 
+  // A caller signs in to a dashboard session with `session_token` (a fresh session for every
+  // request, so that DELETE /api/v1/session cannot sign later ones out), and sends its
+  // cookie and CSRF header instead of the Authorization header.
   struct Caller {
     std::string header;
     Role role;
     bool authenticated;
+    std::string session_token = "";
   };
   const std::vector<Caller> callers = {
       {"", Role::kPublic, false},
@@ -96,10 +101,28 @@ TEST(RouterTest, AuthorizationMatrixOverEveryRoute) {
       {"Bearer tok-viewer-000000000", Role::kViewer, true},
       {"Bearer tok-operator-0000000", Role::kOperator, true},
       {"Bearer tok-admin-0000000000", Role::kAdmin, true},
+      {"", Role::kViewer, true, "tok-viewer-000000000"},
+      {"", Role::kOperator, true, "tok-operator-0000000"},
+      {"", Role::kAdmin, true, "tok-admin-0000000000"},
+  };
+  auto sign_in = [&router](const std::string& token, ApiRequest& req) {
+    ApiRequest in;
+    in.method = "POST";
+    in.path = "/api/v1/session";
+    in.content_type = "application/json";
+    in.body = DumpJson(Json{{"token", token}});
+    ApiResponse got;
+    router.Handle(in, [&](ApiResponse r) { got = std::move(r); });
+    ASSERT_EQ(got.status, 200) << got.body;
+    ASSERT_EQ(got.headers.size(), 1u);
+    const std::string cookie = got.headers[0].second;
+    req.cookie = cookie.substr(0, cookie.find(';'));
+    req.csrf_token = ParseJsonObject(got.body).value()["csrf"].get<std::string>();
   };
   for (const auto& route : router.routes()) {
     for (const auto& caller : callers) {
-      SCOPED_TRACE(route.method + " " + route.pattern + " as '" + caller.header + "'");
+      SCOPED_TRACE(route.method + " " + route.pattern + " as '" + caller.header + "'" +
+                   (caller.session_token.empty() ? "" : " session of " + caller.session_token));
       ApiRequest req;
       req.method = route.method;
       req.path = route.pattern;
@@ -112,6 +135,9 @@ TEST(RouterTest, AuthorizationMatrixOverEveryRoute) {
       req.query["host"] = "web-1";
       req.query["wait_ms"] = "0";
       req.authorization = caller.header;
+      if (!caller.session_token.empty()) {
+        sign_in(caller.session_token, req);
+      }
       int status = 0;
       router.Handle(req, [&](ApiResponse r) { status = r.status; });
       if (route.pattern == "/agent/v1/commands" && status == 0) {
@@ -150,6 +176,315 @@ TEST(RouterTest, UnknownPathIs404AndWrongMethodIs405) {
   req.path = "/x";
   router.Handle(req, [&](ApiResponse r) { got = r; });
   EXPECT_EQ(got.status, 405);
+}
+
+// Dashboard sessions through the real route table: sign-in, cookie authentication, the CSRF
+// rule, roles, sign-out, revocation, expiry and sign-in codes. Time is a ManualClock.
+class SessionRouterTest : public ::testing::Test {
+ protected:
+  struct Caller {
+    std::string authorization;  // "Bearer ..." or ""
+    std::string cookie;         // a Cookie header or ""
+    std::string csrf;           // an X-CSRF-Token header or ""
+  };
+  struct SignedIn {
+    std::string cookie;       // "medic_session=..."
+    std::string set_cookie;   // the whole Set-Cookie value
+    std::string csrf;
+    Caller caller() const { return {"", cookie, csrf}; }
+  };
+
+  void SetUp() override {
+    config_.data_dir = dir_.File("data");
+    ASSERT_TRUE(MakeDirs(config_.data_dir, 0700).has_value());
+    ASSERT_TRUE(WriteFileAtomic(dir_.File("data/agent.token"), std::string(kAgent) + "\n", 0600)
+                    .has_value());
+    ASSERT_TRUE(WriteFileAtomic(dir_.File("data/admin.token"), std::string(kAdmin) + "\n", 0600)
+                    .has_value());
+    auto store = std::move(OpenSqliteStore(dir_.File("medic.db")).value());
+    ASSERT_TRUE(
+        store->CreateToken({"vera", "viewer", Sha256Hex(kViewer), clock_.Now(), ""}).has_value());
+    ASSERT_TRUE(
+        store->CreateToken({"otto", "operator", Sha256Hex(kOperator), clock_.Now(), ""})
+            .has_value());
+    MakeApp(std::move(store));
+  }
+  // (Re)creates the app on config_ and the store (by default, the one in dir_).
+  void MakeApp(std::unique_ptr<Store> store = nullptr) {
+    app_.reset();
+    if (store == nullptr) {
+      store = std::move(OpenSqliteStore(dir_.File("medic.db")).value());
+    }
+    auto app = ServerApp::Create(
+        config_, ServerDeps{&clock_, std::move(store), std::make_unique<ai::RunbookBrain>()});
+    ASSERT_TRUE(app.has_value()) << app.error().ToString();
+    app_ = std::move(*app);
+  }
+
+  ApiResponse Call(const std::string& method, const std::string& path, const Caller& caller,
+                   const std::string& body = "", const std::string& content_type = "") {
+    ApiRequest req;
+    req.method = method;
+    req.path = path;
+    req.authorization = caller.authorization;
+    req.cookie = caller.cookie;
+    req.csrf_token = caller.csrf;
+    req.body = body;
+    req.content_type = content_type;
+    ApiResponse got;
+    got.status = 0;
+    app_->router().Handle(req, [&](ApiResponse r) { got = std::move(r); });
+    EXPECT_NE(got.status, 0) << "no answer";
+    return got;
+  }
+  ApiResponse SignInWith(const Json& body) {
+    return Call("POST", "/api/v1/session", {}, DumpJson(body), "application/json");
+  }
+  static std::string SetCookieOf(const ApiResponse& r) {
+    for (const auto& [k, v] : r.headers) {
+      if (k == "Set-Cookie") {
+        return v;
+      }
+    }
+    return "";
+  }
+  SignedIn SignIn(const std::string& token) {
+    const ApiResponse r = SignInWith(Json{{"token", token}});
+    EXPECT_EQ(r.status, 200) << r.body;
+    SignedIn out;
+    out.set_cookie = SetCookieOf(r);
+    out.cookie = out.set_cookie.substr(0, out.set_cookie.find(';'));
+    auto body = ParseJsonObject(r.body);
+    if (body && body->contains("csrf")) {
+      out.csrf = (*body)["csrf"].get<std::string>();
+    }
+    return out;
+  }
+  static Caller Bearer(std::string_view token) { return {"Bearer " + std::string(token), "", ""}; }
+  static std::string ErrorOf(const ApiResponse& r) {
+    auto body = ParseJsonObject(r.body);
+    return body && body->contains("error") ? (*body)["error"].get<std::string>() : "";
+  }
+
+  static constexpr std::string_view kAdmin = "tok-admin-0000000000";
+  static constexpr std::string_view kAgent = "tok-agent-0000000000";
+  static constexpr std::string_view kViewer = "tok-viewer-000000000";
+  static constexpr std::string_view kOperator = "tok-operator-0000000";
+  test::TempDir dir_;
+  ManualClock clock_;
+  ServerConfig config_;
+  std::unique_ptr<ServerApp> app_;
+};
+
+TEST_F(SessionRouterTest, SignInSetsTheCookieAndAnswersCsrfAndRole) {
+  const ApiResponse r = SignInWith(Json{{"token", kOperator}});
+  ASSERT_EQ(r.status, 200) << r.body;
+  const Json body = ParseJsonObject(r.body).value();
+  EXPECT_EQ(body["role"], "operator");
+  EXPECT_GE(body["csrf"].get<std::string>().size(), 32u);
+  const std::string set_cookie = SetCookieOf(r);
+  EXPECT_EQ(set_cookie.rfind("medic_session=", 0), 0u) << set_cookie;
+  EXPECT_NE(set_cookie.find("; HttpOnly"), std::string::npos);
+  EXPECT_NE(set_cookie.find("; SameSite=Strict"), std::string::npos);
+  EXPECT_NE(set_cookie.find("; Path=/"), std::string::npos);
+  EXPECT_NE(set_cookie.find("; Max-Age=43200"), std::string::npos);
+  EXPECT_EQ(set_cookie.find("Secure"), std::string::npos);  // not told it is served over TLS
+  const std::string id = set_cookie.substr(14, set_cookie.find(';') - 14);
+  EXPECT_GE(id.size(), 32u);
+  EXPECT_EQ(r.body.find(id), std::string::npos);  // the id is only in the HttpOnly cookie
+}
+
+TEST_F(SessionRouterTest, ConfiguredLifetimeAndSecure) {
+  config_.cookie_secure = true;
+  config_.sessions.lifetime = std::chrono::minutes(90);
+  MakeApp();
+  const SignedIn otto = SignIn(std::string(kOperator));
+  EXPECT_NE(otto.set_cookie.find("; Max-Age=5400"), std::string::npos) << otto.set_cookie;
+  EXPECT_NE(otto.set_cookie.find("; Secure"), std::string::npos) << otto.set_cookie;
+  EXPECT_NE(SetCookieOf(Call("DELETE", "/api/v1/session", otto.caller())).find("; Secure"),
+            std::string::npos);
+  clock_.Advance(std::chrono::minutes(90));
+  EXPECT_EQ(Call("GET", "/api/v1/incidents", otto.caller()).status, 401);
+}
+
+TEST_F(SessionRouterTest, SignInRefusals) {
+  struct Case {
+    std::string name, body, content_type;
+    int status;
+  };
+  const std::vector<Case> cases = {
+      {"unknown token", R"({"token":"nope-nope-nope-nope"})", "application/json", 401},
+      {"empty token", R"({"token":""})", "application/json", 401},
+      {"agent token", R"({"token":"tok-agent-0000000000"})", "application/json", 403},
+      {"unknown code", R"({"code":"0123456789abcdef"})", "application/json", 401},
+      {"both", R"({"token":"tok-admin-0000000000","code":"x"})", "application/json", 400},
+      {"neither", R"({})", "application/json", 400},
+      {"extra field", R"({"token":"tok-admin-0000000000","role":"admin"})", "application/json",
+       400},
+      {"token not a string", R"({"token":42})", "application/json", 400},
+      {"not json", "token=tok-admin-0000000000", "application/json", 400},
+      {"json array", R"(["tok-admin-0000000000"])", "application/json", 400},
+      {"form post", R"({"token":"tok-admin-0000000000"})", "text/plain", 415},
+      {"no content type", R"({"token":"tok-admin-0000000000"})", "", 415},
+      {"urlencoded", R"({"token":"tok-admin-0000000000"})", "application/x-www-form-urlencoded",
+       415},
+  };
+  for (const auto& c : cases) {
+    SCOPED_TRACE(c.name);
+    const ApiResponse r = Call("POST", "/api/v1/session", {}, c.body, c.content_type);
+    EXPECT_EQ(r.status, c.status) << r.body;
+    EXPECT_FALSE(ErrorOf(r).empty());
+    EXPECT_EQ(SetCookieOf(r), "");
+  }
+  EXPECT_EQ(SignInWith(Json{{"token", kAdmin}}).status, 200);  // the same body, as JSON
+  EXPECT_EQ(Call("POST", "/api/v1/session", {}, R"({"token":"tok-admin-0000000000"})",
+                 "Application/JSON; charset=utf-8")
+                .status,
+            200);
+}
+
+TEST_F(SessionRouterTest, CookieAuthenticatesAndStateChangesNeedCsrf) {
+  const SignedIn otto = SignIn(std::string(kOperator));
+  const SignedIn admin = SignIn(std::string(kAdmin));
+  struct Case {
+    std::string name, method, path;
+    Caller caller;
+    int status;
+  };
+  const std::string settings = R"({"approval_mode":true})";
+  const std::vector<Case> cases = {
+      // Reads need no CSRF token.
+      {"GET with cookie", "GET", "/api/v1/incidents", {"", otto.cookie, ""}, 200},
+      {"GET with cookie among others", "GET", "/api/v1/hosts",
+       {"", "theme=dark; " + otto.cookie + "; x=\"y\"", ""}, 200},
+      {"GET with quoted cookie", "GET", "/api/v1/hosts",
+       {"", "medic_session=\"" + otto.cookie.substr(14) + "\"", ""}, 200},
+      // POST, PUT, DELETE need it.
+      {"POST without csrf", "POST", "/api/v1/incidents/nope/approve", {"", otto.cookie, ""}, 403},
+      {"POST wrong csrf", "POST", "/api/v1/incidents/nope/approve",
+       {"", otto.cookie, admin.csrf}, 403},
+      {"POST right csrf", "POST", "/api/v1/incidents/nope/approve",
+       {"", otto.cookie, otto.csrf}, 404},
+      {"PUT without csrf", "PUT", "/api/v1/settings", {"", admin.cookie, ""}, 403},
+      {"PUT right csrf", "PUT", "/api/v1/settings", {"", admin.cookie, admin.csrf}, 200},
+      {"DELETE without csrf", "DELETE", "/api/v1/tokens/nope", {"", admin.cookie, ""}, 403},
+      {"DELETE csrf of another session", "DELETE", "/api/v1/tokens/nope",
+       {"", admin.cookie, otto.csrf}, 403},
+      {"DELETE right csrf", "DELETE", "/api/v1/tokens/nope", {"", admin.cookie, admin.csrf},
+       404},
+      {"sign-out without csrf", "DELETE", "/api/v1/session", {"", otto.cookie, ""}, 403},
+      // Bearer tokens work as before, with or without a cookie beside them.
+      {"bearer POST", "POST", "/api/v1/incidents/nope/approve", Bearer(kOperator), 404},
+      {"bearer PUT", "PUT", "/api/v1/settings", Bearer(kAdmin), 200},
+      {"bearer wins over a cookie", "POST", "/api/v1/incidents/nope/approve",
+       {"Bearer " + std::string(kOperator), "medic_session=garbage", ""}, 404},
+      {"wrong bearer beside a good cookie", "GET", "/api/v1/incidents",
+       {"Bearer wrong-token-000000", otto.cookie, otto.csrf}, 401},
+      // Bad cookies.
+      {"unknown session", "GET", "/api/v1/incidents", {"", "medic_session=abc", ""}, 401},
+      {"empty session", "GET", "/api/v1/incidents", {"", "medic_session=", ""}, 401},
+      {"other cookies only", "GET", "/api/v1/incidents", {"", "a=b; c", ""}, 401},
+      {"garbage", "GET", "/api/v1/incidents", {"", ";;==;\"\";\x01\xff", ""}, 401},
+      {"huge", "GET", "/api/v1/incidents", {"", "medic_session=" + std::string(100000, 'a'), ""},
+       401},
+      {"csrf as cookie", "GET", "/api/v1/incidents", {"", "medic_session=" + otto.csrf, ""},
+       401},
+  };
+  for (const auto& c : cases) {
+    SCOPED_TRACE(c.name);
+    const ApiResponse r =
+        Call(c.method, c.path, c.caller, c.method == "PUT" ? settings : std::string());
+    EXPECT_EQ(r.status, c.status) << r.body;
+    if (c.status == 403) {
+      EXPECT_EQ(ErrorOf(r), "missing or wrong X-CSRF-Token");
+    }
+  }
+}
+
+TEST_F(SessionRouterTest, RolesAreCheckedAsForTokens) {
+  const SignedIn vera = SignIn(std::string(kViewer));
+  EXPECT_EQ(Call("GET", "/api/v1/incidents", vera.caller()).status, 200);
+  // A viewer forging an approval with its own valid CSRF token: the role check says no.
+  const ApiResponse forged = Call("POST", "/api/v1/incidents/nope/approve", vera.caller());
+  EXPECT_EQ(forged.status, 403);
+  EXPECT_NE(ErrorOf(forged).find("viewer 'vera' may not"), std::string::npos) << forged.body;
+  EXPECT_EQ(Call("POST", "/api/v1/chaos", vera.caller(), "{}").status, 403);
+  EXPECT_EQ(Call("PUT", "/api/v1/settings", vera.caller(), "{}").status, 403);
+  EXPECT_EQ(Call("POST", "/api/v1/session/codes", vera.caller()).status, 403);
+  // Agents' routes are not reachable with a session.
+  EXPECT_EQ(Call("POST", "/agent/v1/register", vera.caller(), "{}").status, 403);
+  const Json who = ParseJsonObject(Call("GET", "/api/v1/session", vera.caller()).body).value();
+  EXPECT_EQ(who["name"], "vera");
+  EXPECT_EQ(who["role"], "viewer");
+  EXPECT_EQ(who["csrf"], vera.csrf);
+}
+
+TEST_F(SessionRouterTest, SignOutClearsTheCookieAndForgetsTheSession) {
+  const SignedIn otto = SignIn(std::string(kOperator));
+  const SignedIn other = SignIn(std::string(kOperator));
+  const ApiResponse r = Call("DELETE", "/api/v1/session", otto.caller());
+  ASSERT_EQ(r.status, 200) << r.body;
+  const std::string cleared = SetCookieOf(r);
+  EXPECT_EQ(cleared.rfind("medic_session=;", 0), 0u) << cleared;
+  EXPECT_NE(cleared.find("; Max-Age=0"), std::string::npos);
+  EXPECT_NE(cleared.find("; HttpOnly"), std::string::npos);
+  EXPECT_EQ(Call("GET", "/api/v1/incidents", otto.caller()).status, 401);
+  EXPECT_EQ(Call("DELETE", "/api/v1/session", otto.caller()).status, 401);
+  EXPECT_EQ(Call("GET", "/api/v1/incidents", other.caller()).status, 200);
+}
+
+TEST_F(SessionRouterTest, RevokingTheTokenEndsItsSessionsAtOnce) {
+  const SignedIn otto = SignIn(std::string(kOperator));
+  const SignedIn vera = SignIn(std::string(kViewer));
+  ASSERT_EQ(Call("GET", "/api/v1/incidents", otto.caller()).status, 200);
+  ASSERT_EQ(Call("DELETE", "/api/v1/tokens/otto", Bearer(kAdmin)).status, 200);
+  EXPECT_EQ(Call("GET", "/api/v1/incidents", otto.caller()).status, 401);
+  EXPECT_EQ(SignInWith(Json{{"token", kOperator}}).status, 401);
+  EXPECT_EQ(Call("GET", "/api/v1/incidents", vera.caller()).status, 200);
+}
+
+TEST_F(SessionRouterTest, SessionsExpire) {
+  const SignedIn otto = SignIn(std::string(kOperator));
+  clock_.Advance(std::chrono::hours(12) - std::chrono::seconds(1));
+  EXPECT_EQ(Call("GET", "/api/v1/incidents", otto.caller()).status, 200);
+  clock_.Advance(std::chrono::seconds(1));
+  const ApiResponse r = Call("GET", "/api/v1/incidents", otto.caller());
+  EXPECT_EQ(r.status, 401);
+  EXPECT_FALSE(ErrorOf(r).empty());
+}
+
+TEST_F(SessionRouterTest, SignInCodes) {
+  const ApiResponse made = Call("POST", "/api/v1/session/codes", Bearer(kAdmin));
+  ASSERT_EQ(made.status, 201) << made.body;
+  const Json code = ParseJsonObject(made.body).value();
+  EXPECT_EQ(code["expires_at"], FormatRfc3339(clock_.Now() + std::chrono::minutes(5)));
+  const ApiResponse in = SignInWith(Json{{"code", code["code"]}});
+  ASSERT_EQ(in.status, 200) << in.body;
+  EXPECT_EQ(ParseJsonObject(in.body).value()["role"], "admin");
+  EXPECT_NE(SetCookieOf(in), "");
+  // Single use.
+  const ApiResponse again = SignInWith(Json{{"code", code["code"]}});
+  EXPECT_EQ(again.status, 401);
+  EXPECT_EQ(SetCookieOf(again), "");
+
+  // A lower role on request; never an unknown one; never an agent.
+  const ApiResponse viewer_code =
+      Call("POST", "/api/v1/session/codes", Bearer(kAdmin), R"({"role":"viewer"})");
+  ASSERT_EQ(viewer_code.status, 201);
+  const ApiResponse as_viewer =
+      SignInWith(Json{{"code", ParseJsonObject(viewer_code.body).value()["code"]}});
+  EXPECT_EQ(ParseJsonObject(as_viewer.body).value()["role"], "viewer");
+  EXPECT_EQ(Call("POST", "/api/v1/session/codes", Bearer(kAdmin), R"({"role":"root"})").status,
+            400);
+  EXPECT_EQ(Call("POST", "/api/v1/session/codes", Bearer(kAdmin), R"({"role":"agent"})").status,
+            400);
+  EXPECT_EQ(Call("POST", "/api/v1/session/codes", Bearer(kAdmin), R"({"x":1})").status, 400);
+  EXPECT_EQ(Call("POST", "/api/v1/session/codes", Bearer(kOperator)).status, 403);
+
+  // Expired after five minutes.
+  const ApiResponse late = Call("POST", "/api/v1/session/codes", Bearer(kAdmin));
+  clock_.Advance(std::chrono::minutes(5));
+  EXPECT_EQ(SignInWith(Json{{"code", ParseJsonObject(late.body).value()["code"]}}).status, 401);
 }
 
 }  // namespace

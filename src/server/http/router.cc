@@ -177,8 +177,7 @@ Result<Principal> Router::Authenticate(ApiRequest& request) const {
     return tokens_.Authenticate(request.authorization);  // "missing Authorization: Bearer"
   }
   ASSIGN_OR_RETURN(SessionInfo session, sessions_->Find(id));
-  if (IsStateChanging(request.method) &&
-      (request.csrf_token.empty() || !ConstantTimeEquals(session.csrf, request.csrf_token))) {
+  if (IsStateChanging(request.method) && !CsrfMatches(session, request.csrf_token)) {
     return PermissionDenied("missing or wrong X-CSRF-Token");
   }
   request.session_id = id;

@@ -80,9 +80,13 @@ Result<SessionInfo> SessionRegistry::Find(std::string_view id) const {
   return SessionInfo{it->second.principal, it->second.csrf, it->second.expires_at};
 }
 
+bool CsrfMatches(const SessionInfo& session, std::string_view csrf) {
+  return !csrf.empty() && ConstantTimeEquals(session.csrf, csrf);
+}
+
 bool SessionRegistry::CsrfMatches(std::string_view id, std::string_view csrf) const {
   auto session = Find(id);
-  return session.has_value() && !csrf.empty() && ConstantTimeEquals(session->csrf, csrf);
+  return session.has_value() && server::CsrfMatches(*session, csrf);
 }
 
 bool SessionRegistry::Remove(std::string_view id) {

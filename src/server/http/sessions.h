@@ -47,6 +47,9 @@ struct SignInCode {
 };
 
 // Thread-safe.
+// True when `csrf` is the session's CSRF token (not empty; constant-time compare).
+bool CsrfMatches(const SessionInfo& session, std::string_view csrf);
+
 class SessionRegistry {
  public:
   SessionRegistry(const Clock& clock, SessionOptions options);

@@ -74,6 +74,7 @@ Status Fleet::Remove(const std::string& name) {
 
 void Fleet::OnTargetFeeds(const std::vector<TargetFeed>& feeds) {
   for (const auto& f : feeds) {
+    d_.hosts.RecordPoint(f.host, f.series, f.value, f.t);
     Publish(d_.alarms.Observe(f.host, f.series, f.value, f.t));
   }
 }
@@ -104,6 +105,7 @@ void Fleet::Evaluate(const protocol::Report& report) {
   }
   for (const auto& c : report.checks) {
     TargetFeed f = d_.target_groups.OnAgentCheck(report.host, c.name, c.healthy, now);
+    d_.hosts.RecordPoint(f.host, f.series, f.value, f.t);
     add(d_.alarms.Observe(f.host, f.series, f.value, f.t));
   }
   add(d_.alarms.Observe(report.host, "heartbeat", 1, now));

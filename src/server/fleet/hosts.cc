@@ -1,5 +1,7 @@
 #include "server/fleet/hosts.h"
 
+#include <algorithm>
+
 namespace medic::server {
 
 Json HostToJson(const HostView& h) {
@@ -70,17 +72,37 @@ Status HostRegistry::ApplyReport(const protocol::Report& report, WallTime now) {
   for (const auto& s : report.samples) {
     for (const auto& [k, v] : s.metrics) {
       h.view.metrics[k] = v;
-      auto& series = h.history[k];
-      series.push_back(Point{s.t, v});
-      while (series.size() > history_points_) {
-        series.pop_front();
-      }
+      Append(h, k, Point{s.t, v});
     }
   }
   for (const auto& c : report.checks) {
     h.view.checks[c.name] = c;
   }
   return OkStatus();
+}
+
+void HostRegistry::RecordPoint(const std::string& name, const std::string& series, double value,
+                               WallTime t) {
+  std::lock_guard<std::mutex> lock(mu_);
+  auto it = hosts_.find(name);
+  if (it != hosts_.end()) {
+    Append(it->second, series, Point{t, value});
+  }
+}
+
+void HostRegistry::Append(Host& h, const std::string& series, Point p) const {
+  auto& points = h.history[series];
+  // Oldest first, also when a datapoint arrives late (a probe that took longer than a check).
+  if (points.empty() || !(p.t < points.back().t)) {
+    points.push_back(p);
+  } else {
+    points.insert(std::upper_bound(points.begin(), points.end(), p,
+                                   [](const Point& a, const Point& b) { return a.t < b.t; }),
+                  p);
+  }
+  while (points.size() > history_points_) {
+    points.pop_front();
+  }
 }
 
 HostView HostRegistry::ViewOf(const Host& h, WallTime now) const {

@@ -49,6 +49,10 @@ class HostRegistry {
   bool Remove(const std::string& name);
   // NotFound if the host never registered (since this server started).
   Status ApplyReport(const protocol::Report& report, WallTime now);
+  // A datapoint the server derived for the host, not one it reported (its health in a target
+  // group, "unhealthy:web"): kept in the metric history only, so that charts and reports of an
+  // alarm on it have data. Ignored for an unknown host.
+  void RecordPoint(const std::string& name, const std::string& series, double value, WallTime t);
 
   std::vector<HostView> List(WallTime now) const;
   std::optional<HostView> Get(const std::string& name, WallTime now) const;
@@ -69,6 +73,8 @@ class HostRegistry {
     bool awaiting_report = false;  // restored, and no report since: stale whatever last_seen says
   };
   HostView ViewOf(const Host& h, WallTime now) const;
+  // Adds to one series of h's history in time order, dropping the oldest past history_points_.
+  void Append(Host& h, const std::string& series, Point p) const;
   void Put(const protocol::RegisterRequest& facts, WallTime registered_at, WallTime last_seen,
            bool awaiting_report);
 

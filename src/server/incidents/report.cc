@@ -104,7 +104,9 @@ std::vector<std::string> Measured(std::string name, std::optional<WallTime::dura
 }
 
 // Time to detect: from the first datapoint of the breach that raised the alarm (the run of
-// breaching datapoints that ends with the last one at or before `created`) to `created`.
+// breaching datapoints that ends with the last breaching one at or before `created`) to
+// `created`. A later datapoint that does not breach (a probe that answered before the crash and
+// reported after it, say) does not undo a breach the alarm already counted in its period.
 std::vector<std::string> TimeToDetect(const Incident& inc, const ReportMetric& metric) {
   const std::string name = "Time to detect";
   if (!metric) {
@@ -112,22 +114,27 @@ std::vector<std::string> TimeToDetect(const Incident& inc, const ReportMetric& m
                     "the alarm's rule is no longer configured: its metric is unknown");
   }
   const auto& pts = metric->points;
+  // The store keeps `created` to the millisecond; a datapoint in that same millisecond (an
+  // agent's failed check opens the incident within it) came before it.
+  const WallTime created_ms_end = inc.created_at + std::chrono::milliseconds(1);
+  bool any_before = false;
   size_t last = pts.size();
-  for (size_t i = 0; i < pts.size() && pts[i].t <= inc.created_at; ++i) {
-    last = i;
+  for (size_t i = 0; i < pts.size() && pts[i].t < created_ms_end; ++i) {
+    any_before = true;
+    if (Breaches(metric->comparison, metric->threshold, pts[i].v)) {
+      last = i;
+    }
   }
-  if (last == pts.size()) {
+  if (!any_before) {
     return Measured(name, std::nullopt,
                     "no datapoint of " + metric->series + " before created in the server's " +
                         "metric history (kept in memory only: lost at a restart, and old " +
                         "points fall out of it)");
   }
-  if (!Breaches(metric->comparison, metric->threshold, pts[last].v)) {
+  if (last == pts.size()) {
     return Measured(name, std::nullopt,
-                    "the last datapoint before created (" + FormatValue(pts[last].v) + " at " +
-                        FormatRfc3339(pts[last].t) + ") is not " + Condition(*metric) +
-                        ": the alarm counts periods, and there is no breach start to measure " +
-                        "from");
+                    "no datapoint kept before created is " + Condition(*metric) +
+                        ": there is no breach start to measure from");
   }
   size_t first = last;
   while (first > 0 && Breaches(metric->comparison, metric->threshold, pts[first - 1].v)) {
@@ -139,7 +146,7 @@ std::vector<std::string> TimeToDetect(const Incident& inc, const ReportMetric& m
                         " (the first at " + FormatRfc3339(pts[0].t) +
                         "): the breach began before the history starts");
   }
-  return Measured(name, inc.created_at - pts[first].t,
+  return Measured(name, std::max<WallTime::duration>(inc.created_at - pts[first].t, {}),
                   "first datapoint " + Condition(*metric) + " (" + FormatValue(pts[first].v) +
                       " at " + FormatRfc3339(pts[first].t) + ") → created");
 }
@@ -225,8 +232,7 @@ Section MetricSection(const Incident& inc, const ReportMetric& metric) {
   if (m.points.empty()) {
     s.note = "No datapoints of " + m.series + " on " + inc.instance_id + " from " + window +
              ": the server keeps metric history in memory only (lost at a restart, and old "
-             "points fall out of it), and alarms on target-group health and heartbeats have "
-             "no history.";
+             "points fall out of it), and heartbeats (Host-Unreachable) have no history.";
     return s;
   }
   double lo = m.points.front().v, hi = lo;

@@ -108,6 +108,37 @@ TEST_F(FleetTest, EveryTransitionOfAReportIsPublishedAndHandedToTheIncidents) {
   EXPECT_EQ(EventNames(), std::vector<std::string>(to_incidents_.size(), "alarm"));
 }
 
+TEST_F(FleetTest, TargetGroupHealthIsKeptInTheHostsHistoryNotInItsMetrics) {
+  fleet_.Register(Web1());
+  // The agent's check named like the group, failing then passing; then a probe's feed.
+  for (bool healthy : {false, true}) {
+    protocol::Report r;
+    r.host = "web-1";
+    r.checks = {{"web", healthy, "", clock_.Now()}};
+    ASSERT_TRUE(fleet_.Report(r).has_value());
+    clock_.Advance(Millis(1000));
+  }
+  const WallTime start = clock_.Now() - Millis(2000);
+  fleet_.OnTargetFeeds({TargetFeed{"web-1", "unhealthy:web", 1, clock_.Now()}});
+  // A probe that started before the second check and answered after it: kept in time order.
+  fleet_.OnTargetFeeds({TargetFeed{"web-1", "unhealthy:web", 1, start + Millis(500)}});
+  fleet_.OnTargetFeeds({TargetFeed{"ghost", "unhealthy:web", 1, clock_.Now()}});  // unknown
+
+  auto points = hosts_.History("web-1", "unhealthy:web", WallTime{});
+  ASSERT_TRUE(points.has_value());
+  ASSERT_EQ(points->size(), 4u);
+  const std::vector<std::pair<Millis, double>> want = {
+      {Millis(0), 1}, {Millis(500), 1}, {Millis(1000), 0}, {Millis(2000), 1}};
+  for (size_t i = 0; i < want.size(); ++i) {
+    SCOPED_TRACE(i);
+    EXPECT_EQ((*points)[i].t, start + want[i].first);
+    EXPECT_EQ((*points)[i].v, want[i].second);
+  }
+  // What the host reported is unchanged: a derived series is no metric of the host's.
+  EXPECT_EQ(hosts_.Get("web-1", clock_.Now())->metrics.count("unhealthy:web"), 0u);
+  EXPECT_FALSE(hosts_.History("ghost", "unhealthy:web", WallTime{}).has_value());
+}
+
 TEST_F(FleetTest, AKnownHostThatNeverReportsAfterARestartRaisesHostUnreachable) {
   ASSERT_TRUE(
       store_->PutHost({"web-1", protocol::ToJson(Web1()), clock_.Now(), clock_.Now()}).has_value());

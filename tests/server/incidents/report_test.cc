@@ -339,6 +339,12 @@ TEST(ReportTimesTest, DetectFromTheFirstDatapointOfTheBreachThatRaisedTheAlarm) 
   };
   AlarmMetric after = DiskMetric({40, 90, 95});
   after.points.push_back({At(5), 99});  // after created: not part of the detection
+  // created is kept to the millisecond: a datapoint later within that millisecond came first
+  // (an agent's failed check opens the incident at once); one a millisecond on did not.
+  AlarmMetric same_ms = DiskMetric({40});
+  same_ms.points.push_back({At(0) + std::chrono::microseconds(300), 97});
+  AlarmMetric next_ms = DiskMetric({40});
+  next_ms.points.push_back({At(0) + std::chrono::milliseconds(1), 97});
   AlarmMetric below = DiskMetric({90, 45, 40});
   below.comparison = Comparison::kLess;
   below.threshold = 50;
@@ -351,8 +357,12 @@ TEST(ReportTimesTest, DetectFromTheFirstDatapointOfTheBreachThatRaisedTheAlarm) 
       {"a < alarm", below, "5s", "first datapoint \\< 50 (45 at"},
       {"the breach began before the history", DiskMetric({90, 95}), "—",
        "the breach began before the history starts"},
-      {"the last point before created does not breach", DiskMetric({90, 40}), "—",
-       "is not \\> 85"},
+      {"a later point that does not breach leaves the breach counted", DiskMetric({40, 90, 40}),
+       "5s", "first datapoint \\> 85 (90 at 2027-01-15T07:59:55.000Z) → created"},
+      {"a breach in created's millisecond", same_ms, "0 ms", "first datapoint \\> 85 (97 at"},
+      {"a breach a millisecond after created", next_ms, "—", "no datapoint kept before created"},
+      {"no point before created breaches", DiskMetric({40, 45}), "—",
+       "no datapoint kept before created is \\> 85"},
       {"no points: a restart", DiskMetric({}), "—",
        "no datapoint of disk_used_percent before created in the server's metric history"},
       {"the rule is gone", kNoRule, "—", "the alarm's rule is no longer configured"},

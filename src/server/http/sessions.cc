@@ -84,11 +84,6 @@ bool CsrfMatches(const SessionInfo& session, std::string_view csrf) {
   return !csrf.empty() && ConstantTimeEquals(session.csrf, csrf);
 }
 
-bool SessionRegistry::CsrfMatches(std::string_view id, std::string_view csrf) const {
-  auto session = Find(id);
-  return session.has_value() && server::CsrfMatches(*session, csrf);
-}
-
 bool SessionRegistry::Remove(std::string_view id) {
   const std::string hash = Sha256Hex(id);
   std::lock_guard<std::mutex> lock(mu_);

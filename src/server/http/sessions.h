@@ -58,8 +58,6 @@ class SessionRegistry {
   NewSession Create(const Principal& principal);
   // The live session with this id; Unauthenticated when unknown or expired.
   Result<SessionInfo> Find(std::string_view id) const;
-  // True when `csrf` is the CSRF token of the live session `id` (constant-time compare).
-  bool CsrfMatches(std::string_view id, std::string_view csrf) const;
   // Forgets one session; false when there was none.
   bool Remove(std::string_view id);
   // Forgets every session and sign-in code of that principal name (its token was revoked);

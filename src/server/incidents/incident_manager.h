@@ -20,15 +20,15 @@
 #include <string>
 #include <vector>
 
+#include "ai/brain.h"
+#include "ai/runbooks.h"
 #include "core/clock.h"
 #include "protocol/wire.h"
 #include "server/alarms/alarms.h"
-#include "ai/brain.h"
 #include "server/commands/command_queue.h"
-#include "server/store/incident.h"
 #include "server/incidents/incident_state.h"
-#include "ai/runbooks.h"
 #include "server/incidents/settings.h"
+#include "server/store/incident.h"
 #include "server/store/store.h"
 
 namespace medic::server {

@@ -11,7 +11,11 @@ PACKAGES=(
   nginx curl procps iproute2 util-linux stress-ng
   prometheus monit prometheus-node-exporter openssl
   python3 binutils
+  chromium
 )
+# Node.js and npm build nothing: the dashboard is plain ES modules. npm installs uPlot (embedded
+# in medic-server at build time) and playwright-core (the browser tests drive Debian's chromium).
+command -v npm >/dev/null 2>&1 || PACKAGES+=(nodejs npm)
 
 missing=()
 for p in "${PACKAGES[@]}"; do
@@ -29,6 +33,16 @@ if ((${#missing[@]})); then
   export DEBIAN_FRONTEND=noninteractive
   apt-get update -qq
   apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+fi
+
+# npm packages, exactly as package-lock.json pins them; skipped while the lock file is unchanged.
+cd "$(dirname "$0")/.."
+lock_sum=$(sha256sum package-lock.json | cut -d' ' -f1)
+if [[ ! -f node_modules/.medic-lock-sha256 ]] ||
+   [[ $(cat node_modules/.medic-lock-sha256) != "$lock_sum" ]]; then
+  echo "setup: installing npm packages (package-lock.json)"
+  npm ci --no-audit --no-fund --loglevel=error >/dev/null
+  echo "$lock_sum" > node_modules/.medic-lock-sha256
 fi
 
 # Debian's nginx package starts a system nginx on :80 where an init runs it;

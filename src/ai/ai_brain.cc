@@ -106,6 +106,13 @@ Decision AiBrain::Decide(const DecisionRequest& request) {
     d.requires_approval = true;
     d.approval_reason = verdict.reason;
   }
+  // What the model said of its own choice, kept for the operator (ai_usage), granting nothing.
+  if (parsed->confidence && *parsed->confidence >= 0 && *parsed->confidence <= 1) {
+    d.usage["confidence"] = *parsed->confidence;
+  }
+  if (parsed->risk == "low" || parsed->risk == "medium" || parsed->risk == "high") {
+    d.usage["risk"] = parsed->risk;
+  }
   std::string chose = "the AI chose " + protocol::RenderCommandLine(*action);
   if (parsed->confidence) {
     chose += " (confidence " + std::to_string(*parsed->confidence).substr(0, 4) +

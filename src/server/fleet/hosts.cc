@@ -158,4 +158,25 @@ Result<std::vector<HostRegistry::Point>> HostRegistry::History(const std::string
   return out;
 }
 
+std::vector<HostRegistry::Point> KeepHighest(std::vector<HostRegistry::Point> points,
+                                             size_t max_points) {
+  if (points.size() <= max_points) {
+    return points;
+  }
+  std::vector<HostRegistry::Point> out;
+  out.reserve(max_points);
+  for (size_t run = 0; run < max_points; ++run) {
+    size_t begin = run * points.size() / max_points;
+    size_t end = (run + 1) * points.size() / max_points;
+    size_t best = begin;
+    for (size_t i = begin + 1; i < end; ++i) {
+      if (points[i].v > points[best].v) {
+        best = i;
+      }
+    }
+    out.push_back(points[best]);
+  }
+  return out;
+}
+
 }  // namespace medic::server

@@ -84,4 +84,10 @@ class HostRegistry {
   std::map<std::string, Host> hosts_;  // Guarded by mu_.
 };
 
+// At most `max_points` of `points` (oldest first) for a chart: the points split into that many
+// runs of consecutive points, and of each run the highest (the first of equals), so a spike is
+// never averaged away. Fewer points are returned as they are. REQUIRES: max_points >= 1.
+std::vector<HostRegistry::Point> KeepHighest(std::vector<HostRegistry::Point> points,
+                                             size_t max_points);
+
 }  // namespace medic::server

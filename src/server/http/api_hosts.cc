@@ -28,7 +28,7 @@ void AddHostRoutes(Router& router, HostRoutesDeps deps) {
                 respond(JsonResponse(200, Json{{"removed", name}}));
               }});
   router.Add({"GET", "/api/v1/hosts/{name}/metrics", Role::kViewer,
-              "history of one metric (?metric=M&since=RFC3339)",
+              "history of one metric (?metric=M&since=RFC3339&max_points=N)",
               [deps](ApiRequest& req, Responder respond) {
                 auto m = req.query.find("metric");
                 if (m == req.query.end() || m->second.empty()) {
@@ -42,12 +42,16 @@ void AddHostRoutes(Router& router, HostRoutesDeps deps) {
                   }
                   since = *t;
                 }
+                auto max_points = ParseIntParam(req, "max_points", 1, 3600, 3600);
+                if (!max_points) {
+                  return respond(ErrorResponse(max_points.error()));
+                }
                 auto points = deps.hosts.History(req.path_params["name"], m->second, since);
                 if (!points) {
                   return respond(ErrorResponse(points.error()));
                 }
                 Json out = Json::array();
-                for (const auto& p : *points) {
+                for (const auto& p : KeepHighest(std::move(*points), *max_points)) {
                   out.push_back(Json{{"t", FormatRfc3339(p.t)}, {"v", p.v}});
                 }
                 respond(JsonResponse(200, Json{{"points", out}}));

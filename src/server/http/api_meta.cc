@@ -2,6 +2,7 @@
 
 #include "server/http/api_util.h"
 #include "server/http/routes.h"
+#include "server/http/web_assets.h"
 
 namespace medic::server {
 
@@ -83,15 +84,29 @@ void AddSettingsRoutes(Router& router, SettingsService& settings, Store& store,
 }
 
 void AddIndexRoute(Router& router) {
-  router.Add({"GET", "/", Role::kPublic, "the dashboard",
+  // The page and its assets are public: they hold no data, and every call they make is
+  // authorized like any other.
+  router.Add({"GET", "/", Role::kPublic, "the dashboard (docs/DASHBOARD.md)",
               [](ApiRequest&, Responder respond) {
+                const WebAsset* page = FindWebAsset("index.html");
+                if (page == nullptr) {
+                  return respond(ErrorResponse(500, "the dashboard was not embedded"));
+                }
                 ApiResponse r;
-                r.content_type = "text/html; charset=utf-8";
-                r.body =
-                    "<!doctype html><html><head><meta charset=utf-8><title>medic</title></head>"
-                    "<body><h1>medic</h1><p>The dashboard is not built yet. Use the <code>medic"
-                    "</code> CLI or the API under <code>/api/v1</code> (GET /api/v1 lists every "
-                    "route).</p></body></html>";
+                r.content_type = std::string(page->content_type);
+                r.body = std::string(page->body);
+                respond(std::move(r));
+              }});
+  router.Add({"GET", "/assets/{name}", Role::kPublic,
+              "the dashboard's scripts, styles and images (embedded at build time)",
+              [](ApiRequest& req, Responder respond) {
+                const WebAsset* asset = FindWebAsset(req.path_params["name"]);
+                if (asset == nullptr) {
+                  return respond(ErrorResponse(404, "no such asset"));
+                }
+                ApiResponse r;
+                r.content_type = std::string(asset->content_type);
+                r.body = std::string(asset->body);
                 respond(std::move(r));
               }});
 }

@@ -15,17 +15,23 @@ Result<Json> ParseBody(const ApiRequest& req, bool allow_empty) {
   return ParseJsonObject(req.body);
 }
 
-Result<int> ParseLimit(const ApiRequest& req, int fallback) {
-  auto it = req.query.find("limit");
+Result<int> ParseIntParam(const ApiRequest& req, const std::string& name, int lo, int hi,
+                          int fallback) {
+  auto it = req.query.find(name);
   if (it == req.query.end()) {
     return fallback;
   }
   const std::string& s = it->second;
-  if (s.empty() || s.size() > 4 || s.find_first_not_of("0123456789") != std::string::npos ||
-      std::stoi(s) < 1 || std::stoi(s) > 1000) {
-    return InvalidArgument("limit must be an integer from 1 to 1000");
+  if (s.empty() || s.size() > 9 || s.find_first_not_of("0123456789") != std::string::npos ||
+      std::stoi(s) < lo || std::stoi(s) > hi) {
+    return InvalidArgument(name + " must be an integer from " + std::to_string(lo) + " to " +
+                           std::to_string(hi));
   }
   return std::stoi(s);
+}
+
+Result<int> ParseLimit(const ApiRequest& req, int fallback) {
+  return ParseIntParam(req, "limit", 1, 1000, fallback);
 }
 
 void Audit(Store& store, const Clock& clock, const std::string& actor, const std::string& action,

@@ -14,6 +14,9 @@ namespace medic::server {
 
 // The `limit` query parameter: an integer 1..1000, or `fallback` when absent.
 Result<int> ParseLimit(const ApiRequest& request, int fallback);
+// Query parameter `name`: an integer lo..hi, or `fallback` when absent.
+Result<int> ParseIntParam(const ApiRequest& request, const std::string& name, int lo, int hi,
+                          int fallback);
 
 // Parses a request body as a JSON object; an empty body is {} when allow_empty.
 Result<Json> ParseBody(const ApiRequest& request, bool allow_empty);

@@ -105,6 +105,11 @@ TEST_F(IncidentManagerAiTest, TheAisChoiceRunsInAutomaticModeAndCompletes) {
   EXPECT_EQ(inc.ai_usage.value("output_tokens", 0), 41) << inc.ai_usage;
   EXPECT_TRUE(inc.ai_usage.contains("latency_ms")) << inc.ai_usage;
   EXPECT_EQ(IncidentToJson(inc)["ai_usage"], inc.ai_usage);
+  // What the model said of its choice is kept for whoever reads the incident; the catalog's
+  // risk of the action is beside it.
+  EXPECT_EQ(inc.ai_usage.value("confidence", 0.0), 0.8) << inc.ai_usage;
+  EXPECT_EQ(inc.ai_usage.value("risk", ""), "low") << inc.ai_usage;
+  EXPECT_EQ(IncidentToJson(inc).value("risk", ""), "low");
   // The model saw the diagnostics (as data).
   ASSERT_EQ(server_.requests().size(), 1u);
   EXPECT_NE(server_.requests()[0].body.find("huge.log"), std::string::npos);
@@ -118,6 +123,16 @@ TEST_F(IncidentManagerAiTest, TheAisChoiceRunsInAutomaticModeAndCompletes) {
   alarms_.state = AlarmState::kOk;
   manager_->OnCommandResult(done);
   EXPECT_EQ(Only().status, IncidentStatus::kCompleted);
+}
+
+TEST_F(IncidentManagerAiTest, ARiskOrConfidenceOutsideTheSchemaIsNotKept) {
+  Build();
+  Answer(ai::test::Answer("log.archive_truncate", {{"path", "/var/log/app/huge.log"}},
+                          "archive it", "<b>none at all</b>", 7.5));
+  Incident inc = Diagnose("Disk-Critical-ASG", "/dev/sda1 20G 18G 2.0G 91% /\n");
+  EXPECT_EQ(inc.ai_suggestion, "log.archive_truncate path=/var/log/app/huge.log");
+  EXPECT_FALSE(inc.ai_usage.contains("risk")) << inc.ai_usage;
+  EXPECT_FALSE(inc.ai_usage.contains("confidence")) << inc.ai_usage;
 }
 
 // The three reference alarms, each fixed by the AI's own (different from the runbook's)

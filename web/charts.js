@@ -51,7 +51,8 @@ export function timeChart(parent, {title, points, threshold, comparison, span, w
     width: width || Math.max(320, Math.min(1100, parent.clientWidth - 20)),
     height,
     series,
-    scales: {x: {time: true}},
+    // One point, or points within a second: a minute either side instead of uPlot's years.
+    scales: {x: {time: true, range: (u, min, max) => (max - min < 1 ? [min - 60, max + 60] : [min, max])}},
     cursor: {drag: {x: true, y: false}},
     axes: [{}, {size: 60}],
     hooks: span ? {

@@ -109,7 +109,7 @@ export function confirmBox(parent, {title, lines = [], confirmLabel, danger = tr
                                       'aria-label': input}) : null;
     const box = h('div', {class: 'confirm', role: 'dialog', 'aria-label': title},
       h('h3', {}, title),
-      lines.map((l) => h('p', {}, l)),
+      lines.map((l) => (typeof l === 'object' && l.code ? h('pre', {class: 'command'}, l.code) : h('p', {}, l))),
       field,
       h('div', {class: 'buttons'},
         h('button', {class: danger ? 'danger' : 'primary', 'data-action': 'confirm',

@@ -19,7 +19,7 @@ function notice(el, text, cls = 'ok') {
 // ---- Incidents -------------------------------------------------------------------------------
 
 function incidentRow(inc) {
-  return h('tr', {'data-id': inc.incident_id, 'data-status': inc.status},
+  return h('tr', {'data-id': inc.incident_id, 'data-status': inc.status, 'data-updated': inc.updated_at},
     h('td', {}, h('a', {href: '#/incident/' + enc(inc.incident_id)}, inc.incident_id)),
     h('td', {}, inc.alarm_name),
     h('td', {}, inc.instance_id),
@@ -157,7 +157,7 @@ async function incidentPage(main, id) {
       const r = await confirmBox(box, {
         title: verb === 'approve' ? 'Approve this fix?' : 'Reject this fix?',
         lines: verb === 'approve'
-          ? [`This runs on ${inc.instance_id}:`, inc.ai_suggestion]
+          ? [`This runs on ${inc.instance_id}:`, {code: inc.ai_suggestion}]
           : [`Nothing runs on ${inc.instance_id}; the incident ends as rejected.`],
         confirmLabel: verb === 'approve' ? 'Approve and run' : 'Reject',
         danger: verb !== 'approve', input: 'comment (optional)'});
@@ -234,7 +234,7 @@ async function incidentPage(main, id) {
 const FLEET_METRICS = [['disk_used_percent', 'Disk %'], ['mem_used_percent', 'Memory %'],
                        ['cpu_percent', 'CPU %']];
 
-// Fetches sparklines only for rows on screen, a few at a time.
+// Fetches the sparklines of rows on screen only, a few requests at a time.
 function lazySparks() {
   const queue = [];
   let running = 0;
@@ -249,24 +249,35 @@ function lazySparks() {
     for (const e of entries) {
       if (!e.isIntersecting) continue;
       io.unobserve(e.target);
-      const cell = e.target;
-      queue.push(async () => {
-        try {
-          const m = await get(`/api/v1/hosts/${enc(cell.dataset.host)}/metrics?metric=` +
-                              `${enc(cell.dataset.metric)}&max_points=60`);
-          cell.replaceChildren(sparkline(m.points, {max: 100}));
-        } catch { cell.replaceChildren(); }
-      });
+      for (const cell of e.target.querySelectorAll('.spark-cell')) {
+        queue.push(async () => {
+          try {
+            const m = await get(`/api/v1/hosts/${enc(cell.dataset.host)}/metrics?metric=` +
+                                `${enc(cell.dataset.metric)}&max_points=60`);
+            cell.replaceChildren(sparkline(m.points, {max: 100}));
+          } catch { cell.replaceChildren(); }
+        });
+      }
     }
     pump();
   }, {rootMargin: '200px'});
-  return {observe: (el) => io.observe(el), dispose: () => { io.disconnect(); queue.length = 0; }};
+  return {observe: (row) => io.observe(row), dispose: () => { io.disconnect(); queue.length = 0; }};
 }
 
-function hostStatus(host, alarms) {
-  const unreachable = alarms.some((a) => a.host === host.name && a.alarm_name === 'Host-Unreachable' &&
-                                         a.state === 'ALARM');
+// healthy, unhealthy or stale as the server says; unreachable while Host-Unreachable is in ALARM.
+function hostStatus(host, alarmsOfHost) {
+  const unreachable = (alarmsOfHost || []).some((a) => a.alarm_name === 'Host-Unreachable' &&
+                                                       a.state === 'ALARM');
   return unreachable ? 'unreachable' : host.status;
+}
+
+function alarmsByHost(alarms) {
+  const m = new Map();
+  for (const a of alarms) {
+    if (!m.has(a.host)) m.set(a.host, []);
+    m.get(a.host).push(a);
+  }
+  return m;
 }
 
 async function fleetPage(main) {
@@ -280,18 +291,16 @@ async function fleetPage(main) {
     sparks.dispose();
     sparks = lazySparks();
     const byStatus = {};
+    const byHost = alarmsByHost(alarms.alarms);
     const frag = document.createDocumentFragment();
     for (const host of hosts.hosts) {
-      const st = hostStatus(host, alarms.alarms);
+      const st = hostStatus(host, byHost.get(host.name));
       byStatus[st] = (byStatus[st] || 0) + 1;
-      const mine = alarms.alarms.filter((a) => a.host === host.name && a.state !== 'OK');
-      const cells = FLEET_METRICS.map(([metric]) => {
-        const spark = h('span', {class: 'spark-cell', 'data-host': host.name, 'data-metric': metric});
-        sparks.observe(spark);
-        return h('td', {class: 'metric'}, h('span', {class: 'num'}, fmtNum((host.metrics || {})[metric])),
-                 ' ', spark);
-      });
-      frag.appendChild(h('tr', {'data-host': host.name, 'data-status': st},
+      const mine = (byHost.get(host.name) || []).filter((a) => a.state !== 'OK');
+      const cells = FLEET_METRICS.map(([metric]) => h('td', {class: 'metric'},
+        h('span', {class: 'num'}, fmtNum((host.metrics || {})[metric])), ' ',
+        h('span', {class: 'spark-cell', 'data-host': host.name, 'data-metric': metric})));
+      const row = h('tr', {'data-host': host.name, 'data-status': st},
         h('td', {}, h('a', {href: '#/host/' + enc(host.name)}, host.name),
           host.hostname && host.hostname !== host.name ? h('div', {class: 'muted small'}, host.hostname) : null),
         h('td', {}, badge(st)),
@@ -301,7 +310,9 @@ async function fleetPage(main) {
                                                             title: c.detail || ''},
           (c.healthy ? '✓ ' : '✗ ') + c.name))),
         h('td', {}, mine.length ? mine.map((a) => h('span', {class: 'alarm-chip', title: a.reason || ''},
-          a.alarm_name, ' ', a.state)) : h('span', {class: 'muted'}, 'none'))));
+          a.alarm_name, ' ', a.state)) : h('span', {class: 'muted'}, 'none')));
+      sparks.observe(row);
+      frag.appendChild(row);
     }
     tbody.replaceChildren(frag);
     put(summary, `${hosts.hosts.length} hosts: ` +
@@ -356,7 +367,7 @@ async function hostPage(main, name) {
   }
   range.addEventListener('change', draw);
   put(main, h('p', {}, h('a', {href: '#/fleet'}, '← Fleet')),
-    h('h1', {}, host.name, ' ', badge(hostStatus(host, alarms.alarms))),
+    h('h1', {}, host.name, ' ', badge(hostStatus(host, mine))),
     h('dl', {class: 'facts'},
       h('dt', {}, 'Hostname'), h('dd', {}, host.hostname || '—'),
       h('dt', {}, 'Agent'), h('dd', {}, host.version || '—'),

@@ -96,6 +96,25 @@ async function statusLatency(demo, page) {
           min_ms: Math.min(...latencies), statuses: seen.map((s) => s.status)};
 }
 
+// A full first page: 25 hosts (fake agents) whose disks are full, each with an incident waiting
+// for approval and diagnostics of a realistic size (~3 KB each, as a real disk diagnosis).
+const FULL_PAGE = 25;
+async function fillIncidents(demo) {
+  const agentToken = fs.readFileSync(path.join(demo.dataDir, 'server', 'agent.token'), 'utf8').trim();
+  const df = 'Filesystem 1K-blocks Used Available Use% Mounted on\n/dev/sda1 20511312 19485744 1025568 95% /\n';
+  const du = Array.from({length: 40}, (_, i) => `${(40 - i) * 123456}\t/var/log/app/part-${i}.log`).join('\n');
+  const agents = await Promise.all(Array.from({length: FULL_PAGE}, (_, i) => startFakeAgent({
+    base: demo.url, agentToken, name: `disk-${String(i).padStart(2, '0')}`,
+    metrics: {disk_used_percent: 95, mem_used_percent: 40, cpu_percent: 3},
+    checks: [{name: 'web', healthy: true, detail: 'HTTP 200'}],
+    answer: () => ({exit_code: 0, output: df + du}),
+  })));
+  await waitFor(async () => (await api(demo.url, demo.adminToken, 'GET',
+    '/api/v1/incidents?status=pending_approval&view=summary&limit=1000')).json.incidents.length >= FULL_PAGE,
+    {what: `${FULL_PAGE} pending incidents`, timeout: 60000});
+  return agents;
+}
+
 // 1. First load of the incidents page.
 async function firstLoad(demo, context) {
   const page = await context.newPage();
@@ -128,9 +147,10 @@ async function fleet(demo, page) {
   const agentToken = fs.readFileSync(path.join(demo.dataDir, 'server', 'agent.token'), 'utf8').trim();
   const agents = [];
   const t0 = Date.now();
-  for (let i = 1; agents.length < HOSTS - 1; i += 50) {
+  const others = 1 + FULL_PAGE;  // web-1 and the disk-NN hosts
+  for (let i = 1; agents.length < HOSTS - others; i += 50) {
     const batch = [];
-    for (let j = i; j < i + 50 && agents.length + batch.length < HOSTS - 1; j++) {
+    for (let j = i; j < i + 50 && agents.length + batch.length < HOSTS - others; j++) {
       const name = `fleet-${String(j).padStart(4, '0')}`;
       batch.push(startFakeAgent({base: demo.url, agentToken, name, pollWaitMs: 25000,
         facts: {services: ['nginx']},
@@ -191,10 +211,12 @@ try {
   const {context, page} = await signedInContext(browser, demo);
   log('status change -> DOM …');
   const latency = await statusLatency(demo, page);
-  log('first load …');
+  log(`first load (${FULL_PAGE} incidents waiting) …`);
+  const diskAgents = await fillIncidents(demo);
   const load = await firstLoad(demo, context);
   log(`fleet page with ${HOSTS} hosts …`);
   const fleetResult = await fleet(demo, page);
+  await Promise.all(diskAgents.map((a) => a.close()));
   const result = {
     machine: `${(await import('node:os')).cpus().length} cores, ${(await import('node:os')).cpus()[0].model}`,
     chromium: browser.version(),
@@ -208,7 +230,7 @@ try {
   // What does not depend on the machine's speed.
   const problems = [];
   if (load.bytes >= BUDGET_BYTES) problems.push(`first load ${load.bytes} B >= ${BUDGET_BYTES} B`);
-  if (load.rows < 1) problems.push('the incidents page listed no incident');
+  if (load.rows !== FULL_PAGE) problems.push(`the incidents page listed ${load.rows} incidents, not ${FULL_PAGE}`);
   if (latency.samples < SAMPLES) problems.push(`only ${latency.samples} status changes seen`);
   if (!latency.statuses.includes('completed')) problems.push('no completed status seen live');
   if (fleetResult.rows !== HOSTS) problems.push(`fleet rows ${fleetResult.rows} != ${HOSTS}`);

@@ -57,7 +57,8 @@ export function renderBanner() {
   if (!state.me || !s) { b.hidden = true; return; }
   if (s.automation_paused) {
     put(b, h('strong', {}, 'Automation is paused: '),
-        'no incident is diagnosed or fixed until it is resumed (Settings, or `medic resume`).');
+        'incidents are still diagnosed, but every fix waits for an operator to approve it ' +
+        '(resume in Settings, or `medic resume`).');
     b.className = 'banner paused';
     b.hidden = false;
   } else if (!s.approval_mode) {
@@ -91,6 +92,10 @@ function connectEvents() {
       let data;
       try { data = JSON.parse(ev.data); } catch { return; }
       if (type === 'incident' && data && data.incident_id) trackPending(data);
+      if (type === 'settings' && data && typeof data.automation_paused === 'boolean') {
+        state.settings = data;
+        renderBanner();
+      }
       if (state.page && state.page.onEvent) {
         try { state.page.onEvent(type, data); } catch (e) { console.warn('page event', e); }
       }
@@ -101,7 +106,7 @@ function connectEvents() {
 async function loadCommon() {
   const [settings, pending] = await Promise.all([
     get('/api/v1/settings'),
-    get('/api/v1/incidents?status=pending_approval&limit=1000'),
+    get('/api/v1/incidents?status=pending_approval&limit=1000&view=summary'),
   ]);
   state.settings = settings;
   state.pending = new Map(pending.incidents.map((i) => [i.incident_id, i]));

@@ -1,7 +1,7 @@
 // Charts: sparklines (a small inline SVG, no library) and full time-series charts (uPlot, with
 // drag-to-zoom and the alarm threshold drawn as a second series).
 
-import {h, svg} from './dom.js';
+import {h, svg, visible} from './dom.js';
 
 // points: [{t, v}] -> an <svg> polyline, scaled to its own range (0..100 for percentages).
 export function sparkline(points, {width = 120, height = 24, max} = {}) {
@@ -30,6 +30,7 @@ export function sparkline(points, {width = 120, height = 24, max} = {}) {
 // ({from, to} in ms). Drag across the chart to zoom into a time range; double-click resets.
 export function timeChart(parent, {title, points, threshold, comparison, span, width, height = 220,
                                   unit = ''}) {
+  title = visible(title);  // a metric name is an agent's text
   const box = h('div', {class: 'chart', 'data-chart': title});
   parent.appendChild(box);
   if (typeof window.uPlot !== 'function') {

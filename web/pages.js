@@ -46,7 +46,7 @@ async function incidentsPage(main) {
   let rows = [];
 
   async function load() {
-    const q = new URLSearchParams({limit: String(PAGE_SIZE)});
+    const q = new URLSearchParams({limit: String(PAGE_SIZE), view: 'summary'});
     if (f.status) q.set('status', f.status);
     if (f.alarm) q.set('alarm', f.alarm);
     if (f.host) q.set('host', f.host);
@@ -93,7 +93,10 @@ async function incidentsPage(main) {
         if (old) old.replaceWith(incidentRow(inc));
         return;
       }
-      if (f.before.length === 0 && matches(inc, f)) {
+      // A new incident, or one that now matches the filter: on the first page only, and only when
+      // it is newer than the rows shown (an old one changing does not jump to the top).
+      const newest = rows.length ? rows[0].created_at : '';
+      if (f.before.length === 0 && matches(inc, f) && inc.created_at >= newest) {
         rows.unshift(inc);
         if (rows.length > PAGE_SIZE) rows.pop();
         render();
@@ -128,8 +131,9 @@ async function alarmChart(parent, inc) {
   const to = inc.resolved_at ? Date.parse(inc.resolved_at) : null;
   const since = new Date(from - 10 * 60 * 1000).toISOString();
   try {
+    const keep = rule.comparison.startsWith('<') ? 'lowest' : 'highest';
     const m = await get(`/api/v1/hosts/${enc(inc.instance_id)}/metrics?metric=${enc(rule.series)}` +
-                        `&since=${enc(since)}&max_points=600`);
+                        `&since=${enc(since)}&max_points=600&keep=${keep}`);
     const until = (to ?? Date.now()) + 10 * 60 * 1000;
     const points = m.points.filter((p) => Date.parse(p.t) <= until);
     if (points.length === 0) {
@@ -217,7 +221,6 @@ async function incidentPage(main, id) {
   }
   put(main, h('p', {}, h('a', {href: '#/incidents'}, '← Incidents')), body);
   render();
-  body.after(chartBox);
   alarmChart(chartBox, inc);
   return {
     onEvent(type, data) {
@@ -348,7 +351,7 @@ async function hostPage(main, name) {
     [['15', 'last 15 minutes'], ['60', 'last hour']].map(([v, l]) => h('option', {value: v, selected: v === '60'}, l)));
   const charts = h('div', {class: 'charts'});
   const mine = alarms.alarms.filter((a) => a.host === name);
-  const metricNames = Object.keys(host.metrics || {}).filter((m) => !m.includes('{')).sort();
+  const metricNames = Object.keys(host.metrics || {}).sort();
   const series = new Set(metricNames);
   for (const r of alarms.rules) if (r.series.startsWith('unhealthy:') || r.series === 'heartbeat') series.add(r.series);
   async function draw() {
@@ -356,11 +359,13 @@ async function hostPage(main, name) {
     const since = new Date(Date.now() - Number(range.value) * 60000).toISOString();
     for (const metric of series) {
       let m;
+      const rule = alarms.rules.find((r) => r.series === metric);
+      const keep = rule && rule.comparison.startsWith('<') ? 'lowest' : 'highest';
       try {
-        m = await get(`/api/v1/hosts/${enc(name)}/metrics?metric=${enc(metric)}&since=${enc(since)}&max_points=900`);
+        m = await get(`/api/v1/hosts/${enc(name)}/metrics?metric=${enc(metric)}&since=${enc(since)}` +
+                      `&max_points=900&keep=${keep}`);
       } catch { continue; }
       if (!m.points.length) continue;
-      const rule = alarms.rules.find((r) => r.series === metric);
       timeChart(charts, {title: metric, points: m.points, threshold: rule ? rule.threshold : undefined,
                          comparison: rule ? rule.comparison : undefined, height: 160});
     }
@@ -447,16 +452,17 @@ async function settingsPage(main) {
       h('section', {class: 'block killswitch ' + (s.automation_paused ? 'paused' : '')},
         h('h2', {}, 'Automation'),
         h('p', {id: 'automation-state', 'data-paused': String(s.automation_paused)},
-          s.automation_paused ? 'PAUSED: alarms still open incidents, but nothing is diagnosed or fixed.'
-                              : 'Running: incidents are diagnosed and fixed as the approval mode says.'),
+          s.automation_paused ? 'PAUSED: incidents are still opened and diagnosed, but no fix runs ' +
+                                'until an operator approves it, whatever the approval mode.'
+                              : 'Running: fixes run as the approval mode says.'),
         admin ? h('button', {class: s.automation_paused ? 'primary big' : 'danger big',
                              'data-action': s.automation_paused ? 'resume' : 'pause',
                              on: {click: async (ev) => {
                                const pausing = !s.automation_paused;
                                const r = await confirmBox(ev.target.parentElement, {
                                  title: pausing ? 'Pause all automation?' : 'Resume automation?',
-                                 lines: [pausing ? 'No diagnostic or fix runs on any host until you resume.'
-                                                 : 'Incidents are diagnosed and fixed again.'],
+                                 lines: [pausing ? 'From now on no fix runs on its own on any host: each waits for an operator to approve it.'
+                                                 : 'Fixes run as the approval mode says again.'],
                                  confirmLabel: pausing ? 'Pause everything' : 'Resume', danger: pausing});
                                if (r.ok) change({automation_paused: pausing}, pausing ? 'Automation paused.' : 'Automation resumed.');
                              }}}, s.automation_paused ? 'Resume automation…' : 'PAUSE ALL AUTOMATION…') : null),

@@ -110,7 +110,8 @@ Decision AiBrain::Decide(const DecisionRequest& request) {
   if (parsed->confidence && *parsed->confidence >= 0 && *parsed->confidence <= 1) {
     d.usage["confidence"] = *parsed->confidence;
   }
-  if (parsed->risk == "low" || parsed->risk == "medium" || parsed->risk == "high") {
+  if (parsed->risk == "none" || parsed->risk == "low" || parsed->risk == "medium" ||
+      parsed->risk == "high") {
     d.usage["risk"] = parsed->risk;
   }
   std::string chose = "the AI chose " + protocol::RenderCommandLine(*action);

@@ -195,6 +195,16 @@ test('the kill switch: pause all automation with confirmation, and resume', asyn
   await page.click('.confirm button[data-action="confirm"]');
   await page.waitForSelector('#automation-state[data-paused="false"]');
   assert.equal((await api(demo.url, demo.adminToken, 'GET', '/api/v1/settings')).json.automation_paused, false);
+  // A pause from the CLI (the API) shows on an open page at once, without a reload.
+  await page.goto(demo.url + '#/incidents');
+  await page.waitForSelector('#incidents');
+  await markNoReload(page);
+  assert.equal(await page.isHidden('#banner'), true);
+  assert.equal((await api(demo.url, demo.adminToken, 'PUT', '/api/v1/settings', {automation_paused: true})).status, 200);
+  await page.waitForSelector('#banner.paused:not([hidden])', {timeout: 10000});
+  assert.equal((await api(demo.url, demo.adminToken, 'PUT', '/api/v1/settings', {automation_paused: false})).status, 200);
+  await page.waitForSelector('#banner', {state: 'hidden', timeout: 10000});
+  await assertNoReload(page);
   watch.assertClean();
 });
 

@@ -255,7 +255,7 @@ Result<std::unique_ptr<ServerApp>> ServerApp::Create(const ServerConfig& config,
   p->router = std::make_unique<Router>(p->tokens, p->sessions.get());
   Router& r = *p->router;
   AddHealthRoutes(r, {clock, *p->hosts, *p->alarms, *p->incidents, *p->commands});
-  AddSettingsRoutes(r, *p->settings, *p->store, clock);
+  AddSettingsRoutes(r, *p->settings, *p->store, clock, *events);
   AddIndexRoute(r);
   AddIncidentRoutes(r, {clock, *p->store, *p->incidents, *p->hosts, *p->alarms});
   AddHostRoutes(r, {clock, *p->hosts, *p->fleet, *p->store});

@@ -1,7 +1,7 @@
 #pragma once
 
-// Server-sent events: GET /api/v1/events streams `incident` and `host` events to every
-// subscriber. Publishing never blocks (writers only queue on their connection's strand);
+// Server-sent events: GET /api/v1/events streams `incident`, `alarm`, `host`, `host_removed` and
+// `settings` events to every subscriber. Publishing never blocks (writers only queue on their connection's strand);
 // subscribers whose connection is gone are dropped. A comment line every 15 s keeps proxies
 // from timing the stream out. Thread-safe.
 

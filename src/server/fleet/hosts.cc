@@ -158,8 +158,8 @@ Result<std::vector<HostRegistry::Point>> HostRegistry::History(const std::string
   return out;
 }
 
-std::vector<HostRegistry::Point> KeepHighest(std::vector<HostRegistry::Point> points,
-                                             size_t max_points) {
+std::vector<HostRegistry::Point> KeepExtremes(std::vector<HostRegistry::Point> points,
+                                              size_t max_points, bool lowest) {
   if (points.size() <= max_points) {
     return points;
   }
@@ -170,7 +170,7 @@ std::vector<HostRegistry::Point> KeepHighest(std::vector<HostRegistry::Point> po
     size_t end = (run + 1) * points.size() / max_points;
     size_t best = begin;
     for (size_t i = begin + 1; i < end; ++i) {
-      if (points[i].v > points[best].v) {
+      if (lowest ? points[i].v < points[best].v : points[i].v > points[best].v) {
         best = i;
       }
     }

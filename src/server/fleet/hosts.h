@@ -85,9 +85,10 @@ class HostRegistry {
 };
 
 // At most `max_points` of `points` (oldest first) for a chart: the points split into that many
-// runs of consecutive points, and of each run the highest (the first of equals), so a spike is
-// never averaged away. Fewer points are returned as they are. REQUIRES: max_points >= 1.
-std::vector<HostRegistry::Point> KeepHighest(std::vector<HostRegistry::Point> points,
-                                             size_t max_points);
+// runs of consecutive points, and of each run the highest (or, with `lowest`, the lowest; the
+// first of equals), so a spike (or a dip, for a "<" alarm) is never averaged away. Fewer points
+// are returned as they are. REQUIRES: max_points >= 1.
+std::vector<HostRegistry::Point> KeepExtremes(std::vector<HostRegistry::Point> points,
+                                              size_t max_points, bool lowest = false);
 
 }  // namespace medic::server

@@ -28,7 +28,7 @@ void AddHostRoutes(Router& router, HostRoutesDeps deps) {
                 respond(JsonResponse(200, Json{{"removed", name}}));
               }});
   router.Add({"GET", "/api/v1/hosts/{name}/metrics", Role::kViewer,
-              "history of one metric (?metric=M&since=RFC3339&max_points=N)",
+              "history of one metric (?metric=M&since=RFC3339&max_points=N&keep=highest|lowest)",
               [deps](ApiRequest& req, Responder respond) {
                 auto m = req.query.find("metric");
                 if (m == req.query.end() || m->second.empty()) {
@@ -46,12 +46,19 @@ void AddHostRoutes(Router& router, HostRoutesDeps deps) {
                 if (!max_points) {
                   return respond(ErrorResponse(max_points.error()));
                 }
+                bool lowest = false;
+                if (auto k = req.query.find("keep"); k != req.query.end()) {
+                  if (k->second != "highest" && k->second != "lowest") {
+                    return respond(ErrorResponse(400, "keep must be highest or lowest"));
+                  }
+                  lowest = k->second == "lowest";
+                }
                 auto points = deps.hosts.History(req.path_params["name"], m->second, since);
                 if (!points) {
                   return respond(ErrorResponse(points.error()));
                 }
                 Json out = Json::array();
-                for (const auto& p : KeepHighest(std::move(*points), *max_points)) {
+                for (const auto& p : KeepExtremes(std::move(*points), *max_points, lowest)) {
                   out.push_back(Json{{"t", FormatRfc3339(p.t)}, {"v", p.v}});
                 }
                 respond(JsonResponse(200, Json{{"points", out}}));

@@ -54,7 +54,8 @@ ReportMetric MetricForReport(const Incident& inc, const HostRegistry& hosts,
 void AddIncidentRoutes(Router& router, IncidentRoutesDeps deps) {
 
   router.Add({"GET", "/api/v1/incidents", Role::kViewer,
-              "list incidents, newest first (?status=S&alarm=A&host=H&before=ID&limit=N)",
+              "list incidents, newest first "
+              "(?status=S&alarm=A&host=H&before=ID&limit=N&view=full|summary)",
               [&store = deps.store](ApiRequest& req, Responder respond) {
                 IncidentQuery q;
                 if (auto it = req.query.find("status"); it != req.query.end() && !it->second.empty()) {
@@ -86,13 +87,29 @@ void AddIncidentRoutes(Router& router, IncidentRoutesDeps deps) {
                   return respond(ErrorResponse(limit.error()));
                 }
                 q.limit = *limit;
+                // summary: without the long texts (diagnostics, reasoning, output, timeline),
+                // for lists such as the dashboard's; GET /api/v1/incidents/ID has them all.
+                bool summary = false;
+                if (auto it = req.query.find("view"); it != req.query.end()) {
+                  if (it->second != "full" && it->second != "summary") {
+                    return respond(ErrorResponse(400, "view must be full or summary"));
+                  }
+                  summary = it->second == "summary";
+                }
                 auto list = store.ListIncidents(q);
                 if (!list) {
                   return respond(ErrorResponse(list.error()));
                 }
                 Json out = Json::array();
                 for (const auto& inc : *list) {
-                  out.push_back(IncidentToJson(inc));
+                  Json j = IncidentToJson(inc);
+                  if (summary) {
+                    for (const char* long_text :
+                         {"diagnostics", "ai_reasoning", "remediation_output", "timeline"}) {
+                      j.erase(long_text);
+                    }
+                  }
+                  out.push_back(std::move(j));
                 }
                 respond(JsonResponse(200, Json{{"incidents", out}}));
               }});

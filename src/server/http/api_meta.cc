@@ -9,7 +9,7 @@ namespace medic::server {
 void AddEventRoutes(Router& router, EventHub& events) {
   router.Add({"GET", "/api/v1/events", Role::kViewer,
               "server-sent events: incident (every change), alarm (state changes), host "
-              "(registrations)",
+              "(registrations), host_removed, settings (changes)",
               [hub = &events](ApiRequest&, Responder respond) {
                 ApiResponse r;
                 r.content_type = "text/event-stream";
@@ -62,14 +62,14 @@ void AddHealthRoutes(Router& router, MetricsSources metrics) {
 }
 
 void AddSettingsRoutes(Router& router, SettingsService& settings, Store& store,
-                       const Clock& clock) {
+                       const Clock& clock, EventHub& events) {
   router.Add({"GET", "/api/v1/settings", Role::kViewer, "global settings",
               [&settings](ApiRequest&, Responder respond) {
                 respond(JsonResponse(200, SettingsToJson(settings.Get())));
               }});
   router.Add({"PUT", "/api/v1/settings", Role::kAdmin,
               "change settings ({\"approval_mode\":bool,\"automation_paused\":bool})",
-              [&settings, &store, &clock](ApiRequest& req, Responder respond) {
+              [&settings, &store, &clock, &events](ApiRequest& req, Responder respond) {
                 auto body = ParseBody(req, false);
                 if (!body) {
                   return respond(ErrorResponse(body.error()));
@@ -79,6 +79,7 @@ void AddSettingsRoutes(Router& router, SettingsService& settings, Store& store,
                   return respond(ErrorResponse(s.error()));
                 }
                 Audit(store, clock, req.principal, "settings.update", DumpJson(*body));
+                events.Publish("settings", SettingsToJson(*s));
                 respond(JsonResponse(200, SettingsToJson(*s)));
               }});
 }

@@ -33,8 +33,10 @@ struct MetricsSources {
 };
 // GET /healthz, GET /metrics (Prometheus text).
 void AddHealthRoutes(Router& router, MetricsSources metrics);
-// GET and PUT /api/v1/settings; a change is audited (`store`, `clock`).
-void AddSettingsRoutes(Router& router, SettingsService& settings, Store& store, const Clock& clock);
+// GET and PUT /api/v1/settings; a change is audited (`store`, `clock`) and published as a
+// `settings` event (`events`), so that open dashboards show a pause at once.
+void AddSettingsRoutes(Router& router, SettingsService& settings, Store& store, const Clock& clock,
+                       EventHub& events);
 // GET /, the dashboard.
 void AddIndexRoute(Router& router);
 // GET /api/v1/events, server-sent events.

@@ -22,7 +22,7 @@ struct WebAsset {
 };
 
 // The file served as /assets/NAME (or index.html for /), with its content type from the name's
-// extension; nullopt for an unknown name. Names never contain '/'.
+// extension; nullptr for an unknown name. Names never contain '/'.
 const WebAsset* FindWebAsset(std::string_view name);
 
 // "text/javascript; charset=utf-8" for .js, and so on; "application/octet-stream" otherwise.

@@ -5,6 +5,8 @@
 
 #include <gtest/gtest.h>
 
+#include <cstdlib>
+#include <filesystem>
 #include <regex>
 #include <set>
 
@@ -90,6 +92,25 @@ TEST_F(DashboardTest, UnknownAssetsAre404AndNothingOutsideTheTableIsReachable) {
   }
 }
 
+// src/server/CMakeLists.txt lists web/'s files one by one: a file added to web/ and not to the
+// list would be missing from the binary.
+TEST(DashboardSourceTest, EveryFileOfWebIsEmbedded) {
+  const char* source = std::getenv("MEDIC_SOURCE_DIR");
+  ASSERT_NE(source, nullptr) << "MEDIC_SOURCE_DIR is set by CTest";
+  std::set<std::string> embedded;
+  for (const EmbeddedFile& f : EmbeddedWebFiles()) {
+    embedded.insert(std::string(f.name));
+  }
+  int files = 0;
+  for (const auto& entry : std::filesystem::directory_iterator(std::string(source) + "/web")) {
+    ++files;
+    EXPECT_TRUE(embedded.contains(entry.path().filename().string()))
+        << entry.path() << " is not in MEDIC_WEB_SOURCES (src/server/CMakeLists.txt)";
+  }
+  EXPECT_GE(files, 7);
+  EXPECT_TRUE(embedded.contains("uPlot.iife.min.js"));
+}
+
 // What the Content-Security-Policy and the text-only rule need of our own code: no inline
 // script or style in the page, no HTML parsing of strings in the scripts, no eval.
 TEST(DashboardSourceTest, NoInlineScriptNoHtmlParsingNoEval) {
@@ -141,6 +162,9 @@ TEST_F(DashboardTest, MetricHistoryKeepsTheHighestOfEachRunForCharts) {
   };
   EXPECT_EQ(points("").size(), 9u);
   EXPECT_EQ(points("&max_points=3"), (std::vector<double>{2, 99, 8}));
+  EXPECT_EQ(points("&max_points=3&keep=highest"), (std::vector<double>{2, 99, 8}));
+  EXPECT_EQ(points("&max_points=3&keep=lowest"), (std::vector<double>{0, 3, 6}));
+  EXPECT_EQ(points("&max_points=2&keep=lowest"), (std::vector<double>{0, 5}));
   EXPECT_EQ(points("&max_points=9").size(), 9u);
   EXPECT_EQ(points("&max_points=3600").size(), 9u);
   for (const char* bad :
@@ -151,6 +175,10 @@ TEST_F(DashboardTest, MetricHistoryKeepsTheHighestOfEachRunForCharts) {
     EXPECT_NE(r.body.find("max_points must be an integer from 1 to 3600"), std::string::npos)
         << r.body;
   }
+  HttpResponse bad_keep = Call(
+      "GET", "/api/v1/hosts/web-1/metrics?metric=disk_used_percent&keep=average", admin_);
+  EXPECT_EQ(bad_keep.status, 400);
+  EXPECT_NE(bad_keep.body.find("keep must be highest or lowest"), std::string::npos);
 }
 
 }  // namespace

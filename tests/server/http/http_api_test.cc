@@ -298,6 +298,10 @@ TEST_F(HttpApiTest, ServerSentEventsCarryIncidentAndAlarmChanges) {
   EXPECT_NE(got.find("event: alarm\ndata: {"), std::string::npos) << got;
   EXPECT_NE(got.find("\"alarm_name\":\"Nginx-Down-ALB\""), std::string::npos) << got;
   EXPECT_NE(got.find("\"status\":\"diagnosing\""), std::string::npos) << got;
+  // A settings change reaches open dashboards (the pause banner).
+  ASSERT_EQ(Call("PUT", "/api/v1/settings", admin_, R"({"automation_paused":true})").status, 200);
+  ASSERT_TRUE(ReadUntil(fd, got, "event: settings", std::chrono::seconds(5))) << got;
+  ASSERT_TRUE(ReadUntil(fd, got, "\"automation_paused\":true", std::chrono::seconds(5))) << got;
   close(fd);
   // The server keeps serving after the subscriber left.
   EXPECT_EQ(Call("GET", "/healthz", "").status, 200);
@@ -349,6 +353,22 @@ TEST_F(HttpApiTest, IncidentsFilterByAlarmAndHostAndPageWithBefore) {
   EXPECT_EQ(ids("?limit=2&before=inc-0"), V{});
   EXPECT_EQ(ids("?host=web-1&before=inc-3"), (V{"inc-1", "inc-0"}));
   ExpectJsonError(Call("GET", "/api/v1/incidents?before=inc-nope", admin_), 400);
+  // view=summary leaves out the long texts; view=full (the default) has them.
+  EXPECT_EQ(ids("?view=summary&host=web-2"), (V{"inc-4", "inc-2"}));
+  const Json summary = JsonOf(Call("GET", "/api/v1/incidents?view=summary&limit=1", admin_));
+  const Json full = JsonOf(Call("GET", "/api/v1/incidents?view=full&limit=1", admin_));
+  ASSERT_EQ(summary["incidents"].size(), 1u);
+  ASSERT_EQ(full["incidents"].size(), 1u);
+  for (const char* key : {"diagnostics", "ai_reasoning", "remediation_output", "timeline"}) {
+    EXPECT_FALSE(summary["incidents"][0].contains(key)) << key;
+    EXPECT_TRUE(full["incidents"][0].contains(key)) << key;
+  }
+  for (const char* key : {"incident_id", "status", "ai_suggestion", "created_at", "updated_at"}) {
+    EXPECT_TRUE(summary["incidents"][0].contains(key)) << key;
+  }
+  HttpResponse bad = Call("GET", "/api/v1/incidents?view=brief", admin_);
+  ExpectJsonError(bad, 400);
+  EXPECT_NE(bad.body.find("view must be full or summary"), std::string::npos);
 }
 
 // The fleet survives a restart: hosts known before it are listed at once, report without

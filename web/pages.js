@@ -29,6 +29,12 @@ function incidentRow(inc) {
     h('td', {}, h('code', {}, inc.ai_suggestion || '')));
 }
 
+// An incident's versions can arrive out of order (an approve call's answer after the event of
+// the fix's result): the newer one (updated_at, RFC 3339 in UTC with milliseconds) wins.
+function newer(next, current) {
+  return !current || next.updated_at >= current.updated_at;
+}
+
 function matches(inc, f) {
   return (!f.status || inc.status === f.status) && (!f.alarm || inc.alarm_name === f.alarm) &&
          (!f.host || inc.instance_id === f.host);
@@ -88,6 +94,7 @@ async function incidentsPage(main) {
       if (type !== 'incident') return;
       const i = rows.findIndex((r) => r.incident_id === inc.incident_id);
       if (i >= 0) {
+        if (!newer(inc, rows[i])) return;
         rows[i] = inc;
         const old = tbody.querySelector(`tr[data-id="${CSS.escape(inc.incident_id)}"]`);
         if (old) old.replaceWith(incidentRow(inc));
@@ -167,8 +174,9 @@ async function incidentPage(main, id) {
         danger: verb !== 'approve', input: 'comment (optional)'});
       if (!r.ok) return;
       try {
-        inc = await post(`/api/v1/incidents/${enc(inc.incident_id)}/${verb}`,
-                         r.text ? {comment: r.text} : {});
+        const answer = await post(`/api/v1/incidents/${enc(inc.incident_id)}/${verb}`,
+                                  r.text ? {comment: r.text} : {});
+        if (newer(answer, inc)) inc = answer;
         notice(msg, verb === 'approve' ? 'Approved: the fix is running.' : 'Rejected.');
         render();
       } catch (e) { notice(msg, errorText(e), 'error'); }
@@ -224,7 +232,7 @@ async function incidentPage(main, id) {
   alarmChart(chartBox, inc);
   return {
     onEvent(type, data) {
-      if (type === 'incident' && data.incident_id === inc.incident_id) {
+      if (type === 'incident' && data.incident_id === inc.incident_id && newer(data, inc)) {
         inc = data;
         render();
       }

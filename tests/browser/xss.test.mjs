@@ -55,7 +55,8 @@ before(async () => {
     facts: {hostname: hostile('hostname'), version: hostile('version')},
     metrics: {disk_used_percent: 97, mem_used_percent: 10, cpu_percent: 1},
     checks: [{name: 'web', healthy: false, detail: hostile('check')}],
-    answer: () => ({exit_code: 0, output: hostile('diagnostics')}),
+    // Diagnostics and the fix's output alike: what a compromised host would print.
+    answer: (cmd) => ({exit_code: 0, output: hostile(cmd.action === 'service.restart' ? 'remediation' : 'diagnostics')}),
   });
   // A host name is a name, not text: the server refuses a hostile one outright.
   const refused = await tryRegister(demo.url, agentToken, {name: '<script>alert(1)</script>', hostname: 'x'});
@@ -71,7 +72,7 @@ after(async () => {
   if (canary) canary.server.close();
 });
 
-test('hostile host facts, check details, diagnostics and AI reasoning are shown as text, and nothing runs', async () => {
+test('hostile host facts, check details, diagnostics, the fix'\''s output and AI reasoning are shown as text, and nothing runs', async () => {
   // The incident on xss-1: disk over 85 %, diagnosed by the fake agent, decided by the model.
   const inc = await waitFor(async () => {
     const r = await api(demo.url, demo.adminToken, 'GET', '/api/v1/incidents?host=xss-1&status=pending_approval');
@@ -92,9 +93,18 @@ test('hostile host facts, check details, diagnostics and AI reasoning are shown 
   assert.ok((await page.textContent('pre[data-field="diagnostics"]')).includes(shown('diagnostics')));
   assert.equal(await page.textContent('pre[data-field="reasoning"]'), shown('reasoning'));
   await page.screenshot({path: path.join(screenshotDir(), 'xss-incident.png'), fullPage: true});
-  // The approval box quotes the command and nothing else from the model.
+  // Approved: the fix goes to the fake agent, whose output is hostile too, and arrives live.
   await page.click('button[data-action="approve"]');
-  await page.click('.confirm button[data-action="cancel"]');
+  assert.match(await page.textContent('#decide .confirm'), /service\.restart service=nginx/);
+  await page.click('#decide .confirm button[data-action="confirm"]');
+  await page.waitForFunction((want) => {
+    const pre = document.querySelector('pre[data-field="remediation"]');
+    return pre && pre.textContent.includes(want);
+  }, shown('remediation'), {timeout: 30000}).catch(async (e) => {
+    const now = await api(demo.url, demo.adminToken, 'GET', `/api/v1/incidents/${inc.incident_id}`);
+    throw new Error(`${e.message}; the incident: ${now.text.slice(0, 3000)}; agent commands: ${JSON.stringify(agent.commands.map((c) => c.action))}; errors ${JSON.stringify(agent.errors)}`);
+  });
+  assert.ok(agent.commands.some((c) => c.action === 'service.restart'), 'the fix reached the fake agent');
 
   await page.goto(`${demo.url}#/fleet`);
   await page.waitForSelector('#host-rows tr[data-host="xss-1"]');

@@ -72,7 +72,7 @@ after(async () => {
   if (canary) canary.server.close();
 });
 
-test('hostile host facts, check details, diagnostics, the fix'\''s output and AI reasoning are shown as text, and nothing runs', async () => {
+test("hostile host facts, check details, diagnostics, the fix's output and AI reasoning are shown as text, and nothing runs", async () => {
   // The incident on xss-1: disk over 85 %, diagnosed by the fake agent, decided by the model.
   const inc = await waitFor(async () => {
     const r = await api(demo.url, demo.adminToken, 'GET', '/api/v1/incidents?host=xss-1&status=pending_approval');

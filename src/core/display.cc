@@ -68,4 +68,26 @@ std::string SanitizeForDisplay(std::string_view s) {
   return out;
 }
 
+std::string SanitizeForLogLine(std::string_view s) {
+  bool plain = true;
+  for (const char ch : s) {
+    const auto c = static_cast<unsigned char>(ch);
+    plain = plain && c >= 0x20 && c < 0x7f;
+  }
+  if (plain) {
+    return std::string(s);  // the common case: printable ASCII, nothing to do
+  }
+  std::string out;
+  for (const char c : SanitizeForDisplay(s)) {
+    if (c == '\n') {
+      out += "\\n";
+    } else if (c == '\t') {
+      out += "\\t";
+    } else {
+      out += c;
+    }
+  }
+  return out;
+}
+
 }  // namespace medic

@@ -13,4 +13,8 @@ namespace medic {
 
 std::string SanitizeForDisplay(std::string_view s);
 
+// The same, for one line of a log: newlines and tabs too become "\n" and "\t", so text from a
+// host cannot start a forged line in the server's log (or send escapes to whoever tails it).
+std::string SanitizeForLogLine(std::string_view s);
+
 }  // namespace medic

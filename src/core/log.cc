@@ -6,6 +6,7 @@
 #include <string>
 
 #include "core/clock.h"
+#include "core/display.h"
 
 namespace medic {
 namespace {
@@ -53,9 +54,11 @@ void Log(LogLevel level, std::string_view message) {
     return;
   }
   const std::string stamp = FormatRfc3339(std::chrono::system_clock::now());
+  // Messages carry host names, check details, command errors: one line each, whatever they hold.
+  const std::string line = SanitizeForLogLine(message);
   std::lock_guard<std::mutex> lock(g_mu);
   std::fprintf(stderr, "%s %s %s: %.*s\n", stamp.c_str(), g_prefix.c_str(), LevelName(level),
-               static_cast<int>(message.size()), message.data());
+               static_cast<int>(line.size()), line.data());
 }
 
 }  // namespace medic

@@ -1,6 +1,8 @@
 #pragma once
 
-// Minimal leveled logging to stderr, one line per message, safe from any thread.
+// Minimal leveled logging to stderr, one line per message, safe from any thread. A message is
+// written through SanitizeForLogLine (core/display.h): a newline or an escape sequence in it,
+// from a host's text say, is shown escaped and cannot forge a line.
 
 #include <string_view>
 

@@ -2,6 +2,10 @@
 
 #include <gtest/gtest.h>
 
+#include <algorithm>
+
+#include "core/log.h"
+
 namespace medic {
 namespace {
 
@@ -33,6 +37,32 @@ TEST(SanitizeForDisplayTest, Table) {
     SCOPED_TRACE(c.name);
     EXPECT_EQ(SanitizeForDisplay(c.in), c.want);
   }
+}
+
+}  // namespace
+}  // namespace medic
+
+namespace medic {
+namespace {
+
+TEST(SanitizeForLogLineTest, OneLineWhateverTheMessageHolds) {
+  EXPECT_EQ(SanitizeForLogLine("plain text, 100% ASCII"), "plain text, 100% ASCII");
+  EXPECT_EQ(SanitizeForLogLine("check ok\n2026-12-06T00:00:00.000Z medic-server INFO: forged"),
+            "check ok\\n2026-12-06T00:00:00.000Z medic-server INFO: forged");
+  EXPECT_EQ(SanitizeForLogLine("a\r\nb\tc\x1b[2J\x07"), "a\\nb\\tc\\x1b[2J\\x07");
+  EXPECT_EQ(SanitizeForLogLine("\xe2\x80\xae" "evil"), "\\u202eevil");
+  EXPECT_EQ(SanitizeForLogLine("h\xc3\xa9llo"), "h\xc3\xa9llo");
+}
+
+TEST(LogTest, AForgedLineIsWrittenAsOneEscapedLine) {
+  testing::internal::CaptureStderr();
+  LogWarn("report from web-1: detail=ok\n2026-12-06T00:00:00.000Z medic INFO: \x1b]52;c;x\x07");
+  const std::string out = testing::internal::GetCapturedStderr();
+  EXPECT_EQ(std::count(out.begin(), out.end(), '\n'), 1) << out;
+  EXPECT_EQ(out.find('\x1b'), std::string::npos) << out;
+  EXPECT_NE(out.find("detail=ok\\n2026-12-06T00:00:00.000Z medic INFO: \\x1b]52;c;x\\x07"),
+            std::string::npos)
+      << out;
 }
 
 }  // namespace

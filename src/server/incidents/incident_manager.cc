@@ -1,5 +1,6 @@
 #include "server/incidents/incident_manager.h"
 
+#include "ai/prompt.h"
 #include "core/files.h"
 #include "core/log.h"
 
@@ -357,7 +358,8 @@ void IncidentManager::FinishDiagnostics(Active& a, bool deadline_passed) {
   }
   const std::string host = a.inc.instance_id;
   Incident next = a.inc;
-  next.diagnostics = text;
+  // Stored and shown redacted (the AI prompt's patterns): a password a host printed stays there.
+  next.diagnostics = ai::RedactSecrets(text);
   const int total = static_cast<int>(a.diag_ids.size());
   if (total > 0 && got == 0 && deadline_passed) {
     next.timeline.push_back(Entry("diagnosed", "no diagnostics arrived from " + host + " in time"));
@@ -547,7 +549,7 @@ void IncidentManager::HandleCommandResult(const protocol::CommandResult& r) {
 
 void IncidentManager::FinishExecution(Active& a, const protocol::CommandResult& r) {
   Incident next = a.inc;
-  next.remediation_output = FormatResult(next.ai_suggestion, r);
+  next.remediation_output = ai::RedactSecrets(FormatResult(next.ai_suggestion, r));
   const std::string host = next.instance_id;
   if (!r.ran) {
     next.timeline.push_back(Entry("executed", "not run by " + host + ": " + r.error));

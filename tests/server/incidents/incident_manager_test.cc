@@ -172,6 +172,33 @@ TEST_F(IncidentManagerTest, AutomaticModeExecutesWithoutApproval) {
                                                    "auto_approved", "executing"}));
 }
 
+// What a host prints is stored and shown redacted, with the AI prompt's patterns: the secret
+// stays on the host.
+TEST_F(IncidentManagerTest, DiagnosticsAndFixOutputAreStoredRedacted) {
+  ASSERT_TRUE(settings_->Update(Json{{"approval_mode", false}}).has_value());
+  manager_->OnAlarmTransition(ToAlarm());
+  ASSERT_EQ(sink_.sent.size(), 2u);
+  for (const auto& [host, c] : std::vector(sink_.sent)) {
+    manager_->OnCommandResult(
+        Ok(c.id, "nginx: started with --password hunter2-secret\n"
+                 "upstream http://admin:s3cr3t-pw@10.0.0.5/ db_password=correct-horse-battery\n"
+                 "Authorization: Bearer abcdef0123456789abcdef0123456789\n"));
+  }
+  ASSERT_EQ(sink_.sent.size(), 3u);
+  manager_->OnCommandResult(Ok(sink_.sent[2].second.id, "restarted; token=ghp_0123456789abcdefghij"
+                                                        "0123456789abcdefgh"));
+  const Incident inc = Only();
+  for (const std::string& text : {inc.diagnostics, inc.remediation_output}) {
+    for (const char* secret : {"hunter2-secret", "s3cr3t-pw", "correct-horse-battery",
+                               "abcdef0123456789abcdef0123456789", "ghp_0123456789"}) {
+      EXPECT_EQ(text.find(secret), std::string::npos) << secret << " in:\n" << text;
+    }
+    EXPECT_NE(text.find("[REDACTED]"), std::string::npos) << text;
+  }
+  EXPECT_NE(inc.diagnostics.find("nginx: started with"), std::string::npos);
+  EXPECT_NE(inc.remediation_output.find("restarted;"), std::string::npos);
+}
+
 TEST_F(IncidentManagerTest, PausedAutomationWaitsForAHumanEvenInAutomaticMode) {
   ASSERT_TRUE(
       settings_->Update(Json{{"approval_mode", false}, {"automation_paused", true}}).has_value());

@@ -1,8 +1,20 @@
 #include "server/app/flags.h"
 
 #include <CLI/CLI.hpp>
+#include <boost/asio/ip/address.hpp>
+
+#include "server/http/http_server.h"
 
 namespace medic::server {
+
+bool IsLoopbackHost(const std::string& host) {
+  boost::system::error_code ec;
+  const auto address = boost::asio::ip::make_address(host, ec);
+  if (ec) {
+    return host == "localhost";
+  }
+  return address.is_loopback();
+}
 
 ServerFlags ParseServerFlags(int argc, const char* const* argv) {
   ServerFlags flags;
@@ -10,6 +22,8 @@ ServerFlags ParseServerFlags(int argc, const char* const* argv) {
   app.add_option("--config", flags.config_file, "YAML config file");
   app.add_option("--listen", flags.listen, "HOST:PORT to serve on (default 127.0.0.1:8080)");
   app.add_option("--data-dir", flags.data_dir, "state directory (default /var/lib/medic)");
+  app.add_flag("--insecure-http", flags.insecure_http,
+               "serve plain HTTP on a non-loopback address (tokens cross the network in clear)");
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {
@@ -28,6 +42,16 @@ Result<ServerConfig> LoadServerConfig(const ServerFlags& flags) {
   }
   if (!flags.data_dir.empty()) {
     config.data_dir = flags.data_dir;
+  }
+  std::string host;
+  uint16_t port = 0;
+  RETURN_IF_ERROR(ParseHostPort(config.listen, &host, &port));
+  if (!IsLoopbackHost(host) && !flags.insecure_http) {
+    return InvalidArgument(
+        "refusing to serve plain HTTP on " + config.listen +
+        ": operator and agent tokens, commands and diagnostics would cross the network in clear. "
+        "Listen on 127.0.0.1 (behind a TLS-terminating proxy for other machines), or pass "
+        "--insecure-http to accept that risk");
   }
   return config;
 }

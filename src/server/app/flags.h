@@ -1,6 +1,7 @@
 #pragma once
 
-// medic-server's command line: --config FILE, --listen HOST:PORT, --data-dir DIR, --help.
+// medic-server's command line: --config FILE, --listen HOST:PORT, --data-dir DIR,
+// --insecure-http, --help.
 
 #include <optional>
 #include <string>
@@ -14,16 +15,24 @@ struct ServerFlags {
   std::string config_file;  // empty: the built-in defaults
   std::string listen;       // empty: the config's
   std::string data_dir;     // empty: the config's
+  // Serve plain HTTP on an address other than loopback anyway (tokens cross the network in
+  // clear). Without it such a listen address is refused.
+  bool insecure_http = false;
   // Set when there is nothing to run: --help (0) or a bad flag (CLI11's exit code). The help or
   // the error has been printed.
   std::optional<int> exit_code;
 };
 
+// 127.0.0.0/8, ::1 (also as "localhost"); anything else, 0.0.0.0 and :: included, is not.
+bool IsLoopbackHost(const std::string& host);
+
 // Parses argv; prints and sets exit_code as described above.
 ServerFlags ParseServerFlags(int argc, const char* const* argv);
 
 // The config the flags ask for: the file (or the defaults), then --listen and --data-dir.
-// Errors name the file and line.
+// Errors name the file and line. A listen address other than loopback is an error without
+// --insecure-http: medic-server speaks plain HTTP only, so operator and agent tokens, commands
+// and diagnostics would cross the network in clear.
 Result<ServerConfig> LoadServerConfig(const ServerFlags& flags);
 
 }  // namespace medic::server

@@ -1,6 +1,7 @@
 #include <gtest/gtest.h>
 
 #include "core/files.h"
+#include "server/app/flags.h"
 #include "server/app/server_app.h"
 #include "tests/fakes/temp_dir.h"
 #include "tests/server/config_errors.h"
@@ -61,6 +62,36 @@ TEST(ParseHostPortTest, Table) {
       EXPECT_EQ(port, c.port);
     }
   }
+}
+
+// medic-server speaks plain HTTP only: it serves on loopback unless told --insecure-http.
+TEST(ServerFlagsTest, ANonLoopbackListenNeedsInsecureHttp) {
+  auto flags = [](std::vector<const char*> args) {
+    args.insert(args.begin(), "medic-server");
+    return ParseServerFlags(static_cast<int>(args.size()), args.data());
+  };
+  for (const char* ok : {"127.0.0.1:8080", "127.9.9.9:1", "[::1]:8080"}) {
+    auto c = LoadServerConfig(flags({"--listen", ok}));
+    EXPECT_TRUE(c.has_value()) << ok << ": " << c.error().ToString();
+  }
+  EXPECT_TRUE(LoadServerConfig(flags({})).has_value()) << "the default is loopback";
+  for (const char* open : {"0.0.0.0:8080", ":8080", "[::]:8080", "10.1.2.3:8080",
+                           "192.168.0.7:443"}) {
+    auto refused = LoadServerConfig(flags({"--listen", open}));
+    ASSERT_FALSE(refused.has_value()) << open;
+    EXPECT_NE(refused.error().message.find("refusing to serve plain HTTP on"), std::string::npos)
+        << refused.error().ToString();
+    EXPECT_NE(refused.error().message.find("--insecure-http"), std::string::npos);
+    auto accepted = LoadServerConfig(flags({"--listen", open, "--insecure-http"}));
+    EXPECT_TRUE(accepted.has_value()) << open;
+  }
+  // From the config file too.
+  test::TempDir dir;
+  ASSERT_TRUE(WriteFileAtomic(dir.File("s.yaml"), "listen: 0.0.0.0:9000\n").has_value());
+  EXPECT_FALSE(LoadServerConfig(flags({"--config", dir.File("s.yaml").c_str()})).has_value());
+  EXPECT_TRUE(IsLoopbackHost("localhost"));
+  EXPECT_FALSE(IsLoopbackHost("example.com"));
+  EXPECT_FALSE(IsLoopbackHost(""));
 }
 
 }  // namespace

@@ -128,7 +128,8 @@ void Agent::ReporterLoop() {
 }
 
 void Agent::CheckerLoop() {
-  auto http = deps_.new_http_client();
+  auto http = deps_.new_check_http_client ? deps_.new_check_http_client()
+                                          : deps_.new_http_client();
   while (!check_waiter_.stopped()) {
     const SteadyTime next = checker_.RunOnce(*http, deps_.clock.SteadyNow());
     check_waiter_.WaitFor(std::chrono::duration_cast<Millis>(next - deps_.clock.SteadyNow()));

@@ -42,6 +42,9 @@ struct AgentDeps {
   ServiceManager& services;
   // One HttpClient per loop thread (curl handles are not shared between threads).
   std::function<std::unique_ptr<HttpClient>()> new_http_client;
+  // The health checks' client, when it must differ from the server's (a pinned server key is
+  // not the key of the services checked). Empty: new_http_client.
+  std::function<std::unique_ptr<HttpClient>()> new_check_http_client;
 };
 
 struct AgentTuning {

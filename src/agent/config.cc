@@ -465,7 +465,14 @@ Result<AgentConfig> ParseRoot(const Reader& r, const YAML::Node& root) {
   }
   if (auto v = root["tls"]) {
     RETURN_IF_ERROR(r.RequireMap(v, "tls"));
-    RETURN_IF_ERROR(r.CheckKeys(v, "tls", {"ca_file", "cert_file", "key_file"}));
+    RETURN_IF_ERROR(r.CheckKeys(v, "tls", {"ca_file", "cert_file", "key_file", "pin"}));
+    if (auto a = v["pin"]) {
+      c.tls_pin = a.as<std::string>("");
+      if (c.tls_pin.rfind("sha256//", 0) != 0 || c.tls_pin.size() != 8 + 44) {
+        return r.At(a, "tls.pin must be sha256//BASE64 of the server's public key (medic-server "
+                       "prints it at start)");
+      }
+    }
     if (auto a = v["ca_file"]) {
       ASSIGN_OR_RETURN(c.tls_ca_file, r.AbsPath(a, "tls.ca_file"));
     }

@@ -67,6 +67,8 @@ struct AgentConfig {
   std::string tls_ca_file;
   std::string tls_cert_file;
   std::string tls_key_file;
+  // tls.pin: "sha256//BASE64" of the server's public key; alone, it is the whole check.
+  std::string tls_pin;
   Millis interval{1'000};
   std::string log_level = "info";
   bool chaos_allowed = false;

@@ -66,15 +66,23 @@ Result<std::unique_ptr<RealAgent>> BuildAgent(const AgentConfig& config,
     a->services->StartAutostart();
     manager = a->services.get();
   }
+  // http:// over plain sockets; libcurl (and its ~30 libraries) is loaded only when an https://
+  // URL is first used. See docs/BENCHMARKS.md. The server is verified by tls.ca_file and
+  // tls.pin; an https:// health check by tls.ca_file only (the pin is the server's key).
+  auto client_factory = [](TlsOptions tls) {
+    return [tls] {
+      return NewSchemeRoutingHttpClient(NewPlainHttpClient(),
+                                        [tls] { return NewCurlHttpClient(tls); });
+    };
+  };
+  const TlsOptions server_tls{config.tls_ca_file, config.tls_cert_file, config.tls_key_file,
+                              config.tls_pin};
+  TlsOptions check_tls = server_tls;
+  check_tls.pin.clear();
   a->agent = std::make_unique<Agent>(
       config, token,
-      AgentDeps{a->clock, a->procfs, *a->runner, *manager,
-                [tls = TlsOptions{config.tls_ca_file, config.tls_cert_file, config.tls_key_file}] {
-                  // http:// over plain sockets; libcurl (and its ~30 libraries) is loaded
-                  // only when an https:// URL is first used. See docs/BENCHMARKS.md.
-                  return NewSchemeRoutingHttpClient(NewPlainHttpClient(),
-                                                    [tls] { return NewCurlHttpClient(tls); });
-                }});
+      AgentDeps{a->clock, a->procfs, *a->runner, *manager, client_factory(server_tls),
+                client_factory(check_tls)});
   Agent* agent = a->agent.get();
   if (metrics_listen) {
     a->metrics_server =

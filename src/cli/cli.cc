@@ -33,7 +33,28 @@ int Fail(CliEnv& env, const std::string& message) {
 struct ApiTarget {
   std::string server;
   std::string token;
+  TlsOptions tls;
 };
+
+// --ca-file / $MEDIC_CA_FILE and --pin / $MEDIC_PIN: how an https:// server is verified.
+Result<TlsOptions> ResolveServerTls(const std::string& ca_flag, const std::string& pin_flag,
+                                    CliEnv& env) {
+  TlsOptions tls;
+  tls.ca_file = !ca_flag.empty() ? ca_flag : env.GetEnv("MEDIC_CA_FILE").value_or("");
+  tls.pin = !pin_flag.empty() ? pin_flag : env.GetEnv("MEDIC_PIN").value_or("");
+  if (!tls.ca_file.empty() && !ReadFile(tls.ca_file).has_value()) {
+    return InvalidArgument("cannot read the CA file " + tls.ca_file);
+  }
+  // sha256// and the base64 of 32 bytes: 43 characters and one '='.
+  if (!tls.pin.empty() &&
+      (tls.pin.rfind("sha256//", 0) != 0 || tls.pin.size() != 8 + 44 || tls.pin.back() != '=' ||
+       tls.pin.find_first_not_of("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/=",
+                                 8) != std::string::npos)) {
+    return InvalidArgument("--pin must be sha256//BASE64 of the server's public key (medic-server "
+                           "prints it at start), not '" + tls.pin + "'");
+  }
+  return tls;
+}
 
 Result<ApiTarget> ResolveTarget(const std::string& server_flag, const std::string& token_file,
                                 CliEnv& env) {
@@ -91,10 +112,15 @@ class RealCliEnv : public CliEnv {
   }
   HttpClient& Http() override {
     if (explaining_ == nullptr) {
-      curl_ = NewCurlHttpClient();
+      curl_ = NewCurlHttpClient(tls_);
       explaining_ = NewExplainingHttpClient(*curl_);
     }
     return *explaining_;
+  }
+  void UseServerTls(const TlsOptions& tls) override {
+    tls_ = tls;
+    explaining_.reset();  // the next Http() verifies the server this way
+    curl_.reset();
   }
   const Clock& GetClock() override { return clock_; }
   host::ProcFs& Procs() override { return procfs_; }
@@ -125,6 +151,7 @@ class RealCliEnv : public CliEnv {
 
  private:
   SystemClock clock_;
+  TlsOptions tls_;
   std::unique_ptr<HttpClient> curl_;
   std::unique_ptr<HttpClient> explaining_;
   host::LinuxProcFs procfs_;
@@ -146,6 +173,14 @@ int RunCli(const std::vector<std::string>& args, CliEnv& env) {
                  "medic-server URL (default: $MEDIC_SERVER, else http://127.0.0.1:8080)");
   app.add_option("--token-file", token_file,
                  "file holding the API token (default: the token in $MEDIC_TOKEN)");
+  std::string ca_file;
+  std::string pin;
+  app.add_option("--ca-file", ca_file,
+                 "verify an https:// server against this CA (default: $MEDIC_CA_FILE, else the "
+                 "system's CAs)");
+  app.add_option("--pin", pin,
+                 "verify an https:// server by its public key, sha256//BASE64 as medic-server "
+                 "prints it (default: $MEDIC_PIN)");
   app.add_flag("--json", json, "print the API's JSON instead of tables");
 
   const std::vector<std::string> statuses = {
@@ -336,6 +371,12 @@ int RunCli(const std::vector<std::string>& args, CliEnv& env) {
   if (!target.has_value()) {
     return Fail(env, target.error().message);
   }
+  Result<TlsOptions> tls = ResolveServerTls(ca_file, pin, env);
+  if (!tls.has_value()) {
+    env.Err() << "medic: " << tls.error().message << std::endl;
+    return 2;
+  }
+  env.UseServerTls(*tls);
   ApiClient api(env.Http(), target->server, target->token);
   Commands commands(api, env.GetClock(), env.Out(), json);
   Status s = OkStatus();

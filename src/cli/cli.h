@@ -26,6 +26,9 @@ class CliEnv {
   virtual std::ostream& Err() = 0;
   virtual std::optional<std::string> GetEnv(const std::string& name) = 0;
   virtual HttpClient& Http() = 0;
+  // How Http() verifies an https:// medic-server (--ca-file, --pin); called before the first
+  // call to the server, after any `ai check` (which talks to the model's provider instead).
+  virtual void UseServerTls(const TlsOptions& tls) = 0;
   virtual const Clock& GetClock() = 0;
   // /proc of this machine (and nginx's pidfile), read by `chaos nginx-crash`.
   virtual host::ProcFs& Procs() = 0;

@@ -41,6 +41,9 @@ struct TlsOptions {
   std::string ca_file;    // verify the server against this CA bundle (empty: system default)
   std::string cert_file;  // client certificate, optional
   std::string key_file;
+  // "sha256//BASE64" (curl's form; medic-server prints its own at start): the server's public
+  // key must hash to this. Without ca_file, the pin alone identifies the server.
+  std::string pin;
 };
 
 // libcurl-backed client. Keeps its connection alive between calls.

@@ -416,7 +416,7 @@ TEST_F(AgentBinaryTest, HttpsServerWithCaFileAndClientCertificate) {
     ::kill(server, SIGKILL);
     ::waitpid(server, nullptr, 0);
     [[maybe_unused]] const int rc =
-        std::system(("cd " + dir_ + " && rm -f ca.* other-ca.* server.* client.* san.ext *.srl " +
+        std::system(("cd " + dir_ + " && rm -f ca.* other-ca.* server.* client.* san.ext *.srl pin.txt " +
                      "openssl.log s_server.log")
                         .c_str());
   };
@@ -462,6 +462,47 @@ TEST_F(AgentBinaryTest, HttpsServerWithCaFileAndClientCertificate) {
   EXPECT_TRUE(refused) << Log();
   ::kill(pid_, SIGTERM);
   EXPECT_EQ(WaitExit(Millis(8000)), 0);
+
+  // tls.pin instead of a CA: the server's public key is the whole check. The right pin (as
+  // medic-server prints it: the SHA-256 of the key, base64) completes the handshake; another
+  // key's pin is refused, also next to the right CA.
+  auto pin_of = [&](const std::string& cert) {
+    const std::string out = dir_ + "/pin.txt";
+    EXPECT_EQ(sh("(openssl x509 -in " + cert + " -pubkey -noout | openssl pkey -pubin -outform "
+                 "der | openssl dgst -sha256 -binary | base64 > " + out + ")"),
+              0);
+    return "sha256//" + std::string(Trim(ReadFile(out).value_or("")));
+  };
+  const std::string client_cert = "  cert_file: " + dir_ + "/client.pem\n  key_file: " + dir_ +
+                                  "/client.key\n";
+  WriteConfig(url, "tls:\n  pin: " + pin_of("server.pem") + "\n" + client_cert);
+  ASSERT_EQ(sh(": > s_server.log"), 0);
+  StartAgent({"--config", dir_ + "/agent.yaml"});
+  bool pinned = false;
+  const auto deadline3 = Steady::now() + Millis(10'000);
+  while (!pinned && Steady::now() < deadline3) {
+    const std::string log = ReadFile(dir_ + "/s_server.log").value_or("");
+    pinned = log.find("CN = medic-agent-client") != std::string::npos;
+    std::this_thread::sleep_for(Millis(50));
+  }
+  EXPECT_TRUE(pinned) << ReadFile(dir_ + "/s_server.log").value_or("") << "\n" << Log();
+  ::kill(pid_, SIGTERM);
+  EXPECT_EQ(WaitExit(Millis(8000)), 0);
+
+  for (const std::string& extra : std::vector<std::string>{"", "  ca_file: " + dir_ + "/ca.pem\n"}) {
+    WriteConfig(url, "tls:\n  pin: " + pin_of("client.pem") + "\n" + extra + client_cert);
+    StartAgent({"--config", dir_ + "/agent.yaml"});
+    bool wrong_pin = false;
+    const auto deadline4 = Steady::now() + Millis(10'000);
+    while (!wrong_pin && Steady::now() < deadline4) {
+      wrong_pin = Log().find("registration failed") != std::string::npos &&
+                  Log().find("pinned") != std::string::npos;
+      std::this_thread::sleep_for(Millis(50));
+    }
+    EXPECT_TRUE(wrong_pin) << extra << Log();
+    ::kill(pid_, SIGTERM);
+    EXPECT_EQ(WaitExit(Millis(8000)), 0);
+  }
   cleanup();
 }
 

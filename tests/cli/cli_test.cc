@@ -30,6 +30,7 @@ class FakeCliEnv : public CliEnv {
     return it->second;
   }
   HttpClient& Http() override { return http; }
+  void UseServerTls(const TlsOptions& tls) override { server_tls = tls; }
   const Clock& GetClock() override { return clock; }
   host::ProcFs& Procs() override { return procfs; }
   Status Signal(int pid, int) override {
@@ -60,6 +61,7 @@ class FakeCliEnv : public CliEnv {
   std::optional<DemoOptions> demo_options;
   std::optional<LocalChaosOptions> local_chaos;
   Status local_chaos_status = OkStatus();
+  std::optional<TlsOptions> server_tls;
 };
 
 class CliTest : public ::testing::Test {
@@ -91,6 +93,40 @@ TEST_F(CliTest, IncidentsSendsGetWithQueryAndBearerToken) {
   EXPECT_EQ(env_.http.last().url,
             "http://127.0.0.1:8080/api/v1/incidents?alarm=Nginx-Down-ALB&host=web%202&before=inc-9"
             "&limit=2");
+}
+
+// How an https:// server is verified: --ca-file / $MEDIC_CA_FILE, --pin / $MEDIC_PIN, checked
+// before anything is sent.
+TEST_F(CliTest, CaFileAndPinReachTheHttpClientAndBadOnesAreUsageErrors) {
+  const std::string pin = "sha256//" + std::string(43, 'A') + "=";
+  env_.http.Answer(200, R"j({"incidents":[]})j");
+  ASSERT_EQ(Run({"--server", "https://medic.example:8443", "--pin", pin, "incidents"}), 0)
+      << env_.err.str();
+  ASSERT_TRUE(env_.server_tls.has_value());
+  EXPECT_EQ(env_.server_tls->pin, pin);
+  EXPECT_EQ(env_.server_tls->ca_file, "");
+
+  env_.env["MEDIC_PIN"] = pin;
+  env_.env["MEDIC_CA_FILE"] = "/proc/self/status";  // any readable file
+  env_.http.Answer(200, R"j({"incidents":[]})j");
+  ASSERT_EQ(Run({"incidents"}), 0) << env_.err.str();
+  EXPECT_EQ(env_.server_tls->pin, pin);
+  EXPECT_EQ(env_.server_tls->ca_file, "/proc/self/status");
+  env_.env.erase("MEDIC_PIN");
+  env_.env.erase("MEDIC_CA_FILE");
+
+  const size_t sent = env_.http.requests().size();
+  env_.err.str("");
+  EXPECT_EQ(Run({"--ca-file", "/nonexistent/ca.pem", "incidents"}), 2);
+  EXPECT_EQ(env_.err.str(), "medic: cannot read the CA file /nonexistent/ca.pem\n");
+  for (const std::string& bad : std::vector<std::string>{
+           "AAAA", "sha1//AAAA", "sha256//short=", "sha256//" + std::string(44, '*')}) {
+    env_.err.str("");
+    EXPECT_EQ(Run({"--pin", bad, "incidents"}), 2) << bad;
+    EXPECT_NE(env_.err.str().find("--pin must be sha256//BASE64"), std::string::npos)
+        << env_.err.str();
+  }
+  EXPECT_EQ(env_.http.requests().size(), sent) << "nothing is sent with a bad --ca-file or --pin";
 }
 
 TEST_F(CliTest, JsonFlagPrintsTheApiJsonBeforeOrAfterTheCommand) {

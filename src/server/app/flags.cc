@@ -22,6 +22,10 @@ ServerFlags ParseServerFlags(int argc, const char* const* argv) {
   app.add_option("--config", flags.config_file, "YAML config file");
   app.add_option("--listen", flags.listen, "HOST:PORT to serve on (default 127.0.0.1:8080)");
   app.add_option("--data-dir", flags.data_dir, "state directory (default /var/lib/medic)");
+  app.add_option("--tls-cert", flags.tls_cert, "TLS certificate (PEM, may hold the chain)");
+  app.add_option("--tls-key", flags.tls_key, "TLS private key (PEM)");
+  app.add_flag("--tls-self-signed", flags.tls_self_signed,
+               "serve HTTPS with the server's own CA and certificate (DATA_DIR/tls/, made once)");
   app.add_flag("--insecure-http", flags.insecure_http,
                "serve plain HTTP on a non-loopback address (tokens cross the network in clear)");
   try {
@@ -43,15 +47,21 @@ Result<ServerConfig> LoadServerConfig(const ServerFlags& flags) {
   if (!flags.data_dir.empty()) {
     config.data_dir = flags.data_dir;
   }
+  if (!flags.tls_cert.empty() || !flags.tls_key.empty()) {
+    config.tls_cert = flags.tls_cert;
+    config.tls_key = flags.tls_key;
+  }
+  config.tls_self_signed = config.tls_self_signed || flags.tls_self_signed;
+  const bool tls = !config.tls_cert.empty() || !config.tls_key.empty() || config.tls_self_signed;
   std::string host;
   uint16_t port = 0;
   RETURN_IF_ERROR(ParseHostPort(config.listen, &host, &port));
-  if (!IsLoopbackHost(host) && !flags.insecure_http) {
+  if (!tls && !IsLoopbackHost(host) && !flags.insecure_http) {
     return InvalidArgument(
         "refusing to serve plain HTTP on " + config.listen +
         ": operator and agent tokens, commands and diagnostics would cross the network in clear. "
-        "Listen on 127.0.0.1 (behind a TLS-terminating proxy for other machines), or pass "
-        "--insecure-http to accept that risk");
+        "Serve HTTPS (--tls-cert and --tls-key, or --tls-self-signed), listen on 127.0.0.1, or "
+        "pass --insecure-http to accept that risk");
   }
   return config;
 }

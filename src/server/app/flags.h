@@ -1,7 +1,7 @@
 #pragma once
 
 // medic-server's command line: --config FILE, --listen HOST:PORT, --data-dir DIR,
-// --insecure-http, --help.
+// --tls-cert FILE --tls-key FILE | --tls-self-signed, --insecure-http, --help.
 
 #include <optional>
 #include <string>
@@ -18,6 +18,9 @@ struct ServerFlags {
   // Serve plain HTTP on an address other than loopback anyway (tokens cross the network in
   // clear). Without it such a listen address is refused.
   bool insecure_http = false;
+  std::string tls_cert;          // --tls-cert FILE (with --tls-key FILE)
+  std::string tls_key;
+  bool tls_self_signed = false;  // --tls-self-signed: the server's own CA, DATA_DIR/tls/
   // Set when there is nothing to run: --help (0) or a bad flag (CLI11's exit code). The help or
   // the error has been printed.
   std::optional<int> exit_code;
@@ -30,8 +33,8 @@ bool IsLoopbackHost(const std::string& host);
 ServerFlags ParseServerFlags(int argc, const char* const* argv);
 
 // The config the flags ask for: the file (or the defaults), then --listen and --data-dir.
-// Errors name the file and line. A listen address other than loopback is an error without
-// --insecure-http: medic-server speaks plain HTTP only, so operator and agent tokens, commands
+// Errors name the file and line. A listen address other than loopback is an error without TLS
+// (a certificate, or --tls-self-signed) or --insecure-http: operator and agent tokens, commands
 // and diagnostics would cross the network in clear.
 Result<ServerConfig> LoadServerConfig(const ServerFlags& flags);
 

@@ -1,5 +1,7 @@
 #include "server/app/server_app.h"
 
+#include <unistd.h>
+
 #include <yaml-cpp/yaml.h>
 
 #include <deque>
@@ -11,6 +13,7 @@
 #include "core/log.h"
 #include "core/yaml_util.h"
 #include "server/alarms/alarm_config.h"
+#include "server/app/tls_files.h"
 #include "server/archive/archive.h"
 #include "server/commands/command_queue.h"
 #include "server/events/event_hub.h"
@@ -64,6 +67,12 @@ Result<ServerConfig> LoadServerConfig(const std::string& path) {
         c.sessions.max_sessions = static_cast<size_t>(n);
       } else if (key == "cookie_secure") {
         c.cookie_secure = v.as<bool>();
+      } else if (key == "tls_cert") {
+        c.tls_cert = v.as<std::string>();
+      } else if (key == "tls_key") {
+        c.tls_key = v.as<std::string>();
+      } else if (key == "tls_self_signed") {
+        c.tls_self_signed = v.as<bool>();
       } else if (key == "log_level") {
         c.log_level = v.as<std::string>();
       } else if (key == "agent_interval") {
@@ -186,6 +195,44 @@ Result<ServerDeps> MakeRealServerDeps(const ServerConfig& config, const Clock& c
   return deps;
 }
 
+// The HTTP options of `config` with its TLS files: the operator's (tls_cert, tls_key), or the
+// server's own CA and certificate in DATA_DIR/tls/ (tls_self_signed), made on first start.
+static Result<HttpServerOptions> TlsOptionsFor(const ServerConfig& config) {
+  HttpServerOptions http = config.http;
+  if (config.tls_self_signed && (!config.tls_cert.empty() || !config.tls_key.empty())) {
+    return InvalidArgument("tls_self_signed and tls_cert/tls_key exclude each other");
+  }
+  if (!config.tls_cert.empty() || !config.tls_key.empty()) {
+    if (config.tls_cert.empty() || config.tls_key.empty()) {
+      return InvalidArgument("TLS needs both tls_cert and tls_key");
+    }
+    http.tls_cert_file = config.tls_cert;
+    http.tls_key_file = config.tls_key;
+  } else if (config.tls_self_signed) {
+    std::vector<std::string> names = {"127.0.0.1", "::1", "localhost"};
+    std::string host;
+    uint16_t port = 0;
+    if (ParseHostPort(config.listen, &host, &port).has_value() && host != "0.0.0.0" &&
+        host != "::") {
+      names.push_back(host);
+    }
+    char hostname[256] = {};
+    if (gethostname(hostname, sizeof(hostname) - 1) == 0 && hostname[0] != '\0') {
+      names.push_back(hostname);
+    }
+    ASSIGN_OR_RETURN(TlsFiles files, EnsureSelfSignedTls(config.data_dir + "/tls", names));
+    ASSIGN_OR_RETURN(std::string fingerprint, CertificateFingerprint(files.ca_file));
+    ASSIGN_OR_RETURN(std::string pin, PublicKeyPin(files.cert_file));
+    LogInfo(std::string(files.created ? "made" : "using") + " the server's own TLS CA " +
+            files.ca_file + " (SHA-256 fingerprint " + fingerprint +
+            "); agents and the CLI verify the server with that file (tls.ca_file, --ca-file) or "
+            "pin its key: " + pin);
+    http.tls_cert_file = files.cert_file;
+    http.tls_key_file = files.key_file;
+  }
+  return http;
+}
+
 Result<std::unique_ptr<ServerApp>> ServerApp::Create(const ServerConfig& config, ServerDeps deps) {
   if (deps.clock == nullptr || deps.store == nullptr || deps.brain == nullptr) {
     return InvalidArgument("the server needs a clock, a store and a brain");
@@ -197,6 +244,8 @@ Result<std::unique_ptr<ServerApp>> ServerApp::Create(const ServerConfig& config,
   p->store = std::move(deps.store);
   p->brain = std::move(deps.brain);
   RETURN_IF_ERROR(MakeDirs(config.data_dir, 0700));
+  ASSIGN_OR_RETURN(HttpServerOptions http, TlsOptionsFor(config));
+  const bool tls = !http.tls_cert_file.empty();
   ASSIGN_OR_RETURN(std::string admin, EnsureToken(config.data_dir, "admin.token"));
   ASSIGN_OR_RETURN(std::string agent, EnsureToken(config.data_dir, "agent.token"));
   p->tokens.Add(admin, Principal{"admin", Role::kAdmin});
@@ -263,7 +312,8 @@ Result<std::unique_ptr<ServerApp>> ServerApp::Create(const ServerConfig& config,
   AddChaosRoutes(r, {clock, *p->hosts, *p->commands, *p->store});
   AddAgentRoutes(r, {clock, *p->fleet, *p->commands, *p->incidents});
   AddTokenRoutes(r, *p->store, p->tokens, *p->sessions, clock);
-  AddSessionRoutes(r, {p->tokens, *p->sessions, config.cookie_secure});
+  // Served over TLS, the session cookie is Secure whatever the config says.
+  AddSessionRoutes(r, {p->tokens, *p->sessions, config.cookie_secure || tls});
   AddEventRoutes(r, *p->events);
   AddArchiveRoutes(r, *p->archive);
   AddListingRoute(r);
@@ -273,7 +323,7 @@ Result<std::unique_ptr<ServerApp>> ServerApp::Create(const ServerConfig& config,
       [router](ApiRequest req, Responder respond) {
         router->Handle(std::move(req), std::move(respond));
       },
-      config.http);
+      http);
   return std::unique_ptr<ServerApp>(new ServerApp(std::move(p)));
 }
 

@@ -35,6 +35,12 @@ struct ServerConfig {
   // the session cookie gets the Secure attribute. docs/API.md, "Dashboard sessions".
   SessionOptions sessions;
   bool cookie_secure = false;
+  // HTTPS (docs/API.md "Listening"): the operator's certificate and key (PEM; `tls_cert` may
+  // hold the chain), or `tls_self_signed`: the server's own CA and certificate in DATA_DIR/tls/.
+  // With TLS the session cookie is Secure.
+  std::string tls_cert;
+  std::string tls_key;
+  bool tls_self_signed = false;
   // The `ai:` section; MEDIC_AI_* / GEMINI_API_KEY override it in MakeRealServerDeps
   // (docs/AI.md).
   ai::AiConfig ai;

@@ -10,6 +10,7 @@
 #include <boost/asio/thread_pool.hpp>
 #include <boost/beast/core.hpp>
 #include <boost/beast/http.hpp>
+#include <boost/beast/ssl.hpp>
 #include <boost/beast/version.hpp>
 #include <deque>
 #include <optional>
@@ -23,6 +24,7 @@ namespace medic::server {
 namespace asio = boost::asio;
 namespace beast = boost::beast;
 namespace http = beast::http;
+namespace ssl = asio::ssl;
 using tcp = asio::ip::tcp;
 
 namespace {
@@ -36,23 +38,58 @@ void Fail(beast::error_code ec, const char* what) {
   LogDebug(std::string("http ") + what + ": " + ec.message());
 }
 
-class HttpSession : public std::enable_shared_from_this<HttpSession> {
+// One connection: plain (Stream = beast::tcp_stream) or TLS (beast::ssl_stream<tcp_stream>,
+// which first completes the handshake). Everything after the handshake is the same.
+template <class Stream>
+class HttpSession : public std::enable_shared_from_this<HttpSession<Stream>> {
+  static constexpr bool kTls = !std::is_same_v<Stream, beast::tcp_stream>;
+  using std::enable_shared_from_this<HttpSession<Stream>>::shared_from_this;
+
  public:
-  HttpSession(tcp::socket&& socket, const HttpServer::Handler& handler,
+  HttpSession(tcp::socket&& socket, ssl::context* tls, const HttpServer::Handler& handler,
               asio::thread_pool& workers, const HttpServerOptions& options)
-      : stream_(std::move(socket)), handler_(handler), workers_(workers), options_(options) {}
+      : stream_(MakeStream(std::move(socket), tls)),
+        handler_(handler),
+        workers_(workers),
+        options_(options) {}
 
   void Run() {
     asio::dispatch(stream_.get_executor(),
-                   beast::bind_front_handler(&HttpSession::DoRead, shared_from_this()));
+                   beast::bind_front_handler(&HttpSession::Start, shared_from_this()));
   }
 
  private:
+  static Stream MakeStream(tcp::socket&& socket, ssl::context* tls) {
+    if constexpr (kTls) {
+      return Stream(std::move(socket), *tls);
+    } else {
+      (void)tls;
+      return Stream(std::move(socket));
+    }
+  }
+  beast::tcp_stream& Lowest() { return beast::get_lowest_layer(stream_); }
+
+  void Start() {
+    if constexpr (kTls) {
+      // A client that connects and never completes the handshake is dropped like an idle one.
+      Lowest().expires_after(std::chrono::seconds(options_.write_timeout_seconds));
+      stream_.async_handshake(ssl::stream_base::server,
+                              [self = shared_from_this()](beast::error_code ec) {
+                                if (ec) {
+                                  return Fail(ec, "tls handshake");
+                                }
+                                self->DoRead();
+                              });
+    } else {
+      DoRead();
+    }
+  }
+
   void DoRead() {
     parser_.emplace();
     parser_->body_limit(options_.body_limit);
     parser_->header_limit(16 * 1024);
-    stream_.expires_after(std::chrono::seconds(options_.idle_timeout_seconds));
+    Lowest().expires_after(std::chrono::seconds(options_.idle_timeout_seconds));
     http::async_read(stream_, buffer_, *parser_,
                      beast::bind_front_handler(&HttpSession::OnRead, shared_from_this()));
   }
@@ -91,12 +128,12 @@ class HttpSession : public std::enable_shared_from_this<HttpSession> {
     api.content_type = std::string(req[http::field::content_type]);
     api.body = std::move(req.body());
     beast::error_code pec;
-    auto ep = stream_.socket().remote_endpoint(pec);
+    auto ep = Lowest().socket().remote_endpoint(pec);
     if (!pec) {
       api.peer = ep.address().to_string() + ":" + std::to_string(ep.port());
     }
     // No read deadline while the handler works (long polls wait here by design).
-    stream_.expires_never();
+    Lowest().expires_never();
     auto self = shared_from_this();
     Responder respond = [self](ApiResponse r) {
       asio::post(self->stream_.get_executor(),
@@ -126,10 +163,10 @@ class HttpSession : public std::enable_shared_from_this<HttpSession> {
       head += k + ": " + v + "\r\n";
     }
     head += "\r\n" + r.body;
-    stream_.expires_never();
+    Lowest().expires_never();
     Enqueue(std::move(head));
     auto self = shared_from_this();
-    StreamWriter writer = [weak = std::weak_ptr<HttpSession>(self)](std::string chunk) {
+    StreamWriter writer = [weak = std::weak_ptr<HttpSession<Stream>>(self)](std::string chunk) {
       auto s = weak.lock();
       if (!s || s->stream_failed_) {
         return false;
@@ -151,7 +188,7 @@ class HttpSession : public std::enable_shared_from_this<HttpSession> {
                               if (ec) {
                                 self->stream_failed_ = true;
                                 beast::error_code ignored;
-                                self->stream_.socket().close(ignored);
+                                self->Lowest().socket().close(ignored);
                                 return;
                               }
                               self->DetectClose();
@@ -170,7 +207,7 @@ class HttpSession : public std::enable_shared_from_this<HttpSession> {
 
   void WriteNextChunk() {
     auto self = shared_from_this();
-    asio::async_write(stream_.socket(), asio::buffer(pending_.front()),
+    asio::async_write(stream_, asio::buffer(pending_.front()),
                       [self](beast::error_code ec, std::size_t) {
                         if (ec) {
                           self->stream_failed_ = true;
@@ -203,7 +240,7 @@ class HttpSession : public std::enable_shared_from_this<HttpSession> {
     res->keep_alive(keep_alive_);
     res->prepare_payload();
     response_ = res;
-    stream_.expires_after(std::chrono::seconds(options_.write_timeout_seconds));
+    Lowest().expires_after(std::chrono::seconds(options_.write_timeout_seconds));
     http::async_write(stream_, *res,
                       beast::bind_front_handler(&HttpSession::OnWrite, shared_from_this(),
                                                 !keep_alive_));
@@ -221,11 +258,17 @@ class HttpSession : public std::enable_shared_from_this<HttpSession> {
   }
 
   void DoClose() {
-    beast::error_code ec;
-    stream_.socket().shutdown(tcp::socket::shutdown_send, ec);
+    if constexpr (kTls) {
+      // close_notify, then the socket goes with the session.
+      Lowest().expires_after(std::chrono::seconds(options_.write_timeout_seconds));
+      stream_.async_shutdown([self = shared_from_this()](beast::error_code) {});
+    } else {
+      beast::error_code ec;
+      stream_.socket().shutdown(tcp::socket::shutdown_send, ec);
+    }
   }
 
-  beast::tcp_stream stream_;
+  Stream stream_;
   beast::flat_buffer buffer_;
   std::optional<http::request_parser<http::string_body>> parser_;
   std::shared_ptr<void> response_;
@@ -241,10 +284,12 @@ class HttpSession : public std::enable_shared_from_this<HttpSession> {
 
 class Listener : public std::enable_shared_from_this<Listener> {
  public:
-  Listener(asio::io_context& ioc, tcp::acceptor&& acceptor, const HttpServer::Handler& handler,
-           asio::thread_pool& workers, const HttpServerOptions& options)
+  Listener(asio::io_context& ioc, tcp::acceptor&& acceptor, ssl::context* tls,
+           const HttpServer::Handler& handler, asio::thread_pool& workers,
+           const HttpServerOptions& options)
       : ioc_(ioc),
         acceptor_(std::move(acceptor)),
+        tls_(tls),
         handler_(handler),
         workers_(workers),
         options_(options) {}
@@ -278,13 +323,22 @@ class Listener : public std::enable_shared_from_this<Listener> {
         return;
       }
     } else {
-      std::make_shared<HttpSession>(std::move(socket), handler_, workers_, options_)->Run();
+      if (tls_ != nullptr) {
+        std::make_shared<HttpSession<beast::ssl_stream<beast::tcp_stream>>>(
+            std::move(socket), tls_, handler_, workers_, options_)
+            ->Run();
+      } else {
+        std::make_shared<HttpSession<beast::tcp_stream>>(std::move(socket), nullptr, handler_,
+                                                          workers_, options_)
+            ->Run();
+      }
     }
     DoAccept();
   }
 
   asio::io_context& ioc_;
   tcp::acceptor acceptor_;
+  ssl::context* tls_;  // null: plain HTTP
   const HttpServer::Handler& handler_;
   asio::thread_pool& workers_;
   const HttpServerOptions& options_;
@@ -304,6 +358,7 @@ class HttpServer::Impl {
   HttpServerOptions options_;
   asio::io_context ioc_;
   asio::thread_pool workers_;
+  std::unique_ptr<ssl::context> tls_;  // set by Listen when options_ name a certificate
   std::shared_ptr<Listener> listener_;
   uint16_t port_ = 0;
   std::vector<std::thread> threads_;
@@ -317,6 +372,33 @@ HttpServer::~HttpServer() { Stop(); }
 
 Status HttpServer::Listen(const std::string& host, uint16_t port) {
   beast::error_code ec;
+  if (!impl_->options_.tls_cert_file.empty() || !impl_->options_.tls_key_file.empty()) {
+    if (impl_->options_.tls_cert_file.empty() || impl_->options_.tls_key_file.empty()) {
+      return InvalidArgument("TLS needs both a certificate and a key file");
+    }
+    auto ctx = std::make_unique<ssl::context>(ssl::context::tls_server);
+    ctx->set_options(ssl::context::default_workarounds | ssl::context::no_sslv2 |
+                     ssl::context::no_sslv3 | ssl::context::no_tlsv1 | ssl::context::no_tlsv1_1 |
+                     ssl::context::no_compression | ssl::context::single_dh_use);
+    ctx->use_certificate_chain_file(impl_->options_.tls_cert_file, ec);
+    if (ec) {
+      return InvalidArgument("cannot load the TLS certificate " + impl_->options_.tls_cert_file +
+                             ": " + ec.message());
+    }
+    ctx->use_private_key_file(impl_->options_.tls_key_file, ssl::context::pem, ec);
+    if (ec) {
+      // "key values mismatch" when it is not the certificate's key.
+      return InvalidArgument("cannot load the TLS key " + impl_->options_.tls_key_file +
+                             " for the certificate " + impl_->options_.tls_cert_file + ": " +
+                             ec.message());
+    }
+    if (SSL_CTX_check_private_key(ctx->native_handle()) != 1) {
+      return InvalidArgument("the TLS key " + impl_->options_.tls_key_file +
+                             " does not match the certificate " +
+                             impl_->options_.tls_cert_file);
+    }
+    impl_->tls_ = std::move(ctx);
+  }
   auto address = asio::ip::make_address(host.empty() ? "0.0.0.0" : host, ec);
   if (ec) {
     return InvalidArgument("invalid listen address '" + host + "': " + ec.message());
@@ -338,8 +420,9 @@ Status HttpServer::Listen(const std::string& host, uint16_t port) {
                        ec.message());
   }
   impl_->port_ = acceptor.local_endpoint().port();
-  impl_->listener_ = std::make_shared<Listener>(impl_->ioc_, std::move(acceptor), impl_->handler_,
-                                                impl_->workers_, impl_->options_);
+  impl_->listener_ =
+      std::make_shared<Listener>(impl_->ioc_, std::move(acceptor), impl_->tls_.get(),
+                                 impl_->handler_, impl_->workers_, impl_->options_);
   return OkStatus();
 }
 

@@ -22,6 +22,10 @@ struct HttpServerOptions {
   size_t body_limit = 1 << 20;      // larger bodies get 413
   int idle_timeout_seconds = 120;   // a connection idle this long between requests is closed
   int write_timeout_seconds = 30;
+  // HTTPS: both set, the server speaks TLS (1.2 and later) only; PEM files, the certificate
+  // file may hold the chain. Loaded by Listen, which fails with a clear error if they do not.
+  std::string tls_cert_file;
+  std::string tls_key_file;
 };
 
 class HttpServer {
@@ -33,7 +37,8 @@ class HttpServer {
   HttpServer(const HttpServer&) = delete;
   HttpServer& operator=(const HttpServer&) = delete;
 
-  // Binds host:port (port 0 picks a free one). Call once, before Start().
+  // Loads the TLS certificate and key when the options name them, then binds host:port (port 0
+  // picks a free one). Call once, before Start().
   Status Listen(const std::string& host, uint16_t port);
   uint16_t port() const;
 

@@ -80,7 +80,8 @@ async function statusLatency(demo, page) {
     const inc = await waitFor(async () => (await api(demo.url, demo.adminToken, 'GET',
       '/api/v1/incidents?status=pending_approval&host=web-1')).json.incidents[0],
       {what: 'a pending incident', timeout: 30000});
-    const ok = await api(demo.url, demo.adminToken, 'POST', `/api/v1/incidents/${inc.incident_id}/approve`, {});
+    const ok = await api(demo.url, demo.adminToken, 'POST', `/api/v1/incidents/${inc.incident_id}/approve`,
+                         {action_hash: inc.action_hash});
     if (ok.status !== 200) throw new Error('approve: ' + ok.text);
     await waitFor(async () => (await api(demo.url, demo.adminToken, 'GET',
       `/api/v1/incidents/${inc.incident_id}`)).json.status === 'completed', {what: 'completed', timeout: 60000});

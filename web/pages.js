@@ -174,8 +174,10 @@ async function incidentPage(main, id) {
         danger: verb !== 'approve', input: 'comment (optional)'});
       if (!r.ok) return;
       try {
-        const answer = await post(`/api/v1/incidents/${enc(inc.incident_id)}/${verb}`,
-                                  r.text ? {comment: r.text} : {});
+        const body = r.text ? {comment: r.text} : {};
+        // An approval names the proposal shown here; the server refuses it (409) if it changed.
+        if (verb === 'approve') body.action_hash = inc.action_hash;
+        const answer = await post(`/api/v1/incidents/${enc(inc.incident_id)}/${verb}`, body);
         if (newer(answer, inc)) inc = answer;
         notice(msg, verb === 'approve' ? 'Approved: the fix is running.' : 'Rejected.');
         render();

@@ -224,6 +224,13 @@ int RunCli(const std::vector<std::string>& args, CliEnv& env) {
   hosts_remove->add_option("NAME", host_name, "host name")->required();
   CLI::App* alarms = app.add_subcommand("alarms", "list the state of every alarm on every host");
 
+  CLI::App* audit = app.add_subcommand("audit", "the audit log (admin)");
+  audit->fallthrough();
+  audit->require_subcommand(1);
+  CLI::App* audit_verify = audit->add_subcommand(
+      "verify", "check the audit log's hash chain; exit 1 naming the first broken entry");
+  audit_verify->fallthrough();
+
   CLI::App* token = app.add_subcommand("token", "create or revoke API tokens (admin)");
   token->fallthrough();
   token->require_subcommand(1);
@@ -396,6 +403,8 @@ int RunCli(const std::vector<std::string>& args, CliEnv& env) {
     s = commands.Hosts();
   } else if (*alarms) {
     s = commands.Alarms();
+  } else if (*audit_verify) {
+    s = commands.AuditVerify();
   } else if (*token_create) {
     s = commands.TokenCreate(token_name, role);
   } else if (*token_revoke) {

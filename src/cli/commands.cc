@@ -59,9 +59,8 @@ Status Commands::Show(const std::string& id) {
   return OkStatus();
 }
 
-Status Commands::Decide(const std::string& verb, const std::string& id,
+Status Commands::Decide(const std::string& verb, const std::string& id, Json body,
                         const std::optional<std::string>& comment) {
-  Json body = Json::object();
   if (comment.has_value()) {
     body["comment"] = *comment;
   }
@@ -79,11 +78,59 @@ Status Commands::Decide(const std::string& verb, const std::string& id,
 }
 
 Status Commands::Approve(const std::string& id, const std::optional<std::string>& comment) {
-  return Decide("approve", id, comment);
+  const std::string what = "approve " + id;
+  // Approve exactly what is shown: the proposal as it is now, named by its hash.
+  ASSIGN_OR_RETURN(Json inc,
+                   api_.Call("GET", "/api/v1/incidents/" + UrlEncode(id), nullptr, what));
+  auto text = [&inc](const char* key) {
+    return inc.is_object() && inc.contains(key) && inc[key].is_string()
+               ? inc[key].get<std::string>()
+               : std::string();
+  };
+  const std::string hash = text("action_hash");
+  if (hash.empty()) {
+    return FailedPrecondition(what + ": the incident proposes no fix to approve (status " +
+                              (text("status").empty() ? "unknown" : text("status")) + ")");
+  }
+  if (!json_) {
+    // The server's strings are shown as text, never as terminal control sequences.
+    out_ << "approving " << SanitizeForDisplay(id) << " on " << SanitizeForDisplay(text("instance_id"))
+         << ": " << SanitizeForDisplay(text("ai_suggestion")) << " (action_hash "
+         << SanitizeForDisplay(hash) << ")\n";
+  }
+  return Decide("approve", id, Json{{"action_hash", hash}}, comment);
 }
 
 Status Commands::Reject(const std::string& id, const std::optional<std::string>& comment) {
-  return Decide("reject", id, comment);
+  return Decide("reject", id, Json::object(), comment);
+}
+
+Status Commands::AuditVerify() {
+  ASSIGN_OR_RETURN(Json v, api_.Call("GET", "/api/v1/audit/verify", nullptr, "audit verify"));
+  if (!v.is_object() || !v.contains("ok") || !v["ok"].is_boolean()) {
+    return Internal("audit verify: the server's answer has no 'ok'");
+  }
+  const bool ok = v["ok"].get<bool>();
+  const int64_t entries = v.value("entries", int64_t{0});
+  if (json_) {
+    PrintJson(v);
+  } else if (ok) {
+    out_ << "audit log intact: " << entries << " entries, head "
+         << SanitizeForDisplay(v.value("head", "")) << "\n";
+  }
+  if (ok) {
+    return OkStatus();
+  }
+  std::string entry = "an entry";
+  if (v.contains("first_broken") && v["first_broken"].is_object()) {
+    const Json& b = v["first_broken"];
+    entry = "entry " + std::to_string(b.value("id", int64_t{0})) + " (" +
+            b.value("timestamp", "") + " " + b.value("actor", "") + " " + b.value("action", "") +
+            ")";
+  }
+  return FailedPrecondition(SanitizeForDisplay("audit verify: the audit log is broken at " +
+                                               entry + " of " + std::to_string(entries) + ": " +
+                                               v.value("reason", "")));
 }
 
 Status Commands::Report(const std::string& id, const std::string& format) {

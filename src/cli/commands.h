@@ -26,6 +26,8 @@ class Commands {
   };
   Status Incidents(const IncidentFilter& filter);
   Status Show(const std::string& id);
+  // Fetches the incident, prints the command line it is about to approve and approves that
+  // proposal (its action_hash): the server refuses it (409) if the proposal changed since.
   Status Approve(const std::string& id, const std::optional<std::string>& comment);
   Status Reject(const std::string& id, const std::optional<std::string>& comment);
   // Prints the report body as the server sends it (Markdown or HTML).
@@ -37,6 +39,9 @@ class Commands {
   Status Chaos(const std::string& host, const std::string& mode, const Json& params);
   Status TokenCreate(const std::string& name, const std::string& role);
   Status TokenRevoke(const std::string& name);
+  // GET /api/v1/audit/verify: prints the result; a broken chain is an error naming the first
+  // broken entry (exit 1).
+  Status AuditVerify();
   // GET /api/v1/settings, one setting a line.
   Status Settings();
   // The automation kill switch (admin): PUT /api/v1/settings {"automation_paused":paused}.
@@ -44,7 +49,8 @@ class Commands {
   Status SetAutomationPaused(bool paused);
 
  private:
-  Status Decide(const std::string& verb, const std::string& id,
+  // `body` carries what the verb needs besides the comment (approve: action_hash).
+  Status Decide(const std::string& verb, const std::string& id, Json body,
                 const std::optional<std::string>& comment);
   void PrintJson(const Json& j);
 

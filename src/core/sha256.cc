@@ -90,7 +90,8 @@ void Update(State& s, std::string_view data) {
   s.used = n;
 }
 
-std::string Finish(State& s) {
+// The 32-byte digest of everything given so far; `s` must not be used afterwards.
+std::string FinishRaw(State& s) {
   const uint64_t bits = s.total * 8;
   const unsigned char pad = 0x80;
   Update(s, std::string_view(reinterpret_cast<const char*>(&pad), 1));
@@ -102,16 +103,28 @@ std::string Finish(State& s) {
     len[i] = static_cast<unsigned char>(bits >> (56 - 8 * i));
   }
   Update(s, std::string_view(reinterpret_cast<const char*>(len), 8));
-  static const char* kHex = "0123456789abcdef";
   std::string out;
-  out.reserve(64);
+  out.reserve(32);
   for (uint32_t word : s.h) {
-    for (int shift = 28; shift >= 0; shift -= 4) {
-      out.push_back(kHex[(word >> shift) & 15]);
+    for (int shift = 24; shift >= 0; shift -= 8) {
+      out.push_back(static_cast<char>((word >> shift) & 0xff));
     }
   }
   return out;
 }
+
+std::string Hex(std::string_view raw) {
+  static const char* kHex = "0123456789abcdef";
+  std::string out;
+  out.reserve(raw.size() * 2);
+  for (unsigned char c : raw) {
+    out.push_back(kHex[c >> 4]);
+    out.push_back(kHex[c & 15]);
+  }
+  return out;
+}
+
+std::string Finish(State& s) { return Hex(FinishRaw(s)); }
 
 }  // namespace
 
@@ -119,6 +132,31 @@ std::string Sha256Hex(std::string_view data) {
   State s;
   Update(s, data);
   return Finish(s);
+}
+
+std::string HmacSha256Hex(std::string_view key, std::string_view data) {
+  // RFC 2104: H((K ^ opad) || H((K ^ ipad) || data)), K padded to the 64-byte block.
+  std::string k(key);
+  if (k.size() > 64) {
+    State ks;
+    Update(ks, k);
+    k = FinishRaw(ks);
+  }
+  k.resize(64, '\0');
+  std::string ipad(64, '\0');
+  std::string opad(64, '\0');
+  for (size_t i = 0; i < 64; ++i) {
+    ipad[i] = static_cast<char>(k[i] ^ 0x36);
+    opad[i] = static_cast<char>(k[i] ^ 0x5c);
+  }
+  State inner;
+  Update(inner, ipad);
+  Update(inner, data);
+  const std::string inner_digest = FinishRaw(inner);
+  State outer;
+  Update(outer, opad);
+  Update(outer, inner_digest);
+  return Finish(outer);
 }
 
 Sha256::Sha256() : ctx_(new State) {}

@@ -8,6 +8,9 @@ namespace medic {
 // Lowercase hex SHA-256 of data.
 std::string Sha256Hex(std::string_view data);
 
+// Lowercase hex HMAC-SHA256 (RFC 2104) of data under key (any length, any bytes).
+std::string HmacSha256Hex(std::string_view key, std::string_view data);
+
 // Incremental SHA-256 for data that arrives in pieces (files streamed in chunks).
 // Not thread-safe; one object per stream.
 class Sha256 {

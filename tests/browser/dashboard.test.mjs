@@ -249,19 +249,19 @@ test('a viewer sees no approve, reject, chaos or settings controls, and forged r
   await shot(page, 'viewer-chaos-refused');
 
   // Forged state-changing requests with the viewer's session and its CSRF token: 403.
-  const forged = await page.evaluate(async (id) => {
+  const forged = await page.evaluate(async ({id, hash}) => {
     const s = await (await fetch('/api/v1/session')).json();
     const send = (method, url, body) => fetch(url, {method, body: JSON.stringify(body),
       headers: {'Content-Type': 'application/json', 'X-CSRF-Token': s.csrf}}).then((r) => r.status);
     return {
       csrf: Boolean(s.csrf),
-      approve: await send('POST', `/api/v1/incidents/${id}/approve`, {}),
+      approve: await send('POST', `/api/v1/incidents/${id}/approve`, {action_hash: hash}),
       reject: await send('POST', `/api/v1/incidents/${id}/reject`, {}),
       chaos: await send('POST', '/api/v1/chaos', {host: 'web-1', mode: 'nginx-crash'}),
       settings: await send('PUT', '/api/v1/settings', {automation_paused: true}),
       token: await send('POST', '/api/v1/tokens', {name: 'mallory', role: 'admin'}),
     };
-  }, pending.incident_id);
+  }, {id: pending.incident_id, hash: pending.action_hash});
   assert.deepEqual(forged, {csrf: true, approve: 403, reject: 403, chaos: 403, settings: 403, token: 403});
   // The signed-out page asks who it is (401) before the sign-in; the forged calls get 403.
   watch.assertClean({allowConsole: [/status of 401 \(Unauthorized\)/, /status of 403 \(Forbidden\)/]});

@@ -166,23 +166,34 @@ TEST_F(CliTest, ShowEncodesTheIdAndPrintsTheIncident) {
   EXPECT_NE(env_.out.str().find("Status:    rejected"), std::string::npos) << env_.out.str();
 }
 
-TEST_F(CliTest, ApproveAndRejectPostTheComment) {
+TEST_F(CliTest, ApproveShowsAndApprovesTheCurrentProposalAndRejectPostsTheComment) {
+  const std::string hash(64, 'a');
+  const std::string pending =
+      R"j({"incident_id":"inc-42","status":"pending_approval","instance_id":"web-1",)j"
+      R"j("ai_suggestion":"service.restart service=nginx","action_hash":")j" +
+      hash + R"j("})j";
   struct Case {
     std::vector<std::string> args;
+    bool fetches;  // approve first fetches the incident
     std::string url;
     std::string body;
     std::string out;
   };
+  const std::string shown = "approving inc-42 on web-1: service.restart service=nginx "
+                            "(action_hash " + hash + ")\n";
   const Case cases[] = {
       {{"approve", "inc-42", "--comment", "go ahead"},
+       true,
        "http://127.0.0.1:8080/api/v1/incidents/inc-42/approve",
-       R"j({"comment":"go ahead"})j",
-       "approved inc-42: status executing\n"},
+       R"j({"action_hash":")j" + hash + R"j(","comment":"go ahead"})j",
+       shown + "approved inc-42: status executing\n"},
       {{"approve", "inc-42"},
+       true,
        "http://127.0.0.1:8080/api/v1/incidents/inc-42/approve",
-       "{}",
-       "approved inc-42: status executing\n"},
+       R"j({"action_hash":")j" + hash + R"j("})j",
+       shown + "approved inc-42: status executing\n"},
       {{"reject", "inc-42", "--comment", "not now"},
+       false,
        "http://127.0.0.1:8080/api/v1/incidents/inc-42/reject",
        R"j({"comment":"not now"})j",
        "rejected inc-42: status executing\n"},
@@ -190,8 +201,18 @@ TEST_F(CliTest, ApproveAndRejectPostTheComment) {
   for (const Case& c : cases) {
     SCOPED_TRACE(c.url + " " + c.body);
     env_.out.str("");
+    const size_t before = env_.http.requests().size();
+    if (c.fetches) {
+      env_.http.Answer(200, pending);
+    }
     env_.http.Answer(200, R"j({"incident_id":"inc-42","status":"executing"})j");
     ASSERT_EQ(Run(c.args), 0) << env_.err.str();
+    ASSERT_EQ(env_.http.requests().size(), before + (c.fetches ? 2 : 1));
+    if (c.fetches) {
+      const HttpRequest& get = env_.http.requests()[before];
+      EXPECT_EQ(get.method, "GET");
+      EXPECT_EQ(get.url, "http://127.0.0.1:8080/api/v1/incidents/inc-42");
+    }
     const HttpRequest& r = env_.http.last();
     EXPECT_EQ(r.method, "POST");
     EXPECT_EQ(r.url, c.url);
@@ -199,6 +220,48 @@ TEST_F(CliTest, ApproveAndRejectPostTheComment) {
     EXPECT_EQ(FakeHttpClient::Header(r, "Content-Type"), "application/json");
     EXPECT_EQ(env_.out.str(), c.out);
   }
+}
+
+TEST_F(CliTest, ApproveRefusesAnIncidentWithNothingToApproveAndShowsAChangedProposal) {
+  env_.http.Answer(200, R"j({"incident_id":"inc-7","status":"completed"})j");
+  EXPECT_EQ(Run({"approve", "inc-7"}), 1);
+  EXPECT_EQ(env_.err.str(),
+            "medic: approve inc-7: the incident proposes no fix to approve (status completed)\n");
+  EXPECT_EQ(env_.http.requests().size(), 1u);  // nothing was posted
+
+  env_.err.str("");
+  env_.http.Answer(200, R"j({"incident_id":"inc-8","status":"pending_approval",)j"
+                        R"j("ai_suggestion":"x\u001b[31m","action_hash":"ab"})j");
+  env_.http.Answer(409, R"j({"error":"the proposal of incident inc-8 changed"})j");
+  EXPECT_EQ(Run({"approve", "inc-8"}), 1);
+  EXPECT_EQ(env_.err.str(), "medic: approve inc-8: 409 the proposal of incident inc-8 changed\n");
+  EXPECT_EQ(env_.out.str().find('\x1b'), std::string::npos) << env_.out.str();
+}
+
+TEST_F(CliTest, AuditVerifyExitsZeroWhenIntactAndOneNamingTheFirstBrokenEntry) {
+  env_.http.Answer(200, R"j({"ok":true,"entries":12,"first_broken":null,"reason":"",)j"
+                        R"j("head":"abc123"})j");
+  EXPECT_EQ(Run({"audit", "verify"}), 0) << env_.err.str();
+  EXPECT_EQ(env_.http.last().url, "http://127.0.0.1:8080/api/v1/audit/verify");
+  EXPECT_EQ(env_.out.str(), "audit log intact: 12 entries, head abc123\n");
+
+  env_.out.str("");
+  env_.http.Answer(
+      200,
+      R"j({"ok":false,"entries":12,"reason":"entry 4 does not match its hash",)j"
+      R"j("first_broken":{"id":4,"timestamp":"2026-12-01T10:00:00.000Z","actor":"alice",)j"
+      R"j("action":"incident.approve","detail":"{}","prev_hash":"p","hash":"h"}})j");
+  EXPECT_EQ(Run({"audit", "verify"}), 1);
+  EXPECT_EQ(env_.out.str(), "");
+  EXPECT_EQ(env_.err.str(),
+            "medic: audit verify: the audit log is broken at entry 4 (2026-12-01T10:00:00.000Z "
+            "alice incident.approve) of 12: entry 4 does not match its hash\n");
+
+  env_.err.str("");
+  env_.http.Answer(200, R"j({"ok":false,"entries":3,"reason":"r","first_broken":{"id":1}})j");
+  EXPECT_EQ(Run({"--json", "audit", "verify"}), 1);
+  EXPECT_NE(env_.out.str().find("\"ok\": false"), std::string::npos) << env_.out.str();
+  EXPECT_EQ(Run({"audit"}), 2);  // verify is required
 }
 
 TEST_F(CliTest, ServerErrorIsOneLineWithTheServersMessage) {

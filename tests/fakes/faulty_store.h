@@ -50,14 +50,16 @@ enum class StoreOp {
   kListHosts,
   kAppendAudit,
   kListAudit,
+  kVerifyAudit,
 };
-inline constexpr size_t kStoreOpCount = static_cast<size_t>(StoreOp::kListAudit) + 1;
+inline constexpr size_t kStoreOpCount = static_cast<size_t>(StoreOp::kVerifyAudit) + 1;
 
 inline std::string_view StoreOpName(StoreOp op) {
   static constexpr std::array<std::string_view, kStoreOpCount> kNames = {
       "CreateIncident", "UpdateIncident", "GetIncident", "ListIncidents", "FindOpenIncident",
       "GetSetting",     "PutSetting",     "CreateToken", "DeleteToken",   "ListTokens",
-      "PutHost",        "DeleteHost",     "ListHosts",   "AppendAudit",   "ListAudit"};
+      "PutHost",        "DeleteHost",     "ListHosts",   "AppendAudit",   "ListAudit",
+      "VerifyAudit"};
   return kNames[static_cast<size_t>(op)];
 }
 
@@ -214,6 +216,12 @@ class FaultyStore : public server::Store {
       return *e;
     }
     return base_.ListAudit(limit);
+  }
+  Result<server::AuditVerification> VerifyAudit() override {
+    if (auto e = Inject(StoreOp::kVerifyAudit)) {
+      return *e;
+    }
+    return base_.VerifyAudit();
   }
 
  private:

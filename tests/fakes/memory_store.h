@@ -26,6 +26,7 @@
 #include "core/clock.h"
 #include "core/json.h"
 #include "core/result.h"
+#include "server/store/audit_chain.h"
 #include "server/store/incident.h"
 #include "server/store/store.h"
 
@@ -33,14 +34,16 @@ namespace medic::test {
 
 class MemoryStore : public server::Store {
  public:
-  MemoryStore() : data_(std::make_shared<Data>()) {}
+  // `audit_key` keys the audit chain, as SqliteStore's does (audit_chain.h).
+  explicit MemoryStore(std::string audit_key = "")
+      : data_(std::make_shared<Data>()), audit_key_(std::move(audit_key)) {}
   // Sharing is explicit (Share()), never a side effect of a copy.
   MemoryStore(const MemoryStore&) = delete;
   MemoryStore& operator=(const MemoryStore&) = delete;
 
   // Another store on the same data. Either may be destroyed first.
   std::unique_ptr<MemoryStore> Share() const {
-    return std::unique_ptr<MemoryStore>(new MemoryStore(data_));
+    return std::unique_ptr<MemoryStore>(new MemoryStore(data_, audit_key_));
   }
 
   Status CreateIncident(const server::Incident& incident) override {
@@ -218,6 +221,10 @@ class MemoryStore : public server::Store {
     std::lock_guard<std::mutex> lock(data_->mu);
     server::AuditEntry stored = entry;
     stored.timestamp = Truncate(stored.timestamp);
+    stored.id = static_cast<int64_t>(data_->audit.size()) + 1;
+    stored.prev_hash =
+        data_->audit.empty() ? std::string(server::kAuditGenesis) : data_->audit.back().hash;
+    stored.hash = server::AuditEntryHash(audit_key_, stored.prev_hash, stored);
     data_->audit.push_back(std::move(stored));
     return OkStatus();
   }
@@ -233,6 +240,11 @@ class MemoryStore : public server::Store {
     return out;
   }
 
+  Result<server::AuditVerification> VerifyAudit() override {
+    std::lock_guard<std::mutex> lock(data_->mu);
+    return server::VerifyAuditChain(audit_key_, data_->audit);
+  }
+
  private:
   static constexpr int kMaxListLimit = 1000;
 
@@ -245,7 +257,8 @@ class MemoryStore : public server::Store {
     std::vector<server::AuditEntry> audit;              // Guarded by mu. Oldest first.
   };
 
-  explicit MemoryStore(std::shared_ptr<Data> data) : data_(std::move(data)) {}
+  MemoryStore(std::shared_ptr<Data> data, std::string audit_key)
+      : data_(std::move(data)), audit_key_(std::move(audit_key)) {}
 
   // The precision every backend keeps (and SqliteStore stores).
   static WallTime Truncate(WallTime t) { return FromUnixMillis(ToUnixMillis(t)); }
@@ -315,6 +328,7 @@ class MemoryStore : public server::Store {
   }
 
   std::shared_ptr<Data> data_;
+  const std::string audit_key_;
 };
 
 }  // namespace medic::test

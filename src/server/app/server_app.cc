@@ -59,6 +59,12 @@ Result<ServerConfig> LoadServerConfig(const std::string& path) {
           return InvalidArgument(where() + "session_lifetime must be a duration from 1m to 720h");
         }
         c.sessions.lifetime = *d;
+      } else if (key == "approval_timeout") {
+        auto d = ParseDuration(v.as<std::string>());
+        if (!d || *d < std::chrono::minutes(1) || *d > std::chrono::hours(24 * 30)) {
+          return InvalidArgument(where() + "approval_timeout must be a duration from 1m to 720h");
+        }
+        c.approval_timeout = *d;
       } else if (key == "max_sessions") {
         const int n = v.as<int>();
         if (n < 1 || n > 100'000) {
@@ -165,7 +171,7 @@ struct ServerApp::Parts {
 
 namespace {
 
-// Reads DIR/NAME, or creates it with a fresh random token (mode 0600).
+// Reads DIR/NAME, or creates it with a fresh random token (mode 0600). Also the audit key.
 Result<std::string> EnsureToken(const std::string& dir, const std::string& name) {
   const std::string path = dir + "/" + name;
   if (PathExists(path)) {
@@ -188,7 +194,9 @@ Result<ServerDeps> MakeRealServerDeps(const ServerConfig& config, const Clock& c
   ServerDeps deps;
   deps.clock = &clock;
   RETURN_IF_ERROR(MakeDirs(config.data_dir, 0700));
-  ASSIGN_OR_RETURN(deps.store, OpenSqliteStore(config.data_dir + "/medic.db"));
+  // The audit chain's key lives beside the database, not in it (docs/STORE.md).
+  ASSIGN_OR_RETURN(std::string audit_key, EnsureToken(config.data_dir, "audit.key"));
+  ASSIGN_OR_RETURN(deps.store, OpenSqliteStore(config.data_dir + "/medic.db", audit_key));
   ai::AiConfig ai_config = config.ai;
   RETURN_IF_ERROR(ai::ApplyAiEnvironment(ai_config));
   ASSIGN_OR_RETURN(deps.brain, ai::MakeBrain(ai_config, clock));
@@ -271,6 +279,7 @@ Result<std::unique_ptr<ServerApp>> ServerApp::Create(const ServerConfig& config,
       [decisions](std::function<void()> task) { decisions->Post(std::move(task)); },
       p->alarms->rules(), config.runbooks);
   p->incidents->SetBreaker(config.breaker.max_fixes, config.breaker.window);
+  p->incidents->SetApprovalTimeout(config.approval_timeout);
   HostRegistry* hosts = p->hosts.get();
   p->incidents->SetLogDirLookup([hosts, &clock](const std::string& host) {
     auto view = hosts->Get(host, clock.Now());

@@ -27,6 +27,9 @@ struct ServerConfig {
   std::string listen = "127.0.0.1:8080";
   std::string data_dir = "/var/lib/medic";
   bool approval_mode = true;
+  // How long a proposed fix waits for a human before the approval expires and the incident is
+  // judged again (`approval_timeout`, 1m..720h, default 1h; docs/INCIDENTS.md).
+  Millis approval_timeout{3'600'000};
   std::string log_level = "info";
   int64_t agent_interval_ms = 1000;
   HttpServerOptions http;
@@ -63,8 +66,9 @@ struct ServerDeps {
   std::unique_ptr<ai::Brain> brain;  // required
 };
 
-// The real store and brain for `config`: creates the data directory, opens SQLite at
-// DATA_DIR/medic.db, applies MEDIC_AI_*/GEMINI_API_KEY to the ai section and makes the brain.
+// The real store and brain for `config`: creates the data directory and the audit key
+// (DATA_DIR/audit.key, mode 0600, unless it exists), opens SQLite at DATA_DIR/medic.db with that
+// key for the audit chain, applies MEDIC_AI_*/GEMINI_API_KEY to the ai section and makes the brain.
 Result<ServerDeps> MakeRealServerDeps(const ServerConfig& config, const Clock& clock);
 
 class ServerApp {

@@ -9,21 +9,31 @@ namespace medic::server {
 namespace {
 
 struct DecisionRequest {
+  std::optional<std::string> action_hash;  // what the operator saw (ActionHash)
   std::string comment;
 };
 
+// {"action_hash": "<64 hex>", "comment": "..."}: both optional here; approve requires the hash.
 Result<DecisionRequest> ParseDecision(const ApiRequest& req) {
   ASSIGN_OR_RETURN(Json body, ParseBody(req, true));
   DecisionRequest d;
+  for (const auto& [k, v] : body.items()) {
+    if (k != "comment" && k != "action_hash") {
+      return InvalidArgument("unknown field '" + k +
+                             "' (only 'action_hash' and 'comment' are accepted)");
+    }
+  }
   ASSIGN_OR_RETURN(auto comment, OptionalString(body, "comment"));
   d.comment = comment.value_or("");
   if (d.comment.size() > 4096) {
     return InvalidArgument("comment is longer than 4096 bytes");
   }
-  for (const auto& [k, v] : body.items()) {
-    if (k != "comment") {
-      return InvalidArgument("unknown field '" + k + "' (only 'comment' is accepted)");
-    }
+  ASSIGN_OR_RETURN(d.action_hash, OptionalString(body, "action_hash"));
+  if (d.action_hash &&
+      (d.action_hash->size() != 64 ||
+       d.action_hash->find_first_not_of("0123456789abcdef") != std::string::npos)) {
+    return InvalidArgument(
+        "action_hash must be 64 lowercase hexadecimal characters (the incident's action_hash)");
   }
   return d;
 }
@@ -148,13 +158,20 @@ void AddIncidentRoutes(Router& router, IncidentRoutesDeps deps) {
                 respond(std::move(r));
               }});
   router.Add({"POST", "/api/v1/incidents/{id}/approve", Role::kOperator,
-              "approve the suggested fix of a pending_approval incident ({\"comment\":\"...\"})",
+              "approve the proposed fix of a pending_approval incident "
+              "({\"action_hash\":\"...\",\"comment\":\"...\"}; 409 if the proposal changed or "
+              "the approval expired)",
               [&incidents = deps.incidents](ApiRequest& req, Responder respond) {
                 auto d = ParseDecision(req);
                 if (!d) {
                   return respond(ErrorResponse(d.error()));
                 }
-                auto inc = incidents.Approve(req.path_params["id"], req.principal, d->comment);
+                if (!d->action_hash) {
+                  // An approval names what it approves: the proposal the operator saw.
+                  return respond(ErrorResponse(400, "action_hash is required"));
+                }
+                auto inc = incidents.Approve(req.path_params["id"], req.principal,
+                                             *d->action_hash, d->comment);
                 if (!inc) {
                   return respond(ErrorResponse(inc.error()));
                 }

@@ -13,6 +13,16 @@ namespace {
 // The names of the tokens the server writes itself; they cannot be created or revoked here.
 bool IsReservedTokenName(const std::string& name) { return name == "admin" || name == "agent"; }
 
+Json AuditEntryJson(const AuditEntry& e) {
+  return Json{{"id", e.id},
+              {"timestamp", FormatRfc3339(e.timestamp)},
+              {"actor", e.actor},
+              {"action", e.action},
+              {"detail", e.detail},
+              {"prev_hash", e.prev_hash},
+              {"hash", e.hash}};
+}
+
 }  // namespace
 
 void AddTokenRoutes(Router& router, Store& store, TokenRegistry& tokens, SessionRegistry& sessions,
@@ -102,12 +112,26 @@ void AddTokenRoutes(Router& router, Store& store, TokenRegistry& tokens, Session
                 }
                 Json out = Json::array();
                 for (const auto& e : *list) {
-                  out.push_back(Json{{"timestamp", FormatRfc3339(e.timestamp)},
-                                     {"actor", e.actor},
-                                     {"action", e.action},
-                                     {"detail", e.detail}});
+                  out.push_back(AuditEntryJson(e));
                 }
                 respond(JsonResponse(200, Json{{"audit", out}}));
+              }});
+  router.Add({"GET", "/api/v1/audit/verify", Role::kAdmin,
+              "check the audit log's hash chain: ok, entries, the first broken entry and why",
+              [&store](ApiRequest&, Responder respond) {
+                auto v = store.VerifyAudit();
+                if (!v) {
+                  return respond(ErrorResponse(v.error()));
+                }
+                Json out{{"ok", v->ok},
+                         {"entries", v->entries},
+                         {"first_broken",
+                          v->first_broken ? AuditEntryJson(*v->first_broken) : Json()},
+                         {"reason", v->reason}};
+                if (v->ok) {
+                  out["head"] = v->head;
+                }
+                respond(JsonResponse(200, out));
               }});
 }
 

@@ -199,6 +199,12 @@ Status IncidentManager::RecoverLocked() {
         StartDiagnostics(a);
       } else if (st == IncidentStatus::kPendingApproval) {
         a.phase = Phase::kAwaitingApproval;
+        if (!a.inc.action.value("name", "").empty() &&
+            !a.inc.action.contains("approval_expires_at")) {
+          // Proposed before approvals expired: the timeout runs from now.
+          next.action["approval_expires_at"] = FormatRfc3339(clock_.Now() + approval_timeout_);
+          (void)Save(a.inc, std::move(next));
+        }
       } else if (auto resend = PendingFix(a.inc); resend.has_value()) {
         // The fix may not have reached the host: send the same command again. The agent runs
         // a command id at most once and answers a repeat with the stored result.
@@ -475,6 +481,7 @@ void IncidentManager::ApplyDecision(const std::string& incident_id, const ai::De
     }
   }
   if (!why.empty()) {
+    next.action["approval_expires_at"] = FormatRfc3339(clock_.Now() + approval_timeout_);
     if (Commit(a, std::move(next), IncidentEvent::kNeedsApproval, why)) {
       a.phase = Phase::kAwaitingApproval;
     }
@@ -504,6 +511,7 @@ Status IncidentManager::Execute(Active& a, Incident next, IncidentEvent event) {
     return Commit(a, std::move(next), IncidentEvent::kActionInvalid, std::move(reason));
   }
   protocol::Command c = MakeCommand(*action, timeout);
+  next.action.erase("approval_expires_at");
   next.action["command_id"] = c.id;
   next.action["expires_at"] = FormatRfc3339(c.expires_at);
   const std::string line = next.ai_suggestion + " on " + next.instance_id;
@@ -642,25 +650,104 @@ Result<Incident> IncidentManager::Lookup(const std::string& id) {
   return store_.GetIncident(id);
 }
 
+std::optional<WallTime> IncidentManager::ApprovalExpiry(const Incident& inc) const {
+  if (inc.status != IncidentStatus::kPendingApproval || inc.action.value("name", "").empty()) {
+    return std::nullopt;
+  }
+  const Json& at = inc.action.contains("approval_expires_at") ? inc.action["approval_expires_at"]
+                                                              : Json();
+  if (at.is_string()) {
+    if (Result<WallTime> t = ParseRfc3339(at.get<std::string>()); t) {
+      return *t;
+    }
+  }
+  // Proposed before approvals expired and not recovered yet (Recover sets it): from its update.
+  return inc.updated_at + approval_timeout_;
+}
+
+Status IncidentManager::ExpireApproval(Active& a) {
+  Incident next = a.inc;
+  const std::string minutes = std::to_string(approval_timeout_.count() / 60'000) + " min";
+  next.timeline.push_back(Entry("approval_expired",
+                                "nobody decided within " + minutes + "; " + next.ai_suggestion +
+                                    " (action_hash " + ActionHash(next) +
+                                    ") can no longer be approved"));
+  next.reason = "the approval expired: nobody decided within " + minutes;
+  std::string reason = next.reason;
+  return Commit(a, std::move(next), IncidentEvent::kApprovalExpired, std::move(reason));
+}
+
+void IncidentManager::Audit(const std::string& actor, const std::string& action,
+                            const Json& detail) {
+  const std::string text = DumpJson(detail);
+  if (Status s = store_.AppendAudit({clock_.Now(), actor, action, text}); !s) {
+    ++store_errors_;
+    LogError("cannot write audit entry: " + s.error().ToString());
+  }
+  LogInfo("audit: " + actor + " " + action + " " + text);
+}
+
 Result<Incident> IncidentManager::Approve(const std::string& id, const std::string& actor,
+                                          const std::string& action_hash,
                                           const std::string& comment) {
+  Result<Incident> r = ApproveLocked(id, actor, action_hash, comment);
+  DispatchDecisions();  // an expired approval may have opened a fresh incident
+  return r;
+}
+
+Result<Incident> IncidentManager::ApproveLocked(const std::string& id, const std::string& actor,
+                                                const std::string& action_hash,
+                                                const std::string& comment) {
   std::lock_guard<std::mutex> lock(mu_);
   ASSIGN_OR_RETURN(Incident inc, Lookup(id));
+  // Every refusal of an approval of a known incident is audited, with what was approved.
+  auto refuse = [&](std::string why) -> Error {
+    Audit(actor, "incident.approve_refused",
+          Json{{"incident_id", id},
+               {"action_hash", action_hash},
+               {"comment", comment},
+               {"reason", why}});
+    return FailedPrecondition(std::move(why));
+  };
   if (inc.status != IncidentStatus::kPendingApproval) {
-    return FailedPrecondition("incident " + id + " is " + std::string(StatusName(inc.status)) +
-                              ", not pending_approval");
+    return refuse("incident " + id + " is " + std::string(StatusName(inc.status)) +
+                  ", not pending_approval");
   }
   if (inc.action.value("name", "").empty()) {
-    return FailedPrecondition("incident " + id +
-                              " has no fix to run; reject it to close it, or wait for its "
-                              "alarm to clear");
+    return refuse("incident " + id +
+                  " has no fix to run; reject it to close it, or wait for its alarm to clear");
   }
   Active& a = active_[id];
   a.inc = inc;
   a.phase = Phase::kAwaitingApproval;
+  if (const std::optional<WallTime> expiry = ApprovalExpiry(inc);
+      expiry && *expiry <= clock_.Now()) {
+    // Later than the tick that would have expired it: it expires now, and nothing runs.
+    if (Status s = ExpireApproval(a); !s) {
+      LogError("cannot expire the approval of " + id + ": " + s.error().ToString());
+    }
+    return refuse("the approval of incident " + id + " expired at " + FormatRfc3339(*expiry) +
+                  "; nothing was run, and the incident is judged again");
+  }
+  if (const std::string current = ActionHash(inc); action_hash != current) {
+    return refuse("the proposal of incident " + id +
+                  " changed: action_hash " + action_hash + " is not its current one (" +
+                  current + ", for " + inc.ai_suggestion +
+                  "); nothing was approved: review the incident and approve what it proposes "
+                  "now");
+  }
   inc.timeline.push_back(Entry("approved", comment, actor));
   // On an error nothing was sent and the approval is not acknowledged.
-  RETURN_IF_ERROR(Execute(a, std::move(inc), IncidentEvent::kApproved));
+  if (Status s = Execute(a, std::move(inc), IncidentEvent::kApproved); !s) {
+    Audit(actor, "incident.approve_refused",
+          Json{{"incident_id", id},
+               {"action_hash", action_hash},
+               {"comment", comment},
+               {"reason", "not recorded: " + s.error().message}});
+    return s.error();
+  }
+  Audit(actor, "incident.approve",
+        Json{{"incident_id", id}, {"action_hash", action_hash}, {"comment", comment}});
   return Lookup(id);
 }
 
@@ -676,7 +763,10 @@ Result<Incident> IncidentManager::Reject(const std::string& id, const std::strin
   a.inc = inc;
   a.phase = Phase::kAwaitingApproval;
   inc.reason = comment.empty() ? "rejected by " + actor : "rejected by " + actor + ": " + comment;
+  const std::string hash = ActionHash(inc);
   RETURN_IF_ERROR(Commit(a, std::move(inc), IncidentEvent::kRejected, comment, actor));
+  Audit(actor, "incident.reject",
+        Json{{"incident_id", id}, {"action_hash", hash}, {"comment", comment}});
   return Lookup(id);
 }
 
@@ -689,10 +779,23 @@ void IncidentManager::HandleDeadlines() {
   std::lock_guard<std::mutex> lock(mu_);
   const SteadyTime now = clock_.SteadyNow();
   std::vector<std::string> due;
+  std::vector<std::string> expired;
   for (const auto& [id, a] : active_) {
     if (a.phase != Phase::kAwaitingApproval && a.phase != Phase::kDeciding &&
         a.deadline <= now) {
       due.push_back(id);
+    }
+    if (a.phase == Phase::kAwaitingApproval) {
+      if (const std::optional<WallTime> expiry = ApprovalExpiry(a.inc);
+          expiry && *expiry <= clock_.Now()) {
+        expired.push_back(id);
+      }
+    }
+  }
+  for (const auto& id : expired) {
+    // Expiring one may open a fresh incident (Rejudge): look each up again.
+    if (auto ait = active_.find(id); ait != active_.end()) {
+      (void)ExpireApproval(ait->second);
     }
   }
   for (const auto& id : due) {

@@ -51,9 +51,14 @@ class IncidentManager {
   void OnAlarmTransition(const AlarmTransition& transition);
   void OnCommandResult(const protocol::CommandResult& result);
 
-  // Operator decisions. FailedPrecondition unless the incident is pending_approval.
+  // Operator decisions, each written to the audit log with the actor (incident.approve,
+  // incident.reject, incident.approve_refused). FailedPrecondition unless the incident is
+  // pending_approval. An approval names the action_hash of the proposal the operator saw
+  // (ActionHash, store/incident.h) and is refused with FailedPrecondition, changing nothing,
+  // when that is not the incident's current one, or when the approval has expired (which then
+  // ends the incident as timeout and judges its alarm again).
   Result<Incident> Approve(const std::string& incident_id, const std::string& actor,
-                           const std::string& comment);
+                           const std::string& action_hash, const std::string& comment);
   Result<Incident> Reject(const std::string& incident_id, const std::string& actor,
                           const std::string& comment);
 
@@ -64,6 +69,11 @@ class IncidentManager {
     breaker_max_fixes_ = max_fixes;
     breaker_window_ = window;
   }
+
+  // How long a proposed fix waits for a human: then the approval expires (approval_expired,
+  // the incident ends as timeout) and an alarm still in ALARM is judged again. Default 1 h.
+  // REQUIRES: before any event.
+  void SetApprovalTimeout(Millis timeout) { approval_timeout_ = timeout; }
 
   // Where each host keeps its logs (its registered log_dir; "" when unknown): runbooks written
   // against /var/log are moved there (runbooks.h, ForHost). REQUIRES: before any event; must
@@ -103,6 +113,8 @@ class IncidentManager {
 
   // The public entry points: each takes mu_, then DispatchDecisions() runs without it.
   Status RecoverLocked();
+  Result<Incident> ApproveLocked(const std::string& incident_id, const std::string& actor,
+                                 const std::string& action_hash, const std::string& comment);
   void HandleAlarmTransition(const AlarmTransition& t);
   void HandleCommandResult(const protocol::CommandResult& r);
   void HandleDeadlines();
@@ -150,6 +162,15 @@ class IncidentManager {
   protocol::Command MakeCommand(const protocol::Action& action, Millis timeout);
   // The stored incident `id` for an operator: the driven copy when active, else the store's.
   Result<Incident> Lookup(const std::string& id);
+  // When the approval of a pending_approval incident expires (action.approval_expires_at);
+  // nullopt when it has nothing to approve.
+  std::optional<WallTime> ApprovalExpiry(const Incident& inc) const;
+  // Ends a pending_approval incident whose approval expired (approval_expired, then timeout)
+  // and judges its alarm again.
+  Status ExpireApproval(Active& a);
+  // Appends an entry to the audit log (detail as compact JSON); a failed write is logged and
+  // counted, and the action stands.
+  void Audit(const std::string& actor, const std::string& action, const Json& detail);
 
   Store& store_;
   const Clock& clock_;
@@ -164,6 +185,7 @@ class IncidentManager {
   std::function<std::string(const std::string&)> log_dir_of_;
   int breaker_max_fixes_ = 3;
   Millis breaker_window_{3'600'000};
+  Millis approval_timeout_{3'600'000};
 
   mutable std::mutex mu_;
   std::map<std::string, Active> active_;             // incident id -> state. Guarded by mu_.

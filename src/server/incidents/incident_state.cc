@@ -32,6 +32,8 @@ std::string_view IncidentEventName(IncidentEvent e) {
       return "verified";
     case IncidentEvent::kVerificationFailed:
       return "verification_failed";
+    case IncidentEvent::kApprovalExpired:
+      return "approval_expired";
   }
   return "unknown";
 }
@@ -63,6 +65,11 @@ constexpr Row kTable[] = {
     {S::kPendingApproval, E::kRejected, {S::kRejected, "rejected", kEffectResolve}},
     {S::kPendingApproval, E::kActionInvalid, {S::kFailed, "failed", kClose}},
     {S::kPendingApproval, E::kNothingToRunCleared, {S::kCompleted, "completed", kClose}},
+    // Nobody decided in time: the proposal can no longer be approved, and an alarm still in
+    // ALARM opens a fresh incident with a fresh proposal (and action_hash).
+    {S::kPendingApproval,
+     E::kApprovalExpired,
+     {S::kTimeout, "timeout", kEffectResolve | kEffectRejudge}},
     {S::kExecuting, E::kFixNotRun, {S::kFailed, "failed", kCloseAndRejudge}},
     {S::kExecuting, E::kFixFailed, {S::kFailed, "failed", kCloseAndRejudge}},
     {S::kExecuting, E::kFixTimedOut, {S::kTimeout, "timeout", kCloseAndRejudge}},

@@ -6,7 +6,9 @@
 //
 //   diagnosing ──Decided(needs a human)──────────────► pending_approval ──Rejected──► rejected
 //       │  │  └─AutoApproved──► executing ◄──Approved─────┘   │  └─NothingToRun-Cleared─► completed
-//       │  └─NoRunbook | ActionInvalid ─► failed               └─ActionInvalid──► failed
+//       │  └─NoRunbook | ActionInvalid ─► failed               ├─ActionInvalid──► failed
+//       │                                                      └─ApprovalExpired──► timeout
+//       │                                                                  (then judged again)
 //       └─DiagnosticsTimedOut ─► timeout
 //   executing ──Verified──► completed
 //             ──FixNotRun | FixFailed | VerificationFailed──► failed     (then judged again)
@@ -38,8 +40,9 @@ enum class IncidentEvent {
   kFixTimedOut,            // the fix timed out on the host, or no result came back in time
   kVerified,               // the alarm is back to OK after the fix
   kVerificationFailed,     // the alarm is still not OK at the end of the verification window
+  kApprovalExpired,        // nobody decided within the approval timeout
 };
-inline constexpr int kIncidentEventCount = 13;
+inline constexpr int kIncidentEventCount = 14;
 
 std::string_view IncidentEventName(IncidentEvent e);
 

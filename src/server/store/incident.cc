@@ -1,5 +1,6 @@
 #include "server/store/incident.h"
 
+#include "core/sha256.h"
 #include "protocol/actions.h"
 
 namespace medic::server {
@@ -33,6 +34,26 @@ Result<IncidentStatus> ParseStatus(std::string_view name) {
 bool IsOpen(IncidentStatus s) {
   return s == IncidentStatus::kDiagnosing || s == IncidentStatus::kPendingApproval ||
          s == IncidentStatus::kExecuting;
+}
+
+std::string CanonicalProposal(const Incident& inc) {
+  if (!inc.action.is_object() || !inc.action.contains("name") || !inc.action["name"].is_string() ||
+      inc.action["name"].get<std::string>().empty()) {
+    return "";
+  }
+  // nlohmann's default object is a std::map: keys come out sorted, and dump() without an indent
+  // has no whitespace. Only the name and params are taken from the action: command_id and the
+  // expiry times are bookkeeping, not what runs.
+  const Json proposal{{"action", inc.action["name"]},
+                      {"host", inc.instance_id},
+                      {"incident_id", inc.incident_id},
+                      {"params", inc.action.value("params", Json::object())}};
+  return DumpJson(proposal);
+}
+
+std::string ActionHash(const Incident& inc) {
+  const std::string canonical = CanonicalProposal(inc);
+  return canonical.empty() ? "" : Sha256Hex(canonical);
 }
 
 Json IncidentToJson(const Incident& inc) {
@@ -69,6 +90,9 @@ Json IncidentToJson(const Incident& inc) {
             protocol::FindAction(inc.action["name"].get<std::string>())) {
       j["risk"] = protocol::RiskName(spec->risk);
     }
+  }
+  if (std::string hash = ActionHash(inc); !hash.empty()) {
+    j["action_hash"] = std::move(hash);
   }
   return j;
 }

@@ -58,7 +58,17 @@ struct Incident {
   std::vector<TimelineEntry> timeline;  // append-only, oldest first
 };
 
-// The API's representation (CONTRACT.md's field names; timestamps RFC 3339 UTC).
+// The API's representation (CONTRACT.md's field names; timestamps RFC 3339 UTC). Carries
+// `action_hash` when the incident has an action.
 Json IncidentToJson(const Incident& incident);
+
+// What approving the incident would run, in the one canonical form that is hashed: compact JSON
+// (no whitespace, object keys sorted at every level, UTF-8; nlohmann's dump)
+//   {"action":NAME,"host":INSTANCE_ID,"incident_id":ID,"params":{...}}
+// "" when the incident has no action. docs/API.md, "action_hash".
+std::string CanonicalProposal(const Incident& incident);
+// Lowercase hex SHA-256 of CanonicalProposal(incident); "" when it has no action. An approval
+// names it, and is refused unless it is the incident's current one.
+std::string ActionHash(const Incident& incident);
 
 }  // namespace medic::server

@@ -16,6 +16,7 @@
 #include "core/clock.h"
 #include "core/json.h"
 #include "core/result.h"
+#include "server/store/audit_chain.h"
 #include "server/store/incident.h"
 #include "server/store/store.h"
 
@@ -97,9 +98,18 @@ CREATE TABLE hosts (
   last_seen     INTEGER NOT NULL
 );
 )sql",
+      // 5: the audit chain. The rows already there are chained, oldest first, in the same
+      // transaction (ChainExistingAudit, kAuditChainMigration).
+      R"sql(
+ALTER TABLE audit ADD COLUMN prev_hash TEXT NOT NULL DEFAULT '';
+ALTER TABLE audit ADD COLUMN hash TEXT NOT NULL DEFAULT '';
+)sql",
   };
   return kMigrations;
 }
+
+// The migration after which the audit rows that predate the chain are chained.
+constexpr int64_t kAuditChainMigration = 5;
 
 constexpr int kBusyTimeoutMs = 5000;
 constexpr int kMaxListLimit = 1000;
@@ -230,7 +240,8 @@ Result<WallTime> TimeFromMillis(int64_t ms, std::string_view what) {
 // Unavailable.
 class SqliteStore : public Store {
  public:
-  SqliteStore(std::string path, sqlite3* db) : path_(std::move(path)), db_(db) {}
+  SqliteStore(std::string path, sqlite3* db, std::string audit_key)
+      : path_(std::move(path)), audit_key_(std::move(audit_key)), db_(db) {}
   SqliteStore(const SqliteStore&) = delete;
   SqliteStore& operator=(const SqliteStore&) = delete;
 
@@ -262,6 +273,7 @@ class SqliteStore : public Store {
   Result<std::vector<HostRecord>> ListHosts() override;
   Status AppendAudit(const AuditEntry& entry) override;
   Result<std::vector<AuditEntry>> ListAudit(int limit) override;
+  Result<AuditVerification> VerifyAudit() override;
 
  private:
   // Rolls back an open transaction unless Commit() succeeded.
@@ -302,8 +314,13 @@ class SqliteStore : public Store {
   Result<Incident> ReadIncidentRow(const StmtRef& stmt);
   Result<std::optional<Incident>> LoadIncident(const std::string& incident_id);
   Error Describe(const Error& error, std::string_view what) const;
+  // The newest audit entry's hash, or kAuditGenesis. REQUIRES: inside a transaction.
+  Result<std::string> AuditHead();
+  // Gives every audit row its prev_hash and hash, oldest first (migration 5).
+  Status ChainExistingAudit();
 
   const std::string path_;
+  const std::string audit_key_;
   std::mutex mu_;
   sqlite3* const db_;                           // Guarded by mu_.
   std::map<std::string, sqlite3_stmt*> stmts_;  // Guarded by mu_.
@@ -380,6 +397,11 @@ Status SqliteStore::Init() {
     const int64_t next = version + 1;
     if (Status s = Exec(migrations[static_cast<size_t>(version)]); !s) {
       return Describe(s.error(), "schema migration " + std::to_string(next));
+    }
+    if (next == kAuditChainMigration) {
+      if (Status s = ChainExistingAudit(); !s) {
+        return Describe(s.error(), "schema migration " + std::to_string(next));
+      }
     }
     {
       ASSIGN_OR_RETURN(
@@ -860,16 +882,75 @@ Result<std::vector<HostRecord>> SqliteStore::ListHosts() {
   return r;
 }
 
+Result<std::string> SqliteStore::AuditHead() {
+  ASSIGN_OR_RETURN(StmtRef stmt, Prepare("SELECT hash FROM audit ORDER BY id DESC LIMIT 1"));
+  ASSIGN_OR_RETURN(bool row, stmt.Step());
+  return row ? stmt.Text(0) : std::string(kAuditGenesis);
+}
+
+Status SqliteStore::ChainExistingAudit() {
+  std::vector<AuditEntry> rows;
+  {
+    ASSIGN_OR_RETURN(StmtRef stmt, Prepare("SELECT id, timestamp, actor, action, detail FROM audit "
+                                           "ORDER BY id"));
+    for (;;) {
+      ASSIGN_OR_RETURN(bool row, stmt.Step());
+      if (!row) {
+        break;
+      }
+      AuditEntry e;
+      e.id = stmt.Int(0);
+      ASSIGN_OR_RETURN(e.timestamp, TimeFromMillis(stmt.Int(1), "audit.timestamp"));
+      e.actor = stmt.Text(2);
+      e.action = stmt.Text(3);
+      e.detail = stmt.Text(4);
+      rows.push_back(std::move(e));
+    }
+  }
+  std::string prev(kAuditGenesis);
+  for (const AuditEntry& e : rows) {
+    const std::string hash = AuditEntryHash(audit_key_, prev, e);
+    ASSIGN_OR_RETURN(StmtRef stmt,
+                     Prepare("UPDATE audit SET prev_hash = ?1, hash = ?2 WHERE id = ?3"));
+    RETURN_IF_ERROR(stmt.BindText(1, prev));
+    RETURN_IF_ERROR(stmt.BindText(2, hash));
+    RETURN_IF_ERROR(stmt.BindInt(3, e.id));
+    RETURN_IF_ERROR(stmt.Run());
+    prev = hash;
+  }
+  return OkStatus();
+}
+
 Status SqliteStore::AppendAudit(const AuditEntry& e) {
   std::lock_guard<std::mutex> lock(mu_);
   auto run = [&]() -> Status {
-    ASSIGN_OR_RETURN(StmtRef stmt, Prepare("INSERT INTO audit (timestamp, actor, action, detail) "
-                                           "VALUES (?1, ?2, ?3, ?4)"));
-    RETURN_IF_ERROR(stmt.BindInt(1, ToUnixMillis(e.timestamp)));
-    RETURN_IF_ERROR(stmt.BindText(2, e.actor));
-    RETURN_IF_ERROR(stmt.BindText(3, e.action));
-    RETURN_IF_ERROR(stmt.BindText(4, e.detail));
-    return stmt.Run();
+    // One write transaction: the entry is chained to the newest one, even when another process
+    // appends to the same file.
+    Transaction tx(this);
+    RETURN_IF_ERROR(tx.Begin(/*immediate=*/true));
+    ASSIGN_OR_RETURN(const std::string prev, AuditHead());
+    AuditEntry stored = e;
+    stored.timestamp = FromUnixMillis(ToUnixMillis(e.timestamp));
+    {
+      // The hash covers the id, which SQLite assigns: insert, then write the hash.
+      ASSIGN_OR_RETURN(StmtRef stmt,
+                       Prepare("INSERT INTO audit (timestamp, actor, action, detail, prev_hash, "
+                               "hash) VALUES (?1, ?2, ?3, ?4, ?5, '')"));
+      RETURN_IF_ERROR(stmt.BindInt(1, ToUnixMillis(stored.timestamp)));
+      RETURN_IF_ERROR(stmt.BindText(2, stored.actor));
+      RETURN_IF_ERROR(stmt.BindText(3, stored.action));
+      RETURN_IF_ERROR(stmt.BindText(4, stored.detail));
+      RETURN_IF_ERROR(stmt.BindText(5, prev));
+      RETURN_IF_ERROR(stmt.Run());
+    }
+    stored.id = sqlite3_last_insert_rowid(db_);
+    {
+      ASSIGN_OR_RETURN(StmtRef stmt, Prepare("UPDATE audit SET hash = ?1 WHERE id = ?2"));
+      RETURN_IF_ERROR(stmt.BindText(1, AuditEntryHash(audit_key_, prev, stored)));
+      RETURN_IF_ERROR(stmt.BindInt(2, stored.id));
+      RETURN_IF_ERROR(stmt.Run());
+    }
+    return tx.Commit();
   };
   if (Status s = run(); !s) {
     return Describe(s.error(), "append audit entry");
@@ -877,12 +958,34 @@ Status SqliteStore::AppendAudit(const AuditEntry& e) {
   return OkStatus();
 }
 
+namespace {
+
+constexpr const char* kAuditColumns = "id, timestamp, actor, action, detail, prev_hash, hash";
+
+// A row of kAuditColumns. A timestamp outside what a WallTime holds is kept as the epoch, so
+// that the chain (which covers the stored millisecond value) reports it rather than a read error.
+AuditEntry ReadAuditRow(const StmtRef& stmt) {
+  AuditEntry e;
+  e.id = stmt.Int(0);
+  const int64_t ms = stmt.Int(1);
+  e.timestamp = ms >= kMinUnixMillis && ms <= kMaxUnixMillis ? FromUnixMillis(ms) : WallTime();
+  e.actor = stmt.Text(2);
+  e.action = stmt.Text(3);
+  e.detail = stmt.Text(4);
+  e.prev_hash = stmt.Text(5);
+  e.hash = stmt.Text(6);
+  return e;
+}
+
+}  // namespace
+
 Result<std::vector<AuditEntry>> SqliteStore::ListAudit(int limit) {
   std::lock_guard<std::mutex> lock(mu_);
   limit = std::clamp(limit, 1, kMaxListLimit);
   auto run = [&]() -> Result<std::vector<AuditEntry>> {
-    ASSIGN_OR_RETURN(StmtRef stmt, Prepare("SELECT timestamp, actor, action, detail FROM audit "
-                                           "ORDER BY id DESC LIMIT ?1"));
+    static const std::string kSql =
+        std::string("SELECT ") + kAuditColumns + " FROM audit ORDER BY id DESC LIMIT ?1";
+    ASSIGN_OR_RETURN(StmtRef stmt, Prepare(kSql.c_str()));
     RETURN_IF_ERROR(stmt.BindInt(1, limit));
     std::vector<AuditEntry> out;
     for (;;) {
@@ -890,8 +993,7 @@ Result<std::vector<AuditEntry>> SqliteStore::ListAudit(int limit) {
       if (!row) {
         break;
       }
-      out.push_back(AuditEntry{FromUnixMillis(stmt.Int(0)), stmt.Text(1), stmt.Text(2),
-                               stmt.Text(3)});
+      out.push_back(ReadAuditRow(stmt));
     }
     return out;
   };
@@ -902,9 +1004,37 @@ Result<std::vector<AuditEntry>> SqliteStore::ListAudit(int limit) {
   return r;
 }
 
+Result<AuditVerification> SqliteStore::VerifyAudit() {
+  std::lock_guard<std::mutex> lock(mu_);
+  auto run = [&]() -> Result<AuditVerification> {
+    static const std::string kSql =
+        std::string("SELECT ") + kAuditColumns + " FROM audit ORDER BY id";
+    ASSIGN_OR_RETURN(StmtRef stmt, Prepare(kSql.c_str()));
+    std::vector<AuditEntry> all;
+    for (;;) {
+      ASSIGN_OR_RETURN(bool row, stmt.Step());
+      if (!row) {
+        break;
+      }
+      all.push_back(ReadAuditRow(stmt));
+    }
+    return VerifyAuditChain(audit_key_, all);
+  };
+  auto r = run();
+  if (!r) {
+    return Describe(r.error(), "verify the audit log");
+  }
+  return r;
+}
+
 }  // namespace
 
 Result<std::unique_ptr<Store>> OpenSqliteStore(const std::string& path) {
+  return OpenSqliteStore(path, "");
+}
+
+Result<std::unique_ptr<Store>> OpenSqliteStore(const std::string& path,
+                                               const std::string& audit_key) {
   sqlite3* db = nullptr;
   const int rc = sqlite3_open_v2(
       path.c_str(), &db, SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_NOMUTEX, nullptr);
@@ -920,7 +1050,7 @@ Result<std::unique_ptr<Store>> OpenSqliteStore(const std::string& path) {
   sqlite3_extended_result_codes(db, 1);
   sqlite3_busy_timeout(db, kBusyTimeoutMs);
   // The store owns db from here on and closes it on every path.
-  auto store = std::make_unique<SqliteStore>(path, db);
+  auto store = std::make_unique<SqliteStore>(path, db, audit_key);
   if (Status s = store->Init(); !s) {
     Error e = s.error();
     if (e.message.rfind(path + ": ", 0) == 0) {

@@ -40,12 +40,26 @@ struct TokenRecord {
   std::string created_by;
 };
 
-// One operator action (settings change, chaos, token created or revoked, ...).
+// One operator action (settings change, chaos, token created or revoked, an approval, ...).
+// The store numbers and chains the entries it appends (audit_chain.h): id, prev_hash and hash
+// are filled in by the store and ignored by AppendAudit.
 struct AuditEntry {
   WallTime timestamp;
   std::string actor;   // the token's name
   std::string action;  // "settings.update", "chaos.start", "token.create", ...
   std::string detail;  // one line
+  int64_t id = 0;          // 1, 2, 3, ... in the order appended
+  std::string prev_hash;   // the hash of the entry before (64 zeros for the first)
+  std::string hash;        // HMAC-SHA256 chained to prev_hash (audit_chain.h)
+};
+
+// The result of checking the audit chain from its first entry to its last.
+struct AuditVerification {
+  bool ok = false;
+  int64_t entries = 0;                      // how many entries were checked
+  std::optional<AuditEntry> first_broken;   // the first entry that breaks the chain
+  std::string reason;                       // why it breaks the chain ("" when ok)
+  std::string head;                         // when ok: the newest entry's hash
 };
 
 // A host as it last registered, so that a restarted server knows its fleet before any agent
@@ -95,9 +109,13 @@ class Store {
   // By name.
   virtual Result<std::vector<HostRecord>> ListHosts() = 0;
 
+  // Appends the entry, numbered and chained to the newest one in the same transaction.
   virtual Status AppendAudit(const AuditEntry& entry) = 0;
-  // Newest first, at most limit (1..1000).
+  // Newest first, at most limit (1..1000), with id, prev_hash and hash.
   virtual Result<std::vector<AuditEntry>> ListAudit(int limit) = 0;
+  // Checks the whole chain with the store's audit key (VerifyAuditChain in audit_chain.h).
+  // A broken chain is a result, not an error; errors are the backend's own (I/O, corruption).
+  virtual Result<AuditVerification> VerifyAudit() = 0;
 };
 
 // Every incident that matches `query` (its limit is the page size), page by page, newest first.
@@ -116,7 +134,11 @@ inline Result<std::vector<Incident>> ListAllIncidents(Store& store, IncidentQuer
 }
 
 // Opens (creating if needed) the SQLite database at path, in WAL mode with synchronous=FULL,
-// and runs pending schema migrations.
+// and runs pending schema migrations. `audit_key` keys the audit chain (audit_chain.h); the
+// server passes the secret of DATA_DIR/audit.key. The one-argument form uses an empty key
+// (tests and tools): its chain detects accidental damage, not a forger.
+Result<std::unique_ptr<Store>> OpenSqliteStore(const std::string& path,
+                                               const std::string& audit_key);
 Result<std::unique_ptr<Store>> OpenSqliteStore(const std::string& path);
 
 }  // namespace medic::server

@@ -219,7 +219,8 @@ TEST_F(ServerAppIncidentTest, FromReportToVerifiedFixWithTheInjectedStoreAndBrai
 
   // An operator approves: the brain's action goes to the host.
   const ApiResponse approved = Call("POST", "/api/v1/incidents/" + opened.incident_id + "/approve",
-                                    Token("admin.token"), Json{{"comment", "go"}});
+                                    Token("admin.token"),
+                                    Json{{"action_hash", ActionHash(pending)}, {"comment", "go"}});
   ASSERT_EQ(approved.status, 200) << approved.body;
   EXPECT_EQ(WaitForStatus(IncidentStatus::kExecuting).incident_id, opened.incident_id);
   const std::vector<protocol::Command> fix = Poll();

@@ -13,7 +13,7 @@ TEST(LoadServerConfigTest, ReadsEveryKey) {
   test::TempDir dir;
   ASSERT_TRUE(WriteFileAtomic(dir.File("s.yaml"),
                               "listen: 127.0.0.1:9999\ndata_dir: /tmp/x\napproval_mode: false\n"
-                              "log_level: debug\nagent_interval: 2s\n")
+                              "log_level: debug\nagent_interval: 2s\napproval_timeout: 15m\n")
                   .has_value());
   auto c = LoadServerConfig(dir.File("s.yaml"));
   ASSERT_TRUE(c.has_value()) << c.error().ToString();
@@ -22,6 +22,8 @@ TEST(LoadServerConfigTest, ReadsEveryKey) {
   EXPECT_FALSE(c->approval_mode);
   EXPECT_EQ(c->log_level, "debug");
   EXPECT_EQ(c->agent_interval_ms, 2000);
+  EXPECT_EQ(c->approval_timeout, std::chrono::minutes(15));
+  EXPECT_EQ(ServerConfig{}.approval_timeout, std::chrono::hours(1));
 }
 
 TEST(LoadServerConfigTest, ErrorsNameFileAndLine) {
@@ -29,6 +31,9 @@ TEST(LoadServerConfigTest, ErrorsNameFileAndLine) {
       {"listen: 127.0.0.1:1\ncolour: blue\n", ":2: unknown key 'colour'"},
       {"approval_mode: sometimes\n", ":1: wrong type for 'approval_mode'"},
       {"agent_interval: soon\n", ":1: not a duration"},
+      {"approval_timeout: soon\n", ":1: approval_timeout must be a duration from 1m to 720h"},
+      {"approval_timeout: 30s\n", ":1: approval_timeout must be a duration from 1m to 720h"},
+      {"approval_timeout: 721h\n", ":1: approval_timeout must be a duration from 1m to 720h"},
       {"listen: [unclosed\n", ":"},
       {"- a\n- b\n", "top level must be a mapping"},
   });

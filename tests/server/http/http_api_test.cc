@@ -9,6 +9,7 @@
 #include <unistd.h>
 
 #include <gtest/gtest.h>
+#include <sqlite3.h>
 
 #include <thread>
 
@@ -31,6 +32,10 @@ class HttpApiTest : public test::ServerFixture {
     auto j = ParseJson(r.body);
     EXPECT_TRUE(j.has_value()) << r.body;
     return j.value_or(Json());
+  }
+  std::string ErrorOf(const HttpResponse& r) {
+    const Json j = JsonOf(r);
+    return j.is_object() ? j.value("error", "") : "";
   }
   void ExpectJsonError(const HttpResponse& r, int status) {
     EXPECT_EQ(r.status, status) << r.body;
@@ -70,6 +75,48 @@ TEST_F(HttpApiTest, TokensAreWrittenPrivate) {
   ASSERT_EQ(stat(dir_.File("data/agent.token").c_str(), &st), 0);
   EXPECT_EQ(st.st_mode & 0777, 0600u);
   EXPECT_NE(admin_, agent_);
+  // The audit chain's key, beside the database and not in it.
+  ASSERT_EQ(stat(dir_.File("data/audit.key").c_str(), &st), 0);
+  EXPECT_EQ(st.st_mode & 0777, 0600u);
+  EXPECT_GE(Trim(ReadFile(dir_.File("data/audit.key")).value()).size(), 48u);  // 192 bits
+}
+
+TEST_F(HttpApiTest, AuditVerifyReportsTheFirstEntryChangedInTheDatabase) {
+  for (const char* name : {"vera", "otto", "ida"}) {
+    ASSERT_EQ(Call("POST", "/api/v1/tokens", admin_,
+                   DumpJson(Json{{"name", name}, {"role", "viewer"}}))
+                  .status,
+              201);
+  }
+  Json v = JsonOf(Call("GET", "/api/v1/audit/verify", admin_));
+  EXPECT_EQ(v["ok"], true) << v.dump();
+  EXPECT_EQ(v["entries"], 3);
+  EXPECT_EQ(v["first_broken"], Json());
+  EXPECT_EQ(v["reason"], "");
+  const Json audit = JsonOf(Call("GET", "/api/v1/audit", admin_));
+  EXPECT_EQ(v["head"], audit["audit"][0]["hash"]);
+  EXPECT_EQ(audit["audit"][0]["id"], 3);
+
+  app_->Stop();
+  app_.reset();
+  {
+    // Someone with the database but not the key rewrites what the second entry says.
+    sqlite3* db = nullptr;
+    ASSERT_EQ(sqlite3_open(dir_.File("data/medic.db").c_str(), &db), SQLITE_OK);
+    EXPECT_EQ(sqlite3_exec(db, "UPDATE audit SET detail = 'nobody (viewer)' WHERE id = 2",
+                           nullptr, nullptr, nullptr),
+              SQLITE_OK);
+    sqlite3_close(db);
+  }
+  StartServer();
+  v = JsonOf(Call("GET", "/api/v1/audit/verify", admin_));
+  EXPECT_EQ(v["ok"], false) << v.dump();
+  EXPECT_EQ(v["entries"], 3);
+  ASSERT_TRUE(v["first_broken"].is_object()) << v.dump();
+  EXPECT_EQ(v["first_broken"]["id"], 2);
+  EXPECT_EQ(v["first_broken"]["detail"], "nobody (viewer)");
+  EXPECT_NE(v["reason"].get<std::string>().find("does not match its hash"), std::string::npos);
+  EXPECT_FALSE(v.contains("head"));
 }
 
 TEST_F(HttpApiTest, HealthzAndMetricsArePublic) {
@@ -87,7 +134,35 @@ TEST_F(HttpApiTest, BadRequestsGetJsonErrorsAndTheServerKeepsServing) {
   ExpectJsonError(Call("POST", "/api/v1/incidents/inc-x/approve", admin_, "[1,2]"), 400);
   ExpectJsonError(Call("POST", "/api/v1/incidents/inc-x/approve", admin_, "{\"comment\":5}"),
                   400);
-  ExpectJsonError(Call("POST", "/api/v1/incidents/inc-x/approve", admin_, "{}"), 404);
+  // An approval names the proposal it approves: a well-formed action_hash is required.
+  const std::string zeros(64, '0');
+  for (const std::string& body : std::vector<std::string>{
+           "{}", R"({"comment":"go"})", "", R"({"action_hash":5})", R"({"action_hash":["x"]})",
+           R"({"action_hash":""})", R"({"action_hash":null})",
+        R"({"action_hash":")" + zeros.substr(1) + R"("})",
+        R"({"action_hash":")" + zeros + R"(0"})",
+        R"({"action_hash":")" + std::string(64, 'A') + R"("})",
+        R"({"action_hash":")" + std::string(64, 'g') + R"("})",
+        R"({"action_hash":")" + zeros + R"(","comment":7})",
+        R"({"action_hash":")" + zeros + R"(","extra":1})"}) {
+    SCOPED_TRACE(body);
+    ExpectJsonError(Call("POST", "/api/v1/incidents/inc-x/approve", admin_, body), 400);
+  }
+  EXPECT_EQ(ErrorOf(Call("POST", "/api/v1/incidents/inc-x/approve", admin_, "{}")),
+            "action_hash is required");
+  EXPECT_NE(ErrorOf(Call("POST", "/api/v1/incidents/inc-x/approve", admin_,
+                         R"({"action_hash":"abc"})"))
+                .find("action_hash must be 64"),
+            std::string::npos);
+  EXPECT_NE(ErrorOf(Call("POST", "/api/v1/incidents/inc-x/approve", admin_,
+                         R"({"action_hash":")" + zeros + R"(","comment":7})"))
+                .find("'comment' must be a string"),
+            std::string::npos);
+  ExpectJsonError(Call("POST", "/api/v1/incidents/inc-x/approve", admin_,
+                       R"({"action_hash":")" + zeros + R"("})"),
+                  404);
+  // A rejection needs no hash.
+  ExpectJsonError(Call("POST", "/api/v1/incidents/inc-x/reject", admin_, "{}"), 404);
   ExpectJsonError(Call("DELETE", "/api/v1/incidents", admin_), 405);
   ExpectJsonError(Call("GET", "/api/v1/nothing-here", admin_), 404);
   ExpectJsonError(Call("GET", "/api/v1/incidents?status=bogus", admin_), 400);
@@ -148,10 +223,43 @@ TEST_F(HttpApiTest, AgentProtocolDrivesAnIncidentToCompletedAndItSurvivesARestar
   EXPECT_EQ(list["incidents"][0]["alarm_name"], "Nginx-Down-ALB");
   EXPECT_EQ(list["incidents"][0]["ai_suggestion"], "service.restart service=nginx");
 
-  Json approved =
-      JsonOf(Call("POST", "/api/v1/incidents/" + id + "/approve", admin_, "{\"comment\":\"ok\"}"));
+  // The approval names what was seen: a stale proposal is refused and changes nothing.
+  const std::string hash = list["incidents"][0]["action_hash"];
+  ASSERT_EQ(hash.size(), 64u);
+  const HttpResponse stale =
+      Call("POST", "/api/v1/incidents/" + id + "/approve", admin_,
+           DumpJson(Json{{"action_hash", std::string(64, 'e')}, {"comment", "old tab"}}));
+  ExpectJsonError(stale, 409);
+  EXPECT_NE(ErrorOf(stale).find("changed"), std::string::npos) << stale.body;
+  EXPECT_EQ(JsonOf(Call("GET", "/api/v1/incidents/" + id, admin_))["status"],
+            "pending_approval");
+  Json approved = JsonOf(Call("POST", "/api/v1/incidents/" + id + "/approve", admin_,
+                              DumpJson(Json{{"action_hash", hash}, {"comment", "ok"}})));
   EXPECT_EQ(approved["status"], "executing");
-  ExpectJsonError(Call("POST", "/api/v1/incidents/" + id + "/approve", admin_), 409);
+  EXPECT_EQ(approved["action_hash"], hash);
+  ExpectJsonError(Call("POST", "/api/v1/incidents/" + id + "/approve", admin_,
+                       DumpJson(Json{{"action_hash", hash}})),
+                  409);
+  // All three attempts are in the audit log, with the token's name, chained and intact.
+  const Json audit = JsonOf(Call("GET", "/api/v1/audit", admin_));
+  ASSERT_GE(audit["audit"].size(), 3u);
+  EXPECT_EQ(audit["audit"][0]["action"], "incident.approve_refused");
+  EXPECT_EQ(audit["audit"][1]["action"], "incident.approve");
+  EXPECT_EQ(audit["audit"][2]["action"], "incident.approve_refused");
+  for (int i = 0; i < 3; ++i) {
+    EXPECT_EQ(audit["audit"][i]["actor"], "admin");
+    EXPECT_EQ(audit["audit"][i]["hash"].get<std::string>().size(), 64u);
+    EXPECT_EQ(ParseJson(audit["audit"][i]["detail"].get<std::string>())
+                  .value()["incident_id"],
+              id);
+  }
+  EXPECT_EQ(audit["audit"][0]["prev_hash"], audit["audit"][1]["hash"]);
+  EXPECT_EQ(ParseJson(audit["audit"][1]["detail"].get<std::string>()).value(),
+            (Json{{"incident_id", id}, {"action_hash", hash}, {"comment", "ok"}}));
+  const Json verify = JsonOf(Call("GET", "/api/v1/audit/verify", admin_));
+  EXPECT_EQ(verify["ok"], true);
+  EXPECT_EQ(verify["first_broken"], Json());
+  EXPECT_EQ(verify["entries"].get<int64_t>(), static_cast<int64_t>(audit["audit"].size()));
   auto fix = PollCommands();
   ASSERT_EQ(fix.size(), 1u);
   EXPECT_EQ(fix[0].action, "service.restart");
@@ -206,7 +314,9 @@ TEST_F(HttpApiTest, TokensAreCreatedUsedRevokedAtOnceAndSurviveRestart) {
   ExpectJsonError(Call("POST", "/api/v1/tokens", operator_token,
                        "{\"name\":\"x\",\"role\":\"admin\"}"),
                   403);
-  ExpectJsonError(Call("POST", "/api/v1/incidents/inc-x/approve", operator_token, "{}"), 404);
+  ExpectJsonError(Call("POST", "/api/v1/incidents/inc-x/approve", operator_token,
+                       R"({"action_hash":")" + std::string(64, '0') + R"("})"),
+                  404);
 
   ExpectJsonError(
       Call("POST", "/api/v1/tokens", admin_, "{\"name\":\"vera\",\"role\":\"viewer\"}"), 409);

@@ -392,8 +392,11 @@ TEST_F(SessionRouterTest, CookieAuthenticatesAndStateChangesNeedCsrf) {
   };
   for (const auto& c : cases) {
     SCOPED_TRACE(c.name);
-    const ApiResponse r =
-        Call(c.method, c.path, c.caller, c.method == "PUT" ? settings : std::string());
+    const std::string approve = R"({"action_hash":")" + std::string(64, '0') + R"("})";
+    const std::string body = c.method == "PUT"                                       ? settings
+                             : c.path.size() > 8 && c.path.ends_with("/approve") ? approve
+                                                                                  : std::string();
+    const ApiResponse r = Call(c.method, c.path, c.caller, body);
     EXPECT_EQ(r.status, c.status) << r.body;
     if (c.status == 403) {
       EXPECT_EQ(ErrorOf(r), "missing or wrong X-CSRF-Token");

@@ -71,7 +71,7 @@ TEST_F(IncidentManagerStoreErrorsTest, ApprovalThatCannotBeRecordedIsNotAcknowle
   const size_t announced = announced_.size();
   store_.FailAlways(StoreOp::kUpdateIncident);
 
-  auto approved = manager_->Approve(before.incident_id, "alice", "go");
+  auto approved = manager_->Approve(before.incident_id, "alice", ActionHash(before), "go");
   ASSERT_FALSE(approved.has_value());
   EXPECT_EQ(approved.error().code, ErrorCode::kUnavailable);
   EXPECT_EQ(sink_.sent.size(), sent) << "a fix was sent for an approval the store never saw";
@@ -83,7 +83,7 @@ TEST_F(IncidentManagerStoreErrorsTest, ApprovalThatCannotBeRecordedIsNotAcknowle
 
   // The store is back: the same approval goes through, once, with one approved entry.
   store_.Heal(StoreOp::kUpdateIncident);
-  auto again = manager_->Approve(before.incident_id, "alice", "go");
+  auto again = manager_->Approve(before.incident_id, "alice", ActionHash(before), "go");
   ASSERT_TRUE(again.has_value()) << again.error().message;
   EXPECT_EQ(again->status, IncidentStatus::kExecuting);
   ASSERT_EQ(sink_.sent.size(), sent + 1);
@@ -129,7 +129,7 @@ TEST_F(IncidentManagerStoreErrorsTest, AutomaticFixThatCannotBeRecordedIsNotSent
 
 TEST_F(IncidentManagerStoreErrorsTest, VerificationThatCannotBeRecordedIsTakenAgainLater) {
   const Incident inc = OpenPending();
-  ASSERT_TRUE(manager_->Approve(inc.incident_id, "alice", "").has_value());
+  ASSERT_TRUE(manager_->Approve(inc.incident_id, "alice", ActionHash(inc), "").has_value());
   const protocol::Command fix = sink_.sent.back().second;
   alarms_.state = AlarmState::kAlarm;  // the fix ran; the alarm has not cleared yet
   manager_->OnCommandResult(test::OkResult(fix.id));

@@ -2,6 +2,10 @@
 
 #include <gtest/gtest.h>
 
+#include <algorithm>
+#include <functional>
+
+#include "core/sha256.h"
 #include "tests/fakes/incident_fakes.h"
 #include "tests/fakes/temp_dir.h"
 
@@ -114,7 +118,7 @@ TEST_F(IncidentManagerTest, RepeatedAlarmAppendsInsteadOfOpeningAnother) {
 
 TEST_F(IncidentManagerTest, ApproveExecutesAndVerifiedAlarmCompletes) {
   Incident inc = OpenAndDiagnose();
-  auto approved = manager_->Approve(inc.incident_id, "alice", "go");
+  auto approved = manager_->Approve(inc.incident_id, "alice", ActionHash(inc), "go");
   ASSERT_TRUE(approved.has_value());
   EXPECT_EQ(approved->status, IncidentStatus::kExecuting);
   ASSERT_EQ(sink_.sent.size(), 3u);
@@ -138,7 +142,7 @@ TEST_F(IncidentManagerTest, ApproveExecutesAndVerifiedAlarmCompletes) {
 
 TEST_F(IncidentManagerTest, FixResultAfterAlarmClearedCompletesAtOnce) {
   Incident inc = OpenAndDiagnose();
-  ASSERT_TRUE(manager_->Approve(inc.incident_id, "alice", "").has_value());
+  ASSERT_TRUE(manager_->Approve(inc.incident_id, "alice", ActionHash(inc), "").has_value());
   alarms_.state = AlarmState::kOk;
   manager_->OnCommandResult(Ok(sink_.sent[2].second.id));
   EXPECT_EQ(Only().status, IncidentStatus::kCompleted);
@@ -156,7 +160,7 @@ TEST_F(IncidentManagerTest, RejectCloses) {
 TEST_F(IncidentManagerTest, ApproveOrRejectOutsidePendingIsRefused) {
   manager_->OnAlarmTransition(ToAlarm());
   Incident inc = Only();
-  auto a = manager_->Approve(inc.incident_id, "alice", "");
+  auto a = manager_->Approve(inc.incident_id, "alice", ActionHash(inc), "");
   ASSERT_FALSE(a.has_value());
   EXPECT_EQ(a.error().code, ErrorCode::kFailedPrecondition);
   auto r = manager_->Reject("inc-nope", "alice", "");
@@ -209,7 +213,7 @@ TEST_F(IncidentManagerTest, PausedAutomationWaitsForAHumanEvenInAutomaticMode) {
 
 TEST_F(IncidentManagerTest, FailedFixFails) {
   Incident inc = OpenAndDiagnose();
-  ASSERT_TRUE(manager_->Approve(inc.incident_id, "alice", "").has_value());
+  ASSERT_TRUE(manager_->Approve(inc.incident_id, "alice", ActionHash(inc), "").has_value());
   protocol::CommandResult r = Ok(sink_.sent[2].second.id, "nginx: [emerg] bind() failed");
   r.exit_code = 1;
   manager_->OnCommandResult(r);
@@ -221,7 +225,7 @@ TEST_F(IncidentManagerTest, FailedFixFails) {
 
 TEST_F(IncidentManagerTest, FailedFixWithTheAlarmAlreadyOkOpensNothingMore) {
   Incident inc = OpenAndDiagnose();
-  ASSERT_TRUE(manager_->Approve(inc.incident_id, "alice", "").has_value());
+  ASSERT_TRUE(manager_->Approve(inc.incident_id, "alice", ActionHash(inc), "").has_value());
   protocol::CommandResult r = Ok(sink_.sent[2].second.id, "nginx: [emerg] bind() failed");
   r.exit_code = 1;
   alarms_.state = AlarmState::kOk;
@@ -232,7 +236,7 @@ TEST_F(IncidentManagerTest, FailedFixWithTheAlarmAlreadyOkOpensNothingMore) {
 
 TEST_F(IncidentManagerTest, RefusedFixFailsWithTheHostsReason) {
   Incident inc = OpenAndDiagnose();
-  ASSERT_TRUE(manager_->Approve(inc.incident_id, "alice", "").has_value());
+  ASSERT_TRUE(manager_->Approve(inc.incident_id, "alice", ActionHash(inc), "").has_value());
   protocol::CommandResult r;
   r.id = sink_.sent[2].second.id;
   r.host = "web-1";
@@ -247,7 +251,7 @@ TEST_F(IncidentManagerTest, RefusedFixFailsWithTheHostsReason) {
 
 TEST_F(IncidentManagerTest, VerificationWindowPassingFails) {
   Incident inc = OpenAndDiagnose();
-  ASSERT_TRUE(manager_->Approve(inc.incident_id, "alice", "").has_value());
+  ASSERT_TRUE(manager_->Approve(inc.incident_id, "alice", ActionHash(inc), "").has_value());
   manager_->OnCommandResult(Ok(sink_.sent[2].second.id));
   clock_.Advance(std::chrono::seconds(29));
   manager_->RunOnce();
@@ -263,7 +267,7 @@ TEST_F(IncidentManagerTest, VerificationWindowPassingFails) {
 
 TEST_F(IncidentManagerTest, NoFixResultTimesOut) {
   Incident inc = OpenAndDiagnose();
-  ASSERT_TRUE(manager_->Approve(inc.incident_id, "alice", "").has_value());
+  ASSERT_TRUE(manager_->Approve(inc.incident_id, "alice", ActionHash(inc), "").has_value());
   clock_.Advance(std::chrono::seconds(70));
   manager_->RunOnce();
   inc = *store_->GetIncident(inc.incident_id);
@@ -332,7 +336,7 @@ TEST_F(IncidentManagerTest, PartialDiagnosticsProceedAtDeadline) {
 // again (the agent runs an id once and answers a repeat with the stored result).
 TEST_F(IncidentManagerTest, RestartOffersTheSameFixCommandAgainWhileUnexpired) {
   Incident inc = OpenAndDiagnose();
-  ASSERT_TRUE(manager_->Approve(inc.incident_id, "alice", "").has_value());
+  ASSERT_TRUE(manager_->Approve(inc.incident_id, "alice", ActionHash(inc), "").has_value());
   const size_t sent_before = sink_.sent.size();
   const protocol::Command fix = sink_.sent.back().second;
   Rebuild();  // a new server process on the same store
@@ -353,7 +357,7 @@ TEST_F(IncidentManagerTest, RestartOffersTheSameFixCommandAgainWhileUnexpired) {
 
 TEST_F(IncidentManagerTest, RestartAfterTheFixExpiredDoesNotResendAndJudgesByTheAlarm) {
   Incident inc = OpenAndDiagnose();
-  ASSERT_TRUE(manager_->Approve(inc.incident_id, "alice", "").has_value());
+  ASSERT_TRUE(manager_->Approve(inc.incident_id, "alice", ActionHash(inc), "").has_value());
   const size_t sent_before = sink_.sent.size();
   clock_.Advance(Millis(120'000));  // past the fix's 60 s expiry
   Rebuild();
@@ -370,7 +374,7 @@ TEST_F(IncidentManagerTest, AlarmIsHeldAsRemediatingFromTheFixUntilTheIncidentCl
   Incident inc = OpenAndDiagnose();
   const std::pair<std::string, std::string> pair{"Nginx-Down-ALB", "web-1"};
   EXPECT_EQ(alarms_.remediating.count(pair), 0u);  // diagnosing and waiting: no hold
-  ASSERT_TRUE(manager_->Approve(inc.incident_id, "alice", "").has_value());
+  ASSERT_TRUE(manager_->Approve(inc.incident_id, "alice", ActionHash(inc), "").has_value());
   EXPECT_TRUE(alarms_.remediating[pair]);
   manager_->OnAlarmTransition(ToAlarm());  // flapping while held: recorded, nothing new opens
   EXPECT_EQ(store_->ListIncidents({})->size(), 1u);
@@ -384,7 +388,7 @@ TEST_F(IncidentManagerTest, RestartKeepsPendingApprovalApprovable) {
   Incident inc = OpenAndDiagnose();
   Rebuild();
   ASSERT_TRUE(manager_->Recover().has_value());
-  auto approved = manager_->Approve(inc.incident_id, "alice", "");
+  auto approved = manager_->Approve(inc.incident_id, "alice", ActionHash(inc), "");
   ASSERT_TRUE(approved.has_value());
   EXPECT_EQ(approved->status, IncidentStatus::kExecuting);
 }
@@ -467,6 +471,202 @@ TEST_F(IncidentManagerTest, BreakerForgetsFixesOutsideItsWindow) {
     manager_->OnCommandResult(Ok(sink_.sent[2].second.id));
     clock_.Advance(std::chrono::minutes(11));
   }
+}
+
+// --- approvals bound to what was seen, expiring, audited ------------------------------------
+
+// The audit log, oldest first.
+std::vector<AuditEntry> AuditLog(Store& store) {
+  auto list = store.ListAudit(1000);
+  EXPECT_TRUE(list.has_value());
+  return list.has_value() ? std::vector<AuditEntry>(list->rbegin(), list->rend())
+                          : std::vector<AuditEntry>{};
+}
+
+TEST(ActionHashTest, CoversTheActionItsParamsTheHostAndTheIncidentOnly) {
+  Incident inc;
+  inc.incident_id = "inc-1";
+  inc.instance_id = "web-1";
+  EXPECT_EQ(CanonicalProposal(inc), "");
+  EXPECT_EQ(ActionHash(inc), "");
+  EXPECT_FALSE(IncidentToJson(inc).contains("action_hash"));
+  inc.action = Json{{"name", "service.restart"}, {"params", {{"service", "nginx"}}}};
+  EXPECT_EQ(CanonicalProposal(inc),
+            R"({"action":"service.restart","host":"web-1","incident_id":"inc-1",)"
+            R"("params":{"service":"nginx"}})");
+  const std::string hash = ActionHash(inc);
+  EXPECT_EQ(hash, Sha256Hex(CanonicalProposal(inc)));
+  EXPECT_EQ(IncidentToJson(inc)["action_hash"], hash);
+
+  struct Case {
+    std::string name;
+    std::function<void(Incident&)> change;
+    bool same;
+  };
+  const std::vector<Case> cases = {
+      {"another service", [](Incident& i) { i.action["params"]["service"] = "healthapp"; }, false},
+      {"another action", [](Incident& i) { i.action["name"] = "service.stop"; }, false},
+      {"another host", [](Incident& i) { i.instance_id = "web-2"; }, false},
+      {"another incident", [](Incident& i) { i.incident_id = "inc-2"; }, false},
+      {"an extra param", [](Incident& i) { i.action["params"]["x"] = "1"; }, false},
+      {"the command sent", [](Incident& i) { i.action["command_id"] = "cmd-1"; }, true},
+      {"the approval's expiry",
+       [](Incident& i) { i.action["approval_expires_at"] = "2030-01-01T00:00:00.000Z"; }, true},
+      {"the reasoning", [](Incident& i) { i.ai_reasoning = "other words"; }, true},
+  };
+  for (const Case& c : cases) {
+    SCOPED_TRACE(c.name);
+    Incident other = inc;
+    c.change(other);
+    EXPECT_EQ(ActionHash(other) == hash, c.same);
+  }
+}
+
+TEST_F(IncidentManagerTest, AnApprovalMustNameTheCurrentProposal) {
+  const Incident inc = OpenAndDiagnose();
+  ASSERT_EQ(inc.status, IncidentStatus::kPendingApproval);
+  const std::string current = ActionHash(inc);
+  ASSERT_EQ(current.size(), 64u);
+  const std::string stale = Sha256Hex("what the operator saw an hour ago");
+  auto refused = manager_->Approve(inc.incident_id, "alice", stale, "looks fine");
+  ASSERT_FALSE(refused.has_value());
+  EXPECT_EQ(refused.error().code, ErrorCode::kFailedPrecondition);
+  EXPECT_NE(refused.error().message.find("changed"), std::string::npos)
+      << refused.error().message;
+  // Nothing changed: no fix sent, still pending, no approval on the timeline.
+  EXPECT_EQ(sink_.sent.size(), 2u);
+  EXPECT_EQ(Only().status, IncidentStatus::kPendingApproval);
+  EXPECT_EQ(Only().timeline.size(), inc.timeline.size());
+
+  auto approved = manager_->Approve(inc.incident_id, "alice", current, "go");
+  ASSERT_TRUE(approved.has_value()) << approved.error().ToString();
+  EXPECT_EQ(approved->status, IncidentStatus::kExecuting);
+  ASSERT_EQ(sink_.sent.size(), 3u);
+
+  const std::vector<AuditEntry> log = AuditLog(*store_);
+  ASSERT_EQ(log.size(), 2u);
+  EXPECT_EQ(log[0].actor, "alice");
+  EXPECT_EQ(log[0].action, "incident.approve_refused");
+  const Json refused_detail = ParseJson(log[0].detail).value();
+  EXPECT_EQ(refused_detail["incident_id"], inc.incident_id);
+  EXPECT_EQ(refused_detail["action_hash"], stale);
+  EXPECT_EQ(refused_detail["comment"], "looks fine");
+  EXPECT_NE(refused_detail["reason"].get<std::string>().find("changed"), std::string::npos);
+  EXPECT_EQ(log[1].actor, "alice");
+  EXPECT_EQ(log[1].action, "incident.approve");
+  EXPECT_EQ(ParseJson(log[1].detail).value(),
+            (Json{{"incident_id", inc.incident_id}, {"action_hash", current}, {"comment", "go"}}));
+  EXPECT_TRUE(store_->VerifyAudit()->ok);
+}
+
+TEST_F(IncidentManagerTest, RejectionsAreAudited) {
+  const Incident inc = OpenAndDiagnose();
+  ASSERT_TRUE(manager_->Reject(inc.incident_id, "bob", "not now").has_value());
+  const std::vector<AuditEntry> log = AuditLog(*store_);
+  ASSERT_EQ(log.size(), 1u);
+  EXPECT_EQ(log[0].actor, "bob");
+  EXPECT_EQ(log[0].action, "incident.reject");
+  EXPECT_EQ(ParseJson(log[0].detail).value(),
+            (Json{{"incident_id", inc.incident_id},
+                  {"action_hash", ActionHash(inc)},
+                  {"comment", "not now"}}));
+  // An approval of a rejected incident is refused, and that is audited too.
+  EXPECT_FALSE(manager_->Approve(inc.incident_id, "alice", ActionHash(inc), "").has_value());
+  ASSERT_EQ(AuditLog(*store_).size(), 2u);
+  EXPECT_EQ(AuditLog(*store_)[1].action, "incident.approve_refused");
+}
+
+TEST_F(IncidentManagerTest, AnExpiredApprovalJudgesTheStillFiringAlarmAgain) {
+  const Incident first = OpenAndDiagnose();
+  ASSERT_EQ(first.status, IncidentStatus::kPendingApproval);
+  const std::string first_hash = ActionHash(first);
+  clock_.Advance(std::chrono::minutes(59));
+  manager_->RunOnce();
+  EXPECT_EQ(Only().status, IncidentStatus::kPendingApproval);  // not yet
+  clock_.Advance(std::chrono::minutes(1));
+  manager_->RunOnce();
+
+  const Incident closed = store_->GetIncident(first.incident_id).value();
+  EXPECT_EQ(closed.status, IncidentStatus::kTimeout);
+  EXPECT_TRUE(closed.resolved_at.has_value());
+  EXPECT_NE(closed.reason.find("approval expired"), std::string::npos) << closed.reason;
+  const std::vector<std::string> events = Events(closed);
+  ASSERT_GE(events.size(), 2u);
+  EXPECT_EQ(events[events.size() - 2], "approval_expired");
+  EXPECT_EQ(events.back(), "timeout");
+  // Still in ALARM: a fresh incident, diagnosed again (2 more diagnostics sent)...
+  ExpectJudgedAgain(closed);
+  ASSERT_EQ(sink_.sent.size(), 4u);
+  for (size_t i = 2; i < 4; ++i) {
+    manager_->OnCommandResult(Ok(sink_.sent[i].second.id, "again"));
+  }
+  const Incident fresh = store_->FindOpenIncident("Nginx-Down-ALB", "web-1").value().value();
+  ASSERT_EQ(fresh.status, IncidentStatus::kPendingApproval);
+  // ...with a proposal of its own, which the stale approval cannot approve.
+  EXPECT_NE(ActionHash(fresh), first_hash);
+  auto old = manager_->Approve(first.incident_id, "alice", first_hash, "");
+  ASSERT_FALSE(old.has_value());
+  EXPECT_EQ(old.error().code, ErrorCode::kFailedPrecondition);
+  auto stale = manager_->Approve(fresh.incident_id, "alice", first_hash, "");
+  ASSERT_FALSE(stale.has_value());
+  EXPECT_EQ(stale.error().code, ErrorCode::kFailedPrecondition);
+  EXPECT_EQ(sink_.sent.size(), 4u);  // no fix was sent
+  ASSERT_TRUE(manager_->Approve(fresh.incident_id, "alice", ActionHash(fresh), "").has_value());
+  EXPECT_EQ(sink_.sent.size(), 5u);
+}
+
+TEST_F(IncidentManagerTest, AnApprovalAfterExpiryDoesNothingEvenBeforeTheTick) {
+  const Incident inc = OpenAndDiagnose();
+  alarms_.state = AlarmState::kOk;  // cleared meanwhile (the fix would have been moot)
+  clock_.Advance(std::chrono::hours(1));
+  auto late = manager_->Approve(inc.incident_id, "alice", ActionHash(inc), "sorry, was away");
+  ASSERT_FALSE(late.has_value());
+  EXPECT_EQ(late.error().code, ErrorCode::kFailedPrecondition);
+  EXPECT_NE(late.error().message.find("expired"), std::string::npos) << late.error().message;
+  EXPECT_EQ(sink_.sent.size(), 2u);  // diagnostics only
+  // The alarm is OK: the incident ends as timeout and nothing new opens.
+  const Incident closed = Only();
+  EXPECT_EQ(closed.status, IncidentStatus::kTimeout);
+  EXPECT_EQ(Events(closed).back(), "timeout");
+  const std::vector<AuditEntry> log = AuditLog(*store_);
+  ASSERT_EQ(log.size(), 1u);
+  EXPECT_EQ(log[0].action, "incident.approve_refused");
+  EXPECT_EQ(log[0].actor, "alice");
+  EXPECT_NE(ParseJson(log[0].detail).value()["reason"].get<std::string>().find("expired"),
+            std::string::npos);
+}
+
+TEST_F(IncidentManagerTest, TheApprovalTimeoutIsConfigurableAndSurvivesARestart) {
+  manager_->SetApprovalTimeout(std::chrono::minutes(10));
+  const Incident inc = OpenAndDiagnose();
+  EXPECT_EQ(inc.action.value("approval_expires_at", ""),
+            FormatRfc3339(clock_.Now() + std::chrono::minutes(10)));
+  clock_.Advance(std::chrono::minutes(5));
+  // A restarted server keeps the expiry the proposal was made with.
+  Rebuild();
+  manager_->SetApprovalTimeout(std::chrono::minutes(10));
+  ASSERT_TRUE(manager_->Recover().has_value());
+  clock_.Advance(std::chrono::minutes(4));
+  manager_->RunOnce();
+  EXPECT_EQ(store_->GetIncident(inc.incident_id)->status, IncidentStatus::kPendingApproval);
+  clock_.Advance(std::chrono::minutes(1));
+  manager_->RunOnce();
+  EXPECT_EQ(store_->GetIncident(inc.incident_id)->status, IncidentStatus::kTimeout);
+}
+
+TEST_F(IncidentManagerTest, AnApprovedFixNoLongerCarriesTheApprovalsExpiry) {
+  const Incident inc = OpenAndDiagnose();
+  ASSERT_TRUE(inc.action.contains("approval_expires_at"));
+  ASSERT_TRUE(manager_->Approve(inc.incident_id, "alice", ActionHash(inc), "").has_value());
+  const Incident running = Only();
+  EXPECT_FALSE(running.action.contains("approval_expires_at"));
+  EXPECT_EQ(ActionHash(running), ActionHash(inc));
+  // An executing incident is not expired as a pending one would be (its fix times out instead).
+  clock_.Advance(std::chrono::hours(2));
+  manager_->RunOnce();
+  const std::vector<std::string> events = Events(*store_->GetIncident(inc.incident_id));
+  EXPECT_EQ(std::count(events.begin(), events.end(), "approval_expired"), 0);
+  EXPECT_EQ(events.back(), "timeout");
 }
 
 }  // namespace

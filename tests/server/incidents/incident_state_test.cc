@@ -22,7 +22,7 @@ constexpr E kAllEvents[] = {
     E::kDiagnosticsTimedOut, E::kNoRunbook,     E::kNeedsApproval,       E::kAutoApproved,
     E::kApproved,            E::kRejected,      E::kActionInvalid,       E::kNothingToRunCleared,
     E::kFixNotRun,           E::kFixFailed,     E::kFixTimedOut,         E::kVerified,
-    E::kVerificationFailed};
+    E::kVerificationFailed,  E::kApprovalExpired};
 static_assert(std::size(kAllEvents) == kIncidentEventCount);
 
 struct Want {
@@ -47,6 +47,9 @@ const std::map<std::pair<S, E>, Want>& Allowed() {
       {{S::kPendingApproval, E::kRejected}, {S::kRejected, "rejected", kEffectResolve}},
       {{S::kPendingApproval, E::kActionInvalid}, {S::kFailed, "failed", kClose}},
       {{S::kPendingApproval, E::kNothingToRunCleared}, {S::kCompleted, "completed", kClose}},
+      // Nothing is held while a human decides; a still-firing alarm is judged again.
+      {{S::kPendingApproval, E::kApprovalExpired},
+       {S::kTimeout, "timeout", kEffectResolve | kEffectRejudge}},
       {{S::kExecuting, E::kFixNotRun}, {S::kFailed, "failed", kRetry}},
       {{S::kExecuting, E::kFixFailed}, {S::kFailed, "failed", kRetry}},
       {{S::kExecuting, E::kFixTimedOut}, {S::kTimeout, "timeout", kRetry}},
@@ -83,8 +86,8 @@ TEST(IncidentStateTest, EveryCellIsAllowedOrRefusedAsWritten) {
       EXPECT_EQ(got->effects, want->second.effects);
     }
   }
-  EXPECT_EQ(allowed, 14);
-  EXPECT_EQ(refused, 7 * kIncidentEventCount - 14);
+  EXPECT_EQ(allowed, 15);
+  EXPECT_EQ(refused, 7 * kIncidentEventCount - 15);
 }
 
 TEST(IncidentStateTest, TerminalStatusesRefuseEveryEvent) {

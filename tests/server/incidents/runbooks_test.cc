@@ -250,7 +250,7 @@ TEST_F(RunbookIncidentTest, HostUnreachableWaitsForAHumanAndClosesWhenTheAgentIs
   Incident inc = Only();
   EXPECT_EQ(inc.status, IncidentStatus::kPendingApproval);
   EXPECT_TRUE(inc.ai_suggestion.empty());
-  auto approved = manager_->Approve(inc.incident_id, "alice", "");
+  auto approved = manager_->Approve(inc.incident_id, "alice", ActionHash(inc), "");
   ASSERT_FALSE(approved.has_value());
   EXPECT_NE(approved.error().message.find("no fix to run"), std::string::npos);
   manager_->OnAlarmTransition(Transition("Host-Unreachable", AlarmState::kOk));

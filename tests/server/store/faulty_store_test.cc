@@ -96,6 +96,7 @@ std::vector<OpCall> EveryOp() {
          return ErrorOf(s.AppendAudit({Ms(kT0), "a", "x", ""}));
        }},
       {StoreOp::kListAudit, [](Store& s) { return ErrorOf(s.ListAudit(10)); }},
+      {StoreOp::kVerifyAudit, [](Store& s) { return ErrorOf(s.VerifyAudit()); }},
   };
 }
 

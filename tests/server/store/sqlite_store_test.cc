@@ -18,6 +18,7 @@
 #include <vector>
 
 #include "core/files.h"
+#include "server/store/audit_chain.h"
 #include "server/store/store.h"
 #include "tests/server/store/store_conformance.h"
 
@@ -218,6 +219,177 @@ TEST_F(SqliteStoreTest, MigrationsRunOnceAndReopenIsIdempotent) {
   EXPECT_EQ(raw.Query("SELECT name FROM sqlite_master WHERE type = 'table' ORDER BY name"),
             (std::vector<std::string>{"audit", "hosts", "incidents", "schema_migrations",
                                       "settings", "sqlite_sequence", "timeline", "tokens"}));
+}
+
+// The audit chain against someone who edits the database file without the audit key: each
+// edit is reported at the first entry it breaks.
+class AuditTamperTest : public SqliteStoreTest {
+ protected:
+  static constexpr const char* kKey = "the server's audit key";
+
+  std::unique_ptr<Store> OpenWithKey(const std::string& key) {
+    Result<std::unique_ptr<Store>> store = OpenSqliteStore(DbPath(), key);
+    EXPECT_TRUE(store.has_value()) << store.error().ToString();
+    return store.has_value() ? std::move(*store) : nullptr;
+  }
+  // Five entries, ids 1..5.
+  void WriteFive() {
+    std::unique_ptr<Store> store = OpenWithKey(kKey);
+    ASSERT_NE(store, nullptr);
+    for (int i = 1; i <= 5; ++i) {
+      ASSERT_TRUE(store
+                      ->AppendAudit({Ms(kT0 + i), "alice", "incident.approve",
+                                     "{\"incident_id\":\"inc-" + std::to_string(i) + "\"}"})
+                      .has_value());
+    }
+    auto v = store->VerifyAudit();
+    ASSERT_TRUE(v.has_value());
+    ASSERT_TRUE(v->ok) << v->reason;
+    ASSERT_EQ(v->entries, 5);
+  }
+  AuditVerification Verify(const std::string& key = kKey) {
+    std::unique_ptr<Store> store = OpenWithKey(key);
+    EXPECT_NE(store, nullptr);
+    if (store == nullptr) {
+      return {};
+    }
+    auto v = store->VerifyAudit();
+    EXPECT_TRUE(v.has_value()) << v.error().ToString();
+    return v.has_value() ? *v : AuditVerification{};
+  }
+};
+
+TEST_F(AuditTamperTest, EachEditIsReportedAtTheFirstEntryItBreaks) {
+  struct Case {
+    std::string name;
+    std::string sql;          // run on the raw file after five entries were written
+    int64_t first_broken;     // the id verify must name
+    std::string reason_part;  // what the reason must say
+  };
+  const std::vector<Case> cases = {
+      {"a detail changed", "UPDATE audit SET detail = 'nothing to see' WHERE id = 3", 3,
+       "does not match its hash"},
+      {"an actor changed", "UPDATE audit SET actor = 'mallory' WHERE id = 4", 4,
+       "does not match its hash"},
+      {"a timestamp changed", "UPDATE audit SET timestamp = timestamp + 1 WHERE id = 2", 2,
+       "does not match its hash"},
+      {"a row in the middle deleted", "DELETE FROM audit WHERE id = 3", 4,
+       "does not follow entry 2"},
+      {"the oldest row deleted", "DELETE FROM audit WHERE id = 1", 2, "does not start the chain"},
+      {"two rows' ids swapped",
+       "UPDATE audit SET id = 100 WHERE id = 2; UPDATE audit SET id = 2 WHERE id = 3; "
+       "UPDATE audit SET id = 3 WHERE id = 100",
+       2, "does not follow entry 1"},
+      {"two rows' contents swapped, hashes left in place",
+       "UPDATE audit SET detail = CASE id WHEN 2 THEN (SELECT detail FROM audit WHERE id = 3) "
+       "ELSE (SELECT detail FROM audit WHERE id = 2) END WHERE id IN (2, 3)",
+       2, "does not match its hash"},
+      {"a row appended by hand, copying the chain's shape",
+       "INSERT INTO audit (timestamp, actor, action, detail, prev_hash, hash) SELECT timestamp, "
+       "'mallory', 'token.create', 'backdoor', hash, hash FROM audit WHERE id = 5",
+       6, "does not match its hash"},
+      {"a row inserted in the middle with the next one's links",
+       "UPDATE audit SET id = id + 10 WHERE id >= 4; INSERT INTO audit (id, timestamp, actor, "
+       "action, detail, prev_hash, hash) SELECT 4, timestamp, 'mallory', 'x', 'y', prev_hash, "
+       "hash FROM audit WHERE id = 14",
+       4, "does not match its hash"},
+  };
+  for (const Case& c : cases) {
+    SCOPED_TRACE(c.name);
+    std::filesystem::remove(DbPath());
+    std::filesystem::remove(DbPath() + "-wal");
+    std::filesystem::remove(DbPath() + "-shm");
+    WriteFive();
+    {
+      RawDb raw(DbPath());
+      ASSERT_EQ(raw.Exec(c.sql), SQLITE_OK) << raw.LastError();
+    }
+    const AuditVerification v = Verify();
+    EXPECT_FALSE(v.ok);
+    ASSERT_TRUE(v.first_broken.has_value());
+    EXPECT_EQ(v.first_broken->id, c.first_broken);
+    EXPECT_NE(v.reason.find(c.reason_part), std::string::npos) << v.reason;
+  }
+}
+
+TEST_F(AuditTamperTest, AnEditWithTheChainRecomputedWithoutTheKeyIsReported) {
+  WriteFive();
+  // Whoever edits entry 3 and recomputes every hash from there on, without the key (here: with
+  // another key), still breaks the chain at entry 3.
+  std::vector<AuditEntry> rows;
+  {
+    std::unique_ptr<Store> store = OpenWithKey(kKey);
+    auto list = store->ListAudit(10);
+    ASSERT_TRUE(list.has_value());
+    rows.assign(list->rbegin(), list->rend());
+  }
+  rows[2].detail = "rewritten";
+  std::string prev = rows[1].hash;
+  {
+    RawDb raw(DbPath());
+    for (size_t i = 2; i < rows.size(); ++i) {
+      rows[i].prev_hash = prev;
+      rows[i].hash = AuditEntryHash("a guessed key", prev, rows[i]);
+      prev = rows[i].hash;
+      ASSERT_EQ(raw.Exec("UPDATE audit SET detail = '" + rows[i].detail + "', prev_hash = '" +
+                         rows[i].prev_hash + "', hash = '" + rows[i].hash +
+                         "' WHERE id = " + std::to_string(rows[i].id)),
+                SQLITE_OK)
+          << raw.LastError();
+    }
+  }
+  const AuditVerification v = Verify();
+  EXPECT_FALSE(v.ok);
+  ASSERT_TRUE(v.first_broken.has_value());
+  EXPECT_EQ(v.first_broken->id, 3);
+  EXPECT_EQ(v.first_broken->detail, "rewritten");
+}
+
+TEST_F(AuditTamperTest, AnotherKeyDoesNotVerifyAndTheRightOneStillDoes) {
+  WriteFive();
+  const AuditVerification wrong = Verify("not the key");
+  EXPECT_FALSE(wrong.ok);
+  ASSERT_TRUE(wrong.first_broken.has_value());
+  EXPECT_EQ(wrong.first_broken->id, 1);
+  const AuditVerification right = Verify();
+  EXPECT_TRUE(right.ok) << right.reason;
+  EXPECT_EQ(right.entries, 5);
+  EXPECT_EQ(right.head.size(), 64u);
+}
+
+TEST_F(AuditTamperTest, MigrationChainsTheEntriesOfAnOlderDatabase) {
+  { ASSERT_NE(MustOpen(), nullptr); }
+  {
+    // The database as medic with schema 4 left it: audit rows without hashes.
+    RawDb raw(DbPath());
+    ASSERT_EQ(raw.Exec("ALTER TABLE audit DROP COLUMN prev_hash; "
+                       "ALTER TABLE audit DROP COLUMN hash; "
+                       "DELETE FROM schema_migrations WHERE version = 5; "
+                       "INSERT INTO audit (timestamp, actor, action, detail) VALUES "
+                       "(1800000000001, 'admin', 'token.create', 'vera (viewer)'), "
+                       "(1800000000002, 'admin', 'settings.update', '{\"approval_mode\":false}'), "
+                       "(1800000000003, 'vera', 'chaos', 'web-1 nginx-crash')"),
+              SQLITE_OK)
+        << raw.LastError();
+  }
+  std::unique_ptr<Store> store = OpenWithKey(kKey);
+  ASSERT_NE(store, nullptr);
+  auto v = store->VerifyAudit();
+  ASSERT_TRUE(v.has_value());
+  EXPECT_TRUE(v->ok) << v->reason;
+  EXPECT_EQ(v->entries, 3);
+  auto list = store->ListAudit(10);
+  ASSERT_TRUE(list.has_value());
+  ASSERT_EQ(list->size(), 3u);
+  const AuditEntry& oldest = list->back();
+  EXPECT_EQ(oldest.prev_hash, std::string(kAuditGenesis));
+  EXPECT_EQ(oldest.hash, AuditEntryHash(kKey, kAuditGenesis, oldest));
+  // New entries continue the migrated chain.
+  ASSERT_TRUE(store->AppendAudit({Ms(kT0 + 9), "admin", "token.revoke", "vera"}).has_value());
+  v = store->VerifyAudit();
+  ASSERT_TRUE(v.has_value());
+  EXPECT_TRUE(v->ok) << v->reason;
+  EXPECT_EQ(v->entries, 4);
 }
 
 TEST_F(SqliteStoreTest, DatabaseFromANewerMedicIsRefused) {

@@ -881,4 +881,71 @@ TEST_P(StoreConformanceTest, AuditIsNewestFirstAndLimited) {
   EXPECT_EQ((*list)[0].action, "settings.update");
 }
 
+TEST_P(StoreConformanceTest, AuditEntriesAreNumberedAndChained) {
+  auto empty = store().VerifyAudit();
+  MEDIC_ASSERT_OK(empty);
+  EXPECT_TRUE(empty->ok);
+  EXPECT_EQ(empty->entries, 0);
+  EXPECT_EQ(empty->head, std::string(64, '0'));
+  for (int i = 0; i < 4; ++i) {
+    // Whatever the caller puts in id and the hashes is ignored.
+    AuditEntry e{FromUnixMillis(1'800'000'000'000 + i), "ada", "incident.approve",
+                 "detail " + std::to_string(i)};
+    e.id = 99;
+    e.hash = "forged";
+    MEDIC_ASSERT_OK(store().AppendAudit(e));
+  }
+  auto list = store().ListAudit(10);
+  MEDIC_ASSERT_OK(list);
+  ASSERT_EQ(list->size(), 4u);
+  for (size_t i = 0; i < 4; ++i) {
+    const AuditEntry& e = (*list)[i];  // newest first
+    SCOPED_TRACE(e.detail);
+    EXPECT_EQ(e.id, static_cast<int64_t>(4 - i));
+    EXPECT_EQ(e.hash.size(), 64u);
+    EXPECT_EQ(e.hash.find_first_not_of("0123456789abcdef"), std::string::npos);
+    EXPECT_EQ(e.prev_hash, i + 1 < 4 ? (*list)[i + 1].hash : std::string(64, '0'));
+  }
+  auto v = store().VerifyAudit();
+  MEDIC_ASSERT_OK(v);
+  EXPECT_TRUE(v->ok) << v->reason;
+  EXPECT_EQ(v->entries, 4);
+  EXPECT_FALSE(v->first_broken.has_value());
+  EXPECT_EQ(v->head, (*list)[0].hash);
+
+  // Another connection on the same data continues the same chain.
+  auto again = backend_->Open();
+  MEDIC_ASSERT_OK(again);
+  MEDIC_ASSERT_OK((*again)->AppendAudit({FromUnixMillis(1'800'000'000'010), "bob", "x", "y"}));
+  auto newest = store().ListAudit(1);
+  MEDIC_ASSERT_OK(newest);
+  ASSERT_EQ(newest->size(), 1u);
+  EXPECT_EQ((*newest)[0].prev_hash, (*list)[0].hash);
+  v = store().VerifyAudit();
+  MEDIC_ASSERT_OK(v);
+  EXPECT_TRUE(v->ok) << v->reason;
+  EXPECT_EQ(v->entries, 5);
+}
+
+TEST_P(StoreConformanceTest, ConcurrentAuditAppendsKeepOneChain) {
+  std::vector<std::thread> threads;
+  for (int t = 0; t < 8; ++t) {
+    threads.emplace_back([this, t] {
+      for (int i = 0; i < 10; ++i) {
+        EXPECT_TRUE(store()
+                        .AppendAudit({FromUnixMillis(1'800'000'000'000 + i), "t" + std::to_string(t),
+                                      "settings.update", std::to_string(i)})
+                        .has_value());
+      }
+    });
+  }
+  for (auto& th : threads) {
+    th.join();
+  }
+  auto v = store().VerifyAudit();
+  MEDIC_ASSERT_OK(v);
+  EXPECT_TRUE(v->ok) << v->reason;
+  EXPECT_EQ(v->entries, 80);
+}
+
 }  // namespace medic::server::conformance

@@ -21,6 +21,7 @@
 #include "server/fleet/hosts.h"
 #include "server/fleet/target_group_config.h"
 #include "server/http/routes.h"
+#include "server/incidents/incident_json.h"
 #include "server/incidents/incident_manager.h"
 #include "server/incidents/settings.h"
 
@@ -288,7 +289,7 @@ Result<std::unique_ptr<ServerApp>> ServerApp::Create(const ServerConfig& config,
   p->events = std::make_unique<EventHub>(clock);
   EventHub* events = p->events.get();
   p->incidents->SetListener(
-      [events](const Incident& inc) { events->Publish("incident", IncidentToJson(inc)); });
+      [events](const Incident& inc) { events->Publish("incident", IncidentJson(inc)); });
   p->target_groups = std::make_unique<TargetGroups>(config.target_groups);
   IncidentManager* incidents = p->incidents.get();
   p->fleet = std::make_unique<Fleet>(

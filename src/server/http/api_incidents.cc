@@ -2,6 +2,7 @@
 
 #include "server/http/api_util.h"
 #include "server/http/routes.h"
+#include "server/incidents/incident_json.h"
 #include "server/incidents/report.h"
 
 namespace medic::server {
@@ -112,7 +113,7 @@ void AddIncidentRoutes(Router& router, IncidentRoutesDeps deps) {
                 }
                 Json out = Json::array();
                 for (const auto& inc : *list) {
-                  Json j = IncidentToJson(inc);
+                  Json j = IncidentJson(inc);
                   if (summary) {
                     for (const char* long_text :
                          {"diagnostics", "ai_reasoning", "remediation_output", "timeline"}) {
@@ -129,7 +130,7 @@ void AddIncidentRoutes(Router& router, IncidentRoutesDeps deps) {
                 if (!inc) {
                   return respond(ErrorResponse(inc.error()));
                 }
-                respond(JsonResponse(200, IncidentToJson(*inc)));
+                respond(JsonResponse(200, IncidentJson(*inc)));
               }});
   router.Add({"GET", "/api/v1/incidents/{id}/report", Role::kViewer,
               "an incident's postmortem report (?format=md|html, default md)",
@@ -175,7 +176,7 @@ void AddIncidentRoutes(Router& router, IncidentRoutesDeps deps) {
                 if (!inc) {
                   return respond(ErrorResponse(inc.error()));
                 }
-                respond(JsonResponse(200, IncidentToJson(*inc)));
+                respond(JsonResponse(200, IncidentJson(*inc)));
               }});
   router.Add({"POST", "/api/v1/incidents/{id}/reject", Role::kOperator,
               "reject the suggested fix of a pending_approval incident ({\"comment\":\"...\"})",
@@ -188,7 +189,7 @@ void AddIncidentRoutes(Router& router, IncidentRoutesDeps deps) {
                 if (!inc) {
                   return respond(ErrorResponse(inc.error()));
                 }
-                respond(JsonResponse(200, IncidentToJson(*inc)));
+                respond(JsonResponse(200, IncidentJson(*inc)));
               }});
 }
 

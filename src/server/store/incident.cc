@@ -1,7 +1,6 @@
 #include "server/store/incident.h"
 
 #include "core/sha256.h"
-#include "protocol/actions.h"
 
 namespace medic::server {
 
@@ -84,13 +83,6 @@ Json IncidentToJson(const Incident& inc) {
          {"updated_at", FormatRfc3339(inc.updated_at)},
          {"resolved_at", inc.resolved_at ? Json(FormatRfc3339(*inc.resolved_at)) : Json()},
          {"timeline", std::move(timeline)}};
-  // The catalog's risk of the action approval runs (docs/ACTIONS.md), for whoever approves it.
-  if (inc.action.is_object() && inc.action.contains("name") && inc.action["name"].is_string()) {
-    if (const protocol::ActionSpec* spec =
-            protocol::FindAction(inc.action["name"].get<std::string>())) {
-      j["risk"] = protocol::RiskName(spec->risk);
-    }
-  }
   if (std::string hash = ActionHash(inc); !hash.empty()) {
     j["action_hash"] = std::move(hash);
   }

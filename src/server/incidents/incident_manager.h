@@ -49,6 +49,8 @@ class IncidentManager {
   Status Recover();
 
   void OnAlarmTransition(const AlarmTransition& transition);
+  // A command's result, from the host named in it (the caller authenticated it): one from any
+  // other host than the command's incident's is ignored.
   void OnCommandResult(const protocol::CommandResult& result);
 
   // Operator decisions. FailedPrecondition unless the incident is pending_approval.

@@ -96,7 +96,9 @@ TEST_F(HttpApiTest, BadRequestsGetJsonErrorsAndTheServerKeepsServing) {
   ExpectJsonError(Call("GET", "/api/v1/audit?limit=1001", admin_), 400);
   ExpectJsonError(Call("PUT", "/api/v1/settings", admin_, "{\"approval_mode\":\"yes\"}"), 400);
   ExpectJsonError(Call("PUT", "/api/v1/settings", admin_, "{\"colour\":true}"), 400);
-  ExpectJsonError(Call("POST", "/agent/v1/report", agent_, "{\"host\":\"web-9\"}"), 404);
+  ExpectJsonError(Call("POST", "/agent/v1/report", agent_, "{\"host\":\"web-9\"}"), 403);
+  ExpectJsonError(Call("POST", "/agent/v1/report", Enroll("web-9"), "{\"host\":\"web-9\"}"),
+                  404);  // enrolled, never registered
   ExpectJsonError(Call("POST", "/agent/v1/register", agent_, "{\"name\":\"bad name;rm\"}"), 400);
   ExpectJsonError(Call("GET", "/api/v1/incidents", agent_), 403);
   ExpectJsonError(Call("POST", "/agent/v1/report", admin_, "{}"), 403);
@@ -383,14 +385,19 @@ class FleetRestartTest : public test::ServerFixture {
     reg.version = "test";
     reg.services = {"nginx"};
     reg.log_dir = "/srv/" + name + "/logs";
-    ASSERT_EQ(Call("POST", "/agent/v1/register", agent_, DumpJson(protocol::ToJson(reg))).status,
+    credentials_[name] = Enroll(name);
+    ASSERT_EQ(Call("POST", "/agent/v1/register", credentials_[name],
+                   DumpJson(protocol::ToJson(reg)))
+                  .status,
               200);
   }
+  // With the credential the host got before (it survives a restart of the server).
   int Report(const std::string& name) {
     protocol::Report rep;
     rep.host = name;
     rep.samples.push_back({manual_.Now(), {{"disk_used_percent", 40}}});
-    return Call("POST", "/agent/v1/report", agent_, DumpJson(protocol::ToJson(rep))).status;
+    return Call("POST", "/agent/v1/report", credentials_[name], DumpJson(protocol::ToJson(rep)))
+        .status;
   }
   Json Get(const std::string& path) {
     HttpResponse r = Call("GET", path, admin_);
@@ -408,6 +415,7 @@ class FleetRestartTest : public test::ServerFixture {
   }
 
   ManualClock manual_;
+  std::map<std::string, std::string> credentials_;  // host -> its credential
 };
 
 TEST_F(FleetRestartTest, KnownHostsAreExpectedAfterARestartAndASilentOneIsUnreachable) {

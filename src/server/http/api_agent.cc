@@ -77,17 +77,21 @@ void AddAgentRoutes(Router& router, AgentRoutesDeps deps) {
                   wait_ms = std::min<int64_t>(std::stoll(s), 60'000);
                 }
                 // A poll parked when its host is revoked is woken (CommandQueue::Wake) and
-                // answered 401 here, like any later call of that host.
+                // answered 401 here, like any later call of that host. A revocation between
+                // the router's check and the parking is caught by the check after it.
+                const std::string credential(BearerToken(req.authorization));
                 commands.Poll(host, clock.SteadyNow() + Millis(wait_ms),
                               [respond, &identities,
-                               credential = std::string(BearerToken(req.authorization))](
-                                  std::vector<protocol::Command> cmds) {
+                               credential](std::vector<protocol::Command> cmds) {
                                 if (!identities.Authenticate(credential)) {
                                   return respond(ErrorResponse(401, "invalid token"));
                                 }
                                 protocol::CommandBatch b{std::move(cmds)};
                                 respond(JsonResponse(200, protocol::ToJson(b)));
                               });
+                if (!identities.Authenticate(credential)) {
+                  commands.Wake(host);
+                }
               }});
   router.Add({"POST", "/agent/v1/results", Role::kAgent, "the outcome of a command",
               [&commands = deps.commands, &incidents = deps.incidents](ApiRequest& req,

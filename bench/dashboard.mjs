@@ -101,11 +101,10 @@ async function statusLatency(demo, page) {
 // for approval and diagnostics of a realistic size (~3 KB each, as a real disk diagnosis).
 const FULL_PAGE = 25;
 async function fillIncidents(demo) {
-  const agentToken = fs.readFileSync(path.join(demo.dataDir, 'server', 'agent.token'), 'utf8').trim();
   const df = 'Filesystem 1K-blocks Used Available Use% Mounted on\n/dev/sda1 20511312 19485744 1025568 95% /\n';
   const du = Array.from({length: 40}, (_, i) => `${(40 - i) * 123456}\t/var/log/app/part-${i}.log`).join('\n');
   const agents = await Promise.all(Array.from({length: FULL_PAGE}, (_, i) => startFakeAgent({
-    base: demo.url, agentToken, name: `disk-${String(i).padStart(2, '0')}`,
+    base: demo.url, adminToken: demo.adminToken, name: `disk-${String(i).padStart(2, '0')}`,
     metrics: {disk_used_percent: 95, mem_used_percent: 40, cpu_percent: 3},
     checks: [{name: 'web', healthy: true, detail: 'HTTP 200'}],
     answer: () => ({exit_code: 0, output: df + du}),
@@ -145,7 +144,6 @@ async function firstLoad(demo, context) {
 
 // 3. The fleet page with HOSTS hosts.
 async function fleet(demo, page) {
-  const agentToken = fs.readFileSync(path.join(demo.dataDir, 'server', 'agent.token'), 'utf8').trim();
   const agents = [];
   const t0 = Date.now();
   const others = 1 + FULL_PAGE;  // web-1 and the disk-NN hosts
@@ -153,7 +151,7 @@ async function fleet(demo, page) {
     const batch = [];
     for (let j = i; j < i + 50 && agents.length + batch.length < HOSTS - others; j++) {
       const name = `fleet-${String(j).padStart(4, '0')}`;
-      batch.push(startFakeAgent({base: demo.url, agentToken, name, pollWaitMs: 25000,
+      batch.push(startFakeAgent({base: demo.url, adminToken: demo.adminToken, name, pollWaitMs: 25000,
         facts: {services: ['nginx']},
         metrics: () => ({disk_used_percent: 20 + (j % 50), mem_used_percent: 30 + (j % 40),
                          cpu_percent: (j * 7) % 100}),

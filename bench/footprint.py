@@ -20,6 +20,7 @@ Stops everything it started (by pid) and removes its temp dir, also on Ctrl-C.
 """
 
 import argparse
+import json
 import os
 import shutil
 import signal
@@ -132,6 +133,15 @@ def main():
         deadline = time.time() + 10
         while not os.path.exists(os.path.join(tmp, "data", "agent.token")) and time.time() < deadline:
             time.sleep(0.05)
+        if not wait_http(f"http://127.0.0.1:{server_port}/healthz"):
+            sys.exit("medic-server did not come up")
+        # The agent enrols its host with a code made with the admin token (docs/PROTOCOL.md).
+        admin = open(os.path.join(tmp, "data", "admin.token")).read().strip()
+        req = urllib.request.Request(f"http://127.0.0.1:{server_port}/api/v1/hosts/bench-1/enroll",
+                                     data=b"", method="POST",
+                                     headers={"Authorization": "Bearer " + admin})
+        with urllib.request.urlopen(req, timeout=5) as resp:
+            enroll_code = json.loads(resp.read())["code"]
 
         # nginx, the checked service.
         web_port = free_port()
@@ -153,7 +163,8 @@ http {{ access_log off; client_body_temp_path {tmp}/client_body; proxy_temp_path
         with open(os.path.join(tmp, "agent.yaml"), "w") as f:
             f.write(f"""server: http://127.0.0.1:{server_port}
 name: bench-1
-token_file: {tmp}/data/agent.token
+state_dir: {tmp}/agent-state
+enroll_code: {enroll_code}
 interval: 1s
 checks:
   - {{name: web, url: "http://127.0.0.1:{web_port}/health", interval: 1s}}

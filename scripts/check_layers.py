@@ -36,14 +36,17 @@ LAYERS = {
 # in this list.
 SERVER_PARTS = {
     "store": set(),
+    "identity": {"store"},
     "alarms": set(),
     "archive": set(),
     "commands": set(),
     "events": set(),
     "incidents": {"store", "alarms", "commands", "events"},
     "fleet": {"store", "alarms", "events", "commands", "incidents"},
-    "http": {"store", "alarms", "archive", "commands", "events", "incidents", "fleet"},
-    "app": {"store", "alarms", "archive", "commands", "events", "incidents", "fleet", "http"},
+    "http": {"store", "identity", "alarms", "archive", "commands", "events", "incidents",
+             "fleet"},
+    "app": {"store", "identity", "alarms", "archive", "commands", "events", "incidents", "fleet",
+            "http"},
 }
 
 INCLUDE = re.compile(r'^\s*#\s*include\s+"([^"]+)"')

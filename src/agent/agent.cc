@@ -37,6 +37,19 @@ protocol::RegisterRequest MakeRegisterRequest(const AgentConfig& config) {
   return r;
 }
 
+EnrolmentOptions MakeEnrolmentOptions(const AgentConfig& config) {
+  EnrolmentOptions o;
+  o.name = config.name;
+  o.state_dir = config.state_dir;
+  o.enroll_code = config.enroll_code;
+  o.bootstrap_token_file = config.token_file;
+  char host[256] = {};
+  if (::gethostname(host, sizeof(host) - 1) == 0) {
+    o.hostname = host;
+  }
+  return o;
+}
+
 ExecutorOptions MakeExecutorOptions(const AgentConfig& config, pid_t self_pid) {
   ExecutorOptions o;
   o.self_pid = self_pid;
@@ -50,12 +63,16 @@ ExecutorOptions MakeExecutorOptions(const AgentConfig& config, pid_t self_pid) {
   return o;
 }
 
-Agent::Agent(const AgentConfig& config, std::string token, AgentDeps deps, AgentTuning tuning)
+Agent::Agent(const AgentConfig& config, std::string credential, AgentDeps deps,
+             AgentTuning tuning)
     : deps_(std::move(deps)),
       policy_(PolicyRulesFromConfig(config, SelfPid(tuning))),
-      api_(config.server, std::move(token)),
+      api_(config.server, credential),
+      enrolment_(credential.empty() ? std::make_unique<Enrolment>(
+                                          api_, MakeEnrolmentOptions(config))
+                                    : nullptr),
       registration_(api_, MakeRegisterRequest(config), tuning.register_backoff_base,
-                    tuning.register_backoff_cap),
+                    tuning.register_backoff_cap, enrolment_.get()),
       metrics_(deps_.procfs, config.mounts, config.disk_primary_mount),
       recorded_metrics_(metrics_),
       reporter_(ReporterOptions{config.name, config.interval, config.buffer_samples}, api_,

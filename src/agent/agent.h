@@ -19,6 +19,7 @@
 #include "agent/command_poller.h"
 #include "agent/command_processor.h"
 #include "agent/config.h"
+#include "agent/enrolment.h"
 #include "agent/health_check.h"
 #include "host/metrics.h"
 #include "agent/policy.h"
@@ -56,7 +57,10 @@ struct AgentTuning {
 
 class Agent {
  public:
-  Agent(const AgentConfig& config, std::string token, AgentDeps deps, AgentTuning tuning = {});
+  // `credential`: the host's own, when it has one (LoadStoredCredential); "" to enrol first
+  // with the config's enroll_code or bootstrap token (agent/enrolment.h).
+  Agent(const AgentConfig& config, std::string credential, AgentDeps deps,
+        AgentTuning tuning = {});
   ~Agent();
   Agent(const Agent&) = delete;
   Agent& operator=(const Agent&) = delete;
@@ -86,6 +90,7 @@ class Agent {
   AgentDeps deps_;
   Policy policy_;
   ServerApi api_;
+  std::unique_ptr<Enrolment> enrolment_;  // null when the credential was known at start
   Registration registration_;
   CheckStates checks_;
   host::ProcMetricsCollector metrics_;
@@ -105,6 +110,8 @@ class Agent {
 
 // The RegisterRequest this config produces.
 protocol::RegisterRequest MakeRegisterRequest(const AgentConfig& config);
+// How this config enrols the host (name, state_dir, enroll_code, token_file).
+EnrolmentOptions MakeEnrolmentOptions(const AgentConfig& config);
 // The executor options this config produces.
 ExecutorOptions MakeExecutorOptions(const AgentConfig& config, pid_t self_pid);
 

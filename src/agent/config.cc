@@ -377,7 +377,7 @@ Result<AgentConfig> ParseRoot(const Reader& r, const YAML::Node& root) {
   RETURN_IF_ERROR(r.RequireMap(root, "the top level"));
   RETURN_IF_ERROR(r.CheckKeys(
       root, "the top level",
-      {"server", "name", "token_file", "interval", "log_level", "chaos", "mounts", "buffer_samples",
+      {"server", "name", "token_file", "state_dir", "enroll_code", "interval", "log_level", "chaos", "mounts", "buffer_samples",
        "services", "checks", "policy", "service_manager", "executor", "tls", "log_dir",
        "targets", "disk_primary_mount"}));
   if (auto v = root["server"]) {
@@ -394,6 +394,19 @@ Result<AgentConfig> ParseRoot(const Reader& r, const YAML::Node& root) {
   }
   if (auto v = root["token_file"]) {
     ASSIGN_OR_RETURN(c.token_file, r.NonEmptyString(v, "token_file"));
+  }
+  if (auto v = root["state_dir"]) {
+    ASSIGN_OR_RETURN(c.state_dir, r.NonEmptyString(v, "state_dir"));
+    if (c.state_dir[0] != '/') {
+      return r.At(v, "state_dir must be an absolute path");
+    }
+  }
+  if (auto v = root["enroll_code"]) {
+    ASSIGN_OR_RETURN(c.enroll_code, r.NonEmptyString(v, "enroll_code"));
+    if (c.enroll_code.size() > 256 ||
+        c.enroll_code.find_first_not_of("0123456789abcdef") != std::string::npos) {
+      return r.At(v, "enroll_code must be the code `medic hosts enroll NAME` printed (hex)");
+    }
   }
   if (auto v = root["interval"]) {
     ASSIGN_OR_RETURN(c.interval, r.Duration(v, "interval"));
@@ -608,6 +621,19 @@ Status FinalizeAgentConfig(const ConfigOverrides& o, AgentConfig* c) {
     }
     c->token_file = *o.token_file;
   }
+  if (o.state_dir) {
+    if (o.state_dir->empty() || (*o.state_dir)[0] != '/') {
+      return InvalidArgument("--state-dir must be an absolute path");
+    }
+    c->state_dir = *o.state_dir;
+  }
+  if (o.enroll_code) {
+    if (o.enroll_code->empty() || o.enroll_code->size() > 256 ||
+        o.enroll_code->find_first_not_of("0123456789abcdef") != std::string::npos) {
+      return InvalidArgument("--enroll-code must be the code `medic hosts enroll NAME` printed");
+    }
+    c->enroll_code = *o.enroll_code;
+  }
   if (o.interval) {
     auto d = ParseDuration(*o.interval);
     if (!d) {
@@ -620,9 +646,6 @@ Status FinalizeAgentConfig(const ConfigOverrides& o, AgentConfig* c) {
   }
   if (c->server.empty()) {
     return InvalidArgument(where + ": 'server' is required (in the file or as --server)");
-  }
-  if (c->token_file.empty()) {
-    return InvalidArgument(where + ": 'token_file' is required (in the file or as --token-file)");
   }
   if (c->name.empty()) {
     char host[256] = {};

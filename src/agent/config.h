@@ -61,7 +61,14 @@ struct AgentConfig {
   std::string source;  // the file it came from, for messages ("" when there is none)
   std::string server;  // base URL, e.g. http://127.0.0.1:8080 (no trailing slash)
   std::string name;    // host name in medic; defaults to the kernel's hostname
+  // The shared bootstrap token's file (the server's DATA_DIR/agent.token): with it, a host
+  // without a credential asks to be enrolled and waits for an admin's approval.
   std::string token_file;
+  // Where the agent keeps its host's own credential (agent/enrolment.h).
+  std::string state_dir = "/var/lib/medic-agent";
+  // A single-use enrolment code (`medic hosts enroll NAME`): enrols at once, when the state
+  // directory holds no credential yet.
+  std::string enroll_code;
   // TLS for an https server URL (tls:): verify the server against ca_file (empty: the system's
   // CA bundle); present cert_file + key_file as a client certificate (both or neither).
   std::string tls_ca_file;
@@ -103,6 +110,8 @@ struct ConfigOverrides {
   std::optional<std::string> server;
   std::optional<std::string> name;
   std::optional<std::string> token_file;
+  std::optional<std::string> state_dir;
+  std::optional<std::string> enroll_code;
   std::optional<std::string> interval;  // a duration, "1s"
 };
 

@@ -21,11 +21,16 @@ Result<AgentFlags> ParseAgentFlags(int argc, const char* const* argv) {
       "medic-agent: collects host metrics, runs health checks and executes the "
       "medic server's commands within this host's local policy",
       "medic-agent"};
-  std::string server, name, token_file, interval, metrics_listen;
+  std::string server, name, token_file, state_dir, enroll_code, interval, metrics_listen;
   app.add_option("--config", flags.config_file, "YAML config file (see config/agent.yaml)");
   auto* o_server = app.add_option("--server", server, "server URL, e.g. http://127.0.0.1:8080");
   auto* o_name = app.add_option("--name", name, "host name in medic (default: hostname)");
-  auto* o_token = app.add_option("--token-file", token_file, "file holding the agent token");
+  auto* o_token = app.add_option("--token-file", token_file,
+                                 "file holding the bootstrap token (enrolment with approval)");
+  auto* o_state = app.add_option("--state-dir", state_dir,
+                                 "where the host's credential is kept (default /var/lib/medic-agent)");
+  auto* o_code = app.add_option("--enroll-code", enroll_code,
+                                "single-use enrolment code from `medic hosts enroll NAME`");
   auto* o_interval = app.add_option("--interval", interval, "report interval, e.g. 1s, 500ms");
   auto* o_metrics =
       app.add_option("--metrics-listen", metrics_listen,
@@ -42,6 +47,8 @@ Result<AgentFlags> ParseAgentFlags(int argc, const char* const* argv) {
   Take(o_server, server, &flags.overrides.server);
   Take(o_name, name, &flags.overrides.name);
   Take(o_token, token_file, &flags.overrides.token_file);
+  Take(o_state, state_dir, &flags.overrides.state_dir);
+  Take(o_code, enroll_code, &flags.overrides.enroll_code);
   Take(o_interval, interval, &flags.overrides.interval);
   Take(o_metrics, metrics_listen, &flags.metrics_listen);
   return flags;

@@ -42,7 +42,19 @@ struct RealAgent {
 // The factory: everything the agent runs on, started. REQUIRES: signals already blocked.
 Result<std::unique_ptr<RealAgent>> BuildAgent(const AgentConfig& config,
                                               const std::optional<std::string>& metrics_listen) {
-  ASSIGN_OR_RETURN(std::string token, ReadToken(config.token_file));
+  // The host's own credential, when it has one; else the agent enrols first (enrolment.h).
+  ASSIGN_OR_RETURN(std::string credential, LoadStoredCredential(config.state_dir));
+  if (credential.empty()) {
+    if (config.enroll_code.empty() && config.token_file.empty()) {
+      return FailedPrecondition("this host has no credential in " + config.state_dir +
+                                " and no way to enrol: set enroll_code (medic hosts enroll " +
+                                config.name + ") or token_file (the bootstrap token)");
+    }
+    if (config.enroll_code.empty()) {
+      RETURN_IF_ERROR(ReadToken(config.token_file));
+    }
+    RETURN_IF_ERROR(MakeDirs(config.state_dir, 0700));
+  }
   auto a = std::make_unique<RealAgent>();
   RETURN_IF_ERROR(a->reaper.Start());
   a->runner = std::make_unique<ForkExecCommandRunner>(a->reaper, config.exec_max_concurrent);
@@ -80,7 +92,7 @@ Result<std::unique_ptr<RealAgent>> BuildAgent(const AgentConfig& config,
   TlsOptions check_tls = server_tls;
   check_tls.pin.clear();
   a->agent = std::make_unique<Agent>(
-      config, token,
+      config, credential,
       AgentDeps{a->clock, a->procfs, *a->runner, *manager, client_factory(server_tls),
                 client_factory(check_tls)});
   Agent* agent = a->agent.get();

@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <cmath>
 
+#include "agent/enrolment.h"
 #include "core/files.h"
 #include "core/log.h"
 
@@ -60,14 +61,27 @@ bool NeedsRegistration(const Error& e) {
   return e.code == ErrorCode::kUnauthenticated || e.code == ErrorCode::kNotFound;
 }
 
-ServerApi::ServerApi(std::string server_url, std::string token)
-    : base_(std::move(server_url)), token_(std::move(token)) {}
+ServerApi::ServerApi(std::string server_url, std::string credential)
+    : base_(std::move(server_url)), credential_(std::move(credential)) {}
+
+void ServerApi::SetCredential(std::string credential) {
+  std::lock_guard<std::mutex> lock(mu_);
+  credential_ = std::move(credential);
+}
+
+bool ServerApi::has_credential() const {
+  std::lock_guard<std::mutex> lock(mu_);
+  return !credential_.empty();
+}
 
 HttpRequest ServerApi::NewRequest(const std::string& method, const std::string& path) const {
   HttpRequest req;
   req.method = method;
   req.url = base_ + path;
-  req.headers.emplace_back("Authorization", "Bearer " + token_);
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    req.headers.emplace_back("Authorization", "Bearer " + credential_);
+  }
   req.headers.emplace_back("Accept", "application/json");
   if (method != "GET") {
     req.headers.emplace_back("Content-Type", "application/json");
@@ -75,6 +89,52 @@ HttpRequest ServerApi::NewRequest(const std::string& method, const std::string& 
   req.timeout = Millis(5'000);
   req.connect_timeout = Millis(2'000);
   return req;
+}
+
+Result<EnrollAnswer> ServerApi::Enroll(HttpClient& http, const Json& body,
+                                       const std::string& bearer) const {
+  HttpRequest req;
+  req.method = "POST";
+  req.url = base_ + "/agent/v1/enroll";
+  if (!bearer.empty()) {
+    req.headers.emplace_back("Authorization", "Bearer " + bearer);
+  }
+  req.headers.emplace_back("Accept", "application/json");
+  req.headers.emplace_back("Content-Type", "application/json");
+  req.timeout = Millis(5'000);
+  req.connect_timeout = Millis(2'000);
+  req.body = DumpJson(body);
+  ASSIGN_OR_RETURN(HttpResponse resp, Expect2xx("enrol", http.Do(req)));
+  ASSIGN_OR_RETURN(Json j, ParseJsonObject(resp.body));
+  EnrollAnswer out;
+  if (resp.status == 202) {
+    out.pending = true;
+    auto fp = j.find("fingerprint");
+    if (fp != j.end() && fp->is_string()) {
+      out.fingerprint = fp->get<std::string>();
+    }
+    return out;
+  }
+  ASSIGN_OR_RETURN(out.credential, RequireString(j, "credential"));
+  if (out.credential.size() < 32 || out.credential.size() > 256 ||
+      out.credential.find_first_not_of("0123456789abcdef") != std::string::npos) {
+    return InvalidArgument("enrol: the server sent an invalid credential");
+  }
+  return out;
+}
+
+Result<EnrollAnswer> ServerApi::EnrollWithCode(HttpClient& http, const std::string& name,
+                                               const std::string& code) const {
+  return Enroll(http, Json{{"name", name}, {"code", code}}, "");
+}
+
+Result<EnrollAnswer> ServerApi::EnrollWithBootstrap(HttpClient& http,
+                                                    const std::string& bootstrap_token,
+                                                    const std::string& name,
+                                                    const std::string& key,
+                                                    const std::string& hostname) const {
+  return Enroll(http, Json{{"name", name}, {"key", key}, {"hostname", hostname}},
+                bootstrap_token);
 }
 
 Result<protocol::RegisterResponse> ServerApi::Register(
@@ -196,8 +256,12 @@ Result<ArchiveReceipt> ServerApi::FinishArchive(HttpClient& http, const std::str
 }
 
 Registration::Registration(const ServerApi& api, protocol::RegisterRequest request,
-                           Millis backoff_base, Millis backoff_cap)
-    : api_(api), request_(std::move(request)), base_(backoff_base), cap_(backoff_cap) {}
+                           Millis backoff_base, Millis backoff_cap, Enrolment* enrolment)
+    : api_(api),
+      enrolment_(enrolment),
+      request_(std::move(request)),
+      base_(backoff_base),
+      cap_(backoff_cap) {}
 
 bool Registration::registered() const {
   std::lock_guard<std::mutex> lock(mu_);
@@ -228,15 +292,32 @@ void Registration::Invalidate() {
 }
 
 Status Registration::Attempt(HttpClient& http, SteadyTime now) {
-  auto resp = api_.Register(http, request_);
+  Result<protocol::RegisterResponse> resp = protocol::RegisterResponse{};
+  bool enrolling = false;
+  if (enrolment_ != nullptr && !enrolment_->enrolled()) {
+    enrolling = true;
+    if (Status s = enrolment_->Attempt(http); !s) {
+      resp = s.error();
+    }
+  }
+  if (resp) {
+    resp = api_.Register(http, request_);
+  }
   std::function<void()> listener;
   {
     std::lock_guard<std::mutex> lock(mu_);
     if (!resp) {
       const Millis delay =
           BackoffDelay(failures_, base_, cap_, std::uniform_real_distribution<>(0, 1)(rng_));
-      if (failures_ == 0 || failures_ % 20 == 0) {
-        LogWarn("registration failed (retrying with backoff): " + resp.error().message);
+      if ((failures_ == 0 || failures_ % 20 == 0) &&
+          !(enrolling && resp.error().code == ErrorCode::kFailedPrecondition)) {
+        LogWarn("registration failed (retrying with backoff): " + resp.error().message +
+                (resp.error().code == ErrorCode::kUnauthenticated && api_.has_credential()
+                     ? "; the server refuses this host's credential (revoked?): an admin must "
+                       "enrol it again (medic hosts enroll " +
+                           request_.name +
+                           "), then remove the stored credential and start with the new code"
+                     : ""));
       }
       ++failures_;
       next_attempt_ = now + delay;

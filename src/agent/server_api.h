@@ -1,8 +1,8 @@
 #pragma once
 
-// The agent's side of the agent <-> server protocol (protocol/wire.h): four endpoints, each
-// request carrying `Authorization: Bearer <token>`. Transport-agnostic: every call takes the
-// HttpClient of the calling thread.
+// The agent's side of the agent <-> server protocol (protocol/wire.h): enrolment, then four
+// endpoints and the archive, each request carrying `Authorization: Bearer <the host's own
+// credential>`. Transport-agnostic: every call takes the HttpClient of the calling thread.
 
 #include <functional>
 #include <mutex>
@@ -34,6 +34,14 @@ struct ArchiveReceipt {
   std::string location;  // where the server keeps it
 };
 
+// What POST /agent/v1/enroll answered: the host's credential (201), or that its request waits
+// for an admin's approval (202, with the request's fingerprint).
+struct EnrollAnswer {
+  bool pending = false;
+  std::string credential;   // when not pending
+  std::string fingerprint;  // when pending
+};
+
 // One polled command: parsed, or the reason it could not be (with its id when it had one).
 struct PolledCommand {
   std::string id;
@@ -43,8 +51,20 @@ struct PolledCommand {
 
 class ServerApi {
  public:
-  // `server_url` without a trailing slash.
-  ServerApi(std::string server_url, std::string token);
+  // `server_url` without a trailing slash. `credential`: the host's own ("" until enrolled).
+  ServerApi(std::string server_url, std::string credential);
+
+  // Thread-safe: the credential every later request carries (set once enrolled).
+  void SetCredential(std::string credential);
+  bool has_credential() const;
+
+  // POST /agent/v1/enroll (docs/PROTOCOL.md, "Enrolment"): with an enrolment code
+  // ({name, code}, no Authorization), or with the bootstrap token ({name, key, hostname}).
+  Result<EnrollAnswer> EnrollWithCode(HttpClient& http, const std::string& name,
+                                      const std::string& code) const;
+  Result<EnrollAnswer> EnrollWithBootstrap(HttpClient& http, const std::string& bootstrap_token,
+                                           const std::string& name, const std::string& key,
+                                           const std::string& hostname) const;
 
   Result<protocol::RegisterResponse> Register(HttpClient& http,
                                               const protocol::RegisterRequest& request) const;
@@ -66,17 +86,23 @@ class ServerApi {
 
  private:
   HttpRequest NewRequest(const std::string& method, const std::string& path) const;
+  Result<EnrollAnswer> Enroll(HttpClient& http, const Json& body,
+                              const std::string& bearer) const;
 
   std::string base_;
-  std::string token_;
+  mutable std::mutex mu_;
+  std::string credential_;  // Guarded by mu_.
 };
 
+class Enrolment;
+
 // Registration state shared by the reporter (which registers) and the command poller (which
-// waits for it). Thread-safe.
+// waits for it). Thread-safe. With an `enrolment` (agent/enrolment.h) that is not done yet,
+// each attempt first tries to enrol (same backoff), then registers.
 class Registration {
  public:
   Registration(const ServerApi& api, protocol::RegisterRequest request, Millis backoff_base,
-               Millis backoff_cap);
+               Millis backoff_cap, Enrolment* enrolment = nullptr);
 
   bool registered() const;
   // True when not registered and the backoff since the last failure has passed.
@@ -91,6 +117,7 @@ class Registration {
 
  private:
   const ServerApi& api_;
+  Enrolment* const enrolment_;  // may be null: the credential is known
   const protocol::RegisterRequest request_;
   const Millis base_, cap_;
   mutable std::mutex mu_;

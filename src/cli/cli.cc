@@ -222,6 +222,23 @@ int RunCli(const std::vector<std::string>& args, CliEnv& env) {
       hosts->add_subcommand("remove", "forget a retired host: facts, alarms, memberships (admin)");
   hosts_remove->fallthrough();
   hosts_remove->add_option("NAME", host_name, "host name")->required();
+  std::string enroll_ttl;
+  CLI::App* hosts_enroll = hosts->add_subcommand(
+      "enroll", "print a single-use enrolment code for a host's agent (admin)");
+  hosts_enroll->fallthrough();
+  hosts_enroll->add_option("NAME", host_name, "host name")->required();
+  hosts_enroll->add_option("--ttl", enroll_ttl, "how long the code is valid (default 1h)");
+  CLI::App* hosts_pending = hosts->add_subcommand(
+      "pending", "enrolment requests made with the bootstrap token (admin)");
+  hosts_pending->fallthrough();
+  CLI::App* hosts_approve =
+      hosts->add_subcommand("approve", "approve a host's enrolment request (admin)");
+  hosts_approve->fallthrough();
+  hosts_approve->add_option("NAME", host_name, "host name")->required();
+  CLI::App* hosts_revoke =
+      hosts->add_subcommand("revoke", "cut a host's agent off at once (admin)");
+  hosts_revoke->fallthrough();
+  hosts_revoke->add_option("NAME", host_name, "host name")->required();
   CLI::App* alarms = app.add_subcommand("alarms", "list the state of every alarm on every host");
 
   CLI::App* audit = app.add_subcommand("audit", "the audit log (admin)");
@@ -399,6 +416,14 @@ int RunCli(const std::vector<std::string>& args, CliEnv& env) {
     s = commands.Report(id, format);
   } else if (*hosts_remove) {
     s = commands.HostRemove(host_name);
+  } else if (*hosts_enroll) {
+    s = commands.HostEnroll(host_name, enroll_ttl);
+  } else if (*hosts_pending) {
+    s = commands.HostsPending();
+  } else if (*hosts_approve) {
+    s = commands.HostApprove(host_name);
+  } else if (*hosts_revoke) {
+    s = commands.HostRevoke(host_name);
   } else if (*hosts) {
     s = commands.Hosts();
   } else if (*alarms) {

@@ -1,6 +1,7 @@
 #include "cli/commands.h"
 
 #include <charconv>
+#include <cstdio>
 #include <vector>
 
 #include "cli/format.h"
@@ -172,6 +173,82 @@ Status Commands::HostRemove(const std::string& name) {
     return OkStatus();
   }
   out_ << "removed host " << name << "\n";
+  return OkStatus();
+}
+
+Status Commands::HostEnroll(const std::string& name, const std::string& ttl) {
+  Json body = Json::object();
+  if (!ttl.empty()) {
+    body["ttl"] = ttl;
+  }
+  ASSIGN_OR_RETURN(Json resp, api_.Call("POST", "/api/v1/hosts/" + UrlEncode(name) + "/enroll",
+                                        &body, "hosts enroll " + name));
+  if (json_) {
+    PrintJson(resp);
+    return OkStatus();
+  }
+  if (!resp.is_object() || !resp.contains("code") || !resp["code"].is_string()) {
+    return Internal("hosts enroll " + name + ": the server's answer carries no code");
+  }
+  out_ << resp["code"].get<std::string>() << "\n";
+  out_ << "single use, expires " << resp.value("expires_at", "") << "; give it to " << name
+       << "'s agent (enroll_code in its config, or --enroll-code)\n";
+  return OkStatus();
+}
+
+Status Commands::HostsPending() {
+  ASSIGN_OR_RETURN(Json resp, api_.Call("GET", "/api/v1/hosts/pending", nullptr, "hosts pending"));
+  if (json_) {
+    PrintJson(resp);
+    return OkStatus();
+  }
+  if (!resp.is_object() || !resp.contains("pending") || !resp["pending"].is_array()) {
+    return Internal("hosts pending: the server's answer has no 'pending' list");
+  }
+  if (resp["pending"].empty()) {
+    out_ << "no enrolment requests wait for approval\n";
+    return OkStatus();
+  }
+  out_ << "NAME                REQUEST           HOSTNAME             ASKED                     "
+          "STATE\n";
+  for (const auto& p : resp["pending"]) {
+    if (!p.is_object()) {
+      continue;
+    }
+    std::string state = p.value("approved", false) ? "approved, not picked up" : "waiting";
+    if (p.value("enrolled", false)) {
+      state += " (replaces its credential)";
+    }
+    char line[512];
+    std::snprintf(line, sizeof(line), "%-19s %-17s %-20s %-25s %s\n",
+                  SanitizeForDisplay(p.value("name", "")).c_str(),
+                  SanitizeForDisplay(p.value("fingerprint", "")).c_str(),
+                  SanitizeForDisplay(p.value("hostname", "")).c_str(),
+                  SanitizeForDisplay(p.value("requested_at", "")).c_str(), state.c_str());
+    out_ << line;
+  }
+  return OkStatus();
+}
+
+Status Commands::HostApprove(const std::string& name) {
+  ASSIGN_OR_RETURN(Json resp, api_.Call("POST", "/api/v1/hosts/" + UrlEncode(name) + "/approve",
+                                        nullptr, "hosts approve " + name));
+  if (json_) {
+    PrintJson(resp);
+    return OkStatus();
+  }
+  out_ << "approved " << name << ": its agent gets its credential at its next call\n";
+  return OkStatus();
+}
+
+Status Commands::HostRevoke(const std::string& name) {
+  ASSIGN_OR_RETURN(Json resp, api_.Call("POST", "/api/v1/hosts/" + UrlEncode(name) + "/revoke",
+                                        nullptr, "hosts revoke " + name));
+  if (json_) {
+    PrintJson(resp);
+    return OkStatus();
+  }
+  out_ << "revoked host " << name << ": its agent is cut off\n";
   return OkStatus();
 }
 

@@ -34,6 +34,14 @@ class Commands {
   Status Report(const std::string& id, const std::string& format);
   Status Hosts();
   Status HostRemove(const std::string& name);
+  // Enrolment (admin; docs/PROTOCOL.md, "Enrolment"). HostEnroll prints a single-use code for
+  // the host's agent (enroll_code) and when it expires; `ttl` is a duration ("" = 1h).
+  Status HostEnroll(const std::string& name, const std::string& ttl);
+  // The enrolment requests made with the bootstrap token, one a line with its fingerprint.
+  Status HostsPending();
+  Status HostApprove(const std::string& name);
+  // Cuts the host off at once: its next agent call gets 401.
+  Status HostRevoke(const std::string& name);
   Status Alarms();
   // POST /api/v1/chaos through the host's agent; prints the command id.
   Status Chaos(const std::string& host, const std::string& mode, const Json& params);

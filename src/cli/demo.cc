@@ -504,7 +504,16 @@ Status Demo::StartHost(int index) {
   }
   ClearRunDir(host.RunDir());
   RETURN_IF_ERROR(WriteFileAtomic(host.NginxConfPath(), NginxConfig(host)));
-  const AgentYamlInputs inputs{server_url_, server_dir_ + "/agent.token", options_.nginx_bin,
+  // Each host enrols itself with a code made now with the admin token (an agent that kept its
+  // credential from an earlier demo on this data dir uses that and ignores the code).
+  ApiClient api(env_.Http(), server_url_, admin_token_);
+  ASSIGN_OR_RETURN(Json code, api.Call("POST", "/api/v1/hosts/" + host.name + "/enroll", nullptr,
+                                       "enrolment code for " + host.name));
+  if (!code.contains("code") || !code["code"].is_string()) {
+    return Internal("the server's answer to POST /api/v1/hosts/" + host.name +
+                    "/enroll has no code");
+  }
+  const AgentYamlInputs inputs{server_url_, code["code"].get<std::string>(), options_.nginx_bin,
                                options_.medic_bin};
   RETURN_IF_ERROR(WriteFileAtomic(host.AgentConfigPath(), AgentYaml(host, inputs), 0600));
   err_ << "medic demo: starting " << host.name << " (nginx 127.0.0.1:" << host.nginx_port

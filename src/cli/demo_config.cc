@@ -97,7 +97,8 @@ std::string AgentYaml(const DemoHost& h, const AgentYamlInputs& in) {
   y << YAML::BeginMap;
   y << YAML::Key << "server" << YAML::Value << YAML::DoubleQuoted << in.server_url;
   y << YAML::Key << "name" << YAML::Value << YAML::DoubleQuoted << h.name;
-  y << YAML::Key << "token_file" << YAML::Value << YAML::DoubleQuoted << in.token_file;
+  y << YAML::Key << "state_dir" << YAML::Value << YAML::DoubleQuoted << h.StateDir();
+  y << YAML::Key << "enroll_code" << YAML::Value << YAML::DoubleQuoted << in.enroll_code;
   y << YAML::Key << "interval" << YAML::Value << "1s";
   y << YAML::Key << "log_dir" << YAML::Value << YAML::DoubleQuoted << log_dir;
   y << YAML::Key << "disk_primary_mount" << YAML::Value << YAML::DoubleQuoted << log_dir;

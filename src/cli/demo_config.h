@@ -4,6 +4,7 @@
 //
 //   DATA_DIR/server/            the server's data dir (admin.token, agent.token, server.log)
 //   DATA_DIR/hosts/web-N/       nginx.conf, agent.yaml, agent.log
+//                        state/ the agent's state dir: its host's own credential
 //                        log/   error.log, access.log, nginx.out.log, healthapp.log: the host's
 //                               log volume (a 32 MiB tmpfs while the demo runs, when isolated)
 //                        run/   nginx.pid (removed when the demo stops)
@@ -38,6 +39,7 @@ struct DemoHost {
   std::string NginxConfPath() const { return dir + "/nginx.conf"; }
   std::string NginxPidPath() const { return RunDir() + "/nginx.pid"; }
   std::string AgentConfigPath() const { return dir + "/agent.yaml"; }
+  std::string StateDir() const { return dir + "/state"; }
   // Outside the log volume, so that it survives the demo.
   std::string AgentLogPath() const { return dir + "/agent.log"; }
 };
@@ -52,12 +54,13 @@ std::string NginxConfig(const DemoHost& host);
 
 struct AgentYamlInputs {
   std::string server_url;  // "http://127.0.0.1:8080"
-  std::string token_file;  // absolute path of the server's agent.token
+  std::string enroll_code;  // the host's single-use enrolment code (medic hosts enroll NAME)
   std::string nginx_bin;   // "/usr/sbin/nginx"
   std::string medic_bin;   // this executable, for `medic healthapp`
 };
 
-// agent.yaml: services nginx and healthapp, check "web" through nginx, the host's log dir as its
+// agent.yaml: enrolled with `enroll_code` into its state dir (StateDir()), services nginx and
+// healthapp, check "web" through nginx, the host's log dir as its
 // log_dir and primary disk, its nginx as a target of the `web` group; policy paths = the log dir,
 // process.kill limited to the agent's own cgroup; chaos allowed: when the host is isolated every
 // mode, disk-fill and oom bounded by its log volume and memory limit; otherwise chaos budgets of

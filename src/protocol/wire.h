@@ -3,12 +3,14 @@
 // The agent <-> server wire protocol (JSON over HTTP/1.1; the agent opens every connection).
 // See docs/PROTOCOL.md. Every type has ToJson and a FromJson that validates.
 //
+//   POST /agent/v1/enroll     {name, code} | {name, key} -> {name, credential} | 202 pending
 //   POST /agent/v1/register   RegisterRequest          -> RegisterResponse
 //   POST /agent/v1/report     Report                   -> {}
 //   GET  /agent/v1/commands?host=NAME&wait_ms=N        -> CommandBatch (long poll)
 //   POST /agent/v1/results    CommandResult            -> {}
 //
-// All carry `Authorization: Bearer <agent enrolment token>`.
+// All but enroll carry `Authorization: Bearer <the host's own credential>`, which names the
+// host: a request naming another host is refused (docs/PROTOCOL.md, "Enrolment").
 
 #include <map>
 #include <string>

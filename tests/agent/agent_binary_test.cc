@@ -8,6 +8,7 @@
 #include <netinet/in.h>
 #include <signal.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -36,6 +37,10 @@ std::string AgentBinary() {
   return dir != nullptr ? std::string(dir) + "/medic-agent" : std::string(MEDIC_AGENT_BINARY);
 }
 
+// The credential the fake server issues at enrolment.
+constexpr char kCredential[] =
+    "c0ffee00c0ffee00c0ffee00c0ffee00c0ffee00c0ffee00c0ffee00c0ffee00";
+
 // What the fake medic server saw, and the commands it will hand out.
 class FakeMedicServer {
  public:
@@ -43,10 +48,21 @@ class FakeMedicServer {
     if (req.target == "/health") {
       return {200, "ok"};  // the health-checked app, not the agent API
     }
-    if (req.Header("authorization") != "Bearer tok") {
+    std::unique_lock<std::mutex> lock(mu_);
+    if (req.method == "POST" && req.target == "/agent/v1/enroll") {
+      // The bootstrap token: pending at first, then approved (the same request key).
+      if (req.Header("authorization") != "Bearer tok") {
+        return {401, R"({"error":"bad token"})"};
+      }
+      enroll_bodies_.push_back(*ParseJsonObject(req.body));
+      if (enroll_bodies_.size() == 1) {
+        return {202, R"({"status":"pending","name":"web-1","fingerprint":"0123456789abcdef"})"};
+      }
+      return {201, DumpJson(Json{{"name", "web-1"}, {"credential", kCredential}})};
+    }
+    if (req.Header("authorization") != "Bearer " + std::string(kCredential)) {
       return {401, R"({"error":"bad token"})"};
     }
-    std::unique_lock<std::mutex> lock(mu_);
     if (req.method == "POST" && req.target == "/agent/v1/register") {
       registers_.push_back(*ParseJsonObject(req.body));
       cv_.notify_all();
@@ -93,6 +109,7 @@ class FakeMedicServer {
     return cv_.wait_for(lock, Millis(10'000), [&] { return pred(); });
   }
 
+  std::vector<Json> enroll_bodies_;
   std::vector<Json> registers_;
   std::vector<protocol::Report> reports_;
   std::vector<protocol::CommandResult> results_;
@@ -116,9 +133,11 @@ class AgentBinaryTest : public ::testing::Test {
       ::kill(pid_, SIGKILL);
       ::waitpid(pid_, nullptr, 0);
     }
-    for (const char* f : {"/agent.token", "/agent.yaml", "/agent.log", "/sleeper.log"}) {
+    for (const char* f : {"/agent.token", "/agent.yaml", "/agent.log", "/sleeper.log",
+                          "/state/credential", "/state/enroll.key"}) {
       ::unlink((dir_ + f).c_str());
     }
+    ::rmdir((dir_ + "/state").c_str());
     ::rmdir(dir_.c_str());
   }
 
@@ -128,6 +147,9 @@ class AgentBinaryTest : public ::testing::Test {
                              "token_file: " +
                              dir_ +
                              "/agent.token\n"
+                             "state_dir: " +
+                             dir_ +
+                             "/state\n"
                              "interval: 200ms\n" +
                              extra;
     ASSERT_TRUE(WriteFileAtomic(dir_ + "/agent.yaml", yaml).has_value());
@@ -183,7 +205,7 @@ TEST_F(AgentBinaryTest, CheckConfig) {
   WriteConfig("http://127.0.0.1:1", "servcies: {}\n");
   StartAgent({"--config", dir_ + "/agent.yaml", "--check-config"});
   EXPECT_EQ(WaitExit(Millis(5000)), 1);
-  EXPECT_NE(Log().find("agent.yaml:5:1: unknown key 'servcies'"), std::string::npos) << Log();
+  EXPECT_NE(Log().find("agent.yaml:6:1: unknown key 'servcies'"), std::string::npos) << Log();
 
   StartAgent({"--check-config"});  // neither file nor flags
   EXPECT_EQ(WaitExit(Millis(5000)), 1);
@@ -221,6 +243,17 @@ TEST_F(AgentBinaryTest, ServesTheProtocolAndStopsServicesOnSigterm) {
   })) << Log();
   {
     std::lock_guard<std::mutex> lock(medic.mu_);
+    // Enrolled with the bootstrap token: asked again after "pending", with the same key, and
+    // kept the credential (mode 0600) in its state directory; the request key is gone.
+    ASSERT_EQ(medic.enroll_bodies_.size(), 2u);
+    EXPECT_EQ(medic.enroll_bodies_[0]["name"], "web-1");
+    EXPECT_EQ(medic.enroll_bodies_[0]["key"].get<std::string>().size(), 64u);
+    EXPECT_EQ(medic.enroll_bodies_[0]["key"], medic.enroll_bodies_[1]["key"]);
+    EXPECT_EQ(ReadFile(dir_ + "/state/credential").value_or(""), std::string(kCredential) + "\n");
+    struct stat st {};
+    ASSERT_EQ(::stat((dir_ + "/state/credential").c_str(), &st), 0);
+    EXPECT_EQ(st.st_mode & 0777, 0600u);
+    EXPECT_FALSE(PathExists(dir_ + "/state/enroll.key"));
     ASSERT_EQ(medic.registers_.size(), 1u);
     EXPECT_EQ(medic.registers_[0]["name"], "web-1");
     EXPECT_EQ(medic.registers_[0]["services"], Json::array({"sleeper"}));
@@ -268,6 +301,37 @@ TEST_F(AgentBinaryTest, ServesTheProtocolAndStopsServicesOnSigterm) {
   ASSERT_EQ(::kill(pid_, SIGTERM), 0);
   EXPECT_EQ(WaitExit(Millis(8000)), 0) << Log();
   EXPECT_TRUE(::kill(sleeper, 0) != 0 && errno == ESRCH);
+}
+
+// An agent with a stored credential uses it and never enrols on its own, even when the server
+// refuses it (a revoked host): it keeps asking with that credential, with backoff.
+TEST_F(AgentBinaryTest, AStoredCredentialIsUsedAndNeverReEnrolled) {
+  FakeMedicServer medic;
+  FakeHttpServer http([&](const RecordedRequest& r) { return medic.Handle(r); });
+  WriteConfig(http.url());
+  ASSERT_TRUE(MakeDirs(dir_ + "/state", 0700).has_value());
+  ASSERT_TRUE(
+      WriteFileAtomic(dir_ + "/state/credential", std::string(kCredential) + "\n", 0600)
+          .has_value());
+  StartAgent({"--config", dir_ + "/agent.yaml"});
+  ASSERT_TRUE(medic.WaitFor([&] { return !medic.reports_.empty(); })) << Log();
+  size_t registers = 0;
+  {
+    std::lock_guard<std::mutex> lock(medic.mu_);
+    EXPECT_TRUE(medic.enroll_bodies_.empty());
+    registers = medic.registers_.size();
+  }
+  ::kill(pid_, SIGKILL);
+  ::waitpid(pid_, nullptr, 0);
+  pid_ = 0;
+  // A credential the server does not know: refused, and still no enrolment.
+  ASSERT_TRUE(WriteFileAtomic(dir_ + "/state/credential", std::string(64, 'd') + "\n", 0600)
+                  .has_value());
+  StartAgent({"--config", dir_ + "/agent.yaml"});
+  std::this_thread::sleep_for(Millis(1500));
+  std::lock_guard<std::mutex> lock(medic.mu_);
+  EXPECT_TRUE(medic.enroll_bodies_.empty());
+  EXPECT_EQ(medic.registers_.size(), registers);
 }
 
 // --metrics-listen: the real agent's /metrics output passes `promtool check metrics`, carries

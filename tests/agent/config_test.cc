@@ -134,11 +134,52 @@ TEST(AgentConfig, MissingServerOrTokenFile) {
   ASSERT_FALSE(s.has_value());
   EXPECT_NE(s.error().message.find("a.yaml: 'server' is required"), std::string::npos);
 
-  auto d = ParseAgentConfig("server: http://s\n", "a.yaml");
+  // No token file: the agent may hold a credential already, or get an enrolment code.
+  auto d = ParseAgentConfig("server: http://s\nname: web-1\n", "a.yaml");
   ASSERT_TRUE(d.has_value());
-  s = FinalizeAgentConfig({}, &*d);
-  ASSERT_FALSE(s.has_value());
-  EXPECT_NE(s.error().message.find("'token_file' is required"), std::string::npos);
+  EXPECT_TRUE(FinalizeAgentConfig({}, &*d).has_value());
+  EXPECT_EQ(d->state_dir, "/var/lib/medic-agent");
+  EXPECT_EQ(d->enroll_code, "");
+}
+
+TEST(AgentConfig, StateDirAndEnrollCode) {
+  auto c = ParseAgentConfig("server: http://s\nname: web-1\nstate_dir: /srv/agent\n"
+                            "enroll_code: 0123456789abcdef0123456789abcdef\n",
+                            "a.yaml");
+  ASSERT_TRUE(c.has_value()) << c.error().message;
+  EXPECT_EQ(c->state_dir, "/srv/agent");
+  EXPECT_EQ(c->enroll_code, "0123456789abcdef0123456789abcdef");
+  struct Case {
+    std::string yaml, want;
+  };
+  const std::vector<Case> bad = {
+      {"state_dir: relative/dir\n", "state_dir must be an absolute path"},
+      {"state_dir: \"\"\n", "state_dir"},
+      {"enroll_code: not-a-code!\n", "enroll_code must be the code"},
+      {"enroll_code: [1]\n", "enroll_code"},
+  };
+  for (const auto& b : bad) {
+    SCOPED_TRACE(b.yaml);
+    auto r = ParseAgentConfig(b.yaml, "a.yaml");
+    ASSERT_FALSE(r.has_value());
+    EXPECT_NE(r.error().message.find(b.want), std::string::npos) << r.error().message;
+  }
+  const char* argv[] = {"medic-agent", "--server", "http://s", "--name", "web-2",
+                        "--state-dir", "/st",      "--enroll-code", "abcdef0123456789"};
+  auto flags = ParseAgentFlags(9, argv);
+  ASSERT_TRUE(flags.has_value()) << flags.error().message;
+  AgentConfig f;
+  ASSERT_TRUE(FinalizeAgentConfig(flags->overrides, &f).has_value());
+  EXPECT_EQ(f.state_dir, "/st");
+  EXPECT_EQ(f.enroll_code, "abcdef0123456789");
+  ConfigOverrides o;
+  o.server = "http://s";
+  o.name = "web-1";
+  o.state_dir = "rel";
+  EXPECT_FALSE(FinalizeAgentConfig(o, &f).has_value());
+  o.state_dir = std::nullopt;
+  o.enroll_code = "XYZ";
+  EXPECT_FALSE(FinalizeAgentConfig(o, &f).has_value());
 }
 
 TEST(AgentConfig, FlagsOverrideTheFile) {

@@ -168,8 +168,18 @@ class SurviveTest : public ::testing::Test {
 TEST_F(SurviveTest, EverySampleOfA30sOutageArrivesLaterWithItsOriginalTimestamp) {
   StartServer();
   ASSERT_FALSE(HasFatalFailure());
-  const std::string yaml = "server: " + Url("") + "\nname: survive-1\ntoken_file: " + dir_ +
-                           "/data/agent.token\ninterval: 1s\n";
+  // Enrolled with a code from the admin token; the credential it keeps in its state directory
+  // must still work after the server's restart.
+  HttpRequest enroll;
+  enroll.method = "POST";
+  enroll.url = Url("/api/v1/hosts/survive-1/enroll");
+  enroll.headers = {{"Authorization", "Bearer " + AdminToken()}};
+  auto code = http_->Do(enroll);
+  ASSERT_TRUE(code.has_value() && code->status == 201) << (code ? code->body : "no answer");
+  const std::string yaml = "server: " + Url("") + "\nname: survive-1\nstate_dir: " + dir_ +
+                           "/agent-state\nenroll_code: " +
+                           ParseJsonObject(code->body).value()["code"].get<std::string>() +
+                           "\ninterval: 1s\n";
   ASSERT_TRUE(WriteFileAtomic(dir_ + "/agent.yaml", yaml).has_value());
   agent_ = Spawn({Binary("medic-agent", MEDIC_AGENT_BINARY), "--config", dir_ + "/agent.yaml"},
                  dir_ + "/agent.log");

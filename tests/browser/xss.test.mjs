@@ -7,7 +7,6 @@
 
 import {test, before, after} from 'node:test';
 import assert from 'node:assert/strict';
-import fs from 'node:fs';
 import http from 'node:http';
 import path from 'node:path';
 
@@ -49,9 +48,8 @@ before(async () => {
   demo = await startDemo({hosts: 1, env: {
     MEDIC_AI_PROVIDER: 'openai', MEDIC_AI_BASE_URL: model.baseUrl, MEDIC_AI_API_KEY: 'sk-test',
     MEDIC_AI_MODEL: 'fake-model'}});
-  const agentToken = fs.readFileSync(path.join(demo.dataDir, 'server', 'agent.token'), 'utf8').trim();
   agent = await startFakeAgent({
-    base: demo.url, agentToken, name: 'xss-1',
+    base: demo.url, adminToken: demo.adminToken, name: 'xss-1',
     facts: {hostname: hostile('hostname'), version: hostile('version')},
     metrics: {disk_used_percent: 97, mem_used_percent: 10, cpu_percent: 1},
     checks: [{name: 'web', healthy: false, detail: hostile('check')}],
@@ -59,7 +57,7 @@ before(async () => {
     answer: (cmd) => ({exit_code: 0, output: hostile(cmd.action === 'service.restart' ? 'remediation' : 'diagnostics')}),
   });
   // A host name is a name, not text: the server refuses a hostile one outright.
-  const refused = await tryRegister(demo.url, agentToken, {name: '<script>alert(1)</script>', hostname: 'x'});
+  const refused = await tryRegister(demo.url, agent.credential, {name: '<script>alert(1)</script>', hostname: 'x'});
   assert.equal(refused.status, 400);
   browser = await launchBrowser();
 });

@@ -579,5 +579,44 @@ TEST_F(CliIntegrationTest, PauseAndResumeAsAdminAndAViewerCannotSwitch) {
   EXPECT_EQ(paused(), false) << "a viewer's pause changed the settings";
 }
 
+// Enrolment from the command line against the real server: a code for a host, the pending
+// list, approval of an unknown request, revocation.
+TEST_F(CliIntegrationTest, HostsEnrollPendingApproveRevoke) {
+  const std::string data = tmp_.path() + "/server";
+  const std::string log = tmp_.path() + "/server.log";
+  Child server({MedicServerBin(), "--listen", "127.0.0.1:0", "--data-dir", data}, false, true, log);
+  const int port = WaitForServerPort(server, log);
+  ASSERT_GT(port, 0) << LogTailForTest(log);
+  const std::vector<std::string> as_admin = {"--server", "http://127.0.0.1:" + std::to_string(port),
+                                             "--token-file", data + "/admin.token"};
+  auto admin = [&](std::vector<std::string> args) {
+    args.insert(args.begin(), as_admin.begin(), as_admin.end());
+    return RunMedic(tmp_.path(), args);
+  };
+  MedicRun run = admin({"hosts", "enroll", "web-7", "--ttl", "2h"});
+  ASSERT_EQ(run.exit_code, 0) << run.err;
+  const std::string code = run.out.substr(0, run.out.find('\n'));
+  EXPECT_EQ(code.size(), 32u) << run.out;
+  EXPECT_NE(run.out.find("single use, expires "), std::string::npos) << run.out;
+  run = admin({"hosts", "enroll", "web-7", "--json"});
+  ASSERT_EQ(run.exit_code, 0) << run.err;
+  Result<Json> j = ParseJson(run.out);
+  ASSERT_TRUE(j.has_value()) << run.out;
+  EXPECT_EQ((*j)["name"], "web-7");
+  EXPECT_TRUE((*j)["code"].is_string());
+
+  run = admin({"hosts", "pending"});
+  EXPECT_EQ(run.exit_code, 0) << run.err;
+  EXPECT_EQ(run.out, "no enrolment requests wait for approval\n");
+  run = admin({"hosts", "approve", "web-7"});
+  EXPECT_EQ(run.exit_code, 1);
+  EXPECT_EQ(run.err, "medic: hosts approve web-7: 404 no enrolment request from host 'web-7'\n");
+  run = admin({"hosts", "revoke", "web-7"});  // its unused codes
+  EXPECT_EQ(run.exit_code, 0) << run.err;
+  EXPECT_EQ(run.out, "revoked host web-7: its agent is cut off\n");
+  run = admin({"hosts", "enroll", "bad name"});
+  EXPECT_EQ(run.exit_code, 1);
+}
+
 }  // namespace
 }  // namespace medic::cli

@@ -58,13 +58,15 @@ TEST(NginxConfigTest, QuotesPathsWithSpecialCharacters) {
 }
 
 TEST(AgentYamlTest, ParsesBackWithEveryField) {
-  const AgentYamlInputs in{"http://127.0.0.1:8080", "/data/demo/server/agent.token",
+  const AgentYamlInputs in{"http://127.0.0.1:8080", "0123456789abcdef0123456789abcdef",
                            "/usr/sbin/nginx", "/opt/medic/bin/medic"};
   const std::string text = AgentYaml(Host(), in);
   const YAML::Node y = YAML::Load(text);
   EXPECT_EQ(y["server"].as<std::string>(), "http://127.0.0.1:8080");
   EXPECT_EQ(y["name"].as<std::string>(), "web-2");
-  EXPECT_EQ(y["token_file"].as<std::string>(), "/data/demo/server/agent.token");
+  EXPECT_FALSE(y["token_file"]);  // enrolled with its code: no bootstrap token
+  EXPECT_EQ(y["enroll_code"].as<std::string>(), "0123456789abcdef0123456789abcdef");
+  EXPECT_EQ(y["state_dir"].as<std::string>(), "/data/demo/hosts/web-2/state");
   EXPECT_EQ(y["interval"].as<std::string>(), "1s");
   EXPECT_TRUE(y["chaos"]["allowed"].as<bool>());
 
@@ -146,10 +148,9 @@ TEST(AgentYamlTest, HostWithoutIsolationGetsOneByteChaosBudgetsSoOnlyNginxCrashR
 }
 
 TEST(AgentYamlTest, OddPathsSurviveTheRoundTrip) {
-  const AgentYamlInputs in{"http://[::1]:8080", "/d/it's: #1/agent.token", "/usr/sbin/nginx",
-                           "/o/medic"};
+  const AgentYamlInputs in{"http://[::1]:8080", "abcdef", "/usr/sbin/nginx", "/o/medic"};
   const YAML::Node y = YAML::Load(AgentYaml(MakeDemoHost("/d/it's: #1", 1), in));
-  EXPECT_EQ(y["token_file"].as<std::string>(), "/d/it's: #1/agent.token");
+  EXPECT_EQ(y["state_dir"].as<std::string>(), "/d/it's: #1/hosts/web-1/state");
   EXPECT_EQ(y["server"].as<std::string>(), "http://[::1]:8080");
   EXPECT_EQ(y["policy"]["paths"][0].as<std::string>(), "/d/it's: #1/hosts/web-1/log");
 }

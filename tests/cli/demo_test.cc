@@ -237,6 +237,12 @@ class DemoTest : public ::testing::Test {
         return HttpResponse{201, R"j({"code":"c0de","expires_at":"2026-12-06T12:00:00.000Z"})j",
                             "application/json"};
       }
+      if (r.method == "POST" && r.url.rfind("http://127.0.0.1:18080/api/v1/hosts/", 0) == 0 &&
+          r.url.size() > 7 && r.url.substr(r.url.size() - 7) == "/enroll") {
+        const std::string name = r.url.substr(36, r.url.size() - 7 - 36);
+        return HttpResponse{201, DumpJson(Json{{"name", name}, {"code", "c0de-" + name}}),
+                            "application/json"};
+      }
       if (r.url == "http://127.0.0.1:18080/api/v1/hosts") {
         Json hosts = Json::array();
         for (const std::string& name : registered_) {
@@ -329,7 +335,11 @@ TEST_F(DemoTest, StartsServerThenHostsPrintsReadyAndStopsInReverse) {
   const std::string conf2 = ReadFile(Data() + "/hosts/web-2/nginx.conf").value();
   EXPECT_NE(conf2.find("listen 127.0.0.1:40003;"), std::string::npos);
   const std::string yaml1 = ReadFile(Data() + "/hosts/web-1/agent.yaml").value();
-  EXPECT_NE(yaml1.find(Data() + "/server/agent.token"), std::string::npos) << yaml1;
+  // Each host enrols with its own code, made with the admin token.
+  EXPECT_NE(yaml1.find("enroll_code: \"c0de-web-1\""), std::string::npos) << yaml1;
+  EXPECT_NE(ReadFile(Data() + "/hosts/web-2/agent.yaml").value().find("c0de-web-2"),
+            std::string::npos);
+  EXPECT_EQ(yaml1.find("agent.token"), std::string::npos) << yaml1;
   EXPECT_NE(yaml1.find("http://127.0.0.1:40001/health"), std::string::npos) << yaml1;
   for (const std::string_view d : {"/hosts/web-1/log", "/hosts/web-1/run", "/hosts/web-1/tmp"}) {
     EXPECT_TRUE(fs::is_directory(Data() + std::string(d))) << d;

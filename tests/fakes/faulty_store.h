@@ -48,6 +48,9 @@ enum class StoreOp {
   kPutHost,
   kDeleteHost,
   kListHosts,
+  kPutHostCredential,
+  kDeleteHostCredential,
+  kListHostCredentials,
   kAppendAudit,
   kListAudit,
   kVerifyAudit,
@@ -58,8 +61,8 @@ inline std::string_view StoreOpName(StoreOp op) {
   static constexpr std::array<std::string_view, kStoreOpCount> kNames = {
       "CreateIncident", "UpdateIncident", "GetIncident", "ListIncidents", "FindOpenIncident",
       "GetSetting",     "PutSetting",     "CreateToken", "DeleteToken",   "ListTokens",
-      "PutHost",        "DeleteHost",     "ListHosts",   "AppendAudit",   "ListAudit",
-      "VerifyAudit"};
+      "PutHost",        "DeleteHost",     "ListHosts",   "PutHostCredential",
+      "DeleteHostCredential", "ListHostCredentials", "AppendAudit", "ListAudit", "VerifyAudit"};
   return kNames[static_cast<size_t>(op)];
 }
 
@@ -204,6 +207,24 @@ class FaultyStore : public server::Store {
       return *e;
     }
     return base_.ListHosts();
+  }
+  Status PutHostCredential(const server::HostCredentialRecord& credential) override {
+    if (auto e = Inject(StoreOp::kPutHostCredential)) {
+      return *e;
+    }
+    return base_.PutHostCredential(credential);
+  }
+  Status DeleteHostCredential(const std::string& name) override {
+    if (auto e = Inject(StoreOp::kDeleteHostCredential)) {
+      return *e;
+    }
+    return base_.DeleteHostCredential(name);
+  }
+  Result<std::vector<server::HostCredentialRecord>> ListHostCredentials() override {
+    if (auto e = Inject(StoreOp::kListHostCredentials)) {
+      return *e;
+    }
+    return base_.ListHostCredentials();
   }
   Status AppendAudit(const server::AuditEntry& entry) override {
     if (auto e = Inject(StoreOp::kAppendAudit)) {

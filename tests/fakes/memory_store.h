@@ -217,6 +217,31 @@ class MemoryStore : public server::Store {
     return out;
   }
 
+  Status PutHostCredential(const server::HostCredentialRecord& credential) override {
+    std::lock_guard<std::mutex> lock(data_->mu);
+    server::HostCredentialRecord stored = credential;
+    stored.issued_at = Truncate(stored.issued_at);
+    data_->credentials[credential.name] = std::move(stored);
+    return OkStatus();
+  }
+
+  Status DeleteHostCredential(const std::string& name) override {
+    std::lock_guard<std::mutex> lock(data_->mu);
+    if (data_->credentials.erase(name) == 0) {
+      return NotFound("no credential for host '" + name + "'");
+    }
+    return OkStatus();
+  }
+
+  Result<std::vector<server::HostCredentialRecord>> ListHostCredentials() override {
+    std::lock_guard<std::mutex> lock(data_->mu);
+    std::vector<server::HostCredentialRecord> out;
+    for (const auto& [name, c] : data_->credentials) {  // by name
+      out.push_back(c);
+    }
+    return out;
+  }
+
   Status AppendAudit(const server::AuditEntry& entry) override {
     std::lock_guard<std::mutex> lock(data_->mu);
     server::AuditEntry stored = entry;
@@ -254,6 +279,7 @@ class MemoryStore : public server::Store {
     std::map<std::string, std::string> settings;        // Guarded by mu.
     std::map<std::string, server::TokenRecord> tokens;  // Guarded by mu. By name.
     std::map<std::string, server::HostRecord> hosts;    // Guarded by mu. By name.
+    std::map<std::string, server::HostCredentialRecord> credentials;  // Guarded by mu. By name.
     std::vector<server::AuditEntry> audit;              // Guarded by mu. Oldest first.
   };
 

@@ -26,6 +26,7 @@
 #include "protocol/wire.h"
 #include "tests/fakes/subprocess.h"
 #include "tests/fakes/temp_dir.h"
+#include "tests/server/enroll_host.h"
 #include "transport/http_client.h"
 
 namespace medic {
@@ -566,8 +567,19 @@ TEST_P(CrashRecoveryTest, SigkillDuringConcurrentTransitionsLosesNothing) {
   url_ = first.Start();
   ASSERT_FALSE(url_.empty()) << "medic-server did not start: " << first.StderrTail();
   admin_ = std::string(Trim(ReadFile(data_ + "/admin.token").value_or("")));
-  const std::string agent_token(Trim(ReadFile(data_ + "/agent.token").value_or("")));
-  ASSERT_FALSE(agent_token.empty());
+  // Each fake agent enrols its host with a code, as `medic demo` does, and keeps its credential
+  // across the server's restart.
+  auto client = NewCurlHttpClient();
+  const test::CallFn call = [&](const std::string& method, const std::string& path,
+                                const std::string& token, const std::string& body) {
+    auto r = Call(*client, method, url_ + path, token, body);
+    return r ? std::make_pair(r->status, r->body) : std::make_pair(0, std::string());
+  };
+  std::vector<std::string> credentials;
+  for (int i = 0; i < kHosts; ++i) {
+    credentials.push_back(test::EnrollHost(call, admin_, HostName(i)));
+    ASSERT_FALSE(credentials.back().empty());
+  }
 
   KillSwitch kill;
   kill.Arm(first.pid(), kill_after);
@@ -583,7 +595,7 @@ TEST_P(CrashRecoveryTest, SigkillDuringConcurrentTransitionsLosesNothing) {
     if (held) {
       held_hosts.insert(HostName(i));
     }
-    agents.push_back(std::make_unique<FakeAgent>(HostName(i), endpoint, agent_token,
+    agents.push_back(std::make_unique<FakeAgent>(HostName(i), endpoint, credentials[i],
                                                  when == KillDuring::kDiagnosis ? &kill : nullptr,
                                                  held ? &hold : nullptr));
   }

@@ -1,7 +1,8 @@
 #pragma once
 
-// A real ServerApp on 127.0.0.1:0 in a temp data dir, its admin and agent tokens, and a libcurl
-// client to call it: the base of the HTTP-level server tests.
+// A real ServerApp on 127.0.0.1:0 in a temp data dir, its admin and bootstrap tokens, host
+// web-1 enrolled (agent_ is its credential), and a libcurl client to call it: the base of the
+// HTTP-level server tests. Enroll() enrols more hosts.
 
 #include <gtest/gtest.h>
 
@@ -11,6 +12,7 @@
 #include "core/files.h"
 #include "server/app/server_app.h"
 #include "tests/fakes/temp_dir.h"
+#include "tests/server/enroll_host.h"
 #include "transport/http_client.h"
 
 namespace medic::test {
@@ -35,7 +37,20 @@ class ServerFixture : public ::testing::Test {
     ASSERT_TRUE(app_->Start().has_value());
     base_ = "http://127.0.0.1:" + std::to_string(app_->port());
     admin_ = std::string(Trim(ReadFile(dir_.File("data/admin.token")).value()));
-    agent_ = std::string(Trim(ReadFile(dir_.File("data/agent.token")).value()));
+    bootstrap_ = std::string(Trim(ReadFile(dir_.File("data/agent.token")).value()));
+    if (agent_.empty()) {  // a restarted server still knows it
+      agent_ = Enroll("web-1");
+    }
+  }
+  // Enrols `host` (a code from the admin token, then the agent's enrolment) and returns its
+  // credential, which replaces any it had.
+  std::string Enroll(const std::string& host) { return EnrollHost(Caller(), admin_, host); }
+  CallFn Caller() {
+    return [this](const std::string& method, const std::string& path, const std::string& token,
+                  const std::string& body) {
+      HttpResponse r = Call(method, path, token, body);
+      return std::make_pair(r.status, r.body);
+    };
   }
   // The server's clock: real time unless a test overrides it (e.g. with a ManualClock).
   virtual const Clock& ServerClock() const { return clock_; }
@@ -58,7 +73,9 @@ class ServerFixture : public ::testing::Test {
   SystemClock clock_;
   std::unique_ptr<server::ServerApp> app_;
   std::unique_ptr<HttpClient> client_ = NewCurlHttpClient();
-  std::string base_, admin_, agent_;
+  std::string base_, admin_;
+  std::string bootstrap_;  // agent.token: enrolment only
+  std::string agent_;      // web-1's own credential
 };
 
 }  // namespace medic::test

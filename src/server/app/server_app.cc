@@ -10,6 +10,7 @@
 #include "ai/ai_brain.h"
 #include "ai/ai_config.h"
 #include "core/files.h"
+#include "core/sha256.h"
 #include "core/log.h"
 #include "core/yaml_util.h"
 #include "server/alarms/alarm_config.h"
@@ -21,6 +22,7 @@
 #include "server/fleet/hosts.h"
 #include "server/fleet/target_group_config.h"
 #include "server/http/routes.h"
+#include "server/identity/host_identities.h"
 #include "server/incidents/incident_json.h"
 #include "server/incidents/incident_manager.h"
 #include "server/incidents/settings.h"
@@ -160,6 +162,7 @@ struct ServerApp::Parts {
   std::unique_ptr<TaskThread> decisions;  // joined by ServerApp::Stop before Parts dies
   std::unique_ptr<IncidentManager> incidents;
   TokenRegistry tokens;
+  std::unique_ptr<HostIdentities> identities;  // the hosts' own credentials, enrolment
   std::unique_ptr<SessionRegistry> sessions;  // in memory: a restart signs browsers out
   std::unique_ptr<EventHub> events;
   std::unique_ptr<Archive> archive;
@@ -258,7 +261,10 @@ Result<std::unique_ptr<ServerApp>> ServerApp::Create(const ServerConfig& config,
   ASSIGN_OR_RETURN(std::string admin, EnsureToken(config.data_dir, "admin.token"));
   ASSIGN_OR_RETURN(std::string agent, EnsureToken(config.data_dir, "agent.token"));
   p->tokens.Add(admin, Principal{"admin", Role::kAdmin});
-  p->tokens.Add(agent, Principal{"agent", Role::kAgent});
+  // agent.token is the bootstrap token: it only files enrolment requests (POST
+  // /agent/v1/enroll); every other agent call needs the host's own credential.
+  p->identities = std::make_unique<HostIdentities>(*p->store, clock, Sha256Hex(agent));
+  RETURN_IF_ERROR(p->identities->Load());
 
   ASSIGN_OR_RETURN(auto stored_tokens, p->store->ListTokens());
   for (const auto& t : stored_tokens) {
@@ -313,6 +319,9 @@ Result<std::unique_ptr<ServerApp>> ServerApp::Create(const ServerConfig& config,
   // Every route, in the order of the API listing.
   p->router = std::make_unique<Router>(p->tokens, p->sessions.get());
   Router& r = *p->router;
+  HostIdentities* identities = p->identities.get();
+  r.SetHostAuthenticator(
+      [identities](std::string_view credential) { return identities->Authenticate(credential); });
   AddHealthRoutes(r, {clock, *p->hosts, *p->alarms, *p->incidents, *p->commands});
   AddSettingsRoutes(r, *p->settings, *p->store, clock, *events);
   AddIndexRoute(r);
@@ -320,7 +329,8 @@ Result<std::unique_ptr<ServerApp>> ServerApp::Create(const ServerConfig& config,
   AddHostRoutes(r, {clock, *p->hosts, *p->fleet, *p->store});
   AddAlarmRoutes(r, *p->alarms, *p->target_groups);
   AddChaosRoutes(r, {clock, *p->hosts, *p->commands, *p->store});
-  AddAgentRoutes(r, {clock, *p->fleet, *p->commands, *p->incidents});
+  AddIdentityRoutes(r, {clock, *p->identities, *p->commands, *p->store});
+  AddAgentRoutes(r, {clock, *p->fleet, *p->commands, *p->incidents, *p->identities});
   AddTokenRoutes(r, *p->store, p->tokens, *p->sessions, clock);
   // Served over TLS, the session cookie is Secure whatever the config says.
   AddSessionRoutes(r, {p->tokens, *p->sessions, config.cookie_secure || tls});

@@ -73,9 +73,9 @@ Result<ServerDeps> MakeRealServerDeps(const ServerConfig& config, const Clock& c
 
 class ServerApp {
  public:
-  // Creates the data directory and the tokens (admin.token, agent.token, mode 0600, unless they
-  // exist), loads the settings and operator tokens from the store, restores the fleet and
-  // recovers open incidents. InvalidArgument if a required dependency is missing.
+  // Creates the data directory and the tokens (admin.token; agent.token, the bootstrap token
+  // agents may enrol with; mode 0600, unless they exist), loads the settings, operator tokens
+  // and host credentials from the store, restores the fleet and recovers open incidents. InvalidArgument if a required dependency is missing.
   static Result<std::unique_ptr<ServerApp>> Create(const ServerConfig& config, ServerDeps deps);
   ~ServerApp();
 

@@ -181,6 +181,15 @@ void Archive::Drop(const std::string& id) {
   uploads_.erase(id);
 }
 
+std::optional<std::string> Archive::UploaderOf(const std::string& id) const {
+  std::lock_guard<std::mutex> lock(mu_);
+  auto it = uploads_.find(id);
+  if (it == uploads_.end()) {
+    return std::nullopt;
+  }
+  return it->second->host;
+}
+
 size_t Archive::uploads_in_progress() const {
   std::lock_guard<std::mutex> lock(mu_);
   return uploads_.size();

@@ -15,6 +15,7 @@
 #include <map>
 #include <memory>
 #include <mutex>
+#include <optional>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -66,6 +67,9 @@ class Archive {
   // the agent's. On a match the file moves to DIR/HOST/NAME (the directory fsynced too); on a
   // mismatch it is deleted and FailedPrecondition says why. The upload is over either way.
   Result<ArchivedFile> Finish(const std::string& id, const std::string& sha256, int64_t bytes);
+
+  // The host that started upload `id`, while it is in progress; nullopt otherwise.
+  std::optional<std::string> UploaderOf(const std::string& id) const;
 
   // Drops uploads idle longer than upload_ttl. Start, Append and Finish call it too.
   void ExpireIdle();

@@ -2,6 +2,14 @@
 
 namespace medic::server {
 
+namespace {
+
+// How long after a command expires its result is still matched to its host: the agent may
+// receive it just before it expires and run it for its whole timeout.
+constexpr Millis kResultGrace{600'000};
+
+}  // namespace
+
 std::vector<protocol::Command> CommandQueue::TakeDueLocked(const std::string& host,
                                                            SteadyTime now) {
   std::vector<protocol::Command> out;
@@ -24,6 +32,8 @@ void CommandQueue::Send(const std::string& host, protocol::Command command) {
   std::vector<protocol::Command> due;
   {
     std::lock_guard<std::mutex> lock(mu_);
+    recipients_[command.id] = Recipient{
+        host, command.expires_at + Millis(command.timeout_ms) + kResultGrace};
     queues_[host].push_back(Entry{std::move(command)});
     auto w = waiters_.find(host);
     if (w != waiters_.end()) {
@@ -69,6 +79,29 @@ void CommandQueue::Complete(const std::string& host, const std::string& command_
   std::erase_if(it->second, [&](const Entry& e) { return e.command.id == command_id; });
 }
 
+std::optional<std::string> CommandQueue::RecipientOf(const std::string& command_id) const {
+  std::lock_guard<std::mutex> lock(mu_);
+  auto it = recipients_.find(command_id);
+  if (it == recipients_.end()) {
+    return std::nullopt;
+  }
+  return it->second.host;
+}
+
+void CommandQueue::Wake(const std::string& host) {
+  Deliver deliver;
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    auto w = waiters_.find(host);
+    if (w == waiters_.end()) {
+      return;
+    }
+    deliver = std::move(w->second.deliver);
+    waiters_.erase(w);
+  }
+  deliver({});
+}
+
 void CommandQueue::RunOnce() {
   std::vector<Deliver> expired;
   {
@@ -86,6 +119,7 @@ void CommandQueue::RunOnce() {
     for (auto& [host, q] : queues_) {
       std::erase_if(q, [&](const Entry& e) { return e.command.expires_at < wall; });
     }
+    std::erase_if(recipients_, [&](const auto& kv) { return kv.second.forget_at < wall; });
   }
   for (auto& d : expired) {
     d({});

@@ -9,6 +9,7 @@
 #include <functional>
 #include <map>
 #include <mutex>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -41,6 +42,14 @@ class CommandQueue : public CommandSink {
   // The host answered this command: it is not delivered again.
   void Complete(const std::string& host, const std::string& command_id);
 
+  // The host a command was sent to, while its result may still come (until some time after the
+  // command expires); nullopt for an id this queue does not know (any more).
+  std::optional<std::string> RecipientOf(const std::string& command_id) const;
+
+  // Answers the host's parked poll now, with an empty list (its credential was revoked: the
+  // poll's own answer decides what the agent is told).
+  void Wake(const std::string& host);
+
   // Answers expired polls and drops commands past their expiry. Call periodically.
   void RunOnce();
 
@@ -56,6 +65,10 @@ class CommandQueue : public CommandSink {
     bool delivered = false;
     SteadyTime delivered_at;
   };
+  struct Recipient {
+    std::string host;
+    WallTime forget_at;
+  };
   struct Waiter {
     SteadyTime deadline;
     Deliver deliver;
@@ -68,6 +81,7 @@ class CommandQueue : public CommandSink {
   mutable std::mutex mu_;
   std::map<std::string, std::vector<Entry>> queues_;  // Guarded by mu_.
   std::map<std::string, Waiter> waiters_;             // Guarded by mu_.
+  std::map<std::string, Recipient> recipients_;       // command id -> host. Guarded by mu_.
 };
 
 }  // namespace medic::server

@@ -19,6 +19,9 @@ Result<StartRequest> ParseStart(const ApiRequest& req) {
   ASSIGN_OR_RETURN(Json body, ParseBody(req, false));
   StartRequest r;
   ASSIGN_OR_RETURN(r.host, RequireString(body, "host"));
+  if (!protocol::IsValidHostName(r.host)) {
+    return InvalidArgument("invalid host name '" + r.host + "'");
+  }
   ASSIGN_OR_RETURN(r.path, RequireString(body, "path"));
   ASSIGN_OR_RETURN(auto size, OptionalInt(body, "size"));
   if (!size) {
@@ -61,6 +64,18 @@ Result<int64_t> ParseOffset(const ApiRequest& req) {
   return std::stoll(s);
 }
 
+// An upload in progress is only ever continued by the host that started it.
+Status CheckUploader(const Archive& archive, const ApiRequest& req) {
+  auto it = req.path_params.find("id");
+  if (it == req.path_params.end()) {
+    return OkStatus();
+  }
+  if (auto host = archive.UploaderOf(it->second); host && *host != req.principal) {
+    return PermissionDenied("upload " + it->second + " belongs to another host");
+  }
+  return OkStatus();
+}
+
 Json ArchivedFileToJson(const ArchivedFile& f) {
   Json j{{"host", f.host},
          {"name", f.name},
@@ -77,13 +92,18 @@ Json ArchivedFileToJson(const ArchivedFile& f) {
 
 void AddArchiveRoutes(Router& router, Archive& archive) {
   router.Add({"POST", "/agent/v1/archive", Role::kAgent,
-              "start uploading a file to the archive ({host, path, size}) -> {upload_id}",
+              "start uploading a file to the archive ({host, path, size}; host: the caller's "
+              "own) -> {upload_id}",
               [&archive](ApiRequest& req, Responder respond) {
                 auto r = ParseStart(req);
                 if (!r) {
                   return respond(ErrorResponse(r.error()));
                 }
-                auto id = archive.Start(r->host, r->path, r->size);
+                if (r->host != req.principal) {
+                  return respond(ErrorResponse(
+                      403, "host '" + req.principal + "' may not upload as '" + r->host + "'"));
+                }
+                auto id = archive.Start(req.principal, r->path, r->size);
                 if (!id) {
                   return respond(ErrorResponse(id.error()));
                 }
@@ -93,6 +113,9 @@ void AddArchiveRoutes(Router& router, Archive& archive) {
               "append raw bytes to an upload (?offset=N, N = bytes received so far; "
               "at most 512 KiB per chunk) -> {received}",
               [&archive](ApiRequest& req, Responder respond) {
+                if (Status s = CheckUploader(archive, req); !s) {
+                  return respond(ErrorResponse(s.error()));
+                }
                 auto offset = ParseOffset(req);
                 if (!offset) {
                   return respond(ErrorResponse(offset.error()));
@@ -108,6 +131,9 @@ void AddArchiveRoutes(Router& router, Archive& archive) {
        "end an upload ({sha256, bytes}); 409 when the stored copy differs "
        "-> {sha256, bytes, location}",
        [&archive](ApiRequest& req, Responder respond) {
+         if (Status s = CheckUploader(archive, req); !s) {
+           return respond(ErrorResponse(s.error()));
+         }
          auto r = ParseFinish(req);
          if (!r) {
            return respond(ErrorResponse(r.error()));

@@ -168,9 +168,28 @@ bool IsStateChanging(std::string_view method) {
 
 }  // namespace
 
+std::string_view BearerToken(std::string_view authorization) {
+  constexpr std::string_view kBearer = "Bearer ";
+  if (authorization.size() <= kBearer.size() ||
+      authorization.substr(0, kBearer.size()) != kBearer) {
+    return {};
+  }
+  return authorization.substr(kBearer.size());
+}
+
 Result<Principal> Router::Authenticate(ApiRequest& request) const {
   if (!request.authorization.empty() || sessions_ == nullptr) {
-    return tokens_.Authenticate(request.authorization);
+    auto principal = tokens_.Authenticate(request.authorization);
+    const std::string_view credential = BearerToken(request.authorization);
+    if (principal || !hosts_ || credential.empty() ||
+        principal.error().code != ErrorCode::kUnauthenticated) {
+      return principal;
+    }
+    auto host = hosts_(credential);
+    if (!host) {
+      return Unauthenticated("invalid token");
+    }
+    return Principal{std::move(*host), Role::kAgent};
   }
   const std::string id = FindCookie(request.cookie, kSessionCookie);
   if (id.empty()) {

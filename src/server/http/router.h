@@ -44,6 +44,13 @@ class TokenRegistry {
 // admin; the agent role is separate (agents call only agent routes, operators never).
 bool Allows(Role have, Role need);
 
+// The token of an "Authorization: Bearer X" header value; empty when it is not one.
+std::string_view BearerToken(std::string_view authorization);
+
+// Who a bearer credential that is no operator token belongs to: the host whose own credential it
+// is (identity/HostIdentities::Authenticate), or an error (Unauthenticated). Thread-safe.
+using HostAuthenticator = std::function<Result<std::string>(std::string_view credential)>;
+
 using RouteHandler = std::function<void(ApiRequest&, Responder)>;
 
 struct Route {
@@ -59,8 +66,9 @@ class SessionRegistry;
 // The cookie that carries a dashboard session's id (api_session.cc sets it).
 inline constexpr std::string_view kSessionCookie = "medic_session";
 
-// Authentication: an Authorization header is a bearer token, as the API and the CLI send it.
-// Without one, the session cookie (when `sessions` is given) authenticates as the session's
+// Authentication: an Authorization header is a bearer token, as the API and the CLI send it:
+// an operator token (TokenRegistry), else a host's own credential (the host authenticator, when
+// set), which authenticates as Principal{host name, Role::kAgent}. Without one, the session cookie (when `sessions` is given) authenticates as the session's
 // principal, and then every state-changing method (POST, PUT, DELETE, PATCH) must carry the
 // session's CSRF token in X-CSRF-Token, else 403. Role checks are the same either way.
 class Router {
@@ -71,6 +79,8 @@ class Router {
 
   // REQUIRES: called before the server starts (not thread-safe against Handle).
   void Add(Route route);
+  // REQUIRES: called before the server starts. Without it, no host credential authenticates.
+  void SetHostAuthenticator(HostAuthenticator hosts) { hosts_ = std::move(hosts); }
   // Thread-safe. Answers exactly once through respond.
   void Handle(ApiRequest request, Responder respond) const;
 
@@ -84,6 +94,7 @@ class Router {
 
   const TokenRegistry& tokens_;
   const SessionRegistry* sessions_;
+  HostAuthenticator hosts_;
   std::vector<Route> routes_;
 };
 

@@ -14,6 +14,7 @@
 #include "server/fleet/hosts.h"
 #include "server/fleet/target_groups.h"
 #include "server/http/router.h"
+#include "server/identity/host_identities.h"
 #include "server/http/sessions.h"
 #include "server/incidents/incident_manager.h"
 #include "server/incidents/settings.h"
@@ -81,8 +82,22 @@ struct AgentRoutesDeps {
   Fleet& fleet;                // register, report
   CommandQueue& commands;      // long polls, results
   IncidentManager& incidents;  // results
+  const HostIdentities& identities;  // a parked poll of a revoked host is answered 401
 };
 void AddAgentRoutes(Router& router, AgentRoutesDeps deps);
+
+// api_identity.cc: enrolment (docs/PROTOCOL.md, "Enrolment"). POST /agent/v1/enroll (agents,
+// with a code or the bootstrap token); admin: POST /api/v1/hosts/{name}/enroll (a code),
+// GET /api/v1/hosts/pending, POST /api/v1/hosts/{name}/approve, POST
+// /api/v1/hosts/{name}/revoke (which also wakes the host's parked poll, `commands`). The admin
+// routes are audited (`store`, `clock`).
+struct IdentityRoutesDeps {
+  const Clock& clock;
+  HostIdentities& identities;
+  CommandQueue& commands;
+  Store& store;  // the audit log
+};
+void AddIdentityRoutes(Router& router, IdentityRoutesDeps deps);
 
 // api_tokens.cc: operator tokens (kept in `store`, live in `tokens`) and the audit log. Revoking
 // a token also ends its principal's dashboard sessions and sign-in codes (`sessions`).

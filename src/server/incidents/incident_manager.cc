@@ -530,8 +530,14 @@ void IncidentManager::HandleCommandResult(const protocol::CommandResult& r) {
     return;  // a late or repeated answer: already accounted for
   }
   const std::string incident_id = owner->second;
-  command_owner_.erase(owner);
   auto ait = active_.find(incident_id);
+  if (ait != active_.end() && ait->second.inc.instance_id != r.host) {
+    // Only the host the command went to answers it (the agent routes refuse others first).
+    LogWarn("ignored a result for command " + r.id + " from host " + r.host + ": it was sent to " +
+            ait->second.inc.instance_id);
+    return;
+  }
+  command_owner_.erase(owner);
   if (ait == active_.end()) {
     return;
   }

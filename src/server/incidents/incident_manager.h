@@ -49,6 +49,8 @@ class IncidentManager {
   Status Recover();
 
   void OnAlarmTransition(const AlarmTransition& transition);
+  // A command's result, from the host named in it (the caller authenticated it): one from any
+  // other host than the command's incident's is ignored.
   void OnCommandResult(const protocol::CommandResult& result);
 
   // Operator decisions, each written to the audit log with the actor (incident.approve,

@@ -104,6 +104,15 @@ CREATE TABLE hosts (
 ALTER TABLE audit ADD COLUMN prev_hash TEXT NOT NULL DEFAULT '';
 ALTER TABLE audit ADD COLUMN hash TEXT NOT NULL DEFAULT '';
 )sql",
+      // 6: each host's own credential (hashed), issued at enrolment.
+      R"sql(
+CREATE TABLE host_credentials (
+  name        TEXT    NOT NULL PRIMARY KEY,
+  secret_hash TEXT    NOT NULL UNIQUE,
+  issued_at   INTEGER NOT NULL,
+  issued_by   TEXT    NOT NULL
+);
+)sql",
   };
   return kMigrations;
 }
@@ -271,6 +280,9 @@ class SqliteStore : public Store {
   Status PutHost(const HostRecord& host) override;
   Status DeleteHost(const std::string& name) override;
   Result<std::vector<HostRecord>> ListHosts() override;
+  Status PutHostCredential(const HostCredentialRecord& credential) override;
+  Status DeleteHostCredential(const std::string& name) override;
+  Result<std::vector<HostCredentialRecord>> ListHostCredentials() override;
   Status AppendAudit(const AuditEntry& entry) override;
   Result<std::vector<AuditEntry>> ListAudit(int limit) override;
   Result<AuditVerification> VerifyAudit() override;
@@ -919,6 +931,71 @@ Status SqliteStore::ChainExistingAudit() {
     prev = hash;
   }
   return OkStatus();
+}
+
+Status SqliteStore::PutHostCredential(const HostCredentialRecord& c) {
+  std::lock_guard<std::mutex> lock(mu_);
+  auto run = [&]() -> Status {
+    ASSIGN_OR_RETURN(StmtRef stmt,
+                     Prepare("INSERT OR REPLACE INTO host_credentials (name, secret_hash, "
+                             "issued_at, issued_by) VALUES (?1, ?2, ?3, ?4)"));
+    RETURN_IF_ERROR(stmt.BindText(1, c.name));
+    RETURN_IF_ERROR(stmt.BindText(2, c.secret_hash));
+    RETURN_IF_ERROR(stmt.BindInt(3, ToUnixMillis(c.issued_at)));
+    RETURN_IF_ERROR(stmt.BindText(4, c.issued_by));
+    return stmt.Run();
+  };
+  if (Status s = run(); !s) {
+    return Describe(s.error(), "store the credential of host " + c.name);
+  }
+  return OkStatus();
+}
+
+Status SqliteStore::DeleteHostCredential(const std::string& name) {
+  std::lock_guard<std::mutex> lock(mu_);
+  auto run = [&]() -> Status {
+    ASSIGN_OR_RETURN(StmtRef stmt, Prepare("DELETE FROM host_credentials WHERE name = ?1"));
+    RETURN_IF_ERROR(stmt.BindText(1, name));
+    RETURN_IF_ERROR(stmt.Run());
+    if (sqlite3_changes(db_) == 0) {
+      return NotFound("no credential for host '" + name + "'");
+    }
+    return OkStatus();
+  };
+  if (Status s = run(); !s) {
+    if (s.error().code == ErrorCode::kNotFound) {
+      return s;
+    }
+    return Describe(s.error(), "delete the credential of host " + name);
+  }
+  return OkStatus();
+}
+
+Result<std::vector<HostCredentialRecord>> SqliteStore::ListHostCredentials() {
+  std::lock_guard<std::mutex> lock(mu_);
+  auto run = [&]() -> Result<std::vector<HostCredentialRecord>> {
+    ASSIGN_OR_RETURN(StmtRef stmt, Prepare("SELECT name, secret_hash, issued_at, issued_by "
+                                           "FROM host_credentials ORDER BY name"));
+    std::vector<HostCredentialRecord> out;
+    for (;;) {
+      ASSIGN_OR_RETURN(bool row, stmt.Step());
+      if (!row) {
+        break;
+      }
+      HostCredentialRecord c;
+      c.name = stmt.Text(0);
+      c.secret_hash = stmt.Text(1);
+      ASSIGN_OR_RETURN(c.issued_at, TimeFromMillis(stmt.Int(2), "host_credentials.issued_at"));
+      c.issued_by = stmt.Text(3);
+      out.push_back(std::move(c));
+    }
+    return out;
+  };
+  auto r = run();
+  if (!r) {
+    return Describe(r.error(), "list host credentials");
+  }
+  return r;
 }
 
 Status SqliteStore::AppendAudit(const AuditEntry& e) {

@@ -71,6 +71,14 @@ struct HostRecord {
   WallTime last_seen;
 };
 
+// A host's own credential (docs/PROTOCOL.md, "Enrolment"). Only a hash of the secret is stored.
+struct HostCredentialRecord {
+  std::string name;         // the host it authenticates as; unique
+  std::string secret_hash;  // lowercase hex SHA-256 of the credential; unique
+  WallTime issued_at;
+  std::string issued_by;  // "code:<admin who made the code>" or "approval:<admin>"
+};
+
 class Store {
  public:
   virtual ~Store() = default;
@@ -108,6 +116,13 @@ class Store {
   virtual Status DeleteHost(const std::string& name) = 0;
   // By name.
   virtual Result<std::vector<HostRecord>> ListHosts() = 0;
+
+  // Inserts the credential or replaces the one stored under its name (re-enrolment).
+  virtual Status PutHostCredential(const HostCredentialRecord& credential) = 0;
+  // NotFound if no host has a credential under that name.
+  virtual Status DeleteHostCredential(const std::string& name) = 0;
+  // By name.
+  virtual Result<std::vector<HostCredentialRecord>> ListHostCredentials() = 0;
 
   // Appends the entry, numbered and chained to the newest one in the same transaction.
   virtual Status AppendAudit(const AuditEntry& entry) = 0;

@@ -1,7 +1,9 @@
 // A fake medic agent: speaks the agent protocol (docs/PROTOCOL.md, src/protocol/wire.cc) over
 // HTTP to medic-server, with whatever facts, metrics, checks and command results a test wants
 // (hostile ones included). It never executes anything: every command is recorded and answered
-// with `answer(command)`.
+// with `answer(command)`. Like a real agent it first enrols its host (docs/PROTOCOL.md,
+// "Enrolment"): with an enrolment code it is given, or one it makes with the admin token, and
+// then speaks with the host's own credential.
 
 const kPollWaitMs = 20_000;
 
@@ -9,10 +11,12 @@ function joinUrl(base, p) {
   return base.replace(/\/+$/, '') + p;
 }
 
-async function post(base, agentToken, p, body, signal) {
+async function post(base, credential, p, body, signal) {
+  const headers = { 'Content-Type': 'application/json' };
+  if (credential) headers.Authorization = `Bearer ${credential}`;
   const res = await fetch(joinUrl(base, p), {
     method: 'POST',
-    headers: { Authorization: `Bearer ${agentToken}`, 'Content-Type': 'application/json' },
+    headers,
     body: typeof body === 'string' ? body : JSON.stringify(body),
     signal,
   });
@@ -26,14 +30,37 @@ async function post(base, agentToken, p, body, signal) {
   return { status: res.status, json, text };
 }
 
-// One POST /agent/v1/register with `body` as is (an object, or a raw string).
-export async function tryRegister(base, agentToken, body) {
-  const { status, json } = await post(base, agentToken, '/agent/v1/register', body);
+// One POST /agent/v1/register with `body` as is (an object, or a raw string), with a host's
+// credential (a fake agent's `credential`).
+export async function tryRegister(base, credential, body) {
+  const { status, json } = await post(base, credential, '/agent/v1/register', body);
   return { status, json };
+}
+
+// Enrols host `name` and returns its credential: with `enrollCode`, or with a code made now with
+// `adminToken` (POST /api/v1/hosts/{name}/enroll).
+export async function enrollHost(base, { adminToken, enrollCode } = {}, name) {
+  let code = enrollCode;
+  if (!code) {
+    if (!adminToken) throw new Error(`enrollHost ${name}: an adminToken or an enrollCode is required`);
+    const res = await fetch(joinUrl(base, `/api/v1/hosts/${encodeURIComponent(name)}/enroll`), {
+      method: 'POST',
+      headers: { Authorization: `Bearer ${adminToken}` },
+    });
+    const text = await res.text();
+    if (res.status !== 201) throw new Error(`enrollHost ${name}: code: HTTP ${res.status}: ${text.slice(0, 300)}`);
+    code = JSON.parse(text).code;
+  }
+  const r = await post(base, '', '/agent/v1/enroll', { name, code });
+  if (r.status !== 201 || !r.json || typeof r.json.credential !== 'string') {
+    throw new Error(`enrollHost ${name}: enrol: HTTP ${r.status}: ${r.text.slice(0, 300)}`);
+  }
+  return r.json.credential;
 }
 
 const value = async (v) => (typeof v === 'function' ? await v() : v);
 
+// adminToken or enrollCode: how the host enrols (enrollHost), or credential: one it already has.
 // facts: RegisterRequest fields over the defaults {hostname: name, version, services: ['nginx'],
 //   chaos_allowed: false}; `log_dir` and `targets` pass through (targets make the server probe
 //   their URLs).
@@ -43,7 +70,9 @@ const value = async (v) => (typeof v === 'function' ? await v() : v);
 //   truncated, error, duration_ms}); id and host are filled in. Default: exit 0, empty output.
 export async function startFakeAgent({
   base,
-  agentToken,
+  adminToken,
+  enrollCode,
+  credential,
   name,
   facts = {},
   checks = [],
@@ -51,7 +80,11 @@ export async function startFakeAgent({
   answer = () => ({ exit_code: 0, output: '' }),
   pollWaitMs = kPollWaitMs,
 } = {}) {
-  if (!base || !agentToken || !name) throw new Error('startFakeAgent: base, agentToken and name are required');
+  if (!base || !name) throw new Error('startFakeAgent: base and name are required');
+  if (!credential && !adminToken && !enrollCode) {
+    throw new Error('startFakeAgent: adminToken, enrollCode or credential is required (the bootstrap agent.token only files enrolment requests)');
+  }
+  const agentToken = credential || (await enrollHost(base, { adminToken, enrollCode }, name));
   const registration = { name, hostname: name, version: 'fake-agent/1', services: ['nginx'], chaos_allowed: false, ...facts };
   const abort = new AbortController();
   const commands = [];
@@ -178,6 +211,7 @@ export async function startFakeAgent({
   let closing = null;
   return {
     name,
+    credential: agentToken,
     registration,
     commands,
     results,

@@ -225,7 +225,7 @@ export async function startDemo({ hosts = 1, auto = false, env = {}, extraArgs =
     code: null,
     tokenFile: null,
     adminToken: null,
-    agentToken: null,
+    agentToken: null,  // the bootstrap token (agent.token): it only files enrolment requests
     dataDir,
     pid: child.pid,
     stdoutLines,

@@ -140,7 +140,7 @@ test('an AI answer with hostile reasoning passes medic policy for the nginx inci
 test('a fake agent with hostile facts is listed intact; a hostile host name is refused', async () => {
   agent = await startFakeAgent({
     base: demo.url,
-    agentToken: demo.agentToken,
+    adminToken: demo.adminToken,
     name: 'xss-1',
     facts: { hostname: kHostile1, version: kHostile2, services: [kHostile1, kHostile2] },
     metrics: () => ({ disk_used_percent: 12.5, [kHostile1]: 1 }),
@@ -166,7 +166,7 @@ test('a fake agent with hostile facts is listed intact; a hostile host name is r
   assert.equal(checks[kHostile1], kHostile1);
   assert.equal(host.metrics[kHostile1], 1);
 
-  const refused = await tryRegister(demo.url, demo.agentToken, { name: '<script>', hostname: 'x' });
+  const refused = await tryRegister(demo.url, agent.credential, { name: '<script>', hostname: 'x' });
   assert.equal(refused.status, 400);
   assert.match(refused.json.error, /invalid host name/);
   const hosts = await api(demo.url, demo.adminToken, 'GET', '/api/v1/hosts');

@@ -20,6 +20,7 @@
 #include "tests/fakes/faulty_store.h"
 #include "tests/fakes/memory_store.h"
 #include "tests/fakes/temp_dir.h"
+#include "tests/server/enroll_host.h"
 
 namespace medic::server {
 namespace {
@@ -64,10 +65,26 @@ class ServerAppTest : public ::testing::Test {
     return std::string(Trim(ReadFile(dir_.File("data/" + file)).value()));
   }
 
+  // Host web-1's own credential, enrolled (through the route table) on first use.
+  std::string Web1() {
+    if (web1_.empty()) {
+      web1_ = test::EnrollHost(
+          [this](const std::string& method, const std::string& path, const std::string& token,
+                 const std::string& body) {
+            const ApiResponse r = Call(method, path, token,
+                                       body.empty() ? Json::object() : ParseJson(body).value());
+            return std::make_pair(r.status, r.body);
+          },
+          Token("admin.token"), "web-1");
+    }
+    return web1_;
+  }
+
   test::TempDir dir_;
   ManualClock clock_;
   ServerConfig config_;
   std::unique_ptr<ServerApp> app_;
+  std::string web1_;
 };
 
 TEST_F(ServerAppTest, CreateRefusesMissingDependencies) {
@@ -99,7 +116,7 @@ TEST_F(ServerAppTest, MetricsCountIncidentsTheStoreCouldNotKeep) {
   test::FaultyStore* store = faulty.get();
   // FaultyStore forwards to `memory`, which this test keeps alive past the app.
   Create(std::move(faulty));
-  const std::string agent = Token("agent.token");
+  const std::string agent = Web1();
   protocol::RegisterRequest reg;
   reg.name = "web-1";
   ASSERT_EQ(Call("POST", "/agent/v1/register", agent, protocol::ToJson(reg)).status, 200);
@@ -127,7 +144,7 @@ class ServerAppIncidentTest : public ServerAppTest {
  protected:
   // The commands queued for web-1 (the long poll answers at once when there are some).
   std::vector<protocol::Command> Poll() {
-    const ApiResponse r = Call("GET", "/agent/v1/commands", Token("agent.token"), Json::object(),
+    const ApiResponse r = Call("GET", "/agent/v1/commands", Web1(), Json::object(),
                                {{"host", "web-1"}, {"wait_ms", "0"}});
     EXPECT_EQ(r.status, 200) << r.body;
     auto batch = protocol::CommandBatchFromJson(ParseJson(r.body).value());
@@ -142,14 +159,14 @@ class ServerAppIncidentTest : public ServerAppTest {
     r.exit_code = 0;
     r.output = output;
     ASSERT_EQ(
-        Call("POST", "/agent/v1/results", Token("agent.token"), protocol::ToJson(r)).status, 200);
+        Call("POST", "/agent/v1/results", Web1(), protocol::ToJson(r)).status, 200);
   }
   void ReportMemory(double percent) {
     protocol::Report report;
     report.host = "web-1";
     report.samples = {{clock_.Now(), {{"mem_used_percent", percent}}}};
     ASSERT_EQ(
-        Call("POST", "/agent/v1/report", Token("agent.token"), protocol::ToJson(report)).status,
+        Call("POST", "/agent/v1/report", Web1(), protocol::ToJson(report)).status,
         200);
   }
   // The only incident in the store, once it has `status` (decisions are applied on the app's
@@ -190,7 +207,7 @@ TEST_F(ServerAppIncidentTest, FromReportToVerifiedFixWithTheInjectedStoreAndBrai
 
   protocol::RegisterRequest reg;
   reg.name = "web-1";
-  ASSERT_EQ(Call("POST", "/agent/v1/register", Token("agent.token"), protocol::ToJson(reg)).status,
+  ASSERT_EQ(Call("POST", "/agent/v1/register", Web1(), protocol::ToJson(reg)).status,
             200);
   ReportMemory(97);
 
@@ -257,7 +274,7 @@ TEST_F(ServerAppIncidentTest, ReportChartsTheAlarmMetricTheHostReported) {
   Create(memory_.Share());
   protocol::RegisterRequest reg;
   reg.name = "web-1";
-  ASSERT_EQ(Call("POST", "/agent/v1/register", Token("agent.token"), protocol::ToJson(reg)).status,
+  ASSERT_EQ(Call("POST", "/agent/v1/register", Web1(), protocol::ToJson(reg)).status,
             200);
   for (double percent : {40.0, 55.0, 93.0, 97.0}) {  // Memory-Exhaustion-ASG: > 90
     ReportMemory(percent);

@@ -78,6 +78,17 @@ TEST_F(ArchiveTest, ChunksAreStoredVerifiedAndListed) {
   EXPECT_EQ((*listed)[0].sha256, f->sha256);
 }
 
+// The agent routes refuse a chunk or a finish from any other host than the uploader's.
+TEST_F(ArchiveTest, EachUploadKnowsItsHostWhileInProgress) {
+  auto id = archive_->Start("web-1", "/var/log/app.log", 5);
+  ASSERT_TRUE(id.has_value());
+  EXPECT_EQ(archive_->UploaderOf(*id), "web-1");
+  EXPECT_EQ(archive_->UploaderOf("nope"), std::nullopt);
+  ASSERT_TRUE(archive_->Append(*id, 0, "hello").has_value());
+  ASSERT_TRUE(archive_->Finish(*id, Sha256Hex("hello"), 5).has_value());
+  EXPECT_EQ(archive_->UploaderOf(*id), std::nullopt);
+}
+
 TEST_F(ArchiveTest, SameNameInTheSameSecondKeepsBoth) {
   std::vector<std::string> names;
   for (const std::string content : {"one\n", "two\n"}) {

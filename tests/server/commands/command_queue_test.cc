@@ -27,6 +27,42 @@ struct Recorder {
   }
 };
 
+// Results are matched to the host each command was sent to, until some time after it expires.
+TEST(CommandQueueTest, RemembersTheRecipientOfEachCommandUntilAfterItExpires) {
+  ManualClock clock;
+  CommandQueue q(clock);
+  q.Send("web-1", Cmd("c1", clock));
+  q.Send("web-2", Cmd("c2", clock));
+  EXPECT_EQ(q.RecipientOf("c1"), "web-1");
+  EXPECT_EQ(q.RecipientOf("c2"), "web-2");
+  EXPECT_EQ(q.RecipientOf("c3"), std::nullopt);
+  q.Complete("web-1", "c1");
+  EXPECT_EQ(q.RecipientOf("c1"), "web-1");  // a repeated answer is still matched
+  clock.Advance(std::chrono::minutes(5));  // expired 4 minutes ago: results may still come
+  q.RunOnce();
+  EXPECT_EQ(q.RecipientOf("c2"), "web-2");
+  clock.Advance(std::chrono::hours(1));
+  q.RunOnce();
+  EXPECT_EQ(q.RecipientOf("c1"), std::nullopt);
+  EXPECT_EQ(q.RecipientOf("c2"), std::nullopt);
+}
+
+// A revoked host's parked poll is answered at once (with nothing); other hosts' stay parked.
+TEST(CommandQueueTest, WakeAnswersOnlyThatHostsParkedPoll) {
+  ManualClock clock;
+  CommandQueue q(clock);
+  Recorder r1, r2;
+  q.Poll("web-1", clock.SteadyNow() + std::chrono::seconds(25), r1.Fn());
+  q.Poll("web-2", clock.SteadyNow() + std::chrono::seconds(25), r2.Fn());
+  q.Wake("web-1");
+  EXPECT_EQ(r1.calls, 1);
+  EXPECT_TRUE(r1.ids.empty());
+  EXPECT_EQ(r2.calls, 0);
+  EXPECT_EQ(q.parked_polls(), 1u);
+  q.Wake("web-3");  // nobody parked: nothing happens
+  EXPECT_EQ(q.parked_polls(), 1u);
+}
+
 TEST(CommandQueueTest, ParkedPollIsAnsweredAtOnceBySend) {
   ManualClock clock;
   CommandQueue q(clock);

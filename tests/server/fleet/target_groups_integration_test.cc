@@ -13,6 +13,7 @@
 #include "server/app/server_app.h"
 #include "server/fleet/target_groups.h"
 #include "tests/fakes/temp_dir.h"
+#include "tests/server/enroll_host.h"
 #include "transport/http_client.h"
 
 namespace medic::server {
@@ -116,7 +117,6 @@ TEST(TargetGroupIntegrationTest, ServerAppChecksRegisteredTargetsAndShowsThemInT
   ASSERT_TRUE((*app)->Start().has_value());
   const std::string base = "http://127.0.0.1:" + std::to_string((*app)->port());
   const std::string admin(Trim(ReadFile(dir.File("data/admin.token")).value()));
-  const std::string agent(Trim(ReadFile(dir.File("data/agent.token")).value()));
   auto client = NewCurlHttpClient();
   auto call = [&](const std::string& method, const std::string& path, const std::string& token,
                   const std::string& body = "") {
@@ -130,6 +130,20 @@ TEST(TargetGroupIntegrationTest, ServerAppChecksRegisteredTargetsAndShowsThemInT
     auto j = ParseJson(r ? r->body : "{}");
     return j.value_or(Json::object());
   };
+  const std::string agent = test::EnrollHost(
+      [&](const std::string& method, const std::string& path, const std::string& token,
+          const std::string& body) {
+        HttpRequest req;
+        req.method = method;
+        req.url = base + path;
+        if (!token.empty()) {
+          req.headers.emplace_back("Authorization", "Bearer " + token);
+        }
+        req.body = body;
+        auto r = client->Do(req);
+        return r ? std::make_pair(r->status, r->body) : std::make_pair(0, std::string());
+      },
+      admin, "web-1");
   protocol::RegisterRequest reg;
   reg.name = "web-1";
   reg.targets = {{"web", web.url()}};

@@ -82,6 +82,8 @@ TEST_F(HttpApiTest, TokensAreWrittenPrivate) {
 }
 
 TEST_F(HttpApiTest, AuditVerifyReportsTheFirstEntryChangedInTheDatabase) {
+  // The fixture's own entries (web-1's enrolment) come first.
+  const int before = JsonOf(Call("GET", "/api/v1/audit/verify", admin_))["entries"].get<int>();
   for (const char* name : {"vera", "otto", "ida"}) {
     ASSERT_EQ(Call("POST", "/api/v1/tokens", admin_,
                    DumpJson(Json{{"name", name}, {"role", "viewer"}}))
@@ -90,20 +92,24 @@ TEST_F(HttpApiTest, AuditVerifyReportsTheFirstEntryChangedInTheDatabase) {
   }
   Json v = JsonOf(Call("GET", "/api/v1/audit/verify", admin_));
   EXPECT_EQ(v["ok"], true) << v.dump();
-  EXPECT_EQ(v["entries"], 3);
+  EXPECT_EQ(v["entries"], before + 3);
   EXPECT_EQ(v["first_broken"], Json());
   EXPECT_EQ(v["reason"], "");
   const Json audit = JsonOf(Call("GET", "/api/v1/audit", admin_));
   EXPECT_EQ(v["head"], audit["audit"][0]["hash"]);
-  EXPECT_EQ(audit["audit"][0]["id"], 3);
+  EXPECT_EQ(audit["audit"][0]["id"], before + 3);
+  const int otto = before + 2;
 
   app_->Stop();
   app_.reset();
   {
-    // Someone with the database but not the key rewrites what the second entry says.
+    // Someone with the database but not the key rewrites what otto's entry says.
     sqlite3* db = nullptr;
     ASSERT_EQ(sqlite3_open(dir_.File("data/medic.db").c_str(), &db), SQLITE_OK);
-    EXPECT_EQ(sqlite3_exec(db, "UPDATE audit SET detail = 'nobody (viewer)' WHERE id = 2",
+    EXPECT_EQ(sqlite3_exec(db,
+                           ("UPDATE audit SET detail = 'nobody (viewer)' WHERE id = " +
+                            std::to_string(otto))
+                               .c_str(),
                            nullptr, nullptr, nullptr),
               SQLITE_OK);
     sqlite3_close(db);
@@ -111,9 +117,9 @@ TEST_F(HttpApiTest, AuditVerifyReportsTheFirstEntryChangedInTheDatabase) {
   StartServer();
   v = JsonOf(Call("GET", "/api/v1/audit/verify", admin_));
   EXPECT_EQ(v["ok"], false) << v.dump();
-  EXPECT_EQ(v["entries"], 3);
+  EXPECT_EQ(v["entries"], before + 3);
   ASSERT_TRUE(v["first_broken"].is_object()) << v.dump();
-  EXPECT_EQ(v["first_broken"]["id"], 2);
+  EXPECT_EQ(v["first_broken"]["id"], otto);
   EXPECT_EQ(v["first_broken"]["detail"], "nobody (viewer)");
   EXPECT_NE(v["reason"].get<std::string>().find("does not match its hash"), std::string::npos);
   EXPECT_FALSE(v.contains("head"));
@@ -171,7 +177,9 @@ TEST_F(HttpApiTest, BadRequestsGetJsonErrorsAndTheServerKeepsServing) {
   ExpectJsonError(Call("GET", "/api/v1/audit?limit=1001", admin_), 400);
   ExpectJsonError(Call("PUT", "/api/v1/settings", admin_, "{\"approval_mode\":\"yes\"}"), 400);
   ExpectJsonError(Call("PUT", "/api/v1/settings", admin_, "{\"colour\":true}"), 400);
-  ExpectJsonError(Call("POST", "/agent/v1/report", agent_, "{\"host\":\"web-9\"}"), 404);
+  ExpectJsonError(Call("POST", "/agent/v1/report", agent_, "{\"host\":\"web-9\"}"), 403);
+  ExpectJsonError(Call("POST", "/agent/v1/report", Enroll("web-9"), "{\"host\":\"web-9\"}"),
+                  404);  // enrolled, never registered
   ExpectJsonError(Call("POST", "/agent/v1/register", agent_, "{\"name\":\"bad name;rm\"}"), 400);
   ExpectJsonError(Call("GET", "/api/v1/incidents", agent_), 403);
   ExpectJsonError(Call("POST", "/agent/v1/report", admin_, "{}"), 403);
@@ -493,14 +501,19 @@ class FleetRestartTest : public test::ServerFixture {
     reg.version = "test";
     reg.services = {"nginx"};
     reg.log_dir = "/srv/" + name + "/logs";
-    ASSERT_EQ(Call("POST", "/agent/v1/register", agent_, DumpJson(protocol::ToJson(reg))).status,
+    credentials_[name] = Enroll(name);
+    ASSERT_EQ(Call("POST", "/agent/v1/register", credentials_[name],
+                   DumpJson(protocol::ToJson(reg)))
+                  .status,
               200);
   }
+  // With the credential the host got before (it survives a restart of the server).
   int Report(const std::string& name) {
     protocol::Report rep;
     rep.host = name;
     rep.samples.push_back({manual_.Now(), {{"disk_used_percent", 40}}});
-    return Call("POST", "/agent/v1/report", agent_, DumpJson(protocol::ToJson(rep))).status;
+    return Call("POST", "/agent/v1/report", credentials_[name], DumpJson(protocol::ToJson(rep)))
+        .status;
   }
   Json Get(const std::string& path) {
     HttpResponse r = Call("GET", path, admin_);
@@ -518,6 +531,7 @@ class FleetRestartTest : public test::ServerFixture {
   }
 
   ManualClock manual_;
+  std::map<std::string, std::string> credentials_;  // host -> its credential
 };
 
 TEST_F(FleetRestartTest, KnownHostsAreExpectedAfterARestartAndASilentOneIsUnreachable) {

@@ -79,6 +79,10 @@ TEST(RouterTest, AuthorizationMatrixOverEveryRoute) {
   const TokenRecord otto{"otto", "operator", Sha256Hex("tok-operator-0000000"), clock.Now(), ""};
   ASSERT_TRUE(store->CreateToken(vera).has_value());
   ASSERT_TRUE(store->CreateToken(otto).has_value());
+  ASSERT_TRUE(store
+                  ->PutHostCredential(
+                      {"web-1", Sha256Hex("tok-host-web-1-000000"), clock.Now(), "code:admin"})
+                  .has_value());
   auto app = ServerApp::Create(
       config, ServerDeps{&clock, std::move(store), std::make_unique<ai::RunbookBrain>()});
   ASSERT_TRUE(app.has_value()) << app.error().ToString();
@@ -97,7 +101,10 @@ TEST(RouterTest, AuthorizationMatrixOverEveryRoute) {
   const std::vector<Caller> callers = {
       {"", Role::kPublic, false},
       {"Bearer wrong-token-000000", Role::kPublic, false},
-      {"Bearer tok-agent-0000000000", Role::kAgent, true},
+      // The bootstrap token (agent.token) authenticates nothing but enrolment.
+      {"Bearer tok-agent-0000000000", Role::kPublic, false},
+      // Host web-1's own credential.
+      {"Bearer tok-host-web-1-000000", Role::kAgent, true},
       {"Bearer tok-viewer-000000000", Role::kViewer, true},
       {"Bearer tok-operator-0000000", Role::kOperator, true},
       {"Bearer tok-admin-0000000000", Role::kAdmin, true},
@@ -157,6 +164,47 @@ TEST(RouterTest, AuthorizationMatrixOverEveryRoute) {
       }
     }
   }
+}
+
+// A bearer credential that is no operator token is asked of the host authenticator: a host's
+// credential authenticates as that host, with the agent role.
+TEST(RouterTest, AHostCredentialAuthenticatesAsItsHostWithTheAgentRole) {
+  TokenRegistry tokens;
+  tokens.Add("tok-admin", Principal{"admin", Role::kAdmin});
+  Router router(tokens);
+  router.SetHostAuthenticator([](std::string_view credential) -> Result<std::string> {
+    if (credential == "cred-web-1") {
+      return std::string("web-1");
+    }
+    return Unauthenticated("invalid or revoked host credential");
+  });
+  std::string seen;
+  for (const auto& [pattern, role] :
+       {std::pair{"/agent", Role::kAgent}, std::pair{"/admin", Role::kAdmin}}) {
+    router.Add({"GET", pattern, role, "", [&seen](ApiRequest& req, Responder r) {
+                  seen = req.principal + "/" + std::string(RoleName(req.principal_role));
+                  r(JsonResponse(200, Json::object()));
+                }});
+  }
+  auto status = [&](const std::string& path, const std::string& authorization) {
+    ApiRequest req;
+    req.method = "GET";
+    req.path = path;
+    req.authorization = authorization;
+    int got = 0;
+    router.Handle(req, [&](ApiResponse r) { got = r.status; });
+    return got;
+  };
+  EXPECT_EQ(status("/agent", "Bearer cred-web-1"), 200);
+  EXPECT_EQ(seen, "web-1/agent");
+  EXPECT_EQ(status("/admin", "Bearer cred-web-1"), 403);
+  EXPECT_EQ(status("/agent", "Bearer cred-web-2"), 401);
+  EXPECT_EQ(status("/agent", "cred-web-1"), 401);
+  EXPECT_EQ(status("/agent", "Bearer tok-admin"), 403);
+  EXPECT_EQ(status("/admin", "Bearer tok-admin"), 200);
+  EXPECT_EQ(BearerToken("Bearer abc"), "abc");
+  EXPECT_EQ(BearerToken("Basic abc"), "");
+  EXPECT_EQ(BearerToken("Bearer "), "");
 }
 
 TEST(RouterTest, UnknownPathIs404AndWrongMethodIs405) {
@@ -315,7 +363,8 @@ TEST_F(SessionRouterTest, SignInRefusals) {
   const std::vector<Case> cases = {
       {"unknown token", R"({"token":"nope-nope-nope-nope"})", "application/json", 401},
       {"empty token", R"({"token":""})", "application/json", 401},
-      {"agent token", R"({"token":"tok-agent-0000000000"})", "application/json", 403},
+      // The bootstrap token is no operator token: it only enrols hosts.
+      {"agent token", R"({"token":"tok-agent-0000000000"})", "application/json", 401},
       {"unknown code", R"({"code":"0123456789abcdef"})", "application/json", 401},
       {"both", R"({"token":"tok-admin-0000000000","code":"x"})", "application/json", 400},
       {"neither", R"({})", "application/json", 400},

@@ -140,6 +140,28 @@ TEST_F(IncidentManagerTest, ApproveExecutesAndVerifiedAlarmCompletes) {
   EXPECT_EQ(inc.timeline[4].detail, "go");
 }
 
+// Only the host a command went to answers it: a result naming another host changes nothing,
+// and the real host's answer still counts afterwards.
+TEST_F(IncidentManagerTest, AResultFromAnotherHostIsIgnored) {
+  manager_->OnAlarmTransition(ToAlarm());
+  ASSERT_EQ(sink_.sent.size(), 2u);
+  for (const auto& [host, c] : std::vector(sink_.sent)) {
+    protocol::CommandResult forged = Ok(c.id, "forged by web-2");
+    forged.host = "web-2";
+    manager_->OnCommandResult(forged);
+  }
+  Incident inc = Only();
+  EXPECT_EQ(inc.status, IncidentStatus::kDiagnosing);
+  EXPECT_EQ(inc.diagnostics.find("forged"), std::string::npos);
+  for (const auto& [host, c] : std::vector(sink_.sent)) {
+    manager_->OnCommandResult(Ok(c.id, "output of " + c.action));
+  }
+  inc = Only();
+  EXPECT_EQ(inc.status, IncidentStatus::kPendingApproval);
+  EXPECT_EQ(inc.diagnostics.find("forged"), std::string::npos);
+  EXPECT_NE(inc.diagnostics.find("output of service.status"), std::string::npos);
+}
+
 TEST_F(IncidentManagerTest, FixResultAfterAlarmClearedCompletesAtOnce) {
   Incident inc = OpenAndDiagnose();
   ASSERT_TRUE(manager_->Approve(inc.incident_id, "alice", ActionHash(inc), "").has_value());

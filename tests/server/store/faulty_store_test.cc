@@ -61,7 +61,8 @@ class FaultyStoreTest : public ::testing::Test {
   FaultyStore store_{base_};
 };
 
-// One call per operation, each valid against a store holding inc-1 and the token/host "x".
+// One call per operation, each valid against a store holding inc-1 and the token/host/host
+// credential "x".
 struct OpCall {
   StoreOp op;
   std::function<std::optional<Error>(Store&)> call;
@@ -91,6 +92,13 @@ std::vector<OpCall> EveryOp() {
        }},
       {StoreOp::kDeleteHost, [](Store& s) { return ErrorOf(s.DeleteHost("x")); }},
       {StoreOp::kListHosts, [](Store& s) { return ErrorOf(s.ListHosts()); }},
+      {StoreOp::kPutHostCredential,
+       [](Store& s) {
+         return ErrorOf(s.PutHostCredential({"new", std::string(64, 'n'), Ms(kT0), "a"}));
+       }},
+      {StoreOp::kDeleteHostCredential,
+       [](Store& s) { return ErrorOf(s.DeleteHostCredential("x")); }},
+      {StoreOp::kListHostCredentials, [](Store& s) { return ErrorOf(s.ListHostCredentials()); }},
       {StoreOp::kAppendAudit,
        [](Store& s) {
          return ErrorOf(s.AppendAudit({Ms(kT0), "a", "x", ""}));
@@ -104,6 +112,7 @@ void Seed(Store& s) {
   ASSERT_TRUE(s.CreateIncident(MakeIncident("inc-1")).has_value());
   ASSERT_TRUE(s.CreateToken({"x", "viewer", std::string(64, 'x'), Ms(kT0), "a"}).has_value());
   ASSERT_TRUE(s.PutHost({"x", Json::object(), Ms(kT0), Ms(kT0)}).has_value());
+  ASSERT_TRUE(s.PutHostCredential({"x", std::string(64, 'x'), Ms(kT0), "a"}).has_value());
 }
 
 TEST(FaultyStoreEveryOpTest, EachOperationFailsAloneAndOthersPass) {

@@ -217,8 +217,36 @@ TEST_F(SqliteStoreTest, MigrationsRunOnceAndReopenIsIdempotent) {
   RawDb raw(DbPath());
   EXPECT_EQ(raw.Query("SELECT version, applied_at FROM schema_migrations ORDER BY version"), first);
   EXPECT_EQ(raw.Query("SELECT name FROM sqlite_master WHERE type = 'table' ORDER BY name"),
-            (std::vector<std::string>{"audit", "hosts", "incidents", "schema_migrations",
-                                      "settings", "sqlite_sequence", "timeline", "tokens"}));
+            (std::vector<std::string>{"audit", "host_credentials", "hosts", "incidents",
+                                      "schema_migrations", "settings", "sqlite_sequence",
+                                      "timeline", "tokens"}));
+}
+
+// A database of the previous schema (version 5, before host credentials) is upgraded in place:
+// its hosts stay, and credentials can be stored afterwards.
+TEST_F(SqliteStoreTest, MigrationSixAddsHostCredentialsToAnOlderDatabase) {
+  {
+    std::unique_ptr<Store> store = MustOpen();
+    ASSERT_NE(store, nullptr);
+    ASSERT_TRUE(store->PutHost({"web-1", Json{{"name", "web-1"}}, Ms(kT0), Ms(kT0)}).has_value());
+  }
+  {
+    RawDb raw(DbPath());
+    ASSERT_EQ(raw.Exec("DROP TABLE host_credentials"), SQLITE_OK) << raw.LastError();
+    ASSERT_EQ(raw.Exec("DELETE FROM schema_migrations WHERE version = 6"), SQLITE_OK);
+  }
+  std::unique_ptr<Store> store = MustOpen();
+  ASSERT_NE(store, nullptr);
+  auto hosts = store->ListHosts();
+  ASSERT_TRUE(hosts.has_value());
+  ASSERT_EQ(hosts->size(), 1u);
+  ASSERT_TRUE(
+      store->PutHostCredential({"web-1", std::string(64, 'a'), Ms(kT0), "code:admin"}).has_value());
+  RawDb raw(DbPath());
+  EXPECT_EQ(raw.Query("SELECT MAX(version) FROM schema_migrations"),
+            std::vector<std::string>{"6"});
+  EXPECT_EQ(raw.Query("SELECT name, issued_by FROM host_credentials"),
+            std::vector<std::string>{"web-1|code:admin"});
 }
 
 // The audit chain against someone who edits the database file without the audit key: each
@@ -364,7 +392,8 @@ TEST_F(AuditTamperTest, MigrationChainsTheEntriesOfAnOlderDatabase) {
     RawDb raw(DbPath());
     ASSERT_EQ(raw.Exec("ALTER TABLE audit DROP COLUMN prev_hash; "
                        "ALTER TABLE audit DROP COLUMN hash; "
-                       "DELETE FROM schema_migrations WHERE version = 5; "
+                       "DROP TABLE host_credentials; "
+                       "DELETE FROM schema_migrations WHERE version >= 5; "
                        "INSERT INTO audit (timestamp, actor, action, detail) VALUES "
                        "(1800000000001, 'admin', 'token.create', 'vera (viewer)'), "
                        "(1800000000002, 'admin', 'settings.update', '{\"approval_mode\":false}'), "

@@ -750,6 +750,41 @@ TEST_P(StoreConformanceTest, HostsArePutReplacedListedByNameAndDeleted) {
   EXPECT_EQ((*all)[0].name, "web-1");
 }
 
+// --- host credentials -----------------------------------------------------------------------
+
+TEST_P(StoreConformanceTest, HostCredentialsArePutReplacedListedByNameAndDeleted) {
+  Result<std::vector<HostCredentialRecord>> none = store().ListHostCredentials();
+  MEDIC_ASSERT_OK(none);
+  EXPECT_TRUE(none->empty());
+  HostCredentialRecord web2{"web-2", std::string(64, 'b'), Ms(kT0), "code:admin"};
+  HostCredentialRecord web1{"web-1", std::string(64, 'a'), Ms(kT0 + 1), "approval:alice"};
+  MEDIC_ASSERT_OK(store().PutHostCredential(web2));
+  MEDIC_ASSERT_OK(store().PutHostCredential(web1));
+  web2.secret_hash = std::string(64, 'c');  // re-enrolled: the old hash is gone
+  web2.issued_at = Ms(kT0 + 60'000);
+  MEDIC_ASSERT_OK(store().PutHostCredential(web2));
+
+  Result<std::vector<HostCredentialRecord>> all = store().ListHostCredentials();
+  MEDIC_ASSERT_OK(all);
+  ASSERT_EQ(all->size(), 2u);
+  EXPECT_EQ((*all)[0].name, "web-1");
+  EXPECT_EQ((*all)[0].secret_hash, std::string(64, 'a'));
+  EXPECT_EQ((*all)[0].issued_at, Ms(kT0 + 1));
+  EXPECT_EQ((*all)[0].issued_by, "approval:alice");
+  EXPECT_EQ((*all)[1].name, "web-2");
+  EXPECT_EQ((*all)[1].secret_hash, std::string(64, 'c'));
+  EXPECT_EQ((*all)[1].issued_at, Ms(kT0 + 60'000));
+
+  MEDIC_ASSERT_OK(store().DeleteHostCredential("web-2"));
+  Status again = store().DeleteHostCredential("web-2");
+  ASSERT_FALSE(again.has_value());
+  EXPECT_EQ(again.error().code, ErrorCode::kNotFound);
+  all = store().ListHostCredentials();
+  MEDIC_ASSERT_OK(all);
+  ASSERT_EQ(all->size(), 1u);
+  EXPECT_EQ((*all)[0].name, "web-1");
+}
+
 // --- settings -------------------------------------------------------------------------------
 
 TEST_P(StoreConformanceTest, SettingsGetPutOverwrite) {

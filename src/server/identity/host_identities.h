@@ -1,0 +1,141 @@
+#pragma once
+
+// Who each agent is (docs/PROTOCOL.md, "Enrolment"). An agent starts with either a single-use
+// enrolment code an admin made for its host name, or the fleet's shared bootstrap token. A
+// valid code enrols the host at once; the bootstrap token only files an enrolment request that
+// waits, as `pending`, until an admin approves it. Either way the host then receives its own
+// credential (256 random bits from the kernel's CSPRNG) and authenticates every agent call with
+// it; the credential names the host. Revoking a host drops its credential at once.
+//
+// Only SHA-256 hashes of credentials, codes and request keys are kept. Credentials are in the
+// store (they survive restarts); codes and pending requests are in memory (a restart voids
+// them: an admin makes new codes, agents file their requests again).
+//
+// Thread-safe. Authenticate() takes one short lock; the operations that write the store are
+// serialised among themselves and never hold that lock while they write.
+
+#include <cstddef>
+#include <map>
+#include <mutex>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "core/clock.h"
+#include "core/result.h"
+#include "server/store/store.h"
+
+namespace medic::server {
+
+struct HostIdentityOptions {
+  Millis default_code_ttl{3'600'000};  // 1 h
+  Millis max_code_ttl{7 * 24 * 3'600'000LL};
+  size_t max_codes = 10'000;   // unused, unexpired codes at once
+  size_t max_pending = 1'000;  // enrolment requests waiting for approval at once
+};
+
+// What an admin gets from CreateCode: the code itself (shown once) and when it expires.
+struct EnrollmentCode {
+  std::string name;
+  std::string code;
+  WallTime expires_at;
+};
+
+// What an enrolled agent receives: its host name and its credential (shown once).
+struct IssuedCredential {
+  std::string name;
+  std::string credential;
+};
+
+// An enrolment request filed with the bootstrap token, as an admin sees it.
+struct PendingHost {
+  std::string name;
+  WallTime requested_at;
+  // The first 16 hex digits of SHA-256(the agent's request key): the agent logs the same, so an
+  // admin can tell that the request they approve is the one their host made.
+  std::string fingerprint;
+  std::string hostname;  // the kernel's hostname, as the agent says (informational)
+  bool approved = false;
+  bool enrolled = false;  // the name already has a credential (approval replaces it)
+};
+
+class HostIdentities {
+ public:
+  // `bootstrap_token_hash`: lowercase hex SHA-256 of the shared bootstrap token (agent.token).
+  // `store` and `clock` must outlive this object.
+  HostIdentities(Store& store, const Clock& clock, std::string bootstrap_token_hash,
+                 HostIdentityOptions options = {});
+
+  // At start: the stored credentials. Errors are the store's.
+  Status Load();
+
+  // Admin: a new single-use code for `name`, valid for `ttl` (nullopt: the default, 1 h).
+  // InvalidArgument for a bad name or ttl; ResourceExhausted past max_codes.
+  Result<EnrollmentCode> CreateCode(const std::string& name, std::optional<Millis> ttl,
+                                    const std::string& actor);
+
+  // Agent with a code: a code made for `name`, unexpired and unused, is consumed and the host
+  // gets a new credential (replacing any it had). Unauthenticated otherwise (one message for
+  // every reason); InvalidArgument for a bad name; a store error as it is (the code then stays).
+  Result<IssuedCredential> EnrollWithCode(const std::string& name, std::string_view code);
+
+  // Agent with the bootstrap token: files (or finds) the request of `name` made with `key` (the
+  // agent's random request key, kept across its restarts). Returns the credential once an admin
+  // approved that request, nullopt while it waits. Unauthenticated for a wrong bootstrap token;
+  // AlreadyExists when the name has a request made with another key; InvalidArgument for a bad
+  // name or key; ResourceExhausted past max_pending.
+  Result<std::optional<IssuedCredential>> EnrollWithBootstrap(std::string_view bootstrap_token,
+                                                              const std::string& name,
+                                                              std::string_view key,
+                                                              const std::string& hostname);
+
+  // Admin: the waiting requests, by name.
+  std::vector<PendingHost> Pending() const;
+  // Admin: approves the request of `name`; its agent gets a credential at its next call.
+  // NotFound without one.
+  Status Approve(const std::string& name, const std::string& actor);
+  // Admin: cuts `name` off at once: its credential (memory, then store), its request and its
+  // unused codes. NotFound if it had none of these; a store error after the host is cut off in
+  // memory (it would come back after a restart).
+  Status Revoke(const std::string& name);
+
+  // The host whose credential this is; Unauthenticated otherwise.
+  Result<std::string> Authenticate(std::string_view credential) const;
+  bool IsEnrolled(const std::string& name) const;
+  size_t enrolled_count() const;
+
+ private:
+  struct Code {
+    std::string name;
+    WallTime expires_at;
+    std::string created_by;
+  };
+  struct Request {
+    std::string key_hash;
+    WallTime requested_at;
+    std::string hostname;
+    std::string approved_by;  // empty until approved
+  };
+  // Writes a new credential for `name` to the store, then memory. REQUIRES: write_mu_ held.
+  Result<IssuedCredential> IssueLocked(const std::string& name, const std::string& issued_by);
+  // REQUIRES: mu_ held.
+  void DropExpiredCodesLocked(WallTime now);
+
+  Store& store_;
+  const Clock& clock_;
+  const std::string bootstrap_hash_;
+  const HostIdentityOptions options_;
+
+  std::mutex write_mu_;  // serialises the operations that write the store; taken before mu_
+  mutable std::mutex mu_;
+  std::map<std::string, std::string> host_by_hash_;  // credential hash -> host. Guarded by mu_.
+  std::map<std::string, std::string> hash_by_host_;  // host -> credential hash. Guarded by mu_.
+  std::map<std::string, Code> codes_;                // code hash -> code. Guarded by mu_.
+  std::map<std::string, Request> pending_;           // host -> request. Guarded by mu_.
+};
+
+// The first 16 hex digits of SHA-256(key): how an enrolment request is told apart.
+std::string RequestFingerprint(std::string_view key);
+
+}  // namespace medic::server

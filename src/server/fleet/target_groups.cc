@@ -1,5 +1,7 @@
 #include "server/fleet/target_groups.h"
 
+#include <boost/asio/ip/address.hpp>
+
 #include <algorithm>
 #include <cctype>
 
@@ -106,6 +108,62 @@ std::optional<bool> TargetGroups::Combined(const Member& m) {
     return false;
   }
   return std::nullopt;
+}
+
+std::string PeerAddress(std::string_view peer) {
+  const size_t colon = peer.rfind(':');
+  return std::string(colon == std::string_view::npos ? peer : peer.substr(0, colon));
+}
+
+Status CheckTargetOnHost(std::string_view url, std::string_view peer_address) {
+  auto refuse = [&](const std::string& why) {
+    return InvalidArgument("target " + std::string(url) + " is refused: " + why);
+  };
+  const size_t scheme = url.find("://");
+  if (scheme == std::string_view::npos) {
+    return refuse("not an http(s) URL");
+  }
+  std::string_view rest = url.substr(scheme + 3);
+  rest = rest.substr(0, rest.find_first_of("/?#"));
+  if (rest.find('@') != std::string_view::npos) {
+    return refuse("user info in a target URL");
+  }
+  std::string host;
+  if (!rest.empty() && rest.front() == '[') {
+    const size_t close = rest.find(']');
+    if (close == std::string_view::npos) {
+      return refuse("unbalanced [ in the host");
+    }
+    host = std::string(rest.substr(1, close - 1));
+  } else {
+    host = std::string(rest.substr(0, rest.find(':')));
+  }
+  boost::system::error_code ec;
+  const auto peer = boost::asio::ip::make_address(std::string(peer_address), ec);
+  if (ec) {
+    return refuse("the agent's own address is unknown");
+  }
+  auto peer_is_loopback = [&] {
+    return peer.is_loopback() ||
+           (peer.is_v6() && peer.to_v6().is_v4_mapped() &&
+            boost::asio::ip::make_address_v4(boost::asio::ip::v4_mapped, peer.to_v6())
+                .is_loopback());
+  };
+  if (host == "localhost") {
+    if (peer_is_loopback()) {
+      return OkStatus();
+    }
+    return refuse("localhost is the server itself, and this agent is not on it");
+  }
+  const auto target = boost::asio::ip::make_address(host, ec);
+  if (ec) {
+    return refuse("the host must be this agent's own IP address (" + std::string(peer_address) +
+                  "), not a name");
+  }
+  if (target == peer || (target.is_loopback() && peer_is_loopback())) {
+    return OkStatus();
+  }
+  return refuse("not this agent's own address (" + std::string(peer_address) + ")");
 }
 
 std::string TargetGroups::ProbeUrl(const Group& g, const Member& m) const {

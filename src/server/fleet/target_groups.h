@@ -82,6 +82,16 @@ struct TargetGroupView {
   std::vector<TargetMemberView> members;
 };
 
+// A target an agent registers must be on its own host: the URL's host is an IP address equal to
+// the address the agent's request came from (`peer_address`, without the port), or, for an
+// agent that connects over loopback, a loopback address or "localhost". Anything else — another
+// address, or a DNS name the server cannot tie to the host — is refused (InvalidArgument naming
+// the URL): the server would otherwise probe whatever an agent names (an internal port scanner).
+Status CheckTargetOnHost(std::string_view url, std::string_view peer_address);
+
+// The address part of ApiRequest::peer ("127.0.0.1:5555" -> "127.0.0.1", "::1:5555" -> "::1").
+std::string PeerAddress(std::string_view peer);
+
 class TargetGroups {
  public:
   explicit TargetGroups(std::vector<TargetGroupConfig> groups = DefaultTargetGroups());

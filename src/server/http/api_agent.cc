@@ -32,6 +32,12 @@ void AddAgentRoutes(Router& router, AgentRoutesDeps deps) {
                 if (r->name != req.principal) {
                   return respond(NotYourHost(req, r->name));
                 }
+                // The server probes what a host registers: only the host itself.
+                for (const auto& t : r->targets) {
+                  if (Status s = CheckTargetOnHost(t.url, PeerAddress(req.peer)); !s) {
+                    return respond(ErrorResponse(s.error()));
+                  }
+                }
                 respond(JsonResponse(200, protocol::ToJson(fleet.Register(*r))));
               }});
   router.Add({"POST", "/agent/v1/report", Role::kAgent, "metric samples and check results",

@@ -9,6 +9,42 @@
 namespace medic::server {
 namespace {
 
+// The server probes only what is on the registering host itself.
+TEST(CheckTargetOnHostTest, Table) {
+  struct Case {
+    const char* url;
+    const char* peer;
+    bool ok;
+  };
+  for (const Case& c : std::vector<Case>{
+           {"http://127.0.0.1:8080/health", "127.0.0.1", true},
+           {"http://127.0.0.2/health", "127.0.0.1", true},  // loopback agent, loopback target
+           {"http://localhost:81/", "127.0.0.1", true},
+           {"http://[::1]:81/health", "::1", true},
+           {"http://127.0.0.1/health", "::ffff:127.0.0.1", true},
+           {"https://10.1.2.3:443/health", "10.1.2.3", true},
+           {"http://10.1.2.3/health", "10.1.2.4", false},        // another host
+           {"http://127.0.0.1:6379/", "10.1.2.3", false},        // the server's own loopback
+           {"http://localhost/", "10.1.2.3", false},
+           {"http://169.254.169.254/latest/meta-data/", "10.1.2.3", false},  // cloud metadata
+           {"http://metadata.internal/", "127.0.0.1", false},   // a name
+           {"http://user@127.0.0.1/", "127.0.0.1", false},
+           {"http://[::1/health", "::1", false},
+           {"127.0.0.1/health", "127.0.0.1", false},
+           {"http://127.0.0.1/", "", false},
+       }) {
+    SCOPED_TRACE(std::string(c.url) + " from " + c.peer);
+    Status s = CheckTargetOnHost(c.url, c.peer);
+    EXPECT_EQ(s.has_value(), c.ok) << (s ? "" : s.error().ToString());
+    if (!s) {
+      EXPECT_NE(s.error().message.find(std::string("target ") + c.url + " is refused"),
+                std::string::npos);
+    }
+  }
+  EXPECT_EQ(PeerAddress("127.0.0.1:5555"), "127.0.0.1");
+  EXPECT_EQ(PeerAddress("::1:5555"), "::1");
+}
+
 const WallTime kT0 = FromUnixMillis(1'800'000'000'000);
 WallTime At(double s) { return kT0 + Millis(static_cast<int64_t>(s * 1000)); }
 

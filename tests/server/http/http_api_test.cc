@@ -81,6 +81,28 @@ TEST_F(HttpApiTest, TokensAreWrittenPrivate) {
   EXPECT_GE(Trim(ReadFile(dir_.File("data/audit.key")).value()).size(), 48u);  // 192 bits
 }
 
+// A registration naming a target that is not on the host itself is refused: the server would
+// probe it on the agent's word. The agent is on loopback here.
+TEST_F(HttpApiTest, ATargetOffTheHostIsRefusedAtRegistration) {
+  for (const char* url : {"http://10.9.9.9:80/health", "http://169.254.169.254/latest/",
+                          "http://db.internal:5432/"}) {
+    protocol::RegisterRequest reg;
+    reg.name = "web-1";
+    reg.targets.push_back({"web", url});
+    HttpResponse r = Call("POST", "/agent/v1/register", agent_, DumpJson(protocol::ToJson(reg)));
+    ExpectJsonError(r, 400);
+    EXPECT_NE(r.body.find(std::string("target ") + url + " is refused"), std::string::npos)
+        << r.body;
+  }
+  const Json groups = JsonOf(Call("GET", "/api/v1/target-groups", admin_));
+  EXPECT_EQ(groups.dump().find("10.9.9.9"), std::string::npos) << groups.dump();
+  protocol::RegisterRequest own;
+  own.name = "web-1";
+  own.targets.push_back({"web", "http://127.0.0.1:1/health"});
+  EXPECT_EQ(Call("POST", "/agent/v1/register", agent_, DumpJson(protocol::ToJson(own))).status,
+            200);
+}
+
 TEST_F(HttpApiTest, AuditVerifyReportsTheFirstEntryChangedInTheDatabase) {
   // The fixture's own entries (web-1's enrolment) come first.
   const int before = JsonOf(Call("GET", "/api/v1/audit/verify", admin_))["entries"].get<int>();

@@ -331,12 +331,40 @@ async function fleetPage(main) {
     put(summary, `${hosts.hosts.length} hosts: ` +
         (Object.entries(byStatus).map(([k, v]) => `${v} ${k}`).join(', ') || 'none registered yet'));
   }
-  put(main, h('h1', {}, 'Fleet'), summary,
+  // Enrolment requests made with the bootstrap token wait for an admin (docs/PROTOCOL.md).
+  const pendingBox = h('section', {class: 'block', id: 'pending-hosts', hidden: true});
+  const pendingMsg = h('p', {class: 'notice', role: 'status', hidden: true});
+  async function loadPending() {
+    if (!can('admin')) return;
+    const p = (await get('/api/v1/hosts/pending')).pending.filter((x) => !x.approved);
+    pendingBox.hidden = p.length === 0 && pendingMsg.hidden;
+    put(pendingBox, h('h2', {}, 'Hosts waiting for enrolment approval'), pendingMsg,
+      h('p', {class: 'muted small'}, 'Each asked with the shared bootstrap token. Approve only a ' +
+        'request whose fingerprint matches the one its agent logged.'),
+      h('table', {class: 'list'},
+        h('thead', {}, h('tr', {}, ['Name', 'Hostname', 'Fingerprint', 'Asked', ''].map((c) => h('th', {}, c)))),
+        h('tbody', {}, p.map((x) => h('tr', {'data-pending': x.name},
+          h('td', {}, x.name, x.enrolled ? h('span', {class: 'muted small'}, ' (enrolled: approval replaces its credential)') : null),
+          h('td', {}, x.hostname || ''), h('td', {}, h('code', {}, x.fingerprint)), h('td', {}, ago(x.requested_at)),
+          h('td', {}, h('button', {class: 'primary', 'data-action': 'approve-host', on: {click: async () => {
+            const r = await confirmBox(pendingBox, {title: `Approve ${x.name}?`, danger: false,
+              lines: [`Fingerprint ${x.fingerprint}, hostname ${x.hostname || '—'}.`,
+                      'Its agent gets its own credential at its next ask.'],
+              confirmLabel: `Approve ${x.name}`});
+            if (!r.ok) return;
+            try {
+              await post(`/api/v1/hosts/${enc(x.name)}/approve`, {});
+              notice(pendingMsg, `Approved ${x.name}.`);
+            } catch (e) { notice(pendingMsg, errorText(e), 'error'); }
+            loadPending().catch(() => {});
+          }}}, 'Approve…')))))));
+  }
+  put(main, h('h1', {}, 'Fleet'), summary, pendingBox,
     h('table', {class: 'list', id: 'fleet'},
       h('thead', {}, h('tr', {}, ['Host', 'Status', 'Last seen', ...FLEET_METRICS.map(([, l]) => l),
                                   'Checks', 'Alarms'].map((c) => h('th', {}, c)))), tbody));
-  await load();
-  timer = setInterval(() => load().catch(() => {}), 10000);
+  await Promise.all([load(), loadPending()]);
+  timer = setInterval(() => { load().catch(() => {}); loadPending().catch(() => {}); }, 10000);
   let pendingReload = null;
   return {
     onEvent(type) {
@@ -349,6 +377,24 @@ async function fleetPage(main) {
 }
 
 // ---- One host --------------------------------------------------------------------------------
+
+// Cuts a host's agent off (admin): its credential goes, its next call gets 401.
+function revokeBox(name) {
+  const msg = h('p', {class: 'notice', role: 'status', hidden: true});
+  const box = h('div', {class: 'decide'},
+    h('button', {class: 'danger', 'data-action': 'revoke-host', on: {click: async () => {
+      const r = await confirmBox(box, {title: `Revoke ${name}?`,
+        lines: [`${name}'s agent is cut off at once: its next call gets 401. Enrolling it again ` +
+                'takes a new code or an approval.'],
+        confirmLabel: `Revoke ${name}`});
+      if (!r.ok) return;
+      try {
+        await post(`/api/v1/hosts/${enc(name)}/revoke`, {});
+        notice(msg, `Revoked ${name}: its agent can no longer call the server.`);
+      } catch (e) { notice(msg, errorText(e), 'error'); }
+    }}}, 'Revoke host…'), msg);
+  return box;
+}
 
 async function hostPage(main, name) {
   const [hosts, alarms] = await Promise.all([get('/api/v1/hosts'), get('/api/v1/alarms')]);
@@ -389,6 +435,7 @@ async function hostPage(main, name) {
       h('dt', {}, 'Last seen'), h('dd', {}, ago(host.last_seen)),
       h('dt', {}, 'Services'), h('dd', {}, (host.services || []).join(', ') || '—'),
       h('dt', {}, 'Chaos'), h('dd', {}, host.chaos_allowed ? 'allowed' : 'not allowed')),
+    can('admin') ? revokeBox(name) : null,
     h('h2', {}, 'Checks'),
     h('ul', {}, (host.checks || []).map((c) => h('li', {}, (c.healthy ? '✓ ' : '✗ ') + c.name + ': ',
                                                  h('span', {class: 'detail'}, c.detail || '')))),

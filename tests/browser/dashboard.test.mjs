@@ -208,6 +208,39 @@ test('the kill switch: pause all automation with confirmation, and resume', asyn
   watch.assertClean();
 });
 
+test('an admin approves a bootstrap enrolment request on the fleet page and revokes the host on its page', async () => {
+  const {page, watch} = admin;
+  const key = 'ab'.repeat(32);
+  const ask = () => api(demo.url, demo.agentToken, 'POST', '/agent/v1/enroll',
+                        {name: 'web-9', key, hostname: 'box-9'});
+  const first = await ask();
+  assert.equal(first.status, 202, first.text);
+  await page.goto(demo.url + '#/fleet');
+  const row = page.locator('#pending-hosts tr[data-pending="web-9"]');
+  await row.waitFor({timeout: 20000});
+  assert.match(await row.textContent(), new RegExp(first.json.fingerprint));
+  await shot(page, 'fleet-pending');
+  await row.locator('button[data-action="approve-host"]').click();
+  assert.match(await page.textContent('#pending-hosts .confirm'), new RegExp(first.json.fingerprint));
+  await page.click('#pending-hosts .confirm button[data-action="confirm"]');
+  await page.waitForSelector('#pending-hosts .notice:has-text("Approved web-9.")');
+  const enrolled = await ask();
+  assert.equal(enrolled.status, 201, enrolled.text);
+  const credential = enrolled.json.credential;
+  assert.equal((await api(demo.url, credential, 'POST', '/agent/v1/register', {name: 'web-9'})).status, 200);
+
+  await page.goto(demo.url + '#/host/web-9');
+  await page.click('button[data-action="revoke-host"]');
+  assert.match(await page.textContent('.confirm'), /Revoke web-9\?/);
+  await page.click('.confirm button[data-action="confirm"]');
+  await page.waitForSelector('.notice:has-text("Revoked web-9")');
+  const after = await api(demo.url, credential, 'POST', '/agent/v1/report', {host: 'web-9', samples: [], checks: []});
+  assert.equal(after.status, 401, after.text);
+  const audit = (await api(demo.url, demo.adminToken, 'GET', '/api/v1/audit')).json.audit.map((e) => e.action);
+  assert.ok(audit.includes('host.approve') && audit.includes('host.revoke'), audit.join(','));
+  watch.assertClean();
+});
+
 test('a viewer sees no approve, reject, chaos or settings controls, and forged requests get 403', async () => {
   // An incident waiting for approval: web-1 crashed again (the operator's job, by API).
   const crash = await api(demo.url, demo.adminToken, 'POST', '/api/v1/chaos', {host: 'web-1', mode: 'nginx-crash'});
@@ -235,7 +268,8 @@ test('a viewer sees no approve, reject, chaos or settings controls, and forged r
   await page.waitForSelector('#incident-status[data-status="pending_approval"]');
   assert.equal(await page.textContent('#suggestion'), 'service.restart service=nginx');
   for (const [where, hash] of [['incident', `#/incident/${pending.incident_id}`], ['incidents', '#/incidents'],
-                               ['fleet', '#/fleet'], ['settings', '#/settings'], ['chaos', '#/chaos'],
+                               ['fleet', '#/fleet'], ['host', '#/host/web-1'],
+                               ['settings', '#/settings'], ['chaos', '#/chaos'],
                                ['tokens', '#/tokens'], ['alarms', '#/alarms']]) {
     await page.goto(demo.url + hash);
     await page.waitForSelector('main :is(table, section, p.error, h1)');
@@ -243,7 +277,8 @@ test('a viewer sees no approve, reject, chaos or settings controls, and forged r
     const controls = await page.$$eval(
       'button[data-action="approve"], button[data-action="reject"], button[data-mode], ' +
       'button[data-action="pause"], button[data-action="resume"], button[data-action="toggle-approval"], ' +
-      'button[data-action="revoke"], form:not(.filters) button[type="submit"]', (b) => b.length);
+      'button[data-action="revoke"], button[data-action="revoke-host"], ' +
+      'button[data-action="approve-host"], form:not(.filters) button[type="submit"]', (b) => b.length);
     assert.equal(controls, 0, `controls on the viewer's ${where} page`);
   }
   await shot(page, 'viewer-chaos-refused');

@@ -621,6 +621,19 @@ Status FinalizeAgentConfig(const ConfigOverrides& o, AgentConfig* c) {
     }
     c->token_file = *o.token_file;
   }
+  if (o.ca_file) {
+    if (o.ca_file->empty() || (*o.ca_file)[0] != '/') {
+      return InvalidArgument("--ca-file must be an absolute path");
+    }
+    c->tls_ca_file = *o.ca_file;
+  }
+  if (o.pin) {
+    if (o.pin->rfind("sha256//", 0) != 0 || o.pin->size() != 8 + 44) {
+      return InvalidArgument("--pin must be sha256//BASE64 of the server's public key "
+                             "(medic-server prints it at start)");
+    }
+    c->tls_pin = *o.pin;
+  }
   if (o.state_dir) {
     if (o.state_dir->empty() || (*o.state_dir)[0] != '/') {
       return InvalidArgument("--state-dir must be an absolute path");

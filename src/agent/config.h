@@ -113,6 +113,8 @@ struct ConfigOverrides {
   std::optional<std::string> state_dir;
   std::optional<std::string> enroll_code;
   std::optional<std::string> interval;  // a duration, "1s"
+  std::optional<std::string> ca_file;   // tls.ca_file
+  std::optional<std::string> pin;       // tls.pin
 };
 
 // Parses YAML text; `source` names it in messages. Does not check required keys (see

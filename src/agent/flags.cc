@@ -22,6 +22,7 @@ Result<AgentFlags> ParseAgentFlags(int argc, const char* const* argv) {
       "medic server's commands within this host's local policy",
       "medic-agent"};
   std::string server, name, token_file, state_dir, enroll_code, interval, metrics_listen;
+  std::string ca_file, pin;
   app.add_option("--config", flags.config_file, "YAML config file (see config/agent.yaml)");
   auto* o_server = app.add_option("--server", server, "server URL, e.g. http://127.0.0.1:8080");
   auto* o_name = app.add_option("--name", name, "host name in medic (default: hostname)");
@@ -32,6 +33,10 @@ Result<AgentFlags> ParseAgentFlags(int argc, const char* const* argv) {
   auto* o_code = app.add_option("--enroll-code", enroll_code,
                                 "single-use enrolment code from `medic hosts enroll NAME`");
   auto* o_interval = app.add_option("--interval", interval, "report interval, e.g. 1s, 500ms");
+  auto* o_ca = app.add_option("--ca-file", ca_file,
+                              "verify an https:// server against this CA (tls.ca_file)");
+  auto* o_pin = app.add_option("--pin", pin,
+                               "verify an https:// server by its key, sha256//BASE64 (tls.pin)");
   auto* o_metrics =
       app.add_option("--metrics-listen", metrics_listen,
                      "HOST:PORT to serve Prometheus /metrics on (port 0: any free port)");
@@ -50,6 +55,8 @@ Result<AgentFlags> ParseAgentFlags(int argc, const char* const* argv) {
   Take(o_state, state_dir, &flags.overrides.state_dir);
   Take(o_code, enroll_code, &flags.overrides.enroll_code);
   Take(o_interval, interval, &flags.overrides.interval);
+  Take(o_ca, ca_file, &flags.overrides.ca_file);
+  Take(o_pin, pin, &flags.overrides.pin);
   Take(o_metrics, metrics_listen, &flags.metrics_listen);
   return flags;
 }

@@ -241,9 +241,12 @@ int RunCli(const std::vector<std::string>& args, CliEnv& env) {
   hosts_revoke->add_option("NAME", host_name, "host name")->required();
   CLI::App* alarms = app.add_subcommand("alarms", "list the state of every alarm on every host");
 
-  CLI::App* audit = app.add_subcommand("audit", "the audit log (admin)");
+  CLI::App* audit = app.add_subcommand("audit", "the newest entries of the audit log (admin)");
   audit->fallthrough();
-  audit->require_subcommand(1);
+  audit->require_subcommand(0, 1);
+  int audit_limit = 50;
+  audit->add_option("--limit", audit_limit, "how many entries, newest first (1-1000, default 50)")
+      ->check(CLI::Range(1, 1000));
   CLI::App* audit_verify = audit->add_subcommand(
       "verify", "check the audit log's hash chain; exit 1 naming the first broken entry");
   audit_verify->fallthrough();
@@ -430,6 +433,8 @@ int RunCli(const std::vector<std::string>& args, CliEnv& env) {
     s = commands.Alarms();
   } else if (*audit_verify) {
     s = commands.AuditVerify();
+  } else if (*audit) {
+    s = commands.Audit(audit_limit);
   } else if (*token_create) {
     s = commands.TokenCreate(token_name, role);
   } else if (*token_revoke) {

@@ -106,6 +106,43 @@ Status Commands::Reject(const std::string& id, const std::optional<std::string>&
   return Decide("reject", id, Json::object(), comment);
 }
 
+Status Commands::Audit(int limit) {
+  ASSIGN_OR_RETURN(Json body, api_.Call("GET", "/api/v1/audit?limit=" + std::to_string(limit),
+                                        nullptr, "audit"));
+  if (json_) {
+    PrintJson(body);
+    return OkStatus();
+  }
+  if (!body.is_object() || !body.contains("audit") || !body["audit"].is_array()) {
+    return Internal("audit: the server's answer has no 'audit' list");
+  }
+  std::vector<std::vector<std::string>> rows;
+  for (const auto& e : body["audit"]) {
+    if (!e.is_object()) {
+      continue;
+    }
+    auto text = [&](const char* key) {
+      return e.contains(key) && e[key].is_string() ? e[key].get<std::string>() : std::string();
+    };
+    const std::string id =
+        e.contains("id") && e["id"].is_number_integer() ? std::to_string(e["id"].get<int64_t>())
+                                                        : "";
+    // One line per entry: a detail's newlines and escapes are shown, not obeyed.
+    std::string detail = SanitizeForDisplay(text("detail"));
+    for (size_t p = detail.find('\n'); p != std::string::npos; p = detail.find('\n', p + 2)) {
+      detail.replace(p, 1, "\\n");
+    }
+    rows.push_back({id, SanitizeForDisplay(text("timestamp")), SanitizeForDisplay(text("actor")),
+                    SanitizeForDisplay(text("action")), detail});
+  }
+  if (rows.empty()) {
+    out_ << "the audit log is empty\n";
+    return OkStatus();
+  }
+  out_ << FormatTable({"ID", "TIME", "ACTOR", "ACTION", "DETAIL"}, rows);
+  return OkStatus();
+}
+
 Status Commands::AuditVerify() {
   ASSIGN_OR_RETURN(Json v, api_.Call("GET", "/api/v1/audit/verify", nullptr, "audit verify"));
   if (!v.is_object() || !v.contains("ok") || !v["ok"].is_boolean()) {

@@ -50,6 +50,8 @@ class Commands {
   // GET /api/v1/audit/verify: prints the result; a broken chain is an error naming the first
   // broken entry (exit 1).
   Status AuditVerify();
+  // The newest `limit` audit entries (1..1000), newest first.
+  Status Audit(int limit);
   // GET /api/v1/settings, one setting a line.
   Status Settings();
   // The automation kill switch (admin): PUT /api/v1/settings {"automation_paused":paused}.

@@ -199,6 +199,31 @@ TEST(AgentConfig, FlagsOverrideTheFile) {
   EXPECT_EQ(c->interval, Millis(250));
 }
 
+// --ca-file and --pin are tls.ca_file and tls.pin from the command line, and win over the file.
+TEST(AgentConfig, CaFileAndPinFlags) {
+  const std::string pin = "sha256//" + std::string(43, 'Q') + "=";
+  const char* argv[] = {"medic-agent", "--ca-file", "/etc/medic/ca.pem", "--pin", pin.c_str()};
+  auto flags = ParseAgentFlags(5, argv);
+  ASSERT_TRUE(flags.has_value()) << flags.error().message;
+  auto c = ParseAgentConfig("server: https://s:1\nname: web-1\ntls:\n  ca_file: /old.pem\n",
+                            "x.yaml");
+  ASSERT_TRUE(c.has_value());
+  ASSERT_TRUE(FinalizeAgentConfig(flags->overrides, &*c).has_value());
+  EXPECT_EQ(c->tls_ca_file, "/etc/medic/ca.pem");
+  EXPECT_EQ(c->tls_pin, pin);
+  ConfigOverrides bad;
+  bad.ca_file = "relative/ca.pem";
+  EXPECT_NE(FinalizeAgentConfig(bad, &*c).error().message.find("--ca-file must be an absolute"),
+            std::string::npos);
+  bad = {};
+  bad.pin = "sha256//short";
+  EXPECT_NE(FinalizeAgentConfig(bad, &*c).error().message.find("--pin must be sha256//BASE64"),
+            std::string::npos);
+  auto from_yaml = ParseAgentConfig("server: https://s\ntls:\n  pin: nope\n", "y.yaml");
+  ASSERT_FALSE(from_yaml.has_value());
+  EXPECT_NE(from_yaml.error().message.find("tls.pin must be sha256//BASE64"), std::string::npos);
+}
+
 TEST(AgentConfig, FlagsAloneAreEnough) {
   const char* argv[] = {"medic-agent",  "--server", "http://127.0.0.1:8080",
                         "--token-file", "/t",       "--check-config"};

@@ -238,6 +238,27 @@ TEST_F(CliTest, ApproveRefusesAnIncidentWithNothingToApproveAndShowsAChangedProp
   EXPECT_EQ(env_.out.str().find('\x1b'), std::string::npos) << env_.out.str();
 }
 
+TEST_F(CliTest, AuditListsTheNewestEntriesOneLineEach) {
+  env_.http.Answer(200, R"j({"audit":[
+      {"id":12,"timestamp":"2026-12-06T10:00:02.000Z","actor":"alice","action":"incident.approve",
+       "detail":"{\"incident_id\":\"inc-1\"}","hash":"h2","prev_hash":"h1"},
+      {"id":11,"timestamp":"2026-12-06T10:00:01.000Z","actor":"admin","action":"chaos",
+       "detail":"web-1 nginx-crash\n\u001b[2Jforged line","hash":"h1","prev_hash":"h0"}]})j");
+  ASSERT_EQ(Run({"audit", "--limit", "2"}), 0) << env_.err.str();
+  EXPECT_EQ(env_.http.last().url, "http://127.0.0.1:8080/api/v1/audit?limit=2");
+  EXPECT_EQ(env_.out.str(),
+            "ID  TIME                      ACTOR  ACTION            DETAIL\n"
+            "12  2026-12-06T10:00:02.000Z  alice  incident.approve  {\"incident_id\":\"inc-1\"}\n"
+            "11  2026-12-06T10:00:01.000Z  admin  chaos             web-1 nginx-crash\\n\\x1b[2Jforged line\n");
+  env_.out.str("");
+  env_.http.Answer(200, R"j({"audit":[]})j");
+  ASSERT_EQ(Run({"audit"}), 0);
+  EXPECT_EQ(env_.http.last().url, "http://127.0.0.1:8080/api/v1/audit?limit=50");
+  EXPECT_EQ(env_.out.str(), "the audit log is empty\n");
+  EXPECT_EQ(Run({"audit", "--limit", "0"}), 2);
+  EXPECT_EQ(Run({"audit", "--limit", "abc"}), 2);
+}
+
 TEST_F(CliTest, AuditVerifyExitsZeroWhenIntactAndOneNamingTheFirstBrokenEntry) {
   env_.http.Answer(200, R"j({"ok":true,"entries":12,"first_broken":null,"reason":"",)j"
                         R"j("head":"abc123"})j");
@@ -261,7 +282,7 @@ TEST_F(CliTest, AuditVerifyExitsZeroWhenIntactAndOneNamingTheFirstBrokenEntry) {
   env_.http.Answer(200, R"j({"ok":false,"entries":3,"reason":"r","first_broken":{"id":1}})j");
   EXPECT_EQ(Run({"--json", "audit", "verify"}), 1);
   EXPECT_NE(env_.out.str().find("\"ok\": false"), std::string::npos) << env_.out.str();
-  EXPECT_EQ(Run({"audit"}), 2);  // verify is required
+  EXPECT_EQ(Run({"audit", "verify", "extra"}), 2);
 }
 
 TEST_F(CliTest, ServerErrorIsOneLineWithTheServersMessage) {

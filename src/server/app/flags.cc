@@ -26,6 +26,9 @@ ServerFlags ParseServerFlags(int argc, const char* const* argv) {
   app.add_option("--tls-key", flags.tls_key, "TLS private key (PEM)");
   app.add_flag("--tls-self-signed", flags.tls_self_signed,
                "serve HTTPS with the server's own CA and certificate (DATA_DIR/tls/, made once)");
+  app.add_flag("--auto-approve-hosts", flags.auto_approve_hosts,
+               "enrol a new host name that asks with the bootstrap token without an admin "
+               "(labs and benchmarks)");
   app.add_flag("--insecure-http", flags.insecure_http,
                "serve plain HTTP on a non-loopback address (tokens cross the network in clear)");
   try {
@@ -52,6 +55,7 @@ Result<ServerConfig> LoadServerConfig(const ServerFlags& flags) {
     config.tls_key = flags.tls_key;
   }
   config.tls_self_signed = config.tls_self_signed || flags.tls_self_signed;
+  config.auto_approve_hosts = config.auto_approve_hosts || flags.auto_approve_hosts;
   const bool tls = !config.tls_cert.empty() || !config.tls_key.empty() || config.tls_self_signed;
   std::string host;
   uint16_t port = 0;

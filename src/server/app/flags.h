@@ -21,6 +21,7 @@ struct ServerFlags {
   std::string tls_cert;          // --tls-cert FILE (with --tls-key FILE)
   std::string tls_key;
   bool tls_self_signed = false;  // --tls-self-signed: the server's own CA, DATA_DIR/tls/
+  bool auto_approve_hosts = false;  // --auto-approve-hosts (labs, benchmarks)
   // Set when there is nothing to run: --help (0) or a bad flag (CLI11's exit code). The help or
   // the error has been printed.
   std::optional<int> exit_code;

@@ -82,6 +82,8 @@ Result<ServerConfig> LoadServerConfig(const std::string& path) {
         c.tls_key = v.as<std::string>();
       } else if (key == "tls_self_signed") {
         c.tls_self_signed = v.as<bool>();
+      } else if (key == "auto_approve_hosts") {
+        c.auto_approve_hosts = v.as<bool>();
       } else if (key == "log_level") {
         c.log_level = v.as<std::string>();
       } else if (key == "agent_interval") {
@@ -263,7 +265,14 @@ Result<std::unique_ptr<ServerApp>> ServerApp::Create(const ServerConfig& config,
   p->tokens.Add(admin, Principal{"admin", Role::kAdmin});
   // agent.token is the bootstrap token: it only files enrolment requests (POST
   // /agent/v1/enroll); every other agent call needs the host's own credential.
-  p->identities = std::make_unique<HostIdentities>(*p->store, clock, Sha256Hex(agent));
+  HostIdentityOptions identity_options;
+  identity_options.auto_approve = config.auto_approve_hosts;
+  if (config.auto_approve_hosts) {
+    LogWarn("--auto-approve-hosts: any agent with the bootstrap token (agent.token) enrols a new "
+            "host name without an admin");
+  }
+  p->identities =
+      std::make_unique<HostIdentities>(*p->store, clock, Sha256Hex(agent), identity_options);
   RETURN_IF_ERROR(p->identities->Load());
 
   ASSIGN_OR_RETURN(auto stored_tokens, p->store->ListTokens());

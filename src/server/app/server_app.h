@@ -44,6 +44,9 @@ struct ServerConfig {
   std::string tls_cert;
   std::string tls_key;
   bool tls_self_signed = false;
+  // `auto_approve_hosts` / --auto-approve-hosts (labs, benchmarks): an agent that asks to enrol
+  // with the bootstrap token under a new name gets its credential at once (docs/PROTOCOL.md).
+  bool auto_approve_hosts = false;
   // The `ai:` section; MEDIC_AI_* / GEMINI_API_KEY override it in MakeRealServerDeps
   // (docs/AI.md).
   ai::AiConfig ai;

@@ -144,11 +144,18 @@ Result<std::optional<IssuedCredential>> HostIdentities::EnrollWithBootstrap(
         return ResourceExhausted("too many enrolment requests wait for approval (" +
                                  std::to_string(options_.max_pending) + ")");
       }
-      pending_[name] = Request{key_hash, clock_.Now(), hostname.substr(0, 255), ""};
-      LogInfo("host " + name + " asks to enrol with the bootstrap token (request " +
-              key_hash.substr(0, 16) + "); an admin must approve it");
-      return std::optional<IssuedCredential>();
+      const bool automatic = options_.auto_approve && hash_by_host_.count(name) == 0;
+      pending_[name] = Request{key_hash, clock_.Now(), hostname.substr(0, 255),
+                               automatic ? "auto" : ""};
+      if (!automatic) {
+        LogInfo("host " + name + " asks to enrol with the bootstrap token (request " +
+                key_hash.substr(0, 16) + "); an admin must approve it");
+        return std::optional<IssuedCredential>();
+      }
+      LogWarn("host " + name + " enrolled with the bootstrap token without an admin (request " +
+              key_hash.substr(0, 16) + ", --auto-approve-hosts)");
     }
+    it = pending_.find(name);
     if (!ConstantTimeEquals(it->second.key_hash, key_hash)) {
       return AlreadyExists("host '" + name +
                            "' already has an enrolment request made with another key; an "

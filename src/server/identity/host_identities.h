@@ -33,6 +33,9 @@ struct HostIdentityOptions {
   Millis max_code_ttl{7 * 24 * 3'600'000LL};
   size_t max_codes = 10'000;   // unused, unexpired codes at once
   size_t max_pending = 1'000;  // enrolment requests waiting for approval at once
+  // --auto-approve-hosts (labs, benchmarks): a bootstrap request for a name that has no
+  // credential yet is approved at once; re-enrolling a known name still waits for an admin.
+  bool auto_approve = false;
 };
 
 // What an admin gets from CreateCode: the code itself (shown once) and when it expires.

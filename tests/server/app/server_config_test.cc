@@ -94,6 +94,12 @@ TEST(ServerFlagsTest, ANonLoopbackListenNeedsInsecureHttp) {
   test::TempDir dir;
   ASSERT_TRUE(WriteFileAtomic(dir.File("s.yaml"), "listen: 0.0.0.0:9000\n").has_value());
   EXPECT_FALSE(LoadServerConfig(flags({"--config", dir.File("s.yaml").c_str()})).has_value());
+  // --auto-approve-hosts, or auto_approve_hosts in the file.
+  EXPECT_FALSE(LoadServerConfig(flags({})).value().auto_approve_hosts);
+  EXPECT_TRUE(LoadServerConfig(flags({"--auto-approve-hosts"})).value().auto_approve_hosts);
+  ASSERT_TRUE(WriteFileAtomic(dir.File("a.yaml"), "auto_approve_hosts: true\n").has_value());
+  EXPECT_TRUE(
+      LoadServerConfig(flags({"--config", dir.File("a.yaml").c_str()})).value().auto_approve_hosts);
   EXPECT_TRUE(IsLoopbackHost("localhost"));
   EXPECT_FALSE(IsLoopbackHost("example.com"));
   EXPECT_FALSE(IsLoopbackHost(""));

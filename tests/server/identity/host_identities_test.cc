@@ -74,6 +74,24 @@ TEST_F(HostIdentitiesTest, CodesExpireAndTheirNumberIsBounded) {
             ErrorCode::kInvalidArgument);
 }
 
+// --auto-approve-hosts: a new name gets its credential at its first ask; a name that already has
+// one still waits for an admin (re-enrolment never happens on the bootstrap token alone).
+TEST_F(HostIdentitiesTest, AutoApproveEnrolsNewNamesOnlyAtOnce) {
+  HostIdentityOptions o = Small();
+  o.auto_approve = true;
+  HostIdentities ids(store_, clock_, Sha256Hex(kBootstrap), o);
+  auto issued = ids.EnrollWithBootstrap(kBootstrap, "web-7", Key('a'), "box7");
+  ASSERT_TRUE(issued.has_value() && issued->has_value()) << (issued ? "pending" : issued.error().ToString());
+  EXPECT_EQ(ids.Authenticate((*issued)->credential).value(), "web-7");
+  EXPECT_TRUE(ids.Pending().empty());
+  EXPECT_EQ(memory_.ListHostCredentials().value()[0].issued_by, "approval:auto");
+  auto again = ids.EnrollWithBootstrap(kBootstrap, "web-7", Key('b'), "box7");
+  ASSERT_TRUE(again.has_value());
+  EXPECT_FALSE(again->has_value()) << "a known name waits for an admin";
+  EXPECT_EQ(ids.EnrollWithBootstrap("wrong", "web-8", Key('a'), "").error().code,
+            ErrorCode::kUnauthenticated);
+}
+
 TEST_F(HostIdentitiesTest, TheBootstrapTokenWaitsForApprovalBoundToItsKey) {
   EXPECT_EQ(ids_.EnrollWithBootstrap("wrong", "web-1", Key('a'), "").error().code,
             ErrorCode::kUnauthenticated);

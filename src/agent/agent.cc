@@ -88,7 +88,8 @@ Agent::Agent(const AgentConfig& config, std::string credential, AgentDeps deps,
       executor_(WithArchive(MakeExecutorOptions(config, SelfPid(tuning)), &archive_sink_), policy_,
                 deps_.runner, deps_.services, deps_.procfs),
       processor_(config.name, policy_, executor_, deps_.clock),
-      poller_(PollerOptions{config.name, tuning.poll_wait}, api_, registration_, processor_,
+      poller_(PollerOptions{config.name, tuning.poll_wait, 4, Millis(250), deps_.ledger}, api_,
+              registration_, processor_,
               [this](Millis d) { return poll_waiter_.WaitFor(d); }) {
   registration_.SetListener([this] { poll_waiter_.Notify(); });
 }

@@ -46,6 +46,8 @@ struct AgentDeps {
   // The health checks' client, when it must differ from the server's (a pinned server key is
   // not the key of the services checked). Empty: new_http_client.
   std::function<std::unique_ptr<HttpClient>()> new_check_http_client;
+  // The state directory's command ledger (command_ledger.h); null: in memory only.
+  CommandLedger* ledger = nullptr;
 };
 
 struct AgentTuning {

@@ -40,8 +40,7 @@ Millis CommandPoller::RunOnce(HttpClient& http) {
       result = *seen;
     } else {
       if (pc.command) {
-        result = processor_.Process(*pc.command);
-        ++executed_;
+        result = RunOnceAcrossRestarts(*pc.command);
       } else {
         result.id = pc.id;
         result.host = options_.host;
@@ -53,6 +52,48 @@ Millis CommandPoller::RunOnce(HttpClient& http) {
     PostWithRetry(http, result);
   }
   return Millis(0);
+}
+
+protocol::CommandResult CommandPoller::RunOnceAcrossRestarts(const protocol::Command& command) {
+  CommandLedger* ledger = options_.ledger;
+  if (ledger != nullptr) {
+    if (auto seen = ledger->Find(command.id)) {
+      if (seen->result) {
+        LogInfo("command " + command.id + " ran before a restart; sending its result again");
+        return *seen->result;
+      }
+      // Started, never finished: the agent stopped while it ran. Whether it did its work is
+      // unknown; running it again could do it twice, so it is not run again.
+      LogWarn("command " + command.id + " (" + seen->action +
+              ") was interrupted by a restart of the agent; it is not run again");
+      protocol::CommandResult r;
+      r.id = command.id;
+      r.host = options_.host;
+      r.ran = true;
+      r.exit_code = -1;
+      r.error = "interrupted: the agent stopped while this command ran; it is not run again";
+      (void)ledger->Finish(r);
+      return r;
+    }
+    if (Status s = ledger->Start(command); !s) {
+      protocol::CommandResult r;
+      r.id = command.id;
+      r.host = options_.host;
+      r.ran = false;
+      r.error = "not run: it could not be recorded first (" + s.error().message + ")";
+      LogError("command " + command.id + ": " + r.error);
+      return r;
+    }
+  }
+  protocol::CommandResult result = processor_.Process(command);
+  ++executed_;
+  if (ledger != nullptr) {
+    if (Status s = ledger->Finish(result); !s) {
+      LogError("command " + command.id + ": its result is not in the ledger: " +
+               s.error().message);
+    }
+  }
+  return result;
 }
 
 void CommandPoller::PostWithRetry(HttpClient& http, const protocol::CommandResult& result) {

@@ -1,12 +1,14 @@
 #pragma once
 
-// The command loop: long-polls the server for commands, runs each once (by id), and posts
-// every result back, retrying a few times when the server cannot be reached.
+// The command loop: long-polls the server for commands, runs each once (by id: in memory, and
+// across restarts through the ledger), and posts every result back, retrying a few times when
+// the server cannot be reached.
 
 #include <functional>
 #include <random>
 #include <string>
 
+#include "agent/command_ledger.h"
 #include "agent/command_processor.h"
 #include "agent/server_api.h"
 #include "transport/http_client.h"
@@ -18,6 +20,8 @@ struct PollerOptions {
   Millis wait{25'000};      // long-poll wait the server may hold the request
   int result_attempts = 4;  // tries per result on transport failure
   Millis retry_base{250};
+  // The state directory's ledger (command_ledger.h); null: ids are remembered in memory only.
+  CommandLedger* ledger = nullptr;
 };
 
 // Driven by one thread through RunOnce.
@@ -34,6 +38,9 @@ class CommandPoller {
 
  private:
   void PostWithRetry(HttpClient& http, const protocol::CommandResult& result);
+  // Runs a command the ledger has not seen: recorded (durably) first, then run, then its result
+  // recorded. One the ledger saw is not run again: its stored result, or "interrupted".
+  protocol::CommandResult RunOnceAcrossRestarts(const protocol::Command& command);
 
   PollerOptions options_;
   const ServerApi& api_;

@@ -35,6 +35,7 @@ struct RealAgent {
   std::unique_ptr<ForkExecCommandRunner> runner;
   std::unique_ptr<SupervisorServiceManager> services;  // empty when systemd manages them
   std::unique_ptr<SystemdServiceManager> systemd;
+  std::unique_ptr<CommandLedger> ledger;  // before the agent, which uses it
   std::unique_ptr<Agent> agent;
   std::unique_ptr<MetricsHttpServer> metrics_server;
 };
@@ -56,6 +57,9 @@ Result<std::unique_ptr<RealAgent>> BuildAgent(const AgentConfig& config,
     RETURN_IF_ERROR(MakeDirs(config.state_dir, 0700));
   }
   auto a = std::make_unique<RealAgent>();
+  // Every command id is written here before it runs: nothing runs twice across restarts.
+  RETURN_IF_ERROR(MakeDirs(config.state_dir, 0700));
+  ASSIGN_OR_RETURN(a->ledger, OpenCommandLedger(config.state_dir + "/commands.log"));
   RETURN_IF_ERROR(a->reaper.Start());
   a->runner = std::make_unique<ForkExecCommandRunner>(a->reaper, config.exec_max_concurrent);
   ASSIGN_OR_RETURN(
@@ -94,7 +98,7 @@ Result<std::unique_ptr<RealAgent>> BuildAgent(const AgentConfig& config,
   a->agent = std::make_unique<Agent>(
       config, credential,
       AgentDeps{a->clock, a->procfs, *a->runner, *manager, client_factory(server_tls),
-                client_factory(check_tls)});
+                client_factory(check_tls), a->ledger.get()});
   Agent* agent = a->agent.get();
   if (metrics_listen) {
     a->metrics_server =

@@ -134,7 +134,7 @@ class AgentBinaryTest : public ::testing::Test {
       ::waitpid(pid_, nullptr, 0);
     }
     for (const char* f : {"/agent.token", "/agent.yaml", "/agent.log", "/sleeper.log",
-                          "/state/credential", "/state/enroll.key"}) {
+                          "/state/credential", "/state/enroll.key", "/state/commands.log"}) {
       ::unlink((dir_ + f).c_str());
     }
     ::rmdir((dir_ + "/state").c_str());

@@ -3,6 +3,15 @@
 
 #include <fcntl.h>
 #include <gtest/gtest.h>
+
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <algorithm>
+
+#include "agent/command_ledger.h"
+#include "core/files.h"
+#include "tests/fakes/temp_dir.h"
 #include <signal.h>
 #include <sys/stat.h>
 #include <unistd.h>
@@ -267,10 +276,11 @@ TEST(CommandHistory, ForgetsTheOldestBeyondCapacity) {
 
 // The poller against a fake server that delivers a scripted batch per poll.
 struct PollHarness {
-  PollHarness()
+  explicit PollHarness(CommandLedger* ledger = nullptr)
       : api("http://server", "tok"),
         registration(api, protocol::RegisterRequest{"web-1"}, Millis(1), Millis(1)),
-        poller(PollerOptions{"web-1", Millis(25000), 3, Millis(1)}, api, registration, *h.processor,
+        poller(PollerOptions{"web-1", Millis(25000), 3, Millis(1), ledger}, api, registration,
+               *h.processor,
                [this](Millis d) {
                  slept.push_back(d);
                  return true;
@@ -344,6 +354,142 @@ TEST(CommandPoller, CommandDeliveredTwiceRunsOnce) {
     EXPECT_TRUE(r.Succeeded());
     EXPECT_EQ(r.output, "restart nginx done\n");
   }
+}
+
+// The ledger: a command id is recorded, durably, before it runs; a fix delivered again after
+// the agent restarted (a new poller over the same ledger file) is not run again.
+TEST(CommandLedger, RecordsStartsAndResultsAcrossReopens) {
+  test::TempDir dir;
+  const std::string path = dir.File("commands.log");
+  {
+    auto ledger = OpenCommandLedger(path);
+    ASSERT_TRUE(ledger.has_value()) << ledger.error().ToString();
+    protocol::Command c;
+    c.id = "cmd-1";
+    c.action = "service.restart";
+    c.params = Json{{"service", "nginx"}};
+    ASSERT_TRUE((*ledger)->Start(c).has_value());
+    protocol::CommandResult r;
+    r.id = "cmd-1";
+    r.host = "web-1";
+    r.ran = true;
+    r.output = "restarted";
+    ASSERT_TRUE((*ledger)->Finish(r).has_value());
+    c.id = "cmd-2";
+    ASSERT_TRUE((*ledger)->Start(c).has_value());  // then the agent dies
+  }
+  struct stat st {};
+  ASSERT_EQ(stat(path.c_str(), &st), 0);
+  EXPECT_EQ(st.st_mode & 0777, 0600u);
+  // A torn last line (killed in the middle of a write) is ignored.
+  ASSERT_TRUE(WriteFileAtomic(path, ReadFile(path).value() + R"({"start":"cmd-3","act)", 0600)
+                  .has_value());
+  auto ledger = OpenCommandLedger(path);
+  ASSERT_TRUE(ledger.has_value()) << ledger.error().ToString();
+  auto one = (*ledger)->Find("cmd-1");
+  ASSERT_TRUE(one.has_value());
+  ASSERT_TRUE(one->result.has_value());
+  EXPECT_EQ(one->result->output, "restarted");
+  auto two = (*ledger)->Find("cmd-2");
+  ASSERT_TRUE(two.has_value());
+  EXPECT_EQ(two->action, "service.restart");
+  EXPECT_FALSE(two->result.has_value());
+  EXPECT_FALSE((*ledger)->Find("cmd-3").has_value());
+  EXPECT_FALSE(OpenCommandLedger(dir.File("no/such/dir/commands.log")).has_value());
+}
+
+TEST(CommandLedger, KeepsTheNewestIdsAndCompactsTheFile) {
+  test::TempDir dir;
+  const std::string path = dir.File("commands.log");
+  {
+    auto ledger = OpenCommandLedger(path, 3);
+    ASSERT_TRUE(ledger.has_value());
+    for (int i = 0; i < 8; ++i) {
+      protocol::Command c;
+      c.id = "c" + std::to_string(i);
+      c.action = "disk.usage";
+      ASSERT_TRUE((*ledger)->Start(c).has_value());
+    }
+    EXPECT_FALSE((*ledger)->Find("c4").has_value());
+    EXPECT_TRUE((*ledger)->Find("c5").has_value());
+  }
+  auto reopened = OpenCommandLedger(path, 3);  // 8 lines > 2 x 3: rewritten to the newest 3
+  ASSERT_TRUE(reopened.has_value());
+  EXPECT_TRUE((*reopened)->Find("c7").has_value());
+  EXPECT_FALSE((*reopened)->Find("c2").has_value());
+  const std::string text = ReadFile(path).value();
+  EXPECT_EQ(std::count(text.begin(), text.end(), '\n'), 3) << text;
+}
+
+TEST(CommandPoller, AFixDeliveredAgainAfterARestartIsNotRunAgain) {
+  test::TempDir dir;
+  auto ledger = OpenCommandLedger(dir.File("commands.log"));
+  ASSERT_TRUE(ledger.has_value());
+  {
+    PollHarness p(ledger->get());
+    p.batches = {p.Batch({p.h.Cmd("cmd-42", "service.restart", {{"service", "nginx"}})})};
+    p.poller.RunOnce(*p.http);
+    EXPECT_EQ(p.h.services.calls(), std::vector<std::string>{"restart nginx"});
+  }
+  // The agent restarted: a new poller, history empty, the same ledger file.
+  auto after = OpenCommandLedger(dir.File("commands.log"));
+  ASSERT_TRUE(after.has_value());
+  PollHarness p(after->get());
+  p.batches = {p.Batch({p.h.Cmd("cmd-42", "service.restart", {{"service", "nginx"}})})};
+  p.poller.RunOnce(*p.http);
+  EXPECT_TRUE(p.h.services.calls().empty()) << "ran twice";
+  EXPECT_EQ(p.poller.executed(), 0u);
+  auto results = p.Results();
+  ASSERT_EQ(results.size(), 1u);
+  EXPECT_EQ(results[0].id, "cmd-42");
+  EXPECT_TRUE(results[0].Succeeded());
+  EXPECT_EQ(results[0].output, "restart nginx done\n");  // the result it had
+}
+
+TEST(CommandPoller, AFixInterruptedByACrashIsAnsweredAndNeverRunAgain) {
+  test::TempDir dir;
+  {
+    auto ledger = OpenCommandLedger(dir.File("commands.log"));
+    ASSERT_TRUE(ledger.has_value());
+    protocol::Command c;
+    c.id = "cmd-7";
+    c.action = "service.restart";
+    ASSERT_TRUE((*ledger)->Start(c).has_value());  // killed -9 while it ran
+  }
+  auto ledger = OpenCommandLedger(dir.File("commands.log"));
+  ASSERT_TRUE(ledger.has_value());
+  PollHarness p(ledger->get());
+  const auto cmd = p.h.Cmd("cmd-7", "service.restart", {{"service", "nginx"}});
+  p.batches = {p.Batch({cmd}), p.Batch({cmd})};
+  p.poller.RunOnce(*p.http);
+  p.poller.RunOnce(*p.http);
+  EXPECT_TRUE(p.h.services.calls().empty());
+  auto results = p.Results();
+  ASSERT_EQ(results.size(), 2u);
+  for (const auto& r : results) {
+    EXPECT_EQ(r.id, "cmd-7");
+    EXPECT_FALSE(r.Succeeded());
+    EXPECT_NE(r.error.find("interrupted"), std::string::npos) << r.error;
+  }
+}
+
+// A command that cannot be recorded first does not run.
+TEST(CommandPoller, ACommandTheLedgerCannotRecordDoesNotRun) {
+  struct FullDisk : CommandLedger {
+    std::optional<Entry> Find(const std::string&) const override { return std::nullopt; }
+    Status Start(const protocol::Command&) override { return Unavailable("No space left"); }
+    Status Finish(const protocol::CommandResult&) override { return OkStatus(); }
+  } ledger;
+  PollHarness p(&ledger);
+  p.batches = {p.Batch({p.h.Cmd("cmd-9", "service.restart", {{"service", "nginx"}})})};
+  p.poller.RunOnce(*p.http);
+  EXPECT_TRUE(p.h.services.calls().empty());
+  auto results = p.Results();
+  ASSERT_EQ(results.size(), 1u);
+  EXPECT_FALSE(results[0].ran);
+  EXPECT_NE(results[0].error.find("could not be recorded first (No space left)"),
+            std::string::npos)
+      << results[0].error;
 }
 
 TEST(CommandPoller, ResultPostIsRetriedOnTransportFailure) {

@@ -59,9 +59,12 @@ TEST_F(NginxIncidentTest, CrashDiagnoseApproveRestartVerifyAndSurviveRestart) {
   const std::string health_url = demo_.health_url();
   ASSERT_EQ(HttpStatus(health_url), 200);
 
-  // A real crash: SIGKILL to nginx's master and every worker.
+  // A real crash: SIGKILL to nginx's master and every worker. The master is stopped first: a
+  // running master respawns a worker killed before it, and that new worker would keep serving
+  // (a race seen on a loaded machine).
   const pid_t master = ReadPid(host_dir + "/run/nginx.pid");
   ASSERT_GT(master, 1);
+  ASSERT_EQ(kill(master, SIGSTOP), 0);
   std::vector<pid_t> victims = ChildrenOf(master);
   ASSERT_FALSE(victims.empty()) << "nginx has no workers?";
   victims.push_back(master);

@@ -1,0 +1,42 @@
+#pragma once
+
+// The agent's ledger of the commands it started and what came of them, kept in its state
+// directory (STATE_DIR/commands.log, mode 0600): a command id is written, and fsynced, before
+// its action starts, so a command the server delivers again after the agent (or the server)
+// restarted is never run a second time, also when the agent was killed while it ran. It is the
+// host's own append-only record of what ran there, too: one JSON line per start and per result.
+
+#include <deque>
+#include <map>
+#include <memory>
+#include <mutex>
+#include <optional>
+#include <string>
+
+#include "core/result.h"
+#include "protocol/wire.h"
+
+namespace medic::agent {
+
+class CommandLedger {
+ public:
+  struct Entry {
+    std::string action;
+    std::optional<protocol::CommandResult> result;  // nullopt: started, never finished
+  };
+  virtual ~CommandLedger() = default;
+  // What the ledger knows of the id; nullopt when it never started here.
+  virtual std::optional<Entry> Find(const std::string& id) const = 0;
+  // Records the start; durable (fsynced) when it returns OK. The action must not run otherwise.
+  virtual Status Start(const protocol::Command& command) = 0;
+  // Records the result (durable too).
+  virtual Status Finish(const protocol::CommandResult& result) = 0;
+};
+
+// Opens (creating, 0600) the ledger file and reads what it holds; a torn last line (a crash in
+// the middle of a write) is ignored. Keeps the newest `keep` ids; the file is rewritten to those
+// when it has grown past twice as many lines.
+Result<std::unique_ptr<CommandLedger>> OpenCommandLedger(const std::string& path,
+                                                         size_t keep = 10'000);
+
+}  // namespace medic::agent

@@ -11,6 +11,7 @@
 #include "core/log.h"
 #include "protocol/actions.h"
 #include "protocol/wire.h"
+#include "transport/http_client.h"
 
 namespace medic::agent {
 
@@ -481,7 +482,7 @@ Result<AgentConfig> ParseRoot(const Reader& r, const YAML::Node& root) {
     RETURN_IF_ERROR(r.CheckKeys(v, "tls", {"ca_file", "cert_file", "key_file", "pin"}));
     if (auto a = v["pin"]) {
       c.tls_pin = a.as<std::string>("");
-      if (c.tls_pin.rfind("sha256//", 0) != 0 || c.tls_pin.size() != 8 + 44) {
+      if (!IsPublicKeyPin(c.tls_pin)) {
         return r.At(a, "tls.pin must be sha256//BASE64 of the server's public key (medic-server "
                        "prints it at start)");
       }
@@ -628,7 +629,7 @@ Status FinalizeAgentConfig(const ConfigOverrides& o, AgentConfig* c) {
     c->tls_ca_file = *o.ca_file;
   }
   if (o.pin) {
-    if (o.pin->rfind("sha256//", 0) != 0 || o.pin->size() != 8 + 44) {
+    if (!IsPublicKeyPin(*o.pin)) {
       return InvalidArgument("--pin must be sha256//BASE64 of the server's public key "
                              "(medic-server prints it at start)");
     }

@@ -45,11 +45,7 @@ Result<TlsOptions> ResolveServerTls(const std::string& ca_flag, const std::strin
   if (!tls.ca_file.empty() && !ReadFile(tls.ca_file).has_value()) {
     return InvalidArgument("cannot read the CA file " + tls.ca_file);
   }
-  // sha256// and the base64 of 32 bytes: 43 characters and one '='.
-  if (!tls.pin.empty() &&
-      (tls.pin.rfind("sha256//", 0) != 0 || tls.pin.size() != 8 + 44 || tls.pin.back() != '=' ||
-       tls.pin.find_first_not_of("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/=",
-                                 8) != std::string::npos)) {
+  if (!tls.pin.empty() && !IsPublicKeyPin(tls.pin)) {
     return InvalidArgument("--pin must be sha256//BASE64 of the server's public key (medic-server "
                            "prints it at start), not '" + tls.pin + "'");
   }

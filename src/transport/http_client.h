@@ -5,6 +5,7 @@
 
 #include <memory>
 #include <string>
+#include <string_view>
 #include <utility>
 #include <vector>
 
@@ -45,6 +46,15 @@ struct TlsOptions {
   // key must hash to this. Without ca_file, the pin alone identifies the server.
   std::string pin;
 };
+
+// "sha256//" and the base64 of a SHA-256 (43 characters and one '='): a TlsOptions::pin as the
+// CLI's --pin, the agent's tls.pin and --pin accept it.
+inline bool IsPublicKeyPin(std::string_view pin) {
+  return pin.size() == 8 + 44 && pin.substr(0, 8) == "sha256//" && pin.back() == '=' &&
+         pin.substr(8).find_first_not_of(
+             "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/=") ==
+             std::string_view::npos;
+}
 
 // libcurl-backed client. Keeps its connection alive between calls.
 // Not thread-safe: one instance per thread.

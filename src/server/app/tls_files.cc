@@ -11,6 +11,7 @@
 #include <sys/stat.h>
 
 #include <boost/asio/ip/address.hpp>
+#include <functional>
 #include <memory>
 
 #include "core/files.h"
@@ -94,24 +95,27 @@ Result<Cert> MakeCertificate(EVP_PKEY* key, const std::string& common_name, long
   return cert;
 }
 
-Result<std::string> ToPem(X509* cert) {
+// What `write` puts into a memory BIO, as text.
+Result<std::string> ToPem(const std::function<int(BIO*)>& write, const char* what) {
   Bio bio(BIO_new(BIO_s_mem()));
-  if (!bio || PEM_write_bio_X509(bio.get(), cert) != 1) {
-    return Internal(OpenSslError("cannot write a certificate"));
+  if (!bio || write(bio.get()) != 1) {
+    return Internal(OpenSslError(std::string("cannot write ") + what));
   }
   char* data = nullptr;
   const long len = BIO_get_mem_data(bio.get(), &data);
   return std::string(data, static_cast<size_t>(len));
 }
 
+Result<std::string> ToPem(X509* cert) {
+  return ToPem([cert](BIO* b) { return PEM_write_bio_X509(b, cert); }, "a certificate");
+}
+
 Result<std::string> ToPem(EVP_PKEY* key) {
-  Bio bio(BIO_new(BIO_s_mem()));
-  if (!bio || PEM_write_bio_PrivateKey(bio.get(), key, nullptr, nullptr, 0, nullptr, nullptr) != 1) {
-    return Internal(OpenSslError("cannot write a key"));
-  }
-  char* data = nullptr;
-  const long len = BIO_get_mem_data(bio.get(), &data);
-  return std::string(data, static_cast<size_t>(len));
+  return ToPem(
+      [key](BIO* b) {
+        return PEM_write_bio_PrivateKey(b, key, nullptr, nullptr, 0, nullptr, nullptr);
+      },
+      "a key");
 }
 
 Result<Cert> ReadFirstCertificate(const std::string& pem_file) {

@@ -5,7 +5,7 @@ set -euo pipefail
 
 PACKAGES=(
   build-essential cmake make pkg-config git
-  libboost-dev libssl-dev libcurl4-openssl-dev
+  libboost-dev libssl-dev libcurl4-openssl-dev libmbedtls-dev
   nlohmann-json3-dev libyaml-cpp-dev libsqlite3-dev sqlite3 libcli11-dev
   libgtest-dev libgmock-dev libbenchmark-dev
   nginx curl procps iproute2 util-linux stress-ng

@@ -69,7 +69,7 @@ Agent::Agent(const AgentConfig& config, std::string credential, AgentDeps deps,
       policy_(PolicyRulesFromConfig(config, SelfPid(tuning))),
       api_(config.server, credential),
       enrolment_(credential.empty() ? std::make_unique<Enrolment>(
-                                          api_, MakeEnrolmentOptions(config))
+                                          api_, MakeEnrolmentOptions(config), &verifier_)
                                     : nullptr),
       registration_(api_, MakeRegisterRequest(config), tuning.register_backoff_base,
                     tuning.register_backoff_cap, enrolment_.get()),
@@ -89,9 +89,15 @@ Agent::Agent(const AgentConfig& config, std::string credential, AgentDeps deps,
                 deps_.runner, deps_.services, deps_.procfs),
       processor_(config.name, policy_, executor_, deps_.clock),
       poller_(PollerOptions{config.name, tuning.poll_wait, 4, Millis(250), deps_.ledger}, api_,
-              registration_, processor_,
-              [this](Millis d) { return poll_waiter_.WaitFor(d); }) {
+              registration_, verifier_, processor_,
+              [this](Millis d) { return poll_waiter_.WaitFor(d); }, deps_.clock) {
   registration_.SetListener([this] { poll_waiter_.Notify(); });
+  if (!deps_.command_key.empty()) {
+    if (Status s = verifier_.SetKey(deps_.command_key); !s) {
+      LogError("the server's command key is not usable (" + s.error().message +
+               "): every command will be refused until the host is enrolled again");
+    }
+  }
 }
 
 Agent::~Agent() { Stop(Millis::max()); }

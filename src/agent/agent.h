@@ -17,6 +17,7 @@
 
 #include "agent/action_executor.h"
 #include "agent/command_poller.h"
+#include "agent/command_verifier.h"
 #include "agent/command_processor.h"
 #include "agent/config.h"
 #include "agent/enrolment.h"
@@ -48,6 +49,9 @@ struct AgentDeps {
   std::function<std::unique_ptr<HttpClient>()> new_check_http_client;
   // The state directory's command ledger (command_ledger.h); null: in memory only.
   CommandLedger* ledger = nullptr;
+  // The server's command-signing public key (LoadStoredCommandKey), when the host is enrolled;
+  // "" until enrolment brings it. Without it every command is refused.
+  std::string command_key;
 };
 
 struct AgentTuning {
@@ -92,6 +96,7 @@ class Agent {
   AgentDeps deps_;
   Policy policy_;
   ServerApi api_;
+  CommandVerifier verifier_;  // the server's command key; enrolment_ sets it
   std::unique_ptr<Enrolment> enrolment_;  // null when the credential was known at start
   Registration registration_;
   CheckStates checks_;

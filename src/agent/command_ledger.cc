@@ -6,6 +6,7 @@
 #include <cerrno>
 #include <cstring>
 
+#include "core/clock.h"
 #include "core/files.h"
 #include "core/json.h"
 #include "core/log.h"
@@ -58,12 +59,35 @@ class FileCommandLedger : public CommandLedger {
     return it->second;
   }
 
+  std::optional<std::string> FindNonce(const std::string& nonce) const override {
+    std::lock_guard<std::mutex> lock(mu_);
+    auto it = nonces_.find(nonce);
+    if (it == nonces_.end()) {
+      return std::nullopt;
+    }
+    return it->second;
+  }
+
   Status Start(const protocol::Command& c) override {
-    Json line{{"start", c.id}, {"action", c.action}, {"params", c.params}};
+    Json line{{"start", c.id},         {"action", c.action},
+              {"params", c.params},    {"incident", c.incident},
+              {"approved_by", c.approved_by}, {"nonce", c.nonce},
+              {"at", FormatRfc3339(SystemClock().Now())}};
     std::lock_guard<std::mutex> lock(mu_);
     RETURN_IF_ERROR(AppendLocked(DumpJson(line)));
-    Remember(c.id, Entry{c.action, std::nullopt});
+    Remember(c.id, Entry{c.action, std::nullopt}, c.nonce);
     return OkStatus();
+  }
+
+  void Refuse(const protocol::Command& c, const std::string& reason) override {
+    Json line{{"refused", c.id},
+              {"action", c.action},
+              {"reason", reason},
+              {"at", FormatRfc3339(SystemClock().Now())}};
+    std::lock_guard<std::mutex> lock(mu_);
+    if (Status s = AppendLocked(DumpJson(line)); !s) {
+      LogWarn("command " + c.id + ": its refusal is not in the ledger: " + s.error().message);
+    }
   }
 
   Status Finish(const protocol::CommandResult& r) override {
@@ -86,7 +110,10 @@ class FileCommandLedger : public CommandLedger {
       const std::string action =
           j->contains("action") && (*j)["action"].is_string() ? (*j)["action"].get<std::string>()
                                                               : "";
-      Remember((*j)["start"].get<std::string>(), Entry{action, std::nullopt});
+      const std::string nonce =
+          j->contains("nonce") && (*j)["nonce"].is_string() ? (*j)["nonce"].get<std::string>()
+                                                            : "";
+      Remember((*j)["start"].get<std::string>(), Entry{action, std::nullopt}, nonce);
     } else if (j->contains("result")) {
       auto r = protocol::CommandResultFromJson((*j)["result"]);
       if (r) {
@@ -96,13 +123,22 @@ class FileCommandLedger : public CommandLedger {
     }
   }
 
-  void Remember(const std::string& id, Entry e) {
+  void Remember(const std::string& id, Entry e, const std::string& nonce = "") {
     if (entries_.count(id) == 0) {
       order_.push_back(id);
     }
     entries_[id] = std::move(e);
+    if (!nonce.empty()) {
+      nonces_[nonce] = id;
+      nonce_of_[id] = nonce;
+    }
     while (order_.size() > keep_) {
-      entries_.erase(order_.front());
+      const std::string& old = order_.front();
+      entries_.erase(old);
+      if (auto n = nonce_of_.find(old); n != nonce_of_.end()) {
+        nonces_.erase(n->second);
+        nonce_of_.erase(n);
+      }
       order_.pop_front();
     }
   }
@@ -112,7 +148,11 @@ class FileCommandLedger : public CommandLedger {
     std::string text;
     for (const std::string& id : order_) {
       const Entry& e = entries_[id];
-      text += DumpJson(Json{{"start", id}, {"action", e.action}}) + "\n";
+      Json start{{"start", id}, {"action", e.action}};
+      if (auto n = nonce_of_.find(id); n != nonce_of_.end()) {
+        start["nonce"] = n->second;
+      }
+      text += DumpJson(start) + "\n";
       if (e.result) {
         text += DumpJson(Json{{"result", protocol::ToJson(*e.result)}}) + "\n";
       }
@@ -146,6 +186,8 @@ class FileCommandLedger : public CommandLedger {
   mutable std::mutex mu_;
   std::map<std::string, Entry> entries_;  // Guarded by mu_.
   std::deque<std::string> order_;          // Guarded by mu_; oldest first.
+  std::map<std::string, std::string> nonces_;    // nonce -> id. Guarded by mu_.
+  std::map<std::string, std::string> nonce_of_;  // id -> nonce. Guarded by mu_.
 };
 
 }  // namespace

@@ -4,7 +4,9 @@
 // directory (STATE_DIR/commands.log, mode 0600): a command id is written, and fsynced, before
 // its action starts, so a command the server delivers again after the agent (or the server)
 // restarted is never run a second time, also when the agent was killed while it ran. It is the
-// host's own append-only record of what ran there, too: one JSON line per start and per result.
+// host's own append-only record of what ran there, too: one JSON line per start (with the
+// incident, who approved it and the envelope's nonce), per result, and per command refused
+// before it started (a bad signature, another host's, expired, a replayed nonce).
 
 #include <deque>
 #include <map>
@@ -27,10 +29,15 @@ class CommandLedger {
   virtual ~CommandLedger() = default;
   // What the ledger knows of the id; nullopt when it never started here.
   virtual std::optional<Entry> Find(const std::string& id) const = 0;
+  // The id that started with this nonce; nullopt when none did (or it was forgotten).
+  virtual std::optional<std::string> FindNonce(const std::string& nonce) const = 0;
   // Records the start; durable (fsynced) when it returns OK. The action must not run otherwise.
   virtual Status Start(const protocol::Command& command) = 0;
   // Records the result (durable too).
   virtual Status Finish(const protocol::CommandResult& result) = 0;
+  // Records that a delivered command was refused before it started (not durable: nothing ran).
+  // It does not count as the id's outcome: the genuine command of that id may still come.
+  virtual void Refuse(const protocol::Command& delivered, const std::string& reason) = 0;
 };
 
 // Opens (creating, 0600) the ledger file and reads what it holds; a torn last line (a crash in

@@ -1,17 +1,21 @@
 #include "agent/command_poller.h"
 
+#include "agent/command_verifier.h"
 #include "core/log.h"
 
 namespace medic::agent {
 
 CommandPoller::CommandPoller(PollerOptions options, const ServerApi& api,
-                             Registration& registration, CommandProcessor& processor,
-                             std::function<bool(Millis)> sleep)
+                             Registration& registration, const CommandVerifier& verifier,
+                             CommandProcessor& processor, std::function<bool(Millis)> sleep,
+                             const Clock& clock)
     : options_(std::move(options)),
       api_(api),
       registration_(registration),
+      verifier_(verifier),
       processor_(processor),
-      sleep_(std::move(sleep)) {}
+      sleep_(std::move(sleep)),
+      clock_(clock) {}
 
 Millis CommandPoller::RunOnce(HttpClient& http) {
   if (!registration_.registered()) {
@@ -38,15 +42,18 @@ Millis CommandPoller::RunOnce(HttpClient& http) {
     if (const protocol::CommandResult* seen = history_.Find(pc.id)) {
       LogInfo("command " + pc.id + " was delivered again; sending its result again");
       result = *seen;
+    } else if (!pc.command) {
+      result.id = pc.id;
+      result.host = options_.host;
+      result.ran = false;
+      result.error = "invalid command: " + pc.parse_error;
+      history_.Remember(result);
+    } else if (auto verified = verifier_.Verify(*pc.command, options_.host, clock_.Now());
+               !verified) {
+      // Not remembered: the genuine command of this id, if there is one, may still come.
+      result = Refuse(*pc.command, verified.error().message);
     } else {
-      if (pc.command) {
-        result = RunOnceAcrossRestarts(*pc.command);
-      } else {
-        result.id = pc.id;
-        result.host = options_.host;
-        result.ran = false;
-        result.error = "invalid command: " + pc.parse_error;
-      }
+      result = RunOnceAcrossRestarts(*verified);
       history_.Remember(result);
     }
     PostWithRetry(http, result);
@@ -54,9 +61,27 @@ Millis CommandPoller::RunOnce(HttpClient& http) {
   return Millis(0);
 }
 
+protocol::CommandResult CommandPoller::Refuse(const protocol::Command& delivered,
+                                              const std::string& reason) {
+  LogWarn("command " + delivered.id + " (" + delivered.action + ") " + reason);
+  if (options_.ledger != nullptr) {
+    options_.ledger->Refuse(delivered, reason);
+  }
+  protocol::CommandResult r;
+  r.id = delivered.id;
+  r.host = options_.host;
+  r.ran = false;
+  r.error = reason;
+  return r;
+}
+
 protocol::CommandResult CommandPoller::RunOnceAcrossRestarts(const protocol::Command& command) {
   CommandLedger* ledger = options_.ledger;
   if (ledger != nullptr) {
+    if (auto first = ledger->FindNonce(command.nonce); first && *first != command.id) {
+      return Refuse(command, "refused: nonce " + command.nonce + " was used by command " +
+                                 *first + " (a replay)");
+    }
     if (auto seen = ledger->Find(command.id)) {
       if (seen->result) {
         LogInfo("command " + command.id + " ran before a restart; sending its result again");

@@ -24,12 +24,17 @@ struct PollerOptions {
   CommandLedger* ledger = nullptr;
 };
 
+class CommandVerifier;
+
 // Driven by one thread through RunOnce.
 class CommandPoller {
  public:
   // `sleep` waits between result retries; it returns false when the agent is stopping.
+  // Every command is checked by `verifier` (its signature, host, expiry) before anything else;
+  // one it refuses is answered with the reason and never run.
   CommandPoller(PollerOptions options, const ServerApi& api, Registration& registration,
-                CommandProcessor& processor, std::function<bool(Millis)> sleep);
+                const CommandVerifier& verifier, CommandProcessor& processor,
+                std::function<bool(Millis)> sleep, const Clock& clock);
 
   // One poll and the commands it brought. Returns how long to wait before the next poll.
   Millis RunOnce(HttpClient& http);
@@ -38,6 +43,8 @@ class CommandPoller {
 
  private:
   void PostWithRetry(HttpClient& http, const protocol::CommandResult& result);
+  // The answer to a command refused before it started (logged, and kept in the ledger).
+  protocol::CommandResult Refuse(const protocol::Command& delivered, const std::string& reason);
   // Runs a command the ledger has not seen: recorded (durably) first, then run, then its result
   // recorded. One the ledger saw is not run again: its stored result, or "interrupted".
   protocol::CommandResult RunOnceAcrossRestarts(const protocol::Command& command);
@@ -45,8 +52,10 @@ class CommandPoller {
   PollerOptions options_;
   const ServerApi& api_;
   Registration& registration_;
+  const CommandVerifier& verifier_;
   CommandProcessor& processor_;
   std::function<bool(Millis)> sleep_;
+  const Clock& clock_;
   CommandHistory history_;
   int poll_failures_ = 0;
   uint64_t executed_ = 0;

@@ -34,8 +34,8 @@ Result<std::string> LoadStoredCredential(const std::string& state_dir) {
   return credential;
 }
 
-Enrolment::Enrolment(ServerApi& api, EnrolmentOptions options)
-    : api_(api), options_(std::move(options)) {}
+Enrolment::Enrolment(ServerApi& api, EnrolmentOptions options, CommandVerifier* verifier)
+    : api_(api), verifier_(verifier), options_(std::move(options)) {}
 
 bool Enrolment::enrolled() const {
   std::lock_guard<std::mutex> lock(mu_);
@@ -57,8 +57,11 @@ Result<std::string> Enrolment::RequestKey() {
   return key;
 }
 
-Status Enrolment::Keep(const std::string& credential) {
+Status Enrolment::Keep(const std::string& credential, const std::string& command_key) {
   RETURN_IF_ERROR(MakeDirs(options_.state_dir, 0700));
+  // The key first: a credential is never on disk without the key its commands are checked with.
+  RETURN_IF_ERROR(WriteFileAtomic(options_.state_dir + "/" + kCommandKeyFile, command_key + "\n",
+                                  0600));
   RETURN_IF_ERROR(WriteFileAtomic(options_.state_dir + "/" + kCredentialFile, credential + "\n",
                                   0600));
   ::unlink((options_.state_dir + "/" + kEnrollKeyFile).c_str());
@@ -106,8 +109,13 @@ Status Enrolment::Attempt(HttpClient& http) {
     }
     return FailedPrecondition("enrolment of " + options_.name + " waits for approval");
   }
+  if (verifier_ != nullptr) {
+    if (Status s = verifier_->SetKey(answer->command_key); !s) {
+      return Unavailable("enrol: the server's command key is not usable: " + s.error().message);
+    }
+  }
   api_.SetCredential(answer->credential);
-  if (Status s = Keep(answer->credential); !s) {
+  if (Status s = Keep(answer->credential, answer->command_key); !s) {
     LogError("enrolled, but the credential could not be kept in " + options_.state_dir + " (" +
              s.error().message + "): the next start will need a new enrolment");
   }

@@ -5,6 +5,8 @@
 //
 //   STATE_DIR/credential   the host's credential (mode 0600, written atomically); when it
 //                          exists the agent uses it and never enrols on its own
+//   STATE_DIR/command.key  the server's command-signing public key, received with the
+//                          credential (command_verifier.h)
 //   STATE_DIR/enroll.key   the random key of a bootstrap enrolment request, kept across restarts
 //                          until the host is enrolled (so the request stays the same one)
 //
@@ -16,6 +18,7 @@
 #include <mutex>
 #include <string>
 
+#include "agent/command_verifier.h"
 #include "agent/server_api.h"
 #include "core/result.h"
 #include "transport/http_client.h"
@@ -40,8 +43,9 @@ Result<std::string> LoadStoredCredential(const std::string& state_dir);
 // Thread-safe.
 class Enrolment {
  public:
-  // `api` must outlive this; it receives the credential (SetCredential) once enrolled.
-  Enrolment(ServerApi& api, EnrolmentOptions options);
+  // `api` must outlive this; it receives the credential (SetCredential) once enrolled, and
+  // `verifier` (when not null; it must outlive this too) the server's command key.
+  Enrolment(ServerApi& api, EnrolmentOptions options, CommandVerifier* verifier = nullptr);
 
   bool enrolled() const;
 
@@ -55,9 +59,10 @@ class Enrolment {
  private:
   // The bootstrap request's key: STATE_DIR/enroll.key, created on first use.
   Result<std::string> RequestKey();
-  Status Keep(const std::string& credential);
+  Status Keep(const std::string& credential, const std::string& command_key);
 
   ServerApi& api_;
+  CommandVerifier* const verifier_;
   const EnrolmentOptions options_;
   mutable std::mutex mu_;
   bool enrolled_ = false;     // Guarded by mu_.

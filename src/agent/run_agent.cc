@@ -45,6 +45,14 @@ Result<std::unique_ptr<RealAgent>> BuildAgent(const AgentConfig& config,
                                               const std::optional<std::string>& metrics_listen) {
   // The host's own credential, when it has one; else the agent enrols first (enrolment.h).
   ASSIGN_OR_RETURN(std::string credential, LoadStoredCredential(config.state_dir));
+  // The key the server's commands are checked with, kept with the credential.
+  ASSIGN_OR_RETURN(std::string command_key, LoadStoredCommandKey(config.state_dir));
+  if (!credential.empty() && command_key.empty()) {
+    return FailedPrecondition(
+        config.state_dir + "/" + kCredentialFile + " has no " + kCommandKeyFile +
+        " beside it (the server's command-signing key, received when the host enrols): remove "
+        "the credential and enrol the host again (medic hosts enroll " + config.name + ")");
+  }
   if (credential.empty()) {
     if (config.enroll_code.empty() && config.token_file.empty()) {
       return FailedPrecondition("this host has no credential in " + config.state_dir +
@@ -98,7 +106,7 @@ Result<std::unique_ptr<RealAgent>> BuildAgent(const AgentConfig& config,
   a->agent = std::make_unique<Agent>(
       config, credential,
       AgentDeps{a->clock, a->procfs, *a->runner, *manager, client_factory(server_tls),
-                client_factory(check_tls), a->ledger.get()});
+                client_factory(check_tls), a->ledger.get(), command_key});
   Agent* agent = a->agent.get();
   if (metrics_listen) {
     a->metrics_server =

@@ -120,6 +120,7 @@ Result<EnrollAnswer> ServerApi::Enroll(HttpClient& http, const Json& body,
       out.credential.find_first_not_of("0123456789abcdef") != std::string::npos) {
     return InvalidArgument("enrol: the server sent an invalid credential");
   }
+  ASSIGN_OR_RETURN(out.command_key, RequireString(j, "command_key"));
   return out;
 }
 

@@ -39,6 +39,7 @@ struct ArchiveReceipt {
 struct EnrollAnswer {
   bool pending = false;
   std::string credential;   // when not pending
+  std::string command_key;  // when not pending: the server's command-signing public key
   std::string fingerprint;  // when pending
 };
 

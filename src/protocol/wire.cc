@@ -216,17 +216,21 @@ Result<Report> ReportFromJson(const Json& j) {
 }
 
 Json ToJson(const Command& c) {
-  return Json{{"id", c.id},
-              {"action", c.action},
-              {"params", c.params},
-              {"timeout_ms", c.timeout_ms},
-              {"expires_at", ToUnixMillis(c.expires_at)}};
+  Json j{{"id", c.id},
+         {"action", c.action},
+         {"params", c.params},
+         {"timeout_ms", c.timeout_ms},
+         {"expires_at", ToUnixMillis(c.expires_at)}};
+  if (!c.envelope.empty()) {
+    j["envelope"] = c.envelope;
+    j["signature"] = c.signature;
+  }
+  return j;
 }
 
-Result<Command> CommandFromJson(const Json& j) {
-  RETURN_IF_ERROR(RequireObject(j, "command"));
-  Command c;
-  ASSIGN_OR_RETURN(c.id, RequireString(j, "id"));
+namespace {
+
+Status ParseCommandBody(const Json& j, Command& c) {
   ASSIGN_OR_RETURN(c.action, RequireString(j, "action"));
   if (auto it = j.find("params"); it != j.end() && !it->is_null()) {
     if (!it->is_object()) {
@@ -238,7 +242,61 @@ Result<Command> CommandFromJson(const Json& j) {
   if (c.timeout_ms <= 0 || c.timeout_ms > 3'600'000) {
     return InvalidArgument("command timeout_ms out of range");
   }
+  return OkStatus();
+}
+
+}  // namespace
+
+Result<Command> CommandFromJson(const Json& j) {
+  RETURN_IF_ERROR(RequireObject(j, "command"));
+  Command c;
+  ASSIGN_OR_RETURN(c.id, RequireString(j, "id"));
+  RETURN_IF_ERROR(ParseCommandBody(j, c));
   ASSIGN_OR_RETURN(c.expires_at, TimeField(j, "expires_at"));
+  ASSIGN_OR_RETURN(c.envelope, StringOr(j, "envelope", ""));
+  ASSIGN_OR_RETURN(c.signature, StringOr(j, "signature", ""));
+  if (c.envelope.size() > 64 * 1024 || c.signature.size() > 1024) {
+    return InvalidArgument("command envelope or signature too long");
+  }
+  return c;
+}
+
+std::string EnvelopeOf(const Command& c) {
+  // nlohmann's default object keeps its keys sorted, so the dump is canonical for one input.
+  const Json j{{"v", 1},
+               {"id", c.id},
+               {"host", c.host},
+               {"action", c.action},
+               {"params", c.params},
+               {"timeout_ms", c.timeout_ms},
+               {"not_after", ToUnixMillis(c.expires_at)},
+               {"incident", c.incident},
+               {"approved_by", c.approved_by},
+               {"nonce", c.nonce}};
+  return DumpJson(j);
+}
+
+Result<Command> CommandFromEnvelope(std::string_view envelope) {
+  auto j = ParseJson(envelope);
+  if (!j) {
+    return InvalidArgument("the command envelope is not JSON: " + j.error().message);
+  }
+  RETURN_IF_ERROR(RequireObject(*j, "command envelope"));
+  ASSIGN_OR_RETURN(int64_t version, IntOr(*j, "v", 0));
+  if (version != 1) {
+    return InvalidArgument("unknown command envelope version " + std::to_string(version));
+  }
+  Command c;
+  ASSIGN_OR_RETURN(c.id, RequireString(*j, "id"));
+  ASSIGN_OR_RETURN(c.host, RequireString(*j, "host"));
+  RETURN_IF_ERROR(ParseCommandBody(*j, c));
+  ASSIGN_OR_RETURN(c.expires_at, TimeField(*j, "not_after"));
+  ASSIGN_OR_RETURN(c.incident, StringOr(*j, "incident", ""));
+  ASSIGN_OR_RETURN(c.approved_by, StringOr(*j, "approved_by", ""));
+  ASSIGN_OR_RETURN(c.nonce, RequireString(*j, "nonce"));
+  if (c.id.empty() || c.nonce.empty()) {
+    return InvalidArgument("the command envelope has an empty id or nonce");
+  }
   return c;
 }
 

@@ -68,7 +68,32 @@ struct Command {
   Json params = Json::object();
   int64_t timeout_ms = 30'000;
   WallTime expires_at;  // the agent refuses a command received after this
+
+  // The signed envelope's extra facts (docs/PROTOCOL.md, "Signed commands"), filled in by the
+  // server's signer: the host it is for, the incident it serves ("" for chaos), who approved it
+  // ("auto", "diagnostics", or the approving token's name), and a random nonce.
+  std::string host;
+  std::string incident;
+  std::string approved_by;
+  std::string nonce;
+  // EnvelopeOf(*this) as signed, and the base64 signature of kEnvelopeContext + envelope. On the
+  // wire next to the plain fields above, which the agent ignores: it runs only what the
+  // envelope says, after checking the signature.
+  std::string envelope;
+  std::string signature;
 };
+
+// Signed bytes = kEnvelopeContext followed by the envelope (so a signature over anything else
+// medic may ever sign cannot pass as one over a command).
+inline constexpr char kEnvelopeContext[] = "medic-command-v1\n";
+
+// The canonical envelope of a command: one JSON object, keys sorted, no spaces, with v (1), id,
+// host, action, params, timeout_ms, not_after (Unix ms, = expires_at), incident, approved_by
+// and nonce.
+std::string EnvelopeOf(const Command& c);
+// Parses and validates an envelope (the same limits as CommandFromJson); the result has every
+// field above but envelope/signature set.
+Result<Command> CommandFromEnvelope(std::string_view envelope);
 
 struct CommandBatch {
   std::vector<Command> commands;

@@ -20,6 +20,7 @@
 #include "core/files.h"
 #include "core/json.h"
 #include "protocol/wire.h"
+#include "tests/fakes/command_signing.h"
 #include "tests/fakes/http_server.h"
 #include "transport/http_client.h"
 
@@ -58,7 +59,9 @@ class FakeMedicServer {
       if (enroll_bodies_.size() == 1) {
         return {202, R"({"status":"pending","name":"web-1","fingerprint":"0123456789abcdef"})"};
       }
-      return {201, DumpJson(Json{{"name", "web-1"}, {"credential", kCredential}})};
+      return {201, DumpJson(Json{{"name", "web-1"},
+                                 {"credential", kCredential},
+                                 {"command_key", test::TestCommandKey()}})};
     }
     if (req.Header("authorization") != "Bearer " + std::string(kCredential)) {
       return {401, R"({"error":"bad token"})"};
@@ -90,15 +93,26 @@ class FakeMedicServer {
     return {404, R"({"error":"no route"})"};
   }
 
-  void Send(const std::string& id, const std::string& action, Json params = Json::object()) {
-    std::lock_guard<std::mutex> lock(mu_);
+  static protocol::Command Make(const std::string& id, const std::string& action,
+                                Json params = Json::object()) {
     protocol::Command c;
     c.id = id;
     c.action = action;
     c.params = std::move(params);
     c.timeout_ms = 10'000;
     c.expires_at = std::chrono::system_clock::now() + std::chrono::seconds(60);
-    queue_.push_back(protocol::ToJson(c));
+    return c;
+  }
+
+  // Queues the command, signed for web-1 as medic-server signs it.
+  void Send(const std::string& id, const std::string& action, Json params = Json::object()) {
+    SendJson(protocol::ToJson(test::SignedFor("web-1", Make(id, action, std::move(params)))));
+  }
+
+  // Queues exactly this command JSON (a forged or tampered one, or a replay).
+  void SendJson(Json command) {
+    std::lock_guard<std::mutex> lock(mu_);
+    queue_.push_back(std::move(command));
     cv_.notify_all();
   }
 
@@ -134,7 +148,8 @@ class AgentBinaryTest : public ::testing::Test {
       ::waitpid(pid_, nullptr, 0);
     }
     for (const char* f : {"/agent.token", "/agent.yaml", "/agent.log", "/sleeper.log",
-                          "/state/credential", "/state/enroll.key", "/state/commands.log"}) {
+                          "/canary", "/canary.log", "/state/credential", "/state/command.key",
+                          "/state/enroll.key", "/state/commands.log"}) {
       ::unlink((dir_ + f).c_str());
     }
     ::rmdir((dir_ + "/state").c_str());
@@ -303,6 +318,109 @@ TEST_F(AgentBinaryTest, ServesTheProtocolAndStopsServicesOnSigterm) {
   EXPECT_TRUE(::kill(sleeper, 0) != 0 && errno == ESRCH);
 }
 
+// Signed commands (docs/PROTOCOL.md): a command with a signature that is not the server's, a
+// tampered envelope, one for another host, an expired one, an unsigned one and one delivered
+// under another id never run (the canary service's start appends a line to a file); each is
+// answered "refused: ..." and written to the agent's ledger. A good one runs once; replayed
+// after a restart of the agent, it is answered from the ledger and not run again.
+TEST_F(AgentBinaryTest, OnlyCommandsSignedForThisHostRunAndNoneTwice) {
+  FakeMedicServer medic;
+  FakeHttpServer http([&](const RecordedRequest& r) { return medic.Handle(r); });
+  const std::string canary = dir_ + "/canary";
+  WriteConfig(http.url(), "services:\n"
+                          "  canary:\n"
+                          "    start: [sh, -c, \"echo started >> " + canary +
+                              "; exec sleep 60\"]\n"
+                              "    autostart: false\n"
+                              "    log: " + dir_ + "/canary.log\n");
+  StartAgent({"--config", dir_ + "/agent.yaml"});
+  ASSERT_TRUE(medic.WaitFor([&] { return !medic.reports_.empty(); })) << Log();
+  EXPECT_EQ(ReadFile(dir_ + "/state/command.key").value_or(""), test::TestCommandKey() + "\n");
+
+  const Json restart{{"service", "canary"}};
+  auto signed_json = [&](const std::string& id, const std::string& host) {
+    return protocol::ToJson(test::SignedFor(host, FakeMedicServer::Make(id, "service.restart",
+                                                                        restart)));
+  };
+  Json bad_signature = signed_json("bad-signature", "web-1");
+  std::string sig = bad_signature["signature"];
+  sig[sig.size() / 2] = sig[sig.size() / 2] == 'A' ? 'B' : 'A';
+  bad_signature["signature"] = sig;
+  Json tampered = protocol::ToJson(test::SignedFor(
+      "web-1", FakeMedicServer::Make("tampered", "service.status", restart)));
+  std::string envelope = tampered["envelope"];
+  const size_t at = envelope.find("service.status");
+  ASSERT_NE(at, std::string::npos) << envelope;
+  tampered["envelope"] = envelope.replace(at, 14, "service.restart");
+  protocol::Command expired = FakeMedicServer::Make("expired", "service.restart", restart);
+  expired.expires_at = std::chrono::system_clock::now() - std::chrono::seconds(1);
+  Json unsigned_json = protocol::ToJson(FakeMedicServer::Make("unsigned", "service.restart",
+                                                              restart));
+  Json renamed = signed_json("renamed-from", "web-1");
+  renamed["id"] = "renamed-to";
+
+  medic.SendJson(bad_signature);
+  medic.SendJson(tampered);
+  medic.SendJson(signed_json("foreign", "web-2"));
+  medic.SendJson(protocol::ToJson(test::SignedFor("web-1", expired)));
+  medic.SendJson(unsigned_json);
+  medic.SendJson(renamed);
+  protocol::Command good_cmd = FakeMedicServer::Make("good", "service.restart", restart);
+  good_cmd.incident = "inc-1";
+  good_cmd.approved_by = "alice";
+  const Json good = protocol::ToJson(test::SignedFor("web-1", good_cmd));
+  medic.SendJson(good);
+  ASSERT_TRUE(medic.WaitFor([&] { return medic.results_.size() == 7; })) << Log();
+  {
+    std::lock_guard<std::mutex> lock(medic.mu_);
+    const std::vector<std::pair<std::string, std::string>> refused = {
+        {"bad-signature", "refused: the command's signature is not the server's"},
+        {"tampered", "refused: the command's signature is not the server's"},
+        {"foreign", "refused: the command is for host 'web-2', not 'web-1'"},
+        {"expired", "refused: expired at "},
+        {"unsigned", "refused: the command is not signed"},
+        {"renamed-to", "refused: the envelope is command renamed-from, delivered as renamed-to"}};
+    for (size_t i = 0; i < refused.size(); ++i) {
+      EXPECT_EQ(medic.results_[i].id, refused[i].first);
+      EXPECT_FALSE(medic.results_[i].ran) << refused[i].first;
+      EXPECT_EQ(medic.results_[i].error.rfind(refused[i].second, 0), 0u)
+          << refused[i].first << ": " << medic.results_[i].error;
+    }
+    EXPECT_EQ(medic.results_[6].id, "good");
+    EXPECT_TRUE(medic.results_[6].Succeeded()) << medic.results_[6].error;
+  }
+  EXPECT_EQ(ReadFile(canary).value_or(""), "started\n");
+
+  // Restarted, the agent is sent the good command again: answered from the ledger, not run.
+  ASSERT_EQ(::kill(pid_, SIGTERM), 0);
+  ASSERT_EQ(WaitExit(Millis(8000)), 0) << Log();
+  StartAgent({"--config", dir_ + "/agent.yaml"});
+  medic.SendJson(good);
+  ASSERT_TRUE(medic.WaitFor([&] { return medic.results_.size() == 8; })) << Log();
+  {
+    std::lock_guard<std::mutex> lock(medic.mu_);
+    EXPECT_EQ(medic.results_[7].id, "good");
+    EXPECT_EQ(medic.results_[7].output, medic.results_[6].output);
+  }
+  EXPECT_EQ(ReadFile(canary).value_or(""), "started\n");
+
+  // The agent's own record: every refusal with its reason, the start with who approved it.
+  const std::string ledger = ReadFile(dir_ + "/state/commands.log").value_or("");
+  for (const char* id : {"bad-signature", "tampered", "foreign", "expired", "unsigned",
+                         "renamed-to"}) {
+    EXPECT_NE(ledger.find("\"refused\":\"" + std::string(id) + "\""), std::string::npos)
+        << id << "\n" << ledger;
+  }
+  size_t starts = 0;
+  for (size_t p = ledger.find("\"start\":\"good\""); p != std::string::npos;
+       p = ledger.find("\"start\":\"good\"", p + 1)) {
+    ++starts;
+  }
+  EXPECT_EQ(starts, 1u) << ledger;
+  EXPECT_NE(ledger.find("\"approved_by\":\"alice\""), std::string::npos) << ledger;
+  EXPECT_NE(ledger.find("\"incident\":\"inc-1\""), std::string::npos) << ledger;
+}
+
 // An agent with a stored credential uses it and never enrols on its own, even when the server
 // refuses it (a revoked host): it keeps asking with that credential, with backoff.
 TEST_F(AgentBinaryTest, AStoredCredentialIsUsedAndNeverReEnrolled) {
@@ -313,6 +431,13 @@ TEST_F(AgentBinaryTest, AStoredCredentialIsUsedAndNeverReEnrolled) {
   ASSERT_TRUE(
       WriteFileAtomic(dir_ + "/state/credential", std::string(kCredential) + "\n", 0600)
           .has_value());
+  // A credential without the server's command key beside it: refused at start, naming the fix.
+  StartAgent({"--config", dir_ + "/agent.yaml"});
+  EXPECT_EQ(WaitExit(Millis(5000)), 1) << Log();
+  EXPECT_NE(Log().find("has no command.key beside it"), std::string::npos) << Log();
+  EXPECT_NE(Log().find("enrol the host again"), std::string::npos) << Log();
+  ASSERT_TRUE(WriteFileAtomic(dir_ + "/state/command.key", test::TestCommandKey() + "\n", 0600)
+                  .has_value());
   StartAgent({"--config", dir_ + "/agent.yaml"});
   ASSERT_TRUE(medic.WaitFor([&] { return !medic.reports_.empty(); })) << Log();
   size_t registers = 0;

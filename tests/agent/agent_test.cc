@@ -7,6 +7,7 @@
 #include <atomic>
 #include <thread>
 
+#include "tests/fakes/command_signing.h"
 #include "tests/agent/fakes.h"
 
 namespace medic::agent {
@@ -55,7 +56,8 @@ TEST(Agent, RegistersReportsRunsCommandsAndReportsCheckChangesAtOnce) {
         c.action = "service.restart";
         c.params = {{"service", "nginx"}};
         c.expires_at = clock.Now() + std::chrono::seconds(60);
-        return JsonResponse(200, DumpJson(protocol::ToJson(protocol::CommandBatch{{c}})));
+        return JsonResponse(200, DumpJson(protocol::ToJson(
+                                     protocol::CommandBatch{{test::SignedFor("web-1", c)}})));
       }
       std::this_thread::sleep_for(Millis(20));  // a short "long poll"
       return JsonResponse(200, R"({"commands":[]})");
@@ -78,7 +80,8 @@ TEST(Agent, RegistersReportsRunsCommandsAndReportsCheckChangesAtOnce) {
   config.checks = {check};
 
   Agent agent(config, "tok",
-              AgentDeps{clock, procfs, runner, services, [&] { return server.NewClient(); }},
+              AgentDeps{clock, procfs, runner, services, [&] { return server.NewClient(); }, {},
+                        nullptr, test::TestCommandKey()},
               AgentTuning{.poll_wait = Millis(100)});
   agent.Start();
 

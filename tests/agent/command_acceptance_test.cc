@@ -12,6 +12,8 @@
 #include "agent/action_executor.h"
 #include "agent/command_poller.h"
 #include "agent/command_processor.h"
+#include "agent/command_verifier.h"
+#include "tests/fakes/command_signing.h"
 #include "agent/command_runner.h"
 #include "agent/supervisor.h"
 #include "core/files.h"
@@ -42,9 +44,10 @@ class CommandAcceptanceTest : public ::testing::Test {
     o.self_pid = ::getpid();
     executor_ = std::make_unique<ActionExecutor>(o, *policy_, runner_, *supervisor_, procfs_);
     processor_ = std::make_unique<CommandProcessor>("web-1", *policy_, *executor_, clock_);
-    poller_ =
-        std::make_unique<CommandPoller>(PollerOptions{"web-1", Millis(25000), 3, Millis(1)}, api_,
-                                        registration_, *processor_, [](Millis) { return true; });
+    ASSERT_TRUE(verifier_.SetKey(test::TestCommandKey()).has_value());
+    poller_ = std::make_unique<CommandPoller>(
+        PollerOptions{"web-1", Millis(25000), 3, Millis(1)}, api_, registration_, verifier_,
+        *processor_, [](Millis) { return true; }, clock_);
     server_.SetHandler([this](const HttpRequest& req) -> Result<HttpResponse> {
       if (req.url.find("/commands") != std::string::npos) {
         std::lock_guard<std::mutex> lock(mu_);
@@ -88,11 +91,12 @@ class CommandAcceptanceTest : public ::testing::Test {
     return c;
   }
 
-  // Delivers `cmd` on the next poll and runs that poll.
+  // Delivers `cmd`, signed as the server signs it, on the next poll and runs that poll.
   void Deliver(const protocol::Command& cmd) {
     {
       std::lock_guard<std::mutex> lock(mu_);
-      batches_.push_back(DumpJson(protocol::ToJson(protocol::CommandBatch{{cmd}})));
+      batches_.push_back(DumpJson(
+          protocol::ToJson(protocol::CommandBatch{{test::SignedFor("web-1", cmd)}})));
     }
     poller_->RunOnce(*http_);
   }
@@ -133,6 +137,7 @@ class CommandAcceptanceTest : public ::testing::Test {
   std::unique_ptr<HttpClient> http_ = server_.NewClient();
   ServerApi api_{"http://server", "tok"};
   Registration registration_{api_, protocol::RegisterRequest{"web-1"}, Millis(1), Millis(1)};
+  CommandVerifier verifier_;
   std::unique_ptr<CommandPoller> poller_;
   std::mutex mu_;
   std::vector<std::string> batches_;
@@ -163,7 +168,7 @@ TEST_F(CommandAcceptanceTest, StaleCommandNeverRuns) {
   const auto results = Results();
   ASSERT_EQ(results.size(), 1u);
   EXPECT_FALSE(results[0].ran);
-  EXPECT_EQ(results[0].error, "expired");
+  EXPECT_EQ(results[0].error.rfind("refused: expired at ", 0), 0u) << results[0].error;
 }
 
 TEST_F(CommandAcceptanceTest, ActionsOutsideTheLocalPolicyNeverRun) {

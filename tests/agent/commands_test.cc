@@ -18,6 +18,8 @@
 
 #include "agent/command_poller.h"
 #include "agent/command_processor.h"
+#include "agent/command_verifier.h"
+#include "tests/fakes/command_signing.h"
 #include "tests/agent/fakes.h"
 
 namespace medic::agent {
@@ -280,11 +282,13 @@ struct PollHarness {
       : api("http://server", "tok"),
         registration(api, protocol::RegisterRequest{"web-1"}, Millis(1), Millis(1)),
         poller(PollerOptions{"web-1", Millis(25000), 3, Millis(1), ledger}, api, registration,
-               *h.processor,
+               verifier, *h.processor,
                [this](Millis d) {
                  slept.push_back(d);
                  return true;
-               }) {
+               },
+               h.clock) {
+    EXPECT_TRUE(verifier.SetKey(test::TestCommandKey()).has_value());
     server.SetHandler([this](const HttpRequest& req) -> Result<HttpResponse> {
       if (req.url.find("/register") != std::string::npos) {
         return JsonResponse(200, "{}");
@@ -305,9 +309,16 @@ struct PollHarness {
     });
     EXPECT_TRUE(registration.Attempt(*http, SteadyTime{}).has_value());
   }
+  // The commands as the server sends them to web-1: signed.
   std::string Batch(const std::vector<protocol::Command>& cmds) {
-    protocol::CommandBatch b{cmds};
+    protocol::CommandBatch b;
+    for (const auto& c : cmds) {
+      b.commands.push_back(test::SignedFor("web-1", c));
+    }
     return DumpJson(protocol::ToJson(b));
+  }
+  std::string RawBatch(const std::vector<protocol::Command>& cmds) {
+    return DumpJson(protocol::ToJson(protocol::CommandBatch{cmds}));
   }
   std::vector<protocol::CommandResult> Results() {
     std::vector<protocol::CommandResult> out;
@@ -322,6 +333,7 @@ struct PollHarness {
   std::unique_ptr<HttpClient> http = server.NewClient();
   ServerApi api;
   Registration registration;
+  CommandVerifier verifier;
   std::vector<std::string> batches;
   int result_failures = 0;
   std::vector<Millis> slept;
@@ -477,8 +489,12 @@ TEST(CommandPoller, AFixInterruptedByACrashIsAnsweredAndNeverRunAgain) {
 TEST(CommandPoller, ACommandTheLedgerCannotRecordDoesNotRun) {
   struct FullDisk : CommandLedger {
     std::optional<Entry> Find(const std::string&) const override { return std::nullopt; }
+    std::optional<std::string> FindNonce(const std::string&) const override {
+      return std::nullopt;
+    }
     Status Start(const protocol::Command&) override { return Unavailable("No space left"); }
     Status Finish(const protocol::CommandResult&) override { return OkStatus(); }
+    void Refuse(const protocol::Command&, const std::string&) override {}
   } ledger;
   PollHarness p(&ledger);
   p.batches = {p.Batch({p.h.Cmd("cmd-9", "service.restart", {{"service", "nginx"}})})};
@@ -504,8 +520,10 @@ TEST(CommandPoller, ResultPostIsRetriedOnTransportFailure) {
 
 TEST(CommandPoller, MalformedCommandIsAnsweredNotFatal) {
   PollHarness p;
-  p.batches = {R"({"commands":[{"id":"bad-1","action":"disk.usage"},)"
-               R"({"id":"ok-1","action":"disk.usage","expires_at":4102444800000}]})"};
+  Json batch = *ParseJsonObject(p.Batch({p.h.Cmd("ok-1", "disk.usage")}));
+  batch["commands"].insert(batch["commands"].begin(),
+                           Json{{"id", "bad-1"}, {"action", "disk.usage"}});
+  p.batches = {DumpJson(batch)};
   p.poller.RunOnce(*p.http);
   auto results = p.Results();
   ASSERT_EQ(results.size(), 2u);
@@ -528,6 +546,135 @@ TEST(CommandPoller, UnknownHostMeansRegisterAgain) {
   const size_t polls = p.server.RequestsTo("/commands").size();
   p.poller.RunOnce(*p.http);
   EXPECT_EQ(p.server.RequestsTo("/commands").size(), polls);
+}
+
+}  // namespace
+}  // namespace medic::agent
+
+namespace medic::agent {
+namespace {
+
+protocol::Command SignedCommand(const std::string& host, const std::string& id) {
+  protocol::Command c;
+  c.id = id;
+  c.action = "disk.usage";
+  c.expires_at = SystemClock().Now() + std::chrono::seconds(60);
+  return test::SignedFor(host, c);
+}
+
+TEST(CommandVerifier, RunsOnlyWhatTheEnvelopeSignedByTheServerSays) {
+  CommandVerifier v;
+  const WallTime now = SystemClock().Now();
+  protocol::Command delivered = SignedCommand("web-1", "c1");
+  // No key yet (not enrolled): nothing passes.
+  auto r = v.Verify(delivered, "web-1", now);
+  ASSERT_FALSE(r.has_value());
+  EXPECT_EQ(r.error().code, ErrorCode::kPermissionDenied);
+  EXPECT_NE(r.error().message.find("no command key"), std::string::npos) << r.error().message;
+
+  ASSERT_TRUE(v.SetKey(test::TestCommandKey()).has_value());
+  // The plain fields lie; the envelope decides what runs.
+  delivered.action = "process.kill";
+  delivered.params = Json{{"pid", 1}};
+  r = v.Verify(delivered, "web-1", now);
+  ASSERT_TRUE(r.has_value()) << r.error().message;
+  EXPECT_EQ(r->action, "disk.usage");
+  EXPECT_EQ(r->params, Json::object());
+  EXPECT_EQ(r->host, "web-1");
+  EXPECT_EQ(r->nonce.size(), 32u);
+
+  // Another host's, or past its not_after.
+  r = v.Verify(delivered, "web-2", now);
+  ASSERT_FALSE(r.has_value());
+  EXPECT_EQ(r.error().message, "refused: the command is for host 'web-1', not 'web-2'");
+  r = v.Verify(delivered, "web-1", now + std::chrono::seconds(61));
+  ASSERT_FALSE(r.has_value());
+  EXPECT_EQ(r.error().message.rfind("refused: expired at ", 0), 0u) << r.error().message;
+
+  // Signed by another key (a server this agent did not enrol with).
+  test::TempDir dir;
+  auto other = server::LoadOrCreateCommandSigner(dir.File("other.key"));
+  ASSERT_TRUE(other.has_value());
+  protocol::Command forged = delivered;
+  forged.signature = (*other)->Sign(forged.envelope).value();
+  r = v.Verify(forged, "web-1", now);
+  ASSERT_FALSE(r.has_value());
+  EXPECT_EQ(r.error().message, "refused: the command's signature is not the server's");
+
+  // A signature that is not base64, and an envelope changed by one byte.
+  forged = delivered;
+  forged.signature = "not base64!";
+  EXPECT_FALSE(v.Verify(forged, "web-1", now).has_value());
+  forged = delivered;
+  forged.envelope[forged.envelope.find("disk.usage")] = 'D';
+  r = v.Verify(forged, "web-1", now);
+  ASSERT_FALSE(r.has_value());
+  EXPECT_EQ(r.error().message, "refused: the command's signature is not the server's");
+}
+
+TEST(CommandVerifier, OnlyAP256PublicKeyIsAccepted) {
+  CommandVerifier v;
+  for (const std::string& bad :
+       std::vector<std::string>{"", "garbage!", "bm90IGEga2V5", std::string(2000, 'A')}) {
+    EXPECT_FALSE(v.SetKey(bad).has_value()) << bad;
+  }
+  EXPECT_FALSE(v.has_key());
+  EXPECT_TRUE(v.SetKey(test::TestCommandKey()).has_value());
+  EXPECT_TRUE(v.has_key());
+}
+
+// Two signed envelopes with one nonce can only come from a broken or replaying sender: the
+// second never runs.
+TEST(CommandPoller, ANonceUsedByAnotherCommandIsRefused) {
+  test::TempDir dir;
+  auto ledger = OpenCommandLedger(dir.File("commands.log"));
+  ASSERT_TRUE(ledger.has_value());
+  PollHarness p(ledger->get());
+  auto sign_with_nonce = [&](const std::string& id) {
+    protocol::Command c = p.h.Cmd(id, "service.restart", {{"service", "nginx"}});
+    c.host = "web-1";
+    c.nonce = "00112233445566778899aabbccddeeff";
+    c.envelope = protocol::EnvelopeOf(c);
+    c.signature = test::TestCommandSigner().Sign(c.envelope).value();
+    return c;
+  };
+  p.batches = {p.RawBatch({sign_with_nonce("first")}), p.RawBatch({sign_with_nonce("second")})};
+  p.poller.RunOnce(*p.http);
+  p.poller.RunOnce(*p.http);
+  EXPECT_EQ(p.h.services.calls(), std::vector<std::string>{"restart nginx"});
+  auto results = p.Results();
+  ASSERT_EQ(results.size(), 2u);
+  EXPECT_TRUE(results[0].Succeeded());
+  EXPECT_FALSE(results[1].ran);
+  EXPECT_EQ(results[1].error,
+            "refused: nonce 00112233445566778899aabbccddeeff was used by command first (a replay)");
+  // Across a restart too: the nonce is in the ledger.
+  auto reopened = OpenCommandLedger(dir.File("commands.log"));
+  ASSERT_TRUE(reopened.has_value());
+  EXPECT_EQ((*reopened)->FindNonce("00112233445566778899aabbccddeeff").value_or(""), "first");
+}
+
+// A refusal is written to the ledger but is not the id's outcome: the genuine command of that
+// id still runs when it comes.
+TEST(CommandPoller, ARefusedForgeryDoesNotBlockTheGenuineCommand) {
+  test::TempDir dir;
+  auto ledger = OpenCommandLedger(dir.File("commands.log"));
+  ASSERT_TRUE(ledger.has_value());
+  PollHarness p(ledger->get());
+  protocol::Command forged = p.h.Cmd("cmd-1", "service.restart", {{"service", "nginx"}});
+  p.batches = {p.RawBatch({forged}),
+               p.Batch({p.h.Cmd("cmd-1", "service.restart", {{"service", "nginx"}})})};
+  p.poller.RunOnce(*p.http);
+  EXPECT_TRUE(p.h.services.calls().empty());
+  p.poller.RunOnce(*p.http);
+  EXPECT_EQ(p.h.services.calls(), std::vector<std::string>{"restart nginx"});
+  auto results = p.Results();
+  ASSERT_EQ(results.size(), 2u);
+  EXPECT_EQ(results[0].error, "refused: the command is not signed");
+  EXPECT_TRUE(results[1].Succeeded());
+  const std::string text = ReadFile(dir.File("commands.log")).value();
+  EXPECT_NE(text.find("\"refused\":\"cmd-1\""), std::string::npos) << text;
+  EXPECT_NE(text.find("\"start\":\"cmd-1\""), std::string::npos) << text;
 }
 
 }  // namespace

@@ -8,6 +8,7 @@
 
 #include "core/files.h"
 #include "tests/agent/fakes.h"
+#include "tests/fakes/command_signing.h"
 #include "tests/fakes/temp_dir.h"
 
 namespace medic::agent {
@@ -39,7 +40,9 @@ class EnrolmentTest : public ::testing::Test {
             return JsonResponse(401, R"({"error":"invalid, used or expired enrolment code"})");
           }
           code_used_ = true;
-          return JsonResponse(201, DumpJson(Json{{"name", "web-1"}, {"credential", kCredential}}));
+          return JsonResponse(201, DumpJson(Json{{"name", "web-1"},
+                                              {"credential", kCredential},
+                                              {"command_key", key_}}));
         }
         if (AuthOf(req) != "Bearer boot") {
           return JsonResponse(401, R"({"error":"invalid bootstrap token"})");
@@ -47,7 +50,9 @@ class EnrolmentTest : public ::testing::Test {
         if (!approved_) {
           return JsonResponse(202, R"({"status":"pending","fingerprint":"abcd"})");
         }
-        return JsonResponse(201, DumpJson(Json{{"name", "web-1"}, {"credential", kCredential}}));
+        return JsonResponse(201, DumpJson(Json{{"name", "web-1"},
+                                              {"credential", kCredential},
+                                              {"command_key", key_}}));
       }
       if (AuthOf(req) != "Bearer " + std::string(kCredential)) {
         return JsonResponse(401, R"({"error":"invalid token"})");
@@ -71,17 +76,24 @@ class EnrolmentTest : public ::testing::Test {
   ServerApi api_{"http://server:8080", ""};
   bool approved_ = false;
   bool code_used_ = false;
+  std::string key_ = test::TestCommandKey();  // the server's command key
 };
 
 TEST_F(EnrolmentTest, ACodeEnrolsAtOnceAndTheCredentialIsKept) {
-  Enrolment e(api_, Options("c0de", false));
+  CommandVerifier verifier;
+  Enrolment e(api_, Options("c0de", false), &verifier);
   EXPECT_FALSE(e.enrolled());
   ASSERT_TRUE(e.Attempt(*http_).has_value());
   EXPECT_TRUE(e.enrolled());
   EXPECT_TRUE(api_.has_credential());
   EXPECT_EQ(LoadStoredCredential(dir_.File("state")).value(), kCredential);
+  // The server's command key came with it: kept beside the credential, and in use at once.
+  EXPECT_EQ(LoadStoredCommandKey(dir_.File("state")).value(), key_);
+  EXPECT_TRUE(verifier.has_key());
   struct stat st {};
   ASSERT_EQ(::stat(dir_.File("state/credential").c_str(), &st), 0);
+  EXPECT_EQ(st.st_mode & 0777, 0600u);
+  ASSERT_EQ(::stat(dir_.File("state/command.key").c_str(), &st), 0);
   EXPECT_EQ(st.st_mode & 0777, 0600u);
   ASSERT_EQ(::stat(dir_.File("state").c_str(), &st), 0);
   EXPECT_EQ(st.st_mode & 0777, 0700u);
@@ -149,6 +161,31 @@ TEST_F(EnrolmentTest, RegistrationEnrolsFirstAndBacksOffWhilePending) {
   auto regs = server_.RequestsTo("/agent/v1/register");
   ASSERT_EQ(regs.size(), 1u);
   EXPECT_EQ(AuthOf(regs[0]), "Bearer " + std::string(kCredential));
+}
+
+// A server that sends no usable command key: the agent does not take the credential (it could
+// never check a command), and says why.
+TEST_F(EnrolmentTest, AnAnswerWithoutAUsableCommandKeyIsRefused) {
+  key_ = "bm90IGEga2V5";  // base64 of "not a key"
+  CommandVerifier verifier;
+  Enrolment e(api_, Options("c0de", false), &verifier);
+  Status s = e.Attempt(*http_);
+  ASSERT_FALSE(s.has_value());
+  EXPECT_NE(s.error().message.find("command key is not usable"), std::string::npos)
+      << s.error().message;
+  EXPECT_FALSE(e.enrolled());
+  EXPECT_FALSE(api_.has_credential());
+  EXPECT_FALSE(PathExists(dir_.File("state/credential")));
+  EXPECT_FALSE(verifier.has_key());
+}
+
+TEST_F(EnrolmentTest, AStoredCommandKeyThatIsNotOneIsAnError) {
+  ASSERT_TRUE(MakeDirs(dir_.File("state"), 0700).has_value());
+  ASSERT_TRUE(WriteFileAtomic(dir_.File("state/command.key"), "garbage\n", 0600).has_value());
+  auto r = LoadStoredCommandKey(dir_.File("state"));
+  ASSERT_FALSE(r.has_value());
+  EXPECT_NE(r.error().message.find("does not hold the server's command key"), std::string::npos)
+      << r.error().message;
 }
 
 TEST_F(EnrolmentTest, AStoredCredentialThatIsNotOneIsAnError) {

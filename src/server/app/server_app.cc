@@ -17,6 +17,7 @@
 #include "server/app/tls_files.h"
 #include "server/archive/archive.h"
 #include "server/commands/command_queue.h"
+#include "server/commands/command_signer.h"
 #include "server/events/event_hub.h"
 #include "server/fleet/fleet.h"
 #include "server/fleet/hosts.h"
@@ -160,6 +161,8 @@ struct ServerApp::Parts {
   std::unique_ptr<HostRegistry> hosts;
   std::unique_ptr<AlarmEngine> alarms;
   std::unique_ptr<CommandQueue> commands;
+  std::unique_ptr<CommandSigner> signer;        // DATA_DIR/command-signing.key
+  std::unique_ptr<SigningCommandSink> signed_commands;  // what sends commands: signs, queues
   std::unique_ptr<ai::Brain> brain;
   std::unique_ptr<TaskThread> decisions;  // joined by ServerApp::Stop before Parts dies
   std::unique_ptr<IncidentManager> incidents;
@@ -288,10 +291,13 @@ Result<std::unique_ptr<ServerApp>> ServerApp::Create(const ServerConfig& config,
   p->alarms =
       std::make_unique<AlarmEngine>(config.alarm_rules, Millis(config.agent_interval_ms));
   p->commands = std::make_unique<CommandQueue>(clock);
+  ASSIGN_OR_RETURN(p->signer,
+                   LoadOrCreateCommandSigner(config.data_dir + "/command-signing.key"));
+  p->signed_commands = std::make_unique<SigningCommandSink>(*p->signer, *p->commands);
   p->decisions = std::make_unique<TaskThread>();
   TaskThread* decisions = p->decisions.get();
   p->incidents = std::make_unique<IncidentManager>(
-      *p->store, clock, *p->commands, *p->alarms, *p->settings, *p->brain,
+      *p->store, clock, *p->signed_commands, *p->alarms, *p->settings, *p->brain,
       [decisions](std::function<void()> task) { decisions->Post(std::move(task)); },
       p->alarms->rules(), config.runbooks);
   p->incidents->SetBreaker(config.breaker.max_fixes, config.breaker.window);
@@ -337,8 +343,8 @@ Result<std::unique_ptr<ServerApp>> ServerApp::Create(const ServerConfig& config,
   AddIncidentRoutes(r, {clock, *p->store, *p->incidents, *p->hosts, *p->alarms});
   AddHostRoutes(r, {clock, *p->hosts, *p->fleet, *p->store});
   AddAlarmRoutes(r, *p->alarms, *p->target_groups);
-  AddChaosRoutes(r, {clock, *p->hosts, *p->commands, *p->store});
-  AddIdentityRoutes(r, {clock, *p->identities, *p->commands, *p->store});
+  AddChaosRoutes(r, {clock, *p->hosts, *p->signed_commands, *p->store});
+  AddIdentityRoutes(r, {clock, *p->identities, *p->commands, *p->store, p->signer->public_key()});
   AddAgentRoutes(r, {clock, *p->fleet, *p->commands, *p->incidents, *p->identities});
   AddTokenRoutes(r, *p->store, p->tokens, *p->sessions, clock);
   // Served over TLS, the session cookie is Secure whatever the config says.

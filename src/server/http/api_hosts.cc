@@ -174,6 +174,7 @@ void AddChaosRoutes(Router& router, ChaosRoutesDeps deps) {
          c.params = action->params;
          c.timeout_ms = 30'000;
          c.expires_at = deps.clock.Now() + std::chrono::seconds(30);
+         c.approved_by = req.principal;  // chaos is its own approval (admin only)
          Audit(deps.store, deps.clock, req.principal, "chaos",
                *mode + " on " + *host + " (" + c.id + ")");
          const std::string id = c.id;

@@ -51,8 +51,8 @@ Result<EnrollRequest> ParseEnroll(const ApiRequest& req) {
   return r;
 }
 
-Json IssuedToJson(const IssuedCredential& c) {
-  return Json{{"name", c.name}, {"credential", c.credential}};
+Json IssuedToJson(const IssuedCredential& c, const std::string& command_key) {
+  return Json{{"name", c.name}, {"credential", c.credential}, {"command_key", command_key}};
 }
 
 Result<std::optional<Millis>> ParseTtl(const ApiRequest& req) {
@@ -89,9 +89,9 @@ void AddIdentityRoutes(Router& router, IdentityRoutesDeps deps) {
   router.Add(
       {"POST", "/agent/v1/enroll", Role::kPublic,
        "an agent enrols its host: {name, code} (a code from POST /api/v1/hosts/{name}/enroll) "
-       "-> 201 {name, credential}; or the bootstrap token and {name, key, hostname} -> 202 "
+       "-> 201 {name, credential, command_key}; or the bootstrap token and {name, key, hostname} -> 202 "
        "{status: pending} until an admin approves, then 201",
-       [&identities = deps.identities](ApiRequest& req, Responder respond) {
+       [&identities = deps.identities, command_key = deps.command_key](ApiRequest& req, Responder respond) {
          auto r = ParseEnroll(req);
          if (!r) {
            return respond(ErrorResponse(r.error()));
@@ -101,7 +101,7 @@ void AddIdentityRoutes(Router& router, IdentityRoutesDeps deps) {
            if (!issued) {
              return respond(ErrorResponse(issued.error()));
            }
-           return respond(JsonResponse(201, IssuedToJson(*issued)));
+           return respond(JsonResponse(201, IssuedToJson(*issued, command_key)));
          }
          const std::string_view token = BearerToken(req.authorization);
          if (token.empty()) {
@@ -123,7 +123,7 @@ void AddIdentityRoutes(Router& router, IdentityRoutesDeps deps) {
                                                  {"name", r->name},
                                                  {"fingerprint", RequestFingerprint(*r->key)}}));
          }
-         respond(JsonResponse(201, IssuedToJson(**issued)));
+         respond(JsonResponse(201, IssuedToJson(**issued, command_key)));
        }});
   router.Add({"POST", "/api/v1/hosts/{name}/enroll", Role::kAdmin,
               "a single-use enrolment code for the host ({\"ttl\":\"1h\"}, 1m-168h, default 1h); "

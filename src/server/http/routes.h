@@ -96,6 +96,7 @@ struct IdentityRoutesDeps {
   HostIdentities& identities;
   CommandQueue& commands;
   Store& store;  // the audit log
+  std::string command_key;  // the public key agents check commands with, given at enrolment
 };
 void AddIdentityRoutes(Router& router, IdentityRoutesDeps deps);
 

@@ -158,6 +158,8 @@ std::optional<protocol::Command> IncidentManager::PendingFix(const Incident& inc
   c.action = action->name;
   c.params = action->params;
   c.expires_at = *expires;
+  c.incident = inc.incident_id;
+  c.approved_by = inc.action.value("approved_by", "auto");
   const ai::Runbook* rb = RunbookFor(inc.alarm_name);
   c.timeout_ms = (rb != nullptr ? rb->execution_timeout : Millis(60'000)).count();
   return c;
@@ -337,6 +339,8 @@ void IncidentManager::StartDiagnostics(Active& a) {
   std::vector<protocol::Command> cmds;
   for (const auto& action : rb->diagnostics) {
     protocol::Command c = MakeCommand(action, rb->diagnostics_timeout);
+    c.incident = a.inc.incident_id;
+    c.approved_by = "diagnostics";  // read-only, run without approval (docs/SECURITY.md)
     a.diag_ids.push_back(c.id);
     a.diag_lines.push_back(protocol::RenderCommandLine(action));
     command_owner_[c.id] = a.inc.incident_id;
@@ -500,7 +504,8 @@ void IncidentManager::ApplyDecision(const std::string& incident_id, const ai::De
   }
 }
 
-Status IncidentManager::Execute(Active& a, Incident next, IncidentEvent event) {
+Status IncidentManager::Execute(Active& a, Incident next, IncidentEvent event,
+                                const std::string& approver) {
   const ai::Runbook* rb = RunbookFor(next.alarm_name);
   const Millis timeout = rb != nullptr ? rb->execution_timeout : Millis(60'000);
   auto action = protocol::ValidateAction(next.action.value("name", ""),
@@ -514,6 +519,8 @@ Status IncidentManager::Execute(Active& a, Incident next, IncidentEvent event) {
   next.action.erase("approval_expires_at");
   next.action["command_id"] = c.id;
   next.action["expires_at"] = FormatRfc3339(c.expires_at);
+  // Signed into the command's envelope: the agent's own log says who let it run.
+  next.action["approved_by"] = approver.empty() ? "auto" : approver;
   const std::string line = next.ai_suggestion + " on " + next.instance_id;
   return Commit(a, std::move(next), event, line);
 }
@@ -744,7 +751,7 @@ Result<Incident> IncidentManager::ApproveLocked(const std::string& id, const std
   }
   inc.timeline.push_back(Entry("approved", comment, actor));
   // On an error nothing was sent and the approval is not acknowledged.
-  if (Status s = Execute(a, std::move(inc), IncidentEvent::kApproved); !s) {
+  if (Status s = Execute(a, std::move(inc), IncidentEvent::kApproved, actor); !s) {
     Audit(actor, "incident.approve_refused",
           Json{{"incident_id", id},
                {"action_hash", action_hash},

@@ -144,8 +144,9 @@ class IncidentManager {
   void DispatchDecisions();  // REQUIRES: mu_ NOT held.
   void ApplyDecision(const std::string& incident_id, const ai::Decision& d);
   // Sends the fix of `next` (a copy of a.inc with the notes that lead to it) by `event`
-  // (kAutoApproved or kApproved). An error means nothing was sent and nothing was saved.
-  Status Execute(Active& a, Incident next, IncidentEvent event);
+  // (kAutoApproved or kApproved, by `approver`: the token's name; "" = automatic). An error
+  // means nothing was sent and nothing was saved.
+  Status Execute(Active& a, Incident next, IncidentEvent event, const std::string& approver = "");
   void FinishExecution(Active& a, const protocol::CommandResult& r);
   // After a fix that failed, timed out or did not verify: an alarm still in ALARM is judged
   // again at once and opens a fresh incident (the alarm does not fire again by itself, as it

@@ -124,6 +124,11 @@ TEST_F(IncidentManagerTest, ApproveExecutesAndVerifiedAlarmCompletes) {
   ASSERT_EQ(sink_.sent.size(), 3u);
   EXPECT_EQ(sink_.sent[2].second.action, "service.restart");
   EXPECT_EQ(sink_.sent[2].second.params, (Json{{"service", "nginx"}}));
+  // What the signed envelope names: the incident, and who approved (diagnostics need nobody).
+  EXPECT_EQ(sink_.sent[2].second.incident, inc.incident_id);
+  EXPECT_EQ(sink_.sent[2].second.approved_by, "alice");
+  EXPECT_EQ(sink_.sent[0].second.incident, inc.incident_id);
+  EXPECT_EQ(sink_.sent[0].second.approved_by, "diagnostics");
   manager_->OnCommandResult(Ok(sink_.sent[2].second.id, "restarted"));
   EXPECT_EQ(Only().status, IncidentStatus::kExecuting);  // verifying: alarm still ALARM
   alarms_.state = AlarmState::kOk;
@@ -196,6 +201,9 @@ TEST_F(IncidentManagerTest, AutomaticModeExecutesWithoutApproval) {
   EXPECT_EQ(inc.status, IncidentStatus::kExecuting);
   EXPECT_EQ(Events(inc), (std::vector<std::string>{"created", "diagnosed", "suggested",
                                                    "auto_approved", "executing"}));
+  ASSERT_EQ(sink_.sent.size(), 3u);
+  EXPECT_EQ(sink_.sent[2].second.approved_by, "auto");
+  EXPECT_EQ(sink_.sent[2].second.incident, inc.incident_id);
 }
 
 // What a host prints is stored and shown redacted, with the AI prompt's patterns: the secret

@@ -2,6 +2,7 @@
 
 #include "agent/command_verifier.h"
 #include "core/log.h"
+#include "protocol/interrupted.h"
 
 namespace medic::agent {
 
@@ -96,7 +97,7 @@ protocol::CommandResult CommandPoller::RunOnceAcrossRestarts(const protocol::Com
       r.host = options_.host;
       r.ran = true;
       r.exit_code = -1;
-      r.error = "interrupted: the agent stopped while this command ran; it is not run again";
+      r.error = std::string(protocol::kInterruptedError);
       (void)ledger->Finish(r);
       return r;
     }

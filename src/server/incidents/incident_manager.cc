@@ -3,6 +3,7 @@
 #include "ai/prompt.h"
 #include "core/files.h"
 #include "core/log.h"
+#include "protocol/interrupted.h"
 
 namespace medic::server {
 
@@ -482,6 +483,10 @@ void IncidentManager::ApplyDecision(const std::string& incident_id, const ai::De
             std::to_string(breaker_window_.count() / 60'000) +
             " min; automation is stopped for this pair until a human decides";
       next.timeline.push_back(Entry("breaker_open", why));
+    } else if (std::optional<std::string> prior = InterruptedFixBefore(next)) {
+      why = "the fix of " + *prior + " was interrupted on " + next.instance_id +
+            " (its agent stopped while it ran) and its outcome is unknown; it is not run again "
+            "automatically: a human decides";
     }
   }
   if (!why.empty()) {
@@ -587,6 +592,18 @@ void IncidentManager::FinishExecution(Active& a, const protocol::CommandResult& 
     (void)Commit(a, std::move(next), IncidentEvent::kFixTimedOut, std::move(reason));
     return;
   }
+  if (protocol::IsInterrupted(r)) {
+    // Its outcome is unknown: it ends the incident, and is not retried automatically (see
+    // InterruptedFixBefore).
+    next.timeline.push_back(Entry("interrupted", "the agent on " + host +
+                                                     " stopped while the fix ran; whether it did "
+                                                     "its work is unknown, and it is not run again"));
+    next.reason = "the fix was interrupted on the host (its agent stopped while it ran); its "
+                  "outcome is unknown";
+    std::string reason = next.reason;
+    (void)Commit(a, std::move(next), IncidentEvent::kFixFailed, std::move(reason));
+    return;
+  }
   if (!r.Succeeded()) {
     const std::string how = r.signal != 0 ? "killed by signal " + std::to_string(r.signal)
                                           : "exit code " + std::to_string(r.exit_code);
@@ -654,6 +671,36 @@ int IncidentManager::RecentAutomaticFixes(const Incident& inc) {
     }
   }
   return count;
+}
+
+std::optional<std::string> IncidentManager::InterruptedFixBefore(const Incident& inc) {
+  IncidentQuery q;
+  q.alarm_name = inc.alarm_name;
+  q.instance_id = inc.instance_id;
+  q.updated_since = clock_.Now() - breaker_window_;
+  q.limit = 1000;
+  auto list = ListAllIncidents(store_, q);
+  if (!list) {
+    ++store_errors_;
+    LogError("cannot list incidents: " + list.error().ToString());
+    return std::nullopt;
+  }
+  const Incident* latest = nullptr;
+  for (const auto& other : *list) {
+    if (other.incident_id != inc.incident_id &&
+        (latest == nullptr || other.created_at > latest->created_at)) {
+      latest = &other;
+    }
+  }
+  if (latest == nullptr) {
+    return std::nullopt;
+  }
+  for (const auto& e : latest->timeline) {
+    if (e.event == "interrupted") {
+      return latest->incident_id;
+    }
+  }
+  return std::nullopt;
 }
 
 Result<Incident> IncidentManager::Lookup(const std::string& id) {

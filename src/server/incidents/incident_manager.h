@@ -151,12 +151,17 @@ class IncidentManager {
   // After a fix that failed, timed out or did not verify: an alarm still in ALARM is judged
   // again at once and opens a fresh incident (the alarm does not fire again by itself, as it
   // never left ALARM). Automatic fixes stay bounded by the breaker; in approval mode each new
-  // attempt waits for a human.
+  // attempt waits for a human, and so does the one after a fix interrupted on the host.
   void Rejudge(const Incident& closed);
   // How many incidents of (alarm, host), other than `except_id`, were fixed automatically
   // (an auto_approved entry) within the breaker window. Counted from the store, so it
   // survives restarts.
   int RecentAutomaticFixes(const Incident& inc);
+  // The id of the incident of (alarm, host) before `inc` (the latest other one updated within
+  // the breaker window) when its fix was interrupted on the host (protocol/interrupted.h): the
+  // outcome of that fix is unknown, so `inc` does not run one automatically. From the store, so
+  // it survives restarts; once a later incident exists, that one decides.
+  std::optional<std::string> InterruptedFixBefore(const Incident& inc);
   // The fix command of an executing incident, when it has not expired yet.
   std::optional<protocol::Command> PendingFix(const Incident& inc) const;
   // Starts waiting for the result of `fix` and sends it to the incident's host.

@@ -6,6 +6,7 @@
 #include <functional>
 
 #include "core/sha256.h"
+#include "protocol/interrupted.h"
 #include "tests/fakes/incident_fakes.h"
 #include "tests/fakes/temp_dir.h"
 
@@ -21,6 +22,17 @@ protocol::CommandResult Ok(const std::string& id, std::string output = "fine") {
 
 using test::ToAlarm;
 using test::ToOk;
+
+// The agent's answer for a command it was killed while running (protocol/interrupted.h).
+protocol::CommandResult Interrupted(const std::string& id) {
+  protocol::CommandResult r;
+  r.id = id;
+  r.host = "web-1";
+  r.ran = true;
+  r.exit_code = -1;
+  r.error = std::string(protocol::kInterruptedError);
+  return r;
+}
 
 class IncidentManagerTest : public ::testing::Test {
  protected:
@@ -383,6 +395,90 @@ TEST_F(IncidentManagerTest, RestartOffersTheSameFixCommandAgainWhileUnexpired) {
   EXPECT_EQ(inc.status, IncidentStatus::kCompleted);
   EXPECT_NE(inc.remediation_output.find("restarted"), std::string::npos);
   EXPECT_EQ(Events(inc)[6], "resumed");
+}
+
+// The agent was killed while the fix ran (kill -9, then both restarted): its outcome is unknown.
+// The incident fails saying so, and the alarm, still in ALARM, is judged again by an incident
+// that waits for a human even in automatic mode: the fix is not run a second time by itself.
+TEST_F(IncidentManagerTest, AnInterruptedFixIsNotRetriedAutomatically) {
+  ASSERT_TRUE(settings_->Update(Json{{"approval_mode", false}}).has_value());
+  Incident inc = OpenAndDiagnose();
+  ASSERT_EQ(inc.status, IncidentStatus::kExecuting);
+  ASSERT_EQ(sink_.sent.size(), 3u);
+  const protocol::Command fix = sink_.sent[2].second;
+  ASSERT_EQ(fix.action, "service.restart");
+  Rebuild();  // the server restarted too: the same command is offered again
+  ASSERT_TRUE(manager_->Recover().has_value());
+  ASSERT_EQ(sink_.sent.back().second.id, fix.id);
+  manager_->OnCommandResult(Interrupted(fix.id));
+
+  inc = *store_->GetIncident(inc.incident_id);
+  EXPECT_EQ(inc.status, IncidentStatus::kFailed);
+  EXPECT_NE(inc.reason.find("interrupted"), std::string::npos) << inc.reason;
+  EXPECT_NE(inc.remediation_output.find("interrupted"), std::string::npos);
+  const std::vector<std::string> events = Events(inc);
+  EXPECT_NE(std::find(events.begin(), events.end(), "interrupted"), events.end());
+  ASSERT_NO_FATAL_FAILURE(ExpectJudgedAgain(inc));
+
+  // The fresh incident's diagnostics run; its fix waits for a human.
+  const size_t sent = sink_.sent.size();
+  for (size_t i = sent - 2; i < sent; ++i) {
+    manager_->OnCommandResult(Ok(sink_.sent[i].second.id));
+  }
+  auto open = store_->FindOpenIncident("Nginx-Down-ALB", "web-1");
+  ASSERT_TRUE(open.has_value() && open->has_value());
+  EXPECT_EQ((*open)->status, IncidentStatus::kPendingApproval);
+  EXPECT_NE((*open)->timeline.back().detail.find("the fix of " + inc.incident_id +
+                                                 " was interrupted"),
+            std::string::npos)
+      << (*open)->timeline.back().detail;
+  EXPECT_EQ(sink_.sent.size(), sent) << "the fix was sent again";
+  for (const auto& [host, c] : sink_.sent) {
+    EXPECT_TRUE(c.action != "service.restart" || c.id == fix.id) << c.id;
+  }
+}
+
+// The same when the alarm had cleared before the answer came and fires again later (after
+// another restart): the next incident waits for a human; the one after a human's decision does
+// not.
+TEST_F(IncidentManagerTest, AfterAnInterruptedFixTheNextIncidentWaitsForAHuman) {
+  ASSERT_TRUE(settings_->Update(Json{{"approval_mode", false}}).has_value());
+  Incident first = OpenAndDiagnose();
+  alarms_.state = AlarmState::kOk;
+  manager_->OnCommandResult(Interrupted(sink_.sent[2].second.id));
+  ASSERT_EQ(store_->GetIncident(first.incident_id)->status, IncidentStatus::kFailed);
+  ASSERT_EQ(sink_.sent.size(), 3u);  // nothing judged again: the alarm is OK
+
+  Rebuild();
+  ASSERT_TRUE(manager_->Recover().has_value());
+  clock_.Advance(std::chrono::minutes(5));
+  alarms_.state = AlarmState::kAlarm;
+  manager_->OnAlarmTransition(ToAlarm());
+  ASSERT_EQ(sink_.sent.size(), 5u);
+  manager_->OnCommandResult(Ok(sink_.sent[3].second.id));
+  manager_->OnCommandResult(Ok(sink_.sent[4].second.id));
+  auto second = store_->FindOpenIncident("Nginx-Down-ALB", "web-1");
+  ASSERT_TRUE(second.has_value() && second->has_value());
+  EXPECT_EQ((*second)->status, IncidentStatus::kPendingApproval);
+  EXPECT_EQ(sink_.sent.size(), 5u);
+
+  // A human approves; that fix works; the alarm fires again later: automatic again.
+  ASSERT_TRUE(manager_
+                  ->Approve((*second)->incident_id, "alice", ActionHash(**second), "checked it")
+                  .has_value());
+  ASSERT_EQ(sink_.sent.size(), 6u);
+  alarms_.state = AlarmState::kOk;
+  manager_->OnCommandResult(Ok(sink_.sent[5].second.id));
+  ASSERT_EQ(store_->GetIncident((*second)->incident_id)->status, IncidentStatus::kCompleted);
+  clock_.Advance(std::chrono::minutes(5));
+  alarms_.state = AlarmState::kAlarm;
+  manager_->OnAlarmTransition(ToAlarm());
+  ASSERT_EQ(sink_.sent.size(), 8u);
+  manager_->OnCommandResult(Ok(sink_.sent[6].second.id));
+  manager_->OnCommandResult(Ok(sink_.sent[7].second.id));
+  auto third = store_->FindOpenIncident("Nginx-Down-ALB", "web-1");
+  ASSERT_TRUE(third.has_value() && third->has_value());
+  EXPECT_EQ((*third)->status, IncidentStatus::kExecuting);
 }
 
 TEST_F(IncidentManagerTest, RestartAfterTheFixExpiredDoesNotResendAndJudgesByTheAlarm) {

@@ -12,6 +12,7 @@
 #include "core/files.h"
 #include "core/sha256.h"
 #include "core/log.h"
+#include "core/units.h"
 #include "core/yaml_util.h"
 #include "server/alarms/alarm_config.h"
 #include "server/app/tls_files.h"
@@ -29,6 +30,49 @@
 #include "server/incidents/settings.h"
 
 namespace medic::server {
+
+namespace {
+
+// archive: {min_free: 512MiB, host_quota: 10GiB, max_age: 30d, max_total: 0}
+Status ParseArchiveYaml(const YAML::Node& node, const std::string& file, ArchiveOptions& out) {
+  if (!node.IsMap()) {
+    return InvalidArgument(YamlWhere(file, node) +
+                           "archive must be a mapping (min_free, host_quota, max_age, max_total)");
+  }
+  for (const auto& kv : node) {
+    const std::string key = kv.first.as<std::string>("");
+    const std::string text = kv.second.as<std::string>("");
+    auto where = [&] { return YamlWhere(file, kv.first) + "archive." + key + ": "; };
+    if (key == "min_free" || key == "host_quota" || key == "max_total") {
+      auto bytes = ParseByteSize(text);
+      if (!bytes) {
+        return InvalidArgument(where() + bytes.error().message);
+      }
+      (key == "min_free" ? out.min_free_bytes
+                         : key == "host_quota" ? out.host_quota_bytes : out.max_total_bytes) = *bytes;
+    } else if (key == "max_age") {
+      // "30d" is the natural unit here; ParseDuration knows h at most.
+      Result<Millis> age = InvalidArgument("");
+      if (!text.empty() && text.back() == 'd' &&
+          text.find_first_not_of("0123456789") == text.size() - 1 && text.size() <= 6) {
+        age = Millis(std::stoll(text.substr(0, text.size() - 1)) * 24 * 3600 * 1000);
+      } else {
+        age = ParseDuration(text);
+      }
+      if (!age || age->count() < 0) {
+        return InvalidArgument(where() + "'" + text +
+                               "' is not a duration (30d, 12h, 0 for no age limit)");
+      }
+      out.max_age = *age;
+    } else {
+      return InvalidArgument(YamlWhere(file, kv.first) + "unknown archive key '" + key +
+                             "' (min_free, host_quota, max_age, max_total)");
+    }
+  }
+  return OkStatus();
+}
+
+}  // namespace
 
 Result<ServerConfig> LoadServerConfig(const std::string& path) {
   ServerConfig c;
@@ -87,6 +131,8 @@ Result<ServerConfig> LoadServerConfig(const std::string& path) {
         c.auto_approve_hosts = v.as<bool>();
       } else if (key == "log_level") {
         c.log_level = v.as<std::string>();
+      } else if (key == "archive") {
+        RETURN_IF_ERROR(ParseArchiveYaml(v, path, c.archive));
       } else if (key == "agent_interval") {
         auto d = ParseDuration(v.as<std::string>());
         if (!d) {
@@ -321,7 +367,7 @@ Result<std::unique_ptr<ServerApp>> ServerApp::Create(const ServerConfig& config,
   // log directory).
   RETURN_IF_ERROR(p->fleet->Restore());
   RETURN_IF_ERROR(p->incidents->Recover());
-  p->archive = std::make_unique<Archive>(config.data_dir + "/archive", clock);
+  p->archive = std::make_unique<Archive>(config.data_dir + "/archive", clock, config.archive);
   RETURN_IF_ERROR(p->archive->Init());
 
   Fleet* fleet = p->fleet.get();
@@ -350,7 +396,7 @@ Result<std::unique_ptr<ServerApp>> ServerApp::Create(const ServerConfig& config,
   // Served over TLS, the session cookie is Secure whatever the config says.
   AddSessionRoutes(r, {p->tokens, *p->sessions, config.cookie_secure || tls});
   AddEventRoutes(r, *p->events);
-  AddArchiveRoutes(r, *p->archive);
+  AddArchiveRoutes(r, *p->archive, *p->commands);
   AddListingRoute(r);
 
   Router* router = p->router.get();
@@ -396,8 +442,14 @@ void ServerApp::RunOnce() {
   parts_->fleet->Tick(parts_->clock->Now());
   parts_->commands->RunOnce();
   parts_->incidents->RunOnce();
+  if (const SteadyTime now = parts_->clock->SteadyNow(); now >= next_prune_) {
+    next_prune_ = now + std::chrono::minutes(1);  // a directory scan: not every tick
+    parts_->archive->Prune();
+  }
   parts_->events->RunOnce();
 }
+
+CommandSink& ServerApp::commands() { return *parts_->signed_commands; }
 
 const Router& ServerApp::router() const { return *parts_->router; }
 

@@ -16,6 +16,8 @@
 #include "core/clock.h"
 #include "server/alarms/alarms.h"
 #include "server/fleet/target_groups.h"
+#include "server/archive/archive.h"
+#include "server/commands/command_queue.h"
 #include "server/http/http_server.h"
 #include "server/http/router.h"
 #include "server/http/sessions.h"
@@ -57,6 +59,9 @@ struct ServerConfig {
   // the `target_groups:` section). docs/ALARMS.md.
   std::vector<AlarmRule> alarm_rules = DefaultAlarmRules();
   std::vector<TargetGroupConfig> target_groups = DefaultTargetGroups();
+  // The log archive's limits (`archive:` — min_free, host_quota, max_age, max_total;
+  // docs/PROTOCOL.md "Archive").
+  ArchiveOptions archive;
 };
 
 // Reads a YAML config file. Unknown keys and wrong types are errors naming file and line.
@@ -93,6 +98,9 @@ class ServerApp {
   // 100 ms tick (alarm periods, expired long polls, incident deadlines, event keep-alives).
   const Router& router() const;
   void RunOnce();
+  // Where commands to hosts go (signed, then queued): for tests that need a command
+  // outstanding, and for embedders.
+  CommandSink& commands();
 
  private:
   struct Parts;
@@ -104,6 +112,7 @@ class ServerApp {
   std::mutex tick_mu_;
   std::condition_variable tick_cv_;
   bool stopping_ = false;  // Guarded by tick_mu_.
+  SteadyTime next_prune_{};  // the archive's retention; RunOnce's thread only
 };
 
 }  // namespace medic::server

@@ -7,6 +7,7 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <atomic>
 #include <cctype>
 #include <cerrno>
 #include <cstring>
@@ -21,7 +22,6 @@ namespace medic::server {
 
 namespace {
 
-constexpr size_t kReadChunk = 1 << 20;
 
 std::string Errno(const std::string& what) { return what + ": " + std::strerror(errno); }
 
@@ -47,37 +47,6 @@ Status FsyncDir(const std::string& dir) {
     errno = saved;
     return Internal(Errno("cannot fsync " + dir));
   }
-  return OkStatus();
-}
-
-// SHA-256 and length of a whole file, read back from disk.
-Status HashFile(const std::string& path, std::string* sha, int64_t* bytes) {
-  const int fd = ::open(path.c_str(), O_RDONLY | O_NOFOLLOW | O_CLOEXEC);
-  if (fd < 0) {
-    return Internal(Errno("cannot reopen " + path));
-  }
-  Sha256 h;
-  std::string buf(kReadChunk, '\0');
-  int64_t total = 0;
-  for (;;) {
-    const ssize_t n = ::read(fd, buf.data(), buf.size());
-    if (n < 0 && errno == EINTR) {
-      continue;
-    }
-    if (n < 0) {
-      const Error e = Internal(Errno("cannot read " + path));
-      ::close(fd);
-      return e;
-    }
-    if (n == 0) {
-      break;
-    }
-    h.Update(std::string_view(buf.data(), static_cast<size_t>(n)));
-    total += n;
-  }
-  ::close(fd);
-  *sha = h.HexDigest();
-  *bytes = total;
   return OkStatus();
 }
 
@@ -116,7 +85,8 @@ struct Archive::Upload {
   std::string partial;         // DIR/.partial/ID
   int64_t size = 0;            // announced maximum
   int fd = -1;                 // Guarded by mu.
-  int64_t received = 0;        // Guarded by mu.
+  Sha256 sha;                  // of the bytes received. Guarded by mu.
+  std::atomic<int64_t> received{0};  // written under mu; read by reserved_bytes without it
   bool done = false;           // finished, failed or expired. Guarded by mu.
   SteadyTime last_activity{};  // Guarded by Archive::mu_.
 
@@ -235,15 +205,18 @@ Result<std::string> Archive::Start(const std::string& host, const std::string& p
     return ResourceExhausted("size must be 0.." + std::to_string(options_.max_file_bytes) +
                              " bytes");
   }
+  // What the host keeps already (a directory scan: uploads are rare).
+  uint64_t kept = 0;
+  if (options_.host_quota_bytes > 0) {
+    for (const auto& f : Scan(host)) {
+      kept += static_cast<uint64_t>(f.bytes);
+    }
+  }
   struct statvfs vfs {};
   if (::statvfs(dir_.c_str(), &vfs) != 0) {
     return Internal(Errno("cannot statvfs " + dir_));
   }
   const uint64_t free_bytes = static_cast<uint64_t>(vfs.f_bavail) * vfs.f_frsize;
-  if (free_bytes < static_cast<uint64_t>(size) + options_.min_free_bytes) {
-    return ResourceExhausted("the archive has " + std::to_string(free_bytes) +
-                             " bytes free, not enough for " + std::to_string(size) + " bytes");
-  }
   auto u = std::make_shared<Upload>();
   u->id = RandomHex(16);
   u->host = host;
@@ -255,6 +228,32 @@ Result<std::string> Archive::Start(const std::string& host, const std::string& p
     if (uploads_.size() >= options_.max_uploads) {
       return ResourceExhausted("too many uploads in progress (" + std::to_string(uploads_.size()) +
                                ")");
+    }
+    // Reserved: what every upload in progress may still write; the host's: their whole size.
+    uint64_t reserved = 0;
+    uint64_t host_pending = 0;
+    for (const auto& [id, other] : uploads_) {
+      reserved += static_cast<uint64_t>(other->size - other->received.load());
+      if (other->host == host) {
+        host_pending += static_cast<uint64_t>(other->size);
+      }
+    }
+    const uint64_t need = reserved + static_cast<uint64_t>(size) + options_.min_free_bytes;
+    if (free_bytes < need) {
+      return ResourceExhausted(
+          "the archive's file system has " + std::to_string(free_bytes) + " bytes free; " +
+          std::to_string(reserved) + " are reserved for uploads in progress and " +
+          std::to_string(options_.min_free_bytes) +
+          " are kept free for the database, so an upload of " + std::to_string(size) +
+          " bytes does not fit");
+    }
+    if (options_.host_quota_bytes > 0 &&
+        kept + host_pending + static_cast<uint64_t>(size) > options_.host_quota_bytes) {
+      return ResourceExhausted("host " + host + " keeps " + std::to_string(kept) +
+                               " bytes in the archive and is uploading " +
+                               std::to_string(host_pending) + "; " + std::to_string(size) +
+                               " more would exceed its quota of " +
+                               std::to_string(options_.host_quota_bytes) + " bytes");
     }
     u->fd = ::open(u->partial.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0600);
     if (u->fd < 0) {
@@ -303,8 +302,9 @@ Result<int64_t> Archive::Append(const std::string& id, int64_t offset, std::stri
     }
     done += static_cast<size_t>(n);
   }
+  u->sha.Update(bytes);
   u->received += static_cast<int64_t>(bytes.size());
-  return u->received;
+  return u->received.load();
 }
 
 Result<ArchivedFile> Archive::Finish(const std::string& id, const std::string& sha256,
@@ -325,16 +325,24 @@ Result<ArchivedFile> Archive::Finish(const std::string& id, const std::string& s
             " failed: " + e.message);
     return e;
   };
-  if (::fsync(u->fd) != 0) {
+  // The file's time is the archive's clock: the retention (Prune) reads it back.
+  const WallTime now = clock_.Now();
+  const auto since_epoch = std::chrono::duration_cast<std::chrono::nanoseconds>(
+      now.time_since_epoch());
+  const timespec times[2] = {
+      {static_cast<time_t>(since_epoch.count() / 1'000'000'000),
+       static_cast<long>(since_epoch.count() % 1'000'000'000)},
+      {static_cast<time_t>(since_epoch.count() / 1'000'000'000),
+       static_cast<long>(since_epoch.count() % 1'000'000'000)}};
+  if (::futimens(u->fd, times) != 0 || ::fsync(u->fd) != 0) {
     return fail(Internal(Errno("cannot fsync " + u->partial)));
   }
   ::close(u->fd);
   u->fd = -1;
-  std::string stored_sha;
-  int64_t stored_bytes = 0;
-  if (Status s = HashFile(u->partial, &stored_sha, &stored_bytes); !s) {
-    return fail(s.error());
-  }
+  // Hashed as the bytes arrived: written is what was hashed (write() either wrote all of a
+  // chunk or the upload failed).
+  const std::string stored_sha = u->sha.HexDigest();
+  const int64_t stored_bytes = u->received.load();
   const std::string want = LowerHex(sha256);
   if (stored_bytes != bytes || stored_sha != want) {
     return fail(FailedPrecondition("checksum mismatch: the server stored " +
@@ -347,7 +355,6 @@ Result<ArchivedFile> Archive::Finish(const std::string& id, const std::string& s
   if (Status s = MakeDirs(host_dir, 0700); !s) {
     return fail(s.error());
   }
-  const WallTime now = clock_.Now();
   const std::string stamp = CompactUtc(now);
   std::string name;
   for (int n = 0;; ++n) {
@@ -386,21 +393,20 @@ Result<ArchivedFile> Archive::Finish(const std::string& id, const std::string& s
   return f;
 }
 
-Result<std::vector<ArchivedFile>> Archive::List(size_t limit) const {
+std::vector<ArchivedFile> Archive::Scan(const std::string& only_host) const {
   std::vector<ArchivedFile> out;
-  DIR* d = ::opendir(dir_.c_str());
-  if (d == nullptr) {
-    return errno == ENOENT ? Result<std::vector<ArchivedFile>>(out)
-                           : Internal(Errno("cannot list " + dir_));
-  }
   std::vector<std::string> hosts;
-  while (dirent* e = ::readdir(d)) {
-    const std::string name = e->d_name;
-    if (!name.empty() && name[0] != '.') {
-      hosts.push_back(name);
+  if (!only_host.empty()) {
+    hosts.push_back(only_host);
+  } else if (DIR* d = ::opendir(dir_.c_str())) {
+    while (dirent* e = ::readdir(d)) {
+      const std::string name = e->d_name;
+      if (!name.empty() && name[0] != '.') {
+        hosts.push_back(name);
+      }
     }
+    ::closedir(d);
   }
-  ::closedir(d);
   for (const auto& host : hosts) {
     const std::string host_dir = dir_ + "/" + host;
     DIR* hd = ::opendir(host_dir.c_str());
@@ -419,11 +425,65 @@ Result<std::vector<ArchivedFile>> Archive::List(size_t limit) const {
       f.name = name;
       f.location = host_dir + "/" + name;
       f.bytes = st.st_size;
-      f.archived_at = std::chrono::system_clock::from_time_t(st.st_mtime);
+      f.archived_at = WallTime(std::chrono::duration_cast<WallTime::duration>(
+          std::chrono::seconds(st.st_mtim.tv_sec) + std::chrono::nanoseconds(st.st_mtim.tv_nsec)));
       out.push_back(std::move(f));
     }
     ::closedir(hd);
   }
+  return out;
+}
+
+uint64_t Archive::reserved_bytes() const {
+  std::lock_guard<std::mutex> lock(mu_);
+  uint64_t reserved = 0;
+  for (const auto& [id, u] : uploads_) {
+    reserved += static_cast<uint64_t>(u->size - u->received.load());
+  }
+  return reserved;
+}
+
+int Archive::Prune() {
+  if (options_.max_age.count() <= 0 && options_.max_total_bytes == 0) {
+    return 0;
+  }
+  std::vector<ArchivedFile> files = Scan();
+  // Oldest first: by modification time (the time it was archived), then name.
+  std::sort(files.begin(), files.end(), [](const ArchivedFile& a, const ArchivedFile& b) {
+    return a.archived_at != b.archived_at ? a.archived_at < b.archived_at
+                                          : a.location < b.location;
+  });
+  uint64_t total = 0;
+  for (const auto& f : files) {
+    total += static_cast<uint64_t>(f.bytes);
+  }
+  const WallTime now = clock_.Now();
+  int deleted = 0;
+  for (const auto& f : files) {
+    const bool too_old = options_.max_age.count() > 0 && now - f.archived_at > options_.max_age;
+    const bool too_much = options_.max_total_bytes > 0 && total > options_.max_total_bytes;
+    if (!too_old && !too_much) {
+      break;  // every later file is newer, and the total fits
+    }
+    if (::unlink(f.location.c_str()) != 0) {
+      LogWarn(Errno("archive: cannot delete " + f.location));
+      continue;
+    }
+    total -= static_cast<uint64_t>(f.bytes);
+    ++deleted;
+    LogInfo("archive: deleted " + f.location + " (" + std::to_string(f.bytes) + " bytes, " +
+            (too_old ? "older than the retention" : "over the archive's total size") + ")");
+    std::lock_guard<std::mutex> lock(mu_);
+    sha_of_.erase(f.location);
+  }
+  return deleted;
+}
+
+Result<std::vector<ArchivedFile>> Archive::List(size_t limit) const {
+  if (!PathExists(dir_)) {
+    return std::vector<ArchivedFile>();
+  }
+  std::vector<ArchivedFile> out = Scan();
   std::sort(out.begin(), out.end(), [](const ArchivedFile& a, const ArchivedFile& b) {
     return a.name != b.name ? a.name > b.name : a.host < b.host;  // names start with the time
   });

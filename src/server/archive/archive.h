@@ -8,6 +8,10 @@
 // upload lives in memory only: it expires `upload_ttl` after its last chunk (its partial file is
 // deleted), and a server restart forgets every upload (Init deletes leftover partial files).
 //
+// Limits (ArchiveOptions): announced bytes are reserved across uploads against the file system's
+// free space minus a floor kept for the database, a quota per host, and a retention (age, total
+// size). The SHA-256 is computed while the bytes arrive, so Finish does no long work.
+//
 // Thread-safe: uploads may proceed concurrently; one upload's calls are serialized.
 
 #include <sys/types.h>
@@ -29,8 +33,17 @@ struct ArchiveOptions {
   Millis upload_ttl{10 * 60 * 1000};           // an upload without a chunk this long is dropped
   int64_t max_file_bytes = int64_t{16} << 30;  // largest announced size accepted
   size_t max_uploads = 16;                     // uploads in progress at once
-  // Start refuses an upload that would leave less than this free on the archive's file system.
-  uint64_t min_free_bytes = uint64_t{64} << 20;
+  // The floor kept free on the archive's file system (which the database usually shares): Start
+  // refuses an upload whose announced size, on top of what the uploads in progress may still
+  // write, would leave less than this free.
+  uint64_t min_free_bytes = uint64_t{512} << 20;
+  // What one host may keep in the archive, its uploads in progress counted at their announced
+  // size. 0: no quota.
+  uint64_t host_quota_bytes = uint64_t{10} << 30;
+  // Retention, applied by Prune (the server's tick): files older than max_age are deleted, then
+  // the oldest while all files together exceed max_total_bytes. 0: no limit.
+  Millis max_age{Millis(30LL * 24 * 3600 * 1000)};
+  uint64_t max_total_bytes = 0;
 };
 
 struct ArchivedFile {
@@ -73,6 +86,10 @@ class Archive {
 
   // Drops uploads idle longer than upload_ttl. Start, Append and Finish call it too.
   void ExpireIdle();
+  // Applies the retention (max_age, max_total_bytes); returns how many files it deleted.
+  int Prune();
+  // Bytes the uploads in progress may still write (announced minus received).
+  uint64_t reserved_bytes() const;
   size_t uploads_in_progress() const;
 
   // Every archived file, newest first, at most `limit`. sha256 is filled for files finished by
@@ -85,6 +102,8 @@ class Archive {
   struct Upload;
   std::shared_ptr<Upload> Find(const std::string& id);
   void Drop(const std::string& id);
+  // Every archived file (unsorted), with its size and mtime.
+  std::vector<ArchivedFile> Scan(const std::string& only_host = "") const;
 
   const std::string dir_;
   const Clock& clock_;

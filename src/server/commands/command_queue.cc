@@ -32,8 +32,14 @@ void CommandQueue::Send(const std::string& host, protocol::Command command) {
   std::vector<protocol::Command> due;
   {
     std::lock_guard<std::mutex> lock(mu_);
-    recipients_[command.id] = Recipient{
-        host, command.expires_at + Millis(command.timeout_ms) + kResultGrace};
+    Recipient recipient{host, command.expires_at + Millis(command.timeout_ms) + kResultGrace};
+    if (command.action == "log.archive_truncate" && command.params.is_object()) {
+      const auto path = command.params.find("path");
+      if (path != command.params.end() && path->is_string()) {
+        recipient.archive_path = path->get<std::string>();
+      }
+    }
+    recipients_[command.id] = std::move(recipient);
     queues_[host].push_back(Entry{std::move(command)});
     auto w = waiters_.find(host);
     if (w != waiters_.end()) {
@@ -72,6 +78,9 @@ void CommandQueue::Poll(const std::string& host, SteadyTime deadline, Deliver de
 
 void CommandQueue::Complete(const std::string& host, const std::string& command_id) {
   std::lock_guard<std::mutex> lock(mu_);
+  if (auto r = recipients_.find(command_id); r != recipients_.end() && r->second.host == host) {
+    r->second.answered = true;
+  }
   auto it = queues_.find(host);
   if (it == queues_.end()) {
     return;
@@ -86,6 +95,18 @@ std::optional<std::string> CommandQueue::RecipientOf(const std::string& command_
     return std::nullopt;
   }
   return it->second.host;
+}
+
+bool CommandQueue::AwaitsArchive(const std::string& host, const std::string& path) const {
+  std::lock_guard<std::mutex> lock(mu_);
+  const WallTime now = clock_.Now();
+  for (const auto& [id, r] : recipients_) {
+    if (r.host == host && !r.answered && !r.archive_path.empty() && r.archive_path == path &&
+        r.forget_at >= now) {
+      return true;
+    }
+  }
+  return false;
 }
 
 void CommandQueue::Wake(const std::string& host) {

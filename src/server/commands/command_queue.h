@@ -46,6 +46,10 @@ class CommandQueue : public CommandSink {
   // command expires); nullopt for an id this queue does not know (any more).
   std::optional<std::string> RecipientOf(const std::string& command_id) const;
 
+  // Whether `host` was sent a log.archive_truncate of `path` that it has not answered yet: the
+  // archive takes an upload only for such a command (docs/PROTOCOL.md, "Archive").
+  bool AwaitsArchive(const std::string& host, const std::string& path) const;
+
   // Answers the host's parked poll now, with an empty list (its credential was revoked: the
   // poll's own answer decides what the agent is told).
   void Wake(const std::string& host);
@@ -68,6 +72,8 @@ class CommandQueue : public CommandSink {
   struct Recipient {
     std::string host;
     WallTime forget_at;
+    std::string archive_path;  // params.path of a log.archive_truncate; "" for other actions
+    bool answered = false;
   };
   struct Waiter {
     SteadyTime deadline;

@@ -90,11 +90,12 @@ Json ArchivedFileToJson(const ArchivedFile& f) {
 
 }  // namespace
 
-void AddArchiveRoutes(Router& router, Archive& archive) {
+void AddArchiveRoutes(Router& router, Archive& archive, const CommandQueue& commands) {
   router.Add({"POST", "/agent/v1/archive", Role::kAgent,
               "start uploading a file to the archive ({host, path, size}; host: the caller's "
-              "own) -> {upload_id}",
-              [&archive](ApiRequest& req, Responder respond) {
+              "own; only for a log.archive_truncate of that path it was sent and has not "
+              "answered) -> {upload_id}",
+              [&archive, &commands](ApiRequest& req, Responder respond) {
                 auto r = ParseStart(req);
                 if (!r) {
                   return respond(ErrorResponse(r.error()));
@@ -102,6 +103,11 @@ void AddArchiveRoutes(Router& router, Archive& archive) {
                 if (r->host != req.principal) {
                   return respond(ErrorResponse(
                       403, "host '" + req.principal + "' may not upload as '" + r->host + "'"));
+                }
+                if (!commands.AwaitsArchive(req.principal, r->path)) {
+                  return respond(ErrorResponse(
+                      403, "host '" + req.principal + "' was not asked to archive " + r->path +
+                               " (no log.archive_truncate of that path is outstanding)"));
                 }
                 auto id = archive.Start(req.principal, r->path, r->size);
                 if (!id) {

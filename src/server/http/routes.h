@@ -115,6 +115,6 @@ struct SessionRoutesDeps {
 void AddSessionRoutes(Router& router, SessionRoutesDeps deps);
 
 // api_archive.cc: log archive uploads (agents) and the listing (operators).
-void AddArchiveRoutes(Router& router, Archive& archive);
+void AddArchiveRoutes(Router& router, Archive& archive, const CommandQueue& commands);
 
 }  // namespace medic::server

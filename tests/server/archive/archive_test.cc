@@ -6,7 +6,11 @@
 
 #include <dirent.h>
 #include <gtest/gtest.h>
+#include <sys/mount.h>
 #include <sys/stat.h>
+
+#include <cerrno>
+#include <cstring>
 
 #include "agent/archiver.h"
 #include "agent/server_api.h"
@@ -229,19 +233,154 @@ TEST_F(ArchiveTest, InitRemovesPartialFilesOfAPreviousRun) {
   EXPECT_TRUE(Entries(Partial()).empty());
 }
 
+// Announced bytes are reserved: two uploads that fit one at a time but not together on the
+// file system (a real 8 MiB tmpfs), with a floor kept free for the database: the second is
+// refused, and fits again once the first is done.
+TEST_F(ArchiveTest, AnnouncedBytesAreReservedAcrossUploadsAboveTheFloor) {
+  const std::string mnt = dir_.File("small-fs");
+  ASSERT_TRUE(MakeDirs(mnt, 0700).has_value());
+  ASSERT_EQ(::mount("tmpfs", mnt.c_str(), "tmpfs", MS_NOSUID | MS_NODEV, "size=8m"), 0)
+      << "mounting a tmpfs needs root: " << std::strerror(errno);
+  struct Unmount {
+    std::string path;
+    ~Unmount() { ::umount2(path.c_str(), MNT_DETACH); }
+  } unmount{mnt};
+  ArchiveOptions o;
+  o.min_free_bytes = 2 << 20;  // the floor
+  o.max_file_bytes = 16 << 20;
+  o.host_quota_bytes = 0;
+  Archive small(mnt + "/archive", clock_, o);
+  ASSERT_TRUE(small.Init().has_value());
+  // ~8 MiB free: 3 MiB fits (3 + 2 floor), a second 3 MiB would too alone, but not on top.
+  auto first = small.Start("web-1", "/var/log/a.log", 3 << 20);
+  ASSERT_TRUE(first.has_value()) << first.error().message;
+  EXPECT_EQ(small.reserved_bytes(), uint64_t{3} << 20);
+  ASSERT_TRUE(small.Append(*first, 0, std::string(1 << 20, 'a')).has_value());
+  EXPECT_EQ(small.reserved_bytes(), uint64_t{2} << 20);  // what it may still write
+  auto second = small.Start("web-2", "/var/log/b.log", 4 << 20);
+  ASSERT_FALSE(second.has_value());
+  EXPECT_EQ(second.error().code, ErrorCode::kResourceExhausted);
+  EXPECT_NE(second.error().message.find("reserved for uploads in progress"), std::string::npos)
+      << second.error().message;
+  EXPECT_NE(second.error().message.find("kept free for the database"), std::string::npos);
+  // The first one ends (refused at finish here: a wrong checksum): its reservation goes.
+  EXPECT_FALSE(small.Finish(*first, std::string(64, '0'), 1 << 20).has_value());
+  EXPECT_EQ(small.reserved_bytes(), 0u);
+  EXPECT_TRUE(small.Start("web-2", "/var/log/b.log", 4 << 20).has_value());
+}
+
+TEST_F(ArchiveTest, EachHostHasAQuota) {
+  ArchiveOptions o;
+  o.min_free_bytes = 0;
+  o.host_quota_bytes = 10'000;
+  Archive a(dir_.File("quota"), clock_, o);
+  ASSERT_TRUE(a.Init().has_value());
+  const std::string six(6'000, 'x');
+  auto id = a.Start("web-1", "/var/log/a.log", six.size());
+  ASSERT_TRUE(id.has_value());
+  ASSERT_TRUE(a.Append(*id, 0, six).has_value());
+  ASSERT_TRUE(a.Finish(*id, Sha256Hex(six), six.size()).has_value());
+  // 6,000 kept + 6,000 more > 10,000: refused for web-1, naming the quota; web-2 is not held back.
+  auto more = a.Start("web-1", "/var/log/b.log", six.size());
+  ASSERT_FALSE(more.has_value());
+  EXPECT_EQ(more.error().code, ErrorCode::kResourceExhausted);
+  EXPECT_NE(more.error().message.find("would exceed its quota of 10000 bytes"), std::string::npos)
+      << more.error().message;
+  EXPECT_TRUE(a.Start("web-1", "/var/log/c.log", 4'000).has_value());
+  // Uploads in progress count at their announced size.
+  EXPECT_FALSE(a.Start("web-1", "/var/log/d.log", 1).has_value());
+  EXPECT_TRUE(a.Start("web-2", "/var/log/b.log", six.size()).has_value());
+}
+
+TEST_F(ArchiveTest, RetentionDeletesByAgeThenOldestFirstBeyondTheTotal) {
+  ArchiveOptions o;
+  o.min_free_bytes = 0;
+  o.max_age = std::chrono::hours(24 * 30);
+  o.max_total_bytes = 10'000;
+  Archive a(dir_.File("kept"), clock_, o);
+  ASSERT_TRUE(a.Init().has_value());
+  const std::string four(4'000, 'y');
+  auto store = [&](const std::string& path) {
+    auto id = a.Start("web-1", path, four.size());
+    EXPECT_TRUE(id.has_value());
+    EXPECT_TRUE(a.Append(*id, 0, four).has_value());
+    auto f = a.Finish(*id, Sha256Hex(four), four.size());
+    EXPECT_TRUE(f.has_value());
+    clock_.Advance(std::chrono::hours(24));
+    return f.value_or(ArchivedFile{}).location;
+  };
+  const std::string oldest = store("/var/log/1.log");
+  const std::string middle = store("/var/log/2.log");
+  EXPECT_EQ(a.Prune(), 0);  // 8,000 bytes, a day old: within both limits
+  const std::string newest = store("/var/log/3.log");
+  // 12,000 > 10,000: the oldest goes.
+  EXPECT_EQ(a.Prune(), 1);
+  EXPECT_FALSE(PathExists(oldest));
+  EXPECT_TRUE(PathExists(middle));
+  EXPECT_TRUE(PathExists(newest));
+  // A month later both are past the age limit.
+  clock_.Advance(std::chrono::hours(24 * 31));
+  EXPECT_EQ(a.Prune(), 2);
+  EXPECT_TRUE(a.List(10)->empty());
+}
+
 // --- over HTTP -----------------------------------------------------------------------------
 
 class ArchiveHttpTest : public test::ServerFixture {
  protected:
   void SetUp() override { StartServer(); }
   Json JsonOf(const HttpResponse& r) { return ParseJson(r.body).value_or(Json()); }
+  // The server sends web-1 a log.archive_truncate of `path`: the only upload it then accepts.
+  std::string AskToArchive(const std::string& path) {
+    protocol::Command c;
+    c.id = "cmd-archive-" + std::to_string(++commands_);
+    c.action = "log.archive_truncate";
+    c.params = Json{{"path", path}};
+    c.expires_at = SystemClock().Now() + std::chrono::minutes(1);
+    app_->commands().Send("web-1", c);
+    return c.id;
+  }
+  int commands_ = 0;
 };
+
+// An agent uploads only what it was asked to archive, and only until it answered.
+TEST_F(ArchiveHttpTest, AnUploadNeedsAnOutstandingArchiveCommandOfThatPath) {
+  const std::string start =
+      DumpJson(Json{{"host", "web-1"}, {"path", "/var/log/app.log"}, {"size", 5}});
+  HttpResponse r = Call("POST", "/agent/v1/archive", agent_, start);
+  EXPECT_EQ(r.status, 403) << r.body;
+  EXPECT_NE(r.body.find("was not asked to archive /var/log/app.log"), std::string::npos)
+      << r.body;
+  const std::string id = AskToArchive("/var/log/other.log");
+  EXPECT_EQ(Call("POST", "/agent/v1/archive", agent_, start).status, 403);  // another path
+  AskToArchive("/var/log/app.log");
+  EXPECT_EQ(Call("POST", "/agent/v1/archive", agent_, start).status, 200);
+  // Another host is not asked by web-1's command.
+  const std::string web2 = Enroll("web-2");
+  EXPECT_EQ(Call("POST", "/agent/v1/archive", web2,
+                 DumpJson(Json{{"host", "web-2"}, {"path", "/var/log/other.log"}, {"size", 5}}))
+                .status,
+            403);
+  // Once web-1 answered the command, its path is no longer outstanding.
+  const std::string other =
+      DumpJson(Json{{"host", "web-1"}, {"path", "/var/log/other.log"}, {"size", 5}});
+  EXPECT_EQ(Call("POST", "/agent/v1/archive", agent_, other).status, 200);
+  protocol::CommandResult done;
+  done.id = id;
+  done.host = "web-1";
+  done.ran = true;
+  done.exit_code = 0;
+  ASSERT_EQ(Call("POST", "/agent/v1/results", agent_, DumpJson(protocol::ToJson(done))).status,
+            200);
+  EXPECT_EQ(Call("POST", "/agent/v1/archive", agent_, other).status, 403);
+}
 
 TEST_F(ArchiveHttpTest, UploadInChunksThenListed) {
   std::string content;
   for (int i = 0; content.size() < 1'300'000; ++i) {
     content += "line " + std::to_string(i) + " of a busy log\n";
   }
+  AskToArchive("/var/log/app.log");
   HttpResponse r = Call(
       "POST", "/agent/v1/archive", agent_,
       DumpJson(Json{{"host", "web-1"}, {"path", "/var/log/app.log"}, {"size", content.size()}}));
@@ -280,6 +419,7 @@ TEST_F(ArchiveHttpTest, UploadInChunksThenListed) {
 }
 
 TEST_F(ArchiveHttpTest, MismatchIs409AndBadRequestsAre4xx) {
+  AskToArchive("/var/log/a.log");
   HttpResponse r = Call("POST", "/agent/v1/archive", agent_,
                         DumpJson(Json{{"host", "web-1"}, {"path", "/var/log/a.log"}, {"size", 5}}));
   ASSERT_EQ(r.status, 200) << r.body;
@@ -313,6 +453,7 @@ TEST_F(ArchiveHttpTest, AgentArchivesAndTruncatesThroughTheServer) {
   }
   const std::string log = dir_.File("app.log");
   ASSERT_TRUE(WriteFileAtomic(log, content).has_value());
+  AskToArchive(log);
   agent::ServerApi api(base_, agent_);
   agent::ServerArchiveSink sink(api, "web-1", [] { return NewCurlHttpClient(); });
   auto out = agent::ArchiveAndTruncate(log, sink);

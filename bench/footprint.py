@@ -12,9 +12,11 @@ nginx (the checked service), then the three measured daemons, each with equivale
 
 Every second for DURATION seconds it reads VmRSS from /proc/PID/status and utime+stime from
 /proc/PID/stat of each, then prints medians of RSS and of per-second CPU %, and the whole-run
-CPU %, as a Markdown table. Usage:
+CPU %, as a Markdown table. With --tls, medic-server serves HTTPS with its own CA
+(--tls-self-signed) and the agent verifies it with that CA file (tls.ca_file; --tls pin: with
+the pin the server prints, tls.pin). Usage:
 
-  bench/footprint.py [--bin-dir build/bin] [--duration 60]
+  bench/footprint.py [--bin-dir build/bin] [--duration 60] [--tls [ca|pin]]
 
 Stops everything it started (by pid) and removes its temp dir, also on Ctrl-C.
 """
@@ -23,8 +25,10 @@ import argparse
 import json
 import os
 import shutil
+import re
 import signal
 import socket
+import ssl
 import statistics
 import subprocess
 import sys
@@ -43,12 +47,12 @@ def free_port():
     return port
 
 
-def wait_http(url, limit=10.0, headers=None):
+def wait_http(url, limit=10.0, headers=None, context=None):
     deadline = time.time() + limit
     while time.time() < deadline:
         try:
             req = urllib.request.Request(url, headers=headers or {})
-            with urllib.request.urlopen(req, timeout=1) as r:
+            with urllib.request.urlopen(req, timeout=1, context=context) as r:
                 if r.status < 500:
                     return True
         except Exception:
@@ -111,6 +115,9 @@ def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--bin-dir", default=os.path.join(os.path.dirname(__file__), "..", "build", "bin"))
     ap.add_argument("--duration", type=int, default=60)
+    ap.add_argument("--tls", nargs="?", const="ca", choices=["ca", "pin"],
+                    help="HTTPS to medic-server (--tls-self-signed), verified by its CA file "
+                         "(default) or by its key's pin")
     ap.add_argument("--smaps", action="store_true",
                     help="also print medic-agent's RSS per mapping at the end")
     args = ap.parse_args()
@@ -129,18 +136,32 @@ def main():
         server_port = free_port()
         os.mkdir(os.path.join(tmp, "data"))
         spawn("server", [os.path.join(bin_dir, "medic-server"), "--listen",
-                         f"127.0.0.1:{server_port}", "--data-dir", os.path.join(tmp, "data")])
+                         f"127.0.0.1:{server_port}", "--data-dir", os.path.join(tmp, "data")] +
+              (["--tls-self-signed"] if args.tls else []))
         deadline = time.time() + 10
         while not os.path.exists(os.path.join(tmp, "data", "agent.token")) and time.time() < deadline:
             time.sleep(0.05)
-        if not wait_http(f"http://127.0.0.1:{server_port}/healthz"):
+        scheme = "https" if args.tls else "http"
+        server_url = f"{scheme}://127.0.0.1:{server_port}"
+        ca_file = os.path.join(tmp, "data", "tls", "ca.pem")
+        ctx = ssl.create_default_context(cafile=ca_file) if args.tls else None
+        if not wait_http(server_url + "/healthz", context=ctx):
             sys.exit("medic-server did not come up")
+        agent_tls = ""
+        if args.tls == "ca":
+            agent_tls = f"tls:\n  ca_file: {ca_file}\n"
+        elif args.tls == "pin":
+            log = open(os.path.join(tmp, "server.log")).read()
+            pin = re.search(r"sha256//[A-Za-z0-9+/]{43}=", log)
+            if not pin:
+                sys.exit("medic-server printed no pin")
+            agent_tls = f"tls:\n  pin: {pin.group(0)}\n"
         # The agent enrols its host with a code made with the admin token (docs/PROTOCOL.md).
         admin = open(os.path.join(tmp, "data", "admin.token")).read().strip()
-        req = urllib.request.Request(f"http://127.0.0.1:{server_port}/api/v1/hosts/bench-1/enroll",
+        req = urllib.request.Request(server_url + "/api/v1/hosts/bench-1/enroll",
                                      data=b"", method="POST",
                                      headers={"Authorization": "Bearer " + admin})
-        with urllib.request.urlopen(req, timeout=5) as resp:
+        with urllib.request.urlopen(req, timeout=5, context=ctx) as resp:
             enroll_code = json.loads(resp.read())["code"]
 
         # nginx, the checked service.
@@ -161,8 +182,8 @@ http {{ access_log off; client_body_temp_path {tmp}/client_body; proxy_temp_path
 
         # medic-agent.
         with open(os.path.join(tmp, "agent.yaml"), "w") as f:
-            f.write(f"""server: http://127.0.0.1:{server_port}
-name: bench-1
+            f.write(f"""server: {server_url}
+{agent_tls}name: bench-1
 state_dir: {tmp}/agent-state
 enroll_code: {enroll_code}
 interval: 1s
@@ -231,8 +252,9 @@ check process nginx-name matching "^nginx"
                 last[n] = t
             prev_t = now
         elapsed = time.time() - start
-        print(f"Machine: {machine()}; "
-              f"{args.duration} samples over {elapsed:.0f} s, one run, side by side.\n")
+        print(f"Machine: {machine()}; load average {' '.join(f'{x:.2f}' for x in os.getloadavg())}; "
+              f"{args.duration} samples over {elapsed:.0f} s, one run, side by side; "
+              f"agent to server: {'https, ' + args.tls if args.tls else 'http'}.\n")
         print("| daemon | median RSS (MiB) | max RSS (MiB) | median PSS (MiB) | median CPU % of a core (per 1 s) | CPU % over the run |")
         print("|---|---|---|---|---|---|")
         for n in measured:
@@ -249,9 +271,9 @@ check process nginx-name matching "^nginx"
             print(f"| total | {sum(by.values())} |")
         # The agent really did its work: the server has its samples.
         token = open(os.path.join(tmp, "data", "admin.token")).read().strip()
-        req = urllib.request.Request(f"http://127.0.0.1:{server_port}/api/v1/hosts",
+        req = urllib.request.Request(server_url + "/api/v1/hosts",
                                      headers={"Authorization": "Bearer " + token})
-        body = urllib.request.urlopen(req, timeout=2).read().decode()
+        body = urllib.request.urlopen(req, timeout=2, context=ctx).read().decode()
         print("\nserver sees bench-1:", "bench-1" in body)
     finally:
         for name, p in reversed(list(procs.items())):

@@ -20,6 +20,7 @@
 #include "agent/systemd.h"
 #include "core/files.h"
 #include "core/log.h"
+#include "transport/mbedtls_http_client.h"
 #include "transport/plain_http_client.h"
 
 namespace medic::agent {
@@ -90,13 +91,14 @@ Result<std::unique_ptr<RealAgent>> BuildAgent(const AgentConfig& config,
     a->services->StartAutostart();
     manager = a->services.get();
   }
-  // http:// over plain sockets; libcurl (and its ~30 libraries) is loaded only when an https://
-  // URL is first used. See docs/BENCHMARKS.md. The server is verified by tls.ca_file and
-  // tls.pin; an https:// health check by tls.ca_file only (the pin is the server's key).
+  // http:// over plain sockets, https:// over mbed TLS, made (and its CA file read) when an
+  // https:// URL is first used; no libcurl (docs/BENCHMARKS.md). The server is verified by
+  // tls.ca_file and tls.pin; an https:// health check by tls.ca_file only (the pin is the
+  // server's key), or by the system's CAs without one.
   auto client_factory = [](TlsOptions tls) {
     return [tls] {
       return NewSchemeRoutingHttpClient(NewPlainHttpClient(),
-                                        [tls] { return NewCurlHttpClient(tls); });
+                                        [tls] { return NewMbedTlsHttpClient(tls); });
     };
   };
   const TlsOptions server_tls{config.tls_ca_file, config.tls_cert_file, config.tls_key_file,
@@ -139,9 +141,6 @@ int RunAgentUntilSignal(const AgentConfig& config,
   sigaddset(&stop_signals, SIGINT);
   pthread_sigmask(SIG_BLOCK, &stop_signals, nullptr);  // before any thread exists
   ::signal(SIGPIPE, SIG_IGN);
-  // No InitHttpClientLibrary() here: it would load libcurl at start-up. NewCurlHttpClient calls
-  // it (once, under std::call_once) when the first https:// request needs libcurl; libcurl 7.84+
-  // makes curl_global_init thread-safe, and no other thread uses libcurl before it returns.
   auto built = BuildAgent(config, metrics_listen);
   if (!built) {
     LogError(built.error().message);

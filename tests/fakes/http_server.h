@@ -1,9 +1,10 @@
 #pragma once
 
 // FakeHttpServer: the loopback HTTP/1.1 server of the tests that drive a real HTTP client (the
-// plain and libcurl clients, the LLM providers, `medic ai check`, the medic-agent binary). It
-// binds 127.0.0.1 (or ::1) on port 0, serves every connection on its own thread, answers from a
-// handler or from a queue of canned replies, and records every request.
+// plain and libcurl clients, the mbed TLS client behind a TlsFrontend, the LLM providers,
+// `medic ai check`, the medic-agent binary). It binds 127.0.0.1 (or ::1) on port 0, serves every
+// connection on its own thread, answers from a handler or from a queue of canned replies, and
+// records every request.
 //
 // Limits: a test double, not a server. Requests are parsed by Beast (Content-Length or chunked
 // bodies); a head over 64 KiB or a body over 4 MiB is refused with 413, garbage with 400, and the

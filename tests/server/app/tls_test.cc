@@ -11,6 +11,7 @@
 #include "server/app/tls_files.h"
 #include "tests/fakes/temp_dir.h"
 #include "transport/http_client.h"
+#include "transport/mbedtls_http_client.h"
 
 namespace medic::server {
 namespace {
@@ -133,6 +134,51 @@ TEST_F(TlsServerTest, SelfSignedServesHttpsThatTheCaOrThePinVerifies) {
     secure = secure || (k == "Set-Cookie" && v.find("; Secure") != std::string::npos);
   }
   EXPECT_TRUE(secure);
+}
+
+// medic-agent's own https:// client (mbed TLS 2.28) against this server (Beast on OpenSSL 3,
+// its P-256 key): the same answers as libcurl's above, on one kept-alive connection.
+TEST_F(TlsServerTest, TheAgentsMbedTlsClientVerifiesTheServerAsLibcurlDoes) {
+  ServerConfig config;
+  config.tls_self_signed = true;
+  ASSERT_TRUE(Start(config).has_value());
+  const std::string ca = dir_.File("data/tls/ca.pem");
+  const std::string pin = PublicKeyPin(dir_.File("data/tls/server.pem")).value();
+  test::TempDir other;
+  auto other_tls = EnsureSelfSignedTls(other.File("tls"), {"127.0.0.1"});
+  ASSERT_TRUE(other_tls.has_value());
+  const std::string other_pin = PublicKeyPin(other_tls->cert_file).value();
+  auto get = [&](HttpClient& client) {
+    HttpRequest req;
+    req.url = url_ + "/healthz";
+    return client.Do(req);
+  };
+
+  for (const TlsOptions& good : {TlsOptions{.ca_file = ca}, TlsOptions{.pin = pin},
+                                 TlsOptions{.ca_file = ca, .pin = pin}}) {
+    SCOPED_TRACE(good.ca_file + " " + good.pin);
+    auto client = NewMbedTlsHttpClient(good);
+    for (int i = 0; i < 3; ++i) {
+      auto r = get(*client);
+      ASSERT_TRUE(r.has_value()) << r.error().ToString();
+      EXPECT_EQ(r->status, 200);
+    }
+  }
+  struct Refused {
+    TlsOptions tls;
+    std::string why;
+  };
+  for (const Refused& bad : std::vector<Refused>{
+           {{.ca_file = other_tls->ca_file}, "does not chain to the CA file"},
+           {{}, "does not chain to the system's CAs"},
+           {{.pin = other_pin}, "public key does not match the pin"},
+           {{.ca_file = ca, .pin = other_pin}, "public key does not match the pin"}}) {
+    SCOPED_TRACE(bad.why);
+    auto r = get(*NewMbedTlsHttpClient(bad.tls));
+    ASSERT_FALSE(r.has_value());
+    EXPECT_EQ(r.error().code, ErrorCode::kUnavailable);
+    EXPECT_NE(r.error().message.find(bad.why), std::string::npos) << r.error().ToString();
+  }
 }
 
 TEST_F(TlsServerTest, TheOperatorsCertificateIsUsedAndBadFilesAreClearErrors) {

@@ -37,6 +37,7 @@ class HostIdentityTest : public test::ServerFixture {
   }
 
   Json JsonOf(const HttpResponse& r) { return ParseJson(r.body).value_or(Json()); }
+  int asked_ = 0;
 
   // A command queued for `host` (a chaos stop, through the operator API); its id.
   std::string QueueCommand(const std::string& host) {
@@ -45,8 +46,18 @@ class HostIdentityTest : public test::ServerFixture {
     EXPECT_EQ(r.status, 202) << r.body;
     return JsonOf(r).value("command_id", "");
   }
-  // An archive upload started by `host`; its id.
+  // An archive upload started by `host` (asked to archive the file first); its id.
   std::string StartUpload(const std::string& host, const std::string& cred) {
+    protocol::Command ask;
+    ask.id = "cmd-archive-" + host + "-" + std::to_string(++asked_);
+    ask.action = "log.archive_truncate";
+    ask.params = Json{{"path", "/var/log/big.log"}};
+    ask.expires_at = manual_.Now() + std::chrono::minutes(1);
+    app_->commands().Send(host, ask);
+    // The agent takes it off its queue (delivered, not answered): later polls see the rest.
+    HttpResponse polled =
+        Call("GET", "/agent/v1/commands?host=" + host + "&wait_ms=0", cred);
+    EXPECT_NE(polled.body.find(ask.id), std::string::npos) << polled.body;
     HttpResponse r =
         Call("POST", "/agent/v1/archive", cred,
              DumpJson(Json{{"host", host}, {"path", "/var/log/big.log"}, {"size", 5}}));
@@ -85,9 +96,9 @@ const char kFinishHello[] =
     R"({"sha256":"2cf24dba5fb0a30e26e83b2ac5b9e29e1b161e5c1fa7425e73043362938b9824","bytes":5})";
 
 TEST_F(HostIdentityTest, HostACannotActAsHostBOnAnyAgentRouteAndCanAsItself) {
+  const std::string b_upload = StartUpload("host-b", b_);  // first: it polls B's queue
   const std::string b_command = QueueCommand("host-b");
   const std::string a_command = QueueCommand("host-a");
-  const std::string b_upload = StartUpload("host-b", b_);
   ASSERT_FALSE(b_upload.empty());
   struct Cell {
     std::string what, method, path, body;

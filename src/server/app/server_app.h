@@ -15,6 +15,7 @@
 #include "ai/runbooks.h"
 #include "core/clock.h"
 #include "server/alarms/alarms.h"
+#include "server/fleet/host_config.h"
 #include "server/fleet/target_groups.h"
 #include "server/http/http_server.h"
 #include "server/http/router.h"
@@ -57,6 +58,10 @@ struct ServerConfig {
   // the `target_groups:` section). docs/ALARMS.md.
   std::vector<AlarmRule> alarm_rules = DefaultAlarmRules();
   std::vector<TargetGroupConfig> target_groups = DefaultTargetGroups();
+  // The `hosts:` section: each host's log directory (what its fixes may touch) and chaos
+  // permission, decided here and never taken from the agent (fleet/host_config.h,
+  // docs/SECURITY.md). Built in: /var/log, no chaos.
+  HostsConfig hosts;
 };
 
 // Reads a YAML config file. Unknown keys and wrong types are errors naming file and line.

@@ -434,7 +434,10 @@ async function hostPage(main, name) {
       h('dt', {}, 'Agent'), h('dd', {}, host.version || '—'),
       h('dt', {}, 'Last seen'), h('dd', {}, ago(host.last_seen)),
       h('dt', {}, 'Services'), h('dd', {}, (host.services || []).join(', ') || '—'),
-      h('dt', {}, 'Chaos'), h('dd', {}, host.chaos_allowed ? 'allowed' : 'not allowed')),
+      h('dt', {}, 'Log directory'), h('dd', {}, host.log_dir || '—',
+        reportedDiffers(host.reported_log_dir, host.log_dir)),
+      h('dt', {}, 'Chaos'), h('dd', {}, host.chaos_allowed ? 'allowed' : 'not allowed',
+        reportedDiffers(host.reported_chaos_allowed, host.chaos_allowed, (v) => v ? 'allowed' : 'not allowed'))),
     can('admin') ? revokeBox(name) : null,
     h('h2', {}, 'Checks'),
     h('ul', {}, (host.checks || []).map((c) => h('li', {}, (c.healthy ? '✓ ' : '✗ ') + c.name + ': ',
@@ -554,12 +557,20 @@ const CHAOS_MODES = [
   ['stop', 'Stop chaos', 'Ends running disk-fill and oom experiments.'],
 ];
 
+// What the agent reported, when the server's own config decided otherwise (the server's value is
+// the one acted on); nothing when they agree or the agent reported nothing.
+function reportedDiffers(reported, decided, show = (v) => v) {
+  if (reported === undefined || reported === '' || reported === decided) return null;
+  return h('span', {class: 'muted small'}, ` (the agent reports ${show(reported)}; the server's config decides)`);
+}
+
 async function chaosPage(main) {
   const hosts = (await get('/api/v1/hosts')).hosts.filter((x) => x.chaos_allowed);
   const msg = h('p', {class: 'notice', role: 'status', hidden: true});
   put(main, h('h1', {}, 'Chaos'),
-    h('p', {class: 'muted'}, 'Break something on purpose and watch medic heal it. Only hosts whose ' +
-                             'agent allows chaos are listed; the agent enforces its own limits again.'),
+    h('p', {class: 'muted'}, 'Break something on purpose and watch medic heal it. Only hosts the ' +
+                             "server's config allows chaos on are listed; the agent checks its own " +
+                             'permission and limits again.'),
     msg,
     hosts.length === 0 ? h('p', {}, 'No host allows chaos.') :
     h('div', {class: 'chaos-grid'}, hosts.map((host) => {

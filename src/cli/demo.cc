@@ -421,16 +421,24 @@ Status Demo::PrepareServer() {
   server_dir_ = data_dir_ + "/server";
   server_log_ = server_dir_ + "/server.log";
   admin_token_path_ = server_dir_ + "/admin.token";
+  server_config_ = server_dir_ + "/server.yaml";
   RETURN_IF_ERROR(MakeDirs(server_dir_, 0700));
+  // The hosts' log directories and chaos permission are the server's to know: its config says.
+  std::vector<DemoHost> hosts;
+  for (int i = 1; i <= options_.hosts; ++i) {
+    hosts.push_back(MakeDemoHost(data_dir_, i));
+  }
+  RETURN_IF_ERROR(WriteFileAtomic(server_config_, ServerYaml(hosts), 0600));
   return OkStatus();
 }
 
 Status Demo::WaitForServer() {
   err_ << "medic demo: starting medic-server on " << listen_.ToString() << " (log " << server_log_
        << ")" << std::endl;
-  ASSIGN_OR_RETURN(server_pid_, launcher_.Start({options_.server_bin, "--listen",
-                                                 listen_.ToString(), "--data-dir", server_dir_},
-                                                server_log_));
+  ASSIGN_OR_RETURN(server_pid_,
+                   launcher_.Start({options_.server_bin, "--listen", listen_.ToString(),
+                                    "--data-dir", server_dir_, "--config", server_config_},
+                                   server_log_));
   const SteadyTime deadline = env_.Now() + options_.server_start_timeout;
   HttpRequest healthz;
   healthz.url = server_url_ + "/healthz";

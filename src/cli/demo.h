@@ -153,6 +153,7 @@ class Demo {
 
   std::string data_dir_;  // absolute
   std::string server_dir_;
+  std::string server_config_;  // server_dir_/server.yaml
   std::string server_log_;
   std::string server_url_;
   std::string admin_token_path_;

@@ -91,6 +91,19 @@ std::string NginxConfig(const DemoHost& h) {
   return c;
 }
 
+std::string ServerYaml(const std::vector<DemoHost>& hosts) {
+  YAML::Emitter y;
+  y << YAML::BeginMap << YAML::Key << "hosts" << YAML::Value << YAML::BeginMap;
+  for (const DemoHost& h : hosts) {
+    y << YAML::Key << h.name << YAML::Value << YAML::Flow << YAML::BeginMap;
+    y << YAML::Key << "log_dir" << YAML::Value << YAML::DoubleQuoted << h.LogDir();
+    y << YAML::Key << "chaos_allowed" << YAML::Value << true;
+    y << YAML::EndMap;
+  }
+  y << YAML::EndMap << YAML::EndMap;
+  return "# Written by `medic demo`; rewritten at every start.\n" + std::string(y.c_str()) + "\n";
+}
+
 std::string AgentYaml(const DemoHost& h, const AgentYamlInputs& in) {
   const std::string log_dir = h.LogDir();
   YAML::Emitter y;

@@ -3,6 +3,7 @@
 // The files `medic demo` writes for each demo host: pure functions of the host's layout.
 //
 //   DATA_DIR/server/            the server's data dir (admin.token, agent.token, server.log)
+//                               and its config, server.yaml (rewritten at every start)
 //   DATA_DIR/hosts/web-N/       nginx.conf, agent.yaml, agent.log
 //                        state/ the agent's state dir: its host's own credential
 //                        log/   error.log, access.log, nginx.out.log, healthapp.log: the host's
@@ -12,6 +13,7 @@
 
 #include <cstdint>
 #include <string>
+#include <vector>
 
 namespace medic::cli {
 
@@ -51,6 +53,11 @@ DemoHost MakeDemoHost(const std::string& data_dir, int index);
 // 127.0.0.1:nginx_port and proxying everything to the health app on 127.0.0.1:app_port.
 // Without `daemon` (the agent passes -g "daemon off;").
 std::string NginxConfig(const DemoHost& host);
+
+// server.yaml: the `hosts:` section giving each of `hosts` its log directory (LogDir()) and
+// chaos: the facts the server decides for itself and does not take from the agents
+// (docs/SECURITY.md). Every demo host allows chaos; its agent still bounds each mode.
+std::string ServerYaml(const std::vector<DemoHost>& hosts);
 
 struct AgentYamlInputs {
   std::string server_url;  // "http://127.0.0.1:8080"

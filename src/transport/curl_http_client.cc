@@ -1,5 +1,6 @@
 #include <curl/curl.h>
 
+#include <algorithm>
 #include <mutex>
 
 #include "transport/http_client.h"
@@ -10,13 +11,27 @@ namespace {
 
 constexpr size_t kMaxResponseBytes = 64 * 1024 * 1024;
 
+// Where the body goes: `out`, at most `limit` bytes. With `truncate`, the bytes past the limit
+// are dropped and the transfer stops (`truncated`); without, the request fails.
+struct BodySink {
+  std::string* out;
+  size_t limit;
+  bool truncate;
+  bool truncated = false;
+};
+
 size_t WriteBody(char* ptr, size_t size, size_t nmemb, void* userdata) {
-  auto* out = static_cast<std::string*>(userdata);
+  auto* sink = static_cast<BodySink*>(userdata);
   const size_t n = size * nmemb;
-  if (out->size() + n > kMaxResponseBytes) {
+  const size_t room = sink->limit - sink->out->size();
+  if (n > room) {
+    if (sink->truncate) {
+      sink->out->append(ptr, room);
+      sink->truncated = true;
+    }
     return 0;  // aborts the transfer with CURLE_WRITE_ERROR
   }
-  out->append(ptr, n);
+  sink->out->append(ptr, n);
   return n;
 }
 
@@ -63,8 +78,12 @@ class CurlHttpClient : public HttpClient {
     curl_easy_setopt(curl_, CURLOPT_TIMEOUT_MS, static_cast<long>(req.timeout.count()));
     curl_easy_setopt(curl_, CURLOPT_CONNECTTIMEOUT_MS,
                      static_cast<long>(req.connect_timeout.count()));
+    BodySink sink{&resp.body,
+                  req.max_body_bytes > 0 ? std::min(req.max_body_bytes, kMaxResponseBytes)
+                                         : kMaxResponseBytes,
+                  req.max_body_bytes > 0};
     curl_easy_setopt(curl_, CURLOPT_WRITEFUNCTION, &WriteBody);
-    curl_easy_setopt(curl_, CURLOPT_WRITEDATA, &resp.body);
+    curl_easy_setopt(curl_, CURLOPT_WRITEDATA, &sink);
     curl_easy_setopt(curl_, CURLOPT_HEADERFUNCTION, &WriteHeader);
     curl_easy_setopt(curl_, CURLOPT_HEADERDATA, &resp.headers);
     curl_easy_setopt(curl_, CURLOPT_PROTOCOLS_STR, "http,https");
@@ -106,7 +125,8 @@ class CurlHttpClient : public HttpClient {
     curl_easy_setopt(curl_, CURLOPT_HTTPHEADER, headers);
     const CURLcode rc = curl_easy_perform(curl_);
     curl_slist_free_all(headers);
-    if (rc != CURLE_OK) {
+    resp.body_truncated = sink.truncated;
+    if (rc != CURLE_OK && !(rc == CURLE_WRITE_ERROR && sink.truncated)) {
       std::string msg = req.method + " " + req.url + ": " + curl_easy_strerror(rc);
       if (rc == CURLE_OPERATION_TIMEDOUT) {
         return DeadlineExceeded(msg);

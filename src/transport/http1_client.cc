@@ -217,6 +217,25 @@ class Reader {
     }
   }
 
+  // Appends what is left of the stream, at most `limit` bytes in all; true when more followed
+  // (left unread).
+  Result<bool> UpTo(std::string* out, size_t limit) {
+    for (;;) {
+      const size_t take = std::min(buf_.size() - pos_, limit - std::min(limit, out->size()));
+      out->append(buf_, pos_, take);
+      pos_ += take;
+      if (pos_ < buf_.size()) {
+        return true;
+      }
+      buf_.clear();
+      pos_ = 0;
+      ASSIGN_OR_RETURN(bool more, Fill());
+      if (!more) {
+        return false;
+      }
+    }
+  }
+
   size_t received() const { return received_; }
   bool drained() const { return pos_ == buf_.size(); }
 
@@ -335,6 +354,10 @@ Result<Exchange> ReadResponse(Reader& in, const HttpRequest& req, const Http1Opt
     return fail.Unavailable("unexpected 101 Switching Protocols");
   }
   const bool no_body = req.method == "HEAD" || resp.status == 204 || resp.status == 304;
+  // HttpRequest::max_body_bytes (at most the client's limit): the body is cut there, the rest
+  // left unread. 0: no cut, a body over the limit is an error.
+  const size_t cut =
+      req.max_body_bytes > 0 ? std::min(req.max_body_bytes, opt.max_body_bytes) : 0;
   bool delimited = true;
   if (no_body) {
     // Nothing follows the header.
@@ -348,6 +371,11 @@ Result<Exchange> ReadResponse(Reader& in, const HttpRequest& req, const Http1Opt
       if (n == 0) {
         break;
       }
+      if (cut > 0 && n > cut - resp.body.size()) {
+        RETURN_IF_ERROR(in.Exactly(cut - resp.body.size(), &resp.body));
+        resp.body_truncated = true;
+        break;
+      }
       if (n > opt.max_body_bytes - resp.body.size()) {
         return fail.Unavailable("response body larger than " + std::to_string(opt.max_body_bytes) +
                                 " bytes");
@@ -359,12 +387,15 @@ Result<Exchange> ReadResponse(Reader& in, const HttpRequest& req, const Http1Opt
       }
     }
     size_t trailer_budget = opt.max_header_bytes;
-    for (;;) {  // trailer fields, ignored
+    while (!resp.body_truncated) {  // trailer fields, ignored
       ASSIGN_OR_RETURN(std::string trailer, in.Line(&trailer_budget, "trailer"));
       if (trailer.empty()) {
         break;
       }
     }
+  } else if (content_length && cut > 0 && *content_length > cut) {
+    RETURN_IF_ERROR(in.Exactly(cut, &resp.body));
+    resp.body_truncated = true;
   } else if (content_length) {
     if (*content_length > opt.max_body_bytes) {
       return fail.Unavailable("response body larger than " + std::to_string(opt.max_body_bytes) +
@@ -374,9 +405,14 @@ Result<Exchange> ReadResponse(Reader& in, const HttpRequest& req, const Http1Opt
     RETURN_IF_ERROR(in.Exactly(*content_length, &resp.body));
   } else {
     delimited = false;  // the body ends when the server closes the connection
-    RETURN_IF_ERROR(in.ToEnd(&resp.body, opt.max_body_bytes));
+    if (cut > 0) {
+      ASSIGN_OR_RETURN(resp.body_truncated, in.UpTo(&resp.body, cut));
+    } else {
+      RETURN_IF_ERROR(in.ToEnd(&resp.body, opt.max_body_bytes));
+    }
   }
-  ex.reusable = delimited && !close && (http11 || keep_alive) && in.drained();
+  ex.reusable =
+      delimited && !resp.body_truncated && !close && (http11 || keep_alive) && in.drained();
   return ex;
 }
 

@@ -3,6 +3,7 @@
 // Outbound HTTP. Every outbound call medic makes (agent -> server, CLI -> server, and later AI
 // providers and webhooks) goes through HttpClient; CurlHttpClient is the real one.
 
+#include <cstddef>
 #include <memory>
 #include <string>
 #include <string_view>
@@ -21,6 +22,12 @@ struct HttpRequest {
   std::string body;
   Millis timeout{10'000};
   Millis connect_timeout{3'000};
+  // 0: the client's own limit (64 MiB), beyond which the request fails. Otherwise the most of
+  // the response body this request reads (no more than the client's limit): the transfer stops
+  // there and the response comes back with its status and headers, the body's first
+  // max_body_bytes bytes and body_truncated set (a probe that wants only the status reads a few
+  // KiB of an endless body).
+  size_t max_body_bytes = 0;
 };
 
 struct HttpResponse {
@@ -29,6 +36,8 @@ struct HttpResponse {
   std::string content_type;
   // Response header fields as received (names in their original case), e.g. Retry-After.
   std::vector<std::pair<std::string, std::string>> headers;
+  // The body was longer than HttpRequest::max_body_bytes and was cut there.
+  bool body_truncated = false;
 };
 
 // Transport failures (refused, DNS, timeout) are errors; any HTTP status is a response.

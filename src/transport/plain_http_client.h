@@ -9,7 +9,8 @@
 // Content-Length, chunked or read-until-close bodies, interim 1xx answers skipped, keep-alive
 // reuse of idle connections (a few, by host and port), IPv4 and IPv6 through getaddrinfo, one
 // deadline for the whole request (HttpRequest::timeout) and one for connecting
-// (connect_timeout). Transport failures are errors: DeadlineExceeded for timeouts, Unavailable
+// (connect_timeout), a per-request body cap (max_body_bytes: the body is cut there and the
+// connection closed). Transport failures are errors: DeadlineExceeded for timeouts, Unavailable
 // for refused, reset or closed connections and for malformed answers. Not thread-safe: one
 // instance per thread, like the libcurl client.
 

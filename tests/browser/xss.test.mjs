@@ -50,7 +50,10 @@ before(async () => {
     MEDIC_AI_MODEL: 'fake-model'}});
   agent = await startFakeAgent({
     base: demo.url, adminToken: demo.adminToken, name: 'xss-1',
-    facts: {hostname: hostile('hostname'), version: hostile('version')},
+    // It also claims chaos and a log directory of its own: the server's config decides both
+    // (xss-1 is not in the demo's hosts: section), and shows the claims as text.
+    facts: {hostname: hostile('hostname'), version: hostile('version'),
+            log_dir: '/' + hostile('log_dir'), chaos_allowed: true},
     metrics: {disk_used_percent: 97, mem_used_percent: 10, cpu_percent: 1},
     checks: [{name: 'web', healthy: false, detail: hostile('check')}],
     // Diagnostics and the fix's output alike: what a compromised host would print.
@@ -114,7 +117,13 @@ test("hostile host facts, check details, diagnostics, the fix's output and AI re
   await page.waitForSelector('dl.facts');
   const facts = await page.textContent('dl.facts');
   assert.ok(facts.includes(shown('hostname')) && facts.includes(shown('version')), facts);
+  assert.ok(facts.includes('/var/log') && facts.includes('/' + shown('log_dir')), facts);
+  assert.match(facts, /Chaos\s*not allowed \(the agent reports allowed; the server's config decides\)/);
   assert.ok((await page.textContent('main ul')).includes(shown('check')));
+  // Its claim to allow chaos gets it no chaos panel; the demo's own host has one.
+  await page.goto(`${demo.url}#/chaos`);
+  await page.waitForSelector('section.chaos[data-host="web-1"]');
+  assert.equal(await page.$$eval('section.chaos[data-host="xss-1"]', (els) => els.length), 0);
 
   // Nothing ran: no marker, no element parsed from the strings, no request to the canary.
   await page.waitForTimeout(500);

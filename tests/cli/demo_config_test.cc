@@ -57,6 +57,24 @@ TEST(NginxConfigTest, QuotesPathsWithSpecialCharacters) {
       << conf;
 }
 
+// The server decides each demo host's log directory and chaos permission (its `hosts:`
+// section), not the agents: the demo writes them into the server's config.
+TEST(ServerYamlTest, GivesEachHostItsLogDirAndChaos) {
+  const std::vector<DemoHost> hosts = {MakeDemoHost("/data/demo", 1),
+                                       MakeDemoHost("/data/my demo", 2)};
+  const YAML::Node y = YAML::Load(ServerYaml(hosts));
+  ASSERT_TRUE(y.IsMap());
+  EXPECT_EQ(y.size(), 1u) << "only the hosts: section";
+  const YAML::Node section = y["hosts"];
+  ASSERT_TRUE(section.IsMap());
+  ASSERT_EQ(section.size(), 2u);
+  EXPECT_EQ(section["web-1"]["log_dir"].as<std::string>(), "/data/demo/hosts/web-1/log");
+  EXPECT_TRUE(section["web-1"]["chaos_allowed"].as<bool>());
+  EXPECT_EQ(section["web-2"]["log_dir"].as<std::string>(), "/data/my demo/hosts/web-2/log");
+  EXPECT_TRUE(section["web-2"]["chaos_allowed"].as<bool>());
+  EXPECT_EQ(section["web-2"].size(), 2u);
+}
+
 TEST(AgentYamlTest, ParsesBackWithEveryField) {
   const AgentYamlInputs in{"http://127.0.0.1:8080", "0123456789abcdef0123456789abcdef",
                            "/usr/sbin/nginx", "/opt/medic/bin/medic"};

@@ -321,7 +321,16 @@ TEST_F(DemoTest, StartsServerThenHostsPrintsReadyAndStopsInReverse) {
   ASSERT_EQ(procs.size(), 3u);
   EXPECT_EQ(procs[0].argv,
             (std::vector<std::string>{"/opt/medic/bin/medic-server", "--listen", "127.0.0.1:18080",
-                                      "--data-dir", Data() + "/server"}));
+                                      "--data-dir", Data() + "/server", "--config",
+                                      Data() + "/server/server.yaml"}));
+  // The server's config gives both hosts their log directory and chaos.
+  const std::string server_yaml = ReadFile(Data() + "/server/server.yaml").value();
+  for (const std::string host : {"web-1", "web-2"}) {
+    EXPECT_NE(server_yaml.find(host + ": {log_dir: \"" + Data() + "/hosts/" + host +
+                               "/log\", chaos_allowed: true}"),
+              std::string::npos)
+        << server_yaml;
+  }
   EXPECT_EQ(procs[0].log, Data() + "/server/server.log");
   EXPECT_EQ(procs[1].argv, (std::vector<std::string>{"/opt/medic/bin/medic-agent", "--config",
                                                      Data() + "/hosts/web-1/agent.yaml"}));

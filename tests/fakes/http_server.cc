@@ -180,6 +180,10 @@ void FakeHttpServer::Serve(int fd) {
           in.clear();
         }
         return;
+      case CannedReply::Then::kStream:
+        while (!reply.stream.empty() && SendAll(fd, reply.stream)) {
+        }
+        return;
     }
   }
 }

@@ -9,7 +9,7 @@
 // Limits: a test double, not a server. Requests are parsed by Beast (Content-Length or chunked
 // bodies); a head over 64 KiB or a body over 4 MiB is refused with 413, garbage with 400, and the
 // connection closed. Replies carry Content-Type: application/json and Content-Length unless sent
-// raw. No TLS, no 100-continue. Every request is kept until the server dies: meant for tests
+// raw; a raw head may be followed by an endless body (Then::kStream). No TLS, no 100-continue. Every request is kept until the server dies: meant for tests
 // that last seconds, not for soak tests.
 
 #include <atomic>
@@ -46,6 +46,8 @@ struct CannedReply {
     kKeepAlive,  // read the next request on this connection
     kClose,      // close the connection (without a Connection: close header; add one to say so)
     kStall,      // send nothing more; hold the connection until the client or the server ends it
+    kStream,     // send `stream` again and again until the client or the server ends it: an
+                 // endless body (after a `raw` head)
   };
 
   int status = 200;
@@ -54,6 +56,7 @@ struct CannedReply {
   std::chrono::milliseconds delay{0};  // before anything is sent; cut short when the server stops
   std::optional<std::string> raw;      // sent as it is instead of status, headers and body
   Then then = Then::kKeepAlive;
+  std::string stream;                  // kStream: what is sent over and over; not empty
 };
 
 // Thread-safe. The destructor stops the server: it ends delays and stalls, closes every

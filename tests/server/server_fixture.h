@@ -29,6 +29,7 @@ class ServerFixture : public ::testing::Test {
     server::ServerConfig config;
     config.listen = "127.0.0.1:0";
     config.data_dir = dir_.File("data");
+    Configure(config);
     auto deps = server::MakeRealServerDeps(config, ServerClock());
     ASSERT_TRUE(deps.has_value()) << deps.error().ToString();
     auto app = server::ServerApp::Create(config, std::move(*deps));
@@ -54,6 +55,9 @@ class ServerFixture : public ::testing::Test {
   }
   // The server's clock: real time unless a test overrides it (e.g. with a ManualClock).
   virtual const Clock& ServerClock() const { return clock_; }
+  // Changes the config before each start (e.g. its `hosts:` section); listen and data_dir are
+  // the fixture's.
+  virtual void Configure(server::ServerConfig&) {}
   // Without a token, no Authorization header is sent.
   HttpResponse Call(const std::string& method, const std::string& path, const std::string& token,
                     const std::string& body = "") {

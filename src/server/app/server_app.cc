@@ -95,6 +95,8 @@ Result<ServerConfig> LoadServerConfig(const std::string& path) {
         RETURN_IF_ERROR(ParseAlarmsYaml(v, path, c.alarm_rules));
       } else if (key == "target_groups") {
         RETURN_IF_ERROR(ParseTargetGroupsYaml(v, path, c.target_groups));
+      } else if (key == "hosts") {
+        RETURN_IF_ERROR(ParseHostsYaml(v, path, c.hosts));
       } else if (key == "runbooks") {
         RETURN_IF_ERROR(ai::ParseRunbooksYaml(v, path, c.runbooks));
       } else if (key == "breaker") {
@@ -333,7 +335,8 @@ Result<std::unique_ptr<ServerApp>> ServerApp::Create(const ServerConfig& config,
   defaults.approval_mode = config.approval_mode;
   ASSIGN_OR_RETURN(p->settings, SettingsService::Load(*p->store, defaults));
   p->hosts = std::make_unique<HostRegistry>(
-      Millis(std::max<int64_t>(10'000, config.agent_interval_ms * 5)));
+      Millis(std::max<int64_t>(10'000, config.agent_interval_ms * 5)),
+      HostRegistry::kDefaultHistoryPoints, config.hosts);
   p->alarms =
       std::make_unique<AlarmEngine>(config.alarm_rules, Millis(config.agent_interval_ms));
   p->commands = std::make_unique<CommandQueue>(clock);
@@ -348,11 +351,10 @@ Result<std::unique_ptr<ServerApp>> ServerApp::Create(const ServerConfig& config,
       p->alarms->rules(), config.runbooks);
   p->incidents->SetBreaker(config.breaker.max_fixes, config.breaker.window);
   p->incidents->SetApprovalTimeout(config.approval_timeout);
-  HostRegistry* hosts = p->hosts.get();
-  p->incidents->SetLogDirLookup([hosts, &clock](const std::string& host) {
-    auto view = hosts->Get(host, clock.Now());
-    return view ? view->facts.log_dir : std::string();
-  });
+  // The log directory a host's fixes may touch: the server's config says, not the agent.
+  const HostsConfig* hosts_config = &p->config.hosts;
+  p->incidents->SetLogDirLookup(
+      [hosts_config](const std::string& host) { return hosts_config->For(host).log_dir; });
   p->events = std::make_unique<EventHub>(clock);
   EventHub* events = p->events.get();
   p->incidents->SetListener(
@@ -363,8 +365,8 @@ Result<std::unique_ptr<ServerApp>> ServerApp::Create(const ServerConfig& config,
       FleetDeps{clock, *p->store, *p->hosts, *p->target_groups, *p->alarms, *p->events,
                 [incidents](const AlarmTransition& t) { incidents->OnAlarmTransition(t); },
                 Millis(config.agent_interval_ms)});
-  // The fleet from before a restart, before incidents resume (their runbooks need each host's
-  // log directory).
+  // The fleet from before a restart, before incidents resume (their diagnostics and fixes go to
+  // these hosts).
   RETURN_IF_ERROR(p->fleet->Restore());
   RETURN_IF_ERROR(p->incidents->Recover());
   p->archive = std::make_unique<Archive>(config.data_dir + "/archive", clock, config.archive);

@@ -15,6 +15,7 @@
 #include "ai/runbooks.h"
 #include "core/clock.h"
 #include "server/alarms/alarms.h"
+#include "server/fleet/host_config.h"
 #include "server/fleet/target_groups.h"
 #include "server/archive/archive.h"
 #include "server/commands/command_queue.h"
@@ -62,6 +63,10 @@ struct ServerConfig {
   // The log archive's limits (`archive:` — min_free, host_quota, max_age, max_total;
   // docs/PROTOCOL.md "Archive").
   ArchiveOptions archive;
+  // The `hosts:` section: each host's log directory (what its fixes may touch) and chaos
+  // permission, decided here and never taken from the agent (fleet/host_config.h,
+  // docs/SECURITY.md). Built in: /var/log, no chaos.
+  HostsConfig hosts;
 };
 
 // Reads a YAML config file. Unknown keys and wrong types are errors naming file and line.

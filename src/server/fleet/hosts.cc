@@ -19,7 +19,10 @@ Json HostToJson(const HostView& h) {
               {"hostname", h.facts.hostname},
               {"version", h.facts.version},
               {"services", h.facts.services},
-              {"chaos_allowed", h.facts.chaos_allowed},
+              {"chaos_allowed", h.config.chaos_allowed},
+              {"log_dir", h.config.log_dir},
+              {"reported_chaos_allowed", h.facts.chaos_allowed},
+              {"reported_log_dir", h.facts.log_dir},
               {"metrics", h.metrics},
               {"checks", checks}};
 }
@@ -107,6 +110,7 @@ void HostRegistry::Append(Host& h, const std::string& series, Point p) const {
 
 HostView HostRegistry::ViewOf(const Host& h, WallTime now) const {
   HostView v = h.view;
+  v.config = config_.For(v.name);
   if (h.awaiting_report || now - v.last_seen > stale_after_) {
     v.status = "stale";
   } else {

@@ -1,6 +1,7 @@
 #pragma once
 
-// What the control plane knows about each host: registration facts, the latest metrics and
+// What the control plane knows about each host: what the server's own config decides about it
+// (HostConfig, host_config.h), what its agent reported at registration, the latest metrics and
 // health-check results, and a bounded metric history. Metrics and checks live in memory; the
 // registration facts and last-seen time are also kept in the store (Fleet, fleet.h, writes them
 // and restores them at start). Thread-safe.
@@ -15,6 +16,7 @@
 #include "core/clock.h"
 #include "core/json.h"
 #include "protocol/wire.h"
+#include "server/fleet/host_config.h"
 
 namespace medic::server {
 
@@ -23,7 +25,11 @@ struct HostView {
   std::string status;  // healthy | unhealthy | stale
   WallTime registered_at;
   WallTime last_seen;
+  // The agent's registration as it reported it. Its log_dir and chaos_allowed are shown (as
+  // reported_*), never acted on: `config` decides.
   protocol::RegisterRequest facts;
+  // What the server's `hosts:` config says about this host: its log directory, chaos.
+  HostConfig config;
   std::map<std::string, double> metrics;
   std::map<std::string, protocol::CheckResult> checks;
 };
@@ -32,9 +38,12 @@ Json HostToJson(const HostView& host);
 
 class HostRegistry {
  public:
-  // A host is stale when not seen for this long.
-  explicit HostRegistry(Millis stale_after = Millis(10'000), size_t history_points = 3600)
-      : stale_after_(stale_after), history_points_(history_points) {}
+  // A host is stale when not seen for this long. `config`: the server's `hosts:` section, the
+  // source of every view's HostConfig.
+  static constexpr size_t kDefaultHistoryPoints = 3600;
+  explicit HostRegistry(Millis stale_after = Millis(10'000),
+                        size_t history_points = kDefaultHistoryPoints, HostsConfig config = {})
+      : stale_after_(stale_after), history_points_(history_points), config_(std::move(config)) {}
 
   void Register(const protocol::RegisterRequest& request, WallTime now);
   // A host known from before a server restart: its facts, no metrics yet (stale until it
@@ -80,6 +89,7 @@ class HostRegistry {
 
   const Millis stale_after_;
   const size_t history_points_;
+  const HostsConfig config_;
   mutable std::mutex mu_;
   std::map<std::string, Host> hosts_;  // Guarded by mu_.
 };

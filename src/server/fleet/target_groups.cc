@@ -345,6 +345,7 @@ class HttpProber : public Prober {
     req.timeout = timeout;
     req.connect_timeout = std::min(timeout, Millis(3000));
     req.headers.push_back({"User-Agent", "medic-target-check"});
+    req.max_body_bytes = kProbeBodyBytes;  // the status decides; the rest is not read
     ASSIGN_OR_RETURN(HttpResponse r, client_->Do(req));
     return r.status;
   }

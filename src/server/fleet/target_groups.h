@@ -156,7 +156,12 @@ class Prober {
   virtual Result<int> Probe(const std::string& url, Millis timeout) = 0;
 };
 
-// libcurl-backed prober (src/transport/http_client.h). Not thread-safe: one per thread.
+// The most of a target's answer a probe reads: a target can be made to answer with an endless
+// body, and only its status counts. A longer body is cut (the status stands).
+inline constexpr size_t kProbeBodyBytes = 4 * 1024;
+
+// libcurl-backed prober (src/transport/http_client.h), reading at most kProbeBodyBytes of each
+// body. Not thread-safe: one per thread.
 std::unique_ptr<Prober> NewHttpProber();
 
 // Runs the probes of a TargetGroups and hands every resulting datapoint to `feed`.

@@ -164,9 +164,12 @@ void AddChaosRoutes(Router& router, ChaosRoutesDeps deps) {
          if (!view) {
            return respond(ErrorResponse(404, "host '" + *host + "' not found"));
          }
-         if (!view->facts.chaos_allowed) {
+         // The server's own config decides (hosts: in the server config); what the agent
+         // reported is not asked. The agent checks its own permission again.
+         if (!view->config.chaos_allowed) {
            return respond(ErrorResponse(
-               403, "host '" + *host + "' does not allow chaos (chaos.allowed in its agent config)"));
+               403, "chaos is not allowed on host '" + *host +
+                        "' (chaos_allowed under hosts: in the server's config)"));
          }
          protocol::Command c;
          c.id = "cmd-" + RandomHex(8);

@@ -70,7 +70,7 @@ void AddAlarmRoutes(Router& router, const AlarmEngine& alarms, const TargetGroup
 // POST /api/v1/chaos: a chaos command for a host that allows it (audited).
 struct ChaosRoutesDeps {
   const Clock& clock;
-  const HostRegistry& hosts;  // who allows chaos
+  const HostRegistry& hosts;  // who allows chaos: each view's HostConfig
   CommandSink& commands;
   Store& store;  // the audit log
 };

@@ -77,8 +77,9 @@ class IncidentManager {
   // REQUIRES: before any event.
   void SetApprovalTimeout(Millis timeout) { approval_timeout_ = timeout; }
 
-  // Where each host keeps its logs (its registered log_dir; "" when unknown): runbooks written
-  // against /var/log are moved there (runbooks.h, ForHost). REQUIRES: before any event; must
+  // Where each host keeps its logs (the server's own config decides, never the agent's
+  // registration; "" when unknown): runbooks written against /var/log are moved there
+  // (runbooks.h, ForHost), so this is the directory its fixes may touch. REQUIRES: before any event; must
   // not call back into the manager.
   void SetLogDirLookup(std::function<std::string(const std::string& host)> lookup) {
     log_dir_of_ = std::move(lookup);

@@ -12,6 +12,7 @@
 #include "server/http/http_server.h"
 #include "server/app/server_app.h"
 #include "server/fleet/target_groups.h"
+#include "tests/fakes/http_server.h"
 #include "tests/fakes/temp_dir.h"
 #include "tests/server/enroll_host.h"
 #include "transport/http_client.h"
@@ -188,6 +189,28 @@ TEST(TargetGroupIntegrationTest, ServerAppChecksRegisteredTargetsAndShowsThemInT
   Json routes = call("GET", "/api/v1", admin)["routes"];
   EXPECT_NE(routes.dump().find("/api/v1/target-groups"), std::string::npos);
   (*app)->Stop();
+}
+
+// A target that answers with an endless body: the probe reads kProbeBodyBytes of it and returns
+// the status (without the cap the libcurl client would read 64 MiB and fail the probe). The
+// body cap itself is tested against both clients in tests/transport/body_cap_test.cc.
+TEST(TargetGroupIntegrationTest, AProbeReadsAFewKibOfAnEndlessBodyAndReturnsTheStatus) {
+  InitHttpClientLibrary();
+  for (const int status : {200, 503}) {
+    SCOPED_TRACE(status);
+    test::FakeHttpServer target;
+    target.Reply({.raw = "HTTP/1.1 " + std::to_string(status) +
+                         " X\r\nTransfer-Encoding: chunked\r\n\r\n",
+                  .then = test::CannedReply::Then::kStream,
+                  .stream = "4000\r\n" + std::string(0x4000, 'x') + "\r\n"});
+    auto prober = NewHttpProber();
+    // A timeout far beyond what reading 4 KiB takes: the cap, not a deadline, ends the probe.
+    auto got = prober->Probe(target.url("/health"), Millis(60'000));
+    ASSERT_TRUE(got.has_value()) << got.error().ToString();
+    EXPECT_EQ(*got, status);
+    ASSERT_EQ(target.requests().size(), 1u);
+    EXPECT_EQ(target.requests()[0].Header("User-Agent"), "medic-target-check");
+  }
 }
 
 }  // namespace

@@ -23,6 +23,10 @@ namespace {
 class HostIdentityTest : public test::ServerFixture {
  protected:
   const Clock& ServerClock() const override { return manual_; }
+  // Chaos (a stop queues a command) is the server's to allow.
+  void Configure(server::ServerConfig& config) override {
+    config.hosts.defaults.chaos_allowed = true;
+  }
   void SetUp() override {
     StartServer();
     a_ = Enroll("host-a");

@@ -1,6 +1,9 @@
 #include "agent/action_executor.h"
 
+#include <dirent.h>
 #include <fcntl.h>
+#include <grp.h>
+#include <pwd.h>
 #include <signal.h>
 #include <sys/stat.h>
 #include <unistd.h>
@@ -10,7 +13,9 @@
 #include <climits>
 #include <cstdlib>
 #include <cstring>
+#include <ctime>
 
+#include "host/safe_open.h"
 #include "host/text.h"
 #include "core/files.h"
 #include "core/log.h"
@@ -55,6 +60,122 @@ std::string StringParam(const Json& params, const char* key) {
     return it->get<std::string>();
   }
   return "";
+}
+
+std::string ModeString(mode_t m) {
+  std::string s = S_ISDIR(m)    ? "d"
+                  : S_ISLNK(m)  ? "l"
+                  : S_ISCHR(m)  ? "c"
+                  : S_ISBLK(m)  ? "b"
+                  : S_ISFIFO(m) ? "p"
+                  : S_ISSOCK(m) ? "s"
+                                : "-";
+  const char* rwx = "rwxrwxrwx";
+  for (int i = 0; i < 9; ++i) {
+    s += (m & (0400 >> i)) ? rwx[i] : '-';
+  }
+  auto special = [&](size_t at, mode_t bit, char set_x, char set_no_x) {
+    if (m & bit) {
+      s[at] = s[at] == '-' ? set_no_x : set_x;
+    }
+  };
+  special(3, S_ISUID, 's', 'S');
+  special(6, S_ISGID, 's', 'S');
+  special(9, S_ISVTX, 't', 'T');
+  return s;
+}
+
+std::string UserName(uid_t uid) {
+  passwd pw{};
+  passwd* found = nullptr;
+  char buf[4096];
+  if (::getpwuid_r(uid, &pw, buf, sizeof(buf), &found) == 0 && found != nullptr) {
+    return pw.pw_name;
+  }
+  return std::to_string(uid);
+}
+
+std::string GroupName(gid_t gid) {
+  group gr{};
+  group* found = nullptr;
+  char buf[4096];
+  if (::getgrgid_r(gid, &gr, buf, sizeof(buf), &found) == 0 && found != nullptr) {
+    return gr.gr_name;
+  }
+  return std::to_string(gid);
+}
+
+// File names as ls prints them to a terminal: control characters become '?'.
+std::string Printable(std::string name) {
+  for (char& c : name) {
+    if (static_cast<unsigned char>(c) < 0x20 || c == 0x7f) {
+      c = '?';
+    }
+  }
+  return name;
+}
+
+// `ls -la -S` of the directory open at `dir_fd`, computed from that descriptor only (fdopendir,
+// fstatat AT_SYMLINK_NOFOLLOW, readlinkat): "total N", then one line per entry, largest first,
+// "MODE LINKS OWNER GROUP SIZE MON DAY HH:MM|YEAR NAME[ -> TARGET]". Takes ownership of dir_fd.
+std::string ListDirectory(int dir_fd, size_t max_entries) {
+  DIR* d = ::fdopendir(dir_fd);
+  if (d == nullptr) {
+    ::close(dir_fd);
+    return "";
+  }
+  struct Entry {
+    std::string name;
+    struct stat st;
+  };
+  std::vector<Entry> entries;
+  bool more = false;
+  while (dirent* e = ::readdir(d)) {
+    if (entries.size() >= max_entries) {
+      more = true;
+      break;
+    }
+    Entry entry{e->d_name, {}};
+    if (::fstatat(::dirfd(d), e->d_name, &entry.st, AT_SYMLINK_NOFOLLOW) != 0) {
+      continue;
+    }
+    entries.push_back(std::move(entry));
+  }
+  std::stable_sort(entries.begin(), entries.end(), [](const Entry& a, const Entry& b) {
+    if (a.st.st_size != b.st.st_size) {
+      return a.st.st_size > b.st.st_size;
+    }
+    return a.name < b.name;
+  });
+  int64_t blocks = 0;
+  for (const auto& e : entries) {
+    blocks += e.st.st_blocks / 2;  // 512-byte blocks -> KiB, as ls counts
+  }
+  std::string out = "total " + std::to_string(blocks) + "\n";
+  const time_t now = ::time(nullptr);
+  for (const auto& e : entries) {
+    char when[32];
+    tm t{};
+    ::localtime_r(&e.st.st_mtim.tv_sec, &t);
+    const bool recent = e.st.st_mtim.tv_sec > now - 182 * 86'400 && e.st.st_mtim.tv_sec <= now + 3600;
+    ::strftime(when, sizeof(when), recent ? "%b %e %H:%M" : "%b %e  %Y", &t);
+    out += ModeString(e.st.st_mode) + " " + std::to_string(e.st.st_nlink) + " " +
+           UserName(e.st.st_uid) + " " + GroupName(e.st.st_gid) + " " +
+           std::to_string(e.st.st_size) + " " + when + " " + Printable(e.name);
+    if (S_ISLNK(e.st.st_mode)) {
+      char target[PATH_MAX];
+      const ssize_t n = ::readlinkat(::dirfd(d), e.name.c_str(), target, sizeof(target) - 1);
+      if (n >= 0) {
+        out += " -> " + Printable(std::string(target, static_cast<size_t>(n)));
+      }
+    }
+    out += "\n";
+  }
+  if (more) {
+    out += "(more than " + std::to_string(max_entries) + " entries; the rest are not listed)\n";
+  }
+  ::closedir(d);
+  return out;
 }
 
 }  // namespace
@@ -149,17 +270,10 @@ protocol::CommandResult ActionExecutor::Run(std::vector<std::string> argv, Milli
   return r;
 }
 
-Result<std::string> ActionExecutor::AllowedRealPath(const std::string& path) const {
-  RETURN_IF_ERROR(policy_.CheckPath(path));
-  char buf[PATH_MAX];
-  if (::realpath(path.c_str(), buf) == nullptr) {
-    return NotFound("cannot resolve " + path + ": " + std::strerror(errno));
-  }
-  const std::string real(buf);
-  if (real != path) {
-    RETURN_IF_ERROR(policy_.CheckPath(real));
-  }
-  return real;
+Result<host::SafeFile> ActionExecutor::OpenAllowed(const std::string& path,
+                                                   const host::SafeOpenOptions& options) const {
+  ASSIGN_OR_RETURN(std::string root, policy_.AllowedRoot(path));
+  return host::OpenBeneath(root, path, options);
 }
 
 protocol::CommandResult ActionExecutor::ServiceLogs(const std::string& service, size_t lines) {
@@ -172,7 +286,11 @@ protocol::CommandResult ActionExecutor::ServiceLogs(const std::string& service, 
   bool truncated = false;
   for (const auto& file : it->second) {
     out += "==> " + file + " <==\n";
-    auto text = ReadFileTail(file, per_file);
+    // Configured by the host's admin, but the files may be writable by the service: opened
+    // beneath their own directory like any other path (no symlink, one link).
+    auto f = host::OpenBeneath(host::ParentDir(file), file);
+    auto text = f ? host::ReadTailFd(f->fd.get(), file, per_file)
+                  : Result<std::string>(f.error());
     if (!text) {
       out += "(cannot read: " + text.error().message + ")\n";
       continue;
@@ -192,30 +310,28 @@ protocol::CommandResult ActionExecutor::ServiceLogs(const std::string& service, 
 }
 
 protocol::CommandResult ActionExecutor::LogTail(const std::string& path, size_t lines) {
-  auto real = AllowedRealPath(path);
-  if (!real) {
-    return Fail(real.error().message);
+  auto f = OpenAllowed(path, {});
+  if (!f) {
+    return Fail(f.error().message);
   }
-  struct stat st {};
-  if (::stat(real->c_str(), &st) != 0 || !S_ISREG(st.st_mode)) {
-    return Fail(path + " is not a regular file");
-  }
-  auto text = ReadFileTail(*real, options_.output_cap);
+  auto text = host::ReadTailFd(f->fd.get(), path, options_.output_cap);
   if (!text) {
     return Fail(text.error().message);
   }
   std::string tail = host::TailLines(*text, lines);
   auto r = Ok(tail);
-  r.truncated = tail.size() == text->size() && static_cast<size_t>(st.st_size) > text->size();
+  r.truncated = tail.size() == text->size() && static_cast<size_t>(f->st.st_size) > text->size();
   return r;
 }
 
-protocol::CommandResult ActionExecutor::DirList(const std::string& path, Millis timeout) {
-  auto real = AllowedRealPath(path);
-  if (!real) {
-    return Fail(real.error().message);
+protocol::CommandResult ActionExecutor::DirList(const std::string& path, Millis) {
+  host::SafeOpenOptions o;
+  o.kind = host::SafeKind::kDirectory;
+  auto f = OpenAllowed(path, o);
+  if (!f) {
+    return Fail(f.error().message);
   }
-  return Run({"ls", "-la", "-S", "--", *real}, timeout);
+  return Ok(ListDirectory(f->fd.release(), 10'000));
 }
 
 protocol::CommandResult ActionExecutor::ProcessKill(const Json& params) {
@@ -292,23 +408,17 @@ protocol::CommandResult ActionExecutor::ProcessKill(const Json& params) {
 }
 
 protocol::CommandResult ActionExecutor::FileTruncate(const std::string& path) {
-  auto real = AllowedRealPath(path);
-  if (!real) {
-    return Fail(real.error().message);
+  host::SafeOpenOptions o;
+  o.flags = O_WRONLY;
+  auto f = OpenAllowed(path, o);
+  if (!f) {
+    return Fail(f.error().message);
   }
-  host::UniqueFd fd(::open(real->c_str(), O_WRONLY | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC));
-  if (!fd.valid()) {
-    return Fail("cannot open " + *real + ": " + std::strerror(errno));
+  if (::ftruncate(f->fd.get(), 0) != 0) {
+    return Fail("cannot truncate " + path + ": " + std::strerror(errno));
   }
-  struct stat st {};
-  if (::fstat(fd.get(), &st) != 0 || !S_ISREG(st.st_mode)) {
-    return Fail(*real + " is not a regular file");
-  }
-  if (::ftruncate(fd.get(), 0) != 0) {
-    return Fail("cannot truncate " + *real + ": " + std::strerror(errno));
-  }
-  LogInfo("truncated " + *real);
-  return Ok("truncated " + *real + " (" + std::to_string(st.st_size) + " bytes freed)\n");
+  LogInfo("truncated " + path);
+  return Ok("truncated " + path + " (" + std::to_string(f->st.st_size) + " bytes freed)\n");
 }
 
 protocol::CommandResult ActionExecutor::ArchiveTruncate(const std::string& path,
@@ -316,17 +426,15 @@ protocol::CommandResult ActionExecutor::ArchiveTruncate(const std::string& path,
   if (options_.archive == nullptr) {
     return Fail("log.archive_truncate: this agent has no archive to upload to");
   }
-  auto real = AllowedRealPath(path);
-  if (!real) {
-    return Fail(real.error().message);
-  }
-  struct stat lst {};
-  if (::lstat(path.c_str(), &lst) == 0 && S_ISLNK(lst.st_mode)) {
-    return Fail(path + " is a symbolic link; archive the file it points to by its own path");
+  host::SafeOpenOptions o;
+  o.flags = O_RDWR;
+  auto f = OpenAllowed(path, o);
+  if (!f) {
+    return Fail(f.error().message);
   }
   ArchiveLimits limits;
   limits.deadline = std::chrono::steady_clock::now() + timeout;
-  auto out = ArchiveAndTruncate(*real, *options_.archive, limits);
+  auto out = ArchiveAndTruncate(f->fd.get(), path, *options_.archive, limits);
   if (!out) {
     LogWarn("log.archive_truncate: " + out.error().message);
     return Fail(out.error().message);
@@ -336,20 +444,23 @@ protocol::CommandResult ActionExecutor::ArchiveTruncate(const std::string& path,
 
 protocol::CommandResult ActionExecutor::DiskCleanup(const std::string& path,
                                                     const std::string& older_than) {
-  auto real = AllowedRealPath(path);
-  if (!real) {
-    return Fail(real.error().message);
-  }
   auto age = ParseAge(older_than);
   if (!age) {
     return Fail(age.error().message);
   }
+  host::SafeOpenOptions o;
+  o.kind = host::SafeKind::kDirectory;
+  auto f = OpenAllowed(path, o);
+  if (!f) {
+    return Fail(f.error().message);
+  }
   const CleanupLimits limits;
-  auto report = CleanupOldFiles(*real, std::chrono::system_clock::now() - *age, limits);
+  auto report =
+      CleanupOldFiles(f->fd.release(), path, std::chrono::system_clock::now() - *age, limits);
   if (!report) {
     return Fail(report.error().message);
   }
-  return Ok(FormatCleanupReport(*real, older_than, *report, limits.list_cap));
+  return Ok(FormatCleanupReport(path, older_than, *report, limits.list_cap));
 }
 
 protocol::CommandResult ActionExecutor::ChaosStart(const Json& params, Millis timeout) {
@@ -373,11 +484,14 @@ protocol::CommandResult ActionExecutor::ChaosStart(const Json& params, Millis ti
     if (!request) {
       return Fail("disk-fill: " + request.error().message);
     }
-    auto real = AllowedRealPath(request->dir);
-    if (!real) {
-      return Fail("disk-fill: " + real.error().message);
+    // The directory must open beneath its policy root (no symlink in any component); the fill
+    // file is then opened beneath the directory the same way (ChaosKeeper::FillDisk).
+    host::SafeOpenOptions dir_options;
+    dir_options.kind = host::SafeKind::kDirectory;
+    auto dir = OpenAllowed(request->dir, dir_options);
+    if (!dir) {
+      return Fail("disk-fill: " + dir.error().message);
     }
-    request->dir = *real;
     request->max_bytes = policy_.rules().chaos_max_fill_bytes;
     request->max_time = budget;
     auto done = chaos_.FillDisk(*request, nullptr);

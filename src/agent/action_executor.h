@@ -16,6 +16,7 @@
 #include "agent/command_runner.h"
 #include "agent/policy.h"
 #include "host/proc_fs.h"
+#include "host/safe_open.h"
 #include "agent/service_manager.h"
 #include "core/clock.h"
 #include "protocol/actions.h"
@@ -67,8 +68,11 @@ class ActionExecutor {
   protocol::CommandResult ChaosStop();
   // process_scope cgroup: the memory cgroup of "self" or of a pid ("" when unreadable).
   std::string MemoryCgroupOf(const std::string& proc_entry);
-  // Resolves symlinks and checks the real path against the policy too.
-  Result<std::string> AllowedRealPath(const std::string& path) const;
+  // Opens `path` beneath the policy root it is under (host::OpenBeneath: no symlink in any
+  // component, not across a mount, the expected type, one link for files). Every file action
+  // works on the descriptor this returns; no path is resolved twice.
+  Result<host::SafeFile> OpenAllowed(const std::string& path,
+                                     const host::SafeOpenOptions& options) const;
 
   ExecutorOptions options_;
   const Policy& policy_;

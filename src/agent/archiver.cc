@@ -10,6 +10,7 @@
 #include <cstring>
 
 #include "host/process_util.h"
+#include "host/safe_open.h"
 #include "core/log.h"
 #include "core/sha256.h"
 
@@ -106,15 +107,21 @@ Result<ArchiveReceipt> ServerArchiveSink::Finish(const std::string& upload_id,
 
 Result<std::string> ArchiveAndTruncate(const std::string& path, ArchiveSink& sink,
                                        const ArchiveLimits& limits) {
-  // O_NOFOLLOW: the policy checked the resolved path; a symlink swapped in since is refused.
-  // O_NONBLOCK: a FIFO swapped in must not hang the open.
-  host::UniqueFd fd(::open(path.c_str(), O_RDWR | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC));
-  if (!fd.valid()) {
-    return FailedPrecondition(Errno("cannot open " + path));
-  }
+  host::SafeOpenOptions o;
+  o.flags = O_RDWR;
+  ASSIGN_OR_RETURN(host::SafeFile f, host::OpenBeneath(host::ParentDir(path), path, o));
+  return ArchiveAndTruncate(f.fd.get(), path, sink, limits);
+}
+
+Result<std::string> ArchiveAndTruncate(int fd, const std::string& path, ArchiveSink& sink,
+                                       const ArchiveLimits& limits) {
   struct stat st {};
-  if (::fstat(fd.get(), &st) != 0 || !S_ISREG(st.st_mode)) {
+  if (::fstat(fd, &st) != 0 || !S_ISREG(st.st_mode)) {
     return FailedPrecondition(path + " is not a regular file");
+  }
+  if (st.st_nlink != 1) {
+    return PermissionDenied("refusing " + path + ": it has " + std::to_string(st.st_nlink) +
+                            " hard links");
   }
   if (st.st_size == 0) {
     return std::string(path + " is empty; nothing to archive or truncate\n");
@@ -126,7 +133,7 @@ Result<std::string> ArchiveAndTruncate(const std::string& path, ArchiveSink& sin
   int64_t done = 0;
   int64_t target = st.st_size;
   for (int piece = 0;; ++piece) {
-    auto p = UploadRange(fd.get(), path, done, target, sink, limits);
+    auto p = UploadRange(fd, path, done, target, sink, limits);
     if (!p) {
       return failed(p.error());
     }
@@ -135,8 +142,11 @@ Result<std::string> ArchiveAndTruncate(const std::string& path, ArchiveSink& sin
            " (" + std::to_string(p->bytes) + " bytes) to " + p->location + "\n";
     out += "sha256 " + p->sha256 + "\n";
     done = target;
-    if (::fstat(fd.get(), &st) != 0) {
+    if (::fstat(fd, &st) != 0) {
       return failed(Internal(Errno("cannot stat " + path)));
+    }
+    if (st.st_nlink != 1) {
+      return failed(PermissionDenied(path + " was hard-linked while it was being archived"));
     }
     if (st.st_size == done) {
       break;
@@ -151,7 +161,7 @@ Result<std::string> ArchiveAndTruncate(const std::string& path, ArchiveSink& sin
     target = st.st_size;  // written while we uploaded: archive that too before truncating
   }
   // Only bytes written between the fstat above and this call are lost.
-  if (::ftruncate(fd.get(), 0) != 0) {
+  if (::ftruncate(fd, 0) != 0) {
     return failed(Internal(Errno("cannot truncate " + path)));
   }
   out += "truncated " + path + "\n";
@@ -235,6 +245,11 @@ class Cleaner {
       if (!S_ISREG(st.st_mode)) {
         continue;  // symlinks, sockets, FIFOs, devices: never touched
       }
+      if (st.st_nlink != 1) {
+        Problem(path + " has " + std::to_string(st.st_nlink) +
+                " hard links; not removed (only files with exactly one link are)");
+        continue;
+      }
       const WallTime mtime = std::chrono::system_clock::from_time_t(st.st_mtim.tv_sec);
       if (mtime >= cutoff_) {
         continue;
@@ -271,10 +286,14 @@ class Cleaner {
 
 Result<CleanupReport> CleanupOldFiles(const std::string& dir, WallTime cutoff,
                                       const CleanupLimits& limits) {
-  const int fd = ::open(dir.c_str(), O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
-  if (fd < 0) {
-    return FailedPrecondition(Errno("cannot open directory " + dir));
-  }
+  host::SafeOpenOptions o;
+  o.kind = host::SafeKind::kDirectory;
+  ASSIGN_OR_RETURN(host::SafeFile f, host::OpenBeneath(dir, dir, o));
+  return CleanupOldFiles(f.fd.release(), dir, cutoff, limits);
+}
+
+Result<CleanupReport> CleanupOldFiles(int fd, const std::string& dir, WallTime cutoff,
+                                      const CleanupLimits& limits) {
   struct stat st {};
   if (::fstat(fd, &st) != 0) {
     const Error e = Internal(Errno("cannot stat " + dir));

@@ -73,7 +73,12 @@ struct ArchiveLimits {
 //   [archived PATH bytes A-B (N bytes) to LOCATION2 / sha256 HEX2 ...]
 //   truncated PATH
 // On any failure the file is left as it was and the error says why.
-// REQUIRES: `path` is an absolute path the local policy allows, symlinks resolved.
+// `fd` is the file, open O_RDWR, already checked by host::OpenBeneath (regular, one link, on
+// the root's device); `path` names it in messages and uploads. The file is never reopened.
+Result<std::string> ArchiveAndTruncate(int fd, const std::string& path, ArchiveSink& sink,
+                                       const ArchiveLimits& limits = {});
+// The same for `path` opened beneath its own directory (host::OpenBeneath: no symlink in any
+// component, one link). For callers without a policy root (tests, the server's archive test).
 Result<std::string> ArchiveAndTruncate(const std::string& path, ArchiveSink& sink,
                                        const ArchiveLimits& limits = {});
 
@@ -96,8 +101,14 @@ struct CleanupReport {
 
 // Deletes the regular files below `dir` whose mtime is before `cutoff`. Never follows a
 // symbolic link (symlinks are neither followed nor removed), never leaves dir's file system,
-// never removes directories.
-// REQUIRES: `dir` is an absolute path the local policy allows, symlinks resolved.
+// never removes directories, never removes a file with more than one link. Works relative to
+// directory descriptors only (fdopendir, fstatat, openat O_NOFOLLOW, unlinkat): no name is
+// resolved from the top again.
+// `dir_fd` is the directory, open O_RDONLY|O_DIRECTORY, checked by host::OpenBeneath; the
+// function takes ownership of it. `dir` names it in the report.
+Result<CleanupReport> CleanupOldFiles(int dir_fd, const std::string& dir, WallTime cutoff,
+                                      const CleanupLimits& limits = {});
+// The same for `dir` opened as its own root (host::OpenBeneath(dir, dir)).
 Result<CleanupReport> CleanupOldFiles(const std::string& dir, WallTime cutoff,
                                       const CleanupLimits& limits = {});
 // "removed N files (B bytes) under DIR older than AGE" and the list.

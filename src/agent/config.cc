@@ -165,7 +165,8 @@ Result<ServiceConfig> ParseService(const Reader& r, const YAML::Node& key, const
   const std::string what = "services." + s.name;
   RETURN_IF_ERROR(r.RequireMap(n, what));
   RETURN_IF_ERROR(r.CheckKeys(
-      n, what, {"start", "stop_signal", "stop_timeout", "log", "log_files", "autostart", "env"}));
+      n, what,
+      {"start", "stop_signal", "stop_timeout", "log", "log_files", "autostart", "env", "user"}));
   if (!n["start"]) {
     return r.At(n, what + ": 'start' (the command as a list) is required");
   }
@@ -182,11 +183,33 @@ Result<ServiceConfig> ParseService(const Reader& r, const YAML::Node& key, const
   if (auto v = n["stop_timeout"]) {
     ASSIGN_OR_RETURN(s.stop_timeout, r.Duration(v, what + ".stop_timeout"));
   }
+  // Log files live in a directory of their own: the agent opens them beneath their directory
+  // (host::OpenBeneath), and a log_files entry's directory becomes an allowed policy path, so a
+  // file directly under / would make / one.
+  auto in_a_directory = [&](const YAML::Node& node, const std::string& file,
+                            const std::string& key) -> Status {
+    const size_t slash = file.find_last_of('/');
+    if (file.substr(0, slash).find_first_not_of('/') == std::string::npos ||
+        file.find("/..") != std::string::npos ||
+        file.find("/./") != std::string::npos || file.back() == '/' ||
+        file.substr(file.size() - 2) == "/.") {
+      return r.At(node, what + "." + key + ": '" + file +
+                            "' must be a clean path to a file in a directory other than /");
+    }
+    return OkStatus();
+  };
   if (auto v = n["log"]) {
     ASSIGN_OR_RETURN(s.log, r.AbsPath(v, what + ".log"));
+    RETURN_IF_ERROR(in_a_directory(v, s.log, "log"));
   }
   if (auto v = n["log_files"]) {
     ASSIGN_OR_RETURN(s.log_files, r.AbsPathList(v, what + ".log_files"));
+    for (size_t i = 0; i < s.log_files.size(); ++i) {
+      RETURN_IF_ERROR(in_a_directory(v[i], s.log_files[i], "log_files"));
+    }
+  }
+  if (auto v = n["user"]) {
+    ASSIGN_OR_RETURN(s.user, r.NonEmptyString(v, what + ".user"));
   }
   if (auto v = n["autostart"]) {
     ASSIGN_OR_RETURN(s.autostart, r.Bool(v, what + ".autostart"));
@@ -342,6 +365,10 @@ Result<PolicySettings> ParsePolicy(const Reader& r, const YAML::Node& n) {
     for (size_t i = 0; i < paths.size(); ++i) {
       if (paths[i].find("/..") != std::string::npos || paths[i].find("/./") != std::string::npos) {
         return r.At(v[i], "policy.paths entries must not contain '.' or '..' components");
+      }
+      if (paths[i].find_first_not_of('/') == std::string::npos) {
+        return r.At(v[i], "policy.paths: / is never an allowed path (name the directories the "
+                          "agent may touch, e.g. /var/log)");
       }
     }
     p.paths = std::move(paths);

@@ -25,6 +25,10 @@ struct ServiceConfig {
   std::vector<std::string> log_files;  // what service.logs shows
   bool autostart = true;
   std::map<std::string, std::string> env;  // added to the scrubbed environment
+  // Run as this user (its uid, primary gid, no supplementary groups; needs root). "" = the
+  // agent's user. The agent opens `log` itself (host::OpenBeneath) and hands the service the
+  // descriptor, so the user needs no write access to it.
+  std::string user;
 };
 
 struct CheckConfig {

@@ -2,6 +2,8 @@
 
 #include <charconv>
 
+#include "core/log.h"
+
 namespace medic::agent {
 
 namespace {
@@ -12,6 +14,19 @@ std::string DirName(const std::string& path) {
     return "/";
   }
   return path.substr(0, slash);
+}
+
+std::string_view TrimSlashes(std::string_view prefix) {
+  while (prefix.size() > 1 && prefix.back() == '/') {
+    prefix.remove_suffix(1);
+  }
+  return prefix;
+}
+
+// "/" (or "", or "//") as an allowed prefix would allow every file on the host.
+bool IsRootPrefix(std::string_view prefix) {
+  prefix = TrimSlashes(prefix);
+  return prefix.empty() || prefix == "/";
 }
 
 bool HasDotComponent(std::string_view path) {
@@ -33,12 +48,10 @@ bool HasDotComponent(std::string_view path) {
 // True when `path` is `prefix` or below it, component-wise ("/var/log" covers "/var/log/x" but
 // not "/var/logs").
 bool UnderPrefix(std::string_view path, std::string_view prefix) {
-  while (prefix.size() > 1 && prefix.back() == '/') {
-    prefix.remove_suffix(1);
+  if (IsRootPrefix(prefix)) {
+    return false;  // "/" is never an allowed prefix
   }
-  if (prefix == "/") {
-    return true;
-  }
+  prefix = TrimSlashes(prefix);
   if (path.substr(0, prefix.size()) != prefix) {
     return false;
   }
@@ -113,23 +126,31 @@ PolicyRules PolicyRulesFromConfig(const AgentConfig& config, pid_t self_pid) {
       r.services.insert(s.name);
     }
   }
+  auto add = [&](const std::string& dir, const std::string& why) {
+    if (IsRootPrefix(dir)) {
+      LogWarn("local policy: not allowing '" + dir + "' (" + why +
+              "): / is never an allowed path");
+      return;
+    }
+    for (const auto& p : r.paths) {
+      if (p == dir) {
+        return;
+      }
+    }
+    r.paths.push_back(dir);
+  };
   if (config.policy.paths) {
-    r.paths = *config.policy.paths;
+    for (const auto& p : *config.policy.paths) {
+      add(p, "policy.paths");
+    }
   } else {
-    r.paths.push_back("/var/log");
-    if (!config.log_dir.empty() && config.log_dir != "/var/log") {
-      r.paths.push_back(config.log_dir);  // the configured log_dir
+    add("/var/log", "the default");
+    if (!config.log_dir.empty()) {
+      add(config.log_dir, "log_dir");
     }
     for (const auto& s : config.services) {
       for (const auto& f : s.log_files) {
-        const std::string dir = DirName(f);
-        bool seen = false;
-        for (const auto& p : r.paths) {
-          seen = seen || p == dir;
-        }
-        if (!seen) {
-          r.paths.push_back(dir);
-        }
+        add(DirName(f), "the directory of services." + s.name + ".log_files entry " + f);
       }
     }
   }
@@ -154,6 +175,17 @@ Status Policy::CheckPath(std::string_view path) const {
   }
   return PermissionDenied(
       Refused("path '" + std::string(path) + "' is outside the allowed paths (" + allowed + ")"));
+}
+
+Result<std::string> Policy::AllowedRoot(std::string_view path) const {
+  RETURN_IF_ERROR(CheckPath(path));
+  std::string_view best;
+  for (const auto& prefix : rules_.paths) {
+    if (UnderPrefix(path, prefix) && TrimSlashes(prefix).size() > best.size()) {
+      best = TrimSlashes(prefix);
+    }
+  }
+  return std::string(best);
 }
 
 Status Policy::Check(const protocol::Action& action) const {

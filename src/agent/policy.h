@@ -49,6 +49,9 @@ Result<ProcessScope> ParseProcessScope(std::string_view text);
 //   actions:  every read-only action + service.start/stop/restart (+ chaos.* if chaos.allowed)
 //   services: the configured services
 //   paths:    /var/log + log_dir + the directories of every configured log_files entry
+// "/" is never an allowed prefix: a "/" among policy.paths, a log_dir of "/" or a log_files
+// entry directly under "/" is a config error (config.cc); should one reach this function
+// anyway (rules built in code), it is dropped with a warning, and Policy ignores it too.
 PolicyRules PolicyRulesFromConfig(const AgentConfig& config, pid_t self_pid);
 
 class Policy {
@@ -57,8 +60,11 @@ class Policy {
 
   // OK when the action may run here; otherwise PermissionDenied with the reason.
   Status Check(const protocol::Action& action) const;
-  // OK when `path` is absolute, clean and inside an allowed prefix.
+  // OK when `path` is absolute, clean and inside an allowed prefix ("/" never is one).
   Status CheckPath(std::string_view path) const;
+  // The allowed prefix `path` is under (the longest one, without a trailing '/'): the root the
+  // executor opens the path beneath (host::OpenBeneath). PermissionDenied as CheckPath.
+  Result<std::string> AllowedRoot(std::string_view path) const;
 
   const PolicyRules& rules() const { return rules_; }
 

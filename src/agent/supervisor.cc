@@ -1,6 +1,8 @@
 #include "agent/supervisor.h"
 
 #include <fcntl.h>
+#include <grp.h>
+#include <pwd.h>
 #include <signal.h>
 #include <unistd.h>
 
@@ -9,6 +11,7 @@
 #include <cstring>
 #include <thread>
 
+#include "host/safe_open.h"
 #include "host/text.h"
 #include "core/files.h"
 #include "core/log.h"
@@ -24,7 +27,8 @@ std::string LogTail(const std::string& log_path) {
   if (log_path.empty()) {
     return "(the service has no log configured)";
   }
-  auto text = ReadFileTail(log_path, 4096);
+  auto f = host::OpenBeneath(host::ParentDir(log_path), log_path);
+  auto text = f ? host::ReadTailFd(f->fd.get(), log_path, 4096) : Result<std::string>(f.error());
   if (!text) {
     return "(cannot read " + log_path + ": " + text.error().message + ")";
   }
@@ -228,14 +232,48 @@ Result<std::string> SupervisorServiceManager::StartLocked(const std::string& nam
     env.push_back(k + "=" + v);
   }
   const host::ExecArgs args(exe, cfg.start, std::move(env));
+  // The user to run as: resolved here, switched to in the child (async-signal-safe calls only).
+  bool switch_user = false;
+  uid_t uid = 0;
+  gid_t gid = 0;
+  if (!cfg.user.empty()) {
+    passwd pw{};
+    passwd* found = nullptr;
+    std::vector<char> pwbuf(16 * 1024);
+    if (::getpwnam_r(cfg.user.c_str(), &pw, pwbuf.data(), pwbuf.size(), &found) != 0 ||
+        found == nullptr) {
+      return FailedPrecondition("cannot start " + name + ": unknown user '" + cfg.user + "'");
+    }
+    switch_user = true;
+    uid = pw.pw_uid;
+    gid = pw.pw_gid;
+  }
   host::UniqueFd in_fd(::open("/dev/null", O_RDONLY | O_CLOEXEC));
-  host::UniqueFd out_fd(cfg.log.empty()
-                      ? ::open("/dev/null", O_WRONLY | O_CLOEXEC)
-                      : ::open(cfg.log.c_str(), O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0640));
-  if (!in_fd.valid() || !out_fd.valid()) {
-    return FailedPrecondition("cannot start " + name + ": cannot open " +
-                              (cfg.log.empty() ? "/dev/null" : cfg.log) + ": " +
+  if (!in_fd.valid()) {
+    return FailedPrecondition("cannot start " + name + ": cannot open /dev/null: " +
                               std::strerror(errno));
+  }
+  // The log is opened by the agent, beneath its directory, with no symlink in any component
+  // and exactly one link: a service (or its user) that swaps the log for a symlink or a hard
+  // link to another file never gets the agent to append to, or create, a file elsewhere.
+  host::UniqueFd out_fd;
+  if (cfg.log.empty()) {
+    out_fd.reset(::open("/dev/null", O_WRONLY | O_CLOEXEC));
+    if (!out_fd.valid()) {
+      return FailedPrecondition("cannot start " + name + ": cannot open /dev/null: " +
+                                std::strerror(errno));
+    }
+  } else {
+    host::SafeOpenOptions o;
+    o.flags = O_WRONLY | O_CREAT | O_APPEND;
+    o.mode = 0640;
+    auto log = host::OpenBeneath(host::ParentDir(cfg.log), cfg.log, o);
+    if (!log) {
+      return FailedPrecondition("cannot start " + name + ": " + log.error().message);
+    }
+    // The service writes through the descriptor; O_NONBLOCK is for the open only.
+    ::fcntl(log->fd.get(), F_SETFL, O_WRONLY | O_APPEND);
+    out_fd = std::move(log->fd);
   }
   host::UniqueFd err_r, err_w;
   RETURN_IF_ERROR(host::MakePipe(&err_r, &err_w));
@@ -275,6 +313,12 @@ Result<std::string> SupervisorServiceManager::StartLocked(const std::string& nam
         ::dup2(out, 1);
         ::dup2(out, 2);
         const int report_fd = host::PrepareChildProcess(errw);
+        if (switch_user &&
+            (::setgroups(1, &gid) != 0 || ::setgid(gid) != 0 || ::setuid(uid) != 0)) {
+          const int err = errno;
+          [[maybe_unused]] ssize_t n = ::write(report_fd, &err, sizeof(err));
+          ::_exit(126);
+        }
         ::execve(args.path(), args.argv(), args.envp());
         const int err = errno;
         [[maybe_unused]] ssize_t n = ::write(report_fd, &err, sizeof(err));
@@ -302,7 +346,8 @@ Result<std::string> SupervisorServiceManager::StartLocked(const std::string& nam
   } while (n < 0 && errno == EINTR);
   if (n == static_cast<ssize_t>(sizeof(exec_errno))) {
     WaitGone(name, *pid, options_.kill_wait);
-    return FailedPrecondition("cannot start " + name + ": exec " + exe + ": " +
+    return FailedPrecondition("cannot start " + name + ": exec " + exe +
+                              (cfg.user.empty() ? "" : " as user " + cfg.user) + ": " +
                               std::strerror(exec_errno));
   }
   std::optional<ServiceExit> early_exit;

@@ -15,6 +15,7 @@
 
 #include "host/metrics.h"
 #include "host/process_util.h"
+#include "host/safe_open.h"
 #include "core/files.h"
 #include "core/log.h"
 
@@ -431,13 +432,13 @@ Result<DiskFillResult> ChaosKeeper::FillDisk(const DiskFillRequest& request,
                              std::to_string(request.max_bytes) +
                              " bytes (policy chaos_max_fill_bytes); refused");
   }
-  UniqueFd fd(::open(r.file.c_str(), O_WRONLY | O_CREAT | O_APPEND | O_NOFOLLOW | O_CLOEXEC, 0644));
-  if (!fd.valid()) {
-    return Unavailable("cannot open " + r.file + ": " + std::strerror(errno));
-  }
-  if (::fstat(fd.get(), &st) != 0 || !S_ISREG(st.st_mode)) {
-    return FailedPrecondition(r.file + " is not a regular file");
-  }
+  // Beneath `dir` with no symlink in any component, one link (host/safe_open.h).
+  SafeOpenOptions open_options;
+  open_options.flags = O_WRONLY | O_CREAT | O_APPEND;
+  open_options.mode = 0644;
+  ASSIGN_OR_RETURN(SafeFile opened, OpenBeneath(dir, r.file, open_options));
+  UniqueFd fd = std::move(opened.fd);
+  st = opened.st;
   ASSIGN_OR_RETURN(ChaosState state, Load());
   if (std::find(state.fill_files.begin(), state.fill_files.end(), r.file) ==
       state.fill_files.end()) {
@@ -614,11 +615,17 @@ Result<std::string> ChaosKeeper::Stop() {
     struct stat st {};
     const size_t slash = file.rfind('/');
     const std::string base = slash == std::string::npos ? file : file.substr(slash + 1);
-    if (::lstat(file.c_str(), &st) != 0) {
+    // Removed relative to its directory, opened with no symlink in any component.
+    SafeOpenOptions dir_options;
+    dir_options.kind = SafeKind::kDirectory;
+    auto dir = OpenBeneath(ParentDir(file), ParentDir(file), dir_options);
+    if (!dir) {
+      out += "left " + file + " alone: " + dir.error().message + "\n";
+    } else if (::fstatat(dir->fd.get(), base.c_str(), &st, AT_SYMLINK_NOFOLLOW) != 0) {
       out += "fill file " + file + " was already gone\n";
     } else if (!S_ISREG(st.st_mode) || base != kChaosFillFileName) {
       out += "left " + file + " alone: not a regular " + std::string(kChaosFillFileName) + "\n";
-    } else if (::unlink(file.c_str()) != 0) {
+    } else if (::unlinkat(dir->fd.get(), base.c_str(), 0) != 0) {
       out += "could not remove " + file + ": " + std::strerror(errno) + "\n";
     } else {
       out += "removed " + file + " (" + std::to_string(st.st_size) + " bytes)\n";

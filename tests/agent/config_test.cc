@@ -117,6 +117,24 @@ TEST(AgentConfig, ErrorsNameFileLineAndProblem) {
       {"top level not a map", "- a\n- b\n", "a.yaml:1:1: the top level must be a mapping"},
       {"duplicate check", "checks:\n  - {name: w, url: http://x}\n  - {name: w, url: http://y}\n",
        "a.yaml:3:5: check 'w' is defined twice"},
+      // "/" is never an allowed path (issue 12): not in policy.paths, and no log_files entry's
+      // directory (which becomes an allowed path) may be "/".
+      {"/ in policy.paths", "policy:\n  paths: [/var/log, /]\n",
+       "a.yaml:2:21: policy.paths: / is never an allowed path"},
+      {"// in policy.paths", "policy:\n  paths: [//]\n",
+       "a.yaml:2:11: policy.paths: / is never an allowed path"},
+      {"log_files directly under /",
+       "services:\n  n:\n    start: [x]\n    log_files: [/var/log/n.log, /n.log]\n",
+       "a.yaml:4:33: services.n.log_files: '/n.log' must be a clean path to a file in a "
+       "directory other than /"},
+      {"log directly under /", "services:\n  n:\n    start: [x]\n    log: /n.log\n",
+       "a.yaml:4:10: services.n.log: '/n.log' must be a clean path"},
+      {"log directly under //", "services:\n  n:\n    start: [x]\n    log: //n.log\n",
+       "a.yaml:4:10: services.n.log: '//n.log' must be a clean path"},
+      {"log with ..", "services:\n  n:\n    start: [x]\n    log: /var/log/../n.log\n",
+       "a.yaml:4:10: services.n.log: '/var/log/../n.log' must be a clean path"},
+      {"empty user", "services:\n  n:\n    start: [x]\n    user: ''\n",
+       "a.yaml:4:11: services.n.user"},
   };
   for (const ErrorCase& c : cases) {
     SCOPED_TRACE(std::string(c.name));
@@ -125,6 +143,12 @@ TEST(AgentConfig, ErrorsNameFileLineAndProblem) {
     EXPECT_EQ(r.error().code, ErrorCode::kInvalidArgument);
     EXPECT_NE(r.error().message.find(c.want), std::string::npos) << r.error().message;
   }
+}
+
+TEST(AgentConfig, ServiceUser) {
+  auto c = ParseAgentConfig("services:\n  n:\n    start: [x]\n    user: nobody\n", "a.yaml");
+  ASSERT_TRUE(c.has_value()) << c.error().message;
+  EXPECT_EQ(c->services[0].user, "nobody");
 }
 
 TEST(AgentConfig, MissingServerOrTokenFile) {

@@ -133,5 +133,28 @@ TEST(Policy, DefaultPathsIncludeLogFileDirectories) {
   EXPECT_FALSE(r.actions.count("file.truncate"));
 }
 
+TEST(Policy, SlashIsNeverAnAllowedPrefix) {
+  // Rules built in code (the config refuses these): a log_files entry directly under / and a
+  // "/" path are dropped, with a warning; CheckPath ignores "/" even when it is in the rules.
+  AgentConfig c = DemoConfig(false);
+  c.services[0].log_files.push_back("/app.log");
+  PolicyRules r = PolicyRulesFromConfig(c, 1);
+  EXPECT_EQ(r.paths, (std::vector<std::string>{"/var/log", "/srv/demo/logs"}));
+  c.policy.paths = std::vector<std::string>{"/", "//", "/srv"};
+  r = PolicyRulesFromConfig(c, 1);
+  EXPECT_EQ(r.paths, (std::vector<std::string>{"/srv"}));
+  r.paths = {"/", "/srv/"};
+  const Policy policy(r);
+  EXPECT_FALSE(policy.CheckPath("/etc/passwd").has_value());
+  EXPECT_FALSE(policy.CheckPath("/").has_value());
+  EXPECT_TRUE(policy.CheckPath("/srv/x").has_value());
+  // AllowedRoot: the longest allowed prefix, without a trailing '/'.
+  EXPECT_EQ(*policy.AllowedRoot("/srv/x/y"), "/srv");
+  const Policy nested(PolicyRules{{}, {}, {"/var/log", "/var/log/app/"}});
+  EXPECT_EQ(*nested.AllowedRoot("/var/log/app/a.log"), "/var/log/app");
+  EXPECT_EQ(*nested.AllowedRoot("/var/log/syslog"), "/var/log");
+  EXPECT_EQ(nested.AllowedRoot("/var/logs/x").error().code, ErrorCode::kPermissionDenied);
+}
+
 }  // namespace
 }  // namespace medic::agent

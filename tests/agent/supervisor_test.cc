@@ -4,6 +4,9 @@
 
 #include <arpa/inet.h>
 #include <gtest/gtest.h>
+
+#include <fstream>
+#include <pwd.h>
 #include <netinet/in.h>
 #include <signal.h>
 #include <sys/socket.h>
@@ -234,6 +237,70 @@ TEST_F(SupervisorTest, StartFailureReportsTheLogTail) {
   r = sup.Start("missing");
   ASSERT_FALSE(r.has_value());
   EXPECT_NE(r.error().message.find("/nonexistent/medic-binary"), std::string::npos);
+}
+
+// Issue 12: the service's log is opened beneath its directory with no symlink in any component
+// and one link, so a log path swapped for a symlink (or a hard link) to another file is refused
+// instead of being appended to or created through.
+TEST_F(SupervisorTest, SymlinkedOrHardLinkedLogIsRefused) {
+  const std::string victim = dir_ + "/victim.txt";
+  { std::ofstream(victim) << "untouched\n"; }
+  ServiceConfig linked = Simple("linked", {"sh", "-c", "echo written-through-the-link"});
+  linked.log = dir_ + "/linked.log";
+  ASSERT_EQ(::symlink(victim.c_str(), linked.log.c_str()), 0);
+  ServiceConfig dangling = Simple("dangling", {"sh", "-c", "echo created"});
+  dangling.log = dir_ + "/dangling.log";
+  ASSERT_EQ(::symlink((dir_ + "/created-elsewhere.txt").c_str(), dangling.log.c_str()), 0);
+  ServiceConfig hard = Simple("hard", {"sh", "-c", "echo written-through-the-hard-link"});
+  hard.log = dir_ + "/hard.log";
+  ASSERT_EQ(::link(victim.c_str(), hard.log.c_str()), 0);
+  auto& sup = Make({linked, dangling, hard});
+  for (const char* name : {"linked", "dangling"}) {
+    auto r = sup.Start(name);
+    ASSERT_FALSE(r.has_value()) << name;
+    EXPECT_NE(r.error().message.find("is a symbolic link"), std::string::npos)
+        << r.error().message;
+  }
+  auto r = sup.Start("hard");
+  ASSERT_FALSE(r.has_value());
+  EXPECT_NE(r.error().message.find("hard links"), std::string::npos) << r.error().message;
+  std::this_thread::sleep_for(Millis(200));
+  std::ifstream in(victim);
+  std::string content((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+  EXPECT_EQ(content, "untouched\n");
+  EXPECT_NE(::access((dir_ + "/created-elsewhere.txt").c_str(), F_OK), 0);
+  ::unlink(linked.log.c_str());
+  ::unlink(dangling.log.c_str());
+  ::unlink(hard.log.c_str());
+  ::unlink(victim.c_str());
+}
+
+// services.NAME.user: the service runs as that user (uid and primary gid), its log still
+// written through the descriptor the agent opened.
+TEST_F(SupervisorTest, ServiceRunsAsItsConfiguredUser) {
+  if (::geteuid() != 0) {
+    GTEST_SKIP() << "switching users needs root";
+  }
+  ServiceConfig s = Simple("asnobody", {"sh", "-c", "id -u; id -g; sleep 1000"});
+  s.user = "nobody";
+  ServiceConfig bad = Simple("nouser", {"sleep", "1000"});
+  bad.user = "no-such-user-medic";
+  auto& sup = Make({s, bad});
+  auto started = sup.Start("asnobody");
+  ASSERT_TRUE(started.has_value()) << started.error().message;
+  passwd* pw = ::getpwnam("nobody");
+  ASSERT_NE(pw, nullptr);
+  std::string out;
+  for (int i = 0; i < 50 && out.find('\n', out.find('\n') + 1) == std::string::npos; ++i) {
+    std::this_thread::sleep_for(Millis(50));
+    std::ifstream in(s.log);
+    out.assign((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+  }
+  EXPECT_EQ(out, std::to_string(pw->pw_uid) + "\n" + std::to_string(pw->pw_gid) + "\n");
+  ASSERT_TRUE(sup.Stop("asnobody").has_value());
+  auto r = sup.Start("nouser");
+  ASSERT_FALSE(r.has_value());
+  EXPECT_NE(r.error().message.find("unknown user 'no-such-user-medic'"), std::string::npos);
 }
 
 TEST_F(SupervisorTest, StopEscalatesToSigkillForTheWholeGroup) {

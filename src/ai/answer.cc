@@ -1,6 +1,7 @@
 #include "ai/answer.h"
 
 #include <algorithm>
+#include <cmath>
 #include <set>
 
 #include "core/clock.h"
@@ -11,6 +12,21 @@ namespace medic::ai {
 namespace {
 
 constexpr size_t kMaxReasoning = 2'000;
+// Longer answers are refused before any search (the providers' clients cap theirs at 16 KiB).
+constexpr size_t kMaxAnswerBytes = 64 * 1024;
+// Candidate objects tried in prose: bounds the work on text full of braces.
+constexpr int kMaxCandidates = 64;
+
+// s cut to at most `n` bytes without splitting a UTF-8 sequence.
+std::string CutUtf8(const std::string& s, size_t n) {
+  if (s.size() <= n) {
+    return s;
+  }
+  while (n > 0 && (static_cast<unsigned char>(s[n]) & 0xC0) == 0x80) {
+    --n;
+  }
+  return s.substr(0, n);
+}
 
 // The first balanced {...} starting at `start`, honouring JSON strings; npos when unbalanced.
 size_t MatchBrace(std::string_view s, size_t start) {
@@ -42,7 +58,7 @@ size_t MatchBrace(std::string_view s, size_t start) {
 Result<Json> FindJsonObject(std::string_view text) {
   text = Trim(text);
   if (auto whole = ParseJsonObject(text)) {
-    return *whole;
+    return std::move(*whole);
   }
   // Fenced block: ```json ... ```
   if (size_t fence = text.find("```"); fence != std::string_view::npos) {
@@ -50,19 +66,21 @@ Result<Json> FindJsonObject(std::string_view text) {
     const size_t close = body == std::string_view::npos ? body : text.find("```", body);
     if (close != std::string_view::npos) {
       if (auto j = ParseJsonObject(Trim(text.substr(body + 1, close - body - 1)))) {
-        return *j;
+        return std::move(*j);
       }
     }
   }
   // Prose around it: try each '{' in turn.
-  for (size_t pos = text.find('{'); pos != std::string_view::npos; pos = text.find('{', pos + 1)) {
+  int tried = 0;
+  for (size_t pos = text.find('{'); pos != std::string_view::npos && tried < kMaxCandidates;
+       pos = text.find('{', pos + 1), ++tried) {
     const size_t end = MatchBrace(text, pos);
     if (end == std::string_view::npos) {
       break;
     }
     if (auto j = ParseJsonObject(text.substr(pos, end - pos + 1))) {
       if (j->contains("action")) {
-        return *j;
+        return std::move(*j);
       }
     }
   }
@@ -106,6 +124,10 @@ const std::set<std::string>& ProtectedProcesses() {
 }  // namespace
 
 Result<ModelAnswer> ParseModelAnswer(std::string_view text) {
+  if (text.size() > kMaxAnswerBytes) {
+    return InvalidArgument("the answer is " + std::to_string(text.size()) +
+                           " bytes, more than " + std::to_string(kMaxAnswerBytes));
+  }
   ASSIGN_OR_RETURN(Json j, FindJsonObject(text));
   ModelAnswer a;
   if (!j.contains("action") || !j["action"].is_string() ||
@@ -126,11 +148,14 @@ Result<ModelAnswer> ParseModelAnswer(std::string_view text) {
   a.command = StringField(j, "command");
   a.reasoning = std::string(Trim(StringField(j, "reasoning")));
   if (a.reasoning.size() > kMaxReasoning) {
-    a.reasoning = a.reasoning.substr(0, kMaxReasoning) + "...";
+    a.reasoning = CutUtf8(a.reasoning, kMaxReasoning) + "...";
   }
   a.risk = StringField(j, "risk");
   if (j.contains("confidence") && j["confidence"].is_number()) {
-    a.confidence = j["confidence"].get<double>();
+    const double c = j["confidence"].get<double>();
+    if (std::isfinite(c)) {
+      a.confidence = c;
+    }
   }
   return a;
 }

@@ -80,11 +80,11 @@ Status CheckAnswerText(const std::string& provider, const std::string& text) {
   return OkStatus();
 }
 
-int64_t IntOr(const Json& obj, const char* key) {
-  if (obj.is_object() && obj.contains(key) && obj[key].is_number_integer()) {
-    return obj[key].get<int64_t>();
-  }
-  return 0;
+// A token count from the provider's usage block: 0 unless an integer in 0..2^40 (a negative or
+// huge count would corrupt the hourly budget, and sums of them could overflow).
+int64_t TokenCount(const Json& obj, const char* key) {
+  const int64_t n = IntOr(obj, key, 0);
+  return n >= 0 && n <= (int64_t{1} << 40) ? n : 0;
 }
 
 // What one provider adds to the shared retry loop.
@@ -116,7 +116,14 @@ class HttpLlmClient : public LlmClient {
     LlmUsage usage;
     usage.provider = provider_;
     usage.model = model_;
-    Result<LlmAnswer> r = CompleteLocked(request, usage);
+    Result<LlmAnswer> r = Internal(provider_ + ": no answer");
+    try {
+      r = CompleteLocked(request, usage);
+    } catch (const std::exception& e) {
+      // Every read of the provider's reply is checked; this is the backstop for a missed one,
+      // so that no reply can take the server down.
+      r = Internal(provider_ + ": unexpected reply: " + e.what());
+    }
     if (usage_out != nullptr) {
       *usage_out = r ? r->usage : usage;
     }
@@ -296,9 +303,9 @@ class GeminiClient : public HttpLlmClient {
     last_tokens_ = {};
     if (body.contains("usageMetadata")) {
       const Json& u = body["usageMetadata"];
-      last_tokens_.input_tokens = IntOr(u, "promptTokenCount");
+      last_tokens_.input_tokens = TokenCount(u, "promptTokenCount");
       last_tokens_.output_tokens =
-          IntOr(u, "candidatesTokenCount") + IntOr(u, "thoughtsTokenCount");
+          TokenCount(u, "candidatesTokenCount") + TokenCount(u, "thoughtsTokenCount");
     }
     if (body.contains("promptFeedback") && body["promptFeedback"].is_object() &&
         body["promptFeedback"].contains("blockReason")) {
@@ -326,7 +333,7 @@ class GeminiClient : public HttpLlmClient {
     if (c.is_object() && c.contains("content") && c["content"].is_object() &&
         c["content"].contains("parts") && c["content"]["parts"].is_array()) {
       for (const auto& part : c["content"]["parts"]) {
-        if (part.is_object() && part.value("thought", false)) {
+        if (BoolOr(part, "thought", false)) {
           continue;
         }
         if (part.is_object() && part.contains("text") && part["text"].is_string()) {
@@ -385,8 +392,8 @@ class OpenAiClient : public HttpLlmClient {
   Result<ParsedBody> Parse(const Json& body) override {
     last_tokens_ = {};
     if (body.contains("usage") && body["usage"].is_object()) {
-      last_tokens_.input_tokens = IntOr(body["usage"], "prompt_tokens");
-      last_tokens_.output_tokens = IntOr(body["usage"], "completion_tokens");
+      last_tokens_.input_tokens = TokenCount(body["usage"], "prompt_tokens");
+      last_tokens_.output_tokens = TokenCount(body["usage"], "completion_tokens");
     }
     if (!body.contains("choices") || !body["choices"].is_array() || body["choices"].empty()) {
       return InvalidArgument("the provider returned no choices");

@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <cctype>
+#include <cmath>
 #include <set>
 #include <sstream>
 
@@ -313,7 +314,8 @@ bool ParseDouble(const std::string& s, double* out) {
   }
   char* end = nullptr;
   *out = std::strtod(s.c_str(), &end);
-  return end == s.c_str() + s.size();
+  // "nan", "inf" and 1e999 are no measurements (and NaN would break the sort by memory).
+  return end == s.c_str() + s.size() && std::isfinite(*out);
 }
 
 std::string KindName(protocol::ParamKind k) {
@@ -339,7 +341,9 @@ std::string KindName(protocol::ParamKind k) {
       return "number 1..99";
     case ParamKind::kShellCommand:
       return "shell command line";
-    case ParamKind::kJsonObject:
+    case ParamKind::kChaosDuration:
+      return "duration such as 600s, or whole seconds";
+    case ParamKind::kChaosParams:
       return "object";
   }
   return "value";
@@ -397,7 +401,8 @@ Json ExtractFacts(std::string_view diagnostics) {
       double pid = 0;
       double cpu = 0;
       double mem = 0;
-      if (ParseDouble(f[1], &pid) && ParseDouble(f[2], &cpu) && ParseDouble(f[3], &mem)) {
+      if (ParseDouble(f[1], &pid) && ParseDouble(f[2], &cpu) && ParseDouble(f[3], &mem) &&
+          pid >= 0 && pid <= 1e9) {  // a pid, not a value whose int64 cast is undefined
         std::string cmd;
         for (size_t k = 10; k < f.size(); ++k) {
           cmd += (k > 10 ? " " : "") + f[k];
@@ -433,7 +438,7 @@ Json AnswerSchema() {
   std::vector<std::string> names;
   for (const auto& spec : protocol::ActionCatalog()) {
     for (const auto& p : spec.params) {
-      if (p.kind == protocol::ParamKind::kJsonObject || params.contains(p.name)) {
+      if (p.kind == protocol::ParamKind::kChaosParams || params.contains(p.name)) {
         continue;
       }
       Json type = Json::array({"string", "null"});

@@ -149,12 +149,12 @@ Status Commands::AuditVerify() {
     return Internal("audit verify: the server's answer has no 'ok'");
   }
   const bool ok = v["ok"].get<bool>();
-  const int64_t entries = v.value("entries", int64_t{0});
+  const int64_t entries = IntOr(v, "entries", 0);
   if (json_) {
     PrintJson(v);
   } else if (ok) {
     out_ << "audit log intact: " << entries << " entries, head "
-         << SanitizeForDisplay(v.value("head", "")) << "\n";
+         << SanitizeForDisplay(StringOr(v, "head")) << "\n";
   }
   if (ok) {
     return OkStatus();
@@ -162,13 +162,13 @@ Status Commands::AuditVerify() {
   std::string entry = "an entry";
   if (v.contains("first_broken") && v["first_broken"].is_object()) {
     const Json& b = v["first_broken"];
-    entry = "entry " + std::to_string(b.value("id", int64_t{0})) + " (" +
-            b.value("timestamp", "") + " " + b.value("actor", "") + " " + b.value("action", "") +
+    entry = "entry " + std::to_string(IntOr(b, "id", 0)) + " (" +
+            StringOr(b, "timestamp") + " " + StringOr(b, "actor") + " " + StringOr(b, "action") +
             ")";
   }
   return FailedPrecondition(SanitizeForDisplay("audit verify: the audit log is broken at " +
                                                entry + " of " + std::to_string(entries) + ": " +
-                                               v.value("reason", "")));
+                                               StringOr(v, "reason")));
 }
 
 Status Commands::Report(const std::string& id, const std::string& format) {
@@ -228,7 +228,7 @@ Status Commands::HostEnroll(const std::string& name, const std::string& ttl) {
     return Internal("hosts enroll " + name + ": the server's answer carries no code");
   }
   out_ << resp["code"].get<std::string>() << "\n";
-  out_ << "single use, expires " << resp.value("expires_at", "") << "; give it to " << name
+  out_ << "single use, expires " << StringOr(resp, "expires_at") << "; give it to " << name
        << "'s agent (enroll_code in its config, or --enroll-code)\n";
   return OkStatus();
 }
@@ -252,16 +252,16 @@ Status Commands::HostsPending() {
     if (!p.is_object()) {
       continue;
     }
-    std::string state = p.value("approved", false) ? "approved, not picked up" : "waiting";
-    if (p.value("enrolled", false)) {
+    std::string state = BoolOr(p, "approved", false) ? "approved, not picked up" : "waiting";
+    if (BoolOr(p, "enrolled", false)) {
       state += " (replaces its credential)";
     }
     char line[512];
     std::snprintf(line, sizeof(line), "%-19s %-17s %-20s %-25s %s\n",
-                  SanitizeForDisplay(p.value("name", "")).c_str(),
-                  SanitizeForDisplay(p.value("fingerprint", "")).c_str(),
-                  SanitizeForDisplay(p.value("hostname", "")).c_str(),
-                  SanitizeForDisplay(p.value("requested_at", "")).c_str(), state.c_str());
+                  SanitizeForDisplay(StringOr(p, "name")).c_str(),
+                  SanitizeForDisplay(StringOr(p, "fingerprint")).c_str(),
+                  SanitizeForDisplay(StringOr(p, "hostname")).c_str(),
+                  SanitizeForDisplay(StringOr(p, "requested_at")).c_str(), state.c_str());
     out_ << line;
   }
   return OkStatus();

@@ -355,7 +355,7 @@ std::vector<std::string> HostsNotHealthy(const Json& body, const std::vector<std
     const Json* host = nullptr;
     if (list != nullptr) {
       for (const Json& h : *list) {
-        if (h.is_object() && h.value("name", "") == name) {
+        if (h.is_object() && StringOr(h, "name") == name) {
           host = &h;
         }
       }
@@ -371,9 +371,9 @@ std::vector<std::string> HostsNotHealthy(const Json& body, const std::vector<std
     std::string why = name + " (" + (status.empty() ? "no status" : status);
     if (auto it = host->find("checks"); it != host->end() && it->is_array()) {
       for (const Json& c : *it) {
-        if (c.is_object() && !c.value("healthy", false)) {
-          why += ": check " + c.value("name", "?") + " failing";
-          const std::string detail = c.value("detail", "");
+        if (c.is_object() && !BoolOr(c, "healthy", false)) {
+          why += ": check " + StringOr(c, "name", "?") + " failing";
+          const std::string detail = StringOr(c, "detail");
           if (!detail.empty()) {
             why += " (" + detail + ")";
           }

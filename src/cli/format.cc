@@ -77,7 +77,7 @@ std::string Checks(const Json& host) {
     if (!out.empty()) {
       out += ", ";
     }
-    const bool healthy = c.is_object() && c.value("healthy", false);
+    const bool healthy = BoolOr(c, "healthy", false);
     out += Text(c, "name") + (healthy ? " ok" : " FAIL");
     const std::string detail = Text(c, "detail");
     if (!healthy && detail != kMissing) {

@@ -1,6 +1,9 @@
 #include "protocol/actions.h"
 
 #include <csignal>
+#include <cstdint>
+#include <limits>
+#include <optional>
 
 #include "core/clock.h"
 
@@ -9,6 +12,22 @@ namespace medic::protocol {
 namespace {
 
 constexpr int64_t kMaxDurationDays = 11'574;
+constexpr int64_t kMaxChaosSeconds = 3'600;
+
+// An integer JSON value within int64 (an unsigned above INT64_MAX is not one).
+std::optional<int64_t> IntValue(const Json& v) {
+  if (v.is_number_unsigned()) {
+    const uint64_t u = v.get<uint64_t>();
+    if (u > static_cast<uint64_t>(std::numeric_limits<int64_t>::max())) {
+      return std::nullopt;
+    }
+    return static_cast<int64_t>(u);
+  }
+  if (v.is_number_integer()) {
+    return v.get<int64_t>();
+  }
+  return std::nullopt;
+}
 
 bool HasControlChars(std::string_view s) {
   for (unsigned char c : s) {
@@ -111,6 +130,18 @@ Status CheckString(const ParamSpec& spec, const Json& v) {
         return bad("must be one of disk-fill, oom, nginx-crash");
       }
       return OkStatus();
+    case ParamKind::kChaosDuration: {
+      auto ms = ParseDuration(s);
+      if (!ms) {
+        return bad("must be a duration like \"600s\" or whole seconds");
+      }
+      // Whole seconds, rounded up, as the host counts them.
+      const int64_t seconds = (ms->count() + 999) / 1000;
+      if (seconds < 1 || seconds > kMaxChaosSeconds) {
+        return bad("must be from 1s to " + std::to_string(kMaxChaosSeconds) + "s");
+      }
+      return OkStatus();
+    }
     case ParamKind::kShellCommand:
       return OkStatus();
     default:
@@ -118,17 +149,20 @@ Status CheckString(const ParamSpec& spec, const Json& v) {
   }
 }
 
+Status CheckParams(const std::vector<ParamSpec>& specs, const Json& params,
+                   std::string_view owner);
+
 Status CheckParam(const ParamSpec& spec, const Json& v) {
   switch (spec.kind) {
     case ParamKind::kPid:
     case ParamKind::kCount: {
+      const std::optional<int64_t> n = IntValue(v);
       if (!v.is_number_integer()) {
         return InvalidArgument("parameter '" + spec.name + "' must be an integer");
       }
-      const int64_t n = v.get<int64_t>();
       const int64_t lo = spec.kind == ParamKind::kPid ? 2 : 1;
       const int64_t hi = spec.kind == ParamKind::kPid ? 4'194'304 : 100'000;
-      if (n < lo || n > hi) {
+      if (!n || *n < lo || *n > hi) {
         return InvalidArgument("parameter '" + spec.name + "' is out of range");
       }
       return OkStatus();
@@ -143,14 +177,54 @@ Status CheckParam(const ParamSpec& spec, const Json& v) {
       }
       return OkStatus();
     }
-    case ParamKind::kJsonObject:
+    case ParamKind::kChaosDuration: {
+      if (v.is_string()) {
+        return CheckString(spec, v);
+      }
+      if (!v.is_number_integer()) {
+        return InvalidArgument("parameter '" + spec.name +
+                               "' must be a duration like \"600s\" or whole seconds");
+      }
+      const std::optional<int64_t> n = IntValue(v);
+      if (!n || *n < 1 || *n > kMaxChaosSeconds) {
+        return InvalidArgument("parameter '" + spec.name + "' must be from 1 to " +
+                               std::to_string(kMaxChaosSeconds) + " seconds");
+      }
+      return OkStatus();
+    }
+    case ParamKind::kChaosParams:
       if (!v.is_object()) {
         return InvalidArgument("parameter '" + spec.name + "' must be an object");
       }
-      return OkStatus();
+      return OkStatus();  // the keys depend on the mode: ValidateAction checks them
     default:
       return CheckString(spec, v);
   }
+}
+
+// Every key of `params` (an object) is one of `specs` and passes its check.
+Status CheckParams(const std::vector<ParamSpec>& specs, const Json& params,
+                   std::string_view owner) {
+  for (const auto& [key, value] : params.items()) {
+    const ParamSpec* ps = nullptr;
+    for (const auto& p : specs) {
+      if (p.name == key) {
+        ps = &p;
+      }
+    }
+    if (ps == nullptr) {
+      std::string known;
+      for (const auto& p : specs) {
+        known += (known.empty() ? "" : ", ") + p.name;
+      }
+      return InvalidArgument(std::string(owner) + " has no parameter '" + key + "'" +
+                             (known.empty() ? " (it takes none)" : " (known: " + known + ")"));
+    }
+    if (Status s = CheckParam(*ps, value); !s) {
+      return InvalidArgument(std::string(owner) + ": " + s.error().message);
+    }
+  }
+  return OkStatus();
 }
 
 std::string Quote(const std::string& s) {
@@ -245,7 +319,7 @@ const std::vector<ActionSpec>& ActionCatalog() {
        {{"path", ParamKind::kAbsPath, true}, {"older_than", ParamKind::kDuration, true}},
        Risk::kMedium, false, "delete files under a directory older than a duration"},
       {"chaos.start",
-       {{"mode", ParamKind::kChaosMode, true}, {"params", ParamKind::kJsonObject, false}},
+       {{"mode", ParamKind::kChaosMode, true}, {"params", ParamKind::kChaosParams, false}},
        Risk::kHigh, false, "start a chaos experiment on this host"},
       {"chaos.stop", {}, Risk::kLow, false, "undo every chaos experiment on this host"},
       {"shell", {{"command", ParamKind::kShellCommand, true}}, Risk::kHigh, false,
@@ -263,6 +337,21 @@ const ActionSpec* FindAction(std::string_view name) {
   return nullptr;
 }
 
+const std::vector<ParamSpec>* ChaosModeParams(std::string_view mode) {
+  static const std::vector<std::pair<std::string_view, std::vector<ParamSpec>>> kModes = {
+      {"disk-fill", {{"path", ParamKind::kAbsPath, false}, {"percent", ParamKind::kPercent, false}}},
+      {"oom",
+       {{"percent", ParamKind::kPercent, false}, {"duration", ParamKind::kChaosDuration, false}}},
+      {"nginx-crash", {}},
+  };
+  for (const auto& [name, params] : kModes) {
+    if (name == mode) {
+      return &params;
+    }
+  }
+  return nullptr;
+}
+
 Result<Action> ValidateAction(std::string_view name, const Json& params) {
   const ActionSpec* spec = FindAction(name);
   if (spec == nullptr) {
@@ -273,20 +362,15 @@ Result<Action> ValidateAction(std::string_view name, const Json& params) {
   }
   Action out{spec->name, Json::object()};
   if (params.is_object()) {
-    for (const auto& [key, value] : params.items()) {
-      const ParamSpec* ps = nullptr;
-      for (const auto& p : spec->params) {
-        if (p.name == key) {
-          ps = &p;
-        }
-      }
-      if (ps == nullptr) {
-        return InvalidArgument(spec->name + " has no parameter '" + key + "'");
-      }
-      if (Status s = CheckParam(*ps, value); !s) {
-        return InvalidArgument(spec->name + ": " + s.error().message);
-      }
-      out.params[key] = value;
+    RETURN_IF_ERROR(CheckParams(spec->params, params, spec->name));
+    out.params = params;
+  }
+  if (auto nested = out.params.find("params"); spec->name == "chaos.start" &&
+                                               nested != out.params.end()) {
+    // "mode" passed kChaosMode, so the mode is known; without it the check below refuses.
+    const std::string mode = StringOr(out.params, "mode");
+    if (const std::vector<ParamSpec>* mode_params = ChaosModeParams(mode)) {
+      RETURN_IF_ERROR(CheckParams(*mode_params, *nested, "chaos mode " + mode));
     }
   }
   for (const auto& p : spec->params) {

@@ -28,7 +28,8 @@ enum class ParamKind {
   kChaosMode,    // disk-fill | oom | nginx-crash
   kPercent,      // number 1..99
   kShellCommand, // free text; only the shell action takes it
-  kJsonObject,   // nested parameters (chaos params), values checked by the consumer
+  kChaosDuration,  // "600s" (ParseDuration) or whole seconds; 1 s..3600 s
+  kChaosParams,  // chaos.start's params: an object of the mode's keys (ChaosModeParams)
 };
 
 struct ParamSpec {
@@ -49,6 +50,10 @@ struct ActionSpec {
 const std::vector<ActionSpec>& ActionCatalog();
 const ActionSpec* FindAction(std::string_view name);
 
+// The parameters a chaos mode takes inside chaos.start's `params`, all optional scalars
+// (src/host/chaos.cc applies them on the host); null for an unknown mode.
+const std::vector<ParamSpec>* ChaosModeParams(std::string_view mode);
+
 // A validated action. Params hold only known keys with checked values.
 struct Action {
   std::string name;
@@ -56,7 +61,9 @@ struct Action {
 };
 
 // Checks the name is in the catalog and every parameter is known, present when required, of
-// the right type and free of anything a shell or option parser could misread. Never throws.
+// the right type and free of anything a shell or option parser could misread; chaos.start's
+// nested params hold only the mode's known keys with scalar values of their kind. Errors
+// (InvalidArgument) name the offending key. Never throws.
 Result<Action> ValidateAction(std::string_view name, const Json& params);
 
 // The exact, human-readable line an operator sees for an action, e.g.

@@ -2,6 +2,9 @@
 
 #include <gtest/gtest.h>
 
+#include <chrono>
+#include <cmath>
+#include <limits>
 #include <optional>
 #include <string>
 
@@ -248,6 +251,120 @@ TEST(JsonTest, DumpJsonNeverThrowsOnInvalidUtf8) {
 TEST(JsonTest, DumpJsonIndents) {
   EXPECT_EQ(DumpJson(Json{{"a", 1}}), "{\"a\":1}");
   EXPECT_EQ(DumpJson(Json{{"a", 1}}, 2), "{\n  \"a\": 1\n}");
+}
+
+// The one parser entry refuses nesting past the limit while it reads: 400,000 levels cost one
+// pass and no stack, and no tree deeper than the limit ever exists.
+TEST(JsonTest, ParseJsonRefusesDeepNestingFastAndWithoutACrash) {
+  const std::string arrays = std::string(400'000, '[') + std::string(400'000, ']');
+  std::string objects;
+  for (int i = 0; i < 200'000; ++i) {
+    objects += "{\"a\":";
+  }
+  objects += "1" + std::string(200'000, '}');
+  const std::string kCases[] = {
+      arrays,
+      std::string(400'000, '['),  // unclosed too
+      objects,
+      "{\"params\":" + arrays + "}",
+      "[1,2,{\"x\":" + arrays + "}]",
+  };
+  for (const std::string& text : kCases) {
+    SCOPED_TRACE(text.substr(0, 20));
+    const auto start = std::chrono::steady_clock::now();
+    Result<Json> j = ParseJson(text);
+    EXPECT_LT(std::chrono::steady_clock::now() - start, std::chrono::seconds(2));
+    ASSERT_FALSE(j.has_value());
+    EXPECT_EQ(j.error().code, ErrorCode::kInvalidArgument);
+    EXPECT_NE(j.error().message.find("nested deeper than 32 levels"), std::string::npos)
+        << j.error().message;
+    EXPECT_FALSE(ParseJsonObject(text).has_value());
+  }
+}
+
+TEST(JsonTest, TheDepthLimitIsExactAndAdjustable) {
+  auto arrays = [](size_t n) { return std::string(n, '[') + std::string(n, ']'); };
+  auto objects = [](size_t n) {
+    std::string s;
+    for (size_t i = 0; i < n; ++i) {
+      s += "{\"k\":";
+    }
+    return s + "null" + std::string(n, '}');
+  };
+  EXPECT_TRUE(ParseJson(arrays(kMaxJsonDepth)).has_value());
+  EXPECT_FALSE(ParseJson(arrays(kMaxJsonDepth + 1)).has_value());
+  EXPECT_TRUE(ParseJson(objects(kMaxJsonDepth)).has_value());
+  EXPECT_FALSE(ParseJson(objects(kMaxJsonDepth + 1)).has_value());
+  // Scalars add no level; siblings do not add up.
+  EXPECT_TRUE(ParseJson("[" + arrays(kMaxJsonDepth - 1) + "," + arrays(kMaxJsonDepth - 1) + "]")
+                  .has_value());
+  EXPECT_TRUE(ParseJson("\"" + std::string(100, '[') + "\"").has_value());
+  EXPECT_TRUE(ParseJson(arrays(3), JsonLimits{3, kMaxJsonBytes}).has_value());
+  EXPECT_FALSE(ParseJson(arrays(4), JsonLimits{3, kMaxJsonBytes}).has_value());
+  // The tree built is the same as nlohmann's own parser's.
+  const std::string doc = R"({"a":[1,-2,3.5,"x",null,true,{"b":{}}],"c":{"d":[[]]},"e":18446744073709551615})";
+  EXPECT_EQ(*ParseJson(doc), Json::parse(doc));
+  // A repeated key keeps its last value, as before.
+  EXPECT_EQ((*ParseJson(R"({"a":1,"a":[2]})"))["a"], Json::array({2}));
+}
+
+TEST(JsonTest, ParseJsonRefusesTextOverTheSizeLimit) {
+  const std::string big = "\"" + std::string(100, 'x') + "\"";
+  EXPECT_TRUE(ParseJson(big, JsonLimits{kMaxJsonDepth, big.size()}).has_value());
+  Result<Json> j = ParseJson(big, JsonLimits{kMaxJsonDepth, big.size() - 1});
+  ASSERT_FALSE(j.has_value());
+  EXPECT_NE(j.error().message.find("more than the limit"), std::string::npos) << j.error().message;
+  EXPECT_FALSE(ParseJson(std::string(kMaxJsonBytes + 1, ' ')).has_value());
+}
+
+TEST(JsonTest, NumbersAtTheEdges) {
+  // Too large for a double: an error, not infinity.
+  for (const std::string text : {"1e400", "-1e400", "[1e999]"}) {
+    SCOPED_TRACE(text);
+    EXPECT_FALSE(ParseJson(text).has_value());
+  }
+  // Integers past uint64 become doubles; the readers say which are integers that fit.
+  const Json j = *ParseJson(
+      R"({"u":18446744073709551615,"big":18446744073709551616,"neg":-9223372036854775808,"f":1.5,"max":9223372036854775807})");
+  EXPECT_FALSE(OptionalInt(j, "u").has_value());
+  EXPECT_FALSE(OptionalInt(j, "big").has_value());
+  EXPECT_EQ(*OptionalInt(j, "neg").value(), std::numeric_limits<int64_t>::min());
+  EXPECT_EQ(*OptionalInt(j, "max").value(), std::numeric_limits<int64_t>::max());
+  EXPECT_FALSE(OptionalInt(j, "f").has_value());
+  EXPECT_EQ(IntOr(j, "u", 7), 7);
+  EXPECT_EQ(IntOr(j, "f", 7), 7);
+  EXPECT_EQ(IntOr(j, "max", 7), std::numeric_limits<int64_t>::max());
+  EXPECT_DOUBLE_EQ(*OptionalNumber(j, "big").value(), 18446744073709551616.0);
+  // Built in code, a NaN or an infinity is still not a number a reader hands out.
+  const Json odd{{"nan", std::nan("")}, {"inf", HUGE_VAL}};
+  EXPECT_FALSE(OptionalNumber(odd, "nan").has_value());
+  EXPECT_FALSE(OptionalNumber(odd, "inf").has_value());
+  EXPECT_EQ(DumpJson(odd), R"({"inf":null,"nan":null})");
+}
+
+// The lenient readers never throw, whatever the type of the object or the field.
+TEST(JsonTest, LenientReadersNeverThrow) {
+  const Json values[] = {nullptr, true, 1, -1, 1.5, "s", Json::array({1}), Json::object(),
+                         Json{{"k", nullptr}}, Json{{"k", 1}}, Json{{"k", "v"}},
+                         Json{{"k", true}}, Json{{"k", Json::array()}}, Json{{"k", 1.5}}};
+  for (const Json& v : values) {
+    SCOPED_TRACE(v.dump());
+    EXPECT_NO_THROW({
+      (void)StringOr(v, "k", "d");
+      (void)BoolOr(v, "k", false);
+      (void)IntOr(v, "k", 0);
+      (void)FieldOrNull(v, "k");
+    });
+  }
+  EXPECT_EQ(StringOr(Json{{"k", "v"}}, "k", "d"), "v");
+  EXPECT_EQ(StringOr(Json{{"k", 1}}, "k", "d"), "d");
+  EXPECT_EQ(StringOr(Json::array({"k"}), "k"), "");
+  EXPECT_TRUE(BoolOr(Json{{"k", true}}, "k", false));
+  EXPECT_TRUE(BoolOr(Json{{"k", "false"}}, "k", true));
+  EXPECT_EQ(IntOr(Json{{"k", 5}}, "k", 0), 5);
+  EXPECT_EQ(IntOr(Json{{"k", "5"}}, "k", 0), 0);
+  EXPECT_TRUE(FieldOrNull(Json("s"), "k").is_null());
+  EXPECT_EQ(FieldOrNull(Json{{"k", 1}}, "k"), 1);
 }
 
 }  // namespace

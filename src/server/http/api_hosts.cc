@@ -152,8 +152,19 @@ void AddChaosRoutes(Router& router, ChaosRoutesDeps deps) {
          if (!host || !mode) {
            return respond(ErrorResponse(!host ? host.error() : mode.error()));
          }
-         Json params = body->value("params", Json::object());
+         for (const auto& [key, value] : body->items()) {
+           if (key != "host" && key != "mode" && key != "params") {
+             return respond(ErrorResponse(
+                 400, "unknown field '" + key + "' (only 'host', 'mode' and 'params')"));
+           }
+         }
+         // params: the mode's known keys with scalar values (protocol::ChaosModeParams).
+         const Json& given = FieldOrNull(*body, "params");
+         const Json params = given.is_null() ? Json::object() : given;
          const bool stop = *mode == "stop";
+         if (stop && !params.empty()) {
+           return respond(ErrorResponse(400, "chaos mode stop takes no params"));
+         }
          auto action = stop ? protocol::ValidateAction("chaos.stop", Json::object())
                             : protocol::ValidateAction(
                                   "chaos.start", Json{{"mode", *mode}, {"params", params}});

@@ -1,7 +1,10 @@
 #include "server/http/router.h"
 
+#include <atomic>
 #include <exception>
+#include <memory>
 
+#include "core/display.h"
 #include "core/log.h"
 #include "core/sha256.h"
 #include "server/http/sessions.h"
@@ -113,6 +116,31 @@ bool MatchPattern(std::string_view pattern, std::string_view path,
 void Router::Add(Route route) { routes_.push_back(std::move(route)); }
 
 void Router::Handle(ApiRequest request, Responder respond) const {
+  // Handlers return errors as values; an exception here (from a handler, or from matching and
+  // authenticating) is a bug, answered 500 unless already answered, logged, and the server goes
+  // on serving.
+  auto answered = std::make_shared<std::atomic<bool>>(false);
+  Responder once = [answered, respond = std::move(respond)](ApiResponse r) {
+    if (!answered->exchange(true)) {
+      respond(std::move(r));
+    }
+  };
+  const std::string where =
+      SanitizeForLogLine(request.method + " " + request.path.substr(0, 200));
+  std::string what;
+  try {
+    Dispatch(std::move(request), once);
+    return;
+  } catch (const std::exception& e) {
+    what = e.what();
+  } catch (...) {
+    what = "an exception that is not a std::exception";
+  }
+  LogError("handling " + where + " threw: " + SanitizeForLogLine(what));
+  once(ErrorResponse(500, "internal error"));
+}
+
+void Router::Dispatch(ApiRequest request, const Responder& respond) const {
   const Route* match = nullptr;
   std::string allowed;
   for (const auto& r : routes_) {
@@ -151,13 +179,7 @@ void Router::Handle(ApiRequest request, Responder respond) const {
     request.principal = principal->name;
     request.principal_role = principal->role;
   }
-  try {
-    match->handler(request, respond);
-  } catch (const std::exception& e) {
-    // Handlers return errors as values; an exception here is a bug, reported without a crash.
-    LogError(std::string("handler for ") + match->pattern + " threw: " + e.what());
-    respond(ErrorResponse(500, "internal error"));
-  }
+  match->handler(request, respond);
 }
 
 namespace {

@@ -81,7 +81,7 @@ class Router {
   void Add(Route route);
   // REQUIRES: called before the server starts. Without it, no host credential authenticates.
   void SetHostAuthenticator(HostAuthenticator hosts) { hosts_ = std::move(hosts); }
-  // Thread-safe. Answers exactly once through respond.
+  // Thread-safe. Answers exactly once through respond; a handler that throws gets a 500.
   void Handle(ApiRequest request, Responder respond) const;
 
   const std::vector<Route>& routes() const { return routes_; }
@@ -89,6 +89,8 @@ class Router {
   Json Listing() const;
 
  private:
+  // Handle without the exception backstop.
+  void Dispatch(ApiRequest request, const Responder& respond) const;
   // The caller of a non-public route, or the 401/403 to answer. Fills request.session_id.
   Result<Principal> Authenticate(ApiRequest& request) const;
 

@@ -144,13 +144,13 @@ protocol::Command IncidentManager::MakeCommand(const protocol::Action& action, M
 }
 
 std::optional<protocol::Command> IncidentManager::PendingFix(const Incident& inc) const {
-  const std::string id = inc.action.value("command_id", "");
-  auto expires = ParseRfc3339(inc.action.value("expires_at", ""));
+  const std::string id = StringOr(inc.action, "command_id");
+  auto expires = ParseRfc3339(StringOr(inc.action, "expires_at"));
   if (id.empty() || !expires || *expires <= clock_.Now()) {
     return std::nullopt;
   }
-  auto action = protocol::ValidateAction(inc.action.value("name", ""),
-                                         inc.action.value("params", Json::object()));
+  auto action = protocol::ValidateAction(StringOr(inc.action, "name"),
+                                         FieldOrNull(inc.action, "params"));
   if (!action) {
     return std::nullopt;
   }
@@ -160,7 +160,7 @@ std::optional<protocol::Command> IncidentManager::PendingFix(const Incident& inc
   c.params = action->params;
   c.expires_at = *expires;
   c.incident = inc.incident_id;
-  c.approved_by = inc.action.value("approved_by", "auto");
+  c.approved_by = StringOr(inc.action, "approved_by", "auto");
   const ai::Runbook* rb = RunbookFor(inc.alarm_name);
   c.timeout_ms = (rb != nullptr ? rb->execution_timeout : Millis(60'000)).count();
   return c;
@@ -202,7 +202,7 @@ Status IncidentManager::RecoverLocked() {
         StartDiagnostics(a);
       } else if (st == IncidentStatus::kPendingApproval) {
         a.phase = Phase::kAwaitingApproval;
-        if (!a.inc.action.value("name", "").empty() &&
+        if (!StringOr(a.inc.action, "name").empty() &&
             !a.inc.action.contains("approval_expires_at")) {
           // Proposed before approvals expired: the timeout runs from now.
           next.action["approval_expires_at"] = FormatRfc3339(clock_.Now() + approval_timeout_);
@@ -261,7 +261,7 @@ void IncidentManager::HandleAlarmTransition(const AlarmTransition& t) {
           Entry("verified", "alarm " + t.rule + " is back to OK (" + t.reason + ")"));
       next.reason = "";
       (void)Commit(a, std::move(next), IncidentEvent::kVerified, "");
-    } else if (a.phase == Phase::kAwaitingApproval && a.inc.action.value("name", "").empty()) {
+    } else if (a.phase == Phase::kAwaitingApproval && StringOr(a.inc.action, "name").empty()) {
       next.timeline.push_back(
           Entry("alarm_cleared", "alarm " + t.rule + " returned to OK (" + t.reason + ")"));
       next.reason = "the alarm cleared; there was nothing to run";
@@ -410,7 +410,7 @@ void IncidentManager::Decide(Active& a) {
     std::string listing;
     for (size_t i = 0; i < rb->diagnostics.size() && i < a.diag_ids.size(); ++i) {
       if (rb->diagnostics[i].name == "dir.list") {
-        dir = rb->diagnostics[i].params.value("path", "");
+        dir = StringOr(rb->diagnostics[i].params, "path");
         auto it = a.diag_output.find(a.diag_ids[i]);
         if (it != a.diag_output.end()) {
           listing = it->second;
@@ -513,8 +513,8 @@ Status IncidentManager::Execute(Active& a, Incident next, IncidentEvent event,
                                 const std::string& approver) {
   const ai::Runbook* rb = RunbookFor(next.alarm_name);
   const Millis timeout = rb != nullptr ? rb->execution_timeout : Millis(60'000);
-  auto action = protocol::ValidateAction(next.action.value("name", ""),
-                                         next.action.value("params", Json::object()));
+  auto action = protocol::ValidateAction(StringOr(next.action, "name"),
+                                         FieldOrNull(next.action, "params"));
   if (!action) {
     next.reason = "the chosen action is invalid: " + action.error().message;
     std::string reason = next.reason;
@@ -711,7 +711,7 @@ Result<Incident> IncidentManager::Lookup(const std::string& id) {
 }
 
 std::optional<WallTime> IncidentManager::ApprovalExpiry(const Incident& inc) const {
-  if (inc.status != IncidentStatus::kPendingApproval || inc.action.value("name", "").empty()) {
+  if (inc.status != IncidentStatus::kPendingApproval || StringOr(inc.action, "name").empty()) {
     return std::nullopt;
   }
   const Json& at = inc.action.contains("approval_expires_at") ? inc.action["approval_expires_at"]
@@ -773,7 +773,7 @@ Result<Incident> IncidentManager::ApproveLocked(const std::string& id, const std
     return refuse("incident " + id + " is " + std::string(StatusName(inc.status)) +
                   ", not pending_approval");
   }
-  if (inc.action.value("name", "").empty()) {
+  if (StringOr(inc.action, "name").empty()) {
     return refuse("incident " + id +
                   " has no fix to run; reject it to close it, or wait for its alarm to clear");
   }

@@ -46,7 +46,8 @@ std::string CanonicalProposal(const Incident& inc) {
   const Json proposal{{"action", inc.action["name"]},
                       {"host", inc.instance_id},
                       {"incident_id", inc.incident_id},
-                      {"params", inc.action.value("params", Json::object())}};
+                      {"params", inc.action.contains("params") ? inc.action["params"]
+                                                               : Json::object()}};
   return DumpJson(proposal);
 }
 

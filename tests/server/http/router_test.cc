@@ -2,6 +2,8 @@
 
 #include <gtest/gtest.h>
 
+#include <stdexcept>
+
 #include "ai/brain.h"
 #include "core/files.h"
 #include "core/sha256.h"
@@ -224,6 +226,39 @@ TEST(RouterTest, UnknownPathIs404AndWrongMethodIs405) {
   req.path = "/x";
   router.Handle(req, [&](ApiResponse r) { got = r; });
   EXPECT_EQ(got.status, 405);
+}
+
+// A handler that throws (a JSON library exception, any std::exception, anything) gets a 500
+// with a JSON error, exactly one answer, and the router goes on routing.
+TEST(RouterTest, AThrowingHandlerIs500AndAnsweredOnce) {
+  TokenRegistry tokens;
+  Router router(tokens);
+  router.Add({"GET", "/json", Role::kPublic, "", [](ApiRequest&, Responder) {
+                const Json j = Json::array();
+                (void)j.at("missing");  // nlohmann throws type_error
+              }});
+  router.Add({"GET", "/other", Role::kPublic, "", [](ApiRequest&, Responder) {
+                throw 42;  // not even a std::exception
+              }});
+  router.Add({"GET", "/late", Role::kPublic, "", [](ApiRequest&, Responder r) {
+                r(JsonResponse(200, Json::object()));
+                throw std::runtime_error("after answering");
+              }});
+  router.Add({"GET", "/ok", Role::kPublic, "", [](ApiRequest&, Responder r) {
+                r(JsonResponse(200, Json::object()));
+              }});
+  for (const std::string path : {"/json", "/other", "/late", "/ok"}) {
+    SCOPED_TRACE(path);
+    std::vector<ApiResponse> got;
+    ApiRequest req;
+    req.method = "GET";
+    req.path = path;
+    router.Handle(req, [&](ApiResponse r) { got.push_back(r); });
+    ASSERT_EQ(got.size(), 1u);
+    const int want = path == "/json" || path == "/other" ? 500 : 200;
+    EXPECT_EQ(got[0].status, want);
+    EXPECT_TRUE(ParseJsonObject(got[0].body).has_value());
+  }
 }
 
 // Dashboard sessions through the real route table: sign-in, cookie authentication, the CSRF

@@ -29,6 +29,7 @@ class ServerFixture : public ::testing::Test {
     server::ServerConfig config;
     config.listen = "127.0.0.1:0";
     config.data_dir = dir_.File("data");
+    Configure(config);
     auto deps = server::MakeRealServerDeps(config, ServerClock());
     ASSERT_TRUE(deps.has_value()) << deps.error().ToString();
     auto app = server::ServerApp::Create(config, std::move(*deps));
@@ -52,6 +53,8 @@ class ServerFixture : public ::testing::Test {
       return std::make_pair(r.status, r.body);
     };
   }
+  // A test's changes to the server config (e.g. short timeouts), before the server is made.
+  virtual void Configure(server::ServerConfig&) {}
   // The server's clock: real time unless a test overrides it (e.g. with a ManualClock).
   virtual const Clock& ServerClock() const { return clock_; }
   // Without a token, no Authorization header is sent.

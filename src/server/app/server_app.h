@@ -15,6 +15,7 @@
 #include "ai/runbooks.h"
 #include "core/clock.h"
 #include "server/alarms/alarms.h"
+#include "server/events/event_hub.h"
 #include "server/fleet/target_groups.h"
 #include "server/http/http_server.h"
 #include "server/http/router.h"
@@ -33,6 +34,10 @@ struct ServerConfig {
   std::string log_level = "info";
   int64_t agent_interval_ms = 1000;
   HttpServerOptions http;
+  // Event streams (docs/API.md "Server-sent events"): `event_queue_bytes` (the most one
+  // subscriber may have queued, default 256 KiB), `event_streams_per_principal` (8) and
+  // `event_streams` (256); `write_timeout` (30s) closes a stream that takes nothing.
+  EventHubOptions events;
   // Dashboard sessions (in memory): `session_lifetime` (default 12h) and `max_sessions` (1000,
   // the oldest gives way). `cookie_secure`: the server is reached over TLS (a proxy today), so
   // the session cookie gets the Secure attribute. docs/API.md, "Dashboard sessions".
@@ -93,6 +98,8 @@ class ServerApp {
   // 100 ms tick (alarm periods, expired long polls, incident deadlines, event keep-alives).
   const Router& router() const;
   void RunOnce();
+  // The server-sent events hub (GET /api/v1/events), for tests that publish directly.
+  EventHub& events();
 
  private:
   struct Parts;

@@ -87,6 +87,14 @@ function connectEvents() {
     // A closed stream after sign-out or expiry: find out who we are (401 shows the sign-in).
     if (es.readyState === EventSource.CLOSED) setTimeout(boot, 2000);
   };
+  // The server ended the stream (too far behind, or the sign-in was revoked); EventSource
+  // reconnects by itself, and a revoked sign-in then gets 401 (onerror above).
+  es.addEventListener('dropped', (ev) => {
+    let data = {};
+    try { data = JSON.parse(ev.data); } catch { /* keep {} */ }
+    console.warn('event stream dropped by the server:', data.reason, data.message);
+    live.textContent = 'reconnecting'; live.className = 'live off';
+  });
   for (const type of ['incident', 'alarm', 'host', 'settings']) {
     es.addEventListener(type, (ev) => {
       let data;

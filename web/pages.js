@@ -232,11 +232,30 @@ async function incidentPage(main, id) {
   put(main, h('p', {}, h('a', {href: '#/incidents'}, '← Incidents')), body);
   render();
   alarmChart(chartBox, inc);
+  // Events carry the incident's summary (no texts, no timeline): a change fetches the whole
+  // incident once, and a change that arrives meanwhile fetches it again after.
+  let fetching = false;
+  let again = false;
+  async function refetch() {
+    if (fetching) { again = true; return; }
+    fetching = true;
+    try {
+      do {
+        again = false;
+        const full = await get(`/api/v1/incidents/${enc(inc.incident_id)}`);
+        if (newer(full, inc)) { inc = full; render(); }
+      } while (again);
+    } catch (e) {
+      notice(msg, errorText(e), 'error');
+    } finally {
+      fetching = false;
+    }
+  }
   return {
     onEvent(type, data) {
-      if (type === 'incident' && data.incident_id === inc.incident_id && newer(data, inc)) {
-        inc = data;
-        render();
+      if (type === 'incident' && data.incident_id === inc.incident_id &&
+          data.updated_at > inc.updated_at) {
+        refetch();
       }
     },
   };

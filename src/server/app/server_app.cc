@@ -121,6 +121,26 @@ Result<ServerConfig> LoadServerConfig(const std::string& path) {
           return InvalidArgument(where() + "max_sessions must be from 1 to 100000");
         }
         c.sessions.max_sessions = static_cast<size_t>(n);
+      } else if (key == "event_queue_bytes") {
+        const int64_t n = v.as<int64_t>();
+        if (n < 4096 || n > 64 * 1024 * 1024) {
+          return InvalidArgument(where() + "event_queue_bytes must be from 4096 to 67108864");
+        }
+        c.events.max_queued_bytes = static_cast<size_t>(n);
+      } else if (key == "event_streams_per_principal" || key == "event_streams") {
+        const int n = v.as<int>();
+        if (n < 1 || n > 100'000) {
+          return InvalidArgument(where() + key + " must be from 1 to 100000");
+        }
+        (key == "event_streams" ? c.events.max_streams : c.events.max_streams_per_principal) =
+            static_cast<size_t>(n);
+      } else if (key == "write_timeout") {
+        auto d = ParseDuration(v.as<std::string>());
+        if (!d || *d < std::chrono::seconds(1) || *d > std::chrono::minutes(10)) {
+          return InvalidArgument(where() + "write_timeout must be a duration from 1s to 10m");
+        }
+        c.http.write_timeout_seconds =
+            static_cast<int>(std::chrono::duration_cast<std::chrono::seconds>(*d).count());
       } else if (key == "cookie_secure") {
         c.cookie_secure = v.as<bool>();
       } else if (key == "tls_cert") {
@@ -355,10 +375,14 @@ Result<std::unique_ptr<ServerApp>> ServerApp::Create(const ServerConfig& config,
   const HostsConfig* hosts_config = &p->config.hosts;
   p->incidents->SetLogDirLookup(
       [hosts_config](const std::string& host) { return hosts_config->For(host).log_dir; });
-  p->events = std::make_unique<EventHub>(clock);
+  p->events = std::make_unique<EventHub>(clock, config.events);
   EventHub* events = p->events.get();
   p->incidents->SetListener(
-      [events](const Incident& inc) { events->Publish("incident", IncidentJson(inc)); });
+      [events](const Incident& inc) {
+        // The summary (no long texts, no timeline): small frames for every open dashboard;
+        // GET /api/v1/incidents/ID has the rest.
+        events->Publish("incident", IncidentSummaryJson(inc));
+      });
   p->target_groups = std::make_unique<TargetGroups>(config.target_groups);
   IncidentManager* incidents = p->incidents.get();
   p->fleet = std::make_unique<Fleet>(
@@ -385,7 +409,7 @@ Result<std::unique_ptr<ServerApp>> ServerApp::Create(const ServerConfig& config,
   HostIdentities* identities = p->identities.get();
   r.SetHostAuthenticator(
       [identities](std::string_view credential) { return identities->Authenticate(credential); });
-  AddHealthRoutes(r, {clock, *p->hosts, *p->alarms, *p->incidents, *p->commands});
+  AddHealthRoutes(r, {clock, *p->hosts, *p->alarms, *p->incidents, *p->commands, *p->events});
   AddSettingsRoutes(r, *p->settings, *p->store, clock, *events);
   AddIndexRoute(r);
   AddIncidentRoutes(r, {clock, *p->store, *p->incidents, *p->hosts, *p->alarms});
@@ -474,6 +498,8 @@ void ServerApp::Stop() {
 }
 
 uint16_t ServerApp::port() const { return parts_->http->port(); }
+
+EventHub& ServerApp::events() { return *parts_->events; }
 
 }  // namespace medic::server
 

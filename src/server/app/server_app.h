@@ -16,6 +16,7 @@
 #include "core/clock.h"
 #include "server/alarms/alarms.h"
 #include "server/fleet/host_config.h"
+#include "server/events/event_hub.h"
 #include "server/fleet/target_groups.h"
 #include "server/archive/archive.h"
 #include "server/commands/command_queue.h"
@@ -36,6 +37,10 @@ struct ServerConfig {
   std::string log_level = "info";
   int64_t agent_interval_ms = 1000;
   HttpServerOptions http;
+  // Event streams (docs/API.md "Server-sent events"): `event_queue_bytes` (the most one
+  // subscriber may have queued, default 256 KiB), `event_streams_per_principal` (8) and
+  // `event_streams` (256); `write_timeout` (30s) closes a stream that takes nothing.
+  EventHubOptions events;
   // Dashboard sessions (in memory): `session_lifetime` (default 12h) and `max_sessions` (1000,
   // the oldest gives way). `cookie_secure`: the server is reached over TLS (a proxy today), so
   // the session cookie gets the Secure attribute. docs/API.md, "Dashboard sessions".
@@ -106,6 +111,8 @@ class ServerApp {
   // Where commands to hosts go (signed, then queued): for tests that need a command
   // outstanding, and for embedders.
   CommandSink& commands();
+  // The server-sent events hub (GET /api/v1/events), for tests that publish directly.
+  EventHub& events();
 
  private:
   struct Parts;

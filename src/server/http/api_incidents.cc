@@ -113,14 +113,7 @@ void AddIncidentRoutes(Router& router, IncidentRoutesDeps deps) {
                 }
                 Json out = Json::array();
                 for (const auto& inc : *list) {
-                  Json j = IncidentJson(inc);
-                  if (summary) {
-                    for (const char* long_text :
-                         {"diagnostics", "ai_reasoning", "remediation_output", "timeline"}) {
-                      j.erase(long_text);
-                    }
-                  }
-                  out.push_back(std::move(j));
+                  out.push_back(summary ? IncidentSummaryJson(inc) : IncidentJson(inc));
                 }
                 respond(JsonResponse(200, Json{{"incidents", out}}));
               }});

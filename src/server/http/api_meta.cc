@@ -8,13 +8,31 @@ namespace medic::server {
 
 void AddEventRoutes(Router& router, EventHub& events) {
   router.Add({"GET", "/api/v1/events", Role::kViewer,
-              "server-sent events: incident (every change), alarm (state changes), host "
-              "(registrations), host_removed, settings (changes)",
-              [hub = &events](ApiRequest&, Responder respond) {
+              "server-sent events: incident (every change, summary view), alarm (state changes), "
+              "host (registrations), host_removed, settings (changes), dropped (the last one, "
+              "when the server ends the stream); 429 beyond the stream caps",
+              [hub = &events](ApiRequest& req, Responder respond) {
+                // The caps on open streams (per token or session name, and in total) apply
+                // before anything is streamed.
+                auto admitted = hub->Admit(req.principal);
+                if (!admitted) {
+                  ApiResponse refused = ErrorResponse(429, admitted.error().message);
+                  refused.headers.emplace_back("Retry-After", "30");
+                  return respond(std::move(refused));
+                }
+                // Shared, as on_stream must be copyable; a stream that never starts gives its
+                // place back when the last copy goes.
+                auto admission = std::make_shared<EventHub::Admission>(std::move(*admitted));
                 ApiResponse r;
                 r.content_type = "text/event-stream";
                 r.body = ": connected to medic\n\n";
-                r.on_stream = [hub](StreamWriter writer) { hub->Subscribe(std::move(writer)); };
+                r.on_stream = [hub, admission,
+                               authorized = req.still_authorized](StreamWriter w) {
+                  hub->Subscribe(std::move(*admission),
+                                 EventSubscriber{std::move(w.write), std::move(w.queued_bytes),
+                                                 std::move(w.close), std::move(w.open),
+                                                 authorized});
+                };
                 respond(std::move(r));
               }});
 }
@@ -54,6 +72,30 @@ void AddHealthRoutes(Router& router, MetricsSources metrics) {
                         "# TYPE medic_incident_store_errors_total counter\n"
                         "medic_incident_store_errors_total " +
                         std::to_string(m.incidents.store_errors()) + "\n";
+                const EventHubStats ev = m.events.stats();
+                text += "# HELP medic_event_subscribers Open event streams.\n"
+                        "# TYPE medic_event_subscribers gauge\nmedic_event_subscribers " +
+                        std::to_string(ev.subscribers) + "\n";
+                text += "# HELP medic_event_queued_bytes Bytes queued for event subscribers, "
+                        "not yet taken by their sockets.\n"
+                        "# TYPE medic_event_queued_bytes gauge\nmedic_event_queued_bytes " +
+                        std::to_string(ev.queued_bytes) + "\n";
+                text += "# HELP medic_event_queue_bytes_max The most one event subscriber's "
+                        "queue held since the start.\n"
+                        "# TYPE medic_event_queue_bytes_max gauge\nmedic_event_queue_bytes_max " +
+                        std::to_string(ev.max_queued_bytes) + "\n";
+                text += "# HELP medic_event_subscribers_dropped_total Event streams the server "
+                        "ended: slow (queue full), revoked (credential gone).\n"
+                        "# TYPE medic_event_subscribers_dropped_total counter\n"
+                        "medic_event_subscribers_dropped_total{reason=\"slow\"} " +
+                        std::to_string(ev.dropped_slow) +
+                        "\nmedic_event_subscribers_dropped_total{reason=\"revoked\"} " +
+                        std::to_string(ev.dropped_revoked) + "\n";
+                text += "# HELP medic_event_streams_refused_total Event streams refused (429) "
+                        "by the caps.\n"
+                        "# TYPE medic_event_streams_refused_total counter\n"
+                        "medic_event_streams_refused_total " +
+                        std::to_string(ev.refused) + "\n";
                 ApiResponse r;
                 r.content_type = "text/plain; version=0.0.4";
                 r.body = std::move(text);

@@ -12,6 +12,7 @@
 #include <boost/beast/http.hpp>
 #include <boost/beast/ssl.hpp>
 #include <boost/beast/version.hpp>
+#include <atomic>
 #include <deque>
 #include <optional>
 #include <thread>
@@ -151,7 +152,8 @@ class HttpSession : public std::enable_shared_from_this<HttpSession<Stream>> {
   }
 
   // A streamed response: the header (no length: the body ends when the connection does), the
-  // first body bytes, then whatever the writer is given, in order, until a write fails.
+  // first body bytes, then whatever the writer is given, in order, until a write fails, the
+  // writer closes the stream, or one chunk is not taken within the write timeout.
   void WriteStream(ApiResponse r) {
     keep_alive_ = false;
     std::string head = "HTTP/1.1 " + std::to_string(r.status) + " OK\r\nServer: medic\r\n" +
@@ -163,21 +165,45 @@ class HttpSession : public std::enable_shared_from_this<HttpSession<Stream>> {
       head += k + ": " + v + "\r\n";
     }
     head += "\r\n" + r.body;
+    // No deadline on the read that waits for the peer to go; each write sets its own (below).
     Lowest().expires_never();
-    Enqueue(std::move(head));
-    auto self = shared_from_this();
-    StreamWriter writer = [weak = std::weak_ptr<HttpSession<Stream>>(self)](std::string chunk) {
+    // Keeps the session alive while the stream is open: the reader below holds it.
+    DetectClose();
+    using Weak = std::weak_ptr<HttpSession<Stream>>;
+    const Weak weak = shared_from_this();
+    StreamWriter writer;
+    writer.write = [weak](std::string chunk) {
       auto s = weak.lock();
-      if (!s || s->stream_failed_) {
+      if (!s || s->closed_) {
         return false;
       }
+      s->queued_ += chunk.size();
       asio::post(s->stream_.get_executor(),
                  [s, chunk = std::move(chunk)]() mutable { s->Enqueue(std::move(chunk)); });
       return true;
     };
-    // Keeps the session alive while the stream is open: the reader below holds it.
-    DetectClose();
+    writer.queued_bytes = [weak]() -> size_t {
+      auto s = weak.lock();
+      return s ? s->queued_.load() : 0;
+    };
+    writer.close = [weak](std::string last) {
+      auto s = weak.lock();
+      if (!s || s->closed_.exchange(true)) {
+        return;
+      }
+      s->queued_ += last.size();
+      asio::post(s->stream_.get_executor(),
+                 [s, last = std::move(last)]() mutable { s->CloseStream(std::move(last)); });
+    };
+    writer.open = [weak] {
+      auto s = weak.lock();
+      return s && !s->closed_;
+    };
+    // The subscriber is known before the first byte goes out (a client that saw the head misses
+    // nothing); whatever it is written meanwhile runs on this strand after the head.
     r.on_stream(std::move(writer));
+    queued_ += head.size();
+    Enqueue(std::move(head));
   }
 
   // Waits for the peer to close (or send anything) while streaming; ends the stream then.
@@ -186,37 +212,80 @@ class HttpSession : public std::enable_shared_from_this<HttpSession<Stream>> {
     stream_.async_read_some(asio::buffer(sink_),
                             [self](beast::error_code ec, std::size_t) {
                               if (ec) {
-                                self->stream_failed_ = true;
-                                beast::error_code ignored;
-                                self->Lowest().socket().close(ignored);
-                                return;
+                                return self->FailStream();
                               }
                               self->DetectClose();
                             });
   }
 
+  // The stream is over: nothing more is queued or written, the socket is closed.
+  void FailStream() {
+    closed_ = true;
+    stream_failed_ = true;
+    // The chunk being written, if any, is let go when its write completes.
+    for (size_t i = writing_ ? 1 : 0; i < pending_.size(); ++i) {
+      queued_ -= pending_[i].size();
+    }
+    pending_.erase(pending_.begin() + (writing_ ? 1 : 0), pending_.end());
+    beast::error_code ignored;
+    Lowest().socket().close(ignored);
+  }
+
   void Enqueue(std::string chunk) {
-    if (stream_failed_) {
+    if (stream_failed_ || closing_) {
+      queued_ -= chunk.size();
       return;
     }
     pending_.push_back(std::move(chunk));
-    if (pending_.size() == 1) {
+    if (!writing_) {
+      WriteNextChunk();
+    }
+  }
+
+  // The writer's close: what is queued and not yet being written is dropped, `last` goes after
+  // the chunk being written, then the connection closes.
+  void CloseStream(std::string last) {
+    if (stream_failed_ || closing_) {
+      queued_ -= last.size();
+      return;
+    }
+    closing_ = true;
+    for (size_t i = writing_ ? 1 : 0; i < pending_.size(); ++i) {
+      queued_ -= pending_[i].size();
+    }
+    pending_.erase(pending_.begin() + (writing_ ? 1 : 0), pending_.end());
+    pending_.push_back(std::move(last));
+    if (!writing_) {
       WriteNextChunk();
     }
   }
 
   void WriteNextChunk() {
+    writing_ = true;
+    // The write timeout, per chunk: a peer that takes none of it in time is closed. (The read
+    // in DetectClose is pending, so this deadline is the write's alone.)
+    Lowest().expires_after(std::chrono::seconds(options_.write_timeout_seconds));
     auto self = shared_from_this();
     asio::async_write(stream_, asio::buffer(pending_.front()),
                       [self](beast::error_code ec, std::size_t) {
-                        if (ec) {
-                          self->stream_failed_ = true;
-                          self->pending_.clear();
-                          return;
-                        }
+                        self->writing_ = false;
+                        self->queued_ -= self->pending_.front().size();
                         self->pending_.pop_front();
+                        if (ec) {
+                          if (ec == beast::error::timeout) {
+                            LogInfo("closing an event stream that took nothing for " +
+                                    std::to_string(self->options_.write_timeout_seconds) + " s");
+                          }
+                          return self->FailStream();
+                        }
                         if (!self->pending_.empty()) {
-                          self->WriteNextChunk();
+                          return self->WriteNextChunk();
+                        }
+                        if (self->closing_) {
+                          // The last chunk is out: end the stream (the peer sees EOF).
+                          beast::error_code ignored;
+                          self->Lowest().socket().shutdown(tcp::socket::shutdown_send, ignored);
+                          self->FailStream();
                         }
                       });
   }
@@ -273,9 +342,14 @@ class HttpSession : public std::enable_shared_from_this<HttpSession<Stream>> {
   std::optional<http::request_parser<http::string_body>> parser_;
   std::shared_ptr<void> response_;
   bool keep_alive_ = true;
-  // Streaming state, used only on the session's strand.
-  std::deque<std::string> pending_;
+  // Streaming state, used only on the session's strand but for the two atomics, which the
+  // writer reads from any thread.
+  std::deque<std::string> pending_;  // front() is being written while writing_
+  bool writing_ = false;
   bool stream_failed_ = false;
+  bool closing_ = false;             // the writer closed the stream; the last chunk is queued
+  std::atomic<bool> closed_{false};  // failed or closing: the writer takes no more
+  std::atomic<size_t> queued_{0};    // bytes given to the writer, not yet taken by the socket
   char sink_[512];
   const HttpServer::Handler& handler_;
   asio::thread_pool& workers_;

@@ -33,11 +33,28 @@ struct ApiRequest {
   std::string principal;                           // token name of the caller
   Role principal_role = Role::kPublic;             // the caller's role
   std::string session_id;  // when the caller came with a session cookie (not a bearer token)
+  // For streams that outlive the request: true while the credential the request came with still
+  // authenticates as the same principal with the route's role (false once the token is revoked
+  // or the session signed out or expired). Set by the router for every non-public route; it
+  // refers to the router, which must outlive its callers.
+  std::function<bool()> still_authorized;
 };
 
-// Writes one chunk of a streamed response; returns false once the connection is gone.
-// Thread-safe; never blocks.
-using StreamWriter = std::function<bool(std::string)>;
+// The connection end of a streamed response, handed to ApiResponse::on_stream. Every member is
+// thread-safe and never blocks. A chunk the peer does not take within the server's write timeout
+// (HttpServerOptions::write_timeout_seconds) closes the connection.
+struct StreamWriter {
+  // Queues one chunk after those before it; false once the connection is closed or closing.
+  std::function<bool(std::string)> write;
+  // Bytes given to `write` (and `close`) that the socket has not taken yet: what the connection
+  // holds in memory for this stream.
+  std::function<size_t()> queued_bytes;
+  // Drops the queued chunks not yet being written, sends `last` after the one being written
+  // (if the peer takes it within the write timeout) and closes the connection.
+  std::function<void(std::string last)> close;
+  // False once the connection is closed or closing.
+  std::function<bool()> open;
+};
 
 struct ApiResponse {
   int status = 200;

@@ -178,6 +178,16 @@ void Router::Dispatch(ApiRequest request, const Responder& respond) const {
     }
     request.principal = principal->name;
     request.principal_role = principal->role;
+    request.still_authorized = [this, authorization = request.authorization,
+                                cookie = request.cookie, name = principal->name,
+                                need = match->role] {
+      ApiRequest probe;
+      probe.method = "GET";
+      probe.authorization = authorization;
+      probe.cookie = cookie;
+      auto now = Authenticate(probe);
+      return now.has_value() && now->name == name && Allows(now->role, need);
+    };
   }
   match->handler(request, respond);
 }

@@ -31,6 +31,7 @@ struct MetricsSources {
   const AlarmEngine& alarms;
   const IncidentManager& incidents;
   const CommandQueue& commands;
+  const EventHub& events;
 };
 // GET /healthz, GET /metrics (Prometheus text).
 void AddHealthRoutes(Router& router, MetricsSources metrics);

@@ -15,4 +15,12 @@ Json IncidentJson(const Incident& inc) {
   return j;
 }
 
+Json IncidentSummaryJson(const Incident& inc) {
+  Json j = IncidentJson(inc);
+  for (const char* long_text : {"diagnostics", "ai_reasoning", "remediation_output", "timeline"}) {
+    j.erase(long_text);
+  }
+  return j;
+}
+
 }  // namespace medic::server

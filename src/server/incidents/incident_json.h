@@ -10,5 +10,8 @@
 namespace medic::server {
 
 Json IncidentJson(const Incident& incident);
+// The same without the long texts (diagnostics, ai_reasoning, remediation_output, timeline):
+// GET /api/v1/incidents?view=summary and the `incident` event.
+Json IncidentSummaryJson(const Incident& incident);
 
 }  // namespace medic::server

@@ -17,10 +17,12 @@ namespace {
 class FleetTest : public ::testing::Test {
  protected:
   FleetTest() {
-    events_.Subscribe([this](std::string frame) {
+    EventSubscriber recorder;
+    recorder.write = [this](std::string frame) {
       frames_.push_back(std::move(frame));
       return true;
-    });
+    };
+    events_.Subscribe(events_.Admit("test").value(), std::move(recorder));
   }
 
   static protocol::RegisterRequest Web1() {

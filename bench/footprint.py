@@ -118,12 +118,18 @@ def main():
     ap.add_argument("--tls", nargs="?", const="ca", choices=["ca", "pin"],
                     help="HTTPS to medic-server (--tls-self-signed), verified by its CA file "
                          "(default) or by its key's pin")
+    ap.add_argument("--warmup", type=int, default=15,
+                    help="seconds before sampling (the agent settles its resident code after 10 s)")
+    ap.add_argument("--max-agent-rss-mib", type=float,
+                    help="exit 1 when medic-agent's median RSS is above this (the quick check in "
+                         "make test)")
     ap.add_argument("--smaps", action="store_true",
                     help="also print medic-agent's RSS per mapping at the end")
     args = ap.parse_args()
     bin_dir = os.path.abspath(args.bin_dir)
     tmp = tempfile.mkdtemp(prefix="medic-bench-")
     procs = {}
+    failed_check = True  # until the run got through its checks
 
     def spawn(name, argv, **kw):
         log = open(os.path.join(tmp, name + ".log"), "ab")
@@ -223,7 +229,7 @@ check process nginx-name matching "^nginx"
         if not wait_http(f"http://127.0.0.1:{ne_port}/metrics"):
             sys.exit("node-exporter did not come up")
 
-        time.sleep(3)  # everyone past start-up
+        time.sleep(args.warmup)  # everyone past start-up
         measured = ["medic-agent", "monit", "node-exporter"]
         for name in measured:
             if procs[name].poll() is not None:
@@ -269,12 +275,22 @@ check process nginx-name matching "^nginx"
                 if kib > 0:
                     print(f"| {name} | {kib} |")
             print(f"| total | {sum(by.values())} |")
+        agent_rss = statistics.median(rss["medic-agent"]) / 1024
+        if args.max_agent_rss_mib is not None and agent_rss > args.max_agent_rss_mib:
+            print(f"FAIL: medic-agent median RSS {agent_rss:.2f} MiB > {args.max_agent_rss_mib} MiB")
+            failed_check = True
+        else:
+            failed_check = False
         # The agent really did its work: the server has its samples.
         token = open(os.path.join(tmp, "data", "admin.token")).read().strip()
         req = urllib.request.Request(server_url + "/api/v1/hosts",
                                      headers={"Authorization": "Bearer " + token})
         body = urllib.request.urlopen(req, timeout=2, context=ctx).read().decode()
-        print("\nserver sees bench-1:", "bench-1" in body)
+        seen = "bench-1" in body
+        print("\nserver sees bench-1:", seen)
+        if not seen:
+            print("FAIL: the server has no samples of the agent")
+            failed_check = True
     finally:
         for name, p in reversed(list(procs.items())):
             if p.poll() is None:
@@ -291,6 +307,8 @@ check process nginx-name matching "^nginx"
             except ProcessLookupError:
                 pass
         shutil.rmtree(tmp, ignore_errors=True)
+    if failed_check:
+        sys.exit(1)
 
 
 if __name__ == "__main__":

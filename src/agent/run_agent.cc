@@ -2,6 +2,8 @@
 
 #include "agent/run_agent.h"
 
+#include "agent/footprint.h"
+
 #include <fcntl.h>
 #include <signal.h>
 #include <unistd.h>
@@ -141,6 +143,7 @@ int RunAgentUntilSignal(const AgentConfig& config,
   sigaddset(&stop_signals, SIGINT);
   pthread_sigmask(SIG_BLOCK, &stop_signals, nullptr);  // before any thread exists
   ::signal(SIGPIPE, SIG_IGN);
+  UseOneMallocArena();
   auto built = BuildAgent(config, metrics_listen);
   if (!built) {
     LogError(built.error().message);
@@ -150,7 +153,14 @@ int RunAgentUntilSignal(const AgentConfig& config,
   LogInfo("medic-agent " + config.name + " reporting to " + config.server + " every " +
           std::to_string(config.interval.count()) + " ms");
   int sig = 0;
-  sigwait(&stop_signals, &sig);
+  // After start-up (enrolment, registration, the first checks and reports), only the code the
+  // agent keeps running stays resident.
+  const timespec settle{10, 0};
+  sig = ::sigtimedwait(&stop_signals, nullptr, &settle);
+  if (sig < 0) {
+    KeepOnlyExecutedCodeResident();
+    sigwait(&stop_signals, &sig);
+  }
   LogInfo(std::string("received ") + (sig == SIGINT ? "SIGINT" : "SIGTERM") + ", stopping");
   a.services->SetExitListener(nullptr);
   if (a.metrics_server) {

@@ -16,6 +16,7 @@
 
 #include "agent/config.h"
 #include "core/result.h"
+#include "core/units.h"  // ParseByteSize (config byte sizes)
 #include "host/chaos.h"
 #include "protocol/actions.h"
 
@@ -39,9 +40,6 @@ struct PolicyRules {
   uint64_t chaos_max_oom_bytes = host::kDefaultChaosMaxOomBytes;
 };
 
-// A byte size: "1073741824", "512MiB", "1GiB", "64KiB", "2G" (K/M/G/T and KiB/MiB/GiB/TiB are
-// powers of 1024; "B" optional). InvalidArgument otherwise.
-Result<uint64_t> ParseByteSize(std::string_view text);
 // "process_scope" values: "all", "cgroup".
 Result<ProcessScope> ParseProcessScope(std::string_view text);
 

@@ -150,10 +150,6 @@ Result<std::optional<bool>> OptionalBool(const Json& obj, std::string_view key) 
   return std::optional<bool>(it->get<bool>());
 }
 
-namespace {
-
-// The value as an int64 when it is an integer that fits; nullopt otherwise (a float, a string,
-// an unsigned above INT64_MAX, which would wrap to a negative number).
 std::optional<int64_t> AsInt64(const Json& v) {
   if (v.is_number_unsigned()) {
     const uint64_t u = v.get<uint64_t>();
@@ -167,8 +163,6 @@ std::optional<int64_t> AsInt64(const Json& v) {
   }
   return std::nullopt;
 }
-
-}  // namespace
 
 Result<std::optional<int64_t>> OptionalInt(const Json& obj, std::string_view key) {
   auto it = obj.find(key);

@@ -60,4 +60,8 @@ const Json& FieldOrNull(const Json& obj, std::string_view key);
 // arbitrary bytes and must never break a response.
 std::string DumpJson(const Json& j, int indent = -1);
 
+// The value as an int64 when it is an integer that fits; nullopt otherwise (a float, a string,
+// an unsigned above INT64_MAX, which would wrap to a negative number).
+std::optional<int64_t> AsInt64(const Json& v);
+
 }  // namespace medic

@@ -14,21 +14,6 @@ namespace {
 constexpr int64_t kMaxDurationDays = 11'574;
 constexpr int64_t kMaxChaosSeconds = 3'600;
 
-// An integer JSON value within int64 (an unsigned above INT64_MAX is not one).
-std::optional<int64_t> IntValue(const Json& v) {
-  if (v.is_number_unsigned()) {
-    const uint64_t u = v.get<uint64_t>();
-    if (u > static_cast<uint64_t>(std::numeric_limits<int64_t>::max())) {
-      return std::nullopt;
-    }
-    return static_cast<int64_t>(u);
-  }
-  if (v.is_number_integer()) {
-    return v.get<int64_t>();
-  }
-  return std::nullopt;
-}
-
 bool HasControlChars(std::string_view s) {
   for (unsigned char c : s) {
     if (c < 0x20 || c == 0x7f) {
@@ -156,7 +141,7 @@ Status CheckParam(const ParamSpec& spec, const Json& v) {
   switch (spec.kind) {
     case ParamKind::kPid:
     case ParamKind::kCount: {
-      const std::optional<int64_t> n = IntValue(v);
+      const std::optional<int64_t> n = AsInt64(v);
       if (!v.is_number_integer()) {
         return InvalidArgument("parameter '" + spec.name + "' must be an integer");
       }
@@ -185,7 +170,7 @@ Status CheckParam(const ParamSpec& spec, const Json& v) {
         return InvalidArgument("parameter '" + spec.name +
                                "' must be a duration like \"600s\" or whole seconds");
       }
-      const std::optional<int64_t> n = IntValue(v);
+      const std::optional<int64_t> n = AsInt64(v);
       if (!n || *n < 1 || *n > kMaxChaosSeconds) {
         return InvalidArgument("parameter '" + spec.name + "' must be from 1 to " +
                                std::to_string(kMaxChaosSeconds) + " seconds");

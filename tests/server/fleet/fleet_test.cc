@@ -74,7 +74,7 @@ class FleetTest : public ::testing::Test {
 };
 
 TEST_F(FleetTest, RegisterKeepsTheHostInMemoryAndInTheStoreAndAnnouncesIt) {
-  const protocol::RegisterResponse out = fleet_.Register(Web1());
+  const protocol::RegisterResponse out = fleet_.Register(Web1()).value();
 
   EXPECT_EQ(out.interval_ms, 2000);
   auto view = hosts_.Get("web-1", clock_.Now());
@@ -97,7 +97,7 @@ TEST_F(FleetTest, AReportOfAHostThatNeverRegisteredIsNotFound) {
 }
 
 TEST_F(FleetTest, EveryTransitionOfAReportIsPublishedAndHandedToTheIncidents) {
-  fleet_.Register(Web1());
+  ASSERT_TRUE(fleet_.Register(Web1()).has_value());
   frames_.clear();
 
   ASSERT_TRUE(fleet_.Report(DiskReport(97)).has_value());
@@ -111,7 +111,7 @@ TEST_F(FleetTest, EveryTransitionOfAReportIsPublishedAndHandedToTheIncidents) {
 }
 
 TEST_F(FleetTest, TargetGroupHealthIsKeptInTheHostsHistoryNotInItsMetrics) {
-  fleet_.Register(Web1());
+  ASSERT_TRUE(fleet_.Register(Web1()).has_value());
   // The agent's check named like the group, failing then passing; then a probe's feed.
   for (bool healthy : {false, true}) {
     protocol::Report r;
@@ -173,7 +173,7 @@ TEST_F(FleetTest, RestoreLeavesOutARecordThatDoesNotMatchItsName) {
 }
 
 TEST_F(FleetTest, RemoveForgetsTheHostEverywhereAndAnnouncesIt) {
-  fleet_.Register(Web1());
+  ASSERT_TRUE(fleet_.Register(Web1()).has_value());
   ASSERT_TRUE(fleet_.Report(DiskReport(97)).has_value());
 
   ASSERT_TRUE(fleet_.Remove("web-1").has_value());

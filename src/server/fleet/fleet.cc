@@ -25,6 +25,14 @@ Status Fleet::Restore() {
                (facts ? "name mismatch" : facts.error().ToString()));
       continue;
     }
+    if (auto over = CheckRegistration(*facts, d_.limits)) {
+      // Kept by a server without the limits: the host stays, its oversized facts do not.
+      LogWarn("stored host " + rec.name + " has facts over the limits (" + over->error.message +
+              "); its services, hostname and version are left out until it registers again");
+      facts->services.clear();
+      facts->hostname.clear();
+      facts->version.clear();
+    }
     d_.hosts.Restore(*facts, rec.registered_at, rec.last_seen);
     d_.target_groups.Register(rec.name, facts->targets, d_.clock.Now());
     d_.alarms.Expect(rec.name, "heartbeat", d_.clock.Now());

@@ -52,7 +52,9 @@ class Fleet {
   // At start, before incidents resume (their commands go to these hosts): the hosts of the
   // store come back with their facts, last-seen time and target memberships, and each is
   // expected to report (one that never does raises Host-Unreachable). A record that does not
-  // parse is logged and left out. Errors are the store's.
+  // parse is logged and left out; one whose facts are over the limits (stored by a server
+  // without them) comes back without its services, hostname and version. Errors are the
+  // store's.
   Status Restore();
 
   // An agent announces its host (first time or again): the facts are kept in memory and in the

@@ -49,9 +49,10 @@ struct FleetLimits {
   size_t services_per_host = 128;
 };
 
-// The longest registration `hostname` and `version` (bytes; longer: 400).
-inline constexpr size_t kMaxHostnameBytes = 255;
-inline constexpr size_t kMaxVersionBytes = 64;
+// The longest registration `hostname` and `version` (bytes; longer: 400). Text shown to
+// operators, not names: 1 KiB leaves room for what a dashboard test shows hostile.
+inline constexpr size_t kMaxHostnameBytes = 1024;
+inline constexpr size_t kMaxVersionBytes = 1024;
 // A check's `detail` is informational: the server keeps its first 1 KiB.
 inline constexpr size_t kMaxCheckDetailBytes = 1024;
 

@@ -159,6 +159,20 @@ TEST_F(FleetTest, AKnownHostThatNeverReportsAfterARestartRaisesHostUnreachable) 
   EXPECT_EQ(EventNames().back(), "alarm");
 }
 
+// Issue 12: facts a server without limits kept (a 0.9 MB services list) do not come back.
+TEST_F(FleetTest, RestoreLeavesOutFactsOverTheLimits) {
+  protocol::RegisterRequest big = Web1();
+  big.services.assign(FleetLimits{}.services_per_host + 1, "svc");
+  ASSERT_TRUE(store_->PutHost({"web-1", protocol::ToJson(big), clock_.Now(), clock_.Now()})
+                  .has_value());
+  ASSERT_TRUE(fleet_.Restore().has_value());
+  auto view = hosts_.Get("web-1", clock_.Now());
+  ASSERT_TRUE(view.has_value());
+  EXPECT_TRUE(view->facts.services.empty());
+  EXPECT_EQ(view->facts.log_dir, "/srv/log") << "the rest stays";
+  EXPECT_EQ(Members("web"), 1u);
+}
+
 TEST_F(FleetTest, RestoreLeavesOutARecordThatDoesNotMatchItsName) {
   ASSERT_TRUE(
       store_->PutHost({"web-1", protocol::ToJson(Web1()), clock_.Now(), clock_.Now()}).has_value());

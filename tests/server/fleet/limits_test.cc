@@ -118,11 +118,11 @@ TEST(LimitsTest, CheckRegistration) {
        {LimitReason::kServiceName, ErrorCode::kInvalidArgument, "invalid service name 'ng inx'"}},
       {"a service name too long", with({std::string(65, 's')}),
        {LimitReason::kServiceName, ErrorCode::kInvalidArgument, "invalid service name"}},
-      {"the longest hostname", with({}, std::string(255, 'h')), {}},
-      {"a hostname too long", with({}, std::string(256, 'h')),
+      {"the longest hostname", with({}, std::string(1024, 'h')), {}},
+      {"a hostname too long", with({}, std::string(1025, 'h')),
        {LimitReason::kFact, ErrorCode::kInvalidArgument, "'hostname'"}},
-      {"the longest version", with({}, "h", std::string(64, 'v')), {}},
-      {"a version too long", with({}, "h", std::string(65, 'v')),
+      {"the longest version", with({}, "h", std::string(1024, 'v')), {}},
+      {"a version too long", with({}, "h", std::string(1025, 'v')),
        {LimitReason::kFact, ErrorCode::kInvalidArgument, "'version'"}},
   };
   for (const Case& c : kCases) {

@@ -102,22 +102,28 @@ class HostLimitsTest : public ::testing::Test {
     req.body = body;
     req.timeout = Millis(20'000);
     auto r = client_->Do(req);
-    EXPECT_TRUE(r.has_value()) << method << " " << path << ": "
-                               << (r ? "" : r.error().ToString());
+    EXPECT_TRUE(r.has_value()) << method << " " << path << ": " << (r ? "" : r.error().ToString());
     return r ? std::make_pair(r->status, r->body) : std::make_pair(0, std::string());
   }
   test::CallFn Caller() {
     return [this](const std::string& method, const std::string& path, const std::string& token,
                   const std::string& body) { return Call(method, path, token, body); };
   }
-  std::string Enroll(const std::string& host) {
-    return test::EnrollHost(Caller(), admin_, host);
-  }
+  std::string Enroll(const std::string& host) { return test::EnrollHost(Caller(), admin_, host); }
   static std::string Registration(const std::string& host) {
-    return DumpJson(Json{{"name", host}, {"hostname", host}, {"version", "test"},
-                         {"services", {"nginx"}}});
+    return DumpJson(
+        Json{{"name", host}, {"hostname", host}, {"version", "test"}, {"services", {"nginx"}}});
   }
-  long Rss() const { return RssKib(server_->pid()); }
+  // The server's VmRSS now, in KiB; the largest seen is recorded in the test's XML output
+  // (`max_server_vmrss_kib`), for the record of what a flood costs.
+  long Rss() {
+    const long rss = RssKib(server_->pid());
+    if (rss > max_rss_) {
+      max_rss_ = rss;
+      RecordProperty("max_server_vmrss_kib", std::to_string(rss));
+    }
+    return rss;
+  }
   std::string Metrics() { return Call("GET", "/metrics", admin_).second; }
   std::string Log() const { return ReadFileTail(dir_.File("server.log"), 2000).value_or(""); }
 
@@ -125,6 +131,7 @@ class HostLimitsTest : public ::testing::Test {
   std::unique_ptr<HttpClient> client_ = NewCurlHttpClient();
   std::unique_ptr<test::Subprocess> server_;
   std::string url_, admin_;
+  long max_rss_ = 0;
 };
 
 // One report of one sample carrying `count` new metric names (21 bytes each on the wire).
@@ -158,9 +165,9 @@ TEST_F(HostLimitsTest, AMetricNameFloodKeepsTheServerUnder100MiB) {
     auto [status, answer] = Call("POST", "/agent/v1/report", credential, body);
     refused += status == 413 && answer.find("limits.metric_names_per_report") != std::string::npos;
     last_answer = answer;
-    ASSERT_LT(Rss(), kRssBoundKib) << "after report " << round + 1 << " of 40,000 new names ("
-                                   << refused << " refused so far; the last answer: "
-                                   << last_answer << ")";
+    ASSERT_LT(Rss(), kRssBoundKib)
+        << "after report " << round + 1 << " of 40,000 new names (" << refused
+        << " refused so far; the last answer: " << last_answer << ")";
   }
   EXPECT_EQ(refused, 20) << last_answer;
   // Forty reports of 1,000 new names each (under the per-report limit): the host keeps its
@@ -218,8 +225,9 @@ TEST_F(HostLimitsTest, AFactsFloodKeepsTheServerUnder100MiB) {
   }
   EXPECT_EQ(refused, 60) << last_answer;
   // A ~0.9 MB hostname: refused too.
-  auto [status, answer] = Call("POST", "/agent/v1/register", credential,
-                               DumpJson(Json{{"name", host}, {"hostname", std::string(900'000, 'h')}}));
+  auto [status, answer] =
+      Call("POST", "/agent/v1/register", credential,
+           DumpJson(Json{{"name", host}, {"hostname", std::string(900'000, 'h')}}));
   EXPECT_EQ(status, 400) << answer;
   EXPECT_NE(answer.find("hostname"), std::string::npos) << answer;
 
@@ -245,8 +253,8 @@ TEST_F(HostLimitsTest, AHostsFloodStopsAtTheConfiguredLimit) {
   }
   // The 51st host cannot enrol: a clear 413 naming the limit.
   const std::string code = test::MakeEnrollCode(Caller(), admin_, "fleet-50");
-  auto [status, answer] = Call("POST", "/agent/v1/enroll", "",
-                               DumpJson(Json{{"name", "fleet-50"}, {"code", code}}));
+  auto [status, answer] =
+      Call("POST", "/agent/v1/enroll", "", DumpJson(Json{{"name", "fleet-50"}, {"code", code}}));
   EXPECT_EQ(status, 413) << answer;
   EXPECT_NE(answer.find("limits.hosts"), std::string::npos) << answer;
   EXPECT_LT(Rss(), kRssBoundKib);
@@ -266,8 +274,7 @@ TEST_F(HostLimitsTest, AHostsFloodStopsAtTheConfiguredLimit) {
   ASSERT_EQ(listed_status, 200);
   EXPECT_EQ(ParseJsonObject(hosts).value()["hosts"].size(), 50u);
   const std::string metrics = Metrics();
-  EXPECT_NE(metrics.find("medic_rejected_enrolments_total{reason=\"hosts\"} 1"),
-            std::string::npos)
+  EXPECT_NE(metrics.find("medic_rejected_enrolments_total{reason=\"hosts\"} 1"), std::string::npos)
       << metrics;
   EXPECT_NE(metrics.find("medic_rejected_registrations_total{reason=\"hosts\"} 1"),
             std::string::npos)
@@ -278,11 +285,10 @@ TEST_F(HostLimitsTest, AHostsFloodStopsAtTheConfiguredLimit) {
 TEST_F(HostLimitsTest, AnAgentCannotCreateATargetGroup) {
   ASSERT_NO_FATAL_FAILURE(StartServer("log_level: warn\n"));
   const std::string credential = Enroll("web-1");
-  const std::string body = DumpJson(
-      Json{{"name", "web-1"},
-           {"targets",
-            {{{"group", "made-up"}, {"url", "http://127.0.0.1:9/"}},
-             {{"group", "web"}, {"url", "http://127.0.0.1:9/"}}}}});
+  const std::string body = DumpJson(Json{{"name", "web-1"},
+                                         {"targets",
+                                          {{{"group", "made-up"}, {"url", "http://127.0.0.1:9/"}},
+                                           {{"group", "web"}, {"url", "http://127.0.0.1:9/"}}}}});
   auto [status, answer] = Call("POST", "/agent/v1/register", credential, body);
   ASSERT_EQ(status, 200) << answer;
   auto [listed_status, listed] = Call("GET", "/api/v1/target-groups", admin_);

@@ -11,9 +11,18 @@ namespace medic::server {
 namespace {
 
 constexpr std::string_view kReasonNames[kLimitReasonCount] = {
-    "metric_name",     "metric_names_per_report", "samples_per_report",   "check_name",
-    "checks_per_report", "service_name",          "services_per_host",    "fact",
-    "hosts",           "metrics_per_host",        "checks_per_host",      "unknown_target_group",
+    "metric_name",
+    "metric_names_per_report",
+    "samples_per_report",
+    "check_name",
+    "checks_per_report",
+    "service_name",
+    "services_per_host",
+    "fact",
+    "hosts",
+    "metrics_per_host",
+    "checks_per_host",
+    "unknown_target_group",
 };
 
 // A name as it may appear in an error: at most 80 bytes, control characters as '?'.
@@ -29,9 +38,9 @@ std::string Shown(std::string_view name) {
 }
 
 LimitViolation TooMany(LimitReason reason, const std::string& what, size_t n, size_t limit) {
-  return {reason, ResourceExhausted(what + ": " + std::to_string(n) + " (at most " +
-                                    std::to_string(limit) + ", limits." +
-                                    std::string(LimitReasonName(reason)) + ")")};
+  return {reason,
+          ResourceExhausted(what + ": " + std::to_string(n) + " (at most " + std::to_string(limit) +
+                            ", limits." + std::string(LimitReasonName(reason)) + ")")};
 }
 
 }  // namespace
@@ -162,8 +171,7 @@ std::string LimitMetricsText(const LimitCounters& counters, uint64_t hosts_refus
   family("medic_rejected_reports_total",
          "Agent reports refused whole by a limit (docs/PROTOCOL.md \"Limits\").",
          {LimitReason::kMetricName, LimitReason::kMetricNamesPerReport,
-          LimitReason::kSamplesPerReport, LimitReason::kCheckName,
-          LimitReason::kChecksPerReport});
+          LimitReason::kSamplesPerReport, LimitReason::kCheckName, LimitReason::kChecksPerReport});
   family("medic_rejected_registrations_total", "Agent registrations refused by a limit.",
          {LimitReason::kServiceName, LimitReason::kServicesPerHost, LimitReason::kFact,
           LimitReason::kHosts});
@@ -171,14 +179,16 @@ std::string LimitMetricsText(const LimitCounters& counters, uint64_t hosts_refus
          "New metric or check names dropped from accepted reports: the host has as many as "
          "it may keep.",
          {LimitReason::kMetricsPerHost, LimitReason::kChecksPerHost});
-  text += "# HELP medic_rejected_enrolments_total Enrolments refused by a limit.\n"
-          "# TYPE medic_rejected_enrolments_total counter\n"
-          "medic_rejected_enrolments_total{reason=\"hosts\"} " +
-          std::to_string(hosts_refused_at_enrolment) + "\n";
-  text += "# HELP medic_ignored_targets_total Registered targets ignored: their target group is "
-          "not in the server's config.\n# TYPE medic_ignored_targets_total counter\n"
-          "medic_ignored_targets_total " +
-          std::to_string(counters.Get(LimitReason::kUnknownTargetGroup)) + "\n";
+  text +=
+      "# HELP medic_rejected_enrolments_total Enrolments refused by a limit.\n"
+      "# TYPE medic_rejected_enrolments_total counter\n"
+      "medic_rejected_enrolments_total{reason=\"hosts\"} " +
+      std::to_string(hosts_refused_at_enrolment) + "\n";
+  text +=
+      "# HELP medic_ignored_targets_total Registered targets ignored: their target group is "
+      "not in the server's config.\n# TYPE medic_ignored_targets_total counter\n"
+      "medic_ignored_targets_total " +
+      std::to_string(counters.Get(LimitReason::kUnknownTargetGroup)) + "\n";
   return text;
 }
 

@@ -50,27 +50,36 @@ TEST(LimitsTest, CheckReport) {
     Want want;
   };
   const Case kCases[] = {
-      {"the agent's own", ReportWith({{{"disk_used_percent", 1}, {"disk_used_percent{mount=\"/var\"}", 2}}}, {"web"}), {}},
+      {"the agent's own",
+       ReportWith({{{"disk_used_percent", 1}, {"disk_used_percent{mount=\"/var\"}", 2}}}, {"web"}),
+       {}},
       {"exactly 4 names over 2 samples",
-       ReportWith({{{"a", 1}, {"b", 1}}, {{"c", 1}, {"d", 1}, {"a", 2}}}), {}},
-      {"a 5th name", ReportWith({{{"a", 1}, {"b", 1}}, {{"c", 1}, {"d", 1}, {"e", 2}}}),
+       ReportWith({{{"a", 1}, {"b", 1}}, {{"c", 1}, {"d", 1}, {"a", 2}}}),
+       {}},
+      {"a 5th name",
+       ReportWith({{{"a", 1}, {"b", 1}}, {{"c", 1}, {"d", 1}, {"e", 2}}}),
        {LimitReason::kMetricNamesPerReport, ErrorCode::kResourceExhausted,
         "limits.metric_names_per_report"}},
-      {"3 samples", ReportWith({{{"a", 1}}, {{"a", 1}}, {{"a", 1}}}),
+      {"3 samples",
+       ReportWith({{{"a", 1}}, {{"a", 1}}, {{"a", 1}}}),
        {LimitReason::kSamplesPerReport, ErrorCode::kResourceExhausted,
         "limits.samples_per_report"}},
       {"exactly 3 checks", ReportWith({}, {"web", "web", "db"}), {}},
-      {"4 checks", ReportWith({}, {"a", "b", "c", "d"}),
-       {LimitReason::kChecksPerReport, ErrorCode::kResourceExhausted,
-        "limits.checks_per_report"}},
-      {"a bad character", ReportWith({{{"ok", 1}, {"bad name", 1}}}),
+      {"4 checks",
+       ReportWith({}, {"a", "b", "c", "d"}),
+       {LimitReason::kChecksPerReport, ErrorCode::kResourceExhausted, "limits.checks_per_report"}},
+      {"a bad character",
+       ReportWith({{{"ok", 1}, {"bad name", 1}}}),
        {LimitReason::kMetricName, ErrorCode::kInvalidArgument, "invalid metric name 'bad name'"}},
-      {"too long", ReportWith({{{std::string(257, 'm'), 1}}}),
+      {"too long",
+       ReportWith({{{std::string(257, 'm'), 1}}}),
        {LimitReason::kMetricName, ErrorCode::kInvalidArgument, "256"}},
       {"the longest", ReportWith({{{std::string(256, 'm'), 1}}}), {}},
-      {"a bad check name", ReportWith({}, {"web/1"}),
+      {"a bad check name",
+       ReportWith({}, {"web/1"}),
        {LimitReason::kCheckName, ErrorCode::kInvalidArgument, "invalid check name 'web/1'"}},
-      {"a check name too long", ReportWith({}, {std::string(65, 'c')}),
+      {"a check name too long",
+       ReportWith({}, {std::string(65, 'c')}),
        {LimitReason::kCheckName, ErrorCode::kInvalidArgument, "invalid check name"}},
   };
   for (const Case& c : kCases) {
@@ -112,17 +121,22 @@ TEST(LimitsTest, CheckRegistration) {
   const Case kCases[] = {
       {"none", with({}), {}},
       {"exactly 2 services", with({"nginx", "getty@tty1"}), {}},
-      {"3 services", with({"a", "b", "c"}),
+      {"3 services",
+       with({"a", "b", "c"}),
        {LimitReason::kServicesPerHost, ErrorCode::kResourceExhausted, "limits.services_per_host"}},
-      {"a bad service", with({"ng inx"}),
+      {"a bad service",
+       with({"ng inx"}),
        {LimitReason::kServiceName, ErrorCode::kInvalidArgument, "invalid service name 'ng inx'"}},
-      {"a service name too long", with({std::string(65, 's')}),
+      {"a service name too long",
+       with({std::string(65, 's')}),
        {LimitReason::kServiceName, ErrorCode::kInvalidArgument, "invalid service name"}},
       {"the longest hostname", with({}, std::string(1024, 'h')), {}},
-      {"a hostname too long", with({}, std::string(1025, 'h')),
+      {"a hostname too long",
+       with({}, std::string(1025, 'h')),
        {LimitReason::kFact, ErrorCode::kInvalidArgument, "'hostname'"}},
       {"the longest version", with({}, "h", std::string(1024, 'v')), {}},
-      {"a version too long", with({}, "h", std::string(1025, 'v')),
+      {"a version too long",
+       with({}, "h", std::string(1025, 'v')),
        {LimitReason::kFact, ErrorCode::kInvalidArgument, "'version'"}},
   };
   for (const Case& c : kCases) {
@@ -172,9 +186,9 @@ TEST(LimitsTest, ParseLimitsYaml) {
 
 TEST(LimitsTest, DefaultsAllowTenThousandHostsAndTheRealAgent) {
   const FleetLimits d;
-  EXPECT_GE(d.hosts, 10'000u);  // issue 13
-  EXPECT_GE(d.samples_per_report, 300u);        // the agent's catch-up batch
-  EXPECT_GE(d.checks_per_report, 100u + 64u);   // 100 pending changes and every check
+  EXPECT_GE(d.hosts, 10'000u);                 // issue 13
+  EXPECT_GE(d.samples_per_report, 300u);       // the agent's catch-up batch
+  EXPECT_GE(d.checks_per_report, 100u + 64u);  // 100 pending changes and every check
 }
 
 protocol::RegisterRequest Named(const std::string& name) {
@@ -207,8 +221,8 @@ TEST(LimitsTest, AHostKeepsItsKnownNamesAndNewOnesPastItsLimitAreDropped) {
   EXPECT_EQ(dropped->metric_names, 0u);
   EXPECT_EQ(dropped->check_names, 0u);
   // Known names update; new ones are dropped (counted once each) and left out of the report.
-  protocol::Report second = ReportWith({{{"a", 5}, {"d", 1}}, {{"d", 2}, {"e", 1}, {"c", 6}}},
-                                       {"web", "new-check"});
+  protocol::Report second =
+      ReportWith({{{"a", 5}, {"d", 1}}, {{"d", 2}, {"e", 1}, {"c", 6}}}, {"web", "new-check"});
   dropped = hosts.ApplyReport(second, kT0 + Millis(1000));
   ASSERT_TRUE(dropped.has_value());
   EXPECT_EQ(dropped->metric_names, 2u);  // d, e

@@ -24,12 +24,12 @@ class HostLimitsHttpTest : public test::ServerFixture {
 };
 
 TEST_F(HostLimitsHttpTest, AnAgentNamingAnUnknownTargetGroupCreatesNoGroup) {
-  const std::string body = DumpJson(Json{
-      {"name", "web-1"},
-      {"targets",
-       {{{"group", "evil-1"}, {"url", "http://127.0.0.1:9/"}},
-        {{"group", "web"}, {"url", "http://127.0.0.1:9/"}},
-        {{"group", "evil-2"}, {"url", "http://127.0.0.1:9/"}}}}});
+  const std::string body =
+      DumpJson(Json{{"name", "web-1"},
+                    {"targets",
+                     {{{"group", "evil-1"}, {"url", "http://127.0.0.1:9/"}},
+                      {{"group", "web"}, {"url", "http://127.0.0.1:9/"}},
+                      {{"group", "evil-2"}, {"url", "http://127.0.0.1:9/"}}}}});
   HttpResponse r = Call("POST", "/agent/v1/register", agent_, body);
   ASSERT_EQ(r.status, 200) << r.body;
   EXPECT_EQ(JsonOf(r)["ignored_target_groups"], Json({"evil-1", "evil-2"}));

@@ -1,5 +1,6 @@
 #include "agent/reporter.h"
 
+#include "core/display.h"
 #include "core/log.h"
 
 namespace medic::agent {
@@ -26,6 +27,19 @@ void SampleBuffer::PopFront(size_t n) {
   }
 }
 
+std::vector<std::string> DropInvalidMetricNames(host::Metrics& metrics) {
+  std::vector<std::string> dropped;
+  for (auto it = metrics.begin(); it != metrics.end();) {
+    if (protocol::IsValidMetricName(it->first)) {
+      ++it;
+    } else {
+      dropped.push_back(it->first);
+      it = metrics.erase(it);
+    }
+  }
+  return dropped;
+}
+
 Reporter::Reporter(ReporterOptions options, const ServerApi& api, Registration& registration,
                    host::MetricsSource& metrics, CheckStates& checks, Clock& clock)
     : options_(std::move(options)),
@@ -47,6 +61,12 @@ SteadyTime Reporter::RunOnce(HttpClient& http, SteadyTime now) {
     protocol::MetricSample sample;
     sample.t = clock_.Now();
     sample.metrics = metrics_.Collect();
+    if (auto dropped = DropInvalidMetricNames(sample.metrics);
+        !dropped.empty() && !warned_invalid_names_) {
+      warned_invalid_names_ = true;
+      LogWarn("not reporting metric '" + SanitizeForLogLine(dropped.front().substr(0, 300)) + "'" +
+              " (and any other name the server would refuse: docs/PROTOCOL.md \"Limits\")");
+    }
     buffer_.Push(std::move(sample));
     if (buffer_.dropped() > 0) {
       buffer_.back().metrics["agent_dropped_samples"] = static_cast<double>(buffer_.dropped());

@@ -39,6 +39,11 @@ class SampleBuffer {
   uint64_t dropped_ = 0;
 };
 
+// Removes the metrics whose names the server would refuse (protocol::IsValidMetricName: a mount
+// point with control characters, or one so long that its name passes 256 bytes), so that one
+// such name does not get every report refused. Returns the names removed.
+std::vector<std::string> DropInvalidMetricNames(host::Metrics& metrics);
+
 struct ReporterOptions {
   std::string host;
   Millis interval{1'000};
@@ -77,6 +82,7 @@ class Reporter {
   std::atomic<bool> requested_{false};
   bool started_ = false;
   bool flush_ = false;  // send on the next RunOnce even without a new sample
+  bool warned_invalid_names_ = false;
   int send_failures_ = 0;
   SteadyTime next_send_{};  // after a failed send, not before this (backoff)
   std::mt19937 rng_{std::random_device{}()};

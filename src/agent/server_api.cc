@@ -325,6 +325,10 @@ Status Registration::Attempt(HttpClient& http, SteadyTime now) {
       return resp.error();
     }
     LogInfo("registered with the server as " + request_.name);
+    for (const auto& group : resp->ignored_target_groups) {
+      LogWarn("the server has no target group '" + group +
+              "' (its config decides which exist): that target is not checked");
+    }
     registered_ = true;
     failures_ = 0;
     listener = listener_;

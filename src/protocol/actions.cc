@@ -6,6 +6,7 @@
 #include <optional>
 
 #include "core/clock.h"
+#include "protocol/wire.h"
 
 namespace medic::protocol {
 
@@ -46,15 +47,8 @@ Status CheckString(const ParamSpec& spec, const Json& v) {
   }
   switch (spec.kind) {
     case ParamKind::kServiceName:
-      if (s.size() > 64 || s[0] == '-' || s[0] == '.') {
+      if (!IsValidServiceName(s)) {
         return bad("is not a service name");
-      }
-      for (char c : s) {
-        const bool ok = (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') ||
-                        (c >= '0' && c <= '9') || c == '@' || c == '.' || c == '_' || c == '-';
-        if (!ok) {
-          return bad("is not a service name");
-        }
       }
       return OkStatus();
     case ParamKind::kAbsPath: {

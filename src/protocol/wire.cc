@@ -74,6 +74,88 @@ bool IsValidHostName(std::string_view name) {
   return true;
 }
 
+bool IsValidServiceName(std::string_view name) {
+  if (name.empty() || name.size() > 64 || name[0] == '.' || name[0] == '-') {
+    return false;
+  }
+  for (char c : name) {
+    const bool ok = (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
+                    c == '@' || c == '.' || c == '_' || c == '-';
+    if (!ok) {
+      return false;
+    }
+  }
+  return true;
+}
+
+namespace {
+
+bool IsNameStart(char c) { return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || c == '_'; }
+bool IsDigit(char c) { return c >= '0' && c <= '9'; }
+
+}  // namespace
+
+bool IsValidMetricName(std::string_view name) {
+  if (name.empty() || name.size() > kMaxMetricNameBytes) {
+    return false;
+  }
+  size_t i = 0;
+  if (!IsNameStart(name[0]) && name[0] != ':') {
+    return false;
+  }
+  for (; i < name.size() && name[i] != '{'; ++i) {
+    const char c = name[i];
+    if (!IsNameStart(c) && !IsDigit(c) && c != ':' && c != '.' && c != '-') {
+      return false;
+    }
+  }
+  if (i == name.size()) {
+    return true;
+  }
+  // Labels: {key="value"(,key="value")*}
+  if (name.back() != '}') {
+    return false;
+  }
+  const size_t end = name.size() - 1;
+  ++i;  // past '{'
+  if (i == end) {
+    return false;  // "{}"
+  }
+  while (i < end) {
+    const size_t key_start = i;
+    while (i < end && (IsNameStart(name[i]) || (i > key_start && IsDigit(name[i])))) {
+      ++i;
+    }
+    if (i == key_start || i + 1 >= end || name[i] != '=' || name[i + 1] != '"') {
+      return false;
+    }
+    i += 2;
+    for (; i < end && name[i] != '"'; ++i) {
+      const unsigned char c = static_cast<unsigned char>(name[i]);
+      if (c < 0x20 || c == 0x7f) {
+        return false;
+      }
+      if (c == '\\') {
+        if (i + 1 >= end || (name[i + 1] != '"' && name[i + 1] != '\\')) {
+          return false;
+        }
+        ++i;
+      }
+    }
+    if (i >= end) {
+      return false;  // unterminated value
+    }
+    ++i;  // past the closing '"'
+    if (i < end) {
+      if (name[i] != ',' || i + 1 == end) {
+        return false;
+      }
+      ++i;
+    }
+  }
+  return true;
+}
+
 Json ToJson(const RegisterRequest& r) {
   Json j{{"name", r.name},
               {"hostname", r.hostname},
@@ -139,7 +221,13 @@ Result<RegisterRequest> RegisterRequestFromJson(const Json& j) {
   return r;
 }
 
-Json ToJson(const RegisterResponse& r) { return Json{{"interval_ms", r.interval_ms}}; }
+Json ToJson(const RegisterResponse& r) {
+  Json j{{"interval_ms", r.interval_ms}};
+  if (!r.ignored_target_groups.empty()) {
+    j["ignored_target_groups"] = r.ignored_target_groups;
+  }
+  return j;
+}
 
 Result<RegisterResponse> RegisterResponseFromJson(const Json& j) {
   RETURN_IF_ERROR(RequireObject(j, "register response"));
@@ -147,6 +235,17 @@ Result<RegisterResponse> RegisterResponseFromJson(const Json& j) {
   ASSIGN_OR_RETURN(r.interval_ms, IntOr(j, "interval_ms", 1000));
   if (r.interval_ms < 100 || r.interval_ms > 3'600'000) {
     return InvalidArgument("interval_ms must be between 100 and 3600000");
+  }
+  if (auto it = j.find("ignored_target_groups"); it != j.end()) {
+    if (!it->is_array() || it->size() > 32) {
+      return InvalidArgument("field 'ignored_target_groups' must be a list of at most 32 names");
+    }
+    for (const auto& g : *it) {
+      if (!g.is_string() || !IsValidHostName(g.get<std::string>())) {
+        return InvalidArgument("field 'ignored_target_groups' must hold target group names");
+      }
+      r.ignored_target_groups.push_back(g.get<std::string>());
+    }
   }
   return r;
 }

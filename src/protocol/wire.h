@@ -42,6 +42,9 @@ struct RegisterRequest {
 
 struct RegisterResponse {
   int64_t interval_ms = 1000;
+  // Target groups of the request that the server does not have (its config decides which
+  // exist): those targets are ignored. Left out of the JSON when empty.
+  std::vector<std::string> ignored_target_groups;
 };
 
 struct MetricSample {
@@ -114,8 +117,22 @@ struct CommandResult {
   bool Succeeded() const { return ran && !timed_out && signal == 0 && exit_code == 0; }
 };
 
-// Host names: 1..64 of [A-Za-z0-9._-], not starting with '.' or '-'.
+// Host names: 1..64 of [A-Za-z0-9._-], not starting with '.' or '-'. Health-check and target
+// group names follow the same rule.
 bool IsValidHostName(std::string_view name);
+
+// Service names: 1..64 of [A-Za-z0-9@._-], not starting with '.' or '-' (the `service` of the
+// service.* actions, and the services a host registers).
+bool IsValidServiceName(std::string_view name);
+
+// The longest metric name, labels included, a report may carry.
+inline constexpr size_t kMaxMetricNameBytes = 256;
+
+// Metric names (docs/PROTOCOL.md, "Limits"): 1..kMaxMetricNameBytes bytes; a name of
+// [A-Za-z_:][A-Za-z0-9_.:-]*, optionally followed by labels `{key="value",...}` with keys of
+// [A-Za-z_][A-Za-z0-9_]* and values of any characters but control characters, `"` and `\`
+// escaped with `\` (the agent's `disk_used_percent{mount="/var/log"}`).
+bool IsValidMetricName(std::string_view name);
 
 Json ToJson(const RegisterRequest& r);
 Result<RegisterRequest> RegisterRequestFromJson(const Json& j);

@@ -280,5 +280,19 @@ TEST(BackoffDelay, DoublesWithJitterUpToCap) {
   EXPECT_EQ(BackoffDelay(1000, Millis(100), Millis(5000), 1.0), Millis(5000));
 }
 
+// A name the server would refuse (issue 12, docs/PROTOCOL.md "Limits") is left out of the
+// sample, so that one odd mount point does not get every report refused.
+TEST(DropInvalidMetricNamesTest, KeepsWhatTheServerAcceptsOnly) {
+  const std::string long_mount(300, 'm');
+  host::Metrics m = {{"disk_used_percent", 1},
+                     {"disk_used_percent{mount=\"/var/log\"}", 2},
+                     {"disk_used_percent{mount=\"/mnt/tab\there\"}", 3},
+                     {"disk_used_percent{mount=\"/" + long_mount + "\"}", 4}};
+  const auto dropped = DropInvalidMetricNames(m);
+  EXPECT_EQ(dropped.size(), 2u);
+  EXPECT_EQ(m, (host::Metrics{{"disk_used_percent", 1},
+                              {"disk_used_percent{mount=\"/var/log\"}", 2}}));
+}
+
 }  // namespace
 }  // namespace medic::agent

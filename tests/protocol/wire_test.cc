@@ -268,6 +268,93 @@ TEST(WireTest, IsValidHostName) {
   }
 }
 
+// Metric names a report may carry (issue 12): the agent's own, with and without labels, are
+// accepted up to the length limit exactly; anything else is not.
+TEST(WireTest, IsValidMetricName) {
+  struct Case {
+    std::string name;
+    bool want;
+  };
+  const std::string longest_plain(kMaxMetricNameBytes, 'm');
+  const std::string label_prefix = "disk_used_percent{mount=\"";
+  const std::string longest_labelled =
+      label_prefix + std::string(kMaxMetricNameBytes - label_prefix.size() - 2, 'v') + "\"}";
+  ASSERT_EQ(longest_labelled.size(), kMaxMetricNameBytes);
+  const Case kCases[] = {
+      {"disk_used_percent", true},
+      {"mem_used_percent", true},
+      {"load1", true},
+      {"agent_dropped_samples", true},
+      {"unhealthy:web", true},
+      {":colon_first", true},
+      {"_under", true},
+      {"app.requests-total", true},
+      {"disk_used_percent{mount=\"/var/log\"}", true},
+      {"disk_used_percent{mount=\"/\"}", true},
+      {"x{a=\"1\",b=\"two words\"}", true},
+      {"x{mount=\"/mnt/q\\\"uote\\\\\"}", true},  // escaped " and \ in the value
+      {"x{mount=\"/mnt/données\"}", true},            // UTF-8 in a label value
+      {longest_plain, true},
+      {longest_labelled, true},
+      {"", false},
+      {longest_plain + "m", false},
+      {longest_labelled.substr(0, label_prefix.size()) + "v" + longest_labelled.substr(label_prefix.size()), false},
+      {"1starts_with_digit", false},
+      {"-dash", false},
+      {".dot", false},
+      {"has space", false},
+      {"slash/name", false},
+      {"quote\"name", false},
+      {"nül", false},
+      {std::string("nul\0x", 5), false},
+      {"tab\tname", false},
+      {"x{}", false},
+      {"x{a}", false},
+      {"x{a=1}", false},
+      {"x{a=\"1\"", false},
+      {"x{a=\"1\"}y", false},
+      {"x{a=\"1\",}", false},
+      {"x{=\"1\"}", false},
+      {"x{1a=\"1\"}", false},
+      {"x{a=\"new\nline\"}", false},
+      {"x{a=\"bad\\escape\"}", false},
+      {"x{a=\"1\"}{b=\"2\"}", false},
+  };
+  for (const Case& c : kCases) {
+    SCOPED_TRACE(c.name);
+    EXPECT_EQ(IsValidMetricName(c.name), c.want);
+  }
+}
+
+TEST(WireTest, IsValidServiceName) {
+  struct Case {
+    std::string name;
+    bool want;
+  };
+  const Case kCases[] = {
+      {"nginx", true},          {"getty@tty1", true},     {"php8.2-fpm", true},
+      {"a_b", true},            {std::string(64, 's'), true}, {"", false},
+      {std::string(65, 's'), false}, {"-x", false},       {".x", false},
+      {"a b", false},           {"a/b", false},           {"a;b", false},
+  };
+  for (const Case& c : kCases) {
+    SCOPED_TRACE(c.name);
+    EXPECT_EQ(IsValidServiceName(c.name), c.want);
+  }
+}
+
+TEST(WireTest, RegisterResponseNamesIgnoredTargetGroups) {
+  RegisterResponse r;
+  r.ignored_target_groups = {"api", "db-1"};
+  EXPECT_EQ(ToJson(r)["ignored_target_groups"], Json({"api", "db-1"}));
+  EXPECT_FALSE(ToJson(RegisterResponse{}).contains("ignored_target_groups"));
+  Result<RegisterResponse> got = RegisterResponseFromJson(ThroughText(ToJson(r)));
+  ASSERT_TRUE(got.has_value()) << got.error().ToString();
+  EXPECT_EQ(got->ignored_target_groups, r.ignored_target_groups);
+  EXPECT_FALSE(RegisterResponseFromJson(P(R"({"ignored_target_groups":"api"})")).has_value());
+  EXPECT_FALSE(RegisterResponseFromJson(P(R"({"ignored_target_groups":["a b"]})")).has_value());
+}
+
 // Every decoder refuses what is not its shape, and says so with an InvalidArgument.
 TEST(WireTest, MalformedBodiesAreRejected) {
   using Decoder = std::function<Status(const Json&)>;

@@ -22,6 +22,7 @@
 #include "server/events/event_hub.h"
 #include "server/fleet/fleet.h"
 #include "server/fleet/hosts.h"
+#include "server/fleet/limits.h"
 #include "server/fleet/target_group_config.h"
 #include "server/http/routes.h"
 #include "server/identity/host_identities.h"
@@ -97,6 +98,8 @@ Result<ServerConfig> LoadServerConfig(const std::string& path) {
         RETURN_IF_ERROR(ParseTargetGroupsYaml(v, path, c.target_groups));
       } else if (key == "hosts") {
         RETURN_IF_ERROR(ParseHostsYaml(v, path, c.hosts));
+      } else if (key == "limits") {
+        RETURN_IF_ERROR(ParseLimitsYaml(v, path, c.limits));
       } else if (key == "runbooks") {
         RETURN_IF_ERROR(ai::ParseRunbooksYaml(v, path, c.runbooks));
       } else if (key == "breaker") {
@@ -338,6 +341,7 @@ Result<std::unique_ptr<ServerApp>> ServerApp::Create(const ServerConfig& config,
   // /agent/v1/enroll); every other agent call needs the host's own credential.
   HostIdentityOptions identity_options;
   identity_options.auto_approve = config.auto_approve_hosts;
+  identity_options.max_hosts = config.limits.hosts;
   if (config.auto_approve_hosts) {
     LogWarn("--auto-approve-hosts: any agent with the bootstrap token (agent.token) enrols a new "
             "host name without an admin");
@@ -356,7 +360,7 @@ Result<std::unique_ptr<ServerApp>> ServerApp::Create(const ServerConfig& config,
   ASSIGN_OR_RETURN(p->settings, SettingsService::Load(*p->store, defaults));
   p->hosts = std::make_unique<HostRegistry>(
       Millis(std::max<int64_t>(10'000, config.agent_interval_ms * 5)),
-      HostRegistry::kDefaultHistoryPoints, config.hosts);
+      HostRegistry::kDefaultHistoryPoints, config.hosts, config.limits);
   p->alarms =
       std::make_unique<AlarmEngine>(config.alarm_rules, Millis(config.agent_interval_ms));
   p->commands = std::make_unique<CommandQueue>(clock);
@@ -388,7 +392,7 @@ Result<std::unique_ptr<ServerApp>> ServerApp::Create(const ServerConfig& config,
   p->fleet = std::make_unique<Fleet>(
       FleetDeps{clock, *p->store, *p->hosts, *p->target_groups, *p->alarms, *p->events,
                 [incidents](const AlarmTransition& t) { incidents->OnAlarmTransition(t); },
-                Millis(config.agent_interval_ms)});
+                Millis(config.agent_interval_ms), config.limits});
   // The fleet from before a restart, before incidents resume (their diagnostics and fixes go to
   // these hosts).
   RETURN_IF_ERROR(p->fleet->Restore());
@@ -409,7 +413,8 @@ Result<std::unique_ptr<ServerApp>> ServerApp::Create(const ServerConfig& config,
   HostIdentities* identities = p->identities.get();
   r.SetHostAuthenticator(
       [identities](std::string_view credential) { return identities->Authenticate(credential); });
-  AddHealthRoutes(r, {clock, *p->hosts, *p->alarms, *p->incidents, *p->commands, *p->events});
+  AddHealthRoutes(r, {clock, *p->hosts, *p->alarms, *p->incidents, *p->commands, *p->events,
+                      *p->fleet, *p->identities});
   AddSettingsRoutes(r, *p->settings, *p->store, clock, *events);
   AddIndexRoute(r);
   AddIncidentRoutes(r, {clock, *p->store, *p->incidents, *p->hosts, *p->alarms});

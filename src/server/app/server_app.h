@@ -16,6 +16,7 @@
 #include "core/clock.h"
 #include "server/alarms/alarms.h"
 #include "server/fleet/host_config.h"
+#include "server/fleet/limits.h"
 #include "server/events/event_hub.h"
 #include "server/fleet/target_groups.h"
 #include "server/archive/archive.h"
@@ -72,6 +73,9 @@ struct ServerConfig {
   // permission, decided here and never taken from the agent (fleet/host_config.h,
   // docs/SECURITY.md). Built in: /var/log, no chaos.
   HostsConfig hosts;
+  // The `limits:` section: what one host may make the server keep (hosts, metric and check
+  // names, samples, services; fleet/limits.h, docs/PROTOCOL.md "Limits").
+  FleetLimits limits;
 };
 
 // Reads a YAML config file. Unknown keys and wrong types are errors naming file and line.

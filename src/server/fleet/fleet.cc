@@ -25,6 +25,14 @@ Status Fleet::Restore() {
                (facts ? "name mismatch" : facts.error().ToString()));
       continue;
     }
+    if (auto over = CheckRegistration(*facts, d_.limits)) {
+      // Kept by a server without the limits: the host stays, its oversized facts do not.
+      LogWarn("stored host " + rec.name + " has facts over the limits (" + over->error.message +
+              "); its services, hostname and version are left out until it registers again");
+      facts->services.clear();
+      facts->hostname.clear();
+      facts->version.clear();
+    }
     d_.hosts.Restore(*facts, rec.registered_at, rec.last_seen);
     d_.target_groups.Register(rec.name, facts->targets, d_.clock.Now());
     d_.alarms.Expect(rec.name, "heartbeat", d_.clock.Now());
@@ -35,22 +43,54 @@ Status Fleet::Restore() {
   return OkStatus();
 }
 
-protocol::RegisterResponse Fleet::Register(const protocol::RegisterRequest& request) {
-  d_.hosts.Register(request, d_.clock.Now());
+Result<protocol::RegisterResponse> Fleet::Register(const protocol::RegisterRequest& request) {
+  if (auto refused = CheckRegistration(request, d_.limits)) {
+    counters_.Add(refused->reason);
+    WarnSometimes("registration of host " + request.name + " refused: " +
+                  refused->error.message);
+    return refused->error;
+  }
+  if (Status s = d_.hosts.Register(request, d_.clock.Now()); !s) {
+    counters_.Add(LimitReason::kHosts);
+    WarnSometimes("registration of host " + request.name + " refused: " + s.error().message);
+    return s.error();
+  }
   WriteHost(request.name);
-  d_.target_groups.Register(request.name, request.targets, d_.clock.Now());
+  protocol::RegisterResponse out;
+  out.ignored_target_groups =
+      d_.target_groups.Register(request.name, request.targets, d_.clock.Now());
+  if (!out.ignored_target_groups.empty()) {
+    counters_.Add(LimitReason::kUnknownTargetGroup, out.ignored_target_groups.size());
+    WarnSometimes("host " + request.name + " registered targets of target groups the config "
+                  "does not have (ignored): " + out.ignored_target_groups.front() +
+                  (out.ignored_target_groups.size() > 1 ? ", ..." : ""));
+  }
   if (auto view = d_.hosts.Get(request.name, d_.clock.Now())) {
     d_.events.Publish("host", HostToJson(*view));
   }
   LogInfo("host " + request.name + " registered (agent " + request.version + ")");
-  protocol::RegisterResponse out;
   out.interval_ms = d_.agent_interval.count();
   return out;
 }
 
 Status Fleet::Report(const protocol::Report& report) {
-  RETURN_IF_ERROR(d_.hosts.ApplyReport(report, d_.clock.Now()));
-  Evaluate(report);
+  if (auto refused = CheckReport(report, d_.limits)) {
+    counters_.Add(refused->reason);
+    WarnSometimes("report of host " + report.host + " refused: " + refused->error.message);
+    return refused->error;
+  }
+  protocol::Report kept = report;
+  ASSIGN_OR_RETURN(HostRegistry::Dropped dropped, d_.hosts.ApplyReport(kept, d_.clock.Now()));
+  if (dropped.metric_names > 0 || dropped.check_names > 0) {
+    counters_.Add(LimitReason::kMetricsPerHost, dropped.metric_names);
+    counters_.Add(LimitReason::kChecksPerHost, dropped.check_names);
+    WarnSometimes("host " + report.host + " reported new names past its limits, dropped: " +
+                  std::to_string(dropped.metric_names) + " metric names (limits.metrics_per_host " +
+                  std::to_string(d_.limits.metrics_per_host) + "), " +
+                  std::to_string(dropped.check_names) + " check names (limits.checks_per_host " +
+                  std::to_string(d_.limits.checks_per_host) + ")");
+  }
+  Evaluate(kept);
   if (d_.hosts.TakeWriteTurn(report.host, d_.clock.Now(), kLastSeenWriteEvery)) {
     WriteHost(report.host);
   }
@@ -126,6 +166,19 @@ void Fleet::Publish(const std::vector<AlarmTransition>& transitions) {
                                     {"remediating", t.remediating}});
     d_.on_alarm(t);
   }
+}
+
+void Fleet::WarnSometimes(const std::string& message) {
+  {
+    std::lock_guard<std::mutex> lock(warn_mu_);
+    const SteadyTime now = d_.clock.SteadyNow();
+    if (now < next_warn_) {
+      return;
+    }
+    next_warn_ = now + Millis(10'000);
+  }
+  LogWarn(message + " (further such lines within 10 s are left out; see "
+          "medic_rejected_*_total in /metrics)");
 }
 
 void Fleet::WriteHost(const std::string& name) {

@@ -6,9 +6,14 @@
 // server log, as an `alarm` server-sent event, then to the incident part. The agent and host
 // HTTP handlers parse a request, make one call here and reply.
 //
-// Thread-safe: it keeps no state of its own, and every part it uses is thread-safe.
+// What one host may make the server keep is bounded (FleetLimits, limits.h): a report or
+// registration over a limit is refused whole, before anything is kept, and counted.
+//
+// Thread-safe: its own state is the limit counters (atomic), and every part it uses is
+// thread-safe.
 
 #include <functional>
+#include <mutex>
 #include <string>
 #include <vector>
 
@@ -18,6 +23,7 @@
 #include "server/alarms/alarms.h"
 #include "server/events/event_hub.h"
 #include "server/fleet/hosts.h"
+#include "server/fleet/limits.h"
 #include "server/fleet/target_groups.h"
 #include "server/store/store.h"
 
@@ -35,6 +41,8 @@ struct FleetDeps {
   // (IncidentManager::OnAlarmTransition). Required.
   std::function<void(const AlarmTransition&)> on_alarm;
   Millis agent_interval{1000};  // how often agents report; told to each at registration
+  // The per-report and per-registration limits (the per-host ones are the HostRegistry's).
+  FleetLimits limits = {};
 };
 
 class Fleet {
@@ -44,17 +52,27 @@ class Fleet {
   // At start, before incidents resume (their commands go to these hosts): the hosts of the
   // store come back with their facts, last-seen time and target memberships, and each is
   // expected to report (one that never does raises Host-Unreachable). A record that does not
-  // parse is logged and left out. Errors are the store's.
+  // parse is logged and left out; one whose facts are over the limits (stored by a server
+  // without them) comes back without its services, hostname and version. Errors are the
+  // store's.
   Status Restore();
 
   // An agent announces its host (first time or again): the facts are kept in memory and in the
-  // store, its targets join their groups, a `host` event goes out. Returns the agent's answer.
-  protocol::RegisterResponse Register(const protocol::RegisterRequest& request);
+  // store, its targets join their groups (a target of a group the server does not have is
+  // ignored, counted and named in the answer), a `host` event goes out. Returns the agent's
+  // answer. A registration over a limit (CheckRegistration; a new host past limits.hosts) is
+  // refused with the error naming it, and nothing is kept.
+  Result<protocol::RegisterResponse> Register(const protocol::RegisterRequest& request);
 
   // An agent's report: the host's latest metrics and checks, and datapoints for the alarm
   // engine (a heartbeat, too). The last-seen time reaches the store at most once a minute.
-  // NotFound for a host that has not registered (its agent then registers again).
+  // NotFound for a host that has not registered (its agent then registers again). A report over
+  // a limit (CheckReport) is refused with the error naming it, and nothing is kept; new names
+  // past the host's own limits are dropped and counted, and the rest counts.
   Status Report(const protocol::Report& report);
+
+  // What the limits refused, dropped or ignored so far.
+  const LimitCounters& limit_counters() const { return counters_; }
 
   // Forgets a retired host: memory, store, alarm states, target memberships; a `host_removed`
   // event goes out. NotFound if neither memory nor the store knew it. Another store error is
@@ -76,7 +94,13 @@ class Fleet {
   // Keeps the host's facts and last-seen time in the store; a failed write is logged.
   void WriteHost(const std::string& name);
 
+  // Logs a refusal or a drop, at most one line per 10 s (a flood must not flood the log).
+  void WarnSometimes(const std::string& message);
+
   FleetDeps d_;
+  LimitCounters counters_;
+  std::mutex warn_mu_;
+  SteadyTime next_warn_{};  // Guarded by warn_mu_.
 };
 
 }  // namespace medic::server

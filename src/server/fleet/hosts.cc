@@ -1,6 +1,7 @@
 #include "server/fleet/hosts.h"
 
 #include <algorithm>
+#include <set>
 
 namespace medic::server {
 
@@ -39,8 +40,17 @@ void HostRegistry::Put(const protocol::RegisterRequest& facts, WallTime register
   h.awaiting_report = awaiting_report;
 }
 
-void HostRegistry::Register(const protocol::RegisterRequest& request, WallTime now) {
+Status HostRegistry::Register(const protocol::RegisterRequest& request, WallTime now) {
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    if (hosts_.count(request.name) == 0 && hosts_.size() >= limits_.hosts) {
+      return ResourceExhausted("the server keeps " + std::to_string(limits_.hosts) +
+                               " hosts already (limits.hosts); remove retired ones (DELETE "
+                               "/api/v1/hosts/NAME) or raise the limit");
+    }
+  }
   Put(request, now, now, false);
+  return OkStatus();
 }
 
 void HostRegistry::Restore(const protocol::RegisterRequest& facts, WallTime registered_at,
@@ -63,7 +73,23 @@ bool HostRegistry::Remove(const std::string& name) {
   return hosts_.erase(name) > 0;
 }
 
-Status HostRegistry::ApplyReport(const protocol::Report& report, WallTime now) {
+namespace {
+
+// The first `max` bytes of `s`, not cutting a UTF-8 sequence.
+void CutUtf8(std::string& s, size_t max) {
+  if (s.size() <= max) {
+    return;
+  }
+  size_t n = max;
+  while (n > 0 && (static_cast<unsigned char>(s[n]) & 0xC0) == 0x80) {
+    --n;
+  }
+  s.resize(n);
+}
+
+}  // namespace
+
+Result<HostRegistry::Dropped> HostRegistry::ApplyReport(protocol::Report& report, WallTime now) {
   std::lock_guard<std::mutex> lock(mu_);
   auto it = hosts_.find(report.host);
   if (it == hosts_.end()) {
@@ -72,16 +98,33 @@ Status HostRegistry::ApplyReport(const protocol::Report& report, WallTime now) {
   Host& h = it->second;
   h.view.last_seen = now;
   h.awaiting_report = false;
-  for (const auto& s : report.samples) {
-    for (const auto& [k, v] : s.metrics) {
+  std::set<std::string> dropped_metrics;
+  for (auto& s : report.samples) {
+    for (auto m = s.metrics.begin(); m != s.metrics.end();) {
+      const auto& [k, v] = *m;
+      if (h.view.metrics.count(k) == 0 && h.view.metrics.size() >= limits_.metrics_per_host) {
+        dropped_metrics.insert(k);
+        m = s.metrics.erase(m);
+        continue;
+      }
       h.view.metrics[k] = v;
       Append(h, k, Point{s.t, v});
+      ++m;
     }
   }
-  for (const auto& c : report.checks) {
+  std::set<std::string> dropped_checks;
+  std::vector<protocol::CheckResult> kept_checks;
+  for (auto& c : report.checks) {
+    if (h.view.checks.count(c.name) == 0 && h.view.checks.size() >= limits_.checks_per_host) {
+      dropped_checks.insert(c.name);
+      continue;
+    }
+    CutUtf8(c.detail, kMaxCheckDetailBytes);
     h.view.checks[c.name] = c;
+    kept_checks.push_back(std::move(c));
   }
-  return OkStatus();
+  report.checks = std::move(kept_checks);
+  return Dropped{dropped_metrics.size(), dropped_checks.size()};
 }
 
 void HostRegistry::RecordPoint(const std::string& name, const std::string& series, double value,

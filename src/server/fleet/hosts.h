@@ -17,6 +17,7 @@
 #include "core/json.h"
 #include "protocol/wire.h"
 #include "server/fleet/host_config.h"
+#include "server/fleet/limits.h"
 
 namespace medic::server {
 
@@ -39,13 +40,19 @@ Json HostToJson(const HostView& host);
 class HostRegistry {
  public:
   // A host is stale when not seen for this long. `config`: the server's `hosts:` section, the
-  // source of every view's HostConfig.
+  // source of every view's HostConfig. `limits`: how many hosts, and metric and check names per
+  // host, it keeps (limits.h).
   static constexpr size_t kDefaultHistoryPoints = 3600;
   explicit HostRegistry(Millis stale_after = Millis(10'000),
-                        size_t history_points = kDefaultHistoryPoints, HostsConfig config = {})
-      : stale_after_(stale_after), history_points_(history_points), config_(std::move(config)) {}
+                        size_t history_points = kDefaultHistoryPoints, HostsConfig config = {},
+                        FleetLimits limits = {})
+      : stale_after_(stale_after),
+        history_points_(history_points),
+        config_(std::move(config)),
+        limits_(limits) {}
 
-  void Register(const protocol::RegisterRequest& request, WallTime now);
+  // ResourceExhausted (naming limits.hosts) for a new host when it has limits.hosts already.
+  Status Register(const protocol::RegisterRequest& request, WallTime now);
   // A host known from before a server restart: its facts, no metrics yet (stale until it
   // reports). Reports are accepted without registering again.
   void Restore(const protocol::RegisterRequest& facts, WallTime registered_at,
@@ -56,8 +63,16 @@ class HostRegistry {
   // Forgets the host (a retired machine). False if it was not known. If its agent is still
   // running, its next report gets 404 and it registers again.
   bool Remove(const std::string& name);
-  // NotFound if the host never registered (since this server started).
-  Status ApplyReport(const protocol::Report& report, WallTime now);
+  // What ApplyReport left out: new names past the host's limits (distinct names).
+  struct Dropped {
+    size_t metric_names = 0;
+    size_t check_names = 0;
+  };
+  // Keeps the report's metrics and checks as the host's latest and in its history. New metric
+  // or check names past limits.metrics_per_host or limits.checks_per_host are removed from
+  // `report` (the caller then evaluates what was kept) and counted; check details are cut to
+  // kMaxCheckDetailBytes. NotFound if the host never registered (since this server started).
+  Result<Dropped> ApplyReport(protocol::Report& report, WallTime now);
   // A datapoint the server derived for the host, not one it reported (its health in a target
   // group, "unhealthy:web"): kept in the metric history only, so that charts and reports of an
   // alarm on it have data. Ignored for an unknown host.
@@ -90,6 +105,7 @@ class HostRegistry {
   const Millis stale_after_;
   const size_t history_points_;
   const HostsConfig config_;
+  const FleetLimits limits_;
   mutable std::mutex mu_;
   std::map<std::string, Host> hosts_;  // Guarded by mu_.
 };

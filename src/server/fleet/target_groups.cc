@@ -92,14 +92,6 @@ TargetGroups::TargetGroups(std::vector<TargetGroupConfig> groups) {
   }
 }
 
-TargetGroups::Group& TargetGroups::GroupFor(const std::string& name) {
-  auto [it, created] = groups_.try_emplace(name);
-  if (created) {
-    it->second.config.name = name;
-  }
-  return it->second;
-}
-
 std::optional<bool> TargetGroups::Combined(const Member& m) {
   if (m.active == TargetHealth::kUnhealthy || m.agent_healthy == false) {
     return true;
@@ -175,13 +167,18 @@ std::string TargetGroups::ProbeUrl(const Group& g, const Member& m) const {
   return (slash == std::string::npos ? m.url : m.url.substr(0, slash)) + g.config.path;
 }
 
-void TargetGroups::Register(const std::string& host,
-                            const std::vector<protocol::RegisterRequest::Target>& targets,
-                            WallTime now) {
+std::vector<std::string> TargetGroups::Register(
+    const std::string& host, const std::vector<protocol::RegisterRequest::Target>& targets,
+    WallTime now) {
   std::lock_guard<std::mutex> lock(mu_);
   std::map<std::string, std::string> wanted;  // group -> url (the last one per group)
+  std::vector<std::string> ignored;
   for (const auto& t : targets) {
-    wanted[t.group] = t.url;
+    if (groups_.count(t.group) > 0) {
+      wanted[t.group] = t.url;
+    } else if (std::find(ignored.begin(), ignored.end(), t.group) == ignored.end()) {
+      ignored.push_back(t.group);
+    }
   }
   for (auto& [name, g] : groups_) {
     if (wanted.count(name) == 0) {
@@ -189,7 +186,7 @@ void TargetGroups::Register(const std::string& host,
     }
   }
   for (const auto& [group, url] : wanted) {
-    Group& g = GroupFor(group);
+    Group& g = groups_.at(group);
     auto it = g.members.find(host);
     if (it != g.members.end() && it->second.url == url) {
       continue;
@@ -200,6 +197,7 @@ void TargetGroups::Register(const std::string& host,
     m.since = now;
     g.members[host] = std::move(m);
   }
+  return ignored;
 }
 
 TargetFeed TargetGroups::OnAgentCheck(const std::string& host, const std::string& check,

@@ -96,10 +96,13 @@ class TargetGroups {
  public:
   explicit TargetGroups(std::vector<TargetGroupConfig> groups = DefaultTargetGroups());
 
-  // Replaces the host's memberships with `targets`. A group not configured is created with the
-  // default settings. Members keep their state when re-registered with the same URL.
-  void Register(const std::string& host,
-                const std::vector<protocol::RegisterRequest::Target>& targets, WallTime now);
+  // Replaces the host's memberships with `targets`. Members keep their state when re-registered
+  // with the same URL. Only the configured groups exist: a target of another group is ignored
+  // (an agent cannot make the server create groups), and the names of those groups are
+  // returned, once each.
+  std::vector<std::string> Register(const std::string& host,
+                                    const std::vector<protocol::RegisterRequest::Target>& targets,
+                                    WallTime now);
 
   // An agent check result. Returns the datapoint for series "unhealthy:<check>": for a member
   // of that group the combined health, otherwise the check itself (1 unhealthy, 0 healthy).
@@ -140,8 +143,6 @@ class TargetGroups {
     TargetGroupConfig config;
     std::map<std::string, Member> members;  // host -> member
   };
-  // REQUIRES: mu_ held.
-  Group& GroupFor(const std::string& name);
   static std::optional<bool> Combined(const Member& m);
   std::string ProbeUrl(const Group& g, const Member& m) const;
 

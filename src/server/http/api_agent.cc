@@ -38,7 +38,11 @@ void AddAgentRoutes(Router& router, AgentRoutesDeps deps) {
                     return respond(ErrorResponse(s.error()));
                   }
                 }
-                respond(JsonResponse(200, protocol::ToJson(fleet.Register(*r))));
+                auto registered = fleet.Register(*r);
+                if (!registered) {
+                  return respond(ErrorResponse(registered.error()));  // 400, 413: a limit
+                }
+                respond(JsonResponse(200, protocol::ToJson(*registered)));
               }});
   router.Add({"POST", "/agent/v1/report", Role::kAgent, "metric samples and check results",
               [&fleet = deps.fleet](ApiRequest& req, Responder respond) {
@@ -54,7 +58,7 @@ void AddAgentRoutes(Router& router, AgentRoutesDeps deps) {
                   return respond(NotYourHost(req, r->host));
                 }
                 if (Status s = fleet.Report(*r); !s) {
-                  return respond(ErrorResponse(s.error()));  // 404: register again
+                  return respond(ErrorResponse(s.error()));  // 404: register again; a limit
                 }
                 respond(JsonResponse(200, Json::object()));
               }});

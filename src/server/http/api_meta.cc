@@ -96,6 +96,8 @@ void AddHealthRoutes(Router& router, MetricsSources metrics) {
                         "# TYPE medic_event_streams_refused_total counter\n"
                         "medic_event_streams_refused_total " +
                         std::to_string(ev.refused) + "\n";
+                text += LimitMetricsText(m.fleet.limit_counters(),
+                                         m.identities.refused_over_host_limit());
                 ApiResponse r;
                 r.content_type = "text/plain; version=0.0.4";
                 r.body = std::move(text);

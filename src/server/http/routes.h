@@ -32,6 +32,8 @@ struct MetricsSources {
   const IncidentManager& incidents;
   const CommandQueue& commands;
   const EventHub& events;
+  const Fleet& fleet;                  // what the limits refused (fleet/limits.h)
+  const HostIdentities& identities;    // enrolments refused past limits.hosts
 };
 // GET /healthz, GET /metrics (Prometheus text).
 void AddHealthRoutes(Router& router, MetricsSources metrics);

@@ -87,6 +87,16 @@ Result<EnrollmentCode> HostIdentities::CreateCode(const std::string& name,
 
 Result<IssuedCredential> HostIdentities::IssueLocked(const std::string& name,
                                                      const std::string& issued_by) {
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    if (hash_by_host_.count(name) == 0 && hash_by_host_.size() >= options_.max_hosts) {
+      refused_over_host_limit_.fetch_add(1);
+      return ResourceExhausted("host '" + name + "' cannot enrol: " +
+                               std::to_string(options_.max_hosts) +
+                               " hosts have a credential already (limits.hosts); revoke retired "
+                               "ones (medic hosts revoke NAME) or raise the limit");
+    }
+  }
   IssuedCredential out{name, RandomHex(kCredentialBytes)};
   const std::string hash = Sha256Hex(out.credential);
   RETURN_IF_ERROR(store_.PutHostCredential({name, hash, clock_.Now(), issued_by}));

@@ -14,7 +14,9 @@
 // Thread-safe. Authenticate() takes one short lock; the operations that write the store are
 // serialised among themselves and never hold that lock while they write.
 
+#include <atomic>
 #include <cstddef>
+#include <cstdint>
 #include <map>
 #include <mutex>
 #include <optional>
@@ -33,6 +35,9 @@ struct HostIdentityOptions {
   Millis max_code_ttl{7 * 24 * 3'600'000LL};
   size_t max_codes = 10'000;   // unused, unexpired codes at once
   size_t max_pending = 1'000;  // enrolment requests waiting for approval at once
+  // Hosts with a credential (`limits.hosts`): enrolling a new name past it is refused
+  // (ResourceExhausted); a host that has a credential may always get a new one.
+  size_t max_hosts = 20'000;
   // --auto-approve-hosts (labs, benchmarks): a bootstrap request for a name that has no
   // credential yet is approved at once; re-enrolling a known name still waits for an admin.
   bool auto_approve = false;
@@ -107,6 +112,8 @@ class HostIdentities {
   Result<std::string> Authenticate(std::string_view credential) const;
   bool IsEnrolled(const std::string& name) const;
   size_t enrolled_count() const;
+  // Enrolments refused since the start because max_hosts hosts had a credential.
+  uint64_t refused_over_host_limit() const { return refused_over_host_limit_.load(); }
 
  private:
   struct Code {
@@ -120,7 +127,8 @@ class HostIdentities {
     std::string hostname;
     std::string approved_by;  // empty until approved
   };
-  // Writes a new credential for `name` to the store, then memory. REQUIRES: write_mu_ held.
+  // Writes a new credential for `name` to the store, then memory. ResourceExhausted for a new
+  // name when max_hosts hosts have one. REQUIRES: write_mu_ held.
   Result<IssuedCredential> IssueLocked(const std::string& name, const std::string& issued_by);
   // REQUIRES: mu_ held.
   void DropExpiredCodesLocked(WallTime now);
@@ -136,6 +144,7 @@ class HostIdentities {
   std::map<std::string, std::string> hash_by_host_;  // host -> credential hash. Guarded by mu_.
   std::map<std::string, Code> codes_;                // code hash -> code. Guarded by mu_.
   std::map<std::string, Request> pending_;           // host -> request. Guarded by mu_.
+  std::atomic<uint64_t> refused_over_host_limit_{0};
 };
 
 // The first 16 hex digits of SHA-256(key): how an enrolment request is told apart.

@@ -137,16 +137,20 @@ test('an AI answer with hostile reasoning passes medic policy for the nginx inci
   assert.match(prompt, /^Alarm: Nginx-Down-ALB$/m);
 });
 
-test('a fake agent with hostile facts is listed intact; a hostile host name is refused', async () => {
+test('a fake agent with hostile facts is listed intact; hostile names are refused', async () => {
+  // Text the server keeps as text: hostname, version, check details, a metric's label value.
+  // Names (host, service, check, metric) are names: a hostile one is refused (docs/PROTOCOL.md
+  // "Limits").
+  const hostileMetric = `hostile{text="${kHostile2.replace(/["\\]/g, '\\$&')}"}`;
   agent = await startFakeAgent({
     base: demo.url,
     adminToken: demo.adminToken,
     name: 'xss-1',
-    facts: { hostname: kHostile1, version: kHostile2, services: [kHostile1, kHostile2] },
-    metrics: () => ({ disk_used_percent: 12.5, [kHostile1]: 1 }),
+    facts: { hostname: kHostile1, version: kHostile2 },
+    metrics: () => ({ disk_used_percent: 12.5, [hostileMetric]: 1 }),
     checks: [
       { name: 'app', healthy: true, detail: kHostile2 },
-      { name: kHostile1, healthy: true, detail: kHostile1 },
+      { name: 'db', healthy: true, detail: kHostile1 },
     ],
     answer: () => ({ exit_code: 0, output: kHostile1 }),
   });
@@ -160,15 +164,18 @@ test('a fake agent with hostile facts is listed intact; a hostile host name is r
   );
   assert.equal(host.hostname, kHostile1);
   assert.equal(host.version, kHostile2);
-  assert.deepEqual(host.services, [kHostile1, kHostile2]);
+  assert.deepEqual(host.services, ['nginx']);
   const checks = Object.fromEntries(host.checks.map((c) => [c.name, c.detail]));
   assert.equal(checks.app, kHostile2);
-  assert.equal(checks[kHostile1], kHostile1);
-  assert.equal(host.metrics[kHostile1], 1);
+  assert.equal(checks.db, kHostile1);
+  assert.equal(host.metrics[hostileMetric], 1);
 
   const refused = await tryRegister(demo.url, agent.credential, { name: '<script>', hostname: 'x' });
   assert.equal(refused.status, 400);
   assert.match(refused.json.error, /invalid host name/);
+  const service = await tryRegister(demo.url, agent.credential, { name: 'xss-1', services: [kHostile1] });
+  assert.equal(service.status, 400);
+  assert.match(service.json.error, /invalid service name/);
   const hosts = await api(demo.url, demo.adminToken, 'GET', '/api/v1/hosts');
   assert.ok(!hosts.json.hosts.some((h) => h.name.includes('<')), hosts.text);
 

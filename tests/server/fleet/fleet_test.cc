@@ -74,7 +74,7 @@ class FleetTest : public ::testing::Test {
 };
 
 TEST_F(FleetTest, RegisterKeepsTheHostInMemoryAndInTheStoreAndAnnouncesIt) {
-  const protocol::RegisterResponse out = fleet_.Register(Web1());
+  const protocol::RegisterResponse out = fleet_.Register(Web1()).value();
 
   EXPECT_EQ(out.interval_ms, 2000);
   auto view = hosts_.Get("web-1", clock_.Now());
@@ -97,7 +97,7 @@ TEST_F(FleetTest, AReportOfAHostThatNeverRegisteredIsNotFound) {
 }
 
 TEST_F(FleetTest, EveryTransitionOfAReportIsPublishedAndHandedToTheIncidents) {
-  fleet_.Register(Web1());
+  ASSERT_TRUE(fleet_.Register(Web1()).has_value());
   frames_.clear();
 
   ASSERT_TRUE(fleet_.Report(DiskReport(97)).has_value());
@@ -111,7 +111,7 @@ TEST_F(FleetTest, EveryTransitionOfAReportIsPublishedAndHandedToTheIncidents) {
 }
 
 TEST_F(FleetTest, TargetGroupHealthIsKeptInTheHostsHistoryNotInItsMetrics) {
-  fleet_.Register(Web1());
+  ASSERT_TRUE(fleet_.Register(Web1()).has_value());
   // The agent's check named like the group, failing then passing; then a probe's feed.
   for (bool healthy : {false, true}) {
     protocol::Report r;
@@ -159,6 +159,20 @@ TEST_F(FleetTest, AKnownHostThatNeverReportsAfterARestartRaisesHostUnreachable) 
   EXPECT_EQ(EventNames().back(), "alarm");
 }
 
+// Issue 12: facts a server without limits kept (a 0.9 MB services list) do not come back.
+TEST_F(FleetTest, RestoreLeavesOutFactsOverTheLimits) {
+  protocol::RegisterRequest big = Web1();
+  big.services.assign(FleetLimits{}.services_per_host + 1, "svc");
+  ASSERT_TRUE(store_->PutHost({"web-1", protocol::ToJson(big), clock_.Now(), clock_.Now()})
+                  .has_value());
+  ASSERT_TRUE(fleet_.Restore().has_value());
+  auto view = hosts_.Get("web-1", clock_.Now());
+  ASSERT_TRUE(view.has_value());
+  EXPECT_TRUE(view->facts.services.empty());
+  EXPECT_EQ(view->facts.log_dir, "/srv/log") << "the rest stays";
+  EXPECT_EQ(Members("web"), 1u);
+}
+
 TEST_F(FleetTest, RestoreLeavesOutARecordThatDoesNotMatchItsName) {
   ASSERT_TRUE(
       store_->PutHost({"web-1", protocol::ToJson(Web1()), clock_.Now(), clock_.Now()}).has_value());
@@ -173,7 +187,7 @@ TEST_F(FleetTest, RestoreLeavesOutARecordThatDoesNotMatchItsName) {
 }
 
 TEST_F(FleetTest, RemoveForgetsTheHostEverywhereAndAnnouncesIt) {
-  fleet_.Register(Web1());
+  ASSERT_TRUE(fleet_.Register(Web1()).has_value());
   ASSERT_TRUE(fleet_.Report(DiskReport(97)).has_value());
 
   ASSERT_TRUE(fleet_.Remove("web-1").has_value());

@@ -110,7 +110,14 @@ class TargetGroupsTest : public ::testing::Test {
     return TargetHealth::kInitial;
   }
 
-  TargetGroups groups_;
+  // `web` and `www` (a second configured group, default settings).
+  static std::vector<TargetGroupConfig> WebAndWww() {
+    TargetGroupConfig www;
+    www.name = "www";
+    return {TargetGroupConfig{}, www};
+  }
+
+  TargetGroups groups_{WebAndWww()};
 };
 
 TEST_F(TargetGroupsTest, ThresholdsDecideHealthyAndUnhealthy) {
@@ -124,7 +131,7 @@ TEST_F(TargetGroupsTest, ThresholdsDecideHealthyAndUnhealthy) {
   EXPECT_EQ(Values(Probe(15, 503)), "web-1 unhealthy:web=1;");
   EXPECT_EQ(HealthOf("web-1"), TargetHealth::kUnhealthy);
   auto snap = groups_.Snapshot();
-  ASSERT_EQ(snap.size(), 1u);
+  ASSERT_EQ(snap.size(), 2u);  // web, www
   EXPECT_EQ(snap[0].config.name, "web");
   EXPECT_EQ(snap[0].unhealthy_count, 1);
   EXPECT_EQ(snap[0].members[0].detail, "HTTP 503");
@@ -188,19 +195,36 @@ TEST_F(TargetGroupsTest, RegisterReplacesMembershipsAndDropsStaleResults) {
   auto due = groups_.DueProbes(At(0));
   ASSERT_EQ(due.size(), 1u);
   EXPECT_TRUE(groups_.DueProbes(At(0)).empty()) << "one probe in flight per member";
-  groups_.Register("web-1", {{"api", "http://127.0.0.1:2/health"}}, At(1));
+  EXPECT_TRUE(groups_.Register("web-1", {{"www", "http://127.0.0.1:2/health"}}, At(1)).empty());
   EXPECT_TRUE(groups_.OnProbeResult(due[0], 503, At(1)).empty());
   auto snap = groups_.Snapshot();
-  ASSERT_EQ(snap.size(), 2u);  // "api" (created with the defaults) and "web"
-  EXPECT_EQ(snap[0].config.name, "api");
-  EXPECT_EQ(snap[0].config.interval, Millis(5000));
-  ASSERT_EQ(snap[0].members.size(), 1u);
-  EXPECT_TRUE(snap[1].members.empty());
+  ASSERT_EQ(snap.size(), 2u);
+  EXPECT_TRUE(snap[0].members.empty());  // web
+  EXPECT_EQ(snap[1].config.name, "www");
+  ASSERT_EQ(snap[1].members.size(), 1u);
   // Re-registering the same URL keeps the state.
   Probe(1, 200);
   Probe(6, 200);
-  groups_.Register("web-1", {{"api", "http://127.0.0.1:2/health"}}, At(7));
+  groups_.Register("web-1", {{"www", "http://127.0.0.1:2/health"}}, At(7));
   EXPECT_EQ(HealthOf("web-1"), TargetHealth::kHealthy);
+}
+
+// Only the server's config makes groups (issue 12): an agent naming another group creates
+// nothing, and the ignored names come back once each for the registration's answer.
+TEST_F(TargetGroupsTest, AGroupNotInTheConfigIsIgnoredAndNamed) {
+  const auto ignored = groups_.Register("web-1",
+                                        {{"api", "http://127.0.0.1:2/"},
+                                         {"web", "http://127.0.0.1:1/"},
+                                         {"api", "http://127.0.0.1:3/"},
+                                         {"zz-9", "http://127.0.0.1:4/"}},
+                                        At(0));
+  EXPECT_EQ(ignored, (std::vector<std::string>{"api", "zz-9"}));
+  auto snap = groups_.Snapshot();
+  ASSERT_EQ(snap.size(), 2u);
+  EXPECT_EQ(snap[0].config.name, "web");
+  EXPECT_EQ(snap[0].members.size(), 1u);
+  EXPECT_EQ(snap[1].config.name, "www");
+  EXPECT_EQ(groups_.DueProbes(At(0)).size(), 1u) << "only the web target is probed";
 }
 
 TEST(TargetGroupsConfigTest, PathReplacesTheRegisteredPath) {

@@ -128,6 +128,35 @@ TEST_F(HostIdentitiesTest, TheBootstrapTokenWaitsForApprovalBoundToItsKey) {
             ErrorCode::kInvalidArgument);
 }
 
+// limits.hosts (issue 12): past max_hosts credentials a new name cannot enrol, by code or by an
+// approved or automatic bootstrap request; a host that has one may get a new one, and a revoked
+// host's place is free again.
+TEST_F(HostIdentitiesTest, NoNewHostEnrolsPastMaxHosts) {
+  HostIdentityOptions o = Small();
+  o.max_hosts = 2;
+  o.auto_approve = true;
+  HostIdentities ids(store_, clock_, Sha256Hex(kBootstrap), o);
+  auto enrol = [&](const std::string& name) {
+    auto code = ids.CreateCode(name, std::nullopt, "admin");
+    EXPECT_TRUE(code.has_value());
+    return ids.EnrollWithCode(name, code->code);
+  };
+  ASSERT_TRUE(enrol("web-1").has_value());
+  ASSERT_TRUE(enrol("web-2").has_value());  // exactly max_hosts
+  auto third = enrol("web-3");
+  ASSERT_FALSE(third.has_value());
+  EXPECT_EQ(third.error().code, ErrorCode::kResourceExhausted);
+  EXPECT_NE(third.error().message.find("limits.hosts"), std::string::npos);
+  auto automatic = ids.EnrollWithBootstrap(kBootstrap, "web-4", Key('a'), "box");
+  ASSERT_FALSE(automatic.has_value());
+  EXPECT_EQ(automatic.error().code, ErrorCode::kResourceExhausted);
+  EXPECT_EQ(ids.refused_over_host_limit(), 2u);
+  EXPECT_EQ(ids.enrolled_count(), 2u);
+  EXPECT_TRUE(enrol("web-1").has_value()) << "an enrolled host may get a new credential";
+  ASSERT_TRUE(ids.Revoke("web-2").has_value());
+  EXPECT_TRUE(enrol("web-3").has_value());
+}
+
 TEST_F(HostIdentitiesTest, ReEnrolmentReplacesTheCredential) {
   const std::string old_credential = Enrol("web-1");
   const std::string new_credential = Enrol("web-1");

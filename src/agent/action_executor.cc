@@ -365,11 +365,19 @@ protocol::CommandResult ActionExecutor::ProcessKill(const Json& params) {
       return Fail("refusing to signal pid " + std::to_string(pid) + " (" + parsed->comm +
                   "): outside this agent's memory cgroup (process_scope: cgroup)");
     }
+    if (Status s = policy_.CheckKillName(parsed->comm); !s) {
+      return Fail("refusing to signal pid " + std::to_string(pid) + ": " + s.error().message);
+    }
     targets.emplace_back(pid, parsed->comm);
   } else {
     const std::string pattern = StringParam(params, "pattern");
+    if (Status s = policy_.CheckKillName(pattern); !s) {
+      return Fail(s.error().message);
+    }
+    // The kernel keeps 15 bytes of a name: "systemd-journald" runs as "systemd-journal".
+    const std::string_view comm = protocol::CommName(pattern);
     for (const auto& p : ListProcesses(procfs_)) {
-      if (p.comm == pattern && p.pid > 1 && p.pid != options_.self_pid && host::IsLive(p)) {
+      if (p.comm == comm && p.pid > 1 && p.pid != options_.self_pid && host::IsLive(p)) {
         if (in_scope(p.pid)) {
           targets.emplace_back(p.pid, p.comm);
         } else {

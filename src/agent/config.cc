@@ -346,7 +346,7 @@ Result<PolicySettings> ParsePolicy(const Reader& r, const YAML::Node& n) {
   RETURN_IF_ERROR(r.RequireMap(n, "policy"));
   RETURN_IF_ERROR(r.CheckKeys(n, "policy",
                               {"actions", "services", "paths", "shell", "process_scope",
-                               "chaos_max_fill_bytes", "chaos_max_oom_bytes"}));
+                               "kill_names", "chaos_max_fill_bytes", "chaos_max_oom_bytes"}));
   if (auto v = n["actions"]) {
     ASSIGN_OR_RETURN(auto actions, r.StringList(v, "policy.actions"));
     for (size_t i = 0; i < actions.size(); ++i) {
@@ -372,6 +372,15 @@ Result<PolicySettings> ParsePolicy(const Reader& r, const YAML::Node& n) {
       }
     }
     p.paths = std::move(paths);
+  }
+  if (auto v = n["kill_names"]) {
+    ASSIGN_OR_RETURN(auto names, r.StringList(v, "policy.kill_names"));
+    for (size_t i = 0; i < names.size(); ++i) {
+      if (auto ok = protocol::ValidateParam("process.kill", "pattern", Json(names[i])); !ok) {
+        return r.At(v[i], "policy.kill_names: '" + names[i] + "' is not a process name");
+      }
+    }
+    p.kill_names = std::move(names);
   }
   if (auto v = n["shell"]) {
     ASSIGN_OR_RETURN(p.shell, r.Bool(v, "policy.shell"));

@@ -57,6 +57,9 @@ struct PolicySettings {
   std::optional<std::vector<std::string>> paths;
   bool shell = false;
   std::string process_scope = "all";             // all | cgroup (see ProcessScope in policy.h)
+  // process.kill may signal only processes with these names (compared as the kernel's 15-byte
+  // comm); unset: any name.
+  std::optional<std::vector<std::string>> kill_names;
   std::optional<uint64_t> chaos_max_fill_bytes;  // unset: 1 GiB
   std::optional<uint64_t> chaos_max_oom_bytes;   // unset: 4 GiB
 };

@@ -14,6 +14,7 @@
 
 #include "core/files.h"
 #include "core/log.h"
+#include "protocol/actions.h"
 
 namespace medic::agent {
 
@@ -265,7 +266,8 @@ CheckOutcome ProbeProcess(host::ProcFs& procfs, const CheckConfig& check, Proces
       return false;
     }
     if (!check.process_name.empty()) {
-      return comm == check.process_name;  // the comm of /proc/PID/stat is /proc/PID/comm
+      // The comm of /proc/PID/stat is /proc/PID/comm: at most 15 bytes of the name.
+      return comm == protocol::CommName(check.process_name);
     }
     auto exe = procfs.ReadLink(std::to_string(pid) + "/exe");
     return exe && *exe == check.exe;

@@ -78,6 +78,7 @@ PolicyRules PolicyRulesFromConfig(const AgentConfig& config, pid_t self_pid) {
   r.chaos_allowed = config.chaos_allowed;
   r.shell = config.policy.shell;
   r.process_scope = ParseProcessScope(config.policy.process_scope).value_or(ProcessScope::kAll);
+  r.kill_names = config.policy.kill_names;
   r.chaos_max_fill_bytes = config.policy.chaos_max_fill_bytes.value_or(host::kDefaultChaosMaxFillBytes);
   r.chaos_max_oom_bytes = config.policy.chaos_max_oom_bytes.value_or(host::kDefaultChaosMaxOomBytes);
   if (config.policy.actions) {
@@ -162,6 +163,19 @@ Result<std::string> Policy::AllowedRoot(std::string_view path) const {
   return std::string(best);
 }
 
+Status Policy::CheckKillName(std::string_view name) const {
+  if (!rules_.kill_names || protocol::CommAllowed(name, *rules_.kill_names)) {
+    return OkStatus();
+  }
+  std::string allowed;
+  for (const auto& n : *rules_.kill_names) {
+    allowed += (allowed.empty() ? "" : ", ") + n;
+  }
+  return PermissionDenied(Refused("process '" + std::string(name) + "' (comm '" +
+                                  std::string(protocol::CommName(name)) +
+                                  "') is not on policy.kill_names (" + allowed + ")"));
+}
+
 Status Policy::Check(const protocol::Action& action) const {
   if (rules_.actions.count(action.name) == 0) {
     return PermissionDenied(Refused("action '" + action.name + "' is not allowed on this host"));
@@ -197,6 +211,13 @@ Status Policy::Check(const protocol::Action& action) const {
         }
         RETURN_IF_ERROR(CheckPath(path->get<std::string>()));
       }
+    }
+    if (auto it = action.params.find("pattern");
+        action.name == "process.kill" && it != action.params.end()) {
+      if (!it->is_string()) {
+        return PermissionDenied(Refused("pattern must be a string"));
+      }
+      RETURN_IF_ERROR(CheckKillName(it->get<std::string>()));
     }
     if (auto it = action.params.find("pid"); it != action.params.end()) {
       if (!it->is_number_integer()) {

@@ -9,6 +9,7 @@
 #include <sys/types.h>
 
 #include <cstdint>
+#include <optional>
 #include <set>
 #include <string>
 #include <string_view>
@@ -35,6 +36,9 @@ struct PolicyRules {
   bool chaos_allowed = false;      // chaos.*, even when listed, needs this
   pid_t self_pid = 0;              // process.kill never targets the agent
   ProcessScope process_scope = ProcessScope::kAll;
+  // When set, process.kill signals only processes whose name is on it, both compared as the
+  // kernel's 15-byte comm (protocol::CommAllowed).
+  std::optional<std::vector<std::string>> kill_names;
   // chaos disk-fill / oom refuse experiments that need more bytes than these.
   uint64_t chaos_max_fill_bytes = host::kDefaultChaosMaxFillBytes;
   uint64_t chaos_max_oom_bytes = host::kDefaultChaosMaxOomBytes;
@@ -58,6 +62,8 @@ class Policy {
 
   // OK when the action may run here; otherwise PermissionDenied with the reason.
   Status Check(const protocol::Action& action) const;
+  // OK when process.kill may signal a process whose comm (or requested name) is `name`.
+  Status CheckKillName(std::string_view name) const;
   // OK when `path` is absolute, clean and inside an allowed prefix ("/" never is one).
   Status CheckPath(std::string_view path) const;
   // The allowed prefix `path` is under (the longest one, without a trailing '/'): the root the

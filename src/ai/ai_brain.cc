@@ -5,6 +5,7 @@
 #include "core/files.h"
 #include "core/log.h"
 #include "ai/answer.h"
+#include "ai/gate.h"
 #include "ai/prompt.h"
 
 namespace medic::ai {
@@ -47,10 +48,16 @@ Decision AiBrain::Decide(const DecisionRequest& request) {
     d.reasoning = "The AI's answer was not used (" + OneLine(why, 200) +
                   "); the runbook's fix for " + request.incident.alarm_name + ". " +
                   rb.fix_reasoning;
-    d.notes.emplace_back("ai_fallback", OneLine(why) + "; using the runbook's fix " +
+    d.notes.emplace_back("ai_fallback", OneLine(why, 600) + "; using the runbook's fix " +
                                             protocol::RenderCommandLine(rb.fix));
     d.requires_approval = false;
+    d.choice = Decision::Choice::kRunbookFix;
     return d;
+  };
+  // A fallback caused by what the model answered (not by the provider): audited by the server.
+  auto refuse = [&](const std::string& why, Decision d) {
+    d.refused = OneLine(why, 1000);
+    return fallback(why, std::move(d));
   };
 
   Decision d;
@@ -85,24 +92,27 @@ Decision AiBrain::Decide(const DecisionRequest& request) {
   }
   Result<ModelAnswer> parsed = ParseModelAnswer(answer->text);
   if (!parsed) {
-    return fallback("unparseable AI answer: " + parsed.error().message, std::move(d));
+    return refuse("unparseable AI answer: " + parsed.error().message, std::move(d));
   }
   Result<protocol::Action> action = protocol::ValidateAction(parsed->action, parsed->params);
   if (!action) {
-    return fallback("the AI proposed an invalid action: " + action.error().message, std::move(d));
+    return refuse("the AI proposed an invalid action: " + action.error().message, std::move(d));
   }
-  const PolicyVerdict verdict = CheckPolicy(*action, *parsed, rb, policy_);
-  if (verdict.kind == PolicyVerdict::kDeny) {
-    return fallback("the AI's choice " + protocol::RenderCommandLine(*action) +
-                        " is refused by policy: " + verdict.reason,
-                    std::move(d));
+  const GateVerdict verdict = CheckAiChoice(*action, *parsed, rb, policy_, request.kill_allowlist);
+  if (verdict.kind == GateVerdict::Kind::kRefused) {
+    return refuse("the AI's choice " + protocol::RenderCommandLine(*action) +
+                      " is refused by policy: " + verdict.reason,
+                  std::move(d));
   }
   d.action = *action;
+  d.choice = verdict.kind == GateVerdict::Kind::kRunbookFix ? Decision::Choice::kRunbookFix
+                                                            : Decision::Choice::kAlternative;
+  d.automatic = verdict.automatic;
   d.source = client_->provider();
   d.reasoning = parsed->reasoning.empty()
                     ? "The model (" + client_->model() + ") gave no reasoning."
                     : parsed->reasoning;
-  if (verdict.kind == PolicyVerdict::kNeedsApproval) {
+  if (verdict.needs_approval) {
     d.requires_approval = true;
     d.approval_reason = verdict.reason;
   }
@@ -114,7 +124,11 @@ Decision AiBrain::Decide(const DecisionRequest& request) {
       parsed->risk == "high") {
     d.usage["risk"] = parsed->risk;
   }
-  std::string chose = "the AI chose " + protocol::RenderCommandLine(*action);
+  std::string chose = "the AI chose " + protocol::RenderCommandLine(*action) +
+                      (d.choice == Decision::Choice::kRunbookFix
+                           ? ", the runbook's fix"
+                           : std::string(", an alternative the runbook declares") +
+                                 (d.automatic ? " (automatic)" : " (needs approval)"));
   if (parsed->confidence) {
     chose += " (confidence " + std::to_string(*parsed->confidence).substr(0, 4) +
              ", which grants nothing by itself)";

@@ -16,8 +16,8 @@ namespace medic::ai {
 
 class AiBrain : public Brain {
  public:
-  // `policy` supplies the allowlists (allowed_services, allowed_path_prefixes, allow_shell)
-  // and the API key to scrub from prompts. `nonce` makes the prompt's data delimiters; by
+  // `policy` supplies allow_shell and the API key to scrub from prompts; what the model may
+  // choose comes with each request (its runbook and the host's kill allowlist, gate.h). `nonce` makes the prompt's data delimiters; by
   // default random per request.
   AiBrain(std::unique_ptr<LlmClient> client, AiConfig policy,
           std::function<std::string()> nonce = nullptr);

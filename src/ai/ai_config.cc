@@ -56,8 +56,10 @@ Status ParseAiYaml(const YAML::Node& node, const std::string& where, AiConfig& o
          : key == "max_output_tokens" ? out.max_output_tokens
                                       : out.max_tokens_per_hour) = n;
       } else if (key == "allowed_services" || key == "allowed_path_prefixes") {
-        auto list = v.as<std::vector<std::string>>();
-        (key == "allowed_services" ? out.allowed_services : out.allowed_path_prefixes) = list;
+        // Silently ignoring a safety setting would mislead its author.
+        return InvalidArgument(at + "'ai." + key + "' is no longer used: the AI chooses only "
+                               "among each runbook's fix and its `alternatives` (runbooks: "
+                               "section, docs/RUNBOOKS.md)");
       } else if (key == "allow_shell") {
         out.allow_shell = v.as<bool>();
       } else {

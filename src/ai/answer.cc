@@ -94,33 +94,6 @@ std::string StringField(const Json& j, const char* key) {
   return "";
 }
 
-bool UnderPrefix(const std::string& path, const std::string& prefix) {
-  if (prefix.empty()) {
-    return false;
-  }
-  std::string p = prefix;
-  if (p.back() != '/') {
-    p += '/';
-  }
-  return path.rfind(p, 0) == 0 || path + "/" == p;
-}
-
-std::string Dir(const std::string& path) {
-  const size_t slash = path.rfind('/');
-  return slash == std::string::npos || slash == 0 ? "/" : path.substr(0, slash + 1);
-}
-
-const std::set<std::string>& ProtectedProcesses() {
-  static const std::set<std::string> kNames = {"init",     "systemd",     "sshd",
-                                               "ssh",      "medic-agent", "medic-server",
-                                               "medic",    "dbus-daemon", "systemd-journald",
-                                               "journald", "kthreadd",    "containerd",
-                                               "dockerd",  "kubelet",     "bash",
-                                               "sh",       "login",       "agetty",
-                                               "cron",     "rsyslogd",    "sudo"};
-  return kNames;
-}
-
 }  // namespace
 
 Result<ModelAnswer> ParseModelAnswer(std::string_view text) {
@@ -158,99 +131,6 @@ Result<ModelAnswer> ParseModelAnswer(std::string_view text) {
     }
   }
   return a;
-}
-
-PolicyVerdict CheckPolicy(const protocol::Action& action, const ModelAnswer& answer,
-                          const Runbook& runbook, const AiConfig& policy) {
-  auto deny = [](std::string why) { return PolicyVerdict{PolicyVerdict::kDeny, std::move(why)}; };
-  const protocol::ActionSpec* spec = protocol::FindAction(action.name);
-  if (spec == nullptr) {
-    return deny("unknown action " + action.name);
-  }
-  if (spec->read_only) {
-    return deny(action.name + " is a read-only diagnostic, not a fix");
-  }
-  if (action.name.rfind("chaos.", 0) == 0) {
-    return deny("chaos actions are never taken on the AI's word");
-  }
-  if (action.name == "shell") {
-    if (!policy.allow_shell) {
-      return deny("raw shell actions are disabled (ai.allow_shell is off)");
-    }
-    return {PolicyVerdict::kNeedsApproval, "a raw shell action always needs approval"};
-  }
-  // Services: the configured allowlist plus the runbook's own.
-  if (action.params.contains("service")) {
-    std::set<std::string> allowed(policy.allowed_services.begin(), policy.allowed_services.end());
-    auto add = [&](const protocol::Action& a) {
-      if (a.params.contains("service") && a.params["service"].is_string()) {
-        allowed.insert(a.params["service"].get<std::string>());
-      }
-    };
-    add(runbook.fix);
-    for (const auto& d : runbook.diagnostics) {
-      add(d);
-    }
-    const std::string svc = action.params["service"].get<std::string>();
-    if (allowed.count(svc) == 0) {
-      return deny("service '" + svc + "' is not on the allowlist");
-    }
-  }
-  if (action.params.contains("path")) {
-    const std::string path = action.params["path"].get<std::string>();
-    std::vector<std::string> prefixes = policy.allowed_path_prefixes;
-    auto add = [&](const protocol::Action& a) {
-      if (a.params.contains("path") && a.params["path"].is_string()) {
-        const std::string p = a.params["path"].get<std::string>();
-        prefixes.push_back(a.name == "disk.cleanup" || a.name == "dir.list" ? p : Dir(p));
-      }
-    };
-    add(runbook.fix);
-    for (const auto& d : runbook.diagnostics) {
-      add(d);
-    }
-    bool ok = false;
-    for (const auto& p : prefixes) {
-      if (p != "/" && UnderPrefix(path, p)) {
-        ok = true;
-      }
-    }
-    if (!ok) {
-      return deny("path '" + path + "' is outside the allowed prefixes");
-    }
-  }
-  if (action.name == "process.kill") {
-    if (action.params.contains("pid")) {
-      return deny("the AI may target processes by name only, not by pid");
-    }
-    const std::string pattern = action.params["pattern"].get<std::string>();
-    if (ProtectedProcesses().count(pattern) != 0 || pattern.size() < 3) {
-      return deny("process '" + pattern + "' is protected");
-    }
-  }
-  if (action.name == "disk.cleanup") {
-    const std::string d = action.params["older_than"].get<std::string>();
-    bool at_least_a_day = false;
-    if (!d.empty() && d.back() == 'd') {
-      at_least_a_day = d != "0d" && d.find_first_not_of('0') != d.size() - 1;
-    } else if (auto ms = ParseDuration(d)) {
-      at_least_a_day = *ms >= std::chrono::hours(24);
-    }
-    if (!at_least_a_day) {
-      return deny("disk.cleanup of files younger than a day");
-    }
-  }
-  if (action.name == "service.stop") {
-    return {PolicyVerdict::kNeedsApproval, "stopping a service needs approval"};
-  }
-  if (spec->risk == protocol::Risk::kHigh) {
-    return {PolicyVerdict::kNeedsApproval,
-            action.name + " is a high-risk action and needs approval"};
-  }
-  if (answer.risk == "high") {
-    return {PolicyVerdict::kNeedsApproval, "the model rates its own action high-risk"};
-  }
-  return {};
 }
 
 }  // namespace medic::ai

@@ -28,17 +28,30 @@ struct IncidentFacts {
 
 struct DecisionRequest {
   IncidentFacts incident;  // as diagnosed: alarm, host, diagnostics
-  Runbook runbook;
+  Runbook runbook;         // as it applies to the host (ForHost, ResolveFix)
+  // The process names process.kill alternatives may target on the host (the server config's
+  // hosts: kill_allowlist), compared as the kernel's 15-byte comm.
+  std::vector<std::string> kill_allowlist = protocol::DefaultKillAllowlist();
 };
 
 struct Decision {
+  enum class Choice {
+    kRunbookFix,   // the runbook's own fix (its approval_required applies)
+    kAlternative,  // one of the runbook's alternatives, chosen by the AI
+  };
   protocol::Action action;  // always valid per the catalog
+  Choice choice = Choice::kRunbookFix;
+  bool automatic = false;   // kAlternative: the alternative is marked automatic
   std::string reasoning;    // becomes ai_reasoning
   std::string source;       // "runbook", "gemini", "openai"
   // Timeline entries to add before `suggested`, as {event, detail}: e.g. {"ai_fallback",
   // "the model proposed 'rm -rf /' (not an action); using the runbook's fix"}.
   std::vector<std::pair<std::string, std::string>> notes;
-  // When set, the fix waits for a human even in automatic mode (high risk, raw shell).
+  // When the model's answer was refused (unparseable, invalid, or not among the runbook's
+  // choices): why, with what it proposed. The server audits it; the runbook's fix is used.
+  std::string refused;
+  // When set, the fix waits for a human even in automatic mode (high risk, raw shell, an
+  // alternative not marked automatic).
   bool requires_approval = false;
   std::string approval_reason;
   Json usage = Json::object();  // provider, model, tokens, latency_ms

@@ -36,9 +36,7 @@ struct AiConfig {
   int64_t max_input_tokens = 8'000;   // per request (estimated before sending)
   int64_t max_output_tokens = 1'024;  // per request (sent to the provider)
   int64_t max_tokens_per_hour = 200'000;
-  // Policy for the AI's choices (docs/AI.md, "Safety model").
-  std::vector<std::string> allowed_services = {"nginx", "healthapp"};
-  std::vector<std::string> allowed_path_prefixes = {"/var/log/"};
+  // What the AI may choose is each runbook's fix and alternatives (runbooks.h, gate.h).
   bool allow_shell = false;  // even when true, a shell action always waits for approval
 };
 

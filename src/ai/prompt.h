@@ -30,9 +30,14 @@ Json ExtractFacts(std::string_view diagnostics);
 // `params` lists every parameter name of the catalog as nullable (strict-mode friendly).
 Json AnswerSchema();
 
-// The catalog the model may choose from, as JSON: fix actions only (no read-only diagnostics,
-// no chaos, shell only when allowed), each with its parameters' kinds and its risk.
-Json ChoosableCatalog(const AiConfig& policy);
+// What the model may choose for `runbook`, as JSON: the fix ({action, params, "choice": "the
+// runbook's fix"}) then each alternative ({action, params: constraints, automatic, "choice":
+// "alternative"}).
+Json RunbookChoices(const Runbook& runbook);
+
+// The catalog entries of the actions among those choices (no read-only diagnostics, no chaos,
+// shell only when allowed), each with its parameters' kinds and its risk.
+Json ChoosableCatalog(const Runbook& runbook, const AiConfig& policy);
 
 // Limits for the untrusted part of the prompt.
 inline constexpr size_t kMaxDiagnosticsChars = 12'000;

@@ -39,7 +39,178 @@ protocol::Action MoveLogPaths(const protocol::Action& action, const std::string&
   return moved ? *moved : action;
 }
 
+// `path` moved from /var/log to `log_dir` when at or under /var/log; else unchanged.
+std::string MovePath(const std::string& path, const std::string& log_dir) {
+  if (!AtOrUnder(path, kDefaultLogDir)) {
+    return path;
+  }
+  return log_dir + path.substr(kDefaultLogDir.size());
+}
+
+Alternative MoveLogPaths(const Alternative& alt, const std::string& log_dir) {
+  Alternative out = alt;
+  for (auto& [name, c] : out.params) {
+    if (c.kind == ParamConstraint::Kind::kUnder) {
+      c.dir = MovePath(c.dir, log_dir);
+    } else if (c.kind == ParamConstraint::Kind::kOneOf && name == "path") {
+      for (Json& v : c.values) {
+        if (v.is_string()) {
+          v = MovePath(v.get<std::string>(), log_dir);
+        }
+      }
+    }
+  }
+  return out;
+}
+
+ParamConstraint OneOf(std::vector<Json> values) {
+  ParamConstraint c;
+  c.kind = ParamConstraint::Kind::kOneOf;
+  c.values = std::move(values);
+  return c;
+}
+
+ParamConstraint Under(std::string dir) {
+  ParamConstraint c;
+  c.kind = ParamConstraint::Kind::kUnder;
+  c.dir = std::move(dir);
+  return c;
+}
+
+ParamConstraint AtLeast(const std::string& age) {
+  ParamConstraint c;
+  c.kind = ParamConstraint::Kind::kAtLeast;
+  c.at_least = CleanupAge(age).value_or(Millis(0));
+  c.at_least_text = age;
+  return c;
+}
+
+ParamConstraint Any() {
+  ParamConstraint c;
+  c.kind = ParamConstraint::Kind::kAny;
+  return c;
+}
+
+Alternative Alt(std::string action, std::map<std::string, ParamConstraint> params,
+                bool automatic) {
+  Alternative a{std::move(action), std::move(params), automatic};
+  if (!ValidateAlternative(a)) {
+    std::abort();  // A built-in alternative that does not validate is a programming error.
+  }
+  return a;
+}
+
 }  // namespace
+
+std::optional<Millis> CleanupAge(std::string_view text) {
+  if (!text.empty() && text.back() == 'd') {
+    const std::string_view digits = text.substr(0, text.size() - 1);
+    if (digits.empty() || digits.size() > 6 ||
+        digits.find_first_not_of("0123456789") != std::string_view::npos) {
+      return std::nullopt;
+    }
+    int64_t days = 0;
+    for (char c : digits) {
+      days = days * 10 + (c - '0');
+    }
+    return Millis(days * 86'400'000);
+  }
+  auto ms = ParseDuration(text);
+  if (!ms) {
+    return std::nullopt;
+  }
+  return *ms;
+}
+
+Json ParamConstraint::ToJson() const {
+  switch (kind) {
+    case Kind::kOneOf:
+      return Json{{"one_of", Json(values)}};
+    case Kind::kUnder:
+      return Json{{"under", dir}};
+    case Kind::kAtLeast:
+      return Json{{"at_least", at_least_text}};
+    case Kind::kAny:
+      return Json("any");
+  }
+  return Json("any");
+}
+
+Json Alternative::ToJson() const {
+  Json p = Json::object();
+  for (const auto& [name, c] : params) {
+    p[name] = c.ToJson();
+  }
+  return Json{{"action", action}, {"params", p}, {"automatic", automatic}};
+}
+
+Status ValidateAlternative(const Alternative& alt) {
+  const protocol::ActionSpec* spec = protocol::FindAction(alt.action);
+  if (spec == nullptr) {
+    return InvalidArgument("unknown action '" + alt.action + "'");
+  }
+  if (spec->read_only) {
+    return InvalidArgument(alt.action + " is a read-only diagnostic, not a fix");
+  }
+  if (alt.action.rfind("chaos.", 0) == 0) {
+    return InvalidArgument("chaos actions are never taken on the AI's word");
+  }
+  if (alt.action == "shell" && alt.automatic) {
+    return InvalidArgument("a shell alternative always needs approval: it cannot be automatic");
+  }
+  for (const auto& [name, c] : alt.params) {
+    const protocol::ParamSpec* ps = nullptr;
+    for (const auto& p : spec->params) {
+      if (p.name == name) {
+        ps = &p;
+      }
+    }
+    if (ps == nullptr) {
+      return protocol::ValidateParam(alt.action, name, Json());  // names the known ones
+    }
+    if (alt.action == "process.kill" && name == "pid") {
+      return InvalidArgument("process.kill alternatives name processes by 'pattern', never 'pid'");
+    }
+    switch (c.kind) {
+      case ParamConstraint::Kind::kOneOf:
+        if (c.values.empty()) {
+          return InvalidArgument(alt.action + ": parameter '" + name + "' allows no value");
+        }
+        for (const Json& v : c.values) {
+          RETURN_IF_ERROR(protocol::ValidateParam(alt.action, name, v));
+        }
+        break;
+      case ParamConstraint::Kind::kUnder:
+        if (ps->kind != protocol::ParamKind::kAbsPath) {
+          return InvalidArgument(alt.action + ": 'under' applies to paths; '" + name +
+                                 "' is not one");
+        }
+        RETURN_IF_ERROR(protocol::ValidateParam(alt.action, name, Json(c.dir)));
+        if (c.dir == "/" || c.dir.back() == '/' || c.dir.find("//") != std::string::npos) {
+          return InvalidArgument(alt.action + ": 'under' needs a clean directory other than /, "
+                                 "got '" + c.dir + "'");
+        }
+        break;
+      case ParamConstraint::Kind::kAtLeast:
+        if (ps->kind != protocol::ParamKind::kDuration) {
+          return InvalidArgument(alt.action + ": 'at_least' applies to durations; '" + name +
+                                 "' is not one");
+        }
+        RETURN_IF_ERROR(protocol::ValidateParam(alt.action, name, Json(c.at_least_text)));
+        break;
+      case ParamConstraint::Kind::kAny:
+        break;
+    }
+  }
+  for (const auto& p : spec->params) {
+    const bool needed = p.required || (alt.action == "process.kill" && p.name == "pattern");
+    if (needed && alt.params.count(p.name) == 0) {
+      return InvalidArgument(alt.action + " needs a constraint for parameter '" + p.name +
+                             "' (a value, a list, {under: DIR}, {at_least: AGE} or any)");
+    }
+  }
+  return OkStatus();
+}
 
 std::vector<Runbook> DefaultRunbooks() {
   std::vector<Runbook> out;
@@ -49,6 +220,14 @@ std::vector<Runbook> DefaultRunbooks() {
     r.diagnostics = {Make("service.status", {{"service", "nginx"}}),
                      Make("service.logs", {{"service", "nginx"}, {"lines", 30}})};
     r.fix = Make("service.restart", {{"service", "nginx"}});
+    r.alternatives = {
+        // nginx's upstream (the health app) may be what fails the check.
+        Alt("service.restart", {{"service", OneOf({"healthapp"})}}, true),
+        Alt("service.start", {{"service", OneOf({"nginx", "healthapp"})}}, true),
+        // A leftover worker holding the port; only where the host's kill_allowlist has nginx.
+        Alt("process.kill", {{"pattern", OneOf({"nginx"})}, {"signal", OneOf({"TERM", "KILL"})}},
+            false),
+    };
     r.fix_reasoning =
         "nginx stopped answering the web target group's health check; restarting the service "
         "(stopping any leftover worker first) is the standard recovery.";
@@ -63,6 +242,13 @@ std::vector<Runbook> DefaultRunbooks() {
     r.largest_file_fix =
         Make("log.archive_truncate", {{"path", std::string(kDefaultLogDir) + "/syslog"}});
     r.fix = Make("disk.cleanup", {{"path", std::string(kDefaultLogDir)}, {"older_than", "7d"}});
+    r.alternatives = {
+        // Another log file than the largest: archived first, so no line is lost.
+        Alt("log.archive_truncate", {{"path", Under(std::string(kDefaultLogDir))}}, true),
+        // Deleting old files loses them: a human decides.
+        Alt("disk.cleanup",
+            {{"path", Under(std::string(kDefaultLogDir))}, {"older_than", AtLeast("7d")}}, false),
+    };
     r.fix_reasoning =
         "the disk is nearly full; the largest log file is copied to the server's archive, "
         "checksum-verified, then truncated, so no log line is lost.";
@@ -74,6 +260,14 @@ std::vector<Runbook> DefaultRunbooks() {
     r.diagnostics = {Make("memory.usage", Json::object()),
                      Make("process.top", {{"lines", 15}})};
     r.fix = Make("process.kill", {{"pattern", "stress-ng"}, {"signal", "TERM"}});
+    r.alternatives = {
+        // The same hog, harder.
+        Alt("process.kill", {{"pattern", OneOf({"stress-ng"})}, {"signal", OneOf({"TERM", "KILL"})}},
+            true),
+        // Another process the model sees hogging memory: only names on the host's
+        // kill_allowlist, and a human decides.
+        Alt("process.kill", {{"pattern", Any()}, {"signal", OneOf({"TERM"})}}, false),
+    };
     r.fix_reasoning = "memory is nearly exhausted; stopping the process hogging it frees it.";
     out.push_back(std::move(r));
   }
@@ -104,6 +298,9 @@ Runbook ForHost(const Runbook& rb, const std::string& log_dir) {
   }
   out.fix = MoveLogPaths(out.fix, dir);
   out.largest_file_fix = MoveLogPaths(out.largest_file_fix, dir);
+  for (auto& alt : out.alternatives) {
+    alt = MoveLogPaths(alt, dir);
+  }
   return out;
 }
 
@@ -234,6 +431,104 @@ Result<protocol::Action> ParseAction(const YAML::Node& node, const std::string& 
   return *action;
 }
 
+Result<ParamConstraint> ParseConstraint(const YAML::Node& node, const std::string& file) {
+  ParamConstraint c;
+  if (node.IsScalar()) {
+    if (node.Tag() != "!" && node.Scalar() == "any") {
+      c.kind = ParamConstraint::Kind::kAny;
+      return c;
+    }
+    ASSIGN_OR_RETURN(Json v, YamlToJson(node, file));
+    c.values.push_back(std::move(v));
+    return c;
+  }
+  if (node.IsSequence()) {
+    for (const auto& item : node) {
+      if (!item.IsScalar()) {
+        return InvalidArgument(YamlWhere(file, item) + "a list of allowed values holds scalars");
+      }
+      ASSIGN_OR_RETURN(Json v, YamlToJson(item, file));
+      c.values.push_back(std::move(v));
+    }
+    return c;
+  }
+  if (node.IsMap() && node.size() == 1) {
+    const auto kv = *node.begin();
+    const std::string key = kv.first.as<std::string>("");
+    if (key == "one_of" && kv.second.IsSequence()) {
+      return ParseConstraint(kv.second, file);
+    }
+    if ((key == "under" || key == "at_least") && kv.second.IsScalar()) {
+      if (key == "under") {
+        c.kind = ParamConstraint::Kind::kUnder;
+        c.dir = kv.second.Scalar();
+        while (c.dir.size() > 1 && c.dir.back() == '/') {
+          c.dir.pop_back();
+        }
+        return c;
+      }
+      c.kind = ParamConstraint::Kind::kAtLeast;
+      c.at_least_text = kv.second.Scalar();
+      std::optional<Millis> age = CleanupAge(c.at_least_text);
+      if (!age) {
+        return InvalidArgument(YamlWhere(file, kv.second) + "at_least: '" + c.at_least_text +
+                               "' is not a duration like 7d or 36h");
+      }
+      c.at_least = *age;
+      return c;
+    }
+  }
+  return InvalidArgument(YamlWhere(file, node) +
+                         "a parameter constraint is a value, a list of values, {under: DIR}, "
+                         "{at_least: DURATION} or any");
+}
+
+Result<Alternative> ParseAlternative(const YAML::Node& node, const std::string& file) {
+  if (!node.IsMap()) {
+    return InvalidArgument(YamlWhere(file, node) +
+                           "an alternative is {action: NAME, params: {...}, automatic: bool}");
+  }
+  Alternative alt;
+  for (const auto& kv : node) {
+    const std::string key = kv.first.as<std::string>("");
+    if (key == "action") {
+      alt.action = kv.second.as<std::string>("");
+    } else if (key == "params") {
+      if (kv.second.IsNull()) {
+        continue;
+      }
+      if (!kv.second.IsMap()) {
+        return InvalidArgument(YamlWhere(file, kv.second) + "params must be a mapping");
+      }
+      for (const auto& p : kv.second) {
+        const std::string name = p.first.as<std::string>("");
+        ASSIGN_OR_RETURN(ParamConstraint c, ParseConstraint(p.second, file));
+        if (!alt.params.emplace(name, std::move(c)).second) {
+          return InvalidArgument(YamlWhere(file, p.first) + "parameter '" + name +
+                                 "' appears twice");
+        }
+      }
+    } else if (key == "automatic") {
+      try {
+        alt.automatic = kv.second.as<bool>();
+      } catch (const YAML::Exception&) {
+        return InvalidArgument(YamlWhere(file, kv.second) + "automatic must be true or false");
+      }
+    } else {
+      return InvalidArgument(YamlWhere(file, kv.first) + "unknown key '" + key +
+                             "' in an alternative (action, params, automatic)");
+    }
+  }
+  if (alt.action.empty()) {
+    return InvalidArgument(YamlWhere(file, node) + "the alternative has no action");
+  }
+  if (Status s = ValidateAlternative(alt); !s) {
+    return InvalidArgument(YamlWhere(file, node) + "alternative " + alt.action + ": " +
+                           s.error().message);
+  }
+  return alt;
+}
+
 }  // namespace
 
 Status ParseRunbooksYaml(const YAML::Node& node, const std::string& file,
@@ -291,6 +586,20 @@ Status ParseRunbooksYaml(const YAML::Node& node, const std::string& file,
             ASSIGN_OR_RETURN(rb->fix, ParseAction(v, file));
             rb->has_fix = true;
             rb->fix_target = FixTarget::kAsWritten;
+          }
+        } else if (key == "alternatives") {
+          if (v.IsNull()) {
+            rb->alternatives.clear();
+            continue;
+          }
+          if (!v.IsSequence()) {
+            return InvalidArgument(YamlWhere(file, v) + "alternatives must be a list of "
+                                   "{action: NAME, params: {...}, automatic: bool}");
+          }
+          rb->alternatives.clear();
+          for (const auto& item : v) {
+            ASSIGN_OR_RETURN(Alternative alt, ParseAlternative(item, file));
+            rb->alternatives.push_back(std::move(alt));
           }
         } else if (key == "reasoning") {
           rb->fix_reasoning = v.as<std::string>();

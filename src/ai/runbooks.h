@@ -4,6 +4,7 @@
 // for the alarm to clear after the fix, and whether a human must approve. Built-in defaults for
 // the reference alarms; the server config's `runbooks:` section overrides or adds (docs/RUNBOOKS.md).
 
+#include <map>
 #include <optional>
 #include <string>
 #include <string_view>
@@ -30,6 +31,37 @@ enum class FixTarget {
                     // when there is none, the fix as written
 };
 
+// What a runbook alternative allows for one parameter (docs/RUNBOOKS.md, "Alternatives").
+struct ParamConstraint {
+  enum class Kind {
+    kOneOf,    // one of `values` (exact JSON equality; YAML: a scalar or a list)
+    kUnder,    // a path at or under `dir` (YAML: {under: /var/log}); component-wise
+    kAtLeast,  // a duration of at least `at_least` (YAML: {at_least: 7d})
+    kAny,      // any value the catalog accepts (YAML: any)
+  };
+  Kind kind = Kind::kOneOf;
+  std::vector<Json> values;
+  std::string dir;  // absolute, clean, no trailing '/', never "/"
+  Millis at_least{0};
+  std::string at_least_text;  // as written, e.g. "7d"
+
+  // This constraint as JSON, as the prompt shows it: {"one_of":[...]}, {"under":"/var/log"},
+  // {"at_least":"7d"} or "any".
+  Json ToJson() const;
+};
+
+// An action the AI may choose instead of the runbook's fix: its name, a constraint for each
+// parameter it may take (a parameter not named here must not be given), and whether it runs
+// without a human (then approval mode still applies, as for any fix).
+struct Alternative {
+  std::string action;
+  std::map<std::string, ParamConstraint> params;
+  bool automatic = false;
+
+  // {"action":..., "params":{name: constraint...}, "automatic": bool}
+  Json ToJson() const;
+};
+
 struct Runbook {
   std::string alarm;                              // the alarm rule's name
   std::vector<protocol::Action> diagnostics;      // read-only actions
@@ -41,13 +73,27 @@ struct Runbook {
   // For kLargestLogFile: the action whose path receives the largest file.
   protocol::Action largest_file_fix;
   std::string fix_reasoning;                      // why the fix, in one or two sentences
-  std::optional<bool> approval_required;          // overrides the global approval_mode when set
+  // Overrides the global approval_mode when set, for the runbook's own fix only: an alternative
+  // the AI chose follows approval mode, and needs a human unless marked automatic.
+  std::optional<bool> approval_required;
+  // What the AI may choose besides the fix; anything else it answers is refused (the fix runs).
+  std::vector<Alternative> alternatives;
   Millis diagnostics_timeout{10'000};
   Millis execution_timeout{60'000};
   Millis verification_window{30'000};
 };
 
-// The runbooks of the four default alarms. Every action in them passes ValidateAction.
+// OK when `alt` can be offered to the AI: a catalog action that changes the host (no
+// diagnostic, no chaos; shell never automatic), constraints only on parameters the action takes,
+// each value valid for its parameter, `under` only on paths (never "/"), `at_least` only on
+// durations, every required parameter constrained, process.kill by pattern only (never pid).
+Status ValidateAlternative(const Alternative& alt);
+
+// A disk.cleanup age ("7d", or a duration like "36h"), or nullopt.
+std::optional<Millis> CleanupAge(std::string_view text);
+
+// The runbooks of the four default alarms. Every action in them passes ValidateAction and every
+// alternative ValidateAlternative.
 std::vector<Runbook> DefaultRunbooks();
 
 // `rb` for a host whose log directory is `log_dir` (absolute; empty or /var/log: unchanged).
@@ -75,6 +121,8 @@ struct BreakerConfig {
 //   approval_required: bool
 //   diagnostics: [{action: NAME, params: {...}}, ...]
 //   fix: {action: NAME, params: {...}}     (or `fix: none`)
+//   alternatives: [{action: NAME, params: {PARAM: CONSTRAINT, ...}, automatic: bool}, ...]
+//     CONSTRAINT: a value, a list of values, {under: DIR}, {at_least: DURATION} or `any`
 //   reasoning: text
 //   diagnostics_timeout, execution_timeout, verification_window: durations ("30s")
 // Errors name the file, the line and the problem; every action must pass ValidateAction.

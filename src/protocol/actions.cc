@@ -385,6 +385,41 @@ std::string RenderCommandLine(const Action& action) {
   return line;
 }
 
+Status ValidateParam(std::string_view action, std::string_view param, const Json& value) {
+  const ActionSpec* spec = FindAction(action);
+  if (spec == nullptr) {
+    return InvalidArgument("unknown action '" + std::string(action) + "'");
+  }
+  for (const auto& p : spec->params) {
+    if (p.name == param) {
+      if (Status s = CheckParam(p, value); !s) {
+        return InvalidArgument(spec->name + ": " + s.error().message);
+      }
+      return OkStatus();
+    }
+  }
+  std::string known;
+  for (const auto& p : spec->params) {
+    known += (known.empty() ? "" : ", ") + p.name;
+  }
+  return InvalidArgument(spec->name + " has no parameter '" + std::string(param) + "'" +
+                         (known.empty() ? " (it takes none)" : " (known: " + known + ")"));
+}
+
+std::string_view CommName(std::string_view name) { return name.substr(0, kCommLength); }
+
+bool CommAllowed(std::string_view name, const std::vector<std::string>& allowlist) {
+  if (name.empty()) {
+    return false;
+  }
+  for (const auto& allowed : allowlist) {
+    if (!allowed.empty() && CommName(allowed) == CommName(name)) {
+      return true;
+    }
+  }
+  return false;
+}
+
 int SignalNumber(std::string_view name) {
   if (name.substr(0, 3) == "SIG") {
     name.remove_prefix(3);

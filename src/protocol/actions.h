@@ -73,4 +73,28 @@ std::string RenderCommandLine(const Action& action);
 // Signal name ("TERM", "SIGKILL") -> number, or -1.
 int SignalNumber(std::string_view name);
 
+// Checks one parameter value of an action as ValidateAction would (its kind and content), alone:
+// for configs that constrain a parameter (runbook alternatives). InvalidArgument names the
+// action and the parameter, and lists the known ones for an unknown name. Never throws.
+Status ValidateParam(std::string_view action, std::string_view param, const Json& value);
+
+// Process names as the kernel keeps them: /proc/PID/comm (and the name in /proc/PID/stat) holds
+// at most 15 bytes (TASK_COMM_LEN 16 with its NUL), so "systemd-journald" runs as
+// "systemd-journal". Every comparison of a configured or requested process name with a running
+// process's name is made on this form.
+inline constexpr size_t kCommLength = 15;
+std::string_view CommName(std::string_view name);
+
+// True when `name`, compared as a comm (CommName), is one of `allowlist` (each compared as a comm
+// too): "systemd-journald" on the list allows "systemd-journal" and "systemd-journald-x".
+bool CommAllowed(std::string_view name, const std::vector<std::string>& allowlist);
+
+// The process names that process.kill may target by default on a host (the server's
+// `hosts: defaults: kill_allowlist`): only the memory hog of `medic chaos oom` (stress-ng), which
+// the built-in Memory-Exhaustion-ASG runbook stops.
+inline const std::vector<std::string>& DefaultKillAllowlist() {
+  static const std::vector<std::string> kNames = {"stress-ng"};
+  return kNames;
+}
+
 }  // namespace medic::protocol

@@ -216,6 +216,51 @@ TEST(ActionExecutor, ProcessKillMatchesCommExactlyAndSparesPid1AndSelf) {
   EXPECT_TRUE(h.signals.empty());
 }
 
+// The kernel keeps 15 bytes of a process name (issue 12): a name longer than that, as a unit
+// or a runbook writes it, finds the process by its comm; the comparison never reaches beyond.
+TEST(ActionExecutor, ProcessKillComparesTheKernelsFifteenByteComm) {
+  Harness h;
+  h.procfs.AddProcess(200, "systemd-journal");  // systemd-journald as /proc shows it
+  h.procfs.AddProcess(201, "systemd-journa");
+  auto r = h.Run("process.kill", {{"pattern", "systemd-journald"}, {"signal", "TERM"}});
+  EXPECT_TRUE(r.Succeeded()) << r.output << r.error;
+  EXPECT_EQ(h.signals, (std::vector<std::pair<pid_t, int>>{{200, SIGTERM}}));
+}
+
+TEST(ActionExecutor, KillNamesAllowOnlyTheirProcessesComparedAsComm) {
+  Harness h;
+  PolicyRules rules = h.policy->rules();
+  rules.kill_names = std::vector<std::string>{"systemd-journald", "stress-ng"};
+  Policy policy(rules);
+  ActionExecutor executor(ExecutorOptions{.self_pid = kSelf,
+                                          .send_signal =
+                                              [&](pid_t pid, int sig) {
+                                                h.signals.emplace_back(pid, sig);
+                                                return 0;
+                                              }},
+                          policy, h.runner, h.services, h.procfs);
+  h.procfs.AddProcess(200, "systemd-journal");
+  h.procfs.AddProcess(300, "postgres");
+  // Allowed by its 15-byte comm, by either spelling.
+  for (const char* name : {"systemd-journal", "systemd-journald"}) {
+    SCOPED_TRACE(name);
+    h.signals.clear();
+    auto r = executor.Execute({"process.kill", {{"pattern", name}}}, Millis(5'000));
+    EXPECT_TRUE(r.Succeeded()) << r.output << r.error;
+    EXPECT_EQ(h.signals, (std::vector<std::pair<pid_t, int>>{{200, SIGTERM}}));
+  }
+  h.signals.clear();
+  // Refused by name (the policy) and by pid (the executor reads the comm).
+  EXPECT_FALSE(policy.Check({"process.kill", {{"pattern", "postgres"}}}).has_value());
+  auto r = executor.Execute({"process.kill", {{"pattern", "postgres"}}}, Millis(5'000));
+  EXPECT_FALSE(r.Succeeded());
+  EXPECT_NE(r.error.find("is not on policy.kill_names"), std::string::npos) << r.error;
+  r = executor.Execute({"process.kill", {{"pid", 300}}}, Millis(5'000));
+  EXPECT_FALSE(r.Succeeded());
+  EXPECT_NE(r.error.find("is not on policy.kill_names"), std::string::npos) << r.error;
+  EXPECT_TRUE(h.signals.empty());
+}
+
 TEST(ActionExecutor, FilesStayInsideAllowedPathsEvenThroughSymlinks) {
   TempDir dir;
   Harness h(dir.path());

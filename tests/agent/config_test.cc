@@ -135,6 +135,10 @@ TEST(AgentConfig, ErrorsNameFileLineAndProblem) {
        "a.yaml:4:10: services.n.log: '/var/log/../n.log' must be a clean path"},
       {"empty user", "services:\n  n:\n    start: [x]\n    user: ''\n",
        "a.yaml:4:11: services.n.user"},
+      {"kill_names not a list", "policy:\n  kill_names: nginx\n",
+       "a.yaml:2:15: policy.kill_names must be a list"},
+      {"kill_names with shell syntax", "policy:\n  kill_names: [nginx, 'a;b']\n",
+       "a.yaml:2:23: policy.kill_names: 'a;b' is not a process name"},
   };
   for (const ErrorCase& c : cases) {
     SCOPED_TRACE(std::string(c.name));

@@ -145,6 +145,7 @@ TEST(ProbeProcess, PidfileNameAndExeAgainstFakeProc) {
   procfs.AddProcess(42, "nginx");
   procfs.AddProcess(43, "nginx");
   procfs.AddProcess(50, "zombie", 0, 'Z');
+  procfs.AddProcess(60, "systemd-journal");  // systemd-journald: the kernel keeps 15 bytes
   procfs.SetLink("42/exe", "/usr/sbin/nginx");
   procfs.SetLink("43/exe", "/usr/sbin/nginx");
   procfs.SetFile("/run/nginx.pid", "42\n");
@@ -167,6 +168,7 @@ TEST(ProbeProcess, PidfileNameAndExeAgainstFakeProc) {
       {"/run/missing.pid", "", "", false, "cannot read /run/missing.pid"},
       {"", "nginx", "", true, "2 processes named nginx"},
       {"", "zombie", "", false, "no process named zombie"},
+      {"", "systemd-journald", "", true, "1 process named systemd-journald"},
       {"", "", "/usr/sbin/nginx", true, "2 processes run /usr/sbin/nginx"},
       {"", "", "/usr/sbin/apache2", false, "no process runs /usr/sbin/apache2"},
   };

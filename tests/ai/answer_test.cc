@@ -59,55 +59,5 @@ TEST(ParseModelAnswerTest, DropsNullParamsAndReadsFields) {
   EXPECT_EQ(r->confidence, 0.8);
 }
 
-protocol::Action Valid(const std::string& name, Json params) {
-  return protocol::ValidateAction(name, params).value();
-}
-
-TEST(CheckPolicyTest, AllowsSafeChoices) {
-  AiConfig policy;
-  ModelAnswer a;
-  const Runbook nginx = test::RunbookFor("Nginx-Down-ALB");
-  const Runbook disk = test::RunbookFor("Disk-Critical-ASG");
-  EXPECT_EQ(CheckPolicy(Valid("service.restart", {{"service", "nginx"}}), a, nginx, policy).kind,
-            PolicyVerdict::kAllow);
-  EXPECT_EQ(
-      CheckPolicy(Valid("service.restart", {{"service", "healthapp"}}), a, nginx, policy).kind,
-      PolicyVerdict::kAllow);
-  EXPECT_EQ(CheckPolicy(Valid("log.archive_truncate", {{"path", "/var/log/nginx/access.log"}}), a,
-                        disk, policy)
-                .kind,
-            PolicyVerdict::kAllow);
-  EXPECT_EQ(CheckPolicy(Valid("disk.cleanup", {{"path", "/var/log"}, {"older_than", "3d"}}), a,
-                        disk, policy)
-                .kind,
-            PolicyVerdict::kAllow);
-  EXPECT_EQ(CheckPolicy(Valid("process.kill", {{"pattern", "stress-ng"}, {"signal", "KILL"}}), a,
-                        test::RunbookFor("Memory-Exhaustion-ASG"), policy)
-                .kind,
-            PolicyVerdict::kAllow);
-}
-
-TEST(CheckPolicyTest, ConfidenceGrantsNothingButSelfRatedHighRiskWaits) {
-  AiConfig policy;
-  ModelAnswer a;
-  a.risk = "high";
-  a.confidence = 1.0;
-  const auto v = CheckPolicy(Valid("service.restart", {{"service", "nginx"}}), a,
-                             test::RunbookFor("Nginx-Down-ALB"), policy);
-  EXPECT_EQ(v.kind, PolicyVerdict::kNeedsApproval);
-  EXPECT_NE(v.reason.find("high-risk"), std::string::npos);
-}
-
-TEST(CheckPolicyTest, ShellNeedsApprovalWhenAllowedAndIsDeniedOtherwise) {
-  AiConfig policy;
-  ModelAnswer a;
-  const auto shell = Valid("shell", {{"command", "systemctl reload nginx"}});
-  EXPECT_EQ(CheckPolicy(shell, a, test::RunbookFor("Nginx-Down-ALB"), policy).kind,
-            PolicyVerdict::kDeny);
-  policy.allow_shell = true;
-  EXPECT_EQ(CheckPolicy(shell, a, test::RunbookFor("Nginx-Down-ALB"), policy).kind,
-            PolicyVerdict::kNeedsApproval);
-}
-
 }  // namespace
 }  // namespace medic::ai

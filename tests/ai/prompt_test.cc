@@ -105,17 +105,49 @@ TEST(AnswerSchemaTest, HasTheSixFieldsAndEveryParameter) {
   EXPECT_EQ(p["pid"]["type"], (Json{"integer", "null"}));
 }
 
-TEST(ChoosableCatalogTest, OffersFixesOnlyNoChaosNoShellByDefault) {
+TEST(ChoosableCatalogTest, OffersOnlyTheActionsOfTheRunbooksChoices) {
   AiConfig policy;
-  const std::string cat = DumpJson(ChoosableCatalog(policy));
-  EXPECT_NE(cat.find("service.restart"), std::string::npos);
+  Runbook disk = test::RunbookFor("Disk-Critical-ASG");
+  const std::string cat = DumpJson(ChoosableCatalog(disk, policy));
   EXPECT_NE(cat.find("log.archive_truncate"), std::string::npos);
+  EXPECT_NE(cat.find("disk.cleanup"), std::string::npos);
   EXPECT_NE(cat.find("\"risk\":\"medium\""), std::string::npos);
+  EXPECT_EQ(cat.find("service.restart"), std::string::npos);
+  EXPECT_EQ(cat.find("process.kill"), std::string::npos);
+  EXPECT_EQ(cat.find("file.truncate"), std::string::npos);
   EXPECT_EQ(cat.find("chaos."), std::string::npos);
-  EXPECT_EQ(cat.find("\"shell\""), std::string::npos);
   EXPECT_EQ(cat.find("service.status"), std::string::npos);
+  disk.alternatives.push_back({"shell", {}, false});
+  EXPECT_EQ(DumpJson(ChoosableCatalog(disk, policy)).find("\"shell\""), std::string::npos);
   policy.allow_shell = true;
-  EXPECT_NE(DumpJson(ChoosableCatalog(policy)).find("\"shell\""), std::string::npos);
+  EXPECT_NE(DumpJson(ChoosableCatalog(disk, policy)).find("\"shell\""), std::string::npos);
+}
+
+TEST(BuildPromptTest, ListsTheFixAndTheAlternativesAsTheOnlyChoices) {
+  auto req = test::MakeRequest("Nginx-Down-ALB");
+  req.kill_allowlist = {"nginx"};
+  const LlmRequest p = BuildPrompt(req, AiConfig{}, "n0nce");
+  const size_t at = p.user.find("Your choices");
+  ASSERT_NE(at, std::string::npos) << p.user;
+  EXPECT_NE(p.user.find(R"({"action":"service.restart","choice":"the runbook's fix",)"
+                        R"("params":{"service":"nginx"}})"),
+            std::string::npos)
+      << p.user;
+  EXPECT_NE(p.user.find(R"({"action":"service.restart","automatic":true,"choice":"alternative",)"
+                        R"("params":{"service":{"one_of":["healthapp"]}}})"),
+            std::string::npos)
+      << p.user;
+  EXPECT_NE(p.user.find(R"("pattern":{"one_of":["nginx"]})"), std::string::npos) << p.user;
+  EXPECT_NE(p.user.find("process.kill may name only these processes on this host (as in ps's "
+                        "COMM column): [\"nginx\"]"),
+            std::string::npos)
+      << p.user;
+  // Actions no choice uses are not offered.
+  EXPECT_EQ(p.user.find("file.truncate"), std::string::npos);
+  EXPECT_EQ(p.user.find("disk.cleanup"), std::string::npos);
+  EXPECT_NE(p.system.find("must be one of the choices"), std::string::npos);
+  // Before the untrusted block.
+  EXPECT_LT(at, p.user.find("<<<UNTRUSTED-HOST-DATA-n0nce"));
 }
 
 TEST(BuildPromptTest, DelimitsUntrustedDataAndSaysSo) {
@@ -142,7 +174,6 @@ TEST(BuildPromptTest, DelimitsUntrustedDataAndSaysSo) {
   EXPECT_NE(p.user.find("Runbook fix (used if you choose nothing better): "
                         "service.restart service=nginx"),
             std::string::npos);
-  EXPECT_NE(p.user.find("Allowed services: [\"healthapp\",\"nginx\"]"), std::string::npos);
   EXPECT_NE(p.user.find("Parsed facts:"), std::string::npos);
   EXPECT_EQ(p.schema, AnswerSchema());
 }

@@ -379,6 +379,8 @@ Result<std::unique_ptr<ServerApp>> ServerApp::Create(const ServerConfig& config,
   const HostsConfig* hosts_config = &p->config.hosts;
   p->incidents->SetLogDirLookup(
       [hosts_config](const std::string& host) { return hosts_config->For(host).log_dir; });
+  p->incidents->SetKillAllowlistLookup(
+      [hosts_config](const std::string& host) { return hosts_config->For(host).kill_allowlist; });
   p->events = std::make_unique<EventHub>(clock, config.events);
   EventHub* events = p->events.get();
   p->incidents->SetListener(

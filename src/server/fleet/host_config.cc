@@ -33,6 +33,26 @@ void Apply(const HostConfigEntry& entry, HostConfig& out) {
   if (entry.chaos_allowed) {
     out.chaos_allowed = *entry.chaos_allowed;
   }
+  if (entry.kill_allowlist) {
+    out.kill_allowlist = *entry.kill_allowlist;
+  }
+}
+
+// The kill_allowlist value: a list of process names process.kill accepts as a pattern.
+Result<std::vector<std::string>> KillAllowlist(const YAML::Node& node) {
+  if (!node.IsSequence()) {
+    return InvalidArgument("kill_allowlist must be a list of process names");
+  }
+  std::vector<std::string> out;
+  for (const auto& item : node) {
+    const std::string name = item.IsScalar() ? item.Scalar() : "";
+    if (auto ok = protocol::ValidateParam("process.kill", "pattern", Json(name)); !ok) {
+      return InvalidArgument("kill_allowlist: '" + name + "' is not a process name (" +
+                             ok.error().message + ")");
+    }
+    out.push_back(name);
+  }
+  return out;
 }
 
 // Why `pattern` is not a host name or a name prefix followed by '*'; "" when it is.
@@ -89,9 +109,15 @@ Status ParseEntry(const YAML::Node& node, const std::string& file, const std::st
         entry.log_dir = *dir;
       } else if (key == "chaos_allowed") {
         entry.chaos_allowed = kv.second.as<bool>();
+      } else if (key == "kill_allowlist") {
+        auto names = KillAllowlist(kv.second);
+        if (!names) {
+          return InvalidArgument(where + names.error().message);
+        }
+        entry.kill_allowlist = std::move(*names);
       } else {
         return InvalidArgument(where + "unknown key '" + key +
-                               "' (known: log_dir, chaos_allowed)");
+                               "' (known: log_dir, chaos_allowed, kill_allowlist)");
       }
     } catch (const YAML::Exception&) {
       return InvalidArgument(where + "wrong type for '" + key + "'");

@@ -6,7 +6,8 @@
 // as reported information, for display, because a compromised host can say anything.
 //
 //   hosts:
-//     defaults: {log_dir: /var/log, chaos_allowed: false}   # every host (these are built in)
+//     defaults: {log_dir: /var/log, chaos_allowed: false,   # every host (these are built in)
+//                kill_allowlist: [stress-ng]}
 //     "web-*": {chaos_allowed: true}                         # names starting with "web-"
 //     web-1: {log_dir: /srv/web-1/log}                       # one host
 //
@@ -20,6 +21,7 @@
 #include <vector>
 
 #include "core/result.h"
+#include "protocol/actions.h"
 
 namespace YAML {
 class Node;
@@ -36,6 +38,10 @@ struct HostConfig {
   // Operators may start chaos experiments on the host (POST /api/v1/chaos). The agent's own
   // config must allow them too.
   bool chaos_allowed = false;
+  // The process names an AI-chosen process.kill alternative may target on the host, compared as
+  // the kernel's 15-byte comm (protocol::CommAllowed): a longer configured name counts by its
+  // first 15 bytes, as the kernel shows it ("systemd-journald" is "systemd-journal").
+  std::vector<std::string> kill_allowlist = protocol::DefaultKillAllowlist();
 
   bool operator==(const HostConfig&) const = default;
 };
@@ -45,6 +51,7 @@ struct HostConfigEntry {
   std::string pattern;
   std::optional<std::string> log_dir;
   std::optional<bool> chaos_allowed;
+  std::optional<std::vector<std::string>> kill_allowlist;  // replaces, never merges
 };
 
 struct HostsConfig {

@@ -1,5 +1,6 @@
 #include "server/incidents/incident_manager.h"
 
+#include "ai/gate.h"
 #include "ai/prompt.h"
 #include "core/files.h"
 #include "core/log.h"
@@ -424,10 +425,14 @@ void IncidentManager::Decide(Active& a) {
   a.phase = Phase::kDeciding;
   (void)Save(a.inc, std::move(next));
   const Incident& inc = a.inc;
-  pending_decisions_.push_back(ai::DecisionRequest{
-      ai::IncidentFacts{inc.incident_id, inc.alarm_name, inc.alarm_description, inc.instance_id,
-                        inc.diagnostics},
-      *rb});
+  ai::DecisionRequest req{ai::IncidentFacts{inc.incident_id, inc.alarm_name,
+                                             inc.alarm_description, inc.instance_id,
+                                             inc.diagnostics},
+                          *rb};
+  if (kill_allowlist_of_) {
+    req.kill_allowlist = kill_allowlist_of_(inc.instance_id);
+  }
+  pending_decisions_.push_back(std::move(req));
 }
 
 void IncidentManager::DispatchDecisions() {
@@ -462,19 +467,18 @@ void IncidentManager::ApplyDecision(const std::string& incident_id, const ai::De
   next.ai_usage = d.usage.is_object() ? d.usage : Json::object();
   next.timeline.push_back(Entry("suggested", next.ai_suggestion));
 
-  const Settings s = settings_.Get();
-  std::string why;
-  if (s.automation_paused) {
-    why = "automation is paused";
-  } else if (d.requires_approval) {
-    why = d.approval_reason.empty() ? "the proposed action needs approval" : d.approval_reason;
-  } else if (rb != nullptr && rb->approval_required.has_value()) {
-    if (*rb->approval_required) {
-      why = "the runbook requires approval";
-    }
-  } else if (s.approval_mode) {
-    why = "approval mode is on";
+  if (!d.refused.empty()) {
+    Audit("medic", "ai.choice_refused",
+          Json{{"incident", incident_id},
+               {"host", next.instance_id},
+               {"alarm", next.alarm_name},
+               {"reason", d.refused},
+               {"instead", next.ai_suggestion}});
   }
+
+  const Settings s = settings_.Get();
+  std::string why = s.automation_paused ? "automation is paused"
+                                        : ai::WhyApproval(d, rb, s.approval_mode);
   if (why.empty()) {
     const int recent = RecentAutomaticFixes(next);
     if (recent >= breaker_max_fixes_) {
@@ -496,9 +500,7 @@ void IncidentManager::ApplyDecision(const std::string& incident_id, const ai::De
     }
     return;
   }
-  next.timeline.push_back(Entry("auto_approved", rb != nullptr && rb->approval_required.has_value()
-                                                     ? "the runbook allows automatic fixes"
-                                                     : "approval mode is off"));
+  next.timeline.push_back(Entry("auto_approved", ai::AutoApprovalNote(d, rb)));
   if (Status st = Execute(a, std::move(next), IncidentEvent::kAutoApproved); !st) {
     LogError("cannot start the fix of " + incident_id + ": " + st.error().ToString());
     // Nothing was sent and nothing was recorded; the decision is applied again no sooner than

@@ -85,6 +85,15 @@ class IncidentManager {
     log_dir_of_ = std::move(lookup);
   }
 
+  // The process names process.kill alternatives may target on each host (the server's config
+  // decides; compared as the kernel's 15-byte comm, ai/gate.h). Without a lookup:
+  // protocol::DefaultKillAllowlist(). REQUIRES: before any event; must not call back into the
+  // manager.
+  void SetKillAllowlistLookup(
+      std::function<std::vector<std::string>(const std::string& host)> lookup) {
+    kill_allowlist_of_ = std::move(lookup);
+  }
+
   // Called with every incident after each durable change (for server-sent events). Runs under
   // the manager's lock: it must not block or call back into the manager.
   // REQUIRES: before any event.
@@ -192,6 +201,7 @@ class IncidentManager {
   const std::vector<ai::Runbook> runbooks_;
   std::function<void(const Incident&)> listener_;
   std::function<std::string(const std::string&)> log_dir_of_;
+  std::function<std::vector<std::string>(const std::string&)> kill_allowlist_of_;
   int breaker_max_fixes_ = 3;
   Millis breaker_window_{3'600'000};
   Millis approval_timeout_{3'600'000};

@@ -61,6 +61,22 @@ hosts:
   }
 }
 
+TEST(HostConfigTest, KillAllowlistsReplaceLayerByLayer) {
+  EXPECT_EQ(HostConfig{}.kill_allowlist, (std::vector<std::string>{"stress-ng"}));
+  auto c = Load(R"(
+hosts:
+  defaults: {kill_allowlist: [stress-ng, php-fpm]}
+  "web-*": {kill_allowlist: [nginx, systemd-journald]}
+  web-9: {kill_allowlist: []}
+)");
+  ASSERT_TRUE(c.has_value()) << c.error().ToString();
+  EXPECT_EQ(c->hosts.For("db-1").kill_allowlist,
+            (std::vector<std::string>{"stress-ng", "php-fpm"}));
+  EXPECT_EQ(c->hosts.For("web-1").kill_allowlist,
+            (std::vector<std::string>{"nginx", "systemd-journald"}));
+  EXPECT_TRUE(c->hosts.For("web-9").kill_allowlist.empty());
+}
+
 TEST(HostConfigTest, AnEmptySectionChangesNothing) {
   auto c = Load("hosts:\n");
   ASSERT_TRUE(c.has_value()) << c.error().ToString();
@@ -75,7 +91,12 @@ TEST(HostConfigTest, BadEntriesAreErrorsNamingLineAndKey) {
       {"hosts: [web-1]\n", ":1: hosts must map host names"},
       {"hosts:\n  web-1: yes\n", ":2: hosts: 'web-1' must be a mapping"},
       {"hosts:\n  web-1: {log_dir: /srv, chaos: true}\n",
-       ":2: hosts: 'web-1': unknown key 'chaos' (known: log_dir, chaos_allowed)"},
+       ":2: hosts: 'web-1': unknown key 'chaos' (known: log_dir, chaos_allowed, kill_allowlist)"},
+      {"hosts:\n  web-1: {kill_allowlist: nginx}\n",
+       ":2: hosts: 'web-1': kill_allowlist must be a list of process names"},
+      {"hosts:\n  web-1: {kill_allowlist: [\"nginx; reboot\"]}\n",
+       ":2: hosts: 'web-1': kill_allowlist: 'nginx; reboot' is not a process name"},
+      {"hosts:\n  web-1: {kill_allowlist: [[a]]}\n", "kill_allowlist: '' is not a process name"},
       {"hosts:\n  defaults: {colour: blue}\n", ":2: hosts: 'defaults': unknown key 'colour'"},
       {"hosts:\n  web-1:\n    chaos_allowed: sometimes\n",
        ":3: hosts: 'web-1': wrong type for 'chaos_allowed'"},

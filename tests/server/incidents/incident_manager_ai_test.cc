@@ -24,7 +24,8 @@ class IncidentManagerAiTest : public ::testing::Test {
     settings_ = std::move(SettingsService::Load(*store_, Settings{}).value());
     ASSERT_TRUE(settings_->Update(Json{{"approval_mode", false}}).has_value());  // automatic
   }
-  void Build(bool allow_shell = false) {
+  void Build(bool allow_shell = false,
+             std::vector<ai::Runbook> runbooks = ai::DefaultRunbooks()) {
     ai::AiConfig config;
     config.provider = "openai";
     config.model = "gpt-test";
@@ -34,7 +35,7 @@ class IncidentManagerAiTest : public ::testing::Test {
         ai::NewOpenAiClient(config, *http_, clock_, [](Millis) {}), config);
     manager_ = std::make_unique<IncidentManager>(
         *store_, clock_, sink_, alarms_, *settings_, *brain_,
-        [](std::function<void()> task) { task(); }, DefaultAlarmRules(), ai::DefaultRunbooks());
+        [](std::function<void()> task) { task(); }, DefaultAlarmRules(), std::move(runbooks));
   }
   Incident Only() {
     auto list = store_->ListIncidents({});
@@ -125,6 +126,43 @@ TEST_F(IncidentManagerAiTest, TheAisChoiceRunsInAutomaticModeAndCompletes) {
   alarms_.state = AlarmState::kOk;
   manager_->OnCommandResult(done);
   EXPECT_EQ(Only().status, IncidentStatus::kCompleted);
+}
+
+// Issue 12: a runbook's `approval_required: false` lets its own fix run without a human; it
+// says nothing about whatever else the AI chose, which follows approval mode.
+TEST_F(IncidentManagerAiTest, ApprovalRequiredFalseCoversTheRunbooksOwnFixOnly) {
+  ASSERT_TRUE(settings_->Update(Json{{"approval_mode", true}}).has_value());
+  std::vector<ai::Runbook> runbooks = ai::DefaultRunbooks();
+  for (auto& rb : runbooks) {
+    if (rb.alarm == "Nginx-Down-ALB") {
+      rb.approval_required = false;
+    }
+  }
+  Build(false, runbooks);
+  // Another choice than the fix: a human decides, nothing is sent.
+  Answer(ai::test::Answer("service.restart", {{"service", "healthapp"}}));
+  Incident inc = Diagnose("Nginx-Down-ALB", "nginx: running\nupstream healthapp: refused\n");
+  EXPECT_EQ(inc.status, IncidentStatus::kPendingApproval);
+  EXPECT_EQ(inc.ai_suggestion, "service.restart service=healthapp");
+  EXPECT_EQ(sink_.sent.size(), 2u) << "only the diagnostics";
+  EXPECT_EQ(Detail(inc, "awaiting_approval"), "approval mode is on");
+}
+
+TEST_F(IncidentManagerAiTest, ApprovalRequiredFalseLetsTheFixTheAiChoseRun) {
+  ASSERT_TRUE(settings_->Update(Json{{"approval_mode", true}}).has_value());
+  std::vector<ai::Runbook> runbooks = ai::DefaultRunbooks();
+  for (auto& rb : runbooks) {
+    if (rb.alarm == "Nginx-Down-ALB") {
+      rb.approval_required = false;
+    }
+  }
+  Build(false, runbooks);
+  Answer(ai::test::Answer("service.restart", {{"service", "nginx"}}));
+  Incident inc = Diagnose("Nginx-Down-ALB", "nginx: stopped\n");
+  EXPECT_EQ(inc.status, IncidentStatus::kExecuting);
+  ASSERT_EQ(sink_.sent.size(), 3u);
+  EXPECT_EQ(sink_.sent[2].second.action, "service.restart");
+  EXPECT_EQ(Detail(inc, "auto_approved"), "the runbook allows automatic fixes");
 }
 
 TEST_F(IncidentManagerAiTest, ARiskOrConfidenceOutsideTheSchemaIsNotKept) {
@@ -234,7 +272,15 @@ TEST_F(IncidentManagerAiTest, AHostileAnswerEndsInTheRunbookFixWithAFallbackEntr
 }
 
 TEST_F(IncidentManagerAiTest, AllowedShellStillWaitsForAHumanInAutomaticMode) {
-  Build(/*allow_shell=*/true);
+  std::vector<ai::Runbook> runbooks = ai::DefaultRunbooks();
+  ai::ParamConstraint any;
+  any.kind = ai::ParamConstraint::Kind::kAny;
+  for (auto& rb : runbooks) {
+    if (rb.alarm == "Nginx-Down-ALB") {
+      rb.alternatives.push_back({"shell", {{"command", any}}, false});
+    }
+  }
+  Build(/*allow_shell=*/true, runbooks);
   Answer(ai::test::Answer("shell", {{"command", "systemctl restart nginx"}}, "plain restart", "low",
                           1.0));
   Incident inc = Diagnose("Nginx-Down-ALB", "nginx: stopped\n");

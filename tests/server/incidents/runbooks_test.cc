@@ -136,6 +136,55 @@ Queue-Backlog:
   EXPECT_EQ(q.fix_reasoning, "the worker is stuck");
 }
 
+TEST(RunbooksTest, YamlAlternativesWithEveryConstraintForm) {
+  std::vector<ai::Runbook> all = ai::DefaultRunbooks();
+  ASSERT_TRUE(ParseRunbooks(R"(
+Nginx-Down-ALB:
+  alternatives:
+    - action: process.kill
+      params: {pattern: [nginx, php-fpm], signal: KILL}
+      automatic: true
+    - {action: service.restart, params: {service: [nginx]}}
+    - action: disk.cleanup
+      params: {path: {under: /var/log/nginx/}, older_than: {at_least: 14d}}
+    - {action: log.archive_truncate, params: {path: {one_of: [/var/log/a.log]}}}
+    - {action: service.start, params: {service: any}}
+)",
+                            all)
+                  .has_value());
+  const ai::Runbook& nginx = Find(all, "Nginx-Down-ALB");
+  ASSERT_EQ(nginx.alternatives.size(), 5u);
+  const ai::Alternative& kill = nginx.alternatives[0];
+  EXPECT_EQ(kill.action, "process.kill");
+  EXPECT_TRUE(kill.automatic);
+  EXPECT_EQ(kill.params.at("pattern").values, (std::vector<Json>{"nginx", "php-fpm"}));
+  EXPECT_EQ(kill.params.at("signal").values, (std::vector<Json>{"KILL"}));
+  EXPECT_FALSE(nginx.alternatives[1].automatic);
+  const ai::ParamConstraint& under = nginx.alternatives[2].params.at("path");
+  EXPECT_EQ(under.kind, ai::ParamConstraint::Kind::kUnder);
+  EXPECT_EQ(under.dir, "/var/log/nginx");  // the trailing slash dropped
+  const ai::ParamConstraint& age = nginx.alternatives[2].params.at("older_than");
+  EXPECT_EQ(age.kind, ai::ParamConstraint::Kind::kAtLeast);
+  EXPECT_EQ(age.at_least, Millis(14LL * 86'400'000));
+  EXPECT_EQ(nginx.alternatives[3].params.at("path").values, (std::vector<Json>{"/var/log/a.log"}));
+  EXPECT_EQ(nginx.alternatives[4].params.at("service").kind, ai::ParamConstraint::Kind::kAny);
+  // An empty list removes the defaults' alternatives.
+  ASSERT_TRUE(ParseRunbooks("Disk-Critical-ASG:\n  alternatives: []\n", all).has_value());
+  EXPECT_TRUE(Find(all, "Disk-Critical-ASG").alternatives.empty());
+}
+
+TEST(RunbooksTest, DefaultAlternativesValidateAndMoveWithTheLogDir) {
+  for (const auto& rb : ai::DefaultRunbooks()) {
+    for (const auto& alt : rb.alternatives) {
+      EXPECT_TRUE(ai::ValidateAlternative(alt).has_value()) << rb.alarm << " " << alt.action;
+    }
+  }
+  const std::vector<ai::Runbook> defaults = ai::DefaultRunbooks();
+  const ai::Runbook disk = ai::ForHost(Find(defaults, "Disk-Critical-ASG"), "/srv/web-1/log");
+  ASSERT_FALSE(disk.alternatives.empty());
+  EXPECT_EQ(disk.alternatives[0].params.at("path").dir, "/srv/web-1/log");
+}
+
 TEST(RunbooksTest, YamlErrorsNameTheLineAndTheProblem) {
   struct Case {
     const char* yaml;
@@ -152,6 +201,48 @@ TEST(RunbooksTest, YamlErrorsNameTheLineAndTheProblem) {
       {"Nginx-Down-ALB: 3\n", "must be a mapping"},
       {"- a\n", "must map alarm names"},
       {"Nginx-Down-ALB:\n  fix: {name: service.restart}\n", "unknown key 'name'"},
+      // Alternatives (issue 12): each names the file, the line and the problem.
+      {"Nginx-Down-ALB:\n  alternatives:\n    - {action: system.reboot}\n",
+       "server.yaml:3: alternative system.reboot: unknown action 'system.reboot'"},
+      {"Nginx-Down-ALB:\n  alternatives:\n    - {action: service.restart, params: {service: "
+       "'a;b'}}\n",
+       "server.yaml:3: alternative service.restart: service.restart: parameter 'service' is not a "
+       "service name"},
+      {"Nginx-Down-ALB:\n  alternatives:\n    - action: service.restart\n      colour: red\n",
+       "server.yaml:4: unknown key 'colour' in an alternative"},
+      {"Nginx-Down-ALB:\n  alternatives:\n    - {action: service.restart}\n",
+       "server.yaml:3: alternative service.restart: service.restart needs a constraint for "
+       "parameter 'service'"},
+      {"Nginx-Down-ALB:\n  alternatives:\n    - {action: service.restart, params: {sevice: "
+       "nginx}}\n",
+       "has no parameter 'sevice' (known: service)"},
+      {"Nginx-Down-ALB:\n  alternatives:\n    - {action: file.truncate, params: {path: {under: "
+       "/}}}\n",
+       "server.yaml:3: alternative file.truncate: file.truncate: 'under' needs a clean directory "
+       "other than /"},
+      {"Nginx-Down-ALB:\n  alternatives:\n    - {action: service.restart, params: {service: "
+       "{under: /x}}}\n",
+       "'under' applies to paths"},
+      {"Nginx-Down-ALB:\n  alternatives:\n    - {action: disk.cleanup, params: {path: {under: "
+       "/var/log}, older_than: {at_least: soon}}}\n",
+       "server.yaml:3: at_least: 'soon' is not a duration"},
+      {"Nginx-Down-ALB:\n  alternatives:\n    - {action: process.kill, params: {pid: any}}\n",
+       "never 'pid'"},
+      {"Nginx-Down-ALB:\n  alternatives:\n    - {action: chaos.start, params: {mode: oom}}\n",
+       "chaos actions are never taken"},
+      {"Nginx-Down-ALB:\n  alternatives:\n    - {action: dir.list, params: {path: /var/log}}\n",
+       "read-only diagnostic"},
+      {"Nginx-Down-ALB:\n  alternatives:\n    - {action: shell, params: {command: any}, "
+       "automatic: true}\n",
+       "cannot be automatic"},
+      {"Nginx-Down-ALB:\n  alternatives:\n    - {action: service.start, params: {service: "
+       "nginx}, automatic: often}\n",
+       "server.yaml:3: automatic must be true or false"},
+      {"Nginx-Down-ALB:\n  alternatives: {action: service.start}\n",
+       "server.yaml:2: alternatives must be a list"},
+      {"Nginx-Down-ALB:\n  alternatives:\n    - {action: service.start, params: {service: "
+       "{maybe: nginx}}}\n",
+       "a parameter constraint is a value, a list of values"},
   };
   for (const auto& c : cases) {
     std::vector<ai::Runbook> all = ai::DefaultRunbooks();

@@ -64,7 +64,12 @@ std::string Str(const Json& j, const char* key) { return j.value(key, std::strin
 // A round, drawn from its seed.
 struct Plan {
   unsigned seed = 0;
-  std::vector<int> kill_after;  // acknowledged transitions of each server run before its SIGKILL
+  struct Kill {
+    int after = 0;     // acknowledged transitions of the server run before its SIGKILL
+    Millis delay{0};   // 0: killed by the thread that got the last acknowledgement; else this
+                       // long after it (with `after` 0: this long after the restart)
+  };
+  std::vector<Kill> kills;
   std::vector<FakeAgentOptions> agents;
   std::set<std::string> rejected_hosts;  // the approver rejects the first proposal of these
 };
@@ -77,8 +82,16 @@ Plan MakePlan(unsigned seed) {
   auto chance = [&](double p) { return std::bernoulli_distribution(p)(rng); };
   const int kills = uniform(1, 3);
   for (int k = 0; k < kills; ++k) {
-    // Some 350-450 transitions are acknowledged in a round (more after each restart).
-    p.kill_after.push_back(uniform(5, k == 0 ? 250 : 120));
+    Plan::Kill kill;
+    if (k > 0 && chance(0.2)) {
+      // While the agents come back with their late answers, and recovery's commands go out.
+      kill.delay = Millis(uniform(1, 300));
+    } else {
+      // Some 350-450 transitions are acknowledged in a round (more after each restart).
+      kill.after = uniform(5, k == 0 ? 250 : 120);
+      kill.delay = Millis(chance(0.5) ? 0 : uniform(1, 500));
+    }
+    p.kills.push_back(kill);
   }
   for (int i = 0; i < kHosts; ++i) {
     FakeAgentOptions o;
@@ -315,6 +328,18 @@ void CheckNothingLost(const std::vector<Json>& all, const std::map<std::string, 
           << "a report in alarm was acknowledged (run " << log.alarm_report_acked_epoch
           << "), but the host has no incident";
     }
+    // A command reaches a host only after its incident's step was written: a delivered fix
+    // means an acknowledged `executing` (approved or automatic).
+    for (const auto& d : log.deliveries) {
+      const Json* inc = FindIncident(all, d.incident);
+      ASSERT_NE(inc, nullptr) << "incident " << d.incident << " of delivered command " << d.id
+                              << " (" << d.action << ", run " << d.epoch << ") is gone";
+      if (!d.read_only) {
+        EXPECT_EQ(CountOf(Events(*inc), "executing"), 1)
+            << "fix " << d.id << " was delivered (run " << d.epoch
+            << "), but its incident did not record it: " << inc->dump(1);
+      }
+    }
     std::map<std::pair<std::string, int>, std::set<std::string>> diag_acks;  // (inc, run) -> ids
     for (const auto& a : log.acks) {
       const Json* inc = FindIncident(all, a.incident);
@@ -342,6 +367,18 @@ void CheckNothingLost(const std::vector<Json>& all, const std::map<std::string, 
   }
 }
 
+// Every proposal waiting for a human expires at a stored deadline (a pending incident with no
+// fix, e.g. Host-Unreachable, waits for its alarm to clear instead).
+void CheckApprovalDeadlines(const std::vector<Json>& all) {
+  for (const auto& inc : all) {
+    if (Str(inc, "status") == "pending_approval" && inc["action"].is_object() &&
+        !Str(inc["action"], "name").empty()) {
+      EXPECT_TRUE(inc["action"].contains("approval_expires_at"))
+          << "a proposal waits without an approval deadline: " << inc.dump(1);
+    }
+  }
+}
+
 // Right after a restart (no agent or approver has spoken to it yet): every diagnosing or
 // executing incident was picked up by recovery (its last entry is `resumed`: diagnostics sent
 // again, or the fix offered again or left to the alarm, each with a deadline), and every proposal
@@ -354,12 +391,8 @@ void CheckRecovered(const std::vector<Json>& all) {
       EXPECT_TRUE(!events.empty() && events.back() == "resumed")
           << "a " << status << " incident that recovery did not resume: " << inc.dump(1);
     }
-    if (status == "pending_approval" && inc["action"].is_object() &&
-        !Str(inc["action"], "name").empty()) {
-      EXPECT_TRUE(inc["action"].contains("approval_expires_at"))
-          << "a proposal waits without an approval deadline: " << inc.dump(1);
-    }
   }
+  CheckApprovalDeadlines(all);
 }
 
 // The end of a round: nothing open, nothing overlapping, nothing fixed twice.
@@ -501,13 +534,14 @@ class CrashConsistencyTest : public ::testing::Test {
     }
     approver.Start();
 
-    for (size_t k = 0; k < plan.kill_after.size(); ++k) {
+    for (const Plan::Kill& kp : plan.kills) {
       SCOPED_TRACE("server run " + std::to_string(epoch));
-      kill.Arm(server->pid(), plan.kill_after[k]);
+      const bool on_count = kp.delay.count() == 0;
+      kill.Arm(server->pid(), kp.after, on_count);
       // Bounded: when the round has settled before the count is reached, the kill comes then.
       auto last_look = std::chrono::steady_clock::now();
-      const bool fired = Eventually(120s, [&] {
-        if (kill.fired()) {
+      const bool reached = Eventually(120s, [&] {
+        if (kill.fired() || (!on_count && kill.count() >= kp.after)) {
           return true;
         }
         if (std::chrono::steady_clock::now() - last_look < 1s) {
@@ -519,10 +553,15 @@ class CrashConsistencyTest : public ::testing::Test {
       });
       const int acked = kill.count();
       if (!kill.fired()) {
+        if (reached && !on_count) {
+          std::this_thread::sleep_for(kp.delay);  // the kill's moment, not a synchronisation
+        }
         kill.Fire();
       }
-      std::printf("  run %d: SIGKILL after %d acknowledged transitions%s\n", epoch, acked,
-                  fired && acked >= plan.kill_after[k] ? "" : " (settled before the count)");
+      std::printf("  run %d: SIGKILL after %d acknowledged transitions (+%lld ms)%s\n", epoch,
+                  acked, static_cast<long long>(kp.delay.count()),
+                  reached && acked >= kp.after ? "" : " (settled before the count)");
+      std::fflush(stdout);
       ASSERT_TRUE(server->WaitKilled()) << "the server did not die of SIGKILL";
       kill.Disarm();
       endpoint.Set("", 0);  // the agents keep their unacknowledged answers and wait
@@ -538,6 +577,7 @@ class CrashConsistencyTest : public ::testing::Test {
       // holds now is what survived the crash plus what Recover() wrote.
       const std::vector<Json> recovered = ListIncidents(*client, url, admin);
       std::printf("  run %d recovered:%s\n", epoch, StatusLine(recovered).c_str());
+      std::fflush(stdout);
       CheckNothingLost(recovered, before, decisions);
       CheckRecovered(recovered);
       if (HasFailure()) {
@@ -566,6 +606,9 @@ class CrashConsistencyTest : public ::testing::Test {
     });
     ASSERT_TRUE(by_itself) << "incidents stuck without a human:" << StatusLine(all) << "\n"
                            << server->StderrTail();
+    std::printf("  without a human:%s\n", StatusLine(all).c_str());
+    std::fflush(stdout);
+    CheckApprovalDeadlines(all);
     // The approver again: every incident ends, and every answer is in.
     approver.Resume();
     const bool settled = Eventually(180s, [&] {
@@ -591,6 +634,7 @@ class CrashConsistencyTest : public ::testing::Test {
     StopAgents::StopAll(agents);
     all = ListIncidents(*client, url, admin);
     std::printf("  end:%s\n", StatusLine(all).c_str());
+    std::fflush(stdout);
     std::string open;
     for (const auto& inc : all) {
       if (Watched(inc) && IsOpenStatus(Str(inc, "status"))) {
@@ -623,7 +667,7 @@ TEST_F(CrashConsistencyTest, RandomSigkillsDuringConcurrentTransitions) {
     const Plan plan = MakePlan(seeds[i]);
     const auto round_start = std::chrono::steady_clock::now();
     std::printf("round %zu/%zu: MEDIC_CRASH_SEED=%u, %zu kills\n", i + 1, seeds.size(),
-                seeds[i], plan.kill_after.size());
+                seeds[i], plan.kills.size());
     std::fflush(stdout);
     {
       SCOPED_TRACE("round " + std::to_string(i + 1) + ", replay with MEDIC_CRASH_SEED=" +

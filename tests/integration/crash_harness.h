@@ -100,13 +100,15 @@ class Endpoint {
 };
 
 // SIGKILLs the armed server once, from whichever thread counts the `after_acks`th acknowledged
-// transition first. Re-armed for each server run. Thread-safe.
+// transition first (or, when armed with fire_on_count false, only counts: the owner calls
+// Fire()). Re-armed for each server run. Thread-safe.
 class KillSwitch {
  public:
-  void Arm(pid_t pid, int after_acks) {
+  void Arm(pid_t pid, int after_acks, bool fire_on_count = true) {
     pid_ = -1;
     fired_ = false;
     count_ = 0;
+    fire_on_count_ = fire_on_count;
     after_ = after_acks;
     pid_ = pid;
   }
@@ -119,7 +121,7 @@ class KillSwitch {
   // Counts one acknowledged transition of the kind the switch watches.
   void Count() {
     const int after = after_.load();
-    if (after > 0 && count_.fetch_add(1) + 1 == after) {
+    if (count_.fetch_add(1) + 1 == after && after > 0 && fire_on_count_.load()) {
       Fire();
     }
   }
@@ -135,6 +137,7 @@ class KillSwitch {
  private:
   std::atomic<pid_t> pid_{-1};
   std::atomic<int> after_{0};
+  std::atomic<bool> fire_on_count_{true};
   std::atomic<int> count_{0};
   std::atomic<bool> fired_{false};
 };

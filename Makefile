@@ -4,7 +4,7 @@ ASAN_DIR ?= build-asan
 JOBS ?= $(shell nproc)
 CMAKE_FLAGS ?= -DCMAKE_BUILD_TYPE=RelWithDebInfo
 
-.PHONY: setup build test test-unit test-asan demo clean format
+.PHONY: setup build test test-unit test-asan bench-crash demo clean format
 
 setup:
 	@bash scripts/setup.sh
@@ -27,6 +27,13 @@ test-asan: setup
 	@cmake --build $(ASAN_DIR) -j $(JOBS)
 	@cd $(ASAN_DIR) && ASAN_OPTIONS=detect_leaks=1 UBSAN_OPTIONS=print_stacktrace=1 \
 		ctest --output-on-failure -L unit -j $(JOBS)
+
+# Crash consistency (issue 12): 20 rounds of SIGKILLs of medic-server at random moments during
+# 100 concurrent incidents, each restarted (docs/BENCHMARKS.md); `make test` runs 2 rounds.
+# MEDIC_CRASH_SEED=S replays one round; MEDIC_CRASH_ROUNDS=N runs N.
+bench-crash: build
+	@MEDIC_BIN_DIR=$(abspath $(BUILD_DIR))/bin MEDIC_CRASH_ROUNDS=$${MEDIC_CRASH_ROUNDS:-20} \
+		$(BUILD_DIR)/tests/crash_consistency_test
 
 demo: build
 	@$(BUILD_DIR)/bin/medic demo $(DEMO_ARGS)

@@ -6,8 +6,6 @@
 // executing, and that no fix is delivered twice.
 
 #include <gtest/gtest.h>
-#include <signal.h>
-#include <sys/wait.h>
 
 #include <algorithm>
 #include <atomic>
@@ -19,13 +17,10 @@
 #include <sstream>
 #include <thread>
 
-#include "core/clock.h"
 #include "core/files.h"
 #include "core/json.h"
-#include "protocol/actions.h"
-#include "protocol/wire.h"
-#include "tests/fakes/subprocess.h"
 #include "tests/fakes/temp_dir.h"
+#include "tests/integration/crash_harness.h"
 #include "tests/server/enroll_host.h"
 #include "transport/http_client.h"
 
@@ -33,6 +28,7 @@ namespace medic {
 namespace {
 
 using namespace std::chrono_literals;
+using namespace crash_test;
 
 constexpr int kHosts = 100;
 constexpr int kApprovers = 8;
@@ -41,410 +37,6 @@ constexpr char kComment[] = "approved by the crash test";
 // Shortened through the config file so that a fix that never ran fails quickly (the
 // diagnostics deadline is lengthened instead: 100 hosts on a loaded machine).
 constexpr auto kVerificationWindow = 4s;
-
-std::string Bin(const std::string& name) {
-  const char* dir = std::getenv("MEDIC_BIN_DIR");
-  return std::string(dir != nullptr ? dir : "build/bin") + "/" + name;
-}
-
-std::string HostName(int i) {
-  char buf[16];
-  std::snprintf(buf, sizeof(buf), "crash-%03d", i);
-  return buf;
-}
-
-bool Is2xx(const Result<HttpResponse>& r) { return r && r->status >= 200 && r->status < 300; }
-
-Result<HttpResponse> Call(HttpClient& client, const std::string& method, const std::string& url,
-                          const std::string& token, const std::string& body = "",
-                          Millis timeout = Millis(5'000)) {
-  HttpRequest req;
-  req.method = method;
-  req.url = url;
-  req.headers.emplace_back("Authorization", "Bearer " + token);
-  if (!body.empty()) {
-    req.headers.emplace_back("Content-Type", "application/json");
-  }
-  req.body = body;
-  req.timeout = timeout;
-  req.connect_timeout = Millis(1'000);
-  return client.Do(req);
-}
-
-// Where the fake agents find the server, and which run of it that is (1 before the crash, 2
-// after the restart). Empty while no server is up.
-class Endpoint {
- public:
-  struct Snapshot {
-    std::string url;
-    int epoch = 0;
-  };
-  Snapshot Get() const {
-    std::lock_guard<std::mutex> lock(mu_);
-    return snap_;
-  }
-  void Set(std::string url, int epoch) {
-    std::lock_guard<std::mutex> lock(mu_);
-    snap_ = Snapshot{std::move(url), epoch};
-  }
-
- private:
-  mutable std::mutex mu_;
-  Snapshot snap_;  // Guarded by mu_.
-};
-
-// SIGKILLs the server once, from whichever thread reaches the trigger first.
-class KillSwitch {
- public:
-  void Arm(pid_t pid, int after_acks) {
-    pid_ = pid;
-    after_ = after_acks;
-  }
-  // Counts one acknowledged transition of the kind the switch watches.
-  void Count() {
-    if (after_ > 0 && count_.fetch_add(1) + 1 == after_) {
-      Fire();
-    }
-  }
-  void Fire() {
-    if (pid_ > 0 && !fired_.exchange(true)) {
-      kill(pid_, SIGKILL);
-    }
-  }
-  bool fired() const { return fired_.load(); }
-
- private:
-  pid_t pid_ = -1;
-  int after_ = 0;
-  std::atomic<int> count_{0};
-  std::atomic<bool> fired_{false};
-};
-
-// What one fake agent saw and had acknowledged. Guarded by FakeAgent::mu_.
-struct AgentLog {
-  struct Delivery {
-    std::string id;
-    std::string action;
-    bool read_only = false;
-    int epoch = 0;
-  };
-  std::vector<Delivery> deliveries;
-  bool alarm_report_acked_before_crash = false;   // the first report (disk at 95 %)
-  std::set<std::string> diag_acked_before_crash;  // actions whose results run 1 acknowledged
-  bool fix_ran = false;
-  bool fix_acked_before_crash = false;
-};
-
-// One host: registers, reports its disk (95 % until the fix runs, then 40 %), long-polls for
-// commands, runs each id at most once (a repeated id gets the stored result, as the real agent
-// does), answers, and retries answers the server did not acknowledge.
-class FakeAgent {
- public:
-  // While *hold_commands (if given) is true the agent does not poll for commands: what the
-  // server sends it waits in the server's queue.
-  FakeAgent(std::string host, const Endpoint& endpoint, std::string token, KillSwitch* diag_kill,
-            const std::atomic<bool>* hold_commands)
-      : host_(std::move(host)),
-        endpoint_(endpoint),
-        token_(std::move(token)),
-        diag_kill_(diag_kill),
-        hold_commands_(hold_commands) {}
-  ~FakeAgent() { Stop(); }
-
-  void Start() {
-    thread_ = std::thread([this] { Loop(); });
-  }
-  // RequestStop() every agent first, then Stop() each: a long poll ends within a second.
-  void RequestStop() { stop_ = true; }
-  void Stop() {
-    stop_ = true;
-    if (thread_.joinable()) {
-      thread_.join();
-    }
-  }
-  const std::string& host() const { return host_; }
-  // True once the agent has seen the hold and has no long poll open.
-  bool holding() const { return holding_.load(); }
-  AgentLog log() const {
-    std::lock_guard<std::mutex> lock(mu_);
-    return log_;
-  }
-
- private:
-  void Loop() {
-    client_ = NewCurlHttpClient();
-    while (!stop_) {
-      const Endpoint::Snapshot ep = endpoint_.Get();
-      if (ep.url.empty()) {
-        std::this_thread::sleep_for(20ms);
-        continue;
-      }
-      if (ep.epoch != epoch_) {
-        epoch_ = ep.epoch;
-        registered_ = false;
-        report_due_ = true;
-      }
-      if (!Step(ep)) {
-        std::this_thread::sleep_for(50ms);  // the server is down or restarting
-      }
-    }
-    client_.reset();
-  }
-
-  // One round: register, report, retry answers, long poll, run and answer. False when the
-  // server could not be reached.
-  bool Step(const Endpoint::Snapshot& ep) {
-    if (!registered_) {
-      protocol::RegisterRequest reg;
-      reg.name = host_;
-      reg.hostname = host_;
-      reg.version = "crash-test";
-      if (!Is2xx(Call(*client_, "POST", ep.url + "/agent/v1/register", token_,
-                      DumpJson(protocol::ToJson(reg))))) {
-        return false;
-      }
-      registered_ = true;
-    }
-    if (report_due_ || std::chrono::steady_clock::now() - last_report_ > 1s) {
-      if (!Report(ep)) {
-        return false;
-      }
-    }
-    for (auto it = unanswered_.begin(); it != unanswered_.end();) {
-      if (!Answer(ep, it->first, it->second)) {
-        return false;
-      }
-      it = unanswered_.erase(it);
-    }
-    if (hold_commands_ != nullptr && hold_commands_->load()) {
-      holding_ = true;
-      std::this_thread::sleep_for(50ms);
-      return true;
-    }
-    holding_ = false;
-    auto polled =
-        Call(*client_, "GET", ep.url + "/agent/v1/commands?host=" + host_ + "&wait_ms=1000", token_,
-             "", Millis(5'000));
-    if (!Is2xx(polled)) {
-      return false;
-    }
-    auto json = ParseJson(polled->body);
-    if (!json) {
-      ADD_FAILURE() << host_ << ": command batch is not JSON: " << polled->body;
-      return true;
-    }
-    auto batch = protocol::CommandBatchFromJson(*json);
-    if (!batch) {
-      ADD_FAILURE() << host_ << ": bad command batch: " << polled->body;
-      return true;
-    }
-    for (const protocol::Command& c : batch->commands) {
-      Run(ep, c);
-    }
-    return true;
-  }
-
-  bool Report(const Endpoint::Snapshot& ep) {
-    protocol::Report rep;
-    rep.host = host_;
-    const double disk = fix_ran_ ? 40 : 95;
-    rep.samples.push_back({SystemClock().Now(), {{"disk_used_percent", disk}}});
-    auto r = Call(*client_, "POST", ep.url + "/agent/v1/report", token_,
-                  DumpJson(protocol::ToJson(rep)));
-    if (r && r->status == 404) {
-      registered_ = false;  // the server restarted: register again
-      return true;
-    }
-    if (!Is2xx(r)) {
-      return false;
-    }
-    report_due_ = false;
-    last_report_ = std::chrono::steady_clock::now();
-    if (ep.epoch == 1 && disk > 85) {
-      std::lock_guard<std::mutex> lock(mu_);
-      log_.alarm_report_acked_before_crash = true;
-    }
-    return true;
-  }
-
-  void Run(const Endpoint::Snapshot& ep, const protocol::Command& c) {
-    const protocol::ActionSpec* spec = protocol::FindAction(c.action);
-    const bool read_only = spec != nullptr && spec->read_only;
-    {
-      std::lock_guard<std::mutex> lock(mu_);
-      log_.deliveries.push_back({c.id, c.action, read_only, ep.epoch});
-    }
-    auto done = results_.find(c.id);
-    if (done == results_.end()) {
-      protocol::CommandResult r;
-      r.id = c.id;
-      r.host = host_;
-      r.ran = true;
-      r.exit_code = 0;
-      r.duration_ms = 3;
-      if (c.action == "disk.usage") {
-        r.output = "Filesystem Size Used Avail Use% Mounted on\n/dev/vda1 10G 9.5G 0.5G 95% /\n";
-      } else if (c.action == "dir.list") {
-        r.output = "total 0\n";  // no regular file: the runbook's fallback fix, no upload
-      } else if (!read_only) {
-        r.output = "freed 5.5G\n";
-        fix_ran_ = true;
-        report_due_ = true;
-        std::lock_guard<std::mutex> lock(mu_);
-        log_.fix_ran = true;
-      }
-      done = results_.emplace(c.id, std::move(r)).first;
-    }
-    if (!Answer(ep, done->second, read_only)) {
-      unanswered_.emplace_back(done->second, read_only);
-    }
-  }
-
-  bool Answer(const Endpoint::Snapshot& ep, const protocol::CommandResult& r, bool read_only) {
-    if (!Is2xx(Call(*client_, "POST", ep.url + "/agent/v1/results", token_,
-                    DumpJson(protocol::ToJson(r))))) {
-      return false;
-    }
-    if (ep.epoch != 1) {
-      return true;
-    }
-    std::string action;
-    {
-      std::lock_guard<std::mutex> lock(mu_);
-      for (const auto& d : log_.deliveries) {
-        if (d.id == r.id) {
-          action = d.action;
-        }
-      }
-      if (read_only) {
-        log_.diag_acked_before_crash.insert(action);
-      } else {
-        log_.fix_acked_before_crash = true;
-      }
-    }
-    if (read_only && diag_kill_ != nullptr) {
-      diag_kill_->Count();
-    }
-    return true;
-  }
-
-  const std::string host_;
-  const Endpoint& endpoint_;
-  const std::string token_;
-  KillSwitch* const diag_kill_;
-  const std::atomic<bool>* const hold_commands_;
-  std::atomic<bool> stop_{false};
-  std::atomic<bool> holding_{false};
-  std::thread thread_;
-
-  // Used by the agent's own thread only.
-  std::unique_ptr<HttpClient> client_;
-  int epoch_ = 0;
-  bool registered_ = false;
-  bool report_due_ = true;
-  bool fix_ran_ = false;
-  std::chrono::steady_clock::time_point last_report_{};
-  std::map<std::string, protocol::CommandResult> results_;  // id -> what it answered
-  std::vector<std::pair<protocol::CommandResult, bool>> unanswered_;
-
-  mutable std::mutex mu_;
-  AgentLog log_;  // Guarded by mu_.
-};
-
-// The medic-server binary on a fresh loopback port; SIGKILLed (its process group) when the
-// object dies, so a failing test leaves nothing running.
-class ServerProcess {
- public:
-  ServerProcess(std::string data_dir, std::string config, std::string stderr_path)
-      : data_dir_(std::move(data_dir)),
-        config_(std::move(config)),
-        stderr_path_(std::move(stderr_path)) {}
-
-  // Starts the server and waits until it answers with this data directory's admin token.
-  // A port taken between FreePort() and the server's bind is retried with another.
-  std::string Start() {
-    for (int attempt = 0; attempt < 5; ++attempt) {
-      const int port = test::FreePort();
-      proc_ = std::make_unique<test::Subprocess>(
-          std::vector<std::string>{Bin("medic-server"), "--config", config_, "--data-dir",
-                                   data_dir_, "--listen", "127.0.0.1:" + std::to_string(port)},
-          stderr_path_);
-      const std::string url = "http://127.0.0.1:" + std::to_string(port);
-      auto client = NewCurlHttpClient();
-      const auto deadline = std::chrono::steady_clock::now() + 15s;
-      while (std::chrono::steady_clock::now() < deadline && test::ProcessAlive(proc_->pid())) {
-        const std::string admin(Trim(ReadFile(data_dir_ + "/admin.token").value_or("")));
-        if (!admin.empty() &&
-            Is2xx(Call(*client, "GET", url + "/api/v1/settings", admin, "", Millis(1'000)))) {
-          return url;
-        }
-        std::this_thread::sleep_for(20ms);
-      }
-      proc_->SignalAndWait(SIGKILL, 5s);
-      proc_.reset();
-    }
-    return "";
-  }
-
-  pid_t pid() const { return proc_ ? proc_->pid() : -1; }
-
-  // Waits for the process to die (after a KillSwitch fired); true if it did.
-  bool WaitKilled() {
-    auto status = proc_->Wait(10s);
-    return status.has_value() && WIFSIGNALED(*status) && WTERMSIG(*status) == SIGKILL;
-  }
-
-  void Terminate() {
-    if (proc_) {
-      proc_->SignalAndWait(SIGTERM, 10s);
-      proc_.reset();
-    }
-  }
-
-  std::string StderrTail() const { return ReadFileTail(stderr_path_, 3000).value_or(""); }
-
- private:
-  const std::string data_dir_;
-  const std::string config_;
-  const std::string stderr_path_;
-  std::unique_ptr<test::Subprocess> proc_;
-};
-
-std::vector<std::string> Events(const Json& inc) {
-  std::vector<std::string> out;
-  for (const auto& e : inc["timeline"]) {
-    out.push_back(e.value("event", ""));
-  }
-  return out;
-}
-
-int CountOf(const std::vector<std::string>& events, const std::string& name) {
-  return static_cast<int>(std::count(events.begin(), events.end(), name));
-}
-
-// True when `event` occurs before the first "resumed" entry (or anywhere, without one).
-bool BeforeRestart(const std::vector<std::string>& events, const std::string& event) {
-  for (const auto& e : events) {
-    if (e == "resumed") {
-      return false;
-    }
-    if (e == event) {
-      return true;
-    }
-  }
-  return false;
-}
-
-bool IsOpenStatus(const std::string& s) {
-  return s == "diagnosing" || s == "pending_approval" || s == "executing";
-}
-
-WallTime TimeOf(const Json& j) {
-  if (!j.is_string()) {
-    return WallTime::max();
-  }
-  return ParseRfc3339(j.get<std::string>()).value_or(WallTime::max());
-}
 
 enum class KillDuring { kDiagnosis, kApprovals };
 
@@ -481,22 +73,7 @@ class CrashRecoveryTest : public ::testing::TestWithParam<KillDuring> {
 
   // Every incident, newest first.
   std::vector<Json> Incidents(const std::string& status = "") {
-    auto r =
-        Call(*client_, "GET",
-             url_ + "/api/v1/incidents?limit=1000" + (status.empty() ? "" : "&status=" + status),
-             admin_, "", Millis(10'000));
-    EXPECT_TRUE(Is2xx(r)) << (r ? r->body : r.error().ToString());
-    if (!Is2xx(r)) {
-      return {};
-    }
-    auto j = ParseJson(r->body);
-    std::vector<Json> out;
-    if (j && (*j)["incidents"].is_array()) {
-      for (const auto& inc : (*j)["incidents"]) {
-        out.push_back(inc);
-      }
-    }
-    return out;
+    return ListIncidents(*client_, url_, admin_, status);
   }
 
   // Approves `ids` from kApprovers threads at once. Each 2xx is an acknowledged transition:
@@ -595,44 +172,24 @@ TEST_P(CrashRecoveryTest, SigkillDuringConcurrentTransitionsLosesNothing) {
     if (held) {
       held_hosts.insert(HostName(i));
     }
-    agents.push_back(std::make_unique<FakeAgent>(HostName(i), endpoint, credentials[i],
-                                                 when == KillDuring::kDiagnosis ? &kill : nullptr,
-                                                 held ? &hold : nullptr));
+    FakeAgentOptions options;
+    options.count_diag = when == KillDuring::kDiagnosis ? &kill : nullptr;
+    options.hold_commands = held ? &hold : nullptr;
+    agents.push_back(std::make_unique<FakeAgent>(HostName(i), endpoint, credentials[i], options));
   }
   // Stops every agent before anything else dies, also when an assertion returns early.
-  struct StopAgents {
-    std::vector<std::unique_ptr<FakeAgent>>& agents;
-    ~StopAgents() {
-      for (auto& a : agents) {
-        a->RequestStop();
-      }
-      for (auto& a : agents) {
-        a->Stop();
-      }
-    }
-  } stop_agents{agents};
+  StopAgents stop_agents{agents};
   for (auto& a : agents) {
     a->Start();
   }
 
-  auto eventually = [](std::chrono::milliseconds timeout, auto fn) {
-    const auto deadline = std::chrono::steady_clock::now() + timeout;
-    while (std::chrono::steady_clock::now() < deadline) {
-      if (fn()) {
-        return true;
-      }
-      std::this_thread::sleep_for(50ms);
-    }
-    return fn();
-  };
-
   std::set<std::string> pending_before_crash;
   if (when == KillDuring::kDiagnosis) {
-    ASSERT_TRUE(eventually(30s, [&] { return kill.fired(); }))
+    ASSERT_TRUE(Eventually(30s, [&] { return kill.fired(); }))
         << "fewer than " << kill_after << " diagnostic answers in 30 s: " << first.StderrTail();
   } else {
     std::vector<Json> pending;
-    ASSERT_TRUE(eventually(30s,
+    ASSERT_TRUE(Eventually(30s,
                            [&] {
                              pending = Incidents("pending_approval");
                              return pending.size() == static_cast<size_t>(kHosts);
@@ -652,7 +209,7 @@ TEST_P(CrashRecoveryTest, SigkillDuringConcurrentTransitionsLosesNothing) {
     ids.insert(ids.begin() + static_cast<long>(ids.size() / 2), half, held_ids.end());
     ids.insert(ids.begin(), held_ids.begin(), half);
     hold = true;
-    ASSERT_TRUE(eventually(10s, [&] {
+    ASSERT_TRUE(Eventually(10s, [&] {
       for (auto& a : agents) {
         if (held_hosts.count(a->host()) != 0 && !a->holding()) {
           return false;
@@ -718,7 +275,7 @@ TEST_P(CrashRecoveryTest, SigkillDuringConcurrentTransitionsLosesNothing) {
   for (const auto& [host, log] : before) {
     SCOPED_TRACE(host);
     const auto& incs = by_host[host];
-    if (log.alarm_report_acked_before_crash) {
+    if (log.alarm_report_acked_before_crash()) {
       ASSERT_EQ(incs.size(), 1u) << "the alarm of an acknowledged report opened " << incs.size()
                                  << " incidents";
     }
@@ -726,11 +283,11 @@ TEST_P(CrashRecoveryTest, SigkillDuringConcurrentTransitionsLosesNothing) {
       continue;
     }
     const auto events = Events(incs[0]);
-    if (log.diag_acked_before_crash.size() == 2) {
+    if (log.diag_acked_before_crash().size() == 2) {
       EXPECT_TRUE(BeforeRestart(events, "diagnosed"))
           << "both diagnostics were acknowledged, the diagnosis is lost: " << incs[0].dump(1);
     }
-    if (log.fix_acked_before_crash) {
+    if (log.fix_acked_before_crash()) {
       EXPECT_TRUE(BeforeRestart(events, "executed"))
           << "the fix's result was acknowledged, the execution is lost: " << incs[0].dump(1);
     }
@@ -777,7 +334,7 @@ TEST_P(CrashRecoveryTest, SigkillDuringConcurrentTransitionsLosesNothing) {
     return all;
   };
   std::vector<Json> all;
-  const bool settled = eventually(45s, [&] {
+  const bool settled = Eventually(45s, [&] {
     all = refresh();
     std::vector<std::string> to_approve;
     bool done = tracked.size() == static_cast<size_t>(kHosts);

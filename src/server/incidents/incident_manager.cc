@@ -10,6 +10,9 @@ namespace medic::server {
 
 namespace {
 
+// How long after a decision that could not be recorded it is taken again.
+constexpr Millis kDecideAgainAfter{10'000};
+
 std::string FormatResult(const std::string& line, const protocol::CommandResult& r) {
   std::string out = "$ " + line + "\n";
   if (!r.ran) {
@@ -497,18 +500,23 @@ void IncidentManager::ApplyDecision(const std::string& incident_id, const ai::De
     next.action["approval_expires_at"] = FormatRfc3339(clock_.Now() + approval_timeout_);
     if (Commit(a, std::move(next), IncidentEvent::kNeedsApproval, why)) {
       a.phase = Phase::kAwaitingApproval;
+    } else {
+      DecideAgainLater(a);
     }
     return;
   }
   next.timeline.push_back(Entry("auto_approved", ai::AutoApprovalNote(d, rb)));
   if (Status st = Execute(a, std::move(next), IncidentEvent::kAutoApproved); !st) {
     LogError("cannot start the fix of " + incident_id + ": " + st.error().ToString());
-    // Nothing was sent and nothing was recorded; the decision is applied again no sooner than
-    // a human asks (the store may be back by then).
     if (auto it = active_.find(incident_id); it != active_.end()) {
-      it->second.phase = Phase::kAwaitingApproval;
+      DecideAgainLater(it->second);
     }
   }
+}
+
+void IncidentManager::DecideAgainLater(Active& a) {
+  a.phase = Phase::kDiagnosing;
+  a.deadline = clock_.SteadyNow() + kDecideAgainAfter;
 }
 
 Status IncidentManager::Execute(Active& a, Incident next, IncidentEvent event,

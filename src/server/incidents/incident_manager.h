@@ -153,6 +153,9 @@ class IncidentManager {
   void Decide(Active& a);
   void DispatchDecisions();  // REQUIRES: mu_ NOT held.
   void ApplyDecision(const std::string& incident_id, const ai::Decision& d);
+  // A decision whose write failed (nothing was sent or recorded; the store may be back later):
+  // the incident stays diagnosing and is decided again, from its diagnostics, at a deadline.
+  void DecideAgainLater(Active& a);
   // Sends the fix of `next` (a copy of a.inc with the notes that lead to it) by `event`
   // (kAutoApproved or kApproved, by `approver`: the token's name; "" = automatic). An error
   // means nothing was sent and nothing was saved.

@@ -127,6 +127,46 @@ TEST_F(IncidentManagerStoreErrorsTest, AutomaticFixThatCannotBeRecordedIsNotSent
   }
 }
 
+// A decision whose write failed left the incident diagnosing with no deadline: not approvable
+// (it is not pending_approval), never decided again until a restart. It is decided again later.
+TEST_F(IncidentManagerStoreErrorsTest, AutomaticFixThatCannotBeRecordedIsDecidedAgainLater) {
+  SetApprovalMode(false);
+  manager_->OnAlarmTransition(ToAlarm());
+  ASSERT_EQ(sink_.sent.size(), 2u);
+  manager_->OnCommandResult(test::OkResult(sink_.sent[0].second.id));
+  store_.FailAlways(StoreOp::kUpdateIncident);
+  manager_->OnCommandResult(test::OkResult(sink_.sent[1].second.id));
+  ASSERT_EQ(sink_.sent.size(), 2u);
+  ASSERT_EQ(Stored().status, IncidentStatus::kDiagnosing);
+
+  store_.Heal(StoreOp::kUpdateIncident);
+  clock_.Advance(std::chrono::minutes(2));
+  manager_->RunOnce();
+  const Incident inc = Stored();
+  EXPECT_EQ(inc.status, IncidentStatus::kExecuting) << "still diagnosing, with no deadline";
+  ASSERT_EQ(sink_.sent.size(), 3u);
+  EXPECT_EQ(sink_.sent.back().second.id, StringOr(inc.action, "command_id"));
+  EXPECT_TRUE(Held());
+}
+
+// The same for a decision that waits for a human: once recorded it can be approved.
+TEST_F(IncidentManagerStoreErrorsTest, ProposalThatCannotBeRecordedIsDecidedAgainLater) {
+  manager_->OnAlarmTransition(ToAlarm());
+  ASSERT_EQ(sink_.sent.size(), 2u);
+  manager_->OnCommandResult(test::OkResult(sink_.sent[0].second.id));
+  store_.FailAlways(StoreOp::kUpdateIncident);
+  manager_->OnCommandResult(test::OkResult(sink_.sent[1].second.id));
+  ASSERT_EQ(Stored().status, IncidentStatus::kDiagnosing);
+
+  store_.Heal(StoreOp::kUpdateIncident);
+  clock_.Advance(std::chrono::minutes(2));
+  manager_->RunOnce();
+  const Incident inc = Stored();
+  ASSERT_EQ(inc.status, IncidentStatus::kPendingApproval) << "still diagnosing, with no deadline";
+  EXPECT_TRUE(manager_->Approve(inc.incident_id, "alice", ActionHash(inc), "").has_value());
+  EXPECT_EQ(Stored().status, IncidentStatus::kExecuting);
+}
+
 TEST_F(IncidentManagerStoreErrorsTest, VerificationThatCannotBeRecordedIsTakenAgainLater) {
   const Incident inc = OpenPending();
   ASSERT_TRUE(manager_->Approve(inc.incident_id, "alice", ActionHash(inc), "").has_value());

@@ -209,7 +209,9 @@ class HttpSession : public std::enable_shared_from_this<HttpSession<Stream>> {
  private:
 
   void Start() {
-    // The header deadline runs from the accept, the TLS handshake included.
+    // The header deadline runs from the accept, the TLS handshake included; meanwhile the
+    // connection may be evicted.
+    reading_header_ = true;
     Lowest().expires_after(std::chrono::seconds(options_.header_timeout_seconds));
     if constexpr (kTls) {
       stream_.async_handshake(ssl::stream_base::server,
@@ -228,9 +230,10 @@ class HttpSession : public std::enable_shared_from_this<HttpSession<Stream>> {
   }
 
   // Closes the connection if it still waits for a request's headers (the table chose it to
-  // make room); one being served by now is left alone.
+  // make room); one being served by now closes after its answer instead.
   void Evict() {
     if (!reading_header_) {
+      evict_after_answer_ = true;
       return;
     }
     ++state_.evicted;
@@ -253,6 +256,10 @@ class HttpSession : public std::enable_shared_from_this<HttpSession<Stream>> {
   // After a response on a kept-alive connection: idle until the next request's first byte
   // (idle timeout), then the header deadline. The connection may give way meanwhile.
   void AwaitNextRequest() {
+    if (evict_after_answer_) {
+      ++state_.evicted;
+      return DoClose();
+    }
     reading_header_ = true;
     state_.table.SetWaiting(id_, true);
     if (buffer_.size() > 0) {  // pipelined: the next request has begun
@@ -630,6 +637,7 @@ class HttpSession : public std::enable_shared_from_this<HttpSession<Stream>> {
   ApiRequest request_;  // the request being read: its headers, then its body
   size_t max_body_ = 0;  // the admitted request's body limit
   bool reading_header_ = false;  // waiting for (or reading) a request's headers: may be evicted
+  bool evict_after_answer_ = false;  // chosen to give way while being served
   bool linger_ = false;  // answered before its body was read: drain a little before closing
   std::shared_ptr<void> response_;
   bool keep_alive_ = true;

@@ -45,8 +45,10 @@ void Fail(beast::error_code ec, const char* what) {
   LogDebug(std::string("http ") + what + ": " + ec.message());
 }
 
-// Open connections: the caps in total and per client address, and which connections may give
-// way to a new one (those waiting for a request's headers), oldest first. Thread-safe.
+// Open connections: the cap in total, the cap per client address on connections waiting for a
+// request's headers (those being served — a long poll, an event stream — do not count, so a
+// fleet behind one NAT or proxy address is not refused), and which connections may give way to
+// a new one (those waiting for headers), oldest first. Thread-safe.
 class ConnectionTable {
  public:
   enum class Verdict { kAdmitted, kPerAddress, kTotal };
@@ -57,7 +59,7 @@ class ConnectionTable {
   // Registers connection `id` from `address`, waiting for headers. At the total cap the oldest
   // connection waiting for headers gives way: its `evict` is put in *victim, for the caller to
   // call outside this table's lock. With none waiting the new one is refused, as it is when its
-  // address holds its cap.
+  // address has its cap of connections waiting for headers.
   Verdict Open(uint64_t id, const std::string& address, std::function<void()> evict,
                std::function<void()>* victim) {
     std::lock_guard<std::mutex> lock(mu_);
@@ -72,6 +74,7 @@ class ConnectionTable {
       Entry& oldest = entries_.at(waiting_.front());
       waiting_.pop_front();
       oldest.waiting = false;
+      Unwait(oldest.address);
       oldest.evicting = true;
       ++evicting_;
       *victim = oldest.evict;
@@ -94,12 +97,10 @@ class ConnectionTable {
     }
     if (it->second.waiting) {
       waiting_.erase(it->second.pos);
+      Unwait(it->second.address);
     }
     if (it->second.evicting) {
       --evicting_;
-    }
-    if (--per_address_[it->second.address] == 0) {
-      per_address_.erase(it->second.address);
     }
     entries_.erase(it);
   }
@@ -114,8 +115,10 @@ class ConnectionTable {
     it->second.waiting = waiting;
     if (waiting) {
       it->second.pos = waiting_.insert(waiting_.end(), id);
+      ++per_address_[it->second.address];
     } else {
       waiting_.erase(it->second.pos);
+      Unwait(it->second.address);
     }
   }
 
@@ -126,6 +129,14 @@ class ConnectionTable {
   size_t max_total() const { return max_total_; }
 
  private:
+  // REQUIRES: mu_ held; a connection from `address` stopped waiting for headers.
+  void Unwait(const std::string& address) {
+    auto it = per_address_.find(address);
+    if (it != per_address_.end() && --it->second == 0) {
+      per_address_.erase(it);
+    }
+  }
+
   struct Entry {
     std::string address;
     std::function<void()> evict;
@@ -137,7 +148,8 @@ class ConnectionTable {
   const size_t max_per_address_;
   mutable std::mutex mu_;
   std::unordered_map<uint64_t, Entry> entries_;       // Guarded by mu_.
-  std::unordered_map<std::string, size_t> per_address_;  // Guarded by mu_.
+  // Connections waiting for headers, per address. Guarded by mu_.
+  std::unordered_map<std::string, size_t> per_address_;
   std::list<uint64_t> waiting_;  // oldest first. Guarded by mu_.
   size_t evicting_ = 0;          // Guarded by mu_.
 };
@@ -556,6 +568,9 @@ class HttpSession : public std::enable_shared_from_this<HttpSession<Stream>> {
                         if (!self->pending_.empty()) {
                           return self->WriteNextChunk();
                         }
+                        // Nothing left to write: no deadline (it was the write's; a quiet
+                        // stream is not a slow one).
+                        self->Lowest().expires_never();
                         if (self->closing_) {
                           // The last chunk is out: end the stream (the peer sees EOF).
                           beast::error_code ignored;

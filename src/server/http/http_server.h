@@ -35,10 +35,12 @@ struct HttpServerOptions {
   int upload_timeout_seconds = 300;
   int idle_timeout_seconds = 120;
   int write_timeout_seconds = 30;
-  // Open connections, in total and per client address. A connection beyond the address's cap is
-  // closed at once; at the total cap, the oldest connection still waiting for a request's
-  // headers is closed to make room (the new one is refused only when none waits). The total is
-  // also kept 128 under the open-files limit (RLIMIT_NOFILE, read by Listen).
+  // Open connections. Per client address, those waiting for a request's headers (idle
+  // kept-alive ones included; one being served, a long poll or an event stream, does not
+  // count): one more is closed at once. In total: at the cap, the oldest connection still
+  // waiting for a request's headers is closed to make room (the new one is refused only when
+  // none waits); the total is also kept 128 under the open-files limit (RLIMIT_NOFILE, read by
+  // Listen).
   size_t max_connections = 4096;
   size_t max_connections_per_address = 256;
   // HTTPS: both set, the server speaks TLS (1.2 and later) only; PEM files, the certificate
@@ -52,7 +54,7 @@ struct HttpServerStats {
   uint64_t open = 0;                  // connections open now
   uint64_t max_connections = 0;       // the total cap in effect
   uint64_t accepted = 0;
-  uint64_t rejected_per_address = 0;  // closed at once: their address held its cap
+  uint64_t rejected_per_address = 0;  // closed at once: their address had its cap waiting
   uint64_t rejected_total = 0;        // closed at once: the total cap, none waiting to evict
   uint64_t evicted = 0;               // closed to make room while waiting for headers
   uint64_t header_timeouts = 0;       // closed at the header deadline (TLS handshake included)

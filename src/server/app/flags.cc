@@ -29,6 +29,8 @@ ServerFlags ParseServerFlags(int argc, const char* const* argv) {
   app.add_flag("--auto-approve-hosts", flags.auto_approve_hosts,
                "enrol a new host name that asks with the bootstrap token without an admin "
                "(labs and benchmarks)");
+  app.add_flag("--metrics-public", flags.metrics_public,
+               "serve GET /metrics without a token (default: a viewer token or session)");
   app.add_flag("--insecure-http", flags.insecure_http,
                "serve plain HTTP on a non-loopback address (tokens cross the network in clear)");
   try {
@@ -56,6 +58,7 @@ Result<ServerConfig> LoadServerConfig(const ServerFlags& flags) {
   }
   config.tls_self_signed = config.tls_self_signed || flags.tls_self_signed;
   config.auto_approve_hosts = config.auto_approve_hosts || flags.auto_approve_hosts;
+  config.metrics_public = config.metrics_public || flags.metrics_public;
   const bool tls = !config.tls_cert.empty() || !config.tls_key.empty() || config.tls_self_signed;
   std::string host;
   uint16_t port = 0;

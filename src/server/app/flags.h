@@ -1,7 +1,8 @@
 #pragma once
 
 // medic-server's command line: --config FILE, --listen HOST:PORT, --data-dir DIR,
-// --tls-cert FILE --tls-key FILE | --tls-self-signed, --insecure-http, --help.
+// --tls-cert FILE --tls-key FILE | --tls-self-signed, --insecure-http, --auto-approve-hosts,
+// --metrics-public, --help.
 
 #include <optional>
 #include <string>
@@ -22,6 +23,7 @@ struct ServerFlags {
   std::string tls_key;
   bool tls_self_signed = false;  // --tls-self-signed: the server's own CA, DATA_DIR/tls/
   bool auto_approve_hosts = false;  // --auto-approve-hosts (labs, benchmarks)
+  bool metrics_public = false;      // --metrics-public: GET /metrics needs no token
   // Set when there is nothing to run: --help (0) or a bad flag (CLI11's exit code). The help or
   // the error has been printed.
   std::optional<int> exit_code;

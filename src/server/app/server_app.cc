@@ -144,6 +144,26 @@ Result<ServerConfig> LoadServerConfig(const std::string& path) {
         }
         c.http.write_timeout_seconds =
             static_cast<int>(std::chrono::duration_cast<std::chrono::seconds>(*d).count());
+      } else if (key == "header_timeout" || key == "body_timeout" ||
+                 key == "upload_timeout") {
+        auto d = ParseDuration(v.as<std::string>());
+        if (!d || *d < std::chrono::seconds(1) || *d > std::chrono::hours(1)) {
+          return InvalidArgument(where() + key + " must be a duration from 1s to 1h");
+        }
+        const int seconds =
+            static_cast<int>(std::chrono::duration_cast<std::chrono::seconds>(*d).count());
+        (key == "header_timeout"  ? c.http.header_timeout_seconds
+         : key == "body_timeout" ? c.http.body_timeout_seconds
+                                 : c.http.upload_timeout_seconds) = seconds;
+      } else if (key == "max_connections" || key == "max_connections_per_address") {
+        const int n = v.as<int>();
+        if (n < 1 || n > 1'000'000) {
+          return InvalidArgument(where() + key + " must be from 1 to 1000000");
+        }
+        (key == "max_connections" ? c.http.max_connections
+                                  : c.http.max_connections_per_address) = static_cast<size_t>(n);
+      } else if (key == "metrics_public") {
+        c.metrics_public = v.as<bool>();
       } else if (key == "cookie_secure") {
         c.cookie_secure = v.as<bool>();
       } else if (key == "tls_cert") {
@@ -415,8 +435,12 @@ Result<std::unique_ptr<ServerApp>> ServerApp::Create(const ServerConfig& config,
   HostIdentities* identities = p->identities.get();
   r.SetHostAuthenticator(
       [identities](std::string_view credential) { return identities->Authenticate(credential); });
-  AddHealthRoutes(r, {clock, *p->hosts, *p->alarms, *p->incidents, *p->commands, *p->events,
-                      *p->fleet, *p->identities});
+  Parts* parts = p.get();  // p->http is made below, before anything is served
+  AddHealthRoutes(r,
+                  {clock, *p->hosts, *p->alarms, *p->incidents, *p->commands, *p->events,
+                   *p->fleet, *p->identities,
+                   [parts] { return parts->http ? parts->http->stats() : HttpServerStats{}; }},
+                  config.metrics_public);
   AddSettingsRoutes(r, *p->settings, *p->store, clock, *events);
   AddIndexRoute(r);
   AddIncidentRoutes(r, {clock, *p->store, *p->incidents, *p->hosts, *p->alarms});
@@ -433,11 +457,12 @@ Result<std::unique_ptr<ServerApp>> ServerApp::Create(const ServerConfig& config,
   AddListingRoute(r);
 
   Router* router = p->router.get();
+  // The route and the caller are decided on a request's headers, before its body is read.
   p->http = std::make_unique<HttpServer>(
       [router](ApiRequest req, Responder respond) {
         router->Handle(std::move(req), std::move(respond));
       },
-      http);
+      http, [router](const ApiRequest& req) { return router->Admit(req); });
   return std::unique_ptr<ServerApp>(new ServerApp(std::move(p)));
 }
 

@@ -37,6 +37,9 @@ struct ServerConfig {
   Millis approval_timeout{3'600'000};
   std::string log_level = "info";
   int64_t agent_interval_ms = 1000;
+  // HTTP limits (docs/API.md "Limits"): `header_timeout` (10s), `body_timeout` (60s),
+  // `upload_timeout` (5m, archive chunks), `max_connections` (4096, kept under the open-files
+  // limit) and `max_connections_per_address` (256).
   HttpServerOptions http;
   // Event streams (docs/API.md "Server-sent events"): `event_queue_bytes` (the most one
   // subscriber may have queued, default 256 KiB), `event_streams_per_principal` (8) and
@@ -47,6 +50,8 @@ struct ServerConfig {
   // the session cookie gets the Secure attribute. docs/API.md, "Dashboard sessions".
   SessionOptions sessions;
   bool cookie_secure = false;
+  // `metrics_public` / --metrics-public: GET /metrics without a token (else a viewer's).
+  bool metrics_public = false;
   // HTTPS (docs/API.md "Listening"): the operator's certificate and key (PEM; `tls_cert` may
   // hold the chain), or `tls_self_signed`: the server's own CA and certificate in DATA_DIR/tls/.
   // With TLS the session cookie is Secure.

@@ -9,6 +9,10 @@ namespace medic::server {
 
 namespace {
 
+// The largest chunk (the agent sends 512 KiB): the only route with a body over 64 KiB but the
+// agent's reports and results (1 MiB), and the only one with the upload deadline.
+constexpr size_t kArchiveChunkMaxBytes = 1024 * 1024;
+
 struct StartRequest {
   std::string host;
   std::string path;
@@ -117,7 +121,7 @@ void AddArchiveRoutes(Router& router, Archive& archive, const CommandQueue& comm
               }});
   router.Add({"PUT", "/agent/v1/archive/{id}", Role::kAgent,
               "append raw bytes to an upload (?offset=N, N = bytes received so far; "
-              "at most 512 KiB per chunk) -> {received}",
+              "at most 1 MiB per chunk, 512 KiB is the agent's) -> {received}",
               [&archive](ApiRequest& req, Responder respond) {
                 if (Status s = CheckUploader(archive, req); !s) {
                   return respond(ErrorResponse(s.error()));
@@ -131,7 +135,8 @@ void AddArchiveRoutes(Router& router, Archive& archive, const CommandQueue& comm
                   return respond(ErrorResponse(received.error()));
                 }
                 respond(JsonResponse(200, Json{{"received", *received}}));
-              }});
+              },
+              kArchiveChunkMaxBytes, /*upload=*/true});
   router.Add(
       {"POST", "/agent/v1/archive/{id}/finish", Role::kAgent,
        "end an upload ({sha256, bytes}); 409 when the stored copy differs "

@@ -37,12 +37,59 @@ void AddEventRoutes(Router& router, EventHub& events) {
               }});
 }
 
-void AddHealthRoutes(Router& router, MetricsSources metrics) {
+namespace {
+
+// The HTTP server's counters (medic_http_*), in Prometheus text.
+std::string HttpMetricsText(const HttpServerStats& h) {
+  std::string text;
+  text += "# HELP medic_http_connections Open HTTP connections.\n"
+          "# TYPE medic_http_connections gauge\nmedic_http_connections " +
+          std::to_string(h.open) + "\n";
+  text += "# HELP medic_http_connections_max The cap on open HTTP connections in effect.\n"
+          "# TYPE medic_http_connections_max gauge\nmedic_http_connections_max " +
+          std::to_string(h.max_connections) + "\n";
+  text += "# HELP medic_http_connections_accepted_total HTTP connections accepted.\n"
+          "# TYPE medic_http_connections_accepted_total counter\n"
+          "medic_http_connections_accepted_total " +
+          std::to_string(h.accepted) + "\n";
+  text += "# HELP medic_http_connections_rejected_total Connections closed at once by the caps: "
+          "per client address, or in total with none waiting to give way.\n"
+          "# TYPE medic_http_connections_rejected_total counter\n"
+          "medic_http_connections_rejected_total{reason=\"per_address\"} " +
+          std::to_string(h.rejected_per_address) +
+          "\nmedic_http_connections_rejected_total{reason=\"total\"} " +
+          std::to_string(h.rejected_total) + "\n";
+  text += "# HELP medic_http_connections_evicted_total Connections waiting for a request's "
+          "headers closed to make room for a new one at the total cap.\n"
+          "# TYPE medic_http_connections_evicted_total counter\n"
+          "medic_http_connections_evicted_total " +
+          std::to_string(h.evicted) + "\n";
+  text += "# HELP medic_http_timeouts_total Connections closed at a request's header or body "
+          "deadline.\n# TYPE medic_http_timeouts_total counter\n"
+          "medic_http_timeouts_total{phase=\"header\"} " +
+          std::to_string(h.header_timeouts) + "\nmedic_http_timeouts_total{phase=\"body\"} " +
+          std::to_string(h.body_timeouts) + "\n";
+  text += "# HELP medic_http_requests_refused_unread_total Requests refused on their headers "
+          "(401, 403, 404, 405) whose body was never read.\n"
+          "# TYPE medic_http_requests_refused_unread_total counter\n"
+          "medic_http_requests_refused_unread_total " +
+          std::to_string(h.refused_unread) + "\n";
+  text += "# HELP medic_http_requests_too_large_total Requests answered 413 (a body over the "
+          "route's limit).\n# TYPE medic_http_requests_too_large_total counter\n"
+          "medic_http_requests_too_large_total " +
+          std::to_string(h.too_large) + "\n";
+  return text;
+}
+
+}  // namespace
+
+void AddHealthRoutes(Router& router, MetricsSources metrics, bool metrics_public) {
   router.Add({"GET", "/healthz", Role::kPublic, "200 while the server is serving",
               [](ApiRequest&, Responder respond) {
                 respond(JsonResponse(200, Json{{"status", "ok"}}));
               }});
-  router.Add({"GET", "/metrics", Role::kPublic, "Prometheus text format",
+  router.Add({"GET", "/metrics", metrics_public ? Role::kPublic : Role::kViewer,
+              "Prometheus text format (a viewer's unless the server runs with metrics_public)",
               [m = metrics](ApiRequest&, Responder respond) {
                 std::map<std::string, int> by_status;
                 for (const auto& h : m.hosts.List(m.clock.Now())) {
@@ -98,6 +145,9 @@ void AddHealthRoutes(Router& router, MetricsSources metrics) {
                         std::to_string(ev.refused) + "\n";
                 text += LimitMetricsText(m.fleet.limit_counters(),
                                          m.identities.refused_over_host_limit());
+                if (m.http) {
+                  text += HttpMetricsText(m.http());
+                }
                 ApiResponse r;
                 r.content_type = "text/plain; version=0.0.4";
                 r.body = std::move(text);

@@ -12,10 +12,16 @@
 #include <boost/beast/http.hpp>
 #include <boost/beast/ssl.hpp>
 #include <boost/beast/version.hpp>
+#include <sys/resource.h>
+
 #include <atomic>
 #include <deque>
+#include <limits>
+#include <list>
+#include <mutex>
 #include <optional>
 #include <thread>
+#include <unordered_map>
 #include <vector>
 
 #include "core/log.h"
@@ -39,6 +45,133 @@ void Fail(beast::error_code ec, const char* what) {
   LogDebug(std::string("http ") + what + ": " + ec.message());
 }
 
+// Open connections: the cap in total, the cap per client address on connections waiting for a
+// request's headers (those being served — a long poll, an event stream — do not count, so a
+// fleet behind one NAT or proxy address is not refused), and which connections may give way to
+// a new one (those waiting for headers), oldest first. Thread-safe.
+class ConnectionTable {
+ public:
+  enum class Verdict { kAdmitted, kPerAddress, kTotal };
+
+  ConnectionTable(size_t max_total, size_t max_per_address)
+      : max_total_(max_total), max_per_address_(max_per_address) {}
+
+  // Registers connection `id` from `address`, waiting for headers. At the total cap the oldest
+  // connection waiting for headers gives way: its `evict` is put in *victim, for the caller to
+  // call outside this table's lock. With none waiting the new one is refused, as it is when its
+  // address has its cap of connections waiting for headers.
+  Verdict Open(uint64_t id, const std::string& address, std::function<void()> evict,
+               std::function<void()>* victim) {
+    std::lock_guard<std::mutex> lock(mu_);
+    auto per = per_address_.find(address);
+    if (per != per_address_.end() && per->second >= max_per_address_) {
+      return Verdict::kPerAddress;
+    }
+    if (entries_.size() - evicting_ >= max_total_) {
+      if (waiting_.empty()) {
+        return Verdict::kTotal;
+      }
+      Entry& oldest = entries_.at(waiting_.front());
+      waiting_.pop_front();
+      oldest.waiting = false;
+      Unwait(oldest.address);
+      oldest.evicting = true;
+      ++evicting_;
+      *victim = oldest.evict;
+    }
+    Entry& e = entries_[id];
+    e.address = address;
+    e.evict = std::move(evict);
+    e.waiting = true;
+    e.pos = waiting_.insert(waiting_.end(), id);
+    ++per_address_[address];
+    return Verdict::kAdmitted;
+  }
+
+  // Forgets `id` (no-op when it was never admitted).
+  void Close(uint64_t id) {
+    std::lock_guard<std::mutex> lock(mu_);
+    auto it = entries_.find(id);
+    if (it == entries_.end()) {
+      return;
+    }
+    if (it->second.waiting) {
+      waiting_.erase(it->second.pos);
+      Unwait(it->second.address);
+    }
+    if (it->second.evicting) {
+      --evicting_;
+    }
+    entries_.erase(it);
+  }
+
+  // Waiting for a request's headers (it may give way), or being served (it may not).
+  void SetWaiting(uint64_t id, bool waiting) {
+    std::lock_guard<std::mutex> lock(mu_);
+    auto it = entries_.find(id);
+    if (it == entries_.end() || it->second.evicting || it->second.waiting == waiting) {
+      return;
+    }
+    it->second.waiting = waiting;
+    if (waiting) {
+      it->second.pos = waiting_.insert(waiting_.end(), id);
+      ++per_address_[it->second.address];
+    } else {
+      waiting_.erase(it->second.pos);
+      Unwait(it->second.address);
+    }
+  }
+
+  size_t open() const {
+    std::lock_guard<std::mutex> lock(mu_);
+    return entries_.size();
+  }
+  size_t max_total() const { return max_total_; }
+
+ private:
+  // REQUIRES: mu_ held; a connection from `address` stopped waiting for headers.
+  void Unwait(const std::string& address) {
+    auto it = per_address_.find(address);
+    if (it != per_address_.end() && --it->second == 0) {
+      per_address_.erase(it);
+    }
+  }
+
+  struct Entry {
+    std::string address;
+    std::function<void()> evict;
+    bool waiting = false;
+    bool evicting = false;  // chosen to give way, not closed yet
+    std::list<uint64_t>::iterator pos;  // in waiting_, while waiting
+  };
+  const size_t max_total_;
+  const size_t max_per_address_;
+  mutable std::mutex mu_;
+  std::unordered_map<uint64_t, Entry> entries_;       // Guarded by mu_.
+  // Connections waiting for headers, per address. Guarded by mu_.
+  std::unordered_map<std::string, size_t> per_address_;
+  std::list<uint64_t> waiting_;  // oldest first. Guarded by mu_.
+  size_t evicting_ = 0;          // Guarded by mu_.
+};
+
+// What the listener and every session share; owned by HttpServer::Impl, which outlives them
+// (Stop joins the threads before it goes).
+struct ServerState {
+  ServerState(const HttpServerOptions& o, const HttpServer::Handler& h,
+              const HttpServer::Admitter& a, asio::thread_pool& w, size_t max_total)
+      : options(o), handler(h), admit(a), workers(w),
+        table(max_total, o.max_connections_per_address) {}
+
+  const HttpServerOptions& options;
+  const HttpServer::Handler& handler;
+  const HttpServer::Admitter& admit;
+  asio::thread_pool& workers;
+  ConnectionTable table;
+  std::atomic<uint64_t> next_id{1};
+  std::atomic<uint64_t> accepted{0}, rejected_per_address{0}, rejected_total{0}, evicted{0},
+      header_timeouts{0}, body_timeouts{0}, refused_unread{0}, too_large{0};
+};
+
 // One connection: plain (Stream = beast::tcp_stream) or TLS (beast::ssl_stream<tcp_stream>,
 // which first completes the handshake). Everything after the handshake is the same.
 template <class Stream>
@@ -47,12 +180,24 @@ class HttpSession : public std::enable_shared_from_this<HttpSession<Stream>> {
   using std::enable_shared_from_this<HttpSession<Stream>>::shared_from_this;
 
  public:
-  HttpSession(tcp::socket&& socket, ssl::context* tls, const HttpServer::Handler& handler,
-              asio::thread_pool& workers, const HttpServerOptions& options)
+  HttpSession(tcp::socket&& socket, ssl::context* tls, ServerState& state)
       : stream_(MakeStream(std::move(socket), tls)),
-        handler_(handler),
-        workers_(workers),
-        options_(options) {}
+        state_(state),
+        options_(state.options),
+        id_(state.next_id++) {}
+  ~HttpSession() { state_.table.Close(id_); }
+
+  uint64_t id() const { return id_; }
+
+  // What the connection table calls to make this connection give way (any thread).
+  std::function<void()> Evicter() {
+    std::weak_ptr<HttpSession> weak = shared_from_this();
+    return [weak] {
+      if (auto s = weak.lock()) {
+        asio::post(s->stream_.get_executor(), [s] { s->Evict(); });
+      }
+    };
+  }
 
   void Run() {
     asio::dispatch(stream_.get_executor(),
@@ -70,52 +215,125 @@ class HttpSession : public std::enable_shared_from_this<HttpSession<Stream>> {
   }
   beast::tcp_stream& Lowest() { return beast::get_lowest_layer(stream_); }
 
+ public:
+  Stream& stream() { return stream_; }
+
+ private:
+
   void Start() {
+    // The header deadline runs from the accept, the TLS handshake included; meanwhile the
+    // connection may be evicted.
+    reading_header_ = true;
+    Lowest().expires_after(std::chrono::seconds(options_.header_timeout_seconds));
     if constexpr (kTls) {
-      // A client that connects and never completes the handshake is dropped like an idle one.
-      Lowest().expires_after(std::chrono::seconds(options_.write_timeout_seconds));
       stream_.async_handshake(ssl::stream_base::server,
                               [self = shared_from_this()](beast::error_code ec) {
                                 if (ec) {
+                                  if (ec == beast::error::timeout) {
+                                    ++self->state_.header_timeouts;
+                                  }
                                   return Fail(ec, "tls handshake");
                                 }
-                                self->DoRead();
+                                self->ReadHeader();
                               });
     } else {
-      DoRead();
+      ReadHeader();
     }
   }
 
-  void DoRead() {
-    parser_.emplace();
-    parser_->body_limit(options_.body_limit);
-    parser_->header_limit(16 * 1024);
-    Lowest().expires_after(std::chrono::seconds(options_.idle_timeout_seconds));
-    http::async_read(stream_, buffer_, *parser_,
-                     beast::bind_front_handler(&HttpSession::OnRead, shared_from_this()));
+  // Closes the connection if it still waits for a request's headers (the table chose it to
+  // make room); one being served by now closes after its answer instead.
+  void Evict() {
+    if (!reading_header_) {
+      evict_after_answer_ = true;
+      return;
+    }
+    ++state_.evicted;
+    beast::error_code ignored;
+    Lowest().socket().close(ignored);
   }
 
-  void OnRead(beast::error_code ec, std::size_t) {
+  // Reads a request's headers under the deadline already set.
+  void ReadHeader() {
+    reading_header_ = true;
+    parser_.emplace();
+    parser_->header_limit(16 * 1024);
+    // No limit yet: it is the route's, known once the headers are (Admit); a Content-Length
+    // above it is answered 413 then, unread.
+    parser_->body_limit(std::numeric_limits<std::uint64_t>::max());
+    http::async_read_header(stream_, buffer_, *parser_,
+                            beast::bind_front_handler(&HttpSession::OnHeader, shared_from_this()));
+  }
+
+  // After a response on a kept-alive connection: idle until the next request's first byte
+  // (idle timeout), then the header deadline. The connection may give way meanwhile.
+  void AwaitNextRequest() {
+    if (evict_after_answer_) {
+      ++state_.evicted;
+      return DoClose();
+    }
+    reading_header_ = true;
+    state_.table.SetWaiting(id_, true);
+    if (buffer_.size() > 0) {  // pipelined: the next request has begun
+      Lowest().expires_after(std::chrono::seconds(options_.header_timeout_seconds));
+      return ReadHeader();
+    }
+    Lowest().expires_after(std::chrono::seconds(options_.idle_timeout_seconds));
+    stream_.async_read_some(
+        buffer_.prepare(16 * 1024), [self = shared_from_this()](beast::error_code ec, size_t n) {
+          self->buffer_.commit(n);
+          if (ec) {
+            return Fail(ec, "read");
+          }
+          self->Lowest().expires_after(
+              std::chrono::seconds(self->options_.header_timeout_seconds));
+          self->ReadHeader();
+        });
+  }
+
+  // Maps a read error to its answer; false when there is none to give (the connection ends).
+  bool AnswerReadError(beast::error_code ec) {
+    if (ec == http::error::body_limit) {
+      ++state_.too_large;
+      linger_ = true;
+      WriteError(413, "request body is larger than " + std::to_string(max_body_) +
+                          " bytes, the most " + parser_->get().method_string().to_string() +
+                          " " + std::string(parser_->get().target().substr(0, 200)) +
+                          " takes");
+      return true;
+    }
+    if (ec == http::error::header_limit) {
+      WriteError(431, "request headers are too large (16 KiB at most)");
+      return true;
+    }
+    if (ec.category() == beast::error_code(http::error::bad_method).category() &&
+        ec != http::error::partial_message && ec != http::error::end_of_stream) {
+      WriteError(400, "malformed HTTP request: " + ec.message());
+      return true;
+    }
+    return false;
+  }
+
+  void OnHeader(beast::error_code ec, std::size_t) {
+    reading_header_ = false;
     if (ec == http::error::end_of_stream) {
       return DoClose();
     }
-    if (ec == http::error::body_limit) {
-      return WriteError(413, "request body is larger than " +
-                                 std::to_string(options_.body_limit) + " bytes");
-    }
-    if (ec == http::error::header_limit) {
-      return WriteError(431, "request headers are too large");
-    }
-    if (ec && ec.category() == beast::error_code(http::error::bad_method).category() &&
-        ec != http::error::partial_message) {
-      return WriteError(400, "malformed HTTP request: " + ec.message());
+    if (ec == beast::error::timeout) {
+      ++state_.header_timeouts;
+      return;  // the stream closed the socket
     }
     if (ec) {
-      return Fail(ec, "read");
+      if (!AnswerReadError(ec)) {
+        Fail(ec, "read header");
+      }
+      return;
     }
+    state_.table.SetWaiting(id_, false);
     auto& req = parser_->get();
     keep_alive_ = req.keep_alive();
-    ApiRequest api;
+    request_ = ApiRequest{};
+    ApiRequest& api = request_;
     api.method = std::string(req.method_string());
     api.target = std::string(req.target());
     const size_t q = api.target.find('?');
@@ -127,7 +345,76 @@ class HttpSession : public std::enable_shared_from_this<HttpSession<Stream>> {
     api.cookie = std::string(req[http::field::cookie]);
     api.csrf_token = std::string(req["X-CSRF-Token"]);
     api.content_type = std::string(req[http::field::content_type]);
-    api.body = std::move(req.body());
+    Admission admission;
+    if (state_.admit) {
+      admission = state_.admit(api);
+    } else {
+      admission.max_body_bytes = options_.body_limit;
+    }
+    const auto length = parser_->content_length();  // boost::optional
+    const bool has_body = parser_->chunked() || (length && *length > 0);
+    if (admission.refusal) {
+      if (has_body) {
+        // Answered on the headers; the body stays unread and the connection ends.
+        ++state_.refused_unread;
+        keep_alive_ = false;
+        linger_ = true;
+      }
+      return Write(std::move(*admission.refusal));
+    }
+    max_body_ = admission.max_body_bytes;
+    if (length && *length > max_body_) {
+      ++state_.too_large;
+      linger_ = true;
+      return WriteError(413, "request body of " + std::to_string(*length) + " bytes is larger " +
+                                 "than the " + std::to_string(max_body_) + " bytes " +
+                                 api.method + " " + api.path.substr(0, 200) + " takes");
+    }
+    if (parser_->is_done()) {
+      return Dispatch();
+    }
+    parser_->body_limit(max_body_);
+    Lowest().expires_after(std::chrono::seconds(admission.upload ? options_.upload_timeout_seconds
+                                                                 : options_.body_timeout_seconds));
+    if (beast::iequals(req[http::field::expect], "100-continue")) {
+      // The client waits for this before sending the body (curl does for large ones).
+      auto cont = std::make_shared<http::response<http::empty_body>>(http::status::continue_, 11);
+      response_ = cont;
+      return http::async_write(stream_, *cont,
+                               [self = shared_from_this()](beast::error_code ec, std::size_t) {
+                                 self->response_.reset();
+                                 if (ec) {
+                                   return Fail(ec, "write 100-continue");
+                                 }
+                                 self->ReadBody();
+                               });
+    }
+    ReadBody();
+  }
+
+  void ReadBody() {
+    http::async_read(stream_, buffer_, *parser_,
+                     beast::bind_front_handler(&HttpSession::OnBody, shared_from_this()));
+  }
+
+  void OnBody(beast::error_code ec, std::size_t) {
+    if (ec == beast::error::timeout) {
+      ++state_.body_timeouts;
+      return;  // the stream closed the socket
+    }
+    if (ec) {
+      if (!AnswerReadError(ec)) {
+        Fail(ec, "read body");
+      }
+      return;
+    }
+    request_.body = std::move(parser_->get().body());
+    Dispatch();
+  }
+
+  // The request is read: to the handler, on a worker thread.
+  void Dispatch() {
+    ApiRequest api = std::move(request_);
     beast::error_code pec;
     auto ep = Lowest().socket().remote_endpoint(pec);
     if (!pec) {
@@ -140,8 +427,8 @@ class HttpSession : public std::enable_shared_from_this<HttpSession<Stream>> {
       asio::post(self->stream_.get_executor(),
                  [self, r = std::move(r)]() mutable { self->Write(std::move(r)); });
     };
-    asio::post(workers_, [handler = handler_, api = std::move(api),
-                          respond = std::move(respond)]() mutable {
+    asio::post(state_.workers, [handler = state_.handler, api = std::move(api),
+                                respond = std::move(respond)]() mutable {
       handler(std::move(api), std::move(respond));
     });
   }
@@ -281,6 +568,9 @@ class HttpSession : public std::enable_shared_from_this<HttpSession<Stream>> {
                         if (!self->pending_.empty()) {
                           return self->WriteNextChunk();
                         }
+                        // Nothing left to write: no deadline (it was the write's; a quiet
+                        // stream is not a slow one).
+                        self->Lowest().expires_never();
                         if (self->closing_) {
                           // The last chunk is out: end the stream (the peer sees EOF).
                           beast::error_code ignored;
@@ -323,7 +613,7 @@ class HttpSession : public std::enable_shared_from_this<HttpSession<Stream>> {
     if (close) {
       return DoClose();
     }
-    DoRead();
+    AwaitNextRequest();
   }
 
   void DoClose() {
@@ -334,12 +624,36 @@ class HttpSession : public std::enable_shared_from_this<HttpSession<Stream>> {
     } else {
       beast::error_code ec;
       stream_.socket().shutdown(tcp::socket::shutdown_send, ec);
+      if (linger_ && !ec) {
+        // The answer went out before an unread body: read and drop a little of it for a
+        // moment, so that the client reads the answer before a reset (closing a socket with
+        // unread data resets the connection).
+        Lowest().expires_after(std::chrono::seconds(1));
+        Linger(0);
+      }
     }
+  }
+
+  void Linger(size_t dropped) {
+    if (dropped > 64 * 1024) {
+      return;
+    }
+    stream_.async_read_some(asio::buffer(sink_),
+                            [self = shared_from_this(), dropped](beast::error_code ec, size_t n) {
+                              if (!ec) {
+                                self->Linger(dropped + n);
+                              }
+                            });
   }
 
   Stream stream_;
   beast::flat_buffer buffer_;
   std::optional<http::request_parser<http::string_body>> parser_;
+  ApiRequest request_;  // the request being read: its headers, then its body
+  size_t max_body_ = 0;  // the admitted request's body limit
+  bool reading_header_ = false;  // waiting for (or reading) a request's headers: may be evicted
+  bool evict_after_answer_ = false;  // chosen to give way while being served
+  bool linger_ = false;  // answered before its body was read: drain a little before closing
   std::shared_ptr<void> response_;
   bool keep_alive_ = true;
   // Streaming state, used only on the session's strand but for the two atomics, which the
@@ -351,22 +665,15 @@ class HttpSession : public std::enable_shared_from_this<HttpSession<Stream>> {
   std::atomic<bool> closed_{false};  // failed or closing: the writer takes no more
   std::atomic<size_t> queued_{0};    // bytes given to the writer, not yet taken by the socket
   char sink_[512];
-  const HttpServer::Handler& handler_;
-  asio::thread_pool& workers_;
+  ServerState& state_;
   const HttpServerOptions& options_;
+  const uint64_t id_;
 };
 
 class Listener : public std::enable_shared_from_this<Listener> {
  public:
-  Listener(asio::io_context& ioc, tcp::acceptor&& acceptor, ssl::context* tls,
-           const HttpServer::Handler& handler, asio::thread_pool& workers,
-           const HttpServerOptions& options)
-      : ioc_(ioc),
-        acceptor_(std::move(acceptor)),
-        tls_(tls),
-        handler_(handler),
-        workers_(workers),
-        options_(options) {}
+  Listener(asio::io_context& ioc, tcp::acceptor&& acceptor, ssl::context* tls, ServerState& state)
+      : ioc_(ioc), acceptor_(std::move(acceptor)), tls_(tls), state_(state) {}
 
   void Run() { DoAccept(); }
   void Close() {
@@ -396,40 +703,72 @@ class Listener : public std::enable_shared_from_this<Listener> {
         });
         return;
       }
+    } else if (tls_ != nullptr) {
+      Admit(std::make_shared<HttpSession<beast::ssl_stream<beast::tcp_stream>>>(std::move(socket),
+                                                                                 tls_, state_));
     } else {
-      if (tls_ != nullptr) {
-        std::make_shared<HttpSession<beast::ssl_stream<beast::tcp_stream>>>(
-            std::move(socket), tls_, handler_, workers_, options_)
-            ->Run();
-      } else {
-        std::make_shared<HttpSession<beast::tcp_stream>>(std::move(socket), nullptr, handler_,
-                                                          workers_, options_)
-            ->Run();
-      }
+      Admit(std::make_shared<HttpSession<beast::tcp_stream>>(std::move(socket), nullptr, state_));
     }
     DoAccept();
+  }
+
+  // Runs the new connection if the caps let it in; else it is closed as `session` goes.
+  template <class Session>
+  void Admit(std::shared_ptr<Session> session) {
+    ++state_.accepted;
+    beast::error_code ec;
+    const auto peer = beast::get_lowest_layer(session->stream()).socket().remote_endpoint(ec);
+    const std::string address = ec ? "" : peer.address().to_string();
+    std::function<void()> victim;
+    switch (state_.table.Open(session->id(), address, session->Evicter(), &victim)) {
+      case ConnectionTable::Verdict::kAdmitted:
+        break;
+      case ConnectionTable::Verdict::kPerAddress:
+        ++state_.rejected_per_address;
+        return;
+      case ConnectionTable::Verdict::kTotal:
+        ++state_.rejected_total;
+        return;
+    }
+    if (victim) {
+      victim();
+    }
+    session->Run();
   }
 
   asio::io_context& ioc_;
   tcp::acceptor acceptor_;
   ssl::context* tls_;  // null: plain HTTP
-  const HttpServer::Handler& handler_;
-  asio::thread_pool& workers_;
-  const HttpServerOptions& options_;
+  ServerState& state_;
 };
+
+// The total connection cap in effect: the configured one, kept 128 under the open-files limit
+// (half of it when that is under 256) for the store, the archive, logs and outgoing probes.
+size_t EffectiveMaxConnections(size_t configured) {
+  rlimit lim{};
+  if (getrlimit(RLIMIT_NOFILE, &lim) != 0 || lim.rlim_cur == RLIM_INFINITY) {
+    return configured;
+  }
+  const size_t files = static_cast<size_t>(lim.rlim_cur);
+  const size_t room = files >= 256 ? files - 128 : files / 2;
+  return std::max<size_t>(1, std::min(configured, room));
+}
 
 }  // namespace
 
 class HttpServer::Impl {
  public:
-  Impl(Handler handler, HttpServerOptions options)
+  Impl(Handler handler, HttpServerOptions options, Admitter admit)
       : handler_(std::move(handler)),
+        admit_(std::move(admit)),
         options_(options),
         ioc_(options.io_threads),
         workers_(static_cast<size_t>(options.worker_threads)) {}
 
   Handler handler_;
+  Admitter admit_;
   HttpServerOptions options_;
+  std::unique_ptr<ServerState> state_;  // made by Listen
   asio::io_context ioc_;
   asio::thread_pool workers_;
   std::unique_ptr<ssl::context> tls_;  // set by Listen when options_ name a certificate
@@ -439,8 +778,8 @@ class HttpServer::Impl {
   bool stopped_ = false;
 };
 
-HttpServer::HttpServer(Handler handler, HttpServerOptions options)
-    : impl_(std::make_unique<Impl>(std::move(handler), options)) {}
+HttpServer::HttpServer(Handler handler, HttpServerOptions options, Admitter admit)
+    : impl_(std::make_unique<Impl>(std::move(handler), options, std::move(admit))) {}
 
 HttpServer::~HttpServer() { Stop(); }
 
@@ -494,10 +833,36 @@ Status HttpServer::Listen(const std::string& host, uint16_t port) {
                        ec.message());
   }
   impl_->port_ = acceptor.local_endpoint().port();
-  impl_->listener_ =
-      std::make_shared<Listener>(impl_->ioc_, std::move(acceptor), impl_->tls_.get(),
-                                 impl_->handler_, impl_->workers_, impl_->options_);
+  const size_t max_connections = EffectiveMaxConnections(impl_->options_.max_connections);
+  if (max_connections < impl_->options_.max_connections) {
+    LogInfo("at most " + std::to_string(max_connections) + " connections (max_connections " +
+            std::to_string(impl_->options_.max_connections) +
+            ", kept under the open-files limit)");
+  }
+  impl_->state_ = std::make_unique<ServerState>(impl_->options_, impl_->handler_, impl_->admit_,
+                                                impl_->workers_, max_connections);
+  impl_->listener_ = std::make_shared<Listener>(impl_->ioc_, std::move(acceptor),
+                                                impl_->tls_.get(), *impl_->state_);
   return OkStatus();
+}
+
+HttpServerStats HttpServer::stats() const {
+  HttpServerStats out;
+  const ServerState* s = impl_->state_.get();
+  if (s == nullptr) {
+    return out;
+  }
+  out.open = s->table.open();
+  out.max_connections = s->table.max_total();
+  out.accepted = s->accepted;
+  out.rejected_per_address = s->rejected_per_address;
+  out.rejected_total = s->rejected_total;
+  out.evicted = s->evicted;
+  out.header_timeouts = s->header_timeouts;
+  out.body_timeouts = s->body_timeouts;
+  out.refused_unread = s->refused_unread;
+  out.too_large = s->too_large;
+  return out;
 }
 
 uint16_t HttpServer::port() const { return impl_->port_; }

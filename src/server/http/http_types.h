@@ -5,6 +5,7 @@
 
 #include <functional>
 #include <map>
+#include <optional>
 #include <string>
 #include <utility>
 #include <vector>
@@ -68,6 +69,15 @@ struct ApiResponse {
 
 // Completes a request. May be called from any thread, exactly once.
 using Responder = std::function<void(ApiResponse)>;
+
+// What the server does with a request once its headers are in and before it reads any of the
+// body (Router::Admit decides it from the route and the caller; HttpServer applies it).
+struct Admission {
+  // Set: the request is answered with this (401, 403, 404, 405) and its body is never read.
+  std::optional<ApiResponse> refusal;
+  size_t max_body_bytes = 0;  // a longer body is answered 413
+  bool upload = false;        // a bulk upload: the longer body deadline applies
+};
 
 ApiResponse JsonResponse(int status, const Json& body);
 // {"error": message} with the HTTP status that matches the error code.

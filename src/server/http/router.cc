@@ -140,8 +140,14 @@ void Router::Handle(ApiRequest request, Responder respond) const {
   once(ErrorResponse(500, "internal error"));
 }
 
-void Router::Dispatch(ApiRequest request, const Responder& respond) const {
-  const Route* match = nullptr;
+size_t MaxBodyBytes(const Route& route) {
+  if (route.max_body_bytes > 0) {
+    return route.max_body_bytes;
+  }
+  return route.role == Role::kAgent ? kAgentMaxBodyBytes : kDefaultMaxBodyBytes;
+}
+
+const Route* Router::Match(ApiRequest& request, ApiResponse* refusal) const {
   std::string allowed;
   for (const auto& r : routes_) {
     std::map<std::string, std::string> params;
@@ -152,42 +158,68 @@ void Router::Dispatch(ApiRequest request, const Responder& respond) const {
       allowed += (allowed.empty() ? "" : ", ") + r.method;
       continue;
     }
-    match = &r;
     request.path_params = std::move(params);
-    break;
+    return &r;
   }
+  if (!allowed.empty()) {
+    *refusal = ErrorResponse(405, "method " + request.method + " not allowed on " + request.path);
+    refusal->headers.emplace_back("Allow", allowed);
+  } else {
+    *refusal = ErrorResponse(404, "no such endpoint: " + request.path);
+  }
+  return nullptr;
+}
+
+std::optional<ApiResponse> Router::Authorize(const Route& route, ApiRequest& request) const {
+  if (route.role == Role::kPublic) {
+    return std::nullopt;
+  }
+  auto principal = Authenticate(request);
+  if (!principal) {
+    return ErrorResponse(principal.error());
+  }
+  if (!Allows(principal->role, route.role)) {
+    return ErrorResponse(403, std::string(RoleName(principal->role)) + " '" + principal->name +
+                                  "' may not " + route.method + " " + route.pattern + " (needs " +
+                                  std::string(RoleName(route.role)) + ")");
+  }
+  request.principal = principal->name;
+  request.principal_role = principal->role;
+  request.still_authorized = [this, authorization = request.authorization,
+                              cookie = request.cookie, name = principal->name,
+                              need = route.role] {
+    ApiRequest probe;
+    probe.method = "GET";
+    probe.authorization = authorization;
+    probe.cookie = cookie;
+    auto now = Authenticate(probe);
+    return now.has_value() && now->name == name && Allows(now->role, need);
+  };
+  return std::nullopt;
+}
+
+Admission Router::Admit(ApiRequest request) const {
+  Admission out;
+  ApiResponse refusal;
+  const Route* route = Match(request, &refusal);
+  if (route == nullptr) {
+    out.refusal = std::move(refusal);
+    return out;
+  }
+  out.refusal = Authorize(*route, request);
+  out.max_body_bytes = MaxBodyBytes(*route);
+  out.upload = route->upload;
+  return out;
+}
+
+void Router::Dispatch(ApiRequest request, const Responder& respond) const {
+  ApiResponse refusal;
+  const Route* match = Match(request, &refusal);
   if (match == nullptr) {
-    if (!allowed.empty()) {
-      ApiResponse res =
-          ErrorResponse(405, "method " + request.method + " not allowed on " + request.path);
-      res.headers.emplace_back("Allow", allowed);
-      return respond(std::move(res));
-    }
-    return respond(ErrorResponse(404, "no such endpoint: " + request.path));
+    return respond(std::move(refusal));
   }
-  if (match->role != Role::kPublic) {
-    auto principal = Authenticate(request);
-    if (!principal) {
-      return respond(ErrorResponse(principal.error()));
-    }
-    if (!Allows(principal->role, match->role)) {
-      return respond(ErrorResponse(403, std::string(RoleName(principal->role)) + " '" +
-                                            principal->name + "' may not " + match->method +
-                                            " " + match->pattern + " (needs " +
-                                            std::string(RoleName(match->role)) + ")"));
-    }
-    request.principal = principal->name;
-    request.principal_role = principal->role;
-    request.still_authorized = [this, authorization = request.authorization,
-                                cookie = request.cookie, name = principal->name,
-                                need = match->role] {
-      ApiRequest probe;
-      probe.method = "GET";
-      probe.authorization = authorization;
-      probe.cookie = cookie;
-      auto now = Authenticate(probe);
-      return now.has_value() && now->name == name && Allows(now->role, need);
-    };
+  if (auto denied = Authorize(*match, request)) {
+    return respond(std::move(*denied));
   }
   match->handler(request, respond);
 }

@@ -7,6 +7,7 @@
 #include <functional>
 #include <map>
 #include <mutex>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -53,13 +54,26 @@ using HostAuthenticator = std::function<Result<std::string>(std::string_view cre
 
 using RouteHandler = std::function<void(ApiRequest&, Responder)>;
 
+// Body limits: what a route takes unless it says otherwise (Route::max_body_bytes = 0). Agent
+// routes carry a host's reports and command results; everything else is a small JSON request.
+inline constexpr size_t kDefaultMaxBodyBytes = 64 * 1024;
+inline constexpr size_t kAgentMaxBodyBytes = 1024 * 1024;
+
 struct Route {
   std::string method;
   std::string pattern;  // "/api/v1/incidents/{id}/approve"
   Role role;
   std::string help;
   RouteHandler handler;
+  // The largest body the route takes (larger: 413, unread); 0: kAgentMaxBodyBytes for agent
+  // routes, kDefaultMaxBodyBytes for the others.
+  size_t max_body_bytes = 0;
+  // A bulk upload (archive chunks): its body gets HttpServerOptions::upload_timeout_seconds.
+  bool upload = false;
 };
+
+// The body limit of `route` (its own, or its role's default).
+size_t MaxBodyBytes(const Route& route);
 
 class SessionRegistry;
 
@@ -83,6 +97,11 @@ class Router {
   void SetHostAuthenticator(HostAuthenticator hosts) { hosts_ = std::move(hosts); }
   // Thread-safe. Answers exactly once through respond; a handler that throws gets a 500.
   void Handle(ApiRequest request, Responder respond) const;
+  // The decision on a request's headers alone (its body is not there yet): the 404/405 of an
+  // unknown route, the 401/403 of Handle's authentication and role check, else the route's body
+  // limit. Thread-safe and cheap (tokens, sessions and host credentials are in memory): the HTTP
+  // server calls it on its network thread. Handle checks everything again.
+  Admission Admit(ApiRequest request) const;
 
   const std::vector<Route>& routes() const { return routes_; }
   // [{"method","path","role","help"}], for GET /api/v1 and docs.
@@ -91,6 +110,12 @@ class Router {
  private:
   // Handle without the exception backstop.
   void Dispatch(ApiRequest request, const Responder& respond) const;
+  // The route for request.method and request.path (request.path_params filled), or null and
+  // the 404/405 to answer in *refusal.
+  const Route* Match(ApiRequest& request, ApiResponse* refusal) const;
+  // Authenticates the caller of a non-public `route` and checks its role: fills the request's
+  // principal, principal_role, session_id and still_authorized, or returns the 401/403.
+  std::optional<ApiResponse> Authorize(const Route& route, ApiRequest& request) const;
   // The caller of a non-public route, or the 401/403 to answer. Fills request.session_id.
   Result<Principal> Authenticate(ApiRequest& request) const;
 

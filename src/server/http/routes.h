@@ -13,6 +13,7 @@
 #include "server/fleet/fleet.h"
 #include "server/fleet/hosts.h"
 #include "server/fleet/target_groups.h"
+#include "server/http/http_server.h"
 #include "server/http/router.h"
 #include "server/identity/host_identities.h"
 #include "server/http/sessions.h"
@@ -34,9 +35,11 @@ struct MetricsSources {
   const EventHub& events;
   const Fleet& fleet;                  // what the limits refused (fleet/limits.h)
   const HostIdentities& identities;    // enrolments refused past limits.hosts
+  std::function<HttpServerStats()> http;  // the connections' counters (medic_http_*)
 };
-// GET /healthz, GET /metrics (Prometheus text).
-void AddHealthRoutes(Router& router, MetricsSources metrics);
+// GET /healthz (public), GET /metrics (Prometheus text): a viewer's (any operator token or
+// dashboard session) unless `metrics_public`.
+void AddHealthRoutes(Router& router, MetricsSources metrics, bool metrics_public);
 // GET and PUT /api/v1/settings; a change is audited (`store`, `clock`) and published as a
 // `settings` event (`events`), so that open dashboards show a pause at once.
 void AddSettingsRoutes(Router& router, SettingsService& settings, Store& store, const Clock& clock,

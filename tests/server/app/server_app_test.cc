@@ -128,7 +128,7 @@ TEST_F(ServerAppTest, MetricsCountIncidentsTheStoreCouldNotKeep) {
   app_->RunOnce();
 
   EXPECT_EQ(store->failed(test::StoreOp::kCreateIncident), 1);
-  const ApiResponse metrics = Call("GET", "/metrics", "");
+  const ApiResponse metrics = Call("GET", "/metrics", Token("admin.token"));
   EXPECT_EQ(metrics.status, 200);
   EXPECT_NE(metrics.body.find("# TYPE medic_incident_store_errors_total counter\n"
                               "medic_incident_store_errors_total 1\n"),

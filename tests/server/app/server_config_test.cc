@@ -70,6 +70,40 @@ TEST(ParseHostPortTest, Table) {
 }
 
 // medic-server speaks plain HTTP only: it serves on loopback unless told --insecure-http.
+// The HTTP limits (docs/API.md "Limits") and /metrics' access, from the file and the flag.
+TEST(LoadServerConfigTest, HttpLimitsAndPublicMetrics) {
+  test::TempDir dir;
+  ASSERT_TRUE(WriteFileAtomic(dir.File("s.yaml"),
+                              "header_timeout: 5s\nbody_timeout: 2m\nupload_timeout: 10m\n"
+                              "max_connections: 100\nmax_connections_per_address: 7\n"
+                              "metrics_public: true\n")
+                  .has_value());
+  auto c = LoadServerConfig(dir.File("s.yaml"));
+  ASSERT_TRUE(c.has_value()) << c.error().ToString();
+  EXPECT_EQ(c->http.header_timeout_seconds, 5);
+  EXPECT_EQ(c->http.body_timeout_seconds, 120);
+  EXPECT_EQ(c->http.upload_timeout_seconds, 600);
+  EXPECT_EQ(c->http.max_connections, 100u);
+  EXPECT_EQ(c->http.max_connections_per_address, 7u);
+  EXPECT_TRUE(c->metrics_public);
+  const ServerConfig defaults;
+  EXPECT_EQ(defaults.http.header_timeout_seconds, 10);
+  EXPECT_EQ(defaults.http.max_connections, 4096u);
+  EXPECT_EQ(defaults.http.max_connections_per_address, 256u);
+  EXPECT_FALSE(defaults.metrics_public);
+  test::ExpectConfigErrors({
+      {"header_timeout: 0s\n", ":1: header_timeout must be a duration from 1s to 1h"},
+      {"body_timeout: soon\n", ":1: body_timeout must be a duration from 1s to 1h"},
+      {"max_connections: 0\n", ":1: max_connections must be from 1 to 1000000"},
+      {"max_connections_per_address: many\n", ":1: wrong type for 'max_connections_per_address'"},
+      {"metrics_public: perhaps\n", ":1: wrong type for 'metrics_public'"},
+  });
+  std::vector<const char*> args = {"medic-server", "--metrics-public"};
+  auto flagged = LoadServerConfig(ParseServerFlags(static_cast<int>(args.size()), args.data()));
+  ASSERT_TRUE(flagged.has_value());
+  EXPECT_TRUE(flagged->metrics_public);
+}
+
 TEST(ServerFlagsTest, ANonLoopbackListenNeedsInsecureHttp) {
   auto flags = [](std::vector<const char*> args) {
     args.insert(args.begin(), "medic-server");

@@ -112,7 +112,7 @@ class EventLimitsTest : public test::ServerFixture {
 
   // The value of one line of GET /metrics ("name{labels}"), or -1.
   double Metric(const std::string& name) {
-    const HttpResponse r = Call("GET", "/metrics", "");
+    const HttpResponse r = Call("GET", "/metrics", admin_);
     const std::string needle = "\n" + name + " ";
     const size_t at = r.body.find(needle);
     if (at == std::string::npos) {

@@ -147,9 +147,11 @@ TEST_F(HttpApiTest, AuditVerifyReportsTheFirstEntryChangedInTheDatabase) {
   EXPECT_FALSE(v.contains("head"));
 }
 
-TEST_F(HttpApiTest, HealthzAndMetricsArePublic) {
+// /metrics needs a token unless configured public (http_limits_test.cc has the cases).
+TEST_F(HttpApiTest, HealthzIsPublicAndMetricsNeedAToken) {
   EXPECT_EQ(Call("GET", "/healthz", "").status, 200);
-  HttpResponse m = Call("GET", "/metrics", "");
+  ExpectJsonError(Call("GET", "/metrics", ""), 401);
+  HttpResponse m = Call("GET", "/metrics", admin_);
   EXPECT_EQ(m.status, 200);
   EXPECT_NE(m.body.find("medic_hosts{status=\"healthy\"}"), std::string::npos);
 }

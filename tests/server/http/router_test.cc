@@ -147,8 +147,16 @@ TEST(RouterTest, AuthorizationMatrixOverEveryRoute) {
       if (!caller.session_token.empty()) {
         sign_in(caller.session_token, req);
       }
+      // The decision on the headers alone (before the body is read) is the router's own.
+      const Admission admission = router.Admit(req);
       int status = 0;
       router.Handle(req, [&](ApiResponse r) { status = r.status; });
+      if (admission.refusal) {
+        EXPECT_EQ(admission.refusal->status, status);
+      } else {
+        EXPECT_NE(status, 401);
+        EXPECT_EQ(admission.max_body_bytes, MaxBodyBytes(route));
+      }
       if (route.pattern == "/agent/v1/commands" && status == 0) {
         (*app)->RunOnce();  // answers the parked long poll (wait_ms=0)
       }
@@ -230,6 +238,65 @@ TEST(RouterTest, UnknownPathIs404AndWrongMethodIs405) {
 
 // A handler that throws (a JSON library exception, any std::exception, anything) gets a 500
 // with a JSON error, exactly one answer, and the router goes on routing.
+// Admit decides on the headers alone and never runs a handler: the refusal Handle would give,
+// else the route's body limit (its own, or its role's default) and whether it is an upload.
+TEST(RouterTest, AdmitDecidesOnTheHeadersAlone) {
+  TokenRegistry tokens;
+  tokens.Add("tok-viewer", Principal{"v", Role::kViewer});
+  Router router(tokens);
+  router.SetHostAuthenticator([](std::string_view credential) -> Result<std::string> {
+    if (credential == "cred-web-1") {
+      return std::string("web-1");
+    }
+    return Unauthenticated("invalid or revoked host credential");
+  });
+  int ran = 0;
+  RouteHandler handler = [&ran](ApiRequest&, Responder r) {
+    ++ran;
+    r(JsonResponse(200, Json::object()));
+  };
+  router.Add({"POST", "/api/x", Role::kViewer, "", handler});
+  router.Add({"POST", "/agent/report", Role::kAgent, "", handler});
+  router.Add({"PUT", "/agent/chunk/{id}", Role::kAgent, "", handler, 2 << 20, true});
+  router.Add({"POST", "/public", Role::kPublic, "", handler});
+  struct Case {
+    std::string method, path, authorization;
+    int refused;  // 0: admitted
+    size_t max_body_bytes;
+    bool upload;
+  };
+  const std::vector<Case> cases = {
+      {"POST", "/api/x", "Bearer tok-viewer", 0, kDefaultMaxBodyBytes, false},
+      {"POST", "/api/x", "", 401, 0, false},
+      {"POST", "/api/x", "Bearer nope", 401, 0, false},
+      {"POST", "/api/x", "Bearer cred-web-1", 403, 0, false},
+      {"GET", "/api/x", "Bearer tok-viewer", 405, 0, false},
+      {"POST", "/nowhere", "Bearer tok-viewer", 404, 0, false},
+      {"POST", "/agent/report", "Bearer cred-web-1", 0, kAgentMaxBodyBytes, false},
+      {"POST", "/agent/report", "Bearer tok-viewer", 403, 0, false},
+      {"PUT", "/agent/chunk/7", "Bearer cred-web-1", 0, 2 << 20, true},
+      {"POST", "/public", "", 0, kDefaultMaxBodyBytes, false},
+  };
+  for (const Case& c : cases) {
+    SCOPED_TRACE(c.method + " " + c.path + " " + c.authorization);
+    ApiRequest req;
+    req.method = c.method;
+    req.path = c.path;
+    req.authorization = c.authorization;
+    const Admission a = router.Admit(req);
+    if (c.refused != 0) {
+      ASSERT_TRUE(a.refusal.has_value());
+      EXPECT_EQ(a.refusal->status, c.refused);
+      EXPECT_NE(a.refusal->body.find("\"error\""), std::string::npos);
+    } else {
+      EXPECT_FALSE(a.refusal.has_value()) << a.refusal->body;
+      EXPECT_EQ(a.max_body_bytes, c.max_body_bytes);
+      EXPECT_EQ(a.upload, c.upload);
+    }
+  }
+  EXPECT_EQ(ran, 0);
+}
+
 TEST(RouterTest, AThrowingHandlerIs500AndAnsweredOnce) {
   TokenRegistry tokens;
   Router router(tokens);

@@ -3,9 +3,12 @@
 // through the app's route table (authentication, authorization, the handler) — the whole
 // ServerApp of the tests, on an in-memory store, a manual clock and no socket.
 //
-// Input: one or more pipelined HTTP/1.1 requests (at most 4 are served). Credentials cannot be
-// guessed, so in the Authorization header the placeholders @ADMIN@, @OPERATOR@, @VIEWER@, @AGENT@
-// (host web-1's own credential) and @BOOTSTRAP@ are replaced by the real ones.
+// Input: one or more pipelined HTTP/1.1 requests (at most 4 are served). Secrets and random ids
+// cannot be guessed, so in the request target, the Authorization and Cookie headers and the body
+// these placeholders become the real values: @ADMIN@, @OPERATOR@, @VIEWER@, @AGENT@ (host web-1's
+// own credential), @BOOTSTRAP@ (the enrolment token), and @UPLOAD@ and @CODE@ (the last
+// upload_id and code the server answered with). Each new app has a log.archive_truncate of
+// /var/log/big.log outstanding for web-1, so uploads to the archive can start.
 //
 // The app keeps its state from input to input (that is where stateful bugs are) and is rebuilt
 // on a fresh data directory every kInputsPerApp inputs, which bounds what accumulates (hosts,
@@ -20,6 +23,7 @@
 #include <condition_variable>
 #include <cstddef>
 #include <cstdint>
+#include <cstdio>
 #include <cstdlib>
 #include <filesystem>
 #include <memory>
@@ -33,6 +37,7 @@
 #include "core/files.h"
 #include "core/json.h"
 #include "core/log.h"
+#include "protocol/wire.h"
 #include "server/app/server_app.h"
 #include "server/http/http_types.h"
 #include "tests/fakes/memory_store.h"
@@ -60,7 +65,9 @@ struct Rig {
   ManualClock clock;
   std::unique_ptr<server::ServerApp> app;
   std::string admin, operator_token, viewer, agent, bootstrap;
+  std::string upload, code;  // the last upload_id and code answered
   int inputs = 0;
+  bool verbose = false;  // MEDIC_FUZZ_VERBOSE=1: each request and its answer on stderr
 };
 
 Rig* rig = nullptr;
@@ -140,6 +147,14 @@ void NewApp() {
                          {"code", ParseJsonObject(code.body).value()["code"]}}));
   FUZZ_CHECK(cred.status == 201);
   rig->agent = ParseJsonObject(cred.body).value()["credential"].get<std::string>();
+  protocol::Command archive;
+  archive.id = "cmd-fuzz-archive";
+  archive.action = "log.archive_truncate";
+  archive.params = Json{{"path", "/var/log/big.log"}};
+  archive.expires_at = rig->clock.Now() + std::chrono::hours(24 * 365 * 10);
+  rig->app->commands().Send("web-1", archive);
+  rig->upload.clear();
+  rig->code.clear();
 }
 
 void RemoveDir() {
@@ -158,11 +173,22 @@ void Substitute(std::string& s, std::string_view placeholder, const std::string&
   }
 }
 
-// As HttpSession::OnRead does (src/server/http/http_server.cc).
+void SubstituteAll(std::string& s) {
+  Substitute(s, "@ADMIN@", rig->admin);
+  Substitute(s, "@OPERATOR@", rig->operator_token);
+  Substitute(s, "@VIEWER@", rig->viewer);
+  Substitute(s, "@AGENT@", rig->agent);
+  Substitute(s, "@BOOTSTRAP@", rig->bootstrap);
+  Substitute(s, "@UPLOAD@", rig->upload);
+  Substitute(s, "@CODE@", rig->code);
+}
+
+// As HttpSession::OnRead does (src/server/http/http_server.cc), after the substitutions.
 ApiRequest ToApiRequest(http::request<http::string_body>& req) {
   ApiRequest api;
   api.method = std::string(req.method_string());
   api.target = std::string(req.target());
+  SubstituteAll(api.target);
   const size_t q = api.target.find('?');
   api.path = server::UrlDecode(std::string_view(api.target).substr(0, q));
   if (q != std::string::npos) {
@@ -174,12 +200,27 @@ ApiRequest ToApiRequest(http::request<http::string_body>& req) {
   api.content_type = std::string(req[http::field::content_type]);
   api.body = std::move(req.body());
   api.peer = "127.0.0.1:40000";
-  Substitute(api.authorization, "@ADMIN@", rig->admin);
-  Substitute(api.authorization, "@OPERATOR@", rig->operator_token);
-  Substitute(api.authorization, "@VIEWER@", rig->viewer);
-  Substitute(api.authorization, "@AGENT@", rig->agent);
-  Substitute(api.authorization, "@BOOTSTRAP@", rig->bootstrap);
+  SubstituteAll(api.authorization);
+  SubstituteAll(api.cookie);
+  SubstituteAll(api.body);
   return api;
+}
+
+// Remembers the ids the next requests may refer to.
+void Remember(const ApiResponse& r) {
+  if (r.content_type != "application/json") {
+    return;
+  }
+  auto j = ParseJsonObject(r.body);
+  if (!j.has_value()) {
+    return;
+  }
+  if (auto it = j->find("upload_id"); it != j->end() && it->is_string()) {
+    rig->upload = it->get<std::string>();
+  }
+  if (auto it = j->find("code"); it != j->end() && it->is_string()) {
+    rig->code = it->get<std::string>();
+  }
 }
 
 }  // namespace
@@ -192,6 +233,8 @@ extern "C" int LLVMFuzzerInitialize(int*, char***) {
   FUZZ_CHECK(mkdtemp(templ.data()) != nullptr);
   rig = new Rig;
   rig->dir = templ;
+  const char* verbose = std::getenv("MEDIC_FUZZ_VERBOSE");
+  rig->verbose = verbose != nullptr && std::string_view(verbose) == "1";
   std::atexit(RemoveDir);
   NewApp();
   return 0;
@@ -233,8 +276,14 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
     }
     auto& req = parser.get();
     const bool keep_alive = req.keep_alive();
-    ApiResponse r = Serve(ToApiRequest(req));
+    ApiRequest api = ToApiRequest(req);
+    const std::string line = api.method + " " + api.target;
+    ApiResponse r = Serve(std::move(api));
     FUZZ_CHECK(r.status >= 100 && r.status <= 599);
+    Remember(r);
+    if (rig->verbose) {
+      std::fprintf(stderr, "%s -> %d %.200s\n", line.c_str(), r.status, r.body.c_str());
+    }
     if (!keep_alive || left == 0) {
       return 0;
     }

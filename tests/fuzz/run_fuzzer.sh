@@ -13,7 +13,10 @@ shift 4
 if [ "${MEDIC_FUZZ_KEEP:-0}" != 1 ]; then
   rm -rf "$work"
 fi
-mkdir -p "$work/corpus" "$work/artifacts"
+mkdir -p "$work/corpus" "$work/artifacts" "$work/tmp"
+# The harnesses' own files (http_fuzzer's data directory, config_fuzzer's config file) go here,
+# so a crashed run, which skips their clean-up, leaves nothing behind outside WORK.
+export TMPDIR="$work/tmp"
 limits="-rss_limit_mb=2048 -malloc_limit_mb=2048 -timeout=30"
 # shellcheck disable=SC2086
 "$bin" $limits "$@" "$seeds"/*

@@ -268,7 +268,11 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
       } else if (used > 0) {
         continue;
       }
-      // No progress: the connection ends here (the server would wait, then time out).
+      // No progress: the connection ends here (the server would wait, then time out). Without
+      // a byte of this request, that is the end of the stream (put_eof requires got_some).
+      if (!parser.got_some()) {
+        return 0;
+      }
       parser.put_eof(ec);
       if (ec || !parser.is_done()) {
         return 0;

@@ -1,10 +1,11 @@
 # medic — see README.md. Every target installs what is missing first (scripts/setup.sh).
 BUILD_DIR ?= build
 ASAN_DIR ?= build-asan
+FUZZ_DIR ?= build-fuzz
 JOBS ?= $(shell nproc)
 CMAKE_FLAGS ?= -DCMAKE_BUILD_TYPE=RelWithDebInfo
 
-.PHONY: setup build test test-unit test-asan bench-crash demo clean format
+.PHONY: setup build test test-unit test-asan test-fuzz fuzz-long fuzz-build bench-crash demo clean format
 
 setup:
 	@bash scripts/setup.sh
@@ -14,10 +15,11 @@ build: setup
 	@cmake --build $(BUILD_DIR) -j $(JOBS)
 
 # Every suite: unit, integration and e2e on the regular build, then the unit tests once more
-# under AddressSanitizer and UndefinedBehaviorSanitizer.
+# under AddressSanitizer and UndefinedBehaviorSanitizer, then the fuzz harnesses (bounded).
 test: build
 	@cd $(BUILD_DIR) && ctest --output-on-failure --timeout 600 -j $(JOBS)
 	@$(MAKE) --no-print-directory test-asan
+	@$(MAKE) --no-print-directory test-fuzz
 
 test-unit: build
 	@cd $(BUILD_DIR) && ctest --output-on-failure -L unit -j $(JOBS)
@@ -35,6 +37,23 @@ bench-crash: build
 	@MEDIC_BIN_DIR=$(abspath $(BUILD_DIR))/bin MEDIC_CRASH_ROUNDS=$${MEDIC_CRASH_ROUNDS:-20} \
 		$(BUILD_DIR)/tests/crash_consistency_test
 
+# The libFuzzer harnesses (tests/fuzz, docs/TESTING.md "Fuzzing"): clang, every library with
+# ASan, UBSan and coverage; only the libraries the harnesses link are built, no unit test.
+fuzz-build: setup
+	@cmake -S . -B $(FUZZ_DIR) -DCMAKE_BUILD_TYPE=Debug -DCMAKE_CXX_COMPILER=clang++ \
+		-DMEDIC_FUZZ=ON >/dev/null
+	@cmake --build $(FUZZ_DIR) -j $(JOBS) --target medic_fuzzers
+
+# Each harness: every seed once, then MEDIC_FUZZ_SECONDS (10) of fuzzing; any crash fails.
+test-fuzz: fuzz-build
+	@cd $(FUZZ_DIR) && ctest --output-on-failure -L fuzz -j $(JOBS)
+
+# Each harness for FUZZ_SECONDS (default 3600), one at a time, on one core.
+FUZZ_SECONDS ?= 3600
+fuzz-long: fuzz-build
+	@cmake -S . -B $(FUZZ_DIR) -DMEDIC_FUZZ_LONG_SECONDS=$(FUZZ_SECONDS) >/dev/null
+	@cmake --build $(FUZZ_DIR) --target fuzz_long
+
 demo: build
 	@$(BUILD_DIR)/bin/medic demo $(DEMO_ARGS)
 
@@ -42,4 +61,4 @@ format:
 	@find src apps tests bench -name '*.cc' -o -name '*.h' | xargs clang-format -i
 
 clean:
-	rm -rf $(BUILD_DIR) $(ASAN_DIR)
+	rm -rf $(BUILD_DIR) $(ASAN_DIR) $(FUZZ_DIR)

@@ -270,9 +270,10 @@ Table AiUsageTable(const Json& usage) {
       t.rows.push_back({label, JsonText(usage[key]) + (key == "latency_ms" ? " ms" : "")});
     }
   }
-  for (const auto& [key, value] : usage.items()) {
+  for (const auto& item : usage.items()) {
+    const std::string& key = item.key();  // clang 14 cannot capture a structured binding
     if (std::none_of(kKnown.begin(), kKnown.end(), [&](const auto& k) { return k.first == key; })) {
-      t.rows.push_back({key, JsonText(value)});
+      t.rows.push_back({key, JsonText(item.value())});
     }
   }
   return t;

@@ -1,6 +1,7 @@
 // The AI answer parser (src/ai/answer.*) and the policy after it: the input is a model's raw
 // text. ParseModelAnswer finds the JSON object in it (bare, fenced, or inside prose); what parses
-// goes through ValidateAction and CheckPolicy against every default runbook, as AiBrain does.
+// goes through ValidateAction and the AI gate (CheckAiChoice) against every default runbook, with
+// an empty and a non-empty kill allowlist, as AiBrain does.
 
 #include <cstddef>
 #include <cstdint>
@@ -8,6 +9,7 @@
 #include <vector>
 
 #include "ai/answer.h"
+#include "ai/gate.h"
 #include "ai/llm_client.h"
 #include "ai/runbooks.h"
 #include "protocol/actions.h"
@@ -29,9 +31,15 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   if (!action.has_value()) {
     return 0;
   }
+  static const std::vector<std::string>* const allowlists[] = {
+      new std::vector<std::string>(), new std::vector<std::string>{"nginx", "stress-ng"}};
   for (const ai::Runbook& rb : *runbooks) {
-    const ai::PolicyVerdict v = ai::CheckPolicy(*action, *answer, rb, *policy);
-    FUZZ_CHECK(v.kind == ai::PolicyVerdict::kAllow || !v.reason.empty());
+    for (const auto* allow : allowlists) {
+      const ai::GateVerdict v = ai::CheckAiChoice(*action, *answer, rb, *policy, *allow);
+      // A refusal, or a choice that waits for a human, always says why.
+      FUZZ_CHECK((v.kind != ai::GateVerdict::Kind::kRefused && !v.needs_approval) ||
+                 !v.reason.empty());
+    }
   }
   return 0;
 }

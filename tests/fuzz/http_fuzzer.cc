@@ -1,7 +1,9 @@
 // The HTTP request path of medic-server: bytes through Beast's request parser (with the
-// server's header and body limits), into an ApiRequest built as HttpSession::OnRead builds it,
-// through the app's route table (authentication, authorization, the handler) — the whole
-// ServerApp of the tests, on an in-memory store, a manual clock and no socket.
+// server's header and body limits), into an ApiRequest built as HttpSession::OnHeader and
+// OnBody build it, through Router::Admit on the headers alone (its refusal, or the route's body
+// limit: 413, as the server does), then through the app's route table (authentication,
+// authorization, the handler) — the whole ServerApp of the tests, on an in-memory store, a
+// manual clock and no socket.
 //
 // Input: one or more pipelined HTTP/1.1 requests (at most 4 are served). Secrets and random ids
 // cannot be guessed, so in the request target, the Authorization and Cookie headers and the body
@@ -75,6 +77,19 @@ Rig* rig = nullptr;
 // Serves one request through the route table; waits for handlers that answer later (long
 // polls: the clock moves past their deadline and the app ticks). Every request is answered.
 ApiResponse Serve(ApiRequest req) {
+  // First the decision on the headers alone, as HttpServer takes it before reading a body: a
+  // refusal is the answer, a body over the route's limit is a 413.
+  ApiRequest head = req;
+  head.body.clear();
+  const server::Admission admitted = rig->app->router().Admit(std::move(head));
+  if (admitted.refusal.has_value()) {
+    FUZZ_CHECK(admitted.refusal->status >= 400 && admitted.refusal->status < 500);
+    return *admitted.refusal;
+  }
+  FUZZ_CHECK(admitted.max_body_bytes > 0);
+  if (req.body.size() > admitted.max_body_bytes) {
+    return server::ErrorResponse(413, "request body over the route's limit");
+  }
   auto answer = std::make_shared<Answer>();
   rig->app->router().Handle(std::move(req), [answer](ApiResponse r) {
     std::lock_guard<std::mutex> lock(answer->mu);
@@ -183,7 +198,7 @@ void SubstituteAll(std::string& s) {
   Substitute(s, "@CODE@", rig->code);
 }
 
-// As HttpSession::OnRead does (src/server/http/http_server.cc), after the substitutions.
+// As HttpSession::OnHeader and OnBody do (src/server/http/http_server.cc), after the substitutions.
 ApiRequest ToApiRequest(http::request<http::string_body>& req) {
   ApiRequest api;
   api.method = std::string(req.method_string());

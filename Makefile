@@ -5,7 +5,7 @@ FUZZ_DIR ?= build-fuzz
 JOBS ?= $(shell nproc)
 CMAKE_FLAGS ?= -DCMAKE_BUILD_TYPE=RelWithDebInfo
 
-.PHONY: setup build test test-unit test-asan test-fuzz fuzz-long fuzz-build bench-crash demo clean format
+.PHONY: setup build test test-unit test-asan test-fuzz fuzz-long fuzz-build bench-crash bench-scale demo clean format
 
 setup:
 	@bash scripts/setup.sh
@@ -36,6 +36,13 @@ test-asan: setup
 bench-crash: build
 	@MEDIC_BIN_DIR=$(abspath $(BUILD_DIR))/bin MEDIC_CRASH_ROUNDS=$${MEDIC_CRASH_ROUNDS:-20} \
 		$(BUILD_DIR)/tests/crash_consistency_test
+
+# Scale (issue 13): 1k / 3k / 6k / the most agents the descriptor limit allows, 60 s each, with
+# bench/scale.py and build/bin/medic-fleet-load (docs/BENCHMARKS.md "Scale"). SCALE_ARGS passes
+# options through: SCALE_ARGS="--baseline /path/to/old/medic-server --long 600".
+bench-scale: build
+	@python3 bench/scale.py --server $(BUILD_DIR)/bin/medic-server \
+		--generator $(BUILD_DIR)/bin/medic-fleet-load $(SCALE_ARGS)
 
 # The libFuzzer harnesses (tests/fuzz, docs/TESTING.md "Fuzzing"): clang, every library with
 # ASan, UBSan and coverage; only the libraries the harnesses link are built, no unit test.

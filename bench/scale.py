@@ -243,7 +243,8 @@ def run_one(args, binary, label, agents, duration, root):
         s0, s1 = sampler.at(t0), sampler.at(t1)
         cpu = s1[1] - s0[1]
         wall = max(s1[0] - s0[0], 1e-9)
-        answered = load["answered_reports"]
+        # Per answer received in the window (the CPU's window), whenever it was scheduled.
+        answered = load["achieved_reports_per_s"] * load["duration_s"]
         exit_status = server.stop()
         r = {"binary": label, "path": binary, "agents": agents, "duration_s": duration,
              "load": load,

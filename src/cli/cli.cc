@@ -236,6 +236,10 @@ int RunCli(const std::vector<std::string>& args, CliEnv& env) {
   hosts_revoke->fallthrough();
   hosts_revoke->add_option("NAME", host_name, "host name")->required();
   CLI::App* alarms = app.add_subcommand("alarms", "list the state of every alarm on every host");
+  std::optional<std::string> alarm_state, alarm_host;
+  alarms->add_option("--state", alarm_state, "only alarms in this state")
+      ->check(CLI::IsMember({"OK", "ALARM", "INSUFFICIENT_DATA"}));
+  alarms->add_option("--host", alarm_host, "only the alarms of this host");
 
   CLI::App* audit = app.add_subcommand("audit", "the newest entries of the audit log (admin)");
   audit->fallthrough();
@@ -426,7 +430,7 @@ int RunCli(const std::vector<std::string>& args, CliEnv& env) {
   } else if (*hosts) {
     s = commands.Hosts();
   } else if (*alarms) {
-    s = commands.Alarms();
+    s = commands.Alarms(alarm_state, alarm_host);
   } else if (*audit_verify) {
     s = commands.AuditVerify();
   } else if (*audit) {

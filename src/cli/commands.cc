@@ -289,8 +289,17 @@ Status Commands::HostRevoke(const std::string& name) {
   return OkStatus();
 }
 
-Status Commands::Alarms() {
-  ASSIGN_OR_RETURN(Json body, api_.Call("GET", "/api/v1/alarms", nullptr, "alarms"));
+Status Commands::Alarms(const std::optional<std::string>& state,
+                        const std::optional<std::string>& host) {
+  std::string path = "/api/v1/alarms";
+  std::string sep = "?";
+  for (const auto& [key, value] : {std::pair{"state", &state}, std::pair{"host", &host}}) {
+    if (value->has_value()) {
+      path += sep + key + "=" + UrlEncode(**value);
+      sep = "&";
+    }
+  }
+  ASSIGN_OR_RETURN(Json body, api_.Call("GET", path, nullptr, "alarms"));
   if (json_) {
     PrintJson(body);
     return OkStatus();

@@ -42,7 +42,9 @@ class Commands {
   Status HostApprove(const std::string& name);
   // Cuts the host off at once: its next agent call gets 401.
   Status HostRevoke(const std::string& name);
-  Status Alarms();
+  // GET /api/v1/alarms, with ?state= and ?host= when given.
+  Status Alarms(const std::optional<std::string>& state = std::nullopt,
+                const std::optional<std::string>& host = std::nullopt);
   // POST /api/v1/chaos through the host's agent; prints the command id.
   Status Chaos(const std::string& host, const std::string& mode, const Json& params);
   Status TokenCreate(const std::string& name, const std::string& role);

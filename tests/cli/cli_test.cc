@@ -95,6 +95,18 @@ TEST_F(CliTest, IncidentsSendsGetWithQueryAndBearerToken) {
             "&limit=2");
 }
 
+TEST_F(CliTest, AlarmsSendsStateAndHostFiltersOnlyWhenGiven) {
+  env_.http.Answer(200, R"j({"alarms":[],"rules":[]})j");
+  ASSERT_EQ(Run({"alarms"}), 0) << env_.err.str();
+  EXPECT_EQ(env_.http.last().url, "http://127.0.0.1:8080/api/v1/alarms");
+  env_.http.Answer(200, R"j({"alarms":[],"rules":[]})j");
+  ASSERT_EQ(Run({"alarms", "--state", "ALARM", "--host", "web-1"}), 0) << env_.err.str();
+  EXPECT_EQ(env_.http.last().url, "http://127.0.0.1:8080/api/v1/alarms?state=ALARM&host=web-1");
+  const size_t sent = env_.http.requests().size();
+  EXPECT_NE(Run({"alarms", "--state", "FIRING"}), 0);
+  EXPECT_EQ(env_.http.requests().size(), sent) << "a bad --state is a usage error";
+}
+
 // How an https:// server is verified: --ca-file / $MEDIC_CA_FILE, --pin / $MEDIC_PIN, checked
 // before anything is sent.
 TEST_F(CliTest, CaFileAndPinReachTheHttpClientAndBadOnesAreUsageErrors) {

@@ -3,6 +3,11 @@
 #include <algorithm>
 #include <cmath>
 #include <cstdio>
+#include <functional>
+#include <limits>
+#include <mutex>
+#include <set>
+#include <tuple>
 
 namespace medic::server {
 
@@ -218,40 +223,221 @@ std::string Num(double v) {
 
 }  // namespace
 
+namespace {
+
+constexpr int64_t kNever = std::numeric_limits<int64_t>::max();
+constexpr int64_t kNoPeriod = std::numeric_limits<int64_t>::min();
+constexpr size_t kShardCount = 16;
+// A listing copies at most this many series per lock hold.
+constexpr size_t kListChunk = 128;
+
+size_t StateSlot(AlarmState s) { return static_cast<size_t>(s); }
+
+}  // namespace
+
+// One (rule, host): the rule's last N periods and its state.
+struct AlarmEngine::Series {
+  struct Bucket {
+    int64_t period = kNoPeriod;
+    double value = 0;
+  };
+  // Period k's aggregate is in ring[k mod N] when its `period` is k; anything else there is an
+  // older period that left the window.
+  std::vector<Bucket> ring;
+  int64_t first_period = 0;  // periods before this one are "not yet", never missing
+  int64_t newest_period = 0;
+  int64_t window_end = kNoPeriod;  // the newest period of the last evaluation's window
+  int64_t due_ms = kNever;         // the queued deadline (Unix ms), kNever: none
+  WallTime last_eval;
+  uint64_t born_tick = 0;  // the shard's Tick count when the series began
+  AlarmState state = AlarmState::kInsufficientData;
+  WallTime since;
+  double last_value = 0;
+  std::string reason = "no evaluation yet";
+  bool remediating = false;
+
+  size_t SlotOf(int64_t k) const {
+    const auto n = static_cast<int64_t>(ring.size());
+    return static_cast<size_t>(((k % n) + n) % n);
+  }
+  const Bucket* Find(int64_t k) const {
+    const Bucket& b = ring[SlotOf(k)];
+    return b.period == k ? &b : nullptr;
+  }
+  Bucket& Slot(int64_t k) { return ring[SlotOf(k)]; }
+};
+
+struct AlarmEngine::HostAlarms {
+  std::string name;
+  std::vector<std::optional<Series>> by_rule;  // indexed by rule; sized once
+};
+
+struct AlarmEngine::Shard {
+  // A deadline: evaluate (rule, host) at due_ms. Superseded when the series' due_ms moved.
+  struct Timer {
+    int64_t due_ms;
+    HostAlarms* host;
+    uint32_t rule;
+    bool operator>(const Timer& o) const { return due_ms > o.due_ms; }
+  };
+  // (host, rule's position in name order): the listing order.
+  struct Key {
+    std::string_view host;
+    uint32_t rank;
+    bool operator<(const Key& o) const { return host != o.host ? host < o.host : rank < o.rank; }
+  };
+
+  mutable std::mutex mu;
+  // Guarded by mu: the hosts (by name, and in name order), the non-OK states in listing order
+  // (by_state[INSUFFICIENT_DATA], by_state[ALARM]; the OK slot stays empty), the deadlines
+  // (a min-heap) and the remediating holds (rule, host).
+  std::unordered_map<std::string, std::unique_ptr<HostAlarms>, StringHash, std::equal_to<>> hosts;
+  std::map<std::string_view, HostAlarms*> ordered;
+  std::set<Key> by_state[3];
+  std::vector<Timer> timers;
+  std::set<std::pair<std::string, std::string>> remediating;
+  uint64_t ticks = 0;  // how many Ticks ran
+  // (tick number, time) of the Ticks no later Tick passed in time: the times fall from front to
+  // back, so the latest time of the Ticks after number b is the first entry numbered above b.
+  // One entry while the clock runs forward.
+  std::vector<std::pair<uint64_t, WallTime>> tick_maxima;
+
+  // The latest time of a Tick numbered above `born`, if any.
+  std::optional<WallTime> LatestTickSince(uint64_t born) const {
+    auto it = std::upper_bound(tick_maxima.begin(), tick_maxima.end(), born,
+                               [](uint64_t b, const auto& e) { return b < e.first; });
+    return it == tick_maxima.end() ? std::nullopt : std::optional<WallTime>(it->second);
+  }
+};
+
 AlarmEngine::AlarmEngine(std::vector<AlarmRule> rules, Millis default_period)
-    : rules_(std::move(rules)) {
+    : rules_(std::move(rules)), shards_(std::make_unique<Shard[]>(kShardCount)) {
   for (size_t i = 0; i < rules_.size(); ++i) {
     if (rules_[i].period.count() <= 0) {
       rules_[i].period = std::max(default_period, Millis(100));
     }
-    rules_by_series_[SeriesName(rules_[i].metric, rules_[i].labels)].push_back(i);
+    rules_by_series_[SeriesName(rules_[i].metric, rules_[i].labels)].push_back(
+        static_cast<uint32_t>(i));
+    if (!rules_[i].labels.empty()) {
+      labelled_metrics_.insert(rules_[i].metric);
+    }
   }
+  by_rank_.resize(rules_.size());
+  for (uint32_t i = 0; i < rules_.size(); ++i) {
+    by_rank_[i] = i;
+  }
+  std::stable_sort(by_rank_.begin(), by_rank_.end(),
+                   [&](uint32_t a, uint32_t b) { return rules_[a].name < rules_[b].name; });
+  rank_.resize(rules_.size());
+  for (uint32_t r = 0; r < by_rank_.size(); ++r) {
+    rank_[by_rank_[r]] = r;
+  }
+  rule_counts_ = std::make_unique<std::atomic<int64_t>[]>(rules_.size() * 3);
 }
 
-std::optional<AlarmTransition> AlarmEngine::Evaluate(size_t rule_index, const std::string& host,
-                                                     Series& s, WallTime now) {
+AlarmEngine::~AlarmEngine() = default;
+
+AlarmEngine::Shard& AlarmEngine::ShardOf(std::string_view host) const {
+  return shards_[std::hash<std::string_view>{}(host) % kShardCount];
+}
+
+const std::vector<uint32_t>* AlarmEngine::RulesOf(std::string_view series) const {
+  if (auto it = rules_by_series_.find(series); it != rules_by_series_.end()) {
+    return &it->second;
+  }
+  // The agent writes labels in key order, as SeriesName does; only a labelled series of a metric
+  // some rule watches with labels needs the slow path (its labels might be out of order).
+  const size_t brace = series.find('{');
+  if (brace == std::string_view::npos || !labelled_metrics_.contains(series.substr(0, brace))) {
+    return nullptr;
+  }
+  auto parsed = ParseSeriesName(series);
+  auto it = rules_by_series_.find(SeriesName(parsed.first, parsed.second));
+  return it == rules_by_series_.end() ? nullptr : &it->second;
+}
+
+std::optional<uint32_t> AlarmEngine::RuleIndex(std::string_view name) const {
+  for (uint32_t i = 0; i < rules_.size(); ++i) {
+    if (rules_[i].name == name) {
+      return i;
+    }
+  }
+  return std::nullopt;
+}
+
+AlarmEngine::HostAlarms* AlarmEngine::FindHost(Shard& shard, std::string_view host, bool create) {
+  if (auto it = shard.hosts.find(host); it != shard.hosts.end()) {
+    return it->second.get();
+  }
+  if (!create) {
+    return nullptr;
+  }
+  auto entry = std::make_unique<HostAlarms>();
+  entry->name = std::string(host);
+  entry->by_rule.resize(rules_.size());
+  HostAlarms* raw = entry.get();
+  shard.ordered.emplace(raw->name, raw);
+  shard.hosts.emplace(raw->name, std::move(entry));
+  return raw;
+}
+
+AlarmEngine::Series& AlarmEngine::MakeSeries(Shard& shard, HostAlarms& host, uint32_t rule_index,
+                                             WallTime t) {
+  Series& s = host.by_rule[rule_index].emplace();
+  s.ring.resize(static_cast<size_t>(rules_[rule_index].evaluation_periods));
+  s.since = t;
+  s.last_eval = t;
+  s.born_tick = shard.ticks;
+  s.remediating = shard.remediating.count({rules_[rule_index].name, host.name}) > 0;
+  shard.by_state[StateSlot(AlarmState::kInsufficientData)].insert({host.name, rank_[rule_index]});
+  counts_[StateSlot(AlarmState::kInsufficientData)].fetch_add(1, std::memory_order_relaxed);
+  rule_counts_[rule_index * 3 + StateSlot(AlarmState::kInsufficientData)].fetch_add(
+      1, std::memory_order_relaxed);
+  return s;
+}
+
+void AlarmEngine::SetState(Shard& shard, HostAlarms& host, uint32_t rule_index, AlarmState from,
+                           AlarmState to) {
+  const Shard::Key key{host.name, rank_[rule_index]};
+  if (from != AlarmState::kOk) {
+    shard.by_state[StateSlot(from)].erase(key);
+  }
+  if (to != AlarmState::kOk) {
+    shard.by_state[StateSlot(to)].insert(key);
+  }
+  counts_[StateSlot(from)].fetch_sub(1, std::memory_order_relaxed);
+  counts_[StateSlot(to)].fetch_add(1, std::memory_order_relaxed);
+  rule_counts_[rule_index * 3 + StateSlot(from)].fetch_sub(1, std::memory_order_relaxed);
+  rule_counts_[rule_index * 3 + StateSlot(to)].fetch_add(1, std::memory_order_relaxed);
+}
+
+std::optional<AlarmTransition> AlarmEngine::Evaluate(Shard& shard, HostAlarms& host,
+                                                     uint32_t rule_index, WallTime now) {
   const AlarmRule& rule = rules_[rule_index];
+  Series& s = *host.by_rule[rule_index];
+  evaluations_.fetch_add(1, std::memory_order_relaxed);
+  // Time never runs backwards for a series: not behind its last evaluation, nor behind a Tick
+  // that ran since it began (each Tick used to evaluate every series, and this keeps that).
   now = std::max(now, s.last_eval);
+  if (auto tick = shard.LatestTickSince(s.born_tick)) {
+    now = std::max(now, *tick);
+  }
   s.last_eval = now;
   const int n = rule.evaluation_periods;
   const int m = rule.datapoints_to_alarm;
   const int64_t closed = PeriodIndex(now - Grace(rule.period), rule.period) - 1;
   const int64_t last = std::max(closed, s.newest_period);
   const int64_t first = last - n + 1;
-  s.buckets.erase(s.buckets.begin(), s.buckets.lower_bound(first));
+  s.window_end = last;
 
   const bool in_alarm = s.state == AlarmState::kAlarm;
   const double threshold =
       in_alarm && rule.clear_threshold ? *rule.clear_threshold : rule.threshold;
-  int breaching = 0, good = 0, undetermined = 0, missing = 0;
-  for (int64_t k = first; k <= last; ++k) {
-    if (k < s.first_period) {
-      ++undetermined;  // before the series began: no data yet, not missing data
-      continue;
-    }
-    auto it = s.buckets.find(k);
-    if (it != s.buckets.end()) {
-      (Breaches(rule.comparison, threshold, it->second) ? breaching : good) += 1;
+  int breaching = 0, good = 0, missing = 0;
+  for (int64_t k = std::max(first, s.first_period); k <= last; ++k) {
+    // Periods before the series began are "no data yet": not missing, never counted.
+    if (const Series::Bucket* b = s.Find(k)) {
+      (Breaches(rule.comparison, threshold, b->value) ? breaching : good) += 1;
       continue;
     }
     ++missing;
@@ -259,7 +445,8 @@ std::optional<AlarmTransition> AlarmEngine::Evaluate(size_t rule_index, const st
       case MissingData::kBreaching: ++breaching; break;
       case MissingData::kNotBreaching: ++good; break;
       case MissingData::kMissing:
-      case MissingData::kIgnore: ++undetermined; break;
+      case MissingData::kIgnore:
+        break;
     }
   }
   AlarmState next = s.state;
@@ -271,102 +458,189 @@ std::optional<AlarmTransition> AlarmEngine::Evaluate(size_t rule_index, const st
     next = AlarmState::kInsufficientData;
   }
   // Otherwise undetermined: the state stays (ignore; or too few real periods to decide).
+  if (next == s.state) {
+    return std::nullopt;
+  }
+  // A transition: only now is the reason worth its formatting.
   std::string reason = std::to_string(breaching) + " of " + std::to_string(n) + " periods " +
                        std::string(ComparisonSymbol(rule.comparison)) + " " + Num(threshold);
   if (in_alarm && rule.clear_threshold) {
     reason += " (clear threshold)";
   }
-  auto newest = s.buckets.find(s.newest_period);
-  if (newest != s.buckets.end()) {
-    reason += ", latest period " + Num(newest->second);
+  if (s.newest_period >= first) {
+    if (const Series::Bucket* b = s.Find(s.newest_period)) {
+      reason += ", latest period " + Num(b->value);
+    }
   }
   if (missing > 0) {
     reason += ", " + std::to_string(missing) + " missing (" +
               std::string(MissingDataName(rule.treat_missing_data)) + ")";
   }
-  if (next == s.state) {
-    return std::nullopt;
-  }
-  AlarmTransition t{rule.name, host, s.state, next, now, reason,
-                    remediating_.count({rule.name, host}) > 0};
+  AlarmTransition t{rule.name, host.name, s.state, next, now, reason, s.remediating};
+  SetState(shard, host, rule_index, s.state, next);
   s.state = next;
   s.since = now;
-  s.reason = reason;
+  s.reason = std::move(reason);
   return t;
 }
 
-std::vector<AlarmTransition> AlarmEngine::Observe(const std::string& host,
-                                                  const std::string& series, double value,
-                                                  WallTime t) {
+// When time alone can next change a (rule, host), from its last evaluation. As the window slides
+// over periods without data, B and G (docs/ALARMS.md) can only shrink, except that a missing
+// period adds to B under `breaching` and to G under `notBreaching`. So: `ignore` never changes
+// on time; `missing` only when the whole window is missing (to INSUFFICIENT_DATA); `breaching`
+// outside ALARM and `notBreaching` outside OK at each period that closes.
+void AlarmEngine::Arm(Shard& shard, HostAlarms& host, uint32_t rule_index) {
+  const AlarmRule& rule = rules_[rule_index];
+  Series& s = *host.by_rule[rule_index];
+  const int64_t p = rule.period.count();
+  const int64_t grace = Grace(rule.period).count();
+  int64_t due = kNever;
+  switch (rule.treat_missing_data) {
+    case MissingData::kIgnore:
+      break;
+    case MissingData::kMissing:
+      if (s.state != AlarmState::kInsufficientData) {
+        // The window [last-N+1, last] is all missing once last-N+1 > newest, and period `last`
+        // is judged at its end plus the grace.
+        due = (s.newest_period + rule.evaluation_periods + 1) * p + grace;
+      }
+      break;
+    case MissingData::kBreaching:
+      if (s.state != AlarmState::kAlarm) {
+        due = (s.window_end + 2) * p + grace;
+      }
+      break;
+    case MissingData::kNotBreaching:
+      if (s.state != AlarmState::kOk) {
+        due = (s.window_end + 2) * p + grace;
+      }
+      break;
+  }
+  if (due == s.due_ms) {
+    return;  // already queued (or nothing to queue)
+  }
+  s.due_ms = due;
+  if (due != kNever) {
+    shard.timers.push_back({due, &host, rule_index});
+    std::push_heap(shard.timers.begin(), shard.timers.end(), std::greater<>());
+  }
+}
+
+std::vector<AlarmTransition> AlarmEngine::Observe(std::string_view host, std::string_view series,
+                                                  double value, WallTime t) {
   std::vector<AlarmTransition> out;
-  auto parsed = ParseSeriesName(series);
-  auto rules = rules_by_series_.find(SeriesName(parsed.first, parsed.second));
-  if (rules == rules_by_series_.end()) {
+  const std::vector<uint32_t>* rules = RulesOf(series);
+  if (rules == nullptr) {
     return out;
   }
-  std::lock_guard<std::mutex> lock(mu_);
-  for (size_t i : rules->second) {
+  Shard& shard = ShardOf(host);
+  std::lock_guard<std::mutex> lock(shard.mu);
+  HostAlarms& h = *FindHost(shard, host, /*create=*/true);
+  for (uint32_t i : *rules) {
     const AlarmRule& rule = rules_[i];
     const int64_t k = PeriodIndex(t, rule.period);
-    auto [it, created] = series_.try_emplace({i, host});
-    Series& s = it->second;
-    if (created) {
-      s.first_period = k;
-      s.newest_period = k;
-      s.since = t;
-      s.last_eval = t;
+    Series* s = h.by_rule[i] ? &*h.by_rule[i] : nullptr;
+    if (s == nullptr) {
+      s = &MakeSeries(shard, h, i, t);
+      s->first_period = k;
+      s->newest_period = k;
     }
-    if (k <= s.newest_period - rule.evaluation_periods) {
+    if (k <= s->newest_period - rule.evaluation_periods) {
       continue;  // too late: that period left the window
     }
-    auto [b, fresh] = s.buckets.try_emplace(k, value);
-    if (!fresh) {
-      b->second = Upward(rule.comparison) ? std::max(b->second, value)
-                                          : std::min(b->second, value);
+    Series::Bucket& b = s->Slot(k);
+    if (b.period != k) {
+      b = {k, value};
+    } else {
+      b.value = Upward(rule.comparison) ? std::max(b.value, value) : std::min(b.value, value);
     }
-    s.first_period = std::min(s.first_period, k);
-    s.newest_period = std::max(s.newest_period, k);
-    s.last_value = value;
-    if (auto tr = Evaluate(i, host, s, t)) {
+    s->first_period = std::min(s->first_period, k);
+    s->newest_period = std::max(s->newest_period, k);
+    s->last_value = value;
+    if (auto tr = Evaluate(shard, h, i, t)) {
       out.push_back(std::move(*tr));
     }
+    Arm(shard, h, i);
   }
   return out;
 }
 
-void AlarmEngine::Expect(const std::string& host, const std::string& series, WallTime now) {
-  auto parsed = ParseSeriesName(series);
-  auto rules = rules_by_series_.find(SeriesName(parsed.first, parsed.second));
-  if (rules == rules_by_series_.end()) {
+void AlarmEngine::Expect(std::string_view host, std::string_view series, WallTime now) {
+  const std::vector<uint32_t>* rules = RulesOf(series);
+  if (rules == nullptr) {
     return;
   }
-  std::lock_guard<std::mutex> lock(mu_);
-  for (size_t i : rules->second) {
+  Shard& shard = ShardOf(host);
+  std::lock_guard<std::mutex> lock(shard.mu);
+  HostAlarms& h = *FindHost(shard, host, /*create=*/true);
+  for (uint32_t i : *rules) {
+    if (h.by_rule[i]) {
+      continue;
+    }
     // The period `now` falls in is partly gone: judging starts with the next, whole one.
     const int64_t k = PeriodIndex(now, rules_[i].period) + 1;
-    auto [it, created] = series_.try_emplace({i, host});
-    if (created) {
-      it->second.first_period = k;
-      it->second.newest_period = k - 1;
-      it->second.since = now;
-      it->second.last_eval = now;
-      it->second.reason = "expected, no datapoint yet";
-    }
+    Series& s = MakeSeries(shard, h, i, now);
+    s.first_period = k;
+    s.newest_period = k - 1;
+    s.window_end = k - 1;
+    s.reason = "expected, no datapoint yet";
+    Arm(shard, h, i);
   }
 }
 
 void AlarmEngine::Forget(const std::string& host) {
-  std::lock_guard<std::mutex> lock(mu_);
-  std::erase_if(series_, [&](const auto& entry) { return entry.first.second == host; });
-  std::erase_if(remediating_, [&](const auto& key) { return key.second == host; });
+  Shard& shard = ShardOf(host);
+  std::lock_guard<std::mutex> lock(shard.mu);
+  std::erase_if(shard.remediating, [&](const auto& key) { return key.second == host; });
+  auto it = shard.hosts.find(host);
+  if (it == shard.hosts.end()) {
+    return;
+  }
+  HostAlarms* h = it->second.get();
+  for (uint32_t i = 0; i < h->by_rule.size(); ++i) {
+    if (!h->by_rule[i]) {
+      continue;
+    }
+    const AlarmState st = h->by_rule[i]->state;
+    shard.by_state[StateSlot(st)].erase({h->name, rank_[i]});
+    counts_[StateSlot(st)].fetch_sub(1, std::memory_order_relaxed);
+    rule_counts_[i * 3 + StateSlot(st)].fetch_sub(1, std::memory_order_relaxed);
+  }
+  std::erase_if(shard.timers, [&](const Shard::Timer& t) { return t.host == h; });
+  std::make_heap(shard.timers.begin(), shard.timers.end(), std::greater<>());
+  shard.ordered.erase(h->name);
+  shard.hosts.erase(it);
 }
 
 std::vector<AlarmTransition> AlarmEngine::Tick(WallTime now) {
   std::vector<AlarmTransition> out;
-  std::lock_guard<std::mutex> lock(mu_);
-  for (auto& [key, s] : series_) {
-    if (auto tr = Evaluate(key.first, key.second, s, now)) {
-      out.push_back(std::move(*tr));
+  const int64_t now_ms = ToUnixMillis(now);
+  std::vector<Shard::Timer> due;
+  for (size_t i = 0; i < kShardCount; ++i) {
+    Shard& shard = shards_[i];
+    std::lock_guard<std::mutex> lock(shard.mu);
+    ++shard.ticks;
+    while (!shard.tick_maxima.empty() && shard.tick_maxima.back().second <= now) {
+      shard.tick_maxima.pop_back();
+    }
+    shard.tick_maxima.emplace_back(shard.ticks, now);
+    due.clear();
+    while (!shard.timers.empty() && shard.timers.front().due_ms <= now_ms) {
+      std::pop_heap(shard.timers.begin(), shard.timers.end(), std::greater<>());
+      due.push_back(shard.timers.back());
+      shard.timers.pop_back();
+    }
+    for (const Shard::Timer& t : due) {
+      std::optional<Series>& s = t.host->by_rule[t.rule];
+      if (!s || s->due_ms != t.due_ms) {
+        continue;  // superseded by a later deadline
+      }
+      s->due_ms = kNever;
+      tick_evaluations_.fetch_add(1, std::memory_order_relaxed);
+      if (auto tr = Evaluate(shard, *t.host, t.rule, now)) {
+        out.push_back(std::move(*tr));
+      }
+      Arm(shard, *t.host, t.rule);
     }
   }
   return out;
@@ -374,42 +648,188 @@ std::vector<AlarmTransition> AlarmEngine::Tick(WallTime now) {
 
 void AlarmEngine::SetRemediating(const std::string& rule, const std::string& host,
                                  bool remediating) {
-  std::lock_guard<std::mutex> lock(mu_);
+  Shard& shard = ShardOf(host);
+  std::lock_guard<std::mutex> lock(shard.mu);
   if (remediating) {
-    remediating_.insert({rule, host});
+    shard.remediating.insert({rule, host});
   } else {
-    remediating_.erase({rule, host});
+    shard.remediating.erase({rule, host});
+  }
+  auto i = RuleIndex(rule);
+  HostAlarms* h = FindHost(shard, host, /*create=*/false);
+  if (i && h != nullptr && h->by_rule[*i]) {
+    h->by_rule[*i]->remediating = remediating;
   }
 }
 
 bool AlarmEngine::IsRemediating(const std::string& rule, const std::string& host) const {
-  std::lock_guard<std::mutex> lock(mu_);
-  return remediating_.count({rule, host}) > 0;
+  Shard& shard = ShardOf(host);
+  std::lock_guard<std::mutex> lock(shard.mu);
+  return shard.remediating.count({rule, host}) > 0;
 }
 
 AlarmState AlarmEngine::StateOf(const std::string& rule, const std::string& host) const {
-  std::lock_guard<std::mutex> lock(mu_);
-  for (size_t i = 0; i < rules_.size(); ++i) {
-    if (rules_[i].name == rule) {
-      auto it = series_.find({i, host});
-      return it == series_.end() ? AlarmState::kInsufficientData : it->second.state;
-    }
+  auto i = RuleIndex(rule);
+  if (!i) {
+    return AlarmState::kInsufficientData;
   }
-  return AlarmState::kInsufficientData;
+  Shard& shard = ShardOf(host);
+  std::lock_guard<std::mutex> lock(shard.mu);
+  auto it = shard.hosts.find(host);
+  if (it == shard.hosts.end() || !it->second->by_rule[*i]) {
+    return AlarmState::kInsufficientData;
+  }
+  return it->second->by_rule[*i]->state;
 }
 
-std::vector<AlarmStatus> AlarmEngine::All() const {
-  std::lock_guard<std::mutex> lock(mu_);
-  std::vector<AlarmStatus> out;
-  for (const auto& [key, s] : series_) {
-    const std::string& rule = rules_[key.first].name;
-    out.push_back(AlarmStatus{rule, key.second, s.state, s.since, s.last_value, s.reason,
-                              remediating_.count({rule, key.second}) > 0});
+std::vector<AlarmStatus> AlarmEngine::All() const { return List(AlarmQuery{}).alarms; }
+
+// Walks one shard in (host, rule) order from the query's cursor, kListChunk series per lock hold,
+// until `want` states matched or the shard (or the host filter's range) ends.
+void AlarmEngine::CollectShard(const Shard& shard, const AlarmQuery& q,
+                               std::optional<uint32_t> rule, size_t want,
+                               std::vector<AlarmStatus>& out) const {
+  // The next key to look at: (host, rank) with host == pos_host and rank >= pos_rank, or any
+  // later host.
+  std::string pos_host = q.after_host;
+  uint32_t pos_rank = 0;
+  if (!q.after_host.empty()) {
+    pos_rank = static_cast<uint32_t>(by_rank_.size());
+    for (uint32_t r = 0; r < by_rank_.size(); ++r) {
+      if (rules_[by_rank_[r]].name > q.after_rule) {
+        pos_rank = r;
+        break;
+      }
+    }
   }
-  std::sort(out.begin(), out.end(), [](const AlarmStatus& a, const AlarmStatus& b) {
+  const std::string& range = !q.host.empty() ? q.host : q.host_prefix;
+  if (!range.empty() && pos_host < range) {
+    pos_host = range;
+    pos_rank = 0;
+  }
+  auto in_range = [&](std::string_view host) {
+    return !q.host.empty() ? host == q.host : host.starts_with(q.host_prefix);
+  };
+  const std::set<Shard::Key>* index =
+      q.state && *q.state != AlarmState::kOk ? &shard.by_state[StateSlot(*q.state)] : nullptr;
+  size_t matched = 0;
+  bool done = false;
+  while (!done && matched < want) {
+    std::lock_guard<std::mutex> lock(shard.mu);
+    size_t budget = kListChunk;
+    auto take = [&](const HostAlarms& h, uint32_t r) {
+      const uint32_t i = by_rank_[r];
+      const Series& s = *h.by_rule[i];
+      out.push_back(AlarmStatus{rules_[i].name, h.name, s.state, s.since, s.last_value, s.reason,
+                                s.remediating});
+      ++matched;
+    };
+    if (index != nullptr) {
+      auto it = index->lower_bound({pos_host, pos_rank});
+      for (; it != index->end() && budget > 0 && matched < want; ++it, --budget) {
+        if (!in_range(it->host)) {
+          break;
+        }
+        if (!rule || rank_[*rule] == it->rank) {
+          take(*shard.ordered.at(it->host), it->rank);
+        }
+      }
+      if (it == index->end() || (budget > 0 && matched < want)) {
+        done = true;  // the index ended, or the host range did
+      } else {
+        pos_host = std::string(it->host);
+        pos_rank = it->rank;
+      }
+      continue;
+    }
+    auto it = shard.ordered.lower_bound(pos_host);
+    uint32_t r = it != shard.ordered.end() && it->first == pos_host ? pos_rank : 0;
+    bool stop = false;
+    for (; it != shard.ordered.end() && budget > 0 && matched < want; ++it, r = 0) {
+      if (!in_range(it->first)) {
+        stop = true;
+        break;
+      }
+      const HostAlarms& h = *it->second;
+      for (; r < by_rank_.size() && budget > 0 && matched < want; ++r) {
+        const std::optional<Series>& s = h.by_rule[by_rank_[r]];
+        if (!s) {
+          continue;
+        }
+        --budget;
+        if ((!rule || *rule == by_rank_[r]) && (!q.state || *q.state == s->state)) {
+          take(h, r);
+        }
+      }
+      if (r < by_rank_.size()) {
+        break;  // out of budget (or enough) inside this host: resume at (host, r)
+      }
+    }
+    if (stop || it == shard.ordered.end()) {
+      done = true;
+    } else {
+      pos_host = it->first;
+      pos_rank = r;
+    }
+  }
+}
+
+AlarmPage AlarmEngine::List(const AlarmQuery& q) const {
+  AlarmPage page;
+  std::optional<uint32_t> rule;
+  if (!q.alarm.empty()) {
+    rule = RuleIndex(q.alarm);
+    if (!rule) {
+      return page;
+    }
+  }
+  // Each shard's first limit+1 matches hold the first limit+1 overall.
+  const size_t want = q.limit == SIZE_MAX ? SIZE_MAX : q.limit + 1;
+  if (!q.host.empty()) {
+    CollectShard(ShardOf(q.host), q, rule, want, page.alarms);
+  } else {
+    for (size_t i = 0; i < kShardCount; ++i) {
+      CollectShard(shards_[i], q, rule, want, page.alarms);
+    }
+  }
+  std::sort(page.alarms.begin(), page.alarms.end(), [](const AlarmStatus& a, const AlarmStatus& b) {
     return std::tie(a.host, a.rule) < std::tie(b.host, b.rule);
   });
-  return out;
+  if (page.alarms.size() > q.limit) {
+    page.alarms.resize(q.limit);
+    page.more = true;
+  }
+  return page;
+}
+
+AlarmCounts AlarmEngine::Counts() const {
+  return {counts_[StateSlot(AlarmState::kOk)].load(std::memory_order_relaxed),
+          counts_[StateSlot(AlarmState::kAlarm)].load(std::memory_order_relaxed),
+          counts_[StateSlot(AlarmState::kInsufficientData)].load(std::memory_order_relaxed)};
+}
+
+AlarmCounts AlarmEngine::CountsOf(std::string_view rule) const {
+  auto i = RuleIndex(rule);
+  if (!i) {
+    return {};
+  }
+  auto at = [&](AlarmState s) {
+    return rule_counts_[*i * 3 + StateSlot(s)].load(std::memory_order_relaxed);
+  };
+  return {at(AlarmState::kOk), at(AlarmState::kAlarm), at(AlarmState::kInsufficientData)};
+}
+
+AlarmEngineStats AlarmEngine::stats() const {
+  AlarmEngineStats st;
+  st.evaluations = evaluations_.load(std::memory_order_relaxed);
+  st.tick_evaluations = tick_evaluations_.load(std::memory_order_relaxed);
+  for (size_t i = 0; i < kShardCount; ++i) {
+    std::lock_guard<std::mutex> lock(shards_[i].mu);
+    st.timers += shards_[i].timers.size();
+  }
+  const AlarmCounts c = Counts();
+  st.series = static_cast<uint64_t>(c.ok + c.alarm + c.insufficient_data);
+  return st;
 }
 
 const AlarmRule* AlarmEngine::FindRule(const std::string& name) const {

@@ -3,14 +3,18 @@
 // The alarm engine: per (rule, host) state OK / ALARM / INSUFFICIENT_DATA, "M out of N periods"
 // like the cloud alarms it replaces, with missing-data treatment and an optional clear threshold
 // (hysteresis). Pure: Observe() takes a datapoint and its time, Tick() takes the time; both
-// return the transitions they cause. No I/O, no clock. Thread-safe. See docs/ALARMS.md.
+// return the transitions they cause. No I/O, no clock. Thread-safe. See docs/ALARMS.md
+// ("Evaluation" and "How the engine evaluates").
 
+#include <atomic>
 #include <cstdint>
 #include <map>
-#include <mutex>
+#include <memory>
 #include <optional>
-#include <set>
 #include <string>
+#include <string_view>
+#include <unordered_map>
+#include <unordered_set>
 #include <utility>
 #include <vector>
 
@@ -89,8 +93,40 @@ struct AlarmStatus {
   AlarmState state;
   WallTime since;  // the last transition (or when the series began)
   double last_value;
-  std::string reason;
+  std::string reason;  // the last transition's (built only on a transition)
   bool remediating = false;
+};
+
+// Which alarm states AlarmEngine::List returns, in (host, rule) order.
+struct AlarmQuery {
+  std::optional<AlarmState> state;  // only this state; none: every state
+  std::string host;                 // only this host; empty: every host
+  std::string host_prefix;          // only hosts whose name starts with this; empty: every host
+  std::string alarm;                // only this rule (by name); empty: every rule
+  // The cursor: only (host, rule) pairs after (after_host, after_rule) in (host, rule) order.
+  // Empty after_host: from the start.
+  std::string after_host;
+  std::string after_rule;
+  size_t limit = SIZE_MAX;  // at most this many
+};
+
+struct AlarmPage {
+  std::vector<AlarmStatus> alarms;
+  bool more = false;  // more states match after the last one (List with the cursor moved on)
+};
+
+// Counts kept up to date on every change (no recount): the (rule, host) pairs with a state.
+struct AlarmCounts {
+  int64_t ok = 0;
+  int64_t alarm = 0;
+  int64_t insufficient_data = 0;
+};
+
+struct AlarmEngineStats {
+  uint64_t evaluations = 0;       // every evaluation of a (rule, host), by Observe and by Tick
+  uint64_t tick_evaluations = 0;  // those Tick ran: a deadline was due
+  uint64_t series = 0;            // (rule, host) pairs with a state
+  uint64_t timers = 0;            // deadline entries queued (superseded ones included)
 };
 
 // Read access to current alarm states, for the incident manager's verification step.
@@ -103,29 +139,36 @@ class AlarmStateView {
                               bool /*remediating*/) {}
 };
 
+// Evaluation is driven by datapoints and deadlines only: Observe evaluates the rules on the
+// datapoint's series for that host; every (rule, host) that time alone can change (a period that
+// closes missing under `breaching` / `notBreaching`, a window gone all missing under `missing`)
+// has a deadline in a min-heap, and Tick evaluates only those due. A Tick with nothing due
+// evaluates nothing. States live in shards by host (one mutex each, held for one host's work or
+// a bounded chunk of a listing); counts by state are kept on every transition.
 class AlarmEngine : public AlarmStateView {
  public:
   // Rules with period 0 use `default_period` (the agent interval).
   explicit AlarmEngine(std::vector<AlarmRule> rules, Millis default_period = Millis(1000));
+  ~AlarmEngine() override;
 
   // Feeds one datapoint of `series` ("disk_used_percent", "disk_used_percent{mount=\"/x\"}")
   // for `host` at time t, evaluates every rule on that series at t, returns the state changes.
   // A (rule, host) has no state until its first datapoint.
-  std::vector<AlarmTransition> Observe(const std::string& host, const std::string& series,
-                                       double value, WallTime t);
+  std::vector<AlarmTransition> Observe(std::string_view host, std::string_view series, double value,
+                                       WallTime t);
 
   // Starts watching `series` of `host` without a datapoint: every rule on that series gets a
   // state (INSUFFICIENT_DATA) from the period after `now`'s, so periods that then close empty
   // count as missing. The server expects a heartbeat from every host it knew before a restart:
   // one that never reports again raises Host-Unreachable. No-op where a state exists.
-  void Expect(const std::string& host, const std::string& series, WallTime now);
+  void Expect(std::string_view host, std::string_view series, WallTime now);
 
   // Drops every state of `host` (a host removed from the fleet): no alarm is judged for it until
   // it reports again.
   void Forget(const std::string& host);
 
-  // Evaluates every (rule, host) at `now`: periods that closed without a datapoint count as
-  // missing. Call periodically (the server does every 100 ms).
+  // Evaluates the (rule, host) pairs whose deadline is due at `now`: periods that closed without
+  // a datapoint count as missing. Call periodically (the server does every 100 ms).
   std::vector<AlarmTransition> Tick(WallTime now);
 
   // The incident manager holds (rule, host) while a remediation is in flight: transitions are
@@ -135,30 +178,60 @@ class AlarmEngine : public AlarmStateView {
   bool IsRemediating(const std::string& rule, const std::string& host) const;
 
   AlarmState StateOf(const std::string& rule, const std::string& host) const override;
+  // Every state, in (host, rule) order: List({}).alarms.
   std::vector<AlarmStatus> All() const;
+  // The states `query` selects, in (host, rule) order. Copies in bounded chunks: never holds a
+  // shard's lock for more than a few hundred series.
+  AlarmPage List(const AlarmQuery& query) const;
+  AlarmCounts Counts() const;
+  // The counts of one rule; all zero for a name that is not a rule.
+  AlarmCounts CountsOf(std::string_view rule) const;
+  AlarmEngineStats stats() const;
   const std::vector<AlarmRule>& rules() const { return rules_; }
   const AlarmRule* FindRule(const std::string& name) const;
 
  private:
-  struct Series {
-    std::map<int64_t, double> buckets;  // period index -> aggregate, the last N periods
-    int64_t first_period = 0;           // periods before this one are "not yet", never missing
-    int64_t newest_period = 0;
-    WallTime last_eval;
-    AlarmState state = AlarmState::kInsufficientData;
-    WallTime since;
-    double last_value = 0;
-    std::string reason = "no evaluation yet";
-  };
-  // REQUIRES: mu_ held.
-  std::optional<AlarmTransition> Evaluate(size_t rule_index, const std::string& host,
-                                          Series& s, WallTime now);
+  struct Shard;
+  struct HostAlarms;
+  struct Series;
 
-  std::vector<AlarmRule> rules_;
-  std::map<std::string, std::vector<size_t>> rules_by_series_;  // canonical series -> rules
-  mutable std::mutex mu_;
-  std::map<std::pair<size_t, std::string>, Series> series_;   // Guarded by mu_.
-  std::set<std::pair<std::string, std::string>> remediating_;  // Guarded by mu_.
+  // REQUIRES: shard.mu held. Evaluates one (rule, host) at `now`; keeps counts, the state index
+  // and the deadline up to date.
+  std::optional<AlarmTransition> Evaluate(Shard& shard, HostAlarms& host, uint32_t rule_index,
+                                          WallTime now);
+  // REQUIRES: shard.mu held. Queues the (rule, host)'s next deadline, if time can change it.
+  void Arm(Shard& shard, HostAlarms& host, uint32_t rule_index);
+  // REQUIRES: shard.mu held. The host's entry, made when `create`; nullptr when absent.
+  HostAlarms* FindHost(Shard& shard, std::string_view host, bool create);
+  // REQUIRES: shard.mu held. Gives the host a state for `rule_index` (INSUFFICIENT_DATA).
+  Series& MakeSeries(Shard& shard, HostAlarms& host, uint32_t rule_index, WallTime t);
+  void SetState(Shard& shard, HostAlarms& host, uint32_t rule_index, AlarmState from,
+                AlarmState to);
+  Shard& ShardOf(std::string_view host) const;
+  // The rules watching `series` (the agent's series name); nullptr when none does.
+  const std::vector<uint32_t>* RulesOf(std::string_view series) const;
+  std::optional<uint32_t> RuleIndex(std::string_view name) const;
+  void CollectShard(const Shard& shard, const AlarmQuery& q, std::optional<uint32_t> rule,
+                    size_t want, std::vector<AlarmStatus>& out) const;
+
+  std::vector<AlarmRule> rules_;   // immutable after construction
+  std::vector<uint32_t> rank_;     // rule index -> position in rule-name order
+  std::vector<uint32_t> by_rank_;  // position in rule-name order -> rule index
+  struct StringHash {
+    using is_transparent = void;
+    size_t operator()(std::string_view s) const { return std::hash<std::string_view>{}(s); }
+  };
+  // Canonical series name -> the rules watching it; and the metrics some rule watches with
+  // labels (a labelled series of such a metric is parsed, in case its labels are out of order).
+  std::unordered_map<std::string, std::vector<uint32_t>, StringHash, std::equal_to<>>
+      rules_by_series_;
+  std::unordered_set<std::string, StringHash, std::equal_to<>> labelled_metrics_;
+  std::unique_ptr<Shard[]> shards_;
+  // Counts by state: [rule * 3 + state], and the totals [state].
+  std::unique_ptr<std::atomic<int64_t>[]> rule_counts_;
+  std::atomic<int64_t> counts_[3] = {};
+  std::atomic<uint64_t> evaluations_{0};
+  std::atomic<uint64_t> tick_evaluations_{0};
 };
 
 }  // namespace medic::server

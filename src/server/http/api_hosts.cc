@@ -1,7 +1,10 @@
 // Operator routes for hosts, alarm states, target groups and chaos.
 
+#include <set>
+
 #include "core/files.h"
 #include "protocol/actions.h"
+#include "protocol/wire.h"
 #include "server/http/api_util.h"
 #include "server/http/routes.h"
 
@@ -65,12 +68,83 @@ void AddHostRoutes(Router& router, HostRoutesDeps deps) {
               }});
 }
 
+namespace {
+
+// GET /api/v1/alarms's query, checked: every parameter known, every value valid.
+Result<AlarmQuery> ParseAlarmQuery(const ApiRequest& req, const AlarmEngine& alarms) {
+  static const std::set<std::string, std::less<>> kKnown = {"state", "host",  "host_prefix",
+                                                            "alarm", "limit", "after"};
+  for (const auto& [key, value] : req.query) {
+    if (!kKnown.contains(key)) {
+      return InvalidArgument("unknown query parameter '" + key +
+                             "' (known: state, host, host_prefix, alarm, limit, after)");
+    }
+  }
+  AlarmQuery q;
+  if (auto it = req.query.find("state"); it != req.query.end()) {
+    for (AlarmState s : {AlarmState::kOk, AlarmState::kAlarm, AlarmState::kInsufficientData}) {
+      if (it->second == AlarmStateName(s)) {
+        q.state = s;
+      }
+    }
+    if (!q.state) {
+      return InvalidArgument("state must be OK, ALARM or INSUFFICIENT_DATA, not '" + it->second +
+                             "'");
+    }
+  }
+  if (auto it = req.query.find("host"); it != req.query.end()) {
+    if (!protocol::IsValidHostName(it->second)) {
+      return InvalidArgument("host must be a host name, not '" + it->second + "'");
+    }
+    q.host = it->second;
+  }
+  if (auto it = req.query.find("host_prefix"); it != req.query.end()) {
+    if (!q.host.empty()) {
+      return InvalidArgument("give host or host_prefix, not both");
+    }
+    // The start of a valid name: the same characters, and no leading '.' or '-'.
+    if (!protocol::IsValidHostName(it->second)) {
+      return InvalidArgument("host_prefix must be the start of a host name, not '" + it->second +
+                             "'");
+    }
+    q.host_prefix = it->second;
+  }
+  if (auto it = req.query.find("alarm"); it != req.query.end()) {
+    if (alarms.FindRule(it->second) == nullptr) {
+      return InvalidArgument("alarm '" + it->second + "' is not a configured alarm");
+    }
+    q.alarm = it->second;
+  }
+  if (req.query.contains("limit")) {
+    ASSIGN_OR_RETURN(int limit, ParseIntParam(req, "limit", 1, 10000, 10000));
+    q.limit = static_cast<size_t>(limit);
+  }
+  if (auto it = req.query.find("after"); it != req.query.end()) {
+    // The cursor is a previous answer's `next`: "<host>/<alarm name>" (host names have no '/').
+    const size_t slash = it->second.find('/');
+    if (slash == std::string::npos || !protocol::IsValidHostName(it->second.substr(0, slash))) {
+      return InvalidArgument("after must be a previous answer's 'next' (<host>/<alarm>), not '" +
+                             it->second + "'");
+    }
+    q.after_host = it->second.substr(0, slash);
+    q.after_rule = it->second.substr(slash + 1);
+  }
+  return q;
+}
+
+}  // namespace
+
 void AddAlarmRoutes(Router& router, const AlarmEngine& alarms, const TargetGroups& target_groups) {
   router.Add({"GET", "/api/v1/alarms", Role::kViewer,
-              "the state of every alarm on every host, and the rules",
-              [&alarms](ApiRequest&, Responder respond) {
+              "alarm states (?state=&host=|host_prefix=&alarm=&limit=&after=), counts, the rules",
+              [&alarms](ApiRequest& req, Responder respond) {
+                auto query = ParseAlarmQuery(req, alarms);
+                if (!query) {
+                  return respond(ErrorResponse(query.error()));
+                }
+                const AlarmPage page = alarms.List(*query);
                 Json out = Json::array();
-                for (const auto& a : alarms.All()) {
+                for (const auto& a : page.alarms) {
                   const AlarmRule* rule = alarms.FindRule(a.rule);
                   out.push_back(Json{{"alarm_name", a.rule},
                                      {"host", a.host},
@@ -101,7 +175,17 @@ void AddAlarmRoutes(Router& router, const AlarmEngine& alarms, const TargetGroup
                   }
                   rules.push_back(std::move(rule));
                 }
-                respond(JsonResponse(200, Json{{"alarms", out}, {"rules", rules}}));
+                const AlarmCounts c = alarms.Counts();
+                Json body{{"alarms", out},
+                          {"rules", rules},
+                          {"counts",
+                           {{"OK", c.ok},
+                            {"ALARM", c.alarm},
+                            {"INSUFFICIENT_DATA", c.insufficient_data}}}};
+                if (page.more && !page.alarms.empty()) {
+                  body["next"] = page.alarms.back().host + "/" + page.alarms.back().rule;
+                }
+                respond(JsonResponse(200, body));
               }});
   router.Add({"GET", "/api/v1/target-groups", Role::kViewer,
               "every target group: settings, unhealthy count, per-host target health",

@@ -95,10 +95,7 @@ void AddHealthRoutes(Router& router, MetricsSources metrics, bool metrics_public
                 for (const auto& h : m.hosts.List(m.clock.Now())) {
                   by_status[h.status]++;
                 }
-                int alarming = 0;
-                for (const auto& a : m.alarms.All()) {
-                  alarming += a.state == AlarmState::kAlarm ? 1 : 0;
-                }
+                const int64_t alarming = m.alarms.Counts().alarm;  // kept, not recounted
                 std::string text;
                 text += "# HELP medic_hosts Known hosts by status.\n# TYPE medic_hosts gauge\n";
                 for (const char* s : {"healthy", "unhealthy", "stale"}) {

@@ -3,10 +3,13 @@
 #include <gtest/gtest.h>
 
 #include <functional>
+#include <random>
+#include <thread>
 
 #include "core/files.h"
 #include "server/app/server_app.h"
 #include "tests/fakes/temp_dir.h"
+#include "tests/server/alarms/reference_alarm_engine.h"
 #include "tests/server/config_errors.h"
 
 namespace medic::server {
@@ -319,6 +322,358 @@ TEST(AlarmEngineTest, RemediatingFlagsTransitionsAndShowsInStatus) {
   ASSERT_EQ(t.size(), 1u);
   EXPECT_FALSE(t[0].remediating);
   EXPECT_FALSE(engine.All()[0].remediating);
+}
+
+// Evaluation is driven by datapoints and deadlines (issue 13): a Tick with nothing due evaluates
+// nothing, however many series there are.
+TEST(AlarmEngineScaleTest, ATickWithNothingDueEvaluatesNothing) {
+  AlarmEngine engine(DefaultAlarmRules(), Millis(1000));
+  constexpr int kHosts = 2000;
+  for (int h = 0; h < kHosts; ++h) {
+    const std::string host = "host-" + std::to_string(h);
+    engine.Observe(host, "disk_used_percent", 40, At(1.2));
+    engine.Observe(host, "mem_used_percent", 30, At(1.2));
+    engine.Observe(host, "unhealthy:web", 0, At(1.2));
+    engine.Observe(host, "heartbeat", 1, At(1.2));
+  }
+  const AlarmEngineStats before = engine.stats();
+  EXPECT_EQ(before.series, 4u * kHosts);
+  EXPECT_EQ(before.evaluations, 4u * kHosts) << "one evaluation per datapoint";
+  for (double t = 1.3; t < 10.4; t += 0.1) {  // 90 ticks, every 100 ms, as the server does
+    EXPECT_TRUE(engine.Tick(At(t)).empty());
+  }
+  const AlarmEngineStats after = engine.stats();
+  EXPECT_EQ(after.evaluations, before.evaluations) << "no deadline was due before 10.5 s";
+  EXPECT_EQ(after.tick_evaluations, 0u);
+  // Only Host-Unreachable (heartbeat, missing data breaching) waits on time: one deadline per
+  // host. The three reference alarms ignore missing data: time alone never changes them.
+  EXPECT_EQ(after.timers, static_cast<uint64_t>(kHosts));
+}
+
+TEST(AlarmEngineScaleTest, MissingPeriodDeadlinesFireAtTheRightTimeForEveryHost) {
+  AlarmEngine engine(DefaultAlarmRules(), Millis(1000));
+  constexpr int kHosts = 1000;
+  // Host i reports every second from 0.5 s until 9.5 s (period [5,10)), hosts >= 500 go on to
+  // 14.5 s (period [10,15)).
+  for (double t = 0.5; t < 15; t += 1) {
+    for (int h = 0; h < kHosts; ++h) {
+      if (t < 10 || h >= kHosts / 2) {
+        engine.Observe("host-" + std::to_string(h), "heartbeat", 1, At(t));
+      }
+    }
+    EXPECT_TRUE(engine.Tick(At(t + 0.05)).empty());
+  }
+  const uint64_t observed = engine.stats().evaluations;
+  for (int ms = 14'600; ms <= 25'400; ms += 100) {  // the server's 100 ms ticks
+    ASSERT_TRUE(engine.Tick(kT0 + Millis(ms)).empty()) << ms;
+  }
+  // [10,15) [15,20) [20,25) silent: judged at 25 s + 0.5 s of grace, for the first half only.
+  auto t = engine.Tick(At(25.5));
+  ASSERT_EQ(t.size(), static_cast<size_t>(kHosts / 2));
+  for (const auto& tr : t) {
+    EXPECT_EQ(tr.rule, "Host-Unreachable");
+    EXPECT_EQ(tr.to, A);
+    EXPECT_EQ(tr.at, At(25.5));
+    EXPECT_LT(std::stoi(tr.host.substr(5)), kHosts / 2) << tr.host;
+  }
+  EXPECT_EQ(engine.Counts().alarm, kHosts / 2);
+  // Evaluated on time: at 15.5 s and 20.5 s (a period closed, still OK) and at 25.5 s, per
+  // silent host; the other half at 20.5 s and 25.5 s. Nothing else.
+  EXPECT_EQ(engine.stats().evaluations - observed,
+            static_cast<uint64_t>(3 * kHosts / 2 + 2 * kHosts / 2));
+  EXPECT_TRUE(engine.Tick(At(30.4)).empty());
+  t = engine.Tick(At(30.5));
+  EXPECT_EQ(t.size(), static_cast<size_t>(kHosts / 2)) << "the other half, one period later";
+  EXPECT_EQ(engine.Counts().alarm, kHosts);
+  // In ALARM under `breaching`, time cannot clear it: no deadline is left.
+  EXPECT_EQ(engine.stats().timers, 0u);
+  EXPECT_TRUE(engine.Tick(At(300)).empty());
+}
+
+TEST(AlarmEngineScaleTest, ALongGapIsOneEvaluationAtTheTick) {
+  AlarmEngine engine({Rule(3, 2, Comparison::kGreater, 85, MissingData::kNotBreaching)});
+  engine.Observe("h", "disk_used_percent", 90, At(1));
+  engine.Observe("h", "disk_used_percent", 90, At(11));
+  ASSERT_EQ(engine.StateOf("R", "h"), A);
+  const uint64_t before = engine.stats().evaluations;
+  auto t = engine.Tick(At(500));
+  ASSERT_EQ(t.size(), 1u);
+  EXPECT_EQ(t[0].to, O);
+  EXPECT_EQ(t[0].at, At(500));
+  EXPECT_EQ(engine.stats().evaluations - before, 1u);
+}
+
+// Counts are kept on every change: they equal a recount of All() after any operation.
+TEST(AlarmEngineScaleTest, CountsFollowEveryChangeWithoutARecount) {
+  AlarmEngine engine(DefaultAlarmRules(), Millis(1000));
+  std::mt19937 rng(7);
+  auto recount = [&]() {
+    AlarmCounts c;
+    for (const auto& a : engine.All()) {
+      (a.state == O ? c.ok : a.state == A ? c.alarm : c.insufficient_data) += 1;
+    }
+    return c;
+  };
+  const std::vector<std::string> series = {"disk_used_percent", "mem_used_percent", "unhealthy:web",
+                                           "heartbeat"};
+  double now = 0;
+  for (int step = 0; step < 3000; ++step) {
+    SCOPED_TRACE(step);
+    const std::string host = "h" + std::to_string(rng() % 40);
+    switch (rng() % 10) {
+      case 0:
+        engine.Forget(host);
+        break;
+      case 1:
+        engine.Expect(host, "heartbeat", At(now));
+        break;
+      case 2:
+        engine.Tick(At(now));
+        break;
+      default:
+        engine.Observe(host, series[rng() % series.size()], static_cast<double>(rng() % 100),
+                       At(now));
+    }
+    now += (rng() % 1000) / 1000.0;
+    const AlarmCounts want = recount();
+    const AlarmCounts got = engine.Counts();
+    ASSERT_EQ(got.ok, want.ok);
+    ASSERT_EQ(got.alarm, want.alarm);
+    ASSERT_EQ(got.insufficient_data, want.insufficient_data);
+  }
+  AlarmCounts by_rule;
+  for (const auto& r : engine.rules()) {
+    const AlarmCounts c = engine.CountsOf(r.name);
+    by_rule.ok += c.ok;
+    by_rule.alarm += c.alarm;
+    by_rule.insufficient_data += c.insufficient_data;
+  }
+  EXPECT_EQ(by_rule.ok, engine.Counts().ok);
+  EXPECT_EQ(by_rule.alarm, engine.Counts().alarm);
+  EXPECT_EQ(by_rule.insufficient_data, engine.Counts().insufficient_data);
+  EXPECT_EQ(engine.CountsOf("No-Such-Alarm").ok, 0);
+}
+
+std::vector<std::string> Keys(const std::vector<AlarmStatus>& all) {
+  std::vector<std::string> out;
+  for (const auto& a : all) {
+    out.push_back(a.host + "/" + a.rule);
+  }
+  return out;
+}
+
+TEST(AlarmEngineListTest, FiltersSelectAndPagesWalkInHostRuleOrder) {
+  AlarmEngine engine(DefaultAlarmRules(), Millis(1000));
+  // 300 hosts over every shard; every fifth has a full disk, every seventh stops reporting.
+  for (int h = 0; h < 300; ++h) {
+    const std::string host = (h % 2 ? "web-" : "db-") + std::to_string(h);
+    engine.Observe(host, "disk_used_percent", h % 5 == 0 ? 95 : 40, At(1));
+    engine.Observe(host, "mem_used_percent", 30, At(1));
+    engine.Observe(host, "heartbeat", 1, At(1));
+    if (h % 7 != 0) {
+      engine.Observe(host, "heartbeat", 1, At(19));
+    }
+  }
+  engine.Tick(At(20.5));  // the silent ones: [5,10) [10,15) [15,20) empty
+  const std::vector<AlarmStatus> all = engine.All();
+  ASSERT_EQ(all.size(), 900u);
+  ASSERT_TRUE(std::is_sorted(all.begin(), all.end(), [](const auto& a, const auto& b) {
+    return std::tie(a.host, a.rule) < std::tie(b.host, b.rule);
+  }));
+  auto expect = [&](const AlarmQuery& q) {
+    std::vector<AlarmStatus> want;
+    for (const auto& a : all) {
+      if ((!q.state || a.state == *q.state) && (q.host.empty() || a.host == q.host) &&
+          a.host.starts_with(q.host_prefix) && (q.alarm.empty() || a.rule == q.alarm)) {
+        want.push_back(a);
+      }
+    }
+    return Keys(want);
+  };
+  struct Case {
+    std::string name;
+    AlarmQuery query;
+  };
+  std::vector<Case> cases = {
+      {"everything", {}},
+      {"ALARM", {.state = A}},
+      {"OK", {.state = O}},
+      {"INSUFFICIENT_DATA", {.state = I}},
+      {"one host", {.host = "web-35"}},
+      {"a host that is not there", {.host = "web-9999"}},
+      {"prefix", {.host_prefix = "web-1"}},
+      {"prefix and ALARM", {.state = A, .host_prefix = "db-"}},
+      {"one alarm", {.alarm = "Host-Unreachable"}},
+      {"one alarm in ALARM", {.state = A, .alarm = "Host-Unreachable"}},
+      {"one alarm in ALARM on a prefix",
+       {.state = A, .host_prefix = "web-", .alarm = "Disk-Critical-ASG"}},
+  };
+  size_t alarming = 0;
+  for (const auto& a : all) {
+    alarming += a.state == A ? 1 : 0;
+  }
+  ASSERT_GT(alarming, 50u);
+  ASSERT_EQ(static_cast<int64_t>(alarming), engine.Counts().alarm);
+  for (const auto& c : cases) {
+    SCOPED_TRACE(c.name);
+    const std::vector<std::string> want = expect(c.query);
+    AlarmPage whole = engine.List(c.query);
+    EXPECT_EQ(Keys(whole.alarms), want);
+    EXPECT_FALSE(whole.more);
+    // Walked in pages of 1, 7 and 1000 with the cursor: the same, in the same order.
+    for (size_t limit : {size_t{1}, size_t{7}, size_t{1000}}) {
+      SCOPED_TRACE(limit);
+      AlarmQuery q = c.query;
+      q.limit = limit;
+      std::vector<std::string> walked;
+      for (int pages = 0; pages < 1000; ++pages) {
+        AlarmPage page = engine.List(q);
+        ASSERT_LE(page.alarms.size(), limit);
+        for (const auto& k : Keys(page.alarms)) {
+          walked.push_back(k);
+        }
+        if (!page.more) {
+          break;
+        }
+        ASSERT_FALSE(page.alarms.empty());
+        q.after_host = page.alarms.back().host;
+        q.after_rule = page.alarms.back().rule;
+      }
+      EXPECT_EQ(walked, want);
+    }
+  }
+  // A cursor that names no rule still orders: after ("web-35", "E") comes web-35's
+  // Host-Unreachable.
+  AlarmPage page = engine.List({.host = "web-35", .after_host = "web-35", .after_rule = "E"});
+  EXPECT_EQ(Keys(page.alarms),
+            (std::vector<std::string>{"web-35/Host-Unreachable", "web-35/Memory-Exhaustion-ASG"}));
+  EXPECT_TRUE(engine.List({.alarm = "No-Such-Alarm"}).alarms.empty());
+}
+
+// The reference engine (the one before issue 13, kept in reference_alarm_engine.h) and this one
+// agree on every transition and every state, for random rules and random datapoints, late
+// datapoints, expectations, forgets and ticks.
+TEST(AlarmEngineDifferentialTest, SameTransitionsAndStatesAsTheReferenceEngine) {
+  std::mt19937 rng(13);
+  for (int round = 0; round < 150; ++round) {
+    SCOPED_TRACE("round " + std::to_string(round));
+    std::vector<AlarmRule> rules;
+    const int count = 1 + static_cast<int>(rng() % 4);
+    for (int i = 0; i < count; ++i) {
+      const int n = 1 + static_cast<int>(rng() % 4);
+      const int m = 1 + static_cast<int>(rng() % n);
+      const Comparison c = static_cast<Comparison>(rng() % 4);
+      const MissingData missing = static_cast<MissingData>(rng() % 4);
+      AlarmRule r = Rule(n, m, c, 50, missing);
+      r.name = "R" + std::to_string(i);
+      r.period = Millis(std::vector<int>{0, 1000, 2000, 5000}[rng() % 4]);
+      if (rng() % 3 == 0) {
+        const bool up = c == Comparison::kGreater || c == Comparison::kGreaterOrEqual;
+        r.clear_threshold = up ? 40 : 60;
+      }
+      if (rng() % 4 == 0) {
+        r.labels = {{"mount", "/x"}};
+      }
+      rules.push_back(r);
+    }
+    AlarmEngine engine(rules, Millis(1000));
+    reference_model::ReferenceAlarmEngine reference(rules, Millis(1000));
+    const std::vector<std::string> series = {"disk_used_percent", "disk_used_percent{mount=\"/x\"}",
+                                             "heartbeat"};
+    int64_t now_ms = 1'800'000'000'000 + static_cast<int64_t>(rng() % 10'000);
+    auto sorted = [](std::vector<AlarmTransition> t) {
+      std::sort(t.begin(), t.end(), [](const auto& a, const auto& b) {
+        return std::tie(a.host, a.rule) < std::tie(b.host, b.rule);
+      });
+      return t;
+    };
+    for (int step = 0; step < 400; ++step) {
+      SCOPED_TRACE("step " + std::to_string(step));
+      const std::string host = "h" + std::to_string(rng() % 4);
+      const int op = static_cast<int>(rng() % 20);
+      std::vector<AlarmTransition> got, want;
+      if (op < 11) {
+        // Mostly now, sometimes late (an older sample of a report), values around 50.
+        const int64_t t = now_ms - (rng() % 4 == 0 ? static_cast<int64_t>(rng() % 12'000) : 0);
+        const double v = std::vector<double>{30, 45, 50, 55, 70}[rng() % 5];
+        const std::string& s = series[rng() % series.size()];
+        got = engine.Observe(host, s, v, FromUnixMillis(t));
+        want = reference.Observe(host, s, v, FromUnixMillis(t));
+      } else if (op < 18) {
+        got = sorted(engine.Tick(FromUnixMillis(now_ms)));
+        want = sorted(reference.Tick(FromUnixMillis(now_ms)));
+      } else if (op < 19 && rng() % 2 == 0) {
+        // The wall clock stepped back: a Tick behind the ones before.
+        const WallTime back = FromUnixMillis(now_ms - static_cast<int64_t>(rng() % 20'000));
+        got = sorted(engine.Tick(back));
+        want = sorted(reference.Tick(back));
+      } else if (op < 19) {
+        const std::string& s = series[rng() % series.size()];
+        engine.Expect(host, s, FromUnixMillis(now_ms));
+        reference.Expect(host, s, FromUnixMillis(now_ms));
+      } else if (rng() % 4 == 0) {
+        engine.Forget(host);
+        reference.Forget(host);
+      }
+      ASSERT_EQ(got.size(), want.size());
+      for (size_t i = 0; i < got.size(); ++i) {
+        EXPECT_EQ(got[i].rule, want[i].rule);
+        EXPECT_EQ(got[i].host, want[i].host);
+        EXPECT_EQ(got[i].from, want[i].from);
+        EXPECT_EQ(got[i].to, want[i].to);
+        EXPECT_EQ(got[i].at, want[i].at);
+        EXPECT_EQ(got[i].reason, want[i].reason);
+      }
+      const auto g = engine.All(), w = reference.All();
+      ASSERT_EQ(Keys(g), Keys(w));
+      for (size_t i = 0; i < g.size(); ++i) {
+        ASSERT_EQ(g[i].state, w[i].state) << Keys(g)[i];
+        ASSERT_EQ(g[i].since, w[i].since) << Keys(g)[i];
+        ASSERT_EQ(g[i].last_value, w[i].last_value) << Keys(g)[i];
+        ASSERT_EQ(g[i].reason, w[i].reason) << Keys(g)[i];
+      }
+      now_ms += std::vector<int64_t>{0, 100, 100, 100, 700, 2500, 9000}[rng() % 7];
+    }
+  }
+}
+
+// Reports from many threads, ticks, listings and forgets at once (for the sanitizers): the
+// counts stay equal to a recount at the end.
+TEST(AlarmEngineScaleTest, ConcurrentObserveTickListAndForget) {
+  AlarmEngine engine(DefaultAlarmRules(), Millis(1000));
+  std::atomic<bool> stop{false};
+  std::vector<std::thread> threads;
+  for (int w = 0; w < 3; ++w) {
+    threads.emplace_back([&, w] {
+      for (int i = 0; i < 4000; ++i) {
+        const std::string host = "h" + std::to_string((i * 7 + w) % 200);
+        engine.Observe(host, "heartbeat", 1, At(i / 100.0));
+        engine.Observe(host, "disk_used_percent", (i % 3) ? 40 : 95, At(i / 100.0));
+        if (i % 500 == 0) {
+          engine.Forget(host);
+        }
+      }
+    });
+  }
+  threads.emplace_back([&] {
+    for (int i = 0; !stop; ++i) {
+      engine.Tick(At(i / 10.0));
+      engine.List({.state = A, .limit = 10});
+      engine.SetRemediating("Disk-Critical-ASG", "h1", i % 2 == 0);
+    }
+  });
+  for (int w = 0; w < 3; ++w) {
+    threads[w].join();
+  }
+  stop = true;
+  threads.back().join();
+  int64_t alarm = 0, total = 0;
+  for (const auto& a : engine.All()) {
+    alarm += a.state == A ? 1 : 0;
+    ++total;
+  }
+  EXPECT_EQ(engine.Counts().alarm, alarm);
+  EXPECT_EQ(static_cast<int64_t>(engine.stats().series), total);
 }
 
 TEST(AlarmEngineTest, HostsAreIndependent) {

@@ -513,6 +513,66 @@ TEST_F(HttpApiTest, IncidentsFilterByAlarmAndHostAndPageWithBefore) {
   EXPECT_NE(bad.body.find("view must be full or summary"), std::string::npos);
 }
 
+// GET /api/v1/alarms filters by state, host, host prefix and alarm, pages with `next`, and
+// refuses unknown parameters and bad values by name (issue 13).
+TEST_F(HttpApiTest, AlarmsFilterByStateHostAndAlarmAndPageWithNext) {
+  protocol::RegisterRequest reg;
+  reg.name = "web-1";
+  ASSERT_EQ(Call("POST", "/agent/v1/register", agent_, DumpJson(protocol::ToJson(reg))).status,
+            200);
+  Report(false);  // nginx down: Nginx-Down-ALB in ALARM, the other three OK
+  auto keys = [&](const std::string& query) {
+    HttpResponse r = Call("GET", "/api/v1/alarms" + query, admin_);
+    EXPECT_EQ(r.status, 200) << query << ": " << r.body;
+    std::vector<std::string> out;
+    const Json body = JsonOf(r);
+    for (const auto& a : body["alarms"]) {
+      out.push_back(a["host"].get<std::string>() + "/" + a["alarm_name"].get<std::string>());
+    }
+    if (body.contains("next")) {
+      out.push_back("next=" + body["next"].get<std::string>());
+    }
+    return out;
+  };
+  using V = std::vector<std::string>;
+  const V all = {"web-1/Disk-Critical-ASG", "web-1/Host-Unreachable", "web-1/Memory-Exhaustion-ASG",
+                 "web-1/Nginx-Down-ALB"};
+  EXPECT_EQ(keys(""), all) << "without parameters: every alarm on every host, no next";
+  EXPECT_EQ(keys("?state=ALARM"), V{"web-1/Nginx-Down-ALB"});
+  EXPECT_EQ(keys("?state=OK&alarm=Disk-Critical-ASG"), V{"web-1/Disk-Critical-ASG"});
+  EXPECT_EQ(keys("?state=INSUFFICIENT_DATA"), V{});
+  EXPECT_EQ(keys("?host=web-1&alarm=Nginx-Down-ALB"), V{"web-1/Nginx-Down-ALB"});
+  EXPECT_EQ(keys("?host=web-2"), V{});
+  EXPECT_EQ(keys("?host_prefix=web"), all);
+  EXPECT_EQ(keys("?host_prefix=db"), V{});
+  EXPECT_EQ(keys("?limit=3"), (V{all[0], all[1], all[2], "next=web-1/Memory-Exhaustion-ASG"}));
+  EXPECT_EQ(keys("?limit=3&after=web-1%2FMemory-Exhaustion-ASG"), V{all[3]});
+  EXPECT_EQ(keys("?limit=4"), all) << "no next when nothing remains";
+  const Json body = JsonOf(Call("GET", "/api/v1/alarms?state=ALARM", admin_));
+  EXPECT_EQ(body["counts"]["ALARM"], 1);
+  EXPECT_EQ(body["counts"]["OK"], 3);
+  EXPECT_EQ(body["rules"].size(), 4u) << "the rules are always there";
+  EXPECT_NE(Call("GET", "/metrics", admin_).body.find("medic_alarms_in_alarm 1\n"),
+            std::string::npos);
+  const std::pair<std::string, std::string> kBad[] = {
+      {"?colour=red", "unknown query parameter 'colour'"},
+      {"?state=FIRING", "state must be OK, ALARM or INSUFFICIENT_DATA"},
+      {"?limit=0", "limit must be an integer from 1 to 10000"},
+      {"?limit=10001", "limit must be"},
+      {"?alarm=Nope", "alarm 'Nope' is not a configured alarm"},
+      {"?host=bad%3Bname", "host must be a host name"},
+      {"?host=web-1&host_prefix=web", "host or host_prefix"},
+      {"?host_prefix=", "host_prefix must be"},
+      {"?after=web-1", "after must be a previous answer's 'next'"},
+  };
+  for (const auto& [query, want] : kBad) {
+    SCOPED_TRACE(query);
+    HttpResponse r = Call("GET", "/api/v1/alarms" + query, admin_);
+    ExpectJsonError(r, 400);
+    EXPECT_NE(ErrorOf(r).find(want), std::string::npos) << ErrorOf(r);
+  }
+}
+
 // The fleet survives a restart: hosts known before it are listed at once, report without
 // registering again, and one that never comes back raises Host-Unreachable.
 class FleetRestartTest : public test::ServerFixture {

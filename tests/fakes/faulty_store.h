@@ -54,15 +54,18 @@ enum class StoreOp {
   kAppendAudit,
   kListAudit,
   kVerifyAudit,
+  kUpdateHostsLastSeen,
 };
-inline constexpr size_t kStoreOpCount = static_cast<size_t>(StoreOp::kVerifyAudit) + 1;
+inline constexpr size_t kStoreOpCount =
+    static_cast<size_t>(StoreOp::kUpdateHostsLastSeen) + 1;
 
 inline std::string_view StoreOpName(StoreOp op) {
   static constexpr std::array<std::string_view, kStoreOpCount> kNames = {
       "CreateIncident", "UpdateIncident", "GetIncident", "ListIncidents", "FindOpenIncident",
       "GetSetting",     "PutSetting",     "CreateToken", "DeleteToken",   "ListTokens",
       "PutHost",        "DeleteHost",     "ListHosts",   "PutHostCredential",
-      "DeleteHostCredential", "ListHostCredentials", "AppendAudit", "ListAudit", "VerifyAudit"};
+      "DeleteHostCredential", "ListHostCredentials", "AppendAudit", "ListAudit", "VerifyAudit",
+      "UpdateHostsLastSeen"};
   return kNames[static_cast<size_t>(op)];
 }
 
@@ -195,6 +198,13 @@ class FaultyStore : public server::Store {
       return *e;
     }
     return base_.PutHost(host);
+  }
+  Status UpdateHostsLastSeen(
+      const std::vector<std::pair<std::string, WallTime>>& last_seen) override {
+    if (auto e = Inject(StoreOp::kUpdateHostsLastSeen)) {
+      return *e;
+    }
+    return base_.UpdateHostsLastSeen(last_seen);
   }
   Status DeleteHost(const std::string& name) override {
     if (auto e = Inject(StoreOp::kDeleteHost)) {

@@ -200,6 +200,17 @@ class MemoryStore : public server::Store {
     return OkStatus();
   }
 
+  Status UpdateHostsLastSeen(
+      const std::vector<std::pair<std::string, WallTime>>& last_seen) override {
+    std::lock_guard<std::mutex> lock(data_->mu);
+    for (const auto& [name, t] : last_seen) {
+      if (auto it = data_->hosts.find(name); it != data_->hosts.end()) {
+        it->second.last_seen = Truncate(t);
+      }
+    }
+    return OkStatus();
+  }
+
   Status DeleteHost(const std::string& name) override {
     std::lock_guard<std::mutex> lock(data_->mu);
     if (data_->hosts.erase(name) == 0) {

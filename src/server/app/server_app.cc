@@ -100,6 +100,8 @@ Result<ServerConfig> LoadServerConfig(const std::string& path) {
         RETURN_IF_ERROR(ParseHostsYaml(v, path, c.hosts));
       } else if (key == "limits") {
         RETURN_IF_ERROR(ParseLimitsYaml(v, path, c.limits));
+      } else if (key == "history") {
+        RETURN_IF_ERROR(ParseHistoryYaml(v, path, c.history));
       } else if (key == "runbooks") {
         RETURN_IF_ERROR(ai::ParseRunbooksYaml(v, path, c.runbooks));
       } else if (key == "breaker") {
@@ -380,7 +382,7 @@ Result<std::unique_ptr<ServerApp>> ServerApp::Create(const ServerConfig& config,
   ASSIGN_OR_RETURN(p->settings, SettingsService::Load(*p->store, defaults));
   p->hosts = std::make_unique<HostRegistry>(
       Millis(std::max<int64_t>(10'000, config.agent_interval_ms * 5)),
-      HostRegistry::kDefaultHistoryPoints, config.hosts, config.limits);
+      config.history, config.hosts, config.limits);
   p->alarms =
       std::make_unique<AlarmEngine>(config.alarm_rules, Millis(config.agent_interval_ms));
   p->commands = std::make_unique<CommandQueue>(clock);

@@ -16,6 +16,7 @@
 #include "core/clock.h"
 #include "server/alarms/alarms.h"
 #include "server/fleet/host_config.h"
+#include "server/fleet/history.h"
 #include "server/fleet/limits.h"
 #include "server/events/event_hub.h"
 #include "server/fleet/target_groups.h"
@@ -81,6 +82,9 @@ struct ServerConfig {
   // The `limits:` section: what one host may make the server keep (hosts, metric and check
   // names, samples, services; fleet/limits.h, docs/PROTOCOL.md "Limits").
   FleetLimits limits;
+  // The `history:` section: the metric history's memory budget and tiers (fleet/history.h,
+  // docs/ARCHITECTURE.md "Metric history").
+  HistoryOptions history;
 };
 
 // Reads a YAML config file. Unknown keys and wrong types are errors naming file and line.

@@ -11,6 +11,8 @@ namespace {
 
 // How often a reporting host's last-seen time is written to the store.
 constexpr Millis kLastSeenWriteEvery{60'000};
+// How often those writes go to the store, all hosts due in one transaction.
+constexpr Millis kLastSeenBatchEvery{1'000};
 
 }  // namespace
 
@@ -73,14 +75,13 @@ Result<protocol::RegisterResponse> Fleet::Register(const protocol::RegisterReque
   return out;
 }
 
-Status Fleet::Report(const protocol::Report& report) {
+Status Fleet::Report(protocol::Report report) {
   if (auto refused = CheckReport(report, d_.limits)) {
     counters_.Add(refused->reason);
     WarnSometimes("report of host " + report.host + " refused: " + refused->error.message);
     return refused->error;
   }
-  protocol::Report kept = report;
-  ASSIGN_OR_RETURN(HostRegistry::Dropped dropped, d_.hosts.ApplyReport(kept, d_.clock.Now()));
+  ASSIGN_OR_RETURN(HostRegistry::Dropped dropped, d_.hosts.ApplyReport(report, d_.clock.Now()));
   if (dropped.metric_names > 0 || dropped.check_names > 0) {
     counters_.Add(LimitReason::kMetricsPerHost, dropped.metric_names);
     counters_.Add(LimitReason::kChecksPerHost, dropped.check_names);
@@ -90,11 +91,36 @@ Status Fleet::Report(const protocol::Report& report) {
                   std::to_string(dropped.check_names) + " check names (limits.checks_per_host " +
                   std::to_string(d_.limits.checks_per_host) + ")");
   }
-  Evaluate(kept);
-  if (d_.hosts.TakeWriteTurn(report.host, d_.clock.Now(), kLastSeenWriteEvery)) {
-    WriteHost(report.host);
+  Evaluate(report);
+  const bool my_turn = d_.hosts.TakeWriteTurn(report.host, d_.clock.Now(), kLastSeenWriteEvery);
+  bool write = false;
+  {
+    std::lock_guard<std::mutex> lock(seen_mu_);
+    if (my_turn) {
+      seen_due_.emplace_back(report.host, d_.clock.Now());
+    }
+    write = !seen_due_.empty() && d_.clock.SteadyNow() >= next_seen_write_;
+  }
+  if (write) {
+    WriteLastSeen();
   }
   return OkStatus();
+}
+
+void Fleet::WriteLastSeen() {
+  std::vector<std::pair<std::string, WallTime>> batch;
+  {
+    std::lock_guard<std::mutex> lock(seen_mu_);
+    batch.swap(seen_due_);
+    next_seen_write_ = d_.clock.SteadyNow() + kLastSeenBatchEvery;
+  }
+  if (batch.empty()) {
+    return;
+  }
+  if (Status s = d_.store.UpdateHostsLastSeen(batch); !s) {
+    LogError("cannot store the last-seen time of " + std::to_string(batch.size()) +
+             " hosts: " + s.error().ToString());
+  }
 }
 
 Status Fleet::Remove(const std::string& name) {

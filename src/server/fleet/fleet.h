@@ -15,6 +15,7 @@
 #include <functional>
 #include <mutex>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "core/clock.h"
@@ -65,11 +66,19 @@ class Fleet {
   Result<protocol::RegisterResponse> Register(const protocol::RegisterRequest& request);
 
   // An agent's report: the host's latest metrics and checks, and datapoints for the alarm
-  // engine (a heartbeat, too). The last-seen time reaches the store at most once a minute.
+  // engine (a heartbeat, too). The last-seen time reaches the store at most once a minute a
+  // host, and the hosts due are written together, one transaction a second at most
+  // (WriteLastSeen).
   // NotFound for a host that has not registered (its agent then registers again). A report over
   // a limit (CheckReport) is refused with the error naming it, and nothing is kept; new names
   // past the host's own limits are dropped and counted, and the rest counts.
-  Status Report(const protocol::Report& report);
+  // Takes the report by value: the caller moves it in, and it is not copied.
+  Status Report(protocol::Report report);
+
+  // Writes the last-seen times due (see Report) to the store now, in one transaction; a failed
+  // write is logged (the times are written again a minute later). Report calls it when the
+  // last write is a second old; call it also at shutdown.
+  void WriteLastSeen();
 
   // What the limits refused, dropped or ignored so far.
   const LimitCounters& limit_counters() const { return counters_; }
@@ -99,6 +108,9 @@ class Fleet {
 
   FleetDeps d_;
   LimitCounters counters_;
+  std::mutex seen_mu_;
+  std::vector<std::pair<std::string, WallTime>> seen_due_;  // Guarded by seen_mu_.
+  SteadyTime next_seen_write_{};                             // Guarded by seen_mu_.
   std::mutex warn_mu_;
   SteadyTime next_warn_{};  // Guarded by warn_mu_.
 };

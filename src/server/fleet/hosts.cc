@@ -28,16 +28,51 @@ Json HostToJson(const HostView& h) {
               {"checks", checks}};
 }
 
+void HostRegistry::Uncount(Host& h) {
+  if (h.fresh) {
+    fresh_.erase({h.view.last_seen, &h});
+    (h.unhealthy ? fresh_unhealthy_ : fresh_healthy_)--;
+    h.fresh = false;
+  } else {
+    --stale_;
+  }
+}
+
+void HostRegistry::Count(Host& h) {
+  if (h.awaiting_report) {
+    ++stale_;
+    return;
+  }
+  fresh_.insert({h.view.last_seen, &h});
+  (h.unhealthy ? fresh_unhealthy_ : fresh_healthy_)++;
+  h.fresh = true;
+}
+
+void HostRegistry::Expire(WallTime now) const {
+  while (!fresh_.empty() && now - fresh_.begin()->first > stale_after_) {
+    Host& h = *fresh_.begin()->second;
+    fresh_.erase(fresh_.begin());
+    (h.unhealthy ? fresh_unhealthy_ : fresh_healthy_)--;
+    h.fresh = false;
+    ++stale_;
+  }
+}
+
 void HostRegistry::Put(const protocol::RegisterRequest& facts, WallTime registered_at,
                        WallTime last_seen, bool awaiting_report) {
   std::lock_guard<std::mutex> lock(mu_);
-  Host& h = hosts_[facts.name];
+  auto [it, added] = hosts_.try_emplace(facts.name);
+  Host& h = it->second;
+  if (!added) {
+    Uncount(h);
+  }
   h.view.name = facts.name;
   h.view.facts = facts;
   h.view.registered_at = registered_at;
   h.view.last_seen = last_seen;
   h.written = last_seen;
   h.awaiting_report = awaiting_report;
+  Count(h);
 }
 
 Status HostRegistry::Register(const protocol::RegisterRequest& request, WallTime now) {
@@ -70,7 +105,16 @@ bool HostRegistry::TakeWriteTurn(const std::string& name, WallTime now, Millis e
 
 bool HostRegistry::Remove(const std::string& name) {
   std::lock_guard<std::mutex> lock(mu_);
-  return hosts_.erase(name) > 0;
+  auto it = hosts_.find(name);
+  if (it == hosts_.end()) {
+    return false;
+  }
+  Uncount(it->second);
+  for (auto& [series, s] : it->second.history) {
+    history_.Drop(s);
+  }
+  hosts_.erase(it);
+  return true;
 }
 
 namespace {
@@ -96,19 +140,24 @@ Result<HostRegistry::Dropped> HostRegistry::ApplyReport(protocol::Report& report
     return NotFound("host '" + report.host + "' is not registered");
   }
   Host& h = it->second;
+  Uncount(h);
   h.view.last_seen = now;
   h.awaiting_report = false;
   std::set<std::string> dropped_metrics;
   for (auto& s : report.samples) {
     for (auto m = s.metrics.begin(); m != s.metrics.end();) {
       const auto& [k, v] = *m;
-      if (h.view.metrics.count(k) == 0 && h.view.metrics.size() >= limits_.metrics_per_host) {
-        dropped_metrics.insert(k);
-        m = s.metrics.erase(m);
-        continue;
+      auto latest = h.view.metrics.find(k);
+      if (latest == h.view.metrics.end()) {
+        if (h.view.metrics.size() >= limits_.metrics_per_host) {
+          dropped_metrics.insert(k);
+          m = s.metrics.erase(m);
+          continue;
+        }
+        latest = h.view.metrics.emplace(k, v).first;
       }
-      h.view.metrics[k] = v;
-      Append(h, k, Point{s.t, v});
+      latest->second = v;
+      Append(h, k, s.t, v);
       ++m;
     }
   }
@@ -124,6 +173,9 @@ Result<HostRegistry::Dropped> HostRegistry::ApplyReport(protocol::Report& report
     kept_checks.push_back(std::move(c));
   }
   report.checks = std::move(kept_checks);
+  h.unhealthy = std::any_of(h.view.checks.begin(), h.view.checks.end(),
+                            [](const auto& c) { return !c.second.healthy; });
+  Count(h);
   return Dropped{dropped_metrics.size(), dropped_checks.size()};
 }
 
@@ -132,48 +184,72 @@ void HostRegistry::RecordPoint(const std::string& name, const std::string& serie
   std::lock_guard<std::mutex> lock(mu_);
   auto it = hosts_.find(name);
   if (it != hosts_.end()) {
-    Append(it->second, series, Point{t, value});
+    Append(it->second, series, t, value);
   }
 }
 
-void HostRegistry::Append(Host& h, const std::string& series, Point p) const {
-  auto& points = h.history[series];
-  // Oldest first, also when a datapoint arrives late (a probe that took longer than a check).
-  if (points.empty() || !(p.t < points.back().t)) {
-    points.push_back(p);
-  } else {
-    points.insert(std::upper_bound(points.begin(), points.end(), p,
-                                   [](const Point& a, const Point& b) { return a.t < b.t; }),
-                  p);
+void HostRegistry::Append(Host& h, std::string_view series, WallTime t, double v) {
+  auto it = h.history.find(series);
+  if (it == h.history.end()) {
+    it = h.history.emplace(std::string(series), history_.Add()).first;
   }
-  while (points.size() > history_points_) {
-    points.pop_front();
+  history_.Append(*it->second, t, v);
+}
+
+const char* HostRegistry::StatusOf(const Host& h, WallTime now) const {
+  if (h.awaiting_report || now - h.view.last_seen > stale_after_) {
+    return "stale";
   }
+  return h.unhealthy ? "unhealthy" : "healthy";
 }
 
 HostView HostRegistry::ViewOf(const Host& h, WallTime now) const {
   HostView v = h.view;
   v.config = config_.For(v.name);
-  if (h.awaiting_report || now - v.last_seen > stale_after_) {
-    v.status = "stale";
-  } else {
-    v.status = "healthy";
-    for (const auto& [name, c] : v.checks) {
-      if (!c.healthy) {
-        v.status = "unhealthy";
-      }
-    }
-  }
+  v.status = StatusOf(h, now);
   return v;
 }
 
 std::vector<HostView> HostRegistry::List(WallTime now) const {
-  std::lock_guard<std::mutex> lock(mu_);
-  std::vector<HostView> out;
-  for (const auto& [name, h] : hosts_) {
-    out.push_back(ViewOf(h, now));
+  return Page(HostQuery{}, now).hosts;
+}
+
+HostPage HostRegistry::Page(const HostQuery& q, WallTime now) const {
+  // Hosts looked at per hold of the lock.
+  constexpr size_t kHostsPerLock = 16;
+  HostPage page;
+  std::string cursor = q.after;
+  bool started = false;  // cursor is a name seen (or q.after): continue after it
+  if (cursor < q.prefix) {
+    cursor = q.prefix;   // the first name with the prefix is the prefix or after it
+  } else {
+    started = true;
   }
-  return out;
+  if (q.after.empty() && q.prefix.empty()) {
+    started = false;
+  }
+  for (bool done = false; !done;) {
+    std::lock_guard<std::mutex> lock(mu_);
+    auto it = started ? hosts_.upper_bound(cursor) : hosts_.lower_bound(cursor);
+    started = true;
+    for (size_t seen = 0; seen < kHostsPerLock; ++seen, ++it) {
+      if (it == hosts_.end() || it->first.compare(0, q.prefix.size(), q.prefix) != 0) {
+        done = true;
+        break;
+      }
+      cursor = it->first;
+      if (!q.status.empty() && q.status != StatusOf(it->second, now)) {
+        continue;
+      }
+      if (page.hosts.size() == q.limit) {
+        page.next = page.hosts.back().name;
+        done = true;
+        break;
+      }
+      page.hosts.push_back(ViewOf(it->second, now));
+    }
+  }
+  return page;
 }
 
 std::optional<HostView> HostRegistry::Get(const std::string& name, WallTime now) const {
@@ -185,6 +261,12 @@ std::optional<HostView> HostRegistry::Get(const std::string& name, WallTime now)
   return ViewOf(it->second, now);
 }
 
+HostStatusCounts HostRegistry::Counts(WallTime now) const {
+  std::lock_guard<std::mutex> lock(mu_);
+  Expire(now);
+  return HostStatusCounts{fresh_healthy_, fresh_unhealthy_, stale_};
+}
+
 Result<std::vector<HostRegistry::Point>> HostRegistry::History(const std::string& name,
                                                                const std::string& metric,
                                                                WallTime since) const {
@@ -193,24 +275,24 @@ Result<std::vector<HostRegistry::Point>> HostRegistry::History(const std::string
   if (it == hosts_.end()) {
     return NotFound("host '" + name + "' not found");
   }
-  std::vector<Point> out;
-  auto mit = it->second.history.find(metric);
-  if (mit != it->second.history.end()) {
-    for (const auto& p : mit->second) {
-      if (p.t >= since) {
-        out.push_back(p);
-      }
-    }
+  auto sit = it->second.history.find(metric);
+  if (sit == it->second.history.end()) {
+    return std::vector<Point>{};
   }
-  return out;
+  return history_.Since(*sit->second, since);
 }
 
-std::vector<HostRegistry::Point> KeepExtremes(std::vector<HostRegistry::Point> points,
-                                              size_t max_points, bool lowest) {
+uint64_t HostRegistry::history_bytes() const {
+  std::lock_guard<std::mutex> lock(mu_);
+  return history_.bytes();
+}
+
+std::vector<MetricHistory::Point> KeepExtremes(std::vector<MetricHistory::Point> points,
+                                               size_t max_points, bool lowest) {
   if (points.size() <= max_points) {
     return points;
   }
-  std::vector<HostRegistry::Point> out;
+  std::vector<MetricHistory::Point> out;
   out.reserve(max_points);
   for (size_t run = 0; run < max_points; ++run) {
     size_t begin = run * points.size() / max_points;

@@ -57,7 +57,7 @@ void AddAgentRoutes(Router& router, AgentRoutesDeps deps) {
                 if (r->host != req.principal) {
                   return respond(NotYourHost(req, r->host));
                 }
-                if (Status s = fleet.Report(*r); !s) {
+                if (Status s = fleet.Report(std::move(*r)); !s) {
                   return respond(ErrorResponse(s.error()));  // 404: register again; a limit
                 }
                 respond(JsonResponse(200, Json::object()));

@@ -12,13 +12,54 @@ namespace medic::server {
 
 void AddHostRoutes(Router& router, HostRoutesDeps deps) {
   router.Add({"GET", "/api/v1/hosts", Role::kViewer,
-              "every known host with status, last_seen, latest metrics and checks",
-              [deps](ApiRequest&, Responder respond) {
+              "known hosts with status, last_seen, latest metrics and checks, and the counts by "
+              "status (?status=healthy|unhealthy|stale&prefix=P&limit=N&after=NAME)",
+              [deps](ApiRequest& req, Responder respond) {
+                HostQuery q;
+                for (const auto& [key, value] : req.query) {
+                  if (key != "status" && key != "prefix" && key != "limit" && key != "after") {
+                    return respond(ErrorResponse(
+                        400, "unknown query parameter '" + key +
+                                 "' (status, prefix, limit, after)"));
+                  }
+                }
+                if (auto it = req.query.find("status"); it != req.query.end()) {
+                  if (it->second != "healthy" && it->second != "unhealthy" &&
+                      it->second != "stale") {
+                    return respond(
+                        ErrorResponse(400, "status must be healthy, unhealthy or stale"));
+                  }
+                  q.status = it->second;
+                }
+                if (auto it = req.query.find("prefix"); it != req.query.end()) {
+                  q.prefix = it->second;
+                }
+                if (auto it = req.query.find("after"); it != req.query.end()) {
+                  q.after = it->second;
+                }
+                if (req.query.count("limit") > 0) {
+                  auto limit = ParseIntParam(req, "limit", 1, 10'000, 0);
+                  if (!limit) {
+                    return respond(ErrorResponse(limit.error()));
+                  }
+                  q.limit = static_cast<size_t>(*limit);
+                }
+                const WallTime now = deps.clock.Now();
+                const HostStatusCounts counts = deps.hosts.Counts(now);
+                HostPage page = deps.hosts.Page(q, now);
                 Json out = Json::array();
-                for (const auto& h : deps.hosts.List(deps.clock.Now())) {
+                for (const auto& h : page.hosts) {
                   out.push_back(HostToJson(h));
                 }
-                respond(JsonResponse(200, Json{{"hosts", out}}));
+                Json body{{"hosts", std::move(out)},
+                          {"counts", Json{{"healthy", counts.healthy},
+                                          {"unhealthy", counts.unhealthy},
+                                          {"stale", counts.stale},
+                                          {"total", counts.total()}}}};
+                if (!page.next.empty()) {
+                  body["next"] = page.next;
+                }
+                respond(JsonResponse(200, body));
               }});
   router.Add({"DELETE", "/api/v1/hosts/{name}", Role::kAdmin,
               "remove a retired host: its stored facts, alarm states and target memberships",

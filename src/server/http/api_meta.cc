@@ -91,16 +91,15 @@ void AddHealthRoutes(Router& router, MetricsSources metrics, bool metrics_public
   router.Add({"GET", "/metrics", metrics_public ? Role::kPublic : Role::kViewer,
               "Prometheus text format (a viewer's unless the server runs with metrics_public)",
               [m = metrics](ApiRequest&, Responder respond) {
-                std::map<std::string, int> by_status;
-                for (const auto& h : m.hosts.List(m.clock.Now())) {
-                  by_status[h.status]++;
-                }
+                const HostStatusCounts hosts = m.hosts.Counts(m.clock.Now());
                 const int64_t alarming = m.alarms.Counts().alarm;  // kept, not recounted
                 std::string text;
                 text += "# HELP medic_hosts Known hosts by status.\n# TYPE medic_hosts gauge\n";
-                for (const char* s : {"healthy", "unhealthy", "stale"}) {
+                for (const auto& [s, n] : {std::pair{"healthy", hosts.healthy},
+                                           std::pair{"unhealthy", hosts.unhealthy},
+                                           std::pair{"stale", hosts.stale}}) {
                   text += "medic_hosts{status=\"" + std::string(s) + "\"} " +
-                          std::to_string(by_status[s]) + "\n";
+                          std::to_string(n) + "\n";
                 }
                 text += "# HELP medic_alarms_in_alarm Alarms currently in ALARM.\n"
                         "# TYPE medic_alarms_in_alarm gauge\nmedic_alarms_in_alarm " +

@@ -278,6 +278,8 @@ class SqliteStore : public Store {
   Status DeleteToken(const std::string& name) override;
   Result<std::vector<TokenRecord>> ListTokens() override;
   Status PutHost(const HostRecord& host) override;
+  Status UpdateHostsLastSeen(
+      const std::vector<std::pair<std::string, WallTime>>& last_seen) override;
   Status DeleteHost(const std::string& name) override;
   Result<std::vector<HostRecord>> ListHosts() override;
   Status PutHostCredential(const HostCredentialRecord& credential) override;
@@ -843,6 +845,30 @@ Status SqliteStore::PutHost(const HostRecord& h) {
   };
   if (Status s = run(); !s) {
     return Describe(s.error(), "store host " + h.name);
+  }
+  return OkStatus();
+}
+
+Status SqliteStore::UpdateHostsLastSeen(
+    const std::vector<std::pair<std::string, WallTime>>& last_seen) {
+  if (last_seen.empty()) {
+    return OkStatus();
+  }
+  std::lock_guard<std::mutex> lock(mu_);
+  auto run = [&]() -> Status {
+    Transaction tx(this);
+    RETURN_IF_ERROR(tx.Begin(/*immediate=*/true));
+    for (const auto& [name, t] : last_seen) {
+      ASSIGN_OR_RETURN(StmtRef stmt, Prepare("UPDATE hosts SET last_seen = ?2 WHERE name = ?1"));
+      RETURN_IF_ERROR(stmt.BindText(1, name));
+      RETURN_IF_ERROR(stmt.BindInt(2, ToUnixMillis(t)));
+      RETURN_IF_ERROR(stmt.Run());
+    }
+    return tx.Commit();
+  };
+  if (Status s = run(); !s) {
+    return Describe(s.error(), "store the last-seen time of " +
+                                   std::to_string(last_seen.size()) + " hosts");
   }
   return OkStatus();
 }

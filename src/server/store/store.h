@@ -8,6 +8,7 @@
 #include <memory>
 #include <optional>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "core/result.h"
@@ -112,6 +113,11 @@ class Store {
 
   // Inserts the host or replaces what is stored under its name.
   virtual Status PutHost(const HostRecord& host) = 0;
+  // Sets the last-seen time of each named host, all in one transaction (issue 13: at 10,000
+  // hosts one write a host would be one fsync a host). A name not stored is skipped: a host
+  // removed meanwhile stays removed. On an error nothing is written.
+  virtual Status UpdateHostsLastSeen(
+      const std::vector<std::pair<std::string, WallTime>>& last_seen) = 0;
   // NotFound if no host has that name.
   virtual Status DeleteHost(const std::string& name) = 0;
   // By name.

@@ -165,5 +165,29 @@ TEST(ServerConfigAiTest, LoadServerConfigReadsTheAiSection) {
       << bad.error().message;
 }
 
+TEST(LoadServerConfigTest, HistorySection) {
+  test::TempDir dir;
+  ASSERT_TRUE(WriteFileAtomic(dir.File("s.yaml"),
+                              "history: {budget_mb: 256, full_resolution: 15m, downsampled: 2d}\n")
+                  .has_value());
+  auto c = LoadServerConfig(dir.File("s.yaml"));
+  ASSERT_TRUE(c.has_value()) << c.error().ToString();
+  EXPECT_EQ(c->history.budget_bytes, uint64_t{256} << 20);
+  EXPECT_EQ(c->history.full_resolution, std::chrono::minutes(15));
+  EXPECT_EQ(c->history.downsampled, std::chrono::hours(48));
+  EXPECT_EQ(ServerConfig{}.history.budget_bytes, uint64_t{512} << 20);
+  test::ExpectConfigErrors({
+      {"history: 5\n", ":1: history must be a mapping"},
+      {"history:\n  budget_mb: 0\n",
+       ":2: history.budget_mb must be an integer number of MiB from 1 to 1048576"},
+      {"history:\n  budget_mb: lots\n", ":2: history.budget_mb must be an integer"},
+      {"history:\n  full_resolution: 10s\n",
+       ":2: history.full_resolution must be a duration from 1m to 1h, not '10s'"},
+      {"history:\n  downsampled: 31d\n",
+       ":2: history.downsampled must be 0 or a duration from 1m to 720h (30d), not '31d'"},
+      {"history:\n  budget: 5\n", ":2: unknown history key 'budget'"},
+  });
+}
+
 }  // namespace
 }  // namespace medic::server

@@ -6,6 +6,8 @@
 #include <string>
 #include <vector>
 
+#include "tests/fakes/faulty_store.h"
+#include "tests/fakes/memory_store.h"
 #include "tests/fakes/temp_dir.h"
 
 namespace medic::server {
@@ -209,6 +211,69 @@ TEST_F(FleetTest, RemoveForgetsAHostOnlyTheStoreKnows) {
   ASSERT_TRUE(fleet_.Remove("web-1").has_value());
 
   EXPECT_TRUE(store_->ListHosts().value().empty());
+}
+
+// Issue 13: at 10,000 hosts one store write per host and minute is 167 fsyncs a second. The
+// last-seen times due are written together: one transaction a second at most, none per report.
+TEST(FleetLastSeenTest, LastSeenTimesReachTheStoreInBatches) {
+  ManualClock clock;
+  test::MemoryStore memory;
+  test::FaultyStore store(memory);
+  HostRegistry hosts;
+  TargetGroups target_groups;
+  AlarmEngine alarms{DefaultAlarmRules()};
+  EventHub events{clock};
+  Fleet fleet{FleetDeps{clock, store, hosts, target_groups, alarms, events,
+                        [](const AlarmTransition&) {}, Millis(1000)}};
+  constexpr int kHosts = 50;
+  auto name = [](int i) { return "host-" + std::to_string(i); };
+  for (int i = 0; i < kHosts; ++i) {
+    protocol::RegisterRequest r;
+    r.name = name(i);
+    ASSERT_TRUE(fleet.Register(r).has_value());
+  }
+  const int puts = store.calls(test::StoreOp::kPutHost);
+  EXPECT_EQ(puts, kHosts) << "a registration is written at once";
+  auto report_all = [&] {
+    for (int i = 0; i < kHosts; ++i) {
+      protocol::Report r;
+      r.host = name(i);
+      ASSERT_TRUE(fleet.Report(r).has_value());
+    }
+  };
+  // Within the minute: nothing is due.
+  clock.Advance(Millis(1000));
+  report_all();
+  EXPECT_EQ(store.calls(test::StoreOp::kUpdateHostsLastSeen), 0);
+  // A minute on, every host is due at once: the first report writes (the last write is long
+  // past), the other 49 wait for the next second, then go in one transaction.
+  clock.Advance(Millis(60'000));
+  const WallTime due = clock.Now();
+  report_all();
+  EXPECT_EQ(store.calls(test::StoreOp::kUpdateHostsLastSeen), 1);
+  clock.Advance(Millis(1000));
+  report_all();
+  EXPECT_EQ(store.calls(test::StoreOp::kUpdateHostsLastSeen), 2);
+  EXPECT_EQ(store.calls(test::StoreOp::kPutHost), puts) << "no whole-record write per report";
+  auto stored = store.ListHosts();
+  ASSERT_TRUE(stored.has_value());
+  ASSERT_EQ(stored->size(), static_cast<size_t>(kHosts));
+  for (const auto& h : *stored) {
+    EXPECT_EQ(h.last_seen, due) << h.name;
+  }
+  // What is due is written on request too (a server stopping), and nothing twice.
+  clock.Advance(Millis(60'000));
+  protocol::Report r;
+  r.host = name(0);
+  ASSERT_TRUE(fleet.Report(r).has_value());
+  EXPECT_EQ(store.calls(test::StoreOp::kUpdateHostsLastSeen), 3);
+  r.host = name(1);
+  ASSERT_TRUE(fleet.Report(r).has_value());
+  EXPECT_EQ(store.calls(test::StoreOp::kUpdateHostsLastSeen), 3);
+  fleet.WriteLastSeen();
+  EXPECT_EQ(store.calls(test::StoreOp::kUpdateHostsLastSeen), 4);
+  fleet.WriteLastSeen();
+  EXPECT_EQ(store.calls(test::StoreOp::kUpdateHostsLastSeen), 4) << "nothing was left due";
 }
 
 }  // namespace

@@ -198,7 +198,7 @@ protocol::RegisterRequest Named(const std::string& name) {
 }
 
 TEST(LimitsTest, TheRegistryKeepsAtMostLimitsHostsAndReRegistersKnownOnes) {
-  HostRegistry hosts(Millis(10'000), 10, {}, Small());
+  HostRegistry hosts(Millis(10'000), {}, {}, Small());
   ASSERT_TRUE(hosts.Register(Named("a"), kT0).has_value());
   ASSERT_TRUE(hosts.Register(Named("b"), kT0).has_value());
   Status third = hosts.Register(Named("c"), kT0);
@@ -212,7 +212,7 @@ TEST(LimitsTest, TheRegistryKeepsAtMostLimitsHostsAndReRegistersKnownOnes) {
 }
 
 TEST(LimitsTest, AHostKeepsItsKnownNamesAndNewOnesPastItsLimitAreDropped) {
-  HostRegistry hosts(Millis(10'000), 10, {}, Small());
+  HostRegistry hosts(Millis(10'000), {}, {}, Small());
   ASSERT_TRUE(hosts.Register(Named("web-1"), kT0).has_value());
   // Exactly metrics_per_host (3) names: all kept.
   protocol::Report first = ReportWith({{{"a", 1}, {"b", 1}}, {{"c", 1}}}, {"web", "db"});

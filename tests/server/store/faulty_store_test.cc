@@ -105,6 +105,8 @@ std::vector<OpCall> EveryOp() {
        }},
       {StoreOp::kListAudit, [](Store& s) { return ErrorOf(s.ListAudit(10)); }},
       {StoreOp::kVerifyAudit, [](Store& s) { return ErrorOf(s.VerifyAudit()); }},
+      {StoreOp::kUpdateHostsLastSeen,
+       [](Store& s) { return ErrorOf(s.UpdateHostsLastSeen({{"x", Ms(kT0 + 1000)}})); }},
   };
 }
 

@@ -750,6 +750,23 @@ TEST_P(StoreConformanceTest, HostsArePutReplacedListedByNameAndDeleted) {
   EXPECT_EQ((*all)[0].name, "web-1");
 }
 
+TEST_P(StoreConformanceTest, LastSeenTimesAreUpdatedTogetherAndUnknownNamesSkipped) {
+  HostRecord web1{"web-1", Json{{"name", "web-1"}}, Ms(kT0), Ms(kT0)};
+  HostRecord web2{"web-2", Json{{"name", "web-2"}}, Ms(kT0), Ms(kT0)};
+  MEDIC_ASSERT_OK(store().PutHost(web1));
+  MEDIC_ASSERT_OK(store().PutHost(web2));
+  MEDIC_ASSERT_OK(store().UpdateHostsLastSeen(
+      {{"web-1", Ms(kT0 + 60'000)}, {"gone", Ms(kT0 + 60'000)}, {"web-2", Ms(kT0 + 61'000)}}));
+  MEDIC_ASSERT_OK(store().UpdateHostsLastSeen({}));
+  Result<std::vector<HostRecord>> all = store().ListHosts();
+  MEDIC_ASSERT_OK(all);
+  ASSERT_EQ(all->size(), 2u) << "a name not stored is not created";
+  EXPECT_EQ((*all)[0].last_seen, Ms(kT0 + 60'000));
+  EXPECT_EQ((*all)[0].facts, web1.facts) << "only the time changes";
+  EXPECT_EQ((*all)[0].registered_at, Ms(kT0));
+  EXPECT_EQ((*all)[1].last_seen, Ms(kT0 + 61'000));
+}
+
 // --- host credentials -----------------------------------------------------------------------
 
 TEST_P(StoreConformanceTest, HostCredentialsArePutReplacedListedByNameAndDeleted) {

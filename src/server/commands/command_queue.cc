@@ -53,27 +53,43 @@ void CommandQueue::Send(const std::string& host, protocol::Command command) {
   }
 }
 
-void CommandQueue::Poll(const std::string& host, SteadyTime deadline, Deliver deliver) {
+uint64_t CommandQueue::Poll(const std::string& host, SteadyTime deadline, Deliver deliver) {
   Deliver previous;
   std::vector<protocol::Command> due;
+  uint64_t ticket = 0;
+  bool park = false;
   {
     std::lock_guard<std::mutex> lock(mu_);
+    ticket = next_ticket_++;
     due = TakeDueLocked(host, clock_.SteadyNow());
     auto w = waiters_.find(host);
     if (w != waiters_.end()) {
       previous = std::move(w->second.deliver);
       waiters_.erase(w);
     }
-    if (due.empty()) {
-      waiters_[host] = Waiter{deadline, std::move(deliver)};
+    if (due.empty() && !shut_down_) {
+      waiters_[host] = Waiter{deadline, std::move(deliver), ticket};
+      park = true;
     }
   }
   if (previous) {
     previous({});
   }
-  if (!due.empty()) {
+  if (!park) {
     deliver(std::move(due));
   }
+  return ticket;
+}
+
+void CommandQueue::Cancel(const std::string& host, uint64_t ticket) {
+  Deliver dropped;  // destroyed after the lock: it may hold (and free) a connection
+  std::lock_guard<std::mutex> lock(mu_);
+  auto w = waiters_.find(host);
+  if (w == waiters_.end() || w->second.ticket != ticket) {
+    return;
+  }
+  dropped = std::move(w->second.deliver);
+  waiters_.erase(w);
 }
 
 void CommandQueue::Complete(const std::string& host, const std::string& command_id) {
@@ -151,6 +167,7 @@ void CommandQueue::Shutdown() {
   std::vector<Deliver> all;
   {
     std::lock_guard<std::mutex> lock(mu_);
+    shut_down_ = true;
     for (auto& [host, w] : waiters_) {
       all.push_back(std::move(w.deliver));
     }

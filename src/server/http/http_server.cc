@@ -13,6 +13,9 @@
 #include <boost/beast/ssl.hpp>
 #include <boost/beast/version.hpp>
 #include <sys/resource.h>
+#include <sys/socket.h>
+
+#include <cerrno>
 
 #include <atomic>
 #include <deque>
@@ -168,6 +171,10 @@ struct ServerState {
   asio::thread_pool& workers;
   ConnectionTable table;
   std::atomic<uint64_t> next_id{1};
+  // Set by HttpServer::Stop: a request read from now on is answered 503 and its connection
+  // closed, never handed to a worker.
+  std::atomic<bool> stopping{false};
+  std::atomic<uint64_t> clients_gone{0};
   std::atomic<uint64_t> accepted{0}, rejected_per_address{0}, rejected_total{0}, evicted{0},
       header_timeouts{0}, body_timeouts{0}, refused_unread{0}, too_large{0};
 };
@@ -412,8 +419,11 @@ class HttpSession : public std::enable_shared_from_this<HttpSession<Stream>> {
     Dispatch();
   }
 
-  // The request is read: to the handler, on a worker thread.
+  // The request is read: to the handler, on a worker thread; the client is watched meanwhile.
   void Dispatch() {
+    if (state_.stopping) {
+      return WriteError(503, "the server is stopping");
+    }
     ApiRequest api = std::move(request_);
     beast::error_code pec;
     auto ep = Lowest().socket().remote_endpoint(pec);
@@ -422,6 +432,9 @@ class HttpSession : public std::enable_shared_from_this<HttpSession<Stream>> {
     }
     // No read deadline while the handler works (long polls wait here by design).
     Lowest().expires_never();
+    client_gone_ = std::make_shared<ClientGone>();
+    api.client_gone = client_gone_;
+    WatchClient();
     auto self = shared_from_this();
     Responder respond = [self](ApiResponse r) {
       asio::post(self->stream_.get_executor(),
@@ -431,6 +444,60 @@ class HttpSession : public std::enable_shared_from_this<HttpSession<Stream>> {
                                 respond = std::move(respond)]() mutable {
       handler(std::move(api), std::move(respond));
     });
+  }
+
+  // While a handler works on the request (a long poll may park for a minute): waits for the
+  // socket to turn readable, without reading. EOF or an error there means the client is gone:
+  // the handler is told (ClientGone) and the socket closed, so a dead agent's parked poll and
+  // its connection go at once. Bytes from the client (a pipelined request, a TLS record) end
+  // the watch; they are read after the answer.
+  void WatchClient() {
+    watching_ = true;
+    Lowest().socket().async_wait(
+        tcp::socket::wait_read,
+        [self = shared_from_this(), gen = watch_gen_](beast::error_code ec) {
+          self->OnClientReadable(gen, ec);
+        });
+  }
+
+  void OnClientReadable(uint64_t gen, beast::error_code ec) {
+    if (gen != watch_gen_ || !watching_) {
+      return;  // the answer came first
+    }
+    if (ec) {
+      watching_ = false;
+      return;
+    }
+    char byte = 0;
+    const ssize_t n =
+        ::recv(Lowest().socket().native_handle(), &byte, 1, MSG_PEEK | MSG_DONTWAIT);
+    if (n > 0) {
+      watching_ = false;
+      return;
+    }
+    if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR)) {
+      return WatchClient();
+    }
+    watching_ = false;
+    ++state_.clients_gone;
+    std::shared_ptr<ClientGone> gone = std::move(client_gone_);
+    beast::error_code ignored;
+    Lowest().socket().close(ignored);
+    if (gone) {
+      gone->Notify();
+    }
+  }
+
+  // The answer is here: the watch ends (its wait, the only operation pending while a handler
+  // works, is cancelled).
+  void StopWatchingClient() {
+    client_gone_.reset();
+    ++watch_gen_;
+    if (watching_) {
+      watching_ = false;
+      beast::error_code ignored;
+      Lowest().socket().cancel(ignored);
+    }
   }
 
   void WriteError(int status, std::string message) {
@@ -581,6 +648,7 @@ class HttpSession : public std::enable_shared_from_this<HttpSession<Stream>> {
   }
 
   void Write(ApiResponse r) {
+    StopWatchingClient();
     if (r.on_stream) {
       return WriteStream(std::move(r));
     }
@@ -665,6 +733,10 @@ class HttpSession : public std::enable_shared_from_this<HttpSession<Stream>> {
   std::atomic<bool> closed_{false};  // failed or closing: the writer takes no more
   std::atomic<size_t> queued_{0};    // bytes given to the writer, not yet taken by the socket
   char sink_[512];
+  // Watching the client while a handler works (WatchClient). On the session's strand.
+  bool watching_ = false;
+  uint64_t watch_gen_ = 0;  // bumped by each answer: a watch from before it is stale
+  std::shared_ptr<ClientGone> client_gone_;  // the request's, until its answer
   ServerState& state_;
   const HttpServerOptions& options_;
   const uint64_t id_;
@@ -754,16 +826,30 @@ size_t EffectiveMaxConnections(size_t configured) {
   return std::max<size_t>(1, std::min(configured, room));
 }
 
+HttpServerOptions WithThreads(HttpServerOptions o) {
+  const unsigned cores = std::thread::hardware_concurrency();
+  if (o.io_threads <= 0) {
+    o.io_threads = DefaultIoThreads(cores);
+  }
+  if (o.worker_threads <= 0) {
+    o.worker_threads = DefaultWorkerThreads(cores);
+  }
+  return o;
+}
+
 }  // namespace
+
+int DefaultIoThreads(unsigned cores) { return std::max(1, static_cast<int>(cores) / 2); }
+int DefaultWorkerThreads(unsigned cores) { return std::max(2, static_cast<int>(cores)); }
 
 class HttpServer::Impl {
  public:
   Impl(Handler handler, HttpServerOptions options, Admitter admit)
       : handler_(std::move(handler)),
         admit_(std::move(admit)),
-        options_(options),
-        ioc_(options.io_threads),
-        workers_(static_cast<size_t>(options.worker_threads)) {}
+        options_(WithThreads(options)),
+        ioc_(options_.io_threads),
+        workers_(static_cast<size_t>(options_.worker_threads)) {}
 
   Handler handler_;
   Admitter admit_;
@@ -862,6 +948,9 @@ HttpServerStats HttpServer::stats() const {
   out.body_timeouts = s->body_timeouts;
   out.refused_unread = s->refused_unread;
   out.too_large = s->too_large;
+  out.clients_gone = s->clients_gone;
+  out.io_threads = impl_->options_.io_threads;
+  out.worker_threads = impl_->options_.worker_threads;
   return out;
 }
 
@@ -881,15 +970,21 @@ void HttpServer::Stop() {
     return;
   }
   impl_->stopped_ = true;
+  if (impl_->state_) {
+    impl_->state_->stopping = true;
+  }
   if (impl_->listener_) {
     impl_->listener_->Close();
   }
+  // The handlers already dispatched run to the end (nothing new is dispatched: `stopping`), so
+  // a report or a result accepted before the stop is applied whole. Their answers are posted
+  // to the network threads, still running.
+  impl_->workers_.join();
   impl_->ioc_.stop();
   for (auto& t : impl_->threads_) {
     t.join();
   }
   impl_->threads_.clear();
-  impl_->workers_.join();
 }
 
 Status ParseHostPort(const std::string& text, std::string* host, uint16_t* port) {

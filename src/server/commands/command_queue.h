@@ -12,6 +12,7 @@
 #include <mutex>
 #include <optional>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "core/clock.h"
@@ -88,6 +89,8 @@ class CommandQueue : public CommandSink {
     Deliver deliver;
     uint64_t ticket = 0;
   };
+  // REQUIRES: mu_ held. Removes a parked poll (and its deadline) and returns its deliver.
+  Deliver UnparkLocked(std::map<std::string, Waiter>::iterator w);
   // REQUIRES: mu_ held. Takes the commands due for delivery and marks them delivered.
   std::vector<protocol::Command> TakeDueLocked(const std::string& host, SteadyTime now);
 
@@ -96,6 +99,9 @@ class CommandQueue : public CommandSink {
   mutable std::mutex mu_;
   std::map<std::string, std::vector<Entry>> queues_;  // Guarded by mu_.
   std::map<std::string, Waiter> waiters_;             // Guarded by mu_.
+  // The parked polls by (deadline, ticket) -> host, so that a tick looks at the expired ones
+  // only (10,000 parked polls are not walked ten times a second). Guarded by mu_.
+  std::map<std::pair<SteadyTime, uint64_t>, std::string> by_deadline_;
   std::map<std::string, Recipient> recipients_;       // command id -> host. Guarded by mu_.
   uint64_t next_ticket_ = 1;                          // Guarded by mu_.
   bool shut_down_ = false;                            // Guarded by mu_.

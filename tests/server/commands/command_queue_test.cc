@@ -177,5 +177,30 @@ TEST(CommandQueueTest, CancelDropsOnlyThatParkedPoll) {
   EXPECT_EQ(other.calls, 1);
 }
 
+// The tick answers the polls whose deadline passed, by their own deadline: a poll replaced by a
+// newer one with a later deadline, or cancelled, leaves nothing behind that expires another.
+TEST(CommandQueueTest, TickExpiresOnlyThePollsDue) {
+  ManualClock clock;
+  CommandQueue q(clock);
+  Recorder short1, long1, web2, web3;
+  const auto now = clock.SteadyNow();
+  q.Poll("web-1", now + std::chrono::seconds(10), short1.Fn());
+  q.Poll("web-1", now + std::chrono::seconds(60), long1.Fn());  // replaces it
+  q.Poll("web-2", now + std::chrono::seconds(5), web2.Fn());
+  const uint64_t t3 = q.Poll("web-3", now + std::chrono::seconds(1), web3.Fn());
+  q.Cancel("web-3", t3);
+  clock.Advance(std::chrono::seconds(20));
+  q.RunOnce();
+  EXPECT_EQ(short1.calls, 1);  // answered when replaced
+  EXPECT_EQ(long1.calls, 0);
+  EXPECT_EQ(web2.calls, 1);
+  EXPECT_EQ(web3.calls, 0);
+  EXPECT_EQ(q.parked_polls(), 1u);
+  clock.Advance(std::chrono::seconds(40));
+  q.RunOnce();
+  EXPECT_EQ(long1.calls, 1);
+  EXPECT_EQ(q.parked_polls(), 0u);
+}
+
 }  // namespace
 }  // namespace medic::server

@@ -175,6 +175,9 @@ struct ServerState {
   // closed, never handed to a worker.
   std::atomic<bool> stopping{false};
   std::atomic<uint64_t> clients_gone{0};
+  // Requests handed to a worker and not answered yet (the answer not yet written): Stop waits
+  // for them, briefly, before it stops the network.
+  std::atomic<int64_t> answering{0};
   std::atomic<uint64_t> accepted{0}, rejected_per_address{0}, rejected_total{0}, evicted{0},
       header_timeouts{0}, body_timeouts{0}, refused_unread{0}, too_large{0};
 };
@@ -192,7 +195,10 @@ class HttpSession : public std::enable_shared_from_this<HttpSession<Stream>> {
         state_(state),
         options_(state.options),
         id_(state.next_id++) {}
-  ~HttpSession() { state_.table.Close(id_); }
+  ~HttpSession() {
+    Answered();
+    state_.table.Close(id_);
+  }
 
   uint64_t id() const { return id_; }
 
@@ -434,6 +440,8 @@ class HttpSession : public std::enable_shared_from_this<HttpSession<Stream>> {
     Lowest().expires_never();
     client_gone_ = std::make_shared<ClientGone>();
     api.client_gone = client_gone_;
+    answering_ = true;
+    ++state_.answering;
     WatchClient();
     auto self = shared_from_this();
     Responder respond = [self](ApiResponse r) {
@@ -490,6 +498,14 @@ class HttpSession : public std::enable_shared_from_this<HttpSession<Stream>> {
 
   // The answer is here: the watch ends (its wait, the only operation pending while a handler
   // works, is cancelled).
+  // The dispatched request's answer is written (or failed, or became a stream).
+  void Answered() {
+    if (answering_) {
+      answering_ = false;
+      --state_.answering;
+    }
+  }
+
   void StopWatchingClient() {
     client_gone_.reset();
     ++watch_gen_;
@@ -509,6 +525,7 @@ class HttpSession : public std::enable_shared_from_this<HttpSession<Stream>> {
   // first body bytes, then whatever the writer is given, in order, until a write fails, the
   // writer closes the stream, or one chunk is not taken within the write timeout.
   void WriteStream(ApiResponse r) {
+    Answered();  // a stream is open as long as it is written: Stop does not wait for it
     keep_alive_ = false;
     std::string head = "HTTP/1.1 " + std::to_string(r.status) + " OK\r\nServer: medic\r\n" +
                        "Content-Type: " + r.content_type + "\r\nConnection: close\r\n";
@@ -675,6 +692,7 @@ class HttpSession : public std::enable_shared_from_this<HttpSession<Stream>> {
 
   void OnWrite(bool close, beast::error_code ec, std::size_t) {
     response_.reset();
+    Answered();
     if (ec) {
       return Fail(ec, "write");
     }
@@ -735,6 +753,7 @@ class HttpSession : public std::enable_shared_from_this<HttpSession<Stream>> {
   char sink_[512];
   // Watching the client while a handler works (WatchClient). On the session's strand.
   bool watching_ = false;
+  bool answering_ = false;  // counted in state_.answering
   uint64_t watch_gen_ = 0;  // bumped by each answer: a watch from before it is stale
   std::shared_ptr<ClientGone> client_gone_;  // the request's, until its answer
   ServerState& state_;
@@ -980,6 +999,14 @@ void HttpServer::Stop() {
   // a report or a result accepted before the stop is applied whole. Their answers are posted
   // to the network threads, still running.
   impl_->workers_.join();
+  // Their answers are on their way: a few seconds for them to be written (a client that reads
+  // none is not waited for longer).
+  if (impl_->state_) {
+    const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(5);
+    while (impl_->state_->answering.load() > 0 && std::chrono::steady_clock::now() < deadline) {
+      std::this_thread::sleep_for(std::chrono::milliseconds(5));
+    }
+  }
   impl_->ioc_.stop();
   for (auto& t : impl_->threads_) {
     t.join();

@@ -95,7 +95,8 @@ class HttpServer {
   void Start();
   // Stops accepting; a request read from now on is answered 503 (connection closed) instead of
   // handled; waits for the handlers already running or queued to finish (what they accepted is
-  // done, not half-done); then closes every connection and joins every thread. A Responder
+  // done, not half-done) and, up to 5 s, for their answers to be written; then closes every
+  // connection and joins every thread. A Responder
   // still held elsewhere (a parked long poll) must be let go before the HttpServer is
   // destroyed. Idempotent.
   void Stop();

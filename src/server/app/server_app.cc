@@ -164,6 +164,13 @@ Result<ServerConfig> LoadServerConfig(const std::string& path) {
         }
         (key == "max_connections" ? c.http.max_connections
                                   : c.http.max_connections_per_address) = static_cast<size_t>(n);
+      } else if (key == "io_threads" || key == "worker_threads") {
+        const int n = v.as<int>();
+        if (n < 1 || n > 256) {
+          return InvalidArgument(where() + key + " must be from 1 to 256 (left out: chosen from " +
+                                 "the number of cores)");
+        }
+        (key == "io_threads" ? c.http.io_threads : c.http.worker_threads) = n;
       } else if (key == "metrics_public") {
         c.metrics_public = v.as<bool>();
       } else if (key == "cookie_secure") {
@@ -247,6 +254,9 @@ class TaskThread {
 }  // namespace
 
 struct ServerApp::Parts {
+  // First, so destroyed last: whatever below still holds a connection (a Responder) lets go of
+  // it while the network's io context lives.
+  std::unique_ptr<HttpServer> http;
   ServerConfig config;
   const Clock* clock = nullptr;
   std::unique_ptr<Store> store;
@@ -268,7 +278,6 @@ struct ServerApp::Parts {
   std::unique_ptr<Fleet> fleet;
   std::unique_ptr<TargetGroupChecker> checker;  // stopped by ServerApp::Stop
   std::unique_ptr<Router> router;
-  std::unique_ptr<HttpServer> http;
 };
 
 namespace {
@@ -480,8 +489,10 @@ Status ServerApp::Start() {
   parts_->http->Start();
   ticker_ = std::thread([this] { TickLoop(); });
   parts_->checker->Start();
-  LogInfo("serving on " + host + ":" + std::to_string(parts_->http->port()) + ", data in " +
-          parts_->config.data_dir);
+  const HttpServerStats stats = parts_->http->stats();
+  LogInfo("serving on " + host + ":" + std::to_string(parts_->http->port()) + " (" +
+          std::to_string(stats.io_threads) + " io threads, " +
+          std::to_string(stats.worker_threads) + " workers), data in " + parts_->config.data_dir);
   return OkStatus();
 }
 
@@ -526,6 +537,9 @@ void ServerApp::Stop() {
     ticker_.join();
   }
   parts_->checker->Stop();
+  // The parked polls are answered, and a poll from now on is answered at once: the queue holds
+  // no connection past the HTTP server's stop. Then the HTTP server answers what it has
+  // dispatched and refuses the rest (HttpServer::Stop).
   parts_->commands->Shutdown();
   parts_->http->Stop();
   parts_->decisions->Stop();
@@ -544,7 +558,8 @@ EventHub& ServerApp::events() { return *parts_->events; }
 
 namespace medic::server {
 
-int RunServerUntilSignal(const ServerConfig& config) {
+int RunServerUntilSignal(const ServerConfig& config,
+                         const std::function<void(uint16_t port)>& serving) {
   if (!SetLogLevelByName(config.log_level)) {
     std::fprintf(stderr, "medic-server: unknown log_level '%s'\n", config.log_level.c_str());
     return 2;
@@ -574,6 +589,9 @@ int RunServerUntilSignal(const ServerConfig& config) {
   if (Status s = (*app)->Start(); !s) {
     std::fprintf(stderr, "medic-server: %s\n", s.error().message.c_str());
     return 1;
+  }
+  if (serving) {
+    serving((*app)->port());
   }
   int sig = 0;
   sigwait(&set, &sig);

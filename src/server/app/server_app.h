@@ -5,6 +5,7 @@
 // (MakeRealServerDeps); tests hand it the same or their own.
 
 #include <condition_variable>
+#include <functional>
 #include <memory>
 #include <mutex>
 #include <string>
@@ -40,7 +41,8 @@ struct ServerConfig {
   int64_t agent_interval_ms = 1000;
   // HTTP limits (docs/API.md "Limits"): `header_timeout` (10s), `body_timeout` (60s),
   // `upload_timeout` (5m, archive chunks), `max_connections` (4096, kept under the open-files
-  // limit) and `max_connections_per_address` (256).
+  // limit) and `max_connections_per_address` (256). `io_threads` and `worker_threads` (1..256;
+  // default from the cores: io max(1, cores/2), workers max(2, cores)).
   HttpServerOptions http;
   // Event streams (docs/API.md "Server-sent events"): `event_queue_bytes` (the most one
   // subscriber may have queued, default 256 KiB), `event_streams_per_principal` (8) and
@@ -146,7 +148,9 @@ namespace medic::server {
 
 // Sets the log level, blocks SIGINT/SIGTERM, raises the open-files limit, creates the server on
 // the real dependencies (MakeRealServerDeps) and starts it, waits for a signal, stops. Returns
-// the process exit code (prints the error when the config or the start fails).
-int RunServerUntilSignal(const ServerConfig& config);
+// the process exit code (prints the error when the config or the start fails). `serving`, when
+// set, is told the port once the server serves (tests listen on port 0).
+int RunServerUntilSignal(const ServerConfig& config,
+                         const std::function<void(uint16_t port)>& serving = nullptr);
 
 }  // namespace medic::server

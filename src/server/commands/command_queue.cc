@@ -27,6 +27,13 @@ std::vector<protocol::Command> CommandQueue::TakeDueLocked(const std::string& ho
   return out;
 }
 
+CommandQueue::Deliver CommandQueue::UnparkLocked(std::map<std::string, Waiter>::iterator w) {
+  Deliver deliver = std::move(w->second.deliver);
+  by_deadline_.erase({w->second.deadline, w->second.ticket});
+  waiters_.erase(w);
+  return deliver;
+}
+
 void CommandQueue::Send(const std::string& host, protocol::Command command) {
   Deliver deliver;
   std::vector<protocol::Command> due;
@@ -44,8 +51,7 @@ void CommandQueue::Send(const std::string& host, protocol::Command command) {
     auto w = waiters_.find(host);
     if (w != waiters_.end()) {
       due = TakeDueLocked(host, clock_.SteadyNow());
-      deliver = std::move(w->second.deliver);
-      waiters_.erase(w);
+      deliver = UnparkLocked(w);
     }
   }
   if (deliver) {
@@ -53,27 +59,42 @@ void CommandQueue::Send(const std::string& host, protocol::Command command) {
   }
 }
 
-void CommandQueue::Poll(const std::string& host, SteadyTime deadline, Deliver deliver) {
+uint64_t CommandQueue::Poll(const std::string& host, SteadyTime deadline, Deliver deliver) {
   Deliver previous;
   std::vector<protocol::Command> due;
+  uint64_t ticket = 0;
+  bool park = false;
   {
     std::lock_guard<std::mutex> lock(mu_);
+    ticket = next_ticket_++;
     due = TakeDueLocked(host, clock_.SteadyNow());
     auto w = waiters_.find(host);
     if (w != waiters_.end()) {
-      previous = std::move(w->second.deliver);
-      waiters_.erase(w);
+      previous = UnparkLocked(w);
     }
-    if (due.empty()) {
-      waiters_[host] = Waiter{deadline, std::move(deliver)};
+    if (due.empty() && !shut_down_) {
+      waiters_[host] = Waiter{deadline, std::move(deliver), ticket};
+      by_deadline_.emplace(std::make_pair(deadline, ticket), host);
+      park = true;
     }
   }
   if (previous) {
     previous({});
   }
-  if (!due.empty()) {
+  if (!park) {
     deliver(std::move(due));
   }
+  return ticket;
+}
+
+void CommandQueue::Cancel(const std::string& host, uint64_t ticket) {
+  Deliver dropped;  // destroyed after the lock: it may hold (and free) a connection
+  std::lock_guard<std::mutex> lock(mu_);
+  auto w = waiters_.find(host);
+  if (w == waiters_.end() || w->second.ticket != ticket) {
+    return;
+  }
+  dropped = UnparkLocked(w);
 }
 
 void CommandQueue::Complete(const std::string& host, const std::string& command_id) {
@@ -117,8 +138,7 @@ void CommandQueue::Wake(const std::string& host) {
     if (w == waiters_.end()) {
       return;
     }
-    deliver = std::move(w->second.deliver);
-    waiters_.erase(w);
+    deliver = UnparkLocked(w);
   }
   deliver({});
 }
@@ -129,16 +149,18 @@ void CommandQueue::RunOnce() {
     std::lock_guard<std::mutex> lock(mu_);
     const SteadyTime now = clock_.SteadyNow();
     const WallTime wall = clock_.Now();
-    for (auto it = waiters_.begin(); it != waiters_.end();) {
-      if (it->second.deadline <= now) {
-        expired.push_back(std::move(it->second.deliver));
-        it = waiters_.erase(it);
-      } else {
-        ++it;
+    // Only the polls due: the index is ordered by deadline.
+    while (!by_deadline_.empty() && by_deadline_.begin()->first.first <= now) {
+      auto w = waiters_.find(by_deadline_.begin()->second);
+      if (w == waiters_.end()) {  // cannot happen: the index and the map change together
+        by_deadline_.erase(by_deadline_.begin());
+        continue;
       }
+      expired.push_back(UnparkLocked(w));
     }
-    for (auto& [host, q] : queues_) {
-      std::erase_if(q, [&](const Entry& e) { return e.command.expires_at < wall; });
+    for (auto it = queues_.begin(); it != queues_.end();) {
+      std::erase_if(it->second, [&](const Entry& e) { return e.command.expires_at < wall; });
+      it = it->second.empty() ? queues_.erase(it) : std::next(it);
     }
     std::erase_if(recipients_, [&](const auto& kv) { return kv.second.forget_at < wall; });
   }
@@ -151,10 +173,12 @@ void CommandQueue::Shutdown() {
   std::vector<Deliver> all;
   {
     std::lock_guard<std::mutex> lock(mu_);
+    shut_down_ = true;
     for (auto& [host, w] : waiters_) {
       all.push_back(std::move(w.deliver));
     }
     waiters_.clear();
+    by_deadline_.clear();
   }
   for (auto& d : all) {
     d({});

@@ -6,11 +6,13 @@
 // `redeliver_after` goes out again on the next poll — and the agent runs each id at most once.
 // Thread-safe.
 
+#include <cstdint>
 #include <functional>
 #include <map>
 #include <mutex>
 #include <optional>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "core/clock.h"
@@ -36,8 +38,14 @@ class CommandQueue : public CommandSink {
 
   // Answers `deliver` now if commands are due for the host, else at the next Send for it or at
   // `deadline` (with an empty list), whichever is first. A newer poll from the same host
-  // answers the older one with an empty list.
-  void Poll(const std::string& host, SteadyTime deadline, Deliver deliver);
+  // answers the older one with an empty list. After Shutdown a poll is answered at once, never
+  // parked. Returns the poll's ticket, for Cancel.
+  uint64_t Poll(const std::string& host, SteadyTime deadline, Deliver deliver);
+
+  // The poll `ticket` of `host` is no longer wanted (its client closed the connection): if it
+  // is still parked it is dropped unanswered (its `deliver` is destroyed, not called). No-op
+  // for a poll already answered or replaced.
+  void Cancel(const std::string& host, uint64_t ticket);
 
   // The host answered this command: it is not delivered again.
   void Complete(const std::string& host, const std::string& command_id);
@@ -57,7 +65,8 @@ class CommandQueue : public CommandSink {
   // Answers expired polls and drops commands past their expiry. Call periodically.
   void RunOnce();
 
-  // Answers every parked poll with an empty list (server shutdown).
+  // Answers every parked poll with an empty list (server shutdown); from then on a poll is
+  // answered at once (so nothing the HTTP server must outlive is held here).
   void Shutdown();
 
   size_t pending(const std::string& host) const;
@@ -78,7 +87,10 @@ class CommandQueue : public CommandSink {
   struct Waiter {
     SteadyTime deadline;
     Deliver deliver;
+    uint64_t ticket = 0;
   };
+  // REQUIRES: mu_ held. Removes a parked poll (and its deadline) and returns its deliver.
+  Deliver UnparkLocked(std::map<std::string, Waiter>::iterator w);
   // REQUIRES: mu_ held. Takes the commands due for delivery and marks them delivered.
   std::vector<protocol::Command> TakeDueLocked(const std::string& host, SteadyTime now);
 
@@ -87,7 +99,12 @@ class CommandQueue : public CommandSink {
   mutable std::mutex mu_;
   std::map<std::string, std::vector<Entry>> queues_;  // Guarded by mu_.
   std::map<std::string, Waiter> waiters_;             // Guarded by mu_.
+  // The parked polls by (deadline, ticket) -> host, so that a tick looks at the expired ones
+  // only (10,000 parked polls are not walked ten times a second). Guarded by mu_.
+  std::map<std::pair<SteadyTime, uint64_t>, std::string> by_deadline_;
   std::map<std::string, Recipient> recipients_;       // command id -> host. Guarded by mu_.
+  uint64_t next_ticket_ = 1;                          // Guarded by mu_.
+  bool shut_down_ = false;                            // Guarded by mu_.
 };
 
 }  // namespace medic::server

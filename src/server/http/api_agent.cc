@@ -90,15 +90,21 @@ void AddAgentRoutes(Router& router, AgentRoutesDeps deps) {
                 // answered 401 here, like any later call of that host. A revocation between
                 // the router's check and the parking is caught by the check after it.
                 const std::string credential(BearerToken(req.authorization));
-                commands.Poll(host, clock.SteadyNow() + Millis(wait_ms),
-                              [respond, &identities,
-                               credential](std::vector<protocol::Command> cmds) {
-                                if (!identities.Authenticate(credential)) {
-                                  return respond(ErrorResponse(401, "invalid token"));
-                                }
-                                protocol::CommandBatch b{std::move(cmds)};
-                                respond(JsonResponse(200, protocol::ToJson(b)));
-                              });
+                const uint64_t ticket = commands.Poll(
+                    host, clock.SteadyNow() + Millis(wait_ms),
+                    [respond, &identities, credential](std::vector<protocol::Command> cmds) {
+                      if (!identities.Authenticate(credential)) {
+                        return respond(ErrorResponse(401, "invalid token"));
+                      }
+                      protocol::CommandBatch b{std::move(cmds)};
+                      respond(JsonResponse(200, protocol::ToJson(b)));
+                    });
+                // An agent that went away (killed, rebooted) frees its parked poll and its
+                // connection at once, not when the poll expires.
+                if (req.client_gone) {
+                  req.client_gone->OnGone(
+                      [&commands, host, ticket] { commands.Cancel(host, ticket); });
+                }
                 if (!identities.Authenticate(credential)) {
                   commands.Wake(host);
                 }

@@ -78,6 +78,14 @@ std::string HttpMetricsText(const HttpServerStats& h) {
           "route's limit).\n# TYPE medic_http_requests_too_large_total counter\n"
           "medic_http_requests_too_large_total " +
           std::to_string(h.too_large) + "\n";
+  text += "# HELP medic_http_clients_gone_total Connections their client closed while its "
+          "request was handled (a dead agent's parked poll).\n"
+          "# TYPE medic_http_clients_gone_total counter\nmedic_http_clients_gone_total " +
+          std::to_string(h.clients_gone) + "\n";
+  text += "# HELP medic_http_threads The server's threads (io_threads, worker_threads).\n"
+          "# TYPE medic_http_threads gauge\nmedic_http_threads{kind=\"io\"} " +
+          std::to_string(h.io_threads) + "\nmedic_http_threads{kind=\"worker\"} " +
+          std::to_string(h.worker_threads) + "\n";
   return text;
 }
 

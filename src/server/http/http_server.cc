@@ -13,6 +13,9 @@
 #include <boost/beast/ssl.hpp>
 #include <boost/beast/version.hpp>
 #include <sys/resource.h>
+#include <sys/socket.h>
+
+#include <cerrno>
 
 #include <atomic>
 #include <deque>
@@ -168,6 +171,13 @@ struct ServerState {
   asio::thread_pool& workers;
   ConnectionTable table;
   std::atomic<uint64_t> next_id{1};
+  // Set by HttpServer::Stop: a request read from now on is answered 503 and its connection
+  // closed, never handed to a worker.
+  std::atomic<bool> stopping{false};
+  std::atomic<uint64_t> clients_gone{0};
+  // Requests handed to a worker and not answered yet (the answer not yet written): Stop waits
+  // for them, briefly, before it stops the network.
+  std::atomic<int64_t> answering{0};
   std::atomic<uint64_t> accepted{0}, rejected_per_address{0}, rejected_total{0}, evicted{0},
       header_timeouts{0}, body_timeouts{0}, refused_unread{0}, too_large{0};
 };
@@ -185,7 +195,10 @@ class HttpSession : public std::enable_shared_from_this<HttpSession<Stream>> {
         state_(state),
         options_(state.options),
         id_(state.next_id++) {}
-  ~HttpSession() { state_.table.Close(id_); }
+  ~HttpSession() {
+    Answered();
+    state_.table.Close(id_);
+  }
 
   uint64_t id() const { return id_; }
 
@@ -412,8 +425,11 @@ class HttpSession : public std::enable_shared_from_this<HttpSession<Stream>> {
     Dispatch();
   }
 
-  // The request is read: to the handler, on a worker thread.
+  // The request is read: to the handler, on a worker thread; the client is watched meanwhile.
   void Dispatch() {
+    if (state_.stopping) {
+      return WriteError(503, "the server is stopping");
+    }
     ApiRequest api = std::move(request_);
     beast::error_code pec;
     auto ep = Lowest().socket().remote_endpoint(pec);
@@ -422,6 +438,11 @@ class HttpSession : public std::enable_shared_from_this<HttpSession<Stream>> {
     }
     // No read deadline while the handler works (long polls wait here by design).
     Lowest().expires_never();
+    client_gone_ = std::make_shared<ClientGone>();
+    api.client_gone = client_gone_;
+    answering_ = true;
+    ++state_.answering;
+    WatchClient();
     auto self = shared_from_this();
     Responder respond = [self](ApiResponse r) {
       asio::post(self->stream_.get_executor(),
@@ -433,6 +454,68 @@ class HttpSession : public std::enable_shared_from_this<HttpSession<Stream>> {
     });
   }
 
+  // While a handler works on the request (a long poll may park for a minute): waits for the
+  // socket to turn readable, without reading. EOF or an error there means the client is gone:
+  // the handler is told (ClientGone) and the socket closed, so a dead agent's parked poll and
+  // its connection go at once. Bytes from the client (a pipelined request, a TLS record) end
+  // the watch; they are read after the answer.
+  void WatchClient() {
+    watching_ = true;
+    Lowest().socket().async_wait(
+        tcp::socket::wait_read,
+        [self = shared_from_this(), gen = watch_gen_](beast::error_code ec) {
+          self->OnClientReadable(gen, ec);
+        });
+  }
+
+  void OnClientReadable(uint64_t gen, beast::error_code ec) {
+    if (gen != watch_gen_ || !watching_) {
+      return;  // the answer came first
+    }
+    if (ec) {
+      watching_ = false;
+      return;
+    }
+    char byte = 0;
+    const ssize_t n =
+        ::recv(Lowest().socket().native_handle(), &byte, 1, MSG_PEEK | MSG_DONTWAIT);
+    if (n > 0) {
+      watching_ = false;
+      return;
+    }
+    if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR)) {
+      return WatchClient();
+    }
+    watching_ = false;
+    ++state_.clients_gone;
+    std::shared_ptr<ClientGone> gone = std::move(client_gone_);
+    beast::error_code ignored;
+    Lowest().socket().close(ignored);
+    if (gone) {
+      gone->Notify();
+    }
+  }
+
+  // The answer is here: the watch ends (its wait, the only operation pending while a handler
+  // works, is cancelled).
+  // The dispatched request's answer is written (or failed, or became a stream).
+  void Answered() {
+    if (answering_) {
+      answering_ = false;
+      --state_.answering;
+    }
+  }
+
+  void StopWatchingClient() {
+    client_gone_.reset();
+    ++watch_gen_;
+    if (watching_) {
+      watching_ = false;
+      beast::error_code ignored;
+      Lowest().socket().cancel(ignored);
+    }
+  }
+
   void WriteError(int status, std::string message) {
     keep_alive_ = false;
     Write(ErrorResponse(status, std::move(message)));
@@ -442,6 +525,7 @@ class HttpSession : public std::enable_shared_from_this<HttpSession<Stream>> {
   // first body bytes, then whatever the writer is given, in order, until a write fails, the
   // writer closes the stream, or one chunk is not taken within the write timeout.
   void WriteStream(ApiResponse r) {
+    Answered();  // a stream is open as long as it is written: Stop does not wait for it
     keep_alive_ = false;
     std::string head = "HTTP/1.1 " + std::to_string(r.status) + " OK\r\nServer: medic\r\n" +
                        "Content-Type: " + r.content_type + "\r\nConnection: close\r\n";
@@ -581,6 +665,7 @@ class HttpSession : public std::enable_shared_from_this<HttpSession<Stream>> {
   }
 
   void Write(ApiResponse r) {
+    StopWatchingClient();
     if (r.on_stream) {
       return WriteStream(std::move(r));
     }
@@ -607,6 +692,7 @@ class HttpSession : public std::enable_shared_from_this<HttpSession<Stream>> {
 
   void OnWrite(bool close, beast::error_code ec, std::size_t) {
     response_.reset();
+    Answered();
     if (ec) {
       return Fail(ec, "write");
     }
@@ -665,6 +751,11 @@ class HttpSession : public std::enable_shared_from_this<HttpSession<Stream>> {
   std::atomic<bool> closed_{false};  // failed or closing: the writer takes no more
   std::atomic<size_t> queued_{0};    // bytes given to the writer, not yet taken by the socket
   char sink_[512];
+  // Watching the client while a handler works (WatchClient). On the session's strand.
+  bool watching_ = false;
+  bool answering_ = false;  // counted in state_.answering
+  uint64_t watch_gen_ = 0;  // bumped by each answer: a watch from before it is stale
+  std::shared_ptr<ClientGone> client_gone_;  // the request's, until its answer
   ServerState& state_;
   const HttpServerOptions& options_;
   const uint64_t id_;
@@ -754,16 +845,30 @@ size_t EffectiveMaxConnections(size_t configured) {
   return std::max<size_t>(1, std::min(configured, room));
 }
 
+HttpServerOptions WithThreads(HttpServerOptions o) {
+  const unsigned cores = std::thread::hardware_concurrency();
+  if (o.io_threads <= 0) {
+    o.io_threads = DefaultIoThreads(cores);
+  }
+  if (o.worker_threads <= 0) {
+    o.worker_threads = DefaultWorkerThreads(cores);
+  }
+  return o;
+}
+
 }  // namespace
+
+int DefaultIoThreads(unsigned cores) { return std::max(1, static_cast<int>(cores) / 2); }
+int DefaultWorkerThreads(unsigned cores) { return std::max(2, static_cast<int>(cores)); }
 
 class HttpServer::Impl {
  public:
   Impl(Handler handler, HttpServerOptions options, Admitter admit)
       : handler_(std::move(handler)),
         admit_(std::move(admit)),
-        options_(options),
-        ioc_(options.io_threads),
-        workers_(static_cast<size_t>(options.worker_threads)) {}
+        options_(WithThreads(options)),
+        ioc_(options_.io_threads),
+        workers_(static_cast<size_t>(options_.worker_threads)) {}
 
   Handler handler_;
   Admitter admit_;
@@ -862,6 +967,9 @@ HttpServerStats HttpServer::stats() const {
   out.body_timeouts = s->body_timeouts;
   out.refused_unread = s->refused_unread;
   out.too_large = s->too_large;
+  out.clients_gone = s->clients_gone;
+  out.io_threads = impl_->options_.io_threads;
+  out.worker_threads = impl_->options_.worker_threads;
   return out;
 }
 
@@ -881,15 +989,29 @@ void HttpServer::Stop() {
     return;
   }
   impl_->stopped_ = true;
+  if (impl_->state_) {
+    impl_->state_->stopping = true;
+  }
   if (impl_->listener_) {
     impl_->listener_->Close();
+  }
+  // The handlers already dispatched run to the end (nothing new is dispatched: `stopping`), so
+  // a report or a result accepted before the stop is applied whole. Their answers are posted
+  // to the network threads, still running.
+  impl_->workers_.join();
+  // Their answers are on their way: a few seconds for them to be written (a client that reads
+  // none is not waited for longer).
+  if (impl_->state_) {
+    const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(5);
+    while (impl_->state_->answering.load() > 0 && std::chrono::steady_clock::now() < deadline) {
+      std::this_thread::sleep_for(std::chrono::milliseconds(5));
+    }
   }
   impl_->ioc_.stop();
   for (auto& t : impl_->threads_) {
     t.join();
   }
   impl_->threads_.clear();
-  impl_->workers_.join();
 }
 
 Status ParseHostPort(const std::string& text, std::string* host, uint16_t* port) {

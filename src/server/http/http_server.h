@@ -20,8 +20,10 @@
 namespace medic::server {
 
 struct HttpServerOptions {
-  int io_threads = 1;
-  int worker_threads = 2;
+  // Threads running the network (Asio) and the handlers (which may block on the store); 0: the
+  // default for this machine's cores (DefaultIoThreads, DefaultWorkerThreads).
+  int io_threads = 0;
+  int worker_threads = 0;
   // The body limit when the server is given no Admitter (with one, each route's; router.h).
   size_t body_limit = 1 << 20;
   // Deadlines for reading a request (docs/API.md, "Limits"). The headers: from the connection's
@@ -61,7 +63,15 @@ struct HttpServerStats {
   uint64_t body_timeouts = 0;         // closed at the body deadline
   uint64_t refused_unread = 0;        // refused on their headers; the body was not read
   uint64_t too_large = 0;             // answered 413
+  uint64_t clients_gone = 0;          // closed by the client while its request was handled
+  int io_threads = 0;                 // in effect
+  int worker_threads = 0;
 };
+
+// The defaults for `cores` (std::thread::hardware_concurrency(); 0 when unknown counts as 1):
+// io max(1, cores / 2), workers max(2, cores).
+int DefaultIoThreads(unsigned cores);
+int DefaultWorkerThreads(unsigned cores);
 
 class HttpServer {
  public:
@@ -83,7 +93,12 @@ class HttpServer {
 
   // Starts the network and worker threads; returns at once.
   void Start();
-  // Stops accepting, closes connections, joins every thread. Idempotent.
+  // Stops accepting; a request read from now on is answered 503 (connection closed) instead of
+  // handled; waits for the handlers already running or queued to finish (what they accepted is
+  // done, not half-done) and, up to 5 s, for their answers to be written; then closes every
+  // connection and joins every thread. A Responder
+  // still held elsewhere (a parked long poll) must be let go before the HttpServer is
+  // destroyed. Idempotent.
   void Stop();
   // Thread-safe.
   HttpServerStats stats() const;

@@ -2,6 +2,33 @@
 
 namespace medic::server {
 
+void ClientGone::OnGone(std::function<void()> f) {
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    if (!gone_) {
+      on_gone_ = std::move(f);
+      return;
+    }
+  }
+  f();
+}
+
+void ClientGone::Notify() {
+  std::function<void()> f;
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    if (gone_) {
+      return;
+    }
+    gone_ = true;
+    f = std::move(on_gone_);
+    on_gone_ = nullptr;
+  }
+  if (f) {
+    f();
+  }
+}
+
 ApiResponse JsonResponse(int status, const Json& body) {
   ApiResponse r;
   r.status = status;

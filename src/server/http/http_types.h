@@ -5,6 +5,8 @@
 
 #include <functional>
 #include <map>
+#include <memory>
+#include <mutex>
 #include <optional>
 #include <string>
 #include <utility>
@@ -14,6 +16,23 @@
 #include "core/result.h"
 
 namespace medic::server {
+
+// Tells a handler that answers later (a long poll) that its client closed the connection before
+// the answer came: the handler may stop waiting and let its Responder go (a Responder holds the
+// connection). Thread-safe. The HTTP server makes one per request (ApiRequest::client_gone).
+class ClientGone {
+ public:
+  // Runs `f` once the client is gone: later, on a network thread (it must be quick and must not
+  // block), or at once on this thread if it already is. Replaces an earlier `f`.
+  void OnGone(std::function<void()> f);
+  // The HTTP server: the client closed. Runs the callback, once.
+  void Notify();
+
+ private:
+  std::mutex mu_;
+  bool gone_ = false;              // Guarded by mu_.
+  std::function<void()> on_gone_;  // Guarded by mu_.
+};
 
 // Who may call a route (router.h: RoleName, ParseRole, Allows).
 enum class Role { kPublic, kAgent, kViewer, kOperator, kAdmin };
@@ -29,6 +48,8 @@ struct ApiRequest {
   std::string content_type;
   std::string body;
   std::string peer;  // "127.0.0.1:5555", informational
+  // Set by the HTTP server while the request is being handled (null in requests built by hand).
+  std::shared_ptr<ClientGone> client_gone;
   // Filled by the router:
   std::map<std::string, std::string> path_params;  // {id} -> "inc-42"
   std::string principal;                           // token name of the caller

@@ -104,6 +104,37 @@ TEST(LoadServerConfigTest, HttpLimitsAndPublicMetrics) {
   EXPECT_TRUE(flagged->metrics_public);
 }
 
+// The server's threads (issue 13): io_threads and worker_threads from the config, else chosen
+// from the cores; out of range or of the wrong type, a clear error naming file and line.
+TEST(ServerConfigTest, ThreadCountsFromConfigOrCores) {
+  test::TempDir dir;
+  ASSERT_TRUE(
+      WriteFileAtomic(dir.File("s.yaml"), "io_threads: 3\nworker_threads: 5\n").has_value());
+  auto c = LoadServerConfig(dir.File("s.yaml"));
+  ASSERT_TRUE(c.has_value()) << c.error().ToString();
+  EXPECT_EQ(c->http.io_threads, 3);
+  EXPECT_EQ(c->http.worker_threads, 5);
+  const ServerConfig defaults;
+  EXPECT_EQ(defaults.http.io_threads, 0);  // chosen when the server is made
+  EXPECT_EQ(defaults.http.worker_threads, 0);
+  struct Case {
+    unsigned cores;
+    int io, workers;
+  };
+  for (const Case& k : {Case{0, 1, 2}, Case{1, 1, 2}, Case{2, 1, 2}, Case{4, 2, 4},
+                        Case{16, 8, 16}}) {
+    SCOPED_TRACE(k.cores);
+    EXPECT_EQ(DefaultIoThreads(k.cores), k.io);
+    EXPECT_EQ(DefaultWorkerThreads(k.cores), k.workers);
+  }
+  test::ExpectConfigErrors({
+      {"io_threads: 0\n", ":1: io_threads must be from 1 to 256"},
+      {"worker_threads: 257\n", ":1: worker_threads must be from 1 to 256"},
+      {"worker_threads: -1\n", ":1: worker_threads must be from 1 to 256"},
+      {"io_threads: two\n", ":1: wrong type for 'io_threads'"},
+  });
+}
+
 TEST(ServerFlagsTest, ANonLoopbackListenNeedsInsecureHttp) {
   auto flags = [](std::vector<const char*> args) {
     args.insert(args.begin(), "medic-server");

@@ -139,5 +139,68 @@ TEST(CommandQueueTest, ShutdownAnswersEveryPoll) {
   EXPECT_EQ(b.calls, 1);
 }
 
+// A poll after the shutdown (a request the server had read before it stopped) is answered at
+// once, never parked: nothing parked may outlive the HTTP server that holds its connection.
+TEST(CommandQueueTest, PollAfterShutdownIsAnsweredAtOnce) {
+  ManualClock clock;
+  CommandQueue q(clock);
+  q.Shutdown();
+  Recorder a;
+  q.Poll("web-1", clock.SteadyNow() + std::chrono::seconds(25), a.Fn());
+  EXPECT_EQ(a.calls, 1);
+  EXPECT_TRUE(a.ids.empty());
+  EXPECT_EQ(q.parked_polls(), 0u);
+}
+
+// A cancelled poll (its client closed) is dropped unanswered; a stale ticket (the host polled
+// again since) leaves the newer poll parked.
+TEST(CommandQueueTest, CancelDropsOnlyThatParkedPoll) {
+  ManualClock clock;
+  CommandQueue q(clock);
+  Recorder first, second, other;
+  const auto deadline = clock.SteadyNow() + std::chrono::seconds(25);
+  const uint64_t t1 = q.Poll("web-1", deadline, first.Fn());
+  const uint64_t t2 = q.Poll("web-1", deadline, second.Fn());  // answers the first
+  q.Poll("web-2", deadline, other.Fn());
+  EXPECT_EQ(first.calls, 1);
+  q.Cancel("web-1", t1);  // stale: the second poll stays
+  EXPECT_EQ(q.parked_polls(), 2u);
+  q.Cancel("web-1", t2);
+  EXPECT_EQ(q.parked_polls(), 1u);
+  EXPECT_EQ(second.calls, 0);  // dropped, not answered
+  q.Send("web-1", Cmd("c1", clock));
+  EXPECT_EQ(second.calls, 0);
+  EXPECT_EQ(q.pending("web-1"), 1u);  // waits for the next poll
+  clock.Advance(std::chrono::seconds(30));
+  q.RunOnce();
+  EXPECT_EQ(second.calls, 0);
+  EXPECT_EQ(other.calls, 1);
+}
+
+// The tick answers the polls whose deadline passed, by their own deadline: a poll replaced by a
+// newer one with a later deadline, or cancelled, leaves nothing behind that expires another.
+TEST(CommandQueueTest, TickExpiresOnlyThePollsDue) {
+  ManualClock clock;
+  CommandQueue q(clock);
+  Recorder short1, long1, web2, web3;
+  const auto now = clock.SteadyNow();
+  q.Poll("web-1", now + std::chrono::seconds(10), short1.Fn());
+  q.Poll("web-1", now + std::chrono::seconds(60), long1.Fn());  // replaces it
+  q.Poll("web-2", now + std::chrono::seconds(5), web2.Fn());
+  const uint64_t t3 = q.Poll("web-3", now + std::chrono::seconds(1), web3.Fn());
+  q.Cancel("web-3", t3);
+  clock.Advance(std::chrono::seconds(20));
+  q.RunOnce();
+  EXPECT_EQ(short1.calls, 1);  // answered when replaced
+  EXPECT_EQ(long1.calls, 0);
+  EXPECT_EQ(web2.calls, 1);
+  EXPECT_EQ(web3.calls, 0);
+  EXPECT_EQ(q.parked_polls(), 1u);
+  clock.Advance(std::chrono::seconds(40));
+  q.RunOnce();
+  EXPECT_EQ(long1.calls, 1);
+  EXPECT_EQ(q.parked_polls(), 0u);
+}
+
 }  // namespace
 }  // namespace medic::server

@@ -543,6 +543,8 @@ void ServerApp::Stop() {
   parts_->commands->Shutdown();
   parts_->http->Stop();
   parts_->decisions->Stop();
+  // The last-seen times the ticker had not written yet (reports applied up to the HTTP stop).
+  parts_->fleet->WriteLastSeen();
 }
 
 uint16_t ServerApp::port() const { return parts_->http->port(); }

@@ -92,17 +92,10 @@ Status Fleet::Report(protocol::Report report) {
                   std::to_string(d_.limits.checks_per_host) + ")");
   }
   Evaluate(report);
-  const bool my_turn = d_.hosts.TakeWriteTurn(report.host, d_.clock.Now(), kLastSeenWriteEvery);
-  bool write = false;
-  {
+  if (d_.hosts.TakeWriteTurn(report.host, d_.clock.Now(), kLastSeenWriteEvery)) {
+    // Written by Tick, off the report's path: no report waits for the store's fsync.
     std::lock_guard<std::mutex> lock(seen_mu_);
-    if (my_turn) {
-      seen_due_.emplace_back(report.host, d_.clock.Now());
-    }
-    write = !seen_due_.empty() && d_.clock.SteadyNow() >= next_seen_write_;
-  }
-  if (write) {
-    WriteLastSeen();
+    seen_due_.emplace_back(report.host, d_.clock.Now());
   }
   return OkStatus();
 }
@@ -145,7 +138,17 @@ void Fleet::OnTargetFeeds(const std::vector<TargetFeed>& feeds) {
   }
 }
 
-void Fleet::Tick(WallTime now) { Publish(d_.alarms.Tick(now)); }
+void Fleet::Tick(WallTime now) {
+  Publish(d_.alarms.Tick(now));
+  bool write = false;
+  {
+    std::lock_guard<std::mutex> lock(seen_mu_);
+    write = !seen_due_.empty() && d_.clock.SteadyNow() >= next_seen_write_;
+  }
+  if (write) {
+    WriteLastSeen();
+  }
+}
 
 // Datapoints are placed on the server's clock: the report's newest sample counts as received
 // now and older samples keep their spacing (agent clock skew cannot shift them out of the alarm

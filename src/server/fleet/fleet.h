@@ -76,8 +76,8 @@ class Fleet {
   Status Report(protocol::Report report);
 
   // Writes the last-seen times due (see Report) to the store now, in one transaction; a failed
-  // write is logged (the times are written again a minute later). Report calls it when the
-  // last write is a second old; call it also at shutdown.
+  // write is logged (the times are written again a minute later). Tick calls it when the last
+  // write is a second old; call it also at shutdown.
   void WriteLastSeen();
 
   // What the limits refused, dropped or ignored so far.
@@ -92,7 +92,8 @@ class Fleet {
   void OnTargetFeeds(const std::vector<TargetFeed>& feeds);
 
   // Closes the alarm periods that ended at `now` without a datapoint (missing data,
-  // Host-Unreachable). Call periodically.
+  // Host-Unreachable), and writes the last-seen times due (WriteLastSeen) once a second at
+  // most. Call periodically.
   void Tick(WallTime now);
 
  private:

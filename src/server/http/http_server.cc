@@ -77,7 +77,7 @@ class ConnectionTable {
       Entry& oldest = entries_.at(waiting_.front());
       waiting_.pop_front();
       oldest.waiting = false;
-      Unwait(oldest.address);
+      Unwait(oldest);
       oldest.evicting = true;
       ++evicting_;
       *victim = oldest.evict;
@@ -87,6 +87,7 @@ class ConnectionTable {
     e.evict = std::move(evict);
     e.waiting = true;
     e.pos = waiting_.insert(waiting_.end(), id);
+    e.counted = true;
     ++per_address_[address];
     return Verdict::kAdmitted;
   }
@@ -100,7 +101,7 @@ class ConnectionTable {
     }
     if (it->second.waiting) {
       waiting_.erase(it->second.pos);
-      Unwait(it->second.address);
+      Unwait(it->second);
     }
     if (it->second.evicting) {
       --evicting_;
@@ -109,7 +110,11 @@ class ConnectionTable {
   }
 
   // Waiting for a request's headers (it may give way), or being served (it may not).
-  void SetWaiting(uint64_t id, bool waiting) {
+  // `per_address`: a waiting connection counts against its address's cap. A kept-alive
+  // connection whose client was authenticated on it does not: an agent's report connection is
+  // idle most of each second, and a fleet behind one NAT address must not be refused. It may
+  // still give way at the total cap, as every waiting connection may.
+  void SetWaiting(uint64_t id, bool waiting, bool per_address = true) {
     std::lock_guard<std::mutex> lock(mu_);
     auto it = entries_.find(id);
     if (it == entries_.end() || it->second.evicting || it->second.waiting == waiting) {
@@ -118,10 +123,13 @@ class ConnectionTable {
     it->second.waiting = waiting;
     if (waiting) {
       it->second.pos = waiting_.insert(waiting_.end(), id);
-      ++per_address_[it->second.address];
+      it->second.counted = per_address;
+      if (per_address) {
+        ++per_address_[it->second.address];
+      }
     } else {
       waiting_.erase(it->second.pos);
-      Unwait(it->second.address);
+      Unwait(it->second);
     }
   }
 
@@ -132,9 +140,14 @@ class ConnectionTable {
   size_t max_total() const { return max_total_; }
 
  private:
-  // REQUIRES: mu_ held; a connection from `address` stopped waiting for headers.
-  void Unwait(const std::string& address) {
-    auto it = per_address_.find(address);
+  struct Entry;
+  // REQUIRES: mu_ held; connection `e` stopped waiting for headers.
+  void Unwait(Entry& e) {
+    if (!e.counted) {
+      return;
+    }
+    e.counted = false;
+    auto it = per_address_.find(e.address);
     if (it != per_address_.end() && --it->second == 0) {
       per_address_.erase(it);
     }
@@ -145,6 +158,7 @@ class ConnectionTable {
     std::function<void()> evict;
     bool waiting = false;
     bool evicting = false;  // chosen to give way, not closed yet
+    bool counted = false;   // waiting, and counted against its address's cap
     std::list<uint64_t>::iterator pos;  // in waiting_, while waiting
   };
   const size_t max_total_;
@@ -286,7 +300,7 @@ class HttpSession : public std::enable_shared_from_this<HttpSession<Stream>> {
       return DoClose();
     }
     reading_header_ = true;
-    state_.table.SetWaiting(id_, true);
+    state_.table.SetWaiting(id_, true, /*per_address=*/!authenticated_);
     if (buffer_.size() > 0) {  // pipelined: the next request has begun
       Lowest().expires_after(std::chrono::seconds(options_.header_timeout_seconds));
       return ReadHeader();
@@ -375,6 +389,7 @@ class HttpSession : public std::enable_shared_from_this<HttpSession<Stream>> {
       }
       return Write(std::move(*admission.refusal));
     }
+    authenticated_ = authenticated_ || admission.authenticated;
     max_body_ = admission.max_body_bytes;
     if (length && *length > max_body_) {
       ++state_.too_large;
@@ -737,6 +752,7 @@ class HttpSession : public std::enable_shared_from_this<HttpSession<Stream>> {
   std::optional<http::request_parser<http::string_body>> parser_;
   ApiRequest request_;  // the request being read: its headers, then its body
   size_t max_body_ = 0;  // the admitted request's body limit
+  bool authenticated_ = false;   // a request on it was admitted with a credential (Admission)
   bool reading_header_ = false;  // waiting for (or reading) a request's headers: may be evicted
   bool evict_after_answer_ = false;  // chosen to give way while being served
   bool linger_ = false;  // answered before its body was read: drain a little before closing

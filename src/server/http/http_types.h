@@ -98,6 +98,8 @@ struct Admission {
   std::optional<ApiResponse> refusal;
   size_t max_body_bytes = 0;  // a longer body is answered 413
   bool upload = false;        // a bulk upload: the longer body deadline applies
+  // Admitted with a credential (a route that is not public): the connection's client is known.
+  bool authenticated = false;
 };
 
 ApiResponse JsonResponse(int status, const Json& body);

@@ -207,6 +207,7 @@ Admission Router::Admit(ApiRequest request) const {
     return out;
   }
   out.refusal = Authorize(*route, request);
+  out.authenticated = !out.refusal && route->role != Role::kPublic;
   out.max_body_bytes = MaxBodyBytes(*route);
   out.upload = route->upload;
   return out;

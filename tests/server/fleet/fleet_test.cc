@@ -244,16 +244,20 @@ TEST(FleetLastSeenTest, LastSeenTimesReachTheStoreInBatches) {
   // Within the minute: nothing is due.
   clock.Advance(Millis(1000));
   report_all();
+  fleet.Tick(clock.Now());
   EXPECT_EQ(store.calls(test::StoreOp::kUpdateHostsLastSeen), 0);
-  // A minute on, every host is due at once: the first report writes (the last write is long
-  // past), the other 49 wait for the next second, then go in one transaction.
+  // A minute on, every host is due at once: no report writes (none waits for the store's
+  // fsync); the next Tick writes them all in one transaction.
   clock.Advance(Millis(60'000));
   const WallTime due = clock.Now();
   report_all();
+  EXPECT_EQ(store.calls(test::StoreOp::kUpdateHostsLastSeen), 0) << "a report never writes";
+  fleet.Tick(clock.Now());
   EXPECT_EQ(store.calls(test::StoreOp::kUpdateHostsLastSeen), 1);
   clock.Advance(Millis(1000));
   report_all();
-  EXPECT_EQ(store.calls(test::StoreOp::kUpdateHostsLastSeen), 2);
+  fleet.Tick(clock.Now());
+  EXPECT_EQ(store.calls(test::StoreOp::kUpdateHostsLastSeen), 1) << "nothing new was due";
   EXPECT_EQ(store.calls(test::StoreOp::kPutHost), puts) << "no whole-record write per report";
   auto stored = store.ListHosts();
   ASSERT_TRUE(stored.has_value());
@@ -261,17 +265,24 @@ TEST(FleetLastSeenTest, LastSeenTimesReachTheStoreInBatches) {
   for (const auto& h : *stored) {
     EXPECT_EQ(h.last_seen, due) << h.name;
   }
-  // What is due is written on request too (a server stopping), and nothing twice.
+  // At most one transaction a second: a host due right after a write waits for the next second.
   clock.Advance(Millis(60'000));
   protocol::Report r;
   r.host = name(0);
   ASSERT_TRUE(fleet.Report(r).has_value());
-  EXPECT_EQ(store.calls(test::StoreOp::kUpdateHostsLastSeen), 3);
+  fleet.Tick(clock.Now());
+  EXPECT_EQ(store.calls(test::StoreOp::kUpdateHostsLastSeen), 2);
   r.host = name(1);
   ASSERT_TRUE(fleet.Report(r).has_value());
+  fleet.Tick(clock.Now());
+  EXPECT_EQ(store.calls(test::StoreOp::kUpdateHostsLastSeen), 2) << "a second has not passed";
+  clock.Advance(Millis(1000));
+  fleet.Tick(clock.Now());
   EXPECT_EQ(store.calls(test::StoreOp::kUpdateHostsLastSeen), 3);
-  fleet.WriteLastSeen();
-  EXPECT_EQ(store.calls(test::StoreOp::kUpdateHostsLastSeen), 4);
+  // What is due is written on request too (a server stopping), and nothing twice.
+  clock.Advance(Millis(60'000));
+  r.host = name(2);
+  ASSERT_TRUE(fleet.Report(r).has_value());
   fleet.WriteLastSeen();
   EXPECT_EQ(store.calls(test::StoreOp::kUpdateHostsLastSeen), 4) << "nothing was left due";
 }

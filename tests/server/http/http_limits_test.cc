@@ -76,6 +76,33 @@ class RawConnection {
       got->append(buf, static_cast<size_t>(n));
     }
   }
+  // Reads one whole response (headers and a Content-Length body) within `timeout`; the
+  // connection stays open. Empty when it did not come.
+  std::string ReadResponse(milliseconds timeout) {
+    const auto deadline = steady_clock::now() + timeout;
+    std::string got;
+    for (;;) {
+      const size_t end = got.find("\r\n\r\n");
+      if (end != std::string::npos) {
+        const size_t cl = got.find("Content-Length: ");
+        const size_t length = cl == std::string::npos ? 0 : std::stoul(got.substr(cl + 16));
+        if (got.size() >= end + 4 + length) {
+          return got;
+        }
+      }
+      const auto left = std::chrono::duration_cast<milliseconds>(deadline - steady_clock::now());
+      pollfd p{fd_, POLLIN, 0};
+      if (left.count() <= 0 || poll(&p, 1, static_cast<int>(left.count())) <= 0) {
+        return "";
+      }
+      char buf[65536];
+      const ssize_t n = read(fd_, buf, sizeof(buf));
+      if (n <= 0) {
+        return "";
+      }
+      got.append(buf, static_cast<size_t>(n));
+    }
+  }
   // True when the server has closed the connection (EOF or a reset) without sending anything,
   // within `timeout`.
   bool ClosedWithin(milliseconds timeout) {
@@ -260,6 +287,39 @@ TEST_F(ConnectionCapsTest, ExtraConnectionsFromOneAddressAreClosedAtOnce) {
   EXPECT_TRUE(extra.ClosedWithin(seconds(5)));
   EXPECT_EQ(Call("GET", "/api/v1/hosts", admin_).status, 200);
   EXPECT_GE(Metric("medic_http_connections_rejected_total{reason=\"per_address\"}"), 1);
+}
+
+// A fleet behind one address: kept-alive connections on which a client was authenticated do not
+// count against the address's cap while they idle between requests (an agent's report
+// connection idles most of each second). Connections that only ever reached a public route
+// still do.
+TEST_F(ConnectionCapsTest, AuthenticatedIdleConnectionsDoNotCountAgainstTheirAddress) {
+  std::vector<std::unique_ptr<RawConnection>> agents;
+  for (int i = 0; i < 8; ++i) {  // twice the address's cap of 4
+    agents.push_back(std::make_unique<RawConnection>(app_->port(), "127.0.0.6"));
+    agents.back()->Send("GET /api/v1/hosts HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer " +
+                        admin_ + "\r\n\r\n");
+    const std::string answer = agents.back()->ReadResponse(seconds(10));
+    ASSERT_NE(answer.find("HTTP/1.1 200"), std::string::npos) << i << ": " << answer;
+  }
+  // All 8 idle now, and each still serves its next request.
+  for (auto& agent : agents) {
+    agent->Send("GET /api/v1/hosts HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer " + admin_ +
+                "\r\n\r\n");
+    EXPECT_NE(agent->ReadResponse(seconds(10)).find("HTTP/1.1 200"), std::string::npos);
+  }
+  EXPECT_EQ(Metric("medic_http_connections_rejected_total{reason=\"per_address\"}"), 0);
+
+  // A public route authenticates nobody: those idle connections count, a 5th is closed.
+  std::vector<std::unique_ptr<RawConnection>> anonymous;
+  for (int i = 0; i < 4; ++i) {
+    anonymous.push_back(std::make_unique<RawConnection>(app_->port(), "127.0.0.7"));
+    anonymous.back()->Send("GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n");
+    ASSERT_NE(anonymous.back()->ReadResponse(seconds(10)).find("HTTP/1.1 200"),
+              std::string::npos);
+  }
+  RawConnection extra(app_->port(), "127.0.0.7");
+  EXPECT_TRUE(extra.ClosedWithin(seconds(5)));
 }
 
 // With the total cap reached by connections that never finish their headers, a new one evicts

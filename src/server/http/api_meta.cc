@@ -115,6 +115,14 @@ void AddHealthRoutes(Router& router, MetricsSources metrics, bool metrics_public
                 text += "# HELP medic_incidents_active Incidents being driven.\n"
                         "# TYPE medic_incidents_active gauge\nmedic_incidents_active " +
                         std::to_string(m.incidents.active_count()) + "\n";
+                text += "# HELP medic_history_bytes Bytes the metric history holds (its own "
+                        "accounting: ring capacity plus a fixed part per series).\n"
+                        "# TYPE medic_history_bytes gauge\nmedic_history_bytes " +
+                        std::to_string(m.hosts.history_bytes()) + "\n";
+                text += "# HELP medic_history_budget_bytes The metric history's budget "
+                        "(history.budget_mb).\n"
+                        "# TYPE medic_history_budget_bytes gauge\nmedic_history_budget_bytes " +
+                        std::to_string(m.hosts.history_budget()) + "\n";
                 text += "# HELP medic_agent_polls_parked Agent long polls waiting.\n"
                         "# TYPE medic_agent_polls_parked gauge\nmedic_agent_polls_parked " +
                         std::to_string(m.commands.parked_polls()) + "\n";

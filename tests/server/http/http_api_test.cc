@@ -154,6 +154,9 @@ TEST_F(HttpApiTest, HealthzIsPublicAndMetricsNeedAToken) {
   HttpResponse m = Call("GET", "/metrics", admin_);
   EXPECT_EQ(m.status, 200);
   EXPECT_NE(m.body.find("medic_hosts{status=\"healthy\"}"), std::string::npos);
+  // The metric history against its budget (512 MiB by default).
+  EXPECT_NE(m.body.find("\nmedic_history_budget_bytes 536870912\n"), std::string::npos) << m.body;
+  EXPECT_NE(m.body.find("\nmedic_history_bytes "), std::string::npos) << m.body;
 }
 
 TEST_F(HttpApiTest, BadRequestsGetJsonErrorsAndTheServerKeepsServing) {

@@ -334,6 +334,53 @@ def check(results):
     return bad
 
 
+# Issue 13's acceptance, for the new server ("current") at the top level run: every report
+# answered, p99 report and report -> incident latency under 100 ms, under 1.2 cores, each
+# operator query under 50 ms while the reports' p99 stays under 100 ms, and after a run of 600 s
+# or more, RSS under 1 GiB and flat (under 5 % growth over the last 300 s).
+TARGETS = {"report_p99_ms": 100, "incident_p99_ms": 100, "cores": 1.2, "query_ms": 50,
+           "rss_mib": 1024, "rss_growth": 0.05}
+
+
+def targets(results):
+    bad = []
+    current = [r for r in results if r["binary"] == "current"]
+    if not current:
+        return ["no run of the current server"]
+    top = max(r["agents"] for r in current)
+    for r in (r for r in current if r["agents"] == top):
+        l = r["load"]
+        where = f"current at {r['agents']} agents for {r['duration_s']:.0f} s"
+        if l["report_errors"] or l["unanswered_reports"]:
+            bad.append(f"{where}: {l['unanswered_reports']} reports not answered, "
+                       f"{l['report_errors']} errors")
+        p99 = l["report_latency"].get("p99_ms")
+        if p99 is None or p99 >= TARGETS["report_p99_ms"]:
+            bad.append(f"{where}: report p99 {p99} ms")
+        inc = l["incident_latency"].get("p99_ms")
+        if inc is None or inc >= TARGETS["incident_p99_ms"] or l["breaches_without_incident"]:
+            bad.append(f"{where}: incident p99 {inc} ms, {l['breaches_without_incident']} of "
+                       f"{l['breaches']} breaches without an incident")
+        if r["server_cores"] >= TARGETS["cores"]:
+            bad.append(f"{where}: the server used {r['server_cores']:.2f} cores")
+        for name, q in (r.get("queries") or {}).items():
+            if not q.get("n") or q.get("errors") or q.get("max_ms", 1e9) >= TARGETS["query_ms"]:
+                bad.append(f"{where}: query {name}: {q}")
+        during = r.get("report_p99_during_queries_ms")
+        if r.get("queries") and (during is None or during >= TARGETS["report_p99_ms"]):
+            bad.append(f"{where}: report p99 during the queries {during} ms")
+        curve = r.get("rss_curve_mib") or []
+        if r["duration_s"] >= 600 and curve:
+            end_t, end = curve[-1]
+            earlier = [v for t, v in curve if t <= end_t - 300]
+            if end >= TARGETS["rss_mib"]:
+                bad.append(f"{where}: RSS {end:.0f} MiB at the end")
+            if earlier and end > earlier[-1] * (1 + TARGETS["rss_growth"]):
+                bad.append(f"{where}: RSS grew from {earlier[-1]:.0f} to {end:.0f} MiB "
+                           f"in the last 300 s")
+    return bad
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     bin_dir = os.path.join(HERE, "..", "build", "bin")
@@ -355,7 +402,19 @@ def main():
     ap.add_argument("--keep", action="store_true", help="keep the temp dirs (logs, data)")
     ap.add_argument("--check", action="store_true",
                     help="exit 1 unless every report was answered and a breach made an incident")
+    ap.add_argument("--targets", action="store_true",
+                    help="exit 1 unless the current server meets issue 13's targets at the top "
+                         "level (TARGETS above)")
+    ap.add_argument("--verdict", metavar="SCALE_JSON",
+                    help="run nothing: judge a saved scale.json against the targets")
     args = ap.parse_args()
+    if args.verdict:
+        with open(args.verdict) as f:
+            bad = targets(json.load(f)["results"])
+        for b in bad:
+            print(f"scale: target missed: {b}", file=sys.stderr)
+        print("scale: " + ("targets missed" if bad else "every target met"))
+        return 1 if bad else 0
 
     top, hard = max_agents()
     levels = []
@@ -414,6 +473,11 @@ def main():
                    "loadavg_before": load0, "results": results}, f, indent=1)
     with open(os.path.join(args.out, "scale.md"), "w") as f:
         f.write(md)
+    if args.targets:
+        for b in targets(results):
+            print(f"scale: target missed: {b}", file=sys.stderr)
+        if targets(results):
+            return 1
     if args.check:
         bad = check(results)
         for b in bad:

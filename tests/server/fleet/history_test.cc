@@ -54,6 +54,32 @@ TEST(MetricHistoryTest, DefaultHistoryKeepsFiveMinutesWholeAndEachMinutesExtreme
   EXPECT_EQ(recent.size(), points.size() - 2) << "the first minute's points are before since";
 }
 
+// Issue 13's fleet (docs/BENCHMARKS.md, "Scale"): 9,900 hosts of 11 metrics each in the default
+// budget (512 MiB) keep more than an hour of every series: 5 minutes whole, then 73 minutes of
+// one-minute lows and highs. One series is fed 100 minutes at a point a second; its history
+// reaches back more than 60 minutes, and the whole stays within the budget.
+TEST(MetricHistoryTest, TheBenchmarksFleetKeepsAnHourInTheDefaultBudget) {
+  MetricHistory history;  // the defaults: 512 MiB, 5 minutes whole, 24 h of minutes
+  constexpr size_t kSeries = 9'900 * 11;
+  std::vector<MetricHistory::Series*> all;
+  all.reserve(kSeries);
+  for (size_t i = 0; i < kSeries; ++i) {
+    all.push_back(history.Add());
+  }
+  EXPECT_EQ(history.full_points_allowed(), 300u);
+  EXPECT_GE(history.minutes_allowed(), 60u - 5u) << "an hour with the 5 whole minutes";
+  MetricHistory::Series& s = *all[kSeries / 2];
+  for (int sec = 0; sec < 100 * 60; ++sec) {
+    history.Append(s, kT0 + Millis(sec * 1000), 50);
+  }
+  const WallTime now = kT0 + Millis((100 * 60 - 1) * 1000);
+  const std::vector<Point> points = history.Since(s, kT0);
+  ASSERT_FALSE(points.empty());
+  EXPECT_LE(points.front().t, now - std::chrono::minutes(60))
+      << "oldest kept: " << ToUnixMillis(points.front().t) - ToUnixMillis(kT0) << " ms after t0";
+  EXPECT_LE(history.bytes(), history.budget());
+}
+
 TEST(MetricHistoryTest, PointsOutOfOrderFindTheirPlace) {
   MetricHistory h(HistoryOptions{uint64_t{1} << 20, Millis(60'000), Millis(3'600'000)});
   MetricHistory::Series* s = h.Add();

@@ -9,13 +9,15 @@ PACKAGES=(
   nlohmann-json3-dev libyaml-cpp-dev libsqlite3-dev sqlite3 libcli11-dev
   libgtest-dev libgmock-dev libbenchmark-dev
   nginx curl procps iproute2 util-linux stress-ng
-  prometheus monit prometheus-node-exporter openssl
+  prometheus prometheus-alertmanager monit prometheus-node-exporter openssl
   python3 binutils
   clang libclang-rt-14-dev
   chromium
 )
 # Node.js and npm build nothing: the dashboard is plain ES modules. npm installs uPlot (embedded
-# in medic-server at build time) and playwright-core (the browser tests drive Debian's chromium).
+# in medic-server at build time), playwright-core (the browser tests drive Debian's chromium),
+# s3rver (an S3-compatible server for the S3 archive tests) and @modelcontextprotocol/sdk (the
+# reference MCP client that drives `medic mcp` in its tests).
 command -v npm >/dev/null 2>&1 || PACKAGES+=(nodejs npm)
 
 missing=()

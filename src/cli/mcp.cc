@@ -75,7 +75,9 @@ Json Schema(const std::vector<ArgSpec>& args) {
 // The arguments against the tool's ArgSpecs: every one known, of its type and in its range, the
 // required ones present. REQUIRES: args is an object.
 Status ValidateArguments(const std::vector<ArgSpec>& specs, const Json& args) {
-  for (const auto& [key, value] : args.items()) {
+  for (auto it = args.begin(); it != args.end(); ++it) {
+    const std::string& key = it.key();  // not a structured binding: clang 14 cannot capture one
+    const Json& value = it.value();
     auto spec = std::find_if(specs.begin(), specs.end(),
                              [&key](const ArgSpec& a) { return a.name == key; });
     if (spec == specs.end()) {

@@ -64,8 +64,8 @@ Json Schema(const std::vector<ArgSpec>& args) {
       required.push_back(a.name);
     }
   }
-  Json schema{{"type", "object"}, {"properties", std::move(properties)},
-              {"additionalProperties", false}};
+  Json schema{
+      {"type", "object"}, {"properties", std::move(properties)}, {"additionalProperties", false}};
   if (!required.empty()) {
     schema["required"] = std::move(required);
   }
@@ -85,8 +85,8 @@ Status ValidateArguments(const std::vector<ArgSpec>& specs, const Json& args) {
       for (const ArgSpec& a : specs) {
         known += (known.empty() ? "" : ", ") + std::string(a.name);
       }
-      return InvalidArgument("unknown argument '" + key + "' (known: " +
-                             (known.empty() ? "none" : known) + ")");
+      return InvalidArgument("unknown argument '" + key +
+                             "' (known: " + (known.empty() ? "none" : known) + ")");
     }
     const std::string name(spec->name);
     if (spec->type == ArgType::kString) {
@@ -104,8 +104,8 @@ Status ValidateArguments(const std::vector<ArgSpec>& specs, const Json& args) {
         }
       } else if (static_cast<int64_t>(s.size()) < spec->min ||
                  static_cast<int64_t>(s.size()) > spec->max) {
-        return InvalidArgument(name + " must be a string of " + std::to_string(spec->min) +
-                               " to " + std::to_string(spec->max) + " bytes");
+        return InvalidArgument(name + " must be a string of " + std::to_string(spec->min) + " to " +
+                               std::to_string(spec->max) + " bytes");
       }
     } else {
       const std::optional<int64_t> n = AsInt64(value);
@@ -170,81 +170,123 @@ const std::vector<std::string>& McpProtocolVersions() {
 
 const std::vector<McpServer::ToolSpec>& McpServer::Tools() {
   using Kind = ToolSpec::Kind;
-  const std::vector<std::string_view> statuses = {"diagnosing", "pending_approval", "executing",
-                                                  "completed",  "failed",           "timeout",
-                                                  "rejected"};
-  const ArgSpec incident_id{"id", ArgType::kString, true,
-                            "the incident id, as list_incidents shows it (inc-…)", {}, 1, 128};
+  const std::vector<std::string_view> statuses = {
+      "diagnosing", "pending_approval", "executing", "completed", "failed", "timeout", "rejected"};
+  const ArgSpec incident_id{
+      "id", ArgType::kString, true, "the incident id, as list_incidents shows it (inc-…)", {}, 1,
+      128};
   static const std::vector<ToolSpec> tools = {
-      {"list_incidents", "List incidents",
+      {"list_incidents",
+       "List incidents",
        "medic's incidents, newest first, without the long texts (diagnostics, reasoning, "
        "output, timeline: show_incident has them).",
        {{"status", ArgType::kString, false, "only incidents in this status", statuses},
         {"limit", ArgType::kInteger, false, "at most this many (default 20)", {}, 1, 1000}},
        Kind::kRead,
        &McpServer::ListIncidents},
-      {"show_incident", "Show an incident",
+      {"show_incident",
+       "Show an incident",
        "One incident in full: alarm, host, status, diagnostics from the host, the proposed fix "
        "(ai_suggestion, action, risk), the fix's output and the timeline.",
        {incident_id},
        Kind::kRead,
        &McpServer::ShowIncident},
-      {"list_hosts", "List hosts",
+      {"list_hosts",
+       "List hosts",
        "The fleet's hosts in name order with status (healthy, unhealthy, stale), last report, "
        "latest metrics and health checks; counts by status; `next` names the page's last host "
        "when more match (pass it as `after`).",
-       {{"status", ArgType::kString, false, "only hosts in this status",
+       {{"status",
+         ArgType::kString,
+         false,
+         "only hosts in this status",
          {"healthy", "unhealthy", "stale"}},
         {"prefix", ArgType::kString, false, "only hosts whose name starts with this", {}, 1, 253},
         {"limit", ArgType::kInteger, false, "at most this many (default 100)", {}, 1, 10000},
         {"after", ArgType::kString, false, "the previous page's `next`", {}, 1, 253}},
        Kind::kRead,
        &McpServer::ListHosts},
-      {"list_alarms", "List alarms",
+      {"list_alarms",
+       "List alarms",
        "The state (OK, ALARM, INSUFFICIENT_DATA) of every alarm on every host, with its last "
        "value and reason, and the configured alarm rules; `next` pages as in list_hosts.",
-       {{"state", ArgType::kString, false, "only alarms in this state",
+       {{"state",
+         ArgType::kString,
+         false,
+         "only alarms in this state",
          {"OK", "ALARM", "INSUFFICIENT_DATA"}},
         {"host", ArgType::kString, false, "only the alarms of this host", {}, 1, 253},
         {"limit", ArgType::kInteger, false, "at most this many (default 200)", {}, 1, 10000},
         {"after", ArgType::kString, false, "the previous page's `next`", {}, 1, 512}},
        Kind::kRead,
        &McpServer::ListAlarms},
-      {"host_metrics", "A host's metric history",
+      {"host_metrics",
+       "A host's metric history",
        "The points {t: RFC 3339, v} of one metric of a host, oldest first (the server keeps "
        "every point of the last 5 minutes, then each minute's lowest and highest).",
        {{"host", ArgType::kString, true, "the host name", {}, 1, 253},
-        {"metric", ArgType::kString, true,
-         "the metric, e.g. disk_used_percent, mem_used_percent, cpu_percent, unhealthy:web", {},
-         1, 256},
-        {"since", ArgType::kString, false,
+        {"metric",
+         ArgType::kString,
+         true,
+         "the metric, e.g. disk_used_percent, mem_used_percent, cpu_percent, unhealthy:web",
+         {},
+         1,
+         256},
+        {"since",
+         ArgType::kString,
+         false,
          "from when: RFC 3339 (2026-12-07T01:00:00Z) or a duration ago (15m, 2h); default 1h",
-         {}, 1, 64},
-        {"max_points", ArgType::kInteger, false,
-         "at most this many points, the highest of each run kept (default 120)", {}, 1, 3600}},
+         {},
+         1,
+         64},
+        {"max_points",
+         ArgType::kInteger,
+         false,
+         "at most this many points, the highest of each run kept (default 120)",
+         {},
+         1,
+         3600}},
        Kind::kRead,
        &McpServer::HostMetrics},
-      {"incident_report", "An incident's report",
+      {"incident_report",
+       "An incident's report",
        "The incident's postmortem: times to detect, decide and recover, the alarm's metric, the "
        "fix, diagnostics and timeline.",
        {incident_id, {"format", ArgType::kString, false, "md (default) or html", {"md", "html"}}},
        Kind::kRead,
        &McpServer::IncidentReport},
-      {"approve_incident", "Approve an incident's fix",
+      {"approve_incident",
+       "Approve an incident's fix",
        "Approves the fix an incident in pending_approval proposes (its current proposal, as "
        "show_incident shows it): the fix then runs on the host. Confirm with the user first.",
        {incident_id,
-        {"comment", ArgType::kString, false, "recorded in the timeline and the audit log", {}, 1,
+        {"comment",
+         ArgType::kString,
+         false,
+         "recorded in the timeline and the audit log",
+         {},
+         1,
          4096},
-        {"option", ArgType::kInteger, false,
-         "which proposed fix, 1-based; this server proposes one (default 1)", {}, 1, 1}},
+        {"option",
+         ArgType::kInteger,
+         false,
+         "which proposed fix, 1-based; this server proposes one (default 1)",
+         {},
+         1,
+         1}},
        Kind::kApprove,
        &McpServer::ApproveIncident},
-      {"reject_incident", "Reject an incident's fix",
+      {"reject_incident",
+       "Reject an incident's fix",
        "Rejects the fix an incident in pending_approval proposes: nothing runs and the incident "
        "ends rejected.",
        {incident_id,
-        {"comment", ArgType::kString, false, "recorded in the timeline and the audit log", {}, 1,
+        {"comment",
+         ArgType::kString,
+         false,
+         "recorded in the timeline and the audit log",
+         {},
+         1,
          4096}},
        Kind::kReject,
        &McpServer::RejectIncident},
@@ -278,8 +320,8 @@ std::optional<std::string> McpServer::HandleLine(std::string_view line) {
     }
     Result<Json> message = ParseJson(line, JsonLimits{kMaxJsonDepth, kMcpMaxLineBytes});
     if (!message.has_value()) {
-      return DumpJson(ErrorAnswer(nullptr, kJsonRpcParseError,
-                                  "Parse error: " + message.error().message));
+      return DumpJson(
+          ErrorAnswer(nullptr, kJsonRpcParseError, "Parse error: " + message.error().message));
     }
     if (message->is_array()) {
       if (!initialized_ || version_ != kBatchRevision) {
@@ -391,9 +433,8 @@ Result<Json> McpServer::Initialize(const Json& params, bool in_batch) {
   // The client's revision if we speak it, else our newest: the client then decides.
   const auto& versions = McpProtocolVersions();
   const std::string& want = requested->get_ref<const std::string&>();
-  version_ = std::find(versions.begin(), versions.end(), want) != versions.end()
-                 ? want
-                 : versions.front();
+  version_ =
+      std::find(versions.begin(), versions.end(), want) != versions.end() ? want : versions.front();
   initialized_ = true;
   Json info{{"name", "medic"}, {"version", options_.server_version}};
   if (AtLeast(kStructuredSince)) {
@@ -444,15 +485,15 @@ bool McpServer::ApprovalToolsEnabled(std::string* why) {
 }
 
 Json McpServer::ToolDescription(const ToolSpec& tool) const {
-  Json t{{"name", tool.name}, {"description", tool.description}, {"inputSchema", Schema(tool.args)}};
+  Json t{
+      {"name", tool.name}, {"description", tool.description}, {"inputSchema", Schema(tool.args)}};
   if (AtLeast(kStructuredSince)) {
     t["title"] = tool.title;
   }
   if (AtLeast(kAnnotationsSince)) {
     const bool read = tool.kind == ToolSpec::Kind::kRead;
-    t["annotations"] = Json{{"title", tool.title},
-                            {"readOnlyHint", read},
-                            {"openWorldHint", false}};
+    t["annotations"] =
+        Json{{"title", tool.title}, {"readOnlyHint", read}, {"openWorldHint", false}};
     if (!read) {
       t["annotations"]["destructiveHint"] = tool.kind == ToolSpec::Kind::kApprove;
       t["annotations"]["idempotentHint"] = tool.kind == ToolSpec::Kind::kReject;
@@ -543,19 +584,18 @@ Result<McpServer::ToolOutput> McpServer::ShowIncident(const Json& args) {
 }
 
 Result<McpServer::ToolOutput> McpServer::ListHosts(const Json& args) {
-  return JsonTool("/api/v1/hosts?limit=" +
-                      std::to_string(IntOr(args, "limit", kDefaultHostLimit)) +
+  return JsonTool("/api/v1/hosts?limit=" + std::to_string(IntOr(args, "limit", kDefaultHostLimit)) +
                       QueryPart(args, "status", "status") + QueryPart(args, "prefix", "prefix") +
                       QueryPart(args, "after", "after"),
                   "list_hosts");
 }
 
 Result<McpServer::ToolOutput> McpServer::ListAlarms(const Json& args) {
-  return JsonTool("/api/v1/alarms?limit=" +
-                      std::to_string(IntOr(args, "limit", kDefaultAlarmLimit)) +
-                      QueryPart(args, "state", "state") + QueryPart(args, "host", "host") +
-                      QueryPart(args, "after", "after"),
-                  "list_alarms");
+  return JsonTool(
+      "/api/v1/alarms?limit=" + std::to_string(IntOr(args, "limit", kDefaultAlarmLimit)) +
+          QueryPart(args, "state", "state") + QueryPart(args, "host", "host") +
+          QueryPart(args, "after", "after"),
+      "list_alarms");
 }
 
 Result<McpServer::ToolOutput> McpServer::HostMetrics(const Json& args) {
@@ -568,14 +608,19 @@ Result<McpServer::ToolOutput> McpServer::HostMetrics(const Json& args) {
   } else if (Result<WallTime> t = ParseRfc3339(since); t.has_value()) {
     since = FormatRfc3339(*t);
   } else {
-    return InvalidArgument(what + ": since must be RFC 3339 (2026-12-07T01:00:00Z) or a "
-                           "duration ago (15m, 2h), not '" + since + "'");
+    return InvalidArgument(what +
+                           ": since must be RFC 3339 (2026-12-07T01:00:00Z) or a "
+                           "duration ago (15m, 2h), not '" +
+                           since + "'");
   }
-  const std::string path = "/api/v1/hosts/" + UrlEncode(host) + "/metrics?metric=" +
-                           UrlEncode(metric) + "&since=" + UrlEncode(since) + "&max_points=" +
-                           std::to_string(IntOr(args, "max_points", kDefaultMaxPoints));
+  const std::string path =
+      "/api/v1/hosts/" + UrlEncode(host) + "/metrics?metric=" + UrlEncode(metric) +
+      "&since=" + UrlEncode(since) +
+      "&max_points=" + std::to_string(IntOr(args, "max_points", kDefaultMaxPoints));
   ASSIGN_OR_RETURN(Json body, api_.Call("GET", path, nullptr, what));
-  Json out{{"host", host}, {"metric", metric}, {"since", since},
+  Json out{{"host", host},
+           {"metric", metric},
+           {"since", since},
            {"points", FieldOrNull(body, "points")}};
   return ToolOutput{DumpJson(out), out};
 }
@@ -583,10 +628,10 @@ Result<McpServer::ToolOutput> McpServer::HostMetrics(const Json& args) {
 Result<McpServer::ToolOutput> McpServer::IncidentReport(const Json& args) {
   const std::string id = StringOr(args, "id");
   const std::string format = StringOr(args, "format", "md");
-  ASSIGN_OR_RETURN(HttpResponse resp,
-                   api_.Send("GET", "/api/v1/incidents/" + UrlEncode(id) + "/report?format=" +
-                                        format,
-                             nullptr, "incident_report " + id));
+  ASSIGN_OR_RETURN(
+      HttpResponse resp,
+      api_.Send("GET", "/api/v1/incidents/" + UrlEncode(id) + "/report?format=" + format, nullptr,
+                "incident_report " + id));
   return ToolOutput{resp.body, std::nullopt};
 }
 
@@ -595,8 +640,7 @@ Result<McpServer::ToolOutput> McpServer::ApproveIncident(const Json& args) {
   const std::string what = "approve_incident " + id;
   // Approve the proposal as it is now, named by its hash, as `medic approve` does: the server
   // refuses (409) if it changed in between.
-  ASSIGN_OR_RETURN(Json inc,
-                   api_.Call("GET", "/api/v1/incidents/" + UrlEncode(id), nullptr, what));
+  ASSIGN_OR_RETURN(Json inc, api_.Call("GET", "/api/v1/incidents/" + UrlEncode(id), nullptr, what));
   const std::string hash = StringOr(inc, "action_hash");
   if (hash.empty()) {
     return FailedPrecondition(what + ": the incident proposes no fix to approve (status " +
@@ -610,8 +654,7 @@ Result<McpServer::ToolOutput> McpServer::ApproveIncident(const Json& args) {
                                          &body, what));
   log_ << "medic mcp: approved " << SanitizeForDisplay(id) << " ("
        << SanitizeForDisplay(StringOr(inc, "ai_suggestion")) << ")" << std::endl;
-  return ToolOutput{DumpJson(after), after.is_object() ? std::optional<Json>(after)
-                                                        : std::nullopt};
+  return ToolOutput{DumpJson(after), after.is_object() ? std::optional<Json>(after) : std::nullopt};
 }
 
 Result<McpServer::ToolOutput> McpServer::RejectIncident(const Json& args) {
@@ -623,8 +666,7 @@ Result<McpServer::ToolOutput> McpServer::RejectIncident(const Json& args) {
   ASSIGN_OR_RETURN(Json after, api_.Call("POST", "/api/v1/incidents/" + UrlEncode(id) + "/reject",
                                          &body, "reject_incident " + id));
   log_ << "medic mcp: rejected " << SanitizeForDisplay(id) << std::endl;
-  return ToolOutput{DumpJson(after), after.is_object() ? std::optional<Json>(after)
-                                                        : std::nullopt};
+  return ToolOutput{DumpJson(after), after.is_object() ? std::optional<Json>(after) : std::nullopt};
 }
 
 void ServeMcp(McpServer& server, std::istream& in, std::ostream& out) {

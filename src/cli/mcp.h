@@ -100,7 +100,7 @@ class McpServer {
   McpOptions options_;
   std::ostream& log_;
   std::string version_;
-  bool initialized_ = false;  // the initialize request was answered
+  bool initialized_ = false;         // the initialize request was answered
   std::optional<std::string> role_;  // the token's role, once the server said it
 };
 

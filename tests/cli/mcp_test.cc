@@ -37,8 +37,8 @@ class McpTest : public ::testing::Test {
     return j.value_or(Json("not JSON"));
   }
   Json Request(const std::string& method, const Json& params, int id = 1) {
-    return Send(DumpJson(Json{{"jsonrpc", "2.0"}, {"id", id}, {"method", method},
-                              {"params", params}}));
+    return Send(
+        DumpJson(Json{{"jsonrpc", "2.0"}, {"id", id}, {"method", method}, {"params", params}}));
   }
   Json Initialize(const std::string& version = "2025-11-25") {
     Json a = Request("initialize", {{"protocolVersion", version},
@@ -141,8 +141,7 @@ TEST_F(McpTest, HostileLinesGetJsonRpcErrorsAndNotificationsNoAnswer) {
       {"{\"jsonrpc\":\"2.0\",\"id\":1,\"method\":\"ping\"} trailing", kJsonRpcParseError},
       {"{\"jsonrpc\":\"2.0\",\"id\":1,\"method\":\"p\xff\xfe\"}", kJsonRpcParseError},
       {std::string(40, '[') + std::string(40, ']'), kJsonRpcParseError},
-      {std::string("{\"jsonrpc\":\"2.0\",\"id\":1,\"method\":\"ping\"}\0", 41),
-       kJsonRpcParseError},
+      {std::string("{\"jsonrpc\":\"2.0\",\"id\":1,\"method\":\"ping\"}\0", 41), kJsonRpcParseError},
       {"42", kJsonRpcInvalidRequest},
       {"\"ping\"", kJsonRpcInvalidRequest},
       {"null", kJsonRpcInvalidRequest},
@@ -157,10 +156,8 @@ TEST_F(McpTest, HostileLinesGetJsonRpcErrorsAndNotificationsNoAnswer) {
       {R"({"jsonrpc":"2.0","id":true,"method":"ping"})", kJsonRpcInvalidRequest},
       {R"({"jsonrpc":"2.0","id":4})", kJsonRpcInvalidRequest, 4},
       {R"({"jsonrpc":"2.0","id":4,"method":7})", kJsonRpcInvalidRequest, 4},
-      {R"({"jsonrpc":"2.0","id":5,"method":"tools/list","params":[1]})", kJsonRpcInvalidParams,
-       5},
-      {R"({"jsonrpc":"2.0","id":5,"method":"tools/list","params":"x"})", kJsonRpcInvalidParams,
-       5},
+      {R"({"jsonrpc":"2.0","id":5,"method":"tools/list","params":[1]})", kJsonRpcInvalidParams, 5},
+      {R"({"jsonrpc":"2.0","id":5,"method":"tools/list","params":"x"})", kJsonRpcInvalidParams, 5},
       {R"({"jsonrpc":"2.0","id":6,"method":"resources/list"})", kJsonRpcMethodNotFound, 6},
       {R"({"jsonrpc":"2.0","id":6,"method":""})", kJsonRpcMethodNotFound, 6},
       {R"({"jsonrpc":"2.0","id":7,"method":"tools/call"})", kJsonRpcInvalidParams, 7},
@@ -389,7 +386,8 @@ TEST_F(McpTest, ArgumentsAreCheckedAgainstTheSchemaAndBadOnesAreToolErrors) {
       {"list_incidents", {{"status", "open"}}, "status must be one of diagnosing"},
       {"list_alarms", {{"state", "FIRING"}}, "state must be one of OK, ALARM, INSUFFICIENT_DATA"},
       {"host_metrics", {{"host", "web-1"}}, "missing required argument 'metric'"},
-      {"host_metrics", {{"host", "web-1"}, {"metric", "cpu_percent"}, {"since", "yesterday"}},
+      {"host_metrics",
+       {{"host", "web-1"}, {"metric", "cpu_percent"}, {"since", "yesterday"}},
        "since must be RFC 3339"},
       {"incident_report", {{"id", "inc-1"}, {"format", "pdf"}}, "format must be one of md, html"},
   };
@@ -417,18 +415,24 @@ TEST_F(McpTest, ReadToolsAskTheApiAndAnswerItsJson) {
   };
   const std::vector<Case> cases = {
       {"list_incidents", Json::object(), "/api/v1/incidents?view=summary&limit=20"},
-      {"list_incidents", {{"status", "pending_approval"}, {"limit", 5}},
+      {"list_incidents",
+       {{"status", "pending_approval"}, {"limit", 5}},
        "/api/v1/incidents?view=summary&limit=5&status=pending_approval"},
       {"show_incident", {{"id", "inc 1/2"}}, "/api/v1/incidents/inc%201%2F2"},
-      {"list_hosts", {{"status", "stale"}, {"prefix", "web"}, {"limit", 3}, {"after", "web-1"}},
+      {"list_hosts",
+       {{"status", "stale"}, {"prefix", "web"}, {"limit", 3}, {"after", "web-1"}},
        "/api/v1/hosts?limit=3&status=stale&prefix=web&after=web-1"},
-      {"list_alarms", {{"state", "ALARM"}, {"host", "web-1"}},
+      {"list_alarms",
+       {{"state", "ALARM"}, {"host", "web-1"}},
        "/api/v1/alarms?limit=200&state=ALARM&host=web-1"},
-      {"host_metrics", {{"host", "web-1"}, {"metric", "unhealthy:web"}, {"since", "15m"}},
+      {"host_metrics",
+       {{"host", "web-1"}, {"metric", "unhealthy:web"}, {"since", "15m"}},
        "/api/v1/hosts/web-1/metrics?metric=unhealthy%3Aweb&since=2026-12-07T01%3A15%3A00.000Z"
        "&max_points=120"},
       {"host_metrics",
-       {{"host", "web-1"}, {"metric", "cpu_percent"}, {"since", "2026-12-07T02:00:00+01:00"},
+       {{"host", "web-1"},
+        {"metric", "cpu_percent"},
+        {"since", "2026-12-07T02:00:00+01:00"},
         {"max_points", 7}},
        "/api/v1/hosts/web-1/metrics?metric=cpu_percent&since=2026-12-07T01%3A00%3A00.000Z"
        "&max_points=7"},

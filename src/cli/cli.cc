@@ -11,6 +11,7 @@
 #include "cli/api.h"
 #include "cli/commands.h"
 #include "cli/healthapp.h"
+#include "cli/mcp.h"
 #include "core/display.h"
 #include "core/files.h"
 
@@ -97,6 +98,7 @@ std::string UsageMessage(const CLI::ParseError& e) {
 
 class RealCliEnv : public CliEnv {
  public:
+  std::istream& In() override { return std::cin; }
   std::ostream& Out() override { return std::cout; }
   std::ostream& Err() override { return std::cerr; }
   std::optional<std::string> GetEnv(const std::string& name) override {
@@ -315,6 +317,15 @@ int RunCli(const std::vector<std::string>& args, CliEnv& env) {
       ->check(CLI::Range(1, 50));
   demo->add_flag("--auto", demo_options.auto_approve, "turn approval mode off");
 
+  McpOptions mcp_options;
+  mcp_options.server_version = MEDIC_VERSION;
+  CLI::App* mcp = app.add_subcommand(
+      "mcp", "a Model Context Protocol server on standard input/output: read-only tools for "
+             "incidents, hosts, alarms, metrics and reports (docs/integrations/mcp.md)");
+  mcp->add_flag("--allow-approve", mcp_options.allow_approve,
+                "also offer approve_incident and reject_incident, if the token is operator or "
+                "admin");
+
   AiCheckOptions ai_options;
   CLI::App* ai = app.add_subcommand("ai", "the AI provider");
   ai->fallthrough();
@@ -405,6 +416,14 @@ int RunCli(const std::vector<std::string>& args, CliEnv& env) {
   }
   env.UseServerTls(*tls);
   ApiClient api(env.Http(), target->server, target->token);
+  if (*mcp) {
+    // Standard output carries the protocol only; everything else goes to standard error.
+    McpServer server(api, env.GetClock(), mcp_options, env.Err());
+    env.Err() << "medic mcp: serving MCP on standard input/output for " << api.server()
+              << (mcp_options.allow_approve ? " (--allow-approve)" : " (read-only)") << std::endl;
+    ServeMcp(server, env.In(), env.Out());
+    return 0;
+  }
   Commands commands(api, env.GetClock(), env.Out(), json);
   Status s = OkStatus();
   if (*incidents) {

@@ -4,6 +4,7 @@
 // comes through CliEnv, so tests run RunCli with a fake environment; main() only builds the real
 // one (NewRealCliEnv) and calls RunCli.
 
+#include <istream>
 #include <memory>
 #include <optional>
 #include <ostream>
@@ -22,6 +23,8 @@ namespace medic::cli {
 class CliEnv {
  public:
   virtual ~CliEnv() = default;
+  // Standard input: `medic mcp` reads its messages there.
+  virtual std::istream& In() = 0;
   virtual std::ostream& Out() = 0;
   virtual std::ostream& Err() = 0;
   virtual std::optional<std::string> GetEnv(const std::string& name) = 0;

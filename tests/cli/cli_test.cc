@@ -20,6 +20,7 @@ namespace {
 
 class FakeCliEnv : public CliEnv {
  public:
+  std::istream& In() override { return in; }
   std::ostream& Out() override { return out; }
   std::ostream& Err() override { return err; }
   std::optional<std::string> GetEnv(const std::string& name) override {
@@ -50,6 +51,7 @@ class FakeCliEnv : public CliEnv {
     return local_chaos_status;
   }
 
+  std::istringstream in;
   std::ostringstream out;
   std::ostringstream err;
   std::map<std::string, std::string> env = {{"MEDIC_TOKEN", "tok-123"}};
@@ -680,6 +682,53 @@ TEST(ParseChaosParamsTest, TypesAndErrors) {
             ParseJson(R"j({"a":1,"b":2.5,"c":true,"d":"x y","e":""})j").value());
   EXPECT_FALSE(ParseChaosParams({"novalue"}).has_value());
   EXPECT_FALSE(ParseChaosParams({"=1"}).has_value());
+}
+
+// `medic mcp`: messages from standard input, protocol alone on standard output (one JSON text a
+// line), the log on standard error; --allow-approve asks the server for the token's role.
+TEST_F(CliTest, McpSpeaksOnlyProtocolOnStandardOutput) {
+  const std::string session =
+      R"({"jsonrpc":"2.0","id":1,"method":"initialize","params":{"protocolVersion":"2025-11-25",)"
+      R"("capabilities":{},"clientInfo":{"name":"t","version":"1"}}})"
+      "\n"
+      R"({"jsonrpc":"2.0","method":"notifications/initialized"})"
+      "\n"
+      R"({"jsonrpc":"2.0","id":2,"method":"tools/list"})"
+      "\n";
+  auto tools_listed = [this]() -> size_t {
+    std::istringstream lines(env_.out.str());
+    std::vector<Json> answers;
+    for (std::string line; std::getline(lines, line);) {
+      Result<Json> j = ParseJson(line);
+      EXPECT_TRUE(j.has_value()) << "not a message on stdout: " << line;
+      answers.push_back(j.value_or(Json()));
+    }
+    EXPECT_EQ(answers.size(), 2u) << env_.out.str();
+    if (answers.size() != 2 || !answers[1].contains("result")) {
+      return 0;
+    }
+    EXPECT_EQ(answers[0]["result"]["serverInfo"]["name"], "medic");
+    return answers[1]["result"]["tools"].size();
+  };
+  env_.in.str(session);
+  ASSERT_EQ(Run({"mcp"}), 0) << env_.err.str();
+  EXPECT_EQ(tools_listed(), 6u);
+  EXPECT_NE(env_.err.str().find("medic mcp: serving MCP"), std::string::npos) << env_.err.str();
+  EXPECT_TRUE(env_.http.requests().empty());
+
+  env_.out.str("");
+  env_.in.clear();
+  env_.in.str(session);
+  env_.http.Answer(200, R"({"name":"ops","role":"operator"})");
+  ASSERT_EQ(Run({"mcp", "--allow-approve"}), 0) << env_.err.str();
+  EXPECT_EQ(tools_listed(), 8u);
+  ASSERT_EQ(env_.http.requests().size(), 1u);
+  EXPECT_EQ(env_.http.last().url, "http://127.0.0.1:8080/api/v1/session");
+
+  env_.env.erase("MEDIC_TOKEN");
+  env_.out.str("");
+  EXPECT_EQ(Run({"mcp"}), 1);
+  EXPECT_EQ(env_.out.str(), "");
 }
 
 }  // namespace

@@ -212,6 +212,8 @@ ApiRequest ToApiRequest(http::request<http::string_body>& req) {
   api.authorization = std::string(req[http::field::authorization]);
   api.cookie = std::string(req[http::field::cookie]);
   api.csrf_token = std::string(req["X-CSRF-Token"]);
+  api.slack_signature = std::string(req["X-Slack-Signature"]);
+  api.slack_timestamp = std::string(req["X-Slack-Request-Timestamp"]);
   api.content_type = std::string(req[http::field::content_type]);
   api.body = std::move(req.body());
   api.peer = "127.0.0.1:40000";

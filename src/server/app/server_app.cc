@@ -98,6 +98,8 @@ Result<ServerConfig> LoadServerConfig(const std::string& path) {
         RETURN_IF_ERROR(ParseTargetGroupsYaml(v, path, c.target_groups));
       } else if (key == "hosts") {
         RETURN_IF_ERROR(ParseHostsYaml(v, path, c.hosts));
+      } else if (key == "slack") {
+        RETURN_IF_ERROR(ParseSlackYaml(v, path, c.slack));
       } else if (key == "limits") {
         RETURN_IF_ERROR(ParseLimitsYaml(v, path, c.limits));
       } else if (key == "history") {
@@ -465,6 +467,7 @@ Result<std::unique_ptr<ServerApp>> ServerApp::Create(const ServerConfig& config,
   AddSessionRoutes(r, {p->tokens, *p->sessions, config.cookie_secure || tls});
   AddEventRoutes(r, *p->events);
   AddArchiveRoutes(r, *p->archive, *p->commands);
+  AddSlackRoutes(r, {clock, *p->store, *p->incidents, p->tokens, config.slack});
   AddListingRoute(r);
 
   Router* router = p->router.get();

@@ -26,6 +26,7 @@
 #include "server/http/http_server.h"
 #include "server/http/router.h"
 #include "server/http/sessions.h"
+#include "server/ingest/slack_config.h"
 #include "server/store/store.h"
 
 namespace medic::server {
@@ -87,6 +88,9 @@ struct ServerConfig {
   // The `history:` section: the metric history's memory budget and tiers (fleet/history.h,
   // docs/ARCHITECTURE.md "Metric history").
   HistoryOptions history;
+  // The `slack:` section: the Slack app whose Approve/Reject callbacks medic accepts and the
+  // Slack user -> medic token mapping (ingest/slack_config.h, docs/integrations/slack.md).
+  SlackConfig slack;
 };
 
 // Reads a YAML config file. Unknown keys and wrong types are errors naming file and line.

@@ -372,6 +372,8 @@ class HttpSession : public std::enable_shared_from_this<HttpSession<Stream>> {
     api.cookie = std::string(req[http::field::cookie]);
     api.csrf_token = std::string(req["X-CSRF-Token"]);
     api.content_type = std::string(req[http::field::content_type]);
+    api.slack_signature = std::string(req["X-Slack-Signature"]);
+    api.slack_timestamp = std::string(req["X-Slack-Request-Timestamp"]);
     Admission admission;
     if (state_.admit) {
       admission = state_.admit(api);

@@ -46,6 +46,8 @@ struct ApiRequest {
   std::string cookie;                        // the Cookie header, as sent
   std::string csrf_token;                    // the X-CSRF-Token header, as sent
   std::string content_type;
+  std::string slack_signature;  // X-Slack-Signature, as sent (POST /api/v1/ingest/slack)
+  std::string slack_timestamp;  // X-Slack-Request-Timestamp, as sent
   std::string body;
   std::string peer;  // "127.0.0.1:5555", informational
   // Set by the HTTP server while the request is being handled (null in requests built by hand).

@@ -78,6 +78,16 @@ Result<Principal> TokenRegistry::Authenticate(std::string_view authorization) co
   return *found;
 }
 
+std::optional<Principal> TokenRegistry::FindByName(const std::string& name) const {
+  std::lock_guard<std::mutex> lock(mu_);
+  for (const auto& [hash, p] : tokens_) {
+    if (p.name == name) {
+      return p;
+    }
+  }
+  return std::nullopt;
+}
+
 bool MatchPattern(std::string_view pattern, std::string_view path,
                   std::map<std::string, std::string>* params) {
   std::map<std::string, std::string> out;

@@ -35,6 +35,9 @@ class TokenRegistry {
   int RemoveByName(const std::string& name);
   // From an "Authorization: Bearer X" header value.
   Result<Principal> Authenticate(std::string_view authorization) const;
+  // The principal of the token named `name` now (none once it is revoked): who an identity
+  // mapped from elsewhere (a Slack user, ingest/slack_config.h) acts as.
+  std::optional<Principal> FindByName(const std::string& name) const;
 
  private:
   mutable std::mutex mu_;

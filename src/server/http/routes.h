@@ -19,6 +19,7 @@
 #include "server/http/sessions.h"
 #include "server/incidents/incident_manager.h"
 #include "server/incidents/settings.h"
+#include "server/ingest/slack_config.h"
 #include "server/store/store.h"
 
 namespace medic::server {
@@ -119,6 +120,20 @@ struct SessionRoutesDeps {
   bool secure_cookie;  // the server is reached over TLS: the cookie gets Secure
 };
 void AddSessionRoutes(Router& router, SessionRoutesDeps deps);
+
+// api_slack.cc: POST /api/v1/ingest/slack, Slack's interactivity request URL (public as far as
+// bearer tokens go: Slack's signing secret authenticates it). An Approve or Reject button
+// pressed by a Slack user mapped to a token with the operator role (now, in `tokens`) approves
+// or rejects the incident through `incidents`, as POST /api/v1/incidents/ID/approve does;
+// refusals are audited (`store`). docs/integrations/slack.md.
+struct SlackRoutesDeps {
+  const Clock& clock;          // the signature's timestamp window; audit times
+  Store& store;                // the incident's action_hash; the audit log
+  IncidentManager& incidents;  // approve, reject
+  const TokenRegistry& tokens;  // the mapped token's role now
+  SlackConfig config;
+};
+void AddSlackRoutes(Router& router, SlackRoutesDeps deps);
 
 // api_archive.cc: log archive uploads (agents) and the listing (operators).
 void AddArchiveRoutes(Router& router, Archive& archive, const CommandQueue& commands);

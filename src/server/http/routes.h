@@ -19,6 +19,7 @@
 #include "server/http/sessions.h"
 #include "server/incidents/incident_manager.h"
 #include "server/incidents/settings.h"
+#include "server/ingest/sns_ingest.h"
 #include "server/store/store.h"
 
 namespace medic::server {
@@ -122,5 +123,9 @@ void AddSessionRoutes(Router& router, SessionRoutesDeps deps);
 
 // api_archive.cc: log archive uploads (agents) and the listing (operators).
 void AddArchiveRoutes(Router& router, Archive& archive, const CommandQueue& commands);
+
+// api_ingest_sns.cc: POST /api/v1/ingest/sns, Amazon SNS deliveries (public: the message
+// signature and the configured topics authenticate; body up to kSnsMaxBodyBytes).
+void AddSnsIngestRoutes(Router& router, SnsIngest& sns);
 
 }  // namespace medic::server

@@ -19,7 +19,6 @@
 #include "server/http/sessions.h"
 #include "server/incidents/incident_manager.h"
 #include "server/incidents/settings.h"
-#include "server/ingest/sns_ingest.h"
 #include "server/store/store.h"
 
 namespace medic::server {
@@ -126,6 +125,7 @@ void AddArchiveRoutes(Router& router, Archive& archive, const CommandQueue& comm
 
 // api_ingest_sns.cc: POST /api/v1/ingest/sns, Amazon SNS deliveries (public: the message
 // signature and the configured topics authenticate; body up to kSnsMaxBodyBytes).
+class SnsIngest;  // server/ingest/sns_ingest.h
 void AddSnsIngestRoutes(Router& router, SnsIngest& sns);
 
 }  // namespace medic::server

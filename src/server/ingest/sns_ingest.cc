@@ -1,5 +1,7 @@
 #include "server/ingest/sns_ingest.h"
 
+#include <algorithm>
+
 #include "core/log.h"
 
 namespace medic::server {
@@ -85,6 +87,15 @@ Result<std::shared_ptr<const SnsCertificate>> SnsIngest::Certificate(const std::
   return cert;
 }
 
+void SnsIngest::Forget(const std::string& url) {
+  std::lock_guard<std::mutex> lock(mu_);
+  certificates_.erase(url);
+  auto it = std::find(certificate_order_.begin(), certificate_order_.end(), url);
+  if (it != certificate_order_.end()) {
+    certificate_order_.erase(it);
+  }
+}
+
 SnsIngest::Outcome SnsIngest::Handle(std::string_view body) {
   auto parsed = ParseSnsMessage(body);
   if (!parsed) {
@@ -103,6 +114,8 @@ SnsIngest::Outcome SnsIngest::Handle(std::string_view body) {
     return Refuse(cert.error().code == ErrorCode::kUnavailable ? 502 : 403, cert.error().message);
   }
   if (auto ok = (*cert)->CheckValidAt(clock_.Now()); !ok) {
+    // Not kept: should the URL serve a renewed certificate later, it is fetched again.
+    Forget(m.signing_cert_url);
     return Refuse(403, ok.error().message);
   }
   if (auto ok = (*cert)->Verify(m.signature_version, SnsStringToSign(m), m.signature); !ok) {

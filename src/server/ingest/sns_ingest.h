@@ -63,6 +63,8 @@ class SnsIngest {
  private:
   // The certificate at `url` (from the cache, else fetched and kept).
   Result<std::shared_ptr<const SnsCertificate>> Certificate(const std::string& url);
+  // Drops the certificate of `url` from the cache.
+  void Forget(const std::string& url);
   Outcome Refuse(int status, const std::string& why);
   Outcome HandleNotification(const SnsMessage& m);
 

@@ -639,6 +639,21 @@ TEST_F(SnsRouteTest, ForgedOrTamperedDeliveriesAre403AndApplyNothing) {
   EXPECT_EQ(ingest_->refused(), cases.size());
 }
 
+// A certificate that is not valid now is not kept: the next delivery fetches it again (and a
+// valid one is fetched once).
+TEST_F(SnsRouteTest, AnExpiredCertificateIsNotKept) {
+  for (int i = 0; i < 2; ++i) {
+    Json m = sns_.Notification(kTopic, "x");
+    sns_.Sign(m, 2, sns_.url("/SimpleNotificationService-old.pem"));
+    EXPECT_EQ(Post(m).status, 403);
+  }
+  EXPECT_EQ(sns_.certificate_fetches(), 2);
+  for (int i = 0; i < 2; ++i) {
+    EXPECT_EQ(Post(Signed(sns_.Notification(kTopic, "x"))).status, 200);
+  }
+  EXPECT_EQ(sns_.certificate_fetches(), 3);
+}
+
 TEST_F(SnsRouteTest, MalformedBodiesAre400) {
   for (const std::string& body :
        {std::string("{\"Type\":"), std::string(""), std::string("[]"),

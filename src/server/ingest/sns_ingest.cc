@@ -106,6 +106,10 @@ SnsIngest::Outcome SnsIngest::Handle(std::string_view body) {
     return Refuse(403, "SignatureVersion '" + m.signature_version.substr(0, 16) +
                            "' is not supported (1 or 2)");
   }
+  if (config_.topics.empty()) {
+    // Nothing could be accepted: no certificate is fetched for it.
+    return Refuse(403, "no SNS topic is configured (ingest.sns.topics)");
+  }
   if (auto ok = CheckSnsUrl(m.signing_cert_url, config_.cert_host_pattern); !ok) {
     return Refuse(403, "SigningCertURL: " + ok.error().message);
   }

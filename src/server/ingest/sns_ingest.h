@@ -6,8 +6,8 @@
 // TopicArn of ingest.sns.topics are the authentication. In order:
 //
 //   body not an SNS message (JSON, Type, fields)         -> 400, nothing else
-//   SignatureVersion not 1 or 2, SigningCertURL not https on an SNS host
-//                                                        -> 403, nothing fetched
+//   SignatureVersion not 1 or 2, no topic configured at all, SigningCertURL not https on
+//   an SNS host                                          -> 403, nothing fetched
 //   the certificate cannot be fetched                    -> 502 (SNS retries), nothing applied
 //   certificate not valid now, signature does not verify -> 403, nothing applied
 //   TopicArn not configured                              -> 403, recorded (RecordUnmapped)

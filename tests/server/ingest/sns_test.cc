@@ -654,6 +654,23 @@ TEST_F(SnsRouteTest, AnExpiredCertificateIsNotKept) {
   EXPECT_EQ(sns_.certificate_fetches(), 3);
 }
 
+// A server without ingest.sns.topics accepts nothing and fetches nothing for it.
+TEST_F(SnsRouteTest, WithoutTopicsNothingIsFetched) {
+  SnsConfig none = config_;
+  none.topics.clear();
+  SnsIngest ingest(none, sink_, *web_, clock_);
+  SnsIngest::Outcome out = ingest.Handle(Signed(sns_.SubscriptionConfirmation(kTopic)).dump());
+  EXPECT_EQ(out.status, 403);
+  out = ingest.Handle(
+      Signed(sns_.Notification(
+                 kTopic, test::CloudWatchAlarmMessage("web-1-disk-full", "ALARM", kInstance).dump()))
+          .dump());
+  EXPECT_EQ(out.status, 403);
+  EXPECT_EQ(sns_.certificate_fetches(), 0);
+  EXPECT_EQ(sns_.confirmations(), 0);
+  EXPECT_TRUE(sink_.submitted().empty());
+}
+
 TEST_F(SnsRouteTest, MalformedBodiesAre400) {
   for (const std::string& body :
        {std::string("{\"Type\":"), std::string(""), std::string("[]"),

@@ -138,4 +138,9 @@ void AddSlackRoutes(Router& router, SlackRoutesDeps deps);
 // api_archive.cc: log archive uploads (agents) and the listing (operators).
 void AddArchiveRoutes(Router& router, Archive& archive, const CommandQueue& commands);
 
+// api_ingest_sns.cc: POST /api/v1/ingest/sns, Amazon SNS deliveries (public: the message
+// signature and the configured topics authenticate; body up to kSnsMaxBodyBytes).
+class SnsIngest;  // server/ingest/sns_ingest.h
+void AddSnsIngestRoutes(Router& router, SnsIngest& sns);
+
 }  // namespace medic::server

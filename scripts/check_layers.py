@@ -43,10 +43,11 @@ SERVER_PARTS = {
     "events": set(),
     "incidents": {"store", "alarms", "commands", "events"},
     "fleet": {"store", "alarms", "events", "commands", "incidents"},
+    "ingest": {"alarms"},
     "http": {"store", "identity", "alarms", "archive", "commands", "events", "incidents",
-             "fleet"},
+             "fleet", "ingest"},
     "app": {"store", "identity", "alarms", "archive", "commands", "events", "incidents", "fleet",
-            "http"},
+            "ingest", "http"},
 }
 
 INCLUDE = re.compile(r'^\s*#\s*include\s+"([^"]+)"')

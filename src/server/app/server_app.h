@@ -26,6 +26,7 @@
 #include "server/http/http_server.h"
 #include "server/http/router.h"
 #include "server/http/sessions.h"
+#include "server/ingest/ingest_config.h"
 #include "server/store/store.h"
 
 namespace medic::server {
@@ -87,6 +88,9 @@ struct ServerConfig {
   // The `history:` section: the metric history's memory budget and tiers (fleet/history.h,
   // docs/ARCHITECTURE.md "Metric history").
   HistoryOptions history;
+  // The `ingest:` section: how external alerts (Alertmanager) map to alarms and hosts
+  // (ingest/ingest_config.h, docs/integrations/ingest.md).
+  IngestConfig ingest;
 };
 
 // Reads a YAML config file. Unknown keys and wrong types are errors naming file and line.

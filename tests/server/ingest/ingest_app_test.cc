@@ -7,6 +7,7 @@
 #include <gtest/gtest.h>
 
 #include <chrono>
+#include <cstdlib>
 #include <map>
 #include <string>
 #include <thread>
@@ -378,6 +379,55 @@ TEST_F(IngestAppTest, AnAlertOpensAnIncidentWhoseFixTheResolveVerifies) {
         "medic_ingest_alerts_total{source=\"alertmanager\",result=\"unmapped\"} 1\n"}) {
     EXPECT_NE(metrics.body.find(line), std::string::npos) << line << metrics.body;
   }
+}
+
+// The resolve arrives while the fix is still running (before its result): the verification
+// step reads the alarm's state when the result comes, and the external OK counts as recovery.
+TEST_F(IngestAppTest, AResolveBeforeTheFixsResultStillVerifiesIt) {
+  const Json firing = AlertJson("firing", "WebCheckFailing", {{"host", "web-1"}},
+                                "2026-12-07T01:00:00Z", kZero, "fp-1");
+  ASSERT_EQ(Post(Webhook("firing", Json::array({firing}))).status, 200);
+  const Incident opened = WaitFor(IncidentStatus::kDiagnosing);
+  std::vector<protocol::Command> diag = Poll();
+  ASSERT_EQ(diag.size(), 1u);
+  PostResult(diag[0]);
+  WaitFor(IncidentStatus::kExecuting);
+  std::vector<protocol::Command> fix = Poll();
+  ASSERT_EQ(fix.size(), 1u);
+  const Json resolved = AlertJson("resolved", "WebCheckFailing", {{"host", "web-1"}},
+                                  "2026-12-07T01:00:00Z", "2026-12-07T01:00:30Z", "fp-1");
+  ASSERT_EQ(Post(Webhook("resolved", Json::array({resolved}))).status, 200);
+  EXPECT_EQ(WaitFor(IncidentStatus::kExecuting).incident_id, opened.incident_id);
+  PostResult(fix[0]);
+  const Incident done = WaitFor(IncidentStatus::kCompleted);
+  EXPECT_EQ(done.incident_id, opened.incident_id);
+}
+
+// docs/integrations/ingest.md quotes exactly the configs the acceptance test runs
+// (tests/fixtures/ingest/), and the server's parses.
+TEST(IngestDocTest, ThePageQuotesTheTestedConfigsAndTheServerConfigLoads) {
+  const char* src = std::getenv("MEDIC_SOURCE_DIR");
+  ASSERT_NE(src, nullptr);
+  const std::string root = src;
+  auto doc = ReadFile(root + "/docs/integrations/ingest.md");
+  ASSERT_TRUE(doc.has_value());
+  for (const char* name :
+       {"medic-server.yaml", "prometheus.yml", "medic-rules.yml", "alertmanager.yml"}) {
+    SCOPED_TRACE(name);
+    auto fixture = ReadFile(root + "/tests/fixtures/ingest/" + name);
+    ASSERT_TRUE(fixture.has_value());
+    EXPECT_NE(doc->find("```yaml\n" + *fixture + "```"), std::string::npos);
+  }
+  auto config = LoadServerConfig(root + "/tests/fixtures/ingest/medic-server.yaml");
+  ASSERT_TRUE(config.has_value()) << config.error().ToString();
+  ASSERT_EQ(config->ingest.alertmanager.rules.size(), 1u);
+  EXPECT_EQ(config->ingest.alertmanager.rules[0].alarm, "Prom-Web-Down");
+  EXPECT_EQ(config->ingest.alertmanager.rules[0].host_label, "host");
+  bool runbook = false;
+  for (const auto& rb : config->runbooks) {
+    runbook = runbook || rb.alarm == "Prom-Web-Down";
+  }
+  EXPECT_TRUE(runbook);
 }
 
 }  // namespace

@@ -261,9 +261,9 @@ int RunCli(const std::vector<std::string>& args, CliEnv& env) {
   CLI::App* token_create = token->add_subcommand("create", "create a token and print it");
   token_create->fallthrough();
   token_create->add_option("NAME", token_name, "token name")->required();
-  token_create->add_option("--role", role, "viewer, operator or admin")
+  token_create->add_option("--role", role, "viewer, operator, admin or ingest")
       ->required()
-      ->check(CLI::IsMember({"viewer", "operator", "admin"}));
+      ->check(CLI::IsMember({"viewer", "operator", "admin", "ingest"}));
   CLI::App* token_revoke = token->add_subcommand("revoke", "revoke a token at once");
   token_revoke->fallthrough();
   token_revoke->add_option("NAME", token_name, "token name")->required();

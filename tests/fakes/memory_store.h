@@ -156,9 +156,10 @@ class MemoryStore : public server::Store {
     }
     // SqliteStore's schema CHECKs the role (and reports a violation as Internal: the caller
     // broke the store's schema, not the operator's input, which the API validates).
-    if (token.role != "viewer" && token.role != "operator" && token.role != "admin") {
+    if (token.role != "viewer" && token.role != "operator" && token.role != "admin" &&
+        token.role != "ingest") {
       return Internal("create token " + token.name + ": role '" + token.role +
-                      "' is not viewer, operator or admin");
+                      "' is not viewer, operator, admin or ingest");
     }
     // SqliteStore's schema holds token_hash UNIQUE too: two names for one secret would make
     // authentication ambiguous.

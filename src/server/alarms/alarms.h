@@ -85,6 +85,9 @@ struct AlarmTransition {
   // The (rule, host) is held as remediating (SetRemediating): the change is real and visible,
   // but it must not open another incident.
   bool remediating = false;
+  // Where the state came from: "" for this engine; "alertmanager", "sns" for an external alarm
+  // (server/ingest/), published through the same way.
+  std::string source;
 };
 
 struct AlarmStatus {

@@ -29,6 +29,10 @@
 #include "server/incidents/incident_json.h"
 #include "server/incidents/incident_manager.h"
 #include "server/incidents/settings.h"
+#include "server/ingest/external_alarms.h"
+#include "server/ingest/ingest_config.h"
+#include "server/ingest/sns_ingest.h"
+#include "server/ingest/sns_verify.h"
 
 namespace medic::server {
 
@@ -104,6 +108,8 @@ Result<ServerConfig> LoadServerConfig(const std::string& path) {
         RETURN_IF_ERROR(ParseLimitsYaml(v, path, c.limits));
       } else if (key == "history") {
         RETURN_IF_ERROR(ParseHistoryYaml(v, path, c.history));
+      } else if (key == "ingest") {
+        RETURN_IF_ERROR(ParseIngestYaml(v, path, c.ingest));
       } else if (key == "runbooks") {
         RETURN_IF_ERROR(ai::ParseRunbooksYaml(v, path, c.runbooks));
       } else if (key == "breaker") {
@@ -265,6 +271,9 @@ struct ServerApp::Parts {
   std::unique_ptr<SettingsService> settings;
   std::unique_ptr<HostRegistry> hosts;
   std::unique_ptr<AlarmEngine> alarms;
+  std::unique_ptr<ExternalAlarms> external;  // external alerts; the incidents' alarm view
+  std::unique_ptr<SnsWeb> sns_web;            // fetches SNS signing certificates
+  std::unique_ptr<SnsIngest> sns;             // POST /api/v1/ingest/sns
   std::unique_ptr<CommandQueue> commands;
   std::unique_ptr<CommandSigner> signer;        // DATA_DIR/command-signing.key
   std::unique_ptr<SigningCommandSink> signed_commands;  // what sends commands: signs, queues
@@ -400,10 +409,17 @@ Result<std::unique_ptr<ServerApp>> ServerApp::Create(const ServerConfig& config,
   ASSIGN_OR_RETURN(p->signer,
                    LoadOrCreateCommandSigner(config.data_dir + "/command-signing.key"));
   p->signed_commands = std::make_unique<SigningCommandSink>(*p->signer, *p->commands);
+  HostRegistry* host_registry = p->hosts.get();
+  p->external = std::make_unique<ExternalAlarms>(
+      *p->alarms, clock,
+      [host_registry, &clock](const std::string& host) {
+        return host_registry->Get(host, clock.Now()).has_value();
+      },
+      config.ingest.unmatched_keep);
   p->decisions = std::make_unique<TaskThread>();
   TaskThread* decisions = p->decisions.get();
   p->incidents = std::make_unique<IncidentManager>(
-      *p->store, clock, *p->signed_commands, *p->alarms, *p->settings, *p->brain,
+      *p->store, clock, *p->signed_commands, *p->external, *p->settings, *p->brain,
       [decisions](std::function<void()> task) { decisions->Post(std::move(task)); },
       p->alarms->rules(), config.runbooks);
   p->incidents->SetBreaker(config.breaker.max_fixes, config.breaker.window);
@@ -428,6 +444,13 @@ Result<std::unique_ptr<ServerApp>> ServerApp::Create(const ServerConfig& config,
       FleetDeps{clock, *p->store, *p->hosts, *p->target_groups, *p->alarms, *p->events,
                 [incidents](const AlarmTransition& t) { incidents->OnAlarmTransition(t); },
                 Millis(config.agent_interval_ms), config.limits});
+  Fleet* fleet_for_ingest = p->fleet.get();
+  p->external->SetPublisher([fleet_for_ingest](const std::vector<AlarmTransition>& t) {
+    fleet_for_ingest->PublishExternal(t);
+  });
+  // Amazon SNS deliveries (`ingest.sns`): verified, then handed to the same sink.
+  p->sns_web = NewCurlSnsWeb(config.ingest.sns.ca_file);
+  p->sns = std::make_unique<SnsIngest>(config.ingest.sns, *p->external, *p->sns_web, clock);
   // The fleet from before a restart, before incidents resume (their diagnostics and fixes go to
   // these hosts).
   RETURN_IF_ERROR(p->fleet->Restore());
@@ -452,13 +475,14 @@ Result<std::unique_ptr<ServerApp>> ServerApp::Create(const ServerConfig& config,
   AddHealthRoutes(r,
                   {clock, *p->hosts, *p->alarms, *p->incidents, *p->commands, *p->events,
                    *p->fleet, *p->identities,
-                   [parts] { return parts->http ? parts->http->stats() : HttpServerStats{}; }},
+                   [parts] { return parts->http ? parts->http->stats() : HttpServerStats{}; },
+                   [parts] { return IngestMetricsText(*parts->external); }},
                   config.metrics_public);
   AddSettingsRoutes(r, *p->settings, *p->store, clock, *events);
   AddIndexRoute(r);
   AddIncidentRoutes(r, {clock, *p->store, *p->incidents, *p->hosts, *p->alarms});
   AddHostRoutes(r, {clock, *p->hosts, *p->fleet, *p->store});
-  AddAlarmRoutes(r, *p->alarms, *p->target_groups);
+  AddAlarmRoutes(r, *p->alarms, *p->target_groups, p->external.get());
   AddChaosRoutes(r, {clock, *p->hosts, *p->signed_commands, *p->store});
   AddIdentityRoutes(r, {clock, *p->identities, *p->commands, *p->store, p->signer->public_key()});
   AddAgentRoutes(r, {clock, *p->fleet, *p->commands, *p->incidents, *p->identities});
@@ -468,6 +492,8 @@ Result<std::unique_ptr<ServerApp>> ServerApp::Create(const ServerConfig& config,
   AddEventRoutes(r, *p->events);
   AddArchiveRoutes(r, *p->archive, *p->commands);
   AddSlackRoutes(r, {clock, *p->store, *p->incidents, p->tokens, config.slack});
+  AddIngestRoutes(r, {*p->external, *p->external, p->config.ingest.alertmanager});
+  AddSnsIngestRoutes(r, *p->sns);
   AddListingRoute(r);
 
   Router* router = p->router.get();

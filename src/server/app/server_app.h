@@ -27,6 +27,7 @@
 #include "server/http/router.h"
 #include "server/http/sessions.h"
 #include "server/ingest/slack_config.h"
+#include "server/ingest/ingest_config.h"
 #include "server/store/store.h"
 
 namespace medic::server {
@@ -91,6 +92,9 @@ struct ServerConfig {
   // The `slack:` section: the Slack app whose Approve/Reject callbacks medic accepts and the
   // Slack user -> medic token mapping (ingest/slack_config.h, docs/integrations/slack.md).
   SlackConfig slack;
+  // The `ingest:` section: how external alerts (Alertmanager) map to alarms and hosts
+  // (ingest/ingest_config.h, docs/integrations/ingest.md).
+  IngestConfig ingest;
 };
 
 // Reads a YAML config file. Unknown keys and wrong types are errors naming file and line.

@@ -185,14 +185,19 @@ void Fleet::Publish(const std::vector<AlarmTransition>& transitions) {
   for (const auto& t : transitions) {
     LogInfo("alarm " + t.rule + " on " + t.host + ": " + std::string(AlarmStateName(t.from)) +
             " -> " + std::string(AlarmStateName(t.to)) + " (" + t.reason + ")" +
-            (t.remediating ? " [remediating]" : ""));
-    d_.events.Publish("alarm", Json{{"alarm_name", t.rule},
-                                    {"host", t.host},
-                                    {"from", AlarmStateName(t.from)},
-                                    {"state", AlarmStateName(t.to)},
-                                    {"since", FormatRfc3339(t.at)},
-                                    {"reason", t.reason},
-                                    {"remediating", t.remediating}});
+            (t.remediating ? " [remediating]" : "") +
+            (t.source.empty() ? "" : " [" + t.source + "]"));
+    Json event{{"alarm_name", t.rule},
+               {"host", t.host},
+               {"from", AlarmStateName(t.from)},
+               {"state", AlarmStateName(t.to)},
+               {"since", FormatRfc3339(t.at)},
+               {"reason", t.reason},
+               {"remediating", t.remediating}};
+    if (!t.source.empty()) {
+      event["source"] = t.source;
+    }
+    d_.events.Publish("alarm", std::move(event));
     d_.on_alarm(t);
   }
 }

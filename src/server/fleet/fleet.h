@@ -96,6 +96,10 @@ class Fleet {
   // most. Call periodically.
   void Tick(WallTime now);
 
+  // Transitions of external alarms (server/ingest/ExternalAlarms) leave the same way as the
+  // engine's: the log line, the `alarm` event (with `source`), on_alarm.
+  void PublishExternal(const std::vector<AlarmTransition>& transitions) { Publish(transitions); }
+
  private:
   // The one way out for alarm transitions: log line, `alarm` event, on_alarm.
   void Publish(const std::vector<AlarmTransition>& transitions);

@@ -112,7 +112,8 @@ void AddHostRoutes(Router& router, HostRoutesDeps deps) {
 namespace {
 
 // GET /api/v1/alarms's query, checked: every parameter known, every value valid.
-Result<AlarmQuery> ParseAlarmQuery(const ApiRequest& req, const AlarmEngine& alarms) {
+Result<AlarmQuery> ParseAlarmQuery(const ApiRequest& req, const AlarmEngine& alarms,
+                                   const ExternalAlarms* external) {
   static const std::set<std::string, std::less<>> kKnown = {"state", "host",  "host_prefix",
                                                             "alarm", "limit", "after"};
   for (const auto& [key, value] : req.query) {
@@ -151,7 +152,18 @@ Result<AlarmQuery> ParseAlarmQuery(const ApiRequest& req, const AlarmEngine& ala
     q.host_prefix = it->second;
   }
   if (auto it = req.query.find("alarm"); it != req.query.end()) {
-    if (alarms.FindRule(it->second) == nullptr) {
+    const auto external_names = [&] {
+      if (external == nullptr) {
+        return false;
+      }
+      for (const auto& x : external->List()) {
+        if (x.alarm == it->second) {
+          return true;
+        }
+      }
+      return false;
+    };
+    if (alarms.FindRule(it->second) == nullptr && !external_names()) {
       return InvalidArgument("alarm '" + it->second + "' is not a configured alarm");
     }
     q.alarm = it->second;
@@ -175,11 +187,12 @@ Result<AlarmQuery> ParseAlarmQuery(const ApiRequest& req, const AlarmEngine& ala
 
 }  // namespace
 
-void AddAlarmRoutes(Router& router, const AlarmEngine& alarms, const TargetGroups& target_groups) {
+void AddAlarmRoutes(Router& router, const AlarmEngine& alarms, const TargetGroups& target_groups,
+                    const ExternalAlarms* external) {
   router.Add({"GET", "/api/v1/alarms", Role::kViewer,
               "alarm states (?state=&host=|host_prefix=&alarm=&limit=&after=), counts, the rules",
-              [&alarms](ApiRequest& req, Responder respond) {
-                auto query = ParseAlarmQuery(req, alarms);
+              [&alarms, external](ApiRequest& req, Responder respond) {
+                auto query = ParseAlarmQuery(req, alarms, external);
                 if (!query) {
                   return respond(ErrorResponse(query.error()));
                 }
@@ -195,6 +208,29 @@ void AddAlarmRoutes(Router& router, const AlarmEngine& alarms, const TargetGroup
                                      {"reason", a.reason},
                                      {"remediating", a.remediating},
                                      {"description", rule ? rule->description : ""}});
+                }
+                if (external != nullptr && !page.more) {
+                  // The external alarms' states (server/ingest/) after the engine's, on the
+                  // last page, filtered alike; each says where it came from.
+                  const AlarmQuery& q = *query;
+                  for (const auto& x : external->List()) {
+                    if (out.size() >= q.limit) {
+                      break;
+                    }
+                    if ((q.state && *q.state != x.state) || (!q.host.empty() && q.host != x.host) ||
+                        (!q.host_prefix.empty() && x.host.rfind(q.host_prefix, 0) != 0) ||
+                        (!q.alarm.empty() && q.alarm != x.alarm)) {
+                      continue;
+                    }
+                    out.push_back(Json{{"alarm_name", x.alarm},
+                                       {"host", x.host},
+                                       {"state", AlarmStateName(x.state)},
+                                       {"since", FormatRfc3339(x.since)},
+                                       {"reason", x.reason},
+                                       {"remediating", x.remediating},
+                                       {"description", x.description},
+                                       {"source", x.source}});
+                  }
                 }
                 Json rules = Json::array();
                 for (const auto& r : alarms.rules()) {

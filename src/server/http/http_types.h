@@ -35,7 +35,9 @@ class ClientGone {
 };
 
 // Who may call a route (router.h: RoleName, ParseRole, Allows).
-enum class Role { kPublic, kAgent, kViewer, kOperator, kAdmin };
+// kIngest (alert sources: Alertmanager, SNS) is apart, like kAgent: it calls only ingest routes,
+// and only it does. Last, so the operator roles' order (viewer < operator < admin) stays.
+enum class Role { kPublic, kAgent, kViewer, kOperator, kAdmin, kIngest };
 
 struct ApiRequest {
   std::string method;  // "GET", "POST", ...

@@ -1,5 +1,7 @@
 #include "server/http/router.h"
 
+#include <openssl/evp.h>
+
 #include <atomic>
 #include <exception>
 #include <memory>
@@ -18,6 +20,7 @@ std::string_view RoleName(Role r) {
     case Role::kViewer: return "viewer";
     case Role::kOperator: return "operator";
     case Role::kAdmin: return "admin";
+    case Role::kIngest: return "ingest";
   }
   return "unknown";
 }
@@ -26,14 +29,17 @@ Result<Role> ParseRole(std::string_view name) {
   if (name == "viewer") return Role::kViewer;
   if (name == "operator") return Role::kOperator;
   if (name == "admin") return Role::kAdmin;
-  return InvalidArgument("unknown role '" + std::string(name) + "' (viewer, operator, admin)");
+  if (name == "ingest") return Role::kIngest;
+  return InvalidArgument("unknown role '" + std::string(name) +
+                         "' (viewer, operator, admin, ingest)");
 }
 
 bool Allows(Role have, Role need) {
   if (need == Role::kPublic) {
     return true;
   }
-  if (need == Role::kAgent || have == Role::kAgent) {
+  if (need == Role::kAgent || have == Role::kAgent || need == Role::kIngest ||
+      have == Role::kIngest) {
     return have == need;
   }
   return static_cast<int>(have) >= static_cast<int>(need);
@@ -60,11 +66,24 @@ Result<Principal> TokenRegistry::Authenticate(std::string_view authorization) co
   if (authorization.empty()) {
     return Unauthenticated("missing Authorization: Bearer token");
   }
+  if (auto basic = BasicAuthPassword(authorization)) {
+    // HTTP basic auth, as Alertmanager's http_config.basic_auth sends it: the password is an
+    // ingest token, the user name is not checked. Only ingest tokens authenticate this way.
+    auto principal = FindToken(*basic);
+    if (!principal || principal->role != Role::kIngest) {
+      return Unauthenticated("invalid credentials (basic auth takes an ingest token as password)");
+    }
+    return principal;
+  }
   if (authorization.size() <= kBearer.size() ||
       authorization.substr(0, kBearer.size()) != kBearer) {
     return Unauthenticated("Authorization header must be 'Bearer TOKEN'");
   }
-  const std::string hash = Sha256Hex(authorization.substr(kBearer.size()));
+  return FindToken(authorization.substr(kBearer.size()));
+}
+
+Result<Principal> TokenRegistry::FindToken(std::string_view token) const {
+  const std::string hash = Sha256Hex(token);
   std::lock_guard<std::mutex> lock(mu_);
   const Principal* found = nullptr;
   for (const auto& [t, p] : tokens_) {
@@ -250,6 +269,38 @@ std::string_view BearerToken(std::string_view authorization) {
     return {};
   }
   return authorization.substr(kBearer.size());
+}
+
+std::optional<std::string> BasicAuthPassword(std::string_view authorization) {
+  constexpr std::string_view kBasic = "Basic ";
+  if (authorization.size() <= kBasic.size() || authorization.substr(0, kBasic.size()) != kBasic) {
+    return std::nullopt;
+  }
+  std::string_view b64 = authorization.substr(kBasic.size());
+  while (!b64.empty() && b64.back() == ' ') {
+    b64.remove_suffix(1);
+  }
+  if (b64.empty() || b64.size() % 4 != 0 || b64.size() > 4096) {
+    return std::nullopt;
+  }
+  std::string out(b64.size() / 4 * 3, '\0');
+  const int n = EVP_DecodeBlock(reinterpret_cast<unsigned char*>(out.data()),
+                                reinterpret_cast<const unsigned char*>(b64.data()),
+                                static_cast<int>(b64.size()));
+  if (n < 0) {
+    return std::nullopt;
+  }
+  // EVP_DecodeBlock counts the padding's zero bytes.
+  size_t len = static_cast<size_t>(n);
+  for (size_t i = b64.size(); i > 0 && b64[i - 1] == '='; --i) {
+    --len;
+  }
+  out.resize(len);
+  const size_t colon = out.find(':');
+  if (colon == std::string::npos) {
+    return std::nullopt;
+  }
+  return out.substr(colon + 1);
 }
 
 Result<Principal> Router::Authenticate(ApiRequest& request) const {

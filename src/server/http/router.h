@@ -18,7 +18,7 @@ namespace medic::server {
 
 // enum class Role is in http_types.h (ApiRequest carries the caller's).
 std::string_view RoleName(Role r);
-Result<Role> ParseRole(std::string_view name);  // viewer, operator, admin
+Result<Role> ParseRole(std::string_view name);  // viewer, operator, admin, ingest
 
 struct Principal {
   std::string name;
@@ -33,23 +33,30 @@ class TokenRegistry {
   void AddHashed(const std::string& token_hash, Principal principal);
   // Removes every token of that principal name; returns how many.
   int RemoveByName(const std::string& name);
-  // From an "Authorization: Bearer X" header value.
+  // From an "Authorization: Bearer X" header value, or "Basic base64(user:password)" whose
+  // password is an ingest token (Alertmanager's basic_auth; other roles: Unauthenticated).
   Result<Principal> Authenticate(std::string_view authorization) const;
   // The principal of the token named `name` now (none once it is revoked): who an identity
   // mapped from elsewhere (a Slack user, ingest/slack_config.h) acts as.
   std::optional<Principal> FindByName(const std::string& name) const;
 
  private:
+  Result<Principal> FindToken(std::string_view token) const;
+
   mutable std::mutex mu_;
   std::vector<std::pair<std::string, Principal>> tokens_;  // Guarded by mu_.
 };
 
 // May `have` call a route that requires `need`? Operator roles are ordered viewer < operator <
-// admin; the agent role is separate (agents call only agent routes, operators never).
+// admin; the agent and ingest roles are separate (agents call only agent routes, ingest tokens
+// only ingest routes, operators neither, not even admin).
 bool Allows(Role have, Role need);
 
 // The token of an "Authorization: Bearer X" header value; empty when it is not one.
 std::string_view BearerToken(std::string_view authorization);
+// The password of an "Authorization: Basic base64(user:password)" header value; nullopt when it
+// is not one (or does not decode).
+std::optional<std::string> BasicAuthPassword(std::string_view authorization);
 
 // Who a bearer credential that is no operator token belongs to: the host whose own credential it
 // is (identity/HostIdentities::Authenticate), or an error (Unauthenticated). Thread-safe.

@@ -20,6 +20,9 @@
 #include "server/incidents/incident_manager.h"
 #include "server/incidents/settings.h"
 #include "server/ingest/slack_config.h"
+#include "server/ingest/alert_sink.h"
+#include "server/ingest/external_alarms.h"
+#include "server/ingest/ingest_config.h"
 #include "server/store/store.h"
 
 namespace medic::server {
@@ -37,6 +40,9 @@ struct MetricsSources {
   const Fleet& fleet;                  // what the limits refused (fleet/limits.h)
   const HostIdentities& identities;    // enrolments refused past limits.hosts
   std::function<HttpServerStats()> http;  // the connections' counters (medic_http_*)
+  // More metric families in Prometheus text, from parts that count their own (ingest). May be
+  // empty.
+  std::function<std::string()> extra = nullptr;
 };
 // GET /healthz (public), GET /metrics (Prometheus text): a viewer's (any operator token or
 // dashboard session) unless `metrics_public`.
@@ -72,8 +78,10 @@ struct HostRoutesDeps {
   Store& store;               // the audit log
 };
 void AddHostRoutes(Router& router, HostRoutesDeps deps);
-// GET /api/v1/alarms (states and rules), GET /api/v1/target-groups.
-void AddAlarmRoutes(Router& router, const AlarmEngine& alarms, const TargetGroups& target_groups);
+// GET /api/v1/alarms (states and rules; with `external`, the external alarms' states too, each
+// with its `source`), GET /api/v1/target-groups.
+void AddAlarmRoutes(Router& router, const AlarmEngine& alarms, const TargetGroups& target_groups,
+                    const ExternalAlarms* external = nullptr);
 // POST /api/v1/chaos: a chaos command for a host that allows it (audited).
 struct ChaosRoutesDeps {
   const Clock& clock;
@@ -142,5 +150,17 @@ void AddArchiveRoutes(Router& router, Archive& archive, const CommandQueue& comm
 // signature and the configured topics authenticate; body up to kSnsMaxBodyBytes).
 class SnsIngest;  // server/ingest/sns_ingest.h
 void AddSnsIngestRoutes(Router& router, SnsIngest& sns);
+// api_ingest.cc: alerts from outside (docs/integrations/ingest.md). POST
+// /api/v1/ingest/alertmanager (role ingest: a bearer token, or basic auth with the token as
+// password) maps each alert (`alertmanager`) and hands it to `sink`; GET
+// /api/v1/ingest/unmatched (viewer) lists what `record` kept of unknown hosts and unmapped alerts.
+struct IngestRoutesDeps {
+  AlertSink& sink;
+  const ExternalAlarms& record;
+  const AlertmanagerConfig& alertmanager;
+};
+void AddIngestRoutes(Router& router, IngestRoutesDeps deps);
+// medic_ingest_alerts_total{source,result}, for GET /metrics (MetricsSources::extra).
+std::string IngestMetricsText(const ExternalAlarms& record);
 
 }  // namespace medic::server

@@ -11,23 +11,6 @@ namespace {
 constexpr auto kRefusalLogEvery = std::chrono::minutes(1);
 constexpr size_t kMaxConfirmationBytes = 16 * 1024;
 
-// What the sink made of an alert, in the answer (IngestResultName's words).
-const char* ResultWord(IngestResult r) {
-  switch (r) {
-    case IngestResult::kApplied:
-      return "applied";
-    case IngestResult::kUnchanged:
-      return "unchanged";
-    case IngestResult::kStale:
-      return "stale";
-    case IngestResult::kUnknownHost:
-      return "unknown_host";
-    case IngestResult::kUnmapped:
-      return "unmapped";
-  }
-  return "?";
-}
-
 SnsIngest::Outcome Ok(const std::string& result) { return {200, Json{{"result", result}}}; }
 
 }  // namespace
@@ -172,7 +155,7 @@ SnsIngest::Outcome SnsIngest::HandleNotification(const SnsMessage& m) {
   ExternalAlert& alert = std::get<ExternalAlert>(mapped);
   alert.labels["TopicArn"] = m.topic_arn;
   alert.labels["MessageId"] = m.message_id;
-  return Ok(ResultWord(sink_.Submit(alert)));
+  return Ok(IngestResultName(sink_.Submit(alert)));
 }
 
 }  // namespace medic::server

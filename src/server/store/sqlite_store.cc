@@ -113,6 +113,21 @@ CREATE TABLE host_credentials (
   issued_by   TEXT    NOT NULL
 );
 )sql",
+      // 7: the `ingest` role (alert sources: Alertmanager, SNS). SQLite cannot change a CHECK:
+      // the table is made again with the new one and its rows copied.
+      R"sql(
+CREATE TABLE tokens_v7 (
+  name       TEXT    NOT NULL PRIMARY KEY,
+  role       TEXT    NOT NULL CHECK (role IN ('viewer', 'operator', 'admin', 'ingest')),
+  token_hash TEXT    NOT NULL UNIQUE,
+  created_at INTEGER NOT NULL,
+  created_by TEXT    NOT NULL
+);
+INSERT INTO tokens_v7 (name, role, token_hash, created_at, created_by)
+  SELECT name, role, token_hash, created_at, created_by FROM tokens;
+DROP TABLE tokens;
+ALTER TABLE tokens_v7 RENAME TO tokens;
+)sql",
   };
   return kMigrations;
 }

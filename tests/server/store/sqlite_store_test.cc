@@ -233,7 +233,8 @@ TEST_F(SqliteStoreTest, MigrationSixAddsHostCredentialsToAnOlderDatabase) {
   {
     RawDb raw(DbPath());
     ASSERT_EQ(raw.Exec("DROP TABLE host_credentials"), SQLITE_OK) << raw.LastError();
-    ASSERT_EQ(raw.Exec("DELETE FROM schema_migrations WHERE version = 6"), SQLITE_OK);
+    // Version 5: the migrations after it (6, and 7 since issue 14) had not run.
+    ASSERT_EQ(raw.Exec("DELETE FROM schema_migrations WHERE version >= 6"), SQLITE_OK);
   }
   std::unique_ptr<Store> store = MustOpen();
   ASSERT_NE(store, nullptr);
@@ -244,9 +245,43 @@ TEST_F(SqliteStoreTest, MigrationSixAddsHostCredentialsToAnOlderDatabase) {
       store->PutHostCredential({"web-1", std::string(64, 'a'), Ms(kT0), "code:admin"}).has_value());
   RawDb raw(DbPath());
   EXPECT_EQ(raw.Query("SELECT MAX(version) FROM schema_migrations"),
-            std::vector<std::string>{"6"});
+            std::vector<std::string>{"7"});
   EXPECT_EQ(raw.Query("SELECT name, issued_by FROM host_credentials"),
             std::vector<std::string>{"web-1|code:admin"});
+}
+
+// A database of schema version 6 (tokens CHECKed to viewer, operator, admin) is upgraded in
+// place: its tokens stay, and an ingest token can be stored afterwards (issue 14).
+TEST_F(SqliteStoreTest, MigrationSevenAddsTheIngestRoleAndKeepsTheTokens) {
+  {
+    std::unique_ptr<Store> store = MustOpen();
+    ASSERT_NE(store, nullptr);
+  }
+  {
+    RawDb raw(DbPath());
+    ASSERT_EQ(raw.Exec("DROP TABLE tokens;"
+                       "CREATE TABLE tokens (name TEXT NOT NULL PRIMARY KEY, role TEXT NOT NULL "
+                       "CHECK (role IN ('viewer', 'operator', 'admin')), token_hash TEXT NOT NULL "
+                       "UNIQUE, created_at INTEGER NOT NULL, created_by TEXT NOT NULL);"
+                       "INSERT INTO tokens VALUES ('vera', 'viewer', 'h1', 1, 'admin');"
+                       "DELETE FROM schema_migrations WHERE version = 7;"),
+              SQLITE_OK)
+        << raw.LastError();
+    ASSERT_NE(raw.Exec("INSERT INTO tokens VALUES ('am', 'ingest', 'h2', 1, 'admin')"), SQLITE_OK);
+  }
+  std::unique_ptr<Store> store = MustOpen();
+  ASSERT_NE(store, nullptr);
+  MEDIC_ASSERT_OK(store->CreateToken({"am", "ingest", std::string(64, 'b'), Ms(kT0), "admin"}));
+  auto tokens = store->ListTokens();
+  ASSERT_TRUE(tokens.has_value());
+  ASSERT_EQ(tokens->size(), 2u);
+  EXPECT_EQ((*tokens)[0].name, "am");
+  EXPECT_EQ((*tokens)[0].role, "ingest");
+  EXPECT_EQ((*tokens)[1].name, "vera");
+  EXPECT_EQ((*tokens)[1].role, "viewer");
+  RawDb raw(DbPath());
+  EXPECT_EQ(raw.Query("SELECT MAX(version) FROM schema_migrations"),
+            std::vector<std::string>{"7"});
 }
 
 // The audit chain against someone who edits the database file without the audit key: each

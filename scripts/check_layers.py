@@ -42,11 +42,12 @@ SERVER_PARTS = {
     "commands": set(),
     "events": set(),
     "incidents": {"store", "alarms", "commands", "events"},
+    "notify": {"store"},
     "fleet": {"store", "alarms", "events", "commands", "incidents"},
     "http": {"store", "identity", "alarms", "archive", "commands", "events", "incidents",
              "fleet"},
     "app": {"store", "identity", "alarms", "archive", "commands", "events", "incidents", "fleet",
-            "http"},
+            "http", "notify"},
 }
 
 INCLUDE = re.compile(r'^\s*#\s*include\s+"([^"]+)"')

@@ -26,7 +26,9 @@
 #include "server/http/http_server.h"
 #include "server/http/router.h"
 #include "server/http/sessions.h"
+#include "server/notify/notify_config.h"
 #include "server/store/store.h"
+#include "transport/http_client.h"
 
 namespace medic::server {
 
@@ -87,6 +89,9 @@ struct ServerConfig {
   // The `history:` section: the metric history's memory budget and tiers (fleet/history.h,
   // docs/ARCHITECTURE.md "Metric history").
   HistoryOptions history;
+  // The `notifications:` section: webhook, Slack and PagerDuty channels, the dashboard link,
+  // retries (notify/notify_config.h, docs/integrations/notifications.md).
+  NotificationsConfig notifications;
 };
 
 // Reads a YAML config file. Unknown keys and wrong types are errors naming file and line.
@@ -97,6 +102,8 @@ struct ServerDeps {
   const Clock* clock = nullptr;      // required; must outlive the app
   std::unique_ptr<Store> store;      // required
   std::unique_ptr<ai::Brain> brain;  // required
+  // Optional: the notifications' outbound HTTP client (default: libcurl). Tests pass a fake.
+  std::unique_ptr<HttpClient> notify_http;
 };
 
 // The real store and brain for `config`: creates the data directory and the audit key

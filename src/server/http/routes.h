@@ -36,6 +36,7 @@ struct MetricsSources {
   const Fleet& fleet;                  // what the limits refused (fleet/limits.h)
   const HostIdentities& identities;    // enrolments refused past limits.hosts
   std::function<HttpServerStats()> http;  // the connections' counters (medic_http_*)
+  std::function<std::string()> notifications;  // medic_notifications_total (may be empty)
 };
 // GET /healthz (public), GET /metrics (Prometheus text): a viewer's (any operator token or
 // dashboard session) unless `metrics_public`.

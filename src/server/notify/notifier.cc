@@ -105,6 +105,11 @@ void Notifier::OnIncident(const Incident& incident) {
       reconcile_needed_ = true;
     } else if (!reconcile_needed_) {
       queued_.push_back(incident);
+      // What no notification shows (OutboxRowsFor): the long texts stay out of the queue.
+      Incident& kept = queued_.back();
+      kept.diagnostics.clear();
+      kept.ai_reasoning.clear();
+      kept.remediation_output.clear();
     }
   }
   wake_.notify_all();

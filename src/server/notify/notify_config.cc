@@ -3,6 +3,7 @@
 #include <yaml-cpp/yaml.h>
 
 #include <algorithm>
+#include <filesystem>
 #include <set>
 
 #include "core/files.h"
@@ -72,6 +73,16 @@ class SecretReader {
     if (key == name) {
       out = text;
     } else {
+      // A secret is a short regular file (never a device or a FIFO, which could block or never
+      // end).
+      std::error_code ec;
+      const auto status_of = std::filesystem::status(text, ec);
+      if (!ec && (!std::filesystem::is_regular_file(status_of) ||
+                  std::filesystem::file_size(text, ec) > 64 * 1024)) {
+        status = InvalidArgument(YamlWhere(file_, v) + channel_ + "." + key + ": " + text +
+                                 " is not a regular file of at most 64 KiB");
+        return true;
+      }
       Result<std::string> content = ReadFile(text);
       if (!content) {
         status = InvalidArgument(YamlWhere(file_, v) + std::string(channel_) + "." + key +

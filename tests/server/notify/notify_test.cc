@@ -549,6 +549,8 @@ TEST(NotificationsConfigTest, BadSectionsNameFileLineAndProblem) {
        "secret and secret_file exclude each other"},
       {"notifications:\n  webhook: {url: http://x/h, secret_file: /nonexistent/medic}\n",
        "s.yaml:2: notifications.webhook.secret_file: cannot read /nonexistent/medic"},
+      {"notifications:\n  webhook: {url: http://x/h, secret_file: /dev/zero}\n",
+       "s.yaml:2: notifications.webhook.secret_file: /dev/zero is not a regular file"},
       {"notifications:\n  webhook: {url: http://x/h, secret: k, buttons: true}\n",
        "unknown notifications.webhook key 'buttons'"},
       {"notifications:\n  slack: {buttons: true}\n", "notifications.slack needs url"},

@@ -42,12 +42,13 @@ SERVER_PARTS = {
     "commands": set(),
     "events": set(),
     "incidents": {"store", "alarms", "commands", "events"},
+    "notify": {"store"},
     "fleet": {"store", "alarms", "events", "commands", "incidents"},
     "ingest": {"alarms"},
     "http": {"store", "identity", "alarms", "archive", "commands", "events", "incidents",
              "fleet", "ingest"},
     "app": {"store", "identity", "alarms", "archive", "commands", "events", "incidents", "fleet",
-            "ingest", "http"},
+            "ingest", "http", "notify"},
 }
 
 INCLUDE = re.compile(r'^\s*#\s*include\s+"([^"]+)"')

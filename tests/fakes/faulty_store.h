@@ -55,9 +55,12 @@ enum class StoreOp {
   kListAudit,
   kVerifyAudit,
   kUpdateHostsLastSeen,
+  kEnqueueOutbox,
+  kDueOutbox,
+  kUpdateOutbox,
+  kListOutbox,
 };
-inline constexpr size_t kStoreOpCount =
-    static_cast<size_t>(StoreOp::kUpdateHostsLastSeen) + 1;
+inline constexpr size_t kStoreOpCount = static_cast<size_t>(StoreOp::kListOutbox) + 1;
 
 inline std::string_view StoreOpName(StoreOp op) {
   static constexpr std::array<std::string_view, kStoreOpCount> kNames = {
@@ -65,7 +68,7 @@ inline std::string_view StoreOpName(StoreOp op) {
       "GetSetting",     "PutSetting",     "CreateToken", "DeleteToken",   "ListTokens",
       "PutHost",        "DeleteHost",     "ListHosts",   "PutHostCredential",
       "DeleteHostCredential", "ListHostCredentials", "AppendAudit", "ListAudit", "VerifyAudit",
-      "UpdateHostsLastSeen"};
+      "UpdateHostsLastSeen", "EnqueueOutbox", "DueOutbox", "UpdateOutbox", "ListOutbox"};
   return kNames[static_cast<size_t>(op)];
 }
 
@@ -253,6 +256,31 @@ class FaultyStore : public server::Store {
       return *e;
     }
     return base_.VerifyAudit();
+  }
+  Result<int> EnqueueOutbox(const std::vector<server::OutboxRecord>& rows) override {
+    if (auto e = Inject(StoreOp::kEnqueueOutbox)) {
+      return *e;
+    }
+    return base_.EnqueueOutbox(rows);
+  }
+  Result<std::vector<server::OutboxRecord>> DueOutbox(WallTime now, int limit) override {
+    if (auto e = Inject(StoreOp::kDueOutbox)) {
+      return *e;
+    }
+    return base_.DueOutbox(now, limit);
+  }
+  Status UpdateOutbox(const server::OutboxRecord& row) override {
+    if (auto e = Inject(StoreOp::kUpdateOutbox)) {
+      return *e;
+    }
+    return base_.UpdateOutbox(row);
+  }
+  Result<std::vector<server::OutboxRecord>> ListOutbox(const std::string& incident_id,
+                                                       int limit) override {
+    if (auto e = Inject(StoreOp::kListOutbox)) {
+      return *e;
+    }
+    return base_.ListOutbox(incident_id, limit);
   }
 
  private:

@@ -282,6 +282,66 @@ class MemoryStore : public server::Store {
     return server::VerifyAuditChain(audit_key_, data_->audit);
   }
 
+  Result<int> EnqueueOutbox(const std::vector<server::OutboxRecord>& rows) override {
+    std::lock_guard<std::mutex> lock(data_->mu);
+    int added = 0;
+    for (const server::OutboxRecord& r : rows) {
+      if (data_->outbox.count(r.key) != 0) {
+        continue;
+      }
+      server::OutboxRecord kept = r;
+      kept.created_at = Truncate(r.created_at);
+      kept.next_attempt_at = Truncate(r.next_attempt_at);
+      kept.attempts = r.attempts;
+      data_->outbox.emplace(r.key, kept);
+      data_->outbox_order.push_back(r.key);
+      ++added;
+    }
+    return added;
+  }
+
+  Result<std::vector<server::OutboxRecord>> DueOutbox(WallTime now, int limit) override {
+    std::lock_guard<std::mutex> lock(data_->mu);
+    std::vector<server::OutboxRecord> out;
+    for (const server::OutboxRecord* r : OutboxInOrderLocked()) {
+      if (out.size() >= static_cast<size_t>(std::clamp(limit, 1, kMaxListLimit))) {
+        break;
+      }
+      if (r->state == server::OutboxState::kPending && r->next_attempt_at <= now) {
+        out.push_back(*r);
+      }
+    }
+    return out;
+  }
+
+  Status UpdateOutbox(const server::OutboxRecord& row) override {
+    std::lock_guard<std::mutex> lock(data_->mu);
+    auto it = data_->outbox.find(row.key);
+    if (it == data_->outbox.end()) {
+      return NotFound("no notification with key '" + row.key + "'");
+    }
+    it->second.state = row.state;
+    it->second.attempts = row.attempts;
+    it->second.next_attempt_at = Truncate(row.next_attempt_at);
+    it->second.last_error = row.last_error;
+    return OkStatus();
+  }
+
+  Result<std::vector<server::OutboxRecord>> ListOutbox(const std::string& incident_id,
+                                                       int limit) override {
+    std::lock_guard<std::mutex> lock(data_->mu);
+    std::vector<server::OutboxRecord> out;
+    for (const server::OutboxRecord* r : OutboxInOrderLocked()) {
+      if (out.size() >= static_cast<size_t>(std::clamp(limit, 1, kMaxListLimit))) {
+        break;
+      }
+      if (incident_id.empty() || r->incident_id == incident_id) {
+        out.push_back(*r);
+      }
+    }
+    return out;
+  }
+
  private:
   static constexpr int kMaxListLimit = 1000;
 
@@ -293,7 +353,21 @@ class MemoryStore : public server::Store {
     std::map<std::string, server::HostRecord> hosts;    // Guarded by mu. By name.
     std::map<std::string, server::HostCredentialRecord> credentials;  // Guarded by mu. By name.
     std::vector<server::AuditEntry> audit;              // Guarded by mu. Oldest first.
+    std::map<std::string, server::OutboxRecord> outbox;  // Guarded by mu. By key.
+    std::vector<std::string> outbox_order;                // Guarded by mu. Keys, as inserted.
   };
+
+  // The outbox as SqliteStore orders it: by created_at, then key. REQUIRES: data_->mu held.
+  std::vector<const server::OutboxRecord*> OutboxInOrderLocked() const {
+    std::vector<const server::OutboxRecord*> rows;
+    for (const auto& [key, r] : data_->outbox) {
+      rows.push_back(&r);
+    }
+    std::stable_sort(rows.begin(), rows.end(), [](const auto* a, const auto* b) {
+      return std::tie(a->created_at, a->key) < std::tie(b->created_at, b->key);
+    });
+    return rows;
+  }
 
   MemoryStore(std::shared_ptr<Data> data, std::string audit_key)
       : data_(std::move(data)), audit_key_(std::move(audit_key)) {}

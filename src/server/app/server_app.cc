@@ -33,6 +33,7 @@
 #include "server/ingest/ingest_config.h"
 #include "server/ingest/sns_ingest.h"
 #include "server/ingest/sns_verify.h"
+#include "server/notify/notifier.h"
 
 namespace medic::server {
 
@@ -110,6 +111,8 @@ Result<ServerConfig> LoadServerConfig(const std::string& path) {
         RETURN_IF_ERROR(ParseHistoryYaml(v, path, c.history));
       } else if (key == "ingest") {
         RETURN_IF_ERROR(ParseIngestYaml(v, path, c.ingest));
+      } else if (key == "notifications") {
+        RETURN_IF_ERROR(ParseNotificationsYaml(v, path, c.notifications));
       } else if (key == "runbooks") {
         RETURN_IF_ERROR(ai::ParseRunbooksYaml(v, path, c.runbooks));
       } else if (key == "breaker") {
@@ -278,6 +281,7 @@ struct ServerApp::Parts {
   std::unique_ptr<CommandSigner> signer;        // DATA_DIR/command-signing.key
   std::unique_ptr<SigningCommandSink> signed_commands;  // what sends commands: signs, queues
   std::unique_ptr<ai::Brain> brain;
+  std::unique_ptr<Notifier> notifier;  // before incidents: their listener calls it
   std::unique_ptr<TaskThread> decisions;  // joined by ServerApp::Stop before Parts dies
   std::unique_ptr<IncidentManager> incidents;
   TokenRegistry tokens;
@@ -432,11 +436,19 @@ Result<std::unique_ptr<ServerApp>> ServerApp::Create(const ServerConfig& config,
       [hosts_config](const std::string& host) { return hosts_config->For(host).kill_allowlist; });
   p->events = std::make_unique<EventHub>(clock, config.events);
   EventHub* events = p->events.get();
+  // Notifications out (the `notifications:` section; nothing without a channel): its outbox is
+  // reconciled with the stored incidents before they change again (Recover below).
+  p->notifier = std::make_unique<Notifier>(
+      *p->store, clock, config.notifications,
+      deps.notify_http ? std::move(deps.notify_http) : NewCurlHttpClient());
+  RETURN_IF_ERROR(p->notifier->Init());
+  Notifier* notifier = p->notifier.get();
   p->incidents->SetListener(
-      [events](const Incident& inc) {
+      [events, notifier](const Incident& inc) {
         // The summary (no long texts, no timeline): small frames for every open dashboard;
         // GET /api/v1/incidents/ID has the rest.
         events->Publish("incident", IncidentSummaryJson(inc));
+        notifier->OnIncident(inc);
       });
   p->target_groups = std::make_unique<TargetGroups>(config.target_groups);
   IncidentManager* incidents = p->incidents.get();
@@ -476,7 +488,8 @@ Result<std::unique_ptr<ServerApp>> ServerApp::Create(const ServerConfig& config,
                   {clock, *p->hosts, *p->alarms, *p->incidents, *p->commands, *p->events,
                    *p->fleet, *p->identities,
                    [parts] { return parts->http ? parts->http->stats() : HttpServerStats{}; },
-                   [parts] { return IngestMetricsText(*parts->external); }},
+                   [parts] { return IngestMetricsText(*parts->external); },
+                   [notifier] { return notifier->MetricsText(); }},
                   config.metrics_public);
   AddSettingsRoutes(r, *p->settings, *p->store, clock, *events);
   AddIndexRoute(r);
@@ -518,6 +531,7 @@ Status ServerApp::Start() {
   parts_->http->Start();
   ticker_ = std::thread([this] { TickLoop(); });
   parts_->checker->Start();
+  parts_->notifier->Start();
   const HttpServerStats stats = parts_->http->stats();
   LogInfo("serving on " + host + ":" + std::to_string(parts_->http->port()) + " (" +
           std::to_string(stats.io_threads) + " io threads, " +
@@ -572,6 +586,7 @@ void ServerApp::Stop() {
   parts_->commands->Shutdown();
   parts_->http->Stop();
   parts_->decisions->Stop();
+  parts_->notifier->Stop();  // what it had not enqueued yet, the next start's reconcile finds
   // The last-seen times the ticker had not written yet (reports applied up to the HTTP stop).
   parts_->fleet->WriteLastSeen();
 }

@@ -28,7 +28,9 @@
 #include "server/http/sessions.h"
 #include "server/ingest/slack_config.h"
 #include "server/ingest/ingest_config.h"
+#include "server/notify/notify_config.h"
 #include "server/store/store.h"
+#include "transport/http_client.h"
 
 namespace medic::server {
 
@@ -95,6 +97,9 @@ struct ServerConfig {
   // The `ingest:` section: how external alerts (Alertmanager) map to alarms and hosts
   // (ingest/ingest_config.h, docs/integrations/ingest.md).
   IngestConfig ingest;
+  // The `notifications:` section: webhook, Slack and PagerDuty channels, the dashboard link,
+  // retries (notify/notify_config.h, docs/integrations/notifications.md).
+  NotificationsConfig notifications;
 };
 
 // Reads a YAML config file. Unknown keys and wrong types are errors naming file and line.
@@ -105,6 +110,8 @@ struct ServerDeps {
   const Clock* clock = nullptr;      // required; must outlive the app
   std::unique_ptr<Store> store;      // required
   std::unique_ptr<ai::Brain> brain;  // required
+  // Optional: the notifications' outbound HTTP client (default: libcurl). Tests pass a fake.
+  std::unique_ptr<HttpClient> notify_http;
 };
 
 // The real store and brain for `config`: creates the data directory and the audit key

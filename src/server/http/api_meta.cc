@@ -163,6 +163,9 @@ void AddHealthRoutes(Router& router, MetricsSources metrics, bool metrics_public
                 if (m.extra) {
                   text += m.extra();
                 }
+                if (m.notifications) {
+                  text += m.notifications();
+                }
                 ApiResponse r;
                 r.content_type = "text/plain; version=0.0.4";
                 r.body = std::move(text);

@@ -43,6 +43,7 @@ struct MetricsSources {
   // More metric families in Prometheus text, from parts that count their own (ingest). May be
   // empty.
   std::function<std::string()> extra = nullptr;
+  std::function<std::string()> notifications;  // medic_notifications_total (may be empty)
 };
 // GET /healthz (public), GET /metrics (Prometheus text): a viewer's (any operator token or
 // dashboard session) unless `metrics_public`.

@@ -128,6 +128,24 @@ INSERT INTO tokens_v7 (name, role, token_hash, created_at, created_by)
 DROP TABLE tokens;
 ALTER TABLE tokens_v7 RENAME TO tokens;
 )sql",
+      // 8: the notification outbox (server/notify/): one row per (event, channel), keyed by
+      // the idempotency key its receiver gets.
+      R"sql(
+CREATE TABLE outbox (
+  key             TEXT    NOT NULL PRIMARY KEY,
+  channel         TEXT    NOT NULL,
+  event           TEXT    NOT NULL,
+  incident_id     TEXT    NOT NULL,
+  payload         TEXT    NOT NULL,
+  state           TEXT    NOT NULL CHECK (state IN ('pending', 'sent', 'dead')),
+  attempts        INTEGER NOT NULL DEFAULT 0,
+  created_at      INTEGER NOT NULL,
+  next_attempt_at INTEGER NOT NULL,
+  last_error      TEXT    NOT NULL DEFAULT ''
+);
+CREATE INDEX outbox_due ON outbox (state, next_attempt_at);
+CREATE INDEX outbox_incident ON outbox (incident_id, created_at);
+)sql",
   };
   return kMigrations;
 }
@@ -303,6 +321,11 @@ class SqliteStore : public Store {
   Status AppendAudit(const AuditEntry& entry) override;
   Result<std::vector<AuditEntry>> ListAudit(int limit) override;
   Result<AuditVerification> VerifyAudit() override;
+  Result<int> EnqueueOutbox(const std::vector<OutboxRecord>& rows) override;
+  Result<std::vector<OutboxRecord>> DueOutbox(WallTime now, int limit) override;
+  Status UpdateOutbox(const OutboxRecord& row) override;
+  Result<std::vector<OutboxRecord>> ListOutbox(const std::string& incident_id,
+                                               int limit) override;
 
  private:
   // Rolls back an open transaction unless Commit() succeeded.
@@ -1141,6 +1164,142 @@ Result<AuditVerification> SqliteStore::VerifyAudit() {
   auto r = run();
   if (!r) {
     return Describe(r.error(), "verify the audit log");
+  }
+  return r;
+}
+
+constexpr char kOutboxColumns[] =
+    "key, channel, event, incident_id, payload, state, attempts, created_at, next_attempt_at, "
+    "last_error";
+
+Result<OutboxRecord> ReadOutboxRow(const StmtRef& stmt) {
+  OutboxRecord r;
+  r.key = stmt.Text(0);
+  r.channel = stmt.Text(1);
+  r.event = stmt.Text(2);
+  r.incident_id = stmt.Text(3);
+  r.payload = stmt.Text(4);
+  const std::string state = stmt.Text(5);
+  r.state = state == "sent"   ? OutboxState::kSent
+            : state == "dead" ? OutboxState::kDead
+                              : OutboxState::kPending;
+  r.attempts = static_cast<int>(stmt.Int(6));
+  ASSIGN_OR_RETURN(r.created_at, TimeFromMillis(stmt.Int(7), "outbox.created_at"));
+  ASSIGN_OR_RETURN(r.next_attempt_at, TimeFromMillis(stmt.Int(8), "outbox.next_attempt_at"));
+  r.last_error = stmt.Text(9);
+  return r;
+}
+
+Result<int> SqliteStore::EnqueueOutbox(const std::vector<OutboxRecord>& rows) {
+  std::lock_guard<std::mutex> lock(mu_);
+  auto run = [&]() -> Result<int> {
+    Transaction tx(this);
+    RETURN_IF_ERROR(tx.Begin(/*immediate=*/true));
+    int added = 0;
+    for (const OutboxRecord& r : rows) {
+      ASSIGN_OR_RETURN(StmtRef stmt,
+                       Prepare("INSERT OR IGNORE INTO outbox (key, channel, event, incident_id, "
+                               "payload, state, attempts, created_at, next_attempt_at, "
+                               "last_error) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)"));
+      RETURN_IF_ERROR(stmt.BindText(1, r.key));
+      RETURN_IF_ERROR(stmt.BindText(2, r.channel));
+      RETURN_IF_ERROR(stmt.BindText(3, r.event));
+      RETURN_IF_ERROR(stmt.BindText(4, r.incident_id));
+      RETURN_IF_ERROR(stmt.BindText(5, r.payload));
+      RETURN_IF_ERROR(stmt.BindText(6, OutboxStateName(r.state)));
+      RETURN_IF_ERROR(stmt.BindInt(7, r.attempts));
+      RETURN_IF_ERROR(stmt.BindInt(8, ToUnixMillis(r.created_at)));
+      RETURN_IF_ERROR(stmt.BindInt(9, ToUnixMillis(r.next_attempt_at)));
+      RETURN_IF_ERROR(stmt.BindText(10, r.last_error));
+      RETURN_IF_ERROR(stmt.Run());
+      added += sqlite3_changes(db_);
+    }
+    RETURN_IF_ERROR(tx.Commit());
+    return added;
+  };
+  auto r = run();
+  if (!r) {
+    return Describe(r.error(), "enqueue notifications");
+  }
+  return r;
+}
+
+Result<std::vector<OutboxRecord>> SqliteStore::DueOutbox(WallTime now, int limit) {
+  std::lock_guard<std::mutex> lock(mu_);
+  limit = std::clamp(limit, 1, kMaxListLimit);
+  auto run = [&]() -> Result<std::vector<OutboxRecord>> {
+    static const std::string kSql = std::string("SELECT ") + kOutboxColumns +
+                                    " FROM outbox WHERE state = 'pending' AND "
+                                    "next_attempt_at <= ?1 ORDER BY created_at, key LIMIT ?2";
+    ASSIGN_OR_RETURN(StmtRef stmt, Prepare(kSql.c_str()));
+    RETURN_IF_ERROR(stmt.BindInt(1, ToUnixMillis(now)));
+    RETURN_IF_ERROR(stmt.BindInt(2, limit));
+    std::vector<OutboxRecord> out;
+    for (;;) {
+      ASSIGN_OR_RETURN(bool row, stmt.Step());
+      if (!row) {
+        break;
+      }
+      ASSIGN_OR_RETURN(OutboxRecord rec, ReadOutboxRow(stmt));
+      out.push_back(std::move(rec));
+    }
+    return out;
+  };
+  auto r = run();
+  if (!r) {
+    return Describe(r.error(), "list due notifications");
+  }
+  return r;
+}
+
+Status SqliteStore::UpdateOutbox(const OutboxRecord& row) {
+  std::lock_guard<std::mutex> lock(mu_);
+  auto run = [&]() -> Status {
+    ASSIGN_OR_RETURN(StmtRef stmt,
+                     Prepare("UPDATE outbox SET state = ?2, attempts = ?3, next_attempt_at = ?4, "
+                             "last_error = ?5 WHERE key = ?1"));
+    RETURN_IF_ERROR(stmt.BindText(1, row.key));
+    RETURN_IF_ERROR(stmt.BindText(2, OutboxStateName(row.state)));
+    RETURN_IF_ERROR(stmt.BindInt(3, row.attempts));
+    RETURN_IF_ERROR(stmt.BindInt(4, ToUnixMillis(row.next_attempt_at)));
+    RETURN_IF_ERROR(stmt.BindText(5, row.last_error));
+    RETURN_IF_ERROR(stmt.Run());
+    if (sqlite3_changes(db_) == 0) {
+      return NotFound("no notification with key '" + row.key + "'");
+    }
+    return OkStatus();
+  };
+  if (Status s = run(); !s) {
+    return Describe(s.error(), "update notification " + row.key);
+  }
+  return OkStatus();
+}
+
+Result<std::vector<OutboxRecord>> SqliteStore::ListOutbox(const std::string& incident_id,
+                                                         int limit) {
+  std::lock_guard<std::mutex> lock(mu_);
+  limit = std::clamp(limit, 1, kMaxListLimit);
+  auto run = [&]() -> Result<std::vector<OutboxRecord>> {
+    static const std::string kSql = std::string("SELECT ") + kOutboxColumns +
+                                    " FROM outbox WHERE ?1 = '' OR incident_id = ?1 "
+                                    "ORDER BY created_at, key LIMIT ?2";
+    ASSIGN_OR_RETURN(StmtRef stmt, Prepare(kSql.c_str()));
+    RETURN_IF_ERROR(stmt.BindText(1, incident_id));
+    RETURN_IF_ERROR(stmt.BindInt(2, limit));
+    std::vector<OutboxRecord> out;
+    for (;;) {
+      ASSIGN_OR_RETURN(bool row, stmt.Step());
+      if (!row) {
+        break;
+      }
+      ASSIGN_OR_RETURN(OutboxRecord rec, ReadOutboxRow(stmt));
+      out.push_back(std::move(rec));
+    }
+    return out;
+  };
+  auto r = run();
+  if (!r) {
+    return Describe(r.error(), "list notifications");
   }
   return r;
 }

@@ -8,6 +8,7 @@
 #include <memory>
 #include <optional>
 #include <string>
+#include <string_view>
 #include <utility>
 #include <vector>
 
@@ -80,6 +81,35 @@ struct HostCredentialRecord {
   std::string issued_by;  // "code:<admin who made the code>" or "approval:<admin>"
 };
 
+// One notification to deliver (server/notify/, docs/integrations/notifications.md): an
+// (event, channel) pair, kept until it was delivered or given up on, so that it survives a
+// restart and is sent once. `key` (the idempotency key the receiver gets) is unique.
+enum class OutboxState { kPending, kSent, kDead };
+inline std::string_view OutboxStateName(OutboxState s) {
+  switch (s) {
+    case OutboxState::kPending:
+      return "pending";
+    case OutboxState::kSent:
+      return "sent";
+    case OutboxState::kDead:
+      return "dead";
+  }
+  return "pending";
+}
+
+struct OutboxRecord {
+  std::string key;          // "<incident_id>:<timeline index>:<event>:<channel>"; unique
+  std::string channel;      // webhook | slack | pagerduty
+  std::string event;        // incident_opened, approval_needed, ...
+  std::string incident_id;
+  std::string payload;      // JSON text: what the channel renders at delivery
+  OutboxState state = OutboxState::kPending;
+  int attempts = 0;         // deliveries tried so far
+  WallTime created_at;
+  WallTime next_attempt_at;  // a pending row is due from then on
+  std::string last_error;    // "" until an attempt failed
+};
+
 class Store {
  public:
   virtual ~Store() = default;
@@ -137,6 +167,18 @@ class Store {
   // Checks the whole chain with the store's audit key (VerifyAuditChain in audit_chain.h).
   // A broken chain is a result, not an error; errors are the backend's own (I/O, corruption).
   virtual Result<AuditVerification> VerifyAudit() = 0;
+
+  // The notification outbox. Inserts each row whose key is not stored yet and leaves the
+  // others as they are (INSERT OR IGNORE), all in one transaction; returns how many were new.
+  virtual Result<int> EnqueueOutbox(const std::vector<OutboxRecord>& rows) = 0;
+  // Pending rows due at `now` (next_attempt_at <= now), oldest first, at most limit (1..1000).
+  virtual Result<std::vector<OutboxRecord>> DueOutbox(WallTime now, int limit) = 0;
+  // Writes state, attempts, next_attempt_at and last_error of the row with row.key.
+  // NotFound if no row has that key.
+  virtual Status UpdateOutbox(const OutboxRecord& row) = 0;
+  // Every row of `incident_id` ("" = every row), oldest first, at most limit (1..1000).
+  virtual Result<std::vector<OutboxRecord>> ListOutbox(const std::string& incident_id,
+                                                       int limit) = 0;
 };
 
 // Every incident that matches `query` (its limit is the page size), page by page, newest first.

@@ -68,6 +68,18 @@ struct OpCall {
   std::function<std::optional<Error>(Store&)> call;
 };
 
+server::OutboxRecord OutboxRow(const std::string& key) {
+  server::OutboxRecord r;
+  r.key = key;
+  r.channel = "webhook";
+  r.event = "incident_opened";
+  r.incident_id = "inc-1";
+  r.payload = "{}";
+  r.created_at = Ms(kT0);
+  r.next_attempt_at = Ms(kT0);
+  return r;
+}
+
 std::vector<OpCall> EveryOp() {
   return {
       {StoreOp::kCreateIncident,
@@ -107,6 +119,11 @@ std::vector<OpCall> EveryOp() {
       {StoreOp::kVerifyAudit, [](Store& s) { return ErrorOf(s.VerifyAudit()); }},
       {StoreOp::kUpdateHostsLastSeen,
        [](Store& s) { return ErrorOf(s.UpdateHostsLastSeen({{"x", Ms(kT0 + 1000)}})); }},
+      {StoreOp::kEnqueueOutbox,
+       [](Store& s) { return ErrorOf(s.EnqueueOutbox({OutboxRow("new")})); }},
+      {StoreOp::kDueOutbox, [](Store& s) { return ErrorOf(s.DueOutbox(Ms(kT0), 10)); }},
+      {StoreOp::kUpdateOutbox, [](Store& s) { return ErrorOf(s.UpdateOutbox(OutboxRow("x"))); }},
+      {StoreOp::kListOutbox, [](Store& s) { return ErrorOf(s.ListOutbox("", 10)); }},
   };
 }
 
@@ -115,6 +132,7 @@ void Seed(Store& s) {
   ASSERT_TRUE(s.CreateToken({"x", "viewer", std::string(64, 'x'), Ms(kT0), "a"}).has_value());
   ASSERT_TRUE(s.PutHost({"x", Json::object(), Ms(kT0), Ms(kT0)}).has_value());
   ASSERT_TRUE(s.PutHostCredential({"x", std::string(64, 'x'), Ms(kT0), "a"}).has_value());
+  ASSERT_TRUE(s.EnqueueOutbox({OutboxRow("x")}).has_value());
 }
 
 TEST(FaultyStoreEveryOpTest, EachOperationFailsAloneAndOthersPass) {

@@ -217,7 +217,7 @@ TEST_F(SqliteStoreTest, MigrationsRunOnceAndReopenIsIdempotent) {
   RawDb raw(DbPath());
   EXPECT_EQ(raw.Query("SELECT version, applied_at FROM schema_migrations ORDER BY version"), first);
   EXPECT_EQ(raw.Query("SELECT name FROM sqlite_master WHERE type = 'table' ORDER BY name"),
-            (std::vector<std::string>{"audit", "host_credentials", "hosts", "incidents",
+            (std::vector<std::string>{"audit", "host_credentials", "hosts", "incidents", "outbox",
                                       "schema_migrations", "settings", "sqlite_sequence",
                                       "timeline", "tokens"}));
 }
@@ -232,8 +232,9 @@ TEST_F(SqliteStoreTest, MigrationSixAddsHostCredentialsToAnOlderDatabase) {
   }
   {
     RawDb raw(DbPath());
-    ASSERT_EQ(raw.Exec("DROP TABLE host_credentials"), SQLITE_OK) << raw.LastError();
-    // Version 5: the migrations after it (6, and 7 since issue 14) had not run.
+    ASSERT_EQ(raw.Exec("DROP TABLE host_credentials; DROP TABLE outbox"), SQLITE_OK)
+        << raw.LastError();
+    // Version 5: the migrations after it (6, and 7 and 8 since issue 14) had not run.
     ASSERT_EQ(raw.Exec("DELETE FROM schema_migrations WHERE version >= 6"), SQLITE_OK);
   }
   std::unique_ptr<Store> store = MustOpen();
@@ -281,7 +282,41 @@ TEST_F(SqliteStoreTest, MigrationSevenAddsTheIngestRoleAndKeepsTheTokens) {
   EXPECT_EQ((*tokens)[1].role, "viewer");
   RawDb raw(DbPath());
   EXPECT_EQ(raw.Query("SELECT MAX(version) FROM schema_migrations"),
-            std::vector<std::string>{"7"});
+            std::vector<std::string>{"8"});
+}
+
+// A database of schema 7 (before the notification outbox) gets the outbox; its incidents stay.
+TEST_F(SqliteStoreTest, MigrationEightAddsTheOutboxToAnOlderDatabase) {
+  {
+    std::unique_ptr<Store> store = MustOpen();
+    ASSERT_NE(store, nullptr);
+    ASSERT_TRUE(store->CreateIncident(MakeIncident("inc-1")).has_value());
+  }
+  {
+    RawDb raw(DbPath());
+    ASSERT_EQ(raw.Exec("DROP TABLE outbox; DELETE FROM schema_migrations WHERE version = 8"),
+              SQLITE_OK)
+        << raw.LastError();
+  }
+  std::unique_ptr<Store> store = MustOpen();
+  ASSERT_NE(store, nullptr);
+  EXPECT_TRUE(store->GetIncident("inc-1").has_value());
+  OutboxRecord row;
+  row.key = "inc-1:0:incident_opened:webhook";
+  row.channel = "webhook";
+  row.event = "incident_opened";
+  row.incident_id = "inc-1";
+  row.payload = "{}";
+  row.created_at = Ms(kT0);
+  row.next_attempt_at = Ms(kT0);
+  auto added = store->EnqueueOutbox({row});
+  ASSERT_TRUE(added.has_value()) << added.error().ToString();
+  EXPECT_EQ(*added, 1);
+  RawDb raw(DbPath());
+  EXPECT_EQ(raw.Query("SELECT MAX(version) FROM schema_migrations"),
+            std::vector<std::string>{"8"});
+  EXPECT_EQ(raw.Query("SELECT key, state FROM outbox"),
+            std::vector<std::string>{"inc-1:0:incident_opened:webhook|pending"});
 }
 
 // The audit chain against someone who edits the database file without the audit key: each
@@ -428,6 +463,7 @@ TEST_F(AuditTamperTest, MigrationChainsTheEntriesOfAnOlderDatabase) {
     ASSERT_EQ(raw.Exec("ALTER TABLE audit DROP COLUMN prev_hash; "
                        "ALTER TABLE audit DROP COLUMN hash; "
                        "DROP TABLE host_credentials; "
+                       "DROP TABLE outbox; "
                        "DELETE FROM schema_migrations WHERE version >= 5; "
                        "INSERT INTO audit (timestamp, actor, action, detail) VALUES "
                        "(1800000000001, 'admin', 'token.create', 'vera (viewer)'), "

@@ -1000,4 +1000,76 @@ TEST_P(StoreConformanceTest, ConcurrentAuditAppendsKeepOneChain) {
   EXPECT_EQ(v->entries, 80);
 }
 
+// --- the notification outbox ------------------------------------------------------------------
+
+inline OutboxRecord MakeOutboxRow(const std::string& key, int64_t created_ms,
+                                  const std::string& incident = "inc-1") {
+  OutboxRecord r;
+  r.key = key;
+  r.channel = "webhook";
+  r.event = "incident_opened";
+  r.incident_id = incident;
+  r.payload = "{\"x\":\"" + key + "\"}";
+  r.created_at = Ms(created_ms);
+  r.next_attempt_at = Ms(created_ms);
+  return r;
+}
+
+TEST_P(StoreConformanceTest, OutboxEnqueueIgnoresKnownKeysAndListsDueRowsOldestFirst) {
+  Result<int> added = store().EnqueueOutbox(
+      {MakeOutboxRow("b", kT0 + 2), MakeOutboxRow("a", kT0 + 1), MakeOutboxRow("c", kT0 + 9)});
+  MEDIC_ASSERT_OK(added);
+  EXPECT_EQ(*added, 3);
+  // The same key again (a restart's reconcile) changes nothing, even with other fields.
+  OutboxRecord again = MakeOutboxRow("a", kT0 + 50);
+  again.payload = "{}";
+  added = store().EnqueueOutbox({again, MakeOutboxRow("d", kT0 + 3, "inc-2")});
+  MEDIC_ASSERT_OK(added);
+  EXPECT_EQ(*added, 1);
+
+  Result<std::vector<OutboxRecord>> due = store().DueOutbox(Ms(kT0 + 5), 10);
+  MEDIC_ASSERT_OK(due);
+  std::vector<std::string> keys;
+  for (const auto& r : *due) {
+    keys.push_back(r.key);
+  }
+  EXPECT_EQ(keys, (std::vector<std::string>{"a", "b", "d"}));
+  ASSERT_FALSE(due->empty());
+  EXPECT_EQ(due->front().payload, "{\"x\":\"a\"}");
+  EXPECT_EQ(due->front().state, OutboxState::kPending);
+  EXPECT_EQ(due->front().created_at, Ms(kT0 + 1));
+
+  // Retried later, then delivered: neither is due any more.
+  OutboxRecord a = due->front();
+  a.attempts = 1;
+  a.next_attempt_at = Ms(kT0 + 100);
+  a.last_error = "HTTP 503";
+  MEDIC_ASSERT_OK(store().UpdateOutbox(a));
+  OutboxRecord b = (*due)[1];
+  b.state = OutboxState::kSent;
+  b.attempts = 1;
+  MEDIC_ASSERT_OK(store().UpdateOutbox(b));
+  due = store().DueOutbox(Ms(kT0 + 5), 10);
+  MEDIC_ASSERT_OK(due);
+  ASSERT_EQ(due->size(), 1u);
+  EXPECT_EQ(due->front().key, "d");
+  due = store().DueOutbox(Ms(kT0 + 100), 1);
+  MEDIC_ASSERT_OK(due);
+  ASSERT_EQ(due->size(), 1u);
+  EXPECT_EQ(due->front().key, "a");
+  EXPECT_EQ(due->front().attempts, 1);
+  EXPECT_EQ(due->front().last_error, "HTTP 503");
+
+  Result<std::vector<OutboxRecord>> of1 = store().ListOutbox("inc-1", 10);
+  MEDIC_ASSERT_OK(of1);
+  ASSERT_EQ(of1->size(), 3u);
+  EXPECT_EQ((*of1)[1].key, "b");
+  EXPECT_EQ((*of1)[1].state, OutboxState::kSent);
+  Result<std::vector<OutboxRecord>> all = store().ListOutbox("", 1000);
+  MEDIC_ASSERT_OK(all);
+  EXPECT_EQ(all->size(), 4u);
+
+  EXPECT_EQ(CodeOf(store().UpdateOutbox(MakeOutboxRow("nope", kT0))), ErrorCode::kNotFound);
+}
+
 }  // namespace medic::server::conformance

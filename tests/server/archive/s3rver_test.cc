@@ -14,6 +14,20 @@
 namespace medic::server {
 namespace {
 
+// libcurl, recording each request's method and URL.
+class RecordingClient : public HttpClient {
+ public:
+  explicit RecordingClient(std::vector<std::string>* log) : log_(log) {}
+  Result<HttpResponse> Do(const HttpRequest& r) override {
+    log_->push_back(r.method + " " + r.url.substr(r.url.find('/', 8)));
+    return real_->Do(r);
+  }
+
+ private:
+  std::vector<std::string>* log_;
+  std::unique_ptr<HttpClient> real_ = NewCurlHttpClient();
+};
+
 class S3rverTest : public ::testing::Test {
  protected:
   static void SetUpTestSuite() { InitHttpClientLibrary(); }
@@ -67,20 +81,25 @@ TEST_F(S3rverTest, AFileAboveThePartSizeGoesUpInPartsAndTheObjectIsTheFile) {
   S3Config c = s3_->Config();
   c.part_size = kS3MinPartSize;
   c.prefix = "medic/";
-  S3Uploader up(c, clock_);
+  std::vector<std::string> sent;
+  S3Uploader up(c, clock_, [&] { return std::make_unique<RecordingClient>(&sent); });
   const std::string key = S3ObjectKey(c.prefix, "web-1", "20261207T010000Z-big.log");
   auto where = up.Upload(key, path);
   ASSERT_TRUE(where.has_value()) << where.error().message;
+  ASSERT_EQ(sent.size(), 5u);
+  const std::string object = "/medic-logs/medic/web-1/20261207T010000Z-big.log";
+  EXPECT_EQ(sent[0], "POST " + object + "?uploads=");
+  EXPECT_EQ(sent[1].rfind("PUT " + object + "?partNumber=1&uploadId=", 0), 0u) << sent[1];
+  EXPECT_EQ(sent[3].rfind("PUT " + object + "?partNumber=3&uploadId=", 0), 0u) << sent[3];
+  EXPECT_EQ(sent[4].rfind("POST " + object + "?uploadId=", 0), 0u) << sent[4];
   EXPECT_EQ(*where, "s3://medic-logs/medic/web-1/20261207T010000Z-big.log");
   auto got = s3_->Get(key);
   ASSERT_TRUE(got.has_value()) << got.error().message;
   ASSERT_EQ(got->status, 200);
   EXPECT_EQ(got->body.size(), (size_t{12} << 20) + 4321);
   EXPECT_EQ(Sha256Hex(got->body), Sha256Hex(*ReadFile(path)));
-  // No multipart upload is left open in the bucket.
-  auto uploads = s3_->Get("", "uploads=");
-  ASSERT_TRUE(uploads.has_value());
-  EXPECT_EQ(uploads->body.find("<Upload>"), std::string::npos) << uploads->body;
+  // (s3rver answers ListMultipartUploads with 501: that no upload is left open is the unit
+  // test's, AFailedPartOrCompletionAbortsTheUpload.)
 }
 
 TEST_F(S3rverTest, AMultipartUploadWithAWrongSecretLeavesNoObject) {

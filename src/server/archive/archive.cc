@@ -63,6 +63,19 @@ std::string LowerHex(std::string s) {
 
 }  // namespace
 
+bool Archive::ReserveS3Name(const std::string& key, const std::string& stamp) {
+  std::lock_guard<std::mutex> lock(mu_);
+  if (s3_names_.size() >= 1000) {
+    // Only this second's names (HOST/<stamp>…) can still collide.
+    for (auto it = s3_names_.begin(); it != s3_names_.end();) {
+      const size_t slash = it->find('/');
+      it = it->compare(slash + 1, stamp.size(), stamp) == 0 ? std::next(it)
+                                                            : s3_names_.erase(it);
+    }
+  }
+  return s3_names_.insert(key).second;
+}
+
 bool IsValidArchiveBasename(std::string_view name) {
   if (name.empty() || name.size() > 200 || name == "." ||
       name.find("..") != std::string_view::npos || name.find('/') != std::string_view::npos) {
@@ -364,6 +377,14 @@ Result<ArchivedFile> Archive::Finish(const std::string& id, const std::string& s
   std::string name;
   for (int n = 0;; ++n) {
     name = stamp + (n == 0 ? "" : "-" + std::to_string(n)) + "-" + u->basename;
+    // An object this process put in the bucket under that name is gone from the staging
+    // directory: the name stays taken (a PUT would replace it).
+    if (s3_ != nullptr && !ReserveS3Name(u->host + "/" + name, stamp)) {
+      if (n >= 1000) {
+        return fail(Internal("no free name for " + u->basename + " in " + host_dir));
+      }
+      continue;
+    }
     // link() never replaces an existing file, unlike rename().
     if (::link(u->partial.c_str(), (host_dir + "/" + name).c_str()) == 0) {
       break;

@@ -26,6 +26,7 @@
 #include <memory>
 #include <mutex>
 #include <optional>
+#include <set>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -122,6 +123,9 @@ class Archive {
   void Drop(const std::string& id);
   // Every archived file (unsorted), with its size and mtime.
   std::vector<ArchivedFile> Scan(const std::string& only_host = "") const;
+  // Takes `key` (HOST/NAME) for an upload to the bucket; false when this process took it before.
+  // Beyond 1000 names, forgets those of other seconds than `stamp` (the <UTC time> of names).
+  bool ReserveS3Name(const std::string& key, const std::string& stamp);
 
   const std::string dir_;
   const Clock& clock_;
@@ -131,6 +135,7 @@ class Archive {
   std::map<std::string, std::string> sha_of_;               // location -> sha256. Guarded by mu_.
   std::unique_ptr<S3Uploader> s3_;  // with the s3 backend
   std::vector<ArchivedFile> uploaded_;  // to the bucket by this process, at most 1000. Guarded by mu_.
+  std::set<std::string> s3_names_;  // HOST/NAME put in the bucket or staged. Guarded by mu_.
 };
 
 }  // namespace medic::server

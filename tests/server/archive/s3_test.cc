@@ -581,6 +581,22 @@ TEST_F(ArchiveS3Test, FinishAnswersOnlyOnceTheBucketHoldsTheFile) {
   EXPECT_EQ((*list)[0].sha256, Sha256Hex(data));
 }
 
+TEST_F(ArchiveS3Test, SameNameInTheSameSecondIsNeverPutTwice) {
+  s3_.respond = [&](const HttpRequest& r) { return WellBehaved(r, &parts_); };
+  auto a = MakeArchive();
+  // The clock does not move: three archives of app.log in the same second.
+  auto f1 = Archive1(*a, "one\n");
+  auto f2 = Archive1(*a, "two\n");
+  auto f3 = Archive1(*a, "three\n");
+  ASSERT_TRUE(f1.has_value() && f2.has_value() && f3.has_value());
+  EXPECT_EQ(f1->location, "s3://medic-logs/p/web-1/20270115T080000Z-app.log");
+  EXPECT_EQ(f2->location, "s3://medic-logs/p/web-1/20270115T080000Z-1-app.log");
+  EXPECT_EQ(f3->location, "s3://medic-logs/p/web-1/20270115T080000Z-2-app.log");
+  ASSERT_EQ(s3_.requests.size(), 3u);
+  EXPECT_NE(s3_.requests[0].url, s3_.requests[1].url);
+  EXPECT_NE(s3_.requests[1].url, s3_.requests[2].url);
+}
+
 TEST_F(ArchiveS3Test, ARefusedUploadFailsTheFinishAndLeavesNothing) {
   s3_.respond = [](const HttpRequest&) {
     return Answer(403, "<Error><Code>SignatureDoesNotMatch</Code><Message>m</Message></Error>");

@@ -39,7 +39,8 @@ namespace medic::server {
 
 namespace {
 
-// archive: {min_free: 512MiB, host_quota: 10GiB, max_age: 30d, max_total: 0}
+// archive: {min_free: 512MiB, host_quota: 10GiB, max_age: 30d, max_total: 0, backend: dir,
+//           s3: {…}}  (s3: archive/s3_config.h)
 Status ParseArchiveYaml(const YAML::Node& node, const std::string& file, ArchiveOptions& out) {
   if (!node.IsMap()) {
     return InvalidArgument(YamlWhere(file, node) +
@@ -70,10 +71,20 @@ Status ParseArchiveYaml(const YAML::Node& node, const std::string& file, Archive
                                "' is not a duration (30d, 12h, 0 for no age limit)");
       }
       out.max_age = *age;
+    } else if (key == "backend") {
+      if (text != "dir" && text != "s3") {
+        return InvalidArgument(where() + "'" + text + "' is not a backend (dir, s3)");
+      }
+      out.backend = text == "s3" ? ArchiveOptions::Backend::kS3 : ArchiveOptions::Backend::kDir;
+    } else if (key == "s3") {
+      RETURN_IF_ERROR(ParseS3Yaml(kv.second, file, out.s3));  // archive/s3_config.h
     } else {
       return InvalidArgument(YamlWhere(file, kv.first) + "unknown archive key '" + key +
-                             "' (min_free, host_quota, max_age, max_total)");
+                             "' (min_free, host_quota, max_age, max_total, backend, s3)");
     }
+  }
+  if (out.backend == ArchiveOptions::Backend::kS3) {
+    RETURN_IF_ERROR(CompleteS3Config(out.s3, ProcessEnv(), YamlWhere(file, node)));
   }
   return OkStatus();
 }

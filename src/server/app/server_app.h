@@ -79,7 +79,7 @@ struct ServerConfig {
   std::vector<AlarmRule> alarm_rules = DefaultAlarmRules();
   std::vector<TargetGroupConfig> target_groups = DefaultTargetGroups();
   // The log archive's limits (`archive:` — min_free, host_quota, max_age, max_total;
-  // docs/PROTOCOL.md "Archive").
+  // docs/PROTOCOL.md "Archive") and backend (`backend: dir|s3`, `s3:`; docs/integrations/s3.md).
   ArchiveOptions archive;
   // The `hosts:` section: each host's log directory (what its fixes may touch) and chaos
   // permission, decided here and never taken from the agent (fleet/host_config.h,

@@ -63,6 +63,19 @@ std::string LowerHex(std::string s) {
 
 }  // namespace
 
+bool Archive::ReserveS3Name(const std::string& key, const std::string& stamp) {
+  std::lock_guard<std::mutex> lock(mu_);
+  if (s3_names_.size() >= 1000) {
+    // Only this second's names (HOST/<stamp>…) can still collide.
+    for (auto it = s3_names_.begin(); it != s3_names_.end();) {
+      const size_t slash = it->find('/');
+      it = it->compare(slash + 1, stamp.size(), stamp) == 0 ? std::next(it)
+                                                            : s3_names_.erase(it);
+    }
+  }
+  return s3_names_.insert(key).second;
+}
+
 bool IsValidArchiveBasename(std::string_view name) {
   if (name.empty() || name.size() > 200 || name == "." ||
       name.find("..") != std::string_view::npos || name.find('/') != std::string_view::npos) {
@@ -101,8 +114,13 @@ struct Archive::Upload {
   }
 };
 
-Archive::Archive(std::string dir, const Clock& clock, ArchiveOptions options)
-    : dir_(std::move(dir)), clock_(clock), options_(options) {}
+Archive::Archive(std::string dir, const Clock& clock, ArchiveOptions options,
+                 S3Uploader::ClientFactory s3_client)
+    : dir_(std::move(dir)), clock_(clock), options_(std::move(options)) {
+  if (options_.backend == ArchiveOptions::Backend::kS3) {
+    s3_ = std::make_unique<S3Uploader>(options_.s3, clock_, std::move(s3_client));
+  }
+}
 
 Archive::~Archive() {
   std::map<std::string, std::shared_ptr<Upload>> left;
@@ -359,6 +377,14 @@ Result<ArchivedFile> Archive::Finish(const std::string& id, const std::string& s
   std::string name;
   for (int n = 0;; ++n) {
     name = stamp + (n == 0 ? "" : "-" + std::to_string(n)) + "-" + u->basename;
+    // An object this process put in the bucket under that name is gone from the staging
+    // directory: the name stays taken (a PUT would replace it).
+    if (s3_ != nullptr && !ReserveS3Name(u->host + "/" + name, stamp)) {
+      if (n >= 1000) {
+        return fail(Internal("no free name for " + u->basename + " in " + host_dir));
+      }
+      continue;
+    }
     // link() never replaces an existing file, unlike rename().
     if (::link(u->partial.c_str(), (host_dir + "/" + name).c_str()) == 0) {
       break;
@@ -370,7 +396,8 @@ Result<ArchivedFile> Archive::Finish(const std::string& id, const std::string& s
   ::unlink(u->partial.c_str());
   u->done = true;
   Drop(id);
-  Status synced = FsyncDir(host_dir);
+  // (The s3 backend's copy is staged only: the bucket is where it must last.)
+  Status synced = s3_ != nullptr ? OkStatus() : FsyncDir(host_dir);
   if (synced && new_dir) {
     synced = FsyncDir(dir_);
   }
@@ -384,6 +411,28 @@ Result<ArchivedFile> Archive::Finish(const std::string& id, const std::string& s
   f.bytes = stored_bytes;
   f.sha256 = stored_sha;
   f.archived_at = now;
+  if (s3_ != nullptr) {
+    // The staged copy goes whatever the bucket answers: confirmed, it is there; refused, the
+    // agent keeps its file (it truncates only after a successful finish).
+    auto where = s3_->Upload(S3ObjectKey(options_.s3.prefix, u->host, name), f.location);
+    ::unlink(f.location.c_str());
+    if (!where) {
+      LogWarn("archive: upload " + id + " of " + u->host + ":" + u->basename + ": " +
+              where.error().message);
+      return Error{where.error().code == ErrorCode::kInternal ? ErrorCode::kInternal
+                                                              : ErrorCode::kUnavailable,
+                   where.error().message};
+    }
+    f.location = *where;
+    std::lock_guard<std::mutex> lock(mu_);
+    sha_of_[f.location] = f.sha256;
+    uploaded_.push_back(f);
+    if (uploaded_.size() > 1000) {
+      sha_of_.erase(uploaded_.front().location);
+      uploaded_.erase(uploaded_.begin());
+    }
+    return f;
+  }
   {
     std::lock_guard<std::mutex> lock(mu_);
     sha_of_[f.location] = f.sha256;
@@ -444,7 +493,7 @@ uint64_t Archive::reserved_bytes() const {
 }
 
 int Archive::Prune() {
-  if (options_.max_age.count() <= 0 && options_.max_total_bytes == 0) {
+  if (s3_ != nullptr || (options_.max_age.count() <= 0 && options_.max_total_bytes == 0)) {
     return 0;
   }
   std::vector<ArchivedFile> files = Scan();
@@ -484,6 +533,10 @@ Result<std::vector<ArchivedFile>> Archive::List(size_t limit) const {
     return std::vector<ArchivedFile>();
   }
   std::vector<ArchivedFile> out = Scan();
+  if (s3_ != nullptr) {
+    std::lock_guard<std::mutex> lock(mu_);
+    out = uploaded_;  // the local directory holds only files being uploaded
+  }
   std::sort(out.begin(), out.end(), [](const ArchivedFile& a, const ArchivedFile& b) {
     return a.name != b.name ? a.name > b.name : a.host < b.host;  // names start with the time
   });

@@ -12,6 +12,12 @@
 // free space minus a floor kept for the database, a quota per host, and a retention (age, total
 // size). The SHA-256 is computed while the bytes arrive, so Finish does no long work.
 //
+// Backends (ArchiveOptions::backend): `dir` keeps the files in DIR/HOST/NAME; `s3` stages each
+// file there, uploads it to the bucket as PREFIX + HOST/NAME (S3Uploader: Content-MD5 on every
+// PUT, the ETag checked), answers Finish only once the bucket confirmed the bytes, and then
+// deletes the staged copy; a failed upload deletes it too and Finish fails (the agent keeps its
+// file). Retention (Prune) is the dir backend's; a bucket's is its lifecycle rule.
+//
 // Thread-safe: uploads may proceed concurrently; one upload's calls are serialized.
 
 #include <sys/types.h>
@@ -20,12 +26,15 @@
 #include <memory>
 #include <mutex>
 #include <optional>
+#include <set>
 #include <string>
 #include <string_view>
 #include <vector>
 
 #include "core/clock.h"
 #include "core/result.h"
+#include "server/archive/s3_client.h"
+#include "server/archive/s3_config.h"
 
 namespace medic::server {
 
@@ -44,12 +53,16 @@ struct ArchiveOptions {
   // the oldest while all files together exceed max_total_bytes. 0: no limit.
   Millis max_age{Millis(30LL * 24 * 3600 * 1000)};
   uint64_t max_total_bytes = 0;
+  // `archive.backend`: where archived files go (dir: DIR/HOST/NAME; s3: the `archive.s3` bucket).
+  enum class Backend { kDir, kS3 };
+  Backend backend = Backend::kDir;
+  S3Config s3;  // with backend kS3: completed (CompleteS3Config)
 };
 
 struct ArchivedFile {
   std::string host;
   std::string name;      // <UTC time>-<basename>
-  std::string location;  // DIR/HOST/NAME on the server
+  std::string location;  // DIR/HOST/NAME on the server, or s3://BUCKET/KEY
   int64_t bytes = 0;
   std::string sha256;  // lowercase hex; known for files archived since this server started
   WallTime archived_at{};
@@ -61,7 +74,9 @@ bool IsValidArchiveBasename(std::string_view name);
 
 class Archive {
  public:
-  Archive(std::string dir, const Clock& clock, ArchiveOptions options = {});
+  // `s3_client` makes the s3 backend's HTTP clients (default: libcurl); tests pass their own.
+  Archive(std::string dir, const Clock& clock, ArchiveOptions options = {},
+          S3Uploader::ClientFactory s3_client = nullptr);
   ~Archive();
   Archive(const Archive&) = delete;
   Archive& operator=(const Archive&) = delete;
@@ -78,7 +93,10 @@ class Archive {
   Result<int64_t> Append(const std::string& id, int64_t offset, std::string_view bytes);
   // Ends an upload: fsyncs, re-reads the stored file and compares its SHA-256 and length with
   // the agent's. On a match the file moves to DIR/HOST/NAME (the directory fsynced too); on a
-  // mismatch it is deleted and FailedPrecondition says why. The upload is over either way.
+  // mismatch it is deleted and FailedPrecondition says why. With the s3 backend the file then
+  // goes to the bucket (this call lasts as long as the upload) and its local copy is deleted;
+  // Unavailable, naming the store's answer, when the bucket did not confirm it. The upload is
+  // over either way.
   Result<ArchivedFile> Finish(const std::string& id, const std::string& sha256, int64_t bytes);
 
   // The host that started upload `id`, while it is in progress; nullopt otherwise.
@@ -86,14 +104,15 @@ class Archive {
 
   // Drops uploads idle longer than upload_ttl. Start, Append and Finish call it too.
   void ExpireIdle();
-  // Applies the retention (max_age, max_total_bytes); returns how many files it deleted.
+  // Applies the retention (max_age, max_total_bytes); returns how many files it deleted. Does
+  // nothing with the s3 backend (the bucket's lifecycle rule is its retention).
   int Prune();
   // Bytes the uploads in progress may still write (announced minus received).
   uint64_t reserved_bytes() const;
   size_t uploads_in_progress() const;
 
   // Every archived file, newest first, at most `limit`. sha256 is filled for files finished by
-  // this process.
+  // this process. With the s3 backend: the objects this process uploaded (the bucket has all).
   Result<std::vector<ArchivedFile>> List(size_t limit) const;
 
   const std::string& dir() const { return dir_; }
@@ -104,6 +123,9 @@ class Archive {
   void Drop(const std::string& id);
   // Every archived file (unsorted), with its size and mtime.
   std::vector<ArchivedFile> Scan(const std::string& only_host = "") const;
+  // Takes `key` (HOST/NAME) for an upload to the bucket; false when this process took it before.
+  // Beyond 1000 names, forgets those of other seconds than `stamp` (the <UTC time> of names).
+  bool ReserveS3Name(const std::string& key, const std::string& stamp);
 
   const std::string dir_;
   const Clock& clock_;
@@ -111,6 +133,9 @@ class Archive {
   mutable std::mutex mu_;
   std::map<std::string, std::shared_ptr<Upload>> uploads_;  // Guarded by mu_.
   std::map<std::string, std::string> sha_of_;               // location -> sha256. Guarded by mu_.
+  std::unique_ptr<S3Uploader> s3_;  // with the s3 backend
+  std::vector<ArchivedFile> uploaded_;  // to the bucket by this process, at most 1000. Guarded by mu_.
+  std::set<std::string> s3_names_;  // HOST/NAME put in the bucket or staged. Guarded by mu_.
 };
 
 }  // namespace medic::server

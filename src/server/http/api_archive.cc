@@ -139,7 +139,8 @@ void AddArchiveRoutes(Router& router, Archive& archive, const CommandQueue& comm
               kArchiveChunkMaxBytes, /*upload=*/true});
   router.Add(
       {"POST", "/agent/v1/archive/{id}/finish", Role::kAgent,
-       "end an upload ({sha256, bytes}); 409 when the stored copy differs "
+       "end an upload ({sha256, bytes}); 409 when the stored copy differs, 503 when the s3 "
+       "backend's bucket did not confirm it "
        "-> {sha256, bytes, location}",
        [&archive](ApiRequest& req, Responder respond) {
          if (Status s = CheckUploader(archive, req); !s) {

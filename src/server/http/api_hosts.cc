@@ -252,7 +252,17 @@ void AddAlarmRoutes(Router& router, const AlarmEngine& alarms, const TargetGroup
                   }
                   rules.push_back(std::move(rule));
                 }
-                const AlarmCounts c = alarms.Counts();
+                AlarmCounts c = alarms.Counts();
+                if (external != nullptr) {
+                  // The external alarms count alike (the dashboard's summary reads these).
+                  for (const auto& x : external->List()) {
+                    switch (x.state) {
+                      case AlarmState::kOk: ++c.ok; break;
+                      case AlarmState::kAlarm: ++c.alarm; break;
+                      case AlarmState::kInsufficientData: ++c.insufficient_data; break;
+                    }
+                  }
+                }
                 Json body{{"alarms", out},
                           {"rules", rules},
                           {"counts",

@@ -246,7 +246,7 @@ TEST_F(SqliteStoreTest, MigrationSixAddsHostCredentialsToAnOlderDatabase) {
       store->PutHostCredential({"web-1", std::string(64, 'a'), Ms(kT0), "code:admin"}).has_value());
   RawDb raw(DbPath());
   EXPECT_EQ(raw.Query("SELECT MAX(version) FROM schema_migrations"),
-            std::vector<std::string>{"7"});
+            std::vector<std::string>{"8"});
   EXPECT_EQ(raw.Query("SELECT name, issued_by FROM host_credentials"),
             std::vector<std::string>{"web-1|code:admin"});
 }
@@ -265,7 +265,8 @@ TEST_F(SqliteStoreTest, MigrationSevenAddsTheIngestRoleAndKeepsTheTokens) {
                        "CHECK (role IN ('viewer', 'operator', 'admin')), token_hash TEXT NOT NULL "
                        "UNIQUE, created_at INTEGER NOT NULL, created_by TEXT NOT NULL);"
                        "INSERT INTO tokens VALUES ('vera', 'viewer', 'h1', 1, 'admin');"
-                       "DELETE FROM schema_migrations WHERE version = 7;"),
+                       "DROP TABLE outbox;"
+                       "DELETE FROM schema_migrations WHERE version >= 7;"),
               SQLITE_OK)
         << raw.LastError();
     ASSERT_NE(raw.Exec("INSERT INTO tokens VALUES ('am', 'ingest', 'h2', 1, 'admin')"), SQLITE_OK);

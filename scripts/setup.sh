@@ -16,8 +16,9 @@ PACKAGES=(
 )
 # Node.js and npm build nothing: the dashboard is plain ES modules. npm installs uPlot (embedded
 # in medic-server at build time), playwright-core (the browser tests drive Debian's chromium),
-# s3rver (an S3-compatible server for the S3 archive tests) and @modelcontextprotocol/sdk (the
-# reference MCP client that drives `medic mcp` in its tests).
+# @20minutes/s3rver (an S3-compatible server that checks SigV4 signatures itself, for the S3
+# archive tests) and @modelcontextprotocol/sdk (the reference MCP client that drives `medic mcp`
+# in its tests).
 command -v npm >/dev/null 2>&1 || PACKAGES+=(nodejs npm)
 
 missing=()

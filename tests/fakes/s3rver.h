@@ -1,9 +1,9 @@
 #pragma once
 
-// s3rver (npm, node_modules/s3rver) on a loopback port with a temp directory and one bucket,
-// AWS Signature V4 checked in front of it (tests/fakes/s3rver_sigv4.js says why). Killed (its
-// process group, by pid) when the object goes; the directory goes with the TempDir the caller
-// owns. Also a signed GET, to read back what the bucket holds.
+// s3rver (npm @20minutes/s3rver 5.0.0, which checks AWS Signature V4 itself; tests/fakes/
+// s3rver.js) on a loopback port with a temp directory and one bucket. Killed (its process group,
+// by pid) when the object goes; the directory goes with the TempDir the caller owns. Also a
+// signed GET, to read back what the bucket holds.
 
 #include <cstdlib>
 #include <memory>
@@ -32,7 +32,7 @@ class S3rver {
   S3rver(const std::string& dir, const std::string& bucket, const std::string& stderr_path)
       : bucket_(bucket) {
     proc_ = std::make_unique<Subprocess>(
-        std::vector<std::string>{"/usr/bin/node", SourceDir() + "/tests/fakes/s3rver_sigv4.js",
+        std::vector<std::string>{"/usr/bin/node", SourceDir() + "/tests/fakes/s3rver.js",
                                  dir, bucket},
         stderr_path);
     if (auto line = proc_->ReadLine(std::chrono::seconds(30));

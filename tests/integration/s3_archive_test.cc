@@ -1,6 +1,7 @@
 // Issue 14, "the archive on S3": the disk scenario with `archive: {backend: s3}` — the real
-// medic-server and medic-agent, and a real S3-compatible server (s3rver from npm, SigV4
-// signatures checked: tests/fakes/s3rver_sigv4.js) on loopback.
+// medic-server and medic-agent, and a real S3-compatible server (s3rver from npm,
+// @20minutes/s3rver 5.0.0, which checks SigV4 signatures itself: tests/fakes/s3rver.js) on
+// loopback.
 //
 // The host's log directory is a small tmpfs (8 MiB). A log file fills it past 85 %:
 // Disk-Critical-ASG opens an incident whose fix (automatic mode) is log.archive_truncate of that

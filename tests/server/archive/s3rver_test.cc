@@ -1,5 +1,6 @@
-// The archive's s3 backend against a real S3-compatible server: s3rver 3.7.1 (npm) on loopback,
-// with SigV4 signatures checked (tests/fakes/s3rver_sigv4.js). A wrong secret is refused; a file
+// The archive's s3 backend against a real S3-compatible server: s3rver (npm @20minutes/s3rver
+// 5.0.0, which checks SigV4 signatures itself; tests/fakes/s3rver.js) on loopback. A wrong
+// secret is refused; a file
 // above the part size goes up in parts and the bucket then holds exactly the file.
 
 #include <gtest/gtest.h>

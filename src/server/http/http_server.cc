@@ -728,17 +728,22 @@ class HttpSession : public std::enable_shared_from_this<HttpSession<Stream>> {
       beast::error_code ec;
       stream_.socket().shutdown(tcp::socket::shutdown_send, ec);
       if (linger_ && !ec) {
-        // The answer went out before an unread body: read and drop a little of it for a
-        // moment, so that the client reads the answer before a reset (closing a socket with
-        // unread data resets the connection).
-        Lowest().expires_after(std::chrono::seconds(1));
+        // The answer went out before an unread body: read and drop some of it for a moment,
+        // so that the client reads the answer before a reset (closing a socket with unread
+        // data resets the connection, and a client still sending then sees the reset, not the
+        // answer). Up to kLingerBytes or kLingerTime, whichever comes first: a refused
+        // 800 KB body on a loaded machine needed more than the 64 KiB and 1 s this was.
+        Lowest().expires_after(kLingerTime);
         Linger(0);
       }
     }
   }
 
+  static constexpr size_t kLingerBytes = 1024 * 1024;
+  static constexpr std::chrono::seconds kLingerTime{3};
+
   void Linger(size_t dropped) {
-    if (dropped > 64 * 1024) {
+    if (dropped > kLingerBytes) {
       return;
     }
     stream_.async_read_some(asio::buffer(sink_),

@@ -29,9 +29,7 @@ void Slack(std::string_view body) {
     FUZZ_CHECK(!parsed->user_id.empty() && parsed->user_id.size() <= 64);
     FUZZ_CHECK(parsed->value.size() <= 256);
     FUZZ_CHECK(parsed->response_url.size() <= 1024);
-    if (parsed->type == "block_actions") {
-      FUZZ_CHECK(!parsed->action_id.empty());
-    }
+    FUZZ_CHECK(parsed->action_id.size() <= 255 && parsed->block_id.size() <= 255);
   }
   const std::string sig = SlackSignature("8f742231b10e8888abcd99yyyzzz85a5", "1531420618", body);
   FUZZ_CHECK(sig.size() == 3 + 64 && sig.rfind("v0=", 0) == 0);

@@ -16,6 +16,7 @@
 #include "core/files.h"
 #include "protocol/actions.h"
 #include "protocol/wire.h"
+#include "tests/server/call_route.h"
 #include "tests/fakes/fake_brain.h"
 #include "tests/fakes/faulty_store.h"
 #include "tests/fakes/memory_store.h"
@@ -50,14 +51,7 @@ class ServerAppTest : public ::testing::Test {
     req.query = std::move(query);
     req.authorization = token.empty() ? "" : "Bearer " + token;
     req.body = DumpJson(body);
-    ApiResponse out;
-    bool answered = false;
-    app_->router().Handle(req, [&](ApiResponse r) {
-      out = std::move(r);
-      answered = true;
-    });
-    EXPECT_TRUE(answered) << method << " " << path;
-    return out;
+    return test::CallRoute(app_->router(), std::move(req));
   }
 
   // A token the app wrote into its data directory.
@@ -142,14 +136,21 @@ TEST_F(ServerAppTest, MetricsCountIncidentsTheStoreCouldNotKeep) {
 // API, the brain's answer is the fake's, and every record lands in the in-memory store.
 class ServerAppIncidentTest : public ServerAppTest {
  protected:
-  // The commands queued for web-1 (the long poll answers at once when there are some).
+  // The commands queued for web-1. The incident's status is written before its commands are
+  // queued, so a poll right after may park and come back empty: poll until some come.
   std::vector<protocol::Command> Poll() {
-    const ApiResponse r = Call("GET", "/agent/v1/commands", Web1(), Json::object(),
-                               {{"host", "web-1"}, {"wait_ms", "0"}});
-    EXPECT_EQ(r.status, 200) << r.body;
-    auto batch = protocol::CommandBatchFromJson(ParseJson(r.body).value());
-    EXPECT_TRUE(batch.has_value());
-    return batch ? batch->commands : std::vector<protocol::Command>{};
+    const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(10);
+    while (true) {
+      const ApiResponse r = Call("GET", "/agent/v1/commands", Web1(), Json::object(),
+                                 {{"host", "web-1"}, {"wait_ms", "0"}});
+      EXPECT_EQ(r.status, 200) << r.body;
+      auto batch = protocol::CommandBatchFromJson(ParseJson(r.body).value_or(Json()));
+      EXPECT_TRUE(batch.has_value()) << r.body;
+      if (!batch || !batch->commands.empty() || std::chrono::steady_clock::now() > deadline) {
+        return batch ? batch->commands : std::vector<protocol::Command>{};
+      }
+      std::this_thread::sleep_for(std::chrono::milliseconds(2));
+    }
   }
   void PostResult(const protocol::Command& c, const std::string& output) {
     protocol::CommandResult r;

@@ -10,6 +10,7 @@
 #include "server/app/server_app.h"
 #include "server/http/sessions.h"
 #include "tests/fakes/temp_dir.h"
+#include "tests/server/call_route.h"
 
 namespace medic::server {
 namespace {
@@ -381,11 +382,7 @@ class SessionRouterTest : public ::testing::Test {
     req.csrf_token = caller.csrf;
     req.body = body;
     req.content_type = content_type;
-    ApiResponse got;
-    got.status = 0;
-    app_->router().Handle(req, [&](ApiResponse r) { got = std::move(r); });
-    EXPECT_NE(got.status, 0) << "no answer";
-    return got;
+    return test::CallRoute(app_->router(), std::move(req));
   }
   ApiResponse SignInWith(const Json& body) {
     return Call("POST", "/api/v1/session", {}, DumpJson(body), "application/json");

@@ -17,6 +17,7 @@
 #include "core/files.h"
 #include "protocol/wire.h"
 #include "server/app/server_app.h"
+#include "tests/server/call_route.h"
 #include "tests/fakes/memory_store.h"
 #include "tests/fakes/temp_dir.h"
 #include "tests/server/enroll_host.h"
@@ -108,14 +109,7 @@ class IngestAppTest : public ::testing::Test {
     if (path == "/agent/v1/commands") {
       req.query = {{"host", "web-1"}, {"wait_ms", "0"}};
     }
-    ApiResponse out;
-    bool answered = false;
-    app_->router().Handle(req, [&](ApiResponse r) {
-      out = std::move(r);
-      answered = true;
-    });
-    EXPECT_TRUE(answered) << method << " " << path;
-    return out;
+    return test::CallRoute(app_->router(), std::move(req));
   }
   std::string CreateToken(const std::string& name, const std::string& role) {
     const ApiResponse r = Call("POST", "/api/v1/tokens", "Bearer " + admin_,
@@ -129,11 +123,20 @@ class IngestAppTest : public ::testing::Test {
                                       : authorization,
                 DumpJson(body));
   }
+  // The commands queued for web-1. The incident's status is written before its commands are
+  // queued, so a poll right after may park and come back empty: poll until some come.
   std::vector<protocol::Command> Poll() {
-    const ApiResponse r = Call("GET", "/agent/v1/commands", "Bearer " + web1_);
-    EXPECT_EQ(r.status, 200) << r.body;
-    auto batch = protocol::CommandBatchFromJson(ParseJson(r.body).value());
-    return batch ? batch->commands : std::vector<protocol::Command>{};
+    const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(10);
+    while (true) {
+      const ApiResponse r = Call("GET", "/agent/v1/commands", "Bearer " + web1_);
+      EXPECT_EQ(r.status, 200) << r.body;
+      auto batch = protocol::CommandBatchFromJson(ParseJson(r.body).value_or(Json()));
+      EXPECT_TRUE(batch.has_value()) << r.body;
+      if (!batch || !batch->commands.empty() || std::chrono::steady_clock::now() > deadline) {
+        return batch ? batch->commands : std::vector<protocol::Command>{};
+      }
+      std::this_thread::sleep_for(std::chrono::milliseconds(2));
+    }
   }
   void PostResult(const protocol::Command& c) {
     protocol::CommandResult r;

@@ -16,6 +16,7 @@
 #include "core/files.h"
 #include "protocol/wire.h"
 #include "server/app/server_app.h"
+#include "tests/server/call_route.h"
 #include "tests/fakes/fake_sns.h"
 #include "tests/fakes/memory_store.h"
 #include "tests/fakes/temp_dir.h"
@@ -88,14 +89,7 @@ class SnsAppTest : public ::testing::Test {
     if (path == "/agent/v1/commands") {
       req.query = {{"host", "web-1"}, {"wait_ms", "0"}};
     }
-    ApiResponse out;
-    bool answered = false;
-    app_->router().Handle(req, [&](ApiResponse r) {
-      out = std::move(r);
-      answered = true;
-    });
-    EXPECT_TRUE(answered) << method << " " << path;
-    return out;
+    return test::CallRoute(app_->router(), std::move(req));
   }
   // What SNS posts: no credentials, the signed message as text/plain.
   ApiResponse Deliver(const Json& message) {
@@ -104,9 +98,7 @@ class SnsAppTest : public ::testing::Test {
     req.target = req.path = "/api/v1/ingest/sns";
     req.content_type = "text/plain; charset=UTF-8";
     req.body = message.dump();
-    ApiResponse out;
-    app_->router().Handle(req, [&](ApiResponse r) { out = std::move(r); });
-    return out;
+    return test::CallRoute(app_->router(), std::move(req));
   }
   Json Signed(Json message) {
     sns_.Sign(message, 2);
@@ -117,11 +109,20 @@ class SnsAppTest : public ::testing::Test {
     m["StateChangeTime"] = at;
     return Signed(sns_.Notification(kTopic, m.dump(), "ALARM: \"web-1-5xx\" in EU (Ireland)"));
   }
+  // The commands queued for web-1. The incident's status is written before its commands are
+  // queued, so a poll right after may park and come back empty: poll until some come.
   std::vector<protocol::Command> Poll() {
-    const ApiResponse r = Call("GET", "/agent/v1/commands", "Bearer " + web1_);
-    EXPECT_EQ(r.status, 200) << r.body;
-    auto batch = protocol::CommandBatchFromJson(ParseJson(r.body).value());
-    return batch ? batch->commands : std::vector<protocol::Command>{};
+    const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(10);
+    while (true) {
+      const ApiResponse r = Call("GET", "/agent/v1/commands", "Bearer " + web1_);
+      EXPECT_EQ(r.status, 200) << r.body;
+      auto batch = protocol::CommandBatchFromJson(ParseJson(r.body).value_or(Json()));
+      EXPECT_TRUE(batch.has_value()) << r.body;
+      if (!batch || !batch->commands.empty() || std::chrono::steady_clock::now() > deadline) {
+        return batch ? batch->commands : std::vector<protocol::Command>{};
+      }
+      std::this_thread::sleep_for(std::chrono::milliseconds(2));
+    }
   }
   void PostResult(const protocol::Command& c) {
     protocol::CommandResult r;

@@ -59,8 +59,9 @@ enum class StoreOp {
   kDueOutbox,
   kUpdateOutbox,
   kListOutbox,
+  kListSettings,
 };
-inline constexpr size_t kStoreOpCount = static_cast<size_t>(StoreOp::kListOutbox) + 1;
+inline constexpr size_t kStoreOpCount = static_cast<size_t>(StoreOp::kListSettings) + 1;
 
 inline std::string_view StoreOpName(StoreOp op) {
   static constexpr std::array<std::string_view, kStoreOpCount> kNames = {
@@ -68,7 +69,8 @@ inline std::string_view StoreOpName(StoreOp op) {
       "GetSetting",     "PutSetting",     "CreateToken", "DeleteToken",   "ListTokens",
       "PutHost",        "DeleteHost",     "ListHosts",   "PutHostCredential",
       "DeleteHostCredential", "ListHostCredentials", "AppendAudit", "ListAudit", "VerifyAudit",
-      "UpdateHostsLastSeen", "EnqueueOutbox", "DueOutbox", "UpdateOutbox", "ListOutbox"};
+      "UpdateHostsLastSeen", "EnqueueOutbox", "DueOutbox", "UpdateOutbox", "ListOutbox",
+      "ListSettings"};
   return kNames[static_cast<size_t>(op)];
 }
 
@@ -177,6 +179,12 @@ class FaultyStore : public server::Store {
       return *e;
     }
     return base_.PutSetting(key, value);
+  }
+  Result<std::vector<std::pair<std::string, std::string>>> ListSettings() override {
+    if (auto e = Inject(StoreOp::kListSettings)) {
+      return *e;
+    }
+    return base_.ListSettings();
   }
   Status CreateToken(const server::TokenRecord& token) override {
     if (auto e = Inject(StoreOp::kCreateToken)) {

@@ -149,6 +149,12 @@ class MemoryStore : public server::Store {
     return OkStatus();
   }
 
+  Result<std::vector<std::pair<std::string, std::string>>> ListSettings() override {
+    std::lock_guard<std::mutex> lock(data_->mu);
+    return std::vector<std::pair<std::string, std::string>>(data_->settings.begin(),
+                                                            data_->settings.end());
+  }
+
   Status CreateToken(const server::TokenRecord& token) override {
     std::lock_guard<std::mutex> lock(data_->mu);
     if (data_->tokens.count(token.name) != 0) {

@@ -307,6 +307,7 @@ class SqliteStore : public Store {
                                                    const std::string& instance_id) override;
   Result<std::optional<std::string>> GetSetting(const std::string& key) override;
   Status PutSetting(const std::string& key, const std::string& value) override;
+  Result<std::vector<std::pair<std::string, std::string>>> ListSettings() override;
   Status CreateToken(const TokenRecord& token) override;
   Status DeleteToken(const std::string& name) override;
   Result<std::vector<TokenRecord>> ListTokens() override;
@@ -802,6 +803,26 @@ Status SqliteStore::PutSetting(const std::string& key, const std::string& value)
     return Describe(s.error(), "put setting " + key);
   }
   return OkStatus();
+}
+
+Result<std::vector<std::pair<std::string, std::string>>> SqliteStore::ListSettings() {
+  std::lock_guard<std::mutex> lock(mu_);
+  auto run = [&]() -> Result<std::vector<std::pair<std::string, std::string>>> {
+    ASSIGN_OR_RETURN(StmtRef stmt, Prepare("SELECT key, value FROM settings ORDER BY key"));
+    std::vector<std::pair<std::string, std::string>> out;
+    for (;;) {
+      ASSIGN_OR_RETURN(bool row, stmt.Step());
+      if (!row) {
+        return out;
+      }
+      out.emplace_back(stmt.Text(0), stmt.Text(1));
+    }
+  };
+  Result<std::vector<std::pair<std::string, std::string>>> r = run();
+  if (!r) {
+    return Describe(r.error(), "list settings");
+  }
+  return r;
 }
 
 Status SqliteStore::CreateToken(const TokenRecord& t) {

@@ -134,6 +134,8 @@ class Store {
   // Small key/value settings (approval_mode, automation_paused, ...), values as JSON text.
   virtual Result<std::optional<std::string>> GetSetting(const std::string& key) = 0;
   virtual Status PutSetting(const std::string& key, const std::string& value) = 0;
+  // Every setting as (key, value), by key (medic-server migrate copies them).
+  virtual Result<std::vector<std::pair<std::string, std::string>>> ListSettings() = 0;
 
   // AlreadyExists if the name is taken.
   virtual Status CreateToken(const TokenRecord& token) = 0;

@@ -124,6 +124,7 @@ std::vector<OpCall> EveryOp() {
       {StoreOp::kDueOutbox, [](Store& s) { return ErrorOf(s.DueOutbox(Ms(kT0), 10)); }},
       {StoreOp::kUpdateOutbox, [](Store& s) { return ErrorOf(s.UpdateOutbox(OutboxRow("x"))); }},
       {StoreOp::kListOutbox, [](Store& s) { return ErrorOf(s.ListOutbox("", 10)); }},
+      {StoreOp::kListSettings, [](Store& s) { return ErrorOf(s.ListSettings()); }},
   };
 }
 

@@ -844,6 +844,22 @@ TEST_P(StoreConformanceTest, SettingsGetPutOverwrite) {
   EXPECT_EQ(**got, "false");
 }
 
+TEST_P(StoreConformanceTest, ListSettingsIsEveryKeyInByteOrder) {
+  Result<std::vector<std::pair<std::string, std::string>>> none = store().ListSettings();
+  MEDIC_ASSERT_OK(none);
+  EXPECT_TRUE(none->empty());
+  MEDIC_ASSERT_OK(store().PutSetting("b", "2"));
+  MEDIC_ASSERT_OK(store().PutSetting("unicode-ключ", "{}"));
+  MEDIC_ASSERT_OK(store().PutSetting("A", "1"));
+  MEDIC_ASSERT_OK(store().PutSetting("a", ""));
+  MEDIC_ASSERT_OK(store().PutSetting("b", "3"));  // overwritten, listed once
+  Result<std::vector<std::pair<std::string, std::string>>> all = store().ListSettings();
+  MEDIC_ASSERT_OK(all);
+  const std::vector<std::pair<std::string, std::string>> want = {
+      {"A", "1"}, {"a", ""}, {"b", "3"}, {"unicode-ключ", "{}"}};
+  EXPECT_EQ(*all, want);
+}
+
 // --- concurrency ----------------------------------------------------------------------------
 
 TEST_P(StoreConformanceTest, ConcurrentUpdatesOnDifferentIncidentsAllLand) {

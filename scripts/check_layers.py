@@ -41,14 +41,15 @@ SERVER_PARTS = {
     "archive": set(),
     "commands": set(),
     "events": set(),
-    "incidents": {"store", "alarms", "commands", "events"},
+    "cluster": {"store"},
+    "incidents": {"store", "alarms", "commands", "events", "cluster"},
     "notify": {"store"},
-    "fleet": {"store", "alarms", "events", "commands", "incidents"},
+    "fleet": {"store", "alarms", "events", "commands", "incidents", "cluster"},
     "ingest": {"alarms"},
     "http": {"store", "identity", "alarms", "archive", "commands", "events", "incidents",
-             "fleet", "ingest"},
+             "fleet", "ingest", "cluster"},
     "app": {"store", "identity", "alarms", "archive", "commands", "events", "incidents", "fleet",
-            "ingest", "http", "notify"},
+            "ingest", "http", "notify", "cluster"},
 }
 
 INCLUDE = re.compile(r'^\s*#\s*include\s+"([^"]+)"')

@@ -6,7 +6,7 @@ set -euo pipefail
 PACKAGES=(
   build-essential cmake make pkg-config git
   libboost-dev libssl-dev libcurl4-openssl-dev libmbedtls-dev
-  nlohmann-json3-dev libyaml-cpp-dev libsqlite3-dev sqlite3 libcli11-dev
+  nlohmann-json3-dev libyaml-cpp-dev libsqlite3-dev sqlite3 libcli11-dev libpq-dev postgresql
   libgtest-dev libgmock-dev libbenchmark-dev
   nginx curl procps iproute2 util-linux stress-ng
   prometheus prometheus-alertmanager monit prometheus-node-exporter openssl

@@ -14,6 +14,8 @@
 #include "agent/server_api.h"
 #include "tests/agent/fakes.h"
 #include "tests/fakes/command_signing.h"
+#include "tests/fakes/http_server.h"
+#include "transport/plain_http_client.h"
 
 namespace medic::agent {
 namespace {
@@ -212,6 +214,61 @@ TEST(ServerApiFailover, AnArchiveUploadStaysOnTheServerThatIssuedItsId) {
   s.b.up = false;
   EXPECT_FALSE(api.StartArchive(*http, "web-1", "/var/log/x", 5).has_value());  // "{}" has no id
   EXPECT_EQ(s.To("http://a", "/archive").size(), 2u);
+}
+
+// The same over real loopback connections and the agent's own HTTP client: a refused
+// connection, a connection closed without an answer and a 503 move on; a 401 does not.
+TEST(ServerApiFailover, RealConnectionsRefusedClosedAnd503MoveA401DoesNot) {
+  std::string dead_url;
+  {
+    test::FakeHttpServer gone;
+    ASSERT_TRUE(gone.listening());
+    dead_url = gone.url();
+  }  // stopped: its port refuses connections
+  std::atomic<int> a_status{200};
+  std::atomic<bool> b_hangs_up{false};
+  test::FakeHttpServer a([&](const test::RecordedRequest&) {
+    return test::CannedReply{.status = a_status.load(), .body = "{}"};
+  });
+  test::FakeHttpServer b([&](const test::RecordedRequest&) {
+    if (b_hangs_up) {
+      return test::CannedReply{.raw = std::string(), .then = test::CannedReply::Then::kClose};
+    }
+    return test::CannedReply{.status = 200, .body = "{}"};
+  });
+  ASSERT_TRUE(a.listening() && b.listening());
+  auto http = NewPlainHttpClient();
+  ServerApi api(std::vector<std::string>{dead_url, a.url(), b.url()}, "cred");
+
+  ASSERT_TRUE(api.SendReport(*http, OneSampleReport(1)).has_value());  // refused, then a
+  EXPECT_EQ(api.servers().Current().url, a.url());
+  EXPECT_EQ(a.requests().size(), 1u);
+
+  a_status = 401;
+  const Status refused = api.SendReport(*http, OneSampleReport(2));
+  ASSERT_FALSE(refused.has_value());
+  EXPECT_EQ(refused.error().code, ErrorCode::kUnauthenticated);
+  EXPECT_EQ(api.servers().Current().url, a.url());
+  EXPECT_TRUE(b.requests().empty());
+
+  a_status = 503;
+  ASSERT_TRUE(api.SendReport(*http, OneSampleReport(3)).has_value());  // 503, then b
+  EXPECT_EQ(api.servers().Current().url, b.url());
+  EXPECT_EQ(b.requests().size(), 1u);
+
+  // b takes the request and closes the connection unanswered: on to the dead one (refused),
+  // around to a, which answers again.
+  b_hangs_up = true;
+  a_status = 200;
+  ASSERT_TRUE(api.SendReport(*http, OneSampleReport(4)).has_value());
+  EXPECT_EQ(api.servers().Current().url, a.url());
+  // (The client itself tries once more on a fresh connection when a kept-alive one closes.)
+  EXPECT_GE(b.requests().size(), 2u);
+  EXPECT_LE(b.requests().size(), 3u);
+  EXPECT_EQ(a.requests().size(), 4u);
+  auto last = protocol::ReportFromJson(*ParseJsonObject(a.requests().back().body));
+  ASSERT_TRUE(last.has_value());
+  EXPECT_EQ(last->samples.at(0).metrics.at("seq"), 4.0);
 }
 
 // Each sample carries a sequence number, so order, loss and repeats are visible.

@@ -67,7 +67,7 @@ Agent::Agent(const AgentConfig& config, std::string credential, AgentDeps deps,
              AgentTuning tuning)
     : deps_(std::move(deps)),
       policy_(PolicyRulesFromConfig(config, SelfPid(tuning))),
-      api_(config.server, credential),
+      api_(ServerUrls(config), credential),
       enrolment_(credential.empty() ? std::make_unique<Enrolment>(
                                           api_, MakeEnrolmentOptions(config), &verifier_)
                                     : nullptr),
@@ -92,6 +92,12 @@ Agent::Agent(const AgentConfig& config, std::string credential, AgentDeps deps,
               registration_, verifier_, processor_,
               [this](Millis d) { return poll_waiter_.WaitFor(d); }, deps_.clock) {
   registration_.SetListener([this] { poll_waiter_.Notify(); });
+  // Moved to another server: register there (the reporter does, at once), then carry on; the
+  // buffered samples stay in the reporter and go to the new server in order.
+  api_.servers().SetMoveListener([this] {
+    registration_.RegisterAgain();
+    report_waiter_.Notify();
+  });
   if (!deps_.command_key.empty()) {
     if (Status s = verifier_.SetKey(deps_.command_key); !s) {
       LogError("the server's command key is not usable (" + s.error().message +

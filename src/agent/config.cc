@@ -3,6 +3,7 @@
 #include <unistd.h>
 #include <yaml-cpp/yaml.h>
 
+#include <algorithm>
 #include <charconv>
 #include <set>
 
@@ -11,6 +12,7 @@
 #include "core/log.h"
 #include "protocol/actions.h"
 #include "protocol/wire.h"
+#include "transport/http1_client.h"
 #include "transport/http_client.h"
 
 namespace medic::agent {
@@ -406,6 +408,36 @@ Result<PolicySettings> ParsePolicy(const Reader& r, const YAML::Node& n) {
   return p;
 }
 
+// server: one URL, or a non-empty list of URLs (several servers on one store).
+Result<std::vector<std::string>> ParseServerNode(const Reader& r, const YAML::Node& v) {
+  std::vector<std::string> out;
+  auto add = [&](const YAML::Node& n, const std::string& what) -> Status {
+    ASSIGN_OR_RETURN(std::string url, r.String(n, what));
+    auto checked = ValidateServerUrl(url);
+    if (!checked) {
+      return r.At(n, what + ": " + checked.error().message);
+    }
+    if (std::find(out.begin(), out.end(), *checked) != out.end()) {
+      return r.At(n, what + ": " + *checked + " is listed twice");
+    }
+    out.push_back(*checked);
+    return OkStatus();
+  };
+  if (v.IsSequence()) {
+    if (v.size() == 0) {
+      return r.At(v, "server must not be an empty list");
+    }
+    for (size_t i = 0; i < v.size(); ++i) {
+      RETURN_IF_ERROR(add(v[i], "server[" + std::to_string(i) + "]"));
+    }
+  } else if (v.IsScalar()) {
+    RETURN_IF_ERROR(add(v, "server"));
+  } else {
+    return r.At(v, "server must be a URL or a list of URLs");
+  }
+  return out;
+}
+
 Result<AgentConfig> ParseRoot(const Reader& r, const YAML::Node& root) {
   AgentConfig c;
   if (root.IsNull()) {
@@ -418,10 +450,8 @@ Result<AgentConfig> ParseRoot(const Reader& r, const YAML::Node& root) {
        "services", "checks", "policy", "service_manager", "executor", "tls", "log_dir",
        "targets", "disk_primary_mount"}));
   if (auto v = root["server"]) {
-    ASSIGN_OR_RETURN(c.server, r.String(v, "server"));
-    if (!IsHttpUrl(c.server)) {
-      return r.At(v, "server must be a URL starting with http:// or https://");
-    }
+    ASSIGN_OR_RETURN(c.servers, ParseServerNode(r, v));
+    c.server = c.servers.front();
   }
   if (auto v = root["name"]) {
     ASSIGN_OR_RETURN(c.name, r.String(v, "name"));
@@ -603,6 +633,57 @@ std::string TrimTrailingSlashes(std::string s) {
 
 }  // namespace
 
+Result<std::string> ValidateServerUrl(std::string_view url) {
+  const std::string quoted = "'" + std::string(url.substr(0, 200)) + "'";
+  const bool https = url.substr(0, 8) == "https://";
+  if (!https && url.substr(0, 7) != "http://") {
+    return InvalidArgument(quoted + " is not a URL starting with http:// or https://");
+  }
+  if (url.find_first_of("?#") != std::string_view::npos) {
+    return InvalidArgument(quoted + " must not have a query or fragment (it is the server's "
+                           "base URL)");
+  }
+  auto parsed = ParseUrl(url, https ? UrlScheme::kHttps : UrlScheme::kHttp);
+  if (!parsed) {
+    return InvalidArgument(quoted + " is not a valid server URL: " + parsed.error().message);
+  }
+  return TrimTrailingSlashes(std::string(url));
+}
+
+Result<std::vector<std::string>> ParseServerUrls(const std::vector<std::string>& values) {
+  std::vector<std::string> out;
+  for (const auto& value : values) {
+    std::string_view rest = value;
+    while (true) {
+      const size_t comma = rest.find(',');
+      const std::string_view one = Trim(rest.substr(0, comma));
+      if (one.empty()) {
+        return InvalidArgument("--server '" + value + "' has an empty URL in its list");
+      }
+      auto checked = ValidateServerUrl(one);
+      if (!checked) {
+        return InvalidArgument("--server: " + checked.error().message);
+      }
+      if (std::find(out.begin(), out.end(), *checked) != out.end()) {
+        return InvalidArgument("--server: " + *checked + " is given twice");
+      }
+      out.push_back(*checked);
+      if (comma == std::string_view::npos) {
+        break;
+      }
+      rest = rest.substr(comma + 1);
+    }
+  }
+  if (out.empty()) {
+    return InvalidArgument("--server needs a URL");
+  }
+  return out;
+}
+
+std::vector<std::string> ServerUrls(const AgentConfig& config) {
+  return config.servers.empty() ? std::vector<std::string>{config.server} : config.servers;
+}
+
 const ServiceConfig* AgentConfig::FindService(std::string_view service) const {
   for (const auto& s : services) {
     if (s.name == service) {
@@ -623,7 +704,6 @@ Result<AgentConfig> ParseAgentConfig(std::string_view yaml, std::string_view sou
   try {
     ASSIGN_OR_RETURN(AgentConfig c, ParseRoot(reader, root));
     c.source = std::string(source);
-    c.server = TrimTrailingSlashes(c.server);
     return c;
   } catch (const YAML::Exception& e) {
     return reader.AtMark(e.mark, e.msg);
@@ -641,10 +721,8 @@ Result<AgentConfig> LoadAgentConfigFile(const std::string& path) {
 Status FinalizeAgentConfig(const ConfigOverrides& o, AgentConfig* c) {
   const std::string where = c->source.empty() ? "command line" : c->source;
   if (o.server) {
-    if (!IsHttpUrl(*o.server)) {
-      return InvalidArgument("--server must be a URL starting with http:// or https://");
-    }
-    c->server = TrimTrailingSlashes(*o.server);
+    ASSIGN_OR_RETURN(c->servers, ParseServerUrls(*o.server));
+    c->server = c->servers.front();
   }
   if (o.name) {
     if (!protocol::IsValidHostName(*o.name)) {

@@ -67,6 +67,11 @@ struct PolicySettings {
 struct AgentConfig {
   std::string source;  // the file it came from, for messages ("" when there is none)
   std::string server;  // base URL, e.g. http://127.0.0.1:8080 (no trailing slash)
+  // Every server URL, in order of preference (server: a URL or a list of URLs; servers sharing
+  // one store): the agent talks to one at a time and fails over to the next (ServerList in
+  // server_api.h). servers.front() == server once loaded; empty in a hand-built config, which
+  // means {server} (ServerUrls).
+  std::vector<std::string> servers;
   std::string name;    // host name in medic; defaults to the kernel's hostname
   // The shared bootstrap token's file (the server's DATA_DIR/agent.token): with it, a host
   // without a credential asks to be enrolled and waits for an admin's approval.
@@ -114,7 +119,8 @@ struct AgentConfig {
 
 // Command-line overrides; unset ones leave the file's value.
 struct ConfigOverrides {
-  std::optional<std::string> server;
+  // --server, given once or more, each one URL or a comma-separated list of URLs.
+  std::optional<std::vector<std::string>> server;
   std::optional<std::string> name;
   std::optional<std::string> token_file;
   std::optional<std::string> state_dir;
@@ -123,6 +129,15 @@ struct ConfigOverrides {
   std::optional<std::string> ca_file;   // tls.ca_file
   std::optional<std::string> pin;       // tls.pin
 };
+
+// Checks one server URL: http:// or https://, a host, a valid port, no user info, query or
+// fragment. Returns it without trailing slashes; the error quotes the URL and says what is wrong.
+Result<std::string> ValidateServerUrl(std::string_view url);
+// --server values (each one URL or a comma-separated list) as one list of checked URLs; a URL
+// listed twice is an error.
+Result<std::vector<std::string>> ParseServerUrls(const std::vector<std::string>& values);
+// The config's server URLs: `servers`, or {server} when that is empty.
+std::vector<std::string> ServerUrls(const AgentConfig& config);
 
 // Parses YAML text; `source` names it in messages. Does not check required keys (see
 // FinalizeAgentConfig), since flags may still supply them.

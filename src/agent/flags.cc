@@ -21,10 +21,15 @@ Result<AgentFlags> ParseAgentFlags(int argc, const char* const* argv) {
       "medic-agent: collects host metrics, runs health checks and executes the "
       "medic server's commands within this host's local policy",
       "medic-agent"};
-  std::string server, name, token_file, state_dir, enroll_code, interval, metrics_listen;
+  std::vector<std::string> servers;
+  std::string name, token_file, state_dir, enroll_code, interval, metrics_listen;
   std::string ca_file, pin;
   app.add_option("--config", flags.config_file, "YAML config file (see config/agent.yaml)");
-  auto* o_server = app.add_option("--server", server, "server URL, e.g. http://127.0.0.1:8080");
+  auto* o_server =
+      app.add_option("--server", servers,
+                     "server URL, e.g. http://127.0.0.1:8080; several servers on one store: "
+                     "repeat it or list them separated by commas (failover in that order)")
+          ->allow_extra_args(false);
   auto* o_name = app.add_option("--name", name, "host name in medic (default: hostname)");
   auto* o_token = app.add_option("--token-file", token_file,
                                  "file holding the bootstrap token (enrolment with approval)");
@@ -49,7 +54,9 @@ Result<AgentFlags> ParseAgentFlags(int argc, const char* const* argv) {
   } catch (const CLI::ParseError& e) {
     return InvalidArgument(e.what());
   }
-  Take(o_server, server, &flags.overrides.server);
+  if (o_server->count() > 0) {
+    flags.overrides.server = servers;
+  }
   Take(o_name, name, &flags.overrides.name);
   Take(o_token, token_file, &flags.overrides.token_file);
   Take(o_state, state_dir, &flags.overrides.state_dir);

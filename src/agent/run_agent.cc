@@ -150,7 +150,11 @@ int RunAgentUntilSignal(const AgentConfig& config,
     return 1;
   }
   RealAgent& a = **built;
-  LogInfo("medic-agent " + config.name + " reporting to " + config.server + " every " +
+  std::string servers;
+  for (const auto& url : ServerUrls(config)) {
+    servers += (servers.empty() ? "" : ", then ") + url;
+  }
+  LogInfo("medic-agent " + config.name + " reporting to " + servers + " every " +
           std::to_string(config.interval.count()) + " ms");
   int sig = 0;
   // After start-up (enrolment, registration, the first checks and reports), only the code the

@@ -61,8 +61,92 @@ bool NeedsRegistration(const Error& e) {
   return e.code == ErrorCode::kUnauthenticated || e.code == ErrorCode::kNotFound;
 }
 
+bool ShouldFailOver(const Result<HttpResponse>& outcome) {
+  return !outcome || outcome->status >= 500;
+}
+
+ServerList::ServerList(std::vector<std::string> urls) : urls_(std::move(urls)) {
+  if (urls_.empty()) {
+    std::abort();  // REQUIRES violated: the config always has a server
+  }
+}
+
+ServerList::Entry ServerList::Current() const {
+  std::lock_guard<std::mutex> lock(mu_);
+  return Entry{current_, urls_[current_]};
+}
+
+bool ServerList::MoveFrom(size_t index, const std::string& reason) {
+  std::function<void()> listener;
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    if (urls_.size() < 2 || index != current_) {
+      return false;
+    }
+    current_ = (current_ + 1) % urls_.size();
+    ++moves_;
+    ++unanswered_moves_;
+    if (unanswered_moves_ < urls_.size()) {
+      LogWarn("server " + urls_[index] + " unreachable (" + reason + "); now talking to " +
+              urls_[current_]);
+    } else if (unanswered_moves_ == urls_.size()) {
+      LogWarn("no server answers (" + std::to_string(urls_.size()) + " URLs; last: " +
+              urls_[index] + ": " + reason + "); trying each in turn with backoff, samples " +
+              "wait in the buffer");
+    }
+    listener = listener_;
+  }
+  if (listener) {
+    listener();
+  }
+  return true;
+}
+
+void ServerList::Answered(size_t index) {
+  std::lock_guard<std::mutex> lock(mu_);
+  if (index != current_) {
+    return;
+  }
+  if (unanswered_moves_ >= urls_.size()) {
+    LogInfo("server " + urls_[current_] + " answers; now talking to it");
+  }
+  unanswered_moves_ = 0;
+}
+
+void ServerList::SetMoveListener(std::function<void()> listener) {
+  std::lock_guard<std::mutex> lock(mu_);
+  listener_ = std::move(listener);
+}
+
+uint64_t ServerList::moves() const {
+  std::lock_guard<std::mutex> lock(mu_);
+  return moves_;
+}
+
 ServerApi::ServerApi(std::string server_url, std::string credential)
-    : base_(std::move(server_url)), credential_(std::move(credential)) {}
+    : ServerApi(std::vector<std::string>{std::move(server_url)}, std::move(credential)) {}
+
+ServerApi::ServerApi(std::vector<std::string> server_urls, std::string credential)
+    : servers_(std::move(server_urls)), credential_(std::move(credential)) {}
+
+Result<HttpResponse> ServerApi::Send(HttpClient& http, const HttpRequest& req,
+                                     bool one_server) const {
+  const size_t tries = one_server ? 1 : servers_.size();
+  Result<HttpResponse> outcome = Unavailable("no server tried");
+  for (size_t i = 0; i < tries; ++i) {
+    const ServerList::Entry server = servers_.Current();
+    HttpRequest attempt = req;
+    attempt.url = server.url + req.url;
+    outcome = http.Do(attempt);
+    if (!ShouldFailOver(outcome)) {
+      servers_.Answered(server.index);
+      return outcome;
+    }
+    servers_.MoveFrom(server.index, outcome ? "HTTP " + std::to_string(outcome->status)
+                                            : outcome.error().message);
+  }
+  return outcome;
+}
 
 void ServerApi::SetCredential(std::string credential) {
   std::lock_guard<std::mutex> lock(mu_);
@@ -77,7 +161,7 @@ bool ServerApi::has_credential() const {
 HttpRequest ServerApi::NewRequest(const std::string& method, const std::string& path) const {
   HttpRequest req;
   req.method = method;
-  req.url = base_ + path;
+  req.url = path;
   {
     std::lock_guard<std::mutex> lock(mu_);
     req.headers.emplace_back("Authorization", "Bearer " + credential_);
@@ -95,7 +179,7 @@ Result<EnrollAnswer> ServerApi::Enroll(HttpClient& http, const Json& body,
                                        const std::string& bearer) const {
   HttpRequest req;
   req.method = "POST";
-  req.url = base_ + "/agent/v1/enroll";
+  req.url = "/agent/v1/enroll";
   if (!bearer.empty()) {
     req.headers.emplace_back("Authorization", "Bearer " + bearer);
   }
@@ -104,7 +188,7 @@ Result<EnrollAnswer> ServerApi::Enroll(HttpClient& http, const Json& body,
   req.timeout = Millis(5'000);
   req.connect_timeout = Millis(2'000);
   req.body = DumpJson(body);
-  ASSIGN_OR_RETURN(HttpResponse resp, Expect2xx("enrol", http.Do(req)));
+  ASSIGN_OR_RETURN(HttpResponse resp, Expect2xx("enrol", Send(http, req)));
   ASSIGN_OR_RETURN(Json j, ParseJsonObject(resp.body));
   EnrollAnswer out;
   if (resp.status == 202) {
@@ -142,7 +226,7 @@ Result<protocol::RegisterResponse> ServerApi::Register(
     HttpClient& http, const protocol::RegisterRequest& request) const {
   HttpRequest req = NewRequest("POST", "/agent/v1/register");
   req.body = DumpJson(protocol::ToJson(request));
-  ASSIGN_OR_RETURN(HttpResponse resp, Expect2xx("register", http.Do(req)));
+  ASSIGN_OR_RETURN(HttpResponse resp, Expect2xx("register", Send(http, req)));
   if (Trim(resp.body).empty()) {
     return protocol::RegisterResponse{};
   }
@@ -153,7 +237,7 @@ Result<protocol::RegisterResponse> ServerApi::Register(
 Status ServerApi::SendReport(HttpClient& http, const protocol::Report& report) const {
   HttpRequest req = NewRequest("POST", "/agent/v1/report");
   req.body = DumpJson(protocol::ToJson(report));
-  ASSIGN_OR_RETURN(HttpResponse resp, Expect2xx("report", http.Do(req)));
+  ASSIGN_OR_RETURN(HttpResponse resp, Expect2xx("report", Send(http, req)));
   (void)resp;
   return OkStatus();
 }
@@ -164,7 +248,7 @@ Result<std::vector<PolledCommand>> ServerApi::PollCommands(HttpClient& http,
   HttpRequest req = NewRequest(
       "GET", "/agent/v1/commands?host=" + host + "&wait_ms=" + std::to_string(wait.count()));
   req.timeout = wait + Millis(5'000);
-  ASSIGN_OR_RETURN(HttpResponse resp, Expect2xx("poll commands", http.Do(req)));
+  ASSIGN_OR_RETURN(HttpResponse resp, Expect2xx("poll commands", Send(http, req)));
   std::vector<PolledCommand> out;
   if (resp.status == 204 || Trim(resp.body).empty()) {
     return out;
@@ -194,7 +278,7 @@ Result<std::vector<PolledCommand>> ServerApi::PollCommands(HttpClient& http,
 Status ServerApi::PostResult(HttpClient& http, const protocol::CommandResult& result) const {
   HttpRequest req = NewRequest("POST", "/agent/v1/results");
   req.body = DumpJson(protocol::ToJson(result));
-  ASSIGN_OR_RETURN(HttpResponse resp, Expect2xx("post result", http.Do(req)));
+  ASSIGN_OR_RETURN(HttpResponse resp, Expect2xx("post result", Send(http, req)));
   (void)resp;
   return OkStatus();
 }
@@ -203,7 +287,7 @@ Result<std::string> ServerApi::StartArchive(HttpClient& http, const std::string&
                                             const std::string& path, int64_t size) const {
   HttpRequest req = NewRequest("POST", "/agent/v1/archive");
   req.body = DumpJson(Json{{"host", host}, {"path", path}, {"size", size}});
-  ASSIGN_OR_RETURN(HttpResponse resp, Expect2xx("archive start", http.Do(req)));
+  ASSIGN_OR_RETURN(HttpResponse resp, Expect2xx("archive start", Send(http, req)));
   ASSIGN_OR_RETURN(Json j, ParseJsonObject(resp.body));
   ASSIGN_OR_RETURN(std::string id, RequireString(j, "upload_id"));
   if (id.empty() || id.size() > 128 ||
@@ -224,7 +308,8 @@ Result<int64_t> ServerApi::AppendArchive(HttpClient& http, const std::string& up
   }
   req.body = std::string(bytes);
   req.timeout = Millis(30'000);
-  ASSIGN_OR_RETURN(HttpResponse resp, Expect2xx("archive append", http.Do(req)));
+  ASSIGN_OR_RETURN(HttpResponse resp,
+                   Expect2xx("archive append", Send(http, req, /*one_server=*/true)));
   ASSIGN_OR_RETURN(Json j, ParseJsonObject(resp.body));
   ASSIGN_OR_RETURN(auto received, OptionalInt(j, "received"));
   if (!received) {
@@ -238,7 +323,7 @@ Result<ArchiveReceipt> ServerApi::FinishArchive(HttpClient& http, const std::str
   HttpRequest req = NewRequest("POST", "/agent/v1/archive/" + upload_id + "/finish");
   req.body = DumpJson(Json{{"sha256", sha256}, {"bytes", bytes}});
   req.timeout = Millis(300'000);  // the server reads the whole copy back
-  auto resp = http.Do(req);
+  auto resp = Send(http, req, /*one_server=*/true);
   if (resp && resp->status == 409) {
     Error e = HttpError("archive finish", *resp);
     return FailedPrecondition(e.message);
@@ -282,6 +367,12 @@ SteadyTime Registration::next_attempt() const {
 void Registration::SetListener(std::function<void()> listener) {
   std::lock_guard<std::mutex> lock(mu_);
   listener_ = std::move(listener);
+}
+
+void Registration::RegisterAgain() {
+  std::lock_guard<std::mutex> lock(mu_);
+  registered_ = false;
+  next_attempt_ = SteadyTime{};
 }
 
 void Registration::Invalidate() {

@@ -3,6 +3,9 @@
 // The agent's side of the agent <-> server protocol (protocol/wire.h): enrolment, then four
 // endpoints and the archive, each request carrying `Authorization: Bearer <the host's own
 // credential>`. Transport-agnostic: every call takes the HttpClient of the calling thread.
+// With several server URLs (servers sharing one store), every call goes to the one the agent
+// talks to now and fails over to the next (ServerList, ShouldFailOver; docs/AGENT.md
+// "Several servers").
 
 #include <functional>
 #include <mutex>
@@ -26,6 +29,49 @@ Millis BackoffDelay(int attempt, Millis base, Millis cap, double jitter);
 // True for the errors that mean "the server does not know this host (any more)": HTTP 401 and
 // 404, e.g. after a server restart. The agent registers again.
 bool NeedsRegistration(const Error& e);
+
+// True when a request's outcome means "this server cannot serve us now", so the agent moves to
+// its next server URL: no answer at all (connection refused or reset, timeout, TLS failure: any
+// error of the HttpClient) or a 5xx. A 4xx is an answer: 401/403 would be refused by every
+// server (they share one store), 400/409/413/422 are about the request itself. Pure.
+bool ShouldFailOver(const Result<HttpResponse>& outcome);
+
+// The agent's server URLs and the one it talks to now. Sticky: the agent stays on a server
+// while it answers, and moves on (in list order, wrapping around) only when a request to it
+// fails over; it never returns to the first by itself. Thread-safe (the reporter, the poller and
+// the archive upload share one list, so they move together).
+class ServerList {
+ public:
+  // REQUIRES: `urls` non-empty, without trailing slashes.
+  explicit ServerList(std::vector<std::string> urls);
+
+  struct Entry {
+    size_t index = 0;
+    std::string url;
+  };
+  Entry Current() const;
+  size_t size() const { return urls_.size(); }
+  const std::vector<std::string>& urls() const { return urls_; }
+
+  // A request to urls[index] failed over, because of `reason`: moves to the next URL and
+  // returns true, unless the list has one URL or another thread moved away from `index`
+  // already (then the caller simply uses Current()). Logs one line per move; after a whole
+  // round without an answer, one line, and none until a server answers again.
+  bool MoveFrom(size_t index, const std::string& reason);
+  // urls[index] answered (anything that does not fail over).
+  void Answered(size_t index);
+  // Runs after every move, outside the lock (the agent registers again with the new server).
+  void SetMoveListener(std::function<void()> listener);
+  uint64_t moves() const;
+
+ private:
+  const std::vector<std::string> urls_;
+  mutable std::mutex mu_;
+  size_t current_ = 0;              // Guarded by mu_.
+  size_t unanswered_moves_ = 0;     // Guarded by mu_. Moves since the last answer.
+  uint64_t moves_ = 0;              // Guarded by mu_.
+  std::function<void()> listener_;  // Guarded by mu_.
+};
 
 // What the server answers when an archive upload is finished and verified.
 struct ArchiveReceipt {
@@ -54,6 +100,12 @@ class ServerApi {
  public:
   // `server_url` without a trailing slash. `credential`: the host's own ("" until enrolled).
   ServerApi(std::string server_url, std::string credential);
+  // Several URLs of servers sharing one store, in order of preference (ServerList); the
+  // credential (and the caller's TLS settings) apply to each. REQUIRES: non-empty.
+  ServerApi(std::vector<std::string> server_urls, std::string credential);
+
+  // The URLs and which one is in use; thread-safe.
+  ServerList& servers() const { return servers_; }
 
   // Thread-safe: the credential every later request carries (set once enrolled).
   void SetCredential(std::string credential);
@@ -78,6 +130,9 @@ class ServerApi {
   // The archive upload (docs/PROTOCOL.md, "Archive"): start -> upload id; append raw bytes at
   // `offset` (the bytes sent so far) -> bytes received; finish -> the server's receipt, or an
   // error (FailedPrecondition for a 409: the stored copy differs and was deleted).
+  // An upload id belongs to the server that issued it: append and finish are not retried on
+  // another server within the call (a move in between makes them fail, and the action with
+  // them, leaving the file as it was).
   Result<std::string> StartArchive(HttpClient& http, const std::string& host,
                                    const std::string& path, int64_t size) const;
   Result<int64_t> AppendArchive(HttpClient& http, const std::string& upload_id, int64_t offset,
@@ -86,11 +141,17 @@ class ServerApi {
                                        const std::string& sha256, int64_t bytes) const;
 
  private:
+  // `path` relative to the server URL, e.g. "/agent/v1/report".
   HttpRequest NewRequest(const std::string& method, const std::string& path) const;
+  // Sends `req` (its url: the path) to the current server; when the outcome fails over, moves
+  // to the next and sends it there, each server once at most (one round); the caller's backoff
+  // spaces the rounds. `one_server`: no retry on another server (a move still happens).
+  Result<HttpResponse> Send(HttpClient& http, const HttpRequest& req,
+                            bool one_server = false) const;
   Result<EnrollAnswer> Enroll(HttpClient& http, const Json& body,
                               const std::string& bearer) const;
 
-  std::string base_;
+  mutable ServerList servers_;
   mutable std::mutex mu_;
   std::string credential_;  // Guarded by mu_.
 };
@@ -113,6 +174,9 @@ class Registration {
   Status Attempt(HttpClient& http, SteadyTime now);
   // The server forgot us (401/404): register again at once.
   void Invalidate();
+  // The agent moved to another server: register there too (it refreshes the host's facts;
+  // a server with its own store learns the host). Quiet, unlike Invalidate.
+  void RegisterAgain();
   // Runs (on the registering thread) after every successful registration.
   void SetListener(std::function<void()> listener);
 

@@ -113,7 +113,8 @@ TEST(AgentConfig, ErrorsNameFileLineAndProblem) {
        "a.yaml:2:21: check 'w': type 'icmp' is not supported"},
       {"key of another check type", "checks:\n  - {name: w, type: tcp, url: http://x}\n",
        "a.yaml:2:31: check 'w': 'url' does not apply to a tcp check"},
-      {"server not a URL", "server: 127.0.0.1:8080\n", "a.yaml:1:9: server must be a URL"},
+      {"server not a URL", "server: 127.0.0.1:8080\n",
+       "a.yaml:1:9: server: '127.0.0.1:8080' is not a URL starting with http:// or https://"},
       {"top level not a map", "- a\n- b\n", "a.yaml:1:1: the top level must be a mapping"},
       {"duplicate check", "checks:\n  - {name: w, url: http://x}\n  - {name: w, url: http://y}\n",
        "a.yaml:3:5: check 'w' is defined twice"},
@@ -201,7 +202,7 @@ TEST(AgentConfig, StateDirAndEnrollCode) {
   EXPECT_EQ(f.state_dir, "/st");
   EXPECT_EQ(f.enroll_code, "abcdef0123456789");
   ConfigOverrides o;
-  o.server = "http://s";
+  o.server = std::vector<std::string>{"http://s"};
   o.name = "web-1";
   o.state_dir = "rel";
   EXPECT_FALSE(FinalizeAgentConfig(o, &f).has_value());
@@ -347,6 +348,88 @@ TEST(AgentConfig, ServiceManagerAndExecutor) {
     auto r = ParseAgentConfig(bad, "a.yaml");
     ASSERT_FALSE(r.has_value());
     EXPECT_EQ(r.error().message.rfind("a.yaml:1:", 0), 0u) << r.error().message;
+  }
+}
+
+}  // namespace
+}  // namespace medic::agent
+
+namespace medic::agent {
+namespace {
+
+// server: a URL or a list of URLs (several servers on one store); --server repeated or
+// comma-separated. Each URL checked, the bad one named; the single-URL form is unchanged.
+TEST(AgentConfig, ServerIsAUrlOrAListOfUrls) {
+  auto one = ParseAgentConfig("server: http://s:1/\n", "a.yaml");
+  ASSERT_TRUE(one.has_value()) << one.error().message;
+  EXPECT_EQ(one->server, "http://s:1");
+  EXPECT_EQ(one->servers, std::vector<std::string>{"http://s:1"});
+
+  auto two = ParseAgentConfig("server:\n  - https://a:8443\n  - https://b:8443/\n", "a.yaml");
+  ASSERT_TRUE(two.has_value()) << two.error().message;
+  EXPECT_EQ(two->server, "https://a:8443");
+  EXPECT_EQ(two->servers, (std::vector<std::string>{"https://a:8443", "https://b:8443"}));
+  EXPECT_EQ(ServerUrls(*two), two->servers);
+
+  AgentConfig hand_built;
+  hand_built.server = "http://x";
+  EXPECT_EQ(ServerUrls(hand_built), std::vector<std::string>{"http://x"});
+
+  struct Case {
+    std::string_view yaml;
+    std::string_view want;
+  };
+  const Case bad[] = {
+      {"server: []\n", "a.yaml:1:9: server must not be an empty list"},
+      {"server: {a: 1}\n", "a.yaml:1:9: server must be a URL or a list of URLs"},
+      {"server: [http://a, ftp://b]\n",
+       "a.yaml:1:20: server[1]: 'ftp://b' is not a URL starting with http:// or https://"},
+      {"server: [http://a, 'http://b:99999']\n",
+       "a.yaml:1:20: server[1]: 'http://b:99999' is not a valid server URL: bad port"},
+      {"server: ['http://:80']\n", "server[0]: 'http://:80' is not a valid server URL"},
+      {"server: [http://a, http://a/]\n", "a.yaml:1:20: server[1]: http://a is listed twice"},
+      {"server: 'http://a/?x=1'\n", "server: 'http://a/?x=1' must not have a query"},
+      {"server: [[http://a]]\n", "server[0] must be a string"},
+  };
+  for (const Case& c : bad) {
+    SCOPED_TRACE(std::string(c.yaml));
+    auto r = ParseAgentConfig(c.yaml, "a.yaml");
+    ASSERT_FALSE(r.has_value());
+    EXPECT_NE(r.error().message.find(c.want), std::string::npos) << r.error().message;
+  }
+}
+
+TEST(AgentConfig, ServerFlagRepeatedOrCommaSeparated) {
+  const char* argv[] = {"medic-agent", "--server", "http://a:1,http://b:2/", "--server",
+                        "https://c:3"};
+  auto flags = ParseAgentFlags(5, argv);
+  ASSERT_TRUE(flags.has_value()) << flags.error().message;
+  auto c = ParseAgentConfig("server: http://file:1\nname: web-1\n", "x.yaml");
+  ASSERT_TRUE(c.has_value());
+  ASSERT_TRUE(FinalizeAgentConfig(flags->overrides, &*c).has_value());
+  EXPECT_EQ(c->servers, (std::vector<std::string>{"http://a:1", "http://b:2", "https://c:3"}));
+  EXPECT_EQ(c->server, "http://a:1");
+
+  struct Case {
+    std::vector<std::string> values;
+    std::string_view want;
+  };
+  const Case bad[] = {
+      {{"http://a,"}, "--server 'http://a,' has an empty URL"},
+      {{"http://a", "gopher://b"},
+       "--server: 'gopher://b' is not a URL starting with http:// or https://"},
+      {{"http://a,http://a:80x"}, "--server: 'http://a:80x' is not a valid server URL: bad port"},
+      {{"http://a", "http://a/"}, "--server: http://a is given twice"},
+  };
+  for (const Case& b : bad) {
+    SCOPED_TRACE(b.want);
+    ConfigOverrides o;
+    o.server = b.values;
+    AgentConfig f;
+    f.name = "web-1";
+    auto s = FinalizeAgentConfig(o, &f);
+    ASSERT_FALSE(s.has_value());
+    EXPECT_NE(s.error().message.find(b.want), std::string::npos) << s.error().message;
   }
 }
 

@@ -60,8 +60,10 @@ enum class StoreOp {
   kUpdateOutbox,
   kListOutbox,
   kListSettings,
+  kListAuditAfter,
+  kListOutboxAfter,
 };
-inline constexpr size_t kStoreOpCount = static_cast<size_t>(StoreOp::kListSettings) + 1;
+inline constexpr size_t kStoreOpCount = static_cast<size_t>(StoreOp::kListOutboxAfter) + 1;
 
 inline std::string_view StoreOpName(StoreOp op) {
   static constexpr std::array<std::string_view, kStoreOpCount> kNames = {
@@ -70,7 +72,7 @@ inline std::string_view StoreOpName(StoreOp op) {
       "PutHost",        "DeleteHost",     "ListHosts",   "PutHostCredential",
       "DeleteHostCredential", "ListHostCredentials", "AppendAudit", "ListAudit", "VerifyAudit",
       "UpdateHostsLastSeen", "EnqueueOutbox", "DueOutbox", "UpdateOutbox", "ListOutbox",
-      "ListSettings"};
+      "ListSettings", "ListAuditAfter", "ListOutboxAfter"};
   return kNames[static_cast<size_t>(op)];
 }
 
@@ -259,6 +261,12 @@ class FaultyStore : public server::Store {
     }
     return base_.ListAudit(limit);
   }
+  Result<std::vector<server::AuditEntry>> ListAuditAfter(int64_t after_id, int limit) override {
+    if (auto e = Inject(StoreOp::kListAuditAfter)) {
+      return *e;
+    }
+    return base_.ListAuditAfter(after_id, limit);
+  }
   Result<server::AuditVerification> VerifyAudit() override {
     if (auto e = Inject(StoreOp::kVerifyAudit)) {
       return *e;
@@ -289,6 +297,14 @@ class FaultyStore : public server::Store {
       return *e;
     }
     return base_.ListOutbox(incident_id, limit);
+  }
+
+  Result<std::vector<server::OutboxRecord>> ListOutboxAfter(const std::string& after_key,
+                                                            int limit) override {
+    if (auto e = Inject(StoreOp::kListOutboxAfter)) {
+      return *e;
+    }
+    return base_.ListOutboxAfter(after_key, limit);
   }
 
  private:

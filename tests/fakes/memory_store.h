@@ -283,6 +283,21 @@ class MemoryStore : public server::Store {
     return out;
   }
 
+  Result<std::vector<server::AuditEntry>> ListAuditAfter(int64_t after_id, int limit) override {
+    const size_t n = static_cast<size_t>(std::clamp(limit, 1, kMaxListLimit));
+    std::lock_guard<std::mutex> lock(data_->mu);
+    std::vector<server::AuditEntry> out;
+    for (const server::AuditEntry& e : data_->audit) {  // oldest first, ids ascending
+      if (out.size() >= n) {
+        break;
+      }
+      if (e.id > after_id) {
+        out.push_back(e);
+      }
+    }
+    return out;
+  }
+
   Result<server::AuditVerification> VerifyAudit() override {
     std::lock_guard<std::mutex> lock(data_->mu);
     return server::VerifyAuditChain(audit_key_, data_->audit);
@@ -344,6 +359,18 @@ class MemoryStore : public server::Store {
       if (incident_id.empty() || r->incident_id == incident_id) {
         out.push_back(*r);
       }
+    }
+    return out;
+  }
+
+  Result<std::vector<server::OutboxRecord>> ListOutboxAfter(const std::string& after_key,
+                                                            int limit) override {
+    const size_t n = static_cast<size_t>(std::clamp(limit, 1, kMaxListLimit));
+    std::lock_guard<std::mutex> lock(data_->mu);
+    std::vector<server::OutboxRecord> out;
+    for (auto it = data_->outbox.upper_bound(after_key);
+         it != data_->outbox.end() && out.size() < n; ++it) {  // by key, bytewise
+      out.push_back(it->second);
     }
     return out;
   }

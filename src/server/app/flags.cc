@@ -19,6 +19,9 @@ bool IsLoopbackHost(const std::string& host) {
 ServerFlags ParseServerFlags(int argc, const char* const* argv) {
   ServerFlags flags;
   CLI::App app{"medic-server: the medic control plane"};
+  app.footer(
+      "medic-server migrate --from URI --to URI: copy an installation to another store "
+      "(medic-server migrate --help)\n");
   app.add_option("--config", flags.config_file, "YAML config file");
   app.add_option("--listen", flags.listen, "HOST:PORT to serve on (default 127.0.0.1:8080)");
   app.add_option("--data-dir", flags.data_dir, "state directory (default /var/lib/medic)");

@@ -321,12 +321,19 @@ class SqliteStore : public Store {
   Result<std::vector<HostCredentialRecord>> ListHostCredentials() override;
   Status AppendAudit(const AuditEntry& entry) override;
   Result<std::vector<AuditEntry>> ListAudit(int limit) override;
+  Result<std::vector<AuditEntry>> ListAuditAfter(int64_t after_id, int limit) override;
   Result<AuditVerification> VerifyAudit() override;
   Result<int> EnqueueOutbox(const std::vector<OutboxRecord>& rows) override;
   Result<std::vector<OutboxRecord>> DueOutbox(WallTime now, int limit) override;
   Status UpdateOutbox(const OutboxRecord& row) override;
   Result<std::vector<OutboxRecord>> ListOutbox(const std::string& incident_id,
                                                int limit) override;
+  Result<std::vector<OutboxRecord>> ListOutboxAfter(const std::string& after_key,
+                                                    int limit) override;
+
+  // Checks a database opened read-only: its schema is the one this code writes. Called once,
+  // instead of Init(), before the store is shared.
+  Status InitReadOnly();
 
  private:
   // Rolls back an open transaction unless Commit() succeeded.
@@ -466,6 +473,37 @@ Status SqliteStore::Init() {
     }
     RETURN_IF_ERROR(tx.Commit());
   }
+}
+
+Status SqliteStore::InitReadOnly() {
+  RETURN_IF_ERROR(Exec("PRAGMA foreign_keys = ON"));
+  int64_t version = 0;
+  {
+    // The first statement that reads the file: a corrupt or foreign file fails here.
+    ASSIGN_OR_RETURN(StmtRef stmt,
+                     Prepare("SELECT COUNT(*) FROM sqlite_master WHERE type = 'table' AND "
+                             "name = 'schema_migrations'"));
+    ASSIGN_OR_RETURN(bool row, stmt.Step());
+    if (!row || stmt.Int(0) == 0) {
+      return FailedPrecondition(path_ + ": not a medic database (no schema_migrations table)");
+    }
+  }
+  {
+    ASSIGN_OR_RETURN(StmtRef stmt,
+                     Prepare("SELECT COALESCE(MAX(version), 0) FROM schema_migrations"));
+    ASSIGN_OR_RETURN(bool row, stmt.Step());
+    version = row ? stmt.Int(0) : 0;
+  }
+  const int64_t known = static_cast<int64_t>(Migrations().size());
+  if (version != known) {
+    return FailedPrecondition(
+        path_ + ": database schema version " + std::to_string(version) + ", this medic's is " +
+        std::to_string(known) +
+        (version < known ? "; start this medic-server on it once (it migrates the file), stop "
+                           "it, and run again"
+                         : "; use the medic that wrote it"));
+  }
+  return OkStatus();
 }
 
 Status SqliteStore::WriteTimeline(const Incident& incident, size_t from) {
@@ -1166,6 +1204,32 @@ Result<std::vector<AuditEntry>> SqliteStore::ListAudit(int limit) {
   return r;
 }
 
+Result<std::vector<AuditEntry>> SqliteStore::ListAuditAfter(int64_t after_id, int limit) {
+  std::lock_guard<std::mutex> lock(mu_);
+  limit = std::clamp(limit, 1, kMaxListLimit);
+  auto run = [&]() -> Result<std::vector<AuditEntry>> {
+    static const std::string kSql =
+        std::string("SELECT ") + kAuditColumns + " FROM audit WHERE id > ?1 ORDER BY id LIMIT ?2";
+    ASSIGN_OR_RETURN(StmtRef stmt, Prepare(kSql.c_str()));
+    RETURN_IF_ERROR(stmt.BindInt(1, after_id));
+    RETURN_IF_ERROR(stmt.BindInt(2, limit));
+    std::vector<AuditEntry> out;
+    for (;;) {
+      ASSIGN_OR_RETURN(bool row, stmt.Step());
+      if (!row) {
+        break;
+      }
+      out.push_back(ReadAuditRow(stmt));
+    }
+    return out;
+  };
+  auto r = run();
+  if (!r) {
+    return Describe(r.error(), "list audit entries after " + std::to_string(after_id));
+  }
+  return r;
+}
+
 Result<AuditVerification> SqliteStore::VerifyAudit() {
   std::lock_guard<std::mutex> lock(mu_);
   auto run = [&]() -> Result<AuditVerification> {
@@ -1325,7 +1389,61 @@ Result<std::vector<OutboxRecord>> SqliteStore::ListOutbox(const std::string& inc
   return r;
 }
 
+Result<std::vector<OutboxRecord>> SqliteStore::ListOutboxAfter(const std::string& after_key,
+                                                               int limit) {
+  std::lock_guard<std::mutex> lock(mu_);
+  limit = std::clamp(limit, 1, kMaxListLimit);
+  auto run = [&]() -> Result<std::vector<OutboxRecord>> {
+    static const std::string kSql = std::string("SELECT ") + kOutboxColumns +
+                                    " FROM outbox WHERE key > ?1 ORDER BY key LIMIT ?2";
+    ASSIGN_OR_RETURN(StmtRef stmt, Prepare(kSql.c_str()));
+    RETURN_IF_ERROR(stmt.BindText(1, after_key));
+    RETURN_IF_ERROR(stmt.BindInt(2, limit));
+    std::vector<OutboxRecord> out;
+    for (;;) {
+      ASSIGN_OR_RETURN(bool row, stmt.Step());
+      if (!row) {
+        break;
+      }
+      ASSIGN_OR_RETURN(OutboxRecord rec, ReadOutboxRow(stmt));
+      out.push_back(std::move(rec));
+    }
+    return out;
+  };
+  auto r = run();
+  if (!r) {
+    return Describe(r.error(), "list notifications");
+  }
+  return r;
+}
+
 }  // namespace
+
+Result<std::unique_ptr<Store>> OpenSqliteStoreReadOnly(const std::string& path,
+                                                       const std::string& audit_key) {
+  sqlite3* db = nullptr;
+  const int rc =
+      sqlite3_open_v2(path.c_str(), &db, SQLITE_OPEN_READONLY | SQLITE_OPEN_NOMUTEX, nullptr);
+  if (rc != SQLITE_OK) {
+    std::string message = db != nullptr ? sqlite3_errmsg(db) : sqlite3_errstr(rc);
+    if (db != nullptr && sqlite3_system_errno(db) != 0) {
+      message += std::string(" (") + std::strerror(sqlite3_system_errno(db)) + ")";
+    }
+    Error error = SqliteError(rc, "cannot open SQLite database " + path + " read-only", message);
+    sqlite3_close_v2(db);
+    return error;
+  }
+  sqlite3_extended_result_codes(db, 1);
+  sqlite3_busy_timeout(db, kBusyTimeoutMs);
+  auto store = std::make_unique<SqliteStore>(path, db, audit_key);
+  if (Status s = store->InitReadOnly(); !s) {
+    Error e = s.error();
+    e.message = "cannot open SQLite database " +
+                (e.message.rfind(path, 0) == 0 ? e.message : path + ": " + e.message);
+    return e;
+  }
+  return std::unique_ptr<Store>(std::move(store));
+}
 
 Result<std::unique_ptr<Store>> OpenSqliteStore(const std::string& path) {
   return OpenSqliteStore(path, "");

@@ -166,6 +166,10 @@ class Store {
   virtual Status AppendAudit(const AuditEntry& entry) = 0;
   // Newest first, at most limit (1..1000), with id, prev_hash and hash.
   virtual Result<std::vector<AuditEntry>> ListAudit(int limit) = 0;
+  // Oldest first: the entries with id > after_id, at most limit (1..1000), with id, prev_hash
+  // and hash. Pages through the whole log (pass a page's last id; 0 for the first page):
+  // medic-server migrate copies it (copy_store.h).
+  virtual Result<std::vector<AuditEntry>> ListAuditAfter(int64_t after_id, int limit) = 0;
   // Checks the whole chain with the store's audit key (VerifyAuditChain in audit_chain.h).
   // A broken chain is a result, not an error; errors are the backend's own (I/O, corruption).
   virtual Result<AuditVerification> VerifyAudit() = 0;
@@ -181,6 +185,10 @@ class Store {
   // Every row of `incident_id` ("" = every row), oldest first, at most limit (1..1000).
   virtual Result<std::vector<OutboxRecord>> ListOutbox(const std::string& incident_id,
                                                        int limit) = 0;
+  // By key (bytewise): the rows whose key is greater than after_key ("" for the first page),
+  // at most limit (1..1000). Pages through the whole outbox (medic-server migrate).
+  virtual Result<std::vector<OutboxRecord>> ListOutboxAfter(const std::string& after_key,
+                                                            int limit) = 0;
 };
 
 // Every incident that matches `query` (its limit is the page size), page by page, newest first.
@@ -205,5 +213,10 @@ inline Result<std::vector<Incident>> ListAllIncidents(Store& store, IncidentQuer
 Result<std::unique_ptr<Store>> OpenSqliteStore(const std::string& path,
                                                const std::string& audit_key);
 Result<std::unique_ptr<Store>> OpenSqliteStore(const std::string& path);
+// Opens an existing SQLite database for reading only (medic-server migrate's source): nothing
+// is created, migrated or written (SQLite may create the -wal and -shm files beside it). Fails
+// with FailedPrecondition unless its schema is the one this medic writes. Writes fail.
+Result<std::unique_ptr<Store>> OpenSqliteStoreReadOnly(const std::string& path,
+                                                       const std::string& audit_key);
 
 }  // namespace medic::server

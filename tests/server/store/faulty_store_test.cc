@@ -125,6 +125,8 @@ std::vector<OpCall> EveryOp() {
       {StoreOp::kUpdateOutbox, [](Store& s) { return ErrorOf(s.UpdateOutbox(OutboxRow("x"))); }},
       {StoreOp::kListOutbox, [](Store& s) { return ErrorOf(s.ListOutbox("", 10)); }},
       {StoreOp::kListSettings, [](Store& s) { return ErrorOf(s.ListSettings()); }},
+      {StoreOp::kListAuditAfter, [](Store& s) { return ErrorOf(s.ListAuditAfter(0, 10)); }},
+      {StoreOp::kListOutboxAfter, [](Store& s) { return ErrorOf(s.ListOutboxAfter("", 10)); }},
   };
 }
 

@@ -995,6 +995,55 @@ TEST_P(StoreConformanceTest, AuditEntriesAreNumberedAndChained) {
   EXPECT_EQ(v->entries, 5);
 }
 
+TEST_P(StoreConformanceTest, ListAuditAfterPagesThroughTheWholeLogOldestFirst) {
+  {
+    auto none = store().ListAuditAfter(0, 10);
+    MEDIC_ASSERT_OK(none);
+    EXPECT_TRUE(none->empty());
+  }
+  for (int i = 0; i < 7; ++i) {
+    MEDIC_ASSERT_OK(
+        store().AppendAudit({Ms(kT0 + 10 - i), "ada", "settings.update", "d" + std::to_string(i)}));
+  }
+  auto newest = store().ListAudit(1000);
+  MEDIC_ASSERT_OK(newest);
+  ASSERT_EQ(newest->size(), 7u);
+  std::vector<AuditEntry> paged;
+  int64_t after = 0;
+  for (int pages = 0; pages < 10; ++pages) {
+    auto page = store().ListAuditAfter(after, 3);
+    MEDIC_ASSERT_OK(page);
+    ASSERT_LE(page->size(), 3u);
+    if (page->empty()) {
+      break;
+    }
+    after = page->back().id;
+    paged.insert(paged.end(), page->begin(), page->end());
+  }
+  ASSERT_EQ(paged.size(), 7u);
+  for (size_t i = 0; i < paged.size(); ++i) {
+    const AuditEntry& want = (*newest)[newest->size() - 1 - i];  // insertion order
+    SCOPED_TRACE(i);
+    EXPECT_EQ(paged[i].id, static_cast<int64_t>(i + 1));
+    EXPECT_EQ(paged[i].detail, "d" + std::to_string(i));
+    EXPECT_EQ(paged[i].id, want.id);
+    EXPECT_EQ(paged[i].timestamp, want.timestamp);
+    EXPECT_EQ(paged[i].actor, want.actor);
+    EXPECT_EQ(paged[i].action, want.action);
+    EXPECT_EQ(paged[i].prev_hash, want.prev_hash);
+    EXPECT_EQ(paged[i].hash, want.hash);
+  }
+  {
+    auto none = store().ListAuditAfter(7, 10);
+    MEDIC_ASSERT_OK(none);
+    EXPECT_TRUE(none->empty());
+  }
+  auto clamped = store().ListAuditAfter(-5, 0);  // limit clamped to 1
+  MEDIC_ASSERT_OK(clamped);
+  ASSERT_EQ(clamped->size(), 1u);
+  EXPECT_EQ(clamped->front().id, 1);
+}
+
 TEST_P(StoreConformanceTest, ConcurrentAuditAppendsKeepOneChain) {
   std::vector<std::thread> threads;
   for (int t = 0; t < 8; ++t) {
@@ -1086,6 +1135,55 @@ TEST_P(StoreConformanceTest, OutboxEnqueueIgnoresKnownKeysAndListsDueRowsOldestF
   EXPECT_EQ(all->size(), 4u);
 
   EXPECT_EQ(CodeOf(store().UpdateOutbox(MakeOutboxRow("nope", kT0))), ErrorCode::kNotFound);
+}
+
+TEST_P(StoreConformanceTest, ListOutboxAfterPagesThroughEveryRowByKey) {
+  {
+    auto none = store().ListOutboxAfter("", 10);
+    MEDIC_ASSERT_OK(none);
+    EXPECT_TRUE(none->empty());
+  }
+  // Keys in another order than created_at, one with a byte above 0x7f (bytewise order).
+  std::vector<OutboxRecord> rows = {
+      MakeOutboxRow("inc-2:0:x:webhook", kT0 + 1), MakeOutboxRow("inc-1:3:x:slack", kT0 + 2),
+      MakeOutboxRow("inc-1:3:x:pagerduty", kT0 + 3), MakeOutboxRow("\xc3\xa9t\xc3\xa9", kT0 + 4),
+      MakeOutboxRow("a", kT0 + 5)};
+  rows[1].state = OutboxState::kDead;
+  rows[1].attempts = 7;
+  rows[1].last_error = "HTTP 410 gone";
+  rows[2].state = OutboxState::kSent;
+  rows[2].attempts = 2;
+  rows[2].next_attempt_at = Ms(kT0 + 999);
+  Result<int> added = store().EnqueueOutbox(rows);
+  MEDIC_ASSERT_OK(added);
+  ASSERT_EQ(*added, 5);
+  std::vector<OutboxRecord> paged;
+  std::string after;
+  for (int pages = 0; pages < 10; ++pages) {
+    auto page = store().ListOutboxAfter(after, 2);
+    MEDIC_ASSERT_OK(page);
+    ASSERT_LE(page->size(), 2u);
+    if (page->empty()) {
+      break;
+    }
+    after = page->back().key;
+    paged.insert(paged.end(), page->begin(), page->end());
+  }
+  std::vector<std::string> keys;
+  for (const auto& r : paged) {
+    keys.push_back(r.key);
+  }
+  EXPECT_EQ(keys, (std::vector<std::string>{"a", "inc-1:3:x:pagerduty", "inc-1:3:x:slack",
+                                            "inc-2:0:x:webhook", "\xc3\xa9t\xc3\xa9"}));
+  ASSERT_EQ(paged.size(), 5u);
+  EXPECT_EQ(paged[1].state, OutboxState::kSent);
+  EXPECT_EQ(paged[1].attempts, 2);
+  EXPECT_EQ(paged[1].next_attempt_at, Ms(kT0 + 999));
+  EXPECT_EQ(paged[2].state, OutboxState::kDead);
+  EXPECT_EQ(paged[2].attempts, 7);
+  EXPECT_EQ(paged[2].last_error, "HTTP 410 gone");
+  EXPECT_EQ(paged[2].created_at, Ms(kT0 + 2));
+  EXPECT_EQ(paged[2].payload, rows[1].payload);
 }
 
 }  // namespace medic::server::conformance

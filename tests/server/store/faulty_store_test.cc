@@ -125,6 +125,16 @@ std::vector<OpCall> EveryOp() {
       {StoreOp::kUpdateOutbox, [](Store& s) { return ErrorOf(s.UpdateOutbox(OutboxRow("x"))); }},
       {StoreOp::kListOutbox, [](Store& s) { return ErrorOf(s.ListOutbox("", 10)); }},
       {StoreOp::kListSettings, [](Store& s) { return ErrorOf(s.ListSettings()); }},
+      {StoreOp::kClaimIncidentLease,
+       [](Store& s) {
+         return ErrorOf(s.ClaimIncidentLease("inc-1", "s1", Ms(kT0), Ms(kT0 + 6000)));
+       }},
+      {StoreOp::kRenewIncidentLeases,
+       [](Store& s) { return ErrorOf(s.RenewIncidentLeases("s1", Ms(kT0), Ms(kT0 + 6000))); }},
+      {StoreOp::kReleaseIncidentLease,
+       [](Store& s) { return ErrorOf(s.ReleaseIncidentLease("inc-1", "s1")); }},
+      {StoreOp::kListClaimableIncidents,
+       [](Store& s) { return ErrorOf(s.ListClaimableIncidents(Ms(kT0), Ms(kT0), 10)); }},
   };
 }
 

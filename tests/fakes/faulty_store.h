@@ -62,8 +62,12 @@ enum class StoreOp {
   kListSettings,
   kListAuditAfter,
   kListOutboxAfter,
+  kClaimIncidentLease,
+  kRenewIncidentLeases,
+  kReleaseIncidentLease,
+  kListClaimableIncidents,
 };
-inline constexpr size_t kStoreOpCount = static_cast<size_t>(StoreOp::kListOutboxAfter) + 1;
+inline constexpr size_t kStoreOpCount = static_cast<size_t>(StoreOp::kListClaimableIncidents) + 1;
 
 inline std::string_view StoreOpName(StoreOp op) {
   static constexpr std::array<std::string_view, kStoreOpCount> kNames = {
@@ -72,7 +76,8 @@ inline std::string_view StoreOpName(StoreOp op) {
       "PutHost",        "DeleteHost",     "ListHosts",   "PutHostCredential",
       "DeleteHostCredential", "ListHostCredentials", "AppendAudit", "ListAudit", "VerifyAudit",
       "UpdateHostsLastSeen", "EnqueueOutbox", "DueOutbox", "UpdateOutbox", "ListOutbox",
-      "ListSettings", "ListAuditAfter", "ListOutboxAfter"};
+      "ListSettings", "ListAuditAfter", "ListOutboxAfter", "ClaimIncidentLease",
+      "RenewIncidentLeases", "ReleaseIncidentLease", "ListClaimableIncidents"};
   return kNames[static_cast<size_t>(op)];
 }
 
@@ -297,6 +302,33 @@ class FaultyStore : public server::Store {
       return *e;
     }
     return base_.ListOutbox(incident_id, limit);
+  }
+  Result<bool> ClaimIncidentLease(const std::string& incident_id, const std::string& owner,
+                                  WallTime now, WallTime until) override {
+    if (auto e = Inject(StoreOp::kClaimIncidentLease)) {
+      return *e;
+    }
+    return base_.ClaimIncidentLease(incident_id, owner, now, until);
+  }
+  Result<std::vector<std::string>> RenewIncidentLeases(const std::string& owner, WallTime now,
+                                                       WallTime until) override {
+    if (auto e = Inject(StoreOp::kRenewIncidentLeases)) {
+      return *e;
+    }
+    return base_.RenewIncidentLeases(owner, now, until);
+  }
+  Status ReleaseIncidentLease(const std::string& incident_id, const std::string& owner) override {
+    if (auto e = Inject(StoreOp::kReleaseIncidentLease)) {
+      return *e;
+    }
+    return base_.ReleaseIncidentLease(incident_id, owner);
+  }
+  Result<std::vector<std::string>> ListClaimableIncidents(WallTime now, WallTime unleased_since,
+                                                          int limit) override {
+    if (auto e = Inject(StoreOp::kListClaimableIncidents)) {
+      return *e;
+    }
+    return base_.ListClaimableIncidents(now, unleased_since, limit);
   }
 
   Result<std::vector<server::OutboxRecord>> ListOutboxAfter(const std::string& after_key,

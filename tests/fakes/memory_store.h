@@ -375,6 +375,70 @@ class MemoryStore : public server::Store {
     return out;
   }
 
+  Result<bool> ClaimIncidentLease(const std::string& incident_id, const std::string& owner,
+                                  WallTime now, WallTime until) override {
+    std::lock_guard<std::mutex> lock(data_->mu);
+    if (data_->incidents.count(incident_id) == 0) {
+      return NotFound("incident " + incident_id);
+    }
+    auto it = data_->leases.find(incident_id);
+    if (it != data_->leases.end() && it->second.first != owner &&
+        it->second.second > ToUnixMillis(now)) {
+      return false;
+    }
+    data_->leases[incident_id] = {owner, ToUnixMillis(until)};
+    return true;
+  }
+
+  Result<std::vector<std::string>> RenewIncidentLeases(const std::string& owner, WallTime now,
+                                                       WallTime until) override {
+    std::lock_guard<std::mutex> lock(data_->mu);
+    std::vector<std::string> held;
+    for (auto& [id, lease] : data_->leases) {
+      if (lease.first == owner && lease.second > ToUnixMillis(now)) {
+        lease.second = ToUnixMillis(until);
+        held.push_back(id);
+      }
+    }
+    return held;
+  }
+
+  Status ReleaseIncidentLease(const std::string& incident_id, const std::string& owner) override {
+    std::lock_guard<std::mutex> lock(data_->mu);
+    if (auto it = data_->leases.find(incident_id);
+        it != data_->leases.end() && it->second.first == owner) {
+      data_->leases.erase(it);
+    }
+    return OkStatus();
+  }
+
+  Result<std::vector<std::string>> ListClaimableIncidents(WallTime now, WallTime unleased_since,
+                                                          int limit) override {
+    std::lock_guard<std::mutex> lock(data_->mu);
+    std::vector<std::pair<int64_t, std::string>> found;
+    for (const auto& [id, inc] : data_->incidents) {
+      if (!server::IsOpen(inc.status)) {
+        continue;
+      }
+      auto lease = data_->leases.find(id);
+      const bool claimable = lease != data_->leases.end()
+                                 ? lease->second.second <= ToUnixMillis(now)
+                                 : ToUnixMillis(inc.updated_at) <= ToUnixMillis(unleased_since);
+      if (claimable) {
+        found.emplace_back(ToUnixMillis(inc.updated_at), id);
+      }
+    }
+    std::sort(found.begin(), found.end());
+    std::vector<std::string> out;
+    for (auto& [at, id] : found) {
+      if (out.size() >= static_cast<size_t>(std::clamp(limit, 1, kMaxListLimit))) {
+        break;
+      }
+      out.push_back(std::move(id));
+    }
+    return out;
+  }
+
  private:
   static constexpr int kMaxListLimit = 1000;
 
@@ -388,6 +452,8 @@ class MemoryStore : public server::Store {
     std::vector<server::AuditEntry> audit;              // Guarded by mu. Oldest first.
     std::map<std::string, server::OutboxRecord> outbox;  // Guarded by mu. By key.
     std::vector<std::string> outbox_order;                // Guarded by mu. Keys, as inserted.
+    // Incident leases: incident_id -> (owner, lease_until in unix ms). Guarded by mu.
+    std::map<std::string, std::pair<std::string, int64_t>> leases;
   };
 
   // The outbox as SqliteStore orders it: by created_at, then key. REQUIRES: data_->mu held.

@@ -26,6 +26,7 @@
 #include "server/fleet/target_group_config.h"
 #include "server/http/routes.h"
 #include "server/identity/host_identities.h"
+#include "server/incidents/cluster_relay.h"
 #include "server/incidents/incident_json.h"
 #include "server/incidents/incident_manager.h"
 #include "server/incidents/settings.h"
@@ -122,6 +123,8 @@ Result<ServerConfig> LoadServerConfig(const std::string& path) {
         RETURN_IF_ERROR(ParseHistoryYaml(v, path, c.history));
       } else if (key == "ingest") {
         RETURN_IF_ERROR(ParseIngestYaml(v, path, c.ingest));
+      } else if (key == "cluster") {
+        RETURN_IF_ERROR(ParseClusterYaml(v, path, c.cluster));
       } else if (key == "notifications") {
         RETURN_IF_ERROR(ParseNotificationsYaml(v, path, c.notifications));
       } else if (key == "runbooks") {
@@ -291,6 +294,7 @@ struct ServerApp::Parts {
   std::unique_ptr<CommandQueue> commands;
   std::unique_ptr<CommandSigner> signer;        // DATA_DIR/command-signing.key
   std::unique_ptr<SigningCommandSink> signed_commands;  // what sends commands: signs, queues
+  std::unique_ptr<BusCommandSink> shared_commands;  // with a bus: queued here and posted
   std::unique_ptr<ai::Brain> brain;
   std::unique_ptr<Notifier> notifier;  // before incidents: their listener calls it
   std::unique_ptr<TaskThread> decisions;  // joined by ServerApp::Stop before Parts dies
@@ -304,6 +308,8 @@ struct ServerApp::Parts {
   std::unique_ptr<Fleet> fleet;
   std::unique_ptr<TargetGroupChecker> checker;  // stopped by ServerApp::Stop
   std::unique_ptr<Router> router;
+  // Last: its delivery thread calls into the parts above, so it stops first.
+  std::unique_ptr<ClusterBus> bus;
 };
 
 namespace {
@@ -423,7 +429,12 @@ Result<std::unique_ptr<ServerApp>> ServerApp::Create(const ServerConfig& config,
   p->commands = std::make_unique<CommandQueue>(clock);
   ASSIGN_OR_RETURN(p->signer,
                    LoadOrCreateCommandSigner(config.data_dir + "/command-signing.key"));
-  p->signed_commands = std::make_unique<SigningCommandSink>(*p->signer, *p->commands);
+  if (deps.bus) {
+    p->shared_commands = std::make_unique<BusCommandSink>(*p->commands, *deps.bus);
+  }
+  p->signed_commands = std::make_unique<SigningCommandSink>(
+      *p->signer, p->shared_commands ? static_cast<CommandSink&>(*p->shared_commands)
+                                     : static_cast<CommandSink&>(*p->commands));
   HostRegistry* host_registry = p->hosts.get();
   p->external = std::make_unique<ExternalAlarms>(
       *p->alarms, clock,
@@ -439,6 +450,12 @@ Result<std::unique_ptr<ServerApp>> ServerApp::Create(const ServerConfig& config,
       p->alarms->rules(), config.runbooks);
   p->incidents->SetBreaker(config.breaker.max_fixes, config.breaker.window);
   p->incidents->SetApprovalTimeout(config.approval_timeout);
+  if (deps.bus) {
+    p->incidents->EnableCluster({deps.bus.get(), config.cluster.lease, config.cluster.renew,
+                                 config.cluster.forward_timeout});
+    SubscribeIncidentRouting(*deps.bus, *p->commands, *p->incidents);
+    p->bus = std::move(deps.bus);
+  }
   // The log directory a host's fixes may touch: the server's config says, not the agent.
   const HostsConfig* hosts_config = &p->config.hosts;
   p->incidents->SetLogDirLookup(
@@ -595,6 +612,7 @@ void ServerApp::Stop() {
   // no connection past the HTTP server's stop. Then the HTTP server answers what it has
   // dispatched and refuses the rest (HttpServer::Stop).
   parts_->commands->Shutdown();
+  parts_->incidents->CancelForwardedDecisions();
   parts_->http->Stop();
   parts_->decisions->Stop();
   parts_->notifier->Stop();  // what it had not enqueued yet, the next start's reconcile finds

@@ -22,6 +22,8 @@
 #include "server/events/event_hub.h"
 #include "server/fleet/target_groups.h"
 #include "server/archive/archive.h"
+#include "server/cluster/bus.h"
+#include "server/cluster/cluster_config.h"
 #include "server/commands/command_queue.h"
 #include "server/http/http_server.h"
 #include "server/http/router.h"
@@ -100,6 +102,9 @@ struct ServerConfig {
   // The `notifications:` section: webhook, Slack and PagerDuty channels, the dashboard link,
   // retries (notify/notify_config.h, docs/integrations/notifications.md).
   NotificationsConfig notifications;
+  // The `cluster:` section: this server's id and its incident leases when several servers
+  // share one store (cluster/cluster_config.h, docs/deploy/D.md). Used only with a bus.
+  ClusterConfig cluster;
 };
 
 // Reads a YAML config file. Unknown keys and wrong types are errors naming file and line.
@@ -112,6 +117,10 @@ struct ServerDeps {
   std::unique_ptr<ai::Brain> brain;  // required
   // Optional: the notifications' outbound HTTP client (default: libcurl). Tests pass a fake.
   std::unique_ptr<HttpClient> notify_http;
+  // Optional: the bus to the other servers on the same store (cluster/bus.h). Null: a single
+  // server, which takes no leases and behaves as it always did. With one, incidents are driven
+  // under leases and commands, results, alarm transitions and decisions are shared.
+  std::unique_ptr<ClusterBus> bus;
 };
 
 // The real store and brain for `config`: creates the data directory and the audit key

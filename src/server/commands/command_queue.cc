@@ -1,5 +1,7 @@
 #include "server/commands/command_queue.h"
 
+#include <algorithm>
+
 namespace medic::server {
 
 namespace {
@@ -47,7 +49,14 @@ void CommandQueue::Send(const std::string& host, protocol::Command command) {
       }
     }
     recipients_[command.id] = std::move(recipient);
-    queues_[host].push_back(Entry{std::move(command)});
+    std::vector<Entry>& queue = queues_[host];
+    auto same = std::find_if(queue.begin(), queue.end(),
+                             [&](const Entry& e) { return e.command.id == command.id; });
+    if (same != queue.end()) {
+      same->command = std::move(command);  // offered once; its delivery state stays
+    } else {
+      queue.push_back(Entry{std::move(command)});
+    }
     auto w = waiters_.find(host);
     if (w != waiters_.end()) {
       due = TakeDueLocked(host, clock_.SteadyNow());

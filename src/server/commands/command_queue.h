@@ -34,6 +34,8 @@ class CommandQueue : public CommandSink {
   CommandQueue(const Clock& clock, Millis redeliver_after = Millis(15'000))
       : clock_(clock), redeliver_after_(redeliver_after) {}
 
+  // A command whose id is queued for the host already replaces that one (a copy another server
+  // sent, the same fix offered again after a takeover): the host is offered it once.
   void Send(const std::string& host, protocol::Command command) override;
 
   // Answers `deliver` now if commands are due for the host, else at the next Send for it or at

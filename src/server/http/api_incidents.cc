@@ -164,12 +164,15 @@ void AddIncidentRoutes(Router& router, IncidentRoutesDeps deps) {
                   // An approval names what it approves: the proposal the operator saw.
                   return respond(ErrorResponse(400, "action_hash is required"));
                 }
-                auto inc = incidents.Approve(req.path_params["id"], req.principal,
-                                             *d->action_hash, d->comment);
-                if (!inc) {
-                  return respond(ErrorResponse(inc.error()));
-                }
-                respond(JsonResponse(200, IncidentJson(*inc)));
+                // Answered when the incident's driver has decided (another server, with
+                // several on one store: docs/deploy/D.md); no thread waits for it.
+                incidents.ApproveAsync(req.path_params["id"], req.principal, *d->action_hash,
+                                       d->comment, [respond](Result<Incident> inc) {
+                                         if (!inc) {
+                                           return respond(ErrorResponse(inc.error()));
+                                         }
+                                         respond(JsonResponse(200, IncidentJson(*inc)));
+                                       });
               }});
   router.Add({"POST", "/api/v1/incidents/{id}/reject", Role::kOperator,
               "reject the suggested fix of a pending_approval incident ({\"comment\":\"...\"})",
@@ -178,11 +181,13 @@ void AddIncidentRoutes(Router& router, IncidentRoutesDeps deps) {
                 if (!d) {
                   return respond(ErrorResponse(d.error()));
                 }
-                auto inc = incidents.Reject(req.path_params["id"], req.principal, d->comment);
-                if (!inc) {
-                  return respond(ErrorResponse(inc.error()));
-                }
-                respond(JsonResponse(200, IncidentJson(*inc)));
+                incidents.RejectAsync(req.path_params["id"], req.principal, d->comment,
+                                      [respond](Result<Incident> inc) {
+                                        if (!inc) {
+                                          return respond(ErrorResponse(inc.error()));
+                                        }
+                                        respond(JsonResponse(200, IncidentJson(*inc)));
+                                      });
               }});
 }
 

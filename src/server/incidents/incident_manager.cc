@@ -1,7 +1,12 @@
 #include "server/incidents/incident_manager.h"
 
+#include <algorithm>
+#include <future>
+#include <memory>
+
 #include "ai/gate.h"
 #include "ai/prompt.h"
+#include "server/incidents/cluster_relay.h"
 #include "core/files.h"
 #include "core/log.h"
 #include "protocol/interrupted.h"
@@ -80,6 +85,14 @@ TimelineEntry IncidentManager::Entry(std::string event, std::string detail, std:
 
 Status IncidentManager::Save(Incident& inc, Incident next) {
   next.updated_at = clock_.Now();
+  if (cluster_.bus != nullptr) {
+    // Only while our lease holds: past it another server may be driving the incident.
+    auto held = held_until_.find(next.incident_id);
+    if (held == held_until_.end() || held->second <= next.updated_at) {
+      return Unavailable("the lease of incident " + next.incident_id + " is not held by " +
+                         server_id_ + " any more; nothing was written");
+    }
+  }
   if (Status s = store_.UpdateIncident(next); !s) {
     ++store_errors_;
     LogError("cannot save incident " + next.incident_id + ": " + s.error().ToString());
@@ -128,6 +141,14 @@ Status IncidentManager::Commit(Active& a, Incident next, IncidentEvent event, st
   LogInfo("incident " + inc.incident_id + " " + std::string(StatusName(inc.status)));
   const Incident closed = inc;
   active_.erase(closed.incident_id);  // `a` is gone from here on
+  if (cluster_.bus != nullptr) {
+    held_until_.erase(closed.incident_id);
+    // A closed incident is nobody's to claim (only open ones are listed); a failed release
+    // just expires.
+    if (Status s = store_.ReleaseIncidentLease(closed.incident_id, server_id_); !s) {
+      LogWarn("cannot release the lease of " + closed.incident_id + ": " + s.error().ToString());
+    }
+  }
   if (t.effects & kEffectRejudge) {
     Rejudge(closed);
   }
@@ -187,74 +208,240 @@ Status IncidentManager::Recover() {
 
 Status IncidentManager::RecoverLocked() {
   std::lock_guard<std::mutex> lock(mu_);
+  if (cluster_.bus != nullptr) {
+    // Several servers: only what this one holds (a restart under the same server id) or what
+    // nobody drives; the rest is other servers' (HandleLeasesLocked).
+    next_lease_round_ = clock_.SteadyNow() + cluster_.renew;
+    HandleLeasesLocked();
+    return OkStatus();
+  }
   for (IncidentStatus st : {IncidentStatus::kDiagnosing, IncidentStatus::kPendingApproval,
                             IncidentStatus::kExecuting}) {
     IncidentQuery q;
     q.status = st;
     q.limit = 1000;
     ASSIGN_OR_RETURN(auto list, ListAllIncidents(store_, q));
-    for (Incident& stored : list) {
-      const std::string id = stored.incident_id;
-      Active& a = active_[id];
-      a.inc = stored;
-      const std::string& host = a.inc.instance_id;
-      Incident next = a.inc;
-      if (st == IncidentStatus::kDiagnosing) {
-        next.timeline.push_back(
-            Entry("resumed", "server restarted during diagnosis; gathering diagnostics again"));
-        a.inc = std::move(next);  // written by StartDiagnostics
-        StartDiagnostics(a);
-      } else if (st == IncidentStatus::kPendingApproval) {
-        a.phase = Phase::kAwaitingApproval;
-        if (!StringOr(a.inc.action, "name").empty() &&
-            !a.inc.action.contains("approval_expires_at")) {
-          // Proposed before approvals expired: the timeout runs from now.
-          next.action["approval_expires_at"] = FormatRfc3339(clock_.Now() + approval_timeout_);
-          (void)Save(a.inc, std::move(next));
-        }
-      } else if (auto resend = PendingFix(a.inc); resend.has_value()) {
-        // The fix may not have reached the host: send the same command again. The agent runs
-        // a command id at most once and answers a repeat with the stored result.
-        next.timeline.push_back(
-            Entry("resumed", "server restarted while the fix was executing; command " +
-                                 resend->id + " is offered to " + host +
-                                 " again (it runs at most once)"));
-        (void)Save(a.inc, std::move(next));
-        alarms_.SetRemediating(a.inc.alarm_name, host, true);
-        SendFix(a, std::move(*resend));
-      } else {
-        const ai::Runbook* rb = RunbookFor(a.inc.alarm_name);
-        const Millis window = rb != nullptr ? rb->verification_window : Millis(30'000);
-        a.phase = Phase::kVerifying;
-        a.deadline = clock_.SteadyNow() + window;
-        next.timeline.push_back(
-            Entry("resumed",
-                  "server restarted while the fix was executing and its command has expired; "
-                  "it is not sent again, the alarm decides within " +
-                      std::to_string(window.count() / 1000) + " s"));
-        (void)Save(a.inc, std::move(next));
-        alarms_.SetRemediating(a.inc.alarm_name, host, true);
-      }
+    for (const Incident& stored : list) {
+      ResumeLocked(stored, /*takeover=*/false);
     }
   }
   return OkStatus();
 }
 
+void IncidentManager::ResumeLocked(const Incident& stored, bool takeover) {
+  const std::string id = stored.incident_id;
+  const IncidentStatus st = stored.status;
+  Active& a = active_[id];
+  a.inc = stored;
+  const std::string& host = a.inc.instance_id;
+  Incident next = a.inc;
+  // Why it is picked up again, for the timeline.
+  const std::string cause =
+      takeover ? "taken over by server " + server_id_ + " (the lease of the server driving it "
+                                                        "expired)"
+               : std::string("server restarted");
+  if (st == IncidentStatus::kDiagnosing) {
+    next.timeline.push_back(
+        Entry("resumed", cause + " during diagnosis; gathering diagnostics again"));
+    a.inc = std::move(next);  // written by StartDiagnostics
+    StartDiagnostics(a);
+  } else if (st == IncidentStatus::kPendingApproval) {
+    a.phase = Phase::kAwaitingApproval;
+    if (!StringOr(a.inc.action, "name").empty() &&
+        !a.inc.action.contains("approval_expires_at")) {
+      // Proposed before approvals expired: the timeout runs from now.
+      next.action["approval_expires_at"] = FormatRfc3339(clock_.Now() + approval_timeout_);
+      (void)Save(a.inc, std::move(next));
+    } else if (takeover) {
+      next.timeline.push_back(Entry("resumed", cause + "; waiting for approval again"));
+      (void)Save(a.inc, std::move(next));
+    }
+  } else if (auto resend = PendingFix(a.inc); resend.has_value()) {
+    // The fix may not have reached the host: send the same command again. The agent runs
+    // a command id at most once and answers a repeat with the stored result.
+    next.timeline.push_back(Entry("resumed", cause + " while the fix was executing; command " +
+                                                 resend->id + " is offered to " + host +
+                                                 " again (it runs at most once)"));
+    (void)Save(a.inc, std::move(next));
+    alarms_.SetRemediating(a.inc.alarm_name, host, true);
+    SendFix(a, std::move(*resend));
+  } else {
+    const ai::Runbook* rb = RunbookFor(a.inc.alarm_name);
+    const Millis window = rb != nullptr ? rb->verification_window : Millis(30'000);
+    a.phase = Phase::kVerifying;
+    a.deadline = clock_.SteadyNow() + window;
+    next.timeline.push_back(
+        Entry("resumed", cause +
+                             " while the fix was executing and its command has expired; "
+                             "it is not sent again, the alarm decides within " +
+                             std::to_string(window.count() / 1000) + " s"));
+    (void)Save(a.inc, std::move(next));
+    alarms_.SetRemediating(a.inc.alarm_name, host, true);
+  }
+}
+
+void IncidentManager::EnableCluster(ClusterOptions options) {
+  cluster_ = options;
+  server_id_ = cluster_.bus != nullptr ? cluster_.bus->server_id() : std::string();
+}
+
+void IncidentManager::HandleLeasesLocked() {
+  const WallTime now = clock_.Now();
+  const WallTime until = now + cluster_.lease;
+  auto held = store_.RenewIncidentLeases(server_id_, now, until);
+  if (!held) {
+    // The store is away: our leases may expire before it is back, and another server take
+    // them over. Stop driving every incident now; what is still ours is picked up again.
+    ++store_errors_;
+    LogError("cannot renew the incident leases of " + server_id_ + ": " +
+             held.error().ToString() + "; driving none until the store answers");
+    std::vector<std::string> ids;
+    for (const auto& [id, a] : active_) {
+      ids.push_back(id);
+    }
+    for (const std::string& id : ids) {
+      ForgetLocked(id, "its lease could not be renewed");
+    }
+    return;
+  }
+  std::vector<std::string> lost;
+  for (const auto& [id, a] : active_) {
+    if (!std::binary_search(held->begin(), held->end(), id)) {
+      lost.push_back(id);
+    }
+  }
+  for (const std::string& id : lost) {
+    ForgetLocked(id, "its lease is held by another server now");
+  }
+  for (const std::string& id : *held) {
+    held_until_[id] = until;
+    if (active_.count(id) == 0) {
+      // Ours, but not driven: left by an earlier run under the same server id.
+      (void)ClaimAndResumeLocked(id);
+    }
+  }
+  auto claimable = store_.ListClaimableIncidents(now, now - cluster_.lease, 100);
+  if (!claimable) {
+    ++store_errors_;
+    LogError("cannot list the incidents nobody drives: " + claimable.error().ToString());
+    return;
+  }
+  for (const std::string& id : *claimable) {
+    if (active_.count(id) == 0 && ClaimAndResumeLocked(id)) {
+      PostToCluster("lease", id, Json{{"incident_id", id}});
+    }
+  }
+}
+
+bool IncidentManager::ClaimAndResumeLocked(const std::string& id) {
+  const WallTime now = clock_.Now();
+  auto won = store_.ClaimIncidentLease(id, server_id_, now, now + cluster_.lease);
+  if (!won) {
+    ++store_errors_;
+    LogError("cannot claim incident " + id + ": " + won.error().ToString());
+    return false;
+  }
+  if (!*won) {
+    return false;  // another server was first
+  }
+  held_until_[id] = now + cluster_.lease;
+  auto inc = store_.GetIncident(id);
+  if (!inc || !IsOpen(inc->status)) {
+    held_until_.erase(id);
+    (void)store_.ReleaseIncidentLease(id, server_id_);
+    return false;
+  }
+  LogInfo("incident " + id + " taken over by " + server_id_);
+  ResumeLocked(*inc, /*takeover=*/true);
+  return active_.count(id) != 0;
+}
+
+void IncidentManager::ForgetLocked(const std::string& id, const std::string& why) {
+  auto it = active_.find(id);
+  if (it == active_.end()) {
+    held_until_.erase(id);
+    return;
+  }
+  LogWarn("stopped driving incident " + id + ": " + why);
+  // The alarm's hold is the new driver's to keep; here it would stop incidents for the pair.
+  alarms_.SetRemediating(it->second.inc.alarm_name, it->second.inc.instance_id, false);
+  std::erase_if(command_owner_, [&](const auto& kv) { return kv.second == id; });
+  active_.erase(it);
+  held_until_.erase(id);
+}
+
+void IncidentManager::PostToCluster(const std::string& kind, const std::string& target,
+                                    const Json& payload) {
+  if (cluster_.bus == nullptr) {
+    return;
+  }
+  if (Status s = cluster_.bus->Post(kind, target, DumpJson(payload)); !s) {
+    LogWarn("cannot post " + kind + " for " + target + " to the other servers: " +
+            s.error().ToString());
+  }
+}
+
+AlarmState IncidentManager::AlarmStateOf(const std::string& rule, const std::string& host) const {
+  if (cluster_.bus != nullptr) {
+    if (auto it = latest_alarm_.find({rule, host}); it != latest_alarm_.end()) {
+      return it->second.second;
+    }
+  }
+  return alarms_.StateOf(rule, host);
+}
+
+void IncidentManager::NoteAlarmLocked(const AlarmTransition& t) {
+  if (cluster_.bus == nullptr) {
+    return;
+  }
+  auto& latest = latest_alarm_[{t.rule, t.host}];
+  // The newest evaluation wins, wherever it was made (a host that moved reports elsewhere).
+  if (latest.first <= t.at) {
+    latest = {t.at, t.to};
+  }
+}
+
 void IncidentManager::OnAlarmTransition(const AlarmTransition& t) {
-  HandleAlarmTransition(t);
+  if (cluster_.bus != nullptr) {
+    // The others verify their fixes by it and keep the latest state of the pair.
+    PostToCluster("alarm_transition", t.host, AlarmTransitionToJson(t));
+  }
+  HandleAlarmTransition(t, /*remote=*/false);
   DispatchDecisions();
 }
 
-void IncidentManager::HandleAlarmTransition(const AlarmTransition& t) {
+void IncidentManager::OnRemoteAlarmTransition(const AlarmTransition& t) {
+  HandleAlarmTransition(t, /*remote=*/true);
+  DispatchDecisions();
+}
+
+void IncidentManager::HandleAlarmTransition(const AlarmTransition& t, bool remote) {
   std::lock_guard<std::mutex> lock(mu_);
+  NoteAlarmLocked(t);
   if (t.to == AlarmState::kAlarm) {
-    // Held as remediating: the open incident records it (OpenIncident appends to it).
-    OpenIncident(t);
+    if (!remote) {
+      // Held as remediating: the open incident records it (OpenIncident appends to it).
+      OpenIncident(t);
+      return;
+    }
+    // Opened by the server that evaluated it; an incident of the pair driven here records it.
+    for (auto& [id, a] : active_) {
+      if (a.inc.alarm_name == t.rule && a.inc.instance_id == t.host) {
+        Incident next = a.inc;
+        next.timeline.push_back(Entry("alarm_repeated", t.rule + " in ALARM again: " + t.reason));
+        (void)Save(a.inc, std::move(next));
+        return;
+      }
+    }
     return;
   }
   if (t.to != AlarmState::kOk) {
     return;
   }
+  HandleOkTransitionLocked(t);
+}
+
+void IncidentManager::HandleOkTransitionLocked(const AlarmTransition& t) {
   for (auto& [id, a] : active_) {
     if (a.inc.alarm_name != t.rule || a.inc.instance_id != t.host) {
       continue;
@@ -292,6 +479,11 @@ void IncidentManager::OpenIncident(const AlarmTransition& t) {
     // grows.
     Incident stored = **open;
     auto it = active_.find(stored.incident_id);
+    if (it == active_.end() && cluster_.bus != nullptr) {
+      // Driven by another server (or nobody, until a sweep claims it): that server records
+      // the transition, which reached it over the bus; a write here would race its writes.
+      return;
+    }
     Incident& inc = it != active_.end() ? it->second.inc : stored;
     Incident next = inc;
     next.timeline.push_back(Entry("alarm_repeated", t.rule + " in ALARM again: " + t.reason));
@@ -322,6 +514,18 @@ void IncidentManager::OpenIncident(const AlarmTransition& t) {
   LogInfo("incident " + inc.incident_id + " opened: " + t.rule + " on " + t.host);
   if (listener_) {
     listener_(inc);
+  }
+  if (cluster_.bus != nullptr) {
+    const WallTime now = clock_.Now();
+    auto won = store_.ClaimIncidentLease(inc.incident_id, server_id_, now, now + cluster_.lease);
+    if (!won || !*won) {
+      // Not driven here: with no lease it is claimable one lease from now, by any server.
+      ++store_errors_;
+      LogError("cannot claim the new incident " + inc.incident_id + ": " +
+               (won ? std::string("another server holds it") : won.error().ToString()));
+      return;
+    }
+    held_until_[inc.incident_id] = now + cluster_.lease;
   }
   Active& a = active_[inc.incident_id];
   a.inc = std::move(inc);
@@ -541,6 +745,14 @@ Status IncidentManager::Execute(Active& a, Incident next, IncidentEvent event,
 }
 
 void IncidentManager::OnCommandResult(const protocol::CommandResult& r) {
+  // The server driving its incident may be another one: it knows the command, the others
+  // ignore it (and stop offering it to the host).
+  PostToCluster("command_result", r.host, protocol::ToJson(r));
+  HandleCommandResult(r);
+  DispatchDecisions();
+}
+
+void IncidentManager::OnRemoteCommandResult(const protocol::CommandResult& r) {
   HandleCommandResult(r);
   DispatchDecisions();
 }
@@ -625,7 +837,7 @@ void IncidentManager::FinishExecution(Active& a, const protocol::CommandResult& 
   }
   next.timeline.push_back(
       Entry("executed", "exit 0 in " + std::to_string(r.duration_ms) + " ms"));
-  if (alarms_.StateOf(next.alarm_name, host) == AlarmState::kOk) {
+  if (AlarmStateOf(next.alarm_name, host) == AlarmState::kOk) {
     next.timeline.push_back(Entry("verified", "alarm " + next.alarm_name + " is OK"));
     next.reason = "";
     (void)Commit(a, std::move(next), IncidentEvent::kVerified, "");
@@ -643,7 +855,7 @@ void IncidentManager::FinishExecution(Active& a, const protocol::CommandResult& 
 }
 
 void IncidentManager::Rejudge(const Incident& closed) {
-  if (alarms_.StateOf(closed.alarm_name, closed.instance_id) != AlarmState::kAlarm) {
+  if (AlarmStateOf(closed.alarm_name, closed.instance_id) != AlarmState::kAlarm) {
     return;
   }
   OpenIncident(AlarmTransition{closed.alarm_name, closed.instance_id, AlarmState::kAlarm,
@@ -757,12 +969,210 @@ void IncidentManager::Audit(const std::string& actor, const std::string& action,
   LogInfo("audit: " + actor + " " + action + " " + text);
 }
 
+namespace {
+
+// Waits for an answer given through a DecisionDone (a forwarded decision), a little longer than
+// the forward timeout that ends it anyway.
+Result<Incident> WaitForDecision(
+    const std::function<void(IncidentManager::DecisionDone)>& start, Millis timeout) {
+  auto promise = std::make_shared<std::promise<Result<Incident>>>();
+  std::future<Result<Incident>> answer = promise->get_future();
+  start([promise](Result<Incident> r) { promise->set_value(std::move(r)); });
+  if (answer.wait_for(timeout + Millis(2'000)) != std::future_status::ready) {
+    return Unavailable("no answer from the server driving the incident; retry");
+  }
+  return answer.get();
+}
+
+}  // namespace
+
 Result<Incident> IncidentManager::Approve(const std::string& id, const std::string& actor,
                                           const std::string& action_hash,
                                           const std::string& comment) {
+  if (cluster_.bus != nullptr) {
+    return WaitForDecision(
+        [&](DecisionDone done) { DecideAsync("approve", id, actor, action_hash, comment, done); },
+        cluster_.forward_timeout);
+  }
+  return ApproveHere(id, actor, action_hash, comment);
+}
+
+Result<Incident> IncidentManager::ApproveHere(const std::string& id, const std::string& actor,
+                                              const std::string& action_hash,
+                                              const std::string& comment) {
   Result<Incident> r = ApproveLocked(id, actor, action_hash, comment);
   DispatchDecisions();  // an expired approval may have opened a fresh incident
   return r;
+}
+
+void IncidentManager::ApproveAsync(const std::string& id, const std::string& actor,
+                                   const std::string& action_hash, const std::string& comment,
+                                   DecisionDone done) {
+  DecideAsync("approve", id, actor, action_hash, comment, std::move(done));
+}
+
+void IncidentManager::RejectAsync(const std::string& id, const std::string& actor,
+                                  const std::string& comment, DecisionDone done) {
+  DecideAsync("reject", id, actor, "", comment, std::move(done));
+}
+
+void IncidentManager::DecideAsync(const std::string& op, const std::string& id,
+                                  const std::string& actor, const std::string& action_hash,
+                                  const std::string& comment, DecisionDone done) {
+  auto here = [&] {
+    done(op == "approve" ? ApproveHere(id, actor, action_hash, comment)
+                         : RejectHere(id, actor, comment));
+  };
+  if (cluster_.bus == nullptr) {
+    return here();
+  }
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    if (active_.count(id) == 0) {
+      Result<Incident> stored = store_.GetIncident(id);
+      if (!stored) {
+        return done(stored.error());  // NotFound, or the store is away
+      }
+      // A closed incident is refused here as anywhere; an open one nobody drives (its server
+      // died and no sweep took it yet) is taken over first; the rest is forwarded.
+      if (IsOpen(stored->status) && !ClaimAndResumeLocked(id)) {
+        const std::string request_id = "dec-" + RandomHex(8);
+        {
+          std::lock_guard<std::mutex> fl(forward_mu_);
+          forwarded_[request_id] =
+              Forwarded{id, clock_.SteadyNow() + cluster_.forward_timeout, std::move(done)};
+        }
+        Status posted = cluster_.bus->Post("decision", id,
+                                           DumpJson(Json{{"request_id", request_id},
+                                                         {"op", op},
+                                                         {"actor", actor},
+                                                         {"action_hash", action_hash},
+                                                         {"comment", comment}}));
+        if (posted) {
+          return;  // answered by OnDecisionReply or ExpireForwardedDecisions
+        }
+        DecisionDone failed;
+        {
+          std::lock_guard<std::mutex> fl(forward_mu_);
+          if (auto it = forwarded_.find(request_id); it != forwarded_.end()) {
+            failed = std::move(it->second.done);
+            forwarded_.erase(it);
+          }
+        }
+        if (failed) {
+          failed(Unavailable("incident " + id + " is driven by another server, which cannot " +
+                             "be reached: " + posted.error().message + "; retry"));
+        }
+        return;
+      }
+    }
+  }
+  here();
+}
+
+void IncidentManager::OnRemoteDecision(const ClusterMessage& m) {
+  const std::string& id = m.target;
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    if (active_.count(id) == 0) {
+      return;  // its driver answers
+    }
+  }
+  auto j = ParseJson(m.payload);
+  if (!j || !j->is_object()) {
+    LogWarn("ignored a malformed decision from " + m.from);
+    return;
+  }
+  const std::string request_id = StringOr(*j, "request_id");
+  const std::string op = StringOr(*j, "op");
+  const std::string actor = StringOr(*j, "actor");
+  Result<Incident> r =
+      op == "approve" ? ApproveHere(id, actor, StringOr(*j, "action_hash"), StringOr(*j, "comment"))
+      : op == "reject"
+          ? RejectHere(id, actor, StringOr(*j, "comment"))
+          : Result<Incident>(InvalidArgument("unknown decision '" + op + "'"));
+  Json reply{{"request_id", request_id}, {"ok", r.has_value()}};
+  if (!r) {
+    reply["code"] = static_cast<int>(r.error().code);
+    reply["message"] = r.error().message;
+  }
+  PostToCluster("decision_reply", m.from, reply);
+}
+
+void IncidentManager::OnDecisionReply(const ClusterMessage& m) {
+  if (m.target != server_id_) {
+    return;
+  }
+  auto j = ParseJson(m.payload);
+  if (!j || !j->is_object()) {
+    return;
+  }
+  Forwarded f;
+  {
+    std::lock_guard<std::mutex> fl(forward_mu_);
+    auto it = forwarded_.find(StringOr(*j, "request_id"));
+    if (it == forwarded_.end()) {
+      return;  // answered already (timed out)
+    }
+    f = std::move(it->second);
+    forwarded_.erase(it);
+  }
+  if (j->value("ok", false)) {
+    // Written by the driver before it answered.
+    f.done(store_.GetIncident(f.incident_id));
+    return;
+  }
+  const int code = j->value("code", static_cast<int>(ErrorCode::kInternal));
+  Error e;
+  e.code = code >= 0 && code <= static_cast<int>(ErrorCode::kInternal)
+               ? static_cast<ErrorCode>(code)
+               : ErrorCode::kInternal;
+  e.message = StringOr(*j, "message");
+  f.done(std::move(e));
+}
+
+void IncidentManager::ExpireForwardedDecisions() {
+  std::vector<Forwarded> late;
+  {
+    std::lock_guard<std::mutex> fl(forward_mu_);
+    const SteadyTime now = clock_.SteadyNow();
+    for (auto it = forwarded_.begin(); it != forwarded_.end();) {
+      if (it->second.deadline <= now) {
+        late.push_back(std::move(it->second));
+        it = forwarded_.erase(it);
+      } else {
+        ++it;
+      }
+    }
+  }
+  for (Forwarded& f : late) {
+    f.done(Unavailable("the server driving " + f.incident_id + " did not answer within " +
+                       std::to_string(cluster_.forward_timeout.count() / 1000) + " s; retry"));
+  }
+}
+
+void IncidentManager::CancelForwardedDecisions() {
+  std::map<std::string, Forwarded> all;
+  {
+    std::lock_guard<std::mutex> fl(forward_mu_);
+    all.swap(forwarded_);
+  }
+  for (auto& [request_id, f] : all) {
+    f.done(Unavailable("the server is stopping; retry the decision on " + f.incident_id));
+  }
+}
+
+void IncidentManager::OnLeaseTaken(const ClusterMessage& m) {
+  if (m.from == server_id_) {
+    // Only another process under our own id posts as us: two servers share one id.
+    LogError("another server runs as server id '" + server_id_ + "' (it took over " + m.target +
+             "): server ids must be unique (cluster.server_id)");
+    return;
+  }
+  std::lock_guard<std::mutex> lock(mu_);
+  if (active_.count(m.target) != 0) {
+    ForgetLocked(m.target, "server " + m.from + " took it over");
+  }
 }
 
 Result<Incident> IncidentManager::ApproveLocked(const std::string& id, const std::string& actor,
@@ -823,6 +1233,16 @@ Result<Incident> IncidentManager::ApproveLocked(const std::string& id, const std
 
 Result<Incident> IncidentManager::Reject(const std::string& id, const std::string& actor,
                                          const std::string& comment) {
+  if (cluster_.bus != nullptr) {
+    return WaitForDecision(
+        [&](DecisionDone done) { DecideAsync("reject", id, actor, "", comment, done); },
+        cluster_.forward_timeout);
+  }
+  return RejectHere(id, actor, comment);
+}
+
+Result<Incident> IncidentManager::RejectHere(const std::string& id, const std::string& actor,
+                                             const std::string& comment) {
   std::lock_guard<std::mutex> lock(mu_);
   ASSIGN_OR_RETURN(Incident inc, Lookup(id));
   if (inc.status != IncidentStatus::kPendingApproval) {
@@ -841,6 +1261,16 @@ Result<Incident> IncidentManager::Reject(const std::string& id, const std::strin
 }
 
 void IncidentManager::RunOnce() {
+  if (cluster_.bus != nullptr) {
+    {
+      std::lock_guard<std::mutex> lock(mu_);
+      if (clock_.SteadyNow() >= next_lease_round_) {
+        next_lease_round_ = clock_.SteadyNow() + cluster_.renew;
+        HandleLeasesLocked();
+      }
+    }
+    ExpireForwardedDecisions();
+  }
   HandleDeadlines();
   DispatchDecisions();
 }
@@ -888,8 +1318,8 @@ void IncidentManager::HandleDeadlines() {
       }
       case Phase::kVerifying: {
         next.reason = "alarm " + next.alarm_name + " still " +
-                      std::string(AlarmStateName(alarms_.StateOf(next.alarm_name,
-                                                                 next.instance_id))) +
+                      std::string(AlarmStateName(AlarmStateOf(next.alarm_name,
+                                                               next.instance_id))) +
                       " at the end of the verification window";
         std::string reason = next.reason;
         (void)Commit(a, std::move(next), IncidentEvent::kVerificationFailed, std::move(reason));
@@ -905,6 +1335,15 @@ void IncidentManager::HandleDeadlines() {
 size_t IncidentManager::active_count() const {
   std::lock_guard<std::mutex> lock(mu_);
   return active_.size();
+}
+
+std::vector<std::string> IncidentManager::active_ids() const {
+  std::lock_guard<std::mutex> lock(mu_);
+  std::vector<std::string> ids;
+  for (const auto& [id, a] : active_) {
+    ids.push_back(id);
+  }
+  return ids;
 }
 
 uint64_t IncidentManager::store_errors() const {

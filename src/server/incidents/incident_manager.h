@@ -25,6 +25,7 @@
 #include "core/clock.h"
 #include "protocol/wire.h"
 #include "server/alarms/alarms.h"
+#include "server/cluster/bus.h"
 #include "server/commands/command_queue.h"
 #include "server/incidents/incident_state.h"
 #include "server/incidents/settings.h"
@@ -58,7 +59,9 @@ class IncidentManager {
   // pending_approval. An approval names the action_hash of the proposal the operator saw
   // (ActionHash, store/incident.h) and is refused with FailedPrecondition, changing nothing,
   // when that is not the incident's current one, or when the approval has expired (which then
-  // ends the incident as timeout and judges its alarm again).
+  // ends the incident as timeout and judges its alarm again). With a bus (EnableCluster) they
+  // block until the incident's driver has decided (see ApproveAsync): never call them on the
+  // bus's thread.
   Result<Incident> Approve(const std::string& incident_id, const std::string& actor,
                            const std::string& action_hash, const std::string& comment);
   Result<Incident> Reject(const std::string& incident_id, const std::string& actor,
@@ -106,6 +109,51 @@ class IncidentManager {
 
   // Number of incidents this manager is driving (not terminal).
   size_t active_count() const;
+  // The ids of the incidents this manager is driving, by id.
+  std::vector<std::string> active_ids() const;
+
+  // --- several servers on one store (docs/deploy/D.md) ---------------------------------------
+  //
+  // With a bus the manager drives only the incidents whose lease it holds in the store: it
+  // claims one when it opens it, renews all of them every `renew`, and on a failed renewal (the
+  // store is away, or the lease was taken) stops driving them at once, sending nothing more.
+  // Every `renew` it also claims the open incidents whose lease expired (their server died) and
+  // resumes each as Recover() does after a restart. Commands reach every server's queue
+  // (cluster_relay.h), results and alarm transitions are posted to the others, and an
+  // operator's decision on an incident driven elsewhere is forwarded to its driver.
+  struct ClusterOptions {
+    ClusterBus* bus = nullptr;  // not owned; must outlive the manager
+    Millis lease{6'000};        // how long a claim holds without renewal
+    Millis renew{2'000};        // renewals and the claim sweep, < lease
+    Millis forward_timeout{5'000};  // how long a forwarded decision waits for its answer
+  };
+  // REQUIRES: before Recover and any event.
+  void EnableCluster(ClusterOptions options);
+
+  // Approve / Reject answering through `done` (any thread, never under the manager's lock):
+  // at once for an incident driven here (or when no server drives it: it is claimed first);
+  // for one driven by another server, when its driver answers the forwarded decision, or with
+  // Unavailable after forward_timeout. Without a bus, the same as Approve / Reject.
+  using DecisionDone = std::function<void(Result<Incident>)>;
+  void ApproveAsync(const std::string& incident_id, const std::string& actor,
+                    const std::string& action_hash, const std::string& comment,
+                    DecisionDone done);
+  void RejectAsync(const std::string& incident_id, const std::string& actor,
+                   const std::string& comment, DecisionDone done);
+
+  // What the other servers post (cluster_relay.h subscribes them). None is posted again.
+  // An alarm transition evaluated on another server: an OK verifies a fix driven here; an ALARM
+  // opens nothing here (the server that evaluated it does).
+  void OnRemoteAlarmTransition(const AlarmTransition& transition);
+  // A command's result that reached another server: applied when the command is ours (once:
+  // a result already applied is ignored, whichever way it came first).
+  void OnRemoteCommandResult(const protocol::CommandResult& result);
+  void OnRemoteDecision(const ClusterMessage& message);  // "decision"
+  void OnDecisionReply(const ClusterMessage& message);   // "decision_reply"
+  void OnLeaseTaken(const ClusterMessage& message);      // "lease"
+  // Answers every forwarded decision still waiting with Unavailable (the server stops: no
+  // answer is held past the HTTP server's stop).
+  void CancelForwardedDecisions();
 
   // Store writes that failed since start (each one logged; nothing was announced for it).
   uint64_t store_errors() const;
@@ -125,9 +173,40 @@ class IncidentManager {
 
   // The public entry points: each takes mu_, then DispatchDecisions() runs without it.
   Status RecoverLocked();
+  // Takes `stored` (open) up as Recover does after a restart: diagnosing gathers diagnostics
+  // again, pending_approval waits again, executing offers the same fix command again while it
+  // has not expired, else is judged by its alarm after the verification window. `takeover`:
+  // this server took it over from another one (the timeline says so).
+  void ResumeLocked(const Incident& stored, bool takeover);
+  // Cluster mode: renews this server's leases (dropping what it lost) and claims the open
+  // incidents nobody drives. REQUIRES: mu_.
+  void HandleLeasesLocked();
+  // Claims `id` for this server and resumes it. True when it is driven here afterwards.
+  // REQUIRES: mu_.
+  bool ClaimAndResumeLocked(const std::string& id);
+  // Stops driving `id` at once (its lease is lost): nothing more is sent or written for it.
+  // REQUIRES: mu_.
+  void ForgetLocked(const std::string& id, const std::string& why);
+  // The decisions forwarded from here whose answer did not come in time. REQUIRES: mu_ NOT held.
+  void ExpireForwardedDecisions();
+  // Approve or reject, locally or forwarded (ApproveAsync, RejectAsync).
+  void DecideAsync(const std::string& op, const std::string& incident_id,
+                   const std::string& actor, const std::string& action_hash,
+                   const std::string& comment, DecisionDone done);
+  // The state of (rule, host) as the cluster saw it last (the latest transition, local or
+  // remote), else the local view's. Without a bus: the local view's. REQUIRES: mu_.
+  AlarmState AlarmStateOf(const std::string& rule, const std::string& host) const;
+  void NoteAlarmLocked(const AlarmTransition& t);
+  void HandleOkTransitionLocked(const AlarmTransition& t);
+  void PostToCluster(const std::string& kind, const std::string& target, const Json& payload);
   Result<Incident> ApproveLocked(const std::string& incident_id, const std::string& actor,
                                  const std::string& action_hash, const std::string& comment);
-  void HandleAlarmTransition(const AlarmTransition& t);
+  // Approve / Reject applied by this manager (the incident is driven here, or closed).
+  Result<Incident> ApproveHere(const std::string& incident_id, const std::string& actor,
+                               const std::string& action_hash, const std::string& comment);
+  Result<Incident> RejectHere(const std::string& incident_id, const std::string& actor,
+                              const std::string& comment);
+  void HandleAlarmTransition(const AlarmTransition& t, bool remote);
   void HandleCommandResult(const protocol::CommandResult& r);
   void HandleDeadlines();
 
@@ -214,6 +293,21 @@ class IncidentManager {
   std::map<std::string, std::string> command_owner_;  // command id -> incident id. Guarded.
   std::vector<ai::DecisionRequest> pending_decisions_;     // Guarded by mu_.
   uint64_t store_errors_ = 0;                                // Guarded by mu_.
+
+  // Cluster mode (EnableCluster); a null bus is a single server.
+  ClusterOptions cluster_;
+  std::string server_id_;
+  std::map<std::string, WallTime> held_until_;  // incident id -> our lease's end. Guarded.
+  SteadyTime next_lease_round_{};               // Guarded by mu_.
+  // (rule, host) -> the latest transition seen, local or remote. Guarded by mu_.
+  std::map<std::pair<std::string, std::string>, std::pair<WallTime, AlarmState>> latest_alarm_;
+  struct Forwarded {
+    std::string incident_id;
+    SteadyTime deadline;
+    DecisionDone done;
+  };
+  std::mutex forward_mu_;
+  std::map<std::string, Forwarded> forwarded_;  // request id -> waiter. Guarded by forward_mu_.
 };
 
 }  // namespace medic::server

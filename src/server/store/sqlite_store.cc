@@ -146,6 +146,17 @@ CREATE TABLE outbox (
 CREATE INDEX outbox_due ON outbox (state, next_attempt_at);
 CREATE INDEX outbox_incident ON outbox (incident_id, created_at);
 )sql",
+      // 9: incident leases (several servers on one store, docs/deploy/D.md): which server
+      // drives an open incident, until when.
+      R"sql(
+CREATE TABLE IF NOT EXISTS incident_leases (
+  incident_id TEXT    NOT NULL PRIMARY KEY
+                      REFERENCES incidents (incident_id) ON DELETE CASCADE,
+  owner       TEXT    NOT NULL,
+  lease_until INTEGER NOT NULL
+);
+CREATE INDEX IF NOT EXISTS incident_leases_by_owner ON incident_leases (owner, lease_until);
+)sql",
   };
   return kMigrations;
 }
@@ -334,6 +345,13 @@ class SqliteStore : public Store {
   // Checks a database opened read-only: its schema is the one this code writes. Called once,
   // instead of Init(), before the store is shared.
   Status InitReadOnly();
+  Result<bool> ClaimIncidentLease(const std::string& incident_id, const std::string& owner,
+                                  WallTime now, WallTime until) override;
+  Result<std::vector<std::string>> RenewIncidentLeases(const std::string& owner, WallTime now,
+                                                       WallTime until) override;
+  Status ReleaseIncidentLease(const std::string& incident_id, const std::string& owner) override;
+  Result<std::vector<std::string>> ListClaimableIncidents(WallTime now, WallTime unleased_since,
+                                                          int limit) override;
 
  private:
   // Rolls back an open transaction unless Commit() succeeded.
@@ -1413,6 +1431,131 @@ Result<std::vector<OutboxRecord>> SqliteStore::ListOutboxAfter(const std::string
   auto r = run();
   if (!r) {
     return Describe(r.error(), "list notifications");
+  }
+  return r;
+}
+
+Result<bool> SqliteStore::ClaimIncidentLease(const std::string& incident_id,
+                                             const std::string& owner, WallTime now,
+                                             WallTime until) {
+  std::lock_guard<std::mutex> lock(mu_);
+  auto run = [&]() -> Result<bool> {
+    Transaction tx(this);
+    RETURN_IF_ERROR(tx.Begin(/*immediate=*/true));
+    {
+      ASSIGN_OR_RETURN(StmtRef stmt, Prepare("SELECT 1 FROM incidents WHERE incident_id = ?1"));
+      RETURN_IF_ERROR(stmt.BindText(1, incident_id));
+      ASSIGN_OR_RETURN(bool found, stmt.Step());
+      if (!found) {
+        return NotFound("incident " + incident_id);
+      }
+    }
+    // Free, expired or already ours: the upsert's WHERE decides, in the write transaction.
+    ASSIGN_OR_RETURN(StmtRef stmt,
+                     Prepare("INSERT INTO incident_leases (incident_id, owner, lease_until) "
+                             "VALUES (?1, ?2, ?4) ON CONFLICT (incident_id) DO UPDATE SET "
+                             "owner = excluded.owner, lease_until = excluded.lease_until "
+                             "WHERE incident_leases.owner = excluded.owner "
+                             "OR incident_leases.lease_until <= ?3"));
+    RETURN_IF_ERROR(stmt.BindText(1, incident_id));
+    RETURN_IF_ERROR(stmt.BindText(2, owner));
+    RETURN_IF_ERROR(stmt.BindInt(3, ToUnixMillis(now)));
+    RETURN_IF_ERROR(stmt.BindInt(4, ToUnixMillis(until)));
+    RETURN_IF_ERROR(stmt.Run());
+    const bool won = sqlite3_changes(db_) == 1;
+    RETURN_IF_ERROR(tx.Commit());
+    return won;
+  };
+  auto r = run();
+  if (!r && r.error().code != ErrorCode::kNotFound) {
+    return Describe(r.error(), "claim the lease of incident " + incident_id);
+  }
+  return r;
+}
+
+Result<std::vector<std::string>> SqliteStore::RenewIncidentLeases(const std::string& owner,
+                                                                  WallTime now, WallTime until) {
+  std::lock_guard<std::mutex> lock(mu_);
+  auto run = [&]() -> Result<std::vector<std::string>> {
+    Transaction tx(this);
+    RETURN_IF_ERROR(tx.Begin(/*immediate=*/true));
+    std::vector<std::string> held;
+    {
+      ASSIGN_OR_RETURN(StmtRef stmt,
+                       Prepare("SELECT incident_id FROM incident_leases WHERE owner = ?1 AND "
+                               "lease_until > ?2 ORDER BY incident_id"));
+      RETURN_IF_ERROR(stmt.BindText(1, owner));
+      RETURN_IF_ERROR(stmt.BindInt(2, ToUnixMillis(now)));
+      for (;;) {
+        ASSIGN_OR_RETURN(bool row, stmt.Step());
+        if (!row) {
+          break;
+        }
+        held.push_back(stmt.Text(0));
+      }
+    }
+    ASSIGN_OR_RETURN(StmtRef stmt,
+                     Prepare("UPDATE incident_leases SET lease_until = ?3 WHERE owner = ?1 AND "
+                             "lease_until > ?2"));
+    RETURN_IF_ERROR(stmt.BindText(1, owner));
+    RETURN_IF_ERROR(stmt.BindInt(2, ToUnixMillis(now)));
+    RETURN_IF_ERROR(stmt.BindInt(3, ToUnixMillis(until)));
+    RETURN_IF_ERROR(stmt.Run());
+    RETURN_IF_ERROR(tx.Commit());
+    return held;
+  };
+  auto r = run();
+  if (!r) {
+    return Describe(r.error(), "renew the incident leases of " + owner);
+  }
+  return r;
+}
+
+Status SqliteStore::ReleaseIncidentLease(const std::string& incident_id,
+                                         const std::string& owner) {
+  std::lock_guard<std::mutex> lock(mu_);
+  auto run = [&]() -> Status {
+    ASSIGN_OR_RETURN(StmtRef stmt, Prepare("DELETE FROM incident_leases WHERE incident_id = ?1 "
+                                           "AND owner = ?2"));
+    RETURN_IF_ERROR(stmt.BindText(1, incident_id));
+    RETURN_IF_ERROR(stmt.BindText(2, owner));
+    return stmt.Run();
+  };
+  if (Status s = run(); !s) {
+    return Describe(s.error(), "release the lease of incident " + incident_id);
+  }
+  return OkStatus();
+}
+
+Result<std::vector<std::string>> SqliteStore::ListClaimableIncidents(WallTime now,
+                                                                     WallTime unleased_since,
+                                                                     int limit) {
+  std::lock_guard<std::mutex> lock(mu_);
+  limit = std::clamp(limit, 1, kMaxListLimit);
+  auto run = [&]() -> Result<std::vector<std::string>> {
+    ASSIGN_OR_RETURN(
+        StmtRef stmt,
+        Prepare("SELECT i.incident_id FROM incidents i LEFT JOIN incident_leases l "
+                "ON l.incident_id = i.incident_id "
+                "WHERE i.status IN ('diagnosing', 'pending_approval', 'executing') AND "
+                "((l.incident_id IS NOT NULL AND l.lease_until <= ?1) OR "
+                "(l.incident_id IS NULL AND i.updated_at <= ?2)) "
+                "ORDER BY i.updated_at, i.incident_id LIMIT ?3"));
+    RETURN_IF_ERROR(stmt.BindInt(1, ToUnixMillis(now)));
+    RETURN_IF_ERROR(stmt.BindInt(2, ToUnixMillis(unleased_since)));
+    RETURN_IF_ERROR(stmt.BindInt(3, limit));
+    std::vector<std::string> out;
+    for (;;) {
+      ASSIGN_OR_RETURN(bool row, stmt.Step());
+      if (!row) {
+        return out;
+      }
+      out.push_back(stmt.Text(0));
+    }
+  };
+  auto r = run();
+  if (!r) {
+    return Describe(r.error(), "list claimable incidents");
   }
   return r;
 }

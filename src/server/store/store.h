@@ -189,6 +189,33 @@ class Store {
   // at most limit (1..1000). Pages through the whole outbox (medic-server migrate).
   virtual Result<std::vector<OutboxRecord>> ListOutboxAfter(const std::string& after_key,
                                                             int limit) = 0;
+
+  // Incident leases: which of several servers on one store drives an open incident
+  // (docs/deploy/D.md). A lease is (incident_id, owner, lease_until); times are the servers'
+  // wall clocks, so they must agree to well within a lease. A single server takes none.
+  //
+  // Claims `incident_id` for `owner` until `until`, atomically: true when the incident had no
+  // lease, its lease had expired (lease_until <= now) or it was already `owner`'s (then
+  // extended); false, changing nothing, while another owner's lease is live. NotFound if there
+  // is no such incident. Of several concurrent claims of a free incident exactly one wins.
+  virtual Result<bool> ClaimIncidentLease(const std::string& incident_id,
+                                          const std::string& owner, WallTime now,
+                                          WallTime until) = 0;
+  // Extends every live lease of `owner` (lease_until > now) to `until`, in one transaction, and
+  // returns the ids of those incidents, by id. A lease that expired is not renewed: it is
+  // anyone's to claim (ClaimIncidentLease).
+  virtual Result<std::vector<std::string>> RenewIncidentLeases(const std::string& owner,
+                                                               WallTime now, WallTime until) = 0;
+  // Drops `owner`'s lease of the incident; no-op when it has none (another owner's stays).
+  virtual Status ReleaseIncidentLease(const std::string& incident_id,
+                                      const std::string& owner) = 0;
+  // Open incidents nobody drives, oldest update first, at most limit (1..1000): those whose
+  // lease expired (lease_until <= now), and those with no lease that were last updated at or
+  // before `unleased_since` (a server creates an incident, then claims it: one just created is
+  // not taken from it in between).
+  virtual Result<std::vector<std::string>> ListClaimableIncidents(WallTime now,
+                                                                  WallTime unleased_since,
+                                                                  int limit) = 0;
 };
 
 // Every incident that matches `query` (its limit is the page size), page by page, newest first.

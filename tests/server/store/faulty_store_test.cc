@@ -127,6 +127,16 @@ std::vector<OpCall> EveryOp() {
       {StoreOp::kListSettings, [](Store& s) { return ErrorOf(s.ListSettings()); }},
       {StoreOp::kListAuditAfter, [](Store& s) { return ErrorOf(s.ListAuditAfter(0, 10)); }},
       {StoreOp::kListOutboxAfter, [](Store& s) { return ErrorOf(s.ListOutboxAfter("", 10)); }},
+      {StoreOp::kClaimIncidentLease,
+       [](Store& s) {
+         return ErrorOf(s.ClaimIncidentLease("inc-1", "s1", Ms(kT0), Ms(kT0 + 6000)));
+       }},
+      {StoreOp::kRenewIncidentLeases,
+       [](Store& s) { return ErrorOf(s.RenewIncidentLeases("s1", Ms(kT0), Ms(kT0 + 6000))); }},
+      {StoreOp::kReleaseIncidentLease,
+       [](Store& s) { return ErrorOf(s.ReleaseIncidentLease("inc-1", "s1")); }},
+      {StoreOp::kListClaimableIncidents,
+       [](Store& s) { return ErrorOf(s.ListClaimableIncidents(Ms(kT0), Ms(kT0), 10)); }},
   };
 }
 

@@ -217,9 +217,9 @@ TEST_F(SqliteStoreTest, MigrationsRunOnceAndReopenIsIdempotent) {
   RawDb raw(DbPath());
   EXPECT_EQ(raw.Query("SELECT version, applied_at FROM schema_migrations ORDER BY version"), first);
   EXPECT_EQ(raw.Query("SELECT name FROM sqlite_master WHERE type = 'table' ORDER BY name"),
-            (std::vector<std::string>{"audit", "host_credentials", "hosts", "incidents", "outbox",
-                                      "schema_migrations", "settings", "sqlite_sequence",
-                                      "timeline", "tokens"}));
+            (std::vector<std::string>{"audit", "host_credentials", "hosts", "incident_leases",
+                                      "incidents", "outbox", "schema_migrations", "settings",
+                                      "sqlite_sequence", "timeline", "tokens"}));
 }
 
 // A database of the previous schema (version 5, before host credentials) is upgraded in place:
@@ -246,7 +246,7 @@ TEST_F(SqliteStoreTest, MigrationSixAddsHostCredentialsToAnOlderDatabase) {
       store->PutHostCredential({"web-1", std::string(64, 'a'), Ms(kT0), "code:admin"}).has_value());
   RawDb raw(DbPath());
   EXPECT_EQ(raw.Query("SELECT MAX(version) FROM schema_migrations"),
-            std::vector<std::string>{"8"});
+            std::vector<std::string>{"9"});
   EXPECT_EQ(raw.Query("SELECT name, issued_by FROM host_credentials"),
             std::vector<std::string>{"web-1|code:admin"});
 }
@@ -283,7 +283,7 @@ TEST_F(SqliteStoreTest, MigrationSevenAddsTheIngestRoleAndKeepsTheTokens) {
   EXPECT_EQ((*tokens)[1].role, "viewer");
   RawDb raw(DbPath());
   EXPECT_EQ(raw.Query("SELECT MAX(version) FROM schema_migrations"),
-            std::vector<std::string>{"8"});
+            std::vector<std::string>{"9"});
 }
 
 // A database of schema 7 (before the notification outbox) gets the outbox; its incidents stay.
@@ -295,7 +295,7 @@ TEST_F(SqliteStoreTest, MigrationEightAddsTheOutboxToAnOlderDatabase) {
   }
   {
     RawDb raw(DbPath());
-    ASSERT_EQ(raw.Exec("DROP TABLE outbox; DELETE FROM schema_migrations WHERE version = 8"),
+    ASSERT_EQ(raw.Exec("DROP TABLE outbox; DELETE FROM schema_migrations WHERE version >= 8"),
               SQLITE_OK)
         << raw.LastError();
   }
@@ -315,7 +315,7 @@ TEST_F(SqliteStoreTest, MigrationEightAddsTheOutboxToAnOlderDatabase) {
   EXPECT_EQ(*added, 1);
   RawDb raw(DbPath());
   EXPECT_EQ(raw.Query("SELECT MAX(version) FROM schema_migrations"),
-            std::vector<std::string>{"8"});
+            std::vector<std::string>{"9"});
   EXPECT_EQ(raw.Query("SELECT key, state FROM outbox"),
             std::vector<std::string>{"inc-1:0:incident_opened:webhook|pending"});
 }

@@ -14,6 +14,7 @@
 
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <atomic>
 #include <chrono>
 #include <functional>
@@ -858,6 +859,139 @@ TEST_P(StoreConformanceTest, ListSettingsIsEveryKeyInByteOrder) {
   const std::vector<std::pair<std::string, std::string>> want = {
       {"A", "1"}, {"a", ""}, {"b", "3"}, {"unicode-ключ", "{}"}};
   EXPECT_EQ(*all, want);
+}
+
+// --- incident leases (several servers on one store) -----------------------------------------
+
+TEST_P(StoreConformanceTest, ClaimSucceedsWhenFreeExpiredOrOwnAndFailsWhileAnotherHoldsIt) {
+  MEDIC_ASSERT_OK(store().CreateIncident(MakeIncident("inc-1")));
+  Result<bool> won = store().ClaimIncidentLease("inc-1", "s1", Ms(kT0), Ms(kT0 + 6000));
+  MEDIC_ASSERT_OK(won);
+  EXPECT_TRUE(*won) << "a free incident";
+  won = store().ClaimIncidentLease("inc-1", "s2", Ms(kT0 + 1000), Ms(kT0 + 7000));
+  MEDIC_ASSERT_OK(won);
+  EXPECT_FALSE(*won) << "s1's lease is live until kT0+6000";
+  won = store().ClaimIncidentLease("inc-1", "s1", Ms(kT0 + 2000), Ms(kT0 + 8000));
+  MEDIC_ASSERT_OK(won);
+  EXPECT_TRUE(*won) << "already s1's: extended";
+  won = store().ClaimIncidentLease("inc-1", "s2", Ms(kT0 + 7999), Ms(kT0 + 9000));
+  MEDIC_ASSERT_OK(won);
+  EXPECT_FALSE(*won) << "the extension holds until kT0+8000";
+  won = store().ClaimIncidentLease("inc-1", "s2", Ms(kT0 + 8000), Ms(kT0 + 14000));
+  MEDIC_ASSERT_OK(won);
+  EXPECT_TRUE(*won) << "expired at kT0+8000: anyone's";
+  // s1 no longer holds it: its renewal does not bring it back.
+  Result<std::vector<std::string>> held =
+      store().RenewIncidentLeases("s1", Ms(kT0 + 8001), Ms(kT0 + 14001));
+  MEDIC_ASSERT_OK(held);
+  EXPECT_TRUE(held->empty());
+  held = store().RenewIncidentLeases("s2", Ms(kT0 + 8001), Ms(kT0 + 14001));
+  MEDIC_ASSERT_OK(held);
+  EXPECT_EQ(*held, std::vector<std::string>{"inc-1"});
+
+  Result<bool> unknown = store().ClaimIncidentLease("inc-nope", "s1", Ms(kT0), Ms(kT0 + 6000));
+  ASSERT_FALSE(unknown.has_value());
+  EXPECT_EQ(unknown.error().code, ErrorCode::kNotFound);
+}
+
+TEST_P(StoreConformanceTest, RenewExtendsOnlyLiveLeasesOfTheOwnerAndReleaseFreesOne) {
+  for (const char* id : {"inc-a", "inc-b", "inc-c"}) {
+    MEDIC_ASSERT_OK(store().CreateIncident(MakeIncident(id, "x", std::string("h-") + id)));
+  }
+  MEDIC_ASSERT_OK(store().ClaimIncidentLease("inc-b", "s1", Ms(kT0), Ms(kT0 + 6000)));
+  MEDIC_ASSERT_OK(store().ClaimIncidentLease("inc-a", "s1", Ms(kT0), Ms(kT0 + 3000)));
+  MEDIC_ASSERT_OK(store().ClaimIncidentLease("inc-c", "s2", Ms(kT0), Ms(kT0 + 6000)));
+  // At kT0+4000 inc-a's lease has expired: only inc-b is renewed.
+  Result<std::vector<std::string>> held =
+      store().RenewIncidentLeases("s1", Ms(kT0 + 4000), Ms(kT0 + 10000));
+  MEDIC_ASSERT_OK(held);
+  EXPECT_EQ(*held, std::vector<std::string>{"inc-b"});
+  Result<bool> won = store().ClaimIncidentLease("inc-b", "s2", Ms(kT0 + 9000), Ms(kT0 + 15000));
+  MEDIC_ASSERT_OK(won);
+  EXPECT_FALSE(*won) << "renewed until kT0+10000";
+  // Releasing another owner's lease changes nothing; releasing one's own frees it.
+  MEDIC_ASSERT_OK(store().ReleaseIncidentLease("inc-c", "s1"));
+  won = store().ClaimIncidentLease("inc-c", "s1", Ms(kT0 + 1000), Ms(kT0 + 7000));
+  MEDIC_ASSERT_OK(won);
+  EXPECT_FALSE(*won);
+  MEDIC_ASSERT_OK(store().ReleaseIncidentLease("inc-c", "s2"));
+  won = store().ClaimIncidentLease("inc-c", "s1", Ms(kT0 + 1000), Ms(kT0 + 7000));
+  MEDIC_ASSERT_OK(won);
+  EXPECT_TRUE(*won);
+  MEDIC_ASSERT_OK(store().ReleaseIncidentLease("inc-nope", "s1"));  // no lease: no-op
+}
+
+TEST_P(StoreConformanceTest, ClaimableAreOpenIncidentsWithAnExpiredLeaseOrNoneSinceLongEnough) {
+  // updated_at = kT0 + offset + 5 (MakeIncident).
+  MEDIC_ASSERT_OK(store().CreateIncident(
+      MakeIncident("inc-old", "x", "h1", IncidentStatus::kDiagnosing, 0)));
+  MEDIC_ASSERT_OK(store().CreateIncident(
+      MakeIncident("inc-new", "x", "h2", IncidentStatus::kPendingApproval, 5000)));
+  MEDIC_ASSERT_OK(store().CreateIncident(
+      MakeIncident("inc-live", "x", "h3", IncidentStatus::kExecuting, 0)));
+  MEDIC_ASSERT_OK(store().CreateIncident(
+      MakeIncident("inc-gone", "x", "h4", IncidentStatus::kExecuting, 100)));
+  MEDIC_ASSERT_OK(
+      store().CreateIncident(MakeIncident("inc-done", "x", "h5", IncidentStatus::kCompleted, 0)));
+  MEDIC_ASSERT_OK(store().ClaimIncidentLease("inc-live", "s1", Ms(kT0), Ms(kT0 + 20000)));
+  MEDIC_ASSERT_OK(store().ClaimIncidentLease("inc-gone", "s2", Ms(kT0), Ms(kT0 + 6000)));
+  MEDIC_ASSERT_OK(store().ClaimIncidentLease("inc-done", "s2", Ms(kT0), Ms(kT0 + 6000)));
+
+  // At kT0+6000, unleased ones updated at or before kT0+1000: inc-old (not inc-new), and
+  // inc-gone whose lease expired; never a live lease, never a closed incident.
+  Result<std::vector<std::string>> got =
+      store().ListClaimableIncidents(Ms(kT0 + 6000), Ms(kT0 + 1000), 100);
+  MEDIC_ASSERT_OK(got);
+  EXPECT_EQ(*got, (std::vector<std::string>{"inc-old", "inc-gone"}));  // oldest update first
+  got = store().ListClaimableIncidents(Ms(kT0 + 5999), Ms(kT0 + 5005), 100);
+  MEDIC_ASSERT_OK(got);
+  EXPECT_EQ(*got, (std::vector<std::string>{"inc-old", "inc-new"}));
+  got = store().ListClaimableIncidents(Ms(kT0 + 6000), Ms(kT0 + 1000), 1);
+  MEDIC_ASSERT_OK(got);
+  EXPECT_EQ(*got, std::vector<std::string>{"inc-old"});
+}
+
+// Two connections (two servers) race for the same free incidents: each is won exactly once.
+TEST_P(StoreConformanceTest, TwoHandlesRacingForTheSameIncidentsEachWinOnceExactly) {
+  constexpr int kIncidents = 20;
+  for (int i = 0; i < kIncidents; ++i) {
+    MEDIC_ASSERT_OK(store().CreateIncident(
+        MakeIncident("inc-" + std::to_string(i), "x", "h" + std::to_string(i))));
+  }
+  auto other = backend_->Open();
+  MEDIC_ASSERT_OK(other);
+  std::vector<Store*> handles = {&store(), other->get()};
+  std::vector<std::vector<std::string>> wins(2);
+  std::atomic<int> errors{0};
+  std::vector<std::thread> threads;
+  for (int t = 0; t < 2; ++t) {
+    threads.emplace_back([&, t] {
+      const std::string owner = "s" + std::to_string(t + 1);
+      for (int i = 0; i < kIncidents; ++i) {
+        Result<bool> won = handles[static_cast<size_t>(t)]->ClaimIncidentLease(
+            "inc-" + std::to_string(i), owner, Ms(kT0), Ms(kT0 + 6000));
+        if (!won) {
+          ++errors;
+        } else if (*won) {
+          wins[static_cast<size_t>(t)].push_back("inc-" + std::to_string(i));
+        }
+      }
+    });
+  }
+  for (auto& th : threads) {
+    th.join();
+  }
+  EXPECT_EQ(errors.load(), 0);
+  EXPECT_EQ(wins[0].size() + wins[1].size(), static_cast<size_t>(kIncidents));
+  // What each won is what the store says it holds.
+  for (int t = 0; t < 2; ++t) {
+    std::vector<std::string> want = wins[static_cast<size_t>(t)];
+    std::sort(want.begin(), want.end());
+    Result<std::vector<std::string>> held = store().RenewIncidentLeases(
+        "s" + std::to_string(t + 1), Ms(kT0 + 1), Ms(kT0 + 6000));
+    MEDIC_ASSERT_OK(held);
+    EXPECT_EQ(*held, want);
+  }
 }
 
 // --- concurrency ----------------------------------------------------------------------------

@@ -309,12 +309,13 @@ class PgRows {
 Error PgError(PGconn* conn, const PGresult* res, std::string_view context) {
   const char* state = res != nullptr ? PQresultErrorField(res, PG_DIAG_SQLSTATE) : nullptr;
   const std::string sqlstate = state != nullptr ? state : "";
-  const char* text = res != nullptr ? PQresultErrorMessage(res) : nullptr;
-  std::string message = FirstLine(text != nullptr && *text != '\0' ? text : PQerrorMessage(conn));
+  // PostgreSQL's own sentence (without "ERROR:  "), else libpq's (a lost connection).
+  const char* text = res != nullptr ? PQresultErrorField(res, PG_DIAG_MESSAGE_PRIMARY) : nullptr;
+  const std::string message =
+      FirstLine(text != nullptr && *text != '\0' ? text : PQerrorMessage(conn));
   if (PQstatus(conn) == CONNECTION_BAD || sqlstate.rfind("08", 0) == 0 ||
       sqlstate.rfind("57P", 0) == 0) {
-    return Unavailable("PostgreSQL at " + Where(conn) + ": " + std::string(context) + ": " +
-                       message);
+    return Unavailable("PostgreSQL at " + Where(conn) + ": " + message);
   }
   std::string msg = std::string(context) + ": " + message;
   if (sqlstate == "23505") {  // unique_violation
@@ -324,7 +325,7 @@ Error PgError(PGconn* conn, const PGresult* res, std::string_view context) {
       sqlstate == "53300" || sqlstate == "57014") {
     // serialization failure, deadlock, lock not available, too many connections, statement
     // timeout: retrying may help.
-    return Unavailable("PostgreSQL at " + Where(conn) + ": " + msg);
+    return Unavailable("PostgreSQL at " + Where(conn) + ": " + message);
   }
   if (sqlstate.rfind("53", 0) == 0 || sqlstate == "54000" || sqlstate == "22001") {
     // insufficient resources (disk full, out of memory), a value or index row too big.

@@ -14,9 +14,12 @@
 #include <thread>
 #include <vector>
 
+#include "core/files.h"
+#include "server/app/server_app.h"
 #include "server/store/audit_chain.h"
 #include "server/store/store.h"
 #include "tests/fakes/postgres_server.h"
+#include "tests/fakes/temp_dir.h"
 #include "tests/server/store/store_conformance.h"
 
 namespace medic::server {
@@ -291,6 +294,45 @@ TEST(PostgresOutageTest, StoreReportsUnavailableWhileDownAndRecoversAfterRestart
   ASSERT_TRUE(store.CreateIncident(MakeIncident("after", "disk_full", "web-9")).has_value());
   ASSERT_TRUE(store.AppendAudit({Ms(kT0 + 1), "admin", "settings.update", "after"}).has_value());
   Result<AuditVerification> v = store.VerifyAudit();
+  ASSERT_TRUE(v.has_value()) << v.error().ToString();
+  EXPECT_TRUE(v->ok) << v->reason;
+  EXPECT_EQ(v->entries, 2);
+}
+
+// The real dependencies of medic-server with `store: {driver: postgres}`: every server on one
+// database writes one audit chain, so a server whose DATA_DIR/audit.key differs from the one the
+// first server recorded does not start (it would break the chain for everyone).
+TEST(PostgresServerDepsTest, ServersOnOneStoreMustShareTheAuditKey) {
+  const std::string dsn = PostgresEnvironment::server().CreateDatabase();
+  ASSERT_FALSE(dsn.empty()) << PostgresEnvironment::server().error();
+  test::TempDir dir;
+  SystemClock clock;
+  auto config_for = [&](const std::string& data_dir) {
+    ServerConfig c;
+    c.data_dir = dir.File(data_dir);
+    c.store.driver = StoreConfig::Driver::kPostgres;
+    c.store.dsn = dsn;
+    return c;
+  };
+  Result<ServerDeps> first = MakeRealServerDeps(config_for("one"), clock);
+  ASSERT_TRUE(first.has_value()) << first.error().ToString();
+  ASSERT_TRUE(first->store->AppendAudit({Ms(kT0), "admin", "token.create", "x"}).has_value());
+
+  // A second server with its own, new key: refused, naming the file to copy.
+  Result<ServerDeps> second = MakeRealServerDeps(config_for("two"), clock);
+  ASSERT_FALSE(second.has_value());
+  EXPECT_EQ(second.error().code, ErrorCode::kFailedPrecondition);
+  EXPECT_NE(second.error().message.find(dir.File("two") + "/audit.key"), std::string::npos)
+      << second.error().message;
+
+  // With the first server's key it starts, and its entries continue the one chain.
+  ASSERT_TRUE(WriteFileAtomic(dir.File("two") + "/audit.key",
+                              ReadFile(dir.File("one") + "/audit.key").value(), 0600)
+                  .has_value());
+  second = MakeRealServerDeps(config_for("two"), clock);
+  ASSERT_TRUE(second.has_value()) << second.error().ToString();
+  ASSERT_TRUE(second->store->AppendAudit({Ms(kT0 + 1), "admin", "token.delete", "x"}).has_value());
+  Result<AuditVerification> v = first->store->VerifyAudit();
   ASSERT_TRUE(v.has_value()) << v.error().ToString();
   EXPECT_TRUE(v->ok) << v->reason;
   EXPECT_EQ(v->entries, 2);

@@ -35,6 +35,8 @@
 #include "server/ingest/sns_ingest.h"
 #include "server/ingest/sns_verify.h"
 #include "server/notify/notifier.h"
+#include "server/store/audit_chain.h"
+#include "server/store/pg_store.h"
 
 namespace medic::server {
 
@@ -125,6 +127,8 @@ Result<ServerConfig> LoadServerConfig(const std::string& path) {
         RETURN_IF_ERROR(ParseIngestYaml(v, path, c.ingest));
       } else if (key == "cluster") {
         RETURN_IF_ERROR(ParseClusterYaml(v, path, c.cluster));
+      } else if (key == "store") {
+        RETURN_IF_ERROR(ParseStoreYaml(v, path, c.store));  // app/store_config.h
       } else if (key == "notifications") {
         RETURN_IF_ERROR(ParseNotificationsYaml(v, path, c.notifications));
       } else if (key == "runbooks") {
@@ -331,6 +335,34 @@ Result<std::string> EnsureToken(const std::string& dir, const std::string& name)
   return token;
 }
 
+// The setting that records which audit key the shared audit log is chained with: the hash of
+// a fixed entry under the key (audit_chain.h), which does not reveal the key.
+constexpr char kAuditKeyCheckSetting[] = "audit_key_check";
+
+std::string AuditKeyCheck(const std::string& key) {
+  return AuditEntryHash(key, kAuditGenesis, AuditEntry{WallTime(), "medic", "audit.key.check",
+                                                       "every server on this store uses one key"});
+}
+
+// Several servers write one audit chain in a shared store, so all must hold the same audit key
+// (DATA_DIR/audit.key): a server with another key would append entries that break the chain
+// for everyone. The first server records the key's check value; a server whose key does not
+// match it does not start.
+Status CheckSharedAuditKey(Store& store, const std::string& key, const std::string& key_path) {
+  ASSIGN_OR_RETURN(std::optional<std::string> recorded, store.GetSetting(kAuditKeyCheckSetting));
+  const std::string mine = DumpJson(Json(AuditKeyCheck(key)));
+  if (!recorded.has_value()) {
+    return store.PutSetting(kAuditKeyCheckSetting, mine);
+  }
+  if (*recorded != mine) {
+    return FailedPrecondition(
+        key_path + " is not the audit key the other servers on this store use (the shared "
+        "audit log is chained with another one): copy audit.key from a running server's data "
+        "directory (mode 0600) and start again");
+  }
+  return OkStatus();
+}
+
 }  // namespace
 
 Result<ServerDeps> MakeRealServerDeps(const ServerConfig& config, const Clock& clock) {
@@ -339,7 +371,12 @@ Result<ServerDeps> MakeRealServerDeps(const ServerConfig& config, const Clock& c
   RETURN_IF_ERROR(MakeDirs(config.data_dir, 0700));
   // The audit chain's key lives beside the database, not in it (docs/STORE.md).
   ASSIGN_OR_RETURN(std::string audit_key, EnsureToken(config.data_dir, "audit.key"));
-  ASSIGN_OR_RETURN(deps.store, OpenSqliteStore(config.data_dir + "/medic.db", audit_key));
+  if (config.store.driver == StoreConfig::Driver::kPostgres) {
+    ASSIGN_OR_RETURN(deps.store, OpenPostgresStore(config.store.dsn, audit_key));
+    RETURN_IF_ERROR(CheckSharedAuditKey(*deps.store, audit_key, config.data_dir + "/audit.key"));
+  } else {
+    ASSIGN_OR_RETURN(deps.store, OpenSqliteStore(config.data_dir + "/medic.db", audit_key));
+  }
   ai::AiConfig ai_config = config.ai;
   RETURN_IF_ERROR(ai::ApplyAiEnvironment(ai_config));
   ASSIGN_OR_RETURN(deps.brain, ai::MakeBrain(ai_config, clock));
@@ -518,7 +555,7 @@ Result<std::unique_ptr<ServerApp>> ServerApp::Create(const ServerConfig& config,
                    [parts] { return parts->http ? parts->http->stats() : HttpServerStats{}; },
                    [parts] { return IngestMetricsText(*parts->external); },
                    [notifier] { return notifier->MetricsText(); }},
-                  config.metrics_public);
+                  config.metrics_public, [store = p->store.get()] { return store->Ping(); });
   AddSettingsRoutes(r, *p->settings, *p->store, clock, *events);
   AddIndexRoute(r);
   AddIncidentRoutes(r, {clock, *p->store, *p->incidents, *p->hosts, *p->alarms});

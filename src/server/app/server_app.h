@@ -31,6 +31,7 @@
 #include "server/ingest/slack_config.h"
 #include "server/ingest/ingest_config.h"
 #include "server/notify/notify_config.h"
+#include "server/app/store_config.h"
 #include "server/store/store.h"
 #include "transport/http_client.h"
 
@@ -105,6 +106,9 @@ struct ServerConfig {
   // The `cluster:` section: this server's id and its incident leases when several servers
   // share one store (cluster/cluster_config.h, docs/deploy/D.md). Used only with a bus.
   ClusterConfig cluster;
+  // The `store:` section: SQLite in DATA_DIR (default) or a PostgreSQL shared by several
+  // servers; MEDIC_STORE_DSN overrides its dsn (app/store_config.h, docs/STORE.md).
+  StoreConfig store;
 };
 
 // Reads a YAML config file. Unknown keys and wrong types are errors naming file and line.
@@ -124,8 +128,9 @@ struct ServerDeps {
 };
 
 // The real store and brain for `config`: creates the data directory and the audit key
-// (DATA_DIR/audit.key, mode 0600, unless it exists), opens SQLite at DATA_DIR/medic.db with that
-// key for the audit chain, applies MEDIC_AI_*/GEMINI_API_KEY to the ai section and makes the brain.
+// (DATA_DIR/audit.key, mode 0600, unless it exists), opens SQLite at DATA_DIR/medic.db, or the
+// PostgreSQL database of `store.dsn`, with that key for the audit chain (PostgreSQL: refused
+// when the key is not the one the shared audit log was written with), applies MEDIC_AI_*/GEMINI_API_KEY to the ai section and makes the brain.
 Result<ServerDeps> MakeRealServerDeps(const ServerConfig& config, const Clock& clock);
 
 class ServerApp {

@@ -1,5 +1,10 @@
 // Health, metrics, settings, the index page, server-sent events and the route listing.
 
+#include <chrono>
+#include <functional>
+#include <memory>
+#include <mutex>
+
 #include "server/http/api_util.h"
 #include "server/http/routes.h"
 #include "server/http/web_assets.h"
@@ -91,9 +96,60 @@ std::string HttpMetricsText(const HttpServerStats& h) {
 
 }  // namespace
 
-void AddHealthRoutes(Router& router, MetricsSources metrics, bool metrics_public) {
-  router.Add({"GET", "/healthz", Role::kPublic, "200 while the server is serving",
-              [](ApiRequest&, Responder respond) {
+namespace {
+
+// The store's health for GET /healthz: at most one check a second, whatever the request rate;
+// while a check runs, other requests get the last answer. Thread-safe.
+class StoreHealth {
+ public:
+  StoreHealth(const Clock& clock, std::function<Status()> check)
+      : clock_(clock), check_(std::move(check)) {}
+
+  Status Get() {
+    {
+      std::lock_guard<std::mutex> lock(mu_);
+      const SteadyTime now = clock_.SteadyNow();
+      if (checking_ || (checked_ && now - checked_at_ < kFresh)) {
+        return last_;
+      }
+      checking_ = true;
+    }
+    Status s = check_();
+    std::lock_guard<std::mutex> lock(mu_);
+    checking_ = false;
+    checked_ = true;
+    checked_at_ = clock_.SteadyNow();
+    last_ = s;
+    return s;
+  }
+
+ private:
+  static constexpr std::chrono::seconds kFresh{1};
+  const Clock& clock_;
+  const std::function<Status()> check_;
+  std::mutex mu_;
+  bool checking_ = false;       // Guarded by mu_.
+  bool checked_ = false;        // Guarded by mu_.
+  SteadyTime checked_at_{};     // Guarded by mu_.
+  Status last_ = OkStatus();    // Guarded by mu_.
+};
+
+}  // namespace
+
+void AddHealthRoutes(Router& router, MetricsSources metrics, bool metrics_public,
+                     std::function<Status()> store_check) {
+  std::shared_ptr<StoreHealth> health =
+      store_check ? std::make_shared<StoreHealth>(metrics.clock, std::move(store_check)) : nullptr;
+  router.Add({"GET", "/healthz", Role::kPublic,
+              "200 while the server is serving; 503 naming the error while its store is "
+              "unreachable",
+              [health](ApiRequest&, Responder respond) {
+                if (health != nullptr) {
+                  if (Status s = health->Get(); !s) {
+                    return respond(JsonResponse(
+                        503, Json{{"status", "unavailable"}, {"store", s.error().message}}));
+                  }
+                }
                 respond(JsonResponse(200, Json{{"status", "ok"}}));
               }});
   router.Add({"GET", "/metrics", metrics_public ? Role::kPublic : Role::kViewer,

@@ -46,8 +46,11 @@ struct MetricsSources {
   std::function<std::string()> notifications;  // medic_notifications_total (may be empty)
 };
 // GET /healthz (public), GET /metrics (Prometheus text): a viewer's (any operator token or
-// dashboard session) unless `metrics_public`.
-void AddHealthRoutes(Router& router, MetricsSources metrics, bool metrics_public);
+// dashboard session) unless `metrics_public`. `store_check` (Store::Ping; may be empty) makes
+// /healthz answer 503 with the store's error while the store is unreachable, checked at most
+// once a second.
+void AddHealthRoutes(Router& router, MetricsSources metrics, bool metrics_public,
+                     std::function<Status()> store_check = nullptr);
 // GET and PUT /api/v1/settings; a change is audited (`store`, `clock`) and published as a
 // `settings` event (`events`), so that open dashboards show a pause at once.
 void AddSettingsRoutes(Router& router, SettingsService& settings, Store& store, const Clock& clock,

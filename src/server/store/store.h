@@ -114,6 +114,10 @@ class Store {
  public:
   virtual ~Store() = default;
 
+  // A cheap check that the backend is reachable (GET /healthz). OK by default: an embedded
+  // database is there as long as the process is; PostgreSQL runs one trivial query.
+  virtual Status Ping() { return OkStatus(); }
+
   // Inserts a new incident with its timeline. AlreadyExists if the id is taken, or if an open
   // incident (diagnosing, pending_approval, executing) exists for the same (alarm_name,
   // instance_id): that rule is a database constraint, not a check-then-insert.

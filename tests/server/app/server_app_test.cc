@@ -6,6 +6,7 @@
 #include <gtest/gtest.h>
 
 #include <algorithm>
+#include <atomic>
 #include <chrono>
 #include <map>
 #include <memory>
@@ -101,6 +102,44 @@ TEST_F(ServerAppTest, CreateRefusesMissingDependencies) {
     ASSERT_FALSE(app.has_value());
     EXPECT_EQ(app.error().code, ErrorCode::kInvalidArgument);
   }
+}
+
+// A store whose reachability the test sets (PostgreSQL down, say), counting the checks.
+class ReachableStore : public test::MemoryStore {
+ public:
+  Status Ping() override {
+    ++pings;
+    if (down) {
+      return Unavailable("PostgreSQL at db1:5432: connection refused");
+    }
+    return OkStatus();
+  }
+  std::atomic<bool> down{false};
+  std::atomic<int> pings{0};
+};
+
+TEST_F(ServerAppTest, HealthzSaysWhenTheStoreIsUnreachableCheckingAtMostOnceASecond) {
+  auto owned = std::make_unique<ReachableStore>();
+  ReachableStore* store = owned.get();
+  Create(std::move(owned));
+  EXPECT_EQ(Call("GET", "/healthz", "").status, 200);
+  store->down = true;
+  // Within the second the last answer stands, however many ask.
+  const int pings = store->pings;
+  for (int i = 0; i < 20; ++i) {
+    EXPECT_EQ(Call("GET", "/healthz", "").status, 200);
+  }
+  EXPECT_EQ(store->pings, pings);
+  clock_.Advance(std::chrono::milliseconds(1001));
+  ApiResponse down = Call("GET", "/healthz", "");
+  EXPECT_EQ(down.status, 503);
+  const Json body = ParseJson(down.body).value_or(Json());
+  EXPECT_EQ(body.value("status", ""), "unavailable") << down.body;
+  EXPECT_EQ(body.value("store", ""), "PostgreSQL at db1:5432: connection refused") << down.body;
+  EXPECT_EQ(store->pings, pings + 1);
+  store->down = false;
+  clock_.Advance(std::chrono::milliseconds(1001));
+  EXPECT_EQ(Call("GET", "/healthz", "").status, 200);
 }
 
 TEST_F(ServerAppTest, MetricsCountIncidentsTheStoreCouldNotKeep) {

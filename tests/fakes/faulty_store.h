@@ -60,8 +60,12 @@ enum class StoreOp {
   kUpdateOutbox,
   kListOutbox,
   kListSettings,
+  kAppendClusterMessage,
+  kReadClusterMessages,
+  kLastClusterMessageId,
+  kPruneClusterMessages,
 };
-inline constexpr size_t kStoreOpCount = static_cast<size_t>(StoreOp::kListSettings) + 1;
+inline constexpr size_t kStoreOpCount = static_cast<size_t>(StoreOp::kPruneClusterMessages) + 1;
 
 inline std::string_view StoreOpName(StoreOp op) {
   static constexpr std::array<std::string_view, kStoreOpCount> kNames = {
@@ -70,7 +74,8 @@ inline std::string_view StoreOpName(StoreOp op) {
       "PutHost",        "DeleteHost",     "ListHosts",   "PutHostCredential",
       "DeleteHostCredential", "ListHostCredentials", "AppendAudit", "ListAudit", "VerifyAudit",
       "UpdateHostsLastSeen", "EnqueueOutbox", "DueOutbox", "UpdateOutbox", "ListOutbox",
-      "ListSettings"};
+      "ListSettings", "AppendClusterMessage", "ReadClusterMessages", "LastClusterMessageId",
+      "PruneClusterMessages"};
   return kNames[static_cast<size_t>(op)];
 }
 
@@ -289,6 +294,31 @@ class FaultyStore : public server::Store {
       return *e;
     }
     return base_.ListOutbox(incident_id, limit);
+  }
+  Result<int64_t> AppendClusterMessage(const server::ClusterMessageRecord& message) override {
+    if (auto e = Inject(StoreOp::kAppendClusterMessage)) {
+      return *e;
+    }
+    return base_.AppendClusterMessage(message);
+  }
+  Result<std::vector<server::ClusterMessageRecord>> ReadClusterMessages(int64_t after_id,
+                                                                        int limit) override {
+    if (auto e = Inject(StoreOp::kReadClusterMessages)) {
+      return *e;
+    }
+    return base_.ReadClusterMessages(after_id, limit);
+  }
+  Result<int64_t> LastClusterMessageId() override {
+    if (auto e = Inject(StoreOp::kLastClusterMessageId)) {
+      return *e;
+    }
+    return base_.LastClusterMessageId();
+  }
+  Result<int> PruneClusterMessages(WallTime before) override {
+    if (auto e = Inject(StoreOp::kPruneClusterMessages)) {
+      return *e;
+    }
+    return base_.PruneClusterMessages(before);
   }
 
  private:

@@ -348,6 +348,43 @@ class MemoryStore : public server::Store {
     return out;
   }
 
+  Result<int64_t> AppendClusterMessage(const server::ClusterMessageRecord& message) override {
+    std::lock_guard<std::mutex> lock(data_->mu);
+    server::ClusterMessageRecord m = message;
+    m.id = ++data_->last_message_id;
+    m.at = Truncate(m.at);
+    data_->messages.push_back(std::move(m));
+    return data_->last_message_id;
+  }
+
+  Result<std::vector<server::ClusterMessageRecord>> ReadClusterMessages(int64_t after_id,
+                                                                        int limit) override {
+    std::lock_guard<std::mutex> lock(data_->mu);
+    std::vector<server::ClusterMessageRecord> out;
+    for (const server::ClusterMessageRecord& m : data_->messages) {
+      if (out.size() >= static_cast<size_t>(std::clamp(limit, 1, kMaxListLimit))) {
+        break;
+      }
+      if (m.id > after_id) {
+        out.push_back(m);
+      }
+    }
+    return out;
+  }
+
+  Result<int64_t> LastClusterMessageId() override {
+    std::lock_guard<std::mutex> lock(data_->mu);
+    return data_->messages.empty() ? 0 : data_->messages.back().id;
+  }
+
+  Result<int> PruneClusterMessages(WallTime before) override {
+    std::lock_guard<std::mutex> lock(data_->mu);
+    const size_t n = std::erase_if(data_->messages, [&](const server::ClusterMessageRecord& m) {
+      return ToUnixMillis(m.at) < ToUnixMillis(before);
+    });
+    return static_cast<int>(n);
+  }
+
  private:
   static constexpr int kMaxListLimit = 1000;
 
@@ -361,6 +398,8 @@ class MemoryStore : public server::Store {
     std::vector<server::AuditEntry> audit;              // Guarded by mu. Oldest first.
     std::map<std::string, server::OutboxRecord> outbox;  // Guarded by mu. By key.
     std::vector<std::string> outbox_order;                // Guarded by mu. Keys, as inserted.
+    std::vector<server::ClusterMessageRecord> messages;   // Guarded by mu. By id.
+    int64_t last_message_id = 0;                          // Guarded by mu. Never reused.
   };
 
   // The outbox as SqliteStore orders it: by created_at, then key. REQUIRES: data_->mu held.

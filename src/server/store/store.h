@@ -5,6 +5,7 @@
 //
 // Thread-safety: implementations are safe to call from several threads.
 
+#include <cstdint>
 #include <memory>
 #include <optional>
 #include <string>
@@ -110,6 +111,17 @@ struct OutboxRecord {
   std::string last_error;    // "" until an attempt failed
 };
 
+// One message of the cluster bus's log (server/cluster/store_bus.h, docs/STORE.md): what a
+// medic-server tells the others that share the store.
+struct ClusterMessageRecord {
+  int64_t id = 0;  // assigned by the store: increasing in commit order as readers see it
+  WallTime at;     // when it was posted (pruning)
+  std::string sender;   // the posting server's id
+  std::string kind;     // "changed", "event", "command", ...
+  std::string target;   // a host name, an incident id, or ""
+  std::string payload;  // JSON text
+};
+
 class Store {
  public:
   virtual ~Store() = default;
@@ -181,6 +193,19 @@ class Store {
   // Every row of `incident_id` ("" = every row), oldest first, at most limit (1..1000).
   virtual Result<std::vector<OutboxRecord>> ListOutbox(const std::string& incident_id,
                                                        int limit) = 0;
+
+  // The cluster bus's message log (server/cluster/store_bus.h). Appends the message (its `id`
+  // is ignored) and returns the id it got: ids increase in commit order, so a reader that saw
+  // id N never later sees a new message with an id below N.
+  virtual Result<int64_t> AppendClusterMessage(const ClusterMessageRecord& message) = 0;
+  // The messages with an id above `after_id`, by id, at most limit (1..1000).
+  virtual Result<std::vector<ClusterMessageRecord>> ReadClusterMessages(int64_t after_id,
+                                                                        int limit) = 0;
+  // The newest message's id; 0 when the log is empty.
+  virtual Result<int64_t> LastClusterMessageId() = 0;
+  // Deletes the messages posted before `before` (at < before); returns how many. Idempotent:
+  // several servers may prune at once. Ids are never reused after a prune.
+  virtual Result<int> PruneClusterMessages(WallTime before) = 0;
 };
 
 // Every incident that matches `query` (its limit is the page size), page by page, newest first.

@@ -125,6 +125,15 @@ std::vector<OpCall> EveryOp() {
       {StoreOp::kUpdateOutbox, [](Store& s) { return ErrorOf(s.UpdateOutbox(OutboxRow("x"))); }},
       {StoreOp::kListOutbox, [](Store& s) { return ErrorOf(s.ListOutbox("", 10)); }},
       {StoreOp::kListSettings, [](Store& s) { return ErrorOf(s.ListSettings()); }},
+      {StoreOp::kAppendClusterMessage,
+       [](Store& s) {
+         return ErrorOf(s.AppendClusterMessage({0, Ms(kT0), "s1", "changed", "", "{}"}));
+       }},
+      {StoreOp::kReadClusterMessages,
+       [](Store& s) { return ErrorOf(s.ReadClusterMessages(0, 10)); }},
+      {StoreOp::kLastClusterMessageId, [](Store& s) { return ErrorOf(s.LastClusterMessageId()); }},
+      {StoreOp::kPruneClusterMessages,
+       [](Store& s) { return ErrorOf(s.PruneClusterMessages(Ms(kT0))); }},
   };
 }
 

@@ -15,8 +15,10 @@
 #include "core/units.h"
 #include "core/yaml_util.h"
 #include "server/alarms/alarm_config.h"
+#include "server/app/cluster_share.h"
 #include "server/app/tls_files.h"
 #include "server/archive/archive.h"
+#include "server/cluster/change_posting_store.h"
 #include "server/commands/command_queue.h"
 #include "server/commands/command_signer.h"
 #include "server/events/event_hub.h"
@@ -304,6 +306,10 @@ struct ServerApp::Parts {
   std::unique_ptr<Fleet> fleet;
   std::unique_ptr<TargetGroupChecker> checker;  // stopped by ServerApp::Stop
   std::unique_ptr<Router> router;
+  // Several servers on one store: what keeps them alike (null for a single server), and the bus,
+  // last so that it goes first: its thread calls into the parts above.
+  std::unique_ptr<ClusterShare> share;
+  std::unique_ptr<ClusterBus> bus;
 };
 
 namespace {
@@ -387,6 +393,11 @@ Result<std::unique_ptr<ServerApp>> ServerApp::Create(const ServerConfig& config,
   p->config = config;
   p->clock = &clock;
   p->store = std::move(deps.store);
+  p->bus = std::move(deps.bus);
+  if (p->bus) {
+    // Writes of what every server keeps in memory tell the other servers (cluster_share.h).
+    p->store = std::make_unique<ChangePostingStore>(std::move(p->store), *p->bus);
+  }
   p->brain = std::move(deps.brain);
   RETURN_IF_ERROR(MakeDirs(config.data_dir, 0700));
   ASSIGN_OR_RETURN(HttpServerOptions http, TlsOptionsFor(config));
@@ -520,6 +531,13 @@ Result<std::unique_ptr<ServerApp>> ServerApp::Create(const ServerConfig& config,
   AddSnsIngestRoutes(r, *p->sns);
   AddListingRoute(r);
 
+  if (p->bus) {
+    p->share = std::make_unique<ClusterShare>(
+        ClusterShareDeps{clock, *p->bus, *p->store, *p->settings, p->tokens, *p->sessions,
+                         *p->identities, *p->fleet, *p->events});
+    RETURN_IF_ERROR(p->share->Start());
+  }
+
   Router* router = p->router.get();
   // The route and the caller are decided on a request's headers, before its body is read.
   p->http = std::make_unique<HttpServer>(
@@ -572,6 +590,9 @@ void ServerApp::RunOnce() {
     parts_->archive->Prune();
   }
   parts_->events->RunOnce();
+  if (parts_->share) {
+    parts_->share->RunOnce();
+  }
 }
 
 CommandSink& ServerApp::commands() { return *parts_->signed_commands; }

@@ -22,6 +22,7 @@
 #include "server/events/event_hub.h"
 #include "server/fleet/target_groups.h"
 #include "server/archive/archive.h"
+#include "server/cluster/bus.h"
 #include "server/commands/command_queue.h"
 #include "server/http/http_server.h"
 #include "server/http/router.h"
@@ -112,6 +113,9 @@ struct ServerDeps {
   std::unique_ptr<ai::Brain> brain;  // required
   // Optional: the notifications' outbound HTTP client (default: libcurl). Tests pass a fake.
   std::unique_ptr<HttpClient> notify_http;
+  // Several servers on one store (docs/DEPLOY.md): the bus to the others (cluster/store_bus.h).
+  // Null: a single server, as always.
+  std::unique_ptr<ClusterBus> bus;
 };
 
 // The real store and brain for `config`: creates the data directory and the audit key

@@ -131,6 +131,13 @@ Status Fleet::Remove(const std::string& name) {
   return OkStatus();
 }
 
+bool Fleet::Forget(const std::string& name) {
+  const bool known = d_.hosts.Remove(name);
+  d_.alarms.Forget(name);
+  d_.target_groups.Register(name, {}, d_.clock.Now());
+  return known;
+}
+
 void Fleet::OnTargetFeeds(const std::vector<TargetFeed>& feeds) {
   for (const auto& f : feeds) {
     d_.hosts.RecordPoint(f.host, f.series, f.value, f.t);

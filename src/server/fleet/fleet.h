@@ -88,6 +88,12 @@ class Fleet {
   // returned as it is, and the host is then gone from memory only.
   Status Remove(const std::string& name);
 
+  // What another server sharing the store removed (docs/DEPLOY.md): the host leaves memory,
+  // its alarm states and target memberships, without a store write or an event (the remover's
+  // `host_removed` event reaches this server's dashboards through the cluster). Returns whether
+  // this server knew the host.
+  bool Forget(const std::string& name);
+
   // Datapoints from the target-group probes (TargetGroupChecker's feed).
   void OnTargetFeeds(const std::vector<TargetFeed>& feeds);
 

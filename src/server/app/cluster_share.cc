@@ -1,5 +1,6 @@
 #include "server/app/cluster_share.h"
 
+#include <optional>
 #include <utility>
 #include <vector>
 
@@ -117,6 +118,38 @@ Status ClusterShare::SyncTokens() {
   return OkStatus();
 }
 
+void ClusterShare::Sweep() {
+  Result<std::vector<HostRecord>> stored = d_.store.ListHosts();
+  if (!stored) {
+    LogWarn("cluster: cannot list the hosts to look for silent ones (next sweep retries): " +
+            stored.error().ToString());
+    return;
+  }
+  const WallTime now = d_.clock.Now();
+  std::set<std::string> listed;
+  for (const HostRecord& rec : *stored) {
+    listed.insert(rec.name);
+    const bool silent = now - rec.last_seen > options_.silent_after;
+    if (auto it = adopted_.find(rec.name); it != adopted_.end()) {
+      std::optional<HostView> here = d_.hosts.Get(rec.name, now);
+      if (!here || here->last_seen > it->second) {
+        adopted_.erase(it);  // gone, or it reports here now: an ordinary host of this server
+      } else if (!silent) {
+        LogInfo("host " + rec.name + " reports to another server again; no longer watched here");
+        d_.fleet.Forget(rec.name);
+        adopted_.erase(it);
+      }
+      continue;
+    }
+    if (silent && d_.fleet.Adopt(rec)) {
+      LogInfo("host " + rec.name + " has been silent since " + FormatRfc3339(rec.last_seen) +
+              " (its server gone?): watched here from now on (Host-Unreachable)");
+      adopted_[rec.name] = rec.last_seen;
+    }
+  }
+  std::erase_if(adopted_, [&](const auto& kv) { return listed.count(kv.first) == 0; });
+}
+
 void ClusterShare::RunOnce() {
   std::lock_guard<std::mutex> run(run_mu_);
   std::set<std::string> reload;
@@ -143,6 +176,11 @@ void ClusterShare::RunOnce() {
   }
   for (const std::string& host : removed) {
     d_.fleet.Forget(host);
+    adopted_.erase(host);
+  }
+  if (const SteadyTime now = d_.clock.SteadyNow(); now >= next_sweep_) {
+    next_sweep_ = now + options_.sweep_every;
+    Sweep();
   }
   {
     std::lock_guard<std::mutex> lock(mu_);

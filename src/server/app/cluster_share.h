@@ -12,6 +12,13 @@
 //   on its tick, in the order published; the other servers send it to their own subscribers
 //   (EventHub::PublishLocal: a republished event is not posted again).
 //
+// - hosts whose server died: a server of a cluster does not expect every stored host at start
+//   (the hosts talk to several servers); instead, every `sweep_every`, it adopts each stored
+//   host whose last_seen is older than `silent_after` and that it does not know (Fleet::Adopt),
+//   so that Host-Unreachable is raised for it here if it never reports again (the
+//   one-open-incident rule of the store keeps it to one incident when several servers adopt
+//   it). An adopted host that reports to another server again is let go (Fleet::Forget).
+//
 // A single server has no bus and no ClusterShare. Thread-safe: the bus's handlers only queue;
 // RunOnce (the app's tick) does the work.
 
@@ -29,6 +36,7 @@
 #include "server/cluster/bus.h"
 #include "server/events/event_hub.h"
 #include "server/fleet/fleet.h"
+#include "server/fleet/hosts.h"
 #include "server/http/router.h"
 #include "server/http/sessions.h"
 #include "server/identity/host_identities.h"
@@ -40,6 +48,10 @@ namespace medic::server {
 struct ClusterShareOptions {
   Millis resync_every{30'000};     // settings, tokens and credentials reloaded even without news
   size_t max_queued_events = 10'000;  // events not yet posted (the store is down); older drop
+  Millis sweep_every{10'000};  // how often the stored hosts are looked at for silent ones
+  // A stored host silent this long is adopted. Reporting servers write last_seen at most once a
+  // minute a host (Fleet::Report): keep this well above that.
+  Millis silent_after{90'000};
 };
 
 // Every reference must outlive the ClusterShare.
@@ -52,6 +64,7 @@ struct ClusterShareDeps {
   SessionRegistry& sessions;  // a revoked token's dashboard sessions end with it
   HostIdentities& identities;
   Fleet& fleet;
+  HostRegistry& hosts;  // which hosts report here
   EventHub& events;
 };
 
@@ -77,6 +90,7 @@ class ClusterShare {
   void OnEvent(const ClusterMessage& m);
   void Forward(const std::string& event, const Json& data);
   Status SyncTokens();
+  void Sweep();
 
   ClusterShareDeps d_;
   const ClusterShareOptions options_;
@@ -90,6 +104,10 @@ class ClusterShare {
   std::mutex run_mu_;                         // one RunOnce at a time
   std::map<std::string, std::string> known_tokens_;  // name -> hash. Guarded by run_mu_.
   SteadyTime next_resync_{};                  // Guarded by run_mu_.
+  SteadyTime next_sweep_{};                   // Guarded by run_mu_.
+  // Adopted hosts -> their last_seen when adopted (a later one: they report here). Guarded by
+  // run_mu_.
+  std::map<std::string, WallTime> adopted_;
 };
 
 }  // namespace medic::server

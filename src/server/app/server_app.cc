@@ -487,7 +487,9 @@ Result<std::unique_ptr<ServerApp>> ServerApp::Create(const ServerConfig& config,
   p->sns = std::make_unique<SnsIngest>(config.ingest.sns, *p->external, *p->sns_web, clock);
   // The fleet from before a restart, before incidents resume (their diagnostics and fixes go to
   // these hosts).
-  RETURN_IF_ERROR(p->fleet->Restore());
+  if (!p->bus) {
+    RETURN_IF_ERROR(p->fleet->Restore());
+  }  // else the hosts of several servers: ClusterShare adopts the silent ones (cluster_share.h)
   RETURN_IF_ERROR(p->incidents->Recover());
   p->archive = std::make_unique<Archive>(config.data_dir + "/archive", clock, config.archive);
   RETURN_IF_ERROR(p->archive->Init());
@@ -534,7 +536,7 @@ Result<std::unique_ptr<ServerApp>> ServerApp::Create(const ServerConfig& config,
   if (p->bus) {
     p->share = std::make_unique<ClusterShare>(
         ClusterShareDeps{clock, *p->bus, *p->store, *p->settings, p->tokens, *p->sessions,
-                         *p->identities, *p->fleet, *p->events});
+                         *p->identities, *p->fleet, *p->hosts, *p->events});
     RETURN_IF_ERROR(p->share->Start());
   }
 

@@ -94,6 +94,12 @@ class Fleet {
   // this server knew the host.
   bool Forget(const std::string& name);
 
+  // Several servers on one store: a host whose reports stopped on another server (it died)
+  // is watched here as Restore does at start, so that its missing-data alarm (Host-Unreachable)
+  // is raised here if it never reports again. False (nothing done) when this server knows the
+  // host already or the record does not parse.
+  bool Adopt(const HostRecord& rec);
+
   // Datapoints from the target-group probes (TargetGroupChecker's feed).
   void OnTargetFeeds(const std::vector<TargetFeed>& feeds);
 
@@ -111,6 +117,8 @@ class Fleet {
   void Publish(const std::vector<AlarmTransition>& transitions);
   // Report datapoints into the alarm engine, on the server's clock.
   void Evaluate(const protocol::Report& report);
+  // Restore and Adopt: one stored host back in memory, expected to report.
+  bool RestoreOne(const HostRecord& rec);
   // Keeps the host's facts and last-seen time in the store; a failed write is logged.
   void WriteHost(const std::string& name);
 

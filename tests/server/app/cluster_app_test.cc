@@ -258,5 +258,54 @@ TEST_F(ClusterAppTest, EventsOfEitherServerReachTheSubscribersOfBothOnce) {
   EXPECT_EQ(on2.Count("from-two"), 1);
 }
 
+// web-1 reports to server 1 only. While server 1 lives, server 2 raises nothing for it; once
+// server 1 is gone (kill -9: nothing more from it), server 2 notices the silence in the store and
+// raises Host-Unreachable for web-1, once.
+TEST_F(ClusterAppTest, AHostSilentAfterItsServerDiedRaisesHostUnreachableOnceOnTheSurvivor) {
+  const std::string web1 = test::EnrollHost(Caller(1), nodes_[0].admin, "web-1");
+  protocol::RegisterRequest reg;
+  reg.name = "web-1";
+  ASSERT_EQ(Call(1, "POST", "/agent/v1/register", web1, protocol::ToJson(reg)).status, 200);
+  auto unreachable = [&] {
+    IncidentQuery q;
+    q.alarm_name = "Host-Unreachable";
+    auto list = data_.ListIncidents(q);
+    EXPECT_TRUE(list.has_value());
+    return list.has_value() ? list->size() : 0u;
+  };
+  // Four minutes of reports to server 1, every 5 s (its last-seen writes: once a minute).
+  for (int s = 0; s < 240; ++s) {
+    clock_.Advance(Millis(1'000));
+    if (s % 5 == 0) {
+      protocol::Report report;
+      report.host = "web-1";
+      report.samples = {{clock_.Now(), {{"mem_used_percent", 20}}}};
+      ASSERT_EQ(Call(1, "POST", "/agent/v1/report", web1, protocol::ToJson(report)).status, 200);
+    }
+    Sync();
+  }
+  EXPECT_EQ(unreachable(), 0u);
+
+  nodes_[0].app.reset();  // server 1 dies; web-1's agent has no other server
+  for (int s = 0; s < 240; ++s) {
+    clock_.Advance(Millis(1'000));
+    nodes_[1].app->RunOnce();
+  }
+  const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(10);
+  while (unreachable() == 0 && std::chrono::steady_clock::now() < deadline) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(1));
+  }
+  ASSERT_EQ(unreachable(), 1u);
+  IncidentQuery q;
+  q.alarm_name = "Host-Unreachable";
+  EXPECT_EQ(data_.ListIncidents(q).value().front().instance_id, "web-1");
+  // More sweeps and ticks: still the one incident.
+  for (int s = 0; s < 60; ++s) {
+    clock_.Advance(Millis(1'000));
+    nodes_[1].app->RunOnce();
+  }
+  EXPECT_EQ(unreachable(), 1u);
+}
+
 }  // namespace
 }  // namespace medic::server

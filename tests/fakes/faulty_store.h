@@ -64,8 +64,10 @@ enum class StoreOp {
   kReadClusterMessages,
   kLastClusterMessageId,
   kPruneClusterMessages,
+  kPutAlarmStates,
+  kListAlarmStates,
 };
-inline constexpr size_t kStoreOpCount = static_cast<size_t>(StoreOp::kPruneClusterMessages) + 1;
+inline constexpr size_t kStoreOpCount = static_cast<size_t>(StoreOp::kListAlarmStates) + 1;
 
 inline std::string_view StoreOpName(StoreOp op) {
   static constexpr std::array<std::string_view, kStoreOpCount> kNames = {
@@ -75,7 +77,7 @@ inline std::string_view StoreOpName(StoreOp op) {
       "DeleteHostCredential", "ListHostCredentials", "AppendAudit", "ListAudit", "VerifyAudit",
       "UpdateHostsLastSeen", "EnqueueOutbox", "DueOutbox", "UpdateOutbox", "ListOutbox",
       "ListSettings", "AppendClusterMessage", "ReadClusterMessages", "LastClusterMessageId",
-      "PruneClusterMessages"};
+      "PruneClusterMessages", "PutAlarmStates", "ListAlarmStates"};
   return kNames[static_cast<size_t>(op)];
 }
 
@@ -319,6 +321,18 @@ class FaultyStore : public server::Store {
       return *e;
     }
     return base_.PruneClusterMessages(before);
+  }
+  Status PutAlarmStates(const std::vector<server::AlarmStateRecord>& states) override {
+    if (auto e = Inject(StoreOp::kPutAlarmStates)) {
+      return *e;
+    }
+    return base_.PutAlarmStates(states);
+  }
+  Result<std::vector<server::AlarmStateRecord>> ListAlarmStates(const std::string& host) override {
+    if (auto e = Inject(StoreOp::kListAlarmStates)) {
+      return *e;
+    }
+    return base_.ListAlarmStates(host);
   }
 
  private:

@@ -385,6 +385,26 @@ class MemoryStore : public server::Store {
     return static_cast<int>(n);
   }
 
+  Status PutAlarmStates(const std::vector<server::AlarmStateRecord>& states) override {
+    std::lock_guard<std::mutex> lock(data_->mu);
+    for (server::AlarmStateRecord a : states) {
+      a.since = Truncate(a.since);
+      a.updated_at = Truncate(a.updated_at);
+      data_->alarm_states[{a.host, a.rule}] = std::move(a);
+    }
+    return OkStatus();
+  }
+
+  Result<std::vector<server::AlarmStateRecord>> ListAlarmStates(const std::string& host) override {
+    std::lock_guard<std::mutex> lock(data_->mu);
+    std::vector<server::AlarmStateRecord> out;
+    for (auto it = data_->alarm_states.lower_bound({host, ""});
+         it != data_->alarm_states.end() && it->first.first == host; ++it) {
+      out.push_back(it->second);
+    }
+    return out;
+  }
+
  private:
   static constexpr int kMaxListLimit = 1000;
 
@@ -400,6 +420,8 @@ class MemoryStore : public server::Store {
     std::vector<std::string> outbox_order;                // Guarded by mu. Keys, as inserted.
     std::vector<server::ClusterMessageRecord> messages;   // Guarded by mu. By id.
     int64_t last_message_id = 0;                          // Guarded by mu. Never reused.
+    std::map<std::pair<std::string, std::string>, server::AlarmStateRecord>
+        alarm_states;  // Guarded by mu. By (host, rule).
   };
 
   // The outbox as SqliteStore orders it: by created_at, then key. REQUIRES: data_->mu held.

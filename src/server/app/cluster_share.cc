@@ -118,6 +118,37 @@ Status ClusterShare::SyncTokens() {
   return OkStatus();
 }
 
+void ClusterShare::OnAlarmTransition(const AlarmTransition& t) {
+  if (!t.source.empty()) {
+    return;  // an external alarm (Alertmanager, SNS): not this engine's state
+  }
+  AlarmStateRecord rec{t.host, t.rule, std::string(AlarmStateName(t.to)), t.at, t.reason,
+                       d_.bus.server_id(), d_.clock.Now()};
+  std::lock_guard<std::mutex> lock(mu_);
+  states_.push_back(std::move(rec));
+}
+
+void ClusterShare::TakeOverAlarms(const std::string& host) {
+  Result<std::vector<AlarmStateRecord>> stored = d_.store.ListAlarmStates(host);
+  if (!stored) {
+    LogWarn("cluster: cannot read the alarm states of " + host + " (they start afresh here): " +
+            stored.error().ToString());
+    return;
+  }
+  const WallTime now = d_.clock.Now();
+  for (AlarmStateRecord& rec : *stored) {
+    std::optional<AlarmState> state;
+    for (AlarmState s : {AlarmState::kOk, AlarmState::kAlarm, AlarmState::kInsufficientData}) {
+      if (rec.state == AlarmStateName(s)) {
+        state = s;
+      }
+    }
+    if (state) {
+      d_.alarms.Seed(host, rec.rule, *state, rec.since, std::move(rec.reason), now);
+    }
+  }
+}
+
 void ClusterShare::Sweep() {
   Result<std::vector<HostRecord>> stored = d_.store.ListHosts();
   if (!stored) {
@@ -177,6 +208,24 @@ void ClusterShare::RunOnce() {
   for (const std::string& host : removed) {
     d_.fleet.Forget(host);
     adopted_.erase(host);
+  }
+  std::vector<AlarmStateRecord> states;
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    states.swap(states_);
+  }
+  if (!states.empty()) {
+    if (Status s = d_.store.PutAlarmStates(states); !s) {
+      LogWarn("cluster: cannot store " + std::to_string(states.size()) +
+              " alarm states (retrying): " + s.error().ToString());
+      std::lock_guard<std::mutex> lock(mu_);
+      states.insert(states.end(), states_.begin(), states_.end());
+      states_.swap(states);
+      if (states_.size() > options_.max_queued_events) {  // the store is away for long
+        states_.erase(states_.begin(),
+                      states_.end() - static_cast<std::ptrdiff_t>(options_.max_queued_events));
+      }
+    }
   }
   if (const SteadyTime now = d_.clock.SteadyNow(); now >= next_sweep_) {
     next_sweep_ = now + options_.sweep_every;

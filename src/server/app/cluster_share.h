@@ -19,6 +19,11 @@
 //   one-open-incident rule of the store keeps it to one incident when several servers adopt
 //   it). An adopted host that reports to another server again is let go (Fleet::Forget).
 //
+// - alarm states: every transition of this server's alarm engine is written to the store
+//   (alarm_states, on the tick); when a host registers here (an agent that failed over), the
+//   states stored for it seed this engine (AlarmEngine::Seed), so an ALARM stays ALARM without a
+//   new transition or incident and an OK host does not "recover" from INSUFFICIENT_DATA.
+//
 // A single server has no bus and no ClusterShare. Thread-safe: the bus's handlers only queue;
 // RunOnce (the app's tick) does the work.
 
@@ -29,10 +34,12 @@
 #include <mutex>
 #include <set>
 #include <string>
+#include <vector>
 
 #include "core/clock.h"
 #include "core/json.h"
 #include "core/result.h"
+#include "server/alarms/alarms.h"
 #include "server/cluster/bus.h"
 #include "server/events/event_hub.h"
 #include "server/fleet/fleet.h"
@@ -65,6 +72,7 @@ struct ClusterShareDeps {
   HostIdentities& identities;
   Fleet& fleet;
   HostRegistry& hosts;  // which hosts report here
+  AlarmEngine& alarms;
   EventHub& events;
 };
 
@@ -85,6 +93,11 @@ class ClusterShare {
 
   uint64_t events_dropped() const;
 
+  // Fleet's on_alarm, after the incident manager: queues the new state for the store.
+  void OnAlarmTransition(const AlarmTransition& t);
+  // Fleet's before_register: seeds the alarm engine from the host's stored states.
+  void TakeOverAlarms(const std::string& host);
+
  private:
   void OnChanged(const ClusterMessage& m);
   void OnEvent(const ClusterMessage& m);
@@ -100,6 +113,7 @@ class ClusterShare {
   std::set<std::string> removed_hosts_;   // Guarded by mu_.
   std::deque<std::string> outgoing_;      // event payloads to post. Guarded by mu_.
   uint64_t events_dropped_ = 0;           // Guarded by mu_.
+  std::vector<AlarmStateRecord> states_;  // to write. Guarded by mu_.
 
   std::mutex run_mu_;                         // one RunOnce at a time
   std::map<std::string, std::string> known_tokens_;  // name -> hash. Guarded by run_mu_.

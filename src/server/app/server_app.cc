@@ -476,8 +476,18 @@ Result<std::unique_ptr<ServerApp>> ServerApp::Create(const ServerConfig& config,
   IncidentManager* incidents = p->incidents.get();
   p->fleet = std::make_unique<Fleet>(
       FleetDeps{clock, *p->store, *p->hosts, *p->target_groups, *p->alarms, *p->events,
-                [incidents](const AlarmTransition& t) { incidents->OnAlarmTransition(t); },
-                Millis(config.agent_interval_ms), config.limits});
+                [incidents, parts = p.get()](const AlarmTransition& t) {
+                  incidents->OnAlarmTransition(t);
+                  if (parts->share) {
+                    parts->share->OnAlarmTransition(t);  // set before serving
+                  }
+                },
+                Millis(config.agent_interval_ms), config.limits,
+                [parts = p.get()](const std::string& host) {
+                  if (parts->share) {
+                    parts->share->TakeOverAlarms(host);
+                  }
+                }});
   Fleet* fleet_for_ingest = p->fleet.get();
   p->external->SetPublisher([fleet_for_ingest](const std::vector<AlarmTransition>& t) {
     fleet_for_ingest->PublishExternal(t);
@@ -536,7 +546,7 @@ Result<std::unique_ptr<ServerApp>> ServerApp::Create(const ServerConfig& config,
   if (p->bus) {
     p->share = std::make_unique<ClusterShare>(
         ClusterShareDeps{clock, *p->bus, *p->store, *p->settings, p->tokens, *p->sessions,
-                         *p->identities, *p->fleet, *p->hosts, *p->events});
+                         *p->identities, *p->fleet, *p->hosts, *p->alarms, *p->events});
     RETURN_IF_ERROR(p->share->Start());
   }
 

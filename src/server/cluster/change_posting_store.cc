@@ -141,4 +141,14 @@ Result<int64_t> ChangePostingStore::LastClusterMessageId() {
 Result<int> ChangePostingStore::PruneClusterMessages(WallTime before) {
   return base_->PruneClusterMessages(before);
 }
+
+Status ChangePostingStore::PutAlarmStates(const std::vector<AlarmStateRecord>& states) {
+  return base_->PutAlarmStates(states);
+}
+
+Result<std::vector<AlarmStateRecord>> ChangePostingStore::ListAlarmStates(
+    const std::string& host) {
+  return base_->ListAlarmStates(host);
+}
+
 }  // namespace medic::server

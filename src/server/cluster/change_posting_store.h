@@ -63,6 +63,8 @@ class ChangePostingStore : public Store {
   Result<std::vector<ClusterMessageRecord>> ReadClusterMessages(int64_t after_id, int limit) override;
   Result<int64_t> LastClusterMessageId() override;
   Result<int> PruneClusterMessages(WallTime before) override;
+  Status PutAlarmStates(const std::vector<AlarmStateRecord>& states) override;
+  Result<std::vector<AlarmStateRecord>> ListAlarmStates(const std::string& host) override;
 
  private:
   void Changed(const std::string& what, const std::string& target);

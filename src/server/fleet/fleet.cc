@@ -64,6 +64,9 @@ Result<protocol::RegisterResponse> Fleet::Register(const protocol::RegisterReque
                   refused->error.message);
     return refused->error;
   }
+  if (d_.before_register) {
+    d_.before_register(request.name);
+  }
   if (Status s = d_.hosts.Register(request, d_.clock.Now()); !s) {
     counters_.Add(LimitReason::kHosts);
     WarnSometimes("registration of host " + request.name + " refused: " + s.error().message);

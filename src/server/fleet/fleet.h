@@ -44,6 +44,10 @@ struct FleetDeps {
   Millis agent_interval{1000};  // how often agents report; told to each at registration
   // The per-report and per-registration limits (the per-host ones are the HostRegistry's).
   FleetLimits limits = {};
+  // Optional, several servers on one store: called with the host's name first thing in
+  // Register (an agent that fails over registers with its new server), so that the host's
+  // stored alarm states are taken over (app/cluster_share.h).
+  std::function<void(const std::string& host)> before_register = nullptr;
 };
 
 class Fleet {

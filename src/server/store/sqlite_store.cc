@@ -153,7 +153,7 @@ SELECT 1;
 )sql",
       // 10: the cluster bus's message log (server/cluster/store_bus.h). AUTOINCREMENT: ids are
       // never reused after a prune, and SQLite's one writer at a time makes them increase in
-      // commit order.
+      // commit order. And the alarm states hosts take along when they move to another server.
       R"sql(
 CREATE TABLE cluster_messages (
   id      INTEGER PRIMARY KEY AUTOINCREMENT,
@@ -164,6 +164,16 @@ CREATE TABLE cluster_messages (
   payload TEXT    NOT NULL
 );
 CREATE INDEX cluster_messages_at ON cluster_messages (at);
+CREATE TABLE alarm_states (
+  host       TEXT    NOT NULL,
+  rule       TEXT    NOT NULL,
+  state      TEXT    NOT NULL,
+  since      INTEGER NOT NULL,
+  reason     TEXT    NOT NULL,
+  server     TEXT    NOT NULL,
+  updated_at INTEGER NOT NULL,
+  PRIMARY KEY (host, rule)
+);
 )sql",
   };
   return kMigrations;
@@ -351,6 +361,8 @@ class SqliteStore : public Store {
                                                                 int limit) override;
   Result<int64_t> LastClusterMessageId() override;
   Result<int> PruneClusterMessages(WallTime before) override;
+  Status PutAlarmStates(const std::vector<AlarmStateRecord>& states) override;
+  Result<std::vector<AlarmStateRecord>> ListAlarmStates(const std::string& host) override;
 
  private:
   // Rolls back an open transaction unless Commit() succeeded.
@@ -1466,6 +1478,56 @@ Result<int> SqliteStore::PruneClusterMessages(WallTime before) {
   auto r = run();
   if (!r) {
     return Describe(r.error(), "prune cluster messages");
+  }
+  return r;
+}
+
+Status SqliteStore::PutAlarmStates(const std::vector<AlarmStateRecord>& states) {
+  std::lock_guard<std::mutex> lock(mu_);
+  auto run = [&]() -> Status {
+    Transaction tx(this);
+    RETURN_IF_ERROR(tx.Begin(/*immediate=*/true));
+    for (const AlarmStateRecord& a : states) {
+      ASSIGN_OR_RETURN(StmtRef stmt,
+                       Prepare("INSERT OR REPLACE INTO alarm_states (host, rule, state, since, "
+                               "reason, server, updated_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)"));
+      RETURN_IF_ERROR(stmt.BindText(1, a.host));
+      RETURN_IF_ERROR(stmt.BindText(2, a.rule));
+      RETURN_IF_ERROR(stmt.BindText(3, a.state));
+      RETURN_IF_ERROR(stmt.BindInt(4, ToUnixMillis(a.since)));
+      RETURN_IF_ERROR(stmt.BindText(5, a.reason));
+      RETURN_IF_ERROR(stmt.BindText(6, a.server));
+      RETURN_IF_ERROR(stmt.BindInt(7, ToUnixMillis(a.updated_at)));
+      RETURN_IF_ERROR(stmt.Run());
+    }
+    return tx.Commit();
+  };
+  if (Status s = run(); !s) {
+    return Describe(s.error(), "store alarm states");
+  }
+  return OkStatus();
+}
+
+Result<std::vector<AlarmStateRecord>> SqliteStore::ListAlarmStates(const std::string& host) {
+  std::lock_guard<std::mutex> lock(mu_);
+  auto run = [&]() -> Result<std::vector<AlarmStateRecord>> {
+    ASSIGN_OR_RETURN(StmtRef stmt,
+                     Prepare("SELECT host, rule, state, since, reason, server, updated_at FROM "
+                             "alarm_states WHERE host = ?1 ORDER BY rule"));
+    RETURN_IF_ERROR(stmt.BindText(1, host));
+    std::vector<AlarmStateRecord> out;
+    for (;;) {
+      ASSIGN_OR_RETURN(bool row, stmt.Step());
+      if (!row) {
+        return out;
+      }
+      out.push_back({stmt.Text(0), stmt.Text(1), stmt.Text(2), FromUnixMillis(stmt.Int(3)),
+                     stmt.Text(4), stmt.Text(5), FromUnixMillis(stmt.Int(6))});
+    }
+  };
+  auto r = run();
+  if (!r) {
+    return Describe(r.error(), "list the alarm states of " + host);
   }
   return r;
 }

@@ -122,6 +122,18 @@ struct ClusterMessageRecord {
   std::string payload;  // JSON text
 };
 
+// The alarm state of one (host, rule) as the server that evaluates it last wrote it, so that a
+// host that moves to another server keeps its alarm semantics (server/app/cluster_share.h).
+struct AlarmStateRecord {
+  std::string host;
+  std::string rule;
+  std::string state;  // "OK", "ALARM", "INSUFFICIENT_DATA" (AlarmStateName)
+  WallTime since;     // its last transition
+  std::string reason;
+  std::string server;  // the server that wrote it
+  WallTime updated_at;
+};
+
 class Store {
  public:
   virtual ~Store() = default;
@@ -206,6 +218,12 @@ class Store {
   // Deletes the messages posted before `before` (at < before); returns how many. Idempotent:
   // several servers may prune at once. Ids are never reused after a prune.
   virtual Result<int> PruneClusterMessages(WallTime before) = 0;
+
+  // Alarm states of several servers' hosts. Inserts or replaces each record under (host, rule),
+  // all in one transaction; on an error nothing is written.
+  virtual Status PutAlarmStates(const std::vector<AlarmStateRecord>& states) = 0;
+  // The stored states of `host`, by rule.
+  virtual Result<std::vector<AlarmStateRecord>> ListAlarmStates(const std::string& host) = 0;
 };
 
 // Every incident that matches `query` (its limit is the page size), page by page, newest first.

@@ -307,5 +307,39 @@ TEST_F(ClusterAppTest, AHostSilentAfterItsServerDiedRaisesHostUnreachableOnceOnT
   EXPECT_EQ(unreachable(), 1u);
 }
 
+// web-1's memory alarm goes off on server 1 (an incident opens there); its agent fails over to
+// server 2 and reports the same: server 2 takes the states over, so no transition is published
+// there (no ALARM again, no OK "recovery" of its heartbeat) and no second incident opens.
+TEST_F(ClusterAppTest, AHostThatMovesKeepsItsAlarmStatesWithoutNewTransitions) {
+  const std::string web1 = test::EnrollHost(Caller(1), nodes_[0].admin, "web-1");
+  protocol::RegisterRequest reg;
+  reg.name = "web-1";
+  auto report = [&](int server) {
+    protocol::Report r;
+    r.host = "web-1";
+    r.samples = {{clock_.Now(), {{"mem_used_percent", 97}}}};
+    return Call(server, "POST", "/agent/v1/report", web1, protocol::ToJson(r)).status;
+  };
+  ASSERT_EQ(Call(1, "POST", "/agent/v1/register", web1, protocol::ToJson(reg)).status, 200);
+  ASSERT_EQ(report(1), 200);
+  Sync();  // server 1's tick writes the states
+  IncidentQuery q;
+  q.alarm_name = "Memory-Exhaustion-ASG";
+  ASSERT_EQ(data_.ListIncidents(q).value().size(), 1u);
+
+  Frames on2;
+  on2.Subscribe(nodes_[1].app->events());
+  clock_.Advance(Millis(1'000));
+  ASSERT_EQ(Call(2, "POST", "/agent/v1/register", web1, protocol::ToJson(reg)).status, 200);
+  ASSERT_EQ(report(2), 200);
+  for (int s = 0; s < 5; ++s) {
+    clock_.Advance(Millis(1'000));
+    ASSERT_EQ(report(2), 200);
+    nodes_[1].app->RunOnce();
+  }
+  EXPECT_EQ(on2.Count("event: alarm\n"), 0);
+  EXPECT_EQ(data_.ListIncidents(q).value().size(), 1u);
+}
+
 }  // namespace
 }  // namespace medic::server

@@ -134,6 +134,11 @@ std::vector<OpCall> EveryOp() {
       {StoreOp::kLastClusterMessageId, [](Store& s) { return ErrorOf(s.LastClusterMessageId()); }},
       {StoreOp::kPruneClusterMessages,
        [](Store& s) { return ErrorOf(s.PruneClusterMessages(Ms(kT0))); }},
+      {StoreOp::kPutAlarmStates,
+       [](Store& s) {
+         return ErrorOf(s.PutAlarmStates({{"x", "r", "OK", Ms(kT0), "", "s1", Ms(kT0)}}));
+       }},
+      {StoreOp::kListAlarmStates, [](Store& s) { return ErrorOf(s.ListAlarmStates("x")); }},
   };
 }
 

@@ -217,7 +217,8 @@ TEST_F(SqliteStoreTest, MigrationsRunOnceAndReopenIsIdempotent) {
   RawDb raw(DbPath());
   EXPECT_EQ(raw.Query("SELECT version, applied_at FROM schema_migrations ORDER BY version"), first);
   EXPECT_EQ(raw.Query("SELECT name FROM sqlite_master WHERE type = 'table' ORDER BY name"),
-            (std::vector<std::string>{"audit", "cluster_messages", "host_credentials", "hosts",
+            (std::vector<std::string>{"alarm_states", "audit", "cluster_messages",
+                                      "host_credentials", "hosts",
                                       "incidents", "outbox", "schema_migrations", "settings",
                                       "sqlite_sequence", "timeline", "tokens"}));
 }
@@ -232,7 +233,7 @@ TEST_F(SqliteStoreTest, MigrationSixAddsHostCredentialsToAnOlderDatabase) {
   }
   {
     RawDb raw(DbPath());
-    ASSERT_EQ(raw.Exec("DROP TABLE host_credentials; DROP TABLE outbox; DROP TABLE cluster_messages"), SQLITE_OK)
+    ASSERT_EQ(raw.Exec("DROP TABLE host_credentials; DROP TABLE outbox; DROP TABLE cluster_messages; DROP TABLE alarm_states"), SQLITE_OK)
         << raw.LastError();
     // Version 5: the migrations after it (6, and 7 and 8 since issue 14) had not run.
     ASSERT_EQ(raw.Exec("DELETE FROM schema_migrations WHERE version >= 6"), SQLITE_OK);
@@ -265,7 +266,7 @@ TEST_F(SqliteStoreTest, MigrationSevenAddsTheIngestRoleAndKeepsTheTokens) {
                        "CHECK (role IN ('viewer', 'operator', 'admin')), token_hash TEXT NOT NULL "
                        "UNIQUE, created_at INTEGER NOT NULL, created_by TEXT NOT NULL);"
                        "INSERT INTO tokens VALUES ('vera', 'viewer', 'h1', 1, 'admin');"
-                       "DROP TABLE outbox; DROP TABLE cluster_messages;"
+                       "DROP TABLE outbox; DROP TABLE cluster_messages; DROP TABLE alarm_states;"
                        "DELETE FROM schema_migrations WHERE version >= 7;"),
               SQLITE_OK)
         << raw.LastError();
@@ -295,7 +296,7 @@ TEST_F(SqliteStoreTest, MigrationEightAddsTheOutboxToAnOlderDatabase) {
   }
   {
     RawDb raw(DbPath());
-    ASSERT_EQ(raw.Exec("DROP TABLE outbox; DROP TABLE cluster_messages; "
+    ASSERT_EQ(raw.Exec("DROP TABLE outbox; DROP TABLE cluster_messages; DROP TABLE alarm_states; "
                        "DELETE FROM schema_migrations WHERE version >= 8"),
               SQLITE_OK)
         << raw.LastError();
@@ -465,7 +466,7 @@ TEST_F(AuditTamperTest, MigrationChainsTheEntriesOfAnOlderDatabase) {
     ASSERT_EQ(raw.Exec("ALTER TABLE audit DROP COLUMN prev_hash; "
                        "ALTER TABLE audit DROP COLUMN hash; "
                        "DROP TABLE host_credentials; "
-                       "DROP TABLE outbox; DROP TABLE cluster_messages; "
+                       "DROP TABLE outbox; DROP TABLE cluster_messages; DROP TABLE alarm_states; "
                        "DELETE FROM schema_migrations WHERE version >= 5; "
                        "INSERT INTO audit (timestamp, actor, action, detail) VALUES "
                        "(1800000000001, 'admin', 'token.create', 'vera (viewer)'), "

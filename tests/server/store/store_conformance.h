@@ -972,6 +972,31 @@ TEST_P(StoreConformanceTest, PruningDropsOlderMessagesAndIdsAreNotReused) {
   EXPECT_GT(*after, *keep);
 }
 
+TEST_P(StoreConformanceTest, AlarmStatesArePutReplacedAndListedByHost) {
+  Result<std::vector<AlarmStateRecord>> none = store().ListAlarmStates("web-1");
+  MEDIC_ASSERT_OK(none);
+  EXPECT_TRUE(none->empty());
+  MEDIC_ASSERT_OK(store().PutAlarmStates(
+      {{"web-1", "Nginx-Down-ALB", "ALARM", Ms(kT0 + 1), "1 of 1 periods < 1", "s1", Ms(kT0 + 2)},
+       {"web-1", "Host-Unreachable", "OK", Ms(kT0), "", "s1", Ms(kT0 + 2)},
+       {"web-2", "Host-Unreachable", "ALARM", Ms(kT0), "3 of 3", "s2", Ms(kT0)}}));
+  // Replaced under (host, rule): the host moved to s2.
+  MEDIC_ASSERT_OK(store().PutAlarmStates(
+      {{"web-1", "Host-Unreachable", "INSUFFICIENT_DATA", Ms(kT0 + 5), "x", "s2", Ms(kT0 + 6)}}));
+  Result<std::vector<AlarmStateRecord>> got = store().ListAlarmStates("web-1");
+  MEDIC_ASSERT_OK(got);
+  ASSERT_EQ(got->size(), 2u);
+  EXPECT_EQ((*got)[0].rule, "Host-Unreachable");
+  EXPECT_EQ((*got)[0].state, "INSUFFICIENT_DATA");
+  EXPECT_EQ(ToUnixMillis((*got)[0].since), kT0 + 5);
+  EXPECT_EQ((*got)[0].server, "s2");
+  EXPECT_EQ(ToUnixMillis((*got)[0].updated_at), kT0 + 6);
+  EXPECT_EQ((*got)[1].rule, "Nginx-Down-ALB");
+  EXPECT_EQ((*got)[1].state, "ALARM");
+  EXPECT_EQ((*got)[1].reason, "1 of 1 periods < 1");
+  EXPECT_EQ(ToUnixMillis((*got)[1].since), kT0 + 1);
+}
+
 // --- concurrency ----------------------------------------------------------------------------
 
 TEST_P(StoreConformanceTest, ConcurrentUpdatesOnDifferentIncidentsAllLand) {

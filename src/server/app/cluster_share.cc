@@ -22,6 +22,10 @@ Status ClusterShare::Start() {
   }
   d_.bus.Subscribe("changed", [this](const ClusterMessage& m) { OnChanged(m); });
   d_.bus.Subscribe("event", [this](const ClusterMessage& m) { OnEvent(m); });
+  d_.bus.Subscribe("alarm_state", [this](const ClusterMessage& m) {
+    std::lock_guard<std::mutex> lock(mu_);
+    moved_hosts_.insert(m.target);  // registered with another server: its states went along
+  });
   d_.events.SetForwarder(
       [this](const std::string& event, const Json& data) { Forward(event, data); });
   return OkStatus();
@@ -147,6 +151,12 @@ void ClusterShare::TakeOverAlarms(const std::string& host) {
       d_.alarms.Seed(host, rec.rule, *state, rec.since, std::move(rec.reason), now);
     }
   }
+  // The server the host reported to before lets it go (no Host-Unreachable there).
+  if (Status s = d_.bus.Post("alarm_state", host, DumpJson(Json{{"moved_to", d_.bus.server_id()}}));
+      !s) {
+    LogWarn("cluster: the other servers were not told that host " + host +
+            " registered here: " + s.error().ToString());
+  }
 }
 
 void ClusterShare::Sweep() {
@@ -204,6 +214,13 @@ void ClusterShare::RunOnce() {
               s.error().ToString());
       failed.insert(what);
     }
+  }
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    for (const std::string& host : moved_hosts_) {
+      removed.insert(host);
+    }
+    moved_hosts_.clear();
   }
   for (const std::string& host : removed) {
     d_.fleet.Forget(host);

@@ -23,6 +23,8 @@
 //   (alarm_states, on the tick); when a host registers here (an agent that failed over), the
 //   states stored for it seed this engine (AlarmEngine::Seed), so an ALARM stays ALARM without a
 //   new transition or incident and an OK host does not "recover" from INSUFFICIENT_DATA.
+//   The new server then posts `alarm_state` (target: the host); the others forget the host
+//   (Fleet::Forget), so the one it left raises no Host-Unreachable for it.
 //
 // A single server has no bus and no ClusterShare. Thread-safe: the bus's handlers only queue;
 // RunOnce (the app's tick) does the work.
@@ -111,6 +113,7 @@ class ClusterShare {
   mutable std::mutex mu_;
   std::set<std::string> reload_;          // "settings", "tokens", ... Guarded by mu_.
   std::set<std::string> removed_hosts_;   // Guarded by mu_.
+  std::set<std::string> moved_hosts_;     // registered elsewhere since. Guarded by mu_.
   std::deque<std::string> outgoing_;      // event payloads to post. Guarded by mu_.
   uint64_t events_dropped_ = 0;           // Guarded by mu_.
   std::vector<AlarmStateRecord> states_;  // to write. Guarded by mu_.

@@ -339,6 +339,21 @@ TEST_F(ClusterAppTest, AHostThatMovesKeepsItsAlarmStatesWithoutNewTransitions) {
   }
   EXPECT_EQ(on2.Count("event: alarm\n"), 0);
   EXPECT_EQ(data_.ListIncidents(q).value().size(), 1u);
+
+  // Server 1, which web-1 left, lets it go: a minute of reports to server 2 only, and no
+  // Host-Unreachable anywhere.
+  for (int s = 0; s < 60; ++s) {
+    clock_.Advance(Millis(1'000));
+    if (s % 5 == 0) {
+      ASSERT_EQ(report(2), 200);
+    }
+    Sync();
+  }
+  IncidentQuery unreachable;
+  unreachable.alarm_name = "Host-Unreachable";
+  EXPECT_EQ(data_.ListIncidents(unreachable).value().size(), 0u);
+  const ApiResponse hosts1 = Call(1, "GET", "/api/v1/hosts", nodes_[0].admin);
+  EXPECT_EQ(hosts1.body.find("web-1"), std::string::npos) << hosts1.body;
 }
 
 }  // namespace

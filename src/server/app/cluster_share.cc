@@ -41,8 +41,8 @@ void ClusterShare::OnChanged(const ClusterMessage& m) {
   } else if (what == "settings" || what == "tokens" || what == "credentials") {
     reload_.insert(what);
   } else {
-    LogWarn("cluster: a `changed` message from " + m.from + " names nothing this server keeps: " +
-            m.payload.substr(0, 200));
+    LogWarn("cluster: a `changed` message from " + m.from +
+            " names nothing this server keeps: " + m.payload.substr(0, 200));
   }
 }
 
@@ -94,8 +94,8 @@ Status ClusterShare::SyncTokens() {
     }
     Result<Role> role = ParseRole(t.role);
     if (!role) {
-      LogWarn("cluster: stored token " + name + " has an unknown role and is left out: " +
-              role.error().ToString());
+      LogWarn("cluster: stored token " + name +
+              " has an unknown role and is left out: " + role.error().ToString());
       continue;
     }
     d_.tokens.AddHashed(t.token_hash, Principal{name, *role});
@@ -126,8 +126,9 @@ void ClusterShare::OnAlarmTransition(const AlarmTransition& t) {
   if (!t.source.empty()) {
     return;  // an external alarm (Alertmanager, SNS): not this engine's state
   }
-  AlarmStateRecord rec{t.host, t.rule, std::string(AlarmStateName(t.to)), t.at, t.reason,
-                       d_.bus.server_id(), d_.clock.Now()};
+  AlarmStateRecord rec{t.host,        t.rule,   std::string(AlarmStateName(t.to)),
+                       t.at,          t.reason, d_.bus.server_id(),
+                       d_.clock.Now()};
   std::lock_guard<std::mutex> lock(mu_);
   states_.push_back(std::move(rec));
 }
@@ -135,8 +136,8 @@ void ClusterShare::OnAlarmTransition(const AlarmTransition& t) {
 void ClusterShare::TakeOverAlarms(const std::string& host) {
   Result<std::vector<AlarmStateRecord>> stored = d_.store.ListAlarmStates(host);
   if (!stored) {
-    LogWarn("cluster: cannot read the alarm states of " + host + " (they start afresh here): " +
-            stored.error().ToString());
+    LogWarn("cluster: cannot read the alarm states of " + host +
+            " (they start afresh here): " + stored.error().ToString());
     return;
   }
   const WallTime now = d_.clock.Now();
@@ -210,8 +211,8 @@ void ClusterShare::RunOnce() {
                : what == "tokens" ? SyncTokens()
                                   : d_.identities.Reload();
     if (!s) {
-      LogWarn("cluster: cannot reload " + what + " from the store (retrying): " +
-              s.error().ToString());
+      LogWarn("cluster: cannot reload " + what +
+              " from the store (retrying): " + s.error().ToString());
       failed.insert(what);
     }
   }

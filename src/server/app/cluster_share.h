@@ -55,9 +55,9 @@
 namespace medic::server {
 
 struct ClusterShareOptions {
-  Millis resync_every{30'000};     // settings, tokens and credentials reloaded even without news
+  Millis resync_every{30'000};        // settings, tokens and credentials reloaded even without news
   size_t max_queued_events = 10'000;  // events not yet posted (the store is down); older drop
-  Millis sweep_every{10'000};  // how often the stored hosts are looked at for silent ones
+  Millis sweep_every{10'000};         // how often the stored hosts are looked at for silent ones
   // A stored host silent this long is adopted. Reporting servers write last_seen at most once a
   // minute a host (Fleet::Report): keep this well above that.
   Millis silent_after{90'000};
@@ -69,7 +69,7 @@ struct ClusterShareDeps {
   ClusterBus& bus;
   Store& store;
   SettingsService& settings;
-  TokenRegistry& tokens;    // the stored tokens in it are kept equal to the store's
+  TokenRegistry& tokens;      // the stored tokens in it are kept equal to the store's
   SessionRegistry& sessions;  // a revoked token's dashboard sessions end with it
   HostIdentities& identities;
   Fleet& fleet;
@@ -118,10 +118,10 @@ class ClusterShare {
   uint64_t events_dropped_ = 0;           // Guarded by mu_.
   std::vector<AlarmStateRecord> states_;  // to write. Guarded by mu_.
 
-  std::mutex run_mu_;                         // one RunOnce at a time
+  std::mutex run_mu_;                                // one RunOnce at a time
   std::map<std::string, std::string> known_tokens_;  // name -> hash. Guarded by run_mu_.
-  SteadyTime next_resync_{};                  // Guarded by run_mu_.
-  SteadyTime next_sweep_{};                   // Guarded by run_mu_.
+  SteadyTime next_resync_{};                         // Guarded by run_mu_.
+  SteadyTime next_sweep_{};                          // Guarded by run_mu_.
   // Adopted hosts -> their last_seen when adopted (a later one: they report here). Guarded by
   // run_mu_.
   std::map<std::string, WallTime> adopted_;

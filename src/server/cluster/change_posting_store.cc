@@ -9,8 +9,10 @@ std::string ChangedPayload(const std::string& what) { return DumpJson(Json{{"wha
 
 void ChangePostingStore::Changed(const std::string& what, const std::string& target) {
   if (Status s = bus_.Post("changed", target, ChangedPayload(what)); !s) {
-    LogWarn("cluster: the other servers were not told that " + what + " changed (they reload "
-            "it within their resync interval): " + s.error().ToString());
+    LogWarn("cluster: the other servers were not told that " + what +
+            " changed (they reload "
+            "it within their resync interval): " +
+            s.error().ToString());
   }
 }
 
@@ -30,7 +32,8 @@ Result<std::vector<Incident>> ChangePostingStore::ListIncidents(const IncidentQu
   return base_->ListIncidents(query);
 }
 
-Result<std::optional<Incident>> ChangePostingStore::FindOpenIncident(const std::string& alarm_name, const std::string& instance_id) {
+Result<std::optional<Incident>> ChangePostingStore::FindOpenIncident(
+    const std::string& alarm_name, const std::string& instance_id) {
   return base_->FindOpenIncident(alarm_name, instance_id);
 }
 
@@ -60,15 +63,12 @@ Status ChangePostingStore::DeleteToken(const std::string& name) {
   return OkStatus();
 }
 
-Result<std::vector<TokenRecord>> ChangePostingStore::ListTokens() {
-  return base_->ListTokens();
-}
+Result<std::vector<TokenRecord>> ChangePostingStore::ListTokens() { return base_->ListTokens(); }
 
-Status ChangePostingStore::PutHost(const HostRecord& host) {
-  return base_->PutHost(host);
-}
+Status ChangePostingStore::PutHost(const HostRecord& host) { return base_->PutHost(host); }
 
-Status ChangePostingStore::UpdateHostsLastSeen( const std::vector<std::pair<std::string, WallTime>>& last_seen) {
+Status ChangePostingStore::UpdateHostsLastSeen(
+    const std::vector<std::pair<std::string, WallTime>>& last_seen) {
   return base_->UpdateHostsLastSeen(last_seen);
 }
 
@@ -78,9 +78,7 @@ Status ChangePostingStore::DeleteHost(const std::string& name) {
   return OkStatus();
 }
 
-Result<std::vector<HostRecord>> ChangePostingStore::ListHosts() {
-  return base_->ListHosts();
-}
+Result<std::vector<HostRecord>> ChangePostingStore::ListHosts() { return base_->ListHosts(); }
 
 Status ChangePostingStore::PutHostCredential(const HostCredentialRecord& credential) {
   RETURN_IF_ERROR(base_->PutHostCredential(credential));
@@ -106,9 +104,7 @@ Result<std::vector<AuditEntry>> ChangePostingStore::ListAudit(int limit) {
   return base_->ListAudit(limit);
 }
 
-Result<AuditVerification> ChangePostingStore::VerifyAudit() {
-  return base_->VerifyAudit();
-}
+Result<AuditVerification> ChangePostingStore::VerifyAudit() { return base_->VerifyAudit(); }
 
 Result<int> ChangePostingStore::EnqueueOutbox(const std::vector<OutboxRecord>& rows) {
   return base_->EnqueueOutbox(rows);
@@ -122,7 +118,8 @@ Status ChangePostingStore::UpdateOutbox(const OutboxRecord& row) {
   return base_->UpdateOutbox(row);
 }
 
-Result<std::vector<OutboxRecord>> ChangePostingStore::ListOutbox(const std::string& incident_id, int limit) {
+Result<std::vector<OutboxRecord>> ChangePostingStore::ListOutbox(const std::string& incident_id,
+                                                                 int limit) {
   return base_->ListOutbox(incident_id, limit);
 }
 
@@ -130,13 +127,12 @@ Result<int64_t> ChangePostingStore::AppendClusterMessage(const ClusterMessageRec
   return base_->AppendClusterMessage(message);
 }
 
-Result<std::vector<ClusterMessageRecord>> ChangePostingStore::ReadClusterMessages(int64_t after_id, int limit) {
+Result<std::vector<ClusterMessageRecord>> ChangePostingStore::ReadClusterMessages(int64_t after_id,
+                                                                                  int limit) {
   return base_->ReadClusterMessages(after_id, limit);
 }
 
-Result<int64_t> ChangePostingStore::LastClusterMessageId() {
-  return base_->LastClusterMessageId();
-}
+Result<int64_t> ChangePostingStore::LastClusterMessageId() { return base_->LastClusterMessageId(); }
 
 Result<int> ChangePostingStore::PruneClusterMessages(WallTime before) {
   return base_->PruneClusterMessages(before);
@@ -146,8 +142,7 @@ Status ChangePostingStore::PutAlarmStates(const std::vector<AlarmStateRecord>& s
   return base_->PutAlarmStates(states);
 }
 
-Result<std::vector<AlarmStateRecord>> ChangePostingStore::ListAlarmStates(
-    const std::string& host) {
+Result<std::vector<AlarmStateRecord>> ChangePostingStore::ListAlarmStates(const std::string& host) {
   return base_->ListAlarmStates(host);
 }
 

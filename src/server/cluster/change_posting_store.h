@@ -38,7 +38,8 @@ class ChangePostingStore : public Store {
   Status UpdateIncident(const Incident& incident) override;
   Result<Incident> GetIncident(const std::string& incident_id) override;
   Result<std::vector<Incident>> ListIncidents(const IncidentQuery& query) override;
-  Result<std::optional<Incident>> FindOpenIncident(const std::string& alarm_name, const std::string& instance_id) override;
+  Result<std::optional<Incident>> FindOpenIncident(const std::string& alarm_name,
+                                                   const std::string& instance_id) override;
   Result<std::optional<std::string>> GetSetting(const std::string& key) override;
   Status PutSetting(const std::string& key, const std::string& value) override;
   Result<std::vector<std::pair<std::string, std::string>>> ListSettings() override;
@@ -46,7 +47,8 @@ class ChangePostingStore : public Store {
   Status DeleteToken(const std::string& name) override;
   Result<std::vector<TokenRecord>> ListTokens() override;
   Status PutHost(const HostRecord& host) override;
-  Status UpdateHostsLastSeen( const std::vector<std::pair<std::string, WallTime>>& last_seen) override;
+  Status UpdateHostsLastSeen(
+      const std::vector<std::pair<std::string, WallTime>>& last_seen) override;
   Status DeleteHost(const std::string& name) override;
   Result<std::vector<HostRecord>> ListHosts() override;
   Status PutHostCredential(const HostCredentialRecord& credential) override;
@@ -60,7 +62,8 @@ class ChangePostingStore : public Store {
   Status UpdateOutbox(const OutboxRecord& row) override;
   Result<std::vector<OutboxRecord>> ListOutbox(const std::string& incident_id, int limit) override;
   Result<int64_t> AppendClusterMessage(const ClusterMessageRecord& message) override;
-  Result<std::vector<ClusterMessageRecord>> ReadClusterMessages(int64_t after_id, int limit) override;
+  Result<std::vector<ClusterMessageRecord>> ReadClusterMessages(int64_t after_id,
+                                                                int limit) override;
   Result<int64_t> LastClusterMessageId() override;
   Result<int> PruneClusterMessages(WallTime before) override;
   Status PutAlarmStates(const std::vector<AlarmStateRecord>& states) override;

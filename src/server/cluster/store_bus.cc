@@ -7,8 +7,7 @@
 
 namespace medic::server {
 
-StoreBus::StoreBus(Store& store, std::string server_id, const Clock& clock,
-                   StoreBusOptions options)
+StoreBus::StoreBus(Store& store, std::string server_id, const Clock& clock, StoreBusOptions options)
     : store_(store), server_id_(std::move(server_id)), clock_(clock), options_(options) {}
 
 StoreBus::~StoreBus() { Stop(); }
@@ -97,8 +96,10 @@ Status StoreBus::RunOnce() {
       if (const SteadyTime now = clock_.SteadyNow(); now >= next_warn_) {
         next_warn_ = now + Millis(10'000);
         LogWarn("cluster bus: cannot read the message log (retrying every " +
-                std::to_string(options_.poll.count()) + " ms; further such lines within 10 s "
-                "are left out): " + page.error().ToString());
+                std::to_string(options_.poll.count()) +
+                " ms; further such lines within 10 s "
+                "are left out): " +
+                page.error().ToString());
       }
       return page.error();
     }
@@ -129,8 +130,7 @@ Status StoreBus::RunOnce() {
   }
   if (const SteadyTime now = clock_.SteadyNow(); now >= next_prune_) {
     next_prune_ = now + options_.prune_every;
-    if (Result<int> pruned = store_.PruneClusterMessages(clock_.Now() - options_.keep);
-        !pruned) {
+    if (Result<int> pruned = store_.PruneClusterMessages(clock_.Now() - options_.keep); !pruned) {
       LogWarn("cluster bus: cannot prune the message log: " + pruned.error().ToString());
     }
   }

@@ -92,8 +92,8 @@ class ClusterAppTest : public ::testing::Test {
   test::CallFn Caller(int server) {
     return [this, server](const std::string& method, const std::string& path,
                           const std::string& token, const std::string& body) {
-      const ApiResponse r =
-          Call(server, method, path, token, body.empty() ? Json::object() : ParseJson(body).value());
+      const ApiResponse r = Call(server, method, path, token,
+                                 body.empty() ? Json::object() : ParseJson(body).value());
       return std::make_pair(r.status, r.body);
     };
   }
@@ -244,10 +244,9 @@ TEST_F(ClusterAppTest, EventsOfEitherServerReachTheSubscribersOfBothOnce) {
   Frames on1, on2;
   on1.Subscribe(nodes_[0].app->events());
   on2.Subscribe(nodes_[1].app->events());
-  ASSERT_EQ(Call(1, "PUT", "/api/v1/settings", nodes_[0].admin,
-                 Json{{"automation_paused", true}})
-                .status,
-            200);
+  ASSERT_EQ(
+      Call(1, "PUT", "/api/v1/settings", nodes_[0].admin, Json{{"automation_paused", true}}).status,
+      200);
   nodes_[1].app->events().Publish("host_removed", Json{{"name", "from-two"}});
   Sync();
   Sync();  // a republished event is not posted again: still once everywhere

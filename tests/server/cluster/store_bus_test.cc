@@ -235,12 +235,12 @@ TEST(StoreBusSqliteTest, TwoHandlesOnOneFileAreOneCluster) {
   }
   ASSERT_TRUE(bus1->RunOnce().has_value());
   ASSERT_TRUE(bus2->RunOnce().has_value());
-  EXPECT_EQ(on2.got(), (std::vector<std::string>{"s1:changed::a0", "s1:changed::a1",
-                                                 "s1:changed::a2", "s1:changed::a3",
-                                                 "s1:changed::a4"}));
-  EXPECT_EQ(on1.got(), (std::vector<std::string>{"s2:changed::b0", "s2:changed::b1",
-                                                 "s2:changed::b2", "s2:changed::b3",
-                                                 "s2:changed::b4"}));
+  EXPECT_EQ(on2.got(),
+            (std::vector<std::string>{"s1:changed::a0", "s1:changed::a1", "s1:changed::a2",
+                                      "s1:changed::a3", "s1:changed::a4"}));
+  EXPECT_EQ(on1.got(),
+            (std::vector<std::string>{"s2:changed::b0", "s2:changed::b1", "s2:changed::b2",
+                                      "s2:changed::b3", "s2:changed::b4"}));
 }
 
 }  // namespace

@@ -66,8 +66,14 @@ enum class StoreOp {
   kRenewIncidentLeases,
   kReleaseIncidentLease,
   kListClaimableIncidents,
+  kAppendClusterMessage,
+  kReadClusterMessages,
+  kLastClusterMessageId,
+  kPruneClusterMessages,
+  kPutAlarmStates,
+  kListAlarmStates,
 };
-inline constexpr size_t kStoreOpCount = static_cast<size_t>(StoreOp::kListClaimableIncidents) + 1;
+inline constexpr size_t kStoreOpCount = static_cast<size_t>(StoreOp::kListAlarmStates) + 1;
 
 inline std::string_view StoreOpName(StoreOp op) {
   static constexpr std::array<std::string_view, kStoreOpCount> kNames = {
@@ -77,7 +83,9 @@ inline std::string_view StoreOpName(StoreOp op) {
       "DeleteHostCredential", "ListHostCredentials", "AppendAudit", "ListAudit", "VerifyAudit",
       "UpdateHostsLastSeen", "EnqueueOutbox", "DueOutbox", "UpdateOutbox", "ListOutbox",
       "ListSettings", "ListAuditAfter", "ListOutboxAfter", "ClaimIncidentLease",
-      "RenewIncidentLeases", "ReleaseIncidentLease", "ListClaimableIncidents"};
+      "RenewIncidentLeases", "ReleaseIncidentLease", "ListClaimableIncidents",
+      "AppendClusterMessage", "ReadClusterMessages", "LastClusterMessageId",
+      "PruneClusterMessages", "PutAlarmStates", "ListAlarmStates"};
   return kNames[static_cast<size_t>(op)];
 }
 
@@ -337,6 +345,43 @@ class FaultyStore : public server::Store {
       return *e;
     }
     return base_.ListOutboxAfter(after_key, limit);
+  }
+  Result<int64_t> AppendClusterMessage(const server::ClusterMessageRecord& message) override {
+    if (auto e = Inject(StoreOp::kAppendClusterMessage)) {
+      return *e;
+    }
+    return base_.AppendClusterMessage(message);
+  }
+  Result<std::vector<server::ClusterMessageRecord>> ReadClusterMessages(int64_t after_id,
+                                                                        int limit) override {
+    if (auto e = Inject(StoreOp::kReadClusterMessages)) {
+      return *e;
+    }
+    return base_.ReadClusterMessages(after_id, limit);
+  }
+  Result<int64_t> LastClusterMessageId() override {
+    if (auto e = Inject(StoreOp::kLastClusterMessageId)) {
+      return *e;
+    }
+    return base_.LastClusterMessageId();
+  }
+  Result<int> PruneClusterMessages(WallTime before) override {
+    if (auto e = Inject(StoreOp::kPruneClusterMessages)) {
+      return *e;
+    }
+    return base_.PruneClusterMessages(before);
+  }
+  Status PutAlarmStates(const std::vector<server::AlarmStateRecord>& states) override {
+    if (auto e = Inject(StoreOp::kPutAlarmStates)) {
+      return *e;
+    }
+    return base_.PutAlarmStates(states);
+  }
+  Result<std::vector<server::AlarmStateRecord>> ListAlarmStates(const std::string& host) override {
+    if (auto e = Inject(StoreOp::kListAlarmStates)) {
+      return *e;
+    }
+    return base_.ListAlarmStates(host);
   }
 
  private:

@@ -375,6 +375,63 @@ class MemoryStore : public server::Store {
     return out;
   }
 
+  Result<int64_t> AppendClusterMessage(const server::ClusterMessageRecord& message) override {
+    std::lock_guard<std::mutex> lock(data_->mu);
+    server::ClusterMessageRecord m = message;
+    m.id = ++data_->last_message_id;
+    m.at = Truncate(m.at);
+    data_->messages.push_back(std::move(m));
+    return data_->last_message_id;
+  }
+
+  Result<std::vector<server::ClusterMessageRecord>> ReadClusterMessages(int64_t after_id,
+                                                                        int limit) override {
+    std::lock_guard<std::mutex> lock(data_->mu);
+    std::vector<server::ClusterMessageRecord> out;
+    for (const server::ClusterMessageRecord& m : data_->messages) {
+      if (out.size() >= static_cast<size_t>(std::clamp(limit, 1, kMaxListLimit))) {
+        break;
+      }
+      if (m.id > after_id) {
+        out.push_back(m);
+      }
+    }
+    return out;
+  }
+
+  Result<int64_t> LastClusterMessageId() override {
+    std::lock_guard<std::mutex> lock(data_->mu);
+    return data_->messages.empty() ? 0 : data_->messages.back().id;
+  }
+
+  Result<int> PruneClusterMessages(WallTime before) override {
+    std::lock_guard<std::mutex> lock(data_->mu);
+    const size_t n = std::erase_if(data_->messages, [&](const server::ClusterMessageRecord& m) {
+      return ToUnixMillis(m.at) < ToUnixMillis(before);
+    });
+    return static_cast<int>(n);
+  }
+
+  Status PutAlarmStates(const std::vector<server::AlarmStateRecord>& states) override {
+    std::lock_guard<std::mutex> lock(data_->mu);
+    for (server::AlarmStateRecord a : states) {
+      a.since = Truncate(a.since);
+      a.updated_at = Truncate(a.updated_at);
+      data_->alarm_states[{a.host, a.rule}] = std::move(a);
+    }
+    return OkStatus();
+  }
+
+  Result<std::vector<server::AlarmStateRecord>> ListAlarmStates(const std::string& host) override {
+    std::lock_guard<std::mutex> lock(data_->mu);
+    std::vector<server::AlarmStateRecord> out;
+    for (auto it = data_->alarm_states.lower_bound({host, ""});
+         it != data_->alarm_states.end() && it->first.first == host; ++it) {
+      out.push_back(it->second);
+    }
+    return out;
+  }
+
   Result<bool> ClaimIncidentLease(const std::string& incident_id, const std::string& owner,
                                   WallTime now, WallTime until) override {
     std::lock_guard<std::mutex> lock(data_->mu);
@@ -454,6 +511,10 @@ class MemoryStore : public server::Store {
     std::vector<std::string> outbox_order;                // Guarded by mu. Keys, as inserted.
     // Incident leases: incident_id -> (owner, lease_until in unix ms). Guarded by mu.
     std::map<std::string, std::pair<std::string, int64_t>> leases;
+    std::vector<server::ClusterMessageRecord> messages;   // Guarded by mu. By id.
+    int64_t last_message_id = 0;                          // Guarded by mu. Never reused.
+    std::map<std::pair<std::string, std::string>, server::AlarmStateRecord>
+        alarm_states;  // Guarded by mu. By (host, rule).
   };
 
   // The outbox as SqliteStore orders it: by created_at, then key. REQUIRES: data_->mu held.

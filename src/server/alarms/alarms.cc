@@ -588,6 +588,34 @@ void AlarmEngine::Expect(std::string_view host, std::string_view series, WallTim
   }
 }
 
+bool AlarmEngine::Seed(std::string_view host, const std::string& rule, AlarmState state,
+                       WallTime since, std::string reason, WallTime now) {
+  const std::optional<uint32_t> i = RuleIndex(rule);
+  if (!i) {
+    return false;
+  }
+  Shard& shard = ShardOf(host);
+  std::lock_guard<std::mutex> lock(shard.mu);
+  HostAlarms& h = *FindHost(shard, host, /*create=*/true);
+  if (h.by_rule[*i]) {
+    return false;
+  }
+  // No periods yet: the first datapoint's period starts the window (as Observe's would), and
+  // no deadline is armed until then.
+  const int64_t k = PeriodIndex(now, rules_[*i].period);
+  Series& s = MakeSeries(shard, h, *i, now);
+  s.first_period = k + 1;
+  s.newest_period = k;
+  s.window_end = k;
+  if (state != AlarmState::kInsufficientData) {
+    SetState(shard, h, *i, AlarmState::kInsufficientData, state);
+  }
+  s.state = state;
+  s.since = since;
+  s.reason = std::move(reason);
+  return true;
+}
+
 void AlarmEngine::Forget(const std::string& host) {
   Shard& shard = ShardOf(host);
   std::lock_guard<std::mutex> lock(shard.mu);

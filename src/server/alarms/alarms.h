@@ -166,6 +166,14 @@ class AlarmEngine : public AlarmStateView {
   // one that never reports again raises Host-Unreachable. No-op where a state exists.
   void Expect(std::string_view host, std::string_view series, WallTime now);
 
+  // Several servers on one store: a host that moved here from another server (agent failover)
+  // takes its state along. Gives (rule, host) the state `state` since `since`, as if this engine
+  // had judged it, without a transition; the first datapoint (at or after `now`) is judged
+  // against it (ALARM stays ALARM without a new transition; an OK host does not "recover" from
+  // INSUFFICIENT_DATA). No-op (false) where the pair has a state already or `rule` is unknown.
+  bool Seed(std::string_view host, const std::string& rule, AlarmState state, WallTime since,
+            std::string reason, WallTime now);
+
   // Drops every state of `host` (a host removed from the fleet): no alarm is judged for it until
   // it reports again.
   void Forget(const std::string& host);

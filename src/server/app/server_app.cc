@@ -15,8 +15,10 @@
 #include "core/units.h"
 #include "core/yaml_util.h"
 #include "server/alarms/alarm_config.h"
+#include "server/app/cluster_share.h"
 #include "server/app/tls_files.h"
 #include "server/archive/archive.h"
+#include "server/cluster/change_posting_store.h"
 #include "server/commands/command_queue.h"
 #include "server/commands/command_signer.h"
 #include "server/events/event_hub.h"
@@ -312,7 +314,9 @@ struct ServerApp::Parts {
   std::unique_ptr<Fleet> fleet;
   std::unique_ptr<TargetGroupChecker> checker;  // stopped by ServerApp::Stop
   std::unique_ptr<Router> router;
-  // Last: its delivery thread calls into the parts above, so it stops first.
+  // Several servers on one store: what keeps them alike (null for a single server), and the bus,
+  // last so that it goes first: its thread calls into the parts above.
+  std::unique_ptr<ClusterShare> share;
   std::unique_ptr<ClusterBus> bus;
 };
 
@@ -430,6 +434,11 @@ Result<std::unique_ptr<ServerApp>> ServerApp::Create(const ServerConfig& config,
   p->config = config;
   p->clock = &clock;
   p->store = std::move(deps.store);
+  p->bus = std::move(deps.bus);
+  if (p->bus) {
+    // Writes of what every server keeps in memory tell the other servers (cluster_share.h).
+    p->store = std::make_unique<ChangePostingStore>(std::move(p->store), *p->bus);
+  }
   p->brain = std::move(deps.brain);
   RETURN_IF_ERROR(MakeDirs(config.data_dir, 0700));
   ASSIGN_OR_RETURN(HttpServerOptions http, TlsOptionsFor(config));
@@ -466,8 +475,8 @@ Result<std::unique_ptr<ServerApp>> ServerApp::Create(const ServerConfig& config,
   p->commands = std::make_unique<CommandQueue>(clock);
   ASSIGN_OR_RETURN(p->signer,
                    LoadOrCreateCommandSigner(config.data_dir + "/command-signing.key"));
-  if (deps.bus) {
-    p->shared_commands = std::make_unique<BusCommandSink>(*p->commands, *deps.bus);
+  if (p->bus) {
+    p->shared_commands = std::make_unique<BusCommandSink>(*p->commands, *p->bus);
   }
   p->signed_commands = std::make_unique<SigningCommandSink>(
       *p->signer, p->shared_commands ? static_cast<CommandSink&>(*p->shared_commands)
@@ -487,11 +496,10 @@ Result<std::unique_ptr<ServerApp>> ServerApp::Create(const ServerConfig& config,
       p->alarms->rules(), config.runbooks);
   p->incidents->SetBreaker(config.breaker.max_fixes, config.breaker.window);
   p->incidents->SetApprovalTimeout(config.approval_timeout);
-  if (deps.bus) {
-    p->incidents->EnableCluster({deps.bus.get(), config.cluster.lease, config.cluster.renew,
+  if (p->bus) {
+    p->incidents->EnableCluster({p->bus.get(), config.cluster.lease, config.cluster.renew,
                                  config.cluster.forward_timeout});
-    SubscribeIncidentRouting(*deps.bus, *p->commands, *p->incidents);
-    p->bus = std::move(deps.bus);
+    SubscribeIncidentRouting(*p->bus, *p->commands, *p->incidents);
   }
   // The log directory a host's fixes may touch: the server's config says, not the agent.
   const HostsConfig* hosts_config = &p->config.hosts;
@@ -519,8 +527,18 @@ Result<std::unique_ptr<ServerApp>> ServerApp::Create(const ServerConfig& config,
   IncidentManager* incidents = p->incidents.get();
   p->fleet = std::make_unique<Fleet>(
       FleetDeps{clock, *p->store, *p->hosts, *p->target_groups, *p->alarms, *p->events,
-                [incidents](const AlarmTransition& t) { incidents->OnAlarmTransition(t); },
-                Millis(config.agent_interval_ms), config.limits});
+                [incidents, parts = p.get()](const AlarmTransition& t) {
+                  incidents->OnAlarmTransition(t);
+                  if (parts->share) {
+                    parts->share->OnAlarmTransition(t);  // set before serving
+                  }
+                },
+                Millis(config.agent_interval_ms), config.limits,
+                [parts = p.get()](const std::string& host) {
+                  if (parts->share) {
+                    parts->share->TakeOverAlarms(host);
+                  }
+                }});
   Fleet* fleet_for_ingest = p->fleet.get();
   p->external->SetPublisher([fleet_for_ingest](const std::vector<AlarmTransition>& t) {
     fleet_for_ingest->PublishExternal(t);
@@ -530,7 +548,9 @@ Result<std::unique_ptr<ServerApp>> ServerApp::Create(const ServerConfig& config,
   p->sns = std::make_unique<SnsIngest>(config.ingest.sns, *p->external, *p->sns_web, clock);
   // The fleet from before a restart, before incidents resume (their diagnostics and fixes go to
   // these hosts).
-  RETURN_IF_ERROR(p->fleet->Restore());
+  if (!p->bus) {
+    RETURN_IF_ERROR(p->fleet->Restore());
+  }  // else the hosts of several servers: ClusterShare adopts the silent ones (cluster_share.h)
   RETURN_IF_ERROR(p->incidents->Recover());
   p->archive = std::make_unique<Archive>(config.data_dir + "/archive", clock, config.archive);
   RETURN_IF_ERROR(p->archive->Init());
@@ -573,6 +593,13 @@ Result<std::unique_ptr<ServerApp>> ServerApp::Create(const ServerConfig& config,
   AddIngestRoutes(r, {*p->external, *p->external, p->config.ingest.alertmanager});
   AddSnsIngestRoutes(r, *p->sns);
   AddListingRoute(r);
+
+  if (p->bus) {
+    p->share = std::make_unique<ClusterShare>(
+        ClusterShareDeps{clock, *p->bus, *p->store, *p->settings, p->tokens, *p->sessions,
+                         *p->identities, *p->fleet, *p->hosts, *p->alarms, *p->events});
+    RETURN_IF_ERROR(p->share->Start());
+  }
 
   Router* router = p->router.get();
   // The route and the caller are decided on a request's headers, before its body is read.
@@ -626,6 +653,9 @@ void ServerApp::RunOnce() {
     parts_->archive->Prune();
   }
   parts_->events->RunOnce();
+  if (parts_->share) {
+    parts_->share->RunOnce();
+  }
 }
 
 CommandSink& ServerApp::commands() { return *parts_->signed_commands; }

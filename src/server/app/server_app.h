@@ -123,7 +123,8 @@ struct ServerDeps {
   std::unique_ptr<HttpClient> notify_http;
   // Optional: the bus to the other servers on the same store (cluster/bus.h). Null: a single
   // server, which takes no leases and behaves as it always did. With one, incidents are driven
-  // under leases and commands, results, alarm transitions and decisions are shared.
+  // under leases; commands, results, alarm transitions and decisions are shared, and settings,
+  // tokens, hosts, events and alarm states are kept alike (app/cluster_share.h).
   std::unique_ptr<ClusterBus> bus;
 };
 

@@ -116,6 +116,24 @@ bool EventHub::SendLocked(Sub& sub, const std::string& frame) {
 void EventHub::Publish(const std::string& event, const Json& data) {
   const std::string frame = Frame(event, data);
   std::lock_guard<std::mutex> lock(mu_);
+  SendToAllLocked(frame);
+  if (forward_) {
+    forward_(event, data);  // under mu_: forwarded in the order sent here
+  }
+}
+
+void EventHub::SetForwarder(std::function<void(const std::string&, const Json&)> forward) {
+  std::lock_guard<std::mutex> lock(mu_);
+  forward_ = std::move(forward);
+}
+
+void EventHub::PublishLocal(const std::string& event, const Json& data) {
+  const std::string frame = Frame(event, data);
+  std::lock_guard<std::mutex> lock(mu_);
+  SendToAllLocked(frame);
+}
+
+void EventHub::SendToAllLocked(const std::string& frame) {
   std::erase_if(subs_, [&](Sub& sub) {
     if (SendLocked(sub, frame)) {
       return false;

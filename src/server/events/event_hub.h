@@ -89,8 +89,16 @@ class EventHub {
   Result<Admission> Admit(const std::string& principal);
   // The stream starts; an empty Admission (already used) is a bug and is ignored.
   void Subscribe(Admission admission, EventSubscriber subscriber);
-  // Sends "event: NAME\ndata: JSON\n\n" to every subscriber (dropping those that are too slow).
+  // Sends "event: NAME\ndata: JSON\n\n" to every subscriber (dropping those that are too slow),
+  // then hands the event to the forwarder, if any.
   void Publish(const std::string& event, const Json& data);
+  // Several servers on one store (docs/DEPLOY.md): every event Publish sends is also handed to
+  // `forward` (on the publishing thread; it must not block), which passes it to the other
+  // servers; they send it with PublishLocal, which forwards nothing (no loops). `forward` runs
+  // under the hub's lock (so events are forwarded in the order sent) and must not call the hub.
+  void SetForwarder(std::function<void(const std::string& event, const Json& data)> forward);
+  // Sends to this hub's subscribers only.
+  void PublishLocal(const std::string& event, const Json& data);
   // Keep-alives every 15 s; once a second, lets go of closed streams and drops those whose
   // credential no longer authorizes. Call periodically.
   void RunOnce();
@@ -110,6 +118,8 @@ class EventHub {
   // Sends `frame` to `sub` unless its queue would pass the cap; false when the subscriber is
   // gone or dropped (then it is to be erased).
   bool SendLocked(Sub& sub, const std::string& frame);
+  // Sends `frame` to every subscriber, letting go of those gone or dropped.
+  void SendToAllLocked(const std::string& frame);
   void DropLocked(Sub& sub, const std::string& reason, const std::string& message);
   void ReleaseLocked(const std::string& principal);
   void Release(const std::string& principal);
@@ -124,6 +134,7 @@ class EventHub {
   EventHubStats stats_;                      // counters only. Guarded by mu_.
   SteadyTime last_ping_{};                   // Guarded by mu_.
   SteadyTime last_check_{};                  // Guarded by mu_.
+  std::function<void(const std::string&, const Json&)> forward_;  // Guarded by mu_.
 };
 
 }  // namespace medic::server

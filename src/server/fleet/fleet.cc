@@ -21,28 +21,40 @@ Fleet::Fleet(FleetDeps deps) : d_(std::move(deps)) {}
 Status Fleet::Restore() {
   ASSIGN_OR_RETURN(auto known_hosts, d_.store.ListHosts());
   for (const HostRecord& rec : known_hosts) {
-    auto facts = protocol::RegisterRequestFromJson(rec.facts);
-    if (!facts || facts->name != rec.name) {
-      LogError("stored host " + rec.name + " is unreadable and is left out: " +
-               (facts ? "name mismatch" : facts.error().ToString()));
-      continue;
-    }
-    if (auto over = CheckRegistration(*facts, d_.limits)) {
-      // Kept by a server without the limits: the host stays, its oversized facts do not.
-      LogWarn("stored host " + rec.name + " has facts over the limits (" + over->error.message +
-              "); its services, hostname and version are left out until it registers again");
-      facts->services.clear();
-      facts->hostname.clear();
-      facts->version.clear();
-    }
-    d_.hosts.Restore(*facts, rec.registered_at, rec.last_seen);
-    d_.target_groups.Register(rec.name, facts->targets, d_.clock.Now());
-    d_.alarms.Expect(rec.name, "heartbeat", d_.clock.Now());
+    RestoreOne(rec);
   }
   if (!known_hosts.empty()) {
     LogInfo("known hosts: " + std::to_string(known_hosts.size()) + " (expected to report)");
   }
   return OkStatus();
+}
+
+bool Fleet::Adopt(const HostRecord& rec) {
+  if (d_.hosts.Get(rec.name, d_.clock.Now()).has_value()) {
+    return false;
+  }
+  return RestoreOne(rec);
+}
+
+bool Fleet::RestoreOne(const HostRecord& rec) {
+  auto facts = protocol::RegisterRequestFromJson(rec.facts);
+  if (!facts || facts->name != rec.name) {
+    LogError("stored host " + rec.name + " is unreadable and is left out: " +
+             (facts ? "name mismatch" : facts.error().ToString()));
+    return false;
+  }
+  if (auto over = CheckRegistration(*facts, d_.limits)) {
+    // Kept by a server without the limits: the host stays, its oversized facts do not.
+    LogWarn("stored host " + rec.name + " has facts over the limits (" + over->error.message +
+            "); its services, hostname and version are left out until it registers again");
+    facts->services.clear();
+    facts->hostname.clear();
+    facts->version.clear();
+  }
+  d_.hosts.Restore(*facts, rec.registered_at, rec.last_seen);
+  d_.target_groups.Register(rec.name, facts->targets, d_.clock.Now());
+  d_.alarms.Expect(rec.name, "heartbeat", d_.clock.Now());
+  return true;
 }
 
 Result<protocol::RegisterResponse> Fleet::Register(const protocol::RegisterRequest& request) {
@@ -51,6 +63,9 @@ Result<protocol::RegisterResponse> Fleet::Register(const protocol::RegisterReque
     WarnSometimes("registration of host " + request.name + " refused: " +
                   refused->error.message);
     return refused->error;
+  }
+  if (d_.before_register) {
+    d_.before_register(request.name);
   }
   if (Status s = d_.hosts.Register(request, d_.clock.Now()); !s) {
     counters_.Add(LimitReason::kHosts);
@@ -129,6 +144,13 @@ Status Fleet::Remove(const std::string& name) {
   d_.target_groups.Register(name, {}, d_.clock.Now());
   d_.events.Publish("host_removed", Json{{"name", name}});
   return OkStatus();
+}
+
+bool Fleet::Forget(const std::string& name) {
+  const bool known = d_.hosts.Remove(name);
+  d_.alarms.Forget(name);
+  d_.target_groups.Register(name, {}, d_.clock.Now());
+  return known;
 }
 
 void Fleet::OnTargetFeeds(const std::vector<TargetFeed>& feeds) {

@@ -44,6 +44,10 @@ struct FleetDeps {
   Millis agent_interval{1000};  // how often agents report; told to each at registration
   // The per-report and per-registration limits (the per-host ones are the HostRegistry's).
   FleetLimits limits = {};
+  // Optional, several servers on one store: called with the host's name first thing in
+  // Register (an agent that fails over registers with its new server), so that the host's
+  // stored alarm states are taken over (app/cluster_share.h).
+  std::function<void(const std::string& host)> before_register = nullptr;
 };
 
 class Fleet {
@@ -88,6 +92,18 @@ class Fleet {
   // returned as it is, and the host is then gone from memory only.
   Status Remove(const std::string& name);
 
+  // What another server sharing the store removed (docs/DEPLOY.md): the host leaves memory,
+  // its alarm states and target memberships, without a store write or an event (the remover's
+  // `host_removed` event reaches this server's dashboards through the cluster). Returns whether
+  // this server knew the host.
+  bool Forget(const std::string& name);
+
+  // Several servers on one store: a host whose reports stopped on another server (it died)
+  // is watched here as Restore does at start, so that its missing-data alarm (Host-Unreachable)
+  // is raised here if it never reports again. False (nothing done) when this server knows the
+  // host already or the record does not parse.
+  bool Adopt(const HostRecord& rec);
+
   // Datapoints from the target-group probes (TargetGroupChecker's feed).
   void OnTargetFeeds(const std::vector<TargetFeed>& feeds);
 
@@ -105,6 +121,8 @@ class Fleet {
   void Publish(const std::vector<AlarmTransition>& transitions);
   // Report datapoints into the alarm engine, on the server's clock.
   void Evaluate(const protocol::Report& report);
+  // Restore and Adopt: one stored host back in memory, expected to report.
+  bool RestoreOne(const HostRecord& rec);
   // Keeps the host's facts and last-seen time in the store; a failed write is logged.
   void WriteHost(const std::string& name);
 

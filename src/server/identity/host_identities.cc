@@ -59,6 +59,11 @@ Status HostIdentities::Load() {
   return OkStatus();
 }
 
+Status HostIdentities::Reload() {
+  std::lock_guard<std::mutex> write(write_mu_);
+  return Load();
+}
+
 void HostIdentities::DropExpiredCodesLocked(WallTime now) {
   std::erase_if(codes_, [&](const auto& kv) { return kv.second.expires_at <= now; });
 }

@@ -77,6 +77,10 @@ class HostIdentities {
 
   // At start: the stored credentials. Errors are the store's.
   Status Load();
+  // The stored credentials again, when another server sharing the store issued or revoked one
+  // (docs/DEPLOY.md); serialised with this server's own writes. Errors are the store's, and
+  // then nothing changes.
+  Status Reload();
 
   // Admin: a new single-use code for `name`, valid for `ttl` (nullopt: the default, 1 h).
   // InvalidArgument for a bad name or ttl; ResourceExhausted past max_codes.

@@ -50,4 +50,18 @@ Result<Settings> SettingsService::Update(const Json& patch) {
   return next;
 }
 
+Status SettingsService::Reload() {
+  std::lock_guard<std::mutex> lock(mu_);  // an Update on this server waits, and vice versa
+  Settings next = settings_;
+  for (auto [key, field] : {std::pair{"approval_mode", &next.approval_mode},
+                            std::pair{"automation_paused", &next.automation_paused}}) {
+    ASSIGN_OR_RETURN(auto value, store_.GetSetting(key));
+    if (value) {
+      *field = *value == "true";
+    }
+  }
+  settings_ = next;
+  return OkStatus();
+}
+
 }  // namespace medic::server

@@ -25,6 +25,10 @@ class SettingsService {
   // Applies a partial update ({"approval_mode": false}); unknown keys or wrong types are
   // InvalidArgument and change nothing. Persists before returning.
   Result<Settings> Update(const Json& patch);
+  // Reads the settings again from the store (another server sharing it changed them;
+  // docs/DEPLOY.md). A key absent from the store keeps its current value. Errors are the
+  // store's, and then nothing changes.
+  Status Reload();
 
  private:
   SettingsService(Store& store, Settings s) : store_(store), settings_(s) {}

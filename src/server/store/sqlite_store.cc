@@ -157,6 +157,30 @@ CREATE TABLE IF NOT EXISTS incident_leases (
 );
 CREATE INDEX IF NOT EXISTS incident_leases_by_owner ON incident_leases (owner, lease_until);
 )sql",
+      // 10: the cluster bus's message log (server/cluster/store_bus.h). AUTOINCREMENT: ids are
+      // never reused after a prune, and SQLite's one writer at a time makes them increase in
+      // commit order. And the alarm states hosts take along when they move to another server.
+      R"sql(
+CREATE TABLE cluster_messages (
+  id      INTEGER PRIMARY KEY AUTOINCREMENT,
+  at      INTEGER NOT NULL,
+  sender  TEXT    NOT NULL,
+  kind    TEXT    NOT NULL,
+  target  TEXT    NOT NULL,
+  payload TEXT    NOT NULL
+);
+CREATE INDEX cluster_messages_at ON cluster_messages (at);
+CREATE TABLE alarm_states (
+  host       TEXT    NOT NULL,
+  rule       TEXT    NOT NULL,
+  state      TEXT    NOT NULL,
+  since      INTEGER NOT NULL,
+  reason     TEXT    NOT NULL,
+  server     TEXT    NOT NULL,
+  updated_at INTEGER NOT NULL,
+  PRIMARY KEY (host, rule)
+);
+)sql",
   };
   return kMigrations;
 }
@@ -352,6 +376,13 @@ class SqliteStore : public Store {
   Status ReleaseIncidentLease(const std::string& incident_id, const std::string& owner) override;
   Result<std::vector<std::string>> ListClaimableIncidents(WallTime now, WallTime unleased_since,
                                                           int limit) override;
+  Result<int64_t> AppendClusterMessage(const ClusterMessageRecord& message) override;
+  Result<std::vector<ClusterMessageRecord>> ReadClusterMessages(int64_t after_id,
+                                                                int limit) override;
+  Result<int64_t> LastClusterMessageId() override;
+  Result<int> PruneClusterMessages(WallTime before) override;
+  Status PutAlarmStates(const std::vector<AlarmStateRecord>& states) override;
+  Result<std::vector<AlarmStateRecord>> ListAlarmStates(const std::string& host) override;
 
  private:
   // Rolls back an open transaction unless Commit() succeeded.
@@ -1622,6 +1653,139 @@ Result<std::unique_ptr<Store>> OpenSqliteStore(const std::string& path,
     return e;
   }
   return std::unique_ptr<Store>(std::move(store));
+}
+
+Result<int64_t> SqliteStore::AppendClusterMessage(const ClusterMessageRecord& m) {
+  std::lock_guard<std::mutex> lock(mu_);
+  auto run = [&]() -> Result<int64_t> {
+    ASSIGN_OR_RETURN(StmtRef stmt,
+                     Prepare("INSERT INTO cluster_messages (at, sender, kind, target, payload) "
+                             "VALUES (?1, ?2, ?3, ?4, ?5)"));
+    RETURN_IF_ERROR(stmt.BindInt(1, ToUnixMillis(m.at)));
+    RETURN_IF_ERROR(stmt.BindText(2, m.sender));
+    RETURN_IF_ERROR(stmt.BindText(3, m.kind));
+    RETURN_IF_ERROR(stmt.BindText(4, m.target));
+    RETURN_IF_ERROR(stmt.BindText(5, m.payload));
+    RETURN_IF_ERROR(stmt.Run());
+    return static_cast<int64_t>(sqlite3_last_insert_rowid(db_));
+  };
+  auto r = run();
+  if (!r) {
+    return Describe(r.error(), "append cluster message");
+  }
+  return r;
+}
+
+Result<std::vector<ClusterMessageRecord>> SqliteStore::ReadClusterMessages(int64_t after_id,
+                                                                           int limit) {
+  std::lock_guard<std::mutex> lock(mu_);
+  limit = std::clamp(limit, 1, kMaxListLimit);
+  auto run = [&]() -> Result<std::vector<ClusterMessageRecord>> {
+    ASSIGN_OR_RETURN(StmtRef stmt,
+                     Prepare("SELECT id, at, sender, kind, target, payload FROM cluster_messages "
+                             "WHERE id > ?1 ORDER BY id LIMIT ?2"));
+    RETURN_IF_ERROR(stmt.BindInt(1, after_id));
+    RETURN_IF_ERROR(stmt.BindInt(2, limit));
+    std::vector<ClusterMessageRecord> out;
+    for (;;) {
+      ASSIGN_OR_RETURN(bool row, stmt.Step());
+      if (!row) {
+        return out;
+      }
+      ClusterMessageRecord m;
+      m.id = stmt.Int(0);
+      m.at = FromUnixMillis(stmt.Int(1));
+      m.sender = stmt.Text(2);
+      m.kind = stmt.Text(3);
+      m.target = stmt.Text(4);
+      m.payload = stmt.Text(5);
+      out.push_back(std::move(m));
+    }
+  };
+  auto r = run();
+  if (!r) {
+    return Describe(r.error(), "read cluster messages");
+  }
+  return r;
+}
+
+Result<int64_t> SqliteStore::LastClusterMessageId() {
+  std::lock_guard<std::mutex> lock(mu_);
+  auto run = [&]() -> Result<int64_t> {
+    ASSIGN_OR_RETURN(StmtRef stmt, Prepare("SELECT COALESCE(MAX(id), 0) FROM cluster_messages"));
+    ASSIGN_OR_RETURN(bool row, stmt.Step());
+    return row ? stmt.Int(0) : 0;
+  };
+  auto r = run();
+  if (!r) {
+    return Describe(r.error(), "read the newest cluster message id");
+  }
+  return r;
+}
+
+Result<int> SqliteStore::PruneClusterMessages(WallTime before) {
+  std::lock_guard<std::mutex> lock(mu_);
+  auto run = [&]() -> Result<int> {
+    ASSIGN_OR_RETURN(StmtRef stmt, Prepare("DELETE FROM cluster_messages WHERE at < ?1"));
+    RETURN_IF_ERROR(stmt.BindInt(1, ToUnixMillis(before)));
+    RETURN_IF_ERROR(stmt.Run());
+    return sqlite3_changes(db_);
+  };
+  auto r = run();
+  if (!r) {
+    return Describe(r.error(), "prune cluster messages");
+  }
+  return r;
+}
+
+Status SqliteStore::PutAlarmStates(const std::vector<AlarmStateRecord>& states) {
+  std::lock_guard<std::mutex> lock(mu_);
+  auto run = [&]() -> Status {
+    Transaction tx(this);
+    RETURN_IF_ERROR(tx.Begin(/*immediate=*/true));
+    for (const AlarmStateRecord& a : states) {
+      ASSIGN_OR_RETURN(StmtRef stmt,
+                       Prepare("INSERT OR REPLACE INTO alarm_states (host, rule, state, since, "
+                               "reason, server, updated_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)"));
+      RETURN_IF_ERROR(stmt.BindText(1, a.host));
+      RETURN_IF_ERROR(stmt.BindText(2, a.rule));
+      RETURN_IF_ERROR(stmt.BindText(3, a.state));
+      RETURN_IF_ERROR(stmt.BindInt(4, ToUnixMillis(a.since)));
+      RETURN_IF_ERROR(stmt.BindText(5, a.reason));
+      RETURN_IF_ERROR(stmt.BindText(6, a.server));
+      RETURN_IF_ERROR(stmt.BindInt(7, ToUnixMillis(a.updated_at)));
+      RETURN_IF_ERROR(stmt.Run());
+    }
+    return tx.Commit();
+  };
+  if (Status s = run(); !s) {
+    return Describe(s.error(), "store alarm states");
+  }
+  return OkStatus();
+}
+
+Result<std::vector<AlarmStateRecord>> SqliteStore::ListAlarmStates(const std::string& host) {
+  std::lock_guard<std::mutex> lock(mu_);
+  auto run = [&]() -> Result<std::vector<AlarmStateRecord>> {
+    ASSIGN_OR_RETURN(StmtRef stmt,
+                     Prepare("SELECT host, rule, state, since, reason, server, updated_at FROM "
+                             "alarm_states WHERE host = ?1 ORDER BY rule"));
+    RETURN_IF_ERROR(stmt.BindText(1, host));
+    std::vector<AlarmStateRecord> out;
+    for (;;) {
+      ASSIGN_OR_RETURN(bool row, stmt.Step());
+      if (!row) {
+        return out;
+      }
+      out.push_back({stmt.Text(0), stmt.Text(1), stmt.Text(2), FromUnixMillis(stmt.Int(3)),
+                     stmt.Text(4), stmt.Text(5), FromUnixMillis(stmt.Int(6))});
+    }
+  };
+  auto r = run();
+  if (!r) {
+    return Describe(r.error(), "list the alarm states of " + host);
+  }
+  return r;
 }
 
 }  // namespace medic::server

@@ -5,6 +5,7 @@
 //
 // Thread-safety: implementations are safe to call from several threads.
 
+#include <cstdint>
 #include <memory>
 #include <optional>
 #include <string>
@@ -108,6 +109,29 @@ struct OutboxRecord {
   WallTime created_at;
   WallTime next_attempt_at;  // a pending row is due from then on
   std::string last_error;    // "" until an attempt failed
+};
+
+// One message of the cluster bus's log (server/cluster/store_bus.h, docs/STORE.md): what a
+// medic-server tells the others that share the store.
+struct ClusterMessageRecord {
+  int64_t id = 0;  // assigned by the store: increasing in commit order as readers see it
+  WallTime at;     // when it was posted (pruning)
+  std::string sender;   // the posting server's id
+  std::string kind;     // "changed", "event", "command", ...
+  std::string target;   // a host name, an incident id, or ""
+  std::string payload;  // JSON text
+};
+
+// The alarm state of one (host, rule) as the server that evaluates it last wrote it, so that a
+// host that moves to another server keeps its alarm semantics (server/app/cluster_share.h).
+struct AlarmStateRecord {
+  std::string host;
+  std::string rule;
+  std::string state;  // "OK", "ALARM", "INSUFFICIENT_DATA" (AlarmStateName)
+  WallTime since;     // its last transition
+  std::string reason;
+  std::string server;  // the server that wrote it
+  WallTime updated_at;
 };
 
 class Store {
@@ -220,6 +244,25 @@ class Store {
   virtual Result<std::vector<std::string>> ListClaimableIncidents(WallTime now,
                                                                   WallTime unleased_since,
                                                                   int limit) = 0;
+
+  // The cluster bus's message log (server/cluster/store_bus.h). Appends the message (its `id`
+  // is ignored) and returns the id it got: ids increase in commit order, so a reader that saw
+  // id N never later sees a new message with an id below N.
+  virtual Result<int64_t> AppendClusterMessage(const ClusterMessageRecord& message) = 0;
+  // The messages with an id above `after_id`, by id, at most limit (1..1000).
+  virtual Result<std::vector<ClusterMessageRecord>> ReadClusterMessages(int64_t after_id,
+                                                                        int limit) = 0;
+  // The newest message's id; 0 when the log is empty.
+  virtual Result<int64_t> LastClusterMessageId() = 0;
+  // Deletes the messages posted before `before` (at < before); returns how many. Idempotent:
+  // several servers may prune at once. Ids are never reused after a prune.
+  virtual Result<int> PruneClusterMessages(WallTime before) = 0;
+
+  // Alarm states of several servers' hosts. Inserts or replaces each record under (host, rule),
+  // all in one transaction; on an error nothing is written.
+  virtual Status PutAlarmStates(const std::vector<AlarmStateRecord>& states) = 0;
+  // The stored states of `host`, by rule.
+  virtual Result<std::vector<AlarmStateRecord>> ListAlarmStates(const std::string& host) = 0;
 };
 
 // Every incident that matches `query` (its limit is the page size), page by page, newest first.

@@ -137,6 +137,20 @@ std::vector<OpCall> EveryOp() {
        [](Store& s) { return ErrorOf(s.ReleaseIncidentLease("inc-1", "s1")); }},
       {StoreOp::kListClaimableIncidents,
        [](Store& s) { return ErrorOf(s.ListClaimableIncidents(Ms(kT0), Ms(kT0), 10)); }},
+      {StoreOp::kAppendClusterMessage,
+       [](Store& s) {
+         return ErrorOf(s.AppendClusterMessage({0, Ms(kT0), "s1", "changed", "", "{}"}));
+       }},
+      {StoreOp::kReadClusterMessages,
+       [](Store& s) { return ErrorOf(s.ReadClusterMessages(0, 10)); }},
+      {StoreOp::kLastClusterMessageId, [](Store& s) { return ErrorOf(s.LastClusterMessageId()); }},
+      {StoreOp::kPruneClusterMessages,
+       [](Store& s) { return ErrorOf(s.PruneClusterMessages(Ms(kT0))); }},
+      {StoreOp::kPutAlarmStates,
+       [](Store& s) {
+         return ErrorOf(s.PutAlarmStates({{"x", "r", "OK", Ms(kT0), "", "s1", Ms(kT0)}}));
+       }},
+      {StoreOp::kListAlarmStates, [](Store& s) { return ErrorOf(s.ListAlarmStates("x")); }},
   };
 }
 

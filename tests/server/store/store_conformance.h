@@ -18,6 +18,7 @@
 #include <atomic>
 #include <chrono>
 #include <functional>
+#include <map>
 #include <memory>
 #include <optional>
 #include <string>
@@ -992,6 +993,140 @@ TEST_P(StoreConformanceTest, TwoHandlesRacingForTheSameIncidentsEachWinOnceExact
     MEDIC_ASSERT_OK(held);
     EXPECT_EQ(*held, want);
   }
+// --- the cluster bus's message log ------------------------------------------------------------
+
+inline ClusterMessageRecord Message(const std::string& sender, const std::string& payload,
+                                    int64_t at_offset_ms = 0) {
+  return ClusterMessageRecord{0, Ms(kT0 + at_offset_ms), sender, "changed", "web-1", payload};
+}
+
+TEST_P(StoreConformanceTest, ClusterMessagesAreNumberedAndReadAfterACursorInOrder) {
+  Result<int64_t> empty = store().LastClusterMessageId();
+  MEDIC_ASSERT_OK(empty);
+  EXPECT_EQ(*empty, 0);
+  std::vector<int64_t> ids;
+  for (const std::string payload : {"{\"what\":\"settings\"}", "", "bytes \xff\x01 ok"}) {
+    Result<int64_t> id = store().AppendClusterMessage(Message("s1", payload, 7));
+    MEDIC_ASSERT_OK(id);
+    ids.push_back(*id);
+  }
+  ASSERT_LT(ids[0], ids[1]);
+  ASSERT_LT(ids[1], ids[2]);
+  Result<int64_t> last = store().LastClusterMessageId();
+  MEDIC_ASSERT_OK(last);
+  EXPECT_EQ(*last, ids[2]);
+  Result<std::vector<ClusterMessageRecord>> all = store().ReadClusterMessages(0, 1000);
+  MEDIC_ASSERT_OK(all);
+  ASSERT_EQ(all->size(), 3u);
+  EXPECT_EQ((*all)[0].id, ids[0]);
+  EXPECT_EQ((*all)[0].sender, "s1");
+  EXPECT_EQ((*all)[0].kind, "changed");
+  EXPECT_EQ((*all)[0].target, "web-1");
+  EXPECT_EQ((*all)[0].payload, "{\"what\":\"settings\"}");
+  EXPECT_EQ(ToUnixMillis((*all)[0].at), kT0 + 7);
+  EXPECT_EQ((*all)[1].payload, "");
+  EXPECT_EQ((*all)[2].payload, "bytes \xff\x01 ok");
+  // After a cursor, at most `limit`.
+  Result<std::vector<ClusterMessageRecord>> page = store().ReadClusterMessages(ids[0], 1);
+  MEDIC_ASSERT_OK(page);
+  ASSERT_EQ(page->size(), 1u);
+  EXPECT_EQ((*page)[0].id, ids[1]);
+  Result<std::vector<ClusterMessageRecord>> none = store().ReadClusterMessages(ids[2], 10);
+  MEDIC_ASSERT_OK(none);
+  EXPECT_TRUE(none->empty());
+}
+
+// Two handles on one data set (two servers on one database): what either appends, a reader on
+// either handle reads exactly once, in id order, each poster's messages in the order posted,
+// while the posts are still going on.
+TEST_P(StoreConformanceTest, ClusterMessagesOfTwoHandlesAreOneLogReadWithoutGaps) {
+  Result<std::unique_ptr<Store>> second = backend_->Open();
+  ASSERT_TRUE(second.has_value()) << second.error().ToString();
+  constexpr int kEach = 150;
+  std::atomic<bool> failed{false};
+  auto post = [&](Store& s, const std::string& sender) {
+    for (int i = 0; i < kEach; ++i) {
+      if (!s.AppendClusterMessage(Message(sender, std::to_string(i))).has_value()) {
+        failed = true;
+      }
+    }
+  };
+  std::thread a([&] { post(store(), "s1"); });
+  std::thread b([&] { post(**second, "s2"); });
+  std::vector<ClusterMessageRecord> seen;
+  int64_t cursor = 0;
+  const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(60);
+  while (seen.size() < 2u * kEach && !failed && std::chrono::steady_clock::now() < deadline) {
+    Result<std::vector<ClusterMessageRecord>> page = (*second)->ReadClusterMessages(cursor, 7);
+    if (!page.has_value()) {
+      ADD_FAILURE() << page.error().ToString();
+      break;
+    }
+    for (ClusterMessageRecord& m : *page) {
+      EXPECT_GT(m.id, cursor);
+      cursor = m.id;
+      seen.push_back(std::move(m));
+    }
+  }
+  a.join();
+  b.join();
+  ASSERT_FALSE(failed);
+  ASSERT_EQ(seen.size(), 2u * kEach);
+  std::map<std::string, int> next;
+  for (const ClusterMessageRecord& m : seen) {
+    EXPECT_EQ(m.payload, std::to_string(next[m.sender]++)) << "from " << m.sender;
+  }
+  EXPECT_EQ(next["s1"], kEach);
+  EXPECT_EQ(next["s2"], kEach);
+}
+
+TEST_P(StoreConformanceTest, PruningDropsOlderMessagesAndIdsAreNotReused) {
+  Result<int64_t> first = store().AppendClusterMessage(Message("s1", "old", 0));
+  MEDIC_ASSERT_OK(first);
+  MEDIC_ASSERT_OK(store().AppendClusterMessage(Message("s1", "older-but-later", -5)));
+  Result<int64_t> keep = store().AppendClusterMessage(Message("s2", "new", 1000));
+  MEDIC_ASSERT_OK(keep);
+  Result<int> pruned = store().PruneClusterMessages(Ms(kT0 + 1000));
+  MEDIC_ASSERT_OK(pruned);
+  EXPECT_EQ(*pruned, 2);
+  Result<int> again = store().PruneClusterMessages(Ms(kT0 + 1000));  // another server's turn
+  MEDIC_ASSERT_OK(again);
+  EXPECT_EQ(*again, 0);
+  Result<std::vector<ClusterMessageRecord>> left = store().ReadClusterMessages(0, 10);
+  MEDIC_ASSERT_OK(left);
+  ASSERT_EQ(left->size(), 1u);
+  EXPECT_EQ((*left)[0].id, *keep);
+  EXPECT_EQ((*left)[0].payload, "new");
+  // Everything pruned: a new message still gets a higher id than any before it.
+  MEDIC_ASSERT_OK(store().PruneClusterMessages(Ms(kT0 + 5000)));
+  Result<int64_t> after = store().AppendClusterMessage(Message("s1", "after", 6000));
+  MEDIC_ASSERT_OK(after);
+  EXPECT_GT(*after, *keep);
+}
+
+TEST_P(StoreConformanceTest, AlarmStatesArePutReplacedAndListedByHost) {
+  Result<std::vector<AlarmStateRecord>> none = store().ListAlarmStates("web-1");
+  MEDIC_ASSERT_OK(none);
+  EXPECT_TRUE(none->empty());
+  MEDIC_ASSERT_OK(store().PutAlarmStates(
+      {{"web-1", "Nginx-Down-ALB", "ALARM", Ms(kT0 + 1), "1 of 1 periods < 1", "s1", Ms(kT0 + 2)},
+       {"web-1", "Host-Unreachable", "OK", Ms(kT0), "", "s1", Ms(kT0 + 2)},
+       {"web-2", "Host-Unreachable", "ALARM", Ms(kT0), "3 of 3", "s2", Ms(kT0)}}));
+  // Replaced under (host, rule): the host moved to s2.
+  MEDIC_ASSERT_OK(store().PutAlarmStates(
+      {{"web-1", "Host-Unreachable", "INSUFFICIENT_DATA", Ms(kT0 + 5), "x", "s2", Ms(kT0 + 6)}}));
+  Result<std::vector<AlarmStateRecord>> got = store().ListAlarmStates("web-1");
+  MEDIC_ASSERT_OK(got);
+  ASSERT_EQ(got->size(), 2u);
+  EXPECT_EQ((*got)[0].rule, "Host-Unreachable");
+  EXPECT_EQ((*got)[0].state, "INSUFFICIENT_DATA");
+  EXPECT_EQ(ToUnixMillis((*got)[0].since), kT0 + 5);
+  EXPECT_EQ((*got)[0].server, "s2");
+  EXPECT_EQ(ToUnixMillis((*got)[0].updated_at), kT0 + 6);
+  EXPECT_EQ((*got)[1].rule, "Nginx-Down-ALB");
+  EXPECT_EQ((*got)[1].state, "ALARM");
+  EXPECT_EQ((*got)[1].reason, "1 of 1 periods < 1");
+  EXPECT_EQ(ToUnixMillis((*got)[1].since), kT0 + 1);
 }
 
 // --- concurrency ----------------------------------------------------------------------------

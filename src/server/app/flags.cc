@@ -3,7 +3,10 @@
 #include <CLI/CLI.hpp>
 #include <boost/asio/ip/address.hpp>
 
+#include <cstdlib>
+
 #include "server/http/http_server.h"
+#include "server/store/store_uri.h"
 
 namespace medic::server {
 
@@ -25,6 +28,9 @@ ServerFlags ParseServerFlags(int argc, const char* const* argv) {
   app.add_option("--config", flags.config_file, "YAML config file");
   app.add_option("--listen", flags.listen, "HOST:PORT to serve on (default 127.0.0.1:8080)");
   app.add_option("--data-dir", flags.data_dir, "state directory (default /var/lib/medic)");
+  app.add_option("--store", flags.store,
+                 "where the state is kept: sqlite:PATH (default sqlite:DATA_DIR/medic.db) or "
+                 "postgres://... / postgres:DSN (also MEDIC_STORE; docs/STORE.md)");
   app.add_option("--tls-cert", flags.tls_cert, "TLS certificate (PEM, may hold the chain)");
   app.add_option("--tls-key", flags.tls_key, "TLS private key (PEM)");
   app.add_flag("--tls-self-signed", flags.tls_self_signed,
@@ -54,6 +60,28 @@ Result<ServerConfig> LoadServerConfig(const ServerFlags& flags) {
   }
   if (!flags.data_dir.empty()) {
     config.data_dir = flags.data_dir;
+  }
+  std::string store_uri = flags.store;
+  std::string store_from = "--store";
+  if (store_uri.empty()) {
+    if (const char* env = std::getenv(kStoreUriEnv); env != nullptr && *env != '\0') {
+      store_uri = env;
+      store_from = kStoreUriEnv;
+    }
+  }
+  if (!store_uri.empty()) {
+    Result<StoreUri> uri = ParseStoreUri(store_uri);
+    if (!uri) {
+      return InvalidArgument(store_from + ": " + uri.error().message);
+    }
+    StoreConfig store;
+    if (uri->driver == StoreDriver::kPostgres) {
+      store.driver = StoreConfig::Driver::kPostgres;
+      store.dsn = uri->dsn;
+    } else {
+      store.sqlite_path = uri->path;
+    }
+    config.store = std::move(store);
   }
   if (!flags.tls_cert.empty() || !flags.tls_key.empty()) {
     config.tls_cert = flags.tls_cert;

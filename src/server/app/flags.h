@@ -24,6 +24,9 @@ struct ServerFlags {
   bool tls_self_signed = false;  // --tls-self-signed: the server's own CA, DATA_DIR/tls/
   bool auto_approve_hosts = false;  // --auto-approve-hosts (labs, benchmarks)
   bool metrics_public = false;      // --metrics-public: GET /metrics needs no token
+  // --store URL (CONTRACT.md): sqlite:PATH or postgres://... / postgres:DSN; empty: MEDIC_STORE
+  // from the environment, else the config file's `store:` section, else DATA_DIR/medic.db.
+  std::string store;
   // Set when there is nothing to run: --help (0) or a bad flag (CLI11's exit code). The help or
   // the error has been printed.
   std::optional<int> exit_code;
@@ -35,7 +38,8 @@ bool IsLoopbackHost(const std::string& host);
 // Parses argv; prints and sets exit_code as described above.
 ServerFlags ParseServerFlags(int argc, const char* const* argv);
 
-// The config the flags ask for: the file (or the defaults), then --listen and --data-dir.
+// The config the flags ask for: the file (or the defaults), then --listen and --data-dir, and
+// the store: --store, else MEDIC_STORE, replaces the file's `store:` section whole.
 // Errors name the file and line. A listen address other than loopback is an error without TLS
 // (a certificate, or --tls-self-signed) or --insecure-http: operator and agent tokens, commands
 // and diagnostics would cross the network in clear.

@@ -19,6 +19,7 @@
 #include "server/app/tls_files.h"
 #include "server/archive/archive.h"
 #include "server/cluster/change_posting_store.h"
+#include "server/cluster/store_bus.h"
 #include "server/commands/command_queue.h"
 #include "server/commands/command_signer.h"
 #include "server/events/event_hub.h"
@@ -378,8 +379,20 @@ Result<ServerDeps> MakeRealServerDeps(const ServerConfig& config, const Clock& c
   if (config.store.driver == StoreConfig::Driver::kPostgres) {
     ASSIGN_OR_RETURN(deps.store, OpenPostgresStore(config.store.dsn, audit_key));
     RETURN_IF_ERROR(CheckSharedAuditKey(*deps.store, audit_key, config.data_dir + "/audit.key"));
+    // PostgreSQL is the shared store of several servers (docs/DEPLOY.md): this one joins them
+    // through the bus in the store, under its cluster id (one server alone simply has nobody
+    // to talk to).
+    const std::string server_id = config.cluster.server_id.empty()
+                                      ? DefaultServerId(config.listen)
+                                      : config.cluster.server_id;
+    ASSIGN_OR_RETURN(std::unique_ptr<StoreBus> bus, OpenStoreBus(*deps.store, server_id, clock));
+    deps.bus = std::move(bus);
   } else {
-    ASSIGN_OR_RETURN(deps.store, OpenSqliteStore(config.data_dir + "/medic.db", audit_key));
+    ASSIGN_OR_RETURN(deps.store,
+                     OpenSqliteStore(config.store.sqlite_path.empty()
+                                         ? config.data_dir + "/medic.db"
+                                         : config.store.sqlite_path,
+                                     audit_key));
   }
   ai::AiConfig ai_config = config.ai;
   RETURN_IF_ERROR(ai::ApplyAiEnvironment(ai_config));

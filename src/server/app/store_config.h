@@ -28,7 +28,14 @@ struct StoreConfig {
   enum class Driver { kSqlite, kPostgres };
   Driver driver = Driver::kSqlite;
   std::string dsn;  // postgres: a libpq connection string or URI
+  // sqlite: the database file; "" = DATA_DIR/medic.db. Only `--store sqlite:PATH` or
+  // MEDIC_STORE set it (the file's section has no path: the data directory decides).
+  std::string sqlite_path;
 };
+
+// The environment variable that chooses the whole store as a URI, like --store
+// (CONTRACT.md): `sqlite:PATH`, `postgres:DSN`, `postgres://...` (server/store/store_uri.h).
+inline constexpr char kStoreUriEnv[] = "MEDIC_STORE";
 
 // The environment variable that overrides store.dsn.
 inline constexpr char kStoreDsnEnv[] = "MEDIC_STORE_DSN";

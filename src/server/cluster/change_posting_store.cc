@@ -146,4 +146,37 @@ Result<std::vector<AlarmStateRecord>> ChangePostingStore::ListAlarmStates(const 
   return base_->ListAlarmStates(host);
 }
 
+Result<std::vector<AuditEntry>> ChangePostingStore::ListAuditAfter(int64_t after_id, int limit) {
+  return base_->ListAuditAfter(after_id, limit);
+}
+
+Result<std::vector<OutboxRecord>> ChangePostingStore::ListOutboxAfter(const std::string& after_key,
+                                                                      int limit) {
+  return base_->ListOutboxAfter(after_key, limit);
+}
+
+Result<bool> ChangePostingStore::ClaimIncidentLease(const std::string& incident_id,
+                                                    const std::string& owner, WallTime now,
+                                                    WallTime until) {
+  return base_->ClaimIncidentLease(incident_id, owner, now, until);
+}
+
+Result<std::vector<std::string>> ChangePostingStore::RenewIncidentLeases(const std::string& owner,
+                                                                         WallTime now,
+                                                                         WallTime until) {
+  return base_->RenewIncidentLeases(owner, now, until);
+}
+
+Status ChangePostingStore::ReleaseIncidentLease(const std::string& incident_id,
+                                                const std::string& owner) {
+  return base_->ReleaseIncidentLease(incident_id, owner);
+}
+
+Result<std::vector<std::string>> ChangePostingStore::ListClaimableIncidents(
+    WallTime now, WallTime unleased_since, int limit) {
+  return base_->ListClaimableIncidents(now, unleased_since, limit);
+}
+
+Status ChangePostingStore::Ping() { return base_->Ping(); }
+
 }  // namespace medic::server

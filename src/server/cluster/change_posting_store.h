@@ -68,6 +68,17 @@ class ChangePostingStore : public Store {
   Result<int> PruneClusterMessages(WallTime before) override;
   Status PutAlarmStates(const std::vector<AlarmStateRecord>& states) override;
   Result<std::vector<AlarmStateRecord>> ListAlarmStates(const std::string& host) override;
+  Result<std::vector<AuditEntry>> ListAuditAfter(int64_t after_id, int limit) override;
+  Result<std::vector<OutboxRecord>> ListOutboxAfter(const std::string& after_key,
+                                                    int limit) override;
+  Result<bool> ClaimIncidentLease(const std::string& incident_id, const std::string& owner,
+                                  WallTime now, WallTime until) override;
+  Result<std::vector<std::string>> RenewIncidentLeases(const std::string& owner, WallTime now,
+                                                       WallTime until) override;
+  Status ReleaseIncidentLease(const std::string& incident_id, const std::string& owner) override;
+  Result<std::vector<std::string>> ListClaimableIncidents(WallTime now, WallTime unleased_since,
+                                                          int limit) override;
+  Status Ping() override;
 
  private:
   void Changed(const std::string& what, const std::string& target);

@@ -152,6 +152,40 @@ CREATE TABLE outbox (
 CREATE INDEX outbox_due ON outbox (state, next_attempt_at);
 CREATE INDEX outbox_incident ON outbox (incident_id, created_at);
 )sql",
+      // 9: incident leases (several servers on one store, docs/deploy/D.md).
+      R"sql(
+CREATE TABLE incident_leases (
+  incident_id BYTEA  NOT NULL PRIMARY KEY
+                     REFERENCES incidents (incident_id) ON DELETE CASCADE,
+  owner       BYTEA  NOT NULL,
+  lease_until BIGINT NOT NULL
+);
+CREATE INDEX incident_leases_by_owner ON incident_leases (owner, lease_until);
+)sql",
+      // 10: the cluster bus's message log (server/cluster/store_bus.h; ids made visible in
+      // increasing order by AppendClusterMessage's table lock) and the alarm states hosts take
+      // along when they move to another server.
+      R"sql(
+CREATE TABLE cluster_messages (
+  id      BIGSERIAL PRIMARY KEY,
+  at      BIGINT NOT NULL,
+  sender  BYTEA  NOT NULL,
+  kind    BYTEA  NOT NULL,
+  target  BYTEA  NOT NULL,
+  payload BYTEA  NOT NULL
+);
+CREATE INDEX cluster_messages_at ON cluster_messages (at);
+CREATE TABLE alarm_states (
+  host       BYTEA  NOT NULL,
+  rule       BYTEA  NOT NULL,
+  state      BYTEA  NOT NULL,
+  since      BIGINT NOT NULL,
+  reason     BYTEA  NOT NULL,
+  server     BYTEA  NOT NULL,
+  updated_at BIGINT NOT NULL,
+  PRIMARY KEY (host, rule)
+);
+)sql",
   };
   return kMigrations;
 }
@@ -692,6 +726,23 @@ class PostgresStore : public Store {
   Result<int> EnqueueOutbox(const std::vector<OutboxRecord>& rows) override;
   Result<std::vector<OutboxRecord>> DueOutbox(WallTime now, int limit) override;
   Status UpdateOutbox(const OutboxRecord& row) override;
+  Result<std::vector<AuditEntry>> ListAuditAfter(int64_t after_id, int limit) override;
+  Result<std::vector<OutboxRecord>> ListOutboxAfter(const std::string& after_key,
+                                                    int limit) override;
+  Result<bool> ClaimIncidentLease(const std::string& incident_id, const std::string& owner,
+                                  WallTime now, WallTime until) override;
+  Result<std::vector<std::string>> RenewIncidentLeases(const std::string& owner, WallTime now,
+                                                       WallTime until) override;
+  Status ReleaseIncidentLease(const std::string& incident_id, const std::string& owner) override;
+  Result<std::vector<std::string>> ListClaimableIncidents(WallTime now, WallTime unleased_since,
+                                                          int limit) override;
+  Result<int64_t> AppendClusterMessage(const ClusterMessageRecord& message) override;
+  Result<std::vector<ClusterMessageRecord>> ReadClusterMessages(int64_t after_id,
+                                                                int limit) override;
+  Result<int64_t> LastClusterMessageId() override;
+  Result<int> PruneClusterMessages(WallTime before) override;
+  Status PutAlarmStates(const std::vector<AlarmStateRecord>& states) override;
+  Result<std::vector<AlarmStateRecord>> ListAlarmStates(const std::string& host) override;
   Result<std::vector<OutboxRecord>> ListOutbox(const std::string& incident_id,
                                                int limit) override;
 
@@ -1295,6 +1346,233 @@ Result<std::vector<OutboxRecord>> PostgresStore::ListOutbox(const std::string& i
 }
 
 }  // namespace
+
+Result<std::vector<AuditEntry>> PostgresStore::ListAuditAfter(int64_t after_id, int limit) {
+  limit = std::clamp(limit, 1, kMaxListLimit);
+  return With<std::vector<AuditEntry>>(
+      "list audit entries", [&](PgConnection& c) -> Result<std::vector<AuditEntry>> {
+        static const std::string kSql = std::string("SELECT ") + kAuditColumns +
+                                        " FROM audit WHERE id > $1 ORDER BY id LIMIT $2";
+        ASSIGN_OR_RETURN(PgRows rows, c.Run(kSql, Params().Int(after_id).Int(limit)));
+        std::vector<AuditEntry> out;
+        for (int r = 0; r < rows.rows(); ++r) {
+          out.push_back(ReadAuditRow(rows, r));
+        }
+        return out;
+      });
+}
+
+Result<std::vector<OutboxRecord>> PostgresStore::ListOutboxAfter(const std::string& after_key,
+                                                                int limit) {
+  limit = std::clamp(limit, 1, kMaxListLimit);
+  return With<std::vector<OutboxRecord>>(
+      "list notifications", [&](PgConnection& c) -> Result<std::vector<OutboxRecord>> {
+        // BYTEA compares byte by byte, as SQLite's BINARY collation does.
+        static const std::string kSql = std::string("SELECT ") + kOutboxColumns +
+                                        " FROM outbox WHERE key > $1 ORDER BY key LIMIT $2";
+        ASSIGN_OR_RETURN(PgRows rows, c.Run(kSql, Params().Bytes(after_key).Int(limit)));
+        std::vector<OutboxRecord> out;
+        for (int r = 0; r < rows.rows(); ++r) {
+          ASSIGN_OR_RETURN(OutboxRecord o, ReadOutboxRow(rows, r));
+          out.push_back(std::move(o));
+        }
+        return out;
+      });
+}
+
+Result<bool> PostgresStore::ClaimIncidentLease(const std::string& incident_id,
+                                               const std::string& owner, WallTime now,
+                                               WallTime until) {
+  Result<bool> r = With<bool>(
+      "claim the lease of incident " + incident_id, [&](PgConnection& c) -> Result<bool> {
+        PgTransaction tx(c);
+        RETURN_IF_ERROR(tx.BeginWrite());
+        ASSIGN_OR_RETURN(PgRows found, c.Run("SELECT 1 FROM incidents WHERE incident_id = $1",
+                                             Params().Bytes(incident_id)));
+        if (found.rows() == 0) {
+          return NotFound("incident " + incident_id);
+        }
+        // Free, expired or already ours: the upsert's WHERE decides. Two servers claiming a
+        // free incident at once: the second's INSERT waits for the first's row, then sees it
+        // (READ COMMITTED re-checks the WHERE on the newest version) and changes nothing.
+        ASSIGN_OR_RETURN(
+            PgRows rows,
+            c.Run("INSERT INTO incident_leases (incident_id, owner, lease_until) "
+                  "VALUES ($1, $2, $4) ON CONFLICT (incident_id) DO UPDATE SET "
+                  "owner = EXCLUDED.owner, lease_until = EXCLUDED.lease_until "
+                  "WHERE incident_leases.owner = EXCLUDED.owner "
+                  "OR incident_leases.lease_until <= $3",
+                  Params()
+                      .Bytes(incident_id)
+                      .Bytes(owner)
+                      .Int(ToUnixMillis(now))
+                      .Int(ToUnixMillis(until))));
+        const bool won = rows.Changed() == 1;
+        RETURN_IF_ERROR(tx.Commit());
+        return won;
+      });
+  return r;
+}
+
+Result<std::vector<std::string>> PostgresStore::RenewIncidentLeases(const std::string& owner,
+                                                                    WallTime now,
+                                                                    WallTime until) {
+  return With<std::vector<std::string>>(
+      "renew the incident leases of " + owner,
+      [&](PgConnection& c) -> Result<std::vector<std::string>> {
+        ASSIGN_OR_RETURN(PgRows rows,
+                         c.Run("UPDATE incident_leases SET lease_until = $3 WHERE owner = $1 "
+                               "AND lease_until > $2 RETURNING incident_id",
+                               Params().Bytes(owner).Int(ToUnixMillis(now)).Int(
+                                   ToUnixMillis(until))));
+        std::vector<std::string> held;
+        for (int r = 0; r < rows.rows(); ++r) {
+          held.push_back(rows.Bytes(r, 0));
+        }
+        std::sort(held.begin(), held.end());
+        return held;
+      });
+}
+
+Status PostgresStore::ReleaseIncidentLease(const std::string& incident_id,
+                                           const std::string& owner) {
+  return WithStatus("release the lease of incident " + incident_id,
+                    [&](PgConnection& c) -> Status {
+                      RETURN_IF_ERROR(c.Run(
+                          "DELETE FROM incident_leases WHERE incident_id = $1 AND owner = $2",
+                          Params().Bytes(incident_id).Bytes(owner)));
+                      return OkStatus();
+                    });
+}
+
+Result<std::vector<std::string>> PostgresStore::ListClaimableIncidents(WallTime now,
+                                                                       WallTime unleased_since,
+                                                                       int limit) {
+  limit = std::clamp(limit, 1, kMaxListLimit);
+  return With<std::vector<std::string>>(
+      "list claimable incidents", [&](PgConnection& c) -> Result<std::vector<std::string>> {
+        ASSIGN_OR_RETURN(
+            PgRows rows,
+            c.Run("SELECT i.incident_id FROM incidents i LEFT JOIN incident_leases l "
+                  "ON l.incident_id = i.incident_id "
+                  "WHERE i.status IN ('diagnosing', 'pending_approval', 'executing') AND "
+                  "((l.incident_id IS NOT NULL AND l.lease_until <= $1) OR "
+                  "(l.incident_id IS NULL AND i.updated_at <= $2)) "
+                  "ORDER BY i.updated_at, i.incident_id LIMIT $3",
+                  Params().Int(ToUnixMillis(now)).Int(ToUnixMillis(unleased_since)).Int(limit)));
+        std::vector<std::string> out;
+        for (int r = 0; r < rows.rows(); ++r) {
+          out.push_back(rows.Bytes(r, 0));
+        }
+        return out;
+      });
+}
+
+Result<int64_t> PostgresStore::AppendClusterMessage(const ClusterMessageRecord& m) {
+  return With<int64_t>("append cluster message", [&](PgConnection& c) -> Result<int64_t> {
+    // A BIGSERIAL is taken at insert, not at commit: without the lock, ids 7 and 8 could
+    // become visible 8 first, and a reader past 8 would never see 7. EXCLUSIVE serialises the
+    // posters (one short insert each) and lets readers (ACCESS SHARE) through.
+    PgTransaction tx(c);
+    RETURN_IF_ERROR(tx.BeginWrite());
+    RETURN_IF_ERROR(c.Script("LOCK TABLE cluster_messages IN EXCLUSIVE MODE"));
+    ASSIGN_OR_RETURN(PgRows rows,
+                     c.Run("INSERT INTO cluster_messages (at, sender, kind, target, payload) "
+                           "VALUES ($1, $2, $3, $4, $5) RETURNING id",
+                           Params()
+                               .Int(ToUnixMillis(m.at))
+                               .Bytes(m.sender)
+                               .Bytes(m.kind)
+                               .Bytes(m.target)
+                               .Bytes(m.payload)));
+    const int64_t id = rows.Int(0, 0);
+    RETURN_IF_ERROR(tx.Commit());
+    return id;
+  });
+}
+
+Result<std::vector<ClusterMessageRecord>> PostgresStore::ReadClusterMessages(int64_t after_id,
+                                                                            int limit) {
+  limit = std::clamp(limit, 1, kMaxListLimit);
+  return With<std::vector<ClusterMessageRecord>>(
+      "read cluster messages", [&](PgConnection& c) -> Result<std::vector<ClusterMessageRecord>> {
+        ASSIGN_OR_RETURN(PgRows rows,
+                         c.Run("SELECT id, at, sender, kind, target, payload FROM "
+                               "cluster_messages WHERE id > $1 ORDER BY id LIMIT $2",
+                               Params().Int(after_id).Int(limit)));
+        std::vector<ClusterMessageRecord> out;
+        for (int r = 0; r < rows.rows(); ++r) {
+          ClusterMessageRecord m;
+          m.id = rows.Int(r, 0);
+          m.at = FromUnixMillis(rows.Int(r, 1));
+          m.sender = rows.Bytes(r, 2);
+          m.kind = rows.Bytes(r, 3);
+          m.target = rows.Bytes(r, 4);
+          m.payload = rows.Bytes(r, 5);
+          out.push_back(std::move(m));
+        }
+        return out;
+      });
+}
+
+Result<int64_t> PostgresStore::LastClusterMessageId() {
+  return With<int64_t>("read the newest cluster message id",
+                       [&](PgConnection& c) -> Result<int64_t> {
+                         ASSIGN_OR_RETURN(PgRows rows,
+                                          c.Run("SELECT COALESCE(MAX(id), 0)::BIGINT FROM "
+                                                "cluster_messages"));
+                         return rows.Int(0, 0);
+                       });
+}
+
+Result<int> PostgresStore::PruneClusterMessages(WallTime before) {
+  return With<int>("prune cluster messages", [&](PgConnection& c) -> Result<int> {
+    ASSIGN_OR_RETURN(PgRows rows, c.Run("DELETE FROM cluster_messages WHERE at < $1",
+                                        Params().Int(ToUnixMillis(before))));
+    return static_cast<int>(rows.Changed());
+  });
+}
+
+Status PostgresStore::PutAlarmStates(const std::vector<AlarmStateRecord>& states) {
+  return WithStatus("store alarm states", [&](PgConnection& c) -> Status {
+    PgTransaction tx(c);
+    RETURN_IF_ERROR(tx.BeginWrite());
+    for (const AlarmStateRecord& a : states) {
+      RETURN_IF_ERROR(c.Run("INSERT INTO alarm_states (host, rule, state, since, reason, "
+                            "server, updated_at) VALUES ($1, $2, $3, $4, $5, $6, $7) "
+                            "ON CONFLICT (host, rule) DO UPDATE SET state = EXCLUDED.state, "
+                            "since = EXCLUDED.since, reason = EXCLUDED.reason, "
+                            "server = EXCLUDED.server, updated_at = EXCLUDED.updated_at",
+                            Params()
+                                .Bytes(a.host)
+                                .Bytes(a.rule)
+                                .Bytes(a.state)
+                                .Int(ToUnixMillis(a.since))
+                                .Bytes(a.reason)
+                                .Bytes(a.server)
+                                .Int(ToUnixMillis(a.updated_at))));
+    }
+    return tx.Commit();
+  });
+}
+
+Result<std::vector<AlarmStateRecord>> PostgresStore::ListAlarmStates(const std::string& host) {
+  return With<std::vector<AlarmStateRecord>>(
+      "list the alarm states of " + host,
+      [&](PgConnection& c) -> Result<std::vector<AlarmStateRecord>> {
+        ASSIGN_OR_RETURN(PgRows rows,
+                         c.Run("SELECT host, rule, state, since, reason, server, updated_at "
+                               "FROM alarm_states WHERE host = $1 ORDER BY rule",
+                               Params().Bytes(host)));
+        std::vector<AlarmStateRecord> out;
+        for (int r = 0; r < rows.rows(); ++r) {
+          out.push_back({rows.Bytes(r, 0), rows.Bytes(r, 1), rows.Bytes(r, 2),
+                         FromUnixMillis(rows.Int(r, 3)), rows.Bytes(r, 4), rows.Bytes(r, 5),
+                         FromUnixMillis(rows.Int(r, 6))});
+        }
+        return out;
+      });
+}
 
 Result<std::unique_ptr<Store>> OpenPostgresStore(const std::string& dsn,
                                                  const std::string& audit_key) {

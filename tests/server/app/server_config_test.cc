@@ -170,6 +170,56 @@ TEST(ServerFlagsTest, ANonLoopbackListenNeedsInsecureHttp) {
   EXPECT_FALSE(IsLoopbackHost(""));
 }
 
+// CONTRACT.md: --store URL (sqlite:PATH, postgres://..., postgres:DSN), also MEDIC_STORE; either
+// replaces the file's `store:` section whole; a bad URL is an error naming where it came from.
+TEST(ServerFlagsTest, StoreUrlFromTheFlagOrMedicStore) {
+  auto flags = [](std::vector<const char*> args) {
+    args.insert(args.begin(), "medic-server");
+    return ParseServerFlags(static_cast<int>(args.size()), args.data());
+  };
+  ::unsetenv("MEDIC_STORE");
+  ServerConfig c = LoadServerConfig(flags({})).value();
+  EXPECT_EQ(c.store.driver, StoreConfig::Driver::kSqlite);
+  EXPECT_EQ(c.store.sqlite_path, "") << "the default: DATA_DIR/medic.db";
+
+  c = LoadServerConfig(flags({"--store", "sqlite:/srv/medic/state.db"})).value();
+  EXPECT_EQ(c.store.driver, StoreConfig::Driver::kSqlite);
+  EXPECT_EQ(c.store.sqlite_path, "/srv/medic/state.db");
+
+  c = LoadServerConfig(flags({"--store", "postgres://medic@db1:5432/medic"})).value();
+  EXPECT_EQ(c.store.driver, StoreConfig::Driver::kPostgres);
+  EXPECT_EQ(c.store.dsn, "postgres://medic@db1:5432/medic");
+
+  // The file's section gives way to the flag.
+  test::TempDir dir;
+  ASSERT_TRUE(WriteFileAtomic(dir.File("s.yaml"),
+                              "store: {driver: postgres, dsn: 'host=filedb dbname=medic'}\n")
+                  .has_value());
+  c = LoadServerConfig(flags({"--config", dir.File("s.yaml").c_str()})).value();
+  EXPECT_EQ(c.store.dsn, "host=filedb dbname=medic");
+  c = LoadServerConfig(flags({"--config", dir.File("s.yaml").c_str(), "--store", "sqlite:x.db"}))
+          .value();
+  EXPECT_EQ(c.store.driver, StoreConfig::Driver::kSqlite);
+  EXPECT_EQ(c.store.sqlite_path, "x.db");
+
+  // MEDIC_STORE when there is no flag; the flag wins over it.
+  ::setenv("MEDIC_STORE", "postgres:host=envdb dbname=medic", 1);
+  c = LoadServerConfig(flags({})).value();
+  EXPECT_EQ(c.store.driver, StoreConfig::Driver::kPostgres);
+  EXPECT_EQ(c.store.dsn, "host=envdb dbname=medic");
+  c = LoadServerConfig(flags({"--store", "sqlite:y.db"})).value();
+  EXPECT_EQ(c.store.sqlite_path, "y.db");
+
+  ::setenv("MEDIC_STORE", "/var/lib/medic/medic.db", 1);  // no driver prefix
+  auto bad = LoadServerConfig(flags({}));
+  ASSERT_FALSE(bad.has_value());
+  EXPECT_EQ(bad.error().message.rfind("MEDIC_STORE: ", 0), 0u) << bad.error().message;
+  ::unsetenv("MEDIC_STORE");
+  bad = LoadServerConfig(flags({"--store", "mysql://db/medic"}));
+  ASSERT_FALSE(bad.has_value());
+  EXPECT_EQ(bad.error().message.rfind("--store: ", 0), 0u) << bad.error().message;
+}
+
 }  // namespace
 }  // namespace medic::server
 

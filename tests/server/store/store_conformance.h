@@ -993,6 +993,8 @@ TEST_P(StoreConformanceTest, TwoHandlesRacingForTheSameIncidentsEachWinOnceExact
     MEDIC_ASSERT_OK(held);
     EXPECT_EQ(*held, want);
   }
+}
+
 // --- the cluster bus's message log ------------------------------------------------------------
 
 inline ClusterMessageRecord Message(const std::string& sender, const std::string& payload,

@@ -104,7 +104,7 @@ struct ServerConfig {
   // retries (notify/notify_config.h, docs/integrations/notifications.md).
   NotificationsConfig notifications;
   // The `cluster:` section: this server's id and its incident leases when several servers
-  // share one store (cluster/cluster_config.h, docs/deploy/D.md). Used only with a bus.
+  // share one store (cluster/cluster_config.h, docs/DEPLOY.md). Used only with a bus.
   ClusterConfig cluster;
   // The `store:` section: SQLite in DATA_DIR (default) or a PostgreSQL shared by several
   // servers; MEDIC_STORE_DSN overrides its dsn (app/store_config.h, docs/STORE.md).

@@ -1,7 +1,7 @@
 #pragma once
 
 // The `cluster:` section of the server config: how this server drives incidents together with
-// the other servers on one store (docs/deploy/D.md). Without a shared store it changes nothing.
+// the other servers on one store (docs/DEPLOY.md). Without a shared store it changes nothing.
 //
 //   cluster: {server_id: web-a, lease: 6s, renew: 2s, forward_timeout: 5s}
 //

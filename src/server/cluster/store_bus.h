@@ -13,7 +13,7 @@
 //   later never appears behind the cursor.
 // - Messages older than `keep` are deleted (PruneClusterMessages, idempotent: every server
 //   prunes, at most once per `prune_every`). A server whose reads fail for longer than `keep`
-//   misses what was pruned meanwhile (its periodic reloads, docs/deploy/E.md, catch up).
+//   misses what was pruned meanwhile (its periodic reloads, docs/DEPLOY.md, catch up).
 // - Reading starts as the bus opens: subscribe right after OpenStoreBus, before the server
 //   serves. A message of a kind nobody subscribed to is passed over.
 //

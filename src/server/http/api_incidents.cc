@@ -165,7 +165,7 @@ void AddIncidentRoutes(Router& router, IncidentRoutesDeps deps) {
                   return respond(ErrorResponse(400, "action_hash is required"));
                 }
                 // Answered when the incident's driver has decided (another server, with
-                // several on one store: docs/deploy/D.md); no thread waits for it.
+                // several on one store: docs/DEPLOY.md); no thread waits for it.
                 incidents.ApproveAsync(req.path_params["id"], req.principal, *d->action_hash,
                                        d->comment, [respond](Result<Incident> inc) {
                                          if (!inc) {

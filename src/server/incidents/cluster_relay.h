@@ -1,7 +1,7 @@
 #pragma once
 
 // What part of incident driving rides on the ClusterBus between servers on one store
-// (docs/deploy/D.md): commands to hosts, their results, alarm transitions, operator decisions
+// (docs/DEPLOY.md): commands to hosts, their results, alarm transitions, operator decisions
 // and lease takeovers. The incident manager posts results, transitions, decisions and leases
 // itself (IncidentManager::EnableCluster); this file carries commands, and subscribes the
 // manager and the command queue to what the other servers post.

@@ -112,7 +112,7 @@ class IncidentManager {
   // The ids of the incidents this manager is driving, by id.
   std::vector<std::string> active_ids() const;
 
-  // --- several servers on one store (docs/deploy/D.md) ---------------------------------------
+  // --- several servers on one store (docs/DEPLOY.md) ---------------------------------------
   //
   // With a bus the manager drives only the incidents whose lease it holds in the store: it
   // claims one when it opens it, renews all of them every `renew`, and on a failed renewal (the

@@ -152,7 +152,7 @@ CREATE TABLE outbox (
 CREATE INDEX outbox_due ON outbox (state, next_attempt_at);
 CREATE INDEX outbox_incident ON outbox (incident_id, created_at);
 )sql",
-      // 9: incident leases (several servers on one store, docs/deploy/D.md).
+      // 9: incident leases (several servers on one store, docs/DEPLOY.md).
       R"sql(
 CREATE TABLE incident_leases (
   incident_id BYTEA  NOT NULL PRIMARY KEY

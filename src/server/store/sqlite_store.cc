@@ -146,7 +146,7 @@ CREATE TABLE outbox (
 CREATE INDEX outbox_due ON outbox (state, next_attempt_at);
 CREATE INDEX outbox_incident ON outbox (incident_id, created_at);
 )sql",
-      // 9: incident leases (several servers on one store, docs/deploy/D.md): which server
+      // 9: incident leases (several servers on one store, docs/DEPLOY.md): which server
       // drives an open incident, until when.
       R"sql(
 CREATE TABLE IF NOT EXISTS incident_leases (

@@ -219,7 +219,7 @@ class Store {
                                                             int limit) = 0;
 
   // Incident leases: which of several servers on one store drives an open incident
-  // (docs/deploy/D.md). A lease is (incident_id, owner, lease_until); times are the servers'
+  // (docs/DEPLOY.md). A lease is (incident_id, owner, lease_until); times are the servers'
   // wall clocks, so they must agree to well within a lease. A single server takes none.
   //
   // Claims `incident_id` for `owner` until `until`, atomically: true when the incident had no

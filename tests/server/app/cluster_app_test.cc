@@ -1,4 +1,4 @@
-// Two whole medic-servers on one store (issue 15, docs/deploy/D.md), driven without sockets:
+// Two whole medic-servers on one store (issue 15, docs/DEPLOY.md), driven without sockets:
 // each ServerApp has its own handle of one MemoryStore (a shared database), the same data
 // directory (tokens and command-signing key, as deployed), one ManualClock and a MemoryBus of one
 // hub. A host's agent talks to either server through the agent routes; operators through the API.

@@ -1,4 +1,4 @@
-// IncidentManager with several servers on one store (docs/deploy/D.md): incident leases,
+// IncidentManager with several servers on one store (docs/DEPLOY.md): incident leases,
 // takeover when a server dies, results and alarm transitions from other servers, decisions
 // forwarded to the driver. Each "server" is a manager with its own command sink, alarm view and
 // store handle (MemoryStore::Share: one database), joined to the others by a MemoryBus.

@@ -26,6 +26,7 @@
 #include "core/files.h"
 #include "core/json.h"
 #include "transport/http_client.h"
+#include "tests/fakes/subprocess.h"
 
 namespace medic::agent {
 namespace {
@@ -56,40 +57,6 @@ int PickFreePort(int other = 0) {
   return 0;
 }
 
-pid_t Spawn(std::vector<std::string> argv, const std::string& log) {
-  std::vector<char*> ptrs;
-  for (auto& a : argv) {
-    ptrs.push_back(a.data());
-  }
-  ptrs.push_back(nullptr);
-  const pid_t pid = ::fork();
-  if (pid == 0) {
-    const int fd = ::open(log.c_str(), O_WRONLY | O_CREAT | O_APPEND, 0644);
-    ::dup2(fd, 1);
-    ::dup2(fd, 2);
-    ::execv(ptrs[0], ptrs.data());
-    ::_exit(127);
-  }
-  return pid;
-}
-
-// SIGTERM, then SIGKILL after 5 s; reaps it. Only processes this test started.
-void StopProcess(pid_t& pid) {
-  if (pid <= 0) {
-    return;
-  }
-  ::kill(pid, SIGTERM);
-  for (int i = 0; i < 500; ++i) {
-    if (::waitpid(pid, nullptr, WNOHANG) == pid) {
-      pid = 0;
-      return;
-    }
-    std::this_thread::sleep_for(Millis(10));
-  }
-  ::kill(pid, SIGKILL);
-  ::waitpid(pid, nullptr, 0);
-  pid = 0;
-}
 
 void KillNow(pid_t& pid) {
   ASSERT_GT(pid, 0);
@@ -148,9 +115,9 @@ class FailoverBinaryTest : public ::testing::Test {
   }
 
   void TearDown() override {
-    StopProcess(agent_);
-    StopProcess(a_.pid);
-    StopProcess(b_.pid);
+    test::StopProcess(agent_);
+    test::StopProcess(a_.pid);
+    test::StopProcess(b_.pid);
     if (HasFailure()) {
       for (const char* log : {"/agent.log", "/server-a.log", "/server-b.log"}) {
         const std::string text = ReadFile(dir_ + log).value_or("");
@@ -162,9 +129,10 @@ class FailoverBinaryTest : public ::testing::Test {
   }
 
   void StartServer(ServerProc& s) {
-    s.pid = Spawn({Binary("medic-server", MEDIC_SERVER_BINARY), "--config", dir_ + "/server.yaml",
-                   "--listen", "127.0.0.1:" + std::to_string(s.port), "--data-dir", s.data_dir},
-                  s.log);
+    s.pid = test::SpawnWithLog(
+        {Binary("medic-server", MEDIC_SERVER_BINARY), "--config", dir_ + "/server.yaml", "--listen",
+         "127.0.0.1:" + std::to_string(s.port), "--data-dir", s.data_dir},
+        s.log);
     ASSERT_GT(s.pid, 0);
     const auto deadline = Steady::now() + Millis(15'000);
     while (Steady::now() < deadline) {
@@ -262,8 +230,9 @@ TEST_F(FailoverBinaryTest, TheAgentMovesToTheOtherServerWithItsBufferAndBackAgai
       ParseJsonObject(code->body).value()["code"].get<std::string>() +
       "\ninterval: 500ms\nchaos: {allowed: true}\n";
   ASSERT_TRUE(WriteFileAtomic(dir_ + "/agent.yaml", yaml).has_value());
-  agent_ = Spawn({Binary("medic-agent", MEDIC_AGENT_BINARY), "--config", dir_ + "/agent.yaml"},
-                 dir_ + "/agent.log");
+  agent_ = test::SpawnWithLog(
+      {Binary("medic-agent", MEDIC_AGENT_BINARY), "--config", dir_ + "/agent.yaml"},
+      dir_ + "/agent.log");
   ASSERT_GT(agent_, 0);
 
   const WallTime test_start = std::chrono::system_clock::now() - std::chrono::seconds(5);

@@ -18,6 +18,7 @@
 #include "core/files.h"
 #include "core/json.h"
 #include "transport/http_client.h"
+#include "tests/fakes/subprocess.h"
 
 namespace medic::agent {
 namespace {
@@ -41,39 +42,6 @@ int PickFreePort() {
   return ntohs(addr.sin_port);
 }
 
-pid_t Spawn(std::vector<std::string> argv, const std::string& log) {
-  std::vector<char*> ptrs;
-  for (auto& a : argv) {
-    ptrs.push_back(a.data());
-  }
-  ptrs.push_back(nullptr);
-  const pid_t pid = ::fork();
-  if (pid == 0) {
-    const int fd = ::open(log.c_str(), O_WRONLY | O_CREAT | O_APPEND, 0644);
-    ::dup2(fd, 1);
-    ::dup2(fd, 2);
-    ::execv(ptrs[0], ptrs.data());
-    ::_exit(127);
-  }
-  return pid;
-}
-
-void StopProcess(pid_t& pid) {
-  if (pid <= 0) {
-    return;
-  }
-  ::kill(pid, SIGTERM);
-  for (int i = 0; i < 500; ++i) {
-    if (::waitpid(pid, nullptr, WNOHANG) == pid) {
-      pid = 0;
-      return;
-    }
-    std::this_thread::sleep_for(Millis(10));
-  }
-  ::kill(pid, SIGKILL);
-  ::waitpid(pid, nullptr, 0);
-  pid = 0;
-}
 
 struct Point {
   WallTime t;
@@ -92,8 +60,8 @@ class SurviveTest : public ::testing::Test {
     http_ = NewCurlHttpClient();
   }
   void TearDown() override {
-    StopProcess(agent_);
-    StopProcess(server_);
+    test::StopProcess(agent_);
+    test::StopProcess(server_);
     if (!HasFailure()) {
       ASSERT_EQ(::system(("rm -rf -- '" + dir_ + "'").c_str()), 0);
     } else {
@@ -102,9 +70,10 @@ class SurviveTest : public ::testing::Test {
   }
 
   void StartServer() {
-    server_ = Spawn({Binary("medic-server", MEDIC_SERVER_BINARY), "--listen",
-                     "127.0.0.1:" + std::to_string(port_), "--data-dir", dir_ + "/data"},
-                    dir_ + "/server.log");
+    server_ =
+        test::SpawnWithLog({Binary("medic-server", MEDIC_SERVER_BINARY), "--listen",
+                            "127.0.0.1:" + std::to_string(port_), "--data-dir", dir_ + "/data"},
+                           dir_ + "/server.log");
     ASSERT_GT(server_, 0);
     const auto deadline = Steady::now() + Millis(10'000);
     while (Steady::now() < deadline) {
@@ -181,8 +150,9 @@ TEST_F(SurviveTest, EverySampleOfA30sOutageArrivesLaterWithItsOriginalTimestamp)
                            ParseJsonObject(code->body).value()["code"].get<std::string>() +
                            "\ninterval: 1s\n";
   ASSERT_TRUE(WriteFileAtomic(dir_ + "/agent.yaml", yaml).has_value());
-  agent_ = Spawn({Binary("medic-agent", MEDIC_AGENT_BINARY), "--config", dir_ + "/agent.yaml"},
-                 dir_ + "/agent.log");
+  agent_ = test::SpawnWithLog(
+      {Binary("medic-agent", MEDIC_AGENT_BINARY), "--config", dir_ + "/agent.yaml"},
+      dir_ + "/agent.log");
   ASSERT_GT(agent_, 0);
 
   const WallTime test_start = std::chrono::system_clock::now() - std::chrono::seconds(5);
@@ -193,7 +163,7 @@ TEST_F(SurviveTest, EverySampleOfA30sOutageArrivesLaterWithItsOriginalTimestamp)
   ASSERT_GE(History(test_start).size(), 3u) << ReadFile(dir_ + "/agent.log").value_or("");
 
   // The outage: the scenario itself is 30 s of wall time.
-  StopProcess(server_);
+  test::StopProcess(server_);
   const WallTime down_at = std::chrono::system_clock::now();
   std::this_thread::sleep_for(std::chrono::seconds(30));
   const WallTime up_at = std::chrono::system_clock::now();

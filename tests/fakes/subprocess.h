@@ -17,6 +17,7 @@
 #include <chrono>
 #include <optional>
 #include <string>
+#include <thread>
 #include <vector>
 
 namespace medic::test {
@@ -175,6 +176,45 @@ inline int FreePort() {
   }
   close(fd);
   return port;
+}
+
+// Starts argv (argv[0] a path) with stdout and stderr appended to `log`, for a test that stops
+// it itself by pid (StopProcess) or kills it on purpose; unlike Subprocess nothing has to read
+// its output. -1 when fork fails.
+inline pid_t SpawnWithLog(std::vector<std::string> argv, const std::string& log) {
+  std::vector<char*> ptrs;
+  for (auto& a : argv) {
+    ptrs.push_back(a.data());
+  }
+  ptrs.push_back(nullptr);
+  const pid_t pid = ::fork();
+  if (pid == 0) {
+    const int fd = ::open(log.c_str(), O_WRONLY | O_CREAT | O_APPEND, 0644);
+    ::dup2(fd, 1);
+    ::dup2(fd, 2);
+    ::execv(ptrs[0], ptrs.data());
+    ::_exit(127);
+  }
+  return pid;
+}
+
+// SIGTERM, then SIGKILL after 5 s; reaps it and sets pid to 0. Only for a process the test
+// started (SpawnWithLog); a pid <= 0 is left alone.
+inline void StopProcess(pid_t& pid) {
+  if (pid <= 0) {
+    return;
+  }
+  ::kill(pid, SIGTERM);
+  for (int i = 0; i < 500; ++i) {
+    if (::waitpid(pid, nullptr, WNOHANG) == pid) {
+      pid = 0;
+      return;
+    }
+    std::this_thread::sleep_for(std::chrono::milliseconds(10));
+  }
+  ::kill(pid, SIGKILL);
+  ::waitpid(pid, nullptr, 0);
+  pid = 0;
 }
 
 }  // namespace medic::test

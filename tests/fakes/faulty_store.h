@@ -346,11 +346,13 @@ class FaultyStore : public server::Store {
     }
     return base_.ListOutboxAfter(after_key, limit);
   }
-  Result<int64_t> AppendClusterMessage(const server::ClusterMessageRecord& message) override {
+  // Fails or forwards the whole batch (kAppendClusterMessage: one op for one or many).
+  Result<int64_t> AppendClusterMessages(
+      const std::vector<server::ClusterMessageRecord>& messages) override {
     if (auto e = Inject(StoreOp::kAppendClusterMessage)) {
       return *e;
     }
-    return base_.AppendClusterMessage(message);
+    return base_.AppendClusterMessages(messages);
   }
   Result<std::vector<server::ClusterMessageRecord>> ReadClusterMessages(int64_t after_id,
                                                                         int limit) override {

@@ -375,12 +375,18 @@ class MemoryStore : public server::Store {
     return out;
   }
 
-  Result<int64_t> AppendClusterMessage(const server::ClusterMessageRecord& message) override {
+  Result<int64_t> AppendClusterMessages(
+      const std::vector<server::ClusterMessageRecord>& messages) override {
     std::lock_guard<std::mutex> lock(data_->mu);
-    server::ClusterMessageRecord m = message;
-    m.id = ++data_->last_message_id;
-    m.at = Truncate(m.at);
-    data_->messages.push_back(std::move(m));
+    if (messages.empty()) {
+      return int64_t{0};
+    }
+    for (const server::ClusterMessageRecord& message : messages) {
+      server::ClusterMessageRecord m = message;
+      m.id = ++data_->last_message_id;
+      m.at = Truncate(m.at);
+      data_->messages.push_back(std::move(m));
+    }
     return data_->last_message_id;
   }
 

@@ -253,22 +253,15 @@ void ClusterShare::RunOnce() {
     std::lock_guard<std::mutex> lock(mu_);
     reload_.insert(failed.begin(), failed.end());  // again at the next tick
   }
-  for (;;) {
-    std::string payload;
-    {
-      std::lock_guard<std::mutex> lock(mu_);
-      if (outgoing_.empty()) {
-        return;
-      }
-      payload = outgoing_.front();
-    }
-    if (Status s = d_.bus.Post("event", "", payload); !s) {
-      return;  // the store is down: posted again next turn, in order
-    }
+  // Handed to the bus's queue, in order: written in batches by its thread (a burst of
+  // events costs a commit per batch, and this tick never waits on the store).
+  std::deque<std::string> outgoing;
+  {
     std::lock_guard<std::mutex> lock(mu_);
-    if (!outgoing_.empty() && outgoing_.front() == payload) {
-      outgoing_.pop_front();
-    }
+    outgoing.swap(outgoing_);
+  }
+  for (const std::string& payload : outgoing) {
+    d_.bus.PostSoon("event", "", payload);
   }
 }
 

@@ -89,8 +89,8 @@ class ClusterShare {
   Status Start();
 
   // On the app's tick: the reloads other servers asked for (or that are due), then the events
-  // queued for the other servers, oldest first (the first failed post stops the turn; they are
-  // posted again next turn).
+  // queued for the other servers handed to the bus (ClusterBus::PostSoon: written in batches,
+  // in order, kept while the store is down).
   void RunOnce();
 
   uint64_t events_dropped() const;

@@ -11,6 +11,7 @@
 #include <functional>
 #include <string>
 
+#include "core/log.h"
 #include "core/result.h"
 
 namespace medic::server {
@@ -35,10 +36,27 @@ class ClusterBus {
   virtual Status Post(const std::string& kind, const std::string& target,
                       const std::string& payload) = 0;
 
+  // The same delivery, later: the message is queued and written by the bus's own thread with
+  // whatever else is queued, in one store transaction (a burst of alarm transitions or events
+  // costs one commit, not one each, and never blocks the caller on the store). Messages keep
+  // the order of PostSoon and Post calls of this server. While the store is down the queue is
+  // kept and written again; past the bus's cap the oldest queued messages are dropped (logged).
+  // For news nobody waits on; the default posts at once and logs an error.
+  virtual void PostSoon(const std::string& kind, const std::string& target,
+                        const std::string& payload);
+
   // Handlers run on the bus's own thread, one message at a time in the order posted; they
   // must not block for long. REQUIRES: before the first Post reaches this server.
   virtual void Subscribe(const std::string& kind,
                          std::function<void(const ClusterMessage&)> handler) = 0;
 };
+
+inline void ClusterBus::PostSoon(const std::string& kind, const std::string& target,
+                                 const std::string& payload) {
+  if (Status s = Post(kind, target, payload); !s) {
+    LogWarn("cannot post " + kind + " for '" + target +
+            "' to the other servers: " + s.error().ToString());
+  }
+}
 
 }  // namespace medic::server

@@ -123,8 +123,9 @@ Result<std::vector<OutboxRecord>> ChangePostingStore::ListOutbox(const std::stri
   return base_->ListOutbox(incident_id, limit);
 }
 
-Result<int64_t> ChangePostingStore::AppendClusterMessage(const ClusterMessageRecord& message) {
-  return base_->AppendClusterMessage(message);
+Result<int64_t> ChangePostingStore::AppendClusterMessages(
+    const std::vector<ClusterMessageRecord>& messages) {
+  return base_->AppendClusterMessages(messages);
 }
 
 Result<std::vector<ClusterMessageRecord>> ChangePostingStore::ReadClusterMessages(int64_t after_id,

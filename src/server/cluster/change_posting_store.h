@@ -61,7 +61,8 @@ class ChangePostingStore : public Store {
   Result<std::vector<OutboxRecord>> DueOutbox(WallTime now, int limit) override;
   Status UpdateOutbox(const OutboxRecord& row) override;
   Result<std::vector<OutboxRecord>> ListOutbox(const std::string& incident_id, int limit) override;
-  Result<int64_t> AppendClusterMessage(const ClusterMessageRecord& message) override;
+  Result<int64_t> AppendClusterMessages(
+      const std::vector<ClusterMessageRecord>& messages) override;
   Result<std::vector<ClusterMessageRecord>> ReadClusterMessages(int64_t after_id,
                                                                 int limit) override;
   Result<int64_t> LastClusterMessageId() override;

@@ -1,6 +1,7 @@
 #include "server/cluster/store_bus.h"
 
 #include <algorithm>
+#include <iterator>
 #include <utility>
 
 #include "core/log.h"
@@ -12,19 +13,78 @@ StoreBus::StoreBus(Store& store, std::string server_id, const Clock& clock, Stor
 
 StoreBus::~StoreBus() { Stop(); }
 
-Status StoreBus::Post(const std::string& kind, const std::string& target,
-                      const std::string& payload) {
+ClusterMessageRecord StoreBus::Record(const std::string& kind, const std::string& target,
+                                      const std::string& payload) const {
   ClusterMessageRecord m;
   m.at = clock_.Now();
   m.sender = server_id_;
   m.kind = kind;
   m.target = target;
   m.payload = payload;
-  Result<int64_t> id = store_.AppendClusterMessage(m);
-  if (!id) {
-    return id.error();
+  return m;
+}
+
+Status StoreBus::WriteQueuedLocked(const ClusterMessageRecord* last) {
+  const size_t batch = static_cast<size_t>(std::clamp(options_.batch, 1, 1000));
+  for (;;) {
+    std::vector<ClusterMessageRecord> chunk;
+    {
+      std::lock_guard<std::mutex> lock(queue_mu_);
+      while (!queue_.empty() && chunk.size() < batch) {
+        chunk.push_back(std::move(queue_.front()));
+        queue_.pop_front();
+      }
+    }
+    if (chunk.empty()) {
+      break;
+    }
+    if (Result<int64_t> id = store_.AppendClusterMessages(chunk); !id) {
+      std::lock_guard<std::mutex> lock(queue_mu_);
+      queue_.insert(queue_.begin(), std::make_move_iterator(chunk.begin()),
+                    std::make_move_iterator(chunk.end()));
+      return id.error();
+    }
+  }
+  if (last != nullptr) {
+    if (Result<int64_t> id = store_.AppendClusterMessage(*last); !id) {
+      return id.error();
+    }
   }
   return OkStatus();
+}
+
+Status StoreBus::Post(const std::string& kind, const std::string& target,
+                      const std::string& payload) {
+  const ClusterMessageRecord m = Record(kind, target, payload);
+  std::lock_guard<std::mutex> write(write_mu_);
+  return WriteQueuedLocked(&m);
+}
+
+void StoreBus::PostSoon(const std::string& kind, const std::string& target,
+                        const std::string& payload) {
+  {
+    std::lock_guard<std::mutex> lock(queue_mu_);
+    queue_.push_back(Record(kind, target, payload));
+    while (queue_.size() > std::max<size_t>(options_.max_queued, 1)) {
+      queue_.pop_front();
+      if (dropped_++ % 1000 == 0) {
+        LogWarn("cluster bus: more than " + std::to_string(options_.max_queued) +
+                " messages wait to be written (the store is away?); the oldest are dropped (" +
+                std::to_string(dropped_) + " so far)");
+      }
+    }
+  }
+  Wake();
+}
+
+size_t StoreBus::queued() const {
+  std::lock_guard<std::mutex> lock(queue_mu_);
+  return queue_.size();
+}
+
+uint64_t StoreBus::dropped() const {
+  std::lock_guard<std::mutex> lock(queue_mu_);
+  return dropped_;
 }
 
 void StoreBus::Subscribe(const std::string& kind,
@@ -57,6 +117,12 @@ void StoreBus::Stop() {
   if (thread_.joinable()) {
     thread_.join();
   }
+  // What is still queued goes out now if the store takes it (a clean stop loses nothing).
+  std::lock_guard<std::mutex> write(write_mu_);
+  if (Status s = WriteQueuedLocked(nullptr); !s) {
+    LogWarn("cluster bus: " + std::to_string(queued()) +
+            " queued messages were not written at stop: " + s.error().ToString());
+  }
 }
 
 void StoreBus::Wake() {
@@ -88,6 +154,17 @@ void StoreBus::Loop() {
 
 Status StoreBus::RunOnce() {
   std::lock_guard<std::mutex> run(run_mu_);
+  {
+    std::lock_guard<std::mutex> write(write_mu_);
+    if (Status s = WriteQueuedLocked(nullptr); !s) {
+      if (const SteadyTime now = clock_.SteadyNow(); now >= next_write_warn_) {
+        next_write_warn_ = now + Millis(10'000);
+        LogWarn("cluster bus: cannot write " + std::to_string(queued()) +
+                " queued messages (kept, written again at the next turn): " +
+                s.error().ToString());
+      }
+    }
+  }
   int64_t cursor = this->cursor();
   const int batch = std::clamp(options_.batch, 1, 1000);
   for (;;) {

@@ -22,6 +22,7 @@
 
 #include <condition_variable>
 #include <cstdint>
+#include <deque>
 #include <functional>
 #include <map>
 #include <memory>
@@ -41,7 +42,8 @@ struct StoreBusOptions {
   Millis poll{100};            // how often the log is read without a Wake()
   Millis keep{600'000};        // messages older than this are pruned (10 min)
   Millis prune_every{60'000};  // how often this server prunes
-  int batch = 500;             // rows read at once (1..1000)
+  int batch = 500;             // rows read at once (1..1000), and written at once by PostSoon
+  size_t max_queued = 20'000;  // PostSoon's messages not yet written; past it the oldest drop
   bool start = true;           // start the reading thread at open (tests drive RunOnce instead)
 };
 
@@ -54,9 +56,13 @@ class StoreBus : public ClusterBus {
   StoreBus& operator=(const StoreBus&) = delete;
 
   const std::string& server_id() const override { return server_id_; }
-  // Appends the message to the log; the store's error when it cannot.
+  // Appends what PostSoon queued, then the message, to the log (in batches of `batch`); the
+  // store's error when it cannot (what was queued stays queued).
   Status Post(const std::string& kind, const std::string& target,
               const std::string& payload) override;
+  // Queues the message and wakes the thread, which writes the queue at its next turn.
+  void PostSoon(const std::string& kind, const std::string& target,
+                const std::string& payload) override;
   void Subscribe(const std::string& kind,
                  std::function<void(const ClusterMessage&)> handler) override;
 
@@ -67,9 +73,13 @@ class StoreBus : public ClusterBus {
   void Stop();
   // Reads now instead of at the next poll (PostgreSQL's LISTEN/NOTIFY may call it).
   void Wake();
-  // One turn of the thread: delivers every message after the cursor (other servers' ones) and
-  // prunes when due. The store's error when a read failed (the cursor then stays where it was).
+  // One turn of the thread: writes what PostSoon queued (a failed write is logged and kept for
+  // the next turn), delivers every message after the cursor (other servers' ones) and prunes
+  // when due. The store's error when a read failed (the cursor then stays where it was).
   Status RunOnce();
+  // Messages PostSoon queued that are not written yet, and those dropped past max_queued.
+  size_t queued() const;
+  uint64_t dropped() const;
   // The id of the last message handed on (or passed over).
   int64_t cursor() const;
 
@@ -84,6 +94,18 @@ class StoreBus : public ClusterBus {
   std::mutex handlers_mu_;
   std::map<std::string, std::vector<std::function<void(const ClusterMessage&)>>>
       handlers_;  // Guarded by handlers_mu_.
+
+  ClusterMessageRecord Record(const std::string& kind, const std::string& target,
+                             const std::string& payload) const;
+  // Writes the queue, oldest first, in batches; then `last` if given. On an error what was not
+  // written goes back to the front of the queue. REQUIRES: write_mu_ held.
+  Status WriteQueuedLocked(const ClusterMessageRecord* last);
+
+  std::mutex write_mu_;  // one writer of this server's messages at a time: they keep their order
+  mutable std::mutex queue_mu_;
+  std::deque<ClusterMessageRecord> queue_;  // PostSoon's, oldest first. Guarded by queue_mu_.
+  uint64_t dropped_ = 0;                    // Guarded by queue_mu_.
+  SteadyTime next_write_warn_{};            // Guarded by write_mu_.
 
   std::mutex run_mu_;  // one RunOnce at a time (the thread, or a test)
   mutable std::mutex mu_;

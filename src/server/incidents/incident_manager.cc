@@ -403,8 +403,10 @@ void IncidentManager::NoteAlarmLocked(const AlarmTransition& t) {
 
 void IncidentManager::OnAlarmTransition(const AlarmTransition& t) {
   if (cluster_.bus != nullptr) {
-    // The others verify their fixes by it and keep the latest state of the pair.
-    PostToCluster("alarm_transition", t.host, AlarmTransitionToJson(t));
+    // The others verify their fixes by it and keep the latest state of the pair. Queued, not
+    // written here: this runs on a report's thread, and a fleet-wide burst of transitions (a
+    // restart, a network blip) must cost one store commit, not one per transition.
+    cluster_.bus->PostSoon("alarm_transition", t.host, DumpJson(AlarmTransitionToJson(t)));
   }
   HandleAlarmTransition(t, /*remote=*/false);
   DispatchDecisions();

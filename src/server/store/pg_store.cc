@@ -736,7 +736,8 @@ class PostgresStore : public Store {
   Status ReleaseIncidentLease(const std::string& incident_id, const std::string& owner) override;
   Result<std::vector<std::string>> ListClaimableIncidents(WallTime now, WallTime unleased_since,
                                                           int limit) override;
-  Result<int64_t> AppendClusterMessage(const ClusterMessageRecord& message) override;
+  Result<int64_t> AppendClusterMessages(
+      const std::vector<ClusterMessageRecord>& messages) override;
   Result<std::vector<ClusterMessageRecord>> ReadClusterMessages(int64_t after_id,
                                                                 int limit) override;
   Result<int64_t> LastClusterMessageId() override;
@@ -1468,24 +1469,31 @@ Result<std::vector<std::string>> PostgresStore::ListClaimableIncidents(WallTime 
       });
 }
 
-Result<int64_t> PostgresStore::AppendClusterMessage(const ClusterMessageRecord& m) {
-  return With<int64_t>("append cluster message", [&](PgConnection& c) -> Result<int64_t> {
+Result<int64_t> PostgresStore::AppendClusterMessages(
+    const std::vector<ClusterMessageRecord>& messages) {
+  if (messages.empty()) {
+    return int64_t{0};
+  }
+  return With<int64_t>("append cluster messages", [&](PgConnection& c) -> Result<int64_t> {
     // A BIGSERIAL is taken at insert, not at commit: without the lock, ids 7 and 8 could
     // become visible 8 first, and a reader past 8 would never see 7. EXCLUSIVE serialises the
-    // posters (one short insert each) and lets readers (ACCESS SHARE) through.
+    // posters (one short transaction each) and lets readers (ACCESS SHARE) through.
     PgTransaction tx(c);
     RETURN_IF_ERROR(tx.BeginWrite());
     RETURN_IF_ERROR(c.Script("LOCK TABLE cluster_messages IN EXCLUSIVE MODE"));
-    ASSIGN_OR_RETURN(PgRows rows,
-                     c.Run("INSERT INTO cluster_messages (at, sender, kind, target, payload) "
-                           "VALUES ($1, $2, $3, $4, $5) RETURNING id",
-                           Params()
-                               .Int(ToUnixMillis(m.at))
-                               .Bytes(m.sender)
-                               .Bytes(m.kind)
-                               .Bytes(m.target)
-                               .Bytes(m.payload)));
-    const int64_t id = rows.Int(0, 0);
+    int64_t id = 0;
+    for (const ClusterMessageRecord& m : messages) {
+      ASSIGN_OR_RETURN(PgRows rows,
+                       c.Run("INSERT INTO cluster_messages (at, sender, kind, target, payload) "
+                             "VALUES ($1, $2, $3, $4, $5) RETURNING id",
+                             Params()
+                                 .Int(ToUnixMillis(m.at))
+                                 .Bytes(m.sender)
+                                 .Bytes(m.kind)
+                                 .Bytes(m.target)
+                                 .Bytes(m.payload)));
+      id = rows.Int(0, 0);
+    }
     RETURN_IF_ERROR(tx.Commit());
     return id;
   });

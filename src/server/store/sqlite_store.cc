@@ -376,7 +376,8 @@ class SqliteStore : public Store {
   Status ReleaseIncidentLease(const std::string& incident_id, const std::string& owner) override;
   Result<std::vector<std::string>> ListClaimableIncidents(WallTime now, WallTime unleased_since,
                                                           int limit) override;
-  Result<int64_t> AppendClusterMessage(const ClusterMessageRecord& message) override;
+  Result<int64_t> AppendClusterMessages(
+      const std::vector<ClusterMessageRecord>& messages) override;
   Result<std::vector<ClusterMessageRecord>> ReadClusterMessages(int64_t after_id,
                                                                 int limit) override;
   Result<int64_t> LastClusterMessageId() override;
@@ -1655,23 +1656,33 @@ Result<std::unique_ptr<Store>> OpenSqliteStore(const std::string& path,
   return std::unique_ptr<Store>(std::move(store));
 }
 
-Result<int64_t> SqliteStore::AppendClusterMessage(const ClusterMessageRecord& m) {
+Result<int64_t> SqliteStore::AppendClusterMessages(
+    const std::vector<ClusterMessageRecord>& messages) {
+  if (messages.empty()) {
+    return int64_t{0};
+  }
   std::lock_guard<std::mutex> lock(mu_);
   auto run = [&]() -> Result<int64_t> {
-    ASSIGN_OR_RETURN(StmtRef stmt,
-                     Prepare("INSERT INTO cluster_messages (at, sender, kind, target, payload) "
-                             "VALUES (?1, ?2, ?3, ?4, ?5)"));
-    RETURN_IF_ERROR(stmt.BindInt(1, ToUnixMillis(m.at)));
-    RETURN_IF_ERROR(stmt.BindText(2, m.sender));
-    RETURN_IF_ERROR(stmt.BindText(3, m.kind));
-    RETURN_IF_ERROR(stmt.BindText(4, m.target));
-    RETURN_IF_ERROR(stmt.BindText(5, m.payload));
-    RETURN_IF_ERROR(stmt.Run());
-    return static_cast<int64_t>(sqlite3_last_insert_rowid(db_));
+    Transaction tx(this);
+    RETURN_IF_ERROR(tx.Begin(/*immediate=*/true));
+    for (const ClusterMessageRecord& m : messages) {
+      ASSIGN_OR_RETURN(StmtRef stmt,
+                       Prepare("INSERT INTO cluster_messages (at, sender, kind, target, payload) "
+                               "VALUES (?1, ?2, ?3, ?4, ?5)"));
+      RETURN_IF_ERROR(stmt.BindInt(1, ToUnixMillis(m.at)));
+      RETURN_IF_ERROR(stmt.BindText(2, m.sender));
+      RETURN_IF_ERROR(stmt.BindText(3, m.kind));
+      RETURN_IF_ERROR(stmt.BindText(4, m.target));
+      RETURN_IF_ERROR(stmt.BindText(5, m.payload));
+      RETURN_IF_ERROR(stmt.Run());
+    }
+    const auto id = static_cast<int64_t>(sqlite3_last_insert_rowid(db_));
+    RETURN_IF_ERROR(tx.Commit());
+    return id;
   };
   auto r = run();
   if (!r) {
-    return Describe(r.error(), "append cluster message");
+    return Describe(r.error(), "append cluster messages");
   }
   return r;
 }

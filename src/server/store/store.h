@@ -245,10 +245,17 @@ class Store {
                                                                   WallTime unleased_since,
                                                                   int limit) = 0;
 
-  // The cluster bus's message log (server/cluster/store_bus.h). Appends the message (its `id`
-  // is ignored) and returns the id it got: ids increase in commit order, so a reader that saw
-  // id N never later sees a new message with an id below N.
-  virtual Result<int64_t> AppendClusterMessage(const ClusterMessageRecord& message) = 0;
+  // The cluster bus's message log (server/cluster/store_bus.h). Appends the messages in order
+  // (their `id`s are ignored), all in one transaction (on an error none is appended), and
+  // returns the id the last one got (0 for none): ids increase in commit order, so a reader
+  // that saw id N never later sees a new message with an id below N. One transaction for a
+  // batch, because each commit of the shared log is serialised across the servers.
+  virtual Result<int64_t> AppendClusterMessages(
+      const std::vector<ClusterMessageRecord>& messages) = 0;
+  // One message: AppendClusterMessages({message}).
+  Result<int64_t> AppendClusterMessage(const ClusterMessageRecord& message) {
+    return AppendClusterMessages({message});
+  }
   // The messages with an id above `after_id`, by id, at most limit (1..1000).
   virtual Result<std::vector<ClusterMessageRecord>> ReadClusterMessages(int64_t after_id,
                                                                         int limit) = 0;

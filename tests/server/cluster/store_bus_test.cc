@@ -159,6 +159,71 @@ TEST_F(StoreBusTest, AFailedPostIsAnErrorAndReachesNobody) {
   EXPECT_EQ(on2.got(), (std::vector<std::string>{"s1:changed::kept"}));
 }
 
+// PostSoon (a burst of alarm transitions, the events for the dashboards): nothing is written
+// until the bus's turn, then everything queued in one batch, in order with Post.
+TEST_F(StoreBusTest, PostSoonIsWrittenAtTheNextTurnInOrderWithPost) {
+  auto bus1 = Open(*store1_, "s1", clock_);
+  auto bus2 = Open(*store2_, "s2", clock_);
+  Recorder on2;
+  on2.Listen(*bus2, "alarm_transition");
+  for (int i = 0; i < 1200; ++i) {
+    bus1->PostSoon("alarm_transition", "web-" + std::to_string(i), std::to_string(i));
+  }
+  EXPECT_EQ(bus1->queued(), 1200u);
+  ASSERT_TRUE(bus2->RunOnce().has_value());
+  EXPECT_TRUE(on2.got().empty());  // not written yet
+  // A Post writes what was queued before it first: this server's messages keep their order.
+  ASSERT_TRUE(bus1->Post("alarm_transition", "last", "post").has_value());
+  EXPECT_EQ(bus1->queued(), 0u);
+  bus1->PostSoon("alarm_transition", "after", "soon");
+  ASSERT_TRUE(bus1->RunOnce().has_value());
+  EXPECT_EQ(bus1->queued(), 0u);
+  ASSERT_TRUE(bus2->RunOnce().has_value());
+  std::vector<std::string> got = on2.got();
+  ASSERT_EQ(got.size(), 1202u);
+  for (int i = 0; i < 1200; ++i) {
+    ASSERT_EQ(got[i], "s1:alarm_transition:web-" + std::to_string(i) + ":" + std::to_string(i));
+  }
+  EXPECT_EQ(got[1200], "s1:alarm_transition:last:post");
+  EXPECT_EQ(got[1201], "s1:alarm_transition:after:soon");
+}
+
+TEST_F(StoreBusTest, PostSoonKeepsItsQueueWhileTheStoreIsDownAndDropsTheOldestPastTheCap) {
+  FaultyStore faulty(*store1_);
+  StoreBusOptions options = Manual();
+  options.max_queued = 3;
+  auto bus1 = Open(faulty, "s1", clock_, options);
+  auto bus2 = Open(*store2_, "s2", clock_);
+  Recorder on2;
+  on2.Listen(*bus2, "event");
+  bus1->PostSoon("event", "", "1");
+  bus1->PostSoon("event", "", "2");
+  faulty.FailNext(StoreOp::kAppendClusterMessage, 2);
+  (void)bus1->RunOnce();  // the write fails: kept
+  EXPECT_EQ(bus1->queued(), 2u);
+  // A Post while the store is down fails, and what was queued stays queued.
+  EXPECT_FALSE(bus1->Post("event", "", "lost").has_value());
+  EXPECT_EQ(bus1->queued(), 2u);
+  bus1->PostSoon("event", "", "3");
+  bus1->PostSoon("event", "", "4");  // past the cap of 3: "1" goes
+  EXPECT_EQ(bus1->queued(), 3u);
+  EXPECT_EQ(bus1->dropped(), 1u);
+  ASSERT_TRUE(bus1->RunOnce().has_value());
+  ASSERT_TRUE(bus2->RunOnce().has_value());
+  EXPECT_EQ(on2.got(), (std::vector<std::string>{"s1:event::2", "s1:event::3", "s1:event::4"}));
+}
+
+TEST_F(StoreBusTest, StopWritesWhatIsStillQueued) {
+  auto bus1 = Open(*store1_, "s1", clock_);
+  auto bus2 = Open(*store2_, "s2", clock_);
+  Recorder on2;
+  on2.Listen(*bus2, "event");
+  bus1->PostSoon("event", "", "queued at stop");
+  bus1->Stop();
+  ASSERT_TRUE(bus2->RunOnce().has_value());
+  EXPECT_EQ(on2.got(), (std::vector<std::string>{"s1:event::queued at stop"}));
+}
+
 TEST_F(StoreBusTest, OpeningNeedsTheStoreAndAnId) {
   FaultyStore faulty(*store1_);
   faulty.FailNext(StoreOp::kLastClusterMessageId, 1);

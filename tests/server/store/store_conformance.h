@@ -1002,6 +1002,41 @@ inline ClusterMessageRecord Message(const std::string& sender, const std::string
   return ClusterMessageRecord{0, Ms(kT0 + at_offset_ms), sender, "changed", "web-1", payload};
 }
 
+TEST_P(StoreConformanceTest, ABatchOfClusterMessagesIsAppendedInOrderWithOneCommit) {
+  Result<int64_t> none = store().AppendClusterMessages({});
+  MEDIC_ASSERT_OK(none);
+  EXPECT_EQ(*none, 0);
+  MEDIC_ASSERT_OK(store().AppendClusterMessage(Message("s2", "before")));
+  std::vector<ClusterMessageRecord> batch;
+  for (int i = 0; i < 700; ++i) {  // more than one read page
+    batch.push_back(Message("s1", "m" + std::to_string(i), i));
+  }
+  Result<int64_t> last = store().AppendClusterMessages(batch);
+  MEDIC_ASSERT_OK(last);
+  Result<int64_t> newest = store().LastClusterMessageId();
+  MEDIC_ASSERT_OK(newest);
+  EXPECT_EQ(*last, *newest);
+  std::vector<ClusterMessageRecord> all;
+  int64_t cursor = 0;
+  for (;;) {
+    Result<std::vector<ClusterMessageRecord>> page = store().ReadClusterMessages(cursor, 500);
+    MEDIC_ASSERT_OK(page);
+    if (page->empty()) {
+      break;
+    }
+    cursor = page->back().id;
+    all.insert(all.end(), page->begin(), page->end());
+  }
+  ASSERT_EQ(all.size(), 701u);
+  EXPECT_EQ(all[0].payload, "before");
+  for (int i = 0; i < 700; ++i) {
+    EXPECT_EQ(all[i + 1].payload, "m" + std::to_string(i));
+    EXPECT_EQ(ToUnixMillis(all[i + 1].at), kT0 + i);
+    EXPECT_LT(all[i].id, all[i + 1].id);
+  }
+  EXPECT_EQ(all.back().id, *last);
+}
+
 TEST_P(StoreConformanceTest, ClusterMessagesAreNumberedAndReadAfterACursorInOrder) {
   Result<int64_t> empty = store().LastClusterMessageId();
   MEDIC_ASSERT_OK(empty);

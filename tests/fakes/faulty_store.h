@@ -72,8 +72,17 @@ enum class StoreOp {
   kPruneClusterMessages,
   kPutAlarmStates,
   kListAlarmStates,
+  kPutEnrollmentCode,
+  kTakeEnrollmentCode,
+  kPruneEnrollmentCodes,
+  kDeleteEnrollmentCodes,
+  kFilePendingEnrollment,
+  kGetPendingEnrollment,
+  kListPendingEnrollments,
+  kApprovePendingEnrollment,
+  kDeletePendingEnrollment,
 };
-inline constexpr size_t kStoreOpCount = static_cast<size_t>(StoreOp::kListAlarmStates) + 1;
+inline constexpr size_t kStoreOpCount = static_cast<size_t>(StoreOp::kDeletePendingEnrollment) + 1;
 
 inline std::string_view StoreOpName(StoreOp op) {
   static constexpr std::array<std::string_view, kStoreOpCount> kNames = {
@@ -85,7 +94,10 @@ inline std::string_view StoreOpName(StoreOp op) {
       "ListSettings", "ListAuditAfter", "ListOutboxAfter", "ClaimIncidentLease",
       "RenewIncidentLeases", "ReleaseIncidentLease", "ListClaimableIncidents",
       "AppendClusterMessage", "ReadClusterMessages", "LastClusterMessageId",
-      "PruneClusterMessages", "PutAlarmStates", "ListAlarmStates"};
+      "PruneClusterMessages", "PutAlarmStates", "ListAlarmStates", "PutEnrollmentCode",
+      "TakeEnrollmentCode", "PruneEnrollmentCodes", "DeleteEnrollmentCodes",
+      "FilePendingEnrollment", "GetPendingEnrollment", "ListPendingEnrollments",
+      "ApprovePendingEnrollment", "DeletePendingEnrollment"};
   return kNames[static_cast<size_t>(op)];
 }
 
@@ -384,6 +396,65 @@ class FaultyStore : public server::Store {
       return *e;
     }
     return base_.ListAlarmStates(host);
+  }
+
+  Status PutEnrollmentCode(const server::EnrollmentCodeRecord& code) override {
+    if (auto e = Inject(StoreOp::kPutEnrollmentCode)) {
+      return *e;
+    }
+    return base_.PutEnrollmentCode(code);
+  }
+  Result<std::optional<server::EnrollmentCodeRecord>> TakeEnrollmentCode(
+      const std::string& code_hash, const std::string& name, WallTime now) override {
+    if (auto e = Inject(StoreOp::kTakeEnrollmentCode)) {
+      return *e;
+    }
+    return base_.TakeEnrollmentCode(code_hash, name, now);
+  }
+  Result<int64_t> PruneEnrollmentCodes(WallTime now) override {
+    if (auto e = Inject(StoreOp::kPruneEnrollmentCodes)) {
+      return *e;
+    }
+    return base_.PruneEnrollmentCodes(now);
+  }
+  Result<int> DeleteEnrollmentCodes(const std::string& name) override {
+    if (auto e = Inject(StoreOp::kDeleteEnrollmentCodes)) {
+      return *e;
+    }
+    return base_.DeleteEnrollmentCodes(name);
+  }
+  Result<server::PendingEnrollmentRecord> FilePendingEnrollment(
+      const server::PendingEnrollmentRecord& request) override {
+    if (auto e = Inject(StoreOp::kFilePendingEnrollment)) {
+      return *e;
+    }
+    return base_.FilePendingEnrollment(request);
+  }
+  Result<std::optional<server::PendingEnrollmentRecord>> GetPendingEnrollment(
+      const std::string& name) override {
+    if (auto e = Inject(StoreOp::kGetPendingEnrollment)) {
+      return *e;
+    }
+    return base_.GetPendingEnrollment(name);
+  }
+  Result<std::vector<server::PendingEnrollmentRecord>> ListPendingEnrollments() override {
+    if (auto e = Inject(StoreOp::kListPendingEnrollments)) {
+      return *e;
+    }
+    return base_.ListPendingEnrollments();
+  }
+  Status ApprovePendingEnrollment(const std::string& name,
+                                  const std::string& approved_by) override {
+    if (auto e = Inject(StoreOp::kApprovePendingEnrollment)) {
+      return *e;
+    }
+    return base_.ApprovePendingEnrollment(name, approved_by);
+  }
+  Status DeletePendingEnrollment(const std::string& name) override {
+    if (auto e = Inject(StoreOp::kDeletePendingEnrollment)) {
+      return *e;
+    }
+    return base_.DeletePendingEnrollment(name);
   }
 
  private:

@@ -260,6 +260,91 @@ class MemoryStore : public server::Store {
     return out;
   }
 
+  Status PutEnrollmentCode(const server::EnrollmentCodeRecord& code) override {
+    std::lock_guard<std::mutex> lock(data_->mu);
+    if (data_->codes.count(code.code_hash) != 0) {
+      return AlreadyExists("store an enrolment code for host " + code.name +
+                           ": its hash is stored already");
+    }
+    server::EnrollmentCodeRecord stored = code;
+    stored.expires_at = Truncate(stored.expires_at);
+    data_->codes.emplace(code.code_hash, std::move(stored));
+    return OkStatus();
+  }
+
+  Result<std::optional<server::EnrollmentCodeRecord>> TakeEnrollmentCode(
+      const std::string& code_hash, const std::string& name, WallTime now) override {
+    std::lock_guard<std::mutex> lock(data_->mu);
+    auto it = data_->codes.find(code_hash);
+    if (it == data_->codes.end() || it->second.name != name ||
+        ToUnixMillis(it->second.expires_at) <= ToUnixMillis(now)) {
+      return std::optional<server::EnrollmentCodeRecord>();
+    }
+    server::EnrollmentCodeRecord taken = std::move(it->second);
+    data_->codes.erase(it);
+    return std::optional<server::EnrollmentCodeRecord>(std::move(taken));
+  }
+
+  Result<int64_t> PruneEnrollmentCodes(WallTime now) override {
+    std::lock_guard<std::mutex> lock(data_->mu);
+    std::erase_if(data_->codes, [&](const auto& kv) {
+      return ToUnixMillis(kv.second.expires_at) <= ToUnixMillis(now);
+    });
+    return static_cast<int64_t>(data_->codes.size());
+  }
+
+  Result<int> DeleteEnrollmentCodes(const std::string& name) override {
+    std::lock_guard<std::mutex> lock(data_->mu);
+    return static_cast<int>(
+        std::erase_if(data_->codes, [&](const auto& kv) { return kv.second.name == name; }));
+  }
+
+  Result<server::PendingEnrollmentRecord> FilePendingEnrollment(
+      const server::PendingEnrollmentRecord& request) override {
+    std::lock_guard<std::mutex> lock(data_->mu);
+    server::PendingEnrollmentRecord stored = request;
+    stored.requested_at = Truncate(stored.requested_at);
+    return data_->pending.emplace(request.name, std::move(stored)).first->second;
+  }
+
+  Result<std::optional<server::PendingEnrollmentRecord>> GetPendingEnrollment(
+      const std::string& name) override {
+    std::lock_guard<std::mutex> lock(data_->mu);
+    auto it = data_->pending.find(name);
+    if (it == data_->pending.end()) {
+      return std::optional<server::PendingEnrollmentRecord>();
+    }
+    return std::optional<server::PendingEnrollmentRecord>(it->second);
+  }
+
+  Result<std::vector<server::PendingEnrollmentRecord>> ListPendingEnrollments() override {
+    std::lock_guard<std::mutex> lock(data_->mu);
+    std::vector<server::PendingEnrollmentRecord> out;
+    for (const auto& [name, p] : data_->pending) {  // by name
+      out.push_back(p);
+    }
+    return out;
+  }
+
+  Status ApprovePendingEnrollment(const std::string& name,
+                                  const std::string& approved_by) override {
+    std::lock_guard<std::mutex> lock(data_->mu);
+    auto it = data_->pending.find(name);
+    if (it == data_->pending.end()) {
+      return NotFound("no enrolment request from host '" + name + "'");
+    }
+    it->second.approved_by = approved_by;
+    return OkStatus();
+  }
+
+  Status DeletePendingEnrollment(const std::string& name) override {
+    std::lock_guard<std::mutex> lock(data_->mu);
+    if (data_->pending.erase(name) == 0) {
+      return NotFound("no enrolment request from host '" + name + "'");
+    }
+    return OkStatus();
+  }
+
   Status AppendAudit(const server::AuditEntry& entry) override {
     std::lock_guard<std::mutex> lock(data_->mu);
     server::AuditEntry stored = entry;
@@ -512,6 +597,8 @@ class MemoryStore : public server::Store {
     std::map<std::string, server::TokenRecord> tokens;  // Guarded by mu. By name.
     std::map<std::string, server::HostRecord> hosts;    // Guarded by mu. By name.
     std::map<std::string, server::HostCredentialRecord> credentials;  // Guarded by mu. By name.
+    std::map<std::string, server::EnrollmentCodeRecord> codes;  // Guarded by mu. By hash.
+    std::map<std::string, server::PendingEnrollmentRecord> pending;  // Guarded by mu. By name.
     std::vector<server::AuditEntry> audit;              // Guarded by mu. Oldest first.
     std::map<std::string, server::OutboxRecord> outbox;  // Guarded by mu. By key.
     std::vector<std::string> outbox_order;                // Guarded by mu. Keys, as inserted.

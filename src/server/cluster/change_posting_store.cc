@@ -96,6 +96,48 @@ Result<std::vector<HostCredentialRecord>> ChangePostingStore::ListHostCredential
   return base_->ListHostCredentials();
 }
 
+// Enrolment codes and requests are read from the store at every use, never kept in memory:
+// nothing to reload, so nothing is posted.
+Status ChangePostingStore::PutEnrollmentCode(const EnrollmentCodeRecord& code) {
+  return base_->PutEnrollmentCode(code);
+}
+
+Result<std::optional<EnrollmentCodeRecord>> ChangePostingStore::TakeEnrollmentCode(
+    const std::string& code_hash, const std::string& name, WallTime now) {
+  return base_->TakeEnrollmentCode(code_hash, name, now);
+}
+
+Result<int64_t> ChangePostingStore::PruneEnrollmentCodes(WallTime now) {
+  return base_->PruneEnrollmentCodes(now);
+}
+
+Result<int> ChangePostingStore::DeleteEnrollmentCodes(const std::string& name) {
+  return base_->DeleteEnrollmentCodes(name);
+}
+
+Result<PendingEnrollmentRecord> ChangePostingStore::FilePendingEnrollment(
+    const PendingEnrollmentRecord& request) {
+  return base_->FilePendingEnrollment(request);
+}
+
+Result<std::optional<PendingEnrollmentRecord>> ChangePostingStore::GetPendingEnrollment(
+    const std::string& name) {
+  return base_->GetPendingEnrollment(name);
+}
+
+Result<std::vector<PendingEnrollmentRecord>> ChangePostingStore::ListPendingEnrollments() {
+  return base_->ListPendingEnrollments();
+}
+
+Status ChangePostingStore::ApprovePendingEnrollment(const std::string& name,
+                                                    const std::string& approved_by) {
+  return base_->ApprovePendingEnrollment(name, approved_by);
+}
+
+Status ChangePostingStore::DeletePendingEnrollment(const std::string& name) {
+  return base_->DeletePendingEnrollment(name);
+}
+
 Status ChangePostingStore::AppendAudit(const AuditEntry& entry) {
   return base_->AppendAudit(entry);
 }

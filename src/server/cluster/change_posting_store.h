@@ -54,6 +54,20 @@ class ChangePostingStore : public Store {
   Status PutHostCredential(const HostCredentialRecord& credential) override;
   Status DeleteHostCredential(const std::string& name) override;
   Result<std::vector<HostCredentialRecord>> ListHostCredentials() override;
+  Status PutEnrollmentCode(const EnrollmentCodeRecord& code) override;
+  Result<std::optional<EnrollmentCodeRecord>> TakeEnrollmentCode(const std::string& code_hash,
+                                                                 const std::string& name,
+                                                                 WallTime now) override;
+  Result<int64_t> PruneEnrollmentCodes(WallTime now) override;
+  Result<int> DeleteEnrollmentCodes(const std::string& name) override;
+  Result<PendingEnrollmentRecord> FilePendingEnrollment(
+      const PendingEnrollmentRecord& request) override;
+  Result<std::optional<PendingEnrollmentRecord>> GetPendingEnrollment(
+      const std::string& name) override;
+  Result<std::vector<PendingEnrollmentRecord>> ListPendingEnrollments() override;
+  Status ApprovePendingEnrollment(const std::string& name,
+                                  const std::string& approved_by) override;
+  Status DeletePendingEnrollment(const std::string& name) override;
   Status AppendAudit(const AuditEntry& entry) override;
   Result<std::vector<AuditEntry>> ListAudit(int limit) override;
   Result<AuditVerification> VerifyAudit() override;

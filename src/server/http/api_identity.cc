@@ -151,8 +151,12 @@ void AddIdentityRoutes(Router& router, IdentityRoutesDeps deps) {
   router.Add({"GET", "/api/v1/hosts/pending", Role::kAdmin,
               "enrolment requests made with the bootstrap token, waiting for approval",
               [&identities = deps.identities](ApiRequest&, Responder respond) {
+                auto pending = identities.Pending();
+                if (!pending) {
+                  return respond(ErrorResponse(pending.error()));
+                }
                 Json out = Json::array();
-                for (const PendingHost& p : identities.Pending()) {
+                for (const PendingHost& p : *pending) {
                   out.push_back(Json{{"name", p.name},
                                      {"requested_at", FormatRfc3339(p.requested_at)},
                                      {"fingerprint", p.fingerprint},
@@ -171,8 +175,12 @@ void AddIdentityRoutes(Router& router, IdentityRoutesDeps deps) {
                 if (!name) {
                   return respond(ErrorResponse(name.error()));
                 }
+                auto pending = identities.Pending();
+                if (!pending) {
+                  return respond(ErrorResponse(pending.error()));
+                }
                 std::string fingerprint;
-                for (const PendingHost& p : identities.Pending()) {
+                for (const PendingHost& p : *pending) {
                   if (p.name == *name) {
                     fingerprint = p.fingerprint;
                   }

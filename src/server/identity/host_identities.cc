@@ -64,10 +64,6 @@ Status HostIdentities::Reload() {
   return Load();
 }
 
-void HostIdentities::DropExpiredCodesLocked(WallTime now) {
-  std::erase_if(codes_, [&](const auto& kv) { return kv.second.expires_at <= now; });
-}
-
 Result<EnrollmentCode> HostIdentities::CreateCode(const std::string& name,
                                                   std::optional<Millis> ttl,
                                                   const std::string& actor) {
@@ -78,15 +74,16 @@ Result<EnrollmentCode> HostIdentities::CreateCode(const std::string& name,
                            std::to_string(options_.max_code_ttl.count() / 3'600'000) + "h");
   }
   const WallTime now = clock_.Now();
-  std::lock_guard<std::mutex> lock(mu_);
-  DropExpiredCodesLocked(now);
-  if (codes_.size() >= options_.max_codes) {
+  // Counts the codes of every server on the store. Two servers making codes at once may pass
+  // the bound by one each: it is there against a runaway script, not an exact quota.
+  ASSIGN_OR_RETURN(const int64_t unused, store_.PruneEnrollmentCodes(now));
+  if (unused >= static_cast<int64_t>(options_.max_codes)) {
     return ResourceExhausted("too many unused enrolment codes (" +
                              std::to_string(options_.max_codes) +
                              "); wait for some to expire or be used");
   }
   EnrollmentCode out{name, RandomHex(kCodeBytes), now + t};
-  codes_[Sha256Hex(out.code)] = Code{name, out.expires_at, actor};
+  RETURN_IF_ERROR(store_.PutEnrollmentCode({Sha256Hex(out.code), name, out.expires_at, actor}));
   return out;
 }
 
@@ -105,13 +102,21 @@ Result<IssuedCredential> HostIdentities::IssueLocked(const std::string& name,
   IssuedCredential out{name, RandomHex(kCredentialBytes)};
   const std::string hash = Sha256Hex(out.credential);
   RETURN_IF_ERROR(store_.PutHostCredential({name, hash, clock_.Now(), issued_by}));
-  std::lock_guard<std::mutex> lock(mu_);
-  if (auto old = hash_by_host_.find(name); old != hash_by_host_.end()) {
-    host_by_hash_.erase(old->second);
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    if (auto old = hash_by_host_.find(name); old != hash_by_host_.end()) {
+      host_by_hash_.erase(old->second);
+    }
+    hash_by_host_[name] = hash;
+    host_by_hash_[hash] = name;
   }
-  hash_by_host_[name] = hash;
-  host_by_hash_[hash] = name;
-  pending_.erase(name);
+  // The credential is issued whatever happens here: a request left behind is only listed
+  // (approved) until the host is revoked or enrols again.
+  if (Status s = store_.DeletePendingEnrollment(name);
+      !s && s.error().code != ErrorCode::kNotFound) {
+    LogWarn("host " + name + " enrolled, but its enrolment request stays listed: " +
+            s.error().message);
+  }
   LogInfo("host " + name + " enrolled (" + issued_by + ")");
   return out;
 }
@@ -121,19 +126,22 @@ Result<IssuedCredential> HostIdentities::EnrollWithCode(const std::string& name,
   RETURN_IF_ERROR(CheckName(name));
   const std::string hash = Sha256Hex(code);
   std::lock_guard<std::mutex> write(write_mu_);
-  std::string created_by;
-  {
-    std::lock_guard<std::mutex> lock(mu_);
-    DropExpiredCodesLocked(clock_.Now());
-    auto it = codes_.find(hash);
-    if (it == codes_.end() || it->second.name != name) {
-      return Unauthenticated("invalid, used or expired enrolment code for host '" + name + "'");
-    }
-    created_by = it->second.created_by;
+  // Taken, not read: of two servers redeeming one code at once, only one gets it.
+  ASSIGN_OR_RETURN(std::optional<EnrollmentCodeRecord> taken,
+                   store_.TakeEnrollmentCode(hash, name, clock_.Now()));
+  if (!taken) {
+    return Unauthenticated("invalid, used or expired enrolment code for host '" + name + "'");
   }
-  ASSIGN_OR_RETURN(IssuedCredential out, IssueLocked(name, "code:" + created_by));
-  std::lock_guard<std::mutex> lock(mu_);
-  codes_.erase(hash);
+  Result<IssuedCredential> out = IssueLocked(name, "code:" + taken->created_by);
+  if (!out) {
+    // Not redeemed after all: the code stays usable, as if it had not been tried.
+    if (Status s = store_.PutEnrollmentCode(*taken); !s) {
+      LogWarn("the enrolment code of host " + name + " is lost: " + s.error().message);
+      return Error{out.error().code, out.error().message +
+                                         "; the enrolment code could not be kept either (" +
+                                         s.error().message + "): make a new one"};
+    }
+  }
   return out;
 }
 
@@ -150,18 +158,22 @@ Result<std::optional<IssuedCredential>> HostIdentities::EnrollWithBootstrap(
   }
   const std::string key_hash = Sha256Hex(key);
   std::lock_guard<std::mutex> write(write_mu_);
-  std::string approved_by;
-  {
-    std::lock_guard<std::mutex> lock(mu_);
-    auto it = pending_.find(name);
-    if (it == pending_.end()) {
-      if (pending_.size() >= options_.max_pending) {
-        return ResourceExhausted("too many enrolment requests wait for approval (" +
-                                 std::to_string(options_.max_pending) + ")");
-      }
-      const bool automatic = options_.auto_approve && hash_by_host_.count(name) == 0;
-      pending_[name] = Request{key_hash, clock_.Now(), hostname.substr(0, 255),
-                               automatic ? "auto" : ""};
+  ASSIGN_OR_RETURN(std::optional<PendingEnrollmentRecord> request,
+                   store_.GetPendingEnrollment(name));
+  if (!request) {
+    ASSIGN_OR_RETURN(const std::vector<PendingEnrollmentRecord> waiting,
+                     store_.ListPendingEnrollments());
+    if (waiting.size() >= options_.max_pending) {
+      return ResourceExhausted("too many enrolment requests wait for approval (" +
+                               std::to_string(options_.max_pending) + ")");
+    }
+    const bool automatic = options_.auto_approve && !IsEnrolled(name);
+    // Filed unless another server filed one for the name meanwhile: then that one counts.
+    ASSIGN_OR_RETURN(request,
+                     store_.FilePendingEnrollment({name, key_hash, clock_.Now(),
+                                                   hostname.substr(0, 255),
+                                                   automatic ? "auto" : ""}));
+    if (ConstantTimeEquals(request->key_hash, key_hash)) {
       if (!automatic) {
         LogInfo("host " + name + " asks to enrol with the bootstrap token (request " +
                 key_hash.substr(0, 16) + "); an admin must approve it");
@@ -170,39 +182,33 @@ Result<std::optional<IssuedCredential>> HostIdentities::EnrollWithBootstrap(
       LogWarn("host " + name + " enrolled with the bootstrap token without an admin (request " +
               key_hash.substr(0, 16) + ", --auto-approve-hosts)");
     }
-    it = pending_.find(name);
-    if (!ConstantTimeEquals(it->second.key_hash, key_hash)) {
-      return AlreadyExists("host '" + name +
-                           "' already has an enrolment request made with another key; an "
-                           "admin can revoke it (medic hosts revoke " + name + ")");
-    }
-    if (it->second.approved_by.empty()) {
-      return std::optional<IssuedCredential>();
-    }
-    approved_by = it->second.approved_by;
   }
-  ASSIGN_OR_RETURN(IssuedCredential out, IssueLocked(name, "approval:" + approved_by));
+  if (!ConstantTimeEquals(request->key_hash, key_hash)) {
+    return AlreadyExists("host '" + name +
+                         "' already has an enrolment request made with another key; an "
+                         "admin can revoke it (medic hosts revoke " + name + ")");
+  }
+  if (request->approved_by.empty()) {
+    return std::optional<IssuedCredential>();
+  }
+  ASSIGN_OR_RETURN(IssuedCredential out, IssueLocked(name, "approval:" + request->approved_by));
   return std::optional<IssuedCredential>(std::move(out));
 }
 
-std::vector<PendingHost> HostIdentities::Pending() const {
+Result<std::vector<PendingHost>> HostIdentities::Pending() const {
+  ASSIGN_OR_RETURN(const std::vector<PendingEnrollmentRecord> stored,
+                   store_.ListPendingEnrollments());
   std::lock_guard<std::mutex> lock(mu_);
   std::vector<PendingHost> out;
-  for (const auto& [name, r] : pending_) {
-    out.push_back(PendingHost{name, r.requested_at, r.key_hash.substr(0, 16), r.hostname,
-                              !r.approved_by.empty(), hash_by_host_.count(name) > 0});
+  for (const PendingEnrollmentRecord& r : stored) {
+    out.push_back(PendingHost{r.name, r.requested_at, r.key_hash.substr(0, 16), r.hostname,
+                              !r.approved_by.empty(), hash_by_host_.count(r.name) > 0});
   }
   return out;
 }
 
 Status HostIdentities::Approve(const std::string& name, const std::string& actor) {
-  std::lock_guard<std::mutex> lock(mu_);
-  auto it = pending_.find(name);
-  if (it == pending_.end()) {
-    return NotFound("no enrolment request from host '" + name + "'");
-  }
-  it->second.approved_by = actor;
-  return OkStatus();
+  return store_.ApprovePendingEnrollment(name, actor);
 }
 
 Status HostIdentities::Revoke(const std::string& name) {
@@ -215,16 +221,30 @@ Status HostIdentities::Revoke(const std::string& name) {
       hash_by_host_.erase(it);
       had = true;
     }
-    had = pending_.erase(name) > 0 || had;
-    const size_t codes = codes_.size();
-    std::erase_if(codes_, [&](const auto& kv) { return kv.second.name == name; });
-    had = had || codes_.size() != codes;
   }
+  // Codes and the request first: either could give the host a new credential.
+  std::string failed;
+  Result<int> codes = store_.DeleteEnrollmentCodes(name);
+  if (!codes) {
+    failed += "; its enrolment codes could not be deleted (one could enrol it again): " +
+              codes.error().message;
+  } else {
+    had = had || *codes > 0;
+  }
+  Status request = store_.DeletePendingEnrollment(name);
+  if (!request && request.error().code != ErrorCode::kNotFound) {
+    failed += "; its enrolment request could not be deleted (if approved, its agent could "
+              "collect a credential): " + request.error().message;
+  }
+  had = had || request.has_value();
   Status stored = store_.DeleteHostCredential(name);
   if (!stored && stored.error().code != ErrorCode::kNotFound) {
-    return Internal("host " + name + " is cut off, but its credential could not be deleted from "
-                    "the store (it would come back after a restart): " +
-                    stored.error().message);
+    failed += "; its credential could not be deleted from the store (it would come back after "
+              "a restart): " + stored.error().message;
+  }
+  if (!failed.empty()) {
+    return Internal("host " + name + " is cut off on this server" + failed +
+                    "; revoke it again");
   }
   if (!had && !stored) {
     return NotFound("host '" + name + "' has no credential, enrolment request or code");

@@ -7,12 +7,16 @@
 // credential (256 random bits from the kernel's CSPRNG) and authenticates every agent call with
 // it; the credential names the host. Revoking a host drops its credential at once.
 //
-// Only SHA-256 hashes of credentials, codes and request keys are kept. Credentials are in the
-// store (they survive restarts); codes and pending requests are in memory (a restart voids
-// them: an admin makes new codes, agents file their requests again).
+// Only SHA-256 hashes of credentials, codes and request keys are kept, all in the store.
+// Credentials are also held in memory (Authenticate() runs on every agent call; Reload() picks
+// up another server's). Codes and pending requests are read from the store at each use and never
+// cached: with several servers on one store (docs/DEPLOY.md) a code made on any server is
+// accepted by any server, exactly once (Store::TakeEnrollmentCode), a request filed on one is
+// approved on another, and both survive a restart.
 //
 // Thread-safe. Authenticate() takes one short lock; the operations that write the store are
-// serialised among themselves and never hold that lock while they write.
+// serialised among themselves (within this server; the store keeps servers apart) and never
+// hold that lock while they write.
 
 #include <atomic>
 #include <cstddef>
@@ -82,34 +86,38 @@ class HostIdentities {
   // then nothing changes.
   Status Reload();
 
-  // Admin: a new single-use code for `name`, valid for `ttl` (nullopt: the default, 1 h).
-  // InvalidArgument for a bad name or ttl; ResourceExhausted past max_codes.
+  // Admin: a new single-use code for `name`, valid for `ttl` (nullopt: the default, 1 h),
+  // stored as a hash. InvalidArgument for a bad name or ttl; ResourceExhausted past max_codes
+  // (unexpired codes in the store, made on any server); a store error as it is.
   Result<EnrollmentCode> CreateCode(const std::string& name, std::optional<Millis> ttl,
                                     const std::string& actor);
 
   // Agent with a code: a code made for `name`, unexpired and unused, is consumed and the host
   // gets a new credential (replacing any it had). Unauthenticated otherwise (one message for
-  // every reason); InvalidArgument for a bad name; a store error as it is (the code then stays).
+  // every reason); InvalidArgument for a bad name; a store error as it is. The code is taken
+  // from the store first (so that two servers cannot both redeem it); when the credential then
+  // cannot be issued it is put back, and if even that fails the error says to make a new code.
   Result<IssuedCredential> EnrollWithCode(const std::string& name, std::string_view code);
 
   // Agent with the bootstrap token: files (or finds) the request of `name` made with `key` (the
   // agent's random request key, kept across its restarts). Returns the credential once an admin
   // approved that request, nullopt while it waits. Unauthenticated for a wrong bootstrap token;
   // AlreadyExists when the name has a request made with another key; InvalidArgument for a bad
-  // name or key; ResourceExhausted past max_pending.
+  // name or key; ResourceExhausted past max_pending; a store error as it is.
   Result<std::optional<IssuedCredential>> EnrollWithBootstrap(std::string_view bootstrap_token,
                                                               const std::string& name,
                                                               std::string_view key,
                                                               const std::string& hostname);
 
-  // Admin: the waiting requests, by name.
-  std::vector<PendingHost> Pending() const;
-  // Admin: approves the request of `name`; its agent gets a credential at its next call.
-  // NotFound without one.
+  // Admin: the waiting requests, by name. Errors are the store's.
+  Result<std::vector<PendingHost>> Pending() const;
+  // Admin: approves the request of `name`; its agent gets a credential at its next call, on
+  // whichever server it makes it. NotFound without one; a store error as it is.
   Status Approve(const std::string& name, const std::string& actor);
   // Admin: cuts `name` off at once: its credential (memory, then store), its request and its
-  // unused codes. NotFound if it had none of these; a store error after the host is cut off in
-  // memory (it would come back after a restart).
+  // unused codes. NotFound if it had none of these; Internal after the host is cut off in memory
+  // when the store could not delete all of it (a credential would come back after a restart, a
+  // code could still enrol it: revoke again).
   Status Revoke(const std::string& name);
 
   // The host whose credential this is; Unauthenticated otherwise.
@@ -120,22 +128,10 @@ class HostIdentities {
   uint64_t refused_over_host_limit() const { return refused_over_host_limit_.load(); }
 
  private:
-  struct Code {
-    std::string name;
-    WallTime expires_at;
-    std::string created_by;
-  };
-  struct Request {
-    std::string key_hash;
-    WallTime requested_at;
-    std::string hostname;
-    std::string approved_by;  // empty until approved
-  };
-  // Writes a new credential for `name` to the store, then memory. ResourceExhausted for a new
-  // name when max_hosts hosts have one. REQUIRES: write_mu_ held.
+  // Writes a new credential for `name` to the store, then memory, and drops the name's
+  // enrolment request. ResourceExhausted for a new name when max_hosts hosts have one.
+  // REQUIRES: write_mu_ held.
   Result<IssuedCredential> IssueLocked(const std::string& name, const std::string& issued_by);
-  // REQUIRES: mu_ held.
-  void DropExpiredCodesLocked(WallTime now);
 
   Store& store_;
   const Clock& clock_;
@@ -146,8 +142,6 @@ class HostIdentities {
   mutable std::mutex mu_;
   std::map<std::string, std::string> host_by_hash_;  // credential hash -> host. Guarded by mu_.
   std::map<std::string, std::string> hash_by_host_;  // host -> credential hash. Guarded by mu_.
-  std::map<std::string, Code> codes_;                // code hash -> code. Guarded by mu_.
-  std::map<std::string, Request> pending_;           // host -> request. Guarded by mu_.
   std::atomic<uint64_t> refused_over_host_limit_{0};
 };
 

@@ -4,6 +4,12 @@
 // (medic-server migrate, docs/STORE.md "Moving to PostgreSQL"): incidents with their timelines,
 // tokens, hosts, host credentials, the audit log, the notification outbox and the settings.
 //
+// Not copied, by design: enrolment codes and waiting enrolment requests (short-lived: a code
+// lives an hour by default and is shown once, so an admin makes a new one; an agent whose request
+// waits files it again, with the same key, at its next try, and only an approval not yet
+// collected must be given again), and what several servers keep while running (incident
+// leases, the cluster bus's messages, alarm states), which the servers rebuild.
+//
 // The audit log is appended again in order: with the same audit key on both stores the target's
 // chain comes out identical, entry for entry, so its head equals the source's.
 //

@@ -186,6 +186,25 @@ CREATE TABLE alarm_states (
   PRIMARY KEY (host, rule)
 );
 )sql",
+      // 11: enrolment codes and bootstrap enrolment requests, shared by every server on the
+      // store (a code made on one is redeemed on any, once). Hashes only.
+      R"sql(
+CREATE TABLE enrollment_codes (
+  code_hash  BYTEA  NOT NULL PRIMARY KEY,
+  name       BYTEA  NOT NULL,
+  expires_at BIGINT NOT NULL,
+  created_by BYTEA  NOT NULL
+);
+CREATE INDEX enrollment_codes_by_name ON enrollment_codes (name);
+CREATE INDEX enrollment_codes_by_expiry ON enrollment_codes (expires_at);
+CREATE TABLE pending_enrollments (
+  name         BYTEA  NOT NULL PRIMARY KEY,
+  key_hash     BYTEA  NOT NULL,
+  requested_at BIGINT NOT NULL,
+  hostname     BYTEA  NOT NULL,
+  approved_by  BYTEA  NOT NULL
+);
+)sql",
   };
   return kMigrations;
 }
@@ -720,6 +739,20 @@ class PostgresStore : public Store {
   Status PutHostCredential(const HostCredentialRecord& credential) override;
   Status DeleteHostCredential(const std::string& name) override;
   Result<std::vector<HostCredentialRecord>> ListHostCredentials() override;
+  Status PutEnrollmentCode(const EnrollmentCodeRecord& code) override;
+  Result<std::optional<EnrollmentCodeRecord>> TakeEnrollmentCode(const std::string& code_hash,
+                                                                 const std::string& name,
+                                                                 WallTime now) override;
+  Result<int64_t> PruneEnrollmentCodes(WallTime now) override;
+  Result<int> DeleteEnrollmentCodes(const std::string& name) override;
+  Result<PendingEnrollmentRecord> FilePendingEnrollment(
+      const PendingEnrollmentRecord& request) override;
+  Result<std::optional<PendingEnrollmentRecord>> GetPendingEnrollment(
+      const std::string& name) override;
+  Result<std::vector<PendingEnrollmentRecord>> ListPendingEnrollments() override;
+  Status ApprovePendingEnrollment(const std::string& name,
+                                  const std::string& approved_by) override;
+  Status DeletePendingEnrollment(const std::string& name) override;
   Status AppendAudit(const AuditEntry& entry) override;
   Result<std::vector<AuditEntry>> ListAudit(int limit) override;
   Result<AuditVerification> VerifyAudit() override;
@@ -1206,6 +1239,168 @@ Result<std::vector<HostCredentialRecord>> PostgresStore::ListHostCredentials() {
         }
         return out;
       });
+}
+
+Status PostgresStore::PutEnrollmentCode(const EnrollmentCodeRecord& code) {
+  return WithStatus("store an enrolment code for host " + code.name,
+                    [&](PgConnection& c) -> Status {
+                      RETURN_IF_ERROR(c.Run("INSERT INTO enrollment_codes (code_hash, name, "
+                                            "expires_at, created_by) VALUES ($1, $2, $3, $4)",
+                                            Params()
+                                                .Bytes(code.code_hash)
+                                                .Bytes(code.name)
+                                                .Int(ToUnixMillis(code.expires_at))
+                                                .Bytes(code.created_by)));
+                      return OkStatus();
+                    });
+}
+
+Result<std::optional<EnrollmentCodeRecord>> PostgresStore::TakeEnrollmentCode(
+    const std::string& code_hash, const std::string& name, WallTime now) {
+  return With<std::optional<EnrollmentCodeRecord>>(
+      "take an enrolment code of host " + name,
+      [&](PgConnection& c) -> Result<std::optional<EnrollmentCodeRecord>> {
+        // One statement: a second server deleting the same row waits for the first's row
+        // lock, then finds the row gone and deletes nothing. So exactly one gets the code.
+        ASSIGN_OR_RETURN(PgRows rows,
+                         c.Run("DELETE FROM enrollment_codes WHERE code_hash = $1 AND "
+                               "name = $2 AND expires_at > $3 "
+                               "RETURNING code_hash, name, expires_at, created_by",
+                               Params().Bytes(code_hash).Bytes(name).Int(ToUnixMillis(now))));
+        if (rows.rows() == 0) {
+          return std::optional<EnrollmentCodeRecord>();
+        }
+        EnrollmentCodeRecord code;
+        code.code_hash = rows.Bytes(0, 0);
+        code.name = rows.Bytes(0, 1);
+        ASSIGN_OR_RETURN(code.expires_at,
+                         TimeFromMillis(rows.Int(0, 2), "enrollment_codes.expires_at"));
+        code.created_by = rows.Bytes(0, 3);
+        return std::optional<EnrollmentCodeRecord>(std::move(code));
+      });
+}
+
+Result<int64_t> PostgresStore::PruneEnrollmentCodes(WallTime now) {
+  return With<int64_t>("prune enrolment codes", [&](PgConnection& c) -> Result<int64_t> {
+    RETURN_IF_ERROR(c.Run("DELETE FROM enrollment_codes WHERE expires_at <= $1",
+                          Params().Int(ToUnixMillis(now))));
+    ASSIGN_OR_RETURN(PgRows rows, c.Run("SELECT COUNT(*) FROM enrollment_codes"));
+    return rows.rows() > 0 ? rows.Int(0, 0) : 0;
+  });
+}
+
+Result<int> PostgresStore::DeleteEnrollmentCodes(const std::string& name) {
+  return With<int>("delete the enrolment codes of host " + name,
+                   [&](PgConnection& c) -> Result<int> {
+                     ASSIGN_OR_RETURN(PgRows rows,
+                                      c.Run("DELETE FROM enrollment_codes WHERE name = $1",
+                                            Params().Bytes(name)));
+                     return static_cast<int>(rows.Changed());
+                   });
+}
+
+namespace {
+
+constexpr const char* kPendingColumns = "name, key_hash, requested_at, hostname, approved_by";
+
+Result<PendingEnrollmentRecord> ReadPendingRow(const PgRows& rows, int r) {
+  PendingEnrollmentRecord p;
+  p.name = rows.Bytes(r, 0);
+  p.key_hash = rows.Bytes(r, 1);
+  ASSIGN_OR_RETURN(p.requested_at,
+                   TimeFromMillis(rows.Int(r, 2), "pending_enrollments.requested_at"));
+  p.hostname = rows.Bytes(r, 3);
+  p.approved_by = rows.Bytes(r, 4);
+  return p;
+}
+
+}  // namespace
+
+Result<PendingEnrollmentRecord> PostgresStore::FilePendingEnrollment(
+    const PendingEnrollmentRecord& request) {
+  return With<PendingEnrollmentRecord>(
+      "file the enrolment request of host " + request.name,
+      [&](PgConnection& c) -> Result<PendingEnrollmentRecord> {
+        // ON CONFLICT DO NOTHING waits for a concurrent insert of the same name to commit, so
+        // the SELECT after it (a new snapshot under READ COMMITTED) sees the one stored.
+        RETURN_IF_ERROR(c.Run("INSERT INTO pending_enrollments (name, key_hash, requested_at, "
+                              "hostname, approved_by) VALUES ($1, $2, $3, $4, $5) "
+                              "ON CONFLICT (name) DO NOTHING",
+                              Params()
+                                  .Bytes(request.name)
+                                  .Bytes(request.key_hash)
+                                  .Int(ToUnixMillis(request.requested_at))
+                                  .Bytes(request.hostname)
+                                  .Bytes(request.approved_by)));
+        ASSIGN_OR_RETURN(PgRows rows,
+                         c.Run(std::string("SELECT ") + kPendingColumns +
+                                   " FROM pending_enrollments WHERE name = $1",
+                               Params().Bytes(request.name)));
+        if (rows.rows() == 0) {
+          // Filed, then deleted (approved and collected, or revoked) in between.
+          return Unavailable("the request was removed while it was filed; try again");
+        }
+        return ReadPendingRow(rows, 0);
+      });
+}
+
+Result<std::optional<PendingEnrollmentRecord>> PostgresStore::GetPendingEnrollment(
+    const std::string& name) {
+  return With<std::optional<PendingEnrollmentRecord>>(
+      "read the enrolment request of host " + name,
+      [&](PgConnection& c) -> Result<std::optional<PendingEnrollmentRecord>> {
+        ASSIGN_OR_RETURN(PgRows rows, c.Run(std::string("SELECT ") + kPendingColumns +
+                                                " FROM pending_enrollments WHERE name = $1",
+                                            Params().Bytes(name)));
+        if (rows.rows() == 0) {
+          return std::optional<PendingEnrollmentRecord>();
+        }
+        ASSIGN_OR_RETURN(PendingEnrollmentRecord p, ReadPendingRow(rows, 0));
+        return std::optional<PendingEnrollmentRecord>(std::move(p));
+      });
+}
+
+Result<std::vector<PendingEnrollmentRecord>> PostgresStore::ListPendingEnrollments() {
+  return With<std::vector<PendingEnrollmentRecord>>(
+      "list enrolment requests",
+      [&](PgConnection& c) -> Result<std::vector<PendingEnrollmentRecord>> {
+        ASSIGN_OR_RETURN(PgRows rows, c.Run(std::string("SELECT ") + kPendingColumns +
+                                            " FROM pending_enrollments ORDER BY name"));
+        std::vector<PendingEnrollmentRecord> out;
+        for (int r = 0; r < rows.rows(); ++r) {
+          ASSIGN_OR_RETURN(PendingEnrollmentRecord p, ReadPendingRow(rows, r));
+          out.push_back(std::move(p));
+        }
+        return out;
+      });
+}
+
+Status PostgresStore::ApprovePendingEnrollment(const std::string& name,
+                                               const std::string& approved_by) {
+  return WithStatus("approve the enrolment request of host " + name,
+                    [&](PgConnection& c) -> Status {
+                      ASSIGN_OR_RETURN(PgRows rows,
+                                       c.Run("UPDATE pending_enrollments SET approved_by = $2 "
+                                             "WHERE name = $1",
+                                             Params().Bytes(name).Bytes(approved_by)));
+                      if (rows.Changed() == 0) {
+                        return NotFound("no enrolment request from host '" + name + "'");
+                      }
+                      return OkStatus();
+                    });
+}
+
+Status PostgresStore::DeletePendingEnrollment(const std::string& name) {
+  return WithStatus("delete the enrolment request of host " + name,
+                    [&](PgConnection& c) -> Status {
+                      ASSIGN_OR_RETURN(PgRows rows,
+                                       c.Run("DELETE FROM pending_enrollments WHERE name = $1",
+                                             Params().Bytes(name)));
+                      if (rows.Changed() == 0) {
+                        return NotFound("no enrolment request from host '" + name + "'");
+                      }
+                      return OkStatus();
+                    });
 }
 
 Status PostgresStore::AppendAudit(const AuditEntry& e) {

@@ -181,6 +181,26 @@ CREATE TABLE alarm_states (
   PRIMARY KEY (host, rule)
 );
 )sql",
+      // 11: enrolment codes and bootstrap enrolment requests, in the store rather than in one
+      // server's memory, so that every server sharing the store accepts them (and they survive
+      // a restart). Hashes only: never a code or a request key.
+      R"sql(
+CREATE TABLE enrollment_codes (
+  code_hash  TEXT    NOT NULL PRIMARY KEY,
+  name       TEXT    NOT NULL,
+  expires_at INTEGER NOT NULL,
+  created_by TEXT    NOT NULL
+);
+CREATE INDEX enrollment_codes_by_name ON enrollment_codes (name);
+CREATE INDEX enrollment_codes_by_expiry ON enrollment_codes (expires_at);
+CREATE TABLE pending_enrollments (
+  name         TEXT    NOT NULL PRIMARY KEY,
+  key_hash     TEXT    NOT NULL,
+  requested_at INTEGER NOT NULL,
+  hostname     TEXT    NOT NULL,
+  approved_by  TEXT    NOT NULL
+);
+)sql",
   };
   return kMigrations;
 }
@@ -354,6 +374,20 @@ class SqliteStore : public Store {
   Status PutHostCredential(const HostCredentialRecord& credential) override;
   Status DeleteHostCredential(const std::string& name) override;
   Result<std::vector<HostCredentialRecord>> ListHostCredentials() override;
+  Status PutEnrollmentCode(const EnrollmentCodeRecord& code) override;
+  Result<std::optional<EnrollmentCodeRecord>> TakeEnrollmentCode(const std::string& code_hash,
+                                                                 const std::string& name,
+                                                                 WallTime now) override;
+  Result<int64_t> PruneEnrollmentCodes(WallTime now) override;
+  Result<int> DeleteEnrollmentCodes(const std::string& name) override;
+  Result<PendingEnrollmentRecord> FilePendingEnrollment(
+      const PendingEnrollmentRecord& request) override;
+  Result<std::optional<PendingEnrollmentRecord>> GetPendingEnrollment(
+      const std::string& name) override;
+  Result<std::vector<PendingEnrollmentRecord>> ListPendingEnrollments() override;
+  Status ApprovePendingEnrollment(const std::string& name,
+                                  const std::string& approved_by) override;
+  Status DeletePendingEnrollment(const std::string& name) override;
   Status AppendAudit(const AuditEntry& entry) override;
   Result<std::vector<AuditEntry>> ListAudit(int limit) override;
   Result<std::vector<AuditEntry>> ListAuditAfter(int64_t after_id, int limit) override;
@@ -416,6 +450,8 @@ class SqliteStore : public Store {
     bool open_ = false;
   };
 
+  // REQUIRES: mu_ held.
+  Result<std::optional<PendingEnrollmentRecord>> GetPendingLocked(const std::string& name);
   // REQUIRES: mu_ held (or the store not yet shared).
   Status Exec(const char* sql);
   Result<StmtRef> Prepare(const char* sql);
@@ -1169,6 +1205,238 @@ Result<std::vector<HostCredentialRecord>> SqliteStore::ListHostCredentials() {
     return Describe(r.error(), "list host credentials");
   }
   return r;
+}
+
+Status SqliteStore::PutEnrollmentCode(const EnrollmentCodeRecord& code) {
+  std::lock_guard<std::mutex> lock(mu_);
+  auto run = [&]() -> Status {
+    ASSIGN_OR_RETURN(StmtRef stmt,
+                     Prepare("INSERT INTO enrollment_codes (code_hash, name, expires_at, "
+                             "created_by) VALUES (?1, ?2, ?3, ?4)"));
+    RETURN_IF_ERROR(stmt.BindText(1, code.code_hash));
+    RETURN_IF_ERROR(stmt.BindText(2, code.name));
+    RETURN_IF_ERROR(stmt.BindInt(3, ToUnixMillis(code.expires_at)));
+    RETURN_IF_ERROR(stmt.BindText(4, code.created_by));
+    return stmt.Run();
+  };
+  if (Status s = run(); !s) {
+    return Describe(s.error(), "store an enrolment code for host " + code.name);
+  }
+  return OkStatus();
+}
+
+Result<std::optional<EnrollmentCodeRecord>> SqliteStore::TakeEnrollmentCode(
+    const std::string& code_hash, const std::string& name, WallTime now) {
+  std::lock_guard<std::mutex> lock(mu_);
+  auto run = [&]() -> Result<std::optional<EnrollmentCodeRecord>> {
+    // The write lock first: another process on the same file cannot take the code between
+    // our read and our delete.
+    Transaction tx(this);
+    RETURN_IF_ERROR(tx.Begin(/*immediate=*/true));
+    EnrollmentCodeRecord code;
+    {
+      ASSIGN_OR_RETURN(StmtRef stmt,
+                       Prepare("SELECT code_hash, name, expires_at, created_by FROM "
+                               "enrollment_codes WHERE code_hash = ?1 AND name = ?2 AND "
+                               "expires_at > ?3"));
+      RETURN_IF_ERROR(stmt.BindText(1, code_hash));
+      RETURN_IF_ERROR(stmt.BindText(2, name));
+      RETURN_IF_ERROR(stmt.BindInt(3, ToUnixMillis(now)));
+      ASSIGN_OR_RETURN(bool found, stmt.Step());
+      if (!found) {
+        return std::optional<EnrollmentCodeRecord>();
+      }
+      code.code_hash = stmt.Text(0);
+      code.name = stmt.Text(1);
+      ASSIGN_OR_RETURN(code.expires_at,
+                       TimeFromMillis(stmt.Int(2), "enrollment_codes.expires_at"));
+      code.created_by = stmt.Text(3);
+    }
+    ASSIGN_OR_RETURN(StmtRef stmt, Prepare("DELETE FROM enrollment_codes WHERE code_hash = ?1"));
+    RETURN_IF_ERROR(stmt.BindText(1, code_hash));
+    RETURN_IF_ERROR(stmt.Run());
+    RETURN_IF_ERROR(tx.Commit());
+    return std::optional<EnrollmentCodeRecord>(std::move(code));
+  };
+  auto r = run();
+  if (!r) {
+    return Describe(r.error(), "take an enrolment code of host " + name);
+  }
+  return r;
+}
+
+Result<int64_t> SqliteStore::PruneEnrollmentCodes(WallTime now) {
+  std::lock_guard<std::mutex> lock(mu_);
+  auto run = [&]() -> Result<int64_t> {
+    Transaction tx(this);
+    RETURN_IF_ERROR(tx.Begin(/*immediate=*/true));
+    {
+      ASSIGN_OR_RETURN(StmtRef stmt,
+                       Prepare("DELETE FROM enrollment_codes WHERE expires_at <= ?1"));
+      RETURN_IF_ERROR(stmt.BindInt(1, ToUnixMillis(now)));
+      RETURN_IF_ERROR(stmt.Run());
+    }
+    ASSIGN_OR_RETURN(StmtRef stmt, Prepare("SELECT COUNT(*) FROM enrollment_codes"));
+    ASSIGN_OR_RETURN(bool row, stmt.Step());
+    const int64_t left = row ? stmt.Int(0) : 0;
+    RETURN_IF_ERROR(tx.Commit());
+    return left;
+  };
+  auto r = run();
+  if (!r) {
+    return Describe(r.error(), "prune enrolment codes");
+  }
+  return r;
+}
+
+Result<int> SqliteStore::DeleteEnrollmentCodes(const std::string& name) {
+  std::lock_guard<std::mutex> lock(mu_);
+  auto run = [&]() -> Result<int> {
+    ASSIGN_OR_RETURN(StmtRef stmt, Prepare("DELETE FROM enrollment_codes WHERE name = ?1"));
+    RETURN_IF_ERROR(stmt.BindText(1, name));
+    RETURN_IF_ERROR(stmt.Run());
+    return sqlite3_changes(db_);
+  };
+  auto r = run();
+  if (!r) {
+    return Describe(r.error(), "delete the enrolment codes of host " + name);
+  }
+  return r;
+}
+
+namespace {
+
+// A row of (name, key_hash, requested_at, hostname, approved_by).
+Result<PendingEnrollmentRecord> ReadPendingRow(const StmtRef& stmt) {
+  PendingEnrollmentRecord p;
+  p.name = stmt.Text(0);
+  p.key_hash = stmt.Text(1);
+  ASSIGN_OR_RETURN(p.requested_at,
+                   TimeFromMillis(stmt.Int(2), "pending_enrollments.requested_at"));
+  p.hostname = stmt.Text(3);
+  p.approved_by = stmt.Text(4);
+  return p;
+}
+
+}  // namespace
+
+Result<std::optional<PendingEnrollmentRecord>> SqliteStore::GetPendingLocked(
+    const std::string& name) {
+  ASSIGN_OR_RETURN(StmtRef stmt, Prepare("SELECT name, key_hash, requested_at, hostname, "
+                                         "approved_by FROM pending_enrollments WHERE name = ?1"));
+  RETURN_IF_ERROR(stmt.BindText(1, name));
+  ASSIGN_OR_RETURN(bool found, stmt.Step());
+  if (!found) {
+    return std::optional<PendingEnrollmentRecord>();
+  }
+  ASSIGN_OR_RETURN(PendingEnrollmentRecord p, ReadPendingRow(stmt));
+  return std::optional<PendingEnrollmentRecord>(std::move(p));
+}
+
+Result<PendingEnrollmentRecord> SqliteStore::FilePendingEnrollment(
+    const PendingEnrollmentRecord& request) {
+  std::lock_guard<std::mutex> lock(mu_);
+  auto run = [&]() -> Result<PendingEnrollmentRecord> {
+    Transaction tx(this);
+    RETURN_IF_ERROR(tx.Begin(/*immediate=*/true));
+    {
+      ASSIGN_OR_RETURN(StmtRef stmt,
+                       Prepare("INSERT OR IGNORE INTO pending_enrollments (name, key_hash, "
+                               "requested_at, hostname, approved_by) VALUES (?1, ?2, ?3, ?4, ?5)"));
+      RETURN_IF_ERROR(stmt.BindText(1, request.name));
+      RETURN_IF_ERROR(stmt.BindText(2, request.key_hash));
+      RETURN_IF_ERROR(stmt.BindInt(3, ToUnixMillis(request.requested_at)));
+      RETURN_IF_ERROR(stmt.BindText(4, request.hostname));
+      RETURN_IF_ERROR(stmt.BindText(5, request.approved_by));
+      RETURN_IF_ERROR(stmt.Run());
+    }
+    ASSIGN_OR_RETURN(std::optional<PendingEnrollmentRecord> stored, GetPendingLocked(request.name));
+    if (!stored) {
+      return Internal("the request just stored is not there");
+    }
+    RETURN_IF_ERROR(tx.Commit());
+    return std::move(*stored);
+  };
+  auto r = run();
+  if (!r) {
+    return Describe(r.error(), "file the enrolment request of host " + request.name);
+  }
+  return r;
+}
+
+Result<std::optional<PendingEnrollmentRecord>> SqliteStore::GetPendingEnrollment(
+    const std::string& name) {
+  std::lock_guard<std::mutex> lock(mu_);
+  auto r = GetPendingLocked(name);
+  if (!r) {
+    return Describe(r.error(), "read the enrolment request of host " + name);
+  }
+  return r;
+}
+
+Result<std::vector<PendingEnrollmentRecord>> SqliteStore::ListPendingEnrollments() {
+  std::lock_guard<std::mutex> lock(mu_);
+  auto run = [&]() -> Result<std::vector<PendingEnrollmentRecord>> {
+    ASSIGN_OR_RETURN(StmtRef stmt, Prepare("SELECT name, key_hash, requested_at, hostname, "
+                                           "approved_by FROM pending_enrollments ORDER BY name"));
+    std::vector<PendingEnrollmentRecord> out;
+    for (;;) {
+      ASSIGN_OR_RETURN(bool row, stmt.Step());
+      if (!row) {
+        return out;
+      }
+      ASSIGN_OR_RETURN(PendingEnrollmentRecord p, ReadPendingRow(stmt));
+      out.push_back(std::move(p));
+    }
+  };
+  auto r = run();
+  if (!r) {
+    return Describe(r.error(), "list enrolment requests");
+  }
+  return r;
+}
+
+Status SqliteStore::ApprovePendingEnrollment(const std::string& name,
+                                             const std::string& approved_by) {
+  std::lock_guard<std::mutex> lock(mu_);
+  auto run = [&]() -> Status {
+    ASSIGN_OR_RETURN(StmtRef stmt,
+                     Prepare("UPDATE pending_enrollments SET approved_by = ?2 WHERE name = ?1"));
+    RETURN_IF_ERROR(stmt.BindText(1, name));
+    RETURN_IF_ERROR(stmt.BindText(2, approved_by));
+    RETURN_IF_ERROR(stmt.Run());
+    if (sqlite3_changes(db_) == 0) {
+      return NotFound("no enrolment request from host '" + name + "'");
+    }
+    return OkStatus();
+  };
+  if (Status s = run(); !s) {
+    if (s.error().code == ErrorCode::kNotFound) {
+      return s;
+    }
+    return Describe(s.error(), "approve the enrolment request of host " + name);
+  }
+  return OkStatus();
+}
+
+Status SqliteStore::DeletePendingEnrollment(const std::string& name) {
+  std::lock_guard<std::mutex> lock(mu_);
+  auto run = [&]() -> Status {
+    ASSIGN_OR_RETURN(StmtRef stmt, Prepare("DELETE FROM pending_enrollments WHERE name = ?1"));
+    RETURN_IF_ERROR(stmt.BindText(1, name));
+    RETURN_IF_ERROR(stmt.Run());
+    if (sqlite3_changes(db_) == 0) {
+      return NotFound("no enrolment request from host '" + name + "'");
+    }
+    return OkStatus();
+  };
+  if (Status s = run(); !s) {
+    if (s.error().code == ErrorCode::kNotFound) {
+      return s;
+    }
+    return Describe(s.error(), "delete the enrolment request of host " + name);
+  }
+  return OkStatus();
 }
 
 Status SqliteStore::AppendAudit(const AuditEntry& e) {

@@ -82,6 +82,25 @@ struct HostCredentialRecord {
   std::string issued_by;  // "code:<admin who made the code>" or "approval:<admin>"
 };
 
+// A single-use enrolment code an admin made for a host (server/identity/host_identities.h).
+// Only a hash of the code is stored: a code is as good as a credential until it is used.
+struct EnrollmentCodeRecord {
+  std::string code_hash;  // lowercase hex SHA-256 of the code; unique
+  std::string name;       // the host it enrols
+  WallTime expires_at;
+  std::string created_by;  // the admin who made it
+};
+
+// An enrolment request an agent filed with the bootstrap token, waiting for an admin (or
+// approved and not yet collected by its agent). Only a hash of the agent's request key is kept.
+struct PendingEnrollmentRecord {
+  std::string name;      // the host; unique
+  std::string key_hash;  // lowercase hex SHA-256 of the agent's request key
+  WallTime requested_at;
+  std::string hostname;     // the kernel's hostname, as the agent said (informational)
+  std::string approved_by;  // "" until approved
+};
+
 // One notification to deliver (server/notify/, docs/integrations/notifications.md): an
 // (event, channel) pair, kept until it was delivered or given up on, so that it survives a
 // restart and is sent once. `key` (the idempotency key the receiver gets) is unique.
@@ -189,6 +208,38 @@ class Store {
   virtual Status DeleteHostCredential(const std::string& name) = 0;
   // By name.
   virtual Result<std::vector<HostCredentialRecord>> ListHostCredentials() = 0;
+
+  // Enrolment codes. They live in the store, not in a server's memory, so that a code made on
+  // any server sharing the store is accepted by any of them, once (docs/DEPLOY.md).
+  //
+  // Inserts the code. AlreadyExists if its hash is stored already.
+  virtual Status PutEnrollmentCode(const EnrollmentCodeRecord& code) = 0;
+  // Deletes and returns the code with `code_hash` if it was made for `name` and is unexpired at
+  // `now` (expires_at > now); nullopt, changing nothing, otherwise. Of several concurrent takes
+  // of one code, from any number of servers, exactly one gets it.
+  virtual Result<std::optional<EnrollmentCodeRecord>> TakeEnrollmentCode(
+      const std::string& code_hash, const std::string& name, WallTime now) = 0;
+  // Deletes the codes expired at `now` (expires_at <= now); returns how many codes remain.
+  virtual Result<int64_t> PruneEnrollmentCodes(WallTime now) = 0;
+  // Deletes every code made for `name` (a revoked host); returns how many there were.
+  virtual Result<int> DeleteEnrollmentCodes(const std::string& name) = 0;
+
+  // Enrolment requests filed with the bootstrap token, shared like the codes.
+  //
+  // Stores `request` unless `request.name` has a request already, and returns the request
+  // stored under that name: `request`, or the earlier one unchanged. Of several concurrent
+  // filings for one name exactly one is stored.
+  virtual Result<PendingEnrollmentRecord> FilePendingEnrollment(
+      const PendingEnrollmentRecord& request) = 0;
+  virtual Result<std::optional<PendingEnrollmentRecord>> GetPendingEnrollment(
+      const std::string& name) = 0;
+  // By name.
+  virtual Result<std::vector<PendingEnrollmentRecord>> ListPendingEnrollments() = 0;
+  // Sets approved_by of the request of `name`. NotFound without one.
+  virtual Status ApprovePendingEnrollment(const std::string& name,
+                                          const std::string& approved_by) = 0;
+  // NotFound without one.
+  virtual Status DeletePendingEnrollment(const std::string& name) = 0;
 
   // Appends the entry, numbered and chained to the newest one in the same transaction.
   virtual Status AppendAudit(const AuditEntry& entry) = 0;

@@ -151,6 +151,27 @@ std::vector<OpCall> EveryOp() {
          return ErrorOf(s.PutAlarmStates({{"x", "r", "OK", Ms(kT0), "", "s1", Ms(kT0)}}));
        }},
       {StoreOp::kListAlarmStates, [](Store& s) { return ErrorOf(s.ListAlarmStates("x")); }},
+      {StoreOp::kPutEnrollmentCode,
+       [](Store& s) {
+         return ErrorOf(s.PutEnrollmentCode({std::string(64, 'n'), "new", Ms(kT0 + 1000), "a"}));
+       }},
+      {StoreOp::kTakeEnrollmentCode,
+       [](Store& s) { return ErrorOf(s.TakeEnrollmentCode(std::string(64, 'x'), "x", Ms(kT0))); }},
+      {StoreOp::kPruneEnrollmentCodes,
+       [](Store& s) { return ErrorOf(s.PruneEnrollmentCodes(Ms(kT0))); }},
+      {StoreOp::kDeleteEnrollmentCodes,
+       [](Store& s) { return ErrorOf(s.DeleteEnrollmentCodes("x")); }},
+      {StoreOp::kFilePendingEnrollment,
+       [](Store& s) {
+         return ErrorOf(s.FilePendingEnrollment({"new", std::string(64, 'n'), Ms(kT0), "", ""}));
+       }},
+      {StoreOp::kGetPendingEnrollment, [](Store& s) { return ErrorOf(s.GetPendingEnrollment("x")); }},
+      {StoreOp::kListPendingEnrollments,
+       [](Store& s) { return ErrorOf(s.ListPendingEnrollments()); }},
+      {StoreOp::kApprovePendingEnrollment,
+       [](Store& s) { return ErrorOf(s.ApprovePendingEnrollment("x", "a")); }},
+      {StoreOp::kDeletePendingEnrollment,
+       [](Store& s) { return ErrorOf(s.DeletePendingEnrollment("x")); }},
   };
 }
 
@@ -160,6 +181,8 @@ void Seed(Store& s) {
   ASSERT_TRUE(s.PutHost({"x", Json::object(), Ms(kT0), Ms(kT0)}).has_value());
   ASSERT_TRUE(s.PutHostCredential({"x", std::string(64, 'x'), Ms(kT0), "a"}).has_value());
   ASSERT_TRUE(s.EnqueueOutbox({OutboxRow("x")}).has_value());
+  ASSERT_TRUE(s.PutEnrollmentCode({std::string(64, 'x'), "x", Ms(kT0 + 1000), "a"}).has_value());
+  ASSERT_TRUE(s.FilePendingEnrollment({"x", std::string(64, 'x'), Ms(kT0), "", ""}).has_value());
 }
 
 TEST(FaultyStoreEveryOpTest, EachOperationFailsAloneAndOthersPass) {

@@ -15,7 +15,9 @@
 #include <vector>
 
 #include "core/files.h"
+#include "core/sha256.h"
 #include "server/app/server_app.h"
+#include "server/identity/host_identities.h"
 #include "server/store/audit_chain.h"
 #include "server/store/copy_store.h"
 #include "server/store/store.h"
@@ -116,7 +118,7 @@ TEST_F(PostgresStoreTest, ServersStartingTogetherApplyEachMigrationOnce) {
     EXPECT_EQ(errors[i], "") << "store " << i;
   }
   EXPECT_EQ(Query(dsn_, "SELECT version FROM schema_migrations ORDER BY version"),
-            (std::vector<std::string>{"1", "2", "3", "4", "5", "6", "7", "8", "9", "10"}));
+            (std::vector<std::string>{"1", "2", "3", "4", "5", "6", "7", "8", "9", "10", "11"}));
 }
 
 TEST_F(PostgresStoreTest, ReopeningAppliesNothingAndANewerSchemaIsRefused) {
@@ -135,7 +137,7 @@ TEST_F(PostgresStoreTest, ReopeningAppliesNothingAndANewerSchemaIsRefused) {
   EXPECT_EQ(s.error().code, ErrorCode::kFailedPrecondition);
   EXPECT_NE(s.error().message.find("99"), std::string::npos) << s.error().message;
   EXPECT_EQ(Query(dsn_, "SELECT count(*) FROM schema_migrations"),
-            (std::vector<std::string>{"11"}));
+            (std::vector<std::string>{"12"}));
 }
 
 TEST_F(PostgresStoreTest, TwoServersAppendingAuditFromManyThreadsMakeOneChain) {
@@ -402,6 +404,83 @@ TEST_F(PostgresStoreTest, MigrateCopiesASqliteInstallationThatReadsBackIdentical
   }
   // A second copy into the same database is refused: it is not empty any more.
   EXPECT_FALSE(CopyStore(from, *to).has_value());
+}
+
+// Two medic-servers on one PostgreSQL, as HostIdentities on two stores (two connection pools):
+// a code made on one is redeemed on the other; redemptions of one code on both at once enrol the
+// host once (the row lock of TakeEnrollmentCode's DELETE); a request filed on one is approved
+// on the other and collected on the first.
+TEST_F(PostgresStoreTest, EnrolmentCodesAndRequestsAreSharedByTwoServersAndUsedOnce) {
+  std::unique_ptr<Store> store_a = MustOpen();
+  std::unique_ptr<Store> store_b = MustOpen();
+  ASSERT_NE(store_a, nullptr);
+  ASSERT_NE(store_b, nullptr);
+  const std::string bootstrap = "bootstrap-token-0123456789";
+  ManualClock clock;
+  HostIdentities a(*store_a, clock, Sha256Hex(bootstrap));
+  HostIdentities b(*store_b, clock, Sha256Hex(bootstrap));
+  ASSERT_TRUE(a.Load().has_value());
+  ASSERT_TRUE(b.Load().has_value());
+
+  auto code = a.CreateCode("web-1", std::nullopt, "alice");
+  ASSERT_TRUE(code.has_value()) << code.error().ToString();
+  EXPECT_EQ(Query(dsn_, "SELECT count(*) FROM enrollment_codes WHERE code_hash = '" +
+                            Sha256Hex(code->code) + "'::bytea"),
+            (std::vector<std::string>{"1"}));
+  auto issued = b.EnrollWithCode("web-1", code->code);
+  ASSERT_TRUE(issued.has_value()) << issued.error().ToString();
+  EXPECT_EQ(b.Authenticate(issued->credential).value(), "web-1");
+  EXPECT_EQ(a.EnrollWithCode("web-1", code->code).error().code, ErrorCode::kUnauthenticated);
+
+  constexpr int kRounds = 5;
+  constexpr int kThreads = 8;
+  for (int round = 0; round < kRounds; ++round) {
+    SCOPED_TRACE("round " + std::to_string(round));
+    const std::string name = "db-" + std::to_string(round);
+    auto c = (round % 2 == 0 ? a : b).CreateCode(name, std::nullopt, "admin");
+    ASSERT_TRUE(c.has_value()) << c.error().ToString();
+    std::atomic<int> won{0};
+    std::atomic<int> refused{0};
+    std::vector<std::string> other(kThreads);
+    std::atomic<bool> go{false};
+    std::vector<std::thread> threads;
+    for (int t = 0; t < kThreads; ++t) {
+      HostIdentities& ids = t % 2 == 0 ? a : b;
+      threads.emplace_back([&ids, &name, &c, &won, &refused, &other, &go, t] {
+        while (!go.load()) {
+          std::this_thread::yield();
+        }
+        auto r = ids.EnrollWithCode(name, c->code);
+        if (r.has_value()) {
+          ++won;
+        } else if (r.error().code == ErrorCode::kUnauthenticated) {
+          ++refused;
+        } else {
+          other[static_cast<size_t>(t)] = r.error().ToString();
+        }
+      });
+    }
+    go = true;
+    for (auto& th : threads) {
+      th.join();
+    }
+    EXPECT_EQ(won.load(), 1);
+    EXPECT_EQ(refused.load(), kThreads - 1);
+    for (const std::string& e : other) {
+      EXPECT_EQ(e, "");
+    }
+  }
+  EXPECT_EQ(Query(dsn_, "SELECT count(*) FROM host_credentials"),
+            (std::vector<std::string>{std::to_string(1 + kRounds)}));
+
+  const std::string key(64, 'a');
+  auto first = a.EnrollWithBootstrap(bootstrap, "web-2", key, "box2");
+  ASSERT_TRUE(first.has_value()) << first.error().ToString();
+  EXPECT_FALSE(first->has_value());
+  ASSERT_TRUE(b.Approve("web-2", "alice").has_value());
+  auto collected = a.EnrollWithBootstrap(bootstrap, "web-2", key, "box2");
+  ASSERT_TRUE(collected.has_value() && collected->has_value());
+  EXPECT_TRUE(b.Pending().value().empty());
 }
 
 }  // namespace

@@ -218,8 +218,9 @@ TEST_F(SqliteStoreTest, MigrationsRunOnceAndReopenIsIdempotent) {
   EXPECT_EQ(raw.Query("SELECT version, applied_at FROM schema_migrations ORDER BY version"), first);
   EXPECT_EQ(raw.Query("SELECT name FROM sqlite_master WHERE type = 'table' ORDER BY name"),
             (std::vector<std::string>{"alarm_states", "audit", "cluster_messages",
-                                      "host_credentials", "hosts", "incident_leases",
-                                      "incidents", "outbox", "schema_migrations", "settings",
+                                      "enrollment_codes", "host_credentials", "hosts",
+                                      "incident_leases", "incidents", "outbox",
+                                      "pending_enrollments", "schema_migrations", "settings",
                                       "sqlite_sequence", "timeline", "tokens"}));
 }
 
@@ -233,7 +234,8 @@ TEST_F(SqliteStoreTest, MigrationSixAddsHostCredentialsToAnOlderDatabase) {
   }
   {
     RawDb raw(DbPath());
-    ASSERT_EQ(raw.Exec("DROP TABLE host_credentials; DROP TABLE outbox; DROP TABLE cluster_messages; DROP TABLE alarm_states"), SQLITE_OK)
+    ASSERT_EQ(raw.Exec("DROP TABLE host_credentials; DROP TABLE outbox; DROP TABLE cluster_messages; DROP TABLE alarm_states; "
+                       "DROP TABLE enrollment_codes; DROP TABLE pending_enrollments"), SQLITE_OK)
         << raw.LastError();
     // Version 5: the migrations after it (6, and 7 and 8 since issue 14) had not run.
     ASSERT_EQ(raw.Exec("DELETE FROM schema_migrations WHERE version >= 6"), SQLITE_OK);
@@ -247,7 +249,7 @@ TEST_F(SqliteStoreTest, MigrationSixAddsHostCredentialsToAnOlderDatabase) {
       store->PutHostCredential({"web-1", std::string(64, 'a'), Ms(kT0), "code:admin"}).has_value());
   RawDb raw(DbPath());
   EXPECT_EQ(raw.Query("SELECT MAX(version) FROM schema_migrations"),
-            std::vector<std::string>{"10"});
+            std::vector<std::string>{"11"});
   EXPECT_EQ(raw.Query("SELECT name, issued_by FROM host_credentials"),
             std::vector<std::string>{"web-1|code:admin"});
 }
@@ -267,6 +269,7 @@ TEST_F(SqliteStoreTest, MigrationSevenAddsTheIngestRoleAndKeepsTheTokens) {
                        "UNIQUE, created_at INTEGER NOT NULL, created_by TEXT NOT NULL);"
                        "INSERT INTO tokens VALUES ('vera', 'viewer', 'h1', 1, 'admin');"
                        "DROP TABLE outbox; DROP TABLE cluster_messages; DROP TABLE alarm_states;"
+                       "DROP TABLE enrollment_codes; DROP TABLE pending_enrollments;"
                        "DELETE FROM schema_migrations WHERE version >= 7;"),
               SQLITE_OK)
         << raw.LastError();
@@ -284,7 +287,7 @@ TEST_F(SqliteStoreTest, MigrationSevenAddsTheIngestRoleAndKeepsTheTokens) {
   EXPECT_EQ((*tokens)[1].role, "viewer");
   RawDb raw(DbPath());
   EXPECT_EQ(raw.Query("SELECT MAX(version) FROM schema_migrations"),
-            std::vector<std::string>{"10"});
+            std::vector<std::string>{"11"});
 }
 
 // A database of schema 7 (before the notification outbox) gets the outbox; its incidents stay.
@@ -297,6 +300,7 @@ TEST_F(SqliteStoreTest, MigrationEightAddsTheOutboxToAnOlderDatabase) {
   {
     RawDb raw(DbPath());
     ASSERT_EQ(raw.Exec("DROP TABLE outbox; DROP TABLE cluster_messages; DROP TABLE alarm_states; "
+                       "DROP TABLE enrollment_codes; DROP TABLE pending_enrollments; "
                        "DELETE FROM schema_migrations WHERE version >= 8"),
               SQLITE_OK)
         << raw.LastError();
@@ -317,7 +321,7 @@ TEST_F(SqliteStoreTest, MigrationEightAddsTheOutboxToAnOlderDatabase) {
   EXPECT_EQ(*added, 1);
   RawDb raw(DbPath());
   EXPECT_EQ(raw.Query("SELECT MAX(version) FROM schema_migrations"),
-            std::vector<std::string>{"10"});
+            std::vector<std::string>{"11"});
   EXPECT_EQ(raw.Query("SELECT key, state FROM outbox"),
             std::vector<std::string>{"inc-1:0:incident_opened:webhook|pending"});
 }
@@ -467,6 +471,7 @@ TEST_F(AuditTamperTest, MigrationChainsTheEntriesOfAnOlderDatabase) {
                        "ALTER TABLE audit DROP COLUMN hash; "
                        "DROP TABLE host_credentials; "
                        "DROP TABLE outbox; DROP TABLE cluster_messages; DROP TABLE alarm_states; "
+                       "DROP TABLE enrollment_codes; DROP TABLE pending_enrollments; "
                        "DELETE FROM schema_migrations WHERE version >= 5; "
                        "INSERT INTO audit (timestamp, actor, action, detail) VALUES "
                        "(1800000000001, 'admin', 'token.create', 'vera (viewer)'), "

@@ -804,6 +804,187 @@ TEST_P(StoreConformanceTest, HostCredentialsArePutReplacedListedByNameAndDeleted
   EXPECT_EQ((*all)[0].name, "web-1");
 }
 
+// --- enrolment codes and requests (shared by the servers on one store) ------------------------
+
+TEST_P(StoreConformanceTest, AnEnrolmentCodeIsTakenOnceForItsNameUntilItExpires) {
+  const EnrollmentCodeRecord code{std::string(64, 'a'), "web-1", Ms(kT0 + 60'000), "alice"};
+  MEDIC_ASSERT_OK(store().PutEnrollmentCode(code));
+  EXPECT_EQ(CodeOf(store().PutEnrollmentCode(code)), ErrorCode::kAlreadyExists);
+
+  // Another name, an unknown hash, or the expiry instant itself: nothing taken, nothing changed.
+  Result<std::optional<EnrollmentCodeRecord>> none =
+      store().TakeEnrollmentCode(code.code_hash, "web-2", Ms(kT0));
+  MEDIC_ASSERT_OK(none);
+  EXPECT_FALSE(none->has_value());
+  none = store().TakeEnrollmentCode(std::string(64, 'b'), "web-1", Ms(kT0));
+  MEDIC_ASSERT_OK(none);
+  EXPECT_FALSE(none->has_value());
+  none = store().TakeEnrollmentCode(code.code_hash, "web-1", Ms(kT0 + 60'000));
+  MEDIC_ASSERT_OK(none);
+  EXPECT_FALSE(none->has_value());
+
+  Result<std::optional<EnrollmentCodeRecord>> taken =
+      store().TakeEnrollmentCode(code.code_hash, "web-1", Ms(kT0 + 59'999));
+  MEDIC_ASSERT_OK(taken);
+  ASSERT_TRUE(taken->has_value());
+  EXPECT_EQ((*taken)->code_hash, code.code_hash);
+  EXPECT_EQ((*taken)->name, "web-1");
+  EXPECT_EQ((*taken)->expires_at, Ms(kT0 + 60'000));
+  EXPECT_EQ((*taken)->created_by, "alice");
+  Result<std::optional<EnrollmentCodeRecord>> again =
+      store().TakeEnrollmentCode(code.code_hash, "web-1", Ms(kT0));
+  MEDIC_ASSERT_OK(again);
+  EXPECT_FALSE(again->has_value()) << "single use";
+  // Taken codes are gone, so the hash may be stored again (a code put back after a failure).
+  MEDIC_ASSERT_OK(store().PutEnrollmentCode(code));
+}
+
+TEST_P(StoreConformanceTest, ExpiredEnrolmentCodesArePrunedAndARevokedHostLosesItsCodes) {
+  MEDIC_ASSERT_OK(store().PutEnrollmentCode({std::string(64, 'a'), "web-1", Ms(kT0 + 1000), "a"}));
+  MEDIC_ASSERT_OK(store().PutEnrollmentCode({std::string(64, 'b'), "web-1", Ms(kT0 + 5000), "a"}));
+  MEDIC_ASSERT_OK(store().PutEnrollmentCode({std::string(64, 'c'), "web-2", Ms(kT0 + 5000), "a"}));
+  Result<int64_t> left = store().PruneEnrollmentCodes(Ms(kT0));
+  MEDIC_ASSERT_OK(left);
+  EXPECT_EQ(*left, 3);
+  left = store().PruneEnrollmentCodes(Ms(kT0 + 1000));  // 'a' expires at that instant
+  MEDIC_ASSERT_OK(left);
+  EXPECT_EQ(*left, 2);
+  // Pruned for good: not even an earlier `now` brings it back.
+  Result<std::optional<EnrollmentCodeRecord>> gone =
+      store().TakeEnrollmentCode(std::string(64, 'a'), "web-1", Ms(kT0));
+  MEDIC_ASSERT_OK(gone);
+  EXPECT_FALSE(gone->has_value());
+
+  Result<int> deleted = store().DeleteEnrollmentCodes("web-1");
+  MEDIC_ASSERT_OK(deleted);
+  EXPECT_EQ(*deleted, 1);
+  deleted = store().DeleteEnrollmentCodes("web-1");
+  MEDIC_ASSERT_OK(deleted);
+  EXPECT_EQ(*deleted, 0);
+  Result<std::optional<EnrollmentCodeRecord>> other =
+      store().TakeEnrollmentCode(std::string(64, 'c'), "web-2", Ms(kT0));
+  MEDIC_ASSERT_OK(other);
+  EXPECT_TRUE(other->has_value()) << "another host's code stays";
+}
+
+// Two servers (two stores on one backend) and several threads each redeem the same code at
+// once: exactly one gets it. This is what keeps a code single-use across servers.
+TEST_P(StoreConformanceTest, ConcurrentTakesOfOneCodeFromTwoStoresLetExactlyOneWin) {
+  Result<std::unique_ptr<Store>> second = backend_->Open();
+  ASSERT_TRUE(second.has_value()) << second.error().ToString();
+  constexpr int kRounds = 5;
+  constexpr int kThreads = 8;
+  for (int round = 0; round < kRounds; ++round) {
+    SCOPED_TRACE("round " + std::to_string(round));
+    const std::string hash(64, static_cast<char>('a' + round));
+    MEDIC_ASSERT_OK(store().PutEnrollmentCode({hash, "web-1", Ms(kT0 + 60'000), "admin"}));
+    std::atomic<int> won{0};
+    std::atomic<int> lost{0};
+    std::atomic<int> failed{0};
+    std::vector<std::thread> threads;
+    for (int t = 0; t < kThreads; ++t) {
+      Store& s = t % 2 == 0 ? store() : **second;
+      threads.emplace_back([&s, &hash, &won, &lost, &failed] {
+        Result<std::optional<EnrollmentCodeRecord>> r =
+            s.TakeEnrollmentCode(hash, "web-1", Ms(kT0));
+        if (!r.has_value()) {
+          ++failed;
+        } else if (r->has_value()) {
+          ++won;
+        } else {
+          ++lost;
+        }
+      });
+    }
+    for (auto& th : threads) {
+      th.join();
+    }
+    EXPECT_EQ(won.load(), 1);
+    EXPECT_EQ(lost.load(), kThreads - 1);
+    EXPECT_EQ(failed.load(), 0);
+  }
+}
+
+TEST_P(StoreConformanceTest, AnEnrolmentRequestIsFiledOnceApprovedListedAndDeleted) {
+  Result<std::vector<PendingEnrollmentRecord>> none = store().ListPendingEnrollments();
+  MEDIC_ASSERT_OK(none);
+  EXPECT_TRUE(none->empty());
+  Result<std::optional<PendingEnrollmentRecord>> missing = store().GetPendingEnrollment("web-2");
+  MEDIC_ASSERT_OK(missing);
+  EXPECT_FALSE(missing->has_value());
+
+  const PendingEnrollmentRecord web2{"web-2", std::string(64, 'a'), Ms(kT0), "box2", ""};
+  Result<PendingEnrollmentRecord> filed = store().FilePendingEnrollment(web2);
+  MEDIC_ASSERT_OK(filed);
+  EXPECT_EQ(filed->key_hash, web2.key_hash);
+  // A second filing for the name (another key, say) changes nothing and returns the first.
+  filed = store().FilePendingEnrollment({"web-2", std::string(64, 'b'), Ms(kT0 + 5), "x", "auto"});
+  MEDIC_ASSERT_OK(filed);
+  EXPECT_EQ(filed->key_hash, std::string(64, 'a'));
+  EXPECT_EQ(filed->requested_at, Ms(kT0));
+  EXPECT_EQ(filed->hostname, "box2");
+  EXPECT_EQ(filed->approved_by, "");
+  MEDIC_ASSERT_OK(
+      store().FilePendingEnrollment({"web-1", std::string(64, 'c'), Ms(kT0 + 1), "", "auto"}));
+
+  MEDIC_ASSERT_OK(store().ApprovePendingEnrollment("web-2", "alice"));
+  EXPECT_EQ(CodeOf(store().ApprovePendingEnrollment("web-9", "alice")), ErrorCode::kNotFound);
+  Result<std::vector<PendingEnrollmentRecord>> all = store().ListPendingEnrollments();
+  MEDIC_ASSERT_OK(all);
+  ASSERT_EQ(all->size(), 2u);
+  EXPECT_EQ((*all)[0].name, "web-1");
+  EXPECT_EQ((*all)[0].approved_by, "auto");
+  EXPECT_EQ((*all)[0].requested_at, Ms(kT0 + 1));
+  EXPECT_EQ((*all)[1].name, "web-2");
+  EXPECT_EQ((*all)[1].key_hash, std::string(64, 'a'));
+  EXPECT_EQ((*all)[1].hostname, "box2");
+  EXPECT_EQ((*all)[1].approved_by, "alice");
+  Result<std::optional<PendingEnrollmentRecord>> got = store().GetPendingEnrollment("web-2");
+  MEDIC_ASSERT_OK(got);
+  ASSERT_TRUE(got->has_value());
+  EXPECT_EQ((*got)->approved_by, "alice");
+
+  MEDIC_ASSERT_OK(store().DeletePendingEnrollment("web-2"));
+  EXPECT_EQ(CodeOf(store().DeletePendingEnrollment("web-2")), ErrorCode::kNotFound);
+  all = store().ListPendingEnrollments();
+  MEDIC_ASSERT_OK(all);
+  ASSERT_EQ(all->size(), 1u);
+  EXPECT_EQ((*all)[0].name, "web-1");
+}
+
+// Two servers file a request for one name at once with different keys: one request is stored
+// and both are told which.
+TEST_P(StoreConformanceTest, ConcurrentFilingsForOneNameStoreOneRequest) {
+  Result<std::unique_ptr<Store>> second = backend_->Open();
+  ASSERT_TRUE(second.has_value()) << second.error().ToString();
+  constexpr int kThreads = 8;
+  std::vector<std::string> seen(kThreads);
+  std::atomic<int> failed{0};
+  std::vector<std::thread> threads;
+  for (int t = 0; t < kThreads; ++t) {
+    Store& s = t % 2 == 0 ? store() : **second;
+    threads.emplace_back([&s, &seen, &failed, t] {
+      Result<PendingEnrollmentRecord> r = s.FilePendingEnrollment(
+          {"web-1", std::string(64, static_cast<char>('a' + t)), Ms(kT0 + t), "", ""});
+      if (r.has_value()) {
+        seen[static_cast<size_t>(t)] = r->key_hash;
+      } else {
+        ++failed;
+      }
+    });
+  }
+  for (auto& th : threads) {
+    th.join();
+  }
+  EXPECT_EQ(failed.load(), 0);
+  Result<std::vector<PendingEnrollmentRecord>> all = store().ListPendingEnrollments();
+  MEDIC_ASSERT_OK(all);
+  ASSERT_EQ(all->size(), 1u);
+  for (const std::string& key_hash : seen) {
+    EXPECT_EQ(key_hash, (*all)[0].key_hash);
+  }
+}
+
 // --- settings -------------------------------------------------------------------------------
 
 TEST_P(StoreConformanceTest, SettingsGetPutOverwrite) {

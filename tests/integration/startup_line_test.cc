@@ -7,6 +7,7 @@
 
 #include <gtest/gtest.h>
 
+#include <iostream>
 #include <memory>
 #include <string>
 #include <vector>
@@ -54,6 +55,7 @@ class StartupLineTest : public ::testing::Test {
       return !line.empty() || !ProcessAlive(server_->pid());
     });
     EXPECT_FALSE(line.empty()) << "no startup line; the server's log:\n" << log();
+    std::cout << "the startup line: " << line << "\n";
     return line;
   }
 

@@ -455,6 +455,8 @@ async function hostPage(main, name) {
       h('dt', {}, 'Hostname'), h('dd', {}, host.hostname || '—'),
       h('dt', {}, 'Agent'), h('dd', {}, host.version || '—'),
       h('dt', {}, 'Last seen'), h('dd', {}, ago(host.last_seen)),
+      // Several servers on one store: where its agent reports (its charts are on that server).
+      host.server !== undefined ? [h('dt', {}, 'Server'), h('dd', {}, host.server || '—')] : null,
       h('dt', {}, 'Services'), h('dd', {}, (host.services || []).join(', ') || '—'),
       h('dt', {}, 'Log directory'), h('dd', {}, host.log_dir || '—',
         reportedDiffers(host.reported_log_dir, host.log_dir)),

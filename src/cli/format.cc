@@ -241,6 +241,10 @@ Result<std::string> FormatHostList(const Json& body, WallTime now) {
   if (list->empty()) {
     return std::string("no hosts\n");
   }
+  // Several servers on one store: each host says which server it reports to (docs/API.md).
+  const bool cluster = std::any_of(list->begin(), list->end(), [](const Json& h) {
+    return h.is_object() && h.contains("server");
+  });
   std::vector<std::vector<std::string>> rows;
   for (const Json& h : *list) {
     const Json metrics = h.is_object() ? h.value("metrics", Json()) : Json();
@@ -248,6 +252,12 @@ Result<std::string> FormatHostList(const Json& body, WallTime now) {
     rows.push_back({Text(h, "name"), Text(h, "status"), FormatAgeOf(seen, now),
                     Percent(metrics, "disk_used_percent"), Percent(metrics, "mem_used_percent"),
                     h.is_object() ? Checks(h) : std::string(kMissing)});
+    if (cluster) {
+      rows.back().insert(rows.back().begin() + 3, Text(h, "server"));  // "-" when ""
+    }
+  }
+  if (cluster) {
+    return FormatTable({"NAME", "STATUS", "LAST SEEN", "SERVER", "DISK", "MEM", "CHECKS"}, rows);
   }
   return FormatTable({"NAME", "STATUS", "LAST SEEN", "DISK", "MEM", "CHECKS"}, rows);
 }

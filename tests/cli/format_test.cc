@@ -133,6 +133,23 @@ TEST(FormatHostListTest, Table) {
   EXPECT_EQ(FormatHostList(J(R"j({"hosts":[]})j"), kNow).value(), "no hosts\n");
 }
 
+// Several servers on one store: the server each host reports to; its metrics and checks are
+// known there only.
+TEST(FormatHostListTest, AClusterNamesEachHostsServer) {
+  const Json body = J(R"j({"hosts":[
+    {"name":"web-1","status":"healthy","last_seen":"2026-11-29T21:13:15Z","server":"a",
+     "metrics":{"disk_used_percent":42.25,"mem_used_percent":30},"checks":[]},
+    {"name":"web-2","status":"stale","last_seen":"2026-11-29T21:10:16Z","server":"b",
+     "metrics":{},"checks":[]},
+    {"name":"web-3","status":"healthy","last_seen":"2026-11-29T21:13:06Z","server":"",
+     "metrics":{},"checks":[]}]})j");
+  EXPECT_EQ(FormatHostList(body, kNow).value(),
+            "NAME   STATUS   LAST SEEN  SERVER  DISK   MEM    CHECKS\n"
+            "web-1  healthy  1s ago     a       42.2%  30.0%  -\n"
+            "web-2  stale    3m ago     b       -      -      -\n"
+            "web-3  healthy  10s ago    -       -      -      -\n");
+}
+
 TEST(FormatAlarmListTest, Table) {
   const Json body = J(R"j({"alarms":[
     {"alarm_name":"Nginx-Down-ALB","host":"web-1","state":"ALARM","since":"2026-11-29T21:13:06Z"},

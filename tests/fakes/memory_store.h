@@ -517,7 +517,7 @@ class MemoryStore : public server::Store {
     std::lock_guard<std::mutex> lock(data_->mu);
     std::vector<server::AlarmStateRecord> out;
     for (auto it = data_->alarm_states.lower_bound({host, ""});
-         it != data_->alarm_states.end() && it->first.first == host; ++it) {
+         it != data_->alarm_states.end() && (host.empty() || it->first.first == host); ++it) {
       out.push_back(it->second);
     }
     return out;

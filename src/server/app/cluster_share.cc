@@ -152,6 +152,20 @@ void ClusterShare::TakeOverAlarms(const std::string& host) {
       d_.alarms.Seed(host, rec.rule, *state, rec.since, std::move(rec.reason), now);
     }
   }
+  // Its states are judged here from now on, and the store says so at once (not only at its
+  // next transition): the newest write of a host's states names the server it reports to in
+  // every server's host list (fleet/cluster_hosts.h).
+  AlarmQuery query;
+  query.host = host;
+  std::vector<AlarmStateRecord> claimed;
+  for (const AlarmStatus& a : d_.alarms.List(query).alarms) {
+    claimed.push_back({a.host, a.rule, std::string(AlarmStateName(a.state)), a.since, a.reason,
+                       d_.bus.server_id(), now});
+  }
+  if (!claimed.empty()) {
+    std::lock_guard<std::mutex> lock(mu_);
+    states_.insert(states_.end(), claimed.begin(), claimed.end());
+  }
   // The server the host reported to before lets it go (no Host-Unreachable there).
   if (Status s = d_.bus.Post("alarm_state", host, DumpJson(Json{{"moved_to", d_.bus.server_id()}}));
       !s) {
@@ -226,6 +240,9 @@ void ClusterShare::RunOnce() {
   for (const std::string& host : removed) {
     d_.fleet.Forget(host);
     adopted_.erase(host);
+  }
+  if (!removed.empty() && d_.listing != nullptr) {
+    d_.listing->Invalidate();
   }
   std::vector<AlarmStateRecord> states;
   {

@@ -23,8 +23,10 @@
 //   (alarm_states, on the tick); when a host registers here (an agent that failed over), the
 //   states stored for it seed this engine (AlarmEngine::Seed), so an ALARM stays ALARM without a
 //   new transition or incident and an OK host does not "recover" from INSUFFICIENT_DATA.
-//   The new server then posts `alarm_state` (target: the host); the others forget the host
-//   (Fleet::Forget), so the one it left raises no Host-Unreachable for it.
+//   The new server writes those states again under its own id (the newest write of a host's
+//   states names the server it reports to: fleet/cluster_hosts.h, every server's host list),
+//   then posts `alarm_state` (target: the host); the others forget the host (Fleet::Forget), so
+//   the one it left raises no Host-Unreachable for it.
 //
 // A single server has no bus and no ClusterShare. Thread-safe: the bus's handlers only queue;
 // RunOnce (the app's tick) does the work.
@@ -44,6 +46,7 @@
 #include "server/alarms/alarms.h"
 #include "server/cluster/bus.h"
 #include "server/events/event_hub.h"
+#include "server/fleet/cluster_hosts.h"
 #include "server/fleet/fleet.h"
 #include "server/fleet/hosts.h"
 #include "server/http/router.h"
@@ -76,6 +79,8 @@ struct ClusterShareDeps {
   HostRegistry& hosts;  // which hosts report here
   AlarmEngine& alarms;
   EventHub& events;
+  // Optional: the cluster's host list, read again when a host was removed or moved elsewhere.
+  ClusterHosts* listing = nullptr;
 };
 
 class ClusterShare {

@@ -23,6 +23,7 @@
 #include "server/commands/command_queue.h"
 #include "server/commands/command_signer.h"
 #include "server/events/event_hub.h"
+#include "server/fleet/cluster_hosts.h"
 #include "server/fleet/fleet.h"
 #include "server/fleet/hosts.h"
 #include "server/fleet/limits.h"
@@ -313,6 +314,7 @@ struct ServerApp::Parts {
   std::unique_ptr<Archive> archive;
   std::unique_ptr<TargetGroups> target_groups;
   std::unique_ptr<Fleet> fleet;
+  std::unique_ptr<ClusterHosts> cluster_hosts;  // with a bus: every host of the store listed
   std::unique_ptr<TargetGroupChecker> checker;  // stopped by ServerApp::Stop
   std::unique_ptr<Router> router;
   // Several servers on one store: what keeps them alike (null for a single server), and the bus,
@@ -369,6 +371,14 @@ Status CheckSharedAuditKey(Store& store, const std::string& key, const std::stri
 }
 
 }  // namespace
+
+std::string DescribeStore(const ServerConfig& config) {
+  if (config.store.driver == StoreConfig::Driver::kPostgres) {
+    return "postgres " + DescribePostgresDsn(config.store.dsn);
+  }
+  return "sqlite " + (config.store.sqlite_path.empty() ? config.data_dir + "/medic.db"
+                                                       : config.store.sqlite_path);
+}
 
 Result<ServerDeps> MakeRealServerDeps(const ServerConfig& config, const Clock& clock) {
   ServerDeps deps;
@@ -592,10 +602,17 @@ Result<std::unique_ptr<ServerApp>> ServerApp::Create(const ServerConfig& config,
   AddSettingsRoutes(r, *p->settings, *p->store, clock, *events);
   AddIndexRoute(r);
   AddIncidentRoutes(r, {clock, *p->store, *p->incidents, *p->hosts, *p->alarms});
-  AddHostRoutes(r, {clock, *p->hosts, *p->fleet, *p->store});
+  if (p->bus) {
+    p->cluster_hosts =
+        std::make_unique<ClusterHosts>(clock, *p->store, *p->hosts, p->bus->server_id());
+  }
+  const HostRoutesDeps host_routes{clock, *p->hosts, *p->fleet, *p->store,
+                                   p->cluster_hosts.get()};
+  AddHostRoutes(r, host_routes);
   AddAlarmRoutes(r, *p->alarms, *p->target_groups, p->external.get());
   AddChaosRoutes(r, {clock, *p->hosts, *p->signed_commands, *p->store});
   AddIdentityRoutes(r, {clock, *p->identities, *p->commands, *p->store, p->signer->public_key()});
+  AddHostViewRoute(r, host_routes);
   AddAgentRoutes(r, {clock, *p->fleet, *p->commands, *p->incidents, *p->identities});
   AddTokenRoutes(r, *p->store, p->tokens, *p->sessions, clock);
   // Served over TLS, the session cookie is Secure whatever the config says.
@@ -610,7 +627,8 @@ Result<std::unique_ptr<ServerApp>> ServerApp::Create(const ServerConfig& config,
   if (p->bus) {
     p->share = std::make_unique<ClusterShare>(
         ClusterShareDeps{clock, *p->bus, *p->store, *p->settings, p->tokens, *p->sessions,
-                         *p->identities, *p->fleet, *p->hosts, *p->alarms, *p->events});
+                         *p->identities, *p->fleet, *p->hosts, *p->alarms, *p->events,
+                         p->cluster_hosts.get()});
     RETURN_IF_ERROR(p->share->Start());
   }
 
@@ -640,7 +658,9 @@ Status ServerApp::Start() {
   const HttpServerStats stats = parts_->http->stats();
   LogInfo("serving on " + host + ":" + std::to_string(parts_->http->port()) + " (" +
           std::to_string(stats.io_threads) + " io threads, " +
-          std::to_string(stats.worker_threads) + " workers), data in " + parts_->config.data_dir);
+          std::to_string(stats.worker_threads) + " workers), data in " + parts_->config.data_dir +
+          ", store " + DescribeStore(parts_->config) +
+          (parts_->bus ? ", cluster server_id " + parts_->bus->server_id() : ""));
   return OkStatus();
 }
 

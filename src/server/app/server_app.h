@@ -134,6 +134,10 @@ struct ServerDeps {
 // when the key is not the one the shared audit log was written with), applies MEDIC_AI_*/GEMINI_API_KEY to the ai section and makes the brain.
 Result<ServerDeps> MakeRealServerDeps(const ServerConfig& config, const Clock& clock);
 
+// The store `config` names, for the startup line ("serving on ..."): "sqlite PATH", or
+// "postgres host=... port=... dbname=... user=..." (DescribePostgresDsn: never the password).
+std::string DescribeStore(const ServerConfig& config);
+
 class ServerApp {
  public:
   // Creates the data directory and the tokens (admin.token; agent.token, the bootstrap token

@@ -13,19 +13,23 @@ Json HostToJson(const HostView& h) {
                           {"detail", c.detail},
                           {"timestamp", FormatRfc3339(c.t)}});
   }
-  return Json{{"name", h.name},
-              {"status", h.status},
-              {"last_seen", FormatRfc3339(h.last_seen)},
-              {"registered_at", FormatRfc3339(h.registered_at)},
-              {"hostname", h.facts.hostname},
-              {"version", h.facts.version},
-              {"services", h.facts.services},
-              {"chaos_allowed", h.config.chaos_allowed},
-              {"log_dir", h.config.log_dir},
-              {"reported_chaos_allowed", h.facts.chaos_allowed},
-              {"reported_log_dir", h.facts.log_dir},
-              {"metrics", h.metrics},
-              {"checks", checks}};
+  Json out{{"name", h.name},
+           {"status", h.status},
+           {"last_seen", FormatRfc3339(h.last_seen)},
+           {"registered_at", FormatRfc3339(h.registered_at)},
+           {"hostname", h.facts.hostname},
+           {"version", h.facts.version},
+           {"services", h.facts.services},
+           {"chaos_allowed", h.config.chaos_allowed},
+           {"log_dir", h.config.log_dir},
+           {"reported_chaos_allowed", h.facts.chaos_allowed},
+           {"reported_log_dir", h.facts.log_dir},
+           {"metrics", h.metrics},
+           {"checks", checks}};
+  if (h.server.has_value()) {
+    out["server"] = *h.server;
+  }
+  return out;
 }
 
 void HostRegistry::Uncount(Host& h) {
@@ -259,6 +263,11 @@ std::optional<HostView> HostRegistry::Get(const std::string& name, WallTime now)
     return std::nullopt;
   }
   return ViewOf(it->second, now);
+}
+
+bool HostRegistry::Has(const std::string& name) const {
+  std::lock_guard<std::mutex> lock(mu_);
+  return hosts_.count(name) > 0;
 }
 
 HostStatusCounts HostRegistry::Counts(WallTime now) const {

@@ -41,6 +41,10 @@ struct HostView {
   HostConfig config;
   std::map<std::string, double> metrics;
   std::map<std::string, protocol::CheckResult> checks;
+  // Several servers on one store (cluster_hosts.h): the cluster id of the server the host
+  // reports to ("" while no server has judged its alarms yet). Unset on a single server, and
+  // then not in the JSON.
+  std::optional<std::string> server;
 };
 
 Json HostToJson(const HostView& host);
@@ -113,6 +117,9 @@ class HostRegistry {
   // be on it, as if it had come a moment later or earlier.
   HostPage Page(const HostQuery& query, WallTime now) const;
   std::optional<HostView> Get(const std::string& name, WallTime now) const;
+  bool Has(const std::string& name) const;
+  // What the `hosts:` config says about `name` (known or not).
+  HostConfig ConfigFor(const std::string& name) const { return config_.For(name); }
   // Hosts by status at `now` (kept up to date, not recounted; stale is a host whose last report
   // is older than stale_after, or a restored host that has not reported). `now` should not go
   // back: a host counted stale stays so until it reports.

@@ -45,8 +45,22 @@ void AddHostRoutes(Router& router, HostRoutesDeps deps) {
                   q.limit = static_cast<size_t>(*limit);
                 }
                 const WallTime now = deps.clock.Now();
-                const HostStatusCounts counts = deps.hosts.Counts(now);
-                HostPage page = deps.hosts.Page(q, now);
+                HostStatusCounts counts;
+                HostPage page;
+                if (deps.cluster != nullptr) {
+                  // Every host of the shared store, not only those reporting here.
+                  Result<HostStatusCounts> all = deps.cluster->Counts(now);
+                  Result<HostPage> listed =
+                      all.has_value() ? deps.cluster->Page(q, now) : Result<HostPage>(all.error());
+                  if (!listed) {
+                    return respond(ErrorResponse(listed.error()));
+                  }
+                  counts = *all;
+                  page = std::move(*listed);
+                } else {
+                  counts = deps.hosts.Counts(now);
+                  page = deps.hosts.Page(q, now);
+                }
                 Json out = Json::array();
                 for (const auto& h : page.hosts) {
                   out.push_back(HostToJson(h));
@@ -67,6 +81,9 @@ void AddHostRoutes(Router& router, HostRoutesDeps deps) {
                 const std::string name = req.path_params["name"];
                 if (Status s = deps.fleet.Remove(name); !s) {
                   return respond(ErrorResponse(s.error()));
+                }
+                if (deps.cluster != nullptr) {
+                  deps.cluster->Invalidate();
                 }
                 Audit(deps.store, deps.clock, req.principal, "host.remove", name);
                 respond(JsonResponse(200, Json{{"removed", name}}));
@@ -97,7 +114,26 @@ void AddHostRoutes(Router& router, HostRoutesDeps deps) {
                   }
                   lowest = k->second == "lowest";
                 }
-                auto points = deps.hosts.History(req.path_params["name"], m->second, since);
+                const std::string& name = req.path_params["name"];
+                auto points = deps.hosts.History(name, m->second, since);
+                if (!points && points.error().code == ErrorCode::kNotFound &&
+                    deps.cluster != nullptr) {
+                  // The history is kept in memory by the server the host reports to, not in
+                  // the shared store: say which server has it.
+                  Result<std::optional<HostView>> there = deps.cluster->Get(name, deps.clock.Now());
+                  if (!there) {
+                    return respond(ErrorResponse(there.error()));
+                  }
+                  if (there->has_value()) {
+                    const std::string server = (*there)->server.value_or("");
+                    return respond(ErrorResponse(
+                        409, "host '" + name + "' reports to " +
+                                 (server.empty() ? std::string("another server")
+                                                 : "server '" + server + "'") +
+                                 ": its metric history is kept there (in memory, not in the "
+                                 "shared store); ask that server"));
+                  }
+                }
                 if (!points) {
                   return respond(ErrorResponse(points.error()));
                 }
@@ -106,6 +142,29 @@ void AddHostRoutes(Router& router, HostRoutesDeps deps) {
                   out.push_back(Json{{"t", FormatRfc3339(p.t)}, {"v", p.v}});
                 }
                 respond(JsonResponse(200, Json{{"points", out}}));
+              }});
+}
+
+void AddHostViewRoute(Router& router, HostRoutesDeps deps) {
+  router.Add({"GET", "/api/v1/hosts/{name}", Role::kViewer,
+              "one host as GET /api/v1/hosts lists it (404 when no server knows it)",
+              [deps](ApiRequest& req, Responder respond) {
+                const std::string& name = req.path_params["name"];
+                const WallTime now = deps.clock.Now();
+                std::optional<HostView> view;
+                if (deps.cluster != nullptr) {
+                  Result<std::optional<HostView>> got = deps.cluster->Get(name, now);
+                  if (!got) {
+                    return respond(ErrorResponse(got.error()));
+                  }
+                  view = std::move(*got);
+                } else {
+                  view = deps.hosts.Get(name, now);
+                }
+                if (!view) {
+                  return respond(ErrorResponse(404, "host '" + name + "' not found"));
+                }
+                respond(JsonResponse(200, HostToJson(*view)));
               }});
 }
 

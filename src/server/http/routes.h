@@ -10,6 +10,7 @@
 #include "server/archive/archive.h"
 #include "server/commands/command_queue.h"
 #include "server/events/event_hub.h"
+#include "server/fleet/cluster_hosts.h"
 #include "server/fleet/fleet.h"
 #include "server/fleet/hosts.h"
 #include "server/fleet/target_groups.h"
@@ -80,8 +81,14 @@ struct HostRoutesDeps {
   const HostRegistry& hosts;  // the list and the metric history
   Fleet& fleet;               // removal
   Store& store;               // the audit log
+  // Several servers on one store: every host of the cluster is listed, each with its `server`
+  // (fleet/cluster_hosts.h). Null on a single server.
+  ClusterHosts* cluster = nullptr;
 };
 void AddHostRoutes(Router& router, HostRoutesDeps deps);
+// GET /api/v1/hosts/{name}: one host as the listing shows it. Added after the identity routes,
+// so that GET /api/v1/hosts/pending keeps its meaning.
+void AddHostViewRoute(Router& router, HostRoutesDeps deps);
 // GET /api/v1/alarms (states and rules; with `external`, the external alarms' states too, each
 // with its `source`), GET /api/v1/target-groups.
 void AddAlarmRoutes(Router& router, const AlarmEngine& alarms, const TargetGroups& target_groups,

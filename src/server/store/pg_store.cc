@@ -1761,11 +1761,12 @@ Status PostgresStore::PutAlarmStates(const std::vector<AlarmStateRecord>& states
 
 Result<std::vector<AlarmStateRecord>> PostgresStore::ListAlarmStates(const std::string& host) {
   return With<std::vector<AlarmStateRecord>>(
-      "list the alarm states of " + host,
+      "list the alarm states of " + (host.empty() ? std::string("every host") : host),
       [&](PgConnection& c) -> Result<std::vector<AlarmStateRecord>> {
         ASSIGN_OR_RETURN(PgRows rows,
                          c.Run("SELECT host, rule, state, since, reason, server, updated_at "
-                               "FROM alarm_states WHERE host = $1 ORDER BY rule",
+                               "FROM alarm_states WHERE $1 = ''::bytea OR host = $1 "
+                               "ORDER BY host, rule",
                                Params().Bytes(host)));
         std::vector<AlarmStateRecord> out;
         for (int r = 0; r < rows.rows(); ++r) {
@@ -1775,6 +1776,27 @@ Result<std::vector<AlarmStateRecord>> PostgresStore::ListAlarmStates(const std::
         }
         return out;
       });
+}
+
+std::string DescribePostgresDsn(const std::string& dsn) {
+  char* error = nullptr;
+  PQconninfoOption* options = PQconninfoParse(dsn.c_str(), &error);
+  if (options == nullptr) {
+    // libpq's message may quote the string: not logged, it may hold a password.
+    PQfreemem(error);
+    return "(a dsn libpq cannot parse)";
+  }
+  // Only these, named: whatever else the dsn holds (a password, key files) stays out.
+  std::string out;
+  for (const char* wanted : {"host", "hostaddr", "port", "dbname", "user"}) {
+    for (PQconninfoOption* o = options; o->keyword != nullptr; ++o) {
+      if (std::strcmp(o->keyword, wanted) == 0 && o->val != nullptr && o->val[0] != '\0') {
+        out += (out.empty() ? "" : " ") + std::string(wanted) + "=" + o->val;
+      }
+    }
+  }
+  PQconninfoFree(options);
+  return out.empty() ? "(libpq's defaults)" : out;
 }
 
 Result<std::unique_ptr<Store>> OpenPostgresStore(const std::string& dsn,

@@ -25,6 +25,11 @@ namespace medic::server {
 Result<std::unique_ptr<Store>> OpenPostgresStore(const std::string& dsn,
                                                  const std::string& audit_key);
 
+// Where `dsn` points, for the log: its host, hostaddr, port, dbname and user as given
+// ("host=db1 port=5432 dbname=medic user=medic"), and nothing else of it: never the password,
+// in whatever form the dsn carries it. "(libpq's defaults)" when it gives none of them.
+std::string DescribePostgresDsn(const std::string& dsn);
+
 // Connections a PostgresStore opens at most; callers beyond that wait for one.
 inline constexpr int kPostgresPoolSize = 4;
 

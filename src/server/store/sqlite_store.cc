@@ -2048,7 +2048,7 @@ Result<std::vector<AlarmStateRecord>> SqliteStore::ListAlarmStates(const std::st
   auto run = [&]() -> Result<std::vector<AlarmStateRecord>> {
     ASSIGN_OR_RETURN(StmtRef stmt,
                      Prepare("SELECT host, rule, state, since, reason, server, updated_at FROM "
-                             "alarm_states WHERE host = ?1 ORDER BY rule"));
+                             "alarm_states WHERE ?1 = '' OR host = ?1 ORDER BY host, rule"));
     RETURN_IF_ERROR(stmt.BindText(1, host));
     std::vector<AlarmStateRecord> out;
     for (;;) {
@@ -2062,7 +2062,8 @@ Result<std::vector<AlarmStateRecord>> SqliteStore::ListAlarmStates(const std::st
   };
   auto r = run();
   if (!r) {
-    return Describe(r.error(), "list the alarm states of " + host);
+    return Describe(r.error(), "list the alarm states of " +
+                                   (host.empty() ? std::string("every host") : host));
   }
   return r;
 }

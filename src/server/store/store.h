@@ -319,7 +319,7 @@ class Store {
   // Alarm states of several servers' hosts. Inserts or replaces each record under (host, rule),
   // all in one transaction; on an error nothing is written.
   virtual Status PutAlarmStates(const std::vector<AlarmStateRecord>& states) = 0;
-  // The stored states of `host`, by rule.
+  // The stored states of `host`, by rule; with "" every host's, by host and rule.
   virtual Result<std::vector<AlarmStateRecord>> ListAlarmStates(const std::string& host) = 0;
 };
 

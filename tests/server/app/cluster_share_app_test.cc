@@ -351,8 +351,136 @@ TEST_F(ClusterAppTest, AHostThatMovesKeepsItsAlarmStatesWithoutNewTransitions) {
   IncidentQuery unreachable;
   unreachable.alarm_name = "Host-Unreachable";
   EXPECT_EQ(data_.ListIncidents(unreachable).value().size(), 0u);
+  // Server 1 still lists web-1, from the store: reporting to server 2, unhealthy (its memory
+  // alarm), not stale.
+  clock_.Advance(Millis(3'000));  // past the listing's refresh
   const ApiResponse hosts1 = Call(1, "GET", "/api/v1/hosts", nodes_[0].admin);
-  EXPECT_EQ(hosts1.body.find("web-1"), std::string::npos) << hosts1.body;
+  ASSERT_EQ(hosts1.status, 200) << hosts1.body;
+  const Json listed = ParseJson(hosts1.body).value()["hosts"];
+  ASSERT_EQ(listed.size(), 1u) << hosts1.body;
+  EXPECT_EQ(listed[0]["name"], "web-1");
+  EXPECT_EQ(listed[0]["server"], "s2");
+  EXPECT_EQ(listed[0]["status"], "unhealthy");
+  EXPECT_TRUE(listed[0]["metrics"].empty());
+}
+
+// Every server lists every host of the store, each with the server it reports to. web-1
+// reports to server 1 and web-2 to server 2: both servers list both, the same way, with their
+// last_seen; one host is fetched by name on either; its metric history is on its own server
+// and the other says so (409 naming it). Paging over the merged list sees each host once.
+TEST_F(ClusterAppTest, EveryServerListsEveryHostWithTheServerItReportsTo) {
+  const std::string web1 = test::EnrollHost(Caller(1), nodes_[0].admin, "web-1");
+  const std::string web2 = test::EnrollHost(Caller(1), nodes_[0].admin, "web-2");
+  Sync();
+  const WallTime registered = clock_.Now();
+  auto register_and_report = [&](int server, const std::string& host, const std::string& cred,
+                                 double mem) {
+    protocol::RegisterRequest reg;
+    reg.name = host;
+    reg.hostname = host + ".example";
+    ASSERT_EQ(Call(server, "POST", "/agent/v1/register", cred, protocol::ToJson(reg)).status, 200);
+    protocol::Report r;
+    r.host = host;
+    r.samples = {{clock_.Now(), {{"mem_used_percent", mem}}}};
+    ASSERT_EQ(Call(server, "POST", "/agent/v1/report", cred, protocol::ToJson(r)).status, 200);
+  };
+  register_and_report(1, "web-1", web1, 20);
+  register_and_report(2, "web-2", web2, 20);
+  Sync();  // each server's tick writes its hosts' alarm states
+  clock_.Advance(Millis(3'000));
+
+  auto hosts = [&](int server, std::map<std::string, std::string> query = {}) {
+    const ApiResponse r =
+        Call(server, "GET", "/api/v1/hosts", nodes_[server - 1].admin, Json::object(), query);
+    EXPECT_EQ(r.status, 200) << r.body;
+    return ParseJson(r.body).value_or(Json::object());
+  };
+  for (int server : {1, 2}) {
+    SCOPED_TRACE("listed by server " + std::to_string(server));
+    const Json body = hosts(server);
+    const Json& list = body["hosts"];
+    ASSERT_EQ(list.size(), 2u) << body.dump();
+    EXPECT_EQ(list[0]["name"], "web-1");
+    EXPECT_EQ(list[0]["server"], "s1");
+    EXPECT_EQ(list[0]["status"], "healthy");
+    EXPECT_EQ(list[0]["hostname"], "web-1.example");
+    EXPECT_EQ(list[0]["last_seen"], FormatRfc3339(registered));
+    EXPECT_EQ(list[1]["name"], "web-2");
+    EXPECT_EQ(list[1]["server"], "s2");
+    EXPECT_EQ(list[1]["status"], "healthy");
+    // Metrics and checks are known where the host reports.
+    EXPECT_EQ(list[server == 1 ? 0 : 1]["metrics"]["mem_used_percent"], 20);
+    EXPECT_TRUE(list[server == 1 ? 1 : 0]["metrics"].empty());
+    EXPECT_EQ(body["counts"]["total"], 2);
+    EXPECT_EQ(body["counts"]["healthy"], 2);
+    EXPECT_EQ(hosts(server, {{"status", "stale"}})["hosts"].size(), 0u);
+    EXPECT_EQ(hosts(server, {{"prefix", "web-2"}})["hosts"].size(), 1u);
+
+    // Page by page, one host a page: each once, in order, and then no `next`.
+    std::vector<std::string> paged;
+    std::map<std::string, std::string> q = {{"limit", "1"}};
+    for (int page = 0; page < 5; ++page) {
+      const Json b = hosts(server, q);
+      for (const Json& h : b["hosts"]) {
+        paged.push_back(h["name"].get<std::string>());
+      }
+      if (!b.contains("next")) {
+        break;
+      }
+      q["after"] = b["next"].get<std::string>();
+    }
+    EXPECT_EQ(paged, (std::vector<std::string>{"web-1", "web-2"}));
+
+    const ApiResponse one = Call(server, "GET", "/api/v1/hosts/web-1", nodes_[server - 1].admin);
+    ASSERT_EQ(one.status, 200) << one.body;
+    EXPECT_EQ(ParseJson(one.body).value()["server"], "s1");
+    EXPECT_EQ(Call(server, "GET", "/api/v1/hosts/web-9", nodes_[server - 1].admin).status, 404);
+  }
+  // GET /api/v1/hosts/pending keeps its meaning (the admin's enrolment list).
+  const ApiResponse pending = Call(2, "GET", "/api/v1/hosts/pending", nodes_[1].admin);
+  ASSERT_EQ(pending.status, 200) << pending.body;
+  EXPECT_TRUE(ParseJson(pending.body).value().contains("pending")) << pending.body;
+
+  const std::map<std::string, std::string> mem = {{"metric", "mem_used_percent"}};
+  const ApiResponse here =
+      Call(1, "GET", "/api/v1/hosts/web-1/metrics", nodes_[0].admin, Json::object(), mem);
+  ASSERT_EQ(here.status, 200) << here.body;
+  EXPECT_EQ(ParseJson(here.body).value()["points"].size(), 1u);
+  const ApiResponse there =
+      Call(2, "GET", "/api/v1/hosts/web-1/metrics", nodes_[1].admin, Json::object(), mem);
+  EXPECT_EQ(there.status, 409) << there.body;
+  EXPECT_NE(there.body.find("reports to server 's1'"), std::string::npos) << there.body;
+
+  // web-1's memory alarm goes off on server 1: server 2 lists it unhealthy.
+  clock_.Advance(Millis(1'000));
+  protocol::Report hot;
+  hot.host = "web-1";
+  hot.samples = {{clock_.Now(), {{"mem_used_percent", 97}}}};
+  ASSERT_EQ(Call(1, "POST", "/agent/v1/report", web1, protocol::ToJson(hot)).status, 200);
+  Sync();
+  clock_.Advance(Millis(3'000));
+  EXPECT_EQ(hosts(2)["hosts"][0]["status"], "unhealthy");
+  EXPECT_EQ(hosts(2, {{"status", "unhealthy"}})["hosts"].size(), 1u);
+
+  // web-1's agent fails over to server 2: server 1 lists it as server 2's at once.
+  register_and_report(2, "web-1", web1, 97);
+  Sync();
+  clock_.Advance(Millis(3'000));
+  EXPECT_EQ(hosts(1)["hosts"][0]["server"], "s2");
+  EXPECT_EQ(hosts(2)["hosts"][0]["server"], "s2");
+
+  // Both go silent for two minutes: every server lists both stale.
+  for (int s = 0; s < 120; ++s) {
+    clock_.Advance(Millis(1'000));
+    Sync();
+  }
+  for (int server : {1, 2}) {
+    const Json body = hosts(server);
+    ASSERT_EQ(body["hosts"].size(), 2u) << body.dump();
+    EXPECT_EQ(body["hosts"][0]["status"], "stale") << body.dump();
+    EXPECT_EQ(body["hosts"][1]["status"], "stale") << body.dump();
+    EXPECT_EQ(body["counts"]["stale"], 2);
+  }
 }
 
 }  // namespace

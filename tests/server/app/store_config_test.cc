@@ -6,8 +6,13 @@
 #include <gtest/gtest.h>
 #include <stdlib.h>
 
+#include <string>
+#include <utility>
+#include <vector>
+
 #include "core/files.h"
 #include "server/app/server_app.h"
+#include "server/store/pg_store.h"
 #include "tests/fakes/temp_dir.h"
 #include "tests/server/config_errors.h"
 
@@ -75,6 +80,37 @@ TEST(StoreConfigTest, ErrorsNameFileLineAndKey) {
       {"store:\n  driver: [postgres]\n", ":2: wrong type for store.driver"},
       {"store: postgres\n", ":1: store must be a mapping"},
   });
+}
+
+// The startup line's store ("serving on ..., store postgres host=..."): where, never the
+// password, whichever way the dsn carries it.
+TEST(StoreConfigTest, TheStartupLineNamesTheStoreAndNeverThePassword) {
+  ServerConfig sqlite;
+  sqlite.data_dir = "/var/lib/medic";
+  EXPECT_EQ(DescribeStore(sqlite), "sqlite /var/lib/medic/medic.db");
+  sqlite.store.sqlite_path = "/srv/medic/state.db";
+  EXPECT_EQ(DescribeStore(sqlite), "sqlite /srv/medic/state.db");
+
+  ServerConfig pg;
+  pg.store.driver = StoreConfig::Driver::kPostgres;
+  pg.store.dsn = "host=db1,db2 port=5433 dbname=medic user=medic password=hunter2 "
+                 "sslkey=/etc/medic/client.key target_session_attrs=read-write";
+  EXPECT_EQ(DescribeStore(pg), "postgres host=db1,db2 port=5433 dbname=medic user=medic");
+  const std::vector<std::pair<std::string, std::string>> dsns = {
+      {"host=db dbname=medic user=medic password='it is hunter2'",
+       "host=db dbname=medic user=medic"},
+      {"password = hunter2 user=ops host=/run/pg", "host=/run/pg user=ops"},
+      {"postgresql://ops:hunter2@db.example:6432/medic?sslmode=require",
+       "host=db.example port=6432 dbname=medic user=ops"},
+      {"postgres://db/medic?user=ops&password=hunter2", "host=db dbname=medic user=ops"},
+      {"sslmode=disable password=hunter2", "(libpq's defaults)"},
+      {"host=db password='hunter2", "(a dsn libpq cannot parse)"},  // unterminated quote
+  };
+  for (const auto& [dsn, want] : dsns) {
+    const std::string got = DescribePostgresDsn(dsn);
+    EXPECT_EQ(got, want) << dsn;
+    EXPECT_EQ(got.find("hunter2"), std::string::npos) << dsn;
+  }
 }
 
 }  // namespace

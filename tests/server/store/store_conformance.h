@@ -1347,6 +1347,27 @@ TEST_P(StoreConformanceTest, AlarmStatesArePutReplacedAndListedByHost) {
   EXPECT_EQ(ToUnixMillis((*got)[1].since), kT0 + 1);
 }
 
+TEST_P(StoreConformanceTest, AlarmStatesOfEveryHostAreListedWithAnEmptyHost) {
+  Result<std::vector<AlarmStateRecord>> none = store().ListAlarmStates("");
+  MEDIC_ASSERT_OK(none);
+  EXPECT_TRUE(none->empty());
+  MEDIC_ASSERT_OK(store().PutAlarmStates(
+      {{"web-2", "Host-Unreachable", "OK", Ms(kT0), "", "s2", Ms(kT0)},
+       {"db-1", "Host-Unreachable", "ALARM", Ms(kT0), "3 of 3", "s1", Ms(kT0)},
+       {"web-2", "Disk-Critical-ASG", "OK", Ms(kT0), "", "s2", Ms(kT0)}}));
+  Result<std::vector<AlarmStateRecord>> all = store().ListAlarmStates("");
+  MEDIC_ASSERT_OK(all);
+  ASSERT_EQ(all->size(), 3u);
+  EXPECT_EQ((*all)[0].host, "db-1");  // by host, then rule
+  EXPECT_EQ((*all)[0].server, "s1");
+  EXPECT_EQ((*all)[1].host, "web-2");
+  EXPECT_EQ((*all)[1].rule, "Disk-Critical-ASG");
+  EXPECT_EQ((*all)[2].rule, "Host-Unreachable");
+  Result<std::vector<AlarmStateRecord>> one = store().ListAlarmStates("web-2");
+  MEDIC_ASSERT_OK(one);
+  EXPECT_EQ(one->size(), 2u);
+}
+
 // --- concurrency ----------------------------------------------------------------------------
 
 TEST_P(StoreConformanceTest, ConcurrentUpdatesOnDifferentIncidentsAllLand) {

@@ -594,7 +594,8 @@ Result<std::unique_ptr<ServerApp>> ServerApp::Create(const ServerConfig& config,
   AddIncidentRoutes(r, {clock, *p->store, *p->incidents, *p->hosts, *p->alarms});
   AddHostRoutes(r, {clock, *p->hosts, *p->fleet, *p->store});
   AddAlarmRoutes(r, *p->alarms, *p->target_groups, p->external.get());
-  AddChaosRoutes(r, {clock, *p->hosts, *p->signed_commands, *p->store});
+  AddChaosRoutes(r, {clock, *p->hosts, *p->signed_commands, *p->store,
+                     p->bus ? p->identities.get() : nullptr});
   AddIdentityRoutes(r, {clock, *p->identities, *p->commands, *p->store, p->signer->public_key()});
   AddAgentRoutes(r, {clock, *p->fleet, *p->commands, *p->incidents, *p->identities});
   AddTokenRoutes(r, *p->store, p->tokens, *p->sessions, clock);

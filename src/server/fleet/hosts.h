@@ -113,6 +113,9 @@ class HostRegistry {
   // be on it, as if it had come a moment later or earlier.
   HostPage Page(const HostQuery& query, WallTime now) const;
   std::optional<HostView> Get(const std::string& name, WallTime now) const;
+  // What the server's `hosts:` config decides for `name`, known here or not (a host that
+  // reports to another server of the cluster has the same config there).
+  HostConfig ConfigFor(const std::string& name) const { return config_.For(name); }
   // Hosts by status at `now` (kept up to date, not recounted; stale is a host whose last report
   // is older than stale_after, or a restored host that has not reported). `now` should not go
   // back: a host counted stale stays so until it reports.

@@ -118,7 +118,8 @@ class HostRegistry {
   HostPage Page(const HostQuery& query, WallTime now) const;
   std::optional<HostView> Get(const std::string& name, WallTime now) const;
   bool Has(const std::string& name) const;
-  // What the `hosts:` config says about `name` (known or not).
+  // What the server's `hosts:` config decides for `name`, known here or not (a host that
+  // reports to another server of the cluster has the same config there).
   HostConfig ConfigFor(const std::string& name) const { return config_.For(name); }
   // Hosts by status at `now` (kept up to date, not recounted; stale is a host whose last report
   // is older than stale_after, or a restored host that has not reported). `now` should not go

@@ -401,13 +401,21 @@ void AddChaosRoutes(Router& router, ChaosRoutesDeps deps) {
          if (!action) {
            return respond(ErrorResponse(action.error()));
          }
-         auto view = deps.hosts.Get(*host, deps.clock.Now());
-         if (!view) {
+         // The server's own config decides (hosts: in the server config); what the agent
+         // reported is not asked. The agent checks its own permission again. A host that
+         // reports to another server of the cluster is not in this server's registry; enrolled,
+         // it is known, its config is the same file's, and the command goes to its server
+         // over the bus (BusCommandSink).
+         std::optional<HostConfig> config;
+         if (auto view = deps.hosts.Get(*host, deps.clock.Now())) {
+           config = view->config;
+         } else if (deps.cluster_hosts != nullptr && deps.cluster_hosts->IsEnrolled(*host)) {
+           config = deps.hosts.ConfigFor(*host);
+         }
+         if (!config) {
            return respond(ErrorResponse(404, "host '" + *host + "' not found"));
          }
-         // The server's own config decides (hosts: in the server config); what the agent
-         // reported is not asked. The agent checks its own permission again.
-         if (!view->config.chaos_allowed) {
+         if (!config->chaos_allowed) {
            return respond(ErrorResponse(
                403, "chaos is not allowed on host '" + *host +
                         "' (chaos_allowed under hosts: in the server's config)"));

@@ -99,6 +99,10 @@ struct ChaosRoutesDeps {
   const HostRegistry& hosts;  // who allows chaos: each view's HostConfig
   CommandSink& commands;
   Store& store;  // the audit log
+  // With several servers on one store (a bus): the enrolled hosts, so that chaos for a host
+  // that reports to another server is accepted here and reaches it through the bus. nullptr
+  // for a single server: a host not reporting here is 404.
+  const HostIdentities* cluster_hosts = nullptr;
 };
 void AddChaosRoutes(Router& router, ChaosRoutesDeps deps);
 

@@ -224,6 +224,42 @@ TEST_F(ClusterAppTest, AnIncidentDrivenByOneServerWhileItsHostTalksToTheOther) {
   EXPECT_EQ(view_->ListIncidents({}).value().size(), 1u);
 }
 
+// An operator's chaos sent to the server its host does not report to: accepted (the host is
+// enrolled; the `hosts:` config is the same file on every server) and delivered by the server
+// that holds the host's poll. It was 404 "host 'web-1' not found" (seen with two real servers
+// on PostgreSQL, tests/integration/two_server_test.cc): the route asked only this server's
+// registry of the hosts that report to it.
+TEST_F(ClusterAppTest, ChaosSentToTheOtherServerReachesTheHostThroughItsServer) {
+  config_.hosts.entries.push_back({"web-1", std::nullopt, true, std::nullopt});
+  s1_ = MakeServer("s1");
+  ASSERT_NE(s1_, nullptr);
+  Enroll(*s1_, "web-1");
+  Enroll(*s1_, "web-2");  // chaos not allowed on it
+  s2_ = MakeServer("s2");
+  ASSERT_NE(s2_, nullptr);
+  Register(*s1_, "web-1");  // its agent talks to s1 only
+  Register(*s1_, "web-2");
+
+  const ApiResponse sent = Call(*s2_, "POST", "/api/v1/chaos", Admin(),
+                                Json{{"host", "web-1"}, {"mode", "nginx-crash"}});
+  ASSERT_EQ(sent.status, 202) << sent.body;
+  Drain("s1");
+  const std::vector<protocol::Command> delivered = Poll(*s1_, "web-1");
+  ASSERT_EQ(delivered.size(), 1u);
+  EXPECT_EQ(delivered[0].action, "chaos.start");
+  EXPECT_EQ(delivered[0].id, ParseJson(sent.body).value().value("command_id", ""));
+  EXPECT_EQ(delivered[0].params.value("mode", ""), "nginx-crash");
+
+  // Still refused: a host the config does not allow chaos on, and a host nobody enrolled.
+  const ApiResponse not_allowed = Call(*s2_, "POST", "/api/v1/chaos", Admin(),
+                                       Json{{"host", "web-2"}, {"mode", "nginx-crash"}});
+  EXPECT_EQ(not_allowed.status, 403) << not_allowed.body;
+  const ApiResponse unknown = Call(*s2_, "POST", "/api/v1/chaos", Admin(),
+                                   Json{{"host", "web-9"}, {"mode", "nginx-crash"}});
+  EXPECT_EQ(unknown.status, 404) << unknown.body;
+  EXPECT_NE(unknown.body.find("host 'web-9' not found"), std::string::npos) << unknown.body;
+}
+
 // s1 drives three incidents, one in each open state, and is killed (destroyed: nothing is
 // released). s2 takes every one over once their leases expire, within 10 s, and resumes each as
 // a restart does: diagnostics again, the approval waiting again (and approvable on s2), the fix

@@ -12,7 +12,9 @@
 //   - diagnosing: the host does not fetch its commands (the diagnostics wait in the queues);
 //   - pending_approval: proposed, not approved yet (approval_mode: true);
 //   - executing with the fix in flight: approved, the fix delivered and run, its result held
-//     by the agent until every lease moved (the new driver cannot know the outcome).
+//     by the agent until every lease moved (the new driver cannot know the outcome);
+//   - executing in verification: the fix's result acknowledged, the metric held high until
+//     every lease moved (the alarm has not said OK yet).
 //
 // Then SIGKILL of the driver by pid. Asserted: within 10 s the survivor holds the lease of all
 // 50 (read from PostgreSQL's incident_leases with libpq, every 100 ms: the per-round maximum is
@@ -77,7 +79,7 @@ constexpr auto kFinishTimeout = 120s;  // every incident of the round completed
 constexpr const char* kSharedSecrets[] = {"audit.key", "command-signing.key", "agent.token",
                                           "admin.token"};
 
-enum class Kind { kDiagnosing, kPending, kInFlight };
+enum class Kind { kDiagnosing, kPending, kInFlight, kVerifying };
 
 Kind KindOf(int i) {
   switch (i % 5) {
@@ -86,8 +88,10 @@ Kind KindOf(int i) {
     case 1:
     case 2:
       return Kind::kPending;  // 20
+    case 3:
+      return Kind::kInFlight;  // 10
     default:
-      return Kind::kInFlight;  // 20
+      return Kind::kVerifying;  // 10
   }
 }
 
@@ -299,6 +303,7 @@ void ClusterKillTest::RunRound(int round) {
   std::map<std::string, Kind> kind_of;
   std::atomic<bool> hold_commands{true};
   std::atomic<bool> hold_results{true};
+  std::atomic<bool> hold_recovery{true};
   std::vector<std::unique_ptr<AgentLedger>> ledgers;  // outlive the agents (declared first)
   std::vector<std::unique_ptr<FakeAgent>> agents;
   ASSERT_TRUE(MakeDirs(dir_.File("ledgers"), 0700).has_value());
@@ -315,6 +320,7 @@ void ClusterKillTest::RunRound(int round) {
     options.servers = {url_[victim], url_[survivor]};
     options.hold_commands = KindOf(i) == Kind::kDiagnosing ? &hold_commands : nullptr;
     options.hold_results = KindOf(i) == Kind::kInFlight ? &hold_results : nullptr;
+    options.hold_recovery = KindOf(i) == Kind::kVerifying ? &hold_recovery : nullptr;
     static const Endpoint kUnused;
     agents.push_back(std::make_unique<FakeAgent>(host, kUnused, credential, options));
   }
@@ -345,13 +351,16 @@ void ClusterKillTest::RunRound(int round) {
       incident_of[host] = inc.value("incident_id", "");
       const std::string status = inc.value("status", "");
       const Kind k = kind_of[host];
-      if (k == Kind::kInFlight && status == "pending_approval" &&
+      if ((k == Kind::kInFlight || k == Kind::kVerifying) && status == "pending_approval" &&
           approved.count(incident_of[host]) == 0 && Approve(victim, incident_of[host])) {
         approved.insert(incident_of[host]);
       }
       bool there = status == StatusAtKill(k);
       if (k == Kind::kInFlight) {
         there = there && !agent_of[host]->log().fixes_run.empty();
+      }
+      if (k == Kind::kVerifying) {
+        there = there && CountOf(Events(inc), "executed") == 1;
       }
       all = all && there;
     }
@@ -425,6 +434,7 @@ void ClusterKillTest::RunRound(int round) {
   // comes back on its data directory: the next round's victim.
   hold_commands = false;
   hold_results = false;
+  hold_recovery = false;
   ASSERT_FALSE(StartServer(victim).empty());
 
   // Pending approvals are approved through the survivor until all 50 are closed.

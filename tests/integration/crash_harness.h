@@ -224,6 +224,9 @@ struct FakeAgentOptions {
   // fix in flight: it ran, the server does not know yet). With it the metric recovers only
   // from when such a result was acknowledged, so the alarm cannot tell the server first.
   const std::atomic<bool>* hold_results = nullptr;
+  // While *hold_recovery (if given) is true the metric stays in alarm, also after a fix
+  // succeeded (an incident waits in its verification).
+  const std::atomic<bool>* hold_recovery = nullptr;
   // Several servers, as the agent's `servers:` list: when non-empty the Endpoint is not used;
   // the agent talks to servers[current] and moves to the next one (in order, wrapping around)
   // only when a request gets no answer or a 5xx, and stays there (sticky), as src/agent's
@@ -329,6 +332,9 @@ class FakeAgent {
     const auto now = Clock::now();
     if (now < started_ + options_.start_after) {
       return false;
+    }
+    if (options_.hold_recovery != nullptr && options_.hold_recovery->load()) {
+      return true;
     }
     return !(fix_ran_ && now >= fixed_at_ + options_.recover_after);
   }

@@ -192,6 +192,20 @@ struct AgentLog {
   }
 };
 
+// What decides whether a delivered command runs on a fake agent's host. Without one the fake
+// keeps its own map and runs each id at most once; a test that counts runs as a canary passes
+// the real agent's ledger instead (agent/command_ledger.h), so that what stops a repeat is the
+// product, not the fake. Called on the agent's thread only.
+class RunLedger {
+ public:
+  virtual ~RunLedger() = default;
+  // Called at every arrival of a command. nullopt: the command runs now (its start is recorded
+  // first, as the agent does); otherwise it does not run and this answer is sent instead.
+  virtual std::optional<protocol::CommandResult> Admit(const protocol::Command& command) = 0;
+  // The result of a command Admit() let run.
+  virtual void Finished(const protocol::CommandResult& result) = 0;
+};
+
 // How a fake agent behaves. The defaults: the disk alarm, everything answered at once, the fix
 // succeeds and the disk is back to normal at once.
 struct FakeAgentOptions {
@@ -206,11 +220,26 @@ struct FakeAgentOptions {
   // While *hold_commands (if given) is true the agent does not poll for commands: what the
   // server sends it waits in the server's queue.
   const std::atomic<bool>* hold_commands = nullptr;
+  // While *hold_results (if given) is true the agent keeps the results of the fixes it ran (a
+  // fix in flight: it ran, the server does not know yet). With it the metric recovers only
+  // from when such a result was acknowledged, so the alarm cannot tell the server first.
+  const std::atomic<bool>* hold_results = nullptr;
+  // While *hold_recovery (if given) is true the metric stays in alarm, also after a fix
+  // succeeded (an incident waits in its verification).
+  const std::atomic<bool>* hold_recovery = nullptr;
+  // Several servers, as the agent's `servers:` list: when non-empty the Endpoint is not used;
+  // the agent talks to servers[current] and moves to the next one (in order, wrapping around)
+  // only when a request gets no answer or a 5xx, and stays there (sticky), as src/agent's
+  // ServerList does. It registers again after each move.
+  std::vector<std::string> servers;
+  RunLedger* ledger = nullptr;  // not owned; see RunLedger
 };
 
 // One host: registers, reports its metric every second, long-polls for commands, runs each id at
 // most once (a repeated id gets the stored result, as the real agent does), answers (now or
-// after a delay), and retries answers the server did not acknowledge.
+// after a delay), and retries answers the server did not acknowledge. Every arrival of a
+// command is logged (AgentLog::deliveries), repeats included: a canary that counts fixes must
+// count those, not the runs, or a fix sent twice under one id could never be seen.
 class FakeAgent {
  public:
   FakeAgent(std::string host, const Endpoint& endpoint, std::string token,
@@ -239,6 +268,8 @@ class FakeAgent {
   bool holding() const { return holding_.load(); }
   // True while a result waits for its delay or for a server that acknowledges it.
   bool answers_pending() const { return answers_pending_.load(); }
+  // With options().servers: how many times the agent moved to the next server.
+  int server_moves() const { return moves_.load(); }
   AgentLog log() const {
     std::lock_guard<std::mutex> lock(mu_);
     return log_;
@@ -258,7 +289,10 @@ class FakeAgent {
   void Loop() {
     client_ = NewCurlHttpClient();
     while (!stop_) {
-      const Endpoint::Snapshot ep = endpoint_.Get();
+      const Endpoint::Snapshot ep =
+          options_.servers.empty()
+              ? endpoint_.Get()
+              : Endpoint::Snapshot{options_.servers[server_index_], 1 + moves_.load()};
       if (ep.url.empty()) {
         std::this_thread::sleep_for(20ms);
         continue;
@@ -268,17 +302,39 @@ class FakeAgent {
         registered_ = false;
         report_due_ = true;
       }
+      fail_over_ = false;
       if (!Step(ep)) {
+        if (!options_.servers.empty() && fail_over_) {
+          server_index_ = (server_index_ + 1) % options_.servers.size();
+          ++moves_;
+        }
         std::this_thread::sleep_for(50ms);  // the server is down or restarting
       }
     }
     client_.reset();
   }
 
+  bool ResultsHeld() const {
+    return options_.hold_results != nullptr && options_.hold_results->load();
+  }
+
+  // Call(), noting whether the outcome moves a multi-server agent on (no answer, or a 5xx).
+  Result<HttpResponse> Send(const std::string& method, const std::string& url,
+                            const std::string& body = "", Millis timeout = Millis(5'000)) {
+    auto r = Call(*client_, method, url, token_, body, timeout);
+    if (!r || r->status >= 500) {
+      fail_over_ = true;
+    }
+    return r;
+  }
+
   bool InAlarm() {
     const auto now = Clock::now();
     if (now < started_ + options_.start_after) {
       return false;
+    }
+    if (options_.hold_recovery != nullptr && options_.hold_recovery->load()) {
+      return true;
     }
     return !(fix_ran_ && now >= fixed_at_ + options_.recover_after);
   }
@@ -291,8 +347,7 @@ class FakeAgent {
       reg.name = host_;
       reg.hostname = host_;
       reg.version = "crash-test";
-      if (!Is2xx(Call(*client_, "POST", ep.url + "/agent/v1/register", token_,
-                      DumpJson(protocol::ToJson(reg))))) {
+      if (!Is2xx(Send("POST", ep.url + "/agent/v1/register", DumpJson(protocol::ToJson(reg))))) {
         return false;
       }
       registered_ = true;
@@ -304,7 +359,7 @@ class FakeAgent {
       }
     }
     for (auto it = outgoing_.begin(); it != outgoing_.end();) {
-      if (it->due > Clock::now()) {
+      if (it->due > Clock::now() || (!it->read_only && ResultsHeld())) {
         ++it;
         continue;
       }
@@ -325,10 +380,10 @@ class FakeAgent {
     const bool soon = !outgoing_.empty() || now < started_ + options_.start_after ||
                       (fix_ran_ && now < fixed_at_ + options_.recover_after);
     const int wait_ms = soon ? 300 : 1000;
-    auto polled = Call(*client_, "GET",
+    auto polled = Send("GET",
                        ep.url + "/agent/v1/commands?host=" + host_ +
                            "&wait_ms=" + std::to_string(wait_ms),
-                       token_, "", Millis(5'000));
+                       "", Millis(5'000));
     if (!Is2xx(polled)) {
       return false;
     }
@@ -353,8 +408,7 @@ class FakeAgent {
     protocol::Report rep;
     rep.host = host_;
     rep.samples.push_back({SystemClock().Now(), {{options_.metric, alarm ? 95.0 : 40.0}}});
-    auto r = Call(*client_, "POST", ep.url + "/agent/v1/report", token_,
-                  DumpJson(protocol::ToJson(rep)));
+    auto r = Send("POST", ep.url + "/agent/v1/report", DumpJson(protocol::ToJson(rep)));
     if (r && r->status == 404) {
       registered_ = false;  // the server restarted: register again
       return true;
@@ -379,15 +433,28 @@ class FakeAgent {
     const bool read_only = spec != nullptr && spec->read_only;
     // The incident travels in the signed envelope only (not checked here: the real agent does).
     std::string incident = c.incident;
+    protocol::Command as_signed = c;  // what the ledger records, nonce included
     if (auto env = protocol::CommandFromEnvelope(c.envelope); env) {
       incident = env->incident;
+      as_signed = *env;
     }
     {
       std::lock_guard<std::mutex> lock(mu_);
       log_.deliveries.push_back({c.id, c.action, incident, read_only, ep.epoch});
     }
+    bool admitted = false;
+    if (options_.ledger != nullptr) {
+      // The ledger decides, at every arrival; a command it holds already is answered as it
+      // says, not run.
+      if (auto stored = options_.ledger->Admit(as_signed); stored.has_value()) {
+        results_[c.id] = *stored;
+      } else {
+        results_.erase(c.id);
+        admitted = true;
+      }
+    }
     for (const Outgoing& o : outgoing_) {
-      if (o.result.id == c.id) {
+      if (o.result.id == c.id && !admitted) {
         return;  // its answer is on its way already
       }
     }
@@ -412,29 +479,38 @@ class FakeAgent {
         r.output = fails ? "no space freed\n" : "freed 5.5G\n";
         std::lock_guard<std::mutex> lock(mu_);
         log_.fixes_run.push_back({c.id, incident, r.exit_code, ep.epoch});
-        if (!fails && !fix_ran_) {
+        if (!fails && !fix_ran_ && options_.hold_results == nullptr) {
           fix_ran_ = true;
           fixed_at_ = Clock::now();
           log_.fix_ran = true;
         }
+      }
+      if (options_.ledger != nullptr) {
+        options_.ledger->Finished(r);
       }
       done = results_.emplace(c.id, std::move(r)).first;
     }
     const Millis delay = read_only ? options_.diag_after : options_.fix_after;
     outgoing_.push_back(
         {done->second, c.action, incident, read_only, ep.epoch, Clock::now() + delay});
-    if (delay.count() == 0 && Answer(ep, outgoing_.back())) {
+    if (delay.count() == 0 && (read_only || !ResultsHeld()) && Answer(ep, outgoing_.back())) {
       outgoing_.pop_back();
     }
   }
 
   bool Answer(const Endpoint::Snapshot& ep, const Outgoing& o) {
-    if (!Is2xx(Call(*client_, "POST", ep.url + "/agent/v1/results", token_,
-                    DumpJson(protocol::ToJson(o.result))))) {
+    if (!Is2xx(Send("POST", ep.url + "/agent/v1/results", DumpJson(protocol::ToJson(o.result))))) {
       return false;
     }
     {
       std::lock_guard<std::mutex> lock(mu_);
+      if (options_.hold_results != nullptr && !o.read_only && o.result.exit_code == 0 &&
+          !fix_ran_) {
+        // The fix's effect shows from when the server knows of it (see hold_results).
+        fix_ran_ = true;
+        fixed_at_ = Clock::now();
+        log_.fix_ran = true;
+      }
       log_.acks.push_back(
           {o.result.id, o.action, o.incident, o.read_only, ep.epoch, o.delivered_epoch});
     }
@@ -452,12 +528,15 @@ class FakeAgent {
   std::atomic<bool> stop_{false};
   std::atomic<bool> holding_{false};
   std::atomic<bool> answers_pending_{false};
+  std::atomic<int> moves_{0};
   std::thread thread_;
   Clock::time_point started_{};
 
   // Used by the agent's own thread only.
   std::unique_ptr<HttpClient> client_;
   int epoch_ = 0;
+  size_t server_index_ = 0;  // into options_.servers
+  bool fail_over_ = false;   // the last failed request of this round moves the agent on
   bool registered_ = false;
   bool report_due_ = true;
   bool reported_alarm_ = false;

@@ -256,6 +256,23 @@ void IncidentManager::ResumeLocked(const Incident& stored, bool takeover) {
       next.timeline.push_back(Entry("resumed", cause + "; waiting for approval again"));
       (void)Save(a.inc, std::move(next));
     }
+  } else if (std::any_of(a.inc.timeline.begin(), a.inc.timeline.end(),
+                         [](const TimelineEntry& e) { return e.event == "verifying"; })) {
+    // The fix's result is in the record already (FinishExecution wrote "executed", then
+    // "verifying"): its outcome is known, so it is not offered again, even unexpired (another
+    // copy would reach the host for nothing, and its answer would be executed again here).
+    // The alarm decides, as it would have for the previous driver.
+    const ai::Runbook* rb = RunbookFor(a.inc.alarm_name);
+    const Millis window = rb != nullptr ? rb->verification_window : Millis(30'000);
+    a.phase = Phase::kVerifying;
+    a.deadline = clock_.SteadyNow() + window;
+    next.timeline.push_back(Entry("resumed", cause +
+                                                 " while the fix's result was being verified; "
+                                                 "it is not sent again, the alarm decides "
+                                                 "within " +
+                                                 std::to_string(window.count() / 1000) + " s"));
+    (void)Save(a.inc, std::move(next));
+    alarms_.SetRemediating(a.inc.alarm_name, host, true);
   } else if (auto resend = PendingFix(a.inc); resend.has_value()) {
     // The fix may not have reached the host: send the same command again. The agent runs
     // a command id at most once and answers a repeat with the stored result.

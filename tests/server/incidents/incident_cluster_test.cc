@@ -338,6 +338,56 @@ TEST_F(IncidentClusterTest, FiftyIncidentsOfADeadServerAreTakenOverOnceEachAndRe
   }
 }
 
+// s1 died while its fix's result was being verified (the result is in the record: executed,
+// verifying): s2 takes it over without offering the fix again, though its command has not
+// expired (the outcome is known; found by cluster_kill_test, where the repeat reached the host
+// and its answer was executed again), and the alarm's OK completes it.
+TEST_F(IncidentClusterTest, ATakeoverDuringVerificationDoesNotSendTheFixAgain) {
+  const WallTime t0 = clock_.Now();
+  Incident inc;
+  inc.incident_id = "inc-verifying";
+  inc.alarm_name = "Nginx-Down-ALB";
+  inc.alarm_description = "nginx";
+  inc.instance_id = "web-1";
+  inc.created_at = inc.updated_at = t0;
+  inc.status = IncidentStatus::kExecuting;
+  inc.action = Json{{"name", "service.restart"},
+                    {"params", {{"service", "nginx"}}},
+                    {"command_id", "cmd-fix"},
+                    {"approved_by", "alice"},
+                    {"expires_at", FormatRfc3339(t0 + Millis(60'000))}};
+  inc.ai_suggestion = "service.restart service=nginx";
+  inc.remediation_output = "restarted";
+  inc.timeline = {{"created", t0, "medic", "seeded"},
+                  {"approved", t0, "alice", ""},
+                  {"executing", t0, "medic", ""},
+                  {"executed", t0, "medic", "exit 0 in 3 ms"},
+                  {"verifying", t0, "medic", "waiting up to 30 s"}};
+  ASSERT_TRUE(store_.CreateIncident(inc).has_value());
+  ASSERT_TRUE(store_.ClaimIncidentLease(inc.incident_id, "s1", t0, t0 + kLease).value());
+
+  Server s2("s2", store_, hub_, clock_);
+  Tick(kLease, {&s2});
+  Tick(kRenew, {&s2});
+  ASSERT_EQ(s2.manager->active_ids(), std::vector<std::string>{"inc-verifying"});
+  EXPECT_TRUE(s2.sink.sent().empty()) << "the fix was offered again: "
+                                      << s2.sink.sent().front().second.id;
+  Incident taken = Get("inc-verifying");
+  EXPECT_EQ(taken.status, IncidentStatus::kExecuting);
+  EXPECT_EQ(taken.timeline.back().event, "resumed");
+  EXPECT_NE(taken.timeline.back().detail.find("not sent again"), std::string::npos)
+      << taken.timeline.back().detail;
+
+  // A late answer of the command changes nothing; the alarm's OK verifies the fix.
+  s2.manager->OnCommandResult(test::OkResult("cmd-fix", "restarted"));
+  const std::vector<std::string> events = Events(Get("inc-verifying"));
+  EXPECT_EQ(std::count(events.begin(), events.end(), "executed"), 1);
+  s2.manager->OnAlarmTransition(
+      Transition("web-1", AlarmState::kAlarm, AlarmState::kOk, clock_.Now()));
+  EXPECT_EQ(Get("inc-verifying").status, IncidentStatus::kCompleted);
+  EXPECT_TRUE(s2.sink.sent().empty());
+}
+
 // The store is away for s1: its renewal fails, and s1 stops driving at once: a result that
 // arrives then changes nothing and sends nothing. Once the lease has expired, s2 takes over.
 TEST_F(IncidentClusterTest, AFailedRenewalStopsDrivingAtOnceAndAnotherServerTakesOver) {

@@ -257,8 +257,8 @@ class Breaches {
   std::unordered_map<std::string, Pending> pending_;  // Guarded by mu_.
   std::vector<uint32_t> latency_us_;                  // Guarded by mu_.
   std::vector<uint32_t> forwarded_us_;                // Guarded by mu_.
-  int64_t sent_ = 0;                                     // Guarded by mu_.
-  int64_t decided_ = 0;                                  // Guarded by mu_.
+  int64_t sent_ = 0;                                  // Guarded by mu_.
+  int64_t decided_ = 0;                               // Guarded by mu_.
 };
 
 class Agent;
@@ -737,7 +737,8 @@ int Run(const Options& o) {
     from = comma + 1;
     const size_t colon = one.rfind(':');
     beast::error_code ec;
-    const auto address = asio::ip::make_address(one.substr(0, colon == std::string::npos ? 0 : colon), ec);
+    const auto address =
+        asio::ip::make_address(one.substr(0, colon == std::string::npos ? 0 : colon), ec);
     const int port = colon == std::string::npos ? 0 : std::atoi(one.c_str() + colon + 1);
     if (colon == std::string::npos || ec || port <= 0 || port > 65535) {
       std::cerr << "medic-fleet-load: --server must be IP:PORT[,IP:PORT...], not '" << o.server
@@ -1006,12 +1007,12 @@ int Run(const Options& o) {
     for (int i = 0; i < o.agents; ++i) {
       agents_here += static_cast<size_t>(i) % endpoints.size() == k ? 1 : 0;
     }
-    per_server.push_back(Json{{"server", endpoints[k].address().to_string() + ":" +
-                                             std::to_string(endpoints[k].port())},
-                              {"agents", agents_here},
-                              {"answered_reports", total.server_latency_us[k].size()},
-                              {"report_errors", total.server_report_errors[k]},
-                              {"report_latency", LatencyJson(total.server_latency_us[k])}});
+    per_server.push_back(Json{
+        {"server", endpoints[k].address().to_string() + ":" + std::to_string(endpoints[k].port())},
+        {"agents", agents_here},
+        {"answered_reports", total.server_latency_us[k].size()},
+        {"report_errors", total.server_report_errors[k]},
+        {"report_latency", LatencyJson(total.server_latency_us[k])}});
   }
   Json out{
       {"agents", o.agents},

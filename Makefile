@@ -5,7 +5,7 @@ FUZZ_DIR ?= build-fuzz
 JOBS ?= $(shell nproc)
 CMAKE_FLAGS ?= -DCMAKE_BUILD_TYPE=RelWithDebInfo
 
-.PHONY: setup build test test-unit test-asan test-fuzz fuzz-long fuzz-build bench-crash bench-scale demo clean format
+.PHONY: setup build test test-unit test-asan test-fuzz fuzz-long fuzz-build bench-crash bench-scale bench-scale-cluster demo clean format
 
 setup:
 	@bash scripts/setup.sh
@@ -43,6 +43,14 @@ bench-crash: build
 bench-scale: build
 	@python3 bench/scale.py --server $(BUILD_DIR)/bin/medic-server \
 		--generator $(BUILD_DIR)/bin/medic-fleet-load $(SCALE_ARGS)
+
+# Issue 15: the same levels with three setups side by side: one server on SQLite, one on
+# PostgreSQL, two servers on one PostgreSQL sharing the fleet (scale.py starts its own
+# PostgreSQL, Debian's postgresql package), and a comparison table (docs/BENCHMARKS.md).
+bench-scale-cluster: build
+	@python3 bench/scale.py --server $(BUILD_DIR)/bin/medic-server \
+		--generator $(BUILD_DIR)/bin/medic-fleet-load --setups sqlite,postgres,postgres-2 \
+		$(SCALE_ARGS)
 
 # The libFuzzer harnesses (tests/fuzz, docs/TESTING.md "Fuzzing"): clang, every library with
 # ASan, UBSan and coverage; only the libraries the harnesses link are built, no unit test.

@@ -1,5 +1,7 @@
 // medic-fleet-load: N simulated agents speaking the real agent protocol (docs/PROTOCOL.md) to one
-// medic-server, for the scale benchmark (bench/scale.py, docs/BENCHMARKS.md "Scale").
+// medic-server, or spread over several on one store (--server A,B: agent i talks to server
+// i mod K only, as an agent whose first URL is that server), for the scale benchmark
+// (bench/scale.py, docs/BENCHMARKS.md "Scale").
 //
 // Each agent: a per-host credential (enrolled once with the bootstrap token against a server
 // started with --auto-approve-hosts, then cached in --credentials), a registration, one report
@@ -7,7 +9,9 @@
 // one parked long poll on a second connection, and a successful result for every command it is
 // sent (on a short-lived third connection). Every K seconds one different agent reports
 // disk_used_percent 95 (Disk-Critical-ASG); the time from that report's scheduled send to the
-// incident event on GET /api/v1/events is the report -> incident latency.
+// incident event on GET /api/v1/events is the report -> incident latency. With several servers
+// there is one event stream per server: the breaching agent's own server gives the incident
+// latency, the others the time until the event forwarded over the cluster bus reached them.
 //
 // Latency is measured from each report's SCHEDULED time, never from when it was sent: a report
 // held back by the previous one still in flight on its connection counts the wait (no
@@ -178,6 +182,9 @@ struct Stats {
   int64_t results_ok = 0;
   // Per whole second of scheduled time (index from the window's start): answered latencies.
   std::vector<std::vector<uint32_t>> per_second_us;
+  // Per server (index in --server): answered latencies and report errors.
+  std::vector<std::vector<uint32_t>> server_latency_us;
+  std::vector<int64_t> server_report_errors;
 };
 
 struct Window {
@@ -195,25 +202,37 @@ class Breaches {
     std::lock_guard<std::mutex> lock(mu_);
     ++decided_;
   }
-  void Sent(const std::string& host, SteadyTime scheduled) {
+  // `streams`: the event streams (one per server) that must each see the incident.
+  void Sent(const std::string& host, SteadyTime scheduled, size_t server, size_t streams) {
     std::lock_guard<std::mutex> lock(mu_);
-    pending_.emplace(host, scheduled);
+    pending_[host] = Pending{scheduled, server, std::vector<bool>(streams, false)};
     ++sent_;
   }
-  // An incident event for host: its latency when a breach of host waited for one.
-  void Incident(const std::string& host, SteadyTime now) {
+  // An incident event for host on stream `stream` (the server of that index): on the host's own
+  // server its report -> incident latency, on another the latency until the forwarded event.
+  void Incident(const std::string& host, size_t stream, SteadyTime now) {
     std::lock_guard<std::mutex> lock(mu_);
     auto it = pending_.find(host);
-    if (it == pending_.end()) {
+    if (it == pending_.end() || stream >= it->second.seen.size() || it->second.seen[stream]) {
       return;
     }
-    latency_us_.push_back(static_cast<uint32_t>(
-        std::chrono::duration_cast<std::chrono::microseconds>(now - it->second).count()));
-    pending_.erase(it);
+    Pending& p = it->second;
+    p.seen[stream] = true;
+    const auto us = static_cast<uint32_t>(
+        std::chrono::duration_cast<std::chrono::microseconds>(now - p.scheduled).count());
+    (stream == p.server ? latency_us_ : forwarded_us_).push_back(us);
+    if (std::find(p.seen.begin(), p.seen.end(), false) == p.seen.end()) {
+      pending_.erase(it);
+    }
   }
+  // Breaches whose incident some stream has not shown yet.
   int64_t Outstanding() const {
     std::lock_guard<std::mutex> lock(mu_);
     return static_cast<int64_t>(pending_.size());
+  }
+  std::vector<uint32_t> forwarded_latencies() const {
+    std::lock_guard<std::mutex> lock(mu_);
+    return forwarded_us_;
   }
   int64_t sent() const {
     std::lock_guard<std::mutex> lock(mu_);
@@ -229,11 +248,17 @@ class Breaches {
   }
 
  private:
+  struct Pending {
+    SteadyTime scheduled;
+    size_t server;           // the index of the breaching agent's server
+    std::vector<bool> seen;  // per event stream
+  };
   mutable std::mutex mu_;
-  std::unordered_map<std::string, SteadyTime> pending_;  // Guarded by mu_.
-  std::vector<uint32_t> latency_us_;                     // Guarded by mu_.
-  int64_t sent_ = 0;                                     // Guarded by mu_.
-  int64_t decided_ = 0;                                  // Guarded by mu_.
+  std::unordered_map<std::string, Pending> pending_;  // Guarded by mu_.
+  std::vector<uint32_t> latency_us_;                  // Guarded by mu_.
+  std::vector<uint32_t> forwarded_us_;                // Guarded by mu_.
+  int64_t sent_ = 0;                                  // Guarded by mu_.
+  int64_t decided_ = 0;                               // Guarded by mu_.
 };
 
 class Agent;
@@ -247,7 +272,7 @@ struct Loop {
 
 struct Shared {
   const Options& options;
-  tcp::endpoint endpoint;
+  std::vector<tcp::endpoint> endpoints;  // agent i talks to endpoints[i % size()]
   Window window;
   Breaches breaches;
   std::atomic<int> registered{0};
@@ -288,8 +313,9 @@ class Agent {
         index_(index),
         name_(std::move(name)),
         credential_(std::move(credential)),
-        report_(loop.io, shared.endpoint),
-        poll_(loop.io, shared.endpoint),
+        server_(static_cast<size_t>(index) % shared.endpoints.size()),
+        report_(loop.io, shared.endpoints[server_]),
+        poll_(loop.io, shared.endpoints[server_]),
         timer_(loop.io),
         rng_(static_cast<uint32_t>(index) * 2654435761u + 1) {
     disk_base_ = 20 + index % 50;  // 20..69: far below 85
@@ -354,7 +380,7 @@ class Agent {
     if (breach) {
       disk = 95.0;
       breach_next_ = false;
-      shared_.breaches.Sent(name_, scheduled);
+      shared_.breaches.Sent(name_, scheduled, server_, shared_.endpoints.size());
     }
     char body[1024];
     const int n = std::snprintf(
@@ -379,8 +405,10 @@ class Agent {
       const SteadyTime now = SteadyClock::now();
       if (ec) {
         ++stats.errors[std::string("report_") + stage];
+        ++stats.server_report_errors[server_];
       } else if (report_.res_.result_int() != 200) {
         ++stats.errors["report_http_" + std::to_string(report_.res_.result_int())];
+        ++stats.server_report_errors[server_];
       } else {
         if (now >= shared_.window.measure_from && now < shared_.window.measure_to) {
           ++stats.received_in_window;
@@ -390,6 +418,7 @@ class Agent {
               std::chrono::duration_cast<std::chrono::microseconds>(now - scheduled).count());
           ++stats.answered_ok;
           stats.latency_us.push_back(us);
+          stats.server_latency_us[server_].push_back(us);
           if (scheduled < shared_.window.quiet_to) {
             stats.quiet_us.push_back(us);
           }
@@ -455,7 +484,7 @@ class Agent {
              {"truncated", false},
              {"error", ""},
              {"duration_ms", 12}};
-      std::make_shared<ResultPost>(loop_.io, shared_.endpoint)
+      std::make_shared<ResultPost>(loop_.io, shared_.endpoints[server_])
           ->Start(credential_, r.dump(), loop_.stats);
     }
   }
@@ -465,6 +494,7 @@ class Agent {
   int index_;
   std::string name_;
   std::string credential_;
+  size_t server_;  // its index in shared_.endpoints
   HttpConn report_;
   HttpConn poll_;
   asio::steady_timer timer_;
@@ -475,15 +505,15 @@ class Agent {
   bool breach_next_ = false;
 };
 
-// The event stream: incident events complete breaches. Owned by loop 0.
+// The event stream of one server: incident events complete breaches. Owned by loop 0.
 class EventStream {
  public:
-  EventStream(asio::io_context& io, Shared& shared, std::string token)
-      : io_(io), socket_(io), shared_(shared), token_(std::move(token)) {}
+  EventStream(asio::io_context& io, Shared& shared, size_t server, std::string token)
+      : io_(io), socket_(io), shared_(shared), server_(server), token_(std::move(token)) {}
 
   void Start(std::function<void(bool)> connected) {
     connected_ = std::move(connected);
-    socket_.async_connect(shared_.endpoint, [this](beast::error_code ec) {
+    socket_.async_connect(shared_.endpoints[server_], [this](beast::error_code ec) {
       if (ec) {
         return Failed("connect: " + ec.message());
       }
@@ -568,7 +598,7 @@ class EventStream {
         Json j = Json::parse(line.substr(6), nullptr, false);
         if (!j.is_discarded() && j.value("alarm_name", "") == "Disk-Critical-ASG") {
           ++incidents_;
-          shared_.breaches.Incident(j.value("instance_id", ""), SteadyClock::now());
+          shared_.breaches.Incident(j.value("instance_id", ""), server_, SteadyClock::now());
         }
       } else if (line.empty()) {
         event_.clear();
@@ -580,6 +610,7 @@ class EventStream {
   asio::io_context& io_;
   tcp::socket socket_;
   Shared& shared_;
+  size_t server_;
   std::string token_;
   std::string request_;
   std::string buf_;
@@ -696,14 +727,31 @@ int Run(const Options& o) {
               << (rl.rlim_cur - 64) / 2 << " agents per process\n";
     return 2;
   }
-  const size_t colon = o.server.rfind(':');
-  beast::error_code ec;
-  const auto address = asio::ip::make_address(o.server.substr(0, colon), ec);
-  if (colon == std::string::npos || ec) {
-    std::cerr << "medic-fleet-load: --server must be IP:PORT\n";
+  std::vector<tcp::endpoint> endpoints;
+  for (size_t from = 0; from <= o.server.size();) {
+    size_t comma = o.server.find(',', from);
+    if (comma == std::string::npos) {
+      comma = o.server.size();
+    }
+    const std::string one = o.server.substr(from, comma - from);
+    from = comma + 1;
+    const size_t colon = one.rfind(':');
+    beast::error_code ec;
+    const auto address =
+        asio::ip::make_address(one.substr(0, colon == std::string::npos ? 0 : colon), ec);
+    const int port = colon == std::string::npos ? 0 : std::atoi(one.c_str() + colon + 1);
+    if (colon == std::string::npos || ec || port <= 0 || port > 65535) {
+      std::cerr << "medic-fleet-load: --server must be IP:PORT[,IP:PORT...], not '" << o.server
+                << "'\n";
+      return 2;
+    }
+    endpoints.emplace_back(address, static_cast<uint16_t>(port));
+  }
+  if (static_cast<size_t>(o.agents) < endpoints.size()) {
+    std::cerr << "medic-fleet-load: " << o.agents << " agents cannot be spread over "
+              << endpoints.size() << " servers\n";
     return 2;
   }
-  const tcp::endpoint ep(address, static_cast<uint16_t>(std::stoi(o.server.substr(colon + 1))));
 
   std::vector<std::string> names;
   for (int i = 0; i < o.agents; ++i) {
@@ -720,16 +768,25 @@ int Run(const Options& o) {
     }
   }
   const auto enroll_start = SteadyClock::now();
-  if (!EnrollMissing(o, ep, names, credentials)) {
-    return 1;
+  // Each agent enrols on its own server, as a real agent does with the first URL of its list.
+  for (size_t k = 0; k < endpoints.size(); ++k) {
+    std::vector<std::string> mine;
+    for (size_t i = k; i < names.size(); i += endpoints.size()) {
+      mine.push_back(names[i]);
+    }
+    if (!EnrollMissing(o, endpoints[k], mine, credentials)) {
+      return 1;
+    }
   }
   const double enroll_s = std::chrono::duration<double>(SteadyClock::now() - enroll_start).count();
 
-  Shared shared{o, ep, {}, {}, {}, {}, {}};
+  Shared shared{o, endpoints, {}, {}, {}, {}, {}};
   std::vector<std::unique_ptr<Loop>> loops;
   for (int t = 0; t < std::max(1, o.threads); ++t) {
     loops.push_back(std::make_unique<Loop>());
     loops.back()->stats.per_second_us.resize(static_cast<size_t>(std::ceil(o.duration_s)));
+    loops.back()->stats.server_latency_us.resize(endpoints.size());
+    loops.back()->stats.server_report_errors.resize(endpoints.size());
   }
   std::vector<std::unique_ptr<Agent>> agents;
   for (int i = 0; i < o.agents; ++i) {
@@ -738,19 +795,22 @@ int Run(const Options& o) {
     loop.agents.push_back(agents.back().get());
   }
 
-  // The event stream first, so that no incident of the run is missed.
-  std::unique_ptr<EventStream> events;
+  // The event streams first (one per server), so that no incident of the run is missed.
+  std::vector<std::unique_ptr<EventStream>> events;
   if (!o.events_token_file.empty()) {
-    events = std::make_unique<EventStream>(loops[0]->io, shared, ReadTrimmed(o.events_token_file));
-    bool ok = false;
-    events->Start([&](bool connected) {
-      ok = connected;
-      loops[0]->io.stop();
-    });
-    loops[0]->io.run();
-    loops[0]->io.restart();
-    if (!ok) {
-      return 1;
+    const std::string token = ReadTrimmed(o.events_token_file);
+    for (size_t k = 0; k < endpoints.size(); ++k) {
+      events.push_back(std::make_unique<EventStream>(loops[0]->io, shared, k, token));
+      bool ok = false;
+      events.back()->Start([&](bool connected) {
+        ok = connected;
+        loops[0]->io.stop();
+      });
+      loops[0]->io.run();
+      loops[0]->io.restart();
+      if (!ok) {
+        return 1;
+      }
     }
   }
 
@@ -898,6 +958,13 @@ int Run(const Options& o) {
       total.errors[k] += v;
     }
     total.answered_ok += s.answered_ok;
+    total.server_latency_us.resize(s.server_latency_us.size());
+    total.server_report_errors.resize(s.server_report_errors.size());
+    for (size_t k = 0; k < s.server_latency_us.size(); ++k) {
+      auto& d = total.server_latency_us[k];
+      d.insert(d.end(), s.server_latency_us[k].begin(), s.server_latency_us[k].end());
+      total.server_report_errors[k] += s.server_report_errors[k];
+    }
     total.received_in_window += s.received_in_window;
     total.polls += s.polls;
     total.commands += s.commands;
@@ -926,6 +993,27 @@ int Run(const Options& o) {
   // server was that far behind) counts as one without an incident.
   const int64_t breaches = shared.breaches.decided();
   const int64_t missing = breaches - static_cast<int64_t>(shared.breaches.latencies().size());
+  // Each breach's event is expected once on every other server's stream (forwarded by the bus).
+  const int64_t forwarded_missing =
+      breaches * static_cast<int64_t>(endpoints.size() - 1) -
+      static_cast<int64_t>(shared.breaches.forwarded_latencies().size());
+  int64_t event_drops = 0;
+  for (const auto& e : events) {
+    event_drops += e->drops();
+  }
+  Json per_server = Json::array();
+  for (size_t k = 0; k < endpoints.size(); ++k) {
+    int64_t agents_here = 0;
+    for (int i = 0; i < o.agents; ++i) {
+      agents_here += static_cast<size_t>(i) % endpoints.size() == k ? 1 : 0;
+    }
+    per_server.push_back(Json{
+        {"server", endpoints[k].address().to_string() + ":" + std::to_string(endpoints[k].port())},
+        {"agents", agents_here},
+        {"answered_reports", total.server_latency_us[k].size()},
+        {"report_errors", total.server_report_errors[k]},
+        {"report_latency", LatencyJson(total.server_latency_us[k])}});
+  }
   Json out{
       {"agents", o.agents},
       {"threads", loops.size()},
@@ -951,14 +1039,18 @@ int Run(const Options& o) {
       {"breaches_without_incident", missing},
       {"breaches_not_sent", breaches - shared.breaches.sent()},
       {"incident_latency", LatencyJson(shared.breaches.latencies())},
+      {"servers", endpoints.size()},
+      {"per_server", per_server},
+      {"forwarded_incident_latency", LatencyJson(shared.breaches.forwarded_latencies())},
+      {"forwarded_incidents_missing", forwarded_missing},
       {"generator_cpu_s", generator_cpu_s},
       {"generator_cores", generator_cpu_s / o.duration_s},
-      {"event_stream_drops", events ? events->drops() : 0},
+      {"event_stream_drops", event_drops},
       {"per_second", per_second},
   };
   // Close every socket before the process goes (the server sees the agents leave).
   agents.clear();
-  events.reset();
+  events.clear();
   if (o.output.empty()) {
     std::cout << out.dump() << "\n";
   } else {
@@ -972,7 +1064,9 @@ int Run(const Options& o) {
 int main(int argc, char** argv) {
   Options o;
   CLI::App app{"medic-fleet-load: simulated agents against a medic-server (bench/scale.py)"};
-  app.add_option("--server", o.server, "IP:PORT of medic-server (http)");
+  app.add_option("--server", o.server,
+                 "IP:PORT of medic-server (http); several, comma-separated, servers on one store: "
+                 "agent i talks to the (i mod K)th only");
   app.add_option("--agents", o.agents, "simulated agents")->check(CLI::Range(1, 100000));
   app.add_option("--duration", o.duration_s, "seconds measured")->check(CLI::Range(1.0, 86400.0));
   app.add_option("--warmup", o.warmup_s, "seconds of load before measuring");

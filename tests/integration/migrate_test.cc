@@ -5,6 +5,11 @@
 // answers every incident with identical JSON, the same settings, the copied token, and an audit
 // chain that verifies with the same head. The source file is unchanged; a second run and bad
 // URIs are refused with a clear error and leave nothing behind.
+//
+// Built twice: migrate_integration_test copies into a new SQLite file; migrate_pg_test
+// (MEDIC_MIGRATE_TO_POSTGRES, label postgres) copies into a fresh database of a real PostgreSQL
+// the test starts (`--to postgres:DSN`, as docs/STORE.md says), and the second medic-server runs
+// with `store: {driver: postgres}` on it.
 
 #include <gtest/gtest.h>
 
@@ -17,6 +22,9 @@
 #include "core/files.h"
 #include "core/json.h"
 #include "tests/fakes/subprocess.h"
+#ifdef MEDIC_MIGRATE_TO_POSTGRES
+#include "tests/fakes/postgres_server.h"
+#endif
 #include "tests/fakes/temp_dir.h"
 #include "tests/integration/crash_harness.h"
 #include "tests/server/enroll_host.h"
@@ -163,7 +171,22 @@ TEST_F(MigrateTest, ACopiedInstallationServesTheSameIncidentsTokensSettingsAndAu
   ASSERT_TRUE(source_bytes.has_value());
   ASSERT_TRUE(MakeDirs(dst, 0700).has_value());
   const std::string from = "sqlite:" + src + "/medic.db";
+#ifdef MEDIC_MIGRATE_TO_POSTGRES
+  test::PostgresServer pg;
+  ASSERT_TRUE(pg.ok()) << pg.error();
+  const std::string dsn = pg.CreateDatabase();
+  ASSERT_FALSE(dsn.empty()) << pg.error();
+  const std::string to = "postgres:" + dsn;
+  const std::string second_config = dir_.File("server-pg.yaml");
+  ASSERT_TRUE(WriteFileAtomic(second_config, "approval_mode: true\n"
+                                             "store:\n"
+                                             "  driver: postgres\n"
+                                             "  dsn: \"" + dsn + "\"\n")
+                  .has_value());
+#else
   const std::string to = "sqlite:" + dst + "/medic.db";
+  const std::string& second_config = config;
+#endif
 
   // Bad arguments first: each refused with a clear error, nothing created.
   Outcome bad = Migrate(dir_, {"--from", src + "/medic.db", "--to", to});
@@ -182,6 +205,8 @@ TEST_F(MigrateTest, ACopiedInstallationServesTheSameIncidentsTokensSettingsAndAu
                        "--audit-key", src + "/audit.key"});
   EXPECT_EQ(bad.exit_code, 2);
   EXPECT_NE(bad.err.find("the source: cannot open SQLite database"), std::string::npos) << bad.err;
+  // (On PostgreSQL: the copy below needs an empty database, so a refused migrate that wrote
+  // to it would fail there.)
   EXPECT_FALSE(PathExists(dst + "/medic.db")) << "a refused migrate created the target";
 
   // The copy. The audit key defaults to audit.key beside the source.
@@ -207,7 +232,7 @@ TEST_F(MigrateTest, ACopiedInstallationServesTheSameIncidentsTokensSettingsAndAu
     std::filesystem::copy_file(src + "/" + f, dst + "/" + f, ec);
     ASSERT_FALSE(ec) << f << ": " << ec.message();
   }
-  ServerProcess second(dst, config, dir_.File("server2.stderr"));
+  ServerProcess second(dst, second_config, dir_.File("server2.stderr"));
   const std::string url = second.Start();
   ASSERT_FALSE(url.empty()) << "medic-server did not start on the copy: " << second.StderrTail();
   const std::string admin(Trim(ReadFile(dst + "/admin.token").value_or("")));

@@ -8,8 +8,8 @@
 // server_id: unique among the servers on the store ([A-Za-z0-9._:-]{1,64}); default: this
 // machine's host name and the listen port ("host-1:8080"). lease: how long a server that stops
 // renewing keeps its incidents (2s..60s, default 6s); a dead server's incidents are taken over
-// within lease + renew. renew: how often leases are renewed and orphaned incidents claimed
-// (default lease/3; at most lease/2). forward_timeout: how long an operator's decision sent to
+// within lease + 0.5 s (every server looks for expired leases every 0.5 s). renew: how often
+// leases are renewed (default lease/3; at most lease/2). forward_timeout: how long an operator's decision sent to
 // another server than the incident's driver waits for it (1s..60s, default 5s).
 
 #include <string>

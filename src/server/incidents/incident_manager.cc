@@ -337,6 +337,11 @@ void IncidentManager::HandleLeasesLocked() {
       (void)ClaimAndResumeLocked(id);
     }
   }
+  ClaimOrphansLocked();
+}
+
+void IncidentManager::ClaimOrphansLocked() {
+  const WallTime now = clock_.Now();
   auto claimable = store_.ListClaimableIncidents(now, now - cluster_.lease, 100);
   if (!claimable) {
     ++store_errors_;
@@ -1283,9 +1288,16 @@ void IncidentManager::RunOnce() {
   if (cluster_.bus != nullptr) {
     {
       std::lock_guard<std::mutex> lock(mu_);
-      if (clock_.SteadyNow() >= next_lease_round_) {
-        next_lease_round_ = clock_.SteadyNow() + cluster_.renew;
+      const SteadyTime now = clock_.SteadyNow();
+      if (now >= next_lease_round_) {
+        next_lease_round_ = now + cluster_.renew;
+        next_claim_round_ = now + cluster_.claim_every;
         HandleLeasesLocked();
+      } else if (now >= next_claim_round_) {
+        // Between renewals: a dead server's incidents are taken up within lease + claim_every,
+        // not lease + renew.
+        next_claim_round_ = now + cluster_.claim_every;
+        ClaimOrphansLocked();
       }
     }
     ExpireForwardedDecisions();

@@ -117,15 +117,17 @@ class IncidentManager {
   // With a bus the manager drives only the incidents whose lease it holds in the store: it
   // claims one when it opens it, renews all of them every `renew`, and on a failed renewal (the
   // store is away, or the lease was taken) stops driving them at once, sending nothing more.
-  // Every `renew` it also claims the open incidents whose lease expired (their server died) and
-  // resumes each as Recover() does after a restart. Commands reach every server's queue
+  // Every `claim_every` it also claims the open incidents whose lease expired (their server
+  // died) and resumes each as Recover() does after a restart: a dead server's incidents are
+  // driven again within lease + claim_every. Commands reach every server's queue
   // (cluster_relay.h), results and alarm transitions are posted to the others, and an
   // operator's decision on an incident driven elsewhere is forwarded to its driver.
   struct ClusterOptions {
     ClusterBus* bus = nullptr;  // not owned; must outlive the manager
     Millis lease{6'000};        // how long a claim holds without renewal
-    Millis renew{2'000};        // renewals and the claim sweep, < lease
+    Millis renew{2'000};        // how often the leases are renewed, < lease
     Millis forward_timeout{5'000};  // how long a forwarded decision waits for its answer
+    Millis claim_every{500};    // how often expired leases are looked for (one indexed query)
   };
   // REQUIRES: before Recover and any event.
   void EnableCluster(ClusterOptions options);
@@ -178,9 +180,12 @@ class IncidentManager {
   // has not expired, else is judged by its alarm after the verification window. `takeover`:
   // this server took it over from another one (the timeline says so).
   void ResumeLocked(const Incident& stored, bool takeover);
-  // Cluster mode: renews this server's leases (dropping what it lost) and claims the open
+  // Cluster mode: renews this server's leases (dropping what it lost), then claims the open
   // incidents nobody drives. REQUIRES: mu_.
   void HandleLeasesLocked();
+  // Cluster mode: claims the open incidents nobody drives (lease expired, or never leased).
+  // REQUIRES: mu_.
+  void ClaimOrphansLocked();
   // Claims `id` for this server and resumes it. True when it is driven here afterwards.
   // REQUIRES: mu_.
   bool ClaimAndResumeLocked(const std::string& id);
@@ -299,6 +304,7 @@ class IncidentManager {
   std::string server_id_;
   std::map<std::string, WallTime> held_until_;  // incident id -> our lease's end. Guarded.
   SteadyTime next_lease_round_{};               // Guarded by mu_.
+  SteadyTime next_claim_round_{};               // Guarded by mu_.
   // (rule, host) -> the latest transition seen, local or remote. Guarded by mu_.
   std::map<std::pair<std::string, std::string>, std::pair<WallTime, AlarmState>> latest_alarm_;
   struct Forwarded {

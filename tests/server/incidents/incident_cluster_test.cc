@@ -388,6 +388,35 @@ TEST_F(IncidentClusterTest, ATakeoverDuringVerificationDoesNotSendTheFixAgain) {
   EXPECT_TRUE(s2.sink.sent().empty());
 }
 
+// Expired leases are looked for every claim_every (0.5 s), not only at each renewal (2 s): a
+// lease that ends between two renewals of the survivor is taken up within 0.5 s of its end.
+TEST_F(IncidentClusterTest, AnExpiredLeaseIsClaimedWithinHalfASecondNotAtTheNextRenewal) {
+  const WallTime t0 = clock_.Now();
+  Incident inc;
+  inc.incident_id = "inc-orphan";
+  inc.alarm_name = "Nginx-Down-ALB";
+  inc.alarm_description = "nginx";
+  inc.instance_id = "web-1";
+  inc.created_at = inc.updated_at = t0;
+  inc.status = IncidentStatus::kPendingApproval;
+  inc.timeline = {{"created", t0, "medic", "seeded"}};
+  ASSERT_TRUE(store_.CreateIncident(inc).has_value());
+  // The dead server's last renewal: 0.7 s after the survivor's first lease round.
+  Server s2("s2", store_, hub_, clock_);  // its lease round at t0 (Recover), next at t0 + 2 s
+  ASSERT_TRUE(
+      store_.ClaimIncidentLease(inc.incident_id, "s1", t0, t0 + Millis(700) + kLease).value());
+  for (int i = 1; i <= 66; ++i) {  // the app ticks every 100 ms: up to t0 + 6.6 s
+    Tick(Millis(100), {&s2});
+    EXPECT_EQ(s2.manager->active_count(), 0u) << "taken before the lease ended, at tick " << i;
+  }
+  // The lease ended at t0 + 6.7 s; s2's renewals are at 6 s and 8 s.
+  for (int i = 0; i < 6; ++i) {
+    Tick(Millis(100), {&s2});
+  }
+  EXPECT_EQ(s2.manager->active_ids(), std::vector<std::string>{"inc-orphan"})
+      << "not taken over within 0.5 s of the lease's end (now t0 + 7.2 s)";
+}
+
 // The store is away for s1: its renewal fails, and s1 stops driving at once: a result that
 // arrives then changes nothing and sends nothing. Once the lease has expired, s2 takes over.
 TEST_F(IncidentClusterTest, AFailedRenewalStopsDrivingAtOnceAndAnotherServerTakesOver) {

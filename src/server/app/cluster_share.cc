@@ -57,18 +57,9 @@ void ClusterShare::OnEvent(const ClusterMessage& m) {
 }
 
 void ClusterShare::Forward(const std::string& event, const Json& data) {
-  std::string payload = DumpJson(Json{{"event", event}, {"data", data}});
-  std::lock_guard<std::mutex> lock(mu_);
-  outgoing_.push_back(std::move(payload));
-  while (outgoing_.size() > options_.max_queued_events) {
-    outgoing_.pop_front();
-    ++events_dropped_;
-  }
-}
-
-uint64_t ClusterShare::events_dropped() const {
-  std::lock_guard<std::mutex> lock(mu_);
-  return events_dropped_;
+  // Into the bus's queue (ClusterBus::PostSoon): written in batches by its thread, in order,
+  // kept while the store is down; nothing here waits on the store.
+  d_.bus.PostSoon("event", "", DumpJson(Json{{"event", event}, {"data", data}}));
 }
 
 Status ClusterShare::SyncTokens() {
@@ -269,16 +260,6 @@ void ClusterShare::RunOnce() {
   {
     std::lock_guard<std::mutex> lock(mu_);
     reload_.insert(failed.begin(), failed.end());  // again at the next tick
-  }
-  // Handed to the bus's queue, in order: written in batches by its thread (a burst of
-  // events costs a commit per batch, and this tick never waits on the store).
-  std::deque<std::string> outgoing;
-  {
-    std::lock_guard<std::mutex> lock(mu_);
-    outgoing.swap(outgoing_);
-  }
-  for (const std::string& payload : outgoing) {
-    d_.bus.PostSoon("event", "", payload);
   }
 }
 

@@ -9,7 +9,8 @@
 //   Every `resync_every` each server reloads settings, tokens and credentials anyway, so a
 //   `changed` that could not be posted is caught up with.
 // - server-sent events: every event this server publishes is posted (`event`, {"event", "data"})
-//   on its tick, in the order published; the other servers send it to their own subscribers
+//   as it is published (ClusterBus::PostSoon: queued, written in batches in the order
+//   published, kept while the store is down); the other servers send it to their own subscribers
 //   (EventHub::PublishLocal: a republished event is not posted again).
 //
 // - hosts whose server died: a server of a cluster does not expect every stored host at start
@@ -33,7 +34,6 @@
 
 #include <cstddef>
 #include <cstdint>
-#include <deque>
 #include <map>
 #include <mutex>
 #include <set>
@@ -59,7 +59,7 @@ namespace medic::server {
 
 struct ClusterShareOptions {
   Millis resync_every{30'000};        // settings, tokens and credentials reloaded even without news
-  size_t max_queued_events = 10'000;  // events not yet posted (the store is down); older drop
+  size_t max_queued_events = 10'000;  // alarm states not yet stored (the store is down); older drop
   Millis sweep_every{10'000};         // how often the stored hosts are looked at for silent ones
   // A stored host silent this long is adopted. Reporting servers write last_seen at most once a
   // minute a host (Fleet::Report): keep this well above that.
@@ -93,12 +93,9 @@ class ClusterShare {
   // tokens (the app has just loaded them). REQUIRES: while the app is built, before it serves.
   Status Start();
 
-  // On the app's tick: the reloads other servers asked for (or that are due), then the events
-  // queued for the other servers handed to the bus (ClusterBus::PostSoon: written in batches,
-  // in order, kept while the store is down).
+  // On the app's tick: the reloads other servers asked for (or that are due), the alarm states
+  // to store, and every `sweep_every` the look for silent hosts.
   void RunOnce();
-
-  uint64_t events_dropped() const;
 
   // Fleet's on_alarm, after the incident manager: queues the new state for the store.
   void OnAlarmTransition(const AlarmTransition& t);
@@ -119,8 +116,6 @@ class ClusterShare {
   std::set<std::string> reload_;          // "settings", "tokens", ... Guarded by mu_.
   std::set<std::string> removed_hosts_;   // Guarded by mu_.
   std::set<std::string> moved_hosts_;     // registered elsewhere since. Guarded by mu_.
-  std::deque<std::string> outgoing_;      // event payloads to post. Guarded by mu_.
-  uint64_t events_dropped_ = 0;           // Guarded by mu_.
   std::vector<AlarmStateRecord> states_;  // to write. Guarded by mu_.
 
   std::mutex run_mu_;                                // one RunOnce at a time

@@ -107,6 +107,21 @@ AlarmTransition Transition(const std::string& host, AlarmState from, AlarmState 
   return {"Nginx-Down-ALB", host, from, to, at, to == AlarmState::kOk ? "0 of 1" : "1 of 1"};
 }
 
+// An open Nginx-Down-ALB incident on `host` as a server left it in the store: its `created`
+// entry, no action yet (the caller adds what its status needs).
+Incident Seeded(const std::string& id, const std::string& host, IncidentStatus status,
+                WallTime at) {
+  Incident inc;
+  inc.incident_id = id;
+  inc.alarm_name = "Nginx-Down-ALB";
+  inc.alarm_description = "nginx";
+  inc.instance_id = host;
+  inc.created_at = inc.updated_at = at;
+  inc.status = status;
+  inc.timeline = {{"created", at, "medic", "seeded"}};
+  return inc;
+}
+
 class IncidentClusterTest : public ::testing::Test {
  protected:
   Incident Get(const std::string& id) { return store_.GetIncident(id).value(); }
@@ -226,13 +241,9 @@ TEST_F(IncidentClusterTest, FiftyIncidentsOfADeadServerAreTakenOverOnceEachAndRe
     auto kind_of = [](int i) { return i % 4; };  // 0 diagnosing, 1 pending, 2 fix in flight,
                                                  // 3 fix expired
     for (int i = 0; i < kIncidents; ++i) {
-      Incident inc;
-      inc.incident_id = "inc-" + std::to_string(round) + "-" + std::to_string(i);
-      inc.alarm_name = "Nginx-Down-ALB";
-      inc.alarm_description = "nginx";
-      inc.instance_id = "h-" + std::to_string(i);
-      inc.created_at = inc.updated_at = t0;
-      inc.timeline.push_back({"created", t0, "medic", "seeded"});
+      Incident inc =
+          Seeded("inc-" + std::to_string(round) + "-" + std::to_string(i),
+                 "h-" + std::to_string(i), IncidentStatus::kDiagnosing, t0);
       switch (kind_of(i)) {
         case 0:
           inc.status = IncidentStatus::kDiagnosing;
@@ -344,13 +355,7 @@ TEST_F(IncidentClusterTest, FiftyIncidentsOfADeadServerAreTakenOverOnceEachAndRe
 // and its answer was executed again), and the alarm's OK completes it.
 TEST_F(IncidentClusterTest, ATakeoverDuringVerificationDoesNotSendTheFixAgain) {
   const WallTime t0 = clock_.Now();
-  Incident inc;
-  inc.incident_id = "inc-verifying";
-  inc.alarm_name = "Nginx-Down-ALB";
-  inc.alarm_description = "nginx";
-  inc.instance_id = "web-1";
-  inc.created_at = inc.updated_at = t0;
-  inc.status = IncidentStatus::kExecuting;
+  Incident inc = Seeded("inc-verifying", "web-1", IncidentStatus::kExecuting, t0);
   inc.action = Json{{"name", "service.restart"},
                     {"params", {{"service", "nginx"}}},
                     {"command_id", "cmd-fix"},
@@ -358,7 +363,7 @@ TEST_F(IncidentClusterTest, ATakeoverDuringVerificationDoesNotSendTheFixAgain) {
                     {"expires_at", FormatRfc3339(t0 + Millis(60'000))}};
   inc.ai_suggestion = "service.restart service=nginx";
   inc.remediation_output = "restarted";
-  inc.timeline = {{"created", t0, "medic", "seeded"},
+  inc.timeline = {inc.timeline.front(),
                   {"approved", t0, "alice", ""},
                   {"executing", t0, "medic", ""},
                   {"executed", t0, "medic", "exit 0 in 3 ms"},
@@ -392,14 +397,7 @@ TEST_F(IncidentClusterTest, ATakeoverDuringVerificationDoesNotSendTheFixAgain) {
 // lease that ends between two renewals of the survivor is taken up within 0.5 s of its end.
 TEST_F(IncidentClusterTest, AnExpiredLeaseIsClaimedWithinHalfASecondNotAtTheNextRenewal) {
   const WallTime t0 = clock_.Now();
-  Incident inc;
-  inc.incident_id = "inc-orphan";
-  inc.alarm_name = "Nginx-Down-ALB";
-  inc.alarm_description = "nginx";
-  inc.instance_id = "web-1";
-  inc.created_at = inc.updated_at = t0;
-  inc.status = IncidentStatus::kPendingApproval;
-  inc.timeline = {{"created", t0, "medic", "seeded"}};
+  const Incident inc = Seeded("inc-orphan", "web-1", IncidentStatus::kPendingApproval, t0);
   ASSERT_TRUE(store_.CreateIncident(inc).has_value());
   // The dead server's last renewal: 0.7 s after the survivor's first lease round.
   Server s2("s2", store_, hub_, clock_);  // its lease round at t0 (Recover), next at t0 + 2 s

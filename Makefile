@@ -26,7 +26,7 @@ test-unit: build
 
 test-asan: setup
 	@cmake -S . -B $(ASAN_DIR) -DCMAKE_BUILD_TYPE=Debug -DMEDIC_SANITIZE=ON >/dev/null
-	@cmake --build $(ASAN_DIR) -j $(JOBS)
+	@cmake --build $(ASAN_DIR) -j $(JOBS) --target medic_unit_tests
 	@cd $(ASAN_DIR) && ASAN_OPTIONS=detect_leaks=1 UBSAN_OPTIONS=print_stacktrace=1 \
 		ctest --output-on-failure -L unit -j $(JOBS)
 

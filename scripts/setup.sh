@@ -11,7 +11,7 @@ PACKAGES=(
   nginx curl procps iproute2 util-linux stress-ng
   prometheus prometheus-alertmanager monit prometheus-node-exporter openssl
   python3 binutils
-  clang libclang-rt-14-dev
+  clang libclang-rt-14-dev lld
   chromium
 )
 # Node.js and npm build nothing: the dashboard is plain ES modules. npm installs uPlot (embedded

@@ -10,7 +10,7 @@ PACKAGES=(
   libgtest-dev libgmock-dev libbenchmark-dev
   nginx curl procps iproute2 util-linux stress-ng
   prometheus prometheus-alertmanager monit prometheus-node-exporter openssl
-  python3 binutils
+  python3 binutils strace
   clang libclang-rt-14-dev lld
   chromium
 )

@@ -10,6 +10,7 @@
 #include <algorithm>
 #include <atomic>
 #include <cstdio>
+#include <cstdlib>
 #include <map>
 #include <mutex>
 #include <random>
@@ -129,8 +130,12 @@ class CrashRecoveryTest : public ::testing::TestWithParam<KillDuring> {
 
 TEST_P(CrashRecoveryTest, SigkillDuringConcurrentTransitionsLosesNothing) {
   const KillDuring when = GetParam();
-  std::random_device rd;
-  const unsigned seed = rd();
+  // MEDIC_CRASH_SEED=S replays a failed run: the seed picks the kill point.
+  const char* replay = std::getenv("MEDIC_CRASH_SEED");
+  const unsigned seed = replay != nullptr && *replay != '\0'
+                            ? static_cast<unsigned>(std::strtoul(replay, nullptr, 10))
+                            : std::random_device{}();
+  std::printf("MEDIC_CRASH_SEED=%u\n", seed);
   std::mt19937 rng(seed);
   // Diagnosis: after 20..160 of the 200 diagnostic answers; approvals: after 15..80 of 100.
   const int kill_after = when == KillDuring::kDiagnosis

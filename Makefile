@@ -16,8 +16,12 @@ build: setup
 
 # Every suite: unit, integration and e2e on the regular build, then the unit tests once more
 # under AddressSanitizer and UndefinedBehaviorSanitizer, then the fuzz harnesses (bounded).
+# A test that skips fails the run (scripts/check_skips.py; MEDIC_ALLOW_SKIPS=1 on a machine
+# without root): everything here can run on the machines CI uses.
 test: build
-	@cd $(BUILD_DIR) && ctest --output-on-failure --timeout 600 -j $(JOBS)
+	@cd $(BUILD_DIR) && ctest --output-on-failure --timeout 600 -j $(JOBS) \
+		--output-junit $(abspath $(BUILD_DIR))/ctest-junit.xml
+	@python3 scripts/check_skips.py $(BUILD_DIR)/ctest-junit.xml
 	@$(MAKE) --no-print-directory test-asan
 	@$(MAKE) --no-print-directory test-fuzz
 
@@ -28,7 +32,9 @@ test-asan: setup
 	@cmake -S . -B $(ASAN_DIR) -DCMAKE_BUILD_TYPE=Debug -DMEDIC_SANITIZE=ON >/dev/null
 	@cmake --build $(ASAN_DIR) -j $(JOBS) --target medic_unit_tests
 	@cd $(ASAN_DIR) && ASAN_OPTIONS=detect_leaks=1 UBSAN_OPTIONS=print_stacktrace=1 \
-		ctest --output-on-failure -L unit -j $(JOBS)
+		ctest --output-on-failure -L unit -j $(JOBS) \
+		--output-junit $(abspath $(ASAN_DIR))/ctest-junit.xml
+	@python3 scripts/check_skips.py $(ASAN_DIR)/ctest-junit.xml
 
 # Crash consistency (issue 12): 20 rounds of SIGKILLs of medic-server at random moments during
 # 100 concurrent incidents, each restarted (docs/BENCHMARKS.md); `make test` runs 2 rounds.
@@ -61,7 +67,9 @@ fuzz-build: setup
 
 # Each harness: every seed once, then MEDIC_FUZZ_SECONDS (10) of fuzzing; any crash fails.
 test-fuzz: fuzz-build
-	@cd $(FUZZ_DIR) && ctest --output-on-failure -L fuzz -j $(JOBS)
+	@cd $(FUZZ_DIR) && ctest --output-on-failure -L fuzz -j $(JOBS) \
+		--output-junit $(abspath $(FUZZ_DIR))/ctest-junit.xml
+	@python3 scripts/check_skips.py $(FUZZ_DIR)/ctest-junit.xml
 
 # Each harness for FUZZ_SECONDS (default 3600), one at a time, on one core.
 FUZZ_SECONDS ?= 3600

@@ -666,7 +666,7 @@ TEST_F(PosixHostIsolationTest, MountsATmpfsOfTheGivenSizeAndUnmountsItEvenWhenBu
   if (::geteuid() != 0) {
     ASSERT_FALSE(mounted.has_value());
     EXPECT_EQ(mounted.error().message, "mounting a tmpfs needs root");
-    return;
+    GTEST_SKIP() << "needs root: only the refusal was checked, not the mount";
   }
   ASSERT_TRUE(mounted.has_value()) << mounted.error().message;
   ASSERT_TRUE(IsMounted(log));
@@ -701,7 +701,7 @@ TEST_F(PosixHostIsolationTest, CgroupLimitsWhatStartsInItAndIsRemovedWithItsProc
   Result<std::string> cg = iso_->CreateMemoryCgroup(name, 256ull << 20);
   if (::geteuid() != 0) {
     EXPECT_FALSE(cg.has_value());
-    return;
+    GTEST_SKIP() << "needs root: only the refusal was checked, not the cgroup";
   }
   ASSERT_TRUE(cg.has_value()) << cg.error().message;
   cgroup_ = *cg;

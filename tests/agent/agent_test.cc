@@ -122,12 +122,13 @@ TEST(Agent, RegistersReportsRunsCommandsAndReportsCheckChangesAtOnce) {
     auto rs = reports();
     return !rs.empty() && !rs.back().checks.empty() && !rs.back().checks.back().healthy;
   }));
-  EXPECT_LT(std::chrono::steady_clock::now() - before, Millis(3000));
+  // Well inside the 10 s interval, with room for ASan on a loaded 2-core machine.
+  EXPECT_LT(std::chrono::steady_clock::now() - before, Millis(5000));
   EXPECT_EQ(reports().back().checks.back().detail.rfind("HTTP 502 in ", 0), 0u);
 
   const auto stop_start = std::chrono::steady_clock::now();
   EXPECT_TRUE(agent.Stop());
-  EXPECT_LT(std::chrono::steady_clock::now() - stop_start, Millis(1000));
+  EXPECT_LT(std::chrono::steady_clock::now() - stop_start, Millis(5000));  // not a 10 s wait
 }
 
 }  // namespace

@@ -22,6 +22,12 @@
 namespace medic::agent {
 namespace {
 
+// An exit is noticed by the reaper's event, never by polling (the supervisor has none), so any
+// bound shows that; it only has to hold on a loaded 2-core machine, where the scheduler alone
+// delayed the reaper thread by 77.7 ms once and a parallel build can do worse. How fast it is, is
+// bench/heal_time.py's business (docs/BENCHMARKS.md).
+constexpr Millis kNoticeBound{2'000};
+
 using Steady = std::chrono::steady_clock;
 
 template <typename Pred>
@@ -219,7 +225,7 @@ TEST_F(SupervisorTest, ExitIsNoticedByEventAndNotRestarted) {
   ASSERT_EQ(::kill(pid, SIGKILL), 0);
   auto took = WaitForExit(1, killed_at);
   ASSERT_TRUE(took.has_value());
-  EXPECT_LT(*took, Millis(500));
+  EXPECT_LT(*took, kNoticeBound);
   EXPECT_EQ(exits_[0].second.status.signal, SIGKILL);
   EXPECT_FALSE(sup.GetStatus("sleeper")->running);
   std::this_thread::sleep_for(Millis(300));
@@ -330,7 +336,7 @@ TEST_F(SupervisorTest, NginxCrashIsNoticedAndRestartBringsItBack) {
   ASSERT_TRUE(sup.Kill("nginx", SIGKILL).has_value());
   auto took = WaitForExit(1, killed_at);
   ASSERT_TRUE(took.has_value());
-  EXPECT_LT(*took, Millis(500));
+  EXPECT_LT(*took, kNoticeBound);
   EXPECT_EQ(exits_[0].second.status.signal, SIGKILL);
   ASSERT_TRUE(WaitUntil([&] { return Group(master).empty(); }));
   EXPECT_FALSE(Healthy(port));
@@ -343,7 +349,7 @@ TEST_F(SupervisorTest, NginxCrashIsNoticedAndRestartBringsItBack) {
 
 // Issue 3: a supervised nginx killed with SIGKILL from outside is noticed by event (the reaper's
 // waitid), not by a later poll: the exit time the supervisor records minus the time of the kill,
-// five crashes, each under a 500 ms bound (the test prints each figure). How fast it is, is a
+// five crashes, each under kNoticeBound (the test prints each figure). How fast it is, is a
 // benchmark's business (bench/heal_time.py, docs/BENCHMARKS.md): on a loaded 2-core
 // CI machine the scheduler alone can delay the reaper thread by tens of milliseconds, and a 50 ms
 // bound here failed once at 77.7 ms.
@@ -370,7 +376,7 @@ TEST_F(SupervisorTest, NginxKilledWithSigkillIsNoticedByEvent) {
     const auto noticed =
         std::chrono::duration_cast<std::chrono::microseconds>(exit.second.at - killed_at);
     EXPECT_GE(noticed.count(), 0);
-    EXPECT_LT(noticed, Millis(500)) << "noticed after " << noticed.count() << " us";
+    EXPECT_LT(noticed, kNoticeBound) << "noticed after " << noticed.count() << " us";
     std::cout << "nginx SIGKILL noticed after " << noticed.count() << " us\n";
     auto status = sup.GetStatus("nginx");
     ASSERT_TRUE(status.has_value());

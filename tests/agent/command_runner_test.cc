@@ -5,7 +5,11 @@
 
 #include <gtest/gtest.h>
 #include <signal.h>
+#include <fcntl.h>
+#include <grp.h>
+#include <pthread.h>
 #include <stdlib.h>
+#include <unistd.h>
 
 #include <fstream>
 #include <map>
@@ -294,6 +298,56 @@ TEST_F(CommandRunnerTest, ConcurrentRunsGetTheirOwnResults) {
     EXPECT_EQ(outcomes[i].exit_code, i);
     EXPECT_EQ(outcomes[i].output, std::to_string(i) + "\n");
   }
+}
+
+// What a command inherits from the agent, documented in docs/AGENT.md and command_runner.h but
+// until now unchecked (issue 20): only descriptors 0-2 (a descriptor the agent opened without
+// O_CLOEXEC stays behind), stdin from /dev/null, no blocked and no ignored signal (the agent
+// blocks and ignores some), and, when switching user, only that user's group as supplementary
+// group (the caller's are dropped).
+TEST_F(CommandRunnerTest, TheChildInheritsNoDescriptorSignalStateOrGroupOfTheAgent) {
+  ASSERT_EQ(::getuid(), 0u) << "the test suite runs as root (see README)";
+  const int leaked = ::open("/dev/zero", O_RDONLY);  // no O_CLOEXEC on purpose
+  ASSERT_GE(leaked, 3);
+  sigset_t block, old_mask;
+  sigemptyset(&block);
+  sigaddset(&block, SIGUSR1);
+  ASSERT_EQ(::pthread_sigmask(SIG_BLOCK, &block, &old_mask), 0);
+  struct sigaction ignore {}, old_usr2 {};
+  ignore.sa_handler = SIG_IGN;
+  ASSERT_EQ(::sigaction(SIGUSR2, &ignore, &old_usr2), 0);
+  const gid_t extra[] = {0, 4, 27};  // root, adm, sudo
+  std::vector<gid_t> old_groups(64);
+  const int old_n = ::getgroups(static_cast<int>(old_groups.size()), old_groups.data());
+  ASSERT_GE(old_n, 0);
+  ASSERT_EQ(::setgroups(3, extra), 0);
+
+  // ls opens /proc/self/fd as its descriptor 3 to read it; anything else listed was inherited.
+  const CommandOutcome fds = Run({"ls", "/proc/self/fd"});
+  const CommandOutcome status = Run({"grep", "-E", "^(SigBlk|SigIgn):", "/proc/self/status"});
+  const CommandOutcome in = Run({"readlink", "/proc/self/fd/0"});
+  CommandSpec as_nobody;
+  as_nobody.argv = {"grep", "^Groups:", "/proc/self/status"};
+  as_nobody.run_as = "nobody";
+  const CommandOutcome groups = runner_.Run(as_nobody);
+  const CommandOutcome root_groups = Run({"grep", "^Groups:", "/proc/self/status"});
+
+  ::setgroups(static_cast<size_t>(old_n), old_groups.data());
+  ::sigaction(SIGUSR2, &old_usr2, nullptr);
+  ::pthread_sigmask(SIG_SETMASK, &old_mask, nullptr);
+  ::close(leaked);
+
+  EXPECT_TRUE(fds.Succeeded()) << fds.error;
+  EXPECT_EQ(fds.output, "0\n1\n2\n3\n");
+  EXPECT_TRUE(status.Succeeded()) << status.error;
+  EXPECT_EQ(status.output, "SigBlk:\t0000000000000000\nSigIgn:\t0000000000000000\n");
+  EXPECT_TRUE(in.Succeeded()) << in.error;
+  EXPECT_EQ(in.output, "/dev/null\n");
+  EXPECT_TRUE(groups.Succeeded()) << groups.error << groups.output;
+  EXPECT_EQ(groups.output, "Groups:\t65534 \n");
+  // Without a user switch the command runs with the agent's credentials, groups included: the
+  // check above is not vacuous.
+  EXPECT_EQ(root_groups.output, "Groups:\t0 4 27 \n");
 }
 
 TEST_F(CommandRunnerTest, RunAsUserAndWorkingDirectory) {

@@ -4,6 +4,7 @@
 #include <gtest/gtest.h>
 
 #include "ai/ai_brain.h"
+#include "protocol/wire.h"
 #include "server/incidents/incident_json.h"
 #include "server/incidents/incident_manager.h"
 #include "tests/ai/ai_test_util.h"
@@ -268,6 +269,36 @@ TEST_F(IncidentManagerAiTest, AHostileAnswerEndsInTheRunbookFixWithAFallbackEntr
                                       "ai_fallback", "suggested", "auto_approved", "executing"}));
   for (const auto& [host, c] : sink_.sent) {
     EXPECT_NE(c.action, "shell");
+  }
+}
+
+// The answer's free-text "command" is the model's own rendering of its choice, kept nowhere and
+// never executed (docs/AI.md, issue 20): what runs is the validated action and params. A model
+// that puts a destructive line there beside a legitimate choice gets the legitimate choice only.
+TEST_F(IncidentManagerAiTest, TheAnswersFreeTextCommandIsNeverSentOrKept) {
+  Build();
+  const std::string hostile = "rm -rf / --no-preserve-root; touch /tmp/medic-canary";
+  Answer(DumpJson(Json{{"action", "service.restart"},
+                       {"params", {{"service", "nginx"}}},
+                       {"command", hostile},
+                       {"reasoning", "restart it"},
+                       {"risk", "low"},
+                       {"confidence", 0.9}}));
+  Incident inc = Diagnose("Nginx-Down-ALB", "nginx: stopped\n");
+  EXPECT_EQ(inc.status, IncidentStatus::kExecuting);
+  ASSERT_EQ(sink_.sent.size(), 3u);
+  EXPECT_EQ(sink_.sent[2].second.action, "service.restart");
+  EXPECT_EQ(sink_.sent[2].second.params, (Json{{"service", "nginx"}}));
+  for (const auto& [host, c] : sink_.sent) {
+    EXPECT_EQ(DumpJson(protocol::ToJson(c)).find("rm -rf"), std::string::npos)
+        << DumpJson(protocol::ToJson(c));
+  }
+  EXPECT_EQ(inc.ai_suggestion, "service.restart service=nginx");
+  const std::string stored = DumpJson(Json{{"suggestion", inc.ai_suggestion},
+                                           {"reasoning", inc.ai_reasoning}});
+  EXPECT_EQ(stored.find("rm -rf"), std::string::npos) << stored;
+  for (const auto& e : inc.timeline) {
+    EXPECT_EQ(e.detail.find("rm -rf"), std::string::npos) << e.event << ": " << e.detail;
   }
 }
 

@@ -23,46 +23,19 @@ fail() {
 say() { echo "package.install: $*"; }
 
 PACKAGES=(medic-server medic-agent medic)
+# shellcheck source=fresh_root.sh
+source "$(dirname "$(realpath "$0")")/fresh_root.sh"
 
 # ---------------------------------------------------------------------------------------------
 # Inside the namespaces: $3 is an empty directory to build the root on.
 # ---------------------------------------------------------------------------------------------
 inner() {
   local pkg_dir=$1 version=$2 top=$3
-  mount -t tmpfs -o size=512m,mode=0755 medic-pkg-test "$top"
-  mkdir "$top/upper" "$top/work" "$top/root"
-  mount -t overlay medic-pkg-root -o "lowerdir=/,upperdir=$top/upper,workdir=$top/work" "$top/root"
-  R=$top/root
-  mount -t proc proc "$R/proc"
-  # A minimal /dev: the pseudo devices dpkg, adduser and the binaries open.
-  mount -t tmpfs -o size=1m,mode=0755 medic-pkg-dev "$R/dev"
-  local d
-  for d in null zero full random urandom tty; do
-    touch "$R/dev/$d"
-    mount --bind "/dev/$d" "$R/dev/$d"
-  done
-  ln -s /proc/self/fd "$R/dev/fd"
-  # Fresh /run and /tmp: no /run/systemd/system (systemd does not run in this root, so the
-  # maintainer scripts must not start anything), and nothing of the machine's.
-  mount -t tmpfs -o size=16m,mode=0755 medic-pkg-run "$R/run"
-  mount -t tmpfs -o size=64m,mode=1777 medic-pkg-tmp "$R/tmp"
-  ip link set lo up
+  fresh_root "$top"
+  ip link set lo up  # the only network
+  copy_debs "$pkg_dir" "$version"
+  local p debs=("${DEBS[@]}")
 
-  # man-db's dpkg trigger would rebuild the root's whole manual page index after each dpkg run
-  # (about 2 s each, four runs); what it indexes is not under test.
-  rm -f "$R/var/lib/man-db/auto-update"
-  mkdir -p "$R/var/cache/medic-test"
-  local p debs=()
-  for p in "${PACKAGES[@]}"; do
-    cp "$pkg_dir/${p}_${version}_amd64.deb" "$R/var/cache/medic-test/"
-    debs+=("/var/cache/medic-test/${p}_${version}_amd64.deb")
-  done
-
-  # Runs a command in the root with a clean environment (as dpkg under apt would).
-  in_root() {
-    chroot "$R" /usr/bin/env -i PATH=/usr/sbin:/usr/bin:/sbin:/bin LANG=C.UTF-8 \
-      DEBIAN_FRONTEND=noninteractive "$@" </dev/null
-  }
   mode_of() { in_root stat -c '%U:%G %a' "$1"; }  # names from the root's own passwd
   expect_mode() {
     local got
@@ -326,6 +299,7 @@ inner() {
     fi
   done
   # Also the masks dpkg -r left, the enablement links and deb-systemd-helper's state.
+  local d
   for d in /etc/medic /var/lib/medic /var/lib/medic-agent \
     /etc/systemd/system/medic-server.service /etc/systemd/system/medic-agent.service \
     /etc/systemd/system/multi-user.target.wants/medic-server.service \
@@ -399,17 +373,6 @@ for tool in unshare chroot setpriv dpkg systemd-analyze curl ip; do
   command -v "$tool" >/dev/null || fail "$tool is not installed (scripts/setup.sh)"
 done
 
-# What the test must not change on this machine: its users and groups, its dpkg database and
-# the paths the packages install. (Targeted rather than a hash of /var/lib/dpkg/status: another
-# engineer's apt-get on this shared machine may change that meanwhile.)
-host_state() {
-  getent passwd medic || true
-  getent group medic || true
-  dpkg-query -W -f='${Package} ${Status}\n' 'medic*' 2>/dev/null || true
-  ls -d /var/lib/dpkg/info/medic* /etc/medic /var/lib/medic /var/lib/medic-agent \
-    /usr/bin/medic /usr/bin/medic-server /usr/bin/medic-agent \
-    /lib/systemd/system/medic-server.service /lib/systemd/system/medic-agent.service 2>/dev/null || true
-}
 before=$(host_state)
 had_medic_user=no
 getent passwd medic >/dev/null && had_medic_user=yes

@@ -123,9 +123,10 @@ medic-server, runs chaos experiments, serves MCP for coding assistants and
 starts a local demo fleet (medic demo).")
 
 set(_control ${MEDIC_DEPLOY_DIR}/debian)
-set(CPACK_DEBIAN_SERVER_PACKAGE_CONTROL_EXTRA
-  "${_control}/medic-server/conffiles;${_control}/medic-server/postinst;${_control}/medic-server/prerm;${_control}/medic-server/postrm")
-set(CPACK_DEBIAN_AGENT_PACKAGE_CONTROL_EXTRA
-  "${_control}/medic-agent/conffiles;${_control}/medic-agent/postinst;${_control}/medic-agent/prerm;${_control}/medic-agent/postrm")
+foreach(_comp SERVER AGENT)
+  string(TOLOWER "medic-${_comp}" _pkg)
+  set(CPACK_DEBIAN_${_comp}_PACKAGE_CONTROL_EXTRA ${_control}/${_pkg}/conffiles
+    ${_control}/${_pkg}/postinst ${_control}/${_pkg}/prerm ${_control}/${_pkg}/postrm)
+endforeach()
 
 include(CPack)

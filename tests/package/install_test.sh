@@ -59,7 +59,9 @@ inner() {
         ExecStart) exec=$value ;;
         User) user=$value ;;
         UMask) umask=$value ;;
-        CapabilityBoundingSet) caps=$value ;;
+        # "~" lines add up, each removing its capabilities; an empty one means none at all.
+        CapabilityBoundingSet) [[ $value == "~"* && $caps == "~"* ]] && caps+=" ${value#\~}" ||
+          caps=$value ;;
         ProtectSystem) system=$value ;;
         ProtectHome) home=$value ;;
         StateDirectory) state=/var/lib/$value ;;
@@ -118,7 +120,8 @@ inner() {
   local out
   out=$(in_root dpkg -i "${debs[@]}" 2>&1) || fail "dpkg -i failed: $out"
   for p in "${PACKAGES[@]}"; do
-    [[ $(in_root dpkg-query -W -f='${Status} ${Version}' "$p") == "install ok installed $version" ]] ||
+    [[ $(in_root dpkg-query -W -f='${Status} ${Version}' "$p") == \
+      "install ok installed $version" ]] ||
       fail "$p: not 'install ok installed $version' after dpkg -i"
   done
   say "dpkg -i: the three packages are installed"
@@ -134,7 +137,8 @@ inner() {
   expect_mode /usr/share/man/man1/medic.1.gz "root:root 644"
   # The CLI package holds the CLI, its manual page and its two doc files, nothing else.
   local listed
-  listed=$(in_root dpkg-query -L medic | while read -r f; do [[ -d $R$f ]] || echo "$f"; done | sort)
+  listed=$(in_root dpkg-query -L medic |
+    while read -r f; do [[ -d $R$f ]] || echo "$f"; done | sort)
   local want_listed=/usr/bin/medic$'\n'/usr/share/doc/medic/changelog.gz$'\n'
   want_listed+=/usr/share/doc/medic/copyright$'\n'/usr/share/man/man1/medic.1.gz
   [[ $listed == "$want_listed" ]] ||
@@ -255,10 +259,12 @@ inner() {
   grep -q '"name": *"pkg-test-host"' <<<"$pending" ||
     fail "the agent's enrolment request did not arrive in 30 s: $pending; $(cat "$top/agent.log")"
   sandboxed "$AGENT_PID" /usr ro /etc ro /var/lib/medic-agent rw /var/log rw
-  local cap_bounding cap_sys_module=16 cap_kill=5
+  local cap_bounding cap_sys_module=16 cap_lease=28 cap_kill=5
   cap_bounding=$(awk '/^CapBnd:/{print $2}' "$R/proc/$AGENT_PID/status")
   (((16#$cap_bounding >> cap_sys_module & 1) == 0)) ||
     fail "medic-agent runs with CAP_SYS_MODULE in its bounding set"
+  (((16#$cap_bounding >> cap_lease & 1) == 0)) ||
+    fail "medic-agent runs with CAP_LEASE in its bounding set (the unit's last ~ line)"
   (((16#$cap_bounding >> cap_kill & 1) == 1)) || fail "medic-agent runs without CAP_KILL"
   say "medic-agent from ExecStart in the unit's sandbox asks to enrol; medic hosts pending lists it"
 
@@ -353,7 +359,11 @@ if [[ ${1:-} == --inner ]]; then
   shift
   SERVER_PID="" AGENT_PID=""
   # The namespace's processes die with it; stopping ours by pid first lets them exit cleanly.
-  trap '[[ -n $AGENT_PID ]] && kill -KILL "$AGENT_PID" 2>/dev/null; [[ -n $SERVER_PID ]] && kill -KILL "$SERVER_PID" 2>/dev/null; true' EXIT
+  stop_ours() {
+    [[ -z $AGENT_PID ]] || kill -KILL "$AGENT_PID" 2>/dev/null || true
+    [[ -z $SERVER_PID ]] || kill -KILL "$SERVER_PID" 2>/dev/null || true
+  }
+  trap stop_ours EXIT
   inner "$@"
   exit 0
 fi
@@ -381,8 +391,9 @@ TOP=$(mktemp -d /tmp/medic-pkg-test.XXXXXX)
 trap 'rmdir "$TOP" 2>/dev/null || true' EXIT
 started=$SECONDS
 rc=0
-unshare --mount --net --pid --fork --kill-child --propagation private -- \
-  bash "$0" --inner "$PKG_DIR" "$VERSION" "$TOP" || rc=$?
+# --pdeathsig: should this script be killed outright, unshare goes too, and its child with it.
+setpriv --pdeathsig KILL -- unshare --mount --net --pid --fork --kill-child \
+  --propagation private -- bash "$0" --inner "$PKG_DIR" "$VERSION" "$TOP" || rc=$?
 
 # The namespace is gone: nothing of the root remains mounted, and the machine is as before.
 if grep -q "$TOP" /proc/self/mountinfo; then

@@ -89,6 +89,15 @@ for d in /sys/fs/cgroup /sys/fs/cgroup/unified; do
 done
 [[ -n $CG_BASE ]] || fail "no cgroup v2 hierarchy mounted (systemd in the container needs one)"
 
+# A run killed outright (SIGKILL to this script: unshare's --kill-child still ends its
+# container) leaves its empty cgroup; remove those older than 5 minutes (never a running one:
+# a populated cgroup cannot be removed, and a new one is populated within a second).
+for stale in $(find "$CG_BASE" -maxdepth 1 -name 'medic-pkg-systemd-*' -type d -mmin +5); do
+  find "$stale" -depth -type d -exec rmdir {} + 2>/dev/null || true
+done
+find /tmp -maxdepth 1 -name 'medic-pkg-systemd.*' -type d -empty -mmin +5 -delete 2>/dev/null ||
+  true
+
 before=$(host_state)
 TOP=$(mktemp -d /tmp/medic-pkg-systemd.XXXXXX)
 CG=$CG_BASE/medic-pkg-systemd-$$
@@ -113,8 +122,9 @@ mkdir "$CG"
 started=$SECONDS
 (
   echo "$BASHPID" >"$CG/cgroup.procs"
-  exec unshare --mount --net --pid --cgroup --uts --ipc --fork --kill-child \
-    --propagation private -- bash "$0" --boot "$PKG_DIR" "$VERSION" "$TOP"
+  # --pdeathsig: should this script be killed outright, unshare goes too, and systemd with it.
+  exec setpriv --pdeathsig KILL -- unshare --mount --net --pid --cgroup --uts --ipc --fork \
+    --kill-child --propagation private -- bash "$0" --boot "$PKG_DIR" "$VERSION" "$TOP"
 ) >"$TOP.log" 2>&1 &
 UNSHARE_PID=$!
 
@@ -130,7 +140,9 @@ done
 [[ $(cat "/proc/$PID1/comm" 2>/dev/null) == systemd ]] ||
   fail "systemd did not start in 60 s: $(cat "$TOP.log")"
 rm -f "$TOP.log"
-in_ct() { nsenter -t "$PID1" -m -n -p -u -i -r -w -- /usr/bin/env -i PATH=/usr/sbin:/usr/bin:/sbin:/bin "$@"; }
+in_ct() {
+  nsenter -t "$PID1" -m -n -p -u -i -r -w -- /usr/bin/env -i PATH=/usr/sbin:/usr/bin:/sbin:/bin "$@"
+}
 cli() { in_ct medic --server http://127.0.0.1:8080 --token-file /var/lib/medic/admin.token "$@"; }
 journal() { in_ct journalctl --no-pager -n 40 -u "$1" 2>&1 || true; }
 
@@ -160,7 +172,8 @@ status_of() { awk -v k="$2:" '$1 == k {print $2}' "/proc/$PID1/root/proc/$1/stat
 [[ $(status_of "$server_pid" CapBnd) == 0000000000000000 ]] || fail "medic-server has capabilities"
 [[ $(status_of "$server_pid" NoNewPrivs) == 1 ]] || fail "medic-server without NoNewPrivileges"
 [[ $(status_of "$server_pid" Seccomp) == 2 ]] || fail "medic-server without a system call filter"
-[[ $(in_ct curl -s -o /dev/null -w '%{http_code}' --max-time 5 http://127.0.0.1:8080/healthz) == 200 ]] ||
+http_code() { in_ct curl -s -o /dev/null -w '%{http_code}' --max-time 5 "$1"; }
+[[ $(http_code http://127.0.0.1:8080/healthz) == 200 ]] ||
   fail "GET /healthz is not 200: $(journal medic-server)"
 say "medic-server: user medic, no capabilities, seccomp filter on; GET /healthz 200"
 
@@ -183,22 +196,32 @@ say "medic-agent (sandboxed, root) enrolled; the host is healthy with its web ch
 in_ct systemctl kill --signal=KILL nginx.service
 incident_id() {
   cli --json incidents --status pending_approval |
-    python3 -c 'import json,sys; i=json.load(sys.stdin)["incidents"]; print(i[0]["incident_id"] if i else "")'
+    python3 -c 'import json, sys
+i = json.load(sys.stdin)["incidents"]
+print(i[0]["incident_id"] if i else "")'
 }
 has_incident() { [[ -n $(incident_id) ]]; }
-wait_for "incident" has_incident || fail "no pending incident after nginx died: $(cli incidents 2>&1)"
+wait_for "incident" has_incident ||
+  fail "no pending incident after nginx died: $(cli incidents 2>&1)"
 id=$(incident_id)
 cli approve "$id" --comment "package.systemd" >/dev/null || fail "medic approve $id failed"
-completed() { [[ $(cli --json show "$id" | python3 -c 'import json,sys; print(json.load(sys.stdin)["status"])') == completed ]]; }
-wait_for "completed" completed || fail "incident $id did not complete: $(cli show "$id" 2>&1)"
+status_is() {
+  local got
+  got=$(cli --json show "$id" |
+    python3 -c 'import json, sys; print(json.load(sys.stdin)["status"])')
+  [[ $got == "$1" ]]
+}
+wait_for "completed" status_is completed ||
+  fail "incident $id did not complete: $(cli show "$id" 2>&1)"
 unit_active nginx || fail "nginx.service is not active after the fix"
-[[ $(in_ct curl -s -o /dev/null -w '%{http_code}' --max-time 5 http://127.0.0.1:80/) == 200 ]] ||
+[[ $(http_code http://127.0.0.1:80/) == 200 ]] ||
   fail "nginx does not answer after the fix"
 say "nginx killed: incident $id approved, nginx.service restarted by the agent, completed"
 
 # Both stop cleanly, and neither was restarted by systemd along the way.
 for u in medic-agent medic-server; do
-  [[ $(in_ct systemctl show -p NRestarts --value "$u") == 0 ]] || fail "$u was restarted: $(journal "$u")"
+  [[ $(in_ct systemctl show -p NRestarts --value "$u") == 0 ]] ||
+    fail "$u was restarted: $(journal "$u")"
   in_ct systemctl stop "$u"
   [[ $(in_ct systemctl show -p ExecMainStatus --value "$u") == 0 ]] ||
     fail "$u did not exit 0 on stop: $(journal "$u")"

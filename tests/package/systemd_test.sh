@@ -175,7 +175,20 @@ status_of() { awk -v k="$2:" '$1 == k {print $2}' "/proc/$PID1/root/proc/$1/stat
 http_code() { in_ct curl -s -o /dev/null -w '%{http_code}' --max-time 5 "$1"; }
 [[ $(http_code http://127.0.0.1:8080/healthz) == 200 ]] ||
   fail "GET /healthz is not 200: $(journal medic-server)"
-say "medic-server: user medic, no capabilities, seccomp filter on; GET /healthz 200"
+# Sized for a fleet: the unit's LimitNOFILE=65536 (or this machine's hard limit, if lower: these
+# containers cap it at 20000 and nothing can raise it) and the shipped max_connections: 24000,
+# which the server keeps 128 under its open-files limit.
+want_files=$(ulimit -Hn)
+[[ $want_files == unlimited || $want_files -gt 65536 ]] && want_files=65536
+got_files=$(awk '/^Max open files/{print $4}' "/proc/$PID1/root/proc/$server_pid/limits")
+[[ $got_files == "$want_files" ]] || fail "medic-server may open $got_files files, want $want_files"
+want_conn=$((want_files - 128 < 24000 ? want_files - 128 : 24000))
+token=$(cat "/proc/$PID1/root/var/lib/medic/admin.token")
+conn_max=$(in_ct curl -s --max-time 5 -H "Authorization: Bearer $token" \
+  http://127.0.0.1:8080/metrics | awk '$1 == "medic_http_connections_max" {print $2}')
+[[ $conn_max == "$want_conn" ]] || fail "medic_http_connections_max is '$conn_max', want $want_conn"
+say "medic-server: user medic, no capabilities, seccomp filter on; GET /healthz 200;" \
+  "$got_files open files, at most $conn_max connections"
 
 # The agent, started once the server has written the bootstrap token (as an administrator
 # would start it after configuring it), enrols (then an admin's approval through the installed

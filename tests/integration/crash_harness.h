@@ -13,9 +13,11 @@
 #include <atomic>
 #include <chrono>
 #include <cstdio>
+#include <filesystem>
 #include <map>
 #include <mutex>
 #include <optional>
+#include <regex>
 #include <set>
 #include <string>
 #include <thread>
@@ -575,29 +577,33 @@ class ServerProcess {
         config_(std::move(config)),
         stderr_path_(std::move(stderr_path)) {}
 
-  // Starts the server and waits until it answers with this data directory's admin token.
-  // A port taken between FreePort() and the server's bind is retried with another.
+  // Starts the server on a port of its own choosing (--listen 127.0.0.1:0, read back from its
+  // "serving on" line: no port is picked here and released for the server to take, which
+  // another process could take first) and waits until it answers with this data directory's
+  // admin token. Its URL, or "" when it did not come up.
   std::string Start() {
-    for (int attempt = 0; attempt < 5; ++attempt) {
-      const int port = test::FreePort();
-      proc_ = std::make_unique<test::Subprocess>(
-          std::vector<std::string>{Bin("medic-server"), "--config", config_, "--data-dir",
-                                   data_dir_, "--listen", "127.0.0.1:" + std::to_string(port)},
-          stderr_path_);
-      const std::string url = "http://127.0.0.1:" + std::to_string(port);
-      auto client = NewCurlHttpClient();
-      const auto deadline = std::chrono::steady_clock::now() + 30s;
-      while (std::chrono::steady_clock::now() < deadline && test::ProcessAlive(proc_->pid())) {
-        const std::string admin(Trim(ReadFile(data_dir_ + "/admin.token").value_or("")));
-        if (!admin.empty() &&
-            Is2xx(Call(*client, "GET", url + "/api/v1/settings", admin, "", Millis(1'000)))) {
-          return url;
-        }
-        std::this_thread::sleep_for(20ms);
+    std::error_code ec;
+    const auto log_start = std::filesystem::file_size(stderr_path_, ec);
+    proc_ = std::make_unique<test::Subprocess>(
+        std::vector<std::string>{Bin("medic-server"), "--config", config_, "--data-dir",
+                                 data_dir_, "--listen", "127.0.0.1:0"},
+        stderr_path_);
+    auto client = NewCurlHttpClient();
+    const auto deadline = std::chrono::steady_clock::now() + 30s;
+    std::string url;
+    while (std::chrono::steady_clock::now() < deadline && test::ProcessAlive(proc_->pid())) {
+      if (url.empty()) {
+        url = ServingUrl(ec ? 0 : log_start);
       }
-      proc_->SignalAndWait(SIGKILL, 5s);
-      proc_.reset();
+      const std::string admin(Trim(ReadFile(data_dir_ + "/admin.token").value_or("")));
+      if (!url.empty() && !admin.empty() &&
+          Is2xx(Call(*client, "GET", url + "/api/v1/settings", admin, "", Millis(1'000)))) {
+        return url;
+      }
+      std::this_thread::sleep_for(20ms);
     }
+    proc_->SignalAndWait(SIGKILL, 5s);
+    proc_.reset();
     return "";
   }
 
@@ -619,6 +625,18 @@ class ServerProcess {
   std::string StderrTail() const { return ReadFileTail(stderr_path_, 3000).value_or(""); }
 
  private:
+  // "http://127.0.0.1:PORT" from the first "serving on" line after byte `from` of the server's
+  // standard error (the file is appended to across restarts), or "".
+  std::string ServingUrl(uintmax_t from) const {
+    const std::string log = ReadFile(stderr_path_).value_or("");
+    std::smatch m;
+    const std::string fresh = from < log.size() ? log.substr(from) : "";
+    if (std::regex_search(fresh, m, std::regex(R"(serving on 127\.0\.0\.1:(\d+))"))) {
+      return "http://127.0.0.1:" + m[1].str();
+    }
+    return "";
+  }
+
   const std::string data_dir_;
   const std::string config_;
   const std::string stderr_path_;

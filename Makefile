@@ -5,7 +5,7 @@ FUZZ_DIR ?= build-fuzz
 JOBS ?= $(shell nproc)
 CMAKE_FLAGS ?= -DCMAKE_BUILD_TYPE=RelWithDebInfo
 
-.PHONY: setup build test test-unit test-asan test-fuzz fuzz-long fuzz-build bench-crash bench-scale bench-scale-cluster demo clean format
+.PHONY: setup build package test test-unit test-asan test-fuzz fuzz-long fuzz-build bench-crash bench-scale bench-scale-cluster demo clean format
 
 setup:
 	@bash scripts/setup.sh
@@ -13,6 +13,11 @@ setup:
 build: setup
 	@cmake -S . -B $(BUILD_DIR) $(CMAKE_FLAGS) >/dev/null
 	@cmake --build $(BUILD_DIR) -j $(JOBS)
+
+# The Debian packages medic-server, medic-agent and medic in $(BUILD_DIR)/packages/ (CPack,
+# cmake/packaging.cmake, deploy/; docs/INSTALL.md). Uses the binaries `build` made.
+package: build
+	@cd $(BUILD_DIR) && cpack -G DEB --config CPackConfig.cmake
 
 # Every suite: unit, integration and e2e on the regular build, then the unit tests once more
 # under AddressSanitizer and UndefinedBehaviorSanitizer, then the fuzz harnesses (bounded).

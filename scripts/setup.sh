@@ -13,7 +13,11 @@ PACKAGES=(
   python3 binutils
   clang libclang-rt-14-dev lld
   chromium
+  dpkg-dev adduser systemd
 )
+# dpkg-dev: dpkg-shlibdeps, with which CPack computes the packages' Depends (`make package`);
+# adduser and systemd (systemd-analyze): what the package install test runs in its fresh root,
+# whose lower layer is this machine (tests/package/install_test.sh). systemd need not run.
 # Node.js and npm build nothing: the dashboard is plain ES modules. npm installs uPlot (embedded
 # in medic-server at build time), playwright-core (the browser tests drive Debian's chromium),
 # @20minutes/s3rver (an S3-compatible server that checks SigV4 signatures itself, for the S3

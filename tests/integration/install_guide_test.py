@@ -629,6 +629,20 @@ def self_test(guide_text):
     return failures
 
 
+def remove_stale_workdirs():
+    """A run killed by SIGKILL leaves its work directory: the services' logs and empty
+    directories (the machines' tmpfs went with their mount namespaces, so nothing is mounted
+    there). Those more than an hour old are removed; a live run (minutes) is never that old."""
+    tmp = tempfile.gettempdir()
+    for name in os.listdir(tmp):
+        path = os.path.join(tmp, name)
+        if not name.startswith("medic-guide-") or not os.path.isdir(path):
+            continue
+        if time.time() - os.stat(path).st_mtime < 3600:
+            continue
+        shutil.rmtree(path, ignore_errors=True)
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--guide", required=True)
@@ -663,6 +677,7 @@ def main():
         passwd_before = f.read()
 
     started = time.monotonic()
+    remove_stale_workdirs()
     workdir = tempfile.mkdtemp(prefix="medic-guide-")
     run = Run(args.guide, args.packages, log=lambda s: print(s, flush=True))
     ok = False
@@ -701,7 +716,9 @@ def main():
 
 if __name__ == "__main__":
     # CTest's timeout sends SIGTERM: unwind through main's `finally` (teardown) first.
-    signal.signal(signal.SIGTERM, lambda *_: sys.exit(1))
+    def on_sigterm(*_):
+        raise StepFailed("stopped by SIGTERM (a CTest timeout?)")
+    signal.signal(signal.SIGTERM, on_sigterm)
     try:
         sys.exit(main())
     except GuideError as e:

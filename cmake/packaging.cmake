@@ -12,24 +12,28 @@ set(MEDIC_DEPLOY_DIR ${PROJECT_SOURCE_DIR}/deploy)
 # the CTest fixture runs after the build.
 set(CMAKE_SKIP_INSTALL_ALL_DEPENDENCY ON)
 
-# The Debian changelog's newest entry must name this version: a version bump without a
+# The changelog's newest entry must name this version: a version bump without a
 # changelog entry (or the reverse) stops the configure step here, not a user's apt.
 file(STRINGS ${MEDIC_DEPLOY_DIR}/debian/changelog _medic_changelog_head LIMIT_COUNT 1)
 if(NOT _medic_changelog_head MATCHES "^medic \\(${PROJECT_VERSION}\\) ")
   message(FATAL_ERROR "deploy/debian/changelog: the first entry must be for version "
     "${PROJECT_VERSION} (project() in CMakeLists.txt), found: ${_medic_changelog_head}")
 endif()
-# changelog.Debian.gz as Debian policy wants it: gzip -9, no name or time stamp in the header
-# (-n), so that the same source gives the same package.
-set(_medic_changelog_gz ${CMAKE_BINARY_DIR}/deploy/changelog.Debian.gz)
+# Compressed as Debian policy wants it: gzip -9, no name or time stamp in the header (-n), so
+# that the same source gives the same package. The version has no Debian revision (0.1.0, not
+# 0.1.0-1): these are native packages, whose changelog is changelog.gz (policy 12.7, lintian).
 file(MAKE_DIRECTORY ${CMAKE_BINARY_DIR}/deploy)
-execute_process(COMMAND gzip -9 -n -c ${MEDIC_DEPLOY_DIR}/debian/changelog
-  OUTPUT_FILE ${_medic_changelog_gz} RESULT_VARIABLE _medic_gzip_rc)
-if(NOT _medic_gzip_rc EQUAL 0)
-  message(FATAL_ERROR "gzip of deploy/debian/changelog failed: ${_medic_gzip_rc}")
-endif()
-set_property(DIRECTORY APPEND PROPERTY CMAKE_CONFIGURE_DEPENDS
-  ${MEDIC_DEPLOY_DIR}/debian/changelog)
+foreach(_src debian/changelog man/medic-server.8 man/medic-agent.8 man/medic.1)
+  get_filename_component(_name ${_src} NAME)
+  set(_gz ${CMAKE_BINARY_DIR}/deploy/${_name}.gz)
+  execute_process(COMMAND gzip -9 -n -c ${MEDIC_DEPLOY_DIR}/${_src}
+    OUTPUT_FILE ${_gz} RESULT_VARIABLE _rc)
+  if(NOT _rc EQUAL 0)
+    message(FATAL_ERROR "gzip of deploy/${_src} failed: ${_rc}")
+  endif()
+  set_property(DIRECTORY APPEND PROPERTY CMAKE_CONFIGURE_DEPENDS ${MEDIC_DEPLOY_DIR}/${_src})
+endforeach()
+set(_medic_changelog_gz ${CMAKE_BINARY_DIR}/deploy/changelog.gz)
 
 # install() rules, relative to CPACK_PACKAGING_INSTALL_PREFIX (/usr) except the absolute ones
 # in /etc and /lib. `cmake --install` follows the same rules.
@@ -47,6 +51,12 @@ install(FILES ${MEDIC_DEPLOY_DIR}/medic-server.service
 install(FILES ${MEDIC_DEPLOY_DIR}/medic-agent.service
   DESTINATION /lib/systemd/system COMPONENT agent)
 
+install(FILES ${CMAKE_BINARY_DIR}/deploy/medic-server.8.gz DESTINATION share/man/man8
+  COMPONENT server)
+install(FILES ${CMAKE_BINARY_DIR}/deploy/medic-agent.8.gz DESTINATION share/man/man8
+  COMPONENT agent)
+install(FILES ${CMAKE_BINARY_DIR}/deploy/medic.1.gz DESTINATION share/man/man1 COMPONENT cli)
+
 foreach(_comp server agent cli)
   set(_pkg medic-${_comp})
   if(_comp STREQUAL "cli")
@@ -55,6 +65,9 @@ foreach(_comp server agent cli)
   install(FILES ${MEDIC_DEPLOY_DIR}/debian/copyright ${_medic_changelog_gz}
     DESTINATION share/doc/${_pkg} COMPONENT ${_comp})
 endforeach()
+# The two lintian findings the agent has on purpose, each with its reason in the file.
+install(FILES ${MEDIC_DEPLOY_DIR}/debian/lintian/medic-agent
+  DESTINATION share/lintian/overrides COMPONENT agent)
 # Every agent option with its default and an example for each: the reference next to the short
 # default config in /etc/medic.
 install(FILES ${PROJECT_SOURCE_DIR}/config/agent.yaml

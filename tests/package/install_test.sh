@@ -48,6 +48,9 @@ inner() {
   mount -t tmpfs -o size=64m,mode=1777 medic-pkg-tmp "$R/tmp"
   ip link set lo up
 
+  # man-db's dpkg trigger would rebuild the root's whole manual page index after each dpkg run
+  # (about 2 s each, four runs); what it indexes is not under test.
+  rm -f "$R/var/lib/man-db/auto-update"
   mkdir -p "$R/var/cache/medic-test"
   local p debs=()
   for p in "${PACKAGES[@]}"; do
@@ -65,6 +68,68 @@ inner() {
     local got
     got=$(mode_of "$1") || fail "$1 is missing"
     [[ $got == "$2" ]] || fail "$1 is $got, want $2"
+  }
+
+  # Starts unit $1's ExecStart in the background (SANDBOX_PID, the program's own pid), output to
+  # $2, with as much of the unit's sandbox as a root without systemd can give: a mount namespace
+  # of its own where ProtectSystem= and ProtectHome= make their paths read-only (or, for
+  # ProtectHome=yes, empty), StateDirectory= stays writable and /tmp is private; User=, UMask=,
+  # NoNewPrivileges= and CapabilityBoundingSet= through setpriv. Read from the installed unit
+  # file, so the test follows the unit. (Not emulated: the system call filter, the address
+  # families, Protect{Kernel*,Clock,Hostname,ControlGroups}, PrivateDevices beyond this root's
+  # minimal /dev, LimitNOFILE above this machine's hard limit of 20000.)
+  start_unit() {
+    local unit=$R/lib/systemd/system/$1.service log=$2
+    local key value exec="" user="" umask=0022 caps=unset system="" home="" state="" privs=""
+    while IFS='=' read -r key value; do
+      case $key in
+        ExecStart) exec=$value ;;
+        User) user=$value ;;
+        UMask) umask=$value ;;
+        CapabilityBoundingSet) caps=$value ;;
+        ProtectSystem) system=$value ;;
+        ProtectHome) home=$value ;;
+        StateDirectory) state=/var/lib/$value ;;
+        NoNewPrivileges) [[ $value == yes ]] && privs+=" --no-new-privs" ;;
+      esac
+    done <"$unit"
+    [[ -n $exec && -n $state ]] || fail "$1.service: no ExecStart= or StateDirectory="
+    local ro
+    case $system in
+      strict) ro="/ /run" ;;
+      full) ro="/usr /boot /etc" ;;
+      *) fail "$1.service: ProtectSystem=$system" ;;
+    esac
+    if [[ $caps == "" ]]; then
+      privs+=" --bounding-set=-all --inh-caps=-all"
+    elif [[ $caps == "~"* ]]; then
+      local c drop=""
+      for c in ${caps#\~}; do
+        c=${c#CAP_}
+        drop+=",-${c,,}"
+      done
+      privs+=" --bounding-set=${drop#,}"
+    fi
+    [[ -z $user ]] || privs+=" --reuid=$user --regid=$user --init-groups"
+    # shellcheck disable=SC2086  # ExecStart is split on spaces, as systemd splits it
+    (exec unshare --mount --propagation private -- bash "$SCRIPT" --sandbox "$R" "$state" \
+      "$umask" "$ro" "$home" "$privs" $exec >"$log" 2>&1 </dev/null) &
+    SANDBOX_PID=$!
+  }
+
+  # sandboxed PID PATH ro|rw...: the process runs with no new privileges, and each PATH is
+  # mounted read-only or read-write as seen from its mount namespace (start_unit's work).
+  sandboxed() {
+    local pid=$1 path want got
+    shift
+    [[ $(awk '/^NoNewPrivs:/{print $2}' "$R/proc/$pid/status") == 1 ]] ||
+      fail "pid $pid runs without NoNewPrivileges"
+    while (($#)); do
+      path=$1 want=$2
+      shift 2
+      got=$(chroot "$R" findmnt -N "$pid" -n -o OPTIONS -T "$path" | tail -n 1 | cut -d, -f1)
+      [[ $got == "$want" ]] || fail "pid $pid sees $path $got, want $want"
+    done
   }
 
   # --- A fresh root: no medic, no user medic. ------------------------------------------------
@@ -89,12 +154,17 @@ inner() {
   for p in medic-server medic-agent medic; do
     expect_mode "/usr/bin/$p" "root:root 755"
     expect_mode "/usr/share/doc/$p/copyright" "root:root 644"
-    gzip -t "$R/usr/share/doc/$p/changelog.Debian.gz" || fail "$p: changelog.Debian.gz is not gzip"
+    gzip -t "$R/usr/share/doc/$p/changelog.gz" || fail "$p: changelog.gz is not gzip"
   done
-  # The CLI package holds the CLI and its two doc files, nothing else.
+  expect_mode /usr/share/man/man8/medic-server.8.gz "root:root 644"
+  expect_mode /usr/share/man/man8/medic-agent.8.gz "root:root 644"
+  expect_mode /usr/share/man/man1/medic.1.gz "root:root 644"
+  # The CLI package holds the CLI, its manual page and its two doc files, nothing else.
   local listed
   listed=$(in_root dpkg-query -L medic | while read -r f; do [[ -d $R$f ]] || echo "$f"; done | sort)
-  [[ $listed == $'/usr/bin/medic\n/usr/share/doc/medic/changelog.Debian.gz\n/usr/share/doc/medic/copyright' ]] ||
+  local want_listed=/usr/bin/medic$'\n'/usr/share/doc/medic/changelog.gz$'\n'
+  want_listed+=/usr/share/doc/medic/copyright$'\n'/usr/share/man/man1/medic.1.gz
+  [[ $listed == "$want_listed" ]] ||
     fail "package medic holds more or less than the CLI: $listed"
   expect_mode /etc/medic/server.yaml "root:medic 640"
   expect_mode /etc/medic/agent.yaml "root:root 600"
@@ -134,9 +204,12 @@ inner() {
       fail "medic-server.service lacks $unit_line"
   done
   # No server in agent.yaml yet: the server is enabled, the agent is not (docs/INSTALL.md).
+  # (Links into the root are absolute: test them with -L, never -e, which would follow them
+  # into this machine.)
   local wants=$R/etc/systemd/system/multi-user.target.wants
   [[ -L $wants/medic-server.service ]] || fail "medic-server.service is not enabled"
-  [[ ! -e $wants/medic-agent.service ]] || fail "medic-agent.service is enabled without a server"
+  [[ ! -e $wants/medic-agent.service && ! -L $wants/medic-agent.service ]] ||
+    fail "medic-agent.service is enabled without a server"
   say "files, conffiles, user medic, state directories and units as documented"
 
   # --- The shipped agent config is refused until it names a server. ---------------------------
@@ -170,18 +243,11 @@ inner() {
   in_root /usr/bin/medic-server --help >/dev/null || fail "medic-server --help"
   in_root /usr/bin/medic-agent --help >/dev/null || fail "medic-agent --help"
 
-  local server_exec agent_exec
-  server_exec=$(sed -n 's/^ExecStart=//p' "$R/lib/systemd/system/medic-server.service")
-  agent_exec=$(sed -n 's/^ExecStart=//p' "$R/lib/systemd/system/medic-agent.service")
-  [[ $server_exec == /usr/bin/medic-server\ * ]] || fail "medic-server.service: ExecStart=$server_exec"
-  [[ $agent_exec == /usr/bin/medic-agent\ * ]] || fail "medic-agent.service: ExecStart=$agent_exec"
-  # medic-server as the unit starts it: user and group medic, umask 077, the unit's command line
-  # (listening on the shipped config's 127.0.0.1:8080, free in this network namespace).
-  # shellcheck disable=SC2086  # ExecStart is split on spaces, as systemd splits it
-  (umask 077 && exec chroot "$R" /usr/bin/env -i PATH=/usr/sbin:/usr/bin:/sbin:/bin \
-    setpriv --reuid=medic --regid=medic --init-groups -- $server_exec \
-    >"$top/server.log" 2>&1 </dev/null) &
-  SERVER_PID=$!
+  # medic-server as its unit starts it, in its sandbox (start_unit): user medic, the whole file
+  # system read-only but /var/lib/medic, no capabilities, listening on the shipped config's
+  # 127.0.0.1:8080 (free in this network namespace).
+  start_unit medic-server "$top/server.log"
+  SERVER_PID=$SANDBOX_PID
   local deadline=$((SECONDS + 30)) code=""
   while ((SECONDS < deadline)); do
     kill -0 "$SERVER_PID" 2>/dev/null || fail "medic-server exited: $(cat "$top/server.log")"
@@ -193,16 +259,17 @@ inner() {
   [[ $code == 200 ]] || fail "GET /healthz: '$code' after 30 s: $(cat "$top/server.log")"
   [[ $(awk '/^Uid:/{print $2}' "$R/proc/$SERVER_PID/status") == "$uid" ]] ||
     fail "medic-server does not run as user medic"
+  [[ $(awk '/^CapBnd:/{print $2}' "$R/proc/$SERVER_PID/status") == 0000000000000000 ]] ||
+    fail "medic-server runs with capabilities in its bounding set"
+  sandboxed "$SERVER_PID" / ro /var/lib/medic rw /tmp rw
   expect_mode /var/lib/medic/admin.token "medic:medic 600"
   expect_mode /var/lib/medic/agent.token "medic:medic 600"
-  say "medic-server runs as medic from ExecStart; GET /healthz 200"
+  say "medic-server runs as medic from ExecStart in the unit's sandbox; GET /healthz 200"
 
-  # medic-agent as its unit starts it (root), enrolling with the bootstrap token; the installed
-  # CLI sees its request.
-  # shellcheck disable=SC2086
-  (exec chroot "$R" /usr/bin/env -i PATH=/usr/sbin:/usr/bin:/sbin:/bin $agent_exec \
-    >"$top/agent.log" 2>&1 </dev/null) &
-  AGENT_PID=$!
+  # medic-agent as its unit starts it (root, /usr and /etc read-only), enrolling with the
+  # bootstrap token; the installed CLI sees its request.
+  start_unit medic-agent "$top/agent.log"
+  AGENT_PID=$SANDBOX_PID
   local cli=(/usr/bin/medic --server http://127.0.0.1:8080 --token-file /var/lib/medic/admin.token)
   deadline=$((SECONDS + 30))
   local pending=""
@@ -214,7 +281,13 @@ inner() {
   done
   grep -q '"name": *"pkg-test-host"' <<<"$pending" ||
     fail "the agent's enrolment request did not arrive in 30 s: $pending; $(cat "$top/agent.log")"
-  say "medic-agent from ExecStart asks to enrol; medic hosts pending lists it"
+  sandboxed "$AGENT_PID" /usr ro /etc ro /var/lib/medic-agent rw /var/log rw
+  local cap_bounding cap_sys_module=16 cap_kill=5
+  cap_bounding=$(awk '/^CapBnd:/{print $2}' "$R/proc/$AGENT_PID/status")
+  (((16#$cap_bounding >> cap_sys_module & 1) == 0)) ||
+    fail "medic-agent runs with CAP_SYS_MODULE in its bounding set"
+  (((16#$cap_bounding >> cap_kill & 1) == 1)) || fail "medic-agent runs without CAP_KILL"
+  say "medic-agent from ExecStart in the unit's sandbox asks to enrol; medic hosts pending lists it"
 
   local rc
   kill -TERM "$AGENT_PID"
@@ -235,13 +308,15 @@ inner() {
     [[ $(in_root dpkg-query -W -f='${Status}' "$p") == "deinstall ok config-files" ]] ||
       fail "$p: not 'deinstall ok config-files' after dpkg -r"
     [[ ! -e $R/lib/systemd/system/$p.service ]] || fail "$p.service left after dpkg -r"
-    [[ ! -e $wants/$p.service ]] || fail "$p.service still enabled after dpkg -r"
+    # Masked while removed (deb-systemd-helper, as dh_installsystemd does), until a purge.
+    [[ $(readlink "$R/etc/systemd/system/$p.service") == /dev/null ]] ||
+      fail "$p.service is not masked after dpkg -r"
   done
   grep -qx "# kept across reinstalls (package.install)" "$R/etc/medic/server.yaml" ||
     fail "dpkg -r removed the conffile /etc/medic/server.yaml"
   [[ -f $R/etc/medic/agent.yaml ]] || fail "dpkg -r removed the conffile /etc/medic/agent.yaml"
   [[ -f $R/var/lib/medic/admin.token ]] || fail "dpkg -r removed /var/lib/medic"
-  say "dpkg -r: binaries and units gone; conffiles and state kept"
+  say "dpkg -r: binaries and units gone, units masked; conffiles and state kept"
 
   # --- dpkg -P: conffiles, state and enablement go; the user medic stays (Debian policy). -------
   out=$(in_root dpkg -P medic medic-agent medic-server 2>&1) || fail "dpkg -P failed: $out"
@@ -250,9 +325,11 @@ inner() {
       fail "$p is still known to dpkg after dpkg -P"
     fi
   done
-  # Also the masks dpkg -r left (deb-systemd-helper) and deb-systemd-helper's state.
+  # Also the masks dpkg -r left, the enablement links and deb-systemd-helper's state.
   for d in /etc/medic /var/lib/medic /var/lib/medic-agent \
     /etc/systemd/system/medic-server.service /etc/systemd/system/medic-agent.service \
+    /etc/systemd/system/multi-user.target.wants/medic-server.service \
+    /etc/systemd/system/multi-user.target.wants/medic-agent.service \
     /var/lib/systemd/deb-systemd-helper-enabled/medic-server.service.dsh-also \
     /var/lib/systemd/deb-systemd-helper-enabled/medic-agent.service.dsh-also \
     /var/lib/systemd/deb-systemd-helper-masked/medic-server.service \
@@ -262,6 +339,41 @@ inner() {
   in_root getent passwd medic >/dev/null || fail "dpkg -P removed the system user medic"
   say "dpkg -P: conffiles, state and unit state gone; user medic kept"
 }
+
+# In the mount namespace of start_unit: makes the unit's read-only and private paths, then
+# becomes the program (same pid). Args: ROOT STATE_DIR UMASK RO_PATHS PROTECT_HOME SETPRIV_ARGS
+# COMMAND...
+sandbox() {
+  local R=$1 state=$2 umask=$3 ro=$4 home=$5 privs=$6
+  shift 6
+  mount -t tmpfs -o size=16m,mode=1777 medic-pkg-private-tmp "$R/tmp"  # PrivateTmp=yes
+  mount --bind "$R$state" "$R$state"
+  local p
+  for p in $ro; do
+    [[ -e $R$p ]] || continue
+    [[ $p == / || $p == /run ]] || mount --bind "$R$p" "$R$p"
+    mount -o remount,bind,ro "$R$p"
+  done
+  for p in /home /root /run/user; do
+    [[ -d $R$p ]] || continue
+    case $home in
+      yes) mount -t tmpfs -o size=1m,mode=0755,ro medic-pkg-no-home "$R$p" ;;
+      read-only)
+        mount --bind "$R$p" "$R$p"
+        mount -o remount,bind,ro "$R$p"
+        ;;
+    esac
+  done
+  umask "$umask"
+  # shellcheck disable=SC2086
+  exec chroot "$R" /usr/bin/env -i PATH=/usr/sbin:/usr/bin:/sbin:/bin setpriv $privs -- "$@"
+}
+
+SCRIPT=$(realpath "$0")
+if [[ ${1:-} == --sandbox ]]; then
+  shift
+  sandbox "$@"
+fi
 
 if [[ ${1:-} == --inner ]]; then
   shift

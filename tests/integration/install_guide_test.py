@@ -267,9 +267,10 @@ class Machine:
         with open(f"/proc/{self.proc.pid}/task/{self.proc.pid}/children") as f:
             self.pid = int(f.read().split()[0])
 
-    def nsenter(self, chroot=True):
-        cmd = ["nsenter", "-t", str(self.pid), "-m", "-u", "-n", "-p"]
-        return cmd + (["-r", "-w"] if chroot else [])
+    def nsenter(self):
+        # -r -w: into the machine's chroot. (Its mount namespace's own root is this machine's
+        # real root file system, writable: never enter the namespace without them.)
+        return ["nsenter", "-t", str(self.pid), "-m", "-u", "-n", "-p", "-r", "-w"]
 
     def sh(self, script, env=None, timeout=STEP_SECONDS):
         """Runs a shell script as root inside the machine; (exit status, output)."""
@@ -360,9 +361,48 @@ class Machine:
         if os.path.exists(self.root(pidfile)):
             os.unlink(self.root(pidfile))  # the previous instance's
         umask = last("UMask", "0022")
-        run = (f"echo $$ > {pidfile}; umask {umask}; cd {shlex.quote(wd)}; exec " +
-               " ".join(shlex.quote(a) for a in limits + [
-                   "setpriv", f"--reuid={user}", f"--regid={group}", "--init-groups", "--"] + argv))
+        privs = [f"--reuid={user}", f"--regid={group}", "--init-groups"]
+        if last("NoNewPrivileges") in ("yes", "true", "1"):
+            privs.append("--no-new-privs")
+        caps = last("CapabilityBoundingSet")
+        if caps == "":
+            privs += ["--bounding-set=-all", "--inh-caps=-all"]
+        elif caps and caps.startswith("~"):
+            privs.append("--bounding-set=" + ",".join(
+                "-" + c.lower().removeprefix("cap_") for c in caps[1:].split()))
+        # The unit's file-system sandbox, in a mount namespace of the service's own: what
+        # ProtectSystem= and ProtectHome= make read-only (or empty), PrivateTmp=, the state
+        # directories writable. Not emulated: the system call filter, the address families,
+        # Protect{Kernel*,Clock,Hostname,ControlGroups}, PrivateDevices beyond this root's /dev.
+        state_dirs = [base + "/" + d for key, base in (("StateDirectory", "/var/lib"),
+                                                       ("RuntimeDirectory", "/run"))
+                      for value in svc.get(key, []) for d in value.split()]
+        ro = {"strict": ["/", "/run"], "full": ["/usr", "/boot", "/etc"],
+              "yes": ["/usr", "/boot"], "true": ["/usr", "/boot"]}.get(
+                  last("ProtectSystem", "no"), [])
+        mounts = ["set -e"]
+        if last("PrivateTmp") in ("yes", "true", "1"):
+            mounts.append("mount -t tmpfs -o size=64m,mode=1777 private-tmp /tmp")
+        mounts += [f"mount --bind {shlex.quote(d)} {shlex.quote(d)}" for d in state_dirs]
+        for path in ro:
+            mounts.append(f"if [ -e {path} ]; then "
+                          + ("" if path in ("/", "/run") else f"mount --bind {path} {path}; ")
+                          + f"mount -o remount,bind,ro {path}; fi")
+        home = last("ProtectHome", "no")
+        for path in ("/home", "/root", "/run/user"):
+            if home in ("yes", "true"):
+                mounts.append(f"if [ -d {path} ]; then mount -t tmpfs -o size=1m,mode=0755,ro "
+                              f"no-home {path}; fi")
+            elif home == "read-only":
+                mounts.append(f"if [ -d {path} ]; then mount --bind {path} {path}; "
+                              f"mount -o remount,bind,ro {path}; fi")
+        mounts.append(f"umask {umask}; cd {shlex.quote(wd)}")
+        mounts.append("exec " + " ".join(shlex.quote(a) for a in limits + ["setpriv"] + privs
+                                         + ["--"] + argv))
+        # The same pid from the first shell to the service: unshare (no --fork) and every
+        # wrapper exec the next.
+        run = (f"echo $$ > {pidfile}; exec unshare --mount --propagation private -- "
+               f"bash --noprofile --norc -c {shlex.quote(chr(10).join(mounts))}")
         log_path = os.path.join(self.dir + ".logs", name + ".log")
         os.makedirs(os.path.dirname(log_path), exist_ok=True)
         logf = open(log_path, "a")
@@ -381,7 +421,8 @@ class Machine:
             inner = int(f.read())
         self.services[name] = (proc, inner, log_path)
         self.log(f"[harness] {self.key}: systemctl start {name} -> pid {inner} in the machine: "
-                 f"{' '.join(argv)} as {user}:{group}")
+                 f"{' '.join(argv)} as {user}:{group}, setpriv {' '.join(privs)}, "
+                 f"read-only {' '.join(ro) or '-'}, ProtectHome={home}")
 
     def stop(self, unit):
         name, _ = self.unit_file(unit)
@@ -559,14 +600,25 @@ class Run:
                 or "completed" not in events):
             raise StepFailed(f"incident {incident_id} did not complete as promised: "
                              f"status {inc.get('status')}, events {events}")
-        # The services ran as their units say: the server as medic, the agent as root.
-        for m, unit, user in ((a, "medic-server.service", "medic"),
-                              (b, "medic-agent.service", "root")):
+        # The services ran as their units say: the server as medic, the agent as root, both
+        # without new privileges, in their file-system sandbox (mount point -> "ro"/"rw").
+        for m, unit, user, want_mounts in (
+                (a, "medic-server.service", "medic", {"/": "ro", "/var/lib/medic": "rw"}),
+                (b, "medic-agent.service", "root", {"/etc": "ro", "/usr": "ro", "/": "rw"})):
             _, inner, _ = m.services[unit]
-            uid = m.must(f"awk '/^Uid:/ {{print $2}}' /proc/{inner}/status").strip()
+            status = m.must(f"cat /proc/{inner}/status")
+            uid = re.search(r"^Uid:\s+(\d+)", status, re.M).group(1)
             want = m.must(f"id -u {user}").strip()
-            if uid != want:
-                raise StepFailed(f"{unit} runs as uid {uid}, not {user} ({want})")
+            if uid != want or not re.search(r"^NoNewPrivs:\s+1$", status, re.M):
+                raise StepFailed(f"{unit} runs as uid {uid}, not {user} ({want}), or with new "
+                                 "privileges allowed")
+            mounts = {}
+            for line in m.must(f"cat /proc/{inner}/mountinfo").splitlines():
+                fields = line.split()
+                mounts[fields[4]] = fields[5].split(",")[0]  # the last mount of a point wins
+            for point, mode in want_mounts.items():
+                if mounts.get(point) != mode:
+                    raise StepFailed(f"{unit}: {point} is {mounts.get(point)}, want {mode}")
         # nginx on B answers again (the fix restarted it).
         b.must("exec 3<>/dev/tcp/127.0.0.1/80; printf 'GET / HTTP/1.0\\r\\n\\r\\n' >&3; "
                "head -1 <&3 | grep -q ' 200 '")

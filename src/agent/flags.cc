@@ -24,7 +24,9 @@ Result<AgentFlags> ParseAgentFlags(int argc, const char* const* argv) {
   std::vector<std::string> servers;
   std::string name, token_file, state_dir, enroll_code, interval, metrics_listen;
   std::string ca_file, pin;
-  app.add_option("--config", flags.config_file, "YAML config file (see config/agent.yaml)");
+  app.add_option("--config", flags.config_file,
+                 "YAML config file (every option: /usr/share/doc/medic-agent/examples/agent.yaml "
+                 "from the package, config/agent.yaml in the source)");
   auto* o_server =
       app.add_option("--server", servers,
                      "server URL, e.g. http://127.0.0.1:8080; several servers on one store: "

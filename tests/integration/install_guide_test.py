@@ -30,7 +30,9 @@ blocks say:
   PID 1 here, so the harness reads the installed unit file (/etc/systemd/system or
   /lib/systemd/system in that machine's root) and starts its ExecStart as its User and Group in
   the background (StateDirectory=, RuntimeDirectory= with their modes, Environment=,
-  WorkingDirectory=, LimitNOFILE= applied as systemd would), records the pid, and stops it by
+  WorkingDirectory=, UMask=, LimitNOFILE= up to this machine's hard limit, ProtectSystem=,
+  ProtectHome=, PrivateTmp=, NoNewPrivileges=, CapabilityBoundingSet= applied as systemd
+  would; not the system call filter or kernel protections), records the pid, and stops it by
   pid (SIGTERM, then SIGKILL after 10 s) on stop, restart and at the end.
 - `scp FILE [USER@]HOST:PATH` (a line of its own): copied from this machine's root into HOST's
   root (no ssh server here).

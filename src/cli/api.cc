@@ -45,7 +45,11 @@ std::string TransportDetail(const Error& e, const std::string& url) {
   if (const size_t at = msg.find(prefix); at != std::string::npos) {
     msg = msg.substr(at + prefix.size());
   }
-  if (!msg.empty()) {
+  // "Couldn't connect" reads "couldn't connect" after the colon; "SSL peer …" keeps its acronym.
+  const auto upper = [&](size_t i) {
+    return i < msg.size() && std::isupper(static_cast<unsigned char>(msg[i])) != 0;
+  };
+  if (!msg.empty() && !upper(1)) {
     msg[0] = static_cast<char>(std::tolower(static_cast<unsigned char>(msg[0])));
   }
   return msg;

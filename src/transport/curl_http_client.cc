@@ -58,6 +58,14 @@ size_t WriteHeader(char* ptr, size_t size, size_t nmemb, void* userdata) {
   return n;
 }
 
+// A failure of the TLS handshake or of the server's certificate, whose reason is in curl's
+// error buffer rather than in its code.
+bool IsTlsFailure(CURLcode rc) {
+  return rc == CURLE_PEER_FAILED_VERIFICATION || rc == CURLE_SSL_CONNECT_ERROR ||
+         rc == CURLE_SSL_CACERT_BADFILE || rc == CURLE_SSL_CERTPROBLEM ||
+         rc == CURLE_SSL_PINNEDPUBKEYNOTMATCH;
+}
+
 class CurlHttpClient : public HttpClient {
  public:
   explicit CurlHttpClient(TlsOptions tls) : tls_(std::move(tls)), curl_(curl_easy_init()) {}
@@ -123,11 +131,18 @@ class CurlHttpClient : public HttpClient {
       headers = curl_slist_append(headers, "Expect:");
     }
     curl_easy_setopt(curl_, CURLOPT_HTTPHEADER, headers);
+    char detail[CURL_ERROR_SIZE] = {};
+    curl_easy_setopt(curl_, CURLOPT_ERRORBUFFER, detail);
     const CURLcode rc = curl_easy_perform(curl_);
+    curl_easy_setopt(curl_, CURLOPT_ERRORBUFFER, nullptr);
     curl_slist_free_all(headers);
     resp.body_truncated = sink.truncated;
     if (rc != CURLE_OK && !(rc == CURLE_WRITE_ERROR && sink.truncated)) {
       std::string msg = req.method + " " + req.url + ": " + curl_easy_strerror(rc);
+      if (IsTlsFailure(rc) && detail[0] != '\0') {
+        // curl's code says only that TLS failed; its detail says why (which CA, which name).
+        msg += std::string(" (") + detail + ")";
+      }
       if (rc == CURLE_OPERATION_TIMEDOUT) {
         return DeadlineExceeded(msg);
       }

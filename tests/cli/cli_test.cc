@@ -323,6 +323,17 @@ TEST_F(CliTest, UnreachableServer) {
   EXPECT_EQ(Run({"alarms"}), 1);
   EXPECT_EQ(env_.err.str(),
             "medic: cannot reach http://127.0.0.1:8080: couldn't connect to server\n");
+
+  // An acronym keeps its capitals, and curl's detail of a refused certificate reaches the user.
+  env_.err.str("");
+  env_.http.AnswerError(Unavailable(
+      "GET http://127.0.0.1:8080/api/v1/hosts: SSL peer certificate or SSH remote key was not OK "
+      "(SSL: no alternative certificate subject name matches target host name '10.0.0.1')"));
+  EXPECT_EQ(Run({"hosts"}), 1);
+  EXPECT_EQ(env_.err.str(),
+            "medic: cannot reach http://127.0.0.1:8080: SSL peer certificate or SSH remote key "
+            "was not OK (SSL: no alternative certificate subject name matches target host name "
+            "'10.0.0.1')\n");
 }
 
 TEST_F(CliTest, NonJsonSuccessIsAnError) {

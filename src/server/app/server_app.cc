@@ -6,6 +6,7 @@
 
 #include <deque>
 #include <functional>
+#include <map>
 
 #include "ai/ai_brain.h"
 #include "ai/ai_config.h"
@@ -104,10 +105,17 @@ Result<ServerConfig> LoadServerConfig(const std::string& path) {
   if (root.IsNull()) {
     return c;
   }
+  std::map<std::string, int> seen;  // top-level key -> its line
   for (const auto& kv : root) {
     const std::string key = kv.first.as<std::string>("");
     const YAML::Node& v = kv.second;
     auto where = [&] { return YamlWhere(path, kv.first); };
+    // YAML keeps the last of two equal keys without a word: a second `listen:` appended to the
+    // file would silently win (or lose, once someone reorders it). Say so instead.
+    if (const auto [it, fresh] = seen.emplace(key, kv.first.Mark().line + 1); !fresh) {
+      return InvalidArgument(where() + "'" + key + "' is given twice (first on line " +
+                             std::to_string(it->second) + ")");
+    }
     try {
       if (key == "listen") {
         c.listen = v.as<std::string>();

@@ -36,6 +36,8 @@ TEST(LoadServerConfigTest, ErrorsNameFileAndLine) {
       {"approval_timeout: 721h\n", ":1: approval_timeout must be a duration from 1m to 720h"},
       {"listen: [unclosed\n", ":"},
       {"- a\n- b\n", "top level must be a mapping"},
+      {"listen: 127.0.0.1:1\napproval_mode: true\nlisten: 0.0.0.0:8443\n",
+       ":3: 'listen' is given twice (first on line 1)"},
   });
   test::TempDir dir;
   auto missing = LoadServerConfig(dir.File("nope.yaml"));

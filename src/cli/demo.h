@@ -4,18 +4,25 @@
 // reverse proxy in front of `medic healthapp`), waits until every host is healthy, prints the
 // ready line and runs until SIGINT/SIGTERM. Each host gets a small tmpfs as its log volume and a
 // memory cgroup as its memory limit, so that disk-fill and oom chaos are real on the host and
-// harmless to the machine. It stops and removes every process, mount and cgroup it started, and
-// kills only the processes it started.
+// harmless to the machine. As root each host also runs in a network namespace of its own with
+// its own address, joined to a hub namespace the demo creates (cli/demo_net.h); the agents reach
+// the server through a relay in this process. It stops and removes every process, mount,
+// namespace and cgroup it started, and kills only the processes it started; what it creates is
+// recorded in DATA_DIR/demo-state.json, so that the next demo on that data dir removes what a
+// killed demo left (cli/demo_state.h).
 
 #include <cstdint>
 #include <functional>
 #include <memory>
+#include <optional>
 #include <ostream>
 #include <string>
 #include <vector>
 
 #include "cli/chaos.h"
 #include "cli/demo_config.h"
+#include "cli/demo_net.h"
+#include "cli/demo_state.h"
 #include "cli/net.h"
 #include "cli/process.h"
 #include "core/clock.h"
@@ -88,6 +95,7 @@ class DemoEnv {
   // Waits up to `d` for SIGINT, SIGTERM or SIGHUP; true once one has arrived (then at once).
   virtual bool WaitForStop(Millis d) = 0;
   virtual HostIsolation& Isolation() = 0;
+  virtual DemoNetwork& Network() = 0;
 };
 
 // Blocks SIGINT, SIGTERM and SIGHUP in this process (children unblock them) and waits for them
@@ -106,7 +114,8 @@ class Demo {
   Demo(DemoOptions options, ProcessLauncher& launcher, DemoEnv& env, host::ProcFs& procfs,
        SignalFn signal, std::ostream& out, std::ostream& err);
 
-  // Starts the server and the hosts and prints the ready line on `out`. On error, or when a
+  // Cleans up after a killed demo on the same data dir (refuses when that demo still runs),
+  // starts the server and the hosts and prints the ready line on `out`. On error, or when a
   // stop signal arrives first, returns an error; the caller then calls Stop().
   Status Start();
   // Runs until a stop signal (OK) or until the server dies (error).
@@ -114,7 +123,8 @@ class Demo {
   // Stops what Start started: agents (SIGTERM, then SIGKILL to their process group after
   // stop_timeout), any nginx still named by a host's pidfile, whatever is left in the hosts'
   // memory cgroups, then the server; removes the cgroups, unmounts the log volumes and removes
-  // the hosts' run/ files. Idempotent.
+  // the hosts' run/ files, stops the relay and deletes the namespaces; removes the state file
+  // once everything is gone. Idempotent.
   void Stop();
   // Start, Wait, Stop. Returns the exit status; errors go to `err` as "medic demo: ...".
   int Run();
@@ -124,9 +134,23 @@ class Demo {
   // "http://127.0.0.1:8080"
   const std::string& server_url() const { return server_url_; }
   const std::string& admin_token_path() const { return admin_token_path_; }
+  // The hub namespace when the hosts have network namespaces, else "".
+  const std::string& hub_namespace() const { return hub_ns_; }
 
  private:
   Status PrepareServer();
+  // A state file left on the data dir: refuse when its demo runs, else remove what it lists.
+  Status CleanUpLeftover();
+  std::optional<uint64_t> StartTimeOf(int pid);
+  // Rewrites the state file (atomically); a failure is reported once and the demo goes on.
+  void SaveState();
+  void RecordProcess(int pid, const std::string& what);
+  // As root: the hub namespace and the relay the agents reach the server through. Otherwise
+  // (or when that fails) one warning, and the hosts stay on loopback.
+  void SetUpNetwork();
+  void DeleteNamespaces();
+  // DATA_DIR/demo.json: the server, the hosts (namespace, address, nginx URL) for tools and tests.
+  void WriteDemoJson();
   Status WaitForServer();
   Status StartHost(int index);
   // Mounts the host's log volume and creates its memory cgroup (host.cgroup, host.isolated);
@@ -165,6 +189,13 @@ class Demo {
   std::vector<bool> agent_exit_reported_;
   std::vector<std::string> mounts_;   // log volumes this demo mounted
   std::vector<std::string> cgroups_;  // memory cgroups this demo created
+  std::string hub_ns_;             // "" when the hosts run on loopback
+  std::string agent_server_url_;   // the server as the agents reach it
+  std::vector<std::string> namespaces_;  // network namespaces this demo created, in order
+  DemoState state_;
+  std::string state_path_;
+  bool state_warned_ = false;
+  bool cleanup_failed_ = false;
   bool isolation_warned_ = false;
   bool stop_requested_ = false;
   bool stopped_ = false;

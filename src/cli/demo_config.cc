@@ -81,6 +81,9 @@ std::string NginxConfig(const DemoHost& h) {
   c += "\n";
   c += "  server {\n";
   c += "    listen 127.0.0.1:" + std::to_string(h.nginx_port) + ";\n";
+  if (!h.address.empty()) {
+    c += "    listen " + h.address + ":" + std::to_string(h.nginx_port) + ";\n";
+  }
   c += "    location / {\n";
   c += "      proxy_pass http://127.0.0.1:" + std::to_string(h.app_port) + ";\n";
   c += "      proxy_connect_timeout 2s;\n";
@@ -119,7 +122,8 @@ std::string AgentYaml(const DemoHost& h, const AgentYamlInputs& in) {
   y << YAML::Flow << YAML::BeginMap;
   y << YAML::Key << "group" << YAML::Value << "web";
   y << YAML::Key << "url" << YAML::Value << YAML::DoubleQuoted
-    << "http://127.0.0.1:" + std::to_string(h.nginx_port) + "/health";
+    << "http://127.0.0.1:" + std::to_string(h.target_port > 0 ? h.target_port : h.nginx_port) +
+           "/health";
   y << YAML::EndMap;
   y << YAML::EndSeq;
   y << YAML::Key << "chaos" << YAML::Value << YAML::Flow << YAML::BeginMap << YAML::Key << "allowed"

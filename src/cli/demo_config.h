@@ -29,6 +29,14 @@ struct DemoHost {
   std::string dir;   // absolute: DATA_DIR/hosts/web-1
   int nginx_port = 0;
   int app_port = 0;
+  // When the host has a network namespace of its own (docs/CLI.md, the demo's fleet): its name
+  // and the host's address there (nginx listens on it and on 127.0.0.1, both at nginx_port).
+  // Empty: the host runs on the machine's loopback.
+  std::string netns;
+  std::string address;
+  // A host in a namespace: the loopback port in the root namespace that the demo relays to its
+  // nginx, the URL of its `web` target that medic-server (in the root namespace) health-checks.
+  int target_port = 0;
   // True when LogDir() is a tmpfs of kDemoLogVolumeBytes and the agent runs in a memory cgroup
   // of its own (kDemoMemoryLimitBytes): then disk-fill and oom chaos are real on this host and
   // harmless to the machine. False: plain directories, no limit, only nginx-crash chaos.
@@ -50,7 +58,7 @@ struct DemoHost {
 DemoHost MakeDemoHost(const std::string& data_dir, int index);
 
 // nginx.conf: one worker, pid/logs/temp paths inside the host dir, listening on
-// 127.0.0.1:nginx_port and proxying everything to the health app on 127.0.0.1:app_port.
+// 127.0.0.1:nginx_port (and address:nginx_port when the host has an address) and proxying everything to the health app on 127.0.0.1:app_port.
 // Without `daemon` (the agent passes -g "daemon off;").
 std::string NginxConfig(const DemoHost& host);
 
@@ -68,7 +76,8 @@ struct AgentYamlInputs {
 
 // agent.yaml: enrolled with `enroll_code` into its state dir (StateDir()), services nginx and
 // healthapp, check "web" through nginx, the host's log dir as its
-// log_dir and primary disk, its nginx as a target of the `web` group; policy paths = the log dir,
+// log_dir and primary disk, its nginx as a target of the `web` group (through target_port when
+// set); policy paths = the log dir,
 // process.kill limited to the agent's own cgroup; chaos allowed: when the host is isolated every
 // mode, disk-fill and oom bounded by its log volume and memory limit; otherwise chaos budgets of
 // one byte, so that only nginx-crash can run.

@@ -49,6 +49,18 @@ TEST(NginxConfigTest, ProxiesToTheHealthAppWithEverythingInsideTheHostDir) {
   EXPECT_EQ(std::count(conf.begin(), conf.end(), '{'), std::count(conf.begin(), conf.end(), '}'));
 }
 
+TEST(NginxConfigTest, AHostWithAnAddressAlsoListensOnIt) {
+  DemoHost h = MakeDemoHost("/data/demo", 1);
+  h.nginx_port = 80;
+  h.app_port = 8000;
+  h.address = "10.77.0.11";
+  const std::string conf = NginxConfig(h);
+  EXPECT_NE(conf.find("    listen 127.0.0.1:80;\n    listen 10.77.0.11:80;\n"), std::string::npos)
+      << conf;
+  EXPECT_NE(conf.find("proxy_pass http://127.0.0.1:8000;"), std::string::npos) << conf;
+  EXPECT_EQ(NginxConfig(Host()).find("listen 10."), std::string::npos);
+}
+
 TEST(NginxConfigTest, QuotesPathsWithSpecialCharacters) {
   DemoHost h = MakeDemoHost("/data/my \"demo\" $x", 1);
   const std::string conf = NginxConfig(h);

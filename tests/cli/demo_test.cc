@@ -144,9 +144,66 @@ class FakeIsolation : public HostIsolation {
   FakeLauncher& launcher_;
 };
 
+// Namespaces and relays as events on the launcher's timeline: "hub NS", "host NS LINK ADDR",
+// "enter NS", "leave NS", "forward NS HOST:PORT -> NS HOST:PORT", "stop forwarding",
+// "delete NS". Unavailable by default (as without root): the hosts then stay on loopback.
+class FakeNetwork : public DemoNetwork {
+ public:
+  explicit FakeNetwork(FakeLauncher& launcher) : launcher_(launcher) {}
+
+  Status CreateHub(const std::string& hub) override {
+    if (!available) {
+      return PermissionDenied("network namespaces need root");
+    }
+    launcher_.Note("hub " + hub);
+    namespaces.insert(hub);
+    return OkStatus();
+  }
+  Status CreateHost(const std::string& /*hub*/, const std::string& ns, const std::string& link,
+                    const std::string& address) override {
+    launcher_.Note("host " + ns + " " + link + " " + address);
+    namespaces.insert(ns);
+    return OkStatus();
+  }
+  Status DeleteNamespace(const std::string& ns) override {
+    if (namespaces.count(ns) == 0) {
+      return OkStatus();  // as `ip netns del` of a namespace that is not there is not asked
+    }
+    launcher_.Note("delete " + ns);
+    namespaces.erase(ns);
+    return OkStatus();
+  }
+  Result<int> StartIn(const std::string& ns, const std::function<Result<int>()>& start) override {
+    launcher_.Note("enter " + ns);
+    Result<int> r = start();
+    launcher_.Note("leave " + ns);
+    return r;
+  }
+  Result<int> Forward(const std::string& listen_ns, const HostPort& listen,
+                      const std::string& to_ns, const HostPort& to) override {
+    const int port = next_port++;
+    launcher_.Note("forward " + (listen_ns.empty() ? "root" : listen_ns) + " " +
+                   HostPort{listen.host, port}.ToString() + " -> " +
+                   (to_ns.empty() ? "root" : to_ns) + " " + to.ToString());
+    return port;
+  }
+  void StopForwarding() override {
+    if (available) {
+      launcher_.Note("stop forwarding");
+    }
+  }
+
+  bool available = false;
+  int next_port = 50001;
+  std::set<std::string> namespaces;
+
+ private:
+  FakeLauncher& launcher_;
+};
+
 class FakeDemoEnv : public DemoEnv {
  public:
-  explicit FakeDemoEnv(FakeLauncher& launcher) : isolation(launcher) {}
+  explicit FakeDemoEnv(FakeLauncher& launcher) : isolation(launcher), network(launcher) {}
 
   HttpClient& Http() override { return http; }
   Result<int> FreeLoopbackPort() override { return next_port++; }
@@ -156,6 +213,7 @@ class FakeDemoEnv : public DemoEnv {
   }
   SteadyTime Now() override { return now; }
   HostIsolation& Isolation() override { return isolation; }
+  DemoNetwork& Network() override { return network; }
   bool WaitForStop(Millis d) override {
     now += d;
     ++waits;
@@ -167,6 +225,7 @@ class FakeDemoEnv : public DemoEnv {
 
   FakeHttpClient http;
   FakeIsolation isolation;
+  FakeNetwork network;
   int next_port = 40001;
   Status can_listen = OkStatus();
   std::vector<std::string> checked_listen;
@@ -555,6 +614,7 @@ TEST_F(DemoTest, StaleRunFilesAreClearedAtStart) {
 }
 
 TEST_F(DemoTest, IsolatedHostsAllowEveryChaosModeBoundedByTheirLogVolume) {
+  env_.network.available = true;
   Demo demo = MakeDemo();
   EXPECT_EQ(demo.Run(), 0) << err_.str();
   ASSERT_EQ(demo.hosts().size(), 1u);
@@ -588,7 +648,8 @@ TEST_F(DemoTest, WithoutMountsHostsFallBackToPlainDirsWithOneWarningAndOnlyNginx
       "(mounting a tmpfs needs root); they use plain directories and no memory limit, so only "
       "nginx-crash chaos is allowed on them\n";
   EXPECT_NE(err.find(warning), std::string::npos) << err;
-  EXPECT_EQ(err.find("warning", err.find(warning) + warning.size()), std::string::npos) << err;
+  EXPECT_EQ(err.find("a tmpfs log volume", err.find(warning) + warning.size()), std::string::npos)
+      << err;
   for (const std::string host : {"web-1", "web-2"}) {
     const std::string yaml = ReadFile(Data() + "/hosts/" + host + "/agent.yaml").value();
     EXPECT_NE(yaml.find("chaos_max_fill_bytes: 1\n"), std::string::npos) << yaml;
@@ -626,6 +687,204 @@ TEST_F(DemoTest, AgentFailingToStartStillLeavesNoMountOrCgroup) {
   EXPECT_TRUE(env_.isolation.mounted.empty());
   EXPECT_TRUE(env_.isolation.cgroups.empty());
   EXPECT_EQ(launcher_.events().back(), "unmount web-1");
+}
+
+// As root: a hub namespace with the relay to the server, each host in a namespace of its own
+// (its agent started inside it and inside its cgroup), everything removed in reverse.
+TEST_F(DemoTest, EachHostRunsInANetworkNamespaceOfItsOwnBehindTheHub) {
+  options_.hosts = 2;
+  env_.network.available = true;
+  const std::string p = std::to_string(::getpid());
+  const std::string hub = "medic-demo-" + p;
+  Json demo_json;
+  std::string state_while_running;
+  env_.stop_when = [&] {
+    if (out_.str().find("medic demo ready") == std::string::npos) {
+      return false;
+    }
+    demo_json = ParseJson(ReadFile(Data() + "/demo.json").value_or("")).value_or(Json());
+    state_while_running = ReadFile(Data() + "/demo-state.json").value_or("");
+    return true;
+  };
+  Demo demo = MakeDemo();
+  EXPECT_EQ(demo.Run(), 0) << err_.str();
+  EXPECT_EQ(launcher_.events(),
+            (std::vector<std::string>{
+                "start server", "hub " + hub,
+                "forward " + hub + " 10.77.0.1:50001 -> root 127.0.0.1:18080",
+                "host " + hub + "-web-1 web-1 10.77.0.11",
+                "forward root 127.0.0.1:50002 -> " + hub + "-web-1 127.0.0.1:80",
+                "mount web-1 32M", "cgroup web-1 256M",
+                "enter " + hub + "-web-1", "enter cgroup web-1", "start agent web-1",
+                "leave cgroup web-1", "leave " + hub + "-web-1",
+                "host " + hub + "-web-2 web-2 10.77.0.12",
+                "forward root 127.0.0.1:50003 -> " + hub + "-web-2 127.0.0.1:80",
+                "mount web-2 32M", "cgroup web-2 256M",
+                "enter " + hub + "-web-2", "enter cgroup web-2", "start agent web-2",
+                "leave cgroup web-2", "leave " + hub + "-web-2", "TERM agent web-1",
+                "TERM agent web-2", "remove cgroup web-1", "remove cgroup web-2", "TERM server",
+                "stop forwarding", "delete " + hub + "-web-2", "delete " + hub + "-web-1",
+                "delete " + hub, "unmount web-1", "unmount web-2"}));
+  EXPECT_TRUE(env_.network.namespaces.empty());
+  // The agents reach the server through the relay at the hub's address.
+  const std::string yaml = ReadFile(Data() + "/hosts/web-2/agent.yaml").value();
+  EXPECT_NE(yaml.find("server: \"http://10.77.0.1:50001\""), std::string::npos) << yaml;
+  EXPECT_NE(yaml.find("url: \"http://127.0.0.1:80/health\""), std::string::npos) << yaml;
+  // Its `web` target, which the server probes from the root namespace: the relay to its nginx.
+  EXPECT_NE(yaml.find("{group: web, url: \"http://127.0.0.1:50003/health\"}"), std::string::npos)
+      << yaml;
+  const std::string conf = ReadFile(Data() + "/hosts/web-2/nginx.conf").value();
+  EXPECT_NE(conf.find("listen 10.77.0.12:80;"), std::string::npos) << conf;
+  // demo.json told tools where each host is while the demo ran; both files go at the stop.
+  ASSERT_TRUE(demo_json.is_object()) << err_.str();
+  EXPECT_EQ(demo_json["hub_namespace"], hub);
+  ASSERT_EQ(demo_json["hosts"].size(), 2u);
+  EXPECT_EQ(demo_json["hosts"][1]["namespace"], hub + "-web-2");
+  EXPECT_EQ(demo_json["hosts"][1]["address"], "10.77.0.12");
+  EXPECT_EQ(demo_json["hosts"][1]["nginx_url"], "http://10.77.0.12:80/");
+  Result<DemoState> state = ParseDemoState(state_while_running);
+  ASSERT_TRUE(state.has_value()) << state_while_running;
+  EXPECT_EQ(state->pid, ::getpid());
+  EXPECT_EQ(state->namespaces,
+            (std::vector<std::string>{hub, hub + "-web-1", hub + "-web-2"}));
+  EXPECT_EQ(state->mounts, (std::vector<std::string>{Data() + "/hosts/web-1/log",
+                                                     Data() + "/hosts/web-2/log"}));
+  EXPECT_EQ(state->cgroups.size(), 2u);
+  ASSERT_EQ(state->processes.size(), 3u);
+  EXPECT_EQ(state->processes[0].what, "medic-server");
+  EXPECT_EQ(state->processes[2].what, "medic-agent web-2");
+  EXPECT_FALSE(PathExists(Data() + "/demo.json"));
+  EXPECT_FALSE(PathExists(Data() + "/demo-state.json"));
+}
+
+TEST_F(DemoTest, WithoutNamespacesHostsStayOnLoopbackWithOneWarning) {
+  Demo demo = MakeDemo();
+  EXPECT_EQ(demo.Run(), 0) << err_.str();
+  const std::string err = err_.str();
+  const std::string warning =
+      "medic demo: warning: cannot give the demo hosts network namespaces of their own (network "
+      "namespaces need root); they run on this machine's loopback\n";
+  EXPECT_NE(err.find(warning), std::string::npos) << err;
+  EXPECT_EQ(err.find("network namespaces", err.find(warning) + warning.size()),
+            std::string::npos)
+      << err;
+  EXPECT_TRUE(demo.hosts()[0].netns.empty());
+  const std::string yaml = ReadFile(Data() + "/hosts/web-1/agent.yaml").value();
+  EXPECT_NE(yaml.find("server: \"http://127.0.0.1:18080\""), std::string::npos) << yaml;
+}
+
+class DemoLeftoverTest : public DemoTest {
+ protected:
+  // /proc/PID/stat of a running process started at `start_time`.
+  void AddProcess(int pid, uint64_t start_time, char state = 'S') {
+    procfs_.SetFile(std::to_string(pid) + "/stat",
+                    std::to_string(pid) + " (medic-agent) " + state +
+                        " 1 1 1 0 -1 0 0 0 0 0 0 0 0 0 20 0 1 0 " + std::to_string(start_time) +
+                        " 1000 100");
+  }
+  void WriteLeftover(const DemoState& s) {
+    ASSERT_TRUE(MakeDirs(Data()).has_value());
+    ASSERT_TRUE(
+        WriteFileAtomic(Data() + "/demo-state.json", DumpJson(DemoStateToJson(s))).has_value());
+  }
+  DemoState Killed() {
+    DemoState s;
+    s.pid = 999'999;  // no such process in the fake /proc: that demo is gone
+    s.start_time = 5;
+    s.processes = {{4242, 77, "medic-agent web-1"}, {4243, 78, "medic-server"}};
+    s.cgroups = {"/sys/fs/cgroup/memory/medic/medic-demo-999999-web-1"};
+    s.namespaces = {"medic-demo-999999", "medic-demo-999999-web-1"};
+    s.mounts = {Data() + "/hosts/web-1/log"};
+    return s;
+  }
+  // A demo whose SIGKILLs make the fake process a zombie (as the kernel does, until reaped).
+  Demo MakeKillingDemo() {
+    return Demo(
+        options_, launcher_, env_, procfs_,
+        [this](int pid, int sig) {
+          signals_.emplace_back(pid, sig);
+          AddProcess(pid, 77, 'Z');
+          return OkStatus();
+        },
+        out_, err_);
+  }
+};
+
+TEST_F(DemoLeftoverTest, AKilledDemosLeftoversAreRemovedBeforeTheNewOneStarts) {
+  const DemoState old = Killed();
+  WriteLeftover(old);
+  AddProcess(4242, 77);  // still the agent it started
+  AddProcess(4243, 12);  // the server's pid, now another process: never touched
+  procfs_.SetFile("self/mounts", "medic-demo " + Data() + "/hosts/web-1/log tmpfs rw 0 0\n");
+  env_.network.namespaces = {"medic-demo-999999", "medic-demo-999999-web-1"};
+  Demo demo = MakeKillingDemo();
+  EXPECT_EQ(demo.Run(), 0) << err_.str();
+  EXPECT_EQ(signals_, (std::vector<std::pair<int, int>>{{4242, SIGKILL}}));
+  const std::vector<std::string>& ev = launcher_.events();
+  ASSERT_GE(ev.size(), 5u);
+  EXPECT_EQ(std::vector<std::string>(ev.begin(), ev.begin() + 5),
+            (std::vector<std::string>{"remove cgroup web-1", "delete medic-demo-999999-web-1",
+                                      "delete medic-demo-999999", "unmount web-1",
+                                      "start server"}));
+  EXPECT_NE(err_.str().find("medic demo: cleaned up after a medic demo (pid 999999) that did "
+                            "not stop: 1 process(es) killed, 1 cgroup(s), 2 network "
+                            "namespace(s) and 1 mount(s) removed\n"),
+            std::string::npos)
+      << err_.str();
+  EXPECT_NE(out_.str().find("medic demo ready"), std::string::npos);
+  EXPECT_FALSE(PathExists(Data() + "/demo-state.json"));  // the new demo's, gone at its stop
+}
+
+TEST_F(DemoLeftoverTest, ADemoWhosePidWasReusedCountsAsKilled) {
+  DemoState old = Killed();
+  old.pid = 4300;
+  WriteLeftover(old);
+  AddProcess(4300, 6);  // that pid runs, but started later: another process
+  Demo demo = MakeKillingDemo();
+  EXPECT_EQ(demo.Run(), 0) << err_.str();
+  EXPECT_TRUE(signals_.empty());  // neither 4300 nor the recorded processes (gone) are signalled
+  EXPECT_NE(err_.str().find("cleaned up after a medic demo (pid 4300)"), std::string::npos)
+      << err_.str();
+}
+
+TEST_F(DemoLeftoverTest, ARunningDemoOnTheSameDataDirIsRefusedAndLeftAlone) {
+  DemoState old = Killed();
+  old.pid = 4300;
+  WriteLeftover(old);
+  AddProcess(4300, 5);
+  AddProcess(4242, 77);
+  Demo demo = MakeKillingDemo();
+  EXPECT_EQ(demo.Run(), 1);
+  EXPECT_NE(err_.str().find("medic demo: another medic demo (pid 4300) is running on " + Data()),
+            std::string::npos)
+      << err_.str();
+  EXPECT_TRUE(launcher_.events().empty());
+  EXPECT_TRUE(signals_.empty());
+  Result<std::string> state = ReadFile(Data() + "/demo-state.json");
+  ASSERT_TRUE(state.has_value());
+  EXPECT_EQ(ParseDemoState(*state).value(), old);
+}
+
+TEST_F(DemoLeftoverTest, AStateFileThatIsNotOneIsNamedAndNothingStarts) {
+  ASSERT_TRUE(MakeDirs(Data()).has_value());
+  ASSERT_TRUE(WriteFileAtomic(Data() + "/demo-state.json", "{\"pid\": \"x\"}").has_value());
+  Demo demo = MakeDemo();
+  EXPECT_EQ(demo.Run(), 1);
+  EXPECT_NE(err_.str().find(Data() + "/demo-state.json is not a medic demo state file (demo "
+                                     "state: bad pid); remove it if no medic demo runs on " +
+                            Data()),
+            std::string::npos)
+      << err_.str();
+  EXPECT_TRUE(launcher_.events().empty());
+}
+
+TEST_F(DemoTest, TooManyHostsIsRefused) {
+  options_.hosts = 201;
+  Demo demo = MakeDemo();
+  EXPECT_EQ(demo.Run(), 1);
+  EXPECT_NE(err_.str().find("--hosts must be between 1 and 200 (got 201)"), std::string::npos)
+      << err_.str();
+  EXPECT_TRUE(launcher_.events().empty());
 }
 
 constexpr char kMemoryHierarchy[] = "/sys/fs/cgroup/memory";

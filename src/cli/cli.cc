@@ -313,7 +313,7 @@ int RunCli(const std::vector<std::string>& args, CliEnv& env) {
   CLI::App* demo = app.add_subcommand("demo", "run a local demo fleet until Ctrl-C");
   demo->add_option("--listen", demo_options.listen, "server HOST:PORT (default 127.0.0.1:8080)");
   demo->add_option("--data-dir", demo_options.data_dir, "data directory (default ./medic-demo)");
-  demo->add_option("--hosts", demo_options.hosts, "number of demo hosts (default 1)")
+  demo->add_option("--hosts", demo_options.hosts, "number of demo hosts (default 2)")
       ->check(CLI::Range(1, 50));
   demo->add_flag("--auto", demo_options.auto_approve, "turn approval mode off");
 

@@ -656,11 +656,74 @@ Status Demo::WaitForHealthyHosts() {
   }
 }
 
+Status Demo::StartLoadBalancer(const HostPort& listen,
+                               const std::vector<std::string>& upstreams) {
+  lb_ = MakeDemoLoadBalancer(data_dir_);
+  lb_.listen = listen.ToString();
+  lb_.upstreams = upstreams;
+  for (const std::string& d : {lb_.dir, lb_.LogDir(), lb_.RunDir(), lb_.TmpDir()}) {
+    RETURN_IF_ERROR(MakeDirs(d));
+  }
+  ClearRunDir(lb_.RunDir());
+  RETURN_IF_ERROR(WriteFileAtomic(lb_.ConfPath(), LoadBalancerNginxConfig(lb_)));
+  lb_url_ = "http://" + ConnectableAddress(listen).ToString();
+  std::string members;
+  for (const std::string& u : upstreams) {
+    members += (members.empty() ? "" : ", ") + u;
+  }
+  err_ << "medic demo: starting the load balancer (nginx " << lb_.listen << " -> " << members
+       << ", log " << lb_.LogDir() << ")" << std::endl;
+  auto start = [&]() {
+    return launcher_.Start({options_.nginx_bin, "-p", lb_.dir + "/", "-e",
+                            lb_.LogDir() + "/error.log", "-c", lb_.ConfPath(), "-g",
+                            "daemon off;"},
+                           lb_.OutLogPath());
+  };
+  ASSIGN_OR_RETURN(lb_pid_, hub_ns_.empty() ? start() : env_.Network().StartIn(hub_ns_, start));
+  RecordProcess(lb_pid_, "load balancer");
+  return OkStatus();
+}
+
+Status Demo::WaitForLoadBalancer() {
+  HttpRequest health;
+  health.url = lb_url_ + "/health";
+  health.timeout = kHealthzTimeout;
+  health.connect_timeout = kHealthzTimeout;
+  const SteadyTime deadline = env_.Now() + options_.lb_start_timeout;
+  for (;;) {
+    if (launcher_.WaitExit(lb_pid_, Millis(0))) {
+      return Unavailable("the load balancer (nginx) exited at start; last lines of " +
+                         lb_.OutLogPath() + ":\n" + LogTail(lb_.OutLogPath()) + "and of " +
+                         lb_.LogDir() + "/error.log:\n" + LogTail(lb_.LogDir() + "/error.log"));
+    }
+    Result<HttpResponse> r = env_.Http().Do(health);
+    if (r.has_value() && r->status == 200) {
+      return OkStatus();
+    }
+    if (env_.Now() >= deadline) {
+      return DeadlineExceeded(
+          "the load balancer did not answer GET " + health.url + " with 200 within " +
+          std::to_string(options_.lb_start_timeout.count() / 1000) + " s (" +
+          (r.has_value() ? "last answer " + std::to_string(r->status) : r.error().message) +
+          "); last lines of " + lb_.LogDir() + "/error.log:\n" +
+          LogTail(lb_.LogDir() + "/error.log"));
+    }
+    if (!Pause()) {
+      return DeadlineExceeded("interrupted");
+    }
+  }
+}
+
 void Demo::PrintHint() {
   const DemoHost& first = hosts_.front();
   err_ << "\nTry it (Ctrl-C stops the demo):\n"
        << "  export MEDIC_SERVER=" << server_url_ << " MEDIC_TOKEN=$(cat " << admin_token_path_
        << ")\n"
+       << "  curl " << lb_url_ << "/health    # the load balancer in front of";
+  for (const DemoHost& h : hosts_) {
+    err_ << " " << h.name;
+  }
+  err_ << "\n"
        << "  " << options_.medic_bin << " chaos nginx-crash --host " << first.name
        << "    # or locally: ... chaos nginx-crash --pidfile " << first.NginxPidPath() << "\n"
        << "  " << options_.medic_bin << " incidents\n"
@@ -699,8 +762,27 @@ Status Demo::Start() {
     RETURN_IF_ERROR(StartHost(i));
   }
   RETURN_IF_ERROR(WaitForHealthyHosts());
+  std::vector<std::string> upstreams;
+  for (const DemoHost& h : hosts_) {
+    upstreams.push_back((h.address.empty() ? "127.0.0.1" : h.address) + ":" +
+                        std::to_string(h.nginx_port));
+  }
+  if (!hub_ns_.empty()) {
+    // In the hub, on its address, over the hosts' addresses; the user reaches it on loopback
+    // through the relay.
+    RETURN_IF_ERROR(StartLoadBalancer(HostPort{DemoHubAddress(), kDemoLbPort}, upstreams));
+    ASSIGN_OR_RETURN(const int lb_port,
+                     env_.Network().Forward("", HostPort{"127.0.0.1", 0}, hub_ns_,
+                                            HostPort{DemoHubAddress(), kDemoLbPort}));
+    lb_url_ = "http://127.0.0.1:" + std::to_string(lb_port);
+  } else {
+    ASSIGN_OR_RETURN(const int lb_port, env_.FreeLoopbackPort());
+    RETURN_IF_ERROR(StartLoadBalancer(HostPort{"127.0.0.1", lb_port}, upstreams));
+  }
+  RETURN_IF_ERROR(WaitForLoadBalancer());
   WriteDemoJson();
-  out_ << "medic demo ready: " << server_url_ << "/ token-file " << admin_token_path_ << std::endl;
+  out_ << "medic demo ready: " << server_url_ << "/ token-file " << admin_token_path_
+       << " load-balancer " << lb_url_ << "/" << std::endl;
   PrintSignInLink();
   PrintHint();
   return OkStatus();
@@ -740,6 +822,14 @@ void Demo::Stop() {
     return;
   }
   stopped_ = true;
+  // The load balancer first: it is the fleet's front door.
+  if (lb_pid_ > 0 && !launcher_.WaitExit(lb_pid_, Millis(0))) {
+    launcher_.Signal(lb_pid_, SIGTERM, false);
+    StopProcess(lb_pid_, "the load balancer (nginx)");
+  }
+  if (!lb_.dir.empty()) {
+    ClearRunDir(lb_.RunDir());
+  }
   for (const int pid : agent_pids_) {
     if (pid > 0 && !launcher_.WaitExit(pid, Millis(0))) {
       launcher_.Signal(pid, SIGTERM, false);
@@ -953,6 +1043,7 @@ void Demo::WriteDemoJson() {
   }
   const Json j = {{"pid", ::getpid()},
                   {"server", server_url_},
+                  {"load_balancer", lb_url_},
                   {"token_file", admin_token_path_},
                   {"hub_namespace", hub_ns_},
                   {"hosts", hosts}};

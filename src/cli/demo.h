@@ -1,8 +1,9 @@
 #pragma once
 
 // `medic demo`: starts medic-server and N demo hosts (each a medic-agent supervising a real nginx
-// reverse proxy in front of `medic healthapp`), waits until every host is healthy, prints the
-// ready line and runs until SIGINT/SIGTERM. Each host gets a small tmpfs as its log volume and a
+// reverse proxy in front of `medic healthapp`), waits until every host is healthy, starts the
+// front load balancer (nginx balancing over the hosts' nginx), prints the ready line and runs
+// until SIGINT/SIGTERM (or, with a scenario, runs it: demo_scenarios.h). Each host gets a small tmpfs as its log volume and a
 // memory cgroup as its memory limit, so that disk-fill and oom chaos are real on the host and
 // harmless to the machine. As root each host also runs in a network namespace of its own with
 // its own address, joined to a hub namespace the demo creates (cli/demo_net.h); the agents reach
@@ -36,8 +37,11 @@ namespace medic::cli {
 struct DemoOptions {
   std::string listen = "127.0.0.1:8080";
   std::string data_dir = "medic-demo";
-  int hosts = 1;
+  int hosts = 2;
   bool auto_approve = false;  // PUT /api/v1/settings {"approval_mode":false}
+  // --scenario: "" (none: run until a stop signal), "all", "nginx-crash", "disk-fill", "oom".
+  std::string scenario;
+  bool json = false;  // --json: the scenario results as JSON
 
   // Programs (absolute paths), found by FindDemoPrograms in the real binary.
   std::string server_bin;
@@ -47,6 +51,7 @@ struct DemoOptions {
 
   Millis server_start_timeout{20'000};
   Millis healthy_timeout{30'000};  // plus 5 s per host beyond the first
+  Millis lb_start_timeout{10'000};
   Millis stop_timeout{10'000};
   Millis poll_interval{250};
 };
@@ -120,13 +125,15 @@ class Demo {
   Status Start();
   // Runs until a stop signal (OK) or until the server dies (error).
   Status Wait();
-  // Stops what Start started: agents (SIGTERM, then SIGKILL to their process group after
+  // Stops what Start started: the load balancer, agents (SIGTERM, then SIGKILL to their process group after
   // stop_timeout), any nginx still named by a host's pidfile, whatever is left in the hosts'
   // memory cgroups, then the server; removes the cgroups, unmounts the log volumes and removes
   // the hosts' run/ files, stops the relay and deletes the namespaces; removes the state file
   // once everything is gone. Idempotent.
   void Stop();
-  // Start, Wait, Stop. Returns the exit status; errors go to `err` as "medic demo: ...".
+  // Start, Wait (or, with options.scenario, the scenarios: their table or JSON on `out`), Stop.
+  // Returns the exit status; errors go to `err` as "medic demo: ...". With a scenario: 0 only
+  // when every scenario ended `completed`, 1 otherwise, 130 when a stop signal cut it short.
   int Run();
 
   bool stop_requested() const { return stop_requested_; }
@@ -136,6 +143,8 @@ class Demo {
   const std::string& admin_token_path() const { return admin_token_path_; }
   // The hub namespace when the hosts have network namespaces, else "".
   const std::string& hub_namespace() const { return hub_ns_; }
+  // The front load balancer's URL, "http://127.0.0.1:41000" (once started).
+  const std::string& lb_url() const { return lb_url_; }
 
  private:
   Status PrepareServer();
@@ -159,6 +168,12 @@ class Demo {
   void RemoveCgroups();
   void Unmount();
   Status WaitForHealthyHosts();
+  // Writes DATA_DIR/lb/nginx.conf for nginx listening on `listen` and balancing over
+  // `upstreams` (each host's nginx, "HOST:PORT"), starts it (its own process group; not
+  // supervised by an agent) and sets lb_url() to `listen`'s connectable address.
+  Status StartLoadBalancer(const HostPort& listen, const std::vector<std::string>& upstreams);
+  // Waits until GET lb_url()/health answers 200 through the load balancer (lb_start_timeout).
+  Status WaitForLoadBalancer();
   // Sleeps one poll interval; false when a stop signal arrived.
   bool Pause();
   void StopProcess(int pid, const std::string& what);
@@ -196,6 +211,9 @@ class Demo {
   std::string state_path_;
   bool state_warned_ = false;
   bool cleanup_failed_ = false;
+  DemoLoadBalancer lb_;
+  int lb_pid_ = 0;
+  std::string lb_url_;
   bool isolation_warned_ = false;
   bool stop_requested_ = false;
   bool stopped_ = false;

@@ -10,6 +10,9 @@
 //                               log volume (a 32 MiB tmpfs while the demo runs, when isolated)
 //                        run/   nginx.pid (removed when the demo stops)
 //                        tmp/   nginx's temp dirs
+//   DATA_DIR/lb/                the front load balancer (nginx, not supervised by an agent):
+//                               nginx.conf, nginx.out.log, log/ (error.log, access.log),
+//                               run/ (nginx.pid), tmp/
 
 #include <cstdint>
 #include <string>
@@ -82,5 +85,34 @@ struct AgentYamlInputs {
 // mode, disk-fill and oom bounded by its log volume and memory limit; otherwise chaos budgets of
 // one byte, so that only nginx-crash can run.
 std::string AgentYaml(const DemoHost& host, const AgentYamlInputs& in);
+
+// The demo's front load balancer (its "ALB"): a plain nginx that `medic demo` itself starts
+// after the hosts and stops by pid, balancing over the hosts' nginx. Addresses are "HOST:PORT"
+// as nginx reads them ("127.0.0.1:41000", "[::1]:41000", "10.77.0.11:80").
+struct DemoLoadBalancer {
+  std::string dir;                     // absolute: DATA_DIR/lb
+  std::string listen;                  // where it listens
+  std::vector<std::string> upstreams;  // each host's nginx, in host order
+
+  std::string ConfPath() const { return dir + "/nginx.conf"; }
+  std::string LogDir() const { return dir + "/log"; }
+  std::string RunDir() const { return dir + "/run"; }
+  std::string TmpDir() const { return dir + "/tmp"; }
+  std::string PidPath() const { return RunDir() + "/nginx.pid"; }
+  // nginx's own standard output and error (start-up errors land here).
+  std::string OutLogPath() const { return dir + "/nginx.out.log"; }
+};
+
+// The load balancer's directory under `data_dir` (absolute); no addresses yet.
+DemoLoadBalancer MakeDemoLoadBalancer(const std::string& data_dir);
+
+// The load balancer's nginx.conf: one worker; pid, logs and temp paths inside lb.dir; an
+// `upstream web` of every upstream with max_fails=1 fail_timeout=2s; `listen lb.listen`, and
+// proxy_pass to it with proxy_next_upstream on errors, timeouts, 502, 503 and 504 and a short
+// connect timeout, so that a request that meets a dead host is retried on another and the client
+// sees 200 (passive health-based failover, as open-source nginx does it). The access log names
+// the upstream(s) each request tried. Without `daemon` (started with -g "daemon off;").
+// REQUIRES: at least one upstream.
+std::string LoadBalancerNginxConfig(const DemoLoadBalancer& lb);
 
 }  // namespace medic::cli

@@ -531,7 +531,7 @@ TEST_F(CliTest, HealthAppAndDemoAreDispatchedWithTheirOptions) {
   ASSERT_EQ(Run({"demo"}), 0);
   EXPECT_EQ(env_.demo_options->listen, "127.0.0.1:8080");
   EXPECT_EQ(env_.demo_options->data_dir, "medic-demo");
-  EXPECT_EQ(env_.demo_options->hosts, 1);
+  EXPECT_EQ(env_.demo_options->hosts, 2);
   EXPECT_FALSE(env_.demo_options->auto_approve);
   EXPECT_TRUE(env_.http.requests().empty());
 }

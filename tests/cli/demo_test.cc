@@ -267,8 +267,10 @@ class DemoTest : public ::testing::Test {
     options_.agent_bin = "/opt/medic/bin/medic-agent";
     options_.medic_bin = "/opt/medic/bin/medic";
     options_.nginx_bin = "/usr/sbin/nginx";
+    options_.hosts = 1;  // the default is 2 (DefaultsToTwoHosts); most tests need one
     options_.healthy_timeout = Millis(3'000);
     options_.server_start_timeout = Millis(3'000);
+    options_.lb_start_timeout = Millis(3'000);
 
     // A server that writes its tokens at start; agents that become healthy when started.
     launcher_.on_start = [this](int pid, FakeLauncher::Proc& p) {
@@ -301,6 +303,13 @@ class DemoTest : public ::testing::Test {
         const std::string name = r.url.substr(36, r.url.size() - 7 - 36);
         return HttpResponse{201, DumpJson(Json{{"name", name}, {"code", "c0de-" + name}}),
                             "application/json"};
+      }
+      // The load balancer (any other loopback port): what lb_answer_ says.
+      if (r.url.rfind("http://127.0.0.1:18080/", 0) != 0 &&
+          r.url.rfind("http://127.0.0.1:", 0) == 0 && r.url.size() > 7 &&
+          r.url.substr(r.url.size() - 7) == "/health") {
+        lb_requests_.push_back(r.url);
+        return lb_answer_;
       }
       if (r.url == "http://127.0.0.1:18080/api/v1/hosts") {
         Json hosts = Json::array();
@@ -340,14 +349,18 @@ class DemoTest : public ::testing::Test {
   std::vector<std::string> registered_;
   std::string host_status_ = "healthy";
   Json host_checks_ = Json::array({{{"name", "web"}, {"healthy", true}}});
+  Result<HttpResponse> lb_answer_ = HttpResponse{200, R"j({"status":"ok"})j", "application/json"};
+  std::vector<std::string> lb_requests_;
 };
+
+TEST(DemoOptionsTest, DefaultsToTwoHosts) { EXPECT_EQ(DemoOptions{}.hosts, 2); }
 
 TEST_F(DemoTest, WithoutASignInCodeTheReadyLineStandsAlone) {
   codes_available_ = false;
   Demo demo = MakeDemo();
   EXPECT_EQ(demo.Run(), 0) << err_.str();
   EXPECT_EQ(out_.str(), "medic demo ready: http://127.0.0.1:18080/ token-file " + Data() +
-                            "/server/admin.token\n");
+                            "/server/admin.token load-balancer http://127.0.0.1:40003/\n");
   EXPECT_NE(err_.str().find("no sign-in link"), std::string::npos) << err_.str();
 }
 
@@ -358,7 +371,8 @@ TEST_F(DemoTest, StartsServerThenHostsPrintsReadyAndStopsInReverse) {
   EXPECT_EQ(demo.Run(), 0) << err_.str();
 
   EXPECT_EQ(out_.str(), "medic demo ready: http://127.0.0.1:18080/ token-file " + Data() +
-                            "/server/admin.token\nsign in: http://127.0.0.1:18080/#code=c0de\n");
+                            "/server/admin.token load-balancer http://127.0.0.1:40005/\n"
+                            "sign in: http://127.0.0.1:18080/#code=c0de\n");
   // The code was asked for with the admin token; the token is in no URL.
   ASSERT_EQ(sign_in_requests_.size(), 1u);
   EXPECT_NE(std::find(sign_in_requests_[0].headers.begin(), sign_in_requests_[0].headers.end(),
@@ -366,18 +380,19 @@ TEST_F(DemoTest, StartsServerThenHostsPrintsReadyAndStopsInReverse) {
             sign_in_requests_[0].headers.end());
   EXPECT_EQ(out_.str().find("admin-secret"), std::string::npos);
   // Each agent starts inside its host's memory cgroup, with the host's log volume mounted; the
-  // cgroups go once the agents have stopped, the volumes last.
+  // load balancer (nginx) after the hosts, outside their cgroups; it stops first, the cgroups go
+  // once the agents have stopped, the volumes last.
   EXPECT_EQ(launcher_.events(),
             (std::vector<std::string>{
                 "start server", "mount web-1 32M", "cgroup web-1 256M", "enter cgroup web-1",
                 "start agent web-1", "leave cgroup web-1", "mount web-2 32M", "cgroup web-2 256M",
-                "enter cgroup web-2", "start agent web-2", "leave cgroup web-2", "TERM agent web-1",
-                "TERM agent web-2", "remove cgroup web-1", "remove cgroup web-2", "TERM server",
-                "unmount web-1", "unmount web-2"}));
+                "enter cgroup web-2", "start agent web-2", "leave cgroup web-2", "start nginx",
+                "TERM nginx", "TERM agent web-1", "TERM agent web-2", "remove cgroup web-1",
+                "remove cgroup web-2", "TERM server", "unmount web-1", "unmount web-2"}));
   EXPECT_TRUE(env_.isolation.mounted.empty());
   EXPECT_TRUE(env_.isolation.cgroups.empty());
   const auto procs = launcher_.procs();
-  ASSERT_EQ(procs.size(), 3u);
+  ASSERT_EQ(procs.size(), 4u);
   EXPECT_EQ(procs[0].argv,
             (std::vector<std::string>{"/opt/medic/bin/medic-server", "--listen", "127.0.0.1:18080",
                                       "--data-dir", Data() + "/server", "--config",
@@ -427,6 +442,75 @@ TEST_F(DemoTest, StartsServerThenHostsPrintsReadyAndStopsInReverse) {
     }
   }
   EXPECT_TRUE(put_settings);
+}
+
+// The front load balancer: nginx with its own files under DATA_DIR/lb, balancing over every
+// host's nginx, started once the hosts are healthy and ready once it answers /health itself.
+TEST_F(DemoTest, LoadBalancerFrontsEveryHostAndAnswersBeforeTheReadyLine) {
+  options_.hosts = 2;
+  Demo demo = MakeDemo();
+  EXPECT_EQ(demo.Run(), 0) << err_.str();
+  const auto procs = launcher_.procs();
+  ASSERT_EQ(procs.size(), 4u);
+  const FakeLauncher::Proc& lb = procs[3];
+  EXPECT_EQ(lb.label, "nginx");
+  EXPECT_EQ(lb.argv, (std::vector<std::string>{"/usr/sbin/nginx", "-p", Data() + "/lb/", "-e",
+                                               Data() + "/lb/log/error.log", "-c",
+                                               Data() + "/lb/nginx.conf", "-g", "daemon off;"}));
+  EXPECT_EQ(lb.log, Data() + "/lb/nginx.out.log");
+  const std::string conf = ReadFile(Data() + "/lb/nginx.conf").value();
+  EXPECT_NE(conf.find("    listen 127.0.0.1:40005;\n"), std::string::npos) << conf;
+  EXPECT_NE(conf.find("    server 127.0.0.1:40001 max_fails=1 fail_timeout=2s;\n"
+                      "    server 127.0.0.1:40003 max_fails=1 fail_timeout=2s;\n"),
+            std::string::npos)
+      << conf;
+  for (const std::string_view d : {"/lb/log", "/lb/run", "/lb/tmp"}) {
+    EXPECT_TRUE(fs::is_directory(Data() + std::string(d))) << d;
+  }
+  EXPECT_EQ(lb_requests_, (std::vector<std::string>{"http://127.0.0.1:40005/health"}));
+  EXPECT_EQ(demo.lb_url(), "http://127.0.0.1:40005");
+  EXPECT_NE(err_.str().find("medic demo: starting the load balancer (nginx 127.0.0.1:40005 -> "
+                            "127.0.0.1:40001, 127.0.0.1:40003, log " +
+                            Data() + "/lb/log)"),
+            std::string::npos)
+      << err_.str();
+  EXPECT_NE(err_.str().find("curl http://127.0.0.1:40005/health    # the load balancer in front "
+                            "of web-1 web-2\n"),
+            std::string::npos)
+      << err_.str();
+}
+
+TEST_F(DemoTest, LoadBalancerNeverAnsweringFailsTheStartAndStopsIt) {
+  lb_answer_ = HttpResponse{502, "bad gateway", "text/html"};
+  Demo demo = MakeDemo();
+  EXPECT_EQ(demo.Run(), 1);
+  EXPECT_NE(err_.str().find("medic demo: the load balancer did not answer GET "
+                            "http://127.0.0.1:40003/health with 200 within 3 s (last answer 502)"),
+            std::string::npos)
+      << err_.str();
+  EXPECT_EQ(Without(launcher_.events(), "mount", "cgroup", "enter", "leave", "remove", "unmount"),
+            (std::vector<std::string>{"start server", "start agent web-1", "start nginx",
+                                      "TERM nginx", "TERM agent web-1", "TERM server"}));
+  EXPECT_EQ(out_.str(), "");
+}
+
+TEST_F(DemoTest, LoadBalancerExitingAtStartIsReportedWithItsLog) {
+  const auto start_server = launcher_.on_start;
+  launcher_.on_start = [&](int pid, FakeLauncher::Proc& p) {
+    start_server(pid, p);
+    if (p.label == "nginx") {
+      std::ofstream(p.log) << "nginx: [emerg] bind() to 127.0.0.1:40003 failed\n";
+      p.exited = true;
+    }
+  };
+  Demo demo = MakeDemo();
+  EXPECT_EQ(demo.Run(), 1);
+  EXPECT_NE(err_.str().find("medic demo: the load balancer (nginx) exited at start; last lines of " +
+                            Data() + "/lb/nginx.out.log:\n  nginx: [emerg] bind() to "
+                            "127.0.0.1:40003 failed\n"),
+            std::string::npos)
+      << err_.str();
+  EXPECT_EQ(out_.str(), "");
 }
 
 TEST_F(DemoTest, WithoutAutoLeavesSettingsAlone) {
@@ -559,8 +643,9 @@ TEST_F(DemoTest, StragglersGetTheirProcessGroupKilled) {
   EXPECT_EQ(demo.Run(), 0) << err_.str();
   EXPECT_EQ(
       Without(launcher_.events(), "mount", "cgroup", "enter", "leave", "remove", "unmount"),
-      (std::vector<std::string>{"start server", "start agent web-1", "TERM agent web-1",
-                                "KILL group agent web-1", "TERM server", "KILL group server"}));
+      (std::vector<std::string>{"start server", "start agent web-1", "start nginx", "TERM nginx",
+                                "KILL group nginx", "TERM agent web-1", "KILL group agent web-1",
+                                "TERM server", "KILL group server"}));
 }
 
 TEST_F(DemoTest, ServerDyingWhileRunningEndsTheDemoWithAnError) {
@@ -583,7 +668,7 @@ TEST_F(DemoTest, LeftoverNginxIsKilledAndRunFilesRemoved) {
   const auto start_server = launcher_.on_start;
   launcher_.on_start = [&](int pid, FakeLauncher::Proc& p) {
     start_server(pid, p);
-    if (p.label != "server") {
+    if (p.label.rfind("agent ", 0) == 0) {
       // The "agent" started nginx, which wrote its pid file.
       const std::string pidfile = fs::path(p.argv[2]).parent_path().string() + "/run/nginx.pid";
       std::ofstream(pidfile) << "500\n";
@@ -641,7 +726,8 @@ TEST_F(DemoTest, WithoutMountsHostsFallBackToPlainDirsWithOneWarningAndOnlyNginx
   EXPECT_EQ(demo.Run(), 0) << err_.str();
   EXPECT_EQ(launcher_.events(),
             (std::vector<std::string>{"start server", "start agent web-1", "start agent web-2",
-                                      "TERM agent web-1", "TERM agent web-2", "TERM server"}));
+                                      "start nginx", "TERM nginx", "TERM agent web-1",
+                                      "TERM agent web-2", "TERM server"}));
   const std::string err = err_.str();
   const std::string warning =
       "medic demo: warning: cannot give the demo hosts a tmpfs log volume and a memory cgroup "
@@ -664,7 +750,8 @@ TEST_F(DemoTest, CgroupFailureUndoesTheMountAndFallsBack) {
   EXPECT_EQ(demo.Run(), 0) << err_.str();
   EXPECT_EQ(launcher_.events(),
             (std::vector<std::string>{"start server", "mount web-1 32M", "unmount web-1",
-                                      "start agent web-1", "TERM agent web-1", "TERM server"}));
+                                      "start agent web-1", "start nginx", "TERM nginx",
+                                      "TERM agent web-1", "TERM server"}));
   EXPECT_NE(err_.str().find("(no cgroup v1 memory controller in /proc/self/cgroup); they use "
                             "plain directories"),
             std::string::npos)
@@ -721,8 +808,11 @@ TEST_F(DemoTest, EachHostRunsInANetworkNamespaceOfItsOwnBehindTheHub) {
                 "forward root 127.0.0.1:50003 -> " + hub + "-web-2 127.0.0.1:80",
                 "mount web-2 32M", "cgroup web-2 256M",
                 "enter " + hub + "-web-2", "enter cgroup web-2", "start agent web-2",
-                "leave cgroup web-2", "leave " + hub + "-web-2", "TERM agent web-1",
-                "TERM agent web-2", "remove cgroup web-1", "remove cgroup web-2", "TERM server",
+                "leave cgroup web-2", "leave " + hub + "-web-2",
+                // The load balancer in the hub, reached from loopback through the relay.
+                "enter " + hub, "start nginx", "leave " + hub,
+                "forward root 127.0.0.1:50004 -> " + hub + " 10.77.0.1:80", "TERM nginx",
+                "TERM agent web-1", "TERM agent web-2", "remove cgroup web-1", "remove cgroup web-2", "TERM server",
                 "stop forwarding", "delete " + hub + "-web-2", "delete " + hub + "-web-1",
                 "delete " + hub, "unmount web-1", "unmount web-2"}));
   EXPECT_TRUE(env_.network.namespaces.empty());
@@ -750,9 +840,17 @@ TEST_F(DemoTest, EachHostRunsInANetworkNamespaceOfItsOwnBehindTheHub) {
   EXPECT_EQ(state->mounts, (std::vector<std::string>{Data() + "/hosts/web-1/log",
                                                      Data() + "/hosts/web-2/log"}));
   EXPECT_EQ(state->cgroups.size(), 2u);
-  ASSERT_EQ(state->processes.size(), 3u);
+  ASSERT_EQ(state->processes.size(), 4u);
   EXPECT_EQ(state->processes[0].what, "medic-server");
   EXPECT_EQ(state->processes[2].what, "medic-agent web-2");
+  EXPECT_EQ(state->processes[3].what, "load balancer");
+  EXPECT_NE(out_.str().find(" load-balancer http://127.0.0.1:50004/\n"), std::string::npos)
+      << out_.str();
+  EXPECT_EQ(demo_json["load_balancer"], "http://127.0.0.1:50004");
+  const std::string lb_conf = ReadFile(Data() + "/lb/nginx.conf").value_or("");
+  EXPECT_NE(lb_conf.find("listen 10.77.0.1:80;"), std::string::npos) << lb_conf;
+  EXPECT_NE(lb_conf.find("server 10.77.0.11:80 "), std::string::npos) << lb_conf;
+  EXPECT_NE(lb_conf.find("server 10.77.0.12:80 "), std::string::npos) << lb_conf;
   EXPECT_FALSE(PathExists(Data() + "/demo.json"));
   EXPECT_FALSE(PathExists(Data() + "/demo-state.json"));
 }

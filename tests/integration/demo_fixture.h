@@ -304,6 +304,22 @@ inline bool InOrder(const std::vector<std::string>& events,
   return next == required.size();
 }
 
+// `medic demo ready: URL token-file PATH load-balancer LBURL`, URLs without their final '/'.
+struct ReadyLine {
+  std::string url;
+  std::string token_file;
+  std::string lb_url;
+};
+inline std::optional<ReadyLine> ParseReadyLine(const std::string& line) {
+  std::smatch m;
+  if (!std::regex_match(line, m,
+                        std::regex(R"(medic demo ready: (http://\S+?)/? token-file (\S+) )"
+                                   R"(load-balancer (http://\S+?)/?)"))) {
+    return std::nullopt;
+  }
+  return ReadyLine{m[1], m[2], m[3]};
+}
+
 class DemoFixture {
  public:
   explicit DemoFixture(TempDir& dir) : dir_(dir), data_(dir.File("demo")) {}
@@ -339,13 +355,13 @@ class DemoFixture {
     if (!ready) {
       return "demo never became ready: " + Stderr();
     }
-    std::smatch m;
-    if (!std::regex_match(*ready, m,
-                          std::regex(R"(medic demo ready: (http://\S+?)/? token-file (\S+))"))) {
+    std::optional<ReadyLine> parsed = ParseReadyLine(*ready);
+    if (!parsed.has_value()) {
       return "unexpected ready line: " + *ready;
     }
-    url_ = m[1];
-    token_file_ = m[2];
+    url_ = parsed->url;
+    token_file_ = parsed->token_file;
+    lb_url_ = parsed->lb_url;
     demo_json_ = ParseJson(ReadFile(data_ + "/demo.json").value_or("")).value_or(Json());
     return "";
   }
@@ -496,6 +512,8 @@ class DemoFixture {
   }
   const std::string& url() const { return url_; }
   const std::string& token_file() const { return token_file_; }
+  // The front load balancer, "http://127.0.0.1:41000".
+  const std::string& lb_url() const { return lb_url_; }
   pid_t demo_pid() const { return demo_pid_; }
 
  private:
@@ -519,6 +537,7 @@ class DemoFixture {
   std::string url_;
   std::string token_file_;
   Json demo_json_;
+  std::string lb_url_;
 };
 
 }  // namespace medic::test

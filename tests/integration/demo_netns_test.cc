@@ -24,6 +24,7 @@ struct RunningDemo {
   std::unique_ptr<Subprocess> proc;
   std::string url;
   std::string token_file;
+  std::string lb_url;
   std::string error;  // "" once ready
 };
 
@@ -34,15 +35,15 @@ RunningDemo StartDemo(const std::string& data, const std::string& stderr_path) {
                                "--data-dir", data},
       stderr_path);
   std::optional<std::string> line = d.proc->ReadLine(kReadyTimeout);
-  std::smatch m;
+  std::optional<ReadyLine> ready = line ? ParseReadyLine(*line) : std::nullopt;
   if (!line.has_value()) {
     d.error = "never ready: " + ReadFileTail(stderr_path, 4000).value_or("");
-  } else if (!std::regex_search(*line, m,
-                                std::regex(R"(^medic demo ready: (http://\S+?)/? token-file (\S+))"))) {
+  } else if (!ready.has_value()) {
     d.error = "unexpected ready line: " + *line;
   } else {
-    d.url = m[1];
-    d.token_file = m[2];
+    d.url = ready->url;
+    d.token_file = ready->token_file;
+    d.lb_url = ready->lb_url;
   }
   return d;
 }
@@ -164,6 +165,21 @@ TEST_F(DemoNetnsTest, HostsInOwnNamespacesAndTheNextDemoRemovesWhatAKilledOneLef
   }
   // The agents reached medic-server (root namespace) through the relay: both hosts healthy.
   EXPECT_TRUE(AllHealthy(HostsOf(first), 2)) << HostsOf(first).dump(2);
+  // The load balancer runs in the hub over the hosts' addresses; the user's loopback URL for it
+  // (the relay into the hub) answers 200, and so does the hub's own address from inside it.
+  pid_t lb = 0;
+  for (const cli::DemoProcessRecord& p : state.processes) {
+    if (p.what == "load balancer") {
+      lb = p.pid;
+    }
+  }
+  ASSERT_GT(lb, 1);
+  EXPECT_EQ(NetnsInode("/proc/" + std::to_string(lb) + "/ns/net"),
+            NetnsInode("/run/netns/" + hub));
+  EXPECT_EQ(demo.value("load_balancer", ""), first.lb_url);
+  EXPECT_EQ(first.lb_url.rfind("http://127.0.0.1:", 0), 0u) << first.lb_url;
+  EXPECT_EQ(HttpStatus(first.lb_url + "/health"), 200);
+  EXPECT_EQ(HttpStatusIn(hub, "http://10.77.0.1:80/health"), 200);
 
   // A crash: SIGKILL to the demo process alone.
   ASSERT_EQ(kill(old_pid, SIGKILL), 0);
@@ -190,6 +206,7 @@ TEST_F(DemoNetnsTest, HostsInOwnNamespacesAndTheNextDemoRemovesWhatAKilledOneLef
   EXPECT_EQ(MountCounts(data).size(), 2u);
   // The second demo works.
   EXPECT_TRUE(AllHealthy(HostsOf(second), 2)) << HostsOf(second).dump(2);
+  EXPECT_EQ(HttpStatus(second.lb_url + "/health"), 200);
   const cli::DemoState state2 = ReadState(data);
   EXPECT_EQ(state2.pid, second.proc->pid());
   EXPECT_EQ(DemoNamespaces(second.proc->pid()).size(), 3u);

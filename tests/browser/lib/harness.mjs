@@ -242,6 +242,7 @@ export async function startDemo({ hosts = 1, auto = false, env = {}, extraArgs =
     url: null,
     code: null,
     tokenFile: null,
+    lbUrl: null, // the front load balancer, e.g. http://127.0.0.1:41000/
     adminToken: null,
     agentToken: null,  // the bootstrap token (agent.token): it only files enrolment requests
     dataDir,
@@ -321,10 +322,11 @@ export async function startDemo({ hosts = 1, auto = false, env = {}, extraArgs =
       const rl = readline.createInterface({ input: child.stdout });
       rl.on('line', (line) => {
         stdoutLines.push(line);
-        let m = /^medic demo ready: (\S+) token-file (.+)$/.exec(line);
+        let m = /^medic demo ready: (\S+) token-file (.+?) load-balancer (\S+)$/.exec(line);
         if (m) {
           demo.url = m[1];
           demo.tokenFile = m[2];
+          demo.lbUrl = m[3];
           readyAt = Date.now();
           signInTimer = setTimeout(() => {
             clearTimeout(timer);

@@ -939,6 +939,10 @@ Status Demo::CleanUpLeftover() {
                               "); remove it if no medic demo runs on " + data_dir_);
   }
   const DemoState& old = *parsed;
+  if (Status valid = ValidateDemoState(old, data_dir_); !valid.has_value()) {
+    return FailedPrecondition(state_path_ + ": " + valid.error().message +
+                              "; nothing was touched: remove what it lists by hand, then the file");
+  }
   if (JudgeLeftover(old, StartTimeOf(old.pid)) == LeftoverDemo::kRunning) {
     return FailedPrecondition("another medic demo (pid " + std::to_string(old.pid) +
                               ") is running on " + data_dir_ +

@@ -85,6 +85,36 @@ Result<DemoState> ParseDemoState(std::string_view text) {
   return s;
 }
 
+Status ValidateDemoState(const DemoState& s, const std::string& data_dir) {
+  const std::string own = "medic-demo-" + std::to_string(s.pid);
+  auto bad = [](const std::string& what, const std::string& name) {
+    return InvalidArgument("demo state: " + what + " " + name + " is not one a demo creates");
+  };
+  for (const std::string& ns : s.namespaces) {
+    if (ns != own && ns.rfind(own + "-", 0) != 0) {
+      return bad("network namespace", ns);
+    }
+    if (ns.find('/') != std::string::npos || ns.find("..") != std::string::npos) {
+      return bad("network namespace", ns);
+    }
+  }
+  for (const std::string& cg : s.cgroups) {
+    const size_t slash = cg.rfind('/');
+    const std::string base = slash == std::string::npos ? cg : cg.substr(slash + 1);
+    if (cg.rfind("/sys/fs/cgroup/memory/", 0) != 0 || base.rfind(own + "-", 0) != 0 ||
+        base.size() == own.size() + 1 || cg.find("/../") != std::string::npos) {
+      return bad("cgroup", cg);
+    }
+  }
+  const std::string hosts = data_dir + "/hosts/";
+  for (const std::string& m : s.mounts) {
+    if (m.rfind(hosts, 0) != 0 || m.size() == hosts.size() || m.find("/..") != std::string::npos) {
+      return bad("mount", m);
+    }
+  }
+  return OkStatus();
+}
+
 std::optional<uint64_t> ParseStartTime(std::string_view text) {
   // "PID (COMM) S f4 f5 ...": COMM may hold spaces and ')', so count from the last ')'.
   const size_t close = text.rfind(')');

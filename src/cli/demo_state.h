@@ -40,6 +40,12 @@ struct DemoState {
 Json DemoStateToJson(const DemoState& state);
 Result<DemoState> ParseDemoState(std::string_view text);
 
+// OK when everything `state` lists is a demo's own, so that cleaning up after it can touch nothing
+// else: namespaces medic-demo-PID and medic-demo-PID-*, memory cgroups named
+// medic-demo-PID-* below /sys/fs/cgroup/memory, mounts below `data_dir`/hosts/ (PID: the
+// state's). A file that names anything else is refused whole.
+Status ValidateDemoState(const DemoState& state, const std::string& data_dir);
+
 // Field 22 (starttime) of a /proc/PID/stat text; nullopt when malformed.
 std::optional<uint64_t> ParseStartTime(std::string_view proc_pid_stat);
 

@@ -55,6 +55,42 @@ TEST(DemoStateTest, RejectsWhatIsNotAStateFile) {
   }
 }
 
+TEST(DemoStateTest, OnlyWhatADemoCreatesPassesValidation) {
+  EXPECT_TRUE(ValidateDemoState(Sample(), "/data/demo").has_value());
+  struct Case {
+    std::string_view name;
+    std::function<void(DemoState&)> change;
+    std::string_view error;
+  };
+  for (const Case& c : std::vector<Case>{
+           {"another namespace", [](DemoState& s) { s.namespaces.push_back("cni-1234"); },
+            "network namespace cni-1234 is not one a demo creates"},
+           {"another demo's", [](DemoState& s) { s.namespaces.push_back("medic-demo-42420"); },
+            "network namespace medic-demo-42420"},
+           {"a path", [](DemoState& s) { s.namespaces.push_back("medic-demo-4242-../x"); },
+            "network namespace medic-demo-4242-../x"},
+           {"the whole hierarchy",
+            [](DemoState& s) { s.cgroups.push_back("/sys/fs/cgroup/memory"); },
+            "cgroup /sys/fs/cgroup/memory is not"},
+           {"a cgroup elsewhere", [](DemoState& s) { s.cgroups.push_back("/tmp/medic-demo-4242-x"); },
+            "cgroup /tmp/medic-demo-4242-x"},
+           {"a cgroup of another name",
+            [](DemoState& s) { s.cgroups.push_back("/sys/fs/cgroup/memory/user.slice"); },
+            "cgroup /sys/fs/cgroup/memory/user.slice"},
+           {"a mount outside", [](DemoState& s) { s.mounts.push_back("/home"); },
+            "mount /home"},
+           {"a mount escaping", [](DemoState& s) { s.mounts.push_back("/data/demo/hosts/../x"); },
+            "mount /data/demo/hosts/../x"},
+       }) {
+    SCOPED_TRACE(c.name);
+    DemoState s = Sample();
+    c.change(s);
+    Status v = ValidateDemoState(s, "/data/demo");
+    ASSERT_FALSE(v.has_value());
+    EXPECT_NE(v.error().message.find(c.error), std::string::npos) << v.error().message;
+  }
+}
+
 TEST(DemoStateTest, StartTimeIsField22EvenWhenTheNameHoldsParentheses) {
   EXPECT_EQ(ParseStartTime("16371 (cat) R 16369 16369 12958 0 -1 4194304 99 0 0 0 0 0 0 0 20 0 1 "
                            "0 1328528 3133440 408 18446744073709551615\n"),

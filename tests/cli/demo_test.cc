@@ -885,13 +885,15 @@ class DemoLeftoverTest : public DemoTest {
     ASSERT_TRUE(
         WriteFileAtomic(Data() + "/demo-state.json", DumpJson(DemoStateToJson(s))).has_value());
   }
-  DemoState Killed() {
+  // By default pid 999999: no such process in the fake /proc, that demo is gone.
+  DemoState Killed(int pid = 999'999) {
+    const std::string p = std::to_string(pid);
     DemoState s;
-    s.pid = 999'999;  // no such process in the fake /proc: that demo is gone
+    s.pid = pid;
     s.start_time = 5;
     s.processes = {{4242, 77, "medic-agent web-1"}, {4243, 78, "medic-server"}};
-    s.cgroups = {"/sys/fs/cgroup/memory/medic/medic-demo-999999-web-1"};
-    s.namespaces = {"medic-demo-999999", "medic-demo-999999-web-1"};
+    s.cgroups = {"/sys/fs/cgroup/memory/medic/medic-demo-" + p + "-web-1"};
+    s.namespaces = {"medic-demo-" + p, "medic-demo-" + p + "-web-1"};
     s.mounts = {Data() + "/hosts/web-1/log"};
     return s;
   }
@@ -934,8 +936,7 @@ TEST_F(DemoLeftoverTest, AKilledDemosLeftoversAreRemovedBeforeTheNewOneStarts) {
 }
 
 TEST_F(DemoLeftoverTest, ADemoWhosePidWasReusedCountsAsKilled) {
-  DemoState old = Killed();
-  old.pid = 4300;
+  DemoState old = Killed(4300);
   WriteLeftover(old);
   AddProcess(4300, 6);  // that pid runs, but started later: another process
   Demo demo = MakeKillingDemo();
@@ -946,8 +947,7 @@ TEST_F(DemoLeftoverTest, ADemoWhosePidWasReusedCountsAsKilled) {
 }
 
 TEST_F(DemoLeftoverTest, ARunningDemoOnTheSameDataDirIsRefusedAndLeftAlone) {
-  DemoState old = Killed();
-  old.pid = 4300;
+  DemoState old = Killed(4300);
   WriteLeftover(old);
   AddProcess(4300, 5);
   AddProcess(4242, 77);
@@ -961,6 +961,24 @@ TEST_F(DemoLeftoverTest, ARunningDemoOnTheSameDataDirIsRefusedAndLeftAlone) {
   Result<std::string> state = ReadFile(Data() + "/demo-state.json");
   ASSERT_TRUE(state.has_value());
   EXPECT_EQ(ParseDemoState(*state).value(), old);
+}
+
+TEST_F(DemoLeftoverTest, AStateFileNamingWhatNoDemoCreatesIsRefusedAndNothingIsTouched) {
+  DemoState old = Killed();
+  old.cgroups.push_back("/sys/fs/cgroup/memory");  // everything: never
+  WriteLeftover(old);
+  AddProcess(4242, 77);
+  env_.network.namespaces = {"medic-demo-999999", "medic-demo-999999-web-1"};
+  Demo demo = MakeKillingDemo();
+  EXPECT_EQ(demo.Run(), 1);
+  EXPECT_NE(err_.str().find("medic demo: " + Data() +
+                            "/demo-state.json: demo state: cgroup /sys/fs/cgroup/memory is not "
+                            "one a demo creates; nothing was touched"),
+            std::string::npos)
+      << err_.str();
+  EXPECT_TRUE(launcher_.events().empty());
+  EXPECT_TRUE(signals_.empty());
+  EXPECT_EQ(env_.network.namespaces.size(), 2u);
 }
 
 TEST_F(DemoLeftoverTest, AStateFileThatIsNotOneIsNamedAndNothingStarts) {

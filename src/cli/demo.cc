@@ -29,6 +29,7 @@ namespace fs = std::filesystem;
 constexpr Millis kKillGrace{2'000};
 constexpr Millis kHealthzTimeout{1'000};
 constexpr Millis kCgroupDrainTimeout{5'000};
+constexpr Millis kProbeEvery{25};
 constexpr char kMemoryHierarchy[] = "/sys/fs/cgroup/memory";
 
 std::string ErrnoText(int e) { return std::strerror(e); }
@@ -269,8 +270,14 @@ class PosixDemoEnv : public DemoEnv {
   Result<int> FreeLoopbackPort() override { return cli::FreeLoopbackPort(); }
   Status CheckCanListen(const HostPort& addr) override { return cli::CheckCanListen(addr); }
   SteadyTime Now() override { return std::chrono::steady_clock::now(); }
+  WallTime WallNow() override { return std::chrono::system_clock::now(); }
   HostIsolation& Isolation() override { return *isolation_; }
   DemoNetwork& Network() override { return *network_; }
+  std::unique_ptr<LoadProbe> StartProbe(const std::string& url) override {
+    auto probe = std::make_unique<ThreadLoadProbe>(NewCurlHttpClient(), url, kProbeEvery);
+    probe->Start();
+    return probe;
+  }
 
   bool WaitForStop(Millis d) override {
     if (stopped_) {
@@ -301,6 +308,21 @@ class PosixDemoEnv : public DemoEnv {
   std::unique_ptr<HostIsolation> isolation_;
   std::unique_ptr<DemoNetwork> network_;
   bool stopped_ = false;
+};
+
+// The scenario runner's world: the demo's HTTP client, clock, stop signals and probes.
+class DemoScenarioEnv : public ScenarioEnv {
+ public:
+  explicit DemoScenarioEnv(DemoEnv& env) : env_(env) {}
+  HttpClient& Http() override { return env_.Http(); }
+  WallTime Now() override { return env_.WallNow(); }
+  bool Sleep(Millis d) override { return !env_.WaitForStop(d); }
+  std::unique_ptr<LoadProbe> StartProbe(const std::string& url) override {
+    return env_.StartProbe(url);
+  }
+
+ private:
+  DemoEnv& env_;
 };
 
 }  // namespace
@@ -424,6 +446,9 @@ Status Demo::PrepareServer() {
   if (options_.hosts < 1 || options_.hosts > kDemoMaxNetHosts) {
     return InvalidArgument("--hosts must be between 1 and " + std::to_string(kDemoMaxNetHosts) +
                            " (got " + std::to_string(options_.hosts) + ")");
+  }
+  if (!options_.scenario.empty()) {
+    RETURN_IF_ERROR(SelectScenarios(options_.scenario));
   }
   ASSIGN_OR_RETURN(listen_, ParseHostPort(options_.listen));
   data_dir_ = AbsolutePath(options_.data_dir);
@@ -656,8 +681,7 @@ Status Demo::WaitForHealthyHosts() {
   }
 }
 
-Status Demo::StartLoadBalancer(const HostPort& listen,
-                               const std::vector<std::string>& upstreams) {
+Status Demo::StartLoadBalancer(const HostPort& listen, const std::vector<std::string>& upstreams) {
   lb_ = MakeDemoLoadBalancer(data_dir_);
   lb_.listen = listen.ToString();
   lb_.upstreams = upstreams;
@@ -714,7 +738,12 @@ Status Demo::WaitForLoadBalancer() {
   }
 }
 
+std::ostream& Demo::ReadyOut() { return options_.json && !options_.scenario.empty() ? err_ : out_; }
+
 void Demo::PrintHint() {
+  if (!options_.scenario.empty()) {
+    return;  // the scenarios run now; the demo stops after them
+  }
   const DemoHost& first = hosts_.front();
   err_ << "\nTry it (Ctrl-C stops the demo):\n"
        << "  export MEDIC_SERVER=" << server_url_ << " MEDIC_TOKEN=$(cat " << admin_token_path_
@@ -744,8 +773,8 @@ void Demo::PrintSignInLink() {
          << "); sign in with the token file" << std::endl;
     return;
   }
-  out_ << "sign in: " << server_url_ << "/#code=" << (*answer)["code"].get<std::string>()
-       << std::endl;
+  ReadyOut() << "sign in: " << server_url_ << "/#code=" << (*answer)["code"].get<std::string>()
+             << std::endl;
 }
 
 Status Demo::Start() {
@@ -781,8 +810,8 @@ Status Demo::Start() {
   }
   RETURN_IF_ERROR(WaitForLoadBalancer());
   WriteDemoJson();
-  out_ << "medic demo ready: " << server_url_ << "/ token-file " << admin_token_path_
-       << " load-balancer " << lb_url_ << "/" << std::endl;
+  ReadyOut() << "medic demo ready: " << server_url_ << "/ token-file " << admin_token_path_
+             << " load-balancer " << lb_url_ << "/" << std::endl;
   PrintSignInLink();
   PrintHint();
   return OkStatus();
@@ -806,6 +835,36 @@ Status Demo::Wait() {
       }
     }
   }
+}
+
+int Demo::RunScenarios() {
+  Result<std::vector<ScenarioSpec>> specs = SelectScenarios(options_.scenario);
+  if (!specs.has_value()) {  // PrepareServer checked it already
+    err_ << "medic demo: " << specs.error().message << std::endl;
+    return 2;
+  }
+  ScenarioRunnerOptions o;
+  o.server_url = server_url_;
+  o.admin_token = admin_token_;
+  o.lb_url = lb_url_;
+  for (const DemoHost& h : hosts_) {
+    o.hosts.push_back({h.name, h.isolated});
+  }
+  o.auto_approve = options_.auto_approve;
+  o.poll_interval = options_.poll_interval;
+  DemoScenarioEnv env(env_);
+  ScenarioRunner runner(std::move(o), env, err_);
+  const std::vector<ScenarioResult> results = runner.RunAll(*specs);
+  if (options_.json) {
+    out_ << DumpJson(ScenarioResultsJson(results), 2) << std::endl;
+  } else {
+    out_ << FormatScenarioTable(results) << std::flush;
+  }
+  if (runner.interrupted()) {
+    stop_requested_ = true;
+    return 130;
+  }
+  return ScenarioExitStatus(results);
 }
 
 void Demo::StopProcess(int pid, const std::string& what) {
@@ -1069,6 +1128,15 @@ int Demo::Run() {
     }
     Stop();
     return interrupted ? 130 : 1;
+  }
+  if (!options_.scenario.empty()) {
+    const int status = RunScenarios();
+    err_ << "medic demo: stopping" << std::endl;
+    Stop();
+    if (status != 130) {
+      err_ << "medic demo: stopped; data kept in " << data_dir_ << std::endl;
+    }
+    return status;
   }
   Status waited = Wait();
   if (!waited.has_value()) {

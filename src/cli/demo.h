@@ -24,6 +24,7 @@
 #include "cli/demo_config.h"
 #include "cli/demo_net.h"
 #include "cli/demo_state.h"
+#include "cli/demo_scenarios.h"
 #include "cli/net.h"
 #include "cli/process.h"
 #include "core/clock.h"
@@ -97,10 +98,14 @@ class DemoEnv {
   virtual Result<int> FreeLoopbackPort() = 0;
   virtual Status CheckCanListen(const HostPort& addr) = 0;
   virtual SteadyTime Now() = 0;
+  // Wall time, to measure against the server's timeline timestamps (same machine).
+  virtual WallTime WallNow() = 0;
   // Waits up to `d` for SIGINT, SIGTERM or SIGHUP; true once one has arrived (then at once).
   virtual bool WaitForStop(Millis d) = 0;
   virtual HostIsolation& Isolation() = 0;
   virtual DemoNetwork& Network() = 0;
+  // Starts probing `url` (GET every 25 ms on a thread of its own) for `medic demo --scenario`.
+  virtual std::unique_ptr<LoadProbe> StartProbe(const std::string& url) = 0;
 };
 
 // Blocks SIGINT, SIGTERM and SIGHUP in this process (children unblock them) and waits for them
@@ -174,6 +179,11 @@ class Demo {
   Status StartLoadBalancer(const HostPort& listen, const std::vector<std::string>& upstreams);
   // Waits until GET lb_url()/health answers 200 through the load balancer (lb_start_timeout).
   Status WaitForLoadBalancer();
+  // The scenarios of options_.scenario (demo_scenarios.h): prints their table or JSON on `out`
+  // and returns the exit status (130 when a stop signal cut them short).
+  int RunScenarios();
+  // Where the ready and sign-in lines go: `out`, or `err` when `out` carries the scenarios' JSON.
+  std::ostream& ReadyOut();
   // Sleeps one poll interval; false when a stop signal arrived.
   bool Pause();
   void StopProcess(int pid, const std::string& what);

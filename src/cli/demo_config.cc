@@ -111,7 +111,7 @@ std::string LoadBalancerNginxConfig(const DemoLoadBalancer& lb) {
   c += "events {\n  worker_connections 512;\n}\n";
   c += "\n";
   c += "http {\n";
-  c += "  log_format lb '$time_iso8601 $remote_addr \"$request\" $status "
+  c += "  log_format lb '$time_iso8601 $msec $remote_addr \"$request\" $status "
        "upstream=$upstream_addr upstream_status=$upstream_status "
        "request_time=$request_time';\n";
   c += "  access_log " + NginxQuote(lb.LogDir() + "/access.log") + " lb;\n";
@@ -121,7 +121,7 @@ std::string LoadBalancerNginxConfig(const DemoLoadBalancer& lb) {
   c += "  uwsgi_temp_path " + NginxQuote(tmp + "/uwsgi") + ";\n";
   c += "  scgi_temp_path " + NginxQuote(tmp + "/scgi") + ";\n";
   c += "\n";
-  c += "  # The `web` target group: one failure takes a host out for 2 s, then it is tried again.\n";
+  c += "  # The `web` target group: a failure takes a host out for 2 s, then it is tried again.\n";
   c += "  upstream web {\n";
   for (const std::string& u : lb.upstreams) {
     c += "    server " + u + " max_fails=1 fail_timeout=2s;\n";

@@ -123,8 +123,9 @@ TEST(LoadBalancerNginxConfigTest, QuotesPathsWithSpecialCharacters) {
   DemoLoadBalancer lb = MakeDemoLoadBalancer("/data/my \"demo\" $x");
   lb.listen = "127.0.0.1:1";
   lb.upstreams = {"127.0.0.1:2"};
-  EXPECT_NE(LoadBalancerNginxConfig(lb).find("pid \"/data/my \\\"demo\\\" \\$x/lb/run/nginx.pid\";"),
-            std::string::npos)
+  EXPECT_NE(
+      LoadBalancerNginxConfig(lb).find("pid \"/data/my \\\"demo\\\" \\$x/lb/run/nginx.pid\";"),
+      std::string::npos)
       << LoadBalancerNginxConfig(lb);
 }
 

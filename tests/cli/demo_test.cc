@@ -212,8 +212,30 @@ class FakeDemoEnv : public DemoEnv {
     return can_listen;
   }
   SteadyTime Now() override { return now; }
+  // Moves with `now`, from 2026-12-07T12:00:00Z.
+  WallTime WallNow() override {
+    return WallTime(std::chrono::seconds(1'796'644'800)) +
+           std::chrono::duration_cast<WallTime::duration>(now - SteadyTime{});
+  }
   HostIsolation& Isolation() override { return isolation; }
   DemoNetwork& Network() override { return network; }
+
+  std::unique_ptr<LoadProbe> StartProbe(const std::string& url) override {
+    probes.push_back(url);
+    return std::make_unique<CountedProbe>(probe_counts);
+  }
+
+  // A probe that counted `counts`.
+  class CountedProbe : public LoadProbe {
+   public:
+    explicit CountedProbe(ProbeCounts counts) : counts_(counts) {}
+    ProbeCounts Finish() override { return counts_; }
+
+   private:
+    ProbeCounts counts_;
+  };
+  std::vector<std::string> probes;
+  ProbeCounts probe_counts{40, 0, ""};
   bool WaitForStop(Millis d) override {
     now += d;
     ++waits;
@@ -283,7 +305,7 @@ class DemoTest : public ::testing::Test {
         registered_.push_back(fs::path(p.argv.at(2)).parent_path().filename().string());
       }
     };
-    env_.http.SetHandler([this](const HttpRequest& r) -> Result<HttpResponse> {
+    base_handler_ = [this](const HttpRequest& r) -> Result<HttpResponse> {
       if (r.url == "http://127.0.0.1:18080/healthz") {
         return HttpResponse{200, "ok", "text/plain"};
       }
@@ -319,7 +341,8 @@ class DemoTest : public ::testing::Test {
         return HttpResponse{200, DumpJson(Json{{"hosts", hosts}}), "application/json"};
       }
       return HttpResponse{404, R"j({"error":"no route"})j", "application/json"};
-    });
+    };
+    env_.http.SetHandler(base_handler_);
     env_.stop_when = [this] { return out_.str().find("medic demo ready") != std::string::npos; };
   }
   void TearDown() override { fs::remove_all(dir_); }
@@ -350,6 +373,7 @@ class DemoTest : public ::testing::Test {
   std::string host_status_ = "healthy";
   Json host_checks_ = Json::array({{{"name", "web"}, {"healthy", true}}});
   Result<HttpResponse> lb_answer_ = HttpResponse{200, R"j({"status":"ok"})j", "application/json"};
+  std::function<Result<HttpResponse>(const HttpRequest&)> base_handler_;
   std::vector<std::string> lb_requests_;
 };
 
@@ -1001,6 +1025,166 @@ TEST_F(DemoTest, TooManyHostsIsRefused) {
   EXPECT_NE(err_.str().find("--hosts must be between 1 and 200 (got 201)"), std::string::npos)
       << err_.str();
   EXPECT_TRUE(launcher_.events().empty());
+}
+
+// `--scenario`: the demo's server answers like a fleet whose incident of the chaos goes from
+// executing to `final_status_` after a few looks; the chaos answers `chaos_status_`.
+class DemoScenarioTest : public DemoTest {
+ protected:
+  void SetUp() override {
+    DemoTest::SetUp();
+    options_.hosts = 2;
+    options_.auto_approve = true;
+    env_.stop_when = nullptr;
+    env_.http.SetHandler([this](const HttpRequest& r) -> Result<HttpResponse> {
+      const std::string base = "http://127.0.0.1:18080";
+      auto ok = [](const Json& j) { return HttpResponse{200, DumpJson(j), "application/json"}; };
+      if (r.url.rfind(base + "/api/v1/alarms?host=", 0) == 0) {
+        const std::string host = r.url.substr(base.size() + 20);
+        Json alarms = Json::array();
+        for (const char* name : {"Nginx-Down-ALB", "Disk-Critical-ASG", "Memory-Exhaustion-ASG"}) {
+          alarms.push_back({{"alarm_name", name}, {"host", host}, {"state", "OK"}});
+        }
+        return ok(Json{{"alarms", alarms}});
+      }
+      if (r.method == "POST" && r.url == base + "/api/v1/chaos") {
+        chaos_.push_back(ParseJson(r.body).value());
+        chaos_wall_ = env_.WallNow();
+        if (chaos_status_ != 202) {
+          return HttpResponse{chaos_status_, R"j({"error":"chaos is not allowed"})j",
+                              "application/json"};
+        }
+        return HttpResponse{202, R"j({"command_id":"c1"})j", "application/json"};
+      }
+      if (r.url.rfind(base + "/api/v1/incidents?", 0) == 0) {
+        Json list = Json::array();
+        if (!chaos_.empty() && chaos_status_ == 202) {
+          list.push_back({{"incident_id", "inc-1"},
+                          {"alarm_name", "Nginx-Down-ALB"},
+                          {"instance_id", "web-1"},
+                          {"status", "executing"}});
+        }
+        return ok(Json{{"incidents", list}});
+      }
+      if (r.url == base + "/api/v1/incidents/inc-1") {
+        auto at = [this](int ms) { return FormatRfc3339(chaos_wall_ + Millis(ms)); };
+        const bool done = ++incident_looks_ >= 3;
+        Json timeline = Json::array({{{"event", "created"}, {"timestamp", at(500)}},
+                                     {{"event", "auto_approved"}, {"timestamp", at(600)}}});
+        if (done) {
+          timeline.push_back({{"event", "executed"}, {"timestamp", at(900)}});
+          timeline.push_back({{"event", "verified"}, {"timestamp", at(1200)}});
+        }
+        return ok(Json{{"incident_id", "inc-1"},
+                       {"status", done ? final_status_ : "executing"},
+                       {"timeline", timeline}});
+      }
+      return base_handler_(r);
+    });
+  }
+
+  std::vector<Json> chaos_;
+  WallTime chaos_wall_{};
+  int chaos_status_ = 202;
+  int incident_looks_ = 0;
+  std::string final_status_ = "completed";
+};
+
+TEST_F(DemoScenarioTest, RunsTheScenarioAfterTheReadyLinePrintsTheTableAndStops) {
+  options_.scenario = "nginx-crash";
+  Demo demo = MakeDemo();
+  EXPECT_EQ(demo.Run(), 0) << err_.str();
+  const std::string out = out_.str();
+  const size_t table = out.find("SCENARIO ");
+  ASSERT_NE(table, std::string::npos) << out;
+  EXPECT_LT(out.find("medic demo ready: "), table);
+  EXPECT_EQ(out.substr(table),
+            "SCENARIO     HOST   DETECTED  DECIDED  FIXED  VERIFIED  STATUS     LB\n"
+            "nginx-crash  web-1  0.50      0.60     0.90   1.20      completed  200 x 40\n");
+  ASSERT_EQ(chaos_.size(), 1u);
+  EXPECT_EQ(chaos_[0],
+            Json({{"host", "web-1"}, {"mode", "nginx-crash"}, {"params", Json::object()}}));
+  EXPECT_EQ(env_.probes, (std::vector<std::string>{"http://127.0.0.1:40005/health"}));
+  // No hint to run chaos by hand; everything stopped after the run.
+  EXPECT_EQ(err_.str().find("Try it"), std::string::npos) << err_.str();
+  const std::vector<std::string> events = launcher_.events();
+  EXPECT_EQ(std::vector<std::string>(events.end() - 4, events.end()),
+            (std::vector<std::string>{"remove cgroup web-2", "TERM server", "unmount web-1",
+                                      "unmount web-2"}));
+  EXPECT_TRUE(env_.isolation.mounted.empty());
+  EXPECT_TRUE(env_.isolation.cgroups.empty());
+}
+
+TEST_F(DemoScenarioTest, WithJsonStandardOutputIsOneJsonDocument) {
+  options_.scenario = "nginx-crash";
+  options_.json = true;
+  Demo demo = MakeDemo();
+  EXPECT_EQ(demo.Run(), 0) << err_.str();
+  Result<Json> j = ParseJson(out_.str());
+  ASSERT_TRUE(j.has_value()) << out_.str();
+  ASSERT_TRUE(j->is_array());
+  ASSERT_EQ(j->size(), 1u);
+  EXPECT_EQ((*j)[0]["status"], "completed");
+  EXPECT_EQ((*j)[0]["lb_ok"], true);
+  EXPECT_EQ((*j)[0]["verified_s"], 1.2);
+  // The ready and sign-in lines went to standard error.
+  EXPECT_NE(err_.str().find("medic demo ready: http://127.0.0.1:18080/ token-file "),
+            std::string::npos)
+      << err_.str();
+  EXPECT_NE(err_.str().find("sign in: "), std::string::npos) << err_.str();
+}
+
+TEST_F(DemoScenarioTest, AScenarioThatDidNotCompleteExitsOne) {
+  options_.scenario = "nginx-crash";
+  final_status_ = "failed";
+  Demo demo = MakeDemo();
+  EXPECT_EQ(demo.Run(), 1);
+  EXPECT_NE(out_.str().find("nginx-crash  web-1  0.50      0.60     0.90   1.20      failed"),
+            std::string::npos)
+      << out_.str();
+  // What did not complete is undone.
+  ASSERT_EQ(chaos_.size(), 2u);
+  EXPECT_EQ(chaos_[1]["mode"], "stop");
+}
+
+TEST_F(DemoScenarioTest, RefusedChaosIsARowNotRunAndExitsOne) {
+  options_.scenario = "all";
+  chaos_status_ = 403;
+  Demo demo = MakeDemo();
+  EXPECT_EQ(demo.Run(), 1);
+  const std::string out = out_.str();
+  for (const std::string row :
+       {"nginx-crash  web-1  -         -        -      -         not run: chaos nginx-crash: "
+        "403 chaos is not allowed",
+        "disk-fill    web-2  -         -        -      -         not run: chaos disk-fill: 403",
+        "oom          web-1  -         -        -      -         not run: chaos oom: 403"}) {
+    EXPECT_NE(out.find(row), std::string::npos) << row << "\nin:\n" << out;
+  }
+}
+
+TEST_F(DemoScenarioTest, AStopSignalDuringTheRunStopsEverythingAndExits130) {
+  options_.scenario = "all";
+  final_status_ = "executing";  // never ends
+  env_.stop_when = [this] { return !chaos_.empty() && incident_looks_ >= 5; };
+  Demo demo = MakeDemo();
+  EXPECT_EQ(demo.Run(), 130);
+  EXPECT_NE(out_.str().find("nginx-crash  web-1"), std::string::npos) << out_.str();
+  EXPECT_NE(out_.str().find("interrupted"), std::string::npos) << out_.str();
+  EXPECT_EQ(out_.str().find("disk-fill"), std::string::npos) << "not started after the signal";
+  EXPECT_TRUE(env_.isolation.mounted.empty());
+  EXPECT_TRUE(env_.isolation.cgroups.empty());
+  EXPECT_EQ(launcher_.events().back(), "unmount web-2");
+}
+
+TEST_F(DemoScenarioTest, AnUnknownScenarioStartsNothing) {
+  options_.scenario = "bogus";
+  Demo demo = MakeDemo();
+  EXPECT_EQ(demo.Run(), 1);
+  EXPECT_TRUE(launcher_.events().empty());
+  EXPECT_NE(err_.str().find("medic demo: unknown scenario 'bogus' (valid: all, nginx-crash, "
+                            "disk-fill, oom)"),
+            std::string::npos)
+      << err_.str();
 }
 
 constexpr char kMemoryHierarchy[] = "/sys/fs/cgroup/memory";

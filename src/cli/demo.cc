@@ -593,8 +593,8 @@ Status Demo::StartHost(int index) {
     return Internal("the server's answer to POST /api/v1/hosts/" + host.name +
                     "/enroll has no code");
   }
-  const AgentYamlInputs inputs{agent_server_url_, code["code"].get<std::string>(), options_.nginx_bin,
-                               options_.medic_bin};
+  const AgentYamlInputs inputs{agent_server_url_, code["code"].get<std::string>(),
+                               options_.nginx_bin, options_.medic_bin};
   RETURN_IF_ERROR(WriteFileAtomic(host.AgentConfigPath(), AgentYaml(host, inputs), 0600));
   err_ << "medic demo: starting " << host.name;
   if (!host.netns.empty()) {

@@ -351,7 +351,8 @@ class Relay {
           }
         }
         // Either side closed and what it sent has been passed on: close both.
-        const bool done = c.dead || (c.eof[0] && c.buf[0].empty()) || (c.eof[1] && c.buf[1].empty());
+        const bool done =
+            c.dead || (c.eof[0] && c.buf[0].empty()) || (c.eof[1] && c.buf[1].empty());
         if (done) {
           ::close(c.fd[0]);
           ::close(c.fd[1]);
@@ -372,9 +373,9 @@ class Relay {
   }
 
   std::mutex mu_;
-  int wake_[2] = {-1, -1};            // Guarded by mu_.
-  std::vector<Listener> pending_;     // Guarded by mu_.
-  bool stop_ = false;                 // Guarded by mu_.
+  int wake_[2] = {-1, -1};         // Guarded by mu_.
+  std::vector<Listener> pending_;  // Guarded by mu_.
+  bool stop_ = false;              // Guarded by mu_.
   std::thread thread_;
   std::list<Conn> conns_;  // the relay thread's only
 };
@@ -386,8 +387,7 @@ class LinuxDemoNetwork : public DemoNetwork {
       return PermissionDenied("network namespaces need root");
     }
     RETURN_IF_ERROR(RunIp({"netns", "add", hub}));
-    const std::string addr =
-        DemoHubAddress() + "/" + std::to_string(kDemoSubnetBits);
+    const std::string addr = DemoHubAddress() + "/" + std::to_string(kDemoSubnetBits);
     for (const std::vector<std::string>& args : std::vector<std::vector<std::string>>{
              {"-n", hub, "link", "set", "lo", "up"},
              {"-n", hub, "link", "add", kDemoBridge, "type", "bridge"},
@@ -418,9 +418,9 @@ class LinuxDemoNetwork : public DemoNetwork {
   Status DeleteNamespace(const std::string& ns) override {
     struct stat st {};
     if (::stat((kNetnsDir + ns).c_str(), &st) != 0) {
-      return errno == ENOENT ? OkStatus()
-                             : Internal("stat " + std::string(kNetnsDir) + ns + ": " +
-                                        ErrnoText(errno));
+      return errno == ENOENT
+                 ? OkStatus()
+                 : Internal("stat " + std::string(kNetnsDir) + ns + ": " + ErrnoText(errno));
     }
     const auto deadline = std::chrono::steady_clock::now() + kDrainTimeout;
     while (KillProcessesIn(st) > 0 && std::chrono::steady_clock::now() < deadline) {
@@ -527,8 +527,6 @@ std::string DemoHostNamespace(int demo_pid, const std::string& host) {
   return DemoHubNamespace(demo_pid) + "-" + host;
 }
 
-std::unique_ptr<DemoNetwork> NewLinuxDemoNetwork() {
-  return std::make_unique<LinuxDemoNetwork>();
-}
+std::unique_ptr<DemoNetwork> NewLinuxDemoNetwork() { return std::make_unique<LinuxDemoNetwork>(); }
 
 }  // namespace medic::cli

@@ -55,8 +55,7 @@ class DemoNetwork {
   virtual Status DeleteNamespace(const std::string& ns) = 0;
   // Calls `start` with the calling thread inside namespace `ns`, so that the processes it forks
   // run there, and moves the thread back afterwards.
-  virtual Result<int> StartIn(const std::string& ns,
-                              const std::function<Result<int>()>& start) = 0;
+  virtual Result<int> StartIn(const std::string& ns, const std::function<Result<int>()>& start) = 0;
   // Relays every TCP connection accepted on `listen` (port 0: any free one) in namespace
   // `listen_ns` to `to` in namespace `to_ns`, both ways, until Stop. Returns the listening port.
   virtual Result<int> Forward(const std::string& listen_ns, const HostPort& listen,

@@ -69,7 +69,8 @@ Result<DemoState> ParseDemoState(std::string_view text) {
     return InvalidArgument("demo state: processes is not a list");
   }
   for (const Json& p : procs.is_array() ? procs : Json::array()) {
-    const std::optional<int64_t> ppid = p.is_object() ? AsInt64(FieldOrNull(p, "pid")) : std::nullopt;
+    const std::optional<int64_t> ppid =
+        p.is_object() ? AsInt64(FieldOrNull(p, "pid")) : std::nullopt;
     if (!ppid.has_value() || *ppid <= 1 || *ppid > INT32_MAX) {
       return InvalidArgument("demo state: a process has a bad pid");
     }

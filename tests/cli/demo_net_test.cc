@@ -179,8 +179,7 @@ TEST(DemoRelayTest, BadAddressesAreClearErrors) {
   r = net->Forward("medic-no-such-namespace", HostPort{"127.0.0.1", 0}, "",
                    HostPort{"127.0.0.1", 1});
   ASSERT_FALSE(r.has_value());
-  EXPECT_NE(r.error().message.find("network namespace medic-no-such-namespace"),
-            std::string::npos)
+  EXPECT_NE(r.error().message.find("network namespace medic-no-such-namespace"), std::string::npos)
       << r.error().message;
 }
 
@@ -225,8 +224,8 @@ TEST_F(DemoNamespacesTest, AHostReachesTheRootThroughTheHubAndGoesWithWhatRunsIn
 
   // A server in the root namespace, reached from the host through the hub's relay.
   auto [server, server_port] = Listen();
-  Result<int> relay = net_->Forward(hub_, HostPort{DemoHubAddress(), 0}, "",
-                                    HostPort{"127.0.0.1", server_port});
+  Result<int> relay =
+      net_->Forward(hub_, HostPort{DemoHubAddress(), 0}, "", HostPort{"127.0.0.1", server_port});
   ASSERT_TRUE(relay.has_value()) << relay.error().message;
   int client = -1;
   std::thread in_host([&] {
@@ -251,7 +250,9 @@ TEST_F(DemoNamespacesTest, AHostReachesTheRootThroughTheHubAndGoesWithWhatRunsIn
   // A process started inside the host's namespace is there; this thread is back home.
   std::unique_ptr<ProcessLauncher> launcher = NewPosixProcessLauncher();
   const ino_t home = Inode("/proc/thread-self/ns/net");
-  Result<int> pid = net_->StartIn(host_, [&] { return launcher->Start({"/bin/sleep", "60"}, "/dev/null"); });
+  Result<int> pid = net_->StartIn(host_, [&] {
+    return launcher->Start({"/bin/sleep", "60"}, "/dev/null");
+  });
   ASSERT_TRUE(pid.has_value()) << pid.error().message;
   EXPECT_EQ(Inode("/proc/thread-self/ns/net"), home);
   EXPECT_EQ(Inode("/proc/" + std::to_string(*pid) + "/ns/net"), host_ino);

@@ -72,13 +72,13 @@ TEST(DemoStateTest, OnlyWhatADemoCreatesPassesValidation) {
            {"the whole hierarchy",
             [](DemoState& s) { s.cgroups.push_back("/sys/fs/cgroup/memory"); },
             "cgroup /sys/fs/cgroup/memory is not"},
-           {"a cgroup elsewhere", [](DemoState& s) { s.cgroups.push_back("/tmp/medic-demo-4242-x"); },
+           {"a cgroup elsewhere",
+            [](DemoState& s) { s.cgroups.push_back("/tmp/medic-demo-4242-x"); },
             "cgroup /tmp/medic-demo-4242-x"},
            {"a cgroup of another name",
             [](DemoState& s) { s.cgroups.push_back("/sys/fs/cgroup/memory/user.slice"); },
             "cgroup /sys/fs/cgroup/memory/user.slice"},
-           {"a mount outside", [](DemoState& s) { s.mounts.push_back("/home"); },
-            "mount /home"},
+           {"a mount outside", [](DemoState& s) { s.mounts.push_back("/home"); }, "mount /home"},
            {"a mount escaping", [](DemoState& s) { s.mounts.push_back("/data/demo/hosts/../x"); },
             "mount /data/demo/hosts/../x"},
        }) {
@@ -99,8 +99,7 @@ TEST(DemoStateTest, StartTimeIsField22EvenWhenTheNameHoldsParentheses) {
                            "99 3133440 408"),
             99u);
   EXPECT_EQ(ParseStartTime("77 (a) S 1 77 77 0 -1 0 0 0 0 0 0 0 0 0 20 0 1 0"), std::nullopt);
-  EXPECT_EQ(ParseStartTime("77 (a) S 1 77 77 0 -1 0 0 0 0 0 0 0 0 0 20 0 1 0 x1 2"),
-            std::nullopt);
+  EXPECT_EQ(ParseStartTime("77 (a) S 1 77 77 0 -1 0 0 0 0 0 0 0 0 0 20 0 1 0 x1 2"), std::nullopt);
   EXPECT_EQ(ParseStartTime("garbage"), std::nullopt);
 }
 

@@ -836,8 +836,8 @@ TEST_F(DemoTest, EachHostRunsInANetworkNamespaceOfItsOwnBehindTheHub) {
                 // The load balancer in the hub, reached from loopback through the relay.
                 "enter " + hub, "start nginx", "leave " + hub,
                 "forward root 127.0.0.1:50004 -> " + hub + " 10.77.0.1:80", "TERM nginx",
-                "TERM agent web-1", "TERM agent web-2", "remove cgroup web-1", "remove cgroup web-2", "TERM server",
-                "stop forwarding", "delete " + hub + "-web-2", "delete " + hub + "-web-1",
+                "TERM agent web-1", "TERM agent web-2", "remove cgroup web-1",
+                "remove cgroup web-2", "TERM server", "stop forwarding", "delete " + hub + "-web-2", "delete " + hub + "-web-1",
                 "delete " + hub, "unmount web-1", "unmount web-2"}));
   EXPECT_TRUE(env_.network.namespaces.empty());
   // The agents reach the server through the relay at the hub's address.

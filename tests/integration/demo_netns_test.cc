@@ -79,8 +79,8 @@ std::map<std::string, int> MountCounts(const std::string& data) {
 }
 
 Json HostsOf(const RunningDemo& d) {
-  RunResult r = Run({Bin("medic"), "--server", d.url, "--token-file", d.token_file, "--json",
-                     "hosts"});
+  RunResult r =
+      Run({Bin("medic"), "--server", d.url, "--token-file", d.token_file, "--json", "hosts"});
   return r.exit_code == 0 ? ParseJson(r.out).value_or(Json()) : Json();
 }
 
@@ -174,8 +174,7 @@ TEST_F(DemoNetnsTest, HostsInOwnNamespacesAndTheNextDemoRemovesWhatAKilledOneLef
     }
   }
   ASSERT_GT(lb, 1);
-  EXPECT_EQ(NetnsInode("/proc/" + std::to_string(lb) + "/ns/net"),
-            NetnsInode("/run/netns/" + hub));
+  EXPECT_EQ(NetnsInode("/proc/" + std::to_string(lb) + "/ns/net"), NetnsInode("/run/netns/" + hub));
   EXPECT_EQ(demo.value("load_balancer", ""), first.lb_url);
   EXPECT_EQ(first.lb_url.rfind("http://127.0.0.1:", 0), 0u) << first.lb_url;
   EXPECT_EQ(HttpStatus(first.lb_url + "/health"), 200);

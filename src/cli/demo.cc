@@ -759,6 +759,12 @@ Status Demo::Wait() {
              << hosts_[i].AgentLogPath() << std::endl;
       }
     }
+    // Nothing supervises the load balancer: say so once if it goes.
+    if (!lb_exit_reported_ && lb_pid_ > 0 && launcher_.WaitExit(lb_pid_, Millis(0))) {
+      lb_exit_reported_ = true;
+      err_ << "medic demo: the load balancer (nginx) exited; see " << lb_.OutLogPath() << " and "
+           << lb_.LogDir() << "/error.log" << std::endl;
+    }
   }
 }
 

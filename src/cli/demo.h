@@ -192,6 +192,7 @@ class Demo {
   std::vector<std::string> cgroups_;  // memory cgroups this demo created
   DemoLoadBalancer lb_;
   int lb_pid_ = 0;
+  bool lb_exit_reported_ = false;
   std::string lb_url_;
   bool isolation_warned_ = false;
   bool stop_requested_ = false;

@@ -628,6 +628,35 @@ TEST_F(DemoTest, ServerDyingWhileRunningEndsTheDemoWithAnError) {
             (std::vector<std::string>{"TERM agent web-1", "remove cgroup web-1", "unmount web-1"}));
 }
 
+TEST_F(DemoTest, LoadBalancerDyingWhileRunningIsReportedOnce) {
+  int lb_pid = 0;
+  const auto start_server = launcher_.on_start;
+  launcher_.on_start = [&](int pid, FakeLauncher::Proc& p) {
+    start_server(pid, p);
+    if (p.label == "nginx") {
+      lb_pid = pid;
+    }
+  };
+  // The load balancer dies once the demo is ready; the demo goes on until the stop signal.
+  int polls_after_ready = 0;
+  env_.stop_when = [&] {
+    if (out_.str().find("medic demo ready") == std::string::npos) {
+      return false;
+    }
+    if (++polls_after_ready == 1) {
+      launcher_.Signal(lb_pid, SIGKILL, false);
+    }
+    return polls_after_ready >= 5;
+  };
+  Demo demo = MakeDemo();
+  EXPECT_EQ(demo.Run(), 0) << err_.str();
+  const std::string err = err_.str();
+  const std::string line = "medic demo: the load balancer (nginx) exited; see " + Data() +
+                           "/lb/nginx.out.log and " + Data() + "/lb/log/error.log\n";
+  ASSERT_NE(err.find(line), std::string::npos) << err;
+  EXPECT_EQ(err.find(line, err.find(line) + 1), std::string::npos) << "once: " << err;
+}
+
 TEST_F(DemoTest, LeftoverNginxIsKilledAndRunFilesRemoved) {
   const auto start_server = launcher_.on_start;
   launcher_.on_start = [&](int pid, FakeLauncher::Proc& p) {

@@ -916,6 +916,29 @@ TEST_F(DemoScenarioTest, AStopSignalDuringTheRunStopsEverythingAndExits130) {
   EXPECT_EQ(launcher_.events().back(), "unmount web-2");
 }
 
+TEST_F(DemoScenarioTest, TheServerDyingEndsTheRunWithAnErrorNotAHang) {
+  options_.scenario = "all";
+  final_status_ = "executing";  // never ends
+  env_.stop_when = [this] {
+    if (incident_looks_ == 2) {
+      launcher_.Signal(server_pid_, SIGKILL, false);
+    }
+    return false;
+  };
+  Demo demo = MakeDemo();
+  EXPECT_EQ(demo.Run(), 1);
+  EXPECT_NE(out_.str().find("      interrupted: medic-server exited  200 x 40\n"),
+            std::string::npos)
+      << out_.str();
+  EXPECT_EQ(out_.str().find("disk-fill"), std::string::npos) << out_.str();
+  EXPECT_NE(err_.str().find("medic demo: medic-server exited during the scenarios; last lines of " +
+                            Data() + "/server/server.log"),
+            std::string::npos)
+      << err_.str();
+  EXPECT_TRUE(env_.isolation.mounted.empty());
+  EXPECT_TRUE(env_.isolation.cgroups.empty());
+}
+
 TEST_F(DemoScenarioTest, AnUnknownScenarioStartsNothing) {
   options_.scenario = "bogus";
   Demo demo = MakeDemo();

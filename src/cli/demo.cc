@@ -310,19 +310,30 @@ class PosixDemoEnv : public DemoEnv {
   bool stopped_ = false;
 };
 
-// The scenario runner's world: the demo's HTTP client, clock, stop signals and probes.
+// The scenario runner's world: the demo's HTTP client, clock, stop signals and probes. A sleep
+// also ends the run when `server_gone` says medic-server has exited (nothing could answer).
 class DemoScenarioEnv : public ScenarioEnv {
  public:
-  explicit DemoScenarioEnv(DemoEnv& env) : env_(env) {}
+  DemoScenarioEnv(DemoEnv& env, std::function<bool()> server_gone)
+      : env_(env), server_gone_(std::move(server_gone)) {}
   HttpClient& Http() override { return env_.Http(); }
   WallTime Now() override { return env_.WallNow(); }
-  bool Sleep(Millis d) override { return !env_.WaitForStop(d); }
+  bool Sleep(Millis d) override {
+    if (server_gone_()) {
+      server_died_ = true;
+      return false;
+    }
+    return !env_.WaitForStop(d);
+  }
   std::unique_ptr<LoadProbe> StartProbe(const std::string& url) override {
     return env_.StartProbe(url);
   }
+  bool server_died() const { return server_died_; }
 
  private:
   DemoEnv& env_;
+  std::function<bool()> server_gone_;
+  bool server_died_ = false;
 };
 
 }  // namespace
@@ -834,6 +845,12 @@ Status Demo::Wait() {
              << hosts_[i].AgentLogPath() << std::endl;
       }
     }
+    // Nothing supervises the load balancer: say so once if it goes.
+    if (!lb_exit_reported_ && lb_pid_ > 0 && launcher_.WaitExit(lb_pid_, Millis(0))) {
+      lb_exit_reported_ = true;
+      err_ << "medic demo: the load balancer (nginx) exited; see " << lb_.OutLogPath() << " and "
+           << lb_.LogDir() << "/error.log" << std::endl;
+    }
   }
 }
 
@@ -852,13 +869,26 @@ int Demo::RunScenarios() {
   }
   o.auto_approve = options_.auto_approve;
   o.poll_interval = options_.poll_interval;
-  DemoScenarioEnv env(env_);
+  DemoScenarioEnv env(env_, [this] { return launcher_.WaitExit(server_pid_, Millis(0)); });
   ScenarioRunner runner(std::move(o), env, err_);
-  const std::vector<ScenarioResult> results = runner.RunAll(*specs);
+  std::vector<ScenarioResult> results = runner.RunAll(*specs);
+  if (env.server_died()) {
+    for (ScenarioResult& r : results) {
+      if (r.status == "interrupted") {
+        r.status = "interrupted: medic-server exited";
+      }
+    }
+  }
   if (options_.json) {
     out_ << DumpJson(ScenarioResultsJson(results), 2) << std::endl;
   } else {
     out_ << FormatScenarioTable(results) << std::flush;
+  }
+  if (env.server_died()) {
+    err_ << "medic demo: medic-server exited during the scenarios; last lines of " << server_log_
+         << ":\n"
+         << LogTail(server_log_) << std::flush;
+    return 1;
   }
   if (runner.interrupted()) {
     stop_requested_ = true;

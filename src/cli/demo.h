@@ -223,6 +223,7 @@ class Demo {
   bool cleanup_failed_ = false;
   DemoLoadBalancer lb_;
   int lb_pid_ = 0;
+  bool lb_exit_reported_ = false;
   std::string lb_url_;
   bool isolation_warned_ = false;
   bool stop_requested_ = false;

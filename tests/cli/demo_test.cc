@@ -688,6 +688,35 @@ TEST_F(DemoTest, ServerDyingWhileRunningEndsTheDemoWithAnError) {
             (std::vector<std::string>{"TERM agent web-1", "remove cgroup web-1", "unmount web-1"}));
 }
 
+TEST_F(DemoTest, LoadBalancerDyingWhileRunningIsReportedOnce) {
+  int lb_pid = 0;
+  const auto start_server = launcher_.on_start;
+  launcher_.on_start = [&](int pid, FakeLauncher::Proc& p) {
+    start_server(pid, p);
+    if (p.label == "nginx") {
+      lb_pid = pid;
+    }
+  };
+  // The load balancer dies once the demo is ready; the demo goes on until the stop signal.
+  int polls_after_ready = 0;
+  env_.stop_when = [&] {
+    if (out_.str().find("medic demo ready") == std::string::npos) {
+      return false;
+    }
+    if (++polls_after_ready == 1) {
+      launcher_.Signal(lb_pid, SIGKILL, false);
+    }
+    return polls_after_ready >= 5;
+  };
+  Demo demo = MakeDemo();
+  EXPECT_EQ(demo.Run(), 0) << err_.str();
+  const std::string err = err_.str();
+  const std::string line = "medic demo: the load balancer (nginx) exited; see " + Data() +
+                           "/lb/nginx.out.log and " + Data() + "/lb/log/error.log\n";
+  ASSERT_NE(err.find(line), std::string::npos) << err;
+  EXPECT_EQ(err.find(line, err.find(line) + 1), std::string::npos) << "once: " << err;
+}
+
 TEST_F(DemoTest, LeftoverNginxIsKilledAndRunFilesRemoved) {
   const auto start_server = launcher_.on_start;
   launcher_.on_start = [&](int pid, FakeLauncher::Proc& p) {
@@ -1174,6 +1203,29 @@ TEST_F(DemoScenarioTest, AStopSignalDuringTheRunStopsEverythingAndExits130) {
   EXPECT_TRUE(env_.isolation.mounted.empty());
   EXPECT_TRUE(env_.isolation.cgroups.empty());
   EXPECT_EQ(launcher_.events().back(), "unmount web-2");
+}
+
+TEST_F(DemoScenarioTest, TheServerDyingEndsTheRunWithAnErrorNotAHang) {
+  options_.scenario = "all";
+  final_status_ = "executing";  // never ends
+  env_.stop_when = [this] {
+    if (incident_looks_ == 2) {
+      launcher_.Signal(server_pid_, SIGKILL, false);
+    }
+    return false;
+  };
+  Demo demo = MakeDemo();
+  EXPECT_EQ(demo.Run(), 1);
+  EXPECT_NE(out_.str().find("      interrupted: medic-server exited  200 x 40\n"),
+            std::string::npos)
+      << out_.str();
+  EXPECT_EQ(out_.str().find("disk-fill"), std::string::npos) << out_.str();
+  EXPECT_NE(err_.str().find("medic demo: medic-server exited during the scenarios; last lines of " +
+                            Data() + "/server/server.log"),
+            std::string::npos)
+      << err_.str();
+  EXPECT_TRUE(env_.isolation.mounted.empty());
+  EXPECT_TRUE(env_.isolation.cgroups.empty());
 }
 
 TEST_F(DemoScenarioTest, AnUnknownScenarioStartsNothing) {

@@ -93,7 +93,7 @@ TEST(DemoScenarioRunTest, AllThreeCompleteOnTwoHostsAndTheLoadBalancerAnsweredEv
   // Its own children: the server, the two agents and the load balancer (the scenarios may
   // already have begun: what the agents run comes and goes).
   const std::vector<pid_t> children = ChildrenOf(demo_pid);
-  EXPECT_EQ(children.size(), 4u);
+  EXPECT_GE(children.size(), 4u);
   EXPECT_NE(std::find(children.begin(), children.end(), lb_master), children.end())
       << "the load balancer is the demo's child";
   const std::vector<std::string> cgroups = DemoCgroups(demo_pid);

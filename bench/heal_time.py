@@ -100,7 +100,8 @@ class Demo:
         self.nginx_conf = os.path.join(host, "nginx.conf")
         conf = open(self.nginx_conf).read()
         self.url = "http://127.0.0.1:%s/" % re.search(r"listen 127\.0\.0\.1:(\d+);", conf).group(1)
-        server_dir = os.path.dirname(line.split("token-file", 1)[1].strip())
+        # "medic demo ready: URL token-file PATH load-balancer LBURL"
+        server_dir = os.path.dirname(line.split("token-file", 1)[1].split()[0])
         self.token = open(os.path.join(server_dir, "admin.token")).read().strip()
 
     def incidents(self):

@@ -313,9 +313,13 @@ int RunCli(const std::vector<std::string>& args, CliEnv& env) {
   CLI::App* demo = app.add_subcommand("demo", "run a local demo fleet until Ctrl-C");
   demo->add_option("--listen", demo_options.listen, "server HOST:PORT (default 127.0.0.1:8080)");
   demo->add_option("--data-dir", demo_options.data_dir, "data directory (default ./medic-demo)");
-  demo->add_option("--hosts", demo_options.hosts, "number of demo hosts (default 1)")
+  demo->add_option("--hosts", demo_options.hosts, "number of demo hosts (default 2)")
       ->check(CLI::Range(1, 50));
   demo->add_flag("--auto", demo_options.auto_approve, "turn approval mode off");
+  CLI::Option* scenario_opt =
+      demo->add_option("--scenario", demo_options.scenario,
+                       "run scenarios on the fleet, print their table (or --json) and stop: " +
+                           DemoScenarioChoices());
 
   McpOptions mcp_options;
   mcp_options.server_version = MEDIC_VERSION;
@@ -358,6 +362,14 @@ int RunCli(const std::vector<std::string>& args, CliEnv& env) {
     return 0;
   }
   if (*demo) {
+    if (*scenario_opt) {
+      if (Result<std::vector<ScenarioSpec>> s = SelectScenarios(demo_options.scenario);
+          !s.has_value()) {
+        env.Err() << "medic: demo --scenario: " << s.error().message << std::endl;
+        return 2;
+      }
+    }
+    demo_options.json = json;
     return env.RunDemo(demo_options);
   }
   if (*chaos) {

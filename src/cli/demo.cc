@@ -29,6 +29,7 @@ namespace fs = std::filesystem;
 constexpr Millis kKillGrace{2'000};
 constexpr Millis kHealthzTimeout{1'000};
 constexpr Millis kCgroupDrainTimeout{5'000};
+constexpr Millis kProbeEvery{25};
 constexpr char kMemoryHierarchy[] = "/sys/fs/cgroup/memory";
 
 std::string ErrnoText(int e) { return std::strerror(e); }
@@ -213,6 +214,20 @@ std::string AbsolutePath(const std::string& path) {
   return s;
 }
 
+// True when `dir` is a mount point in /proc/self/mounts.
+bool IsMountedAt(host::ProcFs& procfs, const std::string& dir) {
+  Result<std::string> mounts = procfs.Read("self/mounts");
+  if (!mounts.has_value()) {
+    return false;
+  }
+  for (const host::MountEntry& m : host::ParseMounts(*mounts)) {
+    if (m.mount_point == dir) {
+      return true;
+    }
+  }
+  return false;
+}
+
 // The token text of a token file, once it exists and is not empty.
 std::optional<std::string> ReadToken(const std::string& path) {
   Result<std::string> text = ReadFile(path);
@@ -242,7 +257,8 @@ class PosixDemoEnv : public DemoEnv {
   PosixDemoEnv()
       : http_(NewCurlHttpClient()),
         explaining_(NewExplainingHttpClient(*http_)),
-        isolation_(NewPosixHostIsolation()) {
+        isolation_(NewPosixHostIsolation()),
+        network_(NewLinuxDemoNetwork()) {
     sigemptyset(&set_);
     sigaddset(&set_, SIGINT);
     sigaddset(&set_, SIGTERM);
@@ -254,7 +270,14 @@ class PosixDemoEnv : public DemoEnv {
   Result<int> FreeLoopbackPort() override { return cli::FreeLoopbackPort(); }
   Status CheckCanListen(const HostPort& addr) override { return cli::CheckCanListen(addr); }
   SteadyTime Now() override { return std::chrono::steady_clock::now(); }
+  WallTime WallNow() override { return std::chrono::system_clock::now(); }
   HostIsolation& Isolation() override { return *isolation_; }
+  DemoNetwork& Network() override { return *network_; }
+  std::unique_ptr<LoadProbe> StartProbe(const std::string& url) override {
+    auto probe = std::make_unique<ThreadLoadProbe>(NewCurlHttpClient(), url, kProbeEvery);
+    probe->Start();
+    return probe;
+  }
 
   bool WaitForStop(Millis d) override {
     if (stopped_) {
@@ -283,7 +306,34 @@ class PosixDemoEnv : public DemoEnv {
   std::unique_ptr<HttpClient> http_;
   std::unique_ptr<HttpClient> explaining_;
   std::unique_ptr<HostIsolation> isolation_;
+  std::unique_ptr<DemoNetwork> network_;
   bool stopped_ = false;
+};
+
+// The scenario runner's world: the demo's HTTP client, clock, stop signals and probes. A sleep
+// also ends the run when `server_gone` says medic-server has exited (nothing could answer).
+class DemoScenarioEnv : public ScenarioEnv {
+ public:
+  DemoScenarioEnv(DemoEnv& env, std::function<bool()> server_gone)
+      : env_(env), server_gone_(std::move(server_gone)) {}
+  HttpClient& Http() override { return env_.Http(); }
+  WallTime Now() override { return env_.WallNow(); }
+  bool Sleep(Millis d) override {
+    if (server_gone_()) {
+      server_died_ = true;
+      return false;
+    }
+    return !env_.WaitForStop(d);
+  }
+  std::unique_ptr<LoadProbe> StartProbe(const std::string& url) override {
+    return env_.StartProbe(url);
+  }
+  bool server_died() const { return server_died_; }
+
+ private:
+  DemoEnv& env_;
+  std::function<bool()> server_gone_;
+  bool server_died_ = false;
 };
 
 }  // namespace
@@ -404,10 +454,21 @@ bool Demo::Pause() {
 }
 
 Status Demo::PrepareServer() {
-  if (options_.hosts < 1) {
-    return InvalidArgument("--hosts must be at least 1");
+  if (options_.hosts < 1 || options_.hosts > kDemoMaxNetHosts) {
+    return InvalidArgument("--hosts must be between 1 and " + std::to_string(kDemoMaxNetHosts) +
+                           " (got " + std::to_string(options_.hosts) + ")");
+  }
+  if (!options_.scenario.empty()) {
+    RETURN_IF_ERROR(SelectScenarios(options_.scenario));
   }
   ASSIGN_OR_RETURN(listen_, ParseHostPort(options_.listen));
+  data_dir_ = AbsolutePath(options_.data_dir);
+  RETURN_IF_ERROR(MakeDirs(data_dir_, 0700));
+  state_path_ = data_dir_ + "/" + kDemoStateFile;
+  RETURN_IF_ERROR(CleanUpLeftover());
+  state_.pid = ::getpid();
+  state_.start_time = StartTimeOf(state_.pid).value_or(0);
+  SaveState();
   if (listen_.port == 0) {
     ASSIGN_OR_RETURN(listen_.port, env_.FreeLoopbackPort());
   } else {
@@ -417,7 +478,7 @@ Status Demo::PrepareServer() {
     }
   }
   server_url_ = "http://" + ConnectableAddress(listen_).ToString();
-  data_dir_ = AbsolutePath(options_.data_dir);
+  agent_server_url_ = server_url_;
   server_dir_ = data_dir_ + "/server";
   server_log_ = server_dir_ + "/server.log";
   admin_token_path_ = server_dir_ + "/admin.token";
@@ -439,6 +500,7 @@ Status Demo::WaitForServer() {
                    launcher_.Start({options_.server_bin, "--listen", listen_.ToString(),
                                     "--data-dir", server_dir_, "--config", server_config_},
                                    server_log_));
+  RecordProcess(server_pid_, "medic-server");
   const SteadyTime deadline = env_.Now() + options_.server_start_timeout;
   HttpRequest healthz;
   healthz.url = server_url_ + "/healthz";
@@ -477,6 +539,8 @@ Status Demo::IsolateHost(DemoHost& host) {
   HostIsolation& iso = env_.Isolation();
   RETURN_IF_ERROR(iso.MountTmpfs(host.LogDir(), kDemoLogVolumeBytes));
   mounts_.push_back(host.LogDir());
+  state_.mounts.push_back(host.LogDir());
+  SaveState();
   Result<std::string> cgroup = iso.CreateMemoryCgroup(
       kDemoCgroupPrefix + std::to_string(::getpid()) + "-" + host.name, kDemoMemoryLimitBytes);
   if (!cgroup.has_value()) {
@@ -486,6 +550,8 @@ Status Demo::IsolateHost(DemoHost& host) {
     return cgroup.error();
   }
   cgroups_.push_back(*cgroup);
+  state_.cgroups.push_back(*cgroup);
+  SaveState();
   host.cgroup = *cgroup;
   host.isolated = true;
   return OkStatus();
@@ -493,10 +559,27 @@ Status Demo::IsolateHost(DemoHost& host) {
 
 Status Demo::StartHost(int index) {
   DemoHost host = MakeDemoHost(data_dir_, index);
-  ASSIGN_OR_RETURN(host.nginx_port, env_.FreeLoopbackPort());
-  ASSIGN_OR_RETURN(host.app_port, env_.FreeLoopbackPort());
-  for (int tries = 0; host.app_port == host.nginx_port && tries < 5; ++tries) {
+  if (!hub_ns_.empty()) {
+    // Its own namespace: fixed ports, its own address on the hub's bridge.
+    host.netns = DemoHostNamespace(::getpid(), host.name);
+    host.address = DemoHostAddress(index);
+    host.nginx_port = kDemoNsNginxPort;
+    host.app_port = kDemoNsAppPort;
+    namespaces_.push_back(host.netns);
+    state_.namespaces.push_back(host.netns);
+    SaveState();
+    RETURN_IF_ERROR(env_.Network().CreateHost(hub_ns_, host.netns, host.name, host.address));
+    // medic-server health-checks the host's `web` target from the root namespace, as a load
+    // balancer would: through a relay to the host's nginx.
+    ASSIGN_OR_RETURN(host.target_port,
+                     env_.Network().Forward("", HostPort{"127.0.0.1", 0}, host.netns,
+                                            HostPort{"127.0.0.1", host.nginx_port}));
+  } else {
+    ASSIGN_OR_RETURN(host.nginx_port, env_.FreeLoopbackPort());
     ASSIGN_OR_RETURN(host.app_port, env_.FreeLoopbackPort());
+    for (int tries = 0; host.app_port == host.nginx_port && tries < 5; ++tries) {
+      ASSIGN_OR_RETURN(host.app_port, env_.FreeLoopbackPort());
+    }
   }
   for (const std::string& d : {host.dir, host.LogDir(), host.RunDir(), host.TmpDir()}) {
     RETURN_IF_ERROR(MakeDirs(d));
@@ -521,11 +604,17 @@ Status Demo::StartHost(int index) {
     return Internal("the server's answer to POST /api/v1/hosts/" + host.name +
                     "/enroll has no code");
   }
-  const AgentYamlInputs inputs{server_url_, code["code"].get<std::string>(), options_.nginx_bin,
-                               options_.medic_bin};
+  const AgentYamlInputs inputs{agent_server_url_, code["code"].get<std::string>(),
+                               options_.nginx_bin, options_.medic_bin};
   RETURN_IF_ERROR(WriteFileAtomic(host.AgentConfigPath(), AgentYaml(host, inputs), 0600));
-  err_ << "medic demo: starting " << host.name << " (nginx 127.0.0.1:" << host.nginx_port
-       << " -> healthapp 127.0.0.1:" << host.app_port << ", log " << host.AgentLogPath();
+  err_ << "medic demo: starting " << host.name;
+  if (!host.netns.empty()) {
+    err_ << " in network namespace " << host.netns << " (nginx " << host.address << ":"
+         << host.nginx_port << ", its target relayed from 127.0.0.1:" << host.target_port;
+  } else {
+    err_ << " (nginx 127.0.0.1:" << host.nginx_port;
+  }
+  err_ << " -> healthapp 127.0.0.1:" << host.app_port << ", log " << host.AgentLogPath();
   if (host.isolated) {
     err_ << "; log volume " << host.LogDir() << " (tmpfs " << (kDemoLogVolumeBytes >> 20)
          << " MiB), memory cgroup " << host.cgroup << " (" << (kDemoMemoryLimitBytes >> 20)
@@ -537,8 +626,13 @@ Status Demo::StartHost(int index) {
   agent_exit_reported_.push_back(false);
   const std::vector<std::string> argv = {options_.agent_bin, "--config", host.AgentConfigPath()};
   auto start = [&]() { return launcher_.Start(argv, host.AgentLogPath()); };
-  ASSIGN_OR_RETURN(agent_pids_.back(),
-                   host.isolated ? env_.Isolation().StartInCgroup(host.cgroup, start) : start());
+  auto start_in_cgroup = [&]() {
+    return host.isolated ? env_.Isolation().StartInCgroup(host.cgroup, start) : start();
+  };
+  ASSIGN_OR_RETURN(agent_pids_.back(), host.netns.empty()
+                                           ? start_in_cgroup()
+                                           : env_.Network().StartIn(host.netns, start_in_cgroup));
+  RecordProcess(agent_pids_.back(), "medic-agent " + host.name);
   return OkStatus();
 }
 
@@ -598,11 +692,78 @@ Status Demo::WaitForHealthyHosts() {
   }
 }
 
+Status Demo::StartLoadBalancer(const HostPort& listen, const std::vector<std::string>& upstreams) {
+  lb_ = MakeDemoLoadBalancer(data_dir_);
+  lb_.listen = listen.ToString();
+  lb_.upstreams = upstreams;
+  for (const std::string& d : {lb_.dir, lb_.LogDir(), lb_.RunDir(), lb_.TmpDir()}) {
+    RETURN_IF_ERROR(MakeDirs(d));
+  }
+  ClearRunDir(lb_.RunDir());
+  RETURN_IF_ERROR(WriteFileAtomic(lb_.ConfPath(), LoadBalancerNginxConfig(lb_)));
+  lb_url_ = "http://" + ConnectableAddress(listen).ToString();
+  std::string members;
+  for (const std::string& u : upstreams) {
+    members += (members.empty() ? "" : ", ") + u;
+  }
+  err_ << "medic demo: starting the load balancer (nginx " << lb_.listen << " -> " << members
+       << ", log " << lb_.LogDir() << ")" << std::endl;
+  auto start = [&]() {
+    return launcher_.Start({options_.nginx_bin, "-p", lb_.dir + "/", "-e",
+                            lb_.LogDir() + "/error.log", "-c", lb_.ConfPath(), "-g",
+                            "daemon off;"},
+                           lb_.OutLogPath());
+  };
+  ASSIGN_OR_RETURN(lb_pid_, hub_ns_.empty() ? start() : env_.Network().StartIn(hub_ns_, start));
+  RecordProcess(lb_pid_, "load balancer");
+  return OkStatus();
+}
+
+Status Demo::WaitForLoadBalancer() {
+  HttpRequest health;
+  health.url = lb_url_ + "/health";
+  health.timeout = kHealthzTimeout;
+  health.connect_timeout = kHealthzTimeout;
+  const SteadyTime deadline = env_.Now() + options_.lb_start_timeout;
+  for (;;) {
+    if (launcher_.WaitExit(lb_pid_, Millis(0))) {
+      return Unavailable("the load balancer (nginx) exited at start; last lines of " +
+                         lb_.OutLogPath() + ":\n" + LogTail(lb_.OutLogPath()) + "and of " +
+                         lb_.LogDir() + "/error.log:\n" + LogTail(lb_.LogDir() + "/error.log"));
+    }
+    Result<HttpResponse> r = env_.Http().Do(health);
+    if (r.has_value() && r->status == 200) {
+      return OkStatus();
+    }
+    if (env_.Now() >= deadline) {
+      return DeadlineExceeded(
+          "the load balancer did not answer GET " + health.url + " with 200 within " +
+          std::to_string(options_.lb_start_timeout.count() / 1000) + " s (" +
+          (r.has_value() ? "last answer " + std::to_string(r->status) : r.error().message) +
+          "); last lines of " + lb_.LogDir() + "/error.log:\n" +
+          LogTail(lb_.LogDir() + "/error.log"));
+    }
+    if (!Pause()) {
+      return DeadlineExceeded("interrupted");
+    }
+  }
+}
+
+std::ostream& Demo::ReadyOut() { return options_.json && !options_.scenario.empty() ? err_ : out_; }
+
 void Demo::PrintHint() {
+  if (!options_.scenario.empty()) {
+    return;  // the scenarios run now; the demo stops after them
+  }
   const DemoHost& first = hosts_.front();
   err_ << "\nTry it (Ctrl-C stops the demo):\n"
        << "  export MEDIC_SERVER=" << server_url_ << " MEDIC_TOKEN=$(cat " << admin_token_path_
        << ")\n"
+       << "  curl " << lb_url_ << "/health    # the load balancer in front of";
+  for (const DemoHost& h : hosts_) {
+    err_ << " " << h.name;
+  }
+  err_ << "\n"
        << "  " << options_.medic_bin << " chaos nginx-crash --host " << first.name
        << "    # or locally: ... chaos nginx-crash --pidfile " << first.NginxPidPath() << "\n"
        << "  " << options_.medic_bin << " incidents\n"
@@ -623,8 +784,8 @@ void Demo::PrintSignInLink() {
          << "); sign in with the token file" << std::endl;
     return;
   }
-  out_ << "sign in: " << server_url_ << "/#code=" << (*answer)["code"].get<std::string>()
-       << std::endl;
+  ReadyOut() << "sign in: " << server_url_ << "/#code=" << (*answer)["code"].get<std::string>()
+             << std::endl;
 }
 
 Status Demo::Start() {
@@ -636,11 +797,32 @@ Status Demo::Start() {
     RETURN_IF_ERROR(api.Call("PUT", "/api/v1/settings", &body, "turn approval mode off"));
     err_ << "medic demo: approval mode off (--auto)" << std::endl;
   }
+  SetUpNetwork();
   for (int i = 1; i <= options_.hosts; ++i) {
     RETURN_IF_ERROR(StartHost(i));
   }
   RETURN_IF_ERROR(WaitForHealthyHosts());
-  out_ << "medic demo ready: " << server_url_ << "/ token-file " << admin_token_path_ << std::endl;
+  std::vector<std::string> upstreams;
+  for (const DemoHost& h : hosts_) {
+    upstreams.push_back((h.address.empty() ? "127.0.0.1" : h.address) + ":" +
+                        std::to_string(h.nginx_port));
+  }
+  if (!hub_ns_.empty()) {
+    // In the hub, on its address, over the hosts' addresses; the user reaches it on loopback
+    // through the relay.
+    RETURN_IF_ERROR(StartLoadBalancer(HostPort{DemoHubAddress(), kDemoLbPort}, upstreams));
+    ASSIGN_OR_RETURN(const int lb_port,
+                     env_.Network().Forward("", HostPort{"127.0.0.1", 0}, hub_ns_,
+                                            HostPort{DemoHubAddress(), kDemoLbPort}));
+    lb_url_ = "http://127.0.0.1:" + std::to_string(lb_port);
+  } else {
+    ASSIGN_OR_RETURN(const int lb_port, env_.FreeLoopbackPort());
+    RETURN_IF_ERROR(StartLoadBalancer(HostPort{"127.0.0.1", lb_port}, upstreams));
+  }
+  RETURN_IF_ERROR(WaitForLoadBalancer());
+  WriteDemoJson();
+  ReadyOut() << "medic demo ready: " << server_url_ << "/ token-file " << admin_token_path_
+             << " load-balancer " << lb_url_ << "/" << std::endl;
   PrintSignInLink();
   PrintHint();
   return OkStatus();
@@ -663,7 +845,56 @@ Status Demo::Wait() {
              << hosts_[i].AgentLogPath() << std::endl;
       }
     }
+    // Nothing supervises the load balancer: say so once if it goes.
+    if (!lb_exit_reported_ && lb_pid_ > 0 && launcher_.WaitExit(lb_pid_, Millis(0))) {
+      lb_exit_reported_ = true;
+      err_ << "medic demo: the load balancer (nginx) exited; see " << lb_.OutLogPath() << " and "
+           << lb_.LogDir() << "/error.log" << std::endl;
+    }
   }
+}
+
+int Demo::RunScenarios() {
+  Result<std::vector<ScenarioSpec>> specs = SelectScenarios(options_.scenario);
+  if (!specs.has_value()) {  // PrepareServer checked it already
+    err_ << "medic demo: " << specs.error().message << std::endl;
+    return 2;
+  }
+  ScenarioRunnerOptions o;
+  o.server_url = server_url_;
+  o.admin_token = admin_token_;
+  o.lb_url = lb_url_;
+  for (const DemoHost& h : hosts_) {
+    o.hosts.push_back({h.name, h.isolated});
+  }
+  o.auto_approve = options_.auto_approve;
+  o.poll_interval = options_.poll_interval;
+  DemoScenarioEnv env(env_, [this] { return launcher_.WaitExit(server_pid_, Millis(0)); });
+  ScenarioRunner runner(std::move(o), env, err_);
+  std::vector<ScenarioResult> results = runner.RunAll(*specs);
+  if (env.server_died()) {
+    for (ScenarioResult& r : results) {
+      if (r.status == "interrupted") {
+        r.status = "interrupted: medic-server exited";
+      }
+    }
+  }
+  if (options_.json) {
+    out_ << DumpJson(ScenarioResultsJson(results), 2) << std::endl;
+  } else {
+    out_ << FormatScenarioTable(results) << std::flush;
+  }
+  if (env.server_died()) {
+    err_ << "medic demo: medic-server exited during the scenarios; last lines of " << server_log_
+         << ":\n"
+         << LogTail(server_log_) << std::flush;
+    return 1;
+  }
+  if (runner.interrupted()) {
+    stop_requested_ = true;
+    return 130;
+  }
+  return ScenarioExitStatus(results);
 }
 
 void Demo::StopProcess(int pid, const std::string& what) {
@@ -680,6 +911,14 @@ void Demo::Stop() {
     return;
   }
   stopped_ = true;
+  // The load balancer first: it is the fleet's front door.
+  if (lb_pid_ > 0 && !launcher_.WaitExit(lb_pid_, Millis(0))) {
+    launcher_.Signal(lb_pid_, SIGTERM, false);
+    StopProcess(lb_pid_, "the load balancer (nginx)");
+  }
+  if (!lb_.dir.empty()) {
+    ClearRunDir(lb_.RunDir());
+  }
   for (const int pid : agent_pids_) {
     if (pid > 0 && !launcher_.WaitExit(pid, Millis(0))) {
       launcher_.Signal(pid, SIGTERM, false);
@@ -708,12 +947,33 @@ void Demo::Stop() {
   for (const DemoHost& h : hosts_) {
     ClearRunDir(h.RunDir());
   }
+  env_.Network().StopForwarding();
+  DeleteNamespaces();
   Unmount();
+  if (state_.pid == ::getpid()) {  // not when it refused to start next to a running demo
+    std::error_code ec;
+    fs::remove(data_dir_ + "/demo.json", ec);
+    if (!cleanup_failed_) {
+      // Everything it lists is gone; after a failure it stays for the next demo to retry.
+      fs::remove(state_path_, ec);
+    }
+  }
+}
+
+void Demo::DeleteNamespaces() {
+  for (auto it = namespaces_.rbegin(); it != namespaces_.rend(); ++it) {
+    if (Status s = env_.Network().DeleteNamespace(*it); !s.has_value()) {
+      cleanup_failed_ = true;
+      err_ << "medic demo: " << s.error().message << std::endl;
+    }
+  }
+  namespaces_.clear();
 }
 
 void Demo::RemoveCgroups() {
   for (const std::string& cgroup : cgroups_) {
     if (Status s = env_.Isolation().RemoveCgroup(cgroup); !s.has_value()) {
+      cleanup_failed_ = true;
       err_ << "medic demo: " << s.error().message << std::endl;
     }
   }
@@ -723,10 +983,167 @@ void Demo::RemoveCgroups() {
 void Demo::Unmount() {
   for (const std::string& dir : mounts_) {
     if (Status s = env_.Isolation().Unmount(dir); !s.has_value()) {
+      cleanup_failed_ = true;
       err_ << "medic demo: " << s.error().message << std::endl;
     }
   }
   mounts_.clear();
+}
+
+std::optional<uint64_t> Demo::StartTimeOf(int pid) {
+  Result<std::string> stat = procfs_.Read(std::to_string(pid) + "/stat");
+  if (!stat.has_value()) {
+    return std::nullopt;
+  }
+  // A zombie (reaped soon by whoever inherited it) is gone for our purposes.
+  if (Result<host::PidStat> st = host::ParsePidStat(*stat); st.has_value() && !host::IsLive(*st)) {
+    return std::nullopt;
+  }
+  return ParseStartTime(*stat);
+}
+
+void Demo::SaveState() {
+  Status s = WriteFileAtomic(state_path_, DumpJson(DemoStateToJson(state_), 2) + "\n", 0600);
+  if (!s.has_value() && !state_warned_) {
+    state_warned_ = true;
+    err_ << "medic demo: warning: cannot record what the demo creates (" << s.error().message
+         << "); if it is killed, remove its leftovers by hand" << std::endl;
+  }
+}
+
+void Demo::RecordProcess(int pid, const std::string& what) {
+  state_.processes.push_back({pid, StartTimeOf(pid).value_or(0), what});
+  SaveState();
+}
+
+Status Demo::CleanUpLeftover() {
+  if (!PathExists(state_path_)) {
+    return OkStatus();
+  }
+  ASSIGN_OR_RETURN(const std::string text, ReadFile(state_path_));
+  Result<DemoState> parsed = ParseDemoState(text);
+  if (!parsed.has_value()) {
+    return FailedPrecondition(state_path_ + " is not a medic demo state file (" +
+                              parsed.error().message +
+                              "); remove it if no medic demo runs on " + data_dir_);
+  }
+  const DemoState& old = *parsed;
+  if (Status valid = ValidateDemoState(old, data_dir_); !valid.has_value()) {
+    return FailedPrecondition(state_path_ + ": " + valid.error().message +
+                              "; nothing was touched: remove what it lists by hand, then the file");
+  }
+  if (JudgeLeftover(old, StartTimeOf(old.pid)) == LeftoverDemo::kRunning) {
+    return FailedPrecondition("another medic demo (pid " + std::to_string(old.pid) +
+                              ") is running on " + data_dir_ +
+                              "; stop it first, or choose another --data-dir");
+  }
+  // A killed demo: its processes (still the same ones), then whatever is left in its cgroups
+  // and namespaces, then its mounts.
+  const std::vector<DemoProcessRecord> kill =
+      ProcessesToKill(old, [this](int pid) { return StartTimeOf(pid); });
+  for (const DemoProcessRecord& p : kill) {
+    if (Status s = signal_(p.pid, SIGKILL); !s.has_value()) {
+      err_ << "medic demo: " << s.error().message << std::endl;
+    }
+  }
+  const SteadyTime deadline = env_.Now() + kCgroupDrainTimeout;
+  for (const DemoProcessRecord& p : kill) {
+    while (StartTimeOf(p.pid) == std::optional<uint64_t>(p.start_time) && env_.Now() < deadline) {
+      if (env_.WaitForStop(Millis(20))) {
+        stop_requested_ = true;
+        return DeadlineExceeded("interrupted");
+      }
+    }
+  }
+  bool failed = false;
+  for (const std::string& cg : old.cgroups) {
+    if (Status s = env_.Isolation().RemoveCgroup(cg); !s.has_value()) {
+      failed = true;
+      err_ << "medic demo: " << s.error().message << std::endl;
+    }
+  }
+  for (auto it = old.namespaces.rbegin(); it != old.namespaces.rend(); ++it) {
+    if (Status s = env_.Network().DeleteNamespace(*it); !s.has_value()) {
+      failed = true;
+      err_ << "medic demo: " << s.error().message << std::endl;
+    }
+  }
+  for (const std::string& m : old.mounts) {
+    // Only what is still mounted there (a clean unmount may have happened before the kill).
+    if (IsMountedAt(procfs_, m)) {
+      if (Status s = env_.Isolation().Unmount(m); !s.has_value()) {
+        failed = true;
+        err_ << "medic demo: " << s.error().message << std::endl;
+      }
+    }
+  }
+  if (failed) {
+    return Internal("could not remove everything a killed medic demo (pid " +
+                    std::to_string(old.pid) + ") left on " + data_dir_ + " (see above)");
+  }
+  std::error_code ec;
+  fs::remove(state_path_, ec);
+  err_ << "medic demo: cleaned up after a medic demo (pid " << old.pid
+       << ") that did not stop: " << kill.size() << " process(es) killed, " << old.cgroups.size()
+       << " cgroup(s), " << old.namespaces.size() << " network namespace(s) and "
+       << old.mounts.size() << " mount(s) removed" << std::endl;
+  return OkStatus();
+}
+
+void Demo::SetUpNetwork() {
+  const std::string hub = DemoHubNamespace(::getpid());
+  namespaces_.push_back(hub);
+  state_.namespaces.push_back(hub);
+  SaveState();
+  DemoNetwork& net = env_.Network();
+  Status s = net.CreateHub(hub);
+  Result<int> relay_port = 0;
+  if (s.has_value()) {
+    relay_port = net.Forward(hub, HostPort{DemoHubAddress(), 0}, "", ConnectableAddress(listen_));
+    if (!relay_port.has_value()) {
+      s = relay_port.error();
+    }
+  }
+  if (!s.has_value()) {
+    err_ << "medic demo: warning: cannot give the demo hosts network namespaces of their own ("
+         << s.error().message << "); they run on this machine's loopback" << std::endl;
+    net.StopForwarding();
+    DeleteNamespaces();
+    state_.namespaces.clear();
+    SaveState();
+    return;
+  }
+  hub_ns_ = hub;
+  agent_server_url_ = "http://" + DemoHubAddress() + ":" + std::to_string(*relay_port);
+  err_ << "medic demo: network namespace " << hub << " (bridge " << kDemoBridge << " "
+       << DemoHubAddress() << "/" << kDemoSubnetBits << "); the agents reach medic-server at "
+       << agent_server_url_ << " through a relay" << std::endl;
+}
+
+void Demo::WriteDemoJson() {
+  Json hosts = Json::array();
+  for (const DemoHost& h : hosts_) {
+    const std::string addr = h.address.empty() ? "127.0.0.1" : h.address;
+    hosts.push_back({{"name", h.name},
+                     {"namespace", h.netns},
+                     {"address", h.address},
+                     {"target_url", "http://127.0.0.1:" +
+                                        std::to_string(h.target_port > 0 ? h.target_port
+                                                                         : h.nginx_port) +
+                                        "/"},
+                     {"nginx_url", "http://" + addr + ":" + std::to_string(h.nginx_port) + "/"},
+                     {"dir", h.dir}});
+  }
+  const Json j = {{"pid", ::getpid()},
+                  {"server", server_url_},
+                  {"load_balancer", lb_url_},
+                  {"token_file", admin_token_path_},
+                  {"hub_namespace", hub_ns_},
+                  {"hosts", hosts}};
+  if (Status s = WriteFileAtomic(data_dir_ + "/demo.json", DumpJson(j, 2) + "\n", 0644);
+      !s.has_value()) {
+    err_ << "medic demo: warning: " << s.error().message << std::endl;
+  }
 }
 
 int Demo::Run() {
@@ -741,6 +1158,15 @@ int Demo::Run() {
     }
     Stop();
     return interrupted ? 130 : 1;
+  }
+  if (!options_.scenario.empty()) {
+    const int status = RunScenarios();
+    err_ << "medic demo: stopping" << std::endl;
+    Stop();
+    if (status != 130) {
+      err_ << "medic demo: stopped; data kept in " << data_dir_ << std::endl;
+    }
+    return status;
   }
   Status waited = Wait();
   if (!waited.has_value()) {

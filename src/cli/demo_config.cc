@@ -81,10 +81,62 @@ std::string NginxConfig(const DemoHost& h) {
   c += "\n";
   c += "  server {\n";
   c += "    listen 127.0.0.1:" + std::to_string(h.nginx_port) + ";\n";
+  if (!h.address.empty()) {
+    c += "    listen " + h.address + ":" + std::to_string(h.nginx_port) + ";\n";
+  }
   c += "    location / {\n";
   c += "      proxy_pass http://127.0.0.1:" + std::to_string(h.app_port) + ";\n";
   c += "      proxy_connect_timeout 2s;\n";
   c += "      proxy_read_timeout 5s;\n";
+  c += "    }\n";
+  c += "  }\n";
+  c += "}\n";
+  return c;
+}
+
+DemoLoadBalancer MakeDemoLoadBalancer(const std::string& data_dir) {
+  DemoLoadBalancer lb;
+  lb.dir = data_dir + "/lb";
+  return lb;
+}
+
+std::string LoadBalancerNginxConfig(const DemoLoadBalancer& lb) {
+  const std::string tmp = lb.TmpDir();
+  std::string c;
+  c += "# Written by `medic demo` for its front load balancer; rewritten at every start.\n";
+  c += "worker_processes 1;\n";
+  c += "pid " + NginxQuote(lb.PidPath()) + ";\n";
+  c += "error_log " + NginxQuote(lb.LogDir() + "/error.log") + " notice;\n";
+  c += "\n";
+  c += "events {\n  worker_connections 512;\n}\n";
+  c += "\n";
+  c += "http {\n";
+  c += "  log_format lb '$time_iso8601 $msec $remote_addr \"$request\" $status "
+       "upstream=$upstream_addr upstream_status=$upstream_status "
+       "request_time=$request_time';\n";
+  c += "  access_log " + NginxQuote(lb.LogDir() + "/access.log") + " lb;\n";
+  c += "  client_body_temp_path " + NginxQuote(tmp + "/client_body") + ";\n";
+  c += "  proxy_temp_path " + NginxQuote(tmp + "/proxy") + ";\n";
+  c += "  fastcgi_temp_path " + NginxQuote(tmp + "/fastcgi") + ";\n";
+  c += "  uwsgi_temp_path " + NginxQuote(tmp + "/uwsgi") + ";\n";
+  c += "  scgi_temp_path " + NginxQuote(tmp + "/scgi") + ";\n";
+  c += "\n";
+  c += "  # The `web` target group: a failure takes a host out for 2 s, then it is tried again.\n";
+  c += "  upstream web {\n";
+  for (const std::string& u : lb.upstreams) {
+    c += "    server " + u + " max_fails=1 fail_timeout=2s;\n";
+  }
+  c += "  }\n";
+  c += "\n";
+  c += "  server {\n";
+  c += "    listen " + lb.listen + ";\n";
+  c += "    location / {\n";
+  c += "      proxy_pass http://web;\n";
+  c += "      proxy_next_upstream error timeout http_502 http_503 http_504;\n";
+  c += "      proxy_connect_timeout 1s;\n";
+  c += "      proxy_read_timeout 5s;\n";
+  c += "      proxy_set_header Host $host;\n";
+  c += "      proxy_set_header X-Forwarded-For $proxy_add_x_forwarded_for;\n";
   c += "    }\n";
   c += "  }\n";
   c += "}\n";
@@ -119,7 +171,8 @@ std::string AgentYaml(const DemoHost& h, const AgentYamlInputs& in) {
   y << YAML::Flow << YAML::BeginMap;
   y << YAML::Key << "group" << YAML::Value << "web";
   y << YAML::Key << "url" << YAML::Value << YAML::DoubleQuoted
-    << "http://127.0.0.1:" + std::to_string(h.nginx_port) + "/health";
+    << "http://127.0.0.1:" + std::to_string(h.target_port > 0 ? h.target_port : h.nginx_port) +
+           "/health";
   y << YAML::EndMap;
   y << YAML::EndSeq;
   y << YAML::Key << "chaos" << YAML::Value << YAML::Flow << YAML::BeginMap << YAML::Key << "allowed"

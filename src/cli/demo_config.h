@@ -10,6 +10,9 @@
 //                               log volume (a 32 MiB tmpfs while the demo runs, when isolated)
 //                        run/   nginx.pid (removed when the demo stops)
 //                        tmp/   nginx's temp dirs
+//   DATA_DIR/lb/                the front load balancer (nginx, not supervised by an agent):
+//                               nginx.conf, nginx.out.log, log/ (error.log, access.log),
+//                               run/ (nginx.pid), tmp/
 
 #include <cstdint>
 #include <string>
@@ -29,6 +32,14 @@ struct DemoHost {
   std::string dir;   // absolute: DATA_DIR/hosts/web-1
   int nginx_port = 0;
   int app_port = 0;
+  // When the host has a network namespace of its own (docs/CLI.md, the demo's fleet): its name
+  // and the host's address there (nginx listens on it and on 127.0.0.1, both at nginx_port).
+  // Empty: the host runs on the machine's loopback.
+  std::string netns;
+  std::string address;
+  // A host in a namespace: the loopback port in the root namespace that the demo relays to its
+  // nginx, the URL of its `web` target that medic-server (in the root namespace) health-checks.
+  int target_port = 0;
   // True when LogDir() is a tmpfs of kDemoLogVolumeBytes and the agent runs in a memory cgroup
   // of its own (kDemoMemoryLimitBytes): then disk-fill and oom chaos are real on this host and
   // harmless to the machine. False: plain directories, no limit, only nginx-crash chaos.
@@ -50,7 +61,7 @@ struct DemoHost {
 DemoHost MakeDemoHost(const std::string& data_dir, int index);
 
 // nginx.conf: one worker, pid/logs/temp paths inside the host dir, listening on
-// 127.0.0.1:nginx_port and proxying everything to the health app on 127.0.0.1:app_port.
+// 127.0.0.1:nginx_port (and address:nginx_port when the host has an address) and proxying everything to the health app on 127.0.0.1:app_port.
 // Without `daemon` (the agent passes -g "daemon off;").
 std::string NginxConfig(const DemoHost& host);
 
@@ -68,10 +79,40 @@ struct AgentYamlInputs {
 
 // agent.yaml: enrolled with `enroll_code` into its state dir (StateDir()), services nginx and
 // healthapp, check "web" through nginx, the host's log dir as its
-// log_dir and primary disk, its nginx as a target of the `web` group; policy paths = the log dir,
+// log_dir and primary disk, its nginx as a target of the `web` group (through target_port when
+// set); policy paths = the log dir,
 // process.kill limited to the agent's own cgroup; chaos allowed: when the host is isolated every
 // mode, disk-fill and oom bounded by its log volume and memory limit; otherwise chaos budgets of
 // one byte, so that only nginx-crash can run.
 std::string AgentYaml(const DemoHost& host, const AgentYamlInputs& in);
+
+// The demo's front load balancer (its "ALB"): a plain nginx that `medic demo` itself starts
+// after the hosts and stops by pid, balancing over the hosts' nginx. Addresses are "HOST:PORT"
+// as nginx reads them ("127.0.0.1:41000", "[::1]:41000", "10.77.0.11:80").
+struct DemoLoadBalancer {
+  std::string dir;                     // absolute: DATA_DIR/lb
+  std::string listen;                  // where it listens
+  std::vector<std::string> upstreams;  // each host's nginx, in host order
+
+  std::string ConfPath() const { return dir + "/nginx.conf"; }
+  std::string LogDir() const { return dir + "/log"; }
+  std::string RunDir() const { return dir + "/run"; }
+  std::string TmpDir() const { return dir + "/tmp"; }
+  std::string PidPath() const { return RunDir() + "/nginx.pid"; }
+  // nginx's own standard output and error (start-up errors land here).
+  std::string OutLogPath() const { return dir + "/nginx.out.log"; }
+};
+
+// The load balancer's directory under `data_dir` (absolute); no addresses yet.
+DemoLoadBalancer MakeDemoLoadBalancer(const std::string& data_dir);
+
+// The load balancer's nginx.conf: one worker; pid, logs and temp paths inside lb.dir; an
+// `upstream web` of every upstream with max_fails=1 fail_timeout=2s; `listen lb.listen`, and
+// proxy_pass to it with proxy_next_upstream on errors, timeouts, 502, 503 and 504 and a short
+// connect timeout, so that a request that meets a dead host is retried on another and the client
+// sees 200 (passive health-based failover, as open-source nginx does it). The access log names
+// the upstream(s) each request tried. Without `daemon` (started with -g "daemon off;").
+// REQUIRES: at least one upstream.
+std::string LoadBalancerNginxConfig(const DemoLoadBalancer& lb);
 
 }  // namespace medic::cli

@@ -468,6 +468,24 @@ TEST_F(CliIntegrationTest, DemoNginxConfigPassesNginxTest) {
   EXPECT_EQ(WEXITSTATUS(*st), 0) << ReadFile(host.LogDir() + "/error.log").value_or("");
 }
 
+TEST_F(CliIntegrationTest, DemoLoadBalancerConfigPassesNginxTest) {
+  DemoLoadBalancer lb = MakeDemoLoadBalancer(tmp_.path());
+  lb.listen = "127.0.0.1:" + std::to_string(FreeLoopbackPort().value());
+  lb.upstreams = {"127.0.0.1:" + std::to_string(FreeLoopbackPort().value()),
+                  "127.0.0.1:" + std::to_string(FreeLoopbackPort().value())};
+  for (const std::string& d : {lb.LogDir(), lb.RunDir(), lb.TmpDir()}) {
+    ASSERT_TRUE(MakeDirs(d).has_value());
+  }
+  ASSERT_TRUE(WriteFileAtomic(lb.ConfPath(), LoadBalancerNginxConfig(lb)).has_value());
+  Child check({kNginx, "-t", "-q", "-p", lb.dir + "/", "-e", lb.LogDir() + "/error.log", "-c",
+               lb.ConfPath(), "-g", "daemon off;"},
+              false, false);
+  const std::optional<int> st = check.Wait();
+  ASSERT_TRUE(st.has_value());
+  EXPECT_TRUE(WIFEXITED(*st));
+  EXPECT_EQ(WEXITSTATUS(*st), 0) << ReadFile(lb.LogDir() + "/error.log").value_or("");
+}
+
 // What one run of the real `medic` printed and how it ended.
 struct MedicRun {
   int exit_code = -1;  // -1: did not exit normally within the deadline

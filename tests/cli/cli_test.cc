@@ -539,12 +539,34 @@ TEST_F(CliTest, HealthAppAndDemoAreDispatchedWithTheirOptions) {
   EXPECT_EQ(env_.demo_options->hosts, 2);
   EXPECT_TRUE(env_.demo_options->auto_approve);
 
+  EXPECT_EQ(env_.demo_options->scenario, "");
+  EXPECT_FALSE(env_.demo_options->json);
+
+  ASSERT_EQ(Run({"demo", "--scenario", "all", "--auto", "--json"}), 0);
+  EXPECT_EQ(env_.demo_options->scenario, "all");
+  EXPECT_TRUE(env_.demo_options->json);
+  ASSERT_EQ(Run({"--json", "demo", "--scenario", "oom"}), 0);
+  EXPECT_EQ(env_.demo_options->scenario, "oom");
+  EXPECT_TRUE(env_.demo_options->json);
+
   ASSERT_EQ(Run({"demo"}), 0);
   EXPECT_EQ(env_.demo_options->listen, "127.0.0.1:8080");
   EXPECT_EQ(env_.demo_options->data_dir, "medic-demo");
-  EXPECT_EQ(env_.demo_options->hosts, 1);
+  EXPECT_EQ(env_.demo_options->hosts, 2);
   EXPECT_FALSE(env_.demo_options->auto_approve);
   EXPECT_TRUE(env_.http.requests().empty());
+}
+
+TEST_F(CliTest, DemoRefusesAnUnknownScenarioNamingTheChoices) {
+  for (const std::string bad : {"bogus", "", "Nginx-Crash"}) {
+    SCOPED_TRACE(bad);
+    env_.err.str("");
+    env_.demo_options.reset();
+    EXPECT_EQ(Run({"demo", "--scenario", bad}), 2);
+    EXPECT_EQ(env_.err.str(), "medic: demo --scenario: unknown scenario '" + bad +
+                                  "' (valid: all, nginx-crash, disk-fill, oom)\n");
+    EXPECT_FALSE(env_.demo_options.has_value()) << "nothing started";
+  }
 }
 
 TEST_F(CliTest, SettingsPrintsOneSettingALineInBothStates) {

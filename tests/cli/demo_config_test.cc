@@ -49,12 +49,84 @@ TEST(NginxConfigTest, ProxiesToTheHealthAppWithEverythingInsideTheHostDir) {
   EXPECT_EQ(std::count(conf.begin(), conf.end(), '{'), std::count(conf.begin(), conf.end(), '}'));
 }
 
+TEST(NginxConfigTest, AHostWithAnAddressAlsoListensOnIt) {
+  DemoHost h = MakeDemoHost("/data/demo", 1);
+  h.nginx_port = 80;
+  h.app_port = 8000;
+  h.address = "10.77.0.11";
+  const std::string conf = NginxConfig(h);
+  EXPECT_NE(conf.find("    listen 127.0.0.1:80;\n    listen 10.77.0.11:80;\n"), std::string::npos)
+      << conf;
+  EXPECT_NE(conf.find("proxy_pass http://127.0.0.1:8000;"), std::string::npos) << conf;
+  EXPECT_EQ(NginxConfig(Host()).find("listen 10."), std::string::npos);
+}
+
 TEST(NginxConfigTest, QuotesPathsWithSpecialCharacters) {
   DemoHost h = MakeDemoHost("/data/my \"demo\" $x", 1);
   const std::string conf = NginxConfig(h);
   EXPECT_NE(conf.find("pid \"/data/my \\\"demo\\\" \\$x/hosts/web-1/run/nginx.pid\";"),
             std::string::npos)
       << conf;
+}
+
+TEST(LoadBalancerNginxConfigTest, BalancesOverEveryHostWithPassiveFailover) {
+  DemoLoadBalancer lb = MakeDemoLoadBalancer("/data/demo");
+  lb.listen = "127.0.0.1:41000";
+  lb.upstreams = {"127.0.0.1:41001", "127.0.0.1:41003"};
+  EXPECT_EQ(lb.dir, "/data/demo/lb");
+  EXPECT_EQ(lb.PidPath(), "/data/demo/lb/run/nginx.pid");
+  EXPECT_EQ(lb.OutLogPath(), "/data/demo/lb/nginx.out.log");
+  const std::string conf = LoadBalancerNginxConfig(lb);
+  for (const std::string_view want : {
+           "worker_processes 1;\n",
+           "pid \"/data/demo/lb/run/nginx.pid\";\n",
+           "error_log \"/data/demo/lb/log/error.log\" notice;\n",
+           "  access_log \"/data/demo/lb/log/access.log\" lb;\n",
+           "$upstream_addr",
+           "  client_body_temp_path \"/data/demo/lb/tmp/client_body\";\n",
+           "  proxy_temp_path \"/data/demo/lb/tmp/proxy\";\n",
+           "  fastcgi_temp_path \"/data/demo/lb/tmp/fastcgi\";\n",
+           "  uwsgi_temp_path \"/data/demo/lb/tmp/uwsgi\";\n",
+           "  scgi_temp_path \"/data/demo/lb/tmp/scgi\";\n",
+           "  upstream web {\n"
+           "    server 127.0.0.1:41001 max_fails=1 fail_timeout=2s;\n"
+           "    server 127.0.0.1:41003 max_fails=1 fail_timeout=2s;\n"
+           "  }\n",
+           "    listen 127.0.0.1:41000;\n",
+           "      proxy_pass http://web;\n",
+           "      proxy_next_upstream error timeout http_502 http_503 http_504;\n",
+           "      proxy_connect_timeout 1s;\n",
+       }) {
+    EXPECT_NE(conf.find(want), std::string::npos) << "missing: " << want << "\nin:\n" << conf;
+  }
+  EXPECT_EQ(conf.find("daemon"), std::string::npos);
+  EXPECT_EQ(std::count(conf.begin(), conf.end(), '{'), std::count(conf.begin(), conf.end(), '}'));
+  // Nothing of a host's own layout leaks in.
+  EXPECT_EQ(conf.find("/hosts/"), std::string::npos) << conf;
+}
+
+// The addresses are parameters: hosts in network namespaces, an IPv6 loopback listener.
+TEST(LoadBalancerNginxConfigTest, TakesAnyListenAndUpstreamAddresses) {
+  DemoLoadBalancer lb = MakeDemoLoadBalancer("/d");
+  lb.listen = "[::1]:8081";
+  lb.upstreams = {"10.77.0.11:80", "10.77.0.12:80", "10.77.0.13:80"};
+  const std::string conf = LoadBalancerNginxConfig(lb);
+  EXPECT_NE(conf.find("    listen [::1]:8081;\n"), std::string::npos) << conf;
+  for (const std::string u : {"10.77.0.11:80", "10.77.0.12:80", "10.77.0.13:80"}) {
+    EXPECT_NE(conf.find("    server " + u + " max_fails=1 fail_timeout=2s;\n"), std::string::npos)
+        << conf;
+  }
+  EXPECT_EQ(conf.find("127.0.0.1"), std::string::npos) << conf;
+}
+
+TEST(LoadBalancerNginxConfigTest, QuotesPathsWithSpecialCharacters) {
+  DemoLoadBalancer lb = MakeDemoLoadBalancer("/data/my \"demo\" $x");
+  lb.listen = "127.0.0.1:1";
+  lb.upstreams = {"127.0.0.1:2"};
+  EXPECT_NE(
+      LoadBalancerNginxConfig(lb).find("pid \"/data/my \\\"demo\\\" \\$x/lb/run/nginx.pid\";"),
+      std::string::npos)
+      << LoadBalancerNginxConfig(lb);
 }
 
 // The server decides each demo host's log directory and chaos permission (its `hosts:`

@@ -144,9 +144,66 @@ class FakeIsolation : public HostIsolation {
   FakeLauncher& launcher_;
 };
 
+// Namespaces and relays as events on the launcher's timeline: "hub NS", "host NS LINK ADDR",
+// "enter NS", "leave NS", "forward NS HOST:PORT -> NS HOST:PORT", "stop forwarding",
+// "delete NS". Unavailable by default (as without root): the hosts then stay on loopback.
+class FakeNetwork : public DemoNetwork {
+ public:
+  explicit FakeNetwork(FakeLauncher& launcher) : launcher_(launcher) {}
+
+  Status CreateHub(const std::string& hub) override {
+    if (!available) {
+      return PermissionDenied("network namespaces need root");
+    }
+    launcher_.Note("hub " + hub);
+    namespaces.insert(hub);
+    return OkStatus();
+  }
+  Status CreateHost(const std::string& /*hub*/, const std::string& ns, const std::string& link,
+                    const std::string& address) override {
+    launcher_.Note("host " + ns + " " + link + " " + address);
+    namespaces.insert(ns);
+    return OkStatus();
+  }
+  Status DeleteNamespace(const std::string& ns) override {
+    if (namespaces.count(ns) == 0) {
+      return OkStatus();  // as `ip netns del` of a namespace that is not there is not asked
+    }
+    launcher_.Note("delete " + ns);
+    namespaces.erase(ns);
+    return OkStatus();
+  }
+  Result<int> StartIn(const std::string& ns, const std::function<Result<int>()>& start) override {
+    launcher_.Note("enter " + ns);
+    Result<int> r = start();
+    launcher_.Note("leave " + ns);
+    return r;
+  }
+  Result<int> Forward(const std::string& listen_ns, const HostPort& listen,
+                      const std::string& to_ns, const HostPort& to) override {
+    const int port = next_port++;
+    launcher_.Note("forward " + (listen_ns.empty() ? "root" : listen_ns) + " " +
+                   HostPort{listen.host, port}.ToString() + " -> " +
+                   (to_ns.empty() ? "root" : to_ns) + " " + to.ToString());
+    return port;
+  }
+  void StopForwarding() override {
+    if (available) {
+      launcher_.Note("stop forwarding");
+    }
+  }
+
+  bool available = false;
+  int next_port = 50001;
+  std::set<std::string> namespaces;
+
+ private:
+  FakeLauncher& launcher_;
+};
+
 class FakeDemoEnv : public DemoEnv {
  public:
-  explicit FakeDemoEnv(FakeLauncher& launcher) : isolation(launcher) {}
+  explicit FakeDemoEnv(FakeLauncher& launcher) : isolation(launcher), network(launcher) {}
 
   HttpClient& Http() override { return http; }
   Result<int> FreeLoopbackPort() override { return next_port++; }
@@ -155,7 +212,30 @@ class FakeDemoEnv : public DemoEnv {
     return can_listen;
   }
   SteadyTime Now() override { return now; }
+  // Moves with `now`, from 2026-12-07T12:00:00Z.
+  WallTime WallNow() override {
+    return WallTime(std::chrono::seconds(1'796'644'800)) +
+           std::chrono::duration_cast<WallTime::duration>(now - SteadyTime{});
+  }
   HostIsolation& Isolation() override { return isolation; }
+  DemoNetwork& Network() override { return network; }
+
+  std::unique_ptr<LoadProbe> StartProbe(const std::string& url) override {
+    probes.push_back(url);
+    return std::make_unique<CountedProbe>(probe_counts);
+  }
+
+  // A probe that counted `counts`.
+  class CountedProbe : public LoadProbe {
+   public:
+    explicit CountedProbe(ProbeCounts counts) : counts_(counts) {}
+    ProbeCounts Finish() override { return counts_; }
+
+   private:
+    ProbeCounts counts_;
+  };
+  std::vector<std::string> probes;
+  ProbeCounts probe_counts{40, 0, ""};
   bool WaitForStop(Millis d) override {
     now += d;
     ++waits;
@@ -167,6 +247,7 @@ class FakeDemoEnv : public DemoEnv {
 
   FakeHttpClient http;
   FakeIsolation isolation;
+  FakeNetwork network;
   int next_port = 40001;
   Status can_listen = OkStatus();
   std::vector<std::string> checked_listen;
@@ -208,8 +289,10 @@ class DemoTest : public ::testing::Test {
     options_.agent_bin = "/opt/medic/bin/medic-agent";
     options_.medic_bin = "/opt/medic/bin/medic";
     options_.nginx_bin = "/usr/sbin/nginx";
+    options_.hosts = 1;  // the default is 2 (DefaultsToTwoHosts); most tests need one
     options_.healthy_timeout = Millis(3'000);
     options_.server_start_timeout = Millis(3'000);
+    options_.lb_start_timeout = Millis(3'000);
 
     // A server that writes its tokens at start; agents that become healthy when started.
     launcher_.on_start = [this](int pid, FakeLauncher::Proc& p) {
@@ -222,7 +305,7 @@ class DemoTest : public ::testing::Test {
         registered_.push_back(fs::path(p.argv.at(2)).parent_path().filename().string());
       }
     };
-    env_.http.SetHandler([this](const HttpRequest& r) -> Result<HttpResponse> {
+    base_handler_ = [this](const HttpRequest& r) -> Result<HttpResponse> {
       if (r.url == "http://127.0.0.1:18080/healthz") {
         return HttpResponse{200, "ok", "text/plain"};
       }
@@ -243,6 +326,13 @@ class DemoTest : public ::testing::Test {
         return HttpResponse{201, DumpJson(Json{{"name", name}, {"code", "c0de-" + name}}),
                             "application/json"};
       }
+      // The load balancer (any other loopback port): what lb_answer_ says.
+      if (r.url.rfind("http://127.0.0.1:18080/", 0) != 0 &&
+          r.url.rfind("http://127.0.0.1:", 0) == 0 && r.url.size() > 7 &&
+          r.url.substr(r.url.size() - 7) == "/health") {
+        lb_requests_.push_back(r.url);
+        return lb_answer_;
+      }
       if (r.url == "http://127.0.0.1:18080/api/v1/hosts") {
         Json hosts = Json::array();
         for (const std::string& name : registered_) {
@@ -251,7 +341,8 @@ class DemoTest : public ::testing::Test {
         return HttpResponse{200, DumpJson(Json{{"hosts", hosts}}), "application/json"};
       }
       return HttpResponse{404, R"j({"error":"no route"})j", "application/json"};
-    });
+    };
+    env_.http.SetHandler(base_handler_);
     env_.stop_when = [this] { return out_.str().find("medic demo ready") != std::string::npos; };
   }
   void TearDown() override { fs::remove_all(dir_); }
@@ -281,14 +372,19 @@ class DemoTest : public ::testing::Test {
   std::vector<std::string> registered_;
   std::string host_status_ = "healthy";
   Json host_checks_ = Json::array({{{"name", "web"}, {"healthy", true}}});
+  Result<HttpResponse> lb_answer_ = HttpResponse{200, R"j({"status":"ok"})j", "application/json"};
+  std::function<Result<HttpResponse>(const HttpRequest&)> base_handler_;
+  std::vector<std::string> lb_requests_;
 };
+
+TEST(DemoOptionsTest, DefaultsToTwoHosts) { EXPECT_EQ(DemoOptions{}.hosts, 2); }
 
 TEST_F(DemoTest, WithoutASignInCodeTheReadyLineStandsAlone) {
   codes_available_ = false;
   Demo demo = MakeDemo();
   EXPECT_EQ(demo.Run(), 0) << err_.str();
   EXPECT_EQ(out_.str(), "medic demo ready: http://127.0.0.1:18080/ token-file " + Data() +
-                            "/server/admin.token\n");
+                            "/server/admin.token load-balancer http://127.0.0.1:40003/\n");
   EXPECT_NE(err_.str().find("no sign-in link"), std::string::npos) << err_.str();
 }
 
@@ -299,7 +395,8 @@ TEST_F(DemoTest, StartsServerThenHostsPrintsReadyAndStopsInReverse) {
   EXPECT_EQ(demo.Run(), 0) << err_.str();
 
   EXPECT_EQ(out_.str(), "medic demo ready: http://127.0.0.1:18080/ token-file " + Data() +
-                            "/server/admin.token\nsign in: http://127.0.0.1:18080/#code=c0de\n");
+                            "/server/admin.token load-balancer http://127.0.0.1:40005/\n"
+                            "sign in: http://127.0.0.1:18080/#code=c0de\n");
   // The code was asked for with the admin token; the token is in no URL.
   ASSERT_EQ(sign_in_requests_.size(), 1u);
   EXPECT_NE(std::find(sign_in_requests_[0].headers.begin(), sign_in_requests_[0].headers.end(),
@@ -307,18 +404,19 @@ TEST_F(DemoTest, StartsServerThenHostsPrintsReadyAndStopsInReverse) {
             sign_in_requests_[0].headers.end());
   EXPECT_EQ(out_.str().find("admin-secret"), std::string::npos);
   // Each agent starts inside its host's memory cgroup, with the host's log volume mounted; the
-  // cgroups go once the agents have stopped, the volumes last.
+  // load balancer (nginx) after the hosts, outside their cgroups; it stops first, the cgroups go
+  // once the agents have stopped, the volumes last.
   EXPECT_EQ(launcher_.events(),
             (std::vector<std::string>{
                 "start server", "mount web-1 32M", "cgroup web-1 256M", "enter cgroup web-1",
                 "start agent web-1", "leave cgroup web-1", "mount web-2 32M", "cgroup web-2 256M",
-                "enter cgroup web-2", "start agent web-2", "leave cgroup web-2", "TERM agent web-1",
-                "TERM agent web-2", "remove cgroup web-1", "remove cgroup web-2", "TERM server",
-                "unmount web-1", "unmount web-2"}));
+                "enter cgroup web-2", "start agent web-2", "leave cgroup web-2", "start nginx",
+                "TERM nginx", "TERM agent web-1", "TERM agent web-2", "remove cgroup web-1",
+                "remove cgroup web-2", "TERM server", "unmount web-1", "unmount web-2"}));
   EXPECT_TRUE(env_.isolation.mounted.empty());
   EXPECT_TRUE(env_.isolation.cgroups.empty());
   const auto procs = launcher_.procs();
-  ASSERT_EQ(procs.size(), 3u);
+  ASSERT_EQ(procs.size(), 4u);
   EXPECT_EQ(procs[0].argv,
             (std::vector<std::string>{"/opt/medic/bin/medic-server", "--listen", "127.0.0.1:18080",
                                       "--data-dir", Data() + "/server", "--config",
@@ -368,6 +466,75 @@ TEST_F(DemoTest, StartsServerThenHostsPrintsReadyAndStopsInReverse) {
     }
   }
   EXPECT_TRUE(put_settings);
+}
+
+// The front load balancer: nginx with its own files under DATA_DIR/lb, balancing over every
+// host's nginx, started once the hosts are healthy and ready once it answers /health itself.
+TEST_F(DemoTest, LoadBalancerFrontsEveryHostAndAnswersBeforeTheReadyLine) {
+  options_.hosts = 2;
+  Demo demo = MakeDemo();
+  EXPECT_EQ(demo.Run(), 0) << err_.str();
+  const auto procs = launcher_.procs();
+  ASSERT_EQ(procs.size(), 4u);
+  const FakeLauncher::Proc& lb = procs[3];
+  EXPECT_EQ(lb.label, "nginx");
+  EXPECT_EQ(lb.argv, (std::vector<std::string>{"/usr/sbin/nginx", "-p", Data() + "/lb/", "-e",
+                                               Data() + "/lb/log/error.log", "-c",
+                                               Data() + "/lb/nginx.conf", "-g", "daemon off;"}));
+  EXPECT_EQ(lb.log, Data() + "/lb/nginx.out.log");
+  const std::string conf = ReadFile(Data() + "/lb/nginx.conf").value();
+  EXPECT_NE(conf.find("    listen 127.0.0.1:40005;\n"), std::string::npos) << conf;
+  EXPECT_NE(conf.find("    server 127.0.0.1:40001 max_fails=1 fail_timeout=2s;\n"
+                      "    server 127.0.0.1:40003 max_fails=1 fail_timeout=2s;\n"),
+            std::string::npos)
+      << conf;
+  for (const std::string_view d : {"/lb/log", "/lb/run", "/lb/tmp"}) {
+    EXPECT_TRUE(fs::is_directory(Data() + std::string(d))) << d;
+  }
+  EXPECT_EQ(lb_requests_, (std::vector<std::string>{"http://127.0.0.1:40005/health"}));
+  EXPECT_EQ(demo.lb_url(), "http://127.0.0.1:40005");
+  EXPECT_NE(err_.str().find("medic demo: starting the load balancer (nginx 127.0.0.1:40005 -> "
+                            "127.0.0.1:40001, 127.0.0.1:40003, log " +
+                            Data() + "/lb/log)"),
+            std::string::npos)
+      << err_.str();
+  EXPECT_NE(err_.str().find("curl http://127.0.0.1:40005/health    # the load balancer in front "
+                            "of web-1 web-2\n"),
+            std::string::npos)
+      << err_.str();
+}
+
+TEST_F(DemoTest, LoadBalancerNeverAnsweringFailsTheStartAndStopsIt) {
+  lb_answer_ = HttpResponse{502, "bad gateway", "text/html"};
+  Demo demo = MakeDemo();
+  EXPECT_EQ(demo.Run(), 1);
+  EXPECT_NE(err_.str().find("medic demo: the load balancer did not answer GET "
+                            "http://127.0.0.1:40003/health with 200 within 3 s (last answer 502)"),
+            std::string::npos)
+      << err_.str();
+  EXPECT_EQ(Without(launcher_.events(), "mount", "cgroup", "enter", "leave", "remove", "unmount"),
+            (std::vector<std::string>{"start server", "start agent web-1", "start nginx",
+                                      "TERM nginx", "TERM agent web-1", "TERM server"}));
+  EXPECT_EQ(out_.str(), "");
+}
+
+TEST_F(DemoTest, LoadBalancerExitingAtStartIsReportedWithItsLog) {
+  const auto start_server = launcher_.on_start;
+  launcher_.on_start = [&](int pid, FakeLauncher::Proc& p) {
+    start_server(pid, p);
+    if (p.label == "nginx") {
+      std::ofstream(p.log) << "nginx: [emerg] bind() to 127.0.0.1:40003 failed\n";
+      p.exited = true;
+    }
+  };
+  Demo demo = MakeDemo();
+  EXPECT_EQ(demo.Run(), 1);
+  EXPECT_NE(err_.str().find("medic demo: the load balancer (nginx) exited at start; last lines of " +
+                            Data() + "/lb/nginx.out.log:\n  nginx: [emerg] bind() to "
+                            "127.0.0.1:40003 failed\n"),
+            std::string::npos)
+      << err_.str();
+  EXPECT_EQ(out_.str(), "");
 }
 
 TEST_F(DemoTest, WithoutAutoLeavesSettingsAlone) {
@@ -500,8 +667,9 @@ TEST_F(DemoTest, StragglersGetTheirProcessGroupKilled) {
   EXPECT_EQ(demo.Run(), 0) << err_.str();
   EXPECT_EQ(
       Without(launcher_.events(), "mount", "cgroup", "enter", "leave", "remove", "unmount"),
-      (std::vector<std::string>{"start server", "start agent web-1", "TERM agent web-1",
-                                "KILL group agent web-1", "TERM server", "KILL group server"}));
+      (std::vector<std::string>{"start server", "start agent web-1", "start nginx", "TERM nginx",
+                                "KILL group nginx", "TERM agent web-1", "KILL group agent web-1",
+                                "TERM server", "KILL group server"}));
 }
 
 TEST_F(DemoTest, ServerDyingWhileRunningEndsTheDemoWithAnError) {
@@ -520,11 +688,40 @@ TEST_F(DemoTest, ServerDyingWhileRunningEndsTheDemoWithAnError) {
             (std::vector<std::string>{"TERM agent web-1", "remove cgroup web-1", "unmount web-1"}));
 }
 
+TEST_F(DemoTest, LoadBalancerDyingWhileRunningIsReportedOnce) {
+  int lb_pid = 0;
+  const auto start_server = launcher_.on_start;
+  launcher_.on_start = [&](int pid, FakeLauncher::Proc& p) {
+    start_server(pid, p);
+    if (p.label == "nginx") {
+      lb_pid = pid;
+    }
+  };
+  // The load balancer dies once the demo is ready; the demo goes on until the stop signal.
+  int polls_after_ready = 0;
+  env_.stop_when = [&] {
+    if (out_.str().find("medic demo ready") == std::string::npos) {
+      return false;
+    }
+    if (++polls_after_ready == 1) {
+      launcher_.Signal(lb_pid, SIGKILL, false);
+    }
+    return polls_after_ready >= 5;
+  };
+  Demo demo = MakeDemo();
+  EXPECT_EQ(demo.Run(), 0) << err_.str();
+  const std::string err = err_.str();
+  const std::string line = "medic demo: the load balancer (nginx) exited; see " + Data() +
+                           "/lb/nginx.out.log and " + Data() + "/lb/log/error.log\n";
+  ASSERT_NE(err.find(line), std::string::npos) << err;
+  EXPECT_EQ(err.find(line, err.find(line) + 1), std::string::npos) << "once: " << err;
+}
+
 TEST_F(DemoTest, LeftoverNginxIsKilledAndRunFilesRemoved) {
   const auto start_server = launcher_.on_start;
   launcher_.on_start = [&](int pid, FakeLauncher::Proc& p) {
     start_server(pid, p);
-    if (p.label != "server") {
+    if (p.label.rfind("agent ", 0) == 0) {
       // The "agent" started nginx, which wrote its pid file.
       const std::string pidfile = fs::path(p.argv[2]).parent_path().string() + "/run/nginx.pid";
       std::ofstream(pidfile) << "500\n";
@@ -555,6 +752,7 @@ TEST_F(DemoTest, StaleRunFilesAreClearedAtStart) {
 }
 
 TEST_F(DemoTest, IsolatedHostsAllowEveryChaosModeBoundedByTheirLogVolume) {
+  env_.network.available = true;
   Demo demo = MakeDemo();
   EXPECT_EQ(demo.Run(), 0) << err_.str();
   ASSERT_EQ(demo.hosts().size(), 1u);
@@ -581,14 +779,16 @@ TEST_F(DemoTest, WithoutMountsHostsFallBackToPlainDirsWithOneWarningAndOnlyNginx
   EXPECT_EQ(demo.Run(), 0) << err_.str();
   EXPECT_EQ(launcher_.events(),
             (std::vector<std::string>{"start server", "start agent web-1", "start agent web-2",
-                                      "TERM agent web-1", "TERM agent web-2", "TERM server"}));
+                                      "start nginx", "TERM nginx", "TERM agent web-1",
+                                      "TERM agent web-2", "TERM server"}));
   const std::string err = err_.str();
   const std::string warning =
       "medic demo: warning: cannot give the demo hosts a tmpfs log volume and a memory cgroup "
       "(mounting a tmpfs needs root); they use plain directories and no memory limit, so only "
       "nginx-crash chaos is allowed on them\n";
   EXPECT_NE(err.find(warning), std::string::npos) << err;
-  EXPECT_EQ(err.find("warning", err.find(warning) + warning.size()), std::string::npos) << err;
+  EXPECT_EQ(err.find("a tmpfs log volume", err.find(warning) + warning.size()), std::string::npos)
+      << err;
   for (const std::string host : {"web-1", "web-2"}) {
     const std::string yaml = ReadFile(Data() + "/hosts/" + host + "/agent.yaml").value();
     EXPECT_NE(yaml.find("chaos_max_fill_bytes: 1\n"), std::string::npos) << yaml;
@@ -603,7 +803,8 @@ TEST_F(DemoTest, CgroupFailureUndoesTheMountAndFallsBack) {
   EXPECT_EQ(demo.Run(), 0) << err_.str();
   EXPECT_EQ(launcher_.events(),
             (std::vector<std::string>{"start server", "mount web-1 32M", "unmount web-1",
-                                      "start agent web-1", "TERM agent web-1", "TERM server"}));
+                                      "start agent web-1", "start nginx", "TERM nginx",
+                                      "TERM agent web-1", "TERM server"}));
   EXPECT_NE(err_.str().find("(no cgroup v1 memory controller in /proc/self/cgroup); they use "
                             "plain directories"),
             std::string::npos)
@@ -626,6 +827,416 @@ TEST_F(DemoTest, AgentFailingToStartStillLeavesNoMountOrCgroup) {
   EXPECT_TRUE(env_.isolation.mounted.empty());
   EXPECT_TRUE(env_.isolation.cgroups.empty());
   EXPECT_EQ(launcher_.events().back(), "unmount web-1");
+}
+
+// As root: a hub namespace with the relay to the server, each host in a namespace of its own
+// (its agent started inside it and inside its cgroup), everything removed in reverse.
+TEST_F(DemoTest, EachHostRunsInANetworkNamespaceOfItsOwnBehindTheHub) {
+  options_.hosts = 2;
+  env_.network.available = true;
+  const std::string p = std::to_string(::getpid());
+  const std::string hub = "medic-demo-" + p;
+  Json demo_json;
+  std::string state_while_running;
+  env_.stop_when = [&] {
+    if (out_.str().find("medic demo ready") == std::string::npos) {
+      return false;
+    }
+    demo_json = ParseJson(ReadFile(Data() + "/demo.json").value_or("")).value_or(Json());
+    state_while_running = ReadFile(Data() + "/demo-state.json").value_or("");
+    return true;
+  };
+  Demo demo = MakeDemo();
+  EXPECT_EQ(demo.Run(), 0) << err_.str();
+  EXPECT_EQ(launcher_.events(),
+            (std::vector<std::string>{
+                "start server", "hub " + hub,
+                "forward " + hub + " 10.77.0.1:50001 -> root 127.0.0.1:18080",
+                "host " + hub + "-web-1 web-1 10.77.0.11",
+                "forward root 127.0.0.1:50002 -> " + hub + "-web-1 127.0.0.1:80",
+                "mount web-1 32M", "cgroup web-1 256M",
+                "enter " + hub + "-web-1", "enter cgroup web-1", "start agent web-1",
+                "leave cgroup web-1", "leave " + hub + "-web-1",
+                "host " + hub + "-web-2 web-2 10.77.0.12",
+                "forward root 127.0.0.1:50003 -> " + hub + "-web-2 127.0.0.1:80",
+                "mount web-2 32M", "cgroup web-2 256M",
+                "enter " + hub + "-web-2", "enter cgroup web-2", "start agent web-2",
+                "leave cgroup web-2", "leave " + hub + "-web-2",
+                // The load balancer in the hub, reached from loopback through the relay.
+                "enter " + hub, "start nginx", "leave " + hub,
+                "forward root 127.0.0.1:50004 -> " + hub + " 10.77.0.1:80", "TERM nginx",
+                "TERM agent web-1", "TERM agent web-2", "remove cgroup web-1",
+                "remove cgroup web-2", "TERM server", "stop forwarding", "delete " + hub + "-web-2", "delete " + hub + "-web-1",
+                "delete " + hub, "unmount web-1", "unmount web-2"}));
+  EXPECT_TRUE(env_.network.namespaces.empty());
+  // The agents reach the server through the relay at the hub's address.
+  const std::string yaml = ReadFile(Data() + "/hosts/web-2/agent.yaml").value();
+  EXPECT_NE(yaml.find("server: \"http://10.77.0.1:50001\""), std::string::npos) << yaml;
+  EXPECT_NE(yaml.find("url: \"http://127.0.0.1:80/health\""), std::string::npos) << yaml;
+  // Its `web` target, which the server probes from the root namespace: the relay to its nginx.
+  EXPECT_NE(yaml.find("{group: web, url: \"http://127.0.0.1:50003/health\"}"), std::string::npos)
+      << yaml;
+  const std::string conf = ReadFile(Data() + "/hosts/web-2/nginx.conf").value();
+  EXPECT_NE(conf.find("listen 10.77.0.12:80;"), std::string::npos) << conf;
+  // demo.json told tools where each host is while the demo ran; both files go at the stop.
+  ASSERT_TRUE(demo_json.is_object()) << err_.str();
+  EXPECT_EQ(demo_json["hub_namespace"], hub);
+  ASSERT_EQ(demo_json["hosts"].size(), 2u);
+  EXPECT_EQ(demo_json["hosts"][1]["namespace"], hub + "-web-2");
+  EXPECT_EQ(demo_json["hosts"][1]["address"], "10.77.0.12");
+  EXPECT_EQ(demo_json["hosts"][1]["nginx_url"], "http://10.77.0.12:80/");
+  Result<DemoState> state = ParseDemoState(state_while_running);
+  ASSERT_TRUE(state.has_value()) << state_while_running;
+  EXPECT_EQ(state->pid, ::getpid());
+  EXPECT_EQ(state->namespaces,
+            (std::vector<std::string>{hub, hub + "-web-1", hub + "-web-2"}));
+  EXPECT_EQ(state->mounts, (std::vector<std::string>{Data() + "/hosts/web-1/log",
+                                                     Data() + "/hosts/web-2/log"}));
+  EXPECT_EQ(state->cgroups.size(), 2u);
+  ASSERT_EQ(state->processes.size(), 4u);
+  EXPECT_EQ(state->processes[0].what, "medic-server");
+  EXPECT_EQ(state->processes[2].what, "medic-agent web-2");
+  EXPECT_EQ(state->processes[3].what, "load balancer");
+  EXPECT_NE(out_.str().find(" load-balancer http://127.0.0.1:50004/\n"), std::string::npos)
+      << out_.str();
+  EXPECT_EQ(demo_json["load_balancer"], "http://127.0.0.1:50004");
+  const std::string lb_conf = ReadFile(Data() + "/lb/nginx.conf").value_or("");
+  EXPECT_NE(lb_conf.find("listen 10.77.0.1:80;"), std::string::npos) << lb_conf;
+  EXPECT_NE(lb_conf.find("server 10.77.0.11:80 "), std::string::npos) << lb_conf;
+  EXPECT_NE(lb_conf.find("server 10.77.0.12:80 "), std::string::npos) << lb_conf;
+  EXPECT_FALSE(PathExists(Data() + "/demo.json"));
+  EXPECT_FALSE(PathExists(Data() + "/demo-state.json"));
+}
+
+TEST_F(DemoTest, WithoutNamespacesHostsStayOnLoopbackWithOneWarning) {
+  Demo demo = MakeDemo();
+  EXPECT_EQ(demo.Run(), 0) << err_.str();
+  const std::string err = err_.str();
+  const std::string warning =
+      "medic demo: warning: cannot give the demo hosts network namespaces of their own (network "
+      "namespaces need root); they run on this machine's loopback\n";
+  EXPECT_NE(err.find(warning), std::string::npos) << err;
+  EXPECT_EQ(err.find("network namespaces", err.find(warning) + warning.size()),
+            std::string::npos)
+      << err;
+  EXPECT_TRUE(demo.hosts()[0].netns.empty());
+  const std::string yaml = ReadFile(Data() + "/hosts/web-1/agent.yaml").value();
+  EXPECT_NE(yaml.find("server: \"http://127.0.0.1:18080\""), std::string::npos) << yaml;
+}
+
+class DemoLeftoverTest : public DemoTest {
+ protected:
+  // /proc/PID/stat of a running process started at `start_time`.
+  void AddProcess(int pid, uint64_t start_time, char state = 'S') {
+    procfs_.SetFile(std::to_string(pid) + "/stat",
+                    std::to_string(pid) + " (medic-agent) " + state +
+                        " 1 1 1 0 -1 0 0 0 0 0 0 0 0 0 20 0 1 0 " + std::to_string(start_time) +
+                        " 1000 100");
+  }
+  void WriteLeftover(const DemoState& s) {
+    ASSERT_TRUE(MakeDirs(Data()).has_value());
+    ASSERT_TRUE(
+        WriteFileAtomic(Data() + "/demo-state.json", DumpJson(DemoStateToJson(s))).has_value());
+  }
+  // By default pid 999999: no such process in the fake /proc, that demo is gone.
+  DemoState Killed(int pid = 999'999) {
+    const std::string p = std::to_string(pid);
+    DemoState s;
+    s.pid = pid;
+    s.start_time = 5;
+    s.processes = {{4242, 77, "medic-agent web-1"}, {4243, 78, "medic-server"}};
+    s.cgroups = {"/sys/fs/cgroup/memory/medic/medic-demo-" + p + "-web-1"};
+    s.namespaces = {"medic-demo-" + p, "medic-demo-" + p + "-web-1"};
+    s.mounts = {Data() + "/hosts/web-1/log"};
+    return s;
+  }
+  // A demo whose SIGKILLs make the fake process a zombie (as the kernel does, until reaped).
+  Demo MakeKillingDemo() {
+    return Demo(
+        options_, launcher_, env_, procfs_,
+        [this](int pid, int sig) {
+          signals_.emplace_back(pid, sig);
+          AddProcess(pid, 77, 'Z');
+          return OkStatus();
+        },
+        out_, err_);
+  }
+};
+
+TEST_F(DemoLeftoverTest, AKilledDemosLeftoversAreRemovedBeforeTheNewOneStarts) {
+  const DemoState old = Killed();
+  WriteLeftover(old);
+  AddProcess(4242, 77);  // still the agent it started
+  AddProcess(4243, 12);  // the server's pid, now another process: never touched
+  procfs_.SetFile("self/mounts", "medic-demo " + Data() + "/hosts/web-1/log tmpfs rw 0 0\n");
+  env_.network.namespaces = {"medic-demo-999999", "medic-demo-999999-web-1"};
+  Demo demo = MakeKillingDemo();
+  EXPECT_EQ(demo.Run(), 0) << err_.str();
+  EXPECT_EQ(signals_, (std::vector<std::pair<int, int>>{{4242, SIGKILL}}));
+  const std::vector<std::string>& ev = launcher_.events();
+  ASSERT_GE(ev.size(), 5u);
+  EXPECT_EQ(std::vector<std::string>(ev.begin(), ev.begin() + 5),
+            (std::vector<std::string>{"remove cgroup web-1", "delete medic-demo-999999-web-1",
+                                      "delete medic-demo-999999", "unmount web-1",
+                                      "start server"}));
+  EXPECT_NE(err_.str().find("medic demo: cleaned up after a medic demo (pid 999999) that did "
+                            "not stop: 1 process(es) killed, 1 cgroup(s), 2 network "
+                            "namespace(s) and 1 mount(s) removed\n"),
+            std::string::npos)
+      << err_.str();
+  EXPECT_NE(out_.str().find("medic demo ready"), std::string::npos);
+  EXPECT_FALSE(PathExists(Data() + "/demo-state.json"));  // the new demo's, gone at its stop
+}
+
+TEST_F(DemoLeftoverTest, ADemoWhosePidWasReusedCountsAsKilled) {
+  DemoState old = Killed(4300);
+  WriteLeftover(old);
+  AddProcess(4300, 6);  // that pid runs, but started later: another process
+  Demo demo = MakeKillingDemo();
+  EXPECT_EQ(demo.Run(), 0) << err_.str();
+  EXPECT_TRUE(signals_.empty());  // neither 4300 nor the recorded processes (gone) are signalled
+  EXPECT_NE(err_.str().find("cleaned up after a medic demo (pid 4300)"), std::string::npos)
+      << err_.str();
+}
+
+TEST_F(DemoLeftoverTest, ARunningDemoOnTheSameDataDirIsRefusedAndLeftAlone) {
+  DemoState old = Killed(4300);
+  WriteLeftover(old);
+  AddProcess(4300, 5);
+  AddProcess(4242, 77);
+  Demo demo = MakeKillingDemo();
+  EXPECT_EQ(demo.Run(), 1);
+  EXPECT_NE(err_.str().find("medic demo: another medic demo (pid 4300) is running on " + Data()),
+            std::string::npos)
+      << err_.str();
+  EXPECT_TRUE(launcher_.events().empty());
+  EXPECT_TRUE(signals_.empty());
+  Result<std::string> state = ReadFile(Data() + "/demo-state.json");
+  ASSERT_TRUE(state.has_value());
+  EXPECT_EQ(ParseDemoState(*state).value(), old);
+}
+
+TEST_F(DemoLeftoverTest, AStateFileNamingWhatNoDemoCreatesIsRefusedAndNothingIsTouched) {
+  DemoState old = Killed();
+  old.cgroups.push_back("/sys/fs/cgroup/memory");  // everything: never
+  WriteLeftover(old);
+  AddProcess(4242, 77);
+  env_.network.namespaces = {"medic-demo-999999", "medic-demo-999999-web-1"};
+  Demo demo = MakeKillingDemo();
+  EXPECT_EQ(demo.Run(), 1);
+  EXPECT_NE(err_.str().find("medic demo: " + Data() +
+                            "/demo-state.json: demo state: cgroup /sys/fs/cgroup/memory is not "
+                            "one a demo creates; nothing was touched"),
+            std::string::npos)
+      << err_.str();
+  EXPECT_TRUE(launcher_.events().empty());
+  EXPECT_TRUE(signals_.empty());
+  EXPECT_EQ(env_.network.namespaces.size(), 2u);
+}
+
+TEST_F(DemoLeftoverTest, AStateFileThatIsNotOneIsNamedAndNothingStarts) {
+  ASSERT_TRUE(MakeDirs(Data()).has_value());
+  ASSERT_TRUE(WriteFileAtomic(Data() + "/demo-state.json", "{\"pid\": \"x\"}").has_value());
+  Demo demo = MakeDemo();
+  EXPECT_EQ(demo.Run(), 1);
+  EXPECT_NE(err_.str().find(Data() + "/demo-state.json is not a medic demo state file (demo "
+                                     "state: bad pid); remove it if no medic demo runs on " +
+                            Data()),
+            std::string::npos)
+      << err_.str();
+  EXPECT_TRUE(launcher_.events().empty());
+}
+
+TEST_F(DemoTest, TooManyHostsIsRefused) {
+  options_.hosts = 201;
+  Demo demo = MakeDemo();
+  EXPECT_EQ(demo.Run(), 1);
+  EXPECT_NE(err_.str().find("--hosts must be between 1 and 200 (got 201)"), std::string::npos)
+      << err_.str();
+  EXPECT_TRUE(launcher_.events().empty());
+}
+
+// `--scenario`: the demo's server answers like a fleet whose incident of the chaos goes from
+// executing to `final_status_` after a few looks; the chaos answers `chaos_status_`.
+class DemoScenarioTest : public DemoTest {
+ protected:
+  void SetUp() override {
+    DemoTest::SetUp();
+    options_.hosts = 2;
+    options_.auto_approve = true;
+    env_.stop_when = nullptr;
+    env_.http.SetHandler([this](const HttpRequest& r) -> Result<HttpResponse> {
+      const std::string base = "http://127.0.0.1:18080";
+      auto ok = [](const Json& j) { return HttpResponse{200, DumpJson(j), "application/json"}; };
+      if (r.url.rfind(base + "/api/v1/alarms?host=", 0) == 0) {
+        const std::string host = r.url.substr(base.size() + 20);
+        Json alarms = Json::array();
+        for (const char* name : {"Nginx-Down-ALB", "Disk-Critical-ASG", "Memory-Exhaustion-ASG"}) {
+          alarms.push_back({{"alarm_name", name}, {"host", host}, {"state", "OK"}});
+        }
+        return ok(Json{{"alarms", alarms}});
+      }
+      if (r.method == "POST" && r.url == base + "/api/v1/chaos") {
+        chaos_.push_back(ParseJson(r.body).value());
+        chaos_wall_ = env_.WallNow();
+        if (chaos_status_ != 202) {
+          return HttpResponse{chaos_status_, R"j({"error":"chaos is not allowed"})j",
+                              "application/json"};
+        }
+        return HttpResponse{202, R"j({"command_id":"c1"})j", "application/json"};
+      }
+      if (r.url.rfind(base + "/api/v1/incidents?", 0) == 0) {
+        Json list = Json::array();
+        if (!chaos_.empty() && chaos_status_ == 202) {
+          list.push_back({{"incident_id", "inc-1"},
+                          {"alarm_name", "Nginx-Down-ALB"},
+                          {"instance_id", "web-1"},
+                          {"status", "executing"}});
+        }
+        return ok(Json{{"incidents", list}});
+      }
+      if (r.url == base + "/api/v1/incidents/inc-1") {
+        auto at = [this](int ms) { return FormatRfc3339(chaos_wall_ + Millis(ms)); };
+        const bool done = ++incident_looks_ >= 3;
+        Json timeline = Json::array({{{"event", "created"}, {"timestamp", at(500)}},
+                                     {{"event", "auto_approved"}, {"timestamp", at(600)}}});
+        if (done) {
+          timeline.push_back({{"event", "executed"}, {"timestamp", at(900)}});
+          timeline.push_back({{"event", "verified"}, {"timestamp", at(1200)}});
+        }
+        return ok(Json{{"incident_id", "inc-1"},
+                       {"status", done ? final_status_ : "executing"},
+                       {"timeline", timeline}});
+      }
+      return base_handler_(r);
+    });
+  }
+
+  std::vector<Json> chaos_;
+  WallTime chaos_wall_{};
+  int chaos_status_ = 202;
+  int incident_looks_ = 0;
+  std::string final_status_ = "completed";
+};
+
+TEST_F(DemoScenarioTest, RunsTheScenarioAfterTheReadyLinePrintsTheTableAndStops) {
+  options_.scenario = "nginx-crash";
+  Demo demo = MakeDemo();
+  EXPECT_EQ(demo.Run(), 0) << err_.str();
+  const std::string out = out_.str();
+  const size_t table = out.find("SCENARIO ");
+  ASSERT_NE(table, std::string::npos) << out;
+  EXPECT_LT(out.find("medic demo ready: "), table);
+  EXPECT_EQ(out.substr(table),
+            "SCENARIO     HOST   DETECTED  DECIDED  FIXED  VERIFIED  STATUS     LB\n"
+            "nginx-crash  web-1  0.50      0.60     0.90   1.20      completed  200 x 40\n");
+  ASSERT_EQ(chaos_.size(), 1u);
+  EXPECT_EQ(chaos_[0],
+            Json({{"host", "web-1"}, {"mode", "nginx-crash"}, {"params", Json::object()}}));
+  EXPECT_EQ(env_.probes, (std::vector<std::string>{"http://127.0.0.1:40005/health"}));
+  // No hint to run chaos by hand; everything stopped after the run.
+  EXPECT_EQ(err_.str().find("Try it"), std::string::npos) << err_.str();
+  const std::vector<std::string> events = launcher_.events();
+  EXPECT_EQ(std::vector<std::string>(events.end() - 4, events.end()),
+            (std::vector<std::string>{"remove cgroup web-2", "TERM server", "unmount web-1",
+                                      "unmount web-2"}));
+  EXPECT_TRUE(env_.isolation.mounted.empty());
+  EXPECT_TRUE(env_.isolation.cgroups.empty());
+}
+
+TEST_F(DemoScenarioTest, WithJsonStandardOutputIsOneJsonDocument) {
+  options_.scenario = "nginx-crash";
+  options_.json = true;
+  Demo demo = MakeDemo();
+  EXPECT_EQ(demo.Run(), 0) << err_.str();
+  Result<Json> j = ParseJson(out_.str());
+  ASSERT_TRUE(j.has_value()) << out_.str();
+  ASSERT_TRUE(j->is_array());
+  ASSERT_EQ(j->size(), 1u);
+  EXPECT_EQ((*j)[0]["status"], "completed");
+  EXPECT_EQ((*j)[0]["lb_ok"], true);
+  EXPECT_EQ((*j)[0]["verified_s"], 1.2);
+  // The ready and sign-in lines went to standard error.
+  EXPECT_NE(err_.str().find("medic demo ready: http://127.0.0.1:18080/ token-file "),
+            std::string::npos)
+      << err_.str();
+  EXPECT_NE(err_.str().find("sign in: "), std::string::npos) << err_.str();
+}
+
+TEST_F(DemoScenarioTest, AScenarioThatDidNotCompleteExitsOne) {
+  options_.scenario = "nginx-crash";
+  final_status_ = "failed";
+  Demo demo = MakeDemo();
+  EXPECT_EQ(demo.Run(), 1);
+  EXPECT_NE(out_.str().find("nginx-crash  web-1  0.50      0.60     0.90   1.20      failed"),
+            std::string::npos)
+      << out_.str();
+  // What did not complete is undone.
+  ASSERT_EQ(chaos_.size(), 2u);
+  EXPECT_EQ(chaos_[1]["mode"], "stop");
+}
+
+TEST_F(DemoScenarioTest, RefusedChaosIsARowNotRunAndExitsOne) {
+  options_.scenario = "all";
+  chaos_status_ = 403;
+  Demo demo = MakeDemo();
+  EXPECT_EQ(demo.Run(), 1);
+  const std::string out = out_.str();
+  for (const std::string row :
+       {"nginx-crash  web-1  -         -        -      -         not run: chaos nginx-crash: "
+        "403 chaos is not allowed",
+        "disk-fill    web-2  -         -        -      -         not run: chaos disk-fill: 403",
+        "oom          web-1  -         -        -      -         not run: chaos oom: 403"}) {
+    EXPECT_NE(out.find(row), std::string::npos) << row << "\nin:\n" << out;
+  }
+}
+
+TEST_F(DemoScenarioTest, AStopSignalDuringTheRunStopsEverythingAndExits130) {
+  options_.scenario = "all";
+  final_status_ = "executing";  // never ends
+  env_.stop_when = [this] { return !chaos_.empty() && incident_looks_ >= 5; };
+  Demo demo = MakeDemo();
+  EXPECT_EQ(demo.Run(), 130);
+  EXPECT_NE(out_.str().find("nginx-crash  web-1"), std::string::npos) << out_.str();
+  EXPECT_NE(out_.str().find("interrupted"), std::string::npos) << out_.str();
+  EXPECT_EQ(out_.str().find("disk-fill"), std::string::npos) << "not started after the signal";
+  EXPECT_TRUE(env_.isolation.mounted.empty());
+  EXPECT_TRUE(env_.isolation.cgroups.empty());
+  EXPECT_EQ(launcher_.events().back(), "unmount web-2");
+}
+
+TEST_F(DemoScenarioTest, TheServerDyingEndsTheRunWithAnErrorNotAHang) {
+  options_.scenario = "all";
+  final_status_ = "executing";  // never ends
+  env_.stop_when = [this] {
+    if (incident_looks_ == 2) {
+      launcher_.Signal(server_pid_, SIGKILL, false);
+    }
+    return false;
+  };
+  Demo demo = MakeDemo();
+  EXPECT_EQ(demo.Run(), 1);
+  EXPECT_NE(out_.str().find("      interrupted: medic-server exited  200 x 40\n"),
+            std::string::npos)
+      << out_.str();
+  EXPECT_EQ(out_.str().find("disk-fill"), std::string::npos) << out_.str();
+  EXPECT_NE(err_.str().find("medic demo: medic-server exited during the scenarios; last lines of " +
+                            Data() + "/server/server.log"),
+            std::string::npos)
+      << err_.str();
+  EXPECT_TRUE(env_.isolation.mounted.empty());
+  EXPECT_TRUE(env_.isolation.cgroups.empty());
+}
+
+TEST_F(DemoScenarioTest, AnUnknownScenarioStartsNothing) {
+  options_.scenario = "bogus";
+  Demo demo = MakeDemo();
+  EXPECT_EQ(demo.Run(), 1);
+  EXPECT_TRUE(launcher_.events().empty());
+  EXPECT_NE(err_.str().find("medic demo: unknown scenario 'bogus' (valid: all, nginx-crash, "
+                            "disk-fill, oom)"),
+            std::string::npos)
+      << err_.str();
 }
 
 constexpr char kMemoryHierarchy[] = "/sys/fs/cgroup/memory";

@@ -137,7 +137,7 @@ TEST_F(AiScenariosTest, ThreeScenariosCompleteWithTheAisChoiceInAutomaticMode) {
   ASSERT_EQ(r.exit_code, 0) << r.out;
   Json nginx = RunToEnd("Nginx-Down-ALB");
   ExpectAiChoiceCompleted(nginx, "service.restart service=nginx");
-  EXPECT_EQ(test::HttpStatus(demo_.health_url()), 200);
+  EXPECT_EQ(demo_.HostStatus(), 200);
 
   // disk-fill: the model names the fill file; it is archived intact and truncated.
   r = demo_.Run({"chaos", "disk-fill", "--host", "web-1", "--percent", "90"});

@@ -7,9 +7,13 @@
 // leaves nothing running or mounted.
 
 #include <dirent.h>
+#include <fcntl.h>
+#include <sched.h>
 #include <signal.h>
 #include <sys/mount.h>
+#include <sys/stat.h>
 #include <sys/statvfs.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include <chrono>
@@ -90,6 +94,91 @@ inline int HttpStatus(const std::string& url) {
   req.timeout = std::chrono::seconds(2);
   auto r = client->Do(req);
   return r ? r->status : 0;
+}
+
+// HttpStatus(url) from inside the network namespace /run/netns/NS (a helper thread enters it;
+// this thread stays where it is); 0 when the namespace is gone or nothing answers.
+inline int HttpStatusIn(const std::string& ns, const std::string& url) {
+  if (ns.empty()) {
+    return HttpStatus(url);
+  }
+  int status = 0;
+  std::thread t([&] {
+    const int fd = open(("/run/netns/" + ns).c_str(), O_RDONLY | O_CLOEXEC);
+    if (fd < 0) {
+      return;
+    }
+    const bool entered = setns(fd, CLONE_NEWNET) == 0;
+    close(fd);
+    if (entered) {
+      status = HttpStatus(url);
+    }
+  });
+  t.join();
+  return status;
+}
+
+// The inode of a network namespace (/proc/PID/ns/net, /run/netns/NAME); 0 when unreadable.
+inline ino_t NetnsInode(const std::string& path) {
+  struct stat st {};
+  return stat(path.c_str(), &st) == 0 ? st.st_ino : 0;
+}
+
+// The network namespaces (names under /run/netns) a `medic demo` with this pid created.
+inline std::vector<std::string> DemoNamespaces(pid_t demo_pid) {
+  std::vector<std::string> out;
+  const std::string hub = "medic-demo-" + std::to_string(demo_pid);
+  std::error_code ec;
+  for (std::filesystem::directory_iterator it("/run/netns", ec), end; !ec && it != end;
+       it.increment(ec)) {
+    const std::string name = it->path().filename().string();
+    if (name == hub || name.rfind(hub + "-", 0) == 0) {
+      out.push_back(name);
+    }
+  }
+  return out;
+}
+
+// The pids whose network namespace is /run/netns/NS.
+inline std::vector<pid_t> PidsInNamespace(const std::string& ns) {
+  std::vector<pid_t> out;
+  const ino_t ino = NetnsInode("/run/netns/" + ns);
+  if (ino == 0) {
+    return out;
+  }
+  std::error_code ec;
+  for (std::filesystem::directory_iterator it("/proc", ec), end; !ec && it != end;
+       it.increment(ec)) {
+    const pid_t pid = std::atoi(it->path().filename().c_str());
+    if (pid > 1 && NetnsInode(it->path().string() + "/ns/net") == ino) {
+      out.push_back(pid);
+    }
+  }
+  return out;
+}
+
+// SIGKILLs what runs in namespace NS (all of it the demo's: nothing else enters it) and deletes
+// it with `ip netns del`.
+inline void RemoveNamespace(const std::string& ns) {
+  Eventually(
+      std::chrono::seconds(5),
+      [&] {
+        const std::vector<pid_t> pids = PidsInNamespace(ns);
+        for (pid_t p : pids) {
+          kill(p, SIGKILL);
+        }
+        return pids.empty();
+      },
+      std::chrono::milliseconds(20));
+  const pid_t pid = fork();
+  if (pid == 0) {
+    execl("/usr/sbin/ip", "ip", "netns", "del", ns.c_str(), static_cast<char*>(nullptr));
+    _exit(127);
+  }
+  int status = 0;
+  if (pid > 0) {
+    waitpid(pid, &status, 0);
+  }
 }
 
 // Lowercase hex SHA-256 of a file, read in chunks; "" if unreadable.
@@ -215,6 +304,22 @@ inline bool InOrder(const std::vector<std::string>& events,
   return next == required.size();
 }
 
+// `medic demo ready: URL token-file PATH load-balancer LBURL`, URLs without their final '/'.
+struct ReadyLine {
+  std::string url;
+  std::string token_file;
+  std::string lb_url;
+};
+inline std::optional<ReadyLine> ParseReadyLine(const std::string& line) {
+  std::smatch m;
+  if (!std::regex_match(line, m,
+                        std::regex(R"(medic demo ready: (http://\S+?)/? token-file (\S+) )"
+                                   R"(load-balancer (http://\S+?)/?)"))) {
+    return std::nullopt;
+  }
+  return ReadyLine{m[1], m[2], m[3]};
+}
+
 class DemoFixture {
  public:
   explicit DemoFixture(TempDir& dir) : dir_(dir), data_(dir.File("demo")) {}
@@ -227,6 +332,9 @@ class DemoFixture {
     if (demo_pid_ > 0) {
       for (const std::string& cg : DemoCgroups(demo_pid_)) {
         RemoveCgroupTree(cg);
+      }
+      for (const std::string& ns : DemoNamespaces(demo_pid_)) {
+        RemoveNamespace(ns);
       }
     }
   }
@@ -247,14 +355,31 @@ class DemoFixture {
     if (!ready) {
       return "demo never became ready: " + Stderr();
     }
-    std::smatch m;
-    if (!std::regex_match(*ready, m,
-                          std::regex(R"(medic demo ready: (http://\S+?)/? token-file (\S+))"))) {
+    std::optional<ReadyLine> parsed = ParseReadyLine(*ready);
+    if (!parsed.has_value()) {
       return "unexpected ready line: " + *ready;
     }
-    url_ = m[1];
-    token_file_ = m[2];
+    url_ = parsed->url;
+    token_file_ = parsed->token_file;
+    lb_url_ = parsed->lb_url;
+    demo_json_ = ParseJson(ReadFile(data_ + "/demo.json").value_or("")).value_or(Json());
     return "";
+  }
+
+  // DATA_DIR/demo.json as the demo wrote it when it became ready (hosts, namespaces, addresses).
+  const Json& demo_json() const { return demo_json_; }
+  // The network namespace of a host ("" when it runs on loopback).
+  std::string host_namespace(const std::string& host = "web-1") const {
+    return HostField(host, "namespace");
+  }
+  // The HTTP status of GET PATH on a host's nginx, asked from inside its network namespace when
+  // it has one; 0 when nothing answers (or the namespace is gone).
+  int HostStatus(const std::string& host = "web-1", const std::string& path = "health") const {
+    const std::string base = HostField(host, "nginx_url");
+    if (base.empty()) {
+      return 0;
+    }
+    return HttpStatusIn(HostField(host, "namespace"), base + path);
   }
 
   // SIGTERM to the demo and wait for it; its wait status, or nullopt (not running, timeout).
@@ -381,15 +506,28 @@ class DemoFixture {
     }
     return -1;
   }
+  // Only for a host on loopback; use HostStatus(), which also reaches a host in its namespace.
   std::string health_url() const {
     return "http://127.0.0.1:" + std::to_string(nginx_port()) + "/health";
   }
   const std::string& url() const { return url_; }
   const std::string& token_file() const { return token_file_; }
+  // The front load balancer, "http://127.0.0.1:41000".
+  const std::string& lb_url() const { return lb_url_; }
   pid_t demo_pid() const { return demo_pid_; }
 
  private:
   std::string stderr_path() const { return dir_.File("demo.stderr"); }
+  std::string HostField(const std::string& host, const std::string& key) const {
+    if (demo_json_.is_object() && demo_json_.contains("hosts") && demo_json_["hosts"].is_array()) {
+      for (const Json& h : demo_json_["hosts"]) {
+        if (h.value("name", "") == host) {
+          return h.value(key, "");
+        }
+      }
+    }
+    return "";
+  }
 
   TempDir& dir_;
   std::string data_;
@@ -398,6 +536,8 @@ class DemoFixture {
   bool stopped_ = false;
   std::string url_;
   std::string token_file_;
+  Json demo_json_;
+  std::string lb_url_;
 };
 
 }  // namespace medic::test

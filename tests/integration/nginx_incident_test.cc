@@ -56,8 +56,8 @@ TEST_F(NginxIncidentTest, CrashDiagnoseApproveRestartVerifyAndSurviveRestart) {
   const std::string host_dir = data + "/hosts/web-1";
   const int nginx_port = demo_.nginx_port();
   ASSERT_GT(nginx_port, 0);
-  const std::string health_url = demo_.health_url();
-  ASSERT_EQ(HttpStatus(health_url), 200);
+  const auto host_status = [&] { return demo_.HostStatus(); };
+  ASSERT_EQ(host_status(), 200);
 
   // A real crash: SIGKILL to nginx's master and every worker. The master is stopped first: a
   // running master respawns a worker killed before it, and that new worker would keep serving
@@ -71,7 +71,7 @@ TEST_F(NginxIncidentTest, CrashDiagnoseApproveRestartVerifyAndSurviveRestart) {
   for (pid_t p : victims) {
     ASSERT_EQ(kill(p, SIGKILL), 0);
   }
-  ASSERT_TRUE(Eventually(5s, [&] { return HttpStatus(health_url) != 200; }));
+  ASSERT_TRUE(Eventually(5s, [&] { return host_status() != 200; }));
 
   // The incident appears, diagnosed, with the fallback fix proposed.
   Json incident;
@@ -93,7 +93,7 @@ TEST_F(NginxIncidentTest, CrashDiagnoseApproveRestartVerifyAndSurviveRestart) {
   EXPECT_EQ(diagnostics.find("(not run"), std::string::npos) << diagnostics;
   EXPECT_EQ(incident["ai_suggestion"], "service.restart service=nginx");
   EXPECT_FALSE(incident["ai_reasoning"].get<std::string>().empty());
-  EXPECT_EQ(HttpStatus(health_url), 0) << "nothing may heal nginx before approval";
+  EXPECT_EQ(host_status(), 0) << "nothing may heal nginx before approval";
 
   // Approved through the CLI.
   test::RunResult approve = test::Run(Cli({"approve", id, "--comment", "approved by the test"}));
@@ -105,7 +105,7 @@ TEST_F(NginxIncidentTest, CrashDiagnoseApproveRestartVerifyAndSurviveRestart) {
     return done.value("status", "") == "completed" || done.value("status", "") == "failed";
   })) << done.dump(2);
   ASSERT_EQ(done["status"], "completed") << done.dump(2);
-  EXPECT_EQ(HttpStatus(health_url), 200);
+  EXPECT_EQ(host_status(), 200);
   const pid_t new_master = ReadPid(host_dir + "/run/nginx.pid");
   EXPECT_NE(new_master, master);
   EXPECT_TRUE(test::ProcessAlive(new_master));
@@ -145,8 +145,9 @@ TEST_F(NginxIncidentTest, CrashDiagnoseApproveRestartVerifyAndSurviveRestart) {
   ASSERT_TRUE(status.has_value()) << "demo did not stop";
   EXPECT_TRUE(WIFEXITED(*status) && WEXITSTATUS(*status) == 0);
   EXPECT_TRUE(Eventually(5s, [&] { return !test::ProcessAlive(new_master); }));
-  EXPECT_NE(HttpStatus(health_url), 200);
+  EXPECT_NE(host_status(), 200);
   EXPECT_TRUE(test::MountsUnder(data).empty());
+  EXPECT_TRUE(test::DemoNamespaces(demo_.demo_pid()).empty());
   EXPECT_TRUE(test::DemoCgroups(demo_.demo_pid()).empty());
 
   // A new server on the same data directory finds the incident and its whole timeline.

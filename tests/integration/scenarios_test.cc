@@ -243,7 +243,7 @@ using NginxScenarioTest = ScenarioTest;
 
 TEST_P(NginxScenarioTest, CrashRestartComplete) {
   ASSERT_NO_FATAL_FAILURE(StartDemo());
-  ASSERT_EQ(HttpStatus(demo_.health_url()), 200);
+  ASSERT_EQ(demo_.HostStatus(), 200);
   const pid_t master = ReadPid(demo_.pidfile());
   ASSERT_GT(master, 1);
 
@@ -255,14 +255,14 @@ TEST_P(NginxScenarioTest, CrashRestartComplete) {
   if (automatic()) {
     ASSERT_TRUE(Eventually(15s, [&] { return !ProcessAlive(master); })) << demo_.Logs();
   } else {
-    ASSERT_TRUE(Eventually(15s, [&] { return HttpStatus(demo_.health_url()) != 200; }));
+    ASSERT_TRUE(Eventually(15s, [&] { return demo_.HostStatus() != 200; }));
   }
 
   Json inc = WaitForIncident(kNginx);
   ASSERT_TRUE(inc.is_object());
   const std::string id = inc["incident_id"];
   if (!automatic()) {
-    EXPECT_NE(HttpStatus(demo_.health_url()), 200) << "nothing may heal nginx before approval";
+    EXPECT_NE(demo_.HostStatus(), 200) << "nothing may heal nginx before approval";
   }
   Json done = ApproveAndComplete(id);
   // Real diagnostics: the service's status and the tail of its logs.
@@ -272,7 +272,7 @@ TEST_P(NginxScenarioTest, CrashRestartComplete) {
   EXPECT_FALSE(Contains(diagnostics, "(not run")) << diagnostics;
   EXPECT_EQ(done.value("ai_suggestion", ""), "service.restart service=nginx");
 
-  EXPECT_EQ(HttpStatus(demo_.health_url()), 200);
+  EXPECT_EQ(demo_.HostStatus(), 200);
   const pid_t new_master = ReadPid(demo_.pidfile());
   EXPECT_NE(new_master, master);
   EXPECT_TRUE(ProcessAlive(new_master));

@@ -174,6 +174,24 @@ function removeLeftCgroupsSync(demoPid) {
   }
 }
 
+// As root the demo puts its hosts in network namespaces medic-demo-PID and medic-demo-PID-web-i
+// (docs/CLI.md "The fleet's network"). After a SIGKILL it could not delete them: `ip netns del`
+// them (their processes got SIGTERM from PR_SET_PDEATHSIG when the demo died).
+function removeLeftNamespacesSync(demoPid) {
+  let names = [];
+  try {
+    names = fs.readdirSync('/run/netns');
+  } catch {
+    return;
+  }
+  const hub = `medic-demo-${demoPid}`;
+  for (const n of names) {
+    if (n === hub || n.startsWith(`${hub}-`)) {
+      spawnSync('ip', ['netns', 'del', n], { stdio: 'ignore' });
+    }
+  }
+}
+
 // Starts `medic demo` on a free loopback port in a fresh temp data dir. Resolves when it printed
 // its ready line (and the sign-in line, or 10 s after ready without one: code null).
 export async function startDemo({ hosts = 1, auto = false, env = {}, extraArgs = [] } = {}) {
@@ -224,6 +242,7 @@ export async function startDemo({ hosts = 1, auto = false, env = {}, extraArgs =
     url: null,
     code: null,
     tokenFile: null,
+    lbUrl: null, // the front load balancer, e.g. http://127.0.0.1:41000/
     adminToken: null,
     agentToken: null,  // the bootstrap token (agent.token): it only files enrolment requests
     dataDir,
@@ -250,6 +269,7 @@ export async function startDemo({ hosts = 1, auto = false, env = {}, extraArgs =
           signalPid(-child.pid, 'SIGKILL');
           await within(exitPromise, kKillWaitMs);
           removeLeftCgroupsSync(child.pid);
+          removeLeftNamespacesSync(child.pid);
         }
       }
     } finally {
@@ -270,6 +290,7 @@ export async function startDemo({ hosts = 1, auto = false, env = {}, extraArgs =
         const killDeadline = Date.now() + kKillWaitMs;
         while (!pidExited(child.pid) && Date.now() < killDeadline) sleepSync(50);
         removeLeftCgroupsSync(child.pid);
+        removeLeftNamespacesSync(child.pid);
       }
     }
     try {
@@ -301,10 +322,11 @@ export async function startDemo({ hosts = 1, auto = false, env = {}, extraArgs =
       const rl = readline.createInterface({ input: child.stdout });
       rl.on('line', (line) => {
         stdoutLines.push(line);
-        let m = /^medic demo ready: (\S+) token-file (.+)$/.exec(line);
+        let m = /^medic demo ready: (\S+) token-file (.+?) load-balancer (\S+)$/.exec(line);
         if (m) {
           demo.url = m[1];
           demo.tokenFile = m[2];
+          demo.lbUrl = m[3];
           readyAt = Date.now();
           signInTimer = setTimeout(() => {
             clearTimeout(timer);

@@ -79,6 +79,10 @@ test('the demo serves / with a same-origin CSP, and /healthz', async () => {
   const hz = await api(demo.url, null, 'GET', '/healthz');
   assert.equal(hz.status, 200);
   assert.deepEqual(hz.json, { status: 'ok' });
+  // The ready line's load balancer answers through the fleet.
+  assert.match(demo.lbUrl, /^http:\/\/127\.0\.0\.1:[1-9]\d*\/$/);
+  const lb = await fetch(new URL('health', demo.lbUrl));
+  assert.equal(lb.status, 200);
   const hosts = await api(demo.url, demo.adminToken, 'GET', '/api/v1/hosts');
   assert.equal(hosts.status, 200);
   assert.ok(hosts.json.hosts.some((h) => h.name === 'web-1' && h.status === 'healthy'), hosts.text);

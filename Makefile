@@ -82,7 +82,11 @@ fuzz-long: fuzz-build
 	@cmake -S . -B $(FUZZ_DIR) -DMEDIC_FUZZ_LONG_SECONDS=$(FUZZ_SECONDS) >/dev/null
 	@cmake --build $(FUZZ_DIR) --target fuzz_long
 
-demo: build
+# Only the three programs the demo runs (not every test binary), without make's directory noise.
+demo: setup
+	@cmake -S . -B $(BUILD_DIR) $(CMAKE_FLAGS) >/dev/null
+	@cmake --build $(BUILD_DIR) -j $(JOBS) --target medic medic-server medic-agent -- \
+		--no-print-directory
 	@$(BUILD_DIR)/bin/medic demo $(DEMO_ARGS)
 
 format:

@@ -125,7 +125,9 @@ HealthResponse HandleHealthRequest(std::string_view method, std::string_view tar
                                    std::string_view hostname) {
   const std::string_view path = target.substr(0, target.find('?'));
   HealthResponse r;
-  if ((method == "GET" || method == "HEAD") && path == "/health") {
+  // "/" too: the demo's load balancer URL is what a user opens first, and a web app answers its
+  // home page.
+  if ((method == "GET" || method == "HEAD") && (path == "/health" || path == "/")) {
     r.status = 200;
     r.body = DumpJson(Json{{"status", "ok"}, {"host", std::string(hostname)}}) + "\n";
     return r;

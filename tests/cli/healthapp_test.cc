@@ -18,7 +18,8 @@ TEST(HandleHealthRequestTest, Routes) {
       {"GET", "/health", 200, R"j({"host":"web-1","status":"ok"})j"},
       {"GET", "/health?probe=1", 200, R"j({"host":"web-1","status":"ok"})j"},
       {"HEAD", "/health", 200, R"j({"host":"web-1","status":"ok"})j"},
-      {"GET", "/", 404, R"j({"error":"not found"})j"},
+      {"GET", "/", 200, R"j({"host":"web-1","status":"ok"})j"},
+      {"GET", "/index.html", 404, R"j({"error":"not found"})j"},
       {"GET", "/healthz", 404, R"j({"error":"not found"})j"},
       {"POST", "/health", 404, R"j({"error":"not found"})j"},
   };

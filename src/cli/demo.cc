@@ -50,6 +50,7 @@ Status WriteControlFile(const std::string& path, const std::string& text) {
 }
 
 std::string AbsolutePath(const std::string& path);
+bool IsMountedAt(host::ProcFs& procfs, const std::string& dir);
 
 class PosixHostIsolation : public HostIsolation {
  public:
@@ -139,19 +140,7 @@ class PosixHostIsolation : public HostIsolation {
   }
 
  private:
-  bool IsMountPoint(const std::string& path) {
-    const std::string dir = AbsolutePath(path);
-    Result<std::string> mounts = procfs_.Read("self/mounts");
-    if (!mounts.has_value()) {
-      return false;
-    }
-    for (const host::MountEntry& m : host::ParseMounts(*mounts)) {
-      if (m.mount_point == dir) {
-        return true;
-      }
-    }
-    return false;
-  }
+  bool IsMountPoint(const std::string& path) { return IsMountedAt(procfs_, AbsolutePath(path)); }
 
   // `proc_file`: "self/cgroup" or "thread-self/cgroup".
   Result<std::string> OwnMemoryCgroup(const std::string& proc_file) {

@@ -22,6 +22,15 @@ std::string NginxQuote(const std::string& s) {
   return out + "\"";
 }
 
+// nginx's temp directories under `tmp`, inside an http block.
+std::string NginxTempPaths(const std::string& tmp) {
+  std::string c;
+  for (const char* kind : {"client_body", "proxy", "fastcgi", "uwsgi", "scgi"}) {
+    c += "  " + std::string(kind) + "_temp_path " + NginxQuote(tmp + "/" + kind) + ";\n";
+  }
+  return c;
+}
+
 void EmitStringList(YAML::Emitter& y, const std::vector<std::string>& items) {
   y << YAML::Flow << YAML::BeginSeq;
   for (const std::string& s : items) {
@@ -73,11 +82,7 @@ std::string NginxConfig(const DemoHost& h) {
   c += "\n";
   c += "http {\n";
   c += "  access_log " + NginxQuote(h.LogDir() + "/access.log") + ";\n";
-  c += "  client_body_temp_path " + NginxQuote(tmp + "/client_body") + ";\n";
-  c += "  proxy_temp_path " + NginxQuote(tmp + "/proxy") + ";\n";
-  c += "  fastcgi_temp_path " + NginxQuote(tmp + "/fastcgi") + ";\n";
-  c += "  uwsgi_temp_path " + NginxQuote(tmp + "/uwsgi") + ";\n";
-  c += "  scgi_temp_path " + NginxQuote(tmp + "/scgi") + ";\n";
+  c += NginxTempPaths(tmp);
   c += "\n";
   c += "  server {\n";
   c += "    listen 127.0.0.1:" + std::to_string(h.nginx_port) + ";\n";
@@ -115,11 +120,7 @@ std::string LoadBalancerNginxConfig(const DemoLoadBalancer& lb) {
        "upstream=$upstream_addr upstream_status=$upstream_status "
        "request_time=$request_time';\n";
   c += "  access_log " + NginxQuote(lb.LogDir() + "/access.log") + " lb;\n";
-  c += "  client_body_temp_path " + NginxQuote(tmp + "/client_body") + ";\n";
-  c += "  proxy_temp_path " + NginxQuote(tmp + "/proxy") + ";\n";
-  c += "  fastcgi_temp_path " + NginxQuote(tmp + "/fastcgi") + ";\n";
-  c += "  uwsgi_temp_path " + NginxQuote(tmp + "/uwsgi") + ";\n";
-  c += "  scgi_temp_path " + NginxQuote(tmp + "/scgi") + ";\n";
+  c += NginxTempPaths(tmp);
   c += "\n";
   c += "  # The `web` target group: a failure takes a host out for 2 s, then it is tried again.\n";
   c += "  upstream web {\n";

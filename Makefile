@@ -5,7 +5,7 @@ FUZZ_DIR ?= build-fuzz
 JOBS ?= $(shell nproc)
 CMAKE_FLAGS ?= -DCMAKE_BUILD_TYPE=RelWithDebInfo
 
-.PHONY: setup build package test test-unit test-asan test-fuzz fuzz-long fuzz-build bench-crash bench-scale bench-scale-cluster demo clean format
+.PHONY: setup build package test test-unit test-asan test-fuzz fuzz-long fuzz-build bench-crash bench-scale bench-scale-cluster bench-scenarios demo clean format
 
 setup:
 	@bash scripts/setup.sh
@@ -62,6 +62,12 @@ bench-scale-cluster: build
 	@python3 bench/scale.py --server $(BUILD_DIR)/bin/medic-server \
 		--generator $(BUILD_DIR)/bin/medic-fleet-load --setups sqlite,postgres,postgres-2 \
 		$(SCALE_ARGS)
+
+# Issue 18: nginx-crash, disk-fill and oom healed by medic, monit and Prometheus + Alertmanager,
+# side by side in alternating rounds, with each system's idle footprint (bench/scenarios.py,
+# docs/BENCHMARKS.md "Scenarios"; as root). SCENARIOS_ARGS passes options: "--rounds 10".
+bench-scenarios: build
+	@python3 bench/scenarios.py --bin-dir $(BUILD_DIR)/bin $(SCENARIOS_ARGS)
 
 # The libFuzzer harnesses (tests/fuzz, docs/TESTING.md "Fuzzing"): clang, every library with
 # ASan, UBSan and coverage; only the libraries the harnesses link are built, no unit test.

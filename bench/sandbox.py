@@ -4,7 +4,7 @@
   NginxSandbox  a copy of a demo host's nginx on loopback, in front of a health app of its own,
                 with start/stop scripts for a supervisor other than medic
   Monit         monit (`set daemon 1`) supervising a NginxSandbox, plus any extra checks
-  Volume        a tmpfs the bench mounts (a few MiB: never the real disk)
+  Volume        a tmpfs the bench mounts (tens of MiB: never the real disk)
   MemoryCgroup  a memory cgroup (v1) the bench creates, with a limit (never the real memory)
 
 Every process is stopped by the pid or process group the bench created, every mount and cgroup

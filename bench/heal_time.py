@@ -42,7 +42,7 @@ import urllib.error
 import urllib.request
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from footprint import free_port, machine  # noqa: E402
+from footprint import free_port, machine, medic_env  # noqa: E402
 
 
 def answers(url):
@@ -68,7 +68,7 @@ def crash_and_time(medic, pidfile, url, limit=30.0):
     """Crashes the nginx whose master is in pidfile; seconds until url answers again."""
     t0 = time.monotonic()
     subprocess.run([medic, "chaos", "nginx-crash", "--pidfile", pidfile], check=True,
-                   stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+                   stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=medic_env())
     if answers(url):
         sys.exit("nginx still answers right after the crash: the crash did not happen")
     if not wait_until(lambda: answers(url), limit):
@@ -87,7 +87,7 @@ class Demo:
         self.proc = subprocess.Popen(
             [self.medic, "demo", "--auto", "--hosts", "1", "--listen", f"127.0.0.1:{self.port}",
              "--data-dir", self.data], stdout=subprocess.PIPE, stderr=self.log,
-            stdin=subprocess.DEVNULL, start_new_session=True)
+            stdin=subprocess.DEVNULL, start_new_session=True, env=medic_env())
         line = self.proc.stdout.readline().decode()
         if not line.startswith("medic demo ready:"):
             self.stop()

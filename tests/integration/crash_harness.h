@@ -17,7 +17,6 @@
 #include <map>
 #include <mutex>
 #include <optional>
-#include <regex>
 #include <set>
 #include <string>
 #include <thread>
@@ -639,13 +638,8 @@ class ServerProcess {
   // "http://127.0.0.1:PORT" from the first "serving on" line after byte `from` of the server's
   // standard error (the file is appended to across restarts), or "".
   std::string ServingUrl(uintmax_t from) const {
-    const std::string log = ReadFile(stderr_path_).value_or("");
-    std::smatch m;
-    const std::string fresh = from < log.size() ? log.substr(from) : "";
-    if (std::regex_search(fresh, m, std::regex(R"(serving on 127\.0\.0\.1:(\d+))"))) {
-      return "http://127.0.0.1:" + m[1].str();
-    }
-    return "";
+    const int port = test::ReportedPort(stderr_path_, test::kServerServingOn, from);
+    return port > 0 ? "http://127.0.0.1:" + std::to_string(port) : "";
   }
 
   const std::string data_dir_;

@@ -39,6 +39,30 @@ import urllib.request
 TICK = os.sysconf("SC_CLK_TCK")
 
 
+def medic_env(extra=None):
+    """This process's environment without its MEDIC_* variables (those that steer the tests
+    aside), for the medic programs a benchmark starts: an operator's exported MEDIC_AI_PROVIDER
+    (a real model), MEDIC_STORE or MEDIC_TOKEN must not reach them (as tests/fakes/hermetic_env.cc
+    does for the C++ tests); then `extra`."""
+    def kept(k):
+        return (not k.startswith("MEDIC_") or k in ("MEDIC_BIN_DIR", "MEDIC_SOURCE_DIR")
+                or k.startswith(("MEDIC_TEST_", "MEDIC_CRASH_", "MEDIC_FUZZ_")))
+    env = {k: v for k, v in os.environ.items() if kept(k)}
+    env.update(extra or {})
+    return env
+
+
+def stop_process(p, timeout):
+    """SIGTERM to the Popen `p` (if it still runs), SIGKILL after `timeout` seconds; reaped."""
+    if p.poll() is None:
+        p.send_signal(signal.SIGTERM)
+        try:
+            p.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            p.kill()
+            p.wait()
+
+
 def free_port():
     s = socket.socket()
     s.bind(("127.0.0.1", 0))
@@ -134,7 +158,7 @@ def main():
     def spawn(name, argv, **kw):
         log = open(os.path.join(tmp, name + ".log"), "ab")
         procs[name] = subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT,
-                                       stdin=subprocess.DEVNULL, **kw)
+                                       stdin=subprocess.DEVNULL, env=medic_env(), **kw)
         return procs[name]
 
     try:
@@ -293,13 +317,7 @@ check process nginx-name matching "^nginx"
             failed_check = True
     finally:
         for name, p in reversed(list(procs.items())):
-            if p.poll() is None:
-                p.send_signal(signal.SIGTERM)
-                try:
-                    p.wait(timeout=5)
-                except subprocess.TimeoutExpired:
-                    p.kill()
-                    p.wait()
+            stop_process(p, 5)
         # nginx's worker is in nginx's own session/group: stop the group we created.
         if "nginx" in procs:
             try:

@@ -38,7 +38,7 @@ import tempfile
 import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from footprint import machine  # noqa: E402
+from footprint import machine, medic_env  # noqa: E402
 from sandbox import Demo, Monit, NginxSandbox, answers, stop_all, wait_until  # noqa: E402
 
 
@@ -46,7 +46,7 @@ def crash_and_time(medic, pidfile, url, limit=30.0):
     """Crashes the nginx whose master is in pidfile; seconds until url answers again."""
     t0 = time.monotonic()
     subprocess.run([medic, "chaos", "nginx-crash", "--pidfile", pidfile], check=True,
-                   stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+                   stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=medic_env())
     if answers(url):
         sys.exit("nginx still answers right after the crash: the crash did not happen")
     if not wait_until(lambda: answers(url), limit):

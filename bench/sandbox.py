@@ -25,7 +25,7 @@ import urllib.error
 import urllib.request
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from footprint import free_port  # noqa: E402
+from footprint import free_port, medic_env  # noqa: E402
 
 
 # Stop functions of everything started or created so far, newest last: stop_all() runs them in
@@ -122,7 +122,7 @@ class Demo:
         self.proc = subprocess.Popen(
             [self.medic, "demo", "--auto", "--hosts", str(hosts), "--listen",
              f"127.0.0.1:{self.port}", "--data-dir", self.data], stdout=subprocess.PIPE,
-            stderr=self.log, stdin=subprocess.DEVNULL, start_new_session=True)
+            stderr=self.log, stdin=subprocess.DEVNULL, start_new_session=True, env=medic_env())
         on_cleanup(self.stop)
         line = self.proc.stdout.readline().decode()
         if not line.startswith("medic demo ready:"):
@@ -196,7 +196,8 @@ class NginxSandbox:
         app_port = free_port()
         self.app = subprocess.Popen(
             [os.path.join(bin_dir, "medic"), "healthapp", "--listen", f"127.0.0.1:{app_port}"],
-            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, stdin=subprocess.DEVNULL)
+            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, stdin=subprocess.DEVNULL,
+            env=medic_env())
         on_cleanup(self.stop)
         conf = nginx_conf_on_loopback(nginx_conf_template, dir, port, app_port)
         if extra_locations:

@@ -65,7 +65,7 @@ import urllib.error
 import urllib.request
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from footprint import free_port, machine  # noqa: E402
+from footprint import free_port, machine, medic_env  # noqa: E402
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 CLK_TCK = os.sysconf("SC_CLK_TCK")
@@ -345,8 +345,9 @@ class Server:
             if self.dsn:
                 f.write(f"store: {{driver: postgres, dsn: \"{self.dsn}\"}}\n"
                         f"cluster: {{server_id: {self.server_id}}}\n")
-        # The store is the config file's alone (no MEDIC_STORE* from the caller's environment).
-        env = {k: v for k, v in os.environ.items() if not k.startswith("MEDIC_STORE")}
+        # The store is the config file's alone: no MEDIC_* (MEDIC_STORE*, MEDIC_AI_*) from the
+        # caller's environment.
+        env = medic_env()
         self.log = open(os.path.join(self.dir, "server.log"), "w")
         self.proc = subprocess.Popen(
             [self.binary, "--config", config, "--data-dir", data,
@@ -500,7 +501,8 @@ def run_one(args, binary, label, setup, agents, duration, root, pg):
                "--breach-every", str(args.breach_every), "--output", out_file,
                "--quiet", str(quiet)]
         gen_log = open(os.path.join(first.dir, "fleet-load.log"), "w+")
-        gen = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=gen_log, text=True)
+        gen = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=gen_log, text=True,
+                               env=medic_env())
         # The generator prints the window's start once its agents are enrolled and registered.
         queries = {name: [] for name, _ in QUERIES}
         query_window = None

@@ -74,7 +74,7 @@ import time
 import urllib.request
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from footprint import TICK, cpu_ticks, free_port, machine, rss_kib  # noqa: E402
+from footprint import TICK, cpu_ticks, free_port, machine, medic_env, rss_kib  # noqa: E402
 from sandbox import (Demo, MemoryCgroup, Monit, NginxSandbox, Volume, answers_200,  # noqa: E402
                      disk_used_percent, cgroup_mem_used_percent, on_cleanup, stop_all, stop_popen,
                      wait_until)
@@ -545,7 +545,8 @@ def one_round(medic, system, scenario, tmp):
     old_master = master_pid(target.pidfile)
     t_start = time.monotonic()
     chaos = subprocess.Popen(chaos_argv(medic, scenario, target, state_file), stdout=log,
-                             stderr=log, stdin=subprocess.DEVNULL, preexec_fn=enter)
+                             stderr=log, stdin=subprocess.DEVNULL, preexec_fn=enter,
+                             env=medic_env())
     step = target.step(scenario)
     try:
         if scenario == "nginx-crash":
@@ -579,7 +580,7 @@ def one_round(medic, system, scenario, tmp):
         stop_popen(chaos, signal.SIGTERM, timeout=5)
         if scenario != "nginx-crash":
             subprocess.run([medic, "chaos", "stop", "--state-file", state_file],
-                           stdout=log, stderr=log)
+                           stdout=log, stderr=log, env=medic_env())
     system.settle(scenario)
     system.after_round()
     return took

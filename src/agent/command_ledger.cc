@@ -10,6 +10,7 @@
 #include "core/files.h"
 #include "core/json.h"
 #include "core/log.h"
+#include "protocol/interrupted.h"
 
 namespace medic::agent {
 namespace {
@@ -196,6 +197,43 @@ Result<std::unique_ptr<CommandLedger>> OpenCommandLedger(const std::string& path
   auto ledger = std::make_unique<FileCommandLedger>(path, keep);
   RETURN_IF_ERROR(ledger->Open());
   return std::unique_ptr<CommandLedger>(std::move(ledger));
+}
+
+Admission AdmitCommand(CommandLedger& ledger, const protocol::Command& command,
+                       const std::string& host) {
+  Admission a;
+  a.answer.id = command.id;
+  a.answer.host = host;
+  if (auto first = ledger.FindNonce(command.nonce); first && *first != command.id) {
+    a.kind = Admission::Kind::kReplay;
+    a.answer.ran = false;
+    a.answer.error =
+        "refused: nonce " + command.nonce + " was used by command " + *first + " (a replay)";
+    return a;
+  }
+  if (auto seen = ledger.Find(command.id)) {
+    if (seen->result) {
+      a.kind = Admission::Kind::kRepeat;
+      a.answer = *seen->result;
+      return a;
+    }
+    // Started, never finished: whether it did its work is unknown; running it again could do
+    // it twice.
+    a.kind = Admission::Kind::kInterrupted;
+    a.answer.ran = true;
+    a.answer.exit_code = -1;
+    a.answer.error = std::string(protocol::kInterruptedError);
+    (void)ledger.Finish(a.answer);
+    return a;
+  }
+  if (Status s = ledger.Start(command); !s) {
+    a.kind = Admission::Kind::kNotRecorded;
+    a.answer.ran = false;
+    a.answer.error = "not run: it could not be recorded first (" + s.error().message + ")";
+    return a;
+  }
+  a.kind = Admission::Kind::kRun;
+  return a;
 }
 
 }  // namespace medic::agent

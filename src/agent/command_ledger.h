@@ -46,4 +46,22 @@ class CommandLedger {
 Result<std::unique_ptr<CommandLedger>> OpenCommandLedger(const std::string& path,
                                                          size_t keep = 10'000);
 
+// The ledger's decision on a delivered (and verified) command, before anything runs: the
+// agent's at-most-once rule, in one place (CommandPoller; the crash tests' fake agents).
+struct Admission {
+  enum class Kind {
+    kRun,          // never started here; its start is recorded (durably): run it, then Finish()
+    kReplay,       // its nonce was used by another id: refuse it (CommandLedger::Refuse)
+    kRepeat,       // it ran before: `answer` is its stored result, sent again
+    kInterrupted,  // it started and never finished (the agent stopped): not run again
+    kNotRecorded,  // its start could not be recorded: not run
+  };
+  Kind kind = Kind::kRun;
+  // What to answer instead of running it (every kind but kRun); for kReplay, `answer.error`
+  // is the reason to refuse with. kInterrupted's answer is already in the ledger.
+  protocol::CommandResult answer;
+};
+Admission AdmitCommand(CommandLedger& ledger, const protocol::Command& command,
+                       const std::string& host);
+
 }  // namespace medic::agent

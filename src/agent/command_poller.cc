@@ -2,7 +2,6 @@
 
 #include "agent/command_verifier.h"
 #include "core/log.h"
-#include "protocol/interrupted.h"
 
 namespace medic::agent {
 
@@ -79,36 +78,22 @@ protocol::CommandResult CommandPoller::Refuse(const protocol::Command& delivered
 protocol::CommandResult CommandPoller::RunOnceAcrossRestarts(const protocol::Command& command) {
   CommandLedger* ledger = options_.ledger;
   if (ledger != nullptr) {
-    if (auto first = ledger->FindNonce(command.nonce); first && *first != command.id) {
-      return Refuse(command, "refused: nonce " + command.nonce + " was used by command " +
-                                 *first + " (a replay)");
-    }
-    if (auto seen = ledger->Find(command.id)) {
-      if (seen->result) {
+    Admission admitted = AdmitCommand(*ledger, command, options_.host);
+    switch (admitted.kind) {
+      case Admission::Kind::kRun:
+        break;
+      case Admission::Kind::kReplay:
+        return Refuse(command, admitted.answer.error);
+      case Admission::Kind::kRepeat:
         LogInfo("command " + command.id + " ran before a restart; sending its result again");
-        return *seen->result;
-      }
-      // Started, never finished: the agent stopped while it ran. Whether it did its work is
-      // unknown; running it again could do it twice, so it is not run again.
-      LogWarn("command " + command.id + " (" + seen->action +
-              ") was interrupted by a restart of the agent; it is not run again");
-      protocol::CommandResult r;
-      r.id = command.id;
-      r.host = options_.host;
-      r.ran = true;
-      r.exit_code = -1;
-      r.error = std::string(protocol::kInterruptedError);
-      (void)ledger->Finish(r);
-      return r;
-    }
-    if (Status s = ledger->Start(command); !s) {
-      protocol::CommandResult r;
-      r.id = command.id;
-      r.host = options_.host;
-      r.ran = false;
-      r.error = "not run: it could not be recorded first (" + s.error().message + ")";
-      LogError("command " + command.id + ": " + r.error);
-      return r;
+        return admitted.answer;
+      case Admission::Kind::kInterrupted:
+        LogWarn("command " + command.id + " (" + command.action +
+                ") was interrupted by a restart of the agent; it is not run again");
+        return admitted.answer;
+      case Admission::Kind::kNotRecorded:
+        LogError("command " + command.id + ": " + admitted.answer.error);
+        return admitted.answer;
     }
   }
   protocol::CommandResult result = processor_.Process(command);

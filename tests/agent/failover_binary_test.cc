@@ -148,7 +148,10 @@ class FailoverBinaryTest : public ::testing::Test {
       }
       std::this_thread::sleep_for(Millis(20));
     }
-    FAIL() << "medic-server on port " << s.port << " did not come up";
+    // The agent's config names both servers' ports before b first starts and while a is down,
+    // so they are picked (not port 0); a port taken meanwhile is said.
+    FAIL() << "medic-server on port " << s.port << " did not come up. "
+           << test::PortTakenMessage(s.log, s.port);
   }
 
   // The server's mem_used_percent history of host fo-1 since `since`.

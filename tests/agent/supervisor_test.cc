@@ -2,14 +2,11 @@
 
 #include "agent/supervisor.h"
 
-#include <arpa/inet.h>
 #include <gtest/gtest.h>
 
 #include <fstream>
 #include <pwd.h>
-#include <netinet/in.h>
 #include <signal.h>
-#include <sys/socket.h>
 #include <unistd.h>
 
 #include <future>
@@ -18,6 +15,7 @@
 
 #include "agent/health_check.h"
 #include "core/files.h"
+#include "tests/fakes/subprocess.h"
 
 namespace medic::agent {
 namespace {
@@ -40,20 +38,6 @@ bool WaitUntil(Pred pred, Millis limit = Millis(5000)) {
     std::this_thread::sleep_for(Millis(10));
   }
   return true;
-}
-
-// A port nobody listens on right now: bind port 0, read it back, close.
-int PickFreePort() {
-  const int fd = ::socket(AF_INET, SOCK_STREAM, 0);
-  sockaddr_in addr{};
-  addr.sin_family = AF_INET;
-  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  addr.sin_port = 0;
-  EXPECT_EQ(::bind(fd, reinterpret_cast<sockaddr*>(&addr), sizeof(addr)), 0);
-  socklen_t len = sizeof(addr);
-  ::getsockname(fd, reinterpret_cast<sockaddr*>(&addr), &len);
-  ::close(fd);
-  return ntohs(addr.sin_port);
 }
 
 bool PidGone(pid_t pid) { return ::kill(pid, 0) != 0 && errno == ESRCH; }
@@ -158,6 +142,11 @@ class SupervisorTest : public ::testing::Test {
     s.start = std::move(argv);
     s.log = dir_ + "/svc.log";
     return s;
+  }
+
+  // Why nginx may not answer on `port`: another process took it after FreePort (or "").
+  std::string PortTaken(int port) const {
+    return test::PortTakenMessage(dir_ + "/error.log", port);
   }
 
   bool Healthy(int port) {
@@ -323,11 +312,11 @@ TEST_F(SupervisorTest, StopEscalatesToSigkillForTheWholeGroup) {
 }
 
 TEST_F(SupervisorTest, NginxCrashIsNoticedAndRestartBringsItBack) {
-  const int port = PickFreePort();
+  const int port = test::FreePort();  // nginx cannot report a port it got
   auto& sup = Make({Nginx(port)});
   auto started = sup.Start("nginx");
   ASSERT_TRUE(started.has_value()) << started.error().message;
-  ASSERT_TRUE(WaitUntil([&] { return Healthy(port); }));
+  ASSERT_TRUE(WaitUntil([&] { return Healthy(port); })) << PortTaken(port);
   const pid_t master = sup.GetStatus("nginx")->pid;
   ASSERT_TRUE(WaitUntil([&] { return Group(master, master).size() == 1; }));  // the worker
 
@@ -343,7 +332,7 @@ TEST_F(SupervisorTest, NginxCrashIsNoticedAndRestartBringsItBack) {
 
   auto restarted = sup.Restart("nginx");
   ASSERT_TRUE(restarted.has_value()) << restarted.error().message;
-  EXPECT_TRUE(WaitUntil([&] { return Healthy(port); }));
+  EXPECT_TRUE(WaitUntil([&] { return Healthy(port); })) << PortTaken(port);
   EXPECT_NE(sup.GetStatus("nginx")->pid, master);
 }
 
@@ -354,13 +343,13 @@ TEST_F(SupervisorTest, NginxCrashIsNoticedAndRestartBringsItBack) {
 // CI machine the scheduler alone can delay the reaper thread by tens of milliseconds, and a 50 ms
 // bound here failed once at 77.7 ms.
 TEST_F(SupervisorTest, NginxKilledWithSigkillIsNoticedByEvent) {
-  const int port = PickFreePort();
+  const int port = test::FreePort();  // nginx cannot report a port it got
   auto& sup = Make({Nginx(port)});
   for (size_t round = 1; round <= 5; ++round) {
     SCOPED_TRACE(round);
     auto started = sup.Start("nginx");
     ASSERT_TRUE(started.has_value()) << started.error().message;
-    ASSERT_TRUE(WaitUntil([&] { return Healthy(port); }));
+    ASSERT_TRUE(WaitUntil([&] { return Healthy(port); })) << PortTaken(port);
     const pid_t master = sup.GetStatus("nginx")->pid;
     const WallTime killed_at = clock_.Now();
     ASSERT_EQ(::kill(master, SIGKILL), 0);
@@ -386,10 +375,10 @@ TEST_F(SupervisorTest, NginxKilledWithSigkillIsNoticedByEvent) {
 }
 
 TEST_F(SupervisorTest, RestartCopesWithALeftoverNginxWorker) {
-  const int port = PickFreePort();
+  const int port = test::FreePort();  // nginx cannot report a port it got
   auto& sup = Make({Nginx(port)});
   ASSERT_TRUE(sup.Start("nginx").has_value());
-  ASSERT_TRUE(WaitUntil([&] { return Healthy(port); }));
+  ASSERT_TRUE(WaitUntil([&] { return Healthy(port); })) << PortTaken(port);
   const pid_t master = sup.GetStatus("nginx")->pid;
   ASSERT_TRUE(WaitUntil([&] { return Group(master, master).size() == 1; }));
   const pid_t worker = Group(master, master)[0].pid;
@@ -412,15 +401,15 @@ TEST_F(SupervisorTest, RestartCopesWithALeftoverNginxWorker) {
   EXPECT_TRUE(PidGone(worker));
   const pid_t new_master = sup.GetStatus("nginx")->pid;
   EXPECT_NE(new_master, master);
-  EXPECT_TRUE(WaitUntil([&] { return Healthy(port); }));
+  EXPECT_TRUE(WaitUntil([&] { return Healthy(port); })) << PortTaken(port);
   EXPECT_TRUE(sup.GetStatus("nginx")->running);
 }
 
 TEST_F(SupervisorTest, StopAllLeavesNothingBehind) {
-  const int port = PickFreePort();
+  const int port = test::FreePort();  // nginx cannot report a port it got
   auto& sup = Make({Nginx(port), Simple("sleeper", {"sleep", "1000"})});
   sup.StartAutostart();
-  ASSERT_TRUE(WaitUntil([&] { return Healthy(port); }));
+  ASSERT_TRUE(WaitUntil([&] { return Healthy(port); })) << PortTaken(port);
   const pid_t nginx = sup.GetStatus("nginx")->pid;
   const pid_t sleeper = sup.GetStatus("sleeper")->pid;
   sup.StopAll();

@@ -4,12 +4,10 @@
 // it was taken at (the restarted server starts with an empty metric history, so whatever it holds
 // from the outage came from the agent's buffer).
 
-#include <arpa/inet.h>
 #include <fcntl.h>
 #include <gtest/gtest.h>
-#include <netinet/in.h>
 #include <signal.h>
-#include <sys/socket.h>
+#include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -30,19 +28,6 @@ std::string Binary(const std::string& name, const char* built) {
   return dir != nullptr ? std::string(dir) + "/" + name : std::string(built);
 }
 
-int PickFreePort() {
-  const int fd = ::socket(AF_INET, SOCK_STREAM, 0);
-  sockaddr_in addr{};
-  addr.sin_family = AF_INET;
-  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  EXPECT_EQ(::bind(fd, reinterpret_cast<sockaddr*>(&addr), sizeof(addr)), 0);
-  socklen_t len = sizeof(addr);
-  ::getsockname(fd, reinterpret_cast<sockaddr*>(&addr), &len);
-  ::close(fd);
-  return ntohs(addr.sin_port);
-}
-
-
 struct Point {
   WallTime t;
   double v;
@@ -56,7 +41,6 @@ class SurviveTest : public ::testing::Test {
     ASSERT_NE(::mkdtemp(tmpl), nullptr);
     dir_ = tmpl;
     ASSERT_EQ(::mkdir((dir_ + "/data").c_str(), 0700), 0);
-    port_ = PickFreePort();
     http_ = NewCurlHttpClient();
   }
   void TearDown() override {
@@ -69,12 +53,22 @@ class SurviveTest : public ::testing::Test {
     }
   }
 
+  // The first start binds port 0 and reads back the port it got; a restart asks for that same
+  // port again (the agent's config names it), which another process may have taken meanwhile:
+  // that is said, naming the port.
   void StartServer() {
+    const size_t log_from = FileSize(dir_ + "/server.log");
     server_ =
         test::SpawnWithLog({Binary("medic-server", MEDIC_SERVER_BINARY), "--listen",
                             "127.0.0.1:" + std::to_string(port_), "--data-dir", dir_ + "/data"},
                            dir_ + "/server.log");
     ASSERT_GT(server_, 0);
+    const int port = test::WaitForReportedPort(server_, dir_ + "/server.log",
+                                               test::kServerServingOn, Millis(10'000), log_from);
+    ASSERT_GT(port, 0) << (port_ != 0 ? test::PortTakenMessage(dir_ + "/server.log", port_) : "")
+                       << "\nmedic-server did not start: "
+                       << ReadFile(dir_ + "/server.log").value_or("");
+    port_ = port;
     const auto deadline = Steady::now() + Millis(10'000);
     while (Steady::now() < deadline) {
       if (PathExists(dir_ + "/data/admin.token")) {
@@ -90,6 +84,11 @@ class SurviveTest : public ::testing::Test {
       std::this_thread::sleep_for(Millis(20));
     }
     FAIL() << "medic-server did not come up: " << ReadFile(dir_ + "/server.log").value_or("");
+  }
+
+  static size_t FileSize(const std::string& path) {
+    struct stat st {};
+    return ::stat(path.c_str(), &st) == 0 ? static_cast<size_t>(st.st_size) : 0;
   }
 
   std::string Url(const std::string& path) const {
@@ -128,7 +127,7 @@ class SurviveTest : public ::testing::Test {
   }
 
   std::string dir_;
-  int port_ = 0;
+  int port_ = 0;  // 0 until the first start said which port it got
   pid_t server_ = 0;
   pid_t agent_ = 0;
   std::unique_ptr<HttpClient> http_;

@@ -23,11 +23,17 @@ import { StdioClientTransport } from '@modelcontextprotocol/sdk/client/stdio.js'
 import { LATEST_PROTOCOL_VERSION } from '@modelcontextprotocol/sdk/types.js';
 
 import { startFakeAgent } from '../browser/lib/fake_agent.mjs';
-import { api, binDir, createToken, fileTail, repoRoot, waitFor } from '../browser/lib/harness.mjs';
+import { api, binDir, createToken, fileTail, hermeticEnv, repoRoot, waitFor } from '../browser/lib/harness.mjs';
 
 const kReadTools = ['host_metrics', 'incident_report', 'list_alarms', 'list_hosts',
   'list_incidents', 'show_incident'];
 const kHost = 'mcp-1';
+
+// As if the operator running the tests had a real model configured: none of it may reach the
+// programs this file starts (hermeticEnv; checked by the last test).
+const kOperatorEnv = { MEDIC_AI_PROVIDER: 'openai', MEDIC_AI_BASE_URL: 'http://127.0.0.1:9/v1',
+  MEDIC_AI_API_KEY: 'sk-operator-key', MEDIC_TOKEN: 'operator-token' };
+Object.assign(process.env, kOperatorEnv);
 
 let dir;         // temp dir: the server's data, its log, token files
 let server;      // {child, url, exited, log}
@@ -45,8 +51,9 @@ async function startServer() {
   let child;
   try {
     child = setpriv
-      ? spawn(setpriv, ['--pdeathsig', 'TERM', '--', ...argv], { stdio: ['ignore', 'ignore', errFd] })
-      : spawn(argv[0], argv.slice(1), { stdio: ['ignore', 'ignore', errFd] });
+      ? spawn(setpriv, ['--pdeathsig', 'TERM', '--', ...argv],
+        { stdio: ['ignore', 'ignore', errFd], env: hermeticEnv() })
+      : spawn(argv[0], argv.slice(1), { stdio: ['ignore', 'ignore', errFd], env: hermeticEnv() });
   } finally {
     fs.closeSync(errFd);
   }
@@ -133,7 +140,7 @@ async function incidentNow() {
 async function rawSession(lines, count) {
   const child = spawn(path.join(binDir(), 'medic'),
     ['mcp', '--server', server.url, '--token-file', tokenFiles.viewer],
-    { stdio: ['pipe', 'pipe', 'ignore'] });
+    { stdio: ['pipe', 'pipe', 'ignore'], env: hermeticEnv() });
   const exited = new Promise((resolve) => child.once('exit', (code) => resolve(code)));
   const answers = [];
   const rl = readline.createInterface({ input: child.stdout });
@@ -313,5 +320,34 @@ test('--allow-approve with an operator token: approve_incident approves, recorde
     assert.equal(again.isError, true, JSON.stringify(again));
   } finally {
     await s.close();
+  }
+});
+
+test('an exported MEDIC_AI_PROVIDER (and any MEDIC_*) does not reach medic-server or medic mcp', async () => {
+  assert.equal(process.env.MEDIC_AI_PROVIDER, 'openai', 'this file exports it for the check');
+  // The operator's variables found in the environment `pid` was exec'd with (MEDIC_BIN_DIR,
+  // which steers the tests, may pass).
+  const medicVars = (pid) => fs.readFileSync(`/proc/${pid}/environ`, 'utf8').split('\0')
+    .map((kv) => kv.split('=')[0]).filter((k) => k.startsWith('MEDIC_') && k !== 'MEDIC_BIN_DIR')
+    .sort();
+  // The environment medic-server was exec'd with (setpriv execs it under the same pid).
+  assert.deepEqual(medicVars(server.child.pid), []);
+  // The brain is the runbook's: no model was asked for the incident's proposal.
+  const inc = await incidentNow();
+  assert.doesNotMatch(JSON.stringify(inc.timeline), /openai|127\.0\.0\.1:9/, JSON.stringify(inc.timeline));
+  // A `medic mcp` started as rawSession starts it, held open (it has answered a ping) while
+  // its environment is read.
+  const child = spawn(path.join(binDir(), 'medic'),
+    ['mcp', '--server', server.url, '--token-file', tokenFiles.viewer],
+    { stdio: ['pipe', 'pipe', 'ignore'], env: hermeticEnv() });
+  try {
+    const answered = new Promise((resolve) => readline.createInterface({ input: child.stdout })
+      .once('line', resolve));
+    child.stdin.write(JSON.stringify({ jsonrpc: '2.0', id: 1, method: 'ping' }) + '\n');
+    await answered;
+    assert.deepEqual(medicVars(child.pid), []);
+  } finally {
+    child.stdin.end();
+    await new Promise((resolve) => (child.exitCode !== null ? resolve() : child.once('exit', resolve)));
   }
 });

@@ -14,7 +14,11 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <algorithm>
+#include <cctype>
 #include <chrono>
+#include <fstream>
+#include <iterator>
 #include <optional>
 #include <string>
 #include <thread>
@@ -161,7 +165,67 @@ inline bool ProcessAlive(pid_t pid) {
          s[close_paren + 2] != 'Z';
 }
 
-// A free loopback port (bound to port 0, read back, released).
+// What medic's programs print once they listen (started on port 0, they name the port they
+// got): medic-server "serving on 127.0.0.1:PORT (...)", medic-agent "serving /metrics on port
+// PORT".
+inline constexpr char kServerServingOn[] = "serving on 127.0.0.1:";
+inline constexpr char kAgentMetricsOn[] = "serving /metrics on port ";
+
+// The port in the first line of the file `log_path`, from byte `from` on, where `marker` is
+// followed by digits; 0 while there is none. So that a test starts a program on port 0 and
+// reads back the port it got, rather than picking one, releasing it and hoping it is still free.
+inline int ReportedPort(const std::string& log_path, const std::string& marker, size_t from = 0) {
+  std::ifstream in(log_path, std::ios::binary);
+  std::string log((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+  for (size_t at = log.find(marker, std::min(from, log.size())); at != std::string::npos;
+       at = log.find(marker, at + 1)) {
+    size_t i = at + marker.size();
+    int port = 0;
+    while (i < log.size() && log[i] >= '0' && log[i] <= '9' && port < 65536) {
+      port = port * 10 + (log[i++] - '0');
+    }
+    if (port > 0 && port < 65536) {
+      return port;
+    }
+  }
+  return 0;
+}
+
+// ReportedPort, waited for up to `timeout` while the process `pid` lives; 0 when it died or
+// never said.
+inline int WaitForReportedPort(pid_t pid, const std::string& log_path, const std::string& marker,
+                               std::chrono::milliseconds timeout, size_t from = 0) {
+  const auto deadline = std::chrono::steady_clock::now() + timeout;
+  while (true) {
+    if (const int port = ReportedPort(log_path, marker, from); port > 0) {
+      return port;
+    }
+    if (!ProcessAlive(pid) || std::chrono::steady_clock::now() >= deadline) {
+      return 0;
+    }
+    std::this_thread::sleep_for(std::chrono::milliseconds(20));
+  }
+}
+
+// For programs that cannot report a port (nginx, Prometheus, Alertmanager): FreePort's race
+// stays, and this names it. "" unless the log at `log_path` says an address was in use; else a
+// sentence naming `port`.
+inline std::string PortTakenMessage(const std::string& log_path, int port) {
+  std::ifstream in(log_path, std::ios::binary);
+  std::string log((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+  for (char& c : log) {
+    c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
+  }
+  if (log.find("address already in use") == std::string::npos) {
+    return "";
+  }
+  return "port " + std::to_string(port) + " was free when the test picked it and taken by " +
+         "another process before the program bound it (" + log_path + "): run the test again";
+}
+
+// A free loopback port (bound to port 0, read back, released). Racy: another process may take
+// it before the program under test binds it. Only for programs that cannot bind port 0 and
+// report the port (see ReportedPort); say so with PortTakenMessage.
 inline int FreePort() {
   int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
   sockaddr_in addr{};

@@ -122,13 +122,12 @@ class AlertmanagerIngestTest : public ::testing::Test {
                                 "while :; do sleep 1 & wait $!; done\n",
                                 0755)
                     .has_value());
-    const int medic_port = FreePort();
-    const int metrics_port = FreePort();
-    const int am_port = FreePort();
-    const int prom_port = FreePort();
-    url_ = "http://127.0.0.1:" + std::to_string(medic_port);
-    am_url_ = "http://127.0.0.1:" + std::to_string(am_port);
-    prom_url_ = "http://127.0.0.1:" + std::to_string(prom_port);
+    // medic-server and medic-agent bind port 0 and say which port they got; Alertmanager and
+    // Prometheus cannot, so their ports are picked (PortTakenMessage names a lost race).
+    am_port_ = FreePort();
+    prom_port_ = FreePort();
+    am_url_ = "http://127.0.0.1:" + std::to_string(am_port_);
+    prom_url_ = "http://127.0.0.1:" + std::to_string(prom_port_);
 
     // The documented server config, and what only this test needs: medic's own disk and memory
     // alarms out of reach (the machine's disk must not open incidents here).
@@ -141,9 +140,12 @@ class AlertmanagerIngestTest : public ::testing::Test {
                     .has_value());
     server_ = std::make_unique<Subprocess>(
         std::vector<std::string>{Bin("medic-server"), "--config", dir_.File("medic-server.yaml"),
-                                 "--data-dir", data_dir(), "--listen",
-                                 "127.0.0.1:" + std::to_string(medic_port)},
+                                 "--data-dir", data_dir(), "--listen", "127.0.0.1:0"},
         dir_.File("server.stderr"));
+    const int medic_port = WaitForReportedPort(server_->pid(), dir_.File("server.stderr"),
+                                               kServerServingOn, kStartTimeout);
+    ASSERT_GT(medic_port, 0) << "medic-server did not say where it serves" << Logs();
+    url_ = "http://127.0.0.1:" + std::to_string(medic_port);
     ASSERT_TRUE(Eventually(kStartTimeout, [&] {
       return HttpStatus(url_ + "/healthz") == 200 && !admin().empty();
     })) << Logs();
@@ -185,14 +187,17 @@ class AlertmanagerIngestTest : public ::testing::Test {
         std::vector<std::string>{Bin("medic-agent"), "--config", dir_.File("agent.yaml"),
                                  "--server", url_, "--enroll-code",
                                  (*code)["code"].get<std::string>(), "--metrics-listen",
-                                 "127.0.0.1:" + std::to_string(metrics_port)},
+                                 "127.0.0.1:0"},
         dir_.File("agent.stderr"));
+    const int metrics_port = WaitForReportedPort(agent_->pid(), dir_.File("agent.stderr"),
+                                                 kAgentMetricsOn, kStartTimeout);
+    ASSERT_GT(metrics_port, 0) << "medic-agent did not say where it serves /metrics" << Logs();
 
     // Alertmanager and Prometheus, on the documented configs.
     const auto ports = [&](std::string text) {
       text = Replace(text, "127.0.0.1:8080", "127.0.0.1:" + std::to_string(medic_port));
       text = Replace(text, "127.0.0.1:9101", "127.0.0.1:" + std::to_string(metrics_port));
-      text = Replace(text, "127.0.0.1:9093", "127.0.0.1:" + std::to_string(am_port));
+      text = Replace(text, "127.0.0.1:9093", "127.0.0.1:" + std::to_string(am_port_));
       return Replace(text, "/etc/medic/ingest.token", dir_.File("ingest.token"));
     };
     ASSERT_TRUE(WriteFileAtomic(dir_.File("alertmanager.yml"), ports(Fixture("alertmanager.yml")),
@@ -206,14 +211,14 @@ class AlertmanagerIngestTest : public ::testing::Test {
         std::vector<std::string>{"/usr/bin/prometheus-alertmanager",
                                  "--config.file=" + dir_.File("alertmanager.yml"),
                                  "--storage.path=" + dir_.File("am-data"),
-                                 "--web.listen-address=127.0.0.1:" + std::to_string(am_port),
+                                 "--web.listen-address=127.0.0.1:" + std::to_string(am_port_),
                                  "--cluster.listen-address=", "--log.level=warn"},
         dir_.File("alertmanager.stderr"));
     prometheus_ = std::make_unique<Subprocess>(
         std::vector<std::string>{"/usr/bin/prometheus",
                                  "--config.file=" + dir_.File("prometheus.yml"),
                                  "--storage.tsdb.path=" + dir_.File("prom-data"),
-                                 "--web.listen-address=127.0.0.1:" + std::to_string(prom_port),
+                                 "--web.listen-address=127.0.0.1:" + std::to_string(prom_port_),
                                  "--rules.alert.resend-delay=1s", "--log.level=warn"},
         dir_.File("prometheus.stderr"));
 
@@ -284,7 +289,8 @@ class AlertmanagerIngestTest : public ::testing::Test {
   }
 
   std::string Logs() const {
-    std::string out;
+    std::string out = PortTakenMessage(dir_.File("alertmanager.stderr"), am_port_) + "\n" +
+                      PortTakenMessage(dir_.File("prometheus.stderr"), prom_port_);
     for (const char* f : {"server.stderr", "agent.stderr", "alertmanager.stderr",
                           "prometheus.stderr"}) {
       out += std::string("\n--- ") + f + ":\n" + ReadFileTail(dir_.File(f), 3000).value_or("");
@@ -294,6 +300,7 @@ class AlertmanagerIngestTest : public ::testing::Test {
 
   TempDir dir_;
   std::string url_, am_url_, prom_url_, ingest_token_;
+  int am_port_ = 0, prom_port_ = 0;
   std::unique_ptr<Subprocess> server_, agent_, alertmanager_, prometheus_;
 };
 

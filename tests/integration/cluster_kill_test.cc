@@ -51,12 +51,11 @@
 #include <thread>
 #include <vector>
 
-#include "agent/command_ledger.h"
 #include "core/files.h"
 #include "core/json.h"
-#include "protocol/interrupted.h"
 #include "tests/fakes/postgres_server.h"
 #include "tests/fakes/temp_dir.h"
+#include "tests/integration/agent_ledger.h"
 #include "tests/integration/crash_harness.h"
 #include "tests/server/enroll_host.h"
 #include "transport/http_client.h"
@@ -142,58 +141,6 @@ class LeaseReader {
  private:
   PGconn* conn_;
   std::string error_;
-};
-
-// The real agent's ledger (agent/command_ledger.h, STATE_DIR/commands.log) behind a fake
-// agent, deciding as medic-agent's CommandPoller does: a nonce reused by another id is refused,
-// an id that ran is answered with its stored result, one started and never finished with
-// `interrupted`; anything else is recorded (fsynced) and runs. So a fix that arrives twice runs
-// once because the product says so, and the canary counts the runs it let through.
-class AgentLedger : public RunLedger {
- public:
-  explicit AgentLedger(std::string host) : host_(std::move(host)) {}
-  bool Open(const std::string& path) {
-    auto l = agent::OpenCommandLedger(path);
-    if (!l) {
-      ADD_FAILURE() << "cannot open the ledger " << path << ": " << l.error().ToString();
-      return false;
-    }
-    ledger_ = std::move(*l);
-    return true;
-  }
-  std::optional<protocol::CommandResult> Admit(const protocol::Command& command) override {
-    protocol::CommandResult r;
-    r.id = command.id;
-    r.host = host_;
-    if (auto first = ledger_->FindNonce(command.nonce); first && *first != command.id) {
-      r.ran = false;
-      r.error = "refused: nonce " + command.nonce + " was used by command " + *first;
-      return r;
-    }
-    if (auto seen = ledger_->Find(command.id)) {
-      if (seen->result) {
-        return *seen->result;
-      }
-      r.ran = true;
-      r.exit_code = -1;
-      r.error = std::string(protocol::kInterruptedError);
-      (void)ledger_->Finish(r);
-      return r;
-    }
-    if (Status s = ledger_->Start(command); !s) {
-      r.ran = false;
-      r.error = "not run: it could not be recorded first (" + s.error().message + ")";
-      return r;
-    }
-    return std::nullopt;
-  }
-  void Finished(const protocol::CommandResult& result) override {
-    EXPECT_TRUE(ledger_->Finish(result).has_value()) << host_ << ": " << result.id;
-  }
-
- private:
-  const std::string host_;
-  std::unique_ptr<agent::CommandLedger> ledger_;
 };
 
 class ClusterKillTest : public ::testing::Test {

@@ -17,7 +17,6 @@
 #include <map>
 #include <mutex>
 #include <optional>
-#include <regex>
 #include <set>
 #include <string>
 #include <thread>
@@ -167,9 +166,15 @@ struct AgentLog {
     int exit_code = 0;
     int epoch = 0;
   };
+  struct Execution {  // a command the agent ran (diagnostic or fix), whatever admitted it
+    std::string id;
+    std::string action;
+    int epoch = 0;  // the server run that delivered it
+  };
   std::vector<Delivery> deliveries;
   std::vector<Ack> acks;
   std::vector<FixRun> fixes_run;
+  std::vector<Execution> runs;  // every execution, in order: an id twice means it ran twice
   int alarm_report_acked_epoch = 0;  // first server run that acknowledged a report in alarm
   bool fix_ran = false;              // a fix succeeded: the metric is back to normal (or soon)
 
@@ -238,7 +243,8 @@ struct FakeAgentOptions {
 };
 
 // One host: registers, reports its metric every second, long-polls for commands, runs each id at
-// most once (a repeated id gets the stored result, as the real agent does), answers (now or
+// most once (a repeated id gets the stored result, as the real agent does; with
+// FakeAgentOptions::ledger the ledger decides, and the fake's own memory does not), answers (now or
 // after a delay), and retries answers the server did not acknowledge. Every arrival of a
 // command is logged (AgentLog::deliveries), repeats included: a canary that counts fixes must
 // count those, not the runs, or a fix sent twice under one id could never be seen.
@@ -462,6 +468,10 @@ class FakeAgent {
     }
     auto done = results_.find(c.id);
     if (done == results_.end()) {
+      {
+        std::lock_guard<std::mutex> lock(mu_);
+        log_.runs.push_back({c.id, c.action, ep.epoch});
+      }
       protocol::CommandResult r;
       r.id = c.id;
       r.host = host_;
@@ -628,13 +638,8 @@ class ServerProcess {
   // "http://127.0.0.1:PORT" from the first "serving on" line after byte `from` of the server's
   // standard error (the file is appended to across restarts), or "".
   std::string ServingUrl(uintmax_t from) const {
-    const std::string log = ReadFile(stderr_path_).value_or("");
-    std::smatch m;
-    const std::string fresh = from < log.size() ? log.substr(from) : "";
-    if (std::regex_search(fresh, m, std::regex(R"(serving on 127\.0\.0\.1:(\d+))"))) {
-      return "http://127.0.0.1:" + m[1].str();
-    }
-    return "";
+    const int port = test::ReportedPort(stderr_path_, test::kServerServingOn, from);
+    return port > 0 ? "http://127.0.0.1:" + std::to_string(port) : "";
   }
 
   const std::string data_dir_;

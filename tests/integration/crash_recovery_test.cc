@@ -3,7 +3,12 @@
 // while diagnostics are answered, once while incidents are approved and fixed), then a restart
 // on the same data directory. Asserts that every acknowledged transition survived, that no
 // (alarm, host) got a second open incident, that recovery leaves nothing in diagnosing or
-// executing, and that no fix is delivered twice.
+// executing, that no fix is delivered twice by one server, and that no command runs twice.
+// Every fake agent admits what it is sent through the real agent's command ledger
+// (agent_ledger.h: agent::AdmitCommand over a commands.log), and the test counts the runs the
+// ledger let through; in the approvals run a fifth of the hosts ran their fix before the kill
+// and hold its result, so the restarted server offers that fix again and only the ledger stands
+// between it and a second run.
 
 #include <gtest/gtest.h>
 
@@ -21,6 +26,7 @@
 #include "core/files.h"
 #include "core/json.h"
 #include "tests/fakes/temp_dir.h"
+#include "tests/integration/agent_ledger.h"
 #include "tests/integration/crash_harness.h"
 #include "tests/server/enroll_host.h"
 #include "transport/http_client.h"
@@ -137,10 +143,11 @@ TEST_P(CrashRecoveryTest, SigkillDuringConcurrentTransitionsLosesNothing) {
                             : std::random_device{}();
   std::printf("MEDIC_CRASH_SEED=%u\n", seed);
   std::mt19937 rng(seed);
-  // Diagnosis: after 20..160 of the 200 diagnostic answers; approvals: after 15..80 of 100.
+  // Diagnosis: after 20..160 of the 200 diagnostic answers; approvals: after 15..60 of the 80
+  // approved once the in-flight hosts' fixes ran.
   const int kill_after = when == KillDuring::kDiagnosis
                              ? std::uniform_int_distribution<int>(20, 160)(rng)
-                             : std::uniform_int_distribution<int>(15, 80)(rng);
+                             : std::uniform_int_distribution<int>(15, 60)(rng);
   SCOPED_TRACE("seed " + std::to_string(seed) + ", SIGKILL after " + std::to_string(kill_after) +
                " acknowledged " +
                (when == KillDuring::kDiagnosis ? "diagnostic answers" : "approvals"));
@@ -168,18 +175,32 @@ TEST_P(CrashRecoveryTest, SigkillDuringConcurrentTransitionsLosesNothing) {
   Endpoint endpoint;
   endpoint.Set(url_, 1);
   // In the approvals run every fifth host stops fetching commands while approvals go on, so
-  // that approved fixes sit undelivered in the server's memory when it dies.
+  // that approved fixes sit undelivered in the server's memory when it dies; and another fifth
+  // runs its fix before the kill but keeps the result (a fix in flight), so that the restarted
+  // server offers the same command again.
   std::atomic<bool> hold{false};
+  std::atomic<bool> hold_results{true};
   std::set<std::string> held_hosts;
+  std::set<std::string> in_flight_hosts;
+  std::vector<std::unique_ptr<AgentLedger>> ledgers;  // outlive the agents (declared first)
   std::vector<std::unique_ptr<FakeAgent>> agents;
+  ASSERT_TRUE(MakeDirs(dir_.File("ledgers"), 0700).has_value());
   for (int i = 0; i < kHosts; ++i) {
     const bool held = when == KillDuring::kApprovals && i % 5 == 0;
+    const bool in_flight = when == KillDuring::kApprovals && i % 5 == 1;
     if (held) {
       held_hosts.insert(HostName(i));
     }
+    if (in_flight) {
+      in_flight_hosts.insert(HostName(i));
+    }
+    ledgers.push_back(std::make_unique<AgentLedger>(HostName(i)));
+    ASSERT_TRUE(ledgers.back()->Open(dir_.File("ledgers/" + HostName(i) + ".commands.log")));
     FakeAgentOptions options;
+    options.ledger = ledgers.back().get();
     options.count_diag = when == KillDuring::kDiagnosis ? &kill : nullptr;
     options.hold_commands = held ? &hold : nullptr;
+    options.hold_results = in_flight ? &hold_results : nullptr;
     agents.push_back(std::make_unique<FakeAgent>(HostName(i), endpoint, credentials[i], options));
   }
   // Stops every agent before anything else dies, also when an assertion returns early.
@@ -202,11 +223,26 @@ TEST_P(CrashRecoveryTest, SigkillDuringConcurrentTransitionsLosesNothing) {
         << pending.size() << " of " << kHosts << " incidents reached pending_approval";
     std::vector<std::string> ids;
     std::vector<std::string> held_ids;
+    std::vector<std::string> in_flight_ids;
     for (const auto& inc : pending) {
       const std::string id = inc["incident_id"];
+      const std::string host = inc["instance_id"];
       pending_before_crash.insert(id);
-      (held_hosts.count(inc["instance_id"].get<std::string>()) ? held_ids : ids).push_back(id);
+      (held_hosts.count(host)        ? held_ids
+       : in_flight_hosts.count(host) ? in_flight_ids
+                                     : ids)
+          .push_back(id);
     }
+    // The in-flight hosts first: approved, their fixes delivered and run, results held.
+    ApproveConcurrently(in_flight_ids, nullptr);
+    ASSERT_TRUE(Eventually(30s, [&] {
+      for (auto& a : agents) {
+        if (in_flight_hosts.count(a->host()) != 0 && a->log().fixes_run.empty()) {
+          return false;
+        }
+      }
+      return true;
+    })) << "not every in-flight host ran its fix";
     std::shuffle(ids.begin(), ids.end(), rng);
     std::shuffle(held_ids.begin(), held_ids.end(), rng);
     // Half of the held hosts' incidents go first, so that some are approved before the kill.
@@ -327,6 +363,28 @@ TEST_P(CrashRecoveryTest, SigkillDuringConcurrentTransitionsLosesNothing) {
   // dead server never acknowledged, is approved, concurrently again.
   endpoint.Set(url_, 2);
   hold = false;
+  // The in-flight hosts keep their results until the new server has offered each of them its
+  // fix again (the incident was executing, the server knows of no result): the ledger must
+  // answer that offer with the stored result, not run the fix a second time.
+  if (!in_flight_hosts.empty()) {
+    ASSERT_TRUE(Eventually(30s, [&] {
+      for (auto& a : agents) {
+        if (in_flight_hosts.count(a->host()) == 0) {
+          continue;
+        }
+        bool offered_again = false;
+        for (const auto& d : a->log().deliveries) {
+          offered_again = offered_again || (!d.read_only && d.epoch == 2);
+        }
+        if (!offered_again) {
+          return false;
+        }
+      }
+      return true;
+    })) << "the restarted server did not offer every in-flight fix again: "
+        << second.StderrTail();
+  }
+  hold_results = false;
   std::map<std::string, Json> tracked;  // host -> its first Disk-Critical-ASG incident
   auto refresh = [&]() -> std::vector<Json> {
     std::vector<Json> all = Incidents();
@@ -425,6 +483,16 @@ TEST_P(CrashRecoveryTest, SigkillDuringConcurrentTransitionsLosesNothing) {
     }
   }
   std::printf("approved fixes that ran only after the restart: %d\n", resent_fixes);
+  // The in-flight fixes: run before the kill, offered again by the restarted server; the ledger
+  // answered each repeat (asserted below: each ran once).
+  int offered_again = 0;
+  for (const auto& [host, log] : after) {
+    for (const auto& d : log.deliveries) {
+      offered_again += in_flight_hosts.count(host) != 0 && !d.read_only && d.epoch == 2 ? 1 : 0;
+    }
+  }
+  std::printf("in-flight fixes offered again after the restart: %d of %d hosts\n", offered_again,
+              static_cast<int>(in_flight_hosts.size()));
   // A fix that ran while the server died: its result, posted again to the new server (or
   // answered again when the command is re-offered), is matched to the incident.
   int completed_without_output = 0;
@@ -464,6 +532,15 @@ TEST_P(CrashRecoveryTest, SigkillDuringConcurrentTransitionsLosesNothing) {
       }
     }
     EXPECT_LE(fix_ids.size(), 1u) << "more than one fix was sent to " << host;
+    // What ran on the host, as the real agent's ledger admitted it: each id once at most.
+    std::map<std::string, int> runs_of;
+    for (const auto& r : log.runs) {
+      EXPECT_EQ(++runs_of[r.id], 1) << "command " << r.id << " (" << r.action
+                                    << ") ran twice; delivered in server run " << r.epoch;
+    }
+    if (in_flight_hosts.count(host) != 0) {
+      EXPECT_EQ(log.fixes_run.size(), 1u) << "the in-flight fix ran again after the restart";
+    }
     if (log.fix_ran) {
       EXPECT_EQ(inc["status"], "completed") << inc.dump(1);
       EXPECT_EQ(CountOf(Events(inc), "executing"), 1) << inc.dump(1);

@@ -96,6 +96,36 @@ inline int HttpStatus(const std::string& url) {
   return r ? r->status : 0;
 }
 
+// Starts medic-server (`Bin("medic-server")` followed by `args`, which must not name --listen) on
+// 127.0.0.1 port 0 into `server`, its standard error appended to `stderr_path`; returns
+// "http://127.0.0.1:PORT" from its "serving on" line once /healthz answers 200 and
+// DATA_DIR/admin.token is written, or "" when it died or `timeout` passed (the process is then
+// killed). No port is picked and released for it.
+inline std::string StartServerOnPortZero(std::unique_ptr<Subprocess>& server,
+                                         std::vector<std::string> args,
+                                         const std::string& data_dir,
+                                         const std::string& stderr_path,
+                                         std::chrono::milliseconds timeout) {
+  std::vector<std::string> argv = {Bin("medic-server")};
+  argv.insert(argv.end(), args.begin(), args.end());
+  argv.push_back("--listen");
+  argv.push_back("127.0.0.1:0");
+  struct stat st {};
+  const size_t from = ::stat(stderr_path.c_str(), &st) == 0 ? static_cast<size_t>(st.st_size) : 0;
+  server = std::make_unique<Subprocess>(argv, stderr_path);
+  const int port = WaitForReportedPort(server->pid(), stderr_path, kServerServingOn, timeout, from);
+  const std::string url = port > 0 ? "http://127.0.0.1:" + std::to_string(port) : "";
+  if (!url.empty() && Eventually(timeout, [&] {
+        return !ProcessAlive(server->pid()) ||
+               (HttpStatus(url + "/healthz") == 200 &&
+                !Trim(ReadFile(data_dir + "/admin.token").value_or("")).empty());
+      }) && ProcessAlive(server->pid())) {
+    return url;
+  }
+  server.reset();
+  return "";
+}
+
 // HttpStatus(url) from inside the network namespace /run/netns/NS (a helper thread enters it;
 // this thread stays where it is); 0 when the namespace is gone or nothing answers.
 inline int HttpStatusIn(const std::string& ns, const std::string& url) {

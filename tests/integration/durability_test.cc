@@ -15,7 +15,6 @@
 
 #include <fstream>
 #include <map>
-#include <regex>
 #include <string>
 #include <vector>
 
@@ -136,15 +135,10 @@ TEST(DurabilityTest, EveryAcknowledgedChangeIsSyncedToTheWalBeforeItsAnswer) {
        "--data-dir", data, "--listen", "127.0.0.1:0"},
       dir.File("server.stderr"));
   // The port the server got, from its "serving on HOST:PORT" line.
-  std::string url;
-  ASSERT_TRUE(Eventually(60s, [&] {
-    std::smatch m;
-    const std::string log = ReadFile(dir.File("server.stderr")).value_or("");
-    if (std::regex_search(log, m, std::regex(R"(serving on 127\.0\.0\.1:(\d+))"))) {
-      url = "http://127.0.0.1:" + m[1].str();
-    }
-    return !url.empty();
-  })) << ReadFile(dir.File("server.stderr")).value_or("");
+  const int port =
+      test::WaitForReportedPort(server.pid(), dir.File("server.stderr"), test::kServerServingOn, 60s);
+  ASSERT_GT(port, 0) << ReadFile(dir.File("server.stderr")).value_or("");
+  const std::string url = "http://127.0.0.1:" + std::to_string(port);
   const std::string admin(Trim(ReadFile(data + "/admin.token").value_or("")));
   ASSERT_FALSE(admin.empty());
   auto client = NewCurlHttpClient();

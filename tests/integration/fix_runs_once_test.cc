@@ -175,26 +175,12 @@ class FixRunsOnceTest : public ::testing::TestWithParam<Case> {
   std::string data_dir() const { return dir_.File("data"); }
   std::string ledger() const { return dir_.File("state") + "/commands.log"; }
 
-  // Starts medic-server on a free port and waits until its API answers the admin token.
+  // Starts medic-server on a port of its choosing and waits until its API answers.
   void StartServer() {
-    for (int attempt = 0; attempt < 5; ++attempt) {
-      const int port = FreePort();
-      server_ = std::make_unique<Subprocess>(
-          std::vector<std::string>{Bin("medic-server"), "--config", server_config(), "--data-dir",
-                                   data_dir(), "--listen", "127.0.0.1:" + std::to_string(port)},
-          dir_.File("server.stderr"));
-      url_ = "http://127.0.0.1:" + std::to_string(port);
-      if (Eventually(kStartTimeout, [&] {
-            return !ProcessAlive(server_->pid()) ||
-                   (HttpStatus(url_ + "/healthz") == 200 &&
-                    !Trim(ReadFile(data_dir() + "/admin.token").value_or("")).empty());
-          }) &&
-          ProcessAlive(server_->pid())) {
-        return;
-      }
-      server_.reset();  // the port was taken meanwhile: another one
-    }
-    FAIL() << "medic-server did not start" << Logs();
+    url_ = StartServerOnPortZero(server_,
+                                 {"--config", server_config(), "--data-dir", data_dir()},
+                                 data_dir(), dir_.File("server.stderr"), kStartTimeout);
+    ASSERT_FALSE(url_.empty()) << "medic-server did not start" << Logs();
   }
 
   void StartAgent(const std::vector<std::string>& extra) {

@@ -104,23 +104,10 @@ class PostgresOutageTest : public ::testing::Test {
   std::string admin() const { return std::string(Trim(ReadFile(data_dir() + "/admin.token").value_or(""))); }
 
   void StartServer() {
-    for (int attempt = 0; attempt < 5; ++attempt) {
-      const int port = FreePort();
-      server_ = std::make_unique<Subprocess>(
-          std::vector<std::string>{Bin("medic-server"), "--config", server_config(), "--data-dir",
-                                   data_dir(), "--listen", "127.0.0.1:" + std::to_string(port)},
-          dir_.File("server.stderr"));
-      url_ = "http://127.0.0.1:" + std::to_string(port);
-      if (Eventually(kStartTimeout, [&] {
-            return !ProcessAlive(server_->pid()) ||
-                   (HttpStatus(url_ + "/healthz") == 200 && !admin().empty());
-          }) &&
-          ProcessAlive(server_->pid())) {
-        return;
-      }
-      server_.reset();
-    }
-    FAIL() << "medic-server did not start" << Logs();
+    url_ = StartServerOnPortZero(server_,
+                                 {"--config", server_config(), "--data-dir", data_dir()},
+                                 data_dir(), dir_.File("server.stderr"), kStartTimeout);
+    ASSERT_FALSE(url_.empty()) << "medic-server did not start" << Logs();
   }
 
   HttpResponse Get(const std::string& path, const std::string& token = "") {

@@ -69,23 +69,29 @@ class S3ArchiveTest : public ::testing::Test {
   std::string fill() const { return log_dir() + "/fill.log"; }
   std::string data_dir() const { return dir_.File("data"); }
 
-  // The server config of docs/integrations/s3.md's S3-compatible example, on the test's ports.
+  // The server config of docs/integrations/s3.md's S3-compatible example, read from the page,
+  // on the test's port and paths; the memory alarm raised out of reach.
   void WriteConfigs(const std::string& secret) {
-    const std::string server_yaml =
-        "approval_mode: false\n"
-        "alarms:\n"
-        "  Memory-Exhaustion-ASG: {threshold: 100}\n"
-        "hosts:\n"
-        "  web-1: {log_dir: \"" + log_dir() + "\"}\n"
-        "archive:\n"
-        "  min_free: 0\n"
-        "  backend: s3\n"
-        "  s3:\n"
-        "    endpoint: " + s3_->endpoint() + "\n"
-        "    bucket: " + kBucket + "\n"
-        "    region: us-east-1\n"
-        "    access_key_id: S3RVER\n"
-        "    secret_access_key_file: " + dir_.File("s3.secret") + "\n";
+    const char* src = std::getenv("MEDIC_SOURCE_DIR");
+    const std::string doc =
+        ReadFile(std::string(src != nullptr ? src : ".") + "/docs/integrations/s3.md").value_or("");
+    const size_t marker = doc.find("<!-- s3-example:");
+    const size_t start = doc.find("```yaml\n", marker);
+    const size_t end = doc.find("```\n", start + 8);
+    ASSERT_TRUE(marker != std::string::npos && start != std::string::npos &&
+                end != std::string::npos)
+        << "no s3-example yaml block in docs/integrations/s3.md";
+    std::string server_yaml = doc.substr(start + 8, end - start - 8);
+    for (const auto& [from, to] :
+         {std::pair<std::string, std::string>{"\"/srv/web-1/log\"", "\"" + log_dir() + "\""},
+          {"http://127.0.0.1:4568", s3_->endpoint()},
+          {"/etc/medic/s3.secret", dir_.File("s3.secret")}}) {
+      const size_t at = server_yaml.find(from);
+      ASSERT_NE(at, std::string::npos) << "the example no longer has " << from << ":\n"
+                                       << server_yaml;
+      server_yaml.replace(at, from.size(), to);
+    }
+    server_yaml += "alarms:\n  Memory-Exhaustion-ASG: {threshold: 100}\n";
     ASSERT_TRUE(WriteFileAtomic(dir_.File("s3.secret"), secret + "\n", 0600).has_value());
     ASSERT_TRUE(WriteFileAtomic(dir_.File("server.yaml"), server_yaml).has_value());
     ASSERT_TRUE(WriteFileAtomic(dir_.File("agent.yaml"),
@@ -101,25 +107,10 @@ class S3ArchiveTest : public ::testing::Test {
   }
 
   void StartServer() {
-    for (int attempt = 0; attempt < 5; ++attempt) {
-      const int port = FreePort();
-      server_ = std::make_unique<Subprocess>(
-          std::vector<std::string>{Bin("medic-server"), "--config", dir_.File("server.yaml"),
-                                   "--data-dir", data_dir(), "--listen",
-                                   "127.0.0.1:" + std::to_string(port)},
-          dir_.File("server.stderr"));
-      url_ = "http://127.0.0.1:" + std::to_string(port);
-      if (Eventually(kStartTimeout, [&] {
-            return !ProcessAlive(server_->pid()) ||
-                   (HttpStatus(url_ + "/healthz") == 200 &&
-                    !Trim(ReadFile(data_dir() + "/admin.token").value_or("")).empty());
-          }) &&
-          ProcessAlive(server_->pid())) {
-        return;
-      }
-      server_.reset();
-    }
-    FAIL() << "medic-server did not start" << Logs();
+    url_ = StartServerOnPortZero(server_,
+                                 {"--config", dir_.File("server.yaml"), "--data-dir", data_dir()},
+                                 data_dir(), dir_.File("server.stderr"), kStartTimeout);
+    ASSERT_FALSE(url_.empty()) << "medic-server did not start" << Logs();
   }
 
   Json CliJson(std::vector<std::string> args) const {

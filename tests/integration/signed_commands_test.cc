@@ -145,12 +145,14 @@ TEST_F(SignedCommandsTest, ATamperedFixNeverRunsAndTheRefusalReachesTheIncident)
                               "target_groups:\n"
                               "  web: {interval: 1s, timeout: 500ms, unhealthy_threshold: 1}\n")
                   .has_value());
-  const int port = test::FreePort();
-  url_ = "http://127.0.0.1:" + std::to_string(port);
   server_ = std::make_unique<test::Subprocess>(
       std::vector<std::string>{Bin("medic-server"), "--config", config, "--data-dir",
-                               dir_.File("data"), "--listen", "127.0.0.1:" + std::to_string(port)},
+                               dir_.File("data"), "--listen", "127.0.0.1:0"},
       dir_.File("server.log"));
+  const int port = test::WaitForReportedPort(server_->pid(), dir_.File("server.log"),
+                                             test::kServerServingOn, 15s);
+  ASSERT_GT(port, 0) << ReadFile(dir_.File("server.log")).value_or("");
+  url_ = "http://127.0.0.1:" + std::to_string(port);
   ASSERT_TRUE(Eventually(15s, [&] {
     if (!test::ProcessAlive(server_->pid())) {
       return false;

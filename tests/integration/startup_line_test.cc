@@ -39,16 +39,14 @@ class StartupLineTest : public ::testing::Test {
   // (with a failure) if it never came.
   std::string StartAndReadLine(const std::string& config) {
     EXPECT_TRUE(WriteFileAtomic(dir_.File("server.yaml"), config).has_value());
-    const int port = FreePort();
     server_ = std::make_unique<Subprocess>(
         std::vector<std::string>{Bin("medic-server"), "--config", dir_.File("server.yaml"),
-                                 "--data-dir", dir_.File("data"), "--listen",
-                                 "127.0.0.1:" + std::to_string(port)},
+                                 "--data-dir", dir_.File("data"), "--listen", "127.0.0.1:0"},
         dir_.File("server.stderr"));
     std::string line;
     Eventually(kStartTimeout, [&] {
       for (const std::string& l : SplitLines(log())) {
-        if (l.find("serving on 127.0.0.1:" + std::to_string(port)) != std::string::npos) {
+        if (l.find(kServerServingOn) != std::string::npos) {
           line = l;
         }
       }

@@ -28,6 +28,17 @@ export function binDir() {
   return process.env.MEDIC_BIN_DIR || path.join(repoRoot, 'build', 'bin');
 }
 
+// The environment of a medic program a test starts: this process's, without the MEDIC_*
+// variables it was started with (those that steer the tests themselves aside), as
+// tests/fakes/hermetic_env.cc does for the C++ tests, so that an operator's exported
+// MEDIC_AI_PROVIDER (a real model), MEDIC_STORE, MEDIC_TOKEN or MEDIC_SERVER never reaches a
+// test's server, demo or CLI; then `extra`, what the test sets itself.
+export function hermeticEnv(extra = {}) {
+  const keptForTests = (k) => !k.startsWith('MEDIC_') || k === 'MEDIC_BIN_DIR' ||
+    k === 'MEDIC_SOURCE_DIR' || /^MEDIC_(TEST|CRASH|FUZZ)_/.test(k);
+  return { ...Object.fromEntries(Object.entries(process.env).filter(([k]) => keptForTests(k))), ...extra };
+}
+
 export function screenshotDir() {
   const dir = process.env.MEDIC_SCREENSHOT_DIR || path.join(repoRoot, 'build', 'screenshots');
   fs.mkdirSync(dir, { recursive: true });
@@ -213,7 +224,7 @@ export async function startDemo({ hosts = 1, auto = false, env = {}, extraArgs =
     child = spawn(cmd, argv, {
       detached: true,
       stdio: ['ignore', 'pipe', errFd],
-      env: { ...process.env, ...env },
+      env: hermeticEnv(env),
     });
   } finally {
     fs.closeSync(errFd);

@@ -8,7 +8,7 @@ import { after, before, test } from 'node:test';
 
 import { hostileAnswerFor, startFakeOpenAI } from './fake_openai.mjs';
 import { startFakeAgent, tryRegister } from './fake_agent.mjs';
-import { api, binDir, launchBrowser, screenshotDir, startDemo, waitFor, watchPage } from './harness.mjs';
+import { api, binDir, hermeticEnv, launchBrowser, screenshotDir, startDemo, waitFor, watchPage } from './harness.mjs';
 
 const kHostile1 = '<script>window.__pwned=1</script>';
 const kHostile2 = '<img src=x onerror="window.__pwned=1">';
@@ -25,12 +25,10 @@ let demo;
 let browser;
 let agent;
 
-// `medic ai check` against `baseUrl`; the environment's MEDIC_AI_* and GEMINI_API_KEY left out.
+// `medic ai check` against `baseUrl`; the environment's MEDIC_* and GEMINI_API_KEY left out.
 function aiCheck(baseUrl) {
-  const env = Object.fromEntries(
-    Object.entries(process.env).filter(([k]) => !k.startsWith('MEDIC_AI_') && k !== 'GEMINI_API_KEY'),
-  );
-  env.MEDIC_AI_API_KEY = 'fake-key-selftest';
+  const env = hermeticEnv({ MEDIC_AI_API_KEY: 'fake-key-selftest' });
+  delete env.GEMINI_API_KEY;
   return new Promise((resolve) => {
     execFile(
       path.join(binDir(), 'medic'),

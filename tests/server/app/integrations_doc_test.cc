@@ -62,6 +62,52 @@ TEST(IntegrationsDocTest, TheCombinedExampleLoadsWithEverySection) {
   bool runbook = false;
   for (const auto& r : config->runbooks) runbook = runbook || r.alarm == "Prom-Web-Down";
   EXPECT_TRUE(runbook);
+
+  // Notifications: the three channels, each with its secret read from its file.
+  const NotificationsConfig& n = config->notifications;
+  EXPECT_EQ(n.dashboard_url, "https://medic.example.com");
+  ASSERT_EQ(n.channels.size(), 3u);
+  const ChannelConfig* webhook = n.Find(ChannelKind::kWebhook);
+  ASSERT_NE(webhook, nullptr);
+  EXPECT_EQ(webhook->url, "https://hooks.example.com/medic");
+  EXPECT_EQ(webhook->secret, "a-secret-for-webhook.secret");
+  const ChannelConfig* slack = n.Find(ChannelKind::kSlack);
+  ASSERT_NE(slack, nullptr);
+  EXPECT_EQ(slack->url, "https://hooks.slack.com/services/T000/B000/XXXX");
+  EXPECT_TRUE(slack->buttons);
+  EXPECT_EQ(slack->events.count(NotifyEvent::kIncidentOpened), 0u);
+  EXPECT_EQ(slack->events.count(NotifyEvent::kApprovalNeeded), 1u);
+  const ChannelConfig* pagerduty = n.Find(ChannelKind::kPagerDuty);
+  ASSERT_NE(pagerduty, nullptr);
+  EXPECT_EQ(pagerduty->routing_key, "a-secret-for-pagerduty.key");
+  EXPECT_EQ(pagerduty->url, "https://events.pagerduty.com/v2/enqueue");
+
+  // The archive goes to the bucket, signed with the key pair of the config.
+  EXPECT_EQ(config->archive.backend, ArchiveOptions::Backend::kS3);
+  EXPECT_EQ(config->archive.s3.bucket, "acme-medic-logs");
+  EXPECT_EQ(config->archive.s3.region, "eu-west-1");
+  EXPECT_EQ(config->archive.s3.prefix, "medic/");
+  EXPECT_EQ(config->archive.s3.access_key_id, "AKIAIOSFODNN7EXAMPLE");
+  EXPECT_EQ(config->archive.s3.secret_access_key, "a-secret-for-s3.secret");
+  EXPECT_EQ(config->archive.s3.EffectiveEndpoint(), "https://s3.eu-west-1.amazonaws.com");
+}
+
+// docs/integrations/slack.md quotes the `slack:` section the Slack acceptance test
+// (tests/server/http/slack_http_test.cc) loads, tests/fixtures/slack/server.yaml, exactly (its
+// leading comment lines aside).
+TEST(IntegrationsDocTest, TheSlackPageQuotesTheTestedConfig) {
+  const char* src = std::getenv("MEDIC_SOURCE_DIR");
+  ASSERT_NE(src, nullptr);
+  auto doc = ReadFile(std::string(src) + "/docs/integrations/slack.md");
+  auto fixture = ReadFile(std::string(src) + "/tests/fixtures/slack/server.yaml");
+  ASSERT_TRUE(doc.has_value() && fixture.has_value());
+  std::string body = *fixture;
+  while (body.rfind("#", 0) == 0) {
+    body.erase(0, body.find('\n') + 1);
+  }
+  ASSERT_NE(body.find("slack:\n"), std::string::npos) << *fixture;
+  EXPECT_NE(doc->find("```yaml\n" + body + "```"), std::string::npos)
+      << "docs/integrations/slack.md does not quote tests/fixtures/slack/server.yaml:\n" << body;
 }
 
 }  // namespace

@@ -286,7 +286,20 @@ Result<std::vector<HostRegistry::Point>> HostRegistry::History(const std::string
   }
   auto sit = it->second.history.find(metric);
   if (sit == it->second.history.end()) {
-    return std::vector<Point>{};
+    // A misspelt name is told apart from a metric with no points in the window.
+    std::string known;
+    size_t listed = 0;
+    for (const auto& [name_of_series, series] : it->second.history) {
+      if (listed++ == 20) {
+        known += ", ...";
+        break;
+      }
+      known += (known.empty() ? "" : ", ") + name_of_series;
+    }
+    return NotFound("host '" + name + "' has no metric '" + metric + "' (" +
+                    (known.empty() ? std::string("it has reported none yet")
+                                   : "it reports: " + known) +
+                    ")");
   }
   return history_.Since(*sit->second, since);
 }

@@ -286,6 +286,11 @@ Result<std::vector<HostRegistry::Point>> HostRegistry::History(const std::string
   }
   auto sit = it->second.history.find(metric);
   if (sit == it->second.history.end()) {
+    // Nothing reported yet (a host restored after a restart, or just registered), or a series
+    // the server derives itself (a target group's unhealthy:GROUP, heartbeat): no points yet.
+    if (it->second.history.empty() || metric == "heartbeat" || metric.rfind("unhealthy:", 0) == 0) {
+      return std::vector<Point>{};
+    }
     // A misspelt name is told apart from a metric with no points in the window.
     std::string known;
     size_t listed = 0;

@@ -206,6 +206,13 @@ TEST_F(CommandsHttpTest, AnUnknownMetricIs404NamingTheHostsMetrics) {
   EXPECT_EQ(ErrorOf(typo),
             "host 'web-1' has no metric 'disk_usage_percent' (it reports: disk_used_percent, "
             "mem_used_percent)");
+  // A series the server derives itself has no points until it does: not an error.
+  for (const char* derived : {"unhealthy:web", "heartbeat"}) {
+    SCOPED_TRACE(derived);
+    HttpResponse r =
+        Call("GET", std::string("/api/v1/hosts/web-1/metrics?metric=") + derived, admin_);
+    EXPECT_EQ(r.status, 200) << r.body;
+  }
   // A known metric with nothing in the window is still an empty list, not an error.
   HttpResponse empty = Call("GET",
                             "/api/v1/hosts/web-1/metrics?metric=disk_used_percent&since=2099-01-"

@@ -673,6 +673,11 @@ int RunCli(const std::vector<std::string>& args, CliEnv& env) {
     return Fail(env, s.error().message);
   }
   env.Out().flush();
+  if (*token_create && !json) {
+    // On standard error, so that `TOKEN=$(medic token create …)` still takes the token alone.
+    env.Err() << "medic: the token of " << SanitizeForDisplay(token_name)
+              << " is shown this once (the server keeps only its hash): store it now" << std::endl;
+  }
   return 0;
 }
 

@@ -462,6 +462,9 @@ TEST_F(CliTest, TokenCreateAndRevoke) {
   EXPECT_EQ(env_.http.last().url, "http://127.0.0.1:8080/api/v1/tokens");
   EXPECT_EQ(ParseJson(env_.http.last().body).value(), Json({{"name", "ci"}, {"role", "operator"}}));
   EXPECT_EQ(env_.out.str(), "secret-1\n");
+  EXPECT_EQ(env_.err.str(),
+            "medic: the token of ci is shown this once (the server keeps only its hash): store "
+            "it now\n");
 
   env_.out.str("");
   env_.http.Answer(200, "{}");

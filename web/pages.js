@@ -332,7 +332,9 @@ async function fleetPage(main) {
       const mine = (byHost.get(host.name) || []).filter((a) => a.state !== 'OK');
       const cells = FLEET_METRICS.map(([metric]) => h('td', {class: 'metric'},
         h('span', {class: 'num'}, fmtNum((host.metrics || {})[metric])), ' ',
-        h('span', {class: 'spark-cell', 'data-host': host.name, 'data-metric': metric})));
+        // Only a metric the host reports has a history (any other name is a 404).
+        (host.metrics || {})[metric] === undefined ? '' :
+          h('span', {class: 'spark-cell', 'data-host': host.name, 'data-metric': metric})));
       const row = h('tr', {'data-host': host.name, 'data-status': st},
         h('td', {}, h('a', {href: '#/host/' + enc(host.name)}, host.name),
           host.hostname && host.hostname !== host.name ? h('div', {class: 'muted small'}, host.hostname) : null),

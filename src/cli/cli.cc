@@ -4,8 +4,12 @@
 
 #include <CLI/CLI.hpp>
 #include <algorithm>
+#include <charconv>
+#include <cstdint>
+#include <cstdio>
 #include <cstdlib>
 #include <iostream>
+#include <thread>
 
 #include "cli/ai_check.h"
 #include "cli/api.h"
@@ -31,6 +35,12 @@ int Fail(CliEnv& env, const std::string& message) {
   return 1;
 }
 
+// A usage error (docs/CLI.md): exit 2, one line.
+int Usage(CliEnv& env, const std::string& message) {
+  env.Err() << "medic: " << SanitizeForDisplay(message) << " (see medic --help)" << std::endl;
+  return 2;
+}
+
 struct ApiTarget {
   std::string server;
   std::string token;
@@ -53,18 +63,28 @@ Result<TlsOptions> ResolveServerTls(const std::string& ca_flag, const std::strin
   return tls;
 }
 
+// --server, else $MEDIC_SERVER, else the default.
+std::string ServerUrl(const std::string& server_flag, CliEnv& env) {
+  std::string server = server_flag;
+  if (server.empty()) {
+    server = env.GetEnv("MEDIC_SERVER").value_or("");
+  }
+  return server.empty() ? std::string(kDefaultServer) : server;
+}
+
+Status CheckServerUrl(const std::string& server) {
+  if (server.rfind("http://", 0) != 0 && server.rfind("https://", 0) != 0) {
+    return InvalidArgument("--server '" + server + "' is not an http:// or https:// URL");
+  }
+  return OkStatus();
+}
+
 Result<ApiTarget> ResolveTarget(const std::string& server_flag, const std::string& token_file,
                                 CliEnv& env) {
   ApiTarget t;
-  t.server = server_flag;
-  if (t.server.empty()) {
-    t.server = env.GetEnv("MEDIC_SERVER").value_or("");
-  }
-  if (t.server.empty()) {
-    t.server = kDefaultServer;
-  }
-  if (t.server.rfind("http://", 0) != 0 && t.server.rfind("https://", 0) != 0) {
-    return InvalidArgument("--server '" + t.server + "' is not an http:// or https:// URL");
+  t.server = ServerUrl(server_flag, env);
+  if (Status s = CheckServerUrl(t.server); !s.has_value()) {
+    return s.error();
   }
   if (!token_file.empty()) {
     Result<std::string> text = ReadFile(token_file);
@@ -84,6 +104,111 @@ Result<ApiTarget> ResolveTarget(const std::string& server_flag, const std::strin
         "token file)");
   }
   return t;
+}
+
+// A whole number lo..hi, told apart from a word: "'abc' is not a number".
+CLI::Validator WholeNumberIn(int64_t lo, int64_t hi) {
+  return CLI::Validator(
+      [lo, hi](std::string& text) -> std::string {
+        int64_t v = 0;
+        const auto [end, ec] = std::from_chars(text.data(), text.data() + text.size(), v);
+        if (ec == std::errc::result_out_of_range) {
+          return text + " is not from " + std::to_string(lo) + " to " + std::to_string(hi);
+        }
+        if (text.empty() || ec != std::errc() || end != text.data() + text.size()) {
+          return "'" + text + "' is not a number";
+        }
+        if (v < lo || v > hi) {
+          return text + " is not from " + std::to_string(lo) + " to " + std::to_string(hi);
+        }
+        return "";
+      },
+      "INT in [" + std::to_string(lo) + " - " + std::to_string(hi) + "]");
+}
+
+// A number lo..hi (a fraction allowed).
+CLI::Validator NumberIn(double lo, double hi) {
+  return CLI::Validator(
+      [lo, hi](std::string& text) -> std::string {
+        double v = 0;
+        const auto [end, ec] = std::from_chars(text.data(), text.data() + text.size(), v);
+        if (text.empty() || ec != std::errc() || end != text.data() + text.size()) {
+          return "'" + text + "' is not a number";
+        }
+        if (!(v >= lo && v <= hi)) {
+          char range[64];
+          std::snprintf(range, sizeof(range), " is not from %g to %g", lo, hi);
+          return text + range;
+        }
+        return "";
+      },
+      "NUMBER");
+}
+
+// The commands of `level`: "create, list, revoke".
+std::string CommandList(CLI::App* level) {
+  std::string known;
+  for (CLI::App* sub : level->get_subcommands([](CLI::App*) { return true; })) {
+    known += (known.empty() ? "" : ", ") + sub->get_name();
+  }
+  return known;
+}
+
+// "unknown command 'token lsit' (commands of token: create, list, revoke)" when the words
+// given name no command: at each level that has commands, the first word that is neither an
+// option nor an option's value must be one of them, unless the level takes positional
+// arguments of its own; "missing command (...)" when a level that needs one got none. nullopt
+// otherwise (CLI11's own message then says what is wrong).
+std::optional<std::string> CommandError(CLI::App& app, const std::vector<std::string>& args) {
+  CLI::App* level = &app;
+  std::string path;
+  auto known = [&] {
+    return " (" + (path.empty() ? std::string("commands: ") : "commands of " +
+                                                                   path.substr(0, path.size() - 1) +
+                                                                   ": ") +
+           CommandList(level) + ")";
+  };
+  for (size_t i = 0; i < args.size(); ++i) {
+    const std::string& word = args[i];
+    if (word == "--") {
+      return std::nullopt;
+    }
+    if (word.size() > 1 && word[0] == '-') {
+      if (word.find('=') != std::string::npos) {
+        continue;
+      }
+      for (CLI::App* at = level; at != nullptr; at = at->get_parent()) {
+        if (const CLI::Option* opt = at->get_option_no_throw(word)) {
+          if (opt->get_expected_min() > 0) {
+            ++i;  // its value
+          }
+          break;
+        }
+      }
+      continue;
+    }
+    CLI::App* next = nullptr;
+    for (CLI::App* sub : level->get_subcommands([](CLI::App*) { return true; })) {
+      if (sub->check_name(word)) {
+        next = sub;
+      }
+    }
+    if (next != nullptr) {
+      level = next;
+      path += word + " ";
+      continue;
+    }
+    const bool takes_positionals =
+        !level->get_options([](const CLI::Option* o) { return o->get_positional(); }).empty();
+    if (!CommandList(level).empty() && !takes_positionals) {
+      return "unknown command '" + path + word + "'" + known();
+    }
+    return std::nullopt;
+  }
+  if (level->get_require_subcommand_min() > 0) {
+    return "missing command" + known();
+  }
+  return std::nullopt;
 }
 
 // One-line text of a CLI11 parse error.
@@ -121,6 +246,7 @@ class RealCliEnv : public CliEnv {
     curl_.reset();
   }
   const Clock& GetClock() override { return clock_; }
+  void Sleep(Millis d) override { std::this_thread::sleep_for(d); }
   host::ProcFs& Procs() override { return procfs_; }
   Status Signal(int pid, int sig) override { return SendSignal(pid, sig); }
   Status RunHealthApp(const std::string& listen) override {
@@ -192,7 +318,7 @@ int RunCli(const std::vector<std::string>& args, CliEnv& env) {
   incidents->add_option("--before", filter.before,
                         "only incidents older than this incident id (the next page)");
   incidents->add_option("--limit", filter.limit, "at most N incidents")
-      ->check(CLI::Range(1, 1000));
+      ->check(WholeNumberIn(1, 1000));
 
   std::string id;
   CLI::App* show = app.add_subcommand("show", "show one incident and its timeline");
@@ -248,12 +374,12 @@ int RunCli(const std::vector<std::string>& args, CliEnv& env) {
   audit->require_subcommand(0, 1);
   int audit_limit = 50;
   audit->add_option("--limit", audit_limit, "how many entries, newest first (1-1000, default 50)")
-      ->check(CLI::Range(1, 1000));
+      ->check(WholeNumberIn(1, 1000));
   CLI::App* audit_verify = audit->add_subcommand(
       "verify", "check the audit log's hash chain; exit 1 naming the first broken entry");
   audit_verify->fallthrough();
 
-  CLI::App* token = app.add_subcommand("token", "create or revoke API tokens (admin)");
+  CLI::App* token = app.add_subcommand("token", "list, create or revoke API tokens (admin)");
   token->fallthrough();
   token->require_subcommand(1);
   std::string token_name;
@@ -264,6 +390,9 @@ int RunCli(const std::vector<std::string>& args, CliEnv& env) {
   token_create->add_option("--role", role, "viewer, operator, admin or ingest")
       ->required()
       ->check(CLI::IsMember({"viewer", "operator", "admin", "ingest"}));
+  CLI::App* token_list =
+      token->add_subcommand("list", "the tokens: name, role, created, created by");
+  token_list->fallthrough();
   CLI::App* token_revoke = token->add_subcommand("revoke", "revoke a token at once");
   token_revoke->fallthrough();
   token_revoke->add_option("NAME", token_name, "token name")->required();
@@ -294,10 +423,21 @@ int RunCli(const std::vector<std::string>& args, CliEnv& env) {
   double chaos_percent = 0;
   CLI::Option* percent_opt = chaos->add_option(
       "--percent", chaos_percent, "disk-fill, oom: target used percent (default 90, 95)");
-  percent_opt->check(CLI::Range(1.0, 99.0));
+  percent_opt->check(NumberIn(1.0, 99.0));
   chaos->add_option("--path", local_chaos.path,
                     "disk-fill: directory to fill, on the mount to fill (default /var/log)");
   chaos->add_option("--duration", local_chaos.duration, "oom: how long to hold (default 600s)");
+  Commands::WaitOptions chaos_wait;
+  std::string chaos_timeout;
+  bool chaos_no_wait = false;
+  chaos
+      ->add_flag("--no-wait", chaos_no_wait,
+                 "with --host: return once the server took the command, without its result")
+      ->needs(host_opt);
+  chaos
+      ->add_option("--timeout", chaos_timeout,
+                   "with --host: how long to wait for the host's result (default 120s)")
+      ->needs(host_opt);
   chaos
       ->add_option("--state-file", local_chaos.state_file,
                    "local: where local chaos is recorded for `chaos stop` (default "
@@ -314,7 +454,7 @@ int RunCli(const std::vector<std::string>& args, CliEnv& env) {
   demo->add_option("--listen", demo_options.listen, "server HOST:PORT (default 127.0.0.1:8080)");
   demo->add_option("--data-dir", demo_options.data_dir, "data directory (default ./medic-demo)");
   demo->add_option("--hosts", demo_options.hosts, "number of demo hosts (default 2)")
-      ->check(CLI::Range(1, 50));
+      ->check(WholeNumberIn(1, 50));
   demo->add_flag("--auto", demo_options.auto_approve, "turn approval mode off");
   CLI::Option* scenario_opt =
       demo->add_option("--scenario", demo_options.scenario,
@@ -351,7 +491,9 @@ int RunCli(const std::vector<std::string>& args, CliEnv& env) {
   } catch (const CLI::Success& e) {  // --help, --version
     return app.exit(e, env.Out(), env.Err());
   } catch (const CLI::ParseError& e) {
-    env.Err() << "medic: " << UsageMessage(e) << " (see medic --help)" << std::endl;
+    const std::optional<std::string> unknown = CommandError(app, args);
+    env.Err() << "medic: " << unknown.value_or(UsageMessage(e)) << " (see medic --help)"
+              << std::endl;
     return 2;
   }
 
@@ -374,14 +516,39 @@ int RunCli(const std::vector<std::string>& args, CliEnv& env) {
   }
   if (*chaos) {
     if (std::find(ChaosModes().begin(), ChaosModes().end(), mode) == ChaosModes().end()) {
-      return Fail(env, "chaos: unknown mode '" + mode + "' (valid: " + ChaosModeList() + ")");
+      return Usage(env, "chaos: unknown mode '" + mode + "' (valid: " + ChaosModeList() + ")");
+    }
+    // Each flag belongs to the modes that take it (protocol::ChaosModeParams).
+    const struct {
+      bool given;
+      const char* flag;
+      std::vector<std::string> modes;
+    } kModeFlags[] = {{!local_chaos.path.empty(), "--path", {"disk-fill"}},
+                      {percent_opt->count() > 0, "--percent", {"disk-fill", "oom"}},
+                      {!local_chaos.duration.empty(), "--duration", {"oom"}}};
+    for (const auto& f : kModeFlags) {
+      if (f.given && std::find(f.modes.begin(), f.modes.end(), mode) == f.modes.end()) {
+        std::string modes;
+        for (const auto& m : f.modes) {
+          modes += (modes.empty() ? "" : " and ") + m;
+        }
+        return Usage(env, "chaos " + mode + ": " + f.flag + " applies to " + modes + " only");
+      }
+    }
+    if (!chaos_timeout.empty()) {
+      Result<Millis> t = ParseDuration(chaos_timeout);
+      if (!t.has_value() || t->count() <= 0) {
+        return Usage(env, "chaos: --timeout '" + chaos_timeout +
+                              "' is not a duration like 30s or 5m");
+      }
+      chaos_wait.timeout = *t;
     }
     if (*percent_opt) {
       local_chaos.percent = chaos_percent;
     }
     if (chaos_host.empty()) {
       if (!chaos_params.empty()) {
-        return Fail(env, "chaos " + mode + ": KEY=VALUE parameters apply only with --host");
+        return Usage(env, "chaos " + mode + ": KEY=VALUE parameters apply only with --host");
       }
       if (mode != "nginx-crash") {
         local_chaos.mode = mode;
@@ -417,6 +584,11 @@ int RunCli(const std::vector<std::string>& args, CliEnv& env) {
     return 0;
   }
 
+  // A malformed --server (or $MEDIC_SERVER) is a usage error; an unreadable token is not.
+  if (Status s = CheckServerUrl(ServerUrl(server, env)); !s.has_value()) {
+    env.Err() << "medic: " << s.error().message << std::endl;
+    return 2;
+  }
   Result<ApiTarget> target = ResolveTarget(server, token_file, env);
   if (!target.has_value()) {
     return Fail(env, target.error().message);
@@ -437,6 +609,7 @@ int RunCli(const std::vector<std::string>& args, CliEnv& env) {
     return 0;
   }
   Commands commands(api, env.GetClock(), env.Out(), json);
+  commands.SetSleep([&env](Millis d) { env.Sleep(d); });
   Status s = OkStatus();
   if (*incidents) {
     s = commands.Incidents(filter);
@@ -468,6 +641,8 @@ int RunCli(const std::vector<std::string>& args, CliEnv& env) {
     s = commands.Audit(audit_limit);
   } else if (*token_create) {
     s = commands.TokenCreate(token_name, role);
+  } else if (*token_list) {
+    s = commands.TokenList();
   } else if (*token_revoke) {
     s = commands.TokenRevoke(token_name);
   } else if (*settings) {
@@ -490,12 +665,19 @@ int RunCli(const std::vector<std::string>& args, CliEnv& env) {
         (*params)["duration"] = local_chaos.duration;
       }
     }
-    s = params.has_value() ? commands.Chaos(chaos_host, mode, *params) : Status(params.error());
+    chaos_wait.wait = !chaos_no_wait;
+    s = params.has_value() ? commands.Chaos(chaos_host, mode, *params, chaos_wait)
+                           : Status(params.error());
   }
   if (!s.has_value()) {
     return Fail(env, s.error().message);
   }
   env.Out().flush();
+  if (*token_create && !json) {
+    // On standard error, so that `TOKEN=$(medic token create …)` still takes the token alone.
+    env.Err() << "medic: the token of " << SanitizeForDisplay(token_name)
+              << " is shown this once (the server keeps only its hash): store it now" << std::endl;
+  }
   return 0;
 }
 

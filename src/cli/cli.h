@@ -33,6 +33,9 @@ class CliEnv {
   // call to the server, after any `ai check` (which talks to the model's provider instead).
   virtual void UseServerTls(const TlsOptions& tls) = 0;
   virtual const Clock& GetClock() = 0;
+  // Waits `d` between two looks at a command's state (`medic chaos --host` waiting for its
+  // result); tests advance their clock instead.
+  virtual void Sleep(Millis d) = 0;
   // /proc of this machine (and nginx's pidfile), read by `chaos nginx-crash`.
   virtual host::ProcFs& Procs() = 0;
   // kill(2), as SendSignal; `chaos nginx-crash` signals through it.

@@ -2,6 +2,7 @@
 
 #include <charconv>
 #include <cstdio>
+#include <thread>
 #include <vector>
 
 #include "cli/format.h"
@@ -9,6 +10,28 @@
 #include "core/display.h"
 
 namespace medic::cli {
+
+namespace {
+
+// The page GET /api/v1/incidents answers without ?limit.
+constexpr int kServerIncidentPage = 100;
+
+// A word as a shell reads it back: plain, or single-quoted.
+std::string QuoteArgument(const std::string& word) {
+  const bool plain = !word.empty() && word.find_first_not_of(
+                                          "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ"
+                                          "0123456789-_.:/@%+=,") == std::string::npos;
+  if (plain) {
+    return word;
+  }
+  std::string out = "'";
+  for (char c : word) {
+    out += c == '\'' ? std::string("'\\''") : std::string(1, c);
+  }
+  return out + "'";
+}
+
+}  // namespace
 
 Commands::Commands(ApiClient& api, const Clock& clock, std::ostream& out, bool json)
     : api_(api), clock_(clock), out_(out), json_(json) {}
@@ -41,6 +64,24 @@ Status Commands::Incidents(const IncidentFilter& filter) {
     return Internal("incidents: " + text.error().message);
   }
   out_ << *text;
+  // A full page may have more behind it: how to ask for the next one (GET /api/v1/incidents
+  // answers 100 without a limit).
+  const Json& list = body["incidents"];
+  const size_t page = static_cast<size_t>(filter.limit.value_or(kServerIncidentPage));
+  if (list.size() >= page && list.back().is_object()) {
+    std::string next = "medic incidents --before " + StringOr(list.back(), "incident_id");
+    for (const auto& [flag, value] : {std::pair{"--status", filter.status},
+                                      std::pair{"--alarm", filter.alarm},
+                                      std::pair{"--host", filter.host}}) {
+      if (value.has_value()) {
+        next += std::string(" ") + flag + " " + QuoteArgument(*value);
+      }
+    }
+    if (filter.limit.has_value()) {
+      next += " --limit " + std::to_string(*filter.limit);
+    }
+    out_ << "next page: " << SanitizeForDisplay(next) << "\n";
+  }
   return OkStatus();
 }
 
@@ -312,20 +353,111 @@ Status Commands::Alarms(const std::optional<std::string>& state,
   return OkStatus();
 }
 
-Status Commands::Chaos(const std::string& host, const std::string& mode, const Json& params) {
+Status Commands::Chaos(const std::string& host, const std::string& mode, const Json& params,
+                       const WaitOptions& wait) {
   const Json body = {{"host", host}, {"mode", mode}, {"params", params}};
-  ASSIGN_OR_RETURN(Json resp,
-                   api_.Call("POST", "/api/v1/chaos", &body, "chaos " + mode + " on " + host));
-  if (json_) {
-    PrintJson(resp);
-    return OkStatus();
-  }
-  std::string id = "-";
+  const std::string what = "chaos " + mode + " on " + host;
+  ASSIGN_OR_RETURN(Json resp, api_.Call("POST", "/api/v1/chaos", &body, what));
+  std::string id;
   if (resp.is_object() && resp.contains("command_id") && resp["command_id"].is_string()) {
     id = resp["command_id"].get<std::string>();
   }
-  out_ << "chaos " << mode << " sent to " << host << ": command " << id << "\n";
-  return OkStatus();
+  // With several servers, one whose host reports to another server sends the command on over
+  // the bus: its state is followed there, not here (docs/API.md, "Commands").
+  const bool tracked = !resp.is_object() || resp.value("tracked", true);
+  if (!tracked && wait.wait && !json_) {
+    out_ << "chaos " << mode << " sent to " << host << ": command " << id << " (" << host
+         << " reports to another server, which follows the command; not waiting)\n";
+    return OkStatus();
+  }
+  if (!wait.wait || id.empty() || !tracked) {
+    if (json_) {
+      PrintJson(resp);
+      return OkStatus();
+    }
+    out_ << "chaos " << mode << " sent to " << host << ": command " << (id.empty() ? "-" : id)
+         << "\n";
+    return OkStatus();
+  }
+  if (!json_) {
+    out_ << "chaos " << mode << " sent to " << host << ": command " << id
+         << ", waiting for the result\n";
+    out_.flush();
+  }
+  return WaitForCommand(id, what, wait);
+}
+
+Status Commands::WaitForCommand(const std::string& id, const std::string& what,
+                                const WaitOptions& wait) {
+  const SteadyTime deadline = clock_.SteadyNow() + wait.timeout;
+  Json command;
+  std::string state;
+  while (true) {
+    ASSIGN_OR_RETURN(command, api_.Call("GET", "/api/v1/commands/" + UrlEncode(id), nullptr,
+                                        what + ": command " + id));
+    state = command.is_object() ? StringOr(command, "state") : "";
+    if (state != "queued" && state != "delivered") {
+      break;
+    }
+    if (clock_.SteadyNow() >= deadline) {
+      if (json_) {
+        PrintJson(command);
+      }
+      return DeadlineExceeded(what + ": no result within " +
+                              std::to_string(wait.timeout.count() / 1000) + "s (command " + id +
+                              " is " + state + "; it may still run: GET /api/v1/commands/" + id +
+                              ")");
+    }
+    if (sleep_) {
+      sleep_(wait.interval);
+    } else {
+      std::this_thread::sleep_for(wait.interval);
+    }
+  }
+  const Json& result = FieldOrNull(command, "result");
+  if (json_) {
+    PrintJson(command);
+  } else if (result.is_object()) {
+    const std::string output = StringOr(result, "output");
+    if (!output.empty()) {
+      out_ << SanitizeForDisplay(output);
+      if (output.back() != '\n') {
+        out_ << "\n";
+      }
+    }
+    if (result.value("truncated", false)) {
+      out_ << "(output truncated by the agent)\n";
+    }
+  }
+  const std::string error = result.is_object() ? StringOr(result, "error") : "";
+  const std::string host = StringOr(command, "host");
+  if (state == "succeeded") {
+    if (!json_) {
+      out_ << what << ": succeeded\n";
+    }
+    return OkStatus();
+  }
+  if (state == "refused") {
+    return FailedPrecondition(what + ": " + host + " refused it: " +
+                              (error.empty() ? "no reason given" : error));
+  }
+  if (state == "failed") {
+    std::string how;
+    if (result.value("timed_out", false)) {
+      how = "timed out";
+    } else if (const int sig = result.value("signal", 0); sig != 0) {
+      how = "killed by signal " + std::to_string(sig);
+    } else {
+      how = "exit " + std::to_string(result.value("exit_code", -1));
+    }
+    return Internal(what + ": failed on " + host + " (" + how + ")" +
+                    (error.empty() ? "" : ": " + error));
+  }
+  if (state == "expired") {
+    return DeadlineExceeded(what + ": command " + id + " expired before " + host +
+                            " answered (is its agent running and polling?)");
+  }
+  return Internal(what + ": command " + id + " is in an unknown state '" + state + "'");
 }
 
 Status Commands::TokenCreate(const std::string& name, const std::string& role) {
@@ -339,6 +471,27 @@ Status Commands::TokenCreate(const std::string& name, const std::string& role) {
     return Internal("token create " + name + ": the server's answer carries no token");
   }
   out_ << resp["token"].get<std::string>() << "\n";
+  return OkStatus();
+}
+
+Status Commands::TokenList() {
+  ASSIGN_OR_RETURN(Json resp, api_.Call("GET", "/api/v1/tokens", nullptr, "token list"));
+  if (json_) {
+    PrintJson(resp);
+    return OkStatus();
+  }
+  if (!resp.is_object() || !resp.contains("tokens") || !resp["tokens"].is_array()) {
+    return Internal("token list: the server's answer has no 'tokens' list");
+  }
+  std::vector<std::vector<std::string>> rows;
+  for (const auto& t : resp["tokens"]) {
+    if (t.is_object()) {
+      rows.push_back({SanitizeForDisplay(StringOr(t, "name")), SanitizeForDisplay(StringOr(t, "role")),
+                      SanitizeForDisplay(StringOr(t, "created_at")),
+                      SanitizeForDisplay(StringOr(t, "created_by"))});
+    }
+  }
+  out_ << FormatTable({"NAME", "ROLE", "CREATED", "BY"}, rows);
   return OkStatus();
 }
 

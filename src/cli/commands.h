@@ -4,6 +4,7 @@
 // error worded for "medic: <message>". With `json`, listings and shows print the API's JSON,
 // pretty-printed.
 
+#include <functional>
 #include <optional>
 #include <ostream>
 #include <string>
@@ -14,6 +15,13 @@
 #include "core/result.h"
 
 namespace medic::cli {
+
+// How a command sent to a host is followed to its end (GET /api/v1/commands/ID).
+struct CommandWaitOptions {
+  bool wait = true;                  // false (--no-wait): return once the server took it
+  Millis timeout = Millis(120'000);  // give up waiting (the command may still run)
+  Millis interval = Millis(500);     // between two looks at the command
+};
 
 class Commands {
  public:
@@ -45,10 +53,23 @@ class Commands {
   // GET /api/v1/alarms, with ?state= and ?host= when given.
   Status Alarms(const std::optional<std::string>& state = std::nullopt,
                 const std::optional<std::string>& host = std::nullopt);
-  // POST /api/v1/chaos through the host's agent; prints the command id.
-  Status Chaos(const std::string& host, const std::string& mode, const Json& params);
+  using WaitOptions = CommandWaitOptions;
+  // POST /api/v1/chaos through the host's agent; prints the command id, then (unless
+  // !wait.wait) waits for the host's result and prints the agent's output. A refusal, a
+  // failure, an expiry or no result within wait.timeout is an error carrying the agent's reason.
+  Status Chaos(const std::string& host, const std::string& mode, const Json& params,
+               const WaitOptions& wait = {});
+  // Waits for command `id` to end as above; `what` names it in messages ("chaos oom on web-1").
+  Status WaitForCommand(const std::string& id, const std::string& what, const WaitOptions& wait);
+
+  // How the CLI waits between two looks at a command; the real one sleeps. Tests advance a
+  // ManualClock instead.
+  void SetSleep(std::function<void(Millis)> sleep) { sleep_ = std::move(sleep); }
   Status TokenCreate(const std::string& name, const std::string& role);
   Status TokenRevoke(const std::string& name);
+  // GET /api/v1/tokens: NAME ROLE CREATED BY, one token a line (never the secrets: the server
+  // keeps only their hashes).
+  Status TokenList();
   // GET /api/v1/audit/verify: prints the result; a broken chain is an error naming the first
   // broken entry (exit 1).
   Status AuditVerify();
@@ -70,6 +91,7 @@ class Commands {
   const Clock& clock_;
   std::ostream& out_;
   bool json_;
+  std::function<void(Millis)> sleep_;
 };
 
 // Parses chaos parameters given as KEY=VALUE words into a JSON object; values that read as a

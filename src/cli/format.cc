@@ -4,6 +4,7 @@
 #include <cmath>
 #include <cstdio>
 #include <iterator>
+#include <optional>
 #include <sstream>
 #include <utility>
 
@@ -173,6 +174,72 @@ std::string FormatAgeOf(const Json& value, WallTime now) {
   return FormatAge(*t, now) + " ago";
 }
 
+std::string FormatSpan(Millis d) {
+  const int64_t s = std::max<int64_t>(0, d.count() / 1000);
+  if (s < 60) {
+    return std::to_string(s) + "s";
+  }
+  if (s < 3600) {
+    return std::to_string(s / 60) + "m" + (s % 60 != 0 ? " " + std::to_string(s % 60) + "s" : "");
+  }
+  if (s < 86400) {
+    return std::to_string(s / 3600) + "h" +
+           (s % 3600 / 60 != 0 ? " " + std::to_string(s % 3600 / 60) + "m" : "");
+  }
+  return std::to_string(s / 86400) + "d" +
+         (s % 86400 / 3600 != 0 ? " " + std::to_string(s % 86400 / 3600) + "h" : "");
+}
+
+namespace {
+
+// From created_at to resolved_at ("13s", "2m 5s"); "-" while open or unknown.
+std::string TimeToResolve(const Json& inc) {
+  if (!inc.is_object()) {
+    return std::string(kMissing);
+  }
+  const Json created = inc.value("created_at", Json());
+  const Json resolved = inc.value("resolved_at", Json());
+  if (!created.is_string() || !resolved.is_string()) {
+    return std::string(kMissing);
+  }
+  Result<WallTime> from = ParseRfc3339(created.get<std::string>());
+  Result<WallTime> to = ParseRfc3339(resolved.get<std::string>());
+  if (!from.has_value() || !to.has_value()) {
+    return std::string(kMissing);
+  }
+  return FormatSpan(std::chrono::duration_cast<Millis>(*to - *from));
+}
+
+// {provider, model, tokens, input_tokens, output_tokens, latency_ms, attempts} in one line.
+std::string AiUsageLine(const Json& usage) {
+  std::string out = Text(usage, "provider");
+  if (const std::string model = Text(usage, "model"); model != kMissing) {
+    out += " " + model;
+  }
+  auto number = [&](const char* key) -> std::optional<int64_t> {
+    const auto it = usage.find(key);
+    if (it == usage.end() || !it->is_number()) {
+      return std::nullopt;
+    }
+    return it->get<int64_t>();
+  };
+  if (auto tokens = number("tokens")) {
+    out += ", " + std::to_string(*tokens) + " tokens";
+    if (auto in = number("input_tokens"), o = number("output_tokens"); in && o) {
+      out += " (" + std::to_string(*in) + " in, " + std::to_string(*o) + " out)";
+    }
+  }
+  if (auto ms = number("latency_ms")) {
+    out += ", " + std::to_string(*ms) + " ms";
+  }
+  if (auto n = number("attempts")) {
+    out += ", " + std::to_string(*n) + (*n == 1 ? " attempt" : " attempts");
+  }
+  return out;
+}
+
+}  // namespace
+
 Result<std::string> FormatIncidentList(const Json& body, WallTime now) {
   ASSIGN_OR_RETURN(const Json* list, ListField(body, "incidents"));
   if (list->empty()) {
@@ -182,9 +249,9 @@ Result<std::string> FormatIncidentList(const Json& body, WallTime now) {
   for (const Json& inc : *list) {
     const Json created = inc.is_object() ? inc.value("created_at", Json()) : Json();
     rows.push_back({Text(inc, "incident_id"), Text(inc, "status"), Text(inc, "alarm_name"),
-                    Text(inc, "instance_id"), FormatAgeOf(created, now)});
+                    Text(inc, "instance_id"), FormatAgeOf(created, now), TimeToResolve(inc)});
   }
-  return FormatTable({"ID", "STATUS", "ALARM", "HOST", "CREATED"}, rows);
+  return FormatTable({"ID", "STATUS", "ALARM", "HOST", "CREATED", "RESOLVED IN"}, rows);
 }
 
 Result<std::string> FormatIncident(const Json& inc, WallTime now) {
@@ -208,6 +275,19 @@ Result<std::string> FormatIncident(const Json& inc, WallTime now) {
                         ? created
                         : created + " (" + FormatAgeOf(inc.value("created_at", Json()), now) + ")");
   field("Updated:", Text(inc, "updated_at"));
+  if (const std::string resolved = Text(inc, "resolved_at"); resolved != kMissing) {
+    field("Resolved:", resolved + " (" + TimeToResolve(inc) + " after it was created)");
+  }
+  if (const auto action = inc.find("action"); action != inc.end() && action->is_object()) {
+    if (const std::string id = Text(*action, "command_id"); id != kMissing) {
+      const std::string expires = Text(*action, "expires_at");
+      field("Fix command:", id + (expires != kMissing ? " (expires " + expires + ")" : ""));
+    }
+  }
+  if (const auto usage = inc.find("ai_usage"); usage != inc.end() && usage->is_object() &&
+                                               !usage->empty()) {
+    field("AI usage:", AiUsageLine(*usage));
+  }
   if (const std::string r = Text(inc, "reason"); r != kMissing) {
     field("Reason:", r);
   }

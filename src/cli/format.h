@@ -23,7 +23,11 @@ std::string FormatAge(WallTime then, WallTime now);
 // FormatAge of an RFC 3339 string with " ago", or the text itself when it does not parse.
 std::string FormatAgeOf(const Json& rfc3339, WallTime now);
 
-// {"incidents":[...]} -> ID STATUS ALARM HOST AGE table (or "no incidents").
+// A span of time to the second: "13s", "2m 5s", "1h 2m", "3d 4h".
+std::string FormatSpan(Millis d);
+
+// {"incidents":[...]} -> ID STATUS ALARM HOST CREATED (age) RESOLVED IN (created to resolved,
+// "-" while open) table (or "no incidents").
 Result<std::string> FormatIncidentList(const Json& body, WallTime now);
 // One INCIDENT: its fields, then the timeline.
 Result<std::string> FormatIncident(const Json& incident, WallTime now);

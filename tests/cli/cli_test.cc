@@ -33,6 +33,10 @@ class FakeCliEnv : public CliEnv {
   HttpClient& Http() override { return http; }
   void UseServerTls(const TlsOptions& tls) override { server_tls = tls; }
   const Clock& GetClock() override { return clock; }
+  void Sleep(Millis d) override {
+    slept.push_back(d);
+    clock.Advance(d);
+  }
   host::ProcFs& Procs() override { return procfs; }
   Status Signal(int pid, int) override {
     signalled.push_back(pid);
@@ -59,6 +63,7 @@ class FakeCliEnv : public CliEnv {
   ManualClock clock{ParseRfc3339("2026-11-29T21:13:16Z").value()};
   host::testing::FakeProcFs procfs;  // no processes, no files
   std::vector<int> signalled;
+  std::vector<Millis> slept;
   std::optional<std::string> healthapp_listen;
   std::optional<DemoOptions> demo_options;
   std::optional<LocalChaosOptions> local_chaos;
@@ -83,8 +88,8 @@ TEST_F(CliTest, IncidentsSendsGetWithQueryAndBearerToken) {
   EXPECT_EQ(r.url, "http://127.0.0.1:8080/api/v1/incidents?status=pending_approval&limit=5");
   EXPECT_EQ(FakeHttpClient::Header(r, "Authorization"), "Bearer tok-123");
   EXPECT_EQ(env_.out.str(),
-            "ID     STATUS     ALARM              HOST   CREATED\n"
-            "inc-1  completed  Disk-Critical-ASG  web-1  10s ago\n");
+            "ID     STATUS     ALARM              HOST   CREATED  RESOLVED IN\n"
+            "inc-1  completed  Disk-Critical-ASG  web-1  10s ago  -\n");
   EXPECT_EQ(env_.err.str(), "");
 
   env_.http.Answer(200, R"j({"incidents":[]})j");
@@ -95,6 +100,23 @@ TEST_F(CliTest, IncidentsSendsGetWithQueryAndBearerToken) {
   EXPECT_EQ(env_.http.last().url,
             "http://127.0.0.1:8080/api/v1/incidents?alarm=Nginx-Down-ALB&host=web%202&before=inc-9"
             "&limit=2");
+}
+
+// A full page ends with the command for the next one, filters kept; a shorter page does not.
+TEST_F(CliTest, IncidentsHintsAtTheNextPageWhenThePageIsFull) {
+  env_.http.Answer(200, R"j({"incidents":[{"incident_id":"inc-3","status":"failed"},
+      {"incident_id":"inc-2","status":"failed"}]})j");
+  ASSERT_EQ(Run({"incidents", "--status", "failed", "--host", "web 1", "--limit", "2"}), 0)
+      << env_.err.str();
+  const std::string out = env_.out.str();
+  EXPECT_NE(out.find("\nnext page: medic incidents --before inc-2 --status failed --host 'web 1' "
+                     "--limit 2\n"),
+            std::string::npos)
+      << out;
+  env_.out.str("");
+  env_.http.Answer(200, R"j({"incidents":[{"incident_id":"inc-3","status":"failed"}]})j");
+  ASSERT_EQ(Run({"incidents", "--limit", "2"}), 0) << env_.err.str();
+  EXPECT_EQ(env_.out.str().find("next page"), std::string::npos) << env_.out.str();
 }
 
 TEST_F(CliTest, AlarmsSendsStateAndHostFiltersOnlyWhenGiven) {
@@ -357,7 +379,7 @@ TEST_F(CliTest, MissingTokenIsAnErrorAndSendsNothing) {
 }
 
 TEST_F(CliTest, BadServerUrl) {
-  EXPECT_EQ(Run({"--server", "127.0.0.1:8080", "hosts"}), 1);
+  EXPECT_EQ(Run({"--server", "127.0.0.1:8080", "hosts"}), 2);  // a bad value: a usage error
   EXPECT_EQ(env_.err.str(), "medic: --server '127.0.0.1:8080' is not an http:// or https:// URL\n");
 }
 
@@ -379,6 +401,18 @@ TEST_F(CliTest, UsageErrorsExitTwoWithOneLine) {
       {"pause", "now"},
       {"resume", "--bogus"},
       {"pause", "--json", "resume"},
+      {"token", "lsit"},
+      {"hosts", "frob"},
+      {"incidents", "--limit", "abc"},
+      {"audit", "--limit", "5000"},
+      {"chaos", "meteor", "--host", "web-1"},
+      {"chaos", "oom", "--path", "/var/log"},
+      {"chaos", "nginx-crash", "--host", "web-1", "--percent", "50"},
+      {"chaos", "oom", "--percent", "abc"},
+      {"chaos", "oom", "--no-wait"},
+      {"chaos", "oom", "--host", "web-1", "--timeout", "soon"},
+      {"chaos", "disk-fill", "percent=50"},
+      {"--server", "ftp://x", "hosts"},
   };
   for (const auto& args : cases) {
     std::string joined;
@@ -428,6 +462,9 @@ TEST_F(CliTest, TokenCreateAndRevoke) {
   EXPECT_EQ(env_.http.last().url, "http://127.0.0.1:8080/api/v1/tokens");
   EXPECT_EQ(ParseJson(env_.http.last().body).value(), Json({{"name", "ci"}, {"role", "operator"}}));
   EXPECT_EQ(env_.out.str(), "secret-1\n");
+  EXPECT_EQ(env_.err.str(),
+            "medic: the token of ci is shown this once (the server keeps only its hash): store "
+            "it now\n");
 
   env_.out.str("");
   env_.http.Answer(200, "{}");
@@ -456,7 +493,8 @@ TEST_F(CliTest, HostsRemoveSendsDeleteAndHostsStillLists) {
 
 TEST_F(CliTest, RemoteChaosPostsToTheServer) {
   env_.http.Answer(202, R"j({"command_id":"cmd-9"})j");
-  ASSERT_EQ(Run({"chaos", "disk-fill", "--host", "web-2", "percent=90", "path=/tmp/x"}), 0)
+  ASSERT_EQ(
+      Run({"chaos", "disk-fill", "--host", "web-2", "percent=90", "path=/tmp/x", "--no-wait"}), 0)
       << env_.err.str();
   const HttpRequest& r = env_.http.last();
   EXPECT_EQ(r.method, "POST");
@@ -469,10 +507,132 @@ TEST_F(CliTest, RemoteChaosPostsToTheServer) {
 }
 
 TEST_F(CliTest, ChaosUnknownModeListsTheValidOnes) {
-  EXPECT_EQ(Run({"chaos", "meteor", "--host", "web-1"}), 1);
+  EXPECT_EQ(Run({"chaos", "meteor", "--host", "web-1"}), 2);
   EXPECT_EQ(env_.err.str(),
-            "medic: chaos: unknown mode 'meteor' (valid: disk-fill, oom, nginx-crash, stop)\n");
+            "medic: chaos: unknown mode 'meteor' (valid: disk-fill, oom, nginx-crash, stop) (see "
+            "medic --help)\n");
   EXPECT_TRUE(env_.http.requests().empty());
+}
+
+// What a usage error says: the unknown command and the commands of its level; a word where a
+// number belongs is "not a number", not "not in range".
+TEST_F(CliTest, UsageErrorsNameWhatIsWrong) {
+  const std::vector<std::pair<std::vector<std::string>, std::string>> cases = {
+      {{"frobnicate"},
+       "medic: unknown command 'frobnicate' (commands: incidents, show, approve, reject, report, "
+       "hosts, alarms, audit, token, settings, pause, resume, chaos, healthapp, demo, mcp, ai) "
+       "(see medic --help)\n"},
+      {{"--server", "http://x", "--json", "frobnicate"},
+       "medic: unknown command 'frobnicate' (commands: incidents, show, approve, reject, report, "
+       "hosts, alarms, audit, token, settings, pause, resume, chaos, healthapp, demo, mcp, ai) "
+       "(see medic --help)\n"},
+      {{"token", "lsit"},
+       "medic: unknown command 'token lsit' (commands of token: create, list, revoke) (see medic "
+       "--help)\n"},
+      {{"token"},
+       "medic: missing command (commands of token: create, list, revoke) (see medic --help)\n"},
+      {{"incidents", "--limit", "abc"},
+       "medic: --limit: 'abc' is not a number (see medic --help)\n"},
+      {{"incidents", "--limit", "5000"},
+       "medic: --limit: 5000 is not from 1 to 1000 (see medic --help)\n"},
+      {{"chaos", "oom", "--path", "/var/log"},
+       "medic: chaos oom: --path applies to disk-fill only (see medic --help)\n"},
+  };
+  for (const auto& [args, want] : cases) {
+    SCOPED_TRACE(args[0]);
+    env_.err.str("");
+    EXPECT_EQ(Run(args), 2);
+    EXPECT_EQ(env_.err.str(), want);
+  }
+  EXPECT_TRUE(env_.http.requests().empty());
+}
+
+// `medic chaos MODE --host H` follows the command to the host's answer: it prints the agent's
+// output and exits 0 only when the command succeeded.
+TEST_F(CliTest, RemoteChaosWaitsForTheHostsResult) {
+  env_.http.Answer(202, R"j({"command_id":"cmd-9","host":"web-2"})j");
+  env_.http.Answer(200, R"j({"command_id":"cmd-9","host":"web-2","state":"queued"})j");
+  env_.http.Answer(200, R"j({"command_id":"cmd-9","host":"web-2","state":"delivered"})j");
+  env_.http.Answer(200, R"j({"command_id":"cmd-9","host":"web-2","state":"succeeded",
+      "result":{"ran":true,"exit_code":0,"output":"disk-fill: 95.0% used\n","error":""}})j");
+  ASSERT_EQ(Run({"chaos", "disk-fill", "--host", "web-2", "--percent", "95"}), 0)
+      << env_.err.str();
+  ASSERT_EQ(env_.http.requests().size(), 4u);
+  EXPECT_EQ(env_.http.requests()[1].method, "GET");
+  EXPECT_EQ(env_.http.requests()[1].url, "http://127.0.0.1:8080/api/v1/commands/cmd-9");
+  EXPECT_EQ(env_.slept.size(), 2u);
+  EXPECT_EQ(env_.out.str(),
+            "chaos disk-fill sent to web-2: command cmd-9, waiting for the result\n"
+            "disk-fill: 95.0% used\n"
+            "chaos disk-fill on web-2: succeeded\n");
+  EXPECT_EQ(env_.err.str(), "");
+}
+
+TEST_F(CliTest, RemoteChaosExitsNonZeroWithTheAgentsReason) {
+  struct Case {
+    std::string command;  // GET /api/v1/commands/cmd-9's answer
+    std::string err;
+  };
+  const std::vector<Case> cases = {
+      {R"j({"host":"web-2","state":"refused","result":{"ran":false,"exit_code":-1,"output":"",
+           "error":"refused by local policy: chaos is not allowed on this host"}})j",
+       "medic: chaos oom on web-2: web-2 refused it: refused by local policy: chaos is not "
+       "allowed on this host\n"},
+      {R"j({"host":"web-2","state":"failed","result":{"ran":true,"exit_code":3,
+           "output":"half done\n","error":""}})j",
+       "medic: chaos oom on web-2: failed on web-2 (exit 3)\n"},
+      {R"j({"host":"web-2","state":"failed","result":{"ran":true,"exit_code":-1,"signal":9,
+           "output":"","error":""}})j",
+       "medic: chaos oom on web-2: failed on web-2 (killed by signal 9)\n"},
+      {R"j({"host":"web-2","state":"expired"})j",
+       "medic: chaos oom on web-2: command cmd-9 expired before web-2 answered (is its agent "
+       "running and polling?)\n"},
+  };
+  for (const Case& c : cases) {
+    SCOPED_TRACE(c.command);
+    env_.err.str("");
+    env_.http.Answer(202, R"j({"command_id":"cmd-9"})j");
+    env_.http.Answer(200, c.command);
+    EXPECT_EQ(Run({"chaos", "oom", "--host", "web-2"}), 1);
+    EXPECT_EQ(env_.err.str(), c.err);
+  }
+  EXPECT_NE(env_.out.str().find("half done\n"), std::string::npos) << env_.out.str();
+}
+
+TEST_F(CliTest, RemoteChaosGivesUpWaitingAfterItsTimeoutOrAtOnceWithNoWait) {
+  env_.http.Answer(202, R"j({"command_id":"cmd-9"})j");
+  env_.http.SetDefault(HttpResponse{200, R"j({"host":"web-2","state":"delivered"})j",
+                                    "application/json"});
+  EXPECT_EQ(Run({"chaos", "nginx-crash", "--host", "web-2", "--timeout", "5s"}), 1);
+  EXPECT_EQ(env_.err.str(),
+            "medic: chaos nginx-crash on web-2: no result within 5s (command cmd-9 is "
+            "delivered; it may still run: GET /api/v1/commands/cmd-9)\n");
+  Millis waited{0};
+  for (Millis d : env_.slept) {
+    waited += d;
+  }
+  EXPECT_GE(waited, Millis(5'000));
+  EXPECT_LT(waited, Millis(6'000));
+
+  const size_t before = env_.http.requests().size();
+  env_.out.str("");
+  env_.http.Answer(202, R"j({"command_id":"cmd-10"})j");
+  ASSERT_EQ(Run({"chaos", "nginx-crash", "--host", "web-2", "--no-wait"}), 0) << env_.err.str();
+  EXPECT_EQ(env_.http.requests().size(), before + 1) << "--no-wait looked at the command";
+  EXPECT_EQ(env_.out.str(), "chaos nginx-crash sent to web-2: command cmd-10\n");
+}
+
+TEST_F(CliTest, TokenListPrintsNamesAndRoles) {
+  env_.http.Answer(200, R"j({"tokens":[{"name":"admin","role":"admin",
+      "created_at":"2026-12-01T10:00:00.000Z","created_by":""},{"name":"ci","role":"operator",
+      "created_at":"2026-12-02T10:00:00.000Z","created_by":"admin"}]})j");
+  ASSERT_EQ(Run({"token", "list"}), 0) << env_.err.str();
+  EXPECT_EQ(env_.http.last().method, "GET");
+  EXPECT_EQ(env_.http.last().url, "http://127.0.0.1:8080/api/v1/tokens");
+  EXPECT_EQ(env_.out.str(),
+            "NAME   ROLE      CREATED                   BY\n"
+            "admin  admin     2026-12-01T10:00:00.000Z\n"
+            "ci     operator  2026-12-02T10:00:00.000Z  admin\n");
 }
 
 TEST_F(CliTest, LocalChaosStopUsesTheStateFile) {
@@ -506,7 +666,9 @@ TEST_F(CliTest, LocalChaosPassesItsOptions) {
 
 TEST_F(CliTest, RemoteChaosTakesTheFlagsAsParams) {
   env_.http.Answer(200, R"({"command_id":"cmd-9"})");
-  ASSERT_EQ(Run({"chaos", "oom", "--host", "web-2", "--percent", "90", "--duration", "60s"}), 0)
+  ASSERT_EQ(Run({"chaos", "oom", "--host", "web-2", "--percent", "90", "--duration", "60s",
+                 "--no-wait"}),
+            0)
       << env_.err.str();
   const Json body = ParseJson(env_.http.last().body).value();
   EXPECT_EQ(body["params"]["percent"], 90);

@@ -42,17 +42,18 @@ TEST(FormatIncidentListTest, Table) {
     {"incident_id":"inc-42","status":"pending_approval","alarm_name":"Nginx-Down-ALB",
      "instance_id":"web-1","created_at":"2026-11-29T21:13:04Z"},
     {"incident_id":"inc-7","status":"completed","alarm_name":"Disk-Critical-ASG",
-     "instance_id":"web-2","created_at":"2026-11-27T09:00:00.123Z"}]})j");
+     "instance_id":"web-2","created_at":"2026-11-27T09:00:00.123Z",
+     "resolved_at":"2026-11-27T09:02:05.500Z"}]})j");
   EXPECT_EQ(FormatIncidentList(body, kNow).value(),
-            "ID      STATUS            ALARM              HOST   CREATED\n"
-            "inc-42  pending_approval  Nginx-Down-ALB     web-1  12s ago\n"
-            "inc-7   completed         Disk-Critical-ASG  web-2  2d ago\n");
+            "ID      STATUS            ALARM              HOST   CREATED  RESOLVED IN\n"
+            "inc-42  pending_approval  Nginx-Down-ALB     web-1  12s ago  -\n"
+            "inc-7   completed         Disk-Critical-ASG  web-2  2d ago   2m 5s\n");
 }
 
 TEST(FormatIncidentListTest, MissingFieldsPrintAsDash) {
   EXPECT_EQ(FormatIncidentList(J(R"j({"incidents":[{"incident_id":"inc-1"}]})j"), kNow).value(),
-            "ID     STATUS  ALARM  HOST  CREATED\n"
-            "inc-1  -       -      -     -\n");
+            "ID     STATUS  ALARM  HOST  CREATED  RESOLVED IN\n"
+            "inc-1  -       -      -     -        -\n");
 }
 
 TEST(FormatIncidentListTest, EmptyAndMalformed) {
@@ -93,6 +94,45 @@ TEST(FormatIncidentTest, FieldsBlocksAndTimeline) {
             "  TIME                  EVENT      ACTOR  DETAIL\n"
             "  2026-11-29T21:12:16Z  created    medic\n"
             "  2026-11-29T21:12:18Z  suggested  medic  runbook fallback second line\n");
+}
+
+TEST(FormatSpanTest, SecondsToDays) {
+  EXPECT_EQ(FormatSpan(Millis(0)), "0s");
+  EXPECT_EQ(FormatSpan(Millis(13'400)), "13s");
+  EXPECT_EQ(FormatSpan(Millis(120'000)), "2m");
+  EXPECT_EQ(FormatSpan(Millis(125'000)), "2m 5s");
+  EXPECT_EQ(FormatSpan(Millis(3'720'000)), "1h 2m");
+  EXPECT_EQ(FormatSpan(Millis(97'200'000)), "1d 3h");
+  EXPECT_EQ(FormatSpan(Millis(-5'000)), "0s");
+}
+
+// A resolved incident says when and how long it took; the fix's command and the AI's usage are
+// shown when there are some.
+TEST(FormatIncidentTest, ResolvedTimeFixCommandAndAiUsage) {
+  const Json inc = J(R"j({"incident_id":"inc-9","status":"completed",
+    "created_at":"2026-11-29T21:12:16.000Z","updated_at":"2026-11-29T21:12:29.200Z",
+    "resolved_at":"2026-11-29T21:12:29.200Z",
+    "action":{"name":"service.restart","params":{"service":"nginx"},"command_id":"cmd-1a2b",
+              "expires_at":"2026-11-29T21:13:18.000Z"},
+    "ai_usage":{"provider":"gemini","model":"gemini-2.5-flash","tokens":1234,"input_tokens":1000,
+                "output_tokens":234,"latency_ms":850,"attempts":1}})j");
+  const std::string text = FormatIncident(inc, kNow).value();
+  EXPECT_NE(text.find("Resolved:     2026-11-29T21:12:29.200Z (13s after it was created)\n"),
+            std::string::npos)
+      << text;
+  EXPECT_NE(text.find("Fix command:  cmd-1a2b (expires 2026-11-29T21:13:18.000Z)\n"),
+            std::string::npos)
+      << text;
+  EXPECT_NE(text.find("AI usage:     gemini gemini-2.5-flash, 1234 tokens (1000 in, 234 out), "
+                      "850 ms, 1 attempt\n"),
+            std::string::npos)
+      << text;
+  // Open, no fix sent, no model consulted: none of the three lines.
+  const std::string open = FormatIncident(J(R"j({"incident_id":"inc-1","status":"diagnosing",
+      "resolved_at":null,"ai_usage":{}})j"), kNow).value();
+  EXPECT_EQ(open.find("Resolved:"), std::string::npos) << open;
+  EXPECT_EQ(open.find("Fix command:"), std::string::npos) << open;
+  EXPECT_EQ(open.find("AI usage:"), std::string::npos) << open;
 }
 
 TEST(FormatIncidentTest, ReasonShownAndStructuredDiagnosticsPretty) {

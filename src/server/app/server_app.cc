@@ -620,6 +620,7 @@ Result<std::unique_ptr<ServerApp>> ServerApp::Create(const ServerConfig& config,
   AddAlarmRoutes(r, *p->alarms, *p->target_groups, p->external.get());
   AddChaosRoutes(r, {clock, *p->hosts, *p->signed_commands, *p->store,
                      p->bus ? p->identities.get() : nullptr});
+  AddCommandRoutes(r, *p->commands);
   AddIdentityRoutes(r, {clock, *p->identities, *p->commands, *p->store, p->signer->public_key()});
   AddHostViewRoute(r, host_routes);
   AddAgentRoutes(r, {clock, *p->fleet, *p->commands, *p->incidents, *p->identities});

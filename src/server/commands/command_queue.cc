@@ -23,6 +23,9 @@ std::vector<protocol::Command> CommandQueue::TakeDueLocked(const std::string& ho
     if (!e.delivered || now - e.delivered_at >= redeliver_after_) {
       e.delivered = true;
       e.delivered_at = now;
+      if (auto r = recipients_.find(e.command.id); r != recipients_.end()) {
+        r->second.delivered = true;
+      }
       out.push_back(e.command);
     }
   }
@@ -42,6 +45,19 @@ void CommandQueue::Send(const std::string& host, protocol::Command command) {
   {
     std::lock_guard<std::mutex> lock(mu_);
     Recipient recipient{host, command.expires_at + Millis(command.timeout_ms) + kResultGrace};
+    recipient.action = command.action;
+    recipient.params = command.params;
+    recipient.sent_at = clock_.Now();
+    recipient.expires_at = command.expires_at;
+    recipient.timeout_ms = command.timeout_ms;
+    if (auto known = recipients_.find(command.id);
+        known != recipients_.end() && known->second.host == host) {
+      // Another copy of the same command: what became of it so far stays.
+      recipient.sent_at = known->second.sent_at;
+      recipient.delivered = known->second.delivered;
+      recipient.answered = known->second.answered;
+      recipient.result = known->second.result;
+    }
     if (command.action == "log.archive_truncate" && command.params.is_object()) {
       const auto path = command.params.find("path");
       if (path != command.params.end() && path->is_string()) {
@@ -116,6 +132,39 @@ void CommandQueue::Complete(const std::string& host, const std::string& command_
     return;
   }
   std::erase_if(it->second, [&](const Entry& e) { return e.command.id == command_id; });
+}
+
+void CommandQueue::Complete(const protocol::CommandResult& result) {
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    if (auto r = recipients_.find(result.id);
+        r != recipients_.end() && r->second.host == result.host && !r->second.result) {
+      r->second.result = result;  // the first answer counts; a repeated one is a redelivery's
+      r->second.delivered = true;
+    }
+  }
+  Complete(result.host, result.id);
+}
+
+std::optional<CommandQueue::Record> CommandQueue::Lookup(const std::string& command_id) const {
+  std::lock_guard<std::mutex> lock(mu_);
+  auto it = recipients_.find(command_id);
+  if (it == recipients_.end()) {
+    return std::nullopt;
+  }
+  const Recipient& r = it->second;
+  Record out{command_id, r.host,       r.action,     r.params,
+             r.sent_at,  r.expires_at, r.timeout_ms, "",
+             r.result};
+  const WallTime now = clock_.Now();
+  if (r.result) {
+    out.state = !r.result->ran ? "refused" : r.result->Succeeded() ? "succeeded" : "failed";
+  } else if (!r.delivered) {
+    out.state = now > r.expires_at ? "expired" : "queued";
+  } else {
+    out.state = now > r.expires_at + Millis(r.timeout_ms) ? "expired" : "delivered";
+  }
+  return out;
 }
 
 std::optional<std::string> CommandQueue::RecipientOf(const std::string& command_id) const {

@@ -51,6 +51,28 @@ class CommandQueue : public CommandSink {
 
   // The host answered this command: it is not delivered again.
   void Complete(const std::string& host, const std::string& command_id);
+  // The same, and the result is kept for Lookup (while the recipient is remembered).
+  void Complete(const protocol::CommandResult& result);
+
+  // What became of a command this queue sent (GET /api/v1/commands/ID): its state, and the
+  // host's result once it answered. Known from Send until some time after the command expires
+  // (as RecipientOf); nullopt for an id this queue does not know (any more).
+  struct Record {
+    std::string id;
+    std::string host;
+    std::string action;
+    Json params = Json::object();
+    WallTime sent_at;
+    WallTime expires_at;
+    int64_t timeout_ms = 0;
+    // queued (not yet handed to the host), delivered (handed over, no result yet), succeeded,
+    // failed (ran, and did not exit 0), refused (the host did not run it: the result's error
+    // says why), expired (never delivered before it expired, or no result by its expiry and
+    // timeout).
+    std::string state;
+    std::optional<protocol::CommandResult> result;
+  };
+  std::optional<Record> Lookup(const std::string& command_id) const;
 
   // The host a command was sent to, while its result may still come (until some time after the
   // command expires); nullopt for an id this queue does not know (any more).
@@ -85,6 +107,13 @@ class CommandQueue : public CommandSink {
     WallTime forget_at;
     std::string archive_path;  // params.path of a log.archive_truncate; "" for other actions
     bool answered = false;
+    bool delivered = false;
+    std::string action;
+    Json params = Json::object();
+    WallTime sent_at;
+    WallTime expires_at;
+    int64_t timeout_ms = 0;
+    std::optional<protocol::CommandResult> result;
   };
   struct Waiter {
     SteadyTime deadline;

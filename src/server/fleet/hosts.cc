@@ -286,7 +286,25 @@ Result<std::vector<HostRegistry::Point>> HostRegistry::History(const std::string
   }
   auto sit = it->second.history.find(metric);
   if (sit == it->second.history.end()) {
-    return std::vector<Point>{};
+    // Nothing reported yet (a host restored after a restart, or just registered), or a series
+    // the server derives itself (a target group's unhealthy:GROUP, heartbeat): no points yet.
+    if (it->second.history.empty() || metric == "heartbeat" || metric.rfind("unhealthy:", 0) == 0) {
+      return std::vector<Point>{};
+    }
+    // A misspelt name is told apart from a metric with no points in the window.
+    std::string known;
+    size_t listed = 0;
+    for (const auto& [name_of_series, series] : it->second.history) {
+      if (listed++ == 20) {
+        known += ", ...";
+        break;
+      }
+      known += (known.empty() ? "" : ", ") + name_of_series;
+    }
+    return NotFound("host '" + name + "' has no metric '" + metric + "' (" +
+                    (known.empty() ? std::string("it has reported none yet")
+                                   : "it reports: " + known) +
+                    ")");
   }
   return history_.Since(*sit->second, since);
 }

@@ -129,7 +129,9 @@ class HostRegistry {
   using Point = MetricHistory::Point;
   // Points of one metric at or after `since`, oldest first: full resolution for the recent
   // past, each minute's lowest and highest point before that (history.h). NotFound for an
-  // unknown host.
+  // unknown host, and for a metric a reporting host has never reported (the error lists those
+  // it has); an empty list for a host with no history yet, and for the series the server
+  // derives (heartbeat, unhealthy:GROUP) until they have points.
   Result<std::vector<Point>> History(const std::string& name, const std::string& metric,
                                      WallTime since) const;
   // The metric history's memory as it counts it, and its budget (history.h).

@@ -68,6 +68,9 @@ void AddAgentRoutes(Router& router, AgentRoutesDeps deps) {
               [&commands = deps.commands, &clock = deps.clock,
                &identities = deps.identities](ApiRequest& req, Responder respond) {
                 const std::string host = req.principal;
+                if (Status s = RequireQueryKeys(req, {"host", "wait_ms"}); !s) {
+                  return respond(ErrorResponse(s.error()));
+                }
                 if (auto it = req.query.find("host"); it != req.query.end()) {
                   if (!protocol::IsValidHostName(it->second)) {
                     return respond(
@@ -127,7 +130,7 @@ void AddAgentRoutes(Router& router, AgentRoutesDeps deps) {
                   return respond(ErrorResponse(
                       403, "command " + r->id + " was not sent to host '" + req.principal + "'"));
                 }
-                commands.Complete(r->host, r->id);
+                commands.Complete(*r);
                 incidents.OnCommandResult(*r);
                 respond(JsonResponse(200, Json::object()));
               }});

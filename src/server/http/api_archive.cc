@@ -160,6 +160,9 @@ void AddArchiveRoutes(Router& router, Archive& archive, const CommandQueue& comm
   router.Add({"GET", "/api/v1/archive", Role::kViewer,
               "archived log files, newest first (?limit=N)",
               [&archive](ApiRequest& req, Responder respond) {
+                if (Status s = RequireQueryKeys(req, {"limit"}); !s) {
+                  return respond(ErrorResponse(s.error()));
+                }
                 auto limit = ParseLimit(req, 100);
                 if (!limit) {
                   return respond(ErrorResponse(limit.error()));

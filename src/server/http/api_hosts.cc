@@ -16,12 +16,8 @@ void AddHostRoutes(Router& router, HostRoutesDeps deps) {
               "status (?status=healthy|unhealthy|stale&prefix=P&limit=N&after=NAME)",
               [deps](ApiRequest& req, Responder respond) {
                 HostQuery q;
-                for (const auto& [key, value] : req.query) {
-                  if (key != "status" && key != "prefix" && key != "limit" && key != "after") {
-                    return respond(ErrorResponse(
-                        400, "unknown query parameter '" + key +
-                                 "' (status, prefix, limit, after)"));
-                  }
+                if (Status s = RequireQueryKeys(req, {"status", "prefix", "limit", "after"}); !s) {
+                  return respond(ErrorResponse(s.error()));
                 }
                 if (auto it = req.query.find("status"); it != req.query.end()) {
                   if (it->second != "healthy" && it->second != "unhealthy" &&
@@ -91,6 +87,9 @@ void AddHostRoutes(Router& router, HostRoutesDeps deps) {
   router.Add({"GET", "/api/v1/hosts/{name}/metrics", Role::kViewer,
               "history of one metric (?metric=M&since=RFC3339&max_points=N&keep=highest|lowest)",
               [deps](ApiRequest& req, Responder respond) {
+                if (Status s = RequireQueryKeys(req, {"metric", "since", "max_points", "keep"}); !s) {
+                  return respond(ErrorResponse(s.error()));
+                }
                 auto m = req.query.find("metric");
                 if (m == req.query.end() || m->second.empty()) {
                   return respond(ErrorResponse(400, "query parameter 'metric' is required"));
@@ -173,14 +172,8 @@ namespace {
 // GET /api/v1/alarms's query, checked: every parameter known, every value valid.
 Result<AlarmQuery> ParseAlarmQuery(const ApiRequest& req, const AlarmEngine& alarms,
                                    const ExternalAlarms* external) {
-  static const std::set<std::string, std::less<>> kKnown = {"state", "host",  "host_prefix",
-                                                            "alarm", "limit", "after"};
-  for (const auto& [key, value] : req.query) {
-    if (!kKnown.contains(key)) {
-      return InvalidArgument("unknown query parameter '" + key +
-                             "' (known: state, host, host_prefix, alarm, limit, after)");
-    }
-  }
+  RETURN_IF_ERROR(
+      RequireQueryKeys(req, {"state", "host", "host_prefix", "alarm", "limit", "after"}));
   AlarmQuery q;
   if (auto it = req.query.find("state"); it != req.query.end()) {
     for (AlarmState s : {AlarmState::kOk, AlarmState::kAlarm, AlarmState::kInsufficientData}) {
@@ -391,6 +384,10 @@ void AddChaosRoutes(Router& router, ChaosRoutesDeps deps) {
          // params: the mode's known keys with scalar values (protocol::ChaosModeParams).
          const Json& given = FieldOrNull(*body, "params");
          const Json params = given.is_null() ? Json::object() : given;
+         if (*mode != "stop" && protocol::ChaosModeParams(*mode) == nullptr) {
+           return respond(ErrorResponse(400, "unknown chaos mode '" + *mode +
+                                                 "' (valid: disk-fill, oom, nginx-crash, stop)"));
+         }
          const bool stop = *mode == "stop";
          if (stop && !params.empty()) {
            return respond(ErrorResponse(400, "chaos mode stop takes no params"));
@@ -407,8 +404,10 @@ void AddChaosRoutes(Router& router, ChaosRoutesDeps deps) {
          // it is known, its config is the same file's, and the command goes to its server
          // over the bus (BusCommandSink).
          std::optional<HostConfig> config;
+         bool here = false;  // reports to this server: its queue follows the command
          if (auto view = deps.hosts.Get(*host, deps.clock.Now())) {
            config = view->config;
+           here = true;
          } else if (deps.cluster_hosts != nullptr && deps.cluster_hosts->IsEnrolled(*host)) {
            config = deps.hosts.ConfigFor(*host);
          }
@@ -433,7 +432,8 @@ void AddChaosRoutes(Router& router, ChaosRoutesDeps deps) {
          deps.commands.Send(*host, std::move(c));
          respond(JsonResponse(202, Json{{"command_id", id},
                                         {"host", *host},
-                                        {"action", protocol::RenderCommandLine(*action)}}));
+                                        {"action", protocol::RenderCommandLine(*action)},
+                                        {"tracked", here}}));
        }});
 }
 

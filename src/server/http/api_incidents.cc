@@ -68,6 +68,9 @@ void AddIncidentRoutes(Router& router, IncidentRoutesDeps deps) {
               "list incidents, newest first "
               "(?status=S&alarm=A&host=H&before=ID&limit=N&view=full|summary)",
               [&store = deps.store](ApiRequest& req, Responder respond) {
+                if (Status s = RequireQueryKeys(req, {"status", "alarm", "host", "before", "limit", "view"}); !s) {
+                  return respond(ErrorResponse(s.error()));
+                }
                 IncidentQuery q;
                 if (auto it = req.query.find("status"); it != req.query.end() && !it->second.empty()) {
                   auto st = ParseStatus(it->second);
@@ -128,6 +131,9 @@ void AddIncidentRoutes(Router& router, IncidentRoutesDeps deps) {
   router.Add({"GET", "/api/v1/incidents/{id}/report", Role::kViewer,
               "an incident's postmortem report (?format=md|html, default md)",
               [deps](ApiRequest& req, Responder respond) {
+                if (Status s = RequireQueryKeys(req, {"format"}); !s) {
+                  return respond(ErrorResponse(s.error()));
+                }
                 auto it = req.query.find("format");
                 const std::string format = it == req.query.end() ? "md" : it->second;
                 if (format != "md" && format != "html") {

@@ -102,6 +102,9 @@ void AddTokenRoutes(Router& router, Store& store, TokenRegistry& tokens, Session
   router.Add({"GET", "/api/v1/audit", Role::kAdmin,
               "operator actions, newest first (?limit=N, 1-1000)",
               [&store](ApiRequest& req, Responder respond) {
+                if (Status s = RequireQueryKeys(req, {"limit"}); !s) {
+                  return respond(ErrorResponse(s.error()));
+                }
                 auto limit = ParseLimit(req, 100);
                 if (!limit) {
                   return respond(ErrorResponse(limit.error()));

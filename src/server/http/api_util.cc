@@ -30,6 +30,24 @@ Result<int> ParseIntParam(const ApiRequest& req, const std::string& name, int lo
   return std::stoi(s);
 }
 
+Status RequireQueryKeys(const ApiRequest& req, std::initializer_list<std::string_view> known) {
+  for (const auto& [key, value] : req.query) {
+    bool ok = false;
+    std::string list;
+    for (std::string_view k : known) {
+      ok = ok || k == key;
+      list += (list.empty() ? "" : ", ") + std::string(k);
+    }
+    if (!ok) {
+      return InvalidArgument("unknown query parameter '" + key + "' (" +
+                             (list.empty() ? std::string("this route takes none")
+                                           : "valid: " + list) +
+                             ")");
+    }
+  }
+  return OkStatus();
+}
+
 Result<int> ParseLimit(const ApiRequest& req, int fallback) {
   return ParseIntParam(req, "limit", 1, 1000, fallback);
 }

@@ -2,7 +2,9 @@
 
 // What the route families (api_*.cc) share: request parsing helpers and the audit log.
 
+#include <initializer_list>
 #include <string>
+#include <string_view>
 
 #include "core/clock.h"
 #include "core/json.h"
@@ -17,6 +19,11 @@ Result<int> ParseLimit(const ApiRequest& request, int fallback);
 // Query parameter `name`: an integer lo..hi, or `fallback` when absent.
 Result<int> ParseIntParam(const ApiRequest& request, const std::string& name, int lo, int hi,
                           int fallback);
+
+// Every query parameter of the request is one of `known`: else InvalidArgument (400) naming the
+// unknown one and the valid ones ("unknown query parameter 'stauts' (valid: status, limit)"), so
+// that a misspelt filter is not silently ignored.
+Status RequireQueryKeys(const ApiRequest& request, std::initializer_list<std::string_view> known);
 
 // Parses a request body as a JSON object; an empty body is {} when allow_empty.
 Result<Json> ParseBody(const ApiRequest& request, bool allow_empty);

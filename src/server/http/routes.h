@@ -106,6 +106,11 @@ struct ChaosRoutesDeps {
 };
 void AddChaosRoutes(Router& router, ChaosRoutesDeps deps);
 
+// api_commands.cc: GET /api/v1/commands/{id} (viewer), what became of a command this server
+// sent (CommandQueue::Lookup).
+void AddCommandRoutes(Router& router, const CommandQueue& commands);
+Json CommandRecordToJson(const CommandQueue::Record& record);
+
 // api_agent.cc: what agents call (docs/PROTOCOL.md).
 struct AgentRoutesDeps {
   const Clock& clock;

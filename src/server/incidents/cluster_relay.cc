@@ -87,7 +87,7 @@ void SubscribeIncidentRouting(ClusterBus& bus, CommandQueue& queue, IncidentMana
       LogWarn("ignored a malformed command result from " + m.from);
       return;
     }
-    queue.Complete(r->host, r->id);
+    queue.Complete(*r);
     incidents.OnRemoteCommandResult(*r);
   });
   bus.Subscribe("alarm_transition", [&incidents](const ClusterMessage& m) {

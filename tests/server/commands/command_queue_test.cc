@@ -230,5 +230,85 @@ TEST(CommandQueueTest, TickExpiresOnlyThePollsDue) {
   EXPECT_EQ(q.parked_polls(), 0u);
 }
 
+// GET /api/v1/commands/ID's states, one step at a time: queued until a poll takes it, delivered
+// until the host answers, then what the answer says; expired when nobody took it in time, or
+// nobody answered by its expiry and timeout.
+TEST(CommandQueueTest, LookupFollowsACommandThroughEveryState) {
+  ManualClock clock;
+  CommandQueue q(clock);
+  EXPECT_FALSE(q.Lookup("c1").has_value());
+  protocol::Command c = Cmd("c1", clock);  // expires in 60 s
+  c.timeout_ms = 30'000;
+  q.Send("web-1", c);
+  ASSERT_TRUE(q.Lookup("c1").has_value());
+  EXPECT_EQ(q.Lookup("c1")->state, "queued");
+  EXPECT_EQ(q.Lookup("c1")->host, "web-1");
+  EXPECT_EQ(q.Lookup("c1")->action, "service.status");
+  q.Poll("web-1", clock.SteadyNow(), [](std::vector<protocol::Command>) {});
+  EXPECT_EQ(q.Lookup("c1")->state, "delivered");
+  clock.Advance(std::chrono::seconds(89));  // expiry + timeout not yet past
+  EXPECT_EQ(q.Lookup("c1")->state, "delivered");
+  clock.Advance(std::chrono::seconds(2));
+  EXPECT_EQ(q.Lookup("c1")->state, "expired");
+  // A late answer still counts: the host ran it after all.
+  protocol::CommandResult ok;
+  ok.id = "c1";
+  ok.host = "web-1";
+  ok.ran = true;
+  ok.exit_code = 0;
+  ok.output = "active";
+  q.Complete(ok);
+  EXPECT_EQ(q.Lookup("c1")->state, "succeeded");
+  EXPECT_EQ(q.Lookup("c1")->result->output, "active");
+
+  // Never taken before it expired.
+  q.Send("web-2", Cmd("c2", clock));
+  clock.Advance(std::chrono::seconds(61));
+  EXPECT_EQ(q.Lookup("c2")->state, "expired");
+
+  struct Case {
+    bool ran;
+    int exit_code;
+    int signal;
+    bool timed_out;
+    std::string want;
+  };
+  const std::vector<Case> cases = {{false, -1, 0, false, "refused"},
+                                   {true, 0, 0, false, "succeeded"},
+                                   {true, 2, 0, false, "failed"},
+                                   {true, -1, 9, false, "failed"},
+                                   {true, 0, 0, true, "failed"}};
+  int n = 0;
+  for (const Case& k : cases) {
+    const std::string id = "r" + std::to_string(++n);
+    SCOPED_TRACE(id);
+    q.Send("web-3", Cmd(id, clock));
+    protocol::CommandResult r;
+    r.id = id;
+    r.host = "web-3";
+    r.ran = k.ran;
+    r.exit_code = k.exit_code;
+    r.signal = k.signal;
+    r.timed_out = k.timed_out;
+    q.Complete(r);
+    EXPECT_EQ(q.Lookup(id)->state, k.want);
+  }
+  // An answer from another host than the recipient is not the command's result.
+  q.Send("web-4", Cmd("c4", clock));
+  protocol::CommandResult wrong;
+  wrong.id = "c4";
+  wrong.host = "web-5";
+  wrong.ran = true;
+  wrong.exit_code = 0;
+  q.Complete(wrong);
+  EXPECT_EQ(q.Lookup("c4")->state, "queued");
+  EXPECT_FALSE(q.Lookup("c4")->result.has_value());
+  // Forgotten some time after expiry, like RecipientOf.
+  clock.Advance(std::chrono::hours(1));
+  q.RunOnce();
+  EXPECT_FALSE(q.Lookup("c4").has_value());
+  q.Shutdown();
+}
+
 }  // namespace
 }  // namespace medic::server

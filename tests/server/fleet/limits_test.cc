@@ -236,9 +236,11 @@ TEST(LimitsTest, AHostKeepsItsKnownNamesAndNewOnesPastItsLimitAreDropped) {
   EXPECT_EQ(view->metrics, (std::map<std::string, double>{{"a", 5}, {"b", 1}, {"c", 6}}));
   EXPECT_EQ(view->checks.size(), 2u);
   EXPECT_EQ(view->last_seen, kT0 + Millis(1000)) << "the report still counts";
+  // A dropped name has no history: asked for, it is unknown, and the known ones are named.
   auto history = hosts.History("web-1", "d", kT0);
-  ASSERT_TRUE(history.has_value());
-  EXPECT_TRUE(history->empty());
+  ASSERT_FALSE(history.has_value());
+  EXPECT_EQ(history.error().code, ErrorCode::kNotFound);
+  EXPECT_EQ(history.error().message, "host 'web-1' has no metric 'd' (it reports: a, b, c)");
 }
 
 TEST(LimitsTest, ACheckDetailIsCutToOneKibOnACharacterBoundary) {

@@ -84,7 +84,7 @@ TEST_F(HostsPageHttpTest, BadQueriesAre400NamingTheParameter) {
       {"?limit=10001", "limit must be an integer from 1 to 10000"},
       {"?limit=ten", "limit must be an integer from 1 to 10000"},
       {"?status=sick", "status must be healthy, unhealthy or stale"},
-      {"?page=2", "unknown query parameter 'page' (status, prefix, limit, after)"},
+      {"?page=2", "unknown query parameter 'page' (valid: status, prefix, limit, after)"},
   };
   for (const auto& c : cases) {
     SCOPED_TRACE(c.query);

@@ -102,6 +102,7 @@ constexpr ExpectedRole kExpectedRoles[] = {
     {"DELETE", "/api/v1/session", Role::kViewer},
     {"GET", "/api/v1/settings", Role::kViewer},
     {"GET", "/api/v1/target-groups", Role::kViewer},
+    {"GET", "/api/v1/commands/{id}", Role::kViewer},
     // Operator: approves, rejects, runs chaos.
     {"POST", "/api/v1/incidents/{id}/approve", Role::kOperator},
     {"POST", "/api/v1/incidents/{id}/reject", Role::kOperator},

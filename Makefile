@@ -5,7 +5,7 @@ FUZZ_DIR ?= build-fuzz
 JOBS ?= $(shell nproc)
 CMAKE_FLAGS ?= -DCMAKE_BUILD_TYPE=RelWithDebInfo
 
-.PHONY: setup build package test test-unit test-asan test-fuzz fuzz-long fuzz-build bench-crash bench-scale bench-scale-cluster bench-scenarios demo clean format
+.PHONY: setup build package test test-unit test-asan test-fuzz fuzz-long fuzz-build bench-crash bench-scale bench-scale-cluster bench-scenarios bench-archive demo clean format
 
 setup:
 	@bash scripts/setup.sh
@@ -68,6 +68,12 @@ bench-scale-cluster: build
 # docs/BENCHMARKS.md "Scenarios"; as root). SCENARIOS_ARGS passes options: "--rounds 10".
 bench-scenarios: build
 	@python3 bench/scenarios.py --bin-dir $(BUILD_DIR)/bin $(SCENARIOS_ARGS)
+
+# Archive (issue 18): log.archive_truncate of a 30 MiB log over loopback through the real server
+# and agent code, this tree's path and the one before issue 18 in alternating runs
+# (docs/BENCHMARKS.md "Archive"). ARCHIVE_ARGS passes options: ARCHIVE_ARGS="--runs 11".
+bench-archive: build
+	@$(BUILD_DIR)/bin/medic-archive-bench $(ARCHIVE_ARGS)
 
 # The libFuzzer harnesses (tests/fuzz, docs/TESTING.md "Fuzzing"): clang, every library with
 # ASan, UBSan and coverage; only the libraries the harnesses link are built, no unit test.

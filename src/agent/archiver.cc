@@ -5,9 +5,12 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <malloc.h>
+
 #include <algorithm>
 #include <cerrno>
 #include <cstring>
+#include <future>
 
 #include "host/process_util.h"
 #include "host/safe_open.h"
@@ -26,21 +29,13 @@ struct Piece {
   std::string location;
 };
 
-// Uploads bytes [from, to) of `fd` as one archive upload and checks the receipt.
-Result<Piece> UploadRange(int fd, const std::string& path, int64_t from, int64_t to,
-                          ArchiveSink& sink, const ArchiveLimits& limits) {
-  const int64_t size = to - from;
-  ASSIGN_OR_RETURN(std::string id, sink.Start(path, size));
-  Sha256 hash;
-  std::string buf(limits.chunk_bytes, '\0');
-  int64_t sent = 0;
-  while (sent < size) {
-    if (std::chrono::steady_clock::now() > limits.deadline) {
-      return DeadlineExceeded("ran out of time after uploading " + std::to_string(sent) + " of " +
-                              std::to_string(size) + " bytes");
-    }
-    const size_t want = static_cast<size_t>(std::min<int64_t>(size - sent, buf.size()));
-    const ssize_t n = ::pread(fd, buf.data(), want, from + sent);
+// Reads bytes [at, at + want) of `fd` into `buf` (resized to want) and adds them to `hash`.
+Status ReadChunk(int fd, const std::string& path, int64_t at, size_t want, std::string& buf,
+                 Sha256& hash) {
+  buf.resize(want);
+  size_t got = 0;
+  while (got < want) {
+    const ssize_t n = ::pread(fd, buf.data() + got, want - got, at + static_cast<int64_t>(got));
     if (n < 0 && errno == EINTR) {
       continue;
     }
@@ -52,10 +47,48 @@ Result<Piece> UploadRange(int fd, const std::string& path, int64_t from, int64_t
                                 " shrank while it was being archived (someone else "
                                 "truncated or rewrote it)");
     }
-    const std::string_view chunk(buf.data(), static_cast<size_t>(n));
-    hash.Update(chunk);
-    ASSIGN_OR_RETURN(int64_t received, sink.Append(id, sent, chunk));
-    sent += n;
+    got += static_cast<size_t>(n);
+  }
+  hash.Update(buf);
+  return OkStatus();
+}
+
+// Uploads bytes [from, to) of `fd` as one archive upload and checks the receipt. Reading and
+// hashing chunk k+1 (on a helper thread) overlaps sending chunk k: the hash costs no time of
+// its own. `hash` is only touched by the reader, one chunk after the other.
+Result<Piece> UploadRange(int fd, const std::string& path, int64_t from, int64_t to,
+                          ArchiveSink& sink, const ArchiveLimits& limits) {
+  const int64_t size = to - from;
+  ASSIGN_OR_RETURN(std::string id, sink.Start(path, size));
+  Sha256 hash;
+  auto want_at = [&](int64_t at) {
+    return static_cast<size_t>(std::min<int64_t>(size - at, limits.chunk_bytes));
+  };
+  std::string sending;
+  std::string reading;
+  std::future<Status> next;
+  auto read_async = [&](int64_t at) {
+    next = std::async(limits.read_ahead ? std::launch::async : std::launch::deferred, [&, at] {
+      return ReadChunk(fd, path, from + at, want_at(at), reading, hash);
+    });
+  };
+  if (size > 0) {
+    read_async(0);
+  }
+  int64_t sent = 0;
+  while (sent < size) {
+    RETURN_IF_ERROR(next.get());
+    std::swap(sending, reading);
+    const int64_t after = sent + static_cast<int64_t>(sending.size());
+    if (after < size) {
+      read_async(after);  // joined below by get(), or by ~future on an early return
+    }
+    if (std::chrono::steady_clock::now() > limits.deadline) {
+      return DeadlineExceeded("ran out of time after uploading " + std::to_string(sent) + " of " +
+                              std::to_string(size) + " bytes");
+    }
+    ASSIGN_OR_RETURN(int64_t received, sink.Append(id, sent, sending));
+    sent = after;
     if (received != sent) {
       return FailedPrecondition("the archive received " + std::to_string(received) + " bytes, " +
                                 std::to_string(sent) + " were sent");
@@ -115,6 +148,11 @@ Result<std::string> ArchiveAndTruncate(const std::string& path, ArchiveSink& sin
 
 Result<std::string> ArchiveAndTruncate(int fd, const std::string& path, ArchiveSink& sink,
                                        const ArchiveLimits& limits) {
+  // The chunk buffers (and the requests' copies) are a few MiB: handed back to the system after,
+  // so the idle agent's resident memory stays what it was (docs/BENCHMARKS.md, footprint).
+  struct TrimHeapAfter {
+    ~TrimHeapAfter() { ::malloc_trim(0); }
+  } trim;
   struct stat st {};
   if (::fstat(fd, &st) != 0 || !S_ISREG(st.st_mode)) {
     return FailedPrecondition(path + " is not a regular file");

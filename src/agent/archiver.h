@@ -56,14 +56,20 @@ class ServerArchiveSink : public ArchiveSink {
 };
 
 struct ArchiveLimits {
-  size_t chunk_bytes = 512 * 1024;  // the server accepts bodies up to 1 MiB
+  // Bytes per Append. The server takes up to 8 MiB per chunk (servers before issue 18: 1 MiB);
+  // two chunks are in memory while archiving (one sent, the next read and hashed meanwhile).
+  size_t chunk_bytes = 4 * 1024 * 1024;
+  // The next chunk is read and hashed on a helper thread while the current one is sent. False:
+  // one after the other, as before issue 18 (bench/archive_bench.cc's baseline).
+  bool read_ahead = true;
   // After the upload, bytes the file gained meanwhile are uploaded as a further piece; this many
   // pieces at most, then the action fails without truncating (the file grows too fast).
   int max_pieces = 5;
   SteadyTime deadline = SteadyTime::max();  // steady_clock; past it the action fails
 };
 
-// Streams the regular file `path` to `sink` in chunks while hashing it, finishes the upload,
+// Streams the regular file `path` to `sink` in chunks while hashing it (the next chunk is read
+// and hashed on a helper thread while the current one is sent), finishes the upload,
 // and truncates the file only when the archive's sha256 and byte count equal the agent's.
 // Bytes appended while uploading are uploaded too (a further piece) before the truncation; only
 // what is written between the last size check and ftruncate(2) — microseconds — can be lost.

@@ -322,7 +322,7 @@ Result<ArchiveReceipt> ServerApi::FinishArchive(HttpClient& http, const std::str
                                                 const std::string& sha256, int64_t bytes) const {
   HttpRequest req = NewRequest("POST", "/agent/v1/archive/" + upload_id + "/finish");
   req.body = DumpJson(Json{{"sha256", sha256}, {"bytes", bytes}});
-  req.timeout = Millis(300'000);  // the server reads the whole copy back
+  req.timeout = Millis(300'000);  // with the s3 backend the server uploads to the bucket first
   auto resp = Send(http, req, /*one_server=*/true);
   if (resp && resp->status == 409) {
     Error e = HttpError("archive finish", *resp);

@@ -460,13 +460,24 @@ class Http1Client : public HttpClient {
     std::unique_ptr<ByteStream> stream;
   };
 
+  // A body this large is written after the head, from the request itself, rather than copied
+  // behind the head (archive chunks are 4 MiB; TCP_NODELAY keeps the two writes from waiting).
+  static constexpr size_t kBodyApartBytes = 64 * 1024;
+  static bool SendsBody(const HttpRequest& req) {
+    return req.method != "GET" && req.method != "HEAD";
+  }
+  static bool BodyApart(const HttpRequest& req) {
+    return SendsBody(req) && req.body.size() >= kBodyApartBytes;
+  }
+
+  // The request's head, and its body unless BodyApart.
   Result<std::string> Serialize(const HttpRequest& req, const HttpUrl& url) const {
     if (req.method.empty() || req.method.find_first_of(" \r\n\t") != std::string::npos) {
       return InvalidArgument("invalid HTTP method \"" + req.method + "\"");
     }
-    const bool send_body = req.method != "GET" && req.method != "HEAD";
+    const bool send_body = SendsBody(req);
     std::string out;
-    out.reserve(256 + req.body.size());
+    out.reserve(256 + (BodyApart(req) ? 0 : req.body.size()));
     out += req.method;
     out += ' ';
     out += url.target;
@@ -499,7 +510,7 @@ class Http1Client : public HttpClient {
       out += "Content-Length: " + std::to_string(req.body.size()) + "\r\n";
     }
     out += "\r\n";
-    if (send_body) {
+    if (send_body && !BodyApart(req)) {
       out += req.body;
     }
     return out;
@@ -520,7 +531,11 @@ class Http1Client : public HttpClient {
       }
       conn = std::move(*made);
     }
-    if (Status sent = conn->Write(wire, deadline); !sent) {
+    Status sent = conn->Write(wire, deadline);
+    if (sent && BodyApart(req)) {
+      sent = conn->Write(req.body, deadline);
+    }
+    if (!sent) {
       *retry = reused && sent.error().code == ErrorCode::kUnavailable;
       conn.reset();
       return fail.Wrap(sent.error());

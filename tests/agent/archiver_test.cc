@@ -39,7 +39,7 @@ class FakeArchiveSink : public ArchiveSink {
   Result<int64_t> Append(const std::string& id, int64_t offset, std::string_view bytes) override {
     Upload& u = Find(id);
     EXPECT_EQ(offset, static_cast<int64_t>(u.data.size()));
-    EXPECT_LE(bytes.size(), 512u * 1024);
+    EXPECT_LE(bytes.size(), 4u * 1024 * 1024);  // ArchiveLimits::chunk_bytes
     ++chunks;
     u.data += bytes;
     return static_cast<int64_t>(u.data.size());
@@ -144,14 +144,14 @@ TEST(LogArchiveTruncate, UploadsInChunksVerifiesThenTruncates) {
   test::TempDir dir;
   Harness h(dir.path());
   const std::string log = dir.File("app.log");
-  const std::string content = BigLog(1'200'000);
+  const std::string content = BigLog(9'000'000);
   Write(log, content);
   auto r = h.Run("log.archive_truncate", {{"path", log}});
   ASSERT_TRUE(r.Succeeded()) << r.error << r.output;
   ASSERT_EQ(h.sink.uploads.size(), 1u);
   EXPECT_EQ(h.sink.uploads[0].data, content);
   EXPECT_EQ(h.sink.uploads[0].path, log);
-  EXPECT_EQ(h.sink.chunks, 3);  // 1.2 MB in chunks of 512 KiB
+  EXPECT_EQ(h.sink.chunks, 3);  // 9 MB in chunks of 4 MiB
   EXPECT_EQ(r.output, "archived " + log + " (" + std::to_string(content.size()) +
                           " bytes) to /archive/web-1/u1\nsha256 " + Sha256Hex(content) +
                           "\ntruncated " + log + "\n");

@@ -12,6 +12,7 @@
 #include <cerrno>
 #include <cstring>
 #include <ctime>
+#include <future>
 
 #include "core/files.h"
 #include "core/log.h"
@@ -22,6 +23,8 @@ namespace medic::server {
 
 namespace {
 
+// A chunk at least this large is hashed on a helper thread while it is written (Append).
+constexpr size_t kHashApartBytes = 1 << 20;
 
 std::string Errno(const std::string& what) { return what + ": " + std::strerror(errno); }
 
@@ -178,6 +181,24 @@ std::optional<std::string> Archive::UploaderOf(const std::string& id) const {
   return it->second->host;
 }
 
+Result<int64_t> Archive::AnnouncedSize(const std::string& id, const std::string& host) const {
+  std::shared_ptr<Upload> u;
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    auto it = uploads_.find(id);
+    if (it != uploads_.end()) {
+      u = it->second;
+    }
+  }
+  if (u == nullptr) {
+    return NotFound("no upload " + id + " (finished, failed or expired)");
+  }
+  if (u->host != host) {
+    return PermissionDenied("upload " + id + " belongs to another host");
+  }
+  return u->size;
+}
+
 size_t Archive::uploads_in_progress() const {
   std::lock_guard<std::mutex> lock(mu_);
   return uploads_.size();
@@ -303,6 +324,15 @@ Result<int64_t> Archive::Append(const std::string& id, int64_t offset, std::stri
     return ResourceExhausted("upload " + id + " would exceed its announced size of " +
                              std::to_string(u->size) + " bytes");
   }
+  // The hash of a large chunk runs on a helper thread while the chunk is written: Finish
+  // answers from it (nothing is read back), so it must cover exactly what write() stored — an
+  // upload whose write fails is discarded below, hash and all.
+  std::future<void> hashed;
+  if (bytes.size() >= kHashApartBytes) {
+    hashed = std::async(std::launch::async, [&u, bytes] { u->sha.Update(bytes); });
+  } else {
+    u->sha.Update(bytes);
+  }
   size_t done = 0;
   while (done < bytes.size()) {
     const ssize_t n = ::write(u->fd, bytes.data() + done, bytes.size() - done);
@@ -313,6 +343,9 @@ Result<int64_t> Archive::Append(const std::string& id, int64_t offset, std::stri
       const Error e = n < 0 && errno == ENOSPC
                           ? ResourceExhausted(Errno("archive: cannot write " + u->partial))
                           : Internal(Errno("archive: cannot write " + u->partial));
+      if (hashed.valid()) {
+        hashed.wait();
+      }
       u->Discard();
       Drop(id);
       LogWarn(e.message);
@@ -320,7 +353,9 @@ Result<int64_t> Archive::Append(const std::string& id, int64_t offset, std::stri
     }
     done += static_cast<size_t>(n);
   }
-  u->sha.Update(bytes);
+  if (hashed.valid()) {
+    hashed.wait();
+  }
   u->received += static_cast<int64_t>(bytes.size());
   return u->received.load();
 }

@@ -91,13 +91,19 @@ class Archive {
   // otherwise, naming the expected offset); the total may not exceed the announced size
   // (ResourceExhausted). Returns the bytes received so far.
   Result<int64_t> Append(const std::string& id, int64_t offset, std::string_view bytes);
-  // Ends an upload: fsyncs, re-reads the stored file and compares its SHA-256 and length with
-  // the agent's. On a match the file moves to DIR/HOST/NAME (the directory fsynced too); on a
+  // Ends an upload: fsyncs the stored file and compares the SHA-256 and length of the bytes this
+  // process wrote into it (hashed as Append wrote them; nothing is read back) with the
+  // agent's. On a match the file moves to DIR/HOST/NAME (the directory fsynced too); on a
   // mismatch it is deleted and FailedPrecondition says why. With the s3 backend the file then
   // goes to the bucket (this call lasts as long as the upload) and its local copy is deleted;
   // Unavailable, naming the store's answer, when the bucket did not confirm it. The upload is
   // over either way.
   Result<ArchivedFile> Finish(const std::string& id, const std::string& sha256, int64_t bytes);
+
+  // The announced size of upload `id`, asked before a chunk is read (the chunk at offset N may be
+  // at most size - N bytes): NotFound when it is not in progress, PermissionDenied when `host`
+  // did not start it.
+  Result<int64_t> AnnouncedSize(const std::string& id, const std::string& host) const;
 
   // The host that started upload `id`, while it is in progress; nullopt otherwise.
   std::optional<std::string> UploaderOf(const std::string& id) const;

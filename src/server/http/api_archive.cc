@@ -1,6 +1,8 @@
 // The archive routes (docs/PROTOCOL.md, "Archive"): agents upload a log file in chunks before
 // truncating it (log.archive_truncate); operators list what was archived.
 
+#include <algorithm>
+
 #include "server/archive/archive.h"
 #include "server/http/api_util.h"
 #include "server/http/routes.h"
@@ -8,10 +10,6 @@
 namespace medic::server {
 
 namespace {
-
-// The largest chunk (the agent sends 512 KiB): the only route with a body over 64 KiB but the
-// agent's reports and results (1 MiB), and the only one with the upload deadline.
-constexpr size_t kArchiveChunkMaxBytes = 1024 * 1024;
 
 struct StartRequest {
   std::string host;
@@ -68,6 +66,26 @@ Result<int64_t> ParseOffset(const ApiRequest& req) {
   return std::stoll(s);
 }
 
+// The largest chunk (the agent sends 4 MiB; agents before issue 18 sent 512 KiB): the only route
+// with a body over 1 MiB, and the only one with the upload deadline. A request gets it only
+// when authenticated as the host that started the upload, with a valid offset, and never more
+// than the announced size (reserved within the host's quota at the start) leaves after that
+// offset: decided on the headers, before any of the body is read (ChunkBodyLimit). Whether the
+// offset is the right one is Append's to say (409), once the chunk is read.
+constexpr size_t kArchiveChunkMaxBytes = 8 * 1024 * 1024;
+
+// Route::body_limit_for of PUT /agent/v1/archive/{id}.
+Result<size_t> ChunkBodyLimit(const Archive& archive, const ApiRequest& req) {
+  auto it = req.path_params.find("id");
+  if (it == req.path_params.end()) {
+    return NotFound("no upload id");
+  }
+  ASSIGN_OR_RETURN(int64_t size, archive.AnnouncedSize(it->second, req.principal));
+  ASSIGN_OR_RETURN(int64_t offset, ParseOffset(req));
+  return static_cast<size_t>(
+      std::clamp<int64_t>(size - offset, 0, static_cast<int64_t>(kArchiveChunkMaxBytes)));
+}
+
 // An upload in progress is only ever continued by the host that started it.
 Status CheckUploader(const Archive& archive, const ApiRequest& req) {
   auto it = req.path_params.find("id");
@@ -121,10 +139,12 @@ void AddArchiveRoutes(Router& router, Archive& archive, const CommandQueue& comm
               }});
   router.Add({"PUT", "/agent/v1/archive/{id}", Role::kAgent,
               "append raw bytes to an upload (?offset=N, N = bytes received so far; "
-              "at most 1 MiB per chunk, 512 KiB is the agent's) -> {received}",
+              "at most 8 MiB per chunk and what the announced size leaves, refused before "
+              "the body is read; the agent sends 4 MiB) -> {received}",
               [&archive](ApiRequest& req, Responder respond) {
-                if (Status s = CheckUploader(archive, req); !s) {
-                  return respond(ErrorResponse(s.error()));
+                // The checks of the admission again, in its order (for callers without it).
+                if (auto limit = ChunkBodyLimit(archive, req); !limit) {
+                  return respond(ErrorResponse(limit.error()));
                 }
                 auto offset = ParseOffset(req);
                 if (!offset) {
@@ -136,7 +156,8 @@ void AddArchiveRoutes(Router& router, Archive& archive, const CommandQueue& comm
                 }
                 respond(JsonResponse(200, Json{{"received", *received}}));
               },
-              kArchiveChunkMaxBytes, /*upload=*/true});
+              kArchiveChunkMaxBytes, /*upload=*/true,
+              [&archive](const ApiRequest& req) { return ChunkBodyLimit(archive, req); }});
   router.Add(
       {"POST", "/agent/v1/archive/{id}/finish", Role::kAgent,
        "end an upload ({sha256, bytes}); 409 when the stored copy differs, 503 when the s3 "

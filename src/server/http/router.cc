@@ -2,6 +2,7 @@
 
 #include <openssl/evp.h>
 
+#include <algorithm>
 #include <atomic>
 #include <exception>
 #include <memory>
@@ -239,6 +240,14 @@ Admission Router::Admit(ApiRequest request) const {
   out.authenticated = !out.refusal && route->role != Role::kPublic;
   out.max_body_bytes = MaxBodyBytes(*route);
   out.upload = route->upload;
+  if (!out.refusal && route->body_limit_for) {
+    auto limit = route->body_limit_for(request);
+    if (!limit) {
+      out.refusal = ErrorResponse(limit.error());
+    } else {
+      out.max_body_bytes = std::min(out.max_body_bytes, *limit);
+    }
+  }
   return out;
 }
 

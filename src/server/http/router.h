@@ -80,6 +80,11 @@ struct Route {
   size_t max_body_bytes = 0;
   // A bulk upload (archive chunks): its body gets HttpServerOptions::upload_timeout_seconds.
   bool upload = false;
+  // For a route whose limit depends on the caller's state (an archive chunk: what its upload
+  // may still take): decided on the headers, after authentication and before any of the body
+  // is read. The request's limit is the smaller of this and max_body_bytes; an error refuses
+  // the request, its body unread. Null: max_body_bytes for every request.
+  std::function<Result<size_t>(const ApiRequest&)> body_limit_for;
 };
 
 // The body limit of `route` (its own, or its role's default).

@@ -4,13 +4,20 @@
 
 #include "server/archive/archive.h"
 
+#include <arpa/inet.h>
 #include <dirent.h>
+#include <fcntl.h>
 #include <gtest/gtest.h>
+#include <netinet/in.h>
 #include <sys/mount.h>
+#include <sys/socket.h>
 #include <sys/stat.h>
+#include <unistd.h>
 
 #include <cerrno>
 #include <cstring>
+#include <functional>
+#include <random>
 
 #include "agent/archiver.h"
 #include "agent/server_api.h"
@@ -20,6 +27,7 @@
 #include "tests/fakes/temp_dir.h"
 #include "tests/server/server_fixture.h"
 #include "transport/http_client.h"
+#include "transport/plain_http_client.h"
 
 namespace medic::server {
 namespace {
@@ -464,6 +472,235 @@ TEST_F(ArchiveHttpTest, AgentArchivesAndTruncatesThroughTheServer) {
   auto files = Entries(dir_.File("data/archive/web-1"));
   ASSERT_EQ(files.size(), 1u);
   EXPECT_EQ(ReadFile(dir_.File("data/archive/web-1/" + files[0])).value_or(""), content);
+}
+
+// --- the agent's upload against the real server, with faults (issue 18) --------------------
+
+// A log of `bytes` bytes of varied lines (seeded: the same on every run).
+std::string VariedLog(size_t bytes) {
+  std::mt19937 rng(18);
+  std::string out;
+  out.reserve(bytes + 100);
+  while (out.size() < bytes) {
+    out += "10.1.2." + std::to_string(rng() % 255) + " GET /" + std::to_string(rng()) + " 200\n";
+  }
+  out.resize(bytes);
+  return out;
+}
+
+// The agent's sink to the real server, with a hook on each chunk: `on_chunk(index, offset,
+// bytes, base)` returns what the agent is told the archive received (default: base.Append).
+class HookedSink : public agent::ArchiveSink {
+ public:
+  using Hook = std::function<Result<int64_t>(int index, int64_t offset, std::string_view bytes,
+                                             const std::string& id, agent::ArchiveSink& base)>;
+  HookedSink(agent::ArchiveSink& base, Hook hook) : base_(base), hook_(std::move(hook)) {}
+  Result<std::string> Start(const std::string& path, int64_t size) override {
+    auto id = base_.Start(path, size);
+    if (id) {
+      ids.push_back(*id);
+    }
+    return id;
+  }
+  Result<int64_t> Append(const std::string& id, int64_t offset, std::string_view bytes) override {
+    return hook_(chunks++, offset, bytes, id, base_);
+  }
+  Result<agent::ArchiveReceipt> Finish(const std::string& id, const std::string& sha256,
+                                       int64_t bytes) override {
+    return base_.Finish(id, sha256, bytes);
+  }
+  int chunks = 0;
+  std::vector<std::string> ids;
+
+ private:
+  agent::ArchiveSink& base_;
+  Hook hook_;
+};
+
+class AgentUploadTest : public ArchiveHttpTest {
+ protected:
+  // The agent's side as medic-agent builds it: ServerApi, ServerArchiveSink, its own client.
+  agent::ServerApi& Api() {
+    if (!api_) {
+      api_ = std::make_unique<agent::ServerApi>(base_, agent_);
+    }
+    return *api_;
+  }
+  agent::ServerArchiveSink& Sink() {
+    if (!sink_) {
+      sink_ = std::make_unique<agent::ServerArchiveSink>(Api(), "web-1",
+                                                         [] { return NewPlainHttpClient(); });
+    }
+    return *sink_;
+  }
+  // The archived copies named in ArchiveAndTruncate's output ("... to LOCATION"), in order,
+  // concatenated.
+  static std::string Archived(const std::string& output) {
+    std::string all;
+    for (size_t at = output.find(" to "); at != std::string::npos;
+         at = output.find(" to ", at + 1)) {
+      const size_t end = output.find('\n', at);
+      all += ReadFile(output.substr(at + 4, end - at - 4)).value_or("<missing>");
+    }
+    return all;
+  }
+  // Sends the headers of PUT /agent/v1/archive/ID and the first half of `bytes`, then closes
+  // the connection: an agent killed (or a network cut) in the middle of a chunk.
+  void SendHalfAChunkAndClose(const std::string& id, int64_t offset, std::string_view bytes) {
+    const int fd = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    ASSERT_GE(fd, 0);
+    sockaddr_in addr{};
+    addr.sin_family = AF_INET;
+    addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    addr.sin_port = htons(app_->port());
+    ASSERT_EQ(::connect(fd, reinterpret_cast<sockaddr*>(&addr), sizeof(addr)), 0);
+    const std::string head = "PUT /agent/v1/archive/" + id + "?offset=" + std::to_string(offset) +
+                             " HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer " + agent_ +
+                             "\r\nContent-Type: application/octet-stream\r\nContent-Length: " +
+                             std::to_string(bytes.size()) + "\r\n\r\n";
+    const std::string half = head + std::string(bytes.substr(0, bytes.size() / 2));
+    size_t sent = 0;
+    while (sent < half.size()) {
+      const ssize_t n = ::send(fd, half.data() + sent, half.size() - sent, MSG_NOSIGNAL);
+      ASSERT_GT(n, 0) << std::strerror(errno);
+      sent += static_cast<size_t>(n);
+    }
+    ::close(fd);
+  }
+  std::unique_ptr<agent::ServerApi> api_;
+  std::unique_ptr<agent::ServerArchiveSink> sink_;
+};
+
+// 30 MiB through the real server over loopback with the agent's code and client: the archived
+// copy is the log byte for byte, both sides' sha256 agree, and only then is the log truncated.
+TEST_F(AgentUploadTest, A30MiBLogRoundTripsByteForByte) {
+  const std::string content = VariedLog(30u << 20);
+  const std::string log = dir_.File("big.log");
+  ASSERT_TRUE(WriteFileAtomic(log, content).has_value());
+  AskToArchive(log);
+  int chunks = 0;
+  HookedSink counting(Sink(), [&](int, int64_t offset, std::string_view bytes,
+                                  const std::string& id, agent::ArchiveSink& base) {
+    ++chunks;
+    return base.Append(id, offset, bytes);
+  });
+  auto out = agent::ArchiveAndTruncate(log, counting);
+  ASSERT_TRUE(out.has_value()) << out.error().message;
+  EXPECT_EQ(chunks, 8);  // 30 MiB in 4 MiB chunks, each one request
+  EXPECT_NE(out->find("sha256 " + Sha256Hex(content) + "\n"), std::string::npos) << *out;
+  EXPECT_EQ(ReadFile(log).value_or("x"), "");
+  const std::string archived = Archived(*out);
+  EXPECT_EQ(archived.size(), content.size());
+  EXPECT_TRUE(archived == content) << "the archived copy differs from the log";
+  EXPECT_TRUE(Entries(dir_.File("data/archive/.partial")).empty());
+}
+
+// A chunk corrupted, cut short or sent twice on its way, or a connection killed in the middle of
+// a chunk: the log is never truncated, whatever the agent was told about the chunk.
+TEST_F(AgentUploadTest, ABadChunkOrAKilledConnectionNeverTruncates) {
+  const std::string content = VariedLog(9u << 20);  // three chunks
+  struct Case {
+    std::string name;
+    HookedSink::Hook hook;  // on the second chunk (index 1)
+    std::string want_error;
+  };
+  // Sends `change(chunk)` in place of the chunk and tells the agent all went well: only the
+  // server's own check can stop the truncation.
+  auto send_instead = [](std::function<std::string(std::string_view)> change) -> HookedSink::Hook {
+    return [change](int, int64_t offset, std::string_view bytes, const std::string& id,
+                    agent::ArchiveSink& base) -> Result<int64_t> {
+      RETURN_IF_ERROR(base.Append(id, offset, change(bytes)));
+      return offset + static_cast<int64_t>(bytes.size());
+    };
+  };
+  const std::vector<Case> cases = {
+      {"a corrupted byte", send_instead([](std::string_view bytes) {
+         std::string bad(bytes);
+         bad[bad.size() / 2] ^= 0x20;
+         return bad;
+       }),
+       "checksum mismatch"},
+      // Caught at the next chunk's offset: "offset N is wrong: N-1 bytes received so far".
+      {"a short chunk", send_instead([](std::string_view bytes) {
+         return std::string(bytes.substr(0, bytes.size() - 1));
+       }),
+       "is wrong"},
+      // Chunk 0's bytes (the same size) in place of chunk 1's.
+      {"the previous chunk's bytes again",
+       send_instead([&](std::string_view bytes) { return content.substr(0, bytes.size()); }),
+       "checksum mismatch"},
+      {"one chunk sent twice",
+       [&](int, int64_t offset, std::string_view bytes, const std::string& id,
+           agent::ArchiveSink& base) -> Result<int64_t> {
+         RETURN_IF_ERROR(base.Append(id, offset, bytes));
+         return base.Append(id, offset, bytes);  // a retry of what arrived: 409
+       },
+       "HTTP 409"},
+      {"a connection killed mid-chunk",
+       [&](int, int64_t offset, std::string_view bytes, const std::string& id,
+           agent::ArchiveSink&) -> Result<int64_t> {
+         SendHalfAChunkAndClose(id, offset, bytes);
+         return Unavailable("connection reset by peer");
+       },
+       "connection reset"},
+  };
+  for (const Case& c : cases) {
+    SCOPED_TRACE(c.name);
+    const std::string log = dir_.File("app.log");
+    ASSERT_TRUE(WriteFileAtomic(log, content).has_value());
+    AskToArchive(log);
+    HookedSink sink(Sink(), [&](int index, int64_t offset, std::string_view bytes,
+                                const std::string& id, agent::ArchiveSink& base) {
+      return index == 1 ? c.hook(index, offset, bytes, id, base) : base.Append(id, offset, bytes);
+    });
+    auto out = agent::ArchiveAndTruncate(log, sink);
+    ASSERT_FALSE(out.has_value());
+    EXPECT_NE(out.error().message.find(c.want_error), std::string::npos) << out.error().message;
+    EXPECT_NE(out.error().message.find("was not truncated"), std::string::npos);
+    EXPECT_TRUE(ReadFile(log).value_or("") == content) << "the log changed";
+    EXPECT_TRUE(Entries(dir_.File("data/archive/web-1")).empty()) << "a copy was kept";
+    if (c.name == "a connection killed mid-chunk") {
+      // The half-sent chunk never reached the partial file: only the first chunk did.
+      ASSERT_EQ(sink.ids.size(), 1u);
+      struct stat st {};
+      ASSERT_EQ(::stat(dir_.File("data/archive/.partial/" + sink.ids[0]).c_str(), &st), 0);
+      EXPECT_EQ(st.st_size, 4 << 20);
+      // ... and the upload cannot be finished as if it had.
+      auto f = Sink().Finish(sink.ids[0], Sha256Hex(content), content.size());
+      ASSERT_FALSE(f.has_value());
+      EXPECT_NE(f.error().message.find("checksum mismatch"), std::string::npos)
+          << f.error().message;
+    }
+  }
+}
+
+// A service that keeps logging while its log is uploaded: what it wrote meanwhile is archived
+// too (a second piece) before the truncation, nothing lost.
+TEST_F(AgentUploadTest, BytesAppendedDuringTheUploadAreArchived) {
+  const std::string content = VariedLog(9u << 20);
+  const std::string log = dir_.File("app.log");
+  ASSERT_TRUE(WriteFileAtomic(log, content).has_value());
+  AskToArchive(log);
+  std::string late;
+  HookedSink sink(Sink(), [&](int index, int64_t offset, std::string_view bytes,
+                              const std::string& id, agent::ArchiveSink& base) {
+    if (index < 3) {  // during the first piece's three chunks
+      const std::string line = "late line " + std::to_string(index) + "\n";
+      const int fd = ::open(log.c_str(), O_WRONLY | O_APPEND | O_CLOEXEC);
+      EXPECT_GE(fd, 0);
+      EXPECT_EQ(::write(fd, line.data(), line.size()), static_cast<ssize_t>(line.size()));
+      ::close(fd);
+      late += line;
+    }
+    return base.Append(id, offset, bytes);
+  });
+  auto out = agent::ArchiveAndTruncate(log, sink);
+  ASSERT_TRUE(out.has_value()) << out.error().message;
+  EXPECT_EQ(sink.ids.size(), 2u);
+  EXPECT_NE(out->find("bytes " + std::to_string(content.size()) + "-"), std::string::npos) << *out;
+  EXPECT_EQ(ReadFile(log).value_or("x"), "");
+  EXPECT_EQ(Entries(dir_.File("data/archive/web-1")).size(), 2u);
+  EXPECT_TRUE(Archived(*out) == content + late) << *out;
 }
 
 }  // namespace

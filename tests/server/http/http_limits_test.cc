@@ -241,6 +241,76 @@ TEST_F(HttpLimitsTest, TooLargeBodyOnAnAuthenticatedJsonRouteIs413) {
   }
 }
 
+// Issue 18: an archive chunk may be up to 8 MiB, but only for the host that started the upload
+// and never beyond what its announced size (reserved within its quota) still leaves; every
+// other route keeps its limit (1 MiB on agent routes, 64 KiB on the others). All decided on the
+// headers: each refusal comes before a byte of the body was sent.
+TEST_F(HttpLimitsTest, ArchiveChunksTakeMoreOnlyWithinTheirUploadAndOthersKeepTheirLimits) {
+  const std::string log = "/var/log/app.log";
+  protocol::Command c;
+  c.id = "cmd-archive-1";
+  c.action = "log.archive_truncate";
+  c.params = Json{{"path", log}};
+  c.expires_at = SystemClock().Now() + std::chrono::minutes(1);
+  app_->commands().Send("web-1", c);
+  const int64_t announced = 12 << 20;
+  HttpResponse r = Call("POST", "/agent/v1/archive", agent_,
+                        DumpJson(Json{{"host", "web-1"}, {"path", log}, {"size", announced}}));
+  ASSERT_EQ(r.status, 200) << r.body;
+  const std::string id = ParseJson(r.body).value_or(Json::object()).value("upload_id", "");
+  const std::string web2 = Enroll("web-2");
+  struct Case {
+    std::string name;
+    std::string request_line;
+    std::string token;  // "" for none
+    size_t length;
+    std::string want_status;
+  };
+  const std::string chunk = "PUT /agent/v1/archive/" + id + "?offset=0 HTTP/1.1";
+  const std::vector<Case> cases = {
+      {"a chunk over 8 MiB", chunk, agent_, (8u << 20) + 1, "413"},
+      {"a chunk without a credential", chunk, "", 4u << 20, "401"},
+      {"a chunk to another host's upload", chunk, web2, 4u << 20, "403"},
+      {"a chunk to no upload", "PUT /agent/v1/archive/0123abcd?offset=0 HTTP/1.1", agent_,
+       4u << 20, "404"},
+      {"another agent route over 1 MiB", "POST /agent/v1/results HTTP/1.1", agent_,
+       (1u << 20) + 1, "413"},
+      {"an operator route over 64 KiB", "PUT /api/v1/settings HTTP/1.1", admin_, (64u << 10) + 1,
+       "413"},
+  };
+  for (const Case& k : cases) {
+    SCOPED_TRACE(k.name);
+    RawConnection conn(app_->port());
+    std::string head = k.request_line + "\r\nHost: x\r\nContent-Type: application/octet-stream" +
+                       "\r\nContent-Length: " + std::to_string(k.length) + "\r\n";
+    if (!k.token.empty()) {
+      head += "Authorization: Bearer " + k.token + "\r\n";
+    }
+    conn.Send(head + "\r\n");
+    std::string got;
+    EXPECT_TRUE(conn.ReadToClose(&got, seconds(5))) << "no answer (and no close) in 5 s: " << got;
+    EXPECT_EQ(got.substr(0, 12), "HTTP/1.1 " + k.want_status) << got;
+  }
+  // The owner may send 8 MiB at once; then only the 4 MiB the announced size leaves.
+  r = Call("PUT", "/agent/v1/archive/" + id + "?offset=0", agent_, std::string(8u << 20, 'a'));
+  ASSERT_EQ(r.status, 200) << r.body;
+  {
+    SCOPED_TRACE("a chunk beyond the announced size");
+    RawConnection conn(app_->port());
+    conn.Send("PUT /agent/v1/archive/" + id + "?offset=" + std::to_string(8u << 20) +
+              " HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer " + agent_ +
+              "\r\nContent-Length: " + std::to_string((4u << 20) + 1) + "\r\n\r\n");
+    std::string got;
+    EXPECT_TRUE(conn.ReadToClose(&got, seconds(5))) << got;
+    EXPECT_EQ(got.substr(0, 12), "HTTP/1.1 413") << got;
+    EXPECT_NE(got.find(std::to_string(4u << 20)), std::string::npos) << got;  // names the limit
+  }
+  r = Call("PUT", "/agent/v1/archive/" + id + "?offset=" + std::to_string(8u << 20), agent_,
+           std::string(4u << 20, 'b'));
+  EXPECT_EQ(r.status, 200) << r.body;
+  EXPECT_EQ(ParseJson(r.body).value_or(Json::object()).value("received", int64_t{0}), announced);
+}
+
 TEST_F(HttpLimitsTest, MetricsNeedAViewerToken) {
   const std::string viewer = CreateToken("scraper", "viewer");
   EXPECT_EQ(Call("GET", "/metrics", "").status, 401);

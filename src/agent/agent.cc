@@ -11,6 +11,22 @@ namespace {
 
 pid_t SelfPid(const AgentTuning& t) { return t.self_pid != 0 ? t.self_pid : ::getpid(); }
 
+// The fastest memory is assumed to be taken: well above what page faults allow on one host (a
+// few GiB/s per core), so that a host far below its memory threshold is read a few times a
+// second rather than every fast-watch period.
+// How long a loop waits for `next`: rounded up to whole milliseconds (rounded down, the wait
+// would end before `next`, and the loop would spin through the rest of that millisecond), at
+// most an hour (SteadyTime::max(): until notified).
+Millis WaitUntil(SteadyTime next, SteadyTime now) {
+  constexpr Millis kLongest{3'600'000};
+  if (next <= now) {
+    return Millis(0);
+  }
+  return next - now >= kLongest ? kLongest : std::chrono::ceil<Millis>(next - now);
+}
+
+constexpr double kMaxMemoryRiseBytesPerSecond = 64.0 * (1ull << 30);
+
 ExecutorOptions WithArchive(ExecutorOptions o, ArchiveSink* archive) {
   o.archive = archive;
   return o;
@@ -75,8 +91,11 @@ Agent::Agent(const AgentConfig& config, std::string credential, AgentDeps deps,
                     tuning.register_backoff_cap, enrolment_.get()),
       metrics_(deps_.procfs, config.mounts, config.disk_primary_mount),
       recorded_metrics_(metrics_),
-      reporter_(ReporterOptions{config.name, config.interval, config.buffer_samples}, api_,
-                registration_, recorded_metrics_, checks_, deps_.clock),
+      reporter_(ReporterOptions{.host = config.name,
+                                .interval = config.interval,
+                                .buffer_samples = config.buffer_samples,
+                                .fast_min_gap = config.fast_report_min_gap},
+                api_, registration_, recorded_metrics_, checks_, deps_.clock),
       checker_(
           config.checks, checks_, deps_.clock,
           [this] {
@@ -84,6 +103,23 @@ Agent::Agent(const AgentConfig& config, std::string credential, AgentDeps deps,
             report_waiter_.Notify();
           },
           &deps_.procfs),
+      fast_watch_(
+          FastWatchOptions{.period = tuning.fast_watch_period,
+                           .max_rise_per_second =
+                               [this](const std::string& series) {
+                                 const double per_point = metrics_.MemoryBytesPerPercent();
+                                 return series == "mem_used_percent" && per_point > 0
+                                            ? kMaxMemoryRiseBytesPerSecond / per_point
+                                            : 0.0;
+                               }},
+          [this] { return registration_.watch(); },
+          [this](const std::vector<std::string>& series) {
+            return metrics_.CollectSeries(series);
+          },
+          [this] {
+            reporter_.RequestFastReport();
+            report_waiter_.Notify();
+          }),
       archive_sink_(api_, config.name, deps_.new_http_client),
       executor_(WithArchive(MakeExecutorOptions(config, SelfPid(tuning)), &archive_sink_), policy_,
                 deps_.runner, deps_.services, deps_.procfs),
@@ -91,7 +127,10 @@ Agent::Agent(const AgentConfig& config, std::string credential, AgentDeps deps,
       poller_(PollerOptions{config.name, tuning.poll_wait, 4, Millis(250), deps_.ledger}, api_,
               registration_, verifier_, processor_,
               [this](Millis d) { return poll_waiter_.WaitFor(d); }, deps_.clock) {
-  registration_.SetListener([this] { poll_waiter_.Notify(); });
+  registration_.SetListener([this] {
+    poll_waiter_.Notify();
+    watch_waiter_.Notify();  // the thresholds may have changed
+  });
   // Moved to another server: register there (the reporter does, at once), then carry on; the
   // buffered samples stay in the reporter and go to the new server in order.
   api_.servers().SetMoveListener([this] {
@@ -117,6 +156,7 @@ void Agent::Start() {
   if (!checker_.empty()) {
     checker_thread_ = std::thread([this] { CheckerLoop(); });
   }
+  watch_thread_ = std::thread([this] { WatchLoop(); });
   poller_thread_ = std::thread([this] {
     PollerLoop();
     poller_done_.set_value();
@@ -131,6 +171,10 @@ bool Agent::Stop(Millis grace) {
   report_waiter_.Stop();
   check_waiter_.Stop();
   poll_waiter_.Stop();
+  watch_waiter_.Stop();
+  if (watch_thread_.joinable()) {
+    watch_thread_.join();
+  }
   if (reporter_thread_.joinable()) {
     reporter_thread_.join();
   }
@@ -153,7 +197,14 @@ void Agent::ReporterLoop() {
   auto http = deps_.new_http_client();
   while (!report_waiter_.stopped()) {
     const SteadyTime next = reporter_.RunOnce(*http, deps_.clock.SteadyNow());
-    report_waiter_.WaitFor(std::chrono::duration_cast<Millis>(next - deps_.clock.SteadyNow()));
+    report_waiter_.WaitFor(WaitUntil(next, deps_.clock.SteadyNow()));
+  }
+}
+
+void Agent::WatchLoop() {
+  while (!watch_waiter_.stopped()) {
+    const SteadyTime next = fast_watch_.RunOnce(deps_.clock.SteadyNow());
+    watch_waiter_.WaitFor(WaitUntil(next, deps_.clock.SteadyNow()));
   }
 }
 
@@ -162,7 +213,7 @@ void Agent::CheckerLoop() {
                                           : deps_.new_http_client();
   while (!check_waiter_.stopped()) {
     const SteadyTime next = checker_.RunOnce(*http, deps_.clock.SteadyNow());
-    check_waiter_.WaitFor(std::chrono::duration_cast<Millis>(next - deps_.clock.SteadyNow()));
+    check_waiter_.WaitFor(WaitUntil(next, deps_.clock.SteadyNow()));
   }
 }
 

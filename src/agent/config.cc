@@ -447,7 +447,7 @@ Result<AgentConfig> ParseRoot(const Reader& r, const YAML::Node& root) {
   RETURN_IF_ERROR(r.CheckKeys(
       root, "the top level",
       {"server", "name", "token_file", "state_dir", "enroll_code", "interval", "log_level", "chaos", "mounts", "buffer_samples",
-       "services", "checks", "policy", "service_manager", "executor", "tls", "log_dir",
+       "fast_report_min_gap", "services", "checks", "policy", "service_manager", "executor", "tls", "log_dir",
        "targets", "disk_primary_mount"}));
   if (auto v = root["server"]) {
     ASSIGN_OR_RETURN(c.servers, ParseServerNode(r, v));
@@ -479,6 +479,12 @@ Result<AgentConfig> ParseRoot(const Reader& r, const YAML::Node& root) {
     ASSIGN_OR_RETURN(c.interval, r.Duration(v, "interval"));
     if (c.interval < Millis(100)) {
       return r.At(v, "interval must be at least 100ms");
+    }
+  }
+  if (auto v = root["fast_report_min_gap"]) {
+    ASSIGN_OR_RETURN(c.fast_report_min_gap, r.Duration(v, "fast_report_min_gap"));
+    if (c.fast_report_min_gap < Millis(50) || c.fast_report_min_gap > Millis(60'000)) {
+      return r.At(v, "fast_report_min_gap must be between 50ms and 60s");
     }
   }
   if (auto v = root["log_level"]) {

@@ -89,6 +89,9 @@ struct AgentConfig {
   // tls.pin: "sha256//BASE64" of the server's public key; alone, it is the whole check.
   std::string tls_pin;
   Millis interval{1'000};
+  // The least time between a report the fast watch triggers (a watched value crossed one of the
+  // server's thresholds) and any other report (docs/AGENT.md, "Fast watch").
+  Millis fast_report_min_gap{200};
   std::string log_level = "info";
   bool chaos_allowed = false;
   std::vector<std::string> mounts;       // empty: every real mount; else "/" and these

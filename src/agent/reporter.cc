@@ -55,9 +55,23 @@ SteadyTime Reporter::RunOnce(HttpClient& http, SteadyTime now) {
     started_ = true;
     next_sample_ = now;
   }
+  auto gap_end = [&](const std::optional<SteadyTime>& end) {
+    return end ? *end + options_.fast_min_gap : SteadyTime{};
+  };
+  // Each return names when the loop should run next; a fast report waiting for its gap may
+  // want it sooner.
+  auto wake = [&](SteadyTime t) {
+    return fast_waiting_ ? std::min(t, gap_end(last_send_end_)) : t;
+  };
   const bool requested = requested_.exchange(false);
   const bool due = now >= next_sample_;
-  if (due || requested) {
+  bool fast = fast_requested_.exchange(false) || fast_waiting_;
+  fast_waiting_ = false;
+  if (fast && now < gap_end(last_send_end_)) {
+    fast_waiting_ = true;  // too soon after the last report: sampled and sent at the gap's end
+    fast = false;
+  }
+  if (due || requested || fast) {
     protocol::MetricSample sample;
     sample.t = clock_.Now();
     sample.metrics = metrics_.Collect();
@@ -80,14 +94,27 @@ SteadyTime Reporter::RunOnce(HttpClient& http, SteadyTime now) {
   }
   if (!registration_.registered()) {
     if (!registration_.Due(now) || !registration_.Attempt(http, now)) {
-      return std::min(next_sample_, registration_.next_attempt());
+      return wake(std::min(next_sample_, registration_.next_attempt()));
     }
     flush_ = true;  // registered just now: deliver what waited
   }
-  const bool want_send = (due || requested || flush_) && now >= next_send_;
+  const bool wants = due || requested || fast || flush_;
   flush_ = false;
+  // After a fast report, the others keep the gap too (the sample waits in the buffer).
+  if (const SteadyTime hold = gap_end(last_fast_send_end_); wants && !fast && now < hold) {
+    flush_ = true;
+    return wake(std::min(next_sample_, hold));
+  }
+  const bool want_send = wants && now >= next_send_;
   if (want_send && (buffer_.size() > 0 || checks_.has_pending())) {
     const bool sent = SendOne(http);
+    last_send_end_ = clock_.SteadyNow();
+    if (fast) {
+      last_fast_send_end_ = last_send_end_;
+    }
+    if (sent) {
+      fast_waiting_ = false;  // this report's sample is newer than the request
+    }
     if (!registration_.registered()) {
       return now;  // the server forgot us: register again at once
     }
@@ -96,7 +123,7 @@ SteadyTime Reporter::RunOnce(HttpClient& http, SteadyTime now) {
       const double jitter = std::uniform_real_distribution<>(0, 1)(rng_);
       next_send_ = now + BackoffDelay(send_failures_++, options_.interval,
                                       options_.send_backoff_cap, jitter);
-      return std::min(next_sample_, next_send_);
+      return wake(std::min(next_sample_, next_send_));
     }
     send_failures_ = 0;
     next_send_ = SteadyTime{};
@@ -107,9 +134,9 @@ SteadyTime Reporter::RunOnce(HttpClient& http, SteadyTime now) {
   }
   if (buffer_.size() > 0 && next_send_ > now) {
     flush_ = true;  // deliver the backlog as soon as the backoff allows
-    return std::min(next_sample_, next_send_);
+    return wake(std::min(next_sample_, next_send_));
   }
-  return next_sample_;
+  return wake(next_sample_);
 }
 
 bool Reporter::SendOne(HttpClient& http) {

@@ -7,6 +7,7 @@
 #include <atomic>
 #include <cstdint>
 #include <deque>
+#include <optional>
 #include <random>
 #include <string>
 
@@ -50,6 +51,10 @@ struct ReporterOptions {
   size_t buffer_samples = 600;
   size_t max_batch = 300;          // samples per report while catching up
   Millis send_backoff_cap{5'000};  // retry spacing while the server is unreachable
+  // A report the fast watch asks for (RequestFastReport) starts no sooner than this after the
+  // end of the previous report, and no other report starts sooner than this after the end of
+  // one it asked for (config fast_report_min_gap).
+  Millis fast_min_gap{200};
 };
 
 // Driven by one thread through RunOnce; RequestReport may be called from any thread.
@@ -63,6 +68,10 @@ class Reporter {
   SteadyTime RunOnce(HttpClient& http, SteadyTime now);
   // The next RunOnce samples and reports at once (a check changed state).
   void RequestReport() { requested_ = true; }
+  // The next RunOnce samples and reports at once, or as soon as fast_min_gap allows (a watched
+  // value crossed a threshold). A report sent meanwhile, with a sample taken after the request,
+  // answers it.
+  void RequestFastReport() { fast_requested_ = true; }
 
   size_t buffered() const { return buffer_.size(); }
   uint64_t dropped() const { return buffer_.dropped(); }
@@ -80,6 +89,10 @@ class Reporter {
   Clock& clock_;
   SampleBuffer buffer_;
   std::atomic<bool> requested_{false};
+  std::atomic<bool> fast_requested_{false};
+  bool fast_waiting_ = false;  // a fast report was asked for within the gap: due at GapEnd
+  std::optional<SteadyTime> last_send_end_;       // when the last report attempt ended
+  std::optional<SteadyTime> last_fast_send_end_;  // the same, for the last fast report
   bool started_ = false;
   bool flush_ = false;  // send on the next RunOnce even without a new sample
   bool warned_invalid_names_ = false;

@@ -369,6 +369,11 @@ void Registration::SetListener(std::function<void()> listener) {
   listener_ = std::move(listener);
 }
 
+std::vector<protocol::WatchedThreshold> Registration::watch() const {
+  std::lock_guard<std::mutex> lock(mu_);
+  return watch_;
+}
+
 void Registration::RegisterAgain() {
   std::lock_guard<std::mutex> lock(mu_);
   registered_ = false;
@@ -422,6 +427,7 @@ Status Registration::Attempt(HttpClient& http, SteadyTime now) {
     }
     registered_ = true;
     failures_ = 0;
+    watch_ = std::move(resp->watch);
     listener = listener_;
   }
   if (listener) {

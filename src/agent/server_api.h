@@ -179,6 +179,9 @@ class Registration {
   void RegisterAgain();
   // Runs (on the registering thread) after every successful registration.
   void SetListener(std::function<void()> listener);
+  // The thresholds the last successful registration's answer asked the agent to watch (empty
+  // before the first one, and when the server sends none).
+  std::vector<protocol::WatchedThreshold> watch() const;
 
  private:
   const ServerApi& api_;
@@ -190,6 +193,7 @@ class Registration {
   int failures_ = 0;                          // Guarded by mu_.
   SteadyTime next_attempt_{};                 // Guarded by mu_.
   std::function<void()> listener_;            // Guarded by mu_.
+  std::vector<protocol::WatchedThreshold> watch_;  // Guarded by mu_.
   std::mt19937 rng_{std::random_device{}()};  // Guarded by mu_.
 };
 

@@ -1,10 +1,40 @@
 #include "host/metrics.h"
 
+#include <string_view>
+
 namespace medic::host {
 
 namespace {
 
 constexpr int kMountsRefresh = 30;  // samples between re-reads of /proc/self/mounts
+
+// The mount of a disk series: "" for the bare name (the primary mount), PATH for
+// NAME{mount="PATH"} (escapes undone); nullopt when `series` is not NAME or NAME{mount=...}.
+std::optional<std::string> MountOfSeries(std::string_view series, std::string_view name) {
+  if (series.substr(0, name.size()) != name) {
+    return std::nullopt;
+  }
+  std::string_view rest = series.substr(name.size());
+  if (rest.empty()) {
+    return std::string();
+  }
+  constexpr std::string_view kOpen = "{mount=\"", kClose = "\"}";
+  if (rest.size() < kOpen.size() + kClose.size() || rest.substr(0, kOpen.size()) != kOpen ||
+      rest.substr(rest.size() - kClose.size()) != kClose) {
+    return std::nullopt;
+  }
+  rest = rest.substr(kOpen.size(), rest.size() - kOpen.size() - kClose.size());
+  std::string mount;
+  for (size_t i = 0; i < rest.size(); ++i) {
+    if (rest[i] == '\\' && i + 1 < rest.size()) {
+      ++i;
+    } else if (rest[i] == '"') {
+      return std::nullopt;  // another label follows: not a series the agent writes
+    }
+    mount.push_back(rest[i]);
+  }
+  return mount.empty() ? std::nullopt : std::optional<std::string>(mount);
+}
 
 std::string StripTrailingSlash(std::string path) {
   while (path.size() > 1 && path.back() == '/') {
@@ -26,6 +56,12 @@ ProcMetricsCollector::ProcMetricsCollector(ProcFs& procfs, std::vector<std::stri
     }
   }
   FindMemoryCgroup();
+  if (auto text = procfs_.Read("meminfo")) {
+    if (auto mem = ParseMeminfo(*text)) {
+      host_total_bytes_ = mem->total_kb * 1024;
+      memory_bytes_per_percent_ = static_cast<double>(host_total_bytes_) / 100;
+    }
+  }
 }
 
 void ProcMetricsCollector::FindMemoryCgroup() {
@@ -95,7 +131,7 @@ void ProcMetricsCollector::CollectDisk(Metrics& m) {
   }
 }
 
-void ProcMetricsCollector::CollectMemory(Metrics& m) {
+void ProcMetricsCollector::CollectMemory(Metrics& m) const {
   auto text = procfs_.Read("meminfo");
   if (!text) {
     return;
@@ -132,6 +168,77 @@ void ProcMetricsCollector::CollectMemory(Metrics& m) {
   if (cg) {
     m["mem_used_percent"] = CgroupMemUsedPercent(*cg);
   }
+}
+
+Metrics ProcMetricsCollector::CollectSeries(const std::vector<std::string>& series) const {
+  Metrics m;
+  bool memory = false;
+  for (const std::string& name : series) {
+    if (name == "mem_used_percent") {
+      memory = true;
+      continue;
+    }
+    for (const char* metric : {"disk_used_percent", "inode_used_percent"}) {
+      auto mount = MountOfSeries(name, metric);
+      if (!mount) {
+        continue;
+      }
+      auto fs = procfs_.StatFs(mount->empty() ? primary_mount_ : *mount);
+      if (!fs) {
+        break;
+      }
+      auto p = std::string_view(metric) == "disk_used_percent" ? DiskUsedPercent(*fs)
+                                                               : InodeUsedPercent(*fs);
+      if (p) {
+        m[name] = *p;
+      }
+      break;
+    }
+  }
+  if (memory) {
+    if (auto p = MemUsedPercentFast()) {
+      m["mem_used_percent"] = *p;
+    }
+  }
+  return m;
+}
+
+std::optional<double> ProcMetricsCollector::MemUsedPercentFast() const {
+  if (host_total_bytes_ == 0) {
+    Metrics mem;
+    CollectMemory(mem);
+    auto it = mem.find("mem_used_percent");
+    return it != mem.end() ? std::optional<double>(it->second) : std::nullopt;
+  }
+  if (!memory_cgroup_.empty()) {
+    const bool v1 = memory_cgroup_.rfind("v1:", 0) == 0;
+    const std::string dir = memory_cgroup_.substr(3);
+    auto limit = procfs_.Read(dir + (v1 ? "/memory.limit_in_bytes" : "/memory.max"));
+    // Limited below the host's memory (the parsers' own test, with a zero usage)?
+    if (limit && (v1 ? CgroupMemoryV1(*limit, "0", "", host_total_bytes_)
+                     : CgroupMemoryV2(*limit, "0", "", host_total_bytes_))) {
+      auto usage = procfs_.Read(dir + (v1 ? "/memory.usage_in_bytes" : "/memory.current"));
+      auto stat = procfs_.Read(dir + "/memory.stat");
+      if (usage) {
+        auto cg = v1 ? CgroupMemoryV1(*limit, *usage, stat.value_or(""), host_total_bytes_)
+                     : CgroupMemoryV2(*limit, *usage, stat.value_or(""), host_total_bytes_);
+        if (cg) {
+          memory_bytes_per_percent_ = static_cast<double>(cg->limit_bytes) / 100;
+          return CgroupMemUsedPercent(*cg);
+        }
+      }
+    }
+  }
+  auto text = procfs_.Read("meminfo");
+  if (!text) {
+    return std::nullopt;
+  }
+  auto mem = ParseMeminfo(*text);
+  if (!mem) {
+    return std::nullopt;
+  }
+  memory_bytes_per_percent_ = static_cast<double>(host_total_bytes_) / 100;
+  return MemUsedPercent(*mem);
 }
 
 Metrics ProcMetricsCollector::Collect() {

@@ -7,6 +7,7 @@
 //   mem_used_percent   against MemTotal, or against the limit of a memory-limited cgroup
 //   swap_used_percent (hosts with swap), cpu_percent, load1, load5, load15, processes
 
+#include <atomic>
 #include <map>
 #include <mutex>
 #include <optional>
@@ -37,13 +38,26 @@ class ProcMetricsCollector : public MetricsSource {
                        std::string primary_mount = "/");
   Metrics Collect() override;
 
+  // Reads only these series, cheaply: disk_used_percent / inode_used_percent of one mount (one
+  // statvfs; unlabelled: the primary mount, else {mount="PATH"}) and mem_used_percent (the same
+  // meaning as Collect's: the memory-limited cgroup's when there is one). Other names are left
+  // out. Changes no state: may run on another thread than Collect (the fast watch's).
+  Metrics CollectSeries(const std::vector<std::string>& series) const;
+
+  // The bytes one point of mem_used_percent stands for: 1 % of the limiting cgroup's limit, or
+  // of MemTotal, as of the last reading (0 when unknown). Thread-safe.
+  double MemoryBytesPerPercent() const { return memory_bytes_per_percent_.load(); }
+
   // The memory-limited cgroup the agent runs in, found at construction ("" when none):
   // "v1:/sys/fs/cgroup/memory/PATH" or "v2:/sys/fs/cgroup/PATH".
   const std::string& memory_cgroup() const { return memory_cgroup_; }
 
  private:
   void CollectDisk(Metrics& m);
-  void CollectMemory(Metrics& m);
+  void CollectMemory(Metrics& m) const;
+  // mem_used_percent as CollectMemory computes it, reading less: the cgroup's limit first (one
+  // not limited below the host's memory is not read further), MemTotal from construction.
+  std::optional<double> MemUsedPercentFast() const;
   void FindMemoryCgroup();
 
   ProcFs& procfs_;
@@ -54,6 +68,8 @@ class ProcMetricsCollector : public MetricsSource {
   std::optional<CpuTimes> last_cpu_;
   std::optional<double> last_cpu_percent_;
   std::string memory_cgroup_;
+  uint64_t host_total_bytes_ = 0;  // MemTotal at construction; 0 when unknown
+  mutable std::atomic<double> memory_bytes_per_percent_{0};
 };
 
 // Passes samples through from `source` and keeps the latest one for readers on other threads

@@ -1,6 +1,7 @@
 #include "protocol/wire.h"
 
 #include <chrono>
+#include <cmath>
 #include <limits>
 #include <optional>
 
@@ -221,8 +222,29 @@ Result<RegisterRequest> RegisterRequestFromJson(const Json& j) {
   return r;
 }
 
+bool WatchedThreshold::Breaches(double v) const {
+  if (comparison == ">=") {
+    return v >= threshold;
+  }
+  if (comparison == "<") {
+    return v < threshold;
+  }
+  if (comparison == "<=") {
+    return v <= threshold;
+  }
+  return v > threshold;
+}
+
 Json ToJson(const RegisterResponse& r) {
   Json j{{"interval_ms", r.interval_ms}};
+  if (!r.watch.empty()) {
+    Json watch = Json::array();
+    for (const auto& w : r.watch) {
+      watch.push_back(
+          Json{{"metric", w.metric}, {"comparison", w.comparison}, {"threshold", w.threshold}});
+    }
+    j["watch"] = std::move(watch);
+  }
   if (!r.ignored_target_groups.empty()) {
     j["ignored_target_groups"] = r.ignored_target_groups;
   }
@@ -245,6 +267,31 @@ Result<RegisterResponse> RegisterResponseFromJson(const Json& j) {
         return InvalidArgument("field 'ignored_target_groups' must hold target group names");
       }
       r.ignored_target_groups.push_back(g.get<std::string>());
+    }
+  }
+  if (auto it = j.find("watch"); it != j.end()) {
+    if (!it->is_array() || it->size() > kMaxWatchedThresholds) {
+      return InvalidArgument("field 'watch' must be a list of at most " +
+                             std::to_string(kMaxWatchedThresholds) + " thresholds");
+    }
+    for (const auto& w : *it) {
+      RETURN_IF_ERROR(RequireObject(w, "watch entry"));
+      WatchedThreshold t;
+      ASSIGN_OR_RETURN(t.metric, RequireString(w, "metric"));
+      if (!IsValidMetricName(t.metric)) {
+        return InvalidArgument("watch entry: invalid metric name");
+      }
+      ASSIGN_OR_RETURN(t.comparison, StringOr(w, "comparison", ">"));
+      if (t.comparison != ">" && t.comparison != ">=" && t.comparison != "<" &&
+          t.comparison != "<=") {
+        return InvalidArgument("watch entry: comparison must be >, >=, < or <=");
+      }
+      auto th = w.find("threshold");
+      if (th == w.end() || !th->is_number() || !std::isfinite(th->get<double>())) {
+        return InvalidArgument("watch entry: field 'threshold' must be a number");
+      }
+      t.threshold = th->get<double>();
+      r.watch.push_back(std::move(t));
     }
   }
   return r;

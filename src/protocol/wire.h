@@ -40,8 +40,28 @@ struct RegisterRequest {
   std::vector<Target> targets;
 };
 
+// A threshold the agent watches between samples (docs/PROTOCOL.md, "Fast watch"): when the
+// series `metric` (named as the agent reports it, "disk_used_percent{mount=\"/var/log\"}")
+// moves to the other side of `threshold` under `comparison` (">", ">=", "<", "<="), in either
+// direction, the agent reports at once instead of at its next sample.
+struct WatchedThreshold {
+  std::string metric;
+  std::string comparison = ">";
+  double threshold = 0;
+
+  // True when `v` is on the breaching side: v > threshold for ">", and so on.
+  bool Breaches(double v) const;
+  bool operator==(const WatchedThreshold&) const = default;
+};
+
+// The most thresholds a register response may carry.
+inline constexpr size_t kMaxWatchedThresholds = 256;
+
 struct RegisterResponse {
   int64_t interval_ms = 1000;
+  // The thresholds of the server's alarm rules on this host's metrics. Absent (an older server):
+  // empty, and the agent reports on its interval only.
+  std::vector<WatchedThreshold> watch;
   // Target groups of the request that the server does not have (its config decides which
   // exist): those targets are ignored. Left out of the JSON when empty.
   std::vector<std::string> ignored_target_groups;

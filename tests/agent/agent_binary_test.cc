@@ -20,6 +20,7 @@
 #include "core/files.h"
 #include "core/json.h"
 #include "protocol/wire.h"
+#include "tests/agent/agent_binary.h"
 #include "tests/fakes/command_signing.h"
 #include "tests/fakes/http_server.h"
 #include "transport/http_client.h"
@@ -32,15 +33,8 @@ using test::FakeHttpServer;
 using test::RecordedRequest;
 using Steady = std::chrono::steady_clock;
 
-// From MEDIC_BIN_DIR when the test runner sets it, else the binary this test was built with.
-std::string AgentBinary() {
-  const char* dir = std::getenv("MEDIC_BIN_DIR");
-  return dir != nullptr ? std::string(dir) + "/medic-agent" : std::string(MEDIC_AGENT_BINARY);
-}
-
-// The credential the fake server issues at enrolment.
-constexpr char kCredential[] =
-    "c0ffee00c0ffee00c0ffee00c0ffee00c0ffee00c0ffee00c0ffee00c0ffee00";
+using testing::AgentBinary;
+using testing::kCredential;
 
 // What the fake medic server saw, and the commands it will hand out.
 class FakeMedicServer {

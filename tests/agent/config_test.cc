@@ -63,6 +63,25 @@ TEST(AgentConfig, DocumentedExampleIsValid) {
   EXPECT_EQ(c->exec_working_dir, "/");
   EXPECT_EQ(c->exec_max_concurrent, 4);
   EXPECT_TRUE(c->mounts.empty());  // every real mount
+  EXPECT_EQ(c->fast_report_min_gap, Millis(200));
+}
+
+TEST(AgentConfig, FastReportMinGap) {
+  auto c = ParseAgentConfig("server: http://s:1\n", "min.yaml");
+  ASSERT_TRUE(c.has_value());
+  EXPECT_EQ(c->fast_report_min_gap, Millis(200));
+  c = ParseAgentConfig("server: http://s:1\nfast_report_min_gap: 1.5s\n", "a.yaml");
+  ASSERT_TRUE(c.has_value()) << c.error().message;
+  EXPECT_EQ(c->fast_report_min_gap, Millis(1500));
+  for (const char* bad : {"10ms", "2m", "soon", "-1s"}) {
+    SCOPED_TRACE(bad);
+    auto r = ParseAgentConfig(std::string("server: http://s\nfast_report_min_gap: ") + bad + "\n",
+                              "agent.yaml");
+    ASSERT_FALSE(r.has_value());
+    EXPECT_NE(r.error().message.find("agent.yaml:2"), std::string::npos) << r.error().message;
+    EXPECT_NE(r.error().message.find("fast_report_min_gap"), std::string::npos)
+        << r.error().message;
+  }
 }
 
 TEST(AgentConfig, DefaultsFromAMinimalFile) {

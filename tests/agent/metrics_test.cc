@@ -75,18 +75,69 @@ TEST(ProcMetricsCollector, EveryRealMountLoadsSwapProcesses) {
   EXPECT_DOUBLE_EQ(m.at("processes"), 2.0);
 }
 
-TEST(ProcMetricsCollector, MemoryAgainstTheCgroupLimitV1) {
-  FakeProcFs procfs;
+// meminfo and a memory-limited v1 cgroup (50 % used) from the fixtures; returns the cgroup's
+// directory.
+std::string SetUpCgroupV1(FakeProcFs& procfs) {
   procfs.SetFile("meminfo", Fixture("meminfo.txt"));
   procfs.SetFile("self/cgroup", Fixture("proc_cgroup_v1.txt"));
   const std::string dir = "/sys/fs/cgroup/memory/process_api/4846c22942be51dab15ea0728562a2c8";
   procfs.SetFile(dir + "/memory.limit_in_bytes", "1073741824\n");
   procfs.SetFile(dir + "/memory.usage_in_bytes", "957108224\n");
   procfs.SetFile(dir + "/memory.stat", Fixture("memory_stat_v1.txt"));
+  return dir;
+}
+
+TEST(ProcMetricsCollector, MemoryAgainstTheCgroupLimitV1) {
+  FakeProcFs procfs;
+  const std::string dir = SetUpCgroupV1(procfs);
   host::ProcMetricsCollector collector(procfs, {});
   EXPECT_EQ(collector.memory_cgroup(), "v1:" + dir);
   // (957108224 - 420237312) / 1073741824
   EXPECT_NEAR(collector.Collect().at("mem_used_percent"), 50.0, 1e-6);
+}
+
+// The fast watch's reading: only the series asked for, with the same values as Collect's.
+TEST(ProcMetricsCollector, CollectSeriesReadsOnlyTheNamedSeriesAsCollectDoes) {
+  FakeProcFs procfs;
+  const std::string dir = SetUpCgroupV1(procfs);
+  procfs.SetMount("/", {.blocks = 1000, .bfree = 500, .bavail = 500, .files = 100, .ffree = 90});
+  procfs.SetMount("/data", {.blocks = 1000, .bfree = 100, .bavail = 100, .files = 10, .ffree = 5});
+  procfs.SetMount("/odd\"dir", {.blocks = 100, .bfree = 75, .bavail = 75});
+  host::ProcMetricsCollector collector(procfs, {"/data", "/odd\"dir"}, "/data");
+  const host::Metrics all = collector.Collect();
+
+  struct Case {
+    std::vector<std::string> series;
+    std::vector<std::string> want;  // the keys read; each value equals Collect's
+  };
+  const std::vector<Case> cases = {
+      {{"disk_used_percent"}, {"disk_used_percent"}},
+      {{"mem_used_percent", "inode_used_percent"}, {"inode_used_percent", "mem_used_percent"}},
+      {{"disk_used_percent{mount=\"/\"}"}, {"disk_used_percent{mount=\"/\"}"}},
+      {{"disk_used_percent{mount=\"/odd\\\"dir\"}"}, {"disk_used_percent{mount=\"/odd\\\"dir\"}"}},
+      {{"disk_used_percent{mount=\"/nowhere\"}", "load1", "disk_used_percent{a=\"b\"}",
+        "disk_used_percent{mount=\"/\",x=\"y\"}", "disk_used_percentage"},
+       {}},
+  };
+  for (const Case& c : cases) {
+    SCOPED_TRACE(c.series.front());
+    const host::Metrics got = collector.CollectSeries(c.series);
+    std::vector<std::string> keys;
+    for (const auto& [k, v] : got) {
+      keys.push_back(k);
+      ASSERT_TRUE(all.count(k)) << k;
+      EXPECT_DOUBLE_EQ(v, all.at(k)) << k;
+    }
+    EXPECT_EQ(keys, c.want);
+  }
+  EXPECT_NEAR(collector.CollectSeries({"disk_used_percent"}).at("disk_used_percent"), 90.0, 1e-9);
+  EXPECT_NEAR(collector.CollectSeries({"mem_used_percent"}).at("mem_used_percent"), 50.0, 1e-6);
+  // The limit lifted above the host's memory: MemTotal/MemAvailable count, as in Collect.
+  procfs.SetFile(dir + "/memory.limit_in_bytes", "9223372036854771712\n");
+  procfs.SetFile(dir + "/memory.usage_in_bytes", "1\n");  // not read: would be 0 %
+  const double host = collector.Collect().at("mem_used_percent");
+  EXPECT_GT(host, 1);
+  EXPECT_DOUBLE_EQ(collector.CollectSeries({"mem_used_percent"}).at("mem_used_percent"), host);
 }
 
 TEST(ProcMetricsCollector, MemoryAgainstTheCgroupLimitV2AndUnlimited) {

@@ -261,6 +261,108 @@ TEST(Reporter, CheckChangeIsReportedAtOnce) {
   EXPECT_FALSE(h.checks.has_pending());
 }
 
+// The times (steady, from the harness's clock) at which each report request was made.
+struct SendTimes {
+  std::vector<SteadyTime> times;
+};
+
+// A value hovering around its threshold (the fast watch asks for a report every 10 ms for 2 s):
+// no two reports closer together than fast_min_gap, yet the crossings are reported every gap.
+TEST(Reporter, FastReportsKeepTheMinimumGapWhileAValueHovers) {
+  Harness h;
+  SendTimes sent;
+  h.scripted.server.SetHandler([&](const HttpRequest& req) -> Result<HttpResponse> {
+    if (req.url.find("/agent/v1/register") != std::string::npos) {
+      return JsonResponse(200, R"({"interval_ms":1000})");
+    }
+    sent.times.push_back(h.clock.SteadyNow());
+    return JsonResponse(200, "{}");
+  });
+  const SteadyTime t0 = h.clock.SteadyNow();
+  SteadyTime next = h.Step();  // registers, first periodic report
+  for (int i = 1; i <= 200; ++i) {
+    h.clock.Advance(Millis(10));
+    h.reporter.RequestFastReport();
+    if (i % 37 == 0) {
+      h.reporter.RequestReport();  // a health check changed too
+    }
+    next = h.Step();
+    ASSERT_GT(next, h.clock.SteadyNow()) << "the loop would spin";
+  }
+  ASSERT_GE(sent.times.size(), 2000 / 200u) << "the crossings were not reported every gap";
+  for (size_t i = 1; i < sent.times.size(); ++i) {
+    EXPECT_GE(sent.times[i] - sent.times[i - 1], Millis(200))
+        << "reports " << i - 1 << " and " << i << " at +"
+        << std::chrono::duration_cast<Millis>(sent.times[i - 1] - t0).count() << " ms and +"
+        << std::chrono::duration_cast<Millis>(sent.times[i] - t0).count() << " ms";
+  }
+  EXPECT_EQ(h.reporter.buffered(), 0u);
+}
+
+TEST(Reporter, AFastReportWithinTheGapWaitsForItsEndWithAFreshSample) {
+  Harness h;
+  h.Step();  // periodic report at t0
+  const WallTime w0 = h.clock.Now();
+  h.clock.Advance(Millis(50));
+  h.reporter.RequestFastReport();
+  // Too soon after the periodic report: nothing sent, the loop comes back at the gap's end.
+  EXPECT_EQ(h.Step(), h.clock.SteadyNow() + Millis(150));
+  EXPECT_EQ(h.scripted.Reports().size(), 1u);
+  h.clock.Advance(Millis(150));
+  h.Step();
+  auto reports = h.scripted.Reports();
+  ASSERT_EQ(reports.size(), 2u);
+  ASSERT_EQ(reports[1].samples.size(), 1u);
+  EXPECT_EQ(reports[1].samples[0].t, w0 + Millis(200));  // sampled when sent, not when asked
+
+  // A periodic sample due right after a fast report is taken on time and sent at the gap's end.
+  h.clock.Advance(Millis(750));  // t0 + 950
+  h.reporter.RequestFastReport();
+  h.Step();
+  ASSERT_EQ(h.scripted.Reports().size(), 3u);
+  h.clock.Advance(Millis(50));  // t0 + 1000: periodic due
+  EXPECT_EQ(h.Step(), h.clock.SteadyNow() + Millis(150));
+  EXPECT_EQ(h.scripted.Reports().size(), 3u);
+  h.clock.Advance(Millis(150));
+  h.Step();
+  reports = h.scripted.Reports();
+  ASSERT_EQ(reports.size(), 4u);
+  ASSERT_EQ(reports[3].samples.size(), 1u);
+  EXPECT_EQ(reports[3].samples[0].t, w0 + Millis(1000));
+}
+
+TEST(Reporter, WithoutFastReportsHealthChangesAreNotHeld) {
+  Harness h;
+  h.Step();
+  h.clock.Advance(Millis(10));
+  h.checks.Update({"web", false, "connection refused", h.clock.Now()});
+  h.reporter.RequestReport();
+  h.Step();
+  EXPECT_EQ(h.scripted.Reports().size(), 2u);
+}
+
+TEST(Registration, KeepsTheThresholdsOfTheLastRegistration) {
+  FakeServer server;
+  std::string answer = R"({"interval_ms":1000,"watch":[)"
+                       R"({"metric":"disk_used_percent","comparison":">","threshold":85},)"
+                       R"({"metric":"mem_used_percent","threshold":90}]})";
+  server.SetHandler([&](const HttpRequest&) -> Result<HttpResponse> {
+    return JsonResponse(200, answer);
+  });
+  auto http = server.NewClient();
+  ServerApi api("http://server:8080", "tok");
+  Registration reg(api, protocol::RegisterRequest{"web-1", "h", "0.1.0", {}, false}, Millis(100),
+                   Millis(5000));
+  EXPECT_TRUE(reg.watch().empty());
+  ASSERT_TRUE(reg.Attempt(*http, SteadyTime{}).has_value());
+  EXPECT_EQ(reg.watch(), (std::vector<protocol::WatchedThreshold>{
+                             {"disk_used_percent", ">", 85}, {"mem_used_percent", ">", 90}}));
+  answer = R"({"interval_ms":1000})";  // an older server: no fast watch
+  reg.RegisterAgain();
+  ASSERT_TRUE(reg.Attempt(*http, SteadyTime{}).has_value());
+  EXPECT_TRUE(reg.watch().empty());
+}
+
 TEST(Reporter, RejectedReportIsDroppedNotRetriedForever) {
   Harness h;
   h.scripted.report_status = 400;

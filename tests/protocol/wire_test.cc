@@ -355,6 +355,41 @@ TEST(WireTest, RegisterResponseNamesIgnoredTargetGroups) {
   EXPECT_FALSE(RegisterResponseFromJson(P(R"({"ignored_target_groups":["a b"]})")).has_value());
 }
 
+TEST(WireTest, RegisterResponseCarriesTheThresholdsToWatch) {
+  RegisterResponse r;
+  r.watch = {{"disk_used_percent", ">", 85},
+             {"disk_used_percent{mount=\"/var/log\"}", ">=", 70.5},
+             {"free", "<", 10}};
+  EXPECT_FALSE(ToJson(RegisterResponse{}).contains("watch"));  // an older agent sees nothing new
+  Result<RegisterResponse> got = RegisterResponseFromJson(ThroughText(ToJson(r)));
+  ASSERT_TRUE(got.has_value()) << got.error().ToString();
+  EXPECT_EQ(got->watch, r.watch);
+  // Absent (an older server): nothing to watch. A missing comparison means ">".
+  EXPECT_TRUE(RegisterResponseFromJson(P("{}"))->watch.empty());
+  EXPECT_EQ(RegisterResponseFromJson(P(R"({"watch":[{"metric":"m","threshold":1}]})"))->watch,
+            (std::vector<WatchedThreshold>{{"m", ">", 1}}));
+  for (const char* bad : {R"({"watch":{}})", R"({"watch":[1]})", R"({"watch":[{"threshold":1}]})",
+                          R"({"watch":[{"metric":"a b","threshold":1}]})",
+                          R"({"watch":[{"metric":"m","threshold":"1"}]})",
+                          R"({"watch":[{"metric":"m"}]})",
+                          R"({"watch":[{"metric":"m","threshold":1,"comparison":"=="}]})"}) {
+    SCOPED_TRACE(bad);
+    auto parsed = RegisterResponseFromJson(P(bad));
+    ASSERT_FALSE(parsed.has_value());
+    EXPECT_EQ(parsed.error().code, ErrorCode::kInvalidArgument);
+  }
+  Json many = Json::array();
+  for (size_t i = 0; i <= kMaxWatchedThresholds; ++i) {
+    many.push_back(Json{{"metric", "m"}, {"threshold", static_cast<double>(i)}});
+  }
+  EXPECT_FALSE(RegisterResponseFromJson(Json{{"watch", many}}).has_value());
+  const WatchedThreshold ge{"m", ">=", 5}, le{"m", "<=", 5};
+  EXPECT_TRUE(ge.Breaches(5));
+  EXPECT_FALSE(ge.Breaches(4.9));
+  EXPECT_TRUE(le.Breaches(5));
+  EXPECT_FALSE(le.Breaches(5.1));
+}
+
 // Every decoder refuses what is not its shape, and says so with an InvalidArgument.
 TEST(WireTest, MalformedBodiesAreRejected) {
   using Decoder = std::function<Status(const Json&)>;

@@ -1,5 +1,6 @@
 #include "server/fleet/fleet.h"
 
+#include <algorithm>
 #include <optional>
 #include <utility>
 
@@ -15,6 +16,31 @@ constexpr Millis kLastSeenWriteEvery{60'000};
 constexpr Millis kLastSeenBatchEvery{1'000};
 
 }  // namespace
+
+std::vector<protocol::WatchedThreshold> WatchedThresholds(const std::vector<AlarmRule>& rules) {
+  std::vector<protocol::WatchedThreshold> out;
+  auto add = [&](protocol::WatchedThreshold t) {
+    if (out.size() < protocol::kMaxWatchedThresholds &&
+        std::find(out.begin(), out.end(), t) == out.end()) {
+      out.push_back(std::move(t));
+    }
+  };
+  for (const AlarmRule& rule : rules) {
+    if (rule.metric == "heartbeat" || rule.metric.rfind("unhealthy:", 0) == 0) {
+      continue;
+    }
+    const std::string series = SeriesName(rule.metric, rule.labels);
+    if (!protocol::IsValidMetricName(series)) {
+      continue;
+    }
+    const std::string comparison(ComparisonSymbol(rule.comparison));
+    add({series, comparison, rule.threshold});
+    if (rule.clear_threshold) {
+      add({series, comparison, *rule.clear_threshold});
+    }
+  }
+  return out;
+}
 
 Fleet::Fleet(FleetDeps deps) : d_(std::move(deps)) {}
 
@@ -87,6 +113,7 @@ Result<protocol::RegisterResponse> Fleet::Register(const protocol::RegisterReque
   }
   LogInfo("host " + request.name + " registered (agent " + request.version + ")");
   out.interval_ms = d_.agent_interval.count();
+  out.watch = WatchedThresholds(d_.alarms.rules());
   return out;
 }
 

@@ -31,6 +31,11 @@
 namespace medic::server {
 
 // What the fleet works with; every reference must outlive the Fleet.
+// The thresholds an agent watches between samples (RegisterResponse::watch): each threshold and
+// clear threshold of the rules on host metrics (the agent's own series; not the server-made
+// "heartbeat" and "unhealthy:<group>"), once each, at most protocol::kMaxWatchedThresholds.
+std::vector<protocol::WatchedThreshold> WatchedThresholds(const std::vector<AlarmRule>& rules);
+
 struct FleetDeps {
   const Clock& clock;
   Store& store;  // each host's registration facts and last-seen time

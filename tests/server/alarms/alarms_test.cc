@@ -108,6 +108,28 @@ TEST(AlarmEngineTest, PeriodsAggregateMaxForGreaterAndMinForLess) {
   });
 }
 
+// The agent's fast watch sends a report between two periodic ones: one more datapoint in the
+// current period (period = the agent interval, 1 s). (2 of 2 is OK after one good period: two
+// breaching ones are no longer possible in that window.)
+TEST(AlarmEngineTest, AFastReportIsOneMoreDatapointOfItsPeriod) {
+  auto rule = [](int n, int m) {
+    AlarmRule r = Rule(n, m);
+    r.period = Millis(1000);
+    return r;
+  };
+  RunCases({
+      {"1 of 1 fires on the fast datapoint itself, mid-period",
+       rule(1, 1),
+       {{0.1, 50, O}, {0.43, 91, A}, {1.1, 50, O}}},
+      {"a fast breach then a periodic good value in the same period: the period breached (max)",
+       rule(2, 2),
+       {{0.1, 50, O}, {1.1, 50, O}, {1.5, 91, O}, {1.9, 50, O}, {2.1, 91, A}}},
+      {"a periodic and a fast breach in one period are one period of M",
+       rule(2, 2),
+       {{0.1, 50, O}, {1.1, 91, O}, {1.4, 92, O}, {2.1, 91, A}}},
+  });
+}
+
 TEST(AlarmEngineTest, MissingDataTreatments) {
   // Periods of 10 s: [0,10) is period 0. Tick judges a period missing once it ended plus
   // 0.5 s of grace.

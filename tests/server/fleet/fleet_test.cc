@@ -90,6 +90,41 @@ TEST_F(FleetTest, RegisterKeepsTheHostInMemoryAndInTheStoreAndAnnouncesIt) {
   EXPECT_EQ(EventNames(), std::vector<std::string>{"host"});
 }
 
+// The agent's fast watch learns the thresholds of the rules on its own metrics.
+TEST_F(FleetTest, RegisterTellsTheAgentTheThresholdsOfTheHostMetricRules) {
+  const protocol::RegisterResponse out = fleet_.Register(Web1()).value();
+  EXPECT_EQ(out.watch, (std::vector<protocol::WatchedThreshold>{
+                           {"disk_used_percent", ">", 85}, {"mem_used_percent", ">", 90}}));
+}
+
+TEST(WatchedThresholdsTest, ThresholdsAndClearThresholdsOfHostSeriesOnceEach) {
+  AlarmRule logs;
+  logs.name = "Logs-Full";
+  logs.metric = "disk_used_percent";
+  logs.labels = {{"mount", "/var/log"}};
+  logs.comparison = Comparison::kGreaterOrEqual;
+  logs.threshold = 80;
+  logs.clear_threshold = 70;
+  AlarmRule same = logs;  // another rule on the same line adds nothing
+  same.name = "Logs-Full-Too";
+  same.clear_threshold.reset();
+  AlarmRule low;
+  low.name = "Low-Inodes";
+  low.metric = "inode_free";
+  low.comparison = Comparison::kLess;
+  low.threshold = 5;
+  std::vector<AlarmRule> rules = DefaultAlarmRules();  // heartbeat and unhealthy:web left out
+  rules.insert(rules.end(), {logs, same, low});
+  EXPECT_EQ(WatchedThresholds(rules),
+            (std::vector<protocol::WatchedThreshold>{
+                {"disk_used_percent", ">", 85},
+                {"mem_used_percent", ">", 90},
+                {"disk_used_percent{mount=\"/var/log\"}", ">=", 80},
+                {"disk_used_percent{mount=\"/var/log\"}", ">=", 70},
+                {"inode_free", "<", 5}}));
+  EXPECT_TRUE(WatchedThresholds({}).empty());
+}
+
 TEST_F(FleetTest, AReportOfAHostThatNeverRegisteredIsNotFound) {
   const Status s = fleet_.Report(DiskReport(97));
 

@@ -12,6 +12,7 @@
 #include <sys/stat.h>
 
 #include <atomic>
+#include <regex>
 #include <thread>
 
 #include "tests/integration/demo_fixture.h"
@@ -133,27 +134,41 @@ TEST_P(DiskScenarioTest, FillArchiveTruncateComplete) {
 
   RunResult chaos = demo_.Run({"chaos", "disk-fill", "--host", "web-1"});
   ASSERT_EQ(chaos.exit_code, 0) << chaos.out << demo_.Logs();
-  // The chaos is finished when the volume is at its target and the file has stopped growing.
   off_t size = -1;
-  ASSERT_TRUE(Eventually(30s,
-                         [&] {
-                           struct stat st {};
-                           if (UsedPercent(demo_.log_dir()) < 90.0 ||
-                               stat(fill.c_str(), &st) != 0) {
-                             return false;
-                           }
-                           const bool stable = st.st_size == size;
-                           size = st.st_size;
-                           return stable;
-                         }))
-      << "the disk-fill (default path: the agent's log_dir) did not take the log volume to 90 %: "
-      << "used " << UsedPercent(demo_.log_dir()) << " %" << demo_.Logs();
-  const std::string sha = Sha256OfFile(fill);
-  ASSERT_EQ(sha.size(), 64u);
-  struct stat still {};
-  ASSERT_EQ(stat(fill.c_str(), &still), 0);
-  ASSERT_EQ(still.st_size, size) << "the fill file changed while it was being hashed (a fix that "
-                                    "ran before this test could read it?)";
+  std::string sha;
+  if (automatic()) {
+    // In automatic mode medic archives and truncates the fill within a few hundred milliseconds
+    // of the crossing (the agent's fast watch and archive path, issue 18), often before this test
+    // could look at the volume twice. What the fill wrote is in the chaos command's own answer,
+    // which the CLI waits for; the archived copy is checked against it below.
+    std::smatch m;
+    ASSERT_TRUE(std::regex_search(chaos.out, m, std::regex(R"(-> (\d+)[.\d]* ?% used.*wrote (\d+) bytes)")))
+        << chaos.out;
+    EXPECT_GE(std::stoi(m[1].str()), 90) << chaos.out;
+    size = static_cast<off_t>(std::stoll(m[2].str()));
+  } else {
+    // The chaos is finished when the volume is at its target and the file has stopped growing.
+    ASSERT_TRUE(Eventually(30s,
+                           [&] {
+                             struct stat st {};
+                             if (UsedPercent(demo_.log_dir()) < 90.0 ||
+                                 stat(fill.c_str(), &st) != 0) {
+                               return false;
+                             }
+                             const bool stable = st.st_size == size;
+                             size = st.st_size;
+                             return stable;
+                           }))
+        << "the disk-fill (default path: the agent's log_dir) did not take the log volume to 90 %: "
+        << "used " << UsedPercent(demo_.log_dir()) << " %" << demo_.Logs();
+    sha = Sha256OfFile(fill);
+    ASSERT_EQ(sha.size(), 64u);
+    struct stat still {};
+    ASSERT_EQ(stat(fill.c_str(), &still), 0);
+    ASSERT_EQ(still.st_size, size)
+        << "the fill file changed while it was being hashed (a fix that ran before this test "
+           "could read it?)";
+  }
 
   Json inc = WaitForIncident(kDisk);
   ASSERT_TRUE(inc.is_object());
@@ -170,7 +185,9 @@ TEST_P(DiskScenarioTest, FillArchiveTruncateComplete) {
   EXPECT_TRUE(Contains(diagnostics, kFillFile)) << diagnostics;
   EXPECT_TRUE(Contains(done.value("ai_suggestion", ""), "log.archive_truncate")) << done.dump(2);
   EXPECT_TRUE(Contains(done.value("ai_suggestion", ""), fill)) << done.dump(2);
-  EXPECT_TRUE(Contains(done.value("remediation_output", ""), "sha256 " + sha)) << done.dump(2);
+  if (!automatic()) {
+    EXPECT_TRUE(Contains(done.value("remediation_output", ""), "sha256 " + sha)) << done.dump(2);
+  }
 
   // The archive holds exactly what the file held.
   std::vector<std::string> archived;
@@ -183,6 +200,29 @@ TEST_P(DiskScenarioTest, FillArchiveTruncateComplete) {
   }
   ASSERT_EQ(archived.size(), 1u) << "in " << demo_.archive_dir();
   EXPECT_EQ(std::filesystem::file_size(archived[0]), static_cast<uintmax_t>(size));
+  if (automatic()) {
+    // Not read before the fix: the copy must be the fill's own lines, and the hash the agent
+    // reported must be the copy's.
+    sha = Sha256OfFile(archived[0]);
+    EXPECT_TRUE(Contains(done.value("remediation_output", ""), "sha256 " + sha)) << done.dump(2);
+    // Every line is a filler line, but the fill writes in pieces and cuts the line at the end
+    // of each short: those few may be any prefix of one.
+    const std::string copy = ReadFile(archived[0]).value_or("");
+    size_t lines = 0, cut = 0;
+    for (size_t at = 0; at < copy.size();) {
+      const size_t end = std::min(copy.find('\n', at), copy.size());
+      const std::string line = copy.substr(at, end - at);
+      at = end + 1;
+      if (Contains(line, "medic-chaos disk-fill: filler line")) {
+        ++lines;
+      } else {
+        ++cut;
+        EXPECT_LT(line.size(), 160u) << "not a filler line: " << line.substr(0, 200);
+      }
+    }
+    EXPECT_GT(lines, 1000u);
+    EXPECT_LE(cut, lines / 1000 + 2) << lines << " filler lines";
+  }
   EXPECT_EQ(Sha256OfFile(archived[0]), sha);
 
   // The file was truncated and the volume is back under the threshold.
@@ -204,9 +244,15 @@ TEST_P(MemoryScenarioTest, HogKilledMemoryFreedComplete) {
   RunResult chaos =
       demo_.Run({"chaos", "oom", "--host", "web-1", "--percent", "95", "--duration", "120s"});
   ASSERT_EQ(chaos.exit_code, 0) << chaos.out << demo_.Logs();
-  EXPECT_TRUE(
-      Eventually(60s, [&] { return demo_.HostMetrics().value("mem_used_percent", 0.0) > 90.0; }))
-      << demo_.HostMetrics().dump() << demo_.Logs();
+  // In approval mode the host stays above 90 % until the fix is approved. In automatic mode
+  // medic stops the hog within a few hundred milliseconds of the crossing (the agent's fast
+  // watch, issue 18), often between two looks at the host's metrics: there the incident below
+  // (raised only from a report above the threshold) and the hog in its diagnostics show it.
+  if (!automatic()) {
+    EXPECT_TRUE(Eventually(
+        60s, [&] { return demo_.HostMetrics().value("mem_used_percent", 0.0) > 90.0; }))
+        << demo_.HostMetrics().dump() << demo_.Logs();
+  }
 
   Json inc = WaitForIncident(kMemory);
   ASSERT_TRUE(inc.is_object());

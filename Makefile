@@ -1,11 +1,11 @@
 # medic — see README.md. Every target installs what is missing first (scripts/setup.sh).
 BUILD_DIR ?= build
-ASAN_DIR ?= build-asan
+# The sanitizer tree: the ASan/UBSan unit tests and the fuzz harnesses (one clang build).
 FUZZ_DIR ?= build-fuzz
 JOBS ?= $(shell nproc)
 CMAKE_FLAGS ?= -DCMAKE_BUILD_TYPE=RelWithDebInfo
 
-.PHONY: setup build package test test-unit test-asan test-fuzz fuzz-long fuzz-build bench-crash bench-scale bench-scale-cluster bench-scenarios bench-archive demo clean format
+.PHONY: setup build package test test-unit test-asan test-fuzz fuzz-long fuzz-build san-configure bench-crash bench-scale bench-scale-cluster bench-scenarios bench-archive demo clean format
 
 setup:
 	@bash scripts/setup.sh
@@ -33,13 +33,12 @@ test: build
 test-unit: build
 	@cd $(BUILD_DIR) && ctest --output-on-failure -L unit -j $(JOBS)
 
-test-asan: setup
-	@cmake -S . -B $(ASAN_DIR) -DCMAKE_BUILD_TYPE=Debug -DMEDIC_SANITIZE=ON >/dev/null
-	@cmake --build $(ASAN_DIR) -j $(JOBS) --target medic_unit_tests
-	@cd $(ASAN_DIR) && ASAN_OPTIONS=detect_leaks=1 UBSAN_OPTIONS=print_stacktrace=1 \
+test-asan: san-configure
+	@cmake --build $(FUZZ_DIR) -j $(JOBS) --target medic_unit_tests
+	@cd $(FUZZ_DIR) && ASAN_OPTIONS=detect_leaks=1 UBSAN_OPTIONS=print_stacktrace=1 \
 		ctest --output-on-failure -L unit -j $(JOBS) \
-		--output-junit $(abspath $(ASAN_DIR))/ctest-junit.xml
-	@python3 scripts/check_skips.py $(ASAN_DIR)/ctest-junit.xml
+		--output-junit $(abspath $(FUZZ_DIR))/ctest-junit-asan.xml
+	@python3 scripts/check_skips.py $(FUZZ_DIR)/ctest-junit-asan.xml
 
 # Crash consistency (issue 12): 20 rounds of SIGKILLs of medic-server at random moments during
 # 100 concurrent incidents, each restarted (docs/BENCHMARKS.md); `make test` runs 2 rounds.
@@ -75,18 +74,21 @@ bench-scenarios: build
 bench-archive: build
 	@$(BUILD_DIR)/bin/medic-archive-bench $(ARCHIVE_ARGS)
 
-# The libFuzzer harnesses (tests/fuzz, docs/TESTING.md "Fuzzing"): clang, every library with
-# ASan, UBSan and coverage; only the libraries the harnesses link are built, no unit test.
-fuzz-build: setup
+# The sanitizer tree (docs/TESTING.md): clang, every library built once with ASan, UBSan and
+# libFuzzer's coverage instrumentation (-DMEDIC_FUZZ=ON); `test-asan` builds the unit tests
+# there, `fuzz-build` the libFuzzer harnesses, both on the same libraries.
+san-configure: setup
 	@cmake -S . -B $(FUZZ_DIR) -DCMAKE_BUILD_TYPE=Debug -DCMAKE_CXX_COMPILER=clang++ \
 		-DMEDIC_FUZZ=ON >/dev/null
+
+fuzz-build: san-configure
 	@cmake --build $(FUZZ_DIR) -j $(JOBS) --target medic_fuzzers
 
 # Each harness: every seed once, then MEDIC_FUZZ_SECONDS (10) of fuzzing; any crash fails.
 test-fuzz: fuzz-build
 	@cd $(FUZZ_DIR) && ctest --output-on-failure -L fuzz -j $(JOBS) \
-		--output-junit $(abspath $(FUZZ_DIR))/ctest-junit.xml
-	@python3 scripts/check_skips.py $(FUZZ_DIR)/ctest-junit.xml
+		--output-junit $(abspath $(FUZZ_DIR))/ctest-junit-fuzz.xml
+	@python3 scripts/check_skips.py $(FUZZ_DIR)/ctest-junit-fuzz.xml
 
 # Each harness for FUZZ_SECONDS (default 3600), one at a time, on one core.
 FUZZ_SECONDS ?= 3600
@@ -105,4 +107,4 @@ format:
 	@find src apps tests bench -name '*.cc' -o -name '*.h' | xargs clang-format -i
 
 clean:
-	rm -rf $(BUILD_DIR) $(ASAN_DIR) $(FUZZ_DIR)
+	rm -rf $(BUILD_DIR) $(FUZZ_DIR) build-asan

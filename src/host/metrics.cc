@@ -213,12 +213,12 @@ std::optional<double> ProcMetricsCollector::MemUsedPercentFast() const {
   if (!memory_cgroup_.empty()) {
     const bool v1 = memory_cgroup_.rfind("v1:", 0) == 0;
     const std::string dir = memory_cgroup_.substr(3);
-    auto limit = procfs_.Read(dir + (v1 ? "/memory.limit_in_bytes" : "/memory.max"));
+    auto limit = procfs_.ReadHeld(dir + (v1 ? "/memory.limit_in_bytes" : "/memory.max"));
     // Limited below the host's memory (the parsers' own test, with a zero usage)?
     if (limit && (v1 ? CgroupMemoryV1(*limit, "0", "", host_total_bytes_)
                      : CgroupMemoryV2(*limit, "0", "", host_total_bytes_))) {
-      auto usage = procfs_.Read(dir + (v1 ? "/memory.usage_in_bytes" : "/memory.current"));
-      auto stat = procfs_.Read(dir + "/memory.stat");
+      auto usage = procfs_.ReadHeld(dir + (v1 ? "/memory.usage_in_bytes" : "/memory.current"));
+      auto stat = procfs_.ReadHeld(dir + "/memory.stat");
       if (usage) {
         auto cg = v1 ? CgroupMemoryV1(*limit, *usage, stat.value_or(""), host_total_bytes_)
                      : CgroupMemoryV2(*limit, *usage, stat.value_or(""), host_total_bytes_);
@@ -229,7 +229,7 @@ std::optional<double> ProcMetricsCollector::MemUsedPercentFast() const {
       }
     }
   }
-  auto text = procfs_.Read("meminfo");
+  auto text = procfs_.ReadHeld("meminfo");
   if (!text) {
     return std::nullopt;
   }

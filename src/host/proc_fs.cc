@@ -1,6 +1,7 @@
 #include "host/proc_fs.h"
 
 #include <dirent.h>
+#include <fcntl.h>
 #include <sys/statvfs.h>
 #include <unistd.h>
 
@@ -12,11 +13,78 @@
 
 namespace medic::host {
 
-Result<std::string> LinuxProcFs::Read(const std::string& relative_path) {
-  if (!relative_path.empty() && relative_path[0] == '/') {
-    return ReadFile(relative_path);  // an absolute path, e.g. below /sys/fs/cgroup
+LinuxProcFs::~LinuxProcFs() {
+  for (const auto& [path, fd] : held_) {
+    ::close(fd);
   }
-  return ReadFile(root_ + "/" + relative_path);
+}
+
+std::string LinuxProcFs::Path(const std::string& relative_path) const {
+  if (!relative_path.empty() && relative_path[0] == '/') {
+    return relative_path;  // an absolute path, e.g. below /sys/fs/cgroup
+  }
+  return root_ + "/" + relative_path;
+}
+
+Result<std::string> LinuxProcFs::Read(const std::string& relative_path) {
+  return ReadFile(Path(relative_path));
+}
+
+namespace {
+
+// The whole of `fd` from offset 0 (a seq_file generates it afresh for a read at 0); false with
+// errno set on an error. A read shorter than asked for is the end: a seq_file fills the buffer
+// until its last record, so a kernel file of a few lines takes one pread, not two.
+bool PreadAll(int fd, std::string* out) {
+  out->clear();
+  char buf[4096];
+  while (true) {
+    const ssize_t n = ::pread(fd, buf, sizeof(buf), static_cast<off_t>(out->size()));
+    if (n < 0 && errno == EINTR) {
+      continue;
+    }
+    if (n < 0) {
+      return false;
+    }
+    out->append(buf, static_cast<size_t>(n));
+    if (static_cast<size_t>(n) < sizeof(buf)) {
+      return true;
+    }
+  }
+}
+
+}  // namespace
+
+Result<std::string> LinuxProcFs::ReadHeld(const std::string& relative_path) {
+  const std::string path = Path(relative_path);
+  std::lock_guard<std::mutex> lock(held_mu_);
+  std::string text;
+  if (auto it = held_.find(path); it != held_.end()) {
+    if (PreadAll(it->second, &text)) {
+      return text;
+    }
+    // Gone under us (a removed cgroup answers ENODEV): open it again below.
+    ::close(it->second);
+    held_.erase(it);
+  }
+  const int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
+  if (fd < 0) {
+    const int err = errno;
+    std::string msg = "cannot open " + path + ": " + std::strerror(err);
+    return err == ENOENT ? NotFound(msg) : Unavailable(msg);
+  }
+  if (!PreadAll(fd, &text)) {
+    const int err = errno;
+    ::close(fd);
+    return Unavailable("cannot read " + path + ": " + std::strerror(err));
+  }
+  // A few files at most (meminfo, one cgroup's three); never more than a handful.
+  if (held_.size() < 16) {
+    held_.emplace(path, fd);
+  } else {
+    ::close(fd);
+  }
+  return text;
 }
 
 Result<std::string> LinuxProcFs::ReadLink(const std::string& relative_path) {

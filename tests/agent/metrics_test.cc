@@ -1,6 +1,9 @@
 #include "host/metrics.h"
 
 #include <gtest/gtest.h>
+#include <unistd.h>
+
+#include <cstdio>
 
 #include "agent/prometheus.h"
 #include "tests/agent/fakes.h"
@@ -170,6 +173,46 @@ TEST(LinuxProcFs, ReadsTheLiveSystem) {
     found_self = found_self || p.pid == ::getpid();
   }
   EXPECT_TRUE(found_self);
+}
+
+// ReadHeld keeps the file open and reads it again from offset 0: what it returns is the file as
+// it is now (shorter or longer than before), and the kernel's own files read the same way.
+TEST(LinuxProcFs, ReadHeldReadsTheFileAsItIsNow) {
+  char tmpl[] = "/tmp/medic-readheld-XXXXXX";
+  ASSERT_NE(::mkdtemp(tmpl), nullptr);
+  const std::string dir = tmpl;
+  const std::string path = dir + "/memory.usage_in_bytes";
+  auto write = [&](const std::string& text) {
+    // In place, as the kernel changes its files: the same inode, truncated and written.
+    FILE* f = std::fopen(path.c_str(), "r+");
+    if (f == nullptr) {
+      f = std::fopen(path.c_str(), "w");
+    }
+    ASSERT_NE(f, nullptr);
+    ASSERT_EQ(::ftruncate(::fileno(f), 0), 0);
+    ASSERT_EQ(std::fwrite(text.data(), 1, text.size(), f), text.size());
+    ASSERT_EQ(std::fclose(f), 0);
+  };
+  {
+    host::LinuxProcFs procfs;
+    EXPECT_EQ(procfs.ReadHeld(path).error().code, ErrorCode::kNotFound);
+    write(std::string(10'000, '7') + "\n");  // more than one read's buffer
+    auto first = procfs.ReadHeld(path);
+    ASSERT_TRUE(first.has_value()) << first.error().message;
+    EXPECT_EQ(first->size(), 10'001u);
+    write("12345\n");
+    EXPECT_EQ(procfs.ReadHeld(path).value_or("?"), "12345\n");
+    write("123456789\n");
+    EXPECT_EQ(procfs.ReadHeld(path).value_or("?"), "123456789\n");
+    // /proc/meminfo, held and read again, parses each time.
+    for (int i = 0; i < 3; ++i) {
+      auto text = procfs.ReadHeld("meminfo");
+      ASSERT_TRUE(text.has_value()) << text.error().message;
+      EXPECT_TRUE(host::ParseMeminfo(*text).has_value()) << *text;
+    }
+  }
+  std::remove(path.c_str());
+  ::rmdir(dir.c_str());
 }
 
 TEST(FormatPrometheus, FamiliesOnceWithTheirSamplesTogether) {

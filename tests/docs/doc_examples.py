@@ -56,6 +56,7 @@ each is listed, with its reason.
 """
 
 import argparse
+import ctypes
 import glob
 import http
 import http.server
@@ -373,6 +374,9 @@ LOCAL_CHAOS = re.compile(r"\bmedic\s+chaos\s+(disk-fill|oom)\b(?!.*--host)")
 MACHINE_WIDE = re.compile(
     r"(^|[\s;&|(])(sudo|apt|apt-get|dpkg|systemctl|service|createuser|createdb|psql|scp|ssh|make|"
     r"medic-server|medic-agent)(\s|$)|\s/(etc|var|usr|lib|boot|root|srv)/|0\.0\.0\.0")
+# ... except a medic-server on loopback with a data dir inside the runner's directory (relative).
+LOCAL_SERVER = re.compile(r"^medic-server(?=.*\s--listen 127\.0\.0\.1:\d+(\s|$))"
+                          r"(?=.*\s--data-dir [A-Za-z0-9_.-]+(\s|$))(?!.*\.\.)[^;&|`$]*&?\s*(#.*)?$")
 
 
 def substitute_address(text, ctx):
@@ -449,7 +453,7 @@ class DocRun:
         out.close()
         self.background.append(p)
         deadline = time.monotonic() + WAIT_SECONDS
-        why = None
+        why, text = None, ""
         while time.monotonic() < deadline:
             with open(log, encoding="utf-8", errors="replace") as f:
                 text = f.read()
@@ -460,7 +464,8 @@ class DocRun:
                 return None, (None, f"exited ({p.returncode}) while the doc shows it running; "
                                     f"output: {text[-500:]!r}")
             time.sleep(0.2)
-        return None, why
+        line, message = why
+        return None, (line, f"{message}; its output so far: {text[-1500:]!r}")
 
 
 def run_example(run, ex):
@@ -469,7 +474,8 @@ def run_example(run, ex):
     if ex.kind == "http":
         return run_http(run, ex)
     cmd = substitute(ex.text, ctx, run.captures, ex)
-    if MACHINE_WIDE.search(cmd) and not (ex.marker and ex.marker[0] == "demo"):
+    if MACHINE_WIDE.search(cmd) and not (ex.marker and ex.marker[0] == "demo") and \
+            not LOCAL_SERVER.match(cmd):
         return (f"{ex.where()}: `{ex.text}` would act on this machine, not on the demo (system "
                 "packages, services or paths, another server or machine): mark the block "
                 "<!-- doc-test: skip: REASON -->")
@@ -586,11 +592,20 @@ def run_doc(ctx, doc, display=None, log=print):
 
 
 def default_docs(root):
-    return [os.path.join(root, "README.md")] + sorted(glob.glob(os.path.join(root, "docs", "*.md")))
+    return [os.path.join(root, "README.md")] + sorted(
+        glob.glob(os.path.join(root, "docs", "**", "*.md"), recursive=True))
 
 
 # ---------------------------------------------------------------------------------------------
 # The demo
+
+def _stop_with_parent():
+    """In the demo's child: SIGTERM when the runner dies (a CTest timeout kills the runner), so
+    the demo still stops and removes what it started."""
+    libc = ctypes.CDLL(None, use_errno=True)
+    PR_SET_PDEATHSIG = 1
+    libc.prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
+
 
 def start_demo(bin_dir, workdir):
     data = os.path.join(workdir, "medic-demo")
@@ -600,7 +615,7 @@ def start_demo(bin_dir, workdir):
         proc = subprocess.Popen([os.path.join(bin_dir, "medic"), "demo", "--hosts", "2",
                                  "--listen", "127.0.0.1:0", "--data-dir", data],
                                 env=env, stdout=out, stderr=subprocess.STDOUT,
-                                stdin=subprocess.DEVNULL)
+                                stdin=subprocess.DEVNULL, preexec_fn=_stop_with_parent)
     deadline = time.monotonic() + DEMO_READY_SECONDS
     ready = re.compile(r"^medic demo ready: (\S+) token-file (\S+)", re.M)
     while time.monotonic() < deadline:
@@ -647,7 +662,7 @@ def cmd_run(args):
         with open(demo_log, encoding="utf-8", errors="replace") as f:
             demo_output = f.read()
         env = {k: v for k, v in os.environ.items() if not k.startswith("MEDIC_")}
-        env.update(MEDIC_SERVER=url.rstrip("/"), MEDIC_TOKEN=token,
+        env.update(MEDIC_SERVER=url.rstrip("/"), MEDIC_TOKEN=token, HOME=workdir,
                    MEDIC_CHAOS_STATE=os.path.join(workdir, "chaos-state.json"),
                    PATH=os.path.abspath(args.bin_dir) + os.pathsep + env.get("PATH", ""))
         ctx = Context(workdir, env, url, os.path.join(data, "server"), demo_output)

@@ -109,7 +109,10 @@ Result<NginxKill> CrashNginx(host::ProcFs& procfs, const SignalFn& signal,
   NginxKill result;
   result.master = master;
   if (st->pgrp == master) {
-    result.group_killed = signal(-master, SIGKILL).has_value();
+    // Not found: every member of the group is already gone (the master's parent reaped it
+    // before this signal); the group is dead all the same.
+    const Status group = signal(-master, SIGKILL);
+    result.group_killed = group.has_value() || group.error().code == ErrorCode::kNotFound;
   }
   result.workers.assign(descendants.begin(), descendants.end());
   return result;

@@ -64,6 +64,25 @@ TEST_F(CrashNginxTest, FreezesMasterThenKillsDescendantsMasterAndGroup) {
             "SIGKILL");
 }
 
+// The master's parent (a supervisor) may reap it between its SIGKILL and the group's: the group
+// is then empty and kill(-pgid) says ESRCH. The group is dead all the same, and the message
+// says so whichever came first (docs/CLI.md shows it, checked by docs.examples).
+TEST_F(CrashNginxTest, AGroupAlreadyEmptyCountsAsKilled) {
+  const SignalFn group_gone = [this](int pid, int sig) -> Status {
+    signals_.emplace_back(pid, sig);
+    if (pid < 0) {
+      return NotFound("no process " + std::to_string(pid));
+    }
+    return OkStatus();
+  };
+  const NginxKill k = CrashNginx(procfs_, group_gone, "/run/nginx.pid").value();
+  EXPECT_TRUE(k.group_killed);
+  EXPECT_EQ(signals_.back(), (std::pair<int, int>{-100, SIGKILL}));
+  EXPECT_EQ(DescribeNginxKill(k),
+            "killed nginx master 100 and 3 workers (101, 102, 103), and its process group with "
+            "SIGKILL");
+}
+
 TEST_F(CrashNginxTest, NoGroupKillWhenMasterDoesNotLeadItsGroup) {
   procfs_.AddProcess({.pid = 400, .comm = "nginx", .state = 'S', .ppid = 1, .pgrp = 50});
   procfs_.AddProcess({.pid = 401, .comm = "nginx", .state = 'S', .ppid = 400, .pgrp = 50});

@@ -29,7 +29,8 @@ Markers, an HTML comment on the line(s) just above the opening fence:
   <!-- doc-test: skip: REASON -->  not run here; listed with its reason on every run
   <!-- doc-test: wait -->          re-run each command of the block (every 0.5 s, up to 60 s)
                                    until its status and output match (for what takes time:
-                                   an incident opening after a chaos command)
+                                   an incident opening after a chaos command; only for
+                                   commands that may run twice, such as reads)
   <!-- doc-test: demo -->          the block shows `medic demo` starting: its output is
                                    checked against what the runner's own demo printed
   <!-- step: … -->                 docs/INSTALL.md's guide: run by install.guide, listed here
@@ -641,6 +642,20 @@ def stop_demo(proc):
             proc.wait()
 
 
+def _print_demo_logs(workdir):
+    """The ends of the demo's logs, for a failure seen only in CI."""
+    logs = [os.path.join(workdir, "medic-demo", "server", "server.log")] + sorted(
+        glob.glob(os.path.join(workdir, "medic-demo", "hosts", "*", "agent.log")))
+    for log in logs:
+        try:
+            with open(log, encoding="utf-8", errors="replace") as f:
+                tail = f.read().splitlines()[-40:]
+        except OSError:
+            continue
+        print(f"\n--- the last lines of {os.path.relpath(log, workdir)}:")
+        print("\n".join(tail))
+
+
 def cmd_run(args):
     root = os.path.abspath(args.root)
     docs = args.docs or default_docs(root)
@@ -682,6 +697,8 @@ def cmd_run(args):
     finally:
         if proc is not None:
             stop_demo(proc)
+        if failures:
+            _print_demo_logs(workdir)
         shutil.rmtree(workdir, ignore_errors=True)
     guide = [ex for ex, _ in skipped if ex.marker[0] == "step"]
     skipped = [(ex, r) for ex, r in skipped if ex.marker[0] != "step"]
@@ -832,33 +849,31 @@ def cmd_self_test(_args):
                 if want not in str(e):
                     problems.append(f"markup {text!r}: error {e} lacks {want!r}")
 
+        def run_text(name, text):
+            path = os.path.join(workdir, name)
+            with open(path, "w") as f:
+                f.write(text)
+            return run_doc(ctx, path, name, log=lambda _: None)
+
         # A skipped block is listed, with its reason, never run.
-        path = os.path.join(workdir, "skip.md")
-        with open(path, "w") as f:
-            f.write("<!-- doc-test: skip: needs a Debian package repository -->\n"
-                    "```sh\ntouch ran-anyway\n```\n")
-        failures, ran, skipped = run_doc(ctx, path, "skip.md", log=lambda _: None)
+        failures, ran, skipped = run_text(
+            "skip.md", "<!-- doc-test: skip: needs a Debian package repository -->\n"
+                       "```sh\ntouch ran-anyway\n```\n")
         if ran or failures or [r for _, r in skipped] != ["needs a Debian package repository"] \
                 or os.path.exists(os.path.join(workdir, "ran-anyway")):
             problems.append(f"skip: ran {ran}, failures {failures}, skipped {skipped}")
 
-        # What would act on this machine is refused before it runs.
-        path = os.path.join(workdir, "machine.md")
-        with open(path, "w") as f:
-            f.write("```sh\nmake() { touch canary; }; make package\n```\n")
-        failures, ran, _ = run_doc(ctx, path, "machine.md", log=lambda _: None)
-        if len(failures) != 1 or "would act on this machine" not in failures[0] or \
-                os.path.exists(os.path.join(workdir, "canary")):
-            problems.append(f"a machine-wide command not refused: {failures}")
-
-        # A local disk-fill is refused before it runs (a canary stands in for the fill).
-        path = os.path.join(workdir, "chaos.md")
-        with open(path, "w") as f:
-            f.write("```sh\nmedic() { touch canary; }; medic chaos disk-fill --percent 90\n```\n")
-        failures, ran, _ = run_doc(ctx, path, "chaos.md", log=lambda _: None)
-        if len(failures) != 1 or "local disk-fill" not in failures[0] or \
-                os.path.exists(os.path.join(workdir, "canary")):
-            problems.append(f"local chaos not refused: {failures}")
+        # Refused before they run (a canary file stands in for what they would do): what would
+        # act on this machine, and a local disk-fill.
+        refused = [
+            ("make() { touch canary; }; make package", "would act on this machine"),
+            ("medic() { touch canary; }; medic chaos disk-fill --percent 90", "local disk-fill"),
+        ]
+        for command, want in refused:
+            failures, _, _ = run_text("refused.md", f"```sh\n{command}\n```\n")
+            if len(failures) != 1 or want not in failures[0] or \
+                    os.path.exists(os.path.join(workdir, "canary")):
+                problems.append(f"`{command}` not refused ({want}): {failures}")
     finally:
         server.shutdown()
         shutil.rmtree(workdir, ignore_errors=True)

@@ -39,15 +39,17 @@ should be (a `$ ` prompt, or a line starting `curl `): that is an error.
 
 Substitutions, the only changes to what a doc says: `http://127.0.0.1:8080` (and
 `127.0.0.1:8080`) become the demo server's address, `DATA_DIR` its data directory; commands run
-in a temporary directory holding the demo's data as `medic-demo/`, with `medic` on PATH and
-MEDIC_SERVER and MEDIC_TOKEN (the admin token) exported; exported variables and the working
-directory carry over from one command to the next of the same document.
+in a temporary directory holding the demo's data as `medic-demo/` (also HOME), with `medic` on
+PATH and MEDIC_SERVER, MEDIC_TOKEN (the admin token) and MEDIC_CHAOS_STATE (in that directory)
+exported; exported variables and the working directory carry over from one command to the next
+of the same document.
 
 The demo is the real one: `medic demo --hosts 2` (medic-server, two medic-agents, each with
 its nginx and health app in a network namespace, log volume on a tmpfs, memory cgroup), on
 loopback port 0, in a temporary directory, stopped by pid at the end (also on failure).
-Chaos examples run only with `--host` (against the demo's hosts): a local disk-fill or oom in
-an example is refused before it runs.
+Chaos examples run only with `--host` (against the demo's hosts) or against the demo's nginx pid
+file: a local disk-fill or oom in an example is refused before it runs, and so is a command that
+would act on this machine (MACHINE_WIDE below) unless its block is marked skip.
 
 Usage: doc_examples.py run --bin-dir build/bin --root .  [DOC...]
        doc_examples.py list --root .                       (the examples, run nothing)

@@ -35,7 +35,8 @@ Markers, an HTML comment on the line(s) just above the opening fence:
                                    checked against what the runner's own demo printed
   <!-- step: … -->                 docs/INSTALL.md's guide: run by install.guide, listed here
 A ```text block or a block with no language is not run, and must not look like one that
-should be (a `$ ` prompt, or a line starting `curl `): that is an error.
+should be (a `$ ` prompt, or a line starting `curl `, `make `, `python3 `, `node `,
+`build/bin/` or `bench/`): that is an error.
 
 Substitutions, the only changes to what a doc says: `http://127.0.0.1:8080` (and
 `127.0.0.1:8080`) become the demo server's address, `DATA_DIR` its data directory; commands run
@@ -113,9 +114,9 @@ STEP = re.compile(r"^\s*<!--\s*step:\s*(.*?)\s*-->\s*$")
 EXIT_LINE = re.compile(r"^\[exit status (\d+)\]$")
 HTTP_STATUS = re.compile(r"^HTTP/1\.1 (\d{3})(?: (.*))?$")
 REQUEST = re.compile(r"^(GET|POST|PUT|PATCH|DELETE|HEAD) (/\S*)$")
-# A shell prompt or a curl line; `$ service.status …` (an action name after the prompt) is how
-# medic renders diagnostics, not a command.
-LOOKS_RUNNABLE = re.compile(r"^(\$ (?![a-z_]+\.[a-z_]+)|curl )")
+# A shell prompt, or a line starting as the commands of these docs do; `$ service.status …` (an
+# action name after the prompt) is how medic renders diagnostics, not a command.
+LOOKS_RUNNABLE = re.compile(r"^(\$ (?![a-z_]+\.[a-z_]+)|(curl|make|python3|node) |build/bin/|bench/)")
 RUN_LANGS = {"sh", "console", "http"}
 
 

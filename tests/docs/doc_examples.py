@@ -425,7 +425,10 @@ class DocRun:
                 try:
                     p.wait(10)
                 except subprocess.TimeoutExpired:
-                    os.killpg(p.pid, signal.SIGKILL)
+                    try:
+                        os.killpg(p.pid, signal.SIGKILL)
+                    except ProcessLookupError:
+                        pass
                     p.wait()
         shutil.rmtree(self.state, ignore_errors=True)
 
@@ -451,7 +454,9 @@ class DocRun:
         log = os.path.join(self.state, f"bg-{len(self.background)}.log")
         cmd = re.sub(r"&\s*(#.*)?$", "", cmd)
         out = open(log, "wb")
-        p = subprocess.Popen(["bash", "-c", f"cd \"$(cat {self.state}/cwd)\"\nexec {cmd}"],
+        env_file = os.path.join(self.state, "env")
+        p = subprocess.Popen(["bash", "-c", f"[ -f {env_file} ] && . {env_file}\n"
+                                            f"cd \"$(cat {self.state}/cwd)\"\nexec {cmd}"],
                              env=self.ctx.env, stdout=out, stderr=subprocess.STDOUT,
                              stdin=subprocess.DEVNULL, start_new_session=True)
         out.close()
@@ -752,6 +757,10 @@ shown <incident-id> at <time>
 $ echo oops >&2; exit 3
 oops
 [exit status 3]
+$ sh -c 'echo $$ > background.pid; echo "serving on 127.0.0.1:4242"; exec sleep 60' &
+serving on 127.0.0.1:<port>
+$ echo "port <port>"
+port 4242
 ```
 
 ```http
@@ -819,13 +828,17 @@ def cmd_self_test(_args):
             with open(path, "w") as f:
                 f.write(text)
             failures, ran, skipped = run_doc(ctx, path, "docs/SELF-TEST.md", log=lambda _: None)
-            if ran != 5 or skipped:
-                problems.append(f"{name}: ran {ran} examples, skipped {len(skipped)} (want 5, 0)")
+            if ran != 7 or skipped:
+                problems.append(f"{name}: ran {ran} examples, skipped {len(skipped)} (want 7, 0)")
+            # The background command was stopped at the end of its document.
+            with open(os.path.join(workdir, "background.pid")) as f:
+                if os.path.exists(f"/proc/{f.read().strip()}"):
+                    problems.append(f"{name}: the background command still runs")
             if old is None:
                 if failures:
                     problems.append(f"the unchanged fixture failed: {failures}")
                 else:
-                    print("ok: the unchanged fixture passes (5 examples)")
+                    print("ok: the unchanged fixture passes (7 examples)")
                 continue
             want = f"docs/SELF-TEST.md:{line_of(named)}:"
             if len(failures) != 1 or not failures[0].startswith(want):

@@ -372,6 +372,10 @@ class Context:
 
 
 LOCAL_CHAOS = re.compile(r"\bmedic\s+chaos\s+(disk-fill|oom)\b(?!.*--host)")
+# A local nginx-crash is run only against the demo's nginx: a pid file inside the runner's
+# directory (relative, no `..`), never /run/nginx.pid (this machine's nginx, if any).
+LOCAL_NGINX_CRASH = re.compile(
+    r"\bmedic\s+chaos\s+nginx-crash\b(?!.*--host)(?!.*--pidfile [A-Za-z0-9_-][^\s.]*(\.pid)?(\s|$))")
 # What would act on this machine rather than on the demo: system packages and services, system
 # paths, another server (a daemon that runs until stopped), other machines. Such an example
 # carries a skip marker with its reason; without one it fails here, before it runs.
@@ -488,6 +492,10 @@ def run_example(run, ex):
         return (f"{ex.where()}: `{ex.text}` would act on this machine, not on the demo (system "
                 "packages, services or paths, another server or machine): mark the block "
                 "<!-- doc-test: skip: REASON -->")
+    if LOCAL_NGINX_CRASH.search(cmd):
+        return (f"{ex.where()}: `{ex.text}` is a local nginx-crash without a --pidfile inside the "
+                "runner's directory: it would kill this machine's nginx; give it --host or the "
+                "demo's pid file (medic-demo/hosts/NAME/run/nginx.pid)")
     if LOCAL_CHAOS.search(cmd):
         return (f"{ex.where()}: `{ex.text}` is a local disk-fill or oom: it would fill this "
                 "machine's disk or memory; give it --host or mark the block skip")
@@ -884,6 +892,9 @@ def cmd_self_test(_args):
         refused = [
             ("make() { touch canary; }; make package", "would act on this machine"),
             ("medic() { touch canary; }; medic chaos disk-fill --percent 90", "local disk-fill"),
+            ("medic() { touch canary; }; medic chaos nginx-crash", "local nginx-crash"),
+            ("medic() { touch canary; }; medic chaos nginx-crash --pidfile /run/nginx.pid",
+             "local nginx-crash"),
         ]
         for command, want in refused:
             failures, _, _ = run_text("refused.md", f"```sh\n{command}\n```\n")

@@ -381,6 +381,7 @@ LOCAL_NGINX_CRASH = re.compile(
 # carries a skip marker with its reason; without one it fails here, before it runs.
 MACHINE_WIDE = re.compile(
     r"(^|[\s;&|(])(sudo|apt|apt-get|dpkg|systemctl|service|createuser|createdb|psql|scp|ssh|make|"
+    r"pkill|killall|reboot|shutdown|mkfs|mount|umount|iptables|"
     r"medic-server|medic-agent)(\s|$)|\s/(etc|var|usr|lib|boot|root|srv)/|0\.0\.0\.0")
 # ... except a medic-server on loopback with a data dir inside the runner's directory (relative).
 LOCAL_SERVER = re.compile(r"^medic-server(?=.*\s--listen 127\.0\.0\.1:\d+(\s|$))"

@@ -96,8 +96,13 @@ TEST_F(NginxIncidentTest, CrashDiagnoseApproveRestartVerifyAndSurviveRestart) {
   EXPECT_EQ(host_status(), 0) << "nothing may heal nginx before approval";
 
   // Approved through the CLI.
-  test::RunResult approve = test::Run(Cli({"approve", id, "--comment", "approved by the test"}));
+  // approve waits for the fix and its verification (issue 19), and says how it ended.
+  test::RunResult approve = test::Run(
+      Cli({"approve", id, "--comment", "approved by the test", "--timeout", "80s"}),
+      std::chrono::seconds(90));
   ASSERT_EQ(approve.exit_code, 0) << approve.out;
+  EXPECT_NE(approve.out.find("approve " + id + ": completed (verified: "), std::string::npos)
+      << approve.out;
 
   Json done;
   ASSERT_TRUE(Eventually(30s, [&] {

@@ -344,6 +344,7 @@ int RunCli(const std::vector<std::string>& args, CliEnv& env) {
   approve->add_option("--comment", comment, "recorded in the timeline");
   bool approve_no_wait = false;
   std::string approve_timeout;
+  Commands::WaitOptions approve_wait;
   approve->add_flag("--no-wait", approve_no_wait,
                     "return once the approval is recorded, without the fix's result");
   approve->add_option("--timeout", approve_timeout,
@@ -537,6 +538,12 @@ int RunCli(const std::vector<std::string>& args, CliEnv& env) {
     demo_options.json = json;
     return env.RunDemo(demo_options);
   }
+  if (*approve) {
+    approve_wait.wait = !approve_no_wait;
+    if (!SetWaitTimeout(approve_timeout, approve_wait)) {
+      return Usage(env, "approve: --timeout '" + approve_timeout + "' is not a duration like 30s or 5m");
+    }
+  }
   if (*chaos) {
     if (std::find(ChaosModes().begin(), ChaosModes().end(), mode) == ChaosModes().end()) {
       return Usage(env, "chaos: unknown mode '" + mode + "' (valid: " + ChaosModeList() + ")");
@@ -634,11 +641,6 @@ int RunCli(const std::vector<std::string>& args, CliEnv& env) {
   } else if (*show) {
     s = commands.Show(id);
   } else if (*approve) {
-    Commands::WaitOptions approve_wait;
-    approve_wait.wait = !approve_no_wait;
-    if (!SetWaitTimeout(approve_timeout, approve_wait)) {
-      return Usage(env, "approve: --timeout '" + approve_timeout + "' is not a duration like 30s or 5m");
-    }
     s = commands.Approve(id, comment, approve_wait);
   } else if (*reject) {
     s = commands.Reject(id, comment);

@@ -295,14 +295,18 @@ protocol::CommandResult ActionExecutor::ServiceLogs(const std::string& service, 
       out += "(cannot read: " + text.error().message + ")\n";
       continue;
     }
-    std::string tail = host::TailLines(*text, lines);
-    if (tail.size() == text->size() && tail.size() >= per_file) {
+    // Health checks are most of an access log and tell nothing: left out, and counted.
+    host::HealthFilteredTail tail =
+        host::TailLinesWithoutHealthChecks(*text, lines, options_.health_check_paths);
+    if (static_cast<size_t>(std::count(tail.text.begin(), tail.text.end(), '\n')) < lines &&
+        text->size() >= per_file) {
       truncated = true;
     }
-    out += tail;
-    if (!tail.empty() && tail.back() != '\n') {
-      out += '\n';
+    if (tail.omitted > 0) {
+      out += "... " + std::to_string(tail.omitted) + " health-check line" +
+             (tail.omitted == 1 ? "" : "s") + " omitted\n";
     }
+    out += tail.text;
   }
   auto r = Ok(std::move(out));
   r.truncated = truncated;

@@ -30,6 +30,9 @@ struct ExecutorOptions {
   std::string working_dir;  // and in this directory ("" = /)
   // service name -> the log files service.logs shows
   std::map<std::string, std::vector<std::string>> service_log_files;
+  // The paths of the agent's HTTP checks: service.logs leaves out access-log lines requesting
+  // them, like those of medic's own probes (host::IsHealthCheckLine).
+  std::vector<std::string> health_check_paths;
   pid_t self_pid = 0;
   // chaos.start disk-fill writes here when its params name no path (the agent's log_dir; the
   // agent sets it). Empty: disk-fill needs a path.

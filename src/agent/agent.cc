@@ -76,6 +76,16 @@ ExecutorOptions MakeExecutorOptions(const AgentConfig& config, pid_t self_pid) {
   for (const auto& s : config.services) {
     o.service_log_files[s.name] = s.log_files;
   }
+  for (const auto& c : config.checks) {
+    if (c.type == "http") {
+      // scheme://authority/path?query -> /path
+      const size_t scheme = c.url.find("://");
+      const size_t slash = c.url.find('/', scheme == std::string::npos ? 0 : scheme + 3);
+      if (slash != std::string::npos) {
+        o.health_check_paths.push_back(c.url.substr(slash, c.url.find_first_of("?#", slash) - slash));
+      }
+    }
+  }
   return o;
 }
 

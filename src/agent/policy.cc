@@ -177,14 +177,17 @@ Status Policy::CheckKillName(std::string_view name) const {
 }
 
 Status Policy::Check(const protocol::Action& action) const {
-  if (rules_.actions.count(action.name) == 0) {
-    return PermissionDenied(Refused("action '" + action.name + "' is not allowed on this host"));
+  // The switches first: a chaos or shell action refused because its switch is off says so,
+  // not that the allowlist lacks it (the allowlist gets chaos.* only with chaos.allowed).
+  if (action.name.rfind("chaos.", 0) == 0 && !rules_.chaos_allowed) {
+    return PermissionDenied(
+        Refused("chaos is not allowed on this host (chaos.allowed is off in the agent's config)"));
   }
   if (action.name == "shell" && !rules_.shell) {
     return PermissionDenied(Refused("shell commands are disabled on this host"));
   }
-  if (action.name.rfind("chaos.", 0) == 0 && !rules_.chaos_allowed) {
-    return PermissionDenied(Refused("chaos is not allowed on this host"));
+  if (rules_.actions.count(action.name) == 0) {
+    return PermissionDenied(Refused("action '" + action.name + "' is not allowed on this host"));
   }
   if (!action.params.is_object() && !action.params.is_null()) {
     return PermissionDenied(Refused("parameters must be an object"));

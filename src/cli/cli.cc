@@ -35,6 +35,20 @@ int Fail(CliEnv& env, const std::string& message) {
   return 1;
 }
 
+// A --timeout value into wait.timeout ("" keeps the default); false when it is not a positive
+// duration.
+bool SetWaitTimeout(const std::string& text, Commands::WaitOptions& wait) {
+  if (text.empty()) {
+    return true;
+  }
+  Result<Millis> t = ParseDuration(text);
+  if (!t.has_value() || t->count() <= 0) {
+    return false;
+  }
+  wait.timeout = *t;
+  return true;
+}
+
 // A usage error (docs/CLI.md): exit 2, one line.
 int Usage(CliEnv& env, const std::string& message) {
   env.Err() << "medic: " << SanitizeForDisplay(message) << " (see medic --help)" << std::endl;
@@ -328,6 +342,13 @@ int RunCli(const std::vector<std::string>& args, CliEnv& env) {
   CLI::App* approve = app.add_subcommand("approve", "approve the fix an incident proposes");
   approve->add_option("ID", id, "incident id")->required();
   approve->add_option("--comment", comment, "recorded in the timeline");
+  bool approve_no_wait = false;
+  std::string approve_timeout;
+  Commands::WaitOptions approve_wait;
+  approve->add_flag("--no-wait", approve_no_wait,
+                    "return once the approval is recorded, without the fix's result");
+  approve->add_option("--timeout", approve_timeout,
+                      "how long to wait for the fix and its verification (default 120s)");
   CLI::App* reject = app.add_subcommand("reject", "reject the fix an incident proposes");
   reject->add_option("ID", id, "incident id")->required();
   reject->add_option("--comment", comment, "recorded in the timeline");
@@ -346,6 +367,9 @@ int RunCli(const std::vector<std::string>& args, CliEnv& env) {
       hosts->add_subcommand("remove", "forget a retired host: facts, alarms, memberships (admin)");
   hosts_remove->fallthrough();
   hosts_remove->add_option("NAME", host_name, "host name")->required();
+  bool close_incidents = false;
+  hosts_remove->add_flag("--close-incidents", close_incidents,
+                         "close the host's open incidents too (reason: host removed)");
   std::string enroll_ttl;
   CLI::App* hosts_enroll = hosts->add_subcommand(
       "enroll", "print a single-use enrolment code for a host's agent (admin)");
@@ -514,6 +538,12 @@ int RunCli(const std::vector<std::string>& args, CliEnv& env) {
     demo_options.json = json;
     return env.RunDemo(demo_options);
   }
+  if (*approve) {
+    approve_wait.wait = !approve_no_wait;
+    if (!SetWaitTimeout(approve_timeout, approve_wait)) {
+      return Usage(env, "approve: --timeout '" + approve_timeout + "' is not a duration like 30s or 5m");
+    }
+  }
   if (*chaos) {
     if (std::find(ChaosModes().begin(), ChaosModes().end(), mode) == ChaosModes().end()) {
       return Usage(env, "chaos: unknown mode '" + mode + "' (valid: " + ChaosModeList() + ")");
@@ -535,13 +565,8 @@ int RunCli(const std::vector<std::string>& args, CliEnv& env) {
         return Usage(env, "chaos " + mode + ": " + f.flag + " applies to " + modes + " only");
       }
     }
-    if (!chaos_timeout.empty()) {
-      Result<Millis> t = ParseDuration(chaos_timeout);
-      if (!t.has_value() || t->count() <= 0) {
-        return Usage(env, "chaos: --timeout '" + chaos_timeout +
-                              "' is not a duration like 30s or 5m");
-      }
-      chaos_wait.timeout = *t;
+    if (!SetWaitTimeout(chaos_timeout, chaos_wait)) {
+      return Usage(env, "chaos: --timeout '" + chaos_timeout + "' is not a duration like 30s or 5m");
     }
     if (*percent_opt) {
       local_chaos.percent = chaos_percent;
@@ -616,13 +641,13 @@ int RunCli(const std::vector<std::string>& args, CliEnv& env) {
   } else if (*show) {
     s = commands.Show(id);
   } else if (*approve) {
-    s = commands.Approve(id, comment);
+    s = commands.Approve(id, comment, approve_wait);
   } else if (*reject) {
     s = commands.Reject(id, comment);
   } else if (*report) {
     s = commands.Report(id, format);
   } else if (*hosts_remove) {
-    s = commands.HostRemove(host_name);
+    s = commands.HostRemove(host_name, close_incidents);
   } else if (*hosts_enroll) {
     s = commands.HostEnroll(host_name, enroll_ttl);
   } else if (*hosts_pending) {

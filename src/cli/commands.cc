@@ -102,14 +102,16 @@ Status Commands::Show(const std::string& id) {
 }
 
 Status Commands::Decide(const std::string& verb, const std::string& id, Json body,
-                        const std::optional<std::string>& comment) {
+                        const std::optional<std::string>& comment, bool print_json) {
   if (comment.has_value()) {
     body["comment"] = *comment;
   }
   ASSIGN_OR_RETURN(Json inc, api_.Call("POST", "/api/v1/incidents/" + UrlEncode(id) + "/" + verb,
                                        &body, verb + " " + id));
   if (json_) {
-    PrintJson(inc);
+    if (print_json) {
+      PrintJson(inc);
+    }
     return OkStatus();
   }
   const std::string status = inc.is_object() && inc.contains("status") && inc["status"].is_string()
@@ -119,7 +121,8 @@ Status Commands::Decide(const std::string& verb, const std::string& id, Json bod
   return OkStatus();
 }
 
-Status Commands::Approve(const std::string& id, const std::optional<std::string>& comment) {
+Status Commands::Approve(const std::string& id, const std::optional<std::string>& comment,
+                         const CommandWaitOptions& wait) {
   const std::string what = "approve " + id;
   // Approve exactly what is shown: the proposal as it is now, named by its hash.
   ASSIGN_OR_RETURN(Json inc,
@@ -140,7 +143,89 @@ Status Commands::Approve(const std::string& id, const std::optional<std::string>
          << ": " << SanitizeForDisplay(text("ai_suggestion")) << " (action_hash "
          << SanitizeForDisplay(hash) << ")\n";
   }
-  return Decide("approve", id, Json{{"action_hash", hash}}, comment);
+  RETURN_IF_ERROR(Decide("approve", id, Json{{"action_hash", hash}}, comment,
+                         /*print_json=*/!wait.wait));
+  if (!wait.wait) {
+    return OkStatus();
+  }
+  return WaitForFix(id, what, wait);
+}
+
+Result<Json> Commands::PollUntil(const std::string& path, const std::string& label,
+                                 const CommandWaitOptions& wait,
+                                 const std::function<bool(const Json&)>& done,
+                                 const std::function<std::string(const Json&)>& timed_out) {
+  const SteadyTime deadline = clock_.SteadyNow() + wait.timeout;
+  while (true) {
+    ASSIGN_OR_RETURN(Json answer, api_.Call("GET", path, nullptr, label));
+    if (done(answer)) {
+      return answer;
+    }
+    if (clock_.SteadyNow() >= deadline) {
+      if (json_) {
+        PrintJson(answer);
+      }
+      return DeadlineExceeded(timed_out(answer));
+    }
+    if (sleep_) {
+      sleep_(wait.interval);
+    } else {
+      std::this_thread::sleep_for(wait.interval);
+    }
+  }
+}
+
+Status Commands::WaitForFix(const std::string& id, const std::string& what,
+                            const CommandWaitOptions& wait) {
+  if (!json_) {
+    out_ << "waiting for the fix and its verification (--no-wait returns at once)\n";
+  }
+  // pending_approval: the approval is being recorded by the incident's driver (a cluster).
+  ASSIGN_OR_RETURN(
+      Json inc,
+      PollUntil(
+          "/api/v1/incidents/" + UrlEncode(id), what, wait,
+          [](const Json& j) {
+            const std::string st = j.is_object() ? StringOr(j, "status") : "";
+            return st != "executing" && st != "pending_approval";
+          },
+          [&](const Json& j) {
+            return what + ": the fix did not end within " +
+                   std::to_string(wait.timeout.count() / 1000) + "s (incident " + id + " is " +
+                   StringOr(j, "status") + "; it may still end: medic show " + id + ")";
+          }));
+  const std::string status = StringOr(inc, "status");
+  if (json_) {
+    PrintJson(inc);
+  } else {
+    const std::string output = StringOr(inc, "remediation_output");
+    if (!output.empty()) {
+      out_ << SanitizeForDisplay(output);
+      if (output.back() != '\n') {
+        out_ << "\n";
+      }
+    }
+  }
+  const std::string reason = StringOr(inc, "reason");
+  if (status == "completed") {
+    std::string verified;
+    const Json& timeline = FieldOrNull(inc, "timeline");
+    if (timeline.is_array()) {
+      for (const Json& e : timeline) {
+        if (e.is_object() && StringOr(e, "event") == "verified") {
+          verified = StringOr(e, "detail");
+        }
+      }
+    }
+    if (!json_) {
+      out_ << what << ": completed"
+           << (verified.empty() ? "" : " (verified: " + SanitizeForDisplay(verified) + ")")
+           << "\n";
+    }
+    return OkStatus();
+  }
+  return Internal(what + ": the incident ended " + (status.empty() ? "unknown" : status) +
+                  (reason.empty() ? "" : ": " + SanitizeForDisplay(reason)));
 }
 
 Status Commands::Reject(const std::string& id, const std::optional<std::string>& comment) {
@@ -243,14 +328,23 @@ Status Commands::Hosts() {
   return OkStatus();
 }
 
-Status Commands::HostRemove(const std::string& name) {
-  ASSIGN_OR_RETURN(Json resp, api_.Call("DELETE", "/api/v1/hosts/" + UrlEncode(name), nullptr,
-                                        "hosts remove " + name));
+Status Commands::HostRemove(const std::string& name, bool close_incidents) {
+  ASSIGN_OR_RETURN(Json resp,
+                   api_.Call("DELETE",
+                             "/api/v1/hosts/" + UrlEncode(name) +
+                                 (close_incidents ? "?close_incidents=true" : ""),
+                             nullptr, "hosts remove " + name));
   if (json_) {
     PrintJson(resp);
     return OkStatus();
   }
   out_ << "removed host " << name << "\n";
+  if (resp.contains("closed_incidents") && resp["closed_incidents"].is_array()) {
+    for (const Json& id : resp["closed_incidents"]) {
+      out_ << "closed incident " << (id.is_string() ? id.get<std::string>() : id.dump())
+           << " (host removed)\n";
+    }
+  }
   return OkStatus();
 }
 
@@ -389,31 +483,20 @@ Status Commands::Chaos(const std::string& host, const std::string& mode, const J
 
 Status Commands::WaitForCommand(const std::string& id, const std::string& what,
                                 const WaitOptions& wait) {
-  const SteadyTime deadline = clock_.SteadyNow() + wait.timeout;
-  Json command;
-  std::string state;
-  while (true) {
-    ASSIGN_OR_RETURN(command, api_.Call("GET", "/api/v1/commands/" + UrlEncode(id), nullptr,
-                                        what + ": command " + id));
-    state = command.is_object() ? StringOr(command, "state") : "";
-    if (state != "queued" && state != "delivered") {
-      break;
-    }
-    if (clock_.SteadyNow() >= deadline) {
-      if (json_) {
-        PrintJson(command);
-      }
-      return DeadlineExceeded(what + ": no result within " +
-                              std::to_string(wait.timeout.count() / 1000) + "s (command " + id +
-                              " is " + state + "; it may still run: GET /api/v1/commands/" + id +
-                              ")");
-    }
-    if (sleep_) {
-      sleep_(wait.interval);
-    } else {
-      std::this_thread::sleep_for(wait.interval);
-    }
-  }
+  ASSIGN_OR_RETURN(
+      Json command,
+      PollUntil(
+          "/api/v1/commands/" + UrlEncode(id), what + ": command " + id, wait,
+          [](const Json& j) {
+            const std::string st = j.is_object() ? StringOr(j, "state") : "";
+            return st != "queued" && st != "delivered";
+          },
+          [&](const Json& j) {
+            return what + ": no result within " + std::to_string(wait.timeout.count() / 1000) +
+                   "s (command " + id + " is " + StringOr(j, "state") +
+                   "; it may still run: GET /api/v1/commands/" + id + ")";
+          }));
+  const std::string state = command.is_object() ? StringOr(command, "state") : "";
   const Json& result = FieldOrNull(command, "result");
   if (json_) {
     PrintJson(command);

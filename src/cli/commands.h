@@ -36,12 +36,17 @@ class Commands {
   Status Show(const std::string& id);
   // Fetches the incident, prints the command line it is about to approve and approves that
   // proposal (its action_hash): the server refuses it (409) if the proposal changed since.
-  Status Approve(const std::string& id, const std::optional<std::string>& comment);
+  // Then (unless !wait.wait) waits for the incident to leave `executing`, prints the fix's output
+  // and how it ended; an end other than `completed` (the fix failed, was refused, timed out or
+  // did not verify), or none within wait.timeout, is an error.
+  Status Approve(const std::string& id, const std::optional<std::string>& comment,
+                 const CommandWaitOptions& wait = {});
   Status Reject(const std::string& id, const std::optional<std::string>& comment);
   // Prints the report body as the server sends it (Markdown or HTML).
   Status Report(const std::string& id, const std::string& format);
   Status Hosts();
-  Status HostRemove(const std::string& name);
+  // --close-incidents: also closes the host's open incidents (else the server refuses, 409).
+  Status HostRemove(const std::string& name, bool close_incidents = false);
   // Enrolment (admin; docs/PROTOCOL.md, "Enrolment"). HostEnroll prints a single-use code for
   // the host's agent (enroll_code) and when it expires; `ttl` is a duration ("" = 1h).
   Status HostEnroll(const std::string& name, const std::string& ttl);
@@ -84,7 +89,17 @@ class Commands {
  private:
   // `body` carries what the verb needs besides the comment (approve: action_hash).
   Status Decide(const std::string& verb, const std::string& id, Json body,
-                const std::optional<std::string>& comment);
+                const std::optional<std::string>& comment, bool print_json = true);
+  // GETs `path` every wait.interval until done(answer), and returns that answer; after
+  // wait.timeout, DeadlineExceeded(timed_out(last answer)) (with --json, that answer printed
+  // first). `label` names the call in errors.
+  Result<Json> PollUntil(const std::string& path, const std::string& label,
+                         const CommandWaitOptions& wait,
+                         const std::function<bool(const Json&)>& done,
+                         const std::function<std::string(const Json&)>& timed_out);
+  // Approve's wait: polls the incident until it leaves executing (see Approve).
+  Status WaitForFix(const std::string& id, const std::string& what,
+                    const CommandWaitOptions& wait);
   void PrintJson(const Json& j);
 
   ApiClient& api_;

@@ -298,7 +298,7 @@ TEST_F(AgentBinaryTest, ServesTheProtocolAndStopsServicesOnSigterm) {
   EXPECT_EQ(r[3].id, "x1");
   EXPECT_FALSE(r[3].ran);
   EXPECT_EQ(r[3].error,
-            "refused by local policy: action 'chaos.start' is not allowed on this host");
+            "refused by local policy: chaos is not allowed on this host (chaos.allowed is off in the agent's config)");
   EXPECT_EQ(r[4].id, "d1");
   EXPECT_TRUE(r[4].Succeeded());
   EXPECT_NE(r[4].output.find("Filesystem"), std::string::npos);

@@ -22,6 +22,7 @@
 #include "tests/fakes/command_signing.h"
 #include "protocol/interrupted.h"
 #include "tests/agent/fakes.h"
+#include "host/text.h"
 
 namespace medic::agent {
 namespace {
@@ -67,6 +68,7 @@ struct Harness {
     o.self_pid = kSelf;
     o.output_cap = 1024;
     o.service_log_files["nginx"] = {allowed_dir + "/app.log", allowed_dir + "/missing.log"};
+    o.health_check_paths = {"/health", "/"};
     o.send_signal = [this](pid_t pid, int sig) {
       signals.emplace_back(pid, sig);
       return 0;
@@ -259,6 +261,67 @@ TEST(ActionExecutor, KillNamesAllowOnlyTheirProcessesComparedAsComm) {
   EXPECT_FALSE(r.Succeeded());
   EXPECT_NE(r.error.find("is not on policy.kill_names"), std::string::npos) << r.error;
   EXPECT_TRUE(h.signals.empty());
+}
+
+// Issue 19: the access-log lines of health checks (medic's probes by user agent, a load
+// balancer's, the agent's check paths) are left out of service.logs and counted; the lines
+// asked for are the real requests.
+TEST(ActionExecutor, ServiceLogsLeaveOutHealthCheckLinesAndCountThem) {
+  TempDir dir;
+  Harness h(dir.path());
+  const std::string log = dir.path() + "/app.log";
+  ASSERT_TRUE(WriteFileAtomic(log,
+                              "a \"GET /a HTTP/1.1\" 200 \"-\" \"curl/8\"\n"
+                              "a \"GET /health HTTP/1.1\" 200 \"-\" \"medic-agent\"\n"
+                              "a \"GET / HTTP/1.1\" 200 \"-\" \"medic-target-check\"\n"
+                              "a \"GET /b HTTP/1.1\" 502 \"-\" \"curl/8\"\n"
+                              "a \"HEAD /health HTTP/1.0\" 200 \"-\" \"-\"\n"
+                              "a \"GET /health?x HTTP/1.1\" 200 \"-\" \"ELB-HealthChecker/2.0\"\n"
+                              "a \"GET / HTTP/1.1\" 200 \"-\" \"Mozilla/5.0\"\n")
+                  .has_value());
+
+  auto r = h.Run("service.logs", {{"service", "nginx"}, {"lines", 3}});
+  ASSERT_TRUE(r.Succeeded()) << r.error;
+  const std::string want = "==> " + log + " <==\n" +
+                           "... 4 health-check lines omitted\n"
+                           "a \"GET /a HTTP/1.1\" 200 \"-\" \"curl/8\"\n"
+                           "a \"GET /b HTTP/1.1\" 502 \"-\" \"curl/8\"\n"
+                           "a \"GET / HTTP/1.1\" 200 \"-\" \"Mozilla/5.0\"\n";
+  EXPECT_EQ(r.output.substr(0, want.size()), want) << r.output;
+
+  // Only the health checks among and after the lines shown are counted.
+  r = h.Run("service.logs", {{"service", "nginx"}, {"lines", 1}});
+  EXPECT_EQ(r.output.rfind("==> " + log + " <==\na \"GET / HTTP/1.1\" 200 \"-\" \"Mozilla/5.0\"\n", 0),
+            0u)
+      << r.output;
+  r = h.Run("service.logs", {{"service", "nginx"}, {"lines", 2}});
+  EXPECT_EQ(r.output.rfind("==> " + log + " <==\n... 2 health-check lines omitted\na \"GET /b", 0),
+            0u)
+      << r.output;
+}
+
+TEST(HealthCheckLines, AreKnownByUserAgentOrCheckPath) {
+  struct Case {
+    std::string_view line;
+    bool want;
+  };
+  const std::vector<std::string> paths = {"/health", "/"};
+  const std::vector<Case> cases = {
+      {R"(1.2.3.4 - - [t] "GET /health HTTP/1.1" 200 2 "-" "medic-agent")", true},
+      {R"(1.2.3.4 - - [t] "GET /x HTTP/1.1" 200 2 "-" "medic-target-check")", true},
+      {R"(1.2.3.4 - - [t] "GET /x HTTP/1.1" 200 2 "-" "kube-probe/1.29")", true},
+      {R"(1.2.3.4 - - [t] "GET /health?full=1 HTTP/1.1" 200 2 "-" "curl/8")", true},
+      {R"(1.2.3.4 - - [t] "POST /health HTTP/1.1" 200 2 "-" "curl/8")", false},
+      {R"(1.2.3.4 - - [t] "GET / HTTP/1.1" 200 2 "-" "curl/8")", false},  // "/" is traffic
+      {R"(1.2.3.4 - - [t] "GET /healthy HTTP/1.1" 200 2 "-" "curl/8")", false},
+      {R"(1.2.3.4 - - [t] "GET /x HTTP/1.1" 200 2 "-" "my medic-agent clone")", false},
+      {"2026/12/07 19:00:00 [error] 12#12: connect() failed", false},
+      {R"(unterminated "GET /health)", false},
+  };
+  for (const Case& c : cases) {
+    SCOPED_TRACE(c.line);
+    EXPECT_EQ(host::IsHealthCheckLine(c.line, paths), c.want);
+  }
 }
 
 TEST(ActionExecutor, FilesStayInsideAllowedPathsEvenThroughSymlinks) {

@@ -123,6 +123,37 @@ TEST(Policy, ExplicitSettingsReplaceDefaults) {
   EXPECT_FALSE(policy.CheckPath("/var/log/x").has_value());
 }
 
+// Issue 19: with chaos off the default allowlist lacks chaos.*; the refusal names the switch,
+// not the allowlist. An action merely not listed still says so.
+TEST(Policy, ARefusedChaosActionSaysChaosIsOff) {
+  const Policy policy(PolicyRulesFromConfig(DemoConfig(/*chaos=*/false), 1));
+  struct Case {
+    std::string_view action;
+    Json params;
+    std::string want;
+  };
+  const std::vector<Case> cases = {
+      {"chaos.start", {{"mode", "nginx-crash"}},
+       "refused by local policy: chaos is not allowed on this host (chaos.allowed is off in the "
+       "agent's config)"},
+      {"chaos.stop", Json::object(),
+       "refused by local policy: chaos is not allowed on this host (chaos.allowed is off in the "
+       "agent's config)"},
+      {"shell", {{"command", "id"}},
+       "refused by local policy: shell commands are disabled on this host"},
+      {"process.kill", {{"pattern", "nginx"}},
+       "refused by local policy: action 'process.kill' is not allowed on this host"},
+  };
+  for (const Case& c : cases) {
+    SCOPED_TRACE(c.action);
+    auto a = protocol::ValidateAction(std::string(c.action), c.params);
+    ASSERT_TRUE(a.has_value()) << a.error().message;
+    const Status s = policy.Check(*a);
+    ASSERT_FALSE(s.has_value());
+    EXPECT_EQ(s.error().message, c.want);
+  }
+}
+
 TEST(Policy, DefaultPathsIncludeLogFileDirectories) {
   const PolicyRules r = PolicyRulesFromConfig(DemoConfig(false), 1);
   EXPECT_EQ(r.paths, (std::vector<std::string>{"/var/log", "/srv/demo/logs"}));

@@ -202,12 +202,16 @@ TEST_F(CliTest, ShowEncodesTheIdAndPrintsTheIncident) {
   EXPECT_NE(env_.out.str().find("Status:    rejected"), std::string::npos) << env_.out.str();
 }
 
+// inc-42 on web-1, pending approval of service.restart nginx with the given hash.
+std::string PendingIncident(const std::string& hash) {
+  return R"j({"incident_id":"inc-42","status":"pending_approval","instance_id":"web-1",)j"
+         R"j("ai_suggestion":"service.restart service=nginx","action_hash":")j" +
+         hash + R"j("})j";
+}
+
 TEST_F(CliTest, ApproveShowsAndApprovesTheCurrentProposalAndRejectPostsTheComment) {
   const std::string hash(64, 'a');
-  const std::string pending =
-      R"j({"incident_id":"inc-42","status":"pending_approval","instance_id":"web-1",)j"
-      R"j("ai_suggestion":"service.restart service=nginx","action_hash":")j" +
-      hash + R"j("})j";
+  const std::string pending = PendingIncident(hash);
   struct Case {
     std::vector<std::string> args;
     bool fetches;  // approve first fetches the incident
@@ -218,12 +222,12 @@ TEST_F(CliTest, ApproveShowsAndApprovesTheCurrentProposalAndRejectPostsTheCommen
   const std::string shown = "approving inc-42 on web-1: service.restart service=nginx "
                             "(action_hash " + hash + ")\n";
   const Case cases[] = {
-      {{"approve", "inc-42", "--comment", "go ahead"},
+      {{"approve", "inc-42", "--comment", "go ahead", "--no-wait"},
        true,
        "http://127.0.0.1:8080/api/v1/incidents/inc-42/approve",
        R"j({"action_hash":")j" + hash + R"j(","comment":"go ahead"})j",
        shown + "approved inc-42: status executing\n"},
-      {{"approve", "inc-42"},
+      {{"approve", "inc-42", "--no-wait"},
        true,
        "http://127.0.0.1:8080/api/v1/incidents/inc-42/approve",
        R"j({"action_hash":")j" + hash + R"j("})j",
@@ -256,6 +260,57 @@ TEST_F(CliTest, ApproveShowsAndApprovesTheCurrentProposalAndRejectPostsTheCommen
     EXPECT_EQ(FakeHttpClient::Header(r, "Content-Type"), "application/json");
     EXPECT_EQ(env_.out.str(), c.out);
   }
+}
+
+// Issue 19: approve waits for the fix by default (like chaos --host): the fix's output and its
+// verification, exit 0 only when the incident ended completed.
+TEST_F(CliTest, ApproveWaitsForTheFixAndItsVerification) {
+  const std::string hash(64, 'b');
+  const std::string pending = PendingIncident(hash);
+  const std::string executing = R"j({"incident_id":"inc-42","status":"executing"})j";
+  const std::string shown = "approving inc-42 on web-1: service.restart service=nginx "
+                            "(action_hash " + hash + ")\napproved inc-42: status executing\n"
+                            "waiting for the fix and its verification (--no-wait returns at "
+                            "once)\n";
+
+  env_.http.Answer(200, pending);
+  env_.http.Answer(200, executing);
+  env_.http.Answer(200, executing);
+  env_.http.Answer(200, R"j({"incident_id":"inc-42","status":"completed",)j"
+                        R"j("remediation_output":"restarted nginx (pid 77)",)j"
+                        R"j("timeline":[{"event":"verified","detail":"alarm Nginx-Down-ALB is )j"
+                        R"j(back to OK"},{"event":"completed","detail":""}]})j");
+  ASSERT_EQ(Run({"approve", "inc-42"}), 0) << env_.err.str();
+  EXPECT_EQ(env_.out.str(), shown + "restarted nginx (pid 77)\napprove inc-42: completed "
+                                    "(verified: alarm Nginx-Down-ALB is back to OK)\n");
+  EXPECT_EQ(env_.http.last().url, "http://127.0.0.1:8080/api/v1/incidents/inc-42");
+
+  // The fix did not verify: exit 1 with the incident's reason.
+  env_.out.str("");
+  env_.http.Answer(200, pending);
+  env_.http.Answer(200, executing);
+  env_.http.Answer(200, R"j({"incident_id":"inc-42","status":"failed","remediation_output":"",)j"
+                        R"j("reason":"the alarm is still in ALARM after the fix"})j");
+  EXPECT_EQ(Run({"approve", "inc-42"}), 1);
+  EXPECT_EQ(env_.out.str(), shown);
+  EXPECT_EQ(env_.err.str(), "medic: approve inc-42: the incident ended failed: the alarm is "
+                            "still in ALARM after the fix\n");
+
+  // Nothing ends within --timeout: exit 1, saying where the incident is.
+  env_.err.str("");
+  const SteadyTime start = env_.clock.SteadyNow();
+  env_.http.Answer(200, pending);
+  env_.http.SetDefault(HttpResponse{200, executing, "application/json"});
+  EXPECT_EQ(Run({"approve", "inc-42", "--timeout", "3s"}), 1);
+  EXPECT_EQ(env_.err.str(), "medic: approve inc-42: the fix did not end within 3s (incident "
+                            "inc-42 is executing; it may still end: medic show inc-42)\n");
+  EXPECT_GE(env_.clock.SteadyNow() - start, Millis(3'000));
+  EXPECT_LT(env_.clock.SteadyNow() - start, Millis(4'000));
+
+  env_.err.str("");
+  EXPECT_EQ(Run({"approve", "inc-42", "--timeout", "soon"}), 2);
+  EXPECT_NE(env_.err.str().find("--timeout 'soon' is not a duration"), std::string::npos)
+      << env_.err.str();
 }
 
 TEST_F(CliTest, ApproveRefusesAnIncidentWithNothingToApproveAndShowsAChangedProposal) {
@@ -472,6 +527,26 @@ TEST_F(CliTest, TokenCreateAndRevoke) {
   EXPECT_EQ(env_.http.last().method, "DELETE");
   EXPECT_EQ(env_.http.last().url, "http://127.0.0.1:8080/api/v1/tokens/ci");
   EXPECT_EQ(env_.out.str(), "revoked token ci\n");
+}
+
+// Issue 19: --close-incidents asks the server to close the host's open incidents and prints
+// each; without it the server's 409 is the error.
+TEST_F(CliTest, HostsRemoveCloseIncidentsAsksAndPrintsWhatItClosed) {
+  env_.http.Answer(409, R"j({"error":"host 'web-2' has open incidents (inc-1): close them with close_incidents=true (medic hosts remove web-2 --close-incidents), or decide them first","open_incidents":["inc-1"]})j");
+  EXPECT_EQ(Run({"hosts", "remove", "web-2"}), 1);
+  EXPECT_EQ(env_.http.last().url, "http://127.0.0.1:8080/api/v1/hosts/web-2");
+  EXPECT_NE(env_.err.str().find("409 host 'web-2' has open incidents (inc-1)"), std::string::npos)
+      << env_.err.str();
+
+  env_.out.str("");
+  env_.http.Answer(200, R"j({"removed":"web-2","closed_incidents":["inc-1","inc-7"]})j");
+  ASSERT_EQ(Run({"hosts", "remove", "web-2", "--close-incidents"}), 0) << env_.err.str();
+  EXPECT_EQ(env_.http.last().method, "DELETE");
+  EXPECT_EQ(env_.http.last().url,
+            "http://127.0.0.1:8080/api/v1/hosts/web-2?close_incidents=true");
+  EXPECT_EQ(env_.out.str(),
+            "removed host web-2\nclosed incident inc-1 (host removed)\n"
+            "closed incident inc-7 (host removed)\n");
 }
 
 TEST_F(CliTest, HostsRemoveSendsDeleteAndHostsStillLists) {

@@ -132,8 +132,8 @@ TEST_F(ChaosRefusedTest, TheCliExitsNonZeroWithTheAgentsReason) {
   const CliRun refused = Medic({"chaos", "nginx-crash", "--host", "web-1", "--timeout", "60s"});
   EXPECT_EQ(refused.status, 1) << refused.out << refused.err << Logs();
   EXPECT_EQ(refused.err,
-            "medic: chaos nginx-crash on web-1: web-1 refused it: refused by local policy: action "
-            "'chaos.start' is not allowed on this host\n")
+            "medic: chaos nginx-crash on web-1: web-1 refused it: refused by local policy: chaos "
+            "is not allowed on this host (chaos.allowed is off in the agent's config)\n")
       << Logs();
   const std::string prefix = "chaos nginx-crash sent to web-1: command ";
   ASSERT_EQ(refused.out.rfind(prefix, 0), 0u) << refused.out;
@@ -146,7 +146,8 @@ TEST_F(ChaosRefusedTest, TheCliExitsNonZeroWithTheAgentsReason) {
   const Json c = ParseJsonObject(command->body).value();
   EXPECT_EQ(c["state"], "refused") << c.dump();
   EXPECT_EQ(c["result"]["error"],
-            "refused by local policy: action 'chaos.start' is not allowed on this host");
+            "refused by local policy: chaos is not allowed on this host (chaos.allowed is off in "
+            "the agent's config)");
 
   // With --no-wait the same command returns at once, exit 0: only the wait sees the refusal.
   const CliRun sent = Medic({"chaos", "nginx-crash", "--host", "web-1", "--no-wait"});

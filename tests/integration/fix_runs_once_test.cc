@@ -274,7 +274,7 @@ TEST_P(FixRunsOnceTest, AgentKilledDuringTheFixThenBothRestartedTheFixRanOnce) {
   const std::string id = (*opened)["incident_id"];
   EXPECT_EQ((*opened)["ai_suggestion"], "service.restart service=nginx") << opened->dump(2);
   if (!automatic()) {
-    RunResult approve = test::Run(Cli({"approve", id, "--comment", "approved by the kill -9 test"}));
+    RunResult approve = test::Run(Cli({"approve", id, "--comment", "approved by the kill -9 test", "--no-wait"}));
     ASSERT_EQ(approve.exit_code, 0) << approve.out << Logs();
   }
 

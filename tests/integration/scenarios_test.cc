@@ -75,7 +75,7 @@ class ScenarioTest : public ::testing::TestWithParam<Mode> {
   // with the expected timeline in order and RFC 3339 UTC timestamps.
   Json ApproveAndComplete(const std::string& id) {
     if (!automatic()) {
-      RunResult approve = demo_.Run({"approve", id, "--comment", "approved by the e2e test"});
+      RunResult approve = demo_.Run({"approve", id, "--comment", "approved by the e2e test", "--no-wait"});
       EXPECT_EQ(approve.exit_code, 0) << approve.out;
     }
     Json done =

@@ -426,7 +426,7 @@ class TwoServerTest : public ::testing::Test {
     EXPECT_NE(HealthStatus(), 200) << "nothing may heal nginx before the approval";
     EXPECT_EQ(FixesStartedFor(id), 0);
 
-    RunResult approve = Cli(approver, {"approve", id, "--comment", "approved on " + approver.name});
+    RunResult approve = Cli(approver, {"approve", id, "--comment", "approved on " + approver.name, "--no-wait"});
     EXPECT_EQ(approve.exit_code, 0) << approve.out;
 
     Json done;

@@ -217,7 +217,7 @@ has_incident() { [[ -n $(incident_id) ]]; }
 wait_for "incident" has_incident ||
   fail "no pending incident after nginx died: $(cli incidents 2>&1)"
 id=$(incident_id)
-cli approve "$id" --comment "package.systemd" >/dev/null || fail "medic approve $id failed"
+cli approve "$id" --comment "package.systemd" --no-wait >/dev/null || fail "medic approve $id failed"
 status_is() {
   local got
   got=$(cli --json show "$id" |

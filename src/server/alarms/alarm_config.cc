@@ -76,8 +76,12 @@ Status ParseAlarmsYaml(const YAML::Node& node, const std::string& file,
       }
     }
     AlarmRule rule;
+    // A description the config does not set follows the rule's fields, unless it was set
+    // before (a description of its own).
+    bool own_description = false;
     if (existing != nullptr) {
       rule = *existing;
+      own_description = existing->description != DescribeRule(*existing);
     } else {
       rule.name = name;
       for (const char* required : {"metric", "threshold"}) {
@@ -97,6 +101,9 @@ Status ParseAlarmsYaml(const YAML::Node& node, const std::string& file,
     }
     if (Status s = ValidateAlarmRule(rule); !s) {
       return InvalidArgument(YamlWhere(file, entry.first) + s.error().message);
+    }
+    if (!own_description && !entry.second["description"]) {
+      rule.description = DescribeRule(rule);
     }
     if (existing != nullptr) {
       *existing = std::move(rule);

@@ -63,12 +63,53 @@ Result<MissingData> ParseMissingData(std::string_view name) {
       std::string(name) + "'");
 }
 
+namespace {
+
+std::string Num(double v) {
+  char buf[32];
+  std::snprintf(buf, sizeof(buf), "%g", v);
+  return buf;
+}
+
+std::string_view ComparisonWords(Comparison c) {
+  switch (c) {
+    case Comparison::kGreater: return "above";
+    case Comparison::kGreaterOrEqual: return "at or above";
+    case Comparison::kLess: return "below";
+    case Comparison::kLessOrEqual: return "at or below";
+  }
+  return "?";
+}
+
+}  // namespace
+
+std::string DescribeRule(const AlarmRule& r) {
+  const bool plain = r.labels.empty();
+  const std::string words = std::string(ComparisonWords(r.comparison)) + " " + Num(r.threshold);
+  if (r.name == "Disk-Critical-ASG" && plain && r.metric == "disk_used_percent") {
+    return "Disk usage " + words + "% on the root volume";
+  }
+  if (r.name == "Memory-Exhaustion-ASG" && plain && r.metric == "mem_used_percent") {
+    return "Memory usage " + words + "%";
+  }
+  if (r.name == "Nginx-Down-ALB" && plain && r.metric == "unhealthy:web" &&
+      r.comparison == Comparison::kGreater && r.threshold == 0) {
+    return "Unhealthy hosts in the web target group (nginx not answering)";
+  }
+  if (r.name == "Host-Unreachable" && plain && r.metric == kHeartbeatSeries &&
+      r.comparison == Comparison::kLess && r.threshold == 1 && r.period.count() > 0) {
+    return "The host's agent has not reported for " +
+           Num(static_cast<double>(r.period.count() * r.datapoints_to_alarm) / 1000) +
+           " seconds";
+  }
+  return SeriesName(r.metric, r.labels) + " " + std::string(ComparisonSymbol(r.comparison)) + " " +
+         Num(r.threshold);
+}
+
 std::vector<AlarmRule> DefaultAlarmRules() {
-  auto fast = [](std::string name, std::string description, std::string metric,
-                 double threshold) {
+  auto fast = [](std::string name, std::string metric, double threshold) {
     AlarmRule r;
     r.name = std::move(name);
-    r.description = std::move(description);
     r.metric = std::move(metric);
     r.comparison = Comparison::kGreater;
     r.threshold = threshold;
@@ -77,25 +118,24 @@ std::vector<AlarmRule> DefaultAlarmRules() {
     r.period = Millis(0);  // the agent interval
     // A silent host is Host-Unreachable's business: its other alarms keep their state.
     r.treat_missing_data = MissingData::kIgnore;
+    r.description = DescribeRule(r);
     return r;
   };
   std::vector<AlarmRule> rules = {
-      fast("Disk-Critical-ASG", "Disk usage above 85% on the root volume", "disk_used_percent",
-           85),
-      fast("Memory-Exhaustion-ASG", "Memory usage above 90%", "mem_used_percent", 90),
-      fast("Nginx-Down-ALB", "Unhealthy hosts in the web target group (nginx not answering)",
-           "unhealthy:web", 0),
+      fast("Disk-Critical-ASG", "disk_used_percent", 85),
+      fast("Memory-Exhaustion-ASG", "mem_used_percent", 90),
+      fast("Nginx-Down-ALB", "unhealthy:web", 0),
   };
   AlarmRule unreachable;
   unreachable.name = "Host-Unreachable";
-  unreachable.description = "The host's agent has not reported for 15 seconds";
-  unreachable.metric = "heartbeat";
+  unreachable.metric = std::string(kHeartbeatSeries);
   unreachable.comparison = Comparison::kLess;
   unreachable.threshold = 1;
   unreachable.period = Millis(5000);
   unreachable.evaluation_periods = 3;
   unreachable.datapoints_to_alarm = 3;
   unreachable.treat_missing_data = MissingData::kBreaching;
+  unreachable.description = DescribeRule(unreachable);
   rules.push_back(std::move(unreachable));
   return rules;
 }
@@ -215,12 +255,6 @@ int64_t PeriodIndex(WallTime t, Millis period) {
 // flight across the boundary): a tenth of the period, at most 500 ms.
 Millis Grace(Millis period) { return std::min(period / 10, Millis(500)); }
 
-std::string Num(double v) {
-  char buf[32];
-  std::snprintf(buf, sizeof(buf), "%g", v);
-  return buf;
-}
-
 }  // namespace
 
 namespace {
@@ -270,6 +304,9 @@ struct AlarmEngine::Series {
 struct AlarmEngine::HostAlarms {
   std::string name;
   std::vector<std::optional<Series>> by_rule;  // indexed by rule; sized once
+  // The heartbeat: watched once a heartbeat was seen or expected; the latest such time.
+  bool liveness_watched = false;
+  WallTime last_heartbeat;
 };
 
 struct AlarmEngine::Shard {
@@ -311,7 +348,9 @@ struct AlarmEngine::Shard {
 };
 
 AlarmEngine::AlarmEngine(std::vector<AlarmRule> rules, Millis default_period)
-    : rules_(std::move(rules)), shards_(std::make_unique<Shard[]>(kShardCount)) {
+    : rules_(std::move(rules)),
+      silent_after_(3 * std::max(default_period, Millis(100))),
+      shards_(std::make_unique<Shard[]>(kShardCount)) {
   for (size_t i = 0; i < rules_.size(); ++i) {
     if (rules_[i].period.count() <= 0) {
       rules_[i].period = std::max(default_period, Millis(100));
@@ -457,6 +496,12 @@ std::optional<AlarmTransition> AlarmEngine::Evaluate(Shard& shard, HostAlarms& h
   } else if (missing == n && rule.treat_missing_data == MissingData::kMissing) {
     next = AlarmState::kInsufficientData;
   }
+  // A silent host is Host-Unreachable's alarm alone (one dead host, one incident).
+  const bool held =
+      next == AlarmState::kAlarm && rule.metric != kHeartbeatSeries && Silent(host, now);
+  if (held) {
+    next = AlarmState::kInsufficientData;
+  }
   // Otherwise undetermined: the state stays (ignore; or too few real periods to decide).
   if (next == s.state) {
     return std::nullopt;
@@ -475,6 +520,12 @@ std::optional<AlarmTransition> AlarmEngine::Evaluate(Shard& shard, HostAlarms& h
   if (missing > 0) {
     reason += ", " + std::to_string(missing) + " missing (" +
               std::string(MissingDataName(rule.treat_missing_data)) + ")";
+  }
+  if (held) {
+    reason += "; held: no report from the host for " +
+              Num(static_cast<double>(ToUnixMillis(now) - ToUnixMillis(host.last_heartbeat)) /
+                  1000) +
+              " s";
   }
   AlarmTransition t{rule.name, host.name, s.state, next, now, reason, s.remediating};
   SetState(shard, host, rule_index, s.state, next);
@@ -536,6 +587,10 @@ std::vector<AlarmTransition> AlarmEngine::Observe(std::string_view host, std::st
   Shard& shard = ShardOf(host);
   std::lock_guard<std::mutex> lock(shard.mu);
   HostAlarms& h = *FindHost(shard, host, /*create=*/true);
+  if (series == kHeartbeatSeries) {
+    h.last_heartbeat = h.liveness_watched ? std::max(h.last_heartbeat, t) : t;
+    h.liveness_watched = true;
+  }
   for (uint32_t i : *rules) {
     const AlarmRule& rule = rules_[i];
     const int64_t k = PeriodIndex(t, rule.period);
@@ -573,6 +628,10 @@ void AlarmEngine::Expect(std::string_view host, std::string_view series, WallTim
   Shard& shard = ShardOf(host);
   std::lock_guard<std::mutex> lock(shard.mu);
   HostAlarms& h = *FindHost(shard, host, /*create=*/true);
+  if (series == kHeartbeatSeries && !h.liveness_watched) {
+    h.liveness_watched = true;
+    h.last_heartbeat = now;  // silent from now on until it reports
+  }
   for (uint32_t i : *rules) {
     if (h.by_rule[i]) {
       continue;
@@ -666,12 +725,43 @@ std::vector<AlarmTransition> AlarmEngine::Tick(WallTime now) {
       s->due_ms = kNever;
       tick_evaluations_.fetch_add(1, std::memory_order_relaxed);
       if (auto tr = Evaluate(shard, *t.host, t.rule, now)) {
+        const bool unreachable =
+            tr->to == AlarmState::kAlarm && rules_[t.rule].metric == kHeartbeatSeries;
         out.push_back(std::move(*tr));
+        if (unreachable) {
+          HoldSilentHost(shard, *t.host, now, out);
+        }
       }
       Arm(shard, *t.host, t.rule);
     }
   }
   return out;
+}
+
+bool AlarmEngine::Silent(const HostAlarms& host, WallTime now) const {
+  return host.liveness_watched && now - host.last_heartbeat > silent_after_;
+}
+
+void AlarmEngine::HoldSilentHost(Shard& shard, HostAlarms& host, WallTime now,
+                                 std::vector<AlarmTransition>& out) {
+  for (uint32_t i = 0; i < host.by_rule.size(); ++i) {
+    std::optional<Series>& s = host.by_rule[i];
+    if (!s || s->state != AlarmState::kAlarm || rules_[i].metric == kHeartbeatSeries) {
+      continue;
+    }
+    std::string reason = "held: the host is unreachable (no report for " +
+                         Num(static_cast<double>(ToUnixMillis(now) -
+                                                 ToUnixMillis(host.last_heartbeat)) /
+                             1000) +
+                         " s)";
+    out.push_back(AlarmTransition{rules_[i].name, host.name, s->state,
+                                  AlarmState::kInsufficientData, now, reason, s->remediating});
+    SetState(shard, host, i, s->state, AlarmState::kInsufficientData);
+    s->state = AlarmState::kInsufficientData;
+    s->since = now;
+    s->reason = std::move(reason);
+    Arm(shard, host, i);
+  }
 }
 
 void AlarmEngine::SetRemediating(const std::string& rule, const std::string& host,

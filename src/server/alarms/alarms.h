@@ -61,10 +61,20 @@ struct AlarmRule {
   std::optional<double> clear_threshold;
 };
 
+// The series every agent report carries (1 per report): the host's liveness. Host-Unreachable
+// watches it; while it is silent, the host's other rules are held out of ALARM (AlarmEngine).
+inline constexpr std::string_view kHeartbeatSeries = "heartbeat";
+
 // The alarms of the reference system under their exact names (period = the agent interval,
 // M = N = 1, missing data ignored), plus Host-Unreachable (heartbeat < 1 for 3 of 3 periods of
 // 5 s, missing data breaching).
 std::vector<AlarmRule> DefaultAlarmRules();
+
+// The description a rule gets when its config gives none, following its fields: the built-in
+// rules' wording with the threshold as configured ("Disk usage above 80% on the root volume"),
+// else "<series> <comparison> <threshold>". ParseAlarmsYaml keeps a built-in rule's description
+// in step with an overridden threshold unless the config sets `description` itself.
+std::string DescribeRule(const AlarmRule& rule);
 
 // Checks one rule's fields (name, N, M, period, clear threshold side). Messages name the rule.
 Status ValidateAlarmRule(const AlarmRule& rule);
@@ -142,6 +152,12 @@ class AlarmStateView {
                               bool /*remediating*/) {}
 };
 
+// One dead host, one alarm: a host whose heartbeat is watched (a report seen, or Expect) and
+// silent for silent_after() (three agent intervals) has its other rules held out of ALARM: a
+// state that would become ALARM becomes INSUFFICIENT_DATA instead, with a reason saying so, and
+// when the heartbeat rule itself goes to ALARM (Host-Unreachable), the host's other ALARM states
+// go to INSUFFICIENT_DATA. The next datapoint after the host reports again is judged as usual.
+//
 // Evaluation is driven by datapoints and deadlines only: Observe evaluates the rules on the
 // datapoint's series for that host; every (rule, host) that time alone can change (a period that
 // closes missing under `breaching` / `notBreaching`, a window gone all missing under `missing`)
@@ -198,6 +214,8 @@ class AlarmEngine : public AlarmStateView {
   // The counts of one rule; all zero for a name that is not a rule.
   AlarmCounts CountsOf(std::string_view rule) const;
   AlarmEngineStats stats() const;
+  // How long a host's heartbeat may be silent before its other rules are held out of ALARM.
+  Millis silent_after() const { return silent_after_; }
   const std::vector<AlarmRule>& rules() const { return rules_; }
   const AlarmRule* FindRule(const std::string& name) const;
 
@@ -210,6 +228,12 @@ class AlarmEngine : public AlarmStateView {
   // and the deadline up to date.
   std::optional<AlarmTransition> Evaluate(Shard& shard, HostAlarms& host, uint32_t rule_index,
                                           WallTime now);
+  // REQUIRES: shard.mu held. The host reported nothing for silent_after_ by `now`.
+  bool Silent(const HostAlarms& host, WallTime now) const;
+  // REQUIRES: shard.mu held. The host's heartbeat rule went to ALARM: its other ALARM states
+  // become INSUFFICIENT_DATA; their transitions are appended to `out`.
+  void HoldSilentHost(Shard& shard, HostAlarms& host, WallTime now,
+                      std::vector<AlarmTransition>& out);
   // REQUIRES: shard.mu held. Queues the (rule, host)'s next deadline, if time can change it.
   void Arm(Shard& shard, HostAlarms& host, uint32_t rule_index);
   // REQUIRES: shard.mu held. The host's entry, made when `create`; nullptr when absent.
@@ -226,6 +250,7 @@ class AlarmEngine : public AlarmStateView {
                     size_t want, std::vector<AlarmStatus>& out) const;
 
   std::vector<AlarmRule> rules_;   // immutable after construction
+  Millis silent_after_;
   std::vector<uint32_t> rank_;     // rule index -> position in rule-name order
   std::vector<uint32_t> by_rank_;  // position in rule-name order -> rule index
   struct StringHash {

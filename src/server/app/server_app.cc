@@ -615,7 +615,7 @@ Result<std::unique_ptr<ServerApp>> ServerApp::Create(const ServerConfig& config,
         std::make_unique<ClusterHosts>(clock, *p->store, *p->hosts, p->bus->server_id());
   }
   const HostRoutesDeps host_routes{clock, *p->hosts, *p->fleet, *p->store,
-                                   p->cluster_hosts.get()};
+                                   p->cluster_hosts.get(), p->incidents.get()};
   AddHostRoutes(r, host_routes);
   AddAlarmRoutes(r, *p->alarms, *p->target_groups, p->external.get());
   AddChaosRoutes(r, {clock, *p->hosts, *p->signed_commands, *p->store,

@@ -79,7 +79,7 @@ bool Fleet::RestoreOne(const HostRecord& rec) {
   }
   d_.hosts.Restore(*facts, rec.registered_at, rec.last_seen);
   d_.target_groups.Register(rec.name, facts->targets, d_.clock.Now());
-  d_.alarms.Expect(rec.name, "heartbeat", d_.clock.Now());
+  d_.alarms.Expect(rec.name, kHeartbeatSeries, d_.clock.Now());
   return true;
 }
 
@@ -209,6 +209,9 @@ void Fleet::Evaluate(const protocol::Report& report) {
   auto add = [&](std::vector<AlarmTransition> t) {
     transitions.insert(transitions.end(), t.begin(), t.end());
   };
+  // The heartbeat first: the host is alive for the rules judged on this report's data (a silent
+  // host's other rules are held out of ALARM, docs/ALARMS.md "One dead host, one alarm").
+  add(d_.alarms.Observe(report.host, kHeartbeatSeries, 1, now));
   std::optional<WallTime> newest;
   for (const auto& s : report.samples) {
     if (!newest || s.t > *newest) {
@@ -226,7 +229,6 @@ void Fleet::Evaluate(const protocol::Report& report) {
     d_.hosts.RecordPoint(f.host, f.series, f.value, f.t);
     add(d_.alarms.Observe(f.host, f.series, f.value, f.t));
   }
-  add(d_.alarms.Observe(report.host, "heartbeat", 1, now));
   Publish(transitions);
 }
 

@@ -72,9 +72,40 @@ void AddHostRoutes(Router& router, HostRoutesDeps deps) {
                 respond(JsonResponse(200, body));
               }});
   router.Add({"DELETE", "/api/v1/hosts/{name}", Role::kAdmin,
-              "remove a retired host: its stored facts, alarm states and target memberships",
+              "remove a retired host: its stored facts, alarm states and target memberships; "
+              "409 while it has open incidents unless ?close_incidents=true",
               [deps](ApiRequest& req, Responder respond) {
                 const std::string name = req.path_params["name"];
+                if (Status s = RequireQueryKeys(req, {"close_incidents"}); !s) {
+                  return respond(ErrorResponse(s.error()));
+                }
+                bool close = false;
+                if (auto it = req.query.find("close_incidents"); it != req.query.end()) {
+                  if (it->second != "true" && it->second != "false") {
+                    return respond(ErrorResponse(400, "close_incidents must be true or false"));
+                  }
+                  close = it->second == "true";
+                }
+                std::vector<std::string> open;
+                if (deps.incidents != nullptr) {
+                  Result<std::vector<std::string>> ids = deps.incidents->OpenIncidentsOf(name);
+                  if (!ids) {
+                    return respond(ErrorResponse(ids.error()));
+                  }
+                  open = std::move(*ids);
+                }
+                if (!open.empty() && !close) {
+                  std::string list;
+                  for (const std::string& id : open) {
+                    list += (list.empty() ? "" : ", ") + id;
+                  }
+                  return respond(JsonResponse(
+                      409, Json{{"error", "host '" + name + "' has open incidents (" + list +
+                                              "): close them with close_incidents=true (medic "
+                                              "hosts remove " + name +
+                                              " --close-incidents), or decide them first"},
+                                {"open_incidents", open}}));
+                }
                 if (Status s = deps.fleet.Remove(name); !s) {
                   return respond(ErrorResponse(s.error()));
                 }
@@ -82,7 +113,16 @@ void AddHostRoutes(Router& router, HostRoutesDeps deps) {
                   deps.cluster->Invalidate();
                 }
                 Audit(deps.store, deps.clock, req.principal, "host.remove", name);
-                respond(JsonResponse(200, Json{{"removed", name}}));
+                Json closed = Json::array();
+                if (close && deps.incidents != nullptr) {
+                  Result<std::vector<std::string>> ids =
+                      deps.incidents->CloseForRemovedHost(name, req.principal);
+                  if (!ids) {
+                    return respond(ErrorResponse(ids.error()));
+                  }
+                  closed = *ids;
+                }
+                respond(JsonResponse(200, Json{{"removed", name}, {"closed_incidents", closed}}));
               }});
   router.Add({"GET", "/api/v1/hosts/{name}/metrics", Role::kViewer,
               "history of one metric (?metric=M&since=RFC3339&max_points=N&keep=highest|lowest)",

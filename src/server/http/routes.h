@@ -84,6 +84,9 @@ struct HostRoutesDeps {
   // Several servers on one store: every host of the cluster is listed, each with its `server`
   // (fleet/cluster_hosts.h). Null on a single server.
   ClusterHosts* cluster = nullptr;
+  // A host with open incidents is removed only with ?close_incidents=true, which closes them.
+  // Null: removal does not look at incidents (tests of the host routes alone).
+  IncidentManager* incidents = nullptr;
 };
 void AddHostRoutes(Router& router, HostRoutesDeps deps);
 // GET /api/v1/hosts/{name}: one host as the listing shows it. Added after the identity routes,

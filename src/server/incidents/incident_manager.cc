@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <future>
 #include <memory>
+#include <tuple>
 
 #include "ai/gate.h"
 #include "ai/prompt.h"
@@ -1282,6 +1283,48 @@ Result<Incident> IncidentManager::RejectHere(const std::string& id, const std::s
   Audit(actor, "incident.reject",
         Json{{"incident_id", id}, {"action_hash", hash}, {"comment", comment}});
   return Lookup(id);
+}
+
+Result<std::vector<std::string>> IncidentManager::OpenIncidentsOf(const std::string& host) {
+  std::vector<Incident> open;
+  for (IncidentStatus st :
+       {IncidentStatus::kDiagnosing, IncidentStatus::kPendingApproval, IncidentStatus::kExecuting}) {
+    IncidentQuery q;
+    q.status = st;
+    q.instance_id = host;
+    q.limit = 1000;
+    ASSIGN_OR_RETURN(std::vector<Incident> some, store_.ListIncidents(q));
+    open.insert(open.end(), some.begin(), some.end());
+  }
+  std::sort(open.begin(), open.end(), [](const Incident& a, const Incident& b) {
+    return std::tie(a.created_at, a.incident_id) < std::tie(b.created_at, b.incident_id);
+  });
+  std::vector<std::string> ids;
+  for (const Incident& inc : open) {
+    ids.push_back(inc.incident_id);
+  }
+  return ids;
+}
+
+Result<std::vector<std::string>> IncidentManager::CloseForRemovedHost(const std::string& host,
+                                                                      const std::string& actor) {
+  ASSIGN_OR_RETURN(std::vector<std::string> ids, OpenIncidentsOf(host));
+  std::vector<std::string> closed;
+  std::lock_guard<std::mutex> lock(mu_);
+  for (const std::string& id : ids) {
+    ASSIGN_OR_RETURN(Incident inc, Lookup(id));
+    if (!IsOpen(inc.status)) {
+      continue;  // closed since it was listed
+    }
+    Active& a = active_[id];
+    a.inc = inc;
+    inc.reason = "host removed";
+    RETURN_IF_ERROR(Commit(a, std::move(inc), IncidentEvent::kHostRemoved,
+                           "host " + host + " removed by " + actor, actor));
+    Audit(actor, "incident.close", Json{{"incident_id", id}, {"reason", "host removed"}});
+    closed.push_back(id);
+  }
+  return closed;
 }
 
 void IncidentManager::RunOnce() {

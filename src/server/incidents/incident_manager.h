@@ -67,6 +67,15 @@ class IncidentManager {
   Result<Incident> Reject(const std::string& incident_id, const std::string& actor,
                           const std::string& comment);
 
+  // A host being removed (DELETE /api/v1/hosts/NAME): the ids of its open incidents
+  // (diagnosing, pending_approval, executing), oldest first.
+  Result<std::vector<std::string>> OpenIncidentsOf(const std::string& host);
+  // Closes every open incident of a removed host: status rejected, timeline `host_removed`,
+  // reason "host removed", audited as incident.close. Returns the ids closed. Works on the
+  // store's copy where this server does not drive the incident (several servers on one store).
+  Result<std::vector<std::string>> CloseForRemovedHost(const std::string& host,
+                                                       const std::string& actor);
+
   // The restart-loop breaker: more than `max_fixes` automatic fixes of the same alarm on the
   // same host within `window` stop automation for that pair; the next incident waits for a
   // human and its timeline says why. Default 3 per hour. REQUIRES: before any event.

@@ -34,6 +34,8 @@ std::string_view IncidentEventName(IncidentEvent e) {
       return "verification_failed";
     case IncidentEvent::kApprovalExpired:
       return "approval_expired";
+    case IncidentEvent::kHostRemoved:
+      return "host_removed";
   }
   return "unknown";
 }
@@ -75,6 +77,11 @@ constexpr Row kTable[] = {
     {S::kExecuting, E::kFixTimedOut, {S::kTimeout, "timeout", kCloseAndRejudge}},
     {S::kExecuting, E::kVerified, {S::kCompleted, "completed", kClose}},
     {S::kExecuting, E::kVerificationFailed, {S::kFailed, "failed", kCloseAndRejudge}},
+    // The host is gone (its alarms with it): the incident ends as an operator's decision not
+    // to fix, and nothing is judged again.
+    {S::kDiagnosing, E::kHostRemoved, {S::kRejected, "host_removed", kClose}},
+    {S::kPendingApproval, E::kHostRemoved, {S::kRejected, "host_removed", kClose}},
+    {S::kExecuting, E::kHostRemoved, {S::kRejected, "host_removed", kClose}},
 };
 
 }  // namespace

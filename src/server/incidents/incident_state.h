@@ -13,6 +13,7 @@
 //   executing ──Verified──► completed
 //             ──FixNotRun | FixFailed | VerificationFailed──► failed     (then judged again)
 //             ──FixTimedOut──► timeout                                   (then judged again)
+//   diagnosing | pending_approval | executing ──HostRemoved──► rejected
 //   completed, failed, timeout, rejected: terminal, every event refused.
 //
 // Events that change nothing but the timeline (diagnosed, suggested, verifying, alarm_repeated,
@@ -41,8 +42,9 @@ enum class IncidentEvent {
   kVerified,               // the alarm is back to OK after the fix
   kVerificationFailed,     // the alarm is still not OK at the end of the verification window
   kApprovalExpired,        // nobody decided within the approval timeout
+  kHostRemoved,            // an operator removed the host (hosts remove --close-incidents)
 };
-inline constexpr int kIncidentEventCount = 14;
+inline constexpr int kIncidentEventCount = 15;
 
 std::string_view IncidentEventName(IncidentEvent e);
 

@@ -3,6 +3,7 @@
 #include <gtest/gtest.h>
 
 #include <functional>
+#include <map>
 #include <random>
 #include <thread>
 
@@ -800,6 +801,37 @@ TEST(AlarmConfigTest, AlarmsSectionOverridesDefaultsByNameAndAddsRules) {
   AlarmEngine engine(c->alarm_rules, Millis(c->agent_interval_ms));
   EXPECT_EQ(engine.FindRule("Memory-Exhaustion-ASG")->period, Millis(2000));
   EXPECT_EQ(engine.FindRule("Host-Unreachable")->period, Millis(5000));
+}
+
+// Issue 19: a threshold overridden in config shows in the description (the incident's
+// alarm_description); a description of the config's own stays as written.
+TEST(AlarmConfigTest, AnOverriddenThresholdShowsInTheAlarmDescription) {
+  test::TempDir dir;
+  ASSERT_TRUE(WriteFileAtomic(dir.File("s.yaml"),
+                              "alarms:\n"
+                              "  Disk-Critical-ASG: {threshold: 80}\n"
+                              "  Memory-Exhaustion-ASG: {threshold: 75, comparison: \">=\"}\n"
+                              "  Host-Unreachable: {period: 10s}\n"
+                              "  Nginx-Down-ALB: {description: Web tier down, threshold: 0.5}\n"
+                              "  Inodes-Low: {metric: inode_free_percent, comparison: \"<\", "
+                              "threshold: 5}\n")
+                  .has_value());
+  auto c = LoadServerConfig(dir.File("s.yaml"));
+  ASSERT_TRUE(c.has_value()) << c.error().ToString();
+  std::map<std::string, std::string> got;
+  for (const AlarmRule& r : c->alarm_rules) {
+    got[r.name] = r.description;
+  }
+  EXPECT_EQ(got["Disk-Critical-ASG"], "Disk usage above 80% on the root volume");
+  EXPECT_EQ(got["Memory-Exhaustion-ASG"], "Memory usage at or above 75%");
+  EXPECT_EQ(got["Host-Unreachable"], "The host's agent has not reported for 30 seconds");
+  EXPECT_EQ(got["Nginx-Down-ALB"], "Web tier down");
+  EXPECT_EQ(got["Inodes-Low"], "inode_free_percent < 5");
+  // And the built-in ones, unchanged.
+  for (const AlarmRule& r : DefaultAlarmRules()) {
+    EXPECT_EQ(r.description, DescribeRule(r));
+  }
+  EXPECT_EQ(DefaultAlarmRules()[0].description, "Disk usage above 85% on the root volume");
 }
 
 TEST(AlarmConfigTest, ErrorsNameFileLineAndProblem) {

@@ -61,6 +61,41 @@ class FleetTest : public ::testing::Test {
     return 0;
   }
 
+  // One round of the target group's probes due now, every one answered `up` (HTTP 200) or
+  // refused, their datapoints fed to the fleet (as TargetGroupChecker does).
+  void ProbeRound(bool up) {
+    for (const ProbeRequest& p : target_groups_.DueProbes(clock_.Now())) {
+      const Result<int> status = up ? Result<int>(200) : Result<int>(Unavailable("refused"));
+      fleet_.OnTargetFeeds(target_groups_.OnProbeResult(p, status, clock_.Now()));
+    }
+  }
+
+  // `seconds` seconds of the host, a second at a time: its agent reports (or not) and its nginx
+  // answers the probes (or not); the alarm engine's deadlines run.
+  void Live(int seconds, bool agent_reports, bool nginx_up) {
+    for (int i = 0; i < seconds; ++i) {
+      clock_.Advance(std::chrono::seconds(1));
+      if (agent_reports) {
+        protocol::Report r = DiskReport(40);
+        r.checks = {{"web", nginx_up, "", clock_.Now()}};
+        ASSERT_TRUE(fleet_.Report(r).has_value());
+      }
+      ProbeRound(nginx_up);
+      fleet_.Tick(clock_.Now());
+    }
+  }
+
+  // The transitions to ALARM handed to the incidents (each opens one) since `from`.
+  std::vector<std::string> AlarmsRaised(size_t from = 0) const {
+    std::vector<std::string> out;
+    for (size_t i = from; i < to_incidents_.size(); ++i) {
+      if (to_incidents_[i].to == AlarmState::kAlarm) {
+        out.push_back(to_incidents_[i].rule);
+      }
+    }
+    return out;
+  }
+
   test::TempDir dir_;
   ManualClock clock_;
   std::unique_ptr<Store> store_ = std::move(OpenSqliteStore(dir_.File("medic.db")).value());
@@ -194,6 +229,54 @@ TEST_F(FleetTest, AKnownHostThatNeverReportsAfterARestartRaisesHostUnreachable) 
   EXPECT_EQ(to_incidents_.back().rule, "Host-Unreachable");
   EXPECT_EQ(to_incidents_.back().to, AlarmState::kAlarm);
   EXPECT_EQ(EventNames().back(), "alarm");
+}
+
+// Issue 19: a host that dies whole (agent and nginx) fails the load balancer's probes 5-10 s
+// before Host-Unreachable's 15 s; the silent host's Nginx-Down-ALB is held in INSUFFICIENT_DATA,
+// so one dead host opens one incident.
+TEST_F(FleetTest, OneDeadHostOpensOneIncident) {
+  ASSERT_TRUE(fleet_.Register(Web1()).has_value());
+  Live(12, /*agent_reports=*/true, /*nginx_up=*/true);
+  ASSERT_EQ(alarms_.StateOf("Nginx-Down-ALB", "web-1"), AlarmState::kOk);
+  const size_t before = to_incidents_.size();
+
+  Live(30, /*agent_reports=*/false, /*nginx_up=*/false);
+
+  EXPECT_EQ(AlarmsRaised(before), std::vector<std::string>{"Host-Unreachable"});
+  EXPECT_EQ(alarms_.StateOf("Host-Unreachable", "web-1"), AlarmState::kAlarm);
+  EXPECT_EQ(alarms_.StateOf("Nginx-Down-ALB", "web-1"), AlarmState::kInsufficientData);
+  EXPECT_EQ(alarms_.StateOf("Disk-Critical-ASG", "web-1"), AlarmState::kOk);
+}
+
+TEST_F(FleetTest, OneDeadHostOpensOneIncidentAfterARestart) {
+  ASSERT_TRUE(
+      store_->PutHost({"web-1", protocol::ToJson(Web1()), clock_.Now(), clock_.Now()}).has_value());
+  ASSERT_TRUE(fleet_.Restore().has_value());
+
+  Live(30, /*agent_reports=*/false, /*nginx_up=*/false);
+
+  EXPECT_EQ(AlarmsRaised(), std::vector<std::string>{"Host-Unreachable"});
+  EXPECT_EQ(alarms_.StateOf("Nginx-Down-ALB", "web-1"), AlarmState::kInsufficientData);
+}
+
+// An alarm already raised when the host went silent leaves ALARM when Host-Unreachable fires (its
+// data is gone with the host); once the host reports again, its alarms are judged as before.
+TEST_F(FleetTest, ADeadHostsOtherAlarmsLeaveAlarmAndComeBackWithIt) {
+  ASSERT_TRUE(fleet_.Register(Web1()).has_value());
+  Live(5, /*agent_reports=*/true, /*nginx_up=*/true);
+  clock_.Advance(std::chrono::seconds(1));
+  ASSERT_TRUE(fleet_.Report(DiskReport(97)).has_value());
+  ASSERT_EQ(alarms_.StateOf("Disk-Critical-ASG", "web-1"), AlarmState::kAlarm);
+
+  Live(25, /*agent_reports=*/false, /*nginx_up=*/true);
+  EXPECT_EQ(alarms_.StateOf("Host-Unreachable", "web-1"), AlarmState::kAlarm);
+  EXPECT_EQ(alarms_.StateOf("Disk-Critical-ASG", "web-1"), AlarmState::kInsufficientData);
+
+  // Back, with nginx down: a live host's nginx failure is an incident of its own.
+  const size_t before = to_incidents_.size();
+  Live(15, /*agent_reports=*/true, /*nginx_up=*/false);
+  EXPECT_EQ(alarms_.StateOf("Host-Unreachable", "web-1"), AlarmState::kOk);
+  EXPECT_EQ(AlarmsRaised(before), std::vector<std::string>{"Nginx-Down-ALB"});
 }
 
 // Issue 12: facts a server without limits kept (a 0.9 MB services list) do not come back.

@@ -595,10 +595,10 @@ class FleetRestartTest : public test::ServerFixture {
               200);
   }
   // With the credential the host got before (it survives a restart of the server).
-  int Report(const std::string& name) {
+  int Report(const std::string& name, double disk_used_percent = 40) {
     protocol::Report rep;
     rep.host = name;
-    rep.samples.push_back({manual_.Now(), {{"disk_used_percent", 40}}});
+    rep.samples.push_back({manual_.Now(), {{"disk_used_percent", disk_used_percent}}});
     return Call("POST", "/agent/v1/report", credentials_[name], DumpJson(protocol::ToJson(rep)))
         .status;
   }
@@ -661,6 +661,46 @@ TEST_F(FleetRestartTest, KnownHostsAreExpectedAfterARestartAndASilentOneIsUnreac
   EXPECT_TRUE(incident) << "no Host-Unreachable incident for web-1";
 }
 
+// Issue 19: a host with an open incident is not removed silently (its incident would stay
+// pending for ever): 409 naming the incident, unless close_incidents=true, which closes it with
+// the reason on its timeline.
+TEST_F(FleetRestartTest, RemovingAHostWithOpenIncidentsClosesThemOnlyWhenAsked) {
+  StartServer();
+  Register("web-1");
+  ASSERT_EQ(Report("web-1", 97), 200);
+  const Json listed = Get("/api/v1/incidents?status=diagnosing");
+  ASSERT_EQ(listed["incidents"].size(), 1u) << listed.dump();
+  const std::string id = listed["incidents"][0]["incident_id"];
+
+  HttpResponse r = Call("DELETE", "/api/v1/hosts/web-1", admin_);
+  ASSERT_EQ(r.status, 409) << r.body;
+  const Json refused = ParseJson(r.body).value();
+  EXPECT_EQ(refused["open_incidents"], Json::array({id}));
+  EXPECT_EQ(refused["error"], "host 'web-1' has open incidents (" + id +
+                                  "): close them with close_incidents=true (medic hosts remove "
+                                  "web-1 --close-incidents), or decide them first");
+  EXPECT_EQ(Call("DELETE", "/api/v1/hosts/web-1?close_incidents=yes", admin_).status, 400);
+  EXPECT_EQ(Call("DELETE", "/api/v1/hosts/web-1?close_incident=true", admin_).status, 400);
+  EXPECT_EQ(Get("/api/v1/hosts")["hosts"].size(), 1u) << "nothing removed on a refusal";
+
+  r = Call("DELETE", "/api/v1/hosts/web-1?close_incidents=true", admin_);
+  ASSERT_EQ(r.status, 200) << r.body;
+  EXPECT_EQ(ParseJson(r.body).value(),
+            (Json{{"removed", "web-1"}, {"closed_incidents", Json::array({id})}}));
+  const Json inc = Get("/api/v1/incidents/" + id);
+  EXPECT_EQ(inc["status"], "rejected");
+  EXPECT_EQ(inc["reason"], "host removed");
+  ASSERT_FALSE(inc["timeline"].empty());
+  EXPECT_EQ(inc["timeline"].back()["event"], "host_removed") << inc["timeline"].dump();
+  EXPECT_TRUE(inc["resolved_at"].is_string()) << inc.dump();
+  EXPECT_TRUE(Get("/api/v1/hosts")["hosts"].empty());
+  // Newest first: the removal, then the incident it closed.
+  const Json audit = Get("/api/v1/audit")["audit"];
+  ASSERT_GE(audit.size(), 2u) << audit.dump();
+  EXPECT_EQ(audit[0]["action"], "incident.close");
+  EXPECT_EQ(audit[1]["action"], "host.remove");
+}
+
 TEST_F(FleetRestartTest, ARemovedHostIsForgottenAcrossRestarts) {
   StartServer();
   Register("web-1");
@@ -668,7 +708,8 @@ TEST_F(FleetRestartTest, ARemovedHostIsForgottenAcrossRestarts) {
   ASSERT_EQ(Report("web-1"), 200);
   HttpResponse r = Call("DELETE", "/api/v1/hosts/web-1", admin_);
   ASSERT_EQ(r.status, 200) << r.body;
-  EXPECT_EQ(ParseJson(r.body).value(), (Json{{"removed", "web-1"}}));
+  EXPECT_EQ(ParseJson(r.body).value(),
+            (Json{{"removed", "web-1"}, {"closed_incidents", Json::array()}}));
   EXPECT_EQ(Call("DELETE", "/api/v1/hosts/web-1", admin_).status, 404);
   EXPECT_EQ(Call("DELETE", "/api/v1/hosts/nobody", admin_).status, 404);
   Json hosts = Get("/api/v1/hosts")["hosts"];

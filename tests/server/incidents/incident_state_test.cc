@@ -22,7 +22,7 @@ constexpr E kAllEvents[] = {
     E::kDiagnosticsTimedOut, E::kNoRunbook,     E::kNeedsApproval,       E::kAutoApproved,
     E::kApproved,            E::kRejected,      E::kActionInvalid,       E::kNothingToRunCleared,
     E::kFixNotRun,           E::kFixFailed,     E::kFixTimedOut,         E::kVerified,
-    E::kVerificationFailed,  E::kApprovalExpired};
+    E::kVerificationFailed,  E::kApprovalExpired, E::kHostRemoved};
 static_assert(std::size(kAllEvents) == kIncidentEventCount);
 
 struct Want {
@@ -55,6 +55,10 @@ const std::map<std::pair<S, E>, Want>& Allowed() {
       {{S::kExecuting, E::kFixTimedOut}, {S::kTimeout, "timeout", kRetry}},
       {{S::kExecuting, E::kVerified}, {S::kCompleted, "completed", kClose}},
       {{S::kExecuting, E::kVerificationFailed}, {S::kFailed, "failed", kRetry}},
+      // A removed host's open incidents close (hosts remove --close-incidents).
+      {{S::kDiagnosing, E::kHostRemoved}, {S::kRejected, "host_removed", kClose}},
+      {{S::kPendingApproval, E::kHostRemoved}, {S::kRejected, "host_removed", kClose}},
+      {{S::kExecuting, E::kHostRemoved}, {S::kRejected, "host_removed", kClose}},
   };
   return *table;
 }
@@ -86,8 +90,8 @@ TEST(IncidentStateTest, EveryCellIsAllowedOrRefusedAsWritten) {
       EXPECT_EQ(got->effects, want->second.effects);
     }
   }
-  EXPECT_EQ(allowed, 15);
-  EXPECT_EQ(refused, 7 * kIncidentEventCount - 15);
+  EXPECT_EQ(allowed, 18);
+  EXPECT_EQ(refused, 7 * kIncidentEventCount - 18);
 }
 
 TEST(IncidentStateTest, TerminalStatusesRefuseEveryEvent) {

@@ -59,8 +59,8 @@ TEST(FastDiskAlarmTest, TheRealServerFiresTheDiskAlarmSoonAfterTheCrossing) {
     return "server:\n" + ReadFileTail(dir.File("server.log"), 3000).value_or("") +
            "\nagent:\n" + ReadFileTail(dir.File("agent.log"), 3000).value_or("");
   };
-  const int port = test::WaitForReportedPort(server.pid(), dir.File("server.log"),
-                                             test::kServerServingOn, 15s);
+  const int port =
+      test::WaitForReportedPort(server.pid(), dir.File("server.log"), test::kServerServingOn, 15s);
   ASSERT_GT(port, 0) << logs();
   const std::string url = "http://127.0.0.1:" + std::to_string(port);
   std::string admin;

@@ -42,8 +42,8 @@ long RssKib(pid_t pid) {
   return -1;
 }
 
-// The real medic-server on loopback (port 0, the port read back) in its own data directory, killed (its process
-// group) when the object dies.
+// The real medic-server on loopback (port 0, the port read back) in its own data directory, killed
+// (its process group) when the object dies.
 class HostLimitsTest : public ::testing::Test {
  protected:
   void TearDown() override {
@@ -57,9 +57,9 @@ class HostLimitsTest : public ::testing::Test {
   void StartServer(const std::string& config) {
     const std::string config_file = dir_.File("server.yaml");
     ASSERT_TRUE(WriteFileAtomic(config_file, config, 0600).has_value());
-    url_ = test::StartServerOnPortZero(
-        server_, {"--config", config_file, "--data-dir", dir_.File("data")}, dir_.File("data"),
-        dir_.File("server.log"), 15s);
+    url_ = test::StartServerOnPortZero(server_,
+                                       {"--config", config_file, "--data-dir", dir_.File("data")},
+                                       dir_.File("data"), dir_.File("server.log"), 15s);
     ASSERT_FALSE(url_.empty()) << "medic-server did not start: "
                                << ReadFileTail(dir_.File("server.log"), 2000).value_or("");
     admin_ = std::string(Trim(ReadFile(dir_.File("data/admin.token")).value_or("")));

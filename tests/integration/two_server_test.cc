@@ -269,15 +269,18 @@ class TwoServerTest : public ::testing::Test {
         s.log);
     const int port =
         WaitForReportedPort(s.proc->pid(), s.log, kServerServingOn, kStartTimeout, log_from);
-    ASSERT_GT(port, 0) << "medic-server " << s.name << " did not start: "
-                       << ReadFile(s.log).value_or("").substr(log_from);
+    ASSERT_GT(port, 0) << "medic-server " << s.name
+                       << " did not start: " << ReadFile(s.log).value_or("").substr(log_from);
     s.port = port;
-    ASSERT_TRUE(Eventually(kStartTimeout, [&] {
-      return !s.alive() || (HttpStatus(s.url() + "/healthz") == 200 && !s.admin().empty() &&
-                            PathExists(s.data_dir + "/agent.token"));
-    }) && s.alive())
-        << "medic-server " << s.name << " did not serve: "
-        << ReadFile(s.log).value_or("").substr(log_from);
+    ASSERT_TRUE(Eventually(kStartTimeout,
+                           [&] {
+                             return !s.alive() ||
+                                    (HttpStatus(s.url() + "/healthz") == 200 &&
+                                     !s.admin().empty() && PathExists(s.data_dir + "/agent.token"));
+                           }) &&
+                s.alive())
+        << "medic-server " << s.name
+        << " did not serve: " << ReadFile(s.log).value_or("").substr(log_from);
     s.held.reset();
   }
 

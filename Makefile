@@ -5,14 +5,22 @@ FUZZ_DIR ?= build-fuzz
 JOBS ?= $(shell nproc)
 CMAKE_FLAGS ?= -DCMAKE_BUILD_TYPE=RelWithDebInfo
 
-.PHONY: setup build package test test-unit test-asan test-fuzz fuzz-long fuzz-build san-configure bench-crash bench-scale bench-scale-cluster bench-scenarios bench-archive demo clean format
+.PHONY: setup build build-tests package test test-unit test-asan test-fuzz fuzz-long fuzz-build san-configure bench-crash bench-scale bench-scale-cluster bench-scenarios bench-archive demo clean format
 
 setup:
 	@bash scripts/setup.sh
 
+# The three programs, nothing else (not the ~100 test binaries); quietly, one line per step,
+# a failing step's output in full (scripts/build.sh; every step's log in $(BUILD_DIR)/build-logs/).
+BINARIES := medic-server medic-agent medic
+BUILD = CMAKE_FLAGS="$(CMAKE_FLAGS)" bash scripts/build.sh $(BUILD_DIR) $(JOBS)
+
 build: setup
-	@cmake -S . -B $(BUILD_DIR) $(CMAKE_FLAGS) >/dev/null
-	@cmake --build $(BUILD_DIR) -j $(JOBS)
+	@$(BUILD) $(BINARIES)
+
+# Everything: the programs, the benchmarks' tools and every test binary (what `make test` runs).
+build-tests: setup
+	@$(BUILD)
 
 # The Debian packages medic-server, medic-agent and medic in $(BUILD_DIR)/packages/ (CPack,
 # cmake/packaging.cmake, deploy/; docs/INSTALL.md). Uses the binaries `build` made.
@@ -23,14 +31,14 @@ package: build
 # under AddressSanitizer and UndefinedBehaviorSanitizer, then the fuzz harnesses (bounded).
 # A test that skips fails the run (scripts/check_skips.py; MEDIC_ALLOW_SKIPS=1 on a machine
 # without root): everything here can run on the machines CI uses.
-test: build
+test: build-tests
 	@cd $(BUILD_DIR) && ctest --output-on-failure --timeout 600 -j $(JOBS) \
 		--output-junit $(abspath $(BUILD_DIR))/ctest-junit.xml
 	@python3 scripts/check_skips.py $(BUILD_DIR)/ctest-junit.xml
 	@$(MAKE) --no-print-directory test-asan
 	@$(MAKE) --no-print-directory test-fuzz
 
-test-unit: build
+test-unit: build-tests
 	@cd $(BUILD_DIR) && ctest --output-on-failure -L unit -j $(JOBS)
 
 test-asan: san-configure
@@ -43,21 +51,24 @@ test-asan: san-configure
 # Crash consistency (issue 12): 20 rounds of SIGKILLs of medic-server at random moments during
 # 100 concurrent incidents, each restarted (docs/BENCHMARKS.md); `make test` runs 2 rounds.
 # MEDIC_CRASH_SEED=S replays one round; MEDIC_CRASH_ROUNDS=N runs N.
-bench-crash: build
+bench-crash: setup
+	@$(BUILD) $(BINARIES) crash_consistency_test
 	@MEDIC_BIN_DIR=$(abspath $(BUILD_DIR))/bin MEDIC_CRASH_ROUNDS=$${MEDIC_CRASH_ROUNDS:-20} \
 		$(BUILD_DIR)/tests/crash_consistency_test
 
 # Scale (issue 13): 1k / 3k / 6k / the most agents the descriptor limit allows, 60 s each, with
 # bench/scale.py and build/bin/medic-fleet-load (docs/BENCHMARKS.md "Scale"). SCALE_ARGS passes
 # options through: SCALE_ARGS="--baseline /path/to/old/medic-server --long 600".
-bench-scale: build
+bench-scale: setup
+	@$(BUILD) medic-server medic-fleet-load
 	@python3 bench/scale.py --server $(BUILD_DIR)/bin/medic-server \
 		--generator $(BUILD_DIR)/bin/medic-fleet-load $(SCALE_ARGS)
 
 # Issue 15: the same levels with three setups side by side: one server on SQLite, one on
 # PostgreSQL, two servers on one PostgreSQL sharing the fleet (scale.py starts its own
 # PostgreSQL, Debian's postgresql package), and a comparison table (docs/BENCHMARKS.md).
-bench-scale-cluster: build
+bench-scale-cluster: setup
+	@$(BUILD) medic-server medic-fleet-load
 	@python3 bench/scale.py --server $(BUILD_DIR)/bin/medic-server \
 		--generator $(BUILD_DIR)/bin/medic-fleet-load --setups sqlite,postgres,postgres-2 \
 		$(SCALE_ARGS)
@@ -71,7 +82,8 @@ bench-scenarios: build
 # Archive (issue 18): log.archive_truncate of a 30 MiB log over loopback through the real server
 # and agent code, this tree's path and the one before issue 18 in alternating runs
 # (docs/BENCHMARKS.md "Archive"). ARCHIVE_ARGS passes options: ARCHIVE_ARGS="--runs 11".
-bench-archive: build
+bench-archive: setup
+	@$(BUILD) medic-archive-bench
 	@$(BUILD_DIR)/bin/medic-archive-bench $(ARCHIVE_ARGS)
 
 # The sanitizer tree (docs/TESTING.md): clang, every library built once with ASan, UBSan and
@@ -96,11 +108,8 @@ fuzz-long: fuzz-build
 	@cmake -S . -B $(FUZZ_DIR) -DMEDIC_FUZZ_LONG_SECONDS=$(FUZZ_SECONDS) >/dev/null
 	@cmake --build $(FUZZ_DIR) --target fuzz_long
 
-# Only the three programs the demo runs (not every test binary), without make's directory noise.
-demo: setup
-	@cmake -S . -B $(BUILD_DIR) $(CMAKE_FLAGS) >/dev/null
-	@cmake --build $(BUILD_DIR) -j $(JOBS) --target medic medic-server medic-agent -- \
-		--no-print-directory
+# Builds the three programs (as `build`) and starts the demo fleet (docs/CLI.md, `medic demo`).
+demo: build
 	@$(BUILD_DIR)/bin/medic demo $(DEMO_ARGS)
 
 format:

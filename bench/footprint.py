@@ -63,12 +63,40 @@ def stop_process(p, timeout):
             p.wait()
 
 
-def free_port():
+_HELD = []  # held_port()'s sockets, open until the bench exits
+
+
+def held_port():
+    """A loopback port for a program that must be told its port in advance (nginx, Prometheus,
+    Alertmanager, node-exporter, medic healthapp): a socket bound to 127.0.0.1 with SO_REUSEADDR
+    that never listens, held until this process exits. Meanwhile nothing else gets the port by
+    chance (port-0 binds and outgoing connections pass over it, a bind without SO_REUSEADDR
+    fails); the program, which sets SO_REUSEADDR itself, listens beside it. medic-server binds
+    port 0 and says which port it got instead (reported_port)."""
     s = socket.socket()
+    s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     s.bind(("127.0.0.1", 0))
-    port = s.getsockname()[1]
-    s.close()
-    return port
+    _HELD.append(s)
+    return s.getsockname()[1]
+
+
+def reported_port(log_path, proc, limit=30.0):
+    """The port of medic-server started with `--listen 127.0.0.1:0`, from its "serving on
+    127.0.0.1:PORT" line in `log_path`; exits the bench when the Popen `proc` ended or `limit`
+    seconds passed first."""
+    deadline = time.time() + limit
+    while time.time() < deadline:
+        try:
+            with open(log_path, errors="replace") as f:
+                m = re.search(r"serving on 127\.0\.0\.1:(\d+)", f.read())
+        except OSError:
+            m = None
+        if m:
+            return int(m.group(1))
+        if proc.poll() is not None:
+            break
+        time.sleep(0.05)
+    sys.exit(f"medic-server did not say where it serves; see {log_path}")
 
 
 def wait_http(url, limit=10.0, headers=None, context=None):
@@ -163,11 +191,11 @@ def main():
 
     try:
         # medic-server, the agent's peer.
-        server_port = free_port()
         os.mkdir(os.path.join(tmp, "data"))
-        spawn("server", [os.path.join(bin_dir, "medic-server"), "--listen",
-                         f"127.0.0.1:{server_port}", "--data-dir", os.path.join(tmp, "data")] +
-              (["--tls-self-signed"] if args.tls else []))
+        server = spawn("server", [os.path.join(bin_dir, "medic-server"), "--listen",
+                                  "127.0.0.1:0", "--data-dir", os.path.join(tmp, "data")] +
+                       (["--tls-self-signed"] if args.tls else []))
+        server_port = reported_port(os.path.join(tmp, "server.log"), server)
         deadline = time.time() + 10
         while not os.path.exists(os.path.join(tmp, "data", "agent.token")) and time.time() < deadline:
             time.sleep(0.05)
@@ -195,7 +223,7 @@ def main():
             enroll_code = json.loads(resp.read())["code"]
 
         # nginx, the checked service.
-        web_port = free_port()
+        web_port = held_port()
         for d in ("client_body", "proxy", "fastcgi", "uwsgi", "scgi"):
             os.mkdir(os.path.join(tmp, d))
         with open(os.path.join(tmp, "nginx.conf"), "w") as f:
@@ -247,7 +275,7 @@ check process nginx-name matching "^nginx"
         spawn("monit", ["/usr/bin/monit", "-I", "-c", monitrc])
 
         # node-exporter, scraped every second.
-        ne_port = free_port()
+        ne_port = held_port()
         spawn("node-exporter", ["/usr/bin/prometheus-node-exporter",
                                 f"--web.listen-address=127.0.0.1:{ne_port}"])
         if not wait_http(f"http://127.0.0.1:{ne_port}/metrics"):

@@ -25,7 +25,7 @@ import urllib.error
 import urllib.request
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from footprint import free_port, medic_env  # noqa: E402
+from footprint import held_port, medic_env  # noqa: E402
 
 
 # Stop functions of everything started or created so far, newest last: stop_all() runs them in
@@ -117,11 +117,10 @@ class Demo:
     def __init__(self, bin_dir, tmp, index, hosts=1):
         self.medic = os.path.join(bin_dir, "medic")
         self.data = os.path.join(tmp, f"demo-{index}")
-        self.port = free_port()
         self.log = open(os.path.join(tmp, f"demo-{index}.log"), "ab")
         self.proc = subprocess.Popen(
             [self.medic, "demo", "--auto", "--hosts", str(hosts), "--listen",
-             f"127.0.0.1:{self.port}", "--data-dir", self.data], stdout=subprocess.PIPE,
+             "127.0.0.1:0", "--data-dir", self.data], stdout=subprocess.PIPE,
             stderr=self.log, stdin=subprocess.DEVNULL, start_new_session=True, env=medic_env())
         on_cleanup(self.stop)
         line = self.proc.stdout.readline().decode()
@@ -131,7 +130,9 @@ class Demo:
         # Whatever else it prints goes to its log: a full pipe must not stall it.
         threading.Thread(target=lambda: shutil.copyfileobj(self.proc.stdout, self.log),
                          daemon=True).start()
-        # "medic demo ready: URL token-file PATH load-balancer LBURL"
+        # "medic demo ready: URL token-file PATH load-balancer LBURL"; URL names the port the
+        # server got (it bound port 0).
+        self.port = int(re.match(r"medic demo ready: http://127\.0\.0\.1:(\d+)/", line).group(1))
         self.token = open(line.split("token-file", 1)[1].split()[0]).read().strip()
         with open(os.path.join(self.data, "demo.json")) as f:
             info = json.load(f)
@@ -192,8 +193,8 @@ class NginxSandbox:
         for d in ("run", "log", "tmp"):
             os.makedirs(os.path.join(dir, d), exist_ok=True)
         self.log_dir = os.path.join(dir, "log")
-        port = free_port()
-        app_port = free_port()
+        port = held_port()  # nginx's and the health app's ports are written in nginx.conf
+        app_port = held_port()
         self.app = subprocess.Popen(
             [os.path.join(bin_dir, "medic"), "healthapp", "--listen", f"127.0.0.1:{app_port}"],
             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, stdin=subprocess.DEVNULL,

@@ -65,7 +65,7 @@ import urllib.error
 import urllib.request
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from footprint import free_port, machine, medic_env  # noqa: E402
+from footprint import machine, medic_env, reported_port  # noqa: E402
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 CLK_TCK = os.sysconf("SC_CLK_TCK")
@@ -313,7 +313,7 @@ def http(url, token=None, data=None, timeout=30.0):
 
 
 class Server:
-    """One medic-server in its own data dir, on a free loopback port; on PostgreSQL when dsn is
+    """One medic-server in its own data dir, on loopback (port 0, the port read back); on PostgreSQL when dsn is
     given, then as cluster member server_id, with the secrets of the first server's data dir
     (secrets_from) copied in before it starts (docs/DEPLOY.md)."""
 
@@ -321,8 +321,8 @@ class Server:
         self.binary = binary
         self.dir = tempfile.mkdtemp(prefix=f"{label}-", dir=root)
         self.data = os.path.join(self.dir, "data")
-        self.port = free_port()
-        self.url = f"http://127.0.0.1:{self.port}"
+        self.port = 0  # the port it got, once started (it binds port 0)
+        self.url = None
         self.proc = None
         self.log = None
         self.dsn = dsn
@@ -351,8 +351,10 @@ class Server:
         self.log = open(os.path.join(self.dir, "server.log"), "w")
         self.proc = subprocess.Popen(
             [self.binary, "--config", config, "--data-dir", data,
-             "--listen", f"127.0.0.1:{self.port}"],
+             "--listen", "127.0.0.1:0"],
             stdout=self.log, stderr=subprocess.STDOUT, env=env)
+        self.port = reported_port(self.log.name, self.proc)
+        self.url = f"http://127.0.0.1:{self.port}"
         deadline = time.time() + 30
         while time.time() < deadline:
             if self.proc.poll() is not None:

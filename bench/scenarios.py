@@ -74,7 +74,7 @@ import time
 import urllib.request
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from footprint import TICK, cpu_ticks, free_port, machine, medic_env, rss_kib  # noqa: E402
+from footprint import TICK, cpu_ticks, held_port, machine, medic_env, rss_kib  # noqa: E402
 from sandbox import (Demo, MemoryCgroup, Monit, NginxSandbox, Volume, answers_200,  # noqa: E402
                      disk_used_percent, cgroup_mem_used_percent, on_cleanup, stop_all, stop_popen,
                      wait_until)
@@ -395,7 +395,7 @@ class PrometheusSystem:
                                 "DiskFull": [b.fix_disk], "MemoryHigh": [b.fix_mem]})
         d = os.path.join(b.dir, "prom")
         os.makedirs(d)
-        ne_port, prom_port, am_port = free_port(), free_port(), free_port()
+        ne_port, prom_port, am_port = held_port(), held_port(), held_port()
         self.prom_url = f"http://127.0.0.1:{prom_port}"
         vol = b.volume.dir
         sel = f'mountpoint="{vol}"'

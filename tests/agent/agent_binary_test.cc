@@ -2,12 +2,9 @@
 // (integration): registration, reports, health checks, commands run once, local policy, and a
 // clean SIGTERM that stops the supervised services.
 
-#include <arpa/inet.h>
 #include <fcntl.h>
 #include <gtest/gtest.h>
-#include <netinet/in.h>
 #include <signal.h>
-#include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -23,6 +20,7 @@
 #include "tests/agent/agent_binary.h"
 #include "tests/fakes/command_signing.h"
 #include "tests/fakes/http_server.h"
+#include "tests/fakes/subprocess.h"
 #include "transport/http_client.h"
 
 namespace medic::agent {
@@ -570,16 +568,7 @@ TEST_F(AgentBinaryTest, HttpsServerWithCaFileAndClientCertificate) {
                "-out client.pem -days 2"),
             0);
 
-  // s_server wants a port; take a free one.
-  const int fd = ::socket(AF_INET, SOCK_STREAM, 0);
-  sockaddr_in addr{};
-  addr.sin_family = AF_INET;
-  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  ASSERT_EQ(::bind(fd, reinterpret_cast<sockaddr*>(&addr), sizeof(addr)), 0);
-  socklen_t len = sizeof(addr);
-  ::getsockname(fd, reinterpret_cast<sockaddr*>(&addr), &len);
-  ::close(fd);
-  const std::string port = std::to_string(ntohs(addr.sin_port));
+  // s_server on port 0 names the port it got: "ACCEPT 127.0.0.1:PORT".
   const pid_t server = ::fork();
   ASSERT_GE(server, 0);
   if (server == 0) {
@@ -590,8 +579,8 @@ TEST_F(AgentBinaryTest, HttpsServerWithCaFileAndClientCertificate) {
     if (::chdir(dir_.c_str()) != 0) {
       ::_exit(126);
     }
-    ::execlp("openssl", "openssl", "s_server", "-accept", ("127.0.0.1:" + port).c_str(), "-cert",
-             "server.pem", "-key", "server.key", "-CAfile", "ca.pem", "-Verify", "1", "-www",
+    ::execlp("openssl", "openssl", "s_server", "-accept", "127.0.0.1:0", "-cert", "server.pem",
+             "-key", "server.key", "-CAfile", "ca.pem", "-Verify", "1", "-www",
              static_cast<char*>(nullptr));
     ::_exit(127);
   }
@@ -603,16 +592,14 @@ TEST_F(AgentBinaryTest, HttpsServerWithCaFileAndClientCertificate) {
                      "openssl.log s_server.log")
                         .c_str());
   };
-  // Wait until it listens.
-  bool listening = false;
-  for (int i = 0; i < 200 && !listening; ++i) {
-    listening = ReadFile(dir_ + "/s_server.log").value_or("").find("ACCEPT") != std::string::npos;
-    std::this_thread::sleep_for(Millis(20));
-  }
-  if (!listening) {
+  const int accept_port = medic::test::WaitForReportedPort(server, dir_ + "/s_server.log",
+                                                           "ACCEPT 127.0.0.1:", Millis(10'000));
+  if (accept_port <= 0) {
+    const std::string log = ReadFile(dir_ + "/s_server.log").value_or("");
     cleanup();
-    FAIL() << "openssl s_server did not start";
+    FAIL() << "openssl s_server did not start: " << log;
   }
+  const std::string port = std::to_string(accept_port);
 
   const std::string url = "https://127.0.0.1:" + port;
   WriteConfig(url, "tls:\n  ca_file: " + dir_ + "/ca.pem\n  cert_file: " + dir_ +

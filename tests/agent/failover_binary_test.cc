@@ -11,12 +11,9 @@
 // on one store would. A server's metric history lives in its memory: whatever the second holds
 // came from the agent after the failover.
 
-#include <arpa/inet.h>
 #include <fcntl.h>
 #include <gtest/gtest.h>
-#include <netinet/in.h>
 #include <signal.h>
-#include <sys/socket.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -37,26 +34,6 @@ std::string Binary(const std::string& name, const char* built) {
   const char* dir = std::getenv("MEDIC_BIN_DIR");
   return dir != nullptr ? std::string(dir) + "/" + name : std::string(built);
 }
-
-// A free loopback port (bound, read back, released), different from `other`.
-int PickFreePort(int other = 0) {
-  for (int attempt = 0; attempt < 20; ++attempt) {
-    const int fd = ::socket(AF_INET, SOCK_STREAM, 0);
-    sockaddr_in addr{};
-    addr.sin_family = AF_INET;
-    addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-    EXPECT_EQ(::bind(fd, reinterpret_cast<sockaddr*>(&addr), sizeof(addr)), 0);
-    socklen_t len = sizeof(addr);
-    ::getsockname(fd, reinterpret_cast<sockaddr*>(&addr), &len);
-    ::close(fd);
-    const int port = ntohs(addr.sin_port);
-    if (port != other) {
-      return port;
-    }
-  }
-  return 0;
-}
-
 
 void KillNow(pid_t& pid) {
   ASSERT_GT(pid, 0);
@@ -99,8 +76,12 @@ class FailoverBinaryTest : public ::testing::Test {
     char tmpl[] = "/tmp/medic-failover-test-XXXXXX";
     ASSERT_NE(::mkdtemp(tmpl), nullptr);
     dir_ = tmpl;
-    a_.port = PickFreePort();
-    b_.port = PickFreePort(a_.port);
+    // The agent's config names both servers' ports before b first starts and while a is down:
+    // ports chosen in advance and held for the whole test (HeldPort; each server binds beside
+    // the hold), so nothing else takes one while its server is down.
+    a_.port = a_held_.port();
+    b_.port = b_held_.port();
+    ASSERT_GT(a_.port, 0);
     ASSERT_GT(b_.port, 0);
     a_.data_dir = dir_ + "/data-a";
     b_.data_dir = dir_ + "/data-b";
@@ -148,8 +129,6 @@ class FailoverBinaryTest : public ::testing::Test {
       }
       std::this_thread::sleep_for(Millis(20));
     }
-    // The agent's config names both servers' ports before b first starts and while a is down,
-    // so they are picked (not port 0); a port taken meanwhile is said.
     FAIL() << "medic-server on port " << s.port << " did not come up. "
            << test::PortTakenMessage(s.log, s.port);
   }
@@ -212,6 +191,7 @@ class FailoverBinaryTest : public ::testing::Test {
   }
 
   std::string dir_;
+  const test::HeldPort a_held_, b_held_;
   ServerProc a_, b_;
   pid_t agent_ = 0;
   std::unique_ptr<HttpClient> http_;

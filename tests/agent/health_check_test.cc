@@ -8,6 +8,7 @@
 
 #include "core/files.h"
 #include "tests/agent/fakes.h"
+#include "tests/fakes/subprocess.h"
 
 namespace medic::agent {
 namespace {
@@ -263,7 +264,10 @@ TEST(ProbeTcp, ListeningAndClosedPorts) {
   const CheckOutcome up = ProbeTcp(c);
   EXPECT_TRUE(up.healthy) << up.detail;
   EXPECT_EQ(up.detail.rfind("connected in ", 0), 0u) << up.detail;
-  ::close(fd);  // nothing listens there any more
+  ::close(fd);
+  const medic::test::HeldPort closed;  // bound, never listening, for the rest of the test
+  ASSERT_GT(closed.port(), 0);
+  c.port = closed.port();
   const CheckOutcome down = ProbeTcp(c);
   EXPECT_FALSE(down.healthy);
   EXPECT_EQ(down.detail, "connection refused");

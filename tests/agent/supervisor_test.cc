@@ -144,7 +144,7 @@ class SupervisorTest : public ::testing::Test {
     return s;
   }
 
-  // Why nginx may not answer on `port`: another process took it after FreePort (or "").
+  // Why nginx may not answer on its HeldPort `port` (or "").
   std::string PortTaken(int port) const {
     return test::PortTakenMessage(dir_ + "/error.log", port);
   }
@@ -312,7 +312,9 @@ TEST_F(SupervisorTest, StopEscalatesToSigkillForTheWholeGroup) {
 }
 
 TEST_F(SupervisorTest, NginxCrashIsNoticedAndRestartBringsItBack) {
-  const int port = test::FreePort();  // nginx cannot report a port it got
+  const test::HeldPort held;  // nginx cannot report a port it got: one held for the test
+  const int port = held.port();
+  ASSERT_GT(port, 0);
   auto& sup = Make({Nginx(port)});
   auto started = sup.Start("nginx");
   ASSERT_TRUE(started.has_value()) << started.error().message;
@@ -343,7 +345,9 @@ TEST_F(SupervisorTest, NginxCrashIsNoticedAndRestartBringsItBack) {
 // CI machine the scheduler alone can delay the reaper thread by tens of milliseconds, and a 50 ms
 // bound here failed once at 77.7 ms.
 TEST_F(SupervisorTest, NginxKilledWithSigkillIsNoticedByEvent) {
-  const int port = test::FreePort();  // nginx cannot report a port it got
+  const test::HeldPort held;  // nginx cannot report a port it got: one held for the test
+  const int port = held.port();
+  ASSERT_GT(port, 0);
   auto& sup = Make({Nginx(port)});
   for (size_t round = 1; round <= 5; ++round) {
     SCOPED_TRACE(round);
@@ -375,7 +379,9 @@ TEST_F(SupervisorTest, NginxKilledWithSigkillIsNoticedByEvent) {
 }
 
 TEST_F(SupervisorTest, RestartCopesWithALeftoverNginxWorker) {
-  const int port = test::FreePort();  // nginx cannot report a port it got
+  const test::HeldPort held;  // nginx cannot report a port it got: one held for the test
+  const int port = held.port();
+  ASSERT_GT(port, 0);
   auto& sup = Make({Nginx(port)});
   ASSERT_TRUE(sup.Start("nginx").has_value());
   ASSERT_TRUE(WaitUntil([&] { return Healthy(port); })) << PortTaken(port);
@@ -406,7 +412,9 @@ TEST_F(SupervisorTest, RestartCopesWithALeftoverNginxWorker) {
 }
 
 TEST_F(SupervisorTest, StopAllLeavesNothingBehind) {
-  const int port = test::FreePort();  // nginx cannot report a port it got
+  const test::HeldPort held;  // nginx cannot report a port it got: one held for the test
+  const int port = held.port();
+  ASSERT_GT(port, 0);
   auto& sup = Make({Nginx(port), Simple("sleeper", {"sleep", "1000"})});
   sup.StartAutostart();
   ASSERT_TRUE(WaitUntil([&] { return Healthy(port); })) << PortTaken(port);

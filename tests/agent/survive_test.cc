@@ -54,8 +54,9 @@ class SurviveTest : public ::testing::Test {
   }
 
   // The first start binds port 0 and reads back the port it got; a restart asks for that same
-  // port again (the agent's config names it), which another process may have taken meanwhile:
-  // that is said, naming the port.
+  // port again (the agent's config names it), held by the test since the server stopped
+  // (StopServer), so nothing else takes it during the outage; medic-server names the port if
+  // it cannot listen there.
   void StartServer() {
     const size_t log_from = FileSize(dir_ + "/server.log");
     server_ =
@@ -65,9 +66,9 @@ class SurviveTest : public ::testing::Test {
     ASSERT_GT(server_, 0);
     const int port = test::WaitForReportedPort(server_, dir_ + "/server.log",
                                                test::kServerServingOn, Millis(10'000), log_from);
-    ASSERT_GT(port, 0) << (port_ != 0 ? test::PortTakenMessage(dir_ + "/server.log", port_) : "")
-                       << "\nmedic-server did not start: "
-                       << ReadFile(dir_ + "/server.log").value_or("");
+    ASSERT_GT(port, 0) << "medic-server did not start"
+                       << (port_ != 0 ? " again on port " + std::to_string(port_) : "") << ": "
+                       << ReadFile(dir_ + "/server.log").value_or("").substr(log_from);
     port_ = port;
     const auto deadline = Steady::now() + Millis(10'000);
     while (Steady::now() < deadline) {
@@ -78,12 +79,20 @@ class SurviveTest : public ::testing::Test {
         req.timeout = Millis(1000);
         auto r = http_->Do(req);
         if (r && r->status == 200) {
+          held_.reset();
           return;
         }
       }
       std::this_thread::sleep_for(Millis(20));
     }
     FAIL() << "medic-server did not come up: " << ReadFile(dir_ + "/server.log").value_or("");
+  }
+
+  // Stops the server and holds its port until it serves again.
+  void StopServer() {
+    test::StopProcess(server_);
+    held_ = std::make_unique<test::HeldPort>(port_);
+    ASSERT_EQ(held_->port(), port_) << "port " << port_ << " was taken once medic-server stopped";
   }
 
   static size_t FileSize(const std::string& path) {
@@ -128,6 +137,7 @@ class SurviveTest : public ::testing::Test {
 
   std::string dir_;
   int port_ = 0;  // 0 until the first start said which port it got
+  std::unique_ptr<test::HeldPort> held_;  // port_ while the server is down
   pid_t server_ = 0;
   pid_t agent_ = 0;
   std::unique_ptr<HttpClient> http_;
@@ -162,7 +172,7 @@ TEST_F(SurviveTest, EverySampleOfA30sOutageArrivesLaterWithItsOriginalTimestamp)
   ASSERT_GE(History(test_start).size(), 3u) << ReadFile(dir_ + "/agent.log").value_or("");
 
   // The outage: the scenario itself is 30 s of wall time.
-  test::StopProcess(server_);
+  ASSERT_NO_FATAL_FAILURE(StopServer());
   const WallTime down_at = std::chrono::system_clock::now();
   std::this_thread::sleep_for(std::chrono::seconds(30));
   const WallTime up_at = std::chrono::system_clock::now();

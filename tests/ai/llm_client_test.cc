@@ -13,6 +13,7 @@
 #include "ai/prompt.h"
 #include "tests/ai/ai_test_util.h"
 #include "tests/fakes/http_server.h"
+#include "tests/fakes/subprocess.h"
 
 namespace medic::ai {
 namespace {
@@ -404,17 +405,11 @@ TEST_P(AnswerFormatTest, EachKindOfAnswer) {
 INSTANTIATE_TEST_SUITE_P(Providers, AnswerFormatTest, ::testing::Values("gemini", "openai"));
 
 TEST(LlmClientTest, ProviderDownFallsBackAfterBoundedRetries) {
-  // A port nobody listens on: bind one, read it back, close it.
-  int fd = socket(AF_INET, SOCK_STREAM, 0);
-  sockaddr_in addr{};
-  addr.sin_family = AF_INET;
-  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  ASSERT_EQ(bind(fd, reinterpret_cast<sockaddr*>(&addr), sizeof(addr)), 0);
-  socklen_t len = sizeof(addr);
-  getsockname(fd, reinterpret_cast<sockaddr*>(&addr), &len);
-  close(fd);
+  // A port nobody listens on: bound, never listening, for the whole test.
+  const medic::test::HeldPort closed;
+  ASSERT_GT(closed.port(), 0);
   ProviderRig rig("openai");
-  rig.config().base_url = "http://127.0.0.1:" + std::to_string(ntohs(addr.sin_port)) + "/v1";
+  rig.config().base_url = "http://127.0.0.1:" + std::to_string(closed.port()) + "/v1";
   AiBrain brain = rig.Brain();
   const Decision d = brain.Decide(test::MakeRequest());
   EXPECT_EQ(d.source, "runbook");

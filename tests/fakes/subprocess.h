@@ -207,9 +207,54 @@ inline int WaitForReportedPort(pid_t pid, const std::string& log_path, const std
   }
 }
 
-// For programs that cannot report a port (nginx, Prometheus, Alertmanager): FreePort's race
-// stays, and this names it. "" unless the log at `log_path` says an address was in use; else a
-// sentence naming `port`.
+// A loopback port held for as long as the object lives: a TCP socket bound to 127.0.0.1:PORT
+// with SO_REUSEADDR that never listens. Meanwhile no other process gets PORT by chance: the
+// kernel's port-0 binds and connect()'s ephemeral ports pass over it, and a bind without
+// SO_REUSEADDR fails. A program told to listen on PORT that sets SO_REUSEADDR itself (nginx,
+// Prometheus, Alertmanager, openssl s_server and medic-server all do) binds and listens beside
+// it. So:
+// - for a program that cannot bind port 0 and report the port it got (nginx, Prometheus,
+//   Alertmanager), the port is chosen in advance and nobody takes it between the choice and the
+//   program's start (no pick, release and hope); a clash left is said by PortTakenMessage;
+// - for a port where nothing listens, a connection to it is refused for the test's whole life;
+// - HeldPort(port) keeps a port a program had (survive_test holds its server's port while the
+//   server is down, so the restart finds it free).
+class HeldPort {
+ public:
+  // A port the kernel picks; port() is 0 when that failed.
+  HeldPort() : HeldPort(0) {}
+  // `port` itself (0: the kernel picks); port() is 0 when it is taken.
+  explicit HeldPort(int port) {
+    fd_ = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    const int one = 1;
+    sockaddr_in addr{};
+    addr.sin_family = AF_INET;
+    addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    addr.sin_port = htons(static_cast<uint16_t>(port));
+    socklen_t len = sizeof(addr);
+    if (fd_ >= 0 && ::setsockopt(fd_, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one)) == 0 &&
+        ::bind(fd_, reinterpret_cast<sockaddr*>(&addr), sizeof(addr)) == 0 &&
+        ::getsockname(fd_, reinterpret_cast<sockaddr*>(&addr), &len) == 0) {
+      port_ = ntohs(addr.sin_port);
+    }
+  }
+  ~HeldPort() {
+    if (fd_ >= 0) {
+      ::close(fd_);
+    }
+  }
+  HeldPort(const HeldPort&) = delete;
+  HeldPort& operator=(const HeldPort&) = delete;
+
+  int port() const { return port_; }
+
+ private:
+  int fd_ = -1;
+  int port_ = 0;
+};
+
+// For a program started on a HeldPort: "" unless the log at `log_path` says an address was in
+// use; else a sentence naming `port`.
 inline std::string PortTakenMessage(const std::string& log_path, int port) {
   std::ifstream in(log_path, std::ios::binary);
   std::string log((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
@@ -219,27 +264,9 @@ inline std::string PortTakenMessage(const std::string& log_path, int port) {
   if (log.find("address already in use") == std::string::npos) {
     return "";
   }
-  return "port " + std::to_string(port) + " was free when the test picked it and taken by " +
-         "another process before the program bound it (" + log_path + "): run the test again";
-}
-
-// A free loopback port (bound to port 0, read back, released). Racy: another process may take
-// it before the program under test binds it. Only for programs that cannot bind port 0 and
-// report the port (see ReportedPort); say so with PortTakenMessage.
-inline int FreePort() {
-  int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
-  sockaddr_in addr{};
-  addr.sin_family = AF_INET;
-  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  addr.sin_port = 0;
-  socklen_t len = sizeof(addr);
-  int port = -1;
-  if (bind(fd, reinterpret_cast<sockaddr*>(&addr), sizeof(addr)) == 0 &&
-      getsockname(fd, reinterpret_cast<sockaddr*>(&addr), &len) == 0) {
-    port = ntohs(addr.sin_port);
-  }
-  close(fd);
-  return port;
+  return "port " + std::to_string(port) + " is in use (" + log_path + " says so): another " +
+         "process listens on it, or the program does not set SO_REUSEADDR and cannot bind beside " +
+         "the test's HeldPort";
 }
 
 // Starts argv (argv[0] a path) with stdout and stderr appended to `log`, for a test that stops

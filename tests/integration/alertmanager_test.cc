@@ -123,9 +123,12 @@ class AlertmanagerIngestTest : public ::testing::Test {
                                 0755)
                     .has_value());
     // medic-server and medic-agent bind port 0 and say which port they got; Alertmanager and
-    // Prometheus cannot, so their ports are picked (PortTakenMessage names a lost race).
-    am_port_ = FreePort();
-    prom_port_ = FreePort();
+    // Prometheus cannot, so they get ports the test holds (HeldPort; PortTakenMessage names a
+    // clash).
+    ASSERT_GT(am_held_.port(), 0);
+    ASSERT_GT(prom_held_.port(), 0);
+    am_port_ = am_held_.port();
+    prom_port_ = prom_held_.port();
     am_url_ = "http://127.0.0.1:" + std::to_string(am_port_);
     prom_url_ = "http://127.0.0.1:" + std::to_string(prom_port_);
 
@@ -300,6 +303,7 @@ class AlertmanagerIngestTest : public ::testing::Test {
 
   TempDir dir_;
   std::string url_, am_url_, prom_url_, ingest_token_;
+  const HeldPort am_held_, prom_held_;
   int am_port_ = 0, prom_port_ = 0;
   std::unique_ptr<Subprocess> server_, agent_, alertmanager_, prometheus_;
 };

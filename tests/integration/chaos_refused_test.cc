@@ -90,18 +90,10 @@ TEST_F(ChaosRefusedTest, TheCliExitsNonZeroWithTheAgentsReason) {
   // The server allows chaos on web-1; web-1's agent does not.
   const std::string config = dir_.File("server.yaml");
   ASSERT_TRUE(WriteFileAtomic(config, "hosts:\n  web-1: {chaos_allowed: true}\n").has_value());
-  const int port = test::FreePort();
-  url_ = "http://127.0.0.1:" + std::to_string(port);
-  server_ = std::make_unique<test::Subprocess>(
-      std::vector<std::string>{Bin("medic-server"), "--config", config, "--data-dir",
-                               dir_.File("data"), "--listen", "127.0.0.1:" + std::to_string(port)},
-      dir_.File("server.log"));
-  ASSERT_TRUE(Eventually(15s, [&] {
-    admin_ = std::string(Trim(ReadFile(dir_.File("data/admin.token")).value_or("")));
-    auto r = admin_.empty() ? Result<HttpResponse>(Unavailable("no token"))
-                            : Call("GET", url_ + "/api/v1/settings", admin_);
-    return r && r->status == 200;
-  })) << Logs();
+  url_ = test::StartServerOnPortZero(server_, {"--config", config, "--data-dir", dir_.File("data")},
+                                     dir_.File("data"), dir_.File("server.log"), 15s);
+  ASSERT_FALSE(url_.empty()) << Logs();
+  admin_ = std::string(Trim(ReadFile(dir_.File("data/admin.token")).value_or("")));
   auto code = Call("POST", url_ + "/api/v1/hosts/web-1/enroll", admin_);
   ASSERT_TRUE(code && code->status == 201) << (code ? code->body : code.error().message);
   const std::string enroll_code = ParseJsonObject(code->body).value()["code"];

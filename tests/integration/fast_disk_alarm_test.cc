@@ -52,15 +52,17 @@ TEST(FastDiskAlarmTest, TheRealServerFiresTheDiskAlarmSoonAfterTheCrossing) {
   chaos_testing::TmpfsDir fs("4m");
   ASSERT_TRUE(fs.ok()) << fs.error();
   auto client = NewCurlHttpClient();
-  const int port = test::FreePort();
-  const std::string url = "http://127.0.0.1:" + std::to_string(port);
-  test::Subprocess server({Bin("medic-server"), "--data-dir", dir.File("data"), "--listen",
-                           "127.0.0.1:" + std::to_string(port)},
-                          dir.File("server.log"));
+  test::Subprocess server(
+      {Bin("medic-server"), "--data-dir", dir.File("data"), "--listen", "127.0.0.1:0"},
+      dir.File("server.log"));
   auto logs = [&] {
     return "server:\n" + ReadFileTail(dir.File("server.log"), 3000).value_or("") +
            "\nagent:\n" + ReadFileTail(dir.File("agent.log"), 3000).value_or("");
   };
+  const int port =
+      test::WaitForReportedPort(server.pid(), dir.File("server.log"), test::kServerServingOn, 15s);
+  ASSERT_GT(port, 0) << logs();
+  const std::string url = "http://127.0.0.1:" + std::to_string(port);
   std::string admin;
   const auto deadline = Steady::now() + 15s;
   while (Steady::now() < deadline) {

@@ -19,6 +19,7 @@
 #include "core/json.h"
 #include "tests/fakes/subprocess.h"
 #include "tests/fakes/temp_dir.h"
+#include "tests/integration/demo_fixture.h"
 #include "tests/server/enroll_host.h"
 #include "transport/http_client.h"
 
@@ -28,11 +29,6 @@ namespace {
 using namespace std::chrono_literals;
 
 constexpr long kRssBoundKib = 100 * 1024;
-
-std::string Bin(const std::string& name) {
-  const char* dir = std::getenv("MEDIC_BIN_DIR");
-  return std::string(dir != nullptr ? dir : "build/bin") + "/" + name;
-}
 
 // VmRSS of `pid` in KiB; -1 if unreadable.
 long RssKib(pid_t pid) {
@@ -46,8 +42,8 @@ long RssKib(pid_t pid) {
   return -1;
 }
 
-// The real medic-server on a free loopback port in its own data directory, killed (its process
-// group) when the object dies.
+// The real medic-server on loopback (port 0, the port read back) in its own data directory, killed
+// (its process group) when the object dies.
 class HostLimitsTest : public ::testing::Test {
  protected:
   void TearDown() override {
@@ -56,36 +52,17 @@ class HostLimitsTest : public ::testing::Test {
     }
   }
 
-  // Starts the server with `config` as its config file; true once it serves.
+  // Starts the server with `config` as its config file on port 0 (the port read back from its
+  // serving line); fails the test unless it serves.
   void StartServer(const std::string& config) {
     const std::string config_file = dir_.File("server.yaml");
     ASSERT_TRUE(WriteFileAtomic(config_file, config, 0600).has_value());
-    for (int attempt = 0; attempt < 5 && url_.empty(); ++attempt) {
-      const int port = test::FreePort();
-      server_ = std::make_unique<test::Subprocess>(
-          std::vector<std::string>{Bin("medic-server"), "--config", config_file, "--data-dir",
-                                   dir_.File("data"), "--listen",
-                                   "127.0.0.1:" + std::to_string(port)},
-          dir_.File("server.log"));
-      const std::string url = "http://127.0.0.1:" + std::to_string(port);
-      const auto deadline = std::chrono::steady_clock::now() + 15s;
-      while (std::chrono::steady_clock::now() < deadline && test::ProcessAlive(server_->pid())) {
-        admin_ = std::string(Trim(ReadFile(dir_.File("data/admin.token")).value_or("")));
-        HttpRequest req;
-        req.url = url + "/healthz";
-        req.timeout = Millis(1'000);
-        if (auto r = client_->Do(req); !admin_.empty() && r && r->status == 200) {
-          url_ = url;
-          break;
-        }
-        std::this_thread::sleep_for(20ms);
-      }
-      if (url_.empty()) {
-        server_->SignalAndWait(SIGKILL, 5s);
-      }
-    }
+    url_ = test::StartServerOnPortZero(server_,
+                                       {"--config", config_file, "--data-dir", dir_.File("data")},
+                                       dir_.File("data"), dir_.File("server.log"), 15s);
     ASSERT_FALSE(url_.empty()) << "medic-server did not start: "
                                << ReadFileTail(dir_.File("server.log"), 2000).value_or("");
+    admin_ = std::string(Trim(ReadFile(dir_.File("data/admin.token")).value_or("")));
   }
 
   std::pair<int, std::string> Call(const std::string& method, const std::string& path,
@@ -151,7 +128,7 @@ std::string FloodReport(const std::string& host, int round, int count) {
 }
 
 TEST_F(HostLimitsTest, AMetricNameFloodKeepsTheServerUnder100MiB) {
-  ASSERT_NO_FATAL_FAILURE(StartServer("log_level: warn\n"));
+  ASSERT_NO_FATAL_FAILURE(StartServer(""));
   const std::string host = "flood-1";
   const std::string credential = Enroll(host);
   ASSERT_EQ(Call("POST", "/agent/v1/register", credential, Registration(host)).first, 200);
@@ -199,7 +176,7 @@ TEST_F(HostLimitsTest, AMetricNameFloodKeepsTheServerUnder100MiB) {
 }
 
 TEST_F(HostLimitsTest, AFactsFloodKeepsTheServerUnder100MiB) {
-  ASSERT_NO_FATAL_FAILURE(StartServer("log_level: warn\n"));
+  ASSERT_NO_FATAL_FAILURE(StartServer(""));
   const std::string host = "facts-1";
   const std::string credential = Enroll(host);
   ASSERT_EQ(Call("POST", "/agent/v1/register", credential, Registration(host)).first, 200);
@@ -242,7 +219,7 @@ TEST_F(HostLimitsTest, AFactsFloodKeepsTheServerUnder100MiB) {
 }
 
 TEST_F(HostLimitsTest, AHostsFloodStopsAtTheConfiguredLimit) {
-  ASSERT_NO_FATAL_FAILURE(StartServer("log_level: warn\nlimits: {hosts: 50}\n"));
+  ASSERT_NO_FATAL_FAILURE(StartServer("limits: {hosts: 50}\n"));
   std::vector<std::string> credentials;
   for (int i = 0; i < 50; ++i) {
     const std::string host = "fleet-" + std::to_string(i);
@@ -283,7 +260,7 @@ TEST_F(HostLimitsTest, AHostsFloodStopsAtTheConfiguredLimit) {
 }
 
 TEST_F(HostLimitsTest, AnAgentCannotCreateATargetGroup) {
-  ASSERT_NO_FATAL_FAILURE(StartServer("log_level: warn\n"));
+  ASSERT_NO_FATAL_FAILURE(StartServer(""));
   const std::string credential = Enroll("web-1");
   const std::string body = DumpJson(Json{{"name", "web-1"},
                                          {"targets",

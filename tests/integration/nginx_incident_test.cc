@@ -161,15 +161,13 @@ TEST_F(NginxIncidentTest, CrashDiagnoseApproveRestartVerifyAndSurviveRestart) {
   EXPECT_TRUE(test::DemoCgroups(demo_.demo_pid()).empty());
 
   // A new server on the same data directory finds the incident and its whole timeline.
-  const int port2 = test::FreePort();
-  test::Subprocess server({Bin("medic-server"), "--data-dir", data + "/server", "--listen",
-                           "127.0.0.1:" + std::to_string(port2)},
-                          dir_.File("server2.stderr"));
-  url_ = "http://127.0.0.1:" + std::to_string(port2);
-  ASSERT_TRUE(Eventually(10s, [&] { return HttpStatus(url_ + "/healthz") == 200; }));
+  std::unique_ptr<test::Subprocess> server;
+  url_ = test::StartServerOnPortZero(server, {"--data-dir", data + "/server"}, data + "/server",
+                                     dir_.File("server2.stderr"), 15s);
+  ASSERT_FALSE(url_.empty()) << ReadFile(dir_.File("server2.stderr")).value_or("");
   Json again = CliJson({"show", id});
   EXPECT_EQ(again, done);
-  server.SignalAndWait(SIGTERM, 10s);
+  server->SignalAndWait(SIGTERM, 10s);
 }
 
 }  // namespace

@@ -172,7 +172,10 @@ TEST_F(SignedCommandsTest, ATamperedFixNeverRunsAndTheRefusalReachesTheIncident)
   // web-1's nginx is a stand-in whose start writes the canary; nothing answers on its port, so
   // the web target group sees it down and Nginx-Down-ALB opens an incident.
   const std::string canary = dir_.File("canary");
-  const std::string dead = "http://127.0.0.1:" + std::to_string(test::FreePort()) + "/health";
+  // Held, never listening, for the whole test: a connection to it is refused.
+  const test::HeldPort dead_port;
+  ASSERT_GT(dead_port.port(), 0);
+  const std::string dead = "http://127.0.0.1:" + std::to_string(dead_port.port()) + "/health";
   ASSERT_TRUE(WriteFileAtomic(dir_.File("agent.yaml"),
                               "server: " + front.url() + "\n" +
                                   "name: web-1\n"

@@ -159,8 +159,9 @@ struct ServerProc {
   std::string config;
   std::string data_dir;
   std::string log;
-  int port = 0;
+  int port = 0;  // 0 until the first start said which port it got
   std::unique_ptr<Subprocess> proc;
+  std::unique_ptr<HeldPort> held;  // its port while it is down, until it serves again
 
   std::string url() const { return "http://127.0.0.1:" + std::to_string(port); }
   std::string token_file() const { return data_dir + "/admin.token"; }
@@ -184,10 +185,12 @@ class TwoServerTest : public ::testing::Test {
 
     // The demo host's layout and nginx.conf, as `medic demo` writes them.
     host_ = cli::MakeDemoHost(dir_.path(), 1);
-    host_.nginx_port = FreePort();
-    do {
-      host_.app_port = FreePort();
-    } while (host_.app_port == host_.nginx_port);
+    // nginx and the health app are started by the agent from nginx.conf and the agent's
+    // config, which name their ports in advance: ports the test holds (HeldPort).
+    ASSERT_GT(nginx_held_.port(), 0);
+    ASSERT_GT(app_held_.port(), 0);
+    host_.nginx_port = nginx_held_.port();
+    host_.app_port = app_held_.port();
     for (const std::string& d : {host_.dir, host_.LogDir(), host_.RunDir(), host_.TmpDir()}) {
       ASSERT_TRUE(MakeDirs(d, 0755).has_value()) << d;
     }
@@ -255,24 +258,30 @@ class TwoServerTest : public ::testing::Test {
     }
   }
 
+  // The first start binds port 0 and reads back the port it got. A restart asks for that same
+  // port (the agent's list of servers names it), which the test has held since the server died
+  // (s.held); medic-server names the port if it cannot listen there.
   void StartServer(ServerProc& s) {
-    for (int attempt = 0; attempt < 5; ++attempt) {
-      s.port = s.port > 0 && attempt == 0 ? s.port : FreePort();
-      s.proc = std::make_unique<Subprocess>(
-          std::vector<std::string>{Bin("medic-server"), "--config", s.config, "--data-dir",
-                                   s.data_dir, "--listen", "127.0.0.1:" + std::to_string(s.port)},
-          s.log);
-      if (Eventually(kStartTimeout, [&] {
-            return !s.alive() ||
-                   (HttpStatus(s.url() + "/healthz") == 200 && !s.admin().empty() &&
-                    PathExists(s.data_dir + "/agent.token"));
-          }) &&
-          s.alive()) {
-        return;
-      }
-      s.proc.reset();
-    }
-    FAIL() << "medic-server " << s.name << " did not start";
+    const size_t log_from = ReadFile(s.log).value_or("").size();
+    s.proc = std::make_unique<Subprocess>(
+        std::vector<std::string>{Bin("medic-server"), "--config", s.config, "--data-dir",
+                                 s.data_dir, "--listen", "127.0.0.1:" + std::to_string(s.port)},
+        s.log);
+    const int port =
+        WaitForReportedPort(s.proc->pid(), s.log, kServerServingOn, kStartTimeout, log_from);
+    ASSERT_GT(port, 0) << "medic-server " << s.name
+                       << " did not start: " << ReadFile(s.log).value_or("").substr(log_from);
+    s.port = port;
+    ASSERT_TRUE(Eventually(kStartTimeout,
+                           [&] {
+                             return !s.alive() ||
+                                    (HttpStatus(s.url() + "/healthz") == 200 &&
+                                     !s.admin().empty() && PathExists(s.data_dir + "/agent.token"));
+                           }) &&
+                s.alive())
+        << "medic-server " << s.name
+        << " did not serve: " << ReadFile(s.log).value_or("").substr(log_from);
+    s.held.reset();
   }
 
   // docs/DEPLOY.md, step 3: A's secrets into B's data dir, mode 0600.
@@ -484,6 +493,7 @@ class TwoServerTest : public ::testing::Test {
   PostgresServer pg_;
   TempDir dir_;
   std::string dsn_;
+  const HeldPort nginx_held_, app_held_;
   cli::DemoHost host_;
   ServerProc a_;
   ServerProc b_;
@@ -543,6 +553,8 @@ TEST_F(TwoServerTest, NginxCrashIsFixedWhicheverServerTheAgentTalksToApprovedThr
   // Case 2: A dies (SIGKILL, by pid); the agent fails over to B, which evaluates its alarm.
   ASSERT_EQ(kill(a_.proc->pid(), SIGKILL), 0);
   ASSERT_TRUE(a_.proc->Wait(10s).has_value());
+  a_.held = std::make_unique<HeldPort>(a_.port);  // kept for A's return
+  ASSERT_EQ(a_.held->port(), a_.port) << "A's port " << a_.port << " was taken once A died";
   ASSERT_TRUE(Eventually(kHealthyTimeout, [&] {
     return HostHealthyOn(b_) && AlarmState(b_) == "OK";
   })) << AlarmState(b_);

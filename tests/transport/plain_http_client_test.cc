@@ -11,6 +11,7 @@
 
 #include "gtest/gtest.h"
 #include "tests/fakes/http_server.h"
+#include "tests/fakes/subprocess.h"
 
 namespace medic {
 namespace {
@@ -210,18 +211,11 @@ TEST(PlainHttpClientTest, ServerThatStallsInTheBodyTimesOut) {
 }
 
 TEST(PlainHttpClientTest, ConnectionRefusedIsUnavailable) {
-  // A port that was just free: bind, read the port, close without listening.
-  const int fd = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
-  sockaddr_in addr{};
-  addr.sin_family = AF_INET;
-  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  ASSERT_EQ(::bind(fd, reinterpret_cast<sockaddr*>(&addr), sizeof(addr)), 0);
-  socklen_t len = sizeof(addr);
-  ::getsockname(fd, reinterpret_cast<sockaddr*>(&addr), &len);
-  ::close(fd);
+  // A port bound, never listening, for the whole test.
+  const test::HeldPort closed;
+  ASSERT_GT(closed.port(), 0);
   auto client = NewPlainHttpClient();
-  auto resp =
-      client->Do(Get("http://127.0.0.1:" + std::to_string(ntohs(addr.sin_port)) + "/health"));
+  auto resp = client->Do(Get("http://127.0.0.1:" + std::to_string(closed.port()) + "/health"));
   ASSERT_FALSE(resp);
   EXPECT_EQ(resp.error().code, ErrorCode::kUnavailable);
   EXPECT_NE(resp.error().message.find("Connection refused"), std::string::npos)

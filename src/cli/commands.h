@@ -80,6 +80,13 @@ class Commands {
   // The automation kill switch (admin): PUT /api/v1/settings {"automation_paused":paused}.
   // Prints the state the server answered; an answer in another state is an error.
   Status SetAutomationPaused(bool paused);
+  // GET /api/v1/autonomy: every alarm x action pair's record and mode (docs/AUTONOMY.md).
+  Status Autonomy();
+  // Pins the pair to `mode` (automatic | approval: PUT) or unpins it (nullopt: DELETE); admin.
+  Status AutonomyPin(const std::string& alarm, const std::string& action,
+                     const std::optional<std::string>& mode);
+  // GET /api/v1/stats?since=SINCE (a duration; "" = the server's default period).
+  Status Stats(const std::string& since);
 
  private:
   // `body` carries what the verb needs besides the comment (approve: action_hash).

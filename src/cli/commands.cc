@@ -509,13 +509,18 @@ Status Commands::TokenRevoke(const std::string& name) {
 
 Status Commands::Settings() {
   ASSIGN_OR_RETURN(Json body, api_.Call("GET", "/api/v1/settings", nullptr, "settings"));
+  return PrintFormatted(body, FormatSettings, "settings");
+}
+
+Status Commands::PrintFormatted(const Json& body, Result<std::string> (*format)(const Json&),
+                                const std::string& what) {
   if (json_) {
     PrintJson(body);
     return OkStatus();
   }
-  Result<std::string> text = FormatSettings(body);
+  Result<std::string> text = format(body);
   if (!text.has_value()) {
-    return Internal("settings: " + text.error().message);
+    return Internal(what + ": " + text.error().message);
   }
   out_ << *text;
   return OkStatus();
@@ -571,16 +576,7 @@ Result<Json> ParseChaosParams(const std::vector<std::string>& words) {
 
 Status Commands::Autonomy() {
   ASSIGN_OR_RETURN(Json body, api_.Call("GET", "/api/v1/autonomy", nullptr, "autonomy"));
-  if (json_) {
-    PrintJson(body);
-    return OkStatus();
-  }
-  Result<std::string> text = FormatAutonomy(body);
-  if (!text.has_value()) {
-    return Internal("autonomy: " + text.error().message);
-  }
-  out_ << *text;
-  return OkStatus();
+  return PrintFormatted(body, FormatAutonomy, "autonomy");
 }
 
 Status Commands::AutonomyPin(const std::string& alarm, const std::string& action,
@@ -600,18 +596,10 @@ Status Commands::AutonomyPin(const std::string& alarm, const std::string& action
 }
 
 Status Commands::Stats(const std::string& since) {
-  const std::string path = since.empty() ? "/api/v1/stats" : "/api/v1/stats?since=" + UrlEncode(since);
+  const std::string path =
+      since.empty() ? "/api/v1/stats" : "/api/v1/stats?since=" + UrlEncode(since);
   ASSIGN_OR_RETURN(Json body, api_.Call("GET", path, nullptr, "stats"));
-  if (json_) {
-    PrintJson(body);
-    return OkStatus();
-  }
-  Result<std::string> text = FormatStats(body);
-  if (!text.has_value()) {
-    return Internal("stats: " + text.error().message);
-  }
-  out_ << *text;
-  return OkStatus();
+  return PrintFormatted(body, FormatStats, "stats");
 }
 
 }  // namespace medic::cli

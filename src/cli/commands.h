@@ -93,6 +93,10 @@ class Commands {
   Status Decide(const std::string& verb, const std::string& id, Json body,
                 const std::optional<std::string>& comment);
   void PrintJson(const Json& j);
+  // With --json the body as it came, else `format`'s text; a body `format` cannot read is an
+  // error starting with `what`.
+  Status PrintFormatted(const Json& body, Result<std::string> (*format)(const Json&),
+                        const std::string& what);
 
   ApiClient& api_;
   const Clock& clock_;

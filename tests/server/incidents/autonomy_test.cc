@@ -67,8 +67,8 @@ class AutonomyTest : public ::testing::Test {
 
   // Two hours later, Nginx-Down-ALB fires on web-1 and the diagnostics come back. Returns the
   // incident as it stands then: waiting for a human, or executing its fix on its own.
-  Incident Open() {
-    clock_.Advance(2h);  // past the breaker's window
+  Incident Open(Millis gap = 2h) {
+    clock_.Advance(gap);  // by default past the breaker's window
     alarms_.state = AlarmState::kAlarm;
     const size_t first = sink_.sent.size();
     manager_->OnAlarmTransition(ToAlarm());
@@ -242,6 +242,28 @@ TEST_F(AutonomyTest, AnUndoDemotesAtOnce) {
   Incident next = Open();
   EXPECT_EQ(next.status, IncidentStatus::kPendingApproval);
   EXPECT_NE(DetailOf(next, "awaiting_approval").find("was undone"), std::string::npos);
+}
+
+TEST_F(AutonomyTest, ABreakerTripDemotesAtOnce) {
+  for (int i = 0; i < 5; ++i) {
+    ASSERT_EQ(Round(End::kVerified).status, IncidentStatus::kCompleted);
+  }
+  ASSERT_EQ(Record().earned, PairMode::kAutomatic);
+  // Three automatic fixes within the hour, each verified: the fourth trips the breaker.
+  for (int i = 0; i < 3; ++i) {
+    Incident inc = Open(10min);
+    ASSERT_EQ(inc.status, IncidentStatus::kExecuting) << i;
+    ASSERT_EQ(Finish(inc, End::kVerified).status, IncidentStatus::kCompleted);
+  }
+  Incident fourth = Open(10min);
+  EXPECT_EQ(fourth.status, IncidentStatus::kPendingApproval);
+  ASSERT_TRUE(Has(fourth, "breaker_open"));
+  EXPECT_TRUE(Has(fourth, "autonomy_demoted"));
+  EXPECT_NE(DetailOf(fourth, "autonomy_demoted").find("breaker"), std::string::npos);
+  EXPECT_EQ(Record().earned, PairMode::kApproval);
+  auto demoted = Audited("autonomy.demote");
+  ASSERT_EQ(demoted.size(), 1u);
+  EXPECT_NE(demoted[0].detail.find(fourth.incident_id), std::string::npos);
 }
 
 TEST_F(AutonomyTest, APinnedPairDoesNotMove) {

@@ -16,6 +16,7 @@
 #include "tests/fakes/incident_fakes.h"
 #include "tests/fakes/temp_dir.h"
 #include "tests/server/call_route.h"
+#include "tests/server/incidents/stats_fixture.h"
 
 namespace medic::server {
 namespace {
@@ -362,33 +363,6 @@ class StatsTest : public ::testing::Test {
     now_ = clock_.Now();
   }
 
-  // An ended incident: created `ago` before now, resolved `took` later, with these entries.
-  void Put(const std::string& id, const std::string& alarm, const std::string& host,
-           IncidentStatus status, Millis ago, std::optional<Millis> took,
-           std::vector<std::string> events, const std::string& provider = "",
-           const std::string& model = "") {
-    Incident inc;
-    inc.incident_id = id;
-    inc.alarm_name = alarm;
-    inc.instance_id = host;
-    inc.status = status;
-    inc.created_at = now_ - ago;
-    inc.updated_at = took ? inc.created_at + *took : inc.created_at;
-    if (took) {
-      inc.resolved_at = inc.created_at + *took;
-    }
-    inc.action = Json{{"name", "service.restart"}, {"params", Json{{"service", "nginx"}}}};
-    if (!provider.empty()) {
-      inc.ai_usage = Json{{"provider", provider}, {"model", model}};
-    }
-    inc.timeline.push_back({"created", inc.created_at, "medic", ""});
-    for (const auto& e : events) {
-      inc.timeline.push_back(
-          {e, inc.updated_at, e == "approved" || e == "rejected" ? "alice" : "medic", ""});
-    }
-    ASSERT_TRUE(store_->CreateIncident(inc).has_value()) << id;
-  }
-
   test::TempDir dir_;
   ManualClock clock_;
   WallTime now_;
@@ -397,35 +371,7 @@ class StatsTest : public ::testing::Test {
 
 TEST_F(StatsTest, TheRouteAndTheCliReportTheFixtureExactly) {
   const std::string nginx = "Nginx-Down-ALB", disk = "Disk-Usage-High";
-  const std::vector<std::string> auto_fix = {"auto_approved", "executing", "verified", "completed"};
-  const std::vector<std::string> human_fix = {"approved", "executing", "verified", "completed"};
-  // right: fixed on its own, the alarm did not return
-  Put("inc-a", nginx, "web-1", IncidentStatus::kCompleted, 10h, 60s, auto_fix, "gemini", "flash");
-  // wrong: fixed with a human, but the alarm returned 10 min later (inc-c)
-  Put("inc-b", nginx, "web-1", IncidentStatus::kCompleted, 8h, 120s, human_fix, "gemini", "flash");
-  // wrong: rejected
-  Put("inc-c", nginx, "web-1", IncidentStatus::kRejected, 8h - 120s - 10min, 5min, {"rejected"},
-      "gemini", "flash");
-  // right (no model asked: the runbook's fix)
-  Put("inc-d", disk, "web-2", IncidentStatus::kCompleted, 5h, 300s, auto_fix);
-  // wrong: the fix failed
-  Put("inc-e", disk, "web-2", IncidentStatus::kFailed, 3h, 30s,
-      {"auto_approved", "executing", "failed"});
-  // pending: verified 10 min ago, its window still open
-  Put("inc-f", nginx, "web-1", IncidentStatus::kCompleted, 20min, 10min, human_fix, "gemini",
-      "flash");
-  // outside the period
-  Put("inc-g", nginx, "web-1", IncidentStatus::kCompleted, 30h, 60s, human_fix, "gemini", "flash");
-  // open: counted, not graded
-  {
-    Incident open;
-    open.incident_id = "inc-h";
-    open.alarm_name = disk;
-    open.instance_id = "web-3";
-    open.created_at = open.updated_at = now_ - 1min;
-    open.timeline.push_back({"created", open.created_at, "medic", ""});
-    ASSERT_TRUE(store_->CreateIncident(open).has_value());
-  }
+  ASSERT_TRUE(test::PutStatsFixture(*store_, now_));
 
   Autonomy autonomy(*store_, clock_, AutonomyConfig{});
   TokenRegistry tokens;
@@ -469,21 +415,8 @@ TEST_F(StatsTest, TheRouteAndTheCliReportTheFixtureExactly) {
                                        {"pending", 1},
                                        {"precision", 0.3333}}));
 
-  const std::string expected =
-      "period             " + FormatRfc3339(now_ - 24h) + " to " + FormatRfc3339(now_) +
-      "\n"
-      "incidents          7\n"
-      "graded             2 right, 3 wrong, 1 pending, 1 ungraded\n"
-      "precision          40.0%\n"
-      "without a human    50.0% (2 of 4 resolved)\n"
-      "\n"
-      "ALARM            RESOLVED  MTTR\n"
-      "Disk-Usage-High  1         5m\n"
-      "Nginx-Down-ALB   3         4m 20s\n"
-      "\n"
-      "ALARM            PROVIDER  MODEL  RIGHT  WRONG  PENDING  PRECISION\n"
-      "Disk-Usage-High  none      -      1      1      0        50.0%\n"
-      "Nginx-Down-ALB   gemini    flash  1      2      1        33.3%\n";
+  const std::string expected = "period             " + FormatRfc3339(now_ - 24h) + " to " +
+                               FormatRfc3339(now_) + "\n" + test::kStatsFixtureText;
   auto text = cli::FormatStats(body);
   ASSERT_TRUE(text.has_value());
   EXPECT_EQ(*text, expected);
@@ -511,6 +444,15 @@ TEST_F(StatsTest, TheRouteAndTheCliReportTheFixtureExactly) {
   EXPECT_EQ(p[1]["median_recover_s"], 90.0);  // 60, 60, 120, 600
   EXPECT_EQ(p[0]["failed"], 1);
   EXPECT_EQ(p[0]["mode"], "default");
+  auto table = cli::FormatAutonomy(ParseJson(pairs.body).value());
+  ASSERT_TRUE(table.has_value());
+  EXPECT_EQ(*table,
+            "ALARM            ACTION           MODE     VERIFIED  FAILED  TIMED_OUT  REJECTED  "
+            "UNDONE  MEDIAN_TTR  LAST_CHANGE\n"
+            "Disk-Usage-High  service.restart  default  1         1       0          0         "
+            "0       5m          -\n"
+            "Nginx-Down-ALB   service.restart  default  4         0       0          1         "
+            "0       1m 30s      -\n");
   EXPECT_EQ(get("/api/v1/autonomy", {{"x", "1"}}).status, 400);
 }
 

@@ -69,6 +69,11 @@ async function statusLatency(demo, page) {
     new MutationObserver(scan).observe(document.getElementById('incident-rows'),
                                        {childList: true, subtree: true, attributes: true});
   });
+  // Every crash must wait for the approval below: pin the pair, or earned autonomy would let it
+  // run on its own after 5 approved fixes (docs/AUTONOMY.md).
+  const pin = await api(demo.url, demo.adminToken, 'PUT', '/api/v1/autonomy/Nginx-Down-ALB/service.restart',
+                        {mode: 'approval'});
+  if (pin.status !== 200) throw new Error('pin: ' + pin.text);
   const want = SAMPLES;
   let cycles = 0;
   while (true) {

@@ -428,6 +428,29 @@ int RunCli(const std::vector<std::string>& args, CliEnv& env) {
   CLI::App* resume = app.add_subcommand(
       "resume", "undo pause: fixes run as approval mode and the runbooks allow (admin)");
 
+  CLI::App* autonomy = app.add_subcommand(
+      "autonomy", "the record and mode of every alarm x action pair (earned autonomy)");
+  autonomy->fallthrough();
+  autonomy->require_subcommand(0, 1);
+  std::string pair_alarm, pair_action, pin_mode;
+  CLI::App* autonomy_pin =
+      autonomy->add_subcommand("pin", "fix a pair's mode whatever its record says (admin)");
+  autonomy_pin->fallthrough();
+  autonomy_pin->add_option("ALARM", pair_alarm, "alarm name")->required();
+  autonomy_pin->add_option("ACTION", pair_action, "action name (service.restart, ...)")->required();
+  autonomy_pin->add_option("--mode", pin_mode, "automatic or approval")
+      ->required()
+      ->check(CLI::IsMember({"automatic", "approval"}));
+  CLI::App* autonomy_unpin =
+      autonomy->add_subcommand("unpin", "let the pair's record decide again (admin)");
+  autonomy_unpin->fallthrough();
+  autonomy_unpin->add_option("ALARM", pair_alarm, "alarm name")->required();
+  autonomy_unpin->add_option("ACTION", pair_action, "action name")->required();
+  std::string stats_since;
+  CLI::App* stats = app.add_subcommand(
+      "stats", "graded outcomes: precision, MTTR by alarm, share resolved without a human");
+  stats->add_option("--since", stats_since, "the period, a duration like 24h (default 168h)");
+
   std::string mode;
   std::string chaos_host;
   std::string pidfile = kDefaultPidfile;
@@ -676,6 +699,14 @@ int RunCli(const std::vector<std::string>& args, CliEnv& env) {
     s = commands.SetAutomationPaused(true);
   } else if (*resume) {
     s = commands.SetAutomationPaused(false);
+  } else if (*autonomy_pin) {
+    s = commands.AutonomyPin(pair_alarm, pair_action, pin_mode);
+  } else if (*autonomy_unpin) {
+    s = commands.AutonomyPin(pair_alarm, pair_action, std::nullopt);
+  } else if (*autonomy) {
+    s = commands.Autonomy();
+  } else if (*stats) {
+    s = commands.Stats(stats_since);
   } else if (*chaos) {
     Result<Json> params = ParseChaosParams(chaos_params);
     if (params.has_value()) {

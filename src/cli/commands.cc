@@ -5,6 +5,7 @@
 #include <thread>
 #include <vector>
 
+#include "cli/autonomy_format.h"
 #include "cli/format.h"
 #include "cli/net.h"
 #include "core/display.h"
@@ -591,13 +592,18 @@ Status Commands::TokenRevoke(const std::string& name) {
 
 Status Commands::Settings() {
   ASSIGN_OR_RETURN(Json body, api_.Call("GET", "/api/v1/settings", nullptr, "settings"));
+  return PrintFormatted(body, FormatSettings, "settings");
+}
+
+Status Commands::PrintFormatted(const Json& body, Result<std::string> (*format)(const Json&),
+                                const std::string& what) {
   if (json_) {
     PrintJson(body);
     return OkStatus();
   }
-  Result<std::string> text = FormatSettings(body);
+  Result<std::string> text = format(body);
   if (!text.has_value()) {
-    return Internal("settings: " + text.error().message);
+    return Internal(what + ": " + text.error().message);
   }
   out_ << *text;
   return OkStatus();
@@ -649,6 +655,34 @@ Result<Json> ParseChaosParams(const std::vector<std::string>& words) {
     }
   }
   return params;
+}
+
+Status Commands::Autonomy() {
+  ASSIGN_OR_RETURN(Json body, api_.Call("GET", "/api/v1/autonomy", nullptr, "autonomy"));
+  return PrintFormatted(body, FormatAutonomy, "autonomy");
+}
+
+Status Commands::AutonomyPin(const std::string& alarm, const std::string& action,
+                             const std::optional<std::string>& mode) {
+  const std::string path = "/api/v1/autonomy/" + UrlEncode(alarm) + "/" + UrlEncode(action);
+  const std::string what = (mode ? "autonomy pin " : "autonomy unpin ") + alarm + " " + action;
+  const Json body{{"mode", mode.value_or("")}};
+  ASSIGN_OR_RETURN(Json answer, api_.Call(mode ? "PUT" : "DELETE", path, mode ? &body : nullptr,
+                                          what));
+  if (json_) {
+    PrintJson(answer);
+    return OkStatus();
+  }
+  out_ << SanitizeForDisplay(alarm) << " x " << SanitizeForDisplay(action)
+       << (mode ? " pinned to " + *mode : std::string(" unpinned: its record decides")) << "\n";
+  return OkStatus();
+}
+
+Status Commands::Stats(const std::string& since) {
+  const std::string path =
+      since.empty() ? "/api/v1/stats" : "/api/v1/stats?since=" + UrlEncode(since);
+  ASSIGN_OR_RETURN(Json body, api_.Call("GET", path, nullptr, "stats"));
+  return PrintFormatted(body, FormatStats, "stats");
 }
 
 }  // namespace medic::cli

@@ -85,6 +85,13 @@ class Commands {
   // The automation kill switch (admin): PUT /api/v1/settings {"automation_paused":paused}.
   // Prints the state the server answered; an answer in another state is an error.
   Status SetAutomationPaused(bool paused);
+  // GET /api/v1/autonomy: every alarm x action pair's record and mode (docs/AUTONOMY.md).
+  Status Autonomy();
+  // Pins the pair to `mode` (automatic | approval: PUT) or unpins it (nullopt: DELETE); admin.
+  Status AutonomyPin(const std::string& alarm, const std::string& action,
+                     const std::optional<std::string>& mode);
+  // GET /api/v1/stats?since=SINCE (a duration; "" = the server's default period).
+  Status Stats(const std::string& since);
 
  private:
   // `body` carries what the verb needs besides the comment (approve: action_hash).
@@ -101,6 +108,10 @@ class Commands {
   Status WaitForFix(const std::string& id, const std::string& what,
                     const CommandWaitOptions& wait);
   void PrintJson(const Json& j);
+  // With --json the body as it came, else `format`'s text; a body `format` cannot read is an
+  // error starting with `what`.
+  Status PrintFormatted(const Json& body, Result<std::string> (*format)(const Json&),
+                        const std::string& what);
 
   ApiClient& api_;
   const Clock& clock_;

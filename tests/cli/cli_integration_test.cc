@@ -28,6 +28,8 @@
 #include "core/json.h"
 #include "host/proc_fs.h"
 #include "host/proc_parsers.h"
+#include "server/store/store.h"
+#include "tests/server/incidents/stats_fixture.h"
 #include "transport/http_client.h"
 
 namespace medic::cli {
@@ -597,20 +599,31 @@ TEST_F(CliIntegrationTest, PauseAndResumeAsAdminAndAViewerCannotSwitch) {
   EXPECT_EQ(paused(), false) << "a viewer's pause changed the settings";
 }
 
+// The real medic-server on a port of its choosing, its data in `data` (its log in `log`), and
+// the real `medic` run with the server's admin token.
+struct ServerForCli {
+  ServerForCli(const std::string& dir, const std::string& data, const std::string& log)
+      : dir(dir),
+        child({MedicServerBin(), "--listen", "127.0.0.1:0", "--data-dir", data}, false, true, log),
+        port(WaitForServerPort(child, log)),
+        as_admin({"--server", "http://127.0.0.1:" + std::to_string(port), "--token-file",
+                  data + "/admin.token"}) {}
+  MedicRun Admin(std::vector<std::string> args) const {
+    args.insert(args.begin(), as_admin.begin(), as_admin.end());
+    return RunMedic(dir, args);
+  }
+  std::string dir;
+  Child child;
+  int port;
+  std::vector<std::string> as_admin;
+};
+
 // Enrolment from the command line against the real server: a code for a host, the pending
 // list, approval of an unknown request, revocation.
 TEST_F(CliIntegrationTest, HostsEnrollPendingApproveRevoke) {
-  const std::string data = tmp_.path() + "/server";
-  const std::string log = tmp_.path() + "/server.log";
-  Child server({MedicServerBin(), "--listen", "127.0.0.1:0", "--data-dir", data}, false, true, log);
-  const int port = WaitForServerPort(server, log);
-  ASSERT_GT(port, 0) << LogTailForTest(log);
-  const std::vector<std::string> as_admin = {"--server", "http://127.0.0.1:" + std::to_string(port),
-                                             "--token-file", data + "/admin.token"};
-  auto admin = [&](std::vector<std::string> args) {
-    args.insert(args.begin(), as_admin.begin(), as_admin.end());
-    return RunMedic(tmp_.path(), args);
-  };
+  const ServerForCli server(tmp_.path(), tmp_.path() + "/server", tmp_.path() + "/server.log");
+  ASSERT_GT(server.port, 0) << LogTailForTest(tmp_.path() + "/server.log");
+  auto admin = [&](std::vector<std::string> args) { return server.Admin(std::move(args)); };
   MedicRun run = admin({"hosts", "enroll", "web-7", "--ttl", "2h"});
   ASSERT_EQ(run.exit_code, 0) << run.err;
   const std::string code = run.out.substr(0, run.out.find('\n'));
@@ -634,6 +647,57 @@ TEST_F(CliIntegrationTest, HostsEnrollPendingApproveRevoke) {
   EXPECT_EQ(run.out, "revoked host web-7: its agent is cut off\n");
   run = admin({"hosts", "enroll", "bad name"});
   EXPECT_EQ(run.exit_code, 1);
+}
+
+// `medic stats` and `medic autonomy` against the real medic-server, over a known history
+// written into its store before it starts (tests/server/incidents/stats_fixture.h).
+TEST_F(CliIntegrationTest, StatsAndAutonomyAgainstTheRealServer) {
+  const std::string data = tmp_.path() + "/server";
+  ASSERT_TRUE(MakeDirs(data, 0700).has_value());
+  {
+    auto store = server::OpenSqliteStore(data + "/medic.db");
+    ASSERT_TRUE(store.has_value()) << store.error().ToString();
+    ASSERT_TRUE(test::PutStatsFixture(**store, std::chrono::system_clock::now()));
+  }
+  const ServerForCli server(tmp_.path(), data, tmp_.path() + "/server.log");
+  ASSERT_GT(server.port, 0) << LogTailForTest(tmp_.path() + "/server.log");
+  auto admin = [&](std::vector<std::string> args) { return server.Admin(std::move(args)); };
+  MedicRun run = admin({"stats", "--since", "24h"});
+  ASSERT_EQ(run.exit_code, 0) << run.err;
+  const size_t first_line = run.out.find('\n');
+  ASSERT_NE(first_line, std::string::npos) << run.out;
+  EXPECT_EQ(run.out.rfind("period             ", 0), 0u) << run.out;
+  EXPECT_EQ(run.out.substr(first_line + 1), test::kStatsFixtureText);
+  run = admin({"stats", "--since", "soon"});
+  EXPECT_EQ(run.exit_code, 1);
+  EXPECT_EQ(run.err, "medic: stats: 400 since must be a duration from 1s to 8784h (like 30m, 24h)\n");
+
+  auto nginx_pair = [&]() -> Json {
+    const MedicRun listed = admin({"autonomy", "--json"});
+    EXPECT_EQ(listed.exit_code, 0) << listed.err;
+    Result<Json> j = ParseJson(listed.out);
+    if (!j.has_value() || !j->contains("pairs") || (*j)["pairs"].size() != 2) {
+      ADD_FAILURE() << "not the fixture's two pairs: " << listed.out;
+      return Json::object();
+    }
+    return (*j)["pairs"][1];
+  };
+  Json pair = nginx_pair();
+  EXPECT_EQ(pair.value("alarm", ""), "Nginx-Down-ALB");
+  EXPECT_EQ(pair.value("verified", -1), 4);
+  EXPECT_EQ(pair.value("rejected", -1), 1);
+  EXPECT_EQ(pair.value("mode", ""), "default");
+  run = admin({"autonomy", "pin", "Nginx-Down-ALB", "service.restart", "--mode", "approval"});
+  EXPECT_EQ(run.exit_code, 0) << run.err;
+  EXPECT_EQ(run.out, "Nginx-Down-ALB x service.restart pinned to approval\n");
+  EXPECT_EQ(nginx_pair().value("mode", ""), "approval");
+  run = admin({"autonomy", "unpin", "Nginx-Down-ALB", "service.restart"});
+  EXPECT_EQ(run.exit_code, 0) << run.err;
+  EXPECT_EQ(nginx_pair().value("mode", ""), "default");
+  run = admin({"audit", "--limit", "2"});
+  EXPECT_EQ(run.exit_code, 0) << run.err;
+  EXPECT_NE(run.out.find("autonomy.unpin"), std::string::npos) << run.out;
+  EXPECT_NE(run.out.find("autonomy.pin"), std::string::npos) << run.out;
 }
 
 }  // namespace

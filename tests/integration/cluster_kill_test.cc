@@ -158,9 +158,13 @@ class ClusterKillTest : public ::testing::Test {
     for (int s = 0; s < 2; ++s) {
       data_[s] = dir_.File(std::string("data-") + kServerIds[s]);
       config_[s] = dir_.File(std::string("server-") + kServerIds[s] + ".yaml");
-      // The same configuration on both servers but for the id.
+      // The same configuration on both servers but for the id. Every round's pending
+      // incidents must wait for the test's approval: no earned autonomy (docs/AUTONOMY.md),
+      // which would promote the runbook's fix after 5 approved ones.
       ASSERT_TRUE(WriteFileAtomic(config_[s],
                                   "approval_mode: true\n"
+                                  "autonomy:\n"
+                                  "  enabled: false\n"
                                   "store:\n"
                                   "  driver: postgres\n"
                                   "  dsn: \"" + dsn_ + "\"\n"

@@ -147,6 +147,8 @@ Result<ServerConfig> LoadServerConfig(const std::string& path) {
         RETURN_IF_ERROR(ai::ParseRunbooksYaml(v, path, c.runbooks));
       } else if (key == "breaker") {
         RETURN_IF_ERROR(ai::ParseBreakerYaml(v, path, c.breaker));
+      } else if (key == "autonomy") {
+        RETURN_IF_ERROR(ParseAutonomyYaml(v, path, c.autonomy));
       } else if (key == "approval_mode") {
         c.approval_mode = v.as<bool>();
       } else if (key == "session_lifetime") {
@@ -314,6 +316,7 @@ struct ServerApp::Parts {
   std::unique_ptr<ai::Brain> brain;
   std::unique_ptr<Notifier> notifier;  // before incidents: their listener calls it
   std::unique_ptr<TaskThread> decisions;  // joined by ServerApp::Stop before Parts dies
+  std::unique_ptr<Autonomy> autonomy;     // earned autonomy and grading; incidents use it
   std::unique_ptr<IncidentManager> incidents;
   TokenRegistry tokens;
   std::unique_ptr<HostIdentities> identities;  // the hosts' own credentials, enrolment
@@ -527,6 +530,8 @@ Result<std::unique_ptr<ServerApp>> ServerApp::Create(const ServerConfig& config,
       p->alarms->rules(), config.runbooks);
   p->incidents->SetBreaker(config.breaker.max_fixes, config.breaker.window);
   p->incidents->SetApprovalTimeout(config.approval_timeout);
+  p->autonomy = std::make_unique<Autonomy>(*p->store, clock, config.autonomy);
+  p->incidents->SetAutonomy(p->autonomy.get());
   if (p->bus) {
     p->incidents->EnableCluster({p->bus.get(), config.cluster.lease, config.cluster.renew,
                                  config.cluster.forward_timeout});
@@ -610,6 +615,7 @@ Result<std::unique_ptr<ServerApp>> ServerApp::Create(const ServerConfig& config,
   AddSettingsRoutes(r, *p->settings, *p->store, clock, *events);
   AddIndexRoute(r);
   AddIncidentRoutes(r, {clock, *p->store, *p->incidents, *p->hosts, *p->alarms});
+  AddAutonomyRoutes(r, *p->autonomy);
   if (p->bus) {
     p->cluster_hosts =
         std::make_unique<ClusterHosts>(clock, *p->store, *p->hosts, p->bus->server_id());

@@ -28,6 +28,7 @@
 #include "server/http/http_server.h"
 #include "server/http/router.h"
 #include "server/http/sessions.h"
+#include "server/incidents/autonomy.h"
 #include "server/ingest/slack_config.h"
 #include "server/ingest/ingest_config.h"
 #include "server/notify/notify_config.h"
@@ -77,6 +78,9 @@ struct ServerConfig {
   // The runbooks (defaults, then the `runbooks:` section) and the restart-loop breaker.
   std::vector<ai::Runbook> runbooks = ai::DefaultRunbooks();
   ai::BreakerConfig breaker;
+  // The `autonomy:` section: earned autonomy's bar and grading's return window
+  // (incidents/autonomy.h, docs/AUTONOMY.md).
+  AutonomyConfig autonomy;
   // The alarm rules (defaults, then the `alarms:` section) and the target groups (`web`, then
   // the `target_groups:` section). docs/ALARMS.md.
   std::vector<AlarmRule> alarm_rules = DefaultAlarmRules();

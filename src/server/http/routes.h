@@ -73,6 +73,10 @@ struct IncidentRoutesDeps {
 };
 void AddIncidentRoutes(Router& router, IncidentRoutesDeps deps);
 
+// api_autonomy.cc: GET /api/v1/autonomy (viewer), PUT and DELETE
+// /api/v1/autonomy/{alarm}/{action} (admin: pin, unpin; audited), GET /api/v1/stats (viewer).
+void AddAutonomyRoutes(Router& router, Autonomy& autonomy);
+
 // api_hosts.cc
 
 // GET /api/v1/hosts, DELETE /api/v1/hosts/{name} (audited), GET /api/v1/hosts/{name}/metrics.

@@ -94,12 +94,29 @@ Status IncidentManager::Save(Incident& inc, Incident next) {
                          server_id_ + " any more; nothing was written");
     }
   }
+  // Earned autonomy (autonomy.h): a promotion or demotion this write causes goes on its timeline.
+  std::optional<AutonomyChange> change;
+  if (autonomy_ != nullptr) {
+    if (auto judged = autonomy_->Judge(inc, next); judged) {
+      change = std::move(*judged);
+    } else {
+      ++store_errors_;
+      LogError("earned autonomy: " + judged.error().ToString());
+    }
+    if (change) {
+      next.timeline.push_back(Entry(change->event, change->detail));
+    }
+  }
   if (Status s = store_.UpdateIncident(next); !s) {
     ++store_errors_;
     LogError("cannot save incident " + next.incident_id + ": " + s.error().ToString());
     return s;
   }
   inc = std::move(next);
+  if (change) {
+    Audit("medic", change->event == "autonomy_promoted" ? "autonomy.promote" : "autonomy.demote",
+          change->audit);
+  }
   if (listener_) {
     listener_(inc);
   }
@@ -711,6 +728,16 @@ void IncidentManager::ApplyDecision(const std::string& incident_id, const ai::De
   const Settings s = settings_.Get();
   std::string why = s.automation_paused ? "automation is paused"
                                         : ai::WhyApproval(d, rb, s.approval_mode);
+  std::string autonomy_note;  // set when earned autonomy (or a pin) lets the fix run
+  if (autonomy_ != nullptr && autonomy_->config().enabled && !s.automation_paused) {
+    if (auto rec = autonomy_->Record(next.alarm_name, d.action.name); rec) {
+      why = GateWithAutonomy(rec->has_value() ? &**rec : nullptr, why,
+                             ai::WhyApproval(d, rb, false), &autonomy_note);
+    } else {
+      ++store_errors_;  // the decision stands as it was without autonomy
+      LogError("earned autonomy: " + rec.error().ToString());
+    }
+  }
   if (why.empty()) {
     const int recent = RecentAutomaticFixes(next);
     if (recent >= breaker_max_fixes_) {
@@ -734,7 +761,8 @@ void IncidentManager::ApplyDecision(const std::string& incident_id, const ai::De
     }
     return;
   }
-  next.timeline.push_back(Entry("auto_approved", ai::AutoApprovalNote(d, rb)));
+  next.timeline.push_back(Entry(
+      "auto_approved", autonomy_note.empty() ? ai::AutoApprovalNote(d, rb) : autonomy_note));
   if (Status st = Execute(a, std::move(next), IncidentEvent::kAutoApproved); !st) {
     LogError("cannot start the fix of " + incident_id + ": " + st.error().ToString());
     if (auto it = active_.find(incident_id); it != active_.end()) {

@@ -25,6 +25,7 @@
 #include "core/clock.h"
 #include "protocol/wire.h"
 #include "server/alarms/alarms.h"
+#include "server/incidents/autonomy.h"
 #include "server/cluster/bus.h"
 #include "server/commands/command_queue.h"
 #include "server/incidents/incident_state.h"
@@ -83,6 +84,12 @@ class IncidentManager {
     breaker_max_fixes_ = max_fixes;
     breaker_window_ = window;
   }
+
+  // Earned autonomy (autonomy.h, docs/AUTONOMY.md): each decision consults the pair's mode
+  // (after the kill switch, before the breaker), and a write that promotes or demotes a pair
+  // carries an autonomy_promoted / autonomy_demoted entry and is audited. Null (the default):
+  // none. REQUIRES: before any event; `autonomy` outlives the manager.
+  void SetAutonomy(Autonomy* autonomy) { autonomy_ = autonomy; }
 
   // How long a proposed fix waits for a human: then the approval expires (approval_expired,
   // the incident ends as timeout) and an alarm still in ALARM is judged again. Default 1 h.
@@ -301,6 +308,7 @@ class IncidentManager {
   int breaker_max_fixes_ = 3;
   Millis breaker_window_{3'600'000};
   Millis approval_timeout_{3'600'000};
+  Autonomy* autonomy_ = nullptr;
 
   mutable std::mutex mu_;
   std::map<std::string, Active> active_;             // incident id -> state. Guarded by mu_.

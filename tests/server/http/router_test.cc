@@ -98,6 +98,8 @@ constexpr ExpectedRole kExpectedRoles[] = {
     {"GET", "/api/v1/incidents/{id}", Role::kViewer},
     {"GET", "/api/v1/incidents/{id}/report", Role::kViewer},
     {"GET", "/api/v1/ingest/unmatched", Role::kViewer},
+    {"GET", "/api/v1/autonomy", Role::kViewer},
+    {"GET", "/api/v1/stats", Role::kViewer},
     {"GET", "/api/v1/session", Role::kViewer},
     {"DELETE", "/api/v1/session", Role::kViewer},
     {"GET", "/api/v1/settings", Role::kViewer},
@@ -120,6 +122,8 @@ constexpr ExpectedRole kExpectedRoles[] = {
     {"POST", "/api/v1/session/codes", Role::kAdmin},
     {"GET", "/api/v1/audit", Role::kAdmin},
     {"GET", "/api/v1/audit/verify", Role::kAdmin},
+    {"PUT", "/api/v1/autonomy/{alarm}/{action}", Role::kAdmin},
+    {"DELETE", "/api/v1/autonomy/{alarm}/{action}", Role::kAdmin},
     // Ingest: alert sources, nothing else.
     {"POST", "/api/v1/ingest/alertmanager", Role::kIngest},
     // Agent: a host's own credential, as that host only.

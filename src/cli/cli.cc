@@ -328,6 +328,11 @@ int RunCli(const std::vector<std::string>& args, CliEnv& env) {
   CLI::App* approve = app.add_subcommand("approve", "approve the fix an incident proposes");
   approve->add_option("ID", id, "incident id")->required();
   approve->add_option("--comment", comment, "recorded in the timeline");
+  std::optional<std::string> step;
+  approve->add_option("--step", step,
+                      "approve the gated step the incident waits at instead of a fix: diagnose "
+                      "or verify (docs/AUTONOMY.md)")
+      ->check(CLI::IsMember({"diagnose", "verify"}));
   CLI::App* reject = app.add_subcommand("reject", "reject the fix an incident proposes");
   reject->add_option("ID", id, "incident id")->required();
   reject->add_option("--comment", comment, "recorded in the timeline");
@@ -616,7 +621,7 @@ int RunCli(const std::vector<std::string>& args, CliEnv& env) {
   } else if (*show) {
     s = commands.Show(id);
   } else if (*approve) {
-    s = commands.Approve(id, comment);
+    s = step ? commands.ApproveStep(id, *step, comment) : commands.Approve(id, comment);
   } else if (*reject) {
     s = commands.Reject(id, comment);
   } else if (*report) {

@@ -37,6 +37,9 @@ class Commands {
   // Fetches the incident, prints the command line it is about to approve and approves that
   // proposal (its action_hash): the server refuses it (409) if the proposal changed since.
   Status Approve(const std::string& id, const std::optional<std::string>& comment);
+  // A stage gate: the incident's gated diagnose or verify step (docs/AUTONOMY.md).
+  Status ApproveStep(const std::string& id, const std::string& step,
+                     const std::optional<std::string>& comment);
   Status Reject(const std::string& id, const std::optional<std::string>& comment);
   // Prints the report body as the server sends it (Markdown or HTML).
   Status Report(const std::string& id, const std::string& format);

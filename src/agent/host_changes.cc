@@ -12,6 +12,7 @@
 
 #include "core/files.h"
 #include "core/sha256.h"
+#include "host/safe_open.h"
 
 namespace medic::agent {
 
@@ -78,23 +79,15 @@ std::string ReadTail(const std::string& path, uint64_t cap, std::string* error) 
   if (fd < 0) {
     return "";
   }
-  const uint64_t size = static_cast<uint64_t>(st.st_size);
-  const uint64_t start = size > cap ? size - cap : 0;
-  std::string out;
-  char buf[65536];
-  while (out.size() < cap) {
-    const ssize_t n = ::pread(fd, buf, std::min<uint64_t>(sizeof(buf), cap - out.size()),
-                              static_cast<off_t>(start + out.size()));
-    if (n < 0 && errno == EINTR) {
-      continue;
-    }
-    if (n <= 0) {
-      break;
-    }
-    out.append(buf, static_cast<size_t>(n));
-  }
+  const bool cut = static_cast<uint64_t>(st.st_size) > cap;
+  Result<std::string> text = host::ReadTailFd(fd, path, static_cast<size_t>(cap));
   ::close(fd);
-  if (start > 0) {
+  if (!text) {
+    *error = text.error().message;
+    return "";
+  }
+  std::string out = std::move(*text);
+  if (cut) {
     const size_t nl = out.find('\n');
     out = nl == std::string::npos ? std::string() : out.substr(nl + 1);
   }
@@ -106,8 +99,6 @@ struct FileChange {
   WallTime mtime;
   uint64_t size = 0;
   bool symlink = false;
-  std::string target;  // of a symlink
-  int dir_fd = -1;     // not owned; valid while walking only
 };
 
 struct Walk {
@@ -287,7 +278,7 @@ std::string ServicesSection(const ChangesOptions& o, WallTime since,
       events.emplace_back(s.started_at,
                           s.name + " started" +
                               (s.running ? " (running, pid " + std::to_string(s.pid) + ")"
-                                         : std::string(" (not running now)")));
+                                         : std::string(" (stopped now)")));
     }
     if (s.last_exit && s.last_exit->at >= since) {
       events.emplace_back(s.last_exit->at,

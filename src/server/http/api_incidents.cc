@@ -49,9 +49,12 @@ Result<std::pair<std::string, std::string>> ParseStepApproval(const ApiRequest& 
     }
   }
   ASSIGN_OR_RETURN(auto step, OptionalString(body, "step"));
-  if (!step || (*step != "diagnose" && *step != "verify")) {
-    return InvalidArgument("step is required: diagnose or verify (a fix is approved with "
-                           "/approve)");
+  if (!step) {
+    return InvalidArgument("step is required: diagnose or verify");
+  }
+  if (*step != "diagnose" && *step != "verify") {
+    return InvalidArgument("step must be diagnose or verify, got '" + step->substr(0, 64) +
+                           "' (a fix is approved with /approve)");
   }
   ASSIGN_OR_RETURN(auto comment, OptionalString(body, "comment"));
   if (comment && comment->size() > 4096) {

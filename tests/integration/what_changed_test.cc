@@ -181,6 +181,14 @@ TEST_F(WhatChangedTest, GatedDiagnoseThenAutomaticFixAndTheHostsRecentChanges) {
   EXPECT_EQ(inc["status"], "pending_approval");
   EXPECT_EQ(inc["diagnostics"], "");
 
+  // `medic show` says what it waits for, and how to approve it.
+  test::RunResult waiting = Cli({"show", id});
+  EXPECT_EQ(waiting.exit_code, 0);
+  EXPECT_NE(waiting.out.find("approval of its diagnose step (medic approve " + id +
+                             " --step diagnose)"),
+            std::string::npos)
+      << waiting.out;
+
   // `medic approve ID` (a fix) is refused; the wrong step too; nothing changes.
   EXPECT_NE(Cli({"approve", id}).exit_code, 0);
   EXPECT_NE(Cli({"approve", id, "--step", "verify"}).exit_code, 0);

@@ -218,6 +218,8 @@ protocol::CommandResult ActionExecutor::Execute(const protocol::Action& action, 
     r = Run({"ps", "aux", "--sort=-rss"}, timeout, LinesParam(p, 15) + 1);
   } else if (name == "dir.list") {
     r = DirList(StringParam(p, "path"), timeout);
+  } else if (name == "host.changes") {
+    r = HostChanges(StringParam(p, "window"));
   } else if (name == "process.kill") {
     r = ProcessKill(p);
   } else if (name == "file.truncate") {
@@ -237,6 +239,30 @@ protocol::CommandResult ActionExecutor::Execute(const protocol::Action& action, 
     r.truncated = true;
   }
   return r;
+}
+
+protocol::CommandResult ActionExecutor::HostChanges(const std::string& window_text) {
+  // The catalog's durations: "90m", "1h", or whole days ("2d"). At most a week.
+  constexpr Millis kWeek{7LL * 86'400'000};
+  Millis window{3'600'000};
+  if (!window_text.empty() && window_text.back() == 'd') {
+    window = Millis(std::strtoll(window_text.c_str(), nullptr, 10) * 86'400'000LL);
+  } else if (!window_text.empty()) {
+    auto parsed = ParseDuration(window_text);
+    if (!parsed) {
+      return Fail("host.changes: window '" + window_text + "' is not a duration");
+    }
+    window = *parsed;
+  }
+  window = std::clamp(window, Millis(1'000), kWeek);
+  std::vector<ServiceStatus> statuses;
+  for (const std::string& service : services_.Names()) {
+    if (auto st = services_.GetStatus(service)) {
+      statuses.push_back(std::move(*st));
+    }
+  }
+  return Ok(CollectHostChanges(options_.changes, std::chrono::system_clock::now(), window,
+                               statuses));
 }
 
 protocol::CommandResult ActionExecutor::Run(std::vector<std::string> argv, Millis timeout,

@@ -14,6 +14,7 @@
 #include "agent/archiver.h"
 #include "host/chaos.h"
 #include "agent/command_runner.h"
+#include "agent/host_changes.h"
 #include "agent/policy.h"
 #include "host/proc_fs.h"
 #include "host/safe_open.h"
@@ -46,6 +47,8 @@ struct ExecutorOptions {
   std::function<int(pid_t, int)> send_signal;
   // Where log.archive_truncate uploads (the server's archive); null: that action fails.
   ArchiveSink* archive = nullptr;
+  // What host.changes reads, under which root, within which caps (the agent config's changes:).
+  ChangesOptions changes;
 };
 
 class ActionExecutor {
@@ -69,6 +72,7 @@ class ActionExecutor {
   protocol::CommandResult DiskCleanup(const std::string& path, const std::string& older_than);
   protocol::CommandResult ChaosStart(const Json& params, Millis timeout);
   protocol::CommandResult ChaosStop();
+  protocol::CommandResult HostChanges(const std::string& window);
   // process_scope cgroup: the memory cgroup of "self" or of a pid ("" when unreadable).
   std::string MemoryCgroupOf(const std::string& proc_entry);
   // Opens `path` beneath the policy root it is under (host::OpenBeneath: no symlink in any

@@ -73,6 +73,7 @@ ExecutorOptions MakeExecutorOptions(const AgentConfig& config, pid_t self_pid) {
   o.working_dir = config.exec_working_dir;
   // disk-fill without a path fills the host's log directory (the policy still decides).
   o.chaos_default_dir = config.log_dir;
+  o.changes = config.changes;
   for (const auto& s : config.services) {
     o.service_log_files[s.name] = s.log_files;
   }

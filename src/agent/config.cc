@@ -408,6 +408,57 @@ Result<PolicySettings> ParsePolicy(const Reader& r, const YAML::Node& n) {
   return p;
 }
 
+// changes: {root: DIR, watch: [DIR...], max_files_hashed: N, max_hash_bytes: SIZE,
+// max_entries: N, max_lines: N}
+Result<ChangesOptions> ParseChanges(const Reader& r, const YAML::Node& n) {
+  ChangesOptions o;
+  RETURN_IF_ERROR(r.RequireMap(n, "changes"));
+  RETURN_IF_ERROR(r.CheckKeys(n, "changes",
+                              {"root", "watch", "max_files_hashed", "max_hash_bytes",
+                               "max_entries", "max_lines"}));
+  auto clean = [](const std::string& p) {
+    return p.find("/..") == std::string::npos && p.find("/./") == std::string::npos &&
+           p.find("//") == std::string::npos;
+  };
+  if (auto v = n["root"]) {
+    ASSIGN_OR_RETURN(o.root, r.AbsPath(v, "changes.root"));
+    if (!clean(o.root)) {
+      return r.At(v, "changes.root must be a clean absolute directory, got '" + o.root + "'");
+    }
+  }
+  if (auto v = n["watch"]) {
+    ASSIGN_OR_RETURN(o.watch_paths, r.AbsPathList(v, "changes.watch"));
+    for (size_t i = 0; i < o.watch_paths.size(); ++i) {
+      if (!clean(o.watch_paths[i])) {
+        return r.At(v[i], "changes.watch entries must be clean absolute directories, got '" +
+                              o.watch_paths[i] + "'");
+      }
+    }
+  }
+  if (auto v = n["max_files_hashed"]) {
+    ASSIGN_OR_RETURN(int64_t k, r.Integer(v, "changes.max_files_hashed", 0, 10'000));
+    o.max_files_hashed = static_cast<size_t>(k);
+  }
+  if (auto v = n["max_entries"]) {
+    ASSIGN_OR_RETURN(int64_t k, r.Integer(v, "changes.max_entries", 1, 1'000'000));
+    o.max_entries_walked = static_cast<size_t>(k);
+  }
+  if (auto v = n["max_lines"]) {
+    ASSIGN_OR_RETURN(int64_t k, r.Integer(v, "changes.max_lines", 1, 1'000));
+    o.max_lines = static_cast<size_t>(k);
+  }
+  if (auto v = n["max_hash_bytes"]) {
+    ASSIGN_OR_RETURN(std::string s, r.String(v, "changes.max_hash_bytes"));
+    auto bytes = ParseByteSize(s);
+    if (!bytes || *bytes == 0 || *bytes > (1ull << 30)) {
+      return r.At(v, "changes.max_hash_bytes must be a byte size from 1B to 1GiB like 1MiB, "
+                     "got '" + s + "'");
+    }
+    o.max_hash_bytes = *bytes;
+  }
+  return o;
+}
+
 // server: one URL, or a non-empty list of URLs (several servers on one store).
 Result<std::vector<std::string>> ParseServerNode(const Reader& r, const YAML::Node& v) {
   std::vector<std::string> out;
@@ -448,7 +499,7 @@ Result<AgentConfig> ParseRoot(const Reader& r, const YAML::Node& root) {
       root, "the top level",
       {"server", "name", "token_file", "state_dir", "enroll_code", "interval", "log_level", "chaos", "mounts", "buffer_samples",
        "fast_report_min_gap", "services", "checks", "policy", "service_manager", "executor", "tls", "log_dir",
-       "targets", "disk_primary_mount"}));
+       "targets", "disk_primary_mount", "changes"}));
   if (auto v = root["server"]) {
     ASSIGN_OR_RETURN(c.servers, ParseServerNode(r, v));
     c.server = c.servers.front();
@@ -626,6 +677,9 @@ Result<AgentConfig> ParseRoot(const Reader& r, const YAML::Node& root) {
   }
   if (auto v = root["policy"]) {
     ASSIGN_OR_RETURN(c.policy, ParsePolicy(r, v));
+  }
+  if (auto v = root["changes"]) {
+    ASSIGN_OR_RETURN(c.changes, ParseChanges(r, v));
   }
   return c;
 }

@@ -10,6 +10,7 @@
 #include <string_view>
 #include <vector>
 
+#include "agent/host_changes.h"
 #include "core/clock.h"
 #include "core/result.h"
 
@@ -116,6 +117,9 @@ struct AgentConfig {
   std::vector<ServiceConfig> services;
   std::vector<CheckConfig> checks;
   PolicySettings policy;
+  // What the host.changes diagnostic reads (changes:): its root prefix, the watched config
+  // paths (default /etc) and its caps (docs/AGENT.md, "What changed").
+  ChangesOptions changes;
 
   const ServiceConfig* FindService(std::string_view name) const;
 };

@@ -368,8 +368,29 @@ Json ExtractFacts(std::string_view diagnostics) {
   Json disk = Json::array();
   Json procs = Json::array();
   bool in_ps = false;
+  // What changed (host.changes, then medic's own actions): each section's lines as they are.
+  Json changes = Json::object();
+  std::string changes_key;  // the section being read; "" outside what changed
+  bool in_changes = false;
   for (const std::string& line : SplitLines(diagnostics)) {
     const std::vector<std::string> f = Fields(line);
+    if (line.rfind("$ ", 0) == 0) {
+      in_changes = line.rfind("$ host.changes", 0) == 0 || line.rfind("$ medic's actions", 0) == 0;
+      changes_key = line.rfind("$ medic's actions", 0) == 0 ? "medic_actions" : "";
+    }
+    if (in_changes && !f.empty() && line.rfind("$ ", 0) != 0) {
+      if (line[0] != ' ' && line.back() == ':' && changes_key != "medic_actions") {
+        // packages, services, config files, reboots
+        changes_key = f[0] == "config" ? "config_files" : f[0];
+        if (changes_key.back() == ':') {
+          changes_key.pop_back();
+        }
+      } else if (!changes_key.empty() && f[0] != "none" && line.find("(", 0) != 0 &&
+                 f[0][0] != '(' && f[0][0] != '[' && changes[changes_key].size() < 50) {
+        changes[changes_key].push_back(std::string(Trim(line)));
+      }
+      continue;
+    }
     if (f.empty() || line.rfind("$ ", 0) == 0) {
       in_ps = false;
       continue;
@@ -429,6 +450,9 @@ Json ExtractFacts(std::string_view diagnostics) {
   }
   if (!procs.empty()) {
     facts["top_processes"] = procs;
+  }
+  if (!changes.empty()) {
+    facts["recent_changes"] = changes;
   }
   return facts;
 }

@@ -2,6 +2,7 @@
 
 #include <yaml-cpp/yaml.h>
 
+#include <algorithm>
 #include <cstdlib>
 
 #include "core/files.h"
@@ -98,6 +99,18 @@ Alternative Alt(std::string action, std::map<std::string, ParamConstraint> param
     std::abort();  // A built-in alternative that does not validate is a programming error.
   }
   return a;
+}
+
+// A window as the host.changes parameter takes it: whole hours, minutes or seconds.
+std::string WindowText(Millis w) {
+  const int64_t ms = w.count();
+  if (ms % 3'600'000 == 0) {
+    return std::to_string(ms / 3'600'000) + "h";
+  }
+  if (ms % 60'000 == 0) {
+    return std::to_string(ms / 60'000) + "m";
+  }
+  return std::to_string((ms + 999) / 1000) + "s";
 }
 
 }  // namespace
@@ -529,6 +542,38 @@ Result<Alternative> ParseAlternative(const YAML::Node& node, const std::string& 
   return alt;
 }
 
+// `gates:` of runbook `alarm`: each of diagnose, fix, verify is automatic or approval.
+Status ParseGates(const YAML::Node& node, const std::string& file, const std::string& alarm,
+                  Runbook& rb) {
+  const std::string where = "runbook '" + alarm + "': ";
+  if (!node.IsMap()) {
+    return InvalidArgument(YamlWhere(file, node) + where +
+                           "gates must be a mapping like {diagnose: approval, fix: automatic, "
+                           "verify: automatic}");
+  }
+  for (const auto& kv : node) {
+    const std::string step = kv.first.as<std::string>("");
+    const std::string value = kv.second.IsScalar() ? kv.second.Scalar() : "";
+    if (step != "diagnose" && step != "fix" && step != "verify") {
+      return InvalidArgument(YamlWhere(file, kv.first) + where + "unknown gate '" + step +
+                             "' (diagnose, fix, verify)");
+    }
+    if (value != "automatic" && value != "approval") {
+      return InvalidArgument(YamlWhere(file, kv.second) + where + "gates." + step +
+                             " must be automatic or approval, got '" + value + "'");
+    }
+    const bool approval = value == "approval";
+    if (step == "diagnose") {
+      rb.diagnose_needs_approval = approval;
+    } else if (step == "fix") {
+      rb.approval_required = approval;
+    } else {
+      rb.verify_needs_approval = approval;
+    }
+  }
+  return OkStatus();
+}
+
 }  // namespace
 
 Status ParseRunbooksYaml(const YAML::Node& node, const std::string& file,
@@ -609,6 +654,20 @@ Status ParseRunbooksYaml(const YAML::Node& node, const std::string& file,
           ASSIGN_OR_RETURN(rb->execution_timeout, YamlPositiveDuration(v, file, key));
         } else if (key == "verification_window") {
           ASSIGN_OR_RETURN(rb->verification_window, YamlPositiveDuration(v, file, key));
+        } else if (key == "gates") {
+          RETURN_IF_ERROR(ParseGates(v, file, alarm, *rb));
+        } else if (key == "changes_window") {
+          if (v.IsScalar() && v.Scalar() == "off") {
+            rb->changes_window = Millis(0);
+          } else {
+            auto window = CleanupAge(v.as<std::string>());
+            if (!window || window->count() <= 0 || *window > Millis(7LL * 86'400'000)) {
+              return InvalidArgument(YamlWhere(file, v) + "runbook '" + alarm +
+                                     "': changes_window must be a duration from 1s to 7d "
+                                     "(e.g. 1h), or off");
+            }
+            rb->changes_window = *window;
+          }
         } else {
           return InvalidArgument(YamlWhere(file, kv.first) + "unknown runbook key '" + key + "'");
         }
@@ -621,6 +680,41 @@ Status ParseRunbooksYaml(const YAML::Node& node, const std::string& file,
     }
   }
   return OkStatus();
+}
+
+std::vector<Runbook> WithWhatChanged(std::vector<Runbook> runbooks) {
+  for (Runbook& rb : runbooks) {
+    if (rb.changes_window.count() <= 0 || (rb.diagnostics.empty() && !rb.has_fix) ||
+        ChangesWindowOf(rb.diagnostics)) {
+      continue;
+    }
+    rb.diagnostics.push_back(Make(std::string(kChangesAction),
+                                  {{"window", WindowText(rb.changes_window)}}));
+  }
+  return runbooks;
+}
+
+protocol::Action WidenChangesWindow(const protocol::Action& action, Millis extra) {
+  if (action.name != kChangesAction || extra.count() < 1000) {
+    return action;
+  }
+  const Millis window =
+      CleanupAge(StringOr(action.params, "window", "1h")).value_or(Millis(3'600'000));
+  // Rounded up to whole seconds; the agent caps a window at a week.
+  const Millis widened = std::min(Millis(7LL * 86'400'000), window + extra + Millis(999));
+  auto out = protocol::ValidateAction(
+      action.name,
+      Json{{"window", WindowText(std::chrono::floor<std::chrono::seconds>(widened))}});
+  return out ? *out : action;
+}
+
+std::optional<Millis> ChangesWindowOf(const std::vector<protocol::Action>& diagnostics) {
+  for (const auto& d : diagnostics) {
+    if (d.name == kChangesAction) {
+      return CleanupAge(StringOr(d.params, "window", "1h"));
+    }
+  }
+  return std::nullopt;
 }
 
 Status ParseBreakerYaml(const YAML::Node& node, const std::string& file, BreakerConfig& breaker) {

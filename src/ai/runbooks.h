@@ -81,7 +81,31 @@ struct Runbook {
   Millis diagnostics_timeout{10'000};
   Millis execution_timeout{60'000};
   Millis verification_window{30'000};
+  // Stage gates (`gates:`, docs/AUTONOMY.md "Stage gates"): a step set to `approval` waits for
+  // an operator (`medic approve ID --step diagnose|verify`). The fix's gate is
+  // `approval_required` above (`gates: {fix: approval}` sets it).
+  bool diagnose_needs_approval = false;  // the diagnostics wait before they are sent
+  bool verify_needs_approval = false;    // an alarm back to OK waits for a human to confirm
+  // What changed on the host (docs/AUTONOMY.md "What changed"): how far back the host.changes
+  // diagnostic looks; 0 = not gathered. WithWhatChanged adds the diagnostic.
+  Millis changes_window{3'600'000};
 };
+
+// The name of the diagnostic that lists a host's recent changes.
+inline constexpr std::string_view kChangesAction = "host.changes";
+
+// `runbooks` with a `host.changes window=W` diagnostic appended to every runbook that has
+// diagnostics or a fix (not Host-Unreachable: its agent is away) and a non-zero
+// changes_window, unless its diagnostics list host.changes already. The server applies it to
+// its configured runbooks (tests of the engine use DefaultRunbooks() without it).
+std::vector<Runbook> WithWhatChanged(std::vector<Runbook> runbooks);
+
+// `action` (host.changes) looking back `extra` further: for diagnostics sent `extra` after the
+// alarm (a diagnose gate waited), so that the window still covers the time before the alarm.
+protocol::Action WidenChangesWindow(const protocol::Action& action, Millis extra);
+
+// The window of the host.changes diagnostic among `diagnostics`, or nullopt when there is none.
+std::optional<Millis> ChangesWindowOf(const std::vector<protocol::Action>& diagnostics);
 
 // OK when `alt` can be offered to the AI: a catalog action that changes the host (no
 // diagnostic, no chaos; shell never automatic), constraints only on parameters the action takes,
@@ -125,6 +149,8 @@ struct BreakerConfig {
 //     CONSTRAINT: a value, a list of values, {under: DIR}, {at_least: DURATION} or `any`
 //   reasoning: text
 //   diagnostics_timeout, execution_timeout, verification_window: durations ("30s")
+//   gates: {diagnose: automatic|approval, fix: automatic|approval, verify: automatic|approval}
+//   changes_window: a duration ("1h"), or off
 // Errors name the file, the line and the problem; every action must pass ValidateAction.
 Status ParseRunbooksYaml(const YAML::Node& node, const std::string& file,
                          std::vector<Runbook>& runbooks);

@@ -349,6 +349,11 @@ int RunCli(const std::vector<std::string>& args, CliEnv& env) {
                     "return once the approval is recorded, without the fix's result");
   approve->add_option("--timeout", approve_timeout,
                       "how long to wait for the fix and its verification (default 120s)");
+  std::optional<std::string> step;
+  approve->add_option("--step", step,
+                      "approve the gated step the incident waits at instead of a fix: diagnose "
+                      "or verify (docs/AUTONOMY.md)")
+      ->check(CLI::IsMember({"diagnose", "verify"}));
   CLI::App* reject = app.add_subcommand("reject", "reject the fix an incident proposes");
   reject->add_option("ID", id, "incident id")->required();
   reject->add_option("--comment", comment, "recorded in the timeline");
@@ -664,7 +669,7 @@ int RunCli(const std::vector<std::string>& args, CliEnv& env) {
   } else if (*show) {
     s = commands.Show(id);
   } else if (*approve) {
-    s = commands.Approve(id, comment, approve_wait);
+    s = step ? commands.ApproveStep(id, *step, comment) : commands.Approve(id, comment, approve_wait);
   } else if (*reject) {
     s = commands.Reject(id, comment);
   } else if (*report) {

@@ -118,7 +118,7 @@ Status Commands::Decide(const std::string& verb, const std::string& id, Json bod
   const std::string status = inc.is_object() && inc.contains("status") && inc["status"].is_string()
                                  ? inc["status"].get<std::string>()
                                  : "unknown";
-  out_ << (verb == "approve" ? "approved " : "rejected ") << id << ": status " << status << "\n";
+  out_ << (verb == "reject" ? "rejected " : "approved ") << id << ": status " << status << "\n";
   return OkStatus();
 }
 
@@ -134,6 +134,10 @@ Status Commands::Approve(const std::string& id, const std::optional<std::string>
                : std::string();
   };
   const std::string hash = text("action_hash");
+  if (const std::string step = text("awaiting"); step == "diagnose" || step == "verify") {
+    return FailedPrecondition(what + ": the incident waits for the approval of its " + step +
+                              " step, not of a fix: medic approve " + id + " --step " + step);
+  }
   if (hash.empty()) {
     return FailedPrecondition(what + ": the incident proposes no fix to approve (status " +
                               (text("status").empty() ? "unknown" : text("status")) + ")");
@@ -227,6 +231,11 @@ Status Commands::WaitForFix(const std::string& id, const std::string& what,
   }
   return Internal(what + ": the incident ended " + (status.empty() ? "unknown" : status) +
                   (reason.empty() ? "" : ": " + SanitizeForDisplay(reason)));
+}
+
+Status Commands::ApproveStep(const std::string& id, const std::string& step,
+                             const std::optional<std::string>& comment) {
+  return Decide("approve-step", id, Json{{"step", step}}, comment);
 }
 
 Status Commands::Reject(const std::string& id, const std::optional<std::string>& comment) {

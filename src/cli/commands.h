@@ -41,6 +41,9 @@ class Commands {
   // did not verify), or none within wait.timeout, is an error.
   Status Approve(const std::string& id, const std::optional<std::string>& comment,
                  const CommandWaitOptions& wait = {});
+  // A stage gate: the incident's gated diagnose or verify step (docs/AUTONOMY.md).
+  Status ApproveStep(const std::string& id, const std::string& step,
+                     const std::optional<std::string>& comment);
   Status Reject(const std::string& id, const std::optional<std::string>& comment);
   // Prints the report body as the server sends it (Markdown or HTML).
   Status Report(const std::string& id, const std::string& format);

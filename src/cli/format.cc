@@ -264,6 +264,11 @@ Result<std::string> FormatIncident(const Json& inc, WallTime now) {
   };
   field("Incident:", Text(inc, "incident_id"));
   field("Status:", Text(inc, "status"));
+  if (const std::string step = Text(inc, "awaiting"); step == "diagnose" || step == "verify") {
+    // A stage gate (docs/AUTONOMY.md): the step that waits for a human, and how to approve it.
+    field("Awaiting:", "approval of its " + step + " step (medic approve " +
+                           Text(inc, "incident_id") + " --step " + step + ")");
+  }
   std::string alarm = Text(inc, "alarm_name");
   if (const std::string d = Text(inc, "alarm_description"); d != kMissing) {
     alarm += " (" + d + ")";

@@ -285,6 +285,8 @@ const std::vector<ActionSpec>& ActionCatalog() {
        "processes by resident memory (ps aux)"},
       {"dir.list", {{"path", ParamKind::kAbsPath, true}}, Risk::kNone, true,
        "files of a directory, largest first (ls -lS)"},
+      {"host.changes", {{"window", ParamKind::kDuration, false}}, Risk::kNone, true,
+       "what changed on the host within a window: packages, services, config files, reboots"},
       {"process.kill",
        {{"pattern", ParamKind::kPattern, false},
         {"pid", ParamKind::kPid, false},

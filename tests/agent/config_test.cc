@@ -58,7 +58,8 @@ TEST(AgentConfig, DocumentedExampleIsValid) {
   ASSERT_TRUE(FinalizeAgentConfig({}, &*c).has_value());
   EXPECT_EQ(c->services.size(), 2u);
   EXPECT_EQ(c->checks.size(), 5u);
-  EXPECT_EQ(c->policy.actions->size(), 10u);
+  EXPECT_EQ(c->policy.actions->size(), 11u);  // host.changes among them
+  EXPECT_EQ(c->changes.watch_paths, std::vector<std::string>{"/etc"});
   EXPECT_EQ(c->service_manager, "auto");
   EXPECT_EQ(c->exec_working_dir, "/");
   EXPECT_EQ(c->exec_max_concurrent, 4);

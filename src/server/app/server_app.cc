@@ -527,7 +527,8 @@ Result<std::unique_ptr<ServerApp>> ServerApp::Create(const ServerConfig& config,
   p->incidents = std::make_unique<IncidentManager>(
       *p->store, clock, *p->signed_commands, *p->external, *p->settings, *p->brain,
       [decisions](std::function<void()> task) { decisions->Post(std::move(task)); },
-      p->alarms->rules(), config.runbooks);
+      // Every runbook's diagnostics include what changed on the host (docs/AUTONOMY.md).
+      p->alarms->rules(), ai::WithWhatChanged(config.runbooks));
   p->incidents->SetBreaker(config.breaker.max_fixes, config.breaker.window);
   p->incidents->SetApprovalTimeout(config.approval_timeout);
   p->autonomy = std::make_unique<Autonomy>(*p->store, clock, config.autonomy);

@@ -39,6 +39,30 @@ Result<DecisionRequest> ParseDecision(const ApiRequest& req) {
   return d;
 }
 
+// {"step": "diagnose"|"verify", "comment": "..."}: the stage gate an operator approves.
+Result<std::pair<std::string, std::string>> ParseStepApproval(const ApiRequest& req) {
+  ASSIGN_OR_RETURN(Json body, ParseBody(req, false));
+  for (const auto& [k, v] : body.items()) {
+    if (k != "comment" && k != "step") {
+      return InvalidArgument("unknown field '" + k +
+                             "' (only 'step' and 'comment' are accepted)");
+    }
+  }
+  ASSIGN_OR_RETURN(auto step, OptionalString(body, "step"));
+  if (!step) {
+    return InvalidArgument("step is required: diagnose or verify");
+  }
+  if (*step != "diagnose" && *step != "verify") {
+    return InvalidArgument("step must be diagnose or verify, got '" + step->substr(0, 64) +
+                           "' (a fix is approved with /approve)");
+  }
+  ASSIGN_OR_RETURN(auto comment, OptionalString(body, "comment"));
+  if (comment && comment->size() > 4096) {
+    return InvalidArgument("comment is longer than 4096 bytes");
+  }
+  return std::make_pair(*step, comment.value_or(""));
+}
+
 // The alarm's metric on the incident's host around the incident, for the report: nullopt when
 // the alarm's rule is no longer configured; no points when the host or its history is gone.
 ReportMetric MetricForReport(const Incident& inc, const HostRegistry& hosts,
@@ -179,6 +203,22 @@ void AddIncidentRoutes(Router& router, IncidentRoutesDeps deps) {
                                          }
                                          respond(JsonResponse(200, IncidentJson(*inc)));
                                        });
+              }});
+  router.Add({"POST", "/api/v1/incidents/{id}/approve-step", Role::kOperator,
+              "approve the gated step an incident waits at "
+              "({\"step\":\"diagnose|verify\",\"comment\":\"...\"}; 409 unless it waits at that "
+              "step; docs/AUTONOMY.md \"Stage gates\")",
+              [&incidents = deps.incidents](ApiRequest& req, Responder respond) {
+                auto d = ParseStepApproval(req);
+                if (!d) {
+                  return respond(ErrorResponse(d.error()));
+                }
+                auto inc = incidents.ApproveStep(req.path_params["id"], req.principal, d->first,
+                                                 d->second);
+                if (!inc) {
+                  return respond(ErrorResponse(inc.error()));
+                }
+                respond(JsonResponse(200, IncidentJson(*inc)));
               }});
   router.Add({"POST", "/api/v1/incidents/{id}/reject", Role::kOperator,
               "reject the suggested fix of a pending_approval incident ({\"comment\":\"...\"})",

@@ -8,6 +8,7 @@
 #include "ai/gate.h"
 #include "ai/prompt.h"
 #include "server/incidents/cluster_relay.h"
+#include "server/incidents/what_changed.h"
 #include "core/files.h"
 #include "core/log.h"
 #include "protocol/interrupted.h"
@@ -274,6 +275,13 @@ void IncidentManager::ResumeLocked(const Incident& stored, bool takeover) {
       next.timeline.push_back(Entry("resumed", cause + "; waiting for approval again"));
       (void)Save(a.inc, std::move(next));
     }
+  } else if (AwaitingStep(a.inc) == "verify") {
+    // The alarm was OK and a human is to confirm the recovery (a stage gate): still so.
+    a.phase = Phase::kAwaitingVerification;
+    next.timeline.push_back(Entry("resumed", cause + "; the recovery waits for an operator's "
+                                                     "confirmation again"));
+    (void)Save(a.inc, std::move(next));
+    alarms_.SetRemediating(a.inc.alarm_name, host, true);
   } else if (std::any_of(a.inc.timeline.begin(), a.inc.timeline.end(),
                          [](const TimelineEntry& e) { return e.event == "verifying"; })) {
     // The fix's result is in the record already (FinishExecution wrote "executed", then
@@ -490,10 +498,7 @@ void IncidentManager::HandleOkTransitionLocked(const AlarmTransition& t) {
     }
     Incident next = a.inc;
     if (a.phase == Phase::kVerifying) {
-      next.timeline.push_back(
-          Entry("verified", "alarm " + t.rule + " is back to OK (" + t.reason + ")"));
-      next.reason = "";
-      (void)Commit(a, std::move(next), IncidentEvent::kVerified, "");
+      Verified(a, std::move(next), "alarm " + t.rule + " is back to OK (" + t.reason + ")");
     } else if (a.phase == Phase::kAwaitingApproval && StringOr(a.inc.action, "name").empty()) {
       next.timeline.push_back(
           Entry("alarm_cleared", "alarm " + t.rule + " returned to OK (" + t.reason + ")"));
@@ -586,9 +591,15 @@ void IncidentManager::StartDiagnostics(Active& a) {
     FinishDiagnostics(a, false);
     return;
   }
+  if (HoldDiagnostics(a, *rb)) {
+    return;  // a stage gate: an operator approves them first (stage_gates.cc)
+  }
   a.deadline = clock_.SteadyNow() + rb->diagnostics_timeout;
   std::vector<protocol::Command> cmds;
-  for (const auto& action : rb->diagnostics) {
+  for (const auto& listed : rb->diagnostics) {
+    // What changed looks back from the alarm, also when a diagnose gate made it wait.
+    const protocol::Action action = ai::WidenChangesWindow(
+        listed, std::chrono::duration_cast<Millis>(clock_.Now() - a.inc.created_at));
     protocol::Command c = MakeCommand(action, rb->diagnostics_timeout);
     c.incident = a.inc.incident_id;
     c.approved_by = "diagnostics";  // read-only, run without approval (docs/SECURITY.md)
@@ -618,6 +629,13 @@ void IncidentManager::FinishDiagnostics(Active& a, bool deadline_passed) {
     text += "\n";
   }
   const std::string host = a.inc.instance_id;
+  if (const std::optional<ai::Runbook> rb = HostRunbook(a.inc.alarm_name, host)) {
+    if (const std::optional<Millis> window = ai::ChangesWindowOf(rb->diagnostics)) {
+      // What changed: the host's part is host.changes; medic's own actions come from here.
+      text += RecentActionsSection(store_, host, a.inc.created_at - *window, a.inc.incident_id) +
+              "\n";
+    }
+  }
   Incident next = a.inc;
   // Stored and shown redacted (the AI prompt's patterns): a password a host printed stays there.
   next.diagnostics = ai::RedactSecrets(text);
@@ -891,9 +909,8 @@ void IncidentManager::FinishExecution(Active& a, const protocol::CommandResult& 
   next.timeline.push_back(
       Entry("executed", "exit 0 in " + std::to_string(r.duration_ms) + " ms"));
   if (AlarmStateOf(next.alarm_name, host) == AlarmState::kOk) {
-    next.timeline.push_back(Entry("verified", "alarm " + next.alarm_name + " is OK"));
-    next.reason = "";
-    (void)Commit(a, std::move(next), IncidentEvent::kVerified, "");
+    const std::string detail = "alarm " + next.alarm_name + " is OK";
+    Verified(a, std::move(next), detail);
     return;
   }
   const ai::Runbook* rb = RunbookFor(next.alarm_name);
@@ -1298,6 +1315,12 @@ Result<Incident> IncidentManager::RejectHere(const std::string& id, const std::s
                                              const std::string& comment) {
   std::lock_guard<std::mutex> lock(mu_);
   ASSIGN_OR_RETURN(Incident inc, Lookup(id));
+  if (auto it = active_.find(id); it != active_.end() && AwaitingStep(inc) == "verify") {
+    RETURN_IF_ERROR(RejectVerification(it->second, std::move(inc), actor, comment));
+    Audit(actor, "incident.reject", Json{{"incident_id", id}, {"step", "verify"},
+                                         {"comment", comment}});
+    return Lookup(id);
+  }
   if (inc.status != IncidentStatus::kPendingApproval) {
     return FailedPrecondition("incident " + id + " is " + std::string(StatusName(inc.status)) +
                               ", not pending_approval");
@@ -1384,7 +1407,7 @@ void IncidentManager::HandleDeadlines() {
   std::vector<std::string> expired;
   for (const auto& [id, a] : active_) {
     if (a.phase != Phase::kAwaitingApproval && a.phase != Phase::kDeciding &&
-        a.deadline <= now) {
+        a.phase != Phase::kAwaitingVerification && a.deadline <= now) {
       due.push_back(id);
     }
     if (a.phase == Phase::kAwaitingApproval) {
@@ -1429,6 +1452,7 @@ void IncidentManager::HandleDeadlines() {
       }
       case Phase::kAwaitingApproval:
       case Phase::kDeciding:
+      case Phase::kAwaitingVerification:
         break;
     }
   }

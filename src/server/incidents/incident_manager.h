@@ -67,6 +67,13 @@ class IncidentManager {
                            const std::string& action_hash, const std::string& comment);
   Result<Incident> Reject(const std::string& incident_id, const std::string& actor,
                           const std::string& comment);
+  // Stage gates (docs/AUTONOMY.md): approves the gated `step` ("diagnose" or "verify") the
+  // incident waits at; FailedPrecondition, changing nothing, when it is not waiting at that
+  // step. Audited as incident.approve_step. A rejection of an incident waiting at either gate
+  // is Reject: diagnose -> rejected; verify -> failed (the recovery was not confirmed).
+  // Only for incidents driven by this server (Unavailable otherwise).
+  Result<Incident> ApproveStep(const std::string& incident_id, const std::string& actor,
+                               const std::string& step, const std::string& comment);
 
   // A host being removed (DELETE /api/v1/hosts/NAME): the ids of its open incidents
   // (diagnosing, pending_approval, executing), oldest first.
@@ -177,7 +184,14 @@ class IncidentManager {
   uint64_t store_errors() const;
 
  private:
-  enum class Phase { kDiagnosing, kDeciding, kAwaitingApproval, kExecuting, kVerifying };
+  enum class Phase {
+    kDiagnosing,
+    kDeciding,
+    kAwaitingApproval,
+    kExecuting,
+    kVerifying,
+    kAwaitingVerification,  // the alarm is OK; the runbook gates verify: a human confirms
+  };
   struct Active {
     Incident inc;  // the stored record as last written: no step reads it back from the store
     Phase phase = Phase::kDiagnosing;
@@ -261,6 +275,15 @@ class IncidentManager {
   // means nothing was sent and nothing was saved.
   Status Execute(Active& a, Incident next, IncidentEvent event, const std::string& approver = "");
   void FinishExecution(Active& a, const protocol::CommandResult& r);
+  // The alarm is back to OK after the fix (`next` carries the notes that say so): completed,
+  // or, when the runbook gates verify, waiting for a human to confirm (stage_gates.cc).
+  void Verified(Active& a, Incident next, const std::string& detail);
+  // Stage gates (stage_gates.cc). True when the diagnostics of `a` wait for a human (the
+  // incident went to pending_approval); false when they may be sent.
+  bool HoldDiagnostics(Active& a, const ai::Runbook& rb);
+  // The verify gate of an executing incident: a human rejected the recovery.
+  Status RejectVerification(Active& a, Incident inc, const std::string& actor,
+                            const std::string& comment);
   // After a fix that failed, timed out or did not verify: an alarm still in ALARM is judged
   // again at once and opens a fresh incident (the alarm does not fire again by itself, as it
   // never left ALARM). Automatic fixes stay bounded by the breaker; in approval mode each new

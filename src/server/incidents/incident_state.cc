@@ -36,6 +36,10 @@ std::string_view IncidentEventName(IncidentEvent e) {
       return "approval_expired";
     case IncidentEvent::kHostRemoved:
       return "host_removed";
+    case IncidentEvent::kDiagnoseNeedsApproval:
+      return "diagnose_needs_approval";
+    case IncidentEvent::kDiagnoseApproved:
+      return "diagnose_approved";
   }
   return "unknown";
 }
@@ -72,6 +76,12 @@ constexpr Row kTable[] = {
     {S::kPendingApproval,
      E::kApprovalExpired,
      {S::kTimeout, "timeout", kEffectResolve | kEffectRejudge}},
+    // Stage gates (docs/AUTONOMY.md): gated diagnostics wait for a human before they are sent;
+    // nothing is held meanwhile.
+    {S::kDiagnosing,
+     E::kDiagnoseNeedsApproval,
+     {S::kPendingApproval, "awaiting_diagnostics_approval", kEffectNone}},
+    {S::kPendingApproval, E::kDiagnoseApproved, {S::kDiagnosing, "diagnostics_approved", kEffectNone}},
     {S::kExecuting, E::kFixNotRun, {S::kFailed, "failed", kCloseAndRejudge}},
     {S::kExecuting, E::kFixFailed, {S::kFailed, "failed", kCloseAndRejudge}},
     {S::kExecuting, E::kFixTimedOut, {S::kTimeout, "timeout", kCloseAndRejudge}},

@@ -9,7 +9,8 @@
 //       │  └─NoRunbook | ActionInvalid ─► failed               ├─ActionInvalid──► failed
 //       │                                                      └─ApprovalExpired──► timeout
 //       │                                                                  (then judged again)
-//       └─DiagnosticsTimedOut ─► timeout
+//       ├─DiagnosticsTimedOut ─► timeout
+//       └─DiagnoseNeedsApproval ─► pending_approval ─DiagnoseApproved─► diagnosing (gates)
 //   executing ──Verified──► completed
 //             ──FixNotRun | FixFailed | VerificationFailed──► failed     (then judged again)
 //             ──FixTimedOut──► timeout                                   (then judged again)
@@ -43,8 +44,10 @@ enum class IncidentEvent {
   kVerificationFailed,     // the alarm is still not OK at the end of the verification window
   kApprovalExpired,        // nobody decided within the approval timeout
   kHostRemoved,            // an operator removed the host (hosts remove --close-incidents)
+  kDiagnoseNeedsApproval,  // the runbook gates its diagnostics: a human approves them first
+  kDiagnoseApproved,       // an operator approved the gated diagnostics: they are sent
 };
-inline constexpr int kIncidentEventCount = 15;
+inline constexpr int kIncidentEventCount = 17;
 
 std::string_view IncidentEventName(IncidentEvent e);
 

@@ -51,6 +51,30 @@ std::string CanonicalProposal(const Incident& inc) {
   return DumpJson(proposal);
 }
 
+std::string AwaitingStep(const Incident& inc) {
+  if (inc.status != IncidentStatus::kPendingApproval && inc.status != IncidentStatus::kExecuting) {
+    return "";
+  }
+  for (auto it = inc.timeline.rbegin(); it != inc.timeline.rend(); ++it) {
+    if (inc.status == IncidentStatus::kPendingApproval) {
+      if (it->event == "awaiting_diagnostics_approval") {
+        return "diagnose";
+      }
+      if (it->event == "awaiting_approval") {
+        return "fix";
+      }
+    } else {
+      if (it->event == "verified") {
+        return "";
+      }
+      if (it->event == "awaiting_verification_approval") {
+        return "verify";
+      }
+    }
+  }
+  return inc.status == IncidentStatus::kPendingApproval ? "fix" : "";
+}
+
 std::string ActionHash(const Incident& inc) {
   const std::string canonical = CanonicalProposal(inc);
   return canonical.empty() ? "" : Sha256Hex(canonical);
@@ -86,6 +110,9 @@ Json IncidentToJson(const Incident& inc) {
          {"timeline", std::move(timeline)}};
   if (std::string hash = ActionHash(inc); !hash.empty()) {
     j["action_hash"] = std::move(hash);
+  }
+  if (std::string step = AwaitingStep(inc); !step.empty()) {
+    j["awaiting"] = std::move(step);
   }
   return j;
 }

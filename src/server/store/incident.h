@@ -58,8 +58,15 @@ struct Incident {
   std::vector<TimelineEntry> timeline;  // append-only, oldest first
 };
 
+// The step an open incident waits for a human at (docs/AUTONOMY.md "Stage gates"), from its
+// status and timeline: "diagnose" (pending_approval, gated diagnostics), "fix"
+// (pending_approval, a proposed fix or nothing to run), "verify" (executing, the alarm is OK
+// and the runbook gates verify); "" when it waits for no human.
+std::string AwaitingStep(const Incident& incident);
+
 // The API's representation (CONTRACT.md's field names; timestamps RFC 3339 UTC). Carries
-// `action_hash` when the incident has an action.
+// `action_hash` when the incident has an action, and `awaiting` (AwaitingStep) while it waits
+// for a human.
 Json IncidentToJson(const Incident& incident);
 
 // What approving the incident would run, in the one canonical form that is hashed: compact JSON

@@ -186,9 +186,10 @@ TEST_F(ClusterAppTest, AnIncidentDrivenByOneServerWhileItsHostTalksToTheOther) {
   const Incident opened = WaitForStatus("web-1", IncidentStatus::kDiagnosing);
   Drain("s2");
   const std::vector<protocol::Command> diagnostics = Poll(*s2_, "web-1");
-  ASSERT_EQ(diagnostics.size(), 2u);
+  ASSERT_EQ(diagnostics.size(), 3u);
   EXPECT_EQ(diagnostics[0].action, "memory.usage");
   EXPECT_EQ(diagnostics[1].action, "process.top");
+  EXPECT_EQ(diagnostics[2].action, "host.changes");  // what changed (docs/AUTONOMY.md)
   for (const auto& c : diagnostics) {
     PostResult(*s2_, "web-1", c, "output of " + c.action);
   }
@@ -278,7 +279,7 @@ TEST_F(ClusterAppTest, AKilledServersIncidentsAreTakenOverInEveryState) {
     WaitForStatus(host, IncidentStatus::kDiagnosing);
   }
   const std::vector<protocol::Command> web1_diagnostics = Poll(*s1_, "web-1");
-  ASSERT_EQ(web1_diagnostics.size(), 2u);  // and left unanswered: diagnosing
+  ASSERT_EQ(web1_diagnostics.size(), 3u);  // and left unanswered: diagnosing
   for (const char* host : {"web-2", "web-3"}) {
     for (const auto& c : Poll(*s1_, host)) {
       PostResult(*s1_, host, c, "output");
@@ -343,7 +344,7 @@ TEST_F(ClusterAppTest, AKilledServersIncidentsAreTakenOverInEveryState) {
       again.push_back(c);
     }
   }
-  ASSERT_EQ(again.size(), 2u);
+  ASSERT_EQ(again.size(), 3u);  // the runbook's two diagnostics and host.changes
   for (const auto& c : again) {
     PostResult(*s2_, "web-1", c, "output");
   }

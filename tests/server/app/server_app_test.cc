@@ -256,9 +256,10 @@ TEST_F(ServerAppIncidentTest, FromReportToVerifiedFixWithTheInjectedStoreAndBrai
   EXPECT_EQ(opened.alarm_name, "Memory-Exhaustion-ASG");
   EXPECT_EQ(opened.instance_id, "web-1");
   const std::vector<protocol::Command> diagnostics = Poll();
-  ASSERT_EQ(diagnostics.size(), 2u);
+  ASSERT_EQ(diagnostics.size(), 3u);
   EXPECT_EQ(diagnostics[0].action, "memory.usage");
   EXPECT_EQ(diagnostics[1].action, "process.top");
+  EXPECT_EQ(diagnostics[2].action, "host.changes");  // what changed (docs/AUTONOMY.md)
   for (const auto& c : diagnostics) {
     PostResult(c, "output of " + c.action);
   }

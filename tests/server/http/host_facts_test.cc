@@ -124,7 +124,8 @@ TEST_F(HostFactsTest, ARegisteredLogDirDoesNotMoveDiagnosticsOrFixes) {
   Register("web-1", "/etc", false);
   const DiskIncident disk = Disk("web-1");
   EXPECT_EQ(disk.diagnostics,
-            (std::vector<std::string>{"disk.usage path=", "dir.list path=/srv/web-1/log"}));
+            (std::vector<std::string>{"disk.usage path=", "dir.list path=/srv/web-1/log",
+                                      "host.changes path="}));
   ASSERT_TRUE(disk.incident.is_object()) << "no incident pending approval";
   EXPECT_EQ(disk.incident["alarm_name"], "Disk-Critical-ASG");
   EXPECT_EQ(disk.incident["ai_suggestion"], "log.archive_truncate path=/srv/web-1/log/huge.log");
@@ -144,7 +145,8 @@ TEST_F(HostFactsTest, AHostWithoutAnEntryGetsTheDefaultLogDirNotItsOwn) {
   Register("web-2", "/srv/web-2/logs", false);
   const DiskIncident disk = Disk("web-2");
   EXPECT_EQ(disk.diagnostics,
-            (std::vector<std::string>{"disk.usage path=", "dir.list path=/var/log/app"}));
+            (std::vector<std::string>{"disk.usage path=", "dir.list path=/var/log/app",
+                                      "host.changes path="}));
   ASSERT_TRUE(disk.incident.is_object()) << "no incident pending approval";
   EXPECT_EQ(disk.incident["ai_suggestion"], "log.archive_truncate path=/var/log/app/huge.log");
   EXPECT_EQ(Host("web-2")["log_dir"], "/var/log/app");

@@ -107,6 +107,7 @@ constexpr ExpectedRole kExpectedRoles[] = {
     {"GET", "/api/v1/commands/{id}", Role::kViewer},
     // Operator: approves, rejects, runs chaos.
     {"POST", "/api/v1/incidents/{id}/approve", Role::kOperator},
+    {"POST", "/api/v1/incidents/{id}/approve-step", Role::kOperator},
     {"POST", "/api/v1/incidents/{id}/reject", Role::kOperator},
     {"POST", "/api/v1/chaos", Role::kOperator},
     // Admin: settings, hosts' identities, tokens, sign-in codes, the audit log.

@@ -22,7 +22,8 @@ constexpr E kAllEvents[] = {
     E::kDiagnosticsTimedOut, E::kNoRunbook,     E::kNeedsApproval,       E::kAutoApproved,
     E::kApproved,            E::kRejected,      E::kActionInvalid,       E::kNothingToRunCleared,
     E::kFixNotRun,           E::kFixFailed,     E::kFixTimedOut,         E::kVerified,
-    E::kVerificationFailed,  E::kApprovalExpired, E::kHostRemoved};
+    E::kVerificationFailed,  E::kApprovalExpired, E::kHostRemoved, E::kDiagnoseNeedsApproval,
+    E::kDiagnoseApproved};
 static_assert(std::size(kAllEvents) == kIncidentEventCount);
 
 struct Want {
@@ -50,6 +51,10 @@ const std::map<std::pair<S, E>, Want>& Allowed() {
       // Nothing is held while a human decides; a still-firing alarm is judged again.
       {{S::kPendingApproval, E::kApprovalExpired},
        {S::kTimeout, "timeout", kEffectResolve | kEffectRejudge}},
+      // Stage gates: gated diagnostics wait for a human, holding nothing.
+      {{S::kDiagnosing, E::kDiagnoseNeedsApproval},
+       {S::kPendingApproval, "awaiting_diagnostics_approval", 0}},
+      {{S::kPendingApproval, E::kDiagnoseApproved}, {S::kDiagnosing, "diagnostics_approved", 0}},
       {{S::kExecuting, E::kFixNotRun}, {S::kFailed, "failed", kRetry}},
       {{S::kExecuting, E::kFixFailed}, {S::kFailed, "failed", kRetry}},
       {{S::kExecuting, E::kFixTimedOut}, {S::kTimeout, "timeout", kRetry}},
@@ -90,8 +95,8 @@ TEST(IncidentStateTest, EveryCellIsAllowedOrRefusedAsWritten) {
       EXPECT_EQ(got->effects, want->second.effects);
     }
   }
-  EXPECT_EQ(allowed, 18);
-  EXPECT_EQ(refused, 7 * kIncidentEventCount - 18);
+  EXPECT_EQ(allowed, 20);
+  EXPECT_EQ(refused, 7 * kIncidentEventCount - 20);
 }
 
 TEST(IncidentStateTest, TerminalStatusesRefuseEveryEvent) {

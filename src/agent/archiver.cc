@@ -138,6 +138,139 @@ Result<ArchiveReceipt> ServerArchiveSink::Finish(const std::string& upload_id,
   return api_.FinishArchive(Client(), upload_id, sha256, bytes);
 }
 
+Result<std::string> ServerArchiveSink::Fetch(const std::string& name, int64_t offset) {
+  std::lock_guard<std::mutex> lock(mu_);
+  return api_.FetchArchived(Client(), name, offset);
+}
+
+namespace {
+
+// Writes all of `data` at `at` of `fd`.
+Status WriteAllAt(int fd, const std::string& path, std::string_view data, int64_t at) {
+  size_t done = 0;
+  while (done < data.size()) {
+    const ssize_t n = ::pwrite(fd, data.data() + done, data.size() - done,
+                               at + static_cast<int64_t>(done));
+    if (n < 0 && errno == EINTR) {
+      continue;
+    }
+    if (n < 0) {
+      return Internal(Errno("cannot write " + path));
+    }
+    done += static_cast<size_t>(n);
+  }
+  return OkStatus();
+}
+
+// Copies bytes [from, from + count) of `in` to `out` at `to`, in 1 MiB pieces.
+Status CopyRange(int in, int64_t from, int out, int64_t to, int64_t count,
+                 const std::string& path) {
+  std::string buf;
+  int64_t done = 0;
+  while (done < count) {
+    buf.resize(static_cast<size_t>(std::min<int64_t>(count - done, 1 << 20)));
+    const ssize_t n = ::pread(in, buf.data(), buf.size(), from + done);
+    if (n < 0 && errno == EINTR) {
+      continue;
+    }
+    if (n <= 0) {
+      return Internal(n == 0 ? path + " changed while it was restored" : Errno("cannot read " + path));
+    }
+    RETURN_IF_ERROR(WriteAllAt(out, path, std::string_view(buf.data(), static_cast<size_t>(n)),
+                               to + done));
+    done += n;
+  }
+  return OkStatus();
+}
+
+}  // namespace
+
+Result<std::string> RestoreArchived(int fd, int dir_fd, const std::string& path,
+                                    const std::string& archive, const std::string& sha256,
+                                    int64_t bytes, ArchiveSink& sink, SteadyTime deadline) {
+  struct TrimHeapAfter {
+    ~TrimHeapAfter() { ::malloc_trim(0); }
+  } trim;
+  const std::string base = path.substr(path.rfind('/') + 1);
+  if (archive.size() <= base.size() + 1 ||
+      archive.compare(archive.size() - base.size() - 1, std::string::npos, "-" + base) != 0) {
+    return PermissionDenied("refusing to restore " + archive + " to " + path +
+                            ": it was archived from another file (only the file it was archived "
+                            "from is restored)");
+  }
+  // The copy, fetched into an unnamed file beside the target: checked before the target is
+  // touched, and gone by itself if the agent dies meanwhile.
+  const int tmp = ::openat(dir_fd, ".", O_TMPFILE | O_RDWR | O_CLOEXEC, 0600);
+  if (tmp < 0) {
+    return Internal(Errno("cannot make a temporary file beside " + path));
+  }
+  struct CloseTmp {
+    int fd;
+    ~CloseTmp() { ::close(fd); }
+  } close_tmp{tmp};
+  Sha256 hash;
+  int64_t got = 0;
+  while (got < bytes) {
+    if (std::chrono::steady_clock::now() > deadline) {
+      return DeadlineExceeded("ran out of time after fetching " + std::to_string(got) + " of " +
+                              std::to_string(bytes) + " bytes of " + archive + "; " + path +
+                              " was not changed");
+    }
+    ASSIGN_OR_RETURN(std::string chunk, sink.Fetch(archive, got));
+    if (chunk.empty()) {
+      break;
+    }
+    if (got + static_cast<int64_t>(chunk.size()) > bytes) {
+      return FailedPrecondition("the archive sent more than the " + std::to_string(bytes) +
+                                " bytes of " + archive + "; " + path + " was not changed");
+    }
+    hash.Update(chunk);
+    RETURN_IF_ERROR(WriteAllAt(tmp, "a temporary file", chunk, got));
+    got += static_cast<int64_t>(chunk.size());
+  }
+  const std::string digest = hash.HexDigest();
+  if (got != bytes || digest != sha256) {
+    return FailedPrecondition("checksum mismatch: the archive sent " + std::to_string(got) +
+                              " bytes with sha256 " + digest + ", the archive recorded " +
+                              std::to_string(bytes) + " bytes with sha256 " + sha256 + "; " +
+                              path + " was not changed");
+  }
+  // What the file holds now (written after it was archived) follows the copy.
+  struct stat st {};
+  if (::fstat(fd, &st) != 0 || !S_ISREG(st.st_mode) || st.st_nlink != 1) {
+    return FailedPrecondition(path + " is not a regular file with one link; not changed");
+  }
+  const int64_t kept = st.st_size;
+  RETURN_IF_ERROR(CopyRange(fd, 0, tmp, bytes, kept, path));
+  RETURN_IF_ERROR(CopyRange(tmp, 0, fd, 0, bytes + kept, path));
+  if (::fsync(fd) != 0) {
+    return Internal(Errno("cannot sync " + path));
+  }
+  // Read back: the file now starts with exactly the archived bytes.
+  Sha256 check;
+  std::string buf;
+  for (int64_t at = 0; at < bytes;) {
+    buf.resize(static_cast<size_t>(std::min<int64_t>(bytes - at, 1 << 20)));
+    const ssize_t n = ::pread(fd, buf.data(), buf.size(), at);
+    if (n <= 0) {
+      return Internal(Errno("cannot read back " + path));
+    }
+    check.Update(std::string_view(buf.data(), static_cast<size_t>(n)));
+    at += n;
+  }
+  if (check.HexDigest() != sha256) {
+    return Internal(path + " does not read back as the archived copy after the restore");
+  }
+  std::string out = "restored " + path + " from " + archive + " (" + std::to_string(bytes) +
+                    " bytes, sha256 " + sha256 + ")\n";
+  if (kept > 0) {
+    out += "kept the " + std::to_string(kept) + " bytes " + path +
+           " held (written after it was archived), after them\n";
+  }
+  LogInfo("log.restore: " + out);
+  return out;
+}
+
 Result<std::string> ArchiveAndTruncate(const std::string& path, ArchiveSink& sink,
                                        const ArchiveLimits& limits) {
   host::SafeOpenOptions o;

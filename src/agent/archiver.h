@@ -30,6 +30,12 @@ class ArchiveSink {
   // Ends the upload; the receipt carries the sha256 of the copy the archive stored.
   virtual Result<ArchiveReceipt> Finish(const std::string& upload_id, const std::string& sha256,
                                         int64_t bytes) = 0;
+  // Bytes of this host's archived file `name` from `offset` (a bounded chunk; empty at its
+  // end), for log.restore. Default: unavailable.
+  virtual Result<std::string> Fetch(const std::string& name, int64_t offset) {
+    return Unavailable("this agent cannot fetch " + name + " from an archive (offset " +
+                       std::to_string(offset) + ")");
+  }
 };
 
 // ArchiveSink over ServerApi. Makes its HttpClient on first use (curl handles belong to one
@@ -44,6 +50,7 @@ class ServerArchiveSink : public ArchiveSink {
                          std::string_view bytes) override;
   Result<ArchiveReceipt> Finish(const std::string& upload_id, const std::string& sha256,
                                 int64_t bytes) override;
+  Result<std::string> Fetch(const std::string& name, int64_t offset) override;
 
  private:
   HttpClient& Client();  // REQUIRES: mu_ held.
@@ -87,6 +94,21 @@ Result<std::string> ArchiveAndTruncate(int fd, const std::string& path, ArchiveS
 // component, one link). For callers without a policy root (tests, the server's archive test).
 Result<std::string> ArchiveAndTruncate(const std::string& path, ArchiveSink& sink,
                                        const ArchiveLimits& limits = {});
+
+// log.restore (the undo of log.archive_truncate, docs/ACTIONS.md): puts the archived copy
+// `archive` (`bytes` long, sha256 `sha256`, fetched from `sink`) back in front of what the file
+// `fd` holds now. The copy is fetched into an unnamed temporary file in the file's directory
+// (`dir_fd`) and checked against `sha256` and `bytes` first: on a mismatch the file is left as
+// it was. Then the file's current bytes are appended to the copy, and the whole is written over
+// the file from offset 0 (the file keeps its inode, so a process holding it open keeps writing
+// to it); lines written during that last copy itself can be lost, as with the truncation.
+// Returns the output:
+//   restored PATH from ARCHIVE (N bytes, sha256 HEX)
+//   kept the M bytes PATH held (written after it was archived), after them
+Result<std::string> RestoreArchived(int fd, int dir_fd, const std::string& path,
+                                    const std::string& archive, const std::string& sha256,
+                                    int64_t bytes, ArchiveSink& sink,
+                                    SteadyTime deadline = SteadyTime::max());
 
 // disk.cleanup's older_than: a ParseDuration duration ("12h", "90m") or whole days ("7d").
 Result<Millis> ParseAge(std::string_view text);

@@ -328,6 +328,13 @@ int RunCli(const std::vector<std::string>& args, CliEnv& env) {
   CLI::App* approve = app.add_subcommand("approve", "approve the fix an incident proposes");
   approve->add_option("ID", id, "incident id")->required();
   approve->add_option("--comment", comment, "recorded in the timeline");
+  std::optional<int64_t> option;
+  approve->add_option("--option", option,
+                      "run the Nth of the incident's options (1-based; default 1, the first)")
+      ->check(WholeNumberIn(1, 1000));
+  CLI::App* undo = app.add_subcommand(
+      "undo", "run the recorded undo of a finished incident's fix (operator)");
+  undo->add_option("ID", id, "incident id")->required();
   CLI::App* reject = app.add_subcommand("reject", "reject the fix an incident proposes");
   reject->add_option("ID", id, "incident id")->required();
   reject->add_option("--comment", comment, "recorded in the timeline");
@@ -616,7 +623,9 @@ int RunCli(const std::vector<std::string>& args, CliEnv& env) {
   } else if (*show) {
     s = commands.Show(id);
   } else if (*approve) {
-    s = commands.Approve(id, comment);
+    s = commands.Approve(id, comment, option);
+  } else if (*undo) {
+    s = commands.Undo(id);
   } else if (*reject) {
     s = commands.Reject(id, comment);
   } else if (*report) {

@@ -36,7 +36,11 @@ class Commands {
   Status Show(const std::string& id);
   // Fetches the incident, prints the command line it is about to approve and approves that
   // proposal (its action_hash): the server refuses it (409) if the proposal changed since.
-  Status Approve(const std::string& id, const std::optional<std::string>& comment);
+  // `option`: the Nth of the incident's options (1-based); none: the first, sent as before.
+  Status Approve(const std::string& id, const std::optional<std::string>& comment,
+                 std::optional<int64_t> option = std::nullopt);
+  // Asks the server to run the recorded undo of the incident's fix (docs/AUTONOMY.md, "Undo").
+  Status Undo(const std::string& id);
   Status Reject(const std::string& id, const std::optional<std::string>& comment);
   // Prints the report body as the server sends it (Markdown or HTML).
   Status Report(const std::string& id, const std::string& format);

@@ -463,14 +463,8 @@ protocol::CommandResult ActionExecutor::RestoreLog(const Json& params, Millis ti
   if (!f) {
     return Fail(f.error().message);
   }
-  host::SafeOpenOptions d;
-  d.kind = host::SafeKind::kDirectory;
-  auto dir = OpenAllowed(host::ParentDir(path), d);
-  if (!dir) {
-    return Fail(dir.error().message);
-  }
   const int64_t bytes = params.contains("bytes") ? AsInt64(params["bytes"]).value_or(-1) : -1;
-  auto out = RestoreArchived(f->fd.get(), dir->fd.get(), path, StringParam(params, "archive"),
+  auto out = RestoreArchived(f->fd.get(), path, StringParam(params, "archive"),
                              StringParam(params, "sha256"), bytes, *options_.archive,
                              std::chrono::steady_clock::now() + timeout);
   if (!out) {

@@ -97,17 +97,17 @@ Result<std::string> ArchiveAndTruncate(const std::string& path, ArchiveSink& sin
 
 // log.restore (the undo of log.archive_truncate, docs/ACTIONS.md): puts the archived copy
 // `archive` (`bytes` long, sha256 `sha256`, fetched from `sink`) back in front of what the file
-// `fd` holds now. The copy is fetched into an unnamed temporary file in the file's directory
-// (`dir_fd`) and checked against `sha256` and `bytes` first: on a mismatch the file is left as
-// it was. Then the file's current bytes are appended to the copy, and the whole is written over
-// the file from offset 0 (the file keeps its inode, so a process holding it open keeps writing
-// to it); lines written during that last copy itself can be lost, as with the truncation.
+// `fd` holds now. The copy is fetched twice: first only to check its length and sha256 against
+// `bytes` and `sha256` (on a mismatch the file is left as it was; nothing is stored, so a disk
+// that was full needs no room for a second copy), then to write it over the file from offset 0,
+// followed by what the file held (kept in memory: at most 64 MiB, else it is refused). The file
+// keeps its inode, so a process holding it open keeps writing to it; lines written during the
+// second pass can be lost, as with the truncation. The archived part is read back and checked.
 // Returns the output:
 //   restored PATH from ARCHIVE (N bytes, sha256 HEX)
 //   kept the M bytes PATH held (written after it was archived), after them
-Result<std::string> RestoreArchived(int fd, int dir_fd, const std::string& path,
-                                    const std::string& archive, const std::string& sha256,
-                                    int64_t bytes, ArchiveSink& sink,
+Result<std::string> RestoreArchived(int fd, const std::string& path, const std::string& archive,
+                                    const std::string& sha256, int64_t bytes, ArchiveSink& sink,
                                     SteadyTime deadline = SteadyTime::max());
 
 // disk.cleanup's older_than: a ParseDuration duration ("12h", "90m") or whole days ("7d").

@@ -332,12 +332,12 @@ int RunCli(const std::vector<std::string>& args, CliEnv& env) {
   approve->add_option("--option", option,
                       "run the Nth of the incident's options (1-based; default 1, the first)")
       ->check(WholeNumberIn(1, 1000));
-  CLI::App* undo = app.add_subcommand(
-      "undo", "run the recorded undo of a finished incident's fix (operator)");
-  undo->add_option("ID", id, "incident id")->required();
   CLI::App* reject = app.add_subcommand("reject", "reject the fix an incident proposes");
   reject->add_option("ID", id, "incident id")->required();
   reject->add_option("--comment", comment, "recorded in the timeline");
+  CLI::App* undo = app.add_subcommand(
+      "undo", "run the recorded undo of a finished incident's fix (operator)");
+  undo->add_option("ID", id, "incident id")->required();
 
   std::string format = "md";
   CLI::App* report = app.add_subcommand("report", "print an incident's report");

@@ -519,12 +519,14 @@ TEST_F(CliTest, ChaosUnknownModeListsTheValidOnes) {
 TEST_F(CliTest, UsageErrorsNameWhatIsWrong) {
   const std::vector<std::pair<std::vector<std::string>, std::string>> cases = {
       {{"frobnicate"},
-       "medic: unknown command 'frobnicate' (commands: incidents, show, approve, reject, report, "
-       "hosts, alarms, audit, token, settings, pause, resume, chaos, healthapp, demo, mcp, ai) "
+       "medic: unknown command 'frobnicate' (commands: incidents, show, approve, reject, undo, "
+       "report, hosts, alarms, audit, token, settings, pause, resume, chaos, healthapp, demo, mcp, "
+       "ai) "
        "(see medic --help)\n"},
       {{"--server", "http://x", "--json", "frobnicate"},
-       "medic: unknown command 'frobnicate' (commands: incidents, show, approve, reject, report, "
-       "hosts, alarms, audit, token, settings, pause, resume, chaos, healthapp, demo, mcp, ai) "
+       "medic: unknown command 'frobnicate' (commands: incidents, show, approve, reject, undo, "
+       "report, hosts, alarms, audit, token, settings, pause, resume, chaos, healthapp, demo, mcp, "
+       "ai) "
        "(see medic --help)\n"},
       {{"token", "lsit"},
        "medic: unknown command 'token lsit' (commands of token: create, list, revoke) (see medic "

@@ -256,8 +256,8 @@ TEST_F(UndoTest, ApprovingOptionTwoRunsItAndUndoStartsTheStoppedServiceAgain) {
   ASSERT_EQ(done.value("status", ""), "completed") << done.dump(2) << Logs();
   // What the agent ran: the command medic sent it, and what it answered.
   const Json command = Get("/api/v1/commands/" + done["action"].value("command_id", ""));
-  EXPECT_EQ(command.value("action", ""), "service.stop") << command.dump(2);
-  EXPECT_EQ(command.value("params", Json()), (Json{{"service", "holder"}}));
+  EXPECT_EQ(command.value("command", ""), "service.stop service=holder") << command.dump(2);
+  EXPECT_EQ(command.value("state", ""), "succeeded") << command.dump(2);
   EXPECT_EQ(done["remediation_output"].get<std::string>().rfind("$ service.stop service=holder", 0),
             0u)
       << done["remediation_output"];

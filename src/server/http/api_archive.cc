@@ -185,14 +185,14 @@ void AddArchiveRoutes(Router& router, Archive& archive, const CommandQueue& comm
               "while a log.restore of it is outstanding for the caller (medic undo)",
               [&archive, &commands](ApiRequest& req, Responder respond) {
                 const std::string& name = req.path_params["name"];
+                auto offset = ParseOffset(req);
+                if (!offset) {
+                  return respond(ErrorResponse(offset.error()));
+                }
                 if (!commands.AwaitsRestore(req.principal, name)) {
                   return respond(ErrorResponse(
                       403, "host '" + req.principal + "' was not asked to restore " + name +
                                " (no log.restore of it is outstanding)"));
-                }
-                auto offset = ParseOffset(req);
-                if (!offset) {
-                  return respond(ErrorResponse(offset.error()));
                 }
                 auto bytes = archive.Read(req.principal, name, *offset, kRestoreChunkBytes);
                 if (!bytes) {

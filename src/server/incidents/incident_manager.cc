@@ -740,7 +740,7 @@ void IncidentManager::ApplyDecision(const std::string& incident_id, const ai::De
                                         : ai::WhyApproval(d, rb, s.approval_mode);
   // Automatic mode runs the first option that policy allows automatically, and only that one.
   size_t chosen = 0;
-  if (!why.empty() && !s.automation_paused) {
+  if (!why.empty() && !s.automation_paused && !s.approval_mode) {
     for (size_t i = 1; i < options.size(); ++i) {
       if (ai::WhyApproval(options[i].decision, rb, s.approval_mode).empty()) {
         chosen = i;
@@ -1314,8 +1314,8 @@ Result<Incident> IncidentManager::ApproveLocked(const std::string& id, const std
   const size_t count = OptionCount(inc);
   SelectOption(inc, option);
   const std::string line = inc.ai_suggestion;
-  // Which option, when there was a choice: the timeline and the audit name it.
-  if (count > 1) {
+  // Another option than the first (the default): the timeline and the audit name it.
+  if (option > 1) {
     inc.timeline.push_back(Entry("option_approved",
                                  "option " + std::to_string(option) + " of " +
                                      std::to_string(count) + ": " + line,
@@ -1331,12 +1331,12 @@ Result<Incident> IncidentManager::ApproveLocked(const std::string& id, const std
                {"reason", "not recorded: " + s.error().message}});
     return s.error();
   }
-  Audit(actor, "incident.approve",
-        Json{{"incident_id", id},
-             {"action_hash", action_hash},
-             {"comment", comment},
-             {"option", option},
-             {"action", line}});
+  Json detail{{"incident_id", id}, {"action_hash", action_hash}, {"comment", comment}};
+  if (option > 1) {
+    detail["option"] = option;
+    detail["action"] = line;
+  }
+  Audit(actor, "incident.approve", detail);
   return Lookup(id);
 }
 

@@ -144,6 +144,8 @@ class IncidentManager {
   void ApproveAsync(const std::string& incident_id, const std::string& actor,
                     const std::string& action_hash, const std::string& comment,
                     DecisionDone done, size_t option = 1);
+  void RejectAsync(const std::string& incident_id, const std::string& actor,
+                   const std::string& comment, DecisionDone done);
 
   // Runs the recorded undo of incident `id`'s fix (docs/AUTONOMY.md, "Undo"): the undo action
   // of the option that ran, sent to its host as a new step of the same incident's timeline
@@ -155,7 +157,7 @@ class IncidentManager {
 
   // Where log.restore finds what log.archive_truncate archived: the archived file of `host`
   // named in the fix's result (`location`), checked by the archive itself (its own record of
-  // the host's files and their sha256), never by the host's word. REQUIRES: before any event.
+  // the host's files and their sha256), never by the host's word. REQUIRES: before serving.
   struct ArchivedCopy {
     std::string name;    // the archive's name of the file (<UTC time>-<basename>)
     std::string sha256;  // as the archive computed it
@@ -166,8 +168,6 @@ class IncidentManager {
           lookup) {
     archive_of_ = std::move(lookup);
   }
-  void RejectAsync(const std::string& incident_id, const std::string& actor,
-                   const std::string& comment, DecisionDone done);
 
   // What the other servers post (cluster_relay.h subscribes them). None is posted again.
   // An alarm transition evaluated on another server: an OK verifies a fix driven here; an ALARM

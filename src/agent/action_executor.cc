@@ -226,6 +226,8 @@ protocol::CommandResult ActionExecutor::Execute(const protocol::Action& action, 
     r = FileTruncate(StringParam(p, "path"));
   } else if (name == "log.archive_truncate") {
     r = ArchiveTruncate(StringParam(p, "path"), timeout);
+  } else if (name == "log.restore") {
+    r = RestoreLog(p, timeout);
   } else if (name == "disk.cleanup") {
     r = DiskCleanup(StringParam(p, "path"), StringParam(p, "older_than"));
   } else if (name == "chaos.start") {
@@ -475,6 +477,28 @@ protocol::CommandResult ActionExecutor::ArchiveTruncate(const std::string& path,
   auto out = ArchiveAndTruncate(f->fd.get(), path, *options_.archive, limits);
   if (!out) {
     LogWarn("log.archive_truncate: " + out.error().message);
+    return Fail(out.error().message);
+  }
+  return Ok(*out);
+}
+
+protocol::CommandResult ActionExecutor::RestoreLog(const Json& params, Millis timeout) {
+  if (options_.archive == nullptr) {
+    return Fail("log.restore: this agent has no archive to restore from");
+  }
+  const std::string path = StringParam(params, "path");
+  host::SafeOpenOptions o;
+  o.flags = O_RDWR;
+  auto f = OpenAllowed(path, o);
+  if (!f) {
+    return Fail(f.error().message);
+  }
+  const int64_t bytes = params.contains("bytes") ? AsInt64(params["bytes"]).value_or(-1) : -1;
+  auto out = RestoreArchived(f->fd.get(), path, StringParam(params, "archive"),
+                             StringParam(params, "sha256"), bytes, *options_.archive,
+                             std::chrono::steady_clock::now() + timeout);
+  if (!out) {
+    LogWarn("log.restore: " + out.error().message);
     return Fail(out.error().message);
   }
   return Ok(*out);

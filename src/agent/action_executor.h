@@ -69,6 +69,7 @@ class ActionExecutor {
   protocol::CommandResult ProcessKill(const Json& params);
   protocol::CommandResult FileTruncate(const std::string& path);
   protocol::CommandResult ArchiveTruncate(const std::string& path, Millis timeout);
+  protocol::CommandResult RestoreLog(const Json& params, Millis timeout);
   protocol::CommandResult DiskCleanup(const std::string& path, const std::string& older_than);
   protocol::CommandResult ChaosStart(const Json& params, Millis timeout);
   protocol::CommandResult ChaosStop();

@@ -10,6 +10,7 @@
 #include <algorithm>
 #include <cerrno>
 #include <cstring>
+#include <functional>
 #include <future>
 
 #include "host/process_util.h"
@@ -136,6 +137,150 @@ Result<ArchiveReceipt> ServerArchiveSink::Finish(const std::string& upload_id,
                                                  const std::string& sha256, int64_t bytes) {
   std::lock_guard<std::mutex> lock(mu_);
   return api_.FinishArchive(Client(), upload_id, sha256, bytes);
+}
+
+Result<std::string> ServerArchiveSink::Fetch(const std::string& name, int64_t offset) {
+  std::lock_guard<std::mutex> lock(mu_);
+  return api_.FetchArchived(Client(), name, offset);
+}
+
+namespace {
+
+// Writes all of `data` at `at` of `fd`.
+Status WriteAllAt(int fd, const std::string& path, std::string_view data, int64_t at) {
+  size_t done = 0;
+  while (done < data.size()) {
+    const ssize_t n = ::pwrite(fd, data.data() + done, data.size() - done,
+                               at + static_cast<int64_t>(done));
+    if (n < 0 && errno == EINTR) {
+      continue;
+    }
+    if (n < 0) {
+      return Internal(Errno("cannot write " + path));
+    }
+    done += static_cast<size_t>(n);
+  }
+  return OkStatus();
+}
+
+}  // namespace
+
+Result<std::string> RestoreArchived(int fd, const std::string& path, const std::string& archive,
+                                    const std::string& sha256, int64_t bytes, ArchiveSink& sink,
+                                    SteadyTime deadline) {
+  struct TrimHeapAfter {
+    ~TrimHeapAfter() { ::malloc_trim(0); }
+  } trim;
+  const std::string base = path.substr(path.rfind('/') + 1);
+  if (archive.size() <= base.size() + 1 ||
+      archive.compare(archive.size() - base.size() - 1, std::string::npos, "-" + base) != 0) {
+    return PermissionDenied("refusing to restore " + archive + " to " + path +
+                            ": it was archived from another file (only the file it was archived "
+                            "from is restored)");
+  }
+  // Reads the whole copy from the archive, handing each chunk to `use`; its length and sha256.
+  auto fetch = [&](const std::function<Status(int64_t, const std::string&)>& use)
+      -> Result<std::pair<int64_t, std::string>> {
+    Sha256 hash;
+    int64_t got = 0;
+    while (got < bytes) {
+      if (std::chrono::steady_clock::now() > deadline) {
+        return DeadlineExceeded("ran out of time after fetching " + std::to_string(got) +
+                                " of " + std::to_string(bytes) + " bytes of " + archive);
+      }
+      ASSIGN_OR_RETURN(std::string chunk, sink.Fetch(archive, got));
+      if (chunk.empty()) {
+        break;
+      }
+      if (got + static_cast<int64_t>(chunk.size()) > bytes) {
+        return FailedPrecondition("the archive sent more than the " + std::to_string(bytes) +
+                                  " bytes of " + archive);
+      }
+      hash.Update(chunk);
+      RETURN_IF_ERROR(use(got, chunk));
+      got += static_cast<int64_t>(chunk.size());
+    }
+    return std::make_pair(got, hash.HexDigest());
+  };
+  auto mismatch = [&](int64_t got, const std::string& digest) {
+    return "checksum mismatch: the archive sent " + std::to_string(got) + " bytes with sha256 " +
+           digest + ", the archive recorded " + std::to_string(bytes) + " bytes with sha256 " +
+           sha256;
+  };
+  // First pass: the copy is checked before the file is touched (nothing is kept: a full disk,
+  // the reason it was archived, may have no room for a second copy).
+  {
+    auto first = fetch([](int64_t, const std::string&) { return OkStatus(); });
+    if (!first) {
+      return Error{first.error().code, first.error().message + "; " + path + " was not changed"};
+    }
+    if (first->first != bytes || first->second != sha256) {
+      return FailedPrecondition(mismatch(first->first, first->second) + "; " + path +
+                                " was not changed");
+    }
+  }
+  // What the file holds now (written after it was archived) follows the copy.
+  struct stat st {};
+  if (::fstat(fd, &st) != 0 || !S_ISREG(st.st_mode) || st.st_nlink != 1) {
+    return FailedPrecondition(path + " is not a regular file with one link; not changed");
+  }
+  constexpr int64_t kMaxKept = int64_t{64} << 20;
+  if (st.st_size > kMaxKept) {
+    return FailedPrecondition(path + " holds " + std::to_string(st.st_size) +
+                              " bytes written since it was archived (more than " +
+                              std::to_string(kMaxKept) + "); not changed: restore it by hand");
+  }
+  std::string kept(static_cast<size_t>(st.st_size), '\0');
+  for (size_t at = 0; at < kept.size();) {
+    const ssize_t n = ::pread(fd, kept.data() + at, kept.size() - at, static_cast<off_t>(at));
+    if (n < 0 && errno == EINTR) {
+      continue;
+    }
+    if (n <= 0) {
+      return Internal(Errno("cannot read " + path) + "; not changed");
+    }
+    at += static_cast<size_t>(n);
+  }
+  // Second pass: the copy written over the file from offset 0 (the same inode: a service holding
+  // it open keeps writing to it), then what it held.
+  auto second = fetch([&](int64_t at, const std::string& chunk) {
+    return WriteAllAt(fd, path, chunk, at);
+  });
+  if (!second) {
+    return Error{second.error().code, second.error().message + "; " + path +
+                                          " may be partly restored"};
+  }
+  if (second->first != bytes || second->second != sha256) {
+    return FailedPrecondition(mismatch(second->first, second->second) + " the second time; " +
+                              path + " may be partly restored");
+  }
+  RETURN_IF_ERROR(WriteAllAt(fd, path, kept, bytes));
+  if (::fsync(fd) != 0) {
+    return Internal(Errno("cannot sync " + path));
+  }
+  // Read back: the file now starts with exactly the archived bytes.
+  Sha256 check;
+  std::string buf;
+  for (int64_t at = 0; at < bytes;) {
+    buf.resize(static_cast<size_t>(std::min<int64_t>(bytes - at, 1 << 20)));
+    const ssize_t n = ::pread(fd, buf.data(), buf.size(), at);
+    if (n <= 0) {
+      return Internal(Errno("cannot read back " + path));
+    }
+    check.Update(std::string_view(buf.data(), static_cast<size_t>(n)));
+    at += n;
+  }
+  if (check.HexDigest() != sha256) {
+    return Internal(path + " does not read back as the archived copy after the restore");
+  }
+  std::string out = "restored " + path + " from " + archive + " (" + std::to_string(bytes) +
+                    " bytes, sha256 " + sha256 + ")\n";
+  if (!kept.empty()) {
+    out += "kept the " + std::to_string(kept.size()) + " bytes " + path +
+           " held (written after it was archived), after them\n";
+  }
+  LogInfo("log.restore: " + out);
+  return out;
 }
 
 Result<std::string> ArchiveAndTruncate(const std::string& path, ArchiveSink& sink,

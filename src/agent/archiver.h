@@ -30,6 +30,12 @@ class ArchiveSink {
   // Ends the upload; the receipt carries the sha256 of the copy the archive stored.
   virtual Result<ArchiveReceipt> Finish(const std::string& upload_id, const std::string& sha256,
                                         int64_t bytes) = 0;
+  // Bytes of this host's archived file `name` from `offset` (a bounded chunk; empty at its
+  // end), for log.restore. Default: unavailable.
+  virtual Result<std::string> Fetch(const std::string& name, int64_t offset) {
+    return Unavailable("this agent cannot fetch " + name + " from an archive (offset " +
+                       std::to_string(offset) + ")");
+  }
 };
 
 // ArchiveSink over ServerApi. Makes its HttpClient on first use (curl handles belong to one
@@ -44,6 +50,7 @@ class ServerArchiveSink : public ArchiveSink {
                          std::string_view bytes) override;
   Result<ArchiveReceipt> Finish(const std::string& upload_id, const std::string& sha256,
                                 int64_t bytes) override;
+  Result<std::string> Fetch(const std::string& name, int64_t offset) override;
 
  private:
   HttpClient& Client();  // REQUIRES: mu_ held.
@@ -87,6 +94,21 @@ Result<std::string> ArchiveAndTruncate(int fd, const std::string& path, ArchiveS
 // component, one link). For callers without a policy root (tests, the server's archive test).
 Result<std::string> ArchiveAndTruncate(const std::string& path, ArchiveSink& sink,
                                        const ArchiveLimits& limits = {});
+
+// log.restore (the undo of log.archive_truncate, docs/ACTIONS.md): puts the archived copy
+// `archive` (`bytes` long, sha256 `sha256`, fetched from `sink`) back in front of what the file
+// `fd` holds now. The copy is fetched twice: first only to check its length and sha256 against
+// `bytes` and `sha256` (on a mismatch the file is left as it was; nothing is stored, so a disk
+// that was full needs no room for a second copy), then to write it over the file from offset 0,
+// followed by what the file held (kept in memory: at most 64 MiB, else it is refused). The file
+// keeps its inode, so a process holding it open keeps writing to it; lines written during the
+// second pass can be lost, as with the truncation. The archived part is read back and checked.
+// Returns the output:
+//   restored PATH from ARCHIVE (N bytes, sha256 HEX)
+//   kept the M bytes PATH held (written after it was archived), after them
+Result<std::string> RestoreArchived(int fd, const std::string& path, const std::string& archive,
+                                    const std::string& sha256, int64_t bytes, ArchiveSink& sink,
+                                    SteadyTime deadline = SteadyTime::max());
 
 // disk.cleanup's older_than: a ParseDuration duration ("12h", "90m") or whole days ("7d").
 Result<Millis> ParseAge(std::string_view text);

@@ -318,6 +318,16 @@ Result<int64_t> ServerApi::AppendArchive(HttpClient& http, const std::string& up
   return *received;
 }
 
+Result<std::string> ServerApi::FetchArchived(HttpClient& http, const std::string& name,
+                                             int64_t offset) const {
+  HttpRequest req =
+      NewRequest("GET", "/agent/v1/restore/" + name + "?offset=" + std::to_string(offset));
+  req.timeout = Millis(30'000);
+  ASSIGN_OR_RETURN(HttpResponse resp,
+                   Expect2xx("archive fetch", Send(http, req, /*one_server=*/true)));
+  return std::move(resp.body);
+}
+
 Result<ArchiveReceipt> ServerApi::FinishArchive(HttpClient& http, const std::string& upload_id,
                                                 const std::string& sha256, int64_t bytes) const {
   HttpRequest req = NewRequest("POST", "/agent/v1/archive/" + upload_id + "/finish");

@@ -139,6 +139,10 @@ class ServerApi {
                                 std::string_view bytes) const;
   Result<ArchiveReceipt> FinishArchive(HttpClient& http, const std::string& upload_id,
                                        const std::string& sha256, int64_t bytes) const;
+  // Bytes of this host's archived file `name` from `offset` (at most 4 MiB; empty at its end),
+  // for a log.restore the server sent (medic undo).
+  Result<std::string> FetchArchived(HttpClient& http, const std::string& name,
+                                    int64_t offset) const;
 
  private:
   // `path` relative to the server URL, e.g. "/agent/v1/report".

@@ -100,6 +100,9 @@ GateVerdict CheckAiChoice(const protocol::Action& action, const ModelAnswer& ans
   if (action.name.rfind("chaos.", 0) == 0) {
     return refuse("chaos actions are never taken on the AI's word");
   }
+  if (spec->undo_only) {
+    return refuse(action.name + " is run by `medic undo` only");
+  }
   if (action.name == "shell" && !policy.allow_shell) {
     return refuse("raw shell actions are disabled (ai.allow_shell is off)");
   }

@@ -345,6 +345,12 @@ std::string KindName(protocol::ParamKind k) {
       return "duration such as 600s, or whole seconds";
     case ParamKind::kChaosParams:
       return "object";
+    case ParamKind::kArchiveName:
+      return "archived file name";
+    case ParamKind::kSha256:
+      return "sha256 (64 hex)";
+    case ParamKind::kByteCount:
+      return "byte count";
   }
   return "value";
 }
@@ -461,6 +467,9 @@ Json AnswerSchema() {
   Json params = Json::object();
   std::vector<std::string> names;
   for (const auto& spec : protocol::ActionCatalog()) {
+    if (spec.undo_only) {
+      continue;  // never the model's to choose
+    }
     for (const auto& p : spec.params) {
       if (p.kind == protocol::ParamKind::kChaosParams || params.contains(p.name)) {
         continue;

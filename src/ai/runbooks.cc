@@ -168,6 +168,9 @@ Status ValidateAlternative(const Alternative& alt) {
   if (alt.action.rfind("chaos.", 0) == 0) {
     return InvalidArgument("chaos actions are never taken on the AI's word");
   }
+  if (spec->undo_only) {
+    return InvalidArgument(alt.action + " is run by `medic undo` only, not as a fix");
+  }
   if (alt.action == "shell" && alt.automatic) {
     return InvalidArgument("a shell alternative always needs approval: it cannot be automatic");
   }
@@ -629,6 +632,10 @@ Status ParseRunbooksYaml(const YAML::Node& node, const std::string& file,
             rb->has_fix = false;
           } else {
             ASSIGN_OR_RETURN(rb->fix, ParseAction(v, file));
+            if (protocol::FindAction(rb->fix.name)->undo_only) {
+              return InvalidArgument(YamlWhere(file, v) + "fix '" + rb->fix.name +
+                                     "' is run by `medic undo` only, not as a fix");
+            }
             rb->has_fix = true;
             rb->fix_target = FixTarget::kAsWritten;
           }

@@ -354,9 +354,16 @@ int RunCli(const std::vector<std::string>& args, CliEnv& env) {
                       "approve the gated step the incident waits at instead of a fix: diagnose "
                       "or verify (docs/AUTONOMY.md)")
       ->check(CLI::IsMember({"diagnose", "verify"}));
+  std::optional<int64_t> option;
+  approve->add_option("--option", option,
+                      "run the Nth of the incident's options (1-based; default 1, the first)")
+      ->check(WholeNumberIn(1, 1000));
   CLI::App* reject = app.add_subcommand("reject", "reject the fix an incident proposes");
   reject->add_option("ID", id, "incident id")->required();
   reject->add_option("--comment", comment, "recorded in the timeline");
+  CLI::App* undo = app.add_subcommand(
+      "undo", "run the recorded undo of a finished incident's fix (operator)");
+  undo->add_option("ID", id, "incident id")->required();
 
   std::string format = "md";
   CLI::App* report = app.add_subcommand("report", "print an incident's report");
@@ -669,7 +676,10 @@ int RunCli(const std::vector<std::string>& args, CliEnv& env) {
   } else if (*show) {
     s = commands.Show(id);
   } else if (*approve) {
-    s = step ? commands.ApproveStep(id, *step, comment) : commands.Approve(id, comment, approve_wait);
+    s = step ? commands.ApproveStep(id, *step, comment)
+             : commands.Approve(id, comment, approve_wait, option);
+  } else if (*undo) {
+    s = commands.Undo(id);
   } else if (*reject) {
     s = commands.Reject(id, comment);
   } else if (*report) {

@@ -123,7 +123,7 @@ Status Commands::Decide(const std::string& verb, const std::string& id, Json bod
 }
 
 Status Commands::Approve(const std::string& id, const std::optional<std::string>& comment,
-                         const CommandWaitOptions& wait) {
+                         const CommandWaitOptions& wait, std::optional<int64_t> option) {
   const std::string what = "approve " + id;
   // Approve exactly what is shown: the proposal as it is now, named by its hash.
   ASSIGN_OR_RETURN(Json inc,
@@ -142,13 +142,24 @@ Status Commands::Approve(const std::string& id, const std::optional<std::string>
     return FailedPrecondition(what + ": the incident proposes no fix to approve (status " +
                               (text("status").empty() ? "unknown" : text("status")) + ")");
   }
+  std::string line = text("ai_suggestion");
+  Json body{{"action_hash", hash}};
+  if (option.has_value()) {
+    body["option"] = *option;
+    const Json& options = inc.contains("options") ? inc["options"] : Json();
+    if (options.is_array() && *option >= 1 && static_cast<size_t>(*option) <= options.size() &&
+        options[*option - 1].is_object()) {
+      line = "option " + std::to_string(*option) + ": " +
+             options[*option - 1].value("line", std::string());
+    }
+  }
   if (!json_) {
     // The server's strings are shown as text, never as terminal control sequences.
     out_ << "approving " << SanitizeForDisplay(id) << " on " << SanitizeForDisplay(text("instance_id"))
-         << ": " << SanitizeForDisplay(text("ai_suggestion")) << " (action_hash "
+         << ": " << SanitizeForDisplay(line) << " (action_hash "
          << SanitizeForDisplay(hash) << ")\n";
   }
-  RETURN_IF_ERROR(Decide("approve", id, Json{{"action_hash", hash}}, comment,
+  RETURN_IF_ERROR(Decide("approve", id, std::move(body), comment,
                          /*print_json=*/!wait.wait));
   if (!wait.wait) {
     return OkStatus();
@@ -236,6 +247,23 @@ Status Commands::WaitForFix(const std::string& id, const std::string& what,
 Status Commands::ApproveStep(const std::string& id, const std::string& step,
                              const std::optional<std::string>& comment) {
   return Decide("approve-step", id, Json{{"step", step}}, comment);
+}
+
+Status Commands::Undo(const std::string& id) {
+  Json body = Json::object();
+  ASSIGN_OR_RETURN(Json inc, api_.Call("POST", "/api/v1/incidents/" + UrlEncode(id) + "/undo",
+                                       &body, "undo " + id));
+  if (json_) {
+    PrintJson(inc);
+    return OkStatus();
+  }
+  const Json undo = inc.is_object() && inc.contains("action") && inc["action"].is_object()
+                        ? inc["action"].value("undo", Json::object())
+                        : Json::object();
+  out_ << "undo of " << SanitizeForDisplay(id) << " sent: "
+       << SanitizeForDisplay(undo.is_object() ? undo.value("line", std::string()) : "")
+       << " (`medic show " << SanitizeForDisplay(id) << "`: undone or undo_failed)\n";
+  return OkStatus();
 }
 
 Status Commands::Reject(const std::string& id, const std::optional<std::string>& comment) {

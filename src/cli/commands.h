@@ -39,11 +39,15 @@ class Commands {
   // Then (unless !wait.wait) waits for the incident to leave `executing`, prints the fix's output
   // and how it ended; an end other than `completed` (the fix failed, was refused, timed out or
   // did not verify), or none within wait.timeout, is an error.
+  // `option`: the Nth of the incident's options (1-based); none: the first, sent as before.
   Status Approve(const std::string& id, const std::optional<std::string>& comment,
-                 const CommandWaitOptions& wait = {});
+                 const CommandWaitOptions& wait = {},
+                 std::optional<int64_t> option = std::nullopt);
   // A stage gate: the incident's gated diagnose or verify step (docs/AUTONOMY.md).
   Status ApproveStep(const std::string& id, const std::string& step,
                      const std::optional<std::string>& comment);
+  // Asks the server to run the recorded undo of the incident's fix (docs/AUTONOMY.md, "Undo").
+  Status Undo(const std::string& id);
   Status Reject(const std::string& id, const std::optional<std::string>& comment);
   // Prints the report body as the server sends it (Markdown or HTML).
   Status Report(const std::string& id, const std::string& format);

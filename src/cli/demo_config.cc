@@ -50,7 +50,7 @@ std::vector<std::string> PolicyActions(bool isolated) {
     }
   }
   for (const char* name : {"service.start", "service.stop", "service.restart", "file.truncate",
-                           "log.archive_truncate", "disk.cleanup"}) {
+                           "log.archive_truncate", "log.restore", "disk.cleanup"}) {
     out.push_back(name);
   }
   if (isolated) {

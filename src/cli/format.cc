@@ -254,6 +254,33 @@ Result<std::string> FormatIncidentList(const Json& body, WallTime now) {
   return FormatTable({"ID", "STATUS", "ALARM", "HOST", "CREATED", "RESOLVED IN"}, rows);
 }
 
+// The fix options, numbered as `medic approve ID --option N` takes them; the one that ran (or
+// was approved) marked.
+std::string OptionsText(const Json& inc) {
+  const Json none;
+  const Json& list = inc.contains("options") ? inc["options"] : none;
+  if (!list.is_array() || list.empty()) {
+    return "";
+  }
+  const Json& action = inc.contains("action") ? inc["action"] : none;
+  const int64_t chosen = action.is_object() && action.contains("option") &&
+                                 action["option"].is_number_integer()
+                             ? action["option"].get<int64_t>()
+                             : 0;
+  std::string out;
+  int64_t n = 0;
+  for (const Json& o : list) {
+    ++n;
+    out += std::to_string(n) + ". " + Text(o, "line") + "  (risk " + Text(o, "risk") + ", " +
+           (o.value("automatic", false) ? "may run automatically" : "needs approval") + ", " +
+           Text(o, "source") + ")" + (n == chosen ? "  <- approved" : "") + "\n";
+    out += "   effect: " + Text(o, "effect") + "\n";
+    out += "   verify: " + Text(o, "verify") + "\n";
+    out += "   undo:   " + Text(o, "undo") + "\n";
+  }
+  return out;
+}
+
 Result<std::string> FormatIncident(const Json& inc, WallTime now) {
   if (!inc.is_object()) {
     return Internal("unexpected answer from the server: not a JSON object");
@@ -302,6 +329,7 @@ Result<std::string> FormatIncident(const Json& inc, WallTime now) {
 
   AppendBlock(out, "AI suggestion", LongText(inc, "ai_suggestion"));
   AppendBlock(out, "AI reasoning", LongText(inc, "ai_reasoning"));
+  AppendBlock(out, "Options", OptionsText(inc));
   AppendBlock(out, "Diagnostics", LongText(inc, "diagnostics"));
   AppendBlock(out, "Remediation output", LongText(inc, "remediation_output"));
 

@@ -123,6 +123,16 @@ Status CheckString(const ParamSpec& spec, const Json& v) {
     }
     case ParamKind::kShellCommand:
       return OkStatus();
+    case ParamKind::kArchiveName:
+      if (!IsArchiveName(s)) {
+        return bad("is not an archived file's name");
+      }
+      return OkStatus();
+    case ParamKind::kSha256:
+      if (s.size() != 64 || s.find_first_not_of("0123456789abcdef") != std::string::npos) {
+        return bad("must be 64 lowercase hexadecimal characters");
+      }
+      return OkStatus();
     default:
       return bad("has an unexpected type");
   }
@@ -143,6 +153,13 @@ Status CheckParam(const ParamSpec& spec, const Json& v) {
       const int64_t hi = spec.kind == ParamKind::kPid ? 4'194'304 : 100'000;
       if (!n || *n < lo || *n > hi) {
         return InvalidArgument("parameter '" + spec.name + "' is out of range");
+      }
+      return OkStatus();
+    }
+    case ParamKind::kByteCount: {
+      const std::optional<int64_t> n = AsInt64(v);
+      if (!v.is_number_integer() || !n || *n < 0 || *n > (int64_t{1} << 53)) {
+        return InvalidArgument("parameter '" + spec.name + "' must be a byte count");
       }
       return OkStatus();
     }
@@ -296,6 +313,15 @@ const std::vector<ActionSpec>& ActionCatalog() {
        "truncate a file to zero bytes"},
       {"log.archive_truncate", {{"path", ParamKind::kAbsPath, true}}, Risk::kLow, false,
        "copy a log file to the archive, verify its checksum, then truncate it"},
+      {"log.restore",
+       {{"path", ParamKind::kAbsPath, true},
+        {"archive", ParamKind::kArchiveName, true},
+        {"sha256", ParamKind::kSha256, true},
+        {"bytes", ParamKind::kByteCount, true}},
+       Risk::kLow, false,
+       "put an archived copy of a log file back in front of what the file holds now (the "
+       "undo of log.archive_truncate)",
+       /*undo_only=*/true},
       {"disk.cleanup",
        {{"path", ParamKind::kAbsPath, true}, {"older_than", ParamKind::kDuration, true}},
        Risk::kMedium, false, "delete files under a directory older than a duration"},
@@ -307,6 +333,22 @@ const std::vector<ActionSpec>& ActionCatalog() {
        "run a shell command as the agent's user (off unless the host allows it)"},
   };
   return kCatalog;
+}
+
+bool IsArchiveName(std::string_view name) {
+  if (name.empty() || name.size() > 200 || name[0] == '-' || name[0] == '.' ||
+      name.find("..") != std::string_view::npos) {
+    return false;
+  }
+  for (char c : name) {
+    const bool ok = (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
+                    c == '.' || c == '_' || c == ':' || c == '+' || c == '@' || c == '=' ||
+                    c == '-';
+    if (!ok) {
+      return false;
+    }
+  }
+  return true;
 }
 
 const ActionSpec* FindAction(std::string_view name) {

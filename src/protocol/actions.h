@@ -30,6 +30,9 @@ enum class ParamKind {
   kShellCommand, // free text; only the shell action takes it
   kChaosDuration,  // "600s" (ParseDuration) or whole seconds; 1 s..3600 s
   kChaosParams,  // chaos.start's params: an object of the mode's keys (ChaosModeParams)
+  kArchiveName,  // an archived file's name on the server: IsArchiveName
+  kSha256,       // 64 lowercase hexadecimal characters
+  kByteCount,    // integer 0..2^53
 };
 
 struct ParamSpec {
@@ -44,7 +47,14 @@ struct ActionSpec {
   Risk risk;
   bool read_only;  // diagnostics: changes nothing on the host
   std::string summary;
+  // Only `medic undo` sends it (log.restore): never a runbook's fix or alternative, never the
+  // AI's choice, not in the model's answer schema.
+  bool undo_only = false;
 };
+
+// An archived file's name as the server's archive keeps it ("<UTC time>-<basename>"): 1-200
+// bytes of [A-Za-z0-9._:+@=-], not starting with '-' or '.', no "..".
+bool IsArchiveName(std::string_view name);
 
 // The whole catalog, in a stable order.
 const std::vector<ActionSpec>& ActionCatalog();

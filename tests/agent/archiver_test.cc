@@ -64,11 +64,23 @@ class FakeArchiveSink : public ArchiveSink {
     return r;
   }
 
+  // log.restore: serves `served` in chunks of `fetch_chunk` bytes.
+  Result<std::string> Fetch(const std::string& name, int64_t offset) override {
+    fetched.push_back(name);
+    if (offset >= static_cast<int64_t>(served.size())) {
+      return std::string();
+    }
+    return served.substr(static_cast<size_t>(offset), fetch_chunk);
+  }
+
   struct Upload {
     std::string id, path;
     int64_t size;
     std::string data;
   };
+  std::string served;
+  size_t fetch_chunk = 3;
+  std::vector<std::string> fetched;
   std::vector<Upload> uploads;
   int chunks = 0;
   bool fail_start = false;
@@ -91,7 +103,7 @@ class FakeArchiveSink : public ArchiveSink {
 struct Harness {
   explicit Harness(const std::string& allowed) {
     PolicyRules rules = PolicyRulesFromConfig(AgentConfig{}, 5000);
-    rules.actions.insert({"log.archive_truncate", "disk.cleanup"});
+    rules.actions.insert({"log.archive_truncate", "disk.cleanup", "log.restore"});
     rules.paths = {allowed};
     policy = std::make_unique<Policy>(rules);
     ExecutorOptions o;
@@ -158,6 +170,89 @@ TEST(LogArchiveTruncate, UploadsInChunksVerifiesThenTruncates) {
   struct stat st {};
   ASSERT_EQ(::stat(log.c_str(), &st), 0);
   EXPECT_EQ(st.st_size, 0);
+}
+
+// log.restore, the undo of log.archive_truncate: the archived copy, checked, back in front of
+// what the file holds now.
+TEST(LogRestore, PutsTheArchivedCopyBackByteForByteBeforeWhatWasWrittenSince) {
+  test::TempDir dir;
+  Harness h(dir.path());
+  const std::string log = dir.File("app.log");
+  const std::string content = BigLog(10'000);
+  Write(log, content);
+  ASSERT_TRUE(h.Run("log.archive_truncate", {{"path", log}}).Succeeded());
+  ASSERT_EQ(ReadFile(log).value_or("x"), "");
+  // The service keeps writing after the truncation.
+  const int fd = ::open(log.c_str(), O_WRONLY | O_APPEND);
+  ASSERT_GE(fd, 0);
+  ASSERT_EQ(::write(fd, "after\n", 6), 6);
+  ::close(fd);
+  struct stat before {};
+  ASSERT_EQ(::stat(log.c_str(), &before), 0);
+
+  h.sink.served = h.sink.uploads[0].data;
+  h.sink.fetch_chunk = 4096;
+  auto r = h.Run("log.restore", {{"path", log},
+                                 {"archive", "20261207T193500Z-app.log"},
+                                 {"sha256", Sha256Hex(content)},
+                                 {"bytes", static_cast<int64_t>(content.size())}});
+  ASSERT_TRUE(r.Succeeded()) << r.error << r.output;
+  EXPECT_EQ(ReadFile(log).value_or(""), content + "after\n");
+  EXPECT_EQ(r.output, "restored " + log + " from 20261207T193500Z-app.log (" +
+                          std::to_string(content.size()) + " bytes, sha256 " +
+                          Sha256Hex(content) + ")\nkept the 6 bytes " + log +
+                          " held (written after it was archived), after them\n");
+  struct stat after {};
+  ASSERT_EQ(::stat(log.c_str(), &after), 0);
+  EXPECT_EQ(after.st_ino, before.st_ino);  // the same file: a writer holding it open keeps it
+  EXPECT_EQ(h.sink.fetched.front(), "20261207T193500Z-app.log");
+}
+
+TEST(LogRestore, RefusesACopyThatIsNotWhatTheArchiveRecordedOrNotThisFiles) {
+  struct Case {
+    std::string name;
+    std::string archive;
+    std::string served;
+    std::string want_error;
+  };
+  const std::string original = "one\ntwo\n";
+  for (const Case& c : std::vector<Case>{
+           {"tampered", "20261207T193500Z-app.log", "one\ntwO\n", "checksum mismatch"},
+           {"short", "20261207T193500Z-app.log", "one\n", "checksum mismatch"},
+           {"another file's copy", "20261207T193500Z-other.log", original,
+            "archived from another file"}}) {
+    SCOPED_TRACE(c.name);
+    test::TempDir dir;
+    Harness h(dir.path());
+    const std::string log = dir.File("app.log");
+    Write(log, "now\n");
+    h.sink.served = c.served;
+    auto r = h.Run("log.restore", {{"path", log},
+                                   {"archive", c.archive},
+                                   {"sha256", Sha256Hex(original)},
+                                   {"bytes", static_cast<int64_t>(original.size())}});
+    EXPECT_FALSE(r.Succeeded());
+    EXPECT_NE(r.error.find(c.want_error), std::string::npos) << r.error;
+    EXPECT_EQ(ReadFile(log).value_or(""), "now\n");  // untouched
+  }
+}
+
+TEST(LogRestore, OnlyInsideThePolicysPathsAndOnlyWhenAllowed) {
+  test::TempDir dir;
+  test::TempDir outside;
+  Harness h(dir.File("allowed"));
+  ASSERT_EQ(::mkdir(dir.File("allowed").c_str(), 0700), 0);
+  const std::string log = outside.File("app.log");
+  Write(log, "now\n");
+  h.sink.served = "x\n";
+  auto r = h.Run("log.restore", {{"path", log},
+                                 {"archive", "20261207T193500Z-app.log"},
+                                 {"sha256", Sha256Hex("x\n")},
+                                 {"bytes", 2}});
+  EXPECT_FALSE(r.Succeeded());
+  EXPECT_NE(r.error.find("outside the allowed paths"), std::string::npos) << r.error;
+  EXPECT_TRUE(h.sink.fetched.empty());
+  EXPECT_EQ(ReadFile(log).value_or(""), "now\n");
 }
 
 TEST(LogArchiveTruncate, BytesWrittenDuringTheUploadAreArchivedToo) {

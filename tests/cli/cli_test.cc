@@ -594,12 +594,12 @@ TEST_F(CliTest, ChaosUnknownModeListsTheValidOnes) {
 TEST_F(CliTest, UsageErrorsNameWhatIsWrong) {
   const std::vector<std::pair<std::vector<std::string>, std::string>> cases = {
       {{"frobnicate"},
-       "medic: unknown command 'frobnicate' (commands: incidents, show, approve, reject, report, "
+       "medic: unknown command 'frobnicate' (commands: incidents, show, approve, reject, undo, report, "
        "hosts, alarms, audit, token, settings, pause, resume, autonomy, stats, chaos, healthapp, "
        "demo, mcp, ai) "
        "(see medic --help)\n"},
       {{"--server", "http://x", "--json", "frobnicate"},
-       "medic: unknown command 'frobnicate' (commands: incidents, show, approve, reject, report, "
+       "medic: unknown command 'frobnicate' (commands: incidents, show, approve, reject, undo, report, "
        "hosts, alarms, audit, token, settings, pause, resume, autonomy, stats, chaos, healthapp, "
        "demo, mcp, ai) "
        "(see medic --help)\n"},

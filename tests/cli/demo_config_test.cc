@@ -211,8 +211,8 @@ TEST(AgentYamlTest, IsolatedHostAllowsChaosBoundedByItsVolumeAndMemoryLimit) {
   const auto actions = y["policy"]["actions"].as<std::vector<std::string>>();
   for (const std::string want :
        {"service.status", "service.logs", "disk.usage", "dir.list", "memory.usage", "process.top",
-        "service.restart", "log.archive_truncate", "disk.cleanup", "process.kill", "chaos.start",
-        "chaos.stop"}) {
+        "service.restart", "log.archive_truncate", "log.restore", "disk.cleanup", "process.kill",
+        "chaos.start", "chaos.stop"}) {
     EXPECT_NE(std::find(actions.begin(), actions.end(), want), actions.end()) << want;
   }
   EXPECT_EQ(std::find(actions.begin(), actions.end(), "shell"), actions.end());

@@ -135,6 +135,33 @@ TEST(FormatIncidentTest, ResolvedTimeFixCommandAndAiUsage) {
   EXPECT_EQ(open.find("AI usage:"), std::string::npos) << open;
 }
 
+TEST(FormatIncidentTest, OptionsNumberedAsApproveTakesThemWithTheApprovedOneMarked) {
+  const Json inc = J(R"j({"incident_id":"inc-9","status":"executing",
+    "action":{"name":"service.start","params":{"service":"nginx"},"option":2},
+    "options":[
+      {"line":"service.restart service=nginx","risk":"low","automatic":true,"source":"runbook",
+       "effect":"restarts nginx","verify":"the alarm returns to OK","undo":"nothing to undo"},
+      {"line":"service.start service=nginx","risk":"low","automatic":false,
+       "source":"alternative","effect":"starts nginx","verify":"the alarm returns to OK",
+       "undo":"nothing to undo"}]})j");
+  const std::string text = FormatIncident(inc, kNow).value();
+  EXPECT_NE(text.find("Options:\n"
+                      "  1. service.restart service=nginx  (risk low, may run automatically, "
+                      "runbook)\n"
+                      "     effect: restarts nginx\n"),
+            std::string::npos)
+      << text;
+  EXPECT_NE(text.find("  2. service.start service=nginx  (risk low, needs approval, "
+                      "alternative)  <- approved\n"),
+            std::string::npos)
+      << text;
+  // No options (decided before they existed, or not decided yet): no block.
+  EXPECT_EQ(FormatIncident(J(R"j({"incident_id":"inc-1","options":[]})j"), kNow)
+                .value()
+                .find("Options:"),
+            std::string::npos);
+}
+
 TEST(FormatIncidentTest, ReasonShownAndStructuredDiagnosticsPretty) {
   const Json inc = J(R"j({"incident_id":"inc-1","status":"failed","reason":"alarm did not clear",
                          "diagnostics":{"df":"100%"}})j");

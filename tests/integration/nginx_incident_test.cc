@@ -150,6 +150,13 @@ TEST_F(NginxIncidentTest, CrashDiagnoseApproveRestartVerifyAndSurviveRestart) {
     }
   }
 
+  // A restart has nothing to undo: the CLI says so (exit 1) and nothing is sent.
+  test::RunResult undo = test::Run(Cli({"undo", id}));
+  EXPECT_EQ(undo.exit_code, 1) << undo.out;
+  Json after_undo = CliJson({"show", id});
+  EXPECT_EQ(after_undo["timeline"].size(), done["timeline"].size()) << after_undo.dump(2);
+  done = after_undo;
+
   // The demo stops everything it started.
   auto status = demo_.Stop(30s);
   ASSERT_TRUE(status.has_value()) << "demo did not stop";

@@ -591,6 +591,13 @@ Result<std::unique_ptr<ServerApp>> ServerApp::Create(const ServerConfig& config,
   RETURN_IF_ERROR(p->incidents->Recover());
   p->archive = std::make_unique<Archive>(config.data_dir + "/archive", clock, config.archive);
   RETURN_IF_ERROR(p->archive->Init());
+  // `medic undo` of a log.archive_truncate: the copy comes from this archive, checked by it.
+  p->incidents->SetArchiveLookup(
+      [archive = p->archive.get()](const std::string& host, const std::string& location)
+          -> Result<IncidentManager::ArchivedCopy> {
+        ASSIGN_OR_RETURN(ArchivedFile f, archive->Find(host, location));
+        return IncidentManager::ArchivedCopy{f.name, f.sha256, f.bytes};
+      });
 
   Fleet* fleet = p->fleet.get();
   p->checker = std::make_unique<TargetGroupChecker>(

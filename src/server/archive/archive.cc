@@ -563,6 +563,81 @@ int Archive::Prune() {
   return deleted;
 }
 
+Result<ArchivedFile> Archive::Find(const std::string& host, const std::string& location) const {
+  const std::string host_dir = dir_ + "/" + host;
+  const std::string name =
+      location.rfind(host_dir + "/", 0) == 0 ? location.substr(host_dir.size() + 1) : "";
+  if (s3_ != nullptr || host.empty() || host[0] == '.' || host.find('/') != std::string::npos ||
+      name.empty() || name[0] == '.' || !IsValidArchiveBasename(name)) {
+    return NotFound("'" + location + "' is no archived file of host " + host + " in " + dir_ +
+                    (s3_ != nullptr ? " (restores come from the dir backend only)" : ""));
+  }
+  struct stat st {};
+  if (::lstat(location.c_str(), &st) != 0 || !S_ISREG(st.st_mode)) {
+    return NotFound("the archived file " + location + " is gone (retention?)");
+  }
+  ArchivedFile f;
+  f.host = host;
+  f.name = name;
+  f.location = location;
+  f.bytes = st.st_size;
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    if (auto it = sha_of_.find(location); it != sha_of_.end()) {
+      f.sha256 = it->second;
+    }
+  }
+  if (f.sha256.empty()) {
+    // Archived before this server started: hashed from the server's own copy, in chunks.
+    const int fd = ::open(location.c_str(), O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
+    if (fd < 0) {
+      return NotFound(Errno("cannot open " + location));
+    }
+    Sha256 hash;
+    std::string buf(1 << 20, '\0');
+    ssize_t n = 0;
+    while ((n = ::read(fd, buf.data(), buf.size())) > 0 || (n < 0 && errno == EINTR)) {
+      if (n > 0) {
+        hash.Update(std::string_view(buf.data(), static_cast<size_t>(n)));
+      }
+    }
+    ::close(fd);
+    if (n < 0) {
+      return Internal("cannot read " + location);
+    }
+    f.sha256 = hash.HexDigest();
+  }
+  return f;
+}
+
+Result<std::string> Archive::Read(const std::string& host, const std::string& name,
+                                  int64_t offset, size_t length) const {
+  ASSIGN_OR_RETURN(ArchivedFile f, Find(host, dir_ + "/" + host + "/" + name));
+  if (offset < 0 || offset > f.bytes) {
+    return InvalidArgument("offset " + std::to_string(offset) + " is past the end of " + name +
+                           " (" + std::to_string(f.bytes) + " bytes)");
+  }
+  const int fd = ::open(f.location.c_str(), O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
+  if (fd < 0) {
+    return NotFound(Errno("cannot open " + f.location));
+  }
+  std::string out(std::min<int64_t>(static_cast<int64_t>(length), f.bytes - offset), '\0');
+  size_t got = 0;
+  while (got < out.size()) {
+    const ssize_t n = ::pread(fd, out.data() + got, out.size() - got, offset + got);
+    if (n < 0 && errno == EINTR) {
+      continue;
+    }
+    if (n <= 0) {
+      break;
+    }
+    got += static_cast<size_t>(n);
+  }
+  ::close(fd);
+  out.resize(got);
+  return out;
+}
+
 Result<std::vector<ArchivedFile>> Archive::List(size_t limit) const {
   if (!PathExists(dir_)) {
     return std::vector<ArchivedFile>();

@@ -121,6 +121,16 @@ class Archive {
   // this process. With the s3 backend: the objects this process uploaded (the bucket has all).
   Result<std::vector<ArchivedFile>> List(size_t limit) const;
 
+  // The archived file of `host` at `location` (as Finish returned it: DIR/HOST/NAME), for a
+  // restore: NotFound unless it is a regular file directly in `host`'s own directory of this
+  // (dir backend) archive. Its sha256 is the one recorded when it was stored, else computed now
+  // from the file (the server's own copy).
+  Result<ArchivedFile> Find(const std::string& host, const std::string& location) const;
+  // Up to `length` bytes at `offset` of `host`'s archived file `name` (fewer at its end).
+  // NotFound as Find; InvalidArgument for an offset past its end.
+  Result<std::string> Read(const std::string& host, const std::string& name, int64_t offset,
+                           size_t length) const;
+
   const std::string& dir() const { return dir_; }
 
  private:

@@ -64,6 +64,9 @@ void CommandQueue::Send(const std::string& host, protocol::Command command) {
         recipient.archive_path = path->get<std::string>();
       }
     }
+    if (command.action == "log.restore" && command.params.is_object()) {
+      recipient.restore_archive = StringOr(command.params, "archive");
+    }
     recipients_[command.id] = std::move(recipient);
     std::vector<Entry>& queue = queues_[host];
     auto same = std::find_if(queue.begin(), queue.end(),
@@ -182,6 +185,18 @@ bool CommandQueue::AwaitsArchive(const std::string& host, const std::string& pat
   for (const auto& [id, r] : recipients_) {
     if (r.host == host && !r.answered && !r.archive_path.empty() && r.archive_path == path &&
         r.forget_at >= now) {
+      return true;
+    }
+  }
+  return false;
+}
+
+bool CommandQueue::AwaitsRestore(const std::string& host, const std::string& archive) const {
+  std::lock_guard<std::mutex> lock(mu_);
+  const WallTime now = clock_.Now();
+  for (const auto& [id, r] : recipients_) {
+    if (r.host == host && !r.answered && !r.restore_archive.empty() &&
+        r.restore_archive == archive && r.forget_at >= now) {
       return true;
     }
   }

@@ -81,6 +81,9 @@ class CommandQueue : public CommandSink {
   // Whether `host` was sent a log.archive_truncate of `path` that it has not answered yet: the
   // archive takes an upload only for such a command (docs/PROTOCOL.md, "Archive").
   bool AwaitsArchive(const std::string& host, const std::string& path) const;
+  // Whether `host` was sent a log.restore of the archived file `archive` that it has not
+  // answered yet: the archive serves a file's bytes back only for such a command.
+  bool AwaitsRestore(const std::string& host, const std::string& archive) const;
 
   // Answers the host's parked poll now, with an empty list (its credential was revoked: the
   // poll's own answer decides what the agent is told).
@@ -106,6 +109,7 @@ class CommandQueue : public CommandSink {
     std::string host;
     WallTime forget_at;
     std::string archive_path;  // params.path of a log.archive_truncate; "" for other actions
+    std::string restore_archive;  // params.archive of a log.restore; "" for other actions
     bool answered = false;
     bool delivered = false;
     std::string action;

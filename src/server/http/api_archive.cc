@@ -73,6 +73,8 @@ Result<int64_t> ParseOffset(const ApiRequest& req) {
 // offset: decided on the headers, before any of the body is read (ChunkBodyLimit). Whether the
 // offset is the right one is Append's to say (409), once the chunk is read.
 constexpr size_t kArchiveChunkMaxBytes = 8 * 1024 * 1024;
+// What one GET of a restore answers at most.
+constexpr size_t kRestoreChunkBytes = 4 * 1024 * 1024;
 
 // Route::body_limit_for of PUT /agent/v1/archive/{id}.
 Result<size_t> ChunkBodyLimit(const Archive& archive, const ApiRequest& req) {
@@ -178,6 +180,30 @@ void AddArchiveRoutes(Router& router, Archive& archive, const CommandQueue& comm
          respond(JsonResponse(
              200, Json{{"sha256", f->sha256}, {"bytes", f->bytes}, {"location", f->location}}));
        }});
+  router.Add({"GET", "/agent/v1/restore/{name}", Role::kAgent,
+              "bytes of the caller's own archived file NAME (?offset=N; at most 4 MiB), only "
+              "while a log.restore of it is outstanding for the caller (medic undo)",
+              [&archive, &commands](ApiRequest& req, Responder respond) {
+                const std::string& name = req.path_params["name"];
+                auto offset = ParseOffset(req);
+                if (!offset) {
+                  return respond(ErrorResponse(offset.error()));
+                }
+                if (!commands.AwaitsRestore(req.principal, name)) {
+                  return respond(ErrorResponse(
+                      403, "host '" + req.principal + "' was not asked to restore " + name +
+                               " (no log.restore of it is outstanding)"));
+                }
+                auto bytes = archive.Read(req.principal, name, *offset, kRestoreChunkBytes);
+                if (!bytes) {
+                  return respond(ErrorResponse(bytes.error()));
+                }
+                ApiResponse r;
+                r.status = 200;
+                r.content_type = "application/octet-stream";
+                r.body = std::move(*bytes);
+                respond(std::move(r));
+              }});
   router.Add({"GET", "/api/v1/archive", Role::kViewer,
               "archived log files, newest first (?limit=N)",
               [&archive](ApiRequest& req, Responder respond) {

@@ -1,4 +1,4 @@
-// Operator routes for incidents: list, show, report, approve, reject.
+// Operator routes for incidents: list, show, report, approve, reject, undo.
 
 #include "server/http/api_util.h"
 #include "server/http/routes.h"
@@ -12,17 +12,28 @@ namespace {
 struct DecisionRequest {
   std::optional<std::string> action_hash;  // what the operator saw (ActionHash)
   std::string comment;
+  std::optional<int64_t> option;  // approve: which of the incident's options (1-based)
 };
 
-// {"action_hash": "<64 hex>", "comment": "..."}: both optional here; approve requires the hash.
+// {"action_hash": "<64 hex>", "comment": "...", "option": N}: all optional here; approve
+// requires the hash.
 Result<DecisionRequest> ParseDecision(const ApiRequest& req) {
   ASSIGN_OR_RETURN(Json body, ParseBody(req, true));
   DecisionRequest d;
   for (const auto& [k, v] : body.items()) {
-    if (k != "comment" && k != "action_hash") {
+    if (k != "comment" && k != "action_hash" && k != "option") {
       return InvalidArgument("unknown field '" + k +
-                             "' (only 'action_hash' and 'comment' are accepted)");
+                             "' (only 'action_hash', 'comment' and 'option' are accepted)");
     }
+  }
+  if (auto it = body.find("option"); it != body.end()) {
+    const std::optional<int64_t> n = AsInt64(*it);
+    if (!it->is_number_integer() || !n || *n < 1) {
+      return InvalidArgument("option must be a whole number from 1 to the number of the "
+                             "incident's options (1 is the first, what approval runs by "
+                             "default), not " + it->dump());
+    }
+    d.option = *n;
   }
   ASSIGN_OR_RETURN(auto comment, OptionalString(body, "comment"));
   d.comment = comment.value_or("");
@@ -196,13 +207,32 @@ void AddIncidentRoutes(Router& router, IncidentRoutesDeps deps) {
                 }
                 // Answered when the incident's driver has decided (another server, with
                 // several on one store: docs/DEPLOY.md); no thread waits for it.
-                incidents.ApproveAsync(req.path_params["id"], req.principal, *d->action_hash,
-                                       d->comment, [respond](Result<Incident> inc) {
-                                         if (!inc) {
-                                           return respond(ErrorResponse(inc.error()));
-                                         }
-                                         respond(JsonResponse(200, IncidentJson(*inc)));
-                                       });
+                incidents.ApproveAsync(
+                    req.path_params["id"], req.principal, *d->action_hash, d->comment,
+                    [respond](Result<Incident> inc) {
+                      if (!inc) {
+                        return respond(ErrorResponse(inc.error()));
+                      }
+                      respond(JsonResponse(200, IncidentJson(*inc)));
+                    },
+                    static_cast<size_t>(d->option.value_or(1)));
+              }});
+  router.Add({"POST", "/api/v1/incidents/{id}/undo", Role::kOperator,
+              "run the recorded undo of a finished incident's fix (restore an archived log, "
+              "start a stopped service); 409 when there is nothing to undo or it was undone",
+              [&incidents = deps.incidents](ApiRequest& req, Responder respond) {
+                if (!req.body.empty()) {
+                  if (auto body = ParseBody(req, true); !body) {
+                    return respond(ErrorResponse(body.error()));
+                  } else if (!body->empty()) {
+                    return respond(ErrorResponse(400, "undo takes no fields"));
+                  }
+                }
+                auto inc = incidents.Undo(req.path_params["id"], req.principal);
+                if (!inc) {
+                  return respond(ErrorResponse(inc.error()));
+                }
+                respond(JsonResponse(200, IncidentJson(*inc)));
               }});
   router.Add({"POST", "/api/v1/incidents/{id}/approve-step", Role::kOperator,
               "approve the gated step an incident waits at "
@@ -226,6 +256,9 @@ void AddIncidentRoutes(Router& router, IncidentRoutesDeps deps) {
                 auto d = ParseDecision(req);
                 if (!d) {
                   return respond(ErrorResponse(d.error()));
+                }
+                if (d->option) {
+                  return respond(ErrorResponse(400, "option applies to approve only"));
                 }
                 incidents.RejectAsync(req.path_params["id"], req.principal, d->comment,
                                       [respond](Result<Incident> inc) {

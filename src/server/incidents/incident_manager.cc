@@ -6,6 +6,7 @@
 #include <tuple>
 
 #include "ai/gate.h"
+#include "ai/options.h"
 #include "ai/prompt.h"
 #include "server/incidents/cluster_relay.h"
 #include "server/incidents/what_changed.h"
@@ -45,6 +46,27 @@ std::string FormatResult(const std::string& line, const protocol::CommandResult&
     out += "[" + r.error + "]\n";
   }
   return out;
+}
+
+// How many options incident `inc` offers (at least 1: its action, for incidents decided before
+// options existed).
+size_t OptionCount(const Incident& inc) {
+  const Json& o = inc.action.contains("options") ? inc.action["options"] : Json();
+  return o.is_array() && !o.empty() ? o.size() : 1;
+}
+
+// Makes option `n` (1-based, at most OptionCount) what the incident runs: its action and the
+// suggestion shown. Option 1 of an incident without options is its action already.
+void SelectOption(Incident& inc, size_t n) {
+  inc.action["option"] = n;
+  if (!inc.action.contains("options") || !inc.action["options"].is_array() ||
+      n > inc.action["options"].size()) {
+    return;
+  }
+  const Json o = inc.action["options"][n - 1];
+  inc.action["name"] = o.value("action", "");
+  inc.action["params"] = o.contains("params") ? o["params"] : Json::object();
+  inc.ai_suggestion = o.value("line", "");
 }
 
 }  // namespace
@@ -711,12 +733,13 @@ void IncidentManager::DispatchDecisions() {
   for (auto& req : work) {
     offload_([this, req = std::move(req)] {
       const ai::Decision d = brain_.Decide(req);
-      ApplyDecision(req.incident.incident_id, d);
+      ApplyDecision(req.incident.incident_id, d, ai::BuildOptions(d, req));
     });
   }
 }
 
-void IncidentManager::ApplyDecision(const std::string& incident_id, const ai::Decision& d) {
+void IncidentManager::ApplyDecision(const std::string& incident_id, const ai::Decision& d,
+                                    const std::vector<ai::FixOption>& options) {
   std::lock_guard<std::mutex> lock(mu_);
   auto ait = active_.find(incident_id);
   if (ait == active_.end() || ait->second.phase != Phase::kDeciding) {
@@ -729,6 +752,11 @@ void IncidentManager::ApplyDecision(const std::string& incident_id, const ai::De
     next.timeline.push_back(Entry(event, detail));
   }
   next.action = Json{{"name", d.action.name}, {"params", d.action.params}};
+  Json offered = Json::array();
+  for (const ai::FixOption& o : options) {
+    offered.push_back(ai::FixOptionToJson(o, rb));
+  }
+  next.action["options"] = std::move(offered);
   next.ai_suggestion = protocol::RenderCommandLine(d.action);
   next.ai_reasoning = d.reasoning;
   next.ai_usage = d.usage.is_object() ? d.usage : Json::object();
@@ -746,14 +774,44 @@ void IncidentManager::ApplyDecision(const std::string& incident_id, const ai::De
   const Settings s = settings_.Get();
   std::string why = s.automation_paused ? "automation is paused"
                                         : ai::WhyApproval(d, rb, s.approval_mode);
-  std::string autonomy_note;  // set when earned autonomy (or a pin) lets the fix run
-  if (autonomy_ != nullptr && autonomy_->config().enabled && !s.automation_paused) {
-    if (auto rec = autonomy_->Record(next.alarm_name, d.action.name); rec) {
-      why = GateWithAutonomy(rec->has_value() ? &**rec : nullptr, why,
-                             ai::WhyApproval(d, rb, false), &autonomy_note);
-    } else {
+  // Earned autonomy (autonomy.h) may let a pair run in approval mode, or make a demoted pair
+  // wait in automatic mode: the decision's own gate, then the pair's record.
+  auto with_autonomy = [&](const ai::Decision& dd, std::string why_dd,
+                           std::string* note) -> std::string {
+    if (autonomy_ == nullptr || !autonomy_->config().enabled || s.automation_paused) {
+      return why_dd;
+    }
+    auto rec = autonomy_->Record(next.alarm_name, dd.action.name);
+    if (!rec) {
       ++store_errors_;  // the decision stands as it was without autonomy
       LogError("earned autonomy: " + rec.error().ToString());
+      return why_dd;
+    }
+    return GateWithAutonomy(rec->has_value() ? &**rec : nullptr, why_dd,
+                            ai::WhyApproval(dd, rb, false), note);
+  };
+  std::string autonomy_note;  // set when earned autonomy (or a pin) lets the fix run
+  why = with_autonomy(d, why, &autonomy_note);
+  // Automatic mode runs the first option that policy (and the pair's record) allows
+  // automatically, and only that one.
+  size_t chosen = 0;
+  if (!why.empty() && !s.automation_paused && !s.approval_mode) {
+    for (size_t i = 1; i < options.size(); ++i) {
+      std::string note_i;
+      if (with_autonomy(options[i].decision,
+                        ai::WhyApproval(options[i].decision, rb, s.approval_mode), &note_i)
+              .empty()) {
+        chosen = i;
+        next.timeline.push_back(Entry(
+            "option_chosen", "option 1 (" + next.ai_suggestion + ") needs a human: " + why +
+                                 "; option " + std::to_string(i + 1) + " (" +
+                                 protocol::RenderCommandLine(options[i].decision.action) +
+                                 ") is the first that policy allows automatically"));
+        SelectOption(next, i + 1);
+        why.clear();
+        autonomy_note = note_i;
+        break;
+      }
     }
   }
   if (why.empty()) {
@@ -780,7 +838,11 @@ void IncidentManager::ApplyDecision(const std::string& incident_id, const ai::De
     return;
   }
   next.timeline.push_back(Entry(
-      "auto_approved", autonomy_note.empty() ? ai::AutoApprovalNote(d, rb) : autonomy_note));
+      "auto_approved",
+      !autonomy_note.empty()
+          ? autonomy_note
+          : ai::AutoApprovalNote(chosen < options.size() ? options[chosen].decision : d, rb) +
+                (chosen > 0 ? " (option " + std::to_string(chosen + 1) + ")" : "")));
   if (Status st = Execute(a, std::move(next), IncidentEvent::kAutoApproved); !st) {
     LogError("cannot start the fix of " + incident_id + ": " + st.error().ToString());
     if (auto it = active_.find(incident_id); it != active_.end()) {
@@ -830,6 +892,18 @@ void IncidentManager::OnRemoteCommandResult(const protocol::CommandResult& r) {
 
 void IncidentManager::HandleCommandResult(const protocol::CommandResult& r) {
   std::lock_guard<std::mutex> lock(mu_);
+  if (auto u = undo_owner_.find(r.id); u != undo_owner_.end()) {
+    auto inc = store_.GetIncident(u->second.incident_id);
+    if (inc && inc->instance_id != r.host) {
+      LogWarn("ignored a result for undo command " + r.id + " from host " + r.host +
+              ": it was sent to " + inc->instance_id);
+      return;
+    }
+    const std::string incident_id = u->second.incident_id;
+    undo_owner_.erase(u);
+    FinishUndo(incident_id, r);
+    return;
+  }
   auto owner = command_owner_.find(r.id);
   if (owner == command_owner_.end()) {
     return;  // a late or repeated answer: already accounted for
@@ -908,6 +982,7 @@ void IncidentManager::FinishExecution(Active& a, const protocol::CommandResult& 
   }
   next.timeline.push_back(
       Entry("executed", "exit 0 in " + std::to_string(r.duration_ms) + " ms"));
+  next.action["fix_succeeded"] = true;  // what `medic undo` may undo
   if (AlarmStateOf(next.alarm_name, host) == AlarmState::kOk) {
     const std::string detail = "alarm " + next.alarm_name + " is OK";
     Verified(a, std::move(next), detail);
@@ -1058,27 +1133,29 @@ Result<Incident> WaitForDecision(
 
 Result<Incident> IncidentManager::Approve(const std::string& id, const std::string& actor,
                                           const std::string& action_hash,
-                                          const std::string& comment) {
+                                          const std::string& comment, size_t option) {
   if (cluster_.bus != nullptr) {
     return WaitForDecision(
-        [&](DecisionDone done) { DecideAsync("approve", id, actor, action_hash, comment, done); },
+        [&](DecisionDone done) {
+          DecideAsync("approve", id, actor, action_hash, comment, done, option);
+        },
         cluster_.forward_timeout);
   }
-  return ApproveHere(id, actor, action_hash, comment);
+  return ApproveHere(id, actor, action_hash, comment, option);
 }
 
 Result<Incident> IncidentManager::ApproveHere(const std::string& id, const std::string& actor,
                                               const std::string& action_hash,
-                                              const std::string& comment) {
-  Result<Incident> r = ApproveLocked(id, actor, action_hash, comment);
+                                              const std::string& comment, size_t option) {
+  Result<Incident> r = ApproveLocked(id, actor, action_hash, comment, option);
   DispatchDecisions();  // an expired approval may have opened a fresh incident
   return r;
 }
 
 void IncidentManager::ApproveAsync(const std::string& id, const std::string& actor,
                                    const std::string& action_hash, const std::string& comment,
-                                   DecisionDone done) {
-  DecideAsync("approve", id, actor, action_hash, comment, std::move(done));
+                                   DecisionDone done, size_t option) {
+  DecideAsync("approve", id, actor, action_hash, comment, std::move(done), option);
 }
 
 void IncidentManager::RejectAsync(const std::string& id, const std::string& actor,
@@ -1088,9 +1165,10 @@ void IncidentManager::RejectAsync(const std::string& id, const std::string& acto
 
 void IncidentManager::DecideAsync(const std::string& op, const std::string& id,
                                   const std::string& actor, const std::string& action_hash,
-                                  const std::string& comment, DecisionDone done) {
+                                  const std::string& comment, DecisionDone done,
+                                  size_t option) {
   auto here = [&] {
-    done(op == "approve" ? ApproveHere(id, actor, action_hash, comment)
+    done(op == "approve" ? ApproveHere(id, actor, action_hash, comment, option)
                          : RejectHere(id, actor, comment));
   };
   if (cluster_.bus == nullptr) {
@@ -1117,7 +1195,8 @@ void IncidentManager::DecideAsync(const std::string& op, const std::string& id,
                                                          {"op", op},
                                                          {"actor", actor},
                                                          {"action_hash", action_hash},
-                                                         {"comment", comment}}));
+                                                         {"comment", comment},
+                                                         {"option", option}}));
         if (posted) {
           return;  // answered by OnDecisionReply or ExpireForwardedDecisions
         }
@@ -1157,7 +1236,8 @@ void IncidentManager::OnRemoteDecision(const ClusterMessage& m) {
   const std::string op = StringOr(*j, "op");
   const std::string actor = StringOr(*j, "actor");
   Result<Incident> r =
-      op == "approve" ? ApproveHere(id, actor, StringOr(*j, "action_hash"), StringOr(*j, "comment"))
+      op == "approve" ? ApproveHere(id, actor, StringOr(*j, "action_hash"), StringOr(*j, "comment"),
+                                    j->value("option", size_t{1}))
       : op == "reject"
           ? RejectHere(id, actor, StringOr(*j, "comment"))
           : Result<Incident>(InvalidArgument("unknown decision '" + op + "'"));
@@ -1247,9 +1327,14 @@ void IncidentManager::OnLeaseTaken(const ClusterMessage& m) {
 
 Result<Incident> IncidentManager::ApproveLocked(const std::string& id, const std::string& actor,
                                                 const std::string& action_hash,
-                                                const std::string& comment) {
+                                                const std::string& comment, size_t option) {
   std::lock_guard<std::mutex> lock(mu_);
   ASSIGN_OR_RETURN(Incident inc, Lookup(id));
+  if (const size_t count = OptionCount(inc); option < 1 || option > count) {
+    return InvalidArgument("option " + std::to_string(option) + " is out of range: incident " +
+                           id + " offers option" +
+                           (count == 1 ? " 1 only" : "s 1 to " + std::to_string(count)));
+  }
   // Every refusal of an approval of a known incident is audited, with what was approved.
   auto refuse = [&](std::string why) -> Error {
     Audit(actor, "incident.approve_refused",
@@ -1286,6 +1371,16 @@ Result<Incident> IncidentManager::ApproveLocked(const std::string& id, const std
                   "); nothing was approved: review the incident and approve what it proposes "
                   "now");
   }
+  const size_t count = OptionCount(inc);
+  SelectOption(inc, option);
+  const std::string line = inc.ai_suggestion;
+  // Another option than the first (the default): the timeline and the audit name it.
+  if (option > 1) {
+    inc.timeline.push_back(Entry("option_approved",
+                                 "option " + std::to_string(option) + " of " +
+                                     std::to_string(count) + ": " + line,
+                                 actor));
+  }
   inc.timeline.push_back(Entry("approved", comment, actor));
   // On an error nothing was sent and the approval is not acknowledged.
   if (Status s = Execute(a, std::move(inc), IncidentEvent::kApproved, actor); !s) {
@@ -1296,8 +1391,12 @@ Result<Incident> IncidentManager::ApproveLocked(const std::string& id, const std
                {"reason", "not recorded: " + s.error().message}});
     return s.error();
   }
-  Audit(actor, "incident.approve",
-        Json{{"incident_id", id}, {"action_hash", action_hash}, {"comment", comment}});
+  Json detail{{"incident_id", id}, {"action_hash", action_hash}, {"comment", comment}};
+  if (option > 1) {
+    detail["option"] = option;
+    detail["action"] = line;
+  }
+  Audit(actor, "incident.approve", detail);
   return Lookup(id);
 }
 
@@ -1378,6 +1477,156 @@ Result<std::vector<std::string>> IncidentManager::CloseForRemovedHost(const std:
   return closed;
 }
 
+namespace {
+
+// The archived copies a log.archive_truncate's output names: "archived PATH (N bytes) to
+// LOCATION" lines, in order (more than one when the file grew while it was archived).
+std::vector<std::string> ArchivedLocations(const std::string& output, const std::string& path) {
+  std::vector<std::string> out;
+  const std::string head = "archived " + path + " ";
+  size_t pos = 0;
+  while (pos < output.size()) {
+    size_t end = output.find('\n', pos);
+    if (end == std::string::npos) {
+      end = output.size();
+    }
+    const std::string line = output.substr(pos, end - pos);
+    if (line.rfind(head, 0) == 0) {
+      if (size_t to = line.rfind(" to "); to != std::string::npos) {
+        out.push_back(line.substr(to + 4));
+      }
+    }
+    pos = end + 1;
+  }
+  return out;
+}
+
+}  // namespace
+
+Status IncidentManager::SaveClosed(Incident before, Incident next) {
+  // Through Save, so that an undo's `undone` demotes its pair (autonomy.h) on the timeline and
+  // in the audit log. Undo is refused with several servers, so Save's lease check never applies.
+  return Save(before, std::move(next));
+}
+
+Result<Incident> IncidentManager::Undo(const std::string& id, const std::string& actor) {
+  if (cluster_.bus != nullptr) {
+    return Unavailable("undo is not available with several servers on one store yet");
+  }
+  std::lock_guard<std::mutex> lock(mu_);
+  ASSIGN_OR_RETURN(Incident inc, Lookup(id));
+  auto refuse = [&](std::string why) -> Error {
+    Audit(actor, "incident.undo_refused", Json{{"incident_id", id}, {"reason", why}});
+    return FailedPrecondition(std::move(why));
+  };
+  if (IsOpen(inc.status)) {
+    return refuse("incident " + id + " is " + std::string(StatusName(inc.status)) +
+                  ": only a fix that has finished can be undone");
+  }
+  if (!inc.action.value("fix_succeeded", false)) {
+    return refuse("incident " + id + " (" + std::string(StatusName(inc.status)) +
+                  ") has no fix that ran to success: there is nothing to undo");
+  }
+  const Json undo = inc.action.contains("undo") ? inc.action["undo"] : Json();
+  if (undo.is_object()) {
+    const std::string state = StringOr(undo, "state");
+    if (state == "done") {
+      return refuse("incident " + id + " was already undone (" + StringOr(undo, "line") +
+                    ", by " + StringOr(undo, "requested_by") + ")");
+    }
+    if (state == "running") {
+      return refuse("the undo of incident " + id + " is already running (" +
+                    StringOr(undo, "line") + "); wait for undone or undo_failed");
+    }
+  }
+  const size_t option = inc.action.value("option", size_t{1});
+  const Json options = inc.action.contains("options") ? inc.action["options"] : Json();
+  const Json chosen = options.is_array() && option >= 1 && option <= options.size()
+                          ? options[option - 1]
+                          : Json();
+  if (!chosen.is_object() || !chosen.contains("undo_action") ||
+      !chosen["undo_action"].is_object()) {
+    return refuse("nothing to undo for incident " + id + ": " + inc.ai_suggestion +
+                  (chosen.is_object() ? " (" + StringOr(chosen, "undo") + ")" : ""));
+  }
+  const Json& ua = chosen["undo_action"];
+  std::string name = StringOr(ua, "action");
+  Json params = ua.contains("params") && ua["params"].is_object() ? ua["params"] : Json::object();
+  if (name == "log.restore") {
+    // The archived copy: named in the fix's result, but taken from the server's own archive of
+    // this host only, with the checksum the archive computed (never the host's word).
+    const std::string path = StringOr(params, "path");
+    const std::vector<std::string> copies = ArchivedLocations(inc.remediation_output, path);
+    if (copies.size() != 1) {
+      return refuse(copies.empty()
+                        ? "the fix's result names no archived copy of " + path
+                        : path + " was archived in " + std::to_string(copies.size()) +
+                              " pieces (it grew while it was archived); restore it by hand "
+                              "from the archive (GET /api/v1/archive)");
+    }
+    if (!archive_of_) {
+      return refuse("this server has no archive to restore " + path + " from");
+    }
+    auto copy = archive_of_(inc.instance_id, copies[0]);
+    if (!copy) {
+      return refuse("the archived copy of " + path + " cannot be used: " +
+                    copy.error().message);
+    }
+    params["archive"] = copy->name;
+    params["sha256"] = copy->sha256;
+    params["bytes"] = copy->bytes;
+  }
+  auto action = protocol::ValidateAction(name, params);
+  if (!action) {
+    return refuse("the recorded undo of incident " + id + " is not a valid action: " +
+                  action.error().message);
+  }
+  const ai::Runbook* rb = RunbookFor(inc.alarm_name);
+  const Millis timeout = rb != nullptr ? rb->execution_timeout : Millis(60'000);
+  protocol::Command c = MakeCommand(*action, timeout);
+  c.incident = id;
+  c.approved_by = actor;  // signed into the command: the agent's log says who asked
+  const std::string line = protocol::RenderCommandLine(*action);
+  const Incident before = inc;
+  inc.timeline.push_back(Entry("undo_requested", line + " on " + inc.instance_id, actor));
+  inc.action["undo"] = Json{{"state", "running"},
+                            {"line", line},
+                            {"command_id", c.id},
+                            {"requested_by", actor}};
+  RETURN_IF_ERROR(SaveClosed(before, inc));
+  undo_owner_[c.id] = PendingUndo{id, clock_.SteadyNow() + timeout + Millis(5'000)};
+  Audit(actor, "incident.undo",
+        Json{{"incident_id", id}, {"action", line}, {"command_id", c.id}});
+  commands_.Send(inc.instance_id, std::move(c));
+  return store_.GetIncident(id);
+}
+
+void IncidentManager::FinishUndo(const std::string& id, const protocol::CommandResult& r) {
+  auto stored = store_.GetIncident(id);
+  if (!stored) {
+    ++store_errors_;
+    LogError("cannot record the undo of " + id + ": " + stored.error().ToString());
+    return;
+  }
+  Incident next = *stored;
+  const Incident before = *stored;
+  const std::string line = StringOr(next.action.value("undo", Json::object()), "line");
+  next.remediation_output += "\n" + ai::RedactSecrets(FormatResult(line, r));
+  const bool ok = r.ran && r.Succeeded() && !r.timed_out;
+  if (ok) {
+    next.timeline.push_back(Entry("undone", line + " on " + next.instance_id + ": exit 0"));
+  } else {
+    const std::string how = !r.ran       ? r.error
+                            : r.timed_out ? "timed out"
+                            : r.signal != 0 ? "killed by signal " + std::to_string(r.signal)
+                                            : "exit code " + std::to_string(r.exit_code) +
+                                                  (r.error.empty() ? "" : ": " + r.error);
+    next.timeline.push_back(Entry("undo_failed", line + " on " + next.instance_id + ": " + how));
+  }
+  next.action["undo"]["state"] = ok ? "done" : "failed";
+  (void)SaveClosed(before, std::move(next));
+}
+
 void IncidentManager::RunOnce() {
   if (cluster_.bus != nullptr) {
     {
@@ -1415,6 +1664,19 @@ void IncidentManager::HandleDeadlines() {
           expiry && *expiry <= clock_.Now()) {
         expired.push_back(id);
       }
+    }
+  }
+  for (auto it = undo_owner_.begin(); it != undo_owner_.end();) {
+    if (it->second.deadline <= now) {
+      protocol::CommandResult none;
+      none.id = it->first;
+      none.ran = false;
+      none.error = "no result for the undo from the host in time";
+      const std::string incident_id = it->second.incident_id;
+      it = undo_owner_.erase(it);
+      FinishUndo(incident_id, none);
+    } else {
+      ++it;
     }
   }
   for (const auto& id : expired) {

@@ -21,6 +21,7 @@
 #include <vector>
 
 #include "ai/brain.h"
+#include "ai/options.h"
 #include "ai/runbooks.h"
 #include "core/clock.h"
 #include "protocol/wire.h"
@@ -63,8 +64,11 @@ class IncidentManager {
   // ends the incident as timeout and judges its alarm again). With a bus (EnableCluster) they
   // block until the incident's driver has decided (see ApproveAsync): never call them on the
   // bus's thread.
+  // `option` is the 1-based index of the incident's options to run (ai/options.h); out of
+  // range is InvalidArgument naming the range, changing nothing.
   Result<Incident> Approve(const std::string& incident_id, const std::string& actor,
-                           const std::string& action_hash, const std::string& comment);
+                           const std::string& action_hash, const std::string& comment,
+                           size_t option = 1);
   Result<Incident> Reject(const std::string& incident_id, const std::string& actor,
                           const std::string& comment);
   // Stage gates (docs/AUTONOMY.md): approves the gated `step` ("diagnose" or "verify") the
@@ -162,9 +166,31 @@ class IncidentManager {
   using DecisionDone = std::function<void(Result<Incident>)>;
   void ApproveAsync(const std::string& incident_id, const std::string& actor,
                     const std::string& action_hash, const std::string& comment,
-                    DecisionDone done);
+                    DecisionDone done, size_t option = 1);
   void RejectAsync(const std::string& incident_id, const std::string& actor,
                    const std::string& comment, DecisionDone done);
+
+  // Runs the recorded undo of incident `id`'s fix (docs/AUTONOMY.md, "Undo"): the undo action
+  // of the option that ran, sent to its host as a new step of the same incident's timeline
+  // (undo_requested, then undone or undo_failed). FailedPrecondition, changing nothing, when the
+  // incident is open, its fix did not run to success, it has nothing to undo, or an undo was
+  // already requested. Audited (incident.undo, incident.undo_refused). A single server's: with a
+  // bus it answers Unavailable.
+  Result<Incident> Undo(const std::string& incident_id, const std::string& actor);
+
+  // Where log.restore finds what log.archive_truncate archived: the archived file of `host`
+  // named in the fix's result (`location`), checked by the archive itself (its own record of
+  // the host's files and their sha256), never by the host's word. REQUIRES: before serving.
+  struct ArchivedCopy {
+    std::string name;    // the archive's name of the file (<UTC time>-<basename>)
+    std::string sha256;  // as the archive computed it
+    int64_t bytes = 0;
+  };
+  void SetArchiveLookup(
+      std::function<Result<ArchivedCopy>(const std::string& host, const std::string& location)>
+          lookup) {
+    archive_of_ = std::move(lookup);
+  }
 
   // What the other servers post (cluster_relay.h subscribes them). None is posted again.
   // An alarm transition evaluated on another server: an OK verifies a fix driven here; an ALARM
@@ -227,7 +253,7 @@ class IncidentManager {
   // Approve or reject, locally or forwarded (ApproveAsync, RejectAsync).
   void DecideAsync(const std::string& op, const std::string& incident_id,
                    const std::string& actor, const std::string& action_hash,
-                   const std::string& comment, DecisionDone done);
+                   const std::string& comment, DecisionDone done, size_t option = 1);
   // The state of (rule, host) as the cluster saw it last (the latest transition, local or
   // remote), else the local view's. Without a bus: the local view's. REQUIRES: mu_.
   AlarmState AlarmStateOf(const std::string& rule, const std::string& host) const;
@@ -235,10 +261,12 @@ class IncidentManager {
   void HandleOkTransitionLocked(const AlarmTransition& t);
   void PostToCluster(const std::string& kind, const std::string& target, const Json& payload);
   Result<Incident> ApproveLocked(const std::string& incident_id, const std::string& actor,
-                                 const std::string& action_hash, const std::string& comment);
+                                 const std::string& action_hash, const std::string& comment,
+                                 size_t option);
   // Approve / Reject applied by this manager (the incident is driven here, or closed).
   Result<Incident> ApproveHere(const std::string& incident_id, const std::string& actor,
-                               const std::string& action_hash, const std::string& comment);
+                               const std::string& action_hash, const std::string& comment,
+                               size_t option = 1);
   Result<Incident> RejectHere(const std::string& incident_id, const std::string& actor,
                               const std::string& comment);
   void HandleAlarmTransition(const AlarmTransition& t, bool remote);
@@ -266,7 +294,12 @@ class IncidentManager {
   // Queues the brain's work; DispatchDecisions() hands it to `offload_` once mu_ is released.
   void Decide(Active& a);
   void DispatchDecisions();  // REQUIRES: mu_ NOT held.
-  void ApplyDecision(const std::string& incident_id, const ai::Decision& d);
+  void ApplyDecision(const std::string& incident_id, const ai::Decision& d,
+                     const std::vector<ai::FixOption>& options);
+  // The undo command's result: undone or undo_failed on the incident's timeline.
+  void FinishUndo(const std::string& incident_id, const protocol::CommandResult& r);
+  // Writes `next`, a closed incident (no lease: nobody drives it), and announces it.
+  Status SaveClosed(Incident before, Incident next);
   // A decision whose write failed (nothing was sent or recorded; the store may be back later):
   // the incident stays diagnosing and is decided again, from its diagnostics, at a deadline.
   void DecideAgainLater(Active& a);
@@ -336,6 +369,12 @@ class IncidentManager {
   mutable std::mutex mu_;
   std::map<std::string, Active> active_;             // incident id -> state. Guarded by mu_.
   std::map<std::string, std::string> command_owner_;  // command id -> incident id. Guarded.
+  struct PendingUndo {
+    std::string incident_id;
+    SteadyTime deadline;
+  };
+  std::map<std::string, PendingUndo> undo_owner_;  // undo command id -> its incident. Guarded.
+  std::function<Result<ArchivedCopy>(const std::string&, const std::string&)> archive_of_;
   std::vector<ai::DecisionRequest> pending_decisions_;     // Guarded by mu_.
   uint64_t store_errors_ = 0;                                // Guarded by mu_.
 

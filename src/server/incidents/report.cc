@@ -310,13 +310,28 @@ Document BuildDocument(const Incident& inc, const ReportMetric& metric) {
   doc.sections.push_back(MetricSection(inc, metric));
 
   doc.sections.push_back({"Suggested fix", {}, inc.ai_suggestion, "No fix was suggested."});
+  Table options{{"Option", "Action", "Risk", "Effect", "Verified by", "Undo"}, {}};
+  if (const Json* list = inc.action.is_object() && inc.action.contains("options")
+                             ? &inc.action["options"]
+                             : nullptr;
+      list != nullptr && list->is_array()) {
+    const size_t chosen = inc.action.value("option", size_t{0});
+    for (size_t i = 0; i < list->size(); ++i) {
+      const Json& o = (*list)[i];
+      options.rows.push_back({std::to_string(i + 1) + (i + 1 == chosen ? " (approved)" : ""),
+                              StringOr(o, "line"), StringOr(o, "risk"), StringOr(o, "effect"),
+                              StringOr(o, "verify"), StringOr(o, "undo")});
+    }
+  }
+  doc.sections.push_back({"Options", options, "", "No options were offered."});
   doc.sections.push_back({"AI reasoning", {}, inc.ai_reasoning, "No reasoning was recorded."});
   if (inc.ai_usage.is_object() && !inc.ai_usage.empty()) {
     doc.sections.push_back({"AI usage", AiUsageTable(inc.ai_usage), "", ""});
   }
   Table decisions{{"Decision", "By", "At", "Comment"}, {}};
   for (const auto& e : inc.timeline) {
-    if (e.event == "approved" || e.event == "rejected" || e.event == "auto_approved") {
+    if (e.event == "approved" || e.event == "rejected" || e.event == "auto_approved" ||
+        e.event == "option_approved" || e.event == "undo_requested") {
       decisions.rows.push_back({e.event, e.actor, FormatRfc3339(e.timestamp), e.detail});
     }
   }

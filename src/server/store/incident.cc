@@ -114,6 +114,14 @@ Json IncidentToJson(const Incident& inc) {
   if (std::string step = AwaitingStep(inc); !step.empty()) {
     j["awaiting"] = std::move(step);
   }
+  // The fix options (ai/options.h) are kept with the action; the API shows them on their own.
+  j["options"] = Json::array();
+  if (j["action"].is_object() && j["action"].contains("options")) {
+    if (j["action"]["options"].is_array()) {
+      j["options"] = j["action"]["options"];
+    }
+    j["action"].erase("options");
+  }
   return j;
 }
 

@@ -109,6 +109,7 @@ constexpr ExpectedRole kExpectedRoles[] = {
     {"POST", "/api/v1/incidents/{id}/approve", Role::kOperator},
     {"POST", "/api/v1/incidents/{id}/approve-step", Role::kOperator},
     {"POST", "/api/v1/incidents/{id}/reject", Role::kOperator},
+    {"POST", "/api/v1/incidents/{id}/undo", Role::kOperator},
     {"POST", "/api/v1/chaos", Role::kOperator},
     // Admin: settings, hosts' identities, tokens, sign-in codes, the audit log.
     {"PUT", "/api/v1/settings", Role::kAdmin},
@@ -135,6 +136,7 @@ constexpr ExpectedRole kExpectedRoles[] = {
     {"POST", "/agent/v1/archive", Role::kAgent},
     {"PUT", "/agent/v1/archive/{id}", Role::kAgent},
     {"POST", "/agent/v1/archive/{id}/finish", Role::kAgent},
+    {"GET", "/agent/v1/restore/{name}", Role::kAgent},
 };
 
 const ExpectedRole* FindExpectedRole(const std::string& method, const std::string& pattern) {

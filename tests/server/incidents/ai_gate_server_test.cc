@@ -334,7 +334,10 @@ TEST_F(AiGateServerTest, AnAllowlistedAutomaticAlternativeRunsAutomatically) {
   EXPECT_NE(Detail(inc, "auto_approved").find("automatic"), std::string::npos) << inc.dump(2);
 }
 
-TEST_F(AiGateServerTest, AnAlternativeNotMarkedAutomaticWaitsForAHuman) {
+// Declared but not marked automatic, the AI's choice never runs without a human: automatic mode
+// runs the first option policy allows instead (the runbook's fix, option 2), and says so
+// (docs/AUTONOMY.md, "Options").
+TEST_F(AiGateServerTest, AnAlternativeNotMarkedAutomaticNeverRunsAutomatically) {
   Say("process.kill", {{"pattern", "nginx"}, {"signal", "TERM"}});
   ASSERT_NO_FATAL_FAILURE(Start(
       "    alternatives:\n"
@@ -342,11 +345,12 @@ TEST_F(AiGateServerTest, AnAlternativeNotMarkedAutomaticWaitsForAHuman) {
       "hosts:\n"
       "  web-1: {kill_allowlist: [nginx]}\n"));
   const Json inc = BreakNginxAndDecide();
-  EXPECT_EQ(inc.value("status", ""), "pending_approval") << inc.dump(2);
-  EXPECT_EQ(inc.value("ai_suggestion", ""), "process.kill pattern=nginx signal=TERM");
-  EXPECT_EQ(Fixes().size(), 0u);
-  EXPECT_NE(Detail(inc, "awaiting_approval").find("not marked automatic"), std::string::npos)
+  EXPECT_EQ(Fixes(), (std::vector<std::string>{"service.restart service=nginx"})) << inc.dump(2);
+  EXPECT_EQ(inc["options"][0].value("line", ""), "process.kill pattern=nginx signal=TERM");
+  EXPECT_EQ(inc["options"][0].value("automatic", true), false);
+  EXPECT_NE(Detail(inc, "option_chosen").find("not marked automatic"), std::string::npos)
       << inc.dump(2);
+  EXPECT_NE(Detail(inc, "auto_approved").find("(option 2)"), std::string::npos) << inc.dump(2);
 }
 
 }  // namespace

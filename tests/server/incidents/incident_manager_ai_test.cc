@@ -302,7 +302,9 @@ TEST_F(IncidentManagerAiTest, TheAnswersFreeTextCommandIsNeverSentOrKept) {
   }
 }
 
-TEST_F(IncidentManagerAiTest, AllowedShellStillWaitsForAHumanInAutomaticMode) {
+// A raw shell never runs without a human, even allowed: automatic mode runs the first option
+// policy allows instead, the runbook's fix (docs/AUTONOMY.md, "Options").
+TEST_F(IncidentManagerAiTest, AllowedShellNeverRunsAutomatically) {
   std::vector<ai::Runbook> runbooks = ai::DefaultRunbooks();
   ai::ParamConstraint any;
   any.kind = ai::ParamConstraint::Kind::kAny;
@@ -315,10 +317,21 @@ TEST_F(IncidentManagerAiTest, AllowedShellStillWaitsForAHumanInAutomaticMode) {
   Answer(ai::test::Answer("shell", {{"command", "systemctl restart nginx"}}, "plain restart", "low",
                           1.0));
   Incident inc = Diagnose("Nginx-Down-ALB", "nginx: stopped\n");
-  EXPECT_EQ(inc.status, IncidentStatus::kPendingApproval);
-  EXPECT_EQ(sink_.sent.size(), 2u);  // only the diagnostics
-  EXPECT_EQ(inc.timeline.back().event, "awaiting_approval");
-  EXPECT_EQ(inc.timeline.back().detail, "a raw shell action always needs approval");
+  EXPECT_EQ(inc.status, IncidentStatus::kExecuting);
+  ASSERT_EQ(sink_.sent.size(), 3u);  // the diagnostics, then the runbook's fix
+  EXPECT_EQ(sink_.sent.back().second.action, "service.restart");
+  for (const auto& [host, c] : sink_.sent) {
+    EXPECT_NE(c.action, "shell");
+  }
+  bool chosen = false;
+  for (const auto& e : inc.timeline) {
+    if (e.event == "option_chosen") {
+      chosen = true;
+      EXPECT_NE(e.detail.find("a raw shell action always needs approval"), std::string::npos)
+          << e.detail;
+    }
+  }
+  EXPECT_TRUE(chosen);
 }
 
 TEST_F(IncidentManagerAiTest, ProviderDownMeansTheRunbookFix) {

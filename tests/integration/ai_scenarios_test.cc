@@ -52,7 +52,11 @@ test::CannedReply Model(const test::RecordedRequest& request) {
     }
   }
   std::string answer;
-  if (prompt.find("Disk-Critical-ASG") != std::string::npos) {
+  // The alarm line, not any mention: the host's recent changes name earlier incidents too.
+  auto alarm_is = [&prompt](const std::string& name) {
+    return prompt.find("Alarm: " + name + "\n") != std::string::npos;
+  };
+  if (alarm_is("Disk-Critical-ASG")) {
     // The listing follows "$ dir.list path=DIR".
     const std::string marker = "$ dir.list path=";
     const size_t at = prompt.find(marker);
@@ -67,10 +71,10 @@ test::CannedReply Model(const test::RecordedRequest& request) {
         "log.archive_truncate", {{"path", dir + "/" + file.value_or("none")}},
         "fake-model: " + file.value_or("?") + " is the largest file in " + dir +
             "; archive it, then truncate it");
-  } else if (prompt.find("Memory-Exhaustion-ASG") != std::string::npos) {
+  } else if (alarm_is("Memory-Exhaustion-ASG")) {
     answer = ai::test::Answer("process.kill", {{"pattern", "stress-ng"}, {"signal", "TERM"}},
                                       "fake-model: stress-ng holds most of the memory");
-  } else if (prompt.find("Nginx-Down-ALB") != std::string::npos) {
+  } else if (alarm_is("Nginx-Down-ALB")) {
     answer = ai::test::Answer("service.restart", {{"service", "nginx"}},
                                       "fake-model: nginx is not running; restart it");
   } else {

@@ -22,6 +22,7 @@
 #include "core/sha256.h"
 #include "tests/agent/chaos_sandbox.h"
 #include "tests/fakes/subprocess.h"
+#include "tests/integration/demo_fixture.h"
 #include "tests/fakes/temp_dir.h"
 #include "transport/http_client.h"
 
@@ -81,13 +82,10 @@ class UndoTest : public ::testing::Test {
     ASSERT_TRUE(WriteFileAtomic(dir_.File("server.yaml"),
                                 "hosts:\n  web-1: {log_dir: " + mount + "}\n" + runbooks)
                     .has_value());
-    const int port = test::FreePort();
-    url_ = "http://127.0.0.1:" + std::to_string(port);
-    server_ = std::make_unique<test::Subprocess>(
-        std::vector<std::string>{Bin("medic-server"), "--config", dir_.File("server.yaml"),
-                                 "--data-dir", dir_.File("data"), "--listen",
-                                 "127.0.0.1:" + std::to_string(port)},
-        dir_.File("server.log"));
+    url_ = test::StartServerOnPortZero(
+        server_, {"--config", dir_.File("server.yaml"), "--data-dir", dir_.File("data")},
+        dir_.File("data"), dir_.File("server.log"), 15s);
+    ASSERT_FALSE(url_.empty()) << Logs();
     ASSERT_TRUE(Eventually(15s, [&] {
       admin_ = std::string(Trim(ReadFile(dir_.File("data/admin.token")).value_or("")));
       auto r = admin_.empty() ? Result<HttpResponse>(Unavailable("no token"))

@@ -16,6 +16,7 @@
 #include <chrono>
 #include <ctime>
 #include <filesystem>
+#include <memory>
 #include <string>
 #include <thread>
 
@@ -25,6 +26,7 @@
 #include "core/sha256.h"
 #include "tests/agent/chaos_sandbox.h"
 #include "tests/fakes/subprocess.h"
+#include "tests/integration/demo_fixture.h"
 #include "tests/fakes/temp_dir.h"
 #include "transport/http_client.h"
 
@@ -120,12 +122,11 @@ TEST_F(WhatChangedTest, GatedDiagnoseThenAutomaticFixAndTheHostsRecentChanges) {
                               "hosts:\n"
                               "  web-1: {log_dir: " + fs.mount() + "}\n")
                   .has_value());
-  const int port = test::FreePort();
-  url_ = "http://127.0.0.1:" + std::to_string(port);
-  test::Subprocess server({Bin("medic-server"), "--config", dir_.File("server.yaml"),
-                           "--data-dir", dir_.File("data"), "--listen",
-                           "127.0.0.1:" + std::to_string(port)},
-                          dir_.File("server.log"));
+  std::unique_ptr<test::Subprocess> server;
+  url_ = test::StartServerOnPortZero(
+      server, {"--config", dir_.File("server.yaml"), "--data-dir", dir_.File("data")},
+      dir_.File("data"), dir_.File("server.log"), 15s);
+  ASSERT_FALSE(url_.empty()) << Logs();
   ASSERT_TRUE(Eventually(15s, [&] {
     admin_ = std::string(Trim(ReadFile(dir_.File("data/admin.token")).value_or("")));
     auto r = admin_.empty() ? Result<HttpResponse>(Unavailable("no token"))
@@ -238,7 +239,7 @@ TEST_F(WhatChangedTest, GatedDiagnoseThenAutomaticFixAndTheHostsRecentChanges) {
   EXPECT_NE(show.out.find("install nginx-extras:amd64 1.22.1-9"), std::string::npos) << show.out;
 
   agent.SignalAndWait(SIGTERM, 10s);
-  server.SignalAndWait(SIGTERM, 10s);
+  server->SignalAndWait(SIGTERM, 10s);
 }
 
 }  // namespace

@@ -791,11 +791,13 @@ void IncidentManager::ApplyDecision(const std::string& incident_id, const ai::De
                             ai::WhyApproval(dd, rb, false), note);
   };
   std::string autonomy_note;  // set when earned autonomy (or a pin) lets the fix run
+  const std::string why_policy = why;
   why = with_autonomy(d, why, &autonomy_note);
   // Automatic mode runs the first option that policy (and the pair's record) allows
-  // automatically, and only that one.
+  // automatically, and only that one. A first option held back by its pair's record (demoted
+  // or pinned to approval) is not stepped over: a human looks first.
   size_t chosen = 0;
-  if (!why.empty() && !s.automation_paused && !s.approval_mode) {
+  if (!why_policy.empty() && !s.automation_paused && !s.approval_mode) {
     for (size_t i = 1; i < options.size(); ++i) {
       std::string note_i;
       if (with_autonomy(options[i].decision,

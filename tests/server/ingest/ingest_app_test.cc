@@ -314,9 +314,11 @@ TEST_F(IngestAppTest, AnAlertOpensAnIncidentWhoseFixTheResolveVerifies) {
 
   // The runbook's diagnostics, then its fix (approval mode off).
   std::vector<protocol::Command> diag = Poll();
-  ASSERT_EQ(diag.size(), 1u);
+  ASSERT_EQ(diag.size(), 2u);  // the runbook's, then what changed (docs/AUTONOMY.md)
   EXPECT_EQ(diag[0].action, "service.status");
+  EXPECT_EQ(diag[1].action, "host.changes");
   PostResult(diag[0]);
+  PostResult(diag[1]);
   WaitFor(IncidentStatus::kExecuting);
   std::vector<protocol::Command> fix = Poll();
   ASSERT_EQ(fix.size(), 1u);
@@ -392,8 +394,9 @@ TEST_F(IngestAppTest, AResolveBeforeTheFixsResultStillVerifiesIt) {
   ASSERT_EQ(Post(Webhook("firing", Json::array({firing}))).status, 200);
   const Incident opened = WaitFor(IncidentStatus::kDiagnosing);
   std::vector<protocol::Command> diag = Poll();
-  ASSERT_EQ(diag.size(), 1u);
+  ASSERT_EQ(diag.size(), 2u);  // the runbook's, then what changed
   PostResult(diag[0]);
+  PostResult(diag[1]);
   WaitFor(IncidentStatus::kExecuting);
   std::vector<protocol::Command> fix = Poll();
   ASSERT_EQ(fix.size(), 1u);

@@ -193,7 +193,10 @@ std::map<PairKey, PairRecord> ReplayAutonomy(const std::vector<Incident>& incide
     return a.second.incident_id < b.second.incident_id;
   });
   std::map<PairKey, PairRecord> records;
-  for (const auto& [key, o] : all) {
+  for (const auto& entry : all) {
+    // Named, not a structured binding: the lambdas below capture it (clang 14 refuses bindings).
+    const PairKey& key = entry.first;
+    const auto& o = entry.second;
     PairRecord& r = records[key];
     r.alarm = key.first;
     r.action = key.second;

@@ -30,24 +30,10 @@ namespace medic {
 namespace {
 
 using namespace std::chrono_literals;
-using Steady = std::chrono::steady_clock;
 
-std::string Bin(const std::string& name) {
-  const char* dir = std::getenv("MEDIC_BIN_DIR");
-  return std::string(dir != nullptr ? dir : "build/bin") + "/" + name;
-}
-
-template <typename Fn>
-bool Eventually(std::chrono::milliseconds timeout, Fn fn) {
-  const auto deadline = Steady::now() + timeout;
-  while (Steady::now() < deadline) {
-    if (fn()) {
-      return true;
-    }
-    std::this_thread::sleep_for(50ms);
-  }
-  return fn();
-}
+// Bin and Eventually: tests/integration/demo_fixture.h.
+using test::Bin;
+using test::Eventually;
 
 bool Alive(pid_t pid) { return pid > 1 && ::kill(pid, 0) == 0; }
 

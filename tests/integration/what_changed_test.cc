@@ -34,12 +34,10 @@ namespace medic {
 namespace {
 
 using namespace std::chrono_literals;
-using Steady = std::chrono::steady_clock;
 
-std::string Bin(const std::string& name) {
-  const char* dir = std::getenv("MEDIC_BIN_DIR");
-  return std::string(dir != nullptr ? dir : "build/bin") + "/" + name;
-}
+// Bin and Eventually: tests/integration/demo_fixture.h.
+using test::Bin;
+using test::Eventually;
 
 void WriteAt(const std::string& path, const std::string& text, WallTime mtime) {
   std::filesystem::create_directories(std::filesystem::path(path).parent_path());
@@ -71,18 +69,6 @@ class WhatChangedTest : public ::testing::Test {
                                      dir_.File("data/admin.token")};
     argv.insert(argv.end(), args.begin(), args.end());
     return test::Run(argv);
-  }
-  // Polls `pred` every 50 ms until it holds or `bound` passes.
-  template <typename Pred>
-  bool Eventually(std::chrono::milliseconds bound, Pred pred) {
-    const auto deadline = Steady::now() + bound;
-    while (Steady::now() < deadline) {
-      if (pred()) {
-        return true;
-      }
-      std::this_thread::sleep_for(50ms);
-    }
-    return pred();
   }
   std::string Logs() {
     return "server:\n" + ReadFileTail(dir_.File("server.log"), 3000).value_or("") +
